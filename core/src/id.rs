@@ -1,0 +1,249 @@
+//! Typed, unguessable identifiers, and the source they are drawn from.
+//!
+//! Every id is 64 random bits (never a counter) behind a type of its own, so a
+//! `TripId` can never be passed where a `UserId` is expected. Rendered for people
+//! and JSON as a type prefix plus 16 lowercase hex digits (`trp_9f3a1c2b4d5e6f70`);
+//! stored in binary formats (the WAL) as the bare `u64`.
+//!
+//! Ids are drawn by the writer thread from an [`IdSource`] *before* a command is
+//! applied and are recorded in the command itself, so replaying a log never draws
+//! an id again and reproduces the state exactly.
+
+use std::fmt;
+use std::num::NonZeroU64;
+use std::str::FromStr;
+
+use rand::rngs::StdRng;
+use rand::{RngCore, SeedableRng};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Why a rendered id could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{input}` is not a valid {kind} id (expected `{prefix}` followed by 16 lowercase hex digits)"
+)]
+pub struct ParseIdError {
+    kind: &'static str,
+    prefix: &'static str,
+    input: String,
+}
+
+macro_rules! typed_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(NonZeroU64);
+
+        impl $name {
+            /// The prefix of the rendered form.
+            pub const PREFIX: &'static str = $prefix;
+
+            /// The id with this raw value; `None` for zero, which is never an id.
+            pub const fn from_raw(raw: u64) -> Option<Self> {
+                match NonZeroU64::new(raw) {
+                    Some(v) => Some(Self(v)),
+                    None => None,
+                }
+            }
+
+            /// The raw 64-bit value (what the WAL stores).
+            pub const fn raw(self) -> u64 {
+                self.0.get()
+            }
+
+            /// A fresh id from `ids`.
+            pub fn generate(ids: &mut dyn IdSource) -> Self {
+                loop {
+                    if let Some(id) = Self::from_raw(ids.next_u64()) {
+                        return id;
+                    }
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}{:016x}", $prefix, self.0.get())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                parse_prefixed(s, $prefix)
+                    .and_then(Self::from_raw)
+                    .ok_or_else(|| ParseIdError { kind: $kind, prefix: $prefix, input: truncate(s) })
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                if serializer.is_human_readable() {
+                    serializer.collect_str(self)
+                } else {
+                    serializer.serialize_u64(self.0.get())
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct V;
+                impl Visitor<'_> for V {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        write!(f, "a {} id", $kind)
+                    }
+                    fn visit_str<E: de::Error>(self, v: &str) -> Result<$name, E> {
+                        v.parse().map_err(E::custom)
+                    }
+                    fn visit_u64<E: de::Error>(self, v: u64) -> Result<$name, E> {
+                        $name::from_raw(v).ok_or_else(|| E::custom("an id is never zero"))
+                    }
+                }
+                if deserializer.is_human_readable() {
+                    deserializer.deserialize_str(V)
+                } else {
+                    deserializer.deserialize_u64(V)
+                }
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// A user: rider, driver or staff (`usr_…`).
+    UserId, "usr_", "user"
+);
+typed_id!(
+    /// A trip (`trp_…`).
+    TripId, "trp_", "trip"
+);
+typed_id!(
+    /// A zone (`zon_…`).
+    ZoneId, "zon_", "zone"
+);
+typed_id!(
+    /// A driver's bid on a bidding trip (`bid_…`).
+    BidId, "bid_", "bid"
+);
+typed_id!(
+    /// A coupon (`cpn_…`).
+    CouponId, "cpn_", "coupon"
+);
+typed_id!(
+    /// A ledger transfer (`txf_…`).
+    TransferId, "txf_", "transfer"
+);
+typed_id!(
+    /// A safety (SOS) alert (`alr_…`).
+    AlertId, "alr_", "alert"
+);
+
+fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
+    let hex = s.strip_prefix(prefix)?;
+    if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+/// Bad input is echoed in errors, but never more than a line of it.
+fn truncate(s: &str) -> String {
+    s.chars().take(40).collect()
+}
+
+/// Where fresh ids and other random values (pickup codes) come from.
+///
+/// The engine owns one and draws from it on the writer thread only, so a seeded
+/// source plus the same commands in the same order gives the same ids.
+pub trait IdSource: Send + 'static {
+    /// The next 64 random bits.
+    fn next_u64(&mut self) -> u64;
+}
+
+/// The production and test id source: a ChaCha-based CSPRNG ([`StdRng`]), seeded
+/// from the operating system (unguessable ids) or from a number (reproducible tests).
+pub struct RandomIds(StdRng);
+
+impl RandomIds {
+    /// Seeded from the operating system's entropy: ids cannot be guessed.
+    pub fn from_os() -> Self {
+        Self(StdRng::from_os_rng())
+    }
+
+    /// Seeded from `seed`: the same sequence every run. For tests and simulations only.
+    pub fn seeded(seed: u64) -> Self {
+        Self(StdRng::seed_from_u64(seed))
+    }
+}
+
+impl IdSource for RandomIds {
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_and_parses_with_prefix() {
+        let id = TripId::from_raw(0x9f3a_1c2b_4d5e_6f70).unwrap();
+        assert_eq!(id.to_string(), "trp_9f3a1c2b4d5e6f70");
+        assert_eq!("trp_9f3a1c2b4d5e6f70".parse::<TripId>(), Ok(id));
+    }
+
+    #[test]
+    fn rejects_wrong_prefix_case_length_and_zero() {
+        for bad in [
+            "usr_9f3a1c2b4d5e6f70",
+            "trp_9F3A1C2B4D5E6F70",
+            "trp_9f3a",
+            "trp_0000000000000000",
+            "trp_9f3a1c2b4d5e6f7g",
+            "",
+            "trp_+f3a1c2b4d5e6f70",
+        ] {
+            assert!(bad.parse::<TripId>().is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn json_is_the_string_and_binary_is_the_number() {
+        let id = UserId::from_raw(42).unwrap();
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            "\"usr_000000000000002a\""
+        );
+        let bytes = postcard::to_allocvec(&id).unwrap();
+        assert_eq!(bytes, vec![42]);
+        assert_eq!(postcard::from_bytes::<UserId>(&bytes).unwrap(), id);
+        assert!(serde_json::from_str::<UserId>("\"trp_000000000000002a\"").is_err());
+    }
+
+    #[test]
+    fn seeded_sources_repeat_and_os_sources_differ() {
+        let a: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(RandomIds::seeded(7), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(RandomIds::seeded(7), |r, _| Some(r.next_u64()))
+            .collect();
+        assert_eq!(a, b);
+        assert_ne!(
+            RandomIds::from_os().next_u64(),
+            RandomIds::from_os().next_u64()
+        );
+    }
+}
