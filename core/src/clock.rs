@@ -120,10 +120,7 @@ mod tests {
 
     #[test]
     fn arithmetic_saturates() {
-        assert_eq!(
-            Timestamp::from_millis(i64::MAX).plus_secs(10),
-            Timestamp::from_millis(i64::MAX)
-        );
+        assert_eq!(Timestamp::from_millis(i64::MAX).plus_secs(10), Timestamp::from_millis(i64::MAX));
         assert_eq!(Timestamp::from_millis(-1).as_secs(), -1);
     }
 }

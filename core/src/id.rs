@@ -20,9 +20,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// Why a rendered id could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "`{input}` is not a valid {kind} id (expected `{prefix}` followed by 16 lowercase hex digits)"
-)]
+#[error("`{input}` is not a valid {kind} id (expected `{prefix}` followed by 16 lowercase hex digits)")]
 pub struct ParseIdError {
     kind: &'static str,
     prefix: &'static str,
@@ -220,10 +218,7 @@ mod tests {
     #[test]
     fn json_is_the_string_and_binary_is_the_number() {
         let id = UserId::from_raw(42).unwrap();
-        assert_eq!(
-            serde_json::to_string(&id).unwrap(),
-            "\"usr_000000000000002a\""
-        );
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"usr_000000000000002a\"");
         let bytes = postcard::to_allocvec(&id).unwrap();
         assert_eq!(bytes, vec![42]);
         assert_eq!(postcard::from_bytes::<UserId>(&bytes).unwrap(), id);
@@ -232,18 +227,9 @@ mod tests {
 
     #[test]
     fn seeded_sources_repeat_and_os_sources_differ() {
-        let a: Vec<u64> = (0..4)
-            .map(|_| 0)
-            .scan(RandomIds::seeded(7), |r, _| Some(r.next_u64()))
-            .collect();
-        let b: Vec<u64> = (0..4)
-            .map(|_| 0)
-            .scan(RandomIds::seeded(7), |r, _| Some(r.next_u64()))
-            .collect();
+        let a: Vec<u64> = (0..4).map(|_| 0).scan(RandomIds::seeded(7), |r, _| Some(r.next_u64())).collect();
+        let b: Vec<u64> = (0..4).map(|_| 0).scan(RandomIds::seeded(7), |r, _| Some(r.next_u64())).collect();
         assert_eq!(a, b);
-        assert_ne!(
-            RandomIds::from_os().next_u64(),
-            RandomIds::from_os().next_u64()
-        );
+        assert_ne!(RandomIds::from_os().next_u64(), RandomIds::from_os().next_u64());
     }
 }

@@ -2,13 +2,81 @@
 //!
 //! The domain and the engine of dispatch: no sockets, no HTTP, no files.
 //!
+//! Every change to the world is a [`Command`], applied by one writer thread in
+//! order ([`Engine`]); [`apply`] is a pure function of the state, the command and
+//! the instant, so the command log *is* the state. Readers see a [`View`] of the
+//! last durable batch and never wait on the writer.
+//!
 //! ## Layout
-//! - [`id`], [`clock`], [`money`], [`geo`]: the vocabulary (typed ids, injected
-//!   time, integer money, validated coordinates).
+//! - [`engine`]: the writer thread, the bounded queue, batching, the typed API.
+//! - [`state`]: the live world and [`apply`], with the cross-entity invariants.
+//! - [`command`]: every command, the actor who sends it, outcomes and events.
+//! - [`trip`]: the trip record and its state machine; [`driver`]: availability.
+//! - [`view`]: what readers see.
+//! - [`user`]: users, roles, vehicles and categories.
+//! - [`id`], [`clock`], [`money`], [`geo`]: typed ids, injected time, integer
+//!   money, validated coordinates and great-circle distance.
+//! - [`error`]: the one error type, with the API's error codes.
+//!
+//! ## Example
+//!
+//! ```
+//! use dispatch_core::clock::{ManualClock, Timestamp};
+//! use dispatch_core::*;
+//!
+//! let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+//! let engine = Engine::open(EngineConfig::default().with_clock(clock).with_ids(RandomIds::seeded(1)))?;
+//! let car = Vehicle { category: Category::new("economy")?, plate: "ABC 123".into() };
+//! let driver = engine.create_user(Actor::Admin, NewUser {
+//!     id: None, role: Role::Driver, name: "Omar".into(), phone: "+201000000001".into(), vehicle: Some(car),
+//! })?;
+//! let rider = engine.create_user(Actor::Admin, NewUser {
+//!     id: None, role: Role::Rider, name: "Amal".into(), phone: "+201000000002".into(), vehicle: None,
+//! })?;
+//! let here = LatLng::new(30.0444, 31.2357)?;
+//! engine.set_driver_status(driver.id, true, Some(here))?;
+//!
+//! let trip = engine.create_trip(rider.id, NewTrip {
+//!     id: None, pickup_code: None, kind: TripKind::Ride,
+//!     pickup: Place::at(here), dropoff: Place::at(LatLng::new(30.06, 31.25)?),
+//!     category: Category::new("economy")?, parcel: None, payment_method: PaymentMethod::Cash,
+//!     quote: Quote { currency: "EGP".parse()?, estimate_minor: 6704, surge_bps: 10_000, discount_minor: 0 },
+//! })?;
+//! assert_eq!(engine.offers_for(driver.id).len(), 1, "the nearby driver is offered the trip");
+//!
+//! let trip = engine.accept(driver.id, trip.id)?;
+//! assert_eq!(trip.status, TripStatus::Accepted);
+//! engine.arrived(driver.id, trip.id)?;
+//! engine.start(driver.id, trip.id, &trip.pickup_code.to_string())?;
+//! let done = engine.complete(driver.id, trip.id, Some(8_230))?;
+//! assert_eq!(done.status, TripStatus::Completed);
+//! engine.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod command;
+pub mod driver;
+pub mod engine;
+pub mod error;
 pub mod geo;
 pub mod id;
 pub mod money;
+pub mod state;
+pub mod trip;
+pub mod user;
+pub mod view;
+
+pub use command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome, Quote};
+pub use driver::{Availability, Driver};
+pub use engine::{Engine, EngineConfig, Record, replay};
+pub use error::{Error, Result};
+pub use geo::LatLng;
+pub use id::{IdSource, RandomIds, TripId, UserId};
+pub use money::{Currency, Money};
+pub use state::{State, apply};
+pub use trip::{OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus, WithdrawReason};
+pub use user::{Category, Role, User, Vehicle};
+pub use view::View;

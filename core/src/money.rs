@@ -75,10 +75,7 @@ impl Currency {
 
     /// Digits after the decimal point of one major unit (2 for EGP: 100 piastres).
     pub fn exponent(&self) -> u8 {
-        EXPONENTS
-            .iter()
-            .find(|(code, _)| **code == self.0)
-            .map_or(2, |&(_, e)| e)
+        EXPONENTS.iter().find(|(code, _)| **code == self.0).map_or(2, |&(_, e)| e)
     }
 }
 
@@ -126,44 +123,26 @@ pub struct Money {
 impl Money {
     /// `amount_minor` of `currency`.
     pub const fn new(amount_minor: i64, currency: Currency) -> Self {
-        Self {
-            amount_minor,
-            currency,
-        }
+        Self { amount_minor, currency }
     }
 
     /// Zero of `currency`.
     pub const fn zero(currency: Currency) -> Self {
-        Self {
-            amount_minor: 0,
-            currency,
-        }
+        Self { amount_minor: 0, currency }
     }
 
     /// `self + other`, refusing mixed currencies and overflow.
     pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let amount_minor = self
-            .amount_minor
-            .checked_add(other.amount_minor)
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            amount_minor,
-            ..self
-        })
+        let amount_minor = self.amount_minor.checked_add(other.amount_minor).ok_or(MoneyError::Overflow)?;
+        Ok(Money { amount_minor, ..self })
     }
 
     /// `self - other`, refusing mixed currencies and overflow.
     pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let amount_minor = self
-            .amount_minor
-            .checked_sub(other.amount_minor)
-            .ok_or(MoneyError::Overflow)?;
-        Ok(Money {
-            amount_minor,
-            ..self
-        })
+        let amount_minor = self.amount_minor.checked_sub(other.amount_minor).ok_or(MoneyError::Overflow)?;
+        Ok(Money { amount_minor, ..self })
     }
 
     fn same_currency(self, other: Money) -> Result<(), MoneyError> {
@@ -191,14 +170,7 @@ impl fmt::Display for Money {
         let scale = 10u64.pow(e);
         let sign = if self.amount_minor < 0 { "-" } else { "" };
         let abs = self.amount_minor.unsigned_abs();
-        write!(
-            f,
-            "{sign}{}.{:0width$} {}",
-            abs / scale,
-            abs % scale,
-            self.currency,
-            width = e as usize
-        )
+        write!(f, "{sign}{}.{:0width$} {}", abs / scale, abs % scale, self.currency, width = e as usize)
     }
 }
 
@@ -227,36 +199,24 @@ mod tests {
         assert_eq!(Money::new(-5, c("EGP")).to_string(), "-0.05 EGP");
         assert_eq!(Money::new(1200, c("JPY")).to_string(), "1200 JPY");
         assert_eq!(Money::new(1, c("KWD")).to_string(), "0.001 KWD");
-        assert_eq!(
-            Money::new(i64::MIN, c("EGP")).to_string(),
-            "-92233720368547758.08 EGP"
-        );
+        assert_eq!(Money::new(i64::MIN, c("EGP")).to_string(), "-92233720368547758.08 EGP");
     }
 
     #[test]
     fn arithmetic_is_checked() {
         let a = Money::new(i64::MAX, c("EGP"));
-        assert_eq!(
-            a.checked_add(Money::new(1, c("EGP"))),
-            Err(MoneyError::Overflow)
-        );
+        assert_eq!(a.checked_add(Money::new(1, c("EGP"))), Err(MoneyError::Overflow));
         assert!(matches!(
             Money::new(1, c("EGP")).checked_add(Money::new(1, c("USD"))),
             Err(MoneyError::CurrencyMismatch(..))
         ));
-        assert_eq!(
-            Money::new(5, c("EGP")).checked_sub(Money::new(7, c("EGP"))),
-            Ok(Money::new(-2, c("EGP")))
-        );
+        assert_eq!(Money::new(5, c("EGP")).checked_sub(Money::new(7, c("EGP"))), Ok(Money::new(-2, c("EGP"))));
     }
 
     #[test]
     fn json_shape_matches_the_api() {
         let m = Money::new(4550, c("EGP"));
-        assert_eq!(
-            serde_json::to_string(&m).unwrap(),
-            r#"{"amount_minor":4550,"currency":"EGP"}"#
-        );
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"amount_minor":4550,"currency":"EGP"}"#);
         assert!(serde_json::from_str::<Money>(r#"{"amount_minor":1,"currency":"eg"}"#).is_err());
     }
 }

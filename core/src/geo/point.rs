@@ -7,9 +7,7 @@ pub const EARTH_RADIUS_M: f64 = 6_371_008.8;
 
 /// Why a coordinate was refused (HTTP `400 invalid_coordinates`).
 #[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
-#[error(
-    "invalid coordinates: lat {lat}, lng {lng} (need finite values with -90 <= lat <= 90 and -180 <= lng <= 180)"
-)]
+#[error("invalid coordinates: lat {lat}, lng {lng} (need finite values with -90 <= lat <= 90 and -180 <= lng <= 180)")]
 pub struct CoordinateError {
     /// The latitude given.
     pub lat: f64,
@@ -27,11 +25,7 @@ pub struct LatLng {
 impl LatLng {
     /// The position, if `lat` and `lng` are finite and `-90 ≤ lat ≤ 90`, `-180 ≤ lng ≤ 180`.
     pub fn new(lat: f64, lng: f64) -> Result<Self, CoordinateError> {
-        if lat.is_finite()
-            && lng.is_finite()
-            && (-90.0..=90.0).contains(&lat)
-            && (-180.0..=180.0).contains(&lng)
-        {
+        if lat.is_finite() && lng.is_finite() && (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lng) {
             Ok(Self { lat, lng })
         } else {
             Err(CoordinateError { lat, lng })
@@ -85,13 +79,7 @@ mod tests {
         assert!(LatLng::new(30.0444, 31.2357).is_ok());
         assert!(LatLng::new(90.0, 180.0).is_ok());
         assert!(LatLng::new(-90.0, -180.0).is_ok());
-        for (lat, lng) in [
-            (90.0001, 0.0),
-            (0.0, 180.5),
-            (f64::NAN, 0.0),
-            (0.0, f64::INFINITY),
-            (-91.0, 0.0),
-        ] {
+        for (lat, lng) in [(90.0001, 0.0), (0.0, 180.5), (f64::NAN, 0.0), (0.0, f64::INFINITY), (-91.0, 0.0)] {
             assert!(LatLng::new(lat, lng).is_err(), "{lat},{lng}");
         }
     }
@@ -100,32 +88,17 @@ mod tests {
     fn deserializing_validates() {
         assert!(serde_json::from_str::<LatLng>(r#"{"lat":91,"lng":0}"#).is_err());
         assert!(serde_json::from_str::<LatLng>(r#"{"lat":1,"lng":2,"x":3}"#).is_err());
-        assert_eq!(
-            serde_json::from_str::<LatLng>(r#"{"lat":1,"lng":2}"#).unwrap(),
-            LatLng::new(1.0, 2.0).unwrap()
-        );
+        assert_eq!(serde_json::from_str::<LatLng>(r#"{"lat":1,"lng":2}"#).unwrap(), LatLng::new(1.0, 2.0).unwrap());
     }
 
     #[test]
     fn haversine_known_distances() {
         // One degree of latitude on this sphere: 2πR/360.
-        let d = haversine_m(
-            LatLng::new(0.0, 0.0).unwrap(),
-            LatLng::new(1.0, 0.0).unwrap(),
-        );
+        let d = haversine_m(LatLng::new(0.0, 0.0).unwrap(), LatLng::new(1.0, 0.0).unwrap());
         assert!((d - 111_195.08).abs() < 0.1, "{d}");
         // Across the antimeridian the short way round.
-        let d = haversine_m(
-            LatLng::new(0.0, 179.5).unwrap(),
-            LatLng::new(0.0, -179.5).unwrap(),
-        );
+        let d = haversine_m(LatLng::new(0.0, 179.5).unwrap(), LatLng::new(0.0, -179.5).unwrap());
         assert!((d - 111_195.08).abs() < 0.1, "{d}");
-        assert_eq!(
-            haversine_m(
-                LatLng::new(10.0, 10.0).unwrap(),
-                LatLng::new(10.0, 10.0).unwrap()
-            ),
-            0.0
-        );
+        assert_eq!(haversine_m(LatLng::new(10.0, 10.0).unwrap(), LatLng::new(10.0, 10.0).unwrap()), 0.0);
     }
 }

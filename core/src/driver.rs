@@ -1,0 +1,105 @@
+//! A driver's live state: availability, position, open offers, socket presence.
+//!
+//! ```text
+//! offline ──go online──▶ available ──accept──▶ on_trip
+//!    ▲                     │   ▲                  │
+//!    └────go offline───────┘   └──complete / cancel┘
+//! ```
+//!
+//! Invariant (checked by [`crate::State::check_invariants`]): a driver is `on_trip`
+//! exactly when it has a current trip, and that trip names it as its driver.
+//! Going offline with a trip is refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::geo::LatLng;
+use crate::id::{TripId, UserId};
+use crate::user::Category;
+
+/// Whether a driver can be offered trips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    /// Not working.
+    Offline,
+    /// Working, free, can be offered trips.
+    Available,
+    /// On a trip.
+    OnTrip,
+}
+
+impl Availability {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Offline => "offline",
+            Availability::Available => "available",
+            Availability::OnTrip => "on_trip",
+        }
+    }
+}
+
+/// A position report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Fix {
+    /// Where.
+    pub point: LatLng,
+    /// When the engine took it (its clock, not the phone's).
+    pub at: Timestamp,
+    /// Heading in degrees from north, if the phone knows.
+    pub heading_deg: Option<f32>,
+    /// Speed, if the phone knows.
+    pub speed_mps: Option<f32>,
+}
+
+/// Most trips one driver may have offers from at once; bounds a driver's record.
+pub const MAX_PENDING_OFFERS: usize = 16;
+
+/// A driver's live record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Driver {
+    /// The driver's user id.
+    pub id: UserId,
+    /// The category the driver's vehicle is dispatched in.
+    pub category: Category,
+    /// Whether the driver can be offered trips.
+    pub availability: Availability,
+    /// The trip the driver is on, exactly while `on_trip`.
+    pub trip_id: Option<TripId>,
+    /// The last position, if any was reported.
+    pub fix: Option<Fix>,
+    /// Trips whose offers to this driver await an answer (at most [`MAX_PENDING_OFFERS`]).
+    pub pending_offers: Vec<TripId>,
+    /// Socket presence: `None` for drivers who never used the socket, else whether
+    /// it is connected now and since when.
+    pub connected: Option<(bool, Timestamp)>,
+    /// Suspended by staff: offline and may not go online.
+    pub suspended: bool,
+}
+
+impl Driver {
+    /// A new, offline driver.
+    pub fn new(id: UserId, category: Category) -> Self {
+        Self {
+            id,
+            category,
+            availability: Availability::Offline,
+            trip_id: None,
+            fix: None,
+            pending_offers: Vec::new(),
+            connected: None,
+            suspended: false,
+        }
+    }
+
+    /// Whether the last position is no older than `stale_s` at `now`.
+    pub fn has_fresh_fix(&self, now: Timestamp, stale_s: u32) -> bool {
+        self.fix.is_some_and(|f| now.millis_since(f.at) <= i64::from(stale_s) * 1000)
+    }
+
+    /// Whether a socket user's socket is gone (drivers who never connected are not "gone").
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self.connected, Some((false, _)))
+    }
+}

@@ -1,0 +1,470 @@
+//! The engine: one writer thread that owns the state, fed by a bounded queue.
+//!
+//! Every change is a [`Command`] sent to the writer, which takes commands in
+//! batches, applies each with [`apply`](crate::state::apply), makes the batch
+//! durable, publishes it to the [`View`], hands its events to subscribers, and
+//! only then answers the callers. Two drivers accepting one trip are two commands
+//! in a queue: the second sees the first and is refused. There is no lock to
+//! forget and no check-then-act window.
+//!
+//! Bounds: the queue holds at most [`EngineConfig::queue_capacity`] commands; a
+//! full queue answers [`Error::Overloaded`] at once instead of growing. A batch
+//! holds at most [`EngineConfig::max_batch`] commands.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::{Mutex, RwLock};
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
+use crate::driver::Driver;
+use crate::error::{Error, Result};
+use crate::geo::LatLng;
+use crate::id::{IdSource, RandomIds, TripId, UserId};
+use crate::state::{Effects, State, apply};
+use crate::trip::Trip;
+use crate::user::User;
+use crate::view::View;
+
+/// How an engine is set up.
+pub struct EngineConfig {
+    /// The rules of dispatch (logged as a command when they differ from the state's).
+    pub rules: DispatchRules,
+    /// Commands the queue holds before callers are told `Overloaded`.
+    pub queue_capacity: usize,
+    /// Most commands applied and made durable together.
+    pub max_batch: usize,
+    /// How often an idle writer wakes to fire due deadlines.
+    pub idle_wakeup: Duration,
+    /// Where time comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Where ids come from.
+    pub ids: Box<dyn IdSource>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            rules: DispatchRules::default(),
+            queue_capacity: 65_536,
+            max_batch: 4_096,
+            idle_wakeup: Duration::from_millis(100),
+            clock: Arc::new(SystemClock),
+            ids: Box::new(RandomIds::from_os()),
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Uses `clock` for time (a [`crate::clock::ManualClock`] in tests).
+    pub fn with_clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Uses `ids` for ids (a seeded [`RandomIds`] in tests).
+    pub fn with_ids(mut self, ids: impl IdSource) -> Self {
+        self.ids = Box::new(ids);
+        self
+    }
+
+    /// Uses these dispatch rules.
+    pub fn with_rules(mut self, rules: DispatchRules) -> Self {
+        self.rules = rules;
+        self
+    }
+}
+
+/// A stamped command as the log records it: everything `apply` needs to repeat it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    /// The writer's clock when it applied the command.
+    pub at: Timestamp,
+    /// Who sent it.
+    pub actor: Actor,
+    /// The command, with its ids filled in.
+    pub command: Command,
+}
+
+/// Replays `records` onto `state`. Records were all accepted once, so a refusal
+/// now means the log and the code disagree: that is reported, never skipped.
+pub fn replay<'a>(state: &mut State, records: impl IntoIterator<Item = &'a Record>) -> Result<()> {
+    let mut fx = Effects::default();
+    for (i, r) in records.into_iter().enumerate() {
+        apply(state, r.actor, &r.command, r.at, &mut fx)
+            .map_err(|e| Error::Internal(format!("replay of record {i} ({}) was refused: {e}", r.command.name())))?;
+        fx.clear();
+    }
+    Ok(())
+}
+
+type Reply = Box<dyn FnOnce(Result<Outcome>) + Send>;
+
+struct Request {
+    actor: Actor,
+    command: Command,
+    reply: Reply,
+}
+
+enum Msg {
+    Command(Box<Request>),
+    Shutdown,
+}
+
+/// Counters the writer keeps for operators (read with relaxed ordering).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Commands applied.
+    pub applied: AtomicU64,
+    /// Commands refused by the state machine.
+    pub refused: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Commands answered `Overloaded` because the queue was full.
+    pub overloaded: AtomicU64,
+    /// Size of the last batch.
+    pub last_batch: AtomicU64,
+}
+
+struct Shared {
+    /// What readers see; written only by the writer, after durability.
+    view: RwLock<View>,
+    /// Event subscribers (the gateway, the outbox). A subscriber whose buffer is
+    /// full is dropped rather than allowed to stall the writer.
+    subscribers: Mutex<Vec<Sender<Arc<[Event]>>>>,
+    stats: Stats,
+}
+
+/// The dispatch engine. Cheap to share: put it in an `Arc`; every method takes `&self`.
+///
+/// ```
+/// use dispatch_core::{Engine, EngineConfig, NewUser, Role, Actor};
+///
+/// let engine = Engine::open(EngineConfig::default())?;
+/// let rider = engine.create_user(Actor::Admin, NewUser {
+///     id: None, role: Role::Rider, name: "Amal".into(), phone: "+201001234567".into(), vehicle: None,
+/// })?;
+/// assert_eq!(engine.user(rider.id).map(|u| u.name.clone()), Some("Amal".to_string()));
+/// engine.shutdown()?;
+/// # Ok::<(), dispatch_core::Error>(())
+/// ```
+pub struct Engine {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<State>>>,
+}
+
+impl Engine {
+    /// Starts an engine with an empty state.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        Self::open_with_state(config, State::default())
+    }
+
+    /// Starts an engine over `state` (recovered from a log, or built by a test).
+    pub fn open_with_state(config: EngineConfig, mut state: State) -> Result<Engine> {
+        config.rules.validate()?;
+        if config.queue_capacity == 0 || config.max_batch == 0 {
+            return Err(Error::Invalid("queue_capacity and max_batch must be positive".into()));
+        }
+        state.check_invariants().map_err(|e| Error::Internal(format!("refusing to start on a broken state: {e}")))?;
+        let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let shared = Arc::new(Shared {
+            view: RwLock::new(View::of(&state)),
+            subscribers: Mutex::new(Vec::new()),
+            stats: Stats::default(),
+        });
+        let mut writer = Writer {
+            state: std::mem::take(&mut state),
+            rx,
+            shared: Arc::clone(&shared),
+            clock: config.clock,
+            ids: config.ids,
+            max_batch: config.max_batch,
+            idle_wakeup: config.idle_wakeup,
+            fx: Effects::default(),
+            replies: Vec::new(),
+        };
+        if writer.state.rules() != &config.rules {
+            writer.apply_one(Actor::System, Command::SetRules(config.rules), None);
+            writer.commit();
+        }
+        let handle = std::thread::Builder::new()
+            .name("dispatch-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
+        Ok(Engine { tx, shared, writer: Mutex::new(Some(handle)) })
+    }
+
+    /// Sends `command` as `actor` and waits for its outcome, which arrives only
+    /// after the command is durable (location updates excepted).
+    pub fn submit(&self, actor: Actor, command: Command) -> Result<Outcome> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.submit_with(actor, command, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| Error::ShutDown)?
+    }
+
+    /// Sends `command` without waiting: `reply` is called on the writer thread
+    /// with the outcome (keep it short — hand the result to a channel). Returns
+    /// `Overloaded` at once if the queue is full, `ShutDown` after shutdown.
+    pub fn submit_with(
+        &self,
+        actor: Actor,
+        command: Command,
+        reply: impl FnOnce(Result<Outcome>) + Send + 'static,
+    ) -> Result<()> {
+        let msg = Msg::Command(Box::new(Request { actor, command, reply: Box::new(reply) }));
+        match self.tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.shared.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+                Err(Error::Overloaded)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(Error::ShutDown),
+        }
+    }
+
+    /// Creates a user (as an admin, or the system for sign-up by OTP).
+    pub fn create_user(&self, actor: Actor, user: NewUser) -> Result<Arc<User>> {
+        match self.submit(actor, Command::CreateUser(user))? {
+            Outcome::User(u) => Ok(u),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A driver goes online (optionally reporting a position) or offline.
+    pub fn set_driver_status(&self, driver: UserId, online: bool, location: Option<LatLng>) -> Result<Arc<Driver>> {
+        match self.submit(Actor::User(driver), Command::SetDriverStatus { online, location })? {
+            Outcome::Driver(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A driver's position. The one command answered before it is durable: a
+    /// position is re-sent every few seconds, so a crash loses at most the last
+    /// one, and drivers do not wait for an fsync per position.
+    pub fn update_location(&self, driver: UserId, report: LocationReport) -> Result<()> {
+        self.submit(Actor::User(driver), Command::UpdateLocation(report)).map(|_| ())
+    }
+
+    /// A rider asks for a trip; it is offered to the nearest eligible drivers at once.
+    pub fn create_trip(&self, rider: UserId, trip: NewTrip) -> Result<Arc<Trip>> {
+        self.trip_command(Actor::User(rider), Command::CreateTrip(trip))
+    }
+
+    /// An offered driver takes the trip.
+    pub fn accept(&self, driver: UserId, trip_id: TripId) -> Result<Arc<Trip>> {
+        self.trip_command(Actor::User(driver), Command::AcceptTrip { trip_id })
+    }
+
+    /// An offered driver declines.
+    pub fn decline(&self, driver: UserId, trip_id: TripId) -> Result<()> {
+        self.submit(Actor::User(driver), Command::DeclineTrip { trip_id }).map(|_| ())
+    }
+
+    /// The assigned driver is at the pickup.
+    pub fn arrived(&self, driver: UserId, trip_id: TripId) -> Result<Arc<Trip>> {
+        self.trip_command(Actor::User(driver), Command::DriverArrived { trip_id })
+    }
+
+    /// The assigned driver starts the ride with the rider's pickup code.
+    pub fn start(&self, driver: UserId, trip_id: TripId, pickup_code: &str) -> Result<Arc<Trip>> {
+        self.trip_command(Actor::User(driver), Command::StartTrip { trip_id, pickup_code: pickup_code.to_owned() })
+    }
+
+    /// The assigned driver completes the ride.
+    pub fn complete(&self, driver: UserId, trip_id: TripId, distance_m: Option<u32>) -> Result<Arc<Trip>> {
+        self.trip_command(Actor::User(driver), Command::CompleteTrip { trip_id, distance_m, dropoff: None })
+    }
+
+    /// Cancels a trip: its rider or staff (terminal) or its assigned driver (back to searching).
+    pub fn cancel(&self, actor: Actor, trip_id: TripId, reason: &str) -> Result<Arc<Trip>> {
+        self.trip_command(actor, Command::CancelTrip { trip_id, reason: reason.to_owned() })
+    }
+
+    /// Fires every deadline due now (the writer also does this by itself when idle).
+    pub fn tick(&self) -> Result<()> {
+        self.submit(Actor::System, Command::Tick).map(|_| ())
+    }
+
+    fn trip_command(&self, actor: Actor, command: Command) -> Result<Arc<Trip>> {
+        match self.submit(actor, command)? {
+            Outcome::Trip(t) => Ok(t),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A trip, as of the last durable batch.
+    pub fn trip(&self, id: TripId) -> Option<Arc<Trip>> {
+        self.shared.view.read().trip(id).cloned()
+    }
+
+    /// A user, as of the last durable batch.
+    pub fn user(&self, id: UserId) -> Option<Arc<User>> {
+        self.shared.view.read().user(id).cloned()
+    }
+
+    /// A driver's live record, as of the last durable batch.
+    pub fn driver(&self, id: UserId) -> Option<Arc<Driver>> {
+        self.shared.view.read().driver(id).cloned()
+    }
+
+    /// The trips a driver has pending offers of.
+    pub fn offers_for(&self, driver: UserId) -> Vec<Arc<Trip>> {
+        self.shared.view.read().offers_for(driver)
+    }
+
+    /// Runs `f` on the view, holding the read lock for its duration: keep it short.
+    pub fn read<R>(&self, f: impl FnOnce(&View) -> R) -> R {
+        f(&self.shared.view.read())
+    }
+
+    /// Receives every batch of events from now on. `capacity` batches may wait
+    /// unread; a subscriber that falls further behind is disconnected (its
+    /// receiver reports so) and must resynchronise from the view.
+    pub fn subscribe(&self, capacity: usize) -> Receiver<Arc<[Event]>> {
+        let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
+        self.shared.subscribers.lock().push(tx);
+        rx
+    }
+
+    /// Commands waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    /// Stops taking commands, finishes the queued ones, and stops the writer.
+    /// Returns the final state (for tests and tools that inspect it).
+    pub fn shutdown(self) -> Result<State> {
+        self.stop()
+    }
+
+    fn stop(&self) -> Result<State> {
+        let Some(handle) = self.writer.lock().take() else {
+            return Err(Error::ShutDown);
+        };
+        // A blocking send: shutdown waits its turn behind queued commands.
+        let _ = self.tx.send(Msg::Shutdown);
+        handle.join().map_err(|_| Error::Internal("the writer thread panicked".into()))
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+fn unexpected(outcome: Outcome) -> Error {
+    Error::Internal(format!("unexpected outcome {outcome:?}"))
+}
+
+/// The writer thread's world. Nothing else touches `state`.
+struct Writer {
+    state: State,
+    rx: Receiver<Msg>,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+    ids: Box<dyn IdSource>,
+    max_batch: usize,
+    idle_wakeup: Duration,
+    /// Effects of the current batch.
+    fx: Effects,
+    /// Answers held until the batch is durable.
+    replies: Vec<(Reply, Result<Outcome>)>,
+}
+
+impl Writer {
+    fn run(mut self) -> State {
+        let mut shutting_down = false;
+        while !shutting_down {
+            let first = match self.rx.recv_timeout(self.idle_wakeup) {
+                Ok(msg) => Some(msg),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut batch = 0;
+            let mut next = first;
+            while let Some(msg) = next {
+                match msg {
+                    Msg::Command(req) => self.apply_one(req.actor, req.command, Some(req.reply)),
+                    Msg::Shutdown => {
+                        shutting_down = true;
+                        break;
+                    }
+                }
+                batch += 1;
+                next = if batch < self.max_batch { self.rx.try_recv().ok() } else { None };
+            }
+            self.fire_due_deadlines();
+            self.commit();
+        }
+        // Anything still queued after the shutdown request is refused, not dropped silently.
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Command(req) = msg {
+                (req.reply)(Err(Error::ShutDown));
+            }
+        }
+        self.state
+    }
+
+    /// Fires deadlines that are due, as a logged `Tick`, so that a command never
+    /// sees a state that is behind the clock.
+    fn fire_due_deadlines(&mut self) {
+        let now = self.clock.now();
+        if self.state.next_deadline().is_some_and(|d| d <= now) {
+            self.apply_at(Actor::System, Command::Tick, now, None);
+        }
+    }
+
+    fn apply_one(&mut self, actor: Actor, command: Command, reply: Option<Reply>) {
+        self.fire_due_deadlines();
+        let now = self.clock.now();
+        self.apply_at(actor, command, now, reply);
+    }
+
+    fn apply_at(&mut self, actor: Actor, mut command: Command, now: Timestamp, reply: Option<Reply>) {
+        command.stamp(self.ids.as_mut(), &self.state);
+        let result = apply(&mut self.state, actor, &command, now, &mut self.fx);
+        let stats = &self.shared.stats;
+        match &result {
+            Ok(_) => stats.applied.fetch_add(1, Ordering::Relaxed),
+            Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
+        };
+        let Some(reply) = reply else { return };
+        if command.is_durability_exempt() {
+            reply(result);
+        } else {
+            self.replies.push((reply, result));
+        }
+    }
+
+    /// Makes the batch durable, publishes it, hands out its events, then answers.
+    fn commit(&mut self) {
+        if self.replies.is_empty() && self.fx.is_empty() {
+            return;
+        }
+        self.shared.view.write().publish(&self.state, &self.fx);
+        if !self.fx.events.is_empty() {
+            let events: Arc<[Event]> = std::mem::take(&mut self.fx.events).into();
+            self.shared.subscribers.lock().retain(|s| s.try_send(Arc::clone(&events)).is_ok());
+        }
+        let stats = &self.shared.stats;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.last_batch.store(self.replies.len() as u64, Ordering::Relaxed);
+        for (reply, result) in self.replies.drain(..) {
+            reply(result);
+        }
+        self.fx.clear();
+    }
+}

@@ -1,0 +1,103 @@
+//! The one error type of dispatch-core.
+//!
+//! Every refusal is a typed variant, and every variant has the stable error code of
+//! the HTTP contract (`../shared/API.md`), so the server maps errors to responses
+//! in one place and a refused command is known to have changed nothing.
+
+use crate::geo::CoordinateError;
+use crate::id::{TripId, UserId};
+use crate::money::MoneyError;
+
+/// Everything the engine can refuse or fail with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed or breaks a rule of the input (`invalid_request`).
+    #[error("{0}")]
+    Invalid(String),
+    /// A coordinate is not finite or out of range (`invalid_coordinates`).
+    #[error(transparent)]
+    InvalidCoordinates(#[from] CoordinateError),
+    /// No such entity, or the caller may not know it exists (`not_found`).
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// The kind of entity.
+        what: &'static str,
+        /// Its id, rendered.
+        id: String,
+    },
+    /// The caller's role or relation to the entity does not allow this (`forbidden`).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The pickup code given at start is not the trip's (`forbidden`).
+    #[error("wrong pickup code for trip {0}")]
+    WrongPickupCode(TripId),
+    /// The driver was never offered this trip (`not_offered`).
+    #[error("trip {0} was not offered to this driver")]
+    NotOffered(TripId),
+    /// Another driver already has the trip (`trip_already_assigned`).
+    #[error("trip {0} was accepted by another driver")]
+    TripAlreadyAssigned(TripId),
+    /// The driver is offline, suspended or on another trip (`driver_not_available`).
+    #[error("driver {0} is not available")]
+    DriverNotAvailable(UserId),
+    /// The offer lapsed or was declined (`offer_expired`).
+    #[error("the offer of trip {0} has expired")]
+    OfferExpired(TripId),
+    /// The state machine does not allow this step from the current state (`invalid_transition`).
+    #[error("cannot {action} {entity} while it is {from}")]
+    InvalidTransition {
+        /// What the caller tried.
+        action: &'static str,
+        /// The entity, rendered (`trip trp_…`, `driver usr_…`).
+        entity: String,
+        /// Its current state.
+        from: &'static str,
+    },
+    /// The rider already has the maximum number of open trips (`too_many_open_trips`).
+    #[error("a rider may have at most {0} open trips")]
+    TooManyOpenTrips(u16),
+    /// Money arithmetic failed (`invalid_request`).
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    /// The writer's queue is full: try again shortly (`overloaded`, HTTP 503).
+    #[error("the engine is overloaded; try again shortly")]
+    Overloaded,
+    /// The log cannot be written (disk full or failing): reads work, changes do not (`read_only`).
+    #[error("the engine is read-only: {0}")]
+    ReadOnly(String),
+    /// The engine has shut down and takes no more commands (`unavailable`).
+    #[error("the engine has shut down")]
+    ShutDown,
+    /// A bug or a broken invariant. Never caused by input alone.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The stable error code of the HTTP contract.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Invalid(_) | Error::Money(_) => "invalid_request",
+            Error::InvalidCoordinates(_) => "invalid_coordinates",
+            Error::NotFound { .. } => "not_found",
+            Error::Forbidden(_) | Error::WrongPickupCode(_) => "forbidden",
+            Error::NotOffered(_) => "not_offered",
+            Error::TripAlreadyAssigned(_) => "trip_already_assigned",
+            Error::DriverNotAvailable(_) => "driver_not_available",
+            Error::OfferExpired(_) => "offer_expired",
+            Error::InvalidTransition { .. } => "invalid_transition",
+            Error::TooManyOpenTrips(_) => "too_many_open_trips",
+            Error::Overloaded => "overloaded",
+            Error::ReadOnly(_) => "read_only",
+            Error::ShutDown => "unavailable",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Error::NotFound { what, id: id.to_string() }
+    }
+}
+
+/// dispatch-core's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

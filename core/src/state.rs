@@ -1,0 +1,880 @@
+//! The live state of a city and [`apply`], the one function that changes it.
+//!
+//! `apply(state, actor, command, now, effects)` is pure and deterministic: no clock
+//! reads, no randomness, no I/O, and no dependence on hash-map iteration order.
+//! The same commands at the same instants give the same state, bit for bit — which
+//! is what makes the write-ahead log a complete description of the state.
+//!
+//! Guarantees upheld here (and checked by [`State::check_invariants`]):
+//! - a refused command changes nothing: every handler checks all its conditions
+//!   before its first write;
+//! - a trip has at most one driver, and a driver is on at most one open trip: both
+//!   sides change in the same command;
+//! - every trip status change follows an edge of [`TripStatus::can_become`];
+//! - a driver's pending offers and the trips' pending offers mirror each other.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
+use crate::driver::{Availability, Driver, Fix, MAX_PENDING_OFFERS};
+use crate::error::{Error, Result};
+use crate::geo::LatLng;
+use crate::id::{TripId, UserId};
+use crate::trip::{
+    Cancellation, CancelledBy, MAX_OFFERS_PER_TRIP, MAX_REASON_LEN, Offer, OfferState, PickupCode, Trip, TripFare,
+    TripKind, TripPayment, TripStatus, WithdrawReason,
+};
+use crate::user::{self, Role, User};
+
+/// A moment at which the engine must act, kept in time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Deadline {
+    /// An offer lapses unless answered.
+    OfferLapse {
+        /// Which trip.
+        trip_id: TripId,
+        /// Whose offer.
+        driver_id: UserId,
+    },
+    /// A searching trip expires unless accepted.
+    TripTimeout(TripId),
+    /// A trip that found nobody looks again.
+    Redispatch(TripId),
+}
+
+/// The live world: users, drivers, trips, the rules and the pending deadlines.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    rules: DispatchRules,
+    users: HashMap<UserId, Arc<User>>,
+    phones: HashMap<(Role, String), UserId>,
+    drivers: HashMap<UserId, Arc<Driver>>,
+    trips: HashMap<TripId, Arc<Trip>>,
+    open_trips_by_rider: HashMap<UserId, u16>,
+    deadlines: BTreeSet<(Timestamp, Deadline)>,
+}
+
+/// What applying commands produced besides their outcomes: events to publish and
+/// the entities that changed (for the writer to publish to readers). Owned by the
+/// writer, cleared after each batch.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Events, in the order they happened.
+    pub events: Vec<Event>,
+    pub(crate) trips: Vec<TripId>,
+    pub(crate) users: Vec<UserId>,
+    pub(crate) drivers: Vec<UserId>,
+}
+
+impl Effects {
+    /// Nothing recorded.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.trips.is_empty() && self.users.is_empty() && self.drivers.is_empty()
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.trips.clear();
+        self.users.clear();
+        self.drivers.clear();
+    }
+}
+
+/// Who the actor of a command turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    System,
+    Staff { admin: bool },
+    Rider(UserId),
+    Driver(UserId),
+}
+
+/// Applies `command`, sent by `actor`, at `now`. On `Err` the state is unchanged
+/// and nothing was added to `effects`.
+pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+    let mark = fx.events.len();
+    let result = state.dispatch_command(actor, command, now, fx);
+    if result.is_err() {
+        fx.events.truncate(mark);
+    }
+    result
+}
+
+impl State {
+    /// An empty world with these rules.
+    pub fn new(rules: DispatchRules) -> Self {
+        Self { rules, ..Self::default() }
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &DispatchRules {
+        &self.rules
+    }
+
+    /// A user.
+    pub fn user(&self, id: UserId) -> Option<&Arc<User>> {
+        self.users.get(&id)
+    }
+
+    /// A driver's live record.
+    pub fn driver(&self, id: UserId) -> Option<&Arc<Driver>> {
+        self.drivers.get(&id)
+    }
+
+    /// A trip.
+    pub fn trip(&self, id: TripId) -> Option<&Arc<Trip>> {
+        self.trips.get(&id)
+    }
+
+    /// Every trip, in no particular order.
+    pub fn trips(&self) -> impl Iterator<Item = &Arc<Trip>> {
+        self.trips.values()
+    }
+
+    /// Every user, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = &Arc<User>> {
+        self.users.values()
+    }
+
+    /// Every driver, in no particular order.
+    pub fn drivers(&self) -> impl Iterator<Item = &Arc<Driver>> {
+        self.drivers.values()
+    }
+
+    /// The user with this phone number and role.
+    pub fn user_by_phone(&self, role: Role, phone: &str) -> Option<&Arc<User>> {
+        self.phones.get(&(role, phone.to_owned())).and_then(|id| self.users.get(id))
+    }
+
+    /// The earliest pending deadline.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.deadlines.first().map(|(t, _)| *t)
+    }
+
+    fn dispatch_command(
+        &mut self,
+        actor: Actor,
+        command: &Command,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let who = self.who(actor)?;
+        match command {
+            Command::SetRules(rules) => self.set_rules(who, rules),
+            Command::CreateUser(new) => self.create_user(who, new, now, fx),
+            Command::SetDriverStatus { online, location } => self.set_driver_status(who, *online, *location, now, fx),
+            Command::UpdateLocation(report) => self.update_location(who, report, now, fx),
+            Command::CreateTrip(new) => self.create_trip(who, new, now, fx),
+            Command::AcceptTrip { trip_id } => self.accept(who, *trip_id, now, fx),
+            Command::DeclineTrip { trip_id } => self.decline(who, *trip_id, now, fx),
+            Command::DriverArrived { trip_id } => self.arrived(who, *trip_id, now, fx),
+            Command::StartTrip { trip_id, pickup_code } => self.start(who, *trip_id, pickup_code, now, fx),
+            Command::CompleteTrip { trip_id, distance_m, dropoff } => {
+                self.complete(who, *trip_id, *distance_m, *dropoff, now, fx)
+            }
+            Command::CancelTrip { trip_id, reason } => self.cancel(who, *trip_id, reason, now, fx),
+            Command::Tick => {
+                self.fire_deadlines(now, fx)?;
+                Ok(Outcome::Done)
+            }
+        }
+    }
+
+    fn who(&self, actor: Actor) -> Result<Who> {
+        match actor {
+            Actor::System => Ok(Who::System),
+            Actor::Admin => Ok(Who::Staff { admin: true }),
+            Actor::User(id) => {
+                let user = self.users.get(&id).ok_or_else(|| Error::Forbidden(format!("unknown user {id}")))?;
+                Ok(match user.role {
+                    Role::Rider => Who::Rider(id),
+                    Role::Driver => Who::Driver(id),
+                    Role::Support => Who::Staff { admin: false },
+                    Role::Admin => Who::Staff { admin: true },
+                })
+            }
+        }
+    }
+
+    // ----- users and drivers -------------------------------------------------
+
+    fn set_rules(&mut self, who: Who, rules: &DispatchRules) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("only the system sets dispatch rules".into()));
+        }
+        rules.validate()?;
+        self.rules = rules.clone();
+        Ok(Outcome::Done)
+    }
+
+    fn create_user(&mut self, who: Who, new: &NewUser, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        if !matches!(who, Who::System | Who::Staff { admin: true }) {
+            return Err(Error::Forbidden("only an admin creates users".into()));
+        }
+        let id = new.id.ok_or_else(|| Error::Internal("user id not stamped".into()))?;
+        if self.users.contains_key(&id) {
+            return Err(Error::Invalid(format!("user {id} already exists")));
+        }
+        user::validate_name(&new.name)?;
+        user::validate_phone(&new.phone)?;
+        match (&new.vehicle, new.role) {
+            (Some(v), Role::Driver) => user::validate_vehicle(v)?,
+            (None, Role::Driver) => return Err(Error::Invalid("a driver needs a vehicle".into())),
+            (Some(_), _) => return Err(Error::Invalid("only drivers have a vehicle".into())),
+            (None, _) => {}
+        }
+        let phone_key = (new.role, new.phone.clone());
+        if self.phones.contains_key(&phone_key) {
+            return Err(Error::Invalid(format!("a {} with this phone number already exists", new.role.as_str())));
+        }
+        let user = Arc::new(User {
+            id,
+            role: new.role,
+            name: new.name.clone(),
+            phone: new.phone.clone(),
+            vehicle: new.vehicle.clone(),
+            token_generation: 0,
+            suspended: false,
+            created_at: now,
+        });
+        if let Some(v) = &new.vehicle {
+            self.drivers.insert(id, Arc::new(Driver::new(id, v.category.clone())));
+            fx.drivers.push(id);
+        }
+        self.phones.insert(phone_key, id);
+        self.users.insert(id, Arc::clone(&user));
+        fx.users.push(id);
+        Ok(Outcome::User(user))
+    }
+
+    fn driver_of(&self, who: Who) -> Result<UserId> {
+        match who {
+            Who::Driver(id) => Ok(id),
+            _ => Err(Error::Forbidden("only drivers do this".into())),
+        }
+    }
+
+    fn set_driver_status(
+        &mut self,
+        who: Who,
+        online: bool,
+        location: Option<LatLng>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let id = self.driver_of(who)?;
+        let driver = self.drivers.get(&id).ok_or_else(|| Error::Internal(format!("driver {id} has no record")))?;
+        if online && driver.suspended {
+            return Err(Error::Forbidden("this driver is suspended".into()));
+        }
+        if !online && driver.availability == Availability::OnTrip {
+            return Err(Error::InvalidTransition {
+                action: "go offline",
+                entity: format!("driver {id}"),
+                from: "on_trip",
+            });
+        }
+        let going_offline = !online && driver.availability == Availability::Available;
+        let d = self.driver_mut(id, fx)?;
+        if let Some(point) = location {
+            d.fix = Some(Fix { point, at: now, heading_deg: None, speed_mps: None });
+        }
+        if online && d.availability == Availability::Offline {
+            d.availability = Availability::Available;
+        }
+        if going_offline {
+            d.availability = Availability::Offline;
+            self.withdraw_driver_offers(id, None, WithdrawReason::Expired, now, fx)?;
+        }
+        Ok(Outcome::Driver(Arc::clone(self.driver_ref(id)?)))
+    }
+
+    fn update_location(
+        &mut self,
+        who: Who,
+        report: &LocationReport,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let id = self.driver_of(who)?;
+        let d = self.driver_mut(id, fx)?;
+        d.fix =
+            Some(Fix { point: report.point, at: now, heading_deg: report.heading_deg, speed_mps: report.speed_mps });
+        let trip_id = d.trip_id;
+        fx.events.push(Event::DriverMoved {
+            driver_id: id,
+            trip_id,
+            point: report.point,
+            heading_deg: report.heading_deg,
+            at: now,
+        });
+        Ok(Outcome::Done)
+    }
+
+    // ----- trips -------------------------------------------------------------
+
+    fn create_trip(&mut self, who: Who, new: &NewTrip, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let Who::Rider(rider_id) = who else {
+            return Err(Error::Forbidden("only riders ask for trips".into()));
+        };
+        let id = new.id.ok_or_else(|| Error::Internal("trip id not stamped".into()))?;
+        let pickup_code = new.pickup_code.ok_or_else(|| Error::Internal("pickup code not stamped".into()))?;
+        if self.trips.contains_key(&id) {
+            return Err(Error::Invalid(format!("trip {id} already exists")));
+        }
+        new.pickup.validate()?;
+        new.dropoff.validate()?;
+        match (new.kind, &new.parcel) {
+            (TripKind::Parcel, Some(p)) => p.validate()?,
+            (TripKind::Parcel, None) => {
+                return Err(Error::Invalid("a parcel trip needs parcel details".into()));
+            }
+            (TripKind::Ride, Some(_)) => {
+                return Err(Error::Invalid("parcel details belong to parcel trips".into()));
+            }
+            (TripKind::Ride, None) => {}
+        }
+        let q = &new.quote;
+        if q.estimate_minor < 0 || q.discount_minor < 0 || !(10_000..=100_000).contains(&q.surge_bps) {
+            return Err(Error::Invalid("quote: amounts must be non-negative and surge 10000-100000 bps".into()));
+        }
+        let open = self.open_trips_by_rider.get(&rider_id).copied().unwrap_or(0);
+        if open >= self.rules.open_trips_per_rider {
+            return Err(Error::TooManyOpenTrips(self.rules.open_trips_per_rider));
+        }
+
+        let trip = Trip {
+            id,
+            status: TripStatus::Searching,
+            kind: new.kind,
+            rider_id,
+            driver_id: None,
+            category: new.category.clone(),
+            pickup: new.pickup.clone(),
+            dropoff: new.dropoff.clone(),
+            parcel: new.parcel.clone(),
+            fare: TripFare {
+                estimate_minor: q.estimate_minor,
+                final_minor: None,
+                currency: q.currency,
+                surge_bps: q.surge_bps,
+                discount_minor: q.discount_minor,
+            },
+            payment: TripPayment { method: new.payment_method, status: crate::trip::PaymentStatus::Pending },
+            pickup_code,
+            offers: Vec::new(),
+            round: 0,
+            created_at: now,
+            updated_at: now,
+            searching_since: now,
+            accepted_at: None,
+            arrived_at: None,
+            started_at: None,
+            ended_at: None,
+            distance_m: None,
+            cancellation: None,
+        };
+        self.trips.insert(id, Arc::new(trip));
+        self.open_trips_by_rider.insert(rider_id, open + 1);
+        self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(id)));
+        fx.trips.push(id);
+        self.dispatch_round(id, now, fx)?;
+        self.trip_updated(id, fx)
+    }
+
+    /// Accept, in the order of refusals the API fixes: 404, 403 `not_offered`,
+    /// 409 `trip_already_assigned`, 409 `driver_not_available`, 410 `offer_expired`.
+    fn accept(&mut self, who: Who, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        let driver_id = self.driver_of(who)?;
+        let offer = trip.offer_to(driver_id).ok_or(Error::NotOffered(trip_id))?;
+        match trip.status {
+            TripStatus::Cancelled | TripStatus::Expired => return Err(trip.refuse("accept")),
+            TripStatus::Searching => {}
+            _ if trip.driver_id == Some(driver_id) => return Err(trip.refuse("accept")),
+            _ => return Err(Error::TripAlreadyAssigned(trip_id)),
+        }
+        let driver = self.driver_ref(driver_id)?;
+        if driver.availability != Availability::Available || driver.suspended {
+            return Err(Error::DriverNotAvailable(driver_id));
+        }
+        if offer.state != OfferState::Pending || offer.expires_at <= now {
+            return Err(Error::OfferExpired(trip_id));
+        }
+
+        // Every check passed: the trip and the driver change together.
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::Accepted, now)?;
+        t.driver_id = Some(driver_id);
+        t.accepted_at = Some(now);
+        let mut others = Vec::new();
+        for o in &mut t.offers {
+            if o.driver_id == driver_id {
+                o.state = OfferState::Accepted;
+            } else if o.state == OfferState::Pending {
+                o.state = OfferState::Withdrawn(WithdrawReason::Taken);
+                others.push(o.driver_id);
+            }
+        }
+        for other in others {
+            self.driver_mut(other, fx)?.pending_offers.retain(|t| *t != trip_id);
+            fx.events.push(Event::OfferWithdrawn { trip_id, driver_id: other, reason: WithdrawReason::Taken });
+        }
+        let d = self.driver_mut(driver_id, fx)?;
+        d.availability = Availability::OnTrip;
+        d.trip_id = Some(trip_id);
+        d.pending_offers.retain(|t| *t != trip_id);
+        // The driver's offers of other trips go back to those trips.
+        self.withdraw_driver_offers(driver_id, Some(trip_id), WithdrawReason::Taken, now, fx)?;
+        self.trip_updated(trip_id, fx)
+    }
+
+    fn decline(&mut self, who: Who, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        let driver_id = self.driver_of(who)?;
+        let offer = trip.offer_to(driver_id).ok_or(Error::NotOffered(trip_id))?;
+        match trip.status {
+            TripStatus::Searching => {}
+            TripStatus::Cancelled | TripStatus::Expired => return Err(trip.refuse("decline")),
+            _ if trip.driver_id == Some(driver_id) => return Err(trip.refuse("decline")),
+            _ => return Err(Error::TripAlreadyAssigned(trip_id)),
+        }
+        if offer.state != OfferState::Pending || offer.expires_at <= now {
+            return Err(Error::OfferExpired(trip_id));
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        if let Some(o) = t.offer_to_mut(driver_id) {
+            o.state = OfferState::Declined;
+        }
+        t.updated_at = now;
+        self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
+        self.dispatch_round(trip_id, now, fx)?;
+        Ok(Outcome::Done)
+    }
+
+    /// The trip, if `who` is its assigned driver; otherwise the right refusal.
+    fn assigned_trip(&self, who: Who, trip_id: TripId) -> Result<(&Arc<Trip>, UserId)> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        match who {
+            Who::Driver(id) if trip.driver_id == Some(id) && trip.status != TripStatus::Searching => Ok((trip, id)),
+            Who::Driver(id) if trip.offer_to(id).is_some() => {
+                Err(Error::Forbidden(format!("trip {trip_id} is not assigned to this driver")))
+            }
+            Who::Rider(id) if trip.rider_id == id => Err(Error::Forbidden("only the trip's driver does this".into())),
+            Who::Staff { .. } => Err(Error::Forbidden("only the trip's driver does this".into())),
+            _ => Err(Error::not_found("trip", trip_id)),
+        }
+    }
+
+    fn arrived(&mut self, who: Who, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let (trip, _) = self.assigned_trip(who, trip_id)?;
+        if trip.status != TripStatus::Accepted {
+            return Err(trip.refuse("mark arrived"));
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::Arrived, now)?;
+        t.arrived_at = Some(now);
+        self.trip_updated(trip_id, fx)
+    }
+
+    fn start(&mut self, who: Who, trip_id: TripId, code: &str, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let (trip, _) = self.assigned_trip(who, trip_id)?;
+        if trip.status != TripStatus::Arrived {
+            return Err(trip.refuse("start"));
+        }
+        if PickupCode::parse(code) != Some(trip.pickup_code) {
+            return Err(Error::WrongPickupCode(trip_id));
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::InProgress, now)?;
+        t.started_at = Some(now);
+        self.trip_updated(trip_id, fx)
+    }
+
+    fn complete(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        distance_m: Option<u32>,
+        dropoff: Option<LatLng>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let (trip, driver_id) = self.assigned_trip(who, trip_id)?;
+        if trip.status != TripStatus::InProgress {
+            return Err(trip.refuse("complete"));
+        }
+        let rider_id = trip.rider_id;
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::Completed, now)?;
+        t.ended_at = Some(now);
+        t.distance_m = distance_m;
+        if let Some(point) = dropoff {
+            t.dropoff.point = point;
+        }
+        // The fare engine (issue 5) recomputes the final fare from the actual route;
+        // until then the locked estimate is what the rider pays.
+        t.fare.final_minor = Some(t.fare.estimate_minor);
+        self.release_driver(driver_id, fx)?;
+        self.close_open_trip(rider_id);
+        self.trip_updated(trip_id, fx)
+    }
+
+    fn cancel(&mut self, who: Who, trip_id: TripId, reason: &str, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        let by = match who {
+            Who::Rider(id) if id == trip.rider_id => Some(CancelledBy::Rider),
+            Who::Staff { .. } | Who::System => Some(CancelledBy::Staff),
+            Who::Driver(id) if trip.driver_id == Some(id) && trip.status.has_driver() => None,
+            Who::Driver(id) if trip.offer_to(id).is_some() => {
+                return Err(Error::Forbidden("an offered driver declines; only the assigned driver cancels".into()));
+            }
+            _ => return Err(Error::not_found("trip", trip_id)),
+        };
+        if reason.chars().count() > MAX_REASON_LEN || reason.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(Error::Invalid(format!("reason must be at most {MAX_REASON_LEN} characters")));
+        }
+        if !trip.status.is_open() {
+            return Err(trip.refuse("cancel"));
+        }
+        match by {
+            Some(by) => self.cancel_terminal(trip_id, by, reason, now, fx),
+            None => {
+                if trip.status == TripStatus::InProgress {
+                    return Err(trip.refuse("cancel"));
+                }
+                self.driver_cancel(trip_id, now, fx)
+            }
+        }
+    }
+
+    fn cancel_terminal(
+        &mut self,
+        trip_id: TripId,
+        by: CancelledBy,
+        reason: &str,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::Cancelled, now)?;
+        t.ended_at = Some(now);
+        t.cancellation = Some(Cancellation { by, reason: reason.to_owned(), at: now });
+        let (driver, rider) = (t.driver_id, t.rider_id);
+        self.withdraw_trip_offers(trip_id, WithdrawReason::Cancelled, fx)?;
+        if let Some(d) = driver {
+            self.release_driver(d, fx)?;
+        }
+        self.close_open_trip(rider);
+        self.trip_updated(trip_id, fx)
+    }
+
+    /// The assigned driver gives the trip back: it searches again, among drivers
+    /// not yet offered it, with a fresh timeout.
+    fn driver_cancel(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let t = self.trip_mut(trip_id, fx)?;
+        let driver_id = t.driver_id.ok_or_else(|| Error::Internal(format!("trip {trip_id} has no driver")))?;
+        t.set_status(TripStatus::Searching, now)?;
+        t.driver_id = None;
+        t.searching_since = now;
+        if let Some(o) = t.offer_to_mut(driver_id) {
+            o.state = OfferState::Released;
+        }
+        self.release_driver(driver_id, fx)?;
+        self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(trip_id)));
+        self.dispatch_round(trip_id, now, fx)?;
+        self.trip_updated(trip_id, fx)
+    }
+
+    // ----- dispatch ----------------------------------------------------------
+
+    /// Offers the trip to the nearest eligible drivers not offered it before, if it
+    /// is searching and no offer of the current round is still pending.
+    fn dispatch_round(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let trip = self.trip_ref(trip_id)?;
+        if trip.status != TripStatus::Searching || trip.pending_offers().next().is_some() {
+            return Ok(());
+        }
+        let room = MAX_OFFERS_PER_TRIP.saturating_sub(trip.offers.len());
+        let limit = usize::from(self.rules.offers_per_round).min(room);
+        let chosen = self.nearest_eligible(trip, now, limit);
+        if chosen.is_empty() {
+            let retry = now.plus_secs(self.rules.redispatch_retry_s);
+            if retry < trip.searching_since.plus_secs(self.rules.timeout_s) {
+                self.deadlines.insert((retry, Deadline::Redispatch(trip_id)));
+            }
+            return Ok(());
+        }
+        let expires_at = now.plus_secs(self.rules.offer_ttl_s);
+        let t = self.trip_mut(trip_id, fx)?;
+        t.round = t.round.saturating_add(1);
+        t.updated_at = now;
+        let round = t.round;
+        for &(driver_id, distance_m) in &chosen {
+            t.offers.push(Offer {
+                driver_id,
+                round,
+                offered_at: now,
+                expires_at,
+                distance_to_pickup_m: distance_m,
+                state: OfferState::Pending,
+            });
+        }
+        let trip = Arc::clone(self.trip_ref(trip_id)?);
+        for (driver_id, distance_m) in chosen {
+            self.driver_mut(driver_id, fx)?.pending_offers.push(trip_id);
+            self.deadlines.insert((expires_at, Deadline::OfferLapse { trip_id, driver_id }));
+            fx.events.push(Event::TripOffered {
+                trip: Arc::clone(&trip),
+                driver_id,
+                expires_at,
+                distance_to_pickup_m: distance_m,
+            });
+        }
+        Ok(())
+    }
+
+    /// The `limit` nearest drivers who may be offered `trip` now, nearest first
+    /// (ties by id), with their great-circle distance to the pickup.
+    ///
+    /// Eligible: available, not suspended, in the trip's category, with a position
+    /// no older than `stale_location_s`, not disconnected from the socket, within
+    /// `search_radius_m`, with room for another offer, and never offered this trip.
+    fn nearest_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32)> {
+        let pickup = trip.pickup.point;
+        let radius = f64::from(self.rules.search_radius_m);
+        let mut found: Vec<(f64, UserId)> = self
+            .drivers
+            .values()
+            .filter(|d| {
+                d.availability == Availability::Available
+                    && !d.suspended
+                    && d.category == trip.category
+                    && d.has_fresh_fix(now, self.rules.stale_location_s)
+                    && !d.is_disconnected()
+                    && d.pending_offers.len() < MAX_PENDING_OFFERS
+                    && trip.offer_to(d.id).is_none()
+            })
+            .filter_map(|d| {
+                let distance = d.fix.map(|f| f.point.distance_m(&pickup))?;
+                (distance <= radius).then_some((distance, d.id))
+            })
+            .collect();
+        found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        found.truncate(limit);
+        found.into_iter().map(|(d, id)| (id, d.round() as u32)).collect()
+    }
+
+    /// Withdraws every pending offer of the trip (it was taken, cancelled or expired).
+    fn withdraw_trip_offers(&mut self, trip_id: TripId, reason: WithdrawReason, fx: &mut Effects) -> Result<()> {
+        let t = self.trip_mut(trip_id, fx)?;
+        let mut withdrawn = Vec::new();
+        for o in t.offers.iter_mut().filter(|o| o.state == OfferState::Pending) {
+            o.state = OfferState::Withdrawn(reason);
+            withdrawn.push(o.driver_id);
+        }
+        for driver_id in withdrawn {
+            self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
+            fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason });
+        }
+        Ok(())
+    }
+
+    /// Withdraws a driver's pending offers of every trip but `except`; those trips
+    /// move on to their next round.
+    fn withdraw_driver_offers(
+        &mut self,
+        driver_id: UserId,
+        except: Option<TripId>,
+        reason: WithdrawReason,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let d = self.driver_mut(driver_id, fx)?;
+        let trips: Vec<TripId> = std::mem::take(&mut d.pending_offers);
+        d.pending_offers = trips.iter().copied().filter(|t| Some(*t) == except).collect();
+        for trip_id in trips.into_iter().filter(|t| Some(*t) != except) {
+            let t = self.trip_mut(trip_id, fx)?;
+            if let Some(o) = t.offer_to_mut(driver_id).filter(|o| o.state == OfferState::Pending) {
+                o.state = OfferState::Withdrawn(reason);
+                fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason });
+            }
+            self.dispatch_round(trip_id, now, fx)?;
+        }
+        Ok(())
+    }
+
+    fn fire_deadlines(&mut self, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        while let Some(&(at, deadline)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            match deadline {
+                Deadline::OfferLapse { trip_id, driver_id } => self.lapse_offer(trip_id, driver_id, at, now, fx)?,
+                Deadline::TripTimeout(trip_id) => self.expire_trip(trip_id, at, now, fx)?,
+                Deadline::Redispatch(trip_id) => self.dispatch_round(trip_id, now, fx)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn lapse_offer(
+        &mut self,
+        trip_id: TripId,
+        driver_id: UserId,
+        at: Timestamp,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let still_pending = self
+            .trips
+            .get(&trip_id)
+            .and_then(|t| t.offer_to(driver_id))
+            .is_some_and(|o| o.state == OfferState::Pending && o.expires_at == at);
+        if !still_pending {
+            return Ok(());
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        if let Some(o) = t.offer_to_mut(driver_id) {
+            o.state = OfferState::Lapsed;
+        }
+        t.updated_at = now;
+        self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
+        fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason: WithdrawReason::Expired });
+        self.dispatch_round(trip_id, now, fx)
+    }
+
+    fn expire_trip(&mut self, trip_id: TripId, at: Timestamp, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let due = self.trips.get(&trip_id).is_some_and(|t| {
+            t.status == TripStatus::Searching && t.searching_since.plus_secs(self.rules.timeout_s) <= at
+        });
+        if !due {
+            return Ok(());
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::Expired, now)?;
+        t.ended_at = Some(now);
+        let rider = t.rider_id;
+        self.withdraw_trip_offers(trip_id, WithdrawReason::Expired, fx)?;
+        self.close_open_trip(rider);
+        self.trip_updated(trip_id, fx)?;
+        Ok(())
+    }
+
+    // ----- helpers -----------------------------------------------------------
+
+    fn release_driver(&mut self, driver_id: UserId, fx: &mut Effects) -> Result<()> {
+        let d = self.driver_mut(driver_id, fx)?;
+        d.availability = if d.suspended { Availability::Offline } else { Availability::Available };
+        d.trip_id = None;
+        Ok(())
+    }
+
+    fn close_open_trip(&mut self, rider: UserId) {
+        if let Some(n) = self.open_trips_by_rider.get_mut(&rider) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.open_trips_by_rider.remove(&rider);
+            }
+        }
+    }
+
+    fn trip_updated(&mut self, trip_id: TripId, fx: &mut Effects) -> Result<Outcome> {
+        let trip = Arc::clone(self.trip_ref(trip_id)?);
+        fx.events.push(Event::TripUpdated { trip: Arc::clone(&trip) });
+        Ok(Outcome::Trip(trip))
+    }
+
+    fn trip_ref(&self, id: TripId) -> Result<&Arc<Trip>> {
+        self.trips.get(&id).ok_or_else(|| Error::Internal(format!("trip {id} vanished")))
+    }
+
+    fn driver_ref(&self, id: UserId) -> Result<&Arc<Driver>> {
+        self.drivers.get(&id).ok_or_else(|| Error::Internal(format!("driver {id} has no record")))
+    }
+
+    /// Copy-on-write access: readers holding the published `Arc` keep their copy.
+    fn trip_mut(&mut self, id: TripId, fx: &mut Effects) -> Result<&mut Trip> {
+        let t = self.trips.get_mut(&id).ok_or_else(|| Error::Internal(format!("trip {id} vanished")))?;
+        fx.trips.push(id);
+        Ok(Arc::make_mut(t))
+    }
+
+    fn driver_mut(&mut self, id: UserId, fx: &mut Effects) -> Result<&mut Driver> {
+        let d = self.drivers.get_mut(&id).ok_or_else(|| Error::Internal(format!("driver {id} has no record")))?;
+        fx.drivers.push(id);
+        Ok(Arc::make_mut(d))
+    }
+
+    /// Checks every cross-entity invariant; `Err` names the first one broken.
+    /// Run after recovery and by the tests after every step.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let mut open_by_rider: HashMap<UserId, u16> = HashMap::new();
+        for t in self.trips.values() {
+            if t.status.is_open() {
+                *open_by_rider.entry(t.rider_id).or_default() += 1;
+            }
+            match (t.status.has_driver(), t.driver_id) {
+                (true, Some(d)) => {
+                    let driver = self.drivers.get(&d).ok_or(format!("trip {} names unknown driver {d}", t.id))?;
+                    if driver.trip_id != Some(t.id) || driver.availability != Availability::OnTrip {
+                        return Err(format!("trip {} has driver {d}, who is not on it", t.id));
+                    }
+                }
+                (true, None) => {
+                    return Err(format!("trip {} is {} without a driver", t.id, t.status));
+                }
+                (false, Some(_)) if matches!(t.status, TripStatus::Searching | TripStatus::Expired) => {
+                    return Err(format!("trip {} is {} with a driver", t.id, t.status));
+                }
+                _ => {}
+            }
+            if t.offers.iter().filter(|o| o.state == OfferState::Accepted).count() > 1 {
+                return Err(format!("trip {} has two accepted offers", t.id));
+            }
+            for o in t.pending_offers() {
+                if t.status != TripStatus::Searching {
+                    return Err(format!("trip {} is {} with a pending offer", t.id, t.status));
+                }
+                let d = self.drivers.get(&o.driver_id).ok_or(format!("offer to unknown driver {}", o.driver_id))?;
+                if !d.pending_offers.contains(&t.id) {
+                    return Err(format!("driver {} does not know its offer of {}", d.id, t.id));
+                }
+            }
+        }
+        if open_by_rider != self.open_trips_by_rider {
+            return Err("open trip counts per rider are off".into());
+        }
+        for d in self.drivers.values() {
+            match (d.availability, d.trip_id) {
+                (Availability::OnTrip, Some(tid)) => {
+                    let t = self.trips.get(&tid).ok_or(format!("driver {} on unknown trip {tid}", d.id))?;
+                    if t.driver_id != Some(d.id) || !t.status.has_driver() {
+                        return Err(format!("driver {} is on trip {tid}, which is not theirs", d.id));
+                    }
+                }
+                (Availability::OnTrip, None) => {
+                    return Err(format!("driver {} is on_trip without a trip", d.id));
+                }
+                (_, Some(tid)) => {
+                    return Err(format!("driver {} is not on_trip but has trip {tid}", d.id));
+                }
+                _ => {}
+            }
+            for tid in &d.pending_offers {
+                let pending =
+                    self.trips.get(tid).and_then(|t| t.offer_to(d.id)).is_some_and(|o| o.state == OfferState::Pending);
+                if !pending {
+                    return Err(format!("driver {} lists an offer of {tid} that is not pending", d.id));
+                }
+            }
+        }
+        Ok(())
+    }
+}

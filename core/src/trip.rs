@@ -1,0 +1,447 @@
+//! The trip: its record, its offers, and the statuses it moves through.
+//!
+//! ```text
+//! searching ──accept──▶ accepted ──arrived──▶ arrived ──start(code)──▶ in_progress ──complete──▶ completed
+//!     │  ▲                 │                     │
+//!     │  └─driver cancel───┴─────────────────────┘      (the trip goes back to searching)
+//!     ├──rider / staff cancel (from any open status)──▶ cancelled
+//!     └──no accept by timeout_s──▶ expired
+//! ```
+//!
+//! This module holds the data and the rules that concern a trip alone; the steps
+//! that also change a driver (accept, cancel, complete) are applied together in
+//! [`crate::state`], in one command, so a trip and its driver can never disagree.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::geo::LatLng;
+use crate::id::{TripId, UserId};
+use crate::money::Currency;
+use crate::user::Category;
+
+/// Where a trip goes in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripStatus {
+    /// Looking for a driver: offers are out.
+    Searching,
+    /// A driver has it and is driving to the pickup.
+    Accepted,
+    /// The driver is at the pickup.
+    Arrived,
+    /// The rider (or parcel) is on board.
+    InProgress,
+    /// Done; the fare is final.
+    Completed,
+    /// Cancelled by the rider or by staff.
+    Cancelled,
+    /// No driver accepted before the dispatch timeout.
+    Expired,
+}
+
+impl TripStatus {
+    /// Not yet at one of the ends (completed, cancelled, expired).
+    pub fn is_open(self) -> bool {
+        !self.is_terminal()
+    }
+
+    /// Completed, cancelled or expired: nothing changes it any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TripStatus::Completed | TripStatus::Cancelled | TripStatus::Expired)
+    }
+
+    /// A driver is assigned (accepted, arrived, in progress).
+    pub fn has_driver(self) -> bool {
+        matches!(self, TripStatus::Accepted | TripStatus::Arrived | TripStatus::InProgress)
+    }
+
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TripStatus::Searching => "searching",
+            TripStatus::Accepted => "accepted",
+            TripStatus::Arrived => "arrived",
+            TripStatus::InProgress => "in_progress",
+            TripStatus::Completed => "completed",
+            TripStatus::Cancelled => "cancelled",
+            TripStatus::Expired => "expired",
+        }
+    }
+
+    /// Whether the state machine has an edge from `self` to `next`. The single
+    /// source of truth for the diagram above; `apply` asserts it on every change.
+    pub fn can_become(self, next: TripStatus) -> bool {
+        use TripStatus::*;
+        matches!(
+            (self, next),
+            (Searching, Accepted | Cancelled | Expired)
+                | (Accepted, Arrived | Searching | Cancelled)
+                | (Arrived, InProgress | Searching | Cancelled)
+                | (InProgress, Completed | Cancelled)
+        )
+    }
+}
+
+impl fmt::Display for TripStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A ride or a parcel delivery: the same lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TripKind {
+    /// People.
+    #[default]
+    Ride,
+    /// A parcel for a recipient.
+    Parcel,
+}
+
+/// A pickup or drop-off point, with an optional address line for the driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Place {
+    /// Where.
+    #[serde(flatten)]
+    pub point: LatLng,
+    /// What to show the driver (plain text; renderers escape it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// Longest address line accepted.
+pub const MAX_ADDRESS_LEN: usize = 300;
+
+impl Place {
+    /// A place with no address line.
+    pub fn at(point: LatLng) -> Self {
+        Self { point, address: None }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        match &self.address {
+            Some(a) if a.chars().count() > MAX_ADDRESS_LEN || a.chars().any(char::is_control) => Err(Error::Invalid(
+                format!("address must be at most {MAX_ADDRESS_LEN} characters without control characters"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a parcel trip carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parcel {
+    /// Weight in grams (the API takes `weight_kg`; the server converts).
+    pub weight_g: u32,
+    /// What it is.
+    pub description: String,
+    /// Who receives it (E.164).
+    pub recipient_phone: String,
+}
+
+/// Heaviest parcel accepted, in grams.
+pub const MAX_PARCEL_G: u32 = 50_000;
+
+impl Parcel {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.weight_g == 0 || self.weight_g > MAX_PARCEL_G {
+            return Err(Error::Invalid(format!("parcel weight must be between 1 g and {MAX_PARCEL_G} g")));
+        }
+        let len = self.description.chars().count();
+        if !(1..=200).contains(&len) || self.description.chars().any(char::is_control) {
+            return Err(Error::Invalid("parcel description must be 1-200 characters".into()));
+        }
+        crate::user::validate_phone(&self.recipient_phone)
+    }
+}
+
+/// How the rider pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// The driver collects cash.
+    Cash,
+    /// The rider's wallet balance.
+    Wallet,
+    /// A card through the payment gateway.
+    Card,
+}
+
+/// Where the trip's payment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Nothing taken yet.
+    Pending,
+    /// Held (card authorised, wallet amount on hold).
+    Authorized,
+    /// Taken.
+    Captured,
+    /// The hold was released.
+    Voided,
+    /// The hold lapsed.
+    Expired,
+    /// Part of the capture was given back.
+    PartiallyRefunded,
+    /// All of it was given back.
+    Refunded,
+}
+
+/// The trip's payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripPayment {
+    /// How.
+    pub method: PaymentMethod,
+    /// Where it stands.
+    pub status: PaymentStatus,
+}
+
+/// The trip's price: the estimate locked at creation and the final fare.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TripFare {
+    /// The price shown at booking, locked into the trip.
+    pub estimate_minor: i64,
+    /// Set at completion.
+    pub final_minor: Option<i64>,
+    /// The currency of the trip's zone.
+    pub currency: Currency,
+    /// The surge multiplier locked at booking (10000 = ×1.0).
+    pub surge_bps: u32,
+    /// The coupon's discount in the estimate.
+    pub discount_minor: i64,
+}
+
+/// The 4-digit code the rider tells the driver at pickup.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PickupCode(u16);
+
+impl PickupCode {
+    /// The code from 64 random bits (uniform enough over 0000–9999: bias < 10⁻¹⁵).
+    pub fn from_random(bits: u64) -> Self {
+        Self((bits % 10_000) as u16)
+    }
+
+    /// The code if `s` is exactly four ASCII digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.len() == 4 && s.bytes().all(|b| b.is_ascii_digit()) { s.parse().ok().map(Self) } else { None }
+    }
+}
+
+impl fmt::Display for PickupCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}", self.0)
+    }
+}
+
+impl fmt::Debug for PickupCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PickupCode(****)")
+    }
+}
+
+/// Why an offer was taken back from a driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WithdrawReason {
+    /// Someone (another driver, or this driver on another trip) took it.
+    Taken,
+    /// The trip was cancelled.
+    Cancelled,
+    /// The trip expired.
+    Expired,
+}
+
+/// Where one driver's offer of one trip stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OfferState {
+    /// Out, waiting for the driver.
+    Pending,
+    /// The driver took the trip.
+    Accepted,
+    /// The driver said no.
+    Declined,
+    /// Nobody answered before `expires_at`.
+    Lapsed,
+    /// Taken back before an answer.
+    Withdrawn(WithdrawReason),
+    /// The driver accepted, then cancelled: the trip went back to searching.
+    Released,
+}
+
+/// A trip offered to one driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Who.
+    pub driver_id: UserId,
+    /// In which round of the trip's dispatch (1-based).
+    pub round: u16,
+    /// When it went out.
+    pub offered_at: Timestamp,
+    /// When it lapses.
+    pub expires_at: Timestamp,
+    /// How far the driver was from the pickup, great-circle.
+    pub distance_to_pickup_m: u32,
+    /// Where it stands.
+    pub state: OfferState,
+}
+
+/// Who cancelled a trip, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cancellation {
+    /// Who.
+    pub by: CancelledBy,
+    /// Their reason (plain text).
+    pub reason: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The party that cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelledBy {
+    /// The trip's rider.
+    Rider,
+    /// Operator staff.
+    Staff,
+}
+
+/// Longest cancellation reason kept.
+pub const MAX_REASON_LEN: usize = 500;
+
+/// A trip and everything that happened to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trip {
+    /// Unguessable id.
+    pub id: TripId,
+    /// Where it stands.
+    pub status: TripStatus,
+    /// Ride or parcel.
+    pub kind: TripKind,
+    /// Who asked for it.
+    pub rider_id: UserId,
+    /// Who drives it, while a driver is assigned.
+    pub driver_id: Option<UserId>,
+    /// The vehicle category asked for.
+    pub category: Category,
+    /// Pickup.
+    pub pickup: Place,
+    /// Drop-off.
+    pub dropoff: Place,
+    /// Parcel trips only.
+    pub parcel: Option<Parcel>,
+    /// Price.
+    pub fare: TripFare,
+    /// Payment.
+    pub payment: TripPayment,
+    /// Shown to the rider only; checked at start.
+    pub pickup_code: PickupCode,
+    /// Every offer made, in order (bounded by [`MAX_OFFERS_PER_TRIP`]).
+    pub offers: Vec<Offer>,
+    /// The current dispatch round (0 before the first).
+    pub round: u16,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+    /// When the current search began: creation, or a driver's cancellation.
+    /// The trip expires `timeout_s` after this with no accept.
+    pub searching_since: Timestamp,
+    /// Last accepted by a driver.
+    pub accepted_at: Option<Timestamp>,
+    /// The driver reached the pickup.
+    pub arrived_at: Option<Timestamp>,
+    /// The ride started.
+    pub started_at: Option<Timestamp>,
+    /// Completed, cancelled or expired.
+    pub ended_at: Option<Timestamp>,
+    /// Actual distance driven, reported at completion.
+    pub distance_m: Option<u32>,
+    /// Set when cancelled.
+    pub cancellation: Option<Cancellation>,
+}
+
+/// No trip makes more offers than this, whatever the rounds: it bounds the trip's size.
+pub const MAX_OFFERS_PER_TRIP: usize = 500;
+
+impl Trip {
+    /// This driver's offer of the trip, if one was ever made.
+    pub fn offer_to(&self, driver: UserId) -> Option<&Offer> {
+        self.offers.iter().find(|o| o.driver_id == driver)
+    }
+
+    pub(crate) fn offer_to_mut(&mut self, driver: UserId) -> Option<&mut Offer> {
+        self.offers.iter_mut().find(|o| o.driver_id == driver)
+    }
+
+    /// Offers still waiting for an answer.
+    pub fn pending_offers(&self) -> impl Iterator<Item = &Offer> {
+        self.offers.iter().filter(|o| o.state == OfferState::Pending)
+    }
+
+    /// Moves to `next`, refusing any step the diagram does not have.
+    pub(crate) fn set_status(&mut self, next: TripStatus, now: Timestamp) -> Result<()> {
+        if !self.status.can_become(next) {
+            return Err(Error::Internal(format!(
+                "trip {} would go from {} to {next}, which the state machine forbids",
+                self.id, self.status
+            )));
+        }
+        self.status = next;
+        self.updated_at = now;
+        Ok(())
+    }
+
+    pub(crate) fn refuse(&self, action: &'static str) -> Error {
+        Error::InvalidTransition { action, entity: format!("trip {}", self.id), from: self.status.as_str() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_diagram_has_exactly_these_edges() {
+        use TripStatus::*;
+        let all = [Searching, Accepted, Arrived, InProgress, Completed, Cancelled, Expired];
+        let edges: Vec<_> =
+            all.iter().flat_map(|a| all.iter().map(move |b| (*a, *b))).filter(|(a, b)| a.can_become(*b)).collect();
+        assert_eq!(
+            edges,
+            vec![
+                (Searching, Accepted),
+                (Searching, Cancelled),
+                (Searching, Expired),
+                (Accepted, Searching),
+                (Accepted, Arrived),
+                (Accepted, Cancelled),
+                (Arrived, Searching),
+                (Arrived, InProgress),
+                (Arrived, Cancelled),
+                (InProgress, Completed),
+                (InProgress, Cancelled),
+            ]
+        );
+        for t in [Completed, Cancelled, Expired] {
+            assert!(all.iter().all(|n| !t.can_become(*n)), "{t} is terminal");
+        }
+    }
+
+    #[test]
+    fn pickup_codes_are_four_digits_and_hidden_from_debug() {
+        assert_eq!(PickupCode::from_random(7).to_string(), "0007");
+        assert_eq!(PickupCode::from_random(123_456).to_string(), "3456");
+        assert_eq!(PickupCode::parse("0007"), Some(PickupCode::from_random(7)));
+        assert_eq!(PickupCode::parse("7"), None);
+        assert_eq!(PickupCode::parse("+123"), None);
+        assert!(!format!("{:?}", PickupCode::from_random(4821)).contains("4821"));
+    }
+}

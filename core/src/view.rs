@@ -1,0 +1,111 @@
+//! The published view: what readers see, updated by the writer after each batch
+//! is durable.
+//!
+//! Readers take a read lock for the few microseconds it takes to clone an `Arc`
+//! and never wait on the writer's work: the writer applies a batch to its own
+//! state, makes it durable, and only then copies the `Arc`s of the entities the
+//! batch changed into the view under a brief write lock. So a reader never sees a
+//! change that a crash could take back, and every read is of a whole batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::driver::Driver;
+use crate::id::{TripId, UserId};
+use crate::state::{Effects, State};
+use crate::trip::Trip;
+use crate::user::{Role, User};
+
+/// A consistent, durable picture of the live world.
+#[derive(Debug, Default)]
+pub struct View {
+    trips: HashMap<TripId, Arc<Trip>>,
+    users: HashMap<UserId, Arc<User>>,
+    phones: HashMap<(Role, String), UserId>,
+    drivers: HashMap<UserId, Arc<Driver>>,
+    batches: u64,
+}
+
+impl View {
+    /// A view of everything in `state` (used at open, after recovery).
+    pub fn of(state: &State) -> Self {
+        let mut view = View::default();
+        for t in state.trips() {
+            view.trips.insert(t.id, Arc::clone(t));
+        }
+        for d in state.drivers() {
+            view.drivers.insert(d.id, Arc::clone(d));
+        }
+        for u in state.users() {
+            view.phones.insert((u.role, u.phone.clone()), u.id);
+            view.users.insert(u.id, Arc::clone(u));
+        }
+        view
+    }
+
+    /// Copies what `fx` says changed from `state`.
+    pub(crate) fn publish(&mut self, state: &State, fx: &Effects) {
+        for id in &fx.trips {
+            match state.trip(*id) {
+                Some(t) => self.trips.insert(*id, Arc::clone(t)),
+                None => self.trips.remove(id),
+            };
+        }
+        for id in &fx.drivers {
+            match state.driver(*id) {
+                Some(d) => self.drivers.insert(*id, Arc::clone(d)),
+                None => self.drivers.remove(id),
+            };
+        }
+        for id in &fx.users {
+            if let Some(u) = state.user(*id) {
+                self.phones.insert((u.role, u.phone.clone()), u.id);
+                self.users.insert(*id, Arc::clone(u));
+            }
+        }
+        self.batches += 1;
+    }
+
+    /// A trip.
+    pub fn trip(&self, id: TripId) -> Option<&Arc<Trip>> {
+        self.trips.get(&id)
+    }
+
+    /// A user.
+    pub fn user(&self, id: UserId) -> Option<&Arc<User>> {
+        self.users.get(&id)
+    }
+
+    /// The user with this role and phone number.
+    pub fn user_by_phone(&self, role: Role, phone: &str) -> Option<&Arc<User>> {
+        self.phones.get(&(role, phone.to_owned())).and_then(|id| self.users.get(id))
+    }
+
+    /// A driver's live record.
+    pub fn driver(&self, id: UserId) -> Option<&Arc<Driver>> {
+        self.drivers.get(&id)
+    }
+
+    /// Every trip, in no particular order.
+    pub fn trips(&self) -> impl Iterator<Item = &Arc<Trip>> {
+        self.trips.values()
+    }
+
+    /// Every driver, in no particular order.
+    pub fn drivers(&self) -> impl Iterator<Item = &Arc<Driver>> {
+        self.drivers.values()
+    }
+
+    /// The trips this driver has a pending offer of, with the trip as it is.
+    pub fn offers_for(&self, driver: UserId) -> Vec<Arc<Trip>> {
+        self.drivers
+            .get(&driver)
+            .map(|d| d.pending_offers.iter().filter_map(|t| self.trips.get(t).cloned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How many batches have been published (a cheap change counter).
+    pub fn batches(&self) -> u64 {
+        self.batches
+    }
+}
