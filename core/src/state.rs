@@ -878,3 +878,7 @@ impl State {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

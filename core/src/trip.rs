@@ -104,14 +104,37 @@ pub enum TripKind {
 }
 
 /// A pickup or drop-off point, with an optional address line for the driver.
+///
+/// Serialized flat, as the API writes it: `{"lat":..,"lng":..,"address":..}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PlaceRepr", into = "PlaceRepr")]
 pub struct Place {
     /// Where.
-    #[serde(flatten)]
     pub point: LatLng,
     /// What to show the driver (plain text; renderers escape it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceRepr {
+    lat: f64,
+    lng: f64,
+    #[serde(default)]
+    address: Option<String>,
+}
+
+impl TryFrom<PlaceRepr> for Place {
+    type Error = crate::geo::CoordinateError;
+    fn try_from(r: PlaceRepr) -> Result<Self, Self::Error> {
+        Ok(Place { point: LatLng::new(r.lat, r.lng)?, address: r.address })
+    }
+}
+
+impl From<Place> for PlaceRepr {
+    fn from(p: Place) -> Self {
+        PlaceRepr { lat: p.point.lat(), lng: p.point.lng(), address: p.address }
+    }
 }
 
 /// Longest address line accepted.
