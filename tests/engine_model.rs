@@ -249,7 +249,9 @@ impl Model {
         self.drivers[d].trip = Some(t);
         let others: Vec<usize> = std::mem::take(&mut self.drivers[d].pending).into_iter().filter(|x| *x != t).collect();
         for other in others {
-            if let Some(o) = self.trips[other].offers.iter_mut().find(|o| o.driver == d && o.state == OfferState::Pending) {
+            if let Some(o) =
+                self.trips[other].offers.iter_mut().find(|o| o.driver == d && o.state == OfferState::Pending)
+            {
                 o.state = OfferState::Withdrawn(WithdrawReason::Taken);
             }
             self.dispatch(other);
@@ -359,7 +361,9 @@ impl Model {
         if self.drivers[d].online {
             self.drivers[d].online = false;
             for t in std::mem::take(&mut self.drivers[d].pending) {
-                if let Some(o) = self.trips[t].offers.iter_mut().find(|o| o.driver == d && o.state == OfferState::Pending) {
+                if let Some(o) =
+                    self.trips[t].offers.iter_mut().find(|o| o.driver == d && o.state == OfferState::Pending)
+                {
                     o.state = OfferState::Withdrawn(WithdrawReason::Expired);
                 }
                 self.dispatch(t);
@@ -439,7 +443,12 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     category: economy.clone(),
                     parcel: None,
                     payment_method: PaymentMethod::Cash,
-                    quote: Quote { currency: "EGP".parse().expect("valid"), estimate_minor: 5000, surge_bps: 10_000, discount_minor: 0 },
+                    quote: Quote {
+                        currency: "EGP".parse().expect("valid"),
+                        estimate_minor: 5000,
+                        surge_bps: 10_000,
+                        discount_minor: 0,
+                    },
                 };
                 model.fire_due();
                 let r = engine.create_trip(model.riders[rider], new);
@@ -464,16 +473,23 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     Op::Accept { driver, .. } => {
                         (code_of(&engine.accept(model.drivers[driver].id, tid.expect("trip"))), model.accept(driver, t))
                     }
-                    Op::Decline { driver, .. } => {
-                        (code_of(&engine.decline(model.drivers[driver].id, tid.expect("trip"))), model.decline(driver, t))
-                    }
+                    Op::Decline { driver, .. } => (
+                        code_of(&engine.decline(model.drivers[driver].id, tid.expect("trip"))),
+                        model.decline(driver, t),
+                    ),
                     Op::Arrived { driver, .. } => (
                         code_of(&engine.arrived(model.drivers[driver].id, tid.expect("trip"))),
                         model.step(driver, t, TripStatus::Accepted, TripStatus::Arrived),
                     ),
                     Op::Start { driver, right_code, .. } => {
                         let real = model.trips[t].code.clone();
-                        let code = if right_code { real } else if real == "0000" { "0001".into() } else { "0000".into() };
+                        let code = if right_code {
+                            real
+                        } else if real == "0000" {
+                            "0001".into()
+                        } else {
+                            "0000".into()
+                        };
                         (
                             code_of(&engine.start(model.drivers[driver].id, tid.expect("trip"), &code)),
                             model.start(driver, t, right_code),

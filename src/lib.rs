@@ -1,0 +1,14 @@
+//! # dispatch
+//!
+//! The umbrella package of the workspace. It owns the runnable examples, the
+//! black-box tests and the benches, and holds the scenarios they share, so an
+//! example and the test that checks it run the same code.
+//!
+//! - [`race`]: many drivers accepting the same trip at the same instant.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod race;
+
+pub use dispatch_core;
+pub use dispatch_storage;
