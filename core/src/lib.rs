@@ -16,6 +16,10 @@
 //! - [`user`]: users, roles, vehicles and categories.
 //! - [`id`], [`clock`], [`money`], [`geo`]: typed ids, injected time, integer
 //!   money, validated coordinates and great-circle distance.
+//! - [`route`]: the distance and duration of a ride ([`route::RouteProvider`]) and the
+//!   straight-line default (great circle × detour factor at a city speed).
+//! - [`fare`]: the fare formula on integer minor units, waiting and cancellation fees,
+//!   coupons and commission; one rounding rule (half up), no floats, overflow is an error.
 //! - [`error`]: the one error type, with the API's error codes.
 //!
 //! ## Example
@@ -61,9 +65,11 @@ pub mod command;
 pub mod driver;
 pub mod engine;
 pub mod error;
+pub mod fare;
 pub mod geo;
 pub mod id;
 pub mod money;
+pub mod route;
 pub mod state;
 pub mod trip;
 pub mod user;

@@ -1,0 +1,251 @@
+//! Routes: the distance and duration of a ride between two points, and who said so.
+//!
+//! Owns the [`RouteProvider`] seam, the [`Route`] value the fare engine prices, and the
+//! default provider, [`StraightLine`]: the great-circle distance (haversine on a sphere of
+//! [`EARTH_RADIUS_M`](crate::geo::EARTH_RADIUS_M)) times a detour factor, driven at a
+//! configured city speed. An HTTP router (OSRM's `/route/v1` shape) is another
+//! implementation of the same trait and lives outside this module.
+//!
+//! Guarantees:
+//! - a [`StraightLine`] that exists has a valid configuration (see [`StraightLine::new`]),
+//!   so it always answers, for any two valid positions, with no panic and no error;
+//! - geometry is done in `f64` and converted to integers exactly once per quantity,
+//!   rounding half up (`f64::round`, which rounds ties away from zero, i.e. up, on the
+//!   non-negative values it sees here): whole metres first, then whole seconds computed
+//!   from those whole metres, so `duration_s` is a function of the `distance_m` shown;
+//! - the straight-line route is symmetric (`a → b` equals `b → a`) and non-decreasing in
+//!   the great-circle distance.
+
+use serde::{Deserialize, Serialize};
+
+use crate::geo::{LatLng, haversine_m};
+
+/// Where a [`Route`]'s distance and duration came from (JSON `route_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteSource {
+    /// A road router answered (`"router"`).
+    Router,
+    /// The great-circle fallback (`"straight_line"`): the final fare may differ more.
+    StraightLine,
+}
+
+/// A ride's length and expected duration, in whole metres and whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// Length of the ride in whole metres.
+    pub distance_m: u64,
+    /// Expected (or, at completion, actual) duration in whole seconds.
+    pub duration_s: u64,
+    /// Who computed it.
+    pub source: RouteSource,
+}
+
+/// Why a provider gave no route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// The provider answered that no road connects the two points.
+    #[error("no route between the points")]
+    NoRoute,
+    /// The provider could not answer (down, too slow, malformed answer); callers fall back
+    /// to [`StraightLine`] and say so with [`RouteSource::StraightLine`].
+    #[error("route provider unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A source of routes between two positions.
+pub trait RouteProvider: Send + Sync {
+    /// The route from `from` to `to`.
+    fn route(&self, from: LatLng, to: LatLng) -> Result<Route, RouteError>;
+}
+
+/// Why a straight-line configuration was refused (`[route]` in the config file).
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum RouteConfigError {
+    /// The detour factor is not finite or outside [`StraightLine::DETOUR_FACTOR_RANGE`].
+    #[error(
+        "route.detour_factor must be a finite number from 1 to 10 (roads are never shorter than the great circle), got {0}"
+    )]
+    DetourFactor(f64),
+    /// The city speed is not finite or outside [`StraightLine::CITY_SPEED_KMH_RANGE`].
+    #[error("route.city_speed_kmh must be a finite number from 1 to 200, got {0}")]
+    CitySpeed(f64),
+}
+
+/// The default route provider: great-circle distance × detour factor at a city speed.
+///
+/// Fields are private so that only a validated configuration exists.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StraightLine {
+    detour_factor: f64,
+    city_speed_kmh: f64,
+}
+
+impl StraightLine {
+    /// `route.detour_factor` when the config file does not say.
+    pub const DEFAULT_DETOUR_FACTOR: f64 = 1.3;
+    /// `route.city_speed_kmh` when the config file does not say.
+    pub const DEFAULT_CITY_SPEED_KMH: f64 = 30.0;
+    /// Accepted detour factors. Below 1 a road would be shorter than the great circle;
+    /// above 10 the value is a typo. The bound also keeps every distance (at most half the
+    /// Earth's circumference × 10, about 2·10⁸ m) exactly representable.
+    pub const DETOUR_FACTOR_RANGE: std::ops::RangeInclusive<f64> = 1.0..=10.0;
+    /// Accepted city speeds in km/h: slower than walking or faster than a motorway is a
+    /// typo (a speed in m/s, say); the lower bound keeps every duration finite and small.
+    pub const CITY_SPEED_KMH_RANGE: std::ops::RangeInclusive<f64> = 1.0..=200.0;
+
+    /// A straight-line provider, if both numbers are finite and within their ranges.
+    pub fn new(detour_factor: f64, city_speed_kmh: f64) -> Result<Self, RouteConfigError> {
+        // `contains` is false for NaN, and the ranges are finite, so this also refuses
+        // NaN and infinities.
+        if !Self::DETOUR_FACTOR_RANGE.contains(&detour_factor) {
+            return Err(RouteConfigError::DetourFactor(detour_factor));
+        }
+        if !Self::CITY_SPEED_KMH_RANGE.contains(&city_speed_kmh) {
+            return Err(RouteConfigError::CitySpeed(city_speed_kmh));
+        }
+        Ok(Self { detour_factor, city_speed_kmh })
+    }
+
+    /// The detour factor applied to the great-circle distance.
+    pub fn detour_factor(&self) -> f64 {
+        self.detour_factor
+    }
+
+    /// The average speed assumed in the city, km/h.
+    pub fn city_speed_kmh(&self) -> f64 {
+        self.city_speed_kmh
+    }
+
+    /// The straight-line route from `from` to `to`. Infallible, so that a failing router
+    /// can always fall back to it.
+    pub fn between(&self, from: LatLng, to: LatLng) -> Route {
+        let distance_m = round_half_up(haversine_m(from, to) * self.detour_factor);
+        // Seconds = metres × 3.6 / (km/h), from the whole metres shown to the rider.
+        // `distance_m` is at most ~2·10⁸ (see DETOUR_FACTOR_RANGE), exact in an f64.
+        let duration_s = round_half_up(distance_m as f64 * 3.6 / self.city_speed_kmh);
+        Route { distance_m, duration_s, source: RouteSource::StraightLine }
+    }
+}
+
+impl Default for StraightLine {
+    /// Detour factor 1.3 at 30 km/h, the documented defaults of the `[route]` section.
+    fn default() -> Self {
+        Self { detour_factor: Self::DEFAULT_DETOUR_FACTOR, city_speed_kmh: Self::DEFAULT_CITY_SPEED_KMH }
+    }
+}
+
+impl RouteProvider for StraightLine {
+    fn route(&self, from: LatLng, to: LatLng) -> Result<Route, RouteError> {
+        Ok(self.between(from, to))
+    }
+}
+
+/// The one float-to-integer conversion of this module: round half up.
+///
+/// `x` is finite and non-negative here (a haversine distance times a validated factor, or
+/// such a distance over a validated speed), and far below `u64::MAX`; `f64::round` rounds
+/// ties away from zero, which for non-negative `x` is half up. The `as` conversion
+/// saturates rather than wraps, should that reasoning ever break.
+fn round_half_up(x: f64) -> u64 {
+    x.round() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p(lat: f64, lng: f64) -> LatLng {
+        LatLng::new(lat, lng).unwrap()
+    }
+
+    #[test]
+    fn one_degree_of_latitude_at_the_defaults() {
+        // 2πR/360 = 111_195.08 m; × 1.3 = 144_553.60 → 144_554 m;
+        // 144_554 m × 3.6 / 30 km/h = 17_346.48 → 17_346 s.
+        let route = StraightLine::default().between(p(0.0, 0.0), p(1.0, 0.0));
+        assert_eq!(route, Route { distance_m: 144_554, duration_s: 17_346, source: RouteSource::StraightLine });
+        assert_eq!(StraightLine::default().route(p(0.0, 0.0), p(1.0, 0.0)).unwrap(), route);
+    }
+
+    #[test]
+    fn same_point_is_a_zero_route() {
+        let route = StraightLine::default().between(p(30.0444, 31.2357), p(30.0444, 31.2357));
+        assert_eq!((route.distance_m, route.duration_s), (0, 0));
+    }
+
+    #[test]
+    fn configuration_is_validated() {
+        assert_eq!(StraightLine::new(1.3, 30.0).unwrap(), StraightLine::default());
+        assert!(StraightLine::new(1.0, 1.0).is_ok());
+        assert!(StraightLine::new(10.0, 200.0).is_ok());
+        for detour in [0.0, -1.3, 0.99, 10.01, f64::NAN, f64::INFINITY] {
+            assert!(matches!(StraightLine::new(detour, 30.0), Err(RouteConfigError::DetourFactor(_))), "{detour}");
+        }
+        for speed in [0.0, -30.0, 0.5, 200.5, f64::NAN, f64::NEG_INFINITY] {
+            assert!(matches!(StraightLine::new(1.3, speed), Err(RouteConfigError::CitySpeed(_))), "{speed}");
+        }
+    }
+
+    #[test]
+    fn source_serializes_as_the_api_says() {
+        let route = Route { distance_m: 8230, duration_s: 960, source: RouteSource::StraightLine };
+        assert_eq!(
+            serde_json::to_string(&route).unwrap(),
+            r#"{"distance_m":8230,"duration_s":960,"source":"straight_line"}"#
+        );
+        assert_eq!(serde_json::to_string(&RouteSource::Router).unwrap(), r#""router""#);
+        assert!(serde_json::from_str::<Route>(r#"{"distance_m":1,"duration_s":1,"source":"router","x":0}"#).is_err());
+    }
+
+    #[test]
+    fn the_worst_case_stays_in_range() {
+        // Antipodes at the largest detour and the slowest speed: finite, exact integers.
+        // (The fare engine refuses to price such a route: see `fare::MAX_DISTANCE_M`.)
+        let longest = StraightLine::new(10.0, 1.0).unwrap().between(p(0.0, 0.0), p(0.0, 180.0));
+        // πR × 10 = 200_151_144.4 m → 200_151_144 m; × 3.6 / 1 = 720_544_118.4 → 720_544_118 s.
+        assert_eq!(longest.distance_m, 200_151_144);
+        assert_eq!(longest.duration_s, 720_544_118);
+    }
+
+    /// Anywhere on Earth, or (half the time) within a few kilometres of central Cairo, so
+    /// that near-equal city distances and their rounding are exercised too.
+    fn lat_lng() -> impl Strategy<Value = LatLng> {
+        prop_oneof![
+            (-90.0..=90.0f64, -180.0..=180.0f64).prop_map(|(lat, lng)| p(lat, lng)),
+            (30.00..=30.10f64, 31.20..=31.30f64).prop_map(|(lat, lng)| p(lat, lng)),
+        ]
+    }
+
+    fn provider() -> impl Strategy<Value = StraightLine> {
+        (1.0..=10.0f64, 1.0..=200.0f64).prop_map(|(d, s)| StraightLine::new(d, s).unwrap())
+    }
+
+    proptest! {
+        #[test]
+        fn straight_line_is_symmetric(sl in provider(), a in lat_lng(), b in lat_lng()) {
+            prop_assert_eq!(sl.between(a, b), sl.between(b, a));
+        }
+
+        #[test]
+        fn straight_line_is_monotonic_in_distance(
+            sl in provider(),
+            pair_1 in (lat_lng(), lat_lng()),
+            pair_2 in (lat_lng(), lat_lng()),
+        ) {
+            // Whatever the two pairs, the one further apart on the great circle never gets
+            // the shorter or quicker route.
+            let (d_1, d_2) = (haversine_m(pair_1.0, pair_1.1), haversine_m(pair_2.0, pair_2.1));
+            let (near, far) = if d_1 <= d_2 {
+                (pair_1, pair_2)
+            } else {
+                (pair_2, pair_1)
+            };
+            let (r_near, r_far) = (sl.between(near.0, near.1), sl.between(far.0, far.1));
+            prop_assert!(r_near.distance_m <= r_far.distance_m, "{r_near:?} {r_far:?}");
+            prop_assert!(r_near.duration_s <= r_far.duration_s, "{r_near:?} {r_far:?}");
+        }
+    }
+}
