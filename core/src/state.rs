@@ -302,6 +302,11 @@ impl State {
         fx: &mut Effects,
     ) -> Result<Outcome> {
         let id = self.driver_of(who)?;
+        if report.heading_deg.is_some_and(|h| !(0.0..360.0).contains(&h))
+            || report.speed_mps.is_some_and(|v| !(0.0..=100.0).contains(&v))
+        {
+            return Err(Error::Invalid("heading_deg must be in [0, 360) and speed_mps in [0, 100]".into()));
+        }
         let d = self.driver_mut(id, fx)?;
         d.fix =
             Some(Fix { point: report.point, at: now, heading_deg: report.heading_deg, speed_mps: report.speed_mps });
