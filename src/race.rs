@@ -191,11 +191,11 @@ pub fn one_driver_two_trips(rounds: u64) -> Result<(u64, u64), Error> {
         });
         let (ra, rb) = (ra.map_err(|_| panicked())?, rb.map_err(|_| panicked())?);
         let won: Vec<TripId> = [(a.id, &ra), (b.id, &rb)].iter().filter(|(_, r)| r.is_ok()).map(|(t, _)| *t).collect();
-        for (_, r) in [(a.id, &ra), (b.id, &rb)] {
-            if let Err(e) = r {
-                if !matches!(e, Error::DriverNotAvailable(_)) {
-                    return Err(e.clone());
-                }
+        for r in [&ra, &rb] {
+            if let Err(e) = r
+                && !matches!(e, Error::DriverNotAvailable(_))
+            {
+                return Err(e.clone());
             }
         }
         match won[..] {

@@ -98,7 +98,7 @@ impl Record {
 
     /// The bytes the log stores: the schema version, then the record in postcard.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = vec![Self::SCHEMA_VERSION];
+        let out = vec![Self::SCHEMA_VERSION];
         postcard::to_extend(self, out).map_err(|e| Error::Internal(format!("cannot encode a log record: {e}")))
     }
 
