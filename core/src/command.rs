@@ -164,6 +164,16 @@ pub enum Command {
         /// A position to start from.
         location: Option<LatLng>,
     },
+    /// Staff (admin) suspend or reinstate a driver. A suspended driver goes offline
+    /// (at once, or when the current trip ends) and may not go online.
+    SetDriverSuspended {
+        /// Which driver.
+        driver_id: UserId,
+        /// Suspend (`true`) or reinstate (`false`).
+        suspended: bool,
+        /// Why (plain text, kept for the audit trail).
+        reason: String,
+    },
     /// A driver's position (not waited for fsync: see [`crate::Engine::update_location`]).
     UpdateLocation(LocationReport),
     /// A rider asks for a trip; the first dispatch round starts at once.
@@ -217,6 +227,7 @@ impl Command {
             Command::SetRules(_) => "set_rules",
             Command::CreateUser(_) => "create_user",
             Command::SetDriverStatus { .. } => "set_driver_status",
+            Command::SetDriverSuspended { .. } => "set_driver_suspended",
             Command::UpdateLocation(_) => "update_location",
             Command::CreateTrip(_) => "create_trip",
             Command::AcceptTrip { .. } => "accept_trip",

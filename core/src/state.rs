@@ -94,6 +94,16 @@ enum Who {
     Driver(UserId),
 }
 
+/// A free-text reason: bounded, no control characters but newlines.
+fn validate_reason(reason: &str) -> Result<()> {
+    if reason.chars().count() > MAX_REASON_LEN || reason.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::Invalid(format!(
+            "reason must be at most {MAX_REASON_LEN} characters, without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Applies `command`, sent by `actor`, at `now`. On `Err` the state is unchanged
 /// and nothing was added to `effects`.
 pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
@@ -168,6 +178,9 @@ impl State {
             Command::SetRules(rules) => self.set_rules(who, rules),
             Command::CreateUser(new) => self.create_user(who, new, now, fx),
             Command::SetDriverStatus { online, location } => self.set_driver_status(who, *online, *location, now, fx),
+            Command::SetDriverSuspended { driver_id, suspended, reason } => {
+                self.set_suspended(who, *driver_id, *suspended, reason, now, fx)
+            }
             Command::UpdateLocation(report) => self.update_location(who, report, now, fx),
             Command::CreateTrip(new) => self.create_trip(who, new, now, fx),
             Command::AcceptTrip { trip_id } => self.accept(who, *trip_id, now, fx),
@@ -292,6 +305,34 @@ impl State {
             self.withdraw_driver_offers(id, None, WithdrawReason::Expired, now, fx)?;
         }
         Ok(Outcome::Driver(Arc::clone(self.driver_ref(id)?)))
+    }
+
+    fn set_suspended(
+        &mut self,
+        who: Who,
+        driver_id: UserId,
+        suspended: bool,
+        reason: &str,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if !matches!(who, Who::System | Who::Staff { admin: true }) {
+            return Err(Error::Forbidden("only an admin suspends drivers".into()));
+        }
+        validate_reason(reason)?;
+        let driver = self.drivers.get(&driver_id).ok_or_else(|| Error::not_found("driver", driver_id))?;
+        let going_offline = suspended && driver.availability == Availability::Available;
+        let d = self.driver_mut(driver_id, fx)?;
+        d.suspended = suspended;
+        if going_offline {
+            d.availability = Availability::Offline;
+            self.withdraw_driver_offers(driver_id, None, WithdrawReason::Expired, now, fx)?;
+        }
+        if let Some(u) = self.users.get_mut(&driver_id) {
+            Arc::make_mut(u).suspended = suspended;
+            fx.users.push(driver_id);
+        }
+        Ok(Outcome::Driver(Arc::clone(self.driver_ref(driver_id)?)))
     }
 
     fn update_location(
@@ -541,9 +582,7 @@ impl State {
             }
             _ => return Err(Error::not_found("trip", trip_id)),
         };
-        if reason.chars().count() > MAX_REASON_LEN || reason.chars().any(|c| c.is_control() && c != '\n') {
-            return Err(Error::Invalid(format!("reason must be at most {MAX_REASON_LEN} characters")));
-        }
+        validate_reason(reason)?;
         if !trip.status.is_open() {
             return Err(trip.refuse("cancel"));
         }

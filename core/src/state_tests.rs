@@ -537,3 +537,32 @@ fn location_reports_are_validated() {
     assert!(matches!(w.events().last(), Some(Event::DriverMoved { .. })));
     w.finish();
 }
+
+#[test]
+fn a_suspended_driver_goes_offline_and_cannot_come_back_until_reinstated() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let a = w.driver(0.5);
+    let b = w.driver(0.6);
+    let trip = w.trip(rider);
+    assert_eq!(w.offered(trip), vec![a, b]);
+    let suspend = |suspended| Command::SetDriverSuspended { driver_id: a, suspended, reason: "complaint".into() };
+    assert!(matches!(w.run(Actor::User(rider), suspend(true)), Err(Error::Forbidden(_))));
+    w.run(Actor::Admin, suspend(true)).unwrap();
+    assert_eq!(w.state.driver(a).unwrap().availability, Availability::Offline);
+    assert_eq!(w.offered(trip), vec![b], "the suspended driver's offer was withdrawn");
+    assert!(matches!(
+        w.run(Actor::User(a), Command::SetDriverStatus { online: true, location: None }),
+        Err(Error::Forbidden(_))
+    ));
+    // Suspended mid-trip: the trip goes on; the driver is offline when it ends.
+    w.accept(b, trip).unwrap();
+    w.run(Actor::Admin, Command::SetDriverSuspended { driver_id: b, suspended: true, reason: String::new() }).unwrap();
+    assert_eq!(w.state.driver(b).unwrap().availability, Availability::OnTrip);
+    w.run(Actor::Admin, Command::CancelTrip { trip_id: trip, reason: String::new() }).unwrap();
+    assert_eq!(w.state.driver(b).unwrap().availability, Availability::Offline);
+    w.run(Actor::Admin, suspend(false)).unwrap();
+    w.run(Actor::User(a), Command::SetDriverStatus { online: true, location: None }).unwrap();
+    assert!(w.state.user(a).is_some_and(|u| !u.suspended));
+    w.finish();
+}
