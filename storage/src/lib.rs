@@ -1,6 +1,30 @@
 //! # dispatch-storage
 //!
-//! Durability for dispatch: the write-ahead log and the redb checkpoint. It stores
-//! opaque records and knows nothing of trips.
+//! Durability for dispatch: the command log the engine's writer appends to, and its
+//! crash recovery. It stores opaque byte payloads and knows nothing of trips (the
+//! engine encodes each command as a schema-version byte followed by postcard bytes).
+//!
+//! ## Layout
+//! - [`log`]: the [`CommandLog`] trait, the seam through which the writer reaches its
+//!   log (a replicated stream can replace the WAL later), [`Lsn`] numbering and the
+//!   bounds every log enforces.
+//! - [`mem_log`]: [`MemLog`], the log in memory, for tests and data-dir-less runs.
+//! - [`wal`]: [`Wal`], segment files of checksummed frames with group commit,
+//!   rotation, release and recovery. The on-disk format and the crash guarantees are
+//!   in `storage/WAL.md`.
+//! - [`error`]: [`StorageError`], the one error type, which tells a full disk and a
+//!   poisoned log apart.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod error;
+pub mod log;
+pub mod mem_log;
+pub mod wal;
+
+pub use error::StorageError;
+pub use log::{
+    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, Lsn, RECORD_BYTES_MAX, Record, Records,
+};
+pub use mem_log::MemLog;
+pub use wal::{Damage, DamageKind, RecoveryPolicy, RecoveryReport, Wal, WalConfig};
