@@ -60,9 +60,7 @@ fn raw_fdatasync(c: &mut Criterion) {
         })
         .collect();
     print_percentiles("raw 4 KiB append + fdatasync", samples);
-    c.bench_function("raw/append_4KiB_fdatasync", |b| {
-        b.iter(&mut append_and_sync)
-    });
+    c.bench_function("raw/append_4KiB_fdatasync", |b| b.iter(&mut append_and_sync));
 }
 
 fn group_commit(c: &mut Criterion) {
@@ -70,9 +68,7 @@ fn group_commit(c: &mut Criterion) {
     for batch_records in [1usize, 64, 1024] {
         let dir = bench_dir();
         let (mut wal, _) = Wal::open(dir.path(), WalConfig::default()).expect("open the wal");
-        let payloads: Vec<Vec<u8>> = (0..batch_records)
-            .map(|i| vec![i as u8; RECORD_BYTES])
-            .collect();
+        let payloads: Vec<Vec<u8>> = (0..batch_records).map(|i| vec![i as u8; RECORD_BYTES]).collect();
         let batch: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let commit = |wal: &mut Wal| {
             wal.append(&batch).expect("append");
@@ -94,10 +90,7 @@ fn group_commit(c: &mut Criterion) {
                 elapsed
             })
             .collect();
-        print_percentiles(
-            &format!("append + sync of {batch_records} x {RECORD_BYTES} B"),
-            samples,
-        );
+        print_percentiles(&format!("append + sync of {batch_records} x {RECORD_BYTES} B"), samples);
 
         group.throughput(Throughput::Elements(batch_records as u64));
         group.bench_function(BenchmarkId::from_parameter(batch_records), |b| {

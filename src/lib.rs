@@ -5,10 +5,12 @@
 //! example and the test that checks it run the same code.
 //!
 //! - [`race`]: many drivers accepting the same trip at the same instant.
+//! - [`scenario`]: users, online drivers and trip requests, for the rest to build on.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod race;
+pub mod scenario;
 
 pub use dispatch_core;
 pub use dispatch_storage;

@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use dispatch_core::{
-    Actor, Availability, Category, DispatchRules, Engine, EngineConfig, Error, LatLng, NewTrip, NewUser, PaymentMethod,
-    Place, Quote, Role, TripId, TripKind, UserId, Vehicle,
-};
+use dispatch_core::{Actor, Availability, DispatchRules, Engine, EngineConfig, Error, LatLng, Role, TripId, UserId};
+
+use crate::scenario::{self, CENTER, ride_from};
 
 /// What a race run found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,8 +45,6 @@ impl RaceReport {
     }
 }
 
-const PICKUP: (f64, f64) = (30.0444, 31.2357);
-
 fn engine_for(drivers: usize) -> Result<Engine, Error> {
     let offers = u16::try_from(drivers).unwrap_or(u16::MAX).min(DispatchRules::MAX_OFFERS_PER_ROUND);
     let rules = DispatchRules {
@@ -61,41 +58,16 @@ fn engine_for(drivers: usize) -> Result<Engine, Error> {
     Engine::open(EngineConfig::default().with_rules(rules))
 }
 
-fn user(engine: &Engine, role: Role, n: usize) -> Result<UserId, Error> {
-    let vehicle = (role == Role::Driver)
-        .then(|| Ok::<_, Error>(Vehicle { category: Category::new("economy")?, plate: format!("R{n}") }))
-        .transpose()?;
-    let phone = format!("+2011{n:08}");
-    Ok(engine.create_user(Actor::Admin, NewUser { id: None, role, name: format!("racer {n}"), phone, vehicle })?.id)
-}
-
-fn new_trip() -> Result<NewTrip, Error> {
-    Ok(NewTrip {
-        id: None,
-        pickup_code: None,
-        kind: TripKind::Ride,
-        pickup: Place::at(LatLng::new(PICKUP.0, PICKUP.1)?),
-        dropoff: Place::at(LatLng::new(30.06, 31.25)?),
-        category: Category::new("economy")?,
-        parcel: None,
-        payment_method: PaymentMethod::Cash,
-        quote: Quote { currency: "EGP".parse()?, estimate_minor: 5_000, surge_bps: 10_000, discount_minor: 0 },
-    })
-}
-
 /// Runs the race. `drivers` is capped at [`DispatchRules::MAX_OFFERS_PER_ROUND`]
 /// (every driver must be offered every trip).
 pub fn run(drivers: usize, trips: u64) -> Result<RaceReport, Error> {
     let drivers = drivers.clamp(2, usize::from(DispatchRules::MAX_OFFERS_PER_ROUND));
     let engine = Arc::new(engine_for(drivers)?);
-    let rider = user(&engine, Role::Rider, 0)?;
+    let rider = scenario::user(&engine, Role::Rider, 0)?;
     let mut ids = Vec::with_capacity(drivers);
-    for n in 1..=drivers {
-        let id = user(&engine, Role::Driver, n)?;
+    for n in 1..=drivers as u64 {
         // All within a few metres of the pickup.
-        let at = LatLng::new(PICKUP.0 + n as f64 * 1e-5, PICKUP.1)?;
-        engine.set_driver_status(id, true, Some(at))?;
-        ids.push(id);
+        ids.push(scenario::online_driver(&engine, n, scenario::near_center(n as f64, 0.0)?)?);
     }
 
     let start = Barrier::new(drivers + 1);
@@ -127,7 +99,7 @@ pub fn run(drivers: usize, trips: u64) -> Result<RaceReport, Error> {
             Ok(())
         };
         for _ in 0..trips {
-            let trip = match engine.create_trip(rider, new_trip()?) {
+            let trip = match engine.create_trip(rider, pickup()?) {
                 Ok(t) => t,
                 Err(e) => {
                     finish(&mut report)?;
@@ -170,13 +142,12 @@ pub fn run(drivers: usize, trips: u64) -> Result<RaceReport, Error> {
 /// how many rounds it won exactly one.
 pub fn one_driver_two_trips(rounds: u64) -> Result<(u64, u64), Error> {
     let engine = engine_for(2)?;
-    let driver = user(&engine, Role::Driver, 1)?;
-    engine.set_driver_status(driver, true, Some(LatLng::new(PICKUP.0, PICKUP.1)?))?;
-    let riders = [user(&engine, Role::Rider, 2)?, user(&engine, Role::Rider, 3)?];
+    let driver = scenario::online_driver(&engine, 1, LatLng::new(CENTER.0, CENTER.1)?)?;
+    let riders = [scenario::user(&engine, Role::Rider, 2)?, scenario::user(&engine, Role::Rider, 3)?];
     let (mut doubles, mut singles) = (0, 0);
     for _ in 0..rounds {
-        let a = engine.create_trip(riders[0], new_trip()?)?;
-        let b = engine.create_trip(riders[1], new_trip()?)?;
+        let a = engine.create_trip(riders[0], pickup()?)?;
+        let b = engine.create_trip(riders[1], pickup()?)?;
         let barrier = Barrier::new(2);
         let (ra, rb) = std::thread::scope(|s| {
             let ha = s.spawn(|| {
@@ -215,6 +186,10 @@ pub fn one_driver_two_trips(rounds: u64) -> Result<(u64, u64), Error> {
     }
     engine.shutdown()?;
     Ok((doubles, singles))
+}
+
+fn pickup() -> Result<dispatch_core::NewTrip, Error> {
+    ride_from(LatLng::new(CENTER.0, CENTER.1)?)
 }
 
 fn panicked() -> Error {

@@ -2,5 +2,6 @@
 //! instead of one per file). Each module drives the public API only.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod durability;
 mod engine_model;
 mod race;

@@ -11,10 +11,11 @@
 //! full queue answers [`Error::Overloaded`] at once instead of growing. A batch
 //! holds at most [`EngineConfig::max_batch`] commands.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
@@ -25,10 +26,12 @@ use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::geo::LatLng;
 use crate::id::{IdSource, RandomIds, TripId, UserId};
+use crate::journal::{Journal, Recovery};
 use crate::state::{Effects, State, apply};
 use crate::trip::Trip;
 use crate::user::User;
 use crate::view::View;
+use dispatch_storage::{CommandLog, MemLog};
 
 /// How an engine is set up.
 pub struct EngineConfig {
@@ -44,6 +47,11 @@ pub struct EngineConfig {
     pub clock: Arc<dyn Clock>,
     /// Where ids come from.
     pub ids: Box<dyn IdSource>,
+    /// The data directory (WAL, checkpoint, history). `None`: in memory only,
+    /// gone when the process ends.
+    pub data_dir: Option<PathBuf>,
+    /// In read-only mode, how often the writer tries writing again.
+    pub read_only_retry: Duration,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +63,8 @@ impl Default for EngineConfig {
             idle_wakeup: Duration::from_millis(100),
             clock: Arc::new(SystemClock),
             ids: Box::new(RandomIds::from_os()),
+            data_dir: None,
+            read_only_retry: Duration::from_secs(1),
         }
     }
 }
@@ -69,6 +79,12 @@ impl EngineConfig {
     /// Uses `ids` for ids (a seeded [`RandomIds`] in tests).
     pub fn with_ids(mut self, ids: impl IdSource) -> Self {
         self.ids = Box::new(ids);
+        self
+    }
+
+    /// Keeps the state durably in `dir` (created if missing).
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 
@@ -159,6 +175,14 @@ pub struct Stats {
     pub overloaded: AtomicU64,
     /// Size of the last batch.
     pub last_batch: AtomicU64,
+    /// Syncs of the log (one per batch that wrote records).
+    pub syncs: AtomicU64,
+    /// Duration of the last sync, in microseconds.
+    pub last_sync_us: AtomicU64,
+    /// Longest sync so far, in microseconds.
+    pub max_sync_us: AtomicU64,
+    /// Batches that could not be made durable (each put the engine in read-only mode).
+    pub failed_batches: AtomicU64,
 }
 
 struct Shared {
@@ -168,6 +192,8 @@ struct Shared {
     /// full is dropped rather than allowed to stall the writer.
     subscribers: Mutex<Vec<Sender<Arc<[Event]>>>>,
     stats: Stats,
+    /// Set while the log cannot be written: commands are refused, reads work.
+    read_only: AtomicBool,
 }
 
 /// The dispatch engine. Cheap to share: put it in an `Arc`; every method takes `&self`.
@@ -187,16 +213,39 @@ pub struct Engine {
     tx: Sender<Msg>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<State>>>,
+    recovery: Recovery,
 }
 
 impl Engine {
-    /// Starts an engine with an empty state.
-    pub fn open(config: EngineConfig) -> Result<Engine> {
-        Self::open_with_state(config, State::default())
+    /// Starts an engine: on `config.data_dir` if set (recovering what is there),
+    /// else in memory with an empty state.
+    pub fn open(mut config: EngineConfig) -> Result<Engine> {
+        match config.data_dir.take() {
+            Some(dir) => {
+                let (journal, state, recovery) = Journal::open_dir(&dir, State::default())?;
+                Self::launch(config, journal, state, recovery)
+            }
+            None => Self::open_with_state(config, State::default()),
+        }
     }
 
-    /// Starts an engine over `state` (recovered from a log, or built by a test).
-    pub fn open_with_state(config: EngineConfig, mut state: State) -> Result<Engine> {
+    /// Starts an in-memory engine over `state` (built by a test or a tool).
+    pub fn open_with_state(config: EngineConfig, state: State) -> Result<Engine> {
+        Self::open_with_log(config, Box::new(MemLog::new()), state)
+    }
+
+    /// Starts an engine over any command log: `base` plus every record the log
+    /// already holds is the starting state. This is the seam where a replicated
+    /// log takes the WAL's place, and where tests inject failing disks.
+    pub fn open_with_log(config: EngineConfig, log: Box<dyn CommandLog>, base: State) -> Result<Engine> {
+        if config.data_dir.is_some() {
+            return Err(Error::Invalid("a data_dir brings its own log: leave it unset with open_with_log".into()));
+        }
+        let (journal, state, recovery) = Journal::with_log(log, base)?;
+        Self::launch(config, journal, state, recovery)
+    }
+
+    fn launch(config: EngineConfig, journal: Journal, state: State, recovery: Recovery) -> Result<Engine> {
         config.rules.validate()?;
         if config.queue_capacity == 0 || config.max_batch == 0 {
             return Err(Error::Invalid("queue_capacity and max_batch must be positive".into()));
@@ -207,27 +256,44 @@ impl Engine {
             view: RwLock::new(View::of(&state)),
             subscribers: Mutex::new(Vec::new()),
             stats: Stats::default(),
+            read_only: AtomicBool::new(false),
         });
         let mut writer = Writer {
-            state: std::mem::take(&mut state),
+            state,
+            journal,
             rx,
             shared: Arc::clone(&shared),
             clock: config.clock,
             ids: config.ids,
             max_batch: config.max_batch,
             idle_wakeup: config.idle_wakeup,
+            read_only_retry: config.read_only_retry,
             fx: Effects::default(),
             replies: Vec::new(),
+            read_only: None,
         };
         if writer.state.rules() != &config.rules {
             writer.apply_one(Actor::System, Command::SetRules(config.rules), None);
             writer.commit();
+            if let Some(why) = &writer.read_only {
+                return Err(Error::ReadOnly(why.clone()));
+            }
         }
         let handle = std::thread::Builder::new()
             .name("dispatch-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
-        Ok(Engine { tx, shared, writer: Mutex::new(Some(handle)) })
+        Ok(Engine { tx, shared, writer: Mutex::new(Some(handle)), recovery })
+    }
+
+    /// What opening the data directory recovered.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Whether the log cannot be written just now (commands answer `ReadOnly`).
+    pub fn is_read_only(&self) -> bool {
+        self.shared.read_only.load(Ordering::Relaxed)
     }
 
     /// Sends `command` as `actor` and waits for its outcome, which arrives only
@@ -403,27 +469,37 @@ fn unexpected(outcome: Outcome) -> Error {
 /// The writer thread's world. Nothing else touches `state`.
 struct Writer {
     state: State,
+    /// Where applied commands become durable.
+    journal: Journal,
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
     ids: Box<dyn IdSource>,
     max_batch: usize,
     idle_wakeup: Duration,
+    read_only_retry: Duration,
     /// Effects of the current batch.
     fx: Effects,
     /// Answers held until the batch is durable.
     replies: Vec<(Reply, Result<Outcome>)>,
+    /// Why the log cannot be written, while it cannot.
+    read_only: Option<String>,
 }
 
 impl Writer {
     fn run(mut self) -> State {
         let mut shutting_down = false;
+        let mut last_probe = Instant::now();
         while !shutting_down {
             let first = match self.rx.recv_timeout(self.idle_wakeup) {
                 Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            if self.read_only.is_some() && last_probe.elapsed() >= self.read_only_retry {
+                last_probe = Instant::now();
+                self.try_leave_read_only();
+            }
             let mut batch = 0;
             let mut next = first;
             while let Some(msg) = next {
@@ -437,7 +513,9 @@ impl Writer {
                 batch += 1;
                 next = if batch < self.max_batch { self.rx.try_recv().ok() } else { None };
             }
-            self.fire_due_deadlines();
+            if self.read_only.is_none() {
+                self.fire_due_deadlines();
+            }
             self.commit();
         }
         // Anything still queued after the shutdown request is refused, not dropped silently.
@@ -459,21 +537,42 @@ impl Writer {
     }
 
     fn apply_one(&mut self, actor: Actor, command: Command, reply: Option<Reply>) {
+        if let Some(why) = &self.read_only {
+            if let Some(reply) = reply {
+                reply(Err(Error::ReadOnly(why.clone())));
+            }
+            return;
+        }
         self.fire_due_deadlines();
         let now = self.clock.now();
         self.apply_at(actor, command, now, reply);
     }
 
-    fn apply_at(&mut self, actor: Actor, mut command: Command, now: Timestamp, reply: Option<Reply>) {
+    fn apply_at(&mut self, actor: Actor, mut command: Command, at: Timestamp, reply: Option<Reply>) {
         command.stamp(self.ids.as_mut(), &self.state);
-        let result = apply(&mut self.state, actor, &command, now, &mut self.fx);
+        let exempt = command.is_durability_exempt();
+        let record = Record { at, actor, command };
+        let result = apply(&mut self.state, actor, &record.command, at, &mut self.fx);
         let stats = &self.shared.stats;
-        match &result {
-            Ok(_) => stats.applied.fetch_add(1, Ordering::Relaxed),
-            Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
+        let result = match result {
+            Ok(outcome) => match self.journal.push(&record) {
+                Ok(()) => {
+                    stats.applied.fetch_add(1, Ordering::Relaxed);
+                    Ok(outcome)
+                }
+                // Applied but not loggable: a bug. Throw the batch away as if the write failed.
+                Err(e) => {
+                    self.fail_batch(&e.to_string());
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                stats.refused.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
         };
         let Some(reply) = reply else { return };
-        if command.is_durability_exempt() {
+        if exempt {
             reply(result);
         } else {
             self.replies.push((reply, result));
@@ -482,8 +581,24 @@ impl Writer {
 
     /// Makes the batch durable, publishes it, hands out its events, then answers.
     fn commit(&mut self) {
-        if self.replies.is_empty() && self.fx.is_empty() {
+        if self.replies.is_empty() && self.fx.is_empty() && !self.journal.has_pending() {
             return;
+        }
+        match self.journal.commit() {
+            Ok(synced) => {
+                if let Some(took) = synced {
+                    let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                    let stats = &self.shared.stats;
+                    stats.syncs.fetch_add(1, Ordering::Relaxed);
+                    stats.last_sync_us.store(us, Ordering::Relaxed);
+                    stats.max_sync_us.fetch_max(us, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                let why = if e.is_disk_full() { format!("disk full ({e})") } else { e.to_string() };
+                self.fail_batch(&why);
+                return;
+            }
         }
         self.shared.view.write().publish(&self.state, &self.fx);
         if !self.fx.events.is_empty() {
@@ -497,6 +612,38 @@ impl Writer {
             reply(result);
         }
         self.fx.clear();
+    }
+
+    /// The batch did not become durable: nobody hears "done", nothing is published,
+    /// and the state is rebuilt from what is on disk. Commands are refused until a
+    /// write succeeds again.
+    fn fail_batch(&mut self, why: &str) {
+        self.shared.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        self.shared.read_only.store(true, Ordering::Relaxed);
+        self.read_only = Some(why.to_owned());
+        for (reply, _) in self.replies.drain(..) {
+            reply(Err(Error::ReadOnly(why.to_owned())));
+        }
+        self.fx.clear();
+        if let Ok(state) = self.journal.rebuild() {
+            self.state = state;
+        }
+        // If the rebuild failed, `try_leave_read_only` retries it before any write.
+    }
+
+    /// Tries to write again: rebuild the state from disk, then make one `Tick`
+    /// durable. Success ends read-only mode.
+    fn try_leave_read_only(&mut self) {
+        let Ok(state) = self.journal.rebuild() else { return };
+        self.state = state;
+        // A failed commit below calls `fail_batch`, which sets it again.
+        self.read_only = None;
+        let now = self.clock.now();
+        self.apply_at(Actor::System, Command::Tick, now, None);
+        self.commit();
+        if self.read_only.is_none() {
+            self.shared.read_only.store(false, Ordering::Relaxed);
+        }
     }
 }
 

@@ -65,6 +65,9 @@ pub enum Error {
     /// The log cannot be written (disk full or failing): reads work, changes do not (`read_only`).
     #[error("the engine is read-only: {0}")]
     ReadOnly(String),
+    /// The data directory or its log cannot be opened or read (at start-up).
+    #[error("storage: {0}")]
+    Storage(String),
     /// The engine has shut down and takes no more commands (`unavailable`).
     #[error("the engine has shut down")]
     ShutDown,
@@ -90,6 +93,7 @@ impl Error {
             Error::Overloaded => "overloaded",
             Error::ReadOnly(_) => "read_only",
             Error::ShutDown => "unavailable",
+            Error::Storage(_) => "storage",
             Error::Internal(_) => "internal",
         }
     }

@@ -12,6 +12,7 @@
 //! - [`state`]: the live world and [`apply`], with the cross-entity invariants.
 //! - [`command`]: every command, the actor who sends it, outcomes and events.
 //! - [`trip`]: the trip record and its state machine; [`driver`]: availability.
+//! - [`journal`]: group commit of applied commands to the log, recovery, read-only mode.
 //! - [`view`]: what readers see.
 //! - [`user`]: users, roles, vehicles and categories.
 //! - [`id`], [`clock`], [`money`], [`geo`]: typed ids, injected time, integer
@@ -68,6 +69,7 @@ pub mod error;
 pub mod fare;
 pub mod geo;
 pub mod id;
+pub mod journal;
 pub mod money;
 pub mod route;
 pub mod state;
@@ -81,6 +83,7 @@ pub use engine::{Engine, EngineConfig, Record, replay};
 pub use error::{Error, Result};
 pub use geo::LatLng;
 pub use id::{IdSource, RandomIds, TripId, UserId};
+pub use journal::Recovery;
 pub use money::{Currency, Money};
 pub use state::{State, apply};
 pub use trip::{OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus, WithdrawReason};

@@ -139,11 +139,7 @@ impl StorageError {
     }
 
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        StorageError::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        StorageError::Io { op, path: path.into(), source }
     }
 }
 
@@ -154,10 +150,8 @@ pub(crate) fn io_error_is_disk_full(error: &io::Error) -> bool {
     // Linux errno values; other Unixes are covered by the kind.
     const ENOSPC: i32 = 28;
     const EDQUOT: i32 = 122;
-    matches!(
-        error.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    ) || (cfg!(target_os = "linux") && matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT)))
+    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        || (cfg!(target_os = "linux") && matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT)))
 }
 
 #[cfg(test)]
@@ -191,17 +185,11 @@ mod tests {
 
     #[test]
     fn poisoned_remembers_whether_the_disk_was_full() {
-        let full = StorageError::Poisoned {
-            cause: "fdatasync: no space".into(),
-            disk_full: true,
-        };
+        let full = StorageError::Poisoned { cause: "fdatasync: no space".into(), disk_full: true };
         assert!(full.is_disk_full());
         assert!(full.is_poisoned());
         assert!(full.to_string().contains("reopen required"));
-        let eio = StorageError::Poisoned {
-            cause: "fdatasync: EIO".into(),
-            disk_full: false,
-        };
+        let eio = StorageError::Poisoned { cause: "fdatasync: EIO".into(), disk_full: false };
         assert!(!eio.is_disk_full());
     }
 }

@@ -23,8 +23,6 @@ pub mod mem_log;
 pub mod wal;
 
 pub use error::StorageError;
-pub use log::{
-    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, Lsn, RECORD_BYTES_MAX, Record, Records,
-};
+pub use log::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, Lsn, RECORD_BYTES_MAX, Record, Records};
 pub use mem_log::MemLog;
 pub use wal::{Damage, DamageKind, RecoveryPolicy, RecoveryReport, Wal, WalConfig};

@@ -90,6 +90,14 @@ pub trait CommandLog: Send + 'static {
     /// `lsn` may be at most `durable_lsn() + 1`: only durable records can have been
     /// checkpointed.
     fn release_below(&mut self, lsn: Lsn) -> Result<(), StorageError>;
+
+    /// After a failed `append` or `sync`: re-reads the log from its medium, dropping
+    /// what was appended but never synced, so the writer can rebuild its state from
+    /// what is durable and try again. A log that keeps nothing outside memory has
+    /// nothing to re-read.
+    fn reopen(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// Checks a batch against the bounds before anything is written; returns its
@@ -99,10 +107,7 @@ pub(crate) fn check_batch(payloads: &[&[u8]]) -> Result<usize, StorageError> {
     let mut bytes = 0usize;
     for payload in payloads {
         if payload.len() > RECORD_BYTES_MAX {
-            return Err(StorageError::RecordTooLarge {
-                bytes: payload.len(),
-                max: RECORD_BYTES_MAX,
-            });
+            return Err(StorageError::RecordTooLarge { bytes: payload.len(), max: RECORD_BYTES_MAX });
         }
         // Saturating: a caller may pass any number of records, and a saturated total
         // is still over the bound, which is all it is compared with.
@@ -117,11 +122,7 @@ pub(crate) fn check_batch(payloads: &[&[u8]]) -> Result<usize, StorageError> {
     } else {
         return Ok(bytes);
     };
-    Err(StorageError::InvalidBatch {
-        records,
-        bytes,
-        reason,
-    })
+    Err(StorageError::InvalidBatch { records, bytes, reason })
 }
 
 /// The LSN range a batch of `records` records would take after `last`, or an error
@@ -131,10 +132,7 @@ pub(crate) fn next_lsns(last: Lsn, records: usize) -> Result<Lsn, StorageError> 
     let records = u64::try_from(records).ok();
     match (first, records) {
         (Some(first), Some(records)) if first.checked_add(records).is_some() => Ok(first),
-        _ => Err(StorageError::InvalidLsn {
-            lsn: last,
-            reason: "the LSN space is exhausted",
-        }),
+        _ => Err(StorageError::InvalidLsn { lsn: last, reason: "the LSN space is exhausted" }),
     }
 }
 
@@ -145,10 +143,7 @@ mod tests {
     #[test]
     fn empty_batch_is_refused() {
         let error = check_batch(&[]).err();
-        assert!(matches!(
-            error,
-            Some(StorageError::InvalidBatch { records: 0, .. })
-        ));
+        assert!(matches!(error, Some(StorageError::InvalidBatch { records: 0, .. })));
     }
 
     #[test]

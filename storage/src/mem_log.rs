@@ -56,10 +56,7 @@ impl CommandLog for MemLog {
     fn read_from(&self, from: Lsn) -> Result<Records<'_>, StorageError> {
         let from = from.max(1);
         if from < self.first_lsn() {
-            return Err(StorageError::Released {
-                from,
-                first_available: self.first_lsn(),
-            });
+            return Err(StorageError::Released { from, first_available: self.first_lsn() });
         }
         let skip = usize::try_from(from - self.first_lsn()).unwrap_or(usize::MAX);
         let durable = usize::try_from(self.durable_lsn - self.base_lsn).unwrap_or(usize::MAX);
@@ -70,12 +67,7 @@ impl CommandLog for MemLog {
                 .enumerate()
                 .take(durable)
                 .skip(skip)
-                .map(move |(index, payload)| {
-                    Ok(Record {
-                        lsn: base + 1 + index as u64,
-                        payload: payload.clone(),
-                    })
-                }),
+                .map(move |(index, payload)| Ok(Record { lsn: base + 1 + index as u64, payload: payload.clone() })),
         ))
     }
 
@@ -106,9 +98,7 @@ mod tests {
     use super::*;
 
     fn collect(log: &MemLog, from: Lsn) -> Result<Vec<(Lsn, Vec<u8>)>, StorageError> {
-        log.read_from(from)?
-            .map(|r| r.map(|r| (r.lsn, r.payload)))
-            .collect()
+        log.read_from(from)?.map(|r| r.map(|r| (r.lsn, r.payload))).collect()
     }
 
     #[test]
@@ -119,10 +109,7 @@ mod tests {
         assert_eq!(collect(&log, 1)?, vec![]);
         assert_eq!(log.sync()?, 2);
         assert_eq!(log.append(&[b"c"])?, 3);
-        assert_eq!(
-            collect(&log, 0)?,
-            vec![(1, b"a".to_vec()), (2, b"b".to_vec())]
-        );
+        assert_eq!(collect(&log, 0)?, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
         assert_eq!(collect(&log, 2)?, vec![(2, b"b".to_vec())]);
         assert_eq!(collect(&log, 9)?, vec![]);
         Ok(())
@@ -138,10 +125,7 @@ mod tests {
         assert_eq!(log.last_lsn(), 1);
         assert_eq!(log.append(&[b"b"])?, 2);
         log.sync()?;
-        assert_eq!(
-            collect(&log, 1)?,
-            vec![(1, b"a".to_vec()), (2, b"b".to_vec())]
-        );
+        assert_eq!(collect(&log, 1)?, vec![(1, b"a".to_vec()), (2, b"b".to_vec())]);
         Ok(())
     }
 
@@ -152,13 +136,7 @@ mod tests {
         log.sync()?;
         log.release_below(3)?;
         assert_eq!(log.first_lsn(), 3);
-        assert!(matches!(
-            log.read_from(2).err(),
-            Some(StorageError::Released {
-                from: 2,
-                first_available: 3
-            })
-        ));
+        assert!(matches!(log.read_from(2).err(), Some(StorageError::Released { from: 2, first_available: 3 })));
         assert_eq!(collect(&log, 3)?, vec![(3, b"c".to_vec())]);
         log.release_below(4)?;
         assert_eq!((log.first_lsn(), log.last_lsn()), (4, 3));

@@ -38,10 +38,7 @@ const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// `00000000000000000001.wal` for a segment whose first record is LSN 1.
 pub(crate) fn segment_file_name(first_lsn: Lsn) -> String {
-    format!(
-        "{first_lsn:0width$}{SEGMENT_NAME_SUFFIX}",
-        width = SEGMENT_NAME_DIGITS
-    )
+    format!("{first_lsn:0width$}{SEGMENT_NAME_SUFFIX}", width = SEGMENT_NAME_DIGITS)
 }
 
 /// The first LSN a segment file name announces, or `None` if the name is not one of
@@ -118,15 +115,11 @@ pub(crate) fn decode_segment_header(bytes: &[u8]) -> SegmentHeader {
     }
     if flags != 0 || reserved != 0 {
         return SegmentHeader::Foreign {
-            reason: format!(
-                "version {version} header with unknown flags {flags:#x} / {reserved:#x}"
-            ),
+            reason: format!("version {version} header with unknown flags {flags:#x} / {reserved:#x}"),
         };
     }
     match u64_at(bytes, 16) {
-        0 => SegmentHeader::Foreign {
-            reason: "first lsn is 0; lsns start at 1".to_owned(),
-        },
+        0 => SegmentHeader::Foreign { reason: "first lsn is 0; lsns start at 1".to_owned() },
         first_lsn => SegmentHeader::Valid { first_lsn },
     }
 }
@@ -202,22 +195,19 @@ impl fmt::Display for DamageKind {
             DamageKind::ShortFrameHeader { bytes_left } => {
                 write!(f, "frame header cut short ({bytes_left} bytes left)")
             }
-            DamageKind::LenTooLarge { len } => write!(
-                f,
-                "frame length {len} is over the {RECORD_BYTES_MAX}-byte maximum"
-            ),
-            DamageKind::ShortPayload { len, bytes_left } => write!(
-                f,
-                "frame payload of {len} bytes cut short ({bytes_left} bytes left)"
-            ),
+            DamageKind::LenTooLarge { len } => {
+                write!(f, "frame length {len} is over the {RECORD_BYTES_MAX}-byte maximum")
+            }
+            DamageKind::ShortPayload { len, bytes_left } => {
+                write!(f, "frame payload of {len} bytes cut short ({bytes_left} bytes left)")
+            }
             DamageKind::BadChecksum => write!(f, "frame checksum mismatch"),
             DamageKind::LsnOutOfSequence { expected, found } => {
                 write!(f, "frame has lsn {found}, expected {expected}")
             }
-            DamageKind::SegmentGap { expected, found } => write!(
-                f,
-                "segment starts at lsn {found} but the previous one ends before {expected}"
-            ),
+            DamageKind::SegmentGap { expected, found } => {
+                write!(f, "segment starts at lsn {found} but the previous one ends before {expected}")
+            }
         }
     }
 }
@@ -260,11 +250,7 @@ impl FrameReader {
         let mut header = [0u8; SEGMENT_HEADER_BYTES];
         reader.read_exact(&mut header[..header_bytes])?;
         let header = decode_segment_header(&header[..header_bytes]);
-        let frames = FrameReader {
-            reader,
-            offset: header_bytes as u64,
-            limit,
-        };
+        let frames = FrameReader { reader, offset: header_bytes as u64, limit };
         Ok((header, frames))
     }
 
@@ -281,12 +267,7 @@ impl FrameReader {
         if bytes_left == 0 {
             return Ok(Frame::End);
         }
-        let damaged = |kind| {
-            Ok(Frame::Damaged {
-                offset: start,
-                kind,
-            })
-        };
+        let damaged = |kind| Ok(Frame::Damaged { offset: start, kind });
         if bytes_left < FRAME_HEADER_BYTES as u64 {
             return damaged(DamageKind::ShortFrameHeader { bytes_left });
         }
@@ -295,20 +276,15 @@ impl FrameReader {
         let len_bytes: [u8; 4] = [header[0], header[1], header[2], header[3]];
         let len = u64::from(u32::from_le_bytes(len_bytes));
         let stored_crc = u32_at(&header, 4);
-        let lsn_bytes: [u8; 8] = [
-            header[8], header[9], header[10], header[11], header[12], header[13], header[14],
-            header[15],
-        ];
+        let lsn_bytes: [u8; 8] =
+            [header[8], header[9], header[10], header[11], header[12], header[13], header[14], header[15]];
         let lsn = u64::from_le_bytes(lsn_bytes);
         if len > RECORD_BYTES_MAX as u64 {
             return damaged(DamageKind::LenTooLarge { len });
         }
         let payload_left = bytes_left - FRAME_HEADER_BYTES as u64;
         if len > payload_left {
-            return damaged(DamageKind::ShortPayload {
-                len,
-                bytes_left: payload_left,
-            });
+            return damaged(DamageKind::ShortPayload { len, bytes_left: payload_left });
         }
         // Bounded twice: by RECORD_BYTES_MAX and by the bytes really in the file.
         payload.resize(len as usize, 0);
@@ -317,10 +293,7 @@ impl FrameReader {
             return damaged(DamageKind::BadChecksum);
         }
         if lsn != expected_lsn {
-            return damaged(DamageKind::LsnOutOfSequence {
-                expected: expected_lsn,
-                found: lsn,
-            });
+            return damaged(DamageKind::LsnOutOfSequence { expected: expected_lsn, found: lsn });
         }
         self.offset = start + FRAME_HEADER_BYTES as u64 + len;
         Ok(Frame::Record { lsn })
@@ -350,10 +323,7 @@ mod tests {
 
     #[test]
     fn segment_names_sort_by_lsn_and_round_trip() {
-        let names: Vec<String> = [1, 9, 10, 100, u64::MAX]
-            .into_iter()
-            .map(segment_file_name)
-            .collect();
+        let names: Vec<String> = [1, 9, 10, 100, u64::MAX].into_iter().map(segment_file_name).collect();
         assert_eq!(names[0], "00000000000000000001.wal");
         let mut sorted = names.clone();
         sorted.sort();
@@ -382,21 +352,14 @@ mod tests {
     #[test]
     fn header_round_trips() {
         let header = encode_segment_header(42);
-        assert_eq!(
-            decode_segment_header(&header),
-            SegmentHeader::Valid { first_lsn: 42 }
-        );
+        assert_eq!(decode_segment_header(&header), SegmentHeader::Valid { first_lsn: 42 });
     }
 
     #[test]
     fn short_zeroed_or_badly_summed_headers_are_torn() {
         let header = encode_segment_header(7);
         for cut in 0..SEGMENT_HEADER_BYTES {
-            assert_eq!(
-                decode_segment_header(&header[..cut]),
-                SegmentHeader::Torn,
-                "{cut}"
-            );
+            assert_eq!(decode_segment_header(&header[..cut]), SegmentHeader::Torn, "{cut}");
         }
         assert_eq!(decode_segment_header(&[0u8; 32]), SegmentHeader::Torn);
         let mut damaged = header;
@@ -407,14 +370,8 @@ mod tests {
     #[test]
     fn another_programs_file_is_foreign() {
         let sqlite = *b"SQLite format 3\0and then some more bytes";
-        assert!(matches!(
-            decode_segment_header(&sqlite[..32]),
-            SegmentHeader::Foreign { .. }
-        ));
-        assert!(matches!(
-            decode_segment_header(b"x"),
-            SegmentHeader::Foreign { .. }
-        ));
+        assert!(matches!(decode_segment_header(&sqlite[..32]), SegmentHeader::Foreign { .. }));
+        assert!(matches!(decode_segment_header(b"x"), SegmentHeader::Foreign { .. }));
     }
 
     #[test]
@@ -423,10 +380,7 @@ mod tests {
         header[8..12].copy_from_slice(&2u32.to_le_bytes());
         let crc = crc32c::crc32c(&header[..28]);
         header[28..32].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(
-            decode_segment_header(&header),
-            SegmentHeader::Unsupported { version: 2 }
-        );
+        assert_eq!(decode_segment_header(&header), SegmentHeader::Unsupported { version: 2 });
     }
 
     #[test]

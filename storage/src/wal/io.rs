@@ -24,11 +24,7 @@ impl Io {
     pub(crate) fn create_new(&self, path: &Path) -> io::Result<File> {
         #[cfg(test)]
         self.fault(|plan| plan.creates.fire())?;
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
+        OpenOptions::new().read(true).write(true).create_new(true).open(path)
     }
 
     /// Writes all of `bytes` at `offset`. On error an unknown prefix may have been
@@ -37,8 +33,7 @@ impl Io {
         file.seek(SeekFrom::Start(offset))?;
         #[cfg(test)]
         {
-            let partial =
-                self.with_plan(|plan| plan.writes.fire().then_some(plan.partial_write_bytes));
+            let partial = self.with_plan(|plan| plan.writes.fire().then_some(plan.partial_write_bytes));
             if let Some(partial) = partial {
                 file.write_all(&bytes[..partial.min(bytes.len())])?;
                 return Err(self.injected_error());
@@ -102,19 +97,12 @@ impl Io {
     }
 
     fn with_plan<T>(&self, f: impl FnOnce(&mut FaultPlan) -> T) -> T {
-        let mut plan = self
-            .faults
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut plan = self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut plan)
     }
 
     fn fault(&self, fire: impl FnOnce(&mut FaultPlan) -> bool) -> io::Result<()> {
-        if self.with_plan(fire) {
-            Err(self.injected_error())
-        } else {
-            Ok(())
-        }
+        if self.with_plan(fire) { Err(self.injected_error()) } else { Ok(()) }
     }
 
     fn injected_error(&self) -> io::Error {
@@ -176,19 +164,13 @@ pub(crate) struct Countdown {
 impl Countdown {
     /// Fails the call after `ok_first` successful ones, once.
     pub(crate) fn once_after(ok_first: u64) -> Self {
-        Countdown {
-            ok_first,
-            failures: 1,
-        }
+        Countdown { ok_first, failures: 1 }
     }
 
     /// Fails every call from the one after `ok_first` on, until re-armed (a disk that
     /// stays full).
     pub(crate) fn always_after(ok_first: u64) -> Self {
-        Countdown {
-            ok_first,
-            failures: u64::MAX,
-        }
+        Countdown { ok_first, failures: u64::MAX }
     }
 
     /// Whether this call fails.

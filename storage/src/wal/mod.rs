@@ -90,10 +90,7 @@ pub struct WalConfig {
 
 impl Default for WalConfig {
     fn default() -> Self {
-        WalConfig {
-            segment_bytes_max: SEGMENT_BYTES_DEFAULT,
-            recovery_policy: RecoveryPolicy::Strict,
-        }
+        WalConfig { segment_bytes_max: SEGMENT_BYTES_DEFAULT, recovery_policy: RecoveryPolicy::Strict }
     }
 }
 
@@ -165,10 +162,7 @@ struct Poison {
 
 impl Poison {
     fn error(&self) -> StorageError {
-        StorageError::Poisoned {
-            cause: self.cause.clone(),
-            disk_full: self.disk_full,
-        }
+        StorageError::Poisoned { cause: self.cause.clone(), disk_full: self.disk_full }
     }
 }
 
@@ -176,10 +170,7 @@ impl Wal {
     /// Opens (creating if needed) the WAL in `dir` and recovers it: see
     /// [`RecoveryReport`] for what may have been cut. Everything recovered is durable
     /// when this returns.
-    pub fn open(
-        dir: impl AsRef<Path>,
-        config: WalConfig,
-    ) -> Result<(Wal, RecoveryReport), StorageError> {
+    pub fn open(dir: impl AsRef<Path>, config: WalConfig) -> Result<(Wal, RecoveryReport), StorageError> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let io = Io::default();
@@ -211,12 +202,7 @@ impl Wal {
     /// [`durable_lsn`]: CommandLog::durable_lsn
     pub fn reopen(&mut self) -> Result<RecoveryReport, StorageError> {
         let durable = self.durable_lsn;
-        match recover(
-            &self.dir,
-            self.config.recovery_policy,
-            &self.io,
-            Some(durable),
-        ) {
+        match recover(&self.dir, self.config.recovery_policy, &self.io, Some(durable)) {
             Ok(recovered) => {
                 let report = recovered.report.clone();
                 let state = RecoveredState::from(recovered);
@@ -241,9 +227,7 @@ impl Wal {
 
     /// The lowest LSN still stored; records below it were released.
     pub fn first_lsn(&self) -> Lsn {
-        self.closed
-            .front()
-            .map_or(self.active.first_lsn, |segment| segment.first_lsn)
+        self.closed.front().map_or(self.active.first_lsn, |segment| segment.first_lsn)
     }
 
     /// Segment files in the log, the active one included.
@@ -322,13 +306,7 @@ impl Wal {
         let end_offset = SEGMENT_HEADER_BYTES as u64;
         let previous = std::mem::replace(
             &mut self.active,
-            ActiveSegment {
-                file,
-                path,
-                first_lsn,
-                end_offset,
-                durable_offset: end_offset,
-            },
+            ActiveSegment { file, path, first_lsn, end_offset, durable_offset: end_offset },
         );
         self.closed.push_back(SegmentInfo {
             first_lsn: previous.first_lsn,
@@ -340,6 +318,10 @@ impl Wal {
 }
 
 impl CommandLog for Wal {
+    fn reopen(&mut self) -> Result<(), StorageError> {
+        Wal::reopen(self).map(|_| ())
+    }
+
     fn append(&mut self, payloads: &[&[u8]]) -> Result<Lsn, StorageError> {
         self.check_poison()?;
         check_batch(payloads)?;
@@ -351,13 +333,8 @@ impl CommandLog for Wal {
         for (lsn, payload) in (first..).zip(payloads) {
             encode_frame(&mut self.batch, lsn, payload);
         }
-        debug_assert_eq!(
-            self.batch.len() as u64,
-            payloads.iter().map(|p| frame_bytes(p.len())).sum::<u64>()
-        );
-        let written = self
-            .io
-            .write_at(&mut self.active.file, self.active.end_offset, &self.batch);
+        debug_assert_eq!(self.batch.len() as u64, payloads.iter().map(|p| frame_bytes(p.len())).sum::<u64>());
+        let written = self.io.write_at(&mut self.active.file, self.active.end_offset, &self.batch);
         let batch_bytes = self.batch.len() as u64;
         if self.batch.capacity() > BATCH_BUFFER_KEEP_BYTES {
             self.batch = Vec::new();
@@ -389,10 +366,7 @@ impl CommandLog for Wal {
         let from = from.max(1);
         let first_available = self.first_lsn();
         if from < first_available {
-            return Err(StorageError::Released {
-                from,
-                first_available,
-            });
+            return Err(StorageError::Released { from, first_available });
         }
         if from > self.durable_lsn {
             return Ok(Box::new(std::iter::empty()));
@@ -413,9 +387,7 @@ impl CommandLog for Wal {
             .chain(std::iter::once(active))
             .collect();
         // Start at the last segment beginning at or before `from`.
-        let start = spans
-            .partition_point(|span| span.first_lsn <= from)
-            .saturating_sub(1);
+        let start = spans.partition_point(|span| span.first_lsn <= from).saturating_sub(1);
         spans.drain(..start);
         Ok(Box::new(SegmentReader::new(spans, from, self.durable_lsn)))
     }
@@ -440,18 +412,13 @@ impl CommandLog for Wal {
             });
         }
         while let Some(oldest) = self.closed.front() {
-            let next_first_lsn = self
-                .closed
-                .get(1)
-                .map_or(self.active.first_lsn, |segment| segment.first_lsn);
+            let next_first_lsn = self.closed.get(1).map_or(self.active.first_lsn, |segment| segment.first_lsn);
             if next_first_lsn > lsn {
                 break;
             }
             // A failed delete changes nothing: the segment stays, valid, and the next
             // release tries again.
-            self.io
-                .remove_file(&oldest.path)
-                .map_err(|e| StorageError::io("delete segment", &oldest.path, e))?;
+            self.io.remove_file(&oldest.path).map_err(|e| StorageError::io("delete segment", &oldest.path, e))?;
             self.closed.pop_front();
             if let Err(e) = self.io.sync_dir(&self.dir) {
                 let error = StorageError::io("fsync directory", &self.dir, e);
@@ -472,11 +439,7 @@ impl Wal {
 
     /// The active segment, the end of its durable frames, and the end of all frames.
     pub(crate) fn active_offsets(&self) -> (PathBuf, u64, u64) {
-        (
-            self.active.path.clone(),
-            self.active.durable_offset,
-            self.active.end_offset,
-        )
+        (self.active.path.clone(), self.active.durable_offset, self.active.end_offset)
     }
 }
 
@@ -489,13 +452,7 @@ struct RecoveredState {
 
 impl From<Recovered> for RecoveredState {
     fn from(recovered: Recovered) -> Self {
-        let Recovered {
-            closed,
-            active,
-            active_file,
-            last_lsn,
-            report: _,
-        } = recovered;
+        let Recovered { closed, active, active_file, last_lsn, report: _ } = recovered;
         RecoveredState {
             closed: closed.into(),
             active: ActiveSegment {

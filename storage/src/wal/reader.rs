@@ -70,14 +70,9 @@ impl SegmentReader {
             };
             let skipping = self.next_lsn < self.from;
             let mut payload = Vec::new();
-            let buffer = if skipping {
-                &mut self.scratch
-            } else {
-                &mut payload
-            };
-            let frame = frames
-                .next(self.next_lsn, buffer)
-                .map_err(|e| StorageError::io("read segment", path.clone(), e))?;
+            let buffer = if skipping { &mut self.scratch } else { &mut payload };
+            let frame =
+                frames.next(self.next_lsn, buffer).map_err(|e| StorageError::io("read segment", path.clone(), e))?;
             match frame {
                 Frame::Record { lsn } => {
                     self.next_lsn += 1;
@@ -102,23 +97,14 @@ impl SegmentReader {
             return Err(StorageError::Corrupt {
                 path: self.last_path.clone(),
                 offset: 0,
-                reason: format!(
-                    "the log ends before lsn {}, but lsn {} is durable",
-                    self.next_lsn, self.until
-                ),
+                reason: format!("the log ends before lsn {}, but lsn {} is durable", self.next_lsn, self.until),
             });
         };
-        let file =
-            File::open(&span.path).map_err(|e| StorageError::io("open segment", &span.path, e))?;
+        let file = File::open(&span.path).map_err(|e| StorageError::io("open segment", &span.path, e))?;
         let (header, frames) = FrameReader::open(file, span.end_offset)
             .map_err(|e| StorageError::io("read segment header", &span.path, e))?;
         let continues = span.first_lsn == self.next_lsn;
-        if header
-            != (SegmentHeader::Valid {
-                first_lsn: span.first_lsn,
-            })
-            || !continues
-        {
+        if header != (SegmentHeader::Valid { first_lsn: span.first_lsn }) || !continues {
             return Err(StorageError::Corrupt {
                 path: span.path,
                 offset: 0,

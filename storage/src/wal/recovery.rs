@@ -129,21 +129,14 @@ pub(crate) fn recover(
         if let Some(expected) = next_lsn
             && segment.name_lsn != expected
         {
-            let kind = DamageKind::SegmentGap {
-                expected,
-                found: segment.name_lsn,
-            };
+            let kind = DamageKind::SegmentGap { expected, found: segment.name_lsn };
             damage = Some((index, damage_at(&segment.path, 0, kind)));
             break;
         }
-        let file = File::open(&segment.path)
-            .map_err(|e| StorageError::io("open segment", &segment.path, e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| StorageError::io("stat segment", &segment.path, e))?
-            .len();
-        let (header, mut frames) = FrameReader::open(file, file_len)
-            .map_err(|e| StorageError::io("read segment header", &segment.path, e))?;
+        let file = File::open(&segment.path).map_err(|e| StorageError::io("open segment", &segment.path, e))?;
+        let file_len = file.metadata().map_err(|e| StorageError::io("stat segment", &segment.path, e))?.len();
+        let (header, mut frames) =
+            FrameReader::open(file, file_len).map_err(|e| StorageError::io("read segment header", &segment.path, e))?;
         match check_header(&segment.path, segment.name_lsn, header)? {
             HeaderState::Valid => {}
             HeaderState::Torn => {
@@ -158,18 +151,13 @@ pub(crate) fn recover(
             if keep_through.is_some_and(|keep| expected > keep) {
                 break;
             }
-            match frames
-                .next(expected, &mut payload)
-                .map_err(|e| StorageError::io("read segment", &segment.path, e))?
-            {
+            match frames.next(expected, &mut payload).map_err(|e| StorageError::io("read segment", &segment.path, e))? {
                 Frame::Record { .. } => {
-                    expected = expected
-                        .checked_add(1)
-                        .ok_or_else(|| StorageError::Corrupt {
-                            path: segment.path.clone(),
-                            offset: frames.offset(),
-                            reason: "lsn overflow".to_owned(),
-                        })?;
+                    expected = expected.checked_add(1).ok_or_else(|| StorageError::Corrupt {
+                        path: segment.path.clone(),
+                        offset: frames.offset(),
+                        reason: "lsn overflow".to_owned(),
+                    })?;
                 }
                 Frame::End => break,
                 Frame::Damaged { offset, kind } => {
@@ -180,11 +168,7 @@ pub(crate) fn recover(
             }
         }
         kept.push(Scanned {
-            info: SegmentInfo {
-                first_lsn: segment.name_lsn,
-                path: segment.path.clone(),
-                end_offset: frames.offset(),
-            },
+            info: SegmentInfo { first_lsn: segment.name_lsn, path: segment.path.clone(), end_offset: frames.offset() },
             file_len,
         });
         next_lsn = Some(expected);
@@ -218,9 +202,7 @@ pub(crate) fn recover(
     if let Some(keep) = keep_through
         && last_lsn < keep
     {
-        let path = kept
-            .last()
-            .map_or_else(|| dir.to_path_buf(), |s| s.info.path.clone());
+        let path = kept.last().map_or_else(|| dir.to_path_buf(), |s| s.info.path.clone());
         return Err(StorageError::Corrupt {
             path,
             offset: kept.last().map_or(0, |s| s.info.end_offset),
@@ -240,18 +222,14 @@ pub(crate) fn recover(
     // and make it durable.
     let mut dropped_bytes = 0u64;
     for segment in doomed.iter().rev() {
-        let len = fs::metadata(&segment.path)
-            .map_err(|e| StorageError::io("stat segment", &segment.path, e))?
-            .len();
-        io.remove_file(&segment.path)
-            .map_err(|e| StorageError::io("delete segment", &segment.path, e))?;
+        let len = fs::metadata(&segment.path).map_err(|e| StorageError::io("stat segment", &segment.path, e))?.len();
+        io.remove_file(&segment.path).map_err(|e| StorageError::io("delete segment", &segment.path, e))?;
         dropped_bytes += len;
     }
     if !doomed.is_empty() {
         // Durable before the cut below: a deleted segment must not come back behind
         // a log that was shortened.
-        io.sync_dir(dir)
-            .map_err(|e| StorageError::io("fsync directory", dir, e))?;
+        io.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))?;
     }
     let (closed, active, active_file, truncated_bytes) = match kept.pop() {
         Some(last) => {
@@ -267,21 +245,14 @@ pub(crate) fn recover(
             }
             // Also makes durable what a crashed process left in the page cache, so
             // that every recovered record really is durable.
-            io.sync_data(&file)
-                .map_err(|e| StorageError::io("fdatasync", &last.info.path, e))?;
-            io.sync_dir(dir)
-                .map_err(|e| StorageError::io("fsync directory", dir, e))?;
+            io.sync_data(&file).map_err(|e| StorageError::io("fdatasync", &last.info.path, e))?;
+            io.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))?;
             let closed = kept.into_iter().map(|s| s.info).collect();
             (closed, last.info, file, truncated_bytes)
         }
         None => {
-            let (file, path) =
-                create_segment(io, dir, base_lsn).map_err(CreateFailure::into_error)?;
-            let active = SegmentInfo {
-                first_lsn: base_lsn,
-                path,
-                end_offset: SEGMENT_HEADER_BYTES as u64,
-            };
+            let (file, path) = create_segment(io, dir, base_lsn).map_err(CreateFailure::into_error)?;
+            let active = SegmentInfo { first_lsn: base_lsn, path, end_offset: SEGMENT_HEADER_BYTES as u64 };
             (Vec::new(), active, file, 0)
         }
     };
@@ -296,21 +267,11 @@ pub(crate) fn recover(
         dropped_bytes,
         damage: damage.map(|(_, found)| found),
     };
-    Ok(Recovered {
-        closed,
-        active,
-        active_file,
-        last_lsn,
-        report,
-    })
+    Ok(Recovered { closed, active, active_file, last_lsn, report })
 }
 
 fn damage_at(segment: &Path, offset: u64, kind: DamageKind) -> Damage {
-    Damage {
-        segment: segment.to_path_buf(),
-        offset,
-        kind,
-    }
+    Damage { segment: segment.to_path_buf(), offset, kind }
 }
 
 enum HeaderState {
@@ -320,11 +281,7 @@ enum HeaderState {
 
 /// Refuses foreign, unsupported and renamed segments; tells a valid header from a
 /// torn one.
-fn check_header(
-    path: &Path,
-    name_lsn: Lsn,
-    header: SegmentHeader,
-) -> Result<HeaderState, StorageError> {
+fn check_header(path: &Path, name_lsn: Lsn, header: SegmentHeader) -> Result<HeaderState, StorageError> {
     match header {
         SegmentHeader::Valid { first_lsn } if first_lsn == name_lsn => Ok(HeaderState::Valid),
         SegmentHeader::Valid { first_lsn } => Err(StorageError::Corrupt {
@@ -336,10 +293,7 @@ fn check_header(
             ),
         }),
         SegmentHeader::Torn => Ok(HeaderState::Torn),
-        SegmentHeader::Foreign { reason } => Err(StorageError::ForeignFile {
-            path: path.to_path_buf(),
-            reason,
-        }),
+        SegmentHeader::Foreign { reason } => Err(StorageError::ForeignFile { path: path.to_path_buf(), reason }),
         SegmentHeader::Unsupported { version } => Err(StorageError::UnsupportedFormat {
             path: path.to_path_buf(),
             version,
@@ -351,17 +305,9 @@ fn check_header(
 /// Before a segment is deleted: it must be ours (or torn), never another program's.
 fn refuse_foreign(path: &Path) -> Result<(), StorageError> {
     let file = File::open(path).map_err(|e| StorageError::io("open segment", path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| StorageError::io("stat segment", path, e))?
-        .len();
-    let (header, _) = FrameReader::open(file, len)
-        .map_err(|e| StorageError::io("read segment header", path, e))?;
-    let name_lsn = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .and_then(parse_segment_file_name)
-        .unwrap_or(0);
+    let len = file.metadata().map_err(|e| StorageError::io("stat segment", path, e))?.len();
+    let (header, _) = FrameReader::open(file, len).map_err(|e| StorageError::io("read segment header", path, e))?;
+    let name_lsn = path.file_name().and_then(|name| name.to_str()).and_then(parse_segment_file_name).unwrap_or(0);
     match check_header(path, name_lsn, header)? {
         HeaderState::Valid | HeaderState::Torn => Ok(()),
     }
@@ -377,14 +323,12 @@ fn ensure_dir(dir: &Path, io: &Io) -> Result<(), StorageError> {
             std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
         )),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            fs::create_dir_all(dir)
-                .map_err(|e| StorageError::io("create wal directory", dir, e))?;
+            fs::create_dir_all(dir).map_err(|e| StorageError::io("create wal directory", dir, e))?;
             let parent = match dir.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent,
                 _ => Path::new("."),
             };
-            io.sync_dir(parent)
-                .map_err(|e| StorageError::io("fsync directory", parent, e))
+            io.sync_dir(parent).map_err(|e| StorageError::io("fsync directory", parent, e))
         }
         Err(e) => Err(StorageError::io("open wal directory", dir, e)),
     }
@@ -402,10 +346,7 @@ fn list_segments(dir: &Path) -> Result<Vec<Listed>, StorageError> {
         };
         let path = entry.path();
         if name_lsn == 0 {
-            return Err(StorageError::ForeignFile {
-                path,
-                reason: "the name says lsn 0; lsns start at 1".to_owned(),
-            });
+            return Err(StorageError::ForeignFile { path, reason: "the name says lsn 0; lsns start at 1".to_owned() });
         }
         listed.push(Listed { name_lsn, path });
     }
@@ -433,15 +374,10 @@ impl CreateFailure {
 /// Creates the segment whose first record will be `first_lsn`: the file, its header,
 /// fdatasync, and fsync of the directory, so that the segment exists after a crash
 /// before any record is written to it.
-pub(crate) fn create_segment(
-    io: &Io,
-    dir: &Path,
-    first_lsn: Lsn,
-) -> Result<(File, PathBuf), CreateFailure> {
+pub(crate) fn create_segment(io: &Io, dir: &Path, first_lsn: Lsn) -> Result<(File, PathBuf), CreateFailure> {
     let path = dir.join(segment_file_name(first_lsn));
-    let mut file = io
-        .create_new(&path)
-        .map_err(|e| CreateFailure::Clean(StorageError::io("create segment", &path, e)))?;
+    let mut file =
+        io.create_new(&path).map_err(|e| CreateFailure::Clean(StorageError::io("create segment", &path, e)))?;
     if let Err(e) = io.write_at(&mut file, 0, &encode_segment_header(first_lsn)) {
         let error = StorageError::io("write segment header", &path, e);
         drop(file);
@@ -450,9 +386,7 @@ pub(crate) fn create_segment(
             Err(_) => Err(CreateFailure::Unclean(error)),
         };
     }
-    io.sync_data(&file)
-        .map_err(|e| CreateFailure::Unclean(StorageError::io("fdatasync", &path, e)))?;
-    io.sync_dir(dir)
-        .map_err(|e| CreateFailure::Unclean(StorageError::io("fsync directory", dir, e)))?;
+    io.sync_data(&file).map_err(|e| CreateFailure::Unclean(StorageError::io("fdatasync", &path, e)))?;
+    io.sync_dir(dir).map_err(|e| CreateFailure::Unclean(StorageError::io("fsync directory", dir, e)))?;
     Ok((file, path))
 }

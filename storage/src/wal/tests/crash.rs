@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 use super::{
-    TestResult, append_lsns, assert_records, copy_log, payload, read_all, segment_files,
-    small_segments, write_synced,
+    TestResult, append_lsns, assert_records, copy_log, payload, read_all, segment_files, small_segments, write_synced,
 };
 use crate::error::StorageError;
 use crate::log::{CommandLog, Lsn};
@@ -46,10 +45,7 @@ struct Crashed {
 }
 
 impl Crashed {
-    fn write(
-        config: WalConfig,
-        earlier_records: Lsn,
-    ) -> Result<Crashed, Box<dyn std::error::Error>> {
+    fn write(config: WalConfig, earlier_records: Lsn) -> Result<Crashed, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let mut wal = write_synced(dir.path(), config, earlier_records)?;
         let mut next = earlier_records + 1;
@@ -66,12 +62,8 @@ impl Crashed {
 
         let bytes = fs::read(&segment)?;
         assert_eq!(bytes.len() as u64, end);
-        let segment_first_lsn: Lsn = segment
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .trim_end_matches(".wal")
-            .parse()?;
+        let segment_first_lsn: Lsn =
+            segment.file_name().and_then(|n| n.to_str()).unwrap_or_default().trim_end_matches(".wal").parse()?;
         let mut offset = SEGMENT_HEADER_BYTES as u64;
         let frame_ends = (segment_first_lsn..=appended)
             .map(|lsn| {
@@ -80,16 +72,7 @@ impl Crashed {
             })
             .collect::<Vec<_>>();
         assert_eq!(frame_ends.last().copied().unwrap_or(offset), end);
-        Ok(Crashed {
-            dir,
-            segment,
-            segment_first_lsn,
-            bytes,
-            frame_ends,
-            synced,
-            synced_end,
-            appended,
-        })
+        Ok(Crashed { dir, segment, segment_first_lsn, bytes, frame_ends, synced, synced_end, appended })
     }
 
     /// The offset in the last segment where record `lsn` starts.
@@ -113,9 +96,7 @@ impl Crashed {
     /// A copy of the log whose last segment holds `bytes`.
     fn copy_with(&self, bytes: &[u8]) -> Result<(TempDir, PathBuf), std::io::Error> {
         let copy = copy_log(self.dir.path())?;
-        let segment = copy
-            .path()
-            .join(self.segment.file_name().unwrap_or_default());
+        let segment = copy.path().join(self.segment.file_name().unwrap_or_default());
         fs::write(&segment, bytes)?;
         Ok((copy, segment))
     }
@@ -126,16 +107,10 @@ impl Crashed {
 fn check_recovers_exactly(dir: &Path, config: &WalConfig, expected_last: Lsn) -> TestResult {
     let (mut wal, report) = Wal::open(dir, config.clone())?;
     assert_eq!(report.last_lsn, expected_last);
-    assert_eq!(
-        (wal.last_lsn(), wal.durable_lsn()),
-        (expected_last, expected_last)
-    );
+    assert_eq!((wal.last_lsn(), wal.durable_lsn()), (expected_last, expected_last));
     assert_records(&read_all(&wal, 1)?, 1, expected_last);
 
-    assert_eq!(
-        append_lsns(&mut wal, expected_last + 1..=expected_last + 1)?,
-        expected_last + 1
-    );
+    assert_eq!(append_lsns(&mut wal, expected_last + 1..=expected_last + 1)?, expected_last + 1);
     wal.sync()?;
     drop(wal);
     let (wal, report) = Wal::open(dir, config.clone())?;
@@ -151,8 +126,7 @@ fn cut_at_every_offset(crashed: &Crashed, config: &WalConfig, from: u64) -> Test
         if cut >= crashed.synced_end {
             assert!(expected >= crashed.synced, "cut {cut} lost synced records");
         }
-        check_recovers_exactly(copy.path(), config, expected)
-            .map_err(|e| format!("cut at byte {cut}: {e}"))?;
+        check_recovers_exactly(copy.path(), config, expected).map_err(|e| format!("cut at byte {cut}: {e}"))?;
     }
     Ok(())
 }
@@ -178,8 +152,7 @@ fn a_cut_at_any_byte_of_the_last_records_recovers_exactly_the_complete_prefix() 
 }
 
 #[test]
-fn a_cut_at_any_byte_of_the_last_segment_after_rotation_recovers_the_complete_prefix() -> TestResult
-{
+fn a_cut_at_any_byte_of_the_last_segment_after_rotation_recovers_the_complete_prefix() -> TestResult {
     let config = small_segments();
     let crashed = Crashed::write(config.clone(), 150)?;
     assert!(crashed.segment_first_lsn > 1, "the log rotated");
@@ -228,18 +201,8 @@ fn an_absurd_length_is_damage_not_an_allocation() -> TestResult {
     let victim = crashed.appended - 1;
     let at = crashed.frame_start(victim) as usize;
     let cases = [
-        (
-            u32::MAX,
-            DamageKind::LenTooLarge {
-                len: u32::MAX.into(),
-            },
-        ),
-        (
-            crate::RECORD_BYTES_MAX as u32 + 1,
-            DamageKind::LenTooLarge {
-                len: crate::RECORD_BYTES_MAX as u64 + 1,
-            },
-        ),
+        (u32::MAX, DamageKind::LenTooLarge { len: u32::MAX.into() }),
+        (crate::RECORD_BYTES_MAX as u32 + 1, DamageKind::LenTooLarge { len: crate::RECORD_BYTES_MAX as u64 + 1 }),
         (
             crate::RECORD_BYTES_MAX as u32,
             DamageKind::ShortPayload {
@@ -290,10 +253,7 @@ fn a_record_from_another_position_is_out_of_sequence() -> TestResult {
     assert_eq!(report.last_lsn, crashed.appended);
     assert_eq!(
         report.damage.map(|d| d.kind),
-        Some(DamageKind::LsnOutOfSequence {
-            expected: crashed.appended + 1,
-            found: 1
-        })
+        Some(DamageKind::LsnOutOfSequence { expected: crashed.appended + 1, found: 1 })
     );
     Ok(())
 }
@@ -317,10 +277,7 @@ fn damage_before_a_later_segment_is_refused_under_the_strict_policy() -> TestRes
     let (dir, files, _) = damaged_in_the_middle()?;
     let before: Vec<Vec<u8>> = files.iter().map(fs::read).collect::<Result<_, _>>()?;
     let error = Wal::open(dir.path(), WalConfig::default()).err();
-    assert!(
-        matches!(&error, Some(StorageError::Corrupt { path, .. }) if *path == files[0]),
-        "{error:?}"
-    );
+    assert!(matches!(&error, Some(StorageError::Corrupt { path, .. }) if *path == files[0]), "{error:?}");
     // Nothing was changed.
     assert_eq!(segment_files(dir.path())?, files);
     let after: Vec<Vec<u8>> = files.iter().map(fs::read).collect::<Result<_, _>>()?;
@@ -331,10 +288,7 @@ fn damage_before_a_later_segment_is_refused_under_the_strict_policy() -> TestRes
 #[test]
 fn damage_before_a_later_segment_is_cut_there_under_truncate_at_damage() -> TestResult {
     let (dir, files, last_good) = damaged_in_the_middle()?;
-    let config = WalConfig {
-        recovery_policy: RecoveryPolicy::TruncateAtDamage,
-        ..small_segments()
-    };
+    let config = WalConfig { recovery_policy: RecoveryPolicy::TruncateAtDamage, ..small_segments() };
     let (wal, report) = Wal::open(dir.path(), config.clone())?;
     assert_eq!(report.last_lsn, last_good);
     assert_eq!(report.dropped_segments, files.len() - 1);
@@ -351,21 +305,12 @@ fn a_missing_middle_segment_is_refused_or_cut_by_policy() -> TestResult {
     let files = segment_files(dir.path())?;
     fs::remove_file(&files[1])?;
     let error = Wal::open(dir.path(), small_segments()).err();
-    assert!(
-        matches!(error, Some(StorageError::Corrupt { .. })),
-        "{error:?}"
-    );
+    assert!(matches!(error, Some(StorageError::Corrupt { .. })), "{error:?}");
     assert_eq!(segment_files(dir.path())?.len(), files.len() - 1);
 
-    let config = WalConfig {
-        recovery_policy: RecoveryPolicy::TruncateAtDamage,
-        ..small_segments()
-    };
+    let config = WalConfig { recovery_policy: RecoveryPolicy::TruncateAtDamage, ..small_segments() };
     let (wal, report) = Wal::open(dir.path(), config)?;
-    assert!(matches!(
-        report.damage.map(|d| d.kind),
-        Some(DamageKind::SegmentGap { .. })
-    ));
+    assert!(matches!(report.damage.map(|d| d.kind), Some(DamageKind::SegmentGap { .. })));
     assert_eq!(report.dropped_segments, files.len() - 2);
     assert_eq!(segment_files(dir.path())?, files[..1].to_vec());
     assert_records(&read_all(&wal, 1)?, 1, report.last_lsn);
@@ -382,10 +327,7 @@ fn a_segment_renamed_to_another_position_is_refused() -> TestResult {
     fs::rename(&files[0], &renamed)?;
     let bytes = fs::read(&renamed)?;
     let error = Wal::open(dir.path(), WalConfig::default()).err();
-    assert!(
-        matches!(&error, Some(StorageError::Corrupt { path, offset: 0, .. }) if *path == renamed),
-        "{error:?}"
-    );
+    assert!(matches!(&error, Some(StorageError::Corrupt { path, offset: 0, .. }) if *path == renamed), "{error:?}");
     assert_eq!(fs::read(&renamed)?, bytes);
     Ok(())
 }

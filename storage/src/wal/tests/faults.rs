@@ -5,9 +5,7 @@
 use std::fs;
 use std::sync::PoisonError;
 
-use super::{
-    TestResult, append_lsns, assert_records, read_all, segment_files, small_segments, write_synced,
-};
+use super::{TestResult, append_lsns, assert_records, read_all, segment_files, small_segments, write_synced};
 use crate::error::StorageError;
 use crate::log::CommandLog;
 use crate::wal::io::{Countdown, FaultPlan};
@@ -41,9 +39,7 @@ fn a_short_write_on_a_full_disk_is_cut_off_and_the_retry_lands_at_the_same_lsn()
         plan.partial_write_bytes = 21;
     });
 
-    let error = append_lsns(&mut wal, 13..=15)
-        .err()
-        .ok_or("the write should fail")?;
+    let error = append_lsns(&mut wal, 13..=15).err().ok_or("the write should fail")?;
     assert!(error.is_disk_full(), "{error}");
     assert!(!error.is_poisoned() && !wal.is_poisoned());
     // The partial batch is gone, and the cut synced what came before it.
@@ -68,9 +64,7 @@ fn a_disk_that_stays_full_fails_every_append_until_space_returns() -> TestResult
         plan.partial_write_bytes = 3;
     });
     for _ in 0..3 {
-        let error = append_lsns(&mut wal, 6..=6)
-            .err()
-            .ok_or("the write should fail")?;
+        let error = append_lsns(&mut wal, 6..=6).err().ok_or("the write should fail")?;
         assert!(error.is_disk_full() && !error.is_poisoned(), "{error}");
         assert_records(&read_all(&wal, 1)?, 1, 5);
     }
@@ -89,9 +83,7 @@ fn an_error_other_than_a_full_disk_is_not_reported_as_one() -> TestResult {
         plan.writes = Countdown::once_after(0);
         plan.error_kind = std::io::ErrorKind::Other;
     });
-    let error = append_lsns(&mut wal, 3..=3)
-        .err()
-        .ok_or("the write should fail")?;
+    let error = append_lsns(&mut wal, 3..=3).err().ok_or("the write should fail")?;
     assert!(!error.is_disk_full(), "{error}");
     Ok(())
 }
@@ -160,9 +152,7 @@ fn a_write_failure_that_cannot_be_cut_off_poisons_the_log() -> TestResult {
         plan.partial_write_bytes = 9;
         plan.set_lens = Countdown::once_after(0);
     });
-    let error = append_lsns(&mut wal, 5..=6)
-        .err()
-        .ok_or("the write should fail")?;
+    let error = append_lsns(&mut wal, 5..=6).err().ok_or("the write should fail")?;
     assert!(error.is_disk_full(), "{error}");
     assert!(wal.is_poisoned());
     assert_poisoned_disk_full(append_lsns(&mut wal, 5..=6));
@@ -195,9 +185,7 @@ fn a_rotation_that_cannot_create_a_segment_fails_cleanly() -> TestResult {
     let mut wal = full_segment_log(dir.path())?;
     let last = wal.last_lsn();
     arm(&wal, |plan| plan.creates = Countdown::once_after(0));
-    let error = append_lsns(&mut wal, last + 1..=last + 1)
-        .err()
-        .ok_or("should fail")?;
+    let error = append_lsns(&mut wal, last + 1..=last + 1).err().ok_or("should fail")?;
     assert!(error.is_disk_full() && !wal.is_poisoned(), "{error}");
     assert_eq!((wal.segment_count(), wal.last_lsn()), (1, last));
     assert_eq!(segment_files(dir.path())?.len(), 1);
@@ -218,9 +206,7 @@ fn a_rotation_whose_header_write_fails_removes_the_new_file() -> TestResult {
         plan.writes = Countdown::once_after(0);
         plan.partial_write_bytes = 7;
     });
-    let error = append_lsns(&mut wal, last + 1..=last + 1)
-        .err()
-        .ok_or("should fail")?;
+    let error = append_lsns(&mut wal, last + 1..=last + 1).err().ok_or("should fail")?;
     assert!(error.is_disk_full() && !wal.is_poisoned(), "{error}");
     assert_eq!(segment_files(dir.path())?.len(), 1);
     assert_eq!(append_lsns(&mut wal, last + 1..=last + 1)?, last + 1);
@@ -237,9 +223,7 @@ fn a_rotation_whose_directory_fsync_fails_poisons_the_log() -> TestResult {
     // Everything is synced, so the rotation's fsyncs are: the new segment, then the
     // directory.
     arm(&wal, |plan| plan.syncs = Countdown::once_after(1));
-    let error = append_lsns(&mut wal, last + 1..=last + 1)
-        .err()
-        .ok_or("should fail")?;
+    let error = append_lsns(&mut wal, last + 1..=last + 1).err().ok_or("should fail")?;
     assert!(error.is_disk_full() && wal.is_poisoned(), "{error}");
 
     let report = wal.reopen()?;

@@ -26,16 +26,11 @@ pub(super) type TestResult = Result<(), Box<dyn Error>>;
 /// The payload of record `lsn` in these tests: 1 to 90 bytes, all depending on `lsn`.
 pub(super) fn payload(lsn: Lsn) -> Vec<u8> {
     let len = 1 + (lsn * 37 % 90) as usize;
-    (0..len)
-        .map(|i| (lsn as usize).wrapping_mul(31).wrapping_add(i * 7) as u8)
-        .collect()
+    (0..len).map(|i| (lsn as usize).wrapping_mul(31).wrapping_add(i * 7) as u8).collect()
 }
 
 /// Appends the records `lsns` (payloads from [`payload`]) as one batch.
-pub(super) fn append_lsns(
-    log: &mut dyn CommandLog,
-    lsns: std::ops::RangeInclusive<Lsn>,
-) -> Result<Lsn, StorageError> {
+pub(super) fn append_lsns(log: &mut dyn CommandLog, lsns: std::ops::RangeInclusive<Lsn>) -> Result<Lsn, StorageError> {
     let payloads: Vec<Vec<u8>> = lsns.map(payload).collect();
     let slices: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
     log.append(&slices)
@@ -50,27 +45,17 @@ pub(super) fn assert_records(records: &[Record], first: Lsn, last: Lsn) {
     let lsns: Vec<Lsn> = records.iter().map(|r| r.lsn).collect();
     assert_eq!(lsns, (first..=last).collect::<Vec<_>>());
     for record in records {
-        assert_eq!(
-            record.payload,
-            payload(record.lsn),
-            "payload of lsn {}",
-            record.lsn
-        );
+        assert_eq!(record.payload, payload(record.lsn), "payload of lsn {}", record.lsn);
     }
 }
 
 pub(super) fn small_segments() -> WalConfig {
-    WalConfig {
-        segment_bytes_max: SEGMENT_BYTES_MIN,
-        ..WalConfig::default()
-    }
+    WalConfig { segment_bytes_max: SEGMENT_BYTES_MIN, ..WalConfig::default() }
 }
 
 /// The segment files of `dir`, in name (= LSN) order.
 pub(super) fn segment_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
-        .map(|entry| entry.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)?.map(|entry| entry.map(|e| e.path())).collect::<Result<_, _>>()?;
     files.retain(|path| path.extension().is_some_and(|ext| ext == "wal"));
     files.sort();
     Ok(files)
@@ -88,11 +73,7 @@ pub(super) fn copy_log(dir: &Path) -> Result<TempDir, std::io::Error> {
 }
 
 /// Writes records `1..=count` in batches of 1 to 7, syncing each, into `dir`.
-pub(super) fn write_synced(
-    dir: &Path,
-    config: WalConfig,
-    count: Lsn,
-) -> Result<Wal, Box<dyn Error>> {
+pub(super) fn write_synced(dir: &Path, config: WalConfig, count: Lsn) -> Result<Wal, Box<dyn Error>> {
     let (mut wal, _) = Wal::open(dir, config)?;
     let mut next = 1;
     while next <= count {
@@ -105,10 +86,7 @@ pub(super) fn write_synced(
 }
 
 fn snapshot(dir: &Path) -> Result<Vec<(PathBuf, Vec<u8>)>, std::io::Error> {
-    segment_files(dir)?
-        .into_iter()
-        .map(|path| fs::read(&path).map(|bytes| (path, bytes)))
-        .collect()
+    segment_files(dir)?.into_iter().map(|path| fs::read(&path).map(|bytes| (path, bytes))).collect()
 }
 
 #[test]
@@ -116,19 +94,10 @@ fn a_new_directory_starts_an_empty_log_at_lsn_1() -> TestResult {
     let root = tempfile::tempdir()?;
     let dir = root.path().join("nested").join("wal");
     let (wal, report) = Wal::open(&dir, WalConfig::default())?;
-    assert_eq!(
-        (report.records, report.first_lsn, report.last_lsn),
-        (0, 1, 0)
-    );
+    assert_eq!((report.records, report.first_lsn, report.last_lsn), (0, 1, 0));
     assert!(report.is_clean() && report.damage.is_none());
-    assert_eq!(
-        (wal.last_lsn(), wal.durable_lsn(), wal.first_lsn()),
-        (0, 0, 1)
-    );
-    assert_eq!(
-        segment_files(&dir)?,
-        vec![dir.join("00000000000000000001.wal")]
-    );
+    assert_eq!((wal.last_lsn(), wal.durable_lsn(), wal.first_lsn()), (0, 0, 1));
+    assert_eq!(segment_files(&dir)?, vec![dir.join("00000000000000000001.wal")]);
     assert_eq!(read_all(&wal, 1)?, vec![]);
     Ok(())
 }
@@ -177,14 +146,8 @@ fn a_refused_batch_changes_nothing() -> TestResult {
     let (mut wal, _) = Wal::open(dir.path(), WalConfig::default())?;
     append_lsns(&mut wal, 1..=2)?;
     let too_big = vec![0u8; crate::RECORD_BYTES_MAX + 1];
-    assert!(matches!(
-        wal.append(&[b"ok", &too_big]),
-        Err(StorageError::RecordTooLarge { .. })
-    ));
-    assert!(matches!(
-        wal.append(&[]),
-        Err(StorageError::InvalidBatch { .. })
-    ));
+    assert!(matches!(wal.append(&[b"ok", &too_big]), Err(StorageError::RecordTooLarge { .. })));
+    assert!(matches!(wal.append(&[]), Err(StorageError::InvalidBatch { .. })));
     assert_eq!(wal.last_lsn(), 2);
     assert_eq!(append_lsns(&mut wal, 3..=3)?, 3);
     wal.sync()?;
@@ -196,14 +159,8 @@ fn a_refused_batch_changes_nothing() -> TestResult {
 fn invalid_segment_sizes_are_refused() -> TestResult {
     let dir = tempfile::tempdir()?;
     for segment_bytes_max in [0, SEGMENT_BYTES_MIN - 1, super::SEGMENT_BYTES_MAX + 1] {
-        let config = WalConfig {
-            segment_bytes_max,
-            ..WalConfig::default()
-        };
-        assert!(matches!(
-            Wal::open(dir.path(), config),
-            Err(StorageError::InvalidConfig { .. })
-        ));
+        let config = WalConfig { segment_bytes_max, ..WalConfig::default() };
+        assert!(matches!(Wal::open(dir.path(), config), Err(StorageError::InvalidConfig { .. })));
     }
     Ok(())
 }
@@ -213,12 +170,7 @@ fn one_fdatasync_per_sync_and_none_when_nothing_is_new() -> TestResult {
     let dir = tempfile::tempdir()?;
     let (mut wal, _) = Wal::open(dir.path(), WalConfig::default())?;
     let faults = wal.faults();
-    let syncs = || {
-        faults
-            .lock()
-            .map(|plan| plan.file_syncs)
-            .unwrap_or(u64::MAX)
-    };
+    let syncs = || faults.lock().map(|plan| plan.file_syncs).unwrap_or(u64::MAX);
     let before = syncs();
     append_lsns(&mut wal, 1..=100)?;
     append_lsns(&mut wal, 101..=200)?;
@@ -251,22 +203,13 @@ fn segments_rotate_at_the_configured_size_and_reopen_whole() -> TestResult {
     // limit before the next began, exceeding it by at most one batch.
     let largest_batch = 8 * (16 + 90) as u64;
     for (index, file) in files.iter().enumerate() {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let first: Lsn = name.trim_end_matches(".wal").parse()?;
         let header = fs::read(file)?;
-        assert_eq!(
-            &header[..SEGMENT_HEADER_BYTES],
-            &encode_segment_header(first)[..]
-        );
+        assert_eq!(&header[..SEGMENT_HEADER_BYTES], &encode_segment_header(first)[..]);
         let len = header.len() as u64;
         if index + 1 < files.len() {
-            assert!(
-                len >= SEGMENT_BYTES_MIN && len < SEGMENT_BYTES_MIN + largest_batch,
-                "{len}"
-            );
+            assert!(len >= SEGMENT_BYTES_MIN && len < SEGMENT_BYTES_MIN + largest_batch, "{len}");
         }
     }
     // Reads starting inside any segment.
@@ -282,16 +225,8 @@ fn release_below_deletes_whole_segments_entirely_below() -> TestResult {
     let config = small_segments();
     let mut wal = write_synced(dir.path(), config.clone(), 300)?;
     let files = segment_files(dir.path())?;
-    let firsts: Vec<Lsn> = files
-        .iter()
-        .filter_map(|f| {
-            f.file_name()?
-                .to_str()?
-                .trim_end_matches(".wal")
-                .parse()
-                .ok()
-        })
-        .collect();
+    let firsts: Vec<Lsn> =
+        files.iter().filter_map(|f| f.file_name()?.to_str()?.trim_end_matches(".wal").parse().ok()).collect();
 
     // One below the start of the third segment: the first segment goes, the second
     // (which holds that LSN) stays.
@@ -306,10 +241,7 @@ fn release_below_deletes_whole_segments_entirely_below() -> TestResult {
         Err(StorageError::Released { first_available, .. }) if first_available == firsts[2]
     ));
     assert_records(&read_all(&wal, firsts[2])?, firsts[2], 300);
-    assert!(matches!(
-        wal.release_below(302),
-        Err(StorageError::InvalidLsn { lsn: 302, .. })
-    ));
+    assert!(matches!(wal.release_below(302), Err(StorageError::InvalidLsn { lsn: 302, .. })));
     drop(wal);
 
     let (mut wal, report) = Wal::open(dir.path(), config)?;
@@ -318,10 +250,7 @@ fn release_below_deletes_whole_segments_entirely_below() -> TestResult {
     assert_eq!(report.records, 300 - firsts[2] + 1);
     // Releasing everything keeps the active segment, and the log goes on.
     wal.release_below(301)?;
-    assert_eq!(
-        segment_files(dir.path())?,
-        files[files.len() - 1..].to_vec()
-    );
+    assert_eq!(segment_files(dir.path())?, files[files.len() - 1..].to_vec());
     assert_eq!(append_lsns(&mut wal, 301..=301)?, 301);
     wal.sync()?;
     assert_records(&read_all(&wal, 301)?, 301, 301);
@@ -336,10 +265,7 @@ fn a_segment_with_another_programs_magic_is_refused_and_left_alone() -> TestResu
     sqlite.resize(4096, 7);
     fs::write(&path, &sqlite)?;
     let error = Wal::open(dir.path(), WalConfig::default()).err();
-    assert!(
-        matches!(&error, Some(StorageError::ForeignFile { path: p, .. }) if *p == path),
-        "{error:?}"
-    );
+    assert!(matches!(&error, Some(StorageError::ForeignFile { path: p, .. }) if *p == path), "{error:?}");
     assert_eq!(fs::read(&path)?, sqlite);
     Ok(())
 }
@@ -348,21 +274,12 @@ fn a_segment_with_another_programs_magic_is_refused_and_left_alone() -> TestResu
 fn a_foreign_file_after_a_valid_log_is_refused_under_any_policy() -> TestResult {
     let dir = tempfile::tempdir()?;
     drop(write_synced(dir.path(), WalConfig::default(), 10)?);
-    fs::write(
-        dir.path().join(segment_file_name(11)),
-        b"#!/bin/sh\necho hello\n",
-    )?;
+    fs::write(dir.path().join(segment_file_name(11)), b"#!/bin/sh\necho hello\n")?;
     let before = snapshot(dir.path())?;
     for recovery_policy in [RecoveryPolicy::Strict, RecoveryPolicy::TruncateAtDamage] {
-        let config = WalConfig {
-            recovery_policy,
-            ..WalConfig::default()
-        };
+        let config = WalConfig { recovery_policy, ..WalConfig::default() };
         let error = Wal::open(dir.path(), config).err();
-        assert!(
-            matches!(error, Some(StorageError::ForeignFile { .. })),
-            "{error:?}"
-        );
+        assert!(matches!(error, Some(StorageError::ForeignFile { .. })), "{error:?}");
         assert_eq!(snapshot(dir.path())?, before);
     }
     Ok(())
@@ -379,17 +296,7 @@ fn a_newer_format_version_is_refused() -> TestResult {
     bytes[28..32].copy_from_slice(&crc.to_le_bytes());
     fs::write(&path, &bytes)?;
     let error = Wal::open(dir.path(), WalConfig::default()).err();
-    assert!(
-        matches!(
-            error,
-            Some(StorageError::UnsupportedFormat {
-                version: 2,
-                supported: 1,
-                ..
-            })
-        ),
-        "{error:?}"
-    );
+    assert!(matches!(error, Some(StorageError::UnsupportedFormat { version: 2, supported: 1, .. })), "{error:?}");
     assert_eq!(fs::read(&path)?, bytes);
     Ok(())
 }

@@ -23,30 +23,17 @@ struct Step {
 }
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
-    let step = (
-        prop::collection::vec(0usize..300, 1..10),
-        any::<bool>(),
-        prop::option::weighted(0.2, 0u64..=1000),
-    )
-        .prop_map(|(payload_lens, sync, release_per_mille)| Step {
-            payload_lens,
-            sync,
-            release_per_mille,
-        });
+    let step = (prop::collection::vec(0usize..300, 1..10), any::<bool>(), prop::option::weighted(0.2, 0u64..=1000))
+        .prop_map(|(payload_lens, sync, release_per_mille)| Step { payload_lens, sync, release_per_mille });
     prop::collection::vec(step, 1..40)
 }
 
 fn bytes_of(lsn: Lsn, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (lsn as usize).wrapping_mul(131).wrapping_add(i) as u8)
-        .collect()
+    (0..len).map(|i| (lsn as usize).wrapping_mul(131).wrapping_add(i) as u8).collect()
 }
 
 fn batch(first: Lsn, step: &Step) -> Vec<Vec<u8>> {
-    (first..)
-        .zip(&step.payload_lens)
-        .map(|(lsn, &len)| bytes_of(lsn, len))
-        .collect()
+    (first..).zip(&step.payload_lens).map(|(lsn, &len)| bytes_of(lsn, len)).collect()
 }
 
 fn read(log: &dyn CommandLog, from: Lsn) -> Result<Vec<Record>, TestCaseError> {
@@ -54,10 +41,7 @@ fn read(log: &dyn CommandLog, from: Lsn) -> Result<Vec<Record>, TestCaseError> {
 }
 
 fn config(segment_bytes_max: u64) -> WalConfig {
-    WalConfig {
-        segment_bytes_max,
-        ..WalConfig::default()
-    }
+    WalConfig { segment_bytes_max, ..WalConfig::default() }
 }
 
 proptest! {

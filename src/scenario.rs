@@ -1,0 +1,53 @@
+//! Building blocks for scenarios: users, online drivers near a point, trip
+//! requests. Shared by the examples, the black-box tests and the benches so each
+//! does not grow its own copy.
+
+use dispatch_core::{
+    Actor, Category, Engine, Error, LatLng, NewTrip, NewUser, PaymentMethod, Place, Quote, Role, TripKind, UserId,
+    Vehicle,
+};
+
+/// Cairo's Tahrir Square: where scenarios happen unless they say otherwise.
+pub const CENTER: (f64, f64) = (30.0444, 31.2357);
+
+/// A point `north_m` metres north and `east_m` metres east of [`CENTER`].
+pub fn near_center(north_m: f64, east_m: f64) -> Result<LatLng, Error> {
+    let lat = CENTER.0 + north_m / 111_195.0;
+    let lng = CENTER.1 + east_m / (111_195.0 * CENTER.0.to_radians().cos());
+    Ok(LatLng::new(lat, lng)?)
+}
+
+/// Creates user number `n` (phone numbers derive from it, so `n` must be unique
+/// per engine and role) with role `role`; drivers drive an `economy` car.
+pub fn user(engine: &Engine, role: Role, n: u64) -> Result<UserId, Error> {
+    let vehicle = match role {
+        Role::Driver => Some(Vehicle { category: Category::new("economy")?, plate: format!("D {n}") }),
+        _ => None,
+    };
+    let phone = format!("+2010{n:09}");
+    let new = NewUser { id: None, role, name: format!("{} {n}", role.as_str()), phone, vehicle };
+    Ok(engine.create_user(Actor::Admin, new)?.id)
+}
+
+/// Creates driver number `n` and brings it online at `at`.
+pub fn online_driver(engine: &Engine, n: u64, at: LatLng) -> Result<UserId, Error> {
+    let id = user(engine, Role::Driver, n)?;
+    engine.set_driver_status(id, true, Some(at))?;
+    Ok(id)
+}
+
+/// An economy ride, paid cash, from `pickup` to a point 3 km north of it.
+pub fn ride_from(pickup: LatLng) -> Result<NewTrip, Error> {
+    let dropoff = LatLng::new((pickup.lat() + 0.027).min(90.0), pickup.lng())?;
+    Ok(NewTrip {
+        id: None,
+        pickup_code: None,
+        kind: TripKind::Ride,
+        pickup: Place::at(pickup),
+        dropoff: Place::at(dropoff),
+        category: Category::new("economy")?,
+        parcel: None,
+        payment_method: PaymentMethod::Cash,
+        quote: Quote { currency: "EGP".parse()?, estimate_minor: 5_000, surge_bps: 10_000, discount_minor: 0 },
+    })
+}

@@ -1,0 +1,244 @@
+//! Durability of the engine over a data directory: what was acknowledged is there
+//! after a restart, a torn or damaged tail is cut cleanly and recovery lands on an
+//! exact prefix of the log, and a disk that stops taking writes makes the engine
+//! read-only instead of lying.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use dispatch::scenario::{self, near_center, ride_from};
+use dispatch_core::clock::{ManualClock, Timestamp};
+use dispatch_core::{Actor, Engine, EngineConfig, Error, RandomIds, Record, Role, State, TripStatus, replay};
+use dispatch_storage::{CommandLog, Lsn, MemLog, Records, StorageError};
+
+const T0: i64 = 1_700_000_000_000;
+
+fn config(dir: &Path) -> EngineConfig {
+    EngineConfig::default()
+        .with_clock(ManualClock::new(Timestamp::from_millis(T0)))
+        .with_ids(RandomIds::seeded(5))
+        .with_data_dir(dir)
+}
+
+/// A small day: drivers online, trips created, accepted, completed, cancelled.
+/// Every call returns only after its command is durable.
+fn busy_day(engine: &Engine) {
+    let rider = scenario::user(engine, Role::Rider, 1).unwrap();
+    let drivers: Vec<_> = (0..3)
+        .map(|i| scenario::online_driver(engine, 10 + i, near_center(200.0 * i as f64, 0.0).unwrap()).unwrap())
+        .collect();
+    let t1 = engine.create_trip(rider, ride_from(near_center(0.0, 0.0).unwrap()).unwrap()).unwrap();
+    let t1 = engine.accept(drivers[0], t1.id).unwrap();
+    engine.arrived(drivers[0], t1.id).unwrap();
+    engine.start(drivers[0], t1.id, &t1.pickup_code.to_string()).unwrap();
+    engine.complete(drivers[0], t1.id, Some(3_100)).unwrap();
+    let t2 = engine.create_trip(rider, ride_from(near_center(50.0, 0.0).unwrap()).unwrap()).unwrap();
+    engine.decline(drivers[0], t2.id).unwrap();
+    engine.accept(drivers[1], t2.id).unwrap();
+    engine.cancel(Actor::User(drivers[1]), t2.id, "flat tyre").unwrap();
+    engine.cancel(Actor::User(rider), t2.id, "too slow").unwrap();
+    engine.set_driver_status(drivers[2], false, None).unwrap();
+}
+
+fn wal_segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir.join("wal")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to.join("wal")).unwrap();
+    for seg in wal_segments(from) {
+        fs::copy(&seg, to.join("wal").join(seg.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Every record in the (cleanly closed) log of `dir`, decoded.
+fn records(dir: &Path) -> Vec<Record> {
+    let (wal, _) = dispatch_storage::Wal::open(dir.join("wal"), Default::default()).unwrap();
+    let out = wal.read_from(1).unwrap().map(|r| Record::decode(&r.unwrap().payload).unwrap()).collect();
+    drop(wal);
+    out
+}
+
+/// What a state must be after the first `n` records: computed without the WAL.
+fn expected(records: &[Record], n: usize) -> State {
+    let mut state = State::default();
+    replay(&mut state, &records[..n]).unwrap();
+    state
+}
+
+fn recovered(dir: &Path) -> (State, u64) {
+    let engine = Engine::open(config(dir)).unwrap();
+    let replayed = engine.recovery().replayed;
+    (engine.shutdown().unwrap(), replayed)
+}
+
+#[test]
+fn a_restart_brings_back_exactly_the_acknowledged_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    busy_day(&engine);
+    let before = engine.shutdown().unwrap();
+    let (after, replayed) = recovered(dir.path());
+    assert_eq!(after, before);
+    assert!(replayed > 10, "{replayed}");
+    assert_eq!(after.trips().filter(|t| t.status == TripStatus::Completed).count(), 1);
+}
+
+#[test]
+fn one_process_per_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    match Engine::open(config(dir.path())) {
+        Err(Error::Storage(msg)) => assert!(msg.contains("in use"), "{msg}"),
+        other => panic!("a second open must fail, got {:?}", other.map(|_| ())),
+    }
+    engine.shutdown().unwrap();
+    Engine::open(config(dir.path())).unwrap().shutdown().unwrap();
+}
+
+/// A crash during the sync of the last records may leave any prefix of their
+/// bytes on disk. Cut there, at every byte: recovery must give exactly the state
+/// after the records that are whole, never a half-applied one.
+#[test]
+fn a_torn_tail_cut_at_every_byte_recovers_an_exact_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    busy_day(&engine);
+    // The boundaries of the last records: file sizes after each acknowledged command.
+    let seg = wal_segments(dir.path()).pop().unwrap();
+    let rider = scenario::user(&engine, Role::Rider, 2).unwrap();
+    let mut boundaries = vec![fs::metadata(&seg).unwrap().len()];
+    for i in 0..3 {
+        engine.create_trip(rider, ride_from(near_center(10.0 * i as f64, 0.0).unwrap()).unwrap()).ok();
+        boundaries.push(fs::metadata(&seg).unwrap().len());
+    }
+    engine.shutdown().unwrap();
+    let all = records(dir.path());
+    let whole_before = all.len() - 3;
+    let scratch = tempfile::tempdir().unwrap();
+    for cut in boundaries[0]..=*boundaries.last().unwrap() {
+        let d = scratch.path().join(format!("cut{cut}"));
+        copy_dir(dir.path(), &d);
+        let seg_copy = wal_segments(&d).pop().unwrap();
+        fs::OpenOptions::new().write(true).open(&seg_copy).unwrap().set_len(cut).unwrap();
+        let whole = whole_before + boundaries.iter().skip(1).filter(|b| **b <= cut).count();
+        let (state, replayed) = recovered(&d);
+        assert_eq!(replayed as usize, whole, "cut at byte {cut}");
+        assert_eq!(state, expected(&all, whole), "cut at byte {cut}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+/// A byte flipped in the last records (a torn sector, bit rot at the tail): the
+/// checksum stops recovery before the damaged record.
+#[test]
+fn a_flipped_byte_in_the_tail_stops_recovery_before_the_damaged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(dir.path())).unwrap();
+    busy_day(&engine);
+    let seg = wal_segments(dir.path()).pop().unwrap();
+    let rider = scenario::user(&engine, Role::Rider, 2).unwrap();
+    let start = fs::metadata(&seg).unwrap().len();
+    let mut boundaries = vec![start];
+    for i in 0..2 {
+        engine.create_trip(rider, ride_from(near_center(10.0 * i as f64, 0.0).unwrap()).unwrap()).ok();
+        boundaries.push(fs::metadata(&seg).unwrap().len());
+    }
+    engine.shutdown().unwrap();
+    let all = records(dir.path());
+    let whole_before = all.len() - 2;
+    let scratch = tempfile::tempdir().unwrap();
+    for at in start..boundaries[2] {
+        let d = scratch.path().join(format!("flip{at}"));
+        copy_dir(dir.path(), &d);
+        let seg_copy = wal_segments(&d).pop().unwrap();
+        let mut bytes = fs::read(&seg_copy).unwrap();
+        bytes[at as usize] ^= 0x20;
+        fs::write(&seg_copy, &bytes).unwrap();
+        let whole = whole_before + usize::from(at >= boundaries[1]);
+        let (state, replayed) = recovered(&d);
+        assert_eq!(replayed as usize, whole, "flip at byte {at}");
+        assert_eq!(state, expected(&all, whole), "flip at byte {at}");
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+/// A log whose disk can be made to fail, for read-only mode.
+struct FlakyLog {
+    inner: MemLog,
+    failing: Arc<AtomicBool>,
+}
+
+impl CommandLog for FlakyLog {
+    fn append(&mut self, payloads: &[&[u8]]) -> Result<Lsn, StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StorageError::Io {
+                op: "write",
+                path: "flaky".into(),
+                source: std::io::Error::from_raw_os_error(28), // ENOSPC
+            });
+        }
+        self.inner.append(payloads)
+    }
+    fn sync(&mut self) -> Result<Lsn, StorageError> {
+        self.inner.sync()
+    }
+    fn read_from(&self, from: Lsn) -> Result<Records<'_>, StorageError> {
+        self.inner.read_from(from)
+    }
+    fn last_lsn(&self) -> Lsn {
+        self.inner.last_lsn()
+    }
+    fn durable_lsn(&self) -> Lsn {
+        self.inner.durable_lsn()
+    }
+    fn release_below(&mut self, lsn: Lsn) -> Result<(), StorageError> {
+        self.inner.release_below(lsn)
+    }
+    fn reopen(&mut self) -> Result<(), StorageError> {
+        self.inner.crash();
+        Ok(())
+    }
+}
+
+#[test]
+fn a_full_disk_makes_the_engine_read_only_until_space_returns() {
+    let failing = Arc::new(AtomicBool::new(false));
+    let log = FlakyLog { inner: MemLog::new(), failing: Arc::clone(&failing) };
+    let mut config = EngineConfig::default().with_ids(RandomIds::seeded(3));
+    config.read_only_retry = Duration::from_millis(10);
+    config.idle_wakeup = Duration::from_millis(5);
+    let engine = Engine::open_with_log(config, Box::new(log), State::default()).unwrap();
+    let rider = scenario::user(&engine, Role::Rider, 1).unwrap();
+    let driver = scenario::online_driver(&engine, 2, near_center(100.0, 0.0).unwrap()).unwrap();
+    let trip = engine.create_trip(rider, ride_from(near_center(0.0, 0.0).unwrap()).unwrap()).unwrap();
+
+    failing.store(true, Ordering::SeqCst);
+    match engine.accept(driver, trip.id) {
+        Err(Error::ReadOnly(why)) => assert!(why.contains("disk full"), "{why}"),
+        other => panic!("expected read_only, got {other:?}"),
+    }
+    assert!(engine.is_read_only());
+    assert!(matches!(engine.cancel(Actor::User(rider), trip.id, "x"), Err(Error::ReadOnly(_))));
+    // Reads keep working, and show nothing of the batch that failed.
+    let seen = engine.trip(trip.id).unwrap();
+    assert_eq!(seen.status, TripStatus::Searching);
+    assert_eq!(seen.driver_id, None);
+
+    failing.store(false, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine.is_read_only() {
+        assert!(Instant::now() < deadline, "the engine did not leave read-only mode");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The failed accept left no trace: the driver is free and the offer still stands.
+    let accepted = engine.accept(driver, trip.id).unwrap();
+    assert_eq!(accepted.status, TripStatus::Accepted);
+    let state = engine.shutdown().unwrap();
+    state.check_invariants().unwrap();
+}
