@@ -86,6 +86,11 @@ impl View {
         self.drivers.get(&id)
     }
 
+    /// Every user, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = &Arc<User>> {
+        self.users.values()
+    }
+
     /// Every trip, in no particular order.
     pub fn trips(&self) -> impl Iterator<Item = &Arc<Trip>> {
         self.trips.values()
