@@ -51,3 +51,44 @@ pub fn ride_from(pickup: LatLng) -> Result<NewTrip, Error> {
         quote: Quote { currency: "EGP".parse()?, estimate_minor: 5_000, surge_bps: 10_000, discount_minor: 0 },
     })
 }
+
+/// One driver and one rider per cell of a grid ~2 km apart, drivers online at
+/// their cell: a trip requested at a cell is offered to that cell's driver only
+/// (with a search radius under 2 km). Returns `(driver, rider, cell)` triples.
+pub fn grid_fleet(engine: &Engine, cells: u64) -> Result<Vec<(UserId, UserId, LatLng)>, Error> {
+    let mut out = Vec::new();
+    for i in 0..cells {
+        let at = LatLng::new(29.0 + (i / 50) as f64 * 0.02, 31.0 + (i % 50) as f64 * 0.02)?;
+        let driver = online_driver(engine, 2 * i + 1, at)?;
+        let rider = user(engine, Role::Rider, 2 * i + 2)?;
+        out.push((driver, rider, at));
+    }
+    Ok(out)
+}
+
+/// Submits every command without waiting (as a server with many connections
+/// does), then waits for every answer; answers come back in submission order.
+/// A full queue is waited out, not treated as an answer.
+pub fn pipeline(
+    engine: &Engine,
+    commands: Vec<(Actor, dispatch_core::Command)>,
+) -> Vec<Result<dispatch_core::Outcome, Error>> {
+    let n = commands.len();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for (i, (actor, command)) in commands.into_iter().enumerate() {
+        loop {
+            let reply = tx.clone();
+            match engine.submit_with(actor, command.clone(), move |r| drop(reply.send((i, r)))) {
+                Err(Error::Overloaded) => std::thread::sleep(std::time::Duration::from_micros(50)),
+                Err(e) => {
+                    let _ = tx.send((i, Err(e)));
+                    break;
+                }
+                Ok(()) => break,
+            }
+        }
+    }
+    let mut out: Vec<_> = rx.iter().take(n).collect();
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}

@@ -1,0 +1,205 @@
+//! Durability figures that need percentiles or one long run, printed as a table:
+//!
+//! - the disk's raw `fdatasync` latency for a 4 KiB append (the floor under every
+//!   acknowledged command);
+//! - accepts through the writer with the WAL and one fsync per batch: throughput
+//!   and per-accept latency (submit → answer) with 2,000 accepts in flight, and
+//!   with one caller at a time;
+//! - recovery time of an engine whose WAL holds 1,000,000 records.
+//!
+//! Run: `cargo bench --bench durability` (set `DISPATCH_BENCH_DIR` to measure
+//! another disk than the system temp dir).
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dispatch::scenario::{grid_fleet, pipeline, ride_from};
+use dispatch_core::{
+    Actor, Command, DispatchRules, Engine, EngineConfig, LatLng, LocationReport, Outcome, Record, Trip, UserId,
+};
+use dispatch_storage::{CommandLog, Wal};
+
+const DRIVERS: u64 = 2_000;
+const ROUNDS: usize = 10;
+const RECOVERY_RECORDS: u64 = 1_000_000;
+
+fn bench_dir() -> tempfile::TempDir {
+    match std::env::var_os("DISPATCH_BENCH_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>, per_s: Option<f64>) {
+    samples.sort();
+    let rate = per_s.map_or(String::new(), |r| format!("{r:>12.0} /s"));
+    println!(
+        "{name:<44} p50 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?} {rate}",
+        percentile(&samples, 0.5),
+        percentile(&samples, 0.99),
+        samples[samples.len() - 1]
+    );
+}
+
+fn raw_fsync() {
+    let dir = bench_dir();
+    let mut f = File::create(dir.path().join("probe")).unwrap();
+    let block = vec![0xA5u8; 4096];
+    let samples = (0..500)
+        .map(|_| {
+            let t = Instant::now();
+            f.write_all(&block).unwrap();
+            f.sync_data().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    summary("raw 4 KiB append + fdatasync", samples, None);
+}
+
+fn rules() -> DispatchRules {
+    DispatchRules {
+        offers_per_round: 1,
+        stale_location_s: 86_400,
+        offer_ttl_s: 86_400,
+        timeout_s: 86_400,
+        open_trips_per_rider: 1,
+        search_radius_m: 500,
+        ..DispatchRules::default()
+    }
+}
+
+fn trips(engine: &Engine, cells: &[(UserId, UserId, LatLng)]) -> Vec<Arc<Trip>> {
+    let creates = cells.iter().map(|(_, r, at)| (Actor::User(*r), Command::CreateTrip(ride_from(*at).unwrap())));
+    pipeline(engine, creates.collect())
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            Outcome::Trip(t) => t,
+            o => panic!("{o:?}"),
+        })
+        .collect()
+}
+
+fn finish(engine: &Engine, cells: &[(UserId, UserId, LatLng)], trips: &[Arc<Trip>]) {
+    for step in 0..3 {
+        let cmds = cells.iter().zip(trips).map(|((d, _, _), t)| {
+            let c = match step {
+                0 => Command::DriverArrived { trip_id: t.id },
+                1 => Command::StartTrip { trip_id: t.id, pickup_code: t.pickup_code.to_string() },
+                _ => Command::CompleteTrip { trip_id: t.id, distance_m: None, dropoff: None },
+            };
+            (Actor::User(*d), c)
+        });
+        pipeline(engine, cmds.collect()).into_iter().for_each(|r| drop(r.unwrap()));
+    }
+}
+
+fn accepts() {
+    let dir = bench_dir();
+    let engine = Engine::open(EngineConfig::default().with_rules(rules()).with_data_dir(dir.path())).unwrap();
+    let cells = grid_fleet(&engine, DRIVERS).unwrap();
+
+    // Pipelined: every accept of a round in flight at once.
+    let mut latencies = Vec::new();
+    let mut busy = Duration::ZERO;
+    for _ in 0..ROUNDS {
+        let trips = trips(&engine, &cells);
+        let done = Arc::new(Mutex::new(Vec::with_capacity(cells.len())));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let start = Instant::now();
+        for ((d, _, _), t) in cells.iter().zip(&trips) {
+            let (done, tx, sent) = (Arc::clone(&done), tx.clone(), Instant::now());
+            engine
+                .submit_with(Actor::User(*d), Command::AcceptTrip { trip_id: t.id }, move |r| {
+                    done.lock().unwrap().push(sent.elapsed());
+                    let _ = tx.send(r.is_ok());
+                })
+                .unwrap();
+        }
+        assert!(rx.iter().take(cells.len()).all(|ok| ok));
+        busy += start.elapsed();
+        latencies.extend(done.lock().unwrap().drain(..));
+        finish(&engine, &cells, &trips);
+    }
+    let rate = latencies.len() as f64 / busy.as_secs_f64();
+    let syncs = engine.stats().syncs.load(std::sync::atomic::Ordering::Relaxed);
+    summary("accept, WAL + fsync, 2,000 in flight", latencies, Some(rate));
+
+    // One caller: every accept waits for its own fsync.
+    let trips = trips(&engine, &cells);
+    let samples: Vec<Duration> = cells
+        .iter()
+        .zip(&trips)
+        .map(|((d, _, _), t)| {
+            let s = Instant::now();
+            engine.accept(*d, t.id).unwrap();
+            s.elapsed()
+        })
+        .collect();
+    let rate = samples.len() as f64 / samples.iter().sum::<Duration>().as_secs_f64();
+    summary("accept, WAL + fsync, one caller at a time", samples, Some(rate));
+    println!("{:<44} {syncs} syncs so far", "");
+    engine.shutdown().unwrap();
+}
+
+fn recovery() {
+    let dir = bench_dir();
+    // Drivers exist, then a million position reports follow them in the log.
+    let engine = Engine::open(EngineConfig::default().with_rules(rules()).with_data_dir(dir.path())).unwrap();
+    let cells = grid_fleet(&engine, 1_000).unwrap();
+    let state_before = engine.shutdown().unwrap();
+    let (mut wal, _) = Wal::open(dir.path().join("wal"), Default::default()).unwrap();
+    let mut t = 1_700_000_000_000i64;
+    let mut written = 0u64;
+    while written < RECOVERY_RECORDS {
+        let batch: Vec<Vec<u8>> = (0..4_096.min(RECOVERY_RECORDS - written))
+            .map(|i| {
+                let (d, _, at) = cells[((written + i) % cells.len() as u64) as usize];
+                t += 1;
+                let point = LatLng::new(at.lat() + (i % 7) as f64 * 1e-5, at.lng()).unwrap();
+                let command =
+                    Command::UpdateLocation(LocationReport { point, heading_deg: Some(90.0), speed_mps: Some(8.0) });
+                Record { at: dispatch_core::clock::Timestamp::from_millis(t), actor: Actor::User(d), command }
+                    .encode()
+                    .unwrap()
+            })
+            .collect();
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        wal.append(&refs).unwrap();
+        wal.sync().unwrap();
+        written += batch.len() as u64;
+    }
+    drop(wal);
+    let bytes: u64 =
+        std::fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let start = Instant::now();
+    let engine = Engine::open(EngineConfig::default().with_rules(rules()).with_data_dir(dir.path())).unwrap();
+    let took = start.elapsed();
+    let replayed = engine.recovery().replayed;
+    println!(
+        "{:<44} {took:>9.1?} for {replayed} records ({:.0} MiB of WAL, {:.1} M records/s)",
+        "recovery: open + replay",
+        bytes as f64 / (1024.0 * 1024.0),
+        replayed as f64 / took.as_secs_f64() / 1e6
+    );
+    assert!(replayed >= RECOVERY_RECORDS);
+    assert_eq!(engine.read(|v| v.users().count()), state_before.users().count());
+    engine.shutdown().unwrap();
+}
+
+fn main() {
+    // `cargo test --benches` runs bench binaries with `--bench` absent: do nothing then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    println!("dispatch durability bench (temp dir: {})", std::env::temp_dir().display());
+    raw_fsync();
+    accepts();
+    recovery();
+}
