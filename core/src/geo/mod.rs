@@ -1,9 +1,26 @@
-//! Geography: validated coordinates, great-circle distance, and (as they land) the
-//! zone index and the spatial index of drivers.
+//! Geography: validated coordinates and great-circle distance, zone shapes and the zone
+//! index, and the spatial index of drivers.
 //!
-//! Guarantee: a [`LatLng`] that exists is finite and in range; every coordinate
-//! from outside goes through [`LatLng::new`].
+//! ## Layout
+//! - [`point`](LatLng): [`LatLng`] (finite, in range; every coordinate from outside goes
+//!   through [`LatLng::new`]) and [`haversine_m`], the one distance used everywhere.
+//! - `polygon`: [`ZoneGeometry`], a GeoJSON `Polygon` / `MultiPolygon` that is known to be
+//!   valid (closed, simple, in range, holes inside shells, bounded size), or a
+//!   [`GeometryError`] naming the ring at fault.
+//! - `zone`: [`ZoneIndex`], active zones behind an R-tree of their boxes; which zone a
+//!   point is in, deterministically when zones overlap.
+//! - `index`: [`DriverIndex`], drivers as unit vectors in an R-tree; the nearest eligible
+//!   drivers within a radius, exactly as a full scan would rank them.
+//!
+//! Everything here is plain data, owned by the engine's single writer and read from its
+//! snapshots: no locks, no I/O, no clock reads (times come in as [`Timestamp`](crate::clock::Timestamp)s).
 
+mod index;
 mod point;
+mod polygon;
+mod zone;
 
+pub use index::{CHORD_SLACK, CategoryCode, DriverIndex, IndexedDriver, Nearby};
 pub use point::{CoordinateError, EARTH_RADIUS_M, LatLng, haversine_m};
+pub use polygon::{GeometryError, GeometryKind, MAX_POSITIONS, MAX_RINGS, RingRef, ZoneGeometry};
+pub use zone::{IndexedZone, ZoneIndex};
