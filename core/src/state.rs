@@ -22,7 +22,7 @@ use crate::clock::Timestamp;
 use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
 use crate::driver::{Availability, Driver, Fix, MAX_PENDING_OFFERS};
 use crate::error::{Error, Result};
-use crate::geo::LatLng;
+use crate::geo::{CategoryCode, DriverIndex, IndexedDriver, LatLng};
 use crate::id::{TripId, UserId};
 use crate::trip::{
     Cancellation, CancelledBy, MAX_OFFERS_PER_TRIP, MAX_REASON_LEN, Offer, OfferState, PickupCode, Trip, TripFare,
@@ -47,7 +47,11 @@ pub enum Deadline {
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// The spatial index of drivers is derived from the drivers' positions: it is
+/// not serialized, it is rebuilt when a state is deserialized, and it takes no
+/// part in equality.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct State {
     rules: DispatchRules,
     users: HashMap<UserId, Arc<User>>,
@@ -56,6 +60,49 @@ pub struct State {
     trips: HashMap<TripId, Arc<Trip>>,
     open_trips_by_rider: HashMap<UserId, u16>,
     deadlines: BTreeSet<(Timestamp, Deadline)>,
+    #[serde(skip)]
+    index: Positions,
+}
+
+/// Every driver with a known position, in an R-tree (see [`DriverIndex`]).
+/// Derived data: always equal, so `State`'s equality is that of its records.
+#[derive(Debug, Clone, Default)]
+struct Positions(DriverIndex);
+
+impl PartialEq for Positions {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<'de> Deserialize<'de> for State {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        // The same fields in the same order as `Serialize` writes them (postcard is positional).
+        #[derive(Deserialize)]
+        struct Records {
+            rules: DispatchRules,
+            users: HashMap<UserId, Arc<User>>,
+            phones: HashMap<(Role, String), UserId>,
+            drivers: HashMap<UserId, Arc<Driver>>,
+            trips: HashMap<TripId, Arc<Trip>>,
+            open_trips_by_rider: HashMap<UserId, u16>,
+            deadlines: BTreeSet<(Timestamp, Deadline)>,
+        }
+        let r = Records::deserialize(d)?;
+        let index = DriverIndex::from_drivers(r.drivers.values().filter_map(|d| {
+            d.fix.map(|f| IndexedDriver { id: d.id, position: f.point, category: CategoryCode(0), recorded_at: f.at })
+        }));
+        Ok(State {
+            rules: r.rules,
+            users: r.users,
+            phones: r.phones,
+            drivers: r.drivers,
+            trips: r.trips,
+            open_trips_by_rider: r.open_trips_by_rider,
+            deadlines: r.deadlines,
+            index: Positions(index),
+        })
+    }
 }
 
 /// What applying commands produced besides their outcomes: events to publish and
@@ -296,7 +343,9 @@ impl State {
         let d = self.driver_mut(id, fx)?;
         if let Some(point) = location {
             d.fix = Some(Fix { point, at: now, heading_deg: None, speed_mps: None });
+            self.index.0.upsert(id, point, CategoryCode(0), now);
         }
+        let d = self.driver_mut(id, fx)?;
         if online && d.availability == Availability::Offline {
             d.availability = Availability::Available;
         }
@@ -352,6 +401,7 @@ impl State {
         d.fix =
             Some(Fix { point: report.point, at: now, heading_deg: report.heading_deg, speed_mps: report.speed_mps });
         let trip_id = d.trip_id;
+        self.index.0.upsert(id, report.point, CategoryCode(0), now);
         fx.events.push(Event::DriverMoved {
             driver_id: id,
             trip_id,
@@ -690,28 +740,22 @@ impl State {
     /// no older than `stale_location_s`, not disconnected from the socket, within
     /// `search_radius_m`, with room for another offer, and never offered this trip.
     fn nearest_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32)> {
-        let pickup = trip.pickup.point;
+        let eligible = |d: &Driver| {
+            d.availability == Availability::Available
+                && !d.suspended
+                && d.category == trip.category
+                && d.has_fresh_fix(now, self.rules.stale_location_s)
+                && !d.is_disconnected()
+                && d.pending_offers.len() < MAX_PENDING_OFFERS
+                && trip.offer_to(d.id).is_none()
+        };
         let radius = f64::from(self.rules.search_radius_m);
-        let mut found: Vec<(f64, UserId)> = self
-            .drivers
-            .values()
-            .filter(|d| {
-                d.availability == Availability::Available
-                    && !d.suspended
-                    && d.category == trip.category
-                    && d.has_fresh_fix(now, self.rules.stale_location_s)
-                    && !d.is_disconnected()
-                    && d.pending_offers.len() < MAX_PENDING_OFFERS
-                    && trip.offer_to(d.id).is_none()
-            })
-            .filter_map(|d| {
-                let distance = d.fix.map(|f| f.point.distance_m(&pickup))?;
-                (distance <= radius).then_some((distance, d.id))
-            })
-            .collect();
-        found.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        found.truncate(limit);
-        found.into_iter().map(|(d, id)| (id, d.round() as u32)).collect()
+        self.index
+            .0
+            .nearest(trip.pickup.point, radius, limit, |i| self.drivers.get(&i.id).is_some_and(|d| eligible(d)))
+            .into_iter()
+            .map(|n| (n.driver.id, n.distance_m.round() as u32))
+            .collect()
     }
 
     /// Withdraws every pending offer of the trip (it was taken, cancelled or expired).
@@ -910,6 +954,10 @@ impl State {
                     return Err(format!("driver {} is not on_trip but has trip {tid}", d.id));
                 }
                 _ => {}
+            }
+            let indexed = self.index.0.get(d.id).map(|i| i.position);
+            if indexed != d.fix.map(|f| f.point) {
+                return Err(format!("driver {} is indexed at {indexed:?}, but is at {:?}", d.id, d.fix));
             }
             for tid in &d.pending_offers {
                 let pending =

@@ -139,6 +139,10 @@ impl World {
         let mut replayed = self.initial.clone();
         replay(&mut replayed, &self.log).unwrap();
         assert_eq!(replayed, self.state, "replaying the log gave a different state");
+        // A state survives the binary round trip a checkpoint puts it through, index included.
+        let back: State = postcard::from_bytes(&postcard::to_allocvec(&self.state).unwrap()).unwrap();
+        assert_eq!(back, self.state);
+        back.check_invariants().unwrap();
         // Every record survives the binary round trip the WAL puts it through.
         for r in &self.log {
             assert_eq!(&Record::decode(&r.encode().unwrap()).unwrap(), r);
