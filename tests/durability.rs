@@ -289,3 +289,87 @@ fn a_backup_taken_while_serving_is_an_exact_prefix_of_the_log() {
     assert_eq!(replayed, report.records);
     assert_eq!(state, expected(&all, report.records as usize));
 }
+
+fn checkpointing(dir: &Path) -> EngineConfig {
+    let mut c = config(dir);
+    c.checkpoint_every_records = 25;
+    c.wal_segment_bytes = 2048;
+    c
+}
+
+/// Drives enough commands through `engine` for checkpoints to be taken and collected.
+fn many_users(engine: &Engine, from: u64, n: u64) {
+    for i in from..from + n {
+        scenario::user(engine, Role::Rider, i).unwrap();
+    }
+}
+
+#[test]
+fn checkpoints_release_the_wal_and_a_restart_replays_only_what_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(checkpointing(dir.path())).unwrap();
+    busy_day(&engine);
+    many_users(&engine, 1_000, 300);
+    let written = engine.stats().checkpoints.written.load(Ordering::Relaxed);
+    assert!(written >= 2, "checkpoints written: {written}");
+    let before = engine.shutdown().unwrap();
+    let first = wal_segments(dir.path()).into_iter().next().unwrap();
+    assert!(
+        !first.file_name().unwrap().to_string_lossy().starts_with("00000000000000000001"),
+        "the WAL's first segment, below every checkpoint, was released"
+    );
+
+    let engine = Engine::open(checkpointing(dir.path())).unwrap();
+    let recovery = engine.recovery().clone();
+    assert!(recovery.base_lsn > 0, "{recovery:?}");
+    assert!(recovery.replayed * 2 < recovery.last_lsn, "replayed only what follows the checkpoint: {recovery:?}");
+    assert_eq!(recovery.base_lsn + recovery.replayed, recovery.last_lsn);
+    // The engine goes on from there.
+    many_users(&engine, 5_000, 5);
+    let after = engine.shutdown().unwrap();
+    assert_eq!(after.users().count(), before.users().count() + 5);
+    let (again, _) = {
+        let e = Engine::open(checkpointing(dir.path())).unwrap();
+        let r = e.recovery().replayed;
+        (e.shutdown().unwrap(), r)
+    };
+    assert_eq!(again, after);
+}
+
+#[test]
+fn a_damaged_checkpoint_stops_the_start_instead_of_serving_wrong_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(checkpointing(dir.path())).unwrap();
+    many_users(&engine, 1, 100);
+    engine.shutdown().unwrap();
+    let mut snaps: Vec<PathBuf> =
+        fs::read_dir(dir.path().join("snapshots")).unwrap().map(|e| e.unwrap().path()).collect();
+    snaps.sort();
+    let newest = snaps.pop().expect("a checkpoint was written");
+    let mut bytes = fs::read(&newest).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    fs::write(&newest, &bytes).unwrap();
+    match Engine::open(checkpointing(dir.path())) {
+        Err(Error::Storage(msg)) => assert!(msg.contains("checkpoint"), "{msg}"),
+        other => panic!("must refuse to start, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn backup_and_restore_carry_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let engine = Engine::open(checkpointing(&data)).unwrap();
+    busy_day(&engine);
+    many_users(&engine, 1_000, 120);
+    let backup = dir.path().join("backup");
+    let report = dispatch_core::backup(&data, &backup).unwrap();
+    let original = engine.shutdown().unwrap();
+    assert!(backup.join("snapshots").is_dir(), "the checkpoint is in the backup");
+    assert!(report.records > 100);
+    dispatch_core::restore(&backup, &dir.path().join("restored")).unwrap();
+    let restored = Engine::open(checkpointing(&dir.path().join("restored"))).unwrap();
+    assert!(restored.recovery().base_lsn > 0);
+    assert_eq!(restored.shutdown().unwrap(), original);
+}

@@ -26,7 +26,7 @@ use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::geo::LatLng;
 use crate::id::{IdSource, RandomIds, TripId, UserId};
-use crate::journal::{Journal, Recovery};
+use crate::journal::{CheckpointPolicy, CheckpointStats, Journal, Recovery};
 use crate::state::{Effects, State, apply};
 use crate::trip::Trip;
 use crate::user::User;
@@ -52,6 +52,11 @@ pub struct EngineConfig {
     pub data_dir: Option<PathBuf>,
     /// In read-only mode, how often the writer tries writing again.
     pub read_only_retry: Duration,
+    /// A checkpoint (a snapshot of the state, after which older WAL segments are
+    /// deleted) is taken once this many records were logged since the last one.
+    pub checkpoint_every_records: u64,
+    /// Size of a WAL segment; the WAL is released below a checkpoint in whole segments.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +70,8 @@ impl Default for EngineConfig {
             ids: Box::new(RandomIds::from_os()),
             data_dir: None,
             read_only_retry: Duration::from_secs(1),
+            checkpoint_every_records: 100_000,
+            wal_segment_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -183,6 +190,8 @@ pub struct Stats {
     pub max_sync_us: AtomicU64,
     /// Batches that could not be made durable (each put the engine in read-only mode).
     pub failed_batches: AtomicU64,
+    /// Checkpoints.
+    pub checkpoints: CheckpointStats,
 }
 
 struct Shared {
@@ -222,7 +231,11 @@ impl Engine {
     pub fn open(mut config: EngineConfig) -> Result<Engine> {
         match config.data_dir.take() {
             Some(dir) => {
-                let (journal, state, recovery) = Journal::open_dir(&dir, State::default())?;
+                let policy = CheckpointPolicy {
+                    every_records: config.checkpoint_every_records.max(1),
+                    segment_bytes: config.wal_segment_bytes,
+                };
+                let (journal, state, recovery) = Journal::open_dir(&dir, State::default(), policy)?;
                 Self::launch(config, journal, state, recovery)
             }
             None => Self::open_with_state(config, State::default()),
@@ -612,6 +625,7 @@ impl Writer {
             reply(result);
         }
         self.fx.clear();
+        self.journal.checkpoint_if_due(&self.state, &self.shared.stats.checkpoints);
     }
 
     /// The batch did not become durable: nobody hears "done", nothing is published,

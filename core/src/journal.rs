@@ -18,9 +18,12 @@
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalConfig};
+use crossbeam_channel::{Receiver, Sender};
+use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalConfig, snapshot};
 
 use crate::engine::Record;
 use crate::error::{Error, Result};
@@ -60,8 +63,94 @@ impl From<&RecoveryReport> for WalRecovery {
     }
 }
 
+/// When and where checkpoints are taken.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckpointPolicy {
+    /// Take a checkpoint once this many records were logged since the last one.
+    pub every_records: u64,
+    /// WAL segment size (segments below a checkpoint are deleted whole).
+    pub segment_bytes: u64,
+}
+
+/// The background thread that encodes and writes snapshots, so the writer only
+/// pays for a shallow clone of the state (its entities are shared `Arc`s).
+struct Checkpointer {
+    jobs: Option<Sender<(Lsn, State)>>,
+    done: Receiver<std::result::Result<Lsn, String>>,
+    /// The state sent and not yet confirmed: the next rebuild base.
+    in_flight: Option<(Lsn, State)>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(dir: PathBuf) -> Result<Self> {
+        let (jobs, rx) = crossbeam_channel::bounded::<(Lsn, State)>(1);
+        let (tx, done) = crossbeam_channel::bounded(1);
+        let handle = std::thread::Builder::new()
+            .name("dispatch-checkpoint".into())
+            .spawn(move || {
+                for (lsn, state) in rx {
+                    let result = encode_state(&state)
+                        .and_then(|bytes| {
+                            snapshot::write(&dir, lsn, &bytes)
+                                .map_err(|e| storage_error("cannot write a checkpoint", &e))
+                        })
+                        .map(|_| lsn)
+                        .map_err(|e| e.to_string());
+                    if tx.send(result).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, handle: Some(handle) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        // Closing the job channel ends the thread once any snapshot in progress is written.
+        self.jobs.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Counters of checkpointing, for operators.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    /// Checkpoints written.
+    pub written: AtomicU64,
+    /// Checkpoints that failed (the WAL keeps everything until one succeeds).
+    pub failed: AtomicU64,
+    /// LSN of the last checkpoint.
+    pub last_lsn: AtomicU64,
+}
+
+/// The state as a snapshot stores it: a format byte, then postcard.
+pub(crate) const STATE_FORMAT: u8 = 1;
+
+fn encode_state(state: &State) -> Result<Vec<u8>> {
+    postcard::to_extend(state, vec![STATE_FORMAT]).map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))
+}
+
+fn decode_state(bytes: &[u8]) -> Result<State> {
+    match bytes.split_first() {
+        Some((&STATE_FORMAT, body)) => postcard::from_bytes(body)
+            .map_err(|e| Error::Storage(format!("the checkpoint does not decode ({e}); refusing to start"))),
+        Some((v, _)) => Err(Error::Storage(format!("the checkpoint has unknown format {v}; refusing to start"))),
+        None => Err(Error::Storage("the checkpoint is empty; refusing to start".into())),
+    }
+}
+
 pub(crate) struct Journal {
     log: Box<dyn CommandLog>,
+    /// LSN of the last record made durable.
+    durable_lsn: Lsn,
+    /// Writes snapshots in the background (data directories only).
+    checkpointer: Option<Checkpointer>,
+    policy: CheckpointPolicy,
     /// Encoded records of the batch being built.
     pending: Vec<Vec<u8>>,
     /// The state at `base_lsn`: where a rebuild starts.
@@ -79,20 +168,84 @@ impl Journal {
     /// A journal over any command log (a replicated stream, or a fault-injecting log
     /// in tests), starting from `base` at LSN 0 and replaying what the log holds.
     pub(crate) fn with_log(log: Box<dyn CommandLog>, base: State) -> Result<(Self, State, Recovery)> {
-        let journal = Journal { log, pending: Vec::new(), base, base_lsn: 0, _lock: None };
+        let journal = Journal {
+            durable_lsn: log.durable_lsn(),
+            log,
+            checkpointer: None,
+            policy: CheckpointPolicy { every_records: u64::MAX, segment_bytes: 0 },
+            pending: Vec::new(),
+            base,
+            base_lsn: 0,
+            _lock: None,
+        };
         journal.recovered(None)
     }
 
     /// Opens (creating) the data directory `dir`, locks it, recovers the log, and
     /// returns the journal with the recovered state.
-    pub(crate) fn open_dir(dir: &Path, base: State) -> Result<(Self, State, Recovery)> {
+    pub(crate) fn open_dir(dir: &Path, base: State, policy: CheckpointPolicy) -> Result<(Self, State, Recovery)> {
         fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
         let lock = lock_dir(dir)?;
-        let (wal, report) = Wal::open(wal_dir(dir), WalConfig::default())
+        let (base, base_lsn) = match snapshot::latest(&snapshot_dir(dir))
+            .map_err(|e| storage_error("the checkpoint is unreadable; refusing to start", &e))?
+        {
+            Some((lsn, bytes)) => (decode_state(&bytes)?, lsn),
+            None => (base, 0),
+        };
+        let config = WalConfig { segment_bytes_max: policy.segment_bytes, ..WalConfig::default() };
+        let (wal, report) = Wal::open(wal_dir(dir), config)
             .map_err(|e| storage_error(&format!("cannot open the WAL in {}", dir.display()), &e))?;
-        let journal = Journal { log: Box::new(wal), pending: Vec::new(), base, base_lsn: 0, _lock: Some(lock) };
+        if wal.last_lsn() < base_lsn {
+            return Err(Error::Storage(format!(
+                "the checkpoint is at LSN {base_lsn} but the WAL ends at {}: the WAL is not this checkpoint's; refusing to start",
+                wal.last_lsn()
+            )));
+        }
+        let journal = Journal {
+            durable_lsn: wal.durable_lsn(),
+            log: Box::new(wal),
+            checkpointer: Some(Checkpointer::start(snapshot_dir(dir))?),
+            policy,
+            pending: Vec::new(),
+            base,
+            base_lsn,
+            _lock: Some(lock),
+        };
         journal.recovered(Some(WalRecovery::from(&report)))
+    }
+
+    /// After a committed batch: collects a finished checkpoint (releasing the WAL
+    /// below it) and starts the next one when enough records accumulated.
+    pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) {
+        let Some(cp) = self.checkpointer.as_mut() else { return };
+        if let Ok(result) = cp.done.try_recv() {
+            match (result, cp.in_flight.take()) {
+                (Ok(lsn), Some((sent, base))) if lsn == sent => {
+                    // The snapshot is durable: older ones and the WAL below it can go.
+                    // A failure to release only keeps files longer; a poisoned WAL
+                    // surfaces at the next commit.
+                    let _ = self.log.release_below(lsn + 1);
+                    self.base = base;
+                    self.base_lsn = lsn;
+                    stats.written.fetch_add(1, Ordering::Relaxed);
+                    stats.last_lsn.store(lsn, Ordering::Relaxed);
+                }
+                _ => {
+                    stats.failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let due = self.durable_lsn.saturating_sub(self.base_lsn) >= self.policy.every_records;
+        if due
+            && cp.in_flight.is_none()
+            && let Some(jobs) = &cp.jobs
+        {
+            let snapshot = state.clone();
+            if jobs.try_send((self.durable_lsn, snapshot.clone())).is_ok() {
+                cp.in_flight = Some((self.durable_lsn, snapshot));
+            }
+        }
     }
 
     fn recovered(self, wal: Option<WalRecovery>) -> Result<(Self, State, Recovery)> {
@@ -147,7 +300,7 @@ impl Journal {
         self.pending.clear();
         appended?;
         let started = Instant::now();
-        self.log.sync()?;
+        self.durable_lsn = self.log.sync()?;
         Ok(Some(started.elapsed()))
     }
 
@@ -156,6 +309,7 @@ impl Journal {
     pub(crate) fn rebuild(&mut self) -> Result<State> {
         self.pending.clear();
         self.log.reopen().map_err(|e| storage_error("cannot reopen the log", &e))?;
+        self.durable_lsn = self.log.durable_lsn();
         self.replay().map(|(state, _)| state)
     }
 
@@ -167,6 +321,10 @@ impl Journal {
 
 fn wal_dir(dir: &Path) -> PathBuf {
     dir.join("wal")
+}
+
+fn snapshot_dir(dir: &Path) -> PathBuf {
+    dir.join("snapshots")
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -200,40 +358,73 @@ pub struct BackupReport {
 /// Takes a consistent copy of the data directory `data_dir` into `to` (which
 /// must not exist, or be empty), while an engine may be serving from it.
 ///
-/// The log is append-only and its closed segments never change, so copying the
-/// segments in order yields a prefix of the log: at worst the last one ends in a
-/// half-written record, which the copy's own recovery cuts. The copy is then
-/// opened as an engine (full recovery and invariant checks) before this returns,
-/// so a backup that reports success can be restored.
+/// Snapshots are immutable files and the log is append-only with closed segments
+/// that never change, so copying the newest snapshot and then the segments in LSN
+/// order yields a checkpoint plus a prefix of the log: at worst the last segment
+/// ends in a half-written record, which the copy's own recovery cuts. The copy is
+/// then opened as an engine (full recovery and invariant checks) before this
+/// returns, so a backup that reports success can be restored. If a checkpoint
+/// taken meanwhile removed what was being copied, the copy is retried.
 pub fn backup(data_dir: &Path, to: &Path) -> Result<BackupReport> {
-    let from = wal_dir(data_dir);
-    if !from.is_dir() {
-        return Err(Error::Storage(format!("{} holds no dispatch log (no wal/ directory)", data_dir.display())));
-    }
-    let (segments, bytes) = copy_log(&from, &wal_dir(prepare_empty(to)?))?;
-    let records = verify(to)?;
-    Ok(BackupReport { segments, bytes, records })
+    copy_verified(data_dir, to, "holds no dispatch log (no wal/ directory)")
 }
 
 /// Restores the backup in `from` into the data directory `data_dir` (which must
 /// not exist, or be empty), then verifies it by recovering it.
 pub fn restore(from: &Path, data_dir: &Path) -> Result<BackupReport> {
-    let source = wal_dir(from);
-    if !source.is_dir() {
-        return Err(Error::Storage(format!("{} is not a dispatch backup (no wal/ directory)", from.display())));
-    }
-    let (segments, bytes) = copy_log(&source, &wal_dir(prepare_empty(data_dir)?))?;
-    let records = verify(data_dir)?;
-    Ok(BackupReport { segments, bytes, records })
+    copy_verified(from, data_dir, "is not a dispatch backup (no wal/ directory)")
 }
 
-fn prepare_empty(dir: &Path) -> Result<&Path> {
+fn copy_verified(from: &Path, to: &Path, not_a_store: &str) -> Result<BackupReport> {
+    if !wal_dir(from).is_dir() {
+        return Err(Error::Storage(format!("{} {not_a_store}", from.display())));
+    }
+    prepare_empty(to)?;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let copied = copy_store(from, to)
+            .and_then(|(segments, bytes)| verify(to).map(|records| BackupReport { segments, bytes, records }));
+        match copied {
+            Ok(report) => return Ok(report),
+            Err(e) if attempts >= 5 => return Err(e),
+            Err(_) => {
+                // Only what this function created is in `to`: start again from empty.
+                for sub in [wal_dir(to), snapshot_dir(to)] {
+                    let _ = fs::remove_dir_all(&sub);
+                }
+                let _ = fs::remove_file(to.join("LOCK"));
+                prepare_empty(to)?;
+            }
+        }
+    }
+}
+
+/// Copies the newest snapshot, then the log, of the store `from` into `to`.
+fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
+    let mut bytes = 0;
+    if let Some(snap) =
+        snapshot::latest_path(&snapshot_dir(from)).map_err(|e| storage_error("cannot list snapshots", &e))?
+    {
+        fs::create_dir_all(snapshot_dir(to)).map_err(|e| Error::Storage(format!("{}: {e}", to.display())))?;
+        let name = snap.file_name().ok_or_else(|| Error::Internal("snapshot without a name".into()))?;
+        let target = snapshot_dir(to).join(name);
+        bytes += fs::copy(&snap, &target).map_err(|e| Error::Storage(format!("{}: {e}", snap.display())))?;
+        File::open(&target)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::Storage(format!("{}: {e}", target.display())))?;
+    }
+    let (segments, wal_bytes) = copy_log(&wal_dir(from), &wal_dir(to))?;
+    Ok((segments, bytes + wal_bytes))
+}
+
+fn prepare_empty(dir: &Path) -> Result<()> {
     let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", dir.display()));
     if dir.exists() && fs::read_dir(dir).map_err(io)?.next().is_some() {
         return Err(Error::Storage(format!("{} exists and is not empty: refusing to overwrite it", dir.display())));
     }
     fs::create_dir_all(dir.join("wal")).map_err(io)?;
-    Ok(dir)
+    Ok(())
 }
 
 /// Copies every file of the log directory `from`, in name (= LSN) order, into `to`
@@ -259,7 +450,8 @@ fn copy_log(from: &Path, to: &Path) -> Result<(usize, u64)> {
 
 /// Recovers the data directory `dir` as an engine would, and returns its records.
 fn verify(dir: &Path) -> Result<u64> {
-    let (journal, _state, recovery) = Journal::open_dir(dir, State::default())?;
+    let policy = CheckpointPolicy { every_records: u64::MAX, segment_bytes: WalConfig::default().segment_bytes_max };
+    let (journal, _state, recovery) = Journal::open_dir(dir, State::default(), policy)?;
     drop(journal);
     Ok(recovery.last_lsn)
 }

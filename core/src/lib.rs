@@ -83,7 +83,7 @@ pub use engine::{Engine, EngineConfig, Record, replay};
 pub use error::{Error, Result};
 pub use geo::LatLng;
 pub use id::{IdSource, RandomIds, TripId, UserId};
-pub use journal::{BackupReport, Recovery, backup, restore};
+pub use journal::{BackupReport, CheckpointStats, Recovery, backup, restore};
 pub use money::{Currency, Money};
 pub use state::{State, apply};
 pub use trip::{OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus, WithdrawReason};

@@ -9,6 +9,8 @@
 //!   log (a replicated stream can replace the WAL later), [`Lsn`] numbering and the
 //!   bounds every log enforces.
 //! - [`mem_log`]: [`MemLog`], the log in memory, for tests and data-dir-less runs.
+//! - [`snapshot`]: checkpoint snapshots, one immutable checksummed file per LSN, written
+//!   atomically; what recovery starts from before replaying the WAL above it.
 //! - [`wal`]: [`Wal`], segment files of checksummed frames with group commit,
 //!   rotation, release and recovery. The on-disk format and the crash guarantees are
 //!   in `storage/WAL.md`.
@@ -20,6 +22,7 @@
 pub mod error;
 pub mod log;
 pub mod mem_log;
+pub mod snapshot;
 pub mod wal;
 
 pub use error::StorageError;
