@@ -16,10 +16,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dispatch::scenario::{grid_fleet, pipeline, ride_from};
-use dispatch_core::{
-    Actor, Command, DispatchRules, Engine, EngineConfig, LatLng, LocationReport, Outcome, Record, Trip, UserId,
-};
+use dispatch::scenario::{finish_grid_trips, grid_fleet, grid_rules, grid_trips};
+use dispatch_core::{Actor, Command, Engine, EngineConfig, LatLng, LocationReport, Record};
 use dispatch_storage::{CommandLog, Wal};
 
 const DRIVERS: u64 = 2_000;
@@ -63,53 +61,16 @@ fn raw_fsync() {
     summary("raw 4 KiB append + fdatasync", samples, None);
 }
 
-fn rules() -> DispatchRules {
-    DispatchRules {
-        offers_per_round: 1,
-        stale_location_s: 86_400,
-        offer_ttl_s: 86_400,
-        timeout_s: 86_400,
-        open_trips_per_rider: 1,
-        search_radius_m: 500,
-        ..DispatchRules::default()
-    }
-}
-
-fn trips(engine: &Engine, cells: &[(UserId, UserId, LatLng)]) -> Vec<Arc<Trip>> {
-    let creates = cells.iter().map(|(_, r, at)| (Actor::User(*r), Command::CreateTrip(ride_from(*at).unwrap())));
-    pipeline(engine, creates.collect())
-        .into_iter()
-        .map(|r| match r.unwrap() {
-            Outcome::Trip(t) => t,
-            o => panic!("{o:?}"),
-        })
-        .collect()
-}
-
-fn finish(engine: &Engine, cells: &[(UserId, UserId, LatLng)], trips: &[Arc<Trip>]) {
-    for step in 0..3 {
-        let cmds = cells.iter().zip(trips).map(|((d, _, _), t)| {
-            let c = match step {
-                0 => Command::DriverArrived { trip_id: t.id },
-                1 => Command::StartTrip { trip_id: t.id, pickup_code: t.pickup_code.to_string() },
-                _ => Command::CompleteTrip { trip_id: t.id, distance_m: None, dropoff: None },
-            };
-            (Actor::User(*d), c)
-        });
-        pipeline(engine, cmds.collect()).into_iter().for_each(|r| drop(r.unwrap()));
-    }
-}
-
 fn accepts() {
     let dir = bench_dir();
-    let engine = Engine::open(EngineConfig::default().with_rules(rules()).with_data_dir(dir.path())).unwrap();
+    let engine = Engine::open(EngineConfig::default().with_rules(grid_rules()).with_data_dir(dir.path())).unwrap();
     let cells = grid_fleet(&engine, DRIVERS).unwrap();
 
     // Pipelined: every accept of a round in flight at once.
     let mut latencies = Vec::new();
     let mut busy = Duration::ZERO;
     for _ in 0..ROUNDS {
-        let trips = trips(&engine, &cells);
+        let trips = grid_trips(&engine, &cells).unwrap();
         let done = Arc::new(Mutex::new(Vec::with_capacity(cells.len())));
         let (tx, rx) = crossbeam_channel::unbounded();
         let start = Instant::now();
@@ -125,14 +86,14 @@ fn accepts() {
         assert!(rx.iter().take(cells.len()).all(|ok| ok));
         busy += start.elapsed();
         latencies.extend(done.lock().unwrap().drain(..));
-        finish(&engine, &cells, &trips);
+        finish_grid_trips(&engine, &cells, &trips).unwrap();
     }
     let rate = latencies.len() as f64 / busy.as_secs_f64();
     let syncs = engine.stats().syncs.load(std::sync::atomic::Ordering::Relaxed);
     summary("accept, WAL + fsync, 2,000 in flight", latencies, Some(rate));
 
     // One caller: every accept waits for its own fsync.
-    let trips = trips(&engine, &cells);
+    let trips = grid_trips(&engine, &cells).unwrap();
     let samples: Vec<Duration> = cells
         .iter()
         .zip(&trips)
@@ -151,7 +112,7 @@ fn accepts() {
 fn recovery() {
     let dir = bench_dir();
     // Drivers exist, then a million position reports follow them in the log.
-    let engine = Engine::open(EngineConfig::default().with_rules(rules()).with_data_dir(dir.path())).unwrap();
+    let engine = Engine::open(EngineConfig::default().with_rules(grid_rules()).with_data_dir(dir.path())).unwrap();
     let cells = grid_fleet(&engine, 1_000).unwrap();
     let state_before = engine.shutdown().unwrap();
     let (mut wal, _) = Wal::open(dir.path().join("wal"), Default::default()).unwrap();
@@ -179,7 +140,7 @@ fn recovery() {
     let bytes: u64 =
         std::fs::read_dir(dir.path().join("wal")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     let start = Instant::now();
-    let engine = Engine::open(EngineConfig::default().with_rules(rules()).with_data_dir(dir.path())).unwrap();
+    let engine = Engine::open(EngineConfig::default().with_rules(grid_rules()).with_data_dir(dir.path())).unwrap();
     let took = start.elapsed();
     let replayed = engine.recovery().replayed;
     println!(

@@ -92,3 +92,58 @@ pub fn pipeline(
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
 }
+
+/// Rules for [`grid_fleet`] benches and tests: one offer per trip (to the cell's
+/// own driver), nothing lapses or goes stale during a run.
+pub fn grid_rules() -> dispatch_core::DispatchRules {
+    dispatch_core::DispatchRules {
+        offers_per_round: 1,
+        stale_location_s: 86_400,
+        offer_ttl_s: 86_400,
+        timeout_s: 86_400,
+        open_trips_per_rider: 1,
+        search_radius_m: 500,
+        ..dispatch_core::DispatchRules::default()
+    }
+}
+
+/// One trip per cell of a [`grid_fleet`], each offered to its cell's driver.
+pub fn grid_trips(
+    engine: &Engine,
+    cells: &[(UserId, UserId, LatLng)],
+) -> Result<Vec<std::sync::Arc<dispatch_core::Trip>>, Error> {
+    let creates =
+        cells.iter().map(|(_, r, at)| Ok((Actor::User(*r), dispatch_core::Command::CreateTrip(ride_from(*at)?))));
+    let creates = creates.collect::<Result<Vec<_>, Error>>()?;
+    pipeline(engine, creates)
+        .into_iter()
+        .map(|r| match r? {
+            dispatch_core::Outcome::Trip(t) => Ok(t),
+            other => Err(Error::Internal(format!("create_trip answered {other:?}"))),
+        })
+        .collect()
+}
+
+/// Takes every accepted trip of a [`grid_fleet`] through arrival, start and
+/// completion, so the drivers are free again.
+pub fn finish_grid_trips(
+    engine: &Engine,
+    cells: &[(UserId, UserId, LatLng)],
+    trips: &[std::sync::Arc<dispatch_core::Trip>],
+) -> Result<(), Error> {
+    use dispatch_core::Command;
+    for step in 0..3 {
+        let commands = cells.iter().zip(trips).map(|((driver, _, _), t)| {
+            let command = match step {
+                0 => Command::DriverArrived { trip_id: t.id },
+                1 => Command::StartTrip { trip_id: t.id, pickup_code: t.pickup_code.to_string() },
+                _ => Command::CompleteTrip { trip_id: t.id, distance_m: None, dropoff: None },
+            };
+            (Actor::User(*driver), command)
+        });
+        for r in pipeline(engine, commands.collect()) {
+            r?;
+        }
+    }
+    Ok(())
+}

@@ -141,6 +141,15 @@ enum Who {
     Driver(UserId),
 }
 
+/// 410 `offer_expired` unless the offer still waits for an answer at `now`.
+fn check_live(offer: &Offer, trip_id: TripId, now: Timestamp) -> Result<()> {
+    if offer.state == OfferState::Pending && offer.expires_at > now {
+        Ok(())
+    } else {
+        Err(Error::OfferExpired(trip_id))
+    }
+}
+
 /// A free-text reason: bounded, no control characters but newlines.
 fn validate_reason(reason: &str) -> Result<()> {
     if reason.chars().count() > MAX_REASON_LEN || reason.chars().any(|c| c.is_control() && c != '\n') {
@@ -486,22 +495,12 @@ impl State {
     /// Accept, in the order of refusals the API fixes: 404, 403 `not_offered`,
     /// 409 `trip_already_assigned`, 409 `driver_not_available`, 410 `offer_expired`.
     fn accept(&mut self, who: Who, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
-        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
-        let driver_id = self.driver_of(who)?;
-        let offer = trip.offer_to(driver_id).ok_or(Error::NotOffered(trip_id))?;
-        match trip.status {
-            TripStatus::Cancelled | TripStatus::Expired => return Err(trip.refuse("accept")),
-            TripStatus::Searching => {}
-            _ if trip.driver_id == Some(driver_id) => return Err(trip.refuse("accept")),
-            _ => return Err(Error::TripAlreadyAssigned(trip_id)),
-        }
+        let (driver_id, offer) = self.offer_to_answer(who, trip_id, "accept")?;
         let driver = self.driver_ref(driver_id)?;
         if driver.availability != Availability::Available || driver.suspended {
             return Err(Error::DriverNotAvailable(driver_id));
         }
-        if offer.state != OfferState::Pending || offer.expires_at <= now {
-            return Err(Error::OfferExpired(trip_id));
-        }
+        check_live(&offer, trip_id, now)?;
 
         // Every check passed: the trip and the driver change together.
         let t = self.trip_mut(trip_id, fx)?;
@@ -531,18 +530,8 @@ impl State {
     }
 
     fn decline(&mut self, who: Who, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
-        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
-        let driver_id = self.driver_of(who)?;
-        let offer = trip.offer_to(driver_id).ok_or(Error::NotOffered(trip_id))?;
-        match trip.status {
-            TripStatus::Searching => {}
-            TripStatus::Cancelled | TripStatus::Expired => return Err(trip.refuse("decline")),
-            _ if trip.driver_id == Some(driver_id) => return Err(trip.refuse("decline")),
-            _ => return Err(Error::TripAlreadyAssigned(trip_id)),
-        }
-        if offer.state != OfferState::Pending || offer.expires_at <= now {
-            return Err(Error::OfferExpired(trip_id));
-        }
+        let (driver_id, offer) = self.offer_to_answer(who, trip_id, "decline")?;
+        check_live(&offer, trip_id, now)?;
         let t = self.trip_mut(trip_id, fx)?;
         if let Some(o) = t.offer_to_mut(driver_id) {
             o.state = OfferState::Declined;
@@ -551,6 +540,22 @@ impl State {
         self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
         self.dispatch_round(trip_id, now, fx)?;
         Ok(Outcome::Done)
+    }
+
+    /// The offer a driver answers (accept or decline), with the refusals that come
+    /// before the driver's own availability, in the API's order: 404, 403
+    /// `not_offered`, 409 (`invalid_transition` for a cancelled or expired trip, or
+    /// one this driver already has; `trip_already_assigned` otherwise).
+    fn offer_to_answer(&self, who: Who, trip_id: TripId, action: &'static str) -> Result<(UserId, Offer)> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        let driver_id = self.driver_of(who)?;
+        let offer = trip.offer_to(driver_id).ok_or(Error::NotOffered(trip_id))?;
+        match trip.status {
+            TripStatus::Searching => Ok((driver_id, offer.clone())),
+            TripStatus::Cancelled | TripStatus::Expired => Err(trip.refuse(action)),
+            _ if trip.driver_id == Some(driver_id) => Err(trip.refuse(action)),
+            _ => Err(Error::TripAlreadyAssigned(trip_id)),
+        }
     }
 
     /// The trip, if `who` is its assigned driver; otherwise the right refusal.
