@@ -68,7 +68,8 @@ pub fn grid_fleet(engine: &Engine, cells: u64) -> Result<Vec<(UserId, UserId, La
 
 /// Submits every command without waiting (as a server with many connections
 /// does), then waits for every answer; answers come back in submission order.
-/// A full queue is waited out, not treated as an answer.
+/// A full queue is waited out rather than answered `Overloaded` (assumes this is
+/// the only thread submitting).
 pub fn pipeline(
     engine: &Engine,
     commands: Vec<(Actor, dispatch_core::Command)>,
@@ -76,16 +77,12 @@ pub fn pipeline(
     let n = commands.len();
     let (tx, rx) = crossbeam_channel::unbounded();
     for (i, (actor, command)) in commands.into_iter().enumerate() {
-        loop {
-            let reply = tx.clone();
-            match engine.submit_with(actor, command.clone(), move |r| drop(reply.send((i, r)))) {
-                Err(Error::Overloaded) => std::thread::sleep(std::time::Duration::from_micros(50)),
-                Err(e) => {
-                    let _ = tx.send((i, Err(e)));
-                    break;
-                }
-                Ok(()) => break,
-            }
+        while engine.queue_depth() + 1 >= engine.queue_capacity() {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        let reply = tx.clone();
+        if let Err(e) = engine.submit_with(actor, command, move |r| drop(reply.send((i, r)))) {
+            let _ = tx.send((i, Err(e)));
         }
     }
     let mut out: Vec<_> = rx.iter().take(n).collect();

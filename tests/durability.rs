@@ -213,10 +213,13 @@ fn a_full_disk_makes_the_engine_read_only_until_space_returns() {
     let mut config = EngineConfig::default().with_ids(RandomIds::seeded(3));
     config.read_only_retry = Duration::from_millis(10);
     config.idle_wakeup = Duration::from_millis(5);
+    // In-memory checkpoints every few records: the rebuild below starts from a moved base.
+    config.checkpoint_every_records = 3;
     let engine = Engine::open_with_log(config, Box::new(log), State::default()).unwrap();
     let rider = scenario::user(&engine, Role::Rider, 1).unwrap();
     let driver = scenario::online_driver(&engine, 2, near_center(100.0, 0.0).unwrap()).unwrap();
     let trip = engine.create_trip(rider, ride_from(near_center(0.0, 0.0).unwrap()).unwrap()).unwrap();
+    assert!(engine.stats().checkpoints.written.load(Ordering::Relaxed) >= 1, "the in-memory log was checkpointed");
 
     failing.store(true, Ordering::SeqCst);
     match engine.accept(driver, trip.id) {

@@ -254,7 +254,8 @@ impl Engine {
         if config.data_dir.is_some() {
             return Err(Error::Invalid("a data_dir brings its own log: leave it unset with open_with_log".into()));
         }
-        let (journal, state, recovery) = Journal::with_log(log, base)?;
+        let policy = CheckpointPolicy { every_records: config.checkpoint_every_records.max(1), segment_bytes: 0 };
+        let (journal, state, recovery) = Journal::with_log(log, base, policy)?;
         Self::launch(config, journal, state, recovery)
     }
 
@@ -446,6 +447,11 @@ impl Engine {
     /// Commands waiting in the queue.
     pub fn queue_depth(&self) -> usize {
         self.tx.len()
+    }
+
+    /// Commands the queue holds before callers are told `Overloaded`.
+    pub fn queue_capacity(&self) -> usize {
+        self.tx.capacity().unwrap_or(usize::MAX)
     }
 
     /// The writer's counters.

@@ -167,12 +167,16 @@ pub(crate) fn storage_error(context: &str, e: &StorageError) -> Error {
 impl Journal {
     /// A journal over any command log (a replicated stream, or a fault-injecting log
     /// in tests), starting from `base` at LSN 0 and replaying what the log holds.
-    pub(crate) fn with_log(log: Box<dyn CommandLog>, base: State) -> Result<(Self, State, Recovery)> {
+    pub(crate) fn with_log(
+        log: Box<dyn CommandLog>,
+        base: State,
+        policy: CheckpointPolicy,
+    ) -> Result<(Self, State, Recovery)> {
         let journal = Journal {
             durable_lsn: log.durable_lsn(),
             log,
             checkpointer: None,
-            policy: CheckpointPolicy { every_records: u64::MAX, segment_bytes: 0 },
+            policy,
             pending: Vec::new(),
             base,
             base_lsn: 0,
@@ -218,7 +222,18 @@ impl Journal {
     /// After a committed batch: collects a finished checkpoint (releasing the WAL
     /// below it) and starts the next one when enough records accumulated.
     pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) {
-        let Some(cp) = self.checkpointer.as_mut() else { return };
+        let due = self.durable_lsn.saturating_sub(self.base_lsn) >= self.policy.every_records;
+        let Some(cp) = self.checkpointer.as_mut() else {
+            // No snapshot directory: the checkpoint is the state itself, kept as the
+            // rebuild base, and the log below it can go (bounding an in-memory log).
+            if due && self.log.release_below(self.durable_lsn + 1).is_ok() {
+                self.base = state.clone();
+                self.base_lsn = self.durable_lsn;
+                stats.written.fetch_add(1, Ordering::Relaxed);
+                stats.last_lsn.store(self.durable_lsn, Ordering::Relaxed);
+            }
+            return;
+        };
         if let Ok(result) = cp.done.try_recv() {
             match (result, cp.in_flight.take()) {
                 (Ok(lsn), Some((sent, base))) if lsn == sent => {
@@ -236,7 +251,6 @@ impl Journal {
                 }
             }
         }
-        let due = self.durable_lsn.saturating_sub(self.base_lsn) >= self.policy.every_records;
         if due
             && cp.in_flight.is_none()
             && let Some(jobs) = &cp.jobs
