@@ -214,7 +214,7 @@ fn a_full_disk_makes_the_engine_read_only_until_space_returns() {
     config.read_only_retry = Duration::from_millis(10);
     config.idle_wakeup = Duration::from_millis(5);
     // In-memory checkpoints every few records: the rebuild below starts from a moved base.
-    config.checkpoint_every_records = 3;
+    config.memory_checkpoint_every_records = 3;
     let engine = Engine::open_with_log(config, Box::new(log), State::default()).unwrap();
     let rider = scenario::user(&engine, Role::Rider, 1).unwrap();
     let driver = scenario::online_driver(&engine, 2, near_center(100.0, 0.0).unwrap()).unwrap();

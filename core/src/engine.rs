@@ -57,6 +57,12 @@ pub struct EngineConfig {
     pub checkpoint_every_records: u64,
     /// Size of a WAL segment; the WAL is released below a checkpoint in whole segments.
     pub wal_segment_bytes: u64,
+    /// Without a data dir (or with [`Engine::open_with_log`]), the log is
+    /// checkpointed in memory: the state is cloned to become the rebuild base and
+    /// the log below it is dropped. The clone costs time in proportion to the
+    /// state (finished trips included, until they leave the hot state), so it is
+    /// taken more rarely: the in-memory log holds at most about this many records.
+    pub memory_checkpoint_every_records: u64,
 }
 
 impl Default for EngineConfig {
@@ -72,6 +78,7 @@ impl Default for EngineConfig {
             read_only_retry: Duration::from_secs(1),
             checkpoint_every_records: 100_000,
             wal_segment_bytes: 64 * 1024 * 1024,
+            memory_checkpoint_every_records: 1_000_000,
         }
     }
 }
@@ -121,8 +128,18 @@ impl Record {
 
     /// The bytes the log stores: the schema version, then the record in postcard.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let out = vec![Self::SCHEMA_VERSION];
-        postcard::to_extend(self, out).map_err(|e| Error::Internal(format!("cannot encode a log record: {e}")))
+        let mut out = Vec::new();
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the encoding of [`Record::encode`] to `out` (no allocation of its own).
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        out.push(Self::SCHEMA_VERSION);
+        let taken = std::mem::take(out);
+        *out = postcard::to_extend(self, taken)
+            .map_err(|e| Error::Internal(format!("cannot encode a log record: {e}")))?;
+        Ok(())
     }
 
     /// Decodes bytes written by [`Record::encode`]. Bytes from disk are input
@@ -254,7 +271,8 @@ impl Engine {
         if config.data_dir.is_some() {
             return Err(Error::Invalid("a data_dir brings its own log: leave it unset with open_with_log".into()));
         }
-        let policy = CheckpointPolicy { every_records: config.checkpoint_every_records.max(1), segment_bytes: 0 };
+        let policy =
+            CheckpointPolicy { every_records: config.memory_checkpoint_every_records.max(1), segment_bytes: 0 };
         let (journal, state, recovery) = Journal::with_log(log, base, policy)?;
         Self::launch(config, journal, state, recovery)
     }

@@ -144,6 +144,21 @@ fn decode_state(bytes: &[u8]) -> Result<State> {
     }
 }
 
+/// The encoded records of the batch being built, back to back in one buffer
+/// (one allocation per batch, not per record), with where each one ends.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
+
 pub(crate) struct Journal {
     log: Box<dyn CommandLog>,
     /// LSN of the last record made durable.
@@ -152,7 +167,7 @@ pub(crate) struct Journal {
     checkpointer: Option<Checkpointer>,
     policy: CheckpointPolicy,
     /// Encoded records of the batch being built.
-    pending: Vec<Vec<u8>>,
+    pending: Batch,
     /// The state at `base_lsn`: where a rebuild starts.
     base: State,
     base_lsn: Lsn,
@@ -177,7 +192,7 @@ impl Journal {
             log,
             checkpointer: None,
             policy,
-            pending: Vec::new(),
+            pending: Batch::default(),
             base,
             base_lsn: 0,
             _lock: None,
@@ -211,7 +226,7 @@ impl Journal {
             log: Box::new(wal),
             checkpointer: Some(Checkpointer::start(snapshot_dir(dir))?),
             policy,
-            pending: Vec::new(),
+            pending: Batch::default(),
             base,
             base_lsn,
             _lock: Some(lock),
@@ -299,17 +314,28 @@ impl Journal {
 
     /// Adds an applied command to the current batch.
     pub(crate) fn push(&mut self, record: &Record) -> Result<()> {
-        self.pending.push(record.encode()?);
+        record.encode_into(&mut self.pending.bytes)?;
+        self.pending.ends.push(self.pending.bytes.len());
         Ok(())
     }
 
     /// Appends the batch and makes it durable. Returns how long the sync took
     /// (`None` when there was nothing to write).
     pub(crate) fn commit(&mut self) -> std::result::Result<Option<Duration>, StorageError> {
-        if self.pending.is_empty() {
+        if self.pending.ends.is_empty() {
             return Ok(None);
         }
-        let payloads: Vec<&[u8]> = self.pending.iter().map(Vec::as_slice).collect();
+        let mut start = 0;
+        let payloads: Vec<&[u8]> = self
+            .pending
+            .ends
+            .iter()
+            .map(|&end| {
+                let payload = &self.pending.bytes[start..end];
+                start = end;
+                payload
+            })
+            .collect();
         let appended = self.log.append(&payloads);
         self.pending.clear();
         appended?;
@@ -329,7 +355,7 @@ impl Journal {
 
     /// Whether the current batch holds records not yet written.
     pub(crate) fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.ends.is_empty()
     }
 }
 
