@@ -11,6 +11,8 @@
 //! - [`mem_log`]: [`MemLog`], the log in memory, for tests and data-dir-less runs.
 //! - [`snapshot`]: checkpoint snapshots, one immutable checksummed file per LSN, written
 //!   atomically; what recovery starts from before replaying the WAL above it.
+//! - [`store`]: [`store::Store`], the redb file of checkpoints and history rows
+//!   (named tables of byte keys and values, prefix scans with cursors, online backup).
 //! - [`wal`]: [`Wal`], segment files of checksummed frames with group commit,
 //!   rotation, release and recovery. The on-disk format and the crash guarantees are
 //!   in `storage/WAL.md`.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod log;
 pub mod mem_log;
 pub mod snapshot;
+pub mod store;
 pub mod wal;
 
 pub use error::StorageError;
