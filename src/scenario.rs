@@ -2,9 +2,9 @@
 //! requests. Shared by the examples, the black-box tests and the benches so each
 //! does not grow its own copy.
 
+use dispatch_core::route::StraightLine;
 use dispatch_core::{
-    Actor, Category, Engine, Error, LatLng, NewTrip, NewUser, PaymentMethod, Place, Quote, Role, TripKind, UserId,
-    Vehicle,
+    Actor, Category, Engine, Error, LatLng, NewTrip, NewUser, PaymentMethod, Place, Role, TripKind, UserId, Vehicle, demo,
 };
 
 /// Cairo's Tahrir Square: where scenarios happen unless they say otherwise.
@@ -17,9 +17,27 @@ pub fn near_center(north_m: f64, east_m: f64) -> Result<LatLng, Error> {
     Ok(LatLng::new(lat, lng)?)
 }
 
+/// `[lng, lat]` corners of the scenarios' zone: Cairo and every [`grid_fleet`] up to
+/// 100,000 cells (the grid runs north from 29°N in rows of 50).
+pub const SCENARIO_BOX: [[f64; 2]; 2] = [[30.5, 20.0], [32.5, 80.0]];
+
+/// Creates the scenarios' zone (the demo city's prices over [`SCENARIO_BOX`]) unless the
+/// engine already prices economy rides.
+pub fn ensure_zone(engine: &Engine) -> Result<(), Error> {
+    let economy = Category::new("economy")?;
+    if !engine.read(|v| v.catalog().prices(&economy)) {
+        engine.create_zone(Actor::Admin, demo::zone_spec("Scenarios", SCENARIO_BOX)?)?;
+    }
+    Ok(())
+}
+
 /// Creates user number `n` (phone numbers derive from it, so `n` must be unique
-/// per engine and role) with role `role`; drivers drive an `economy` car.
+/// per engine and role) with role `role`; drivers drive an `economy` car (the demo
+/// zone is created first if the engine has none: see [`ensure_zone`]).
 pub fn user(engine: &Engine, role: Role, n: u64) -> Result<UserId, Error> {
+    if role == Role::Driver {
+        ensure_zone(engine)?;
+    }
     let vehicle = match role {
         Role::Driver => Some(Vehicle { category: Category::new("economy")?, plate: format!("D {n}") }),
         _ => None,
@@ -48,7 +66,9 @@ pub fn ride_from(pickup: LatLng) -> Result<NewTrip, Error> {
         category: Category::new("economy")?,
         parcel: None,
         payment_method: PaymentMethod::Cash,
-        quote: Quote { currency: "EGP".parse()?, estimate_minor: 5_000, surge_bps: 10_000, discount_minor: 0 },
+        route: StraightLine::default().between(pickup, dropoff),
+        coupon: None,
+        bid_minor: None,
     })
 }
 

@@ -8,9 +8,10 @@
 use std::collections::{BTreeSet, HashMap};
 
 use dispatch_core::clock::{Clock, ManualClock, Timestamp};
+use dispatch_core::route::{Route, RouteSource};
 use dispatch_core::{
     Actor, Availability, Category, DispatchRules, Engine, EngineConfig, Error, LatLng, NewTrip, NewUser, OfferState,
-    PaymentMethod, Place, Quote, RandomIds, Role, TripId, TripKind, TripStatus, UserId, Vehicle, WithdrawReason,
+    PaymentMethod, Place, RandomIds, Role, TripId, TripKind, TripStatus, UserId, Vehicle, WithdrawReason,
 };
 use proptest::prelude::*;
 
@@ -28,6 +29,7 @@ fn rules() -> DispatchRules {
         disconnect_grace_s: 300,
         open_trips_per_rider: 2,
         redispatch_retry_s: 2,
+        ..DispatchRules::default()
     }
 }
 
@@ -397,6 +399,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
     let config = EngineConfig::default().with_clock(clock.clone()).with_ids(RandomIds::seeded(9)).with_rules(rules());
     let engine = Engine::open(config).expect("engine opens");
+    engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().expect("valid")).expect("zone");
     let economy = Category::new("economy").expect("valid");
     let mut phone = 0u64;
     let mut new_user = |role: Role, vehicle: Option<Vehicle>| {
@@ -443,12 +446,9 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     category: economy.clone(),
                     parcel: None,
                     payment_method: PaymentMethod::Cash,
-                    quote: Quote {
-                        currency: "EGP".parse().expect("valid"),
-                        estimate_minor: 5000,
-                        surge_bps: 10_000,
-                        discount_minor: 0,
-                    },
+                    route: Route { distance_m: 3_000, duration_s: 360, source: RouteSource::StraightLine },
+                    coupon: None,
+                    bid_minor: None,
                 };
                 model.fire_due();
                 let r = engine.create_trip(model.riders[rider], new);

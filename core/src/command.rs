@@ -11,14 +11,18 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::geo::LatLng;
-use crate::id::{IdSource, TripId, UserId};
-use crate::money::Currency;
+use crate::fare::Coupon;
+use crate::id::{AlertId, BidId, CouponId, IdSource, TripId, UserId, ZoneId};
+use crate::route::Route;
+use crate::zone::ZoneSpec;
 use crate::state::State;
-use crate::trip::{Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
+use crate::alert::Alert;
+use crate::trip::{Bid, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
+use crate::zone::{CouponRecord, Zone};
 use crate::user::{Category, Role, User, Vehicle};
 
 /// Who is asking. The engine looks the role up itself; it never trusts a claimed role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Actor {
     /// The engine itself (deadlines) or the embedding program's own logic.
     System,
@@ -48,6 +52,16 @@ pub struct DispatchRules {
     pub open_trips_per_rider: u16,
     /// When a round finds nobody, look again after this.
     pub redispatch_retry_s: u32,
+    /// Zone surges are recomputed this often.
+    pub surge_interval_s: u32,
+    /// A driver's positions closer together than this coalesce: the newer replaces the
+    /// older in the index but is not logged to history or pushed again.
+    pub location_min_interval_ms: u32,
+    /// A position implying a speed above this since the last one is refused as
+    /// suspected spoofing (and counted).
+    pub max_speed_kmh: u32,
+    /// Idempotency keys are kept at least this long.
+    pub idempotency_ttl_s: u32,
 }
 
 impl Default for DispatchRules {
@@ -61,6 +75,10 @@ impl Default for DispatchRules {
             disconnect_grace_s: 300,
             open_trips_per_rider: 3,
             redispatch_retry_s: 2,
+            surge_interval_s: 60,
+            location_min_interval_ms: 1_000,
+            max_speed_kmh: 250,
+            idempotency_ttl_s: 24 * 60 * 60,
         }
     }
 }
@@ -84,6 +102,12 @@ impl DispatchRules {
         if self.open_trips_per_rider == 0 {
             return bad("open_trips_per_rider must be positive");
         }
+        if self.surge_interval_s == 0 || self.max_speed_kmh == 0 {
+            return bad("surge_interval_s and max_speed_kmh must be positive");
+        }
+        if self.idempotency_ttl_s < 24 * 60 * 60 {
+            return bad("idempotency_ttl_s must be at least 86400 (API.md keeps keys 24 hours)");
+        }
         Ok(())
     }
 }
@@ -101,19 +125,6 @@ pub struct NewUser {
     pub phone: String,
     /// Required for drivers, refused for others.
     pub vehicle: Option<Vehicle>,
-}
-
-/// The price of a new trip, as quoted to the rider and locked into the trip.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Quote {
-    /// The currency of the pickup's zone.
-    pub currency: Currency,
-    /// The estimated fare.
-    pub estimate_minor: i64,
-    /// The surge multiplier in force (10000 = ×1.0).
-    pub surge_bps: u32,
-    /// A coupon's discount included in the estimate.
-    pub discount_minor: i64,
 }
 
 /// A trip request.
@@ -135,8 +146,37 @@ pub struct NewTrip {
     pub parcel: Option<Parcel>,
     /// How the rider pays.
     pub payment_method: PaymentMethod,
-    /// The price shown to the rider.
-    pub quote: Quote,
+    /// The route from pickup to drop-off, computed by the caller (routing is I/O, so it
+    /// happens before the command and is recorded in it). The engine prices it with the
+    /// pickup zone's pricing and surge and locks the price into the trip.
+    pub route: Route,
+    /// A coupon code to redeem.
+    pub coupon: Option<String>,
+    /// Bidding trips: the price the rider names; offered drivers may bid against it.
+    pub bid_minor: Option<i64>,
+}
+
+/// An idempotency key, scoped to its principal, with the hash of the request it came
+/// with (API.md "Idempotency").
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    /// Who sent it (the user, or the bootstrap admin): keys of different principals never meet.
+    pub principal: Actor,
+    /// The key itself: 1-255 printable ASCII characters.
+    pub key: String,
+    /// A hash of the request (method, path, body) computed by the caller.
+    pub request_hash: [u8; 32],
+}
+
+impl IdempotencyKey {
+    /// Longest key, bytes.
+    pub const MAX_LEN: usize = 255;
+
+    /// Refuses an empty, too long or non-printable key.
+    pub fn validate(&self) -> crate::Result<()> {
+        let ok = (1..=Self::MAX_LEN).contains(&self.key.len()) && self.key.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if ok { Ok(()) } else { Err(crate::Error::Invalid("Idempotency-Key must be 1-255 printable ASCII characters".into())) }
+    }
 }
 
 /// A driver's position report.
@@ -218,6 +258,107 @@ pub enum Command {
     },
     /// Fires every deadline due at the command's time (offer lapses, timeouts, re-dispatch).
     Tick,
+    /// An admin creates a zone.
+    CreateZone {
+        /// Filled by the writer.
+        id: Option<ZoneId>,
+        /// What the zone is.
+        zone: Box<ZoneSpec>,
+    },
+    /// An admin replaces a zone's spec (trips already booked keep their locked prices).
+    ReplaceZone {
+        /// Which.
+        zone_id: ZoneId,
+        /// The new spec.
+        zone: Box<ZoneSpec>,
+    },
+    /// An admin creates a coupon. `coupon.id` is replaced by `id`, which the writer fills.
+    CreateCoupon {
+        /// Filled by the writer.
+        id: Option<CouponId>,
+        /// The coupon.
+        coupon: Box<Coupon>,
+    },
+    /// An offered driver names a price for a bidding trip.
+    PlaceBid {
+        /// Filled by the writer.
+        id: Option<BidId>,
+        /// Which trip.
+        trip_id: TripId,
+        /// The driver's price, minor units of the trip's currency.
+        amount_minor: i64,
+    },
+    /// The rider picks a bid: the trip is assigned to its driver at its price, atomically.
+    AcceptBid {
+        /// Which trip.
+        trip_id: TripId,
+        /// Which bid.
+        bid_id: BidId,
+    },
+    /// The rider or the driver rates a completed trip (once each).
+    RateTrip {
+        /// Which.
+        trip_id: TripId,
+        /// 1 to 5.
+        stars: u8,
+        /// Optional words.
+        comment: Option<String>,
+    },
+    /// The rider or the driver of a trip raises a safety alert.
+    RaiseSos {
+        /// Filled by the writer.
+        id: Option<AlertId>,
+        /// Which trip.
+        trip_id: TripId,
+        /// Where, if the app knows.
+        location: Option<LatLng>,
+        /// A short note.
+        note: Option<String>,
+    },
+    /// Staff acknowledge an alert.
+    AckAlert {
+        /// Which.
+        alert_id: AlertId,
+    },
+    /// A driver's socket connected or dropped (sent by the gateway, as that driver).
+    SetPresence {
+        /// Connected (`true`) or gone (`false`).
+        connected: bool,
+    },
+    /// Every token issued to the user before now is refused from now on.
+    RevokeTokens {
+        /// Whose.
+        user_id: UserId,
+    },
+    /// A one-time sign-in code was generated and sent (by the caller) to `phone`; only
+    /// its keyed hash is stored. Refused beyond 1 a minute, 5 an hour, 10 a day, or
+    /// while the phone is locked.
+    IssueOtp {
+        /// E.164 phone number.
+        phone: String,
+        /// The role the phone signs in as.
+        role: Role,
+        /// HMAC of the code under the server's secret.
+        code_hash: [u8; 32],
+    },
+    /// A sign-in attempt with a code: on success the user (created for a new rider) is
+    /// the outcome; 5 wrong codes lock the phone for an hour.
+    VerifyOtp {
+        /// E.164 phone number.
+        phone: String,
+        /// HMAC of the code typed, under the same secret.
+        code_hash: [u8; 32],
+        /// Filled by the writer: the id a new rider would get.
+        new_user_id: Option<UserId>,
+    },
+    /// `command`, remembered under an idempotency key: the first success is stored with
+    /// the change itself and returned again for the same key and request.
+    Keyed {
+        /// The key and the request's hash.
+        key: IdempotencyKey,
+        /// The change.
+        command: Box<Command>,
+    },
 }
 
 impl Command {
@@ -237,6 +378,19 @@ impl Command {
             Command::CompleteTrip { .. } => "complete_trip",
             Command::CancelTrip { .. } => "cancel_trip",
             Command::Tick => "tick",
+            Command::CreateZone { .. } => "create_zone",
+            Command::ReplaceZone { .. } => "replace_zone",
+            Command::CreateCoupon { .. } => "create_coupon",
+            Command::PlaceBid { .. } => "place_bid",
+            Command::AcceptBid { .. } => "accept_bid",
+            Command::RateTrip { .. } => "rate_trip",
+            Command::RaiseSos { .. } => "raise_sos",
+            Command::AckAlert { .. } => "ack_alert",
+            Command::SetPresence { .. } => "set_presence",
+            Command::RevokeTokens { .. } => "revoke_tokens",
+            Command::IssueOtp { .. } => "issue_otp",
+            Command::VerifyOtp { .. } => "verify_otp",
+            Command::Keyed { command, .. } => command.name(),
         }
     }
 
@@ -271,22 +425,76 @@ impl Command {
                     t.pickup_code = Some(PickupCode::from_random(ids.next_u64()));
                 }
             }
+            Command::CreateZone { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, ZoneId::generate, |z| state.zone(z).is_none()));
+            }
+            Command::CreateCoupon { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, CouponId::generate, |c| !state.coupon_id_taken(c)));
+            }
+            Command::PlaceBid { id, .. } if id.is_none() => {
+                // Bid ids are unique per trip; 64 random bits make a clash across trips moot.
+                *id = Some(fresh(ids, BidId::generate, |_| true));
+            }
+            Command::RaiseSos { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, AlertId::generate, |a| state.alert(a).is_none()));
+            }
+            Command::VerifyOtp { new_user_id, .. } if new_user_id.is_none() => {
+                *new_user_id = Some(fresh(ids, UserId::generate, |u| state.user(u).is_none()));
+            }
+            Command::Keyed { command, .. } => command.stamp(ids, state),
             _ => {}
         }
     }
 }
 
-/// What a command produced, for its caller.
-#[derive(Debug, Clone, PartialEq)]
+/// A fresh id of type `I` for which `free` holds.
+fn fresh<I: Copy>(ids: &mut dyn IdSource, generate: fn(&mut dyn IdSource) -> I, free: impl Fn(I) -> bool) -> I {
+    loop {
+        let id = generate(ids);
+        if free(id) {
+            return id;
+        }
+    }
+}
+
+/// What a command produced, for its caller. Serializable: an idempotent command's
+/// outcome is stored with it and answered again to a retry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Nothing to return.
     Done,
-    /// The user created.
+    /// The user created, changed or signed in.
     User(Arc<User>),
     /// The driver's record after the change.
     Driver(Arc<Driver>),
     /// The trip after the change.
     Trip(Arc<Trip>),
+    /// The zone created or replaced.
+    Zone(Arc<Zone>),
+    /// The coupon created.
+    Coupon(Arc<CouponRecord>),
+    /// The bid placed, and its trip.
+    Bid {
+        /// The bid.
+        bid: Bid,
+        /// Its trip, after the change.
+        trip: Arc<Trip>,
+    },
+    /// The alert raised or acknowledged.
+    Alert(Arc<Alert>),
+    /// An OTP was issued; it expires after this many seconds.
+    OtpIssued {
+        /// Seconds until the code stops working.
+        expires_in_s: u32,
+    },
+    /// A wrong or expired sign-in code was counted (`invalid_otp`); `locked` when it was
+    /// the last allowed and the phone is now locked.
+    OtpRefused {
+        /// The phone is locked from now on.
+        locked: bool,
+    },
+    /// A retried idempotent command: what its first success answered.
+    Replayed(Box<Outcome>),
 }
 
 /// What happened, for the gateway to push and the outbox to deliver. Events are
@@ -317,6 +525,20 @@ pub enum Event {
     TripUpdated {
         /// The trip as it is now.
         trip: Arc<Trip>,
+    },
+    /// A rider or driver raised a safety alert.
+    AlertRaised {
+        /// The alert.
+        alert: Arc<Alert>,
+    },
+    /// A driver's socket presence changed while on a trip (the rider sees "temporarily offline").
+    DriverPresence {
+        /// Who.
+        driver_id: UserId,
+        /// The trip the driver is on.
+        trip_id: TripId,
+        /// Connected again (`true`) or gone (`false`).
+        connected: bool,
     },
     /// A driver's position changed.
     DriverMoved {

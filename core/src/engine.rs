@@ -124,7 +124,7 @@ impl Record {
     /// The version of the payload encoding, written as the first byte of every
     /// encoded record. Bump it when a change to [`Command`] is not readable by the
     /// previous decoder, and keep decoding the old version.
-    pub const SCHEMA_VERSION: u8 = 1;
+    pub const SCHEMA_VERSION: u8 = 2;
 
     /// The bytes the log stores: the schema version, then the record in postcard.
     pub fn encode(&self) -> Result<Vec<u8>> {
@@ -197,6 +197,8 @@ pub struct Stats {
     pub batches: AtomicU64,
     /// Commands answered `Overloaded` because the queue was full.
     pub overloaded: AtomicU64,
+    /// Positions refused as implausible jumps (suspected spoofing).
+    pub spoofing_suspected: AtomicU64,
     /// Size of the last batch.
     pub last_batch: AtomicU64,
     /// Syncs of the log (one per batch that wrote records).
@@ -355,6 +357,14 @@ impl Engine {
                 Err(Error::Overloaded)
             }
             Err(TrySendError::Disconnected(_)) => Err(Error::ShutDown),
+        }
+    }
+
+    /// Creates a zone (as an admin).
+    pub fn create_zone(&self, actor: Actor, zone: crate::zone::ZoneSpec) -> Result<Arc<crate::zone::Zone>> {
+        match self.submit(actor, Command::CreateZone { id: None, zone: Box::new(zone) })? {
+            Outcome::Zone(z) => Ok(z),
+            other => Err(unexpected(other)),
         }
     }
 
@@ -605,6 +615,9 @@ impl Writer {
             },
             Err(e) => {
                 stats.refused.fetch_add(1, Ordering::Relaxed);
+                if matches!(e, Error::ImplausibleLocation { .. }) {
+                    stats.spoofing_suspected.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(e)
             }
         };
@@ -707,8 +720,10 @@ mod tests {
         bytes.push(0);
         assert!(Record::decode(&bytes).is_err());
         bytes.pop();
-        bytes[0] = 2;
-        assert!(Record::decode(&bytes).is_err());
+        for other in [1, Record::SCHEMA_VERSION + 1] {
+            bytes[0] = other;
+            assert!(Record::decode(&bytes).is_err(), "version {other}");
+        }
         assert!(Record::decode(&[]).is_err());
     }
 

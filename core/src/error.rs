@@ -7,6 +7,7 @@
 use crate::geo::CoordinateError;
 use crate::id::{TripId, UserId};
 use crate::money::MoneyError;
+use crate::user::Category;
 
 /// Everything the engine can refuse or fail with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -56,6 +57,36 @@ pub enum Error {
     /// The rider already has the maximum number of open trips (`too_many_open_trips`).
     #[error("a rider may have at most {0} open trips")]
     TooManyOpenTrips(u16),
+    /// The point is outside every active zone (`outside_service_area`).
+    #[error("no active service zone covers this point")]
+    OutsideServiceArea,
+    /// The zone has no prices for the category (`no_pricing`).
+    #[error("no pricing for category {0} in this zone")]
+    NoPricing(Category),
+    /// The coupon does not exist or does not apply (`coupon_invalid`).
+    #[error("coupon not applicable: {0}")]
+    CouponInvalid(String),
+    /// The idempotency key was used before with a different request (`idempotency_key_reused`).
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    /// A wrong or expired one-time code (`invalid_otp`).
+    #[error("wrong or expired code")]
+    InvalidOtp,
+    /// Too many attempts; try again after `retry_after_s` (`rate_limited`).
+    #[error("too many attempts: {what}; try again in {retry_after_s} s")]
+    RateLimited {
+        /// What was limited.
+        what: &'static str,
+        /// Whole seconds until an attempt can succeed (at least 1).
+        retry_after_s: u64,
+    },
+    /// A position implies an impossible speed since the driver's last one: suspected
+    /// spoofing, refused and counted (`invalid_coordinates`).
+    #[error("implausible position: implies {speed_kmh} km/h since the last one")]
+    ImplausibleLocation {
+        /// The implied speed.
+        speed_kmh: u64,
+    },
     /// Money arithmetic failed (`invalid_request`).
     #[error(transparent)]
     Money(#[from] MoneyError),
@@ -81,7 +112,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Invalid(_) | Error::Money(_) => "invalid_request",
-            Error::InvalidCoordinates(_) => "invalid_coordinates",
+            Error::InvalidCoordinates(_) | Error::ImplausibleLocation { .. } => "invalid_coordinates",
             Error::NotFound { .. } => "not_found",
             Error::Forbidden(_) | Error::WrongPickupCode(_) => "forbidden",
             Error::NotOffered(_) => "not_offered",
@@ -90,6 +121,12 @@ impl Error {
             Error::OfferExpired(_) => "offer_expired",
             Error::InvalidTransition { .. } => "invalid_transition",
             Error::TooManyOpenTrips(_) => "too_many_open_trips",
+            Error::OutsideServiceArea => "outside_service_area",
+            Error::NoPricing(_) => "no_pricing",
+            Error::CouponInvalid(_) => "coupon_invalid",
+            Error::IdempotencyKeyReused => "idempotency_key_reused",
+            Error::InvalidOtp => "invalid_otp",
+            Error::RateLimited { .. } => "rate_limited",
             Error::Overloaded => "overloaded",
             Error::ReadOnly(_) => "read_only",
             Error::ShutDown => "unavailable",

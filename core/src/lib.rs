@@ -31,6 +31,7 @@
 //!
 //! let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
 //! let engine = Engine::open(EngineConfig::default().with_clock(clock).with_ids(RandomIds::seeded(1)))?;
+//! engine.create_zone(Actor::Admin, demo::cairo()?)?; // prices economy rides in Cairo
 //! let car = Vehicle { category: Category::new("economy")?, plate: "ABC 123".into() };
 //! let driver = engine.create_user(Actor::Admin, NewUser {
 //!     id: None, role: Role::Driver, name: "Omar".into(), phone: "+201000000001".into(), vehicle: Some(car),
@@ -41,12 +42,17 @@
 //! let here = LatLng::new(30.0444, 31.2357)?;
 //! engine.set_driver_status(driver.id, true, Some(here))?;
 //!
+//! let there = LatLng::new(30.06, 31.25)?;
+//! let route = route::StraightLine::default().between(here, there); // or a road router
 //! let trip = engine.create_trip(rider.id, NewTrip {
 //!     id: None, pickup_code: None, kind: TripKind::Ride,
-//!     pickup: Place::at(here), dropoff: Place::at(LatLng::new(30.06, 31.25)?),
+//!     pickup: Place::at(here), dropoff: Place::at(there),
 //!     category: Category::new("economy")?, parcel: None, payment_method: PaymentMethod::Cash,
-//!     quote: Quote { currency: "EGP".parse()?, estimate_minor: 6704, surge_bps: 10_000, discount_minor: 0 },
+//!     route, coupon: None, bid_minor: None,
 //! })?;
+//! let b = trip.fare.estimate_breakdown; // API.md's formula: the lines add up to the price
+//! assert_eq!(b.base_minor + b.distance_minor + b.time_minor + b.surge_minor + b.minimum_fill_minor
+//!     + b.booking_fee_minor + b.extra_fee_minor - b.discount_minor, trip.fare.estimate_minor);
 //! assert_eq!(engine.offers_for(driver.id).len(), 1, "the nearby driver is offered the trip");
 //!
 //! let trip = engine.accept(driver.id, trip.id)?;
@@ -61,8 +67,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alert;
 pub mod clock;
 pub mod command;
+pub mod demo;
 pub mod driver;
 pub mod engine;
 pub mod error;
@@ -71,13 +79,15 @@ pub mod geo;
 pub mod id;
 pub mod journal;
 pub mod money;
+pub mod otp;
 pub mod route;
 pub mod state;
 pub mod trip;
 pub mod user;
 pub mod view;
+pub mod zone;
 
-pub use command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome, Quote};
+pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};
 pub use driver::{Availability, Driver};
 pub use engine::{Engine, EngineConfig, Record, replay};
 pub use error::{Error, Result};
@@ -89,3 +99,4 @@ pub use state::{State, apply};
 pub use trip::{OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus, WithdrawReason};
 pub use user::{Category, Role, User, Vehicle};
 pub use view::View;
+pub use zone::{Catalog, Zone, ZoneSpec};

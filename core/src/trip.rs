@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::geo::LatLng;
-use crate::id::{TripId, UserId};
+use crate::fare::{Breakdown, CouponDiscount, Pricing};
+use crate::id::{BidId, CouponId, TripId, UserId, ZoneId};
 use crate::money::Currency;
+use crate::route::Route;
 use crate::user::Category;
 
 /// Where a trip goes in its life.
@@ -238,7 +240,73 @@ pub struct TripFare {
     pub surge_bps: u32,
     /// The coupon's discount in the estimate.
     pub discount_minor: i64,
+    /// What was priced at booking, kept to price the final fare the same way.
+    pub locked: LockedPrice,
+    /// The estimate's lines (they add up to `estimate_minor`).
+    pub estimate_breakdown: Breakdown,
+    /// The final fare's lines, at completion.
+    pub final_breakdown: Option<Breakdown>,
+    /// The cancellation fee charged, if a rider cancelled late.
+    pub cancel_fee_minor: Option<i64>,
 }
+
+/// The prices in force when the trip was booked: a zone edited later does not change them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockedPrice {
+    /// The category's pricing in the trip's zone.
+    pub pricing: Pricing,
+    /// The zone's extra fee.
+    pub extra_fee_minor: i64,
+    /// The coupon redeemed, if any.
+    pub coupon: Option<LockedCoupon>,
+    /// The route the estimate priced.
+    pub route: Route,
+    /// A price agreed by bidding: the fare is exactly this, whatever the route.
+    pub agreed_minor: Option<i64>,
+}
+
+/// A coupon redeemed by a trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockedCoupon {
+    /// Its id.
+    pub id: CouponId,
+    /// What the rider typed.
+    pub code: String,
+    /// What it takes off.
+    pub discount: CouponDiscount,
+}
+
+/// One driver's price for a bidding trip (inDrive style).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bid {
+    /// The bid's id.
+    pub id: BidId,
+    /// The bidding driver.
+    pub driver_id: UserId,
+    /// The driver's price, in the trip's currency.
+    pub amount_minor: i64,
+    /// How far the driver was from the pickup.
+    pub distance_to_pickup_m: u32,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The most bids one trip keeps (one per offered driver at most).
+pub const MAX_BIDS_PER_TRIP: usize = MAX_OFFERS_PER_TRIP;
+
+/// A star rating left after a completed trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rating {
+    /// 1 to 5.
+    pub stars: u8,
+    /// Optional words.
+    pub comment: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// The longest rating comment, characters.
+pub const MAX_COMMENT_LEN: usize = 1000;
 
 /// The 4-digit code the rider tells the driver at pickup.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -389,6 +457,16 @@ pub struct Trip {
     pub distance_m: Option<u32>,
     /// Set when cancelled.
     pub cancellation: Option<Cancellation>,
+    /// The zone the pickup is in; its prices were locked at booking.
+    pub zone_id: ZoneId,
+    /// Bidding trips: the price the rider named (drivers see it and may bid).
+    pub rider_offer_minor: Option<i64>,
+    /// Bids made by offered drivers (bidding trips only; bounded by [`MAX_BIDS_PER_TRIP`]).
+    pub bids: Vec<Bid>,
+    /// The rider's rating of the ride.
+    pub rider_rating: Option<Rating>,
+    /// The driver's rating of the rider.
+    pub driver_rating: Option<Rating>,
 }
 
 /// No trip makes more offers than this, whatever the rounds: it bounds the trip's size.

@@ -7,9 +7,13 @@
 //! batch changed into the view under a brief write lock. So a reader never sees a
 //! change that a crash could take back, and every read is of a whole batch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use crate::alert::Alert;
+use crate::geo::{LatLng, haversine_m};
+use crate::id::{AlertId, ZoneId};
+use crate::zone::{Catalog, CouponRecord, PriceBook, SurgeReading};
 use crate::driver::Driver;
 use crate::id::{TripId, UserId};
 use crate::state::{Effects, State};
@@ -23,6 +27,10 @@ pub struct View {
     users: HashMap<UserId, Arc<User>>,
     phones: HashMap<(Role, String), UserId>,
     drivers: HashMap<UserId, Arc<Driver>>,
+    catalog: Arc<Catalog>,
+    surge: BTreeMap<ZoneId, SurgeReading>,
+    coupons: BTreeMap<String, Arc<CouponRecord>>,
+    alerts: BTreeMap<AlertId, Arc<Alert>>,
     batches: u64,
 }
 
@@ -40,7 +48,16 @@ impl View {
             view.phones.insert((u.role, u.phone.clone()), u.id);
             view.users.insert(u.id, Arc::clone(u));
         }
+        view.copy_catalog(state);
         view
+    }
+
+    fn copy_catalog(&mut self, state: &State) {
+        let (catalog, surge, coupons, alerts) = state.catalog_parts();
+        self.catalog = Arc::clone(catalog);
+        self.surge = surge.clone();
+        self.coupons = coupons.clone();
+        self.alerts = alerts.clone();
     }
 
     /// Copies what `fx` says changed from `state`.
@@ -62,6 +79,9 @@ impl View {
                 self.phones.insert((u.role, u.phone.clone()), u.id);
                 self.users.insert(*id, Arc::clone(u));
             }
+        }
+        if fx.catalog {
+            self.copy_catalog(state);
         }
         self.batches += 1;
     }
@@ -107,6 +127,52 @@ impl View {
             .get(&driver)
             .map(|d| d.pending_offers.iter().filter_map(|t| self.trips.get(t).cloned()).collect())
             .unwrap_or_default()
+    }
+
+    /// What prices rides: zones, surges, coupons (estimates use [`PriceBook::estimate`],
+    /// the function booking uses).
+    pub fn price_book(&self) -> PriceBook<'_> {
+        PriceBook { catalog: &self.catalog, surge: &self.surge, coupons: &self.coupons }
+    }
+
+    /// Every zone and the zone index.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// A zone's surge as last recomputed (none: surge disabled or not computed yet).
+    pub fn surge(&self, zone: ZoneId) -> Option<SurgeReading> {
+        self.surge.get(&zone).copied()
+    }
+
+    /// Every coupon, by code.
+    pub fn coupons(&self) -> impl Iterator<Item = &Arc<CouponRecord>> {
+        self.coupons.values()
+    }
+
+    /// An alert.
+    pub fn alert(&self, id: AlertId) -> Option<&Arc<Alert>> {
+        self.alerts.get(&id)
+    }
+
+    /// Every alert, by id.
+    pub fn alerts(&self) -> impl Iterator<Item = &Arc<Alert>> {
+        self.alerts.values()
+    }
+
+    /// Drivers with a known position within `radius_m` of `point`, nearest first (ties
+    /// by id), at most `limit`, with their great-circle distance. For operators: it
+    /// scans every driver (dispatch itself uses the writer's R-tree, never this).
+    pub fn drivers_near(&self, point: LatLng, radius_m: f64, limit: usize) -> Vec<(Arc<Driver>, f64)> {
+        let mut near: Vec<(Arc<Driver>, f64)> = self
+            .drivers
+            .values()
+            .filter_map(|d| d.fix.map(|f| (Arc::clone(d), haversine_m(point, f.point))))
+            .filter(|(_, m)| *m <= radius_m)
+            .collect();
+        near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
+        near.truncate(limit);
+        near
     }
 
     /// How many batches have been published (a cheap change counter).

@@ -3,7 +3,8 @@
 //! replaying the recorded commands gives the same state.
 
 use super::*;
-use crate::command::{LocationReport, Quote};
+use crate::command::LocationReport;
+use crate::route::StraightLine;
 use crate::engine::{Record, replay};
 use crate::id::{IdSource, RandomIds};
 use crate::trip::{PaymentMethod, Place};
@@ -23,9 +24,10 @@ struct World {
 }
 
 impl World {
+    /// A world with these rules and the demo city's zone (Cairo, economy and comfort).
     fn new(rules: DispatchRules) -> Self {
         let state = State::new(rules);
-        Self {
+        let mut w = Self {
             initial: state.clone(),
             state,
             now: Timestamp::from_millis(T0),
@@ -33,7 +35,10 @@ impl World {
             fx: Effects::default(),
             log: Vec::new(),
             phones: 0,
-        }
+        };
+        let zone = crate::demo::cairo().unwrap();
+        w.run(Actor::Admin, Command::CreateZone { id: None, zone: Box::new(zone) }).unwrap();
+        w
     }
 
     fn run(&mut self, actor: Actor, mut command: Command) -> Result<Outcome> {
@@ -106,12 +111,12 @@ impl World {
             category: Category::new("economy").unwrap(),
             parcel: None,
             payment_method: PaymentMethod::Cash,
-            quote: Quote {
-                currency: "EGP".parse().unwrap(),
-                estimate_minor: 6704,
-                surge_bps: 10_000,
-                discount_minor: 0,
-            },
+            route: StraightLine::default().between(
+                LatLng::new(CAIRO.0, CAIRO.1).unwrap(),
+                LatLng::new(30.06, 31.25).unwrap(),
+            ),
+            coupon: None,
+            bid_minor: None,
         }
     }
 
@@ -167,9 +172,11 @@ fn a_trip_goes_from_searching_to_completed() {
     w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
     let code = w.get(trip).pickup_code.to_string();
     w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+    w.advance(960);
     w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: Some(8230), dropoff: None }).unwrap();
     let t = w.get(trip);
     assert_eq!(t.status, TripStatus::Completed);
+    // API.md's example: 1500 + round(450 × 8.230) + round(75 × 16) + 300 = 1500 + 3704 + 1200 + 300.
     assert_eq!(t.fare.final_minor, Some(6704));
     assert_eq!(t.driver_id, Some(d));
     assert_eq!(w.state.driver(d).unwrap().availability, Availability::Available);
@@ -206,7 +213,7 @@ fn stale_offline_disconnected_busy_and_wrong_category_drivers_are_not_offered() 
     let stale = w.driver(0.1);
     let offline = w.driver(0.2);
     w.run(Actor::User(offline), Command::SetDriverStatus { online: false, location: None }).unwrap();
-    let _moto = w.driver_at(0.3, "moto");
+    let _comfort = w.driver_at(0.3, "comfort");
     w.advance(31); // `stale`'s position is now older than stale_location_s
     let fresh = w.driver(0.9);
     let trip = w.trip(rider);
@@ -476,8 +483,11 @@ fn bad_input_is_refused_and_changes_nothing() {
     t.pickup.address = Some("x".repeat(301));
     assert!(matches!(w.run(Actor::User(rider), Command::CreateTrip(t)), Err(Error::Invalid(_))));
     let mut t = w.new_trip();
-    t.quote.surge_bps = 9_999;
-    assert!(matches!(w.run(Actor::User(rider), Command::CreateTrip(t)), Err(Error::Invalid(_))));
+    t.category = Category::new("moto").unwrap();
+    assert!(matches!(w.run(Actor::User(rider), Command::CreateTrip(t)), Err(Error::NoPricing(_))));
+    let mut t = w.new_trip();
+    t.pickup = Place::at(LatLng::new(48.85, 2.35).unwrap());
+    assert!(matches!(w.run(Actor::User(rider), Command::CreateTrip(t)), Err(Error::OutsideServiceArea)));
     let mut t = w.new_trip();
     t.kind = TripKind::Parcel;
     t.parcel = Some(crate::trip::Parcel {
@@ -525,7 +535,8 @@ fn ids_are_stamped_once_and_never_collide() {
 fn location_reports_are_validated() {
     let mut w = World::new(rules());
     let d = w.driver(0.5);
-    let point = LatLng::new(30.0, 31.0).unwrap();
+    w.advance(5);
+    let point = LatLng::new(CAIRO.0 + 0.55 / 111.195, CAIRO.1).unwrap();
     for (heading_deg, speed_mps) in
         [(Some(f32::NAN), None), (Some(360.0), None), (None, Some(-1.0)), (None, Some(f32::INFINITY))]
     {

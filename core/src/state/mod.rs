@@ -13,7 +13,7 @@
 //! - every trip status change follows an edge of [`TripStatus::can_become`];
 //! - a driver's pending offers and the trips' pending offers mirror each other.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -22,11 +22,14 @@ use crate::clock::Timestamp;
 use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
 use crate::driver::{Availability, Driver, Fix, MAX_PENDING_OFFERS};
 use crate::error::{Error, Result};
-use crate::geo::{CategoryCode, DriverIndex, IndexedDriver, LatLng};
-use crate::id::{TripId, UserId};
+use crate::geo::{CategoryCode, DriverIndex, IndexedDriver, LatLng, haversine_m};
+use crate::alert::Alert;
+use crate::id::{AlertId, TripId, UserId, ZoneId};
+use crate::otp::OtpRecord;
+use crate::zone::{Catalog, CouponRecord, SurgeReading};
 use crate::trip::{
-    Cancellation, CancelledBy, MAX_OFFERS_PER_TRIP, MAX_REASON_LEN, Offer, OfferState, PickupCode, Trip, TripFare,
-    TripKind, TripPayment, TripStatus, WithdrawReason,
+    Cancellation, CancelledBy, LockedCoupon, LockedPrice, MAX_OFFERS_PER_TRIP, MAX_REASON_LEN, Offer, OfferState,
+    PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
 };
 use crate::user::{self, Role, User};
 
@@ -44,6 +47,12 @@ pub enum Deadline {
     TripTimeout(TripId),
     /// A trip that found nobody looks again.
     Redispatch(TripId),
+    /// Zone surges are recomputed.
+    Surge,
+    /// A driver whose socket dropped during a trip has not come back.
+    DisconnectGrace(UserId),
+    /// Forget OTP records nothing depends on any more.
+    Housekeeping,
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.
@@ -60,9 +69,28 @@ pub struct State {
     trips: HashMap<TripId, Arc<Trip>>,
     open_trips_by_rider: HashMap<UserId, u16>,
     deadlines: BTreeSet<(Timestamp, Deadline)>,
+    catalog: Arc<Catalog>,
+    surge: BTreeMap<ZoneId, SurgeReading>,
+    coupons: BTreeMap<String, Arc<CouponRecord>>,
+    alerts: BTreeMap<AlertId, Arc<Alert>>,
+    otps: BTreeMap<String, OtpRecord>,
+    idempotency: BTreeMap<(Actor, String), Arc<Remembered>>,
+    idempotency_expiry: BTreeSet<(Timestamp, Actor, String)>,
     #[serde(skip)]
     index: Positions,
 }
+
+/// A success remembered under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Remembered {
+    /// The hash of the request that produced it.
+    pub request_hash: [u8; 32],
+    /// What it answered.
+    pub outcome: Outcome,
+    /// When it may be forgotten.
+    pub expires_at: Timestamp,
+}
+
 
 /// Every driver with a known position, in an R-tree (see [`DriverIndex`]).
 /// Derived data: always equal, so `State`'s equality is that of its records.
@@ -87,6 +115,13 @@ impl<'de> Deserialize<'de> for State {
             trips: HashMap<TripId, Arc<Trip>>,
             open_trips_by_rider: HashMap<UserId, u16>,
             deadlines: BTreeSet<(Timestamp, Deadline)>,
+            catalog: Arc<Catalog>,
+            surge: BTreeMap<ZoneId, SurgeReading>,
+            coupons: BTreeMap<String, Arc<CouponRecord>>,
+            alerts: BTreeMap<AlertId, Arc<Alert>>,
+            otps: BTreeMap<String, OtpRecord>,
+            idempotency: BTreeMap<(Actor, String), Arc<Remembered>>,
+            idempotency_expiry: BTreeSet<(Timestamp, Actor, String)>,
         }
         let r = Records::deserialize(d)?;
         let index = DriverIndex::from_drivers(r.drivers.values().filter_map(|d| {
@@ -100,6 +135,13 @@ impl<'de> Deserialize<'de> for State {
             trips: r.trips,
             open_trips_by_rider: r.open_trips_by_rider,
             deadlines: r.deadlines,
+            catalog: r.catalog,
+            surge: r.surge,
+            coupons: r.coupons,
+            alerts: r.alerts,
+            otps: r.otps,
+            idempotency: r.idempotency,
+            idempotency_expiry: r.idempotency_expiry,
             index: Positions(index),
         })
     }
@@ -112,6 +154,8 @@ impl<'de> Deserialize<'de> for State {
 pub struct Effects {
     /// Events, in the order they happened.
     pub events: Vec<Event>,
+    /// Zones, surge, coupons or alerts changed: readers need the new catalog.
+    pub(crate) catalog: bool,
     pub(crate) trips: Vec<TripId>,
     pub(crate) users: Vec<UserId>,
     pub(crate) drivers: Vec<UserId>,
@@ -120,12 +164,13 @@ pub struct Effects {
 impl Effects {
     /// Nothing recorded.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.trips.is_empty() && self.users.is_empty() && self.drivers.is_empty()
+        self.events.is_empty() && !self.catalog && self.trips.is_empty() && self.users.is_empty() && self.drivers.is_empty()
     }
 
     /// Forgets everything recorded.
     pub fn clear(&mut self) {
         self.events.clear();
+        self.catalog = false;
         self.trips.clear();
         self.users.clear();
         self.drivers.clear();
@@ -249,8 +294,28 @@ impl State {
             Command::CancelTrip { trip_id, reason } => self.cancel(who, *trip_id, reason, now, fx),
             Command::Tick => {
                 self.fire_deadlines(now, fx)?;
+                self.purge_expired(now);
                 Ok(Outcome::Done)
             }
+            Command::CreateZone { id, zone } => self.create_zone(who, *id, zone, now, fx),
+            Command::ReplaceZone { zone_id, zone } => self.replace_zone(who, *zone_id, zone, now, fx),
+            Command::CreateCoupon { id, coupon } => self.create_coupon(who, *id, coupon, now, fx),
+            Command::PlaceBid { id, trip_id, amount_minor } => self.place_bid(who, *id, *trip_id, *amount_minor, now, fx),
+            Command::AcceptBid { trip_id, bid_id } => self.accept_bid(who, *trip_id, *bid_id, now, fx),
+            Command::RateTrip { trip_id, stars, comment } => {
+                self.rate_trip(who, *trip_id, *stars, comment.as_deref(), now, fx)
+            }
+            Command::RaiseSos { id, trip_id, location, note } => {
+                self.raise_sos(who, *id, *trip_id, *location, note.as_deref(), now, fx)
+            }
+            Command::AckAlert { alert_id } => self.ack_alert(who, actor, *alert_id, now, fx),
+            Command::SetPresence { connected } => self.set_presence(who, *connected, now, fx),
+            Command::RevokeTokens { user_id } => self.revoke_tokens(who, *user_id, fx),
+            Command::IssueOtp { phone, role, code_hash } => self.issue_otp(who, phone, *role, code_hash, now),
+            Command::VerifyOtp { phone, code_hash, new_user_id } => {
+                self.verify_otp(who, phone, code_hash, *new_user_id, now, fx)
+            }
+            Command::Keyed { key, command } => self.keyed(actor, key, command, now, fx),
         }
     }
 
@@ -292,7 +357,15 @@ impl State {
         user::validate_name(&new.name)?;
         user::validate_phone(&new.phone)?;
         match (&new.vehicle, new.role) {
-            (Some(v), Role::Driver) => user::validate_vehicle(v)?,
+            (Some(v), Role::Driver) => {
+                user::validate_vehicle(v)?;
+                if !self.catalog.prices(&v.category) {
+                    return Err(Error::Invalid(format!(
+                        "no zone prices category {}: create the zone's pricing before its drivers",
+                        v.category
+                    )));
+                }
+            }
             (None, Role::Driver) => return Err(Error::Invalid("a driver needs a vehicle".into())),
             (Some(_), _) => return Err(Error::Invalid("only drivers have a vehicle".into())),
             (None, _) => {}
@@ -406,11 +479,29 @@ impl State {
         {
             return Err(Error::Invalid("heading_deg must be in [0, 360) and speed_mps in [0, 100]".into()));
         }
+        let previous = self.driver_ref(id)?.fix;
+        let mut coalesced = false;
+        if let Some(prev) = previous {
+            let dt_ms = now.millis_since(prev.at).max(0);
+            let moved_m = haversine_m(prev.point, report.point);
+            // Positions within GPS noise of each other never count as jumps.
+            if moved_m > SPOOF_TOLERANCE_M {
+                let kmh = moved_m / 1000.0 / (dt_ms.max(1) as f64 / 3_600_000.0);
+                if kmh > f64::from(self.rules.max_speed_kmh) {
+                    return Err(Error::ImplausibleLocation { speed_kmh: kmh.min(1e9) as u64 });
+                }
+            }
+            coalesced = dt_ms < i64::from(self.rules.location_min_interval_ms);
+        }
         let d = self.driver_mut(id, fx)?;
         d.fix =
             Some(Fix { point: report.point, at: now, heading_deg: report.heading_deg, speed_mps: report.speed_mps });
         let trip_id = d.trip_id;
         self.index.0.upsert(id, report.point, CategoryCode(0), now);
+        if coalesced {
+            // The newer position replaces the older; riders were told of one moments ago.
+            return Ok(Outcome::Done);
+        }
         fx.events.push(Event::DriverMoved {
             driver_id: id,
             trip_id,
@@ -444,13 +535,27 @@ impl State {
             }
             (TripKind::Ride, None) => {}
         }
-        let q = &new.quote;
-        if q.estimate_minor < 0 || q.discount_minor < 0 || !(10_000..=100_000).contains(&q.surge_bps) {
-            return Err(Error::Invalid("quote: amounts must be non-negative and surge 10000-100000 bps".into()));
-        }
         let open = self.open_trips_by_rider.get(&rider_id).copied().unwrap_or(0);
         if open >= self.rules.open_trips_per_rider {
             return Err(Error::TooManyOpenTrips(self.rules.open_trips_per_rider));
+        }
+        let book = self.price_book();
+        let zone = Arc::clone(book.catalog.lookup(new.pickup.point)?);
+        let surge_bps = book.surge_bps(zone.id);
+        let coupon = new.coupon.as_deref().map(|code| book.coupon(code)).transpose()?.map(Arc::clone);
+        let quote = crate::zone::price(
+            &zone,
+            surge_bps,
+            &new.category,
+            &new.route,
+            coupon.as_deref().map(|c| (c, rider_id)),
+            now,
+        )?;
+        let pricing = *zone.spec.pricing.get(&new.category).ok_or_else(|| Error::NoPricing(new.category.clone()))?;
+        if let Some(bid) = new.bid_minor
+            && !(1..=MAX_BID_MINOR).contains(&bid)
+        {
+            return Err(Error::Invalid(format!("bid amount_minor must be 1 to {MAX_BID_MINOR}")));
         }
 
         let trip = Trip {
@@ -464,11 +569,25 @@ impl State {
             dropoff: new.dropoff.clone(),
             parcel: new.parcel.clone(),
             fare: TripFare {
-                estimate_minor: q.estimate_minor,
+                estimate_minor: new.bid_minor.unwrap_or(quote.fare.amount_minor),
                 final_minor: None,
-                currency: q.currency,
-                surge_bps: q.surge_bps,
-                discount_minor: q.discount_minor,
+                currency: quote.fare.currency,
+                surge_bps: quote.surge_bps,
+                discount_minor: quote.discount_minor,
+                locked: LockedPrice {
+                    pricing,
+                    extra_fee_minor: zone.spec.extra_fee_minor,
+                    coupon: coupon.as_ref().map(|c| LockedCoupon {
+                        id: c.coupon.id,
+                        code: c.coupon.code.clone(),
+                        discount: c.coupon.discount,
+                    }),
+                    route: new.route,
+                    agreed_minor: None,
+                },
+                estimate_breakdown: quote.breakdown,
+                final_breakdown: None,
+                cancel_fee_minor: None,
             },
             payment: TripPayment { method: new.payment_method, status: crate::trip::PaymentStatus::Pending },
             pickup_code,
@@ -483,9 +602,17 @@ impl State {
             ended_at: None,
             distance_m: None,
             cancellation: None,
+            zone_id: zone.id,
+            rider_offer_minor: new.bid_minor,
+            bids: Vec::new(),
+            rider_rating: None,
+            driver_rating: None,
         };
         self.trips.insert(id, Arc::new(trip));
         self.open_trips_by_rider.insert(rider_id, open + 1);
+        if let Some(code) = &new.coupon {
+            self.count_coupon_use(code, rider_id, true, fx);
+        }
         self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(id)));
         fx.trips.push(id);
         self.dispatch_round(id, now, fx)?;
@@ -501,8 +628,13 @@ impl State {
             return Err(Error::DriverNotAvailable(driver_id));
         }
         check_live(&offer, trip_id, now)?;
+        self.assign(trip_id, driver_id, now, fx)
+    }
 
-        // Every check passed: the trip and the driver change together.
+    /// Gives the searching `trip_id` to the available `driver_id`: every check has
+    /// passed. The trip and the driver change together; the other offers of the trip,
+    /// and the driver's offers of other trips, are withdrawn.
+    fn assign(&mut self, trip_id: TripId, driver_id: UserId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
         let t = self.trip_mut(trip_id, fx)?;
         t.set_status(TripStatus::Accepted, now)?;
         t.driver_id = Some(driver_id);
@@ -611,16 +743,16 @@ impl State {
             return Err(trip.refuse("complete"));
         }
         let rider_id = trip.rider_id;
+        let priced = final_price(trip, distance_m, now)?;
         let t = self.trip_mut(trip_id, fx)?;
         t.set_status(TripStatus::Completed, now)?;
         t.ended_at = Some(now);
-        t.distance_m = distance_m;
+        t.distance_m = Some(priced.distance_m);
         if let Some(point) = dropoff {
             t.dropoff.point = point;
         }
-        // The fare engine (issue 5) recomputes the final fare from the actual route;
-        // until then the locked estimate is what the rider pays.
-        t.fare.final_minor = Some(t.fare.estimate_minor);
+        t.fare.final_minor = Some(priced.fare_minor);
+        t.fare.final_breakdown = priced.breakdown;
         self.release_driver(driver_id, fx)?;
         self.close_open_trip(rider_id);
         self.trip_updated(trip_id, fx)
@@ -660,16 +792,29 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
+        let trip = self.trip_ref(trip_id)?;
+        // A rider who cancels after the free window pays the fee; staff never charge one.
+        let fee = match (by, trip.accepted_at, trip.status.has_driver()) {
+            (CancelledBy::Rider, Some(accepted_at), true) => {
+                Some(crate::fare::cancellation_fee(&trip.fare.locked.pricing, accepted_at, now).map_err(fare_error)?)
+            }
+            _ => None,
+        };
         let t = self.trip_mut(trip_id, fx)?;
         t.set_status(TripStatus::Cancelled, now)?;
         t.ended_at = Some(now);
         t.cancellation = Some(Cancellation { by, reason: reason.to_owned(), at: now });
+        t.fare.cancel_fee_minor = fee.filter(|&f| f > 0);
         let (driver, rider) = (t.driver_id, t.rider_id);
+        let coupon = t.fare.locked.coupon.as_ref().map(|c| c.code.clone());
         self.withdraw_trip_offers(trip_id, WithdrawReason::Cancelled, fx)?;
         if let Some(d) = driver {
             self.release_driver(d, fx)?;
         }
         self.close_open_trip(rider);
+        if let Some(code) = coupon {
+            self.count_coupon_use(&code, rider, false, fx);
+        }
         self.trip_updated(trip_id, fx)
     }
 
@@ -812,6 +957,9 @@ impl State {
                 Deadline::OfferLapse { trip_id, driver_id } => self.lapse_offer(trip_id, driver_id, at, now, fx)?,
                 Deadline::TripTimeout(trip_id) => self.expire_trip(trip_id, at, now, fx)?,
                 Deadline::Redispatch(trip_id) => self.dispatch_round(trip_id, now, fx)?,
+                Deadline::Surge => self.recompute_surge(now, fx),
+                Deadline::DisconnectGrace(driver_id) => self.disconnect_grace_over(driver_id, at, now, fx)?,
+                Deadline::Housekeeping => self.housekeeping(now),
             }
         }
         Ok(())
@@ -854,8 +1002,12 @@ impl State {
         t.set_status(TripStatus::Expired, now)?;
         t.ended_at = Some(now);
         let rider = t.rider_id;
+        let coupon = t.fare.locked.coupon.as_ref().map(|c| c.code.clone());
         self.withdraw_trip_offers(trip_id, WithdrawReason::Expired, fx)?;
         self.close_open_trip(rider);
+        if let Some(code) = coupon {
+            self.count_coupon_use(&code, rider, false, fx);
+        }
         self.trip_updated(trip_id, fx)?;
         Ok(())
     }
@@ -976,6 +1128,59 @@ impl State {
     }
 }
 
+/// Moves shorter than this are GPS noise, never suspected spoofing, however fast.
+const SPOOF_TOLERANCE_M: f64 = 100.0;
+
+/// The largest price a rider may name or a driver bid, minor units (10 million: far
+/// above any ride, far below overflow).
+pub const MAX_BID_MINOR: i64 = 10_000_000_000;
+
+/// A fare error on inputs the engine validated itself: a bug, or an absurd route.
+fn fare_error(e: crate::fare::FareError) -> Error {
+    Error::Invalid(format!("cannot price this ride: {e}"))
+}
+
+/// The final price of a trip.
+struct FinalPrice {
+    fare_minor: i64,
+    distance_m: u32,
+    breakdown: Option<crate::fare::Breakdown>,
+}
+
+/// The final fare of `trip` completed at `now`: the locked prices and surge on the actual
+/// distance (`reported_m`, else the planned route's) and the actual ride time, plus the
+/// waiting fee; or exactly the agreed price of a bidding trip.
+fn final_price(trip: &Trip, reported_m: Option<u32>, now: Timestamp) -> Result<FinalPrice> {
+    let locked = &trip.fare.locked;
+    let planned_m = u32::try_from(locked.route.distance_m).unwrap_or(u32::MAX);
+    let distance_m = reported_m.unwrap_or(planned_m);
+    if let Some(agreed) = locked.agreed_minor {
+        return Ok(FinalPrice { fare_minor: agreed, distance_m, breakdown: None });
+    }
+    let started = trip.started_at.unwrap_or(now);
+    let secs = |from: Timestamp, to: Timestamp| u64::try_from(to.millis_since(from) / 1000).unwrap_or(0);
+    let waited_s = trip.arrived_at.map_or(0, |arrived| secs(arrived, started));
+    let actual = crate::route::Route {
+        distance_m: u64::from(distance_m),
+        duration_s: secs(started, now),
+        source: locked.route.source,
+    };
+    let quote = crate::fare::final_fare(
+        &locked.pricing,
+        trip.fare.currency,
+        locked.extra_fee_minor,
+        &actual,
+        trip.fare.surge_bps,
+        waited_s,
+        locked.coupon.as_ref().map(|c| &c.discount),
+    )
+    .map_err(fare_error)?;
+    Ok(FinalPrice { fare_minor: quote.fare.amount_minor, distance_m, breakdown: Some(quote.breakdown) })
+}
+
+mod account;
+mod catalog;
+mod extras;
+
 #[cfg(test)]
-#[path = "state_tests.rs"]
 mod tests;

@@ -1,0 +1,177 @@
+//! Sign-in codes, token revocation and driver presence.
+//!
+//! Guarantees:
+//! - OTP send limits and lockouts are state, changed only by logged commands, so they
+//!   survive restarts (see [`crate::otp`]); a wrong code is *counted* (the command
+//!   succeeds with [`Outcome::OtpRefused`]) rather than refused, because a refused command
+//!   changes nothing and a brute-forcer must not get free attempts;
+//! - a driver's signing in needs a driver account made by an admin (with a vehicle); a
+//!   rider's first sign-in creates the rider;
+//! - revoking a user's tokens bumps their generation: the server refuses every token
+//!   minted with an older one;
+//! - a driver whose socket dropped is offered nothing; on a trip, the driver keeps it for
+//!   `disconnect_grace_s`, after which an accepted (not yet started) trip goes back to
+//!   searching and the driver offline. A ride in progress is never taken away.
+
+use std::sync::Arc;
+
+use super::{Deadline, Effects, State, Who};
+use crate::clock::Timestamp;
+use crate::command::{Event, Outcome};
+use crate::driver::Availability;
+use crate::error::{Error, Result};
+use crate::id::UserId;
+use crate::otp::{Attempt, OtpRecord};
+use crate::trip::{TripStatus, WithdrawReason};
+use crate::user::{self, Role, User};
+
+/// How often idle OTP records are forgotten.
+const HOUSEKEEPING_S: u32 = 10 * 60;
+
+impl State {
+    pub(super) fn issue_otp(
+        &mut self,
+        who: Who,
+        phone: &str,
+        role: Role,
+        code_hash: &[u8; 32],
+        now: Timestamp,
+    ) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("only the server issues sign-in codes".into()));
+        }
+        user::validate_phone(phone)?;
+        if !matches!(role, Role::Rider | Role::Driver) {
+            return Err(Error::Invalid("role must be rider or driver".into()));
+        }
+        let mut record = self.otps.get(phone).cloned().unwrap_or_else(|| OtpRecord::new(role));
+        record.issue(role, *code_hash, now)?;
+        self.otps.insert(phone.to_owned(), record);
+        if !self.deadlines.iter().any(|(_, d)| *d == Deadline::Housekeeping) {
+            self.deadlines.insert((now.plus_secs(HOUSEKEEPING_S), Deadline::Housekeeping));
+        }
+        Ok(Outcome::OtpIssued { expires_in_s: crate::otp::CODE_TTL_S })
+    }
+
+    pub(super) fn verify_otp(
+        &mut self,
+        who: Who,
+        phone: &str,
+        code_hash: &[u8; 32],
+        new_user_id: Option<UserId>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("only the server verifies sign-in codes".into()));
+        }
+        let new_user_id = new_user_id.ok_or_else(|| Error::Internal("user id not stamped".into()))?;
+        let Some(mut record) = self.otps.get(phone).cloned() else {
+            return Err(Error::InvalidOtp);
+        };
+        let role = match record.verify(code_hash, now) {
+            Attempt::Refused(e) => return Err(e),
+            Attempt::Wrong => {
+                let locked = record.locked_until.is_some_and(|t| t > now);
+                self.otps.insert(phone.to_owned(), record);
+                return Ok(Outcome::OtpRefused { locked });
+            }
+            Attempt::Good(role) => role,
+        };
+        let existing = self.user_by_phone(role, phone).cloned();
+        let user = match (existing, role) {
+            (Some(u), _) => u,
+            (None, Role::Rider) => {
+                if self.users.contains_key(&new_user_id) {
+                    return Err(Error::Internal(format!("user {new_user_id} already exists")));
+                }
+                let u = Arc::new(User {
+                    id: new_user_id,
+                    role: Role::Rider,
+                    name: "Rider".into(),
+                    phone: phone.to_owned(),
+                    vehicle: None,
+                    token_generation: 0,
+                    suspended: false,
+                    created_at: now,
+                });
+                self.phones.insert((Role::Rider, phone.to_owned()), new_user_id);
+                self.users.insert(new_user_id, Arc::clone(&u));
+                fx.users.push(new_user_id);
+                u
+            }
+            (None, _) => {
+                return Err(Error::Forbidden("no driver account has this phone number; ask an operator".into()));
+            }
+        };
+        self.otps.insert(phone.to_owned(), record);
+        Ok(Outcome::User(user))
+    }
+
+    pub(super) fn housekeeping(&mut self, now: Timestamp) {
+        self.otps.retain(|_, r| !r.is_idle(now));
+        if !self.otps.is_empty() {
+            self.deadlines.insert((now.plus_secs(HOUSEKEEPING_S), Deadline::Housekeeping));
+        }
+    }
+
+    /// The OTP record of a phone (for tests and operators).
+    pub fn otp(&self, phone: &str) -> Option<&OtpRecord> {
+        self.otps.get(phone)
+    }
+
+    pub(super) fn revoke_tokens(&mut self, who: Who, user_id: UserId, fx: &mut Effects) -> Result<Outcome> {
+        Self::require_admin(who, "revokes tokens")?;
+        let u = self.users.get_mut(&user_id).ok_or_else(|| Error::not_found("user", user_id))?;
+        Arc::make_mut(u).token_generation += 1;
+        fx.users.push(user_id);
+        Ok(Outcome::User(Arc::clone(u)))
+    }
+
+    pub(super) fn set_presence(&mut self, who: Who, connected: bool, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let id = self.driver_of(who)?;
+        let d = self.driver_mut(id, fx)?;
+        d.connected = Some((connected, now));
+        let trip_id = d.trip_id;
+        if !connected {
+            // Offers out to a driver who cannot see them go to the next drivers.
+            self.withdraw_driver_offers(id, None, WithdrawReason::Expired, now, fx)?;
+            if trip_id.is_some() {
+                self.deadlines.insert((now.plus_secs(self.rules.disconnect_grace_s), Deadline::DisconnectGrace(id)));
+            }
+        }
+        if let Some(trip_id) = trip_id {
+            fx.events.push(Event::DriverPresence { driver_id: id, trip_id, connected });
+        }
+        Ok(Outcome::Driver(Arc::clone(self.driver_ref(id)?)))
+    }
+
+    /// The grace of a driver who disconnected at `at − disconnect_grace_s` is over.
+    pub(super) fn disconnect_grace_over(
+        &mut self,
+        driver_id: UserId,
+        at: Timestamp,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let Some(d) = self.drivers.get(&driver_id) else { return Ok(()) };
+        let gone_since = match d.connected {
+            Some((false, since)) => since,
+            _ => return Ok(()),
+        };
+        if gone_since.plus_secs(self.rules.disconnect_grace_s) > at {
+            return Ok(()); // dropped again later: that drop has its own deadline
+        }
+        let Some(trip_id) = d.trip_id else { return Ok(()) };
+        let status = self.trip_ref(trip_id)?.status;
+        if !matches!(status, TripStatus::Accepted | TripStatus::Arrived) {
+            return Ok(());
+        }
+        self.driver_cancel(trip_id, now, fx)?;
+        let d = self.driver_mut(driver_id, fx)?;
+        if d.availability == Availability::Available {
+            d.availability = Availability::Offline;
+        }
+        Ok(())
+    }
+}
