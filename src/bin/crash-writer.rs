@@ -45,6 +45,7 @@ fn run() -> Result<(), Error> {
     }
     let dir = dir.ok_or_else(|| Error::Invalid("usage: crash-writer --data-dir DIR [--max N] [--seconds S]".into()))?;
     let engine = Engine::open(EngineConfig::default().with_data_dir(dir))?;
+    scenario::ensure_zone(&engine)?;
     let out = std::io::stdout();
     let mut out = out.lock();
     let say = |out: &mut std::io::StdoutLock<'_>, line: String| {
