@@ -4,7 +4,8 @@
 
 use dispatch_core::route::StraightLine;
 use dispatch_core::{
-    Actor, Category, Engine, Error, LatLng, NewTrip, NewUser, PaymentMethod, Place, Role, TripKind, UserId, Vehicle, demo,
+    Actor, Category, Engine, Error, LatLng, NewTrip, NewUser, PaymentMethod, Place, Role, TripKind, UserId, Vehicle,
+    demo,
 };
 
 /// Cairo's Tahrir Square: where scenarios happen unless they say otherwise.

@@ -8,18 +8,18 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::Alert;
 use crate::clock::Timestamp;
 use crate::driver::Driver;
-use crate::geo::LatLng;
 use crate::fare::Coupon;
+use crate::geo::LatLng;
 use crate::id::{AlertId, BidId, CouponId, IdSource, TripId, UserId, ZoneId};
 use crate::route::Route;
-use crate::zone::ZoneSpec;
 use crate::state::State;
-use crate::alert::Alert;
 use crate::trip::{Bid, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
-use crate::zone::{CouponRecord, Zone};
 use crate::user::{Category, Role, User, Vehicle};
+use crate::zone::ZoneSpec;
+use crate::zone::{CouponRecord, Zone};
 
 /// Who is asking. The engine looks the role up itself; it never trusts a claimed role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -175,7 +175,11 @@ impl IdempotencyKey {
     /// Refuses an empty, too long or non-printable key.
     pub fn validate(&self) -> crate::Result<()> {
         let ok = (1..=Self::MAX_LEN).contains(&self.key.len()) && self.key.bytes().all(|b| (0x20..0x7f).contains(&b));
-        if ok { Ok(()) } else { Err(crate::Error::Invalid("Idempotency-Key must be 1-255 printable ASCII characters".into())) }
+        if ok {
+            Ok(())
+        } else {
+            Err(crate::Error::Invalid("Idempotency-Key must be 1-255 printable ASCII characters".into()))
+        }
     }
 }
 

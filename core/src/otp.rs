@@ -51,7 +51,14 @@ pub struct OtpRecord {
 impl OtpRecord {
     /// A record with no code yet.
     pub fn new(role: Role) -> Self {
-        OtpRecord { role, code_hash: None, expires_at: Timestamp::from_millis(0), sent: Vec::new(), wrong: 0, locked_until: None }
+        OtpRecord {
+            role,
+            code_hash: None,
+            expires_at: Timestamp::from_millis(0),
+            sent: Vec::new(),
+            wrong: 0,
+            locked_until: None,
+        }
     }
 
     /// Whether the record can be forgotten at `now` (nothing in it still matters).

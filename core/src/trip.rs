@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::geo::LatLng;
 use crate::fare::{Breakdown, CouponDiscount, Pricing};
+use crate::geo::LatLng;
 use crate::id::{BidId, CouponId, TripId, UserId, ZoneId};
 use crate::money::Currency;
 use crate::route::Route;

@@ -11,14 +11,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::alert::Alert;
+use crate::driver::Driver;
 use crate::geo::{LatLng, haversine_m};
 use crate::id::{AlertId, ZoneId};
-use crate::zone::{Catalog, CouponRecord, PriceBook, SurgeReading};
-use crate::driver::Driver;
 use crate::id::{TripId, UserId};
 use crate::state::{Effects, State};
 use crate::trip::Trip;
 use crate::user::{Role, User};
+use crate::zone::{Catalog, CouponRecord, PriceBook, SurgeReading};
 
 /// A consistent, durable picture of the live world.
 #[derive(Debug, Default)]

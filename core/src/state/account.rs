@@ -128,7 +128,13 @@ impl State {
         Ok(Outcome::User(Arc::clone(u)))
     }
 
-    pub(super) fn set_presence(&mut self, who: Who, connected: bool, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+    pub(super) fn set_presence(
+        &mut self,
+        who: Who,
+        connected: bool,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
         let id = self.driver_of(who)?;
         let d = self.driver_mut(id, fx)?;
         d.connected = Some((connected, now));

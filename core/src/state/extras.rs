@@ -62,8 +62,7 @@ impl State {
         if replaces.is_none() && trip.bids.len() >= MAX_BIDS_PER_TRIP {
             return Err(Error::Invalid(format!("trip {trip_id} has too many bids")));
         }
-        let bid =
-            Bid { id, driver_id, amount_minor, distance_to_pickup_m: offer.distance_to_pickup_m, at: now };
+        let bid = Bid { id, driver_id, amount_minor, distance_to_pickup_m: offer.distance_to_pickup_m, at: now };
         let t = self.trip_mut(trip_id, fx)?;
         // A driver has one bid per trip: a new one replaces the old.
         match replaces {

@@ -18,20 +18,20 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::Alert;
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
 use crate::driver::{Availability, Driver, Fix, MAX_PENDING_OFFERS};
 use crate::error::{Error, Result};
 use crate::geo::{CategoryCode, DriverIndex, IndexedDriver, LatLng, haversine_m};
-use crate::alert::Alert;
 use crate::id::{AlertId, TripId, UserId, ZoneId};
 use crate::otp::OtpRecord;
-use crate::zone::{Catalog, CouponRecord, SurgeReading};
 use crate::trip::{
     Cancellation, CancelledBy, LockedCoupon, LockedPrice, MAX_OFFERS_PER_TRIP, MAX_REASON_LEN, Offer, OfferState,
     PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
 };
 use crate::user::{self, Role, User};
+use crate::zone::{Catalog, CouponRecord, SurgeReading};
 
 /// A moment at which the engine must act, kept in time order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -90,7 +90,6 @@ pub struct Remembered {
     /// When it may be forgotten.
     pub expires_at: Timestamp,
 }
-
 
 /// Every driver with a known position, in an R-tree (see [`DriverIndex`]).
 /// Derived data: always equal, so `State`'s equality is that of its records.
@@ -164,7 +163,11 @@ pub struct Effects {
 impl Effects {
     /// Nothing recorded.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && !self.catalog && self.trips.is_empty() && self.users.is_empty() && self.drivers.is_empty()
+        self.events.is_empty()
+            && !self.catalog
+            && self.trips.is_empty()
+            && self.users.is_empty()
+            && self.drivers.is_empty()
     }
 
     /// Forgets everything recorded.
@@ -300,7 +303,9 @@ impl State {
             Command::CreateZone { id, zone } => self.create_zone(who, *id, zone, now, fx),
             Command::ReplaceZone { zone_id, zone } => self.replace_zone(who, *zone_id, zone, now, fx),
             Command::CreateCoupon { id, coupon } => self.create_coupon(who, *id, coupon, now, fx),
-            Command::PlaceBid { id, trip_id, amount_minor } => self.place_bid(who, *id, *trip_id, *amount_minor, now, fx),
+            Command::PlaceBid { id, trip_id, amount_minor } => {
+                self.place_bid(who, *id, *trip_id, *amount_minor, now, fx)
+            }
             Command::AcceptBid { trip_id, bid_id } => self.accept_bid(who, *trip_id, *bid_id, now, fx),
             Command::RateTrip { trip_id, stars, comment } => {
                 self.rate_trip(who, *trip_id, *stars, comment.as_deref(), now, fx)

@@ -3,10 +3,10 @@
 //! replaying the recorded commands gives the same state.
 
 use super::*;
-use crate::command::LocationReport;
-use crate::route::StraightLine;
+use crate::command::{IdempotencyKey, LocationReport};
 use crate::engine::{Record, replay};
 use crate::id::{IdSource, RandomIds};
+use crate::route::StraightLine;
 use crate::trip::{PaymentMethod, Place};
 use crate::user::{Category, Vehicle};
 
@@ -111,10 +111,8 @@ impl World {
             category: Category::new("economy").unwrap(),
             parcel: None,
             payment_method: PaymentMethod::Cash,
-            route: StraightLine::default().between(
-                LatLng::new(CAIRO.0, CAIRO.1).unwrap(),
-                LatLng::new(30.06, 31.25).unwrap(),
-            ),
+            route: StraightLine::default()
+                .between(LatLng::new(CAIRO.0, CAIRO.1).unwrap(), LatLng::new(30.06, 31.25).unwrap()),
             coupon: None,
             bid_minor: None,
         }
@@ -579,5 +577,405 @@ fn a_suspended_driver_goes_offline_and_cannot_come_back_until_reinstated() {
     w.run(Actor::Admin, suspend(false)).unwrap();
     w.run(Actor::User(a), Command::SetDriverStatus { online: true, location: None }).unwrap();
     assert!(w.state.user(a).is_some_and(|u| !u.suspended));
+    w.finish();
+}
+
+// ----- zones, prices, coupons, surge ---------------------------------------------
+
+fn coupon(code: &str, percent_bps: u32, max_uses_per_rider: Option<u64>) -> crate::fare::Coupon {
+    crate::fare::Coupon {
+        id: crate::id::CouponId::from_raw(1).unwrap(),
+        code: code.into(),
+        discount: crate::fare::CouponDiscount::Percent { percent_bps, max_discount_minor: None },
+        min_fare_minor: None,
+        valid_from: None,
+        valid_until: None,
+        max_uses: None,
+        max_uses_per_rider,
+        currency: None,
+    }
+}
+
+impl World {
+    fn zone_id(&self) -> ZoneId {
+        self.state.price_book().catalog.zones().next().unwrap().id
+    }
+
+    fn add_coupon(&mut self, c: crate::fare::Coupon) {
+        self.run(Actor::Admin, Command::CreateCoupon { id: None, coupon: Box::new(c) }).unwrap();
+    }
+}
+
+#[test]
+fn only_admins_change_zones_and_a_zone_must_be_valid() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let spec = crate::demo::cairo().unwrap();
+    let as_rider = Command::CreateZone { id: None, zone: Box::new(spec.clone()) };
+    assert!(matches!(w.run(Actor::User(rider), as_rider), Err(Error::Forbidden(_))));
+    let mut bad = spec.clone();
+    bad.surge.max_bps = 9_000;
+    assert!(matches!(
+        w.run(Actor::Admin, Command::CreateZone { id: None, zone: Box::new(bad) }),
+        Err(Error::Invalid(_))
+    ));
+    let mut bad = spec.clone();
+    bad.name = String::new();
+    assert!(matches!(
+        w.run(Actor::Admin, Command::CreateZone { id: None, zone: Box::new(bad) }),
+        Err(Error::Invalid(_))
+    ));
+    let mut bad = spec;
+    bad.pricing.values_mut().for_each(|p| p.base_minor = -1);
+    let zone_id = w.zone_id();
+    let replace = Command::ReplaceZone { zone_id, zone: Box::new(bad) };
+    assert!(matches!(w.run(Actor::Admin, replace), Err(Error::Invalid(_))));
+    // A driver's category must be priced somewhere.
+    let moto = Vehicle { category: Category::new("moto").unwrap(), plate: "M 1".into() };
+    let new =
+        NewUser { id: None, role: Role::Driver, name: "M".into(), phone: "+201099999999".into(), vehicle: Some(moto) };
+    assert!(matches!(w.run(Actor::Admin, Command::CreateUser(new)), Err(Error::Invalid(_))));
+    w.finish();
+}
+
+#[test]
+fn the_price_is_computed_by_the_engine_locked_at_booking_and_equal_to_the_estimate() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let new = w.new_trip();
+    let estimate =
+        w.state.price_book().estimate(new.pickup.point, &new.route, Some(&new.category), None, rider, w.now).unwrap();
+    let trip = w.trip(rider);
+    let t = w.get(trip);
+    let (_, quote) = &estimate.quotes[0];
+    assert_eq!(t.fare.estimate_minor, quote.fare.amount_minor);
+    assert_eq!(t.fare.estimate_breakdown, quote.breakdown);
+    assert_eq!(t.zone_id, estimate.zone.id);
+    // A zone edited after booking does not change the trip's prices.
+    let mut dearer = crate::demo::cairo().unwrap();
+    dearer.pricing.values_mut().for_each(|p| p.base_minor *= 10);
+    let zone_id = w.zone_id();
+    w.run(Actor::Admin, Command::ReplaceZone { zone_id, zone: Box::new(dearer) }).unwrap();
+    assert_eq!(w.get(trip).fare.locked.pricing, crate::demo::ECONOMY);
+    w.finish();
+}
+
+#[test]
+fn a_coupon_discounts_is_counted_per_rider_and_given_back_on_cancel() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    w.add_coupon(coupon("HALF", 5_000, Some(1)));
+    let mut new = w.new_trip();
+    new.coupon = Some("HALF".into());
+    let t = match w.run(Actor::User(rider), Command::CreateTrip(new.clone())).unwrap() {
+        Outcome::Trip(t) => t,
+        o => panic!("{o:?}"),
+    };
+    let before = t.fare.estimate_breakdown;
+    assert!(t.fare.discount_minor > 0);
+    assert_eq!(t.fare.discount_minor, (t.fare.estimate_minor + t.fare.discount_minor + 1) / 2, "half, rounded up");
+    assert_eq!(before.discount_minor, t.fare.discount_minor);
+    // Used up by this rider while the first trip is open.
+    assert!(matches!(w.run(Actor::User(rider), Command::CreateTrip(new.clone())), Err(Error::CouponInvalid(_))));
+    let mut unknown = new.clone();
+    unknown.coupon = Some("NOPE".into());
+    assert!(matches!(w.run(Actor::User(rider), Command::CreateTrip(unknown)), Err(Error::CouponInvalid(_))));
+    // Cancelling gives the use back.
+    w.run(Actor::User(rider), Command::CancelTrip { trip_id: t.id, reason: "changed plans".into() }).unwrap();
+    w.run(Actor::User(rider), Command::CreateTrip(new)).unwrap();
+    // Codes are unique.
+    let dup = Command::CreateCoupon { id: None, coupon: Box::new(coupon("HALF", 1_000, None)) };
+    assert!(matches!(w.run(Actor::Admin, dup), Err(Error::Invalid(_))));
+    w.finish();
+}
+
+#[test]
+fn surge_follows_demand_over_supply_on_its_timer_and_is_locked_into_trips() {
+    let rules = DispatchRules { offers_per_round: 1, search_radius_m: 100, stale_location_s: 3_600, ..rules() };
+    let mut w = World::new(rules);
+    let _driver = w.driver(0.01);
+    let riders: Vec<UserId> = (0..3).map(|_| w.rider()).collect();
+    let first = w.trip(riders[0]);
+    assert_eq!(w.get(first).fare.surge_bps, 10_000, "no surge before the first recomputation");
+    // 3 searching trips (the driver was offered one and has not answered), 1 available driver.
+    w.trip(riders[1]);
+    w.trip(riders[2]);
+    w.advance(i64::from(w.state.rules().surge_interval_s));
+    let zone = w.zone_id();
+    let reading = *w.state.price_book().surge.get(&zone).unwrap();
+    assert_eq!((reading.demand, reading.supply), (3, 1));
+    assert_eq!(reading.bps, 20_000, "ratio 3.0 → 10000 + 20000/2");
+    let late = w.rider();
+    let t = w.trip(late);
+    assert_eq!(w.get(t).fare.surge_bps, 20_000);
+    assert_eq!(w.get(first).fare.surge_bps, 10_000, "booked trips keep their surge");
+    w.finish();
+}
+
+// ----- bidding, ratings, alerts ------------------------------------------------------
+
+#[test]
+fn a_rider_picks_a_bid_and_the_trip_is_assigned_at_that_price_atomically() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let a = w.driver(0.5);
+    let b = w.driver(0.6);
+    let mut new = w.new_trip();
+    new.bid_minor = Some(4_000);
+    let trip = match w.run(Actor::User(rider), Command::CreateTrip(new)).unwrap() {
+        Outcome::Trip(t) => t.id,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!(w.get(trip).fare.estimate_minor, 4_000, "the rider's price");
+    let bid = |w: &mut World, d: UserId, amount_minor: i64| match w
+        .run(Actor::User(d), Command::PlaceBid { id: None, trip_id: trip, amount_minor })
+    {
+        Ok(Outcome::Bid { bid, .. }) => Ok(bid),
+        Ok(o) => panic!("{o:?}"),
+        Err(e) => Err(e),
+    };
+    let stranger = w.driver(50.0);
+    assert_eq!(bid(&mut w, stranger, 4_500), Err(Error::NotOffered(trip)));
+    assert!(matches!(bid(&mut w, a, 0), Err(Error::Invalid(_))));
+    let bid_a = bid(&mut w, a, 4_800).unwrap();
+    let bid_b = bid(&mut w, b, 4_500).unwrap();
+    assert_eq!(w.get(trip).bids.len(), 2);
+    // Only the rider picks.
+    let pick = |bid_id| Command::AcceptBid { trip_id: trip, bid_id };
+    assert!(matches!(w.run(Actor::User(a), pick(bid_a.id)), Err(Error::Forbidden(_))));
+    // Driver b goes busy on another trip: their bid can no longer win.
+    let other_rider = w.rider();
+    let other = w.trip(other_rider);
+    assert!(w.offered(other).contains(&b));
+    w.accept(b, other).unwrap();
+    assert_eq!(w.run(Actor::User(rider), pick(bid_b.id)), Err(Error::DriverNotAvailable(b)));
+    let t = match w.run(Actor::User(rider), pick(bid_a.id)).unwrap() {
+        Outcome::Trip(t) => t,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!((t.status, t.driver_id, t.fare.estimate_minor), (TripStatus::Accepted, Some(a), 4_800));
+    assert!(matches!(w.run(Actor::User(rider), pick(bid_a.id)), Err(Error::InvalidTransition { .. })));
+    // The agreed price is the final fare, whatever the distance.
+    w.run(Actor::User(a), Command::DriverArrived { trip_id: trip }).unwrap();
+    let code = w.get(trip).pickup_code.to_string();
+    w.run(Actor::User(a), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+    w.advance(3_000);
+    w.run(Actor::User(a), Command::CompleteTrip { trip_id: trip, distance_m: Some(90_000), dropoff: None }).unwrap();
+    assert_eq!(w.get(trip).fare.final_minor, Some(4_800));
+    w.finish();
+}
+
+#[test]
+fn waiting_beyond_the_free_minutes_is_charged_per_started_minute() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let d = w.driver(0.5);
+    let trip = w.trip(rider);
+    w.accept(d, trip).unwrap();
+    w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
+    w.advance(180 + 61); // free 180 s, then 61 s: two started minutes
+    let code = w.get(trip).pickup_code.to_string();
+    w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+    w.advance(960);
+    w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: Some(8230), dropoff: None }).unwrap();
+    let t = w.get(trip);
+    assert_eq!(t.fare.final_breakdown.unwrap().waiting_minor, 100);
+    assert_eq!(t.fare.final_minor, Some(6704 + 100));
+    w.finish();
+}
+
+#[test]
+fn a_rider_cancelling_late_pays_the_fee_staff_never_charge() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let d = w.driver(0.5);
+    let trip = w.trip(rider);
+    w.accept(d, trip).unwrap();
+    w.advance(121);
+    w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, reason: "late".into() }).unwrap();
+    assert_eq!(w.get(trip).fare.cancel_fee_minor, Some(1000));
+    let d = w.driver(0.4); // the first one's position is stale by now
+    let trip = w.trip(rider);
+    w.accept(d, trip).unwrap();
+    w.advance(500);
+    w.run(Actor::Admin, Command::CancelTrip { trip_id: trip, reason: "ops".into() }).unwrap();
+    assert_eq!(w.get(trip).fare.cancel_fee_minor, None);
+    w.finish();
+}
+
+fn complete_a_trip(w: &mut World) -> (UserId, UserId, TripId) {
+    let rider = w.rider();
+    let d = w.driver(0.5);
+    let trip = w.trip(rider);
+    w.accept(d, trip).unwrap();
+    w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
+    let code = w.get(trip).pickup_code.to_string();
+    w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+    w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: None, dropoff: None }).unwrap();
+    (rider, d, trip)
+}
+
+#[test]
+fn a_trip_is_rated_once_by_each_side_after_completion() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let open = w.trip(rider);
+    let rate = |trip_id, stars| Command::RateTrip { trip_id, stars, comment: Some("ok".into()) };
+    assert!(matches!(w.run(Actor::User(rider), rate(open, 5)), Err(Error::InvalidTransition { .. })));
+    let (rider, d, trip) = complete_a_trip(&mut w);
+    assert!(matches!(w.run(Actor::User(rider), rate(trip, 6)), Err(Error::Invalid(_))));
+    w.run(Actor::User(rider), rate(trip, 5)).unwrap();
+    assert!(matches!(w.run(Actor::User(rider), rate(trip, 4)), Err(Error::InvalidTransition { .. })));
+    w.run(Actor::User(d), rate(trip, 3)).unwrap();
+    let other = w.rider();
+    assert!(matches!(w.run(Actor::User(other), rate(trip, 1)), Err(Error::NotFound { .. })));
+    let t = w.get(trip);
+    assert_eq!((t.rider_rating.as_ref().unwrap().stars, t.driver_rating.as_ref().unwrap().stars), (5, 3));
+    w.finish();
+}
+
+#[test]
+fn sos_alerts_are_raised_by_the_trip_people_and_acknowledged_once_by_staff() {
+    let mut w = World::new(rules());
+    let (rider, _, trip) = complete_a_trip(&mut w);
+    let other = w.rider();
+    let sos = |trip_id| Command::RaiseSos { id: None, trip_id, location: None, note: Some("help".into()) };
+    assert!(matches!(w.run(Actor::User(other), sos(trip)), Err(Error::NotFound { .. })));
+    let alert = match w.run(Actor::User(rider), sos(trip)).unwrap() {
+        Outcome::Alert(a) => a,
+        o => panic!("{o:?}"),
+    };
+    assert!(alert.location.is_some(), "the driver's last position or the pickup");
+    assert!(matches!(w.events().last(), Some(Event::AlertRaised { .. })));
+    let ack = Command::AckAlert { alert_id: alert.id };
+    assert!(matches!(w.run(Actor::User(rider), ack.clone()), Err(Error::Forbidden(_))));
+    w.run(Actor::Admin, ack.clone()).unwrap();
+    assert!(matches!(w.run(Actor::Admin, ack), Err(Error::InvalidTransition { .. })));
+    assert_eq!(w.state.alert(alert.id).unwrap().status, crate::alert::AlertStatus::Acknowledged);
+    w.finish();
+}
+
+// ----- accounts, presence, positions ------------------------------------------------------
+
+#[test]
+fn otp_wrong_codes_are_counted_durably_and_lock_the_phone() {
+    let mut w = World::new(rules());
+    let phone = "+201011112222".to_string();
+    let issue = |code: u8| Command::IssueOtp { phone: phone.clone(), role: Role::Rider, code_hash: [code; 32] };
+    let verify = |code: u8| Command::VerifyOtp { phone: phone.clone(), code_hash: [code; 32], new_user_id: None };
+    let someone = w.rider();
+    assert!(matches!(w.run(Actor::User(someone), issue(1)), Err(Error::Forbidden(_))));
+    w.run(Actor::System, issue(1)).unwrap();
+    assert!(matches!(w.run(Actor::System, issue(1)), Err(Error::RateLimited { .. })), "1 a minute");
+    for i in 0..4 {
+        assert_eq!(w.run(Actor::System, verify(9)).unwrap(), Outcome::OtpRefused { locked: false }, "wrong #{i}");
+    }
+    assert_eq!(w.run(Actor::System, verify(9)).unwrap(), Outcome::OtpRefused { locked: true });
+    assert!(
+        matches!(w.run(Actor::System, verify(1)), Err(Error::RateLimited { .. })),
+        "locked even for the right code"
+    );
+    w.advance(3_601);
+    w.run(Actor::System, issue(2)).unwrap();
+    let user = match w.run(Actor::System, verify(2)).unwrap() {
+        Outcome::User(u) => u,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!((user.role, user.phone.as_str()), (Role::Rider, phone.as_str()));
+    // The same phone signs in as the same user next time.
+    w.advance(61);
+    w.run(Actor::System, issue(3)).unwrap();
+    assert_eq!(w.run(Actor::System, verify(3)).unwrap(), Outcome::User(user));
+    w.finish();
+}
+
+#[test]
+fn a_driver_signs_in_only_to_an_account_an_admin_made() {
+    let mut w = World::new(rules());
+    let phone = "+201033334444".to_string();
+    w.run(Actor::System, Command::IssueOtp { phone: phone.clone(), role: Role::Driver, code_hash: [5; 32] }).unwrap();
+    let verify = Command::VerifyOtp { phone, code_hash: [5; 32], new_user_id: None };
+    assert!(matches!(w.run(Actor::System, verify), Err(Error::Forbidden(_))));
+    w.finish();
+}
+
+#[test]
+fn revoking_tokens_bumps_the_generation() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    assert!(matches!(w.run(Actor::User(rider), Command::RevokeTokens { user_id: rider }), Err(Error::Forbidden(_))));
+    w.run(Actor::Admin, Command::RevokeTokens { user_id: rider }).unwrap();
+    assert_eq!(w.state.user(rider).unwrap().token_generation, 1);
+    w.finish();
+}
+
+#[test]
+fn a_disconnected_driver_is_offered_nothing_and_loses_an_unstarted_trip_after_the_grace() {
+    let mut w = World::new(DispatchRules { offers_per_round: 1, disconnect_grace_s: 300, ..rules() });
+    let rider = w.rider();
+    let near = w.driver(0.5);
+    let far = w.driver(1.0);
+    w.run(Actor::User(near), Command::SetPresence { connected: false }).unwrap();
+    let trip = w.trip(rider);
+    assert_eq!(w.offered(trip), vec![far], "the disconnected driver is skipped");
+    w.accept(far, trip).unwrap();
+    w.run(Actor::User(far), Command::SetPresence { connected: false }).unwrap();
+    assert!(w.events().iter().any(|e| matches!(e, Event::DriverPresence { connected: false, .. })));
+    w.advance(299);
+    assert_eq!(w.get(trip).status, TripStatus::Accepted, "kept during the grace");
+    w.run(Actor::User(far), Command::SetPresence { connected: true }).unwrap();
+    w.run(Actor::User(far), Command::SetPresence { connected: false }).unwrap();
+    w.advance(2);
+    assert_eq!(w.get(trip).status, TripStatus::Accepted, "the grace restarts at each drop");
+    w.advance(300);
+    let t = w.get(trip);
+    assert_eq!((t.status, t.driver_id), (TripStatus::Searching, None));
+    assert_eq!(w.state.driver(far).unwrap().availability, Availability::Offline);
+    w.finish();
+}
+
+#[test]
+fn implausible_jumps_are_refused_and_close_reports_coalesce() {
+    let mut w = World::new(rules());
+    let d = w.driver(0.5);
+    let at = |km_north: f64| LatLng::new(CAIRO.0 + km_north / 111.195, CAIRO.1).unwrap();
+    let report = |point| Command::UpdateLocation(LocationReport { point, heading_deg: None, speed_mps: None });
+    w.advance(10);
+    // 50 km in 10 s is 18,000 km/h.
+    assert!(matches!(w.run(Actor::User(d), report(at(50.0))), Err(Error::ImplausibleLocation { .. })));
+    // 500 m in 10 s is 180 km/h: plausible.
+    w.run(Actor::User(d), report(at(1.0))).unwrap();
+    assert!(matches!(w.events().last(), Some(Event::DriverMoved { .. })));
+    // Within the minimum interval: applied, not pushed again.
+    w.now = w.now.plus_millis(200);
+    w.run(Actor::User(d), report(at(1.001))).unwrap();
+    assert!(!w.events().iter().any(|e| matches!(e, Event::DriverMoved { .. })));
+    assert_eq!(w.state.driver(d).unwrap().fix.unwrap().point, at(1.001));
+    w.finish();
+}
+
+#[test]
+fn a_keyed_command_is_answered_again_and_a_reused_key_refused() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let key = |hash: u8| IdempotencyKey { principal: Actor::User(rider), key: "k-1".into(), request_hash: [hash; 32] };
+    let keyed =
+        |w: &World, hash| Command::Keyed { key: key(hash), command: Box::new(Command::CreateTrip(w.new_trip())) };
+    let first = w.run(Actor::User(rider), keyed(&w, 1)).unwrap();
+    let again = w.run(Actor::User(rider), keyed(&w, 1)).unwrap();
+    assert_eq!(again, Outcome::Replayed(Box::new(first)));
+    assert_eq!(w.state.trips().count(), 1, "the retry made no second trip");
+    assert_eq!(w.run(Actor::User(rider), keyed(&w, 2)), Err(Error::IdempotencyKeyReused));
+    // Another principal's key of the same name is another key.
+    let other = w.rider();
+    let theirs = Command::Keyed {
+        key: IdempotencyKey { principal: Actor::User(other), key: "k-1".into(), request_hash: [2; 32] },
+        command: Box::new(Command::CreateTrip(w.new_trip())),
+    };
+    assert!(matches!(w.run(Actor::User(rider), theirs.clone()), Err(Error::Forbidden(_))));
+    w.run(Actor::User(other), theirs).unwrap();
+    // Kept 24 hours, then forgotten.
+    w.advance(24 * 3600 + 1);
+    assert!(w.state.remembered(Actor::User(rider), "k-1").is_none());
     w.finish();
 }
