@@ -376,3 +376,82 @@ fn backup_and_restore_carry_the_checkpoint() {
     assert!(restored.recovery().base_lsn > 0);
     assert_eq!(restored.shutdown().unwrap(), original);
 }
+
+#[test]
+fn finished_trips_move_to_the_history_and_stay_readable_through_restart_and_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let engine = Engine::open(checkpointing(&data)).unwrap();
+    let rider = scenario::user(&engine, Role::Rider, 1).unwrap();
+    let driver = scenario::online_driver(&engine, 2, near_center(0.0, 0.0).unwrap()).unwrap();
+    let done = engine.create_trip(rider, ride_from(near_center(0.0, 0.0).unwrap()).unwrap()).unwrap();
+    let done = engine.accept(driver, done.id).unwrap();
+    engine.arrived(driver, done.id).unwrap();
+    engine.start(driver, done.id, &done.pickup_code.to_string()).unwrap();
+    let done = engine.complete(driver, done.id, Some(3_100)).unwrap();
+    let cancelled = engine.create_trip(rider, ride_from(near_center(10.0, 0.0).unwrap()).unwrap()).unwrap();
+    let cancelled = engine.cancel(Actor::User(rider), cancelled.id, "no need").unwrap();
+    let open = engine.create_trip(rider, ride_from(near_center(20.0, 0.0).unwrap()).unwrap()).unwrap();
+    // Enough commands for checkpoints to write the finished trips and the writer to archive them.
+    let mut n = 1_000;
+    while engine.read(|v| v.trip(done.id).is_some() || v.trip(cancelled.id).is_some()) {
+        many_users(&engine, n, 25);
+        n += 25;
+        assert!(n < 10_000, "finished trips were never archived");
+    }
+    assert!(engine.read(|v| v.trip(open.id).is_some()), "open trips stay hot");
+    let check = |engine: &Engine| {
+        assert_eq!(engine.trip(done.id).unwrap().status, TripStatus::Completed);
+        assert_eq!(engine.trip(done.id).unwrap().fare.final_minor, done.fare.final_minor);
+        assert_eq!(engine.trip(cancelled.id).unwrap().status, TripStatus::Cancelled);
+        let listed: Vec<_> = engine
+            .trips(dispatch_core::TripsOf::Rider(rider), None, 10, true, |_| true)
+            .unwrap()
+            .iter()
+            .map(|t| t.id)
+            .collect();
+        // Newest first by creation time, then id (the clock stands still here: ids decide).
+        let mut all = [&open, &cancelled, &done].map(|t| (t.created_at, t.id));
+        all.sort_by(|a, b| b.cmp(a));
+        let expected: Vec<_> = all.iter().map(|(_, id)| *id).collect();
+        assert_eq!(listed, expected, "hot and archived together, newest first");
+        let page = engine.trips(dispatch_core::TripsOf::Rider(rider), None, 2, true, |_| true).unwrap();
+        let cursor = dispatch_core::TripCursor::after(page.last().unwrap());
+        let rest = engine.trips(dispatch_core::TripsOf::Rider(rider), Some(cursor), 2, true, |_| true).unwrap();
+        assert_eq!(rest.iter().map(|t| t.id).collect::<Vec<_>>(), vec![expected[2]], "the cursor continues");
+        let drivers = engine.trips(dispatch_core::TripsOf::Driver(driver), None, 10, true, |_| true).unwrap();
+        assert_eq!(drivers.iter().map(|t| t.id).collect::<Vec<_>>(), vec![done.id]);
+    };
+    check(&engine);
+    let backup = dir.path().join("backup");
+    dispatch_core::backup(&data, &backup).unwrap();
+    engine.shutdown().unwrap();
+    let engine = Engine::open(checkpointing(&data)).unwrap();
+    check(&engine);
+    engine.shutdown().unwrap();
+    let restored = dir.path().join("restored");
+    dispatch_core::restore(&backup, &restored).unwrap();
+    let engine = Engine::open(checkpointing(&restored)).unwrap();
+    check(&engine);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn a_damaged_history_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(checkpointing(dir.path())).unwrap();
+    busy_day(&engine);
+    many_users(&engine, 1_000, 100);
+    engine.shutdown().unwrap();
+    let path = dir.path().join(dispatch_core::history::FILE);
+    let mut bytes = fs::read(&path).unwrap();
+    assert!(bytes.len() > 8192, "the history holds pages");
+    for b in &mut bytes[4096..8192] {
+        *b ^= 0x5A;
+    }
+    fs::write(&path, &bytes).unwrap();
+    match Engine::open(checkpointing(dir.path())) {
+        Err(Error::Storage(msg)) => assert!(msg.contains("history"), "{msg}"),
+        other => panic!("must refuse to start, got {:?}", other.map(|_| ())),
+    }
+}

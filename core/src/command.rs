@@ -355,6 +355,12 @@ pub enum Command {
         /// Filled by the writer: the id a new rider would get.
         new_user_id: Option<UserId>,
     },
+    /// Finished trips whose history rows are durable leave the hot state (system only;
+    /// logged by the writer after a checkpoint wrote them: see `history.rs`).
+    Archive {
+        /// Which. Each must be terminal; ids no longer in the state are skipped.
+        trip_ids: Vec<TripId>,
+    },
     /// `command`, remembered under an idempotency key: the first success is stored with
     /// the change itself and returned again for the same key and request.
     Keyed {
@@ -394,6 +400,7 @@ impl Command {
             Command::RevokeTokens { .. } => "revoke_tokens",
             Command::IssueOtp { .. } => "issue_otp",
             Command::VerifyOtp { .. } => "verify_otp",
+            Command::Archive { .. } => "archive",
             Command::Keyed { command, .. } => command.name(),
         }
     }

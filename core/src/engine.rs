@@ -25,6 +25,7 @@ use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTr
 use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::geo::LatLng;
+use crate::history::{History, TripCursor, TripsOf};
 use crate::id::{IdSource, RandomIds, TripId, UserId};
 use crate::journal::{CheckpointPolicy, CheckpointStats, Journal, Recovery};
 use crate::state::{Effects, State, apply};
@@ -222,6 +223,8 @@ struct Shared {
     stats: Stats,
     /// Set while the log cannot be written: commands are refused, reads work.
     read_only: AtomicBool,
+    /// Finished trips that left the hot state (data directories only).
+    history: Option<Arc<History>>,
 }
 
 /// The dispatch engine. Cheap to share: put it in an `Arc`; every method takes `&self`.
@@ -291,6 +294,7 @@ impl Engine {
             subscribers: Mutex::new(Vec::new()),
             stats: Stats::default(),
             read_only: AtomicBool::new(false),
+            history: journal.history().cloned(),
         });
         let mut writer = Writer {
             state,
@@ -438,9 +442,69 @@ impl Engine {
         }
     }
 
-    /// A trip, as of the last durable batch.
+    /// A trip, as of the last durable batch: from the hot state, or from the history
+    /// once it finished and was archived. (The view is read first: a trip leaves it only
+    /// after its history row is durable, so it is always in one or the other.)
     pub fn trip(&self, id: TripId) -> Option<Arc<Trip>> {
-        self.shared.view.read().trip(id).cloned()
+        self.find_trip(id).ok().flatten()
+    }
+
+    /// [`Engine::trip`], telling a history read error from "no such trip".
+    pub fn find_trip(&self, id: TripId) -> Result<Option<Arc<Trip>>> {
+        if let Some(t) = self.shared.view.read().trip(id) {
+            return Ok(Some(Arc::clone(t)));
+        }
+        match &self.shared.history {
+            Some(h) => Ok(h.trip(id)?.map(Arc::new)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` trips of `of` matching `keep`, newest first (by creation time, then
+    /// id), strictly after `cursor`: the hot ones and, when `finished` is set, those in
+    /// the history. Pass `finished: false` when `keep` only accepts open trips, so the
+    /// history is not read for nothing.
+    pub fn trips(
+        &self,
+        of: TripsOf,
+        cursor: Option<TripCursor>,
+        limit: usize,
+        finished: bool,
+        keep: impl Fn(&Trip) -> bool,
+    ) -> Result<Vec<Arc<Trip>>> {
+        let limit = limit.clamp(1, 1000);
+        let mine = |t: &Trip| match of {
+            TripsOf::Rider(u) => t.rider_id == u,
+            TripsOf::Driver(u) => t.driver_id == Some(u),
+            TripsOf::All => true,
+        };
+        let after = |t: &Trip| cursor.is_none_or(|c| c.precedes(t));
+        let mut hot: Vec<Arc<Trip>> =
+            self.read(|v| v.trips().filter(|t| mine(t) && after(t) && keep(t)).cloned().collect());
+        hot.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+        hot.truncate(limit);
+        let mut out = hot;
+        if let (true, Some(h)) = (finished, &self.shared.history) {
+            let mut from = cursor;
+            let mut cold = Vec::new();
+            // Page through the history until `limit` trips pass `keep` or it runs out.
+            while cold.len() < limit {
+                let page = h.trips(of, from, limit)?;
+                let Some(last) = page.last() else { break };
+                from = Some(TripCursor::after(last));
+                let full = page.len() == limit;
+                cold.extend(page.into_iter().filter(|t| keep(t)).map(Arc::new));
+                if !full {
+                    break;
+                }
+            }
+            // A trip archived between the two reads is in both: keep one.
+            out.retain(|t| !cold.iter().any(|c| c.id == t.id));
+            out.extend(cold);
+            out.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+            out.truncate(limit);
+        }
+        Ok(out)
     }
 
     /// A user, as of the last durable batch.
@@ -662,7 +726,12 @@ impl Writer {
             reply(result);
         }
         self.fx.clear();
-        self.journal.checkpoint_if_due(&self.state, &self.shared.stats.checkpoints);
+        let finished = self.journal.checkpoint_if_due(&self.state, &self.shared.stats.checkpoints);
+        if !finished.is_empty() {
+            // Their history rows are durable: they leave the hot state with the next batch.
+            let now = self.clock.now();
+            self.apply_at(Actor::System, Command::Archive { trip_ids: finished }, now, None);
+        }
     }
 
     /// The batch did not become durable: nobody hears "done", nothing is published,

@@ -18,6 +18,7 @@
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,7 +28,10 @@ use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalCo
 
 use crate::engine::Record;
 use crate::error::{Error, Result};
+use crate::history::{self, History};
+use crate::id::TripId;
 use crate::state::{Effects, State, apply};
+use crate::trip::Trip;
 
 /// What opening a data directory found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,22 +79,37 @@ pub(crate) struct CheckpointPolicy {
 /// The background thread that encodes and writes snapshots, so the writer only
 /// pays for a shallow clone of the state (its entities are shared `Arc`s).
 struct Checkpointer {
-    jobs: Option<Sender<(Lsn, State)>>,
+    jobs: Option<Sender<Job>>,
     done: Receiver<std::result::Result<Lsn, String>>,
-    /// The state sent and not yet confirmed: the next rebuild base.
-    in_flight: Option<(Lsn, State)>,
+    /// The state sent and not yet confirmed (the next rebuild base), with the finished
+    /// trips its checkpoint writes to the history.
+    in_flight: Option<(Lsn, State, Vec<TripId>)>,
     handle: Option<JoinHandle<()>>,
 }
 
+/// One checkpoint to take: the state at an LSN and its finished trips.
+struct Job {
+    lsn: Lsn,
+    state: State,
+    finished: Vec<Arc<Trip>>,
+}
+
 impl Checkpointer {
-    fn start(dir: PathBuf) -> Result<Self> {
-        let (jobs, rx) = crossbeam_channel::bounded::<(Lsn, State)>(1);
+    fn start(dir: PathBuf, history: Option<Arc<History>>) -> Result<Self> {
+        let (jobs, rx) = crossbeam_channel::bounded::<Job>(1);
         let (tx, done) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
             .name("dispatch-checkpoint".into())
             .spawn(move || {
-                for (lsn, state) in rx {
-                    let result = encode_state(&state)
+                for Job { lsn, state, finished } in rx {
+                    // History first: the trips are durable there before the writer is
+                    // told it may drop them from the hot state.
+                    let written = match &history {
+                        Some(h) => h.write(lsn, &finished),
+                        None => Ok(()),
+                    };
+                    let result = written
+                        .and_then(|()| encode_state(&state))
                         .and_then(|bytes| {
                             snapshot::write(&dir, lsn, &bytes)
                                 .map_err(|e| storage_error("cannot write a checkpoint", &e))
@@ -171,6 +190,8 @@ pub(crate) struct Journal {
     /// The state at `base_lsn`: where a rebuild starts.
     base: State,
     base_lsn: Lsn,
+    /// Finished trips, once moved out of the hot state (data directories only).
+    history: Option<Arc<History>>,
     /// Held for the life of the journal: the data directory's lock.
     _lock: Option<File>,
 }
@@ -195,6 +216,7 @@ impl Journal {
             pending: Batch::default(),
             base,
             base_lsn: 0,
+            history: None,
             _lock: None,
         };
         journal.recovered(None)
@@ -221,22 +243,32 @@ impl Journal {
                 wal.last_lsn()
             )));
         }
+        let history = History::open(dir)?;
         let journal = Journal {
             durable_lsn: wal.durable_lsn(),
             log: Box::new(wal),
-            checkpointer: Some(Checkpointer::start(snapshot_dir(dir))?),
+            checkpointer: Some(Checkpointer::start(snapshot_dir(dir), Some(Arc::clone(&history)))?),
             policy,
             pending: Batch::default(),
             base,
             base_lsn,
+            history: Some(history),
             _lock: Some(lock),
         };
         journal.recovered(Some(WalRecovery::from(&report)))
     }
 
+    /// The history store, when the journal has a data directory.
+    pub(crate) fn history(&self) -> Option<&Arc<History>> {
+        self.history.as_ref()
+    }
+
     /// After a committed batch: collects a finished checkpoint (releasing the WAL
-    /// below it) and starts the next one when enough records accumulated.
-    pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) {
+    /// below it) and starts the next one when enough records accumulated. Returns the
+    /// finished trips that checkpoint made durable in the history: the writer archives
+    /// them (logs their removal from the hot state).
+    pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) -> Vec<TripId> {
+        let mut archivable = Vec::new();
         let due = self.durable_lsn.saturating_sub(self.base_lsn) >= self.policy.every_records;
         let Some(cp) = self.checkpointer.as_mut() else {
             // No snapshot directory: the checkpoint is the state itself, kept as the
@@ -247,11 +279,12 @@ impl Journal {
                 stats.written.fetch_add(1, Ordering::Relaxed);
                 stats.last_lsn.store(self.durable_lsn, Ordering::Relaxed);
             }
-            return;
+            return archivable;
         };
         if let Ok(result) = cp.done.try_recv() {
             match (result, cp.in_flight.take()) {
-                (Ok(lsn), Some((sent, base))) if lsn == sent => {
+                (Ok(lsn), Some((sent, base, finished))) if lsn == sent => {
+                    archivable = finished;
                     // The snapshot is durable: older ones and the WAL below it can go.
                     // A failure to release only keeps files longer; a poisoned WAL
                     // surfaces at the next commit.
@@ -271,10 +304,14 @@ impl Journal {
             && let Some(jobs) = &cp.jobs
         {
             let snapshot = state.clone();
-            if jobs.try_send((self.durable_lsn, snapshot.clone())).is_ok() {
-                cp.in_flight = Some((self.durable_lsn, snapshot));
+            let finished = if self.history.is_some() { state.finished_trips() } else { Vec::new() };
+            let ids = finished.iter().map(|t| t.id).collect();
+            let job = Job { lsn: self.durable_lsn, state: snapshot.clone(), finished };
+            if jobs.try_send(job).is_ok() {
+                cp.in_flight = Some((self.durable_lsn, snapshot, ids));
             }
         }
+        archivable
     }
 
     fn recovered(self, wal: Option<WalRecovery>) -> Result<(Self, State, Recovery)> {
@@ -433,6 +470,7 @@ fn copy_verified(from: &Path, to: &Path, not_a_store: &str) -> Result<BackupRepo
                 for sub in [wal_dir(to), snapshot_dir(to)] {
                     let _ = fs::remove_dir_all(&sub);
                 }
+                let _ = fs::remove_file(history::path(to));
                 let _ = fs::remove_file(to.join("LOCK"));
                 prepare_empty(to)?;
             }
@@ -455,6 +493,9 @@ fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
             .map_err(|e| Error::Storage(format!("{}: {e}", target.display())))?;
     }
     let (segments, wal_bytes) = copy_log(&wal_dir(from), &wal_dir(to))?;
+    // The history last: it then holds every trip the copied log archived (trips are
+    // written there before the log records their removal from the hot state).
+    history::backup_file(&history::path(from), &history::path(to))?;
     Ok((segments, bytes + wal_bytes))
 }
 

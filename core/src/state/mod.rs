@@ -321,6 +321,7 @@ impl State {
                 self.verify_otp(who, phone, code_hash, *new_user_id, now, fx)
             }
             Command::Keyed { key, command } => self.keyed(actor, key, command, now, fx),
+            Command::Archive { trip_ids } => self.archive(who, trip_ids, fx),
         }
     }
 
@@ -845,7 +846,8 @@ impl State {
     /// Offers the trip to the nearest eligible drivers not offered it before, if it
     /// is searching and no offer of the current round is still pending.
     fn dispatch_round(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
-        let trip = self.trip_ref(trip_id)?;
+        // A deadline may outlive its trip (finished and archived): nothing to do.
+        let Some(trip) = self.trips.get(&trip_id) else { return Ok(()) };
         if trip.status != TripStatus::Searching || trip.pending_offers().next().is_some() {
             return Ok(());
         }
@@ -1015,6 +1017,27 @@ impl State {
         }
         self.trip_updated(trip_id, fx)?;
         Ok(())
+    }
+
+    /// Removes finished trips whose history rows are durable. All checks come first.
+    fn archive(&mut self, who: Who, trip_ids: &[TripId], fx: &mut Effects) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("only the engine archives trips".into()));
+        }
+        if let Some(open) = trip_ids.iter().filter_map(|id| self.trips.get(id)).find(|t| t.status.is_open()) {
+            return Err(Error::Internal(format!("trip {} is {} and cannot be archived", open.id, open.status)));
+        }
+        for id in trip_ids {
+            if self.trips.remove(id).is_some() {
+                fx.trips.push(*id);
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// Ids of the finished trips in the state, for the next checkpoint to archive.
+    pub fn finished_trips(&self) -> Vec<Arc<Trip>> {
+        self.trips.values().filter(|t| t.status.is_terminal()).cloned().collect()
     }
 
     // ----- helpers -----------------------------------------------------------

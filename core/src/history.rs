@@ -1,0 +1,189 @@
+//! History: finished trips, moved out of the hot state into the data directory's redb
+//! file (`history.redb`), and read back from there.
+//!
+//! Owns the tables and their keys:
+//! - `trips`: trip id → the trip (postcard), as it ended;
+//! - `trips_by_rider`: rider ‖ created (newest first) ‖ trip (highest first) → ();
+//! - `trips_by_driver`: driver ‖ created ‖ trip, the same way → ();
+//! - `trips_by_time`: created ‖ trip, the same way → () — every trip, for staff.
+//!
+//! How trips get here (see `journal.rs`): each checkpoint writes the trips that were
+//! terminal in the checkpointed state, in one redb transaction that also records the
+//! checkpoint's LSN; only once that transaction is durable does the writer log an
+//! `Archive` command that removes them from the hot state. So a finished trip is always
+//! readable from one place or the other — never from neither, and a crash at any point
+//! leaves at worst a trip in both (the hot copy wins; the next checkpoint writes it
+//! again, which changes nothing).
+//!
+//! Guarantees: rows are written only by the checkpoint thread; reads run in their own
+//! redb read transaction and never wait for it; a corrupt or foreign file refuses to
+//! open (the engine then refuses to start).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dispatch_storage::store::{self, Checkpoint, Order, Scan, Store, TableName, key};
+
+use crate::error::{Error, Result};
+use crate::id::{TripId, UserId};
+use crate::trip::Trip;
+
+const TRIPS: TableName = TableName::new("trips");
+const TRIPS_BY_RIDER: TableName = TableName::new("trips_by_rider");
+const TRIPS_BY_DRIVER: TableName = TableName::new("trips_by_driver");
+const TRIPS_BY_TIME: TableName = TableName::new("trips_by_time");
+
+/// The file name of the history store inside a data directory.
+pub const FILE: &str = "history.redb";
+
+/// Whose trips a listing reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TripsOf {
+    /// A rider's.
+    Rider(UserId),
+    /// A driver's.
+    Driver(UserId),
+    /// Everyone's (staff).
+    All,
+}
+
+/// A position in a newest-first listing of trips: strictly older than this
+/// `(created_at ms, trip)` pair. Opaque to callers outside the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TripCursor {
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+    /// The trip.
+    pub trip: TripId,
+}
+
+impl TripCursor {
+    /// The cursor just after `trip` in newest-first order.
+    pub fn after(trip: &Trip) -> Self {
+        TripCursor { created_ms: trip.created_at.as_millis(), trip: trip.id }
+    }
+
+    /// Whether `trip` comes after this cursor in newest-first order.
+    pub fn precedes(&self, trip: &Trip) -> bool {
+        (trip.created_at.as_millis(), trip.id) < (self.created_ms, self.trip)
+    }
+}
+
+/// The history store of a data directory.
+pub struct History {
+    store: Store,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History").field("path", &self.store.path()).finish()
+    }
+}
+
+fn store_error(context: &str, e: &store::StoreError) -> Error {
+    Error::Storage(format!("{context}: {e}"))
+}
+
+fn time_part(ms: i64) -> [u8; 8] {
+    // Times before the epoch do not occur; clamp rather than wrap if one did.
+    key::rev_u64_be(u64::try_from(ms).unwrap_or(0))
+}
+
+/// `owner? ‖ rev(created) ‖ rev(trip)`: ascending key order is newest first, and among
+/// trips created in the same millisecond the higher id first — the order of
+/// `(created_at, id)` descending that the engine's listings use.
+fn index_key(owner: Option<UserId>, created_ms: i64, trip: TripId) -> Vec<u8> {
+    let t = time_part(created_ms);
+    let id = key::rev_u64_be(trip.raw());
+    match owner {
+        Some(o) => key::concat(&[&key::u64_be(o.raw()), &t, &id]),
+        None => key::concat(&[&t, &id]),
+    }
+}
+
+impl History {
+    /// Opens (creating) the history store in the data directory `dir`. Refuses a
+    /// corrupt or foreign file.
+    pub fn open(dir: &Path) -> Result<Arc<History>> {
+        let store =
+            Store::open(path(dir)).map_err(|e| store_error("the history store is unusable; refusing to start", &e))?;
+        Ok(Arc::new(History { store }))
+    }
+
+    /// The LSN of the last checkpoint whose trips were written, if any.
+    pub fn applied_lsn(&self) -> Result<Option<u64>> {
+        self.store.checkpoint_lsn().map_err(|e| store_error("cannot read the history store", &e))
+    }
+
+    /// Writes `trips` (finished) as of the checkpoint at `lsn`, in one durable transaction.
+    pub(crate) fn write(&self, lsn: u64, trips: &[Arc<Trip>]) -> Result<()> {
+        let mut puts = Vec::with_capacity(trips.len() * 4);
+        for t in trips {
+            let value =
+                postcard::to_allocvec(&**t).map_err(|e| Error::Internal(format!("cannot encode a trip: {e}")))?;
+            let created = t.created_at.as_millis();
+            puts.push((TRIPS, key::u64_be(t.id.raw()).to_vec(), value));
+            puts.push((TRIPS_BY_RIDER, index_key(Some(t.rider_id), created, t.id), Vec::new()));
+            if let Some(d) = t.driver_id {
+                puts.push((TRIPS_BY_DRIVER, index_key(Some(d), created, t.id), Vec::new()));
+            }
+            puts.push((TRIPS_BY_TIME, index_key(None, created, t.id), Vec::new()));
+        }
+        // The checkpoint's state lives in the snapshot files; this records only the
+        // LSN the rows go with.
+        let cp = Checkpoint { lsn, state: Vec::new(), puts, deletes: Vec::new(), delete_ranges: Vec::new() };
+        self.store.commit(&cp).map_err(|e| store_error("cannot write the history", &e))
+    }
+
+    /// A finished trip.
+    pub fn trip(&self, id: TripId) -> Result<Option<Trip>> {
+        let bytes = self.store.get(TRIPS, &key::u64_be(id.raw())).map_err(|e| store_error("cannot read a trip", &e))?;
+        bytes.map(|b| decode(&b)).transpose()
+    }
+
+    /// Up to `limit` (1 to 1000) finished trips of `of`, newest first, strictly after `cursor`.
+    pub fn trips(&self, of: TripsOf, cursor: Option<TripCursor>, limit: usize) -> Result<Vec<Trip>> {
+        let (table, prefix) = match of {
+            TripsOf::Rider(u) => (TRIPS_BY_RIDER, key::u64_be(u.raw()).to_vec()),
+            TripsOf::Driver(u) => (TRIPS_BY_DRIVER, key::u64_be(u.raw()).to_vec()),
+            TripsOf::All => (TRIPS_BY_TIME, Vec::new()),
+        };
+        let owner = match of {
+            TripsOf::Rider(u) | TripsOf::Driver(u) => Some(u),
+            TripsOf::All => None,
+        };
+        let after = cursor.map(|c| index_key(owner, c.created_ms, c.trip));
+        let scan = Scan::new(prefix, limit.clamp(1, store::SCAN_LIMIT_MAX)).order(Order::Ascending).after(after);
+        let page = self.store.scan(table, &scan).map_err(|e| store_error("cannot list trips", &e))?;
+        let mut out = Vec::with_capacity(page.rows.len());
+        for (k, _) in page.rows {
+            let id_bytes = k.get(k.len().saturating_sub(8)..).unwrap_or_default();
+            let id = key::take_rev_u64_be(id_bytes)
+                .and_then(|(raw, _)| TripId::from_raw(raw))
+                .ok_or_else(|| Error::Storage("a history index row has a malformed key".into()))?;
+            match self.trip(id)? {
+                Some(t) => out.push(t),
+                None => return Err(Error::Storage(format!("the history index names {id}, which is missing"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Trip> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("a stored trip does not decode: {e}")))
+}
+
+/// Where the history store of the data directory `dir` lives.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(FILE)
+}
+
+/// Copies the history store of `from` (which another process may be writing) to `to`.
+pub(crate) fn backup_file(from: &Path, to: &Path) -> Result<()> {
+    if !from.exists() {
+        return Ok(());
+    }
+    let ro = Store::open_read_only(from).map_err(|e| store_error("cannot open the history for backup", &e))?;
+    ro.backup_to(to).map(|_| ()).map_err(|e| store_error("cannot back up the history", &e))
+}
