@@ -13,8 +13,11 @@ use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
-use crate::id::{AlertId, BidId, CouponId, IdSource, TripId, UserId, ZoneId};
+use crate::id::{AlertId, BidId, CouponId, IdSource, TransferId, TripId, UserId, ZoneId};
+use crate::ledger::Transfer;
+use crate::money::Currency;
 use crate::route::Route;
+use crate::state::PaymentEventKind;
 use crate::state::State;
 use crate::trip::{Bid, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
 use crate::user::{Category, Role, User, Vehicle};
@@ -361,6 +364,46 @@ pub enum Command {
         /// Which. Each must be terminal; ids no longer in the state are skipped.
         trip_ids: Vec<TripId>,
     },
+    /// An admin adds money to a rider's wallet (or a driver's earnings), from promotions.
+    CreditWallet {
+        /// Filled by the writer.
+        id: Option<TransferId>,
+        /// Whose.
+        user_id: UserId,
+        /// Minor units, positive.
+        amount_minor: i64,
+        /// In this currency.
+        currency: Currency,
+        /// Why (audit trail).
+        reason: String,
+    },
+    /// Staff give back part of what a trip's rider paid.
+    Refund {
+        /// Filled by the writer.
+        id: Option<TransferId>,
+        /// Which trip.
+        trip_id: TripId,
+        /// Minor units, at most captured minus refunded.
+        amount_minor: i64,
+        /// Why.
+        reason: String,
+    },
+    /// A payment gateway's report (a verified webhook, or the payment worker's call),
+    /// applied once per `(gateway, event_id)`.
+    PaymentEvent {
+        /// Which gateway (`sim`, …).
+        gateway: String,
+        /// The gateway's event id.
+        event_id: String,
+        /// What happened.
+        kind: PaymentEventKind,
+        /// The trip it is about.
+        trip_id: TripId,
+        /// Minor units.
+        amount_minor: i64,
+        /// Currency of the amount.
+        currency: Currency,
+    },
     /// `command`, remembered under an idempotency key: the first success is stored with
     /// the change itself and returned again for the same key and request.
     Keyed {
@@ -401,6 +444,9 @@ impl Command {
             Command::IssueOtp { .. } => "issue_otp",
             Command::VerifyOtp { .. } => "verify_otp",
             Command::Archive { .. } => "archive",
+            Command::CreditWallet { .. } => "credit_wallet",
+            Command::Refund { .. } => "refund",
+            Command::PaymentEvent { .. } => "payment_event",
             Command::Keyed { command, .. } => command.name(),
         }
     }
@@ -451,6 +497,9 @@ impl Command {
             }
             Command::VerifyOtp { new_user_id, .. } if new_user_id.is_none() => {
                 *new_user_id = Some(fresh(ids, UserId::generate, |u| state.user(u).is_none()));
+            }
+            Command::CreditWallet { id, .. } | Command::Refund { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, TransferId::generate, |t| state.ledger().transfer(t).is_none()));
             }
             Command::Keyed { command, .. } => command.stamp(ids, state),
             _ => {}
@@ -503,6 +552,13 @@ pub enum Outcome {
     OtpRefused {
         /// The phone is locked from now on.
         locked: bool,
+    },
+    /// The ledger transfer made (a credit, a refund).
+    Transfer(Box<Transfer>),
+    /// A gateway event was applied, or was a duplicate and changed nothing.
+    PaymentEvent {
+        /// Seen before.
+        duplicate: bool,
     },
     /// A retried idempotent command: what its first success answered.
     Replayed(Box<Outcome>),

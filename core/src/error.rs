@@ -87,6 +87,22 @@ pub enum Error {
         /// The implied speed.
         speed_kmh: u64,
     },
+    /// A wallet cannot cover the amount (`insufficient_funds`).
+    #[error("insufficient funds: {available} available, {needed} needed")]
+    InsufficientFunds {
+        /// What the wallet could pay.
+        available: i64,
+        /// What was needed.
+        needed: i64,
+    },
+    /// A refund above what was captured minus refunded (`refund_exceeds_captured`).
+    #[error("refund exceeds what was captured ({captured}) minus what was refunded ({refunded})")]
+    RefundExceedsCaptured {
+        /// Captured so far.
+        captured: i64,
+        /// Refunded so far.
+        refunded: i64,
+    },
     /// Money arithmetic failed (`invalid_request`).
     #[error(transparent)]
     Money(#[from] MoneyError),
@@ -125,6 +141,8 @@ impl Error {
             Error::NoPricing(_) => "no_pricing",
             Error::CouponInvalid(_) => "coupon_invalid",
             Error::IdempotencyKeyReused => "idempotency_key_reused",
+            Error::InsufficientFunds { .. } => "insufficient_funds",
+            Error::RefundExceedsCaptured { .. } => "refund_exceeds_captured",
             Error::InvalidOtp => "invalid_otp",
             Error::RateLimited { .. } => "rate_limited",
             Error::Overloaded => "overloaded",

@@ -45,6 +45,11 @@ macro_rules! typed_id {
                 }
             }
 
+            /// The id with this non-zero raw value.
+            pub const fn from_nonzero(raw: NonZeroU64) -> Self {
+                Self(raw)
+            }
+
             /// The raw 64-bit value (what the WAL stores).
             pub const fn raw(self) -> u64 {
                 self.0.get()

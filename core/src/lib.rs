@@ -79,6 +79,7 @@ pub mod geo;
 pub mod history;
 pub mod id;
 pub mod journal;
+pub mod ledger;
 pub mod money;
 pub mod otp;
 pub mod route;

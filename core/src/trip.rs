@@ -20,7 +20,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::fare::{Breakdown, CouponDiscount, Pricing};
 use crate::geo::LatLng;
-use crate::id::{BidId, CouponId, TripId, UserId, ZoneId};
+use crate::id::{BidId, CouponId, TransferId, TripId, UserId, ZoneId};
 use crate::money::Currency;
 use crate::route::Route;
 use crate::user::Category;
@@ -225,6 +225,32 @@ pub struct TripPayment {
     pub method: PaymentMethod,
     /// Where it stands.
     pub status: PaymentStatus,
+    /// Wallet trips: the hold placed at booking (a pending ledger transfer).
+    pub hold: Option<TransferId>,
+    /// What was taken: the final fare (and a cancellation fee), once captured.
+    pub captured_minor: i64,
+    /// What was given back of it.
+    pub refunded_minor: i64,
+    /// Card trips: what the gateway still has to do (authorise, capture, void, refund).
+    pub due: Option<GatewayAction>,
+}
+
+/// A call the payment worker must make to the gateway for a card trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum GatewayAction {
+    /// Hold the estimate on the card (at accept).
+    Authorize {
+        /// Minor units.
+        amount_minor: i64,
+    },
+    /// Take this much (the final fare, or a cancellation fee).
+    Capture {
+        /// Minor units.
+        amount_minor: i64,
+    },
+    /// Release the authorisation.
+    Void,
 }
 
 /// The trip's price: the estimate locked at creation and the final fare.

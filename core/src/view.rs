@@ -7,18 +7,34 @@
 //! batch changed into the view under a brief write lock. So a reader never sees a
 //! change that a crash could take back, and every read is of a whole batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::alert::Alert;
+use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::geo::{LatLng, haversine_m};
-use crate::id::{AlertId, ZoneId};
+use crate::id::{AlertId, TransferId, ZoneId};
 use crate::id::{TripId, UserId};
+use crate::ledger::{Account, AccountKey, Transfer};
 use crate::state::{Effects, State};
 use crate::trip::Trip;
 use crate::user::{Role, User};
 use crate::zone::{Catalog, CouponRecord, PriceBook, SurgeReading};
+
+/// The result of a ledger check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LedgerReport {
+    /// Every currency sums to zero and no no-overdraft account is negative.
+    pub balanced: bool,
+    /// Accounts in use.
+    pub accounts: usize,
+    /// Transfers recorded.
+    pub transfers: usize,
+    /// The sum of every balance (0 when balanced; per currency it is 0 too).
+    pub sum_minor: i128,
+}
 
 /// A consistent, durable picture of the live world.
 #[derive(Debug, Default)]
@@ -31,6 +47,10 @@ pub struct View {
     surge: BTreeMap<ZoneId, SurgeReading>,
     coupons: BTreeMap<String, Arc<CouponRecord>>,
     alerts: BTreeMap<AlertId, Arc<Alert>>,
+    accounts: BTreeMap<AccountKey, Account>,
+    transfers: HashMap<TransferId, Arc<Transfer>>,
+    /// Every transfer under both its accounts, newest first.
+    statements: BTreeSet<(AccountKey, Reverse<(Timestamp, TransferId)>)>,
     batches: u64,
 }
 
@@ -49,7 +69,20 @@ impl View {
             view.users.insert(u.id, Arc::clone(u));
         }
         view.copy_catalog(state);
+        for (key, account) in state.ledger().accounts() {
+            view.accounts.insert(*key, *account);
+        }
+        for t in state.ledger().transfers() {
+            view.add_transfer(t);
+        }
         view
+    }
+
+    fn add_transfer(&mut self, t: &Transfer) {
+        for key in [t.debit, t.credit] {
+            self.statements.insert((key, Reverse((t.at, t.id))));
+        }
+        self.transfers.insert(t.id, Arc::new(t.clone()));
     }
 
     fn copy_catalog(&mut self, state: &State) {
@@ -82,6 +115,14 @@ impl View {
         }
         if fx.catalog {
             self.copy_catalog(state);
+        }
+        for key in &fx.accounts {
+            self.accounts.insert(*key, state.ledger().account(key));
+        }
+        for id in &fx.transfers {
+            if let Some(t) = state.ledger().transfer(*id) {
+                self.add_transfer(t);
+            }
         }
         self.batches += 1;
     }
@@ -173,6 +214,54 @@ impl View {
         near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
         near.truncate(limit);
         near
+    }
+
+    /// An account's totals (zero if never used).
+    pub fn account(&self, key: &AccountKey) -> Account {
+        self.accounts.get(key).copied().unwrap_or_default()
+    }
+
+    /// Up to `limit` transfers of `key`'s account, newest first, strictly after `after`
+    /// (the `(at, id)` of the last one of the previous page).
+    pub fn statement(
+        &self,
+        key: &AccountKey,
+        after: Option<(Timestamp, TransferId)>,
+        limit: usize,
+    ) -> Vec<Arc<Transfer>> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let start = match (after, TransferId::from_raw(u64::MAX)) {
+            (Some(pos), _) => Excluded((*key, Reverse(pos))),
+            // The newest possible position sorts first under `key`.
+            (None, Some(last)) => Included((*key, Reverse((Timestamp::from_millis(i64::MAX), last)))),
+            (None, None) => Unbounded,
+        };
+        self.statements
+            .range((start, Unbounded))
+            .take_while(|(k, _)| k == key)
+            .take(limit)
+            .filter_map(|(_, Reverse((_, id)))| self.transfers.get(id).cloned())
+            .collect()
+    }
+
+    /// The ledger check of `GET /v1/admin/ledger/verify`: whether every currency sums
+    /// to zero and no wallet is overdrawn, with the sum, accounts and transfers counted.
+    pub fn ledger_verify(&self) -> LedgerReport {
+        let mut sums: BTreeMap<crate::money::Currency, i128> = BTreeMap::new();
+        let mut overdrawn = 0;
+        for (key, a) in &self.accounts {
+            *sums.entry(key.currency).or_default() += i128::from(a.balance());
+            if key.kind.no_overdraft() && a.available() < 0 {
+                overdrawn += 1;
+            }
+        }
+        let sum_minor: i128 = sums.values().sum();
+        LedgerReport {
+            balanced: sums.values().all(|s| *s == 0) && overdrawn == 0,
+            accounts: self.accounts.len(),
+            transfers: self.transfers.len(),
+            sum_minor,
+        }
     }
 
     /// How many batches have been published (a cheap change counter).

@@ -25,10 +25,12 @@ use crate::driver::{Availability, Driver, Fix, MAX_PENDING_OFFERS};
 use crate::error::{Error, Result};
 use crate::geo::{CategoryCode, DriverIndex, IndexedDriver, LatLng, haversine_m};
 use crate::id::{AlertId, TripId, UserId, ZoneId};
+use crate::ledger::Ledger;
 use crate::otp::OtpRecord;
 use crate::trip::{
-    Cancellation, CancelledBy, LockedCoupon, LockedPrice, MAX_OFFERS_PER_TRIP, MAX_REASON_LEN, Offer, OfferState,
-    PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
+    Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, MAX_OFFERS_PER_TRIP, MAX_REASON_LEN, Offer,
+    OfferState, PaymentMethod, PaymentStatus, PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus,
+    WithdrawReason,
 };
 use crate::user::{self, Role, User};
 use crate::zone::{Catalog, CouponRecord, SurgeReading};
@@ -76,6 +78,8 @@ pub struct State {
     otps: BTreeMap<String, OtpRecord>,
     idempotency: BTreeMap<(Actor, String), Arc<Remembered>>,
     idempotency_expiry: BTreeSet<(Timestamp, Actor, String)>,
+    ledger: Ledger,
+    gateway_events: BTreeMap<(String, String), Timestamp>,
     #[serde(skip)]
     index: Positions,
 }
@@ -121,6 +125,8 @@ impl<'de> Deserialize<'de> for State {
             otps: BTreeMap<String, OtpRecord>,
             idempotency: BTreeMap<(Actor, String), Arc<Remembered>>,
             idempotency_expiry: BTreeSet<(Timestamp, Actor, String)>,
+            ledger: Ledger,
+            gateway_events: BTreeMap<(String, String), Timestamp>,
         }
         let r = Records::deserialize(d)?;
         let index = DriverIndex::from_drivers(r.drivers.values().filter_map(|d| {
@@ -141,6 +147,8 @@ impl<'de> Deserialize<'de> for State {
             otps: r.otps,
             idempotency: r.idempotency,
             idempotency_expiry: r.idempotency_expiry,
+            ledger: r.ledger,
+            gateway_events: r.gateway_events,
             index: Positions(index),
         })
     }
@@ -158,6 +166,8 @@ pub struct Effects {
     pub(crate) trips: Vec<TripId>,
     pub(crate) users: Vec<UserId>,
     pub(crate) drivers: Vec<UserId>,
+    pub(crate) accounts: Vec<crate::ledger::AccountKey>,
+    pub(crate) transfers: Vec<crate::id::TransferId>,
 }
 
 impl Effects {
@@ -174,6 +184,8 @@ impl Effects {
     pub fn clear(&mut self) {
         self.events.clear();
         self.catalog = false;
+        self.accounts.clear();
+        self.transfers.clear();
         self.trips.clear();
         self.users.clear();
         self.drivers.clear();
@@ -322,6 +334,17 @@ impl State {
             }
             Command::Keyed { key, command } => self.keyed(actor, key, command, now, fx),
             Command::Archive { trip_ids } => self.archive(who, trip_ids, fx),
+            Command::CreditWallet { id, user_id, amount_minor, currency, reason } => {
+                validate_reason(reason)?;
+                self.credit_wallet(who, *id, *user_id, *amount_minor, *currency, now, fx)
+            }
+            Command::Refund { id, trip_id, amount_minor, reason } => {
+                validate_reason(reason)?;
+                self.refund(who, *id, *trip_id, *amount_minor, now, fx)
+            }
+            Command::PaymentEvent { gateway, event_id, kind, trip_id, amount_minor, currency } => {
+                self.payment_event(who, gateway, event_id, *kind, *trip_id, *amount_minor, *currency, now, fx)
+            }
         }
     }
 
@@ -564,7 +587,7 @@ impl State {
             return Err(Error::Invalid(format!("bid amount_minor must be 1 to {MAX_BID_MINOR}")));
         }
 
-        let trip = Trip {
+        let mut trip = Trip {
             id,
             status: TripStatus::Searching,
             kind: new.kind,
@@ -595,7 +618,14 @@ impl State {
                 final_breakdown: None,
                 cancel_fee_minor: None,
             },
-            payment: TripPayment { method: new.payment_method, status: crate::trip::PaymentStatus::Pending },
+            payment: TripPayment {
+                method: new.payment_method,
+                status: crate::trip::PaymentStatus::Pending,
+                hold: None,
+                captured_minor: 0,
+                refunded_minor: 0,
+                due: None,
+            },
             pickup_code,
             offers: Vec::new(),
             round: 0,
@@ -614,6 +644,11 @@ impl State {
             rider_rating: None,
             driver_rating: None,
         };
+        // The wallet hold is the last check (it can refuse) and the first write.
+        if new.payment_method == PaymentMethod::Wallet {
+            trip.payment.hold =
+                self.hold_for_booking(id, rider_id, trip.fare.currency, trip.fare.estimate_minor, now, fx)?;
+        }
         self.trips.insert(id, Arc::new(trip));
         self.open_trips_by_rider.insert(rider_id, open + 1);
         if let Some(code) = &new.coupon {
@@ -645,6 +680,13 @@ impl State {
         t.set_status(TripStatus::Accepted, now)?;
         t.driver_id = Some(driver_id);
         t.accepted_at = Some(now);
+        if t.rider_offer_minor.is_some() && t.fare.locked.agreed_minor.is_none() {
+            // A bidding trip accepted at the rider's price.
+            t.fare.locked.agreed_minor = t.rider_offer_minor;
+        }
+        if t.payment.method == PaymentMethod::Card && t.payment.status == PaymentStatus::Pending {
+            t.payment.due = Some(GatewayAction::Authorize { amount_minor: t.fare.estimate_minor });
+        }
         let mut others = Vec::new();
         for o in &mut t.offers {
             if o.driver_id == driver_id {
@@ -750,7 +792,19 @@ impl State {
         }
         let rider_id = trip.rider_id;
         let priced = final_price(trip, distance_m, now)?;
+        let discount = priced.breakdown.map_or(0, |b| b.discount_minor);
+        let ops = self.settlement(trip, driver_id, priced.fare_minor, discount, now)?;
+        self.apply_money(&ops, fx)?;
         let t = self.trip_mut(trip_id, fx)?;
+        match t.payment.method {
+            PaymentMethod::Card => {
+                t.payment.due = Some(GatewayAction::Capture { amount_minor: priced.fare_minor });
+            }
+            PaymentMethod::Cash | PaymentMethod::Wallet => {
+                t.payment.status = PaymentStatus::Captured;
+                t.payment.captured_minor = priced.fare_minor;
+            }
+        }
         t.set_status(TripStatus::Completed, now)?;
         t.ended_at = Some(now);
         t.distance_m = Some(priced.distance_m);
@@ -806,11 +860,15 @@ impl State {
             }
             _ => None,
         };
+        let fee = fee.filter(|&f| f > 0);
+        let ops = self.cancellation_ops(trip, fee.unwrap_or(0), now)?;
+        self.apply_money(&ops, fx)?;
         let t = self.trip_mut(trip_id, fx)?;
+        settle_cancelled_payment(t, fee);
         t.set_status(TripStatus::Cancelled, now)?;
         t.ended_at = Some(now);
         t.cancellation = Some(Cancellation { by, reason: reason.to_owned(), at: now });
-        t.fare.cancel_fee_minor = fee.filter(|&f| f > 0);
+        t.fare.cancel_fee_minor = fee;
         let (driver, rider) = (t.driver_id, t.rider_id);
         let coupon = t.fare.locked.coupon.as_ref().map(|c| c.code.clone());
         self.withdraw_trip_offers(trip_id, WithdrawReason::Cancelled, fx)?;
@@ -1005,7 +1063,10 @@ impl State {
         if !due {
             return Ok(());
         }
+        let ops = self.cancellation_ops(self.trip_ref(trip_id)?, 0, now)?;
+        self.apply_money(&ops, fx)?;
         let t = self.trip_mut(trip_id, fx)?;
+        settle_cancelled_payment(t, None);
         t.set_status(TripStatus::Expired, now)?;
         t.ended_at = Some(now);
         let rider = t.rider_id;
@@ -1121,6 +1182,7 @@ impl State {
                 }
             }
         }
+        self.ledger.check()?;
         if open_by_rider != self.open_trips_by_rider {
             return Err("open trip counts per rider are off".into());
         }
@@ -1153,6 +1215,26 @@ impl State {
             }
         }
         Ok(())
+    }
+}
+
+/// A trip ending without a ride: what its payment owes. A wallet hold was voided by
+/// the ledger ops; a card is voided (or charged the fee) by the gateway.
+fn settle_cancelled_payment(t: &mut Trip, fee: Option<i64>) {
+    let p = &mut t.payment;
+    match (p.method, fee) {
+        (PaymentMethod::Card, Some(fee)) => p.due = Some(GatewayAction::Capture { amount_minor: fee }),
+        (PaymentMethod::Card, None) if p.status == PaymentStatus::Authorized => p.due = Some(GatewayAction::Void),
+        (PaymentMethod::Card, None) => {
+            p.due = None;
+            p.status = PaymentStatus::Voided;
+        }
+        (PaymentMethod::Wallet, Some(fee)) => {
+            p.status = PaymentStatus::Captured;
+            p.captured_minor = fee;
+        }
+        (PaymentMethod::Wallet, None) => p.status = PaymentStatus::Voided,
+        (PaymentMethod::Cash, _) => p.status = PaymentStatus::Voided,
     }
 }
 
@@ -1209,6 +1291,9 @@ fn final_price(trip: &Trip, reported_m: Option<u32>, now: Timestamp) -> Result<F
 mod account;
 mod catalog;
 mod extras;
+mod money;
+
+pub use money::PaymentEventKind;
 
 #[cfg(test)]
 mod tests;

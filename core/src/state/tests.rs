@@ -979,3 +979,184 @@ fn a_keyed_command_is_answered_again_and_a_reused_key_refused() {
     assert!(w.state.remembered(Actor::User(rider), "k-1").is_none());
     w.finish();
 }
+
+// ----- money ------------------------------------------------------------------------------
+
+mod money {
+    use super::*;
+    use crate::ledger::{AccountKey, AccountKind};
+    use crate::state::PaymentEventKind;
+    use crate::trip::{GatewayAction, PaymentStatus};
+
+    fn egp() -> crate::money::Currency {
+        "EGP".parse().unwrap()
+    }
+
+    fn acct(kind: AccountKind, u: UserId) -> AccountKey {
+        AccountKey::of(kind, u, egp())
+    }
+
+    fn balance(w: &World, key: AccountKey) -> i64 {
+        w.state.ledger().account(&key).balance()
+    }
+
+    fn credit(w: &mut World, user: UserId, amount_minor: i64) {
+        let c =
+            Command::CreditWallet { id: None, user_id: user, amount_minor, currency: egp(), reason: "top-up".into() };
+        w.run(Actor::Admin, c).unwrap();
+    }
+
+    fn book(w: &mut World, rider: UserId, method: PaymentMethod, coupon: Option<&str>) -> Result<Outcome> {
+        let mut new = w.new_trip();
+        new.payment_method = method;
+        new.coupon = coupon.map(str::to_owned);
+        w.run(Actor::User(rider), Command::CreateTrip(new))
+    }
+
+    fn id_of(o: Outcome) -> TripId {
+        match o {
+            Outcome::Trip(t) => t.id,
+            o => panic!("{o:?}"),
+        }
+    }
+
+    /// Accept, arrive, start, ride 960 s, complete with 8230 m: API.md's 6704 before discounts.
+    fn ride(w: &mut World, d: UserId, trip: TripId) -> Arc<Trip> {
+        w.accept(d, trip).unwrap();
+        w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
+        let code = w.get(trip).pickup_code.to_string();
+        w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+        w.advance(960);
+        w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: Some(8230), dropoff: None }).unwrap();
+        w.get(trip)
+    }
+
+    #[test]
+    fn cash_the_driver_earns_the_fare_before_discount_minus_commission() {
+        let mut w = World::new(rules());
+        w.add_coupon(coupon("TENPC", 1_000, None));
+        let rider = w.rider();
+        let d = w.driver(0.5);
+        let trip = id_of(book(&mut w, rider, PaymentMethod::Cash, Some("TENPC")).unwrap());
+        let t = ride(&mut w, d, trip);
+        // 6704 before the coupon; 10 % off = 670.4 → 670; the rider pays 6034.
+        assert_eq!((t.fare.final_minor, t.fare.final_breakdown.unwrap().discount_minor), (Some(6034), 670));
+        assert_eq!((t.payment.status, t.payment.captured_minor), (PaymentStatus::Captured, 6034));
+        // Commission 15 % of 6704 = 1005.6 → 1006; the driver earns 6704 − 1006 = 5698.
+        assert_eq!(balance(&w, acct(AccountKind::DriverEarnings, d)), 5698);
+        assert_eq!(balance(&w, acct(AccountKind::CashInHand, d)), -6034, "the driver holds the cash");
+        assert_eq!(
+            w.state.ledger().account(&AccountKey::platform(AccountKind::PlatformRevenue, egp())).balance(),
+            1006
+        );
+        assert_eq!(w.state.ledger().account(&AccountKey::platform(AccountKind::Promotions, egp())).balance(), -670);
+        w.state.ledger().check().unwrap();
+        w.finish();
+    }
+
+    #[test]
+    fn wallet_needs_the_estimate_holds_it_and_never_goes_negative() {
+        let mut w = World::new(rules());
+        let rider = w.rider();
+        let d = w.driver(0.5);
+        assert!(matches!(book(&mut w, rider, PaymentMethod::Wallet, None), Err(Error::InsufficientFunds { .. })));
+        credit(&mut w, rider, 5_000);
+        let trip = id_of(book(&mut w, rider, PaymentMethod::Wallet, None).unwrap());
+        let estimate = w.get(trip).fare.estimate_minor;
+        let wallet = acct(AccountKind::RiderWallet, rider);
+        assert_eq!(w.state.ledger().account(&wallet).available(), 5_000 - estimate, "the estimate is held");
+        // The final fare (6704) is above the hold and the wallet (5000): the wallet pays
+        // all it has, the rest is the rider's debt.
+        let t = ride(&mut w, d, trip);
+        assert_eq!(t.fare.final_minor, Some(6704));
+        assert_eq!(balance(&w, wallet), 0);
+        assert_eq!(balance(&w, acct(AccountKind::RiderDebt, rider)), -1704);
+        assert_eq!(balance(&w, AccountKey::platform(AccountKind::Escrow, egp())), 0, "escrow passes everything on");
+        w.finish();
+    }
+
+    #[test]
+    fn wallet_hold_is_released_when_the_trip_is_cancelled_or_expires() {
+        let mut w = World::new(rules());
+        let rider = w.rider();
+        credit(&mut w, rider, 10_000);
+        let wallet = acct(AccountKind::RiderWallet, rider);
+        let trip = id_of(book(&mut w, rider, PaymentMethod::Wallet, None).unwrap());
+        w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, reason: "x".into() }).unwrap();
+        assert_eq!(w.state.ledger().account(&wallet).available(), 10_000);
+        assert_eq!(w.get(trip).payment.status, PaymentStatus::Voided);
+        let trip = id_of(book(&mut w, rider, PaymentMethod::Wallet, None).unwrap());
+        w.advance(i64::from(w.state.rules().timeout_s) + 1);
+        assert_eq!(w.get(trip).status, TripStatus::Expired);
+        assert_eq!(w.state.ledger().account(&wallet).available(), 10_000);
+        w.finish();
+    }
+
+    #[test]
+    fn card_goes_through_the_gateway_once_per_event() {
+        let mut w = World::new(rules());
+        let rider = w.rider();
+        let d = w.driver(0.5);
+        let trip = id_of(book(&mut w, rider, PaymentMethod::Card, None).unwrap());
+        w.accept(d, trip).unwrap();
+        let estimate = w.get(trip).fare.estimate_minor;
+        assert_eq!(w.get(trip).payment.due, Some(GatewayAction::Authorize { amount_minor: estimate }));
+        let event = |id: &str, kind, amount_minor| Command::PaymentEvent {
+            gateway: "sim".into(),
+            event_id: id.into(),
+            kind,
+            trip_id: trip,
+            amount_minor,
+            currency: egp(),
+        };
+        let rider_sends = event("evt_1", PaymentEventKind::Authorized, estimate);
+        assert!(matches!(w.run(Actor::User(rider), rider_sends), Err(Error::Forbidden(_))), "only the server");
+        w.run(Actor::System, event("evt_1", PaymentEventKind::Authorized, estimate)).unwrap();
+        assert_eq!((w.get(trip).payment.status, w.get(trip).payment.due), (PaymentStatus::Authorized, None));
+        w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
+        let code = w.get(trip).pickup_code.to_string();
+        w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+        w.advance(960);
+        w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: Some(8230), dropoff: None }).unwrap();
+        assert_eq!(w.get(trip).payment.due, Some(GatewayAction::Capture { amount_minor: 6704 }));
+        assert_eq!(
+            w.run(Actor::System, event("evt_2", PaymentEventKind::Captured, 6704)).unwrap(),
+            Outcome::PaymentEvent { duplicate: false }
+        );
+        assert_eq!(
+            w.run(Actor::System, event("evt_2", PaymentEventKind::Captured, 6704)).unwrap(),
+            Outcome::PaymentEvent { duplicate: true },
+            "a replayed webhook changes nothing"
+        );
+        let t = w.get(trip);
+        assert_eq!((t.payment.status, t.payment.captured_minor, t.payment.due), (PaymentStatus::Captured, 6704, None));
+        assert_eq!(balance(&w, AccountKey::platform(AccountKind::GatewayClearing, egp())), -6704);
+        assert_eq!(balance(&w, AccountKey::platform(AccountKind::Escrow, egp())), 0);
+        w.finish();
+    }
+
+    #[test]
+    fn refunds_never_exceed_what_was_captured() {
+        let mut w = World::new(rules());
+        let rider = w.rider();
+        let d = w.driver(0.5);
+        let trip = id_of(book(&mut w, rider, PaymentMethod::Cash, None).unwrap());
+        ride(&mut w, d, trip);
+        let refund = |amount_minor| Command::Refund { id: None, trip_id: trip, amount_minor, reason: "detour".into() };
+        assert!(matches!(w.run(Actor::User(rider), refund(100)), Err(Error::Forbidden(_))));
+        assert_eq!(
+            w.run(Actor::Admin, refund(6705)),
+            Err(Error::RefundExceedsCaptured { captured: 6704, refunded: 0 })
+        );
+        w.run(Actor::Admin, refund(704)).unwrap();
+        assert_eq!(w.get(trip).payment.status, PaymentStatus::PartiallyRefunded);
+        assert_eq!(
+            w.run(Actor::Admin, refund(6001)),
+            Err(Error::RefundExceedsCaptured { captured: 6704, refunded: 704 })
+        );
+        w.run(Actor::Admin, refund(6000)).unwrap();
+        assert_eq!(w.get(trip).payment.status, PaymentStatus::Refunded);
+        assert_eq!(balance(&w, acct(AccountKind::RiderWallet, rider)), 6704, "cash refunds go to the wallet");
+        w.finish();
+    }
+}

@@ -1,0 +1,450 @@
+//! Money: wallet holds at booking, settlement at completion, cancellation fees, card
+//! payments through the gateway, refunds, wallet credits and payment events.
+//!
+//! Guarantees:
+//! - every movement is a ledger transfer whose id is derived from what it is for (the
+//!   trip and the purpose), so replay recreates the same ids and nothing is paid twice;
+//! - a trip's settlement is one linked batch, applied before the trip changes: a
+//!   completion either settles completely or is refused and changes nothing;
+//! - the driver earns the fare before the coupon's discount (the platform's promotions
+//!   account pays the discount) minus the zone's commission on it;
+//! - a wallet never goes negative: a final fare above the hold takes what the wallet
+//!   has and records the rest as the rider's debt;
+//! - a refund never exceeds what was captured minus what was refunded;
+//! - a gateway event id is applied once; a repeat answers `duplicate` and changes nothing.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Effects, State, Who};
+use crate::clock::Timestamp;
+use crate::command::Outcome;
+use crate::error::{Error, Result};
+use crate::id::{TransferId, TripId, UserId};
+use crate::ledger::{AccountKey, AccountKind, LedgerError, Op, Transfer, TransferCode, TransferState};
+use crate::money::Currency;
+use crate::trip::{GatewayAction, PaymentMethod, PaymentStatus, Trip};
+use crate::user::Role;
+
+/// What a payment gateway reported (a webhook, or the payment worker's call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentEventKind {
+    /// The card hold succeeded (`payment.authorized`).
+    Authorized,
+    /// Money was taken (`payment.captured`).
+    Captured,
+    /// The gateway refused or failed (`payment.failed`).
+    Failed,
+    /// A refund reached the rider (`refund.succeeded`).
+    RefundSucceeded,
+    /// The authorisation was released.
+    Voided,
+}
+
+/// Purposes of the transfers of one trip (mixed into their ids).
+#[derive(Clone, Copy)]
+enum Purpose {
+    Hold = 1,
+    HoldPost = 2,
+    HoldVoid = 3,
+    Topup = 4,
+    Debt = 5,
+    Fare = 6,
+    Discount = 7,
+    Commission = 8,
+    Cash = 9,
+    CancelFee = 10,
+    CancelCommission = 11,
+    Capture = 12,
+}
+
+/// The id of the transfer of `trip` for `purpose`: a fixed mixing of the two (so replay
+/// recreates it), never zero.
+fn transfer_id(trip: TripId, purpose: Purpose, n: u64) -> TransferId {
+    // splitmix64 of the trip id, the purpose and a counter: distinct inputs give distinct
+    // 64-bit outputs with overwhelming probability; a clash is caught by the ledger
+    // (`ExistsWithDifferent`), never silently merged.
+    let mut z = trip.raw() ^ ((purpose as u64) << 56) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    TransferId::from_nonzero(std::num::NonZeroU64::new(z).unwrap_or(std::num::NonZeroU64::MIN))
+}
+
+fn posted(
+    id: TransferId,
+    debit: AccountKey,
+    credit: AccountKey,
+    amount: i64,
+    code: TransferCode,
+    trip: Option<TripId>,
+    at: Timestamp,
+) -> Op {
+    Op::Create(Transfer { id, debit, credit, amount, code, state: TransferState::Posted, trip_id: trip, at })
+}
+
+fn ledger_error(e: LedgerError) -> Error {
+    match e {
+        LedgerError::InsufficientFunds { available, needed } => Error::InsufficientFunds { available, needed },
+        other => Error::Internal(format!("ledger: {other}")),
+    }
+}
+
+struct Accounts {
+    currency: Currency,
+}
+
+impl Accounts {
+    fn user(&self, kind: AccountKind, u: UserId) -> AccountKey {
+        AccountKey::of(kind, u, self.currency)
+    }
+    fn platform(&self, kind: AccountKind) -> AccountKey {
+        AccountKey::platform(kind, self.currency)
+    }
+}
+
+impl State {
+    /// The ledger.
+    pub fn ledger(&self) -> &crate::ledger::Ledger {
+        &self.ledger
+    }
+
+    /// Books the wallet hold of a new trip, before it exists: refused with
+    /// `insufficient_funds` when the wallet cannot cover the estimate.
+    pub(super) fn hold_for_booking(
+        &mut self,
+        trip_id: TripId,
+        rider: UserId,
+        currency: Currency,
+        estimate_minor: i64,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Option<TransferId>> {
+        if estimate_minor <= 0 {
+            return Ok(None);
+        }
+        let a = Accounts { currency };
+        let id = transfer_id(trip_id, Purpose::Hold, 0);
+        let hold = Transfer {
+            id,
+            debit: a.user(AccountKind::RiderWallet, rider),
+            credit: a.platform(AccountKind::Escrow),
+            amount: estimate_minor,
+            code: TransferCode::Hold,
+            state: TransferState::Pending,
+            trip_id: Some(trip_id),
+            at: now,
+        };
+        self.apply_money(&[Op::Create(hold)], fx)?;
+        Ok(Some(id))
+    }
+
+    /// The linked batch that settles `trip` completed at `fare_minor`. Pure: nothing changes.
+    pub(super) fn settlement(
+        &self,
+        trip: &Trip,
+        driver: UserId,
+        fare_minor: i64,
+        discount: i64,
+        now: Timestamp,
+    ) -> Result<Vec<Op>> {
+        let a = Accounts { currency: trip.fare.currency };
+        let t = Some(trip.id);
+        let gross = fare_minor.checked_add(discount).ok_or_else(|| Error::Invalid("fare overflow".into()))?;
+        let (commission, _) = crate::fare::commission(gross, trip.fare.locked.pricing.commission_bps)
+            .map_err(|e| Error::Invalid(format!("cannot split the fare: {e}")))?;
+        let earnings = a.user(AccountKind::DriverEarnings, driver);
+        let escrow = a.platform(AccountKind::Escrow);
+        let mut ops = Vec::new();
+        let mut push = |op: Option<Op>| ops.extend(op);
+        let amount = |x: i64| (x > 0).then_some(x);
+        match trip.payment.method {
+            PaymentMethod::Cash => {
+                let cash = a.user(AccountKind::CashInHand, driver);
+                push(amount(fare_minor).map(|f| {
+                    posted(transfer_id(trip.id, Purpose::Cash, 0), cash, earnings, f, TransferCode::Cash, t, now)
+                }));
+            }
+            PaymentMethod::Wallet => {
+                let wallet = a.user(AccountKind::RiderWallet, trip.rider_id);
+                let held = trip.payment.hold.and_then(|h| self.ledger.transfer(h)).map_or(0, |h| h.amount);
+                let from_hold = fare_minor.min(held);
+                if let Some(hold) = trip.payment.hold.filter(|h| self.ledger.is_open_pending(*h)) {
+                    push(Some(match amount(from_hold) {
+                        Some(f) => Op::Post {
+                            id: transfer_id(trip.id, Purpose::HoldPost, 0),
+                            pending: hold,
+                            amount: f,
+                            at: now,
+                        },
+                        None => Op::Void { id: transfer_id(trip.id, Purpose::HoldVoid, 0), pending: hold, at: now },
+                    }));
+                }
+                let extra = fare_minor - from_hold;
+                // After the post above the hold no longer reserves anything, and
+                // `from_hold` of it was taken.
+                let available = (self.ledger.account(&wallet).available() + held - from_hold).max(0);
+                let topup = extra.min(available).max(0);
+                push(amount(topup).map(|x| {
+                    posted(transfer_id(trip.id, Purpose::Topup, 0), wallet, escrow, x, TransferCode::Fare, t, now)
+                }));
+                let debt = a.user(AccountKind::RiderDebt, trip.rider_id);
+                push(amount(extra - topup).map(|x| {
+                    posted(transfer_id(trip.id, Purpose::Debt, 0), debt, escrow, x, TransferCode::Debt, t, now)
+                }));
+                push(amount(fare_minor).map(|f| {
+                    posted(transfer_id(trip.id, Purpose::Fare, 0), escrow, earnings, f, TransferCode::Fare, t, now)
+                }));
+            }
+            PaymentMethod::Card => {
+                // The platform pays the driver now and collects from the card when the
+                // gateway captures (escrow is short until then).
+                push(amount(fare_minor).map(|f| {
+                    posted(transfer_id(trip.id, Purpose::Fare, 0), escrow, earnings, f, TransferCode::Fare, t, now)
+                }));
+            }
+        }
+        let promotions = a.platform(AccountKind::Promotions);
+        push(amount(discount).map(|d| {
+            posted(transfer_id(trip.id, Purpose::Discount, 0), promotions, earnings, d, TransferCode::Discount, t, now)
+        }));
+        let revenue = a.platform(AccountKind::PlatformRevenue);
+        push(amount(commission).map(|c| {
+            posted(transfer_id(trip.id, Purpose::Commission, 0), earnings, revenue, c, TransferCode::Commission, t, now)
+        }));
+        Ok(ops)
+    }
+
+    /// The linked batch for a terminal cancellation: the wallet hold released, and a late
+    /// rider's fee paid to the driver who came (minus commission). Pure.
+    pub(super) fn cancellation_ops(&self, trip: &Trip, fee_minor: i64, now: Timestamp) -> Result<Vec<Op>> {
+        let a = Accounts { currency: trip.fare.currency };
+        let t = Some(trip.id);
+        let mut ops = Vec::new();
+        if let Some(hold) = trip.payment.hold.filter(|h| self.ledger.is_open_pending(*h)) {
+            ops.push(Op::Void { id: transfer_id(trip.id, Purpose::HoldVoid, 0), pending: hold, at: now });
+        }
+        let Some(driver) = trip.driver_id.filter(|_| fee_minor > 0) else { return Ok(ops) };
+        let earnings = a.user(AccountKind::DriverEarnings, driver);
+        let payer = match trip.payment.method {
+            // Wallet: taken from the wallet if it can pay, else owed.
+            PaymentMethod::Wallet
+                if self.ledger.account(&a.user(AccountKind::RiderWallet, trip.rider_id)).available()
+                    + trip.payment.hold.and_then(|h| self.ledger.transfer(h)).map_or(0, |h| h.amount)
+                    >= fee_minor =>
+            {
+                a.user(AccountKind::RiderWallet, trip.rider_id)
+            }
+            // Card: captured by the gateway later; the platform pays the driver now.
+            PaymentMethod::Card => a.platform(AccountKind::Escrow),
+            // Cash, or a wallet that cannot pay: the rider owes it.
+            _ => a.user(AccountKind::RiderDebt, trip.rider_id),
+        };
+        ops.push(posted(
+            transfer_id(trip.id, Purpose::CancelFee, 0),
+            payer,
+            earnings,
+            fee_minor,
+            TransferCode::CancelFee,
+            t,
+            now,
+        ));
+        let (commission, _) = crate::fare::commission(fee_minor, trip.fare.locked.pricing.commission_bps)
+            .map_err(|e| Error::Invalid(format!("cannot split the fee: {e}")))?;
+        if commission > 0 {
+            let revenue = a.platform(AccountKind::PlatformRevenue);
+            ops.push(posted(
+                transfer_id(trip.id, Purpose::CancelCommission, 0),
+                earnings,
+                revenue,
+                commission,
+                TransferCode::Commission,
+                t,
+                now,
+            ));
+        }
+        Ok(ops)
+    }
+
+    /// Applies a linked batch prepared by [`State::settlement`] or
+    /// [`State::cancellation_ops`]: all or nothing.
+    pub(super) fn apply_money(&mut self, ops: &[Op], fx: &mut Effects) -> Result<()> {
+        self.ledger.apply_all(ops).map_err(ledger_error)?;
+        for op in ops {
+            let id = match op {
+                Op::Create(t) => t.id,
+                Op::Post { id, .. } | Op::Void { id, .. } => *id,
+            };
+            if let Some(t) = self.ledger.transfer(id) {
+                fx.accounts.extend([t.debit, t.credit]);
+                fx.transfers.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Credits a user's wallet (riders) or earnings (drivers), from promotions. Admin only.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn credit_wallet(
+        &mut self,
+        who: Who,
+        id: Option<TransferId>,
+        user_id: UserId,
+        amount_minor: i64,
+        currency: Currency,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        Self::require_admin(who, "credits wallets")?;
+        let id = id.ok_or_else(|| Error::Internal("transfer id not stamped".into()))?;
+        let user = self.users.get(&user_id).ok_or_else(|| Error::not_found("user", user_id))?;
+        let kind = match user.role {
+            Role::Rider => AccountKind::RiderWallet,
+            Role::Driver => AccountKind::DriverEarnings,
+            _ => return Err(Error::Invalid("only riders and drivers have wallets".into())),
+        };
+        if !(1..=crate::ledger::MAX_AMOUNT).contains(&amount_minor) {
+            return Err(Error::Invalid("amount_minor must be positive".into()));
+        }
+        let op = posted(
+            id,
+            AccountKey::platform(AccountKind::Promotions, currency),
+            AccountKey::of(kind, user_id, currency),
+            amount_minor,
+            TransferCode::Credit,
+            None,
+            now,
+        );
+        self.apply_money(&[op], fx)?;
+        let transfer = self.ledger.transfer(id).cloned().ok_or_else(|| Error::Internal("transfer vanished".into()))?;
+        Ok(Outcome::Transfer(Box::new(transfer)))
+    }
+
+    /// Gives back part of what a trip's rider paid. Admin or support.
+    pub(super) fn refund(
+        &mut self,
+        who: Who,
+        id: Option<TransferId>,
+        trip_id: TripId,
+        amount_minor: i64,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if !matches!(who, Who::Staff { .. } | Who::System) {
+            return Err(Error::Forbidden("only staff refund".into()));
+        }
+        let id = id.ok_or_else(|| Error::Internal("transfer id not stamped".into()))?;
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        if amount_minor <= 0 {
+            return Err(Error::Invalid("amount_minor must be positive".into()));
+        }
+        let left = trip.payment.captured_minor - trip.payment.refunded_minor;
+        if amount_minor > left {
+            return Err(Error::RefundExceedsCaptured {
+                captured: trip.payment.captured_minor,
+                refunded: trip.payment.refunded_minor,
+            });
+        }
+        let a = Accounts { currency: trip.fare.currency };
+        // The platform bears refunds. Card refunds go back through the gateway (its
+        // clearing account); the others to the rider's wallet.
+        let to = match trip.payment.method {
+            PaymentMethod::Card => a.platform(AccountKind::GatewayClearing),
+            _ => a.user(AccountKind::RiderWallet, trip.rider_id),
+        };
+        let op = posted(
+            id,
+            a.platform(AccountKind::PlatformRevenue),
+            to,
+            amount_minor,
+            TransferCode::Refund,
+            Some(trip_id),
+            now,
+        );
+        self.apply_money(&[op], fx)?;
+        let t = self.trip_mut(trip_id, fx)?;
+        t.payment.refunded_minor += amount_minor;
+        t.payment.status = if t.payment.refunded_minor >= t.payment.captured_minor {
+            PaymentStatus::Refunded
+        } else {
+            PaymentStatus::PartiallyRefunded
+        };
+        t.updated_at = now;
+        let transfer = self.ledger.transfer(id).cloned().ok_or_else(|| Error::Internal("transfer vanished".into()))?;
+        fx.events.push(crate::command::Event::TripUpdated { trip: Arc::clone(self.trip_ref(trip_id)?) });
+        Ok(Outcome::Transfer(Box::new(transfer)))
+    }
+
+    /// Applies a gateway's report about a card trip, once per event id.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn payment_event(
+        &mut self,
+        who: Who,
+        gateway: &str,
+        event_id: &str,
+        kind: PaymentEventKind,
+        trip_id: TripId,
+        amount_minor: i64,
+        currency: Currency,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("only the server reports gateway events".into()));
+        }
+        if event_id.is_empty() || event_id.len() > 255 || gateway.is_empty() || gateway.len() > 32 {
+            return Err(Error::Invalid("event id must be 1-255 bytes and gateway 1-32".into()));
+        }
+        let seen = (gateway.to_owned(), event_id.to_owned());
+        if self.gateway_events.contains_key(&seen) {
+            return Ok(Outcome::PaymentEvent { duplicate: true });
+        }
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        if trip.payment.method != PaymentMethod::Card {
+            return Err(Error::Invalid(format!("trip {trip_id} is not paid by card")));
+        }
+        if currency != trip.fare.currency || amount_minor < 0 {
+            return Err(Error::Invalid("the event's amount or currency does not match the trip".into()));
+        }
+        let a = Accounts { currency };
+        let mut ops = Vec::new();
+        let (status, captured) = match kind {
+            PaymentEventKind::Authorized => (PaymentStatus::Authorized, 0),
+            PaymentEventKind::Voided => (PaymentStatus::Voided, 0),
+            PaymentEventKind::Failed => (trip.payment.status, 0),
+            PaymentEventKind::RefundSucceeded => (trip.payment.status, 0),
+            PaymentEventKind::Captured => {
+                if amount_minor > 0 {
+                    let n = u64::try_from(self.gateway_events.len()).unwrap_or(0);
+                    ops.push(posted(
+                        transfer_id(trip_id, Purpose::Capture, n),
+                        a.platform(AccountKind::GatewayClearing),
+                        a.platform(AccountKind::Escrow),
+                        amount_minor,
+                        TransferCode::Capture,
+                        Some(trip_id),
+                        now,
+                    ));
+                }
+                (PaymentStatus::Captured, amount_minor)
+            }
+        };
+        self.apply_money(&ops, fx)?;
+        self.gateway_events.insert(seen, now);
+        let t = self.trip_mut(trip_id, fx)?;
+        let settled = matches!(kind, PaymentEventKind::Captured | PaymentEventKind::Voided);
+        if settled
+            || (kind == PaymentEventKind::Authorized && matches!(t.payment.due, Some(GatewayAction::Authorize { .. })))
+        {
+            t.payment.due = None;
+        }
+        t.payment.status = status;
+        t.payment.captured_minor += captured;
+        t.updated_at = now;
+        fx.events.push(crate::command::Event::TripUpdated { trip: Arc::clone(self.trip_ref(trip_id)?) });
+        Ok(Outcome::PaymentEvent { duplicate: false })
+    }
+}
