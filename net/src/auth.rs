@@ -1,0 +1,302 @@
+//! Who is calling, and what they may do.
+//!
+//! Owns the bearer tokens (HMAC-SHA256 with `ring`, carrying the user id, role, expiry
+//! and the user's token generation), the bootstrap admin token check, the keyed hash of
+//! OTP codes, and [`Allow`], the one table of which roles may call a route.
+//!
+//! Guarantees:
+//! - tokens and the admin token are checked in constant time (`ring::hmac::verify`);
+//! - a token is refused once its user's token generation moved past the one it carries
+//!   ([`generation_ok`], the one place that check lives), once it expired, or when the
+//!   role it names is not the user's role in the engine;
+//! - a caller with no or a bad token is `401 unauthorized`; an authenticated caller whose
+//!   role a route does not allow is `403 forbidden` — decided by [`authorize`] only.
+
+use dispatch_core::{Actor, Role, User, UserId};
+use ring::hmac;
+
+use crate::http::{ApiError, hex, unhex};
+
+/// How long a user token lives, seconds (30 days).
+pub const TOKEN_TTL_S: i64 = 30 * 24 * 60 * 60;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// The holder of `DISPATCH_ADMIN_TOKEN` (no user record).
+    BootstrapAdmin,
+    /// A user with a valid token.
+    User {
+        /// Who.
+        id: UserId,
+        /// Their role (as the engine has it).
+        role: Role,
+    },
+}
+
+impl Principal {
+    /// The engine actor.
+    pub fn actor(self) -> Actor {
+        match self {
+            Principal::BootstrapAdmin => Actor::Admin,
+            Principal::User { id, .. } => Actor::User(id),
+        }
+    }
+
+    /// The role, the bootstrap admin counting as `admin`.
+    pub fn role(self) -> Role {
+        match self {
+            Principal::BootstrapAdmin => Role::Admin,
+            Principal::User { role, .. } => role,
+        }
+    }
+
+    /// The user id, if a user.
+    pub fn user_id(self) -> Option<UserId> {
+        match self {
+            Principal::BootstrapAdmin => None,
+            Principal::User { id, .. } => Some(id),
+        }
+    }
+
+    /// Support or admin.
+    pub fn is_staff(self) -> bool {
+        self.role().is_staff()
+    }
+}
+
+/// What a token says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claims {
+    /// Whose.
+    pub user: UserId,
+    /// Their role at issue.
+    pub role: Role,
+    /// Expiry, Unix seconds.
+    pub exp_s: i64,
+    /// The user's token generation at issue.
+    pub generation: u32,
+}
+
+const TOKEN_PREFIX: &str = "dt1.";
+const PAYLOAD_LEN: usize = 8 + 1 + 8 + 4;
+
+/// The keys: token signing, the admin token check, OTP hashing (each derived from the
+/// secrets with a distinct label, so one never verifies another's data).
+pub struct Keys {
+    token: hmac::Key,
+    admin: hmac::Key,
+    admin_tag: hmac::Tag,
+    otp: hmac::Key,
+}
+
+impl Keys {
+    /// Keys from the token secret and the admin token.
+    pub fn new(token_secret: &[u8], admin_token: &str) -> Keys {
+        let derive = |label: &[u8]| {
+            let root = hmac::Key::new(hmac::HMAC_SHA256, token_secret);
+            hmac::Key::new(hmac::HMAC_SHA256, hmac::sign(&root, label).as_ref())
+        };
+        let admin = derive(b"dispatch admin token v1");
+        let admin_tag = hmac::sign(&admin, admin_token.as_bytes());
+        Keys { token: derive(b"dispatch user token v1"), admin, admin_tag, otp: derive(b"dispatch otp v1") }
+    }
+
+    /// A signed token for `claims`.
+    pub fn issue(&self, claims: Claims) -> String {
+        let mut p = Vec::with_capacity(PAYLOAD_LEN);
+        p.extend_from_slice(&claims.user.raw().to_be_bytes());
+        p.push(role_byte(claims.role));
+        p.extend_from_slice(&claims.exp_s.to_be_bytes());
+        p.extend_from_slice(&claims.generation.to_be_bytes());
+        let tag = hmac::sign(&self.token, &p);
+        format!("{TOKEN_PREFIX}{}.{}", hex(&p), hex(tag.as_ref()))
+    }
+
+    /// The claims of a well-signed, unexpired token (`now_s`: Unix seconds).
+    pub fn verify(&self, token: &str, now_s: i64) -> Option<Claims> {
+        let rest = token.strip_prefix(TOKEN_PREFIX)?;
+        let (p, tag) = rest.split_once('.')?;
+        let (p, tag) = (unhex(p)?, unhex(tag)?);
+        hmac::verify(&self.token, &p, &tag).ok()?;
+        if p.len() != PAYLOAD_LEN {
+            return None;
+        }
+        let user = UserId::from_raw(u64::from_be_bytes(p[0..8].try_into().ok()?))?;
+        let role = byte_role(p[8])?;
+        let exp_s = i64::from_be_bytes(p[9..17].try_into().ok()?);
+        let generation = u32::from_be_bytes(p[17..21].try_into().ok()?);
+        (now_s < exp_s).then_some(Claims { user, role, exp_s, generation })
+    }
+
+    /// Whether `candidate` is the bootstrap admin token (constant time in its content).
+    pub fn is_admin_token(&self, candidate: &str) -> bool {
+        hmac::verify(&self.admin, candidate.as_bytes(), self.admin_tag.as_ref()).is_ok()
+    }
+
+    /// The keyed hash of an OTP code for `phone` (only this reaches the engine).
+    pub fn otp_hash(&self, phone: &str, code: &str) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.otp);
+        ctx.update(phone.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(code.as_bytes());
+        let tag = ctx.sign();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&tag.as_ref()[..32]);
+        out
+    }
+
+    /// A fresh token for `user`.
+    pub fn token_for(&self, user: &User, now_s: i64) -> String {
+        self.issue(Claims {
+            user: user.id,
+            role: user.role,
+            exp_s: now_s + TOKEN_TTL_S,
+            generation: user.token_generation,
+        })
+    }
+}
+
+fn role_byte(r: Role) -> u8 {
+    match r {
+        Role::Rider => 1,
+        Role::Driver => 2,
+        Role::Support => 3,
+        Role::Admin => 4,
+    }
+}
+
+fn byte_role(b: u8) -> Option<Role> {
+    Some(match b {
+        1 => Role::Rider,
+        2 => Role::Driver,
+        3 => Role::Support,
+        4 => Role::Admin,
+        _ => return None,
+    })
+}
+
+/// Whether a token's generation is still current for `user`: the one place token
+/// revocation (`POST /v1/admin/users/{id}/revoke-tokens`) is enforced.
+pub fn generation_ok(user: &User, claims: &Claims) -> bool {
+    claims.generation == user.token_generation
+}
+
+/// The bearer token of an `Authorization` header value.
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Resolves a bearer token against the engine's users: the principal, or
+/// `401 unauthorized`.
+pub fn authenticate(
+    keys: &Keys,
+    token: &str,
+    now_s: i64,
+    user: impl FnOnce(UserId) -> Option<std::sync::Arc<User>>,
+) -> Result<Principal, ApiError> {
+    let unauthorized = || ApiError::new("unauthorized", "invalid or expired token");
+    if keys.is_admin_token(token) {
+        return Ok(Principal::BootstrapAdmin);
+    }
+    let claims = keys.verify(token, now_s).ok_or_else(unauthorized)?;
+    let u = user(claims.user).ok_or_else(unauthorized)?;
+    if u.role != claims.role || !generation_ok(&u, &claims) {
+        return Err(unauthorized());
+    }
+    Ok(Principal::User { id: u.id, role: u.role })
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allow {
+    /// Anyone, authenticated or not.
+    Anyone,
+    /// Any authenticated caller.
+    Authenticated,
+    /// Callers with one of these roles (the bootstrap admin is `admin`).
+    Roles(&'static [Role]),
+}
+
+/// Staff: support and admin.
+pub const STAFF: Allow = Allow::Roles(&[Role::Support, Role::Admin]);
+/// Admin only.
+pub const ADMIN: Allow = Allow::Roles(&[Role::Admin]);
+/// Riders.
+pub const RIDER: Allow = Allow::Roles(&[Role::Rider]);
+/// Drivers.
+pub const DRIVER: Allow = Allow::Roles(&[Role::Driver]);
+/// Riders and drivers.
+pub const RIDER_OR_DRIVER: Allow = Allow::Roles(&[Role::Rider, Role::Driver]);
+
+/// The one permission check: `401` for no caller where one is needed, `403` for a
+/// role the route does not allow.
+pub fn authorize(allow: Allow, who: Option<Principal>) -> Result<(), ApiError> {
+    match (allow, who) {
+        (Allow::Anyone, _) => Ok(()),
+        (_, None) => Err(ApiError::new("unauthorized", "a bearer token is required")),
+        (Allow::Authenticated, Some(_)) => Ok(()),
+        (Allow::Roles(roles), Some(p)) if roles.contains(&p.role()) => Ok(()),
+        (Allow::Roles(_), Some(p)) => {
+            Err(ApiError::new("forbidden", format!("the {} role may not do this", p.role().as_str())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dispatch_core::clock::Timestamp;
+    use std::sync::Arc;
+
+    fn user(generation: u32) -> Arc<User> {
+        Arc::new(User {
+            id: UserId::from_raw(42).unwrap(),
+            role: Role::Driver,
+            name: "Omar".into(),
+            phone: "+201000000001".into(),
+            vehicle: None,
+            token_generation: generation,
+            suspended: false,
+            created_at: Timestamp::from_millis(0),
+        })
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refuse_tampering_expiry_and_revocation() {
+        let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
+        let u = user(0);
+        let t = keys.token_for(&u, 1_000);
+        assert_eq!(
+            authenticate(&keys, &t, 1_001, |_| Some(u.clone())),
+            Ok(Principal::User { id: u.id, role: Role::Driver })
+        );
+        // Expired.
+        assert!(authenticate(&keys, &t, 1_000 + TOKEN_TTL_S, |_| Some(u.clone())).is_err());
+        // Revoked: the user's generation moved on.
+        assert!(authenticate(&keys, &t, 1_001, |_| Some(user(1))).is_err());
+        // Tampered: a flipped payload digit.
+        let mut bad = t.clone().into_bytes();
+        bad[5] = if bad[5] == b'0' { b'1' } else { b'0' };
+        assert!(authenticate(&keys, std::str::from_utf8(&bad).unwrap(), 1_001, |_| Some(u.clone())).is_err());
+        // Another secret's token.
+        let other = Keys::new(&[8u8; 32], "admin-token-0123456789");
+        assert!(authenticate(&other, &t, 1_001, |_| Some(u.clone())).is_err());
+        assert_eq!(authenticate(&keys, "admin-token-0123456789", 0, |_| None), Ok(Principal::BootstrapAdmin));
+        assert!(authenticate(&keys, "admin-token-012345678", 0, |_| None).is_err());
+    }
+
+    #[test]
+    fn one_table_decides_401_and_403() {
+        let rider = Principal::User { id: UserId::from_raw(1).unwrap(), role: Role::Rider };
+        assert_eq!(authorize(DRIVER, None).unwrap_err().code, "unauthorized");
+        assert_eq!(authorize(DRIVER, Some(rider)).unwrap_err().code, "forbidden");
+        assert!(authorize(RIDER, Some(rider)).is_ok());
+        assert!(authorize(ADMIN, Some(Principal::BootstrapAdmin)).is_ok());
+        assert!(authorize(STAFF, Some(Principal::BootstrapAdmin)).is_ok());
+        assert!(authorize(Allow::Anyone, None).is_ok());
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+    }
+}

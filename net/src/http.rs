@@ -1,0 +1,431 @@
+//! HTTP plumbing shared by every route: the error body and its status table, strict
+//! JSON bodies under a size limit, query strings, request ids, pagination cursors and
+//! RFC 3339 times.
+//!
+//! Guarantees:
+//! - every error is `{"error":{"code","message"}}` with the status API.md gives its code
+//!   ([`status_of`] is the one table; [`ApiError::from_core`] the one mapping of engine
+//!   errors);
+//! - a body over its limit is refused with `413 payload_too_large` as soon as the limit is
+//!   crossed (by `Content-Length`, or while reading): an oversized body is never read whole;
+//! - malformed JSON is `invalid_json`; well-formed JSON with unknown or mistyped fields is
+//!   `invalid_request`;
+//! - 429 and 503 answers carry `Retry-After` in whole seconds, at least 1.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::{HeaderMap, Response, StatusCode};
+use serde::de::DeserializeOwned;
+
+/// What every handler answers.
+pub type Resp = Response<Full<Bytes>>;
+
+/// A refusal, as the client sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// The HTTP status ([`status_of`] the code).
+    pub status: StatusCode,
+    /// The stable code of API.md.
+    pub code: &'static str,
+    /// For people; never holds secrets.
+    pub message: String,
+    /// Seconds for `Retry-After` (429 and 503).
+    pub retry_after_s: Option<u64>,
+}
+
+/// The status of each error code of API.md (unknown codes are 500).
+pub fn status_of(code: &str) -> StatusCode {
+    match code {
+        "invalid_json" | "invalid_request" | "invalid_coordinates" | "invalid_signature" => StatusCode::BAD_REQUEST,
+        "unauthorized" | "invalid_otp" => StatusCode::UNAUTHORIZED,
+        "forbidden" | "not_offered" => StatusCode::FORBIDDEN,
+        "not_found" => StatusCode::NOT_FOUND,
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "trip_already_assigned"
+        | "driver_not_available"
+        | "invalid_transition"
+        | "idempotency_key_in_use"
+        | "too_many_open_trips" => StatusCode::CONFLICT,
+        "offer_expired" => StatusCode::GONE,
+        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "idempotency_key_reused"
+        | "outside_service_area"
+        | "no_pricing"
+        | "coupon_invalid"
+        | "insufficient_funds"
+        | "refund_exceeds_captured" => StatusCode::UNPROCESSABLE_ENTITY,
+        "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
+        "overloaded" | "read_only" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Seconds a client is told to wait after `overloaded` / `read_only` / `unavailable`.
+pub const UNAVAILABLE_RETRY_S: u64 = 1;
+
+impl ApiError {
+    /// An error with this code (its status from [`status_of`]).
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        let status = status_of(code);
+        let retry_after_s = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(UNAVAILABLE_RETRY_S);
+        ApiError { status, code, message: message.into(), retry_after_s }
+    }
+
+    /// `400 invalid_request`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new("invalid_request", message)
+    }
+
+    /// `404 not_found`.
+    pub fn not_found(what: &str) -> Self {
+        Self::new("not_found", format!("{what} not found"))
+    }
+
+    /// `429 rate_limited` with `Retry-After`.
+    pub fn rate_limited(retry_after_s: u64, what: &str) -> Self {
+        let mut e = Self::new("rate_limited", format!("too many requests ({what}); retry in {retry_after_s} s"));
+        e.retry_after_s = Some(retry_after_s.max(1));
+        e
+    }
+
+    /// The one mapping of engine errors to the HTTP contract. Internal and storage
+    /// failures are answered `500 internal` without their details (logged instead).
+    pub fn from_core(e: &dispatch_core::Error) -> Self {
+        use dispatch_core::Error as E;
+        match e {
+            E::Internal(_) | E::Storage(_) => {
+                tracing::error!(error = %e, "engine failure");
+                Self::new("internal", "internal error")
+            }
+            E::RateLimited { retry_after_s, .. } => {
+                let mut r = Self::new("rate_limited", e.to_string());
+                r.retry_after_s = Some((*retry_after_s).max(1));
+                r
+            }
+            E::ShutDown => Self::new("unavailable", "the server is shutting down; try again shortly"),
+            _ => Self::new(e.code(), e.to_string()),
+        }
+    }
+
+    /// The response.
+    pub fn into_response(self) -> Resp {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut r = json_response(self.status, &body);
+        if let Some(s) = self.retry_after_s {
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s.max(1)));
+        }
+        r
+    }
+}
+
+impl From<dispatch_core::Error> for ApiError {
+    fn from(e: dispatch_core::Error) -> Self {
+        ApiError::from_core(&e)
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// `204 No Content`.
+pub fn no_content() -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// A plain-text response (the metrics).
+pub fn text_response(content_type: &'static str, text: String) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Reads a body of at most `limit` bytes. A declared or actual length over it is
+/// `413 payload_too_large`, decided before reading the excess.
+pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::new("payload_too_large", format!("the body is over {limit} bytes"));
+    if let Some(len) = headers.get(CONTENT_LENGTH) {
+        let len: u64 =
+            len.to_str().ok().and_then(|s| s.parse().ok()).ok_or_else(|| ApiError::invalid("bad Content-Length"))?;
+        if len > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err(ApiError::invalid(format!("cannot read the body: {e}"))),
+    }
+}
+
+/// Parses a strict JSON body. `empty_ok`: an empty body stands for `{}` (API.md: a POST
+/// that needs no fields takes an empty body or `{}`).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8], empty_ok: bool) -> Result<T, ApiError> {
+    let body: &[u8] = if empty_ok && body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    serde_json::from_slice(body).map_err(|e| json_error(&e))
+}
+
+/// `invalid_json` for bytes that are not JSON, `invalid_request` for JSON of the wrong shape.
+pub fn json_error(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::new("invalid_json", format!("malformed JSON: {e}"))
+        }
+        Category::Data => ApiError::invalid(format!("invalid request: {e}")),
+    }
+}
+
+/// Checks a coordinate pair (`400 invalid_coordinates` unless finite and in range).
+pub fn lat_lng(lat: f64, lng: f64) -> Result<dispatch_core::LatLng, ApiError> {
+    dispatch_core::LatLng::new(lat, lng).map_err(|e| ApiError::new("invalid_coordinates", e.to_string()))
+}
+
+/// A decoded query string, in order.
+#[derive(Debug, Default, Clone)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parses `a=1&b=x%20y` (`+` is a space); malformed escapes are kept literally.
+    pub fn parse(q: Option<&str>) -> Self {
+        let Some(q) = q else { return Query::default() };
+        Query(
+            q.split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                    (percent_decode(k).into_owned(), percent_decode(v).into_owned())
+                })
+                .collect(),
+        )
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// `key` parsed as `T`, if present (`400 invalid_request` if it does not parse).
+    pub fn parsed<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, ApiError> {
+        self.get(key)
+            .map(|v| v.parse::<T>().map_err(|_| ApiError::invalid(format!("query parameter `{key}` is malformed"))))
+            .transpose()
+    }
+
+    /// A required float (coordinates).
+    pub fn f64(&self, key: &str) -> Result<f64, ApiError> {
+        self.parsed::<f64>(key)?.ok_or_else(|| ApiError::invalid(format!("query parameter `{key}` is required")))
+    }
+}
+
+fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The bytes of lowercase or uppercase hex, if it is hex of even length.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.as_bytes().chunks(2).map(|p| Some(hex_val(p[0])? << 4 | hex_val(p[1])?)).collect()
+}
+
+/// A request id: the caller's `X-Request-Id` when it is 1-128 visible ASCII
+/// characters, else a new random one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req_{}", crate::config::random_hex(8)))
+}
+
+/// Default page size of a list.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest page size of a list.
+pub const MAX_LIMIT: usize = 200;
+
+/// `?limit=` (default [`DEFAULT_LIMIT`], 1 to [`MAX_LIMIT`]).
+pub fn limit(q: &Query) -> Result<usize, ApiError> {
+    match q.parsed::<usize>("limit")? {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::invalid(format!("limit must be 1-{MAX_LIMIT}"))),
+    }
+}
+
+/// A position in a newest-first list: strictly older than `(at_ms, id)`. Rendered as
+/// an opaque string; clients must not build one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The time of the last item seen, ms.
+    pub at_ms: i64,
+    /// Its raw id.
+    pub id: u64,
+}
+
+impl Cursor {
+    /// The opaque form.
+    pub fn encode(self) -> String {
+        format!("c1.{:x}.{:x}", self.at_ms, self.id)
+    }
+
+    /// `?cursor=` (`400 invalid_request` if malformed).
+    pub fn from_query(q: &Query) -> Result<Option<Cursor>, ApiError> {
+        let Some(s) = q.get("cursor") else { return Ok(None) };
+        let bad = || ApiError::invalid("cursor is malformed");
+        let mut parts = s.split('.');
+        if parts.next() != Some("c1") {
+            return Err(bad());
+        }
+        let at_ms = parts.next().and_then(|p| i64::from_str_radix(p, 16).ok()).ok_or_else(bad)?;
+        let id = parts.next().and_then(|p| u64::from_str_radix(p, 16).ok()).ok_or_else(bad)?;
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Some(Cursor { at_ms, id }))
+    }
+
+    /// Whether an item at `(at_ms, id)` comes after this cursor in newest-first order.
+    pub fn precedes(self, at_ms: i64, id: u64) -> bool {
+        (at_ms, id) < (self.at_ms, self.id)
+    }
+}
+
+/// `{"items", "next_cursor"}`: `next_cursor` is set when the page is full.
+pub fn page(items: Vec<serde_json::Value>, limit: usize, last: Option<Cursor>) -> serde_json::Value {
+    let next = if items.len() >= limit { last.map(Cursor::encode) } else { None };
+    serde_json::json!({"items": items, "next_cursor": next})
+}
+
+/// An instant as RFC 3339 UTC with milliseconds (`2026-11-25T10:00:00.123Z`).
+pub fn rfc3339(ts: dispatch_core::clock::Timestamp) -> String {
+    let ms = ts.as_millis();
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// An RFC 3339 string as an instant (`400 invalid_request` if malformed).
+pub fn parse_rfc3339(s: &str, field: &str) -> Result<dispatch_core::clock::Timestamp, ApiError> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| ApiError::invalid(format!("{field} must be an RFC 3339 time")))?;
+    let ms = i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|_| ApiError::invalid(format!("{field} is out of range")))?;
+    Ok(dispatch_core::clock::Timestamp::from_millis(ms))
+}
+
+/// Masks a phone number for logs: all but the last 3 digits.
+pub fn mask_phone(phone: &str) -> String {
+    let n = phone.chars().count();
+    phone.chars().enumerate().map(|(i, c)| if i + 3 < n && c.is_ascii_digit() { '*' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_code_has_its_status() {
+        assert_eq!(status_of("invalid_json"), StatusCode::BAD_REQUEST);
+        assert_eq!(status_of("invalid_otp"), StatusCode::UNAUTHORIZED);
+        assert_eq!(status_of("not_offered"), StatusCode::FORBIDDEN);
+        assert_eq!(status_of("too_many_open_trips"), StatusCode::CONFLICT);
+        assert_eq!(status_of("offer_expired"), StatusCode::GONE);
+        assert_eq!(status_of("refund_exceeds_captured"), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(status_of("read_only"), StatusCode::SERVICE_UNAVAILABLE);
+        let e = ApiError::from_core(&dispatch_core::Error::Overloaded);
+        assert_eq!((e.status, e.code, e.retry_after_s), (StatusCode::SERVICE_UNAVAILABLE, "overloaded", Some(1)));
+        let r = e.into_response();
+        assert_eq!(r.headers()[RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn json_errors_are_told_apart() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct S {
+            a: u32,
+        }
+        assert_eq!(parse_json::<S>(b"{", false).unwrap_err().code, "invalid_json");
+        assert_eq!(parse_json::<S>(b"{\"a\":1,\"b\":2}", false).unwrap_err().code, "invalid_request");
+        assert_eq!(parse_json::<S>(b"{\"a\":\"x\"}", false).unwrap_err().code, "invalid_request");
+        assert_eq!(parse_json::<S>(b"", false).unwrap_err().code, "invalid_json");
+        assert!(parse_json::<serde_json::Value>(b"", true).is_ok());
+    }
+
+    #[test]
+    fn queries_cursors_times_and_phones() {
+        let q = Query::parse(Some("a=1&b=x%20y+z&c&bad=%zz%4"));
+        assert_eq!(
+            (q.get("a"), q.get("b"), q.get("c"), q.get("bad")),
+            (Some("1"), Some("x y z"), Some(""), Some("%zz%4"))
+        );
+        let c = Cursor { at_ms: 1_700_000_000_000, id: u64::MAX };
+        let q = Query::parse(Some(&format!("cursor={}", c.encode())));
+        assert_eq!(Cursor::from_query(&q).unwrap(), Some(c));
+        assert!(Cursor::from_query(&Query::parse(Some("cursor=zz"))).is_err());
+        assert_eq!(
+            rfc3339(dispatch_core::clock::Timestamp::from_millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.123Z"
+        );
+        assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123Z", "t").unwrap().as_millis(), 1_700_000_000_123);
+        assert_eq!(mask_phone("+201001234567"), "+*********567");
+        assert_eq!(unhex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
+    }
+}

@@ -1,0 +1,124 @@
+//! Counters and latency histograms for `GET /metrics`, written in the Prometheus text
+//! format by hand (no metrics crate).
+//!
+//! Bounds: series are keyed by route *names* (a fixed set, never a raw path) and
+//! status codes, so the number of series is bounded whatever clients send.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+/// Upper bounds of the latency buckets, seconds.
+const BUCKETS_S: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS_S.len()],
+    count: u64,
+    sum_s: f64,
+}
+
+/// Everything counted by the server (the engine keeps its own counters).
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    rate_limited: Mutex<BTreeMap<&'static str, u64>>,
+    /// WebSockets open now.
+    pub sockets_open: AtomicI64,
+    /// `trip_offer` frames queued to sockets.
+    pub offers_sent: AtomicU64,
+    /// Accepts answered 200.
+    pub accepts_won: AtomicU64,
+    /// Accepts answered 409 `trip_already_assigned`.
+    pub accepts_lost: AtomicU64,
+    /// Sockets closed because they fell behind.
+    pub slow_sockets_closed: AtomicU64,
+    /// Location frames dropped for slow sockets.
+    pub location_frames_dropped: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a finished request.
+    pub fn record(&self, route: &'static str, status: u16, took: Duration) {
+        *self.requests.lock().entry((route, status)).or_default() += 1;
+        let s = took.as_secs_f64();
+        let mut l = self.latency.lock();
+        let h = l.entry(route).or_default();
+        for (i, b) in BUCKETS_S.iter().enumerate() {
+            if s <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum_s += s;
+    }
+
+    /// Counts a rate-limit refusal.
+    pub fn rate_limited(&self, class: &'static str) {
+        *self.rate_limited.lock().entry(class).or_default() += 1;
+    }
+
+    /// The text exposition, with the engine's figures.
+    pub fn render(&self, engine: &dispatch_core::Engine) -> String {
+        let mut o = String::new();
+        let _ = writeln!(o, "# TYPE dispatch_http_requests_total counter");
+        for ((route, status), n) in self.requests.lock().iter() {
+            let _ = writeln!(o, "dispatch_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(o, "# TYPE dispatch_http_request_duration_seconds histogram");
+        for (route, h) in self.latency.lock().iter() {
+            for (i, b) in BUCKETS_S.iter().enumerate() {
+                let _ = writeln!(
+                    o,
+                    "dispatch_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                o,
+                "dispatch_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(o, "dispatch_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum_s);
+            let _ = writeln!(o, "dispatch_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+        }
+        let _ = writeln!(o, "# TYPE dispatch_rate_limited_total counter");
+        for (class, n) in self.rate_limited.lock().iter() {
+            let _ = writeln!(o, "dispatch_rate_limited_total{{class=\"{class}\"}} {n}");
+        }
+        let r = Ordering::Relaxed;
+        let gauges: [(&str, &str, i64); 6] = [
+            ("dispatch_ws_sockets_open", "gauge", self.sockets_open.load(r)),
+            ("dispatch_ws_offers_sent_total", "counter", clamp(self.offers_sent.load(r))),
+            ("dispatch_accepts_won_total", "counter", clamp(self.accepts_won.load(r))),
+            ("dispatch_accepts_lost_total", "counter", clamp(self.accepts_lost.load(r))),
+            ("dispatch_ws_slow_sockets_closed_total", "counter", clamp(self.slow_sockets_closed.load(r))),
+            ("dispatch_ws_location_frames_dropped_total", "counter", clamp(self.location_frames_dropped.load(r))),
+        ];
+        let s = engine.stats();
+        let engine_figures: [(&str, &str, i64); 10] = [
+            ("dispatch_engine_queue_depth", "gauge", clamp(engine.queue_depth() as u64)),
+            ("dispatch_engine_queue_capacity", "gauge", clamp(engine.queue_capacity() as u64)),
+            ("dispatch_engine_last_batch_size", "gauge", clamp(s.last_batch.load(r))),
+            ("dispatch_engine_batches_total", "counter", clamp(s.batches.load(r))),
+            ("dispatch_engine_commands_applied_total", "counter", clamp(s.applied.load(r))),
+            ("dispatch_engine_commands_refused_total", "counter", clamp(s.refused.load(r))),
+            ("dispatch_engine_overloaded_total", "counter", clamp(s.overloaded.load(r))),
+            ("dispatch_engine_fsync_last_microseconds", "gauge", clamp(s.last_sync_us.load(r))),
+            ("dispatch_engine_fsync_max_microseconds", "gauge", clamp(s.max_sync_us.load(r))),
+            ("dispatch_engine_read_only", "gauge", i64::from(engine.is_read_only())),
+        ];
+        for (name, kind, v) in gauges.iter().chain(engine_figures.iter()) {
+            let _ = writeln!(o, "# TYPE {name} {kind}\n{name} {v}");
+        }
+        o
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

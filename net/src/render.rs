@@ -1,0 +1,163 @@
+//! The JSON shapes of API.md: users, drivers, trips, offers, zones, alerts, bids.
+//!
+//! Guarantees: every shape here is the one API.md shows (fields may be added, never
+//! renamed); a trip's `pickup_code` is rendered only for its rider ([`trip`]'s
+//! `for_rider`); times are RFC 3339 UTC; money is integer minor units beside a currency.
+
+use dispatch_core::clock::Timestamp;
+use dispatch_core::driver::Driver;
+use dispatch_core::trip::{Bid, Place};
+use dispatch_core::{LatLng, Trip, User, Zone};
+use serde_json::{Value, json};
+
+use crate::http::rfc3339;
+
+/// A position.
+pub fn point(p: LatLng) -> Value {
+    json!({"lat": p.lat(), "lng": p.lng()})
+}
+
+/// A pickup or drop-off.
+pub fn place(p: &Place) -> Value {
+    let mut v = point(p.point);
+    if let Some(a) = &p.address {
+        v["address"] = json!(a);
+    }
+    v
+}
+
+fn time(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| json!(rfc3339(t)))
+}
+
+/// A user.
+pub fn user(u: &User) -> Value {
+    json!({
+        "id": u.id.to_string(),
+        "role": u.role.as_str(),
+        "name": u.name,
+        "phone": u.phone,
+        "vehicle": u.vehicle.as_ref().map(|v| json!({"category": v.category.as_str(), "plate": v.plate})),
+        "suspended": u.suspended,
+        "created_at": rfc3339(u.created_at),
+    })
+}
+
+/// A driver's live record as staff see it (`GET /v1/admin/drivers`).
+pub fn driver(d: &Driver, now: Timestamp) -> Value {
+    json!({
+        "driver_id": d.id.to_string(),
+        "availability": d.availability.as_str(),
+        "category": d.category.as_str(),
+        "trip_id": d.trip_id.map(|t| t.to_string()),
+        "location": d.fix.map(|f| point(f.point)),
+        "location_age_s": d.fix.map(|f| now.millis_since(f.at).max(0) / 1000),
+        "connected": d.connected.map(|(c, _)| c),
+        "suspended": d.suspended,
+    })
+}
+
+/// A trip. `for_rider`: the viewer is the trip's rider (the only one shown `pickup_code`).
+pub fn trip(t: &Trip, for_rider: bool) -> Value {
+    let f = &t.fare;
+    let mut v = json!({
+        "id": t.id.to_string(),
+        "status": t.status.as_str(),
+        "kind": match t.kind { dispatch_core::TripKind::Ride => "ride", dispatch_core::TripKind::Parcel => "parcel" },
+        "rider_id": t.rider_id.to_string(),
+        "driver_id": t.driver_id.map(|d| d.to_string()),
+        "zone_id": t.zone_id.to_string(),
+        "category": t.category.as_str(),
+        "pickup": place(&t.pickup),
+        "dropoff": place(&t.dropoff),
+        "fare": {
+            "estimate_minor": f.estimate_minor,
+            "final_minor": f.final_minor,
+            "currency": f.currency.code(),
+            "surge_bps": f.surge_bps,
+            "discount_minor": f.discount_minor,
+            "cancel_fee_minor": f.cancel_fee_minor,
+        },
+        "payment": {"method": enum_str(&t.payment.method), "status": enum_str(&t.payment.status)},
+        "created_at": rfc3339(t.created_at),
+        "updated_at": rfc3339(t.updated_at),
+        "accepted_at": time(t.accepted_at),
+        "arrived_at": time(t.arrived_at),
+        "started_at": time(t.started_at),
+        "ended_at": time(t.ended_at),
+        "distance_m": t.distance_m,
+    });
+    if for_rider {
+        v["pickup_code"] = json!(t.pickup_code.to_string());
+    }
+    if let Some(p) = &t.parcel {
+        v["parcel"] = json!({
+            "weight_kg": f64::from(p.weight_g) / 1000.0,
+            "description": p.description,
+            "recipient_phone": p.recipient_phone,
+        });
+    }
+    if let Some(b) = t.rider_offer_minor {
+        v["bid"] = json!({"amount_minor": b});
+    }
+    if let Some(c) = &t.cancellation {
+        v["cancellation"] = json!({"by": enum_str(&c.by), "reason": c.reason, "at": rfc3339(c.at)});
+    }
+    v
+}
+
+/// A live offer to a driver (`GET /v1/driver/offers`, WS `trip_offer`).
+pub fn offer(t: &Trip, expires_at: Timestamp, distance_to_pickup_m: u32) -> Value {
+    json!({
+        "trip_id": t.id.to_string(),
+        "pickup": place(&t.pickup),
+        "dropoff": place(&t.dropoff),
+        "category": t.category.as_str(),
+        "fare": {"amount_minor": t.fare.estimate_minor, "currency": t.fare.currency.code()},
+        "distance_to_pickup_m": distance_to_pickup_m,
+        "expires_at": rfc3339(expires_at),
+    })
+}
+
+/// A zone: its id, its spec as uploaded, and times.
+pub fn zone(z: &Zone) -> Value {
+    let mut v = serde_json::to_value(&z.spec).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), json!(z.id.to_string()));
+        m.insert("created_at".into(), json!(rfc3339(z.created_at)));
+        m.insert("updated_at".into(), json!(rfc3339(z.updated_at)));
+    }
+    v
+}
+
+/// A bid.
+pub fn bid(trip_id: &str, b: &Bid) -> Value {
+    json!({
+        "id": b.id.to_string(),
+        "trip_id": trip_id,
+        "driver_id": b.driver_id.to_string(),
+        "amount_minor": b.amount_minor,
+        "distance_to_pickup_m": b.distance_to_pickup_m,
+        "at": rfc3339(b.at),
+    })
+}
+
+/// A safety alert.
+pub fn alert(a: &dispatch_core::alert::Alert) -> Value {
+    json!({
+        "id": a.id.to_string(),
+        "trip_id": a.trip_id.to_string(),
+        "raised_by": a.raised_by.to_string(),
+        "location": a.location.map(point),
+        "note": a.note,
+        "status": a.status.as_str(),
+        "raised_at": rfc3339(a.raised_at),
+        "acknowledged_by": a.acknowledged_by.map(|u| u.to_string()),
+        "acknowledged_at": time(a.acknowledged_at),
+    })
+}
+
+/// A unit enum's snake_case name, as serde writes it.
+fn enum_str<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}

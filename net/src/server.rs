@@ -1,0 +1,345 @@
+//! The running server: the shared [`App`] state, the accept loop, the ticker and
+//! graceful shutdown.
+//!
+//! Guarantees:
+//! - no runtime thread ever blocks on the engine's writer: commands go through
+//!   `Engine::submit_with` and a oneshot ([`App::submit`]);
+//! - shutdown (SIGTERM, ctrl-c, or the handle's signal) stops accepting at once, lets
+//!   in-flight requests finish for at most [`DRAIN_TIMEOUT`], closes WebSockets with a
+//!   close frame, then shuts the engine down (which flushes the WAL).
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use dispatch_core::clock::{Clock, SystemClock};
+use dispatch_core::command::IdempotencyKey;
+use dispatch_core::route::{Route, StraightLine};
+use dispatch_core::{Actor, Availability, Command, Engine, LatLng, Outcome, TripStatus};
+use hyper::StatusCode;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+
+use crate::auth::{Keys, Principal};
+use crate::config::{Config, Secrets};
+use crate::http::{ApiError, Resp, json_response};
+use crate::metrics::Metrics;
+use crate::ratelimit::{Class, RateLimiter, Subject};
+use crate::sms::SmsSink;
+use crate::ws::{Hub, WsTiming};
+
+/// How long in-flight requests may run after a shutdown signal.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Fsync samples kept for the stats' p99 (one a second: five minutes).
+const FSYNC_SAMPLES: usize = 300;
+
+/// Everything a request handler may touch. One per process, behind an `Arc`.
+pub struct App {
+    /// The engine: commands in, a view out.
+    pub engine: Arc<Engine>,
+    /// The configuration in force.
+    pub config: Config,
+    /// Token, admin-token and OTP keys.
+    pub keys: Keys,
+    /// Request rate limits.
+    pub limiter: RateLimiter,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// WebSocket connections and their queues.
+    pub hub: Arc<Hub>,
+    /// Idempotency keys being processed now (the engine stores finished ones).
+    pub inflight: InFlight,
+    /// Where OTP codes go.
+    pub sms: SmsSink,
+    /// The straight-line router (`router_url` is not called yet).
+    pub straight_line: StraightLine,
+    /// WebSocket heartbeat intervals.
+    pub ws_timing: WsTiming,
+    /// Flips to `true` once shutdown begins (sockets close on it).
+    pub shutdown: watch::Receiver<bool>,
+    /// Recent fsync durations (µs), sampled every second for the stats' p99.
+    fsync_samples: Mutex<VecDeque<u64>>,
+}
+
+impl App {
+    /// Builds the shared state.
+    pub fn new(
+        engine: Arc<Engine>,
+        config: Config,
+        secrets: &Secrets,
+        sms: SmsSink,
+        ws_timing: WsTiming,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<App, crate::Error> {
+        let straight_line = StraightLine::new(config.route.detour_factor, config.route.city_speed_kmh)
+            .map_err(|e| crate::Error::Setting(e.to_string()))?;
+        let metrics = Arc::new(Metrics::default());
+        Ok(App {
+            limiter: RateLimiter::new(&config.limits, RateLimiter::monotonic()),
+            hub: Arc::new(Hub::new(Arc::clone(&metrics))),
+            metrics,
+            keys: Keys::new(&secrets.token_secret, &secrets.admin_token),
+            engine,
+            config,
+            inflight: InFlight::default(),
+            sms,
+            straight_line,
+            ws_timing,
+            shutdown,
+            fsync_samples: Mutex::new(VecDeque::with_capacity(FSYNC_SAMPLES)),
+        })
+    }
+
+    /// Sends a command and awaits its outcome without blocking a runtime thread.
+    pub async fn submit(&self, actor: Actor, command: Command) -> Result<Outcome, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        self.engine.submit_with(actor, command, move |r| {
+            let _ = tx.send(r);
+        })?;
+        match rx.await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(_) => Err(ApiError::from_core(&dispatch_core::Error::ShutDown)),
+        }
+    }
+
+    /// Resolves a bearer token.
+    pub fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
+        crate::auth::authenticate(&self.keys, token, SystemClock.now().as_secs(), |id| self.engine.user(id))
+    }
+
+    /// Counts a request against a bucket: `429` with `Retry-After` when over.
+    pub fn limit(&self, spec: crate::api::Spec, class: Class, subject: Subject) -> Result<(), ApiError> {
+        self.limiter.check(class, subject).map_err(|retry| {
+            self.metrics.rate_limited(class.as_str());
+            ApiError::rate_limited(retry, &format!("{} limit on {}", class.as_str(), spec.name))
+        })
+    }
+
+    /// The route of a ride (straight line: see net/API-NOTES.md).
+    pub fn route(&self, from: LatLng, to: LatLng) -> Route {
+        self.straight_line.between(from, to)
+    }
+
+    /// `GET /readyz`.
+    pub fn readiness(&self) -> Resp {
+        let writable = !self.engine.is_read_only();
+        let (depth, cap) = (self.engine.queue_depth(), self.engine.queue_capacity());
+        let queue_ok = depth < cap.saturating_mul(9) / 10;
+        let shutting_down = *self.shutdown.borrow();
+        let checks = json!({
+            "engine_writable": if writable { "ok" } else { "read_only" },
+            "queue": if queue_ok { "ok" } else { "near_capacity" },
+            "queue_depth": depth,
+            "accepting": if shutting_down { "shutting_down" } else { "ok" },
+        });
+        if writable && queue_ok && !shutting_down {
+            json_response(StatusCode::OK, &json!({"status": "ready", "checks": checks}))
+        } else {
+            let mut r =
+                json_response(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "not_ready", "checks": checks}));
+            r.headers_mut().insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from_static("1"));
+            r
+        }
+    }
+
+    /// `GET /v1/admin/stats`.
+    pub fn stats(&self) -> serde_json::Value {
+        let now = SystemClock.now();
+        let (drivers, trips) = self.engine.read(|v| {
+            let (mut available, mut on_trip, mut offline_recent) = (0u64, 0u64, 0u64);
+            for d in v.drivers() {
+                match d.availability {
+                    Availability::Available => available += 1,
+                    Availability::OnTrip => on_trip += 1,
+                    Availability::Offline if d.fix.is_some_and(|f| now.millis_since(f.at) < 3_600_000) => {
+                        offline_recent += 1
+                    }
+                    Availability::Offline => {}
+                }
+            }
+            let mut trips = serde_json::Map::new();
+            for s in [
+                TripStatus::Searching,
+                TripStatus::Accepted,
+                TripStatus::Arrived,
+                TripStatus::InProgress,
+                TripStatus::Completed,
+                TripStatus::Cancelled,
+                TripStatus::Expired,
+            ] {
+                trips.insert(s.as_str().into(), json!(v.trips().filter(|t| t.status == s).count()));
+            }
+            (json!({"available": available, "on_trip": on_trip, "offline_recent": offline_recent}), trips)
+        });
+        let s = self.engine.stats();
+        json!({
+            "drivers": drivers,
+            "trips": trips,
+            "queue_depth": self.engine.queue_depth(),
+            "queue_capacity": self.engine.queue_capacity(),
+            "fsync_p99_us": self.fsync_p99_us(),
+            "fsync_max_us": s.max_sync_us.load(Ordering::Relaxed),
+            "last_batch": s.last_batch.load(Ordering::Relaxed),
+            "read_only": self.engine.is_read_only(),
+            "sockets_open": self.metrics.sockets_open.load(Ordering::Relaxed),
+        })
+    }
+
+    fn sample_fsync(&self) {
+        let us = self.engine.stats().last_sync_us.load(Ordering::Relaxed);
+        let mut s = self.fsync_samples.lock();
+        if s.len() == FSYNC_SAMPLES {
+            s.pop_front();
+        }
+        s.push_back(us);
+    }
+
+    fn fsync_p99_us(&self) -> u64 {
+        let mut v: Vec<u64> = self.fsync_samples.lock().iter().copied().collect();
+        if v.is_empty() {
+            return self.engine.stats().last_sync_us.load(Ordering::Relaxed);
+        }
+        v.sort_unstable();
+        v[(v.len() * 99 / 100).min(v.len() - 1)]
+    }
+}
+
+/// Idempotency keys in flight: a second request with a key still being processed is
+/// `409 idempotency_key_in_use`. Bounded by the requests in flight.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<(Actor, String)>>);
+
+/// Releases an in-flight key when dropped.
+pub struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    key: (Actor, String),
+}
+
+impl InFlight {
+    /// Claims `key` for this request.
+    pub fn claim(&self, key: &IdempotencyKey) -> Result<InFlightGuard<'_>, ApiError> {
+        let k = (key.principal, key.key.clone());
+        if !self.0.lock().insert(k.clone()) {
+            return Err(ApiError::new("idempotency_key_in_use", "a request with this Idempotency-Key is in progress"));
+        }
+        Ok(InFlightGuard { set: self, key: k })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.set.0.lock().remove(&self.key);
+    }
+}
+
+/// Serves `listener` until `shutdown` flips, then drains and returns.
+pub async fn run(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    let ticker = tokio::spawn(ticker(Arc::clone(&app), shutdown.clone()));
+    let fanout = crate::ws::spawn_fanout(Arc::clone(&app));
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                conns.spawn(serve_connection(Arc::clone(&app), stream, peer, shutdown.clone()));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    tracing::info!(connections = conns.len(), "shutting down: draining connections");
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while conns.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("drain timed out; closing the remaining connections");
+        conns.abort_all();
+    }
+    ticker.abort();
+    fanout.stop();
+}
+
+async fn serve_connection(
+    app: Arc<App>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let svc_app = Arc::clone(&app);
+    let service = service_fn(move |req| {
+        let app = Arc::clone(&svc_app);
+        async move { Ok::<_, std::convert::Infallible>(crate::api::handle(app, peer.ip(), req).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "connection ended with an error"); } }
+        _ = crate::server::until_shutdown(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// Sends a `Tick` every second (deadlines fire even when no request arrives) and
+/// samples the fsync latency.
+async fn ticker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                // Fire and forget: an overloaded or read-only engine just skips a tick.
+                let _ = app.engine.submit_with(Actor::System, Command::Tick, |_| {});
+                app.sample_fsync();
+            }
+            _ = crate::server::until_shutdown(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Resolves once `rx` says shutdown has begun (or its sender is gone).
+pub async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Resolves when SIGTERM or ctrl-c arrives.
+pub async fn signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
