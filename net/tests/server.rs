@@ -1,0 +1,572 @@
+//! Black-box tests of `dispatchd serve`: the real binary on `127.0.0.1:0 --dev` with a
+//! temporary data dir and fixed secrets, driven over real sockets by an HTTP client
+//! (hyper) and a WebSocket client (tokio-tungstenite). Timeouts are generous: nothing
+//! here depends on the machine's speed.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const ADMIN: &str = "test-admin-token-0123456789abcdef";
+/// Long enough for a slow, shared machine; never reached when things work.
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(args: &[&str], config: Option<&str>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, args, config)
+    }
+
+    fn start_in(dir: tempfile::TempDir, args: &[&str], config: Option<&str>) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatchd"));
+        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
+        if let Some(c) = config {
+            let path = dir.path().join("dispatch.toml");
+            std::fs::write(&path, c).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        cmd.args(args)
+            .env("DISPATCH_ADMIN_TOKEN", ADMIN)
+            .env("DISPATCH_TOKEN_SECRET", "test-token-secret-0123456789abcdef0123456789")
+            .env("DISPATCH_WEBHOOK_SECRET_SIM", "test-webhook-secret-0123456789")
+            .env("DISPATCH_SMS_SINK", format!("file:{}", dir.path().join("sms.jsonl").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+            panic!(
+                "no 'listening on' line; stderr: {}",
+                std::fs::read_to_string(dir.path().join("stderr.log")).unwrap()
+            )
+        });
+        Server { child, addr: addr.parse().unwrap(), dir }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&str>) -> Reply {
+        self.call_with(method, path, token, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder().method(method).uri(path).header("host", self.addr.to_string());
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_owned()))).unwrap();
+        let resp = tokio::time::timeout(WAIT, sender.send_request(req)).await.unwrap().unwrap();
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, headers, json, text: String::from_utf8_lossy(&bytes).into_owned() }
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call(Method::POST, path, Some(token), Some(&body.to_string())).await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    async fn ws(&self, token: &str) -> Ws {
+        let mut req = format!("ws://{}/v1/ws", self.addr).into_client_request().unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req)).await.unwrap().unwrap();
+        ws
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(std::time::Instant::now() < deadline, "dispatchd did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: HeaderMap,
+    json: Value,
+    text: String,
+}
+
+impl Reply {
+    #[track_caller]
+    fn expect(self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        self.json
+    }
+
+    #[track_caller]
+    fn expect_error(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.json["error"]["code"].as_str()), (status, Some(code)), "{}", self.text);
+        assert!(self.headers.contains_key("x-request-id"));
+    }
+}
+
+/// The next JSON frame of type `ty` (other frames are skipped).
+async fn next_of(ws: &mut Ws, ty: &str) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                    if v["type"] == ty {
+                        return v;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("socket ended while waiting for {ty}: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {ty} frame"))
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+fn cairo_zone() -> Value {
+    json!({"name": "Cairo", "currency": "EGP", "active": true,
+        "polygon": {"type": "Polygon", "coordinates": [[[31.0,29.9],[31.5,29.9],[31.5,30.3],[31.0,30.3],[31.0,29.9]]]},
+        "pricing": {"economy": {"base_minor": 1500, "per_km_minor": 450, "per_min_minor": 75,
+            "minimum_minor": 2500, "booking_fee_minor": 300, "cancel_fee_minor": 1000,
+            "wait_per_min_minor": 50, "free_wait_s": 180, "commission_bps": 1500}},
+        "surge": {"enabled": false, "max_bps": 10000}, "extra_fee_minor": 0})
+}
+
+const HERE: (f64, f64) = (30.0444, 31.2357);
+
+/// A city: the zone, and users made by the admin. Returns (user json, token).
+async fn user(s: &Server, role: &str, n: u32) -> (Value, String) {
+    let mut body = json!({"role": role, "name": format!("{role} {n}"), "phone": format!("+2010{:08}", n)});
+    if role == "driver" {
+        body["vehicle"] = json!({"category": "economy", "plate": format!("CAI {n}")});
+    }
+    let v = s.post("/v1/admin/users", ADMIN, body).await.expect(201);
+    (v["user"].clone(), v["token"].as_str().unwrap().to_owned())
+}
+
+async fn online_driver(s: &Server, n: u32, at: (f64, f64)) -> (Value, String) {
+    let (u, t) = user(s, "driver", n).await;
+    let r = s.post("/v1/driver/status", &t, json!({"status": "online", "location": {"lat": at.0, "lng": at.1}})).await;
+    assert_eq!(r.expect(200)["availability"], "available");
+    (u, t)
+}
+
+async fn create_trip(s: &Server, rider: &str) -> Value {
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1, "address": "Tahrir"},
+        "dropoff": {"lat": 30.06, "lng": 31.25}, "category": "economy", "payment_method": "cash"});
+    s.post("/v1/trips", rider, body).await.expect(201)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_trip_over_http_and_websocket() {
+    // Positions are not coalesced here, so the one sent below is relayed at once.
+    let s = Server::start(&[], Some("[limits]\nlocation_min_interval_ms = 0\n"));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (driver_user, driver) = online_driver(&s, 2, HERE).await;
+    let mut dws = s.ws(&driver).await;
+    let mut rws = s.ws(&rider).await;
+
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap().to_owned();
+    assert_eq!(trip["status"], "searching");
+    let code = trip["pickup_code"].as_str().unwrap().to_owned();
+    assert_eq!(trip["fare"]["currency"], "EGP");
+
+    let offer = next_of(&mut dws, "trip_offer").await;
+    assert_eq!(offer["offer"]["trip_id"], id.as_str());
+    assert!(offer["offer"]["expires_at"].as_str().unwrap().ends_with('Z'));
+    let offers = s.get("/v1/driver/offers", &driver).await.expect(200);
+    assert_eq!(offers["items"][0]["trip_id"], id.as_str());
+
+    let accepted = s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+    assert_eq!(accepted["status"], "accepted");
+    assert_eq!(accepted["driver_id"], driver_user["id"]);
+    assert!(accepted.get("pickup_code").is_none(), "the driver never sees the pickup code");
+    let update = loop {
+        let u = next_of(&mut rws, "trip_updated").await;
+        if u["trip"]["status"] != "searching" {
+            break u;
+        }
+    };
+    assert_eq!(
+        (update["trip"]["status"].as_str(), update["trip"]["pickup_code"].as_str()),
+        (Some("accepted"), Some(code.as_str()))
+    );
+
+    // The driver's position reaches the rider of the accepted trip.
+    // (a metre away: no implausible jump, whatever the machine's speed.)
+    send(&mut dws, json!({"type": "location", "lat": 30.04441, "lng": HERE.1, "heading_deg": 90})).await;
+    let moved = next_of(&mut rws, "driver_location").await;
+    assert_eq!(moved["trip_id"], id.as_str());
+    assert_eq!(moved["lat"], 30.04441);
+
+    s.call(Method::POST, &format!("/v1/trips/{id}/arrived"), Some(&driver), None).await.expect(200);
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    s.post(&format!("/v1/trips/{id}/start"), &driver, json!({"pickup_code": wrong}))
+        .await
+        .expect_error(403, "forbidden");
+    s.post(&format!("/v1/trips/{id}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
+    let done = s.post(&format!("/v1/trips/{id}/complete"), &driver, json!({"distance_m": 8230})).await.expect(200);
+    assert_eq!(done["status"], "completed");
+    assert!(done["fare"]["final_minor"].as_i64().unwrap() > 0);
+
+    let mine = s.get("/v1/trips", &rider).await.expect(200);
+    assert_eq!(mine["items"][0]["id"], id.as_str());
+    let seen = s.get(&format!("/v1/trips/{id}"), &rider).await.expect(200);
+    assert_eq!(seen["pickup_code"], code.as_str());
+    let stats = s.get("/v1/admin/stats", ADMIN).await.expect(200);
+    assert_eq!(stats["trips"]["completed"], 1);
+    let metrics = s.get("/metrics", ADMIN).await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.text.contains("dispatch_accepts_won_total 1"), "{}", metrics.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_follow_the_contract() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (_, other) = user(&s, "rider", 2).await;
+    let (_, driver) = online_driver(&s, 3, HERE).await;
+
+    s.call(Method::GET, "/v1/trips", None, None).await.expect_error(401, "unauthorized");
+    s.get("/v1/trips", "dt1.00.00").await.expect_error(401, "unauthorized");
+    s.get("/v1/admin/trips", &rider).await.expect_error(403, "forbidden");
+    s.post("/v1/driver/status", &rider, json!({"status": "online"})).await.expect_error(403, "forbidden");
+    s.get("/v1/trips/trp_0123456789abcdef", &rider).await.expect_error(404, "not_found");
+    s.get("/v1/nope", &rider).await.expect_error(404, "not_found");
+
+    let bad_json = s.call(Method::POST, "/v1/trips", Some(&rider), Some("{\"pickup\":")).await;
+    bad_json.expect_error(400, "invalid_json");
+    let mut body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+        "category": "economy", "payment_method": "cash"});
+    body["tip"] = json!(5);
+    s.post("/v1/trips", &rider, body).await.expect_error(400, "invalid_request");
+    s.post("/v1/driver/location", &driver, json!({"lat": "north", "lng": 31.2}))
+        .await
+        .expect_error(400, "invalid_request");
+    s.post("/v1/driver/location", &driver, json!({"lat": 91.0, "lng": 31.2}))
+        .await
+        .expect_error(400, "invalid_coordinates");
+    s.post("/v1/driver/location", &driver, json!({"lat": HERE.0, "lng": HERE.1})).await.expect(204);
+    let big = format!("{{\"name\":\"{}\"}}", "x".repeat(70 * 1024));
+    s.call(Method::POST, "/v1/admin/users", Some(ADMIN), Some(&big)).await.expect_error(413, "payload_too_large");
+    let far = json!({"pickup": {"lat": 10.0, "lng": 10.0}, "dropoff": {"lat": 10.01, "lng": 10.01},
+        "category": "economy", "payment_method": "cash"});
+    s.post("/v1/trips", &rider, far).await.expect_error(422, "outside_service_area");
+
+    // Someone else's trip does not exist for them; the driver cannot re-accept.
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap();
+    s.get(&format!("/v1/trips/{id}"), &other).await.expect_error(404, "not_found");
+    s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect_error(409, "invalid_transition");
+    s.post(&format!("/v1/trips/{id}/cancel"), &rider, json!({"reason": "changed my mind"})).await.expect(200);
+    s.post(&format!("/v1/trips/{id}/cancel"), &rider, json!({})).await.expect_error(409, "invalid_transition");
+    // Open-trip limit (3 by default).
+    for _ in 0..3 {
+        create_trip(&s, &other).await;
+    }
+    let fourth = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+        "category": "economy", "payment_method": "cash"});
+    s.post("/v1/trips", &other, fourth).await.expect_error(409, "too_many_open_trips");
+
+    // The caller's request id is echoed.
+    let r = s.call_with(Method::GET, "/healthz", None, None, &[("x-request-id", "abc-123")]).await;
+    assert_eq!(r.headers["x-request-id"], "abc-123");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_replay_refuse_reuse() {
+    let s = Server::start(&[], None);
+    let body = json!({"role": "rider", "name": "Amal", "phone": "+201001234567"}).to_string();
+    let key = [("idempotency-key", "create-amal-1")];
+    let first = s.call_with(Method::POST, "/v1/admin/users", Some(ADMIN), Some(&body), &key).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = s.call_with(Method::POST, "/v1/admin/users", Some(ADMIN), Some(&body), &key).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.json["user"]["id"], first.json["user"]["id"]);
+    let other = json!({"role": "rider", "name": "Other", "phone": "+201001234568"}).to_string();
+    s.call_with(Method::POST, "/v1/admin/users", Some(ADMIN), Some(&other), &key)
+        .await
+        .expect_error(422, "idempotency_key_reused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_answer_429_with_retry_after() {
+    let s = Server::start(&[], Some("[limits]\nip_per_min = 3\nuser_per_min = 4\n"));
+    for _ in 0..5 {
+        s.call(Method::GET, "/healthz", None, None).await.expect(200); // never counted
+    }
+    for _ in 0..3 {
+        assert_eq!(s.call(Method::GET, "/v1/zones", None, None).await.status, 401);
+    }
+    let r = s.call(Method::GET, "/v1/zones", None, None).await;
+    r.expect_error(429, "rate_limited");
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    // A user's own bucket; the bootstrap admin has none.
+    let (_, rider) = user(&s, "rider", 1).await;
+    for _ in 0..4 {
+        s.get("/v1/zones", &rider).await.expect(200);
+    }
+    s.get("/v1/zones", &rider).await.expect_error(429, "rate_limited");
+    for _ in 0..10 {
+        s.get("/v1/zones", ADMIN).await.expect(200);
+    }
+    let metrics = s.get("/metrics", ADMIN).await;
+    assert!(metrics.text.contains("dispatch_rate_limited_total{class=\"ip\"}"), "{}", metrics.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_auth_frames_and_subscriptions() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    // No token, a bad token: refused before the upgrade.
+    for url in [format!("ws://{}/v1/ws", s.addr), format!("ws://{}/v1/ws?token=nope", s.addr)] {
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+            other => panic!("expected a 401, got {other:?}"),
+        }
+    }
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (_, stranger) = user(&s, "rider", 2).await;
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap();
+
+    // `?token=` works (browsers); a bad frame gets an error and the socket stays open.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/v1/ws?token={stranger}", s.addr)).await.unwrap();
+    ws.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(next_of(&mut ws, "error").await["code"], "invalid_json");
+    send(&mut ws, json!({"type": "location", "lat": 30.0, "lng": 31.0})).await;
+    assert_eq!(next_of(&mut ws, "error").await["code"], "forbidden", "riders send no locations");
+    send(&mut ws, json!({"type": "subscribe", "trip_id": id})).await;
+    assert_eq!(next_of(&mut ws, "error").await["code"], "forbidden");
+    send(&mut ws, json!({"type": "ping"})).await;
+    next_of(&mut ws, "pong").await;
+
+    let mut own = s.ws(&rider).await;
+    send(&mut own, json!({"type": "subscribe", "trip_id": id})).await;
+    assert_eq!(next_of(&mut own, "subscribed").await["trip_id"], id);
+    let mut staff = s.ws(ADMIN).await;
+    send(&mut staff, json!({"type": "subscribe", "trip_id": id})).await;
+    next_of(&mut staff, "subscribed").await;
+
+    // A driver's bad coordinates are an error frame, not a disconnect.
+    let (_, driver) = online_driver(&s, 3, HERE).await;
+    let mut dws = s.ws(&driver).await;
+    send(&mut dws, json!({"type": "location", "lat": 200.0, "lng": 31.0})).await;
+    assert_eq!(next_of(&mut dws, "error").await["code"], "invalid_coordinates");
+    send(&mut dws, json!({"type": "ping"})).await;
+    next_of(&mut dws, "pong").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offer_is_delivered_then_withdrawn_when_another_driver_takes_it() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (_, d1) = online_driver(&s, 2, HERE).await;
+    let (_, d2) = online_driver(&s, 3, (30.046, 31.236)).await;
+    let mut ws2 = s.ws(&d2).await;
+    let mut ws1 = s.ws(&d1).await;
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap();
+    assert_eq!(next_of(&mut ws1, "trip_offer").await["offer"]["trip_id"], id);
+    assert_eq!(next_of(&mut ws2, "trip_offer").await["offer"]["trip_id"], id);
+    s.post(&format!("/v1/trips/{id}/accept"), &d1, json!({})).await.expect(200);
+    let gone = next_of(&mut ws2, "offer_withdrawn").await;
+    assert_eq!((gone["trip_id"].as_str(), gone["reason"].as_str()), (Some(id), Some("taken")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_socket_is_closed_by_the_heartbeat() {
+    let s = Server::start(&["--ws-ping-ms", "100", "--ws-idle-ms", "400"], None);
+    let (_, rider) = user(&s, "rider", 1).await;
+    // A client that keeps reading answers pings and stays.
+    let mut live = s.ws(&rider).await;
+    let mut dead = s.ws(&rider).await;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1500) {
+        if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), live.next()).await {
+            assert!(matches!(m, Ok(Message::Ping(_))), "{m:?}");
+        }
+    }
+    // The one that never read answered no ping: it was closed.
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match dead.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the silent socket was not closed");
+    send(&mut live, json!({"type": "ping"})).await;
+    next_of(&mut live, "pong").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_drivers_race_to_accept_and_exactly_one_wins() {
+    let s = Server::start(&[], Some("[dispatch]\noffers_per_round = 50\n"));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let mut drivers = Vec::new();
+    for i in 0..50u32 {
+        let at = (HERE.0 + f64::from(i) * 0.0001, HERE.1);
+        drivers.push(online_driver(&s, 100 + i, at).await.1);
+    }
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap().to_owned();
+    let s = std::sync::Arc::new(s);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(drivers.len()));
+    let tasks: Vec<_> = drivers
+        .into_iter()
+        .map(|d| {
+            let (s, id, barrier) = (std::sync::Arc::clone(&s), id.clone(), std::sync::Arc::clone(&barrier));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                s.post(&format!("/v1/trips/{id}/accept"), &d, json!({})).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    let mut lost = 0;
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status {
+            200 => won += 1,
+            409 => {
+                assert_eq!(r.json["error"]["code"], "trip_already_assigned", "{}", r.text);
+                lost += 1
+            }
+            _ => panic!("unexpected {}", r.text),
+        }
+    }
+    assert_eq!((won, lost), (1, 49));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_sockets_flushes_and_a_restart_keeps_the_data() {
+    let mut s = Server::start(&[], None);
+    let (u, rider) = user(&s, "rider", 1).await;
+    let mut ws = s.ws(&rider).await;
+    s.sigterm();
+    let close = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(f))) => return f,
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(close.is_some());
+    assert!(s.wait_exit().success());
+    // Restart on the same data directory: the user and its token are still good.
+    let data = s.data_dir();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::rename(&data, dir.path().join("data")).unwrap();
+    let s2 = Server::start_in(dir, &[], None);
+    let me = s2.get("/v1/admin/drivers?limit=5", ADMIN).await.expect(200);
+    assert_eq!(me["items"].as_array().unwrap().len(), 0);
+    s2.get("/v1/trips", &rider).await.expect(200);
+    assert!(u["id"].as_str().unwrap().starts_with("usr_"));
+    drop(s);
+}
+
+#[test]
+fn serve_refuses_to_start_without_secrets_and_names_the_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dispatchd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env_remove("DISPATCH_ADMIN_TOKEN")
+        .env_remove("DISPATCH_TOKEN_SECRET")
+        .env_remove("DISPATCH_WEBHOOK_SECRET_SIM")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DISPATCH_ADMIN_TOKEN"));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[server]\nlisten_adress = \"x\"\n").unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_dispatchd")).args(["serve", "--dev", "--config"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
+}
