@@ -82,6 +82,7 @@ pub mod journal;
 pub mod ledger;
 pub mod money;
 pub mod otp;
+pub mod payment;
 pub mod route;
 pub mod state;
 pub mod trip;
