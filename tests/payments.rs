@@ -82,3 +82,41 @@ fn a_gateway_that_stays_down_ends_on_the_dead_letter_list_and_charges_nothing() 
     assert!(engine.read(|v| v.ledger_verify()).balanced);
     worker.stop();
 }
+
+#[test]
+fn reconciliation_lists_every_difference_with_the_gateway() {
+    use dispatch_core::payment::{Mismatch, SettlementRow, reconcile};
+    let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
+    let gateway = Arc::new(SimGateway::new());
+    let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
+    let (a, da) = card_trip(&engine, 1);
+    let (b, db) = card_trip(&engine, 3);
+    let fare_a = drive(&engine, a, da);
+    let fare_b = drive(&engine, b, db);
+    eventually("both captures", || {
+        [a, b].iter().all(|t| engine.trip(*t).is_some_and(|t| t.payment.status == PaymentStatus::Captured))
+    });
+    worker.stop();
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    let trips: Vec<_> = [a, b].iter().map(|t| engine.trip(*t).unwrap()).collect();
+    let agree: Vec<SettlementRow> = gateway
+        .captured()
+        .into_iter()
+        .map(|(trip_id, amount_minor)| SettlementRow { trip_id, amount_minor, currency: egp })
+        .collect();
+    assert_eq!(reconcile(trips.iter().map(|t| &**t), &agree), vec![], "the sim gateway's own report agrees");
+    let stranger = TripId::from_raw(99).unwrap();
+    let report = vec![
+        SettlementRow { trip_id: a, amount_minor: fare_a - 1, currency: egp },
+        SettlementRow { trip_id: stranger, amount_minor: 500, currency: egp },
+    ];
+    let mut found = reconcile(trips.iter().map(|t| &**t), &report);
+    found.sort_by_key(|m| format!("{m:?}"));
+    let mut expected = vec![
+        Mismatch::AmountDiffers { trip_id: a, ledger_minor: fare_a, gateway_minor: fare_a - 1 },
+        Mismatch::MissingAtGateway { trip_id: b, amount_minor: fare_b },
+        Mismatch::MissingInLedger { trip_id: stranger, amount_minor: 500 },
+    ];
+    expected.sort_by_key(|m| format!("{m:?}"));
+    assert_eq!(found, expected);
+}

@@ -8,6 +8,7 @@
 //! - [`verify_webhook`]: the signature schemes of the supported gateways, each an HMAC
 //!   over the raw body compared in constant time (`ring::hmac::verify`), with several
 //!   secrets accepted at once (rotation);
+//! - [`reconcile`]: the ledger's card captures against a gateway's settlement report;
 //! - [`PaymentWorker`]: a thread that watches the engine for trips whose
 //!   `payment.due` is set, calls the gateway, and reports the result as a
 //!   `PaymentEvent` command — retried with exponential backoff, and after
@@ -493,4 +494,77 @@ mod tests {
         let other = GatewayCall { idempotency_key: "k2".into(), ..call };
         assert!(matches!(g.execute(&other), Err(GatewayError::Declined(_))));
     }
+}
+
+// ----- reconciliation ----------------------------------------------------------------------
+
+/// One line of a gateway's settlement report: what it says it captured (net of
+/// refunds) for a trip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementRow {
+    /// The trip (the gateway's reference).
+    pub trip_id: TripId,
+    /// Net amount settled, minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+}
+
+/// A difference between the ledger and a gateway's settlement report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// The gateway settled a trip the engine has no card capture for.
+    MissingInLedger {
+        /// The trip.
+        trip_id: TripId,
+        /// What the gateway settled.
+        amount_minor: i64,
+    },
+    /// The engine captured a card trip the gateway did not settle.
+    MissingAtGateway {
+        /// The trip.
+        trip_id: TripId,
+        /// What the engine captured, net of refunds.
+        amount_minor: i64,
+    },
+    /// Both know it, with different amounts or currencies.
+    AmountDiffers {
+        /// The trip.
+        trip_id: TripId,
+        /// The engine's net captured amount.
+        ledger_minor: i64,
+        /// The gateway's.
+        gateway_minor: i64,
+    },
+}
+
+/// Compares the engine's card trips (`captured − refunded` of each) with a gateway's
+/// settlement `rows`, and lists every difference, in trip order. Trips with nothing
+/// captured and no row agree.
+pub fn reconcile<'a>(trips: impl IntoIterator<Item = &'a crate::trip::Trip>, rows: &[SettlementRow]) -> Vec<Mismatch> {
+    let mut ledger: BTreeMap<TripId, (i64, Currency)> = BTreeMap::new();
+    for t in trips.into_iter().filter(|t| t.payment.method == PaymentMethod::Card) {
+        let net = t.payment.captured_minor - t.payment.refunded_minor;
+        if t.payment.captured_minor > 0 {
+            ledger.insert(t.id, (net, t.fare.currency));
+        }
+    }
+    let mut gateway: BTreeMap<TripId, (i64, Currency)> = BTreeMap::new();
+    for r in rows {
+        let e = gateway.entry(r.trip_id).or_insert((0, r.currency));
+        e.0 += r.amount_minor;
+    }
+    let mut out = Vec::new();
+    let ids: std::collections::BTreeSet<TripId> = ledger.keys().chain(gateway.keys()).copied().collect();
+    for id in ids {
+        match (ledger.get(&id), gateway.get(&id)) {
+            (Some(&(l, lc)), Some(&(g, gc))) if l != g || lc != gc => {
+                out.push(Mismatch::AmountDiffers { trip_id: id, ledger_minor: l, gateway_minor: g });
+            }
+            (Some(&(l, _)), None) => out.push(Mismatch::MissingAtGateway { trip_id: id, amount_minor: l }),
+            (None, Some(&(g, _))) => out.push(Mismatch::MissingInLedger { trip_id: id, amount_minor: g }),
+            _ => {}
+        }
+    }
+    out
 }
