@@ -1128,6 +1128,11 @@ mod money {
             Outcome::PaymentEvent { duplicate: true },
             "a replayed webhook changes nothing"
         );
+        assert_eq!(
+            w.run(Actor::System, event("evt_3", PaymentEventKind::Captured, 6704)).unwrap(),
+            Outcome::PaymentEvent { duplicate: true },
+            "another id for a capture already taken takes nothing"
+        );
         let t = w.get(trip);
         assert_eq!((t.payment.status, t.payment.captured_minor, t.payment.due), (PaymentStatus::Captured, 6704, None));
         assert_eq!(balance(&w, AccountKey::platform(AccountKind::GatewayClearing, egp())), -6704);
