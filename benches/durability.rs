@@ -5,6 +5,7 @@
 //! - accepts through the writer with the WAL and one fsync per batch: throughput
 //!   and per-accept latency (submit → answer) with 2,000 accepts in flight, and
 //!   with one caller at a time;
+//! - ledger transfers (wallet credits) through the writer with fsync, 10,000 in flight;
 //! - recovery time of an engine whose WAL holds 1,000,000 records.
 //!
 //! Run: `cargo bench --bench durability` (set `DISPATCH_BENCH_DIR` to measure
@@ -109,6 +110,45 @@ fn accepts() {
     engine.shutdown().unwrap();
 }
 
+/// Ledger transfers (wallet credits) through the writer, WAL + fsync, 10,000 in flight.
+fn transfers() {
+    let dir = bench_dir();
+    let engine = Engine::open(EngineConfig::default().with_data_dir(dir.path())).unwrap();
+    let riders: Vec<_> =
+        (0..1_000).map(|n| dispatch::scenario::user(&engine, dispatch_core::Role::Rider, n + 1).unwrap()).collect();
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    let mut latencies = Vec::new();
+    let mut busy = Duration::ZERO;
+    for _ in 0..ROUNDS {
+        let done = Arc::new(Mutex::new(Vec::with_capacity(10_000)));
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let start = Instant::now();
+        for i in 0..10_000 {
+            let (done, tx, sent) = (Arc::clone(&done), tx.clone(), Instant::now());
+            let credit = Command::CreditWallet {
+                id: None,
+                user_id: riders[i % riders.len()],
+                amount_minor: 100,
+                currency: egp,
+                reason: "bench".into(),
+            };
+            engine
+                .submit_with(Actor::Admin, credit, move |r| {
+                    done.lock().unwrap().push(sent.elapsed());
+                    let _ = tx.send(r.is_ok());
+                })
+                .unwrap();
+        }
+        assert!(rx.iter().take(10_000).all(|ok| ok));
+        busy += start.elapsed();
+        latencies.extend(done.lock().unwrap().drain(..));
+    }
+    let rate = latencies.len() as f64 / busy.as_secs_f64();
+    summary("ledger transfer, WAL + fsync, 10,000 in flight", latencies, Some(rate));
+    assert!(engine.read(|v| v.ledger_verify()).balanced);
+    engine.shutdown().unwrap();
+}
+
 fn recovery() {
     let dir = bench_dir();
     // Drivers exist, then a million position reports follow them in the log.
@@ -162,5 +202,6 @@ fn main() {
     println!("dispatch durability bench (temp dir: {})", std::env::temp_dir().display());
     raw_fsync();
     accepts();
+    transfers();
     recovery();
 }

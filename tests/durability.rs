@@ -455,3 +455,40 @@ fn a_damaged_history_stops_the_start() {
         other => panic!("must refuse to start, got {:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn driver_positions_are_recorded_in_the_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let open = |clock: &ManualClock| {
+        Engine::open(
+            EngineConfig::default().with_clock(clock.clone()).with_ids(RandomIds::seeded(8)).with_data_dir(dir.path()),
+        )
+        .unwrap()
+    };
+    let engine = open(&clock);
+    let driver = scenario::online_driver(&engine, 1, near_center(0.0, 0.0).unwrap()).unwrap();
+    for i in 1..=5 {
+        clock.advance_secs(5);
+        let report = dispatch_core::LocationReport {
+            point: near_center(50.0 * f64::from(i), 0.0).unwrap(),
+            heading_deg: Some(0.0),
+            speed_mps: Some(10.0),
+        };
+        engine.update_location(driver, report).unwrap();
+    }
+    engine.tick().unwrap(); // a durable batch after the last position
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engine.driver_track(driver, Timestamp::from_millis(T0), 100).unwrap().len() < 5 {
+        assert!(Instant::now() < deadline, "positions never reached the history");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    engine.shutdown().unwrap();
+    let engine = open(&clock);
+    let track = engine.driver_track(driver, Timestamp::from_millis(T0 + 10_000), 100).unwrap();
+    assert_eq!(track.len(), 4, "from the second report on, oldest first");
+    assert!(track.windows(2).all(|w| w[0].at < w[1].at));
+    assert_eq!(track.last().unwrap().point, near_center(250.0, 0.0).unwrap());
+    assert_eq!(engine.positions_lost(), 0);
+    engine.shutdown().unwrap();
+}

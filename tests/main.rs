@@ -5,4 +5,5 @@
 mod crash_process;
 mod durability;
 mod engine_model;
+mod payments;
 mod race;

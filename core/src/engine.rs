@@ -225,6 +225,10 @@ struct Shared {
     read_only: AtomicBool,
     /// Finished trips that left the hot state (data directories only).
     history: Option<Arc<History>>,
+    /// Set by shutdown: subscribers' channels close for good.
+    stopping: AtomicBool,
+    /// Position batches the tracker could not record (it fell behind or the write failed).
+    pub(crate) track_lost: AtomicU64,
 }
 
 /// The dispatch engine. Cheap to share: put it in an `Arc`; every method takes `&self`.
@@ -244,6 +248,8 @@ pub struct Engine {
     tx: Sender<Msg>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<State>>>,
+    /// Records positions into the history (data directories only).
+    tracker: Mutex<Option<JoinHandle<()>>>,
     recovery: Recovery,
 }
 
@@ -295,6 +301,8 @@ impl Engine {
             stats: Stats::default(),
             read_only: AtomicBool::new(false),
             history: journal.history().cloned(),
+            stopping: AtomicBool::new(false),
+            track_lost: AtomicU64::new(0),
         });
         let mut writer = Writer {
             state,
@@ -321,7 +329,11 @@ impl Engine {
             .name("dispatch-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
-        Ok(Engine { tx, shared, writer: Mutex::new(Some(handle)), recovery })
+        let tracker = match &shared.history {
+            Some(h) => Some(start_tracker(Arc::clone(&shared), Arc::clone(h))?),
+            None => None,
+        };
+        Ok(Engine { tx, shared, writer: Mutex::new(Some(handle)), tracker: Mutex::new(tracker), recovery })
     }
 
     /// What opening the data directory recovered.
@@ -449,6 +461,25 @@ impl Engine {
         self.find_trip(id).ok().flatten()
     }
 
+    /// Up to `limit` recorded positions of `driver` from `from` on, oldest first (an
+    /// empty list for engines without a data directory).
+    pub fn driver_track(
+        &self,
+        driver: UserId,
+        from: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<crate::history::LocationPoint>> {
+        match &self.shared.history {
+            Some(h) => h.locations(driver, from, limit),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Position batches the history could not record (see the tracker).
+    pub fn positions_lost(&self) -> u64 {
+        self.shared.track_lost.load(Ordering::Relaxed)
+    }
+
     /// [`Engine::trip`], telling a history read error from "no such trip".
     pub fn find_trip(&self, id: TripId) -> Result<Option<Arc<Trip>>> {
         if let Some(t) = self.shared.view.read().trip(id) {
@@ -563,7 +594,14 @@ impl Engine {
         };
         // A blocking send: shutdown waits its turn behind queued commands.
         let _ = self.tx.send(Msg::Shutdown);
-        handle.join().map_err(|_| Error::Internal("the writer thread panicked".into()))
+        let state = handle.join().map_err(|_| Error::Internal("the writer thread panicked".into()));
+        // Subscribers hear no more events; the tracker writes what it has and ends.
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.shared.subscribers.lock().clear();
+        if let Some(t) = self.tracker.lock().take() {
+            let _ = t.join();
+        }
+        state
     }
 }
 
@@ -571,6 +609,55 @@ impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// Starts the thread that records driver positions into the history: it follows the
+/// engine's events and writes what arrived since its last write in one transaction. A
+/// slow disk never slows the engine: the tracker's channel is bounded, and a tracker
+/// that falls behind is disconnected like any subscriber — it then counts the loss
+/// (`Stats::track_lost`) and subscribes again.
+fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandle<()>> {
+    let subscribe = |shared: &Shared| {
+        let (tx, rx) = crossbeam_channel::bounded::<Arc<[Event]>>(1024);
+        shared.subscribers.lock().push(tx);
+        rx
+    };
+    let mut rx = subscribe(&shared);
+    std::thread::Builder::new()
+        .name("dispatch-tracker".into())
+        .spawn(move || {
+            let mut points = Vec::new();
+            loop {
+                let Ok(events) = rx.recv() else {
+                    if shared.stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    shared.track_lost.fetch_add(1, Ordering::Relaxed);
+                    rx = subscribe(&shared);
+                    continue;
+                };
+                // Take whatever else is waiting too: one transaction for all of it.
+                for batch in std::iter::once(events).chain(rx.try_iter()) {
+                    for e in batch.iter() {
+                        if let Event::DriverMoved { driver_id, trip_id, point, heading_deg, at } = e {
+                            let p = crate::history::LocationPoint {
+                                at: *at,
+                                point: *point,
+                                heading_deg: *heading_deg,
+                                trip_id: *trip_id,
+                            };
+                            points.push((*driver_id, p));
+                        }
+                    }
+                }
+                // Best effort: a failed write loses these positions, never the engine.
+                if history.write_locations(&points).is_err() {
+                    shared.track_lost.fetch_add(1, Ordering::Relaxed);
+                }
+                points.clear();
+            }
+        })
+        .map_err(|e| Error::Internal(format!("cannot start the position tracker: {e}")))
 }
 
 fn unexpected(outcome: Outcome) -> Error {

@@ -5,7 +5,10 @@
 //! - `trips`: trip id → the trip (postcard), as it ended;
 //! - `trips_by_rider`: rider ‖ created (newest first) ‖ trip (highest first) → ();
 //! - `trips_by_driver`: driver ‖ created ‖ trip, the same way → ();
-//! - `trips_by_time`: created ‖ trip, the same way → () — every trip, for staff.
+//! - `trips_by_time`: created ‖ trip, the same way → () — every trip, for staff;
+//! - `locations`: driver ‖ time → the position: every driver's track. Written by a
+//!   thread that follows the engine's position events in batches, best effort, like
+//!   positions themselves (they are not waited for fsync in the log either).
 //!
 //! How trips get here (see `journal.rs`): each checkpoint writes the trips that were
 //! terminal in the checkpointed state, in one redb transaction that also records the
@@ -32,6 +35,20 @@ const TRIPS: TableName = TableName::new("trips");
 const TRIPS_BY_RIDER: TableName = TableName::new("trips_by_rider");
 const TRIPS_BY_DRIVER: TableName = TableName::new("trips_by_driver");
 const TRIPS_BY_TIME: TableName = TableName::new("trips_by_time");
+const LOCATIONS: TableName = TableName::new("locations");
+
+/// One recorded position of a driver.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LocationPoint {
+    /// When (the engine's time of the report).
+    pub at: crate::clock::Timestamp,
+    /// Where.
+    pub point: crate::geo::LatLng,
+    /// Degrees from north.
+    pub heading_deg: Option<f32>,
+    /// The trip the driver was on.
+    pub trip_id: Option<TripId>,
+}
 
 /// The file name of the history store inside a data directory.
 pub const FILE: &str = "history.redb";
@@ -172,6 +189,37 @@ impl History {
 
 fn decode(bytes: &[u8]) -> Result<Trip> {
     postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("a stored trip does not decode: {e}")))
+}
+
+impl History {
+    /// Records driver positions (best effort: positions are not waited for fsync in the
+    /// log either). Keys are driver ‖ time, so one driver's track reads in order.
+    pub(crate) fn write_locations(&self, points: &[(UserId, LocationPoint)]) -> Result<()> {
+        let mut puts = Vec::with_capacity(points.len());
+        for (driver, p) in points {
+            let at = u64::try_from(p.at.as_millis()).unwrap_or(0);
+            let value =
+                postcard::to_allocvec(p).map_err(|e| Error::Internal(format!("cannot encode a position: {e}")))?;
+            puts.push((LOCATIONS, key::concat(&[&key::u64_be(driver.raw()), &key::u64_be(at)]), value));
+        }
+        self.store.put_rows(&puts).map_err(|e| store_error("cannot write positions", &e))
+    }
+
+    /// Up to `limit` (1 to 1000) positions of `driver` from `from` on, oldest first.
+    pub fn locations(&self, driver: UserId, from: crate::clock::Timestamp, limit: usize) -> Result<Vec<LocationPoint>> {
+        let prefix = key::u64_be(driver.raw()).to_vec();
+        let start = u64::try_from(from.as_millis()).unwrap_or(0);
+        // Continue just before `from`: the scan's cursor is exclusive.
+        let after = start.checked_sub(1).map(|t| key::concat(&[&prefix, &key::u64_be(t)]));
+        let scan = Scan::new(prefix, limit.clamp(1, store::SCAN_LIMIT_MAX)).after(after);
+        let page = self.store.scan(LOCATIONS, &scan).map_err(|e| store_error("cannot read positions", &e))?;
+        page.rows
+            .iter()
+            .map(|(_, v)| {
+                postcard::from_bytes(v).map_err(|e| Error::Storage(format!("a stored position does not decode: {e}")))
+            })
+            .collect()
+    }
 }
 
 /// Where the history store of the data directory `dir` lives.

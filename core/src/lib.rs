@@ -21,6 +21,12 @@
 //!   straight-line default (great circle × detour factor at a city speed).
 //! - [`fare`]: the fare formula on integer minor units, waiting and cancellation fees,
 //!   coupons and commission; one rounding rule (half up), no floats, overflow is an error.
+//! - [`zone`]: zones, their pricing and surge, and the estimate booking locks.
+//! - [`ledger`]: double-entry accounts and transfers; [`payment`]: gateways, webhook
+//!   signatures, the payment worker, reconciliation.
+//! - [`otp`]: sign-in codes and their limits; [`alert`]: SOS alerts.
+//! - [`history`]: finished trips and position tracks in `history.redb`.
+//! - [`demo`]: the demo city's zone and prices.
 //! - [`error`]: the one error type, with the API's error codes.
 //!
 //! ## Example
@@ -82,6 +88,7 @@ pub mod journal;
 pub mod ledger;
 pub mod money;
 pub mod otp;
+pub mod payment;
 pub mod route;
 pub mod state;
 pub mod trip;

@@ -237,7 +237,7 @@ pub struct TripPayment {
 
 /// A call the payment worker must make to the gateway for a card trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "action")]
+#[serde(rename_all = "snake_case")]
 pub enum GatewayAction {
     /// Hold the estimate on the card (at accept).
     Authorize {

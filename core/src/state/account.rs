@@ -25,8 +25,11 @@ use crate::otp::{Attempt, OtpRecord};
 use crate::trip::{TripStatus, WithdrawReason};
 use crate::user::{self, Role, User};
 
-/// How often idle OTP records are forgotten.
+/// How often idle OTP records and old gateway event ids are forgotten.
 const HOUSEKEEPING_S: u32 = 10 * 60;
+
+/// How long a gateway event id is remembered: 30 days.
+pub const GATEWAY_EVENT_TTL_S: u32 = 30 * 24 * 60 * 60;
 
 impl State {
     pub(super) fn issue_otp(
@@ -47,9 +50,7 @@ impl State {
         let mut record = self.otps.get(phone).cloned().unwrap_or_else(|| OtpRecord::new(role));
         record.issue(role, *code_hash, now)?;
         self.otps.insert(phone.to_owned(), record);
-        if !self.deadlines.iter().any(|(_, d)| *d == Deadline::Housekeeping) {
-            self.deadlines.insert((now.plus_secs(HOUSEKEEPING_S), Deadline::Housekeeping));
-        }
+        self.schedule_housekeeping(now);
         Ok(Outcome::OtpIssued { expires_in_s: crate::otp::CODE_TTL_S })
     }
 
@@ -110,7 +111,18 @@ impl State {
 
     pub(super) fn housekeeping(&mut self, now: Timestamp) {
         self.otps.retain(|_, r| !r.is_idle(now));
-        if !self.otps.is_empty() {
+        // Gateway event ids are kept well beyond any gateway's retry window (Stripe's is
+        // 3 days) and any signature's tolerance, so a replay inside them is recognised.
+        let keep_from = now.plus_millis(-i64::from(GATEWAY_EVENT_TTL_S) * 1000);
+        self.gateway_events.retain(|_, at| *at >= keep_from);
+        if !self.otps.is_empty() || !self.gateway_events.is_empty() {
+            self.deadlines.insert((now.plus_secs(HOUSEKEEPING_S), Deadline::Housekeeping));
+        }
+    }
+
+    /// Makes sure housekeeping will run.
+    pub(super) fn schedule_housekeeping(&mut self, now: Timestamp) {
+        if !self.deadlines.iter().any(|(_, d)| *d == Deadline::Housekeeping) {
             self.deadlines.insert((now.plus_secs(HOUSEKEEPING_S), Deadline::Housekeeping));
         }
     }

@@ -1096,9 +1096,10 @@ impl State {
         Ok(Outcome::Done)
     }
 
-    /// Ids of the finished trips in the state, for the next checkpoint to archive.
+    /// The finished trips in the state that nothing waits on any more, for the next
+    /// checkpoint to archive (a card payment the gateway still owes keeps its trip hot).
     pub fn finished_trips(&self) -> Vec<Arc<Trip>> {
-        self.trips.values().filter(|t| t.status.is_terminal()).cloned().collect()
+        self.trips.values().filter(|t| t.status.is_terminal() && t.payment.due.is_none()).cloned().collect()
     }
 
     // ----- helpers -----------------------------------------------------------

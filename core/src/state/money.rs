@@ -411,6 +411,13 @@ impl State {
         }
         let a = Accounts { currency };
         let mut ops = Vec::new();
+        if kind == PaymentEventKind::Captured && !matches!(trip.payment.due, Some(GatewayAction::Capture { .. })) {
+            // Nothing is owed: a second capture report (another event id for the same
+            // capture, or a replay older than the ids kept) takes no money twice.
+            self.gateway_events.insert(seen, now);
+            self.schedule_housekeeping(now);
+            return Ok(Outcome::PaymentEvent { duplicate: true });
+        }
         let (status, captured) = match kind {
             PaymentEventKind::Authorized => (PaymentStatus::Authorized, 0),
             PaymentEventKind::Voided => (PaymentStatus::Voided, 0),
@@ -434,6 +441,7 @@ impl State {
         };
         self.apply_money(&ops, fx)?;
         self.gateway_events.insert(seen, now);
+        self.schedule_housekeeping(now);
         let t = self.trip_mut(trip_id, fx)?;
         let settled = matches!(kind, PaymentEventKind::Captured | PaymentEventKind::Voided);
         if settled

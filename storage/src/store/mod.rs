@@ -204,9 +204,11 @@ impl Store {
             Ok(_) => {}
         }
         // Read the magic without writing whenever redb allows it (see the module docs).
-        match open_read_only_db(&path, options) {
+        // Every read of a file not yet known good runs guarded: redb may panic on a page
+        // damaged outside it (seen here reading the meta table of a corrupted file).
+        match guarded(&path, "reading it", || open_read_only_db(&path, options)) {
             Ok(db) => {
-                meta::check(&read::begin(&db, &path)?, &path)?;
+                guarded(&path, "reading its meta table", || meta::check(&read::begin(&db, &path)?, &path))?;
                 drop(db);
             }
             Err(StoreError::NeedsRecovery { .. }) => {}
@@ -215,7 +217,7 @@ impl Store {
         let db = guarded(&path, "opening it", || {
             builder(options).open(&path).map_err(|error| StoreError::redb("open", &path, error))
         })?;
-        meta::check(&read::begin(&db, &path)?, &path)?;
+        guarded(&path, "reading its meta table", || meta::check(&read::begin(&db, &path)?, &path))?;
         Ok(Store { db, path })
     }
 
@@ -223,8 +225,8 @@ impl Store {
     /// format; works while a [`Store`] has it open, in this process or another.
     pub fn open_read_only(path: impl AsRef<Path>) -> Result<ReadOnlyStore, StoreError> {
         let path = path.as_ref().to_owned();
-        let db = open_read_only_db(&path, &StoreOptions::default())?;
-        meta::check(&read::begin(&db, &path)?, &path)?;
+        let db = guarded(&path, "reading it", || open_read_only_db(&path, &StoreOptions::default()))?;
+        guarded(&path, "reading its meta table", || meta::check(&read::begin(&db, &path)?, &path))?;
         Ok(ReadOnlyStore { db, path })
     }
 
@@ -286,6 +288,31 @@ impl Store {
             tables.get(*table)?.insert(key.as_slice(), value.as_slice()).map_err(|error| self.fail("put", error))?;
         }
         meta::set_checkpoint(&mut meta, checkpoint.lsn, &checkpoint.state, &self.path)
+    }
+
+    /// Inserts or replaces `puts` in one durable transaction that leaves the checkpoint
+    /// alone: for rows that do not come from the log (a driver's position history,
+    /// best effort by design). All or nothing, checked against the same bounds.
+    pub fn put_rows(&self, puts: &[(TableName, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
+        if puts.len() > CHANGES_MAX {
+            return Err(StoreError::TooLarge { what: "rows in one write", size: puts.len(), max: CHANGES_MAX });
+        }
+        if puts.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|error| self.fail("begin write", error))?;
+        {
+            let mut tables = Tables::new(&txn, &self.path);
+            for (table, key, value) in puts {
+                check_len("key", key.len(), KEY_BYTES_MAX)?;
+                check_len("value", value.len(), VALUE_BYTES_MAX)?;
+                tables
+                    .get(*table)?
+                    .insert(key.as_slice(), value.as_slice())
+                    .map_err(|error| self.fail("put", error))?;
+            }
+        }
+        txn.commit().map_err(|error| self.fail("commit", error))
     }
 
     /// The stored checkpoint: its LSN and state, or `None` before the first commit.

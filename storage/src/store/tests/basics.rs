@@ -174,3 +174,16 @@ fn an_empty_state_and_a_commit_without_rows_are_fine() {
     store.commit(&Checkpoint { lsn: 0, ..Checkpoint::default() }).unwrap();
     assert_eq!(store.checkpoint().unwrap(), Some((0, Vec::new())));
 }
+
+#[test]
+fn rows_put_outside_a_checkpoint_leave_it_alone_and_respect_the_bounds() {
+    let (_dir, path) = scratch();
+    let store = Store::open(&path).unwrap();
+    store.commit(&put(at(3), TRIPS, b"a", b"1")).unwrap();
+    store.put_rows(&[(LEDGER, b"p1".to_vec(), b"x".to_vec()), (LEDGER, b"p2".to_vec(), b"y".to_vec())]).unwrap();
+    assert_eq!(store.get(LEDGER, b"p2").unwrap(), Some(b"y".to_vec()));
+    assert_eq!(store.checkpoint().unwrap(), Some((3, b"state at 3".to_vec())), "the checkpoint is untouched");
+    let too_long = vec![0u8; KEY_BYTES_MAX + 1];
+    assert!(store.put_rows(&[(LEDGER, b"p3".to_vec(), b"z".to_vec()), (LEDGER, too_long, b"z".to_vec())]).is_err());
+    assert_eq!(store.get(LEDGER, b"p3").unwrap(), None, "all or nothing");
+}
