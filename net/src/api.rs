@@ -107,6 +107,18 @@ pub enum Endpoint {
     AckAlert(String),
     /// `GET /v1/admin/stats`
     Stats,
+    /// `GET /v1/admin/trips/{id}/events`
+    TripEvents(String),
+    /// `GET /v1/wallet`
+    Wallet,
+    /// `POST /v1/admin/wallets/{user_id}/credit`
+    Credit(String),
+    /// `POST /v1/admin/trips/{id}/refund`
+    Refund(String),
+    /// `GET /v1/admin/ledger/verify`
+    LedgerVerify,
+    /// `POST /v1/webhooks/{gateway}`
+    Webhook(String),
 }
 
 /// A driver's or rider's step on a trip.
@@ -203,6 +215,12 @@ impl Endpoint {
             ["v1", "admin", "alerts"] => get.then_some(E::ListAlerts),
             ["v1", "admin", "alerts", _, "ack"] => post.then(|| E::AckAlert(s(3))),
             ["v1", "admin", "stats"] => get.then_some(E::Stats),
+            ["v1", "admin", "trips", _, "events"] => get.then(|| E::TripEvents(s(3))),
+            ["v1", "wallet"] => get.then_some(E::Wallet),
+            ["v1", "admin", "wallets", _, "credit"] => post.then(|| E::Credit(s(3))),
+            ["v1", "admin", "trips", _, "refund"] => post.then(|| E::Refund(s(3))),
+            ["v1", "admin", "ledger", "verify"] => get.then_some(E::LedgerVerify),
+            ["v1", "webhooks", _] => post.then(|| E::Webhook(s(2))),
             _ => return Err(ApiError::new("not_found", "no such endpoint")),
         };
         found.ok_or_else(|| ApiError::new("method_not_allowed", format!("{method} is not allowed here")))
@@ -254,6 +272,13 @@ impl Endpoint {
             E::ListAlerts => spec("admin_alerts", STAFF),
             E::AckAlert(_) => idem(spec("admin_alert_ack", STAFF)),
             E::Stats => spec("admin_stats", STAFF),
+            E::TripEvents(_) => spec("admin_trip_events", STAFF),
+            E::Wallet => spec("wallet", RIDER_OR_DRIVER),
+            E::Credit(_) => idem(spec("admin_wallet_credit", ADMIN)),
+            E::Refund(_) => idem(spec("admin_trip_refund", STAFF)),
+            E::LedgerVerify => spec("admin_ledger_verify", ADMIN),
+            // Signed webhooks are not counted against `ip_per_min`; a bad signature is (handler).
+            E::Webhook(_) => Spec { ip_limited: false, ..spec("webhook", Allow::Anyone) },
         }
     }
 }
@@ -343,7 +368,8 @@ async fn pipeline(
     let (parts, body) = req.into_parts();
     let body = http::read_body(&parts.headers, body, limit).await?;
     let who_p = who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"));
-    let mut ctx = Ctx { app, who, query, body, keyed: None, replayed: false };
+    let signature = parts.headers.get("dispatch-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut ctx = Ctx { app, who, peer, query, body, signature, keyed: None, replayed: false };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
             let key = key.map_err(|_| ApiError::invalid("Idempotency-Key must be 1-255 printable ASCII characters"))?;
@@ -384,8 +410,11 @@ fn request_hash(method: &Method, path: &str, body: &[u8]) -> [u8; 32] {
 struct Ctx<'a> {
     app: &'a Arc<App>,
     who: Option<Principal>,
+    peer: IpAddr,
     query: Query,
     body: Bytes,
+    /// `Dispatch-Signature` (webhooks).
+    signature: Option<String>,
     keyed: Option<IdempotencyKey>,
     replayed: bool,
 }
@@ -740,6 +769,145 @@ impl Ctx<'_> {
                 }
             }
             E::Stats => Ok(json_response(StatusCode::OK, &app.stats())),
+            E::TripEvents(id) => {
+                let t = self.visible_trip(&id)?;
+                Ok(json_response(StatusCode::OK, &json!({"items": render::timeline(&t), "next_cursor": null})))
+            }
+            E::Wallet => self.wallet(),
+            E::Credit(id) => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct In {
+                    amount_minor: i64,
+                    currency: dispatch_core::Currency,
+                    reason: String,
+                }
+                let b: In = self.json(false)?;
+                let user_id: UserId = parse_id(&id, "user")?;
+                let c = Command::CreditWallet {
+                    id: None,
+                    user_id,
+                    amount_minor: b.amount_minor,
+                    currency: b.currency,
+                    reason: b.reason,
+                };
+                match self.submit(c).await? {
+                    Outcome::Transfer(t) => Ok(json_response(StatusCode::CREATED, &render::transfer(&t, None))),
+                    o => Err(unexpected(&o)),
+                }
+            }
+            E::Refund(id) => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct In {
+                    amount_minor: i64,
+                    reason: String,
+                }
+                let b: In = self.json(false)?;
+                let trip_id: TripId = parse_id(&id, "trip")?;
+                let c = Command::Refund { id: None, trip_id, amount_minor: b.amount_minor, reason: b.reason };
+                match self.submit(c).await? {
+                    Outcome::Transfer(t) => Ok(json_response(StatusCode::CREATED, &render::transfer(&t, None))),
+                    o => Err(unexpected(&o)),
+                }
+            }
+            E::LedgerVerify => {
+                let r = app.engine.read(|v| v.ledger_verify());
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"balanced": r.balanced, "accounts": r.accounts, "transfers": r.transfers,
+                        "sum_minor": i64::try_from(r.sum_minor).unwrap_or(i64::MAX)}),
+                ))
+            }
+            E::Webhook(gateway) => self.webhook(&gateway).await,
+        }
+    }
+
+    fn wallet(&self) -> Result<Resp, ApiError> {
+        use dispatch_core::ledger::{AccountKey, AccountKind};
+        let p = self.principal()?;
+        let me = p.user_id().ok_or_else(|| ApiError::new("forbidden", "riders and drivers only"))?;
+        let kind = if p.role() == Role::Driver { AccountKind::DriverEarnings } else { AccountKind::RiderWallet };
+        let currency = match self.query.get("currency") {
+            Some(c) => c.parse::<dispatch_core::Currency>().map_err(|e| ApiError::invalid(e.to_string()))?,
+            None => self.app.default_currency()?,
+        };
+        let key = AccountKey::of(kind, me, currency);
+        let limit = http::limit(&self.query)?;
+        let after = Cursor::from_query(&self.query)?
+            .map(|c| {
+                dispatch_core::id::TransferId::from_raw(c.id)
+                    .map(|id| (Timestamp::from_millis(c.at_ms), id))
+                    .ok_or_else(|| ApiError::invalid("cursor is malformed"))
+            })
+            .transpose()?;
+        let (account, entries) = self.app.engine.read(|v| (v.account(&key), v.statement(&key, after, limit)));
+        let last = entries.last().map(|t| Cursor { at_ms: t.at.as_millis(), id: t.id.raw() });
+        let items = entries.iter().map(|t| render::transfer(t, Some(&key))).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "balance": {"amount_minor": account.balance(), "currency": currency.code()},
+                "available_minor": account.available(),
+                "entries": http::page(items, limit, last),
+            }),
+        ))
+    }
+
+    async fn webhook(&mut self, gateway: &str) -> Result<Resp, ApiError> {
+        use dispatch_core::payment::{WebhookScheme, verify_webhook};
+        use dispatch_core::state::PaymentEventKind;
+        if gateway != "sim" {
+            return Err(ApiError::not_found("gateway"));
+        }
+        let signature = self.signature.clone();
+        let secrets = [self.app.webhook_secret_sim.clone()];
+        if let Err(e) =
+            verify_webhook(WebhookScheme::Timestamped, &secrets, signature.as_deref(), &self.body, now().as_secs())
+        {
+            // Unsigned and forged calls pay the IP limit.
+            self.app.limit(Endpoint::Webhook(String::new()).spec(), Class::Ip, Subject::Ip(self.peer))?;
+            return Err(ApiError::new("invalid_signature", e.to_string()));
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Data {
+            trip_id: TripId,
+            amount_minor: i64,
+            currency: dispatch_core::Currency,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            id: String,
+            #[serde(rename = "type")]
+            kind: String,
+            data: Data,
+        }
+        let b: In = self.json(false)?;
+        let kind = match b.kind.as_str() {
+            "payment.authorized" => PaymentEventKind::Authorized,
+            "payment.captured" => PaymentEventKind::Captured,
+            "payment.failed" => PaymentEventKind::Failed,
+            "refund.succeeded" => PaymentEventKind::RefundSucceeded,
+            _ => return Err(ApiError::invalid("unknown event type")),
+        };
+        if !(1..=255).contains(&b.id.len()) {
+            return Err(ApiError::invalid("event id must be 1-255 characters"));
+        }
+        let c = Command::PaymentEvent {
+            gateway: gateway.to_owned(),
+            event_id: b.id,
+            kind,
+            trip_id: b.data.trip_id,
+            amount_minor: b.data.amount_minor,
+            currency: b.data.currency,
+        };
+        match self.app.submit(Actor::System, c).await? {
+            Outcome::PaymentEvent { duplicate } => {
+                Ok(json_response(StatusCode::OK, &json!({"status": if duplicate { "duplicate" } else { "processed" }})))
+            }
+            o => Err(unexpected(&o)),
         }
     }
 
@@ -846,7 +1014,7 @@ impl Ctx<'_> {
         let (from, until) = (t(&b.valid_from, "valid_from")?, t(&b.valid_until, "valid_until")?);
         // The engine's coupon type validates itself when built; its id is filled by the writer.
         let fields = json!({
-            "id": 1u64, "code": b.code, "percent_bps": b.percent_bps, "amount_minor": b.amount_minor,
+            "id": "cpn_0000000000000001", "code": b.code, "percent_bps": b.percent_bps, "amount_minor": b.amount_minor,
             "max_discount_minor": b.max_discount_minor, "min_fare_minor": b.min_fare_minor,
             "valid_from": from.map(|t| t.as_millis()), "valid_until": until.map(|t| t.as_millis()),
             "max_uses": b.max_uses, "max_uses_per_rider": b.max_uses_per_rider, "currency": b.currency,

@@ -82,6 +82,13 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let engine =
         Engine::open(EngineConfig::default().with_data_dir(&config.store.data_dir).with_rules(config.rules()))?;
     let engine = Arc::new(engine);
+    // Card trips are authorised and captured by the worker through the built-in `sim`
+    // gateway (the only one built); results come back as payment events.
+    let payments = dispatch_core::payment::PaymentWorker::start(
+        Arc::clone(&engine),
+        Arc::new(dispatch_core::payment::SimGateway::new()),
+        dispatch_core::payment::WorkerConfig::default(),
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -106,6 +113,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         Ok::<(), Error>(())
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    payments.stop();
     // Every App (and so every engine handle) is gone with the runtime: flush the WAL.
     match Arc::try_unwrap(engine) {
         Ok(engine) => {

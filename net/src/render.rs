@@ -161,3 +161,72 @@ pub fn alert(a: &dispatch_core::alert::Alert) -> Value {
 fn enum_str<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
+
+/// A ledger transfer. With `account`, `amount_minor` is signed from that account's side
+/// (positive: credited to it; negative: debited).
+pub fn transfer(t: &dispatch_core::ledger::Transfer, account: Option<&dispatch_core::ledger::AccountKey>) -> Value {
+    let amount = match account {
+        Some(a) if t.debit == *a => -t.amount,
+        _ => t.amount,
+    };
+    let side = |k: &dispatch_core::ledger::AccountKey| json!({"kind": k.kind.as_str(), "owner": k.owner.map(|u| u.to_string()), "currency": k.currency.code()});
+    json!({
+        "id": t.id.to_string(),
+        "amount_minor": amount,
+        "currency": t.debit.currency.code(),
+        "code": enum_str(&t.code),
+        "state": match t.state {
+            dispatch_core::ledger::TransferState::Posted => "posted",
+            dispatch_core::ledger::TransferState::Pending => "pending",
+            dispatch_core::ledger::TransferState::PostedFrom(_) => "posted_from_hold",
+            dispatch_core::ledger::TransferState::VoidedFrom(_) => "voided",
+        },
+        "debit": side(&t.debit),
+        "credit": side(&t.credit),
+        "trip_id": t.trip_id.map(|x| x.to_string()),
+        "at": rfc3339(t.at),
+    })
+}
+
+/// A trip's timeline for operators, oldest first: creation, each offer and how it
+/// ended, the steps of the ride, the end. Built from the trip record.
+pub fn timeline(t: &Trip) -> Vec<Value> {
+    let mut items: Vec<(Timestamp, Value)> = vec![(t.created_at, json!({"type": "created"}))];
+    for o in &t.offers {
+        let state = match o.state {
+            dispatch_core::OfferState::Pending => "pending",
+            dispatch_core::OfferState::Accepted => "accepted",
+            dispatch_core::OfferState::Declined => "declined",
+            dispatch_core::OfferState::Lapsed => "lapsed",
+            dispatch_core::OfferState::Withdrawn(_) => "withdrawn",
+            dispatch_core::OfferState::Released => "released",
+        };
+        items.push((
+            o.offered_at,
+            json!({"type": "offered", "driver_id": o.driver_id.to_string(), "round": o.round,
+                "distance_to_pickup_m": o.distance_to_pickup_m, "expires_at": rfc3339(o.expires_at), "outcome": state}),
+        ));
+    }
+    for (at, ty) in [(t.accepted_at, "accepted"), (t.arrived_at, "arrived"), (t.started_at, "started")] {
+        if let Some(at) = at {
+            items.push((at, json!({"type": ty, "driver_id": t.driver_id.map(|d| d.to_string())})));
+        }
+    }
+    if let Some(c) = &t.cancellation {
+        items.push((c.at, json!({"type": "cancelled", "by": enum_str(&c.by), "reason": c.reason})));
+    } else if let (Some(at), true) = (t.ended_at, t.status.is_terminal()) {
+        items.push((at, json!({"type": t.status.as_str(), "final_minor": t.fare.final_minor})));
+    }
+    items.push((
+        t.updated_at,
+        json!({"type": "payment", "method": enum_str(&t.payment.method), "status": enum_str(&t.payment.status)}),
+    ));
+    items.sort_by_key(|(at, _)| *at);
+    items
+        .into_iter()
+        .map(|(at, mut v)| {
+            v["at"] = json!(rfc3339(at));
+            v
+        })
+        .collect()
+}

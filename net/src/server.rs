@@ -64,6 +64,8 @@ pub struct App {
     pub ws_timing: WsTiming,
     /// Flips to `true` once shutdown begins (sockets close on it).
     pub shutdown: watch::Receiver<bool>,
+    /// `DISPATCH_WEBHOOK_SECRET_SIM`.
+    pub webhook_secret_sim: Vec<u8>,
     /// Recent fsync durations (µs), sampled every second for the stats' p99.
     fsync_samples: Mutex<VecDeque<u64>>,
 }
@@ -86,6 +88,7 @@ impl App {
             hub: Arc::new(Hub::new(Arc::clone(&metrics))),
             metrics,
             keys: Keys::new(&secrets.token_secret, &secrets.admin_token),
+            webhook_secret_sim: secrets.webhook_secret_sim.clone(),
             engine,
             config,
             inflight: InFlight::default(),
@@ -125,6 +128,14 @@ impl App {
     /// The route of a ride (straight line: see net/API-NOTES.md).
     pub fn route(&self, from: LatLng, to: LatLng) -> Route {
         self.straight_line.between(from, to)
+    }
+
+    /// The currency of wallet reads that name none: the first zone's (single-city
+    /// deployments have one), else `404 not_found`.
+    pub fn default_currency(&self) -> Result<dispatch_core::Currency, ApiError> {
+        self.engine
+            .read(|v| v.catalog().zones().next().map(|z| z.spec.currency))
+            .ok_or_else(|| ApiError::invalid("no zone exists yet: pass ?currency="))
     }
 
     /// `GET /readyz`.

@@ -570,3 +570,118 @@ fn serve_refuses_to_start_without_secrets_and_names_the_missing_one() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otp_sign_in_revocation_zones_estimates_wallets_and_webhooks() {
+    let s = Server::start(&[], None);
+    // OTP: the code goes to the sink (a file here), only its hash to the engine.
+    let phone = "+201009998877";
+    let r =
+        s.call(Method::POST, "/v1/auth/otp", None, Some(&json!({"phone": phone, "role": "rider"}).to_string())).await;
+    assert_eq!(r.expect(202)["expires_in_s"], 300);
+    let again =
+        s.call(Method::POST, "/v1/auth/otp", None, Some(&json!({"phone": phone, "role": "rider"}).to_string())).await;
+    again.expect_error(429, "rate_limited");
+    assert!(again.headers.contains_key("retry-after"));
+    let sms = std::fs::read_to_string(s.dir.path().join("sms.jsonl")).unwrap();
+    let line: Value = serde_json::from_str(sms.lines().next().unwrap()).unwrap();
+    assert_eq!(line["to"], phone);
+    let code = line["code"].as_str().unwrap().to_owned();
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let verify = |c: &str| json!({"phone": phone, "code": c}).to_string();
+    s.call(Method::POST, "/v1/auth/otp/verify", None, Some(&verify(wrong))).await.expect_error(401, "invalid_otp");
+    let signed_in = s.call(Method::POST, "/v1/auth/otp/verify", None, Some(&verify(&code))).await.expect(200);
+    let rider = signed_in["token"].as_str().unwrap().to_owned();
+    let rider_id = signed_in["user"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(signed_in["user"]["role"], "rider");
+    let stderr = std::fs::read_to_string(s.dir.path().join("stderr.log")).unwrap();
+    assert!(!stderr.contains(&code) && !stderr.contains(phone), "codes and phones stay out of the log");
+
+    // Zones, lookup and estimates.
+    let zone = s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    assert!(zone["id"].as_str().unwrap().starts_with("zon_"));
+    let mut bad = cairo_zone();
+    bad["polygon"]["coordinates"] = json!([[[31.0, 29.9], [31.5, 29.9], [31.5, 30.3]]]);
+    s.post("/v1/admin/zones", ADMIN, bad).await.expect_error(400, "invalid_request");
+    let found = s.get(&format!("/v1/zones/lookup?lat={}&lng={}", HERE.0, HERE.1), &rider).await.expect(200);
+    assert_eq!(found["id"], zone["id"]);
+    s.get("/v1/zones/lookup?lat=10&lng=10", &rider).await.expect_error(422, "outside_service_area");
+    let est = s
+        .post(
+            "/v1/fares/estimate",
+            &rider,
+            json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25}}),
+        )
+        .await
+        .expect(200);
+    let e = &est["estimates"][0];
+    assert_eq!((e["category"].as_str(), e["route_source"].as_str()), (Some("economy"), Some("straight_line")));
+    let b = &e["breakdown"];
+    let sum: i64 = [
+        "base_minor",
+        "distance_minor",
+        "time_minor",
+        "surge_minor",
+        "minimum_fill_minor",
+        "booking_fee_minor",
+        "extra_fee_minor",
+    ]
+    .iter()
+    .map(|k| b[*k].as_i64().unwrap())
+    .sum::<i64>()
+        - b["discount_minor"].as_i64().unwrap();
+    assert_eq!(sum, e["fare"]["amount_minor"].as_i64().unwrap(), "the breakdown adds up to the fare");
+    let coupon =
+        s.post("/v1/admin/coupons", ADMIN, json!({"code": "WELCOME", "percent_bps": 1000, "max_uses": 10})).await;
+    assert!(coupon.expect(201)["id"].as_str().unwrap().starts_with("cpn_"));
+
+    // Wallets and the ledger.
+    let credit = json!({"amount_minor": 5000, "currency": "EGP", "reason": "welcome"});
+    s.post(&format!("/v1/admin/wallets/{rider_id}/credit"), ADMIN, credit).await.expect(201);
+    let wallet = s.get("/v1/wallet", &rider).await.expect(200);
+    assert_eq!(wallet["balance"], json!({"amount_minor": 5000, "currency": "EGP"}));
+    assert_eq!(wallet["entries"]["items"][0]["amount_minor"], 5000);
+    let ledger = s.get("/v1/admin/ledger/verify", ADMIN).await.expect(200);
+    assert_eq!((ledger["balanced"].as_bool(), ledger["sum_minor"].as_i64()), (Some(true), Some(0)));
+
+    // Webhooks: signed by the sim gateway's scheme; forged or stale ones change nothing.
+    let trip = s
+        .post(
+            "/v1/trips",
+            &rider,
+            json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+            "category": "economy", "payment_method": "card"}),
+        )
+        .await
+        .expect(201);
+    let body = json!({"id": "evt_1", "type": "payment.authorized",
+        "data": {"trip_id": trip["id"], "amount_minor": trip["fare"]["estimate_minor"], "currency": "EGP"}})
+    .to_string();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let secret = b"test-webhook-secret-0123456789";
+    let hook = |sig: String| {
+        let body = body.clone();
+        let s = &s;
+        async move {
+            s.call_with(Method::POST, "/v1/webhooks/sim", None, Some(&body), &[("dispatch-signature", &sig)]).await
+        }
+    };
+    hook(dispatch_core::payment::sign_timestamped(b"wrong-secret-wrong-secret", now, body.as_bytes()))
+        .await
+        .expect_error(400, "invalid_signature");
+    hook(dispatch_core::payment::sign_timestamped(secret, now - 1000, body.as_bytes()))
+        .await
+        .expect_error(400, "invalid_signature");
+    let first = hook(dispatch_core::payment::sign_timestamped(secret, now, body.as_bytes())).await;
+    let status = first.json["status"].clone();
+    assert!(first.status == 200 && (status == "processed" || status == "duplicate"), "{}", first.text);
+    let second = hook(dispatch_core::payment::sign_timestamped(secret, now, body.as_bytes())).await.expect(200);
+    assert_eq!(second["status"], "duplicate");
+    s.call(Method::POST, "/v1/webhooks/nope", None, Some("{}")).await.expect_error(404, "not_found");
+
+    // Revocation: every token issued before is refused.
+    s.call(Method::POST, &format!("/v1/admin/users/{rider_id}/revoke-tokens"), Some(ADMIN), None).await.expect(204);
+    s.get("/v1/trips", &rider).await.expect_error(401, "unauthorized");
+    let events = s.get(&format!("/v1/admin/trips/{}/events", trip["id"].as_str().unwrap()), ADMIN).await.expect(200);
+    assert_eq!(events["items"][0]["type"], "created");
+}
