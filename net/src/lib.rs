@@ -125,6 +125,24 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     result
 }
 
+/// Feeds `data` to every parser of outside input (the fuzz target `server_input` and its
+/// stable proptest twin): WebSocket frames, queries, cursors, tokens, JSON bodies. Never
+/// panics, whatever the bytes.
+pub fn fuzz_input(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let _ = ws::parse_client_frame(&text);
+    let q = http::Query::parse(Some(&text));
+    let _ = http::Cursor::from_query(&q);
+    let _ = http::limit(&q);
+    let _ = q.f64("lat");
+    let keys = auth::Keys::new(&[7u8; 32], "fuzz-admin-token-000000");
+    let _ = keys.verify(&text, 0);
+    let _ = auth::bearer(&text);
+    let _ = http::parse_json::<api::LocationIn>(data, true).map(|l| l.report());
+    let _ = http::parse_json::<dispatch_core::ZoneSpec>(data, false);
+    let _ = http::parse_rfc3339(&text, "t");
+}
+
 fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .json()

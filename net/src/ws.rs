@@ -567,6 +567,20 @@ mod tests {
         assert_eq!(parse_client_frame(r#"{"lat":1}"#).unwrap_err().code, "invalid_request");
     }
 
+    proptest::proptest! {
+        /// The stable twin of `fuzz/fuzz_targets/server_input.rs`.
+        #[test]
+        fn fuzz_twin(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            crate::fuzz_input(&bytes);
+        }
+
+        #[test]
+        fn fuzz_twin_near_valid_frames(lat in -200.0f64..200.0, lng in -400.0f64..400.0, ty in "[a-z_]{0,12}") {
+            let frame = format!(r#"{{"type":"{ty}","lat":{lat},"lng":{lng}}}"#);
+            crate::fuzz_input(frame.as_bytes());
+        }
+    }
+
     #[test]
     fn a_full_outbox_drops_locations_first_and_never_trip_events() {
         let m = Metrics::default();
