@@ -81,9 +81,11 @@ pub(crate) struct CheckpointPolicy {
 struct Checkpointer {
     jobs: Option<Sender<Job>>,
     done: Receiver<std::result::Result<Lsn, String>>,
-    /// The state sent and not yet confirmed (the next rebuild base), with the finished
-    /// trips its checkpoint writes to the history.
-    in_flight: Option<(Lsn, State, Vec<TripId>)>,
+    /// The LSN of the checkpoint sent and not yet confirmed, with the finished trips
+    /// it writes to the history.
+    in_flight: Option<(Lsn, Vec<TripId>)>,
+    /// Where the snapshots are (a rebuild reads the newest back from there).
+    dir: PathBuf,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -96,6 +98,7 @@ struct Job {
 
 impl Checkpointer {
     fn start(dir: PathBuf, history: Option<Arc<History>>) -> Result<Self> {
+        let snapshots = dir.clone();
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(1);
         let (tx, done) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
@@ -122,7 +125,7 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| Error::Internal(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, handle: Some(handle) })
+        Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, dir: snapshots, handle: Some(handle) })
     }
 }
 
@@ -187,8 +190,11 @@ pub(crate) struct Journal {
     policy: CheckpointPolicy,
     /// Encoded records of the batch being built.
     pending: Batch,
-    /// The state at `base_lsn`: where a rebuild starts.
-    base: State,
+    /// Where a rebuild starts: the state at `base_lsn`, kept in memory for in-memory
+    /// logs; for data directories only until the first checkpoint, after which a rebuild
+    /// reads the newest snapshot back (keeping a second copy of a country's state in
+    /// memory for a rare event would double its footprint).
+    base: Option<State>,
     base_lsn: Lsn,
     /// Finished trips, once moved out of the hot state (data directories only).
     history: Option<Arc<History>>,
@@ -214,7 +220,7 @@ impl Journal {
             checkpointer: None,
             policy,
             pending: Batch::default(),
-            base,
+            base: Some(base),
             base_lsn: 0,
             history: None,
             _lock: None,
@@ -250,7 +256,7 @@ impl Journal {
             checkpointer: Some(Checkpointer::start(snapshot_dir(dir), Some(Arc::clone(&history)))?),
             policy,
             pending: Batch::default(),
-            base,
+            base: Some(base),
             base_lsn,
             history: Some(history),
             _lock: Some(lock),
@@ -274,7 +280,7 @@ impl Journal {
             // No snapshot directory: the checkpoint is the state itself, kept as the
             // rebuild base, and the log below it can go (bounding an in-memory log).
             if due && self.log.release_below(self.durable_lsn + 1).is_ok() {
-                self.base = state.clone();
+                self.base = Some(state.clone());
                 self.base_lsn = self.durable_lsn;
                 stats.written.fetch_add(1, Ordering::Relaxed);
                 stats.last_lsn.store(self.durable_lsn, Ordering::Relaxed);
@@ -283,13 +289,15 @@ impl Journal {
         };
         if let Ok(result) = cp.done.try_recv() {
             match (result, cp.in_flight.take()) {
-                (Ok(lsn), Some((sent, base, finished))) if lsn == sent => {
+                (Ok(lsn), Some((sent, finished))) if lsn == sent => {
                     archivable = finished;
                     // The snapshot is durable: older ones and the WAL below it can go.
                     // A failure to release only keeps files longer; a poisoned WAL
                     // surfaces at the next commit.
                     let _ = self.log.release_below(lsn + 1);
-                    self.base = base;
+                    let _ = snapshot::prune(&cp.dir, lsn);
+                    // From now on a rebuild reads this snapshot back from disk.
+                    self.base = None;
                     self.base_lsn = lsn;
                     stats.written.fetch_add(1, Ordering::Relaxed);
                     stats.last_lsn.store(lsn, Ordering::Relaxed);
@@ -306,9 +314,9 @@ impl Journal {
             let snapshot = state.clone();
             let finished = if self.history.is_some() { state.finished_trips() } else { Vec::new() };
             let ids = finished.iter().map(|t| t.id).collect();
-            let job = Job { lsn: self.durable_lsn, state: snapshot.clone(), finished };
+            let job = Job { lsn: self.durable_lsn, state: snapshot, finished };
             if jobs.try_send(job).is_ok() {
-                cp.in_flight = Some((self.durable_lsn, snapshot, ids));
+                cp.in_flight = Some((self.durable_lsn, ids));
             }
         }
         archivable
@@ -323,10 +331,10 @@ impl Journal {
     /// Base + every durable record above it. Refuses a log that skips records or
     /// holds one that does not decode or apply.
     fn replay(&self) -> Result<(State, u64)> {
-        let mut state = self.base.clone();
+        let (mut state, base_lsn) = self.load_base()?;
         let mut fx = Effects::default();
         let mut replayed = 0u64;
-        let first = self.base_lsn + 1;
+        let first = base_lsn + 1;
         let records = self.log.read_from(first).map_err(|e| storage_error("cannot read the log", &e))?;
         for (expected, item) in (first..).zip(records) {
             let item = item.map_err(|e| storage_error("cannot read the log", &e))?;
@@ -347,6 +355,20 @@ impl Journal {
         }
         state.check_invariants().map_err(|e| Error::Storage(format!("the recovered state is inconsistent: {e}")))?;
         Ok((state, replayed))
+    }
+
+    /// A state and the LSN it stands at, to replay the log onto: the base in memory, or
+    /// the newest snapshot read back (at `base_lsn`, or a newer one the checkpoint thread
+    /// finished meanwhile: both are durable and the log holds what follows them).
+    fn load_base(&self) -> Result<(State, Lsn)> {
+        if let Some(base) = &self.base {
+            return Ok((base.clone(), self.base_lsn));
+        }
+        let cp = self.checkpointer.as_ref().ok_or_else(|| Error::Internal("no base and no snapshots".into()))?;
+        match snapshot::latest(&cp.dir).map_err(|e| storage_error("cannot read back the checkpoint", &e))? {
+            Some((lsn, bytes)) if lsn >= self.base_lsn => Ok((decode_state(&bytes)?, lsn)),
+            _ => Err(Error::Storage(format!("the checkpoint at LSN {} is gone from disk", self.base_lsn))),
+        }
     }
 
     /// Adds an applied command to the current batch.
