@@ -29,7 +29,8 @@ use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalCo
 use crate::engine::Record;
 use crate::error::{Error, Result};
 use crate::history::{self, History};
-use crate::id::TripId;
+use crate::id::{TransferId, TripId};
+use crate::ledger::Transfer;
 use crate::state::{Effects, State, apply};
 use crate::trip::Trip;
 
@@ -83,17 +84,26 @@ struct Checkpointer {
     done: Receiver<std::result::Result<Lsn, String>>,
     /// The LSN of the checkpoint sent and not yet confirmed, with the finished trips
     /// it writes to the history.
-    in_flight: Option<(Lsn, Vec<TripId>)>,
+    in_flight: Option<(Lsn, Archivable)>,
     /// Where the snapshots are (a rebuild reads the newest back from there).
     dir: PathBuf,
     handle: Option<JoinHandle<()>>,
 }
 
-/// One checkpoint to take: the state at an LSN and its finished trips.
+/// One checkpoint to take: the state at an LSN, its finished trips and the settled
+/// transfers that go with them.
 struct Job {
     lsn: Lsn,
     state: State,
     finished: Vec<Arc<Trip>>,
+    transfers: Vec<Transfer>,
+}
+
+/// What a collected checkpoint lets the writer archive.
+#[derive(Debug, Default)]
+pub(crate) struct Archivable {
+    pub(crate) trips: Vec<TripId>,
+    pub(crate) transfers: Vec<TransferId>,
 }
 
 impl Checkpointer {
@@ -104,11 +114,11 @@ impl Checkpointer {
         let handle = std::thread::Builder::new()
             .name("dispatch-checkpoint".into())
             .spawn(move || {
-                for Job { lsn, state, finished } in rx {
+                for Job { lsn, state, finished, transfers } in rx {
                     // History first: the trips are durable there before the writer is
                     // told it may drop them from the hot state.
                     let written = match &history {
-                        Some(h) => h.write(lsn, &finished),
+                        Some(h) => h.write(lsn, &finished, &transfers),
                         None => Ok(()),
                     };
                     let result = written
@@ -273,8 +283,8 @@ impl Journal {
     /// below it) and starts the next one when enough records accumulated. Returns the
     /// finished trips that checkpoint made durable in the history: the writer archives
     /// them (logs their removal from the hot state).
-    pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) -> Vec<TripId> {
-        let mut archivable = Vec::new();
+    pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) -> Archivable {
+        let mut archivable = Archivable::default();
         let due = self.durable_lsn.saturating_sub(self.base_lsn) >= self.policy.every_records;
         let Some(cp) = self.checkpointer.as_mut() else {
             // No snapshot directory: the checkpoint is the state itself, kept as the
@@ -313,8 +323,13 @@ impl Journal {
         {
             let snapshot = state.clone();
             let finished = if self.history.is_some() { state.finished_trips() } else { Vec::new() };
-            let ids = finished.iter().map(|t| t.id).collect();
-            let job = Job { lsn: self.durable_lsn, state: snapshot, finished };
+            let trips: std::collections::HashSet<TripId> = finished.iter().map(|t| t.id).collect();
+            let transfers = if self.history.is_some() { state.ledger().archivable(&trips) } else { Vec::new() };
+            let ids = Archivable {
+                trips: finished.iter().map(|t| t.id).collect(),
+                transfers: transfers.iter().map(|t| t.id).collect(),
+            };
+            let job = Job { lsn: self.durable_lsn, state: snapshot, finished, transfers };
             if jobs.try_send(job).is_ok() {
                 cp.in_flight = Some((self.durable_lsn, ids));
             }
