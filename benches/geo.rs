@@ -6,7 +6,9 @@
 //! - `geo/move_driver`: one location update applied to the index (a driver moves a
 //!   few metres). Target ≥ 300,000/s on one core.
 //! - memory per indexed driver: growth of the process's resident memory while the
-//!   index of 100,000 drivers is built (printed once; includes allocator slack).
+//!   index of 100,000 drivers is built (printed once; includes allocator slack);
+//! - memory of a whole engine per driver: accounts created, then brought online
+//!   (printed once).
 //!
 //! Run: `cargo bench --bench geo`
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -47,6 +49,50 @@ fn city(rng: &mut StdRng) -> Vec<IndexedDriver> {
         .collect()
 }
 
+/// Resident growth of a whole engine (WAL on disk) per driver account, and per driver
+/// going online: the user and driver records, the view's copies, the index entry.
+fn engine_memory(drivers: &[IndexedDriver]) {
+    use dispatch_core::{Actor, Category, Command, Engine, EngineConfig, NewUser, Role, Vehicle};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(EngineConfig::default().with_data_dir(dir.path())).unwrap();
+    dispatch::scenario::ensure_zone(&engine).unwrap();
+    let economy = Category::new("economy").unwrap();
+    let base = resident_bytes();
+    let create: Vec<_> = drivers
+        .iter()
+        .map(|d| {
+            let n = d.id.raw();
+            let new = NewUser {
+                id: Some(d.id),
+                role: Role::Driver,
+                name: format!("Driver {n}"),
+                phone: format!("+2010{n:08}"),
+                vehicle: Some(Vehicle { category: economy.clone(), plate: format!("ABC {n}") }),
+            };
+            (Actor::Admin, Command::CreateUser(new))
+        })
+        .collect();
+    assert!(dispatch::scenario::pipeline(&engine, create).iter().all(Result::is_ok));
+    let accounts = resident_bytes();
+    let online: Vec<_> = drivers
+        .iter()
+        .map(|d| (Actor::User(d.id), Command::SetDriverStatus { online: true, location: Some(d.position) }))
+        .collect();
+    assert!(dispatch::scenario::pipeline(&engine, online).iter().all(Result::is_ok));
+    let after = resident_bytes();
+    if let (Some(base), Some(accounts), Some(after)) = (base, accounts, after) {
+        let n = drivers.len() as i64;
+        println!(
+            "engine memory: {} B per driver account (user + driver records, view), {} B more per driver online \
+             (position, index entry), {} B in all",
+            (accounts - base) / n,
+            (after - accounts) / n,
+            (after - base) / n
+        );
+    }
+    engine.shutdown().unwrap();
+}
+
 fn bench(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(7);
     let drivers = city(&mut rng);
@@ -55,10 +101,20 @@ fn bench(c: &mut Criterion) {
     if let (Some(before), Some(after)) = (before, resident_bytes()) {
         let bytes = after - before;
         println!(
-            "memory: {} bytes per indexed driver (resident growth {bytes} B for {DRIVERS} drivers)",
+            "memory: {} bytes per indexed driver, bulk-loaded (resident growth {bytes} B for {DRIVERS} drivers)",
             bytes / DRIVERS as i64
         );
     }
+    let before = resident_bytes();
+    let mut grown = DriverIndex::new();
+    for d in &drivers {
+        grown.upsert(d.id, d.position, d.category, d.recorded_at);
+    }
+    if let (Some(before), Some(after)) = (before, resident_bytes()) {
+        println!("memory: {} bytes per indexed driver, inserted one by one", (after - before) / DRIVERS as i64);
+    }
+    drop(grown);
+    engine_memory(&drivers);
 
     let centers: Vec<LatLng> = (0..1024)
         .map(|_| {

@@ -492,3 +492,53 @@ fn driver_positions_are_recorded_in_the_history() {
     assert_eq!(engine.positions_lost(), 0);
     engine.shutdown().unwrap();
 }
+
+#[test]
+fn settled_transfers_move_to_the_history_and_statements_still_list_them() {
+    use dispatch_core::ledger::{AccountKey, AccountKind};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(checkpointing(dir.path())).unwrap();
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    let rider = scenario::user(&engine, Role::Rider, 1).unwrap();
+    let driver = scenario::online_driver(&engine, 2, near_center(0.0, 0.0).unwrap()).unwrap();
+    let credit = dispatch_core::Command::CreditWallet {
+        id: None,
+        user_id: rider,
+        amount_minor: 50_000,
+        currency: egp,
+        reason: "welcome".into(),
+    };
+    engine.submit(Actor::Admin, credit).unwrap();
+    let mut new = ride_from(near_center(0.0, 0.0).unwrap()).unwrap();
+    new.payment_method = dispatch_core::PaymentMethod::Wallet;
+    let trip = engine.create_trip(rider, new).unwrap();
+    let t = engine.accept(driver, trip.id).unwrap();
+    engine.arrived(driver, trip.id).unwrap();
+    engine.start(driver, trip.id, &t.pickup_code.to_string()).unwrap();
+    engine.complete(driver, trip.id, Some(3_000)).unwrap();
+    let wallet = AccountKey::of(AccountKind::RiderWallet, rider, egp);
+    let earnings = AccountKey::of(AccountKind::DriverEarnings, driver, egp);
+    let before_wallet = engine.statement(&wallet, None, 100).unwrap();
+    let before_earnings = engine.statement(&earnings, None, 100).unwrap();
+    assert!(before_wallet.len() >= 3, "credit, hold, posting: {before_wallet:?}");
+    let mut n = 1_000;
+    while engine.read(|v| !v.statement(&wallet, None, 100).is_empty()) {
+        many_users(&engine, n, 25);
+        n += 25;
+        assert!(n < 10_000, "settled transfers were never archived");
+    }
+    let ids = |v: &[std::sync::Arc<dispatch_core::ledger::Transfer>]| v.iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(&engine.statement(&wallet, None, 100).unwrap()), ids(&before_wallet), "read from the history");
+    assert_eq!(ids(&engine.statement(&earnings, None, 100).unwrap()), ids(&before_earnings));
+    // Paging through the history continues where the last page ended.
+    let first = engine.statement(&wallet, None, 1).unwrap();
+    let rest = engine.statement(&wallet, Some((first[0].at, first[0].id)), 100).unwrap();
+    assert_eq!(ids(&first).into_iter().chain(ids(&rest)).collect::<Vec<_>>(), ids(&before_wallet));
+    let balance = engine.read(|v| v.account(&wallet).balance());
+    assert!(engine.read(|v| v.ledger_verify()).balanced);
+    engine.shutdown().unwrap();
+    let engine = Engine::open(checkpointing(dir.path())).unwrap();
+    assert_eq!(engine.read(|v| v.account(&wallet).balance()), balance, "balances stay in the hot state");
+    assert_eq!(ids(&engine.statement(&wallet, None, 100).unwrap()), ids(&before_wallet));
+    engine.shutdown().unwrap();
+}

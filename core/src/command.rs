@@ -363,6 +363,8 @@ pub enum Command {
     Archive {
         /// Which. Each must be terminal; ids no longer in the state are skipped.
         trip_ids: Vec<TripId>,
+        /// Settled ledger transfers whose rows are durable too (never an open hold).
+        transfer_ids: Vec<TransferId>,
     },
     /// An admin adds money to a rider's wallet (or a driver's earnings), from promotions.
     CreditWallet {

@@ -475,6 +475,27 @@ impl Engine {
         }
     }
 
+    /// Up to `limit` transfers of `account`, newest first, strictly after `after` (the
+    /// `(at, id)` of the last one of the previous page): the hot ones and those archived
+    /// to the history.
+    pub fn statement(
+        &self,
+        account: &crate::ledger::AccountKey,
+        after: Option<(Timestamp, crate::id::TransferId)>,
+        limit: usize,
+    ) -> Result<Vec<Arc<crate::ledger::Transfer>>> {
+        let limit = limit.clamp(1, 1000);
+        let mut out = self.read(|v| v.statement(account, after, limit));
+        if let Some(h) = &self.shared.history {
+            let cold = h.transfers_of(account, after, limit)?;
+            out.retain(|t| !cold.iter().any(|c| c.id == t.id));
+            out.extend(cold.into_iter().map(Arc::new));
+            out.sort_by_key(|t| std::cmp::Reverse((t.at, t.id)));
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+
     /// Position batches the history could not record (see the tracker).
     pub fn positions_lost(&self) -> u64 {
         self.shared.track_lost.load(Ordering::Relaxed)
@@ -813,11 +834,12 @@ impl Writer {
             reply(result);
         }
         self.fx.clear();
-        let finished = self.journal.checkpoint_if_due(&self.state, &self.shared.stats.checkpoints);
-        if !finished.is_empty() {
+        let done = self.journal.checkpoint_if_due(&self.state, &self.shared.stats.checkpoints);
+        if !done.trips.is_empty() || !done.transfers.is_empty() {
             // Their history rows are durable: they leave the hot state with the next batch.
             let now = self.clock.now();
-            self.apply_at(Actor::System, Command::Archive { trip_ids: finished }, now, None);
+            let archive = Command::Archive { trip_ids: done.trips, transfer_ids: done.transfers };
+            self.apply_at(Actor::System, archive, now, None);
         }
     }
 

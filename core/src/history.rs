@@ -6,6 +6,9 @@
 //! - `trips_by_rider`: rider ‖ created (newest first) ‖ trip (highest first) → ();
 //! - `trips_by_driver`: driver ‖ created ‖ trip, the same way → ();
 //! - `trips_by_time`: created ‖ trip, the same way → () — every trip, for staff;
+//! - `transfers`: transfer id → the settled ledger transfer (postcard), archived with
+//!   its trip (or on its own when it has none);
+//! - `transfers_by_account`: account ‖ time (newest first) ‖ transfer → (): statements;
 //! - `locations`: driver ‖ time → the position: every driver's track. Written by a
 //!   thread that follows the engine's position events in batches, best effort, like
 //!   positions themselves (they are not waited for fsync in the log either).
@@ -28,7 +31,8 @@ use std::sync::Arc;
 use dispatch_storage::store::{self, Checkpoint, Order, Scan, Store, TableName, key};
 
 use crate::error::{Error, Result};
-use crate::id::{TripId, UserId};
+use crate::id::{TransferId, TripId, UserId};
+use crate::ledger::{AccountKey, Transfer};
 use crate::trip::Trip;
 
 const TRIPS: TableName = TableName::new("trips");
@@ -36,6 +40,8 @@ const TRIPS_BY_RIDER: TableName = TableName::new("trips_by_rider");
 const TRIPS_BY_DRIVER: TableName = TableName::new("trips_by_driver");
 const TRIPS_BY_TIME: TableName = TableName::new("trips_by_time");
 const LOCATIONS: TableName = TableName::new("locations");
+const TRANSFERS: TableName = TableName::new("transfers");
+const TRANSFERS_BY_ACCOUNT: TableName = TableName::new("transfers_by_account");
 
 /// One recorded position of a driver.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -133,8 +139,16 @@ impl History {
     }
 
     /// Writes `trips` (finished) as of the checkpoint at `lsn`, in one durable transaction.
-    pub(crate) fn write(&self, lsn: u64, trips: &[Arc<Trip>]) -> Result<()> {
-        let mut puts = Vec::with_capacity(trips.len() * 4);
+    pub(crate) fn write(&self, lsn: u64, trips: &[Arc<Trip>], transfers: &[Transfer]) -> Result<()> {
+        let mut puts = Vec::with_capacity(trips.len() * 4 + transfers.len() * 3);
+        for t in transfers {
+            let value =
+                postcard::to_allocvec(t).map_err(|e| Error::Internal(format!("cannot encode a transfer: {e}")))?;
+            puts.push((TRANSFERS, key::u64_be(t.id.raw()).to_vec(), value));
+            for account in [t.debit, t.credit] {
+                puts.push((TRANSFERS_BY_ACCOUNT, statement_key(&account, t.at.as_millis(), t.id), Vec::new()));
+            }
+        }
         for t in trips {
             let value =
                 postcard::to_allocvec(&**t).map_err(|e| Error::Internal(format!("cannot encode a trip: {e}")))?;
@@ -219,6 +233,58 @@ impl History {
                 postcard::from_bytes(v).map_err(|e| Error::Storage(format!("a stored position does not decode: {e}")))
             })
             .collect()
+    }
+}
+
+/// `account ‖ rev(at) ‖ rev(id)`: ascending is newest first, as `View::statement` reads.
+fn statement_key(account: &AccountKey, at_ms: i64, id: TransferId) -> Vec<u8> {
+    let mut k = account_prefix(account);
+    k.extend_from_slice(&time_part(at_ms));
+    k.extend_from_slice(&key::rev_u64_be(id.raw()));
+    k
+}
+
+/// A fixed-width encoding of an account key: kind, owner (0 for the platform), currency.
+fn account_prefix(account: &AccountKey) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 8 + 3);
+    k.push(account.kind as u8);
+    k.extend_from_slice(&key::u64_be(account.owner.map_or(0, |u| u.raw())));
+    k.extend_from_slice(account.currency.code().as_bytes());
+    k
+}
+
+impl History {
+    /// Up to `limit` (1 to 1000) archived transfers of `account`, newest first, strictly
+    /// after `after` (`(at, id)` of the last one of the previous page).
+    pub fn transfers_of(
+        &self,
+        account: &AccountKey,
+        after: Option<(crate::clock::Timestamp, TransferId)>,
+        limit: usize,
+    ) -> Result<Vec<Transfer>> {
+        let prefix = account_prefix(account);
+        let cursor = after.map(|(at, id)| statement_key(account, at.as_millis(), id));
+        let scan = Scan::new(prefix, limit.clamp(1, store::SCAN_LIMIT_MAX)).after(cursor);
+        let page =
+            self.store.scan(TRANSFERS_BY_ACCOUNT, &scan).map_err(|e| store_error("cannot list transfers", &e))?;
+        let mut out = Vec::with_capacity(page.rows.len());
+        for (k, _) in page.rows {
+            let id = k
+                .get(k.len().saturating_sub(8)..)
+                .and_then(key::take_rev_u64_be)
+                .and_then(|(raw, _)| TransferId::from_raw(raw))
+                .ok_or_else(|| Error::Storage("a transfer index row has a malformed key".into()))?;
+            let bytes = self
+                .store
+                .get(TRANSFERS, &key::u64_be(id.raw()))
+                .map_err(|e| store_error("cannot read a transfer", &e))?
+                .ok_or_else(|| Error::Storage(format!("the transfer index names {id}, which is missing")))?;
+            out.push(
+                postcard::from_bytes(&bytes)
+                    .map_err(|e| Error::Storage(format!("a stored transfer does not decode: {e}")))?,
+            );
+        }
+        Ok(out)
     }
 }
 

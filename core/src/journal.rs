@@ -29,7 +29,8 @@ use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalCo
 use crate::engine::Record;
 use crate::error::{Error, Result};
 use crate::history::{self, History};
-use crate::id::TripId;
+use crate::id::{TransferId, TripId};
+use crate::ledger::Transfer;
 use crate::state::{Effects, State, apply};
 use crate::trip::Trip;
 
@@ -81,31 +82,43 @@ pub(crate) struct CheckpointPolicy {
 struct Checkpointer {
     jobs: Option<Sender<Job>>,
     done: Receiver<std::result::Result<Lsn, String>>,
-    /// The state sent and not yet confirmed (the next rebuild base), with the finished
-    /// trips its checkpoint writes to the history.
-    in_flight: Option<(Lsn, State, Vec<TripId>)>,
+    /// The LSN of the checkpoint sent and not yet confirmed, with the finished trips
+    /// it writes to the history.
+    in_flight: Option<(Lsn, Archivable)>,
+    /// Where the snapshots are (a rebuild reads the newest back from there).
+    dir: PathBuf,
     handle: Option<JoinHandle<()>>,
 }
 
-/// One checkpoint to take: the state at an LSN and its finished trips.
+/// One checkpoint to take: the state at an LSN, its finished trips and the settled
+/// transfers that go with them.
 struct Job {
     lsn: Lsn,
     state: State,
     finished: Vec<Arc<Trip>>,
+    transfers: Vec<Transfer>,
+}
+
+/// What a collected checkpoint lets the writer archive.
+#[derive(Debug, Default)]
+pub(crate) struct Archivable {
+    pub(crate) trips: Vec<TripId>,
+    pub(crate) transfers: Vec<TransferId>,
 }
 
 impl Checkpointer {
     fn start(dir: PathBuf, history: Option<Arc<History>>) -> Result<Self> {
+        let snapshots = dir.clone();
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(1);
         let (tx, done) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
             .name("dispatch-checkpoint".into())
             .spawn(move || {
-                for Job { lsn, state, finished } in rx {
+                for Job { lsn, state, finished, transfers } in rx {
                     // History first: the trips are durable there before the writer is
                     // told it may drop them from the hot state.
                     let written = match &history {
-                        Some(h) => h.write(lsn, &finished),
+                        Some(h) => h.write(lsn, &finished, &transfers),
                         None => Ok(()),
                     };
                     let result = written
@@ -122,7 +135,7 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| Error::Internal(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, handle: Some(handle) })
+        Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, dir: snapshots, handle: Some(handle) })
     }
 }
 
@@ -187,8 +200,11 @@ pub(crate) struct Journal {
     policy: CheckpointPolicy,
     /// Encoded records of the batch being built.
     pending: Batch,
-    /// The state at `base_lsn`: where a rebuild starts.
-    base: State,
+    /// Where a rebuild starts: the state at `base_lsn`, kept in memory for in-memory
+    /// logs; for data directories only until the first checkpoint, after which a rebuild
+    /// reads the newest snapshot back (keeping a second copy of a country's state in
+    /// memory for a rare event would double its footprint).
+    base: Option<State>,
     base_lsn: Lsn,
     /// Finished trips, once moved out of the hot state (data directories only).
     history: Option<Arc<History>>,
@@ -214,7 +230,7 @@ impl Journal {
             checkpointer: None,
             policy,
             pending: Batch::default(),
-            base,
+            base: Some(base),
             base_lsn: 0,
             history: None,
             _lock: None,
@@ -250,7 +266,7 @@ impl Journal {
             checkpointer: Some(Checkpointer::start(snapshot_dir(dir), Some(Arc::clone(&history)))?),
             policy,
             pending: Batch::default(),
-            base,
+            base: Some(base),
             base_lsn,
             history: Some(history),
             _lock: Some(lock),
@@ -267,14 +283,14 @@ impl Journal {
     /// below it) and starts the next one when enough records accumulated. Returns the
     /// finished trips that checkpoint made durable in the history: the writer archives
     /// them (logs their removal from the hot state).
-    pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) -> Vec<TripId> {
-        let mut archivable = Vec::new();
+    pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) -> Archivable {
+        let mut archivable = Archivable::default();
         let due = self.durable_lsn.saturating_sub(self.base_lsn) >= self.policy.every_records;
         let Some(cp) = self.checkpointer.as_mut() else {
             // No snapshot directory: the checkpoint is the state itself, kept as the
             // rebuild base, and the log below it can go (bounding an in-memory log).
             if due && self.log.release_below(self.durable_lsn + 1).is_ok() {
-                self.base = state.clone();
+                self.base = Some(state.clone());
                 self.base_lsn = self.durable_lsn;
                 stats.written.fetch_add(1, Ordering::Relaxed);
                 stats.last_lsn.store(self.durable_lsn, Ordering::Relaxed);
@@ -283,13 +299,15 @@ impl Journal {
         };
         if let Ok(result) = cp.done.try_recv() {
             match (result, cp.in_flight.take()) {
-                (Ok(lsn), Some((sent, base, finished))) if lsn == sent => {
+                (Ok(lsn), Some((sent, finished))) if lsn == sent => {
                     archivable = finished;
                     // The snapshot is durable: older ones and the WAL below it can go.
                     // A failure to release only keeps files longer; a poisoned WAL
                     // surfaces at the next commit.
                     let _ = self.log.release_below(lsn + 1);
-                    self.base = base;
+                    let _ = snapshot::prune(&cp.dir, lsn);
+                    // From now on a rebuild reads this snapshot back from disk.
+                    self.base = None;
                     self.base_lsn = lsn;
                     stats.written.fetch_add(1, Ordering::Relaxed);
                     stats.last_lsn.store(lsn, Ordering::Relaxed);
@@ -305,10 +323,15 @@ impl Journal {
         {
             let snapshot = state.clone();
             let finished = if self.history.is_some() { state.finished_trips() } else { Vec::new() };
-            let ids = finished.iter().map(|t| t.id).collect();
-            let job = Job { lsn: self.durable_lsn, state: snapshot.clone(), finished };
+            let trips: std::collections::HashSet<TripId> = finished.iter().map(|t| t.id).collect();
+            let transfers = if self.history.is_some() { state.ledger().archivable(&trips) } else { Vec::new() };
+            let ids = Archivable {
+                trips: finished.iter().map(|t| t.id).collect(),
+                transfers: transfers.iter().map(|t| t.id).collect(),
+            };
+            let job = Job { lsn: self.durable_lsn, state: snapshot, finished, transfers };
             if jobs.try_send(job).is_ok() {
-                cp.in_flight = Some((self.durable_lsn, snapshot, ids));
+                cp.in_flight = Some((self.durable_lsn, ids));
             }
         }
         archivable
@@ -323,10 +346,10 @@ impl Journal {
     /// Base + every durable record above it. Refuses a log that skips records or
     /// holds one that does not decode or apply.
     fn replay(&self) -> Result<(State, u64)> {
-        let mut state = self.base.clone();
+        let (mut state, base_lsn) = self.load_base()?;
         let mut fx = Effects::default();
         let mut replayed = 0u64;
-        let first = self.base_lsn + 1;
+        let first = base_lsn + 1;
         let records = self.log.read_from(first).map_err(|e| storage_error("cannot read the log", &e))?;
         for (expected, item) in (first..).zip(records) {
             let item = item.map_err(|e| storage_error("cannot read the log", &e))?;
@@ -347,6 +370,20 @@ impl Journal {
         }
         state.check_invariants().map_err(|e| Error::Storage(format!("the recovered state is inconsistent: {e}")))?;
         Ok((state, replayed))
+    }
+
+    /// A state and the LSN it stands at, to replay the log onto: the base in memory, or
+    /// the newest snapshot read back (at `base_lsn`, or a newer one the checkpoint thread
+    /// finished meanwhile: both are durable and the log holds what follows them).
+    fn load_base(&self) -> Result<(State, Lsn)> {
+        if let Some(base) = &self.base {
+            return Ok((base.clone(), self.base_lsn));
+        }
+        let cp = self.checkpointer.as_ref().ok_or_else(|| Error::Internal("no base and no snapshots".into()))?;
+        match snapshot::latest(&cp.dir).map_err(|e| storage_error("cannot read back the checkpoint", &e))? {
+            Some((lsn, bytes)) if lsn >= self.base_lsn => Ok((decode_state(&bytes)?, lsn)),
+            _ => Err(Error::Storage(format!("the checkpoint at LSN {} is gone from disk", self.base_lsn))),
+        }
     }
 
     /// Adds an applied command to the current batch.

@@ -233,6 +233,8 @@ pub struct Ledger {
     transfers: BTreeMap<TransferId, Transfer>,
     /// Pending transfers not yet posted or voided.
     open_pending: BTreeMap<TransferId, ()>,
+    /// Transfers ever created, including those archived to the history.
+    created: u64,
 }
 
 /// The largest amount one transfer moves (10^15 minor units: far above any payment,
@@ -329,6 +331,11 @@ impl Ledger {
         applied
     }
 
+    /// Transfers ever created (the hot ones and those archived).
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
     fn roll_back(&mut self, undo: Undo) {
         for (key, before) in undo.accounts.into_iter().rev() {
             match before {
@@ -338,6 +345,7 @@ impl Ledger {
         }
         for (id, reopened) in undo.transfers.into_iter().rev() {
             self.transfers.remove(&id);
+            self.created -= 1;
             self.open_pending.remove(&id);
             if let Some(pending) = reopened {
                 self.open_pending.insert(pending, ());
@@ -379,6 +387,7 @@ impl Ledger {
             self.open_pending.insert(t.id, ());
         }
         self.transfers.insert(t.id, t.clone());
+        self.created += 1;
         Ok(Applied::Created)
     }
 
@@ -434,7 +443,31 @@ impl Ledger {
         self.accounts.insert(original.credit, credit);
         self.open_pending.remove(&pending);
         self.transfers.insert(id, record);
+        self.created += 1;
         Ok(Applied::Created)
+    }
+
+    /// Settled transfers (not an open hold) of no trip or of one of `trips`: what a
+    /// checkpoint may move to the history with those trips.
+    pub fn archivable(&self, trips: &std::collections::HashSet<TripId>) -> Vec<Transfer> {
+        self.transfers
+            .values()
+            .filter(|t| !self.open_pending.contains_key(&t.id))
+            .filter(|t| t.trip_id.is_none_or(|trip| trips.contains(&trip)))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the records of settled transfers (their rows are in the history). The
+    /// accounts' totals are unchanged; an open hold is never forgotten.
+    pub fn forget(&mut self, ids: &[TransferId]) -> Result<(), LedgerError> {
+        if let Some(open) = ids.iter().find(|id| self.open_pending.contains_key(id)) {
+            return Err(LedgerError::NotPending(*open));
+        }
+        for id in ids {
+            self.transfers.remove(id);
+        }
+        Ok(())
     }
 
     /// Checks the invariants of the module docs; `Err` names the first broken.

@@ -30,7 +30,7 @@ pub struct LedgerReport {
     pub balanced: bool,
     /// Accounts in use.
     pub accounts: usize,
-    /// Transfers recorded.
+    /// Transfers ever recorded (hot and archived).
     pub transfers: usize,
     /// The sum of every balance (0 when balanced; per currency it is 0 too).
     pub sum_minor: i128,
@@ -51,6 +51,7 @@ pub struct View {
     transfers: HashMap<TransferId, Arc<Transfer>>,
     /// Every transfer under both its accounts, newest first.
     statements: BTreeSet<(AccountKey, Reverse<(Timestamp, TransferId)>)>,
+    transfers_created: u64,
     batches: u64,
 }
 
@@ -75,6 +76,7 @@ impl View {
         for t in state.ledger().transfers() {
             view.add_transfer(t);
         }
+        view.transfers_created = state.ledger().created();
         view
     }
 
@@ -116,12 +118,21 @@ impl View {
         if fx.catalog {
             self.copy_catalog(state);
         }
+        self.transfers_created = state.ledger().created();
         for key in &fx.accounts {
             self.accounts.insert(*key, state.ledger().account(key));
         }
         for id in &fx.transfers {
-            if let Some(t) = state.ledger().transfer(*id) {
-                self.add_transfer(t);
+            match state.ledger().transfer(*id) {
+                Some(t) => self.add_transfer(t),
+                // Archived: readers find it in the history from now on.
+                None => {
+                    if let Some(t) = self.transfers.remove(id) {
+                        for key in [t.debit, t.credit] {
+                            self.statements.remove(&(key, Reverse((t.at, t.id))));
+                        }
+                    }
+                }
             }
         }
         self.batches += 1;
@@ -259,7 +270,7 @@ impl View {
         LedgerReport {
             balanced: sums.values().all(|s| *s == 0) && overdrawn == 0,
             accounts: self.accounts.len(),
-            transfers: self.transfers.len(),
+            transfers: usize::try_from(self.transfers_created).unwrap_or(usize::MAX),
             sum_minor,
         }
     }

@@ -333,7 +333,7 @@ impl State {
                 self.verify_otp(who, phone, code_hash, *new_user_id, now, fx)
             }
             Command::Keyed { key, command } => self.keyed(actor, key, command, now, fx),
-            Command::Archive { trip_ids } => self.archive(who, trip_ids, fx),
+            Command::Archive { trip_ids, transfer_ids } => self.archive(who, trip_ids, transfer_ids, fx),
             Command::CreditWallet { id, user_id, amount_minor, currency, reason } => {
                 validate_reason(reason)?;
                 self.credit_wallet(who, *id, *user_id, *amount_minor, *currency, now, fx)
@@ -1081,13 +1081,21 @@ impl State {
     }
 
     /// Removes finished trips whose history rows are durable. All checks come first.
-    fn archive(&mut self, who: Who, trip_ids: &[TripId], fx: &mut Effects) -> Result<Outcome> {
+    fn archive(
+        &mut self,
+        who: Who,
+        trip_ids: &[TripId],
+        transfer_ids: &[crate::id::TransferId],
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
         if who != Who::System {
             return Err(Error::Forbidden("only the engine archives trips".into()));
         }
         if let Some(open) = trip_ids.iter().filter_map(|id| self.trips.get(id)).find(|t| t.status.is_open()) {
             return Err(Error::Internal(format!("trip {} is {} and cannot be archived", open.id, open.status)));
         }
+        self.ledger.forget(transfer_ids).map_err(|e| Error::Internal(format!("cannot archive transfers: {e}")))?;
+        fx.transfers.extend_from_slice(transfer_ids);
         for id in trip_ids {
             if self.trips.remove(id).is_some() {
                 fx.trips.push(*id);
