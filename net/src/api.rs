@@ -841,7 +841,9 @@ impl Ctx<'_> {
                     .ok_or_else(|| ApiError::invalid("cursor is malformed"))
             })
             .transpose()?;
-        let (account, entries) = self.app.engine.read(|v| (v.account(&key), v.statement(&key, after, limit)));
+        let account = self.app.engine.read(|v| v.account(&key));
+        // Hot and archived entries alike (settled transfers leave the hot state).
+        let entries = self.app.engine.statement(&key, after, limit)?;
         let last = entries.last().map(|t| Cursor { at_ms: t.at.as_millis(), id: t.id.raw() });
         let items = entries.iter().map(|t| render::transfer(t, Some(&key))).collect();
         Ok(json_response(
