@@ -226,6 +226,24 @@ impl Endpoint {
         found.ok_or_else(|| ApiError::new("method_not_allowed", format!("{method} is not allowed here")))
     }
 
+    /// The trip a route is about (for logs).
+    pub fn trip_id(&self) -> Option<&str> {
+        use Endpoint as E;
+        match self {
+            E::GetTrip(t)
+            | E::TripAction(t, _)
+            | E::PlaceBid(t)
+            | E::ListBids(t)
+            | E::AcceptBid(t, _)
+            | E::Rate(t)
+            | E::Sos(t)
+            | E::AdminCancel(t)
+            | E::TripEvents(t)
+            | E::Refund(t) => Some(t),
+            _ => None,
+        }
+    }
+
     /// The route's rights and limits: the one table of who may call what.
     pub fn spec(&self) -> Spec {
         use Endpoint as E;
@@ -290,10 +308,13 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut who = None;
+    let mut trip_id = None;
     let (name, result) = match Endpoint::route(&method, &path) {
         Err(e) => ("unmatched", Err(e)),
         Ok(ep) => {
             let spec = ep.spec();
+            // Only well-formed ids reach the log (a path segment is caller-controlled text).
+            trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
             (spec.name, pipeline(&app, peer, ep, spec, req, &mut who).await)
         }
     };
@@ -312,6 +333,7 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
         method = %method,
         route = name,
         status,
+        trip_id = trip_id.map(|t| t.to_string()).as_deref().unwrap_or("-"),
         user_id = user.as_deref().unwrap_or(if matches!(who, Some(Principal::BootstrapAdmin)) { "admin" } else { "-" }),
         took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"

@@ -37,6 +37,8 @@ use crate::ws::{Hub, WsTiming};
 
 /// How long in-flight requests may run after a shutdown signal.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most HTTP connections served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 20_000;
 /// Fsync samples kept for the stats' p99 (one a second: five minutes).
 const FSYNC_SAMPLES: usize = 300;
 
@@ -255,7 +257,15 @@ pub async fn run(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Rece
     let ticker = tokio::spawn(ticker(Arc::clone(&app), shutdown.clone()));
     let fanout = crate::ws::spawn_fanout(Arc::clone(&app));
     let mut conns = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            _ = shutdown.changed() => break,
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             _ = shutdown.changed() => break,
             accepted = listener.accept() => {
@@ -268,7 +278,11 @@ pub async fn run(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Rece
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                conns.spawn(serve_connection(Arc::clone(&app), stream, peer, shutdown.clone()));
+                let conn = serve_connection(Arc::clone(&app), stream, peer, shutdown.clone());
+                conns.spawn(async move {
+                    conn.await;
+                    drop(slot);
+                });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
@@ -279,6 +293,16 @@ pub async fn run(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Rece
     if drained.is_err() {
         tracing::warn!("drain timed out; closing the remaining connections");
         conns.abort_all();
+    }
+    // Upgraded sockets live on their own tasks: give them time to send their close frames.
+    let sockets_closed = tokio::time::timeout(Duration::from_secs(3), async {
+        while app.metrics.sockets_open.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if sockets_closed.is_err() {
+        tracing::warn!("some sockets did not close in time");
     }
     ticker.abort();
     fanout.stop();

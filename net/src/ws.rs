@@ -46,6 +46,8 @@ use crate::server::App;
 
 /// Most frames waiting in one socket's outbox.
 pub const OUTBOX_CAP: usize = 256;
+/// Most sockets open at once; one more upgrade is `503 overloaded`.
+pub const MAX_SOCKETS: i64 = 100_000;
 /// Largest client frame, bytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// Event batches the fan-out may lag behind the engine before it is cut off (and resubscribes).
@@ -387,6 +389,9 @@ pub fn upgrade(app: Arc<App>, who: Principal, req: Request<Incoming>) -> Result<
         return Err(ApiError::invalid("Sec-WebSocket-Version must be 13"));
     }
     let key = h.get(SEC_WEBSOCKET_KEY).ok_or_else(|| ApiError::invalid("Sec-WebSocket-Key is missing"))?;
+    if app.metrics.sockets_open.load(Ordering::Relaxed) >= MAX_SOCKETS {
+        return Err(ApiError::new("overloaded", "too many open sockets; try again shortly"));
+    }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
@@ -465,10 +470,14 @@ where
     });
 
     // The reader: this task.
+    let mut writer_done = false;
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout(timing.idle_timeout, stream.next()) => n,
-            _ = &mut writer => break,
+            _ = &mut writer => {
+                writer_done = true;
+                break;
+            }
         };
         let msg = match next {
             Err(_) => {
@@ -491,7 +500,10 @@ where
             _ => {} // pings are answered by tungstenite; pongs just prove liveness
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+    if !writer_done {
+        // Let the writer send its close frame (a JoinHandle must not be polled after it completed).
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+    }
     writer.abort();
     app.hub.unregister(id);
     app.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);

@@ -538,6 +538,8 @@ async fn sigterm_closes_sockets_flushes_and_a_restart_keeps_the_data() {
     .unwrap();
     assert!(close.is_some());
     assert!(s.wait_exit().success());
+    let log = std::fs::read_to_string(s.dir.path().join("stderr.log")).unwrap();
+    assert!(!log.contains("did not close in time") && !log.contains("panicked"), "{log}");
     // Restart on the same data directory: the user and its token are still good.
     let data = s.data_dir();
     let dir = tempfile::tempdir().unwrap();
