@@ -256,6 +256,7 @@ impl Drop for InFlightGuard<'_> {
 pub async fn run(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let ticker = tokio::spawn(ticker(Arc::clone(&app), shutdown.clone()));
     let fanout = crate::ws::spawn_fanout(Arc::clone(&app));
+    let snapshots = tokio::spawn(crate::ws::ops_snapshots(Arc::clone(&app)));
     let mut conns = tokio::task::JoinSet::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -305,6 +306,7 @@ pub async fn run(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Rece
         tracing::warn!("some sockets did not close in time");
     }
     ticker.abort();
+    snapshots.abort();
     fanout.stop();
 }
 

@@ -137,7 +137,8 @@ struct Registry {
     sockets: HashMap<u64, Arc<Socket>>,
     by_user: HashMap<UserId, Vec<u64>>,
     by_trip: HashMap<TripId, HashSet<u64>>,
-    ops: HashSet<u64>,
+    /// Staff sockets on the ops channel, with their box (`None`: everywhere).
+    ops: HashMap<u64, Option<BBox>>,
 }
 
 /// Every open socket, by user and by subscribed trip.
@@ -187,8 +188,25 @@ impl Hub {
         self.registry.lock().by_trip.entry(trip).or_default().insert(id);
     }
 
-    fn subscribe_ops(&self, id: u64) {
-        self.registry.lock().ops.insert(id);
+    fn subscribe_ops(&self, id: u64, bbox: Option<BBox>) {
+        self.registry.lock().ops.insert(id, bbox);
+    }
+
+    /// Sends each ops socket the snapshot of its box (at most once a second: the caller ticks).
+    pub fn send_ops_snapshots(&self, engine: &dispatch_core::Engine) {
+        let targets: Vec<(Arc<Outbox>, Option<BBox>)> = {
+            let r = self.registry.lock();
+            r.ops.iter().filter_map(|(id, b)| r.sockets.get(id).map(|s| (Arc::clone(&s.outbox), *b))).collect()
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let now = dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock);
+        for (outbox, bbox) in targets {
+            let frame = engine.read(|v| ops_snapshot(v, bbox, now));
+            // A snapshot is superseded by the next one: it may be dropped like a position.
+            outbox.push(OutFrame::Location(OPS_SNAPSHOT_SLOT, frame), &self.metrics);
+        }
     }
 
     /// The outboxes of `user`'s sockets.
@@ -228,7 +246,8 @@ impl Hub {
                     }
                     let driver_ids = trip.driver_id.and_then(|d| r.by_user.get(&d)).into_iter().flatten();
                     let subscribed = r.by_trip.get(&trip.id).into_iter().flatten();
-                    let ops = r.ops.iter();
+                    let ops =
+                        r.ops.iter().filter(|(_, b)| b.is_none_or(|b| b.contains(trip.pickup.point))).map(|(id, _)| id);
                     for id in driver_ids.chain(subscribed).chain(ops) {
                         if sent.insert(*id)
                             && let Some(s) = r.sockets.get(id)
@@ -271,6 +290,7 @@ impl Hub {
                 Event::AlertRaised { alert } => {
                     let frame = json!({"type": "sos_alert", "alert": render::alert(alert)}).to_string();
                     let r = self.registry.lock();
+                    // Every staff socket hears every alert: safety is not filtered by a map box.
                     for s in r.sockets.values().filter(|s| s.staff) {
                         s.outbox.push(OutFrame::Event(frame.clone()), &self.metrics);
                     }
@@ -287,6 +307,87 @@ impl Hub {
             b.push(OutFrame::Event(text.clone()), &self.metrics);
         }
         boxes.len() as u64
+    }
+}
+
+/// Most items of each list in an `ops_snapshot` (API.md): a sample when more, with the true total.
+pub const OPS_SNAPSHOT_MAX_ITEMS: usize = 2_000;
+
+/// The outbox slot of ops snapshots: a newer one replaces one not yet written.
+const OPS_SNAPSHOT_SLOT: TripId = match TripId::from_raw(u64::MAX) {
+    Some(t) => t,
+    None => panic!("u64::MAX is a valid id"),
+};
+
+/// A map box `[min_lng, min_lat, max_lng, max_lat]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BBox([f64; 4]);
+
+impl BBox {
+    /// A valid box (finite, in range, min ≤ max), or `invalid_coordinates`.
+    pub fn new(b: [f64; 4]) -> Result<BBox, ApiError> {
+        let [min_lng, min_lat, max_lng, max_lat] = b;
+        crate::http::lat_lng(min_lat, min_lng)?;
+        crate::http::lat_lng(max_lat, max_lng)?;
+        if min_lng > max_lng || min_lat > max_lat {
+            return Err(ApiError::new("invalid_coordinates", "bbox is [min_lng, min_lat, max_lng, max_lat]"));
+        }
+        Ok(BBox(b))
+    }
+
+    fn contains(&self, p: dispatch_core::LatLng) -> bool {
+        let [min_lng, min_lat, max_lng, max_lat] = self.0;
+        (min_lng..=max_lng).contains(&p.lng()) && (min_lat..=max_lat).contains(&p.lat())
+    }
+}
+
+/// Every `n`-th item so that at most [`OPS_SNAPSHOT_MAX_ITEMS`] remain.
+fn sample(items: Vec<Value>) -> (usize, Vec<Value>) {
+    let total = items.len();
+    if total <= OPS_SNAPSHOT_MAX_ITEMS {
+        return (total, items);
+    }
+    let step = total.div_ceil(OPS_SNAPSHOT_MAX_ITEMS);
+    (total, items.into_iter().step_by(step).collect())
+}
+
+fn ops_snapshot(v: &dispatch_core::View, bbox: Option<BBox>, now: dispatch_core::clock::Timestamp) -> String {
+    let inside = |p: dispatch_core::LatLng| bbox.is_none_or(|b| b.contains(p));
+    let drivers: Vec<Value> = v
+        .drivers()
+        .filter_map(|d| {
+            let f = d.fix?;
+            inside(f.point).then(|| {
+                json!({"id": d.id.to_string(), "lat": f.point.lat(), "lng": f.point.lng(),
+                    "availability": d.availability.as_str(), "category": d.category.as_str()})
+            })
+        })
+        .collect();
+    let trips: Vec<Value> = v
+        .trips()
+        .filter(|t| t.status.is_open() && inside(t.pickup.point))
+        .map(|t| {
+            json!({"id": t.id.to_string(), "status": t.status.as_str(), "pickup": render::place(&t.pickup),
+                "age_s": now.millis_since(t.created_at).max(0) / 1000})
+        })
+        .collect();
+    let (dt, di) = sample(drivers);
+    let (tt, ti) = sample(trips);
+    json!({"type": "ops_snapshot", "at": crate::http::rfc3339(now),
+        "drivers": {"total": dt, "items": di}, "trips": {"total": tt, "items": ti}})
+    .to_string()
+}
+
+/// Sends ops snapshots once a second until shutdown.
+pub async fn ops_snapshots(app: Arc<App>) {
+    let mut shutdown = app.shutdown.clone();
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = every.tick() => app.hub.send_ops_snapshots(&app.engine),
+            _ = crate::server::until_shutdown(&mut shutdown) => return,
+        }
     }
 }
 
@@ -545,10 +646,13 @@ async fn on_text(app: &App, who: Principal, socket: u64, text: &str) -> Option<S
                     None => Some(error_frame("forbidden", "not your trip")),
                 }
             }
-            (None, Some("ops")) if who.is_staff() => {
-                app.hub.subscribe_ops(socket);
-                Some(json!({"type": "subscribed", "channel": "ops"}).to_string())
-            }
+            (None, Some("ops")) if who.is_staff() => match s.bbox.map(BBox::new).transpose() {
+                Ok(bbox) => {
+                    app.hub.subscribe_ops(socket, bbox);
+                    Some(json!({"type": "subscribed", "channel": "ops"}).to_string())
+                }
+                Err(e) => Some(error_frame(e.code, &e.message)),
+            },
             (None, Some("ops")) => Some(error_frame("forbidden", "the ops channel is for staff")),
             _ => Some(error_frame("invalid_request", "subscribe takes a trip_id, or channel \"ops\"")),
         },

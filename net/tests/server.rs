@@ -431,6 +431,16 @@ async fn websocket_auth_frames_and_subscriptions() {
     assert_eq!(next_of(&mut dws, "error").await["code"], "invalid_coordinates");
     send(&mut dws, json!({"type": "ping"})).await;
     next_of(&mut dws, "pong").await;
+
+    // The ops channel: staff only, a snapshot of the box once a second.
+    send(&mut ws, json!({"type": "subscribe", "channel": "ops", "bbox": [31.0, 29.9, 31.5, 30.3]})).await;
+    assert_eq!(next_of(&mut ws, "error").await["code"], "forbidden");
+    send(&mut staff, json!({"type": "subscribe", "channel": "ops", "bbox": [31.5, 29.9, 31.0, 30.3]})).await;
+    assert_eq!(next_of(&mut staff, "error").await["code"], "invalid_coordinates");
+    send(&mut staff, json!({"type": "subscribe", "channel": "ops", "bbox": [31.0, 29.9, 31.5, 30.3]})).await;
+    let snap = next_of(&mut staff, "ops_snapshot").await;
+    assert_eq!(snap["drivers"]["total"], 1);
+    assert_eq!(snap["trips"]["items"][0]["id"], id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
