@@ -697,3 +697,20 @@ async fn otp_sign_in_revocation_zones_estimates_wallets_and_webhooks() {
     let events = s.get(&format!("/v1/admin/trips/{}/events", trip["id"].as_str().unwrap()), ADMIN).await.expect(200);
     assert_eq!(events["items"][0]["type"], "created");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_mode_seeds_a_living_city() {
+    let s = Server::start(&["--demo", "--demo-drivers", "5"], None);
+    let zones = s.get("/v1/zones", ADMIN).await.expect(200);
+    assert_eq!(zones["items"].as_array().unwrap().len(), 1);
+    // The simulated drivers go online on the simulator's first step.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let d = s.get("/v1/admin/drivers?availability=available", ADMIN).await.expect(200);
+        if d["items"].as_array().unwrap().len() == 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "demo drivers never went online: {d}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
