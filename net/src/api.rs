@@ -119,6 +119,40 @@ pub enum Endpoint {
     LedgerVerify,
     /// `POST /v1/webhooks/{gateway}`
     Webhook(String),
+    /// `GET /console` and its assets.
+    Console(ConsoleAsset),
+}
+
+/// The operators' console's files, compiled into the binary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleAsset {
+    /// `/console`
+    Page,
+    /// `/console/app.js`
+    Script,
+    /// `/console/app.css`
+    Style,
+}
+
+impl ConsoleAsset {
+    fn response(self) -> Resp {
+        let (content_type, body) = match self {
+            ConsoleAsset::Page => ("text/html; charset=utf-8", include_str!("../console/index.html")),
+            ConsoleAsset::Script => ("text/javascript; charset=utf-8", include_str!("../console/app.js")),
+            ConsoleAsset::Style => ("text/css; charset=utf-8", include_str!("../console/app.css")),
+        };
+        let mut r = http::text_response(content_type, body.to_owned());
+        let h = r.headers_mut();
+        h.insert(
+            "content-security-policy",
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+        h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+        r
+    }
 }
 
 /// A driver's or rider's step on a trip.
@@ -221,6 +255,9 @@ impl Endpoint {
             ["v1", "admin", "trips", _, "refund"] => post.then(|| E::Refund(s(3))),
             ["v1", "admin", "ledger", "verify"] => get.then_some(E::LedgerVerify),
             ["v1", "webhooks", _] => post.then(|| E::Webhook(s(2))),
+            ["console"] => get.then_some(E::Console(ConsoleAsset::Page)),
+            ["console", "app.js"] => get.then_some(E::Console(ConsoleAsset::Script)),
+            ["console", "app.css"] => get.then_some(E::Console(ConsoleAsset::Style)),
             _ => return Err(ApiError::new("not_found", "no such endpoint")),
         };
         found.ok_or_else(|| ApiError::new("method_not_allowed", format!("{method} is not allowed here")))
@@ -297,6 +334,8 @@ impl Endpoint {
             E::LedgerVerify => spec("admin_ledger_verify", ADMIN),
             // Signed webhooks are not counted against `ip_per_min`; a bad signature is (handler).
             E::Webhook(_) => Spec { ip_limited: false, ..spec("webhook", Allow::Anyone) },
+            // Static files carry no data: the console signs in with a staff token in the page.
+            E::Console(_) => Spec { ip_limited: false, ..spec("console", Allow::Anyone) },
         }
     }
 }
@@ -842,6 +881,7 @@ impl Ctx<'_> {
                 ))
             }
             E::Webhook(gateway) => self.webhook(&gateway).await,
+            E::Console(asset) => Ok(asset.response()),
         }
     }
 

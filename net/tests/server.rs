@@ -341,6 +341,15 @@ async fn errors_follow_the_contract() {
         "category": "economy", "payment_method": "cash"});
     s.post("/v1/trips", &other, fourth).await.expect_error(409, "too_many_open_trips");
 
+    // The console: compiled in, with its security headers.
+    for path in ["/console", "/console/app.js", "/console/app.css"] {
+        let r = s.call(Method::GET, path, None, None).await;
+        assert_eq!(r.status, 200);
+        assert!(r.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert_eq!(r.headers["x-content-type-options"], "nosniff");
+        assert_eq!(r.headers["referrer-policy"], "no-referrer");
+    }
+
     // The caller's request id is echoed.
     let r = s.call_with(Method::GET, "/healthz", None, None, &[("x-request-id", "abc-123")]).await;
     assert_eq!(r.headers["x-request-id"], "abc-123");
