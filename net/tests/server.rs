@@ -36,6 +36,10 @@ impl Server {
     }
 
     fn start_in(dir: tempfile::TempDir, args: &[&str], config: Option<&str>) -> Server {
+        Self::start_env(dir, args, config, &[])
+    }
+
+    fn start_env(dir: tempfile::TempDir, args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatchd"));
         cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
         if let Some(c) = config {
@@ -48,6 +52,7 @@ impl Server {
             .env("DISPATCH_TOKEN_SECRET", "test-token-secret-0123456789abcdef0123456789")
             .env("DISPATCH_WEBHOOK_SECRET_SIM", "test-webhook-secret-0123456789")
             .env("DISPATCH_SMS_SINK", format!("file:{}", dir.path().join("sms.jsonl").display()))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap());
@@ -722,4 +727,32 @@ async fn demo_mode_seeds_a_living_city() {
         assert!(std::time::Instant::now() < deadline, "demo drivers never went online: {d}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otp_codes_are_posted_to_an_http_sms_provider() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send?key=k", provider.local_addr().unwrap());
+    let got = tokio::spawn(async move {
+        let (mut sock, _) = provider.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Read until the JSON body has arrived (the request is small).
+        while !buf.ends_with(b"}") {
+            let n = sock.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the provider's client hung up early");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+        String::from_utf8(buf).unwrap()
+    });
+    let s = Server::start_env(tempfile::tempdir().unwrap(), &[], None, &[("DISPATCH_SMS_SINK", url.as_str())]);
+    let phone = "+201005554433";
+    let r =
+        s.call(Method::POST, "/v1/auth/otp", None, Some(&json!({"phone": phone, "role": "driver"}).to_string())).await;
+    r.expect(202);
+    let request = tokio::time::timeout(WAIT, got).await.unwrap().unwrap();
+    assert!(request.starts_with("POST /send?key=k HTTP/1.1"), "{request}");
+    assert!(request.contains(phone) && request.contains("Your dispatch code is"), "{request}");
 }
