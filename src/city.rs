@@ -78,10 +78,11 @@ impl CityReport {
         let s = &self.stats;
         let secs = |ms: Option<i64>| ms.map_or_else(|| "-".to_string(), |ms| format!("{:.0}s", ms as f64 / 1000.0));
         format!(
-            "[{:>3} min] trips requested={} matched={} completed={} cancelled={} expired={} open={} | \
+            "[{:>3}:{:02}] trips requested={} matched={} completed={} cancelled={} expired={} open={} | \
              match p50={} p95={} | offers/trip={:.2} declines={} lapses={} ignored={} lost_races={} driver_cancels={} | \
              double_assignments={} | drivers online={} on_trip={} | wall={:.1}s cmds={} cmds/s={:.0}",
             s.simulated_ms / 60_000,
+            s.simulated_ms / 1000 % 60,
             s.trips_requested,
             s.trips_matched,
             s.trips_completed,
