@@ -53,6 +53,33 @@
 //! assert_eq!(audit(&engine).double_assignments, 0);
 //! # Ok::<(), dispatch_core::Error>(())
 //! ```
+//!
+//! A server runs it live beside its other callers: a thread of its own owns the `Sim`
+//! (which borrows the engine) and steps it on a timer with the engine's clock:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicBool, Ordering};
+//! use dispatch_core::clock::{Clock, SystemClock};
+//! use dispatch_core::demo::sim::{Sim, SimConfig};
+//! use dispatch_core::{Engine, EngineConfig};
+//!
+//! let engine = Arc::new(Engine::open(EngineConfig::default())?);
+//! let stop = Arc::new(AtomicBool::new(false));
+//! let (shared, stopping) = (Arc::clone(&engine), Arc::clone(&stop));
+//! let demo = std::thread::spawn(move || -> dispatch_core::Result<()> {
+//!     let mut sim = Sim::new(&shared, SimConfig { drivers: 200, ..SimConfig::default() })?;
+//!     while !stopping.load(Ordering::Relaxed) {
+//!         sim.step(SystemClock.now());
+//!         std::thread::sleep(std::time::Duration::from_millis(500));
+//!     }
+//!     Ok(())
+//! });
+//! // … serve; at shutdown:
+//! stop.store(true, Ordering::Relaxed);
+//! let _ = demo.join();
+//! # Ok::<(), dispatch_core::Error>(())
+//! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -239,7 +266,7 @@ pub struct SimStats {
     pub ignored: u64,
     /// Accepts refused (the trip was taken, or the offer lapsed, meanwhile).
     pub accepts_refused: u64,
-    /// Time from request to first accept, median, ms (engine time).
+    /// Time from request to first accept, median, ms (engine time; 100 ms resolution).
     pub match_p50_ms: Option<i64>,
     /// Time from request to first accept, 95th percentile, ms.
     pub match_p95_ms: Option<i64>,
@@ -529,7 +556,7 @@ pub struct Sim<'e> {
     origin: Option<Timestamp>,
     now: Timestamp,
     stats: SimStats,
-    match_ms: Vec<i64>,
+    match_times: MatchTimes,
     last_error: Option<String>,
 }
 
@@ -559,7 +586,7 @@ impl<'e> Sim<'e> {
             origin: None,
             now: Timestamp::default(),
             stats: SimStats::default(),
-            match_ms: Vec::new(),
+            match_times: MatchTimes::default(),
             last_error: None,
             config,
         };
@@ -619,10 +646,8 @@ impl<'e> Sim<'e> {
         s.drivers_online = self.drivers.iter().filter(|d| d.phase != DriverPhase::Offline).count() as u32;
         s.drivers_on_trip = self.drivers.iter().filter(|d| d.phase.trip().is_some()).count() as u32;
         s.riders_waiting = self.riders.iter().filter(|r| matches!(r.phase, RiderPhase::Waiting { .. })).count() as u32;
-        let mut sorted = self.match_ms.clone();
-        sorted.sort_unstable();
-        s.match_p50_ms = percentile(&sorted, 50);
-        s.match_p95_ms = percentile(&sorted, 95);
+        s.match_p50_ms = self.match_times.percentile(50);
+        s.match_p95_ms = self.match_times.percentile(95);
         s
     }
 
@@ -961,7 +986,7 @@ impl<'e> Sim<'e> {
                     note.matched = true;
                     self.stats.trips_matched += 1;
                     let accepted_at = t.accepted_at.unwrap_or(now);
-                    self.match_ms.push(accepted_at.millis_since(t.created_at));
+                    self.match_times.record(accepted_at.millis_since(t.created_at));
                 }
             }
             None => self.unexpected(&format!("won trip {}, which no simulated rider asked for", t.id)),
@@ -1268,13 +1293,50 @@ fn offset(from: LatLng, north_m: f64, east_m: f64) -> Option<LatLng> {
     LatLng::new(lat, lng).ok()
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[i64], p: usize) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
+/// Resolution of [`MatchTimes`], ms.
+const MATCH_BUCKET_MS: i64 = 100;
+
+/// Times to match longer than this share the last bucket (a trip expires long before).
+const MATCH_MAX_MS: i64 = 600_000;
+
+/// A histogram of times to match: bounded memory however long a live city runs, exact to
+/// [`MATCH_BUCKET_MS`] (and exact outright on a manual clock stepped in whole multiples of it).
+#[derive(Debug, Clone)]
+struct MatchTimes {
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+impl Default for MatchTimes {
+    fn default() -> Self {
+        Self { buckets: vec![0; (MATCH_MAX_MS / MATCH_BUCKET_MS) as usize + 1], count: 0 }
     }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
+}
+
+impl MatchTimes {
+    fn record(&mut self, ms: i64) {
+        let i = (ms.clamp(0, MATCH_MAX_MS) / MATCH_BUCKET_MS) as usize;
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+            self.count += 1;
+        }
+    }
+
+    /// Nearest-rank percentile `p`, as the lower edge of its bucket.
+    fn percentile(&self, p: u64) -> Option<i64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (p * self.count).div_ceil(100).max(1);
+        let mut seen = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(i as i64 * MATCH_BUCKET_MS);
+            }
+        }
+        None
+    }
 }
 
 #[cfg(test)]
@@ -1419,10 +1481,18 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_are_nearest_rank() {
-        assert_eq!(percentile(&[], 50), None);
-        assert_eq!(percentile(&[7], 95), Some(7));
-        let v: Vec<i64> = (1..=100).collect();
-        assert_eq!((percentile(&v, 50), percentile(&v, 95)), (Some(50), Some(95)));
+    fn match_time_percentiles_are_nearest_rank_to_100_ms() {
+        let mut m = MatchTimes::default();
+        assert_eq!(m.percentile(50), None);
+        m.record(7_000);
+        assert_eq!(m.percentile(95), Some(7_000));
+        let mut m = MatchTimes::default();
+        for s in 1..=100 {
+            m.record(s * 1_000 + 50);
+        }
+        assert_eq!((m.percentile(50), m.percentile(95)), (Some(50_000), Some(95_000)));
+        m.record(-5);
+        m.record(10 * MATCH_MAX_MS);
+        assert_eq!((m.percentile(0), m.percentile(100)), (Some(0), Some(MATCH_MAX_MS)));
     }
 }
