@@ -1,8 +1,9 @@
-//! The demo city: one zone over Greater Cairo with the prices of API.md's example.
+//! The demo city: one zone over Greater Cairo with the prices of API.md's example, and
+//! [`sim`], a simulated city of drivers and riders that lives in it.
 //!
-//! Owns nothing of the engine's; it only builds values. Used by `dispatchd --dev --demo`,
-//! the examples, the benches and the tests, so they all price rides the same way and a
-//! reader can check a fare by hand against API.md.
+//! This module owns nothing of the engine's; it only builds values. Used by `dispatchd
+//! --dev --demo`, the examples, the benches and the tests, so they all price rides the
+//! same way and a reader can check a fare by hand against API.md.
 
 use std::collections::BTreeMap;
 
@@ -11,6 +12,8 @@ use crate::fare::Pricing;
 use crate::geo::ZoneGeometry;
 use crate::user::Category;
 use crate::zone::{SurgeSettings, ZoneSpec};
+
+pub mod sim;
 
 /// The economy prices of API.md's zone example.
 pub const ECONOMY: Pricing = Pricing {
