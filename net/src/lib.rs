@@ -89,6 +89,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         Arc::new(dispatch_core::payment::SimGateway::new()),
         dispatch_core::payment::WorkerConfig::default(),
     )?;
+    let demo = opts.demo_drivers.map(|n| demo::Demo::start(Arc::clone(&engine), n)).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -97,9 +98,6 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         let bound = listener.local_addr()?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         let app = Arc::new(server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone())?);
-        if let Some(n) = opts.demo_drivers {
-            demo::seed(&app, n).await;
-        }
         // The machine-readable line tests and scripts look for.
         println!("listening on {bound}");
         tracing::info!(addr = %bound, "listening");
@@ -113,6 +111,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         Ok::<(), Error>(())
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    if let Some(d) = demo {
+        d.stop();
+    }
     payments.stop();
     // Every App (and so every engine handle) is gone with the runtime: flush the WAL.
     match Arc::try_unwrap(engine) {
@@ -153,64 +154,59 @@ fn init_logging() {
 }
 
 pub mod demo {
-    //! `--demo`: a demo city on first start (a zone and simulated drivers that drive around).
+    //! `--demo`: the simulated city of `dispatch_core::demo::sim` run live beside the API,
+    //! on a thread of its own (the simulation submits commands like any client and reads
+    //! the view; it never blocks a runtime thread).
 
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread::JoinHandle;
     use std::time::Duration;
 
-    use dispatch_core::{Actor, Category, Command, LatLng, LocationReport, NewUser, Outcome, Role, Vehicle};
+    use dispatch_core::Engine;
+    use dispatch_core::clock::{Clock, SystemClock};
+    use dispatch_core::demo::sim::{Sim, SimConfig};
 
-    use crate::server::App;
+    /// How often the simulation steps.
+    const STEP: Duration = Duration::from_millis(500);
 
-    /// Seeds the demo zone and `drivers` drivers (once: skipped when zones exist), and
-    /// starts moving them.
-    pub async fn seed(app: &Arc<App>, drivers: u32) {
-        if app.engine.read(|v| v.catalog().zones().next().is_some()) {
-            return;
-        }
-        let Ok(zone) = dispatch_core::demo::cairo() else { return };
-        if app.submit(Actor::Admin, Command::CreateZone { id: None, zone: Box::new(zone) }).await.is_err() {
-            return;
-        }
-        let Ok(category) = Category::new("economy") else { return };
-        let mut ids = Vec::new();
-        for i in 0..drivers.min(10_000) {
-            let new = NewUser {
-                id: None,
-                role: Role::Driver,
-                name: format!("Demo driver {i}"),
-                phone: format!("+2010{:08}", i),
-                vehicle: Some(Vehicle { category: category.clone(), plate: format!("DEMO {i}") }),
-            };
-            if let Ok(Outcome::User(u)) = app.submit(Actor::Admin, Command::CreateUser(new)).await {
-                ids.push(u.id);
-            }
-        }
-        let app = Arc::clone(app);
-        tokio::spawn(async move {
-            let mut step: u64 = 0;
-            let mut every = tokio::time::interval(Duration::from_secs(3));
-            loop {
-                every.tick().await;
-                step += 1;
-                for (i, id) in ids.iter().enumerate() {
-                    let phase = (step as f64 * 0.05) + i as f64;
-                    let lat = 30.0444 + 0.03 * phase.sin();
-                    let lng = 31.2357 + 0.03 * phase.cos();
-                    let Ok(point) = LatLng::new(lat, lng) else { continue };
-                    let actor = Actor::User(*id);
-                    if step == 1 {
-                        let _ = app.engine.submit_with(
-                            actor,
-                            Command::SetDriverStatus { online: true, location: Some(point) },
-                            |_| {},
-                        );
-                    } else {
-                        let report = LocationReport { point, heading_deg: None, speed_mps: None };
-                        let _ = app.engine.submit_with(actor, Command::UpdateLocation(report), |_| {});
+    /// The running simulation.
+    pub struct Demo {
+        stop: Arc<AtomicBool>,
+        handle: Option<JoinHandle<()>>,
+    }
+
+    impl Demo {
+        /// Starts `drivers` simulated drivers (and the default riders) on `engine`. The
+        /// demo zone and the people are created on first start and reused after.
+        pub fn start(engine: Arc<Engine>, drivers: u32) -> std::io::Result<Demo> {
+            let stop = Arc::new(AtomicBool::new(false));
+            let stopping = Arc::clone(&stop);
+            let handle = std::thread::Builder::new().name("dispatch-demo".into()).spawn(move || {
+                // A short ramp-up: a newcomer sees the city fill within seconds.
+                let config = SimConfig { drivers, ramp_up_s: 10, ..SimConfig::default() };
+                let mut sim = match Sim::new(&engine, config) {
+                    Ok(sim) => sim,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the demo city could not be set up");
+                        return;
                     }
+                };
+                tracing::info!(drivers, "demo city running");
+                while !stopping.load(Ordering::Relaxed) {
+                    sim.step(SystemClock.now());
+                    std::thread::sleep(STEP);
                 }
+            })?;
+            Ok(Demo { stop, handle: Some(handle) })
+        }
+
+        /// Stops the simulation and waits for its thread.
+        pub fn stop(mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(h) = self.handle.take() {
+                let _ = h.join();
             }
-        });
+        }
     }
 }

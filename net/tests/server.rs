@@ -715,18 +715,20 @@ async fn otp_sign_in_revocation_zones_estimates_wallets_and_webhooks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_mode_seeds_a_living_city() {
     let s = Server::start(&["--demo", "--demo-drivers", "5"], None);
-    let zones = s.get("/v1/zones", ADMIN).await.expect(200);
-    assert_eq!(zones["items"].as_array().unwrap().len(), 1);
-    // The simulated drivers go online on the simulator's first step.
+    // The simulation sets the city up on its own thread, then drivers go online within
+    // its ramp-up (10 s).
     let deadline = std::time::Instant::now() + WAIT;
     loop {
+        let zones = s.get("/v1/zones", ADMIN).await.expect(200);
         let d = s.get("/v1/admin/drivers?availability=available", ADMIN).await.expect(200);
-        if d["items"].as_array().unwrap().len() == 5 {
+        if zones["items"].as_array().unwrap().len() == 1 && !d["items"].as_array().unwrap().is_empty() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "demo drivers never went online: {d}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(std::time::Instant::now() < deadline, "the demo city never came alive: {d}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let all = s.get("/v1/admin/drivers", ADMIN).await.expect(200);
+    assert_eq!(all["items"].as_array().unwrap().len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
