@@ -654,7 +654,7 @@ impl Ctx<'_> {
                 Ok(json_response(StatusCode::OK, &render::zone(&z)))
             }
             E::CreateCoupon => self.create_coupon().await,
-            E::Estimate => self.estimate(),
+            E::Estimate => self.estimate().await,
             E::DriverStatus => {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
@@ -1102,7 +1102,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn estimate(&mut self) -> Result<Resp, ApiError> {
+    async fn estimate(&mut self) -> Result<Resp, ApiError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct In {
@@ -1116,7 +1116,7 @@ impl Ctx<'_> {
         let b: In = self.json(false)?;
         let rider = self.principal()?.user_id().ok_or_else(|| ApiError::new("forbidden", "riders only"))?;
         let (pickup, dropoff) = (b.pickup.get()?, b.dropoff.get()?);
-        let route = self.app.route(pickup.point, dropoff.point);
+        let route = self.app.route(pickup.point, dropoff.point).await;
         let t = now();
         let est = self.app.engine.read(|v| {
             v.price_book().estimate(pickup.point, &route, b.category.as_ref(), b.coupon.as_deref(), rider, t)
@@ -1181,7 +1181,7 @@ impl Ctx<'_> {
                 Ok(Parcel { weight_g, description: p.description, recipient_phone: p.recipient_phone })
             })
             .transpose()?;
-        let route = self.app.route(pickup.point, dropoff.point);
+        let route = self.app.route(pickup.point, dropoff.point).await;
         let new = NewTrip {
             id: None,
             pickup_code: None,

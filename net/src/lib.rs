@@ -18,6 +18,7 @@
 //! - [`ws`]: `GET /v1/ws`, per-socket bounded outboxes, the event fan-out.
 //! - [`metrics`]: Prometheus text for `/metrics`.
 //! - [`sms`]: where OTP codes are sent.
+//! - [`router`]: routes from an OSRM service behind a circuit breaker, or the straight line.
 //! - [`error`]: the crate's one error type (start-up and fatal errors).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -30,6 +31,7 @@ pub mod http;
 pub mod metrics;
 pub mod ratelimit;
 pub mod render;
+pub mod router;
 pub mod server;
 pub mod sms;
 pub mod ws;

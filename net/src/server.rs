@@ -60,8 +60,8 @@ pub struct App {
     pub inflight: InFlight,
     /// Where OTP codes go.
     pub sms: SmsSink,
-    /// The straight-line router (`router_url` is not called yet).
-    pub straight_line: StraightLine,
+    /// Routes for pricing (OSRM behind a breaker, or the straight line).
+    pub router: crate::router::Router,
     /// WebSocket heartbeat intervals.
     pub ws_timing: WsTiming,
     /// Flips to `true` once shutdown begins (sockets close on it).
@@ -84,6 +84,7 @@ impl App {
     ) -> Result<App, crate::Error> {
         let straight_line = StraightLine::new(config.route.detour_factor, config.route.city_speed_kmh)
             .map_err(|e| crate::Error::Setting(e.to_string()))?;
+        let router = crate::router::Router::new(straight_line, config.route.router_url.as_deref())?;
         let metrics = Arc::new(Metrics::default());
         Ok(App {
             limiter: RateLimiter::new(&config.limits, RateLimiter::monotonic()),
@@ -95,7 +96,7 @@ impl App {
             config,
             inflight: InFlight::default(),
             sms,
-            straight_line,
+            router,
             ws_timing,
             shutdown,
             fsync_samples: Mutex::new(VecDeque::with_capacity(FSYNC_SAMPLES)),
@@ -127,9 +128,9 @@ impl App {
         })
     }
 
-    /// The route of a ride (straight line: see net/API-NOTES.md).
-    pub fn route(&self, from: LatLng, to: LatLng) -> Route {
-        self.straight_line.between(from, to)
+    /// The route of a ride (the router's, or the straight line).
+    pub async fn route(&self, from: LatLng, to: LatLng) -> Route {
+        self.router.route(from, to).await
     }
 
     /// The currency of wallet reads that name none: the first zone's (single-city

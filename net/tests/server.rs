@@ -758,3 +758,39 @@ async fn otp_codes_are_posted_to_an_http_sms_provider() {
     assert!(request.starts_with("POST /send?key=k HTTP/1.1"), "{request}");
     assert!(request.contains(phone) && request.contains("Your dispatch code is"), "{request}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fares_are_priced_on_the_router_when_one_is_configured() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let osrm = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", osrm.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = osrm.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                assert!(String::from_utf8_lossy(&got).starts_with("GET /route/v1/driving/31.2357,30.0444;31.25,30.06"));
+                let body = r#"{"code":"Ok","routes":[{"distance":8230.4,"duration":960.2}]}"#;
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let s = Server::start(&[], Some(&format!("[route]\nrouter_url = \"{url}\"\n")));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25}});
+    let est = s.post("/v1/fares/estimate", &rider, body).await.expect(200);
+    let e = &est["estimates"][0];
+    assert_eq!(
+        (e["route_source"].as_str(), e["distance_m"].as_u64(), e["duration_s"].as_u64()),
+        (Some("router"), Some(8230), Some(960))
+    );
+}
