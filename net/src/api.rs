@@ -1316,3 +1316,30 @@ fn unexpected(o: &Outcome) -> ApiError {
     tracing::error!(outcome = ?std::mem::discriminant(o), "unexpected engine outcome");
     ApiError::new("internal", "internal error")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_route_table_tells_404_from_405_and_names_every_route() {
+        let r = |m: Method, p: &str| Endpoint::route(&m, p);
+        assert_eq!(r(Method::GET, "/v1/trips/trp_1"), Ok(Endpoint::GetTrip("trp_1".into())));
+        assert_eq!(
+            r(Method::POST, "/v1/trips/trp_1/accept/"),
+            Ok(Endpoint::TripAction("trp_1".into(), TripAction::Accept))
+        );
+        assert_eq!(r(Method::POST, "/v1/trips/x/bids/y/accept"), Ok(Endpoint::AcceptBid("x".into(), "y".into())));
+        assert_eq!(r(Method::GET, "/v1/nope").unwrap_err().code, "not_found");
+        assert_eq!(r(Method::POST, "/v1/trips/t/fly").unwrap_err().code, "not_found");
+        assert_eq!(r(Method::DELETE, "/v1/trips").unwrap_err().code, "method_not_allowed");
+        assert_eq!(r(Method::GET, "/healthz").map(|e| e.spec().ip_limited), Ok(false));
+        assert_eq!(r(Method::POST, "/v1/webhooks/sim").map(|e| e.spec().ip_limited), Ok(false));
+        // Every state-changing route of an authenticated caller takes an idempotency key.
+        for (m, p) in
+            [(Method::POST, "/v1/trips"), (Method::POST, "/v1/trips/t/accept"), (Method::POST, "/v1/admin/users")]
+        {
+            assert!(r(m, p).unwrap().spec().idempotent, "{p}");
+        }
+    }
+}

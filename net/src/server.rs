@@ -381,3 +381,22 @@ pub async fn signal() {
         let _ = ctrl_c.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idempotency_key_in_flight_is_refused_until_its_request_ends() {
+        let set = InFlight::default();
+        let key = |principal, k: &str| IdempotencyKey { principal, key: k.into(), request_hash: [0; 32] };
+        let first = set.claim(&key(Actor::Admin, "k1")).unwrap();
+        let again = set.claim(&key(Actor::Admin, "k1")).err().unwrap();
+        assert_eq!((again.status.as_u16(), again.code), (409, "idempotency_key_in_use"));
+        // Keys are scoped to their principal.
+        let other = dispatch_core::UserId::from_raw(5).unwrap();
+        let _theirs = set.claim(&key(Actor::User(other), "k1")).unwrap();
+        drop(first);
+        assert!(set.claim(&key(Actor::Admin, "k1")).is_ok());
+    }
+}
