@@ -428,7 +428,6 @@ async fn pipeline(
     let limit = if spec.large_body { crate::config::ZONE_BODY_BYTES } else { app.config.server.max_body_bytes };
     let (parts, body) = req.into_parts();
     let body = http::read_body(&parts.headers, body, limit).await?;
-    let who_p = who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"));
     let signature = parts.headers.get("dispatch-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut ctx = Ctx { app, who, peer, query, body, signature, keyed: None, replayed: false };
     let _guard = match (spec.idempotent, idem_key, who) {
@@ -443,7 +442,6 @@ async fn pipeline(
         }
         _ => None,
     };
-    let _ = who_p;
     let mut resp = ctx.dispatch(ep).await?;
     if ctx.replayed {
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
