@@ -381,7 +381,36 @@ mod tests {
         assert_eq!(surge_bps(&on(MAX_SURGE_BPS), u32::MAX, 0), MAX_SURGE_BPS);
     }
 
+    /// Bytes shaped like a zone upload: a valid body with random edits, and noise.
+    fn upload() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let valid = serde_json::to_vec(&crate::demo::cairo().unwrap()).unwrap();
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..200),
+            (0..valid.len(), any::<u8>(), 0usize..4).prop_map(move |(at, byte, cut)| {
+                let mut v = valid.clone();
+                v[at] = byte;
+                v.truncate(v.len() - cut.min(v.len()));
+                v
+            }),
+        ]
+    }
+
     proptest::proptest! {
+        /// What `fuzz/fuzz_targets/zone_json.rs` runs, on stable, in every test run.
+        #[test]
+        fn zone_uploads_never_panic_and_round_trip(data in upload()) {
+            if let Ok(spec) = serde_json::from_slice::<ZoneSpec>(&data)
+                && spec.validate().is_ok()
+            {
+                let again: ZoneSpec = serde_json::from_slice(&serde_json::to_vec(&spec).unwrap()).unwrap();
+                proptest::prop_assert_eq!(&again, &spec);
+                let (sw, ne) = spec.polygon.bounding_box();
+                let mid = LatLng::new((sw.lat() + ne.lat()) / 2.0, (sw.lng() + ne.lng()) / 2.0).unwrap();
+                let _ = spec.polygon.contains(mid);
+            }
+        }
+
         #[test]
         fn monotonic_and_capped(demand in 0u32..10_000, supply in 0u32..10_000, more in 0u32..100, cap in 10_000u32..=100_000) {
             let s = on(cap);
