@@ -526,6 +526,8 @@ where
     let (mut sink, mut stream) = ws.split();
     let (id, outbox) = app.hub.register(who);
     app.metrics.sockets_open.fetch_add(1, Ordering::Relaxed);
+    let user = who.user_id().map_or_else(|| "admin".to_owned(), |u| u.to_string());
+    tracing::info!(socket = id, user_id = %user, role = who.role().as_str(), "websocket open");
     presence(&app, who, true);
     let timing = app.ws_timing;
     let mut shutdown = app.shutdown.clone();
@@ -609,6 +611,7 @@ where
     app.hub.unregister(id);
     app.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
     presence(&app, who, false);
+    tracing::info!(socket = id, user_id = %user, "websocket closed");
 }
 
 /// Handles one text frame; the reply frame, if any.
