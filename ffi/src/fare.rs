@@ -126,7 +126,9 @@ impl CouponConfig {
     /// The discount, with the same rules (and words) as the core's coupon definition.
     fn discount(&self) -> Result<CouponDiscount, FareError> {
         match (self.percent_bps, self.amount_minor, self.max_discount_minor) {
-            (Some(percent_bps), None, max_discount_minor) => Ok(CouponDiscount::Percent { percent_bps, max_discount_minor }),
+            (Some(percent_bps), None, max_discount_minor) => {
+                Ok(CouponDiscount::Percent { percent_bps, max_discount_minor })
+            }
             (None, Some(amount_minor), None) => Ok(CouponDiscount::Amount { amount_minor }),
             (None, Some(_), Some(_)) => {
                 Err(FareError::InvalidCoupon("max_discount_minor applies to percent_bps coupons only"))
@@ -262,14 +264,7 @@ fn estimate(
         }
     };
     let discount = config.coupon.as_ref().map(CouponConfig::discount).transpose()?;
-    Ok(fare::estimate(
-        &config.pricing,
-        currency,
-        config.extra_fee_minor,
-        &route,
-        config.surge_bps,
-        discount.as_ref(),
-    )?)
+    Ok(fare::estimate(&config.pricing, currency, config.extra_fee_minor, &route, config.surge_bps, discount.as_ref())?)
 }
 
 /// Reads the optional route argument.

@@ -33,7 +33,9 @@ pub mod error;
 mod fare;
 
 pub use boundary::{dispatch_last_error_message, dispatch_string_free};
-pub use engine::{DispatchEngine, dispatch_engine_close, dispatch_engine_open, dispatch_engine_query, dispatch_engine_submit};
+pub use engine::{
+    DispatchEngine, dispatch_engine_close, dispatch_engine_open, dispatch_engine_query, dispatch_engine_submit,
+};
 pub use error::{DispatchStatus, FfiError};
 pub use fare::{
     DispatchFareEstimate, DispatchRoute, DispatchRouteSource, dispatch_fare_estimate, dispatch_fare_estimate_values,

@@ -7,6 +7,9 @@
 //! (CI installs both: a silent skip would hide a regression) unless
 //! `DISPATCH_SKIP_C_TESTS=1` is set.
 
+// Tests may unwrap: a panic is a failing test, which is what we want.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -4,6 +4,9 @@
 //! fails if it differs from the checked-in file. `DISPATCH_BLESS_HEADER=1` writes the new
 //! header instead (then review and commit it).
 
+// Tests may unwrap: a panic is a failing test, which is what we want.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 #[test]
