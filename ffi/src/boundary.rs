@@ -184,12 +184,14 @@ pub unsafe extern "C" fn dispatch_string_free(s: *mut c_char) -> DispatchStatus 
 /// `dispatch_string_free`); copy it to keep it longer. It is UTF-8, NUL-terminated.
 #[unsafe(no_mangle)]
 pub extern "C" fn dispatch_last_error_message() -> *const c_char {
-    // `try_with` and `try_borrow`: never panic, even during thread teardown.
-    LAST_ERROR
-        .try_with(|slot| slot.try_borrow().ok().and_then(|m| m.as_ref().map(|m| m.as_ptr())))
-        .ok()
-        .flatten()
-        .unwrap_or(std::ptr::null())
+    // `try_with` and `try_borrow` do not panic, even during thread teardown; the guard is
+    // there all the same, as at every entry point.
+    panic::catch_unwind(|| {
+        LAST_ERROR.try_with(|slot| slot.try_borrow().ok().and_then(|m| m.as_ref().map(|m| m.as_ptr()))).ok().flatten()
+    })
+    .ok()
+    .flatten()
+    .unwrap_or(std::ptr::null())
 }
 
 #[cfg(test)]
