@@ -612,29 +612,39 @@ mod tests {
 
     #[tokio::test]
     async fn while_the_probe_is_in_flight_others_fall_back() {
-        let (stub, base) = stub(Mode::Stall).await;
+        let (stub, base) = stub(Mode::Http500).await;
         let clock = ManualClock::new();
-        let router = Arc::new(
-            OsrmRouter::with_clock(OsrmConfig { failures_to_open: 1, ..config(&base) }, clock.clone()).unwrap(),
-        );
+        // A long timeout: the probe stays in flight until the test cancels it, whatever
+        // the machine's speed.
+        let config = OsrmConfig { failures_to_open: 1, timeout: Duration::from_secs(3_600), ..config(&base) };
+        let router = Arc::new(OsrmRouter::with_clock(config, clock.clone()).unwrap());
         assert_eq!(router.route(a(), b()).await.source, RouteSource::StraightLine);
+        assert!(matches!(router.breaker_state(), BreakerState::Open { .. }));
+
+        stub.set(Mode::Stall);
         clock.advance(Duration::from_secs(30));
         let probe = tokio::spawn({
             let router = Arc::clone(&router);
             async move { router.route(a(), b()).await }
         });
-        // Wait (bounded) until the probe has reached the stub.
-        for _ in 0..200 {
+        // Wait (bounded, generously) until the probe has reached the stub.
+        for _ in 0..1_000 {
             if stub.requests() == 2 {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        assert_eq!(stub.requests(), 2, "the probe reached the router");
         assert_eq!(router.breaker_state(), BreakerState::HalfOpen);
-        assert_eq!(router.route(p(1.0, 1.0), p(1.1, 1.1)).await.source, RouteSource::StraightLine);
+        let (route, why) = router.route_or_reason(p(1.0, 1.0), p(1.1, 1.1)).await;
+        assert_eq!(route.source, RouteSource::StraightLine);
+        assert!(matches!(why, Some(RouteError::Unavailable(m)) if m.contains("breaker")));
         assert_eq!(stub.requests(), 2, "no second request while the probe is out");
-        assert_eq!(probe.await.unwrap().source, RouteSource::StraightLine, "the probe timed out");
-        assert!(matches!(router.breaker_state(), BreakerState::Open { .. }));
+
+        // The probe's caller gives up: that counts as a failed probe, not a wedged breaker.
+        probe.abort();
+        assert!(probe.await.unwrap_err().is_cancelled());
+        assert_eq!(router.breaker_state(), BreakerState::Open { until: clock.now() + Duration::from_secs(30) });
     }
 
     #[tokio::test]
