@@ -1,0 +1,3 @@
+//! dispatch-server as a library: what `dispatchd` is built from.
+
+pub mod osrm;
