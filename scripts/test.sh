@@ -3,4 +3,5 @@
 # This is the README's test command; .ci/run calls it too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh
 cargo test --workspace --no-fail-fast "$@"

@@ -18,7 +18,8 @@
 //! - [`ws`]: `GET /v1/ws`, per-socket bounded outboxes, the event fan-out.
 //! - [`metrics`]: Prometheus text for `/metrics`.
 //! - [`sms`]: where OTP codes are sent.
-//! - [`router`]: routes from an OSRM service behind a circuit breaker, or the straight line.
+//! - [`osrm`]: routes from an OSRM service (timeout, circuit breaker, cache), the straight
+//!   line as the answer of last resort.
 //! - [`error`]: the crate's one error type (start-up and fatal errors).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -29,9 +30,9 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod osrm;
 pub mod ratelimit;
 pub mod render;
-pub mod router;
 pub mod server;
 pub mod sms;
 pub mod ws;

@@ -60,8 +60,10 @@ pub struct App {
     pub inflight: InFlight,
     /// Where OTP codes go.
     pub sms: SmsSink,
-    /// Routes for pricing (OSRM behind a breaker, or the straight line).
-    pub router: crate::router::Router,
+    /// Routes for pricing: the OSRM router when `[route] router_url` is set.
+    pub osrm: Option<crate::osrm::OsrmRouter>,
+    /// The straight line (`[route]`), when no router is configured.
+    pub straight_line: StraightLine,
     /// WebSocket heartbeat intervals.
     pub ws_timing: WsTiming,
     /// Flips to `true` once shutdown begins (sockets close on it).
@@ -84,7 +86,15 @@ impl App {
     ) -> Result<App, crate::Error> {
         let straight_line = StraightLine::new(config.route.detour_factor, config.route.city_speed_kmh)
             .map_err(|e| crate::Error::Setting(e.to_string()))?;
-        let router = crate::router::Router::new(straight_line, config.route.router_url.as_deref())?;
+        let osrm = config
+            .route
+            .router_url
+            .as_deref()
+            .map(|url| {
+                let c = crate::osrm::OsrmConfig { fallback: straight_line, ..crate::osrm::OsrmConfig::new(url) };
+                crate::osrm::OsrmRouter::new(c).map_err(|e| crate::Error::Setting(e.to_string()))
+            })
+            .transpose()?;
         let metrics = Arc::new(Metrics::default());
         Ok(App {
             limiter: RateLimiter::new(&config.limits, RateLimiter::monotonic()),
@@ -96,7 +106,8 @@ impl App {
             config,
             inflight: InFlight::default(),
             sms,
-            router,
+            osrm,
+            straight_line,
             ws_timing,
             shutdown,
             fsync_samples: Mutex::new(VecDeque::with_capacity(FSYNC_SAMPLES)),
@@ -128,9 +139,13 @@ impl App {
         })
     }
 
-    /// The route of a ride (the router's, or the straight line).
+    /// The route of a ride: the router's (which falls back to the straight line by
+    /// itself), or the straight line.
     pub async fn route(&self, from: LatLng, to: LatLng) -> Route {
-        self.router.route(from, to).await
+        match &self.osrm {
+            Some(r) => r.route(from, to).await,
+            None => self.straight_line.between(from, to),
+        }
     }
 
     /// The currency of wallet reads that name none: the first zone's (single-city

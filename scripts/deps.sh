@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# System packages the test suite needs beyond the Rust toolchain, installed from the
+# distribution's registry when missing (idempotent; does nothing when all are present):
+# - gcc, libc headers and valgrind: the C ABI tests compile examples/fare_estimate.c and
+#   run it under valgrind (ffi/tests/c_example.rs).
+set -euo pipefail
+
+need=()
+if [ "${DISPATCH_SKIP_C_TESTS:-}" = 1 ]; then
+    echo "system packages: DISPATCH_SKIP_C_TESTS=1, not checking the C toolchain"
+    exit 0
+fi
+command -v cc >/dev/null && [ -e /usr/include/stdio.h ] || need+=(gcc libc6-dev)
+command -v valgrind >/dev/null || need+=(valgrind)
+
+if [ ${#need[@]} -eq 0 ]; then
+    echo "system packages: all present"
+    exit 0
+fi
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then as_root=(sudo); else
+        echo "need ${need[*]} but not root and no sudo: install them, or set DISPATCH_SKIP_C_TESTS=1" >&2
+        exit 1
+    fi
+fi
+echo "system packages: installing ${need[*]}"
+"${as_root[@]}" apt-get update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${need[@]}"
