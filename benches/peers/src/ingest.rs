@@ -2,10 +2,12 @@
 //!
 //! - dispatch, index alone: [`DriverIndex::upsert`] in this process (validation, logging and
 //!   the writer thread excluded: the floor of the engine's cost);
-//! - dispatch, engine: `Command::UpdateLocation` through the durable engine (validated, the
-//!   index moved, a `DriverMoved` event, logged to the WAL; answered before the fsync, as
-//!   every location update is), pipelined with [`PIPELINE`] in flight, and one caller
-//!   waiting for each answer;
+//! - dispatch, engine: `Command::UpdateLocation` through the engine (validated, the index
+//!   moved, a `DriverMoved` event, journalled), pipelined with [`PIPELINE`] in flight, and one
+//!   caller waiting for each answer. Twice: in memory (no data dir), the counterpart of Redis
+//!   as it ships; and durable (WAL + one fsync per batch: a location update is answered
+//!   before the fsync, but the writer thread still performs it before taking the next
+//!   batch), the counterpart of Redis with `appendfsync always`;
 //! - Redis: `GEOADD drivers lng lat id`, pipelined in batches of [`PIPELINE`] over one
 //!   connection, and one command per round trip.
 
@@ -40,7 +42,8 @@ pub fn dispatch_index(city: &City, index: &mut DriverIndex) -> Figure {
     Figure::rate(city.moves.len(), start.elapsed())
 }
 
-/// The engine side: a durable engine in `dir` with every driver of the city online.
+/// The engine side: an engine (durable in `dir`, or in memory) with every driver of the city
+/// online.
 pub struct DispatchIngest {
     engine: Engine,
     drivers: Vec<UserId>,
@@ -60,9 +63,13 @@ impl DispatchIngest {
     /// Opens the engine and brings every driver online at its starting position (untimed).
     /// Updates never coalesce (`location_min_interval_ms = 0`), so each is the full path:
     /// the costlier case, and the one of drivers reporting every few seconds.
-    pub fn open(dir: &Path, city: &City) -> Result<DispatchIngest, Error> {
+    pub fn open(dir: Option<&Path>, city: &City) -> Result<DispatchIngest, Error> {
         let rules = DispatchRules { location_min_interval_ms: 0, stale_location_s: 86_400, ..DispatchRules::default() };
-        let engine = Engine::open(EngineConfig::default().with_rules(rules).with_data_dir(dir))?;
+        let mut config = EngineConfig::default().with_rules(rules);
+        if let Some(dir) = dir {
+            config = config.with_data_dir(dir);
+        }
+        let engine = Engine::open(config)?;
         let points: Vec<_> = city.drivers.iter().map(|d| d.at).collect();
         let drivers = crate::fleet::drivers_at(&engine, 1, &points)?;
         Ok(DispatchIngest { engine, drivers })

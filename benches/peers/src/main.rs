@@ -127,7 +127,9 @@ fn nearest_phase(args: &Args, city: &City, table: &mut Table) -> Fallible<dispat
         nearest::redis_load(&mut con, "drivers", city)?;
         let ping = nearest::round_trip(|| drop(redis::cmd("PING").query::<String>(&mut con)));
         table.note(format!("Redis loopback round trip (PING), median: {}", micros(ping)));
-        peers.push(("Redis GEOSEARCH", nearest::redis(&mut con, "drivers", city)?));
+        peers.push(("Redis GEOSEARCH", nearest::redis(&mut con, "drivers", city, nearest::RADIUS_M)?));
+        // The usual stack's tuning: a radius just large enough for 10 drivers in a dense city.
+        peers.push(("Redis GEOSEARCH, 1 km radius", nearest::redis(&mut con, "drivers", city, 1_000.0)?));
     }
     if let Some(url) = &args.postgres {
         let mut client = postgres::Client::connect(url, postgres::NoTls)?;
@@ -140,7 +142,8 @@ fn nearest_phase(args: &Args, city: &City, table: &mut Table) -> Fallible<dispat
     }
     for (q, label) in [(0.5, "median"), (0.99, "p99")] {
         let ours_q = Figure::latency(ours.latencies.quantile(q));
-        let name = format!("nearest 10 of 100k, {label} (dispatch in process; peer over loopback)");
+        let name =
+            format!("nearest 10 of {}k, {label} (dispatch in process; peer over loopback)", city.drivers.len() / 1000);
         if peers.is_empty() {
             table.row(name.clone(), ours_q, None);
         }
@@ -222,39 +225,79 @@ fn ingest_phase(
 ) -> Fallible<()> {
     println!("\n==> location updates: {} reports", city.moves.len());
     let alone = ingest::dispatch_index(city, index);
+    let memory = ingest::DispatchIngest::open(None, city)?;
+    let ours_memory = memory.run(city);
+    memory.close()?;
     let dir = tempfile::tempdir_in(&args.data_dir)?;
-    let engine = ingest::DispatchIngest::open(dir.path(), city)?;
-    let ours = engine.run(city);
-    engine.close()?;
-    table.note(format!("dispatch engine refused {} location reports (must be 0)", ours.refused));
-    let mut peers = Vec::new();
-    if let Some(url) = &args.redis {
-        let mut con = redis_connection(url)?;
-        peers.push(("Redis GEOADD (in-memory)", ingest::redis(&mut con, "drivers", city)?));
+    let durable = ingest::DispatchIngest::open(Some(dir.path()), city)?;
+    let ours_durable = durable.run(city);
+    durable.close()?;
+    table.note(format!(
+        "dispatch engines refused {} location reports (must be 0)",
+        ours_memory.refused + ours_durable.refused
+    ));
+    // Each engine against the Redis of the same durability.
+    let mut pairs = Vec::new();
+    let memory_peer = match &args.redis {
+        Some(url) => Some(ingest::redis(&mut redis_connection(url)?, "drivers", city)?),
+        None => None,
+    };
+    pairs.push(("in memory", &ours_memory, "Redis GEOADD (in memory)", memory_peer));
+    let durable_peer = match &args.redis_aof {
+        Some(url) => {
+            let mut con = redis_connection(url)?;
+            nearest::redis_load(&mut con, "drivers", city)?;
+            Some(ingest::redis(&mut con, "drivers", city)?)
+        }
+        None => None,
+    };
+    pairs.push(("WAL + fsync", &ours_durable, "Redis GEOADD (AOF, fsync always)", durable_peer));
+    for (kind, ours, peer, theirs) in &pairs {
+        table.row(
+            format!("location updates, {} in flight, engine {kind} vs GEOADD pipelined", ingest::PIPELINE),
+            ours.pipelined,
+            theirs.map(|(p, _)| (*peer, p)),
+        );
     }
-    if let Some(url) = &args.redis_aof {
-        let mut con = redis_connection(url)?;
-        nearest::redis_load(&mut con, "drivers", city)?;
-        peers.push(("Redis GEOADD (AOF, fsync always)", ingest::redis(&mut con, "drivers", city)?));
+    for (kind, ours, peer, theirs) in &pairs {
+        table.row(
+            format!("location updates, one at a time, engine {kind} (in process) vs GEOADD (loopback)"),
+            ours.one_caller,
+            theirs.map(|(_, u)| (*peer, u)),
+        );
     }
-    let pipelined = format!("location updates, {} in flight: engine vs GEOADD pipelined", ingest::PIPELINE);
-    let one = "location updates, one at a time: engine (in process) vs GEOADD (loopback)";
-    if peers.is_empty() {
-        table.row(pipelined.clone(), ours.pipelined, None);
-        table.row(one, ours.one_caller, None);
-    }
-    for (peer, (p, _)) in &peers {
-        table.row(pipelined.clone(), ours.pipelined, Some((peer, *p)));
-    }
-    for (peer, (_, u)) in &peers {
-        table.row(one, ours.one_caller, Some((peer, *u)));
-    }
-    let name = "location updates: DriverIndex::upsert alone vs GEOADD pipelined";
-    match peers.first() {
-        Some((peer, (p, _))) => table.row(name, alone, Some((peer, *p))),
-        None => table.row(name, alone, None),
-    }
+    table.row(
+        "location updates: DriverIndex::upsert alone vs GEOADD pipelined (in memory)",
+        alone,
+        memory_peer.map(|(p, _)| ("Redis GEOADD (in memory)", p)),
+    );
     Ok(())
+}
+
+/// The 1-minute load average (`/proc/loadavg`): other work sharing the machine.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// Median and p99 of a 4 KiB append + `fdatasync` in `dir`: the floor under every durable
+/// commit of dispatch and PostgreSQL (both write there), measured in the same run.
+fn raw_fsync(dir: &std::path::Path) -> Fallible<String> {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir_in(dir)?;
+    let mut file = std::fs::File::create(dir.path().join("probe"))?;
+    let block = [0xA5u8; 4096];
+    let mut samples = Vec::with_capacity(300);
+    for _ in 0..300 {
+        let start = Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        samples.push(start.elapsed());
+    }
+    let l = report::Latencies::new(samples);
+    Ok(format!("raw 4 KiB append + fdatasync there: p50 {}, p99 {}", micros(l.quantile(0.5)), micros(l.quantile(0.99))))
 }
 
 fn run() -> Fallible<bool> {
@@ -272,12 +315,17 @@ fn run() -> Fallible<bool> {
         client.batch_execute("CREATE EXTENSION IF NOT EXISTS postgis")?;
         table.note(postgres_settings(&mut client)?);
     }
-    table.note(format!("dispatch's WAL directory: {}", args.data_dir.display()));
+    table.note(format!("dispatch's WAL directory: {}; {}", args.data_dir.display(), raw_fsync(&args.data_dir)?));
+    table.note(format!("load average (1 min) at the start: {}", load_average()));
     let city = City::new(args.drivers, args.queries, 2);
     let mut index = nearest_phase(&args, &city, &mut table)?;
     let clean = accept_phase(&args, &mut table)?;
     ingest_phase(&args, &city, &mut index, &mut table)?;
-    table.note(format!("whole run: {:.0} s", started.elapsed().as_secs_f64()));
+    table.note(format!(
+        "whole run: {:.0} s; load average (1 min) at the end: {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    ));
     let markdown = table.markdown();
     println!("\n{markdown}");
     if let Some(out) = &args.out {

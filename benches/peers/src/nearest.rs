@@ -78,8 +78,10 @@ pub fn redis_load(con: &mut redis::Connection, key: &str, city: &City) -> redis:
     Ok(())
 }
 
-/// Redis's answers over one connection.
-pub fn redis(con: &mut redis::Connection, key: &str, city: &City) -> redis::RedisResult<Answers> {
+/// Redis's answers over one connection, searching within `radius_m`. Redis finds and sorts
+/// every member within the radius before it keeps the 10 nearest (`COUNT` without `ANY`), so
+/// its cost grows with the radius; dispatch's does not (its search stops at the 10th).
+pub fn redis(con: &mut redis::Connection, key: &str, city: &City, radius_m: f64) -> redis::RedisResult<Answers> {
     let mut failure = None;
     let answers = timed(&city.queries, |q| {
         let found: redis::RedisResult<Vec<u64>> = redis::cmd("GEOSEARCH")
@@ -88,7 +90,7 @@ pub fn redis(con: &mut redis::Connection, key: &str, city: &City) -> redis::Redi
             .arg(q.lng())
             .arg(q.lat())
             .arg("BYRADIUS")
-            .arg(RADIUS_M)
+            .arg(radius_m)
             .arg("m")
             .arg("ASC")
             .arg("COUNT")
