@@ -3,8 +3,8 @@
 //! - dispatch, index alone: [`DriverIndex::upsert`] in this process (validation, logging and
 //!   the writer thread excluded: the floor of the engine's cost);
 //! - dispatch, engine: `Command::UpdateLocation` through the engine (validated, the index
-//!   moved, a `DriverMoved` event, journalled), pipelined with [`PIPELINE`] in flight, and one
-//!   caller waiting for each answer. Twice: in memory (no data dir), the counterpart of Redis
+//!   moved, a `DriverMoved` event, journalled), pipelined in batches of [`PIPELINE`] (a Redis
+//!   pipeline's shape), and one caller waiting for each answer. Twice: in memory (no data dir), the counterpart of Redis
 //!   as it ships; and durable (WAL + one fsync per batch: a location update is answered
 //!   before the fsync, but the writer thread still performs it before taking the next
 //!   batch), the counterpart of Redis with `appendfsync always`;
@@ -20,9 +20,9 @@ use dispatch_core::{Actor, Command, DispatchRules, Engine, EngineConfig, Error, 
 
 use crate::city::City;
 use crate::report::Figure;
-use crate::window::windowed;
+use crate::window::batched;
 
-/// Reports in flight when pipelined (Redis batch size; dispatch's window).
+/// Reports per pipelined batch, on every side.
 pub const PIPELINE: usize = 1_000;
 /// Reports sent one round trip at a time (fewer: a Redis with `appendfsync always` pays an
 /// fsync for each).
@@ -51,7 +51,7 @@ pub struct DispatchIngest {
 
 /// What the engine runs gave.
 pub struct EngineIngest {
-    /// Pipelined, [`PIPELINE`] in flight.
+    /// Pipelined, in batches of [`PIPELINE`].
     pub pipelined: Figure,
     /// One caller, each report waiting for its answer.
     pub one_caller: Figure,
@@ -79,9 +79,8 @@ impl DispatchIngest {
     pub fn run(&self, city: &City) -> EngineIngest {
         let commands =
             city.moves.iter().map(|(i, at)| (Actor::User(self.drivers[*i]), Command::UpdateLocation(report(*at))));
-        let run = windowed(&self.engine, commands.collect(), PIPELINE);
-        let mut refused = run.results.iter().filter(|r| r.is_err()).count();
-        let pipelined = Figure::rate(run.results.len(), run.elapsed);
+        let (mut refused, elapsed) = batched(&self.engine, commands.collect(), PIPELINE);
+        let pipelined = Figure::rate(city.moves.len(), elapsed);
         let start = Instant::now();
         for (i, at) in city.moves.iter().take(UNPIPELINED) {
             if self.engine.update_location(self.drivers[*i], report(*at)).is_err() {

@@ -15,6 +15,7 @@
 //! ```text
 //! dispatch-peers [--redis URL] [--redis-aof URL] [--postgres CONNINFO]
 //!                [--drivers N] [--queries N] [--data-dir DIR] [--out FILE]
+//!                [--only nearest|accept|ingest]
 //! ```
 //!
 //! Layout: [`city`] draws the workload from one seed; [`fleet`] and [`window`] drive the
@@ -52,6 +53,8 @@ struct Args {
     data_dir: PathBuf,
     /// The Markdown table is also written here.
     out: Option<PathBuf>,
+    /// Run one phase only (`nearest`, `accept` or `ingest`), e.g. to profile it.
+    only: Option<String>,
 }
 
 fn parse_args() -> Fallible<Args> {
@@ -63,6 +66,7 @@ fn parse_args() -> Fallible<Args> {
         queries: 5_000,
         data_dir: std::env::temp_dir(),
         out: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -75,6 +79,7 @@ fn parse_args() -> Fallible<Args> {
             "--queries" => args.queries = value()?.parse()?,
             "--data-dir" => args.data_dir = value()?.into(),
             "--out" => args.out = Some(value()?.into()),
+            "--only" => args.only = Some(value()?),
             other => return Err(format!("unknown argument {other} (see the crate docs)").into()),
         }
     }
@@ -254,7 +259,7 @@ fn ingest_phase(
     pairs.push(("WAL + fsync", &ours_durable, "Redis GEOADD (AOF, fsync always)", durable_peer));
     for (kind, ours, peer, theirs) in &pairs {
         table.row(
-            format!("location updates, {} in flight, engine {kind} vs GEOADD pipelined", ingest::PIPELINE),
+            format!("location updates, batches of {}, engine {kind} vs GEOADD pipelined", ingest::PIPELINE),
             ours.pipelined,
             theirs.map(|(p, _)| (*peer, p)),
         );
@@ -318,9 +323,13 @@ fn run() -> Fallible<bool> {
     table.note(format!("dispatch's WAL directory: {}; {}", args.data_dir.display(), raw_fsync(&args.data_dir)?));
     table.note(format!("load average (1 min) at the start: {}", load_average()));
     let city = City::new(args.drivers, args.queries, 2);
-    let mut index = nearest_phase(&args, &city, &mut table)?;
-    let clean = accept_phase(&args, &mut table)?;
-    ingest_phase(&args, &city, &mut index, &mut table)?;
+    let wants = |phase: &str| args.only.as_deref().is_none_or(|only| only == phase);
+    let mut index =
+        if wants("nearest") { nearest_phase(&args, &city, &mut table)? } else { nearest::dispatch_index(&city) };
+    let clean = if wants("accept") { accept_phase(&args, &mut table)? } else { true };
+    if wants("ingest") {
+        ingest_phase(&args, &city, &mut index, &mut table)?;
+    }
     table.note(format!(
         "whole run: {:.0} s; load average (1 min) at the end: {}",
         started.elapsed().as_secs_f64(),
