@@ -132,7 +132,7 @@ fn nearest_phase(args: &Args, city: &City, table: &mut Table) -> Fallible<dispat
         nearest::redis_load(&mut con, "drivers", city)?;
         let ping = nearest::round_trip(|| drop(redis::cmd("PING").query::<String>(&mut con)));
         table.note(format!("Redis loopback round trip (PING), median: {}", micros(ping)));
-        peers.push(("Redis GEOSEARCH", nearest::redis(&mut con, "drivers", city, nearest::RADIUS_M)?));
+        peers.push(("Redis GEOSEARCH, 5 km radius", nearest::redis(&mut con, "drivers", city, nearest::RADIUS_M)?));
         // The usual stack's tuning: a radius just large enough for 10 drivers in a dense city.
         peers.push(("Redis GEOSEARCH, 1 km radius", nearest::redis(&mut con, "drivers", city, 1_000.0)?));
     }
