@@ -379,7 +379,7 @@ async fn idempotency_keys_replay_refuse_reuse() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_answer_429_with_retry_after() {
-    let s = Server::start(&[], Some("[limits]\nip_per_min = 3\nuser_per_min = 4\n"));
+    let s = Server::start(&[], Some("[limits]\nip_per_min = 3\nuser_per_min = 4\ntrip_create_per_min = 1\n"));
     for _ in 0..5 {
         s.call(Method::GET, "/healthz", None, None).await.expect(200); // never counted
     }
@@ -399,8 +399,16 @@ async fn rate_limits_answer_429_with_retry_after() {
     for _ in 0..10 {
         s.get("/v1/zones", ADMIN).await.expect(200);
     }
+    // Trip creation has its own per-rider bucket.
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, booker) = user(&s, "rider", 2).await;
+    create_trip(&s, &booker).await;
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+        "category": "economy", "payment_method": "cash"});
+    s.post("/v1/trips", &booker, body).await.expect_error(429, "rate_limited");
     let metrics = s.get("/metrics", ADMIN).await;
     assert!(metrics.text.contains("dispatch_rate_limited_total{class=\"ip\"}"), "{}", metrics.text);
+    assert!(metrics.text.contains("dispatch_rate_limited_total{class=\"trip_create\"} 1"), "{}", metrics.text);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
