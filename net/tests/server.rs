@@ -485,13 +485,15 @@ async fn an_offer_is_delivered_then_withdrawn_when_another_driver_takes_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_socket_is_closed_by_the_heartbeat() {
-    let s = Server::start(&["--ws-ping-ms", "100", "--ws-idle-ms", "400"], None);
+    // Pings every 100 ms; silence of 3 s closes (a starved test machine must not close the
+    // live socket, so the idle limit is 30 ping intervals).
+    let s = Server::start(&["--ws-ping-ms", "100", "--ws-idle-ms", "3000"], None);
     let (_, rider) = user(&s, "rider", 1).await;
     // A client that keeps reading answers pings and stays.
     let mut live = s.ws(&rider).await;
     let mut dead = s.ws(&rider).await;
     let started = std::time::Instant::now();
-    while started.elapsed() < Duration::from_millis(1500) {
+    while started.elapsed() < Duration::from_millis(4000) {
         if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), live.next()).await {
             assert!(matches!(m, Ok(Message::Ping(_))), "{m:?}");
         }
