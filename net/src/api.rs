@@ -602,9 +602,9 @@ impl Ctx<'_> {
     }
 
     /// A trip the caller may see: its rider, its driver, staff. Anyone else: 404.
-    fn visible_trip(&self, id: &str) -> Result<Arc<Trip>, ApiError> {
+    async fn visible_trip(&self, id: &str) -> Result<Arc<Trip>, ApiError> {
         let id: TripId = parse_id(id, "trip")?;
-        let t = self.app.engine.find_trip(id)?.ok_or_else(|| ApiError::not_found("trip"))?;
+        let t = self.app.blocking(move |e| e.find_trip(id)).await?.ok_or_else(|| ApiError::not_found("trip"))?;
         let p = self.principal()?;
         let mine = p.user_id().is_some_and(|u| t.rider_id == u || t.driver_id == Some(u));
         if mine || p.is_staff() { Ok(t) } else { Err(ApiError::not_found("trip")) }
@@ -727,10 +727,10 @@ impl Ctx<'_> {
                 let p = self.principal()?;
                 let id = p.user_id().ok_or_else(|| ApiError::new("forbidden", "riders and drivers only"))?;
                 let of = if p.role() == Role::Driver { TripsOf::Driver(id) } else { TripsOf::Rider(id) };
-                self.list_trips(of)
+                self.list_trips(of).await
             }
             E::GetTrip(id) => {
-                let t = self.visible_trip(&id)?;
+                let t = self.visible_trip(&id).await?;
                 Ok(json_response(StatusCode::OK, &render::trip(&t, self.for_rider(&t))))
             }
             E::TripAction(id, action) => self.trip_action(&id, action).await,
@@ -750,7 +750,7 @@ impl Ctx<'_> {
                 }
             }
             E::ListBids(id) => {
-                let t = self.visible_trip(&id)?;
+                let t = self.visible_trip(&id).await?;
                 if !self.for_rider(&t) {
                     return Err(ApiError::not_found("trip"));
                 }
@@ -802,7 +802,7 @@ impl Ctx<'_> {
                     o => Err(unexpected(&o)),
                 }
             }
-            E::AdminTrips => self.list_trips(TripsOf::All),
+            E::AdminTrips => self.list_trips(TripsOf::All).await,
             E::AdminCancel(id) => {
                 let b: ReasonIn = self.json(true)?;
                 let trip_id: TripId = parse_id(&id, "trip")?;
@@ -829,10 +829,10 @@ impl Ctx<'_> {
             }
             E::Stats => Ok(json_response(StatusCode::OK, &app.stats())),
             E::TripEvents(id) => {
-                let t = self.visible_trip(&id)?;
+                let t = self.visible_trip(&id).await?;
                 Ok(json_response(StatusCode::OK, &json!({"items": render::timeline(&t), "next_cursor": null})))
             }
-            E::Wallet => self.wallet(),
+            E::Wallet => self.wallet().await,
             E::Credit(id) => {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
@@ -883,7 +883,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn wallet(&self) -> Result<Resp, ApiError> {
+    async fn wallet(&self) -> Result<Resp, ApiError> {
         use dispatch_core::ledger::{AccountKey, AccountKind};
         let p = self.principal()?;
         let me = p.user_id().ok_or_else(|| ApiError::new("forbidden", "riders and drivers only"))?;
@@ -903,7 +903,7 @@ impl Ctx<'_> {
             .transpose()?;
         let account = self.app.engine.read(|v| v.account(&key));
         // Hot and archived entries alike (settled transfers leave the hot state).
-        let entries = self.app.engine.statement(&key, after, limit)?;
+        let entries = self.app.blocking(move |e| e.statement(&key, after, limit)).await?;
         let last = entries.last().map(|t| Cursor { at_ms: t.at.as_millis(), id: t.id.raw() });
         let items = entries.iter().map(|t| render::transfer(t, Some(&key))).collect();
         Ok(json_response(
@@ -1258,7 +1258,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn list_trips(&self, of: TripsOf) -> Result<Resp, ApiError> {
+    async fn list_trips(&self, of: TripsOf) -> Result<Resp, ApiError> {
         let limit = http::limit(&self.query)?;
         let cursor = Cursor::from_query(&self.query)?
             .map(|c| {
@@ -1274,9 +1274,14 @@ impl Ctx<'_> {
             .transpose()?;
         let zone: Option<ZoneId> = self.query.get("zone_id").map(|z| parse_id(z, "zone")).transpose()?;
         let finished = status.is_none_or(|s| s.is_terminal());
-        let trips = self.app.engine.trips(of, cursor, limit, finished, |t| {
-            status.is_none_or(|s| t.status == s) && zone.is_none_or(|z| t.zone_id == z)
-        })?;
+        let trips = self
+            .app
+            .blocking(move |e| {
+                e.trips(of, cursor, limit, finished, |t| {
+                    status.is_none_or(|s| t.status == s) && zone.is_none_or(|z| t.zone_id == z)
+                })
+            })
+            .await?;
         let last = trips.last().map(|t| Cursor { at_ms: t.created_at.as_millis(), id: t.id.raw() });
         let items = trips.iter().map(|t| render::trip(t, self.for_rider(t))).collect();
         Ok(json_response(StatusCode::OK, &http::page(items, limit, last)))

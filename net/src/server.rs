@@ -3,7 +3,8 @@
 //!
 //! Guarantees:
 //! - no runtime thread ever blocks on the engine's writer: commands go through
-//!   `Engine::submit_with` and a oneshot ([`App::submit`]);
+//!   `Engine::submit_with` and a oneshot ([`App::submit`]); reads that may touch the
+//!   history on disk run on the blocking pool ([`App::blocking`]);
 //! - shutdown (SIGTERM, ctrl-c, or the handle's signal) stops accepting at once, lets
 //!   in-flight requests finish for at most [`DRAIN_TIMEOUT`], closes WebSockets with a
 //!   close frame, then shuts the engine down (which flushes the WAL).
@@ -123,6 +124,22 @@ impl App {
         match rx.await {
             Ok(r) => r.map_err(ApiError::from),
             Err(_) => Err(ApiError::from_core(&dispatch_core::Error::ShutDown)),
+        }
+    }
+
+    /// Runs an engine read that may touch the disk (the history of finished trips and
+    /// settled transfers) on the blocking pool, never on a runtime thread.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> dispatch_core::Result<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let engine = Arc::clone(&self.engine);
+        match tokio::task::spawn_blocking(move || f(&engine)).await {
+            Ok(r) => r.map_err(ApiError::from),
+            Err(e) => {
+                tracing::error!(error = %e, "a blocking engine read failed");
+                Err(ApiError::new("internal", "internal error"))
+            }
         }
     }
 

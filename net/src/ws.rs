@@ -637,7 +637,12 @@ async fn on_text(app: &App, who: Principal, socket: u64, text: &str) -> Option<S
         }
         ClientFrame::Subscribe(s) => match (s.trip_id, s.channel.as_deref()) {
             (Some(trip), None) => {
-                let visible = trip.parse::<TripId>().ok().and_then(|id| app.engine.trip(id)).filter(|t| {
+                let found = match trip.parse::<TripId>() {
+                    // A finished trip may be in the history on disk: read it off the runtime threads.
+                    Ok(id) => app.blocking(move |e| e.find_trip(id)).await.ok().flatten(),
+                    Err(_) => None,
+                };
+                let visible = found.filter(|t| {
                     who.is_staff() || who.user_id().is_some_and(|u| t.rider_id == u || t.driver_id == Some(u))
                 });
                 match visible {
