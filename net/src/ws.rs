@@ -154,27 +154,39 @@ impl Hub {
         Hub { registry: Mutex::new(Registry::default()), next_id: AtomicU64::new(1), metrics }
     }
 
-    fn register(&self, who: Principal) -> (u64, Arc<Outbox>) {
+    /// Adds a socket; `true` when it is its user's first open socket (`on_first` then runs
+    /// under the registry lock, so presence reports keep the order of opens and closes).
+    fn register(&self, who: Principal, on_first: impl FnOnce()) -> (u64, Arc<Outbox>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new());
         let socket = Arc::new(Socket { user: who.user_id(), staff: who.is_staff(), outbox: Arc::clone(&outbox) });
         let mut r = self.registry.lock();
+        let mut first = false;
         if let Some(u) = socket.user {
-            r.by_user.entry(u).or_default().push(id);
+            let v = r.by_user.entry(u).or_default();
+            first = v.is_empty();
+            v.push(id);
         }
         r.sockets.insert(id, socket);
-        (id, outbox)
+        if first {
+            on_first();
+        }
+        (id, outbox, first)
     }
 
-    fn unregister(&self, id: u64) {
+    /// Removes a socket; `true` when it was its user's last open socket (`on_last` then
+    /// runs under the registry lock).
+    fn unregister(&self, id: u64, on_last: impl FnOnce()) -> bool {
         let mut r = self.registry.lock();
-        let Some(s) = r.sockets.remove(&id) else { return };
+        let Some(s) = r.sockets.remove(&id) else { return false };
+        let mut last = false;
         if let Some(u) = s.user
             && let Some(v) = r.by_user.get_mut(&u)
         {
             v.retain(|x| *x != id);
             if v.is_empty() {
                 r.by_user.remove(&u);
+                last = true;
             }
         }
         r.by_trip.retain(|_, set| {
@@ -182,6 +194,10 @@ impl Hub {
             !set.is_empty()
         });
         r.ops.remove(&id);
+        if last {
+            on_last();
+        }
+        last
     }
 
     fn subscribe_trip(&self, id: u64, trip: TripId) {
@@ -509,7 +525,8 @@ pub fn upgrade(app: Arc<App>, who: Principal, req: Request<Incoming>) -> Result<
     Ok(resp)
 }
 
-/// The presence hook: a driver's socket connected or dropped.
+/// The presence hook: a driver's socket connected or dropped. Never blocks (`submit_with`),
+/// so it may run under the hub's lock.
 fn presence(app: &App, who: Principal, connected: bool) {
     if who.role() == Role::Driver {
         let _ = app.engine.submit_with(who.actor(), Command::SetPresence { connected }, |_| {});
@@ -524,11 +541,12 @@ where
         WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
     let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(config)).await;
     let (mut sink, mut stream) = ws.split();
-    let (id, outbox) = app.hub.register(who);
+    // A driver with two sockets (two devices, a reconnect racing the old one) is present
+    // while either is open: only the first open and the last close are reported, in order.
+    let (id, outbox, _) = app.hub.register(who, || presence(&app, who, true));
     app.metrics.sockets_open.fetch_add(1, Ordering::Relaxed);
     let user = who.user_id().map_or_else(|| "admin".to_owned(), |u| u.to_string());
     tracing::info!(socket = id, user_id = %user, role = who.role().as_str(), "websocket open");
-    presence(&app, who, true);
     let timing = app.ws_timing;
     let mut shutdown = app.shutdown.clone();
     let closing = Arc::new(Notify::new());
@@ -608,9 +626,8 @@ where
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
     }
     writer.abort();
-    app.hub.unregister(id);
+    app.hub.unregister(id, || presence(&app, who, false));
     app.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
-    presence(&app, who, false);
     tracing::info!(socket = id, user_id = %user, "websocket closed");
 }
 
@@ -703,6 +720,20 @@ mod tests {
             let frame = format!(r#"{{"type":"{ty}","lat":{lat},"lng":{lng}}}"#);
             crate::fuzz_input(frame.as_bytes());
         }
+    }
+
+    #[test]
+    fn presence_is_reported_on_a_users_first_open_and_last_close_only() {
+        let hub = Hub::new(Arc::new(Metrics::default()));
+        let driver = Principal::User { id: UserId::from_raw(7).unwrap(), role: Role::Driver };
+        let reports = parking_lot::Mutex::new(Vec::new());
+        let (a, _, first_a) = hub.register(driver, || reports.lock().push(true));
+        let (b, _, first_b) = hub.register(driver, || reports.lock().push(true));
+        assert!(first_a && !first_b);
+        assert!(!hub.unregister(a, || reports.lock().push(false)), "the other socket is still open");
+        assert!(hub.unregister(b, || reports.lock().push(false)));
+        assert!(!hub.unregister(b, || reports.lock().push(false)), "unknown sockets change nothing");
+        assert_eq!(*reports.lock(), vec![true, false]);
     }
 
     #[test]
