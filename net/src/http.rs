@@ -10,7 +10,8 @@
 //!   crossed (by `Content-Length`, or while reading): an oversized body is never read whole;
 //! - malformed JSON is `invalid_json`; well-formed JSON with unknown or mistyped fields is
 //!   `invalid_request`;
-//! - 429 and 503 answers carry `Retry-After` in whole seconds, at least 1.
+//! - 429 and 503 answers carry `Retry-After` in whole seconds, at least 1;
+//! - a body must arrive within [`BODY_READ_TIMEOUT`] (headers: 30 s, in `server`).
 
 use std::borrow::Cow;
 
@@ -151,6 +152,10 @@ pub fn text_response(content_type: &'static str, text: String) -> Resp {
     r
 }
 
+/// The longest a request body may take to arrive (a client trickling one byte at a time
+/// must not hold a connection slot forever).
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Reads a body of at most `limit` bytes. A declared or actual length over it is
 /// `413 payload_too_large`, decided before reading the excess.
 pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
@@ -162,10 +167,12 @@ pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Res
             return Err(too_large());
         }
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(ApiError::invalid(format!("cannot read the body: {e}"))),
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await;
+    match read {
+        Err(_) => Err(ApiError::invalid(format!("the body did not arrive within {} s", BODY_READ_TIMEOUT.as_secs()))),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError::invalid(format!("cannot read the body: {e}"))),
     }
 }
 
