@@ -805,3 +805,49 @@ async fn fares_are_priced_on_the_router_when_one_is_configured() {
         (Some("router"), Some(8230), Some(960))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bids_ratings_sos_and_alerts() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (driver_user, driver) = online_driver(&s, 2, HERE).await;
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+        "category": "economy", "payment_method": "cash", "bid": {"amount_minor": 5000}});
+    let trip = s.post("/v1/trips", &rider, body).await.expect(201);
+    let id = trip["id"].as_str().unwrap().to_owned();
+    assert_eq!(trip["bid"]["amount_minor"], 5000);
+    let code = trip["pickup_code"].as_str().unwrap().to_owned();
+
+    let bid = s.post(&format!("/v1/trips/{id}/bids"), &driver, json!({"amount_minor": 5500})).await.expect(201);
+    let bid_id = bid["id"].as_str().unwrap().to_owned();
+    assert!(bid_id.starts_with("bid_"));
+    let bids = s.get(&format!("/v1/trips/{id}/bids"), &rider).await.expect(200);
+    assert_eq!(bids["items"][0]["amount_minor"], 5500);
+    s.get(&format!("/v1/trips/{id}/bids"), &driver).await.expect_error(403, "forbidden");
+    let accepted = s.post(&format!("/v1/trips/{id}/bids/{bid_id}/accept"), &rider, json!({})).await.expect(200);
+    assert_eq!(
+        (accepted["status"].as_str(), accepted["driver_id"].as_str()),
+        (Some("accepted"), driver_user["id"].as_str())
+    );
+
+    // A safety alert reaches the operators, who acknowledge it.
+    let sos = s.post(&format!("/v1/trips/{id}/sos"), &rider, json!({"note": "help"})).await.expect(201);
+    let alerts = s.get("/v1/admin/alerts?status=open", ADMIN).await.expect(200);
+    assert_eq!(alerts["items"][0]["id"], sos["id"]);
+    let acked =
+        s.post(&format!("/v1/admin/alerts/{}/ack", sos["id"].as_str().unwrap()), ADMIN, json!({})).await.expect(200);
+    assert_eq!(acked["status"], "acknowledged");
+
+    s.post(&format!("/v1/trips/{id}/arrived"), &driver, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{id}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
+    s.post(&format!("/v1/trips/{id}/complete"), &driver, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{id}/rating"), &rider, json!({"stars": 5, "comment": "great"})).await.expect(201);
+    s.post(&format!("/v1/trips/{id}/rating"), &rider, json!({"stars": 4}))
+        .await
+        .expect_error(409, "invalid_transition");
+    s.post(&format!("/v1/trips/{id}/rating"), &driver, json!({"stars": 9})).await.expect_error(400, "invalid_request");
+    let events = s.get(&format!("/v1/admin/trips/{id}/events"), ADMIN).await.expect(200);
+    let types: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert!(types.contains(&"accepted") && types.contains(&"completed"), "{types:?}");
+}
