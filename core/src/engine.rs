@@ -768,6 +768,19 @@ impl Writer {
     }
 
     fn apply_at(&mut self, actor: Actor, mut command: Command, at: Timestamp, reply: Option<Reply>) {
+        if actor == Actor::System
+            && matches!(command, Command::Tick)
+            && self.state.next_deadline().is_none_or(|d| d > at)
+        {
+            // Nothing is due: a tick would change nothing, so it is neither applied nor
+            // logged (a server ticking every second would otherwise cost a record and an
+            // fsync a second for nothing). Its caller is still answered with the batch,
+            // after what fired just before it is durable and published.
+            if let Some(reply) = reply {
+                self.replies.push((reply, Ok(Outcome::Done)));
+            }
+            return;
+        }
         command.stamp(self.ids.as_mut(), &self.state);
         let exempt = command.is_durability_exempt();
         let record = Record { at, actor, command };

@@ -923,9 +923,9 @@ impl Ctx<'_> {
             return Err(ApiError::not_found("gateway"));
         }
         let signature = self.signature.clone();
-        let secrets = [self.app.webhook_secret_sim.clone()];
+        let secrets = &self.app.webhook_secrets_sim;
         if let Err(e) =
-            verify_webhook(WebhookScheme::Timestamped, &secrets, signature.as_deref(), &self.body, now().as_secs())
+            verify_webhook(WebhookScheme::Timestamped, secrets, signature.as_deref(), &self.body, now().as_secs())
         {
             // Unsigned and forged calls pay the IP limit.
             self.app.limit(Endpoint::Webhook(String::new()).spec(), Class::Ip, Subject::Ip(self.peer))?;

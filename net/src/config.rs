@@ -202,8 +202,10 @@ pub struct Secrets {
     pub admin_token: String,
     /// `DISPATCH_TOKEN_SECRET`: signs user tokens and keys OTP hashes.
     pub token_secret: Vec<u8>,
-    /// `DISPATCH_WEBHOOK_SECRET_SIM`: the `sim` gateway's webhook secret.
-    pub webhook_secret_sim: Vec<u8>,
+    /// `DISPATCH_WEBHOOK_SECRET_SIM`: the `sim` gateway's webhook secrets. During a
+    /// rotation the variable holds the new and the old secret, comma-separated; a
+    /// signature made with any of them is accepted.
+    pub webhook_secrets_sim: Vec<Vec<u8>>,
     /// Made up by `--dev`.
     pub generated: bool,
 }
@@ -235,8 +237,13 @@ impl Secrets {
         };
         let admin_token = get("DISPATCH_ADMIN_TOKEN", 16)?;
         let token_secret = get("DISPATCH_TOKEN_SECRET", MIN_SECRET_BYTES)?.into_bytes();
-        let webhook_secret_sim = get("DISPATCH_WEBHOOK_SECRET_SIM", 16)?.into_bytes();
-        Ok(Secrets { admin_token, token_secret, webhook_secret_sim, generated })
+        let webhook = get("DISPATCH_WEBHOOK_SECRET_SIM", 16)?;
+        let webhook_secrets_sim: Vec<Vec<u8>> =
+            webhook.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect();
+        if webhook_secrets_sim.is_empty() || webhook_secrets_sim.iter().any(|s| s.len() < 16) {
+            return Err(Error::WeakSecret { name: "DISPATCH_WEBHOOK_SECRET_SIM", min: 16 });
+        }
+        Ok(Secrets { admin_token, token_secret, webhook_secrets_sim, generated })
     }
 }
 
@@ -280,5 +287,20 @@ mod tests {
         assert!(matches!(Secrets::from_env(some, false), Err(Error::WeakSecret { name: "DISPATCH_TOKEN_SECRET", .. })));
         let dev = Secrets::from_env(none, true).unwrap();
         assert!(dev.generated && dev.token_secret.len() >= MIN_SECRET_BYTES);
+    }
+
+    #[test]
+    fn webhook_secrets_rotate_as_a_comma_separated_list() {
+        let with = |webhook: &'static str| {
+            move |k: &str| match k {
+                "DISPATCH_ADMIN_TOKEN" | "DISPATCH_TOKEN_SECRET" => Some("a".repeat(32)),
+                "DISPATCH_WEBHOOK_SECRET_SIM" => Some(webhook.to_owned()),
+                _ => None,
+            }
+        };
+        let s = Secrets::from_env(with("new-secret-0123456789, old-secret-0123456789"), false).unwrap();
+        assert_eq!(s.webhook_secrets_sim, vec![b"new-secret-0123456789".to_vec(), b"old-secret-0123456789".to_vec()]);
+        let weak = Secrets::from_env(with("new-secret-0123456789,short"), false);
+        assert!(matches!(weak, Err(Error::WeakSecret { name: "DISPATCH_WEBHOOK_SECRET_SIM", .. })));
     }
 }

@@ -70,7 +70,7 @@ pub struct App {
     /// Flips to `true` once shutdown begins (sockets close on it).
     pub shutdown: watch::Receiver<bool>,
     /// `DISPATCH_WEBHOOK_SECRET_SIM`.
-    pub webhook_secret_sim: Vec<u8>,
+    pub webhook_secrets_sim: Vec<Vec<u8>>,
     /// Recent fsync durations (µs), sampled every second for the stats' p99.
     fsync_samples: Mutex<VecDeque<u64>>,
 }
@@ -102,7 +102,7 @@ impl App {
             hub: Arc::new(Hub::new(Arc::clone(&metrics))),
             metrics,
             keys: Keys::new(&secrets.token_secret, &secrets.admin_token),
-            webhook_secret_sim: secrets.webhook_secret_sim.clone(),
+            webhook_secrets_sim: secrets.webhook_secrets_sim.clone(),
             engine,
             config,
             inflight: InFlight::default(),

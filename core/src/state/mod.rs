@@ -277,9 +277,14 @@ impl State {
         self.phones.get(&(role, phone.to_owned())).and_then(|id| self.users.get(id))
     }
 
-    /// The earliest pending deadline.
+    /// The earliest pending deadline (an idempotency key's expiry counts as one).
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.deadlines.first().map(|(t, _)| *t)
+        let deadline = self.deadlines.first().map(|(t, _)| *t);
+        let expiry = self.idempotency_expiry.first().map(|(t, _, _)| *t);
+        match (deadline, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn dispatch_command(
