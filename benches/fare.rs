@@ -8,24 +8,14 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_main};
-use dispatch_core::fare::{CouponDiscount, Pricing, estimate};
+use dispatch_core::fare::{CouponDiscount, estimate};
 use dispatch_core::geo::LatLng;
 use dispatch_core::money::Currency;
 use dispatch_core::route::StraightLine;
 
 fn fare(c: &mut Criterion) {
-    let pricing = Pricing {
-        base_minor: 1500,
-        per_km_minor: 450,
-        per_min_minor: 75,
-        minimum_minor: 2500,
-        booking_fee_minor: 300,
-        cancel_fee_minor: 1000,
-        wait_per_min_minor: 50,
-        free_wait_s: 180,
-        commission_bps: 1500,
-        free_cancel_s: 120,
-    };
+    // API.md's economy prices.
+    let pricing = dispatch_core::demo::ECONOMY;
     let currency = Currency::new("EGP").expect("EGP is a currency code");
     let coupon = CouponDiscount::Percent { percent_bps: 2000, max_discount_minor: Some(1000) };
     // Tahrir Square to Heliopolis.

@@ -658,18 +658,7 @@ mod tests {
 
     /// The `economy` pricing of API.md's zone example.
     fn economy() -> Pricing {
-        Pricing {
-            base_minor: 1500,
-            per_km_minor: 450,
-            per_min_minor: 75,
-            minimum_minor: 2500,
-            booking_fee_minor: 300,
-            cancel_fee_minor: 1000,
-            wait_per_min_minor: 50,
-            free_wait_s: 180,
-            commission_bps: 1500,
-            free_cancel_s: DEFAULT_FREE_CANCEL_S,
-        }
+        crate::demo::ECONOMY
     }
 
     /// Prices chosen so that every part of a ride of 1500 m, 30 s lands on a tie.

@@ -118,18 +118,7 @@ fn quote_json(q: &FareQuote) -> Value {
 }
 
 fn economy() -> Pricing {
-    Pricing {
-        base_minor: 1500,
-        per_km_minor: 450,
-        per_min_minor: 75,
-        minimum_minor: 2500,
-        booking_fee_minor: 300,
-        cancel_fee_minor: 1000,
-        wait_per_min_minor: 50,
-        free_wait_s: 180,
-        commission_bps: 1500,
-        free_cancel_s: fare::DEFAULT_FREE_CANCEL_S,
-    }
+    dispatch_core::demo::ECONOMY
 }
 
 fn config_json(pricing: &Pricing, surge_bps: u32, extra: Value) -> String {

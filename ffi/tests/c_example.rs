@@ -25,18 +25,7 @@ const DROPOFF: (f64, f64) = (30.0600, 31.2500);
 const ROUTER_ROUTE: (u64, u64) = (8230, 960);
 
 fn pricing() -> Pricing {
-    Pricing {
-        base_minor: 1500,
-        per_km_minor: 450,
-        per_min_minor: 75,
-        minimum_minor: 2500,
-        booking_fee_minor: 300,
-        cancel_fee_minor: 1000,
-        wait_per_min_minor: 50,
-        free_wait_s: 180,
-        commission_bps: 1500,
-        free_cancel_s: fare::DEFAULT_FREE_CANCEL_S,
-    }
+    dispatch_core::demo::ECONOMY
 }
 
 fn rust_estimate(route: Route) -> FareQuote {
