@@ -851,3 +851,61 @@ async fn bids_ratings_sos_and_alerts() {
     let types: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert!(types.contains(&"accepted") && types.contains(&"completed"), "{types:?}");
 }
+
+/// The codes the other tests do not produce: each caused the way a client would meet it.
+/// (`idempotency_key_in_use`, `overloaded` and `read_only` need a request in flight, a
+/// full queue and a failing disk: they are covered by unit tests of the server and the
+/// engine's own tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_remaining_error_codes_of_the_contract() {
+    let s = Server::start(&[], Some("[dispatch]\noffers_per_round = 1\noffer_ttl_s = 1\n"));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (_, near) = online_driver(&s, 2, HERE).await;
+    let (_, next) = online_driver(&s, 3, (HERE.0 + 0.01, HERE.1)).await;
+
+    // Two trips at once: both offered to the nearest driver (one offer per round).
+    let a = create_trip(&s, &rider).await;
+    let b = create_trip(&s, &rider).await;
+    let (a_id, b_id) = (a["id"].as_str().unwrap().to_owned(), b["id"].as_str().unwrap().to_owned());
+    s.post(&format!("/v1/trips/{a_id}/accept"), &next, json!({})).await.expect_error(403, "not_offered");
+    s.post(&format!("/v1/trips/{a_id}/accept"), &near, json!({})).await.expect(200);
+    // Its offer of the other trip was withdrawn when it took this one: still "offered".
+    s.post(&format!("/v1/trips/{b_id}/accept"), &near, json!({})).await.expect_error(409, "driver_not_available");
+    // The other trip moved on to the next driver, whose offer lapses after 1 s.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let offers = s.get("/v1/driver/offers", &next).await.expect(200);
+        if offers["items"].as_array().is_some_and(|o| !o.is_empty()) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the next driver was never offered the trip");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    s.post(&format!("/v1/trips/{b_id}/accept"), &next, json!({})).await.expect_error(410, "offer_expired");
+
+    let trip = |category: &str, payment: &str, coupon: Option<&str>| {
+        let mut body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+            "category": category, "payment_method": payment});
+        if let Some(c) = coupon {
+            body["coupon"] = json!(c);
+        }
+        body
+    };
+    s.post("/v1/trips", &rider, trip("moto", "cash", None)).await.expect_error(422, "no_pricing");
+    s.post("/v1/trips", &rider, trip("economy", "cash", Some("NOPE"))).await.expect_error(422, "coupon_invalid");
+    s.post("/v1/trips", &rider, trip("economy", "wallet", None)).await.expect_error(422, "insufficient_funds");
+
+    // A refund above what was captured.
+    let code = a["pickup_code"].as_str().unwrap();
+    s.post(&format!("/v1/trips/{a_id}/arrived"), &near, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{a_id}/start"), &near, json!({"pickup_code": code})).await.expect(200);
+    let done = s.post(&format!("/v1/trips/{a_id}/complete"), &near, json!({"distance_m": 3000})).await.expect(200);
+    let fare = done["fare"]["final_minor"].as_i64().unwrap();
+    let refund = json!({"amount_minor": fare + 1, "reason": "too much"});
+    s.post(&format!("/v1/admin/trips/{a_id}/refund"), ADMIN, refund).await.expect_error(422, "refund_exceeds_captured");
+    s.post(&format!("/v1/admin/trips/{a_id}/refund"), ADMIN, json!({"amount_minor": fare, "reason": "all"}))
+        .await
+        .expect(201);
+}
