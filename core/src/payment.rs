@@ -476,6 +476,19 @@ mod tests {
     }
 
     #[test]
+    fn settlement_reports_parse_strictly() {
+        let ok = "trip_id,amount_minor,currency\ntrp_0000000000000007,6704,EGP\n\ntrp_0000000000000007,-704,EGP\n";
+        let rows = parse_settlement(ok).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].trip_id, rows[1].amount_minor), (TripId::from_raw(7).unwrap(), -704));
+        assert!(parse_settlement("id,amount\n").unwrap_err().starts_with("line 1"));
+        let bad = "trip_id,amount_minor,currency\ntrp_0000000000000007,12.5,EGP\n";
+        assert_eq!(parse_settlement(bad).unwrap_err(), "line 2: amount_minor is not an integer");
+        let short = "trip_id,amount_minor,currency\ntrp_0000000000000007,1\n";
+        assert_eq!(parse_settlement(short).unwrap_err(), "line 2: three fields expected");
+    }
+
+    #[test]
     fn the_sim_gateway_acts_once_per_key() {
         let g = SimGateway::new();
         let trip = TripId::from_raw(7).unwrap();
@@ -536,6 +549,29 @@ pub enum Mismatch {
         /// The gateway's.
         gateway_minor: i64,
     },
+}
+
+/// Reads a settlement report: a header line `trip_id,amount_minor,currency`, then one line
+/// per settled amount (a trip may have several: a capture and a refund as a negative
+/// amount). Blank lines are skipped. Refuses anything else, naming the line.
+pub fn parse_settlement(text: &str) -> Result<Vec<SettlementRow>, String> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    match lines.next() {
+        Some((_, header)) if header.trim().replace(' ', "") == "trip_id,amount_minor,currency" => {}
+        _ => return Err("line 1: the header must be trip_id,amount_minor,currency".into()),
+    }
+    lines
+        .map(|(i, line)| {
+            let bad = |what: &str| format!("line {}: {what}", i + 1);
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let [trip, amount, currency] = fields[..] else { return Err(bad("three fields expected")) };
+            Ok(SettlementRow {
+                trip_id: trip.parse().map_err(|_| bad("not a trip id"))?,
+                amount_minor: amount.parse().map_err(|_| bad("amount_minor is not an integer"))?,
+                currency: currency.parse().map_err(|_| bad("not a currency code"))?,
+            })
+        })
+        .collect()
 }
 
 /// Compares the engine's card trips (`captured − refunded` of each) with a gateway's

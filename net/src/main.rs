@@ -54,6 +54,20 @@ enum Cmd {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Compare the ledger's card captures with a gateway's settlement report (CSV:
+    /// `trip_id,amount_minor,currency`) and list every difference. Reads the data
+    /// directory of a stopped server (a serving one holds its lock).
+    Reconcile {
+        /// The data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The gateway the report comes from.
+        #[arg(long, default_value = "sim")]
+        gateway: String,
+        /// The settlement report.
+        #[arg(long)]
+        settlement: PathBuf,
+    },
     /// Restore a backup into a new data directory.
     Restore {
         /// The backup.
@@ -98,6 +112,16 @@ fn main() -> ExitCode {
                 r.bytes
             )
         }),
+        Cmd::Reconcile { data_dir, gateway, settlement } => {
+            return match reconcile(&data_dir, &gateway, &settlement) {
+                Ok(0) => ExitCode::SUCCESS,
+                Ok(_) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("dispatchd reconcile: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Cmd::Restore { from, data_dir } => dispatch_core::restore(&from, &data_dir)
             .map(|r| println!("restored {} into {}: {} records", from.display(), data_dir.display(), r.records)),
     };
@@ -108,4 +132,46 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints every mismatch between the ledger and the report; returns how many.
+fn reconcile(data_dir: &std::path::Path, gateway: &str, settlement: &std::path::Path) -> Result<usize, String> {
+    use dispatch_core::payment::{Mismatch, parse_settlement, reconcile};
+    if gateway != "sim" {
+        return Err(format!("unknown gateway {gateway:?} (this build has: sim)"));
+    }
+    let text = std::fs::read_to_string(settlement).map_err(|e| format!("{}: {e}", settlement.display()))?;
+    let rows = parse_settlement(&text).map_err(|e| format!("{}: {e}", settlement.display()))?;
+    let config = dispatch_core::EngineConfig::default().with_data_dir(data_dir);
+    let engine = dispatch_core::Engine::open(config).map_err(|e| e.to_string())?;
+    // Every trip, hot and archived, a page at a time.
+    let mut trips = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = engine
+            .trips(dispatch_core::TripsOf::All, cursor, 1000, true, |t| {
+                t.payment.method == dispatch_core::PaymentMethod::Card
+            })
+            .map_err(|e| e.to_string())?;
+        let Some(last) = page.last() else { break };
+        cursor = Some(dispatch_core::TripCursor::after(last));
+        trips.extend(page);
+    }
+    let found = reconcile(trips.iter().map(|t| &**t), &rows);
+    for m in &found {
+        match m {
+            Mismatch::MissingInLedger { trip_id, amount_minor } => {
+                println!("{trip_id}: the gateway settled {amount_minor}, the ledger has no capture")
+            }
+            Mismatch::MissingAtGateway { trip_id, amount_minor } => {
+                println!("{trip_id}: the ledger captured {amount_minor}, the gateway did not settle it")
+            }
+            Mismatch::AmountDiffers { trip_id, ledger_minor, gateway_minor } => {
+                println!("{trip_id}: the ledger has {ledger_minor}, the gateway {gateway_minor}")
+            }
+        }
+    }
+    println!("{} card trip(s), {} settlement line(s), {} mismatch(es)", trips.len(), rows.len(), found.len());
+    engine.shutdown().map_err(|e| e.to_string())?;
+    Ok(found.len())
 }

@@ -36,3 +36,68 @@ fn backup_and_restore_round_trip_through_the_binary() {
     let out = dispatchd(&["backup", "--data-dir", dir.path().join("none").to_str().unwrap(), "--to", "x"]);
     assert!(!out.status.success());
 }
+
+#[test]
+fn reconcile_lists_every_difference_with_a_settlement_report() {
+    use dispatch_core::route::StraightLine;
+    use dispatch_core::state::PaymentEventKind;
+    use dispatch_core::{Category, Command, LatLng, NewTrip, PaymentMethod, Place, TripKind, Vehicle};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let engine = Engine::open(EngineConfig::default().with_data_dir(&data)).unwrap();
+    engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().unwrap()).unwrap();
+    let person =
+        |role, phone: &str, vehicle| NewUser { id: None, role, name: "X".into(), phone: phone.into(), vehicle };
+    let rider = engine.create_user(Actor::Admin, person(Role::Rider, "+201001234567", None)).unwrap().id;
+    let car = Some(Vehicle { category: Category::new("economy").unwrap(), plate: "A 1".into() });
+    let driver = engine.create_user(Actor::Admin, person(Role::Driver, "+201001234568", car)).unwrap().id;
+    let here = LatLng::new(30.0444, 31.2357).unwrap();
+    let there = LatLng::new(30.06, 31.25).unwrap();
+    engine.set_driver_status(driver, true, Some(here)).unwrap();
+    let new = NewTrip {
+        id: None,
+        pickup_code: None,
+        kind: TripKind::Ride,
+        pickup: Place::at(here),
+        dropoff: Place::at(there),
+        category: Category::new("economy").unwrap(),
+        parcel: None,
+        payment_method: PaymentMethod::Card,
+        route: StraightLine::default().between(here, there),
+        coupon: None,
+        bid_minor: None,
+    };
+    let trip = engine.create_trip(rider, new).unwrap();
+    let trip = engine.accept(driver, trip.id).unwrap();
+    engine.arrived(driver, trip.id).unwrap();
+    engine.start(driver, trip.id, &trip.pickup_code.to_string()).unwrap();
+    let fare = engine.complete(driver, trip.id, Some(3_000)).unwrap().fare.final_minor.unwrap();
+    let captured = Command::PaymentEvent {
+        gateway: "sim".into(),
+        event_id: "evt_1".into(),
+        kind: PaymentEventKind::Captured,
+        trip_id: trip.id,
+        amount_minor: fare,
+        currency: "EGP".parse().unwrap(),
+    };
+    engine.submit(Actor::System, captured).unwrap();
+    engine.shutdown().unwrap();
+
+    let report = dir.path().join("settlement.csv");
+    let run = |csv: String| {
+        std::fs::write(&report, csv).unwrap();
+        dispatchd(&["reconcile", "--data-dir", data.to_str().unwrap(), "--settlement", report.to_str().unwrap()])
+    };
+    let agree = run(format!("trip_id,amount_minor,currency\n{},{fare},EGP\n", trip.id));
+    assert!(agree.status.success(), "{}", String::from_utf8_lossy(&agree.stdout));
+    assert!(String::from_utf8_lossy(&agree.stdout).contains("0 mismatch"));
+    let differ =
+        run(format!("trip_id,amount_minor,currency\n{},{},EGP\ntrp_00000000000000aa,500,EGP\n", trip.id, fare - 1));
+    assert_eq!(differ.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&differ.stdout);
+    assert!(out.contains(&format!("{}: the ledger has {fare}, the gateway {}", trip.id, fare - 1)), "{out}");
+    assert!(out.contains("trp_00000000000000aa: the gateway settled 500, the ledger has no capture"), "{out}");
+    let bad = run("nonsense\n".into());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("header"));
+}
