@@ -909,3 +909,42 @@ async fn the_remaining_error_codes_of_the_contract() {
         .await
         .expect(201);
 }
+
+/// A whole trip per payment method, over HTTP: each settles, the card one through the
+/// payment worker and the sim gateway, and the ledger balances after all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trip_per_payment_method_leaves_the_ledger_balanced() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (rider_user, rider) = user(&s, "rider", 1).await;
+    let (_, driver) = online_driver(&s, 2, HERE).await;
+    let rider_id = rider_user["id"].as_str().unwrap();
+    let credit = json!({"amount_minor": 50_000, "currency": "EGP", "reason": "top-up"});
+    s.post(&format!("/v1/admin/wallets/{rider_id}/credit"), ADMIN, credit).await.expect(201);
+    for method in ["cash", "wallet", "card"] {
+        let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+            "category": "economy", "payment_method": method});
+        let trip = s.post("/v1/trips", &rider, body).await.expect(201);
+        let id = trip["id"].as_str().unwrap().to_owned();
+        s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+        s.post(&format!("/v1/trips/{id}/arrived"), &driver, json!({})).await.expect(200);
+        let code = trip["pickup_code"].as_str().unwrap();
+        s.post(&format!("/v1/trips/{id}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
+        let done = s.post(&format!("/v1/trips/{id}/complete"), &driver, json!({"distance_m": 4000})).await.expect(200);
+        assert!(done["fare"]["final_minor"].as_i64().unwrap() > 0);
+        // Settled: at once for cash and wallet; for the card once the worker captured it.
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let t = s.get(&format!("/v1/trips/{id}"), &rider).await.expect(200);
+            if t["payment"]["status"] == "captured" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{method} trip never captured: {t}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let ledger = s.get("/v1/admin/ledger/verify", ADMIN).await.expect(200);
+        assert_eq!((ledger["balanced"].as_bool(), ledger["sum_minor"].as_i64()), (Some(true), Some(0)), "{method}");
+    }
+    let wallet = s.get("/v1/wallet", &rider).await.expect(200);
+    assert!(wallet["balance"]["amount_minor"].as_i64().unwrap() < 50_000, "the wallet trip was paid from it");
+}
