@@ -637,6 +637,11 @@ impl Drop for Engine {
 /// slow disk never slows the engine: the tracker's channel is bounded, and a tracker
 /// that falls behind is disconnected like any subscriber — it then counts the loss
 /// (`Stats::track_lost`) and subscribes again.
+/// How often the tracker writes positions to the history.
+const TRACK_EVERY: Duration = Duration::from_secs(1);
+/// Positions that make the tracker write before its second is up.
+const TRACK_BATCH_MAX: usize = 50_000;
+
 fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandle<()>> {
     let subscribe = |shared: &Shared| {
         let (tx, rx) = crossbeam_channel::bounded::<Arc<[Event]>>(1024);
@@ -648,34 +653,59 @@ fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandl
         .name("dispatch-tracker".into())
         .spawn(move || {
             let mut points = Vec::new();
+            let mut last_write = Instant::now();
             loop {
-                let Ok(events) = rx.recv() else {
-                    if shared.stopping.load(Ordering::Relaxed) {
-                        return;
+                // At most one write a second (each redb commit costs two fsyncs, which
+                // the WAL's group commit would otherwise queue behind), or sooner when a
+                // lot is waiting.
+                let wait = TRACK_EVERY.saturating_sub(last_write.elapsed());
+                match rx.recv_timeout(wait) {
+                    Ok(events) => {
+                        for batch in std::iter::once(events).chain(rx.try_iter()) {
+                            for e in batch.iter() {
+                                if let Event::DriverMoved { driver_id, trip_id, point, heading_deg, at } = e {
+                                    let p = crate::history::LocationPoint {
+                                        at: *at,
+                                        point: *point,
+                                        heading_deg: *heading_deg,
+                                        trip_id: *trip_id,
+                                    };
+                                    points.push((*driver_id, p));
+                                }
+                            }
+                        }
                     }
-                    shared.track_lost.fetch_add(1, Ordering::Relaxed);
-                    rx = subscribe(&shared);
-                    continue;
-                };
-                // Take whatever else is waiting too: one transaction for all of it.
-                for batch in std::iter::once(events).chain(rx.try_iter()) {
-                    for e in batch.iter() {
-                        if let Event::DriverMoved { driver_id, trip_id, point, heading_deg, at } = e {
-                            let p = crate::history::LocationPoint {
-                                at: *at,
-                                point: *point,
-                                heading_deg: *heading_deg,
-                                trip_id: *trip_id,
-                            };
-                            points.push((*driver_id, p));
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        let stopping = shared.stopping.load(Ordering::Relaxed);
+                        if !stopping {
+                            shared.track_lost.fetch_add(1, Ordering::Relaxed);
+                            rx = subscribe(&shared);
+                        }
+                        if stopping && points.is_empty() {
+                            return;
+                        }
+                        if !stopping {
+                            continue;
                         }
                     }
                 }
-                // Best effort: a failed write loses these positions, never the engine.
-                if history.write_locations(&points).is_err() {
-                    shared.track_lost.fetch_add(1, Ordering::Relaxed);
+                let due = last_write.elapsed() >= TRACK_EVERY || points.len() >= TRACK_BATCH_MAX;
+                let stopping = shared.stopping.load(Ordering::Relaxed);
+                if !points.is_empty() && (due || stopping) {
+                    // Best effort: a failed write loses these positions, never the engine.
+                    if history.write_locations(&points).is_err() {
+                        shared.track_lost.fetch_add(1, Ordering::Relaxed);
+                    }
+                    points.clear();
+                    last_write = Instant::now();
                 }
-                points.clear();
+                if stopping && points.is_empty() && rx.is_empty() {
+                    // The writer has stopped: nothing more will come.
+                    if matches!(rx.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected)) {
+                        return;
+                    }
+                }
             }
         })
         .map_err(|e| Error::Internal(format!("cannot start the position tracker: {e}")))

@@ -165,9 +165,11 @@ async fn create_user(http: &mut Http, admin: &str, role: &str, n: usize) -> (Str
 
 async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, stats: Shared, until: Instant) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut http = Http::new(addr);
     let mut at = point(&mut rng, 0.03);
-    let (status, body) = http
+    // A driver keeps its WebSocket open and opens HTTP connections only to act (going
+    // online, an offer and the ride that follows): 10,000 drivers then hold 10,000
+    // sockets, not 20,000 (a process may have 20,000 files here).
+    let (status, body) = Http::new(addr)
         .call(
             "POST",
             "/v1/driver/status",
@@ -183,7 +185,12 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
         return;
     };
     let (mut tx, mut rx) = ws.split();
-    let mut tick = tokio::time::interval(Duration::from_millis(args.location_ms));
+    // Real drivers' reports are spread over the interval, not phase-locked: start each
+    // driver's clock at a random offset (10,000 drivers reporting in the same millisecond
+    // every few seconds would measure the burst, not the city).
+    let phase = Duration::from_millis(rng.random_range(0..args.location_ms.max(1)));
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_millis(args.location_ms));
     loop {
         if Instant::now() >= until {
             break;
@@ -221,6 +228,7 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                     stats.lock().latency.entry("ws trip_offer (since trip created)").or_default().push(d);
                 }
                 let roll: f64 = rng.random();
+                let mut http = Http::new(addr);
                 if roll < args.accept {
                     let sent = Instant::now();
                     let (status, body) = http.call("POST", &format!("/v1/trips/{trip}/accept"), &token, None).await;
