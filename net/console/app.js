@@ -9,6 +9,7 @@
   let socket = null;
   let timers = [];
   let box = null; // [min_lng, min_lat, max_lng, max_lat] shown by the map
+  let lastSnapshot = null;
   let zones = [];
   let tripCursor = null;
   let tripPages = [];
@@ -68,8 +69,9 @@
     zs.replaceChildren(el("option", "any"));
     zs.firstChild.value = "";
     for (const z of zones) { const o = el("option", z.name); o.value = z.id; zs.appendChild(o); }
-    box = initialBox();
     show("map");
+    box = initialBox();
+    $("map").dataset.bbox = box.join(",");
     connect();
     loadTrips(null);
     loadAlerts();
@@ -94,21 +96,33 @@
     for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) for (const [lng, lat] of ring) {
       b = [Math.min(b[0], lng), Math.min(b[1], lat), Math.max(b[2], lng), Math.max(b[3], lat)];
     }
-    if (!isFinite(b[0])) return [31.0, 29.9, 31.5, 30.3];
+    if (!isFinite(b[0])) return fitAspect([-180, -60, 180, 75]);
     const mx = (b[2] - b[0]) * 0.1 || 0.05, my = (b[3] - b[1]) * 0.1 || 0.05;
-    return clampBox([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
+    return fitAspect([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
   }
   function clampBox(b) {
     return [Math.max(-180, b[0]), Math.max(-90, b[1]), Math.min(180, b[2]), Math.min(90, b[3])];
   }
-  // Equirectangular projection of the box onto a 1000-wide viewBox.
-  function project(lng, lat) {
-    const x = (lng - box[0]) / (box[2] - box[0]) * 1000;
-    const y = (box[3] - lat) / (box[3] - box[1]) * 1000;
-    return [x, y];
+  // The map's size in CSS pixels (its viewBox is in the same units).
+  function mapSize() {
+    const r = $("map").getBoundingClientRect();
+    return [Math.max(1, r.width), Math.max(1, r.height)];
+  }
+  // Widens `b` so that its shape matches the map's (a degree of longitude is cos(lat) of
+  // one of latitude): nothing is stretched, and what is subscribed to is what is seen.
+  function fitAspect(b) {
+    const [w, h] = mapSize();
+    const k = Math.cos(((b[1] + b[3]) / 2) * Math.PI / 180) || 1;
+    const spanX = (b[2] - b[0]) * k, spanY = b[3] - b[1];
+    if (spanX / spanY < w / h) {
+      const grow = (spanY * w / h / k - (b[2] - b[0])) / 2;
+      return clampBox([b[0] - grow, b[1], b[2] + grow, b[3]]);
+    }
+    const grow = (spanX * h / w - spanY) / 2;
+    return clampBox([b[0], b[1] - grow, b[2], b[3] + grow]);
   }
   function setBox(b) {
-    box = clampBox(b);
+    box = fitAspect(b);
     $("map").dataset.bbox = box.join(",");
     subscribeOps();
   }
@@ -121,62 +135,118 @@
     const w = (box[2] - box[0]) * f / 2, h = (box[3] - box[1]) * f / 2;
     setBox([cx - w, cy - h, cx + w, cy + h]);
   }
+  // Zooms to the drivers of the last snapshot, with a margin.
+  function fitDrivers() {
+    const items = lastSnapshot?.drivers.items ?? [];
+    if (items.length === 0) return;
+    let b = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const d of items) b = [Math.min(b[0], d.lng), Math.min(b[1], d.lat), Math.max(b[2], d.lng), Math.max(b[3], d.lat)];
+    const mx = (b[2] - b[0]) * 0.1 || 0.01, my = (b[3] - b[1]) * 0.1 || 0.01;
+    setBox([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
+  }
+
+  // The map's layers, drawn into from one snapshot to the next (a full snapshot is 2,000
+  // drivers and 2,000 trips): trip markers are reused, only their attributes change.
+  const layers = {};
+  function layer(name) {
+    if (!layers[name]) {
+      const g = document.createElementNS(SVG, "g");
+      g.setAttribute("class", "layer " + name);
+      $("map").appendChild(g);
+      layers[name] = g;
+    }
+    return layers[name];
+  }
+  // Makes `g` hold exactly `n` children made by `make`, reusing the ones it has.
+  function pool(g, n, make) {
+    while (g.childElementCount > n) g.lastChild.remove();
+    while (g.childElementCount < n) g.appendChild(make());
+    return g.children;
+  }
+  function makeTrip() {
+    const t = document.createElementNS(SVG, "g");
+    const r = document.createElementNS(SVG, "rect");
+    r.setAttribute("width", "10"); r.setAttribute("height", "10");
+    t.append(r, document.createElementNS(SVG, "text"));
+    return t;
+  }
 
   function renderSnapshot(f) {
     const t0 = performance.now();
+    lastSnapshot = f;
     const svg = $("map");
-    svg.setAttribute("viewBox", "0 0 1000 1000");
+    const [w, h] = mapSize();
+    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
     svg.dataset.bbox = box.join(",");
-    const frag = document.createDocumentFragment();
-    for (const z of zones) {
-      for (const ring of z.polygon?.coordinates ?? []) {
+    const sx = w / (box[2] - box[0]), sy = h / (box[3] - box[1]);
+    const x = (lng) => ((lng - box[0]) * sx).toFixed(1);
+    const y = (lat) => ((box[3] - lat) * sy).toFixed(1);
+    const zoneKey = box.join(",") + w + "x" + h;
+    const zl = layer("zones");
+    if (zl.dataset.key !== zoneKey) {
+      zl.dataset.key = zoneKey;
+      zl.replaceChildren();
+      for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) {
         const p = document.createElementNS(SVG, "polygon");
-        p.setAttribute("points", ring.map(([lng, lat]) => project(lng, lat).join(",")).join(" "));
+        p.setAttribute("points", ring.map(([lng, lat]) => x(lng) + "," + y(lat)).join(" "));
         p.setAttribute("class", "zone");
-        frag.appendChild(p);
+        zl.appendChild(p);
       }
     }
+    // Drivers: one path per availability, a round dot ("M x y h0") per driver. Far
+    // cheaper than an element each; clicks are matched to the nearest driver.
+    const dots = {};
     for (const d of f.drivers.items) {
-      const [x, y] = project(d.lng, d.lat);
-      const c = document.createElementNS(SVG, "circle");
-      c.setAttribute("cx", x.toFixed(1)); c.setAttribute("cy", y.toFixed(1)); c.setAttribute("r", "4");
-      c.setAttribute("class", "driver " + d.availability);
-      c.dataset.id = d.id;
-      const title = document.createElementNS(SVG, "title");
-      title.textContent = d.id + " · " + d.availability + " · " + d.category;
-      c.appendChild(title);
-      frag.appendChild(c);
+      (dots[d.availability] ??= []).push("M" + x(d.lng) + " " + y(d.lat) + "h0");
+    }
+    const dl = layer("drivers");
+    for (const p of [...dl.children]) if (!dots[p.dataset.availability]) p.remove();
+    for (const [availability, parts] of Object.entries(dots)) {
+      let p = dl.querySelector('path[data-availability="' + CSS.escape(availability) + '"]');
+      if (!p) {
+        p = document.createElementNS(SVG, "path");
+        p.dataset.availability = availability;
+        p.setAttribute("class", "driver " + availability);
+        dl.appendChild(p);
+      }
+      p.setAttribute("d", parts.join(""));
     }
     let unknown = false;
-    for (const t of f.trips.items) {
+    const tl = pool(layer("trips"), f.trips.items.length, makeTrip);
+    f.trips.items.forEach((t, i) => {
       if (!knownTrips.has(t.id)) unknown = true;
-      const [x, y] = project(t.pickup.lng, t.pickup.lat);
-      const g = document.createElementNS(SVG, "g");
+      const g = tl[i];
+      const px = (t.pickup.lng - box[0]) * sx, py = (box[3] - t.pickup.lat) * sy;
       g.setAttribute("class", "trip " + t.status);
       g.dataset.id = t.id;
-      const r = document.createElementNS(SVG, "rect");
-      r.setAttribute("x", (x - 5).toFixed(1)); r.setAttribute("y", (y - 5).toFixed(1));
-      r.setAttribute("width", "10"); r.setAttribute("height", "10");
-      const label = document.createElementNS(SVG, "text");
-      label.setAttribute("x", (x + 8).toFixed(1)); label.setAttribute("y", (y + 4).toFixed(1));
-      label.textContent = t.age_s + " s";
-      g.append(r, label);
-      frag.appendChild(g);
-    }
-    svg.replaceChildren(frag);
+      g.firstChild.setAttribute("x", (px - 5).toFixed(1)); g.firstChild.setAttribute("y", (py - 5).toFixed(1));
+      g.lastChild.setAttribute("x", (px + 8).toFixed(1)); g.lastChild.setAttribute("y", (py + 4).toFixed(1));
+      g.lastChild.textContent = t.age_s + " s";
+    });
     $("ops-summary").textContent = f.drivers.total + " drivers, " + f.trips.total + " open trips in view (" + f.at + ")";
     const ms = performance.now() - t0;
+    performance.measure("ops_snapshot render", { start: t0, duration: ms });
     window.__renderTimes.push(ms);
     if (window.__renderTimes.length > 100) window.__renderTimes.shift();
     if (unknown) reloadTrips();
   }
 
   function mapClick(e) {
-    const target = e.target.closest("[data-id]");
-    if (!target) return;
-    if (target.classList.contains("trip")) { show("trips"); openTripPage(target.dataset.id); return; }
-    const info = $("map-info");
-    info.replaceChildren(el("h2", "Driver"), el("p", target.dataset.id), el("p", target.getAttribute("class")));
+    const trip = e.target.closest(".trip[data-id]");
+    if (trip) { show("trips"); openTripPage(trip.dataset.id); return; }
+    // The driver nearest the click, within 8 px.
+    const r = $("map").getBoundingClientRect();
+    const lng = box[0] + (e.clientX - r.left) / r.width * (box[2] - box[0]);
+    const lat = box[3] - (e.clientY - r.top) / r.height * (box[3] - box[1]);
+    const px = r.width / (box[2] - box[0]), py = r.height / (box[3] - box[1]);
+    let best = null, bestD = 64;
+    for (const d of lastSnapshot?.drivers.items ?? []) {
+      const dd = ((d.lng - lng) * px) ** 2 + ((d.lat - lat) * py) ** 2;
+      if (dd < bestD) { best = d; bestD = dd; }
+    }
+    if (!best) return;
+    $("map-info").replaceChildren(el("h2", "Driver"), el("p", best.id),
+      el("p", best.availability + " · " + best.category + " · " + best.lat.toFixed(5) + ", " + best.lng.toFixed(5)));
   }
 
   // ---- socket --------------------------------------------------------------------------
@@ -365,6 +435,8 @@
   async function loadAlerts() {
     try {
       const list = await api("GET", "/v1/admin/alerts?status=open");
+      const same = list.items.length === openAlerts.size && list.items.every((a) => openAlerts.has(a.id));
+      if (same) return; // keep the list (and the focus in it) as it is
       openAlerts.clear();
       for (const a of list.items) openAlerts.set(a.id, a);
       drawAlerts();
@@ -444,12 +516,16 @@
     $("trip-cancel").addEventListener("click", cancelOpenTrip);
     $("trip-refund").addEventListener("click", refundOpenTrip);
     $("driver-availability").addEventListener("change", loadDrivers);
+    $("map-fit").addEventListener("click", fitDrivers);
+    $("map-zones").addEventListener("click", () => setBox(initialBox()));
     const map = $("map");
+    window.addEventListener("resize", () => { if (box) setBox(box); });
     map.addEventListener("click", mapClick);
     map.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY > 0 ? 1.25 : 0.8); }, { passive: false });
     map.addEventListener("keydown", (e) => {
       const k = { ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, 0.1], ArrowDown: [0, -0.1] }[e.key];
       if (k) { e.preventDefault(); pan(k[0], k[1]); } else if (e.key === "+" || e.key === "=") zoom(0.8); else if (e.key === "-") zoom(1.25);
+      else if (e.key === "f") fitDrivers(); else if (e.key === "z") setBox(initialBox());
     });
     let drag = null;
     map.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; });
