@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::FutureExt;
 use http_body_util::{BodyExt, Full};
@@ -493,6 +494,47 @@ async fn drive(s: &Server, c: &Client) {
     click(c, "#signout").await;
     assert!(c.find(Locator::Id("signin-view")).await.unwrap().is_displayed().await.unwrap());
     assert!(!c.find(Locator::Id("app")).await.unwrap().is_displayed().await.unwrap());
+
+    // With the keyboard only: a support user signs in (Enter), walks to the Trips tab and
+    // opens a trip with Enter; when the user's tokens are revoked the console returns to
+    // the sign-in view.
+    let support = s
+        .post("/v1/admin/users", ADMIN, json!({"role": "support", "name": "Support 1", "phone": "+201088888888"}), 201)
+        .await;
+    let token = c.find(Locator::Id("token")).await.unwrap();
+    token.send_keys(support["token"].as_str().unwrap()).await.unwrap();
+    token.send_keys(&Key::Enter.to_string()).await.unwrap();
+    until(c, &format!("{DRAWN_JS} > 0"), WAIT, "signed in with the keyboard").await;
+    c.find(Locator::Css("nav button[data-view=trips]"))
+        .await
+        .unwrap()
+        .send_keys(&Key::Enter.to_string())
+        .await
+        .unwrap();
+    let row = format!("#trips tr[data-id=\"{id}\"]");
+    until(c, &format!("document.querySelector('{row}')"), WAIT, "the trips table").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // The row may be redrawn (a live table) between finding it and the key press.
+        let pressed = match c.find(Locator::Css(&row)).await {
+            Ok(e) => e.send_keys(&Key::Enter.to_string()).await,
+            Err(e) => Err(e),
+        };
+        if pressed.is_ok()
+            && js(c, &format!("return document.getElementById('trip-id').textContent === '{id}';")).await == json!(true)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Enter on a trip's row did not open it: {pressed:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let user_id = support["user"]["id"].as_str().unwrap();
+    let (status, _, _) =
+        s.call(Method::POST, &format!("/v1/admin/users/{user_id}/revoke-tokens"), Some(ADMIN), None).await;
+    assert_eq!(status, 204);
+    until(c, "!document.getElementById('signin-view').hidden", WAIT, "back to sign-in after revocation").await;
+    let why = c.find(Locator::Id("signin-error")).await.unwrap().text().await.unwrap();
+    assert!(why.contains("sign in again"), "{why}");
 }
 
 /// The longest rendering of an `ops_snapshot` the page has recorded, in ms.
