@@ -314,10 +314,10 @@
   }
 
   async function openTripPage(id) {
+    if (openTrip !== id) $("trip-error").textContent = ""; // an action's error stays with its trip
     openTrip = id;
     $("trip").hidden = false;
     $("trip-id").textContent = id;
-    $("trip-error").textContent = "";
     try {
       const trips = await api("GET", "/v1/admin/trips?limit=200");
       const t = trips.items.find((x) => x.id === id);
@@ -339,7 +339,10 @@
       const ev = await api("GET", "/v1/admin/trips/" + encodeURIComponent(id) + "/events");
       const list = $("trip-events");
       list.replaceChildren();
-      for (const e of ev.items) list.appendChild(el("li", e.at + " " + e.type + (e.driver_id ? " " + e.driver_id : "") + (e.reason ? " — " + e.reason : "")));
+      for (const e of ev.items) {
+        const parts = [e.at, e.type, e.driver_id, e.outcome && "→ " + e.outcome, e.by && "by " + e.by, e.status, e.reason && "— " + e.reason];
+        list.appendChild(el("li", parts.filter(Boolean).join(" ")));
+      }
     } catch (e) { $("trip-error").textContent = e.message; }
   }
 

@@ -433,6 +433,28 @@ async fn drive(s: &Server, c: &Client) {
     assert_no_injection(c).await;
     screenshot(c, "trips").await;
 
+    // A refund the API refuses (nothing was captured on a cancelled cash trip): the console
+    // shows the API's error as it comes.
+    click(c, "#trip-refund").await;
+    until(c, "document.getElementById('confirm').open", WAIT, "the refund confirmation").await;
+    c.find(Locator::Id("confirm-amount")).await.unwrap().send_keys("100").await.unwrap();
+    c.find(Locator::Id("confirm-reason")).await.unwrap().send_keys("goodwill").await.unwrap();
+    click(c, "#confirm-ok").await;
+    until(c, "document.getElementById('trip-error').textContent !== ''", WAIT, "the refund's error").await;
+    let shown = c.find(Locator::Id("trip-error")).await.unwrap().text().await.unwrap();
+    let (status, _, v) = s
+        .call(
+            Method::POST,
+            &format!("/v1/admin/trips/{id}/refund"),
+            Some(ADMIN),
+            Some(json!({"amount_minor": 100, "reason": "goodwill"})),
+        )
+        .await;
+    assert!(status >= 400, "a refund of nothing captured was accepted: {v}");
+    let code = v["error"]["code"].as_str().unwrap();
+    assert!(shown.starts_with(&format!("{code}: ")), "shown {shown:?}, the API says {v}");
+    screenshot(c, "trip-refund-refused").await;
+
     // An SOS raised through the API is an alert within 2 s, with a visible cue; acknowledged.
     let trip2 = s
         .post(
