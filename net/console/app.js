@@ -19,6 +19,9 @@
   const history = [];
   // Milliseconds each ops_snapshot took to render (read by the browser tests).
   window.__renderTimes = [];
+  // Whatever the Content-Security-Policy blocked (read by the browser tests: must stay empty).
+  window.__cspViolations = [];
+  document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI));
 
   const $ = (id) => document.getElementById(id);
   const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text ?? ""; if (cls) e.className = cls; return e; };

@@ -249,6 +249,7 @@ async fn assert_no_injection(c: &Client) {
     )
     .await;
     assert_eq!(v, json!([0, 1, "/console/app.js", true]), "[img[src=x], scripts, script src, no __xss]");
+    assert_eq!(js(c, "return window.__cspViolations;").await, json!([]), "the page broke its own CSP");
 }
 
 fn inside(bbox: &[f64; 4], lat: f64, lng: f64) -> bool {
