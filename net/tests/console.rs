@@ -487,6 +487,20 @@ async fn drive(s: &Server, c: &Client) {
     let open = s.get("/v1/admin/alerts?status=open").await;
     assert!(open["items"].as_array().unwrap().iter().all(|a| a["id"] != sos_id), "still open: {open}");
 
+    // Clicking a trip on the map opens its page. (Markers are reused by the next snapshot:
+    // if one became another trip's between finding and clicking it, click again.)
+    let deadline = Instant::now() + WAIT;
+    loop {
+        click(c, "nav button[data-view=map]").await;
+        click(c, &format!("#map g.trip[data-id=\"{id2}\"] rect")).await;
+        let opened = format!("document.getElementById('trip-id').textContent === '{id2}'");
+        if js(c, &format!("return {opened};")).await == json!(true) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "clicking the trip on the map did not open it");
+    }
+    assert!(c.find(Locator::Id("view-trips")).await.unwrap().is_displayed().await.unwrap());
+
     // Drivers: suspend one from the list, with a confirmation; the API agrees; unsuspend.
     click(c, "nav button[data-view=drivers]").await;
     until(c, "document.querySelectorAll('#drivers tr').length === 50", WAIT, "the drivers list").await;
