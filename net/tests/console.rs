@@ -5,6 +5,9 @@
 //! hostile text stays text, save a screenshot of each view under
 //! `target/console-screenshots/`, and time the rendering of an `ops_snapshot` in the page.
 //!
+//! `DISPATCH_UPDATE_DOCS_SCREENSHOT=1` also copies the signed-in map to `docs/console.png`
+//! (the README's picture).
+//!
 //! Without `chromedriver` the browser test fails with an install hint, unless
 //! `DISPATCH_SKIP_BROWSER_TESTS=1` (then it says so and returns). Setup waits are generous;
 //! only the contract's "within 2 s" is timed, from the API call that caused it.
