@@ -2,16 +2,24 @@
 # System packages the test suite needs beyond the Rust toolchain, installed from the
 # distribution's registry when missing (idempotent; does nothing when all are present):
 # - gcc, libc headers and valgrind: the C ABI tests compile examples/fare_estimate.c and
-#   run it under valgrind (ffi/tests/c_example.rs).
+#   run it under valgrind (ffi/tests/c_example.rs). Skipped with DISPATCH_SKIP_C_TESTS=1.
+# - chromium and chromium-driver: the console's browser tests drive a headless Chromium
+#   through chromedriver (net/tests/console.rs). Skipped with DISPATCH_SKIP_BROWSER_TESTS=1;
+#   without it a missing chromedriver makes those tests fail, never skip.
 set -euo pipefail
 
 need=()
 if [ "${DISPATCH_SKIP_C_TESTS:-}" = 1 ]; then
     echo "system packages: DISPATCH_SKIP_C_TESTS=1, not checking the C toolchain"
-    exit 0
+else
+    command -v cc >/dev/null && [ -e /usr/include/stdio.h ] || need+=(gcc libc6-dev)
+    command -v valgrind >/dev/null || need+=(valgrind)
 fi
-command -v cc >/dev/null && [ -e /usr/include/stdio.h ] || need+=(gcc libc6-dev)
-command -v valgrind >/dev/null || need+=(valgrind)
+if [ "${DISPATCH_SKIP_BROWSER_TESTS:-}" = 1 ]; then
+    echo "system packages: DISPATCH_SKIP_BROWSER_TESTS=1, not checking Chromium"
+else
+    command -v chromedriver >/dev/null || need+=(chromium chromium-driver)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "system packages: all present"
@@ -20,7 +28,7 @@ fi
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then as_root=(sudo); else
-        echo "need ${need[*]} but not root and no sudo: install them, or set DISPATCH_SKIP_C_TESTS=1" >&2
+        echo "need ${need[*]} but not root and no sudo: install them, or set DISPATCH_SKIP_C_TESTS=1 / DISPATCH_SKIP_BROWSER_TESTS=1" >&2
         exit 1
     fi
 fi
