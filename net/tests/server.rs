@@ -908,6 +908,11 @@ async fn the_remaining_error_codes_of_the_contract() {
     s.post(&format!("/v1/admin/trips/{a_id}/refund"), ADMIN, json!({"amount_minor": fare, "reason": "all"}))
         .await
         .expect(201);
+    // A jump of 50 km in moments is refused as suspected spoofing, and counted.
+    let jump = json!({"lat": HERE.0 + 0.45, "lng": HERE.1});
+    s.post("/v1/driver/location", &near, jump).await.expect_error(400, "invalid_coordinates");
+    let metrics = s.get("/metrics", ADMIN).await;
+    assert!(metrics.text.contains("dispatch_engine_spoofing_suspected_total 1"), "{}", metrics.text);
 }
 
 /// A whole trip per payment method, over HTTP: each settles, the card one through the
