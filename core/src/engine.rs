@@ -658,7 +658,13 @@ fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandl
                 // At most one write a second (each redb commit costs two fsyncs, which
                 // the WAL's group commit would otherwise queue behind), or sooner when a
                 // lot is waiting.
-                let wait = TRACK_EVERY.saturating_sub(last_write.elapsed());
+                // With nothing gathered there is nothing to write when the second is
+                // up: wait a whole interval (a zero timeout here would spin the thread).
+                let wait = if points.is_empty() {
+                    TRACK_EVERY
+                } else {
+                    TRACK_EVERY.saturating_sub(last_write.elapsed())
+                };
                 match rx.recv_timeout(wait) {
                     Ok(events) => {
                         for batch in std::iter::once(events).chain(rx.try_iter()) {
@@ -689,6 +695,10 @@ fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandl
                             continue;
                         }
                     }
+                }
+                if points.is_empty() {
+                    // The interval counts from the first position waiting to be written.
+                    last_write = Instant::now();
                 }
                 let due = last_write.elapsed() >= TRACK_EVERY || points.len() >= TRACK_BATCH_MAX;
                 let stopping = shared.stopping.load(Ordering::Relaxed);
