@@ -95,9 +95,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let demo = opts.demo_drivers.map(|n| demo::Demo::start(Arc::clone(&engine), n)).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+        let listener = listen(addr).map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
         let bound = listener.local_addr()?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         let app = Arc::new(server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone())?);
@@ -212,4 +210,18 @@ pub mod demo {
             }
         }
     }
+}
+
+/// Connections the kernel may hold for us before `accept` (it caps this at
+/// `net.core.somaxconn`). A city's drivers reconnect together after a network blip:
+/// with tokio's default of 1,024, SYNs beyond it are dropped and the clients retry only
+/// after 1 s, then 3 s (the load generator's 10,000 drivers showed exactly those stalls).
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// Binds `addr` with `LISTEN_BACKLOG` (and `SO_REUSEADDR`, as `TcpListener::bind` sets).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }

@@ -50,6 +50,9 @@ pub const OUTBOX_CAP: usize = 256;
 pub const MAX_SOCKETS: i64 = 100_000;
 /// Largest client frame, bytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+/// A socket's read buffer, bytes: client frames are a few hundred bytes; a larger frame
+/// (up to `MAX_FRAME_BYTES`) still arrives, over several reads.
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Event batches the fan-out may lag behind the engine before it is cut off (and resubscribes).
 const SUBSCRIBER_CAPACITY: usize = 4096;
 
@@ -537,8 +540,13 @@ async fn serve_socket<S>(app: Arc<App>, who: Principal, io: S)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let config =
-        WebSocketConfig::default().max_message_size(Some(MAX_FRAME_BYTES)).max_frame_size(Some(MAX_FRAME_BYTES));
+    // A city keeps tens of thousands of mostly idle sockets open, each receiving small
+    // frames: tungstenite's default 128 KiB read buffer per socket (zeroed as it is
+    // used) cost a profile's largest item and over a GiB for 10,000 drivers.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
     let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, Some(config)).await;
     let (mut sink, mut stream) = ws.split();
     // A driver with two sockets (two devices, a reconnect racing the old one) is present

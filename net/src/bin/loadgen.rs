@@ -35,6 +35,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Cairo's Tahrir Square: inside the demo zone.
 const CENTER: (f64, f64) = (30.0444, 31.2357);
@@ -180,7 +181,10 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
     assert_eq!(status, 200, "going online: {body}");
     let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
     req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let Ok((ws, _)) = tokio_tungstenite::connect_async(req).await else {
+    // 10,000 sockets in one process: a small read buffer each (tungstenite's default is
+    // 128 KiB, zeroed as it fills), as dispatchd's own sockets have.
+    let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
+    let Ok((ws, _)) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await else {
         stats.lock().errors.entry("ws connect failed".into()).and_modify(|n| *n += 1).or_insert(1);
         return;
     };
