@@ -6,12 +6,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dispatch::scenario::{self, near_center, ride_from};
 use dispatch_core::clock::{ManualClock, Timestamp};
-use dispatch_core::{Actor, Engine, EngineConfig, Error, RandomIds, Record, Role, State, TripStatus, replay};
+use dispatch_core::id::UserId;
+use dispatch_core::{Actor, Command, Engine, EngineConfig, Error, RandomIds, Record, Role, State, TripStatus, replay};
 use dispatch_storage::{CommandLog, Lsn, MemLog, Records, StorageError};
 
 const T0: i64 = 1_700_000_000_000;
@@ -172,11 +173,14 @@ fn a_flipped_byte_in_the_tail_stops_recovery_before_the_damaged_record() {
 struct FlakyLog {
     inner: MemLog,
     failing: Arc<AtomicBool>,
+    /// Appends refused while failing.
+    refused: Arc<AtomicU64>,
 }
 
 impl CommandLog for FlakyLog {
     fn append(&mut self, payloads: &[&[u8]]) -> Result<Lsn, StorageError> {
         if self.failing.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
             return Err(StorageError::Io {
                 op: "write",
                 path: "flaky".into(),
@@ -209,7 +213,8 @@ impl CommandLog for FlakyLog {
 #[test]
 fn a_full_disk_makes_the_engine_read_only_until_space_returns() {
     let failing = Arc::new(AtomicBool::new(false));
-    let log = FlakyLog { inner: MemLog::new(), failing: Arc::clone(&failing) };
+    let refused = Arc::new(AtomicU64::new(0));
+    let log = FlakyLog { inner: MemLog::new(), failing: Arc::clone(&failing), refused: Arc::clone(&refused) };
     let mut config = EngineConfig::default().with_ids(RandomIds::seeded(3));
     config.read_only_retry = Duration::from_millis(10);
     config.idle_wakeup = Duration::from_millis(5);
@@ -232,6 +237,16 @@ fn a_full_disk_makes_the_engine_read_only_until_space_returns() {
     let seen = engine.trip(trip.id).unwrap();
     assert_eq!(seen.status, TripStatus::Searching);
     assert_eq!(seen.driver_id, None);
+    // While the disk refuses, the engine keeps probing it with a real write and stays
+    // read-only (regression: a probe with nothing due wrote nothing and cleared it).
+    let probes_before = refused.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while refused.load(Ordering::SeqCst) < probes_before + 3 {
+        assert!(Instant::now() < deadline, "the engine stopped probing the disk");
+        assert!(engine.is_read_only(), "read-only cleared while every write still fails");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(engine.is_read_only());
 
     failing.store(false, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -433,6 +448,50 @@ fn finished_trips_move_to_the_history_and_stay_readable_through_restart_and_back
     dispatch_core::restore(&backup, &restored).unwrap();
     let engine = Engine::open(checkpointing(&restored)).unwrap();
     check(&engine);
+    engine.shutdown().unwrap();
+}
+
+/// Regression: a finished trip that had moved to the history answered `404` to a rating
+/// (and a refund, a late payment event), as if it had never existed.
+#[test]
+fn a_trip_in_the_history_can_still_be_rated_and_the_rating_survives_restart_and_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let engine = Engine::open(checkpointing(&data)).unwrap();
+    let rider = scenario::user(&engine, Role::Rider, 1).unwrap();
+    let driver = scenario::online_driver(&engine, 2, near_center(0.0, 0.0).unwrap()).unwrap();
+    let trip = engine.create_trip(rider, ride_from(near_center(0.0, 0.0).unwrap()).unwrap()).unwrap();
+    let trip = engine.accept(driver, trip.id).unwrap();
+    engine.arrived(driver, trip.id).unwrap();
+    engine.start(driver, trip.id, &trip.pickup_code.to_string()).unwrap();
+    engine.complete(driver, trip.id, Some(3_100)).unwrap();
+    let archive = |engine: &Engine, from: u64| {
+        let mut n = from;
+        while engine.read(|v| v.trip(trip.id).is_some()) {
+            many_users(engine, n, 25);
+            n += 25;
+            assert!(n < from + 10_000, "the finished trip was never archived");
+        }
+        n
+    };
+    let n = archive(&engine, 1_000);
+    let rate = |actor: UserId, stars: u8| {
+        engine.submit(Actor::User(actor), Command::RateTrip { trip_id: trip.id, stars, comment: None })
+    };
+    // Refused on the archived trip: the same answer a hot trip gives, and it stays archived.
+    assert!(matches!(rate(rider, 9), Err(Error::Invalid(_))));
+    assert!(engine.read(|v| v.trip(trip.id).is_none()));
+    assert!(matches!(engine.accept(driver, trip.id), Err(Error::InvalidTransition { .. })));
+    rate(rider, 5).unwrap();
+    assert!(matches!(rate(rider, 4), Err(Error::InvalidTransition { .. })), "rated once, archived or not");
+    // Back in the history with its rating, then read from there after a restart.
+    archive(&engine, n);
+    engine.submit(Actor::User(driver), Command::RateTrip { trip_id: trip.id, stars: 3, comment: None }).unwrap();
+    engine.shutdown().unwrap();
+    let engine = Engine::open(checkpointing(&data)).unwrap();
+    let seen = engine.find_trip(trip.id).unwrap().unwrap();
+    assert_eq!(seen.rider_rating.as_ref().map(|r| r.stars), Some(5));
+    assert_eq!(seen.driver_rating.as_ref().map(|r| r.stars), Some(3));
     engine.shutdown().unwrap();
 }
 

@@ -361,8 +361,11 @@ pub enum Command {
     /// Finished trips whose history rows are durable leave the hot state (system only;
     /// logged by the writer after a checkpoint wrote them: see `history.rs`).
     Archive {
-        /// Which. Each must be terminal; ids no longer in the state are skipped.
-        trip_ids: Vec<TripId>,
+        /// Which, each with the revision its history row holds. Each must be terminal;
+        /// a trip no longer in the state, or changed since (a later revision: a rating,
+        /// a refund, a late payment event), stays where it is — the next checkpoint
+        /// writes its new revision and archives it then.
+        trips: Vec<(TripId, u32)>,
         /// Settled ledger transfers whose rows are durable too (never an open hold).
         transfer_ids: Vec<TransferId>,
     },
@@ -405,6 +408,17 @@ pub enum Command {
         amount_minor: i64,
         /// Currency of the amount.
         currency: Currency,
+    },
+    /// `command`, about a finished trip that had left the hot state for the history
+    /// (a refund, a rating, a late payment event): the writer read the trip back from
+    /// the history and carries it here, so `apply` puts it back in the state before
+    /// `command` runs — and a replay does the same without reading the history. When
+    /// `command` is refused, the trip leaves again: a refusal changes nothing.
+    Restored {
+        /// The trip as the history holds it (terminal).
+        trip: Arc<Trip>,
+        /// The change.
+        command: Box<Command>,
     },
     /// `command`, remembered under an idempotency key: the first success is stored with
     /// the change itself and returned again for the same key and request.
@@ -449,7 +463,28 @@ impl Command {
             Command::CreditWallet { .. } => "credit_wallet",
             Command::Refund { .. } => "refund",
             Command::PaymentEvent { .. } => "payment_event",
-            Command::Keyed { command, .. } => command.name(),
+            Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
+        }
+    }
+
+    /// The trip this command acts on, if any (through an idempotency key too): the
+    /// writer looks a trip that is not in the hot state up in the history.
+    pub fn trip_id(&self) -> Option<TripId> {
+        match self {
+            Command::AcceptTrip { trip_id }
+            | Command::DeclineTrip { trip_id }
+            | Command::DriverArrived { trip_id }
+            | Command::StartTrip { trip_id, .. }
+            | Command::CompleteTrip { trip_id, .. }
+            | Command::CancelTrip { trip_id, .. }
+            | Command::PlaceBid { trip_id, .. }
+            | Command::AcceptBid { trip_id, .. }
+            | Command::RateTrip { trip_id, .. }
+            | Command::RaiseSos { trip_id, .. }
+            | Command::Refund { trip_id, .. }
+            | Command::PaymentEvent { trip_id, .. } => Some(*trip_id),
+            Command::Keyed { command, .. } | Command::Restored { command, .. } => command.trip_id(),
+            _ => None,
         }
     }
 
@@ -503,7 +538,7 @@ impl Command {
             Command::CreditWallet { id, .. } | Command::Refund { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, TransferId::generate, |t| state.ledger().transfer(t).is_none()));
             }
-            Command::Keyed { command, .. } => command.stamp(ids, state),
+            Command::Keyed { command, .. } | Command::Restored { command, .. } => command.stamp(ids, state),
             _ => {}
         }
     }

@@ -125,7 +125,7 @@ impl Record {
     /// The version of the payload encoding, written as the first byte of every
     /// encoded record. Bump it when a change to [`Command`] is not readable by the
     /// previous decoder, and keep decoding the old version.
-    pub const SCHEMA_VERSION: u8 = 2;
+    pub const SCHEMA_VERSION: u8 = 3;
 
     /// The bytes the log stores: the schema version, then the record in postcard.
     pub fn encode(&self) -> Result<Vec<u8>> {
@@ -317,6 +317,8 @@ impl Engine {
             fx: Effects::default(),
             replies: Vec::new(),
             read_only: None,
+            stale: false,
+            probe_changed_nothing: false,
         };
         if writer.state.rules() != &config.rules {
             writer.apply_one(Actor::System, Command::SetRules(config.rules), None);
@@ -740,6 +742,12 @@ struct Writer {
     replies: Vec<(Reply, Result<Outcome>)>,
     /// Why the log cannot be written, while it cannot.
     read_only: Option<String>,
+    /// The state could not be rebuilt from disk after a failed write: it must be
+    /// before anything is written again.
+    stale: bool,
+    /// The batch being committed is a read-only probe whose `Tick` had nothing due,
+    /// so its failure leaves the state as durable as it was (no rebuild needed).
+    probe_changed_nothing: bool,
 }
 
 impl Writer {
@@ -804,7 +812,7 @@ impl Writer {
         self.apply_at(actor, command, now, reply);
     }
 
-    fn apply_at(&mut self, actor: Actor, mut command: Command, at: Timestamp, reply: Option<Reply>) {
+    fn apply_at(&mut self, actor: Actor, command: Command, at: Timestamp, reply: Option<Reply>) {
         if actor == Actor::System
             && matches!(command, Command::Tick)
             && self.state.next_deadline().is_none_or(|d| d > at)
@@ -817,6 +825,28 @@ impl Writer {
                 self.replies.push((reply, Ok(Outcome::Done)));
             }
             return;
+        }
+        self.apply_logged(actor, command, at, reply);
+    }
+
+    /// Applies `command` and adds its record to the batch, whatever it is.
+    fn apply_logged(&mut self, actor: Actor, mut command: Command, at: Timestamp, reply: Option<Reply>) {
+        if let Some(trip_id) = command.trip_id()
+            && self.state.trip(trip_id).is_none()
+            && !matches!(command, Command::Restored { .. })
+        {
+            // A finished trip that left the hot state: bring it back with the command
+            // (a redb read; only commands about trips not in memory pay it).
+            match self.journal.archived_trip(trip_id) {
+                Ok(Some(trip)) => command = Command::Restored { trip: Arc::new(trip), command: Box::new(command) },
+                Ok(None) => {}
+                Err(e) => {
+                    if let Some(reply) = reply {
+                        self.replies.push((reply, Err(e)));
+                    }
+                    return;
+                }
+            }
         }
         command.stamp(self.ids.as_mut(), &self.state);
         let exempt = command.is_durability_exempt();
@@ -888,7 +918,7 @@ impl Writer {
         if !done.trips.is_empty() || !done.transfers.is_empty() {
             // Their history rows are durable: they leave the hot state with the next batch.
             let now = self.clock.now();
-            let archive = Command::Archive { trip_ids: done.trips, transfer_ids: done.transfers };
+            let archive = Command::Archive { trips: done.trips, transfer_ids: done.transfers };
             self.apply_at(Actor::System, archive, now, None);
         }
     }
@@ -904,22 +934,36 @@ impl Writer {
             reply(Err(Error::ReadOnly(why.to_owned())));
         }
         self.fx.clear();
-        if let Ok(state) = self.journal.rebuild() {
-            self.state = state;
+        if self.probe_changed_nothing {
+            // A probe that changed nothing failed: the state is still the durable one;
+            // only the log must be cut back to what is durable.
+            self.stale |= self.journal.reset_log().is_err();
+        } else {
+            match self.journal.rebuild() {
+                Ok(state) => self.state = state,
+                // `try_leave_read_only` retries it before any write.
+                Err(_) => self.stale = true,
+            }
         }
-        // If the rebuild failed, `try_leave_read_only` retries it before any write.
     }
 
-    /// Tries to write again: rebuild the state from disk, then make one `Tick`
-    /// durable. Success ends read-only mode.
+    /// Tries to write again: rebuilds the state from disk if the last rebuild failed,
+    /// then makes one `Tick` durable — logged even with nothing due, so that the disk
+    /// really takes a write before the engine says it is writable. Success ends
+    /// read-only mode; a failure keeps it (through `fail_batch`).
     fn try_leave_read_only(&mut self) {
-        let Ok(state) = self.journal.rebuild() else { return };
-        self.state = state;
+        if self.stale {
+            let Ok(state) = self.journal.rebuild() else { return };
+            self.state = state;
+            self.stale = false;
+        }
         // A failed commit below calls `fail_batch`, which sets it again.
         self.read_only = None;
         let now = self.clock.now();
-        self.apply_at(Actor::System, Command::Tick, now, None);
+        self.probe_changed_nothing = self.state.next_deadline().is_none_or(|d| d > now);
+        self.apply_logged(Actor::System, Command::Tick, now, None);
         self.commit();
+        self.probe_changed_nothing = false;
         if self.read_only.is_none() {
             self.shared.read_only.store(false, Ordering::Relaxed);
         }

@@ -16,10 +16,16 @@
 //! How trips get here (see `journal.rs`): each checkpoint writes the trips that were
 //! terminal in the checkpointed state, in one redb transaction that also records the
 //! checkpoint's LSN; only once that transaction is durable does the writer log an
-//! `Archive` command that removes them from the hot state. So a finished trip is always
-//! readable from one place or the other — never from neither, and a crash at any point
-//! leaves at worst a trip in both (the hot copy wins; the next checkpoint writes it
-//! again, which changes nothing).
+//! `Archive` command that removes them from the hot state — each only at the revision
+//! the row holds (`Trip::revision`): a trip changed in between (a rating, a refund)
+//! stays hot, and the next checkpoint writes and archives its new revision. So a
+//! finished trip is always readable from one place or the other — never from neither,
+//! never an older copy than was acknowledged — and a crash at any point leaves at worst
+//! a trip in both (the hot copy wins; the next checkpoint writes it again).
+//!
+//! A command about a trip that is only here (a late rating, a refund, a payment
+//! event) is not refused as unknown: the writer reads the trip back and logs it with
+//! the command (`Command::Restored`), which puts it back in the hot state first.
 //!
 //! Guarantees: rows are written only by the checkpoint thread; reads run in their own
 //! redb read transaction and never wait for it; a corrupt or foreign file refuses to

@@ -102,7 +102,8 @@ struct Job {
 /// What a collected checkpoint lets the writer archive.
 #[derive(Debug, Default)]
 pub(crate) struct Archivable {
-    pub(crate) trips: Vec<TripId>,
+    /// Each with the revision written to the history.
+    pub(crate) trips: Vec<(TripId, u32)>,
     pub(crate) transfers: Vec<TransferId>,
 }
 
@@ -161,7 +162,7 @@ pub struct CheckpointStats {
 }
 
 /// The state as a snapshot stores it: a format byte, then postcard.
-pub(crate) const STATE_FORMAT: u8 = 2;
+pub(crate) const STATE_FORMAT: u8 = 3;
 
 fn encode_state(state: &State) -> Result<Vec<u8>> {
     postcard::to_extend(state, vec![STATE_FORMAT]).map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))
@@ -274,6 +275,14 @@ impl Journal {
         journal.recovered(Some(WalRecovery::from(&report)))
     }
 
+    /// A finished trip that left the hot state, from the history (none without one).
+    pub(crate) fn archived_trip(&self, id: TripId) -> Result<Option<Trip>> {
+        match &self.history {
+            Some(history) => history.trip(id),
+            None => Ok(None),
+        }
+    }
+
     /// The history store, when the journal has a data directory.
     pub(crate) fn history(&self) -> Option<&Arc<History>> {
         self.history.as_ref()
@@ -326,7 +335,7 @@ impl Journal {
             let trips: std::collections::HashSet<TripId> = finished.iter().map(|t| t.id).collect();
             let transfers = if self.history.is_some() { state.ledger().archivable(&trips) } else { Vec::new() };
             let ids = Archivable {
-                trips: finished.iter().map(|t| t.id).collect(),
+                trips: finished.iter().map(|t| (t.id, t.revision)).collect(),
                 transfers: transfers.iter().map(|t| t.id).collect(),
             };
             let job = Job { lsn: self.durable_lsn, state: snapshot, finished, transfers };
@@ -421,10 +430,17 @@ impl Journal {
     /// After a failed write: drops the batch, reopens the log from disk and
     /// rebuilds the state from the base and the durable records.
     pub(crate) fn rebuild(&mut self) -> Result<State> {
+        self.reset_log()?;
+        self.replay().map(|(state, _)| state)
+    }
+
+    /// After a failed write: drops the batch not written and reopens the log, which
+    /// cuts it back to what is durable (a failed fsync poisons the WAL until then).
+    pub(crate) fn reset_log(&mut self) -> Result<()> {
         self.pending.clear();
         self.log.reopen().map_err(|e| storage_error("cannot reopen the log", &e))?;
         self.durable_lsn = self.log.durable_lsn();
-        self.replay().map(|(state, _)| state)
+        Ok(())
     }
 
     /// Whether the current batch holds records not yet written.

@@ -468,6 +468,10 @@ pub struct Trip {
     pub created_at: Timestamp,
     /// Last changed.
     pub updated_at: Timestamp,
+    /// How many changes the trip has had since it was created (0 at creation): the
+    /// archive removes a trip from the hot state only at the revision its history row
+    /// holds, so no change made after a checkpoint is lost (see `history.rs`).
+    pub revision: u32,
     /// When the current search began: creation, or a driver's cancellation.
     /// The trip expires `timeout_s` after this with no accept.
     pub searching_since: Timestamp,

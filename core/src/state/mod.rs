@@ -338,7 +338,8 @@ impl State {
                 self.verify_otp(who, phone, code_hash, *new_user_id, now, fx)
             }
             Command::Keyed { key, command } => self.keyed(actor, key, command, now, fx),
-            Command::Archive { trip_ids, transfer_ids } => self.archive(who, trip_ids, transfer_ids, fx),
+            Command::Restored { trip, command } => self.restored(actor, trip, command, now, fx),
+            Command::Archive { trips, transfer_ids } => self.archive(who, trips, transfer_ids, fx),
             Command::CreditWallet { id, user_id, amount_minor, currency, reason } => {
                 validate_reason(reason)?;
                 self.credit_wallet(who, *id, *user_id, *amount_minor, *currency, now, fx)
@@ -636,6 +637,7 @@ impl State {
             round: 0,
             created_at: now,
             updated_at: now,
+            revision: 0,
             searching_since: now,
             accepted_at: None,
             arrived_at: None,
@@ -1089,24 +1091,62 @@ impl State {
     fn archive(
         &mut self,
         who: Who,
-        trip_ids: &[TripId],
+        trips: &[(TripId, u32)],
         transfer_ids: &[crate::id::TransferId],
         fx: &mut Effects,
     ) -> Result<Outcome> {
         if who != Who::System {
             return Err(Error::Forbidden("only the engine archives trips".into()));
         }
-        if let Some(open) = trip_ids.iter().filter_map(|id| self.trips.get(id)).find(|t| t.status.is_open()) {
+        // Only the revision the history holds may leave: a change applied between the
+        // checkpoint's snapshot and this record (acknowledged, so durable in the log)
+        // would otherwise be lost with the hot copy.
+        let unchanged = |id: &TripId, revision: &u32| self.trips.get(id).filter(|t| t.revision == *revision);
+        if let Some(open) = trips.iter().filter_map(|(id, rev)| unchanged(id, rev)).find(|t| t.status.is_open()) {
             return Err(Error::Internal(format!("trip {} is {} and cannot be archived", open.id, open.status)));
         }
+        // Settled transfers never change again, so each can go whatever its trip does.
         self.ledger.forget(transfer_ids).map_err(|e| Error::Internal(format!("cannot archive transfers: {e}")))?;
         fx.transfers.extend_from_slice(transfer_ids);
-        for id in trip_ids {
-            if self.trips.remove(id).is_some() {
+        for (id, revision) in trips {
+            if self.trips.get(id).is_some_and(|t| t.revision == *revision) {
+                self.trips.remove(id);
                 fx.trips.push(*id);
             }
         }
         Ok(Outcome::Done)
+    }
+
+    /// Puts a finished trip read back from the history into the state, then applies
+    /// `command` (see `Command::Restored`). A trip that is hot already is not replaced:
+    /// the hot copy is the newer.
+    fn restored(
+        &mut self,
+        actor: Actor,
+        trip: &Arc<Trip>,
+        command: &Command,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if matches!(command, Command::Restored { .. }) || command.trip_id() != Some(trip.id) {
+            return Err(Error::Internal("a restored trip must be the one its command acts on".into()));
+        }
+        if self.trips.contains_key(&trip.id) {
+            return self.dispatch_command(actor, command, now, fx);
+        }
+        if !trip.status.is_terminal() {
+            return Err(Error::Internal(format!("trip {} came back from the history {}", trip.id, trip.status)));
+        }
+        self.trips.insert(trip.id, Arc::clone(trip));
+        let result = self.dispatch_command(actor, command, now, fx);
+        match &result {
+            // Back in the hot state: the view shows it, the next checkpoint archives it again.
+            Ok(_) => fx.trips.push(trip.id),
+            Err(_) => {
+                self.trips.remove(&trip.id);
+            }
+        }
+        result
     }
 
     /// The finished trips in the state that nothing waits on any more, for the next
@@ -1151,7 +1191,9 @@ impl State {
     fn trip_mut(&mut self, id: TripId, fx: &mut Effects) -> Result<&mut Trip> {
         let t = self.trips.get_mut(&id).ok_or_else(|| Error::Internal(format!("trip {id} vanished")))?;
         fx.trips.push(id);
-        Ok(Arc::make_mut(t))
+        let t = Arc::make_mut(t);
+        t.revision = t.revision.wrapping_add(1);
+        Ok(t)
     }
 
     fn driver_mut(&mut self, id: UserId, fx: &mut Effects) -> Result<&mut Driver> {

@@ -1307,3 +1307,58 @@ mod money_model {
         }
     }
 }
+
+/// Regression: a trip changed between the checkpoint that wrote its history row and the
+/// `Archive` record lost that change with its hot copy.
+#[test]
+fn archive_keeps_a_trip_changed_since_its_history_row_was_written() {
+    let mut w = World::new(rules());
+    let (rider, _, trip) = complete_a_trip(&mut w);
+    let written = w.get(trip).revision;
+    let rate = Command::RateTrip { trip_id: trip, stars: 4, comment: None };
+    w.run(Actor::User(rider), rate).unwrap();
+    assert!(w.get(trip).revision > written, "every change counts a revision");
+    let archive = |revision| Command::Archive { trips: vec![(trip, revision)], transfer_ids: vec![] };
+    assert!(matches!(w.run(Actor::System, archive(written)).unwrap(), Outcome::Done));
+    assert_eq!(w.get(trip).rider_rating.as_ref().map(|r| r.stars), Some(4), "the rating stays hot");
+    let now = w.get(trip).revision;
+    w.run(Actor::System, archive(now)).unwrap();
+    assert!(w.state.trip(trip).is_none(), "at the revision the history holds, it leaves");
+    w.finish();
+}
+
+#[test]
+fn a_restored_trip_comes_back_for_its_command_and_leaves_again_when_refused() {
+    let mut w = World::new(rules());
+    let (rider, driver, trip) = complete_a_trip(&mut w);
+    let copy = w.get(trip);
+    let revision = copy.revision;
+    w.run(Actor::System, Command::Archive { trips: vec![(trip, revision)], transfer_ids: vec![] }).unwrap();
+    assert!(w.state.trip(trip).is_none());
+    let restored = |command| Command::Restored { trip: Arc::clone(&copy), command: Box::new(command) };
+
+    // Refused: the trip does not stay behind, and the refusal is the one the hot trip gives.
+    let bad = restored(Command::RateTrip { trip_id: trip, stars: 9, comment: None });
+    assert!(matches!(w.run(Actor::User(rider), bad), Err(Error::Invalid(_))));
+    assert!(w.state.trip(trip).is_none(), "a refused command leaves the trip in the history");
+    let accept = restored(Command::AcceptTrip { trip_id: trip });
+    assert!(matches!(w.run(Actor::User(driver), accept), Err(Error::InvalidTransition { .. })));
+
+    // A restore must name the trip its command is about.
+    let other = w.trip(rider);
+    let mismatched = restored(Command::RateTrip { trip_id: other, stars: 5, comment: None });
+    assert!(matches!(w.run(Actor::User(rider), mismatched), Err(Error::Internal(_))));
+
+    // Applied: back in the state with the change, for the next checkpoint to archive again.
+    w.run(Actor::User(rider), restored(Command::RateTrip { trip_id: trip, stars: 5, comment: None })).unwrap();
+    assert_eq!(w.get(trip).rider_rating.as_ref().map(|r| r.stars), Some(5));
+    assert!(w.get(trip).revision > revision);
+    // Once hot, a second restore does not replace the newer hot copy.
+    w.run(Actor::User(driver), restored(Command::RateTrip { trip_id: trip, stars: 2, comment: None })).unwrap();
+    let t = w.get(trip);
+    assert_eq!(
+        (t.rider_rating.as_ref().map(|r| r.stars), t.driver_rating.as_ref().map(|r| r.stars)),
+        (Some(5), Some(2))
+    );
+    w.finish();
+}
