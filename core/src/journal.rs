@@ -159,7 +159,15 @@ pub struct CheckpointStats {
     pub failed: AtomicU64,
     /// LSN of the last checkpoint.
     pub last_lsn: AtomicU64,
+    /// Why the last failed checkpoint failed (the server logs it).
+    pub last_error: parking_lot::Mutex<Option<String>>,
 }
+
+/// Finished trips one checkpoint moves to the history, at most (each is a handful of
+/// rows; `dispatch_storage::store::CHANGES_MAX` bounds a transaction).
+const ARCHIVE_TRIPS_MAX: usize = 50_000;
+/// Settled transfers one checkpoint moves to the history, at most (two rows each).
+const ARCHIVE_TRANSFERS_MAX: usize = 200_000;
 
 /// The state as a snapshot stores it: a format byte, then postcard.
 pub(crate) const STATE_FORMAT: u8 = 3;
@@ -321,7 +329,13 @@ impl Journal {
                     stats.written.fetch_add(1, Ordering::Relaxed);
                     stats.last_lsn.store(lsn, Ordering::Relaxed);
                 }
-                _ => {
+                (result, sent) => {
+                    let why = match (result, sent) {
+                        (Err(why), _) => why,
+                        (Ok(lsn), Some((sent, _))) => format!("checkpoint at LSN {lsn} answered for {sent}"),
+                        (Ok(lsn), None) => format!("checkpoint at LSN {lsn} answered with none in flight"),
+                    };
+                    *stats.last_error.lock() = Some(why);
                     stats.failed.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -331,9 +345,14 @@ impl Journal {
             && let Some(jobs) = &cp.jobs
         {
             let snapshot = state.clone();
-            let finished = if self.history.is_some() { state.finished_trips() } else { Vec::new() };
+            let mut finished = if self.history.is_some() { state.finished_trips() } else { Vec::new() };
+            // Bounded, so that one history transaction stays well inside the store's
+            // limit however many trips piled up (after failed checkpoints, say): the
+            // rest go with the next checkpoint.
+            finished.truncate(ARCHIVE_TRIPS_MAX);
             let trips: std::collections::HashSet<TripId> = finished.iter().map(|t| t.id).collect();
-            let transfers = if self.history.is_some() { state.ledger().archivable(&trips) } else { Vec::new() };
+            let mut transfers = if self.history.is_some() { state.ledger().archivable(&trips) } else { Vec::new() };
+            transfers.truncate(ARCHIVE_TRANSFERS_MAX);
             let ids = Archivable {
                 trips: finished.iter().map(|t| (t.id, t.revision)).collect(),
                 transfers: transfers.iter().map(|t| t.id).collect(),

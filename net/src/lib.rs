@@ -84,6 +84,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     }
     let engine =
         Engine::open(EngineConfig::default().with_data_dir(&config.store.data_dir).with_rules(config.rules()))?;
+    let recovery = engine.recovery();
+    tracing::info!(
+        base_lsn = recovery.base_lsn,
+        replayed = recovery.replayed,
+        last_lsn = recovery.last_lsn,
+        wal_truncated_bytes = recovery.wal.as_ref().map_or(0, |w| w.truncated_bytes),
+        wal_dropped_segments = recovery.wal.as_ref().map_or(0, |w| w.dropped_segments),
+        wal_damage = recovery.wal.as_ref().and_then(|w| w.damage.as_deref()).unwrap_or("none"),
+        "recovered the data directory"
+    );
     let engine = Arc::new(engine);
     // Card trips are authorised and captured by the worker through the built-in `sim`
     // gateway (the only one built); results come back as payment events.

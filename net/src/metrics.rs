@@ -100,7 +100,7 @@ impl Metrics {
             ("dispatch_ws_location_frames_dropped_total", "counter", clamp(self.location_frames_dropped.load(r))),
         ];
         let s = engine.stats();
-        let engine_figures: [(&str, &str, i64); 12] = [
+        let engine_figures: [(&str, &str, i64); 16] = [
             ("dispatch_engine_queue_depth", "gauge", clamp(engine.queue_depth() as u64)),
             ("dispatch_engine_queue_capacity", "gauge", clamp(engine.queue_capacity() as u64)),
             ("dispatch_engine_last_batch_size", "gauge", clamp(s.last_batch.load(r))),
@@ -114,6 +114,11 @@ impl Metrics {
             // Positions refused as implausible jumps (suspected spoofing).
             ("dispatch_engine_spoofing_suspected_total", "counter", clamp(s.spoofing_suspected.load(r))),
             ("dispatch_engine_positions_unrecorded_total", "counter", clamp(engine.positions_lost())),
+            // Batches whose write failed (each one put the engine in read-only mode).
+            ("dispatch_engine_failed_batches_total", "counter", clamp(s.failed_batches.load(r))),
+            ("dispatch_checkpoints_written_total", "counter", clamp(s.checkpoints.written.load(r))),
+            ("dispatch_checkpoints_failed_total", "counter", clamp(s.checkpoints.failed.load(r))),
+            ("dispatch_checkpoint_last_lsn", "gauge", clamp(s.checkpoints.last_lsn.load(r))),
         ];
         for (name, kind, v) in gauges.iter().chain(engine_figures.iter()) {
             let _ = writeln!(o, "# TYPE {name} {kind}\n{name} {v}");

@@ -374,12 +374,20 @@ async fn serve_connection(
 async fn ticker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checkpoints_failed = 0;
     loop {
         tokio::select! {
             _ = every.tick() => {
                 // Fire and forget: an overloaded or read-only engine just skips a tick.
                 let _ = app.engine.submit_with(Actor::System, Command::Tick, |_| {});
                 app.sample_fsync();
+                let checkpoints = &app.engine.stats().checkpoints;
+                let failed = checkpoints.failed.load(Ordering::Relaxed);
+                if failed > checkpoints_failed {
+                    checkpoints_failed = failed;
+                    let why = checkpoints.last_error.lock().clone().unwrap_or_default();
+                    tracing::error!(failed, error = %why, "checkpoint failed: the WAL keeps every record until one succeeds");
+                }
             }
             _ = crate::server::until_shutdown(&mut shutdown) => return,
         }

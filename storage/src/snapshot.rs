@@ -144,6 +144,18 @@ pub fn prune(dir: &Path, lsn: Lsn) -> Result<usize, StorageError> {
             deleted += 1;
         }
     }
+    // A crash while writing a snapshot leaves its temporary file: never read, only
+    // in the way. Those below `lsn` belong to writes that can no longer finish.
+    let leftovers: Vec<PathBuf> = fs::read_dir(dir)
+        .map_err(|e| StorageError::io("list snapshots", dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "tmp"))
+        .filter(|p| p.file_stem().and_then(|s| lsn_of(Path::new(s))).is_some_and(|l| l < lsn))
+        .collect();
+    for path in leftovers {
+        fs::remove_file(&path).map_err(|e| StorageError::io("delete a temporary snapshot", &path, e))?;
+        deleted += 1;
+    }
     if deleted > 0 {
         sync_dir(dir)?;
     }
@@ -161,7 +173,14 @@ mod tests {
         write(dir.path(), 10, b"ten").unwrap();
         write(dir.path(), 250, b"two fifty").unwrap();
         assert_eq!(latest(dir.path()).unwrap(), Some((250, b"two fifty".to_vec())));
-        assert_eq!(prune(dir.path(), 250).unwrap(), 1);
+        // What a crash in the middle of writing the snapshot of LSN 100 leaves behind.
+        let torn = dir.path().join(format!("{}.tmp", name(100)));
+        fs::write(&torn, b"half a snap").unwrap();
+        let later = dir.path().join(format!("{}.tmp", name(300)));
+        fs::write(&later, b"being written").unwrap();
+        assert_eq!(prune(dir.path(), 250).unwrap(), 2);
+        assert!(!torn.exists(), "a temporary file of a write that can no longer finish is removed");
+        assert!(later.exists(), "one above the checkpoint is left alone");
         assert_eq!(list(dir.path()).unwrap().len(), 1);
         assert_eq!(read(&dir.path().join(name(250))).unwrap().1, b"two fifty");
     }
