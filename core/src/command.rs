@@ -57,8 +57,10 @@ pub struct DispatchRules {
     pub redispatch_retry_s: u32,
     /// Zone surges are recomputed this often.
     pub surge_interval_s: u32,
-    /// A driver's positions closer together than this coalesce: the newer replaces the
-    /// older in the index but is not logged to history or pushed again.
+    /// A driver's position is published (moved in the index, pushed, logged to the
+    /// history) at most once per this interval: a report sooner after the last published
+    /// one is coalesced — held back, the newest winning — and published when the
+    /// interval is up unless a newer report comes first.
     pub location_min_interval_ms: u32,
     /// A position implying a speed above this since the last one is refused as
     /// suspected spoofing (and counted).
@@ -599,6 +601,14 @@ pub enum Outcome {
     },
     /// A retried idempotent command: what its first success answered.
     Replayed(Box<Outcome>),
+    /// A position report within `location_min_interval_ms` of the driver's last published
+    /// position: nothing changed. The writer keeps the report (the newest wins) and
+    /// publishes it at `publish_at` unless a newer one comes first; it logs no record
+    /// for it.
+    Coalesced {
+        /// When the report may be published.
+        publish_at: Timestamp,
+    },
 }
 
 /// What happened, for the gateway to push and the outbox to deliver. Events are

@@ -6,8 +6,9 @@
 //!    └────go offline───────┘   └──complete / cancel┘
 //! ```
 //!
-//! Invariant (checked by [`crate::State::check_invariants`]): a driver is `on_trip`
-//! exactly when it has a current trip, and that trip names it as its driver.
+//! Invariants (checked by [`crate::State::check_invariants`]): a driver is `on_trip`
+//! exactly when it has a current trip, and that trip names it as its driver; a driver
+//! is in the spatial index, at its last fix, exactly while it is not offline.
 //! Going offline with a trip is refused.
 
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,14 @@ pub struct Driver {
     pub connected: Option<(bool, Timestamp)>,
     /// Suspended by staff: offline and may not go online.
     pub suspended: bool,
+    /// When the driver last went online (`None` while offline). A position is checked
+    /// for an implausible jump only against a fix taken since then: the first position
+    /// after going online is free.
+    pub online_since: Option<Timestamp>,
+    /// Metres driven on the current trip since it started: the great-circle steps
+    /// between the positions published while it is in progress (0 off a started trip).
+    /// The trip's billed distance is bounded by it (see [`crate::fare::billed_distance_m`]).
+    pub trip_odometer_m: f64,
 }
 
 impl Driver {
@@ -90,6 +99,8 @@ impl Driver {
             pending_offers: Vec::new(),
             connected: None,
             suspended: false,
+            online_since: None,
+            trip_odometer_m: 0.0,
         }
     }
 

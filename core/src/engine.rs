@@ -7,9 +7,20 @@
 //! in a queue: the second sees the first and is refused. There is no lock to
 //! forget and no check-then-act window.
 //!
-//! Bounds: the queue holds at most [`EngineConfig::queue_capacity`] commands; a
-//! full queue answers [`Error::Overloaded`] at once instead of growing. A batch
-//! holds at most [`EngineConfig::max_batch`] commands.
+//! Position reports sooner than a driver's minimum interval after its last published
+//! position are coalesced: the state answers [`Outcome::Coalesced`] and changes nothing,
+//! so the writer logs nothing and keeps the report (the newest per driver) until the
+//! interval is up, then applies it unless a newer one came first.
+//!
+//! Reads that need the writer's own state (the drivers' R-tree, which readers cannot
+//! touch) are queries sent on the same queue and answered right after the next commit,
+//! when the state equals the published view: [`Engine::nearby_drivers`]. They are never
+//! logged.
+//!
+//! Bounds: the queue holds at most [`EngineConfig::queue_capacity`] commands and
+//! queries; a full queue answers [`Error::Overloaded`] at once instead of growing. A
+//! batch holds at most [`EngineConfig::max_batch`] of them; at most one position per
+//! driver is held back.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -182,9 +193,67 @@ struct Request {
     reply: Reply,
 }
 
+/// A read of the writer's own state (what readers cannot reach: the spatial index),
+/// answered right after a commit — when the state is exactly the published view — and
+/// never logged. `Err` when the engine shuts down first.
+type Query = Box<dyn FnOnce(Result<&State>) + Send>;
+
 enum Msg {
     Command(Box<Request>),
+    Query(Query),
     Shutdown,
+}
+
+/// A driver near a point, as [`Engine::nearby_drivers`] answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearbyDriver {
+    /// The driver's record, as of the last durable batch.
+    pub driver: Arc<Driver>,
+    /// Great-circle (haversine) distance from the point, metres.
+    pub distance_m: f64,
+}
+
+/// Position reports coalesced by the state (a report within `location_min_interval_ms`
+/// of the driver's last published position), each waiting for its interval to be up: at
+/// most one per driver, the newest. Kept by the writer only and never logged (a
+/// coalesced report changed nothing); like every position report it is not durable, so
+/// a crash or shutdown may lose the last interval's position of a driver.
+#[derive(Default)]
+struct PendingPositions {
+    by_driver: std::collections::HashMap<UserId, PendingPosition>,
+    due: std::collections::BTreeSet<(Timestamp, UserId)>,
+}
+
+struct PendingPosition {
+    report: LocationReport,
+    /// The driver's published fix the report was coalesced against: if another one was
+    /// published since (a newer report, a status change), this report is older than it.
+    against: Option<crate::driver::Fix>,
+    publish_at: Timestamp,
+}
+
+impl PendingPositions {
+    fn put(&mut self, driver: UserId, pending: PendingPosition) {
+        self.due.insert((pending.publish_at, driver));
+        if let Some(old) = self.by_driver.insert(driver, pending) {
+            self.due.remove(&(old.publish_at, driver));
+        }
+    }
+
+    fn take(&mut self, driver: UserId) -> Option<PendingPosition> {
+        let p = self.by_driver.remove(&driver)?;
+        self.due.remove(&(p.publish_at, driver));
+        Some(p)
+    }
+
+    /// The next driver whose position is due at `now`.
+    fn next_due(&mut self, now: Timestamp) -> Option<(UserId, PendingPosition)> {
+        let &(at, driver) = self.due.first()?;
+        if at > now {
+            return None;
+        }
+        self.take(driver).map(|p| (driver, p))
+    }
 }
 
 /// Counters the writer keeps for operators (read with relaxed ordering).
@@ -200,6 +269,9 @@ pub struct Stats {
     pub overloaded: AtomicU64,
     /// Positions refused as implausible jumps (suspected spoofing).
     pub spoofing_suspected: AtomicU64,
+    /// Position reports coalesced (held back, not logged) because they came within the
+    /// driver's minimum interval of the last published one.
+    pub locations_coalesced: AtomicU64,
     /// Size of the last batch.
     pub last_batch: AtomicU64,
     /// Syncs of the log (one per batch that wrote records).
@@ -316,6 +388,8 @@ impl Engine {
             read_only_retry: config.read_only_retry,
             fx: Effects::default(),
             replies: Vec::new(),
+            queries: Vec::new(),
+            positions: PendingPositions::default(),
             read_only: None,
             stale: false,
             probe_changed_nothing: false,
@@ -367,7 +441,10 @@ impl Engine {
         command: Command,
         reply: impl FnOnce(Result<Outcome>) + Send + 'static,
     ) -> Result<()> {
-        let msg = Msg::Command(Box::new(Request { actor, command, reply: Box::new(reply) }));
+        self.send(Msg::Command(Box::new(Request { actor, command, reply: Box::new(reply) })))
+    }
+
+    fn send(&self, msg: Msg) -> Result<()> {
         match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
@@ -405,8 +482,47 @@ impl Engine {
     /// A driver's position. The one command answered before it is durable: a
     /// position is re-sent every few seconds, so a crash loses at most the last
     /// one, and drivers do not wait for an fsync per position.
+    ///
+    /// A report within `location_min_interval_ms` of the driver's last published
+    /// position is coalesced (answered `Ok` at once, not logged): the writer keeps the
+    /// newest such report and publishes it when the interval is up, unless a newer one
+    /// comes first. So positions are published (index, `DriverMoved`, history) at most
+    /// once per interval per driver, and the newest is never left behind.
     pub fn update_location(&self, driver: UserId, report: LocationReport) -> Result<()> {
         self.submit(Actor::User(driver), Command::UpdateLocation(report)).map(|_| ())
+    }
+
+    /// Up to `limit` drivers at work (available or on a trip, any position age; offline
+    /// and suspended drivers are not indexed) within `radius_m` metres of `point`, nearest
+    /// first (ties by id), with their great-circle distance: a query of the writer's
+    /// R-tree, answered right after a commit so it sees exactly the published view.
+    /// `limit` is capped at [`crate::state::MAX_NEARBY_LIMIT`]; a radius that is not
+    /// finite or beyond [`crate::state::MAX_NEARBY_RADIUS_M`] is `Invalid`. Waits for
+    /// the writer: async callers use [`Engine::nearby_drivers_with`].
+    pub fn nearby_drivers(&self, point: LatLng, radius_m: f64, limit: usize) -> Result<Vec<NearbyDriver>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.nearby_drivers_with(point, radius_m, limit, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| Error::ShutDown)?
+    }
+
+    /// [`Engine::nearby_drivers`] without waiting: `reply` is called on the writer thread
+    /// (keep it short). `Overloaded` at once if the queue is full.
+    pub fn nearby_drivers_with(
+        &self,
+        point: LatLng,
+        radius_m: f64,
+        limit: usize,
+        reply: impl FnOnce(Result<Vec<NearbyDriver>>) + Send + 'static,
+    ) -> Result<()> {
+        let query: Query = Box::new(move |state: Result<&State>| {
+            let found = state
+                .and_then(|s| s.drivers_near(point, radius_m, limit))
+                .map(|near| near.into_iter().map(|(driver, distance_m)| NearbyDriver { driver, distance_m }).collect());
+            reply(found);
+        });
+        self.send(Msg::Query(query))
     }
 
     /// A rider asks for a trip; it is offered to the nearest eligible drivers at once.
@@ -740,6 +856,10 @@ struct Writer {
     fx: Effects,
     /// Answers held until the batch is durable.
     replies: Vec<(Reply, Result<Outcome>)>,
+    /// Queries of the batch, answered after its commit.
+    queries: Vec<Query>,
+    /// Coalesced position reports waiting for their interval.
+    positions: PendingPositions,
     /// Why the log cannot be written, while it cannot.
     read_only: Option<String>,
     /// The state could not be rebuilt from disk after a failed write: it must be
@@ -769,6 +889,7 @@ impl Writer {
             while let Some(msg) = next {
                 match msg {
                     Msg::Command(req) => self.apply_one(req.actor, req.command, Some(req.reply)),
+                    Msg::Query(q) => self.queries.push(q),
                     Msg::Shutdown => {
                         shutting_down = true;
                         break;
@@ -784,17 +905,27 @@ impl Writer {
         }
         // Anything still queued after the shutdown request is refused, not dropped silently.
         while let Ok(msg) = self.rx.try_recv() {
-            if let Msg::Command(req) = msg {
-                (req.reply)(Err(Error::ShutDown));
+            match msg {
+                Msg::Command(req) => (req.reply)(Err(Error::ShutDown)),
+                Msg::Query(q) => q(Err(Error::ShutDown)),
+                Msg::Shutdown => {}
             }
         }
         self.state
     }
 
-    /// Fires deadlines that are due, as a logged `Tick`, so that a command never
-    /// sees a state that is behind the clock.
+    /// Publishes coalesced positions whose interval is up, then fires deadlines that are
+    /// due, as a logged `Tick`, so that a command never sees a state that is behind the
+    /// clock.
     fn fire_due_deadlines(&mut self) {
         let now = self.clock.now();
+        while let Some((driver, pending)) = self.positions.next_due(now) {
+            let current = self.state.driver(driver).and_then(|d| d.fix);
+            if current != pending.against {
+                continue; // a newer position was published since: this one is older
+            }
+            self.apply_at(Actor::User(driver), Command::UpdateLocation(pending.report), now, None);
+        }
         if self.state.next_deadline().is_some_and(|d| d <= now) {
             self.apply_at(Actor::System, Command::Tick, now, None);
         }
@@ -807,12 +938,24 @@ impl Writer {
             }
             return;
         }
+        // A driver's new report supersedes the one held back: it is not published first.
+        let superseded = match (actor, &command) {
+            (Actor::User(driver), Command::UpdateLocation(_)) => self.positions.take(driver).map(|p| (driver, p)),
+            _ => None,
+        };
         self.fire_due_deadlines();
         let now = self.clock.now();
-        self.apply_at(actor, command, now, reply);
+        let refused = self.apply_at(actor, command, now, reply);
+        if let (true, Some((driver, pending))) = (refused, superseded) {
+            // The new report was refused: the one held back is still the newest.
+            self.positions.put(driver, pending);
+        }
     }
 
-    fn apply_at(&mut self, actor: Actor, command: Command, at: Timestamp, reply: Option<Reply>) {
+    /// Applies one command at `at` and logs it (a `Tick` with nothing due is neither);
+    /// answers `reply` (at once for position reports, after the commit for the others).
+    /// Returns whether it was refused.
+    fn apply_at(&mut self, actor: Actor, command: Command, at: Timestamp, reply: Option<Reply>) -> bool {
         if actor == Actor::System
             && matches!(command, Command::Tick)
             && self.state.next_deadline().is_none_or(|d| d > at)
@@ -824,13 +967,14 @@ impl Writer {
             if let Some(reply) = reply {
                 self.replies.push((reply, Ok(Outcome::Done)));
             }
-            return;
+            return false;
         }
-        self.apply_logged(actor, command, at, reply);
+        self.apply_logged(actor, command, at, reply)
     }
 
-    /// Applies `command` and adds its record to the batch, whatever it is.
-    fn apply_logged(&mut self, actor: Actor, mut command: Command, at: Timestamp, reply: Option<Reply>) {
+    /// Applies `command` and adds its record to the batch, whatever it is. Returns
+    /// whether it was refused.
+    fn apply_logged(&mut self, actor: Actor, mut command: Command, at: Timestamp, reply: Option<Reply>) -> bool {
         if let Some(trip_id) = command.trip_id()
             && self.state.trip(trip_id).is_none()
             && !matches!(command, Command::Restored { .. })
@@ -844,7 +988,7 @@ impl Writer {
                     if let Some(reply) = reply {
                         self.replies.push((reply, Err(e)));
                     }
-                    return;
+                    return true;
                 }
             }
         }
@@ -854,6 +998,15 @@ impl Writer {
         let result = apply(&mut self.state, actor, &record.command, at, &mut self.fx);
         let stats = &self.shared.stats;
         let result = match result {
+            Ok(Outcome::Coalesced { publish_at }) => {
+                // Nothing changed, so nothing is logged: the report waits here instead.
+                if let (Actor::User(driver), Command::UpdateLocation(report)) = (actor, &record.command) {
+                    let against = self.state.driver(driver).and_then(|d| d.fix);
+                    self.positions.put(driver, PendingPosition { report: *report, against, publish_at });
+                }
+                stats.locations_coalesced.fetch_add(1, Ordering::Relaxed);
+                Ok(Outcome::Coalesced { publish_at })
+            }
             Ok(outcome) => match self.journal.push(&record) {
                 Ok(()) => {
                     stats.applied.fetch_add(1, Ordering::Relaxed);
@@ -873,17 +1026,22 @@ impl Writer {
                 Err(e)
             }
         };
-        let Some(reply) = reply else { return };
-        if exempt {
-            reply(result);
-        } else {
-            self.replies.push((reply, result));
+        let refused = result.is_err();
+        if let Some(reply) = reply {
+            if exempt {
+                reply(result);
+            } else {
+                self.replies.push((reply, result));
+            }
         }
+        refused
     }
 
-    /// Makes the batch durable, publishes it, hands out its events, then answers.
+    /// Makes the batch durable, publishes it, hands out its events, then answers the
+    /// commands and then the queries (the state now equals the published view).
     fn commit(&mut self) {
         if self.replies.is_empty() && self.fx.is_empty() && !self.journal.has_pending() {
+            self.answer_queries();
             return;
         }
         match self.journal.commit() {
@@ -899,6 +1057,8 @@ impl Writer {
             Err(e) => {
                 let why = if e.is_disk_full() { format!("disk full ({e})") } else { e.to_string() };
                 self.fail_batch(&why);
+                // The state was rebuilt from what is durable: queries read that.
+                self.answer_queries();
                 return;
             }
         }
@@ -914,12 +1074,20 @@ impl Writer {
             reply(result);
         }
         self.fx.clear();
+        // Before the archive below changes the state past the view.
+        self.answer_queries();
         let done = self.journal.checkpoint_if_due(&self.state, &self.shared.stats.checkpoints);
         if !done.trips.is_empty() || !done.transfers.is_empty() {
             // Their history rows are durable: they leave the hot state with the next batch.
             let now = self.clock.now();
             let archive = Command::Archive { trips: done.trips, transfer_ids: done.transfers };
             self.apply_at(Actor::System, archive, now, None);
+        }
+    }
+
+    fn answer_queries(&mut self) {
+        for q in self.queries.drain(..) {
+            q(Ok(&self.state));
         }
     }
 
@@ -961,7 +1129,7 @@ impl Writer {
         self.read_only = None;
         let now = self.clock.now();
         self.probe_changed_nothing = self.state.next_deadline().is_none_or(|d| d > now);
-        self.apply_logged(Actor::System, Command::Tick, now, None);
+        let _ = self.apply_logged(Actor::System, Command::Tick, now, None);
         self.commit();
         self.probe_changed_nothing = false;
         if self.read_only.is_none() {
@@ -973,7 +1141,175 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::ManualClock;
+    use crate::geo::haversine_m;
+    use crate::user::{Category, Role, Vehicle};
     use proptest::prelude::*;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    /// An in-memory engine on `clock` with the demo zone. The writer never wakes by
+    /// itself (a day-long idle wakeup): it acts on what the test sends, at the test's time.
+    fn engine_on(clock: &ManualClock) -> Engine {
+        let config = EngineConfig { idle_wakeup: Duration::from_secs(86_400), ..EngineConfig::default() }
+            .with_clock(clock.clone())
+            .with_ids(RandomIds::seeded(3));
+        let engine = Engine::open(config).unwrap();
+        engine.create_zone(Actor::Admin, crate::demo::cairo().unwrap()).unwrap();
+        engine
+    }
+
+    fn new_driver(engine: &Engine, n: u64) -> UserId {
+        let vehicle = Some(Vehicle { category: Category::new("economy").unwrap(), plate: format!("D {n}") });
+        let new = NewUser {
+            id: None,
+            role: Role::Driver,
+            name: format!("driver {n}"),
+            phone: format!("+2010{n:08}"),
+            vehicle,
+        };
+        engine.create_user(Actor::Admin, new).unwrap().id
+    }
+
+    fn metres_north(m: f64) -> LatLng {
+        LatLng::new(30.0444 + m / 111_195.08, 31.2357).unwrap()
+    }
+
+    fn report(point: LatLng) -> LocationReport {
+        LocationReport { point, heading_deg: None, speed_mps: None }
+    }
+
+    fn moves_of(events: &Receiver<Arc<[Event]>>, driver: UserId) -> Vec<LatLng> {
+        events
+            .try_iter()
+            .flat_map(|batch| batch.to_vec())
+            .filter_map(|e| match e {
+                Event::DriverMoved { driver_id, point, .. } if driver_id == driver => Some(point),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn location_coalescing_starved_position_events() {
+        let clock = ManualClock::new(Timestamp::from_millis(T0));
+        let engine = engine_on(&clock);
+        let d = new_driver(&engine, 1);
+        engine.set_driver_status(d, true, Some(metres_north(0.0))).unwrap();
+        let events = engine.subscribe(1024);
+        let applied_before = engine.stats().applied.load(Ordering::Relaxed);
+        // 10 reports 500 ms apart (the first 250 ms after going online) against the
+        // default 1000 ms minimum interval.
+        clock.advance_millis(250);
+        let points: Vec<LatLng> = (1..=10).map(|i| metres_north(f64::from(i) * 5.0)).collect();
+        for (i, p) in points.iter().enumerate() {
+            if i > 0 {
+                clock.advance_millis(500);
+            }
+            engine.update_location(d, report(*p)).unwrap();
+            engine.tick().unwrap(); // the report's batch is committed and its events out
+        }
+        // Published once an interval had passed since the last published one: the 3rd,
+        // 5th, 7th and 9th; each coalesced report in between was superseded by the next.
+        let moved = moves_of(&events, d);
+        assert_eq!(moved, vec![points[2], points[4], points[6], points[8]]);
+        assert_eq!(engine.stats().locations_coalesced.load(Ordering::Relaxed), 6);
+        // The coalesced reports cost no log record: only the 4 published ones were logged.
+        assert_eq!(engine.stats().applied.load(Ordering::Relaxed) - applied_before, 4);
+        // The 10th, held back, is published when its interval is up, though the driver
+        // reports nothing more.
+        assert_eq!(engine.driver(d).unwrap().fix.unwrap().point, points[8]);
+        clock.advance_millis(499);
+        engine.tick().unwrap();
+        assert_eq!(engine.driver(d).unwrap().fix.unwrap().point, points[8], "not before the interval");
+        clock.advance_millis(1);
+        engine.tick().unwrap();
+        assert_eq!(engine.driver(d).unwrap().fix.unwrap().point, points[9]);
+        assert_eq!(moves_of(&events, d), vec![points[9]]);
+        let state = engine.shutdown().unwrap();
+        state.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn a_held_back_position_survives_a_refused_report_and_yields_to_a_newer_one() {
+        let clock = ManualClock::new(Timestamp::from_millis(T0));
+        let engine = engine_on(&clock);
+        let d = new_driver(&engine, 1);
+        engine.set_driver_status(d, true, Some(metres_north(0.0))).unwrap();
+        clock.advance_millis(300);
+        engine.update_location(d, report(metres_north(5.0))).unwrap();
+        // A jump is refused (and counted); the held-back report stays the newest.
+        clock.advance_millis(300);
+        assert!(matches!(
+            engine.update_location(d, report(metres_north(50_000.0))),
+            Err(Error::ImplausibleLocation { .. })
+        ));
+        assert_eq!(engine.stats().spoofing_suspected.load(Ordering::Relaxed), 1);
+        clock.advance_millis(400);
+        engine.tick().unwrap();
+        assert_eq!(engine.driver(d).unwrap().fix.unwrap().point, metres_north(5.0));
+        // Held back again, then overtaken by a position given with a status change: the
+        // older report is dropped, never published over the newer one.
+        clock.advance_millis(200);
+        engine.update_location(d, report(metres_north(10.0))).unwrap();
+        engine.set_driver_status(d, true, Some(metres_north(12.0))).unwrap();
+        clock.advance_millis(2_000);
+        engine.tick().unwrap();
+        assert_eq!(engine.driver(d).unwrap().fix.unwrap().point, metres_north(12.0));
+        engine.shutdown().unwrap();
+    }
+
+    /// Every driver at work, by brute force over the published view.
+    fn scan(view: &View, center: LatLng, radius_m: f64, limit: usize) -> Vec<(UserId, f64)> {
+        let mut all: Vec<(UserId, f64)> = view
+            .drivers()
+            .filter(|d| d.availability != crate::driver::Availability::Offline)
+            .filter_map(|d| d.fix.map(|f| (d.id, haversine_m(center, f.point))))
+            .filter(|(_, m)| *m <= radius_m)
+            .collect();
+        all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        all.truncate(limit);
+        all
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// `GET /v1/admin/drivers/nearby` scanned every driver with haversine; the R-tree
+        /// query that replaced it answers exactly what that scan would.
+        #[test]
+        fn nearby_drivers_equals_a_brute_force_scan_of_the_view(
+            drivers in proptest::collection::vec(((-3_000.0..3_000.0f64, -3_000.0..3_000.0f64), any::<bool>()), 0..40),
+            center in (-2_000.0..2_000.0f64, -2_000.0..2_000.0f64),
+            radius_m in prop_oneof![0.0..1_500.0f64, 0.0..10_000.0f64],
+            limit in 0usize..12,
+        ) {
+            let clock = ManualClock::new(Timestamp::from_millis(T0));
+            let engine = engine_on(&clock);
+            let at = |(north, east): (f64, f64)| {
+                LatLng::new(30.0444 + north / 111_195.08, 31.2357 + east / (111_195.08 * 30.0444f64.to_radians().cos()))
+                    .unwrap()
+            };
+            for (n, (p, online)) in drivers.iter().enumerate() {
+                let d = new_driver(&engine, n as u64 + 1);
+                engine.set_driver_status(d, true, Some(at(*p))).unwrap();
+                if !online {
+                    engine.set_driver_status(d, false, None).unwrap();
+                }
+            }
+            let center = at(center);
+            let got: Vec<(UserId, f64)> = engine
+                .nearby_drivers(center, radius_m, limit)
+                .unwrap()
+                .into_iter()
+                .map(|n| (n.driver.id, n.distance_m))
+                .collect();
+            let expected = engine.read(|v| scan(v, center, radius_m, limit));
+            prop_assert_eq!(got, expected);
+            prop_assert!(matches!(engine.nearby_drivers(center, f64::INFINITY, 5), Err(Error::Invalid(_))));
+            engine.shutdown().unwrap();
+        }
+    }
 
     fn sample() -> Record {
         Record {

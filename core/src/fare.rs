@@ -53,6 +53,9 @@
 //!   rider was promised it). A coupon is valid from `valid_from` (inclusive) until
 //!   `valid_until` (exclusive). A coupon without a currency applies its minor-unit amounts in
 //!   the fare's currency; one with a currency is refused for fares in another.
+//! - **Billed distance** at completion ([`billed_distance_m`]): the driver's report, at
+//!   most the larger of ×1.25 the distance the engine saw driven and ×2 the planned route;
+//!   without a report, the distance driven (or the planned route if the engine saw none).
 //! - **Commission** rounds half up on the platform's side; the driver gets the rest, so the
 //!   two parts always sum to the fare.
 //!
@@ -312,6 +315,36 @@ pub fn waiting_fee_minor(pricing: &Pricing, waited_s: u64) -> Result<i64, FareEr
 pub fn cancellation_fee(pricing: &Pricing, accepted_at: Timestamp, cancelled_at: Timestamp) -> Result<i64, FareError> {
     pricing.validate()?;
     if cancelled_at > accepted_at.plus_secs(pricing.free_cancel_s) { Ok(pricing.cancel_fee_minor) } else { Ok(0) }
+}
+
+/// A driver's reported distance is billed up to this share (basis points) of the
+/// distance the engine saw driven: ×1.25 leaves room for positions the engine never saw
+/// (coalesced reports, curves cut between two fixes, a phone that lost GPS for a while).
+pub const BILLED_OVER_DRIVEN_BPS: u64 = 12_500;
+/// ... or up to this share of the planned route, whichever is larger: ×2 covers a detour
+/// or a ride whose positions did not reach the engine, never a made-up 90 km.
+pub const BILLED_OVER_PLANNED_BPS: u64 = 20_000;
+
+/// The distance a completed ride is billed for, in metres.
+///
+/// - reported by the driver: that, but at most
+///   `max(driven_m × BILLED_OVER_DRIVEN_BPS, planned_m × BILLED_OVER_PLANNED_BPS) / 10000`
+///   (rounded down);
+/// - not reported: `driven_m` when the engine saw the car move, else `planned_m`.
+///
+/// `driven_m` is the sum of the great-circle steps between the positions the engine
+/// published while the ride was in progress; `planned_m` the route locked at booking.
+/// The driver's app measures the road better than straight steps between fixes do, so a
+/// report is trusted within the bound, never beyond it.
+pub fn billed_distance_m(reported_m: Option<u64>, driven_m: u64, planned_m: u64) -> u64 {
+    let share = |m: u64, bps: u64| {
+        u64::try_from(u128::from(m) * u128::from(bps) / u128::from(BPS_PER_UNIT)).unwrap_or(u64::MAX)
+    };
+    match reported_m {
+        Some(r) => r.min(share(driven_m, BILLED_OVER_DRIVEN_BPS).max(share(planned_m, BILLED_OVER_PLANNED_BPS))),
+        None if driven_m > 0 => driven_m,
+        None => planned_m,
+    }
 }
 
 /// Splits `fare_minor` into `(platform_minor, driver_minor)`: the platform's
@@ -1399,5 +1432,21 @@ mod tests {
             let exact_times_2 = i128::from(fare) * i128::from(bps) * 2;
             prop_assert!((i128::from(platform) * 20_000 - exact_times_2).abs() <= 10_000);
         }
+    }
+    #[test]
+    fn a_reported_distance_is_billed_within_the_driven_and_planned_bounds() {
+        // 90 km claimed for a 3 km ride driven as 3.1 km: the cap is max(3100 × 1.25, 3000 × 2) = 6000.
+        assert_eq!(billed_distance_m(Some(90_000), 3_100, 3_000), 6_000);
+        // Driven far more than planned (a detour): the cap follows the driving, 12000 × 1.25.
+        assert_eq!(billed_distance_m(Some(90_000), 12_000, 3_000), 15_000);
+        // An honest report inside the bound is billed as reported, below or above the driving.
+        assert_eq!(billed_distance_m(Some(3_050), 3_100, 3_000), 3_050);
+        assert_eq!(billed_distance_m(Some(3_600), 3_100, 3_000), 3_600);
+        assert_eq!(billed_distance_m(Some(0), 3_100, 3_000), 0);
+        // No report: what was driven, else the plan.
+        assert_eq!(billed_distance_m(None, 3_100, 3_000), 3_100);
+        assert_eq!(billed_distance_m(None, 0, 3_000), 3_000);
+        // No overflow at the extremes.
+        assert_eq!(billed_distance_m(Some(u64::MAX), u64::MAX, u64::MAX), u64::MAX);
     }
 }

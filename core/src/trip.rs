@@ -370,7 +370,10 @@ pub enum WithdrawReason {
     Taken,
     /// The trip was cancelled.
     Cancelled,
-    /// The trip expired.
+    /// The trip expired, the offer lapsed, or its driver stopped being reachable (went
+    /// offline, was suspended, lost the socket). API.md's `offer_withdrawn.reason` has
+    /// no closer value than `expired` for the last: from the driver's side the offer is
+    /// simply over.
     Expired,
 }
 
@@ -483,8 +486,12 @@ pub struct Trip {
     pub started_at: Option<Timestamp>,
     /// Completed, cancelled or expired.
     pub ended_at: Option<Timestamp>,
-    /// Actual distance driven, reported at completion.
+    /// The distance billed at completion: the driver's report bounded by what the engine
+    /// saw driven and the planned route (see [`crate::fare::billed_distance_m`]).
     pub distance_m: Option<u32>,
+    /// The distance the engine saw driven while the ride was in progress (the sum of the
+    /// great-circle steps between the driver's published positions), set at completion.
+    pub driven_m: Option<u32>,
     /// Set when cancelled.
     pub cancellation: Option<Cancellation>,
     /// The zone the pickup is in; its prices were locked at booking.

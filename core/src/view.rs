@@ -14,7 +14,6 @@ use std::sync::Arc;
 use crate::alert::Alert;
 use crate::clock::Timestamp;
 use crate::driver::Driver;
-use crate::geo::{LatLng, haversine_m};
 use crate::id::{AlertId, TransferId, ZoneId};
 use crate::id::{TripId, UserId};
 use crate::ledger::{Account, AccountKey, Transfer};
@@ -210,21 +209,6 @@ impl View {
     /// Every alert, by id.
     pub fn alerts(&self) -> impl Iterator<Item = &Arc<Alert>> {
         self.alerts.values()
-    }
-
-    /// Drivers with a known position within `radius_m` of `point`, nearest first (ties
-    /// by id), at most `limit`, with their great-circle distance. For operators: it
-    /// scans every driver (dispatch itself uses the writer's R-tree, never this).
-    pub fn drivers_near(&self, point: LatLng, radius_m: f64, limit: usize) -> Vec<(Arc<Driver>, f64)> {
-        let mut near: Vec<(Arc<Driver>, f64)> = self
-            .drivers
-            .values()
-            .filter_map(|d| d.fix.map(|f| (Arc::clone(d), haversine_m(point, f.point))))
-            .filter(|(_, m)| *m <= radius_m)
-            .collect();
-        near.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.id.cmp(&b.0.id)));
-        near.truncate(limit);
-        near
     }
 
     /// An account's totals (zero if never used).

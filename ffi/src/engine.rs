@@ -80,6 +80,7 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         Outcome::Transfer(transfer) => json!({ "outcome": "transfer", "transfer": transfer }),
         Outcome::PaymentEvent { duplicate } => json!({ "outcome": "payment_event", "duplicate": duplicate }),
         Outcome::Replayed(first) => json!({ "outcome": "replayed", "first": outcome_json(*first) }),
+        Outcome::Coalesced { publish_at } => json!({ "outcome": "coalesced", "publish_at": publish_at }),
     }
 }
 

@@ -29,6 +29,7 @@ use hyper::header::HeaderValue;
 use hyper::{Method, Request, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use crate::auth::{self, ADMIN, Allow, DRIVER, Principal, RIDER, RIDER_OR_DRIVER, STAFF};
 use crate::http::{self, ApiError, Cursor, Query, Resp, json_response, lat_lng, no_content, parse_json};
@@ -700,14 +701,21 @@ impl Ctx<'_> {
                     return Err(ApiError::invalid("radius_m must be 1-100000"));
                 }
                 let limit = http::limit(&self.query)?;
+                // The writer's R-tree, asked right after a commit (never a scan of every driver).
+                let (tx, rx) = oneshot::channel();
+                app.engine.nearby_drivers_with(p, radius, limit, move |r| {
+                    let _ = tx.send(r);
+                })?;
+                let near = match rx.await {
+                    Ok(r) => r.map_err(ApiError::from)?,
+                    Err(_) => return Err(ApiError::from_core(&dispatch_core::Error::ShutDown)),
+                };
                 let t = now();
-                let items: Vec<Value> = app
-                    .engine
-                    .read(|v| v.drivers_near(p, radius, limit))
+                let items: Vec<Value> = near
                     .into_iter()
-                    .map(|(d, dist)| {
-                        let mut v = render::driver(&d, t);
-                        v["distance_m"] = json!(dist.round() as u64);
+                    .map(|n| {
+                        let mut v = render::driver(&n.driver, t);
+                        v["distance_m"] = json!(n.distance_m.round() as u64);
                         v
                     })
                     .collect();

@@ -100,7 +100,7 @@ impl Metrics {
             ("dispatch_ws_location_frames_dropped_total", "counter", clamp(self.location_frames_dropped.load(r))),
         ];
         let s = engine.stats();
-        let engine_figures: [(&str, &str, i64); 16] = [
+        let engine_figures: [(&str, &str, i64); 17] = [
             ("dispatch_engine_queue_depth", "gauge", clamp(engine.queue_depth() as u64)),
             ("dispatch_engine_queue_capacity", "gauge", clamp(engine.queue_capacity() as u64)),
             ("dispatch_engine_last_batch_size", "gauge", clamp(s.last_batch.load(r))),
@@ -113,6 +113,8 @@ impl Metrics {
             ("dispatch_engine_read_only", "gauge", i64::from(engine.is_read_only())),
             // Positions refused as implausible jumps (suspected spoofing).
             ("dispatch_engine_spoofing_suspected_total", "counter", clamp(s.spoofing_suspected.load(r))),
+            // Position reports held back by the minimum interval (published later, never logged).
+            ("dispatch_engine_positions_coalesced_total", "counter", clamp(s.locations_coalesced.load(r))),
             ("dispatch_engine_positions_unrecorded_total", "counter", clamp(engine.positions_lost())),
             // Batches whose write failed (each one put the engine in read-only mode).
             ("dispatch_engine_failed_batches_total", "counter", clamp(s.failed_batches.load(r))),

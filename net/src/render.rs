@@ -86,6 +86,7 @@ pub fn trip(t: &Trip, for_rider: bool) -> Value {
         "started_at": time(t.started_at),
         "ended_at": time(t.ended_at),
         "distance_m": t.distance_m,
+        "driven_m": t.driven_m,
     });
     if for_rider {
         v["pickup_code"] = json!(t.pickup_code.to_string());

@@ -953,3 +953,32 @@ async fn a_trip_per_payment_method_leaves_the_ledger_balanced() {
     let wallet = s.get("/v1/wallet", &rider).await.expect(200);
     assert!(wallet["balance"]["amount_minor"].as_i64().unwrap() < 50_000, "the wallet trip was paid from it");
 }
+
+/// `GET /v1/admin/drivers/nearby` is answered from the engine's R-tree: drivers at work,
+/// nearest first, with their distance; offline drivers are not listed; the radius and
+/// the limit bound the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_see_nearby_drivers_nearest_first_from_the_index() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let north = |m: f64| (HERE.0 + m / 111_195.0, HERE.1);
+    let (far, _) = online_driver(&s, 1, north(900.0)).await;
+    let (near, _) = online_driver(&s, 2, north(100.0)).await;
+    let (mid, _) = online_driver(&s, 3, north(400.0)).await;
+    let (gone, gone_token) = online_driver(&s, 4, north(50.0)).await;
+    let (outside, _) = online_driver(&s, 5, north(3_000.0)).await;
+    s.post("/v1/driver/status", &gone_token, json!({"status": "offline"})).await.expect(200);
+    let query = format!("/v1/admin/drivers/nearby?lat={}&lng={}&radius_m=2000", HERE.0, HERE.1);
+    let got = s.get(&query, ADMIN).await.expect(200);
+    let ids: Vec<&str> = got["items"].as_array().unwrap().iter().map(|d| d["driver_id"].as_str().unwrap()).collect();
+    let id = |u: &Value| u["id"].as_str().unwrap().to_owned();
+    assert_eq!(ids, vec![id(&near), id(&mid), id(&far)], "{got}");
+    assert!(!ids.contains(&id(&gone).as_str()) && !ids.contains(&id(&outside).as_str()));
+    let first = &got["items"][0];
+    assert!((99..=101).contains(&first["distance_m"].as_u64().unwrap()), "{first}");
+    assert_eq!(first["availability"], "available");
+    let limited = s.get(&format!("{query}&limit=2"), ADMIN).await.expect(200);
+    assert_eq!(limited["items"].as_array().unwrap().len(), 2);
+    let (_, rider) = user(&s, "rider", 9).await;
+    s.get(&query, &rider).await.expect_error(403, "forbidden");
+}

@@ -205,7 +205,7 @@ impl DriverIndex {
         previous.map(|e| e.driver)
     }
 
-    /// Takes `driver` out of the index (gone offline, on a trip). Returns what was indexed.
+    /// Takes `driver` out of the index (gone offline, suspended). Returns what was indexed.
     pub fn remove(&mut self, driver: UserId) -> Option<IndexedDriver> {
         let old = self.by_driver.take(&driver)?;
         let removed = self.tree.remove(&old);

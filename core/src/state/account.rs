@@ -186,9 +186,8 @@ impl State {
             return Ok(());
         }
         self.driver_cancel(trip_id, now, fx)?;
-        let d = self.driver_mut(driver_id, fx)?;
-        if d.availability == Availability::Available {
-            d.availability = Availability::Offline;
+        if self.driver_ref(driver_id)?.availability == Availability::Available {
+            self.set_offline(driver_id, fx)?;
         }
         Ok(())
     }

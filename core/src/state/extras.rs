@@ -3,7 +3,10 @@
 //! Guarantees:
 //! - a bid is made only by a driver offered the trip, on a searching bidding trip, and
 //!   accepting one assigns the trip to that driver at that price in the same command
-//!   (like an accept: no second winner);
+//!   (like an accept: no second winner), only while the bidder can still drive it
+//!   (available, not suspended, connected, with a fresh position); a wallet trip's hold
+//!   is moved to the bid's amount in that command, or the accept is refused with
+//!   `insufficient_funds`;
 //! - a trip is rated once by its rider and once by its driver, after completion;
 //! - an alert is raised only by the trip's rider or driver and acknowledged once by staff;
 //! - a keyed command's first success is stored in the same command that makes the
@@ -18,8 +21,9 @@ use crate::command::{Actor, Command, Event, IdempotencyKey, Outcome};
 use crate::driver::Availability;
 use crate::error::{Error, Result};
 use crate::geo::LatLng;
-use crate::id::{AlertId, BidId, TripId, UserId};
-use crate::trip::{Bid, MAX_BIDS_PER_TRIP, MAX_COMMENT_LEN, Rating, TripStatus};
+use crate::id::{AlertId, BidId, TransferId, TripId, UserId};
+use crate::ledger::{AccountKey, AccountKind, Op, Transfer, TransferCode, TransferState};
+use crate::trip::{Bid, MAX_BIDS_PER_TRIP, MAX_COMMENT_LEN, PaymentMethod, Rating, Trip, TripStatus};
 
 impl State {
     /// An alert.
@@ -95,14 +99,59 @@ impl State {
         if trip.status != TripStatus::Searching {
             return Err(trip.refuse("accept a bid of"));
         }
+        // The bidder must still be able to drive the trip now: a bid outlives its offer's
+        // ttl (the rider needs time to compare), never the driver's availability.
         let driver = self.driver_ref(bid.driver_id)?;
-        if driver.availability != Availability::Available || driver.suspended {
+        let reachable = driver.availability == Availability::Available
+            && !driver.suspended
+            && !driver.is_disconnected()
+            && driver.has_fresh_fix(now, self.rules.stale_location_s);
+        if !reachable {
             return Err(Error::DriverNotAvailable(bid.driver_id));
         }
+        // The wallet hold follows the agreed price: the last check (it can refuse with
+        // insufficient_funds) and the first write.
+        let hold = if trip.payment.method == PaymentMethod::Wallet {
+            let (ops, hold) = self.bid_hold_ops(trip, &bid, now);
+            self.apply_money(&ops, fx)?;
+            hold
+        } else {
+            trip.payment.hold
+        };
         let t = self.trip_mut(trip_id, fx)?;
         t.fare.locked.agreed_minor = Some(bid.amount_minor);
         t.fare.estimate_minor = bid.amount_minor;
+        t.payment.hold = hold;
         self.assign(trip_id, bid.driver_id, now, fx)
+    }
+
+    /// The ledger ops that move a wallet trip's hold to the accepted bid's amount (the
+    /// old hold voided, a new one for the bid, in one linked batch), and the hold after
+    /// them. No ops when the hold already holds that amount. The transfer ids derive from
+    /// the trip and the bid, so replay recreates them, and a trip accepts a bid once
+    /// (a driver who gives a trip back loses their bid: see `State::driver_cancel`).
+    fn bid_hold_ops(&self, trip: &Trip, bid: &Bid, now: Timestamp) -> (Vec<Op>, Option<TransferId>) {
+        let open = trip.payment.hold.filter(|h| self.ledger.is_open_pending(*h));
+        let held = open.and_then(|h| self.ledger.transfer(h)).map(|t| t.amount);
+        if held == Some(bid.amount_minor) {
+            return (Vec::new(), open);
+        }
+        let mut ops = Vec::new();
+        if let Some(old) = open {
+            ops.push(Op::Void { id: bid_transfer_id(trip.id, bid.id, 1), pending: old, at: now });
+        }
+        let id = bid_transfer_id(trip.id, bid.id, 2);
+        ops.push(Op::Create(Transfer {
+            id,
+            debit: AccountKey::of(AccountKind::RiderWallet, trip.rider_id, trip.fare.currency),
+            credit: AccountKey::platform(AccountKind::Escrow, trip.fare.currency),
+            amount: bid.amount_minor,
+            code: TransferCode::Hold,
+            state: TransferState::Pending,
+            trip_id: Some(trip.id),
+            at: now,
+        }));
+        (ops, Some(id))
     }
 
     pub(super) fn rate_trip(
@@ -273,6 +322,18 @@ impl State {
             }
         }
     }
+}
+
+/// The id of transfer `n` of accepting `bid` on `trip`: a fixed mixing (splitmix64) of the
+/// three, never zero. A clash with another transfer is caught by the ledger
+/// (`ExistsWithDifferent`), never merged.
+fn bid_transfer_id(trip: TripId, bid: BidId, n: u64) -> TransferId {
+    let mut z = trip.raw() ^ bid.raw().rotate_left(29) ^ n.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    TransferId::from_nonzero(std::num::NonZeroU64::new(z).unwrap_or(std::num::NonZeroU64::MIN))
 }
 
 impl crate::trip::Trip {

@@ -11,7 +11,9 @@
 //! - a trip has at most one driver, and a driver is on at most one open trip: both
 //!   sides change in the same command;
 //! - every trip status change follows an edge of [`TripStatus::can_become`];
-//! - a driver's pending offers and the trips' pending offers mirror each other.
+//! - a driver's pending offers and the trips' pending offers mirror each other;
+//! - the spatial index holds exactly the drivers at work (not offline), each at its last
+//!   fix (positions and the index: `location.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,10 +22,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
 use crate::clock::Timestamp;
-use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
-use crate::driver::{Availability, Driver, Fix, MAX_PENDING_OFFERS};
+use crate::command::{Actor, Command, DispatchRules, Event, NewTrip, NewUser, Outcome};
+use crate::driver::{Availability, Driver, MAX_PENDING_OFFERS};
 use crate::error::{Error, Result};
-use crate::geo::{CategoryCode, DriverIndex, IndexedDriver, LatLng, haversine_m};
+use crate::geo::{CategoryCode, DriverIndex, IndexedDriver, LatLng};
 use crate::id::{AlertId, TripId, UserId, ZoneId};
 use crate::ledger::Ledger;
 use crate::otp::OtpRecord;
@@ -95,7 +97,8 @@ pub struct Remembered {
     pub expires_at: Timestamp,
 }
 
-/// Every driver with a known position, in an R-tree (see [`DriverIndex`]).
+/// Every driver at work (not offline) with a known position, in an R-tree (see
+/// [`DriverIndex`] and `State::sync_index`).
 /// Derived data: always equal, so `State`'s equality is that of its records.
 #[derive(Debug, Clone, Default)]
 struct Positions(DriverIndex);
@@ -129,9 +132,17 @@ impl<'de> Deserialize<'de> for State {
             gateway_events: BTreeMap<(String, String), Timestamp>,
         }
         let r = Records::deserialize(d)?;
-        let index = DriverIndex::from_drivers(r.drivers.values().filter_map(|d| {
-            d.fix.map(|f| IndexedDriver { id: d.id, position: f.point, category: CategoryCode(0), recorded_at: f.at })
-        }));
+        // Drivers at work, at their last fix (see `State::sync_index`).
+        let index = DriverIndex::from_drivers(
+            r.drivers.values().filter(|d| d.availability != Availability::Offline).filter_map(|d| {
+                d.fix.map(|f| IndexedDriver {
+                    id: d.id,
+                    position: f.point,
+                    category: CategoryCode(0),
+                    recorded_at: f.at,
+                })
+            }),
+        );
         Ok(State {
             rules: r.rules,
             users: r.users,
@@ -456,18 +467,23 @@ impl State {
                 from: "on_trip",
             });
         }
+        let coming_online = online && driver.availability == Availability::Offline;
         let going_offline = !online && driver.availability == Availability::Available;
-        let d = self.driver_mut(id, fx)?;
+        // The position first: it is checked like any report (free when coming online)
+        // and may be refused as an implausible jump before anything changed.
         if let Some(point) = location {
-            d.fix = Some(Fix { point, at: now, heading_deg: None, speed_mps: None });
-            self.index.0.upsert(id, point, CategoryCode(0), now);
+            self.status_location(id, point, coming_online, now, fx)?;
         }
-        let d = self.driver_mut(id, fx)?;
-        if online && d.availability == Availability::Offline {
+        if coming_online {
+            let d = self.driver_mut(id, fx)?;
             d.availability = Availability::Available;
+            d.online_since = Some(now);
+            // Back in the index at the last fix (a stale one is never offered trips).
+            self.sync_index(id);
         }
         if going_offline {
-            d.availability = Availability::Offline;
+            self.set_offline(id, fx)?;
+            // `expired`: API.md's offer_withdrawn reasons have none closer (see `WithdrawReason`).
             self.withdraw_driver_offers(id, None, WithdrawReason::Expired, now, fx)?;
         }
         Ok(Outcome::Driver(Arc::clone(self.driver_ref(id)?)))
@@ -491,7 +507,7 @@ impl State {
         let d = self.driver_mut(driver_id, fx)?;
         d.suspended = suspended;
         if going_offline {
-            d.availability = Availability::Offline;
+            self.set_offline(driver_id, fx)?;
             self.withdraw_driver_offers(driver_id, None, WithdrawReason::Expired, now, fx)?;
         }
         if let Some(u) = self.users.get_mut(&driver_id) {
@@ -499,52 +515,6 @@ impl State {
             fx.users.push(driver_id);
         }
         Ok(Outcome::Driver(Arc::clone(self.driver_ref(driver_id)?)))
-    }
-
-    fn update_location(
-        &mut self,
-        who: Who,
-        report: &LocationReport,
-        now: Timestamp,
-        fx: &mut Effects,
-    ) -> Result<Outcome> {
-        let id = self.driver_of(who)?;
-        if report.heading_deg.is_some_and(|h| !(0.0..360.0).contains(&h))
-            || report.speed_mps.is_some_and(|v| !(0.0..=100.0).contains(&v))
-        {
-            return Err(Error::Invalid("heading_deg must be in [0, 360) and speed_mps in [0, 100]".into()));
-        }
-        let previous = self.driver_ref(id)?.fix;
-        let mut coalesced = false;
-        if let Some(prev) = previous {
-            let dt_ms = now.millis_since(prev.at).max(0);
-            let moved_m = haversine_m(prev.point, report.point);
-            // Positions within GPS noise of each other never count as jumps.
-            if moved_m > SPOOF_TOLERANCE_M {
-                let kmh = moved_m / 1000.0 / (dt_ms.max(1) as f64 / 3_600_000.0);
-                if kmh > f64::from(self.rules.max_speed_kmh) {
-                    return Err(Error::ImplausibleLocation { speed_kmh: kmh.min(1e9) as u64 });
-                }
-            }
-            coalesced = dt_ms < i64::from(self.rules.location_min_interval_ms);
-        }
-        let d = self.driver_mut(id, fx)?;
-        d.fix =
-            Some(Fix { point: report.point, at: now, heading_deg: report.heading_deg, speed_mps: report.speed_mps });
-        let trip_id = d.trip_id;
-        self.index.0.upsert(id, report.point, CategoryCode(0), now);
-        if coalesced {
-            // The newer position replaces the older; riders were told of one moments ago.
-            return Ok(Outcome::Done);
-        }
-        fx.events.push(Event::DriverMoved {
-            driver_id: id,
-            trip_id,
-            point: report.point,
-            heading_deg: report.heading_deg,
-            at: now,
-        });
-        Ok(Outcome::Done)
     }
 
     // ----- trips -------------------------------------------------------------
@@ -644,6 +614,7 @@ impl State {
             started_at: None,
             ended_at: None,
             distance_m: None,
+            driven_m: None,
             cancellation: None,
             zone_id: zone.id,
             rider_offer_minor: new.bid_minor,
@@ -771,7 +742,7 @@ impl State {
     }
 
     fn start(&mut self, who: Who, trip_id: TripId, code: &str, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
-        let (trip, _) = self.assigned_trip(who, trip_id)?;
+        let (trip, driver_id) = self.assigned_trip(who, trip_id)?;
         if trip.status != TripStatus::Arrived {
             return Err(trip.refuse("start"));
         }
@@ -781,6 +752,8 @@ impl State {
         let t = self.trip_mut(trip_id, fx)?;
         t.set_status(TripStatus::InProgress, now)?;
         t.started_at = Some(now);
+        // The odometer counts the ride from here (see `State::publish_position`).
+        self.driver_mut(driver_id, fx)?.trip_odometer_m = 0.0;
         self.trip_updated(trip_id, fx)
     }
 
@@ -798,7 +771,8 @@ impl State {
             return Err(trip.refuse("complete"));
         }
         let rider_id = trip.rider_id;
-        let priced = final_price(trip, distance_m, now)?;
+        let driven_m = self.driver_ref(driver_id)?.trip_odometer_m;
+        let priced = final_price(trip, distance_m, driven_m, now)?;
         let discount = priced.breakdown.map_or(0, |b| b.discount_minor);
         let ops = self.settlement(trip, driver_id, priced.fare_minor, discount, now)?;
         self.apply_money(&ops, fx)?;
@@ -815,6 +789,7 @@ impl State {
         t.set_status(TripStatus::Completed, now)?;
         t.ended_at = Some(now);
         t.distance_m = Some(priced.distance_m);
+        t.driven_m = Some(priced.driven_m);
         if let Some(point) = dropoff {
             t.dropoff.point = point;
         }
@@ -899,6 +874,13 @@ impl State {
         t.searching_since = now;
         if let Some(o) = t.offer_to_mut(driver_id) {
             o.state = OfferState::Released;
+        }
+        if let Some(rider_price) = t.rider_offer_minor {
+            // A bidding trip searches again at the rider's price: the agreement with the
+            // driver who gave it back is over, and so is that driver's bid.
+            t.fare.locked.agreed_minor = None;
+            t.fare.estimate_minor = rider_price;
+            t.bids.retain(|b| b.driver_id != driver_id);
         }
         self.release_driver(driver_id, fx)?;
         self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(trip_id)));
@@ -1159,8 +1141,23 @@ impl State {
 
     fn release_driver(&mut self, driver_id: UserId, fx: &mut Effects) -> Result<()> {
         let d = self.driver_mut(driver_id, fx)?;
-        d.availability = if d.suspended { Availability::Offline } else { Availability::Available };
         d.trip_id = None;
+        d.trip_odometer_m = 0.0;
+        if d.suspended {
+            self.set_offline(driver_id, fx)
+        } else {
+            d.availability = Availability::Available;
+            Ok(())
+        }
+    }
+
+    /// The driver stops working: offline, out of the spatial index (its last fix is
+    /// kept: it is indexed there again when the driver comes back online).
+    fn set_offline(&mut self, driver_id: UserId, fx: &mut Effects) -> Result<()> {
+        let d = self.driver_mut(driver_id, fx)?;
+        d.availability = Availability::Offline;
+        d.online_since = None;
+        self.sync_index(driver_id);
         Ok(())
     }
 
@@ -1242,6 +1239,11 @@ impl State {
         if open_by_rider != self.open_trips_by_rider {
             return Err("open trip counts per rider are off".into());
         }
+        if self.index.0.len()
+            != self.drivers.values().filter(|d| d.availability != Availability::Offline && d.fix.is_some()).count()
+        {
+            return Err("the spatial index holds a driver who is not at work".into());
+        }
         for d in self.drivers.values() {
             match (d.availability, d.trip_id) {
                 (Availability::OnTrip, Some(tid)) => {
@@ -1259,8 +1261,22 @@ impl State {
                 _ => {}
             }
             let indexed = self.index.0.get(d.id).map(|i| i.position);
-            if indexed != d.fix.map(|f| f.point) {
-                return Err(format!("driver {} is indexed at {indexed:?}, but is at {:?}", d.id, d.fix));
+            let at_work = d.fix.filter(|_| d.availability != Availability::Offline).map(|f| f.point);
+            if indexed != at_work {
+                return Err(format!(
+                    "driver {} ({}) is indexed at {indexed:?}, but is at {:?}",
+                    d.id,
+                    d.availability.as_str(),
+                    d.fix
+                ));
+            }
+            if (d.availability == Availability::Offline) != d.online_since.is_none() {
+                return Err(format!(
+                    "driver {} is {} with online_since {:?}",
+                    d.id,
+                    d.availability.as_str(),
+                    d.online_since
+                ));
             }
             for tid in &d.pending_offers {
                 let pending =
@@ -1294,9 +1310,6 @@ fn settle_cancelled_payment(t: &mut Trip, fee: Option<i64>) {
     }
 }
 
-/// Moves shorter than this are GPS noise, never suspected spoofing, however fast.
-const SPOOF_TOLERANCE_M: f64 = 100.0;
-
 /// The largest price a rider may name or a driver bid, minor units (10 million: far
 /// above any ride, far below overflow).
 pub const MAX_BID_MINOR: i64 = 10_000_000_000;
@@ -1309,19 +1322,26 @@ fn fare_error(e: crate::fare::FareError) -> Error {
 /// The final price of a trip.
 struct FinalPrice {
     fare_minor: i64,
+    /// The distance billed.
     distance_m: u32,
+    /// The distance the engine saw driven, whole metres.
+    driven_m: u32,
     breakdown: Option<crate::fare::Breakdown>,
 }
 
-/// The final fare of `trip` completed at `now`: the locked prices and surge on the actual
-/// distance (`reported_m`, else the planned route's) and the actual ride time, plus the
+/// The final fare of `trip` completed at `now`: the locked prices and surge on the billed
+/// distance ([`crate::fare::billed_distance_m`] of the driver's report `reported_m`, the
+/// `driven_m` the engine saw and the planned route) and the actual ride time, plus the
 /// waiting fee; or exactly the agreed price of a bidding trip.
-fn final_price(trip: &Trip, reported_m: Option<u32>, now: Timestamp) -> Result<FinalPrice> {
+fn final_price(trip: &Trip, reported_m: Option<u32>, driven_m: f64, now: Timestamp) -> Result<FinalPrice> {
     let locked = &trip.fare.locked;
-    let planned_m = u32::try_from(locked.route.distance_m).unwrap_or(u32::MAX);
-    let distance_m = reported_m.unwrap_or(planned_m);
+    // `as` saturates (and maps NaN to 0): the odometer is a sum of finite steps anyway.
+    let driven = driven_m.round().max(0.0) as u64;
+    let billed = crate::fare::billed_distance_m(reported_m.map(u64::from), driven, locked.route.distance_m);
+    let distance_m = u32::try_from(billed).unwrap_or(u32::MAX);
+    let driven_m = u32::try_from(driven).unwrap_or(u32::MAX);
     if let Some(agreed) = locked.agreed_minor {
-        return Ok(FinalPrice { fare_minor: agreed, distance_m, breakdown: None });
+        return Ok(FinalPrice { fare_minor: agreed, distance_m, driven_m, breakdown: None });
     }
     let started = trip.started_at.unwrap_or(now);
     let secs = |from: Timestamp, to: Timestamp| u64::try_from(to.millis_since(from) / 1000).unwrap_or(0);
@@ -1341,13 +1361,16 @@ fn final_price(trip: &Trip, reported_m: Option<u32>, now: Timestamp) -> Result<F
         locked.coupon.as_ref().map(|c| &c.discount),
     )
     .map_err(fare_error)?;
-    Ok(FinalPrice { fare_minor: quote.fare.amount_minor, distance_m, breakdown: Some(quote.breakdown) })
+    Ok(FinalPrice { fare_minor: quote.fare.amount_minor, distance_m, driven_m, breakdown: Some(quote.breakdown) })
 }
 
 mod account;
 mod catalog;
 mod extras;
+mod location;
 mod money;
+
+pub use location::{MAX_NEARBY_LIMIT, MAX_NEARBY_RADIUS_M};
 
 pub use money::PaymentEventKind;
 

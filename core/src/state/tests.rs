@@ -134,6 +134,23 @@ impl World {
         self.get(id).pending_offers().map(|o| o.driver_id).collect()
     }
 
+    /// The driver drives `metres` due north in `secs` seconds (a whole number of
+    /// minutes), reporting a position every minute: a ride as the engine's odometer sees it.
+    fn drive(&mut self, d: UserId, metres: f64, secs: i64) {
+        assert!(secs > 0 && secs % 60 == 0, "whole minutes");
+        let steps = secs / 60;
+        let start = self.state.driver(d).unwrap().fix.unwrap().point;
+        // Metres of meridian per degree for haversine's Earth (radius 6,371,008.8 m).
+        let per_degree = crate::geo::EARTH_RADIUS_M * std::f64::consts::PI / 180.0;
+        for i in 1..=steps {
+            self.advance(60);
+            let lat = start.lat() + metres * i as f64 / steps as f64 / per_degree;
+            let point = LatLng::new(lat, start.lng()).unwrap();
+            let report = LocationReport { point, heading_deg: Some(0.0), speed_mps: None };
+            assert_eq!(self.run(Actor::User(d), Command::UpdateLocation(report)), Ok(Outcome::Done));
+        }
+    }
+
     fn accept(&mut self, driver: UserId, trip: TripId) -> Result<Outcome> {
         self.run(Actor::User(driver), Command::AcceptTrip { trip_id: trip })
     }
@@ -170,7 +187,7 @@ fn a_trip_goes_from_searching_to_completed() {
     w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
     let code = w.get(trip).pickup_code.to_string();
     w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
-    w.advance(960);
+    w.drive(d, 8230.0, 960);
     w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: Some(8230), dropoff: None }).unwrap();
     let t = w.get(trip);
     assert_eq!(t.status, TripStatus::Completed);
@@ -755,13 +772,18 @@ fn a_rider_picks_a_bid_and_the_trip_is_assigned_at_that_price_atomically() {
     };
     assert_eq!((t.status, t.driver_id, t.fare.estimate_minor), (TripStatus::Accepted, Some(a), 4_800));
     assert!(matches!(w.run(Actor::User(rider), pick(bid_a.id)), Err(Error::InvalidTransition { .. })));
-    // The agreed price is the final fare, whatever the distance.
+    // The agreed price is the final fare, whatever the distance; the distance recorded is
+    // the billed one (here the driver's 90 km, capped at twice the planned route: no
+    // position reached the engine during the ride).
     w.run(Actor::User(a), Command::DriverArrived { trip_id: trip }).unwrap();
     let code = w.get(trip).pickup_code.to_string();
     w.run(Actor::User(a), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
     w.advance(3_000);
     w.run(Actor::User(a), Command::CompleteTrip { trip_id: trip, distance_m: Some(90_000), dropoff: None }).unwrap();
-    assert_eq!(w.get(trip).fare.final_minor, Some(4_800));
+    let t = w.get(trip);
+    assert_eq!(t.fare.final_minor, Some(4_800));
+    let planned = u32::try_from(t.fare.locked.route.distance_m).unwrap();
+    assert_eq!((t.distance_m, t.driven_m), (Some(2 * planned), Some(0)));
     w.finish();
 }
 
@@ -776,7 +798,7 @@ fn waiting_beyond_the_free_minutes_is_charged_per_started_minute() {
     w.advance(180 + 61); // free 180 s, then 61 s: two started minutes
     let code = w.get(trip).pickup_code.to_string();
     w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
-    w.advance(960);
+    w.drive(d, 8230.0, 960);
     w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: Some(8230), dropoff: None }).unwrap();
     let t = w.get(trip);
     assert_eq!(t.fare.final_breakdown.unwrap().waiting_minor, 100);
@@ -946,11 +968,22 @@ fn implausible_jumps_are_refused_and_close_reports_coalesce() {
     // 500 m in 10 s is 180 km/h: plausible.
     w.run(Actor::User(d), report(at(1.0))).unwrap();
     assert!(matches!(w.events().last(), Some(Event::DriverMoved { .. })));
-    // Within the minimum interval: applied, not pushed again.
+    // Within the minimum interval of the last published position: nothing changes, and the
+    // writer is told when the report may be published (it holds it until then).
+    let published = w.state.driver(d).unwrap().fix.unwrap();
     w.now = w.now.plus_millis(200);
-    w.run(Actor::User(d), report(at(1.001))).unwrap();
+    let before = w.state.clone();
+    let held = w.run(Actor::User(d), report(at(1.001))).unwrap();
+    assert_eq!(held, Outcome::Coalesced { publish_at: published.at.plus_millis(1_000) });
+    assert_eq!(w.state, before, "a coalesced report changes nothing");
     assert!(!w.events().iter().any(|e| matches!(e, Event::DriverMoved { .. })));
-    assert_eq!(w.state.driver(d).unwrap().fix.unwrap().point, at(1.001));
+    // A jump is refused even within the interval (and counted as spoofing by the writer).
+    assert!(matches!(w.run(Actor::User(d), report(at(50.0))), Err(Error::ImplausibleLocation { .. })));
+    // Once the interval since the published one is up, the report is published.
+    w.now = published.at.plus_millis(1_000);
+    assert_eq!(w.run(Actor::User(d), report(at(1.002))), Ok(Outcome::Done));
+    assert_eq!(w.state.driver(d).unwrap().fix.unwrap().point, at(1.002));
+    assert!(w.events().iter().any(|e| matches!(e, Event::DriverMoved { .. })));
     w.finish();
 }
 
@@ -981,6 +1014,268 @@ fn a_keyed_command_is_answered_again_and_a_reused_key_refused() {
 }
 
 // ----- money ------------------------------------------------------------------------------
+
+// ----- positions: the spoofing check, the index, the distance billed ---------------------
+
+fn report_at(point: LatLng) -> Command {
+    Command::UpdateLocation(LocationReport { point, heading_deg: None, speed_mps: None })
+}
+
+fn km_north(km: f64) -> LatLng {
+    LatLng::new(CAIRO.0 + km / 111.195, CAIRO.1).unwrap()
+}
+
+#[test]
+fn status_location_bypassed_the_spoofing_check() {
+    let mut w = World::new(rules());
+    let d = w.driver(0.5);
+    w.advance(10);
+    // 50 km in 10 s through POST /v1/driver/status: refused like a report, nothing changes.
+    let jump = Command::SetDriverStatus { online: true, location: Some(km_north(50.0)) };
+    assert!(matches!(w.run(Actor::User(d), jump), Err(Error::ImplausibleLocation { .. })));
+    assert_eq!(w.state.driver(d).unwrap().fix.unwrap().point, km_north(0.5));
+    // A plausible one is published like a report: the position moves and the history hears of it.
+    w.events();
+    let near = Command::SetDriverStatus { online: true, location: Some(km_north(0.6)) };
+    w.run(Actor::User(d), near).unwrap();
+    assert_eq!(w.state.driver(d).unwrap().fix.unwrap().point, km_north(0.6));
+    assert!(w.events().iter().any(|e| matches!(e, Event::DriverMoved { point, .. } if *point == km_north(0.6))));
+    // Going offline with a far position is checked too.
+    let far_offline = Command::SetDriverStatus { online: false, location: Some(km_north(40.0)) };
+    assert!(matches!(w.run(Actor::User(d), far_offline), Err(Error::ImplausibleLocation { .. })));
+    // The first position after going online is free: the driver may have driven home meanwhile.
+    w.run(Actor::User(d), Command::SetDriverStatus { online: false, location: None }).unwrap();
+    w.advance(10);
+    w.run(Actor::User(d), Command::SetDriverStatus { online: true, location: Some(km_north(40.0)) }).unwrap();
+    assert_eq!(w.state.driver(d).unwrap().fix.unwrap().point, km_north(40.0));
+    // ... and so is the first report after going online without a position.
+    w.run(Actor::User(d), Command::SetDriverStatus { online: false, location: None }).unwrap();
+    w.advance(10);
+    w.run(Actor::User(d), Command::SetDriverStatus { online: true, location: None }).unwrap();
+    w.advance(1);
+    assert_eq!(w.run(Actor::User(d), report_at(km_north(0.5))), Ok(Outcome::Done));
+    // From then on reports are checked against it.
+    w.advance(1);
+    assert!(matches!(w.run(Actor::User(d), report_at(km_north(20.0))), Err(Error::ImplausibleLocation { .. })));
+    w.finish();
+}
+
+#[test]
+fn offline_and_suspended_drivers_stayed_in_the_spatial_index() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let (a, b, c) = (w.driver(0.5), w.driver(0.6), w.driver(0.7));
+    let near = |w: &World| -> Vec<UserId> {
+        w.state.drivers_near(km_north(0.0), 5_000.0, 10).unwrap().into_iter().map(|(d, _)| d.id).collect()
+    };
+    assert_eq!(near(&w), vec![a, b, c]);
+    // Offline: out of the index (its last fix is kept).
+    w.run(Actor::User(a), Command::SetDriverStatus { online: false, location: None }).unwrap();
+    assert_eq!(near(&w), vec![b, c]);
+    assert_eq!(w.state.driver(a).unwrap().fix.unwrap().point, km_north(0.5));
+    // A position reported while offline moves the record, not the index.
+    w.advance(5);
+    w.run(Actor::User(a), report_at(km_north(0.55))).unwrap();
+    assert_eq!(near(&w), vec![b, c]);
+    // Suspended: out too.
+    w.run(Actor::Admin, Command::SetDriverSuspended { driver_id: b, suspended: true, reason: String::new() }).unwrap();
+    assert_eq!(near(&w), vec![c]);
+    // On a trip: still in (staff see it; dispatch's eligibility passes over it).
+    let trip = w.trip(rider);
+    w.accept(c, trip).unwrap();
+    assert_eq!(near(&w), vec![c]);
+    // Back online: in again, at the last fix.
+    w.run(Actor::User(a), Command::SetDriverStatus { online: true, location: None }).unwrap();
+    assert_eq!(near(&w), vec![a, c]);
+    assert_eq!(w.state.drivers_near(km_north(0.55), 1.0, 10).unwrap()[0].0.id, a);
+    // Suspended mid-trip: in until the trip ends, then out.
+    w.run(Actor::Admin, Command::SetDriverSuspended { driver_id: c, suspended: true, reason: String::new() }).unwrap();
+    assert_eq!(near(&w), vec![a, c]);
+    w.run(Actor::Admin, Command::CancelTrip { trip_id: trip, reason: String::new() }).unwrap();
+    assert_eq!(near(&w), vec![a]);
+    // The radius is bounded.
+    assert!(matches!(w.state.drivers_near(km_north(0.0), f64::NAN, 10), Err(Error::Invalid(_))));
+    assert!(matches!(w.state.drivers_near(km_north(0.0), 1e9, 10), Err(Error::Invalid(_))));
+    // `finish` also checks the index rebuilt from a checkpoint holds exactly the drivers at work.
+    w.finish();
+}
+
+/// A 3 km trip (the route locked at booking says 3000 m), driven 3000 m due north in 6 minutes,
+/// completed with `reported_m`.
+fn ride_3_km(w: &mut World, reported_m: Option<u32>) -> Arc<Trip> {
+    let rider = w.rider();
+    let d = w.driver(0.2);
+    let mut new = w.new_trip();
+    new.route = crate::route::Route { distance_m: 3_000, duration_s: 360, source: crate::route::RouteSource::Router };
+    let trip = match w.run(Actor::User(rider), Command::CreateTrip(new)).unwrap() {
+        Outcome::Trip(t) => t.id,
+        o => panic!("{o:?}"),
+    };
+    w.accept(d, trip).unwrap();
+    // Driving to the pickup is not the ride.
+    w.drive(d, 500.0, 60);
+    w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
+    let code = w.get(trip).pickup_code.to_string();
+    w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+    w.drive(d, 3_000.0, 360);
+    // A report within the minimum interval is not driving either (nothing is published).
+    w.now = w.now.plus_millis(100);
+    let here = w.state.driver(d).unwrap().fix.unwrap().point;
+    let jitter = LatLng::new(here.lat() + 0.0001, here.lng()).unwrap();
+    assert!(matches!(w.run(Actor::User(d), report_at(jitter)), Ok(Outcome::Coalesced { .. })));
+    w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: reported_m, dropoff: None }).unwrap();
+    let t = w.get(trip);
+    assert_eq!(t.driven_m, Some(3_000), "the odometer counts the ride only");
+    assert_eq!(w.state.driver(d).unwrap().trip_odometer_m, 0.0, "and starts again at the next trip");
+    t
+}
+
+#[test]
+fn the_driver_set_the_final_fare_distance() {
+    // 90 km claimed for a 3 km ride: billed the cap, max(3000 × 1.25, 3000 × 2) = 6000 m.
+    let mut w = World::new(rules());
+    let t = ride_3_km(&mut w, Some(90_000));
+    assert_eq!(t.distance_m, Some(6_000));
+    // 1500 + round(450 × 6.000) + round(75 × 6) + 300 = 1500 + 2700 + 450 + 300.
+    assert_eq!(t.fare.final_minor, Some(4_950));
+    w.finish();
+}
+
+#[test]
+fn an_honest_reported_distance_is_billed_as_reported() {
+    let mut w = World::new(rules());
+    let t = ride_3_km(&mut w, Some(3_100));
+    assert_eq!(t.distance_m, Some(3_100));
+    // 1500 + round(450 × 3.100) + round(75 × 6) + 300 = 1500 + 1395 + 450 + 300.
+    assert_eq!(t.fare.final_minor, Some(3_645));
+    w.finish();
+}
+
+#[test]
+fn without_a_report_the_distance_driven_is_billed() {
+    let mut w = World::new(rules());
+    let t = ride_3_km(&mut w, None);
+    assert_eq!(t.distance_m, Some(3_000));
+    // 1500 + round(450 × 3.000) + round(75 × 6) + 300 = 1500 + 1350 + 450 + 300.
+    assert_eq!(t.fare.final_minor, Some(3_600));
+    w.finish();
+}
+
+// ----- accepting a bid ------------------------------------------------------------------
+
+/// A bidding trip at the rider's price `rider_minor`, paid by `method`, offered to `drivers`.
+fn bid_trip(w: &mut World, rider: UserId, rider_minor: i64, method: PaymentMethod) -> Result<TripId> {
+    let mut new = w.new_trip();
+    new.bid_minor = Some(rider_minor);
+    new.payment_method = method;
+    match w.run(Actor::User(rider), Command::CreateTrip(new))? {
+        Outcome::Trip(t) => Ok(t.id),
+        o => panic!("{o:?}"),
+    }
+}
+
+fn place_bid(w: &mut World, d: UserId, trip_id: TripId, amount_minor: i64) -> crate::trip::Bid {
+    match w.run(Actor::User(d), Command::PlaceBid { id: None, trip_id, amount_minor }).unwrap() {
+        Outcome::Bid { bid, .. } => bid,
+        o => panic!("{o:?}"),
+    }
+}
+
+#[test]
+fn accept_bid_did_not_check_the_bidder() {
+    let mut w = World::new(DispatchRules { offers_per_round: 4, ..rules() });
+    let rider = w.rider();
+    let (gone, offline, stale, ok) = (w.driver(0.5), w.driver(0.6), w.driver(0.7), w.driver(0.8));
+    let trip = bid_trip(&mut w, rider, 4_000, PaymentMethod::Cash).unwrap();
+    let bids: Vec<_> = [gone, offline, stale, ok].iter().map(|&d| place_bid(&mut w, d, trip, 4_500)).collect();
+    let pick = |bid: &crate::trip::Bid| Command::AcceptBid { trip_id: trip, bid_id: bid.id };
+    // The bidder's socket dropped; another went offline; a third stopped reporting.
+    w.run(Actor::User(gone), Command::SetPresence { connected: false }).unwrap();
+    w.run(Actor::User(offline), Command::SetDriverStatus { online: false, location: None }).unwrap();
+    for secs in [10, 10, 11] {
+        w.advance(secs);
+        for d in [gone, ok] {
+            let here = w.state.driver(d).unwrap().fix.unwrap().point;
+            w.run(Actor::User(d), report_at(here)).unwrap();
+        }
+    }
+    // The offers have lapsed by now (ttl 20 s): a bid outlives its offer, not its driver.
+    assert!(w.get(trip).offers.iter().all(|o| o.state != OfferState::Pending || o.driver_id != ok));
+    for (bid, who) in [(&bids[0], gone), (&bids[1], offline), (&bids[2], stale)] {
+        assert_eq!(w.run(Actor::User(rider), pick(bid)), Err(Error::DriverNotAvailable(who)), "{who}");
+    }
+    // Suspended: not available either.
+    w.run(Actor::Admin, Command::SetDriverSuspended { driver_id: ok, suspended: true, reason: String::new() }).unwrap();
+    assert_eq!(w.run(Actor::User(rider), pick(&bids[3])), Err(Error::DriverNotAvailable(ok)));
+    w.run(Actor::Admin, Command::SetDriverSuspended { driver_id: ok, suspended: false, reason: String::new() })
+        .unwrap();
+    w.run(Actor::User(ok), Command::SetDriverStatus { online: true, location: None }).unwrap();
+    let t = match w.run(Actor::User(rider), pick(&bids[3])).unwrap() {
+        Outcome::Trip(t) => t,
+        o => panic!("{o:?}"),
+    };
+    assert_eq!((t.status, t.driver_id, t.fare.estimate_minor), (TripStatus::Accepted, Some(ok), 4_500));
+    w.finish();
+}
+
+#[test]
+fn a_wallet_trip_hold_follows_the_accepted_bid() {
+    use crate::ledger::{AccountKey, AccountKind};
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let (a, b) = (w.driver(0.5), w.driver(0.6));
+    let egp: crate::money::Currency = "EGP".parse().unwrap();
+    let credit =
+        Command::CreditWallet { id: None, user_id: rider, amount_minor: 5_000, currency: egp, reason: "top-up".into() };
+    w.run(Actor::Admin, credit).unwrap();
+    let wallet = AccountKey::of(AccountKind::RiderWallet, rider, egp);
+    let available = |w: &World| w.state.ledger().account(&wallet).available();
+    let trip = bid_trip(&mut w, rider, 3_000, PaymentMethod::Wallet).unwrap();
+    assert_eq!(available(&w), 2_000, "the rider's price is held");
+    let (dear, fair) = (place_bid(&mut w, a, trip, 6_000), place_bid(&mut w, b, trip, 4_500));
+    // The wallet cannot hold 6000: refused, and nothing changed (the old hold stands).
+    let before = w.state.clone();
+    let r = w.run(Actor::User(rider), Command::AcceptBid { trip_id: trip, bid_id: dear.id });
+    assert!(matches!(r, Err(Error::InsufficientFunds { .. })), "{r:?}");
+    assert_eq!(w.state, before);
+    // 4500: the hold moves to it.
+    w.run(Actor::User(rider), Command::AcceptBid { trip_id: trip, bid_id: fair.id }).unwrap();
+    assert_eq!(available(&w), 500);
+    let hold = w.get(trip).payment.hold.unwrap();
+    assert_eq!(w.state.ledger().transfer(hold).map(|t| t.amount), Some(4_500));
+    // Settled at the agreed price from the new hold: no debt.
+    w.run(Actor::User(b), Command::DriverArrived { trip_id: trip }).unwrap();
+    let code = w.get(trip).pickup_code.to_string();
+    w.run(Actor::User(b), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+    w.drive(b, 3_000.0, 360);
+    w.run(Actor::User(b), Command::CompleteTrip { trip_id: trip, distance_m: None, dropoff: None }).unwrap();
+    assert_eq!(w.get(trip).fare.final_minor, Some(4_500));
+    assert_eq!(w.state.ledger().account(&wallet).balance(), 500);
+    assert_eq!(w.state.ledger().account(&AccountKey::of(AccountKind::RiderDebt, rider, egp)).balance(), 0);
+    w.finish();
+}
+
+#[test]
+fn a_driver_who_gives_back_a_bid_trip_loses_the_bid_and_the_agreed_price() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let a = w.driver(0.5);
+    let trip = bid_trip(&mut w, rider, 4_000, PaymentMethod::Cash).unwrap();
+    let bid_a = place_bid(&mut w, a, trip, 4_800);
+    w.run(Actor::User(rider), Command::AcceptBid { trip_id: trip, bid_id: bid_a.id }).unwrap();
+    let b = w.driver(0.6);
+    w.run(Actor::User(a), Command::CancelTrip { trip_id: trip, reason: "flat tyre".into() }).unwrap();
+    let t = w.get(trip);
+    assert_eq!((t.status, t.fare.estimate_minor, t.fare.locked.agreed_minor), (TripStatus::Searching, 4_000, None));
+    assert!(t.bids.is_empty(), "the bid went with its driver");
+    let r = w.run(Actor::User(rider), Command::AcceptBid { trip_id: trip, bid_id: bid_a.id });
+    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+    // The next driver takes it at the rider's price.
+    assert_eq!(w.offered(trip), vec![b]);
+    w.accept(b, trip).unwrap();
+    assert_eq!(w.get(trip).fare.locked.agreed_minor, Some(4_000));
+    w.finish();
+}
 
 mod money {
     use super::*;
@@ -1026,7 +1321,7 @@ mod money {
         w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
         let code = w.get(trip).pickup_code.to_string();
         w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
-        w.advance(960);
+        w.drive(d, 8230.0, 960);
         w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: Some(8230), dropoff: None }).unwrap();
         w.get(trip)
     }
@@ -1116,7 +1411,7 @@ mod money {
         w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
         let code = w.get(trip).pickup_code.to_string();
         w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
-        w.advance(960);
+        w.drive(d, 8230.0, 960);
         w.run(Actor::User(d), Command::CompleteTrip { trip_id: trip, distance_m: Some(8230), dropoff: None }).unwrap();
         assert_eq!(w.get(trip).payment.due, Some(GatewayAction::Capture { amount_minor: 6704 }));
         assert_eq!(
