@@ -125,7 +125,7 @@ impl Record {
     /// The version of the payload encoding, written as the first byte of every
     /// encoded record. Bump it when a change to [`Command`] is not readable by the
     /// previous decoder, and keep decoding the old version.
-    pub const SCHEMA_VERSION: u8 = 2;
+    pub const SCHEMA_VERSION: u8 = 3;
 
     /// The bytes the log stores: the schema version, then the record in postcard.
     pub fn encode(&self) -> Result<Vec<u8>> {
@@ -660,11 +660,8 @@ fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandl
                 // lot is waiting.
                 // With nothing gathered there is nothing to write when the second is
                 // up: wait a whole interval (a zero timeout here would spin the thread).
-                let wait = if points.is_empty() {
-                    TRACK_EVERY
-                } else {
-                    TRACK_EVERY.saturating_sub(last_write.elapsed())
-                };
+                let wait =
+                    if points.is_empty() { TRACK_EVERY } else { TRACK_EVERY.saturating_sub(last_write.elapsed()) };
                 match rx.recv_timeout(wait) {
                     Ok(events) => {
                         for batch in std::iter::once(events).chain(rx.try_iter()) {

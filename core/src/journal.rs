@@ -161,7 +161,7 @@ pub struct CheckpointStats {
 }
 
 /// The state as a snapshot stores it: a format byte, then postcard.
-pub(crate) const STATE_FORMAT: u8 = 2;
+pub(crate) const STATE_FORMAT: u8 = 3;
 
 fn encode_state(state: &State) -> Result<Vec<u8>> {
     postcard::to_extend(state, vec![STATE_FORMAT]).map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))
