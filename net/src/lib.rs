@@ -14,6 +14,8 @@
 //!   cursors, RFC 3339 times.
 //! - [`render`]: the JSON shapes of users, drivers, trips, offers, zones.
 //! - [`auth`]: signed tokens, the admin token, roles → permissions.
+//! - [`gateways`]: the payment gateways whose webhooks are taken: signature scheme,
+//!   secrets and body format of each.
 //! - [`ratelimit`]: GCRA buckets with bounded memory and an injected clock.
 //! - [`ws`]: `GET /v1/ws`, per-socket bounded outboxes, the event fan-out.
 //! - [`metrics`]: Prometheus text for `/metrics`.
@@ -28,6 +30,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gateways;
 pub mod http;
 pub mod metrics;
 pub mod osrm;
@@ -74,7 +77,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     if opts.demo_drivers.is_some() && !opts.dev {
         return Err(Error::Setting("--demo needs --dev".into()));
     }
-    let secrets = config::Secrets::from_env(|k| std::env::var(k).ok(), opts.dev)?;
+    let secrets =
+        config::Secrets::from_env(|k| std::env::var(k).ok(), opts.dev, config.gateways.keys().map(String::as_str))?;
     let sms_spec = std::env::var("DISPATCH_SMS_SINK").ok();
     let sms = sms::SmsSink::from_spec(sms_spec.as_deref(), opts.dev)?;
     let addr = config.listen_addr()?;
