@@ -500,7 +500,8 @@ impl State {
                 p.set_due(None);
             }
             Change::Voided => {
-                if p.status.can_become(PaymentStatus::Voided) {
+                // A trip switched to cash keeps its own payment: only the card's is voided.
+                if p.method == PaymentMethod::Card && p.status.can_become(PaymentStatus::Voided) {
                     p.set_status(PaymentStatus::Voided)?;
                 }
                 p.set_due(None);
@@ -772,6 +773,10 @@ impl State {
         }
         let mut payment = crate::trip::TripPayment::new(PaymentMethod::Cash);
         let mut ops = Vec::new();
+        // A card hold left open by a declined capture is released now.
+        if let Some(hold) = trip.payment.hold.filter(|h| self.ledger.is_open_pending(*h)) {
+            ops.push(Op::Void { id: transfer_id(trip_id, Purpose::CardHoldVoid, 0), pending: hold, at: now });
+        }
         if !trip.status.is_open() {
             // After the ride: the driver, paid from escrow at completion, collects what
             // the card still owed.
