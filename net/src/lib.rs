@@ -62,6 +62,10 @@ pub struct ServeOptions {
     pub demo_drivers: Option<u32>,
     /// WebSocket heartbeat (hidden flags, for tests).
     pub ws_timing: ws::WsTiming,
+    /// The sim gateway fails every call (hidden flag, for tests; `--dev` only).
+    pub sim_gateway_down: bool,
+    /// The payment worker's retries and backoff.
+    pub payments: dispatch_core::payment::WorkerConfig,
 }
 
 /// Runs the server until SIGTERM or ctrl-c, then shuts down gracefully.
@@ -91,11 +95,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let engine = Arc::new(engine);
     // Card trips are authorised and captured by the worker through the built-in `sim`
     // gateway (the only one built); results come back as payment events.
-    let payments = dispatch_core::payment::PaymentWorker::start(
-        Arc::clone(&engine),
-        Arc::new(dispatch_core::payment::SimGateway::new()),
-        dispatch_core::payment::WorkerConfig::default(),
-    )?;
+    let sim = Arc::new(dispatch_core::payment::SimGateway::new());
+    if opts.sim_gateway_down && opts.dev {
+        sim.set_down(true);
+    }
+    let payments = dispatch_core::payment::PaymentWorker::start(Arc::clone(&engine), sim, opts.payments)?;
     let demo = opts.demo_drivers.map(|n| demo::Demo::start(Arc::clone(&engine), n)).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {

@@ -44,6 +44,15 @@ enum Cmd {
         /// WebSocket idle timeout, ms (tests).
         #[arg(long, hide = true, default_value_t = 60_000)]
         ws_idle_ms: u64,
+        /// The built-in sim gateway fails every call (tests of a gateway that is down).
+        #[arg(long, hide = true, requires = "dev")]
+        sim_gateway_down: bool,
+        /// Failed calls before a payment is dead-lettered (tests).
+        #[arg(long, hide = true, default_value_t = 10)]
+        payment_max_attempts: u32,
+        /// The payment worker's first retry wait, ms (tests).
+        #[arg(long, hide = true, default_value_t = 1_000)]
+        payment_backoff_ms: u64,
     },
     /// Take a consistent copy of a data directory, while it is being served or not.
     Backup {
@@ -86,7 +95,19 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Serve { config, listen, data_dir, dev, demo, demo_drivers, ws_ping_ms, ws_idle_ms } => {
+        Cmd::Serve {
+            config,
+            listen,
+            data_dir,
+            dev,
+            demo,
+            demo_drivers,
+            ws_ping_ms,
+            ws_idle_ms,
+            sim_gateway_down,
+            payment_max_attempts,
+            payment_backoff_ms,
+        } => {
             let opts = dispatch_server::ServeOptions {
                 config,
                 listen,
@@ -96,6 +117,12 @@ fn main() -> ExitCode {
                 ws_timing: dispatch_server::ws::WsTiming {
                     ping_every: Duration::from_millis(ws_ping_ms.max(10)),
                     idle_timeout: Duration::from_millis(ws_idle_ms.max(10)),
+                },
+                sim_gateway_down,
+                payments: dispatch_core::payment::WorkerConfig {
+                    max_attempts: payment_max_attempts.max(1),
+                    backoff: Duration::from_millis(payment_backoff_ms.max(1)),
+                    ..dispatch_core::payment::WorkerConfig::default()
                 },
             };
             return match dispatch_server::serve(opts) {
