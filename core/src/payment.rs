@@ -1,24 +1,30 @@
-//! Payment gateways: the trait, the built-in simulated gateway, webhook signatures, and
-//! the worker that carries out what card trips owe the gateway.
+//! Payment gateways: the trait, the built-in simulated gateway, webhook signatures, the
+//! worker that carries out what card trips owe the gateway, and reconciliation.
 //!
 //! Owns:
-//! - [`Gateway`], the seam to a card processor (authorise, capture, void), and
-//!   [`SimGateway`], a deterministic in-process one with injectable failures, for
-//!   development and tests;
+//! - [`Gateway`], the seam to a card processor (authorise, capture, void, refund), and
+//!   [`SimGateway`], a deterministic in-process one with injectable failures and its own
+//!   settlement report, for development and tests;
 //! - [`verify_webhook`]: the signature schemes of the supported gateways, each an HMAC
 //!   over the raw body compared in constant time (`ring::hmac::verify`), with several
 //!   secrets accepted at once (rotation);
-//! - [`reconcile`]: the ledger's card captures against a gateway's settlement report;
+//! - [`reconcile_report`] / [`reconcile`]: the ledger's card payments (captured −
+//!   refunded, and the payment status) against a gateway's settlement CSV — the one
+//!   function behind `dispatchd reconcile` and `POST /v1/admin/reconcile`;
 //! - [`PaymentWorker`]: a thread that watches the engine for trips whose
 //!   `payment.due` is set, calls the gateway, and reports the result as a
-//!   `PaymentEvent` command — retried with exponential backoff, and after
-//!   [`WorkerConfig::max_attempts`] failures put on a dead-letter list for operators.
+//!   `PaymentEvent` command — retried with exponential backoff while the gateway is
+//!   unavailable, and after [`WorkerConfig::max_attempts`] failures recorded as a dead
+//!   letter on the trip (`Command::RecordDeadLetter`: durable, listed to operators, the
+//!   rider is offered cash, and the worker does not start it over after a restart).
 //!
 //! Guarantees:
 //! - nothing is charged twice: every call carries an idempotency key derived from the
-//!   trip and the action (gateways deduplicate on it), and every result is reported
-//!   with an event id derived the same way (the engine applies an event id once);
+//!   trip and the action (one per refund; gateways deduplicate on it), and every result
+//!   is reported with an event id derived the same way (the engine applies an event id
+//!   once, and a second capture report finds no capture due);
 //! - a forged, stale or unsigned webhook is refused before its body is looked at;
+//! - a decline is the gateway's final answer: reported once (`Failed`), never retried;
 //! - the worker never blocks the engine's writer: it reads the view and submits
 //!   commands like any client.
 

@@ -1,5 +1,6 @@
 //! Money: wallet holds at booking, settlement at completion, cancellation fees, card
-//! payments through the gateway, refunds, wallet credits and payment events.
+//! payments through the gateway, refunds, wallet credits, payment events, hold expiry,
+//! dead letters and the switch to cash.
 //!
 //! Guarantees:
 //! - every movement is a ledger transfer whose id is derived from what it is for (the
@@ -7,10 +8,18 @@
 //! - a trip's settlement is one linked batch, applied before the trip changes: a
 //!   completion either settles completely or is refused and changes nothing;
 //! - the driver earns the fare before the coupon's discount (the platform's promotions
-//!   account pays the discount) minus the zone's commission on it;
+//!   account pays the discount) minus the commission of the trip's zone and category;
 //! - a wallet never goes negative: a final fare above the hold takes what the wallet
 //!   has and records the rest as the rider's debt;
-//! - a refund never exceeds what was captured minus what was refunded;
+//! - holds are pending transfers with an expiry (`DispatchRules::wallet_hold_ttl_s`,
+//!   `card_auth_ttl_s`): a wallet hold at booking, a card hold when the gateway
+//!   authorises; when the time is up a hold still pending is voided and a card payment
+//!   still authorised is `expired`;
+//! - every payment status change follows `PaymentStatus::can_become`; a gateway event
+//!   that is stale or disagrees with what is due is remembered, moves no money and is
+//!   answered `ignored` (a disagreeing amount is kept on the trip for reconciliation);
+//! - a refund never exceeds what was captured minus what was refunded or is still
+//!   pending; a card refund is pending until the gateway confirms it;
 //! - a gateway event id is applied once; a repeat answers `duplicate` and changes nothing.
 
 use std::sync::Arc;
