@@ -73,8 +73,8 @@ fn a_gateway_that_stays_down_ends_on_the_dead_letter_list_and_charges_nothing() 
     drive(&engine, trip, driver);
     eventually("a dead letter", || !worker.dead_letters().is_empty());
     let dead = worker.dead_letters();
-    assert_eq!(dead[0].trip_id, trip);
-    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].0, trip);
+    assert_eq!(dead[0].1.attempts, 3);
     // Still owed (an authorisation, or the capture of the final fare), for operators.
     assert!(engine.trip(trip).unwrap().payment.due.is_some());
     assert_ne!(engine.trip(trip).unwrap().payment.status, PaymentStatus::Captured);
@@ -85,7 +85,7 @@ fn a_gateway_that_stays_down_ends_on_the_dead_letter_list_and_charges_nothing() 
 
 #[test]
 fn reconciliation_lists_every_difference_with_the_gateway() {
-    use dispatch_core::payment::{Mismatch, SettlementRow, reconcile};
+    use dispatch_core::payment::{Mismatch, MismatchKind, SettlementRow, Side, reconcile};
     let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
     let gateway = Arc::new(SimGateway::new());
     let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
@@ -99,24 +99,117 @@ fn reconciliation_lists_every_difference_with_the_gateway() {
     worker.stop();
     let egp: dispatch_core::Currency = "EGP".parse().unwrap();
     let trips: Vec<_> = [a, b].iter().map(|t| engine.trip(*t).unwrap()).collect();
-    let agree: Vec<SettlementRow> = gateway
-        .captured()
-        .into_iter()
-        .map(|(trip_id, amount_minor)| SettlementRow { trip_id, amount_minor, currency: egp })
-        .collect();
-    assert_eq!(reconcile(trips.iter().map(|t| &**t), &agree), vec![], "the sim gateway's own report agrees");
+    let agree = dispatch_core::payment::parse_settlement(&gateway.settlement_csv(egp)).unwrap();
+    let r = reconcile(trips.iter().map(|t| &**t), &agree);
+    assert_eq!((r.matched, r.mismatches), (2, vec![]), "the sim gateway's own report agrees");
     let stranger = TripId::from_raw(99).unwrap();
-    let report = vec![
-        SettlementRow { trip_id: a, amount_minor: fare_a - 1, currency: egp },
-        SettlementRow { trip_id: stranger, amount_minor: 500, currency: egp },
+    let row = |trip_id, amount_minor, status| SettlementRow { trip_id, amount_minor, currency: egp, status };
+    let report = vec![row(a, fare_a - 1, None), row(stranger, 500, None)];
+    let found = reconcile(trips.iter().map(|t| &**t), &report);
+    let captured = |amount_minor| Some(Side { amount_minor, currency: egp, status: Some(PaymentStatus::Captured) });
+    let expected = vec![
+        Mismatch {
+            kind: MismatchKind::AmountDiffers,
+            trip_id: a,
+            ledger: captured(fare_a),
+            gateway: Some(Side { amount_minor: fare_a - 1, currency: egp, status: None }),
+        },
+        Mismatch { kind: MismatchKind::MissingAtGateway, trip_id: b, ledger: captured(fare_b), gateway: None },
+        Mismatch {
+            kind: MismatchKind::MissingInLedger,
+            trip_id: stranger,
+            ledger: None,
+            gateway: Some(Side { amount_minor: 500, currency: egp, status: None }),
+        },
     ];
-    let mut found = reconcile(trips.iter().map(|t| &**t), &report);
-    found.sort_by_key(|m| format!("{m:?}"));
-    let mut expected = vec![
-        Mismatch::AmountDiffers { trip_id: a, ledger_minor: fare_a, gateway_minor: fare_a - 1 },
-        Mismatch::MissingAtGateway { trip_id: b, amount_minor: fare_b },
-        Mismatch::MissingInLedger { trip_id: stranger, amount_minor: 500 },
-    ];
-    expected.sort_by_key(|m| format!("{m:?}"));
+    let mut found = found.mismatches;
+    found.sort_by_key(|m| m.kind);
+    let mut expected = expected;
+    expected.sort_by_key(|m| m.kind);
     assert_eq!(found, expected);
+    // Same amounts, another status: the gateway says refunded, the ledger captured.
+    let report = vec![row(a, fare_a, Some(PaymentStatus::Refunded)), row(b, fare_b, Some(PaymentStatus::Captured))];
+    let r = reconcile(trips.iter().map(|t| &**t), &report);
+    assert_eq!(r.matched, 1);
+    assert_eq!(
+        r.mismatches.iter().map(|m| (m.kind, m.trip_id)).collect::<Vec<_>>(),
+        vec![(MismatchKind::StatusDiffers, a)]
+    );
+}
+
+#[test]
+fn a_card_refund_reaches_the_gateway_through_the_worker_and_reconciles() {
+    use dispatch_core::Command;
+    let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
+    let gateway = Arc::new(SimGateway::new());
+    let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
+    let (trip, driver) = card_trip(&engine, 1);
+    let fare = drive(&engine, trip, driver);
+    eventually("the capture", || engine.trip(trip).is_some_and(|t| t.payment.status == PaymentStatus::Captured));
+    let refund = |amount_minor| Command::Refund { id: None, trip_id: trip, amount_minor, reason: "detour".into() };
+    engine.submit(dispatch_core::Actor::Admin, refund(700)).unwrap();
+    eventually("the refund", || {
+        engine.trip(trip).is_some_and(|t| t.payment.status == PaymentStatus::PartiallyRefunded)
+    });
+    let t = engine.trip(trip).unwrap();
+    assert_eq!((t.payment.refunded_minor, t.payment.due, t.payment.refunds_pending.len()), (700, None, 0));
+    assert_eq!(gateway.refunded().get(&trip), Some(&700), "the gateway gave it back, once");
+    // Over the limit: refused before anything reaches the gateway.
+    let over = engine.submit(dispatch_core::Actor::Admin, refund(fare - 699));
+    assert!(matches!(over, Err(dispatch_core::Error::RefundExceedsCaptured { .. })), "{over:?}");
+    worker.stop();
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    let rows = dispatch_core::payment::parse_settlement(&gateway.settlement_csv(egp)).unwrap();
+    let r = dispatch_core::payment::reconcile([&*t], &rows);
+    assert_eq!((r.matched, r.mismatches.len()), (1, 0), "{r:?}");
+    assert!(engine.read(|v| v.ledger_verify()).balanced);
+}
+
+#[test]
+fn a_declined_card_fails_and_the_rider_is_offered_cash() {
+    let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
+    let gateway = Arc::new(SimGateway::new());
+    let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
+    let (trip, driver) = card_trip(&engine, 1);
+    gateway.decline(trip);
+    engine.accept(driver, trip).unwrap();
+    eventually("the decline", || engine.trip(trip).is_some_and(|t| t.payment.status == PaymentStatus::Failed));
+    let t = engine.trip(trip).unwrap();
+    assert!(t.payment.cash_offered() && t.payment.due.is_none(), "{:?}", t.payment);
+    worker.stop();
+}
+
+#[test]
+fn dead_letters_survive_a_restart_and_are_not_retried_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || EngineConfig::default().with_data_dir(dir.path().join("data"));
+    let engine = Arc::new(Engine::open(config()).unwrap());
+    let gateway = Arc::new(SimGateway::new());
+    gateway.set_down(true);
+    let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
+    let (trip, driver) = card_trip(&engine, 1);
+    engine.accept(driver, trip).unwrap();
+    eventually("a dead letter", || !worker.dead_letters().is_empty());
+    worker.stop();
+    let engine = Arc::try_unwrap(engine).ok().unwrap();
+    engine.shutdown().unwrap();
+
+    let engine = Arc::new(Engine::open(config()).unwrap());
+    let t = engine.trip(trip).unwrap();
+    let dead = t.payment.dead_letter.clone().expect("the dead letter is durable");
+    assert_eq!((dead.action.name(), dead.attempts), ("authorize", 3));
+    assert!(t.payment.cash_offered());
+    let calls = gateway.calls();
+    gateway.set_down(false);
+    let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
+    // The worker runs (another trip is authorised) but leaves the one given up on alone.
+    let (other, other_driver) = card_trip(&engine, 3);
+    engine.accept(other_driver, other).unwrap();
+    eventually("the other authorisation", || {
+        engine.trip(other).is_some_and(|t| t.payment.status == PaymentStatus::Authorized)
+    });
+    assert_eq!(gateway.calls(), calls + 1, "a payment given up on is not started over");
+    assert_eq!(engine.trip(trip).unwrap().payment.status, PaymentStatus::Pending);
+    assert_eq!(worker.dead_letters().len(), 1);
+    worker.stop();
 }

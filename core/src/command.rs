@@ -19,7 +19,7 @@ use crate::money::Currency;
 use crate::route::Route;
 use crate::state::PaymentEventKind;
 use crate::state::State;
-use crate::trip::{Bid, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
+use crate::trip::{Bid, GatewayAction, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
 use crate::user::{Category, Role, User, Vehicle};
 use crate::zone::ZoneSpec;
 use crate::zone::{CouponRecord, Zone};
@@ -67,6 +67,13 @@ pub struct DispatchRules {
     pub max_speed_kmh: u32,
     /// Idempotency keys are kept at least this long.
     pub idempotency_ttl_s: u32,
+    /// A wallet hold placed at booking is released (voided) this long after it was
+    /// placed if nothing settled it (the trip then pays from the balance it finds).
+    pub wallet_hold_ttl_s: u32,
+    /// A card authorisation not captured this long after the gateway granted it
+    /// lapses: its hold is released and the payment is `expired` (Stripe keeps card
+    /// authorisations 7 days).
+    pub card_auth_ttl_s: u32,
 }
 
 impl Default for DispatchRules {
@@ -84,6 +91,8 @@ impl Default for DispatchRules {
             location_min_interval_ms: 1_000,
             max_speed_kmh: 250,
             idempotency_ttl_s: 24 * 60 * 60,
+            wallet_hold_ttl_s: 24 * 60 * 60,
+            card_auth_ttl_s: 7 * 24 * 60 * 60,
         }
     }
 }
@@ -109,6 +118,9 @@ impl DispatchRules {
         }
         if self.surge_interval_s == 0 || self.max_speed_kmh == 0 {
             return bad("surge_interval_s and max_speed_kmh must be positive");
+        }
+        if self.wallet_hold_ttl_s == 0 || self.card_auth_ttl_s == 0 {
+            return bad("wallet_hold_ttl_s and card_auth_ttl_s must be positive");
         }
         if self.idempotency_ttl_s < 24 * 60 * 60 {
             return bad("idempotency_ttl_s must be at least 86400 (API.md keeps keys 24 hours)");
@@ -411,6 +423,27 @@ pub enum Command {
         /// Currency of the amount.
         currency: Currency,
     },
+    /// The payment worker gave up on a card trip's due action after its retries
+    /// (system only): recorded on the trip, so it survives restarts, is listed to
+    /// operators, and the rider is offered cash.
+    RecordDeadLetter {
+        /// Which trip.
+        trip_id: TripId,
+        /// The action given up on (must still be the trip's due action).
+        action: GatewayAction,
+        /// The last error.
+        error: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// The trip's rider pays another way: a card trip whose card payment failed, was
+    /// given up on, or was never authorised switches to cash.
+    SetPaymentMethod {
+        /// Which trip.
+        trip_id: TripId,
+        /// The new method (only `cash`).
+        method: PaymentMethod,
+    },
     /// `command`, about a finished trip that had left the hot state for the history
     /// (a refund, a rating, a late payment event): the writer read the trip back from
     /// the history and carries it here, so `apply` puts it back in the state before
@@ -465,6 +498,8 @@ impl Command {
             Command::CreditWallet { .. } => "credit_wallet",
             Command::Refund { .. } => "refund",
             Command::PaymentEvent { .. } => "payment_event",
+            Command::RecordDeadLetter { .. } => "record_dead_letter",
+            Command::SetPaymentMethod { .. } => "set_payment_method",
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
         }
     }
@@ -484,7 +519,9 @@ impl Command {
             | Command::RateTrip { trip_id, .. }
             | Command::RaiseSos { trip_id, .. }
             | Command::Refund { trip_id, .. }
-            | Command::PaymentEvent { trip_id, .. } => Some(*trip_id),
+            | Command::PaymentEvent { trip_id, .. }
+            | Command::RecordDeadLetter { trip_id, .. }
+            | Command::SetPaymentMethod { trip_id, .. } => Some(*trip_id),
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.trip_id(),
             _ => None,
         }
@@ -598,6 +635,9 @@ pub enum Outcome {
     PaymentEvent {
         /// Seen before.
         duplicate: bool,
+        /// Accepted (its id is remembered) but without effect, and why: it was stale
+        /// (the payment had moved past it) or disagreed with what was due.
+        ignored: Option<String>,
     },
     /// A retried idempotent command: what its first success answered.
     Replayed(Box<Outcome>),

@@ -170,7 +170,7 @@ const ARCHIVE_TRIPS_MAX: usize = 50_000;
 const ARCHIVE_TRANSFERS_MAX: usize = 200_000;
 
 /// The state as a snapshot stores it: a format byte, then postcard.
-pub(crate) const STATE_FORMAT: u8 = 3;
+pub(crate) const STATE_FORMAT: u8 = 4;
 
 fn encode_state(state: &State) -> Result<Vec<u8>> {
     postcard::to_extend(state, vec![STATE_FORMAT]).map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))

@@ -1,24 +1,30 @@
-//! Payment gateways: the trait, the built-in simulated gateway, webhook signatures, and
-//! the worker that carries out what card trips owe the gateway.
+//! Payment gateways: the trait, the built-in simulated gateway, webhook signatures, the
+//! worker that carries out what card trips owe the gateway, and reconciliation.
 //!
 //! Owns:
-//! - [`Gateway`], the seam to a card processor (authorise, capture, void), and
-//!   [`SimGateway`], a deterministic in-process one with injectable failures, for
-//!   development and tests;
+//! - [`Gateway`], the seam to a card processor (authorise, capture, void, refund), and
+//!   [`SimGateway`], a deterministic in-process one with injectable failures and its own
+//!   settlement report, for development and tests;
 //! - [`verify_webhook`]: the signature schemes of the supported gateways, each an HMAC
 //!   over the raw body compared in constant time (`ring::hmac::verify`), with several
 //!   secrets accepted at once (rotation);
-//! - [`reconcile`]: the ledger's card captures against a gateway's settlement report;
+//! - [`reconcile_report`] / [`reconcile`]: the ledger's card payments (captured −
+//!   refunded, and the payment status) against a gateway's settlement CSV — the one
+//!   function behind `dispatchd reconcile` and `POST /v1/admin/reconcile`;
 //! - [`PaymentWorker`]: a thread that watches the engine for trips whose
 //!   `payment.due` is set, calls the gateway, and reports the result as a
-//!   `PaymentEvent` command — retried with exponential backoff, and after
-//!   [`WorkerConfig::max_attempts`] failures put on a dead-letter list for operators.
+//!   `PaymentEvent` command — retried with exponential backoff while the gateway is
+//!   unavailable, and after [`WorkerConfig::max_attempts`] failures recorded as a dead
+//!   letter on the trip (`Command::RecordDeadLetter`: durable, listed to operators, the
+//!   rider is offered cash, and the worker does not start it over after a restart).
 //!
 //! Guarantees:
 //! - nothing is charged twice: every call carries an idempotency key derived from the
-//!   trip and the action (gateways deduplicate on it), and every result is reported
-//!   with an event id derived the same way (the engine applies an event id once);
+//!   trip and the action (one per refund; gateways deduplicate on it), and every result
+//!   is reported with an event id derived the same way (the engine applies an event id
+//!   once, and a second capture report finds no capture due);
 //! - a forged, stale or unsigned webhook is refused before its body is looked at;
+//! - a decline is the gateway's final answer: reported once (`Failed`), never retried;
 //! - the worker never blocks the engine's writer: it reads the view and submits
 //!   commands like any client.
 
@@ -36,7 +42,8 @@ use crate::engine::Engine;
 use crate::id::TripId;
 use crate::money::Currency;
 use crate::state::PaymentEventKind;
-use crate::trip::{GatewayAction, PaymentMethod};
+use crate::trip::{DeadLetter, GatewayAction, PaymentMethod, PaymentStatus};
+use crate::view::View;
 
 // ----- webhooks ----------------------------------------------------------------------
 
@@ -194,6 +201,10 @@ struct SimInner {
     done: Vec<String>,
     /// Captured per trip.
     captured: BTreeMap<TripId, i64>,
+    /// Refunded per trip.
+    refunded: BTreeMap<TripId, i64>,
+    /// The last status of each trip's payment, as the gateway sees it.
+    status: BTreeMap<TripId, PaymentStatus>,
     /// Every call, including refused ones.
     calls: u64,
 }
@@ -224,9 +235,43 @@ impl SimGateway {
         self.inner.lock().captured.clone()
     }
 
+    /// What was refunded per trip.
+    pub fn refunded(&self) -> BTreeMap<TripId, i64> {
+        self.inner.lock().refunded.clone()
+    }
+
     /// Calls received, successful or not.
     pub fn calls(&self) -> u64 {
         self.inner.lock().calls
+    }
+
+    /// The gateway's settlement report in the CSV format [`parse_settlement`] reads:
+    /// a capture line and a (negative) refund line per trip, each with the payment's
+    /// status as the gateway sees it. Trips only authorised or voided get one line of 0.
+    pub fn settlement_csv(&self, currency: Currency) -> String {
+        let g = self.inner.lock();
+        let mut out = String::from(
+            "trip_id,amount_minor,currency,status
+",
+        );
+        for (trip, status) in &g.status {
+            let captured = g.captured.get(trip).copied().unwrap_or(0);
+            out.push_str(&format!(
+                "{trip},{captured},{},{}
+",
+                currency.code(),
+                status.as_str()
+            ));
+            if let Some(r) = g.refunded.get(trip) {
+                out.push_str(&format!(
+                    "{trip},-{r},{},{}
+",
+                    currency.code(),
+                    status.as_str()
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -252,9 +297,24 @@ impl Gateway for SimGateway {
             return Ok(()); // already done: the same answer, no second effect
         }
         g.done.push(call.idempotency_key.clone());
-        if let GatewayAction::Capture { amount_minor } = call.action {
-            *g.captured.entry(call.trip_id).or_default() += amount_minor;
-        }
+        let status = match call.action {
+            GatewayAction::Authorize { .. } => PaymentStatus::Authorized,
+            GatewayAction::Capture { amount_minor } => {
+                *g.captured.entry(call.trip_id).or_default() += amount_minor;
+                PaymentStatus::Captured
+            }
+            GatewayAction::Void => PaymentStatus::Voided,
+            GatewayAction::Refund { amount_minor, .. } => {
+                *g.refunded.entry(call.trip_id).or_default() += amount_minor;
+                let captured = g.captured.get(&call.trip_id).copied().unwrap_or(0);
+                if g.refunded[&call.trip_id] >= captured {
+                    PaymentStatus::Refunded
+                } else {
+                    PaymentStatus::PartiallyRefunded
+                }
+            }
+        };
+        g.status.insert(call.trip_id, status);
         Ok(())
     }
 }
@@ -285,19 +345,6 @@ impl Default for WorkerConfig {
     }
 }
 
-/// A payment the worker gave up on (for operators: offer cash, call the rider).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// The trip.
-    pub trip_id: TripId,
-    /// What could not be done.
-    pub action: GatewayAction,
-    /// The last error.
-    pub error: String,
-    /// Attempts made.
-    pub attempts: u32,
-}
-
 #[derive(Debug)]
 struct Retry {
     attempts: u32,
@@ -308,32 +355,39 @@ struct Retry {
 pub struct PaymentWorker {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
-    dead: Arc<Mutex<Vec<DeadLetter>>>,
+    engine: Arc<Engine>,
 }
 
-fn action_name(a: &GatewayAction) -> &'static str {
-    match a {
-        GatewayAction::Authorize { .. } => "authorize",
-        GatewayAction::Capture { .. } => "capture",
-        GatewayAction::Void => "void",
+/// The idempotency key of a gateway call: one per trip and action (one per refund).
+pub fn idempotency_key(trip_id: TripId, action: &GatewayAction) -> String {
+    match action {
+        GatewayAction::Refund { transfer, .. } => format!("{trip_id}-refund-{transfer}"),
+        other => format!("{trip_id}-{}", other.name()),
     }
+}
+
+/// The payments given up on, newest first (durable: recorded on their trips).
+pub fn dead_letters(view: &View) -> Vec<(TripId, DeadLetter)> {
+    let mut out: Vec<(TripId, DeadLetter)> =
+        view.trips().filter_map(|t| t.payment.dead_letter.clone().map(|d| (t.id, d))).collect();
+    out.sort_by_key(|(id, d)| std::cmp::Reverse((d.at, *id)));
+    out
 }
 
 impl PaymentWorker {
     /// Starts the worker on `engine` with `gateway`.
     pub fn start(engine: Arc<Engine>, gateway: Arc<dyn Gateway>, config: WorkerConfig) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let dead = Arc::new(Mutex::new(Vec::new()));
-        let (s, d) = (Arc::clone(&stop), Arc::clone(&dead));
+        let (s, e) = (Arc::clone(&stop), Arc::clone(&engine));
         let handle = std::thread::Builder::new()
             .name("dispatch-payments".into())
-            .spawn(move || run(&engine, gateway.as_ref(), config, &s, &d))?;
-        Ok(PaymentWorker { stop, handle: Some(handle), dead })
+            .spawn(move || run(&e, gateway.as_ref(), config, &s))?;
+        Ok(PaymentWorker { stop, handle: Some(handle), engine })
     }
 
-    /// Payments given up on so far.
-    pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.dead.lock().clone()
+    /// Payments given up on so far (read from the engine: they survive restarts).
+    pub fn dead_letters(&self) -> Vec<(TripId, DeadLetter)> {
+        self.engine.read(dead_letters)
     }
 
     /// Stops the worker (after the call in progress).
@@ -355,66 +409,63 @@ impl Drop for PaymentWorker {
     }
 }
 
-fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &AtomicBool, dead: &Mutex<Vec<DeadLetter>>) {
-    let mut retries: HashMap<(TripId, &'static str), Retry> = HashMap::new();
+/// One pass: every due action not given up on, called unless backing off.
+fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &AtomicBool) {
+    let mut retries: HashMap<String, Retry> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         let due: Vec<(TripId, GatewayAction, Currency)> = engine.read(|v| {
             v.trips()
-                .filter(|t| t.payment.method == PaymentMethod::Card)
-                .filter_map(|t| t.payment.due.map(|a| (t.id, a, t.fare.currency)))
+                .filter_map(|t| {
+                    let due = t.payment.due?;
+                    // A dead letter is durable: after a restart the worker does not start over.
+                    let given_up = t.payment.dead_letter.as_ref().is_some_and(|d| d.action == due);
+                    (!given_up).then_some((t.id, due, t.fare.currency))
+                })
                 .collect()
         });
         let now = Instant::now();
+        retries.retain(|key, _| due.iter().any(|(t, a, _)| idempotency_key(*t, a) == *key));
         for (trip_id, action, currency) in due {
-            let name = action_name(&action);
-            let key = (trip_id, name);
-            let retry = retries.entry(key).or_insert(Retry { attempts: 0, next: now });
+            let key = idempotency_key(trip_id, &action);
+            let retry = retries.entry(key.clone()).or_insert(Retry { attempts: 0, next: now });
             if retry.attempts >= config.max_attempts || retry.next > now {
                 continue;
             }
-            let idempotency_key = format!("{trip_id}-{name}");
-            let call = GatewayCall { trip_id, action, currency, idempotency_key: idempotency_key.clone() };
-            let (kind, amount) = match action {
-                GatewayAction::Authorize { amount_minor } => (PaymentEventKind::Authorized, amount_minor),
-                GatewayAction::Capture { amount_minor } => (PaymentEventKind::Captured, amount_minor),
-                GatewayAction::Void => (PaymentEventKind::Voided, 0),
+            let call = GatewayCall { trip_id, action, currency, idempotency_key: key.clone() };
+            let kind = match action {
+                GatewayAction::Authorize { .. } => PaymentEventKind::Authorized,
+                GatewayAction::Capture { .. } => PaymentEventKind::Captured,
+                GatewayAction::Void => PaymentEventKind::Voided,
+                GatewayAction::Refund { .. } => PaymentEventKind::RefundSucceeded,
             };
-            let failure = match gateway.execute(&call) {
-                Ok(()) => None,
-                Err(GatewayError::Declined(why)) => {
-                    // Reported once; the trip's due action stays for operators to settle.
-                    retry.attempts = config.max_attempts;
-                    Some(format!("declined: {why}"))
-                }
-                Err(GatewayError::Unavailable(why)) => Some(why),
-            };
-            let (kind, event_id) = match &failure {
-                None => (kind, format!("{}-{idempotency_key}", gateway.name())),
-                Some(_) => (
-                    PaymentEventKind::Failed,
-                    format!("{}-{idempotency_key}-failed-{}", gateway.name(), retry.attempts),
-                ),
-            };
-            let event = Command::PaymentEvent {
+            let report = |kind, event_id: String| Command::PaymentEvent {
                 gateway: gateway.name().to_owned(),
                 event_id,
                 kind,
                 trip_id,
-                amount_minor: amount,
+                amount_minor: action.amount_minor(),
                 currency,
             };
-            // Refusals (the trip moved on, a duplicate) need nothing more from the worker.
-            let _ = engine.submit(Actor::System, event);
-            match failure {
-                None => {
+            match gateway.execute(&call) {
+                Ok(()) => {
+                    // Refusals (the trip moved on, a duplicate) need nothing more from the worker.
+                    let _ = engine.submit(Actor::System, report(kind, format!("{}-{key}", gateway.name())));
                     retries.remove(&key);
                 }
-                Some(error) => {
+                Err(GatewayError::Declined(_)) => {
+                    // The gateway's final answer: reported once (the payment fails, or a
+                    // refund is released); not retried.
+                    retry.attempts = config.max_attempts;
+                    let id = format!("{}-{key}-declined", gateway.name());
+                    let _ = engine.submit(Actor::System, report(PaymentEventKind::Failed, id));
+                }
+                Err(GatewayError::Unavailable(error)) => {
                     retry.attempts += 1;
                     let factor = 2u32.saturating_pow(retry.attempts.saturating_sub(1).min(16));
                     retry.next = now + config.backoff.saturating_mul(factor).min(config.backoff_max);
                     if retry.attempts >= config.max_attempts {
-                        dead.lock().push(DeadLetter { trip_id, action, error, attempts: retry.attempts });
+                        let dead = Command::RecordDeadLetter { trip_id, action, error, attempts: retry.attempts };
+                        let _ = engine.submit(Actor::System, dead);
                     }
                 }
             }
@@ -511,96 +562,193 @@ mod tests {
 
 // ----- reconciliation ----------------------------------------------------------------------
 
-/// One line of a gateway's settlement report: what it says it captured (net of
-/// refunds) for a trip.
+/// One line of a gateway's settlement report: what it says it settled (a capture, or a
+/// refund as a negative amount) for a trip, and optionally the payment's status as the
+/// gateway sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettlementRow {
     /// The trip (the gateway's reference).
     pub trip_id: TripId,
-    /// Net amount settled, minor units.
+    /// Amount settled, minor units (negative: refunded).
     pub amount_minor: i64,
     /// Currency.
     pub currency: Currency,
+    /// The payment's status at the gateway (reports with a `status` column).
+    pub status: Option<PaymentStatus>,
+}
+
+/// What kind of difference reconciliation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MismatchKind {
+    /// The gateway settled a trip the engine has no card payment for.
+    MissingInLedger,
+    /// The engine captured a card trip the gateway did not settle.
+    MissingAtGateway,
+    /// Both know it, with different net amounts (captured − refunded) or currencies.
+    AmountDiffers,
+    /// The amounts agree but the payment's status differs.
+    StatusDiffers,
+}
+
+impl MismatchKind {
+    /// The name in reports and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MismatchKind::MissingInLedger => "missing_in_ledger",
+            MismatchKind::MissingAtGateway => "missing_at_gateway",
+            MismatchKind::AmountDiffers => "amount_differs",
+            MismatchKind::StatusDiffers => "status_differs",
+        }
+    }
+}
+
+/// One side's view of a trip's card payment: the net amount (captured − refunded),
+/// its currency and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Side {
+    /// Net settled, minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+    /// The payment's status (`None`: the report has no status column).
+    pub status: Option<PaymentStatus>,
 }
 
 /// A difference between the ledger and a gateway's settlement report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mismatch {
-    /// The gateway settled a trip the engine has no card capture for.
-    MissingInLedger {
-        /// The trip.
-        trip_id: TripId,
-        /// What the gateway settled.
-        amount_minor: i64,
-    },
-    /// The engine captured a card trip the gateway did not settle.
-    MissingAtGateway {
-        /// The trip.
-        trip_id: TripId,
-        /// What the engine captured, net of refunds.
-        amount_minor: i64,
-    },
-    /// Both know it, with different amounts or currencies.
-    AmountDiffers {
-        /// The trip.
-        trip_id: TripId,
-        /// The engine's net captured amount.
-        ledger_minor: i64,
-        /// The gateway's.
-        gateway_minor: i64,
-    },
+pub struct Mismatch {
+    /// What differs.
+    pub kind: MismatchKind,
+    /// The trip.
+    pub trip_id: TripId,
+    /// The engine's side (`None`: it knows no card payment of the trip).
+    pub ledger: Option<Side>,
+    /// The gateway's side (`None`: the report has no line for the trip).
+    pub gateway: Option<Side>,
 }
 
-/// Reads a settlement report: a header line `trip_id,amount_minor,currency`, then one line
-/// per settled amount (a trip may have several: a capture and a refund as a negative
-/// amount). Blank lines are skipped. Refuses anything else, naming the line.
+/// The outcome of a reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reconciliation {
+    /// Trips both sides know and agree on.
+    pub matched: usize,
+    /// Every difference, in trip order.
+    pub mismatches: Vec<Mismatch>,
+    /// Card trips the engine compared.
+    pub trips: usize,
+    /// Lines of the report.
+    pub rows: usize,
+}
+
+/// Why a reconciliation could not run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReconcileError {
+    /// The report does not parse (the message names the line).
+    #[error("{0}")]
+    Settlement(String),
+    /// The engine could not read its trips.
+    #[error(transparent)]
+    Engine(#[from] crate::Error),
+}
+
+const HEADER: &str = "trip_id,amount_minor,currency";
+const HEADER_WITH_STATUS: &str = "trip_id,amount_minor,currency,status";
+
+/// Reads a settlement report: a header line `trip_id,amount_minor,currency` (optionally
+/// `,status`), then one line per settled amount (a trip may have several: a capture and
+/// a refund as a negative amount). Blank lines are skipped. Refuses anything else,
+/// naming the line (1-based, blank lines counted).
 pub fn parse_settlement(text: &str) -> Result<Vec<SettlementRow>, String> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    match lines.next() {
-        Some((_, header)) if header.trim().replace(' ', "") == "trip_id,amount_minor,currency" => {}
-        _ => return Err("line 1: the header must be trip_id,amount_minor,currency".into()),
-    }
+    let with_status = match lines.next() {
+        Some((_, header)) if header.trim().replace(' ', "") == HEADER => false,
+        Some((_, header)) if header.trim().replace(' ', "") == HEADER_WITH_STATUS => true,
+        _ => return Err(format!("line 1: the header must be {HEADER} or {HEADER_WITH_STATUS}")),
+    };
     lines
         .map(|(i, line)| {
             let bad = |what: &str| format!("line {}: {what}", i + 1);
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            let [trip, amount, currency] = fields[..] else { return Err(bad("three fields expected")) };
+            let (trip, amount, currency, status) = match (with_status, &fields[..]) {
+                (false, [t, a, c]) => (*t, *a, *c, None),
+                (true, [t, a, c, s]) => (*t, *a, *c, Some(*s)),
+                (false, _) => return Err(bad("three fields expected")),
+                (true, _) => return Err(bad("four fields expected")),
+            };
             Ok(SettlementRow {
                 trip_id: trip.parse().map_err(|_| bad("not a trip id"))?,
                 amount_minor: amount.parse().map_err(|_| bad("amount_minor is not an integer"))?,
                 currency: currency.parse().map_err(|_| bad("not a currency code"))?,
+                status: status
+                    .map(|s| PaymentStatus::parse(s).ok_or_else(|| bad("status is not a payment status")))
+                    .transpose()?,
             })
         })
         .collect()
 }
 
-/// Compares the engine's card trips (`captured − refunded` of each) with a gateway's
-/// settlement `rows`, and lists every difference, in trip order. Trips with nothing
-/// captured and no row agree.
-pub fn reconcile<'a>(trips: impl IntoIterator<Item = &'a crate::trip::Trip>, rows: &[SettlementRow]) -> Vec<Mismatch> {
-    let mut ledger: BTreeMap<TripId, (i64, Currency)> = BTreeMap::new();
+/// Compares the engine's card trips (`captured − refunded` of each, and its payment
+/// status) with a gateway's settlement `rows` (summed per trip; the status of a trip's
+/// last line), and lists every difference, in trip order. Refunds still waiting for
+/// the gateway are not in the engine's net amount. A card trip with nothing captured
+/// and no line agrees silently.
+pub fn reconcile<'a>(trips: impl IntoIterator<Item = &'a crate::trip::Trip>, rows: &[SettlementRow]) -> Reconciliation {
+    let mut ledger: BTreeMap<TripId, Side> = BTreeMap::new();
     for t in trips.into_iter().filter(|t| t.payment.method == PaymentMethod::Card) {
         let net = t.payment.captured_minor - t.payment.refunded_minor;
-        if t.payment.captured_minor > 0 {
-            ledger.insert(t.id, (net, t.fare.currency));
+        ledger.insert(t.id, Side { amount_minor: net, currency: t.fare.currency, status: Some(t.payment.status) });
+    }
+    let mut gateway: BTreeMap<TripId, Side> = BTreeMap::new();
+    for r in rows {
+        let e = gateway.entry(r.trip_id).or_insert(Side { amount_minor: 0, currency: r.currency, status: None });
+        e.amount_minor = e.amount_minor.saturating_add(r.amount_minor);
+        if r.status.is_some() {
+            e.status = r.status;
         }
     }
-    let mut gateway: BTreeMap<TripId, (i64, Currency)> = BTreeMap::new();
-    for r in rows {
-        let e = gateway.entry(r.trip_id).or_insert((0, r.currency));
-        e.0 += r.amount_minor;
-    }
-    let mut out = Vec::new();
+    let mut out = Reconciliation { trips: ledger.len(), rows: rows.len(), ..Reconciliation::default() };
     let ids: std::collections::BTreeSet<TripId> = ledger.keys().chain(gateway.keys()).copied().collect();
     for id in ids {
-        match (ledger.get(&id), gateway.get(&id)) {
-            (Some(&(l, lc)), Some(&(g, gc))) if l != g || lc != gc => {
-                out.push(Mismatch::AmountDiffers { trip_id: id, ledger_minor: l, gateway_minor: g });
+        let (l, g) = (ledger.get(&id).copied(), gateway.get(&id).copied());
+        let kind = match (l, g) {
+            (Some(l), Some(g)) if l.amount_minor != g.amount_minor || l.currency != g.currency => {
+                Some(MismatchKind::AmountDiffers)
             }
-            (Some(&(l, _)), None) => out.push(Mismatch::MissingAtGateway { trip_id: id, amount_minor: l }),
-            (None, Some(&(g, _))) => out.push(Mismatch::MissingInLedger { trip_id: id, amount_minor: g }),
-            _ => {}
+            (Some(l), Some(g)) if g.status.is_some() && g.status != l.status => Some(MismatchKind::StatusDiffers),
+            (Some(_), Some(_)) => {
+                out.matched += 1;
+                None
+            }
+            (Some(l), None) if l.amount_minor != 0 || ledger_captured(&l) => Some(MismatchKind::MissingAtGateway),
+            (Some(_), None) => None,
+            (None, Some(_)) => Some(MismatchKind::MissingInLedger),
+            (None, None) => None,
+        };
+        if let Some(kind) = kind {
+            out.mismatches.push(Mismatch { kind, trip_id: id, ledger: l, gateway: g });
         }
     }
     out
+}
+
+/// A payment that took money (even if all of it was refunded since).
+fn ledger_captured(side: &Side) -> bool {
+    matches!(side.status, Some(PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded))
+}
+
+/// Reconciles the settlement report `csv` against every card trip the engine knows,
+/// hot and archived: the one function behind `dispatchd reconcile` and
+/// `POST /v1/admin/reconcile`.
+pub fn reconcile_report(engine: &Engine, csv: &str) -> Result<Reconciliation, ReconcileError> {
+    let rows = parse_settlement(csv).map_err(ReconcileError::Settlement)?;
+    let mut trips = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = engine
+            .trips(crate::history::TripsOf::All, cursor, 1000, true, |t| t.payment.method == PaymentMethod::Card)?;
+        let Some(last) = page.last() else { break };
+        cursor = Some(crate::history::TripCursor::after(last));
+        trips.extend(page);
+    }
+    Ok(reconcile(trips.iter().map(|t| &**t), &rows))
 }

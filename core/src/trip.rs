@@ -199,6 +199,20 @@ pub enum PaymentMethod {
 }
 
 /// Where the trip's payment stands.
+///
+/// ```text
+/// pending ──▶ authorized ──▶ captured ──▶ partially_refunded ──▶ refunded
+///   │  │         │  │  │                         ▲        │
+///   │  │         │  │  └──▶ voided               └────────┘ (another partial refund)
+///   │  │         │  └─────▶ expired ──▶ captured
+///   │  │         └────────▶ failed ──▶ captured | voided
+///   │  └──▶ captured | voided | failed | expired
+/// ```
+///
+/// [`PaymentStatus::can_become`] is the one table of these edges: every change of a
+/// trip's payment status goes through it ([`TripPayment::set_status`]), and a gateway
+/// event that would take a step back (a late `payment.authorized` after the capture)
+/// is refused by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
@@ -210,12 +224,65 @@ pub enum PaymentStatus {
     Captured,
     /// The hold was released.
     Voided,
-    /// The hold lapsed.
+    /// The hold lapsed before it was captured.
     Expired,
     /// Part of the capture was given back.
     PartiallyRefunded,
     /// All of it was given back.
     Refunded,
+    /// The gateway declined (the card was refused): cash is offered.
+    Failed,
+}
+
+impl PaymentStatus {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Authorized => "authorized",
+            PaymentStatus::Captured => "captured",
+            PaymentStatus::Voided => "voided",
+            PaymentStatus::Expired => "expired",
+            PaymentStatus::PartiallyRefunded => "partially_refunded",
+            PaymentStatus::Refunded => "refunded",
+            PaymentStatus::Failed => "failed",
+        }
+    }
+
+    /// The status named `s` in the API (`None` for any other text).
+    pub fn parse(s: &str) -> Option<PaymentStatus> {
+        use PaymentStatus::*;
+        [Pending, Authorized, Captured, Voided, Expired, PartiallyRefunded, Refunded, Failed]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+    }
+
+    /// Whether the payment state machine has an edge from `self` to `next` (the
+    /// diagram above). A status never "becomes" itself, except a partial refund
+    /// followed by another partial refund.
+    ///
+    /// A capture needs no authorisation before it (a gateway that was down at accept
+    /// is charged at completion); a failed or expired authorisation can still be
+    /// followed by the capture of what the ride cost; nothing comes back from voided
+    /// or refunded.
+    pub fn can_become(self, next: PaymentStatus) -> bool {
+        use PaymentStatus::*;
+        matches!(
+            (self, next),
+            (Pending, Authorized | Captured | Voided | Failed | Expired)
+                | (Authorized, Captured | Voided | Expired | Failed)
+                | (Failed, Captured | Voided)
+                | (Expired, Captured)
+                | (Captured, PartiallyRefunded | Refunded)
+                | (PartiallyRefunded, PartiallyRefunded | Refunded)
+        )
+    }
+}
+
+impl fmt::Display for PaymentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The trip's payment.
@@ -225,14 +292,133 @@ pub struct TripPayment {
     pub method: PaymentMethod,
     /// Where it stands.
     pub status: PaymentStatus,
-    /// Wallet trips: the hold placed at booking (a pending ledger transfer).
+    /// The hold: the wallet's (placed at booking) or the card's (placed when the
+    /// gateway authorised it): a pending ledger transfer with an expiry.
     pub hold: Option<TransferId>,
     /// What was taken: the final fare (and a cancellation fee), once captured.
     pub captured_minor: i64,
-    /// What was given back of it.
+    /// What was given back of it (confirmed refunds).
     pub refunded_minor: i64,
+    /// Card refunds booked (pending ledger transfers) and not yet confirmed by the
+    /// gateway, oldest first. They count against the refund limit.
+    pub refunds_pending: Vec<PendingRefund>,
     /// Card trips: what the gateway still has to do (authorise, capture, void, refund).
     pub due: Option<GatewayAction>,
+    /// The payment worker gave up on `due` (recorded durably; cleared when `due` changes).
+    pub dead_letter: Option<DeadLetter>,
+    /// The last gateway report refused because its amount disagreed with what was
+    /// due (kept for reconciliation and operators).
+    pub mismatch: Option<GatewayMismatch>,
+}
+
+impl TripPayment {
+    /// A new payment by `method`.
+    pub fn new(method: PaymentMethod) -> Self {
+        TripPayment {
+            method,
+            status: PaymentStatus::Pending,
+            hold: None,
+            captured_minor: 0,
+            refunded_minor: 0,
+            refunds_pending: Vec::new(),
+            due: None,
+            dead_letter: None,
+            mismatch: None,
+        }
+    }
+
+    /// What may still be refunded: captured − refunded − refunds pending.
+    pub fn refundable_minor(&self) -> i64 {
+        self.captured_minor - self.refunded_minor - self.pending_refunds_minor()
+    }
+
+    /// The sum of the card refunds waiting for the gateway.
+    pub fn pending_refunds_minor(&self) -> i64 {
+        self.refunds_pending.iter().map(|r| r.amount_minor).sum()
+    }
+
+    /// Card trips whose payment was declined or given up on are offered cash
+    /// (DESIGN.md: "card payment unavailable, you can pay cash") while nothing was
+    /// taken from the card.
+    pub fn cash_offered(&self) -> bool {
+        self.method == PaymentMethod::Card
+            && (self.status == PaymentStatus::Failed || self.dead_letter.is_some())
+            && self.may_switch_to_cash()
+    }
+
+    /// Whether a card payment may still become cash: nothing is held on or taken from
+    /// the card, and the gateway owes no void or refund.
+    pub fn may_switch_to_cash(&self) -> bool {
+        self.method == PaymentMethod::Card
+            && matches!(self.status, PaymentStatus::Pending | PaymentStatus::Failed | PaymentStatus::Expired)
+            && self.captured_minor == 0
+            && matches!(self.due, None | Some(GatewayAction::Authorize { .. } | GatewayAction::Capture { .. }))
+    }
+
+    /// Sets what the gateway must do next; a dead letter about another action no
+    /// longer applies.
+    pub(crate) fn set_due(&mut self, due: Option<GatewayAction>) {
+        if self.due != due {
+            self.dead_letter = None;
+        }
+        self.due = due;
+    }
+
+    /// Moves to `next`, refusing any step [`PaymentStatus::can_become`] does not have
+    /// (staying put is not a step).
+    pub(crate) fn set_status(&mut self, next: PaymentStatus) -> Result<()> {
+        if self.status == next && next != PaymentStatus::PartiallyRefunded {
+            return Ok(());
+        }
+        if !self.status.can_become(next) {
+            return Err(Error::Internal(format!(
+                "payment would go from {} to {next}, which the payment state machine forbids",
+                self.status
+            )));
+        }
+        self.status = next;
+        Ok(())
+    }
+}
+
+/// A card refund booked and sent to the gateway, not yet confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRefund {
+    /// The pending ledger transfer that books it.
+    pub transfer: TransferId,
+    /// Minor units.
+    pub amount_minor: i64,
+}
+
+/// A payment the worker gave up on after its retries (operators see it; the rider is
+/// offered cash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// What could not be done.
+    pub action: GatewayAction,
+    /// The last error.
+    pub error: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When it was given up.
+    pub at: Timestamp,
+}
+
+/// A gateway report refused because its amount disagreed with what was due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayMismatch {
+    /// The gateway.
+    pub gateway: String,
+    /// Its event id.
+    pub event_id: String,
+    /// What the event was.
+    pub kind: String,
+    /// What it reported, minor units.
+    pub reported_minor: i64,
+    /// What was due (0 when nothing of the kind was).
+    pub due_minor: i64,
+    /// When.
+    pub at: Timestamp,
 }
 
 /// A call the payment worker must make to the gateway for a card trip.
@@ -251,6 +437,35 @@ pub enum GatewayAction {
     },
     /// Release the authorisation.
     Void,
+    /// Give this much back: an admin's refund, booked as the pending transfer `transfer`.
+    Refund {
+        /// Minor units.
+        amount_minor: i64,
+        /// The refund's pending ledger transfer (one gateway call per refund).
+        transfer: TransferId,
+    },
+}
+
+impl GatewayAction {
+    /// The action's name (in idempotency keys and event ids).
+    pub fn name(&self) -> &'static str {
+        match self {
+            GatewayAction::Authorize { .. } => "authorize",
+            GatewayAction::Capture { .. } => "capture",
+            GatewayAction::Void => "void",
+            GatewayAction::Refund { .. } => "refund",
+        }
+    }
+
+    /// The amount it moves (0 for a void).
+    pub fn amount_minor(&self) -> i64 {
+        match *self {
+            GatewayAction::Authorize { amount_minor }
+            | GatewayAction::Capture { amount_minor }
+            | GatewayAction::Refund { amount_minor, .. } => amount_minor,
+            GatewayAction::Void => 0,
+        }
+    }
 }
 
 /// The trip's price: the estimate locked at creation and the final fare.
@@ -571,6 +786,46 @@ mod tests {
         for t in [Completed, Cancelled, Expired] {
             assert!(all.iter().all(|n| !t.can_become(*n)), "{t} is terminal");
         }
+    }
+
+    #[test]
+    fn the_payment_diagram_has_exactly_these_edges() {
+        use PaymentStatus::*;
+        let all = [Pending, Authorized, Captured, Voided, Expired, PartiallyRefunded, Refunded, Failed];
+        let edges: Vec<_> =
+            all.iter().flat_map(|a| all.iter().map(move |b| (*a, *b))).filter(|(a, b)| a.can_become(*b)).collect();
+        assert_eq!(
+            edges,
+            vec![
+                (Pending, Authorized),
+                (Pending, Captured),
+                (Pending, Voided),
+                (Pending, Expired),
+                (Pending, Failed),
+                (Authorized, Captured),
+                (Authorized, Voided),
+                (Authorized, Expired),
+                (Authorized, Failed),
+                (Captured, PartiallyRefunded),
+                (Captured, Refunded),
+                (Expired, Captured),
+                (PartiallyRefunded, PartiallyRefunded),
+                (PartiallyRefunded, Refunded),
+                (Failed, Captured),
+                (Failed, Voided),
+            ]
+        );
+        // Regressions are refused: a late authorisation never undoes a capture.
+        for (from, to) in [(Captured, Authorized), (Voided, Authorized), (Refunded, Captured), (Expired, Authorized)] {
+            assert!(!from.can_become(to), "{from} -> {to}");
+        }
+        for s in all {
+            assert_eq!(PaymentStatus::parse(s.as_str()), Some(s));
+        }
+        let mut p = TripPayment::new(PaymentMethod::Card);
+        p.set_status(Captured).unwrap();
+        assert!(p.set_status(Authorized).is_err());
+        assert_eq!(p.status, Captured, "a refused step changes nothing");
     }
 
     #[test]

@@ -78,7 +78,9 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         Outcome::OtpIssued { expires_in_s } => json!({ "outcome": "otp_issued", "expires_in_s": expires_in_s }),
         Outcome::OtpRefused { locked } => json!({ "outcome": "otp_refused", "locked": locked }),
         Outcome::Transfer(transfer) => json!({ "outcome": "transfer", "transfer": transfer }),
-        Outcome::PaymentEvent { duplicate } => json!({ "outcome": "payment_event", "duplicate": duplicate }),
+        Outcome::PaymentEvent { duplicate, ignored } => {
+            json!({ "outcome": "payment_event", "duplicate": duplicate, "ignored": ignored })
+        }
         Outcome::Replayed(first) => json!({ "outcome": "replayed", "first": outcome_json(*first) }),
         Outcome::Coalesced { publish_at } => json!({ "outcome": "coalesced", "publish_at": publish_at }),
     }

@@ -28,7 +28,7 @@ fn main() {
 async fn run(drivers: u32, rounds: u32) {
     let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
     engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().unwrap()).unwrap();
-    let secrets = Secrets::from_env(|_| None, true).unwrap();
+    let secrets = Secrets::from_env(|_| None, true, []).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(
         App::new(

@@ -120,6 +120,12 @@ pub enum Endpoint {
     LedgerVerify,
     /// `POST /v1/webhooks/{gateway}`
     Webhook(String),
+    /// `POST /v1/admin/reconcile?gateway=`
+    Reconcile,
+    /// `GET /v1/admin/payments/dead-letters`
+    DeadLetters,
+    /// `POST /v1/trips/{id}/payment-method`
+    PaymentMethod(String),
     /// `GET /console` and its assets.
     Console(ConsoleAsset),
 }
@@ -233,6 +239,7 @@ impl Endpoint {
             ["v1", "trips", _, "bids", _, "accept"] => post.then(|| E::AcceptBid(s(2), s(4))),
             ["v1", "trips", _, "rating"] => post.then(|| E::Rate(s(2))),
             ["v1", "trips", _, "sos"] => post.then(|| E::Sos(s(2))),
+            ["v1", "trips", _, "payment-method"] => post.then(|| E::PaymentMethod(s(2))),
             ["v1", "trips", _, action] => {
                 let a = match *action {
                     "accept" => TripAction::Accept,
@@ -256,6 +263,8 @@ impl Endpoint {
             ["v1", "admin", "trips", _, "refund"] => post.then(|| E::Refund(s(3))),
             ["v1", "admin", "ledger", "verify"] => get.then_some(E::LedgerVerify),
             ["v1", "webhooks", _] => post.then(|| E::Webhook(s(2))),
+            ["v1", "admin", "reconcile"] => post.then_some(E::Reconcile),
+            ["v1", "admin", "payments", "dead-letters"] => get.then_some(E::DeadLetters),
             ["console"] => get.then_some(E::Console(ConsoleAsset::Page)),
             ["console", "app.js"] => get.then_some(E::Console(ConsoleAsset::Script)),
             ["console", "app.css"] => get.then_some(E::Console(ConsoleAsset::Style)),
@@ -277,6 +286,7 @@ impl Endpoint {
             | E::Sos(t)
             | E::AdminCancel(t)
             | E::TripEvents(t)
+            | E::PaymentMethod(t)
             | E::Refund(t) => Some(t),
             _ => None,
         }
@@ -335,6 +345,10 @@ impl Endpoint {
             E::LedgerVerify => spec("admin_ledger_verify", ADMIN),
             // Signed webhooks are not counted against `ip_per_min`; a bad signature is (handler).
             E::Webhook(_) => Spec { ip_limited: false, ..spec("webhook", Allow::Anyone) },
+            // A settlement report can be long: the 1 MiB limit of zone uploads.
+            E::Reconcile => Spec { large_body: true, ..spec("admin_reconcile", ADMIN) },
+            E::DeadLetters => spec("admin_dead_letters", STAFF),
+            E::PaymentMethod(_) => idem(spec("trip_payment_method", RIDER)),
             // Static files carry no data: the console signs in with a staff token in the page.
             E::Console(_) => Spec { ip_limited: false, ..spec("console", Allow::Anyone) },
         }
@@ -429,8 +443,9 @@ async fn pipeline(
     let limit = if spec.large_body { crate::config::ZONE_BODY_BYTES } else { app.config.server.max_body_bytes };
     let (parts, body) = req.into_parts();
     let body = http::read_body(&parts.headers, body, limit).await?;
-    let signature = parts.headers.get("dispatch-signature").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let mut ctx = Ctx { app, who, peer, query, body, signature, keyed: None, replayed: false };
+    // Webhooks read their gateway's signature header (and event id headers).
+    let headers = matches!(ep, Endpoint::Webhook(_)).then(|| parts.headers.clone()).unwrap_or_default();
+    let mut ctx = Ctx { app, who, peer, query, body, headers, keyed: None, replayed: false };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
             let key = key.map_err(|_| ApiError::invalid("Idempotency-Key must be 1-255 printable ASCII characters"))?;
@@ -473,8 +488,8 @@ struct Ctx<'a> {
     peer: IpAddr,
     query: Query,
     body: Bytes,
-    /// `Dispatch-Signature` (webhooks).
-    signature: Option<String>,
+    /// The request's headers (webhooks only; empty otherwise).
+    headers: hyper::HeaderMap,
     keyed: Option<IdempotencyKey>,
     replayed: bool,
 }
@@ -887,6 +902,27 @@ impl Ctx<'_> {
                 ))
             }
             E::Webhook(gateway) => self.webhook(&gateway).await,
+            E::Reconcile => self.reconcile().await,
+            E::DeadLetters => {
+                let items: Vec<Value> = app
+                    .engine
+                    .read(dispatch_core::payment::dead_letters)
+                    .iter()
+                    .map(|(trip_id, d)| render::dead_letter(*trip_id, d))
+                    .collect();
+                Ok(json_response(StatusCode::OK, &json!({"items": items, "next_cursor": null})))
+            }
+            E::PaymentMethod(id) => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct In {
+                    method: PaymentMethod,
+                }
+                let b: In = self.json(false)?;
+                let trip_id: TripId = parse_id(&id, "trip")?;
+                let o = self.submit(Command::SetPaymentMethod { trip_id, method: b.method }).await?;
+                self.trip_out(StatusCode::OK, o)
+            }
             E::Console(asset) => Ok(asset.response()),
         }
     }
@@ -924,61 +960,81 @@ impl Ctx<'_> {
         ))
     }
 
+    /// `POST /v1/webhooks/{gateway}`: the gateway's signature first, then its body
+    /// mapped to the engine's payment event. A stale or disagreeing event is answered
+    /// `processed` with `"applied": false` and the reason (a gateway retries anything
+    /// else); an event type the engine does not act on likewise.
     async fn webhook(&mut self, gateway: &str) -> Result<Resp, ApiError> {
-        use dispatch_core::payment::{WebhookScheme, verify_webhook};
-        use dispatch_core::state::PaymentEventKind;
-        if gateway != "sim" {
-            return Err(ApiError::not_found("gateway"));
-        }
-        let signature = self.signature.clone();
-        let secrets = &self.app.webhook_secrets_sim;
-        if let Err(e) =
-            verify_webhook(WebhookScheme::Timestamped, secrets, signature.as_deref(), &self.body, now().as_secs())
-        {
+        let hooks = self.app.gateways.get(gateway).ok_or_else(|| ApiError::not_found("gateway"))?;
+        if let Err(e) = hooks.verify(&self.headers, &self.body, now().as_secs()) {
             // Unsigned and forged calls pay the IP limit.
             self.app.limit(Endpoint::Webhook(String::new()).spec(), Class::Ip, Subject::Ip(self.peer))?;
             return Err(ApiError::new("invalid_signature", e.to_string()));
         }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Data {
-            trip_id: TripId,
-            amount_minor: i64,
-            currency: dispatch_core::Currency,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct In {
-            id: String,
-            #[serde(rename = "type")]
-            kind: String,
-            data: Data,
-        }
-        let b: In = self.json(false)?;
-        let kind = match b.kind.as_str() {
-            "payment.authorized" => PaymentEventKind::Authorized,
-            "payment.captured" => PaymentEventKind::Captured,
-            "payment.failed" => PaymentEventKind::Failed,
-            "refund.succeeded" => PaymentEventKind::RefundSucceeded,
-            _ => return Err(ApiError::invalid("unknown event type")),
+        let event = hooks.parse(&self.headers, &self.body)?;
+        let answer = |status: &str, applied: bool, reason: Option<String>| {
+            let mut v = json!({"status": status, "applied": applied});
+            if let Some(r) = reason {
+                v["reason"] = json!(r);
+            }
+            json_response(StatusCode::OK, &v)
         };
-        if !(1..=255).contains(&b.id.len()) {
-            return Err(ApiError::invalid("event id must be 1-255 characters"));
-        }
+        let (Some(kind), Some(trip_id), Some(currency)) = (event.kind, event.trip_id, event.currency) else {
+            return Ok(answer("processed", false, Some(format!("event type {} is not acted on", event.event_type))));
+        };
         let c = Command::PaymentEvent {
             gateway: gateway.to_owned(),
-            event_id: b.id,
+            event_id: event.event_id,
             kind,
-            trip_id: b.data.trip_id,
-            amount_minor: b.data.amount_minor,
-            currency: b.data.currency,
+            trip_id,
+            amount_minor: event.amount_minor,
+            currency,
         };
         match self.app.submit(Actor::System, c).await? {
-            Outcome::PaymentEvent { duplicate } => {
-                Ok(json_response(StatusCode::OK, &json!({"status": if duplicate { "duplicate" } else { "processed" }})))
-            }
+            Outcome::PaymentEvent { duplicate: true, .. } => Ok(answer("duplicate", false, None)),
+            Outcome::PaymentEvent { duplicate: false, ignored } => Ok(answer("processed", ignored.is_none(), ignored)),
             o => Err(unexpected(&o)),
         }
+    }
+
+    /// `POST /v1/admin/reconcile?gateway=`: the settlement CSV of the body against the
+    /// ledger (`dispatch_core::payment::reconcile_report`, as `dispatchd reconcile`).
+    async fn reconcile(&mut self) -> Result<Resp, ApiError> {
+        use dispatch_core::payment::{ReconcileError, Side};
+        let gateway = self.query.get("gateway").ok_or_else(|| ApiError::invalid("?gateway= is required"))?;
+        if self.app.gateways.get(gateway).is_none() {
+            return Err(ApiError::not_found("gateway"));
+        }
+        let csv = std::str::from_utf8(&self.body)
+            .map_err(|_| ApiError::invalid("the settlement report must be UTF-8 text"))?
+            .to_owned();
+        let engine = Arc::clone(&self.app.engine);
+        let report = tokio::task::spawn_blocking(move || dispatch_core::payment::reconcile_report(&engine, &csv))
+            .await
+            .map_err(|_| ApiError::new("internal", "internal error"))?;
+        let report = match report {
+            Ok(r) => r,
+            Err(ReconcileError::Settlement(line)) => return Err(ApiError::invalid(line)),
+            Err(ReconcileError::Engine(e)) => return Err(ApiError::from(e)),
+        };
+        let side = |s: Option<Side>| {
+            s.map_or(Value::Null, |s| {
+                json!({"amount_minor": s.amount_minor, "currency": s.currency.code(),
+                    "status": s.status.map(|p| p.as_str())})
+            })
+        };
+        let mismatches: Vec<Value> = report
+            .mismatches
+            .iter()
+            .map(|m| {
+                json!({"kind": m.kind.as_str(), "trip_id": m.trip_id.to_string(),
+                    "ledger": side(m.ledger), "gateway": side(m.gateway)})
+            })
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"matched": report.matched, "mismatches": mismatches, "trips": report.trips, "rows": report.rows}),
+        ))
     }
 
     async fn otp_issue(&mut self) -> Result<Resp, ApiError> {

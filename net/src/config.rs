@@ -6,6 +6,7 @@
 //! which overrides the defaults; secrets never come from the file or from a default
 //! outside `--dev`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,58 @@ pub struct Config {
     pub route: RouteSection,
     /// `[limits]`.
     pub limits: LimitsSection,
+    /// `[payments]`: how long holds last.
+    pub payments: PaymentsSection,
+    /// `[gateways.<name>]`: payment gateways whose webhooks `/v1/webhooks/<name>` takes,
+    /// besides the built-in `sim`.
+    pub gateways: BTreeMap<String, GatewaySection>,
+}
+
+/// `[payments]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PaymentsSection {
+    /// A wallet hold placed at booking is released after this if nothing settled it.
+    pub wallet_hold_ttl_s: u32,
+    /// A card authorisation not captured after this lapses (`expired`).
+    pub card_auth_ttl_s: u32,
+}
+
+impl Default for PaymentsSection {
+    fn default() -> Self {
+        let r = DispatchRules::default();
+        Self { wallet_hold_ttl_s: r.wallet_hold_ttl_s, card_auth_ttl_s: r.card_auth_ttl_s }
+    }
+}
+
+/// `[gateways.<name>]`: a payment gateway's webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySection {
+    /// How it signs its webhooks and shapes their bodies.
+    pub scheme: GatewayScheme,
+}
+
+/// The webhook schemes a configured gateway may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayScheme {
+    /// `Stripe-Signature: t=…,v1=…` (HMAC-SHA256 of `"<t>.<body>"`), Stripe's event body.
+    Stripe,
+    /// `x-paystack-signature`: hex HMAC-SHA512 of the body, Paystack's event body.
+    Paystack,
+    /// `X-Razorpay-Signature`: hex HMAC-SHA256 of the body, Razorpay's event body.
+    Razorpay,
+}
+
+/// Whether `name` may name a gateway: 1-32 of `a-z`, `0-9`, `_`.
+pub fn valid_gateway_name(name: &str) -> bool {
+    (1..=32).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The environment variable holding a gateway's webhook secrets.
+pub fn webhook_secret_var(gateway: &str) -> String {
+    format!("DISPATCH_WEBHOOK_SECRET_{}", gateway.to_ascii_uppercase())
 }
 
 /// `[server]`.
@@ -170,6 +223,14 @@ impl Config {
         }
         dispatch_core::route::StraightLine::new(self.route.detour_factor, self.route.city_speed_kmh)
             .map_err(|e| format!("route: {e}"))?;
+        for name in self.gateways.keys() {
+            if !valid_gateway_name(name) {
+                return Err(format!("gateways.{name}: a gateway name is 1-32 of a-z, 0-9 and _"));
+            }
+            if name == "sim" {
+                return Err("gateways.sim: the sim gateway is built in and takes no configuration".into());
+            }
+        }
         self.rules().validate().map_err(|e| e.to_string())
     }
 
@@ -190,6 +251,8 @@ impl Config {
             disconnect_grace_s: d.disconnect_grace_s,
             open_trips_per_rider: self.limits.open_trips_per_rider,
             location_min_interval_ms: self.limits.location_min_interval_ms,
+            wallet_hold_ttl_s: self.payments.wallet_hold_ttl_s,
+            card_auth_ttl_s: self.payments.card_auth_ttl_s,
             ..DispatchRules::default()
         }
     }
@@ -202,10 +265,10 @@ pub struct Secrets {
     pub admin_token: String,
     /// `DISPATCH_TOKEN_SECRET`: signs user tokens and keys OTP hashes.
     pub token_secret: Vec<u8>,
-    /// `DISPATCH_WEBHOOK_SECRET_SIM`: the `sim` gateway's webhook secrets. During a
-    /// rotation the variable holds the new and the old secret, comma-separated; a
-    /// signature made with any of them is accepted.
-    pub webhook_secrets_sim: Vec<Vec<u8>>,
+    /// `DISPATCH_WEBHOOK_SECRET_<NAME>` of every gateway (`sim` and each configured one),
+    /// by gateway name. During a rotation a variable holds the new and the old secret,
+    /// comma-separated; a signature made with any of them is accepted.
+    pub webhook_secrets: BTreeMap<String, Vec<Vec<u8>>>,
     /// Made up by `--dev`.
     pub generated: bool,
 }
@@ -219,31 +282,45 @@ impl std::fmt::Debug for Secrets {
 /// Least length of the admin token and the token secret, bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// Least length of each webhook secret, bytes.
+pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
+
 impl Secrets {
-    /// Reads the secrets through `env` (the process environment in production). With
-    /// `dev`, any missing one is generated; without, a missing one is an error naming it.
-    pub fn from_env(env: impl Fn(&str) -> Option<String>, dev: bool) -> Result<Secrets, Error> {
+    /// Reads the secrets through `env` (the process environment in production): the
+    /// admin token, the token secret, and the webhook secrets of `sim` and of each of
+    /// `gateways`. With `dev`, any missing one is generated; without, a missing one is an
+    /// error naming it.
+    pub fn from_env<'a>(
+        env: impl Fn(&str) -> Option<String>,
+        dev: bool,
+        gateways: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Secrets, Error> {
         let mut generated = false;
-        let mut get = |name: &'static str, min: usize| -> Result<String, Error> {
+        let mut get = |name: &str, min: usize| -> Result<String, Error> {
             match env(name).filter(|v| !v.is_empty()) {
-                Some(v) if v.len() < min => Err(Error::WeakSecret { name, min }),
+                Some(v) if v.len() < min => Err(Error::WeakSecret { name: name.to_owned(), min }),
                 Some(v) => Ok(v),
                 None if dev => {
                     generated = true;
                     Ok(random_hex(32))
                 }
-                None => Err(Error::MissingSecret(name)),
+                None => Err(Error::MissingSecret(name.to_owned())),
             }
         };
         let admin_token = get("DISPATCH_ADMIN_TOKEN", 16)?;
         let token_secret = get("DISPATCH_TOKEN_SECRET", MIN_SECRET_BYTES)?.into_bytes();
-        let webhook = get("DISPATCH_WEBHOOK_SECRET_SIM", 16)?;
-        let webhook_secrets_sim: Vec<Vec<u8>> =
-            webhook.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect();
-        if webhook_secrets_sim.is_empty() || webhook_secrets_sim.iter().any(|s| s.len() < 16) {
-            return Err(Error::WeakSecret { name: "DISPATCH_WEBHOOK_SECRET_SIM", min: 16 });
+        let mut webhook_secrets = BTreeMap::new();
+        for gateway in std::iter::once("sim").chain(gateways) {
+            let var = webhook_secret_var(gateway);
+            let value = get(&var, MIN_WEBHOOK_SECRET_BYTES)?;
+            let secrets: Vec<Vec<u8>> =
+                value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect();
+            if secrets.is_empty() || secrets.iter().any(|s| s.len() < MIN_WEBHOOK_SECRET_BYTES) {
+                return Err(Error::WeakSecret { name: var, min: MIN_WEBHOOK_SECRET_BYTES });
+            }
+            webhook_secrets.insert(gateway.to_owned(), secrets);
         }
-        Ok(Secrets { admin_token, token_secret, webhook_secrets_sim, generated })
+        Ok(Secrets { admin_token, token_secret, webhook_secrets, generated })
     }
 }
 
@@ -278,14 +355,20 @@ mod tests {
     #[test]
     fn secrets_are_required_unless_dev() {
         let none = |_: &str| None;
-        assert!(matches!(Secrets::from_env(none, false), Err(Error::MissingSecret("DISPATCH_ADMIN_TOKEN"))));
+        assert!(
+            matches!(Secrets::from_env(none, false, []), Err(Error::MissingSecret(n)) if n == "DISPATCH_ADMIN_TOKEN")
+        );
         let some = |k: &str| match k {
             "DISPATCH_ADMIN_TOKEN" => Some("a".repeat(32)),
             "DISPATCH_TOKEN_SECRET" => Some("short".into()),
             _ => None,
         };
-        assert!(matches!(Secrets::from_env(some, false), Err(Error::WeakSecret { name: "DISPATCH_TOKEN_SECRET", .. })));
-        let dev = Secrets::from_env(none, true).unwrap();
+        assert!(matches!(
+            Secrets::from_env(some, false, []),
+            Err(Error::WeakSecret { name, .. }) if name == "DISPATCH_TOKEN_SECRET"
+        ));
+        let dev = Secrets::from_env(none, true, ["paystack"]).unwrap();
+        assert!(dev.webhook_secrets.contains_key("sim") && dev.webhook_secrets.contains_key("paystack"));
         assert!(dev.generated && dev.token_secret.len() >= MIN_SECRET_BYTES);
     }
 
@@ -294,13 +377,34 @@ mod tests {
         let with = |webhook: &'static str| {
             move |k: &str| match k {
                 "DISPATCH_ADMIN_TOKEN" | "DISPATCH_TOKEN_SECRET" => Some("a".repeat(32)),
-                "DISPATCH_WEBHOOK_SECRET_SIM" => Some(webhook.to_owned()),
+                "DISPATCH_WEBHOOK_SECRET_SIM" | "DISPATCH_WEBHOOK_SECRET_PAYSTACK" => Some(webhook.to_owned()),
                 _ => None,
             }
         };
-        let s = Secrets::from_env(with("new-secret-0123456789, old-secret-0123456789"), false).unwrap();
-        assert_eq!(s.webhook_secrets_sim, vec![b"new-secret-0123456789".to_vec(), b"old-secret-0123456789".to_vec()]);
-        let weak = Secrets::from_env(with("new-secret-0123456789,short"), false);
-        assert!(matches!(weak, Err(Error::WeakSecret { name: "DISPATCH_WEBHOOK_SECRET_SIM", .. })));
+        let s = Secrets::from_env(with("new-secret-0123456789, old-secret-0123456789"), false, ["paystack"]).unwrap();
+        let both = vec![b"new-secret-0123456789".to_vec(), b"old-secret-0123456789".to_vec()];
+        assert_eq!((&s.webhook_secrets["sim"], &s.webhook_secrets["paystack"]), (&both, &both));
+        let weak = Secrets::from_env(with("new-secret-0123456789,short"), false, []);
+        assert!(matches!(weak, Err(Error::WeakSecret { name, .. }) if name == "DISPATCH_WEBHOOK_SECRET_SIM"));
+        // A configured gateway without its secret stops start-up, naming the variable.
+        let missing = Secrets::from_env(with("new-secret-0123456789"), false, ["razorpay"]);
+        assert!(matches!(missing, Err(Error::MissingSecret(n)) if n == "DISPATCH_WEBHOOK_SECRET_RAZORPAY"));
+    }
+
+    #[test]
+    fn gateways_and_payments_are_configured_in_toml() {
+        let c = Config::parse(
+            "[gateways.paystack]\nscheme = \"paystack\"\n[gateways.rzp]\nscheme = \"razorpay\"\n\
+             [payments]\ncard_auth_ttl_s = 3600\n",
+        )
+        .unwrap();
+        assert_eq!(c.gateways["paystack"].scheme, GatewayScheme::Paystack);
+        assert_eq!(c.gateways["rzp"].scheme, GatewayScheme::Razorpay);
+        assert_eq!((c.rules().card_auth_ttl_s, c.rules().wallet_hold_ttl_s), (3600, 86_400));
+        assert!(Config::parse("[gateways.x]\nscheme = \"paypal\"\n").is_err());
+        assert!(Config::parse("[gateways.x]\nscheme = \"stripe\"\nsecret = \"no\"\n").is_err(), "no secrets in files");
+        assert!(Config::parse("[gateways.Bad-Name]\nscheme = \"stripe\"\n").is_err());
+        assert!(Config::parse("[gateways.sim]\nscheme = \"stripe\"\n").is_err());
+        assert!(Config::parse("[payments]\ncard_auth_ttl_s = 0\n").is_err());
     }
 }

@@ -11,12 +11,12 @@ pub enum Error {
     #[error(
         "environment variable {0} is not set: secrets come from the environment only (use --dev for throwaway ones)"
     )]
-    MissingSecret(&'static str),
+    MissingSecret(String),
     /// A secret is too short to be safe.
     #[error("environment variable {name} must be at least {min} bytes")]
     WeakSecret {
         /// The variable.
-        name: &'static str,
+        name: String,
         /// Its least length.
         min: usize,
     },

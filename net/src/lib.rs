@@ -14,6 +14,8 @@
 //!   cursors, RFC 3339 times.
 //! - [`render`]: the JSON shapes of users, drivers, trips, offers, zones.
 //! - [`auth`]: signed tokens, the admin token, roles → permissions.
+//! - [`gateways`]: the payment gateways whose webhooks are taken: signature scheme,
+//!   secrets and body format of each.
 //! - [`ratelimit`]: GCRA buckets with bounded memory and an injected clock.
 //! - [`ws`]: `GET /v1/ws`, per-socket bounded outboxes, the event fan-out.
 //! - [`metrics`]: Prometheus text for `/metrics`.
@@ -28,6 +30,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod gateways;
 pub mod http;
 pub mod metrics;
 pub mod osrm;
@@ -59,6 +62,10 @@ pub struct ServeOptions {
     pub demo_drivers: Option<u32>,
     /// WebSocket heartbeat (hidden flags, for tests).
     pub ws_timing: ws::WsTiming,
+    /// The sim gateway fails every call (hidden flag, for tests; `--dev` only).
+    pub sim_gateway_down: bool,
+    /// The payment worker's retries and backoff.
+    pub payments: dispatch_core::payment::WorkerConfig,
 }
 
 /// Runs the server until SIGTERM or ctrl-c, then shuts down gracefully.
@@ -74,7 +81,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     if opts.demo_drivers.is_some() && !opts.dev {
         return Err(Error::Setting("--demo needs --dev".into()));
     }
-    let secrets = config::Secrets::from_env(|k| std::env::var(k).ok(), opts.dev)?;
+    let secrets =
+        config::Secrets::from_env(|k| std::env::var(k).ok(), opts.dev, config.gateways.keys().map(String::as_str))?;
     let sms_spec = std::env::var("DISPATCH_SMS_SINK").ok();
     let sms = sms::SmsSink::from_spec(sms_spec.as_deref(), opts.dev)?;
     let addr = config.listen_addr()?;
@@ -97,11 +105,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let engine = Arc::new(engine);
     // Card trips are authorised and captured by the worker through the built-in `sim`
     // gateway (the only one built); results come back as payment events.
-    let payments = dispatch_core::payment::PaymentWorker::start(
-        Arc::clone(&engine),
-        Arc::new(dispatch_core::payment::SimGateway::new()),
-        dispatch_core::payment::WorkerConfig::default(),
-    )?;
+    let sim = Arc::new(dispatch_core::payment::SimGateway::new());
+    if opts.sim_gateway_down && opts.dev {
+        sim.set_down(true);
+    }
+    let payments = dispatch_core::payment::PaymentWorker::start(Arc::clone(&engine), sim, opts.payments)?;
     let demo = opts.demo_drivers.map(|n| demo::Demo::start(Arc::clone(&engine), n)).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {

@@ -44,6 +44,15 @@ enum Cmd {
         /// WebSocket idle timeout, ms (tests).
         #[arg(long, hide = true, default_value_t = 60_000)]
         ws_idle_ms: u64,
+        /// The built-in sim gateway fails every call (tests of a gateway that is down).
+        #[arg(long, hide = true, requires = "dev")]
+        sim_gateway_down: bool,
+        /// Failed calls before a payment is dead-lettered (tests).
+        #[arg(long, hide = true, default_value_t = 10)]
+        payment_max_attempts: u32,
+        /// The payment worker's first retry wait, ms (tests).
+        #[arg(long, hide = true, default_value_t = 1_000)]
+        payment_backoff_ms: u64,
     },
     /// Take a consistent copy of a data directory, while it is being served or not.
     Backup {
@@ -54,13 +63,17 @@ enum Cmd {
         #[arg(long)]
         to: PathBuf,
     },
-    /// Compare the ledger's card captures with a gateway's settlement report (CSV:
-    /// `trip_id,amount_minor,currency`) and list every difference. Reads the data
-    /// directory of a stopped server (a serving one holds its lock).
+    /// Compare the ledger's card payments with a gateway's settlement report (CSV:
+    /// `trip_id,amount_minor,currency[,status]`) and list every difference. Reads the data
+    /// directory of a stopped server (a serving one holds its lock; use
+    /// `POST /v1/admin/reconcile` there).
     Reconcile {
         /// The data directory.
         #[arg(long)]
         data_dir: PathBuf,
+        /// The TOML configuration (for its `[gateways.*]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// The gateway the report comes from.
         #[arg(long, default_value = "sim")]
         gateway: String,
@@ -82,7 +95,19 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Serve { config, listen, data_dir, dev, demo, demo_drivers, ws_ping_ms, ws_idle_ms } => {
+        Cmd::Serve {
+            config,
+            listen,
+            data_dir,
+            dev,
+            demo,
+            demo_drivers,
+            ws_ping_ms,
+            ws_idle_ms,
+            sim_gateway_down,
+            payment_max_attempts,
+            payment_backoff_ms,
+        } => {
             let opts = dispatch_server::ServeOptions {
                 config,
                 listen,
@@ -92,6 +117,12 @@ fn main() -> ExitCode {
                 ws_timing: dispatch_server::ws::WsTiming {
                     ping_every: Duration::from_millis(ws_ping_ms.max(10)),
                     idle_timeout: Duration::from_millis(ws_idle_ms.max(10)),
+                },
+                sim_gateway_down,
+                payments: dispatch_core::payment::WorkerConfig {
+                    max_attempts: payment_max_attempts.max(1),
+                    backoff: Duration::from_millis(payment_backoff_ms.max(1)),
+                    ..dispatch_core::payment::WorkerConfig::default()
                 },
             };
             return match dispatch_server::serve(opts) {
@@ -112,8 +143,8 @@ fn main() -> ExitCode {
                 r.bytes
             )
         }),
-        Cmd::Reconcile { data_dir, gateway, settlement } => {
-            return match reconcile(&data_dir, &gateway, &settlement) {
+        Cmd::Reconcile { data_dir, config, gateway, settlement } => {
+            return match reconcile(&data_dir, config.as_deref(), &gateway, &settlement) {
                 Ok(0) => ExitCode::SUCCESS,
                 Ok(_) => ExitCode::from(1),
                 Err(e) => {
@@ -134,44 +165,52 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints every mismatch between the ledger and the report; returns how many.
-fn reconcile(data_dir: &std::path::Path, gateway: &str, settlement: &std::path::Path) -> Result<usize, String> {
-    use dispatch_core::payment::{Mismatch, parse_settlement, reconcile};
-    if gateway != "sim" {
-        return Err(format!("unknown gateway {gateway:?} (this build has: sim)"));
+/// Prints every mismatch between the ledger and the report; returns how many. The
+/// comparison is `dispatch_core::payment::reconcile_report`, the function behind
+/// `POST /v1/admin/reconcile` too.
+fn reconcile(
+    data_dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    gateway: &str,
+    settlement: &std::path::Path,
+) -> Result<usize, String> {
+    use dispatch_core::payment::{MismatchKind, reconcile_report};
+    let config = dispatch_server::config::Config::load(config).map_err(|e| e.to_string())?;
+    if gateway != "sim" && !config.gateways.contains_key(gateway) {
+        let known: Vec<&str> = std::iter::once("sim").chain(config.gateways.keys().map(String::as_str)).collect();
+        return Err(format!("unknown gateway {gateway:?} (configured: {})", known.join(", ")));
     }
     let text = std::fs::read_to_string(settlement).map_err(|e| format!("{}: {e}", settlement.display()))?;
-    let rows = parse_settlement(&text).map_err(|e| format!("{}: {e}", settlement.display()))?;
-    let config = dispatch_core::EngineConfig::default().with_data_dir(data_dir);
-    let engine = dispatch_core::Engine::open(config).map_err(|e| e.to_string())?;
-    // Every trip, hot and archived, a page at a time.
-    let mut trips = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = engine
-            .trips(dispatch_core::TripsOf::All, cursor, 1000, true, |t| {
-                t.payment.method == dispatch_core::PaymentMethod::Card
-            })
-            .map_err(|e| e.to_string())?;
-        let Some(last) = page.last() else { break };
-        cursor = Some(dispatch_core::TripCursor::after(last));
-        trips.extend(page);
-    }
-    let found = reconcile(trips.iter().map(|t| &**t), &rows);
-    for m in &found {
-        match m {
-            Mismatch::MissingInLedger { trip_id, amount_minor } => {
-                println!("{trip_id}: the gateway settled {amount_minor}, the ledger has no capture")
+    let engine = dispatch_core::Engine::open(dispatch_core::EngineConfig::default().with_data_dir(data_dir))
+        .map_err(|e| e.to_string())?;
+    let report = reconcile_report(&engine, &text);
+    engine.shutdown().map_err(|e| e.to_string())?;
+    let report = report.map_err(|e| format!("{}: {e}", settlement.display()))?;
+    let amount = |s: Option<dispatch_core::payment::Side>| s.map_or(0, |s| s.amount_minor);
+    let status = |s: Option<dispatch_core::payment::Side>| s.and_then(|s| s.status).map_or("-", |p| p.as_str());
+    for m in &report.mismatches {
+        let id = m.trip_id;
+        match m.kind {
+            MismatchKind::MissingInLedger => {
+                println!("{id}: the gateway settled {}, the ledger has no capture", amount(m.gateway))
             }
-            Mismatch::MissingAtGateway { trip_id, amount_minor } => {
-                println!("{trip_id}: the ledger captured {amount_minor}, the gateway did not settle it")
+            MismatchKind::MissingAtGateway => {
+                println!("{id}: the ledger captured {}, the gateway did not settle it", amount(m.ledger))
             }
-            Mismatch::AmountDiffers { trip_id, ledger_minor, gateway_minor } => {
-                println!("{trip_id}: the ledger has {ledger_minor}, the gateway {gateway_minor}")
+            MismatchKind::AmountDiffers => {
+                println!("{id}: the ledger has {}, the gateway {}", amount(m.ledger), amount(m.gateway))
+            }
+            MismatchKind::StatusDiffers => {
+                println!("{id}: the ledger's payment is {}, the gateway's {}", status(m.ledger), status(m.gateway))
             }
         }
     }
-    println!("{} card trip(s), {} settlement line(s), {} mismatch(es)", trips.len(), rows.len(), found.len());
-    engine.shutdown().map_err(|e| e.to_string())?;
-    Ok(found.len())
+    println!(
+        "{} card trip(s), {} settlement line(s), {} matched, {} mismatch(es)",
+        report.trips,
+        report.rows,
+        report.matched,
+        report.mismatches.len()
+    );
+    Ok(report.mismatches.len())
 }

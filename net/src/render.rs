@@ -78,7 +78,14 @@ pub fn trip(t: &Trip, for_rider: bool) -> Value {
             "discount_minor": f.discount_minor,
             "cancel_fee_minor": f.cancel_fee_minor,
         },
-        "payment": {"method": enum_str(&t.payment.method), "status": enum_str(&t.payment.status)},
+        "payment": {
+            "method": enum_str(&t.payment.method),
+            "status": enum_str(&t.payment.status),
+            "cash_offered": t.payment.cash_offered(),
+            "captured_minor": t.payment.captured_minor,
+            "refunded_minor": t.payment.refunded_minor,
+            "refunds_pending_minor": t.payment.pending_refunds_minor(),
+        },
         "created_at": rfc3339(t.created_at),
         "updated_at": rfc3339(t.updated_at),
         "accepted_at": time(t.accepted_at),
@@ -222,6 +229,16 @@ pub fn timeline(t: &Trip) -> Vec<Value> {
         t.updated_at,
         json!({"type": "payment", "method": enum_str(&t.payment.method), "status": enum_str(&t.payment.status)}),
     ));
+    if let Some(d) = &t.payment.dead_letter {
+        items.push((d.at, json!({"type": "payment_dead_letter", "action": d.action.name(), "error": d.error})));
+    }
+    if let Some(m) = &t.payment.mismatch {
+        items.push((
+            m.at,
+            json!({"type": "payment_mismatch", "gateway": m.gateway, "event_id": m.event_id, "kind": m.kind,
+                "reported_minor": m.reported_minor, "due_minor": m.due_minor}),
+        ));
+    }
     items.sort_by_key(|(at, _)| *at);
     items
         .into_iter()
@@ -230,4 +247,16 @@ pub fn timeline(t: &Trip) -> Vec<Value> {
             v
         })
         .collect()
+}
+
+/// A payment the worker gave up on (`GET /v1/admin/payments/dead-letters`).
+pub fn dead_letter(trip_id: dispatch_core::TripId, d: &dispatch_core::trip::DeadLetter) -> Value {
+    json!({
+        "trip_id": trip_id.to_string(),
+        "action": d.action.name(),
+        "amount_minor": d.action.amount_minor(),
+        "error": d.error,
+        "attempts": d.attempts,
+        "at": rfc3339(d.at),
+    })
 }

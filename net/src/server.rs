@@ -69,8 +69,8 @@ pub struct App {
     pub ws_timing: WsTiming,
     /// Flips to `true` once shutdown begins (sockets close on it).
     pub shutdown: watch::Receiver<bool>,
-    /// `DISPATCH_WEBHOOK_SECRET_SIM`.
-    pub webhook_secrets_sim: Vec<Vec<u8>>,
+    /// The gateways whose webhooks are taken (`sim` and `[gateways.*]`), with their secrets.
+    pub gateways: crate::gateways::Gateways,
     /// Recent fsync durations (µs), sampled every second for the stats' p99.
     fsync_samples: Mutex<VecDeque<u64>>,
 }
@@ -102,7 +102,7 @@ impl App {
             hub: Arc::new(Hub::new(Arc::clone(&metrics))),
             metrics,
             keys: Keys::new(&secrets.token_secret, &secrets.admin_token),
-            webhook_secrets_sim: secrets.webhook_secrets_sim.clone(),
+            gateways: crate::gateways::Gateways::new(&config, secrets)?,
             engine,
             config,
             inflight: InFlight::default(),

@@ -97,6 +97,10 @@ fn reconcile_lists_every_difference_with_a_settlement_report() {
     let out = String::from_utf8_lossy(&differ.stdout);
     assert!(out.contains(&format!("{}: the ledger has {fare}, the gateway {}", trip.id, fare - 1)), "{out}");
     assert!(out.contains("trp_00000000000000aa: the gateway settled 500, the ledger has no capture"), "{out}");
+    let status = run(format!("trip_id,amount_minor,currency,status\n{},{fare},EGP,refunded\n", trip.id));
+    assert_eq!(status.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(out.contains(&format!("{}: the ledger's payment is captured, the gateway's refunded", trip.id)), "{out}");
     let bad = run("nonsense\n".into());
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("header"));

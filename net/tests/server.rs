@@ -702,17 +702,58 @@ async fn otp_sign_in_revocation_zones_estimates_wallets_and_webhooks() {
             s.call_with(Method::POST, "/v1/webhooks/sim", None, Some(&body), &[("dispatch-signature", &sig)]).await
         }
     };
+    let trip_path = format!("/v1/trips/{}", trip["id"].as_str().unwrap());
+    // What a webhook could change: the trip, the ledger, the rider's wallet.
+    let snapshot = || async {
+        let t = s.get(&trip_path, ADMIN).await.expect(200);
+        let l = s.get("/v1/admin/ledger/verify", ADMIN).await.expect(200);
+        let w = s.get("/v1/wallet", &rider).await.expect(200);
+        (t, l, w)
+    };
+    let before = snapshot().await;
+    // Forged (another secret), stale (signed 1000 s ago), tampered (signed, then the
+    // amount changed) and unsigned: refused, and nothing changes.
     hook(dispatch_core::payment::sign_timestamped(b"wrong-secret-wrong-secret", now, body.as_bytes()))
         .await
         .expect_error(400, "invalid_signature");
     hook(dispatch_core::payment::sign_timestamped(secret, now - 1000, body.as_bytes()))
         .await
         .expect_error(400, "invalid_signature");
-    let first = hook(dispatch_core::payment::sign_timestamped(secret, now, body.as_bytes())).await;
-    let status = first.json["status"].clone();
-    assert!(first.status == 200 && (status == "processed" || status == "duplicate"), "{}", first.text);
+    let tampered = body.replace(&format!("\"amount_minor\":{}", trip["fare"]["estimate_minor"]), "\"amount_minor\":1");
+    assert_ne!(tampered, body);
+    let signed = dispatch_core::payment::sign_timestamped(secret, now, body.as_bytes());
+    s.call_with(Method::POST, "/v1/webhooks/sim", None, Some(&tampered), &[("dispatch-signature", &signed)])
+        .await
+        .expect_error(400, "invalid_signature");
+    s.call(Method::POST, "/v1/webhooks/sim", None, Some(&body)).await.expect_error(400, "invalid_signature");
+    assert_eq!(snapshot().await, before, "a refused webhook changed something");
+    // The first genuine delivery is processed: the card is authorised.
+    let first = hook(dispatch_core::payment::sign_timestamped(secret, now, body.as_bytes())).await.expect(200);
+    assert_eq!((first["status"].as_str(), first["applied"].as_bool()), (Some("processed"), Some(true)), "{first}");
+    let after = snapshot().await;
+    assert_eq!(after.0["payment"]["status"], "authorized");
+    let transfers = before.1["transfers"].as_i64().unwrap();
+    assert_eq!(
+        (after.1["balanced"].as_bool(), after.1["sum_minor"].as_i64(), after.1["transfers"].as_i64()),
+        (Some(true), Some(0), Some(transfers + 1)),
+        "the authorisation is one pending transfer"
+    );
+    assert_eq!(after.2, before.2, "the wallet is not touched");
+    // Replayed: a duplicate, nothing changes.
     let second = hook(dispatch_core::payment::sign_timestamped(secret, now, body.as_bytes())).await.expect(200);
     assert_eq!(second["status"], "duplicate");
+    assert_eq!(snapshot().await, after, "a replayed webhook changed something");
+    // Stale: the same authorisation under a new event id, after it was applied, is
+    // acknowledged without effect (a gateway would retry anything but a 2xx).
+    let stale_body = body.replace("evt_1", "evt_1_again");
+    let sig = dispatch_core::payment::sign_timestamped(secret, now, stale_body.as_bytes());
+    let stale = s
+        .call_with(Method::POST, "/v1/webhooks/sim", None, Some(&stale_body), &[("dispatch-signature", &sig)])
+        .await
+        .expect(200);
+    assert_eq!((stale["status"].as_str(), stale["applied"].as_bool()), (Some("processed"), Some(false)), "{stale}");
+    assert!(stale["reason"].as_str().unwrap().contains("stale"), "{stale}");
+    assert_eq!(snapshot().await, after, "a stale webhook changed something");
     s.call(Method::POST, "/v1/webhooks/nope", None, Some("{}")).await.expect_error(404, "not_found");
 
     // Revocation: every token issued before is refused.
@@ -981,4 +1022,152 @@ async fn staff_see_nearby_drivers_nearest_first_from_the_index() {
     assert_eq!(limited["items"].as_array().unwrap().len(), 2);
     let (_, rider) = user(&s, "rider", 9).await;
     s.get(&query, &rider).await.expect_error(403, "forbidden");
+}
+
+/// Webhooks from configured gateways (Paystack's and Razorpay's schemes), the
+/// reconciliation endpoint, dead letters of a gateway that is down, and a rider who
+/// then pays cash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_reconciliation_dead_letters_and_cash_over_http() {
+    use ring::hmac;
+    let config = "[gateways.paystack]\nscheme = \"paystack\"\n[gateways.rzp]\nscheme = \"razorpay\"\n";
+    let secrets = [
+        ("DISPATCH_WEBHOOK_SECRET_PAYSTACK", "paystack-secret-0123456789"),
+        ("DISPATCH_WEBHOOK_SECRET_RZP", "razorpay-secret-0123456789,old-razorpay-secret-0123"),
+    ];
+    let s = Server::start_env(
+        tempfile::tempdir().unwrap(),
+        &["--sim-gateway-down", "--payment-max-attempts", "2", "--payment-backoff-ms", "10"],
+        Some(config),
+        &secrets,
+    );
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (_, other_rider) = user(&s, "rider", 3).await;
+    let (_, driver) = online_driver(&s, 2, HERE).await;
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+        "category": "economy", "payment_method": "card"});
+    let trip = s.post("/v1/trips", &rider, body.clone()).await.expect(201);
+    let id = trip["id"].as_str().unwrap().to_owned();
+    assert_eq!(trip["payment"]["cash_offered"], false);
+
+    // Razorpay: hex HMAC-SHA256 of the body, any of the rotated secrets.
+    let sign = |alg, secret: &str, body: &str| {
+        dispatch_core::payment::hex_encode(
+            hmac::sign(&hmac::Key::new(alg, secret.as_bytes()), body.as_bytes()).as_ref(),
+        )
+    };
+    let rzp = json!({"event": "payment.authorized", "payload": {"payment": {"entity": {"id": "pay_1",
+        "amount": trip["fare"]["estimate_minor"], "currency": "EGP", "notes": {"trip_id": id}}}}})
+    .to_string();
+    let post_hook = |gateway: &'static str, header: &'static str, sig: String, body: String| {
+        let s = &s;
+        async move {
+            s.call_with(Method::POST, &format!("/v1/webhooks/{gateway}"), None, Some(&body), &[(header, &sig)]).await
+        }
+    };
+    post_hook("rzp", "x-razorpay-signature", sign(hmac::HMAC_SHA256, "wrong-secret-0123456789", &rzp), rzp.clone())
+        .await
+        .expect_error(400, "invalid_signature");
+    let ok = post_hook("rzp", "x-razorpay-signature", sign(hmac::HMAC_SHA256, "old-razorpay-secret-0123", &rzp), rzp)
+        .await
+        .expect(200);
+    assert_eq!((ok["status"].as_str(), ok["applied"].as_bool()), (Some("processed"), Some(true)), "{ok}");
+    assert_eq!(s.get(&format!("/v1/trips/{id}"), &rider).await.expect(200)["payment"]["status"], "authorized");
+    // Paystack: hex HMAC-SHA512; a capture nothing is due for is acknowledged, no effect.
+    let ps = json!({"event": "charge.success", "data": {"id": 302961, "amount": 100, "currency": "EGP",
+        "metadata": {"trip_id": id}}})
+    .to_string();
+    let r =
+        post_hook("paystack", "x-paystack-signature", sign(hmac::HMAC_SHA512, "paystack-secret-0123456789", &ps), ps)
+            .await
+            .expect(200);
+    assert_eq!(r["applied"], false, "{r}");
+    let other = json!({"event": "transfer.success", "data": {"id": 1}}).to_string();
+    let sig = sign(hmac::HMAC_SHA512, "paystack-secret-0123456789", &other);
+    let r = post_hook("paystack", "x-paystack-signature", sig, other).await.expect(200);
+    assert_eq!((r["status"].as_str(), r["applied"].as_bool()), (Some("processed"), Some(false)));
+    s.call(Method::POST, "/v1/webhooks/stripe", None, Some("{}")).await.expect_error(404, "not_found");
+
+    // The sim gateway is down: a second card trip's authorisation is dead-lettered.
+    let second = s.post("/v1/trips", &other_rider, body).await.expect(201);
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    s.post(&format!("/v1/trips/{second_id}/accept"), &driver, json!({})).await.expect(200);
+    let deadline = std::time::Instant::now() + WAIT;
+    let dead = loop {
+        let d = s.get("/v1/admin/payments/dead-letters", ADMIN).await.expect(200);
+        if !d["items"].as_array().unwrap().is_empty() {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "no dead letter: {d}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (dead["items"][0]["trip_id"].as_str(), dead["items"][0]["action"].as_str()),
+        (Some(&*second_id), Some("authorize"))
+    );
+    assert_eq!(dead["items"][0]["attempts"], 2);
+    s.get("/v1/admin/payments/dead-letters", &rider).await.expect_error(403, "forbidden");
+    let t = s.get(&format!("/v1/trips/{second_id}"), &other_rider).await.expect(200);
+    assert_eq!(t["payment"]["cash_offered"], true, "{t}");
+    // Only its rider switches it to cash.
+    let cash = json!({"method": "cash"});
+    s.post(&format!("/v1/trips/{second_id}/payment-method"), &rider, cash.clone()).await.expect_error(404, "not_found");
+    s.post(&format!("/v1/trips/{second_id}/payment-method"), &driver, cash.clone())
+        .await
+        .expect_error(403, "forbidden");
+    s.post(&format!("/v1/trips/{second_id}/payment-method"), &other_rider, json!({"method": "card"}))
+        .await
+        .expect_error(400, "invalid_request");
+    let switched =
+        s.post(&format!("/v1/trips/{second_id}/payment-method"), &other_rider, cash.clone()).await.expect(200);
+    assert_eq!(
+        (switched["payment"]["method"].as_str(), switched["payment"]["cash_offered"].as_bool()),
+        (Some("cash"), Some(false))
+    );
+    assert!(s.get("/v1/admin/payments/dead-letters", ADMIN).await.expect(200)["items"].as_array().unwrap().is_empty());
+    // An authorised card may not switch.
+    s.post(&format!("/v1/trips/{id}/payment-method"), &rider, cash).await.expect_error(409, "invalid_transition");
+    let code = second["pickup_code"].as_str().unwrap();
+    s.post(&format!("/v1/trips/{second_id}/arrived"), &driver, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{second_id}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
+    let done =
+        s.post(&format!("/v1/trips/{second_id}/complete"), &driver, json!({"distance_m": 4000})).await.expect(200);
+    assert_eq!(done["payment"]["status"], "captured", "paid in cash");
+    let fare = done["fare"]["final_minor"].as_i64().unwrap();
+
+    // Reconciliation: admin only; the report's status column against the ledger's.
+    let csv =
+        format!("trip_id,amount_minor,currency,status\n{id},0,EGP,voided\ntrp_00000000000000aa,500,EGP,captured\n");
+    let r = reconcile(&s, ADMIN, "sim", &csv).await.expect(200);
+    assert_eq!(r["matched"], 0, "{r}");
+    let kinds: Vec<(&str, &str)> = r["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["kind"].as_str().unwrap(), m["trip_id"].as_str().unwrap()))
+        .collect();
+    assert!(
+        kinds.contains(&("status_differs", id.as_str()))
+            && kinds.contains(&("missing_in_ledger", "trp_00000000000000aa")),
+        "{r}"
+    );
+    let status = r["mismatches"].as_array().unwrap().iter().find(|m| m["kind"] == "status_differs").unwrap();
+    assert_eq!(
+        (status["ledger"]["status"].as_str(), status["gateway"]["status"].as_str()),
+        (Some("authorized"), Some("voided"))
+    );
+    assert!(status["ledger"]["amount_minor"].is_i64() && fare > 0);
+    let bad = reconcile(&s, ADMIN, "sim", "trip_id,amount_minor,currency\ntrp_00000000000000aa,1.5,EGP\n").await;
+    bad.expect_error(400, "invalid_request");
+    assert!(bad.json["error"]["message"].as_str().unwrap().contains("line 2"), "{}", bad.text);
+    reconcile(&s, ADMIN, "nope", &csv).await.expect_error(404, "not_found");
+    let (_, support) = user(&s, "support", 9).await;
+    reconcile(&s, &support, "sim", &csv).await.expect_error(403, "forbidden");
+    assert_eq!(s.get("/v1/admin/payments/dead-letters", &support).await.status, 200, "support reads dead letters");
+}
+
+async fn reconcile(s: &Server, token: &str, gateway: &str, csv: &str) -> Reply {
+    let path = format!("/v1/admin/reconcile?gateway={gateway}");
+    s.call_with(Method::POST, &path, Some(token), Some(csv), &[("content-type", "text/csv")]).await
 }

@@ -57,6 +57,14 @@ pub enum Deadline {
     DisconnectGrace(UserId),
     /// Forget OTP records nothing depends on any more.
     Housekeeping,
+    /// A hold (a wallet's at booking, a card's authorisation) lapses unless settled by
+    /// then: it is voided, and a card payment still authorised is `expired`.
+    HoldExpiry {
+        /// The trip it is for (it may have left the hot state since).
+        trip_id: TripId,
+        /// The pending transfer.
+        hold: crate::id::TransferId,
+    },
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.
@@ -362,6 +370,10 @@ impl State {
             Command::PaymentEvent { gateway, event_id, kind, trip_id, amount_minor, currency } => {
                 self.payment_event(who, gateway, event_id, *kind, *trip_id, *amount_minor, *currency, now, fx)
             }
+            Command::RecordDeadLetter { trip_id, action, error, attempts } => {
+                self.record_dead_letter(who, *trip_id, *action, error, *attempts, now, fx)
+            }
+            Command::SetPaymentMethod { trip_id, method } => self.set_payment_method(who, *trip_id, *method, now, fx),
         }
     }
 
@@ -594,14 +606,7 @@ impl State {
                 final_breakdown: None,
                 cancel_fee_minor: None,
             },
-            payment: TripPayment {
-                method: new.payment_method,
-                status: crate::trip::PaymentStatus::Pending,
-                hold: None,
-                captured_minor: 0,
-                refunded_minor: 0,
-                due: None,
-            },
+            payment: TripPayment::new(new.payment_method),
             pickup_code,
             offers: Vec::new(),
             round: 0,
@@ -626,6 +631,10 @@ impl State {
         if new.payment_method == PaymentMethod::Wallet {
             trip.payment.hold =
                 self.hold_for_booking(id, rider_id, trip.fare.currency, trip.fare.estimate_minor, now, fx)?;
+            if let Some(hold) = trip.payment.hold {
+                let expires = now.plus_secs(self.rules.wallet_hold_ttl_s);
+                self.deadlines.insert((expires, Deadline::HoldExpiry { trip_id: id, hold }));
+            }
         }
         self.trips.insert(id, Arc::new(trip));
         self.open_trips_by_rider.insert(rider_id, open + 1);
@@ -663,7 +672,7 @@ impl State {
             t.fare.locked.agreed_minor = t.rider_offer_minor;
         }
         if t.payment.method == PaymentMethod::Card && t.payment.status == PaymentStatus::Pending {
-            t.payment.due = Some(GatewayAction::Authorize { amount_minor: t.fare.estimate_minor });
+            t.payment.set_due(Some(GatewayAction::Authorize { amount_minor: t.fare.estimate_minor }));
         }
         let mut others = Vec::new();
         for o in &mut t.offers {
@@ -779,10 +788,10 @@ impl State {
         let t = self.trip_mut(trip_id, fx)?;
         match t.payment.method {
             PaymentMethod::Card => {
-                t.payment.due = Some(GatewayAction::Capture { amount_minor: priced.fare_minor });
+                t.payment.set_due(Some(GatewayAction::Capture { amount_minor: priced.fare_minor }));
             }
             PaymentMethod::Cash | PaymentMethod::Wallet => {
-                t.payment.status = PaymentStatus::Captured;
+                t.payment.set_status(PaymentStatus::Captured)?;
                 t.payment.captured_minor = priced.fare_minor;
             }
         }
@@ -846,7 +855,7 @@ impl State {
         let ops = self.cancellation_ops(trip, fee.unwrap_or(0), now)?;
         self.apply_money(&ops, fx)?;
         let t = self.trip_mut(trip_id, fx)?;
-        settle_cancelled_payment(t, fee);
+        settle_cancelled_payment(t, fee)?;
         t.set_status(TripStatus::Cancelled, now)?;
         t.ended_at = Some(now);
         t.cancellation = Some(Cancellation { by, reason: reason.to_owned(), at: now });
@@ -1014,6 +1023,7 @@ impl State {
                 Deadline::Surge => self.recompute_surge(now, fx),
                 Deadline::DisconnectGrace(driver_id) => self.disconnect_grace_over(driver_id, at, now, fx)?,
                 Deadline::Housekeeping => self.housekeeping(now),
+                Deadline::HoldExpiry { trip_id, hold } => self.expire_hold(trip_id, hold, now, fx)?,
             }
         }
         Ok(())
@@ -1055,7 +1065,7 @@ impl State {
         let ops = self.cancellation_ops(self.trip_ref(trip_id)?, 0, now)?;
         self.apply_money(&ops, fx)?;
         let t = self.trip_mut(trip_id, fx)?;
-        settle_cancelled_payment(t, None);
+        settle_cancelled_payment(t, None)?;
         t.set_status(TripStatus::Expired, now)?;
         t.ended_at = Some(now);
         let rider = t.rider_id;
@@ -1291,23 +1301,32 @@ impl State {
 }
 
 /// A trip ending without a ride: what its payment owes. A wallet hold was voided by
-/// the ledger ops; a card is voided (or charged the fee) by the gateway.
-fn settle_cancelled_payment(t: &mut Trip, fee: Option<i64>) {
+/// the ledger ops; a card is voided (or charged the fee) by the gateway. Every status
+/// change goes through the payment state machine.
+fn settle_cancelled_payment(t: &mut Trip, fee: Option<i64>) -> Result<()> {
     let p = &mut t.payment;
     match (p.method, fee) {
-        (PaymentMethod::Card, Some(fee)) => p.due = Some(GatewayAction::Capture { amount_minor: fee }),
-        (PaymentMethod::Card, None) if p.status == PaymentStatus::Authorized => p.due = Some(GatewayAction::Void),
+        (PaymentMethod::Card, Some(fee)) => p.set_due(Some(GatewayAction::Capture { amount_minor: fee })),
+        (PaymentMethod::Card, None) if p.status == PaymentStatus::Authorized => p.set_due(Some(GatewayAction::Void)),
         (PaymentMethod::Card, None) => {
-            p.due = None;
-            p.status = PaymentStatus::Voided;
+            // Nothing is held on the card: nothing to ask the gateway.
+            p.set_due(None);
+            if p.status.can_become(PaymentStatus::Voided) {
+                p.set_status(PaymentStatus::Voided)?;
+            }
         }
         (PaymentMethod::Wallet, Some(fee)) => {
-            p.status = PaymentStatus::Captured;
+            p.set_status(PaymentStatus::Captured)?;
             p.captured_minor = fee;
         }
-        (PaymentMethod::Wallet, None) => p.status = PaymentStatus::Voided,
-        (PaymentMethod::Cash, _) => p.status = PaymentStatus::Voided,
+        (PaymentMethod::Wallet | PaymentMethod::Cash, None) | (PaymentMethod::Cash, Some(_)) => {
+            // An expired wallet hold stays `expired`: it was released already.
+            if p.status.can_become(PaymentStatus::Voided) {
+                p.set_status(PaymentStatus::Voided)?;
+            }
+        }
     }
+    Ok(())
 }
 
 /// The largest price a rider may name or a driver bid, minor units (10 million: far

@@ -1,5 +1,6 @@
 //! Money: wallet holds at booking, settlement at completion, cancellation fees, card
-//! payments through the gateway, refunds, wallet credits and payment events.
+//! payments through the gateway, refunds, wallet credits, payment events, hold expiry,
+//! dead letters and the switch to cash.
 //!
 //! Guarantees:
 //! - every movement is a ledger transfer whose id is derived from what it is for (the
@@ -7,10 +8,18 @@
 //! - a trip's settlement is one linked batch, applied before the trip changes: a
 //!   completion either settles completely or is refused and changes nothing;
 //! - the driver earns the fare before the coupon's discount (the platform's promotions
-//!   account pays the discount) minus the zone's commission on it;
+//!   account pays the discount) minus the commission of the trip's zone and category;
 //! - a wallet never goes negative: a final fare above the hold takes what the wallet
 //!   has and records the rest as the rider's debt;
-//! - a refund never exceeds what was captured minus what was refunded;
+//! - holds are pending transfers with an expiry (`DispatchRules::wallet_hold_ttl_s`,
+//!   `card_auth_ttl_s`): a wallet hold at booking, a card hold when the gateway
+//!   authorises; when the time is up a hold still pending is voided and a card payment
+//!   still authorised is `expired`;
+//! - every payment status change follows `PaymentStatus::can_become`; a gateway event
+//!   that is stale or disagrees with what is due is remembered, moves no money and is
+//!   answered `ignored` (a disagreeing amount is kept on the trip for reconciliation);
+//! - a refund never exceeds what was captured minus what was refunded or is still
+//!   pending; a card refund is pending until the gateway confirms it;
 //! - a gateway event id is applied once; a repeat answers `duplicate` and changes nothing.
 
 use std::sync::Arc;
@@ -24,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::id::{TransferId, TripId, UserId};
 use crate::ledger::{AccountKey, AccountKind, LedgerError, Op, Transfer, TransferCode, TransferState};
 use crate::money::Currency;
-use crate::trip::{GatewayAction, PaymentMethod, PaymentStatus, Trip};
+use crate::trip::{DeadLetter, GatewayAction, GatewayMismatch, PaymentMethod, PaymentStatus, PendingRefund, Trip};
 use crate::user::Role;
 
 /// What a payment gateway reported (a webhook, or the payment worker's call).
@@ -58,6 +67,13 @@ enum Purpose {
     CancelFee = 10,
     CancelCommission = 11,
     Capture = 12,
+    CardHold = 13,
+    CardHoldPost = 14,
+    CardHoldVoid = 15,
+    HoldExpired = 16,
+    RefundPost = 17,
+    RefundVoid = 18,
+    CashForCard = 19,
 }
 
 /// The id of the transfer of `trip` for `purpose`: a fixed mixing of the two (so replay
@@ -170,7 +186,13 @@ impl State {
             }
             PaymentMethod::Wallet => {
                 let wallet = a.user(AccountKind::RiderWallet, trip.rider_id);
-                let held = trip.payment.hold.and_then(|h| self.ledger.transfer(h)).map_or(0, |h| h.amount);
+                // A hold that expired was released already: only an open one pays.
+                let held = trip
+                    .payment
+                    .hold
+                    .filter(|h| self.ledger.is_open_pending(*h))
+                    .and_then(|h| self.ledger.transfer(h))
+                    .map_or(0, |h| h.amount);
                 let from_hold = fare_minor.min(held);
                 if let Some(hold) = trip.payment.hold.filter(|h| self.ledger.is_open_pending(*h)) {
                     push(Some(match amount(from_hold) {
@@ -233,7 +255,12 @@ impl State {
             // Wallet: taken from the wallet if it can pay, else owed.
             PaymentMethod::Wallet
                 if self.ledger.account(&a.user(AccountKind::RiderWallet, trip.rider_id)).available()
-                    + trip.payment.hold.and_then(|h| self.ledger.transfer(h)).map_or(0, |h| h.amount)
+                    + trip
+                        .payment
+                        .hold
+                        .filter(|h| self.ledger.is_open_pending(*h))
+                        .and_then(|h| self.ledger.transfer(h))
+                        .map_or(0, |h| h.amount)
                     >= fee_minor =>
             {
                 a.user(AccountKind::RiderWallet, trip.rider_id)
@@ -324,6 +351,11 @@ impl State {
     }
 
     /// Gives back part of what a trip's rider paid. Admin or support.
+    ///
+    /// Cash and wallet trips are refunded to the rider's wallet at once. A card refund
+    /// is booked as a pending transfer and sent to the gateway (`payment.due`); it is
+    /// posted when the gateway confirms it (`refund.succeeded`) and voided if it
+    /// declines. Pending refunds count against the limit (captured − refunded).
     pub(super) fn refund(
         &mut self,
         who: Who,
@@ -341,44 +373,70 @@ impl State {
         if amount_minor <= 0 {
             return Err(Error::Invalid("amount_minor must be positive".into()));
         }
-        let left = trip.payment.captured_minor - trip.payment.refunded_minor;
-        if amount_minor > left {
+        let p = &trip.payment;
+        if amount_minor > p.refundable_minor() {
             return Err(Error::RefundExceedsCaptured {
-                captured: trip.payment.captured_minor,
-                refunded: trip.payment.refunded_minor,
+                captured: p.captured_minor,
+                refunded: p.refunded_minor + p.pending_refunds_minor(),
+            });
+        }
+        let card = p.method == PaymentMethod::Card;
+        if card && !matches!(p.due, None | Some(GatewayAction::Refund { .. })) {
+            return Err(Error::InvalidTransition {
+                action: "refund",
+                entity: format!("trip {trip_id}"),
+                from: "waiting for the gateway",
             });
         }
         let a = Accounts { currency: trip.fare.currency };
         // The platform bears refunds. Card refunds go back through the gateway (its
         // clearing account); the others to the rider's wallet.
-        let to = match trip.payment.method {
-            PaymentMethod::Card => a.platform(AccountKind::GatewayClearing),
-            _ => a.user(AccountKind::RiderWallet, trip.rider_id),
+        let to = if card {
+            a.platform(AccountKind::GatewayClearing)
+        } else {
+            a.user(AccountKind::RiderWallet, trip.rider_id)
         };
-        let op = posted(
+        let op = Op::Create(Transfer {
             id,
-            a.platform(AccountKind::PlatformRevenue),
-            to,
-            amount_minor,
-            TransferCode::Refund,
-            Some(trip_id),
-            now,
-        );
+            debit: a.platform(AccountKind::PlatformRevenue),
+            credit: to,
+            amount: amount_minor,
+            code: TransferCode::Refund,
+            state: if card { TransferState::Pending } else { TransferState::Posted },
+            trip_id: Some(trip_id),
+            at: now,
+        });
         self.apply_money(&[op], fx)?;
         let t = self.trip_mut(trip_id, fx)?;
-        t.payment.refunded_minor += amount_minor;
-        t.payment.status = if t.payment.refunded_minor >= t.payment.captured_minor {
-            PaymentStatus::Refunded
+        if card {
+            t.payment.refunds_pending.push(PendingRefund { transfer: id, amount_minor });
+            if t.payment.due.is_none() {
+                t.payment.set_due(Some(GatewayAction::Refund { amount_minor, transfer: id }));
+            }
         } else {
-            PaymentStatus::PartiallyRefunded
-        };
+            t.payment.refunded_minor += amount_minor;
+            let next = if t.payment.refunded_minor >= t.payment.captured_minor {
+                PaymentStatus::Refunded
+            } else {
+                PaymentStatus::PartiallyRefunded
+            };
+            t.payment.set_status(next)?;
+        }
         t.updated_at = now;
         let transfer = self.ledger.transfer(id).cloned().ok_or_else(|| Error::Internal("transfer vanished".into()))?;
         fx.events.push(crate::command::Event::TripUpdated { trip: Arc::clone(self.trip_ref(trip_id)?) });
         Ok(Outcome::Transfer(Box::new(transfer)))
     }
 
-    /// Applies a gateway's report about a card trip, once per event id.
+    /// Applies a gateway's report about a card trip, once per event id, through the
+    /// payment state machine ([`PaymentStatus::can_become`]).
+    ///
+    /// An event that is stale (the payment moved past it: a late `authorized` after
+    /// the capture, a second capture report) or that disagrees with what is due (a
+    /// capture of another amount) is remembered and answered `ignored` with the
+    /// reason: it moves no money and changes no status. A disagreeing amount is kept
+    /// on the trip (`payment.mismatch`) for reconciliation. An authorisation for a
+    /// trip that can no longer be charged (cancelled, switched to cash) is voided.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn payment_event(
         &mut self,
@@ -400,59 +458,384 @@ impl State {
         }
         let seen = (gateway.to_owned(), event_id.to_owned());
         if self.gateway_events.contains_key(&seen) {
-            return Ok(Outcome::PaymentEvent { duplicate: true });
+            return Ok(Outcome::PaymentEvent { duplicate: true, ignored: None });
         }
         let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
-        if trip.payment.method != PaymentMethod::Card {
-            return Err(Error::Invalid(format!("trip {trip_id} is not paid by card")));
-        }
         if currency != trip.fare.currency || amount_minor < 0 {
             return Err(Error::Invalid("the event's amount or currency does not match the trip".into()));
         }
-        let a = Accounts { currency };
-        let mut ops = Vec::new();
-        if kind == PaymentEventKind::Captured && !matches!(trip.payment.due, Some(GatewayAction::Capture { .. })) {
-            // Nothing is owed: a second capture report (another event id for the same
-            // capture, or a replay older than the ids kept) takes no money twice.
-            self.gateway_events.insert(seen, now);
-            self.schedule_housekeeping(now);
-            return Ok(Outcome::PaymentEvent { duplicate: true });
+        let card = trip.payment.method == PaymentMethod::Card;
+        if !card && !(matches!(kind, PaymentEventKind::Authorized | PaymentEventKind::Voided)) {
+            return Err(Error::Invalid(format!("trip {trip_id} is not paid by card")));
         }
-        let (status, captured) = match kind {
-            PaymentEventKind::Authorized => (PaymentStatus::Authorized, 0),
-            PaymentEventKind::Voided => (PaymentStatus::Voided, 0),
-            PaymentEventKind::Failed => (trip.payment.status, 0),
-            PaymentEventKind::RefundSucceeded => (trip.payment.status, 0),
+        let plan = self.plan_event(trip, kind, amount_minor, now)?;
+        self.gateway_events.insert(seen, now);
+        self.schedule_housekeeping(now);
+        let (ops, change) = match plan {
+            Plan::Ignore { reason, mismatch } => {
+                if let Some(due_minor) = mismatch {
+                    let t = self.trip_mut(trip_id, fx)?;
+                    t.payment.mismatch = Some(GatewayMismatch {
+                        gateway: gateway.to_owned(),
+                        event_id: event_id.to_owned(),
+                        kind: format!("{kind:?}").to_lowercase(),
+                        reported_minor: amount_minor,
+                        due_minor,
+                        at: now,
+                    });
+                    t.updated_at = now;
+                    fx.events.push(crate::command::Event::TripUpdated { trip: Arc::clone(self.trip_ref(trip_id)?) });
+                }
+                return Ok(Outcome::PaymentEvent { duplicate: false, ignored: Some(reason) });
+            }
+            Plan::Apply { ops, change } => (ops, change),
+        };
+        self.apply_money(&ops, fx)?;
+        let ttl = self.rules.card_auth_ttl_s;
+        let t = self.trip_mut(trip_id, fx)?;
+        let p = &mut t.payment;
+        match change {
+            Change::Authorized { hold } => {
+                p.set_status(PaymentStatus::Authorized)?;
+                p.hold = Some(hold);
+                if matches!(p.due, Some(GatewayAction::Authorize { .. })) {
+                    p.set_due(None);
+                }
+            }
+            Change::VoidDue => p.set_due(Some(GatewayAction::Void)),
+            Change::Captured { amount } => {
+                p.set_status(PaymentStatus::Captured)?;
+                p.captured_minor += amount;
+                p.set_due(None);
+            }
+            Change::Voided => {
+                // A trip switched to cash keeps its own payment: only the card's is voided.
+                if p.method == PaymentMethod::Card && p.status.can_become(PaymentStatus::Voided) {
+                    p.set_status(PaymentStatus::Voided)?;
+                }
+                p.set_due(None);
+            }
+            Change::Declined { clear_due } => {
+                p.set_status(PaymentStatus::Failed)?;
+                if clear_due {
+                    p.set_due(None);
+                }
+            }
+            Change::RefundDone { amount, succeeded } => {
+                p.refunds_pending.remove(0);
+                if succeeded {
+                    p.refunded_minor += amount;
+                    let next = if p.refunded_minor >= p.captured_minor {
+                        PaymentStatus::Refunded
+                    } else {
+                        PaymentStatus::PartiallyRefunded
+                    };
+                    p.set_status(next)?;
+                }
+                let next = p
+                    .refunds_pending
+                    .first()
+                    .map(|r| GatewayAction::Refund { amount_minor: r.amount_minor, transfer: r.transfer });
+                p.set_due(next);
+            }
+        }
+        t.updated_at = now;
+        if let Change::Authorized { hold } = change {
+            self.deadlines.insert((now.plus_secs(ttl), super::Deadline::HoldExpiry { trip_id, hold }));
+        }
+        fx.events.push(crate::command::Event::TripUpdated { trip: Arc::clone(self.trip_ref(trip_id)?) });
+        Ok(Outcome::PaymentEvent { duplicate: false, ignored: None })
+    }
+
+    /// What a gateway event does to `trip`, decided before anything changes.
+    fn plan_event(&self, trip: &Trip, kind: PaymentEventKind, amount: i64, now: Timestamp) -> Result<Plan> {
+        let p = &trip.payment;
+        let a = Accounts { currency: trip.fare.currency };
+        let t = Some(trip.id);
+        let ignore =
+            |why: &str| Ok(Plan::Ignore { reason: format!("{why} (payment is {})", p.status), mismatch: None });
+        let mismatch = |why: &str, due: i64| {
+            Ok(Plan::Ignore { reason: format!("{why}: {amount} reported, {due} due"), mismatch: Some(due) })
+        };
+        let open_hold = p.hold.filter(|h| self.ledger.is_open_pending(*h));
+        match kind {
+            PaymentEventKind::Authorized => {
+                let chargeable = p.method == PaymentMethod::Card
+                    && (trip.status.is_open() || matches!(p.due, Some(GatewayAction::Capture { .. })));
+                if !chargeable {
+                    // Cancelled, expired or switched to cash: the money held on the card
+                    // must be released.
+                    let nothing_taken = p.captured_minor == 0
+                        && matches!(
+                            p.status,
+                            PaymentStatus::Pending
+                                | PaymentStatus::Voided
+                                | PaymentStatus::Failed
+                                | PaymentStatus::Expired
+                        );
+                    return match p.due {
+                        None if nothing_taken => Ok(Plan::Apply { ops: Vec::new(), change: Change::VoidDue }),
+                        Some(GatewayAction::Void) => ignore("a void is already due"),
+                        _ => ignore("stale authorisation"),
+                    };
+                }
+                if !p.status.can_become(PaymentStatus::Authorized) {
+                    return ignore("stale authorisation");
+                }
+                if let Some(GatewayAction::Authorize { amount_minor }) = p.due
+                    && amount_minor != amount
+                {
+                    return mismatch("authorised amount differs", amount_minor);
+                }
+                if amount == 0 {
+                    return ignore("an authorisation of nothing");
+                }
+                let hold = transfer_id(trip.id, Purpose::CardHold, 0);
+                let op = Op::Create(Transfer {
+                    id: hold,
+                    debit: a.platform(AccountKind::GatewayClearing),
+                    credit: a.platform(AccountKind::Escrow),
+                    amount,
+                    code: TransferCode::Hold,
+                    state: TransferState::Pending,
+                    trip_id: t,
+                    at: now,
+                });
+                Ok(Plan::Apply { ops: vec![op], change: Change::Authorized { hold } })
+            }
             PaymentEventKind::Captured => {
-                if amount_minor > 0 {
-                    let n = u64::try_from(self.gateway_events.len()).unwrap_or(0);
+                let Some(GatewayAction::Capture { amount_minor: due }) = p.due else {
+                    // Nothing is owed: a second capture report (another event id for the
+                    // same capture, or a replay older than the ids kept) takes no money twice.
+                    return ignore("no capture is due");
+                };
+                if due != amount {
+                    return mismatch("captured amount differs", due);
+                }
+                if !p.status.can_become(PaymentStatus::Captured) {
+                    return ignore("cannot capture");
+                }
+                let mut ops = Vec::new();
+                let mut rest = amount;
+                if let Some(hold) = open_hold {
+                    let held = self.ledger.transfer(hold).map_or(0, |h| h.amount);
+                    let from_hold = amount.min(held);
+                    ops.push(if from_hold > 0 {
+                        Op::Post {
+                            id: transfer_id(trip.id, Purpose::CardHoldPost, 0),
+                            pending: hold,
+                            amount: from_hold,
+                            at: now,
+                        }
+                    } else {
+                        Op::Void { id: transfer_id(trip.id, Purpose::CardHoldVoid, 0), pending: hold, at: now }
+                    });
+                    rest -= from_hold;
+                }
+                if rest > 0 {
                     ops.push(posted(
-                        transfer_id(trip_id, Purpose::Capture, n),
+                        transfer_id(trip.id, Purpose::Capture, 0),
                         a.platform(AccountKind::GatewayClearing),
                         a.platform(AccountKind::Escrow),
-                        amount_minor,
+                        rest,
                         TransferCode::Capture,
-                        Some(trip_id),
+                        t,
                         now,
                     ));
                 }
-                (PaymentStatus::Captured, amount_minor)
+                Ok(Plan::Apply { ops, change: Change::Captured { amount } })
             }
-        };
-        self.apply_money(&ops, fx)?;
-        self.gateway_events.insert(seen, now);
-        self.schedule_housekeeping(now);
-        let t = self.trip_mut(trip_id, fx)?;
-        let settled = matches!(kind, PaymentEventKind::Captured | PaymentEventKind::Voided);
-        if settled
-            || (kind == PaymentEventKind::Authorized && matches!(t.payment.due, Some(GatewayAction::Authorize { .. })))
-        {
-            t.payment.due = None;
+            PaymentEventKind::Voided => {
+                if p.due != Some(GatewayAction::Void) {
+                    return ignore("no void is due");
+                }
+                let ops = open_hold
+                    .map(|hold| Op::Void { id: transfer_id(trip.id, Purpose::CardHoldVoid, 0), pending: hold, at: now })
+                    .into_iter()
+                    .collect();
+                Ok(Plan::Apply { ops, change: Change::Voided })
+            }
+            PaymentEventKind::Failed => match p.due {
+                Some(GatewayAction::Refund { transfer, .. }) => {
+                    let void = Op::Void {
+                        id: transfer_id(trip.id, Purpose::RefundVoid, transfer.raw()),
+                        pending: transfer,
+                        at: now,
+                    };
+                    Ok(Plan::Apply { ops: vec![void], change: Change::RefundDone { amount: 0, succeeded: false } })
+                }
+                Some(GatewayAction::Authorize { .. } | GatewayAction::Capture { .. }) | None
+                    if p.status.can_become(PaymentStatus::Failed) || p.status == PaymentStatus::Failed =>
+                {
+                    // A declined authorisation needs no more calls (the ride is captured at
+                    // completion, or paid in cash); a declined capture stays owed.
+                    let clear_due = !matches!(p.due, Some(GatewayAction::Capture { .. }));
+                    Ok(Plan::Apply { ops: Vec::new(), change: Change::Declined { clear_due } })
+                }
+                _ => ignore("stale failure"),
+            },
+            PaymentEventKind::RefundSucceeded => {
+                let Some(GatewayAction::Refund { amount_minor: due, transfer }) = p.due else {
+                    return ignore("no refund is due");
+                };
+                if due != amount {
+                    return mismatch("refunded amount differs", due);
+                }
+                let post = Op::Post {
+                    id: transfer_id(trip.id, Purpose::RefundPost, transfer.raw()),
+                    pending: transfer,
+                    amount,
+                    at: now,
+                };
+                Ok(Plan::Apply { ops: vec![post], change: Change::RefundDone { amount, succeeded: true } })
+            }
         }
-        t.payment.status = status;
-        t.payment.captured_minor += captured;
-        t.updated_at = now;
-        fx.events.push(crate::command::Event::TripUpdated { trip: Arc::clone(self.trip_ref(trip_id)?) });
-        Ok(Outcome::PaymentEvent { duplicate: false })
     }
+
+    /// A hold's time is up: released if still pending; a card payment still authorised
+    /// by it (or a wallet payment still pending on it) is `expired`.
+    pub(super) fn expire_hold(
+        &mut self,
+        trip_id: TripId,
+        hold: TransferId,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        if !self.ledger.is_open_pending(hold) {
+            return Ok(());
+        }
+        let void = Op::Void { id: transfer_id(trip_id, Purpose::HoldExpired, hold.raw()), pending: hold, at: now };
+        self.apply_money(&[void], fx)?;
+        if self.trips.get(&trip_id).is_some_and(|t| t.payment.hold == Some(hold)) {
+            let t = self.trip_mut(trip_id, fx)?;
+            if t.payment.status.can_become(PaymentStatus::Expired) {
+                t.payment.set_status(PaymentStatus::Expired)?;
+            }
+            t.updated_at = now;
+            fx.events.push(crate::command::Event::TripUpdated { trip: Arc::clone(self.trip_ref(trip_id)?) });
+        }
+        Ok(())
+    }
+
+    /// Records that the payment worker gave up on `action` (it must still be due).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn record_dead_letter(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        action: GatewayAction,
+        error: &str,
+        attempts: u32,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("only the payment worker records dead letters".into()));
+        }
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        if trip.payment.due != Some(action) {
+            return Err(Error::Invalid(format!("trip {trip_id} no longer owes the gateway a {}", action.name())));
+        }
+        let error: String = error.chars().filter(|c| !c.is_control()).take(500).collect();
+        let t = self.trip_mut(trip_id, fx)?;
+        t.payment.dead_letter = Some(DeadLetter { action, error, attempts, at: now });
+        t.updated_at = now;
+        self.trip_updated(trip_id, fx)
+    }
+
+    /// The trip's rider pays cash instead of by card: allowed while nothing is held on
+    /// or taken from the card (not yet authorised, declined, expired, or given up on).
+    /// A new cash payment replaces the card's. After the ride (a capture still owed),
+    /// the driver collects the amount owed in cash at once.
+    pub(super) fn set_payment_method(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        method: PaymentMethod,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        match who {
+            Who::Rider(r) if r == trip.rider_id => {}
+            Who::Driver(d) if trip.driver_id == Some(d) => {
+                return Err(Error::Forbidden("only the trip's rider changes how it is paid".into()));
+            }
+            Who::Staff { .. } | Who::System => {
+                return Err(Error::Forbidden("only the trip's rider changes how it is paid".into()));
+            }
+            _ => return Err(Error::not_found("trip", trip_id)),
+        }
+        if method != PaymentMethod::Cash {
+            return Err(Error::Invalid("a trip can only switch to cash".into()));
+        }
+        if trip.payment.method == PaymentMethod::Cash {
+            return Ok(Outcome::Trip(Arc::clone(trip)));
+        }
+        let refuse = || Error::InvalidTransition {
+            action: "switch to cash",
+            entity: format!("trip {trip_id}"),
+            from: trip.payment.status.as_str(),
+        };
+        if !trip.payment.may_switch_to_cash() {
+            return Err(refuse());
+        }
+        let mut payment = crate::trip::TripPayment::new(PaymentMethod::Cash);
+        let mut ops = Vec::new();
+        // A card hold left open by a declined capture is released now.
+        if let Some(hold) = trip.payment.hold.filter(|h| self.ledger.is_open_pending(*h)) {
+            ops.push(Op::Void { id: transfer_id(trip_id, Purpose::CardHoldVoid, 0), pending: hold, at: now });
+        }
+        if !trip.status.is_open() {
+            // After the ride: the driver, paid from escrow at completion, collects what
+            // the card still owed.
+            let (Some(GatewayAction::Capture { amount_minor }), Some(driver)) = (trip.payment.due, trip.driver_id)
+            else {
+                return Err(refuse());
+            };
+            let a = Accounts { currency: trip.fare.currency };
+            if amount_minor > 0 {
+                ops.push(posted(
+                    transfer_id(trip_id, Purpose::CashForCard, 0),
+                    a.user(AccountKind::CashInHand, driver),
+                    a.platform(AccountKind::Escrow),
+                    amount_minor,
+                    TransferCode::Cash,
+                    Some(trip_id),
+                    now,
+                ));
+            }
+            payment.set_status(PaymentStatus::Captured)?;
+            payment.captured_minor = amount_minor;
+        }
+        self.apply_money(&ops, fx)?;
+        let t = self.trip_mut(trip_id, fx)?;
+        t.payment = payment;
+        t.updated_at = now;
+        self.trip_updated(trip_id, fx)
+    }
+}
+
+/// What a gateway event will do, decided before anything changes.
+enum Plan {
+    /// Remember the event id, change nothing (else than noting a mismatch).
+    Ignore {
+        /// Why.
+        reason: String,
+        /// `Some(due)`: the reported amount disagreed with `due`.
+        mismatch: Option<i64>,
+    },
+    /// Apply `ops` (linked), then `change` the trip's payment.
+    Apply { ops: Vec<Op>, change: Change },
+}
+
+/// The change to a trip's payment that an applied event makes.
+#[derive(Clone, Copy)]
+enum Change {
+    Authorized { hold: TransferId },
+    VoidDue,
+    Captured { amount: i64 },
+    Voided,
+    Declined { clear_due: bool },
+    RefundDone { amount: i64, succeeded: bool },
 }
