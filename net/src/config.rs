@@ -206,8 +206,11 @@ pub struct Secrets {
     /// rotation the variable holds the new and the old secret, comma-separated; a
     /// signature made with any of them is accepted.
     pub webhook_secrets_sim: Vec<Vec<u8>>,
-    /// Made up by `--dev`.
+    /// Some secret was made up by `--dev`.
     pub generated: bool,
+    /// The admin token itself was made up by `--dev` (it is printed once at start; one
+    /// taken from the environment never is).
+    pub admin_token_generated: bool,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -223,27 +226,26 @@ impl Secrets {
     /// Reads the secrets through `env` (the process environment in production). With
     /// `dev`, any missing one is generated; without, a missing one is an error naming it.
     pub fn from_env(env: impl Fn(&str) -> Option<String>, dev: bool) -> Result<Secrets, Error> {
-        let mut generated = false;
-        let mut get = |name: &'static str, min: usize| -> Result<String, Error> {
+        // Each secret: its value, and whether `--dev` made it up.
+        let get = |name: &'static str, min: usize| -> Result<(String, bool), Error> {
             match env(name).filter(|v| !v.is_empty()) {
                 Some(v) if v.len() < min => Err(Error::WeakSecret { name, min }),
-                Some(v) => Ok(v),
-                None if dev => {
-                    generated = true;
-                    Ok(random_hex(32))
-                }
+                Some(v) => Ok((v, false)),
+                None if dev => Ok((random_hex(32), true)),
                 None => Err(Error::MissingSecret(name)),
             }
         };
-        let admin_token = get("DISPATCH_ADMIN_TOKEN", 16)?;
-        let token_secret = get("DISPATCH_TOKEN_SECRET", MIN_SECRET_BYTES)?.into_bytes();
-        let webhook = get("DISPATCH_WEBHOOK_SECRET_SIM", 16)?;
+        let (admin_token, admin_token_generated) = get("DISPATCH_ADMIN_TOKEN", 16)?;
+        let (token_secret, secret_generated) = get("DISPATCH_TOKEN_SECRET", MIN_SECRET_BYTES)?;
+        let token_secret = token_secret.into_bytes();
+        let (webhook, webhook_generated) = get("DISPATCH_WEBHOOK_SECRET_SIM", 16)?;
+        let generated = admin_token_generated || secret_generated || webhook_generated;
         let webhook_secrets_sim: Vec<Vec<u8>> =
             webhook.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect();
         if webhook_secrets_sim.is_empty() || webhook_secrets_sim.iter().any(|s| s.len() < 16) {
             return Err(Error::WeakSecret { name: "DISPATCH_WEBHOOK_SECRET_SIM", min: 16 });
         }
-        Ok(Secrets { admin_token, token_secret, webhook_secrets_sim, generated })
+        Ok(Secrets { admin_token, token_secret, webhook_secrets_sim, generated, admin_token_generated })
     }
 }
 
@@ -286,7 +288,11 @@ mod tests {
         };
         assert!(matches!(Secrets::from_env(some, false), Err(Error::WeakSecret { name: "DISPATCH_TOKEN_SECRET", .. })));
         let dev = Secrets::from_env(none, true).unwrap();
-        assert!(dev.generated && dev.token_secret.len() >= MIN_SECRET_BYTES);
+        assert!(dev.generated && dev.admin_token_generated && dev.token_secret.len() >= MIN_SECRET_BYTES);
+        // Only the token secret is made up: the admin token came from the environment.
+        let admin_only = |k: &str| (k == "DISPATCH_ADMIN_TOKEN").then(|| "a".repeat(32));
+        let dev = Secrets::from_env(admin_only, true).unwrap();
+        assert!(dev.generated && !dev.admin_token_generated);
     }
 
     #[test]

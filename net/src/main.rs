@@ -44,6 +44,15 @@ enum Cmd {
         /// WebSocket idle timeout, ms (tests).
         #[arg(long, hide = true, default_value_t = 60_000)]
         ws_idle_ms: u64,
+        /// Longest write of one WebSocket frame before the socket is closed as too slow, ms (tests).
+        #[arg(long, hide = true, default_value_t = 10_000)]
+        ws_send_timeout_ms: u64,
+        /// The engine's queue capacity (tests of 503 overloaded).
+        #[arg(long, hide = true)]
+        queue_capacity: Option<usize>,
+        /// While this file exists, WAL writes fail as on a full disk (tests of 503 read_only).
+        #[arg(long, hide = true)]
+        fault_file: Option<PathBuf>,
     },
     /// Take a consistent copy of a data directory, while it is being served or not.
     Backup {
@@ -82,7 +91,19 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Serve { config, listen, data_dir, dev, demo, demo_drivers, ws_ping_ms, ws_idle_ms } => {
+        Cmd::Serve {
+            config,
+            listen,
+            data_dir,
+            dev,
+            demo,
+            demo_drivers,
+            ws_ping_ms,
+            ws_idle_ms,
+            ws_send_timeout_ms,
+            queue_capacity,
+            fault_file,
+        } => {
             let opts = dispatch_server::ServeOptions {
                 config,
                 listen,
@@ -92,7 +113,10 @@ fn main() -> ExitCode {
                 ws_timing: dispatch_server::ws::WsTiming {
                     ping_every: Duration::from_millis(ws_ping_ms.max(10)),
                     idle_timeout: Duration::from_millis(ws_idle_ms.max(10)),
+                    send_timeout: Duration::from_millis(ws_send_timeout_ms.max(10)),
                 },
+                queue_capacity,
+                fault_file,
             };
             return match dispatch_server::serve(opts) {
                 Ok(()) => ExitCode::SUCCESS,
