@@ -10,6 +10,9 @@
 //! Bounds: the queue holds at most [`EngineConfig::queue_capacity`] commands; a
 //! full queue answers [`Error::Overloaded`] at once instead of growing. A batch
 //! holds at most [`EngineConfig::max_batch`] commands.
+//!
+//! [`Stats`] counts for operators; its histograms (every sync's latency, every batch's
+//! size) are recorded by the writer with a few relaxed atomic adds, never a lock.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,8 +1,9 @@
 //! The engine's journal: how applied commands become durable, and how the state
 //! comes back after a crash or a failed write.
 //!
-//! Owns the command log (the WAL in a data directory, or [`MemLog`] in memory),
-//! the directory lock, and the *base* a state can be rebuilt from (the initial
+//! Owns the command log (the WAL in a data directory — optionally wrapped through
+//! [`LogWrapper`], the seam a whole-server test uses to make writes fail — or
+//! [`MemLog`] in memory), the directory lock, and the *base* a state can be rebuilt from (the initial
 //! state, later the last checkpoint) with its LSN.
 //!
 //! Guarantees:

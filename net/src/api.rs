@@ -1,7 +1,7 @@
 //! The HTTP API: the route table, the request pipeline, and one handler per endpoint.
 //!
 //! Pipeline of every request ([`handle`]): request id → route match → authentication
-//! → rate limits → the route's permission ([`crate::auth::authorize`]) → body (limited,
+//! (skipped on routes open to anyone, which ignore `Authorization`) → rate limits → the route's permission ([`crate::auth::authorize`]) → body (limited,
 //! strict JSON) → handler → engine command (never blocking a runtime thread: the engine
 //! answers through a oneshot) or a read of the engine's view → response with
 //! `X-Request-Id`, one JSON log line and metrics.
@@ -340,7 +340,9 @@ impl Endpoint {
     }
 }
 
-/// Handles one request end to end (never fails: errors become error responses).
+/// Handles one request end to end (never fails: errors become error responses). Its one
+/// log line names the user (the signed-in one for an OTP verify) and the trip (the new
+/// one for a booking), never a token, a code or a phone number.
 pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let request_id = http::request_id(req.headers());

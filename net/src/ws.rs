@@ -22,7 +22,7 @@
 //! - the server pings every [`WsTiming::ping_every`] and closes a socket it heard nothing
 //!   from for [`WsTiming::idle_timeout`];
 //! - a bad frame gets an `error` frame and the connection stays open;
-//! - a driver's socket connecting and dropping is reported to the engine ([`presence`]);
+//! - a driver's socket connecting and dropping is reported to the engine (`presence`);
 //!   a report the engine could not take (its queue full, read-only) is kept, one per
 //!   driver, and sent again on every tick until it is taken ([`PendingPresence`]).
 
