@@ -21,6 +21,9 @@
 //! queries; a full queue answers [`Error::Overloaded`] at once instead of growing. A
 //! batch holds at most [`EngineConfig::max_batch`] of them; at most one position per
 //! driver is held back.
+//!
+//! [`Stats`] counts for operators; its histograms (every sync's latency, every batch's
+//! size) are recorded by the writer with a few relaxed atomic adds, never a lock.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,9 +39,10 @@ use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTr
 use crate::driver::Driver;
 use crate::error::{Error, Result};
 use crate::geo::LatLng;
+use crate::histogram::Histogram;
 use crate::history::{History, TripCursor, TripsOf};
 use crate::id::{IdSource, RandomIds, TripId, UserId};
-use crate::journal::{CheckpointPolicy, CheckpointStats, Journal, Recovery};
+use crate::journal::{CheckpointPolicy, CheckpointStats, Journal, LogWrapper, Recovery};
 use crate::state::{Effects, State, apply};
 use crate::trip::Trip;
 use crate::user::User;
@@ -75,6 +79,9 @@ pub struct EngineConfig {
     /// state (finished trips included, until they leave the hot state), so it is
     /// taken more rarely: the in-memory log holds at most about this many records.
     pub memory_checkpoint_every_records: u64,
+    /// Wraps the data directory's WAL (a log that fails on demand, for tests of the
+    /// whole server); `None` in production. Ignored without a data dir.
+    pub wrap_log: Option<LogWrapper>,
 }
 
 impl Default for EngineConfig {
@@ -91,6 +98,7 @@ impl Default for EngineConfig {
             checkpoint_every_records: 100_000,
             wal_segment_bytes: 64 * 1024 * 1024,
             memory_checkpoint_every_records: 1_000_000,
+            wrap_log: None,
         }
     }
 }
@@ -257,7 +265,7 @@ impl PendingPositions {
 }
 
 /// Counters the writer keeps for operators (read with relaxed ordering).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Commands applied.
     pub applied: AtomicU64,
@@ -284,6 +292,32 @@ pub struct Stats {
     pub failed_batches: AtomicU64,
     /// Checkpoints.
     pub checkpoints: CheckpointStats,
+    /// Every sync's duration, microseconds ([`crate::histogram::FSYNC_BOUNDS_US`]).
+    pub sync_us: Histogram,
+    /// Every committed batch's size: the commands answered with it
+    /// ([`crate::histogram::BATCH_BOUNDS`]).
+    pub batch_commands: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            applied: AtomicU64::default(),
+            refused: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            overloaded: AtomicU64::default(),
+            spoofing_suspected: AtomicU64::default(),
+            locations_coalesced: AtomicU64::default(),
+            last_batch: AtomicU64::default(),
+            syncs: AtomicU64::default(),
+            last_sync_us: AtomicU64::default(),
+            max_sync_us: AtomicU64::default(),
+            failed_batches: AtomicU64::default(),
+            checkpoints: CheckpointStats::default(),
+            sync_us: Histogram::new(crate::histogram::FSYNC_BOUNDS_US),
+            batch_commands: Histogram::new(crate::histogram::BATCH_BOUNDS),
+        }
+    }
 }
 
 struct Shared {
@@ -335,7 +369,8 @@ impl Engine {
                     every_records: config.checkpoint_every_records.max(1),
                     segment_bytes: config.wal_segment_bytes,
                 };
-                let (journal, state, recovery) = Journal::open_dir(&dir, State::default(), policy)?;
+                let (journal, state, recovery) =
+                    Journal::open_dir(&dir, State::default(), policy, config.wrap_log.take())?;
                 Self::launch(config, journal, state, recovery)
             }
             None => Self::open_with_state(config, State::default()),
@@ -1052,6 +1087,7 @@ impl Writer {
                     stats.syncs.fetch_add(1, Ordering::Relaxed);
                     stats.last_sync_us.store(us, Ordering::Relaxed);
                     stats.max_sync_us.fetch_max(us, Ordering::Relaxed);
+                    stats.sync_us.record(us);
                 }
             }
             Err(e) => {
@@ -1070,6 +1106,7 @@ impl Writer {
         let stats = &self.shared.stats;
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.last_batch.store(self.replies.len() as u64, Ordering::Relaxed);
+        stats.batch_commands.record(self.replies.len() as u64);
         for (reply, result) in self.replies.drain(..) {
             reply(result);
         }
@@ -1333,6 +1370,29 @@ mod tests {
             assert!(Record::decode(&bytes).is_err(), "version {other}");
         }
         assert!(Record::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn every_sync_and_every_batch_is_in_the_histograms() {
+        let engine = Engine::open(EngineConfig::default()).unwrap();
+        for i in 0..3 {
+            let user = crate::NewUser {
+                id: None,
+                role: crate::Role::Rider,
+                name: format!("Rider {i}"),
+                phone: format!("+20100000000{i}"),
+                vehicle: None,
+            };
+            engine.create_user(Actor::Admin, user).unwrap();
+        }
+        let s = engine.stats();
+        let (syncs, batches) = (s.syncs.load(Ordering::Relaxed), s.batches.load(Ordering::Relaxed));
+        let sync_us = s.sync_us.snapshot();
+        let sizes = s.batch_commands.snapshot();
+        assert!(batches >= 3, "each create_user waits for its own batch");
+        assert_eq!((sync_us.count, sizes.count), (syncs, batches));
+        assert_eq!(sizes.sum, s.applied.load(Ordering::Relaxed) + s.refused.load(Ordering::Relaxed));
+        engine.shutdown().unwrap();
     }
 
     proptest! {

@@ -1,8 +1,9 @@
 //! The engine's journal: how applied commands become durable, and how the state
 //! comes back after a crash or a failed write.
 //!
-//! Owns the command log (the WAL in a data directory, or [`MemLog`] in memory),
-//! the directory lock, and the *base* a state can be rebuilt from (the initial
+//! Owns the command log (the WAL in a data directory — optionally wrapped through
+//! [`LogWrapper`], the seam a whole-server test uses to make writes fail — or
+//! [`MemLog`] in memory), the directory lock, and the *base* a state can be rebuilt from (the initial
 //! state, later the last checkpoint) with its LSN.
 //!
 //! Guarantees:
@@ -221,6 +222,11 @@ pub(crate) struct Journal {
     _lock: Option<File>,
 }
 
+/// Wraps a data directory's WAL before the writer uses it: the seam where a whole-server
+/// test puts a log that fails on demand (`dispatchd serve --fault-file`). `None` in
+/// production.
+pub type LogWrapper = Box<dyn FnOnce(Box<dyn CommandLog>) -> Box<dyn CommandLog> + Send>;
+
 pub(crate) fn storage_error(context: &str, e: &StorageError) -> Error {
     Error::Storage(format!("{context}: {e}"))
 }
@@ -249,7 +255,12 @@ impl Journal {
 
     /// Opens (creating) the data directory `dir`, locks it, recovers the log, and
     /// returns the journal with the recovered state.
-    pub(crate) fn open_dir(dir: &Path, base: State, policy: CheckpointPolicy) -> Result<(Self, State, Recovery)> {
+    pub(crate) fn open_dir(
+        dir: &Path,
+        base: State,
+        policy: CheckpointPolicy,
+        wrap: Option<LogWrapper>,
+    ) -> Result<(Self, State, Recovery)> {
         fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
         let lock = lock_dir(dir)?;
@@ -269,9 +280,14 @@ impl Journal {
             )));
         }
         let history = History::open(dir)?;
+        let durable_lsn = wal.durable_lsn();
+        let log: Box<dyn CommandLog> = Box::new(wal);
         let journal = Journal {
-            durable_lsn: wal.durable_lsn(),
-            log: Box::new(wal),
+            durable_lsn,
+            log: match wrap {
+                Some(wrap) => wrap(log),
+                None => log,
+            },
             checkpointer: Some(Checkpointer::start(snapshot_dir(dir), Some(Arc::clone(&history)))?),
             policy,
             pending: Batch::default(),
@@ -604,7 +620,7 @@ fn copy_log(from: &Path, to: &Path) -> Result<(usize, u64)> {
 /// Recovers the data directory `dir` as an engine would, and returns its records.
 fn verify(dir: &Path) -> Result<u64> {
     let policy = CheckpointPolicy { every_records: u64::MAX, segment_bytes: WalConfig::default().segment_bytes_max };
-    let (journal, _state, recovery) = Journal::open_dir(dir, State::default(), policy)?;
+    let (journal, _state, recovery) = Journal::open_dir(dir, State::default(), policy, None)?;
     drop(journal);
     Ok(recovery.last_lsn)
 }

@@ -1,7 +1,7 @@
 //! The HTTP API: the route table, the request pipeline, and one handler per endpoint.
 //!
 //! Pipeline of every request ([`handle`]): request id → route match → authentication
-//! → rate limits → the route's permission ([`crate::auth::authorize`]) → body (limited,
+//! (skipped on routes open to anyone, which ignore `Authorization`) → rate limits → the route's permission ([`crate::auth::authorize`]) → body (limited,
 //! strict JSON) → handler → engine command (never blocking a runtime thread: the engine
 //! answers through a oneshot) or a read of the engine's view → response with
 //! `X-Request-Id`, one JSON log line and metrics.
@@ -355,23 +355,25 @@ impl Endpoint {
     }
 }
 
-/// Handles one request end to end (never fails: errors become error responses).
+/// Handles one request end to end (never fails: errors become error responses). Its one
+/// log line names the user (the signed-in one for an OTP verify) and the trip (the new
+/// one for a booking), never a token, a code or a phone number.
 pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let request_id = http::request_id(req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let mut who = None;
-    let mut trip_id = None;
+    let mut seen = Seen::default();
     let (name, result) = match Endpoint::route(&method, &path) {
         Err(e) => ("unmatched", Err(e)),
         Ok(ep) => {
             let spec = ep.spec();
             // Only well-formed ids reach the log (a path segment is caller-controlled text).
-            trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
-            (spec.name, pipeline(&app, peer, ep, spec, req, &mut who).await)
+            seen.trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
+            (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen).await)
         }
     };
+    let Seen { who, trip_id } = seen;
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => e.into_response(),
@@ -395,24 +397,39 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
     resp
 }
 
+/// What a request's log line says about who called and which trip it was about, as
+/// learnt along the pipeline (a sign-in learns its user, a booking its new trip).
+#[derive(Default)]
+struct Seen {
+    who: Option<Principal>,
+    trip_id: Option<TripId>,
+}
+
 async fn pipeline(
     app: &Arc<App>,
     peer: IpAddr,
     ep: Endpoint,
     spec: Spec,
     req: Request<Incoming>,
-    who_out: &mut Option<Principal>,
+    seen: &mut Seen,
 ) -> Result<Resp, ApiError> {
-    let token = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::bearer)
-        .map(str::to_owned)
-        .or_else(|| {
-            // Browsers cannot set headers on a WebSocket: `?token=` there only.
-            (ep == Endpoint::Ws).then(|| Query::parse(req.uri().query()).get("token").map(str::to_owned)).flatten()
-        });
+    // Routes open to anyone ignore credentials: a stale or malformed token must not turn
+    // a health check, a sign-in or a gateway's webhook into a 401.
+    let token = (spec.allow != Allow::Anyone)
+        .then(|| {
+            req.headers()
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(auth::bearer)
+                .map(str::to_owned)
+                .or_else(|| {
+                    // Browsers cannot set headers on a WebSocket: `?token=` there only.
+                    (ep == Endpoint::Ws)
+                        .then(|| Query::parse(req.uri().query()).get("token").map(str::to_owned))
+                        .flatten()
+                })
+        })
+        .flatten();
     let who = match token {
         None => None,
         Some(t) => match app.authenticate(&t) {
@@ -424,7 +441,7 @@ async fn pipeline(
             }
         },
     };
-    *who_out = who;
+    seen.who = who;
     match who {
         None if spec.ip_limited => app.limit(spec, Class::Ip, Subject::Ip(peer))?,
         Some(Principal::User { id, .. }) => app.limit(spec, Class::User, Subject::User(id.raw()))?,
@@ -445,7 +462,7 @@ async fn pipeline(
     let body = http::read_body(&parts.headers, body, limit).await?;
     // Webhooks read their gateway's signature header (and event id headers).
     let headers = matches!(ep, Endpoint::Webhook(_)).then(|| parts.headers.clone()).unwrap_or_default();
-    let mut ctx = Ctx { app, who, peer, query, body, headers, keyed: None, replayed: false };
+    let mut ctx = Ctx { app, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
             let key = key.map_err(|_| ApiError::invalid("Idempotency-Key must be 1-255 printable ASCII characters"))?;
@@ -458,7 +475,10 @@ async fn pipeline(
         }
         _ => None,
     };
-    let mut resp = ctx.dispatch(ep).await?;
+    let result = ctx.dispatch(ep).await;
+    seen.who = ctx.who;
+    seen.trip_id = seen.trip_id.or(ctx.new_trip);
+    let mut resp = result?;
     if ctx.replayed {
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
@@ -492,6 +512,8 @@ struct Ctx<'a> {
     headers: hyper::HeaderMap,
     keyed: Option<IdempotencyKey>,
     replayed: bool,
+    /// The trip a booking created (for the request's log line).
+    new_trip: Option<TripId>,
 }
 
 fn parse_id<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, ApiError> {
@@ -1258,6 +1280,9 @@ impl Ctx<'_> {
             bid_minor: b.bid.map(|x| x.amount_minor),
         };
         let o = self.submit(Command::CreateTrip(new)).await?;
+        if let Outcome::Trip(t) = &o {
+            self.new_trip = Some(t.id);
+        }
         self.trip_out(StatusCode::CREATED, o)
     }
 
@@ -1307,6 +1332,8 @@ impl Ctx<'_> {
         if action == TripAction::Accept {
             let m = &self.app.metrics;
             match &result {
+                // A replayed accept won nothing new: it was counted the first time.
+                Ok(_) if self.replayed => 0,
                 Ok(_) => m.accepts_won.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 Err(e) if e.code == "trip_already_assigned" => {
                     m.accepts_lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed)

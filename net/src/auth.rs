@@ -9,8 +9,9 @@
 //! - a token is refused once its user's token generation moved past the one it carries
 //!   ([`generation_ok`], the one place that check lives), once it expired, or when the
 //!   role it names is not the user's role in the engine;
-//! - a caller with no or a bad token is `401 unauthorized`; an authenticated caller whose
-//!   role a route does not allow is `403 forbidden` — decided by [`authorize`] only.
+//! - on a route that needs a caller, one with no or a bad token is `401 unauthorized`; an
+//!   authenticated caller whose role a route does not allow is `403 forbidden` — decided
+//!   by [`authorize`] only (routes open to anyone never look at the token).
 
 use dispatch_core::{Actor, Role, User, UserId};
 use ring::hmac;

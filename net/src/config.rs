@@ -269,8 +269,11 @@ pub struct Secrets {
     /// by gateway name. During a rotation a variable holds the new and the old secret,
     /// comma-separated; a signature made with any of them is accepted.
     pub webhook_secrets: BTreeMap<String, Vec<Vec<u8>>>,
-    /// Made up by `--dev`.
+    /// Some secret was made up by `--dev`.
     pub generated: bool,
+    /// The admin token itself was made up by `--dev` (it is printed once at start; one
+    /// taken from the environment never is).
+    pub admin_token_generated: bool,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -295,24 +298,24 @@ impl Secrets {
         dev: bool,
         gateways: impl IntoIterator<Item = &'a str>,
     ) -> Result<Secrets, Error> {
-        let mut generated = false;
-        let mut get = |name: &str, min: usize| -> Result<String, Error> {
+        // Each secret: its value, and whether `--dev` made it up.
+        let get = |name: &str, min: usize| -> Result<(String, bool), Error> {
             match env(name).filter(|v| !v.is_empty()) {
                 Some(v) if v.len() < min => Err(Error::WeakSecret { name: name.to_owned(), min }),
-                Some(v) => Ok(v),
-                None if dev => {
-                    generated = true;
-                    Ok(random_hex(32))
-                }
+                Some(v) => Ok((v, false)),
+                None if dev => Ok((random_hex(32), true)),
                 None => Err(Error::MissingSecret(name.to_owned())),
             }
         };
-        let admin_token = get("DISPATCH_ADMIN_TOKEN", 16)?;
-        let token_secret = get("DISPATCH_TOKEN_SECRET", MIN_SECRET_BYTES)?.into_bytes();
+        let (admin_token, admin_token_generated) = get("DISPATCH_ADMIN_TOKEN", 16)?;
+        let (token_secret, mut generated) = get("DISPATCH_TOKEN_SECRET", MIN_SECRET_BYTES)?;
+        generated |= admin_token_generated;
+        let token_secret = token_secret.into_bytes();
         let mut webhook_secrets = BTreeMap::new();
         for gateway in std::iter::once("sim").chain(gateways) {
             let var = webhook_secret_var(gateway);
-            let value = get(&var, MIN_WEBHOOK_SECRET_BYTES)?;
+            let (value, made_up) = get(&var, MIN_WEBHOOK_SECRET_BYTES)?;
+            generated |= made_up;
             let secrets: Vec<Vec<u8>> =
                 value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect();
             if secrets.is_empty() || secrets.iter().any(|s| s.len() < MIN_WEBHOOK_SECRET_BYTES) {
@@ -320,7 +323,7 @@ impl Secrets {
             }
             webhook_secrets.insert(gateway.to_owned(), secrets);
         }
-        Ok(Secrets { admin_token, token_secret, webhook_secrets, generated })
+        Ok(Secrets { admin_token, token_secret, webhook_secrets, generated, admin_token_generated })
     }
 }
 
@@ -369,7 +372,11 @@ mod tests {
         ));
         let dev = Secrets::from_env(none, true, ["paystack"]).unwrap();
         assert!(dev.webhook_secrets.contains_key("sim") && dev.webhook_secrets.contains_key("paystack"));
-        assert!(dev.generated && dev.token_secret.len() >= MIN_SECRET_BYTES);
+        assert!(dev.generated && dev.admin_token_generated && dev.token_secret.len() >= MIN_SECRET_BYTES);
+        // Only the token secret is made up: the admin token came from the environment.
+        let admin_only = |k: &str| (k == "DISPATCH_ADMIN_TOKEN").then(|| "a".repeat(32));
+        let dev = Secrets::from_env(admin_only, true, []).unwrap();
+        assert!(dev.generated && !dev.admin_token_generated);
     }
 
     #[test]

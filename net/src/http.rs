@@ -386,15 +386,60 @@ pub fn mask_phone(phone: &str) -> String {
 mod tests {
     use super::*;
 
+    /// API.md's error table, row by row: every one of its 25 codes and its status.
+    const API_MD_ERRORS: [(u16, &[&str]); 10] = [
+        (400, &["invalid_json", "invalid_request", "invalid_coordinates", "invalid_signature"]),
+        (401, &["unauthorized", "invalid_otp"]),
+        (403, &["forbidden", "not_offered"]),
+        (404, &["not_found"]),
+        (
+            409,
+            &[
+                "trip_already_assigned",
+                "driver_not_available",
+                "invalid_transition",
+                "idempotency_key_in_use",
+                "too_many_open_trips",
+            ],
+        ),
+        (410, &["offer_expired"]),
+        (413, &["payload_too_large"]),
+        (
+            422,
+            &[
+                "idempotency_key_reused",
+                "outside_service_area",
+                "no_pricing",
+                "coupon_invalid",
+                "insufficient_funds",
+                "refund_exceeds_captured",
+            ],
+        ),
+        (429, &["rate_limited"]),
+        (503, &["overloaded", "read_only"]),
+    ];
+
     #[test]
     fn every_api_code_has_its_status() {
-        assert_eq!(status_of("invalid_json"), StatusCode::BAD_REQUEST);
-        assert_eq!(status_of("invalid_otp"), StatusCode::UNAUTHORIZED);
-        assert_eq!(status_of("not_offered"), StatusCode::FORBIDDEN);
-        assert_eq!(status_of("too_many_open_trips"), StatusCode::CONFLICT);
-        assert_eq!(status_of("offer_expired"), StatusCode::GONE);
-        assert_eq!(status_of("refund_exceeds_captured"), StatusCode::UNPROCESSABLE_ENTITY);
-        assert_eq!(status_of("read_only"), StatusCode::SERVICE_UNAVAILABLE);
+        let mut codes = 0;
+        for (status, row) in API_MD_ERRORS {
+            for code in row {
+                assert_eq!(status_of(code).as_u16(), status, "{code}");
+                let e = ApiError::new(code, "x");
+                assert_eq!((e.status.as_u16(), e.code), (status, *code));
+                // 429 and 503 always say when to come back.
+                let r = e.into_response();
+                assert_eq!(r.status().as_u16(), status);
+                if status == 503 {
+                    assert_eq!(r.headers()[RETRY_AFTER], "1", "{code}");
+                }
+                codes += 1;
+            }
+        }
+        assert_eq!(codes, 25, "API.md's table has 25 codes");
+        assert_eq!(status_of("no_such_code"), StatusCode::INTERNAL_SERVER_ERROR);
+        let r = ApiError::rate_limited(7, "test").into_response();
+        assert_eq!((r.status().as_u16(), &r.headers()[RETRY_AFTER]), (429, &HeaderValue::from(7u64)));
         let e = ApiError::from_core(&dispatch_core::Error::Overloaded);
         assert_eq!((e.status, e.code, e.retry_after_s), (StatusCode::SERVICE_UNAVAILABLE, "overloaded", Some(1)));
         let r = e.into_response();

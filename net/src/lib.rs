@@ -23,6 +23,7 @@
 //! - [`osrm`]: routes from an OSRM service (timeout, circuit breaker, cache), the straight
 //!   line as the answer of last resort.
 //! - [`error`]: the crate's one error type (start-up and fatal errors).
+//! - [`fault`]: the test-only `--fault-file` hook (a WAL that fails like a full disk).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -30,6 +31,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod gateways;
 pub mod http;
 pub mod metrics;
@@ -60,12 +62,17 @@ pub struct ServeOptions {
     pub dev: bool,
     /// `--demo` (with `--dev`): drivers simulated.
     pub demo_drivers: Option<u32>,
-    /// WebSocket heartbeat (hidden flags, for tests).
+    /// WebSocket heartbeat and write deadline (hidden flags, for tests).
     pub ws_timing: ws::WsTiming,
     /// The sim gateway fails every call (hidden flag, for tests; `--dev` only).
     pub sim_gateway_down: bool,
     /// The payment worker's retries and backoff.
     pub payments: dispatch_core::payment::WorkerConfig,
+    /// The engine's queue capacity (hidden flag, for tests of `503 overloaded`).
+    pub queue_capacity: Option<usize>,
+    /// While this file exists, WAL writes fail as on a full disk (hidden flag, for tests
+    /// of `503 read_only`).
+    pub fault_file: Option<PathBuf>,
 }
 
 /// Runs the server until SIGTERM or ctrl-c, then shuts down gracefully.
@@ -88,10 +95,21 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let addr = config.listen_addr()?;
     if secrets.generated {
         eprintln!("WARNING: --dev: throwaway secrets were generated. NOT FOR PRODUCTION.");
+    }
+    if secrets.admin_token_generated {
+        // Printed once, and only a token made up here: one from the environment is the
+        // operator's and never echoed.
         println!("dev admin token: {}", secrets.admin_token);
     }
-    let engine =
-        Engine::open(EngineConfig::default().with_data_dir(&config.store.data_dir).with_rules(config.rules()))?;
+    let mut engine_config = EngineConfig::default().with_data_dir(&config.store.data_dir).with_rules(config.rules());
+    if let Some(n) = opts.queue_capacity {
+        engine_config.queue_capacity = n.max(1);
+    }
+    if let Some(path) = opts.fault_file.clone() {
+        tracing::warn!(path = %path.display(), "--fault-file: WAL writes fail while this file exists (tests only)");
+        engine_config.wrap_log = Some(fault::FaultFileLog::wrapper(path));
+    }
+    let engine = Engine::open(engine_config)?;
     let recovery = engine.recovery();
     tracing::info!(
         base_lsn = recovery.base_lsn,

@@ -53,6 +53,15 @@ enum Cmd {
         /// The payment worker's first retry wait, ms (tests).
         #[arg(long, hide = true, default_value_t = 1_000)]
         payment_backoff_ms: u64,
+        /// Longest write of one WebSocket frame before the socket is closed as too slow, ms (tests).
+        #[arg(long, hide = true, default_value_t = 10_000)]
+        ws_send_timeout_ms: u64,
+        /// The engine's queue capacity (tests of 503 overloaded).
+        #[arg(long, hide = true)]
+        queue_capacity: Option<usize>,
+        /// While this file exists, WAL writes fail as on a full disk (tests of 503 read_only).
+        #[arg(long, hide = true)]
+        fault_file: Option<PathBuf>,
     },
     /// Take a consistent copy of a data directory, while it is being served or not.
     Backup {
@@ -107,6 +116,9 @@ fn main() -> ExitCode {
             sim_gateway_down,
             payment_max_attempts,
             payment_backoff_ms,
+            ws_send_timeout_ms,
+            queue_capacity,
+            fault_file,
         } => {
             let opts = dispatch_server::ServeOptions {
                 config,
@@ -117,6 +129,7 @@ fn main() -> ExitCode {
                 ws_timing: dispatch_server::ws::WsTiming {
                     ping_every: Duration::from_millis(ws_ping_ms.max(10)),
                     idle_timeout: Duration::from_millis(ws_idle_ms.max(10)),
+                    send_timeout: Duration::from_millis(ws_send_timeout_ms.max(10)),
                 },
                 sim_gateway_down,
                 payments: dispatch_core::payment::WorkerConfig {
@@ -124,6 +137,8 @@ fn main() -> ExitCode {
                     backoff: Duration::from_millis(payment_backoff_ms.max(1)),
                     ..dispatch_core::payment::WorkerConfig::default()
                 },
+                queue_capacity,
+                fault_file,
             };
             return match dispatch_server::serve(opts) {
                 Ok(()) => ExitCode::SUCCESS,

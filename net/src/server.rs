@@ -177,7 +177,8 @@ impl App {
     pub fn readiness(&self) -> Resp {
         let writable = !self.engine.is_read_only();
         let (depth, cap) = (self.engine.queue_depth(), self.engine.queue_capacity());
-        let queue_ok = depth < cap.saturating_mul(9) / 10;
+        // Below 90 % of capacity (exact for small capacities: an empty queue of 1 is fine).
+        let queue_ok = depth.saturating_mul(10) < cap.saturating_mul(9);
         let shutting_down = *self.shutdown.borrow();
         let checks = json!({
             "engine_writable": if writable { "ok" } else { "read_only" },
@@ -369,8 +370,8 @@ async fn serve_connection(
     }
 }
 
-/// Sends a `Tick` every second (deadlines fire even when no request arrives) and
-/// samples the fsync latency.
+/// Sends a `Tick` every second (deadlines fire even when no request arrives), sends
+/// again the presence reports the engine could not take, and samples the fsync latency.
 async fn ticker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -380,6 +381,8 @@ async fn ticker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             _ = every.tick() => {
                 // Fire and forget: an overloaded or read-only engine just skips a tick.
                 let _ = app.engine.submit_with(Actor::System, Command::Tick, |_| {});
+                // Presence reports an overloaded or read-only engine could not take.
+                crate::ws::retry_presence(&app.engine, &app.hub.presence);
                 app.sample_fsync();
                 let checkpoints = &app.engine.stats().checkpoints;
                 let failed = checkpoints.failed.load(Ordering::Relaxed);

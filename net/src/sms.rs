@@ -1,16 +1,22 @@
-//! Where SMS (OTP codes) go: `DISPATCH_SMS_SINK` = `log` | `file:PATH` | `http://…`.
+//! Where SMS (OTP codes) go: `DISPATCH_SMS_SINK` = `log` | `file:PATH` | `http(s)://…`.
 //!
 //! Guarantees: the code is generated here from the OS's randomness and only its keyed
 //! hash reaches the engine; the app log never holds a code or a full phone number (the
-//! `log` sink prints the message on stdout, a dev-only delivery channel, and only with
-//! `--dev`; without it the code is withheld). `file:` writes one JSON line per message,
-//! `{"to","text","code","at"}`; `http://` posts `{"to","text","at"}` to a provider or relay
-//! (`https://` needs TLS, not linked: refused at start-up rather than dropping codes).
+//! `log` sink prints the message on stdout — a dev-only delivery channel, so with `--dev`
+//! it shows the code by design, next to the masked number; without `--dev` the code is
+//! withheld). `file:` writes one JSON line per message, `{"to","text","code","at"}`;
+//! `http://` and `https://` post `{"to","text","at"}` to a provider or relay. `https://`
+//! uses rustls (on `ring`) and verifies the provider against Mozilla's root certificates
+//! compiled into the binary (`webpki-roots`), never the platform's store: a certificate
+//! that does not chain to them, or names another host, fails the delivery (logged with
+//! the masked number) rather than sending a code in the clear.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
+use tokio_rustls::rustls;
 
 use crate::error::Error;
 
@@ -23,17 +29,88 @@ pub enum SmsSink {
     },
     /// Append JSON lines to a file.
     File(Mutex<std::fs::File>),
-    /// POST `{"to","text","at"}` to a provider's `http://` URL (on a task, 10 s timeout).
-    Http {
-        /// `host:port`.
-        authority: String,
-        /// The path and query.
-        path: String,
-    },
+    /// POST `{"to","text","at"}` to a provider's `http://` or `https://` URL (on a task,
+    /// 10 s timeout).
+    Http(Provider),
+}
+
+/// An SMS provider's endpoint, from its URL.
+#[derive(Clone)]
+pub struct Provider {
+    /// The host as connected to and verified (an IPv6 literal without brackets).
+    host: String,
+    port: u16,
+    /// The `Host` header (`host`, or `host:port` for a port that is not the scheme's).
+    authority: String,
+    /// The path and query.
+    path: String,
+    /// TLS for `https://`.
+    tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("https", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// How long a provider has to answer.
 const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Provider {
+    /// Parses an `http://` or `https://` URL; `https` verifies against `roots`.
+    fn parse(url: &str, roots: impl FnOnce() -> rustls::RootCertStore) -> Result<Provider, Error> {
+        let bad = |why: String| Error::Setting(format!("DISPATCH_SMS_SINK: {why}"));
+        let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("bad URL: {e}")))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("the URL must be http:// or https://".into())),
+        };
+        let raw_host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| bad("the URL has no host".into()))?;
+        let host = raw_host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let default_port = if https { 443 } else { 80 };
+        let port = uri.port_u16().unwrap_or(default_port);
+        let authority = if port == default_port { raw_host.to_owned() } else { format!("{raw_host}:{port}") };
+        let path = uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
+        let tls = if https {
+            rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|_| bad(format!("{host:?} is not a host name TLS can verify")))?;
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| bad(format!("TLS setup: {e}")))?
+                .with_root_certificates(roots())
+                .with_no_client_auth();
+            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        } else {
+            None
+        };
+        Ok(Provider { host, port, authority, path, tls })
+    }
+
+    /// Posts `body`; the provider's status.
+    async fn post(&self, body: String) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
+        let tcp = tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+        match &self.tls {
+            None => exchange(tcp, &self.authority, &self.path, body).await,
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(self.host.clone())?;
+                let stream = tls.connect(name, tcp).await?;
+                exchange(stream, &self.authority, &self.path, body).await
+            }
+        }
+    }
+}
+
+/// Mozilla's root certificates, compiled in.
+fn webpki_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+}
 
 impl SmsSink {
     /// The sink named by `spec` (`None`: `log`).
@@ -48,18 +125,9 @@ impl SmsSink {
                     })?;
                 Ok(SmsSink::File(Mutex::new(f)))
             }
-            s if s.starts_with("http://") => {
-                let uri: hyper::Uri =
-                    s.parse().map_err(|e| Error::Setting(format!("DISPATCH_SMS_SINK: bad URL: {e}")))?;
-                let host = uri.host().ok_or_else(|| Error::Setting("DISPATCH_SMS_SINK: the URL has no host".into()))?;
-                let authority = format!("{host}:{}", uri.port_u16().unwrap_or(80));
-                let path = uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned());
-                Ok(SmsSink::Http { authority, path })
+            s if s.starts_with("http://") || s.starts_with("https://") => {
+                Ok(SmsSink::Http(Provider::parse(s, webpki_roots)?))
             }
-            s if s.starts_with("https://") => Err(Error::Setting(
-                "DISPATCH_SMS_SINK: https needs TLS, which this build does not link; use an http:// relay, log or file:PATH"
-                    .into(),
-            )),
             other => Err(Error::Setting(format!(
                 "DISPATCH_SMS_SINK must be log, file:PATH or an http(s) URL, not {:?}",
                 other.chars().take(40).collect::<String>()
@@ -71,15 +139,17 @@ impl SmsSink {
     pub fn send(&self, to: &str, text: &str, code: Option<&str>) {
         let at = crate::http::rfc3339(dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock));
         match self {
-            SmsSink::Log { dev: true } => println!("sms to={to} text={text:?}"),
+            // By design the dev sink shows the code (a developer signs in with it); the
+            // number is masked like everywhere else.
+            SmsSink::Log { dev: true } => println!("sms to={} text={text:?}", crate::http::mask_phone(to)),
             SmsSink::Log { dev: false } => {
                 println!("sms to={} text=[withheld outside --dev]", crate::http::mask_phone(to))
             }
-            SmsSink::Http { authority, path } => {
+            SmsSink::Http(provider) => {
                 let body = serde_json::json!({"to": to, "text": text, "at": at}).to_string();
-                let (authority, path, masked) = (authority.clone(), path.clone(), crate::http::mask_phone(to));
+                let (provider, masked) = (provider.clone(), crate::http::mask_phone(to));
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HTTP_TIMEOUT, post(&authority, &path, body)).await {
+                    match tokio::time::timeout(HTTP_TIMEOUT, provider.post(body)).await {
                         Ok(Ok(status)) if (200..300).contains(&status) => {}
                         Ok(Ok(status)) => tracing::error!(status, to = %masked, "sms provider refused a message"),
                         Ok(Err(e)) => tracing::error!(error = %e, to = %masked, "sms provider unreachable"),
@@ -98,10 +168,18 @@ impl SmsSink {
     }
 }
 
-async fn post(authority: &str, path: &str, body: String) -> Result<u16, Box<dyn std::error::Error + Send + Sync>> {
+/// One HTTP/1.1 POST over `io` (plain or TLS); the status.
+async fn exchange<IO>(
+    io: IO,
+    authority: &str,
+    path: &str,
+    body: String,
+) -> Result<u16, Box<dyn std::error::Error + Send + Sync>>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     use http_body_util::BodyExt;
-    let stream = tokio::net::TcpStream::connect(authority).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io)).await?;
     tokio::spawn(conn);
     let req = hyper::Request::post(path)
         .header(hyper::header::HOST, authority)
@@ -117,4 +195,95 @@ async fn post(authority: &str, path: &str, body: String) -> Result<u16, Box<dyn 
 pub fn new_code() -> String {
     use rand::Rng;
     format!("{:06}", rand::rng().random_range(0..1_000_000u32))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn parse(url: &str) -> Result<Provider, Error> {
+        Provider::parse(url, webpki_roots)
+    }
+
+    #[test]
+    fn provider_urls_parse_with_the_schemes_ports() {
+        let p = parse("http://sms.local/send?key=k").unwrap();
+        assert_eq!(
+            (p.host.as_str(), p.port, p.authority.as_str(), p.path.as_str()),
+            ("sms.local", 80, "sms.local", "/send?key=k")
+        );
+        assert!(p.tls.is_none());
+        let p = parse("https://sms.example.com").unwrap();
+        assert_eq!((p.port, p.authority.as_str(), p.path.as_str()), (443, "sms.example.com", "/"));
+        assert!(p.tls.is_some());
+        let p = parse("https://[::1]:8443/v1/sms").unwrap();
+        assert_eq!((p.host.as_str(), p.port, p.authority.as_str()), ("::1", 8443, "[::1]:8443"));
+        let p = parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!(p.authority, "127.0.0.1:9000");
+        for bad in ["https://", "ftp://x", "https://exa mple.com/"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(SmsSink::from_spec(Some("smtp://x"), false).is_err());
+        assert!(matches!(SmsSink::from_spec(Some("https://sms.example.com/x"), false), Ok(SmsSink::Http(_))));
+    }
+
+    /// A TLS provider on loopback with a certificate made here for 127.0.0.1; answers 200
+    /// and hands back the request it got.
+    async fn tls_stub() -> (u16, rustls::pki_types::CertificateDer<'static>, tokio::task::JoinHandle<String>) {
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let served = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let Ok(mut tls) = acceptor.accept(tcp).await else { return String::new() };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"}") {
+                let n = tls.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the client hung up early");
+                got.extend_from_slice(&buf[..n]);
+            }
+            tls.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await.unwrap();
+            let _ = tls.shutdown().await;
+            String::from_utf8(got).unwrap()
+        });
+        (port, cert.der().clone(), served)
+    }
+
+    #[tokio::test]
+    async fn an_https_provider_gets_the_message_over_verified_tls() {
+        let (port, cert, served) = tls_stub().await;
+        let trust = move || {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(cert).unwrap();
+            roots
+        };
+        let p = Provider::parse(&format!("https://127.0.0.1:{port}/send?key=k"), trust).unwrap();
+        let status = p.post(r#"{"to":"+201001234567","text":"Your dispatch code is 123456"}"#.into()).await.unwrap();
+        assert_eq!(status, 200);
+        let request = served.await.unwrap();
+        assert!(request.starts_with("POST /send?key=k HTTP/1.1"), "{request}");
+        assert!(request.to_ascii_lowercase().contains(&format!("host: 127.0.0.1:{port}")), "{request}");
+        assert!(request.ends_with(r#"{"to":"+201001234567","text":"Your dispatch code is 123456"}"#), "{request}");
+    }
+
+    #[tokio::test]
+    async fn an_https_provider_whose_certificate_is_not_trusted_gets_nothing() {
+        let (port, _cert, served) = tls_stub().await;
+        // The production roots: a self-signed certificate does not chain to them.
+        let p = parse(&format!("https://127.0.0.1:{port}/send")).unwrap();
+        let refused = p.post(r#"{"to":"+201001234567"}"#.into()).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(served.await.unwrap(), "", "no request reached the untrusted server");
+    }
 }

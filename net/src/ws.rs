@@ -12,17 +12,26 @@
 //!   coalesce (the newest wins) and are the first dropped when it is full; trip events
 //!   are never dropped: a socket that cannot take one is closed (code 1008) instead, and
 //!   the client resynchronises over HTTP;
+//! - a write that does not finish within [`WsTiming::send_timeout`] (a client that stopped
+//!   reading) closes the socket (1008), as does an outbox overflow noticed mid-write: a
+//!   writer never waits on a client for longer than that;
+//! - a trip's frames (`trip_updated`, `driver_location`) reach only staff sockets and the
+//!   sockets of the trip's *current* rider and driver, checked at fan-out, not only at
+//!   subscription: a driver who gave a trip back stops hearing about it, and the
+//!   subscriptions of a trip that ended, or of a socket no longer party to it, are dropped;
 //! - the server pings every [`WsTiming::ping_every`] and closes a socket it heard nothing
 //!   from for [`WsTiming::idle_timeout`];
 //! - a bad frame gets an `error` frame and the connection stays open;
-//! - a driver's socket connecting and dropping is reported to the engine ([`presence`]).
+//! - a driver's socket connecting and dropping is reported to the engine (`presence`);
+//!   a report the engine could not take (its queue full, read-only) is kept, one per
+//!   driver, and sent again on every tick until it is taken ([`PendingPresence`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use dispatch_core::{Command, Event, Role, TripId, UserId};
+use dispatch_core::{Actor, Command, Event, Role, TripId, UserId};
 use futures_util::{SinkExt, StreamExt};
 use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
@@ -56,18 +65,30 @@ pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Event batches the fan-out may lag behind the engine before it is cut off (and resubscribes).
 const SUBSCRIBER_CAPACITY: usize = 4096;
 
-/// Heartbeat intervals (tests shorten them).
+/// The longest one frame may take to be written to a client before the socket is closed
+/// as too slow (a client that stopped reading fills the TCP buffers, then every write waits).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a close frame may take to be written to a socket being closed.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Heartbeat intervals and write deadlines (tests shorten them).
 #[derive(Debug, Clone, Copy)]
 pub struct WsTiming {
     /// The server pings this often.
     pub ping_every: Duration,
     /// A socket silent this long is closed.
     pub idle_timeout: Duration,
+    /// A frame not written within this closes the socket ([`SEND_TIMEOUT`]).
+    pub send_timeout: Duration,
 }
 
 impl Default for WsTiming {
     fn default() -> Self {
-        WsTiming { ping_every: Duration::from_secs(20), idle_timeout: Duration::from_secs(60) }
+        WsTiming {
+            ping_every: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: SEND_TIMEOUT,
+        }
     }
 }
 
@@ -149,12 +170,19 @@ pub struct Hub {
     registry: Mutex<Registry>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Presence reports the engine has not taken yet.
+    pub presence: Arc<PendingPresence>,
 }
 
 impl Hub {
     /// An empty hub.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Hub { registry: Mutex::new(Registry::default()), next_id: AtomicU64::new(1), metrics }
+        Hub {
+            registry: Mutex::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            metrics,
+            presence: Arc::new(PendingPresence::default()),
+        }
     }
 
     /// Adds a socket; `true` when it is its user's first open socket (`on_first` then runs
@@ -253,25 +281,40 @@ impl Hub {
                     self.send_user(*driver_id, &frame);
                 }
                 Event::TripUpdated { trip } => {
-                    let for_rider = json!({"type": "trip_updated", "trip": render::trip(trip, true)});
-                    let others = json!({"type": "trip_updated", "trip": render::trip(trip, false)});
-                    let r = self.registry.lock();
+                    let for_rider = json!({"type": "trip_updated", "trip": render::trip(trip, true)}).to_string();
+                    let others = json!({"type": "trip_updated", "trip": render::trip(trip, false)}).to_string();
+                    let mut guard = self.registry.lock();
+                    let Registry { sockets, by_user, by_trip, ops } = &mut *guard;
+                    let party = |id: &u64| sockets.get(id).is_some_and(|s| party_to(s, trip.rider_id, trip.driver_id));
                     let mut sent = HashSet::new();
-                    for id in r.by_user.get(&trip.rider_id).into_iter().flatten() {
-                        if let Some(s) = r.sockets.get(id) {
+                    for id in by_user.get(&trip.rider_id).into_iter().flatten() {
+                        if let Some(s) = sockets.get(id) {
                             sent.insert(*id);
-                            s.outbox.push(OutFrame::Event(for_rider.to_string()), &self.metrics);
+                            s.outbox.push(OutFrame::Event(for_rider.clone()), &self.metrics);
                         }
                     }
-                    let driver_ids = trip.driver_id.and_then(|d| r.by_user.get(&d)).into_iter().flatten();
-                    let subscribed = r.by_trip.get(&trip.id).into_iter().flatten();
-                    let ops =
-                        r.ops.iter().filter(|(_, b)| b.is_none_or(|b| b.contains(trip.pickup.point))).map(|(id, _)| id);
-                    for id in driver_ids.chain(subscribed).chain(ops) {
+                    let driver_ids = trip.driver_id.and_then(|d| by_user.get(&d)).into_iter().flatten();
+                    // A subscription is honoured only while its socket is still party to
+                    // the trip (a driver who gave the trip back is no longer).
+                    let subscribed = by_trip.get(&trip.id).into_iter().flatten().filter(|id| party(id));
+                    let in_box =
+                        ops.iter().filter(|(_, b)| b.is_none_or(|b| b.contains(trip.pickup.point))).map(|(id, _)| id);
+                    for id in driver_ids.chain(subscribed).chain(in_box) {
                         if sent.insert(*id)
-                            && let Some(s) = r.sockets.get(id)
+                            && let Some(s) = sockets.get(id)
                         {
-                            s.outbox.push(OutFrame::Event(others.to_string()), &self.metrics);
+                            s.outbox.push(OutFrame::Event(others.clone()), &self.metrics);
+                        }
+                    }
+                    // Drop what will never be delivered again: every subscription of a
+                    // trip that ended (its last update just went out), and those of
+                    // sockets no longer party to it.
+                    if trip.status.is_terminal() {
+                        by_trip.remove(&trip.id);
+                    } else if let Some(set) = by_trip.get_mut(&trip.id) {
+                        set.retain(|id| party(id));
+                        if set.is_empty() {
+                            by_trip.remove(&trip.id);
                         }
                     }
                 }
@@ -291,9 +334,11 @@ impl Hub {
                     let subscribed = r.by_trip.get(trip_id).into_iter().flatten();
                     let mut sent = HashSet::new();
                     for id in rider.chain(subscribed) {
+                        // The rider and staff see where the driver is; nobody else, even
+                        // if they once subscribed (a driver who gave the trip back).
                         if sent.insert(*id)
                             && let Some(s) = r.sockets.get(id)
-                            && s.user != Some(*driver_id)
+                            && (s.staff || s.user == Some(trip.rider_id))
                         {
                             s.outbox.push(OutFrame::Location(*trip_id, frame.clone()), &self.metrics);
                         }
@@ -301,9 +346,10 @@ impl Hub {
                 }
                 Event::DriverMoved { .. } => {}
                 Event::DriverPresence { driver_id, trip_id, connected } => {
-                    let Some(trip) = engine.read(|v| v.trip(*trip_id).cloned()) else { continue };
-                    let frame = json!({"type": "driver_presence", "trip_id": trip_id.to_string(),
-                        "driver_id": driver_id.to_string(), "connected": connected});
+                    let (trip, fix) =
+                        engine.read(|v| (v.trip(*trip_id).cloned(), v.driver(*driver_id).and_then(|d| d.fix)));
+                    let Some(trip) = trip else { continue };
+                    let frame = presence_frame(*trip_id, *driver_id, *connected, fix, now());
                     self.send_user(trip.rider_id, &frame);
                 }
                 Event::AlertRaised { alert } => {
@@ -327,6 +373,33 @@ impl Hub {
         }
         boxes.len() as u64
     }
+}
+
+/// Whether `s` may hear about a trip of `rider` driven by `driver`: staff, or its rider
+/// or its current driver.
+fn party_to(s: &Socket, rider: UserId, driver: Option<UserId>) -> bool {
+    s.staff || s.user.is_some_and(|u| u == rider || Some(u) == driver)
+}
+
+fn now() -> dispatch_core::clock::Timestamp {
+    dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock)
+}
+
+/// `driver_presence`: the driver's socket dropped or came back, with the last known
+/// position (API.md: the rider sees the driver "temporarily offline with the last
+/// position"); `null` position fields when the driver never reported one.
+fn presence_frame(
+    trip_id: TripId,
+    driver_id: UserId,
+    connected: bool,
+    fix: Option<dispatch_core::driver::Fix>,
+    now: dispatch_core::clock::Timestamp,
+) -> Value {
+    json!({"type": "driver_presence", "trip_id": trip_id.to_string(),
+        "driver_id": driver_id.to_string(), "connected": connected,
+        "lat": fix.map(|f| f.point.lat()), "lng": fix.map(|f| f.point.lng()),
+        "at": fix.map(|f| crate::http::rfc3339(f.at)),
+        "location_age_s": fix.map(|f| now.millis_since(f.at).max(0) / 1000)})
 }
 
 /// Most items of each list in an `ops_snapshot` (API.md): a sample when more, with the true total.
@@ -529,10 +602,107 @@ pub fn upgrade(app: Arc<App>, who: Principal, req: Request<Incoming>) -> Result<
 }
 
 /// The presence hook: a driver's socket connected or dropped. Never blocks (`submit_with`),
-/// so it may run under the hub's lock.
+/// so it may run under the hub's lock. A report the engine cannot take now is kept and
+/// sent again by [`retry_presence`]: a lost disconnect would leave the engine offering
+/// trips to a driver without a socket.
 fn presence(app: &App, who: Principal, connected: bool) {
-    if who.role() == Role::Driver {
-        let _ = app.engine.submit_with(who.actor(), Command::SetPresence { connected }, |_| {});
+    if let (Role::Driver, Some(driver)) = (who.role(), who.user_id()) {
+        let seq = app.hub.presence.record(driver, connected);
+        submit_presence(&app.engine, &app.hub.presence, driver, connected, seq);
+    }
+}
+
+fn submit_presence(
+    engine: &dispatch_core::Engine,
+    pending: &Arc<PendingPresence>,
+    driver: UserId,
+    connected: bool,
+    seq: u64,
+) {
+    let marks = Arc::clone(pending);
+    let sent = engine.submit_with(Actor::User(driver), Command::SetPresence { connected }, move |r| {
+        marks.settle(driver, seq, r.map(|_| ()));
+    });
+    if let Err(e) = sent {
+        // The reply closure was dropped unanswered: settle here.
+        pending.settle(driver, seq, Err(e));
+    }
+}
+
+/// Sends again every presence report the engine has not taken (called on the 1 s tick);
+/// at most [`PRESENCE_RETRIES_PER_TICK`] a tick. Returns how many were sent.
+pub fn retry_presence(engine: &dispatch_core::Engine, pending: &Arc<PendingPresence>) -> usize {
+    let due = pending.due(PRESENCE_RETRIES_PER_TICK);
+    for &(driver, connected, seq) in &due {
+        submit_presence(engine, pending, driver, connected, seq);
+    }
+    due.len()
+}
+
+/// Most presence reports sent again on one tick (an overloaded engine is not flooded).
+pub const PRESENCE_RETRIES_PER_TICK: usize = 4096;
+
+/// Presence reports not yet taken by the engine: at most one per driver (the newest
+/// report replaces an older one), so bounded by the drivers that have had a socket.
+#[derive(Default)]
+pub struct PendingPresence {
+    marks: Mutex<HashMap<UserId, PresenceMark>>,
+    seq: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PresenceMark {
+    connected: bool,
+    /// Which report this is (a reply for an older one settles nothing).
+    seq: u64,
+    /// Sent and not answered yet: not sent again until answered.
+    in_flight: bool,
+}
+
+impl PendingPresence {
+    /// Notes a report about to be sent; its sequence number.
+    fn record(&self, driver: UserId, connected: bool) -> u64 {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.marks.lock().insert(driver, PresenceMark { connected, seq, in_flight: true });
+        seq
+    }
+
+    /// The engine's answer to report `seq`: taken (applied, or refused for good: the
+    /// driver is gone), or to be sent again (`Overloaded`, `ReadOnly`).
+    fn settle(&self, driver: UserId, seq: u64, result: Result<(), dispatch_core::Error>) {
+        let retry = matches!(result, Err(dispatch_core::Error::Overloaded | dispatch_core::Error::ReadOnly(_)));
+        let mut marks = self.marks.lock();
+        match marks.get_mut(&driver) {
+            Some(m) if m.seq == seq && retry => m.in_flight = false,
+            Some(m) if m.seq == seq => {
+                marks.remove(&driver);
+            }
+            _ => {} // a newer report replaced this one
+        }
+    }
+
+    /// Up to `max` reports to send again, marked in flight.
+    fn due(&self, max: usize) -> Vec<(UserId, bool, u64)> {
+        let mut marks = self.marks.lock();
+        marks
+            .iter_mut()
+            .filter(|(_, m)| !m.in_flight)
+            .take(max)
+            .map(|(d, m)| {
+                m.in_flight = true;
+                (*d, m.connected, m.seq)
+            })
+            .collect()
+    }
+
+    /// Reports not yet taken.
+    pub fn len(&self) -> usize {
+        self.marks.lock().len()
+    }
+
+    /// Whether every report was taken.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -559,43 +729,26 @@ where
     let mut shutdown = app.shutdown.clone();
     let closing = Arc::new(Notify::new());
 
-    // The writer: drains the outbox, pings, and closes (on overflow, idle or shutdown).
+    // The writer: drains the outbox, pings, and closes (on overflow, a stuck write, idle
+    // or shutdown).
     let writer_box = Arc::clone(&outbox);
     let writer_closing = Arc::clone(&closing);
     let metrics = Arc::clone(&app.metrics);
     let mut writer = tokio::spawn(async move {
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + timing.ping_every, timing.ping_every);
-        let close = |code, reason: &'static str| Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-        loop {
-            tokio::select! {
-                _ = writer_box.notify.notified() => {
-                    if writer_box.overflowed.load(Ordering::Relaxed) {
-                        metrics.slow_sockets_closed.fetch_add(1, Ordering::Relaxed);
-                        let _ = sink.send(close(CloseCode::Policy, "too slow: resynchronise over HTTP")).await;
-                        break;
-                    }
-                    while let Some(text) = writer_box.pop() {
-                        if sink.send(Message::text(text)).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-                _ = ping.tick() => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
-                        return;
-                    }
-                }
-                _ = writer_closing.notified() => {
-                    let _ = sink.send(close(CloseCode::Away, "idle")).await;
-                    break;
-                }
-                _ = crate::server::until_shutdown(&mut shutdown) => {
-                    let _ = sink.send(close(CloseCode::Away, "server shutting down")).await;
-                    break;
-                }
+        let why = write_loop(&mut sink, &writer_box, &writer_closing, timing, &mut shutdown).await;
+        let (code, reason) = match why {
+            WriterEnd::Failed => return,
+            WriterEnd::TooSlow => {
+                metrics.slow_sockets_closed.fetch_add(1, Ordering::Relaxed);
+                (CloseCode::Policy, "too slow: resynchronise over HTTP")
             }
-        }
-        let _ = sink.close().await;
+            WriterEnd::Idle => (CloseCode::Away, "idle"),
+            WriterEnd::Shutdown => (CloseCode::Away, "server shutting down"),
+        };
+        // A client that stopped reading cannot take a close frame either: bounded too.
+        let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.send(frame)).await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
     });
 
     // The reader: this task.
@@ -639,6 +792,80 @@ where
     tracing::info!(socket = id, user_id = %user, "websocket closed");
 }
 
+/// Why a socket's writer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriterEnd {
+    /// The connection failed: nothing more can be written.
+    Failed,
+    /// The outbox overflowed, or a write did not finish within the send timeout: close 1008.
+    TooSlow,
+    /// The reader heard nothing for the idle timeout: close 1001.
+    Idle,
+    /// The server is shutting down: close 1001.
+    Shutdown,
+}
+
+/// Writes the outbox's frames and the pings until the socket must close, and says why.
+/// Every write is bounded by `timing.send_timeout` and cut short by an overflow of the
+/// outbox, so a client that stops reading cannot hold the writer.
+async fn write_loop<S>(
+    sink: &mut S,
+    outbox: &Outbox,
+    closing: &Notify,
+    timing: WsTiming,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> WriterEnd
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + timing.ping_every, timing.ping_every);
+    loop {
+        tokio::select! {
+            _ = outbox.notify.notified() => {
+                if outbox.overflowed.load(Ordering::Relaxed) {
+                    return WriterEnd::TooSlow;
+                }
+                while let Some(text) = outbox.pop() {
+                    if let Err(end) = send_bounded(sink, Message::text(text), outbox, timing.send_timeout).await {
+                        return end;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if let Err(end) = send_bounded(sink, Message::Ping(Default::default()), outbox, timing.send_timeout).await {
+                    return end;
+                }
+            }
+            _ = closing.notified() => return WriterEnd::Idle,
+            _ = crate::server::until_shutdown(shutdown) => return WriterEnd::Shutdown,
+        }
+    }
+}
+
+/// Writes one frame within `timeout`; gives up early when the outbox overflows meanwhile.
+async fn send_bounded<S>(sink: &mut S, msg: Message, outbox: &Outbox, timeout: Duration) -> Result<(), WriterEnd>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let send = sink.send(msg);
+    tokio::pin!(send);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            r = &mut send => return r.map_err(|_| WriterEnd::Failed),
+            _ = &mut deadline => return Err(WriterEnd::TooSlow),
+            // A frame pushed meanwhile is written after this one (it is in the queue);
+            // only an overflow ends the wait.
+            _ = outbox.notify.notified() => {
+                if outbox.overflowed.load(Ordering::Relaxed) {
+                    return Err(WriterEnd::TooSlow);
+                }
+            }
+        }
+    }
+}
+
 /// Handles one text frame; the reply frame, if any.
 async fn on_text(app: &App, who: Principal, socket: u64, text: &str) -> Option<String> {
     let frame = match parse_client_frame(text) {
@@ -672,7 +899,10 @@ async fn on_text(app: &App, who: Principal, socket: u64, text: &str) -> Option<S
                 });
                 match visible {
                     Some(t) => {
-                        app.hub.subscribe_trip(socket, t.id);
+                        // A finished trip has nothing more to say: acknowledged, not registered.
+                        if !t.status.is_terminal() {
+                            app.hub.subscribe_trip(socket, t.id);
+                        }
                         let for_rider = who.user_id() == Some(t.rider_id);
                         Some(json!({"type": "subscribed", "trip_id": t.id.to_string(), "trip": render::trip(&t, for_rider)}).to_string())
                     }
@@ -742,6 +972,134 @@ mod tests {
         assert!(hub.unregister(b, || reports.lock().push(false)));
         assert!(!hub.unregister(b, || reports.lock().push(false)), "unknown sockets change nothing");
         assert_eq!(*reports.lock(), vec![true, false]);
+    }
+
+    fn timing(send_timeout: Duration) -> WsTiming {
+        WsTiming { ping_every: Duration::from_secs(3600), idle_timeout: Duration::from_secs(3600), send_timeout }
+    }
+
+    /// A server socket over an in-memory pipe of `buffer` bytes whose client end never reads.
+    async fn stuck_socket(
+        buffer: usize,
+    ) -> (futures_util::stream::SplitSink<WebSocketStream<tokio::io::DuplexStream>, Message>, tokio::io::DuplexStream)
+    {
+        let (server_io, client_io) = tokio::io::duplex(buffer);
+        let ws = WebSocketStream::from_raw_socket(server_io, WsRole::Server, None).await;
+        let (sink, _stream) = ws.split();
+        (sink, client_io)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_closed_when_a_write_outlasts_the_send_timeout() {
+        let (mut sink, _client) = stuck_socket(1024).await;
+        let outbox = Outbox::new();
+        outbox.push(OutFrame::Event("x".repeat(32 * 1024)), &Metrics::default());
+        let (_tx, mut rx) = tokio::sync::watch::channel(false);
+        let closing = Notify::new();
+        let run = write_loop(&mut sink, &outbox, &closing, timing(Duration::from_millis(50)), &mut rx);
+        let end = tokio::time::timeout(Duration::from_secs(30), run).await;
+        assert_eq!(end, Ok(WriterEnd::TooSlow), "the stuck write was given up");
+    }
+
+    #[tokio::test]
+    async fn an_outbox_overflowing_while_a_write_is_stuck_closes_at_once() {
+        let (mut sink, _client) = stuck_socket(1024).await;
+        let outbox = Arc::new(Outbox::new());
+        let m = Metrics::default();
+        outbox.push(OutFrame::Event("x".repeat(32 * 1024)), &m);
+        let (_tx, mut rx) = tokio::sync::watch::channel(false);
+        let closing = Notify::new();
+        let filler = Arc::clone(&outbox);
+        let fill = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let m = Metrics::default();
+            for i in 0..=OUTBOX_CAP {
+                filler.push(OutFrame::Event(format!("e{i}")), &m);
+            }
+        });
+        // The send timeout is an hour: only the overflow can end this.
+        let run = write_loop(&mut sink, &outbox, &closing, timing(Duration::from_secs(3600)), &mut rx);
+        let end = tokio::time::timeout(Duration::from_secs(30), run).await;
+        assert_eq!(end, Ok(WriterEnd::TooSlow));
+        fill.await.unwrap();
+    }
+
+    #[test]
+    fn a_presence_report_the_engine_could_not_take_is_kept_until_it_is_taken() {
+        let p = PendingPresence::default();
+        let d = UserId::from_raw(7).unwrap();
+        let first = p.record(d, false);
+        assert!(p.due(10).is_empty(), "in flight: not sent twice");
+        p.settle(d, first, Err(dispatch_core::Error::Overloaded));
+        assert_eq!(p.due(10), vec![(d, false, first)]);
+        assert!(p.due(10).is_empty(), "sent again: in flight");
+        p.settle(d, first, Err(dispatch_core::Error::ReadOnly("disk full".into())));
+        // The driver came back meanwhile: the newer report replaces the older one, and a
+        // late answer to the older one changes nothing.
+        let second = p.record(d, true);
+        p.settle(d, first, Ok(()));
+        assert_eq!(p.len(), 1);
+        p.settle(d, second, Err(dispatch_core::Error::Overloaded));
+        assert_eq!(p.due(10), vec![(d, true, second)]);
+        p.settle(d, second, Ok(()));
+        assert!(p.is_empty(), "taken");
+        // A refusal for good (the driver is gone) is not retried.
+        let third = p.record(d, false);
+        p.settle(d, third, Err(dispatch_core::Error::NotFound { what: "driver", id: d.to_string() }));
+        assert!(p.is_empty());
+        // At most `max` a round.
+        for i in 1..=5 {
+            let u = UserId::from_raw(100 + i).unwrap();
+            let seq = p.record(u, false);
+            p.settle(u, seq, Err(dispatch_core::Error::Overloaded));
+        }
+        assert_eq!(p.due(3).len(), 3);
+        assert_eq!(p.due(3).len(), 2);
+    }
+
+    #[test]
+    fn a_disconnect_lost_to_a_read_only_engine_reaches_it_once_it_can_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let fault = dir.path().join("disk-full");
+        let log = crate::fault::FaultFileLog::new(Box::new(dispatch_storage::MemLog::new()), fault.clone());
+        let config = dispatch_core::EngineConfig { read_only_retry: Duration::from_millis(10), ..Default::default() };
+        let engine =
+            dispatch_core::Engine::open_with_log(config, Box::new(log), dispatch_core::State::default()).unwrap();
+        engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().unwrap()).unwrap();
+        let car =
+            dispatch_core::Vehicle { category: dispatch_core::Category::new("economy").unwrap(), plate: "A 1".into() };
+        let new = dispatch_core::NewUser {
+            id: None,
+            role: Role::Driver,
+            name: "Omar".into(),
+            phone: "+201000000001".into(),
+            vehicle: Some(car),
+        };
+        let driver = engine.create_user(Actor::Admin, new).unwrap().id;
+        let pending = Arc::new(PendingPresence::default());
+        std::fs::write(&fault, b"").unwrap();
+        let seq = pending.record(driver, false);
+        submit_presence(&engine, &pending, driver, false, seq);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        // The write fails: the report is kept, not lost.
+        while !(engine.is_read_only() && pending.due(1).len() == 1) {
+            assert!(std::time::Instant::now() < deadline, "the report was never refused");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(pending.len(), 1);
+        pending.settle(driver, seq, Err(dispatch_core::Error::Overloaded)); // `due` marked it in flight
+        std::fs::remove_file(&fault).unwrap();
+        // The 1 s tick sends it again until the engine takes it.
+        loop {
+            retry_presence(&engine, &pending);
+            let connected = engine.read(|v| v.driver(driver).and_then(|d| d.connected).map(|(c, _)| c));
+            if pending.is_empty() && connected == Some(false) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the disconnect never reached the engine");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        engine.shutdown().unwrap();
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct Server {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    /// Every line the process printed on stdout so far.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -59,11 +61,14 @@ impl Server {
         let mut child = cmd.spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::clone(&lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("listening on ") {
                     let _ = tx.send(addr.trim().to_owned());
                 }
+                seen.lock().unwrap().push(line);
             }
         });
         let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
@@ -72,7 +77,40 @@ impl Server {
                 std::fs::read_to_string(dir.path().join("stderr.log")).unwrap()
             )
         });
-        Server { child, addr: addr.parse().unwrap(), dir }
+        Server { child, addr: addr.parse().unwrap(), dir, stdout: lines }
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap()
+    }
+
+    /// A metric's value (the first series whose name and labels are exactly `series`).
+    async fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics", ADMIN).await.text;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).map(|v| v.parse().unwrap()))
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    }
+
+    /// The code of the last OTP sent to `phone` (the file sink).
+    fn otp_code(&self, phone: &str) -> String {
+        let sms = std::fs::read_to_string(self.dir.path().join("sms.jsonl")).unwrap();
+        let line: Value =
+            sms.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).rfind(|l| l["to"] == phone).unwrap();
+        line["code"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs `phone` in by OTP as `role`: (token, user).
+    async fn sign_in(&self, phone: &str, role: &str) -> (String, Value) {
+        let ask = json!({"phone": phone, "role": role}).to_string();
+        self.call(Method::POST, "/v1/auth/otp", None, Some(&ask)).await.expect(202);
+        let verify = json!({"phone": phone, "code": self.otp_code(phone)}).to_string();
+        let v = self.call(Method::POST, "/v1/auth/otp/verify", None, Some(&verify)).await.expect(200);
+        (v["token"].as_str().unwrap().to_owned(), v["user"].clone())
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -556,7 +594,10 @@ async fn fifty_drivers_race_to_accept_and_exactly_one_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_sockets_flushes_and_a_restart_keeps_the_data() {
     let mut s = Server::start(&[], None);
-    let (u, rider) = user(&s, "rider", 1).await;
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (driver_user, _driver) = online_driver(&s, 2, HERE).await;
+    let trip = create_trip(&s, &rider).await;
     let mut ws = s.ws(&rider).await;
     s.sigterm();
     let close = tokio::time::timeout(WAIT, async {
@@ -570,7 +611,8 @@ async fn sigterm_closes_sockets_flushes_and_a_restart_keeps_the_data() {
     })
     .await
     .unwrap();
-    assert!(close.is_some());
+    let close = close.expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1001, "going away: {close:?}");
     assert!(s.wait_exit().success());
     let log = std::fs::read_to_string(s.dir.path().join("stderr.log")).unwrap();
     assert!(!log.contains("did not close in time") && !log.contains("panicked"), "{log}");
@@ -579,10 +621,18 @@ async fn sigterm_closes_sockets_flushes_and_a_restart_keeps_the_data() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::rename(&data, dir.path().join("data")).unwrap();
     let s2 = Server::start_in(dir, &[], None);
-    let me = s2.get("/v1/admin/drivers?limit=5", ADMIN).await.expect(200);
-    assert_eq!(me["items"].as_array().unwrap().len(), 0);
-    s2.get("/v1/trips", &rider).await.expect(200);
-    assert!(u["id"].as_str().unwrap().starts_with("usr_"));
+    let drivers = s2.get("/v1/admin/drivers?limit=5", ADMIN).await.expect(200);
+    let ids: Vec<&Value> = drivers["items"].as_array().unwrap().iter().map(|d| &d["driver_id"]).collect();
+    assert_eq!(ids, vec![&driver_user["id"]], "the driver is back, and only it");
+    // The rider's token still works and the booking is there, as it was.
+    let id = trip["id"].as_str().unwrap();
+    let again = s2.get(&format!("/v1/trips/{id}"), &rider).await.expect(200);
+    assert_eq!(
+        (&again["id"], &again["pickup_code"], &again["fare"]),
+        (&trip["id"], &trip["pickup_code"], &trip["fare"])
+    );
+    let mine = s2.get("/v1/trips", &rider).await.expect(200);
+    assert_eq!(mine["items"][0]["id"], trip["id"]);
     drop(s);
 }
 
@@ -895,8 +945,9 @@ async fn bids_ratings_sos_and_alerts() {
 
 /// The codes the other tests do not produce: each caused the way a client would meet it.
 /// (`idempotency_key_in_use`, `overloaded` and `read_only` need a request in flight, a
-/// full queue and a failing disk: they are covered by unit tests of the server and the
-/// engine's own tests.)
+/// full queue and a failing disk: see `a_key_still_being_processed_is_409_idempotency_key_in_use`,
+/// `a_full_queue_is_503_overloaded_with_retry_after` and
+/// `a_failing_disk_is_503_read_only_reads_still_work_and_it_recovers_by_itself`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_remaining_error_codes_of_the_contract() {
     let s = Server::start(&[], Some("[dispatch]\noffers_per_round = 1\noffer_ttl_s = 1\n"));
@@ -1170,4 +1221,432 @@ async fn gateways_reconciliation_dead_letters_and_cash_over_http() {
 async fn reconcile(s: &Server, token: &str, gateway: &str, csv: &str) -> Reply {
     let path = format!("/v1/admin/reconcile?gateway={gateway}");
     s.call_with(Method::POST, &path, Some(token), Some(csv), &[("content-type", "text/csv")]).await
+}
+
+/// Regression: `by_trip` was checked only at subscription, so a driver who accepted,
+/// subscribed and gave the trip back kept hearing its updates and the next driver's live
+/// position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_who_gave_a_trip_back_hears_nothing_more_of_it() {
+    let config = "[dispatch]\noffers_per_round = 1\n[limits]\nlocation_min_interval_ms = 0\n";
+    let s = Server::start(&[], Some(config));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (first_user, first) = online_driver(&s, 2, HERE).await;
+    let b_at = (HERE.0 + 0.002, HERE.1);
+    let (_, second) = online_driver(&s, 3, b_at).await;
+    let mut first_ws = s.ws(&first).await;
+    let mut second_ws = s.ws(&second).await;
+    let mut rider_ws = s.ws(&rider).await;
+
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap().to_owned();
+    s.post(&format!("/v1/trips/{id}/accept"), &first, json!({})).await.expect(200);
+    send(&mut first_ws, json!({"type": "subscribe", "trip_id": id})).await;
+    next_of(&mut first_ws, "subscribed").await;
+    let back = s.post(&format!("/v1/trips/{id}/cancel"), &first, json!({"reason": "flat tyre"})).await.expect(200);
+    assert_eq!(back["status"], "searching", "a driver's cancel gives the trip back");
+
+    // The next round goes to the other driver, who takes it and moves.
+    assert_eq!(next_of(&mut second_ws, "trip_offer").await["offer"]["trip_id"], id.as_str());
+    s.post(&format!("/v1/trips/{id}/accept"), &second, json!({})).await.expect(200);
+    send(&mut second_ws, json!({"type": "location", "lat": b_at.0 + 0.00001, "lng": b_at.1})).await;
+    let moved = next_of(&mut rider_ws, "driver_location").await;
+    assert_eq!(moved["trip_id"], id.as_str(), "the rider does see the new driver");
+
+    // A later event the first driver must get (an offer of another trip) marks the end of
+    // what it was sent: nothing of the old trip after its cancel may come before it.
+    let other = create_trip(&s, &rider).await;
+    let first_id = first_user["id"].as_str().unwrap();
+    let frames = tokio::time::timeout(WAIT, async {
+        let mut frames = Vec::new();
+        loop {
+            let Some(Ok(m)) = first_ws.next().await else { panic!("the first driver's socket ended") };
+            let Message::Text(t) = m else { continue };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "trip_offer" && v["offer"]["trip_id"] == other["id"] {
+                return frames;
+            }
+            frames.push(v);
+        }
+    })
+    .await
+    .expect("the first driver was never offered the other trip");
+    for f in &frames {
+        assert_ne!(f["type"], "driver_location", "the first driver saw the new driver's position: {f}");
+        if f["type"] == "trip_updated" && f["trip"]["id"] == id.as_str() {
+            assert_eq!(f["trip"]["driver_id"], first_id, "an update after the first driver left: {f}");
+        }
+    }
+}
+
+/// A client that stops reading while the server pushes frames at it is closed (1008)
+/// within the send timeout, instead of holding a writer and its outbox forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_in_bounded_time() {
+    let flags = ["--ws-send-timeout-ms", "300", "--ws-idle-ms", "600000", "--ws-ping-ms", "600000"];
+    let limits = "[limits]\ntrip_create_per_min = 100000\nuser_per_min = 100000\n";
+    let s = Server::start(&flags, Some(limits));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    // A client with a tiny receive buffer that never reads: the server's writes back up.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let stream = sock.connect(s.addr).await.unwrap();
+    let mut req = format!("ws://{}/v1/ws", s.addr).into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {rider}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    assert_eq!(s.metric("dispatch_ws_sockets_open").await, 1.0);
+
+    let address = "A".repeat(300);
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1, "address": address},
+        "dropoff": {"lat": 30.06, "lng": 31.25, "address": address}, "category": "economy", "payment_method": "cash"});
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        // Trip events for the rider (booked, cancelled), and a reply with the whole trip for
+        // every subscription the client keeps sending (its writes still go through).
+        let trip = s.post("/v1/trips", &rider, body.clone()).await.expect(201);
+        let id = trip["id"].as_str().unwrap();
+        for _ in 0..300 {
+            if ws.send(Message::text(json!({"type": "subscribe", "trip_id": id}).to_string())).await.is_err() {
+                break; // the server hung up
+            }
+        }
+        s.post(&format!("/v1/trips/{id}/cancel"), &rider, json!({})).await.expect(200);
+        if s.metric("dispatch_ws_sockets_open").await == 0.0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the client that never reads is still served");
+    }
+    assert_eq!(s.metric("dispatch_ws_slow_sockets_closed_total").await, 1.0);
+    // Reading now drains what was buffered, then the connection ends.
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection was not closed");
+}
+
+/// DESIGN.md: when the driver's socket drops during a trip, the rider sees the driver
+/// temporarily offline at the last known position; when it comes back, online again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rider_sees_the_driver_offline_at_the_last_position_then_back() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (driver_user, driver) = online_driver(&s, 2, HERE).await;
+    let mut dws = s.ws(&driver).await;
+    let mut rws = s.ws(&rider).await;
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap();
+    s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+
+    dws.close(None).await.unwrap();
+    drop(dws);
+    let gone = next_of(&mut rws, "driver_presence").await;
+    assert_eq!(
+        (&gone["trip_id"], &gone["driver_id"], &gone["connected"]),
+        (&json!(id), &driver_user["id"], &json!(false)),
+        "{gone}"
+    );
+    assert_eq!((gone["lat"].as_f64(), gone["lng"].as_f64()), (Some(HERE.0), Some(HERE.1)), "{gone}");
+    assert!(gone["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{gone}");
+    assert!(gone["location_age_s"].as_u64().is_some_and(|a| a < 600), "{gone}");
+
+    let _dws = s.ws(&driver).await;
+    let back = next_of(&mut rws, "driver_presence").await;
+    assert_eq!((&back["connected"], back["lat"].as_f64()), (&json!(true), Some(HERE.0)), "{back}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_otp_codes_lock_the_phone_even_for_the_right_code() {
+    let s = Server::start(&[], None);
+    let phone = "+201004443322";
+    let ask = json!({"phone": phone, "role": "rider"}).to_string();
+    s.call(Method::POST, "/v1/auth/otp", None, Some(&ask)).await.expect(202);
+    let code = s.otp_code(phone);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let verify = |c: &str| json!({"phone": phone, "code": c}).to_string();
+    for i in 0..5 {
+        let r = s.call(Method::POST, "/v1/auth/otp/verify", None, Some(&verify(wrong))).await;
+        assert_eq!((r.status, r.json["error"]["code"].as_str()), (401, Some("invalid_otp")), "attempt {i}: {}", r.text);
+    }
+    let locked = s.call(Method::POST, "/v1/auth/otp/verify", None, Some(&verify(&code))).await;
+    locked.expect_error(429, "rate_limited");
+    let retry: u64 = locked.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 60 && retry <= 3600, "locked for about an hour: {retry}");
+}
+
+/// API.md's whole path, as apps walk it: both people sign in by OTP (the admin made the
+/// driver's account, with a vehicle, first), the driver goes online and reports over the
+/// socket, the rider books, the driver accepts (an app retry replays), arrives, starts
+/// with the pickup code and completes; the rider's socket sees `completed` with the fare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_otp_sign_in_to_a_completed_trip() {
+    let s = Server::start(&[], Some("[limits]\nlocation_min_interval_ms = 0\n"));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let driver_phone = "+201007770001";
+    let account = json!({"role": "driver", "name": "Omar", "phone": driver_phone,
+        "vehicle": {"category": "economy", "plate": "CAI 77"}});
+    let made = s.post("/v1/admin/users", ADMIN, account).await.expect(201);
+    let (driver, driver_user) = s.sign_in(driver_phone, "driver").await;
+    assert_eq!((&driver_user["id"], &driver_user["role"]), (&made["user"]["id"], &json!("driver")));
+    let (rider, rider_user) = s.sign_in("+201007770002", "rider").await;
+    assert_eq!(rider_user["role"], "rider");
+
+    let status = s.post("/v1/driver/status", &driver, json!({"status": "online"})).await.expect(200);
+    assert_eq!(status["availability"], "available");
+    let mut dws = s.ws(&driver).await;
+    send(&mut dws, json!({"type": "location", "lat": HERE.0, "lng": HERE.1, "heading_deg": 10})).await;
+    let driver_id = driver_user["id"].as_str().unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let d = s.get("/v1/admin/drivers?availability=available", ADMIN).await.expect(200);
+        let me = d["items"].as_array().unwrap().iter().find(|d| d["driver_id"] == driver_id).cloned();
+        if me.is_some_and(|d| !d["location"].is_null() && d["connected"] == true) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the socket's position never reached the engine: {d}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let mut rws = s.ws(&rider).await;
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap().to_owned();
+    let offer = next_of(&mut dws, "trip_offer").await;
+    assert_eq!(offer["offer"]["trip_id"], id.as_str());
+    let key = [("idempotency-key", "accept-1")];
+    let accept = format!("/v1/trips/{id}/accept");
+    let won = s.call_with(Method::POST, &accept, Some(&driver), Some("{}"), &key).await;
+    assert_eq!((won.status, won.json["status"].as_str()), (200, Some("accepted")), "{}", won.text);
+    let replay = s.call_with(Method::POST, &accept, Some(&driver), Some("{}"), &key).await;
+    let replayed = replay.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok());
+    assert_eq!((replay.status, replayed), (200, Some("true")), "{}", replay.text);
+    s.post(&format!("/v1/trips/{id}/arrived"), &driver, json!({})).await.expect(200);
+    let code = trip["pickup_code"].as_str().unwrap();
+    s.post(&format!("/v1/trips/{id}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
+    let done = s.post(&format!("/v1/trips/{id}/complete"), &driver, json!({"distance_m": 5000})).await.expect(200);
+    let fare = done["fare"]["final_minor"].as_i64().unwrap();
+    assert!(fare > 0);
+
+    let completed = loop {
+        let u = next_of(&mut rws, "trip_updated").await;
+        if u["trip"]["status"] == "completed" {
+            break u;
+        }
+    };
+    assert_eq!(
+        (completed["trip"]["id"].as_str(), completed["trip"]["fare"]["final_minor"].as_i64()),
+        (Some(id.as_str()), Some(fare))
+    );
+    // The replayed accept won nothing new; the engine's histograms saw the batches.
+    assert_eq!(s.metric("dispatch_accepts_won_total").await, 1.0);
+    assert!(s.metric("dispatch_engine_fsync_seconds_count").await >= 1.0);
+    assert!(s.metric("dispatch_engine_batch_commands_count").await >= 1.0);
+    assert!(s.metric("dispatch_engine_batch_commands_bucket{le=\"+Inf\"}").await >= 1.0);
+}
+
+/// API.md: "same key while the first is still being processed → 409". The first booking
+/// waits on a router that accepts and never answers (for its 1 s timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_still_being_processed_is_409_idempotency_key_in_use() {
+    let router = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", router.local_addr().unwrap());
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = router.accept().await {
+            held.push(sock); // never answered
+            let _ = accepted_tx.send(());
+        }
+    });
+    let s = std::sync::Arc::new(Server::start(&[], Some(&format!("[route]\nrouter_url = \"{url}\"\n"))));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+        "category": "economy", "payment_method": "cash"})
+    .to_string();
+    let key = [("idempotency-key", "book-1")];
+    let first = {
+        let (s, rider, body) = (std::sync::Arc::clone(&s), rider.clone(), body.clone());
+        tokio::spawn(async move { s.call_with(Method::POST, "/v1/trips", Some(&rider), Some(&body), &key).await })
+    };
+    tokio::time::timeout(WAIT, accepted.recv()).await.unwrap().unwrap();
+    // The first booking is waiting on the router now, holding its key.
+    s.call_with(Method::POST, "/v1/trips", Some(&rider), Some(&body), &key)
+        .await
+        .expect_error(409, "idempotency_key_in_use");
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = s.call_with(Method::POST, "/v1/trips", Some(&rider), Some(&body), &key).await;
+    let replayed = again.headers.get("idempotent-replayed").and_then(|v| v.to_str().ok());
+    assert_eq!((again.status, replayed), (201, Some("true")), "{}", again.text);
+    assert_eq!(again.json["id"], first.json["id"]);
+}
+
+/// A full queue is `503 overloaded` with `Retry-After` at once, never a wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_503_overloaded_with_retry_after() {
+    let s = std::sync::Arc::new(Server::start(&["--queue-capacity", "2"], None));
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut round = 0u32;
+    let overloaded = loop {
+        round += 1;
+        let calls: Vec<_> = (0..64u32)
+            .map(|i| {
+                let s = std::sync::Arc::clone(&s);
+                let body = json!({"role": "rider", "name": "R", "phone": format!("+2011{round:04}{i:04}")});
+                tokio::spawn(async move { s.post("/v1/admin/users", ADMIN, body).await })
+            })
+            .collect();
+        let mut refused = None;
+        for c in calls {
+            let r = c.await.unwrap();
+            match r.status {
+                201 => {}
+                503 => refused = Some(r),
+                _ => panic!("neither created nor overloaded: {}", r.text),
+            }
+        }
+        if let Some(r) = refused {
+            break r;
+        }
+        assert!(std::time::Instant::now() < deadline, "64 concurrent writes never overflowed a queue of 2");
+    };
+    overloaded.expect_error(503, "overloaded");
+    let retry: u64 = overloaded.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    assert!(s.metric("dispatch_engine_overloaded_total").await >= 1.0);
+}
+
+/// DESIGN.md: a disk that cannot be written makes the engine read-only — commands are
+/// `503 read_only` with `Retry-After`, reads keep working, `/readyz` fails its
+/// `engine_writable` check — and it recovers by itself once writes succeed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_is_503_read_only_reads_still_work_and_it_recovers_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = dir.path().join("disk-full");
+    let s = Server::start_in(dir, &["--fault-file", fault.to_str().unwrap()], None);
+    let ready = s.call(Method::GET, "/readyz", None, None).await.expect(200);
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(
+        (&ready["checks"]["engine_writable"], &ready["checks"]["queue"], &ready["checks"]["accepting"]),
+        (&json!("ok"), &json!("ok"), &json!("ok")),
+        "{ready}"
+    );
+    let (rider_user, rider) = user(&s, "rider", 1).await;
+
+    std::fs::write(&fault, b"").unwrap();
+    let person = json!({"role": "rider", "name": "Late", "phone": "+201009990000"});
+    let refused = s.post("/v1/admin/users", ADMIN, person.clone()).await;
+    refused.expect_error(503, "read_only");
+    assert!(refused.headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    // Reads are served from the last durable state.
+    let me = s.get("/v1/trips", &rider).await.expect(200);
+    assert_eq!(me["items"], json!([]));
+    s.get("/v1/zones", &rider).await.expect(200);
+    // While writes keep failing (several of the engine's 1 s probes), it stays read-only.
+    let until = std::time::Instant::now() + Duration::from_millis(3500);
+    while std::time::Instant::now() < until {
+        let r = s.call(Method::GET, "/readyz", None, None).await;
+        assert_eq!((r.status, r.json["checks"]["engine_writable"].as_str()), (503, Some("read_only")), "{}", r.text);
+        assert!(r.headers.contains_key("retry-after"));
+        s.post("/v1/admin/users", ADMIN, person.clone()).await.expect_error(503, "read_only");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    std::fs::remove_file(&fault).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let r = s.call(Method::GET, "/readyz", None, None).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never writable again: {}", r.text);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The refused creations changed nothing: the phone is still free.
+    let late = s.post("/v1/admin/users", ADMIN, person).await.expect(201);
+    assert_ne!(late["user"]["id"], rider_user["id"]);
+    s.get("/v1/trips", &rider).await.expect(200);
+}
+
+/// Open routes ignore credentials: a stale or malformed token never turns a health check
+/// or a sign-in into a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_routes_ignore_a_bad_token() {
+    let s = Server::start(&[], None);
+    let bad = Some("dt1.00.00");
+    assert_eq!(s.call(Method::GET, "/healthz", bad, None).await.expect(200)["status"], "ok");
+    assert_eq!(s.call(Method::GET, "/readyz", bad, None).await.expect(200)["status"], "ready");
+    let ask = json!({"phone": "+201001112233", "role": "rider"}).to_string();
+    s.call(Method::POST, "/v1/auth/otp", bad, Some(&ask)).await.expect(202);
+    s.call(Method::GET, "/console", bad, None).await.expect(200);
+    // Elsewhere a bad token is still refused.
+    s.call(Method::GET, "/v1/zones", bad, None).await.expect_error(401, "unauthorized");
+}
+
+/// The request log names the trip a booking created and the user a sign-in signed in;
+/// no log line holds a token, a code or a full phone number; the admin token is printed
+/// only when `--dev` made it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_name_new_trips_and_signed_in_users_and_never_a_secret() {
+    // The `log` sink (stdout, with the code: a developer signs in with it), and a webhook
+    // secret that `--dev` makes up while the admin token comes from the environment.
+    let env = [("DISPATCH_SMS_SINK", "log"), ("DISPATCH_WEBHOOK_SECRET_SIM", "")];
+    let s = Server::start_env(tempfile::tempdir().unwrap(), &[], None, &env);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let phone = "+201006665544";
+    let ask = json!({"phone": phone, "role": "rider"}).to_string();
+    s.call(Method::POST, "/v1/auth/otp", None, Some(&ask)).await.expect(202);
+    let deadline = std::time::Instant::now() + WAIT;
+    let sms = loop {
+        if let Some(l) = s.stdout.lock().unwrap().iter().find(|l| l.starts_with("sms to=")).cloned() {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sms line on stdout");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(sms.starts_with("sms to=+*********544 "), "the number is masked: {sms}");
+    let code: String = sms.rsplit(' ').next().unwrap().chars().filter(char::is_ascii_digit).collect();
+    assert_eq!(code.len(), 6, "{sms}");
+    let verify = json!({"phone": phone, "code": code}).to_string();
+    let signed_in = s.call(Method::POST, "/v1/auth/otp/verify", None, Some(&verify)).await.expect(200);
+    let token = signed_in["token"].as_str().unwrap().to_owned();
+    let user_id = signed_in["user"]["id"].as_str().unwrap().to_owned();
+    let trip = create_trip(&s, &token).await;
+    let trip_id = trip["id"].as_str().unwrap();
+
+    let stderr = s.stderr();
+    let lines: Vec<Value> = stderr.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let request = |route: &str| {
+        lines
+            .iter()
+            .find(|l| l["fields"]["message"] == "request" && l["fields"]["route"] == route)
+            .unwrap_or_else(|| panic!("no {route} line in {stderr}"))
+            .clone()
+    };
+    assert_eq!(request("otp_verify")["fields"]["user_id"], user_id.as_str());
+    let booked = request("trip_create");
+    assert_eq!((&booked["fields"]["trip_id"], &booked["fields"]["user_id"]), (&json!(trip_id), &json!(user_id)));
+    let stdout = s.stdout();
+    for secret in [phone, code.as_str(), token.as_str(), ADMIN] {
+        assert!(!stderr.contains(secret), "{secret} in the log: {stderr}");
+    }
+    for secret in [phone, token.as_str(), ADMIN] {
+        assert!(!stdout.contains(secret), "{secret} on stdout: {stdout}");
+    }
+    assert!(!stdout.contains("dev admin token"), "an admin token from the environment is never printed: {stdout}");
+
+    // With no admin token in the environment, `--dev` makes one up and prints it once.
+    let made_up = Server::start_env(tempfile::tempdir().unwrap(), &[], None, &[("DISPATCH_ADMIN_TOKEN", "")]);
+    let printed = made_up.stdout();
+    let line = printed.lines().find(|l| l.starts_with("dev admin token: ")).expect("the made-up admin token");
+    let generated = line.trim_start_matches("dev admin token: ");
+    made_up.get("/v1/admin/stats", generated).await.expect(200);
 }

@@ -1,0 +1,99 @@
+//! `dispatchd serve --fault-file PATH` (hidden, for tests of the whole server): while
+//! `PATH` exists, the WAL refuses to write as a full disk would (`ENOSPC`), so a
+//! black-box test can watch the engine go read-only (`503 read_only`, reads still
+//! served, `/readyz` failing its `engine_writable` check) and come back by itself once
+//! the file is removed.
+//!
+//! Guarantees: without the flag nothing here runs (the engine's log is not wrapped);
+//! with it, every append, sync and release checks the file first and fails with a
+//! disk-full error while it exists, and otherwise passes the call to the real WAL
+//! unchanged. Re-reading the log (`reopen`) is never refused: on a real full disk it
+//! only reads and cuts an unsynced tail.
+
+use std::path::PathBuf;
+
+use dispatch_storage::{CommandLog, Lsn, Records, StorageError};
+
+/// A command log that fails like a full disk while a file exists.
+pub struct FaultFileLog {
+    inner: Box<dyn CommandLog>,
+    file: PathBuf,
+}
+
+impl FaultFileLog {
+    /// Wraps `inner`.
+    pub fn new(inner: Box<dyn CommandLog>, file: PathBuf) -> Self {
+        FaultFileLog { inner, file }
+    }
+
+    /// The engine's hook: wraps the data directory's WAL.
+    pub fn wrapper(file: PathBuf) -> dispatch_core::LogWrapper {
+        Box::new(move |inner| Box::new(FaultFileLog::new(inner, file)))
+    }
+
+    fn check(&self, op: &'static str) -> Result<(), StorageError> {
+        if self.file.exists() {
+            let source = std::io::Error::from(std::io::ErrorKind::StorageFull);
+            return Err(StorageError::Io { op, path: self.file.clone(), source });
+        }
+        Ok(())
+    }
+}
+
+impl CommandLog for FaultFileLog {
+    fn append(&mut self, payloads: &[&[u8]]) -> Result<Lsn, StorageError> {
+        self.check("write")?;
+        self.inner.append(payloads)
+    }
+
+    fn sync(&mut self) -> Result<Lsn, StorageError> {
+        self.check("fdatasync")?;
+        self.inner.sync()
+    }
+
+    fn read_from(&self, from: Lsn) -> Result<Records<'_>, StorageError> {
+        self.inner.read_from(from)
+    }
+
+    fn last_lsn(&self) -> Lsn {
+        self.inner.last_lsn()
+    }
+
+    fn durable_lsn(&self) -> Lsn {
+        self.inner.durable_lsn()
+    }
+
+    fn release_below(&mut self, lsn: Lsn) -> Result<(), StorageError> {
+        self.check("release")?;
+        self.inner.release_below(lsn)
+    }
+
+    fn reopen(&mut self) -> Result<(), StorageError> {
+        self.inner.reopen()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_fail_as_a_full_disk_only_while_the_file_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fail");
+        let mut log = FaultFileLog::new(Box::new(dispatch_storage::MemLog::new()), file.clone());
+        assert_eq!(log.append(&[b"a"]).unwrap(), 1);
+        assert_eq!(log.sync().unwrap(), 1);
+        std::fs::write(&file, b"").unwrap();
+        let e = log.append(&[b"b"]).unwrap_err();
+        assert!(e.is_disk_full(), "{e}");
+        assert!(log.sync().unwrap_err().is_disk_full());
+        assert_eq!((log.last_lsn(), log.durable_lsn()), (1, 1), "a refused batch changes nothing");
+        log.reopen().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(log.append(&[b"b"]).unwrap(), 2);
+        assert_eq!(log.sync().unwrap(), 2);
+        let read: Vec<Vec<u8>> = log.read_from(1).unwrap().map(|r| r.unwrap().payload).collect();
+        assert_eq!(read, vec![b"a".to_vec(), b"b".to_vec()]);
+    }
+}
