@@ -475,6 +475,23 @@ impl Engine {
         }
     }
 
+    /// `driver`'s recorded positions from `from` to `until` (both included), oldest
+    /// first, at most `max_points` (an even sample when there are more; the first and the
+    /// last always in it): what a trip's trail is drawn from. Empty for engines without
+    /// a data directory. Reads the history on disk: call it off async runtimes' threads.
+    pub fn driver_trail(
+        &self,
+        driver: UserId,
+        from: Timestamp,
+        until: Timestamp,
+        max_points: usize,
+    ) -> Result<crate::history::Trail> {
+        match &self.shared.history {
+            Some(h) => h.trail(driver, from, until, max_points),
+            None => Ok(crate::history::Trail { points: Vec::new(), recorded: 0, truncated: false }),
+        }
+    }
+
     /// Up to `limit` transfers of `account`, newest first, strictly after `after` (the
     /// `(at, id)` of the last one of the previous page): the hot ones and those archived
     /// to the history.
@@ -660,11 +677,8 @@ fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandl
                 // lot is waiting.
                 // With nothing gathered there is nothing to write when the second is
                 // up: wait a whole interval (a zero timeout here would spin the thread).
-                let wait = if points.is_empty() {
-                    TRACK_EVERY
-                } else {
-                    TRACK_EVERY.saturating_sub(last_write.elapsed())
-                };
+                let wait =
+                    if points.is_empty() { TRACK_EVERY } else { TRACK_EVERY.saturating_sub(last_write.elapsed()) };
                 match rx.recv_timeout(wait) {
                     Ok(events) => {
                         for batch in std::iter::once(events).chain(rx.try_iter()) {
