@@ -333,7 +333,10 @@ impl History {
         // The scan's cursor is exclusive: start just before `from`.
         let mut after = start.checked_sub(1).map(|t| key::concat(&[&prefix, &key::u64_be(t)]));
         let mut truncated = false;
-        'pages: while start <= end {
+        if start > end {
+            return Ok(Trail { points: Vec::new(), recorded: 0, truncated });
+        }
+        'pages: loop {
             let scan = Scan::new(prefix.clone(), store::SCAN_LIMIT_MAX).after(after.take());
             let page = self.store.scan(LOCATIONS, &scan).map_err(|e| store_error("cannot read positions", &e))?;
             for (_, v) in &page.rows {

@@ -284,6 +284,35 @@ async fn console_responses_carry_the_security_headers() {
     }
     let (_, _, page) = s.call(Method::GET, "/console", None, None).await;
     assert!(page.is_null(), "the page is HTML, not JSON");
+    // Errors under /console carry them too: an unknown file, another method, and the
+    // 429 of a caller guessing tokens (bad tokens pay the IP limit, 60 a minute).
+    let headers_ok = |h: &HeaderMap, what: &str| {
+        assert_eq!(h["content-security-policy"], CSP, "{what}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{what}");
+    };
+    let (status, h, v) = s.call(Method::GET, "/console/nope.js", None, None).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (404, Some("not_found")));
+    headers_ok(&h, "404");
+    let (status, h, _) = s.call(Method::POST, "/console", None, None).await;
+    assert_eq!(status, 405);
+    headers_ok(&h, "405");
+    let mut limited = None;
+    for _ in 0..100 {
+        let (status, h, _) = s.call(Method::GET, "/console", Some("not-a-token"), None).await;
+        if status == 429 {
+            limited = Some(h);
+            break;
+        }
+        assert_eq!(status, 401);
+        headers_ok(&h, "401");
+    }
+    let h = limited.expect("bad tokens were never rate-limited");
+    assert!(h.contains_key("retry-after"));
+    headers_ok(&h, "429");
+    // Not the API's other paths.
+    let (_, h, _) = s.call(Method::GET, "/healthz", None, None).await;
+    assert!(!h.contains_key("content-security-policy"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
