@@ -555,6 +555,59 @@ fn driver_positions_are_recorded_in_the_history() {
     engine.shutdown().unwrap();
 }
 
+/// A trip's trail (`Engine::driver_trail`): a range longer than one history page is
+/// read whole, bounded by its ends, and sampled evenly (first and last kept) when it
+/// holds more positions than asked for.
+#[test]
+fn a_long_trail_is_read_across_pages_and_sampled_evenly() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let engine = Engine::open(
+        EngineConfig::default().with_clock(clock.clone()).with_ids(RandomIds::seeded(9)).with_data_dir(dir.path()),
+    )
+    .unwrap();
+    let driver = scenario::online_driver(&engine, 1, near_center(0.0, 0.0).unwrap()).unwrap();
+    let start = T0 + 2_000;
+    const N: i64 = 2_500; // two and a half pages of history
+    for i in 0..N {
+        clock.set(Timestamp::from_millis(start + i * 2_000));
+        // Back and forth along 10 m, slowly: never an implausible jump.
+        let report = dispatch_core::LocationReport {
+            point: near_center(if i % 2 == 0 { 0.0 } else { 10.0 }, 0.0).unwrap(),
+            heading_deg: Some(0.0),
+            speed_mps: Some(5.0),
+        };
+        engine.update_location(driver, report).unwrap();
+    }
+    engine.tick().unwrap();
+    let (from, until) = (Timestamp::from_millis(start), Timestamp::from_millis(start + (N - 1) * 2_000));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while engine.driver_trail(driver, from, until, 5_000).unwrap().recorded < N as usize {
+        assert!(Instant::now() < deadline, "positions never reached the history");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let whole = engine.driver_trail(driver, from, until, 5_000).unwrap();
+    assert_eq!((whole.points.len(), whole.recorded, whole.truncated), (N as usize, N as usize, false));
+    assert!(whole.points.windows(2).all(|w| w[1].at.millis_since(w[0].at) == 2_000), "every one, oldest first");
+    // Both ends are included; positions outside the range are not.
+    let inner = engine.driver_trail(driver, from.plus_millis(2_000), until.plus_millis(-2_000), 5_000).unwrap().points;
+    assert_eq!(inner.len(), N as usize - 2);
+    assert_eq!(inner[0].at, from.plus_millis(2_000));
+    // More than asked for: an even sample, the first and the last kept.
+    let sampled = engine.driver_trail(driver, from, until, 1_000).unwrap();
+    assert!(sampled.points.len() <= 1_000 && sampled.points.len() >= 500, "{}", sampled.points.len());
+    assert_eq!(sampled.recorded, N as usize);
+    assert_eq!((sampled.points[0].at, sampled.points.last().unwrap().at), (from, until));
+    let gaps: Vec<i64> =
+        sampled.points[..sampled.points.len() - 1].windows(2).map(|w| w[1].at.millis_since(w[0].at)).collect();
+    assert!(gaps.iter().all(|g| *g == gaps[0]), "evenly spaced: {gaps:?}");
+    // A range after the last position is empty.
+    assert!(
+        engine.driver_trail(driver, until.plus_millis(1), until.plus_millis(10_000), 10).unwrap().points.is_empty()
+    );
+    engine.shutdown().unwrap();
+}
+
 #[test]
 fn settled_transfers_move_to_the_history_and_statements_still_list_them() {
     use dispatch_core::ledger::{AccountKey, AccountKind};

@@ -628,6 +628,23 @@ impl Engine {
         }
     }
 
+    /// `driver`'s recorded positions from `from` to `until` (both included), oldest
+    /// first, at most `max_points` (an even sample when there are more; the first and the
+    /// last always in it): what a trip's trail is drawn from. Empty for engines without
+    /// a data directory. Reads the history on disk: call it off async runtimes' threads.
+    pub fn driver_trail(
+        &self,
+        driver: UserId,
+        from: Timestamp,
+        until: Timestamp,
+        max_points: usize,
+    ) -> Result<crate::history::Trail> {
+        match &self.shared.history {
+            Some(h) => h.trail(driver, from, until, max_points),
+            None => Ok(crate::history::Trail { points: Vec::new(), recorded: 0, truncated: false }),
+        }
+    }
+
     /// Up to `limit` transfers of `account`, newest first, strictly after `after` (the
     /// `(at, id)` of the last one of the previous page): the hot ones and those archived
     /// to the history.

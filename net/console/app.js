@@ -6,17 +6,22 @@
   const SVG = "http://www.w3.org/2000/svg";
   const FINISHED = ["completed", "cancelled", "expired"];
   let token = null;
+  // Bumped at every sign-in and sign-out: answers to an earlier session's requests are dropped.
+  let session = 0;
   let socket = null;
   let timers = [];
   let box = null; // [min_lng, min_lat, max_lng, max_lat] shown by the map
   let lastSnapshot = null;
   let zones = [];
-  let tripCursor = null;
-  let tripPages = [];
   let openTrip = null;
+  let openTripData = null;
   let knownTrips = new Set();
   const openAlerts = new Map();
-  const history = [];
+  const history = []; // health samples: {at (ms), s (the stats)}
+  // Idempotency keys of confirmed actions that have had no definite answer yet, by
+  // "METHOD path body": sending the same action again reuses its key, so it happens once.
+  const actionKeys = new Map();
+  let audio = null; // one AudioContext for every alert cue
   // Milliseconds each ops_snapshot took to render (read by the browser tests).
   window.__renderTimes = [];
   // Whatever the Content-Security-Policy blocked (read by the browser tests: must stay empty).
@@ -25,31 +30,97 @@
 
   const $ = (id) => document.getElementById(id);
   const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text ?? ""; if (cls) e.className = cls; return e; };
+  const svgEl = (tag, attrs) => { const e = document.createElementNS(SVG, tag); for (const [k, v] of Object.entries(attrs ?? {})) e.setAttribute(k, v); return e; };
   const cell = (row, text) => row.appendChild(el("td", text));
   const money = (minor, cur) => minor == null ? "" : (minor / 100).toFixed(2) + " " + (cur ?? "");
+  const where = (p) => p ? (p.address ?? (p.lat + ", " + p.lng)) : "";
 
   class ApiError extends Error {
-    constructor(status, code, message) { super(code ? code + ": " + message : String(status)); this.status = status; }
+    constructor(status, code, message) {
+      super(code ? code + ": " + message : message || String(status));
+      this.status = status; this.code = code;
+    }
+    // No definite answer: the request may or may not have been carried out.
+    get retryable() { return this.status === 0 || this.status >= 500 || this.status === 429 || this.code === "idempotency_key_in_use"; }
   }
+  // Answers to a previous session's requests.
+  class Stale extends Error {}
 
-  async function api(method, path, body) {
-    const r = await fetch(path, {
-      method,
-      headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+  async function request(method, path, body, headers) {
+    const mine = session;
+    let r;
+    try {
+      r = await fetch(path, {
+        method,
+        headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json", ...(headers ?? {}) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      if (mine !== session) throw new Stale();
+      throw new ApiError(0, "", "no answer from the server (" + e.message + ")");
+    }
     const json = r.status === 204 ? null : await r.json().catch(() => null);
+    if (mine !== session) throw new Stale();
     if (r.status === 401 && !$("app").hidden) signOut("your session has ended: sign in again");
     if (!r.ok) throw new ApiError(r.status, json?.error?.code, json?.error?.message ?? "");
-    return json;
+    return { json, replayed: r.headers.get("Idempotent-Replayed") === "true" };
+  }
+  async function api(method, path, body) {
+    return (await request(method, path, body)).json;
+  }
+  // Shows an error in `id`, unless it belongs to a session that has ended.
+  function report(id, e) {
+    if (!(e instanceof Stale)) $(id).textContent = e.message;
+  }
+
+  function newKey() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    // Pages served over plain http on a LAN are not a secure context: no randomUUID.
+    return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  // A confirmed action that changes things, sent with an Idempotency-Key. The key is
+  // kept while the action has no definite answer (no answer, 5xx, 429, a key in
+  // flight), so the same action sent again (a retry, a doubled click) is done once.
+  async function act(method, path, body) {
+    const what = method + " " + path + " " + JSON.stringify(body);
+    let key = actionKeys.get(what);
+    if (!key) { key = newKey(); actionKeys.set(what, key); }
+    try {
+      const r = await request(method, path, body, { "Idempotency-Key": key });
+      actionKeys.delete(what);
+      return r;
+    } catch (e) {
+      if (!(e instanceof ApiError) || !e.retryable) actionKeys.delete(what);
+      throw e;
+    }
   }
 
   // ---- sign-in -------------------------------------------------------------------------
+  // Forgets everything the last session saw: the next operator at this screen starts clean.
+  function clearSession() {
+    history.length = 0;
+    openAlerts.clear();
+    actionKeys.clear();
+    knownTrips = new Set();
+    lastSnapshot = null;
+    box = null; boxPx = null;
+    openTrip = null; openTripData = null;
+    trips.reset(); drivers.reset();
+    for (const id of ["trips", "drivers", "alerts", "charts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id"]) $(id).replaceChildren();
+    for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status"]) $(id).textContent = "";
+    $("ops-summary").textContent = "—";
+    $("trip").hidden = true;
+    for (const g of Object.values(layers)) g.replaceChildren();
+    for (const g of Object.values(layers)) delete g.dataset.key;
+    drawAlerts();
+  }
+
   function signOut(why) {
     token = null;
+    session++;
     if (socket) { socket.onclose = null; socket.close(); socket = null; }
     timers.forEach(clearInterval); timers = [];
-    openAlerts.clear();
+    clearSession();
     $("app").hidden = true;
     $("signin-view").hidden = false;
     $("signin-error").textContent = why ?? "";
@@ -58,13 +129,15 @@
 
   async function signIn(t) {
     token = t;
+    session++;
     try {
       zones = (await api("GET", "/v1/zones")).items ?? [];
       await api("GET", "/v1/admin/stats");
     } catch (e) {
-      signOut("sign-in failed: " + e.message);
+      if (!(e instanceof Stale)) signOut("sign-in failed: " + e.message);
       return;
     }
+    clearSession();
     $("signin-view").hidden = true;
     $("app").hidden = false;
     $("signin-error").textContent = "";
@@ -73,12 +146,11 @@
     zs.firstChild.value = "";
     for (const z of zones) { const o = el("option", z.name); o.value = z.id; zs.appendChild(o); }
     show("map");
-    box = initialBox();
-    $("map").dataset.bbox = box.join(",");
+    setBox(initialBox());
     connect();
-    loadTrips(null);
+    trips.first();
     loadAlerts();
-    timers.push(setInterval(sampleHealth, 5000));
+    timers.push(setInterval(() => { sampleHealth(); refreshTrail(); }, 5000));
     sampleHealth();
   }
 
@@ -87,10 +159,39 @@
     for (const b of document.querySelectorAll("nav button")) b.setAttribute("aria-pressed", String(b.dataset.view === view));
     for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== "view-" + view;
     document.body.dataset.view = view;
-    if (view === "drivers") loadDrivers();
-    if (view === "trips") loadTrips(tripPages.length ? tripPages[tripPages.length - 1] : null);
+    if (view === "drivers") drivers.reload();
+    if (view === "trips") trips.reload();
     if (view === "alerts") loadAlerts();
     if (view === "health") drawCharts();
+    if (view === "map" && lastSnapshot) renderSnapshot(lastSnapshot);
+  }
+
+  // Cursor paging of a table (`name`: the tbody's id; its buttons are `name`-first,
+  // -prev, -next, its page size `name`-limit): the cursors of the pages before are kept,
+  // so "previous" goes back exactly. Only the answer to the latest load is shown.
+  class Pager {
+    constructor(name, load) { this.name = name; this.loadPage = load; this.stack = []; this.next = null; this.seq = 0; }
+    current() { return this.stack.length ? this.stack[this.stack.length - 1] : null; }
+    reset() { this.stack = []; this.next = null; this.seq++; this.shown(null); }
+    first() { this.stack = []; return this.load(); }
+    forward() { if (this.next) { this.stack.push(this.next); return this.load(); } }
+    back() { this.stack.pop(); return this.load(); }
+    reload() { return this.load(); }
+    async load() {
+      const seq = ++this.seq;
+      const q = new URLSearchParams({ limit: $(this.name + "-limit").value });
+      const cursor = this.current();
+      if (cursor) q.set("cursor", cursor);
+      const page = await this.loadPage(q, () => seq === this.seq);
+      if (page && seq === this.seq) this.shown(page.next_cursor);
+    }
+    shown(next) {
+      this.next = next ?? null;
+      $(this.name + "-next").disabled = !this.next;
+      $(this.name + "-prev").disabled = this.stack.length === 0;
+      $(this.name + "-page").textContent = "page " + (this.stack.length + 1);
+      $(this.name).dataset.cursor = this.current() ?? "";
+    }
   }
 
   // ---- map -----------------------------------------------------------------------------
@@ -111,10 +212,10 @@
     const r = $("map").getBoundingClientRect();
     return [Math.max(1, r.width), Math.max(1, r.height)];
   }
-  // Widens `b` so that its shape matches the map's (a degree of longitude is cos(lat) of
-  // one of latitude): nothing is stretched, and what is subscribed to is what is seen.
-  function fitAspect(b) {
-    const [w, h] = mapSize();
+  // Widens `b` so that its shape matches a drawing of `size` (a degree of longitude is
+  // cos(lat) of one of latitude): nothing is stretched, and what is subscribed to is what is seen.
+  function fitAspect(b, size) {
+    const [w, h] = size ?? mapSize();
     const k = Math.cos(((b[1] + b[3]) / 2) * Math.PI / 180) || 1;
     const spanX = (b[2] - b[0]) * k, spanY = b[3] - b[1];
     if (spanX / spanY < w / h) {
@@ -124,10 +225,31 @@
     const grow = (spanX * h / w - spanY) / 2;
     return clampBox([b[0], b[1] - grow, b[2], b[3] + grow]);
   }
+  // The projection of the map and of the trip page's trail: the box `b` drawn in w×h
+  // user units, lon/lat → x/y (north up).
+  function projector(b, w, h) {
+    const sx = w / (b[2] - b[0]), sy = h / (b[3] - b[1]);
+    return { x: (lng) => (lng - b[0]) * sx, y: (lat) => (b[3] - lat) * sy, sx, sy };
+  }
+  let boxPx = null; // the map's size when `box` was fitted to it
   function setBox(b) {
     box = fitAspect(b);
+    const size = mapSize();
+    if (size[0] > 1 && size[1] > 1) boxPx = size;
     $("map").dataset.bbox = box.join(",");
     subscribeOps();
+  }
+  // The map changed size (the window, or the panel under it on narrow screens): the same
+  // place at the same scale, showing more or less around it.
+  function mapResized() {
+    const [w, h] = mapSize();
+    if (!box || w <= 1 || h <= 1) return; // hidden
+    if (boxPx && boxPx[0] === w && boxPx[1] === h) return;
+    if (!boxPx) { setBox(box); return; }
+    const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
+    const hw = (box[2] - box[0]) * w / boxPx[0] / 2, hh = (box[3] - box[1]) * h / boxPx[1] / 2;
+    setBox([cx - hw, cy - hh, cx + hw, cy + hh]);
+    if (lastSnapshot) renderSnapshot(lastSnapshot);
   }
   function pan(dx, dy) { // fractions of the box
     const w = box[2] - box[0], h = box[3] - box[1];
@@ -153,8 +275,7 @@
   const layers = {};
   function layer(name) {
     if (!layers[name]) {
-      const g = document.createElementNS(SVG, "g");
-      g.setAttribute("class", "layer " + name);
+      const g = svgEl("g", { class: "layer " + name });
       $("map").appendChild(g);
       layers[name] = g;
     }
@@ -167,33 +288,34 @@
     return g.children;
   }
   function makeTrip() {
-    const t = document.createElementNS(SVG, "g");
-    const r = document.createElementNS(SVG, "rect");
-    r.setAttribute("width", "10"); r.setAttribute("height", "10");
-    t.append(r, document.createElementNS(SVG, "text"));
+    const t = svgEl("g");
+    t.append(svgEl("rect", { width: "10", height: "10" }), svgEl("text"));
     return t;
   }
 
   function renderSnapshot(f) {
-    const t0 = performance.now();
     lastSnapshot = f;
+    // While another view shows, the map has no size: it is drawn at the size it had.
+    const size = $("view-map").hidden ? boxPx : mapSize();
+    if (!size) {
+      if (f.trips.items.some((t) => !knownTrips.has(t.id))) reloadTrips();
+      return;
+    }
+    const t0 = performance.now();
     const svg = $("map");
-    const [w, h] = mapSize();
+    const [w, h] = size;
     svg.setAttribute("viewBox", "0 0 " + w + " " + h);
     svg.dataset.bbox = box.join(",");
-    const sx = w / (box[2] - box[0]), sy = h / (box[3] - box[1]);
-    const x = (lng) => ((lng - box[0]) * sx).toFixed(1);
-    const y = (lat) => ((box[3] - lat) * sy).toFixed(1);
+    const P = projector(box, w, h);
+    const x = (lng) => P.x(lng).toFixed(1);
+    const y = (lat) => P.y(lat).toFixed(1);
     const zoneKey = box.join(",") + w + "x" + h;
     const zl = layer("zones");
     if (zl.dataset.key !== zoneKey) {
       zl.dataset.key = zoneKey;
       zl.replaceChildren();
       for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) {
-        const p = document.createElementNS(SVG, "polygon");
-        p.setAttribute("points", ring.map(([lng, lat]) => x(lng) + "," + y(lat)).join(" "));
-        p.setAttribute("class", "zone");
-        zl.appendChild(p);
+        zl.appendChild(svgEl("polygon", { class: "zone", points: ring.map(([lng, lat]) => x(lng) + "," + y(lat)).join(" ") }));
       }
     }
     // Drivers: one path per availability, a round dot ("M x y h0") per driver. Far
@@ -207,9 +329,8 @@
     for (const [availability, parts] of Object.entries(dots)) {
       let p = dl.querySelector('path[data-availability="' + CSS.escape(availability) + '"]');
       if (!p) {
-        p = document.createElementNS(SVG, "path");
+        p = svgEl("path", { class: "driver " + availability });
         p.dataset.availability = availability;
-        p.setAttribute("class", "driver " + availability);
         dl.appendChild(p);
       }
       p.setAttribute("d", parts.join(""));
@@ -219,13 +340,20 @@
     f.trips.items.forEach((t, i) => {
       if (!knownTrips.has(t.id)) unknown = true;
       const g = tl[i];
-      const px = (t.pickup.lng - box[0]) * sx, py = (box[3] - t.pickup.lat) * sy;
+      const px = P.x(t.pickup.lng), py = P.y(t.pickup.lat);
       g.setAttribute("class", "trip " + t.status);
       g.dataset.id = t.id;
       g.firstChild.setAttribute("x", (px - 5).toFixed(1)); g.firstChild.setAttribute("y", (py - 5).toFixed(1));
       g.lastChild.setAttribute("x", (px + 8).toFixed(1)); g.lastChild.setAttribute("y", (py + 4).toFixed(1));
       g.lastChild.textContent = t.age_s + " s";
     });
+    // The keyboard's pointer: Enter opens what is under it (shown while the map has the focus).
+    const cross = layer("crosshair");
+    if (cross.dataset.key !== w + "x" + h) {
+      cross.dataset.key = w + "x" + h;
+      cross.replaceChildren(svgEl("circle", { cx: w / 2, cy: h / 2, r: 8 }),
+        svgEl("path", { d: `M${w / 2 - 14} ${h / 2}h10m8 0h10M${w / 2} ${h / 2 - 14}v10m0 8v10` }));
+    }
     $("ops-summary").textContent = f.drivers.total + " drivers, " + f.trips.total + " open trips in view (" + f.at + ")";
     const ms = performance.now() - t0;
     performance.measure("ops_snapshot render", { start: t0, duration: ms });
@@ -234,22 +362,66 @@
     if (unknown) reloadTrips();
   }
 
+  // Of the last snapshot's `kind` ("drivers" or "trips"), the one nearest the map pixel
+  // (px, py) within 8 px, or null.
+  function nearest(kind, px, py) {
+    if (!lastSnapshot || !box) return null;
+    const [w, h] = mapSize();
+    const P = projector(box, w, h);
+    let best = null, bestD = 64;
+    for (const it of lastSnapshot[kind].items) {
+      const p = kind === "trips" ? it.pickup : it;
+      const dd = (P.x(p.lng) - px) ** 2 + (P.y(p.lat) - py) ** 2;
+      if (dd <= bestD) { best = it; bestD = dd; }
+    }
+    return best;
+  }
+  // The keyboard's Enter: opens the trip or else the driver under the crosshair.
+  function openAtCentre() {
+    const [w, h] = mapSize();
+    const trip = nearest("trips", w / 2, h / 2);
+    if (trip) { show("trips"); openTripPage(trip.id); return true; }
+    const driver = nearest("drivers", w / 2, h / 2);
+    if (driver) { openDriverPanel(driver); return true; }
+    return false;
+  }
   function mapClick(e) {
     const trip = e.target.closest(".trip[data-id]");
     if (trip) { show("trips"); openTripPage(trip.dataset.id); return; }
-    // The driver nearest the click, within 8 px.
+    // Drivers only here: a trip's marker takes its own clicks (above).
     const r = $("map").getBoundingClientRect();
-    const lng = box[0] + (e.clientX - r.left) / r.width * (box[2] - box[0]);
-    const lat = box[3] - (e.clientY - r.top) / r.height * (box[3] - box[1]);
-    const px = r.width / (box[2] - box[0]), py = r.height / (box[3] - box[1]);
-    let best = null, bestD = 64;
-    for (const d of lastSnapshot?.drivers.items ?? []) {
-      const dd = ((d.lng - lng) * px) ** 2 + ((d.lat - lat) * py) ** 2;
-      if (dd < bestD) { best = d; bestD = dd; }
-    }
-    if (!best) return;
-    $("map-info").replaceChildren(el("h2", "Driver"), el("p", best.id),
-      el("p", best.availability + " · " + best.category + " · " + best.lat.toFixed(5) + ", " + best.lng.toFixed(5)));
+    const driver = nearest("drivers", e.clientX - r.left, e.clientY - r.top);
+    if (driver) openDriverPanel(driver);
+  }
+
+  // A driver's panel beside the map: what the snapshot says, then its staff record
+  // (suspension, position age, trip) with the suspend / unsuspend action.
+  async function openDriverPanel(d) {
+    const info = $("map-info");
+    info.dataset.driver = d.id;
+    const facts = el("dl");
+    const fact = (k, v) => facts.append(el("dt", k), el("dd", v));
+    fact("availability", d.availability); fact("category", d.category);
+    fact("position", d.lat.toFixed(5) + ", " + d.lng.toFixed(5));
+    const err = el("p", "", "error");
+    err.setAttribute("role", "alert");
+    info.replaceChildren(el("h2", "Driver"), el("p", d.id, "id"), facts, err);
+    try {
+      const full = await api("GET", "/v1/admin/drivers/" + encodeURIComponent(d.id));
+      if (info.dataset.driver !== d.id) return; // another one was opened meanwhile
+      fact("position age", full.location_age_s == null ? "—" : full.location_age_s + " s");
+      fact("suspended", full.suspended ? "yes" : "no");
+      const actions = el("div", undefined, "actions");
+      if (full.trip_id) {
+        const b = el("button", "Open trip");
+        b.type = "button";
+        b.addEventListener("click", () => { show("trips"); openTripPage(full.trip_id); });
+        actions.append(b);
+      }
+      actions.append(suspendButton(full, (e) => { if (!(e instanceof Stale)) err.textContent = e.message; }, () => openDriverPanel(d)));
+      info.insertBefore(actions, err);
+      actions.querySelector("button").focus();
+    } catch (e) { if (!(e instanceof Stale)) err.textContent = e.message; }
   }
 
   // ---- socket --------------------------------------------------------------------------
@@ -289,113 +461,191 @@
     setTimeout(() => {
       reloadPending = false;
       lastReload = performance.now();
-      loadTrips(tripPages.length ? tripPages[tripPages.length - 1] : null);
+      if (token) trips.reload();
     }, Math.max(0, 500 - (performance.now() - lastReload)));
   }
-  async function loadTrips(cursor) {
-    const q = new URLSearchParams({ limit: "50" });
+  const trips = new Pager("trips", async (q, current) => {
     if ($("trip-status").value) q.set("status", $("trip-status").value);
     if ($("trip-zone").value) q.set("zone_id", $("trip-zone").value);
-    if (cursor) q.set("cursor", cursor);
     try {
       const page = await api("GET", "/v1/admin/trips?" + q);
+      if (!current()) return null;
       const body = $("trips");
       body.replaceChildren();
       for (const t of page.items) {
         knownTrips.add(t.id);
         const row = document.createElement("tr");
         row.dataset.id = t.id;
+        row.dataset.created = t.created_at;
         row.tabIndex = 0;
         cell(row, t.id); cell(row, t.status); cell(row, t.pickup?.address ?? ""); cell(row, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency)); cell(row, t.created_at);
         row.addEventListener("click", () => openTripPage(t.id));
         row.addEventListener("keydown", (e) => { if (e.key === "Enter") openTripPage(t.id); });
         body.appendChild(row);
       }
-      tripCursor = page.next_cursor;
-      $("trips-next").disabled = !tripCursor;
-    } catch (e) { $("trip-error").textContent = e.message; }
-  }
+      return page;
+    } catch (e) { report("trip-error", e); return null; }
+  });
 
   async function openTripPage(id) {
-    if (openTrip !== id) $("trip-error").textContent = ""; // an action's error stays with its trip
+    if (openTrip !== id) { // an action's error and note stay with their trip
+      $("trip-error").textContent = ""; $("trip-note").textContent = "";
+      $("trip-trail").replaceChildren(); $("trip-trail-caption").textContent = "";
+      openTripData = null;
+    }
     openTrip = id;
     $("trip").hidden = false;
     $("trip-id").textContent = id;
     try {
-      const trips = await api("GET", "/v1/admin/trips?limit=200");
-      const t = trips.items.find((x) => x.id === id);
+      const t = await api("GET", "/v1/trips/" + encodeURIComponent(id));
+      if (openTrip !== id) return;
+      openTripData = t;
       const facts = $("trip-facts");
       facts.replaceChildren();
-      const fact = (k, v) => { facts.append(el("dt", k), el("dd", v)); };
-      if (t) {
-        fact("status", t.status);
-        fact("rider", t.rider_id);
-        fact("driver", t.driver_id ?? "—");
-        fact("pickup", t.pickup?.address ?? (t.pickup?.lat + ", " + t.pickup?.lng));
-        fact("dropoff", t.dropoff?.address ?? (t.dropoff?.lat + ", " + t.dropoff?.lng));
-        fact("fare", money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency));
-        fact("payment", (t.payment?.method ?? "") + " · " + (t.payment?.status ?? ""));
-        if (t.cancellation) fact("cancelled", t.cancellation.by + ": " + (t.cancellation.reason ?? ""));
-        $("trip-cancel").disabled = FINISHED.includes(t.status);
-        $("trip-refund").dataset.currency = t.fare?.currency ?? "";
-      }
-      const ev = await api("GET", "/v1/admin/trips/" + encodeURIComponent(id) + "/events");
+      const fact = (k, v) => { const dd = el("dd", v); dd.dataset.fact = k; facts.append(el("dt", k), dd); };
+      const person = (name, uid) => uid ? (name ?? "—") + " · " + uid : "—";
+      fact("status", t.status);
+      fact("rider", person(t.rider_name, t.rider_id));
+      fact("driver", person(t.driver_name, t.driver_id));
+      fact("pickup", where(t.pickup));
+      fact("dropoff", where(t.dropoff));
+      fact("fare", money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency));
+      fact("payment", (t.payment?.method ?? "") + " · " + (t.payment?.status ?? ""));
+      if (t.cancellation) fact("cancelled", t.cancellation.by + ": " + (t.cancellation.reason ?? ""));
+      $("trip-cancel").disabled = FINISHED.includes(t.status);
+      $("trip-refund").dataset.currency = t.fare?.currency ?? "";
+      const [ev] = await Promise.all([
+        api("GET", "/v1/admin/trips/" + encodeURIComponent(id) + "/events"),
+        loadTrail(t),
+      ]);
+      if (openTrip !== id) return;
       const list = $("trip-events");
       list.replaceChildren();
       for (const e of ev.items) {
-        const parts = [e.at, e.type, e.driver_id, e.outcome && "→ " + e.outcome, e.by && "by " + e.by, e.status, e.reason && "— " + e.reason];
+        const parts = [e.at, e.type, e.driver_id, e.outcome && "→ " + e.outcome, e.by && "by " + e.by,
+          e.method, e.status, e.final_minor != null && money(e.final_minor, t.fare?.currency), e.reason && "— " + e.reason];
         list.appendChild(el("li", parts.filter(Boolean).join(" ")));
       }
-    } catch (e) { $("trip-error").textContent = e.message; }
+    } catch (e) { report("trip-error", e); }
   }
 
-  // A modal confirmation asking for a reason (and an amount for refunds).
-  function confirmAction(text, withAmount) {
-    return new Promise((resolve) => {
-      const d = $("confirm");
-      $("confirm-text").textContent = text;
-      $("confirm-reason").value = "";
-      $("confirm-amount").value = "";
-      $("confirm-amount-label").hidden = !withAmount;
-      $("confirm-amount").required = withAmount;
-      const done = (v) => { d.close(); $("confirm-form").onsubmit = null; $("confirm-back").onclick = null; resolve(v); };
-      $("confirm-form").onsubmit = (e) => { e.preventDefault(); done({ reason: $("confirm-reason").value, amount: Number($("confirm-amount").value) }); };
-      $("confirm-back").onclick = () => done(null);
-      d.oncancel = () => done(null);
-      d.showModal();
-      $("confirm-reason").focus();
+  // The driver's trail of the open trip: a small map of its own, drawn with the map's
+  // projection, with the pickup and the drop-off.
+  async function loadTrail(t) {
+    const trail = await api("GET", "/v1/admin/trips/" + encodeURIComponent(t.id) + "/trail");
+    if (openTrip !== t.id) return;
+    const W = 400, H = 260;
+    const svg = $("trip-trail");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    const pts = trail.items.map((p) => [p.lng, p.lat]);
+    const all = pts.concat([[t.pickup.lng, t.pickup.lat], [t.dropoff.lng, t.dropoff.lat]]);
+    let b = [Infinity, Infinity, -Infinity, -Infinity];
+    for (const [lng, lat] of all) b = [Math.min(b[0], lng), Math.min(b[1], lat), Math.max(b[2], lng), Math.max(b[3], lat)];
+    const mx = Math.max((b[2] - b[0]) * 0.15, 0.0003), my = Math.max((b[3] - b[1]) * 0.15, 0.0003);
+    const P = projector(fitAspect([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my], [W, H]), W, H);
+    const xy = ([lng, lat]) => P.x(lng).toFixed(1) + "," + P.y(lat).toFixed(1);
+    const mark = (p, cls, label) => {
+      const g = svgEl("g", { class: cls });
+      const [x, y] = [P.x(p[0]), P.y(p[1])];
+      const title = svgEl("title"); title.textContent = label;
+      g.append(title, svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 5 }));
+      return g;
+    };
+    svg.replaceChildren(svgEl("polyline", { class: "trail", points: pts.map(xy).join(" ") }),
+      mark([t.pickup.lng, t.pickup.lat], "pickup", "pickup"), mark([t.dropoff.lng, t.dropoff.lat], "dropoff", "drop-off"));
+    if (pts.length) svg.append(mark(pts[pts.length - 1], "driver", "the driver's last position"));
+    svg.dataset.points = String(pts.length);
+    $("trip-trail-caption").textContent = pts.length === 0
+      ? (t.driver_id ? "no positions recorded yet" : "no driver yet")
+      : pts.length + " positions" + (trail.sampled ? " (an even sample of " + trail.recorded + ")" : "") +
+        ", " + trail.items[0].at + " → " + trail.items[trail.items.length - 1].at;
+  }
+  // While an open trip is under way its trail grows: redrawn with the health samples.
+  function refreshTrail() {
+    const t = openTripData;
+    if (!t || FINISHED.includes(t.status) || !t.driver_id || $("view-trips").hidden) return;
+    loadTrail(t).catch((e) => report("trip-error", e));
+  }
+
+  // A modal confirmation asking for a reason (and an amount for refunds). Confirmed, it
+  // runs `run` with them and stays open (its buttons disabled) until that is done, so a
+  // doubled click lands on a disabled button, not on the page behind.
+  function confirmAction(text, withAmount, run) {
+    const d = $("confirm");
+    const ok = $("confirm-ok"), back = $("confirm-back");
+    $("confirm-text").textContent = text;
+    $("confirm-reason").value = "";
+    $("confirm-amount").value = "";
+    $("confirm-amount-label").hidden = !withAmount;
+    $("confirm-amount").required = withAmount;
+    let busy = false;
+    const close = () => {
+      d.close(); $("confirm-form").onsubmit = null; back.onclick = null; d.oncancel = null;
+      ok.disabled = false; back.disabled = false; ok.textContent = "Confirm";
+    };
+    $("confirm-form").onsubmit = async (e) => {
+      e.preventDefault();
+      if (busy) return;
+      busy = true;
+      ok.disabled = true; back.disabled = true; ok.textContent = "Working…";
+      try { await run({ reason: $("confirm-reason").value, amount: Number($("confirm-amount").value) }); } finally { close(); }
+    };
+    back.onclick = () => { if (!busy) close(); };
+    d.oncancel = (e) => { if (busy) e.preventDefault(); else close(); };
+    d.showModal();
+    $("confirm-reason").focus();
+  }
+
+  function cancelOpenTrip() {
+    const id = openTrip;
+    confirmAction("Cancel trip " + id + "? No fee is charged; open offers are withdrawn.", false, async (c) => {
+      try {
+        const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/cancel", { reason: c.reason });
+        $("trip-error").textContent = "";
+        $("trip-note").textContent = r.replayed ? "already cancelled by an earlier attempt" : "cancelled";
+      } catch (e) { report("trip-error", e); }
+      openTripPage(id);
+      trips.first();
     });
   }
 
-  async function cancelOpenTrip() {
+  function refundOpenTrip() {
     const id = openTrip;
-    const c = await confirmAction("Cancel trip " + id + "? No fee is charged; open offers are withdrawn.", false);
-    if (!c) return;
-    try {
-      await api("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/cancel", { reason: c.reason });
-      $("trip-error").textContent = "";
-    } catch (e) { $("trip-error").textContent = e.message; }
-    openTripPage(id);
-    loadTrips(null);
-  }
-
-  async function refundOpenTrip() {
-    const id = openTrip;
-    const c = await confirmAction("Refund trip " + id + "?", true);
-    if (!c) return;
-    try {
-      await api("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/refund", { amount_minor: c.amount, reason: c.reason });
-      $("trip-error").textContent = "";
-    } catch (e) { $("trip-error").textContent = e.message; }
-    openTripPage(id);
+    const cur = $("trip-refund").dataset.currency;
+    confirmAction("Refund trip " + id + "? The amount is in minor units (" + cur + " / 100).", true, async (c) => {
+      try {
+        const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/refund", { amount_minor: c.amount, reason: c.reason });
+        $("trip-error").textContent = "";
+        $("trip-note").textContent = (r.replayed ? "this refund was already done (the server replayed its answer): " : "refunded ") +
+          money(r.json?.amount_minor, r.json?.currency);
+      } catch (e) { report("trip-error", e); }
+      openTripPage(id);
+    });
   }
 
   // ---- drivers -------------------------------------------------------------------------
-  async function loadDrivers() {
-    const q = new URLSearchParams({ limit: "200" });
+  // "Suspend…" / "Unsuspend…" for the staff record `d`, confirmed with a reason.
+  function suspendButton(d, onError, after) {
+    const b = el("button", d.suspended ? "Unsuspend…" : "Suspend…");
+    b.type = "button";
+    b.className = "suspend";
+    b.addEventListener("click", () => {
+      const verb = d.suspended ? "unsuspend" : "suspend";
+      confirmAction(verb[0].toUpperCase() + verb.slice(1) + " driver " + d.driver_id + "?", false, async (c) => {
+        try {
+          await act("POST", "/v1/admin/drivers/" + encodeURIComponent(d.driver_id) + "/" + verb, { reason: c.reason });
+          onError({ message: "" });
+        } catch (e) { onError(e); }
+        after();
+      });
+    });
+    return b;
+  }
+  const drivers = new Pager("drivers", async (q, current) => {
     if ($("driver-availability").value) q.set("availability", $("driver-availability").value);
     try {
       const page = await api("GET", "/v1/admin/drivers?" + q);
+      if (!current()) return null;
       const body = $("drivers");
       body.replaceChildren();
       for (const d of page.items) {
@@ -403,33 +653,24 @@
         row.dataset.id = d.driver_id;
         cell(row, d.driver_id); cell(row, d.availability); cell(row, d.category);
         cell(row, d.location_age_s == null ? "—" : d.location_age_s + " s"); cell(row, d.suspended ? "yes" : "no");
-        const b = el("button", d.suspended ? "Unsuspend…" : "Suspend…");
-        b.type = "button";
-        b.addEventListener("click", async () => {
-          const verb = d.suspended ? "unsuspend" : "suspend";
-          const c = await confirmAction(verb[0].toUpperCase() + verb.slice(1) + " driver " + d.driver_id + "?", false);
-          if (!c) return;
-          try {
-            await api("POST", "/v1/admin/drivers/" + encodeURIComponent(d.driver_id) + "/" + verb, { reason: c.reason });
-            $("drivers-error").textContent = "";
-          } catch (e) { $("drivers-error").textContent = e.message; }
-          loadDrivers();
-        });
-        row.appendChild(document.createElement("td")).appendChild(b);
+        row.appendChild(document.createElement("td")).appendChild(suspendButton(d, (e) => report("drivers-error", e), () => drivers.reload()));
         body.appendChild(row);
       }
-    } catch (e) { $("drivers-error").textContent = e.message; }
-  }
+      return page;
+    } catch (e) { report("drivers-error", e); return null; }
+  });
 
   // ---- alerts --------------------------------------------------------------------------
   function beep() {
     try {
-      const ctx = new AudioContext();
-      const o = ctx.createOscillator();
+      // One context for the page's life: browsers limit how many may exist.
+      audio ??= new AudioContext();
+      if (audio.state === "suspended") audio.resume().catch(() => {});
+      const o = audio.createOscillator();
       o.frequency.value = 880;
-      o.connect(ctx.destination);
+      o.connect(audio.destination);
       o.start();
-      o.stop(ctx.currentTime + 0.2);
+      o.stop(audio.currentTime + 0.2);
     } catch (_) { /* no audio device */ }
   }
   function addAlert(a) {
@@ -468,7 +709,7 @@
           await api("POST", "/v1/admin/alerts/" + encodeURIComponent(a.id) + "/ack", {});
           openAlerts.delete(a.id);
           drawAlerts();
-        } catch (e) { li.append(el("span", " " + e.message, "error")); }
+        } catch (e) { if (!(e instanceof Stale)) li.append(el("span", " " + e.message, "error")); }
       });
       li.append(b);
       list.appendChild(li);
@@ -476,32 +717,48 @@
   }
 
   // ---- health --------------------------------------------------------------------------
+  const gauge = (get) => (_, cur) => get(cur.s) ?? null;
+  // Per second between two samples of a cumulative counter (none across a restart).
+  const rate = (name) => (prev, cur) => {
+    const a = prev?.s.counters?.[name], b = cur.s.counters?.[name], dt = prev ? (cur.at - prev.at) / 1000 : 0;
+    return a == null || b == null || b < a || dt <= 0 ? null : (b - a) / dt;
+  };
   const SERIES = [
-    ["queue depth", (s) => s.queue_depth], ["batch size", (s) => s.last_batch], ["fsync p99 µs", (s) => s.fsync_p99_us],
-    ["sockets", (s) => s.sockets_open], ["searching trips", (s) => s.trips?.searching], ["available drivers", (s) => s.drivers?.available],
+    ["queue_depth", "queue depth", gauge((s) => s.queue_depth)], ["batch", "batch size", gauge((s) => s.last_batch)],
+    ["fsync_p99", "fsync p99 µs", gauge((s) => s.fsync_p99_us)], ["sockets", "sockets", gauge((s) => s.sockets_open)],
+    ["offers", "offers/s", rate("offers_sent")], ["accepts", "accepts/s", rate("accepts_won")],
+    ["accepts_lost", "lost accepts/s", rate("accepts_lost")], ["rate_limited", "rate-limited/s", rate("rate_limited")],
+    ["searching", "searching trips", gauge((s) => s.trips?.searching)], ["available", "available drivers", gauge((s) => s.drivers?.available)],
   ];
+  const HISTORY = 60; // 5 minutes at one sample per 5 s
   async function sampleHealth() {
     try {
       const s = await api("GET", "/v1/admin/stats");
-      history.push(s);
-      if (history.length > 60) history.shift(); // 5 minutes at one sample per 5 s
+      history.push({ at: Date.now(), s });
+      if (history.length > HISTORY + 1) history.shift(); // one more: the first rate needs a sample before it
       if (!$("view-health").hidden) drawCharts();
     } catch (_) { /* the next sample retries */ }
   }
+  const fmt = (v) => v == null ? "—" : Number.isInteger(v) ? String(v) : v.toFixed(2);
   function drawCharts() {
-    const box = $("charts");
-    box.replaceChildren();
-    for (const [name, get] of SERIES) {
-      const values = history.map((s) => Number(get(s) ?? 0));
+    const charts = $("charts");
+    charts.replaceChildren();
+    for (const [key, name, get] of SERIES) {
+      const series = history.map((h, i) => get(i > 0 ? history[i - 1] : null, h)).slice(-HISTORY);
+      const known = series.filter((v) => v != null);
+      const max = Math.max(0, ...known);
       const fig = el("figure", undefined, "chart");
-      const svg = document.createElementNS(SVG, "svg");
-      svg.setAttribute("viewBox", "0 0 200 50");
-      const max = Math.max(1, ...values);
-      const line = document.createElementNS(SVG, "polyline");
-      line.setAttribute("points", values.map((v, i) => (i * 200 / 59).toFixed(1) + "," + (48 - v / max * 46).toFixed(1)).join(" "));
-      svg.appendChild(line);
-      fig.append(el("figcaption", name + ": " + (values.length ? values[values.length - 1] : "—")), svg);
-      box.appendChild(fig);
+      fig.dataset.series = key;
+      fig.dataset.max = String(max);
+      fig.dataset.last = String(known.length ? known[known.length - 1] : "");
+      const svg = svgEl("svg", { viewBox: "0 0 200 50", role: "img", "aria-label": name });
+      const scale = Math.max(max, 1e-9);
+      const pts = [];
+      // Newest at the right edge; the chart fills leftwards over five minutes.
+      series.forEach((v, i) => { if (v != null) pts.push((200 - (series.length - 1 - i) * 200 / (HISTORY - 1)).toFixed(1) + "," + (48 - v / scale * 46).toFixed(1)); });
+      svg.appendChild(svgEl("polyline", { points: pts.join(" ") }));
+      fig.append(el("figcaption", name + ": " + fmt(known.length ? known[known.length - 1] : null) + (known.length ? " (max " + fmt(max) + ")" : "")), svg);
+      charts.appendChild(fig);
     }
   }
 
@@ -515,23 +772,30 @@
     });
     $("signout").addEventListener("click", () => signOut("signed out"));
     for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => show(b.dataset.view));
-    $("trip-status").addEventListener("change", () => { tripPages = []; loadTrips(null); });
-    $("trip-zone").addEventListener("change", () => { tripPages = []; loadTrips(null); });
-    $("trips-first").addEventListener("click", () => { tripPages = []; loadTrips(null); });
-    $("trips-next").addEventListener("click", () => { if (tripCursor) { tripPages.push(tripCursor); loadTrips(tripCursor); } });
+    for (const [pager, filters] of [[trips, ["trip-status", "trip-zone", "trips-limit"]], [drivers, ["driver-availability", "drivers-limit"]]]) {
+      for (const f of filters) $(f).addEventListener("change", () => pager.first());
+      $(pager.name + "-first").addEventListener("click", () => pager.first());
+      $(pager.name + "-prev").addEventListener("click", () => pager.back());
+      $(pager.name + "-next").addEventListener("click", () => pager.forward());
+    }
     $("trip-cancel").addEventListener("click", cancelOpenTrip);
     $("trip-refund").addEventListener("click", refundOpenTrip);
-    $("driver-availability").addEventListener("change", loadDrivers);
     $("map-fit").addEventListener("click", fitDrivers);
     $("map-zones").addEventListener("click", () => setBox(initialBox()));
     const map = $("map");
-    window.addEventListener("resize", () => { if (box) setBox(box); });
+    new ResizeObserver(mapResized).observe(map);
     map.addEventListener("click", mapClick);
     map.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY > 0 ? 1.25 : 0.8); }, { passive: false });
     map.addEventListener("keydown", (e) => {
       const k = { ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, 0.1], ArrowDown: [0, -0.1] }[e.key];
       if (k) { e.preventDefault(); pan(k[0], k[1]); } else if (e.key === "+" || e.key === "=") zoom(0.8); else if (e.key === "-") zoom(1.25);
       else if (e.key === "f") fitDrivers(); else if (e.key === "z") setBox(initialBox());
+      else if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        if (!openAtCentre()) {
+          $("map-info").replaceChildren(el("p", "Nothing under the crosshair: pan with the arrow keys, zoom with + and −, then Enter."));
+        }
+      }
     });
     let drag = null;
     map.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; });

@@ -78,6 +78,8 @@ pub enum Endpoint {
     DriversNearby,
     /// `GET /v1/admin/drivers`
     ListDrivers,
+    /// `GET /v1/admin/drivers/{id}`
+    GetDriver(String),
     /// `POST /v1/admin/drivers/{id}/suspend` (`true`) or `unsuspend`
     Suspend(String, bool),
     /// `POST /v1/trips`
@@ -110,6 +112,8 @@ pub enum Endpoint {
     Stats,
     /// `GET /v1/admin/trips/{id}/events`
     TripEvents(String),
+    /// `GET /v1/admin/trips/{id}/trail`
+    TripTrail(String),
     /// `GET /v1/wallet`
     Wallet,
     /// `POST /v1/admin/wallets/{user_id}/credit`
@@ -130,6 +134,9 @@ pub enum Endpoint {
     Console(ConsoleAsset),
 }
 
+/// Most positions `GET /v1/admin/trips/{id}/trail` answers (a sample when there are more).
+pub const TRAIL_MAX_POINTS: usize = 5_000;
+
 /// The operators' console's files, compiled into the binary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsoleAsset {
@@ -148,18 +155,25 @@ impl ConsoleAsset {
             ConsoleAsset::Script => ("text/javascript; charset=utf-8", include_str!("../console/app.js")),
             ConsoleAsset::Style => ("text/css; charset=utf-8", include_str!("../console/app.css")),
         };
-        let mut r = http::text_response(content_type, body.to_owned());
-        let h = r.headers_mut();
-        h.insert(
-            "content-security-policy",
-            HeaderValue::from_static(
-                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-            ),
-        );
-        h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
-        h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-        r
+        http::text_response(content_type, body.to_owned())
     }
+}
+
+/// Whether `path` is the console's (its headers go on every answer there, errors too).
+fn is_console_path(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
+
+/// The headers of API.md on a console response.
+fn console_headers(h: &mut hyper::HeaderMap) {
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
 }
 
 /// A driver's or rider's step on a trip.
@@ -229,6 +243,7 @@ impl Endpoint {
             ["v1", "driver", "offers"] => get.then_some(E::DriverOffers),
             ["v1", "admin", "drivers", "nearby"] => get.then_some(E::DriversNearby),
             ["v1", "admin", "drivers"] => get.then_some(E::ListDrivers),
+            ["v1", "admin", "drivers", _] => get.then(|| E::GetDriver(s(3))),
             ["v1", "admin", "drivers", _, "suspend"] => post.then(|| E::Suspend(s(3), true)),
             ["v1", "admin", "drivers", _, "unsuspend"] => post.then(|| E::Suspend(s(3), false)),
             ["v1", "trips"] if post => Some(E::CreateTrip),
@@ -258,6 +273,7 @@ impl Endpoint {
             ["v1", "admin", "alerts", _, "ack"] => post.then(|| E::AckAlert(s(3))),
             ["v1", "admin", "stats"] => get.then_some(E::Stats),
             ["v1", "admin", "trips", _, "events"] => get.then(|| E::TripEvents(s(3))),
+            ["v1", "admin", "trips", _, "trail"] => get.then(|| E::TripTrail(s(3))),
             ["v1", "wallet"] => get.then_some(E::Wallet),
             ["v1", "admin", "wallets", _, "credit"] => post.then(|| E::Credit(s(3))),
             ["v1", "admin", "trips", _, "refund"] => post.then(|| E::Refund(s(3))),
@@ -287,6 +303,7 @@ impl Endpoint {
             | E::AdminCancel(t)
             | E::TripEvents(t)
             | E::PaymentMethod(t)
+            | E::TripTrail(t)
             | E::Refund(t) => Some(t),
             _ => None,
         }
@@ -316,6 +333,7 @@ impl Endpoint {
             E::DriverOffers => spec("driver_offers", DRIVER),
             E::DriversNearby => spec("admin_drivers_nearby", STAFF),
             E::ListDrivers => spec("admin_drivers", STAFF),
+            E::GetDriver(_) => spec("admin_driver", STAFF),
             E::Suspend(..) => idem(spec("admin_suspend", ADMIN)),
             E::CreateTrip => Spec { class: Some(Class::TripCreate), ..idem(spec("trip_create", RIDER)) },
             E::ListTrips => spec("trips", RIDER_OR_DRIVER),
@@ -339,6 +357,7 @@ impl Endpoint {
             E::AckAlert(_) => idem(spec("admin_alert_ack", STAFF)),
             E::Stats => spec("admin_stats", STAFF),
             E::TripEvents(_) => spec("admin_trip_events", STAFF),
+            E::TripTrail(_) => spec("admin_trip_trail", STAFF),
             E::Wallet => spec("wallet", RIDER_OR_DRIVER),
             E::Credit(_) => idem(spec("admin_wallet_credit", ADMIN)),
             E::Refund(_) => idem(spec("admin_trip_refund", STAFF)),
@@ -380,6 +399,9 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         resp.headers_mut().insert("x-request-id", v);
+    }
+    if is_console_path(&path) {
+        console_headers(resp.headers_mut());
     }
     let status = resp.status().as_u16();
     app.metrics.record(name, status, started.elapsed());
@@ -759,6 +781,11 @@ impl Ctx<'_> {
                 Ok(json_response(StatusCode::OK, &json!({"items": items})))
             }
             E::ListDrivers => self.list_drivers(),
+            E::GetDriver(id) => {
+                let driver_id: UserId = parse_id(&id, "driver")?;
+                let d = app.engine.driver(driver_id).ok_or_else(|| ApiError::not_found("driver"))?;
+                Ok(json_response(StatusCode::OK, &render::driver(&d, now())))
+            }
             E::Suspend(id, suspended) => {
                 let b: ReasonIn = self.json(true)?;
                 let driver_id: UserId = parse_id(&id, "driver")?;
@@ -776,7 +803,14 @@ impl Ctx<'_> {
             }
             E::GetTrip(id) => {
                 let t = self.visible_trip(&id).await?;
-                Ok(json_response(StatusCode::OK, &render::trip(&t, self.for_rider(&t))))
+                let mut v = render::trip(&t, self.for_rider(&t));
+                if self.principal()?.is_staff() {
+                    // Operators talk to the people of a trip: staff see their names.
+                    let name = |u: UserId| app.engine.user(u).map(|u| u.name.clone());
+                    v["rider_name"] = json!(name(t.rider_id));
+                    v["driver_name"] = json!(t.driver_id.and_then(name));
+                }
+                Ok(json_response(StatusCode::OK, &v))
             }
             E::TripAction(id, action) => self.trip_action(&id, action).await,
             E::PlaceBid(id) => {
@@ -877,6 +911,7 @@ impl Ctx<'_> {
                 let t = self.visible_trip(&id).await?;
                 Ok(json_response(StatusCode::OK, &json!({"items": render::timeline(&t), "next_cursor": null})))
             }
+            E::TripTrail(id) => self.trip_trail(&id).await,
             E::Wallet => self.wallet().await,
             E::Credit(id) => {
                 #[derive(Deserialize)]
@@ -947,6 +982,27 @@ impl Ctx<'_> {
             }
             E::Console(asset) => Ok(asset.response()),
         }
+    }
+
+    /// `GET /v1/admin/trips/{id}/trail`: where the trip's driver went from the accept to
+    /// the end (or now), oldest first, at most [`TRAIL_MAX_POINTS`] (evenly sampled).
+    async fn trip_trail(&self, id: &str) -> Result<Resp, ApiError> {
+        let t = self.visible_trip(id).await?;
+        let trail = match (t.driver_id, t.accepted_at) {
+            (Some(driver), Some(from)) => {
+                let until = if t.status.is_terminal() { t.ended_at.unwrap_or(t.updated_at) } else { now() };
+                Some(self.app.blocking(move |e| e.driver_trail(driver, from, until, TRAIL_MAX_POINTS)).await?)
+            }
+            _ => None,
+        };
+        let items: Vec<Value> = trail.iter().flat_map(|tr| tr.points.iter()).map(render::trail_point).collect();
+        let recorded = trail.as_ref().map_or(0, |tr| tr.recorded);
+        let sampled = items.len() < recorded;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"items": items, "recorded": recorded, "sampled": sampled,
+                "truncated": trail.is_some_and(|tr| tr.truncated), "next_cursor": null}),
+        ))
     }
 
     async fn wallet(&self) -> Result<Resp, ApiError> {

@@ -62,6 +62,11 @@ impl Metrics {
         *self.rate_limited.lock().entry(class).or_default() += 1;
     }
 
+    /// Requests refused `429` so far, all classes.
+    pub fn rate_limited_total(&self) -> u64 {
+        self.rate_limited.lock().values().sum()
+    }
+
     /// The text exposition, with the engine's figures.
     pub fn render(&self, engine: &dispatch_core::Engine) -> String {
         let mut o = String::new();

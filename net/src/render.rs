@@ -1,4 +1,5 @@
-//! The JSON shapes of API.md: users, drivers, trips, offers, zones, alerts, bids.
+//! The JSON shapes of API.md: users, drivers, trips, offers, zones, alerts, bids, and
+//! the staff views (timelines, trails).
 //!
 //! Guarantees: every shape here is the one API.md shows (fields may be added, never
 //! renamed); a trip's `pickup_code` is rendered only for its rider ([`trip`]'s
@@ -194,6 +195,11 @@ pub fn transfer(t: &dispatch_core::ledger::Transfer, account: Option<&dispatch_c
         "trip_id": t.trip_id.map(|x| x.to_string()),
         "at": rfc3339(t.at),
     })
+}
+
+/// One position of a driver's trail (`GET /v1/admin/trips/{id}/trail`).
+pub fn trail_point(p: &dispatch_core::history::LocationPoint) -> Value {
+    json!({"at": rfc3339(p.at), "lat": p.point.lat(), "lng": p.point.lng(), "heading_deg": p.heading_deg})
 }
 
 /// A trip's timeline for operators, oldest first: creation, each offer and how it

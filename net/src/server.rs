@@ -236,6 +236,13 @@ impl App {
             "last_batch": s.last_batch.load(Ordering::Relaxed),
             "read_only": self.engine.is_read_only(),
             "sockets_open": self.metrics.sockets_open.load(Ordering::Relaxed),
+            // Cumulative since start (the console charts their rates): the `/metrics` series.
+            "counters": {
+                "offers_sent": self.metrics.offers_sent.load(Ordering::Relaxed),
+                "accepts_won": self.metrics.accepts_won.load(Ordering::Relaxed),
+                "accepts_lost": self.metrics.accepts_lost.load(Ordering::Relaxed),
+                "rate_limited": self.metrics.rate_limited_total(),
+            },
         })
     }
 

@@ -1073,6 +1073,12 @@ async fn staff_see_nearby_drivers_nearest_first_from_the_index() {
     assert_eq!(limited["items"].as_array().unwrap().len(), 2);
     let (_, rider) = user(&s, "rider", 9).await;
     s.get(&query, &rider).await.expect_error(403, "forbidden");
+    // One driver by id, whatever its availability (the console's driver panel).
+    let one = s.get(&format!("/v1/admin/drivers/{}", id(&gone)), ADMIN).await.expect(200);
+    assert_eq!((one["driver_id"].as_str(), one["availability"].as_str()), (Some(&*id(&gone)), Some("offline")));
+    s.get(&format!("/v1/admin/drivers/{}", id(&gone)), &rider).await.expect_error(403, "forbidden");
+    s.get("/v1/admin/drivers/usr_00000000000000ff", ADMIN).await.expect_error(404, "not_found");
+    s.get("/v1/admin/drivers/nonsense", ADMIN).await.expect_error(404, "not_found");
 }
 
 /// Webhooks from configured gateways (Paystack's and Razorpay's schemes), the
@@ -1649,4 +1655,72 @@ async fn logs_name_new_trips_and_signed_in_users_and_never_a_secret() {
     let line = printed.lines().find(|l| l.starts_with("dev admin token: ")).expect("the made-up admin token");
     let generated = line.trim_start_matches("dev admin token: ");
     made_up.get("/v1/admin/stats", generated).await.expect(200);
+}
+
+/// Staff endpoints of the console (issue 9): a trip's driver trail from the accept on,
+/// oldest first; staff see the names of a trip's people; `/v1/admin/stats` counts
+/// offers, accepts and rate-limit refusals cumulatively.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trips_trail_names_and_the_stats_counters_for_staff() {
+    // Positions are not coalesced here: each report below is recorded.
+    let s = Server::start(&[], Some("[limits]\nlocation_min_interval_ms = 0\n"));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (_, driver) = online_driver(&s, 2, HERE).await;
+    let mut dws = s.ws(&driver).await;
+    let before = s.get("/v1/admin/stats", ADMIN).await.expect(200)["counters"].clone();
+    assert_eq!(before, json!({"offers_sent": 0, "accepts_won": 0, "accepts_lost": 0, "rate_limited": 0}));
+
+    let trip = create_trip(&s, &rider).await;
+    let id = trip["id"].as_str().unwrap().to_owned();
+    next_of(&mut dws, "trip_offer").await;
+    // Searching: no driver yet, no trail.
+    let none = s.get(&format!("/v1/admin/trips/{id}/trail"), ADMIN).await.expect(200);
+    assert_eq!((none["items"].as_array().unwrap().len(), &none["recorded"]), (0, &json!(0)));
+    s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+    // Four reports a metre apart (no implausible jump, whatever the machine's speed).
+    let lats = [30.04441, 30.04442, 30.04443, 30.04444];
+    for lat in lats {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let at = json!({"lat": lat, "lng": HERE.1, "heading_deg": 0});
+        s.call(Method::POST, "/v1/driver/location", Some(&driver), Some(&at.to_string())).await.expect(204);
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    let trail = loop {
+        let t = s.get(&format!("/v1/admin/trips/{id}/trail"), ADMIN).await.expect(200);
+        if t["items"].as_array().unwrap().len() >= 4 {
+            break t;
+        }
+        assert!(std::time::Instant::now() < deadline, "the trail never filled: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let items = trail["items"].as_array().unwrap();
+    assert_eq!((items.len(), &trail["sampled"], &trail["truncated"]), (4, &json!(false), &json!(false)), "{trail}");
+    let ats: Vec<&str> = items.iter().map(|p| p["at"].as_str().unwrap()).collect();
+    assert!(ats.windows(2).all(|w| w[0] < w[1]), "oldest first: {ats:?}");
+    let got: Vec<f64> = items.iter().map(|p| p["lat"].as_f64().unwrap()).collect();
+    assert_eq!(got, lats);
+    assert_eq!((items[3]["lng"].as_f64(), items[3]["heading_deg"].as_f64()), (Some(HERE.1), Some(0.0)));
+    // Staff only; an unknown trip is 404.
+    s.get(&format!("/v1/admin/trips/{id}/trail"), &rider).await.expect_error(403, "forbidden");
+    s.get("/v1/admin/trips/trp_0000000000000001/trail", ADMIN).await.expect_error(404, "not_found");
+
+    // Names: shown to staff, not added for the rider's own view.
+    let staff_view = s.get(&format!("/v1/trips/{id}"), ADMIN).await.expect(200);
+    assert_eq!(
+        (staff_view["rider_name"].as_str(), staff_view["driver_name"].as_str()),
+        (Some("rider 1"), Some("driver 2"))
+    );
+    let own = s.get(&format!("/v1/trips/{id}"), &rider).await.expect(200);
+    assert!(own.get("rider_name").is_none(), "{own}");
+
+    // A rider asking too fast (10 a minute) is refused: counted beside the offer and the accept.
+    let mut refused = 0;
+    for _ in 0..12 {
+        let r = s.post("/v1/trips", &rider, json!({})).await;
+        refused += u64::from(r.status == 429);
+    }
+    assert!(refused >= 1, "never rate-limited");
+    let after = s.get("/v1/admin/stats", ADMIN).await.expect(200)["counters"].clone();
+    assert_eq!(after, json!({"offers_sent": 1, "accepts_won": 1, "accepts_lost": 0, "rate_limited": refused}));
 }
