@@ -38,9 +38,30 @@ static void expect_status(const char *what, DispatchStatus got, DispatchStatus w
     }
 }
 
+/* An amount in minor units shown in major units: the currency's exponent says where the
+ * decimal point goes (6704 is "67.04 EGP", "6704 JPY", "6.704 KWD"). Integers only. */
+static void print_amount(long long minor, unsigned exponent, const char *currency) {
+    unsigned long long scale = 1;
+    for (unsigned i = 0; i < exponent; i++) {
+        scale *= 10;
+    }
+    unsigned long long magnitude =
+        minor < 0 ? 0ULL - (unsigned long long)minor : (unsigned long long)minor;
+    if (exponent == 0) {
+        printf("%s%llu %s", minor < 0 ? "-" : "", magnitude, currency);
+    } else {
+        printf("%s%llu.%0*llu %s", minor < 0 ? "-" : "", magnitude / scale, (int)exponent,
+               magnitude % scale, currency);
+    }
+}
+
 static void print_values(const char *label, const DispatchFareEstimate *e) {
     printf("%s.fare_minor=%lld\n", label, (long long)e->fare_minor);
     printf("%s.currency=%s\n", label, e->currency);
+    printf("%s.currency_exponent=%u\n", label, (unsigned)e->currency_exponent);
+    printf("%s.fare_shown=", label);
+    print_amount((long long)e->fare_minor, e->currency_exponent, e->currency);
+    printf("\n");
     printf("%s.distance_m=%llu\n", label, (unsigned long long)e->distance_m);
     printf("%s.duration_s=%llu\n", label, (unsigned long long)e->duration_s);
     printf("%s.surge_bps=%u\n", label, (unsigned)e->surge_bps);

@@ -14,7 +14,11 @@
 //!   arithmetic, and any amount that does not fit in `i64` is [`FareError::Overflow`];
 //! - the breakdown adds up exactly:
 //!   `base + distance + time + surge + minimum_fill + booking_fee + extra_fee + waiting
-//!   − discount = fare`.
+//!   − discount = fare`;
+//! - every amount, in and out, is in minor units of the zone's currency whatever its ISO
+//!   4217 exponent (a JPY zone's `per_km_minor` is yen, a KWD zone's fils): the formula
+//!   never scales by the exponent, so one rounding rule holds for every currency, and the
+//!   exponent only matters when an amount is shown (`Money`'s `Display`).
 //!
 //! # The formula
 //!

@@ -678,7 +678,7 @@ pub fn parse_settlement(text: &str) -> Result<Vec<SettlementRow>, String> {
             Ok(SettlementRow {
                 trip_id: trip.parse().map_err(|_| bad("not a trip id"))?,
                 amount_minor: amount.parse().map_err(|_| bad("amount_minor is not an integer"))?,
-                currency: currency.parse().map_err(|_| bad("not a currency code"))?,
+                currency: currency.parse().map_err(|e: crate::money::MoneyError| bad(&e.to_string()))?,
                 status: status
                     .map(|s| PaymentStatus::parse(s).ok_or_else(|| bad("status is not a payment status")))
                     .transpose()?,

@@ -3,18 +3,35 @@
 //! Owns the [`RouteProvider`] seam, the [`Route`] value the fare engine prices, and the
 //! default provider, [`StraightLine`]: the great-circle distance (haversine on a sphere of
 //! [`EARTH_RADIUS_M`](crate::geo::EARTH_RADIUS_M)) times a detour factor, driven at a
-//! configured city speed. An HTTP router (OSRM's `/route/v1` shape) is another
-//! implementation of the same trait and lives outside this module.
+//! configured city speed.
+//!
+//! [`RouteProvider`] is dyn-compatible and asynchronous without naming a runtime: its one
+//! method returns a boxed `Send` future ([`RouteFuture`]), so the server can hold any
+//! provider as an `Arc<dyn RouteProvider>` and await it on tokio, while this crate stays
+//! free of sockets and executors. The HTTP router (OSRM's `/route/v1` API, with its
+//! timeout, breaker and cache) is another implementation and lives in the server
+//! (`dispatch_server::osrm`), which holds exactly one provider chosen from its `[route]`
+//! configuration and prices every estimate and booking through it.
 //!
 //! Guarantees:
 //! - a [`StraightLine`] that exists has a valid configuration (see [`StraightLine::new`]),
-//!   so it always answers, for any two valid positions, with no panic and no error;
+//!   so it always answers, for any two valid positions, with no panic and no error; as a
+//!   [`RouteProvider`] its future is ready at once and equals [`StraightLine::between`]
+//!   (core and FFI callers use `between` directly: no allocation, no future);
 //! - geometry is done in `f64` and converted to integers exactly once per quantity,
 //!   rounding half up (`f64::round`, which rounds ties away from zero, i.e. up, on the
 //!   non-negative values it sees here): whole metres first, then whole seconds computed
 //!   from those whole metres, so `duration_s` is a function of the `distance_m` shown;
 //! - the straight-line route is symmetric (`a → b` equals `b → a`) and non-decreasing in
 //!   the great-circle distance.
+//!
+//! The contract of every provider: a route's [`RouteSource`] says who computed it (a
+//! provider that fell back to the straight line itself says
+//! [`RouteSource::StraightLine`]); an error means it has no route, and a caller that must
+//! price the ride anyway falls back to [`StraightLine`], whose routes say `straight_line`.
+
+use std::future::Future;
+use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
@@ -54,10 +71,18 @@ pub enum RouteError {
     Unavailable(String),
 }
 
+/// What [`RouteProvider::route`] returns: a boxed future, so that the trait stays
+/// dyn-compatible and names no runtime. `Send`, so a server may await it on any thread.
+pub type RouteFuture<'a> = Pin<Box<dyn Future<Output = Result<Route, RouteError>> + Send + 'a>>;
+
 /// A source of routes between two positions.
+///
+/// Dyn-compatible: hold one as `Arc<dyn RouteProvider>`. An implementation marks each
+/// route's [`source`](Route::source) truthfully, and answers an error only when it has no
+/// route to give (see the module docs for what callers do then).
 pub trait RouteProvider: Send + Sync {
-    /// The route from `from` to `to`.
-    fn route(&self, from: LatLng, to: LatLng) -> Result<Route, RouteError>;
+    /// The route from `from` to `to`. The future borrows the provider, not the points.
+    fn route(&self, from: LatLng, to: LatLng) -> RouteFuture<'_>;
 }
 
 /// Why a straight-line configuration was refused (`[route]` in the config file).
@@ -137,8 +162,9 @@ impl Default for StraightLine {
 }
 
 impl RouteProvider for StraightLine {
-    fn route(&self, from: LatLng, to: LatLng) -> Result<Route, RouteError> {
-        Ok(self.between(from, to))
+    /// [`StraightLine::between`], as a future that is ready at once. Never an error.
+    fn route(&self, from: LatLng, to: LatLng) -> RouteFuture<'_> {
+        Box::pin(std::future::ready(Ok(self.between(from, to))))
     }
 }
 
@@ -167,7 +193,36 @@ mod tests {
         // 144_554 m × 3.6 / 30 km/h = 17_346.48 → 17_346 s.
         let route = StraightLine::default().between(p(0.0, 0.0), p(1.0, 0.0));
         assert_eq!(route, Route { distance_m: 144_554, duration_s: 17_346, source: RouteSource::StraightLine });
-        assert_eq!(StraightLine::default().route(p(0.0, 0.0), p(1.0, 0.0)).unwrap(), route);
+    }
+
+    /// Polls a future once, with a waker that does nothing: enough for a ready future,
+    /// and no runtime in this crate.
+    fn poll_once<F: Future>(future: F) -> std::task::Poll<F::Output> {
+        let mut future = std::pin::pin!(future);
+        future.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    #[test]
+    fn the_straight_line_as_a_route_provider_is_ready_at_once_and_equals_between() {
+        let (from, to) = (p(30.0444, 31.2357), p(30.06, 31.25));
+        for sl in [StraightLine::default(), StraightLine::new(1.5, 20.0).unwrap()] {
+            // Through the trait object, as the server holds it.
+            let provider: std::sync::Arc<dyn RouteProvider> = std::sync::Arc::new(sl);
+            let answer = poll_once(provider.route(from, to));
+            assert_eq!(answer, std::task::Poll::Ready(Ok(sl.between(from, to))));
+            let std::task::Poll::Ready(Ok(route)) = answer else { unreachable!() };
+            assert_eq!(route.source, RouteSource::StraightLine);
+        }
+        // 1° of latitude at the defaults, worked out in `one_degree_of_latitude_at_the_defaults`.
+        let provider: &dyn RouteProvider = &StraightLine::default();
+        assert_eq!(
+            poll_once(provider.route(p(0.0, 0.0), p(1.0, 0.0))),
+            std::task::Poll::Ready(Ok(Route {
+                distance_m: 144_554,
+                duration_s: 17_346,
+                source: RouteSource::StraightLine
+            }))
+        );
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! shown exactly what a booking made at the same instant would lock.
 //!
 //! Guarantees:
-//! - a [`ZoneSpec`] that passed [`ZoneSpec::validate`] has a valid polygon (checked when
-//!   it was deserialized), a name, valid pricing for at most [`MAX_CATEGORIES`]
+//! - a [`ZoneSpec`] that passed [`ZoneSpec::validate`] has a valid polygon and an ISO 4217
+//!   currency in force (both checked when it was deserialized: an unknown code such as
+//!   `XYZ` is refused naming it), a name, valid pricing for at most [`MAX_CATEGORIES`]
 //!   categories, a non-negative extra fee and a surge cap in `10000..=100000` bps;
 //! - [`surge_bps`] is a pure integer function of demand and supply: `10000` when surge is
 //!   disabled or supply covers demand, never above the zone's `max_bps`, non-decreasing

@@ -130,6 +130,12 @@ typedef struct DispatchFareEstimate {
    */
   char currency[4];
   /*
+   The currency's ISO 4217 minor-unit exponent: digits after the decimal point when
+   an amount is shown (2 for EGP, 0 for JPY, 3 for KWD). Amounts are never scaled.
+   (It sits in what was padding before `distance_m`: no other field moved.)
+   */
+  uint8_t currency_exponent;
+  /*
    The distance priced, whole metres.
    */
   uint64_t distance_m;
@@ -282,7 +288,7 @@ DispatchStatus dispatch_engine_close(struct DispatchEngine *handle);
  Estimates a fare and answers JSON in API.md's estimate shape:
 
  ```json
- {"fare":{"amount_minor":6704,"currency":"EGP"},"distance_m":8230,"duration_s":960,
+ {"fare":{"amount_minor":6704,"currency":"EGP","currency_exponent":2},"distance_m":8230,"duration_s":960,
   "surge_bps":10000,"discount_minor":0,"route_source":"router",
   "breakdown":{"base_minor":1500,"distance_minor":3704,"time_minor":1200,"surge_minor":0,
                "minimum_fill_minor":0,"booking_fee_minor":300,"extra_fee_minor":0,
@@ -296,7 +302,7 @@ DispatchStatus dispatch_engine_close(struct DispatchEngine *handle);
    failure.
 
  Returns `DISPATCH_STATUS_OK`, or `NULL_ARGUMENT`, `INVALID_UTF8`, `INVALID_JSON`,
- `INVALID_ARGUMENT` (coordinates, currency, route settings), `FARE_ERROR` (the fare engine
+ `INVALID_ARGUMENT` (coordinates, a currency that is not ISO 4217's, route settings), `FARE_ERROR` (the fare engine
  refused the pricing, surge, route or coupon), `PANIC`.
 
  # Safety

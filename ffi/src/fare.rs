@@ -13,6 +13,10 @@
 //!   `straight_line`); with one it is taken as given (marked `router`);
 //! - a fare error is reported with `FareError`'s own message, so the C side and the Rust
 //!   side refuse the same inputs with the same words;
+//! - the currency is one of ISO 4217's in force (`dispatch_core::money::CURRENCIES`), or
+//!   `DISPATCH_STATUS_INVALID_ARGUMENT` naming it; amounts stay integer minor units, and
+//!   the answer carries the currency's exponent (`currency_exponent`) so an app shows
+//!   `67.04 EGP`, `6704 JPY` or `6.704 KWD` without a table of its own;
 //! - the configuration is strict JSON: unknown fields are refused, as the HTTP API does.
 //!
 //! # The configuration
@@ -70,6 +74,10 @@ pub struct DispatchFareEstimate {
     pub fare_minor: i64,
     /// The ISO 4217 code, NUL-terminated (`"EGP"`).
     pub currency: [c_char; 4],
+    /// The currency's ISO 4217 minor-unit exponent: digits after the decimal point when
+    /// an amount is shown (2 for EGP, 0 for JPY, 3 for KWD). Amounts are never scaled.
+    /// (It sits in what was padding before `distance_m`: no other field moved.)
+    pub currency_exponent: u8,
     /// The distance priced, whole metres.
     pub distance_m: u64,
     /// The duration priced, whole seconds.
@@ -159,13 +167,27 @@ fn default_city_speed_kmh() -> f64 {
 /// API.md's estimate, for one category (no `category` field: the caller chose the pricing).
 #[derive(Serialize)]
 struct EstimateJson {
-    fare: Money,
+    fare: FareJson,
     distance_m: u64,
     duration_s: u64,
     surge_bps: u32,
     discount_minor: i64,
     route_source: RouteSource,
     breakdown: BreakdownJson,
+}
+
+/// The estimate's `fare`, as the server writes it: minor units, the code, its exponent.
+#[derive(Serialize)]
+struct FareJson {
+    amount_minor: i64,
+    currency: Currency,
+    currency_exponent: u8,
+}
+
+impl From<Money> for FareJson {
+    fn from(m: Money) -> Self {
+        FareJson { amount_minor: m.amount_minor, currency: m.currency, currency_exponent: m.currency.exponent() }
+    }
 }
 
 /// API.md's breakdown. `waiting_minor` is left out: it is always 0 in an estimate and the
@@ -186,7 +208,7 @@ impl From<&FareQuote> for EstimateJson {
     fn from(q: &FareQuote) -> Self {
         let b = &q.breakdown;
         EstimateJson {
-            fare: q.fare,
+            fare: FareJson::from(q.fare),
             distance_m: q.distance_m,
             duration_s: q.duration_s,
             surge_bps: q.surge_bps,
@@ -218,6 +240,7 @@ impl From<&FareQuote> for DispatchFareEstimate {
         DispatchFareEstimate {
             fare_minor: q.fare.amount_minor,
             currency,
+            currency_exponent: q.fare.currency.exponent(),
             distance_m: q.distance_m,
             duration_s: q.duration_s,
             surge_bps: q.surge_bps,
@@ -280,7 +303,7 @@ unsafe fn route_arg(route: *const DispatchRoute) -> Option<DispatchRoute> {
 /// Estimates a fare and answers JSON in API.md's estimate shape:
 ///
 /// ```json
-/// {"fare":{"amount_minor":6704,"currency":"EGP"},"distance_m":8230,"duration_s":960,
+/// {"fare":{"amount_minor":6704,"currency":"EGP","currency_exponent":2},"distance_m":8230,"duration_s":960,
 ///  "surge_bps":10000,"discount_minor":0,"route_source":"router",
 ///  "breakdown":{"base_minor":1500,"distance_minor":3704,"time_minor":1200,"surge_minor":0,
 ///               "minimum_fill_minor":0,"booking_fee_minor":300,"extra_fee_minor":0,
@@ -294,7 +317,7 @@ unsafe fn route_arg(route: *const DispatchRoute) -> Option<DispatchRoute> {
 ///   failure.
 ///
 /// Returns `DISPATCH_STATUS_OK`, or `NULL_ARGUMENT`, `INVALID_UTF8`, `INVALID_JSON`,
-/// `INVALID_ARGUMENT` (coordinates, currency, route settings), `FARE_ERROR` (the fare engine
+/// `INVALID_ARGUMENT` (coordinates, a currency that is not ISO 4217's, route settings), `FARE_ERROR` (the fare engine
 /// refused the pricing, surge, route or coupon), `PANIC`.
 ///
 /// # Safety

@@ -88,7 +88,7 @@ fn values_json(v: &DispatchFareEstimate) -> Value {
     let currency: String = v.currency.iter().take_while(|&&c| c != 0).map(|&c| c as u8 as char).collect();
     assert_eq!(v.currency[3], 0, "NUL-terminated");
     json!({
-        "fare": {"amount_minor": v.fare_minor, "currency": currency},
+        "fare": {"amount_minor": v.fare_minor, "currency": currency, "currency_exponent": v.currency_exponent},
         "distance_m": v.distance_m, "duration_s": v.duration_s, "surge_bps": v.surge_bps,
         "discount_minor": v.discount_minor,
         "route_source": match v.route_source { DispatchRouteSource::Router => "router", DispatchRouteSource::StraightLine => "straight_line" },
@@ -105,7 +105,8 @@ fn values_json(v: &DispatchFareEstimate) -> Value {
 fn quote_json(q: &FareQuote) -> Value {
     let b = &q.breakdown;
     json!({
-        "fare": {"amount_minor": q.fare.amount_minor, "currency": q.fare.currency.code()},
+        "fare": {"amount_minor": q.fare.amount_minor, "currency": q.fare.currency.code(),
+                 "currency_exponent": q.fare.currency.exponent()},
         "distance_m": q.distance_m, "duration_s": q.duration_s, "surge_bps": q.surge_bps,
         "discount_minor": q.discount_minor, "route_source": q.route_source,
         "breakdown": {
@@ -147,12 +148,45 @@ fn api_md_example_ride_through_the_abi() {
     let json = ffi_estimate(&config_json(&economy(), 10_000, json!({})), CAIRO, ZAMALEK, Some(route)).unwrap();
     assert_eq!(
         json,
-        json!({"fare": {"amount_minor": 6704, "currency": "EGP"}, "distance_m": 8230, "duration_s": 960,
+        json!({"fare": {"amount_minor": 6704, "currency": "EGP", "currency_exponent": 2}, "distance_m": 8230, "duration_s": 960,
                "surge_bps": 10000, "discount_minor": 0, "route_source": "router",
                "breakdown": {"base_minor": 1500, "distance_minor": 3704, "time_minor": 1200, "surge_minor": 0,
                              "minimum_fill_minor": 0, "booking_fee_minor": 300, "extra_fee_minor": 0,
                              "discount_minor": 0}})
     );
+}
+
+#[test]
+fn an_unknown_currency_is_invalid_argument_naming_it() {
+    let route = DispatchRoute { distance_m: 8230, duration_s: 960 };
+    for code in ["XYZ", "ABC", "XAU"] {
+        let config = config_json(&economy(), 10_000, json!({ "currency": code }));
+        let (status, message) = ffi_estimate(&config, CAIRO, ZAMALEK, Some(route)).unwrap_err();
+        assert_eq!(status, DispatchStatus::InvalidArgument, "{message}");
+        assert_eq!(status as i32, 4, "DISPATCH_STATUS_INVALID_ARGUMENT");
+        assert_eq!(message, format!("currency: `{code}` is not an ISO 4217 currency in use"));
+    }
+}
+
+#[test]
+fn the_currency_exponent_comes_with_the_estimate_and_amounts_stay_minor_units() {
+    // The same pricing in three currencies: the same integers, each with its exponent.
+    let route = DispatchRoute { distance_m: 8230, duration_s: 960 };
+    for (code, exponent) in [("EGP", 2), ("JPY", 0), ("KWD", 3)] {
+        let config = config_json(&economy(), 10_000, json!({ "currency": code }));
+        let json = ffi_estimate(&config, CAIRO, ZAMALEK, Some(route)).unwrap();
+        assert_eq!(json["fare"], json!({"amount_minor": 6704, "currency": code, "currency_exponent": exponent}));
+        assert_eq!(json["breakdown"]["distance_minor"], 3704, "{code}: never scaled by the exponent");
+    }
+}
+
+#[test]
+fn the_currency_exponent_took_padding_so_no_field_moved() {
+    use std::mem::{offset_of, size_of};
+    assert_eq!(offset_of!(DispatchFareEstimate, currency), 8);
+    assert_eq!(offset_of!(DispatchFareEstimate, currency_exponent), 12);
+    assert_eq!(offset_of!(DispatchFareEstimate, distance_m), 16, "as before the exponent was added");
+    assert_eq!(size_of::<DispatchFareEstimate>(), 104, "as before the exponent was added");
 }
 
 #[test]

@@ -144,7 +144,8 @@ fn parse(stdout: &[u8]) -> BTreeMap<String, String> {
 fn expected_json(q: &FareQuote) -> serde_json::Value {
     let b = &q.breakdown;
     serde_json::json!({
-        "fare": {"amount_minor": q.fare.amount_minor, "currency": q.fare.currency.code()},
+        "fare": {"amount_minor": q.fare.amount_minor, "currency": q.fare.currency.code(),
+                 "currency_exponent": q.fare.currency.exponent()},
         "distance_m": q.distance_m, "duration_s": q.duration_s, "surge_bps": q.surge_bps,
         "discount_minor": q.discount_minor, "route_source": q.route_source,
         "breakdown": {
@@ -165,6 +166,9 @@ fn check_values(values: &BTreeMap<String, String>, label: &str, q: &FareQuote) {
     let expected = [
         ("fare_minor", q.fare.amount_minor.to_string()),
         ("currency", q.fare.currency.code().to_owned()),
+        ("currency_exponent", q.fare.currency.exponent().to_string()),
+        // The C side places the decimal point with the exponent as `Money`'s Display does.
+        ("fare_shown", q.fare.to_string()),
         ("distance_m", q.distance_m.to_string()),
         ("duration_s", q.duration_s.to_string()),
         ("surge_bps", q.surge_bps.to_string()),

@@ -32,7 +32,20 @@
   const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text ?? ""; if (cls) e.className = cls; return e; };
   const svgEl = (tag, attrs) => { const e = document.createElementNS(SVG, tag); for (const [k, v] of Object.entries(attrs ?? {})) e.setAttribute(k, v); return e; };
   const cell = (row, text) => row.appendChild(el("td", text));
-  const money = (minor, cur) => minor == null ? "" : (minor / 100).toFixed(2) + " " + (cur ?? "");
+  // An amount in minor units, shown with its currency's ISO 4217 exponent (the API sends
+  // `currency_exponent` beside every currency: 6704 is "67.04 EGP", "6704 JPY", "6.704 KWD").
+  // Digits are placed as text: no float ever touches money. Without an exponent, the
+  // minor units are shown as they are, said so, rather than guessed.
+  const money = (minor, cur, exp) => {
+    if (minor == null) return "";
+    if (!Number.isInteger(exp) || exp < 0) return minor + " " + (cur ?? "") + " (minor units)";
+    let digits = String(Math.abs(minor));
+    if (exp > 0) {
+      digits = digits.padStart(exp + 1, "0");
+      digits = digits.slice(0, -exp) + "." + digits.slice(-exp);
+    }
+    return (minor < 0 ? "-" : "") + digits + " " + (cur ?? "");
+  };
   const where = (p) => p ? (p.address ?? (p.lat + ", " + p.lng)) : "";
 
   class ApiError extends Error {
@@ -478,7 +491,7 @@
         row.dataset.id = t.id;
         row.dataset.created = t.created_at;
         row.tabIndex = 0;
-        cell(row, t.id); cell(row, t.status); cell(row, t.pickup?.address ?? ""); cell(row, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency)); cell(row, t.created_at);
+        cell(row, t.id); cell(row, t.status); cell(row, t.pickup?.address ?? ""); cell(row, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent)); cell(row, t.created_at);
         row.addEventListener("click", () => openTripPage(t.id));
         row.addEventListener("keydown", (e) => { if (e.key === "Enter") openTripPage(t.id); });
         body.appendChild(row);
@@ -509,11 +522,12 @@
       fact("driver", person(t.driver_name, t.driver_id));
       fact("pickup", where(t.pickup));
       fact("dropoff", where(t.dropoff));
-      fact("fare", money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency));
+      fact("fare", money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent));
       fact("payment", (t.payment?.method ?? "") + " · " + (t.payment?.status ?? ""));
       if (t.cancellation) fact("cancelled", t.cancellation.by + ": " + (t.cancellation.reason ?? ""));
       $("trip-cancel").disabled = FINISHED.includes(t.status);
       $("trip-refund").dataset.currency = t.fare?.currency ?? "";
+      $("trip-refund").dataset.exponent = String(t.fare?.currency_exponent ?? "");
       const [ev] = await Promise.all([
         api("GET", "/v1/admin/trips/" + encodeURIComponent(id) + "/events"),
         loadTrail(t),
@@ -523,7 +537,7 @@
       list.replaceChildren();
       for (const e of ev.items) {
         const parts = [e.at, e.type, e.driver_id, e.outcome && "→ " + e.outcome, e.by && "by " + e.by,
-          e.method, e.status, e.final_minor != null && money(e.final_minor, t.fare?.currency), e.reason && "— " + e.reason];
+          e.method, e.status, e.final_minor != null && money(e.final_minor, t.fare?.currency, t.fare?.currency_exponent), e.reason && "— " + e.reason];
         list.appendChild(el("li", parts.filter(Boolean).join(" ")));
       }
     } catch (e) { report("trip-error", e); }
@@ -612,12 +626,14 @@
   function refundOpenTrip() {
     const id = openTrip;
     const cur = $("trip-refund").dataset.currency;
-    confirmAction("Refund trip " + id + "? The amount is in minor units (" + cur + " / 100).", true, async (c) => {
+    const exp = Number.parseInt($("trip-refund").dataset.exponent, 10);
+    const unit = Number.isInteger(exp) ? " (1 " + cur + " = " + (10 ** exp) + ")" : "";
+    confirmAction("Refund trip " + id + "? The amount is in minor units of " + cur + unit + ".", true, async (c) => {
       try {
         const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/refund", { amount_minor: c.amount, reason: c.reason });
         $("trip-error").textContent = "";
         $("trip-note").textContent = (r.replayed ? "this refund was already done (the server replayed its answer): " : "refunded ") +
-          money(r.json?.amount_minor, r.json?.currency);
+          money(r.json?.amount_minor, r.json?.currency, r.json?.currency_exponent);
       } catch (e) { report("trip-error", e); }
       openTripPage(id);
     });

@@ -1031,7 +1031,8 @@ impl Ctx<'_> {
         Ok(json_response(
             StatusCode::OK,
             &json!({
-                "balance": {"amount_minor": account.balance(), "currency": currency.code()},
+                "balance": {"amount_minor": account.balance(), "currency": currency.code(),
+                            "currency_exponent": currency.exponent()},
                 "available_minor": account.available(),
                 "entries": http::page(items, limit, last),
             }),
@@ -1267,7 +1268,8 @@ impl Ctx<'_> {
             .map(|(c, q)| {
                 json!({
                     "category": c.as_str(),
-                    "fare": {"amount_minor": q.fare.amount_minor, "currency": q.fare.currency.code()},
+                    "fare": {"amount_minor": q.fare.amount_minor, "currency": q.fare.currency.code(),
+                             "currency_exponent": q.fare.currency.exponent()},
                     "distance_m": q.distance_m,
                     "duration_s": q.duration_s,
                     "surge_bps": q.surge_bps,

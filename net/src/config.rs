@@ -156,7 +156,8 @@ pub struct RouteSection {
     pub detour_factor: f64,
     /// Straight-line fallback speed.
     pub city_speed_kmh: f64,
-    /// An OSRM-compatible service (not called yet: see net/API-NOTES.md).
+    /// An OSRM-compatible `/route/v1` service (`http://` only): estimates and bookings are
+    /// priced on its routes, falling back to the straight line (see `server::Routes`).
     pub router_url: Option<String>,
 }
 

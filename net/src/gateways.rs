@@ -232,8 +232,9 @@ fn parse_provider(format: Format, v: &Value, header_id: Option<&str>) -> Result<
     parsed.trip_id = Some(trip.parse().map_err(|_| ApiError::not_found("trip"))?);
     parsed.amount_minor = object[amount_field].as_i64().ok_or_else(|| missing(amount_field))?;
     let currency = object["currency"].as_str().ok_or_else(|| missing("currency"))?;
-    parsed.currency =
-        Some(currency.to_ascii_uppercase().parse().map_err(|_| ApiError::invalid("the event's currency is unknown"))?);
+    parsed.currency = Some(
+        currency.to_ascii_uppercase().parse().map_err(|e| ApiError::invalid(format!("the event's currency: {e}")))?,
+    );
     Ok(parsed)
 }
 

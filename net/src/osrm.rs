@@ -3,10 +3,13 @@
 //!
 //! Owns [`OsrmRouter`]: the HTTP request (`GET {base}/route/v1/driving/{lng},{lat};{lng},{lat}?overview=false`),
 //! the per-request timeout, the circuit breaker, the cache, and the fallback to
-//! [`StraightLine`].
+//! [`StraightLine`]. It implements `dispatch_core::route::RouteProvider`, the seam the
+//! server prices through: with `[route] router_url` set, the server's one
+//! `Arc<dyn RouteProvider>` is an `OsrmRouter` (see `server::route_provider`).
 //!
 //! Guarantees:
-//! - [`OsrmRouter::route`] always answers: a router route (`route_source` `router`), or the
+//! - [`OsrmRouter::route`] (and the [`RouteProvider`] impl, which never answers an error)
+//!   always answers: a router route (`route_source` `router`), or the
 //!   straight line (`straight_line`) whenever the router fails, answers `NoRoute`, times out,
 //!   or the breaker is open. It never waits longer than the configured timeout (plus the
 //!   time to compute a straight line);
@@ -31,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use dispatch_core::fare::{MAX_DISTANCE_M, MAX_DURATION_S};
 use dispatch_core::geo::LatLng;
-use dispatch_core::route::{Route, RouteError, RouteSource, StraightLine};
+use dispatch_core::route::{Route, RouteError, RouteFuture, RouteProvider, RouteSource, StraightLine};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Uri;
 use hyper::body::Bytes;
@@ -338,6 +341,20 @@ impl OsrmRouter {
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, LruCache<CacheKey, Route>> {
         self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl RouteProvider for OsrmRouter {
+    /// [`OsrmRouter::route_or_reason`]: the router's route, or the straight line marked
+    /// `straight_line` when it fails (the reason logged at debug level). Never an error.
+    fn route(&self, from: LatLng, to: LatLng) -> RouteFuture<'_> {
+        Box::pin(async move {
+            let (route, why) = self.route_or_reason(from, to).await;
+            if let Some(why) = why {
+                tracing::debug!(error = %why, "router unavailable: priced on the straight line");
+            }
+            Ok(route)
+        })
     }
 }
 
@@ -687,6 +704,18 @@ mod tests {
         stub.set(Mode::Good { distance: 1000.0, duration: 100.0 });
         assert_eq!(router.route(p(2.0, 2.0), p(2.1, 2.1)).await.source, RouteSource::Router);
         assert_eq!(stub.requests(), 6);
+    }
+
+    #[tokio::test]
+    async fn through_the_route_provider_seam_it_never_fails() {
+        let (stub, base) = stub(Mode::Good { distance: 8230.0, duration: 960.0 }).await;
+        let provider: Arc<dyn RouteProvider> = Arc::new(OsrmRouter::new(config(&base)).unwrap());
+        let routed = Route { distance_m: 8230, duration_s: 960, source: RouteSource::Router };
+        assert_eq!(provider.route(a(), b()).await, Ok(routed));
+        // A failing router is the straight line, marked so, and still not an error.
+        stub.set(Mode::Garbage);
+        assert_eq!(provider.route(b(), a()).await, Ok(straight(b(), a())));
+        assert_eq!(stub.requests(), 2);
     }
 
     #[test]

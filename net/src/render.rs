@@ -3,7 +3,9 @@
 //!
 //! Guarantees: every shape here is the one API.md shows (fields may be added, never
 //! renamed); a trip's `pickup_code` is rendered only for its rider ([`trip`]'s
-//! `for_rider`); times are RFC 3339 UTC; money is integer minor units beside a currency.
+//! `for_rider`); times are RFC 3339 UTC; money is integer minor units beside a currency,
+//! and beside every currency its ISO 4217 exponent (`currency_exponent`: where the
+//! decimal point goes when the amount is shown; amounts are never scaled).
 
 use dispatch_core::clock::Timestamp;
 use dispatch_core::driver::Driver;
@@ -75,6 +77,7 @@ pub fn trip(t: &Trip, for_rider: bool) -> Value {
             "estimate_minor": f.estimate_minor,
             "final_minor": f.final_minor,
             "currency": f.currency.code(),
+            "currency_exponent": f.currency.exponent(),
             "surge_bps": f.surge_bps,
             "discount_minor": f.discount_minor,
             "cancel_fee_minor": f.cancel_fee_minor,
@@ -122,17 +125,19 @@ pub fn offer(t: &Trip, expires_at: Timestamp, distance_to_pickup_m: u32) -> Valu
         "pickup": place(&t.pickup),
         "dropoff": place(&t.dropoff),
         "category": t.category.as_str(),
-        "fare": {"amount_minor": t.fare.estimate_minor, "currency": t.fare.currency.code()},
+        "fare": {"amount_minor": t.fare.estimate_minor, "currency": t.fare.currency.code(),
+                 "currency_exponent": t.fare.currency.exponent()},
         "distance_to_pickup_m": distance_to_pickup_m,
         "expires_at": rfc3339(expires_at),
     })
 }
 
-/// A zone: its id, its spec as uploaded, and times.
+/// A zone: its id, its spec as uploaded, its currency's exponent, and times.
 pub fn zone(z: &Zone) -> Value {
     let mut v = serde_json::to_value(&z.spec).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), json!(z.id.to_string()));
+        m.insert("currency_exponent".into(), json!(z.spec.currency.exponent()));
         m.insert("created_at".into(), json!(rfc3339(z.created_at)));
         m.insert("updated_at".into(), json!(rfc3339(z.updated_at)));
     }
@@ -183,6 +188,7 @@ pub fn transfer(t: &dispatch_core::ledger::Transfer, account: Option<&dispatch_c
         "id": t.id.to_string(),
         "amount_minor": amount,
         "currency": t.debit.currency.code(),
+        "currency_exponent": t.debit.currency.exponent(),
         "code": enum_str(&t.code),
         "state": match t.state {
             dispatch_core::ledger::TransferState::Posted => "posted",

@@ -7,7 +7,12 @@
 //!   history on disk run on the blocking pool ([`App::blocking`]);
 //! - shutdown (SIGTERM, ctrl-c, or the handle's signal) stops accepting at once, lets
 //!   in-flight requests finish for at most [`DRAIN_TIMEOUT`], closes WebSockets with a
-//!   close frame, then shuts the engine down (which flushes the WAL).
+//!   close frame, then shuts the engine down (which flushes the WAL);
+//! - every ride is routed through one `Arc<dyn RouteProvider>` chosen from `[route]`
+//!   ([`Routes`]): the OSRM router (which falls back to the straight line by itself) when
+//!   `router_url` is set, else the straight line; a provider that has no route is priced
+//!   on the straight line too, so an estimate or a booking always has a route, marked
+//!   `straight_line` whenever the router did not give it.
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -17,7 +22,7 @@ use std::time::Duration;
 
 use dispatch_core::clock::{Clock, SystemClock};
 use dispatch_core::command::IdempotencyKey;
-use dispatch_core::route::{Route, StraightLine};
+use dispatch_core::route::{Route, RouteProvider, StraightLine};
 use dispatch_core::{Actor, Availability, Command, Engine, LatLng, Outcome, TripStatus};
 use hyper::StatusCode;
 use hyper::server::conn::http1;
@@ -61,10 +66,8 @@ pub struct App {
     pub inflight: InFlight,
     /// Where OTP codes go.
     pub sms: SmsSink,
-    /// Routes for pricing: the OSRM router when `[route] router_url` is set.
-    pub osrm: Option<crate::osrm::OsrmRouter>,
-    /// The straight line (`[route]`), when no router is configured.
-    pub straight_line: StraightLine,
+    /// The routes rides are priced on (`[route]`).
+    pub routes: Routes,
     /// WebSocket heartbeat intervals.
     pub ws_timing: WsTiming,
     /// Flips to `true` once shutdown begins (sockets close on it).
@@ -85,17 +88,7 @@ impl App {
         ws_timing: WsTiming,
         shutdown: watch::Receiver<bool>,
     ) -> Result<App, crate::Error> {
-        let straight_line = StraightLine::new(config.route.detour_factor, config.route.city_speed_kmh)
-            .map_err(|e| crate::Error::Setting(e.to_string()))?;
-        let osrm = config
-            .route
-            .router_url
-            .as_deref()
-            .map(|url| {
-                let c = crate::osrm::OsrmConfig { fallback: straight_line, ..crate::osrm::OsrmConfig::new(url) };
-                crate::osrm::OsrmRouter::new(c).map_err(|e| crate::Error::Setting(e.to_string()))
-            })
-            .transpose()?;
+        let routes = Routes::from_config(&config.route)?;
         let metrics = Arc::new(Metrics::default());
         Ok(App {
             limiter: RateLimiter::new(&config.limits, RateLimiter::monotonic()),
@@ -107,8 +100,7 @@ impl App {
             config,
             inflight: InFlight::default(),
             sms,
-            osrm,
-            straight_line,
+            routes,
             ws_timing,
             shutdown,
             fsync_samples: Mutex::new(VecDeque::with_capacity(FSYNC_SAMPLES)),
@@ -156,13 +148,9 @@ impl App {
         })
     }
 
-    /// The route of a ride: the router's (which falls back to the straight line by
-    /// itself), or the straight line.
+    /// The route of a ride, from the configured provider ([`Routes::route`]).
     pub async fn route(&self, from: LatLng, to: LatLng) -> Route {
-        match &self.osrm {
-            Some(r) => r.route(from, to).await,
-            None => self.straight_line.between(from, to),
-        }
+        self.routes.route(from, to).await
     }
 
     /// The currency of wallet reads that name none: the first zone's (single-city
@@ -262,6 +250,60 @@ impl App {
         }
         v.sort_unstable();
         v[(v.len() * 99 / 100).min(v.len() - 1)]
+    }
+}
+
+/// The routes rides are priced on: one provider chosen from `[route]`, and the straight
+/// line of `[route]` for when that provider has no route.
+#[derive(Clone)]
+pub struct Routes {
+    provider: Arc<dyn RouteProvider>,
+    straight_line: StraightLine,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes").field("straight_line", &self.straight_line).finish_non_exhaustive()
+    }
+}
+
+impl Routes {
+    /// `[route]`'s provider: with `router_url`, an [`OsrmRouter`](crate::osrm::OsrmRouter)
+    /// (1 s timeout, breaker, cache; the straight line of `[route]` when it fails);
+    /// without, that straight line itself.
+    pub fn from_config(route: &crate::config::RouteSection) -> Result<Routes, crate::Error> {
+        let straight_line = StraightLine::new(route.detour_factor, route.city_speed_kmh)
+            .map_err(|e| crate::Error::Setting(e.to_string()))?;
+        let provider: Arc<dyn RouteProvider> = match route.router_url.as_deref() {
+            Some(url) => {
+                let config = crate::osrm::OsrmConfig { fallback: straight_line, ..crate::osrm::OsrmConfig::new(url) };
+                Arc::new(crate::osrm::OsrmRouter::new(config).map_err(|e| crate::Error::Setting(e.to_string()))?)
+            }
+            None => Arc::new(straight_line),
+        };
+        Ok(Routes { provider, straight_line })
+    }
+
+    /// Any provider, with `straight_line` for when it has no route (tests, embedders).
+    pub fn new(provider: Arc<dyn RouteProvider>, straight_line: StraightLine) -> Routes {
+        Routes { provider, straight_line }
+    }
+
+    /// The one provider every estimate and booking goes through.
+    pub fn provider(&self) -> &Arc<dyn RouteProvider> {
+        &self.provider
+    }
+
+    /// The provider's route; when it has none, the straight line (marked
+    /// `straight_line`). Never fails.
+    pub async fn route(&self, from: LatLng, to: LatLng) -> Route {
+        match self.provider.route(from, to).await {
+            Ok(route) => route,
+            Err(why) => {
+                tracing::debug!(error = %why, "no route from the provider: priced on the straight line");
+                self.straight_line.between(from, to)
+            }
+        }
     }
 }
 
@@ -435,6 +477,56 @@ pub async fn signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dispatch_core::route::{RouteError, RouteFuture, RouteSource};
+
+    fn p(lat: f64, lng: f64) -> LatLng {
+        LatLng::new(lat, lng).unwrap()
+    }
+
+    fn route_section(router_url: Option<String>) -> crate::config::RouteSection {
+        crate::config::RouteSection { detour_factor: 1.4, city_speed_kmh: 25.0, router_url }
+    }
+
+    #[tokio::test]
+    async fn no_router_and_a_dead_router_both_answer_straight_line_through_the_provider() {
+        // Bind and drop: nothing listens on that port any more.
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let (from, to) = (p(30.0444, 31.2357), p(30.06, 31.25));
+        let expected = StraightLine::new(1.4, 25.0).unwrap().between(from, to);
+        assert_eq!(expected.source, RouteSource::StraightLine);
+        for section in [route_section(None), route_section(Some(format!("http://{dead}")))] {
+            let routes = Routes::from_config(&section).unwrap();
+            // The one trait object every estimate and booking goes through.
+            let provider: Arc<dyn RouteProvider> = Arc::clone(routes.provider());
+            assert_eq!(provider.route(from, to).await, Ok(expected), "{:?}", section.router_url);
+            assert_eq!(routes.route(from, to).await, expected, "{:?}", section.router_url);
+        }
+    }
+
+    /// A provider that never has a route.
+    struct NoRoutes;
+
+    impl RouteProvider for NoRoutes {
+        fn route(&self, _: LatLng, _: LatLng) -> RouteFuture<'_> {
+            Box::pin(std::future::ready(Err(RouteError::Unavailable("down".into()))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_without_a_route_is_priced_on_the_straight_line() {
+        let straight_line = StraightLine::new(1.2, 40.0).unwrap();
+        let routes = Routes::new(Arc::new(NoRoutes), straight_line);
+        let (from, to) = (p(30.0444, 31.2357), p(30.06, 31.25));
+        let route = routes.route(from, to).await;
+        assert_eq!(route, straight_line.between(from, to));
+        assert_eq!(route.source, RouteSource::StraightLine);
+    }
+
+    #[test]
+    fn a_bad_router_url_stops_start_up() {
+        let err = Routes::from_config(&route_section(Some("https://osrm.example".into()))).unwrap_err();
+        assert!(err.to_string().contains("router_url"), "{err}");
+    }
 
     #[test]
     fn an_idempotency_key_in_flight_is_refused_until_its_request_ends() {

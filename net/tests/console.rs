@@ -480,6 +480,13 @@ async fn drive(s: &Server, c: &Client) {
     let rider_id = made["user"]["id"].as_str().unwrap();
     let shown = js(c, "return document.querySelector('#trip-facts dd[data-fact=rider]').textContent;").await;
     assert_eq!(shown, json!(format!("{XSS_NAME} · {rider_id}")), "the rider's name shows as text");
+    // The fare is shown with its currency's ISO 4217 exponent (the trip says which), as
+    // `Money`'s Display writes it: "67.04 EGP".
+    let currency: dispatch_core::Currency = trip["fare"]["currency"].as_str().unwrap().parse().unwrap();
+    assert_eq!(trip["fare"]["currency_exponent"], json!(currency.exponent()));
+    let minor = trip["fare"]["estimate_minor"].as_i64().unwrap();
+    let fare = js(c, "return document.querySelector('#trip-facts dd[data-fact=fare]').textContent;").await;
+    assert_eq!(fare, json!(dispatch_core::Money::new(minor, currency).to_string()), "the fare as shown");
     assert_no_injection(c).await;
     screenshot(c, "trip").await;
     click(c, "#trip-cancel").await;

@@ -725,7 +725,7 @@ async fn otp_sign_in_revocation_zones_estimates_wallets_and_webhooks() {
     let credit = json!({"amount_minor": 5000, "currency": "EGP", "reason": "welcome"});
     s.post(&format!("/v1/admin/wallets/{rider_id}/credit"), ADMIN, credit).await.expect(201);
     let wallet = s.get("/v1/wallet", &rider).await.expect(200);
-    assert_eq!(wallet["balance"], json!({"amount_minor": 5000, "currency": "EGP"}));
+    assert_eq!(wallet["balance"], json!({"amount_minor": 5000, "currency": "EGP", "currency_exponent": 2}));
     assert_eq!(wallet["entries"]["items"][0]["amount_minor"], 5000);
     let ledger = s.get("/v1/admin/ledger/verify", ADMIN).await.expect(200);
     assert_eq!((ledger["balanced"].as_bool(), ledger["sum_minor"].as_i64()), (Some(true), Some(0)));
@@ -895,6 +895,61 @@ async fn fares_are_priced_on_the_router_when_one_is_configured() {
         (e["route_source"].as_str(), e["distance_m"].as_u64(), e["duration_s"].as_u64()),
         (Some("router"), Some(8230), Some(960))
     );
+}
+
+/// DESIGN.md: "router (OSRM) down or slow → straight-line estimate, marked
+/// `straight_line`". A server whose router is dead prices estimates and bookings exactly
+/// as a server with no router at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_router_prices_on_the_straight_line_like_no_router() {
+    // Bind and drop: nothing listens on that port any more (connections are refused).
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25}});
+    let mut answers = Vec::new();
+    for config in [None, Some(format!("[route]\nrouter_url = \"http://{dead}\"\n"))] {
+        let s = Server::start(&[], config.as_deref());
+        s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+        let (_, rider) = user(&s, "rider", 1).await;
+        let est = s.post("/v1/fares/estimate", &rider, body.clone()).await.expect(200);
+        let e = est["estimates"][0].clone();
+        assert_eq!(e["route_source"], "straight_line", "{config:?}: {e}");
+        let mut booking = body.clone();
+        booking["category"] = json!("economy");
+        booking["payment_method"] = json!("cash");
+        let trip = s.post("/v1/trips", &rider, booking).await.expect(201);
+        assert_eq!(trip["fare"]["estimate_minor"], e["fare"]["amount_minor"], "{config:?}: booking locks the estimate");
+        answers.push((e["distance_m"].clone(), e["duration_s"].clone(), e["fare"].clone()));
+    }
+    assert_eq!(answers[0], answers[1], "no router and a dead router price alike");
+    assert!(answers[0].0.as_u64().unwrap() > 0);
+}
+
+/// Currencies are ISO 4217 codes in force: three letters that name none are refused
+/// with the code named, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_in_an_unknown_currency_is_refused() {
+    let s = Server::start(&[], None);
+    let mut zone = cairo_zone();
+    zone["currency"] = json!("ABC");
+    let r = s.post("/v1/admin/zones", ADMIN, zone).await;
+    r.expect_error(400, "invalid_request");
+    let message = r.json["error"]["message"].as_str().unwrap();
+    assert!(message.contains("ABC") && message.contains("ISO 4217"), "{message}");
+    let (_, rider) = user(&s, "rider", 1).await;
+    assert_eq!(s.get("/v1/zones", &rider).await.expect(200)["items"], json!([]), "no zone was created");
+    // A real code with another exponent is taken, and the zone says its exponent.
+    let mut zone = cairo_zone();
+    zone["currency"] = json!("KWD");
+    let created = s.post("/v1/admin/zones", ADMIN, zone).await.expect(201);
+    assert_eq!((created["currency"].as_str(), created["currency_exponent"].as_u64()), (Some("KWD"), Some(3)));
+    // And a zone replaced with an unknown currency is refused the same way, unchanged.
+    let mut zone = cairo_zone();
+    zone["currency"] = json!("XYZ");
+    let id = created["id"].as_str().unwrap();
+    s.call_with(Method::PUT, &format!("/v1/admin/zones/{id}"), Some(ADMIN), Some(&zone.to_string()), &[])
+        .await
+        .expect_error(400, "invalid_request");
+    assert_eq!(s.get("/v1/zones", &rider).await.expect(200)["items"][0]["currency"], "KWD");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
