@@ -5,8 +5,10 @@
 //!   checks (range, heading, implied speed, minimum interval), the driver record, the
 //!   R-tree move and the `DriverMoved` event. DESIGN.md's budget: ≥ 300,000 / s.
 //! - `location/writer_pipelined`: reports through the whole writer of an in-memory
-//!   engine, 1,000 in flight (queue, batch, journal record, view, subscribers): what one
-//!   process ingests.
+//!   engine, 1,000 in flight, each its own message (queue, batch, journal record, view,
+//!   subscribers): what one process ingests from many callers.
+//! - `location/writer_many`: the same, each 1,000 sent as one message
+//!   (`Engine::submit_many_with`): a gateway relaying many drivers, or a pipelining client.
 //!
 //! Run: `cargo bench --bench location`
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -19,8 +21,8 @@ use dispatch_core::clock::{ManualClock, Timestamp};
 use dispatch_core::command::LocationReport;
 use dispatch_core::state::Effects;
 use dispatch_core::{
-    Actor, Category, Command, DispatchRules, Engine, EngineConfig, LatLng, NewUser, RandomIds, Role, State, UserId,
-    Vehicle, apply,
+    Actor, Category, Command, DispatchRules, Engine, EngineConfig, LatLng, NewUser, Outcome, RandomIds, Role, State,
+    UserId, Vehicle, apply,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -118,30 +120,39 @@ fn bench(c: &mut Criterion) {
     assert!(dispatch::scenario::pipeline(&engine, setup_commands(&start)).iter().all(Result::is_ok));
     let mut at = start;
     let mut turn = 0u64;
-    group.bench_function("writer_pipelined", |b| {
-        b.iter_custom(|iters| {
-            let mut took = Duration::ZERO;
-            let mut left = iters;
-            while left > 0 {
-                let batch = left.min(1_000);
-                left -= batch;
-                // Every driver of the batch reports once, 2 s after the last round.
-                clock.advance_secs(2);
-                let reports: Vec<_> = (0..batch)
-                    .map(|_| {
-                        turn += 1;
-                        let k = ((turn * 7_919) % DRIVERS) as usize;
-                        (Actor::User(driver(k as u64)), Command::UpdateLocation(step(&mut at, k, turn * 37)))
-                    })
-                    .collect();
-                let t = Instant::now();
-                let answers = dispatch::scenario::pipeline(&engine, reports);
-                took += t.elapsed();
-                assert!(answers.iter().all(Result::is_ok), "{:?}", answers.iter().find(|a| a.is_err()));
-            }
-            took
-        })
-    });
+    // One round: every driver of the batch reports once, 2 s of engine time after the last.
+    let mut round = |batch: u64| {
+        clock.advance_secs(2);
+        (0..batch)
+            .map(|_| {
+                turn += 1;
+                let k = ((turn * 7_919) % DRIVERS) as usize;
+                (Actor::User(driver(k as u64)), Command::UpdateLocation(step(&mut at, k, turn * 37)))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut measure = |iters: u64, send: &dyn Fn(Vec<(Actor, Command)>) -> Vec<dispatch_core::Result<Outcome>>| {
+        let mut took = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let batch = left.min(1_000);
+            left -= batch;
+            let reports = round(batch);
+            let t = Instant::now();
+            let answers = send(reports);
+            took += t.elapsed();
+            assert!(answers.iter().all(Result::is_ok), "{:?}", answers.iter().find(|a| a.is_err()));
+        }
+        took
+    };
+    let one_by_one = |reports| dispatch::scenario::pipeline(&engine, reports);
+    let as_one = |reports: Vec<(Actor, Command)>| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        engine.submit_many_with(reports, move |answers| drop(tx.send(answers))).unwrap();
+        rx.recv().unwrap()
+    };
+    group.bench_function("writer_pipelined", |b| b.iter_custom(|iters| measure(iters, &one_by_one)));
+    group.bench_function("writer_many", |b| b.iter_custom(|iters| measure(iters, &as_one)));
     group.finish();
     engine.shutdown().unwrap();
 }

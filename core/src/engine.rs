@@ -208,9 +208,16 @@ type Query = Box<dyn FnOnce(Result<&State>) + Send>;
 
 enum Msg {
     Command(Box<Request>),
+    /// Several commands in one message (at most [`MAX_SUBMIT_MANY`]): one queue slot and
+    /// one wake-up of the writer instead of one each.
+    Many(Vec<Request>),
     Query(Query),
     Shutdown,
 }
+
+/// Commands one [`Engine::submit_many_with`] may send at once: a message in the queue
+/// holds at most this many, so the queue's memory stays bounded.
+pub const MAX_SUBMIT_MANY: usize = 4096;
 
 /// A driver near a point, as [`Engine::nearby_drivers`] answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -477,6 +484,58 @@ impl Engine {
         reply: impl FnOnce(Result<Outcome>) + Send + 'static,
     ) -> Result<()> {
         self.send(Msg::Command(Box::new(Request { actor, command, reply: Box::new(reply) })))
+    }
+
+    /// Sends several commands as one message, without waiting: each is applied, logged
+    /// and answered exactly as if sent alone by [`Engine::submit_with`], in order, and
+    /// `reply` gets every answer, in the same order, once the last is due (at once for
+    /// position reports, after the batch is durable otherwise). One queue slot and one
+    /// wake-up for all of them: what a gateway relaying many drivers' positions, or a
+    /// client pipelining, wants. At most [`MAX_SUBMIT_MANY`] commands (more is `Invalid`);
+    /// `Overloaded` at once if the queue is full, `ShutDown` after shutdown.
+    pub fn submit_many_with(
+        &self,
+        commands: Vec<(Actor, Command)>,
+        reply: impl FnOnce(Vec<Result<Outcome>>) + Send + 'static,
+    ) -> Result<()> {
+        if commands.len() > MAX_SUBMIT_MANY {
+            return Err(Error::Invalid(format!("at most {MAX_SUBMIT_MANY} commands at once")));
+        }
+        if commands.is_empty() {
+            reply(Vec::new());
+            return Ok(());
+        }
+        // Every answer lands in its slot; the last one to land hands them all over. Only
+        // the writer thread touches this, one answer at a time.
+        struct Gather<F> {
+            answers: Vec<Option<Result<Outcome>>>,
+            missing: usize,
+            reply: Option<F>,
+        }
+        let n = commands.len();
+        let gather =
+            Arc::new(Mutex::new(Gather { answers: (0..n).map(|_| None).collect(), missing: n, reply: Some(reply) }));
+        let requests = commands
+            .into_iter()
+            .enumerate()
+            .map(|(i, (actor, command))| {
+                let gather = Arc::clone(&gather);
+                let reply: Reply = Box::new(move |result| {
+                    let mut g = gather.lock();
+                    g.answers[i] = Some(result);
+                    g.missing -= 1;
+                    if g.missing == 0
+                        && let Some(reply) = g.reply.take()
+                    {
+                        let answers = std::mem::take(&mut g.answers);
+                        drop(g);
+                        reply(answers.into_iter().map(|a| a.unwrap_or(Err(Error::ShutDown))).collect());
+                    }
+                });
+                Request { actor, command, reply }
+            })
+            .collect();
+        self.send(Msg::Many(requests))
     }
 
     fn send(&self, msg: Msg) -> Result<()> {
@@ -939,15 +998,24 @@ impl Writer {
             let mut batch = 0;
             let mut next = first;
             while let Some(msg) = next {
+                // A batch holds at most `max_batch` commands, however they came.
+                batch += match &msg {
+                    Msg::Many(requests) => requests.len(),
+                    _ => 1,
+                };
                 match msg {
                     Msg::Command(req) => self.apply_one(req.actor, req.command, Some(req.reply)),
+                    Msg::Many(requests) => {
+                        for req in requests {
+                            self.apply_one(req.actor, req.command, Some(req.reply));
+                        }
+                    }
                     Msg::Query(q) => self.queries.push(q),
                     Msg::Shutdown => {
                         shutting_down = true;
                         break;
                     }
                 }
-                batch += 1;
                 next = if batch < self.max_batch { self.rx.try_recv().ok() } else { None };
             }
             if self.read_only.is_none() {
@@ -959,6 +1027,11 @@ impl Writer {
         while let Ok(msg) = self.rx.try_recv() {
             match msg {
                 Msg::Command(req) => (req.reply)(Err(Error::ShutDown)),
+                Msg::Many(requests) => {
+                    for req in requests {
+                        (req.reply)(Err(Error::ShutDown));
+                    }
+                }
                 Msg::Query(q) => q(Err(Error::ShutDown)),
                 Msg::Shutdown => {}
             }
@@ -1242,6 +1315,53 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn many_commands_in_one_message_are_answered_each_in_order_as_if_sent_alone() {
+        let clock = ManualClock::new(Timestamp::from_millis(T0));
+        let engine = engine_on(&clock);
+        let drivers: Vec<UserId> = (1..=3).map(|n| new_driver(&engine, n)).collect();
+        let online =
+            |d: UserId| (Actor::User(d), Command::SetDriverStatus { online: true, location: Some(metres_north(0.0)) });
+        let mut commands: Vec<(Actor, Command)> = drivers.iter().map(|d| online(*d)).collect();
+        // A refusal in the middle is answered in its place and stops nothing.
+        commands.insert(1, (Actor::User(drivers[0]), Command::AcceptTrip { trip_id: TripId::from_raw(99).unwrap() }));
+        let submit = |commands: Vec<(Actor, Command)>| {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            engine.submit_many_with(commands, move |answers| drop(tx.send(answers))).unwrap();
+            rx.recv_timeout(Duration::from_secs(10)).unwrap()
+        };
+        let answers = submit(commands);
+        assert_eq!(answers.len(), 4);
+        assert!(matches!(&answers[0], Ok(Outcome::Driver(d)) if d.id == drivers[0]));
+        assert!(matches!(&answers[1], Err(Error::NotFound { .. })), "{:?}", answers[1]);
+        assert!(matches!(&answers[2], Ok(Outcome::Driver(d)) if d.id == drivers[1]));
+        assert!(matches!(&answers[3], Ok(Outcome::Driver(d)) if d.id == drivers[2]));
+        // Every change is in the view, as after single submissions.
+        let available =
+            |d: &UserId| engine.driver(*d).is_some_and(|d| d.availability == crate::driver::Availability::Available);
+        assert!(drivers.iter().all(available));
+        // Position reports (answered before the batch is durable) and a second one within
+        // the minimum interval, which is coalesced as it would be alone.
+        clock.advance_secs(2);
+        let answers = submit(vec![
+            (Actor::User(drivers[2]), Command::UpdateLocation(report(metres_north(20.0)))),
+            (Actor::User(drivers[0]), Command::UpdateLocation(report(metres_north(10.0)))),
+            (Actor::User(drivers[2]), Command::UpdateLocation(report(metres_north(25.0)))),
+        ]);
+        assert!(
+            matches!(answers[..], [Ok(Outcome::Done), Ok(Outcome::Done), Ok(Outcome::Coalesced { .. })]),
+            "{answers:?}"
+        );
+        assert_eq!(engine.driver(drivers[2]).unwrap().fix.unwrap().point, metres_north(20.0));
+        // Nothing to send is answered at once; too many at once is refused, and nothing of it applied.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        engine.submit_many_with(Vec::new(), move |a| drop(tx.send(a.len()))).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
+        let too_many = (0..=MAX_SUBMIT_MANY).map(|_| online(drivers[0])).collect();
+        assert!(matches!(engine.submit_many_with(too_many, |_| {}), Err(Error::Invalid(_))));
+        engine.shutdown().unwrap();
     }
 
     #[test]

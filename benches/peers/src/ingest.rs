@@ -4,7 +4,8 @@
 //!   the writer thread excluded: the floor of the engine's cost);
 //! - dispatch, engine: `Command::UpdateLocation` through the engine (validated, the index
 //!   moved, a `DriverMoved` event, journalled), pipelined in batches of [`PIPELINE`] (a Redis
-//!   pipeline's shape), and one caller waiting for each answer. Twice: in memory (no data dir), the counterpart of Redis
+//!   pipeline's shape: each batch one message to the writer, `Engine::submit_many_with`),
+//!   and one caller waiting for each answer. Twice: in memory (no data dir), the counterpart of Redis
 //!   as it ships; and durable (WAL + one fsync per batch: a location update is answered
 //!   before the fsync, but the writer thread still performs it before taking the next
 //!   batch), the counterpart of Redis with `appendfsync always`;

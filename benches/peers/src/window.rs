@@ -1,10 +1,10 @@
-//! Commands through the engine from one thread with `Engine::submit_with`, in two shapes:
-//! [`windowed`], a fixed number in flight (the shape of that many clients each waiting for
-//! its answer before sending the next: 32 for the 32 connections the PostgreSQL side holds),
-//! and [`batched`], a Redis pipeline's shape (send a batch, wait for all its answers).
+//! Commands through the engine from one thread, in two shapes: [`windowed`]
+//! (`Engine::submit_with`), a fixed number in flight (the shape of that many clients each
+//! waiting for its answer before sending the next: 32 for the 32 connections the
+//! PostgreSQL side holds), and [`batched`] (`Engine::submit_many_with`), a Redis
+//! pipeline's shape (send a batch as one message, wait for all its answers).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dispatch_core::{Actor, Command, Engine, Error, Outcome};
@@ -57,37 +57,26 @@ pub fn windowed(engine: &Engine, commands: Vec<(Actor, Command)>, window: usize)
 }
 
 /// Submits `commands` in batches of `batch`, waiting for every answer of a batch before
-/// sending the next: a Redis pipeline's shape (send N, read N answers). Answers only count
-/// down, and the last of a batch wakes the submitter: one wake-up per batch, as one socket
-/// read serves a pipeline's answers, instead of one per command. Returns the number of
+/// sending the next: a Redis pipeline's shape (send N, read N answers). Each batch goes
+/// as one message (`Engine::submit_many_with`) and comes back as one answer, as a
+/// pipeline is one write of N commands and one read of N replies. Returns the number of
 /// refused commands and the elapsed time.
 pub fn batched(engine: &Engine, commands: Vec<(Actor, Command)>, batch: usize) -> (usize, Duration) {
-    assert!(batch >= 1 && batch < engine.queue_capacity(), "batch {batch} out of range");
-    let refused = Arc::new(AtomicUsize::new(0));
+    assert!((1..=dispatch_core::engine::MAX_SUBMIT_MANY).contains(&batch), "batch {batch} out of range");
+    let mut refused = 0;
     let mut commands = commands.into_iter().peekable();
     let start = Instant::now();
     while commands.peek().is_some() {
         let chunk: Vec<_> = commands.by_ref().take(batch).collect();
-        let left = Arc::new(AtomicUsize::new(chunk.len()));
-        let (done_tx, done_rx) = mpsc::sync_channel::<()>(1);
-        for (actor, command) in chunk {
-            let (to_go, refusals, done) = (Arc::clone(&left), Arc::clone(&refused), done_tx.clone());
-            let reply = move |r: Result<Outcome, Error>| {
-                if r.is_err() {
-                    refusals.fetch_add(1, Ordering::Relaxed);
-                }
-                if to_go.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    let _ = done.send(());
-                }
-            };
-            if engine.submit_with(actor, command, reply).is_err() {
-                refused.fetch_add(1, Ordering::Relaxed);
-                if left.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    let _ = done_tx.send(());
-                }
-            }
-        }
-        done_rx.recv().expect("the last answer of a batch signals");
+        let n = chunk.len();
+        let (done_tx, done_rx) = mpsc::sync_channel::<usize>(1);
+        let sent = engine.submit_many_with(chunk, move |answers: Vec<Result<Outcome, Error>>| {
+            let _ = done_tx.send(answers.iter().filter(|a| a.is_err()).count());
+        });
+        refused += match sent {
+            Ok(()) => done_rx.recv().expect("every batch is answered"),
+            Err(_) => n,
+        };
     }
-    (refused.load(Ordering::Relaxed), start.elapsed())
+    (refused, start.elapsed())
 }
