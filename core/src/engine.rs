@@ -1357,7 +1357,11 @@ mod tests {
         assert_eq!(engine.driver(drivers[2]).unwrap().fix.unwrap().point, metres_north(20.0));
         // Nothing to send is answered at once; too many at once is refused, and nothing of it applied.
         let (tx, rx) = crossbeam_channel::bounded(1);
-        engine.submit_many_with(Vec::new(), move |a| drop(tx.send(a.len()))).unwrap();
+        engine
+            .submit_many_with(Vec::new(), move |a| {
+                let _ = tx.send(a.len());
+            })
+            .unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
         let too_many = (0..=MAX_SUBMIT_MANY).map(|_| online(drivers[0])).collect();
         assert!(matches!(engine.submit_many_with(too_many, |_| {}), Err(Error::Invalid(_))));
