@@ -1,7 +1,8 @@
 //! Durability of the engine over a data directory: what was acknowledged is there
 //! after a restart, a torn or damaged tail is cut cleanly and recovery lands on an
-//! exact prefix of the log, and a disk that stops taking writes makes the engine
-//! read-only instead of lying.
+//! exact prefix of the log, a disk that stops taking writes makes the engine
+//! read-only instead of lying, and a backup taken while serving — even one that
+//! raced a checkpoint and started again — is an exact prefix of the log.
 
 use std::fs;
 use std::path::{Path, PathBuf};
