@@ -1,7 +1,8 @@
 //! Durability of the engine over a data directory: what was acknowledged is there
 //! after a restart, a torn or damaged tail is cut cleanly and recovery lands on an
-//! exact prefix of the log, and a disk that stops taking writes makes the engine
-//! read-only instead of lying.
+//! exact prefix of the log, a disk that stops taking writes makes the engine
+//! read-only instead of lying, and a backup taken while serving — even one that
+//! raced a checkpoint and started again — is an exact prefix of the log.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -656,4 +657,148 @@ fn settled_transfers_move_to_the_history_and_statements_still_list_them() {
     assert_eq!(engine.read(|v| v.account(&wallet).balance()), balance, "balances stay in the hot state");
     assert_eq!(ids(&engine.statement(&wallet, None, 100).unwrap()), ids(&before_wallet));
     engine.shutdown().unwrap();
+}
+
+/// Passes everything to the data dir's WAL and keeps a copy of every record appended:
+/// the whole log, which the WAL itself no longer holds once checkpoints released it.
+struct TeeLog {
+    inner: Box<dyn CommandLog>,
+    all: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl CommandLog for TeeLog {
+    fn append(&mut self, payloads: &[&[u8]]) -> Result<Lsn, StorageError> {
+        let first = self.inner.append(payloads)?;
+        let mut all = self.all.lock().unwrap();
+        assert_eq!(all.len() as u64 + 1, first, "the copy continues the log");
+        all.extend(payloads.iter().map(|p| p.to_vec()));
+        Ok(first)
+    }
+    fn sync(&mut self) -> Result<Lsn, StorageError> {
+        self.inner.sync()
+    }
+    fn read_from(&self, from: Lsn) -> Result<Records<'_>, StorageError> {
+        self.inner.read_from(from)
+    }
+    fn last_lsn(&self) -> Lsn {
+        self.inner.last_lsn()
+    }
+    fn durable_lsn(&self) -> Lsn {
+        self.inner.durable_lsn()
+    }
+    fn release_below(&mut self, lsn: Lsn) -> Result<(), StorageError> {
+        self.inner.release_below(lsn)
+    }
+    fn reopen(&mut self) -> Result<(), StorageError> {
+        self.inner.reopen()?;
+        self.all.lock().unwrap().truncate(self.inner.last_lsn() as usize);
+        Ok(())
+    }
+}
+
+/// `backup` copies the newest snapshot, then the WAL segments, then the history; a
+/// checkpoint collected meanwhile prunes the snapshot and releases segments it was
+/// about to copy, and the copy starts again. Here six callers stream commands,
+/// checkpoints come every 100 records and segments are 1 KiB, so each collected
+/// checkpoint releases several segments at once, and that happens during copies:
+/// every backup must still be an exact prefix of the log, and one at least must
+/// have taken the retry.
+#[test]
+fn backups_racing_checkpoints_retry_and_each_is_an_exact_prefix_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let all = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut c = config(&data);
+    c.checkpoint_every_records = 100;
+    c.wal_segment_bytes = 1024;
+    let tee = Arc::clone(&all);
+    c.wrap_log = Some(Box::new(move |inner| Box::new(TeeLog { inner, all: tee })));
+    let engine = Engine::open(c).unwrap();
+    busy_day(&engine);
+    let stop = AtomicBool::new(false);
+    let mut backups = Vec::new();
+    std::thread::scope(|s| {
+        // Several callers, so that many records (and segments) pile up while a
+        // checkpoint is being written: each one collected then releases several
+        // segments at once, and a copy that is under way loses some of them.
+        let writers: Vec<_> = (0..6u64)
+            .map(|w| {
+                let (engine, stop) = (&engine, &stop);
+                s.spawn(move || {
+                    // Each caller far from the others (a trip is offered to its driver only).
+                    let at = near_center(-5_000.0 - 5_000.0 * w as f64, 0.0).unwrap();
+                    let driver = scenario::online_driver(engine, 10_000 * (w + 1), at).unwrap();
+                    let mut n = 10_000 * (w + 1) + 1;
+                    while !stop.load(Ordering::SeqCst) {
+                        // Riders, and trips finished (cancelled or completed): every
+                        // checkpoint has trips to archive as well as segments to release.
+                        let rider = scenario::user(engine, Role::Rider, n).unwrap();
+                        let trip = engine.create_trip(rider, ride_from(at).unwrap()).unwrap();
+                        if n % 2 == 0 {
+                            engine.cancel(Actor::User(rider), trip.id, "no need").unwrap();
+                        } else {
+                            engine.accept(driver, trip.id).unwrap();
+                            engine.arrived(driver, trip.id).unwrap();
+                            engine.start(driver, trip.id, &trip.pickup_code.to_string()).unwrap();
+                            engine.complete(driver, trip.id, Some(3_000)).unwrap();
+                        }
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        // The callers stop however this thread leaves the scope (a failed backup panics).
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        let started = Instant::now();
+        for i in 0.. {
+            let to = dir.path().join(format!("backup{i}"));
+            let report = dispatch_core::backup(&data, &to).unwrap();
+            backups.push((to, report));
+            // Until one raced a checkpoint and retried (about one in ten does), with a
+            // generous deadline: this waits on the race, not on the machine's speed.
+            let retried = backups.iter().any(|(_, r)| r.retries > 0);
+            if (retried && backups.len() >= 8) || started.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        for w in writers {
+            w.join().unwrap();
+        }
+    });
+    let written = engine.stats().checkpoints.written.load(Ordering::Relaxed);
+    engine.shutdown().unwrap();
+    let retried: Vec<u32> = backups.iter().map(|(_, r)| r.retries).filter(|r| *r > 0).collect();
+    eprintln!("{} backups, retries {retried:?}, {written} checkpoints", backups.len());
+    assert!(!retried.is_empty(), "no backup of {} raced a checkpoint ({written} checkpoints)", backups.len());
+    let all: Vec<Record> = all.lock().unwrap().iter().map(|p| Record::decode(p).unwrap()).collect();
+    // Each backup against the log replayed to its point, in order of the points.
+    backups.sort_by_key(|(_, r)| r.records);
+    let mut state = State::default();
+    let mut at = 0;
+    for (path, report) in &backups {
+        let n = report.records as usize;
+        replay(&mut state, &all[at..n]).unwrap();
+        at = n;
+        let engine = Engine::open(config(path)).unwrap();
+        assert_eq!(engine.recovery().last_lsn, report.records, "{}", path.display());
+        let restored = engine.shutdown().unwrap();
+        assert!(restored == state, "{} ({report:?}) is not the log's first {n} records", path.display());
+    }
+    assert!(at < all.len(), "the backups are points in time, not the end");
+    // One that retried, restored: the same state again.
+    let (path, report) = backups.iter().find(|(_, r)| r.retries > 0).unwrap();
+    let restored_dir = dir.path().join("restored");
+    let restored = dispatch_core::restore(path, &restored_dir).unwrap();
+    assert_eq!(restored.records, report.records);
+    let (restored, _) = recovered(&restored_dir);
+    let mut expected_state = State::default();
+    replay(&mut expected_state, &all[..report.records as usize]).unwrap();
+    assert!(restored == expected_state, "the restored copy of a retried backup");
 }

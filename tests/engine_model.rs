@@ -19,7 +19,7 @@ const RIDERS: usize = 3;
 const DRIVERS: usize = 5;
 const PICKUP: (f64, f64) = (30.0444, 31.2357);
 
-fn rules() -> DispatchRules {
+pub(crate) fn rules() -> DispatchRules {
     DispatchRules {
         offers_per_round: 2,
         offer_ttl_s: 20,
@@ -34,7 +34,7 @@ fn rules() -> DispatchRules {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     CreateTrip { rider: usize },
     Accept { driver: usize, trip: usize },
     Decline { driver: usize, trip: usize },
@@ -48,7 +48,7 @@ enum Op {
     Advance { secs: u8 },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     let d = 0..DRIVERS;
     let t = 0..8usize;
     prop_oneof![
@@ -104,7 +104,8 @@ struct MDriver {
     pending: Vec<usize>,
 }
 
-struct Model {
+#[derive(Clone)]
+pub(crate) struct Model {
     now_ms: i64,
     trips: Vec<MTrip>,
     drivers: Vec<MDriver>,
@@ -113,7 +114,7 @@ struct Model {
     rules: DispatchRules,
 }
 
-type Answer = Result<(), &'static str>;
+pub(crate) type Answer = Result<(), &'static str>;
 
 impl Model {
     fn trip_index(&self, id: u64) -> usize {
@@ -395,10 +396,9 @@ fn code_of(r: &Result<impl Sized, Error>) -> Answer {
     r.as_ref().map(|_| ()).map_err(|e| e.code())
 }
 
-fn run(ops: &[Op]) -> Result<(), TestCaseError> {
-    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
-    let config = EngineConfig::default().with_clock(clock.clone()).with_ids(RandomIds::seeded(9)).with_rules(rules());
-    let engine = Engine::open(config).expect("engine opens");
+/// Creates the zone, the riders and the drivers (online at their fixed distances from
+/// the pickup) in `engine`, and the model of what it then holds.
+pub(crate) fn setup(engine: &Engine, clock: &ManualClock) -> Model {
     engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().expect("valid")).expect("zone");
     let economy = Category::new("economy").expect("valid");
     let mut phone = 0u64;
@@ -417,121 +417,132 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         let distance_m = at.distance_m(&LatLng::new(PICKUP.0, PICKUP.1).expect("valid"));
         drivers.push(MDriver { id, online: true, trip: None, distance_m, pending: Vec::new() });
     }
-    let mut model = Model {
-        now_ms: clock.now().as_millis(),
-        trips: Vec::new(),
-        drivers,
-        riders: riders.clone(),
-        due: BTreeSet::new(),
-        rules: rules(),
-    };
-    let mut seen: HashMap<TripId, TripStatus> = HashMap::new();
+    Model { now_ms: clock.now().as_millis(), trips: Vec::new(), drivers, riders, due: BTreeSet::new(), rules: rules() }
+}
 
-    for (step, op) in ops.iter().enumerate() {
-        let trip_at = |i: usize| (!model.trips.is_empty()).then(|| i % model.trips.len());
-        let (engine_answer, model_answer): (Answer, Answer) = match *op {
-            Op::Advance { secs } => {
-                clock.advance_secs(i64::from(secs));
-                model.now_ms = clock.now().as_millis();
-                model.fire_due();
-                (code_of(&engine.tick()), Ok(()))
-            }
-            Op::CreateTrip { rider } => {
-                let new = NewTrip {
-                    id: None,
-                    pickup_code: None,
-                    kind: TripKind::Ride,
-                    pickup: Place::at(LatLng::new(PICKUP.0, PICKUP.1).expect("valid")),
-                    dropoff: Place::at(LatLng::new(30.06, 31.25).expect("valid")),
-                    category: economy.clone(),
-                    parcel: None,
-                    payment_method: PaymentMethod::Cash,
-                    route: Route { distance_m: 3_000, duration_s: 360, source: RouteSource::StraightLine },
-                    coupon: None,
-                    bid_minor: None,
-                };
-                model.fire_due();
-                let r = engine.create_trip(model.riders[rider], new);
-                let (id, code) = match &r {
-                    Ok(t) => (Some(t.id), t.pickup_code.to_string()),
-                    Err(_) => (None, String::new()),
-                };
-                (code_of(&r), model.create_trip(rider, id, code))
-            }
-            Op::SetOnline { driver, online } => {
-                model.fire_due();
-                (
-                    code_of(&engine.set_driver_status(model.drivers[driver].id, online, None)),
-                    model.set_online(driver, online),
-                )
-            }
-            ref other => {
-                let Some(t) = trip_at(trip_of(other)) else { continue };
-                model.fire_due();
-                let tid = model.trips.get(t).map(|t| t.id);
-                match *other {
-                    Op::Accept { driver, .. } => {
-                        (code_of(&engine.accept(model.drivers[driver].id, tid.expect("trip"))), model.accept(driver, t))
-                    }
-                    Op::Decline { driver, .. } => (
-                        code_of(&engine.decline(model.drivers[driver].id, tid.expect("trip"))),
-                        model.decline(driver, t),
-                    ),
-                    Op::Arrived { driver, .. } => (
-                        code_of(&engine.arrived(model.drivers[driver].id, tid.expect("trip"))),
-                        model.step(driver, t, TripStatus::Accepted, TripStatus::Arrived),
-                    ),
-                    Op::Start { driver, right_code, .. } => {
-                        let real = model.trips[t].code.clone();
-                        let code = if right_code {
-                            real
-                        } else if real == "0000" {
-                            "0001".into()
-                        } else {
-                            "0000".into()
-                        };
-                        (
-                            code_of(&engine.start(model.drivers[driver].id, tid.expect("trip"), &code)),
-                            model.start(driver, t, right_code),
-                        )
-                    }
-                    Op::Complete { driver, .. } => (
-                        code_of(&engine.complete(model.drivers[driver].id, tid.expect("trip"), Some(1000))),
-                        model.step(driver, t, TripStatus::InProgress, TripStatus::Completed),
-                    ),
-                    Op::CancelByRider { .. } => {
-                        let rider = model.riders[model.trips[t].rider];
-                        (code_of(&engine.cancel(Actor::User(rider), tid.expect("trip"), "r")), model.cancel_terminal(t))
-                    }
-                    Op::CancelByStaff { .. } => {
-                        (code_of(&engine.cancel(Actor::Admin, tid.expect("trip"), "s")), model.cancel_terminal(t))
-                    }
-                    Op::CancelByDriver { driver, .. } => (
-                        code_of(&engine.cancel(Actor::User(model.drivers[driver].id), tid.expect("trip"), "d")),
-                        model.cancel_by_driver(driver, t),
-                    ),
-                    Op::SetOnline { .. } | Op::Advance { .. } | Op::CreateTrip { .. } => unreachable!(),
+/// Sends `op` to the engine and applies it to the model: the engine's answer and the
+/// model's (`None`: the op names a trip and there is none yet).
+pub(crate) fn step(engine: &Engine, clock: &ManualClock, model: &mut Model, op: &Op) -> Option<(Answer, Answer)> {
+    let economy = Category::new("economy").expect("valid");
+    let trip_at = |i: usize| (!model.trips.is_empty()).then(|| i % model.trips.len());
+    Some(match *op {
+        Op::Advance { secs } => {
+            clock.advance_secs(i64::from(secs));
+            model.now_ms = clock.now().as_millis();
+            model.fire_due();
+            (code_of(&engine.tick()), Ok(()))
+        }
+        Op::CreateTrip { rider } => {
+            let new = NewTrip {
+                id: None,
+                pickup_code: None,
+                kind: TripKind::Ride,
+                pickup: Place::at(LatLng::new(PICKUP.0, PICKUP.1).expect("valid")),
+                dropoff: Place::at(LatLng::new(30.06, 31.25).expect("valid")),
+                category: economy.clone(),
+                parcel: None,
+                payment_method: PaymentMethod::Cash,
+                route: Route { distance_m: 3_000, duration_s: 360, source: RouteSource::StraightLine },
+                coupon: None,
+                bid_minor: None,
+            };
+            model.fire_due();
+            let r = engine.create_trip(model.riders[rider], new);
+            let (id, code) = match &r {
+                Ok(t) => (Some(t.id), t.pickup_code.to_string()),
+                Err(_) => (None, String::new()),
+            };
+            (code_of(&r), model.create_trip(rider, id, code))
+        }
+        Op::SetOnline { driver, online } => {
+            model.fire_due();
+            (
+                code_of(&engine.set_driver_status(model.drivers[driver].id, online, None)),
+                model.set_online(driver, online),
+            )
+        }
+        ref other => {
+            let t = trip_at(trip_of(other))?;
+            model.fire_due();
+            let tid = model.trips.get(t).map(|t| t.id);
+            match *other {
+                Op::Accept { driver, .. } => {
+                    (code_of(&engine.accept(model.drivers[driver].id, tid.expect("trip"))), model.accept(driver, t))
                 }
+                Op::Decline { driver, .. } => {
+                    (code_of(&engine.decline(model.drivers[driver].id, tid.expect("trip"))), model.decline(driver, t))
+                }
+                Op::Arrived { driver, .. } => (
+                    code_of(&engine.arrived(model.drivers[driver].id, tid.expect("trip"))),
+                    model.step(driver, t, TripStatus::Accepted, TripStatus::Arrived),
+                ),
+                Op::Start { driver, right_code, .. } => {
+                    let real = model.trips[t].code.clone();
+                    let code = if right_code {
+                        real
+                    } else if real == "0000" {
+                        "0001".into()
+                    } else {
+                        "0000".into()
+                    };
+                    (
+                        code_of(&engine.start(model.drivers[driver].id, tid.expect("trip"), &code)),
+                        model.start(driver, t, right_code),
+                    )
+                }
+                Op::Complete { driver, .. } => (
+                    code_of(&engine.complete(model.drivers[driver].id, tid.expect("trip"), Some(1000))),
+                    model.step(driver, t, TripStatus::InProgress, TripStatus::Completed),
+                ),
+                Op::CancelByRider { .. } => {
+                    let rider = model.riders[model.trips[t].rider];
+                    (code_of(&engine.cancel(Actor::User(rider), tid.expect("trip"), "r")), model.cancel_terminal(t))
+                }
+                Op::CancelByStaff { .. } => {
+                    (code_of(&engine.cancel(Actor::Admin, tid.expect("trip"), "s")), model.cancel_terminal(t))
+                }
+                Op::CancelByDriver { driver, .. } => (
+                    code_of(&engine.cancel(Actor::User(model.drivers[driver].id), tid.expect("trip"), "d")),
+                    model.cancel_by_driver(driver, t),
+                ),
+                Op::SetOnline { .. } | Op::Advance { .. } | Op::CreateTrip { .. } => unreachable!(),
             }
-        };
-        prop_assert_eq!(engine_answer, model_answer, "step {}: {:?}", step, op);
-        compare(&engine, &model, &mut seen, step)?;
+        }
+    })
+}
+
+fn run(ops: &[Op]) -> Result<(), TestCaseError> {
+    let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
+    let config = EngineConfig::default().with_clock(clock.clone()).with_ids(RandomIds::seeded(9)).with_rules(rules());
+    let engine = Engine::open(config).expect("engine opens");
+    let mut model = setup(&engine, &clock);
+    let mut seen: HashMap<TripId, TripStatus> = HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        let Some((engine_answer, model_answer)) = step(&engine, &clock, &mut model, op) else { continue };
+        prop_assert_eq!(engine_answer, model_answer, "step {}: {:?}", i, op);
+        compare(&engine, &model, Some(&mut seen), i)?;
     }
     let state = engine.shutdown().expect("shutdown");
     prop_assert_eq!(state.check_invariants(), Ok(()));
     Ok(())
 }
 
-/// The engine's view equals the model, and the invariants hold.
-fn compare(
+/// The engine's view equals the model (its trips, with their statuses, drivers and
+/// offers, and no others; its drivers, with their availability, trips and pending
+/// offers), and the invariants hold. With `seen`, the statuses seen at earlier steps:
+/// every change since must be a legal transition.
+pub(crate) fn compare(
     engine: &Engine,
     model: &Model,
-    seen: &mut HashMap<TripId, TripStatus>,
+    mut seen: Option<&mut HashMap<TripId, TripStatus>>,
     step: usize,
 ) -> Result<(), TestCaseError> {
     let mut drivers_on_open_trips: HashMap<UserId, TripId> = HashMap::new();
+    prop_assert_eq!(engine.read(|v| v.trips().count()), model.trips.len(), "step {}: trips in the view", step);
     for mt in &model.trips {
-        let t = engine.trip(mt.id).expect("trip visible");
+        let Some(t) = engine.trip(mt.id) else {
+            return Err(TestCaseError::fail(format!("step {step}: trip {} is not in the view", mt.id)));
+        };
         prop_assert_eq!(t.status, mt.status, "step {}: status of {}", step, mt.id);
         prop_assert_eq!(t.driver_id, mt.driver.map(|d| model.drivers[d].id), "step {}: driver of {}", step, mt.id);
         let offers: Vec<(UserId, OfferState)> = t.offers.iter().map(|o| (o.driver_id, o.state)).collect();
@@ -544,14 +555,18 @@ fn compare(
             let d = t.driver_id.expect("assigned trip has a driver");
             prop_assert!(drivers_on_open_trips.insert(d, t.id).is_none(), "driver {} on two open trips", d);
         }
-        if let Some(prev) = seen.insert(t.id, t.status) {
-            prop_assert!(prev == t.status || prev.can_become(t.status), "illegal {:?} -> {:?}", prev, t.status);
-        } else {
-            prop_assert_eq!(t.status.is_open() || t.status == TripStatus::Expired, true);
+        if let Some(seen) = seen.as_deref_mut() {
+            if let Some(prev) = seen.insert(t.id, t.status) {
+                prop_assert!(prev == t.status || prev.can_become(t.status), "illegal {:?} -> {:?}", prev, t.status);
+            } else {
+                prop_assert_eq!(t.status.is_open() || t.status == TripStatus::Expired, true);
+            }
         }
     }
     for md in &model.drivers {
-        let d = engine.driver(md.id).expect("driver visible");
+        let Some(d) = engine.driver(md.id) else {
+            return Err(TestCaseError::fail(format!("step {step}: driver {} is not in the view", md.id)));
+        };
         let availability = match (md.online, md.trip) {
             (_, Some(_)) => Availability::OnTrip,
             (true, None) => Availability::Available,

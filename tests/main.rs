@@ -5,5 +5,6 @@
 mod crash_process;
 mod durability;
 mod engine_model;
+mod model_crash;
 mod payments;
 mod race;

@@ -518,6 +518,9 @@ pub struct BackupReport {
     pub bytes: u64,
     /// Records in the copy after its recovery: the copy is the state after them.
     pub records: u64,
+    /// Copies started again because a checkpoint taken meanwhile removed what was
+    /// being copied (0 when the first copy held).
+    pub retries: u32,
 }
 
 /// Takes a consistent copy of the data directory `data_dir` into `to` (which
@@ -548,8 +551,9 @@ fn copy_verified(from: &Path, to: &Path, not_a_store: &str) -> Result<BackupRepo
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let copied = copy_store(from, to)
-            .and_then(|(segments, bytes)| verify(to).map(|records| BackupReport { segments, bytes, records }));
+        let copied = copy_store(from, to).and_then(|(segments, bytes)| {
+            verify(to).map(|records| BackupReport { segments, bytes, records, retries: attempts - 1 })
+        });
         match copied {
             Ok(report) => return Ok(report),
             Err(e) if attempts >= 5 => return Err(e),
