@@ -243,7 +243,8 @@ fn recovery_of_a_mix() {
     let mut turn = 0u64;
     while engine.stats().applied.load(std::sync::atomic::Ordering::Relaxed) < RECOVERY_RECORDS {
         let trips = grid_trips(&engine, &cells).unwrap();
-        let accepts = cells.iter().zip(&trips).map(|((d, _, _), t)| (Actor::User(*d), Command::AcceptTrip { trip_id: t.id }));
+        let accepts =
+            cells.iter().zip(&trips).map(|((d, _, _), t)| (Actor::User(*d), Command::AcceptTrip { trip_id: t.id }));
         assert!(dispatch::scenario::pipeline(&engine, accepts.collect()).iter().all(Result::is_ok));
         for _ in 0..20 {
             turn += 1;

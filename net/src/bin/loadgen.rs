@@ -9,7 +9,12 @@
 //!
 //! At the end it checks, through the staff API: every trip acknowledged with `201` is
 //! still there (no acknowledged write lost), no trip was won by two drivers (every `200`
-//! to an accept is counted per trip) and no driver holds two open trips.
+//! to an accept is counted per trip) and no driver holds two open trips. Every POST carries
+//! an `Idempotency-Key`, so a request retried on a new connection is never applied twice.
+//!
+//! Then the fan-out (`--fanout N`, default 1,000): N staff sockets subscribe to one trip,
+//! a driver takes it through accepted, arrived, started and completed, and each change
+//! must reach all N; it reports, per change, when the last socket had it.
 //!
 //! `cargo run --release -p dispatch-server --bin dispatch-loadgen -- --spawn` starts a
 //! `dispatchd --dev` of its own (the binary beside this one) on a temporary data dir with
@@ -73,6 +78,13 @@ struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// After the city: this many staff sockets subscribed to one trip, whose every change
+    /// must reach all of them (0: skip). DESIGN.md: fan-out of one event to 1,000 sockets.
+    #[arg(long, default_value_t = 1_000)]
+    fanout: usize,
+    /// Trips driven through the fan-out, 4 changes each (accepted, arrived, started, completed).
+    #[arg(long, default_value_t = 10)]
+    fanout_trips: usize,
 }
 
 /// Latencies per name, and errors per code.
@@ -115,6 +127,10 @@ impl Http {
     }
 
     async fn call(&mut self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        // A POST sent again after a broken connection may have been applied the first
+        // time: the same key makes the retry answer the first outcome instead of, say,
+        // booking a second trip (the double booking apps make when they retry without one).
+        let key = (method == "POST").then(|| format!("lg-{:016x}", rand::random::<u64>()));
         for _ in 0..3 {
             if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
                 let Ok(stream) = tokio::net::TcpStream::connect(self.addr).await else { continue };
@@ -129,12 +145,16 @@ impl Http {
                 self.sender = None;
                 continue;
             }
-            let req = Request::builder()
+            let mut req = Request::builder()
                 .method(method)
                 .uri(path)
                 .header("host", self.addr.to_string())
                 .header("authorization", format!("Bearer {token}"))
-                .header("content-type", "application/json")
+                .header("content-type", "application/json");
+            if let Some(key) = &key {
+                req = req.header("idempotency-key", key);
+            }
+            let req = req
                 .body(Full::new(Bytes::from(body.as_ref().map(Value::to_string).unwrap_or_default())))
                 .expect("a valid request");
             match sender.send_request(req).await {
@@ -305,6 +325,7 @@ async fn rider(addr: SocketAddr, token: String, gap: Duration, seed: u64, stats:
         let sent = Instant::now();
         let (status, reply) = http.call("POST", "/v1/trips", &token, Some(body)).await;
         record(&stats, "POST /v1/trips", sent.elapsed(), status, &reply);
+        eprintln!("DEBUG create {status} {} at {:?} until {:?}", reply["id"], sent, until);
         if status == 201 {
             let id = reply["id"].as_str().unwrap_or_default().to_owned();
             let code = reply["pickup_code"].as_str().unwrap_or_default().to_owned();
@@ -317,6 +338,120 @@ async fn rider(addr: SocketAddr, token: String, gap: Duration, seed: u64, stats:
         record(&stats, "GET /v1/trips", sent.elapsed(), status, &reply);
         tokio::time::sleep(gap.mul_f64(rng.random_range(0.5..1.5))).await;
     }
+}
+
+/// What one fan-out measured: for each trip change, when the last of the sockets had it
+/// (from just before the HTTP request that made the change), and every socket's delay.
+struct Fanout {
+    last: Vec<Duration>,
+    each: Vec<Duration>,
+}
+
+/// `n` staff sockets subscribed to one trip at a time; a driver drives `trips` trips through
+/// accept, arrived, start and complete; each change must reach every socket. Returns `None`
+/// (and says why) if a socket or a step fails.
+async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize) -> Option<Fanout> {
+    let mut http = Http::new(addr);
+    let (_, rider) = create_user(&mut http, admin, "rider", 9_000_000).await;
+    let (_, driver) = create_user(&mut http, admin, "driver", 9_000_001).await;
+    let (status, body) = http
+        .call(
+            "POST",
+            "/v1/driver/status",
+            &driver,
+            Some(json!({"status": "online", "location": {"lat": CENTER.0, "lng": CENTER.1}})),
+        )
+        .await;
+    if status != 200 {
+        eprintln!("fan-out: the driver could not go online: {body}");
+        return None;
+    }
+    // Every socket forwards what it reads: (socket, when, the trip's status).
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant, String)>();
+    let mut sinks = Vec::with_capacity(n);
+    for i in 0..n {
+        let url = format!("ws://{addr}/v1/ws?token={admin}");
+        let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
+        let Ok((ws, _)) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await else {
+            eprintln!("fan-out: socket {i} could not connect");
+            return None;
+        };
+        let (sink, mut stream) = ws.split();
+        sinks.push(sink);
+        let seen_tx = seen_tx.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(Message::Text(text))) = stream.next().await {
+                let at = Instant::now();
+                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let status = match v["type"].as_str() {
+                    Some("trip_updated") => v["trip"]["status"].as_str().unwrap_or_default().to_owned(),
+                    Some("subscribed") => "subscribed".to_owned(),
+                    _ => continue,
+                };
+                if seen_tx.send((i, at, status)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    // Waits until every socket has said `status` (other frames are skipped).
+    async fn all_of(
+        seen: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Instant, String)>,
+        n: usize,
+        status: &str,
+    ) -> Option<Vec<Instant>> {
+        let mut at: Vec<Option<Instant>> = vec![None; n];
+        let mut missing = n;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while missing > 0 {
+            let (i, when, s) = tokio::time::timeout_at(deadline, seen.recv()).await.ok()??;
+            if s == status && at[i].is_none() {
+                at[i] = Some(when);
+                missing -= 1;
+            }
+        }
+        Some(at.into_iter().flatten().collect())
+    }
+    let mut out = Fanout { last: Vec::new(), each: Vec::new() };
+    for _ in 0..trips {
+        let body = json!({"pickup": {"lat": CENTER.0, "lng": CENTER.1}, "dropoff": {"lat": CENTER.0 + 0.02, "lng": CENTER.1},
+            "category": "economy", "payment_method": "cash"});
+        let (status, trip) = http.call("POST", "/v1/trips", &rider, Some(body)).await;
+        if status != 201 {
+            eprintln!("fan-out: booking failed: {trip}");
+            return None;
+        }
+        let id = trip["id"].as_str().unwrap_or_default().to_owned();
+        let code = trip["pickup_code"].as_str().unwrap_or_default().to_owned();
+        let subscribe = json!({"type": "subscribe", "trip_id": id}).to_string();
+        for sink in &mut sinks {
+            if sink.send(Message::Text(subscribe.clone().into())).await.is_err() {
+                eprintln!("fan-out: a socket closed");
+                return None;
+            }
+        }
+        all_of(&mut seen, n, "subscribed").await?;
+        for (step, status, body) in [
+            ("accept", "accepted", None),
+            ("arrived", "arrived", None),
+            ("start", "in_progress", Some(json!({"pickup_code": code}))),
+            ("complete", "completed", Some(json!({"distance_m": 2_300}))),
+        ] {
+            let sent = Instant::now();
+            let (code, reply) = http.call("POST", &format!("/v1/trips/{id}/{step}"), &driver, body).await;
+            if code != 200 {
+                eprintln!("fan-out: {step} failed: {reply}");
+                return None;
+            }
+            let at = all_of(&mut seen, n, status).await?;
+            out.each.extend(at.iter().map(|t| t.duration_since(sent)));
+            out.last.push(at.iter().max().map_or(Duration::ZERO, |t| t.duration_since(sent)));
+        }
+    }
+    for mut sink in sinks {
+        let _ = sink.send(Message::Close(None)).await;
+    }
+    Some(out)
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -442,6 +577,11 @@ async fn main() {
         }
     }
     let double_wins = stats.wins.values().filter(|&&n| n > 1).count();
+    for t in stats.wins.keys().filter(|t| !stats.created.contains_key(*t)) {
+        eprintln!("DEBUG won but not created: {t}");
+        let (status, trip) = http.call("GET", &format!("/v1/trips/{t}"), &admin, None).await;
+        eprintln!("DEBUG {status} {trip}");
+    }
     let double_held = holders.values().filter(|&&n| n > 1).count();
 
     let http_requests: usize =
@@ -493,12 +633,33 @@ async fn main() {
     println!(
         "\ncorrectness: lost acknowledged trips {lost}, trips won twice {double_wins}, drivers holding two open trips {double_held}"
     );
+    let mut fanout_failed = false;
+    if args.fanout > 0 {
+        match fanout(addr, &admin, args.fanout, args.fanout_trips).await {
+            Some(Fanout { mut last, mut each }) => {
+                last.sort();
+                each.sort();
+                println!("\nfan-out: {} trip changes, each to {} staff sockets", last.len(), args.fanout);
+                for (name, v) in [("last socket of each change", &last), ("every socket's frame", &each)] {
+                    println!(
+                        "{name:<40} {:>8} {:>9} {:>9} {:>9} {:>9}",
+                        v.len(),
+                        ms(pct(v, 0.5)),
+                        ms(pct(v, 0.95)),
+                        ms(pct(v, 0.99)),
+                        ms(v[v.len() - 1])
+                    );
+                }
+            }
+            None => fanout_failed = true,
+        }
+    }
     if let Some(c) = child.as_mut() {
         let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
         let _ = c.wait();
     }
     let _ = std::fs::remove_dir_all(&tmp);
-    if lost + double_wins + double_held > 0 {
+    if lost + double_wins + double_held > 0 || fanout_failed {
         std::process::exit(1);
     }
 }
