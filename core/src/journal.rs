@@ -173,7 +173,8 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Counters of checkpointing, for operators.
+/// Counters of checkpointing, and what the hot state and the history hold of
+/// idempotency keys and gateway event ids, for operators.
 #[derive(Debug, Default)]
 pub struct CheckpointStats {
     /// Checkpoints written.

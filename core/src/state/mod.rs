@@ -1254,6 +1254,14 @@ impl State {
             }
         }
         self.ledger.check()?;
+        // Every remembered key has its expiry in the expiry order, and nothing else is there.
+        let indexed = self
+            .idempotency_expiry
+            .iter()
+            .all(|(at, actor, key)| self.idempotency.get(&(*actor, key.clone())).is_some_and(|r| r.expires_at == *at));
+        if !indexed || self.idempotency_expiry.len() != self.idempotency.len() {
+            return Err("idempotency keys and their expiry order disagree".into());
+        }
         if open_by_rider != self.open_trips_by_rider {
             return Err("open trip counts per rider are off".into());
         }
