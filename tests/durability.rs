@@ -802,3 +802,220 @@ fn backups_racing_checkpoints_retry_and_each_is_an_exact_prefix_of_the_log() {
     replay(&mut expected_state, &all[..report.records as usize]).unwrap();
     assert!(restored == expected_state, "the restored copy of a retried backup");
 }
+
+// ----- idempotency keys and gateway event ids in the history --------------------------------
+
+/// [`checkpointing`] on `clock`, which the test moves.
+fn checkpointing_on(dir: &Path, clock: &ManualClock) -> EngineConfig {
+    checkpointing(dir).with_clock(clock.clone())
+}
+
+/// An admin creates rider `n` under the idempotency key `key-{n}`; `hash` stands for the
+/// request (the server hashes method, path and body).
+fn keyed_rider(engine: &Engine, n: u64, hash: u8) -> Result<dispatch_core::Outcome, Error> {
+    let key =
+        dispatch_core::IdempotencyKey { principal: Actor::Admin, key: format!("key-{n}"), request_hash: [hash; 32] };
+    let user = dispatch_core::NewUser {
+        id: None,
+        role: Role::Rider,
+        name: format!("keyed {n}"),
+        phone: format!("+2011{hash:03}{n:05}"),
+        vehicle: None,
+    };
+    engine.submit(Actor::Admin, Command::Keyed { key, command: Box::new(Command::CreateUser(user)), archived: None })
+}
+
+fn keys(engine: &Engine) -> (u64, u64) {
+    let c = &engine.stats().checkpoints;
+    (c.keys_hot.load(Ordering::Relaxed), c.keys_archived.load(Ordering::Relaxed))
+}
+
+fn events(engine: &Engine) -> (u64, u64) {
+    let c = &engine.stats().checkpoints;
+    (c.gateway_events_hot.load(Ordering::Relaxed), c.gateway_events_archived.load(Ordering::Relaxed))
+}
+
+/// Drives commands through `engine` (users from `n` on) until `done` holds.
+fn until(engine: &Engine, mut n: u64, done: impl Fn(&Engine) -> bool) -> u64 {
+    let from = n;
+    while !done(engine) {
+        many_users(engine, n, 25);
+        n += 25;
+        assert!(n < from + 10_000, "never happened");
+    }
+    n
+}
+
+#[test]
+fn an_archived_idempotency_key_answers_the_same_through_restart_backup_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let engine = Engine::open(checkpointing_on(&data, &clock)).unwrap();
+    let first = keyed_rider(&engine, 1, 7).unwrap();
+    assert!(matches!(first, dispatch_core::Outcome::User(_)));
+    // Within the hot window the key stays hot, however many checkpoints pass.
+    let n = until(&engine, 1_000, |e| e.stats().checkpoints.written.load(Ordering::Relaxed) >= 3);
+    assert_eq!(keys(&engine).0, 1, "still hot");
+    clock.advance_secs(11 * 60);
+    let n = until(&engine, n, |e| keys(e) == (0, 1));
+    let users = engine.read(|v| v.users().count());
+    let check = |engine: &Engine| {
+        assert_eq!(keyed_rider(engine, 1, 7).unwrap(), dispatch_core::Outcome::Replayed(Box::new(first.clone())));
+        assert!(matches!(keyed_rider(engine, 1, 8), Err(Error::IdempotencyKeyReused)));
+        assert_eq!(engine.read(|v| v.users().count()), users, "the retry created no second user");
+    };
+    check(&engine);
+    let backup = dir.path().join("backup");
+    dispatch_core::backup(&data, &backup).unwrap();
+    engine.shutdown().unwrap();
+
+    let engine = Engine::open(checkpointing_on(&data, &clock)).unwrap();
+    assert_eq!(keys(&engine), (0, 1), "counted from the history at start");
+    check(&engine);
+    // Expired: purged from the history by a checkpoint, and the key takes a new request.
+    clock.advance_secs(24 * 3600);
+    until(&engine, n, |e| keys(e).1 == 0);
+    assert!(matches!(keyed_rider(&engine, 1, 8).unwrap(), dispatch_core::Outcome::User(_)));
+    engine.shutdown().unwrap();
+
+    let restored = dir.path().join("restored");
+    dispatch_core::restore(&backup, &restored).unwrap();
+    let clock = ManualClock::new(Timestamp::from_millis(T0).plus_secs(11 * 60));
+    let engine = Engine::open(checkpointing_on(&restored, &clock)).unwrap();
+    check(&engine);
+    engine.shutdown().unwrap();
+}
+
+#[test]
+fn an_archived_webhook_event_id_is_a_duplicate_through_restart_and_backup_and_moves_no_money() {
+    use dispatch_core::ledger::{AccountKey, AccountKind};
+    use dispatch_core::state::PaymentEventKind;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let engine = Engine::open(checkpointing_on(&data, &clock)).unwrap();
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    let rider = scenario::user(&engine, Role::Rider, 1).unwrap();
+    let driver = scenario::online_driver(&engine, 2, near_center(0.0, 0.0).unwrap()).unwrap();
+    let mut new = ride_from(near_center(0.0, 0.0).unwrap()).unwrap();
+    new.payment_method = dispatch_core::PaymentMethod::Card;
+    let trip = engine.create_trip(rider, new).unwrap();
+    let trip = engine.accept(driver, trip.id).unwrap();
+    engine.arrived(driver, trip.id).unwrap();
+    engine.start(driver, trip.id, &trip.pickup_code.to_string()).unwrap();
+    let fare = engine.complete(driver, trip.id, Some(3_000)).unwrap().fare.final_minor.unwrap();
+    let captured = Command::PaymentEvent {
+        gateway: "sim".into(),
+        event_id: "evt_1".into(),
+        kind: PaymentEventKind::Captured,
+        trip_id: trip.id,
+        amount_minor: fare,
+        currency: egp,
+        archived: None,
+    };
+    let applied = dispatch_core::Outcome::PaymentEvent { duplicate: false, ignored: None };
+    assert_eq!(engine.submit(Actor::System, captured.clone()).unwrap(), applied);
+    let clearing = AccountKey::platform(AccountKind::GatewayClearing, egp);
+    assert_eq!(engine.read(|v| v.account(&clearing).balance()), -fare);
+    clock.advance_secs(11 * 60);
+    until(&engine, 1_000, |e| events(e) == (0, 1));
+    let check = |engine: &Engine| {
+        let duplicate = dispatch_core::Outcome::PaymentEvent { duplicate: true, ignored: None };
+        assert_eq!(engine.submit(Actor::System, captured.clone()).unwrap(), duplicate);
+        assert_eq!(engine.read(|v| v.account(&clearing).balance()), -fare, "no money moved");
+        assert_eq!(events(engine).0, 0, "the id did not come back into the hot state");
+    };
+    check(&engine);
+    let backup = dir.path().join("backup");
+    dispatch_core::backup(&data, &backup).unwrap();
+    engine.shutdown().unwrap();
+    let engine = Engine::open(checkpointing_on(&data, &clock)).unwrap();
+    check(&engine);
+    engine.shutdown().unwrap();
+    let restored = dir.path().join("restored");
+    dispatch_core::restore(&backup, &restored).unwrap();
+    let engine = Engine::open(checkpointing_on(&restored, &clock)).unwrap();
+    check(&engine);
+    engine.shutdown().unwrap();
+}
+
+/// The hot state keeps only the keys of the last `KEYS_HOT_WINDOW_S` while keyed requests
+/// stream; a backup taken meanwhile holds every key acknowledged before it (its history is
+/// copied after its log, so a key its log archived is in its history).
+#[test]
+fn the_hot_state_holds_a_bounded_number_of_keys_while_keyed_requests_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let engine = Engine::open(checkpointing_on(&data, &clock)).unwrap();
+    let window = u64::from(dispatch_core::journal::KEYS_HOT_WINDOW_S);
+    // One keyed request every 3 s: a window holds 200 of them.
+    let total = 1_000u64;
+    let sent = AtomicU64::new(0);
+    let backup = dir.path().join("backup");
+    let (before_backup, most_hot) = std::thread::scope(|s| {
+        let streamer = s.spawn(|| {
+            let mut most_hot = 0;
+            let collected = || engine.stats().checkpoints.written.load(Ordering::Relaxed);
+            let mut paced = collected();
+            for n in 0..total {
+                keyed_rider(&engine, n, 1).unwrap();
+                clock.advance_secs(3);
+                sent.store(n + 1, Ordering::SeqCst);
+                if n * 3 > window {
+                    most_hot = most_hot.max(keys(&engine).0);
+                }
+                if n % 25 == 24 {
+                    // Paced by the checkpoints (not by how fast this machine is): the next
+                    // 25 requests go once a checkpoint was collected since the last 25
+                    // began. (One is then due or on its way: 25 records were logged since
+                    // the one collected before.)
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while collected() == paced {
+                        let c = &engine.stats().checkpoints;
+                        assert!(
+                            Instant::now() < deadline,
+                            "no checkpoint was collected: {} failed ({:?})",
+                            c.failed.load(Ordering::Relaxed),
+                            c.last_error.lock()
+                        );
+                        engine.tick().unwrap(); // a commit, after which a finished one is collected
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    paced = collected();
+                }
+            }
+            most_hot
+        });
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while sent.load(Ordering::SeqCst) < total / 2 {
+            assert!(Instant::now() < deadline, "the stream stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let before = sent.load(Ordering::SeqCst);
+        dispatch_core::backup(&data, &backup).unwrap();
+        (before, streamer.join().unwrap())
+    });
+    // A window's keys (200), plus those that came while a checkpoint was on its way (at
+    // most two checkpoints' worth of records): not the 1,000 sent.
+    assert!(most_hot <= window / 3 + 75, "the hot state held {most_hot} keys");
+    // The counts are taken after each commit, just after its callers are answered: one
+    // more round through the writer and they include the last request.
+    engine.tick().unwrap();
+    let (hot, archived) = keys(&engine);
+    assert!(hot <= window / 3 + 75 && archived >= total - hot, "hot {hot}, archived {archived}");
+    for n in [0, total / 2, total - 1] {
+        assert!(matches!(keyed_rider(&engine, n, 1).unwrap(), dispatch_core::Outcome::Replayed(_)), "key {n}");
+    }
+    engine.shutdown().unwrap();
+
+    let restored = dir.path().join("restored");
+    dispatch_core::restore(&backup, &restored).unwrap();
+    let engine = Engine::open(checkpointing_on(&restored, &clock)).unwrap();
+    for n in 0..before_backup {
+        let again = keyed_rider(&engine, n, 1).unwrap();
+        assert!(matches!(again, dispatch_core::Outcome::Replayed(_)), "key {n}: {again:?}");
+    }
+    engine.shutdown().unwrap();
+}

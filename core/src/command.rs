@@ -18,7 +18,7 @@ use crate::ledger::Transfer;
 use crate::money::Currency;
 use crate::route::Route;
 use crate::state::PaymentEventKind;
-use crate::state::State;
+use crate::state::{Remembered, State};
 use crate::trip::{Bid, GatewayAction, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
 use crate::user::{Category, Role, User, Vehicle};
 use crate::zone::ZoneSpec;
@@ -382,6 +382,15 @@ pub enum Command {
         trips: Vec<(TripId, u32)>,
         /// Settled ledger transfers whose rows are durable too (never an open hold).
         transfer_ids: Vec<TransferId>,
+        /// Idempotency keys whose history rows are durable: `(principal, key, expires_at)`.
+        /// Each leaves only if the hot entry still expires then (a key that expired and
+        /// was used again since is another entry, and stays).
+        #[serde(default)]
+        keys: Vec<(Actor, String, Timestamp)>,
+        /// Gateway event ids whose history rows are durable: `(gateway, event id,
+        /// seen_at)`; each leaves only if the hot one was seen then.
+        #[serde(default)]
+        gateway_events: Vec<(String, String, Timestamp)>,
     },
     /// An admin adds money to a rider's wallet (or a driver's earnings), from promotions.
     CreditWallet {
@@ -422,6 +431,12 @@ pub enum Command {
         amount_minor: i64,
         /// Currency of the amount.
         currency: Currency,
+        /// Filled by the writer (whatever the caller put there): when the event id was
+        /// first seen, if it is no longer in the hot state but the history still keeps
+        /// it — `apply` then answers `duplicate` as for a hot one, and a replay does the
+        /// same without reading the history.
+        #[serde(default)]
+        archived: Option<Timestamp>,
     },
     /// The payment worker gave up on a card trip's due action after its retries
     /// (system only): recorded on the trip, so it survives restarts, is listed to
@@ -462,6 +477,13 @@ pub enum Command {
         key: IdempotencyKey,
         /// The change.
         command: Box<Command>,
+        /// Filled by the writer (whatever the caller put there): what the history keeps
+        /// under the key, if it is no longer in the hot state and not expired — `apply`
+        /// then answers from it exactly as from a hot key (the replay, or
+        /// `idempotency_key_reused`), and a replay of the log does the same without
+        /// reading the history.
+        #[serde(default)]
+        archived: Option<Arc<Remembered>>,
     },
 }
 

@@ -144,7 +144,7 @@ impl Record {
     /// The version of the payload encoding, written as the first byte of every
     /// encoded record. Bump it when a change to [`Command`] is not readable by the
     /// previous decoder, and keep decoding the old version.
-    pub const SCHEMA_VERSION: u8 = 4;
+    pub const SCHEMA_VERSION: u8 = 5;
 
     /// The bytes the log stores: the schema version, then the record in postcard.
     pub fn encode(&self) -> Result<Vec<u8>> {
@@ -418,6 +418,7 @@ impl Engine {
             stopping: AtomicBool::new(false),
             track_lost: AtomicU64::new(0),
         });
+        journal.report_counts(&state, &shared.stats.checkpoints);
         let mut writer = Writer {
             state,
             journal,
@@ -1100,7 +1101,21 @@ impl Writer {
     /// Applies `command` and adds its record to the batch, whatever it is. Returns
     /// whether it was refused.
     fn apply_logged(&mut self, actor: Actor, mut command: Command, at: Timestamp, reply: Option<Reply>) -> bool {
-        if let Some(trip_id) = command.trip_id()
+        // An idempotency key or a gateway event id that left the hot state: what the
+        // history keeps goes into the command (a redb read; only keyed commands and
+        // gateway events whose id is not hot pay it). Answered from it, the command
+        // needs no trip back from the history.
+        let answered = match self.journal.recall(&self.state, actor, &mut command, at) {
+            Ok(answered) => answered,
+            Err(e) => {
+                if let Some(reply) = reply {
+                    self.replies.push((reply, Err(e)));
+                }
+                return true;
+            }
+        };
+        if !answered
+            && let Some(trip_id) = command.trip_id()
             && self.state.trip(trip_id).is_none()
             && !matches!(command, Command::Restored { .. })
         {
@@ -1203,11 +1218,16 @@ impl Writer {
         self.fx.clear();
         // Before the archive below changes the state past the view.
         self.answer_queries();
-        let done = self.journal.checkpoint_if_due(&self.state, &self.shared.stats.checkpoints);
-        if !done.trips.is_empty() || !done.transfers.is_empty() {
+        let now = self.clock.now();
+        let done = self.journal.checkpoint_if_due(&self.state, now, &self.shared.stats.checkpoints);
+        if !done.is_empty() {
             // Their history rows are durable: they leave the hot state with the next batch.
-            let now = self.clock.now();
-            let archive = Command::Archive { trips: done.trips, transfer_ids: done.transfers };
+            let archive = Command::Archive {
+                trips: done.trips,
+                transfer_ids: done.transfers,
+                keys: done.keys,
+                gateway_events: done.gateway_events,
+            };
             self.apply_at(Actor::System, archive, now, None);
         }
     }

@@ -1,5 +1,6 @@
-//! History: finished trips, moved out of the hot state into the data directory's redb
-//! file (`history.redb`), and read back from there.
+//! History: finished trips, settled transfers, idempotency keys and gateway event ids,
+//! moved out of the hot state into the data directory's redb file (`history.redb`), and
+//! read back from there; and every driver's position track.
 //!
 //! Owns the tables and their keys:
 //! - `trips`: trip id → the trip (postcard), as it ended;
@@ -9,6 +10,14 @@
 //! - `transfers`: transfer id → the settled ledger transfer (postcard), archived with
 //!   its trip (or on its own when it has none);
 //! - `transfers_by_account`: account ‖ time (newest first) ‖ transfer → (): statements;
+//! - `idempotency_keys`: principal ‖ key → expires_at ‖ the remembered answer
+//!   (`state::Remembered`, postcard): keys older than the hot window
+//!   ([`crate::journal::KEYS_HOT_WINDOW_S`]) until they expire;
+//! - `idempotency_keys_by_expiry`: expires_at ‖ principal ‖ key → (): what the purge reads;
+//! - `gateway_events`: gateway ‖ event id → seen_at: event ids older than the hot window,
+//!   kept [`crate::state::GATEWAY_EVENT_TTL_S`] like hot ones;
+//! - `gateway_events_by_seen`: seen_at ‖ gateway ‖ event id → () — expiry order, every id
+//!   being kept as long;
 //! - `locations`: driver ‖ time → the position: every driver's track. Written by a
 //!   thread that follows the engine's position events in batches, best effort, like
 //!   positions themselves (they are not waited for fsync in the log either). Read back
@@ -25,6 +34,18 @@
 //! never an older copy than was acknowledged — and a crash at any point leaves at worst
 //! a trip in both (the hot copy wins; the next checkpoint writes it again).
 //!
+//! Idempotency keys and gateway event ids come the same way: the checkpoint writes those
+//! older than the hot window (bounded per checkpoint) in the same transaction, and once it
+//! is durable the `Archive` record drops exactly those from the hot state (each only if
+//! the hot entry is still the one written: the same expiry, the same time seen). A key
+//! is never in neither place while it is kept, so it can never be used again with
+//! another request. The same transaction deletes rows that expired (by the expiry index,
+//! bounded per checkpoint; a row that a newer entry under the same id replaced stays).
+//! A keyed command or a gateway event whose id is not hot is looked up here by the
+//! writer, which stamps what it finds into the command (`Command::Keyed::archived`,
+//! `Command::PaymentEvent::archived`): `apply` answers from it as from a hot entry, and
+//! a replay of the log needs no history.
+//!
 //! A command about a trip that is only here (a late rating, a refund, a payment
 //! event) is not refused as unknown: the writer reads the trip back and logs it with
 //! the command (`Command::Restored`), which puts it back in the hot state first.
@@ -38,9 +59,12 @@ use std::sync::Arc;
 
 use dispatch_storage::store::{self, Checkpoint, Order, Scan, Store, TableName, key};
 
+use crate::clock::Timestamp;
+use crate::command::Actor;
 use crate::error::{Error, Result};
 use crate::id::{TransferId, TripId, UserId};
 use crate::ledger::{AccountKey, Transfer};
+use crate::state::{Remembered, gateway_event_kept};
 use crate::trip::Trip;
 
 const TRIPS: TableName = TableName::new("trips");
@@ -50,6 +74,28 @@ const TRIPS_BY_TIME: TableName = TableName::new("trips_by_time");
 const LOCATIONS: TableName = TableName::new("locations");
 const TRANSFERS: TableName = TableName::new("transfers");
 const TRANSFERS_BY_ACCOUNT: TableName = TableName::new("transfers_by_account");
+const IDEMPOTENCY_KEYS: TableName = TableName::new("idempotency_keys");
+const IDEMPOTENCY_KEYS_BY_EXPIRY: TableName = TableName::new("idempotency_keys_by_expiry");
+const GATEWAY_EVENTS: TableName = TableName::new("gateway_events");
+const GATEWAY_EVENTS_BY_SEEN: TableName = TableName::new("gateway_events_by_seen");
+
+/// Most expired keys (and, apart, event ids) one checkpoint deletes (two rows each).
+pub(crate) const PURGE_MAX: usize = 200_000;
+
+/// An idempotency key on its way to the history, as a checkpoint writes it.
+pub(crate) type ArchivedKey = (Actor, String, Arc<Remembered>);
+
+/// A gateway event id on its way to the history: gateway, event id, when first seen.
+pub(crate) type ArchivedEvent = (String, String, Timestamp);
+
+/// How many idempotency keys and gateway event ids the history holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArchivedCounts {
+    /// Idempotency keys (expired ones count until a checkpoint purges them).
+    pub keys: u64,
+    /// Gateway event ids (the same way).
+    pub gateway_events: u64,
+}
 
 /// One recorded position of a driver.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -115,6 +161,36 @@ fn store_error(context: &str, e: &store::StoreError) -> Error {
     Error::Storage(format!("{context}: {e}"))
 }
 
+/// A time as an unsigned key part, ascending (times before the epoch clamp to it).
+fn time_u64(at: Timestamp) -> u64 {
+    u64::try_from(at.as_millis()).unwrap_or(0)
+}
+
+/// `principal ‖ key`: a tag byte (0 the system, 1 the admin, 2 a user and its id), then
+/// the key's bytes — unambiguous, since only users carry a fixed-width id.
+fn key_row(principal: Actor, k: &str) -> Vec<u8> {
+    let mut row = Vec::with_capacity(9 + k.len());
+    match principal {
+        Actor::System => row.push(0),
+        Actor::Admin => row.push(1),
+        Actor::User(u) => {
+            row.push(2);
+            row.extend_from_slice(&key::u64_be(u.raw()));
+        }
+    }
+    row.extend_from_slice(k.as_bytes());
+    row
+}
+
+/// `len(gateway) ‖ gateway ‖ event id` (a gateway name is 1 to 32 bytes).
+fn event_row(gateway: &str, event_id: &str) -> Result<Vec<u8>> {
+    let len = u8::try_from(gateway.len())
+        .ok()
+        .filter(|n| (1..=32).contains(n))
+        .ok_or_else(|| Error::Invalid("a gateway name is 1-32 bytes".into()))?;
+    Ok(key::concat(&[&[len], gateway.as_bytes(), event_id.as_bytes()]))
+}
+
 fn time_part(ms: i64) -> [u8; 8] {
     // Times before the epoch do not occur; clamp rather than wrap if one did.
     key::rev_u64_be(u64::try_from(ms).unwrap_or(0))
@@ -146,9 +222,35 @@ impl History {
         self.store.checkpoint_lsn().map_err(|e| store_error("cannot read the history store", &e))
     }
 
-    /// Writes `trips` (finished) as of the checkpoint at `lsn`, in one durable transaction.
-    pub(crate) fn write(&self, lsn: u64, trips: &[Arc<Trip>], transfers: &[Transfer]) -> Result<()> {
-        let mut puts = Vec::with_capacity(trips.len() * 4 + transfers.len() * 3);
+    /// Writes `trips` (finished), settled `transfers`, idempotency `keys` and gateway
+    /// `events` as of the checkpoint at `lsn`, and deletes rows expired at `now` (at most
+    /// [`PURGE_MAX`] keys and as many event ids, within the transaction's bound), in one
+    /// durable transaction. Returns what the history then holds.
+    pub(crate) fn write(
+        &self,
+        lsn: u64,
+        trips: &[Arc<Trip>],
+        transfers: &[Transfer],
+        keys: &[ArchivedKey],
+        events: &[ArchivedEvent],
+        now: Timestamp,
+    ) -> Result<ArchivedCounts> {
+        let mut puts = Vec::with_capacity(trips.len() * 4 + transfers.len() * 3 + (keys.len() + events.len()) * 2);
+        for (principal, k, remembered) in keys {
+            let row = key_row(*principal, k);
+            let expires = time_u64(remembered.expires_at);
+            let mut value = key::u64_be(expires).to_vec();
+            value = postcard::to_extend(&**remembered, value)
+                .map_err(|e| Error::Internal(format!("cannot encode an idempotency key: {e}")))?;
+            puts.push((IDEMPOTENCY_KEYS_BY_EXPIRY, key::concat(&[&key::u64_be(expires), &row]), Vec::new()));
+            puts.push((IDEMPOTENCY_KEYS, row, value));
+        }
+        for (gateway, event_id, seen_at) in events {
+            let row = event_row(gateway, event_id)?;
+            let seen = key::u64_be(time_u64(*seen_at));
+            puts.push((GATEWAY_EVENTS_BY_SEEN, key::concat(&[&seen, &row]), Vec::new()));
+            puts.push((GATEWAY_EVENTS, row, seen.to_vec()));
+        }
         for t in transfers {
             let value =
                 postcard::to_allocvec(t).map_err(|e| Error::Internal(format!("cannot encode a transfer: {e}")))?;
@@ -168,10 +270,110 @@ impl History {
             }
             puts.push((TRIPS_BY_TIME, index_key(None, created, t.id), Vec::new()));
         }
+        // Expired rows go in the same transaction, within its bound (two deletes each).
+        let mut deletes = Vec::new();
+        let room = store::CHANGES_MAX.saturating_sub(puts.len()) / 2;
+        let now_ms = time_u64(now);
+        let purged_keys = self.expired(
+            IDEMPOTENCY_KEYS_BY_EXPIRY,
+            IDEMPOTENCY_KEYS,
+            PURGE_MAX.min(room / 2),
+            |expires| expires <= now_ms,
+            &mut deletes,
+        )?;
+        let room = room.saturating_sub(purged_keys);
+        self.expired(
+            GATEWAY_EVENTS_BY_SEEN,
+            GATEWAY_EVENTS,
+            PURGE_MAX.min(room),
+            |seen| !gateway_event_kept(Timestamp::from_millis(i64::try_from(seen).unwrap_or(i64::MAX)), now),
+            &mut deletes,
+        )?;
         // The checkpoint's state lives in the snapshot files; this records only the
         // LSN the rows go with.
-        let cp = Checkpoint { lsn, state: Vec::new(), puts, deletes: Vec::new(), delete_ranges: Vec::new() };
-        self.store.commit(&cp).map_err(|e| store_error("cannot write the history", &e))
+        let cp = Checkpoint { lsn, state: Vec::new(), puts, deletes, delete_ranges: Vec::new() };
+        self.store.commit(&cp).map_err(|e| store_error("cannot write the history", &e))?;
+        self.archived_counts()
+    }
+
+    /// Adds to `deletes` the rows of `index` (time ‖ row key) whose time is `expired`,
+    /// oldest first, at most `max` of them, each with its row in `rows` — unless that row
+    /// now holds a newer entry under the same id (its value starts with another time):
+    /// then only the stale index row goes. Returns how many index rows it took.
+    fn expired(
+        &self,
+        index: TableName,
+        rows: TableName,
+        max: usize,
+        expired: impl Fn(u64) -> bool,
+        deletes: &mut Vec<(TableName, Vec<u8>)>,
+    ) -> Result<usize> {
+        let mut taken = 0;
+        let mut after = None;
+        'pages: while taken < max {
+            let scan = Scan::new(Vec::new(), store::SCAN_LIMIT_MAX).after(after.take());
+            let page = self.store.scan(index, &scan).map_err(|e| store_error("cannot read an expiry index", &e))?;
+            for (k, _) in &page.rows {
+                let (time, row) = key::take_u64_be(k)
+                    .ok_or_else(|| Error::Storage(format!("a row of {} has a malformed key", index.as_str())))?;
+                if taken >= max || !expired(time) {
+                    break 'pages;
+                }
+                let current = self.store.get(rows, row).map_err(|e| store_error("cannot read the history", &e))?;
+                if current.as_deref().and_then(|v| v.get(..8)) == Some(&key::u64_be(time)[..]) {
+                    deletes.push((rows, row.to_vec()));
+                }
+                deletes.push((index, k.clone()));
+                taken += 1;
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        Ok(taken)
+    }
+
+    /// How many idempotency keys and gateway event ids the history holds.
+    pub fn archived_counts(&self) -> Result<ArchivedCounts> {
+        let count = |t| self.store.len(t).map_err(|e| store_error("cannot count the history", &e));
+        Ok(ArchivedCounts { keys: count(IDEMPOTENCY_KEYS)?, gateway_events: count(GATEWAY_EVENTS)? })
+    }
+
+    /// What the history keeps under `principal`'s idempotency key `k`, expired or not
+    /// (the caller compares `expires_at` with its time). `None` for a key that is not
+    /// valid (too long to have been stored).
+    pub fn remembered(&self, principal: Actor, k: &str) -> Result<Option<Remembered>> {
+        if k.len() > crate::command::IdempotencyKey::MAX_LEN {
+            return Ok(None);
+        }
+        let bytes = self
+            .store
+            .get(IDEMPOTENCY_KEYS, &key_row(principal, k))
+            .map_err(|e| store_error("cannot read an idempotency key", &e))?;
+        bytes
+            .map(|b| {
+                let body = b.get(8..).unwrap_or_default();
+                postcard::from_bytes(body)
+                    .map_err(|e| Error::Storage(format!("a stored idempotency key does not decode: {e}")))
+            })
+            .transpose()
+    }
+
+    /// When the history says `gateway`'s event `event_id` was first seen, expired or not
+    /// (`None` for ids too long to have been stored).
+    pub fn gateway_event(&self, gateway: &str, event_id: &str) -> Result<Option<Timestamp>> {
+        let Ok(row) = event_row(gateway, event_id) else { return Ok(None) };
+        if event_id.len() > 255 {
+            return Ok(None);
+        }
+        let bytes =
+            self.store.get(GATEWAY_EVENTS, &row).map_err(|e| store_error("cannot read a gateway event id", &e))?;
+        match bytes.as_deref().map(key::take_u64_be) {
+            None => Ok(None),
+            Some(Some((ms, _))) => Ok(Some(Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX)))),
+            Some(None) => Err(Error::Storage("a stored gateway event id has a malformed value".into())),
+        }
     }
 
     /// A finished trip.
@@ -435,9 +637,60 @@ pub(crate) fn backup_file(from: &Path, to: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use proptest::prelude::*;
 
-    use super::EvenSample;
+    use super::{ArchivedCounts, EvenSample, History};
+    use crate::clock::Timestamp;
+    use crate::command::{Actor, Outcome};
+    use crate::state::{GATEWAY_EVENT_TTL_S, Remembered};
+
+    /// Regression guard: a key used again after it expired is a new entry under the same
+    /// id; the purge of the old entry's index row must not take the new entry's row.
+    #[test]
+    fn the_purge_deletes_expired_entries_and_never_one_that_replaced_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path()).unwrap();
+        let at = |s: i64| Timestamp::from_millis(1_700_000_000_000 + s * 1000);
+        let entry = |hash: u8, expires: i64| {
+            Arc::new(Remembered {
+                request_hash: [hash; 32],
+                outcome: Outcome::Done,
+                stored_at: at(0),
+                expires_at: at(expires),
+            })
+        };
+        let key = |hash, expires| vec![(Actor::Admin, "k".to_string(), entry(hash, expires))];
+        let event = |seen| vec![("sim".to_string(), "evt_1".to_string(), at(seen))];
+        let counts = |keys, gateway_events| ArchivedCounts { keys, gateway_events };
+        assert_eq!(history.write(1, &[], &[], &key(1, 100), &event(0), at(10)).unwrap(), counts(1, 1));
+        assert_eq!(history.remembered(Actor::Admin, "k").unwrap().map(|r| r.request_hash), Some([1; 32]));
+        assert_eq!(history.remembered(Actor::User(crate::id::UserId::from_raw(1).unwrap()), "k").unwrap(), None);
+        assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), Some(at(0)));
+        // Used again after expiring (at 100): the new entry replaces the row, the old
+        // index row stays until the purge.
+        assert_eq!(history.write(2, &[], &[], &key(2, 300), &event(200), at(150)).unwrap(), counts(1, 1));
+        // The old key's time is up: only its index row goes.
+        assert_eq!(history.write(3, &[], &[], &[], &[], at(200)).unwrap(), counts(1, 1));
+        assert_eq!(history.remembered(Actor::Admin, "k").unwrap().map(|r| r.request_hash), Some([2; 32]));
+        assert_eq!(history.store.len(super::IDEMPOTENCY_KEYS_BY_EXPIRY).unwrap(), 1);
+        // The new one's too (a key answers while `now < expires_at`).
+        assert_eq!(history.write(4, &[], &[], &[], &[], at(300)).unwrap(), counts(0, 1));
+        assert_eq!(history.remembered(Actor::Admin, "k").unwrap(), None);
+        assert_eq!(history.store.len(super::IDEMPOTENCY_KEYS_BY_EXPIRY).unwrap(), 0);
+        // The same for the event id, kept 30 days from when it was seen (that instant included).
+        let ttl = i64::from(GATEWAY_EVENT_TTL_S);
+        assert_eq!(history.write(5, &[], &[], &[], &[], at(ttl + 100)).unwrap(), counts(0, 1));
+        assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), Some(at(200)));
+        assert_eq!(history.store.len(super::GATEWAY_EVENTS_BY_SEEN).unwrap(), 1);
+        assert_eq!(history.write(6, &[], &[], &[], &[], at(ttl + 200)).unwrap(), counts(0, 1));
+        assert_eq!(history.write(7, &[], &[], &[], &[], at(ttl + 201)).unwrap(), counts(0, 0));
+        assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), None);
+        // Ids that cannot have been stored read as absent, never as an error.
+        assert_eq!(history.remembered(Actor::Admin, &"x".repeat(2_000)).unwrap(), None);
+        assert_eq!(history.gateway_event(&"g".repeat(40), "evt_1").unwrap(), None);
+    }
 
     fn sample(n: usize, max: usize) -> Vec<usize> {
         let mut s = EvenSample::new(max);

@@ -15,7 +15,11 @@
 //! - after a failed write the in-memory state (which holds the batch that did not
 //!   become durable) is thrown away and rebuilt from disk the same way;
 //! - one process per data directory: a second `open` fails while the first holds
-//!   the lock.
+//!   the lock;
+//! - what a checkpoint moves to the history (finished trips, settled transfers,
+//!   idempotency keys and gateway event ids older than [`KEYS_HOT_WINDOW_S`]) is bounded
+//!   per checkpoint, fits one history transaction and one `Archive` record, and is durable
+//!   there before the writer logs its removal from the hot state.
 
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
@@ -27,12 +31,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalConfig, snapshot};
 
+use crate::clock::Timestamp;
+use crate::command::{Actor, Command};
 use crate::engine::Record;
 use crate::error::{Error, Result};
-use crate::history::{self, History};
+use crate::history::{self, ArchivedCounts, ArchivedEvent, ArchivedKey, History};
 use crate::id::{TransferId, TripId};
 use crate::ledger::Transfer;
-use crate::state::{Effects, State, apply};
+use crate::state::{ARCHIVED_ENTRY_BYTES, Effects, State, apply, gateway_event_kept};
 use crate::trip::Trip;
 
 /// What opening a data directory found.
@@ -82,7 +88,8 @@ pub(crate) struct CheckpointPolicy {
 /// pays for a shallow clone of the state (its entities are shared `Arc`s).
 struct Checkpointer {
     jobs: Option<Sender<Job>>,
-    done: Receiver<std::result::Result<Lsn, String>>,
+    /// Each checkpoint's LSN and what the history holds after it, or why it failed.
+    done: Receiver<std::result::Result<(Lsn, ArchivedCounts), String>>,
     /// The LSN of the checkpoint sent and not yet confirmed, with the finished trips
     /// it writes to the history.
     in_flight: Option<(Lsn, Archivable)>,
@@ -92,12 +99,16 @@ struct Checkpointer {
 }
 
 /// One checkpoint to take: the state at an LSN, its finished trips and the settled
-/// transfers that go with them.
+/// transfers that go with them, the idempotency keys and gateway event ids past the hot
+/// window, and the time rows expired by are purged.
 struct Job {
     lsn: Lsn,
     state: State,
     finished: Vec<Arc<Trip>>,
     transfers: Vec<Transfer>,
+    keys: Vec<ArchivedKey>,
+    events: Vec<ArchivedEvent>,
+    now: Timestamp,
 }
 
 /// What a collected checkpoint lets the writer archive.
@@ -106,6 +117,17 @@ pub(crate) struct Archivable {
     /// Each with the revision written to the history.
     pub(crate) trips: Vec<(TripId, u32)>,
     pub(crate) transfers: Vec<TransferId>,
+    /// `(principal, key, expires_at)` of each key written.
+    pub(crate) keys: Vec<(Actor, String, Timestamp)>,
+    /// `(gateway, event id, seen_at)` of each event id written.
+    pub(crate) gateway_events: Vec<ArchivedEvent>,
+}
+
+impl Archivable {
+    /// Nothing to archive.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.trips.is_empty() && self.transfers.is_empty() && self.keys.is_empty() && self.gateway_events.is_empty()
+    }
 }
 
 impl Checkpointer {
@@ -116,20 +138,20 @@ impl Checkpointer {
         let handle = std::thread::Builder::new()
             .name("dispatch-checkpoint".into())
             .spawn(move || {
-                for Job { lsn, state, finished, transfers } in rx {
-                    // History first: the trips are durable there before the writer is
-                    // told it may drop them from the hot state.
+                for Job { lsn, state, finished, transfers, keys, events, now } in rx {
+                    // History first: the trips and keys are durable there before the
+                    // writer is told it may drop them from the hot state.
                     let written = match &history {
-                        Some(h) => h.write(lsn, &finished, &transfers),
-                        None => Ok(()),
+                        Some(h) => h.write(lsn, &finished, &transfers, &keys, &events, now),
+                        None => Ok(ArchivedCounts::default()),
                     };
                     let result = written
-                        .and_then(|()| encode_state(&state))
-                        .and_then(|bytes| {
+                        .and_then(|counts| {
+                            let bytes = encode_state(&state)?;
                             snapshot::write(&dir, lsn, &bytes)
-                                .map_err(|e| storage_error("cannot write a checkpoint", &e))
+                                .map_err(|e| storage_error("cannot write a checkpoint", &e))?;
+                            Ok((lsn, counts))
                         })
-                        .map(|_| lsn)
                         .map_err(|e| e.to_string());
                     if tx.send(result).is_err() {
                         break;
@@ -151,7 +173,8 @@ impl Drop for Checkpointer {
     }
 }
 
-/// Counters of checkpointing, for operators.
+/// Counters of checkpointing, and what the hot state and the history hold of
+/// idempotency keys and gateway event ids, for operators.
 #[derive(Debug, Default)]
 pub struct CheckpointStats {
     /// Checkpoints written.
@@ -162,6 +185,15 @@ pub struct CheckpointStats {
     pub last_lsn: AtomicU64,
     /// Why the last failed checkpoint failed (the server logs it).
     pub last_error: parking_lot::Mutex<Option<String>>,
+    /// Idempotency keys in the hot state (as of the last commit).
+    pub keys_hot: AtomicU64,
+    /// Idempotency keys in the history (as of the last checkpoint; expired ones count
+    /// until a checkpoint purges them).
+    pub keys_archived: AtomicU64,
+    /// Gateway event ids in the hot state (as of the last commit).
+    pub gateway_events_hot: AtomicU64,
+    /// Gateway event ids in the history (as of the last checkpoint).
+    pub gateway_events_archived: AtomicU64,
 }
 
 /// Finished trips one checkpoint moves to the history, at most (each is a handful of
@@ -170,8 +202,40 @@ const ARCHIVE_TRIPS_MAX: usize = 50_000;
 /// Settled transfers one checkpoint moves to the history, at most (two rows each).
 const ARCHIVE_TRANSFERS_MAX: usize = 200_000;
 
+/// Idempotency keys and gateway event ids stay in the hot state this long (most retries
+/// come within it, and answer without a read of the history); older ones move to the
+/// history with the next checkpoint.
+pub const KEYS_HOT_WINDOW_S: u32 = 10 * 60;
+/// Keys and event ids one checkpoint moves to the history, at most (two rows each;
+/// fewer when trips and transfers leave little room in the transaction): above the
+/// records between two checkpoints (each key or event id came with one record), so the
+/// archive keeps up with any request rate.
+const ARCHIVE_KEYS_MAX: usize = 200_000;
+/// Bytes the keys and event ids may take in one `Archive` record (the WAL takes records
+/// up to `dispatch_storage::RECORD_BYTES_MAX`, 16 MiB; trips and transfers need under 3).
+const ARCHIVE_KEYS_BYTES_MAX: usize = 8 * 1024 * 1024;
+
 /// The state as a snapshot stores it: a format byte, then postcard.
-pub(crate) const STATE_FORMAT: u8 = 4;
+pub(crate) const STATE_FORMAT: u8 = 5;
+
+/// The idempotency keys and gateway event ids of `state` that the next checkpoint moves
+/// to the history at `now`: past the hot window and not expired, within what the
+/// transaction has left after `rows_used` rows (half of it: the purge takes the other
+/// half) and within [`ARCHIVE_KEYS_MAX`] and [`ARCHIVE_KEYS_BYTES_MAX`], keys first.
+fn archivable_keys(state: &State, now: Timestamp, rows_used: usize) -> (Vec<ArchivedKey>, Vec<ArchivedEvent>) {
+    let room = dispatch_storage::store::CHANGES_MAX.saturating_sub(rows_used) / 2;
+    let max = ARCHIVE_KEYS_MAX.min(room / 2);
+    let before = now.plus_millis(-i64::from(KEYS_HOT_WINDOW_S) * 1000);
+    let keys = state.archivable_keys(before, now, max, ARCHIVE_KEYS_BYTES_MAX);
+    let bytes: usize = keys.iter().map(|(_, k, _)| k.len() + ARCHIVED_ENTRY_BYTES).sum();
+    let events = state.archivable_gateway_events(
+        before,
+        now,
+        max.saturating_sub(keys.len()),
+        ARCHIVE_KEYS_BYTES_MAX.saturating_sub(bytes),
+    );
+    (keys, events)
+}
 
 fn encode_state(state: &State) -> Result<Vec<u8>> {
     postcard::to_extend(state, vec![STATE_FORMAT]).map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))
@@ -218,6 +282,8 @@ pub(crate) struct Journal {
     base_lsn: Lsn,
     /// Finished trips, once moved out of the hot state (data directories only).
     history: Option<Arc<History>>,
+    /// What the history holds, as of the last checkpoint.
+    archived: ArchivedCounts,
     /// Held for the life of the journal: the data directory's lock.
     _lock: Option<File>,
 }
@@ -248,6 +314,7 @@ impl Journal {
             base: Some(base),
             base_lsn: 0,
             history: None,
+            archived: ArchivedCounts::default(),
             _lock: None,
         };
         journal.recovered(None)
@@ -280,6 +347,7 @@ impl Journal {
             )));
         }
         let history = History::open(dir)?;
+        let archived = history.archived_counts()?;
         let durable_lsn = wal.durable_lsn();
         let log: Box<dyn CommandLog> = Box::new(wal);
         let journal = Journal {
@@ -294,6 +362,7 @@ impl Journal {
             base: Some(base),
             base_lsn,
             history: Some(history),
+            archived,
             _lock: Some(lock),
         };
         journal.recovered(Some(WalRecovery::from(&report)))
@@ -307,16 +376,62 @@ impl Journal {
         }
     }
 
+    /// Before `command` is applied at `at`: stamps into it what the history keeps for an
+    /// idempotency key or a gateway event id that is not in the hot state (and is not
+    /// expired) — `Command::Keyed::archived`, `Command::PaymentEvent::archived` — and
+    /// clears whatever a caller put there: only the writer stamps them. Returns whether
+    /// the command will be answered from a key or an event id (hot or archived) without
+    /// running, so that no trip needs to come back from the history for it. A history
+    /// that cannot be read refuses the command (it might otherwise run twice).
+    pub(crate) fn recall(&self, state: &State, actor: Actor, command: &mut Command, at: Timestamp) -> Result<bool> {
+        match command {
+            Command::Keyed { key, command: inner, archived } => {
+                *archived = None;
+                if state.remembered(key.principal, &key.key).is_some() {
+                    return Ok(true);
+                }
+                // A key `apply` refuses anyway (another principal's, malformed) is not read.
+                if let Some(h) = &self.history
+                    && key.principal == actor
+                    && key.validate().is_ok()
+                    && let Some(r) = h.remembered(key.principal, &key.key)?
+                    && r.expires_at > at
+                {
+                    *archived = Some(Arc::new(r));
+                    return Ok(true);
+                }
+                self.recall(state, actor, inner, at)
+            }
+            Command::PaymentEvent { gateway, event_id, archived, .. } => {
+                *archived = None;
+                if state.gateway_event_seen(gateway, event_id).is_some() {
+                    return Ok(true);
+                }
+                if let Some(h) = &self.history
+                    && let Some(seen) = h.gateway_event(gateway, event_id)?
+                    && gateway_event_kept(seen, at)
+                {
+                    *archived = Some(seen);
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            Command::Restored { command: inner, .. } => self.recall(state, actor, inner, at),
+            _ => Ok(false),
+        }
+    }
+
     /// The history store, when the journal has a data directory.
     pub(crate) fn history(&self) -> Option<&Arc<History>> {
         self.history.as_ref()
     }
 
-    /// After a committed batch: collects a finished checkpoint (releasing the WAL
-    /// below it) and starts the next one when enough records accumulated. Returns the
-    /// finished trips that checkpoint made durable in the history: the writer archives
-    /// them (logs their removal from the hot state).
-    pub(crate) fn checkpoint_if_due(&mut self, state: &State, stats: &CheckpointStats) -> Archivable {
+    /// After a committed batch at `now`: collects a finished checkpoint (releasing the
+    /// WAL below it) and starts the next one when enough records accumulated. Returns
+    /// what that checkpoint made durable in the history (finished trips, settled
+    /// transfers, idempotency keys, gateway event ids): the writer archives them (logs
+    /// their removal from the hot state).
+    pub(crate) fn checkpoint_if_due(&mut self, state: &State, now: Timestamp, stats: &CheckpointStats) -> Archivable {
         let mut archivable = Archivable::default();
         let due = self.durable_lsn.saturating_sub(self.base_lsn) >= self.policy.every_records;
         let Some(cp) = self.checkpointer.as_mut() else {
@@ -328,12 +443,14 @@ impl Journal {
                 stats.written.fetch_add(1, Ordering::Relaxed);
                 stats.last_lsn.store(self.durable_lsn, Ordering::Relaxed);
             }
+            self.report_counts(state, stats);
             return archivable;
         };
         if let Ok(result) = cp.done.try_recv() {
             match (result, cp.in_flight.take()) {
-                (Ok(lsn), Some((sent, finished))) if lsn == sent => {
+                (Ok((lsn, counts)), Some((sent, finished))) if lsn == sent => {
                     archivable = finished;
+                    self.archived = counts;
                     // The snapshot is durable: older ones and the WAL below it can go.
                     // A failure to release only keeps files longer; a poisoned WAL
                     // surfaces at the next commit.
@@ -348,8 +465,8 @@ impl Journal {
                 (result, sent) => {
                     let why = match (result, sent) {
                         (Err(why), _) => why,
-                        (Ok(lsn), Some((sent, _))) => format!("checkpoint at LSN {lsn} answered for {sent}"),
-                        (Ok(lsn), None) => format!("checkpoint at LSN {lsn} answered with none in flight"),
+                        (Ok((lsn, _)), Some((sent, _))) => format!("checkpoint at LSN {lsn} answered for {sent}"),
+                        (Ok((lsn, _)), None) => format!("checkpoint at LSN {lsn} answered with none in flight"),
                     };
                     *stats.last_error.lock() = Some(why);
                     stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -369,16 +486,33 @@ impl Journal {
             let trips: std::collections::HashSet<TripId> = finished.iter().map(|t| t.id).collect();
             let mut transfers = if self.history.is_some() { state.ledger().archivable(&trips) } else { Vec::new() };
             transfers.truncate(ARCHIVE_TRANSFERS_MAX);
+            let (keys, events) = if self.history.is_some() {
+                archivable_keys(state, now, finished.len() * 4 + transfers.len() * 3)
+            } else {
+                (Vec::new(), Vec::new())
+            };
             let ids = Archivable {
                 trips: finished.iter().map(|t| (t.id, t.revision)).collect(),
                 transfers: transfers.iter().map(|t| t.id).collect(),
+                keys: keys.iter().map(|(principal, k, r)| (*principal, k.clone(), r.expires_at)).collect(),
+                gateway_events: events.clone(),
             };
-            let job = Job { lsn: self.durable_lsn, state: snapshot, finished, transfers };
+            let job = Job { lsn: self.durable_lsn, state: snapshot, finished, transfers, keys, events, now };
             if jobs.try_send(job).is_ok() {
                 cp.in_flight = Some((self.durable_lsn, ids));
             }
         }
+        self.report_counts(state, stats);
         archivable
+    }
+
+    /// Puts how many idempotency keys and gateway event ids `state` and the history hold
+    /// (as of the last checkpoint) into `stats`.
+    pub(crate) fn report_counts(&self, state: &State, stats: &CheckpointStats) {
+        stats.keys_hot.store(state.idempotency_keys() as u64, Ordering::Relaxed);
+        stats.gateway_events_hot.store(state.gateway_event_ids() as u64, Ordering::Relaxed);
+        stats.keys_archived.store(self.archived.keys, Ordering::Relaxed);
+        stats.gateway_events_archived.store(self.archived.gateway_events, Ordering::Relaxed);
     }
 
     fn recovered(self, wal: Option<WalRecovery>) -> Result<(Self, State, Recovery)> {
@@ -585,8 +719,10 @@ fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
             .map_err(|e| Error::Storage(format!("{}: {e}", target.display())))?;
     }
     let (segments, wal_bytes) = copy_log(&wal_dir(from), &wal_dir(to))?;
-    // The history last: it then holds every trip the copied log archived (trips are
-    // written there before the log records their removal from the hot state).
+    // The history last: it then holds every trip, idempotency key and gateway event id
+    // the copied log archived (each is written there before the log records its removal
+    // from the hot state; a row goes from the history only once expired, when neither
+    // place answers for it any more).
     history::backup_file(&history::path(from), &history::path(to))?;
     Ok((segments, bytes + wal_bytes))
 }

@@ -445,6 +445,7 @@ fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &Atom
                 trip_id,
                 amount_minor: action.amount_minor(),
                 currency,
+                archived: None,
             };
             match gateway.execute(&call) {
                 Ok(()) => {

@@ -638,7 +638,7 @@ impl Ctx<'_> {
     async fn submit(&mut self, command: Command) -> Result<Outcome, ApiError> {
         let actor = self.principal()?.actor();
         let command = match self.keyed.clone() {
-            Some(key) => Command::Keyed { key, command: Box::new(command) },
+            Some(key) => Command::Keyed { key, command: Box::new(command), archived: None },
             None => command,
         };
         match self.app.submit(actor, command).await? {
@@ -1068,6 +1068,7 @@ impl Ctx<'_> {
             trip_id,
             amount_minor: event.amount_minor,
             currency,
+            archived: None,
         };
         match self.app.submit(Actor::System, c).await? {
             Outcome::PaymentEvent { duplicate: true, .. } => Ok(answer("duplicate", false, None)),

@@ -79,6 +79,7 @@ fn reconcile_lists_every_difference_with_a_settlement_report() {
         trip_id: trip.id,
         amount_minor: fare,
         currency: "EGP".parse().unwrap(),
+        archived: None,
     };
     engine.submit(Actor::System, captured).unwrap();
     engine.shutdown().unwrap();

@@ -31,6 +31,12 @@ const HOUSEKEEPING_S: u32 = 10 * 60;
 /// How long a gateway event id is remembered: 30 days.
 pub const GATEWAY_EVENT_TTL_S: u32 = 30 * 24 * 60 * 60;
 
+/// Whether an event id first seen at `seen_at` is still remembered at `now`: the one
+/// rule for the hot state's housekeeping, the history's look-up and its purge.
+pub(crate) fn gateway_event_kept(seen_at: Timestamp, now: Timestamp) -> bool {
+    seen_at >= now.plus_millis(-i64::from(GATEWAY_EVENT_TTL_S) * 1000)
+}
+
 impl State {
     pub(super) fn issue_otp(
         &mut self,
@@ -113,8 +119,7 @@ impl State {
         self.otps.retain(|_, r| !r.is_idle(now));
         // Gateway event ids are kept well beyond any gateway's retry window (Stripe's is
         // 3 days) and any signature's tolerance, so a replay inside them is recognised.
-        let keep_from = now.plus_millis(-i64::from(GATEWAY_EVENT_TTL_S) * 1000);
-        self.gateway_events.retain(|_, at| *at >= keep_from);
+        self.gateway_events.retain(|_, at| gateway_event_kept(*at, now));
         if !self.otps.is_empty() || !self.gateway_events.is_empty() {
             self.deadlines.insert((now.plus_secs(HOUSEKEEPING_S), Deadline::Housekeeping));
         }

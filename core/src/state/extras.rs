@@ -10,7 +10,12 @@
 //! - a trip is rated once by its rider and once by its driver, after completion;
 //! - an alert is raised only by the trip's rider or driver and acknowledged once by staff;
 //! - a keyed command's first success is stored in the same command that makes the
-//!   change, so after any crash the key and the change are both there or both absent.
+//!   change, so after any crash the key and the change are both there or both absent;
+//! - a key answers the same (its replay, or `idempotency_key_reused`) until it expires,
+//!   whether it is hot or was moved to the history: a checkpoint writes keys older than
+//!   the hot window there, and only then does the `Archive` record take them out of the
+//!   hot state; the writer stamps what the history holds into a keyed command whose key
+//!   is not hot (`Command::Keyed::archived`). Gateway event ids move the same way.
 
 use std::sync::Arc;
 
@@ -286,6 +291,7 @@ impl State {
         actor: Actor,
         key: &IdempotencyKey,
         command: &Command,
+        archived: Option<&Remembered>,
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
@@ -296,7 +302,9 @@ impl State {
         if matches!(command, Command::Keyed { .. } | Command::Tick | Command::UpdateLocation(_)) {
             return Err(Error::Invalid(format!("{} commands take no idempotency key", command.name())));
         }
-        if let Some(seen) = self.remembered(actor, &key.key) {
+        // The hot entry, else what the history keeps (stamped by the writer), if not expired.
+        let seen = self.remembered(actor, &key.key).map(|r| &**r).or_else(|| archived.filter(|r| r.expires_at > now));
+        if let Some(seen) = seen {
             return if seen.request_hash == key.request_hash {
                 Ok(Outcome::Replayed(Box::new(seen.outcome.clone())))
             } else {
@@ -305,10 +313,100 @@ impl State {
         }
         let outcome = self.dispatch_command(actor, command, now, fx)?;
         let expires_at = now.plus_secs(self.rules.idempotency_ttl_s);
-        let remembered = Remembered { request_hash: key.request_hash, outcome: outcome.clone(), expires_at };
+        let remembered =
+            Remembered { request_hash: key.request_hash, outcome: outcome.clone(), stored_at: now, expires_at };
         self.idempotency.insert((actor, key.key.clone()), Arc::new(remembered));
         self.idempotency_expiry.insert((expires_at, actor, key.key.clone()));
         Ok(outcome)
+    }
+
+    /// How many idempotency keys the hot state holds.
+    pub fn idempotency_keys(&self) -> usize {
+        self.idempotency.len()
+    }
+
+    /// When `gateway`'s event `event_id` was first seen, if the hot state holds it.
+    pub fn gateway_event_seen(&self, gateway: &str, event_id: &str) -> Option<Timestamp> {
+        self.gateway_events.get(&(gateway.to_owned(), event_id.to_owned())).copied()
+    }
+
+    /// How many gateway event ids the hot state holds.
+    pub fn gateway_event_ids(&self) -> usize {
+        self.gateway_events.len()
+    }
+
+    /// Idempotency keys for the history: stored at or before `stored_before` and still
+    /// kept at `now`, in expiry order (with the TTL unchanged, oldest first), stopping at
+    /// the first one stored later, at `max` keys, or once they would take more than
+    /// `max_bytes` in an `Archive` record (`ARCHIVED_ENTRY_BYTES` each besides the key).
+    pub fn archivable_keys(
+        &self,
+        stored_before: Timestamp,
+        now: Timestamp,
+        max: usize,
+        max_bytes: usize,
+    ) -> Vec<(Actor, String, Arc<Remembered>)> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (expires_at, actor, key) in &self.idempotency_expiry {
+            let size = key.len() + ARCHIVED_ENTRY_BYTES;
+            if out.len() >= max || bytes + size > max_bytes {
+                break;
+            }
+            let Some(r) = self.idempotency.get(&(*actor, key.clone())) else { continue };
+            if r.expires_at != *expires_at || *expires_at <= now {
+                continue; // expired: `Tick` forgets it
+            }
+            if r.stored_at > stored_before {
+                break;
+            }
+            bytes += size;
+            out.push((*actor, key.clone(), Arc::clone(r)));
+        }
+        out
+    }
+
+    /// Gateway event ids for the history: seen at or before `seen_before` and still
+    /// kept at `now`, at most `max` of them and `max_bytes` of an `Archive` record.
+    pub fn archivable_gateway_events(
+        &self,
+        seen_before: Timestamp,
+        now: Timestamp,
+        max: usize,
+        max_bytes: usize,
+    ) -> Vec<(String, String, Timestamp)> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for ((gateway, event_id), seen_at) in &self.gateway_events {
+            let size = gateway.len() + event_id.len() + ARCHIVED_ENTRY_BYTES;
+            if out.len() >= max || bytes + size > max_bytes {
+                break;
+            }
+            if *seen_at <= seen_before && super::account::gateway_event_kept(*seen_at, now) {
+                bytes += size;
+                out.push((gateway.clone(), event_id.clone(), *seen_at));
+            }
+        }
+        out
+    }
+
+    /// Forgets the keys and event ids whose history rows are durable (`Command::Archive`):
+    /// each only if the hot entry is still the one written there (the same expiry, the
+    /// same time seen). Cannot fail.
+    pub(super) fn archive_keys(&mut self, keys: &[(Actor, String, Timestamp)], events: &[(String, String, Timestamp)]) {
+        for (actor, key, expires_at) in keys {
+            let id = (*actor, key.clone());
+            if self.idempotency.get(&id).is_some_and(|r| r.expires_at == *expires_at) {
+                self.idempotency.remove(&id);
+                self.idempotency_expiry.remove(&(*expires_at, id.0, id.1));
+            }
+        }
+        for (gateway, event_id, seen_at) in events {
+            let id = (gateway.clone(), event_id.clone());
+            if self.gateway_events.get(&id) == Some(seen_at) {
+                self.gateway_events.remove(&id);
+            }
+        }
     }
 
     /// Forgets idempotency keys past their time.
@@ -323,6 +421,10 @@ impl State {
         }
     }
 }
+
+/// Most bytes an archived key or event id takes in an `Archive` record besides its
+/// strings (postcard: the principal, a timestamp, length prefixes).
+pub(crate) const ARCHIVED_ENTRY_BYTES: usize = 32;
 
 /// The id of transfer `n` of accepting `bid` on `trip`: a fixed mixing (splitmix64) of the
 /// three, never zero. A clash with another transfer is caught by the ledger

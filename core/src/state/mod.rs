@@ -94,14 +94,17 @@ pub struct State {
     index: Positions,
 }
 
-/// A success remembered under an idempotency key.
+/// A success remembered under an idempotency key: in the hot state for a while, then in
+/// the history (`history.rs`) until it expires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Remembered {
     /// The hash of the request that produced it.
     pub request_hash: [u8; 32],
     /// What it answered.
     pub outcome: Outcome,
-    /// When it may be forgotten.
+    /// When it was stored (it moves to the history once older than the hot window).
+    pub stored_at: Timestamp,
+    /// When it may be forgotten: it answers while `now < expires_at`.
     pub expires_at: Timestamp,
 }
 
@@ -356,9 +359,13 @@ impl State {
             Command::VerifyOtp { phone, code_hash, new_user_id } => {
                 self.verify_otp(who, phone, code_hash, *new_user_id, now, fx)
             }
-            Command::Keyed { key, command } => self.keyed(actor, key, command, now, fx),
+            Command::Keyed { key, command, archived } => self.keyed(actor, key, command, archived.as_deref(), now, fx),
             Command::Restored { trip, command } => self.restored(actor, trip, command, now, fx),
-            Command::Archive { trips, transfer_ids } => self.archive(who, trips, transfer_ids, fx),
+            Command::Archive { trips, transfer_ids, keys, gateway_events } => {
+                self.archive(who, trips, transfer_ids, fx)?;
+                self.archive_keys(keys, gateway_events);
+                Ok(Outcome::Done)
+            }
             Command::CreditWallet { id, user_id, amount_minor, currency, reason } => {
                 validate_reason(reason)?;
                 self.credit_wallet(who, *id, *user_id, *amount_minor, *currency, now, fx)
@@ -367,8 +374,9 @@ impl State {
                 validate_reason(reason)?;
                 self.refund(who, *id, *trip_id, *amount_minor, now, fx)
             }
-            Command::PaymentEvent { gateway, event_id, kind, trip_id, amount_minor, currency } => {
-                self.payment_event(who, gateway, event_id, *kind, *trip_id, *amount_minor, *currency, now, fx)
+            Command::PaymentEvent { gateway, event_id, kind, trip_id, amount_minor, currency, archived } => {
+                let (amount, currency) = (*amount_minor, *currency);
+                self.payment_event(who, gateway, event_id, *kind, *trip_id, amount, currency, *archived, now, fx)
             }
             Command::RecordDeadLetter { trip_id, action, error, attempts } => {
                 self.record_dead_letter(who, *trip_id, *action, error, *attempts, now, fx)
@@ -1246,6 +1254,14 @@ impl State {
             }
         }
         self.ledger.check()?;
+        // Every remembered key has its expiry in the expiry order, and nothing else is there.
+        let indexed = self
+            .idempotency_expiry
+            .iter()
+            .all(|(at, actor, key)| self.idempotency.get(&(*actor, key.clone())).is_some_and(|r| r.expires_at == *at));
+        if !indexed || self.idempotency_expiry.len() != self.idempotency.len() {
+            return Err("idempotency keys and their expiry order disagree".into());
+        }
         if open_by_rider != self.open_trips_by_rider {
             return Err("open trip counts per rider are off".into());
         }
@@ -1389,6 +1405,9 @@ mod extras;
 mod location;
 mod money;
 
+pub use account::GATEWAY_EVENT_TTL_S;
+pub(crate) use account::gateway_event_kept;
+pub(crate) use extras::ARCHIVED_ENTRY_BYTES;
 pub use location::{MAX_NEARBY_LIMIT, MAX_NEARBY_RADIUS_M};
 
 pub use money::PaymentEventKind;

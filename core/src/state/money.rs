@@ -20,7 +20,9 @@
 //!   answered `ignored` (a disagreeing amount is kept on the trip for reconciliation);
 //! - a refund never exceeds what was captured minus what was refunded or is still
 //!   pending; a card refund is pending until the gateway confirms it;
-//! - a gateway event id is applied once; a repeat answers `duplicate` and changes nothing.
+//! - a gateway event id is applied once; a repeat answers `duplicate` and changes nothing,
+//!   whether the id is still hot or was moved to the history (the writer stamps it into
+//!   the command, `PaymentEvent::archived`), for as long as ids are kept.
 
 use std::sync::Arc;
 
@@ -447,6 +449,7 @@ impl State {
         trip_id: TripId,
         amount_minor: i64,
         currency: Currency,
+        archived: Option<Timestamp>,
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
@@ -457,7 +460,9 @@ impl State {
             return Err(Error::Invalid("event id must be 1-255 bytes and gateway 1-32".into()));
         }
         let seen = (gateway.to_owned(), event_id.to_owned());
-        if self.gateway_events.contains_key(&seen) {
+        // Seen before: still hot, or moved to the history (the writer stamped when).
+        let archived_seen = archived.is_some_and(|at| super::account::gateway_event_kept(at, now));
+        if self.gateway_events.contains_key(&seen) || archived_seen {
             return Ok(Outcome::PaymentEvent { duplicate: true, ignored: None });
         }
         let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;

@@ -992,8 +992,11 @@ fn a_keyed_command_is_answered_again_and_a_reused_key_refused() {
     let mut w = World::new(rules());
     let rider = w.rider();
     let key = |hash: u8| IdempotencyKey { principal: Actor::User(rider), key: "k-1".into(), request_hash: [hash; 32] };
-    let keyed =
-        |w: &World, hash| Command::Keyed { key: key(hash), command: Box::new(Command::CreateTrip(w.new_trip())) };
+    let keyed = |w: &World, hash| Command::Keyed {
+        key: key(hash),
+        command: Box::new(Command::CreateTrip(w.new_trip())),
+        archived: None,
+    };
     let first = w.run(Actor::User(rider), keyed(&w, 1)).unwrap();
     let again = w.run(Actor::User(rider), keyed(&w, 1)).unwrap();
     assert_eq!(again, Outcome::Replayed(Box::new(first)));
@@ -1004,12 +1007,96 @@ fn a_keyed_command_is_answered_again_and_a_reused_key_refused() {
     let theirs = Command::Keyed {
         key: IdempotencyKey { principal: Actor::User(other), key: "k-1".into(), request_hash: [2; 32] },
         command: Box::new(Command::CreateTrip(w.new_trip())),
+        archived: None,
     };
     assert!(matches!(w.run(Actor::User(rider), theirs.clone()), Err(Error::Forbidden(_))));
     w.run(Actor::User(other), theirs).unwrap();
     // Kept 24 hours, then forgotten.
     w.advance(24 * 3600 + 1);
     assert!(w.state.remembered(Actor::User(rider), "k-1").is_none());
+    w.finish();
+}
+
+/// A keyed trip request whose key moved to the history (`Archive`), sent again with
+/// what the history keeps stamped in (as the writer does), answers exactly as a hot key:
+/// the same outcome replayed, `idempotency_key_reused` for another request; once expired
+/// the stamp no longer counts and the key runs a new request.
+#[test]
+fn an_archived_key_answers_as_a_hot_one_until_it_expires() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let key = |hash: u8| IdempotencyKey { principal: Actor::User(rider), key: "k-1".into(), request_hash: [hash; 32] };
+    let keyed = |w: &World, hash, archived: Option<Arc<Remembered>>| Command::Keyed {
+        key: key(hash),
+        command: Box::new(Command::CreateTrip(w.new_trip())),
+        archived,
+    };
+    let first = w.run(Actor::User(rider), keyed(&w, 1, None)).unwrap();
+    let remembered = Arc::clone(w.state.remembered(Actor::User(rider), "k-1").unwrap());
+    assert_eq!((remembered.stored_at, remembered.expires_at), (w.now, w.now.plus_secs(24 * 3600)));
+    assert_eq!(w.state.idempotency_keys(), 1);
+    // Archive names the expiry: another one (the key used again after expiring) stays hot.
+    let archive = |expires_at| Command::Archive {
+        trips: vec![],
+        transfer_ids: vec![],
+        keys: vec![(Actor::User(rider), "k-1".into(), expires_at)],
+        gateway_events: vec![],
+    };
+    w.run(Actor::System, archive(remembered.expires_at.plus_millis(1))).unwrap();
+    assert!(w.state.remembered(Actor::User(rider), "k-1").is_some());
+    w.run(Actor::System, archive(remembered.expires_at)).unwrap();
+    assert!(w.state.remembered(Actor::User(rider), "k-1").is_none());
+    assert_eq!(w.state.idempotency_keys(), 0);
+    assert_eq!(w.state.next_deadline().map(|d| d <= remembered.expires_at), Some(true));
+
+    w.advance(3600);
+    let trips = w.state.trips().count();
+    let again = w.run(Actor::User(rider), keyed(&w, 1, Some(Arc::clone(&remembered)))).unwrap();
+    assert_eq!(again, Outcome::Replayed(Box::new(first)));
+    assert_eq!(w.state.trips().count(), trips, "the retry made no second trip");
+    assert_eq!(
+        w.run(Actor::User(rider), keyed(&w, 2, Some(Arc::clone(&remembered)))),
+        Err(Error::IdempotencyKeyReused)
+    );
+    // Another principal cannot ride on it: the key is checked against the actor first.
+    let other = w.rider();
+    assert!(matches!(w.run(Actor::User(other), keyed(&w, 1, Some(Arc::clone(&remembered)))), Err(Error::Forbidden(_))));
+    // Expired: the stamp is ignored and the key takes a new request.
+    w.now = remembered.expires_at;
+    let fresh = w.run(Actor::User(rider), keyed(&w, 2, Some(Arc::clone(&remembered)))).unwrap();
+    assert!(matches!(fresh, Outcome::Trip(_)), "{fresh:?}");
+    assert_eq!(w.state.trips().count(), trips + 1);
+    assert_eq!(w.state.remembered(Actor::User(rider), "k-1").unwrap().request_hash, [2; 32]);
+    w.finish();
+}
+
+/// The checkpoint takes keys and event ids past the hot window and not expired, oldest
+/// first, within its count and byte bounds.
+#[test]
+fn archivable_keys_and_event_ids_are_past_the_window_unexpired_and_bounded() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let revoke = |n: u32| Command::Keyed {
+        key: IdempotencyKey { principal: Actor::Admin, key: format!("key-{n}"), request_hash: [0; 32] },
+        command: Box::new(Command::RevokeTokens { user_id: rider }),
+        archived: None,
+    };
+    let t0 = w.now;
+    for n in 0..4 {
+        w.run(Actor::Admin, revoke(n)).unwrap();
+        w.now = w.now.plus_secs(60);
+    }
+    let names = |v: Vec<(Actor, String, Arc<Remembered>)>| v.into_iter().map(|(_, k, _)| k).collect::<Vec<_>>();
+    // Stored at t0, t0+60 s, t0+120 s, t0+180 s.
+    assert_eq!(names(w.state.archivable_keys(t0.plus_secs(120), w.now, 10, 1 << 20)), ["key-0", "key-1", "key-2"]);
+    assert_eq!(names(w.state.archivable_keys(t0.plus_secs(120), w.now, 2, 1 << 20)), ["key-0", "key-1"]);
+    let one = "key-0".len() + ARCHIVED_ENTRY_BYTES;
+    assert_eq!(names(w.state.archivable_keys(t0.plus_secs(120), w.now, 10, 2 * one)), ["key-0", "key-1"]);
+    assert!(w.state.archivable_keys(t0.plus_millis(-1), w.now, 10, 1 << 20).is_empty());
+    // Expired ones are `Tick`'s to forget, not the history's to keep.
+    let late = t0.plus_secs(24 * 3600 + 30);
+    assert_eq!(names(w.state.archivable_keys(late, late, 10, 1 << 20)), ["key-1", "key-2", "key-3"]);
+    assert_eq!(w.state.archivable_gateway_events(w.now, w.now, 10, 1 << 20), vec![]);
     w.finish();
 }
 
@@ -1403,6 +1490,7 @@ mod money {
             trip_id: trip,
             amount_minor,
             currency: egp(),
+            archived: None,
         };
         let rider_sends = event("evt_1", PaymentEventKind::Authorized, estimate);
         assert!(matches!(w.run(Actor::User(rider), rider_sends), Err(Error::Forbidden(_))), "only the server");
@@ -1469,6 +1557,7 @@ mod money {
             trip_id: trip,
             amount_minor,
             currency: egp(),
+            archived: None,
         }
     }
 
@@ -1773,6 +1862,52 @@ mod money {
         assert_eq!(earned(&w, da), fare - half_up(fare, 500), "the Alexandria zone's rate");
         w.finish();
     }
+
+    /// A gateway event id that moved to the history (`Archive`), delivered again with
+    /// what the history keeps stamped in, is a duplicate that changes nothing; once its
+    /// 30 days are up the stamp no longer counts.
+    #[test]
+    fn an_archived_gateway_event_id_is_a_duplicate_and_moves_no_money() {
+        let mut w = World::new(rules());
+        let (trip, fare) = captured_card_trip(&mut w);
+        let seen = w.state.gateway_event_seen("sim", "evt_cap").unwrap();
+        // Archive names the time seen: another time (a later use of the id) stays hot.
+        let archive = |at: Timestamp| Command::Archive {
+            trips: vec![],
+            transfer_ids: vec![],
+            keys: vec![],
+            gateway_events: vec![("sim".into(), "evt_cap".into(), at)],
+        };
+        w.run(Actor::System, archive(seen.plus_millis(1))).unwrap();
+        assert_eq!(w.state.gateway_event_seen("sim", "evt_cap"), Some(seen));
+        let hot = w.state.gateway_event_ids();
+        w.run(Actor::System, archive(seen)).unwrap();
+        assert_eq!((w.state.gateway_event_seen("sim", "evt_cap"), w.state.gateway_event_ids()), (None, hot - 1));
+
+        let again = |archived| {
+            let mut c = pay_event(trip, "evt_cap", PaymentEventKind::Captured, fare);
+            if let Command::PaymentEvent { archived: a, .. } = &mut c {
+                *a = archived;
+            }
+            c
+        };
+        let before = w.state.clone();
+        assert_eq!(
+            w.run(Actor::System, again(Some(seen))).unwrap(),
+            Outcome::PaymentEvent { duplicate: true, ignored: None }
+        );
+        assert_eq!(w.state, before, "a duplicate changes nothing");
+        assert_eq!(balance(&w, AccountKey::platform(AccountKind::GatewayClearing, egp())), -fare);
+        // Without the stamp (the writer found nothing), the id is new: remembered hot again,
+        // and taking nothing twice (no capture is due any more).
+        assert!(ignored(w.run(Actor::System, again(None)).unwrap()));
+        assert_eq!(balance(&w, AccountKey::platform(AccountKind::GatewayClearing, egp())), -fare);
+        // Kept 30 days: a stamp older than that is not a duplicate.
+        w.run(Actor::System, archive(w.state.gateway_event_seen("sim", "evt_cap").unwrap())).unwrap();
+        w.now = seen.plus_secs(GATEWAY_EVENT_TTL_S).plus_millis(1);
+        assert!(ignored(w.run(Actor::System, again(Some(seen))).unwrap()));
+        w.finish();
+    }
 }
 
 // ----- money against a model ------------------------------------------------------------------
@@ -1990,6 +2125,7 @@ mod money_model {
             trip_id: v["data"]["trip_id"].as_str()?.parse().ok()?,
             amount_minor: v["data"]["amount_minor"].as_i64()?,
             currency: v["data"]["currency"].as_str()?.parse().ok()?,
+            archived: None,
         })
     }
 
@@ -2508,7 +2644,12 @@ fn archive_keeps_a_trip_changed_since_its_history_row_was_written() {
     let rate = Command::RateTrip { trip_id: trip, stars: 4, comment: None };
     w.run(Actor::User(rider), rate).unwrap();
     assert!(w.get(trip).revision > written, "every change counts a revision");
-    let archive = |revision| Command::Archive { trips: vec![(trip, revision)], transfer_ids: vec![] };
+    let archive = |revision| Command::Archive {
+        trips: vec![(trip, revision)],
+        transfer_ids: vec![],
+        keys: vec![],
+        gateway_events: vec![],
+    };
     assert!(matches!(w.run(Actor::System, archive(written)).unwrap(), Outcome::Done));
     assert_eq!(w.get(trip).rider_rating.as_ref().map(|r| r.stars), Some(4), "the rating stays hot");
     let now = w.get(trip).revision;
@@ -2523,7 +2664,9 @@ fn a_restored_trip_comes_back_for_its_command_and_leaves_again_when_refused() {
     let (rider, driver, trip) = complete_a_trip(&mut w);
     let copy = w.get(trip);
     let revision = copy.revision;
-    w.run(Actor::System, Command::Archive { trips: vec![(trip, revision)], transfer_ids: vec![] }).unwrap();
+    let archive =
+        Command::Archive { trips: vec![(trip, revision)], transfer_ids: vec![], keys: vec![], gateway_events: vec![] };
+    w.run(Actor::System, archive).unwrap();
     assert!(w.state.trip(trip).is_none());
     let restored = |command| Command::Restored { trip: Arc::clone(&copy), command: Box::new(command) };
 

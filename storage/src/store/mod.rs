@@ -13,7 +13,8 @@
 //!   above its LSN.
 //! - **History**: rows the engine writes when they leave its hot state (finished trips,
 //!   ledger entries, idempotency keys, webhook event ids), read by [`Store::get`] and
-//!   by prefix [`Store::scan`]s with cursor paging, trimmed by [`Store::purge_range`].
+//!   by prefix [`Store::scan`]s with cursor paging, counted by [`Store::len`], trimmed
+//!   by [`Store::purge_range`] or by the deletes of a checkpoint.
 //!
 //! # Guarantees
 //! - A commit is atomic and durable when it returns (redb `Durability::Immediate`,
@@ -333,6 +334,12 @@ impl Store {
     /// One page of the rows of `table` whose keys start with `scan.prefix`.
     pub fn scan(&self, table: TableName, scan: &Scan) -> Result<Page, StoreError> {
         read::scan(&read::begin(&self.db, &self.path)?, &self.path, table, scan)
+    }
+
+    /// How many rows `table` holds (0 for a table never written): redb keeps the count
+    /// in the table's root, so this reads no rows.
+    pub fn len(&self, table: TableName) -> Result<u64, StoreError> {
+        read::len(&read::begin(&self.db, &self.path)?, &self.path, table)
     }
 
     /// Removes every row of `table` with a key in `start..end` (end exclusive), in its

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use redb::{ReadTransaction, ReadableDatabase, TableError};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableError};
 
 use super::scan::{self, Order, Page, Scan};
 use super::table::ReadRows;
@@ -43,6 +43,13 @@ pub(crate) fn get(
     };
     let value = table.get(key).map_err(|error| StoreError::redb("get", path, error))?;
     Ok(value.map(|value| value.value().to_vec()))
+}
+
+pub(crate) fn len(txn: &ReadTransaction, path: &Path, name: TableName) -> Result<u64, StoreError> {
+    match open(txn, path, name)? {
+        Some(table) => table.len().map_err(|error| StoreError::redb("count", path, error)),
+        None => Ok(0),
+    }
 }
 
 pub(crate) fn scan(txn: &ReadTransaction, path: &Path, name: TableName, scan: &Scan) -> Result<Page, StoreError> {

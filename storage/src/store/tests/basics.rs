@@ -128,6 +128,27 @@ fn purge_range_removes_exactly_the_range_and_reports_how_many() {
 }
 
 #[test]
+fn len_counts_the_rows_of_one_table_as_of_the_last_commit() {
+    let (_dir, path) = scratch();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.len(LEDGER).unwrap(), 0, "a table never written");
+    let mut rows = at(1);
+    for i in 0..7u64 {
+        rows = put(rows, LEDGER, &key::u64_be(i), b"v");
+    }
+    rows = put(rows, TRIPS, b"t", b"v");
+    store.commit(&rows).unwrap();
+    assert_eq!((store.len(LEDGER).unwrap(), store.len(TRIPS).unwrap()), (7, 1));
+    let mut second = put(at(2), LEDGER, &key::u64_be(3), b"replaced");
+    second.deletes.push((LEDGER, key::u64_be(0).to_vec()));
+    second.deletes.push((LEDGER, b"absent".to_vec()));
+    store.commit(&second).unwrap();
+    assert_eq!(store.len(LEDGER).unwrap(), 6, "a replaced row counts once, an absent delete not at all");
+    store.purge_range(LEDGER, &key::u64_be(1), &key::u64_be(3)).unwrap();
+    assert_eq!(store.len(LEDGER).unwrap(), 4);
+}
+
+#[test]
 fn a_second_writer_is_refused_while_the_store_is_open() {
     let (_dir, path) = scratch();
     let store = Store::open(&path).unwrap();
