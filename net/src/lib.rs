@@ -214,14 +214,17 @@ pub mod demo {
     }
 
     impl Demo {
-        /// Starts `drivers` simulated drivers (and the default riders) on `engine`. The
-        /// demo zone and the people are created on first start and reused after.
+        /// Starts `drivers` simulated drivers and the default city's 50 riders on
+        /// `engine`; `--demo-drivers 0` is the demo zone alone, with nobody simulated
+        /// (what the load generator runs against: its trips are all its own).
+        /// The demo zone and the people are created on first start and reused after.
         pub fn start(engine: Arc<Engine>, drivers: u32) -> std::io::Result<Demo> {
             let stop = Arc::new(AtomicBool::new(false));
             let stopping = Arc::clone(&stop);
             let handle = std::thread::Builder::new().name("dispatch-demo".into()).spawn(move || {
                 // A short ramp-up: a newcomer sees the city fill within seconds.
-                let config = SimConfig { drivers, ramp_up_s: 10, ..SimConfig::default() };
+                let riders = if drivers == 0 { 0 } else { SimConfig::default().riders };
+                let config = SimConfig { drivers, riders, ramp_up_s: 10, ..SimConfig::default() };
                 let mut sim = match Sim::new(&engine, config) {
                     Ok(sim) => sim,
                     Err(e) => {

@@ -325,7 +325,6 @@ async fn rider(addr: SocketAddr, token: String, gap: Duration, seed: u64, stats:
         let sent = Instant::now();
         let (status, reply) = http.call("POST", "/v1/trips", &token, Some(body)).await;
         record(&stats, "POST /v1/trips", sent.elapsed(), status, &reply);
-        eprintln!("DEBUG create {status} {} at {:?} until {:?}", reply["id"], sent, until);
         if status == 201 {
             let id = reply["id"].as_str().unwrap_or_default().to_owned();
             let code = reply["pickup_code"].as_str().unwrap_or_default().to_owned();
@@ -577,11 +576,6 @@ async fn main() {
         }
     }
     let double_wins = stats.wins.values().filter(|&&n| n > 1).count();
-    for t in stats.wins.keys().filter(|t| !stats.created.contains_key(*t)) {
-        eprintln!("DEBUG won but not created: {t}");
-        let (status, trip) = http.call("GET", &format!("/v1/trips/{t}"), &admin, None).await;
-        eprintln!("DEBUG {status} {trip}");
-    }
     let double_held = holders.values().filter(|&&n| n > 1).count();
 
     let http_requests: usize =
