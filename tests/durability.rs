@@ -1019,3 +1019,45 @@ fn the_hot_state_holds_a_bounded_number_of_keys_while_keyed_requests_stream() {
     }
     engine.shutdown().unwrap();
 }
+
+/// Regression: a restored backup's history is copied after its log, so it may hold a
+/// later checkpoint's rows; the history then refused every checkpoint at a lower LSN
+/// (and a checkpoint retried at the same LSN) until the log caught up.
+#[test]
+fn checkpoints_go_on_when_the_history_is_ahead_of_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, behind) = (dir.path().join("data"), dir.path().join("behind"));
+    let engine = Engine::open(checkpointing(&data)).unwrap();
+    busy_day(&engine);
+    many_users(&engine, 1_000, 60);
+    engine.shutdown().unwrap();
+    // The log and the snapshots as they are now...
+    copy_dir(&data, &behind);
+    let snapshots = data.join("snapshots");
+    fs::create_dir_all(behind.join("snapshots")).unwrap();
+    for f in fs::read_dir(&snapshots).unwrap() {
+        let f = f.unwrap().path();
+        fs::copy(&f, behind.join("snapshots").join(f.file_name().unwrap())).unwrap();
+    }
+    // ...and the history as it is after many more checkpoints.
+    let engine = Engine::open(checkpointing(&data)).unwrap();
+    many_users(&engine, 2_000, 300);
+    engine.shutdown().unwrap();
+    fs::copy(data.join(dispatch_core::history::FILE), behind.join(dispatch_core::history::FILE)).unwrap();
+
+    let engine = Engine::open(checkpointing(&behind)).unwrap();
+    let before = engine.stats().checkpoints.written.load(Ordering::Relaxed);
+    many_users(&engine, 2_000, 100);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while engine.stats().checkpoints.written.load(Ordering::Relaxed) < before + 2 {
+        assert!(Instant::now() < deadline, "no checkpoint was written");
+        many_users(&engine, 3_000 + engine.stats().applied.load(Ordering::Relaxed), 5);
+    }
+    assert_eq!(
+        engine.stats().checkpoints.failed.load(Ordering::Relaxed),
+        0,
+        "{:?}",
+        engine.stats().checkpoints.last_error.lock()
+    );
+    engine.shutdown().unwrap();
+}

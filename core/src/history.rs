@@ -217,7 +217,7 @@ impl History {
         Ok(Arc::new(History { store }))
     }
 
-    /// The LSN of the last checkpoint whose trips were written, if any.
+    /// At least the LSN of the last checkpoint whose rows were written (see `write`), if any.
     pub fn applied_lsn(&self) -> Result<Option<u64>> {
         self.store.checkpoint_lsn().map_err(|e| store_error("cannot read the history store", &e))
     }
@@ -289,8 +289,17 @@ impl History {
             |seen| !gateway_event_kept(Timestamp::from_millis(i64::try_from(seen).unwrap_or(i64::MAX)), now),
             &mut deletes,
         )?;
-        // The checkpoint's state lives in the snapshot files; this records only the
-        // LSN the rows go with.
+        // The checkpoint's state lives in the snapshot files; this records only the LSN
+        // the rows go with — or, when the history is already there or beyond, the next
+        // one: a checkpoint retried at the same LSN (its snapshot failed after these rows
+        // were written: the rows are the same again), or a restored backup, whose history
+        // was copied after its log and so may hold a later checkpoint's rows (those trips
+        // and keys are hot in the restored state, whose copy wins, and are written again).
+        // The store takes only increasing LSNs; the history's is a lower bound.
+        let lsn = match self.applied_lsn()? {
+            Some(applied) if applied >= lsn => applied + 1,
+            _ => lsn,
+        };
         let cp = Checkpoint { lsn, state: Vec::new(), puts, deletes, delete_ranges: Vec::new() };
         self.store.commit(&cp).map_err(|e| store_error("cannot write the history", &e))?;
         self.archived_counts()
