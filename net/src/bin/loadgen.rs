@@ -186,6 +186,9 @@ async fn create_user(http: &mut Http, admin: &str, role: &str, n: usize) -> (Str
 
 async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, stats: Shared, until: Instant) {
     let mut rng = StdRng::seed_from_u64(seed);
+    // One driver in ten reports its position over HTTP (an app without a socket open),
+    // so `POST /v1/driver/location` is measured too; the others over the socket.
+    let mut positions_over_http = seed.is_multiple_of(10).then(|| Http::new(addr));
     let mut at = point(&mut rng, 0.03);
     // A driver keeps its WebSocket open and opens HTTP connections only to act (going
     // online, an offer and the ride that follows): 10,000 drivers then hold 10,000
@@ -224,6 +227,13 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                 // ~10 m/s in a random direction.
                 let step = 10.0 * args.location_ms as f64 / 1000.0 / 111_195.0;
                 at = (at.0 + rng.random_range(-step..step), at.1 + rng.random_range(-step..step));
+                if let Some(http) = positions_over_http.as_mut() {
+                    let sent = Instant::now();
+                    let body = json!({"lat": at.0, "lng": at.1});
+                    let (status, reply) = http.call("POST", "/v1/driver/location", &token, Some(body)).await;
+                    record(&stats, "POST /v1/driver/location", sent.elapsed(), status, &reply);
+                    continue;
+                }
                 let frame = json!({"type": "location", "lat": at.0, "lng": at.1}).to_string();
                 let sent = Instant::now();
                 if tx.send(Message::Text(frame.into())).await.is_err() {
