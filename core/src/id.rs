@@ -27,6 +27,35 @@ pub struct ParseIdError {
     input: String,
 }
 
+/// A hasher for maps keyed by the engine's ids. An id is 64 random bits the engine drew
+/// itself, so nobody outside can choose one to make keys collide — the attack SipHash
+/// (std's default) defends against — and one multiplication spreads it over all 64 bits
+/// (sequential ids in tests too). Used where a map is on the location-update path: there
+/// SipHash was a twentieth of the writer's time. Input other than one `u64` is mixed in
+/// with FNV-1a, so the hasher stays correct for any key, only not tuned for it.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        // Fibonacci hashing: 2^64 / φ.
+        self.0 = (self.0 ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// `BuildHasher` of [`IdHasher`], for `HashMap::with_hasher` and friends.
+pub type IdHashing = std::hash::BuildHasherDefault<IdHasher>;
+
 macro_rules! typed_id {
     ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$meta])*

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use super::point::{EARTH_RADIUS_M, LatLng, haversine_m};
 use crate::clock::Timestamp;
-use crate::id::UserId;
+use crate::id::{IdHashing, UserId};
 
 /// How far (in chord length on the unit sphere) the search goes beyond a bound, to absorb the
 /// rounding of `f32` vectors (under 5·10⁻⁷, see the module docs): 2·10⁻⁶ ≈ 13 m on the Earth.
@@ -143,6 +143,20 @@ fn chord_of(radius_m: f64) -> Option<f64> {
     Some(2.0 * (angle / 2.0).sin())
 }
 
+/// The tree's node sizes: up to 10 children instead of rstar's default 6. Measured with
+/// callgrind over 100,000 drivers (30 m moves; 10 nearest within 5 km): 9 % fewer
+/// instructions per move and 10 % fewer per search than (3, 6, 2); (6, 16, 4) gained no
+/// more and (10, 32, 8) lost both.
+#[derive(Debug, Clone, Copy)]
+struct Params;
+
+impl rstar::RTreeParams for Params {
+    const MIN_SIZE: usize = 4;
+    const MAX_SIZE: usize = 10;
+    const REINSERTION_COUNT: usize = 3;
+    type DefaultInsertionStrategy = rstar::RStarInsertionStrategy;
+}
+
 /// Selects the leaf `stored` through nodes whose boxes contain both its point and `to`.
 struct BothPoints {
     stored: Entry,
@@ -163,10 +177,10 @@ impl SelectionFunction<Entry> for BothPoints {
 #[derive(Debug, Clone, Default)]
 pub struct DriverIndex {
     /// Unit vectors, for nearest-first search.
-    tree: RTree<Entry>,
+    tree: RTree<Entry, Params>,
     /// The same entries by driver id: the exact stored point for removal, and
     /// [`DriverIndex::get`] without a search.
-    by_driver: HashSet<Entry>,
+    by_driver: HashSet<Entry, IdHashing>,
 }
 
 impl DriverIndex {
@@ -179,11 +193,11 @@ impl DriverIndex {
     /// by one, and a better-packed tree). Of several entries for the same driver, the last
     /// wins. For recovery and for tests.
     pub fn from_drivers(drivers: impl IntoIterator<Item = IndexedDriver>) -> Self {
-        let mut by_driver = HashSet::new();
+        let mut by_driver = HashSet::default();
         for driver in drivers {
             by_driver.replace(Entry::new(driver));
         }
-        let tree = RTree::bulk_load(by_driver.iter().copied().collect());
+        let tree = RTree::bulk_load_with_params(by_driver.iter().copied().collect());
         Self { tree, by_driver }
     }
 
