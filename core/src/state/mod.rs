@@ -398,6 +398,10 @@ impl State {
         match actor {
             Actor::System => Ok(Who::System),
             Actor::Admin => Ok(Who::Staff { admin: true }),
+            // A driver record is a driver's (`check_invariants`): the drivers map, which
+            // the driver's command reads next anyway, answers without a look-up in the
+            // (persistent, deeper) users map — the location hot path never touches it.
+            Actor::User(id) if self.drivers.contains_key(&id) => Ok(Who::Driver(id)),
             Actor::User(id) => {
                 let user = self.users.get(&id).ok_or_else(|| Error::Forbidden(format!("unknown user {id}")))?;
                 Ok(match user.role {
@@ -1273,6 +1277,10 @@ impl State {
         }
         if open_by_rider != self.open_trips_by_rider {
             return Err("open trip counts per rider are off".into());
+        }
+        // `who` takes a driver record as proof of the driver role.
+        if let Some(d) = self.drivers.keys().find(|id| self.users.get(*id).is_none_or(|u| u.role != Role::Driver)) {
+            return Err(format!("driver record {d} is not a driver's"));
         }
         if self.index.0.len()
             != self.drivers.values().filter(|d| d.availability != Availability::Offline && d.fix.is_some()).count()

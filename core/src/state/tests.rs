@@ -2788,3 +2788,20 @@ fn the_account_maps_encode_as_the_std_maps_they_replaced() {
     let forth: HashMap<UserId, u64> = postcard::from_bytes(&postcard::to_allocvec(&ord).unwrap()).unwrap();
     assert_eq!(forth, std_hash);
 }
+
+/// `who` takes a driver record as proof of the driver role (the location path then never
+/// looks in the users map): the invariants refuse a driver record of anyone else.
+#[test]
+fn a_driver_record_of_a_non_driver_breaks_the_invariants() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let d = w.driver(1.0);
+    assert_eq!(w.state.who(Actor::User(d)).unwrap(), Who::Driver(d));
+    assert_eq!(w.state.who(Actor::User(rider)).unwrap(), Who::Rider(rider));
+    w.state.check_invariants().unwrap();
+    let forged = Arc::new(Driver::new(rider, Category::new("economy").unwrap()));
+    let mut broken = w.state.clone();
+    broken.drivers.insert(rider, forged);
+    assert!(broken.check_invariants().unwrap_err().contains("is not a driver's"));
+    w.finish();
+}
