@@ -227,9 +227,15 @@ pub enum LedgerError {
 }
 
 /// The ledger: accounts and every transfer by id.
+///
+/// The accounts, one or more per user who ever moved money, are a persistent map
+/// ([`imbl::OrdMap`], in key order like the `BTreeMap` it replaced and encoded the same):
+/// a clone of the state for a checkpoint shares them rather than copying them. The
+/// transfers are the hot ones only (settled transfers move to the history), so they stay
+/// a `BTreeMap`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
-    accounts: BTreeMap<AccountKey, Account>,
+    accounts: imbl::OrdMap<AccountKey, Account>,
     transfers: BTreeMap<TransferId, Transfer>,
     /// Pending transfers not yet posted or voided.
     open_pending: BTreeMap<TransferId, ()>,
@@ -334,6 +340,13 @@ impl Ledger {
     /// Transfers ever created (the hot ones and those archived).
     pub fn created(&self) -> u64 {
         self.created
+    }
+
+    /// Whether `other`'s accounts are this ledger's, shared rather than copied (a clone's
+    /// are until either side writes one).
+    #[cfg(test)]
+    pub(crate) fn shares_accounts_with(&self, other: &Ledger) -> bool {
+        self.accounts.ptr_eq(&other.accounts)
     }
 
     fn roll_back(&mut self, undo: Undo) {

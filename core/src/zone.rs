@@ -240,8 +240,10 @@ pub struct CouponRecord {
     pub coupon: Coupon,
     /// Redemptions by trips that are open or completed.
     pub uses: u64,
-    /// The same, per rider.
-    pub uses_by_rider: BTreeMap<crate::id::UserId, u64>,
+    /// The same, per rider: a persistent map, since it grows with the riders who ever
+    /// redeemed the coupon and the record is copied on write while readers share it (each
+    /// redemption then copies a path, not every rider's count).
+    pub uses_by_rider: imbl::OrdMap<crate::id::UserId, u64>,
     /// When it was created.
     pub created_at: Timestamp,
 }

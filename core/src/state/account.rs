@@ -116,7 +116,12 @@ impl State {
     }
 
     pub(super) fn housekeeping(&mut self, now: Timestamp) {
-        self.otps.retain(|_, r| !r.is_idle(now));
+        // `imbl::OrdMap` has no `retain`: the idle records are found, then removed (each
+        // removal copies only its path, and only where a checkpoint's copy shares it).
+        let idle: Vec<String> = self.otps.iter().filter(|(_, r)| r.is_idle(now)).map(|(p, _)| p.clone()).collect();
+        for phone in &idle {
+            self.otps.remove(phone);
+        }
         // Gateway event ids are kept well beyond any gateway's retry window (Stripe's is
         // 3 days) and any signature's tolerance, so a replay inside them is recognised.
         self.gateway_events.retain(|_, at| gateway_event_kept(*at, now));

@@ -122,7 +122,7 @@ impl State {
         if self.coupons.contains_key(&coupon.code) {
             return Err(Error::Invalid(format!("a coupon with code {:?} already exists", coupon.code)));
         }
-        let record = Arc::new(CouponRecord { coupon, uses: 0, uses_by_rider: BTreeMap::new(), created_at: now });
+        let record = Arc::new(CouponRecord { coupon, uses: 0, uses_by_rider: imbl::OrdMap::new(), created_at: now });
         self.coupons.insert(record.coupon.code.clone(), Arc::clone(&record));
         fx.catalog = true;
         Ok(Outcome::Coupon(record))

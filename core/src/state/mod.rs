@@ -72,11 +72,20 @@ pub enum Deadline {
 /// The spatial index of drivers is derived from the drivers' positions: it is
 /// not serialized, it is rebuilt when a state is deserialized, and it takes no
 /// part in equality.
+///
+/// The collections that grow with the number of *accounts* (users, the phone index,
+/// OTP records, the ledger's accounts, a coupon's uses per rider) are persistent B-trees
+/// ([`imbl::OrdMap`]): a clone shares them and costs O(1) in their size, which is what
+/// lets the writer hand a checkpoint its own copy without stalling (a write after the
+/// clone copies only the path to its entry). B-trees rather than `imbl::HashMap`: about
+/// the heap of a std map (a HAMT took twice it), several times faster to iterate (to
+/// encode), in key order. Those sized by the live city — drivers (the location hot path),
+/// trips, the index, deadlines, the hot idempotency window — stay std maps and are copied.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct State {
     rules: DispatchRules,
-    users: HashMap<UserId, Arc<User>>,
-    phones: HashMap<(Role, String), UserId>,
+    users: imbl::OrdMap<UserId, Arc<User>>,
+    phones: imbl::OrdMap<(Role, String), UserId>,
     drivers: HashMap<UserId, Arc<Driver>>,
     trips: HashMap<TripId, Arc<Trip>>,
     open_trips_by_rider: HashMap<UserId, u16>,
@@ -85,7 +94,7 @@ pub struct State {
     surge: BTreeMap<ZoneId, SurgeReading>,
     coupons: BTreeMap<String, Arc<CouponRecord>>,
     alerts: BTreeMap<AlertId, Arc<Alert>>,
-    otps: BTreeMap<String, OtpRecord>,
+    otps: imbl::OrdMap<String, OtpRecord>,
     idempotency: BTreeMap<(Actor, String), Arc<Remembered>>,
     idempotency_expiry: BTreeSet<(Timestamp, Actor, String)>,
     ledger: Ledger,
@@ -126,8 +135,8 @@ impl<'de> Deserialize<'de> for State {
         #[derive(Deserialize)]
         struct Records {
             rules: DispatchRules,
-            users: HashMap<UserId, Arc<User>>,
-            phones: HashMap<(Role, String), UserId>,
+            users: imbl::OrdMap<UserId, Arc<User>>,
+            phones: imbl::OrdMap<(Role, String), UserId>,
             drivers: HashMap<UserId, Arc<Driver>>,
             trips: HashMap<TripId, Arc<Trip>>,
             open_trips_by_rider: HashMap<UserId, u16>,
@@ -136,7 +145,7 @@ impl<'de> Deserialize<'de> for State {
             surge: BTreeMap<ZoneId, SurgeReading>,
             coupons: BTreeMap<String, Arc<CouponRecord>>,
             alerts: BTreeMap<AlertId, Arc<Alert>>,
-            otps: BTreeMap<String, OtpRecord>,
+            otps: imbl::OrdMap<String, OtpRecord>,
             idempotency: BTreeMap<(Actor, String), Arc<Remembered>>,
             idempotency_expiry: BTreeSet<(Timestamp, Actor, String)>,
             ledger: Ledger,
@@ -389,6 +398,10 @@ impl State {
         match actor {
             Actor::System => Ok(Who::System),
             Actor::Admin => Ok(Who::Staff { admin: true }),
+            // A driver record is a driver's (`check_invariants`): the drivers map, which
+            // the driver's command reads next anyway, answers without a look-up in the
+            // (persistent, deeper) users map — the location hot path never touches it.
+            Actor::User(id) if self.drivers.contains_key(&id) => Ok(Who::Driver(id)),
             Actor::User(id) => {
                 let user = self.users.get(&id).ok_or_else(|| Error::Forbidden(format!("unknown user {id}")))?;
                 Ok(match user.role {
@@ -1264,6 +1277,10 @@ impl State {
         }
         if open_by_rider != self.open_trips_by_rider {
             return Err("open trip counts per rider are off".into());
+        }
+        // `who` takes a driver record as proof of the driver role.
+        if let Some(d) = self.drivers.keys().find(|id| self.users.get(*id).is_none_or(|u| u.role != Role::Driver)) {
+            return Err(format!("driver record {d} is not a driver's"));
         }
         if self.index.0.len()
             != self.drivers.values().filter(|d| d.availability != Availability::Offline && d.fix.is_some()).count()

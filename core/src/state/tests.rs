@@ -912,6 +912,22 @@ fn otp_wrong_codes_are_counted_durably_and_lock_the_phone() {
 }
 
 #[test]
+fn housekeeping_forgets_idle_otp_records_and_keeps_the_others() {
+    let mut w = World::new(rules());
+    let issue = |phone: &str| Command::IssueOtp { phone: phone.into(), role: Role::Rider, code_hash: [1; 32] };
+    w.run(Actor::System, issue("+201011110001")).unwrap();
+    w.advance(12 * 3_600);
+    w.run(Actor::System, issue("+201011110002")).unwrap();
+    // A day after the first send: its record no longer limits anything; the second's does.
+    w.advance(12 * 3_600 + 1);
+    assert!(w.state.otp("+201011110001").is_none(), "an idle record is forgotten");
+    assert!(w.state.otp("+201011110002").is_some(), "a record still limiting sends is kept");
+    w.advance(12 * 3_600);
+    assert!(w.state.otp("+201011110002").is_none());
+    w.finish();
+}
+
+#[test]
 fn a_driver_signs_in_only_to_an_account_an_admin_made() {
     let mut w = World::new(rules());
     let phone = "+201033334444".to_string();
@@ -2693,5 +2709,99 @@ fn a_restored_trip_comes_back_for_its_command_and_leaves_again_when_refused() {
         (t.rider_rating.as_ref().map(|r| r.stars), t.driver_rating.as_ref().map(|r| r.stars)),
         (Some(5), Some(2))
     );
+    w.finish();
+}
+
+// ----- the writer's copy for a checkpoint --------------------------------------------
+
+/// The checkpoint's copy of the state is a clone on the writer thread: the collections
+/// that grow with accounts must be shared by it, not copied (a copy of 1,000,000 accounts
+/// stalled every command for 235 ms), and a write on either side must leave the other as
+/// it was.
+#[test]
+fn a_cloned_state_shares_its_account_maps_until_one_side_writes() {
+    use crate::ledger::{AccountKey, AccountKind};
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    w.driver(1.0);
+    let egp: crate::money::Currency = "EGP".parse().unwrap();
+    let credit =
+        Command::CreditWallet { id: None, user_id: rider, amount_minor: 5_000, currency: egp, reason: "top-up".into() };
+    w.run(Actor::Admin, credit).unwrap();
+    w.run(Actor::System, Command::IssueOtp { phone: "+201011112222".into(), role: Role::Rider, code_hash: [1; 32] })
+        .unwrap();
+    w.add_coupon(coupon("HALF", 5_000, None));
+    let mut new = w.new_trip();
+    new.coupon = Some("HALF".into());
+    w.run(Actor::User(rider), Command::CreateTrip(new)).unwrap();
+    assert!(!w.state.users.is_empty() && !w.state.otps.is_empty() && w.state.ledger.accounts().count() > 0);
+
+    let copy = w.state.clone();
+    assert!(copy.users.ptr_eq(&w.state.users), "users are copied, not shared");
+    assert!(copy.phones.ptr_eq(&w.state.phones), "the phone index is copied, not shared");
+    assert!(copy.otps.ptr_eq(&w.state.otps), "OTP records are copied, not shared");
+    assert!(copy.ledger.shares_accounts_with(&w.state.ledger), "ledger accounts are copied, not shared");
+    let uses = |s: &State| Arc::clone(&s.coupons["HALF"]);
+    let record = uses(&w.state);
+    assert_eq!(record.uses_by(rider), 1);
+    let cloned = (*record).clone();
+    assert!(cloned.uses_by_rider.ptr_eq(&record.uses_by_rider), "a coupon's uses per rider are copied");
+
+    // Writes after the clone: the state moves on, the copy stays what it was.
+    let second = w.rider();
+    w.run(Actor::Admin, Command::RevokeTokens { user_id: rider }).unwrap();
+    let credit =
+        Command::CreditWallet { id: None, user_id: second, amount_minor: 700, currency: egp, reason: "top-up".into() };
+    w.run(Actor::Admin, credit).unwrap();
+    w.run(Actor::System, Command::IssueOtp { phone: "+201033334444".into(), role: Role::Rider, code_hash: [2; 32] })
+        .unwrap();
+    assert!(!copy.users.ptr_eq(&w.state.users) && !copy.ledger.shares_accounts_with(&w.state.ledger));
+    assert!(copy.user(second).is_none() && copy.user_by_phone(Role::Rider, &w.state.users[&second].phone).is_none());
+    assert_eq!(copy.user(rider).map(|u| u.token_generation), Some(0));
+    assert_eq!(w.state.user(rider).map(|u| u.token_generation), Some(1));
+    assert!(copy.otp("+201033334444").is_none());
+    let second_wallet = AccountKey::of(AccountKind::RiderWallet, second, egp);
+    assert_eq!(
+        (copy.ledger().account(&second_wallet).balance(), w.state.ledger().account(&second_wallet).balance()),
+        (0, 700)
+    );
+    assert_ne!(copy, w.state);
+    copy.check_invariants().unwrap();
+    w.finish();
+}
+
+/// The persistent maps encode as the std maps they replaced (a postcard map: its length,
+/// then its entries), so a checkpoint written before them reads back the same and
+/// `STATE_FORMAT` did not change.
+#[test]
+fn the_account_maps_encode_as_the_std_maps_they_replaced() {
+    use std::collections::HashMap;
+    let users: Vec<(UserId, u64)> = (1..=50).map(|i| (UserId::from_raw(i * 7_919).unwrap(), i)).collect();
+    let std_hash: HashMap<UserId, u64> = users.iter().copied().collect();
+    let std_tree: BTreeMap<UserId, u64> = users.iter().copied().collect();
+    let ord: imbl::OrdMap<UserId, u64> = users.iter().copied().collect();
+    // A BTreeMap (the OTP records, the ledger's accounts, a coupon's uses) encodes byte for byte the same.
+    assert_eq!(postcard::to_allocvec(&ord).unwrap(), postcard::to_allocvec(&std_tree).unwrap());
+    // A std HashMap (users, the phone index) was written in its own order: it reads back whole.
+    let back: imbl::OrdMap<UserId, u64> = postcard::from_bytes(&postcard::to_allocvec(&std_hash).unwrap()).unwrap();
+    assert_eq!(back, ord);
+    let forth: HashMap<UserId, u64> = postcard::from_bytes(&postcard::to_allocvec(&ord).unwrap()).unwrap();
+    assert_eq!(forth, std_hash);
+}
+
+/// `who` takes a driver record as proof of the driver role (the location path then never
+/// looks in the users map): the invariants refuse a driver record of anyone else.
+#[test]
+fn a_driver_record_of_a_non_driver_breaks_the_invariants() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let d = w.driver(1.0);
+    assert_eq!(w.state.who(Actor::User(d)).unwrap(), Who::Driver(d));
+    assert_eq!(w.state.who(Actor::User(rider)).unwrap(), Who::Rider(rider));
+    w.state.check_invariants().unwrap();
+    let forged = Arc::new(Driver::new(rider, Category::new("economy").unwrap()));
+    let mut broken = w.state.clone();
+    broken.drivers.insert(rider, forged);
+    assert!(broken.check_invariants().unwrap_err().contains("is not a driver's"));
     w.finish();
 }
