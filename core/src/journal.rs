@@ -477,7 +477,8 @@ impl Journal {
             && cp.in_flight.is_none()
             && let Some(jobs) = &cp.jobs
         {
-            let snapshot = state.clone();
+            // Only encoded by the checkpoint thread: the index (rebuilt when read back) stays.
+            let snapshot = state.copy_for_checkpoint();
             let mut finished = if self.history.is_some() { state.finished_trips() } else { Vec::new() };
             // Bounded, so that one history transaction stays well inside the store's
             // limit however many trips piled up (after failed checkpoints, say): the

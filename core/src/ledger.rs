@@ -230,13 +230,14 @@ pub enum LedgerError {
 ///
 /// The accounts, one or more per user who ever moved money, are a persistent map
 /// ([`imbl::OrdMap`], in key order like the `BTreeMap` it replaced and encoded the same):
-/// a clone of the state for a checkpoint shares them rather than copying them. The
-/// transfers are the hot ones only (settled transfers move to the history), so they stay
-/// a `BTreeMap`.
+/// a clone of the state for a checkpoint shares them rather than copying them. So are the
+/// transfers: only the hot ones are kept (settled ones move to the history with their
+/// trips), but a busy city settles tens of thousands between two checkpoints, and the
+/// writer copied every one of them, by value, at each checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Ledger {
     accounts: imbl::OrdMap<AccountKey, Account>,
-    transfers: BTreeMap<TransferId, Transfer>,
+    transfers: imbl::OrdMap<TransferId, Transfer>,
     /// Pending transfers not yet posted or voided.
     open_pending: BTreeMap<TransferId, ()>,
     /// Transfers ever created, including those archived to the history.

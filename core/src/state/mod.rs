@@ -268,6 +268,33 @@ impl State {
         Self { rules, ..Self::default() }
     }
 
+    /// What a checkpoint encodes: a copy of everything but the spatial index, which a
+    /// snapshot never holds (it is rebuilt from the drivers when read back). The writer
+    /// pays this copy at every checkpoint, and the index was most of it: 10–11 ms of 15 at
+    /// 100,000 drivers online. The copy is not for applying commands to (`nearest` on it
+    /// finds nobody).
+    pub fn copy_for_checkpoint(&self) -> State {
+        State {
+            rules: self.rules.clone(),
+            users: self.users.clone(),
+            phones: self.phones.clone(),
+            drivers: self.drivers.clone(),
+            trips: self.trips.clone(),
+            open_trips_by_rider: self.open_trips_by_rider.clone(),
+            deadlines: self.deadlines.clone(),
+            catalog: Arc::clone(&self.catalog),
+            surge: self.surge.clone(),
+            coupons: self.coupons.clone(),
+            alerts: self.alerts.clone(),
+            otps: self.otps.clone(),
+            idempotency: self.idempotency.clone(),
+            idempotency_expiry: self.idempotency_expiry.clone(),
+            ledger: self.ledger.clone(),
+            gateway_events: self.gateway_events.clone(),
+            index: Positions::default(),
+        }
+    }
+
     /// The rules in force.
     pub fn rules(&self) -> &DispatchRules {
         &self.rules

@@ -2805,3 +2805,23 @@ fn a_driver_record_of_a_non_driver_breaks_the_invariants() {
     assert!(broken.check_invariants().unwrap_err().contains("is not a driver's"));
     w.finish();
 }
+
+/// The writer's checkpoint copy leaves out only the spatial index: it encodes to the same
+/// bytes as the state, and what a checkpoint reads back has its index rebuilt.
+#[test]
+fn the_checkpoint_copy_is_the_state_but_its_index() {
+    let mut w = World::new(rules());
+    let near = w.driver(0.3);
+    let far = w.driver(2.0);
+    let rider = w.rider();
+    w.trip(rider);
+    let copy = w.state.copy_for_checkpoint();
+    assert_eq!(postcard::to_allocvec(&copy).unwrap(), postcard::to_allocvec(&w.state).unwrap());
+    let here = LatLng::new(CAIRO.0, CAIRO.1).unwrap();
+    assert!(copy.drivers_near(here, 5_000.0, 10).unwrap().is_empty(), "the copy holds no index");
+    let back: State = postcard::from_bytes(&postcard::to_allocvec(&copy).unwrap()).unwrap();
+    assert_eq!(back, w.state);
+    let found: Vec<UserId> = back.drivers_near(here, 5_000.0, 10).unwrap().iter().map(|(d, _)| d.id).collect();
+    assert_eq!(found, vec![near, far], "the index is rebuilt from the drivers when read back");
+    w.finish();
+}
