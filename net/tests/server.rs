@@ -231,6 +231,24 @@ async fn next_of(ws: &mut Ws, ty: &str) -> Value {
     .unwrap_or_else(|_| panic!("no {ty} frame"))
 }
 
+/// Whether the server closes `ws` within `WAIT` (what it still sends meanwhile is read
+/// and skipped).
+async fn closed_within_wait<S>(ws: &mut S) -> bool
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
 async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::text(v.to_string())).await.unwrap();
 }
@@ -537,16 +555,7 @@ async fn a_silent_socket_is_closed_by_the_heartbeat() {
         }
     }
     // The one that never read answered no ping: it was closed.
-    let closed = tokio::time::timeout(WAIT, async {
-        loop {
-            match dead.next().await {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the silent socket was not closed");
+    assert!(closed_within_wait(&mut dead).await, "the silent socket was not closed");
     send(&mut live, json!({"type": "ping"})).await;
     next_of(&mut live, "pong").await;
 }
@@ -1381,16 +1390,7 @@ async fn a_client_that_stops_reading_is_closed_in_bounded_time() {
     }
     assert_eq!(s.metric("dispatch_ws_slow_sockets_closed_total").await, 1.0);
     // Reading now drains what was buffered, then the connection ends.
-    let ended = tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await;
-    assert!(ended.is_ok(), "the connection was not closed");
+    assert!(closed_within_wait(&mut ws).await, "the connection was not closed");
 }
 
 /// DESIGN.md: when the driver's socket drops during a trip, the rider sees the driver
