@@ -9,10 +9,12 @@
 //!   log (a replicated stream can replace the WAL later), [`Lsn`] numbering and the
 //!   bounds every log enforces.
 //! - [`mem_log`]: [`MemLog`], the log in memory, for tests and data-dir-less runs.
-//! - [`snapshot`]: checkpoint snapshots, one immutable checksummed file per LSN, written
-//!   atomically; what recovery starts from before replaying the WAL above it.
 //! - [`store`]: [`store::Store`], the redb file of checkpoints and history rows
-//!   (named tables of byte keys and values, prefix scans with cursors, online backup).
+//!   (named tables of byte keys and values, a checkpoint's state and rows committed and
+//!   read back together, prefix scans with cursors, online backup); what recovery
+//!   starts from before replaying the WAL above it.
+//! - [`snapshot`]: the checkpoint files older versions wrote (one immutable checksummed
+//!   file per LSN), read to open their data directories.
 //! - [`wal`]: [`Wal`], segment files of checksummed frames with group commit,
 //!   rotation, release and recovery. The on-disk format and the crash guarantees are
 //!   in `storage/WAL.md`.

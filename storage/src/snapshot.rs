@@ -1,5 +1,9 @@
 //! Checkpoint snapshots: the engine's whole state at an LSN, in one immutable file.
 //!
+//! The engine's checkpoints now live in the store ([`crate::store`]: the state and its
+//! account rows in one transaction); it reads these files only to open a data directory
+//! an older version wrote, and removes them after its first checkpoint there.
+//!
 //! Owns the snapshot files of a directory, named `snapshot-<lsn:020>.bin`, each
 //! `magic (8) | format u32 | lsn u64 | len u64 | crc32c(lsn, len, payload) u32 | payload`.
 //! The payload is opaque (the engine's encoded state).

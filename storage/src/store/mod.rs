@@ -120,8 +120,11 @@ pub const VALUE_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const STATE_BYTES_MAX: usize = 1024 * 1024 * 1024;
 
 /// Most row changes (puts, deletes and range deletes) in one checkpoint: bounds the
-/// size of one redb write transaction (about 300 MiB at 300-byte rows).
-pub const CHANGES_MAX: usize = 1_000_000;
+/// size of one redb write transaction (about 1.2 GiB at 300-byte rows). Sized for the
+/// engine's checkpoints, which must write every account row changed since the last one
+/// (they cannot be split: the rows and the state go together) besides what leaves the
+/// hot state.
+pub const CHANGES_MAX: usize = 4_000_000;
 
 const _: () = assert!(KEY_BYTES_MAX < VALUE_BYTES_MAX && VALUE_BYTES_MAX < STATE_BYTES_MAX);
 const _: () = assert!(STATE_BYTES_MAX < 3 * 1024 * 1024 * 1024, "redb refuses values of 3 GiB and more");
@@ -163,6 +166,9 @@ pub struct Checkpoint {
     /// `(table, start, end)`: remove every key in `start..end` (end exclusive).
     pub delete_ranges: Vec<(TableName, Vec<u8>, Vec<u8>)>,
 }
+
+/// A stored checkpoint, as read back: its LSN and its state.
+pub type StoredCheckpoint = (u64, Vec<u8>);
 
 /// The engine's handle on its store file: the only writer (see the module docs).
 pub struct Store {
@@ -319,6 +325,28 @@ impl Store {
     /// The stored checkpoint: its LSN and state, or `None` before the first commit.
     pub fn checkpoint(&self) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         read::checkpoint(&read::begin(&self.db, &self.path)?, &self.path)
+    }
+
+    /// The stored checkpoint (its LSN and state, `None` before the first commit) and
+    /// every row of `tables`, handed to `row`, all read in one read transaction: the rows
+    /// are exactly those committed with that state, whatever commits meanwhile. The
+    /// outer error is the store's, the inner one the first that `row` returned (the read
+    /// stops there).
+    pub fn load_checkpoint<E>(
+        &self,
+        tables: &[TableName],
+        mut row: impl FnMut(TableName, &[u8], &[u8]) -> Result<(), E>,
+    ) -> Result<Result<Option<StoredCheckpoint>, E>, StoreError> {
+        let txn = read::begin(&self.db, &self.path)?;
+        let Some(checkpoint) = read::checkpoint(&txn, &self.path)? else {
+            return Ok(Ok(None));
+        };
+        for &table in tables {
+            if let Err(e) = read::for_each(&txn, &self.path, table, &mut row)? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(Some(checkpoint)))
     }
 
     /// The LSN of the stored checkpoint, without reading the state.

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTableMetadata, TableError};
+use redb::{ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableError};
 
 use super::scan::{self, Order, Page, Scan};
 use super::table::ReadRows;
@@ -66,6 +66,27 @@ pub(crate) fn scan(txn: &ReadTransaction, path: &Path, name: TableName, scan: &S
         Order::Ascending => scan::collect(scan, range.map(|row| row.map(owned).map_err(fail))),
         Order::Descending => scan::collect(scan, range.rev().map(|row| row.map(owned).map_err(fail))),
     }
+}
+
+/// Calls `row` with every row of `table` (none for a table never written), in key
+/// order; stops at the first error `row` returns.
+pub(crate) fn for_each<E>(
+    txn: &ReadTransaction,
+    path: &Path,
+    name: TableName,
+    row: &mut impl FnMut(TableName, &[u8], &[u8]) -> Result<(), E>,
+) -> Result<Result<(), E>, StoreError> {
+    let Some(table) = open(txn, path, name)? else {
+        return Ok(Ok(()));
+    };
+    let rows = table.iter().map_err(|error| StoreError::redb("scan", path, error))?;
+    for item in rows {
+        let (key, value) = item.map_err(|error| StoreError::redb("scan", path, error))?;
+        if let Err(e) = row(name, key.value(), value.value()) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
 }
 
 fn owned(
