@@ -1,6 +1,7 @@
 //! History: finished trips, settled transfers, idempotency keys and gateway event ids,
-//! moved out of the hot state into the data directory's redb file (`history.redb`), and
-//! read back from there; and every driver's position track.
+//! moved out of the hot state into the data directory's redb file (`store.redb`, which
+//! also holds the checkpoint: `checkpoint.rs`), and read back from there; and every
+//! driver's position track.
 //!
 //! Owns the tables and their keys:
 //! - `trips`: trip id → the trip (postcard), as it ended;
@@ -25,8 +26,8 @@
 //!   trail over a time range ([`History::trail`]).
 //!
 //! How trips get here (see `journal.rs`): each checkpoint writes the trips that were
-//! terminal in the checkpointed state, in one redb transaction that also records the
-//! checkpoint's LSN; only once that transaction is durable does the writer log an
+//! terminal in the checkpointed state, in the checkpoint's own redb transaction (with
+//! its LSN and state); only once that transaction is durable does the writer log an
 //! `Archive` command that removes them from the hot state — each only at the revision
 //! the row holds (`Trip::revision`): a trip changed in between (a rating, a refund)
 //! stays hot, and the next checkpoint writes and archives its new revision. So a
@@ -59,6 +60,7 @@ use std::sync::Arc;
 
 use dispatch_storage::store::{self, Checkpoint, Order, Scan, Store, TableName, key};
 
+use crate::checkpoint::{Prepared, RowChanges};
 use crate::clock::Timestamp;
 use crate::command::Actor;
 use crate::error::{Error, Result};
@@ -110,8 +112,12 @@ pub struct LocationPoint {
     pub trip_id: Option<TripId>,
 }
 
-/// The file name of the history store inside a data directory.
-pub const FILE: &str = "history.redb";
+/// The file name of the store inside a data directory: the checkpoint (`checkpoint.rs`)
+/// and the history.
+pub const FILE: &str = "store.redb";
+
+/// What [`FILE`] was called while it held only the history; renamed when found.
+const LEGACY_FILE: &str = "history.redb";
 
 /// Whose trips a listing reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,30 +218,42 @@ impl History {
     /// Opens (creating) the history store in the data directory `dir`. Refuses a
     /// corrupt or foreign file.
     pub fn open(dir: &Path) -> Result<Arc<History>> {
-        let store =
-            Store::open(path(dir)).map_err(|e| store_error("the history store is unusable; refusing to start", &e))?;
+        let legacy = dir.join(LEGACY_FILE);
+        if !path(dir).exists() && legacy.exists() {
+            std::fs::rename(&legacy, path(dir))
+                .and_then(|()| std::fs::File::open(dir)?.sync_all())
+                .map_err(|e| Error::Storage(format!("cannot rename {} to {FILE}: {e}", legacy.display())))?;
+        }
+        let store = Store::open(path(dir)).map_err(|e| store_error("the store is unusable; refusing to start", &e))?;
         Ok(Arc::new(History { store }))
     }
 
-    /// At least the LSN of the last checkpoint whose rows were written (see `write`), if any.
+    /// The LSN of the last checkpoint committed (see `write`), if any.
     pub fn applied_lsn(&self) -> Result<Option<u64>> {
-        self.store.checkpoint_lsn().map_err(|e| store_error("cannot read the history store", &e))
+        self.store.checkpoint_lsn().map_err(|e| store_error("cannot read the store", &e))
     }
 
-    /// Writes `trips` (finished), settled `transfers`, idempotency `keys` and gateway
-    /// `events` as of the checkpoint at `lsn`, and deletes rows expired at `now` (at most
-    /// [`PURGE_MAX`] keys and as many event ids, within the transaction's bound), in one
-    /// durable transaction. Returns what the history then holds.
+    /// The store file underneath (the checkpoint reads its state and rows from it).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Commits `checkpoint` — its LSN, state blob and row changes (`checkpoint.rs`) — with `trips` (finished), settled `transfers`, idempotency
+    /// `keys` and gateway `events` leaving the hot state at it, and deletes rows expired
+    /// at `now` (at most [`PURGE_MAX`] keys and as many event ids, within the
+    /// transaction's bound), in one durable transaction. Returns what the history then
+    /// holds. An LSN not above the stored checkpoint's is refused.
     pub(crate) fn write(
         &self,
-        lsn: u64,
+        checkpoint: Prepared,
         trips: &[Arc<Trip>],
         transfers: &[Transfer],
         keys: &[ArchivedKey],
         events: &[ArchivedEvent],
         now: Timestamp,
     ) -> Result<ArchivedCounts> {
-        let mut puts = Vec::with_capacity(trips.len() * 4 + transfers.len() * 3 + (keys.len() + events.len()) * 2);
+        let Prepared { lsn, blob: state, changes: RowChanges { mut puts, mut deletes } } = checkpoint;
+        puts.reserve(trips.len() * 4 + transfers.len() * 3 + (keys.len() + events.len()) * 2);
         for (principal, k, remembered) in keys {
             let row = key_row(*principal, k);
             let expires = time_u64(remembered.expires_at);
@@ -271,8 +289,7 @@ impl History {
             puts.push((TRIPS_BY_TIME, index_key(None, created, t.id), Vec::new()));
         }
         // Expired rows go in the same transaction, within its bound (two deletes each).
-        let mut deletes = Vec::new();
-        let room = store::CHANGES_MAX.saturating_sub(puts.len()) / 2;
+        let room = store::CHANGES_MAX.saturating_sub(puts.len() + deletes.len()) / 2;
         let now_ms = time_u64(now);
         let purged_keys = self.expired(
             IDEMPOTENCY_KEYS_BY_EXPIRY,
@@ -289,19 +306,8 @@ impl History {
             |seen| !gateway_event_kept(Timestamp::from_millis(i64::try_from(seen).unwrap_or(i64::MAX)), now),
             &mut deletes,
         )?;
-        // The checkpoint's state lives in the snapshot files; this records only the LSN
-        // the rows go with — or, when the history is already there or beyond, the next
-        // one: a checkpoint retried at the same LSN (its snapshot failed after these rows
-        // were written: the rows are the same again), or a restored backup, whose history
-        // was copied after its log and so may hold a later checkpoint's rows (those trips
-        // and keys are hot in the restored state, whose copy wins, and are written again).
-        // The store takes only increasing LSNs; the history's is a lower bound.
-        let lsn = match self.applied_lsn()? {
-            Some(applied) if applied >= lsn => applied + 1,
-            _ => lsn,
-        };
-        let cp = Checkpoint { lsn, state: Vec::new(), puts, deletes, delete_ranges: Vec::new() };
-        self.store.commit(&cp).map_err(|e| store_error("cannot write the history", &e))?;
+        let cp = Checkpoint { lsn, state, puts, deletes, delete_ranges: Vec::new() };
+        self.store.commit(&cp).map_err(|e| store_error("cannot write the checkpoint", &e))?;
         self.archived_counts()
     }
 
@@ -635,13 +641,15 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// Copies the history store of `from` (which another process may be writing) to `to`.
+/// Copies the store of the data directory `from` (which another process may be
+/// writing; an older version's, under its old name, too) into the data directory `to`.
 pub(crate) fn backup_file(from: &Path, to: &Path) -> Result<()> {
-    if !from.exists() {
-        return Ok(());
-    }
-    let ro = Store::open_read_only(from).map_err(|e| store_error("cannot open the history for backup", &e))?;
-    ro.backup_to(to).map(|_| ()).map_err(|e| store_error("cannot back up the history", &e))
+    let (from, to) = match [path(from), from.join(LEGACY_FILE)].into_iter().find(|p| p.exists()) {
+        Some(file) => (file, path(to)),
+        None => return Ok(()),
+    };
+    let ro = Store::open_read_only(&from).map_err(|e| store_error("cannot open the store for backup", &e))?;
+    ro.backup_to(&to).map(|_| ()).map_err(|e| store_error("cannot back up the store", &e))
 }
 
 #[cfg(test)]
@@ -654,6 +662,11 @@ mod tests {
     use crate::clock::Timestamp;
     use crate::command::{Actor, Outcome};
     use crate::state::{GATEWAY_EVENT_TTL_S, Remembered};
+
+    /// A checkpoint at `lsn` that carries no state (the history's rows only).
+    fn empty(lsn: u64) -> crate::checkpoint::Prepared {
+        crate::checkpoint::Prepared { lsn, blob: Vec::new(), changes: Default::default() }
+    }
 
     /// Regression guard: a key used again after it expired is a new entry under the same
     /// id; the purge of the old entry's index row must not take the new entry's row.
@@ -673,28 +686,28 @@ mod tests {
         let key = |hash, expires| vec![(Actor::Admin, "k".to_string(), entry(hash, expires))];
         let event = |seen| vec![("sim".to_string(), "evt_1".to_string(), at(seen))];
         let counts = |keys, gateway_events| ArchivedCounts { keys, gateway_events };
-        assert_eq!(history.write(1, &[], &[], &key(1, 100), &event(0), at(10)).unwrap(), counts(1, 1));
+        assert_eq!(history.write(empty(1), &[], &[], &key(1, 100), &event(0), at(10)).unwrap(), counts(1, 1));
         assert_eq!(history.remembered(Actor::Admin, "k").unwrap().map(|r| r.request_hash), Some([1; 32]));
         assert_eq!(history.remembered(Actor::User(crate::id::UserId::from_raw(1).unwrap()), "k").unwrap(), None);
         assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), Some(at(0)));
         // Used again after expiring (at 100): the new entry replaces the row, the old
         // index row stays until the purge.
-        assert_eq!(history.write(2, &[], &[], &key(2, 300), &event(200), at(150)).unwrap(), counts(1, 1));
+        assert_eq!(history.write(empty(2), &[], &[], &key(2, 300), &event(200), at(150)).unwrap(), counts(1, 1));
         // The old key's time is up: only its index row goes.
-        assert_eq!(history.write(3, &[], &[], &[], &[], at(200)).unwrap(), counts(1, 1));
+        assert_eq!(history.write(empty(3), &[], &[], &[], &[], at(200)).unwrap(), counts(1, 1));
         assert_eq!(history.remembered(Actor::Admin, "k").unwrap().map(|r| r.request_hash), Some([2; 32]));
         assert_eq!(history.store.len(super::IDEMPOTENCY_KEYS_BY_EXPIRY).unwrap(), 1);
         // The new one's too (a key answers while `now < expires_at`).
-        assert_eq!(history.write(4, &[], &[], &[], &[], at(300)).unwrap(), counts(0, 1));
+        assert_eq!(history.write(empty(4), &[], &[], &[], &[], at(300)).unwrap(), counts(0, 1));
         assert_eq!(history.remembered(Actor::Admin, "k").unwrap(), None);
         assert_eq!(history.store.len(super::IDEMPOTENCY_KEYS_BY_EXPIRY).unwrap(), 0);
         // The same for the event id, kept 30 days from when it was seen (that instant included).
         let ttl = i64::from(GATEWAY_EVENT_TTL_S);
-        assert_eq!(history.write(5, &[], &[], &[], &[], at(ttl + 100)).unwrap(), counts(0, 1));
+        assert_eq!(history.write(empty(5), &[], &[], &[], &[], at(ttl + 100)).unwrap(), counts(0, 1));
         assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), Some(at(200)));
         assert_eq!(history.store.len(super::GATEWAY_EVENTS_BY_SEEN).unwrap(), 1);
-        assert_eq!(history.write(6, &[], &[], &[], &[], at(ttl + 200)).unwrap(), counts(0, 1));
-        assert_eq!(history.write(7, &[], &[], &[], &[], at(ttl + 201)).unwrap(), counts(0, 0));
+        assert_eq!(history.write(empty(6), &[], &[], &[], &[], at(ttl + 200)).unwrap(), counts(0, 1));
+        assert_eq!(history.write(empty(7), &[], &[], &[], &[], at(ttl + 201)).unwrap(), counts(0, 0));
         assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), None);
         // Ids that cannot have been stored read as absent, never as an error.
         assert_eq!(history.remembered(Actor::Admin, &"x".repeat(2_000)).unwrap(), None);

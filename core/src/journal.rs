@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalConfig, snapshot};
 
+use crate::checkpoint::{self, Stored};
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command};
 use crate::engine::Record;
@@ -38,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::history::{self, ArchivedCounts, ArchivedEvent, ArchivedKey, History};
 use crate::id::{TransferId, TripId};
 use crate::ledger::Transfer;
-use crate::state::{ARCHIVED_ENTRY_BYTES, Effects, State, apply, gateway_event_kept};
+use crate::state::{ARCHIVED_ENTRY_BYTES, AccountRows, Effects, State, apply, gateway_event_kept};
 use crate::trip::Trip;
 
 /// What opening a data directory found.
@@ -84,18 +85,31 @@ pub(crate) struct CheckpointPolicy {
     pub segment_bytes: u64,
 }
 
-/// The background thread that encodes and writes snapshots, so the writer only
-/// pays for a shallow clone of the state (its entities are shared `Arc`s).
+/// The background thread that encodes and commits checkpoints, so the writer only
+/// pays for a shallow clone of the state (its entities are shared `Arc`s, its account
+/// maps persistent).
 struct Checkpointer {
     jobs: Option<Sender<Job>>,
-    /// Each checkpoint's LSN and what the history holds after it, or why it failed.
-    done: Receiver<std::result::Result<(Lsn, ArchivedCounts), String>>,
+    /// Each checkpoint, or why it failed.
+    done: Receiver<std::result::Result<Committed, String>>,
     /// The LSN of the checkpoint sent and not yet confirmed, with the finished trips
     /// it writes to the history.
     in_flight: Option<(Lsn, Archivable)>,
-    /// Where the snapshots are (a rebuild reads the newest back from there).
-    dir: PathBuf,
+    /// The snapshot directory of a data directory written before checkpoints moved
+    /// into the store, if it is still there: removed after the first checkpoint.
+    legacy: Option<PathBuf>,
     handle: Option<JoinHandle<()>>,
+}
+
+/// A checkpoint the thread committed.
+struct Committed {
+    lsn: Lsn,
+    /// What the history holds after it.
+    counts: ArchivedCounts,
+    /// Rows it put or deleted (accounts, zones, and what left the hot state).
+    rows: u64,
+    /// How long the thread took: the diff, the encoding and the commit.
+    took: Duration,
 }
 
 /// One checkpoint to take: the state at an LSN, its finished trips and the settled
@@ -131,26 +145,24 @@ impl Archivable {
 }
 
 impl Checkpointer {
-    fn start(dir: PathBuf, history: Option<Arc<History>>) -> Result<Self> {
-        let snapshots = dir.clone();
+    /// Starts the thread, with the account rows as `history`'s store holds them.
+    fn start(history: Arc<History>, mut stored: AccountRows, legacy: Option<PathBuf>) -> Result<Self> {
         let (jobs, rx) = crossbeam_channel::bounded::<Job>(1);
         let (tx, done) = crossbeam_channel::bounded(1);
         let handle = std::thread::Builder::new()
             .name("dispatch-checkpoint".into())
             .spawn(move || {
                 for Job { lsn, state, finished, transfers, keys, events, now } in rx {
-                    // History first: the trips and keys are durable there before the
-                    // writer is told it may drop them from the hot state.
-                    let written = match &history {
-                        Some(h) => h.write(lsn, &finished, &transfers, &keys, &events, now),
-                        None => Ok(ArchivedCounts::default()),
-                    };
-                    let result = written
-                        .and_then(|counts| {
-                            let bytes = encode_state(&state)?;
-                            snapshot::write(&dir, lsn, &bytes)
-                                .map_err(|e| storage_error("cannot write a checkpoint", &e))?;
-                            Ok((lsn, counts))
+                    let started = Instant::now();
+                    // One transaction: the state, its changed rows, and what leaves the
+                    // hot state — durable before the writer is told it may drop that.
+                    let result = checkpoint::prepare(lsn, state, &stored)
+                        .and_then(|(prepared, rows)| {
+                            let n = prepared.changes.puts.len() + prepared.changes.deletes.len() + finished.len() * 4;
+                            let n = n + transfers.len() * 3 + (keys.len() + events.len()) * 2;
+                            let counts = history.write(prepared, &finished, &transfers, &keys, &events, now)?;
+                            stored = rows;
+                            Ok(Committed { lsn, counts, rows: n as u64, took: started.elapsed() })
                         })
                         .map_err(|e| e.to_string());
                     if tx.send(result).is_err() {
@@ -159,13 +171,13 @@ impl Checkpointer {
                 }
             })
             .map_err(|e| Error::Internal(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, dir: snapshots, handle: Some(handle) })
+        Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, legacy, handle: Some(handle) })
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        // Closing the job channel ends the thread once any snapshot in progress is written.
+        // Closing the job channel ends the thread once any checkpoint in progress is written.
         self.jobs.take();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -183,6 +195,12 @@ pub struct CheckpointStats {
     pub failed: AtomicU64,
     /// LSN of the last checkpoint.
     pub last_lsn: AtomicU64,
+    /// Rows the last checkpoint put or deleted: the accounts and zones changed since the
+    /// one before, and the rows of what left the hot state (estimated: 4 per trip, 3 per
+    /// transfer, 2 per key or event id, the purge of expired rows not counted).
+    pub last_rows: AtomicU64,
+    /// How long the last checkpoint took on its thread (diff, encoding, commit), in µs.
+    pub last_micros: AtomicU64,
     /// Why the last failed checkpoint failed (the server logs it).
     pub last_error: parking_lot::Mutex<Option<String>>,
     /// Idempotency keys in the hot state (as of the last commit).
@@ -215,9 +233,6 @@ const ARCHIVE_KEYS_MAX: usize = 200_000;
 /// up to `dispatch_storage::RECORD_BYTES_MAX`, 16 MiB; trips and transfers need under 3).
 const ARCHIVE_KEYS_BYTES_MAX: usize = 8 * 1024 * 1024;
 
-/// The state as a snapshot stores it: a format byte, then postcard.
-pub(crate) const STATE_FORMAT: u8 = 5;
-
 /// The idempotency keys and gateway event ids of `state` that the next checkpoint moves
 /// to the history at `now`: past the hot window and not expired, within what the
 /// transaction has left after `rows_used` rows (half of it: the purge takes the other
@@ -235,19 +250,6 @@ fn archivable_keys(state: &State, now: Timestamp, rows_used: usize) -> (Vec<Arch
         ARCHIVE_KEYS_BYTES_MAX.saturating_sub(bytes),
     );
     (keys, events)
-}
-
-fn encode_state(state: &State) -> Result<Vec<u8>> {
-    postcard::to_extend(state, vec![STATE_FORMAT]).map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))
-}
-
-fn decode_state(bytes: &[u8]) -> Result<State> {
-    match bytes.split_first() {
-        Some((&STATE_FORMAT, body)) => postcard::from_bytes(body)
-            .map_err(|e| Error::Storage(format!("the checkpoint does not decode ({e}); refusing to start"))),
-        Some((v, _)) => Err(Error::Storage(format!("the checkpoint has unknown format {v}; refusing to start"))),
-        None => Err(Error::Storage("the checkpoint is empty; refusing to start".into())),
-    }
 }
 
 /// The encoded records of the batch being built, back to back in one buffer
@@ -269,14 +271,14 @@ pub(crate) struct Journal {
     log: Box<dyn CommandLog>,
     /// LSN of the last record made durable.
     durable_lsn: Lsn,
-    /// Writes snapshots in the background (data directories only).
+    /// Commits checkpoints in the background (data directories only).
     checkpointer: Option<Checkpointer>,
     policy: CheckpointPolicy,
     /// Encoded records of the batch being built.
     pending: Batch,
     /// Where a rebuild starts: the state at `base_lsn`, kept in memory for in-memory
     /// logs; for data directories only until the first checkpoint, after which a rebuild
-    /// reads the newest snapshot back (keeping a second copy of a country's state in
+    /// reads the checkpoint back from the store (keeping a second copy of a country's state in
     /// memory for a rare event would double its footprint).
     base: Option<State>,
     base_lsn: Lsn,
@@ -331,11 +333,23 @@ impl Journal {
         fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
         let lock = lock_dir(dir)?;
-        let (base, base_lsn) = match snapshot::latest(&snapshot_dir(dir))
-            .map_err(|e| storage_error("the checkpoint is unreadable; refusing to start", &e))?
-        {
-            Some((lsn, bytes)) => (decode_state(&bytes)?, lsn),
-            None => (base, 0),
+        let history = History::open(dir)?;
+        let legacy = snapshot_dir(dir);
+        let (base, base_lsn, stored) = match checkpoint::load(history.store())? {
+            Stored::State(lsn, state) => {
+                let stored = state.rows();
+                (*state, lsn, stored)
+            }
+            // Written before the checkpoint moved into the store: its state is the newest
+            // snapshot file. The first checkpoint writes every row.
+            Stored::Legacy | Stored::Nothing => match snapshot::latest(&legacy)
+                .map_err(|e| storage_error("the checkpoint is unreadable; refusing to start", &e))?
+            {
+                Some((lsn, bytes)) => {
+                    (checkpoint::decode_state(&bytes, checkpoint::LEGACY_SNAPSHOT_FORMAT)?, lsn, AccountRows::default())
+                }
+                None => (base, 0, AccountRows::default()),
+            },
         };
         let config = WalConfig { segment_bytes_max: policy.segment_bytes, ..WalConfig::default() };
         let (wal, report) = Wal::open(wal_dir(dir), config)
@@ -346,7 +360,6 @@ impl Journal {
                 wal.last_lsn()
             )));
         }
-        let history = History::open(dir)?;
         let archived = history.archived_counts()?;
         let durable_lsn = wal.durable_lsn();
         let log: Box<dyn CommandLog> = Box::new(wal);
@@ -356,7 +369,7 @@ impl Journal {
                 Some(wrap) => wrap(log),
                 None => log,
             },
-            checkpointer: Some(Checkpointer::start(snapshot_dir(dir), Some(Arc::clone(&history)))?),
+            checkpointer: Some(Checkpointer::start(Arc::clone(&history), stored, legacy.is_dir().then_some(legacy))?),
             policy,
             pending: Batch::default(),
             base: Some(base),
@@ -435,7 +448,7 @@ impl Journal {
         let mut archivable = Archivable::default();
         let due = self.durable_lsn.saturating_sub(self.base_lsn) >= self.policy.every_records;
         let Some(cp) = self.checkpointer.as_mut() else {
-            // No snapshot directory: the checkpoint is the state itself, kept as the
+            // No data directory: the checkpoint is the state itself, kept as the
             // rebuild base, and the log below it can go (bounding an in-memory log).
             if due && self.log.release_below(self.durable_lsn + 1).is_ok() {
                 self.base = Some(state.clone());
@@ -448,15 +461,19 @@ impl Journal {
         };
         if let Ok(result) = cp.done.try_recv() {
             match (result, cp.in_flight.take()) {
-                (Ok((lsn, counts)), Some((sent, finished))) if lsn == sent => {
+                (Ok(Committed { lsn, counts, rows, took }), Some((sent, finished))) if lsn == sent => {
                     archivable = finished;
                     self.archived = counts;
-                    // The snapshot is durable: older ones and the WAL below it can go.
-                    // A failure to release only keeps files longer; a poisoned WAL
-                    // surfaces at the next commit.
+                    stats.last_rows.store(rows, Ordering::Relaxed);
+                    stats.last_micros.store(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+                    // The checkpoint is durable: the WAL below it can go, and the snapshot
+                    // files of an older version. A failure to release only keeps files
+                    // longer; a poisoned WAL surfaces at the next commit.
                     let _ = self.log.release_below(lsn + 1);
-                    let _ = snapshot::prune(&cp.dir, lsn);
-                    // From now on a rebuild reads this snapshot back from disk.
+                    if let Some(legacy) = cp.legacy.take() {
+                        let _ = fs::remove_dir_all(legacy);
+                    }
+                    // From now on a rebuild reads this checkpoint back from the store.
                     self.base = None;
                     self.base_lsn = lsn;
                     stats.written.fetch_add(1, Ordering::Relaxed);
@@ -465,8 +482,8 @@ impl Journal {
                 (result, sent) => {
                     let why = match (result, sent) {
                         (Err(why), _) => why,
-                        (Ok((lsn, _)), Some((sent, _))) => format!("checkpoint at LSN {lsn} answered for {sent}"),
-                        (Ok((lsn, _)), None) => format!("checkpoint at LSN {lsn} answered with none in flight"),
+                        (Ok(c), Some((sent, _))) => format!("checkpoint at LSN {} answered for {sent}", c.lsn),
+                        (Ok(c), None) => format!("checkpoint at LSN {} answered with none in flight", c.lsn),
                     };
                     *stats.last_error.lock() = Some(why);
                     stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -478,7 +495,7 @@ impl Journal {
             && let Some(jobs) = &cp.jobs
         {
             // Only encoded by the checkpoint thread: the index (rebuilt when read back) stays.
-            let snapshot = state.copy_for_checkpoint();
+            let copy = state.copy_for_checkpoint();
             let mut finished = if self.history.is_some() { state.finished_trips() } else { Vec::new() };
             // Bounded, so that one history transaction stays well inside the store's
             // limit however many trips piled up (after failed checkpoints, say): the
@@ -498,7 +515,7 @@ impl Journal {
                 keys: keys.iter().map(|(principal, k, r)| (*principal, k.clone(), r.expires_at)).collect(),
                 gateway_events: events.clone(),
             };
-            let job = Job { lsn: self.durable_lsn, state: snapshot, finished, transfers, keys, events, now };
+            let job = Job { lsn: self.durable_lsn, state: copy, finished, transfers, keys, events, now };
             if jobs.try_send(job).is_ok() {
                 cp.in_flight = Some((self.durable_lsn, ids));
             }
@@ -552,16 +569,17 @@ impl Journal {
     }
 
     /// A state and the LSN it stands at, to replay the log onto: the base in memory, or
-    /// the newest snapshot read back (at `base_lsn`, or a newer one the checkpoint thread
-    /// finished meanwhile: both are durable and the log holds what follows them).
+    /// the checkpoint read back from the store (at `base_lsn`, or a newer one the
+    /// checkpoint thread committed meanwhile: both are durable and the log holds what
+    /// follows them).
     fn load_base(&self) -> Result<(State, Lsn)> {
         if let Some(base) = &self.base {
             return Ok((base.clone(), self.base_lsn));
         }
-        let cp = self.checkpointer.as_ref().ok_or_else(|| Error::Internal("no base and no snapshots".into()))?;
-        match snapshot::latest(&cp.dir).map_err(|e| storage_error("cannot read back the checkpoint", &e))? {
-            Some((lsn, bytes)) if lsn >= self.base_lsn => Ok((decode_state(&bytes)?, lsn)),
-            _ => Err(Error::Storage(format!("the checkpoint at LSN {} is gone from disk", self.base_lsn))),
+        let history = self.history.as_ref().ok_or_else(|| Error::Internal("no base and no store".into()))?;
+        match checkpoint::load(history.store())? {
+            Stored::State(lsn, state) if lsn >= self.base_lsn => Ok((*state, lsn)),
+            _ => Err(Error::Storage(format!("the checkpoint at LSN {} is gone from the store", self.base_lsn))),
         }
     }
 
@@ -661,13 +679,16 @@ pub struct BackupReport {
 /// Takes a consistent copy of the data directory `data_dir` into `to` (which
 /// must not exist, or be empty), while an engine may be serving from it.
 ///
-/// Snapshots are immutable files and the log is append-only with closed segments
-/// that never change, so copying the newest snapshot and then the segments in LSN
-/// order yields a checkpoint plus a prefix of the log: at worst the last segment
-/// ends in a half-written record, which the copy's own recovery cuts. The copy is
-/// then opened as an engine (full recovery and invariant checks) before this
-/// returns, so a backup that reports success can be restored. If a checkpoint
-/// taken meanwhile removed what was being copied, the copy is retried.
+/// The log is append-only with closed segments that never change, so copying its
+/// segments in LSN order yields a prefix of it (at worst the last segment ends in a
+/// half-written record, which the copy's own recovery cuts). The store is copied after
+/// it, as of one commit (a redb read transaction, from this process or another): its
+/// checkpoint is one the log copy reaches, and it holds every trip, key and event id
+/// the copied log archived (each is committed there before the log records its removal
+/// from the hot state). The copy is then opened as an engine (full recovery and
+/// invariant checks) before this returns, so a backup that reports success can be
+/// restored. If a checkpoint taken meanwhile removed a segment being copied, or
+/// committed a state the log copy does not reach, the copy is retried.
 pub fn backup(data_dir: &Path, to: &Path) -> Result<BackupReport> {
     copy_verified(data_dir, to, "holds no dispatch log (no wal/ directory)")
 }
@@ -705,7 +726,9 @@ fn copy_verified(from: &Path, to: &Path, not_a_store: &str) -> Result<BackupRepo
     }
 }
 
-/// Copies the newest snapshot, then the log, of the store `from` into `to`.
+/// Copies the log, then the store, of the data directory `from` into `to` (and the
+/// newest snapshot first, for a directory an older version wrote that no checkpoint
+/// has yet moved into the store).
 fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
     let mut bytes = 0;
     if let Some(snap) =
@@ -720,11 +743,13 @@ fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
             .map_err(|e| Error::Storage(format!("{}: {e}", target.display())))?;
     }
     let (segments, wal_bytes) = copy_log(&wal_dir(from), &wal_dir(to))?;
-    // The history last: it then holds every trip, idempotency key and gateway event id
-    // the copied log archived (each is written there before the log records its removal
-    // from the hot state; a row goes from the history only once expired, when neither
-    // place answers for it any more).
-    history::backup_file(&history::path(from), &history::path(to))?;
+    // The store last: it then holds every trip, idempotency key and gateway event id
+    // the copied log archived (each is committed there before the log records its
+    // removal from the hot state; a row goes from the history only once expired, when
+    // neither place answers for it any more). Its checkpoint must be one the copied log
+    // reaches, which the copy's recovery checks (a checkpoint committed between the two
+    // copies is retried).
+    history::backup_file(from, to)?;
     Ok((segments, bytes + wal_bytes))
 }
 

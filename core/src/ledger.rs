@@ -276,6 +276,21 @@ pub enum Op {
 }
 
 impl Ledger {
+    /// Every account's totals, by key.
+    pub(crate) fn account_map(&self) -> &imbl::OrdMap<AccountKey, Account> {
+        &self.accounts
+    }
+
+    /// Takes the accounts out (a checkpoint stores them as rows), leaving none.
+    pub(crate) fn take_accounts(&mut self) -> imbl::OrdMap<AccountKey, Account> {
+        std::mem::take(&mut self.accounts)
+    }
+
+    /// Puts back accounts that [`Ledger::take_accounts`] took or a checkpoint read.
+    pub(crate) fn set_accounts(&mut self, accounts: imbl::OrdMap<AccountKey, Account>) {
+        self.accounts = accounts;
+    }
+
     /// An account's totals (zero if never used).
     pub fn account(&self, key: &AccountKey) -> Account {
         self.accounts.get(key).copied().unwrap_or_default()

@@ -25,7 +25,9 @@
 //! - [`ledger`]: double-entry accounts and transfers; [`payment`]: gateways, webhook
 //!   signatures, the payment worker, reconciliation.
 //! - [`otp`]: sign-in codes and their limits; [`alert`]: SOS alerts.
-//! - [`history`]: finished trips and position tracks in `history.redb`.
+//! - [`history`]: finished trips and position tracks in the data directory's
+//!   `store.redb`, which also holds the checkpoint (the state, its accounts and zones as
+//!   rows).
 //! - [`demo`]: the demo city's zone and prices.
 //! - [`error`]: the one error type, with the API's error codes.
 //!
@@ -74,6 +76,7 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+mod checkpoint;
 pub mod clock;
 pub mod command;
 pub mod demo;

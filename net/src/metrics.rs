@@ -105,7 +105,7 @@ impl Metrics {
             ("dispatch_ws_location_frames_dropped_total", "counter", clamp(self.location_frames_dropped.load(r))),
         ];
         let s = engine.stats();
-        let engine_figures: [(&str, &str, i64); 21] = [
+        let engine_figures: [(&str, &str, i64); 23] = [
             ("dispatch_engine_queue_depth", "gauge", clamp(engine.queue_depth() as u64)),
             ("dispatch_engine_queue_capacity", "gauge", clamp(engine.queue_capacity() as u64)),
             ("dispatch_engine_last_batch_size", "gauge", clamp(s.last_batch.load(r))),
@@ -126,8 +126,10 @@ impl Metrics {
             ("dispatch_checkpoints_written_total", "counter", clamp(s.checkpoints.written.load(r))),
             ("dispatch_checkpoints_failed_total", "counter", clamp(s.checkpoints.failed.load(r))),
             ("dispatch_checkpoint_last_lsn", "gauge", clamp(s.checkpoints.last_lsn.load(r))),
+            ("dispatch_checkpoint_last_rows", "gauge", clamp(s.checkpoints.last_rows.load(r))),
+            ("dispatch_checkpoint_last_microseconds", "gauge", clamp(s.checkpoints.last_micros.load(r))),
             // Idempotency keys and gateway event ids: hot (in memory, the last 10 minutes'),
-            // archived (in history.redb until they expire).
+            // archived (in store.redb until they expire).
             ("dispatch_idempotency_keys_hot", "gauge", clamp(s.checkpoints.keys_hot.load(r))),
             ("dispatch_idempotency_keys_archived", "gauge", clamp(s.checkpoints.keys_archived.load(r))),
             ("dispatch_gateway_event_ids_hot", "gauge", clamp(s.checkpoints.gateway_events_hot.load(r))),

@@ -103,6 +103,19 @@ pub struct State {
     index: Positions,
 }
 
+/// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
+/// (`checkpoint.rs`) rather than inside its state blob: those that grow with accounts
+/// (users, the phone index, OTP records, the ledger's accounts) — a checkpoint writes
+/// only the entries changed since the previous one — and the zones, which the API lists.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct AccountRows {
+    pub(crate) users: imbl::OrdMap<UserId, Arc<User>>,
+    pub(crate) phones: imbl::OrdMap<(Role, String), UserId>,
+    pub(crate) otps: imbl::OrdMap<String, OtpRecord>,
+    pub(crate) ledger_accounts: imbl::OrdMap<crate::ledger::AccountKey, crate::ledger::Account>,
+    pub(crate) zones: Arc<Catalog>,
+}
+
 /// A success remembered under an idempotency key: in the hot state for a while, then in
 /// the history (`history.rs`) until it expires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -293,6 +306,39 @@ impl State {
             gateway_events: self.gateway_events.clone(),
             index: Positions::default(),
         }
+    }
+
+    /// Takes out what a checkpoint stores as rows rather than in its state blob (see
+    /// [`AccountRows`]), leaving those collections empty: O(1), the maps are persistent.
+    pub(crate) fn take_rows(&mut self) -> AccountRows {
+        AccountRows {
+            users: std::mem::take(&mut self.users),
+            phones: std::mem::take(&mut self.phones),
+            otps: std::mem::take(&mut self.otps),
+            ledger_accounts: self.ledger.take_accounts(),
+            zones: std::mem::take(&mut self.catalog),
+        }
+    }
+
+    /// A copy of what [`State::take_rows`] would take, sharing it: O(1).
+    pub(crate) fn rows(&self) -> AccountRows {
+        AccountRows {
+            users: self.users.clone(),
+            phones: self.phones.clone(),
+            otps: self.otps.clone(),
+            ledger_accounts: self.ledger.account_map().clone(),
+            zones: Arc::clone(&self.catalog),
+        }
+    }
+
+    /// Puts back what [`State::take_rows`] took (a state read back from a checkpoint:
+    /// its blob, then its rows).
+    pub(crate) fn put_rows(&mut self, rows: AccountRows) {
+        self.users = rows.users;
+        self.phones = rows.phones;
+        self.otps = rows.otps;
+        self.ledger.set_accounts(rows.ledger_accounts);
+        self.catalog = rows.zones;
     }
 
     /// The rules in force.

@@ -2825,3 +2825,47 @@ fn the_checkpoint_copy_is_the_state_but_its_index() {
     assert_eq!(found, vec![near, far], "the index is rebuilt from the drivers when read back");
     w.finish();
 }
+
+/// A checkpoint keeps accounts and zones as rows: the first writes them all, the next
+/// only what changed since (here: one new rider, two rows); read back from the store,
+/// blob and rows are the state, its index rebuilt.
+#[test]
+fn a_checkpoint_writes_only_the_changed_account_rows_and_reads_back_the_state() {
+    use crate::checkpoint::{self, Stored};
+    let mut w = World::new(rules());
+    for _ in 0..200 {
+        w.rider();
+    }
+    let driver = w.driver(1.0);
+    let dir = tempfile::tempdir().unwrap();
+    let history = crate::history::History::open(dir.path()).unwrap();
+    let tables = |c: &checkpoint::RowChanges| -> BTreeMap<&'static str, usize> {
+        let mut n = BTreeMap::new();
+        for (t, _, _) in &c.puts {
+            *n.entry(t.as_str()).or_default() += 1;
+        }
+        n
+    };
+
+    let (prepared, stored) = checkpoint::prepare(10, w.state.copy_for_checkpoint(), &AccountRows::default()).unwrap();
+    let first = tables(&prepared.changes);
+    assert_eq!(first.get("users"), Some(&201), "{first:?}");
+    assert_eq!(first.get("phones"), Some(&201), "{first:?}");
+    assert_eq!(first.get("zones"), Some(&1), "{first:?}");
+    assert!(prepared.changes.deletes.is_empty());
+    history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
+    let Stored::State(10, back) = checkpoint::load(history.store()).unwrap() else { panic!("no checkpoint") };
+    assert_eq!(*back, w.state);
+    let here = LatLng::new(CAIRO.0, CAIRO.1).unwrap();
+    assert_eq!(back.drivers_near(here, 5_000.0, 1).unwrap()[0].0.id, driver, "the index is rebuilt");
+
+    let newcomer = w.rider();
+    let (prepared, _) = checkpoint::prepare(11, w.state.copy_for_checkpoint(), &stored).unwrap();
+    assert_eq!(tables(&prepared.changes), BTreeMap::from([("phones", 1), ("users", 1)]));
+    assert!(prepared.changes.deletes.is_empty());
+    history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
+    let Stored::State(11, back) = checkpoint::load(history.store()).unwrap() else { panic!("no checkpoint") };
+    assert!(back.user(newcomer).is_some());
+    assert_eq!(*back, w.state);
+    w.finish();
+}

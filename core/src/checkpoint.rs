@@ -1,0 +1,230 @@
+//! The checkpoint in the store: how a [`State`] is written into the data directory's
+//! redb file and read back from it.
+//!
+//! A checkpoint at LSN `L` is one redb transaction — the same one that writes what
+//! leaves the hot state at `L` (finished trips, settled transfers, old idempotency keys
+//! and event ids: `history.rs`) — holding:
+//! - the *state blob*: the state at `L` without the collections of [`AccountRows`]
+//!   (a format byte, [`STATE_FORMAT`], then postcard), as the store's checkpoint;
+//! - those collections as rows, a table each, keys and values in postcard:
+//!   - `users`: user id → the user;
+//!   - `phones`: (role, phone number) → user id;
+//!   - `otps`: phone number → its sign-in codes and attempts;
+//!   - `ledger_accounts`: account key (kind, owner, currency) → its totals;
+//!   - `zones`: zone id → the zone (spec, surge settings).
+//!
+//! The rows are written as a difference: the checkpoint thread keeps the collections as
+//! the store holds them (the previous checkpoint's) and writes a put for every entry
+//! added or changed since and a delete for every entry removed. The maps are persistent
+//! B-trees and the diff skips the subtrees both versions share, so a checkpoint costs
+//! what changed since the last one, not the number of accounts (a country's million
+//! users are not rewritten every few seconds).
+//!
+//! Guarantees:
+//! - the blob and the rows are committed together and read back in one read
+//!   transaction ([`dispatch_storage::store::Store::load_checkpoint`]): a state is always
+//!   one checkpoint's, never a blob of one and rows of another;
+//! - the stored rows are exactly the collections of the stored state: the thread's copy
+//!   of them advances only when a commit succeeded;
+//! - a row or a blob that does not decode refuses the start (with the table named),
+//!   rather than starting on a state that differs from what was acknowledged.
+
+use std::sync::Arc;
+
+use dispatch_storage::store::{self, Store, TableName};
+use imbl::ordmap::DiffItem;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::state::{AccountRows, State};
+use crate::zone::{Catalog, Zone};
+
+const USERS: TableName = TableName::new("users");
+const PHONES: TableName = TableName::new("phones");
+const OTPS: TableName = TableName::new("otps");
+const LEDGER_ACCOUNTS: TableName = TableName::new("ledger_accounts");
+const ZONES: TableName = TableName::new("zones");
+
+/// Every table of the checkpoint's rows.
+const TABLES: [TableName; 5] = [USERS, PHONES, OTPS, LEDGER_ACCOUNTS, ZONES];
+
+/// The state blob's format: a format byte, then postcard of the [`State`] with the
+/// collections of [`AccountRows`] empty (they are rows). Format 5 was the whole state,
+/// in a snapshot file ([`LEGACY_SNAPSHOT_FORMAT`]).
+pub(crate) const STATE_FORMAT: u8 = 6;
+
+/// The format of the snapshot files that held whole states before the checkpoint moved
+/// into the store: read once, when a data directory written by such a version is opened.
+pub(crate) const LEGACY_SNAPSHOT_FORMAT: u8 = 5;
+
+/// A checkpoint ready to commit: its LSN, its state blob and its row changes.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) lsn: u64,
+    pub(crate) blob: Vec<u8>,
+    pub(crate) changes: RowChanges,
+}
+
+/// Row changes of one checkpoint, for [`dispatch_storage::store::Checkpoint`].
+#[derive(Debug, Default)]
+pub(crate) struct RowChanges {
+    pub(crate) puts: Vec<(TableName, Vec<u8>, Vec<u8>)>,
+    pub(crate) deletes: Vec<(TableName, Vec<u8>)>,
+}
+
+/// What a checkpoint at `lsn` commits for `state`, given the rows the store holds
+/// (`stored`), and the rows the store holds once it is committed.
+pub(crate) fn prepare(lsn: u64, mut state: State, stored: &AccountRows) -> Result<(Prepared, AccountRows)> {
+    let rows = state.take_rows();
+    let mut changes = RowChanges::default();
+    diff(USERS, &stored.users, &rows.users, &mut changes)?;
+    diff(PHONES, &stored.phones, &rows.phones, &mut changes)?;
+    diff(OTPS, &stored.otps, &rows.otps, &mut changes)?;
+    diff(LEDGER_ACCOUNTS, &stored.ledger_accounts, &rows.ledger_accounts, &mut changes)?;
+    if !Arc::ptr_eq(&stored.zones, &rows.zones) {
+        diff_zones(&stored.zones, &rows.zones, &mut changes)?;
+    }
+    let blob = postcard::to_extend(&state, vec![STATE_FORMAT])
+        .map_err(|e| Error::Internal(format!("cannot encode the state: {e}")))?;
+    Ok((Prepared { lsn, blob, changes }, rows))
+}
+
+fn encode<T: Serialize + ?Sized>(table: TableName, value: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| Error::Internal(format!("cannot encode a row of {}: {e}", table.as_str())))
+}
+
+fn decode<T: DeserializeOwned>(table: TableName, bytes: &[u8]) -> Result<T> {
+    postcard::from_bytes(bytes).map_err(|e| {
+        Error::Storage(format!(
+            "a row of the checkpoint's {} table does not decode ({e}); refusing to start",
+            table.as_str()
+        ))
+    })
+}
+
+/// Puts for the entries of `new` that `old` lacks or holds otherwise, deletes for those
+/// `new` lacks; shared subtrees are skipped.
+fn diff<K, V>(
+    table: TableName,
+    old: &imbl::OrdMap<K, V>,
+    new: &imbl::OrdMap<K, V>,
+    changes: &mut RowChanges,
+) -> Result<()>
+where
+    K: Ord + Clone + Serialize,
+    V: Clone + PartialEq + Serialize,
+{
+    for item in old.diff(new) {
+        match item {
+            DiffItem::Add(k, v) | DiffItem::Update { new: (k, v), .. } => {
+                changes.puts.push((table, encode(table, k)?, encode(table, v)?));
+            }
+            DiffItem::Remove(k, _) => changes.deletes.push((table, encode(table, k)?)),
+        }
+    }
+    Ok(())
+}
+
+/// The same for the zones (a few, in a std map: compared whole when the catalog changed).
+fn diff_zones(old: &Catalog, new: &Catalog, changes: &mut RowChanges) -> Result<()> {
+    for zone in new.zones() {
+        if old.get(zone.id) != Some(zone) {
+            changes.puts.push((ZONES, encode(ZONES, &zone.id)?, encode(ZONES, &**zone)?));
+        }
+    }
+    for zone in old.zones() {
+        if new.get(zone.id).is_none() {
+            changes.deletes.push((ZONES, encode(ZONES, &zone.id)?));
+        }
+    }
+    Ok(())
+}
+
+/// What the store holds as a checkpoint.
+pub(crate) enum Stored {
+    /// Nothing: no checkpoint was ever committed.
+    Nothing,
+    /// A state at an LSN.
+    State(u64, Box<State>),
+    /// An LSN with no state: a store written before the checkpoint moved into it (its
+    /// state is in a snapshot file).
+    Legacy,
+}
+
+/// Reads the checkpoint back from `store`: the blob and every row, in one read
+/// transaction, assembled into the state (its spatial index rebuilt).
+pub(crate) fn load(store: &Store) -> Result<Stored> {
+    let mut rows = AccountRows::default();
+    let mut zones: Vec<Arc<Zone>> = Vec::new();
+    let loaded = store
+        .load_checkpoint(&TABLES, |table, k, v| -> Result<()> {
+            if table == USERS {
+                rows.users.insert(decode(table, k)?, decode(table, v)?);
+            } else if table == PHONES {
+                rows.phones.insert(decode(table, k)?, decode(table, v)?);
+            } else if table == OTPS {
+                rows.otps.insert(decode(table, k)?, decode(table, v)?);
+            } else if table == LEDGER_ACCOUNTS {
+                rows.ledger_accounts.insert(decode(table, k)?, decode(table, v)?);
+            } else {
+                zones.push(Arc::new(decode(table, v)?));
+            }
+            Ok(())
+        })
+        .map_err(|e| store_error("cannot read the checkpoint; refusing to start", &e))??;
+    let Some((lsn, blob)) = loaded else {
+        return Ok(Stored::Nothing);
+    };
+    if blob.is_empty() {
+        return Ok(Stored::Legacy);
+    }
+    let mut state = decode_state(&blob, STATE_FORMAT)?;
+    rows.zones = Arc::new(Catalog::from_zones(zones));
+    state.put_rows(rows);
+    Ok(Stored::State(lsn, Box::new(state)))
+}
+
+/// Decodes a state blob, which must be in `format`.
+pub(crate) fn decode_state(bytes: &[u8], format: u8) -> Result<State> {
+    match bytes.split_first() {
+        Some((&f, body)) if f == format => postcard::from_bytes(body)
+            .map_err(|e| Error::Storage(format!("the checkpoint does not decode ({e}); refusing to start"))),
+        Some((f, _)) => Err(Error::Storage(format!(
+            "the checkpoint has format {f}, this version reads {format}; refusing to start"
+        ))),
+        None => Err(Error::Storage("the checkpoint is empty; refusing to start".into())),
+    }
+}
+
+fn store_error(context: &str, e: &store::StoreError) -> Error {
+    Error::Storage(format!("{context}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A diff after a few writes to a large shared map names exactly those entries.
+    #[test]
+    fn a_diff_of_shared_maps_is_what_changed() {
+        let old: imbl::OrdMap<u64, u64> = (0..100_000u64).map(|i| (i, i)).collect();
+        let mut new = old.clone();
+        new.insert(5, 50);
+        new.remove(&70_000);
+        new.insert(200_000, 1);
+        let mut changes = RowChanges::default();
+        diff(USERS, &old, &new, &mut changes).unwrap();
+        let puts: Vec<(u64, u64)> = changes
+            .puts
+            .iter()
+            .map(|(_, k, v)| (postcard::from_bytes(k).unwrap(), postcard::from_bytes(v).unwrap()))
+            .collect();
+        assert_eq!(puts, vec![(5, 50), (200_000, 1)]);
+        let deletes: Vec<u64> = changes.deletes.iter().map(|(_, k)| postcard::from_bytes(k).unwrap()).collect();
+        assert_eq!(deletes, vec![70_000]);
+        let mut none = RowChanges::default();
+        diff(USERS, &new, &new.clone(), &mut none).unwrap();
+        assert!(none.puts.is_empty() && none.deletes.is_empty());
+    }
+}
