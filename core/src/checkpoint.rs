@@ -7,8 +7,9 @@
 //! - the *state blob*: the state at `L` without the collections of [`AccountRows`]
 //!   (a format byte, [`STATE_FORMAT`], then postcard), as the store's checkpoint;
 //! - those collections as rows, a table each, keys and values in postcard:
-//!   - `users`: user id → the user;
-//!   - `phones`: (role, phone number) → user id;
+//!   - `users`: user id → the user (the phone index is rebuilt from them when read back:
+//!     it names every user once, under the user's role and phone, which
+//!     `State::check_invariants` checks);
 //!   - `otps`: phone number → its sign-in codes and attempts;
 //!   - `ledger_accounts`: account key (kind, owner, currency) → its totals;
 //!   - `zones`: zone id → the zone (spec, surge settings).
@@ -41,13 +42,12 @@ use crate::state::{AccountRows, State};
 use crate::zone::{Catalog, Zone};
 
 const USERS: TableName = TableName::new("users");
-const PHONES: TableName = TableName::new("phones");
 const OTPS: TableName = TableName::new("otps");
 const LEDGER_ACCOUNTS: TableName = TableName::new("ledger_accounts");
 const ZONES: TableName = TableName::new("zones");
 
 /// Every table of the checkpoint's rows.
-const TABLES: [TableName; 5] = [USERS, PHONES, OTPS, LEDGER_ACCOUNTS, ZONES];
+const TABLES: [TableName; 4] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES];
 
 /// The state blob's format: a format byte, then postcard of the [`State`] with the
 /// collections of [`AccountRows`] empty (they are rows). Format 5 was the whole state,
@@ -79,7 +79,6 @@ pub(crate) fn prepare(lsn: u64, mut state: State, stored: &AccountRows) -> Resul
     let rows = state.take_rows();
     let mut changes = RowChanges::default();
     diff(USERS, &stored.users, &rows.users, &mut changes)?;
-    diff(PHONES, &stored.phones, &rows.phones, &mut changes)?;
     diff(OTPS, &stored.otps, &rows.otps, &mut changes)?;
     diff(LEDGER_ACCOUNTS, &stored.ledger_accounts, &rows.ledger_accounts, &mut changes)?;
     if !Arc::ptr_eq(&stored.zones, &rows.zones) {
@@ -161,8 +160,6 @@ pub(crate) fn load(store: &Store) -> Result<Stored> {
         .load_checkpoint(&TABLES, |table, k, v| -> Result<()> {
             if table == USERS {
                 rows.users.insert(decode(table, k)?, decode(table, v)?);
-            } else if table == PHONES {
-                rows.phones.insert(decode(table, k)?, decode(table, v)?);
             } else if table == OTPS {
                 rows.otps.insert(decode(table, k)?, decode(table, v)?);
             } else if table == LEDGER_ACCOUNTS {
@@ -181,6 +178,9 @@ pub(crate) fn load(store: &Store) -> Result<Stored> {
     }
     let mut state = decode_state(&blob, STATE_FORMAT)?;
     rows.zones = Arc::new(Catalog::from_zones(zones));
+    for user in rows.users.values() {
+        rows.phones.insert((user.role, user.phone.clone()), user.id);
+    }
     state.put_rows(rows);
     Ok(Stored::State(lsn, Box::new(state)))
 }

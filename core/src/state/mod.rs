@@ -105,8 +105,9 @@ pub struct State {
 
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
 /// (`checkpoint.rs`) rather than inside its state blob: those that grow with accounts
-/// (users, the phone index, OTP records, the ledger's accounts) — a checkpoint writes
-/// only the entries changed since the previous one — and the zones, which the API lists.
+/// (users, the phone index — not stored: rebuilt from the users —, OTP records, the
+/// ledger's accounts) — a checkpoint writes only the entries changed since the previous
+/// one — and the zones, which the API lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct AccountRows {
     pub(crate) users: imbl::OrdMap<UserId, Arc<User>>,
@@ -1306,6 +1307,17 @@ impl State {
     /// Checks every cross-entity invariant; `Err` names the first one broken.
     /// Run after recovery and by the tests after every step.
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        // The phone index names every user once, under the user's own role and phone
+        // (users are never removed; a checkpoint stores both as rows of their own).
+        if self.phones.len() != self.users.len() {
+            return Err(format!("{} phone index entries for {} users", self.phones.len(), self.users.len()));
+        }
+        for ((role, phone), id) in &self.phones {
+            match self.users.get(id) {
+                Some(u) if u.role == *role && u.phone == *phone => {}
+                _ => return Err(format!("the phone index names {id} for a {role:?} {phone:?} it is not")),
+            }
+        }
         let mut open_by_rider: HashMap<UserId, u16> = HashMap::new();
         for t in self.trips.values() {
             if t.status.is_open() {
