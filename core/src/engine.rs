@@ -407,7 +407,7 @@ impl Engine {
         if config.queue_capacity == 0 || config.max_batch == 0 {
             return Err(Error::Invalid("queue_capacity and max_batch must be positive".into()));
         }
-        state.check_invariants().map_err(|e| Error::Internal(format!("refusing to start on a broken state: {e}")))?;
+        // The journal's recovery checked the state's invariants (`Journal::replay`).
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
         let shared = Arc::new(Shared {
             view: RwLock::new(View::of(&state)),

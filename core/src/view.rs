@@ -39,14 +39,16 @@ pub struct LedgerReport {
 #[derive(Debug, Default)]
 pub struct View {
     trips: HashMap<TripId, Arc<Trip>>,
-    users: HashMap<UserId, Arc<User>>,
-    phones: HashMap<(Role, String), UserId>,
+    /// The users, the phone index and the ledger's accounts are the state's persistent
+    /// maps, shared at open (O(1) for a million accounts) and updated entry by entry.
+    users: imbl::OrdMap<UserId, Arc<User>>,
+    phones: imbl::OrdMap<(Role, String), UserId>,
     drivers: HashMap<UserId, Arc<Driver>>,
     catalog: Arc<Catalog>,
     surge: BTreeMap<ZoneId, SurgeReading>,
     coupons: BTreeMap<String, Arc<CouponRecord>>,
     alerts: BTreeMap<AlertId, Arc<Alert>>,
-    accounts: BTreeMap<AccountKey, Account>,
+    accounts: imbl::OrdMap<AccountKey, Account>,
     transfers: HashMap<TransferId, Arc<Transfer>>,
     /// Every transfer under both its accounts, newest first.
     statements: BTreeSet<(AccountKey, Reverse<(Timestamp, TransferId)>)>,
@@ -64,14 +66,11 @@ impl View {
         for d in state.drivers() {
             view.drivers.insert(d.id, Arc::clone(d));
         }
-        for u in state.users() {
-            view.phones.insert((u.role, u.phone.clone()), u.id);
-            view.users.insert(u.id, Arc::clone(u));
-        }
+        let rows = state.rows();
+        view.users = rows.users;
+        view.phones = rows.phones;
+        view.accounts = rows.ledger_accounts;
         view.copy_catalog(state);
-        for (key, account) in state.ledger().accounts() {
-            view.accounts.insert(*key, *account);
-        }
         for t in state.ledger().transfers() {
             view.add_transfer(t);
         }
@@ -157,7 +156,7 @@ impl View {
         self.drivers.get(&id)
     }
 
-    /// Every user, in no particular order.
+    /// Every user, by id.
     pub fn users(&self) -> impl Iterator<Item = &Arc<User>> {
         self.users.values()
     }
