@@ -137,10 +137,36 @@ pub(crate) struct Archivable {
     pub(crate) gateway_events: Vec<ArchivedEvent>,
 }
 
+/// Trips one `Archive` command removes from the hot state, at most (and twice as many
+/// transfers, keys or event ids): about a millisecond of the writer's time.
+pub(crate) const ARCHIVE_CHUNK_TRIPS: usize = 1_000;
+
 impl Archivable {
-    /// Nothing to archive.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.trips.is_empty() && self.transfers.is_empty() && self.keys.is_empty() && self.gateway_events.is_empty()
+    /// As `Archive` commands of at most [`ARCHIVE_CHUNK_TRIPS`] trips and twice as many
+    /// of each other kind; none when there is nothing to archive. Each stands alone: a
+    /// trip or an entry leaves only if it is still the one written, whichever command
+    /// carries it.
+    pub(crate) fn into_commands(self) -> Vec<Command> {
+        fn take<T>(from: &mut std::vec::IntoIter<T>, n: usize) -> Vec<T> {
+            from.by_ref().take(n).collect()
+        }
+        let chunks = self
+            .trips
+            .len()
+            .div_ceil(ARCHIVE_CHUNK_TRIPS)
+            .max(self.transfers.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
+            .max(self.keys.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
+            .max(self.gateway_events.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS));
+        let (mut trips, mut transfers) = (self.trips.into_iter(), self.transfers.into_iter());
+        let (mut keys, mut events) = (self.keys.into_iter(), self.gateway_events.into_iter());
+        (0..chunks)
+            .map(|_| Command::Archive {
+                trips: take(&mut trips, ARCHIVE_CHUNK_TRIPS),
+                transfer_ids: take(&mut transfers, 2 * ARCHIVE_CHUNK_TRIPS),
+                keys: take(&mut keys, 2 * ARCHIVE_CHUNK_TRIPS),
+                gateway_events: take(&mut events, 2 * ARCHIVE_CHUNK_TRIPS),
+            })
+            .collect()
     }
 }
 
@@ -789,4 +815,35 @@ fn verify(dir: &Path) -> Result<u64> {
     let (journal, _state, recovery) = Journal::open_dir(dir, State::default(), policy, None)?;
     drop(journal);
     Ok(recovery.last_lsn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ARCHIVE_CHUNK_TRIPS, Archivable};
+    use crate::clock::Timestamp;
+    use crate::command::{Actor, Command};
+    use crate::id::{TransferId, TripId};
+
+    /// A checkpoint's archive is cut into commands that each stay within the bound and
+    /// together carry every item once, in order.
+    #[test]
+    fn an_archive_is_cut_into_bounded_commands_that_carry_everything_once() {
+        assert!(Archivable::default().into_commands().is_empty());
+        let trips: Vec<(TripId, u32)> = (1..=2_500).map(|i| (TripId::from_raw(i).unwrap(), 3)).collect();
+        let transfers: Vec<TransferId> = (1..=7_000).map(|i| TransferId::from_raw(i).unwrap()).collect();
+        let keys = vec![(Actor::Admin, "k".to_string(), Timestamp::from_millis(1)); 10];
+        let all = Archivable { trips: trips.clone(), transfers: transfers.clone(), keys, gateway_events: Vec::new() };
+        let commands = all.into_commands();
+        assert_eq!(commands.len(), 4, "7,000 transfers at 2,000 each");
+        let (mut got_trips, mut got_transfers, mut got_keys) = (Vec::new(), Vec::new(), 0);
+        for c in commands {
+            let Command::Archive { trips, transfer_ids, keys, gateway_events } = c else { panic!("{c:?}") };
+            assert!(trips.len() <= ARCHIVE_CHUNK_TRIPS && transfer_ids.len() <= 2 * ARCHIVE_CHUNK_TRIPS);
+            assert!(gateway_events.is_empty());
+            got_trips.extend(trips);
+            got_transfers.extend(transfer_ids);
+            got_keys += keys.len();
+        }
+        assert_eq!((got_trips, got_transfers, got_keys), (trips, transfers, 10));
+    }
 }
