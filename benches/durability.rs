@@ -16,7 +16,8 @@
 //!   changed rows are written), and a restart that reads the accounts back from the store.
 //!
 //! Run: `cargo bench --bench durability` (set `DISPATCH_BENCH_DIR` to measure
-//! another disk than the system temp dir; `-- NAME` runs only the parts whose name
+//! another disk than the system temp dir, `DISPATCH_BENCH_CHECKPOINT_EVERY` to change the
+//! accepts' checkpoint interval, in records, or `off`; `-- NAME` runs only the parts whose name
 //! holds NAME, e.g. `-- accounts`).
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -74,7 +75,14 @@ fn raw_fsync() {
 
 fn accepts() {
     let dir = bench_dir();
-    let engine = Engine::open(EngineConfig::default().with_rules(grid_rules()).with_data_dir(dir.path())).unwrap();
+    let mut config = EngineConfig::default().with_rules(grid_rules()).with_data_dir(dir.path());
+    // `DISPATCH_BENCH_CHECKPOINT_EVERY=N` (records; `off` for none) measures other intervals.
+    match std::env::var("DISPATCH_BENCH_CHECKPOINT_EVERY").as_deref() {
+        Ok("off") => config.checkpoint_every_records = u64::MAX,
+        Ok(n) => config.checkpoint_every_records = n.parse().expect("DISPATCH_BENCH_CHECKPOINT_EVERY: records or off"),
+        Err(_) => {}
+    }
+    let engine = Engine::open(config).unwrap();
     let cells = grid_fleet(&engine, DRIVERS).unwrap();
 
     // Pipelined: every accept of a round in flight at once.
