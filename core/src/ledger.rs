@@ -281,12 +281,8 @@ impl Ledger {
         &self.accounts
     }
 
-    /// Takes the accounts out (a checkpoint stores them as rows), leaving none.
-    pub(crate) fn take_accounts(&mut self) -> imbl::OrdMap<AccountKey, Account> {
-        std::mem::take(&mut self.accounts)
-    }
-
-    /// Puts back accounts that [`Ledger::take_accounts`] took or a checkpoint read.
+    /// Replaces the accounts (with none, while a checkpoint encodes the rest; with those
+    /// a checkpoint read back).
     pub(crate) fn set_accounts(&mut self, accounts: imbl::OrdMap<AccountKey, Account>) {
         self.accounts = accounts;
     }

@@ -312,13 +312,9 @@ impl State {
     /// Takes out what a checkpoint stores as rows rather than in its state blob (see
     /// [`AccountRows`]), leaving those collections empty: O(1), the maps are persistent.
     pub(crate) fn take_rows(&mut self) -> AccountRows {
-        AccountRows {
-            users: std::mem::take(&mut self.users),
-            phones: std::mem::take(&mut self.phones),
-            otps: std::mem::take(&mut self.otps),
-            ledger_accounts: self.ledger.take_accounts(),
-            zones: std::mem::take(&mut self.catalog),
-        }
+        let rows = self.rows();
+        self.put_rows(AccountRows::default());
+        rows
     }
 
     /// A copy of what [`State::take_rows`] would take, sharing it: O(1).
