@@ -79,12 +79,14 @@
 //! - [`key`]: composite key encodings (newest-first times);
 //! - [`TableName`] (`table.rs`), [`Scan`]/[`Page`] (`scan.rs`), [`StoreError`] (`error.rs`);
 //! - `meta.rs`: the magic, the format and the checkpoint record;
-//! - `read.rs`: the reads shared by both handles; `backup.rs`: backup and verify.
+//! - `read.rs`: the reads shared by both handles; `backup.rs`: backup and verify;
+//! - `paced.rs`: the redb file backend that syncs a commit in small steps.
 
 mod backup;
 mod error;
 pub mod key;
 mod meta;
+mod paced;
 mod read;
 mod scan;
 mod table;
@@ -104,6 +106,7 @@ use table::WriteRows;
 
 pub use backup::{StoreReport, TableReport};
 pub use error::StoreError;
+pub use paced::SYNC_STEP_BYTES;
 pub use scan::{Order, Page, SCAN_BYTES_MAX, SCAN_LIMIT_MAX, Scan};
 pub use table::{TABLE_NAME_BYTES_MAX, TableName};
 
@@ -139,11 +142,15 @@ pub struct StoreOptions {
     /// redb's page cache. The hot state lives in the engine, so this serves history
     /// reads and the write path; redb's default (1 GiB) is more than that needs.
     pub cache_bytes: usize,
+    /// Sync what a commit writes every this many bytes (`store/paced.rs`); `None`
+    /// leaves the syncs to redb (one per commit phase). Default
+    /// [`SYNC_STEP_BYTES`]: keeps a checkpoint from stalling the WAL on a shared disk.
+    pub sync_step_bytes: Option<u64>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { verify_on_open: true, cache_bytes: 256 * 1024 * 1024 }
+        StoreOptions { verify_on_open: true, cache_bytes: 256 * 1024 * 1024, sync_step_bytes: Some(SYNC_STEP_BYTES) }
     }
 }
 
@@ -221,9 +228,7 @@ impl Store {
             Err(StoreError::NeedsRecovery { .. }) => {}
             Err(error) => return Err(error),
         }
-        let db = guarded(&path, "opening it", || {
-            builder(options).open(&path).map_err(|error| StoreError::redb("open", &path, error))
-        })?;
+        let db = guarded(&path, "opening it", || open_db(&path, options, false))?;
         guarded(&path, "reading its meta table", || meta::check(&read::begin(&db, &path)?, &path))?;
         Ok(Store { db, path })
     }
@@ -510,6 +515,24 @@ fn builder(options: &StoreOptions) -> redb::Builder {
     builder
 }
 
+/// Opens (`create`: creates if missing) the store file for writing, through a
+/// [`PacedFile`](paced::PacedFile).
+fn open_db(path: &Path, options: &StoreOptions, create: bool) -> Result<Database, StoreError> {
+    let what = if create { "create" } else { "open" };
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+        .map_err(|error| StoreError::io(what, path, error))?;
+    let backend =
+        paced::PacedFile::new(file, options.sync_step_bytes).map_err(|error| StoreError::redb(what, path, error))?;
+    // redb initialises an empty file and opens a valid one; `open_with` refuses an
+    // empty file before this, and `create` only passes the new temporary file.
+    builder(options).create_with_backend(backend).map_err(|error| StoreError::redb(what, path, error))
+}
+
 fn open_read_only_db(path: &Path, options: &StoreOptions) -> Result<ReadOnlyDatabase, StoreError> {
     guarded(path, "opening it read-only", || {
         builder(options).open_read_only(path).map_err(|error| StoreError::redb("open read-only", path, error))
@@ -530,7 +553,7 @@ fn create(path: &Path, options: &StoreOptions) -> Result<(), StoreError> {
         }
         _ => {}
     }
-    let db = builder(options).create(&tmp).map_err(|error| StoreError::redb("create", &tmp, error))?;
+    let db = open_db(&tmp, options, true)?;
     let txn = db.begin_write().map_err(|error| StoreError::redb("begin write", &tmp, error))?;
     {
         let mut table = txn.open_table(meta::TABLE).map_err(|error| StoreError::redb("create meta", &tmp, error))?;
