@@ -411,11 +411,11 @@ impl State {
 
     /// Forgets idempotency keys past their time.
     pub(super) fn purge_expired(&mut self, now: Timestamp) {
-        while let Some((at, _, _)) = self.idempotency_expiry.first() {
+        while let Some((at, _, _)) = self.idempotency_expiry.get_min() {
             if *at > now {
                 break;
             }
-            if let Some((_, actor, key)) = self.idempotency_expiry.pop_first() {
+            if let Some((_, actor, key)) = self.idempotency_expiry.remove_min() {
                 self.idempotency.remove(&(actor, key));
             }
         }
