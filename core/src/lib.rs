@@ -94,6 +94,7 @@ pub mod money;
 pub mod otp;
 pub mod payment;
 pub mod route;
+mod sched;
 pub mod state;
 pub mod trip;
 pub mod user;
