@@ -883,7 +883,6 @@ fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandl
     std::thread::Builder::new()
         .name("dispatch-tracker".into())
         .spawn(move || {
-            crate::sched::lower_this_thread();
             let mut points = Vec::new();
             let mut last_write = Instant::now();
             loop {

@@ -193,7 +193,6 @@ impl Checkpointer {
         let handle = std::thread::Builder::new()
             .name("dispatch-checkpoint".into())
             .spawn(move || {
-                crate::sched::lower_this_thread();
                 for Job { lsn, state, now } in rx {
                     let started = Instant::now();
                     let (finished, transfers, keys, events) = leaving(&state, now);

@@ -94,7 +94,6 @@ pub mod money;
 pub mod otp;
 pub mod payment;
 pub mod route;
-mod sched;
 pub mod state;
 pub mod trip;
 pub mod user;
