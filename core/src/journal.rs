@@ -196,12 +196,6 @@ impl Checkpointer {
                 for Job { lsn, state, now } in rx {
                     let started = Instant::now();
                     let (finished, transfers, keys, events) = leaving(&state, now);
-                    let archivable = Archivable {
-                        trips: finished.iter().map(|t| (t.id, t.revision)).collect(),
-                        transfers: transfers.iter().map(|t| t.id).collect(),
-                        keys: keys.iter().map(|(principal, k, r)| (*principal, k.clone(), r.expires_at)).collect(),
-                        gateway_events: events.clone(),
-                    };
                     // One transaction: the state, its changed rows, and what leaves the
                     // hot state — durable before the writer is told it may drop that.
                     let result = checkpoint::prepare(lsn, state, &stored)
@@ -210,6 +204,16 @@ impl Checkpointer {
                             let n = n + transfers.len() * 3 + (keys.len() + events.len()) * 2;
                             let counts = history.write(prepared, &finished, &transfers, &keys, &events, now)?;
                             stored = rows;
+                            // What the history now holds, which the writer may drop.
+                            let archivable = Archivable {
+                                trips: finished.iter().map(|t| (t.id, t.revision)).collect(),
+                                transfers: transfers.iter().map(|t| t.id).collect(),
+                                keys: keys
+                                    .iter()
+                                    .map(|(principal, k, r)| (*principal, k.clone(), r.expires_at))
+                                    .collect(),
+                                gateway_events: events,
+                            };
                             Ok(Committed { lsn, counts, rows: n as u64, took: started.elapsed(), archivable })
                         })
                         .map_err(|e| e.to_string());
