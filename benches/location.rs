@@ -90,7 +90,7 @@ fn bench(c: &mut Criterion) {
     let mut now = Timestamp::from_millis(T0);
     let mut ids = RandomIds::seeded(3);
     for (actor, mut command) in setup_commands(&start) {
-        command.stamp(&mut ids, &state);
+        state.stamp(&mut command, &mut ids);
         apply(&mut state, actor, &command, now, &mut fx).unwrap();
         fx.clear();
     }

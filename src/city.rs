@@ -1,4 +1,4 @@
-//! The simulated city ([`dispatch_core::demo::sim`]) as a program: builds an engine, runs
+//! The simulated city ([`dispatch_sim`]) as a program: builds an engine, runs
 //! a [`Sim`] on it and prints its figures once a simulated minute (or as often as asked).
 //!
 //! Two clocks:
@@ -15,8 +15,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use dispatch_core::clock::{Clock, ManualClock, SystemClock, Timestamp};
-use dispatch_core::demo::sim::{Audit, Sim, SimConfig, SimStats, audit};
 use dispatch_core::{Engine, EngineConfig, Error, RandomIds};
+use dispatch_sim::{Audit, Sim, SimConfig, SimStats, audit};
 
 /// 2026-01-01 08:00 UTC: where a manual-clock city starts, so runs are comparable.
 pub const MANUAL_START_MS: i64 = 1_767_254_400_000;
@@ -110,7 +110,7 @@ impl CityReport {
 /// Runs a city as `options` say, writing a line to `out` at every report.
 pub fn run(options: &CityOptions, out: &mut impl Write) -> Result<CityReport, Error> {
     if options.step_ms == 0 || options.report_every_s == 0 {
-        return Err(Error::Invalid("step_ms and report_every_s must be positive".into()));
+        return Err(Error::invalid("step_ms and report_every_s must be positive"));
     }
     let ids = RandomIds::seeded(options.sim.seed);
     if options.live {

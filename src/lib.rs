@@ -4,7 +4,7 @@
 //! black-box tests and the benches, and holds the scenarios they share, so an
 //! example and the test that checks it run the same code.
 //!
-//! - [`city`]: the simulated city of `dispatch_core::demo::sim`, run and reported.
+//! - [`city`]: the simulated city of `dispatch_sim`, run and reported.
 //! - [`race`]: many drivers accepting the same trip at the same instant.
 //! - [`scenario`]: users, online drivers and trip requests, for the rest to build on.
 #![forbid(unsafe_code)]

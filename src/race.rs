@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use dispatch_core::{Actor, Availability, DispatchRules, Engine, EngineConfig, Error, LatLng, Role, TripId, UserId};
+use dispatch_core::{
+    Actor, Availability, DispatchRules, DomainError, Engine, EngineConfig, Error, LatLng, Role, TripId, UserId,
+};
 
 use crate::scenario::{self, CENTER, ride_from};
 
@@ -113,7 +115,7 @@ pub fn run(drivers: usize, trips: u64) -> Result<RaceReport, Error> {
             for (driver, outcome) in results_rx.try_iter() {
                 match outcome {
                     Ok(()) => winners.push(driver),
-                    Err(Error::TripAlreadyAssigned(_)) => report.conflicts += 1,
+                    Err(Error::Domain(DomainError::TripAlreadyAssigned(_))) => report.conflicts += 1,
                     Err(_) => report.unexpected += 1,
                 }
             }
@@ -164,7 +166,7 @@ pub fn one_driver_two_trips(rounds: u64) -> Result<(u64, u64), Error> {
         let won: Vec<TripId> = [(a.id, &ra), (b.id, &rb)].iter().filter(|(_, r)| r.is_ok()).map(|(t, _)| *t).collect();
         for r in [&ra, &rb] {
             if let Err(e) = r
-                && !matches!(e, Error::DriverNotAvailable(_))
+                && !matches!(e, Error::Domain(DomainError::DriverNotAvailable(_)))
             {
                 return Err(e.clone());
             }
@@ -193,5 +195,5 @@ fn pickup() -> Result<dispatch_core::NewTrip, Error> {
 }
 
 fn panicked() -> Error {
-    Error::Internal("a racing thread panicked".into())
+    Error::internal("a racing thread panicked")
 }

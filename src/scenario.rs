@@ -137,7 +137,7 @@ pub fn grid_trips(
         .into_iter()
         .map(|r| match r? {
             dispatch_core::Outcome::Trip(t) => Ok(t),
-            other => Err(Error::Internal(format!("create_trip answered {other:?}"))),
+            other => Err(Error::internal(format!("create_trip answered {other:?}"))),
         })
         .collect()
 }

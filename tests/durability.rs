@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use dispatch::scenario::{self, near_center, ride_from};
 use dispatch_core::clock::{ManualClock, Timestamp};
 use dispatch_core::id::UserId;
-use dispatch_core::{Actor, Command, Engine, EngineConfig, Error, RandomIds, Record, Role, State, TripStatus, replay};
+use dispatch_core::{
+    Actor, Command, DomainError, Engine, EngineConfig, Error, RandomIds, Record, Role, State, TripStatus, replay,
+};
 use dispatch_storage::{CommandLog, Lsn, MemLog, Records, StorageError};
 
 const T0: i64 = 1_700_000_000_000;
@@ -499,11 +501,14 @@ fn a_trip_in_the_history_can_still_be_rated_and_the_rating_survives_restart_and_
         engine.submit(Actor::User(actor), Command::RateTrip { trip_id: trip.id, stars, comment: None })
     };
     // Refused on the archived trip: the same answer a hot trip gives, and it stays archived.
-    assert!(matches!(rate(rider, 9), Err(Error::Invalid(_))));
+    assert!(matches!(rate(rider, 9), Err(Error::Domain(DomainError::Invalid(_)))));
     assert!(engine.read(|v| v.trip(trip.id).is_none()));
-    assert!(matches!(engine.accept(driver, trip.id), Err(Error::InvalidTransition { .. })));
+    assert!(matches!(engine.accept(driver, trip.id), Err(Error::Domain(DomainError::InvalidTransition { .. }))));
     rate(rider, 5).unwrap();
-    assert!(matches!(rate(rider, 4), Err(Error::InvalidTransition { .. })), "rated once, archived or not");
+    assert!(
+        matches!(rate(rider, 4), Err(Error::Domain(DomainError::InvalidTransition { .. }))),
+        "rated once, archived or not"
+    );
     // Back in the history with its rating, then read from there after a restart.
     archive(&engine, n);
     engine.submit(Actor::User(driver), Command::RateTrip { trip_id: trip.id, stars: 3, comment: None }).unwrap();
@@ -881,7 +886,7 @@ fn an_archived_idempotency_key_answers_the_same_through_restart_backup_and_expir
     let users = engine.read(|v| v.users().count());
     let check = |engine: &Engine| {
         assert_eq!(keyed_rider(engine, 1, 7).unwrap(), dispatch_core::Outcome::Replayed(Box::new(first.clone())));
-        assert!(matches!(keyed_rider(engine, 1, 8), Err(Error::IdempotencyKeyReused)));
+        assert!(matches!(keyed_rider(engine, 1, 8), Err(Error::Domain(DomainError::IdempotencyKeyReused))));
         assert_eq!(engine.read(|v| v.users().count()), users, "the retry created no second user");
     };
     check(&engine);
@@ -909,7 +914,7 @@ fn an_archived_idempotency_key_answers_the_same_through_restart_backup_and_expir
 #[test]
 fn an_archived_webhook_event_id_is_a_duplicate_through_restart_and_backup_and_moves_no_money() {
     use dispatch_core::ledger::{AccountKey, AccountKind};
-    use dispatch_core::state::PaymentEventKind;
+    use dispatch_core::payment::PaymentEventKind;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let clock = ManualClock::new(Timestamp::from_millis(T0));

@@ -156,7 +156,10 @@ fn a_card_refund_reaches_the_gateway_through_the_worker_and_reconciles() {
     assert_eq!(gateway.refunded().get(&trip), Some(&700), "the gateway gave it back, once");
     // Over the limit: refused before anything reaches the gateway.
     let over = engine.submit(dispatch_core::Actor::Admin, refund(fare - 699));
-    assert!(matches!(over, Err(dispatch_core::Error::RefundExceedsCaptured { .. })), "{over:?}");
+    assert!(
+        matches!(over, Err(dispatch_core::Error::Domain(dispatch_core::DomainError::RefundExceedsCaptured { .. }))),
+        "{over:?}"
+    );
     worker.stop();
     let egp: dispatch_core::Currency = "EGP".parse().unwrap();
     let rows = dispatch_core::payment::parse_settlement(&gateway.settlement_csv(egp)).unwrap();

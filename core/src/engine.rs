@@ -37,12 +37,13 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
 use crate::driver::Driver;
-use crate::error::{Error, Result};
+use crate::error::{DomainError, Error, Result};
 use crate::geo::LatLng;
 use crate::histogram::Histogram;
 use crate::history::{History, TripCursor, TripsOf};
 use crate::id::{IdSource, RandomIds, TripId, UserId};
 use crate::journal::{CheckpointPolicy, CheckpointStats, Journal, LogWrapper, Recovery};
+use crate::record::Record;
 use crate::state::{Effects, State, apply};
 use crate::trip::Trip;
 use crate::user::User;
@@ -92,7 +93,7 @@ impl Default for EngineConfig {
             max_batch: 4_096,
             idle_wakeup: Duration::from_millis(100),
             clock: Arc::new(SystemClock),
-            ids: Box::new(RandomIds::from_os()),
+            ids: Box::new(RandomIds::from_seed(rand::random())),
             data_dir: None,
             read_only_retry: Duration::from_secs(1),
             checkpoint_every_records: 100_000,
@@ -127,70 +128,6 @@ impl EngineConfig {
         self.rules = rules;
         self
     }
-}
-
-/// A stamped command as the log records it: everything `apply` needs to repeat it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Record {
-    /// The writer's clock when it applied the command.
-    pub at: Timestamp,
-    /// Who sent it.
-    pub actor: Actor,
-    /// The command, with its ids filled in.
-    pub command: Command,
-}
-
-impl Record {
-    /// The version of the payload encoding, written as the first byte of every
-    /// encoded record. Bump it when a change to [`Command`] is not readable by the
-    /// previous decoder, and keep decoding the old version.
-    pub const SCHEMA_VERSION: u8 = 5;
-
-    /// The bytes the log stores: the schema version, then the record in postcard.
-    pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        self.encode_into(&mut out)?;
-        Ok(out)
-    }
-
-    /// Appends the encoding of [`Record::encode`] to `out` (no allocation of its own).
-    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
-        out.push(Self::SCHEMA_VERSION);
-        let taken = std::mem::take(out);
-        *out = postcard::to_extend(self, taken)
-            .map_err(|e| Error::Internal(format!("cannot encode a log record: {e}")))?;
-        Ok(())
-    }
-
-    /// Decodes bytes written by [`Record::encode`]. Bytes from disk are input
-    /// from outside: anything malformed is an error, never a panic.
-    pub fn decode(bytes: &[u8]) -> Result<Record> {
-        match bytes.split_first() {
-            Some((&Self::SCHEMA_VERSION, body)) => {
-                let (record, rest) = postcard::take_from_bytes::<Record>(body)
-                    .map_err(|e| Error::Invalid(format!("log record does not decode: {e}")))?;
-                if rest.is_empty() {
-                    Ok(record)
-                } else {
-                    Err(Error::Invalid(format!("log record has {} trailing bytes", rest.len())))
-                }
-            }
-            Some((v, _)) => Err(Error::Invalid(format!("log record has unknown schema version {v}"))),
-            None => Err(Error::Invalid("empty log record".into())),
-        }
-    }
-}
-
-/// Replays `records` onto `state`. Records were all accepted once, so a refusal
-/// now means the log and the code disagree: that is reported, never skipped.
-pub fn replay<'a>(state: &mut State, records: impl IntoIterator<Item = &'a Record>) -> Result<()> {
-    let mut fx = Effects::default();
-    for (i, r) in records.into_iter().enumerate() {
-        apply(state, r.actor, &r.command, r.at, &mut fx)
-            .map_err(|e| Error::Internal(format!("replay of record {i} ({}) was refused: {e}", r.command.name())))?;
-        fx.clear();
-    }
-    Ok(())
 }
 
 type Reply = Box<dyn FnOnce(Result<Outcome>) + Send>;
@@ -394,7 +331,7 @@ impl Engine {
     /// log takes the WAL's place, and where tests inject failing disks.
     pub fn open_with_log(config: EngineConfig, log: Box<dyn CommandLog>, base: State) -> Result<Engine> {
         if config.data_dir.is_some() {
-            return Err(Error::Invalid("a data_dir brings its own log: leave it unset with open_with_log".into()));
+            return Err(Error::invalid("a data_dir brings its own log: leave it unset with open_with_log"));
         }
         let policy =
             CheckpointPolicy { every_records: config.memory_checkpoint_every_records.max(1), segment_bytes: 0 };
@@ -405,7 +342,7 @@ impl Engine {
     fn launch(config: EngineConfig, journal: Journal, state: State, recovery: Recovery) -> Result<Engine> {
         config.rules.validate()?;
         if config.queue_capacity == 0 || config.max_batch == 0 {
-            return Err(Error::Invalid("queue_capacity and max_batch must be positive".into()));
+            return Err(Error::invalid("queue_capacity and max_batch must be positive"));
         }
         // The journal's recovery checked the state's invariants (`Journal::replay`).
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
@@ -448,7 +385,7 @@ impl Engine {
         let handle = std::thread::Builder::new()
             .name("dispatch-writer".into())
             .spawn(move || writer.run())
-            .map_err(|e| Error::Internal(format!("cannot start the writer thread: {e}")))?;
+            .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
         let tracker = match &shared.history {
             Some(h) => Some(start_tracker(Arc::clone(&shared), Arc::clone(h))?),
             None => None,
@@ -501,7 +438,7 @@ impl Engine {
         reply: impl FnOnce(Vec<Result<Outcome>>) + Send + 'static,
     ) -> Result<()> {
         if commands.len() > MAX_SUBMIT_MANY {
-            return Err(Error::Invalid(format!("at most {MAX_SUBMIT_MANY} commands at once")));
+            return Err(Error::invalid(format!("at most {MAX_SUBMIT_MANY} commands at once")));
         }
         if commands.is_empty() {
             reply(Vec::new());
@@ -614,7 +551,7 @@ impl Engine {
     ) -> Result<()> {
         let query: Query = Box::new(move |state: Result<&State>| {
             let found = state
-                .and_then(|s| s.drivers_near(point, radius_m, limit))
+                .and_then(|s| s.drivers_near(point, radius_m, limit).map_err(Error::from))
                 .map(|near| near.into_iter().map(|(driver, distance_m)| NearbyDriver { driver, distance_m }).collect());
             reply(found);
         });
@@ -846,7 +783,7 @@ impl Engine {
         };
         // A blocking send: shutdown waits its turn behind queued commands.
         let _ = self.tx.send(Msg::Shutdown);
-        let state = handle.join().map_err(|_| Error::Internal("the writer thread panicked".into()));
+        let state = handle.join().map_err(|_| Error::internal("the writer thread panicked"));
         // Subscribers hear no more events; the tracker writes what it has and ends.
         self.shared.stopping.store(true, Ordering::Relaxed);
         self.shared.subscribers.lock().clear();
@@ -946,11 +883,11 @@ fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandl
                 }
             }
         })
-        .map_err(|e| Error::Internal(format!("cannot start the position tracker: {e}")))
+        .map_err(|e| Error::internal(format!("cannot start the position tracker: {e}")))
 }
 
 fn unexpected(outcome: Outcome) -> Error {
-    Error::Internal(format!("unexpected outcome {outcome:?}"))
+    Error::internal(format!("unexpected outcome {outcome:?}"))
 }
 
 /// The writer thread's world. Nothing else touches `state`.
@@ -1138,7 +1075,7 @@ impl Writer {
                 }
             }
         }
-        command.stamp(self.ids.as_mut(), &self.state);
+        self.state.stamp(&mut command, self.ids.as_mut());
         let exempt = command.is_durability_exempt();
         let record = Record { at, actor, command };
         let result = apply(&mut self.state, actor, &record.command, at, &mut self.fx);
@@ -1166,10 +1103,10 @@ impl Writer {
             },
             Err(e) => {
                 stats.refused.fetch_add(1, Ordering::Relaxed);
-                if matches!(e, Error::ImplausibleLocation { .. }) {
+                if matches!(e, DomainError::ImplausibleLocation { .. }) {
                     stats.spoofing_suspected.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e)
+                Err(Error::Domain(e))
             }
         };
         let refused = result.is_err();
@@ -1365,7 +1302,7 @@ mod tests {
         let answers = submit(commands);
         assert_eq!(answers.len(), 4);
         assert!(matches!(&answers[0], Ok(Outcome::Driver(d)) if d.id == drivers[0]));
-        assert!(matches!(&answers[1], Err(Error::NotFound { .. })), "{:?}", answers[1]);
+        assert!(matches!(&answers[1], Err(Error::Domain(DomainError::NotFound { .. }))), "{:?}", answers[1]);
         assert!(matches!(&answers[2], Ok(Outcome::Driver(d)) if d.id == drivers[1]));
         assert!(matches!(&answers[3], Ok(Outcome::Driver(d)) if d.id == drivers[2]));
         // Every change is in the view, as after single submissions.
@@ -1394,7 +1331,7 @@ mod tests {
             .unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
         let too_many = (0..=MAX_SUBMIT_MANY).map(|_| online(drivers[0])).collect();
-        assert!(matches!(engine.submit_many_with(too_many, |_| {}), Err(Error::Invalid(_))));
+        assert!(matches!(engine.submit_many_with(too_many, |_| {}), Err(Error::Domain(DomainError::Invalid(_)))));
         engine.shutdown().unwrap();
     }
 
@@ -1450,7 +1387,7 @@ mod tests {
         clock.advance_millis(300);
         assert!(matches!(
             engine.update_location(d, report(metres_north(50_000.0))),
-            Err(Error::ImplausibleLocation { .. })
+            Err(Error::Domain(DomainError::ImplausibleLocation { .. }))
         ));
         assert_eq!(engine.stats().spoofing_suspected.load(Ordering::Relaxed), 1);
         clock.advance_millis(400);
@@ -1514,33 +1451,9 @@ mod tests {
                 .collect();
             let expected = engine.read(|v| scan(v, center, radius_m, limit));
             prop_assert_eq!(got, expected);
-            prop_assert!(matches!(engine.nearby_drivers(center, f64::INFINITY, 5), Err(Error::Invalid(_))));
+            prop_assert!(matches!(engine.nearby_drivers(center, f64::INFINITY, 5), Err(Error::Domain(DomainError::Invalid(_)))));
             engine.shutdown().unwrap();
         }
-    }
-
-    fn sample() -> Record {
-        Record {
-            at: Timestamp::from_millis(1_700_000_000_000),
-            actor: Actor::User(UserId::from_raw(7).unwrap()),
-            command: Command::CancelTrip { trip_id: TripId::from_raw(9).unwrap(), reason: "late".into() },
-        }
-    }
-
-    #[test]
-    fn records_round_trip_and_refuse_other_versions_and_trailing_bytes() {
-        let r = sample();
-        let mut bytes = r.encode().unwrap();
-        assert_eq!(bytes[0], Record::SCHEMA_VERSION);
-        assert_eq!(Record::decode(&bytes).unwrap(), r);
-        bytes.push(0);
-        assert!(Record::decode(&bytes).is_err());
-        bytes.pop();
-        for other in [1, Record::SCHEMA_VERSION + 1] {
-            bytes[0] = other;
-            assert!(Record::decode(&bytes).is_err(), "version {other}");
-        }
-        assert!(Record::decode(&[]).is_err());
     }
 
     #[test]
@@ -1564,23 +1477,5 @@ mod tests {
         assert_eq!((sync_us.count, sizes.count), (syncs, batches));
         assert_eq!(sizes.sum, s.applied.load(Ordering::Relaxed) + s.refused.load(Ordering::Relaxed));
         engine.shutdown().unwrap();
-    }
-
-    proptest! {
-        /// What `fuzz/fuzz_targets/wal_record.rs` runs, on stable, in every test run.
-        #[test]
-        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = Record::decode(&bytes);
-        }
-
-        #[test]
-        fn decoding_a_damaged_record_never_panics(flip in 0usize..64, bit in 0u8..8, cut in 0usize..64) {
-            let mut bytes = sample().encode().unwrap();
-            let i = flip % bytes.len();
-            bytes[i] ^= 1 << bit;
-            let _ = Record::decode(&bytes);
-            bytes.truncate(cut % bytes.len());
-            let _ = Record::decode(&bytes);
-        }
     }
 }

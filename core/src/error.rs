@@ -1,111 +1,20 @@
-//! The one error type of dispatch-core.
+//! The one error type of dispatch-core: a domain refusal, or what the runtime adds.
 //!
-//! Every refusal is a typed variant, and every variant has the stable error code of
-//! the HTTP contract (`../shared/API.md`), so the server maps errors to responses
-//! in one place and a refused command is known to have changed nothing.
+//! A command is refused by the domain ([`DomainError`], which says what rule and carries
+//! the API's error code) or by the runtime around it: the writer's queue is full, the
+//! log cannot be written, the engine has shut down, the data directory cannot be read.
+//! Every variant has the stable error code of the HTTP contract (`../shared/API.md`), so
+//! the server maps errors to responses in one place.
 
-use crate::geo::CoordinateError;
-use crate::id::{TripId, UserId};
-use crate::money::MoneyError;
-use crate::user::Category;
+pub use dispatch_domain::error::Error as DomainError;
 
 /// Everything the engine can refuse or fail with.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
-    /// The request is malformed or breaks a rule of the input (`invalid_request`).
-    #[error("{0}")]
-    Invalid(String),
-    /// A coordinate is not finite or out of range (`invalid_coordinates`).
+    /// The domain refused the command: a rule of the state machine, the input, money.
+    /// Nothing changed.
     #[error(transparent)]
-    InvalidCoordinates(#[from] CoordinateError),
-    /// No such entity, or the caller may not know it exists (`not_found`).
-    #[error("{what} {id} not found")]
-    NotFound {
-        /// The kind of entity.
-        what: &'static str,
-        /// Its id, rendered.
-        id: String,
-    },
-    /// The caller's role or relation to the entity does not allow this (`forbidden`).
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// The pickup code given at start is not the trip's (`forbidden`).
-    #[error("wrong pickup code for trip {0}")]
-    WrongPickupCode(TripId),
-    /// The driver was never offered this trip (`not_offered`).
-    #[error("trip {0} was not offered to this driver")]
-    NotOffered(TripId),
-    /// Another driver already has the trip (`trip_already_assigned`).
-    #[error("trip {0} was accepted by another driver")]
-    TripAlreadyAssigned(TripId),
-    /// The driver is offline, suspended or on another trip (`driver_not_available`).
-    #[error("driver {0} is not available")]
-    DriverNotAvailable(UserId),
-    /// The offer lapsed or was declined (`offer_expired`).
-    #[error("the offer of trip {0} has expired")]
-    OfferExpired(TripId),
-    /// The state machine does not allow this step from the current state (`invalid_transition`).
-    #[error("cannot {action} {entity} while it is {from}")]
-    InvalidTransition {
-        /// What the caller tried.
-        action: &'static str,
-        /// The entity, rendered (`trip trp_…`, `driver usr_…`).
-        entity: String,
-        /// Its current state.
-        from: &'static str,
-    },
-    /// The rider already has the maximum number of open trips (`too_many_open_trips`).
-    #[error("a rider may have at most {0} open trips")]
-    TooManyOpenTrips(u16),
-    /// The point is outside every active zone (`outside_service_area`).
-    #[error("no active service zone covers this point")]
-    OutsideServiceArea,
-    /// The zone has no prices for the category (`no_pricing`).
-    #[error("no pricing for category {0} in this zone")]
-    NoPricing(Category),
-    /// The coupon does not exist or does not apply (`coupon_invalid`).
-    #[error("coupon not applicable: {0}")]
-    CouponInvalid(String),
-    /// The idempotency key was used before with a different request (`idempotency_key_reused`).
-    #[error("this Idempotency-Key was used with a different request")]
-    IdempotencyKeyReused,
-    /// A wrong or expired one-time code (`invalid_otp`).
-    #[error("wrong or expired code")]
-    InvalidOtp,
-    /// Too many attempts; try again after `retry_after_s` (`rate_limited`).
-    #[error("too many attempts: {what}; try again in {retry_after_s} s")]
-    RateLimited {
-        /// What was limited.
-        what: &'static str,
-        /// Whole seconds until an attempt can succeed (at least 1).
-        retry_after_s: u64,
-    },
-    /// A position implies an impossible speed since the driver's last one: suspected
-    /// spoofing, refused and counted (`invalid_coordinates`).
-    #[error("implausible position: implies {speed_kmh} km/h since the last one")]
-    ImplausibleLocation {
-        /// The implied speed.
-        speed_kmh: u64,
-    },
-    /// A wallet cannot cover the amount (`insufficient_funds`).
-    #[error("insufficient funds: {available} available, {needed} needed")]
-    InsufficientFunds {
-        /// What the wallet could pay.
-        available: i64,
-        /// What was needed.
-        needed: i64,
-    },
-    /// A refund above what was captured minus refunded (`refund_exceeds_captured`).
-    #[error("refund exceeds what was captured ({captured}) minus what was refunded ({refunded})")]
-    RefundExceedsCaptured {
-        /// Captured so far.
-        captured: i64,
-        /// Refunded so far.
-        refunded: i64,
-    },
-    /// Money arithmetic failed (`invalid_request`).
-    #[error(transparent)]
-    Money(#[from] MoneyError),
+    Domain(#[from] DomainError),
     /// The writer's queue is full: try again shortly (`overloaded`, HTTP 503).
     #[error("the engine is overloaded; try again shortly")]
     Overloaded,
@@ -118,45 +27,72 @@ pub enum Error {
     /// The engine has shut down and takes no more commands (`unavailable`).
     #[error("the engine has shut down")]
     ShutDown,
-    /// A bug or a broken invariant. Never caused by input alone.
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 impl Error {
     /// The stable error code of the HTTP contract.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Invalid(_) | Error::Money(_) => "invalid_request",
-            Error::InvalidCoordinates(_) | Error::ImplausibleLocation { .. } => "invalid_coordinates",
-            Error::NotFound { .. } => "not_found",
-            Error::Forbidden(_) | Error::WrongPickupCode(_) => "forbidden",
-            Error::NotOffered(_) => "not_offered",
-            Error::TripAlreadyAssigned(_) => "trip_already_assigned",
-            Error::DriverNotAvailable(_) => "driver_not_available",
-            Error::OfferExpired(_) => "offer_expired",
-            Error::InvalidTransition { .. } => "invalid_transition",
-            Error::TooManyOpenTrips(_) => "too_many_open_trips",
-            Error::OutsideServiceArea => "outside_service_area",
-            Error::NoPricing(_) => "no_pricing",
-            Error::CouponInvalid(_) => "coupon_invalid",
-            Error::IdempotencyKeyReused => "idempotency_key_reused",
-            Error::InsufficientFunds { .. } => "insufficient_funds",
-            Error::RefundExceedsCaptured { .. } => "refund_exceeds_captured",
-            Error::InvalidOtp => "invalid_otp",
-            Error::RateLimited { .. } => "rate_limited",
+            Error::Domain(e) => e.code(),
             Error::Overloaded => "overloaded",
             Error::ReadOnly(_) => "read_only",
             Error::ShutDown => "unavailable",
             Error::Storage(_) => "storage",
-            Error::Internal(_) => "internal",
         }
     }
 
-    pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
-        Error::NotFound { what, id: id.to_string() }
+    /// The domain's refusal, if this is one.
+    pub fn domain(&self) -> Option<&DomainError> {
+        match self {
+            Error::Domain(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// A bug or a broken invariant of the runtime (`internal`). Never caused by input alone.
+    pub fn internal(why: impl Into<String>) -> Self {
+        Error::Domain(DomainError::Internal(why.into()))
+    }
+
+    /// An invalid request or argument (`invalid_request`).
+    pub fn invalid(why: impl Into<String>) -> Self {
+        Error::Domain(DomainError::Invalid(why.into()))
+    }
+
+    /// `not_found`, for the entity `what` with the id `id`.
+    pub fn not_found(what: &'static str, id: impl ToString) -> Self {
+        Error::Domain(DomainError::not_found(what, id))
+    }
+}
+
+impl From<crate::geo::CoordinateError> for Error {
+    fn from(e: crate::geo::CoordinateError) -> Self {
+        Error::Domain(e.into())
+    }
+}
+
+impl From<crate::money::MoneyError> for Error {
+    fn from(e: crate::money::MoneyError) -> Self {
+        Error::Domain(e.into())
     }
 }
 
 /// dispatch-core's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_the_domain_s_or_the_runtime_s() {
+        assert_eq!(
+            Error::from(DomainError::TripAlreadyAssigned(crate::TripId::from_raw(1).unwrap())).code(),
+            "trip_already_assigned"
+        );
+        assert_eq!(Error::Overloaded.code(), "overloaded");
+        assert_eq!(Error::ReadOnly("disk full".into()).code(), "read_only");
+        assert_eq!(Error::ShutDown.code(), "unavailable");
+        assert_eq!(Error::internal("bug").code(), "internal");
+    }
+}

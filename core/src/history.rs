@@ -63,10 +63,11 @@ use dispatch_storage::store::{self, Checkpoint, Order, Scan, Store, TableName, k
 use crate::checkpoint::{Prepared, RowChanges};
 use crate::clock::Timestamp;
 use crate::command::Actor;
+use crate::command::Remembered;
 use crate::error::{Error, Result};
 use crate::id::{TransferId, TripId, UserId};
 use crate::ledger::{AccountKey, Transfer};
-use crate::state::{Remembered, gateway_event_kept};
+use crate::state::gateway_event_kept;
 use crate::trip::Trip;
 
 const TRIPS: TableName = TableName::new("trips");
@@ -193,7 +194,7 @@ fn event_row(gateway: &str, event_id: &str) -> Result<Vec<u8>> {
     let len = u8::try_from(gateway.len())
         .ok()
         .filter(|n| (1..=32).contains(n))
-        .ok_or_else(|| Error::Invalid("a gateway name is 1-32 bytes".into()))?;
+        .ok_or_else(|| Error::invalid("a gateway name is 1-32 bytes"))?;
     Ok(key::concat(&[&[len], gateway.as_bytes(), event_id.as_bytes()]))
 }
 
@@ -259,7 +260,7 @@ impl History {
             let expires = time_u64(remembered.expires_at);
             let mut value = key::u64_be(expires).to_vec();
             value = postcard::to_extend(&**remembered, value)
-                .map_err(|e| Error::Internal(format!("cannot encode an idempotency key: {e}")))?;
+                .map_err(|e| Error::internal(format!("cannot encode an idempotency key: {e}")))?;
             puts.push((IDEMPOTENCY_KEYS_BY_EXPIRY, key::concat(&[&key::u64_be(expires), &row]), Vec::new()));
             puts.push((IDEMPOTENCY_KEYS, row, value));
         }
@@ -271,7 +272,7 @@ impl History {
         }
         for t in transfers {
             let value =
-                postcard::to_allocvec(t).map_err(|e| Error::Internal(format!("cannot encode a transfer: {e}")))?;
+                postcard::to_allocvec(t).map_err(|e| Error::internal(format!("cannot encode a transfer: {e}")))?;
             puts.push((TRANSFERS, key::u64_be(t.id.raw()).to_vec(), value));
             for account in [t.debit, t.credit] {
                 puts.push((TRANSFERS_BY_ACCOUNT, statement_key(&account, t.at.as_millis(), t.id), Vec::new()));
@@ -279,7 +280,7 @@ impl History {
         }
         for t in trips {
             let value =
-                postcard::to_allocvec(&**t).map_err(|e| Error::Internal(format!("cannot encode a trip: {e}")))?;
+                postcard::to_allocvec(&**t).map_err(|e| Error::internal(format!("cannot encode a trip: {e}")))?;
             let created = t.created_at.as_millis();
             puts.push((TRIPS, key::u64_be(t.id.raw()).to_vec(), value));
             puts.push((TRIPS_BY_RIDER, index_key(Some(t.rider_id), created, t.id), Vec::new()));
@@ -438,7 +439,7 @@ impl History {
         for (driver, p) in points {
             let at = u64::try_from(p.at.as_millis()).unwrap_or(0);
             let value =
-                postcard::to_allocvec(p).map_err(|e| Error::Internal(format!("cannot encode a position: {e}")))?;
+                postcard::to_allocvec(p).map_err(|e| Error::internal(format!("cannot encode a position: {e}")))?;
             puts.push((LOCATIONS, key::concat(&[&key::u64_be(driver.raw()), &key::u64_be(at)]), value));
         }
         self.store.put_rows(&puts).map_err(|e| store_error("cannot write positions", &e))
@@ -660,8 +661,9 @@ mod tests {
 
     use super::{ArchivedCounts, EvenSample, History};
     use crate::clock::Timestamp;
+    use crate::command::Remembered;
     use crate::command::{Actor, Outcome};
-    use crate::state::{GATEWAY_EVENT_TTL_S, Remembered};
+    use crate::state::GATEWAY_EVENT_TTL_S;
 
     /// A checkpoint at `lsn` that carries no state (the history's rows only).
     fn empty(lsn: u64) -> crate::checkpoint::Prepared {

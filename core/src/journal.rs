@@ -34,11 +34,11 @@ use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalCo
 use crate::checkpoint::{self, Stored};
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command};
-use crate::engine::Record;
 use crate::error::{Error, Result};
 use crate::history::{self, ArchivedCounts, ArchivedEvent, ArchivedKey, History};
 use crate::id::{TransferId, TripId};
 use crate::ledger::Transfer;
+use crate::record::Record;
 use crate::state::{ARCHIVED_ENTRY_BYTES, AccountRows, Effects, State, apply, gateway_event_kept};
 use crate::trip::Trip;
 
@@ -222,7 +222,7 @@ impl Checkpointer {
                     }
                 }
             })
-            .map_err(|e| Error::Internal(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| Error::internal(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, legacy, handle: Some(handle) })
     }
 }
@@ -608,7 +608,7 @@ impl Journal {
         if let Some(base) = &self.base {
             return Ok((base.clone(), self.base_lsn));
         }
-        let history = self.history.as_ref().ok_or_else(|| Error::Internal("no base and no store".into()))?;
+        let history = self.history.as_ref().ok_or_else(|| Error::internal("no base and no store"))?;
         match checkpoint::load(history.store())? {
             Stored::State(lsn, state) if lsn >= self.base_lsn => Ok((*state, lsn)),
             _ => Err(Error::Storage(format!("the checkpoint at LSN {} is gone from the store", self.base_lsn))),
@@ -767,7 +767,7 @@ fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
         snapshot::latest_path(&snapshot_dir(from)).map_err(|e| storage_error("cannot list snapshots", &e))?
     {
         fs::create_dir_all(snapshot_dir(to)).map_err(|e| Error::Storage(format!("{}: {e}", to.display())))?;
-        let name = snap.file_name().ok_or_else(|| Error::Internal("snapshot without a name".into()))?;
+        let name = snap.file_name().ok_or_else(|| Error::internal("snapshot without a name"))?;
         let target = snapshot_dir(to).join(name);
         bytes += fs::copy(&snap, &target).map_err(|e| Error::Storage(format!("{}: {e}", snap.display())))?;
         File::open(&target)

@@ -1,6 +1,8 @@
 //! # dispatch-core
 //!
-//! The domain and the engine of dispatch: no sockets, no HTTP, no files.
+//! The engine runtime of dispatch around its pure domain (`dispatch-domain`): the single
+//! writer, the journal, checkpoints, history, the published view and the workers. No
+//! sockets, no HTTP: those are the server's.
 //!
 //! Every change to the world is a [`Command`], applied by one writer thread in
 //! order ([`Engine`]); [`apply`] is a pure function of the state, the command and
@@ -8,28 +10,22 @@
 //! last durable batch and never wait on the writer.
 //!
 //! ## Layout
+//! The domain (`dispatch-domain`) is re-exported whole: its modules ([`state`],
+//! [`command`], [`trip`], [`driver`], [`user`], [`zone`], [`fare`], [`route`], [`geo`],
+//! [`ledger`], [`money`], [`otp`], [`alert`], [`record`], [`demo`]) are reachable from
+//! here under the same names. This crate adds the runtime:
 //! - [`engine`]: the writer thread, the bounded queue, batching, the typed API.
-//! - [`state`]: the live world and [`apply`], with the cross-entity invariants.
-//! - [`command`]: every command, the actor who sends it, outcomes and events.
-//! - [`trip`]: the trip record and its state machine; [`driver`]: availability.
-//! - [`journal`]: group commit of applied commands to the log, recovery, read-only mode.
-//! - [`view`]: what readers see.
-//! - [`user`]: users, roles, vehicles and categories.
-//! - [`id`], [`clock`], [`money`], [`geo`]: typed ids, injected time, integer
-//!   money, validated coordinates and great-circle distance.
-//! - [`route`]: the distance and duration of a ride ([`route::RouteProvider`]) and the
-//!   straight-line default (great circle × detour factor at a city speed).
-//! - [`fare`]: the fare formula on integer minor units, waiting and cancellation fees,
-//!   coupons and commission; one rounding rule (half up), no floats, overflow is an error.
-//! - [`zone`]: zones, their pricing and surge, and the estimate booking locks.
-//! - [`ledger`]: double-entry accounts and transfers; [`payment`]: gateways, webhook
-//!   signatures, the payment worker, reconciliation.
-//! - [`otp`]: sign-in codes and their limits; [`alert`]: SOS alerts.
+//! - [`journal`]: group commit of applied commands to the log, recovery, read-only mode,
+//!   checkpoints, backup and restore.
+//! - [`view`]: the published snapshot readers see.
 //! - [`history`]: finished trips and position tracks in the data directory's
 //!   `store.redb`, which also holds the checkpoint (the state, its accounts and zones as
 //!   rows).
-//! - [`demo`]: the demo city's zone and prices.
-//! - [`error`]: the one error type, with the API's error codes.
+//! - [`payment`]: gateways, the payment worker and reconciliation against the engine
+//!   (the payment rules are the domain's, re-exported there).
+//! - [`histogram`]: lock-free latency and size histograms for operators.
+//! - [`clock`] and [`id`]: the domain's, plus the operating system's clock.
+//! - [`error`]: the one error type: a domain refusal or what the runtime adds.
 //!
 //! ## Example
 //!
@@ -75,40 +71,36 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod alert;
 mod checkpoint;
 pub mod clock;
-pub mod command;
-pub mod demo;
-pub mod driver;
 pub mod engine;
 pub mod error;
-pub mod fare;
-pub mod geo;
 pub mod histogram;
 pub mod history;
-pub mod id;
 pub mod journal;
-pub mod ledger;
-pub mod money;
-pub mod otp;
 pub mod payment;
-pub mod route;
-pub mod state;
-pub mod trip;
-pub mod user;
 pub mod view;
-pub mod zone;
+
+/// Typed ids and the id source (the domain's); the engine seeds [`RandomIds`] from the
+/// operating system.
+pub mod id {
+    pub use dispatch_domain::id::*;
+}
+
+pub use dispatch_domain::{
+    alert, command, demo, driver, fare, geo, ledger, money, otp, record, route, state, trip, user, zone,
+};
 
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};
 pub use driver::{Availability, Driver};
-pub use engine::{Engine, EngineConfig, Record, replay};
-pub use error::{Error, Result};
+pub use engine::{Engine, EngineConfig};
+pub use error::{DomainError, Error, Result};
 pub use geo::LatLng;
 pub use history::{TripCursor, TripsOf};
 pub use id::{IdSource, RandomIds, TripId, UserId};
 pub use journal::{BackupReport, CheckpointStats, LogWrapper, Recovery, backup, restore};
 pub use money::{Currency, Money};
+pub use record::{Record, replay};
 pub use state::{State, apply};
 pub use trip::{OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus, WithdrawReason};
 pub use user::{Category, Role, User, Vehicle};

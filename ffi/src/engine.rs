@@ -87,7 +87,7 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
 }
 
 fn not_found(what: &'static str, id: impl ToString) -> FfiError {
-    FfiError::Engine(Error::NotFound { what, id: id.to_string() })
+    FfiError::Engine(Error::not_found(what, id))
 }
 
 /// Writes `answer` to `out`; an engine error is written as its error object too, so C

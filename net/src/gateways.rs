@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use dispatch_core::payment::PaymentEventKind;
 use dispatch_core::payment::{WebhookError, WebhookScheme, verify_webhook};
-use dispatch_core::state::PaymentEventKind;
 use dispatch_core::{Currency, TripId};
 use hyper::HeaderMap;
 use serde::Deserialize;

@@ -96,13 +96,13 @@ impl ApiError {
     /// The one mapping of engine errors to the HTTP contract. Internal and storage
     /// failures are answered `500 internal` without their details (logged instead).
     pub fn from_core(e: &dispatch_core::Error) -> Self {
-        use dispatch_core::Error as E;
+        use dispatch_core::{DomainError as D, Error as E};
         match e {
-            E::Internal(_) | E::Storage(_) => {
+            E::Domain(D::Internal(_)) | E::Storage(_) => {
                 tracing::error!(error = %e, "engine failure");
                 Self::new("internal", "internal error")
             }
-            E::RateLimited { retry_after_s, .. } => {
+            E::Domain(D::RateLimited { retry_after_s, .. }) => {
                 let mut r = Self::new("rate_limited", e.to_string());
                 r.retry_after_s = Some((*retry_after_s).max(1));
                 r
@@ -126,6 +126,12 @@ impl ApiError {
 impl From<dispatch_core::Error> for ApiError {
     fn from(e: dispatch_core::Error) -> Self {
         ApiError::from_core(&e)
+    }
+}
+
+impl From<dispatch_core::DomainError> for ApiError {
+    fn from(e: dispatch_core::DomainError) -> Self {
+        ApiError::from_core(&e.into())
     }
 }
 

@@ -191,7 +191,7 @@ fn init_logging() {
 }
 
 pub mod demo {
-    //! `--demo`: the simulated city of `dispatch_core::demo::sim` run live beside the API,
+    //! `--demo`: the simulated city of `dispatch_sim` run live beside the API,
     //! on a thread of its own (the simulation submits commands like any client and reads
     //! the view; it never blocks a runtime thread).
 
@@ -202,7 +202,7 @@ pub mod demo {
 
     use dispatch_core::Engine;
     use dispatch_core::clock::{Clock, SystemClock};
-    use dispatch_core::demo::sim::{Sim, SimConfig};
+    use dispatch_sim::{Sim, SimConfig};
 
     /// How often the simulation steps.
     const STEP: Duration = Duration::from_millis(500);

@@ -1045,7 +1045,14 @@ mod tests {
         assert!(p.is_empty(), "taken");
         // A refusal for good (the driver is gone) is not retried.
         let third = p.record(d, false);
-        p.settle(d, third, Err(dispatch_core::Error::NotFound { what: "driver", id: d.to_string() }));
+        p.settle(
+            d,
+            third,
+            Err(dispatch_core::Error::Domain(dispatch_core::DomainError::NotFound {
+                what: "driver",
+                id: d.to_string(),
+            })),
+        );
         assert!(p.is_empty());
         // At most `max` a round.
         for i in 1..=5 {

@@ -39,8 +39,8 @@ fn backup_and_restore_round_trip_through_the_binary() {
 
 #[test]
 fn reconcile_lists_every_difference_with_a_settlement_report() {
+    use dispatch_core::payment::PaymentEventKind;
     use dispatch_core::route::StraightLine;
-    use dispatch_core::state::PaymentEventKind;
     use dispatch_core::{Category, Command, LatLng, NewTrip, PaymentMethod, Place, TripKind, Vehicle};
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -74,8 +74,8 @@ fn args() -> Result<Args, Error> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
-        let value = it.next().ok_or_else(|| Error::Invalid(format!("{arg} needs a value; {USAGE}")))?;
-        let number = || value.parse::<u64>().map_err(|_| Error::Invalid(format!("bad value for {arg}; {USAGE}")));
+        let value = it.next().ok_or_else(|| Error::invalid(format!("{arg} needs a value; {USAGE}")))?;
+        let number = || value.parse::<u64>().map_err(|_| Error::invalid(format!("bad value for {arg}; {USAGE}")));
         match arg.as_str() {
             "--data-dir" => dir = Some(value.clone()),
             "--threads" => a.threads = number()?.clamp(1, 256),
@@ -85,10 +85,10 @@ fn args() -> Result<Args, Error> {
             "--max" => a.max = number()?,
             "--checkpoint-every" => a.checkpoint_every = Some(number()?),
             "--segment-bytes" => a.segment_bytes = Some(number()?),
-            _ => return Err(Error::Invalid(format!("unknown argument {arg}; {USAGE}"))),
+            _ => return Err(Error::invalid(format!("unknown argument {arg}; {USAGE}"))),
         }
     }
-    a.dir = dir.ok_or_else(|| Error::Invalid(USAGE.into()))?;
+    a.dir = dir.ok_or_else(|| Error::invalid(USAGE))?;
     Ok(a)
 }
 
@@ -112,7 +112,7 @@ impl Out {
     fn say(&self, line: std::fmt::Arguments<'_>) -> Result<(), Error> {
         let text = format!("{line}\n");
         let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| Error::Internal(format!("stdout: {e}")))
+        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| Error::internal(format!("stdout: {e}")))
     }
 }
 
@@ -176,11 +176,11 @@ fn run() -> Result<(), Error> {
             .collect();
         let mut result = Ok(());
         for c in callers {
-            let r = c.join().map_err(|_| Error::Internal("a caller panicked".into())).and_then(|r| r);
+            let r = c.join().map_err(|_| Error::internal("a caller panicked")).and_then(|r| r);
             result = result.and(r);
         }
         stopping.store(true, Ordering::Relaxed);
-        let m = monitor.join().map_err(|_| Error::Internal("the monitor panicked".into())).and_then(|r| r);
+        let m = monitor.join().map_err(|_| Error::internal("the monitor panicked")).and_then(|r| r);
         result.and(m)
     });
     engine.shutdown()?;
@@ -213,7 +213,7 @@ impl Caller<'_> {
         engine.set_driver_status(driver, true, Some(at))?;
         self.out.say(format_args!("online {driver}"))?;
         let mut to_rate: Option<(TripId, UserId)> = None;
-        let egp: dispatch_core::Currency = "EGP".parse().map_err(|_| Error::Internal("EGP".into()))?;
+        let egp: dispatch_core::Currency = "EGP".parse().map_err(|_| Error::internal("EGP"))?;
         for _ in 0..max {
             if Instant::now() >= stop_at {
                 break;
@@ -260,7 +260,7 @@ impl Caller<'_> {
                 };
                 match engine.submit(Actor::Admin, credit)? {
                     Outcome::Transfer(t) => self.out.say(format_args!("credit {} {rider} {amount_minor}", t.id))?,
-                    other => return Err(Error::Internal(format!("a credit answered {other:?}"))),
+                    other => return Err(Error::internal(format!("a credit answered {other:?}"))),
                 }
             }
         }

@@ -115,7 +115,7 @@ impl DispatchRace {
                 .into_iter()
                 .map(|r| match r? {
                     Outcome::Trip(t) => Ok(t),
-                    other => Err(Error::Internal(format!("create_trip answered {other:?}"))),
+                    other => Err(Error::internal(format!("create_trip answered {other:?}"))),
                 })
                 .collect::<Result<_, Error>>()?;
             let accepts = trips
@@ -135,7 +135,7 @@ impl DispatchRace {
                 let (c, driver) = (k / race.racers, self.drivers[k]);
                 match result {
                     Ok(_) => winners.entry(trips[c].id).or_default().push(driver),
-                    Err(Error::TripAlreadyAssigned(_)) => conflicts += 1,
+                    Err(Error::Domain(DomainError::TripAlreadyAssigned(_))) => conflicts += 1,
                     Err(_) => unexpected += 1,
                 }
             }

@@ -23,7 +23,7 @@ pub fn users(engine: &Engine, role: Role, first_n: u64, count: usize) -> Result<
         .into_iter()
         .map(|r| match r? {
             Outcome::User(u) => Ok(u.id),
-            other => Err(Error::Internal(format!("create_user answered {other:?}"))),
+            other => Err(Error::internal(format!("create_user answered {other:?}"))),
         })
         .collect()
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
 use crate::clock::Timestamp;
-use crate::command::{Actor, Command, DispatchRules, Event, NewTrip, NewUser, Outcome};
+use crate::command::{Actor, Command, DispatchRules, Event, NewTrip, NewUser, Outcome, Remembered};
 use crate::driver::{Availability, Driver, MAX_PENDING_OFFERS};
 use crate::error::{Error, Result};
 use crate::geo::{CategoryCode, DriverIndex, IndexedDriver, LatLng};
@@ -113,26 +113,17 @@ pub struct State {
 /// ledger's accounts) — a checkpoint writes only the entries changed since the previous
 /// one — and the zones, which the API lists.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct AccountRows {
-    pub(crate) users: imbl::OrdMap<UserId, Arc<User>>,
-    pub(crate) phones: imbl::OrdMap<(Role, String), UserId>,
-    pub(crate) otps: imbl::OrdMap<String, OtpRecord>,
-    pub(crate) ledger_accounts: imbl::OrdMap<crate::ledger::AccountKey, crate::ledger::Account>,
-    pub(crate) zones: Arc<Catalog>,
-}
-
-/// A success remembered under an idempotency key: in the hot state for a while, then in
-/// the history (`history.rs`) until it expires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Remembered {
-    /// The hash of the request that produced it.
-    pub request_hash: [u8; 32],
-    /// What it answered.
-    pub outcome: Outcome,
-    /// When it was stored (it moves to the history once older than the hot window).
-    pub stored_at: Timestamp,
-    /// When it may be forgotten: it answers while `now < expires_at`.
-    pub expires_at: Timestamp,
+pub struct AccountRows {
+    /// Every user, by id.
+    pub users: imbl::OrdMap<UserId, Arc<User>>,
+    /// The phone index: (role, phone) → user (derived from the users).
+    pub phones: imbl::OrdMap<(Role, String), UserId>,
+    /// Sign-in codes and attempts, by phone.
+    pub otps: imbl::OrdMap<String, OtpRecord>,
+    /// The ledger's accounts and their totals.
+    pub ledger_accounts: imbl::OrdMap<crate::ledger::AccountKey, crate::ledger::Account>,
+    /// The zones.
+    pub zones: Arc<Catalog>,
 }
 
 /// Every driver at work (not offline) with a known position, in an R-tree (see
@@ -211,12 +202,17 @@ pub struct Effects {
     /// Events, in the order they happened.
     pub events: Vec<Event>,
     /// Zones, surge, coupons or alerts changed: readers need the new catalog.
-    pub(crate) catalog: bool,
-    pub(crate) trips: Vec<TripId>,
-    pub(crate) users: Vec<UserId>,
-    pub(crate) drivers: Vec<UserId>,
-    pub(crate) accounts: Vec<crate::ledger::AccountKey>,
-    pub(crate) transfers: Vec<crate::id::TransferId>,
+    pub catalog: bool,
+    /// Trips changed, added or removed (archived).
+    pub trips: Vec<TripId>,
+    /// Users changed or added.
+    pub users: Vec<UserId>,
+    /// Driver records changed, added or removed.
+    pub drivers: Vec<UserId>,
+    /// Ledger accounts whose totals changed.
+    pub accounts: Vec<crate::ledger::AccountKey>,
+    /// Transfers added, changed or removed (archived).
+    pub transfers: Vec<crate::id::TransferId>,
 }
 
 impl Effects {
@@ -315,14 +311,14 @@ impl State {
 
     /// Takes out what a checkpoint stores as rows rather than in its state blob (see
     /// [`AccountRows`]), leaving those collections empty: O(1), the maps are persistent.
-    pub(crate) fn take_rows(&mut self) -> AccountRows {
+    pub fn take_rows(&mut self) -> AccountRows {
         let rows = self.rows();
         self.put_rows(AccountRows::default());
         rows
     }
 
     /// A copy of what [`State::take_rows`] would take, sharing it: O(1).
-    pub(crate) fn rows(&self) -> AccountRows {
+    pub fn rows(&self) -> AccountRows {
         AccountRows {
             users: self.users.clone(),
             phones: self.phones.clone(),
@@ -334,7 +330,7 @@ impl State {
 
     /// Puts back what [`State::take_rows`] took (a state read back from a checkpoint:
     /// its blob, then its rows).
-    pub(crate) fn put_rows(&mut self, rows: AccountRows) {
+    pub fn put_rows(&mut self, rows: AccountRows) {
         self.users = rows.users;
         self.phones = rows.phones;
         self.otps = rows.otps;
@@ -663,7 +659,8 @@ impl State {
             coupon.as_deref().map(|c| (c, rider_id)),
             now,
         )?;
-        let pricing = *zone.spec.pricing.get(&new.category).ok_or_else(|| Error::NoPricing(new.category.clone()))?;
+        let pricing =
+            *zone.spec.pricing.get(&new.category).ok_or_else(|| Error::NoPricing(new.category.to_string()))?;
         if let Some(bid) = new.bid_minor
             && !(1..=MAX_BID_MINOR).contains(&bid)
         {
@@ -1506,13 +1503,12 @@ mod catalog;
 mod extras;
 mod location;
 mod money;
+mod stamp;
 
 pub use account::GATEWAY_EVENT_TTL_S;
-pub(crate) use account::gateway_event_kept;
-pub(crate) use extras::ARCHIVED_ENTRY_BYTES;
+pub use account::gateway_event_kept;
+pub use extras::ARCHIVED_ENTRY_BYTES;
 pub use location::{MAX_NEARBY_LIMIT, MAX_NEARBY_RADIUS_M};
-
-pub use money::PaymentEventKind;
 
 #[cfg(test)]
 mod tests;

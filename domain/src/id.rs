@@ -201,14 +201,17 @@ pub trait IdSource: Send + 'static {
     fn next_u64(&mut self) -> u64;
 }
 
-/// The production and test id source: a ChaCha-based CSPRNG ([`StdRng`]), seeded
-/// from the operating system (unguessable ids) or from a number (reproducible tests).
+/// The production and test id source: a ChaCha-based CSPRNG ([`StdRng`]), seeded from
+/// 256 bits the caller drew from the operating system (unguessable ids: the engine does,
+/// see `dispatch_core::EngineConfig`) or from a number (reproducible tests). The domain
+/// never draws entropy itself.
 pub struct RandomIds(StdRng);
 
 impl RandomIds {
-    /// Seeded from the operating system's entropy: ids cannot be guessed.
-    pub fn from_os() -> Self {
-        Self(StdRng::from_os_rng())
+    /// Seeded from 256 bits of the caller's entropy (the operating system's, in
+    /// production): ids cannot be guessed.
+    pub fn from_seed(seed: [u8; 32]) -> Self {
+        Self(StdRng::from_seed(seed))
     }
 
     /// Seeded from `seed`: the same sequence every run. For tests and simulations only.
@@ -260,10 +263,10 @@ mod tests {
     }
 
     #[test]
-    fn seeded_sources_repeat_and_os_sources_differ() {
+    fn seeded_sources_repeat_and_different_seeds_differ() {
         let a: Vec<u64> = (0..4).map(|_| 0).scan(RandomIds::seeded(7), |r, _| Some(r.next_u64())).collect();
         let b: Vec<u64> = (0..4).map(|_| 0).scan(RandomIds::seeded(7), |r, _| Some(r.next_u64())).collect();
         assert_eq!(a, b);
-        assert_ne!(RandomIds::from_os().next_u64(), RandomIds::from_os().next_u64());
+        assert_ne!(RandomIds::from_seed([1; 32]).next_u64(), RandomIds::from_seed([2; 32]).next_u64());
     }
 }

@@ -19,9 +19,10 @@
 
 use std::sync::Arc;
 
-use super::{Effects, MAX_BID_MINOR, Remembered, State, Who};
+use super::{Effects, MAX_BID_MINOR, State, Who};
 use crate::alert::{Alert, AlertStatus, MAX_NOTE_LEN};
 use crate::clock::Timestamp;
+use crate::command::Remembered;
 use crate::command::{Actor, Command, Event, IdempotencyKey, Outcome};
 use crate::driver::Availability;
 use crate::error::{Error, Result};
@@ -424,7 +425,7 @@ impl State {
 
 /// Most bytes an archived key or event id takes in an `Archive` record besides its
 /// strings (postcard: the principal, a timestamp, length prefixes).
-pub(crate) const ARCHIVED_ENTRY_BYTES: usize = 32;
+pub const ARCHIVED_ENTRY_BYTES: usize = 32;
 
 /// The id of transfer `n` of accepting `bid` on `trip`: a fixed mixing (splitmix64) of the
 /// three, never zero. A clash with another transfer is caught by the ledger

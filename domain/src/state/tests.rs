@@ -4,172 +4,12 @@
 
 use super::*;
 use crate::command::{IdempotencyKey, LocationReport};
-use crate::engine::{Record, replay};
 use crate::id::{IdSource, RandomIds};
+use crate::record::{Record, replay};
 use crate::route::StraightLine;
+use crate::testkit::{CAIRO, World};
 use crate::trip::{PaymentMethod, Place};
 use crate::user::{Category, Vehicle};
-
-const T0: i64 = 1_700_000_000_000;
-const CAIRO: (f64, f64) = (30.0444, 31.2357);
-
-struct World {
-    state: State,
-    now: Timestamp,
-    ids: RandomIds,
-    fx: Effects,
-    log: Vec<Record>,
-    phones: u64,
-    initial: State,
-}
-
-impl World {
-    /// A world with these rules and the demo city's zone (Cairo, economy and comfort).
-    fn new(rules: DispatchRules) -> Self {
-        let state = State::new(rules);
-        let mut w = Self {
-            initial: state.clone(),
-            state,
-            now: Timestamp::from_millis(T0),
-            ids: RandomIds::seeded(42),
-            fx: Effects::default(),
-            log: Vec::new(),
-            phones: 0,
-        };
-        let zone = crate::demo::cairo().unwrap();
-        w.run(Actor::Admin, Command::CreateZone { id: None, zone: Box::new(zone) }).unwrap();
-        w
-    }
-
-    fn run(&mut self, actor: Actor, mut command: Command) -> Result<Outcome> {
-        command.stamp(&mut self.ids, &self.state);
-        let before = self.state.clone();
-        let events_before = self.fx.events.len();
-        let result = apply(&mut self.state, actor, &command, self.now, &mut self.fx);
-        let name = command.name();
-        match &result {
-            Ok(_) => self.log.push(Record { at: self.now, actor, command }),
-            Err(e) => {
-                assert_eq!(self.state, before, "refused command {} ({e}) changed the state", command.name());
-                assert_eq!(self.fx.events.len(), events_before, "refused command left events");
-            }
-        }
-        if let Err(broken) = self.state.check_invariants() {
-            panic!("invariant broken after {name}: {broken}");
-        }
-        result
-    }
-
-    fn events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.fx.events)
-    }
-
-    fn advance(&mut self, secs: i64) {
-        self.now = self.now.plus_millis(secs * 1000);
-        self.run(Actor::System, Command::Tick).unwrap();
-    }
-
-    fn user(&mut self, role: Role, vehicle: Option<Vehicle>) -> UserId {
-        self.phones += 1;
-        let new = NewUser {
-            id: None,
-            role,
-            name: format!("{role:?} {}", self.phones),
-            phone: format!("+2010{:08}", self.phones),
-            vehicle,
-        };
-        match self.run(Actor::Admin, Command::CreateUser(new)).unwrap() {
-            Outcome::User(u) => u.id,
-            o => panic!("{o:?}"),
-        }
-    }
-
-    fn rider(&mut self) -> UserId {
-        self.user(Role::Rider, None)
-    }
-
-    /// An online driver `km_north` kilometres north of the pickup point.
-    fn driver_at(&mut self, km_north: f64, category: &str) -> UserId {
-        let v = Vehicle { category: Category::new(category).unwrap(), plate: "X 1".into() };
-        let id = self.user(Role::Driver, Some(v));
-        let at = LatLng::new(CAIRO.0 + km_north / 111.195, CAIRO.1).unwrap();
-        self.run(Actor::User(id), Command::SetDriverStatus { online: true, location: Some(at) }).unwrap();
-        id
-    }
-
-    fn driver(&mut self, km_north: f64) -> UserId {
-        self.driver_at(km_north, "economy")
-    }
-
-    fn new_trip(&self) -> NewTrip {
-        NewTrip {
-            id: None,
-            pickup_code: None,
-            kind: TripKind::Ride,
-            pickup: Place::at(LatLng::new(CAIRO.0, CAIRO.1).unwrap()),
-            dropoff: Place::at(LatLng::new(30.06, 31.25).unwrap()),
-            category: Category::new("economy").unwrap(),
-            parcel: None,
-            payment_method: PaymentMethod::Cash,
-            route: StraightLine::default()
-                .between(LatLng::new(CAIRO.0, CAIRO.1).unwrap(), LatLng::new(30.06, 31.25).unwrap()),
-            coupon: None,
-            bid_minor: None,
-        }
-    }
-
-    fn trip(&mut self, rider: UserId) -> TripId {
-        let new = self.new_trip();
-        match self.run(Actor::User(rider), Command::CreateTrip(new)).unwrap() {
-            Outcome::Trip(t) => t.id,
-            o => panic!("{o:?}"),
-        }
-    }
-
-    fn get(&self, id: TripId) -> Arc<Trip> {
-        Arc::clone(self.state.trip(id).unwrap())
-    }
-
-    fn offered(&self, id: TripId) -> Vec<UserId> {
-        self.get(id).pending_offers().map(|o| o.driver_id).collect()
-    }
-
-    /// The driver drives `metres` due north in `secs` seconds (a whole number of
-    /// minutes), reporting a position every minute: a ride as the engine's odometer sees it.
-    fn drive(&mut self, d: UserId, metres: f64, secs: i64) {
-        assert!(secs > 0 && secs % 60 == 0, "whole minutes");
-        let steps = secs / 60;
-        let start = self.state.driver(d).unwrap().fix.unwrap().point;
-        // Metres of meridian per degree for haversine's Earth (radius 6,371,008.8 m).
-        let per_degree = crate::geo::EARTH_RADIUS_M * std::f64::consts::PI / 180.0;
-        for i in 1..=steps {
-            self.advance(60);
-            let lat = start.lat() + metres * i as f64 / steps as f64 / per_degree;
-            let point = LatLng::new(lat, start.lng()).unwrap();
-            let report = LocationReport { point, heading_deg: Some(0.0), speed_mps: None };
-            assert_eq!(self.run(Actor::User(d), Command::UpdateLocation(report)), Ok(Outcome::Done));
-        }
-    }
-
-    fn accept(&mut self, driver: UserId, trip: TripId) -> Result<Outcome> {
-        self.run(Actor::User(driver), Command::AcceptTrip { trip_id: trip })
-    }
-
-    fn finish(mut self) {
-        let mut replayed = self.initial.clone();
-        replay(&mut replayed, &self.log).unwrap();
-        assert_eq!(replayed, self.state, "replaying the log gave a different state");
-        // A state survives the binary round trip a checkpoint puts it through, index included.
-        let back: State = postcard::from_bytes(&postcard::to_allocvec(&self.state).unwrap()).unwrap();
-        assert_eq!(back, self.state);
-        back.check_invariants().unwrap();
-        // Every record survives the binary round trip the WAL puts it through.
-        for r in &self.log {
-            assert_eq!(&Record::decode(&r.encode().unwrap()).unwrap(), r);
-        }
-        self.fx.clear();
-    }
-}
 
 fn rules() -> DispatchRules {
     DispatchRules { offers_per_round: 2, ..DispatchRules::default() }
@@ -1383,7 +1223,7 @@ fn a_driver_who_gives_back_a_bid_trip_loses_the_bid_and_the_agreed_price() {
 mod money {
     use super::*;
     use crate::ledger::{AccountKey, AccountKind};
-    use crate::state::PaymentEventKind;
+    use crate::payment::PaymentEventKind;
     use crate::trip::{GatewayAction, PaymentStatus};
 
     fn egp() -> crate::money::Currency {
@@ -1941,8 +1781,8 @@ mod money_model {
 
     use super::*;
     use crate::ledger::{AccountKey, AccountKind};
+    use crate::payment::PaymentEventKind;
     use crate::payment::{WebhookScheme, sign_timestamped, verify_webhook};
-    use crate::state::PaymentEventKind;
     use crate::trip::{GatewayAction, PaymentStatus};
 
     const SECRET: &[u8] = b"whsec_model_secret_0123456789";
@@ -2823,77 +2663,6 @@ fn the_checkpoint_copy_is_the_state_but_its_index() {
     assert_eq!(back, w.state);
     let found: Vec<UserId> = back.drivers_near(here, 5_000.0, 10).unwrap().iter().map(|(d, _)| d.id).collect();
     assert_eq!(found, vec![near, far], "the index is rebuilt from the drivers when read back");
-    w.finish();
-}
-
-/// A checkpoint keeps accounts and zones as rows: the first writes them all, the next
-/// only what changed since (here: one new rider, one row); read back from the store,
-/// blob and rows are the state, its index rebuilt.
-#[test]
-fn a_checkpoint_writes_only_the_changed_account_rows_and_reads_back_the_state() {
-    use crate::checkpoint::{self, Stored};
-    let mut w = World::new(rules());
-    for _ in 0..200 {
-        w.rider();
-    }
-    let driver = w.driver(1.0);
-    let dir = tempfile::tempdir().unwrap();
-    let history = crate::history::History::open(dir.path()).unwrap();
-    let tables = |c: &checkpoint::RowChanges| -> BTreeMap<&'static str, usize> {
-        let mut n = BTreeMap::new();
-        for (t, _, _) in &c.puts {
-            *n.entry(t.as_str()).or_default() += 1;
-        }
-        n
-    };
-
-    let (prepared, stored) = checkpoint::prepare(10, w.state.copy_for_checkpoint(), &AccountRows::default()).unwrap();
-    let first = tables(&prepared.changes);
-    assert_eq!(first.get("users"), Some(&201), "{first:?}");
-    assert_eq!(first.get("zones"), Some(&1), "{first:?}");
-    assert!(prepared.changes.deletes.is_empty());
-    history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
-    let Stored::State(10, back) = checkpoint::load(history.store()).unwrap() else { panic!("no checkpoint") };
-    assert_eq!(*back, w.state);
-    let here = LatLng::new(CAIRO.0, CAIRO.1).unwrap();
-    assert_eq!(back.drivers_near(here, 5_000.0, 1).unwrap()[0].0.id, driver, "the index is rebuilt");
-
-    let newcomer = w.rider();
-    let (prepared, _) = checkpoint::prepare(11, w.state.copy_for_checkpoint(), &stored).unwrap();
-    assert_eq!(tables(&prepared.changes), BTreeMap::from([("users", 1)]));
-    assert!(prepared.changes.deletes.is_empty());
-    history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
-    let Stored::State(11, back) = checkpoint::load(history.store()).unwrap() else { panic!("no checkpoint") };
-    assert!(back.user(newcomer).is_some());
-    assert_eq!(*back, w.state);
-    w.finish();
-}
-
-/// A checkpoint that fails to commit leaves the thread's copy of the stored rows where
-/// it was: the next one, diffed against that copy, writes what both intervals changed.
-#[test]
-fn after_a_failed_checkpoint_the_next_writes_both_intervals_changes() {
-    use crate::checkpoint::{self, Stored};
-    let mut w = World::new(rules());
-    w.rider();
-    let dir = tempfile::tempdir().unwrap();
-    let history = crate::history::History::open(dir.path()).unwrap();
-    let (prepared, stored) = checkpoint::prepare(5, w.state.copy_for_checkpoint(), &AccountRows::default()).unwrap();
-    history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
-    let lost = w.rider();
-    // At an LSN the store already holds: refused, and nothing of it is written.
-    let (refused, _) = checkpoint::prepare(5, w.state.copy_for_checkpoint(), &stored).unwrap();
-    assert!(history.write(refused, &[], &[], &[], &[], w.now).is_err());
-    let Stored::State(5, back) = checkpoint::load(history.store()).unwrap() else { panic!("no checkpoint") };
-    assert!(back.user(lost).is_none());
-    let later = w.rider();
-    let (prepared, _) = checkpoint::prepare(9, w.state.copy_for_checkpoint(), &stored).unwrap();
-    assert_eq!(prepared.changes.puts.len(), 2, "two users");
-    history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
-    let Stored::State(9, back) = checkpoint::load(history.store()).unwrap() else { panic!("no checkpoint") };
-    assert!(back.user(lost).is_some() && back.user(later).is_some());
-    assert_eq!(*back, w.state);
-    back.check_invariants().unwrap();
     w.finish();
 }
 

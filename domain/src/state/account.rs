@@ -33,7 +33,7 @@ pub const GATEWAY_EVENT_TTL_S: u32 = 30 * 24 * 60 * 60;
 
 /// Whether an event id first seen at `seen_at` is still remembered at `now`: the one
 /// rule for the hot state's housekeeping, the history's look-up and its purge.
-pub(crate) fn gateway_event_kept(seen_at: Timestamp, now: Timestamp) -> bool {
+pub fn gateway_event_kept(seen_at: Timestamp, now: Timestamp) -> bool {
     seen_at >= now.plus_millis(-i64::from(GATEWAY_EVENT_TTL_S) * 1000)
 }
 

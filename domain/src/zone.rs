@@ -268,7 +268,7 @@ pub fn price(
     coupon: Option<(&CouponRecord, crate::id::UserId)>,
     now: Timestamp,
 ) -> Result<FareQuote> {
-    let pricing = zone.spec.pricing.get(category).ok_or_else(|| Error::NoPricing(category.clone()))?;
+    let pricing = zone.spec.pricing.get(category).ok_or_else(|| Error::NoPricing(category.to_string()))?;
     let currency = zone.spec.currency;
     let plain = quote(pricing, currency, zone.spec.extra_fee_minor, route, surge_bps, None)?;
     let Some((record, rider)) = coupon else {

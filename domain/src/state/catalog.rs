@@ -26,7 +26,7 @@ impl State {
 
     /// The parts of the state readers copy when zones, surges, coupons or alerts change.
     #[allow(clippy::type_complexity)]
-    pub(crate) fn catalog_parts(
+    pub fn catalog_parts(
         &self,
     ) -> (
         &Arc<crate::zone::Catalog>,

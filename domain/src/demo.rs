@@ -1,5 +1,5 @@
-//! The demo city: one zone over Greater Cairo with the prices of API.md's example, and
-//! [`sim`], a simulated city of drivers and riders that lives in it.
+//! The demo city: one zone over Greater Cairo with the prices of API.md's example (the
+//! simulated drivers and riders who live in it are the `dispatch-sim` crate's).
 //!
 //! This module owns nothing of the engine's; it only builds values. Used by `dispatchd
 //! --dev --demo`, the examples, the benches and the tests, so they all price rides the
@@ -12,8 +12,6 @@ use crate::fare::Pricing;
 use crate::geo::ZoneGeometry;
 use crate::user::Category;
 use crate::zone::{SurgeSettings, ZoneSpec};
-
-pub mod sim;
 
 /// The economy prices of API.md's zone example.
 pub const ECONOMY: Pricing = Pricing {

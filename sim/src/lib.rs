@@ -1,8 +1,11 @@
+//! # dispatch-sim
+//!
 //! A simulated city: drivers and riders who use an [`Engine`] the way their apps would.
+//! Used by `dispatchd --demo`, `examples/city.rs` and the benches.
 //!
 //! Owns the simulated people and nothing of the engine's: every change goes through the
 //! engine's public API ([`Engine::submit_with`], answered on a channel), and everything
-//! the people learn they read from the engine's published [`View`](crate::View), as an
+//! the people learn they read from the engine's published [`View`](dispatch_core::View), as an
 //! app polls `GET /v1/driver/offers` and `GET /v1/trips/{id}`.
 //!
 //! - **Drivers** go online at random points of the city area (spread over
@@ -32,8 +35,8 @@
 //!   [`SimConfig::seed`], drawn in a fixed order (people in index order, answers in
 //!   submission order; no hash-map iteration). On a [`ManualClock`] driven by
 //!   [`Sim::advance`], which fires the engine's deadlines and waits for every answer
-//!   before the clock moves again, the same seed (and a seeded [`RandomIds`](crate::RandomIds))
-//!   gives the same [`SimStats`]. On the [`SystemClock`](crate::clock::SystemClock) the
+//!   before the clock moves again, the same seed (and a seeded [`RandomIds`](dispatch_core::RandomIds))
+//!   gives the same [`SimStats`]. On the [`SystemClock`](dispatch_core::clock::SystemClock) the
 //!   run is live and timing-dependent, as a real city is.
 //!
 //! The [`audit`] reads the view and counts double assignments (a driver on two open
@@ -42,7 +45,7 @@
 //!
 //! ```
 //! use dispatch_core::clock::{ManualClock, Timestamp};
-//! use dispatch_core::demo::sim::{Sim, SimConfig, audit};
+//! use dispatch_sim::{Sim, SimConfig, audit};
 //! use dispatch_core::{Engine, EngineConfig, RandomIds};
 //!
 //! let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
@@ -61,7 +64,7 @@
 //! use std::sync::Arc;
 //! use std::sync::atomic::{AtomicBool, Ordering};
 //! use dispatch_core::clock::{Clock, SystemClock};
-//! use dispatch_core::demo::sim::{Sim, SimConfig};
+//! use dispatch_sim::{Sim, SimConfig};
 //! use dispatch_core::{Engine, EngineConfig};
 //!
 //! let engine = Arc::new(Engine::open(EngineConfig::default())?);
@@ -81,6 +84,9 @@
 //! # Ok::<(), dispatch_core::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,16 +95,16 @@ use crossbeam_channel::{Receiver, Sender};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::clock::{Clock, ManualClock, Timestamp};
-use crate::command::{Actor, Command, LocationReport, NewTrip, NewUser, Outcome};
-use crate::driver::Availability;
-use crate::engine::Engine;
-use crate::error::{Error, Result};
-use crate::geo::{LatLng, haversine_m};
-use crate::id::{TripId, UserId};
-use crate::route::StraightLine;
-use crate::trip::{OfferState, PaymentMethod, PickupCode, Place, Trip, TripKind, TripStatus};
-use crate::user::{Category, Role, Vehicle};
+use dispatch_core::clock::{Clock, ManualClock, Timestamp};
+use dispatch_core::command::{Actor, Command, LocationReport, NewTrip, NewUser, Outcome};
+use dispatch_core::driver::Availability;
+use dispatch_core::engine::Engine;
+use dispatch_core::error::{DomainError, Error, Result};
+use dispatch_core::geo::{LatLng, haversine_m};
+use dispatch_core::id::{TripId, UserId};
+use dispatch_core::route::StraightLine;
+use dispatch_core::trip::{OfferState, PaymentMethod, PickupCode, Place, Trip, TripKind, TripStatus};
+use dispatch_core::user::{Category, Role, Vehicle};
 
 /// The fastest a simulated driver moves, m/s (54 km/h: a city street, far below the
 /// engine's `max_speed_kmh`).
@@ -119,7 +125,7 @@ pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The vehicle category of every simulated driver and ride.
 const CATEGORY: &str = "economy";
 
-/// Metres per degree of latitude on the sphere of [`crate::geo::EARTH_RADIUS_M`].
+/// Metres per degree of latitude on the sphere of [`dispatch_core::geo::EARTH_RADIUS_M`].
 const M_PER_DEG: f64 = 111_195.0;
 
 /// Riders ask for drop-offs at least this far from the pickup.
@@ -199,7 +205,7 @@ impl Default for SimConfig {
 impl SimConfig {
     /// Refuses a configuration that would make drivers implausible or the run unbounded.
     pub fn validate(&self) -> Result<LatLng> {
-        let bad = |what: &str| Err(Error::Invalid(format!("simulation config: {what}")));
+        let bad = |what: &str| Err(Error::invalid(format!("simulation config: {what}")));
         if self.drivers > MAX_PEOPLE || self.riders > MAX_PEOPLE {
             return bad("drivers and riders must be at most 1000000 each");
         }
@@ -684,7 +690,7 @@ impl<'e> Sim<'e> {
                     self.inbox.push(reply);
                 }
                 Err(_) => {
-                    return Err(Error::Internal(format!(
+                    return Err(Error::internal(format!(
                         "the engine left {} simulated commands unanswered for {SETTLE_TIMEOUT:?}",
                         self.outstanding
                     )));
@@ -700,7 +706,7 @@ impl<'e> Sim<'e> {
     /// goes, and reproducible.
     pub fn advance(&mut self, clock: &ManualClock, duration_ms: i64, step_ms: i64) -> Result<()> {
         if step_ms <= 0 {
-            return Err(Error::Invalid("step_ms must be positive".into()));
+            return Err(Error::invalid("step_ms must be positive"));
         }
         if self.origin.is_none() {
             self.engine.tick()?;
@@ -725,11 +731,11 @@ impl<'e> Sim<'e> {
         if self.area_is_served() {
             return Ok(());
         }
-        self.engine.create_zone(Actor::Admin, super::cairo()?)?;
+        self.engine.create_zone(Actor::Admin, dispatch_core::demo::cairo()?)?;
         if self.area_is_served() {
             Ok(())
         } else {
-            Err(Error::Invalid(format!(
+            Err(Error::invalid(format!(
                 "the city area ({} m around {:?}) is not inside an active zone that prices {CATEGORY} rides",
                 self.config.radius_m, self.center
             )))
@@ -772,7 +778,7 @@ impl<'e> Sim<'e> {
             ) {
                 self.settle()?;
                 if self.stats.unexpected_errors > 0 {
-                    return Err(Error::Internal(self.last_error.clone().unwrap_or_default()));
+                    return Err(Error::internal(self.last_error.clone().unwrap_or_default()));
                 }
             }
         }
@@ -781,12 +787,12 @@ impl<'e> Sim<'e> {
             match (reply.tag, reply.result) {
                 (Tag::CreateUser { role: r, index }, Ok(Outcome::User(u))) if r == role => ids[index] = Some(u.id),
                 (_, Err(e)) => return Err(e),
-                (_, Ok(other)) => return Err(Error::Internal(format!("create_user answered {other:?}"))),
+                (_, Ok(other)) => return Err(Error::internal(format!("create_user answered {other:?}"))),
             }
         }
         self.stats = SimStats::default();
         self.next_seq = 0;
-        ids.into_iter().map(|id| id.ok_or_else(|| Error::Internal("a simulated user was not created".into()))).collect()
+        ids.into_iter().map(|id| id.ok_or_else(|| Error::internal("a simulated user was not created"))).collect()
     }
 
     /// Turns the offsets drawn at setup into instants, at the first step.
@@ -904,10 +910,10 @@ impl<'e> Sim<'e> {
                     Ok(Outcome::Trip(t)) => self.accepted(i, &t),
                     Ok(other) => self.unexpected(&format!("accept answered {other:?}")),
                     Err(
-                        Error::TripAlreadyAssigned(_)
-                        | Error::DriverNotAvailable(_)
-                        | Error::OfferExpired(_)
-                        | Error::InvalidTransition { .. },
+                        Error::Domain(DomainError::TripAlreadyAssigned(_))
+                        | Error::Domain(DomainError::DriverNotAvailable(_))
+                        | Error::Domain(DomainError::OfferExpired(_))
+                        | Error::Domain(DomainError::InvalidTransition { .. }),
                     ) => self.stats.accepts_refused += 1,
                     Err(e) => {
                         self.stats.accepts_refused += 1;
@@ -1004,7 +1010,12 @@ impl<'e> Sim<'e> {
     /// An arrived/start/complete refused: the trip was taken away (the rider cancelled)
     /// and the next observation frees the driver; anything else is unexpected.
     fn trip_command_refused(&mut self, i: usize, e: &Error) {
-        if !matches!(e, Error::InvalidTransition { .. } | Error::NotFound { .. } | Error::Forbidden(_)) {
+        if !matches!(
+            e,
+            Error::Domain(DomainError::InvalidTransition { .. })
+                | Error::Domain(DomainError::NotFound { .. })
+                | Error::Domain(DomainError::Forbidden(_))
+        ) {
             self.unexpected(&format!("driver {}: {e}", self.drivers[i].id));
         }
     }
@@ -1342,7 +1353,7 @@ impl MatchTimes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EngineConfig, RandomIds, State};
+    use dispatch_core::{EngineConfig, RandomIds, State};
 
     const START_MS: i64 = 1_700_000_000_000;
 
@@ -1473,7 +1484,7 @@ mod tests {
         let clock = ManualClock::new(Timestamp::from_millis(START_MS));
         let engine = Engine::open(EngineConfig::default().with_clock(clock).with_ids(RandomIds::seeded(3))).unwrap();
         let far = SimConfig { center_lat_deg: 48.85, center_lng_deg: 2.35, ..small(3) };
-        assert!(matches!(Sim::new(&engine, far), Err(Error::Invalid(_))));
+        assert!(matches!(Sim::new(&engine, far), Err(Error::Domain(DomainError::Invalid(_)))));
         let first: Vec<UserId> = Sim::new(&engine, small(3)).unwrap().driver_ids().collect();
         let again: Vec<UserId> = Sim::new(&engine, small(4)).unwrap().driver_ids().collect();
         assert_eq!(first, again, "users are found by phone, not created twice");

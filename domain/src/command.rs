@@ -1,7 +1,7 @@
 //! Commands (every change the engine can make), who sends them, and what they yield.
 //!
 //! A [`Command`] is what goes into the log: the writer fills in fresh ids and random
-//! values ([`Command::stamp`]) *before* applying it, so the logged command carries
+//! values ([`State::stamp`](crate::state::State::stamp)) *before* applying it, so the logged command carries
 //! everything `apply` needs and replay never draws a random number or reads a clock.
 
 use std::sync::Arc;
@@ -13,12 +13,11 @@ use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
-use crate::id::{AlertId, BidId, CouponId, IdSource, TransferId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, BidId, CouponId, TransferId, TripId, UserId, ZoneId};
 use crate::ledger::Transfer;
 use crate::money::Currency;
+use crate::payment::PaymentEventKind;
 use crate::route::Route;
-use crate::state::PaymentEventKind;
-use crate::state::{Remembered, State};
 use crate::trip::{Bid, GatewayAction, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
 use crate::user::{Category, Role, User, Vehicle};
 use crate::zone::ZoneSpec;
@@ -555,64 +554,20 @@ impl Command {
     pub fn is_durability_exempt(&self) -> bool {
         matches!(self, Command::UpdateLocation(_))
     }
-
-    /// Fills in fresh ids and random values left empty by the caller, drawing from
-    /// `ids` and skipping ids already taken in `state`. Called by the writer only.
-    pub fn stamp(&mut self, ids: &mut dyn IdSource, state: &State) {
-        match self {
-            Command::CreateUser(u) if u.id.is_none() => loop {
-                let id = UserId::generate(ids);
-                if state.user(id).is_none() {
-                    u.id = Some(id);
-                    break;
-                }
-            },
-            Command::CreateTrip(t) => {
-                if t.id.is_none() {
-                    t.id = Some(loop {
-                        let id = TripId::generate(ids);
-                        if state.trip(id).is_none() {
-                            break id;
-                        }
-                    });
-                }
-                if t.pickup_code.is_none() {
-                    t.pickup_code = Some(PickupCode::from_random(ids.next_u64()));
-                }
-            }
-            Command::CreateZone { id, .. } if id.is_none() => {
-                *id = Some(fresh(ids, ZoneId::generate, |z| state.zone(z).is_none()));
-            }
-            Command::CreateCoupon { id, .. } if id.is_none() => {
-                *id = Some(fresh(ids, CouponId::generate, |c| !state.coupon_id_taken(c)));
-            }
-            Command::PlaceBid { id, .. } if id.is_none() => {
-                // Bid ids are unique per trip; 64 random bits make a clash across trips moot.
-                *id = Some(fresh(ids, BidId::generate, |_| true));
-            }
-            Command::RaiseSos { id, .. } if id.is_none() => {
-                *id = Some(fresh(ids, AlertId::generate, |a| state.alert(a).is_none()));
-            }
-            Command::VerifyOtp { new_user_id, .. } if new_user_id.is_none() => {
-                *new_user_id = Some(fresh(ids, UserId::generate, |u| state.user(u).is_none()));
-            }
-            Command::CreditWallet { id, .. } | Command::Refund { id, .. } if id.is_none() => {
-                *id = Some(fresh(ids, TransferId::generate, |t| state.ledger().transfer(t).is_none()));
-            }
-            Command::Keyed { command, .. } | Command::Restored { command, .. } => command.stamp(ids, state),
-            _ => {}
-        }
-    }
 }
 
-/// A fresh id of type `I` for which `free` holds.
-fn fresh<I: Copy>(ids: &mut dyn IdSource, generate: fn(&mut dyn IdSource) -> I, free: impl Fn(I) -> bool) -> I {
-    loop {
-        let id = generate(ids);
-        if free(id) {
-            return id;
-        }
-    }
+/// A success remembered under an idempotency key: in the hot state for a while, then in
+/// the history (`history.rs`) until it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Remembered {
+    /// The hash of the request that produced it.
+    pub request_hash: [u8; 32],
+    /// What it answered.
+    pub outcome: Outcome,
+    /// When it was stored (it moves to the history once older than the hot window).
+    pub stored_at: Timestamp,
+    /// When it may be forgotten: it answers while `now < expires_at`.
+    pub expires_at: Timestamp,
 }
 
 /// What a command produced, for its caller. Serializable: an idempotent command's

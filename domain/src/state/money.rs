@@ -26,8 +26,6 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::{Effects, State, Who};
 use crate::clock::Timestamp;
 use crate::command::Outcome;
@@ -35,24 +33,9 @@ use crate::error::{Error, Result};
 use crate::id::{TransferId, TripId, UserId};
 use crate::ledger::{AccountKey, AccountKind, LedgerError, Op, Transfer, TransferCode, TransferState};
 use crate::money::Currency;
+use crate::payment::PaymentEventKind;
 use crate::trip::{DeadLetter, GatewayAction, GatewayMismatch, PaymentMethod, PaymentStatus, PendingRefund, Trip};
 use crate::user::Role;
-
-/// What a payment gateway reported (a webhook, or the payment worker's call).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentEventKind {
-    /// The card hold succeeded (`payment.authorized`).
-    Authorized,
-    /// Money was taken (`payment.captured`).
-    Captured,
-    /// The gateway refused or failed (`payment.failed`).
-    Failed,
-    /// A refund reached the rider (`refund.succeeded`).
-    RefundSucceeded,
-    /// The authorisation was released.
-    Voided,
-}
 
 /// Purposes of the transfers of one trip (mixed into their ids).
 #[derive(Clone, Copy)]

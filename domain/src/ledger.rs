@@ -277,13 +277,13 @@ pub enum Op {
 
 impl Ledger {
     /// Every account's totals, by key.
-    pub(crate) fn account_map(&self) -> &imbl::OrdMap<AccountKey, Account> {
+    pub fn account_map(&self) -> &imbl::OrdMap<AccountKey, Account> {
         &self.accounts
     }
 
     /// Replaces the accounts (with none, while a checkpoint encodes the rest; with those
     /// a checkpoint read back).
-    pub(crate) fn set_accounts(&mut self, accounts: imbl::OrdMap<AccountKey, Account>) {
+    pub fn set_accounts(&mut self, accounts: imbl::OrdMap<AccountKey, Account>) {
         self.accounts = accounts;
     }
 

@@ -1,0 +1,385 @@
+//! The payment rules that need no engine: what a gateway can report, webhook signatures,
+//! the idempotency key of a gateway call, and reconciliation against a settlement report.
+//!
+//! Owns:
+//! - [`PaymentEventKind`], what a gateway reported (a webhook, or the payment worker's
+//!   call), which `apply` turns into ledger moves through the payment state machine;
+//! - [`verify_webhook`]: the signature schemes of the supported gateways, each an HMAC
+//!   over the raw body compared in constant time (`ring::hmac::verify`), with several
+//!   secrets accepted at once (rotation);
+//! - [`idempotency_key`]: one key per trip and gateway action (one per refund);
+//! - [`parse_settlement`] and [`reconcile`]: a gateway's settlement CSV against the
+//!   engine's card trips, as pure functions (the engine-side wrapper is
+//!   `dispatch_core::payment::reconcile_report`).
+//!
+//! Guarantees:
+//! - a forged, stale or unsigned webhook is refused before its body is looked at;
+//! - the same trip and action always give the same idempotency key, so a gateway that
+//!   deduplicates on it never acts twice;
+//! - a settlement report that does not parse is refused whole, naming the line.
+
+use std::collections::BTreeMap;
+
+use ring::hmac;
+use serde::{Deserialize, Serialize};
+
+use crate::id::TripId;
+use crate::money::Currency;
+use crate::trip::{GatewayAction, PaymentMethod, PaymentStatus, Trip};
+
+/// What a payment gateway reported (a webhook, or the payment worker's call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentEventKind {
+    /// The card hold succeeded (`payment.authorized`).
+    Authorized,
+    /// Money was taken (`payment.captured`).
+    Captured,
+    /// The gateway refused or failed (`payment.failed`).
+    Failed,
+    /// A refund reached the rider (`refund.succeeded`).
+    RefundSucceeded,
+    /// The authorisation was released.
+    Voided,
+}
+
+// ----- webhooks ----------------------------------------------------------------------
+
+/// How a gateway signs its webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookScheme {
+    /// The built-in `sim` gateway (and Stripe's scheme): header
+    /// `Dispatch-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`, several
+    /// `v1=` allowed, refused when `|now − t| > 300 s`.
+    Timestamped,
+    /// Paystack's: hex HMAC-SHA512 of the raw body (`x-paystack-signature`).
+    HexSha512,
+    /// Razorpay's: hex HMAC-SHA256 of the raw body (`X-Razorpay-Signature`).
+    HexSha256,
+}
+
+/// How far a timestamped signature may be from now.
+pub const WEBHOOK_TOLERANCE_S: i64 = 300;
+
+/// Why a webhook was refused (HTTP `400 invalid_signature`; nothing changes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// No signature header.
+    #[error("missing signature")]
+    Missing,
+    /// The header does not parse.
+    #[error("malformed signature header")]
+    Malformed,
+    /// The timestamp is too far from now.
+    #[error("stale signature")]
+    Stale,
+    /// No secret produces this signature.
+    #[error("signature does not match")]
+    Mismatch,
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| s.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok())).collect()
+}
+
+/// Hex of `bytes`, lowercase.
+pub fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks `signature` (the header's value, `None` when absent) over `body` under any of
+/// `secrets`, at `now_s` (Unix seconds).
+pub fn verify_webhook(
+    scheme: WebhookScheme,
+    secrets: &[Vec<u8>],
+    signature: Option<&str>,
+    body: &[u8],
+    now_s: i64,
+) -> Result<(), WebhookError> {
+    let signature = signature.map(str::trim).filter(|s| !s.is_empty()).ok_or(WebhookError::Missing)?;
+    match scheme {
+        WebhookScheme::HexSha256 | WebhookScheme::HexSha512 => {
+            let tag = hex_decode(signature).ok_or(WebhookError::Malformed)?;
+            let alg = if scheme == WebhookScheme::HexSha256 { hmac::HMAC_SHA256 } else { hmac::HMAC_SHA512 };
+            let ok = secrets.iter().any(|s| hmac::verify(&hmac::Key::new(alg, s), body, &tag).is_ok());
+            if ok { Ok(()) } else { Err(WebhookError::Mismatch) }
+        }
+        WebhookScheme::Timestamped => {
+            let mut t = None;
+            let mut tags = Vec::new();
+            for part in signature.split(',') {
+                match part.trim().split_once('=') {
+                    Some(("t", v)) => t = Some(v.parse::<i64>().map_err(|_| WebhookError::Malformed)?),
+                    Some(("v1", v)) => tags.push(hex_decode(v).ok_or(WebhookError::Malformed)?),
+                    Some(_) => {} // other schemes' entries (v0, …) are ignored, as Stripe does
+                    None => return Err(WebhookError::Malformed),
+                }
+            }
+            let t = t.ok_or(WebhookError::Malformed)?;
+            if tags.is_empty() {
+                return Err(WebhookError::Malformed);
+            }
+            if (now_s - t).abs() > WEBHOOK_TOLERANCE_S {
+                return Err(WebhookError::Stale);
+            }
+            let mut signed = format!("{t}.").into_bytes();
+            signed.extend_from_slice(body);
+            let ok = secrets.iter().any(|s| {
+                let key = hmac::Key::new(hmac::HMAC_SHA256, s);
+                tags.iter().any(|tag| hmac::verify(&key, &signed, tag).is_ok())
+            });
+            if ok { Ok(()) } else { Err(WebhookError::Mismatch) }
+        }
+    }
+}
+
+/// The `Dispatch-Signature` header value for `body` at `t` under `secret` (what the `sim`
+/// gateway sends; tests and the load generator sign with it).
+pub fn sign_timestamped(secret: &[u8], t: i64, body: &[u8]) -> String {
+    let mut signed = format!("{t}.").into_bytes();
+    signed.extend_from_slice(body);
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), &signed);
+    format!("t={t},v1={}", hex_encode(tag.as_ref()))
+}
+
+/// The idempotency key of a gateway call: one per trip and action (one per refund).
+pub fn idempotency_key(trip_id: TripId, action: &GatewayAction) -> String {
+    match action {
+        GatewayAction::Refund { transfer, .. } => format!("{trip_id}-refund-{transfer}"),
+        other => format!("{trip_id}-{}", other.name()),
+    }
+}
+
+// ----- reconciliation ----------------------------------------------------------------------
+
+/// One line of a gateway's settlement report: what it says it settled (a capture, or a
+/// refund as a negative amount) for a trip, and optionally the payment's status as the
+/// gateway sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementRow {
+    /// The trip (the gateway's reference).
+    pub trip_id: TripId,
+    /// Amount settled, minor units (negative: refunded).
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+    /// The payment's status at the gateway (reports with a `status` column).
+    pub status: Option<PaymentStatus>,
+}
+
+/// What kind of difference reconciliation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MismatchKind {
+    /// The gateway settled a trip the engine has no card payment for.
+    MissingInLedger,
+    /// The engine captured a card trip the gateway did not settle.
+    MissingAtGateway,
+    /// Both know it, with different net amounts (captured − refunded) or currencies.
+    AmountDiffers,
+    /// The amounts agree but the payment's status differs.
+    StatusDiffers,
+}
+
+impl MismatchKind {
+    /// The name in reports and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MismatchKind::MissingInLedger => "missing_in_ledger",
+            MismatchKind::MissingAtGateway => "missing_at_gateway",
+            MismatchKind::AmountDiffers => "amount_differs",
+            MismatchKind::StatusDiffers => "status_differs",
+        }
+    }
+}
+
+/// One side's view of a trip's card payment: the net amount (captured − refunded),
+/// its currency and status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Side {
+    /// Net settled, minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+    /// The payment's status (`None`: the report has no status column).
+    pub status: Option<PaymentStatus>,
+}
+
+/// A difference between the ledger and a gateway's settlement report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// What differs.
+    pub kind: MismatchKind,
+    /// The trip.
+    pub trip_id: TripId,
+    /// The engine's side (`None`: it knows no card payment of the trip).
+    pub ledger: Option<Side>,
+    /// The gateway's side (`None`: the report has no line for the trip).
+    pub gateway: Option<Side>,
+}
+
+/// The outcome of a reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Reconciliation {
+    /// Trips both sides know and agree on.
+    pub matched: usize,
+    /// Every difference, in trip order.
+    pub mismatches: Vec<Mismatch>,
+    /// Card trips the engine compared.
+    pub trips: usize,
+    /// Lines of the report.
+    pub rows: usize,
+}
+
+const HEADER: &str = "trip_id,amount_minor,currency";
+const HEADER_WITH_STATUS: &str = "trip_id,amount_minor,currency,status";
+
+/// Reads a settlement report: a header line `trip_id,amount_minor,currency` (optionally
+/// `,status`), then one line per settled amount (a trip may have several: a capture and
+/// a refund as a negative amount). Blank lines are skipped. Refuses anything else,
+/// naming the line (1-based, blank lines counted).
+pub fn parse_settlement(text: &str) -> Result<Vec<SettlementRow>, String> {
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+    let with_status = match lines.next() {
+        Some((_, header)) if header.trim().replace(' ', "") == HEADER => false,
+        Some((_, header)) if header.trim().replace(' ', "") == HEADER_WITH_STATUS => true,
+        _ => return Err(format!("line 1: the header must be {HEADER} or {HEADER_WITH_STATUS}")),
+    };
+    lines
+        .map(|(i, line)| {
+            let bad = |what: &str| format!("line {}: {what}", i + 1);
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            let (trip, amount, currency, status) = match (with_status, &fields[..]) {
+                (false, [t, a, c]) => (*t, *a, *c, None),
+                (true, [t, a, c, s]) => (*t, *a, *c, Some(*s)),
+                (false, _) => return Err(bad("three fields expected")),
+                (true, _) => return Err(bad("four fields expected")),
+            };
+            Ok(SettlementRow {
+                trip_id: trip.parse().map_err(|_| bad("not a trip id"))?,
+                amount_minor: amount.parse().map_err(|_| bad("amount_minor is not an integer"))?,
+                currency: currency.parse().map_err(|e: crate::money::MoneyError| bad(&e.to_string()))?,
+                status: status
+                    .map(|s| PaymentStatus::parse(s).ok_or_else(|| bad("status is not a payment status")))
+                    .transpose()?,
+            })
+        })
+        .collect()
+}
+
+/// Compares the engine's card trips (`captured − refunded` of each, and its payment
+/// status) with a gateway's settlement `rows` (summed per trip; the status of a trip's
+/// last line), and lists every difference, in trip order. Refunds still waiting for
+/// the gateway are not in the engine's net amount. A card trip with nothing captured
+/// and no line agrees silently.
+pub fn reconcile<'a>(trips: impl IntoIterator<Item = &'a Trip>, rows: &[SettlementRow]) -> Reconciliation {
+    let mut ledger: BTreeMap<TripId, Side> = BTreeMap::new();
+    for t in trips.into_iter().filter(|t| t.payment.method == PaymentMethod::Card) {
+        let net = t.payment.captured_minor - t.payment.refunded_minor;
+        ledger.insert(t.id, Side { amount_minor: net, currency: t.fare.currency, status: Some(t.payment.status) });
+    }
+    let mut gateway: BTreeMap<TripId, Side> = BTreeMap::new();
+    for r in rows {
+        let e = gateway.entry(r.trip_id).or_insert(Side { amount_minor: 0, currency: r.currency, status: None });
+        e.amount_minor = e.amount_minor.saturating_add(r.amount_minor);
+        if r.status.is_some() {
+            e.status = r.status;
+        }
+    }
+    let mut out = Reconciliation { trips: ledger.len(), rows: rows.len(), ..Reconciliation::default() };
+    let ids: std::collections::BTreeSet<TripId> = ledger.keys().chain(gateway.keys()).copied().collect();
+    for id in ids {
+        let (l, g) = (ledger.get(&id).copied(), gateway.get(&id).copied());
+        let kind = match (l, g) {
+            (Some(l), Some(g)) if l.amount_minor != g.amount_minor || l.currency != g.currency => {
+                Some(MismatchKind::AmountDiffers)
+            }
+            (Some(l), Some(g)) if g.status.is_some() && g.status != l.status => Some(MismatchKind::StatusDiffers),
+            (Some(_), Some(_)) => {
+                out.matched += 1;
+                None
+            }
+            (Some(l), None) if l.amount_minor != 0 || ledger_captured(&l) => Some(MismatchKind::MissingAtGateway),
+            (Some(_), None) => None,
+            (None, Some(_)) => Some(MismatchKind::MissingInLedger),
+            (None, None) => None,
+        };
+        if let Some(kind) = kind {
+            out.mismatches.push(Mismatch { kind, trip_id: id, ledger: l, gateway: g });
+        }
+    }
+    out
+}
+
+/// A payment that took money (even if all of it was refunded since).
+fn ledger_captured(side: &Side) -> bool {
+    matches!(side.status, Some(PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"whsec_test_secret_with_enough_bytes";
+
+    #[test]
+    fn timestamped_signatures_verify_within_tolerance_under_any_current_secret() {
+        let body = br#"{"id":"evt_1"}"#;
+        let header = sign_timestamped(SECRET, 1_700_000_000, body);
+        let secrets = vec![b"old-secret".to_vec(), SECRET.to_vec()];
+        assert_eq!(verify_webhook(WebhookScheme::Timestamped, &secrets, Some(&header), body, 1_700_000_100), Ok(()));
+        assert_eq!(
+            verify_webhook(WebhookScheme::Timestamped, &secrets, Some(&header), body, 1_700_000_301),
+            Err(WebhookError::Stale)
+        );
+        assert_eq!(
+            verify_webhook(WebhookScheme::Timestamped, &secrets, Some(&header), br#"{"id":"evt_2"}"#, 1_700_000_000),
+            Err(WebhookError::Mismatch),
+            "the body is signed"
+        );
+        assert_eq!(verify_webhook(WebhookScheme::Timestamped, &secrets, None, body, 0), Err(WebhookError::Missing));
+        assert_eq!(
+            verify_webhook(WebhookScheme::Timestamped, &secrets, Some("t=abc,v1=00"), body, 0),
+            Err(WebhookError::Malformed)
+        );
+        // Two v1 entries (rotation on the sender's side): one matching is enough.
+        let two = format!("{header},v1={}", hex_encode(&[0u8; 32]));
+        assert_eq!(
+            verify_webhook(WebhookScheme::Timestamped, &[SECRET.to_vec()], Some(&two), body, 1_700_000_000),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn hex_hmac_schemes() {
+        let body = b"{}";
+        let s512 = hex_encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA512, SECRET), body).as_ref());
+        let s256 = hex_encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, SECRET), body).as_ref());
+        let secrets = [SECRET.to_vec()];
+        assert_eq!(verify_webhook(WebhookScheme::HexSha512, &secrets, Some(&s512), body, 0), Ok(()));
+        assert_eq!(verify_webhook(WebhookScheme::HexSha256, &secrets, Some(&s256), body, 0), Ok(()));
+        assert_eq!(
+            verify_webhook(WebhookScheme::HexSha256, &secrets, Some(&s512), body, 0),
+            Err(WebhookError::Mismatch)
+        );
+        assert_eq!(
+            verify_webhook(WebhookScheme::HexSha512, &secrets, Some("zz"), body, 0),
+            Err(WebhookError::Malformed)
+        );
+    }
+
+    #[test]
+    fn settlement_reports_parse_strictly() {
+        let ok = "trip_id,amount_minor,currency\ntrp_0000000000000007,6704,EGP\n\ntrp_0000000000000007,-704,EGP\n";
+        let rows = parse_settlement(ok).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[1].trip_id, rows[1].amount_minor), (TripId::from_raw(7).unwrap(), -704));
+        assert!(parse_settlement("id,amount\n").unwrap_err().starts_with("line 1"));
+        let bad = "trip_id,amount_minor,currency\ntrp_0000000000000007,12.5,EGP\n";
+        assert_eq!(parse_settlement(bad).unwrap_err(), "line 2: amount_minor is not an integer");
+        let short = "trip_id,amount_minor,currency\ntrp_0000000000000007,1\n";
+        assert_eq!(parse_settlement(short).unwrap_err(), "line 2: three fields expected");
+    }
+}

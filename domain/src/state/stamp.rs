@@ -1,0 +1,64 @@
+//! Stamping: the writer fills in the fresh ids and random values a command left empty,
+//! before it is applied and logged.
+//!
+//! This is the one place a command meets randomness. It reads the state (to skip ids
+//! already taken) but never changes it, and the stamped command is what the log
+//! records: replay applies it as stamped and draws nothing.
+
+use crate::command::Command;
+use crate::id::{AlertId, BidId, CouponId, IdSource, TransferId, TripId, UserId, ZoneId};
+use crate::trip::PickupCode;
+
+use super::State;
+
+impl State {
+    /// Fills in the fresh ids and random values left empty in `command` by its caller,
+    /// drawing from `ids` and skipping ids already taken here. Called by the writer only,
+    /// before [`apply`](super::apply); what the caller put in is kept.
+    pub fn stamp(&self, command: &mut Command, ids: &mut dyn IdSource) {
+        match command {
+            Command::CreateUser(u) if u.id.is_none() => {
+                u.id = Some(fresh(ids, UserId::generate, |u| self.user(u).is_none()));
+            }
+            Command::CreateTrip(t) => {
+                if t.id.is_none() {
+                    t.id = Some(fresh(ids, TripId::generate, |t| self.trip(t).is_none()));
+                }
+                if t.pickup_code.is_none() {
+                    t.pickup_code = Some(PickupCode::from_random(ids.next_u64()));
+                }
+            }
+            Command::CreateZone { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, ZoneId::generate, |z| self.zone(z).is_none()));
+            }
+            Command::CreateCoupon { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, CouponId::generate, |c| !self.coupon_id_taken(c)));
+            }
+            Command::PlaceBid { id, .. } if id.is_none() => {
+                // Bid ids are unique per trip; 64 random bits make a clash across trips moot.
+                *id = Some(fresh(ids, BidId::generate, |_| true));
+            }
+            Command::RaiseSos { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, AlertId::generate, |a| self.alert(a).is_none()));
+            }
+            Command::VerifyOtp { new_user_id, .. } if new_user_id.is_none() => {
+                *new_user_id = Some(fresh(ids, UserId::generate, |u| self.user(u).is_none()));
+            }
+            Command::CreditWallet { id, .. } | Command::Refund { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, TransferId::generate, |t| self.ledger().transfer(t).is_none()));
+            }
+            Command::Keyed { command, .. } | Command::Restored { command, .. } => self.stamp(command, ids),
+            _ => {}
+        }
+    }
+}
+
+/// A fresh id of type `I` for which `free` holds.
+fn fresh<I: Copy>(ids: &mut dyn IdSource, generate: fn(&mut dyn IdSource) -> I, free: impl Fn(I) -> bool) -> I {
+    loop {
+        let id = generate(ids);
+        if free(id) {
+            return id;
+        }
+    }
+}
