@@ -32,7 +32,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use parking_lot::{Mutex, RwLock};
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
@@ -265,8 +266,10 @@ impl Default for Stats {
 }
 
 struct Shared {
-    /// What readers see; written only by the writer, after durability.
-    view: RwLock<View>,
+    /// What readers see: the last published snapshot, swapped whole by the writer after
+    /// each durable batch. Readers load it without a lock and keep it as long as they
+    /// like; the writer never waits for them.
+    view: ArcSwap<View>,
     /// Event subscribers (the gateway, the outbox). A subscriber whose buffer is
     /// full is dropped rather than allowed to stall the writer.
     subscribers: Mutex<Vec<Sender<Arc<[Event]>>>>,
@@ -346,8 +349,9 @@ impl Engine {
         }
         // The journal's recovery checked the state's invariants (`Journal::replay`).
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
+        let view = View::of(&state);
         let shared = Arc::new(Shared {
-            view: RwLock::new(View::of(&state)),
+            view: ArcSwap::from_pointee(view.clone()),
             subscribers: Mutex::new(Vec::new()),
             stats: Stats::default(),
             read_only: AtomicBool::new(false),
@@ -361,6 +365,7 @@ impl Engine {
             journal,
             rx,
             shared: Arc::clone(&shared),
+            view,
             clock: config.clock,
             ids: config.ids,
             max_batch: config.max_batch,
@@ -422,6 +427,7 @@ impl Engine {
         command: Command,
         reply: impl FnOnce(Result<Outcome>) + Send + 'static,
     ) -> Result<()> {
+        refuse_writer_only(&command)?;
         self.send(Msg::Command(Box::new(Request { actor, command, reply: Box::new(reply) })))
     }
 
@@ -443,6 +449,9 @@ impl Engine {
         if commands.is_empty() {
             reply(Vec::new());
             return Ok(());
+        }
+        for (_, command) in &commands {
+            refuse_writer_only(command)?;
         }
         // Every answer lands in its slot; the last one to land hands them all over. Only
         // the writer thread touches this, one answer at a time.
@@ -671,7 +680,7 @@ impl Engine {
 
     /// [`Engine::trip`], telling a history read error from "no such trip".
     pub fn find_trip(&self, id: TripId) -> Result<Option<Arc<Trip>>> {
-        if let Some(t) = self.shared.view.read().trip(id) {
+        if let Some(t) = self.shared.view.load().trip(id) {
             return Ok(Some(Arc::clone(t)));
         }
         match &self.shared.history {
@@ -729,22 +738,30 @@ impl Engine {
 
     /// A user, as of the last durable batch.
     pub fn user(&self, id: UserId) -> Option<Arc<User>> {
-        self.shared.view.read().user(id).cloned()
+        self.shared.view.load().user(id).cloned()
     }
 
     /// A driver's live record, as of the last durable batch.
     pub fn driver(&self, id: UserId) -> Option<Arc<Driver>> {
-        self.shared.view.read().driver(id).cloned()
+        self.shared.view.load().driver(id).cloned()
     }
 
     /// The trips a driver has pending offers of.
     pub fn offers_for(&self, driver: UserId) -> Vec<Arc<Trip>> {
-        self.shared.view.read().offers_for(driver)
+        self.shared.view.load().offers_for(driver)
     }
 
-    /// Runs `f` on the view, holding the read lock for its duration: keep it short.
+    /// Runs `f` on the current snapshot of the view. No lock is held: `f` may take as
+    /// long as it needs (walking every driver, say) without delaying the writer, and it
+    /// sees one consistent batch throughout.
     pub fn read<R>(&self, f: impl FnOnce(&View) -> R) -> R {
-        f(&self.shared.view.read())
+        f(&self.shared.view.load_full())
+    }
+
+    /// The current snapshot of the view, to keep: it stays as it is (a later batch is a
+    /// later snapshot), and holding it delays nobody.
+    pub fn snapshot(&self) -> Arc<View> {
+        self.shared.view.load_full()
     }
 
     /// Receives every batch of events from now on. `capacity` batches may wait
@@ -886,6 +903,15 @@ fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandl
         .map_err(|e| Error::internal(format!("cannot start the position tracker: {e}")))
 }
 
+/// Callers may not send the writer's own commands ([`Command::is_writer_only`]): an
+/// embedder (Rust or C) cannot archive live trips or insert a trip it built itself.
+fn refuse_writer_only(command: &Command) -> Result<()> {
+    if command.is_writer_only() {
+        return Err(Error::invalid(format!("{} is the writer's own command; callers may not send it", command.name())));
+    }
+    Ok(())
+}
+
 fn unexpected(outcome: Outcome) -> Error {
     Error::internal(format!("unexpected outcome {outcome:?}"))
 }
@@ -897,6 +923,9 @@ struct Writer {
     journal: Journal,
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
+    /// The writer's own copy of the view, ahead of the published snapshot only between
+    /// a batch's fsync and its publication (`commit`).
+    view: View,
     clock: Arc<dyn Clock>,
     ids: Box<dyn IdSource>,
     max_batch: usize,
@@ -1146,7 +1175,10 @@ impl Writer {
                 return;
             }
         }
-        self.shared.view.write().publish(&self.state, &self.fx);
+        self.view.publish(&self.state, &self.fx);
+        // O(1): the view's collections are persistent; readers holding the previous
+        // snapshot keep it, and nothing here waits for them.
+        self.shared.view.store(Arc::new(self.view.clone()));
         if !self.fx.events.is_empty() {
             let events: Arc<[Event]> = std::mem::take(&mut self.fx.events).into();
             self.shared.subscribers.lock().retain(|s| s.try_send(Arc::clone(&events)).is_ok());
@@ -1282,6 +1314,68 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// An embedder (Rust or C) cannot send the writer's own commands: an `Archive` could
+    /// drop live trips, a `Restored` could put a trip it made up into the state. Refused
+    /// before they reach the queue, alone, keyed or in a batch, and nothing changes.
+    #[test]
+    fn callers_cannot_send_the_writers_own_commands() {
+        let clock = ManualClock::new(crate::clock::Timestamp::from_millis(T0));
+        let engine = engine_on(&clock);
+        let d = new_driver(&engine, 1);
+        engine.set_driver_status(d, true, Some(metres_north(0.0))).unwrap();
+        let rider = engine
+            .create_user(
+                Actor::Admin,
+                NewUser { id: None, role: Role::Rider, name: "R".into(), phone: "+201099999999".into(), vehicle: None },
+            )
+            .unwrap();
+        let here = metres_north(0.0);
+        let there = metres_north(3_000.0);
+        let new = NewTrip {
+            id: None,
+            pickup_code: None,
+            kind: crate::trip::TripKind::Ride,
+            pickup: crate::trip::Place::at(here),
+            dropoff: crate::trip::Place::at(there),
+            category: Category::new("economy").unwrap(),
+            parcel: None,
+            payment_method: crate::trip::PaymentMethod::Cash,
+            route: crate::route::StraightLine::default().between(here, there),
+            coupon: None,
+            bid_minor: None,
+        };
+        let trip = engine.create_trip(rider.id, new).unwrap();
+        // A made-up finished copy of the trip, handed back as if the history held it.
+        let mut forged = (*trip).clone();
+        forged.status = crate::trip::TripStatus::Cancelled;
+        let restored = Command::Restored {
+            trip: Arc::new(forged),
+            command: Box::new(Command::RateTrip { trip_id: trip.id, stars: 5, comment: None }),
+        };
+        let archive = Command::Archive {
+            trips: vec![(trip.id, trip.revision)],
+            transfer_ids: Vec::new(),
+            keys: Vec::new(),
+            gateway_events: Vec::new(),
+        };
+        let keyed = Command::Keyed {
+            key: crate::command::IdempotencyKey { principal: Actor::Admin, key: "k".into(), request_hash: [0; 32] },
+            command: Box::new(archive.clone()),
+            archived: None,
+        };
+        let before = engine.stats().applied.load(Ordering::Relaxed);
+        for command in [restored, archive, keyed] {
+            let name = command.name();
+            let refused = engine.submit(Actor::System, command.clone());
+            assert!(matches!(refused, Err(Error::Domain(DomainError::Invalid(_)))), "{name}: {refused:?}");
+            let many = engine.submit_many_with(vec![(Actor::Admin, Command::Tick), (Actor::System, command)], |_| {});
+            assert!(matches!(many, Err(Error::Domain(DomainError::Invalid(_)))), "{name} in a batch: {many:?}");
+        }
+        assert_eq!(engine.stats().applied.load(Ordering::Relaxed), before, "nothing was applied");
+        assert_eq!(engine.trip(trip.id).unwrap().status, crate::trip::TripStatus::Searching);
+        engine.shutdown().unwrap();
     }
 
     #[test]

@@ -548,6 +548,21 @@ impl Command {
         }
     }
 
+    /// Whether only the writer may issue this command: `Archive` (finished trips leave
+    /// the hot state once a checkpoint wrote them) and `Restored` (a trip brought back
+    /// from the history with the command about it). Whatever builds them must have read
+    /// the history first; from anyone else, an `Archive` could drop live trips and a
+    /// `Restored` could insert a trip its caller made up (`apply` can only check that it is
+    /// finished and the one its command is about). The runtime refuses them from callers
+    /// (`dispatch_core::Engine::submit`).
+    pub fn is_writer_only(&self) -> bool {
+        match self {
+            Command::Archive { .. } | Command::Restored { .. } => true,
+            Command::Keyed { command, .. } => command.is_writer_only(),
+            _ => false,
+        }
+    }
+
     /// Whether the caller is answered before the command is durable. Only location
     /// updates: a position is re-sent every few seconds, and making drivers wait
     /// for an fsync per position would cost more than losing the last one in a crash.

@@ -9,7 +9,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::log::Lsn;
+use crate::Lsn;
 
 /// Everything that can go wrong in dispatch-storage.
 #[derive(Debug, thiserror::Error)]

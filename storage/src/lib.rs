@@ -31,6 +31,11 @@ pub mod store;
 pub mod wal;
 
 pub use error::StorageError;
-pub use log::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, Lsn, RECORD_BYTES_MAX, Record, Records};
+pub use log::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, RECORD_BYTES_MAX, Record, Records};
+
+/// Log sequence number: the position of a record. The first record is 1; 0 means
+/// "no record" (an empty log). Dense: the records of a log are `first..=last`.
+/// (At the crate root: the log and the errors both speak of it.)
+pub type Lsn = u64;
 pub use mem_log::MemLog;
 pub use wal::{Damage, DamageKind, RecoveryPolicy, RecoveryReport, Wal, WalConfig};

@@ -11,11 +11,8 @@
 //! local WAL without touching the engine. It is object safe: the engine can hold a
 //! `Box<dyn CommandLog>` and pick the WAL or [`MemLog`](crate::MemLog) at start-up.
 
+pub use crate::Lsn;
 use crate::error::StorageError;
-
-/// Log sequence number: the position of a record. The first record is 1; 0 means
-/// "no record" (an empty log). Dense: the records of a log are `first..=last`.
-pub type Lsn = u64;
 
 /// Largest payload of one record. A command is a few hundred bytes; the largest
 /// (a zone polygon) is a few KiB. 16 MiB leaves ample room and keeps a corrupt length
