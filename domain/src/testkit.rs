@@ -7,13 +7,15 @@
 //! the crates above it (a checkpoint's tests in `dispatch-core` use it). It panics on a
 //! broken rule: it is for tests only.
 
+#![allow(clippy::unwrap_used, reason = "a test kit: a step that fails is a failed test")]
+
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
 use crate::error::Result;
 use crate::geo::LatLng;
-use crate::id::{RandomIds, TripId, UserId};
+use crate::id::{RandomIds, TripId, UserId, ZoneId};
 use crate::record::{Record, replay};
 use crate::route::StraightLine;
 use crate::state::{Effects, State, apply};
@@ -180,6 +182,16 @@ impl World {
             let report = LocationReport { point, heading_deg: Some(0.0), speed_mps: None };
             assert_eq!(self.run(Actor::User(d), Command::UpdateLocation(report)), Ok(Outcome::Done));
         }
+    }
+
+    /// The id of the first zone of the catalog (the demo city's, in a new world).
+    pub fn zone_id(&self) -> ZoneId {
+        self.state.price_book().catalog.zones().next().unwrap().id
+    }
+
+    /// An admin creates the coupon `c`.
+    pub fn add_coupon(&mut self, c: crate::fare::Coupon) {
+        self.run(Actor::Admin, Command::CreateCoupon { id: None, coupon: Box::new(c) }).unwrap();
     }
 
     /// `driver` accepts `trip`.

@@ -25,111 +25,37 @@
 //! [`Stats`] counts for operators; its histograms (every sync's latency, every batch's
 //! size) are recorded by the writer with a few relaxed atomic adds, never a lock.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use arc_swap::ArcSwap;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
-use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, NewTrip, NewUser, Outcome};
+use crate::clock::Timestamp;
+use crate::command::{Actor, Command, Event, LocationReport, NewTrip, NewUser, Outcome};
 use crate::driver::Driver;
-use crate::error::{DomainError, Error, Result};
+use crate::error::{Error, Result};
 use crate::geo::LatLng;
-use crate::histogram::Histogram;
 use crate::history::{History, TripCursor, TripsOf};
-use crate::id::{IdSource, RandomIds, TripId, UserId};
-use crate::journal::{CheckpointPolicy, CheckpointStats, Journal, LogWrapper, Recovery};
-use crate::record::Record;
-use crate::state::{Effects, State, apply};
+use crate::id::{TripId, UserId};
+use crate::journal::{CheckpointPolicy, Journal, Recovery};
+use crate::state::State;
 use crate::trip::Trip;
 use crate::user::User;
 use crate::view::View;
 use dispatch_storage::{CommandLog, MemLog};
 
-/// How an engine is set up.
-pub struct EngineConfig {
-    /// The rules of dispatch (logged as a command when they differ from the state's).
-    pub rules: DispatchRules,
-    /// Commands the queue holds before callers are told `Overloaded`.
-    pub queue_capacity: usize,
-    /// Most commands applied and made durable together.
-    pub max_batch: usize,
-    /// How often an idle writer wakes to fire due deadlines.
-    pub idle_wakeup: Duration,
-    /// Where time comes from.
-    pub clock: Arc<dyn Clock>,
-    /// Where ids come from.
-    pub ids: Box<dyn IdSource>,
-    /// The data directory (WAL, checkpoint, history). `None`: in memory only,
-    /// gone when the process ends.
-    pub data_dir: Option<PathBuf>,
-    /// In read-only mode, how often the writer tries writing again.
-    pub read_only_retry: Duration,
-    /// A checkpoint (a snapshot of the state, after which older WAL segments are
-    /// deleted) is taken once this many records were logged since the last one.
-    pub checkpoint_every_records: u64,
-    /// Size of a WAL segment; the WAL is released below a checkpoint in whole segments.
-    pub wal_segment_bytes: u64,
-    /// Without a data dir (or with [`Engine::open_with_log`]), the log is
-    /// checkpointed in memory: the state is cloned to become the rebuild base and
-    /// the log below it is dropped. The clone costs time in proportion to the
-    /// state (finished trips included, until they leave the hot state), so it is
-    /// taken more rarely: the in-memory log holds at most about this many records.
-    pub memory_checkpoint_every_records: u64,
-    /// Wraps the data directory's WAL (a log that fails on demand, for tests of the
-    /// whole server); `None` in production. Ignored without a data dir.
-    pub wrap_log: Option<LogWrapper>,
-}
+mod config;
+mod stats;
+mod tracker;
+mod writer;
 
-impl Default for EngineConfig {
-    fn default() -> Self {
-        Self {
-            rules: DispatchRules::default(),
-            queue_capacity: 65_536,
-            max_batch: 4_096,
-            idle_wakeup: Duration::from_millis(100),
-            clock: Arc::new(SystemClock),
-            ids: Box::new(RandomIds::from_seed(rand::random())),
-            data_dir: None,
-            read_only_retry: Duration::from_secs(1),
-            checkpoint_every_records: 100_000,
-            wal_segment_bytes: 64 * 1024 * 1024,
-            memory_checkpoint_every_records: 1_000_000,
-            wrap_log: None,
-        }
-    }
-}
-
-impl EngineConfig {
-    /// Uses `clock` for time (a [`crate::clock::ManualClock`] in tests).
-    pub fn with_clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Arc::new(clock);
-        self
-    }
-
-    /// Uses `ids` for ids (a seeded [`RandomIds`] in tests).
-    pub fn with_ids(mut self, ids: impl IdSource) -> Self {
-        self.ids = Box::new(ids);
-        self
-    }
-
-    /// Keeps the state durably in `dir` (created if missing).
-    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = Some(dir.into());
-        self
-    }
-
-    /// Uses these dispatch rules.
-    pub fn with_rules(mut self, rules: DispatchRules) -> Self {
-        self.rules = rules;
-        self
-    }
-}
+pub use config::EngineConfig;
+pub use stats::Stats;
+use tracker::start_tracker;
+use writer::Writer;
 
 type Reply = Box<dyn FnOnce(Result<Outcome>) + Send>;
 
@@ -164,105 +90,6 @@ pub struct NearbyDriver {
     pub driver: Arc<Driver>,
     /// Great-circle (haversine) distance from the point, metres.
     pub distance_m: f64,
-}
-
-/// Position reports coalesced by the state (a report within `location_min_interval_ms`
-/// of the driver's last published position), each waiting for its interval to be up: at
-/// most one per driver, the newest. Kept by the writer only and never logged (a
-/// coalesced report changed nothing); like every position report it is not durable, so
-/// a crash or shutdown may lose the last interval's position of a driver.
-#[derive(Default)]
-struct PendingPositions {
-    by_driver: std::collections::HashMap<UserId, PendingPosition>,
-    due: std::collections::BTreeSet<(Timestamp, UserId)>,
-}
-
-struct PendingPosition {
-    report: LocationReport,
-    /// The driver's published fix the report was coalesced against: if another one was
-    /// published since (a newer report, a status change), this report is older than it.
-    against: Option<crate::driver::Fix>,
-    publish_at: Timestamp,
-}
-
-impl PendingPositions {
-    fn put(&mut self, driver: UserId, pending: PendingPosition) {
-        self.due.insert((pending.publish_at, driver));
-        if let Some(old) = self.by_driver.insert(driver, pending) {
-            self.due.remove(&(old.publish_at, driver));
-        }
-    }
-
-    fn take(&mut self, driver: UserId) -> Option<PendingPosition> {
-        let p = self.by_driver.remove(&driver)?;
-        self.due.remove(&(p.publish_at, driver));
-        Some(p)
-    }
-
-    /// The next driver whose position is due at `now`.
-    fn next_due(&mut self, now: Timestamp) -> Option<(UserId, PendingPosition)> {
-        let &(at, driver) = self.due.first()?;
-        if at > now {
-            return None;
-        }
-        self.take(driver).map(|p| (driver, p))
-    }
-}
-
-/// Counters the writer keeps for operators (read with relaxed ordering).
-#[derive(Debug)]
-pub struct Stats {
-    /// Commands applied.
-    pub applied: AtomicU64,
-    /// Commands refused by the state machine.
-    pub refused: AtomicU64,
-    /// Batches committed.
-    pub batches: AtomicU64,
-    /// Commands answered `Overloaded` because the queue was full.
-    pub overloaded: AtomicU64,
-    /// Positions refused as implausible jumps (suspected spoofing).
-    pub spoofing_suspected: AtomicU64,
-    /// Position reports coalesced (held back, not logged) because they came within the
-    /// driver's minimum interval of the last published one.
-    pub locations_coalesced: AtomicU64,
-    /// Size of the last batch.
-    pub last_batch: AtomicU64,
-    /// Syncs of the log (one per batch that wrote records).
-    pub syncs: AtomicU64,
-    /// Duration of the last sync, in microseconds.
-    pub last_sync_us: AtomicU64,
-    /// Longest sync so far, in microseconds.
-    pub max_sync_us: AtomicU64,
-    /// Batches that could not be made durable (each put the engine in read-only mode).
-    pub failed_batches: AtomicU64,
-    /// Checkpoints.
-    pub checkpoints: CheckpointStats,
-    /// Every sync's duration, microseconds ([`crate::histogram::FSYNC_BOUNDS_US`]).
-    pub sync_us: Histogram,
-    /// Every committed batch's size: the commands answered with it
-    /// ([`crate::histogram::BATCH_BOUNDS`]).
-    pub batch_commands: Histogram,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Stats {
-            applied: AtomicU64::default(),
-            refused: AtomicU64::default(),
-            batches: AtomicU64::default(),
-            overloaded: AtomicU64::default(),
-            spoofing_suspected: AtomicU64::default(),
-            locations_coalesced: AtomicU64::default(),
-            last_batch: AtomicU64::default(),
-            syncs: AtomicU64::default(),
-            last_sync_us: AtomicU64::default(),
-            max_sync_us: AtomicU64::default(),
-            failed_batches: AtomicU64::default(),
-            checkpoints: CheckpointStats::default(),
-            sync_us: Histogram::new(crate::histogram::FSYNC_BOUNDS_US),
-            batch_commands: Histogram::new(crate::histogram::BATCH_BOUNDS),
-        }
-    }
 }
 
 struct Shared {
@@ -360,33 +187,9 @@ impl Engine {
             track_lost: AtomicU64::new(0),
         });
         journal.report_counts(&state, &shared.stats.checkpoints);
-        let mut writer = Writer {
-            state,
-            journal,
-            rx,
-            shared: Arc::clone(&shared),
-            view,
-            clock: config.clock,
-            ids: config.ids,
-            max_batch: config.max_batch,
-            idle_wakeup: config.idle_wakeup,
-            read_only_retry: config.read_only_retry,
-            fx: Effects::default(),
-            replies: Vec::new(),
-            queries: Vec::new(),
-            positions: PendingPositions::default(),
-            read_only: None,
-            stale: false,
-            probe_changed_nothing: false,
-            archive: std::collections::VecDeque::new(),
-        };
-        if writer.state.rules() != &config.rules {
-            writer.apply_one(Actor::System, Command::SetRules(config.rules), None);
-            writer.commit();
-            if let Some(why) = &writer.read_only {
-                return Err(Error::ReadOnly(why.clone()));
-            }
-        }
+        let rules = config.rules.clone();
+        let mut writer = Writer::new(state, journal, rx, Arc::clone(&shared), view, config);
+        writer.adopt_rules(rules)?;
         let handle = std::thread::Builder::new()
             .name("dispatch-writer".into())
             .spawn(move || writer.run())
@@ -817,92 +620,6 @@ impl Drop for Engine {
     }
 }
 
-/// Starts the thread that records driver positions into the history: it follows the
-/// engine's events and writes what arrived since its last write in one transaction. A
-/// slow disk never slows the engine: the tracker's channel is bounded, and a tracker
-/// that falls behind is disconnected like any subscriber — it then counts the loss
-/// (`Stats::track_lost`) and subscribes again.
-/// How often the tracker writes positions to the history.
-const TRACK_EVERY: Duration = Duration::from_secs(1);
-/// Positions that make the tracker write before its second is up.
-const TRACK_BATCH_MAX: usize = 50_000;
-
-fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandle<()>> {
-    let subscribe = |shared: &Shared| {
-        let (tx, rx) = crossbeam_channel::bounded::<Arc<[Event]>>(1024);
-        shared.subscribers.lock().push(tx);
-        rx
-    };
-    let mut rx = subscribe(&shared);
-    std::thread::Builder::new()
-        .name("dispatch-tracker".into())
-        .spawn(move || {
-            let mut points = Vec::new();
-            let mut last_write = Instant::now();
-            loop {
-                // At most one write a second (each redb commit costs two fsyncs, which
-                // the WAL's group commit would otherwise queue behind), or sooner when a
-                // lot is waiting.
-                // With nothing gathered there is nothing to write when the second is
-                // up: wait a whole interval (a zero timeout here would spin the thread).
-                let wait =
-                    if points.is_empty() { TRACK_EVERY } else { TRACK_EVERY.saturating_sub(last_write.elapsed()) };
-                match rx.recv_timeout(wait) {
-                    Ok(events) => {
-                        for batch in std::iter::once(events).chain(rx.try_iter()) {
-                            for e in batch.iter() {
-                                if let Event::DriverMoved { driver_id, trip_id, point, heading_deg, at } = e {
-                                    let p = crate::history::LocationPoint {
-                                        at: *at,
-                                        point: *point,
-                                        heading_deg: *heading_deg,
-                                        trip_id: *trip_id,
-                                    };
-                                    points.push((*driver_id, p));
-                                }
-                            }
-                        }
-                    }
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                        let stopping = shared.stopping.load(Ordering::Relaxed);
-                        if !stopping {
-                            shared.track_lost.fetch_add(1, Ordering::Relaxed);
-                            rx = subscribe(&shared);
-                        }
-                        if stopping && points.is_empty() {
-                            return;
-                        }
-                        if !stopping {
-                            continue;
-                        }
-                    }
-                }
-                if points.is_empty() {
-                    // The interval counts from the first position waiting to be written.
-                    last_write = Instant::now();
-                }
-                let due = last_write.elapsed() >= TRACK_EVERY || points.len() >= TRACK_BATCH_MAX;
-                let stopping = shared.stopping.load(Ordering::Relaxed);
-                if !points.is_empty() && (due || stopping) {
-                    // Best effort: a failed write loses these positions, never the engine.
-                    if history.write_locations(&points).is_err() {
-                        shared.track_lost.fetch_add(1, Ordering::Relaxed);
-                    }
-                    points.clear();
-                    last_write = Instant::now();
-                }
-                if stopping && points.is_empty() && rx.is_empty() {
-                    // The writer has stopped: nothing more will come.
-                    if matches!(rx.try_recv(), Err(crossbeam_channel::TryRecvError::Disconnected)) {
-                        return;
-                    }
-                }
-            }
-        })
-        .map_err(|e| Error::internal(format!("cannot start the position tracker: {e}")))
-}
-
 /// Callers may not send the writer's own commands ([`Command::is_writer_only`]): an
 /// embedder (Rust or C) cannot archive live trips or insert a trip it built itself.
 fn refuse_writer_only(command: &Command) -> Result<()> {
@@ -916,361 +633,18 @@ fn unexpected(outcome: Outcome) -> Error {
     Error::internal(format!("unexpected outcome {outcome:?}"))
 }
 
-/// The writer thread's world. Nothing else touches `state`.
-struct Writer {
-    state: State,
-    /// Where applied commands become durable.
-    journal: Journal,
-    rx: Receiver<Msg>,
-    shared: Arc<Shared>,
-    /// The writer's own copy of the view, ahead of the published snapshot only between
-    /// a batch's fsync and its publication (`commit`).
-    view: View,
-    clock: Arc<dyn Clock>,
-    ids: Box<dyn IdSource>,
-    max_batch: usize,
-    idle_wakeup: Duration,
-    read_only_retry: Duration,
-    /// Effects of the current batch.
-    fx: Effects,
-    /// Answers held until the batch is durable.
-    replies: Vec<(Reply, Result<Outcome>)>,
-    /// Queries of the batch, answered after its commit.
-    queries: Vec<Query>,
-    /// Coalesced position reports waiting for their interval.
-    positions: PendingPositions,
-    /// Why the log cannot be written, while it cannot.
-    read_only: Option<String>,
-    /// The state could not be rebuilt from disk after a failed write: it must be
-    /// before anything is written again.
-    stale: bool,
-    /// The batch being committed is a read-only probe whose `Tick` had nothing due,
-    /// so its failure leaves the state as durable as it was (no rebuild needed).
-    probe_changed_nothing: bool,
-    /// What the last checkpoint lets leave the hot state, as `Archive` commands of
-    /// bounded size still to apply, one per batch (see `commit`).
-    archive: std::collections::VecDeque<Command>,
-}
-
-impl Writer {
-    fn run(mut self) -> State {
-        let mut shutting_down = false;
-        let mut last_probe = Instant::now();
-        while !shutting_down {
-            // An archive under way goes on without waiting for traffic.
-            let wait = if self.archive.is_empty() { self.idle_wakeup } else { Duration::ZERO };
-            let first = match self.rx.recv_timeout(wait) {
-                Ok(msg) => Some(msg),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            if self.read_only.is_some() && last_probe.elapsed() >= self.read_only_retry {
-                last_probe = Instant::now();
-                self.try_leave_read_only();
-            }
-            let mut batch = 0;
-            let mut next = first;
-            while let Some(msg) = next {
-                // A batch holds at most `max_batch` commands, however they came.
-                batch += match &msg {
-                    Msg::Many(requests) => requests.len(),
-                    _ => 1,
-                };
-                match msg {
-                    Msg::Command(req) => self.apply_one(req.actor, req.command, Some(req.reply)),
-                    Msg::Many(requests) => {
-                        for req in requests {
-                            self.apply_one(req.actor, req.command, Some(req.reply));
-                        }
-                    }
-                    Msg::Query(q) => self.queries.push(q),
-                    Msg::Shutdown => {
-                        shutting_down = true;
-                        break;
-                    }
-                }
-                next = if batch < self.max_batch { self.rx.try_recv().ok() } else { None };
-            }
-            if self.read_only.is_none() {
-                self.fire_due_deadlines();
-            }
-            self.commit();
-        }
-        // Anything still queued after the shutdown request is refused, not dropped silently.
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                Msg::Command(req) => (req.reply)(Err(Error::ShutDown)),
-                Msg::Many(requests) => {
-                    for req in requests {
-                        (req.reply)(Err(Error::ShutDown));
-                    }
-                }
-                Msg::Query(q) => q(Err(Error::ShutDown)),
-                Msg::Shutdown => {}
-            }
-        }
-        self.state
-    }
-
-    /// Publishes coalesced positions whose interval is up, then fires deadlines that are
-    /// due, as a logged `Tick`, so that a command never sees a state that is behind the
-    /// clock.
-    fn fire_due_deadlines(&mut self) {
-        let now = self.clock.now();
-        while let Some((driver, pending)) = self.positions.next_due(now) {
-            let current = self.state.driver(driver).and_then(|d| d.fix);
-            if current != pending.against {
-                continue; // a newer position was published since: this one is older
-            }
-            self.apply_at(Actor::User(driver), Command::UpdateLocation(pending.report), now, None);
-        }
-        if self.state.next_deadline().is_some_and(|d| d <= now) {
-            self.apply_at(Actor::System, Command::Tick, now, None);
-        }
-    }
-
-    fn apply_one(&mut self, actor: Actor, command: Command, reply: Option<Reply>) {
-        if let Some(why) = &self.read_only {
-            if let Some(reply) = reply {
-                reply(Err(Error::ReadOnly(why.clone())));
-            }
-            return;
-        }
-        // A driver's new report supersedes the one held back: it is not published first.
-        let superseded = match (actor, &command) {
-            (Actor::User(driver), Command::UpdateLocation(_)) => self.positions.take(driver).map(|p| (driver, p)),
-            _ => None,
-        };
-        self.fire_due_deadlines();
-        let now = self.clock.now();
-        let refused = self.apply_at(actor, command, now, reply);
-        if let (true, Some((driver, pending))) = (refused, superseded) {
-            // The new report was refused: the one held back is still the newest.
-            self.positions.put(driver, pending);
-        }
-    }
-
-    /// Applies one command at `at` and logs it (a `Tick` with nothing due is neither);
-    /// answers `reply` (at once for position reports, after the commit for the others).
-    /// Returns whether it was refused.
-    fn apply_at(&mut self, actor: Actor, command: Command, at: Timestamp, reply: Option<Reply>) -> bool {
-        if actor == Actor::System
-            && matches!(command, Command::Tick)
-            && self.state.next_deadline().is_none_or(|d| d > at)
-        {
-            // Nothing is due: a tick would change nothing, so it is neither applied nor
-            // logged (a server ticking every second would otherwise cost a record and an
-            // fsync a second for nothing). Its caller is still answered with the batch,
-            // after what fired just before it is durable and published.
-            if let Some(reply) = reply {
-                self.replies.push((reply, Ok(Outcome::Done)));
-            }
-            return false;
-        }
-        self.apply_logged(actor, command, at, reply)
-    }
-
-    /// Applies `command` and adds its record to the batch, whatever it is. Returns
-    /// whether it was refused.
-    fn apply_logged(&mut self, actor: Actor, mut command: Command, at: Timestamp, reply: Option<Reply>) -> bool {
-        // An idempotency key or a gateway event id that left the hot state: what the
-        // history keeps goes into the command (a redb read; only keyed commands and
-        // gateway events whose id is not hot pay it). Answered from it, the command
-        // needs no trip back from the history.
-        let answered = match self.journal.recall(&self.state, actor, &mut command, at) {
-            Ok(answered) => answered,
-            Err(e) => {
-                if let Some(reply) = reply {
-                    self.replies.push((reply, Err(e)));
-                }
-                return true;
-            }
-        };
-        if !answered
-            && let Some(trip_id) = command.trip_id()
-            && self.state.trip(trip_id).is_none()
-            && !matches!(command, Command::Restored { .. })
-        {
-            // A finished trip that left the hot state: bring it back with the command
-            // (a redb read; only commands about trips not in memory pay it).
-            match self.journal.archived_trip(trip_id) {
-                Ok(Some(trip)) => command = Command::Restored { trip: Arc::new(trip), command: Box::new(command) },
-                Ok(None) => {}
-                Err(e) => {
-                    if let Some(reply) = reply {
-                        self.replies.push((reply, Err(e)));
-                    }
-                    return true;
-                }
-            }
-        }
-        self.state.stamp(&mut command, self.ids.as_mut());
-        let exempt = command.is_durability_exempt();
-        let record = Record { at, actor, command };
-        let result = apply(&mut self.state, actor, &record.command, at, &mut self.fx);
-        let stats = &self.shared.stats;
-        let result = match result {
-            Ok(Outcome::Coalesced { publish_at }) => {
-                // Nothing changed, so nothing is logged: the report waits here instead.
-                if let (Actor::User(driver), Command::UpdateLocation(report)) = (actor, &record.command) {
-                    let against = self.state.driver(driver).and_then(|d| d.fix);
-                    self.positions.put(driver, PendingPosition { report: *report, against, publish_at });
-                }
-                stats.locations_coalesced.fetch_add(1, Ordering::Relaxed);
-                Ok(Outcome::Coalesced { publish_at })
-            }
-            Ok(outcome) => match self.journal.push(&record) {
-                Ok(()) => {
-                    stats.applied.fetch_add(1, Ordering::Relaxed);
-                    Ok(outcome)
-                }
-                // Applied but not loggable: a bug. Throw the batch away as if the write failed.
-                Err(e) => {
-                    self.fail_batch(&e.to_string());
-                    Err(e)
-                }
-            },
-            Err(e) => {
-                stats.refused.fetch_add(1, Ordering::Relaxed);
-                if matches!(e, DomainError::ImplausibleLocation { .. }) {
-                    stats.spoofing_suspected.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(Error::Domain(e))
-            }
-        };
-        let refused = result.is_err();
-        if let Some(reply) = reply {
-            if exempt {
-                reply(result);
-            } else {
-                self.replies.push((reply, result));
-            }
-        }
-        refused
-    }
-
-    /// Makes the batch durable, publishes it, hands out its events, then answers the
-    /// commands and then the queries (the state now equals the published view).
-    fn commit(&mut self) {
-        if self.replies.is_empty() && self.fx.is_empty() && !self.journal.has_pending() {
-            self.answer_queries();
-            return;
-        }
-        match self.journal.commit() {
-            Ok(synced) => {
-                if let Some(took) = synced {
-                    let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-                    let stats = &self.shared.stats;
-                    stats.syncs.fetch_add(1, Ordering::Relaxed);
-                    stats.last_sync_us.store(us, Ordering::Relaxed);
-                    stats.max_sync_us.fetch_max(us, Ordering::Relaxed);
-                    stats.sync_us.record(us);
-                }
-            }
-            Err(e) => {
-                let why = if e.is_disk_full() { format!("disk full ({e})") } else { e.to_string() };
-                self.fail_batch(&why);
-                // The state was rebuilt from what is durable: queries read that.
-                self.answer_queries();
-                return;
-            }
-        }
-        self.view.publish(&self.state, &self.fx);
-        // O(1): the view's collections are persistent; readers holding the previous
-        // snapshot keep it, and nothing here waits for them.
-        self.shared.view.store(Arc::new(self.view.clone()));
-        if !self.fx.events.is_empty() {
-            let events: Arc<[Event]> = std::mem::take(&mut self.fx.events).into();
-            self.shared.subscribers.lock().retain(|s| s.try_send(Arc::clone(&events)).is_ok());
-        }
-        let stats = &self.shared.stats;
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.last_batch.store(self.replies.len() as u64, Ordering::Relaxed);
-        stats.batch_commands.record(self.replies.len() as u64);
-        for (reply, result) in self.replies.drain(..) {
-            reply(result);
-        }
-        self.fx.clear();
-        // Before the archive below changes the state past the view.
-        self.answer_queries();
-        let now = self.clock.now();
-        if self.archive.is_empty() {
-            // No checkpoint starts while the last one's archive is under way: it would
-            // write again, and hand back again, what is about to leave.
-            let done = self.journal.checkpoint_if_due(&self.state, now, &self.shared.stats.checkpoints);
-            self.archive.extend(done.into_commands());
-        }
-        // Their history rows are durable: they leave the hot state, a bounded part with
-        // each batch, so that no batch waits behind the removal of a checkpoint's worth
-        // of trips (tens of thousands: 50 ms on the writer when it was one command).
-        if let Some(archive) = self.archive.pop_front() {
-            self.apply_at(Actor::System, archive, now, None);
-        }
-    }
-
-    fn answer_queries(&mut self) {
-        for q in self.queries.drain(..) {
-            q(Ok(&self.state));
-        }
-    }
-
-    /// The batch did not become durable: nobody hears "done", nothing is published,
-    /// and the state is rebuilt from what is on disk. Commands are refused until a
-    /// write succeeds again.
-    fn fail_batch(&mut self, why: &str) {
-        self.shared.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-        self.shared.read_only.store(true, Ordering::Relaxed);
-        self.read_only = Some(why.to_owned());
-        // What had not left yet stays hot (and in the history); the next checkpoint
-        // hands it back.
-        self.archive.clear();
-        for (reply, _) in self.replies.drain(..) {
-            reply(Err(Error::ReadOnly(why.to_owned())));
-        }
-        self.fx.clear();
-        if self.probe_changed_nothing {
-            // A probe that changed nothing failed: the state is still the durable one;
-            // only the log must be cut back to what is durable.
-            self.stale |= self.journal.reset_log().is_err();
-        } else {
-            match self.journal.rebuild() {
-                Ok(state) => self.state = state,
-                // `try_leave_read_only` retries it before any write.
-                Err(_) => self.stale = true,
-            }
-        }
-    }
-
-    /// Tries to write again: rebuilds the state from disk if the last rebuild failed,
-    /// then makes one `Tick` durable — logged even with nothing due, so that the disk
-    /// really takes a write before the engine says it is writable. Success ends
-    /// read-only mode; a failure keeps it (through `fail_batch`).
-    fn try_leave_read_only(&mut self) {
-        if self.stale {
-            let Ok(state) = self.journal.rebuild() else { return };
-            self.state = state;
-            self.stale = false;
-        }
-        // A failed commit below calls `fail_batch`, which sets it again.
-        self.read_only = None;
-        let now = self.clock.now();
-        self.probe_changed_nothing = self.state.next_deadline().is_none_or(|d| d > now);
-        let _ = self.apply_logged(Actor::System, Command::Tick, now, None);
-        self.commit();
-        self.probe_changed_nothing = false;
-        if self.read_only.is_none() {
-            self.shared.read_only.store(false, Ordering::Relaxed);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::geo::haversine_m;
-    use crate::user::{Category, Role, Vehicle};
+    use std::time::Duration;
+
     use proptest::prelude::*;
+
+    use crate::error::DomainError;
+    use crate::geo::haversine_m;
+    use crate::id::RandomIds;
+    use crate::user::{Category, Role, Vehicle};
 
     const T0: i64 = 1_700_000_000_000;
 

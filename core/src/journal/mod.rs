@@ -24,23 +24,28 @@
 use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 use dispatch_storage::{CommandLog, Lsn, RecoveryReport, StorageError, Wal, WalConfig, snapshot};
 
 use crate::checkpoint::{self, Stored};
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command};
 use crate::error::{Error, Result};
-use crate::history::{self, ArchivedCounts, ArchivedEvent, ArchivedKey, History};
-use crate::id::{TransferId, TripId};
-use crate::ledger::Transfer;
+use crate::history::{ArchivedCounts, History};
+use crate::id::TripId;
 use crate::record::Record;
-use crate::state::{ARCHIVED_ENTRY_BYTES, AccountRows, Effects, State, apply, gateway_event_kept};
+use crate::state::{AccountRows, Effects, State, apply, gateway_event_kept};
 use crate::trip::Trip;
+
+mod backup;
+mod checkpointer;
+
+pub use backup::{BackupReport, backup, restore};
+pub(crate) use checkpointer::{Archivable, CheckpointPolicy};
+pub use checkpointer::{CheckpointStats, KEYS_HOT_WINDOW_S};
+use checkpointer::{Checkpointer, Committed, Job};
 
 /// What opening a data directory found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,234 +79,6 @@ impl From<&RecoveryReport> for WalRecovery {
             damage: r.damage.as_ref().map(|d| format!("{d:?}")),
         }
     }
-}
-
-/// When and where checkpoints are taken.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct CheckpointPolicy {
-    /// Take a checkpoint once this many records were logged since the last one.
-    pub every_records: u64,
-    /// WAL segment size (segments below a checkpoint are deleted whole).
-    pub segment_bytes: u64,
-}
-
-/// The background thread that encodes and commits checkpoints, so the writer only
-/// pays for a shallow clone of the state (its entities are shared `Arc`s, its account
-/// maps persistent).
-struct Checkpointer {
-    jobs: Option<Sender<Job>>,
-    /// Each checkpoint, or why it failed.
-    done: Receiver<std::result::Result<Committed, String>>,
-    /// The LSN of the checkpoint sent and not yet confirmed.
-    in_flight: Option<Lsn>,
-    /// The snapshot directory of a data directory written before checkpoints moved
-    /// into the store, if it is still there: removed after the first checkpoint.
-    legacy: Option<PathBuf>,
-    handle: Option<JoinHandle<()>>,
-}
-
-/// A checkpoint the thread committed.
-struct Committed {
-    lsn: Lsn,
-    /// What the history holds after it.
-    counts: ArchivedCounts,
-    /// Rows it put or deleted (accounts, zones, and what left the hot state).
-    rows: u64,
-    /// How long the thread took: choosing what leaves, the diff, the encoding, the commit.
-    took: Duration,
-    /// What it wrote to the history, which the writer may now archive.
-    archivable: Archivable,
-}
-
-/// One checkpoint to take: the state at an LSN, and the time that decides which
-/// idempotency keys and gateway event ids are past the hot window and which rows expired.
-struct Job {
-    lsn: Lsn,
-    state: State,
-    now: Timestamp,
-}
-
-/// What leaves the hot state with the checkpoint of `state` at `now`: its finished trips
-/// and the settled transfers that go with them, the idempotency keys and gateway event ids
-/// past the hot window — each bounded, so that one history transaction stays well inside
-/// the store's limit however many piled up (after failed checkpoints, say): the rest go
-/// with the next checkpoint. Chosen by the checkpoint thread from its copy, which is the
-/// writer's state at the checkpoint's LSN, so the writer pays none of it (it took 13 ms
-/// with 50,000 trips in the hot state).
-fn leaving(state: &State, now: Timestamp) -> (Vec<Arc<Trip>>, Vec<Transfer>, Vec<ArchivedKey>, Vec<ArchivedEvent>) {
-    let mut finished = state.finished_trips();
-    finished.truncate(ARCHIVE_TRIPS_MAX);
-    let trips: std::collections::HashSet<TripId> = finished.iter().map(|t| t.id).collect();
-    let mut transfers = state.ledger().archivable(&trips);
-    transfers.truncate(ARCHIVE_TRANSFERS_MAX);
-    let (keys, events) = archivable_keys(state, now, finished.len() * 4 + transfers.len() * 3);
-    (finished, transfers, keys, events)
-}
-
-/// What a collected checkpoint lets the writer archive.
-#[derive(Debug, Default)]
-pub(crate) struct Archivable {
-    /// Each with the revision written to the history.
-    pub(crate) trips: Vec<(TripId, u32)>,
-    pub(crate) transfers: Vec<TransferId>,
-    /// `(principal, key, expires_at)` of each key written.
-    pub(crate) keys: Vec<(Actor, String, Timestamp)>,
-    /// `(gateway, event id, seen_at)` of each event id written.
-    pub(crate) gateway_events: Vec<ArchivedEvent>,
-}
-
-/// Trips one `Archive` command removes from the hot state, at most (and twice as many
-/// transfers, keys or event ids). About 0.3 ms to apply and 1 ms to publish: at 1,000 a
-/// command took 3-4 ms of the writer's time per batch through the whole archive (hundreds of
-/// batches at 20,000 accepts/s), which alone put the accept p99 near 5 ms.
-pub(crate) const ARCHIVE_CHUNK_TRIPS: usize = 250;
-
-impl Archivable {
-    /// As `Archive` commands of at most [`ARCHIVE_CHUNK_TRIPS`] trips and twice as many
-    /// of each other kind; none when there is nothing to archive. Each stands alone: a
-    /// trip or an entry leaves only if it is still the one written, whichever command
-    /// carries it.
-    pub(crate) fn into_commands(self) -> Vec<Command> {
-        fn take<T>(from: &mut std::vec::IntoIter<T>, n: usize) -> Vec<T> {
-            from.by_ref().take(n).collect()
-        }
-        let chunks = self
-            .trips
-            .len()
-            .div_ceil(ARCHIVE_CHUNK_TRIPS)
-            .max(self.transfers.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
-            .max(self.keys.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
-            .max(self.gateway_events.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS));
-        let (mut trips, mut transfers) = (self.trips.into_iter(), self.transfers.into_iter());
-        let (mut keys, mut events) = (self.keys.into_iter(), self.gateway_events.into_iter());
-        (0..chunks)
-            .map(|_| Command::Archive {
-                trips: take(&mut trips, ARCHIVE_CHUNK_TRIPS),
-                transfer_ids: take(&mut transfers, 2 * ARCHIVE_CHUNK_TRIPS),
-                keys: take(&mut keys, 2 * ARCHIVE_CHUNK_TRIPS),
-                gateway_events: take(&mut events, 2 * ARCHIVE_CHUNK_TRIPS),
-            })
-            .collect()
-    }
-}
-
-impl Checkpointer {
-    /// Starts the thread, with the account rows as `history`'s store holds them.
-    fn start(history: Arc<History>, mut stored: AccountRows, legacy: Option<PathBuf>) -> Result<Self> {
-        let (jobs, rx) = crossbeam_channel::bounded::<Job>(1);
-        let (tx, done) = crossbeam_channel::bounded(1);
-        let handle = std::thread::Builder::new()
-            .name("dispatch-checkpoint".into())
-            .spawn(move || {
-                for Job { lsn, state, now } in rx {
-                    let started = Instant::now();
-                    let (finished, transfers, keys, events) = leaving(&state, now);
-                    // One transaction: the state, its changed rows, and what leaves the
-                    // hot state — durable before the writer is told it may drop that.
-                    let result = checkpoint::prepare(lsn, state, &stored)
-                        .and_then(|(prepared, rows)| {
-                            let n = prepared.changes.puts.len() + prepared.changes.deletes.len() + finished.len() * 4;
-                            let n = n + transfers.len() * 3 + (keys.len() + events.len()) * 2;
-                            let counts = history.write(prepared, &finished, &transfers, &keys, &events, now)?;
-                            stored = rows;
-                            // What the history now holds, which the writer may drop.
-                            let archivable = Archivable {
-                                trips: finished.iter().map(|t| (t.id, t.revision)).collect(),
-                                transfers: transfers.iter().map(|t| t.id).collect(),
-                                keys: keys
-                                    .iter()
-                                    .map(|(principal, k, r)| (*principal, k.clone(), r.expires_at))
-                                    .collect(),
-                                gateway_events: events,
-                            };
-                            Ok(Committed { lsn, counts, rows: n as u64, took: started.elapsed(), archivable })
-                        })
-                        .map_err(|e| e.to_string());
-                    if tx.send(result).is_err() {
-                        break;
-                    }
-                }
-            })
-            .map_err(|e| Error::internal(format!("cannot start the checkpoint thread: {e}")))?;
-        Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, legacy, handle: Some(handle) })
-    }
-}
-
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
-        // Closing the job channel ends the thread once any checkpoint in progress is written.
-        self.jobs.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
-/// Counters of checkpointing, and what the hot state and the history hold of
-/// idempotency keys and gateway event ids, for operators.
-#[derive(Debug, Default)]
-pub struct CheckpointStats {
-    /// Checkpoints written.
-    pub written: AtomicU64,
-    /// Checkpoints that failed (the WAL keeps everything until one succeeds).
-    pub failed: AtomicU64,
-    /// LSN of the last checkpoint.
-    pub last_lsn: AtomicU64,
-    /// Rows the last checkpoint put or deleted: the accounts and zones changed since the
-    /// one before, and the rows of what left the hot state (estimated: 4 per trip, 3 per
-    /// transfer, 2 per key or event id, the purge of expired rows not counted).
-    pub last_rows: AtomicU64,
-    /// How long the last checkpoint took on its thread (diff, encoding, commit), in µs.
-    pub last_micros: AtomicU64,
-    /// Why the last failed checkpoint failed (the server logs it).
-    pub last_error: parking_lot::Mutex<Option<String>>,
-    /// Idempotency keys in the hot state (as of the last commit).
-    pub keys_hot: AtomicU64,
-    /// Idempotency keys in the history (as of the last checkpoint; expired ones count
-    /// until a checkpoint purges them).
-    pub keys_archived: AtomicU64,
-    /// Gateway event ids in the hot state (as of the last commit).
-    pub gateway_events_hot: AtomicU64,
-    /// Gateway event ids in the history (as of the last checkpoint).
-    pub gateway_events_archived: AtomicU64,
-}
-
-/// Finished trips one checkpoint moves to the history, at most (each is a handful of
-/// rows; `dispatch_storage::store::CHANGES_MAX` bounds a transaction).
-const ARCHIVE_TRIPS_MAX: usize = 50_000;
-/// Settled transfers one checkpoint moves to the history, at most (two rows each).
-const ARCHIVE_TRANSFERS_MAX: usize = 200_000;
-
-/// Idempotency keys and gateway event ids stay in the hot state this long (most retries
-/// come within it, and answer without a read of the history); older ones move to the
-/// history with the next checkpoint.
-pub const KEYS_HOT_WINDOW_S: u32 = 10 * 60;
-/// Keys and event ids one checkpoint moves to the history, at most (two rows each;
-/// fewer when trips and transfers leave little room in the transaction): above the
-/// records between two checkpoints (each key or event id came with one record), so the
-/// archive keeps up with any request rate.
-const ARCHIVE_KEYS_MAX: usize = 200_000;
-/// Bytes the keys and event ids may take in one `Archive` record (the WAL takes records
-/// up to `dispatch_storage::RECORD_BYTES_MAX`, 16 MiB; trips and transfers need under 3).
-const ARCHIVE_KEYS_BYTES_MAX: usize = 8 * 1024 * 1024;
-
-/// The idempotency keys and gateway event ids of `state` that the next checkpoint moves
-/// to the history at `now`: past the hot window and not expired, within what the
-/// transaction has left after `rows_used` rows (half of it: the purge takes the other
-/// half) and within [`ARCHIVE_KEYS_MAX`] and [`ARCHIVE_KEYS_BYTES_MAX`], keys first.
-fn archivable_keys(state: &State, now: Timestamp, rows_used: usize) -> (Vec<ArchivedKey>, Vec<ArchivedEvent>) {
-    let room = dispatch_storage::store::CHANGES_MAX.saturating_sub(rows_used) / 2;
-    let max = ARCHIVE_KEYS_MAX.min(room / 2);
-    let before = now.plus_millis(-i64::from(KEYS_HOT_WINDOW_S) * 1000);
-    let keys = state.archivable_keys(before, now, max, ARCHIVE_KEYS_BYTES_MAX);
-    let bytes: usize = keys.iter().map(|(_, k, _)| k.len() + ARCHIVED_ENTRY_BYTES).sum();
-    let events = state.archivable_gateway_events(
-        before,
-        now,
-        max.saturating_sub(keys.len()),
-        ARCHIVE_KEYS_BYTES_MAX.saturating_sub(bytes),
-    );
-    (keys, events)
 }
 
 /// The encoded records of the batch being built, back to back in one buffer
@@ -639,11 +416,18 @@ impl Journal {
                 payload
             })
             .collect();
+        let records = payloads.len() as u64;
         let appended = self.log.append(&payloads);
         self.pending.clear();
-        appended?;
+        let first = appended?;
+        // The log is dense and this journal its only writer: the batch follows the last
+        // durable record, and a sync makes all of it durable. Replay, checkpoints and
+        // `release_below` rely on both; a log that breaks them must stop the writer.
+        assert_eq!(first, self.durable_lsn + 1, "the batch must follow the last durable record");
         let started = Instant::now();
-        self.durable_lsn = self.log.sync()?;
+        let durable = self.log.sync()?;
+        assert_eq!(durable, first + records - 1, "a sync must make the whole batch durable");
+        self.durable_lsn = durable;
         Ok(Some(started.elapsed()))
     }
 
@@ -691,166 +475,5 @@ fn lock_dir(dir: &Path) -> Result<File> {
             Err(Error::Storage(format!("data dir {} is in use by another dispatch process", dir.display())))
         }
         Err(TryLockError::Error(e)) => Err(Error::Storage(format!("cannot lock {}: {e}", path.display()))),
-    }
-}
-
-/// What a backup or a restore holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupReport {
-    /// WAL segment files copied.
-    pub segments: usize,
-    /// Bytes copied.
-    pub bytes: u64,
-    /// Records in the copy after its recovery: the copy is the state after them.
-    pub records: u64,
-    /// Copies started again because a checkpoint taken meanwhile removed what was
-    /// being copied (0 when the first copy held).
-    pub retries: u32,
-}
-
-/// Takes a consistent copy of the data directory `data_dir` into `to` (which
-/// must not exist, or be empty), while an engine may be serving from it.
-///
-/// The log is append-only with closed segments that never change, so copying its
-/// segments in LSN order yields a prefix of it (at worst the last segment ends in a
-/// half-written record, which the copy's own recovery cuts). The store is copied after
-/// it, as of one commit (a redb read transaction, from this process or another): its
-/// checkpoint is one the log copy reaches, and it holds every trip, key and event id
-/// the copied log archived (each is committed there before the log records its removal
-/// from the hot state). The copy is then opened as an engine (full recovery and
-/// invariant checks) before this returns, so a backup that reports success can be
-/// restored. If a checkpoint taken meanwhile removed a segment being copied, or
-/// committed a state the log copy does not reach, the copy is retried.
-pub fn backup(data_dir: &Path, to: &Path) -> Result<BackupReport> {
-    copy_verified(data_dir, to, "holds no dispatch log (no wal/ directory)")
-}
-
-/// Restores the backup in `from` into the data directory `data_dir` (which must
-/// not exist, or be empty), then verifies it by recovering it.
-pub fn restore(from: &Path, data_dir: &Path) -> Result<BackupReport> {
-    copy_verified(from, data_dir, "is not a dispatch backup (no wal/ directory)")
-}
-
-fn copy_verified(from: &Path, to: &Path, not_a_store: &str) -> Result<BackupReport> {
-    if !wal_dir(from).is_dir() {
-        return Err(Error::Storage(format!("{} {not_a_store}", from.display())));
-    }
-    prepare_empty(to)?;
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let copied = copy_store(from, to).and_then(|(segments, bytes)| {
-            verify(to).map(|records| BackupReport { segments, bytes, records, retries: attempts - 1 })
-        });
-        match copied {
-            Ok(report) => return Ok(report),
-            Err(e) if attempts >= 5 => return Err(e),
-            Err(_) => {
-                // Only what this function created is in `to`: start again from empty.
-                for sub in [wal_dir(to), snapshot_dir(to)] {
-                    let _ = fs::remove_dir_all(&sub);
-                }
-                let _ = fs::remove_file(history::path(to));
-                let _ = fs::remove_file(to.join("LOCK"));
-                prepare_empty(to)?;
-            }
-        }
-    }
-}
-
-/// Copies the log, then the store, of the data directory `from` into `to` (and the
-/// newest snapshot first, for a directory an older version wrote that no checkpoint
-/// has yet moved into the store).
-fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
-    let mut bytes = 0;
-    if let Some(snap) =
-        snapshot::latest_path(&snapshot_dir(from)).map_err(|e| storage_error("cannot list snapshots", &e))?
-    {
-        fs::create_dir_all(snapshot_dir(to)).map_err(|e| Error::Storage(format!("{}: {e}", to.display())))?;
-        let name = snap.file_name().ok_or_else(|| Error::internal("snapshot without a name"))?;
-        let target = snapshot_dir(to).join(name);
-        bytes += fs::copy(&snap, &target).map_err(|e| Error::Storage(format!("{}: {e}", snap.display())))?;
-        File::open(&target)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::Storage(format!("{}: {e}", target.display())))?;
-    }
-    let (segments, wal_bytes) = copy_log(&wal_dir(from), &wal_dir(to))?;
-    // The store last: it then holds every trip, idempotency key and gateway event id
-    // the copied log archived (each is committed there before the log records its
-    // removal from the hot state; a row goes from the history only once expired, when
-    // neither place answers for it any more). Its checkpoint must be one the copied log
-    // reaches, which the copy's recovery checks (a checkpoint committed between the two
-    // copies is retried).
-    history::backup_file(from, to)?;
-    Ok((segments, bytes + wal_bytes))
-}
-
-fn prepare_empty(dir: &Path) -> Result<()> {
-    let io = |e: std::io::Error| Error::Storage(format!("{}: {e}", dir.display()));
-    if dir.exists() && fs::read_dir(dir).map_err(io)?.next().is_some() {
-        return Err(Error::Storage(format!("{} exists and is not empty: refusing to overwrite it", dir.display())));
-    }
-    fs::create_dir_all(dir.join("wal")).map_err(io)?;
-    Ok(())
-}
-
-/// Copies every file of the log directory `from`, in name (= LSN) order, into `to`
-/// and makes the copies durable.
-fn copy_log(from: &Path, to: &Path) -> Result<(usize, u64)> {
-    let io = |what: &Path, e: std::io::Error| Error::Storage(format!("{}: {e}", what.display()));
-    let mut names: Vec<PathBuf> = fs::read_dir(from)
-        .map_err(|e| io(from, e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file())
-        .collect();
-    names.sort();
-    let mut bytes = 0;
-    for path in &names {
-        let Some(name) = path.file_name() else { continue };
-        let target = to.join(name);
-        bytes += fs::copy(path, &target).map_err(|e| io(path, e))?;
-        File::open(&target).and_then(|f| f.sync_all()).map_err(|e| io(&target, e))?;
-    }
-    File::open(to).and_then(|d| d.sync_all()).map_err(|e| io(to, e))?;
-    Ok((names.len(), bytes))
-}
-
-/// Recovers the data directory `dir` as an engine would, and returns its records.
-fn verify(dir: &Path) -> Result<u64> {
-    let policy = CheckpointPolicy { every_records: u64::MAX, segment_bytes: WalConfig::default().segment_bytes_max };
-    let (journal, _state, recovery) = Journal::open_dir(dir, State::default(), policy, None)?;
-    drop(journal);
-    Ok(recovery.last_lsn)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{ARCHIVE_CHUNK_TRIPS, Archivable};
-    use crate::clock::Timestamp;
-    use crate::command::{Actor, Command};
-    use crate::id::{TransferId, TripId};
-
-    /// A checkpoint's archive is cut into commands that each stay within the bound and
-    /// together carry every item once, in order.
-    #[test]
-    fn an_archive_is_cut_into_bounded_commands_that_carry_everything_once() {
-        assert!(Archivable::default().into_commands().is_empty());
-        let n = ARCHIVE_CHUNK_TRIPS as u64;
-        let trips: Vec<(TripId, u32)> = (1..=n * 5 / 2).map(|i| (TripId::from_raw(i).unwrap(), 3)).collect();
-        let transfers: Vec<TransferId> = (1..=7 * n).map(|i| TransferId::from_raw(i).unwrap()).collect();
-        let keys = vec![(Actor::Admin, "k".to_string(), Timestamp::from_millis(1)); 10];
-        let all = Archivable { trips: trips.clone(), transfers: transfers.clone(), keys, gateway_events: Vec::new() };
-        let commands = all.into_commands();
-        assert_eq!(commands.len(), 4, "7 chunks' worth of transfers, two chunks' worth per command");
-        let (mut got_trips, mut got_transfers, mut got_keys) = (Vec::new(), Vec::new(), 0);
-        for c in commands {
-            let Command::Archive { trips, transfer_ids, keys, gateway_events } = c else { panic!("{c:?}") };
-            assert!(trips.len() <= ARCHIVE_CHUNK_TRIPS && transfer_ids.len() <= 2 * ARCHIVE_CHUNK_TRIPS);
-            assert!(gateway_events.is_empty());
-            got_trips.extend(trips);
-            got_transfers.extend(transfer_ids);
-            got_keys += keys.len();
-        }
-        assert_eq!((got_trips, got_transfers, got_keys), (trips, transfers, 10));
     }
 }

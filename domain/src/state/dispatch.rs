@@ -1,0 +1,224 @@
+//! Dispatch: offer rounds to the nearest eligible drivers, withdrawn and lapsed offers, a new
+//! search when nobody was found, the expiry of a trip nobody accepted, and the firing of due
+//! deadlines (`Tick`).
+//!
+//! Guarantees:
+//! - a round goes out only when no offer of the trip is pending, to at most
+//!   `offers_per_round` drivers never offered the trip before, nearest first, within
+//!   `MAX_OFFERS_PER_TRIP` offers a trip and `MAX_PENDING_OFFERS` a driver;
+//! - an offer is in the trip's list and the driver's list together, and leaves the driver's
+//!   list when it is answered, lapses or is withdrawn;
+//! - a deadline that outlived its cause (an answered offer, an archived trip) does nothing;
+//! - a searching trip expires `timeout_s` after its search began: its offers are withdrawn,
+//!   any hold released, a coupon use given back.
+
+use std::sync::Arc;
+
+use super::money::settle_cancelled_payment;
+use super::{Deadline, Effects, State};
+use crate::clock::Timestamp;
+use crate::command::Event;
+use crate::driver::{Availability, Driver, MAX_PENDING_OFFERS};
+use crate::error::Result;
+use crate::id::{TripId, UserId};
+use crate::trip::{MAX_OFFERS_PER_TRIP, Offer, OfferState, Trip, TripStatus, WithdrawReason};
+
+impl State {
+    /// Offers the trip to the nearest eligible drivers not offered it before, if it
+    /// is searching and no offer of the current round is still pending.
+    pub(super) fn dispatch_round(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        // A deadline may outlive its trip (finished and archived): nothing to do.
+        let Some(trip) = self.trips.get(&trip_id) else { return Ok(()) };
+        if trip.status != TripStatus::Searching || trip.pending_offers().next().is_some() {
+            return Ok(());
+        }
+        let room = MAX_OFFERS_PER_TRIP.saturating_sub(trip.offers.len());
+        let limit = usize::from(self.rules.offers_per_round).min(room);
+        let chosen = self.nearest_eligible(trip, now, limit);
+        if chosen.is_empty() {
+            let retry = now.plus_secs(self.rules.redispatch_retry_s);
+            if retry < trip.searching_since.plus_secs(self.rules.timeout_s) {
+                self.deadlines.insert((retry, Deadline::Redispatch(trip_id)));
+            }
+            return Ok(());
+        }
+        let expires_at = now.plus_secs(self.rules.offer_ttl_s);
+        let t = self.trip_mut(trip_id, fx)?;
+        t.round = t.round.saturating_add(1);
+        t.updated_at = now;
+        let round = t.round;
+        for &(driver_id, distance_m) in &chosen {
+            t.offers.push(Offer {
+                driver_id,
+                round,
+                offered_at: now,
+                expires_at,
+                distance_to_pickup_m: distance_m,
+                state: OfferState::Pending,
+            });
+        }
+        let trip = Arc::clone(self.trip_ref(trip_id)?);
+        for (driver_id, distance_m) in chosen {
+            let d = self.driver_mut(driver_id, fx)?;
+            debug_assert!(
+                !d.pending_offers.contains(&trip_id) && d.pending_offers.len() < MAX_PENDING_OFFERS,
+                "dispatch_round: driver {driver_id} already holds an offer of {trip_id}, or no room for one"
+            );
+            d.pending_offers.push(trip_id);
+            self.deadlines.insert((expires_at, Deadline::OfferLapse { trip_id, driver_id }));
+            fx.events.push(Event::TripOffered {
+                trip: Arc::clone(&trip),
+                driver_id,
+                expires_at,
+                distance_to_pickup_m: distance_m,
+            });
+        }
+        Ok(())
+    }
+
+    /// The `limit` nearest drivers who may be offered `trip` now, nearest first
+    /// (ties by id), with their great-circle distance to the pickup.
+    ///
+    /// Eligible: available, not suspended, in the trip's category, with a position
+    /// no older than `stale_location_s`, not disconnected from the socket, within
+    /// `search_radius_m`, with room for another offer, and never offered this trip.
+    fn nearest_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32)> {
+        let eligible = |d: &Driver| {
+            d.availability == Availability::Available
+                && !d.suspended
+                && d.category == trip.category
+                && d.has_fresh_fix(now, self.rules.stale_location_s)
+                && !d.is_disconnected()
+                && d.pending_offers.len() < MAX_PENDING_OFFERS
+                && trip.offer_to(d.id).is_none()
+        };
+        let radius = f64::from(self.rules.search_radius_m);
+        self.index
+            .0
+            .nearest(trip.pickup.point, radius, limit, |i| self.drivers.get(&i.id).is_some_and(|d| eligible(d)))
+            .into_iter()
+            .map(|n| (n.driver.id, n.distance_m.round() as u32))
+            .collect()
+    }
+
+    /// Withdraws every pending offer of the trip (it was taken, cancelled or expired).
+    pub(super) fn withdraw_trip_offers(
+        &mut self,
+        trip_id: TripId,
+        reason: WithdrawReason,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let t = self.trip_mut(trip_id, fx)?;
+        let mut withdrawn = Vec::new();
+        for o in t.offers.iter_mut().filter(|o| o.state == OfferState::Pending) {
+            o.state = OfferState::Withdrawn(reason);
+            withdrawn.push(o.driver_id);
+        }
+        for driver_id in withdrawn {
+            self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
+            fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason });
+        }
+        Ok(())
+    }
+
+    /// Withdraws a driver's pending offers of every trip but `except`; those trips
+    /// move on to their next round.
+    pub(super) fn withdraw_driver_offers(
+        &mut self,
+        driver_id: UserId,
+        except: Option<TripId>,
+        reason: WithdrawReason,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let d = self.driver_mut(driver_id, fx)?;
+        let trips: Vec<TripId> = std::mem::take(&mut d.pending_offers);
+        d.pending_offers = trips.iter().copied().filter(|t| Some(*t) == except).collect();
+        for trip_id in trips.into_iter().filter(|t| Some(*t) != except) {
+            let t = self.trip_mut(trip_id, fx)?;
+            debug_assert!(
+                t.offer_to(driver_id).is_some_and(|o| o.state == OfferState::Pending),
+                "withdraw_driver_offers: driver {driver_id} lists {trip_id}, whose offer to it is not pending"
+            );
+            if let Some(o) = t.offer_to_mut(driver_id).filter(|o| o.state == OfferState::Pending) {
+                o.state = OfferState::Withdrawn(reason);
+                fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason });
+            }
+            self.dispatch_round(trip_id, now, fx)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn fire_deadlines(&mut self, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        while let Some(&(at, deadline)) = self.deadlines.get_min() {
+            if at > now {
+                break;
+            }
+            self.deadlines.remove_min();
+            match deadline {
+                Deadline::OfferLapse { trip_id, driver_id } => self.lapse_offer(trip_id, driver_id, at, now, fx)?,
+                Deadline::TripTimeout(trip_id) => self.expire_trip(trip_id, at, now, fx)?,
+                Deadline::Redispatch(trip_id) => self.dispatch_round(trip_id, now, fx)?,
+                Deadline::Surge => self.recompute_surge(now, fx),
+                Deadline::DisconnectGrace(driver_id) => self.disconnect_grace_over(driver_id, at, now, fx)?,
+                Deadline::Housekeeping => self.housekeeping(now),
+                Deadline::HoldExpiry { trip_id, hold } => self.expire_hold(trip_id, hold, now, fx)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn lapse_offer(
+        &mut self,
+        trip_id: TripId,
+        driver_id: UserId,
+        at: Timestamp,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let still_pending = self
+            .trips
+            .get(&trip_id)
+            .and_then(|t| t.offer_to(driver_id))
+            .is_some_and(|o| o.state == OfferState::Pending && o.expires_at == at);
+        if !still_pending {
+            return Ok(());
+        }
+        debug_assert!(
+            self.drivers.get(&driver_id).is_some_and(|d| d.pending_offers.contains(&trip_id)),
+            "lapse_offer: the pending offer of {trip_id} to {driver_id} is missing from the driver's list"
+        );
+        let t = self.trip_mut(trip_id, fx)?;
+        if let Some(o) = t.offer_to_mut(driver_id) {
+            o.state = OfferState::Lapsed;
+        }
+        t.updated_at = now;
+        self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
+        fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason: WithdrawReason::Expired });
+        self.dispatch_round(trip_id, now, fx)
+    }
+
+    fn expire_trip(&mut self, trip_id: TripId, at: Timestamp, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let due = self.trips.get(&trip_id).is_some_and(|t| {
+            t.status == TripStatus::Searching && t.searching_since.plus_secs(self.rules.timeout_s) <= at
+        });
+        if !due {
+            return Ok(());
+        }
+        let ops = self.cancellation_ops(self.trip_ref(trip_id)?, 0, now)?;
+        self.apply_money(&ops, fx)?;
+        let t = self.trip_mut(trip_id, fx)?;
+        settle_cancelled_payment(t, None)?;
+        t.set_status(TripStatus::Expired, now)?;
+        t.ended_at = Some(now);
+        let rider = t.rider_id;
+        let coupon = t.fare.locked.coupon.as_ref().map(|c| c.code.clone());
+        self.withdraw_trip_offers(trip_id, WithdrawReason::Expired, fx)?;
+        self.close_open_trip(rider);
+        if let Some(code) = coupon {
+            self.count_coupon_use(&code, rider, false, fx);
+        }
+        self.trip_updated(trip_id, fx)?;
+        Ok(())
+    }
+}

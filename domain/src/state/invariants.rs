@@ -1,0 +1,125 @@
+//! The cross-entity invariants ([`State::check_invariants`]): what every command must leave
+//! true, checked after recovery and by the tests after every command.
+
+use std::collections::HashMap;
+
+use super::State;
+use crate::driver::Availability;
+use crate::id::UserId;
+use crate::trip::{OfferState, TripStatus};
+use crate::user::Role;
+
+impl State {
+    /// Checks every cross-entity invariant; `Err` names the first one broken.
+    /// Run after recovery and by the tests after every step.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        // The phone index names every user once, under the user's own role and phone
+        // (users are never removed; a checkpoint stores both as rows of their own).
+        if self.phones.len() != self.users.len() {
+            return Err(format!("{} phone index entries for {} users", self.phones.len(), self.users.len()));
+        }
+        for ((role, phone), id) in &self.phones {
+            match self.users.get(id) {
+                Some(u) if u.role == *role && u.phone == *phone => {}
+                _ => return Err(format!("the phone index names {id} for a {role:?} {phone:?} it is not")),
+            }
+        }
+        let mut open_by_rider: HashMap<UserId, u16> = HashMap::new();
+        for t in self.trips.values() {
+            if t.status.is_open() {
+                *open_by_rider.entry(t.rider_id).or_default() += 1;
+            }
+            match (t.status.has_driver(), t.driver_id) {
+                (true, Some(d)) => {
+                    let driver = self.drivers.get(&d).ok_or(format!("trip {} names unknown driver {d}", t.id))?;
+                    if driver.trip_id != Some(t.id) || driver.availability != Availability::OnTrip {
+                        return Err(format!("trip {} has driver {d}, who is not on it", t.id));
+                    }
+                }
+                (true, None) => {
+                    return Err(format!("trip {} is {} without a driver", t.id, t.status));
+                }
+                (false, Some(_)) if matches!(t.status, TripStatus::Searching | TripStatus::Expired) => {
+                    return Err(format!("trip {} is {} with a driver", t.id, t.status));
+                }
+                _ => {}
+            }
+            if t.offers.iter().filter(|o| o.state == OfferState::Accepted).count() > 1 {
+                return Err(format!("trip {} has two accepted offers", t.id));
+            }
+            for o in t.pending_offers() {
+                if t.status != TripStatus::Searching {
+                    return Err(format!("trip {} is {} with a pending offer", t.id, t.status));
+                }
+                let d = self.drivers.get(&o.driver_id).ok_or(format!("offer to unknown driver {}", o.driver_id))?;
+                if !d.pending_offers.contains(&t.id) {
+                    return Err(format!("driver {} does not know its offer of {}", d.id, t.id));
+                }
+            }
+        }
+        self.ledger.check()?;
+        // Every remembered key has its expiry in the expiry order, and nothing else is there.
+        let indexed = self
+            .idempotency_expiry
+            .iter()
+            .all(|(at, actor, key)| self.idempotency.get(&(*actor, key.clone())).is_some_and(|r| r.expires_at == *at));
+        if !indexed || self.idempotency_expiry.len() != self.idempotency.len() {
+            return Err("idempotency keys and their expiry order disagree".into());
+        }
+        if open_by_rider != self.open_trips_by_rider {
+            return Err("open trip counts per rider are off".into());
+        }
+        // `who` takes a driver record as proof of the driver role.
+        if let Some(d) = self.drivers.keys().find(|id| self.users.get(*id).is_none_or(|u| u.role != Role::Driver)) {
+            return Err(format!("driver record {d} is not a driver's"));
+        }
+        if self.index.0.len()
+            != self.drivers.values().filter(|d| d.availability != Availability::Offline && d.fix.is_some()).count()
+        {
+            return Err("the spatial index holds a driver who is not at work".into());
+        }
+        for d in self.drivers.values() {
+            match (d.availability, d.trip_id) {
+                (Availability::OnTrip, Some(tid)) => {
+                    let t = self.trips.get(&tid).ok_or(format!("driver {} on unknown trip {tid}", d.id))?;
+                    if t.driver_id != Some(d.id) || !t.status.has_driver() {
+                        return Err(format!("driver {} is on trip {tid}, which is not theirs", d.id));
+                    }
+                }
+                (Availability::OnTrip, None) => {
+                    return Err(format!("driver {} is on_trip without a trip", d.id));
+                }
+                (_, Some(tid)) => {
+                    return Err(format!("driver {} is not on_trip but has trip {tid}", d.id));
+                }
+                _ => {}
+            }
+            let indexed = self.index.0.get(d.id).map(|i| i.position);
+            let at_work = d.fix.filter(|_| d.availability != Availability::Offline).map(|f| f.point);
+            if indexed != at_work {
+                return Err(format!(
+                    "driver {} ({}) is indexed at {indexed:?}, but is at {:?}",
+                    d.id,
+                    d.availability.as_str(),
+                    d.fix
+                ));
+            }
+            if (d.availability == Availability::Offline) != d.online_since.is_none() {
+                return Err(format!(
+                    "driver {} is {} with online_since {:?}",
+                    d.id,
+                    d.availability.as_str(),
+                    d.online_since
+                ));
+            }
+            for tid in &d.pending_offers {
+                let pending =
+                    self.trips.get(tid).and_then(|t| t.offer_to(d.id)).is_some_and(|o| o.state == OfferState::Pending);
+                if !pending {
+                    return Err(format!("driver {} lists an offer of {tid} that is not pending", d.id));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,496 @@
+//! Trips: booking, accept and decline, arrival, the start with the pickup code, completion
+//! at the final price, and cancels by the rider, the assigned driver or staff.
+//!
+//! Guarantees:
+//! - the price is the engine's, computed at booking from the zone, surge and coupon of that
+//!   moment and locked into the trip; the final fare uses the locked prices (or exactly the
+//!   agreed price of a bidding trip) on the billed distance (`fare::billed_distance_m`);
+//! - a trip and its driver change in the same command: accepting assigns both and withdraws
+//!   the other offers of the trip and the driver's offers of other trips; completing or
+//!   cancelling frees the driver;
+//! - refusals come in the order the API fixes (see `State::accept`, `State::offer_to_answer`);
+//! - only the assigned driver moves a trip along (arrive, start, complete); the start needs
+//!   the pickup code, after arrival;
+//! - a rider or staff cancel is terminal (a rider past the free window pays the fee, staff
+//!   never charge one); the assigned driver's cancel, before the ride starts, sends the trip
+//!   back to searching without that driver and without that driver's bid.
+
+use std::sync::Arc;
+
+use super::money::settle_cancelled_payment;
+use super::{Deadline, Effects, MAX_BID_MINOR, State, Who, validate_reason};
+use crate::clock::Timestamp;
+use crate::command::{Event, NewTrip, Outcome};
+use crate::driver::Availability;
+use crate::error::{Error, Result};
+use crate::geo::LatLng;
+use crate::id::{TripId, UserId};
+use crate::trip::{
+    Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, Offer, OfferState, PaymentMethod,
+    PaymentStatus, PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
+};
+
+impl State {
+    pub(super) fn create_trip(&mut self, who: Who, new: &NewTrip, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let Who::Rider(rider_id) = who else {
+            return Err(Error::Forbidden("only riders ask for trips".into()));
+        };
+        let id = new.id.ok_or_else(|| Error::Internal("trip id not stamped".into()))?;
+        let pickup_code = new.pickup_code.ok_or_else(|| Error::Internal("pickup code not stamped".into()))?;
+        if self.trips.contains_key(&id) {
+            return Err(Error::Invalid(format!("trip {id} already exists")));
+        }
+        new.pickup.validate()?;
+        new.dropoff.validate()?;
+        match (new.kind, &new.parcel) {
+            (TripKind::Parcel, Some(p)) => p.validate()?,
+            (TripKind::Parcel, None) => {
+                return Err(Error::Invalid("a parcel trip needs parcel details".into()));
+            }
+            (TripKind::Ride, Some(_)) => {
+                return Err(Error::Invalid("parcel details belong to parcel trips".into()));
+            }
+            (TripKind::Ride, None) => {}
+        }
+        let open = self.open_trips_by_rider.get(&rider_id).copied().unwrap_or(0);
+        if open >= self.rules.open_trips_per_rider {
+            return Err(Error::TooManyOpenTrips(self.rules.open_trips_per_rider));
+        }
+        let book = self.price_book();
+        let zone = Arc::clone(book.catalog.lookup(new.pickup.point)?);
+        let surge_bps = book.surge_bps(zone.id);
+        let coupon = new.coupon.as_deref().map(|code| book.coupon(code)).transpose()?.map(Arc::clone);
+        let quote = crate::zone::price(
+            &zone,
+            surge_bps,
+            &new.category,
+            &new.route,
+            coupon.as_deref().map(|c| (c, rider_id)),
+            now,
+        )?;
+        let pricing =
+            *zone.spec.pricing.get(&new.category).ok_or_else(|| Error::NoPricing(new.category.to_string()))?;
+        if let Some(bid) = new.bid_minor
+            && !(1..=MAX_BID_MINOR).contains(&bid)
+        {
+            return Err(Error::Invalid(format!("bid amount_minor must be 1 to {MAX_BID_MINOR}")));
+        }
+
+        let mut trip = Trip {
+            id,
+            status: TripStatus::Searching,
+            kind: new.kind,
+            rider_id,
+            driver_id: None,
+            category: new.category.clone(),
+            pickup: new.pickup.clone(),
+            dropoff: new.dropoff.clone(),
+            parcel: new.parcel.clone(),
+            fare: TripFare {
+                estimate_minor: new.bid_minor.unwrap_or(quote.fare.amount_minor),
+                final_minor: None,
+                currency: quote.fare.currency,
+                surge_bps: quote.surge_bps,
+                discount_minor: quote.discount_minor,
+                locked: LockedPrice {
+                    pricing,
+                    extra_fee_minor: zone.spec.extra_fee_minor,
+                    coupon: coupon.as_ref().map(|c| LockedCoupon {
+                        id: c.coupon.id,
+                        code: c.coupon.code.clone(),
+                        discount: c.coupon.discount,
+                    }),
+                    route: new.route,
+                    agreed_minor: None,
+                },
+                estimate_breakdown: quote.breakdown,
+                final_breakdown: None,
+                cancel_fee_minor: None,
+            },
+            payment: TripPayment::new(new.payment_method),
+            pickup_code,
+            offers: Vec::new(),
+            round: 0,
+            created_at: now,
+            updated_at: now,
+            revision: 0,
+            searching_since: now,
+            accepted_at: None,
+            arrived_at: None,
+            started_at: None,
+            ended_at: None,
+            distance_m: None,
+            driven_m: None,
+            cancellation: None,
+            zone_id: zone.id,
+            rider_offer_minor: new.bid_minor,
+            bids: Vec::new(),
+            rider_rating: None,
+            driver_rating: None,
+        };
+        // The wallet hold is the last check (it can refuse) and the first write.
+        if new.payment_method == PaymentMethod::Wallet {
+            trip.payment.hold =
+                self.hold_for_booking(id, rider_id, trip.fare.currency, trip.fare.estimate_minor, now, fx)?;
+            if let Some(hold) = trip.payment.hold {
+                let expires = now.plus_secs(self.rules.wallet_hold_ttl_s);
+                self.deadlines.insert((expires, Deadline::HoldExpiry { trip_id: id, hold }));
+            }
+        }
+        self.trips.insert(id, Arc::new(trip));
+        self.open_trips_by_rider.insert(rider_id, open + 1);
+        if let Some(code) = &new.coupon {
+            self.count_coupon_use(code, rider_id, true, fx);
+        }
+        self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(id)));
+        fx.trips.push(id);
+        self.dispatch_round(id, now, fx)?;
+        self.trip_updated(id, fx)
+    }
+
+    /// Accept, in the order of refusals the API fixes: 404, 403 `not_offered`,
+    /// 409 `trip_already_assigned`, 409 `driver_not_available`, 410 `offer_expired`.
+    pub(super) fn accept(&mut self, who: Who, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let (driver_id, offer) = self.offer_to_answer(who, trip_id, "accept")?;
+        let driver = self.driver_ref(driver_id)?;
+        if driver.availability != Availability::Available || driver.suspended {
+            return Err(Error::DriverNotAvailable(driver_id));
+        }
+        check_live(&offer, trip_id, now)?;
+        self.assign(trip_id, driver_id, now, fx)
+    }
+
+    /// Gives the searching `trip_id` to the available `driver_id`: every check has
+    /// passed. The trip and the driver change together; the other offers of the trip,
+    /// and the driver's offers of other trips, are withdrawn.
+    pub(super) fn assign(
+        &mut self,
+        trip_id: TripId,
+        driver_id: UserId,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        // `accept` and `accept_bid` checked both sides; nothing below looks again.
+        debug_assert!(
+            self.trips.get(&trip_id).is_some_and(|t| t.status == TripStatus::Searching
+                && t.driver_id.is_none()
+                && t.offer_to(driver_id).is_some()),
+            "assign: trip {trip_id} must be searching, without a driver, with an offer to {driver_id}"
+        );
+        debug_assert!(
+            self.drivers
+                .get(&driver_id)
+                .is_some_and(|d| d.availability == Availability::Available && !d.suspended && d.trip_id.is_none()),
+            "assign: driver {driver_id} must be available, not suspended and on no trip"
+        );
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::Accepted, now)?;
+        t.driver_id = Some(driver_id);
+        t.accepted_at = Some(now);
+        if t.rider_offer_minor.is_some() && t.fare.locked.agreed_minor.is_none() {
+            // A bidding trip accepted at the rider's price.
+            t.fare.locked.agreed_minor = t.rider_offer_minor;
+        }
+        if t.payment.method == PaymentMethod::Card && t.payment.status == PaymentStatus::Pending {
+            t.payment.set_due(Some(GatewayAction::Authorize { amount_minor: t.fare.estimate_minor }));
+        }
+        let mut others = Vec::new();
+        for o in &mut t.offers {
+            if o.driver_id == driver_id {
+                o.state = OfferState::Accepted;
+            } else if o.state == OfferState::Pending {
+                o.state = OfferState::Withdrawn(WithdrawReason::Taken);
+                others.push(o.driver_id);
+            }
+        }
+        for other in others {
+            self.driver_mut(other, fx)?.pending_offers.retain(|t| *t != trip_id);
+            fx.events.push(Event::OfferWithdrawn { trip_id, driver_id: other, reason: WithdrawReason::Taken });
+        }
+        let d = self.driver_mut(driver_id, fx)?;
+        d.availability = Availability::OnTrip;
+        d.trip_id = Some(trip_id);
+        d.pending_offers.retain(|t| *t != trip_id);
+        // The driver's offers of other trips go back to those trips.
+        self.withdraw_driver_offers(driver_id, Some(trip_id), WithdrawReason::Taken, now, fx)?;
+        self.trip_updated(trip_id, fx)
+    }
+
+    pub(super) fn decline(&mut self, who: Who, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let (driver_id, offer) = self.offer_to_answer(who, trip_id, "decline")?;
+        check_live(&offer, trip_id, now)?;
+        debug_assert!(
+            self.drivers.get(&driver_id).is_some_and(|d| d.pending_offers.contains(&trip_id)),
+            "decline: the pending offer of {trip_id} to {driver_id} is missing from the driver's list"
+        );
+        let t = self.trip_mut(trip_id, fx)?;
+        if let Some(o) = t.offer_to_mut(driver_id) {
+            o.state = OfferState::Declined;
+        }
+        t.updated_at = now;
+        self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
+        self.dispatch_round(trip_id, now, fx)?;
+        Ok(Outcome::Done)
+    }
+
+    /// The offer a driver answers (accept or decline), with the refusals that come
+    /// before the driver's own availability, in the API's order: 404, 403
+    /// `not_offered`, 409 (`invalid_transition` for a cancelled or expired trip, or
+    /// one this driver already has; `trip_already_assigned` otherwise).
+    fn offer_to_answer(&self, who: Who, trip_id: TripId, action: &'static str) -> Result<(UserId, Offer)> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        let driver_id = self.driver_of(who)?;
+        let offer = trip.offer_to(driver_id).ok_or(Error::NotOffered(trip_id))?;
+        match trip.status {
+            TripStatus::Searching => Ok((driver_id, offer.clone())),
+            TripStatus::Cancelled | TripStatus::Expired => Err(trip.refuse(action)),
+            _ if trip.driver_id == Some(driver_id) => Err(trip.refuse(action)),
+            _ => Err(Error::TripAlreadyAssigned(trip_id)),
+        }
+    }
+
+    /// The trip, if `who` is its assigned driver; otherwise the right refusal.
+    fn assigned_trip(&self, who: Who, trip_id: TripId) -> Result<(&Arc<Trip>, UserId)> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        match who {
+            Who::Driver(id) if trip.driver_id == Some(id) && trip.status != TripStatus::Searching => Ok((trip, id)),
+            Who::Driver(id) if trip.offer_to(id).is_some() => {
+                Err(Error::Forbidden(format!("trip {trip_id} is not assigned to this driver")))
+            }
+            Who::Rider(id) if trip.rider_id == id => Err(Error::Forbidden("only the trip's driver does this".into())),
+            Who::Staff { .. } => Err(Error::Forbidden("only the trip's driver does this".into())),
+            _ => Err(Error::not_found("trip", trip_id)),
+        }
+    }
+
+    pub(super) fn arrived(&mut self, who: Who, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let (trip, _) = self.assigned_trip(who, trip_id)?;
+        if trip.status != TripStatus::Accepted {
+            return Err(trip.refuse("mark arrived"));
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::Arrived, now)?;
+        t.arrived_at = Some(now);
+        self.trip_updated(trip_id, fx)
+    }
+
+    pub(super) fn start(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        code: &str,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let (trip, driver_id) = self.assigned_trip(who, trip_id)?;
+        if trip.status != TripStatus::Arrived {
+            return Err(trip.refuse("start"));
+        }
+        if PickupCode::parse(code) != Some(trip.pickup_code) {
+            return Err(Error::WrongPickupCode(trip_id));
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::InProgress, now)?;
+        t.started_at = Some(now);
+        // The odometer counts the ride from here (see `State::publish_position`).
+        self.driver_mut(driver_id, fx)?.trip_odometer_m = 0.0;
+        self.trip_updated(trip_id, fx)
+    }
+
+    pub(super) fn complete(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        distance_m: Option<u32>,
+        dropoff: Option<LatLng>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let (trip, driver_id) = self.assigned_trip(who, trip_id)?;
+        if trip.status != TripStatus::InProgress {
+            return Err(trip.refuse("complete"));
+        }
+        let rider_id = trip.rider_id;
+        let driven_m = self.driver_ref(driver_id)?.trip_odometer_m;
+        let priced = final_price(trip, distance_m, driven_m, now)?;
+        let discount = priced.breakdown.map_or(0, |b| b.discount_minor);
+        let ops = self.settlement(trip, driver_id, priced.fare_minor, discount, now)?;
+        self.apply_money(&ops, fx)?;
+        let t = self.trip_mut(trip_id, fx)?;
+        match t.payment.method {
+            PaymentMethod::Card => {
+                t.payment.set_due(Some(GatewayAction::Capture { amount_minor: priced.fare_minor }));
+            }
+            PaymentMethod::Cash | PaymentMethod::Wallet => {
+                t.payment.set_status(PaymentStatus::Captured)?;
+                t.payment.captured_minor = priced.fare_minor;
+            }
+        }
+        t.set_status(TripStatus::Completed, now)?;
+        t.ended_at = Some(now);
+        t.distance_m = Some(priced.distance_m);
+        t.driven_m = Some(priced.driven_m);
+        if let Some(point) = dropoff {
+            t.dropoff.point = point;
+        }
+        t.fare.final_minor = Some(priced.fare_minor);
+        t.fare.final_breakdown = priced.breakdown;
+        self.release_driver(driver_id, fx)?;
+        self.close_open_trip(rider_id);
+        self.trip_updated(trip_id, fx)
+    }
+
+    pub(super) fn cancel(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        reason: &str,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        let by = match who {
+            Who::Rider(id) if id == trip.rider_id => Some(CancelledBy::Rider),
+            Who::Staff { .. } | Who::System => Some(CancelledBy::Staff),
+            Who::Driver(id) if trip.driver_id == Some(id) && trip.status.has_driver() => None,
+            Who::Driver(id) if trip.offer_to(id).is_some() => {
+                return Err(Error::Forbidden("an offered driver declines; only the assigned driver cancels".into()));
+            }
+            _ => return Err(Error::not_found("trip", trip_id)),
+        };
+        validate_reason(reason)?;
+        if !trip.status.is_open() {
+            return Err(trip.refuse("cancel"));
+        }
+        match by {
+            Some(by) => self.cancel_terminal(trip_id, by, reason, now, fx),
+            None => {
+                if trip.status == TripStatus::InProgress {
+                    return Err(trip.refuse("cancel"));
+                }
+                self.driver_cancel(trip_id, now, fx)
+            }
+        }
+    }
+
+    fn cancel_terminal(
+        &mut self,
+        trip_id: TripId,
+        by: CancelledBy,
+        reason: &str,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let trip = self.trip_ref(trip_id)?;
+        // A rider who cancels after the free window pays the fee; staff never charge one.
+        let fee = match (by, trip.accepted_at, trip.status.has_driver()) {
+            (CancelledBy::Rider, Some(accepted_at), true) => {
+                Some(crate::fare::cancellation_fee(&trip.fare.locked.pricing, accepted_at, now).map_err(fare_error)?)
+            }
+            _ => None,
+        };
+        let fee = fee.filter(|&f| f > 0);
+        let ops = self.cancellation_ops(trip, fee.unwrap_or(0), now)?;
+        self.apply_money(&ops, fx)?;
+        let t = self.trip_mut(trip_id, fx)?;
+        settle_cancelled_payment(t, fee)?;
+        t.set_status(TripStatus::Cancelled, now)?;
+        t.ended_at = Some(now);
+        t.cancellation = Some(Cancellation { by, reason: reason.to_owned(), at: now });
+        t.fare.cancel_fee_minor = fee;
+        let (driver, rider) = (t.driver_id, t.rider_id);
+        let coupon = t.fare.locked.coupon.as_ref().map(|c| c.code.clone());
+        self.withdraw_trip_offers(trip_id, WithdrawReason::Cancelled, fx)?;
+        if let Some(d) = driver {
+            self.release_driver(d, fx)?;
+        }
+        self.close_open_trip(rider);
+        if let Some(code) = coupon {
+            self.count_coupon_use(&code, rider, false, fx);
+        }
+        self.trip_updated(trip_id, fx)
+    }
+
+    /// The assigned driver gives the trip back: it searches again, among drivers
+    /// not yet offered it, with a fresh timeout.
+    pub(super) fn driver_cancel(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        let t = self.trip_mut(trip_id, fx)?;
+        let driver_id = t.driver_id.ok_or_else(|| Error::Internal(format!("trip {trip_id} has no driver")))?;
+        t.set_status(TripStatus::Searching, now)?;
+        t.driver_id = None;
+        t.searching_since = now;
+        if let Some(o) = t.offer_to_mut(driver_id) {
+            o.state = OfferState::Released;
+        }
+        if let Some(rider_price) = t.rider_offer_minor {
+            // A bidding trip searches again at the rider's price: the agreement with the
+            // driver who gave it back is over, and so is that driver's bid.
+            t.fare.locked.agreed_minor = None;
+            t.fare.estimate_minor = rider_price;
+            t.bids.retain(|b| b.driver_id != driver_id);
+        }
+        self.release_driver(driver_id, fx)?;
+        self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(trip_id)));
+        self.dispatch_round(trip_id, now, fx)?;
+        self.trip_updated(trip_id, fx)
+    }
+}
+
+/// 410 `offer_expired` unless the offer still waits for an answer at `now`.
+fn check_live(offer: &Offer, trip_id: TripId, now: Timestamp) -> Result<()> {
+    if offer.state == OfferState::Pending && offer.expires_at > now {
+        Ok(())
+    } else {
+        Err(Error::OfferExpired(trip_id))
+    }
+}
+
+/// A fare error on inputs the engine validated itself: a bug, or an absurd route.
+fn fare_error(e: crate::fare::FareError) -> Error {
+    Error::Invalid(format!("cannot price this ride: {e}"))
+}
+
+/// The final price of a trip.
+struct FinalPrice {
+    fare_minor: i64,
+    /// The distance billed.
+    distance_m: u32,
+    /// The distance the engine saw driven, whole metres.
+    driven_m: u32,
+    breakdown: Option<crate::fare::Breakdown>,
+}
+
+/// The final fare of `trip` completed at `now`: the locked prices and surge on the billed
+/// distance ([`crate::fare::billed_distance_m`] of the driver's report `reported_m`, the
+/// `driven_m` the engine saw and the planned route) and the actual ride time, plus the
+/// waiting fee; or exactly the agreed price of a bidding trip.
+fn final_price(trip: &Trip, reported_m: Option<u32>, driven_m: f64, now: Timestamp) -> Result<FinalPrice> {
+    let locked = &trip.fare.locked;
+    // `as` saturates (and maps NaN to 0): the odometer is a sum of finite steps anyway.
+    let driven = driven_m.round().max(0.0) as u64;
+    let billed = crate::fare::billed_distance_m(reported_m.map(u64::from), driven, locked.route.distance_m);
+    let distance_m = u32::try_from(billed).unwrap_or(u32::MAX);
+    let driven_m = u32::try_from(driven).unwrap_or(u32::MAX);
+    if let Some(agreed) = locked.agreed_minor {
+        return Ok(FinalPrice { fare_minor: agreed, distance_m, driven_m, breakdown: None });
+    }
+    let started = trip.started_at.unwrap_or(now);
+    let secs = |from: Timestamp, to: Timestamp| u64::try_from(to.millis_since(from) / 1000).unwrap_or(0);
+    let waited_s = trip.arrived_at.map_or(0, |arrived| secs(arrived, started));
+    let actual = crate::route::Route {
+        distance_m: u64::from(distance_m),
+        duration_s: secs(started, now),
+        source: locked.route.source,
+    };
+    let quote = crate::fare::final_fare(
+        &locked.pricing,
+        trip.fare.currency,
+        locked.extra_fee_minor,
+        &actual,
+        trip.fare.surge_bps,
+        waited_s,
+        locked.coupon.as_ref().map(|c| &c.discount),
+    )
+    .map_err(fare_error)?;
+    Ok(FinalPrice { fare_minor: quote.fare.amount_minor, distance_m, driven_m, breakdown: Some(quote.breakdown) })
+}
