@@ -536,6 +536,49 @@ fn a_trip_through_the_engine_handle() {
     assert_eq!(engine.close(), DispatchStatus::Ok);
 }
 
+/// A C caller cannot send the writer's own commands: an `Archive` would drop a live trip,
+/// a `Restored` would put a trip the caller built into the state. Both decode (they are
+/// commands), and both are refused with the API's `invalid_request`; the trip is as it was.
+#[test]
+fn a_caller_cannot_archive_a_live_trip_or_insert_a_trip_it_built() {
+    let engine = Handle::open(None, None).unwrap();
+    let zone = Command::CreateZone { id: None, zone: Box::new(dispatch_core::demo::cairo().unwrap()) };
+    assert_eq!(engine.submit(&Actor::Admin, &zone).0, DispatchStatus::Ok);
+    let (_, rider) = engine.submit(&Actor::Admin, &new_user(Role::Rider, "Amal", "+201000000002"));
+    let rider_actor: Actor = serde_json::from_value(json!({ "User": id_of(&rider, "user") })).unwrap();
+    let here = LatLng::new(CAIRO.0, CAIRO.1).unwrap();
+    let there = LatLng::new(ZAMALEK.0, ZAMALEK.1).unwrap();
+    let trip = Command::CreateTrip(NewTrip {
+        id: None,
+        pickup_code: None,
+        kind: TripKind::Ride,
+        pickup: Place::at(here),
+        dropoff: Place::at(there),
+        category: Category::new("economy").unwrap(),
+        parcel: None,
+        payment_method: PaymentMethod::Cash,
+        route: dispatch_core::route::StraightLine::default().between(here, there),
+        coupon: None,
+        bid_minor: None,
+    });
+    let (status, created) = engine.submit(&rider_actor, &trip);
+    assert_eq!(status, DispatchStatus::Ok, "{created}");
+    let trip_id = id_of(&created, "trip");
+    let mut forged = created["trip"].clone();
+    forged["status"] = json!("cancelled");
+    let revision = created["trip"]["revision"].clone();
+    let restored = json!({ "Restored": { "trip": forged, "command": { "RateTrip": { "trip_id": trip_id, "stars": 5, "comment": null } } } });
+    let archive = json!({ "Archive": { "trips": [[trip_id, revision]], "transfer_ids": [] } });
+    for command in [restored, archive] {
+        let (status, answer) = engine.submit_raw(r#""Admin""#, &command.to_string());
+        assert_eq!(status, DispatchStatus::EngineError, "{command}: {answer}");
+        assert_eq!(answer["error"]["code"], "invalid_request", "{answer}");
+    }
+    let (status, read) = engine.query(json!({ "trip": trip_id }));
+    assert_eq!((status, read["status"].as_str()), (DispatchStatus::Ok, Some("searching")));
+    assert_eq!(engine.close(), DispatchStatus::Ok);
+}
+
 #[test]
 fn engine_refusals_and_bad_input() {
     let engine = Handle::open(None, None).unwrap();
