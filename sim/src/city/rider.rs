@@ -1,0 +1,148 @@
+//! A simulated rider: idle, then asks for a ride between two random points of the city
+//! area (priced on a straight-line route, paid cash), waits, sometimes cancels before
+//! pickup, and once the trip has ended (completed, cancelled or expired) counts how it
+//! went and is idle again.
+//!
+//! Guarantees upheld here (*bounded*): a rider has at most one open trip and at most one
+//! command in flight (`busy`). Its idle time is exponential, with mean
+//! [`SimConfig::rider_idle_mean_s`](crate::SimConfig::rider_idle_mean_s) and capped at a
+//! day, so that riders ask independently of each other.
+
+use rand::Rng;
+
+use dispatch_core::clock::Timestamp;
+use dispatch_core::command::{Actor, Command, NewTrip};
+use dispatch_core::geo::{LatLng, haversine_m};
+use dispatch_core::id::{TripId, UserId};
+use dispatch_core::trip::{OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus};
+
+use super::{Seen, Sim, Tag};
+
+/// Riders ask for drop-offs at least this far from the pickup.
+const MIN_RIDE_M: f64 = 500.0;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum RiderPhase {
+    /// Until the first step, `request_at` is an offset from it.
+    Idle {
+        request_at: Timestamp,
+    },
+    Waiting {
+        trip: TripId,
+        cancel_at: Option<Timestamp>,
+    },
+}
+
+pub(super) struct RiderAgent {
+    pub(super) id: UserId,
+    pub(super) phase: RiderPhase,
+    pub(super) busy: bool,
+}
+
+impl Sim<'_> {
+    pub(super) fn step_rider(&mut self, i: usize, seen: Seen) {
+        let now = self.now;
+        if self.riders[i].busy {
+            return;
+        }
+        match self.riders[i].phase {
+            RiderPhase::Idle { request_at } if now >= request_at => {
+                let (pickup, dropoff) = self.random_ride();
+                let new = NewTrip {
+                    id: None,
+                    pickup_code: None,
+                    kind: TripKind::Ride,
+                    pickup: Place::at(pickup),
+                    dropoff: Place::at(dropoff),
+                    category: self.category.clone(),
+                    parcel: None,
+                    payment_method: PaymentMethod::Cash,
+                    route: self.route.between(pickup, dropoff),
+                    coupon: None,
+                    bid_minor: None,
+                };
+                let rider = self.riders[i].id;
+                if self.send(Actor::User(rider), Command::CreateTrip(new), Tag::CreateTrip(i)) {
+                    self.riders[i].busy = true;
+                }
+            }
+            RiderPhase::Idle { .. } => {}
+            RiderPhase::Waiting { trip, cancel_at } => {
+                let t = match seen {
+                    Seen::Trip(Some(t)) => t,
+                    // Gone from the view between two steps: it finished and a checkpoint
+                    // archived it (data directories only). The history has it: one read,
+                    // on this rare path only, or the rider would wait for ever.
+                    Seen::Trip(None) => match self.engine.find_trip(trip) {
+                        Ok(Some(t)) => t,
+                        Ok(None) => {
+                            self.unexpected(&format!("trip {trip} is neither live nor in the history"));
+                            let request_at = self.next_request(now);
+                            self.riders[i].phase = RiderPhase::Idle { request_at };
+                            return;
+                        }
+                        Err(e) => {
+                            self.unexpected(&e);
+                            return;
+                        }
+                    },
+                    Seen::Nothing | Seen::Offers(_) => return,
+                };
+                if t.status.is_terminal() {
+                    self.trip_ended(&t);
+                    let request_at = self.next_request(now);
+                    self.riders[i].phase = RiderPhase::Idle { request_at };
+                } else if cancel_at.is_some_and(|at| now >= at)
+                    && matches!(t.status, TripStatus::Searching | TripStatus::Accepted)
+                {
+                    let rider = self.riders[i].id;
+                    let cancel = Command::CancelTrip { trip_id: trip, reason: "changed my mind".into() };
+                    if self.send(Actor::User(rider), cancel, Tag::RiderCancel(i)) {
+                        self.riders[i].busy = true;
+                        self.riders[i].phase = RiderPhase::Waiting { trip, cancel_at: None };
+                    }
+                }
+            }
+        }
+    }
+
+    fn trip_ended(&mut self, t: &Trip) {
+        match t.status {
+            TripStatus::Completed => self.stats.trips_completed += 1,
+            TripStatus::Cancelled => self.stats.trips_cancelled += 1,
+            TripStatus::Expired => self.stats.trips_expired += 1,
+            _ => return,
+        }
+        self.stats.offers_on_finished_trips += t.offers.len() as u64;
+        for o in &t.offers {
+            match o.state {
+                OfferState::Declined => self.stats.declines += 1,
+                OfferState::Lapsed => self.stats.lapses += 1,
+                _ => {}
+            }
+        }
+        self.notes.remove(&t.id);
+    }
+
+    // ----- randomness --------------------------------------------------------------
+
+    pub(super) fn next_request(&mut self, now: Timestamp) -> Timestamp {
+        // Exponential idle time: riders ask independently of each other.
+        let u: f64 = self.rng.random_range(f64::EPSILON..1.0);
+        let ms = -u.ln() * f64::from(self.config.rider_idle_mean_s) * 1000.0;
+        now.plus_millis(ms.min(24.0 * 3_600_000.0) as i64)
+    }
+
+    /// A pickup and a drop-off at least [`MIN_RIDE_M`] apart (when the area allows).
+    fn random_ride(&mut self) -> (LatLng, LatLng) {
+        let pickup = self.random_point();
+        let mut dropoff = self.random_point();
+        for _ in 0..10 {
+            if haversine_m(pickup, dropoff) >= MIN_RIDE_M {
+                break;
+            }
+            dropoff = self.random_point();
+        }
+        (pickup, dropoff)
+    }
+}
