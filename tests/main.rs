@@ -2,6 +2,7 @@
 //! instead of one per file). Each module drives the public API only.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod architecture;
 mod crash_process;
 mod durability;
 mod engine_model;

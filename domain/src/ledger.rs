@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::id::{TransferId, TripId, UserId};
 use crate::money::Currency;
+use crate::user::Role;
 
 /// What an account is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -53,6 +54,17 @@ pub enum AccountKind {
 }
 
 impl AccountKind {
+    /// The account a user's own balance is kept in, by role: a rider's wallet, a driver's
+    /// earnings (what `GET /v1/wallet` reads, and what an admin's credit goes to). Staff
+    /// have none.
+    pub fn wallet_of(role: Role) -> Option<AccountKind> {
+        match role {
+            Role::Rider => Some(AccountKind::RiderWallet),
+            Role::Driver => Some(AccountKind::DriverEarnings),
+            Role::Support | Role::Admin => None,
+        }
+    }
+
     /// Whether debits may never exceed credits.
     pub fn no_overdraft(self) -> bool {
         matches!(self, AccountKind::RiderWallet)
@@ -586,6 +598,16 @@ mod tests {
 
     fn user(n: u64) -> UserId {
         UserId::from_raw(n).unwrap()
+    }
+
+    #[test]
+    fn a_users_wallet_is_chosen_by_role_and_staff_have_none() {
+        assert_eq!(AccountKind::wallet_of(Role::Rider), Some(AccountKind::RiderWallet));
+        assert_eq!(AccountKind::wallet_of(Role::Driver), Some(AccountKind::DriverEarnings));
+        assert_eq!(AccountKind::wallet_of(Role::Support), None);
+        assert_eq!(AccountKind::wallet_of(Role::Admin), None);
+        // A rider's wallet may not be overdrawn; a driver's earnings may (owed commission).
+        assert!(AccountKind::RiderWallet.no_overdraft() && !AccountKind::DriverEarnings.no_overdraft());
     }
 
     fn wallet(n: u64) -> AccountKey {

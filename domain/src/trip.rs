@@ -734,6 +734,15 @@ impl Trip {
         self.offers.iter_mut().find(|o| o.driver_id == driver)
     }
 
+    /// Whether a caller may see this trip: its rider, its *current* driver, or staff. The
+    /// one rule for every read of a trip (HTTP answers, socket subscriptions, the frames
+    /// sent to sockets): a driver who gave the trip back no longer sees it. `user` is the
+    /// caller's user id (`None` for a caller with no user record, such as the bootstrap
+    /// admin token); `staff` whether the caller is support or admin.
+    pub fn visible_to(&self, user: Option<UserId>, staff: bool) -> bool {
+        staff || user.is_some_and(|u| u == self.rider_id || Some(u) == self.driver_id)
+    }
+
     /// Offers still waiting for an answer.
     pub fn pending_offers(&self) -> impl Iterator<Item = &Offer> {
         self.offers.iter().filter(|o| o.state == OfferState::Pending)
@@ -826,6 +835,29 @@ mod tests {
         p.set_status(Captured).unwrap();
         assert!(p.set_status(Authorized).is_err());
         assert_eq!(p.status, Captured, "a refused step changes nothing");
+    }
+
+    #[test]
+    fn a_trip_is_visible_to_its_rider_its_current_driver_and_staff_only() {
+        use crate::command::{Actor, Command};
+        let mut w = crate::testkit::World::new(crate::command::DispatchRules::default());
+        let (rider, stranger) = (w.rider(), w.rider());
+        let driver = w.driver(0.5);
+        let id = w.trip(rider);
+        w.accept(driver, id).unwrap();
+        let t = w.get(id);
+        assert!(t.visible_to(Some(rider), false), "its rider");
+        assert!(t.visible_to(Some(driver), false), "its driver");
+        assert!(!t.visible_to(Some(stranger), false), "another rider");
+        assert!(t.visible_to(None, true) && t.visible_to(Some(stranger), true), "staff, with or without a user");
+        assert!(!t.visible_to(None, false), "nobody");
+        // A driver who gives the trip back is no longer its driver.
+        w.run(Actor::User(driver), Command::CancelTrip { trip_id: id, reason: String::new() }).unwrap();
+        let t = w.get(id);
+        assert_eq!(t.driver_id, None);
+        assert!(!t.visible_to(Some(driver), false), "a former driver");
+        assert!(t.visible_to(Some(rider), false));
+        w.finish();
     }
 
     #[test]

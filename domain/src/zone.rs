@@ -202,6 +202,15 @@ impl Catalog {
     pub fn any_surge(&self) -> bool {
         self.zones.values().any(|z| z.spec.surge.enabled)
     }
+
+    /// The currency of a money read that names none (a wallet read without a currency):
+    /// the currency of the zone with the lowest id, active or not. A single-city
+    /// deployment has one zone, so this is its currency; a deployment across currencies
+    /// must have its callers name one. `None` before any zone exists: there is no
+    /// currency to fall back to, and the caller must name one.
+    pub fn default_currency(&self) -> Option<Currency> {
+        self.zones.values().next().map(|z| z.spec.currency)
+    }
 }
 
 impl Serialize for Catalog {
@@ -397,6 +406,23 @@ mod tests {
                 v
             }),
         ]
+    }
+
+    #[test]
+    fn the_default_currency_is_the_first_zones_and_none_without_zones() {
+        assert_eq!(Catalog::default().default_currency(), None, "no zone, no currency to fall back to");
+        let zone = |id: u64, code: &str, active: bool| {
+            let mut spec = crate::demo::cairo().unwrap();
+            spec.currency = code.parse().unwrap();
+            spec.active = active;
+            let at = Timestamp::from_millis(0);
+            Arc::new(Zone { id: ZoneId::from_raw(id).unwrap(), spec, created_at: at, updated_at: at })
+        };
+        let one = Catalog::from_zones([zone(7, "EGP", true)]);
+        assert_eq!(one.default_currency(), Some("EGP".parse().unwrap()), "a single city's currency");
+        // Several: the zone with the lowest id, whatever the order of upload or whether it is active.
+        let many = Catalog::from_zones([zone(9, "JPY", true), zone(3, "KWD", false), zone(5, "EGP", true)]);
+        assert_eq!(many.default_currency(), Some("KWD".parse().unwrap()));
     }
 
     proptest::proptest! {

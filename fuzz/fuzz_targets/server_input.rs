@@ -2,7 +2,7 @@
 //! query strings and cursors, bearer tokens, and the strict JSON bodies.
 //!
 //! `cargo +nightly fuzz run server_input` (from `fuzz/`). A stable proptest of the same
-//! property runs in every test run (`net/src/ws.rs`, `fuzz_twin`).
+//! property runs in every test run (`net/src/ws/frames.rs`, `fuzz_twin`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use dispatch_core::route::StraightLine;
 use dispatch_core::*;
 use dispatch_server::config::{Config, Secrets};
-use dispatch_server::server::{self, App};
+use dispatch_server::server::App;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
@@ -43,7 +43,7 @@ async fn run(drivers: u32, rounds: u32) {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let serving = tokio::spawn(server::run(Arc::clone(&app), listener, rx));
+    let serving = tokio::spawn(dispatch_server::listener::run(Arc::clone(&app), listener, rx));
 
     let economy = Category::new("economy").unwrap();
     let mut samples = Vec::new();

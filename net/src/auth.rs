@@ -16,7 +16,8 @@
 use dispatch_core::{Actor, Role, User, UserId};
 use ring::hmac;
 
-use crate::http::{ApiError, hex, unhex};
+use crate::hex::{hex, unhex};
+use crate::http::ApiError;
 
 /// How long a user token lives, seconds (30 days).
 pub const TOKEN_TTL_S: i64 = 30 * 24 * 60 * 60;

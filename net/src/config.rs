@@ -304,7 +304,7 @@ impl Secrets {
             match env(name).filter(|v| !v.is_empty()) {
                 Some(v) if v.len() < min => Err(Error::WeakSecret { name: name.to_owned(), min }),
                 Some(v) => Ok((v, false)),
-                None if dev => Ok((random_hex(32), true)),
+                None if dev => Ok((crate::hex::random_hex(32), true)),
                 None => Err(Error::MissingSecret(name.to_owned())),
             }
         };
@@ -326,14 +326,6 @@ impl Secrets {
         }
         Ok(Secrets { admin_token, token_secret, webhook_secrets, generated, admin_token_generated })
     }
-}
-
-/// `bytes` random bytes from the OS, in lowercase hex.
-pub fn random_hex(bytes: usize) -> String {
-    use rand::RngCore;
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill_bytes(&mut buf);
-    crate::http::hex(&buf)
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! - malformed JSON is `invalid_json`; well-formed JSON with unknown or mistyped fields is
 //!   `invalid_request`;
 //! - 429 and 503 answers carry `Retry-After` in whole seconds, at least 1;
-//! - a body must arrive within [`BODY_READ_TIMEOUT`] (headers: 30 s, in `server`).
+//! - a body must arrive within [`BODY_READ_TIMEOUT`] (headers: 30 s, in `listener`).
 
 use std::borrow::Cow;
 
@@ -21,6 +21,8 @@ use hyper::body::Incoming;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{HeaderMap, Response, StatusCode};
 use serde::de::DeserializeOwned;
+
+use crate::hex::hex_val;
 
 /// What every handler answers.
 pub type Resp = Response<Full<Bytes>>;
@@ -266,27 +268,6 @@ fn percent_decode(s: &str) -> Cow<'_, str> {
     Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
-fn hex_val(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-}
-
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// The bytes of lowercase or uppercase hex, if it is hex of even length.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    s.as_bytes().chunks(2).map(|p| Some(hex_val(p[0])? << 4 | hex_val(p[1])?)).collect()
-}
-
 /// A request id: the caller's `X-Request-Id` when it is 1-128 visible ASCII
 /// characters, else a new random one.
 pub fn request_id(headers: &HeaderMap) -> String {
@@ -295,7 +276,7 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("req_{}", crate::config::random_hex(8)))
+        .unwrap_or_else(|| format!("req_{}", crate::hex::random_hex(8)))
 }
 
 /// Default page size of a list.
@@ -484,6 +465,5 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123Z", "t").unwrap().as_millis(), 1_700_000_000_123);
         assert_eq!(mask_phone("+201001234567"), "+*********567");
-        assert_eq!(unhex(&hex(&[0, 255, 16])), Some(vec![0, 255, 16]));
     }
 }

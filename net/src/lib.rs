@@ -6,10 +6,20 @@
 //! or a read of the engine's view, and map engine errors to the contract.
 //!
 //! ## Layout
+//! From the top down (each module names only modules below it):
+//! - [`listener`]: the serving loop: accepts connections, runs the ticker and the
+//!   WebSocket fan-out beside them, shuts down gracefully.
+//! - [`api`]: the request pipeline and the handlers, one file per resource;
+//!   [`api::routes`] is the route table (one place says every path, who may call it and
+//!   its limits).
+//! - [`ws`]: `GET /v1/ws`: the upgrade, each socket's reader and writer, client frames,
+//!   the tasks that feed the hub from the engine.
+//! - [`server`]: [`server::App`], the state every handler and socket shares (engine
+//!   handle, keys, limits, metrics, hub, routes, the shutdown signal).
+//! - [`hub`]: every open socket, its bounded outbox, the routing of engine events to
+//!   sockets, presence reports kept until the engine takes them.
 //! - [`config`]: the TOML file, flags over it, secrets from the environment.
-//! - [`server`]: [`server::App`] (what handlers share), the accept loop, the ticker,
-//!   graceful shutdown.
-//! - [`api`]: the route table (one place says who may call what) and the handlers.
+//! - [`wire`]: input shapes HTTP and WebSocket both parse (a driver's position).
 //! - [`http`]: the error body and status table, strict JSON, body limits, queries,
 //!   cursors, RFC 3339 times.
 //! - [`render`]: the JSON shapes of users, drivers, trips, offers, zones.
@@ -17,7 +27,7 @@
 //! - [`gateways`]: the payment gateways whose webhooks are taken: signature scheme,
 //!   secrets and body format of each.
 //! - [`ratelimit`]: GCRA buckets with bounded memory and an injected clock.
-//! - [`ws`]: `GET /v1/ws`, per-socket bounded outboxes, the event fan-out.
+//! - [`hex`]: hex encoding and random hex, shared by config, HTTP and tokens.
 //! - [`metrics`]: Prometheus text for `/metrics`.
 //! - [`sms`]: where OTP codes are sent.
 //! - [`osrm`]: routes from an OSRM service (timeout, circuit breaker, cache), the straight
@@ -33,13 +43,17 @@ pub mod config;
 pub mod error;
 pub mod fault;
 pub mod gateways;
+pub mod hex;
 pub mod http;
+pub mod hub;
+pub mod listener;
 pub mod metrics;
 pub mod osrm;
 pub mod ratelimit;
 pub mod render;
 pub mod server;
 pub mod sms;
+pub mod wire;
 pub mod ws;
 
 use std::path::PathBuf;
@@ -63,7 +77,7 @@ pub struct ServeOptions {
     /// `--demo` (with `--dev`): drivers simulated.
     pub demo_drivers: Option<u32>,
     /// WebSocket heartbeat and write deadline (hidden flags, for tests).
-    pub ws_timing: ws::WsTiming,
+    pub ws_timing: server::WsTiming,
     /// The sim gateway fails every call (hidden flag, for tests; `--dev` only).
     pub sim_gateway_down: bool,
     /// The payment worker's retries and backoff.
@@ -139,11 +153,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         println!("listening on {bound}");
         tracing::info!(addr = %bound, "listening");
         let signal = tokio::spawn(async move {
-            server::signal().await;
+            listener::signal().await;
             tracing::info!("shutdown signal");
             let _ = tx.send(true);
         });
-        server::run(app, listener, rx).await;
+        listener::run(app, listener, rx).await;
         signal.abort();
         Ok::<(), Error>(())
     });
@@ -176,7 +190,7 @@ pub fn fuzz_input(data: &[u8]) {
     let keys = auth::Keys::new(&[7u8; 32], "fuzz-admin-token-000000");
     let _ = keys.verify(&text, 0);
     let _ = auth::bearer(&text);
-    let _ = http::parse_json::<api::LocationIn>(data, true).map(|l| l.report());
+    let _ = http::parse_json::<wire::LocationIn>(data, true).map(|l| l.report());
     let _ = http::parse_json::<dispatch_core::ZoneSpec>(data, false);
     let _ = http::parse_rfc3339(&text, "t");
 }

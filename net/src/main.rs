@@ -126,7 +126,7 @@ fn main() -> ExitCode {
                 data_dir,
                 dev,
                 demo_drivers: demo.then_some(demo_drivers),
-                ws_timing: dispatch_server::ws::WsTiming {
+                ws_timing: dispatch_server::server::WsTiming {
                     ping_every: Duration::from_millis(ws_ping_ms.max(10)),
                     idle_timeout: Duration::from_millis(ws_idle_ms.max(10)),
                     send_timeout: Duration::from_millis(ws_send_timeout_ms.max(10)),

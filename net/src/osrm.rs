@@ -5,7 +5,7 @@
 //! the per-request timeout, the circuit breaker, the cache, and the fallback to
 //! [`StraightLine`]. It implements `dispatch_core::route::RouteProvider`, the seam the
 //! server prices through: with `[route] router_url` set, the server's one
-//! `Arc<dyn RouteProvider>` is an `OsrmRouter` (see `server::route_provider`).
+//! `Arc<dyn RouteProvider>` is an `OsrmRouter` (see `server::Routes`).
 //!
 //! Guarantees:
 //! - [`OsrmRouter::route`] (and the [`RouteProvider`] impl, which never answers an error)

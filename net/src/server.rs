@@ -1,13 +1,16 @@
-//! The running server: the shared [`App`] state, the accept loop, the ticker and
-//! graceful shutdown.
+//! The server's shared state: [`App`] (the engine handle, configuration, keys, rate
+//! limits, metrics, the WebSocket hub, idempotency keys in flight, the routes rides are
+//! priced on, the shutdown signal), which every request handler and socket task is
+//! given. It knows nothing of routes or of the socket protocol: the API (`crate::api`),
+//! the gateway (`crate::ws`) and the serving loop (`crate::listener`) sit above it.
 //!
 //! Guarantees:
 //! - no runtime thread ever blocks on the engine's writer: commands go through
 //!   `Engine::submit_with` and a oneshot ([`App::submit`]); reads that may touch the
 //!   history on disk run on the blocking pool ([`App::blocking`]);
-//! - shutdown (SIGTERM, ctrl-c, or the handle's signal) stops accepting at once, lets
-//!   in-flight requests finish for at most [`DRAIN_TIMEOUT`], closes WebSockets with a
-//!   close frame, then shuts the engine down (which flushes the WAL);
+//! - shutdown is one `watch` flag ([`App::shutdown`], [`until_shutdown`]) that every
+//!   task waits on;
+//! - an `Idempotency-Key` is processed by one request at a time ([`InFlight`]);
 //! - every ride is routed through one `Arc<dyn RouteProvider>` chosen from `[route]`
 //!   ([`Routes`]): the OSRM router (which falls back to the straight line by itself) when
 //!   `router_url` is set, else the straight line; a provider that has no route is priced
@@ -15,7 +18,6 @@
 //!   `straight_line` whenever the router did not give it.
 
 use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -25,26 +27,43 @@ use dispatch_core::command::IdempotencyKey;
 use dispatch_core::route::{Route, RouteProvider, StraightLine};
 use dispatch_core::{Actor, Availability, Command, Engine, LatLng, Outcome, TripStatus};
 use hyper::StatusCode;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::auth::{Keys, Principal};
 use crate::config::{Config, Secrets};
 use crate::http::{ApiError, Resp, json_response};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::ratelimit::{Class, RateLimiter, Subject};
 use crate::sms::SmsSink;
-use crate::ws::{Hub, WsTiming};
 
-/// How long in-flight requests may run after a shutdown signal.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most HTTP connections served at once; more wait in the kernel's backlog.
-pub const MAX_CONNECTIONS: usize = 20_000;
+/// The longest one frame may take to be written to a client before the socket is closed
+/// as too slow (a client that stopped reading fills the TCP buffers, then every write waits).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Heartbeat intervals and write deadlines (tests shorten them).
+#[derive(Debug, Clone, Copy)]
+pub struct WsTiming {
+    /// The server pings this often.
+    pub ping_every: Duration,
+    /// A socket silent this long is closed.
+    pub idle_timeout: Duration,
+    /// A frame not written within this closes the socket ([`SEND_TIMEOUT`]).
+    pub send_timeout: Duration,
+}
+
+impl Default for WsTiming {
+    fn default() -> Self {
+        WsTiming {
+            ping_every: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: SEND_TIMEOUT,
+        }
+    }
+}
+
 /// Fsync samples kept for the stats' p99 (one a second: five minutes).
 const FSYNC_SAMPLES: usize = 300;
 
@@ -140,11 +159,12 @@ impl App {
         crate::auth::authenticate(&self.keys, token, SystemClock.now().as_secs(), |id| self.engine.user(id))
     }
 
-    /// Counts a request against a bucket: `429` with `Retry-After` when over.
-    pub fn limit(&self, spec: crate::api::Spec, class: Class, subject: Subject) -> Result<(), ApiError> {
+    /// Counts a request to the route named `route` against a bucket: `429` with
+    /// `Retry-After` when over (the message names the class and the route).
+    pub fn limit(&self, route: &str, class: Class, subject: Subject) -> Result<(), ApiError> {
         self.limiter.check(class, subject).map_err(|retry| {
             self.metrics.rate_limited(class.as_str());
-            ApiError::rate_limited(retry, &format!("{} limit on {}", class.as_str(), spec.name))
+            ApiError::rate_limited(retry, &format!("{} limit on {}", class.as_str(), route))
         })
     }
 
@@ -153,11 +173,11 @@ impl App {
         self.routes.route(from, to).await
     }
 
-    /// The currency of wallet reads that name none: the first zone's (single-city
-    /// deployments have one), else `404 not_found`.
+    /// The currency of wallet reads that name none (`Catalog::default_currency`, the
+    /// domain's rule), else `400 invalid_request` asking for `?currency=`.
     pub fn default_currency(&self) -> Result<dispatch_core::Currency, ApiError> {
         self.engine
-            .read(|v| v.catalog().zones().next().map(|z| z.spec.currency))
+            .read(|v| v.catalog().default_currency())
             .ok_or_else(|| ApiError::invalid("no zone exists yet: pass ?currency="))
     }
 
@@ -234,7 +254,8 @@ impl App {
         })
     }
 
-    fn sample_fsync(&self) {
+    /// Records the last fsync's latency for the stats' p99 (the ticker calls it once a second).
+    pub(crate) fn sample_fsync(&self) {
         let us = self.engine.stats().last_sync_us.load(Ordering::Relaxed);
         let mut s = self.fsync_samples.lock();
         if s.len() == FSYNC_SAMPLES {
@@ -335,143 +356,9 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
-/// Serves `listener` until `shutdown` flips, then drains and returns.
-pub async fn run(app: Arc<App>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let ticker = tokio::spawn(ticker(Arc::clone(&app), shutdown.clone()));
-    let fanout = crate::ws::spawn_fanout(Arc::clone(&app));
-    let snapshots = tokio::spawn(crate::ws::ops_snapshots(Arc::clone(&app)));
-    let mut conns = tokio::task::JoinSet::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let slot = tokio::select! {
-            _ = shutdown.changed() => break,
-            slot = Arc::clone(&slots).acquire_owned() => match slot {
-                Ok(s) => s,
-                Err(_) => break,
-            },
-        };
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let conn = serve_connection(Arc::clone(&app), stream, peer, shutdown.clone());
-                conns.spawn(async move {
-                    conn.await;
-                    drop(slot);
-                });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
-    drop(listener);
-    tracing::info!(connections = conns.len(), "shutting down: draining connections");
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while conns.join_next().await.is_some() {} }).await;
-    if drained.is_err() {
-        tracing::warn!("drain timed out; closing the remaining connections");
-        conns.abort_all();
-    }
-    // Upgraded sockets live on their own tasks: give them time to send their close frames.
-    let sockets_closed = tokio::time::timeout(Duration::from_secs(3), async {
-        while app.metrics.sockets_open.load(Ordering::Relaxed) > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    if sockets_closed.is_err() {
-        tracing::warn!("some sockets did not close in time");
-    }
-    ticker.abort();
-    snapshots.abort();
-    fanout.stop();
-}
-
-async fn serve_connection(
-    app: Arc<App>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let svc_app = Arc::clone(&app);
-    let service = service_fn(move |req| {
-        let app = Arc::clone(&svc_app);
-        async move { Ok::<_, std::convert::Infallible>(crate::api::handle(app, peer.ip(), req).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => { if let Err(e) = r { tracing::debug!(error = %e, "connection ended with an error"); } }
-        _ = crate::server::until_shutdown(&mut shutdown) => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
-    }
-}
-
-/// Sends a `Tick` every second (deadlines fire even when no request arrives), sends
-/// again the presence reports the engine could not take, and samples the fsync latency.
-async fn ticker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut checkpoints_failed = 0;
-    loop {
-        tokio::select! {
-            _ = every.tick() => {
-                // Fire and forget: an overloaded or read-only engine just skips a tick.
-                let _ = app.engine.submit_with(Actor::System, Command::Tick, |_| {});
-                // Presence reports an overloaded or read-only engine could not take.
-                crate::ws::retry_presence(&app.engine, &app.hub.presence);
-                app.sample_fsync();
-                let checkpoints = &app.engine.stats().checkpoints;
-                let failed = checkpoints.failed.load(Ordering::Relaxed);
-                if failed > checkpoints_failed {
-                    checkpoints_failed = failed;
-                    let why = checkpoints.last_error.lock().clone().unwrap_or_default();
-                    tracing::error!(failed, error = %why, "checkpoint failed: the WAL keeps every record until one succeeds");
-                }
-            }
-            _ = crate::server::until_shutdown(&mut shutdown) => return,
-        }
-    }
-}
-
 /// Resolves once `rx` says shutdown has begun (or its sender is gone).
 pub async fn until_shutdown(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
-}
-
-/// Resolves when SIGTERM or ctrl-c arrives.
-pub async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The one error type of dispatch-storage.
+//! The error type of the command log (the WAL and the in-memory log).
 //!
 //! Owns [`StorageError`] and the rule for recognising a full disk. Guarantees:
 //! every I/O failure names the operation and the path it failed on; a full disk

@@ -18,8 +18,8 @@
 //! - [`wal`]: [`Wal`], segment files of checksummed frames with group commit,
 //!   rotation, release and recovery. The on-disk format and the crash guarantees are
 //!   in `storage/WAL.md`.
-//! - [`error`]: [`StorageError`], the one error type, which tells a full disk and a
-//!   poisoned log apart.
+//! - [`error`]: [`StorageError`], the log's error type, which tells a full disk and a
+//!   poisoned log apart; the store has its own, [`store::StoreError`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

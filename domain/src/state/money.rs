@@ -26,7 +26,6 @@ use crate::id::{TransferId, TripId, UserId};
 use crate::ledger::{AccountKey, AccountKind, LedgerError, Op, Transfer, TransferCode, TransferState};
 use crate::money::Currency;
 use crate::trip::{GatewayAction, PaymentMethod, PaymentStatus, Trip};
-use crate::user::Role;
 
 /// Purposes of the transfers of one trip (mixed into their ids).
 #[derive(Clone, Copy)]
@@ -304,11 +303,8 @@ impl State {
         Self::require_admin(who, "credits wallets")?;
         let id = id.ok_or_else(|| Error::Internal("transfer id not stamped".into()))?;
         let user = self.users.get(&user_id).ok_or_else(|| Error::not_found("user", user_id))?;
-        let kind = match user.role {
-            Role::Rider => AccountKind::RiderWallet,
-            Role::Driver => AccountKind::DriverEarnings,
-            _ => return Err(Error::Invalid("only riders and drivers have wallets".into())),
-        };
+        let kind = AccountKind::wallet_of(user.role)
+            .ok_or_else(|| Error::Invalid("only riders and drivers have wallets".into()))?;
         if !(1..=crate::ledger::MAX_AMOUNT).contains(&amount_minor) {
             return Err(Error::Invalid("amount_minor must be positive".into()));
         }

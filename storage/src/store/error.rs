@@ -8,7 +8,10 @@
 //! LSN, an oversized row, a cursor from another query) is its own variant, never
 //! confused with damage on disk.
 //!
-//! (To be folded into the crate's `StorageError` when the branches merge.)
+//! The store has its own type, beside the log's [`crate::StorageError`], because its
+//! failures are redb's and its callers (checkpoints, the history, backups) act on other
+//! distinctions than the log's writer does (redb's habit: an error type per operation
+//! that composes).
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,104 @@
+//! Signing in and the accounts behind tokens: OTP issue and verify (`/v1/auth/otp*`,
+//! open to anyone), creating users and revoking their tokens (admin).
+//!
+//! Guarantees: a code is sent only after the engine recorded its hash (never the code
+//! itself) and accepted the send limits; a wrong or expired code is `401 invalid_otp`,
+//! and the phone's lockout is the engine's; a signed-in user's id reaches the request's
+//! log line, never the phone or the code.
+
+use dispatch_core::{Actor, Command, NewUser, Outcome, Role, UserId, Vehicle};
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Ctx, Empty, now, parse_id, unexpected};
+use crate::auth::Principal;
+use crate::http::{ApiError, Resp, json_response, no_content};
+use crate::render;
+
+impl Ctx<'_> {
+    /// `POST /v1/auth/otp`: a code by SMS, within the phone's send limits.
+    pub(super) async fn otp_issue(&mut self) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            phone: String,
+            role: Role,
+        }
+        let b: In = self.json(false)?;
+        dispatch_core::user::validate_phone(&b.phone)?;
+        if !matches!(b.role, Role::Rider | Role::Driver) {
+            return Err(ApiError::invalid("role must be rider or driver"));
+        }
+        let code = crate::sms::new_code();
+        let code_hash = self.app.keys.otp_hash(&b.phone, &code);
+        let o = self
+            .app
+            .submit(Actor::System, Command::IssueOtp { phone: b.phone.clone(), role: b.role, code_hash })
+            .await?;
+        match o {
+            Outcome::OtpIssued { expires_in_s } => {
+                self.app.sms.send(&b.phone, &format!("Your dispatch code is {code}"), Some(&code));
+                Ok(json_response(StatusCode::ACCEPTED, &json!({"expires_in_s": expires_in_s})))
+            }
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `POST /v1/auth/otp/verify`: a token for the phone's user; the user is the log line's.
+    pub(super) async fn otp_verify(&mut self) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            phone: String,
+            code: String,
+        }
+        let b: In = self.json(false)?;
+        dispatch_core::user::validate_phone(&b.phone)?;
+        let code_hash = self.app.keys.otp_hash(&b.phone, &b.code);
+        let o =
+            self.app.submit(Actor::System, Command::VerifyOtp { phone: b.phone, code_hash, new_user_id: None }).await?;
+        match o {
+            Outcome::User(u) => {
+                let token = self.app.keys.token_for(&u, now().as_secs());
+                self.who = Some(Principal::User { id: u.id, role: u.role });
+                Ok(json_response(StatusCode::OK, &json!({"token": token, "user": render::user(&u)})))
+            }
+            Outcome::OtpRefused { locked } => Err(ApiError::new(
+                "invalid_otp",
+                if locked { "wrong code; the phone is now locked for an hour" } else { "wrong or expired code" },
+            )),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `POST /v1/admin/users`: the user and a token for it.
+    pub(super) async fn create_user(&mut self) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            role: Role,
+            name: String,
+            phone: String,
+            #[serde(default)]
+            vehicle: Option<Vehicle>,
+        }
+        let b: In = self.json(false)?;
+        let new = NewUser { id: None, role: b.role, name: b.name, phone: b.phone, vehicle: b.vehicle };
+        match self.submit(Command::CreateUser(new)).await? {
+            Outcome::User(u) => {
+                let token = self.app.keys.token_for(&u, now().as_secs());
+                Ok(json_response(StatusCode::CREATED, &json!({"user": render::user(&u), "token": token})))
+            }
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `POST /v1/admin/users/{id}/revoke-tokens`: every token issued to the user so far stops working.
+    pub(super) async fn revoke_tokens(&mut self, id: &str) -> Result<Resp, ApiError> {
+        self.json::<Empty>(true)?;
+        let user_id: UserId = parse_id(id, "user")?;
+        self.submit(Command::RevokeTokens { user_id }).await?;
+        Ok(no_content())
+    }
+}

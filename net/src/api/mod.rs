@@ -1,0 +1,372 @@
+//! The HTTP API: the request pipeline every request goes through, and the one map from
+//! an endpoint to its handler (`Ctx::dispatch`). The route table is [`routes`] (every
+//! path, its method, rights and limits); the handlers live by resource: `auth` (sign-in,
+//! users, tokens), `trips`, `drivers`, `money` (wallets, refunds, payments, coupons),
+//! `admin` (zones, alerts), `webhooks`, and the console's files (`console`). Each is an
+//! `impl Ctx` over the helpers here (the caller, the body, submitting a command, the
+//! trip the caller may see).
+//!
+//! Pipeline of every request ([`handle`]): request id → route match → authentication
+//! (skipped on routes open to anyone, which ignore `Authorization`) → rate limits → the
+//! route's permission ([`crate::auth::authorize`]) → body (limited, strict JSON) →
+//! handler → engine command (never blocking a runtime thread: the engine answers through
+//! a oneshot) or a read of the engine's view → response with `X-Request-Id`, one JSON log
+//! line and metrics.
+//!
+//! Guarantees: paths, status codes and error codes are API.md's; each route's rights are
+//! declared once, in [`Endpoint::spec`]; a state-changing POST with `Idempotency-Key`
+//! runs at most once per (principal, key), replays answer `Idempotent-Replayed: true`,
+//! and a key already in flight is `409 idempotency_key_in_use`.
+
+mod admin;
+mod auth;
+mod console;
+mod drivers;
+mod money;
+pub mod routes;
+mod trips;
+mod webhooks;
+
+pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
+pub use trips::TRAIL_MAX_POINTS;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dispatch_core::clock::{Clock, SystemClock, Timestamp};
+use dispatch_core::command::IdempotencyKey;
+use dispatch_core::{Command, Outcome, Trip, TripId, TripsOf};
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{Allow, Principal};
+use crate::http::{self, ApiError, Query, Resp, json_response, lat_lng, parse_json};
+use crate::ratelimit::{Class, Subject};
+use crate::render;
+use crate::server::App;
+use console::{console_headers, is_console_path};
+
+/// Handles one request end to end (never fails: errors become error responses). Its one
+/// log line names the user (the signed-in one for an OTP verify) and the trip (the new
+/// one for a booking), never a token, a code or a phone number.
+pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp {
+    let started = Instant::now();
+    let request_id = http::request_id(req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let mut seen = Seen::default();
+    let (name, result) = match Endpoint::route(&method, &path) {
+        Err(e) => ("unmatched", Err(e)),
+        Ok(ep) => {
+            let spec = ep.spec();
+            // Only well-formed ids reach the log (a path segment is caller-controlled text).
+            seen.trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
+            (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen).await)
+        }
+    };
+    let Seen { who, trip_id } = seen;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if is_console_path(&path) {
+        console_headers(resp.headers_mut());
+    }
+    let status = resp.status().as_u16();
+    app.metrics.record(name, status, started.elapsed());
+    let user = who.and_then(Principal::user_id).map(|u| u.to_string());
+    tracing::info!(
+        request_id = %request_id,
+        method = %method,
+        route = name,
+        status,
+        trip_id = trip_id.map(|t| t.to_string()).as_deref().unwrap_or("-"),
+        user_id = user.as_deref().unwrap_or(if matches!(who, Some(Principal::BootstrapAdmin)) { "admin" } else { "-" }),
+        took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    resp
+}
+
+/// What a request's log line says about who called and which trip it was about, as
+/// learnt along the pipeline (a sign-in learns its user, a booking its new trip).
+#[derive(Default)]
+struct Seen {
+    who: Option<Principal>,
+    trip_id: Option<TripId>,
+}
+
+/// Authentication, rate limits, the route's permission, the body and the idempotency key,
+/// then the handler; what it learns for the log line goes into `seen`.
+async fn pipeline(
+    app: &Arc<App>,
+    peer: IpAddr,
+    ep: Endpoint,
+    spec: Spec,
+    req: Request<Incoming>,
+    seen: &mut Seen,
+) -> Result<Resp, ApiError> {
+    // Routes open to anyone ignore credentials: a stale or malformed token must not turn
+    // a health check, a sign-in or a gateway's webhook into a 401.
+    let token = (spec.allow != Allow::Anyone)
+        .then(|| {
+            req.headers()
+                .get(hyper::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(crate::auth::bearer)
+                .map(str::to_owned)
+                .or_else(|| {
+                    // Browsers cannot set headers on a WebSocket: `?token=` there only.
+                    (ep == Endpoint::Ws)
+                        .then(|| Query::parse(req.uri().query()).get("token").map(str::to_owned))
+                        .flatten()
+                })
+        })
+        .flatten();
+    let who = match token {
+        None => None,
+        Some(t) => match app.authenticate(&t) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                // A bad token is an unauthenticated request: it pays the IP limit (token guessing).
+                app.limit(spec.name, Class::Ip, Subject::Ip(peer))?;
+                return Err(e);
+            }
+        },
+    };
+    seen.who = who;
+    match who {
+        None if spec.ip_limited => app.limit(spec.name, Class::Ip, Subject::Ip(peer))?,
+        Some(Principal::User { id, .. }) => app.limit(spec.name, Class::User, Subject::User(id.raw()))?,
+        _ => {}
+    }
+    crate::auth::authorize(spec.allow, who)?;
+    if let (Some(class), Some(id)) = (spec.class, who.and_then(Principal::user_id)) {
+        app.limit(spec.name, class, Subject::User(id.raw()))?;
+    }
+    if ep == Endpoint::Ws {
+        let who = who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"))?;
+        return crate::ws::upgrade(Arc::clone(app), who, req);
+    }
+    let idem_key = req.headers().get("idempotency-key").map(|v| v.to_str().map(str::to_owned));
+    let query = Query::parse(req.uri().query());
+    let limit = if spec.large_body { crate::config::ZONE_BODY_BYTES } else { app.config.server.max_body_bytes };
+    let (parts, body) = req.into_parts();
+    let body = http::read_body(&parts.headers, body, limit).await?;
+    // Webhooks read their gateway's signature header (and event id headers).
+    let headers = matches!(ep, Endpoint::Webhook(_)).then(|| parts.headers.clone()).unwrap_or_default();
+    let mut ctx = Ctx { app, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None };
+    let _guard = match (spec.idempotent, idem_key, who) {
+        (true, Some(key), Some(p)) => {
+            let key = key.map_err(|_| ApiError::invalid("Idempotency-Key must be 1-255 printable ASCII characters"))?;
+            let hash = request_hash(&parts.method, &path_of(&parts.uri), &ctx.body);
+            let key = IdempotencyKey { principal: p.actor(), key, request_hash: hash };
+            key.validate()?;
+            let guard = app.inflight.claim(&key)?;
+            ctx.keyed = Some(key);
+            Some(guard)
+        }
+        _ => None,
+    };
+    let result = ctx.dispatch(ep).await;
+    seen.who = ctx.who;
+    seen.trip_id = seen.trip_id.or(ctx.new_trip);
+    let mut resp = result?;
+    if ctx.replayed {
+        resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// The path an idempotency key's request hash covers (without the query).
+fn path_of(uri: &hyper::Uri) -> String {
+    uri.path().to_owned()
+}
+
+/// SHA-256 of method, path and raw body: the same key with another request is
+/// `422 idempotency_key_reused`.
+fn request_hash(method: &Method, path: &str, body: &[u8]) -> [u8; 32] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(method.as_str().as_bytes());
+    ctx.update(b"\n");
+    ctx.update(path.as_bytes());
+    ctx.update(b"\n");
+    ctx.update(body);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// One request's context inside its handler.
+struct Ctx<'a> {
+    app: &'a Arc<App>,
+    who: Option<Principal>,
+    peer: IpAddr,
+    query: Query,
+    body: Bytes,
+    /// The request's headers (webhooks only; empty otherwise).
+    headers: hyper::HeaderMap,
+    keyed: Option<IdempotencyKey>,
+    replayed: bool,
+    /// The trip a booking created (for the request's log line).
+    new_trip: Option<TripId>,
+}
+
+/// A path parameter as an id; a malformed one is `404`.
+fn parse_id<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, ApiError> {
+    // A malformed id names nothing that exists: 404, like an unknown one.
+    s.parse().map_err(|_| ApiError::not_found(what))
+}
+
+/// The wall clock (the engine stamps commands with its own).
+fn now() -> Timestamp {
+    SystemClock.now()
+}
+
+/// `{"lat","lng"}`: a point in a body (a driver's status, a drop-off, an SOS).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PointIn {
+    lat: f64,
+    lng: f64,
+}
+
+impl PointIn {
+    /// The point (`invalid_coordinates` when out of range or not finite).
+    fn get(&self) -> Result<dispatch_core::LatLng, ApiError> {
+        lat_lng(self.lat, self.lng)
+    }
+}
+
+/// The body of an action that takes no fields: empty or `{}`, anything else refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// `{"reason"}`, optional: why a trip was cancelled or a driver suspended.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonIn {
+    #[serde(default)]
+    reason: String,
+}
+
+impl Ctx<'_> {
+    /// The caller, or `401` (routes open to anyone have none).
+    fn principal(&self) -> Result<Principal, ApiError> {
+        self.who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"))
+    }
+
+    /// The body as strict JSON of `T` (`empty_ok`: an empty body stands for `{}`).
+    fn json<T: serde::de::DeserializeOwned>(&self, empty_ok: bool) -> Result<T, ApiError> {
+        parse_json(&self.body, empty_ok)
+    }
+
+    /// Sends a command as the caller, under the request's idempotency key if any.
+    async fn submit(&mut self, command: Command) -> Result<Outcome, ApiError> {
+        let actor = self.principal()?.actor();
+        let command = match self.keyed.clone() {
+            Some(key) => Command::Keyed { key, command: Box::new(command), archived: None },
+            None => command,
+        };
+        match self.app.submit(actor, command).await? {
+            Outcome::Replayed(inner) => {
+                self.replayed = true;
+                Ok(*inner)
+            }
+            o => Ok(o),
+        }
+    }
+
+    /// Whether the caller is the trip's rider (who alone sees its pickup code).
+    fn for_rider(&self, t: &Trip) -> bool {
+        self.who.and_then(Principal::user_id) == Some(t.rider_id)
+    }
+
+    /// A command's trip, rendered for the caller, with `status`.
+    fn trip_out(&self, status: StatusCode, o: Outcome) -> Result<Resp, ApiError> {
+        match o {
+            Outcome::Trip(t) => Ok(json_response(status, &render::trip(&t, self.for_rider(&t)))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// A trip the caller may see (`Trip::visible_to`: its rider, its driver, staff). Anyone
+    /// else: 404, never 403, so trip ids cannot be probed.
+    async fn visible_trip(&self, id: &str) -> Result<Arc<Trip>, ApiError> {
+        let id: TripId = parse_id(id, "trip")?;
+        let t = self.app.blocking(move |e| e.find_trip(id)).await?.ok_or_else(|| ApiError::not_found("trip"))?;
+        let p = self.principal()?;
+        if t.visible_to(p.user_id(), p.is_staff()) { Ok(t) } else { Err(ApiError::not_found("trip")) }
+    }
+
+    /// The one map from an endpoint to its handler.
+    async fn dispatch(&mut self, ep: Endpoint) -> Result<Resp, ApiError> {
+        use Endpoint as E;
+        let app = Arc::clone(self.app);
+        match ep {
+            E::Healthz => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+            E::Readyz => Ok(app.readiness()),
+            E::Metrics => Ok(http::text_response("text/plain; version=0.0.4", app.metrics.render(&app.engine))),
+            // Upgrades are answered by the pipeline before a handler would run.
+            E::Ws => Err(ApiError::new("not_found", "no such endpoint")),
+            E::OtpIssue => self.otp_issue().await,
+            E::OtpVerify => self.otp_verify().await,
+            E::CreateUser => self.create_user().await,
+            E::RevokeTokens(id) => self.revoke_tokens(&id).await,
+            E::CreateZone => self.create_zone().await,
+            E::ReplaceZone(id) => self.replace_zone(&id).await,
+            E::ListZones => self.list_zones(),
+            E::LookupZone => self.lookup_zone(),
+            E::CreateCoupon => self.create_coupon().await,
+            E::Estimate => self.estimate().await,
+            E::DriverStatus => self.driver_status().await,
+            E::DriverLocation => self.driver_location().await,
+            E::DriverOffers => self.driver_offers(),
+            E::DriversNearby => self.drivers_nearby().await,
+            E::ListDrivers => self.list_drivers(),
+            E::GetDriver(id) => self.get_driver(&id),
+            E::Suspend(id, suspended) => self.suspend(&id, suspended).await,
+            E::CreateTrip => self.create_trip().await,
+            E::ListTrips => self.my_trips().await,
+            E::GetTrip(id) => self.get_trip(&id).await,
+            E::TripAction(id, action) => self.trip_action(&id, action).await,
+            E::PlaceBid(id) => self.place_bid(&id).await,
+            E::ListBids(id) => self.list_bids(&id).await,
+            E::AcceptBid(id, bid) => self.accept_bid(&id, &bid).await,
+            E::Rate(id) => self.rate(&id).await,
+            E::Sos(id) => self.sos(&id).await,
+            E::AdminTrips => self.list_trips(TripsOf::All).await,
+            E::AdminCancel(id) => self.admin_cancel(&id).await,
+            E::ListAlerts => self.list_alerts(),
+            E::AckAlert(id) => self.ack_alert(&id).await,
+            E::Stats => Ok(json_response(StatusCode::OK, &app.stats())),
+            E::TripEvents(id) => self.trip_events(&id).await,
+            E::TripTrail(id) => self.trip_trail(&id).await,
+            E::Wallet => self.wallet().await,
+            E::Credit(id) => self.credit(&id).await,
+            E::Refund(id) => self.refund(&id).await,
+            E::LedgerVerify => self.ledger_verify(),
+            E::Webhook(gateway) => self.webhook(&gateway).await,
+            E::Reconcile => self.reconcile().await,
+            E::DeadLetters => self.dead_letters(),
+            E::PaymentMethod(id) => self.payment_method(&id).await,
+            E::Console(asset) => Ok(asset.response()),
+        }
+    }
+}
+
+/// An outcome the command cannot have: logged, and `500` to the caller (a bug, not the
+/// caller's fault).
+fn unexpected(o: &Outcome) -> ApiError {
+    tracing::error!(outcome = ?std::mem::discriminant(o), "unexpected engine outcome");
+    ApiError::new("internal", "internal error")
+}

@@ -1,0 +1,376 @@
+//! Trips: estimates, booking, the rider's and driver's steps (accept, decline, arrived,
+//! start, complete, cancel), bids, ratings, SOS, lists, and the staff's reads of a trip
+//! (timeline, trail) and cancellation.
+//!
+//! Guarantees: a trip is shown only to who may see it (`Trip::visible_to`: its rider, its
+//! current driver, staff; anyone else gets `404`, never `403`, so ids cannot be probed);
+//! the pickup code only to its rider; an estimate and a booking are priced on the same
+//! route provider; a won accept is counted once (a replayed one is not counted again).
+
+use dispatch_core::id::{BidId, ZoneId};
+use dispatch_core::trip::Parcel;
+use dispatch_core::{
+    Category, Command, NewTrip, Outcome, PaymentMethod, Place, Role, TripId, TripKind, TripStatus, TripsOf, UserId,
+};
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::routes::TripAction;
+use super::{Ctx, Empty, PointIn, ReasonIn, now, parse_id, unexpected};
+use crate::http::{self, ApiError, Cursor, Resp, json_response, lat_lng, no_content};
+use crate::render;
+
+/// Most positions `GET /v1/admin/trips/{id}/trail` answers (a sample when there are more).
+pub const TRAIL_MAX_POINTS: usize = 5_000;
+
+/// `{"lat","lng","address"}`: a pickup or a drop-off.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlaceIn {
+    lat: f64,
+    lng: f64,
+    #[serde(default)]
+    address: Option<String>,
+}
+
+impl PlaceIn {
+    /// The place (`invalid_coordinates` when the point is out of range or not finite).
+    fn get(self) -> Result<Place, ApiError> {
+        Ok(Place { point: lat_lng(self.lat, self.lng)?, address: self.address })
+    }
+}
+
+impl Ctx<'_> {
+    /// `POST /v1/fares/estimate`: every category's quote (or one), priced as a booking now would be.
+    pub(super) async fn estimate(&mut self) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            pickup: PlaceIn,
+            dropoff: PlaceIn,
+            #[serde(default)]
+            category: Option<Category>,
+            #[serde(default)]
+            coupon: Option<String>,
+        }
+        let b: In = self.json(false)?;
+        let rider = self.principal()?.user_id().ok_or_else(|| ApiError::new("forbidden", "riders only"))?;
+        let (pickup, dropoff) = (b.pickup.get()?, b.dropoff.get()?);
+        let route = self.app.route(pickup.point, dropoff.point).await;
+        let t = now();
+        let est = self.app.engine.read(|v| {
+            v.price_book().estimate(pickup.point, &route, b.category.as_ref(), b.coupon.as_deref(), rider, t)
+        })?;
+        let estimates: Vec<Value> = est
+            .quotes
+            .iter()
+            .map(|(c, q)| {
+                json!({
+                    "category": c.as_str(),
+                    "fare": {"amount_minor": q.fare.amount_minor, "currency": q.fare.currency.code(),
+                             "currency_exponent": q.fare.currency.exponent()},
+                    "distance_m": q.distance_m,
+                    "duration_s": q.duration_s,
+                    "surge_bps": q.surge_bps,
+                    "discount_minor": q.discount_minor,
+                    "route_source": serde_json::to_value(q.route_source).unwrap_or(Value::Null),
+                    "breakdown": serde_json::to_value(q.breakdown).unwrap_or(Value::Null),
+                })
+            })
+            .collect();
+        Ok(json_response(StatusCode::OK, &json!({"zone_id": est.zone.id.to_string(), "estimates": estimates})))
+    }
+
+    /// `POST /v1/trips`: the route is asked for here, the price is locked by the engine.
+    pub(super) async fn create_trip(&mut self) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct ParcelIn {
+            weight_kg: f64,
+            description: String,
+            recipient_phone: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct BidIn {
+            amount_minor: i64,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            pickup: PlaceIn,
+            dropoff: PlaceIn,
+            category: Category,
+            payment_method: PaymentMethod,
+            #[serde(default)]
+            coupon: Option<String>,
+            #[serde(default)]
+            kind: Option<TripKind>,
+            #[serde(default)]
+            parcel: Option<ParcelIn>,
+            #[serde(default)]
+            bid: Option<BidIn>,
+        }
+        let b: In = self.json(false)?;
+        let (pickup, dropoff) = (b.pickup.get()?, b.dropoff.get()?);
+        let parcel = b
+            .parcel
+            .map(|p| {
+                if !(p.weight_kg.is_finite() && p.weight_kg > 0.0 && p.weight_kg <= 1_000.0) {
+                    return Err(ApiError::invalid("parcel.weight_kg must be a positive number of kilograms"));
+                }
+                let weight_g = (p.weight_kg * 1000.0).round() as u32;
+                Ok(Parcel { weight_g, description: p.description, recipient_phone: p.recipient_phone })
+            })
+            .transpose()?;
+        let route = self.app.route(pickup.point, dropoff.point).await;
+        let new = NewTrip {
+            id: None,
+            pickup_code: None,
+            kind: b.kind.unwrap_or(if parcel.is_some() { TripKind::Parcel } else { TripKind::Ride }),
+            pickup,
+            dropoff,
+            category: b.category,
+            parcel,
+            payment_method: b.payment_method,
+            route,
+            coupon: b.coupon,
+            bid_minor: b.bid.map(|x| x.amount_minor),
+        };
+        let o = self.submit(Command::CreateTrip(new)).await?;
+        if let Outcome::Trip(t) = &o {
+            self.new_trip = Some(t.id);
+        }
+        self.trip_out(StatusCode::CREATED, o)
+    }
+
+    /// `GET /v1/trips`: a rider's or a driver's own trips.
+    pub(super) async fn my_trips(&self) -> Result<Resp, ApiError> {
+        let p = self.principal()?;
+        let id = p.user_id().ok_or_else(|| ApiError::new("forbidden", "riders and drivers only"))?;
+        let of = if p.role() == Role::Driver { TripsOf::Driver(id) } else { TripsOf::Rider(id) };
+        self.list_trips(of).await
+    }
+
+    /// A page of trips, newest first: `of` whom, filtered by `?status=` and `?zone_id=`
+    /// (finished ones come from the history on disk, read off the runtime threads).
+    pub(super) async fn list_trips(&self, of: TripsOf) -> Result<Resp, ApiError> {
+        let limit = http::limit(&self.query)?;
+        let cursor = Cursor::from_query(&self.query)?
+            .map(|c| {
+                TripId::from_raw(c.id)
+                    .map(|trip| dispatch_core::TripCursor { created_ms: c.at_ms, trip })
+                    .ok_or_else(|| ApiError::invalid("cursor is malformed"))
+            })
+            .transpose()?;
+        let status: Option<TripStatus> = self
+            .query
+            .get("status")
+            .map(|s| serde_json::from_value(json!(s)).map_err(|_| ApiError::invalid("unknown status")))
+            .transpose()?;
+        let zone: Option<ZoneId> = self.query.get("zone_id").map(|z| parse_id(z, "zone")).transpose()?;
+        let finished = status.is_none_or(|s| s.is_terminal());
+        let trips = self
+            .app
+            .blocking(move |e| {
+                e.trips(of, cursor, limit, finished, |t| {
+                    status.is_none_or(|s| t.status == s) && zone.is_none_or(|z| t.zone_id == z)
+                })
+            })
+            .await?;
+        let last = trips.last().map(|t| Cursor { at_ms: t.created_at.as_millis(), id: t.id.raw() });
+        let items = trips.iter().map(|t| render::trip(t, self.for_rider(t))).collect();
+        Ok(json_response(StatusCode::OK, &http::page(items, limit, last)))
+    }
+
+    /// `GET /v1/trips/{id}`: to whom may see it (else `404`); staff also see the names.
+    pub(super) async fn get_trip(&self, id: &str) -> Result<Resp, ApiError> {
+        let t = self.visible_trip(id).await?;
+        let mut v = render::trip(&t, self.for_rider(&t));
+        if self.principal()?.is_staff() {
+            // Operators talk to the people of a trip: staff see their names.
+            let name = |u: UserId| self.app.engine.user(u).map(|u| u.name.clone());
+            v["rider_name"] = json!(name(t.rider_id));
+            v["driver_name"] = json!(t.driver_id.and_then(name));
+        }
+        Ok(json_response(StatusCode::OK, &v))
+    }
+
+    /// `POST /v1/trips/{id}/{action}`: a driver's step, or a cancel; accepts are counted won or lost.
+    pub(super) async fn trip_action(&mut self, id: &str, action: TripAction) -> Result<Resp, ApiError> {
+        let trip_id: TripId = parse_id(id, "trip")?;
+        let command = match action {
+            TripAction::Accept => {
+                self.json::<Empty>(true)?;
+                Command::AcceptTrip { trip_id }
+            }
+            TripAction::Decline => {
+                self.json::<Empty>(true)?;
+                Command::DeclineTrip { trip_id }
+            }
+            TripAction::Arrived => {
+                self.json::<Empty>(true)?;
+                Command::DriverArrived { trip_id }
+            }
+            TripAction::Start => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct In {
+                    pickup_code: String,
+                }
+                let b: In = self.json(false)?;
+                Command::StartTrip { trip_id, pickup_code: b.pickup_code }
+            }
+            TripAction::Complete => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct In {
+                    #[serde(default)]
+                    distance_m: Option<u32>,
+                    #[serde(default)]
+                    dropoff: Option<PointIn>,
+                }
+                let b: In = self.json(true)?;
+                let dropoff = b.dropoff.map(|p| p.get()).transpose()?;
+                Command::CompleteTrip { trip_id, distance_m: b.distance_m, dropoff }
+            }
+            TripAction::Cancel => {
+                let b: ReasonIn = self.json(true)?;
+                Command::CancelTrip { trip_id, reason: b.reason }
+            }
+        };
+        let result = self.submit(command).await;
+        if action == TripAction::Accept {
+            let m = &self.app.metrics;
+            match &result {
+                // A replayed accept won nothing new: it was counted the first time.
+                Ok(_) if self.replayed => 0,
+                Ok(_) => m.accepts_won.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                Err(e) if e.code == "trip_already_assigned" => {
+                    m.accepts_lost.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                }
+                Err(_) => 0,
+            };
+        }
+        match result? {
+            Outcome::Done if action == TripAction::Decline => Ok(no_content()),
+            o @ Outcome::Trip(_) => self.trip_out(StatusCode::OK, o),
+            Outcome::Done => Ok(no_content()),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `POST /v1/trips/{id}/bids`: an offered driver's price.
+    pub(super) async fn place_bid(&mut self, id: &str) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            amount_minor: i64,
+        }
+        let b: In = self.json(false)?;
+        let trip_id: TripId = parse_id(id, "trip")?;
+        match self.submit(Command::PlaceBid { id: None, trip_id, amount_minor: b.amount_minor }).await? {
+            Outcome::Bid { bid, trip } => {
+                Ok(json_response(StatusCode::CREATED, &render::bid(&trip.id.to_string(), &bid)))
+            }
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `GET /v1/trips/{id}/bids`: the trip's rider only (anyone else: `404`).
+    pub(super) async fn list_bids(&self, id: &str) -> Result<Resp, ApiError> {
+        let t = self.visible_trip(id).await?;
+        if !self.for_rider(&t) {
+            return Err(ApiError::not_found("trip"));
+        }
+        let tid = t.id.to_string();
+        let items: Vec<Value> = t.bids.iter().map(|b| render::bid(&tid, b)).collect();
+        Ok(json_response(StatusCode::OK, &json!({"items": items})))
+    }
+
+    /// `POST /v1/trips/{id}/bids/{bid_id}/accept`.
+    pub(super) async fn accept_bid(&mut self, id: &str, bid: &str) -> Result<Resp, ApiError> {
+        self.json::<Empty>(true)?;
+        let trip_id: TripId = parse_id(id, "trip")?;
+        let bid_id: BidId = parse_id(bid, "bid")?;
+        let o = self.submit(Command::AcceptBid { trip_id, bid_id }).await?;
+        self.trip_out(StatusCode::OK, o)
+    }
+
+    /// `POST /v1/trips/{id}/rating`: 1 to 5 stars.
+    pub(super) async fn rate(&mut self, id: &str) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            stars: u8,
+            #[serde(default)]
+            comment: Option<String>,
+        }
+        let b: In = self.json(false)?;
+        if !(1..=5).contains(&b.stars) {
+            return Err(ApiError::invalid("stars must be 1 to 5"));
+        }
+        let trip_id: TripId = parse_id(id, "trip")?;
+        let (stars, comment) = (b.stars, b.comment.clone());
+        self.submit(Command::RateTrip { trip_id, stars, comment }).await?;
+        Ok(json_response(
+            StatusCode::CREATED,
+            &json!({"trip_id": trip_id.to_string(), "stars": stars, "comment": b.comment}),
+        ))
+    }
+
+    /// `POST /v1/trips/{id}/sos`: an alert every staff socket hears.
+    pub(super) async fn sos(&mut self, id: &str) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            #[serde(default)]
+            location: Option<PointIn>,
+            #[serde(default)]
+            note: Option<String>,
+        }
+        let b: In = self.json(true)?;
+        let trip_id: TripId = parse_id(id, "trip")?;
+        let location = b.location.map(|l| l.get()).transpose()?;
+        match self.submit(Command::RaiseSos { id: None, trip_id, location, note: b.note }).await? {
+            Outcome::Alert(a) => Ok(json_response(StatusCode::CREATED, &render::alert(&a))),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `POST /v1/admin/trips/{id}/cancel`.
+    pub(super) async fn admin_cancel(&mut self, id: &str) -> Result<Resp, ApiError> {
+        let b: ReasonIn = self.json(true)?;
+        let trip_id: TripId = parse_id(id, "trip")?;
+        let o = self.submit(Command::CancelTrip { trip_id, reason: b.reason }).await?;
+        self.trip_out(StatusCode::OK, o)
+    }
+
+    /// `GET /v1/admin/trips/{id}/events`: the timeline built from the trip record.
+    pub(super) async fn trip_events(&self, id: &str) -> Result<Resp, ApiError> {
+        let t = self.visible_trip(id).await?;
+        Ok(json_response(StatusCode::OK, &json!({"items": render::timeline(&t), "next_cursor": null})))
+    }
+
+    /// `GET /v1/admin/trips/{id}/trail`: where the trip's driver went from the accept to
+    /// the end (or now), oldest first, at most [`TRAIL_MAX_POINTS`] (evenly sampled).
+    pub(super) async fn trip_trail(&self, id: &str) -> Result<Resp, ApiError> {
+        let t = self.visible_trip(id).await?;
+        let trail = match (t.driver_id, t.accepted_at) {
+            (Some(driver), Some(from)) => {
+                let until = if t.status.is_terminal() { t.ended_at.unwrap_or(t.updated_at) } else { now() };
+                Some(self.app.blocking(move |e| e.driver_trail(driver, from, until, TRAIL_MAX_POINTS)).await?)
+            }
+            _ => None,
+        };
+        let items: Vec<Value> = trail.iter().flat_map(|tr| tr.points.iter()).map(render::trail_point).collect();
+        let recorded = trail.as_ref().map_or(0, |tr| tr.recorded);
+        let sampled = items.len() < recorded;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"items": items, "recorded": recorded, "sampled": sampled,
+                "truncated": trail.is_some_and(|tr| tr.truncated), "next_cursor": null}),
+        ))
+    }
+}

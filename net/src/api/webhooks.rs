@@ -1,0 +1,55 @@
+//! Payment gateways' webhooks, `POST /v1/webhooks/{gateway}`.
+//!
+//! Guarantees: the signature is verified before the body is parsed; an unsigned or forged
+//! call pays the IP rate limit; an event id already seen answers `duplicate` and moves
+//! nothing; a stale, disagreeing or unknown event is acknowledged (`"applied": false`
+//! with the reason), so a gateway does not retry it forever.
+
+use dispatch_core::{Actor, Command, Outcome};
+use hyper::StatusCode;
+use serde_json::json;
+
+use super::routes::Endpoint;
+use super::{Ctx, now, unexpected};
+use crate::http::{ApiError, Resp, json_response};
+use crate::ratelimit::{Class, Subject};
+
+impl Ctx<'_> {
+    /// `POST /v1/webhooks/{gateway}`: the gateway's signature first, then its body
+    /// mapped to the engine's payment event. A stale or disagreeing event is answered
+    /// `processed` with `"applied": false` and the reason (a gateway retries anything
+    /// else); an event type the engine does not act on likewise.
+    pub(super) async fn webhook(&mut self, gateway: &str) -> Result<Resp, ApiError> {
+        let hooks = self.app.gateways.get(gateway).ok_or_else(|| ApiError::not_found("gateway"))?;
+        if let Err(e) = hooks.verify(&self.headers, &self.body, now().as_secs()) {
+            // Unsigned and forged calls pay the IP limit.
+            self.app.limit(Endpoint::Webhook(String::new()).spec().name, Class::Ip, Subject::Ip(self.peer))?;
+            return Err(ApiError::new("invalid_signature", e.to_string()));
+        }
+        let event = hooks.parse(&self.headers, &self.body)?;
+        let answer = |status: &str, applied: bool, reason: Option<String>| {
+            let mut v = json!({"status": status, "applied": applied});
+            if let Some(r) = reason {
+                v["reason"] = json!(r);
+            }
+            json_response(StatusCode::OK, &v)
+        };
+        let (Some(kind), Some(trip_id), Some(currency)) = (event.kind, event.trip_id, event.currency) else {
+            return Ok(answer("processed", false, Some(format!("event type {} is not acted on", event.event_type))));
+        };
+        let c = Command::PaymentEvent {
+            gateway: gateway.to_owned(),
+            event_id: event.event_id,
+            kind,
+            trip_id,
+            amount_minor: event.amount_minor,
+            currency,
+            archived: None,
+        };
+        match self.app.submit(Actor::System, c).await? {
+            Outcome::PaymentEvent { duplicate: true, .. } => Ok(answer("duplicate", false, None)),
+            Outcome::PaymentEvent { duplicate: false, ignored } => Ok(answer("processed", ignored.is_none(), ignored)),
+            o => Err(unexpected(&o)),
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! Every open WebSocket, and the routing of engine events to them: which socket hears
+//! which event, put in its outbox ([`outbox`]). The sockets themselves (upgrade, read and
+//! write loops) are `crate::ws`'s; the registry is here so that the shared state
+//! (`crate::server::App`) can hold it without knowing the socket protocol.
+//!
+//! Guarantees:
+//! - no lock is held while writing to a socket: frames go into outboxes under the
+//!   registry's lock, and each socket's writer pops and writes them without it;
+//! - a trip's frames (`trip_updated`, `driver_location`) reach only staff sockets and the
+//!   sockets of the trip's *current* rider and driver, checked at fan-out, not only at
+//!   subscription (`Trip::visible_to`): a driver who gave a trip back stops hearing about
+//!   it, and the subscriptions of a trip that ended, or of a socket no longer party to it,
+//!   are dropped; the driver's position reaches the rider and staff only;
+//! - every staff socket hears every SOS alert, whatever its map box;
+//! - a user's first open socket and last close are reported in the order they happened
+//!   (the presence hooks run under the registry's lock; the reports: [`presence`]).
+
+pub mod ops;
+pub mod outbox;
+pub mod presence;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dispatch_core::{Event, TripId, UserId};
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::auth::Principal;
+use crate::metrics::Metrics;
+use crate::render;
+use ops::{BBox, OPS_SNAPSHOT_SLOT, ops_snapshot};
+use outbox::{OutFrame, Outbox};
+use presence::PendingPresence;
+
+/// One open socket: whose it is (which decides what it may hear) and its outbox.
+struct Socket {
+    user: Option<UserId>,
+    staff: bool,
+    outbox: Arc<Outbox>,
+}
+
+/// The open sockets, indexed the ways events find them.
+#[derive(Default)]
+struct Registry {
+    sockets: HashMap<u64, Arc<Socket>>,
+    /// A user's open sockets (a driver may have two devices).
+    by_user: HashMap<UserId, Vec<u64>>,
+    /// Sockets following a trip they subscribed to.
+    by_trip: HashMap<TripId, HashSet<u64>>,
+    /// Staff sockets on the ops channel, with their box (`None`: everywhere).
+    ops: HashMap<u64, Option<BBox>>,
+}
+
+/// Every open socket, by user and by subscribed trip.
+pub struct Hub {
+    registry: Mutex<Registry>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+    /// Presence reports the engine has not taken yet.
+    pub presence: Arc<PendingPresence>,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Hub {
+            registry: Mutex::new(Registry::default()),
+            next_id: AtomicU64::new(1),
+            metrics,
+            presence: Arc::new(PendingPresence::default()),
+        }
+    }
+
+    /// Adds a socket; `true` when it is its user's first open socket (`on_first` then runs
+    /// under the registry lock, so presence reports keep the order of opens and closes).
+    pub(crate) fn register(&self, who: Principal, on_first: impl FnOnce()) -> (u64, Arc<Outbox>, bool) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let outbox = Arc::new(Outbox::new());
+        let socket = Arc::new(Socket { user: who.user_id(), staff: who.is_staff(), outbox: Arc::clone(&outbox) });
+        let mut r = self.registry.lock();
+        let mut first = false;
+        if let Some(u) = socket.user {
+            let v = r.by_user.entry(u).or_default();
+            first = v.is_empty();
+            v.push(id);
+        }
+        r.sockets.insert(id, socket);
+        if first {
+            on_first();
+        }
+        (id, outbox, first)
+    }
+
+    /// Removes a socket; `true` when it was its user's last open socket (`on_last` then
+    /// runs under the registry lock).
+    pub(crate) fn unregister(&self, id: u64, on_last: impl FnOnce()) -> bool {
+        let mut r = self.registry.lock();
+        let Some(s) = r.sockets.remove(&id) else { return false };
+        let mut last = false;
+        if let Some(u) = s.user
+            && let Some(v) = r.by_user.get_mut(&u)
+        {
+            v.retain(|x| *x != id);
+            if v.is_empty() {
+                r.by_user.remove(&u);
+                last = true;
+            }
+        }
+        r.by_trip.retain(|_, set| {
+            set.remove(&id);
+            !set.is_empty()
+        });
+        r.ops.remove(&id);
+        if last {
+            on_last();
+        }
+        last
+    }
+
+    /// Adds socket `id` to the followers of `trip`.
+    pub(crate) fn subscribe_trip(&self, id: u64, trip: TripId) {
+        self.registry.lock().by_trip.entry(trip).or_default().insert(id);
+    }
+
+    /// Puts socket `id` on the ops channel, with its box (`None`: everywhere).
+    pub(crate) fn subscribe_ops(&self, id: u64, bbox: Option<BBox>) {
+        self.registry.lock().ops.insert(id, bbox);
+    }
+
+    /// Sends each ops socket the snapshot of its box (at most once a second: the caller ticks).
+    pub fn send_ops_snapshots(&self, engine: &dispatch_core::Engine) {
+        let targets: Vec<(Arc<Outbox>, Option<BBox>)> = {
+            let r = self.registry.lock();
+            r.ops.iter().filter_map(|(id, b)| r.sockets.get(id).map(|s| (Arc::clone(&s.outbox), *b))).collect()
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let now = dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock);
+        for (outbox, bbox) in targets {
+            let frame = engine.read(|v| ops_snapshot(v, bbox, now));
+            // A snapshot is superseded by the next one: it may be dropped like a position.
+            outbox.push(OutFrame::Location(OPS_SNAPSHOT_SLOT, frame), &self.metrics);
+        }
+    }
+
+    /// The outboxes of `user`'s sockets.
+    fn of_user(&self, r: &Registry, user: UserId) -> Vec<Arc<Outbox>> {
+        r.by_user
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| r.sockets.get(id).map(|s| Arc::clone(&s.outbox)))
+            .collect()
+    }
+
+    /// Turns one batch of engine events into frames in the right outboxes.
+    pub(crate) fn fan_out(&self, engine: &dispatch_core::Engine, events: &[Event]) {
+        for e in events {
+            match e {
+                Event::TripOffered { trip, driver_id, expires_at, distance_to_pickup_m } => {
+                    let frame =
+                        json!({"type": "trip_offer", "offer": render::offer(trip, *expires_at, *distance_to_pickup_m)});
+                    let n = self.send_user(*driver_id, &frame);
+                    self.metrics.offers_sent.fetch_add(n, Ordering::Relaxed);
+                }
+                Event::OfferWithdrawn { trip_id, driver_id, reason } => {
+                    let frame = json!({"type": "offer_withdrawn", "trip_id": trip_id.to_string(), "reason": reason_str(*reason)});
+                    self.send_user(*driver_id, &frame);
+                }
+                Event::TripUpdated { trip } => {
+                    let for_rider = json!({"type": "trip_updated", "trip": render::trip(trip, true)}).to_string();
+                    let others = json!({"type": "trip_updated", "trip": render::trip(trip, false)}).to_string();
+                    let mut guard = self.registry.lock();
+                    let Registry { sockets, by_user, by_trip, ops } = &mut *guard;
+                    let party = |id: &u64| sockets.get(id).is_some_and(|s| trip.visible_to(s.user, s.staff));
+                    let mut sent = HashSet::new();
+                    for id in by_user.get(&trip.rider_id).into_iter().flatten() {
+                        if let Some(s) = sockets.get(id) {
+                            sent.insert(*id);
+                            s.outbox.push(OutFrame::Event(for_rider.clone()), &self.metrics);
+                        }
+                    }
+                    let driver_ids = trip.driver_id.and_then(|d| by_user.get(&d)).into_iter().flatten();
+                    // A subscription is honoured only while its socket is still party to
+                    // the trip (a driver who gave the trip back is no longer).
+                    let subscribed = by_trip.get(&trip.id).into_iter().flatten().filter(|id| party(id));
+                    let in_box =
+                        ops.iter().filter(|(_, b)| b.is_none_or(|b| b.contains(trip.pickup.point))).map(|(id, _)| id);
+                    for id in driver_ids.chain(subscribed).chain(in_box) {
+                        if sent.insert(*id)
+                            && let Some(s) = sockets.get(id)
+                        {
+                            s.outbox.push(OutFrame::Event(others.clone()), &self.metrics);
+                        }
+                    }
+                    // Drop what will never be delivered again: every subscription of a
+                    // trip that ended (its last update just went out), and those of
+                    // sockets no longer party to it.
+                    if trip.status.is_terminal() {
+                        by_trip.remove(&trip.id);
+                    } else if let Some(set) = by_trip.get_mut(&trip.id) {
+                        set.retain(|id| party(id));
+                        if set.is_empty() {
+                            by_trip.remove(&trip.id);
+                        }
+                    }
+                }
+                Event::DriverMoved { driver_id, trip_id: Some(trip_id), point, heading_deg, at } => {
+                    let Some(trip) = engine.read(|v| v.trip(*trip_id).cloned()) else { continue };
+                    if trip.driver_id != Some(*driver_id) || !trip.status.has_driver() {
+                        continue;
+                    }
+                    let frame = json!({
+                        "type": "driver_location", "trip_id": trip_id.to_string(),
+                        "lat": point.lat(), "lng": point.lng(), "heading_deg": heading_deg,
+                        "at": crate::http::rfc3339(*at),
+                    })
+                    .to_string();
+                    let r = self.registry.lock();
+                    let rider = r.by_user.get(&trip.rider_id).into_iter().flatten();
+                    let subscribed = r.by_trip.get(trip_id).into_iter().flatten();
+                    let mut sent = HashSet::new();
+                    for id in rider.chain(subscribed) {
+                        // The rider and staff see where the driver is; nobody else, even
+                        // if they once subscribed (a driver who gave the trip back).
+                        if sent.insert(*id)
+                            && let Some(s) = r.sockets.get(id)
+                            && (s.staff || s.user == Some(trip.rider_id))
+                        {
+                            s.outbox.push(OutFrame::Location(*trip_id, frame.clone()), &self.metrics);
+                        }
+                    }
+                }
+                Event::DriverMoved { .. } => {}
+                Event::DriverPresence { driver_id, trip_id, connected } => {
+                    let (trip, fix) =
+                        engine.read(|v| (v.trip(*trip_id).cloned(), v.driver(*driver_id).and_then(|d| d.fix)));
+                    let Some(trip) = trip else { continue };
+                    let frame = presence_frame(*trip_id, *driver_id, *connected, fix, now());
+                    self.send_user(trip.rider_id, &frame);
+                }
+                Event::AlertRaised { alert } => {
+                    let frame = json!({"type": "sos_alert", "alert": render::alert(alert)}).to_string();
+                    let r = self.registry.lock();
+                    // Every staff socket hears every alert: safety is not filtered by a map box.
+                    for s in r.sockets.values().filter(|s| s.staff) {
+                        s.outbox.push(OutFrame::Event(frame.clone()), &self.metrics);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_user(&self, user: UserId, frame: &Value) -> u64 {
+        let text = frame.to_string();
+        let r = self.registry.lock();
+        let boxes = self.of_user(&r, user);
+        for b in &boxes {
+            b.push(OutFrame::Event(text.clone()), &self.metrics);
+        }
+        boxes.len() as u64
+    }
+}
+
+/// The wall clock, for the age of a position.
+fn now() -> dispatch_core::clock::Timestamp {
+    dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock)
+}
+
+/// `driver_presence`: the driver's socket dropped or came back, with the last known
+/// position (API.md: the rider sees the driver "temporarily offline with the last
+/// position"); `null` position fields when the driver never reported one.
+fn presence_frame(
+    trip_id: TripId,
+    driver_id: UserId,
+    connected: bool,
+    fix: Option<dispatch_core::driver::Fix>,
+    now: dispatch_core::clock::Timestamp,
+) -> Value {
+    json!({"type": "driver_presence", "trip_id": trip_id.to_string(),
+        "driver_id": driver_id.to_string(), "connected": connected,
+        "lat": fix.map(|f| f.point.lat()), "lng": fix.map(|f| f.point.lng()),
+        "at": fix.map(|f| crate::http::rfc3339(f.at)),
+        "location_age_s": fix.map(|f| now.millis_since(f.at).max(0) / 1000)})
+}
+
+/// API.md's name of why an offer ended.
+fn reason_str(r: dispatch_core::WithdrawReason) -> &'static str {
+    match r {
+        dispatch_core::WithdrawReason::Taken => "taken",
+        dispatch_core::WithdrawReason::Cancelled => "cancelled",
+        dispatch_core::WithdrawReason::Expired => "expired",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dispatch_core::Role;
+
+    use super::*;
+
+    #[test]
+    fn presence_is_reported_on_a_users_first_open_and_last_close_only() {
+        let hub = Hub::new(Arc::new(Metrics::default()));
+        let driver = Principal::User { id: UserId::from_raw(7).unwrap(), role: Role::Driver };
+        let reports = parking_lot::Mutex::new(Vec::new());
+        let (a, _, first_a) = hub.register(driver, || reports.lock().push(true));
+        let (b, _, first_b) = hub.register(driver, || reports.lock().push(true));
+        assert!(first_a && !first_b);
+        assert!(!hub.unregister(a, || reports.lock().push(false)), "the other socket is still open");
+        assert!(hub.unregister(b, || reports.lock().push(false)));
+        assert!(!hub.unregister(b, || reports.lock().push(false)), "unknown sockets change nothing");
+        assert_eq!(*reports.lock(), vec![true, false]);
+    }
+}

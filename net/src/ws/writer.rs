@@ -1,0 +1,152 @@
+//! One socket's writer: drains its outbox, pings, and says why it stopped.
+//!
+//! Guarantees: every write is bounded by `WsTiming::send_timeout` and cut short by an
+//! overflow of the outbox, so a client that stops reading cannot hold the writer; frames
+//! are written in the order they were queued; no lock is held while writing.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::hub::outbox::Outbox;
+use crate::server::WsTiming;
+
+/// Why a socket's writer stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriterEnd {
+    /// The connection failed: nothing more can be written.
+    Failed,
+    /// The outbox overflowed, or a write did not finish within the send timeout: close 1008.
+    TooSlow,
+    /// The reader heard nothing for the idle timeout: close 1001.
+    Idle,
+    /// The server is shutting down: close 1001.
+    Shutdown,
+}
+
+/// Writes the outbox's frames and the pings until the socket must close, and says why.
+/// Every write is bounded by `timing.send_timeout` and cut short by an overflow of the
+/// outbox, so a client that stops reading cannot hold the writer.
+pub(super) async fn write_loop<S>(
+    sink: &mut S,
+    outbox: &Outbox,
+    closing: &Notify,
+    timing: WsTiming,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> WriterEnd
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + timing.ping_every, timing.ping_every);
+    loop {
+        tokio::select! {
+            _ = outbox.notify.notified() => {
+                if outbox.overflowed.load(Ordering::Relaxed) {
+                    return WriterEnd::TooSlow;
+                }
+                while let Some(text) = outbox.pop() {
+                    if let Err(end) = send_bounded(sink, Message::text(text), outbox, timing.send_timeout).await {
+                        return end;
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if let Err(end) = send_bounded(sink, Message::Ping(Default::default()), outbox, timing.send_timeout).await {
+                    return end;
+                }
+            }
+            _ = closing.notified() => return WriterEnd::Idle,
+            _ = crate::server::until_shutdown(shutdown) => return WriterEnd::Shutdown,
+        }
+    }
+}
+
+/// Writes one frame within `timeout`; gives up early when the outbox overflows meanwhile.
+async fn send_bounded<S>(sink: &mut S, msg: Message, outbox: &Outbox, timeout: Duration) -> Result<(), WriterEnd>
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let send = sink.send(msg);
+    tokio::pin!(send);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            r = &mut send => return r.map_err(|_| WriterEnd::Failed),
+            _ = &mut deadline => return Err(WriterEnd::TooSlow),
+            // A frame pushed meanwhile is written after this one (it is in the queue);
+            // only an overflow ends the wait.
+            _ = outbox.notify.notified() => {
+                if outbox.overflowed.load(Ordering::Relaxed) {
+                    return Err(WriterEnd::TooSlow);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures_util::StreamExt;
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::protocol::Role as WsRole;
+
+    use super::*;
+    use crate::hub::outbox::{OUTBOX_CAP, OutFrame};
+    use crate::metrics::Metrics;
+
+    fn timing(send_timeout: Duration) -> WsTiming {
+        WsTiming { ping_every: Duration::from_secs(3600), idle_timeout: Duration::from_secs(3600), send_timeout }
+    }
+
+    /// A server socket over an in-memory pipe of `buffer` bytes whose client end never reads.
+    async fn stuck_socket(
+        buffer: usize,
+    ) -> (futures_util::stream::SplitSink<WebSocketStream<tokio::io::DuplexStream>, Message>, tokio::io::DuplexStream)
+    {
+        let (server_io, client_io) = tokio::io::duplex(buffer);
+        let ws = WebSocketStream::from_raw_socket(server_io, WsRole::Server, None).await;
+        let (sink, _stream) = ws.split();
+        (sink, client_io)
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_closed_when_a_write_outlasts_the_send_timeout() {
+        let (mut sink, _client) = stuck_socket(1024).await;
+        let outbox = Outbox::new();
+        outbox.push(OutFrame::Event("x".repeat(32 * 1024)), &Metrics::default());
+        let (_tx, mut rx) = tokio::sync::watch::channel(false);
+        let closing = Notify::new();
+        let run = write_loop(&mut sink, &outbox, &closing, timing(Duration::from_millis(50)), &mut rx);
+        let end = tokio::time::timeout(Duration::from_secs(30), run).await;
+        assert_eq!(end, Ok(WriterEnd::TooSlow), "the stuck write was given up");
+    }
+
+    #[tokio::test]
+    async fn an_outbox_overflowing_while_a_write_is_stuck_closes_at_once() {
+        let (mut sink, _client) = stuck_socket(1024).await;
+        let outbox = Arc::new(Outbox::new());
+        let m = Metrics::default();
+        outbox.push(OutFrame::Event("x".repeat(32 * 1024)), &m);
+        let (_tx, mut rx) = tokio::sync::watch::channel(false);
+        let closing = Notify::new();
+        let filler = Arc::clone(&outbox);
+        let fill = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let m = Metrics::default();
+            for i in 0..=OUTBOX_CAP {
+                filler.push(OutFrame::Event(format!("e{i}")), &m);
+            }
+        });
+        // The send timeout is an hour: only the overflow can end this.
+        let run = write_loop(&mut sink, &outbox, &closing, timing(Duration::from_secs(3600)), &mut rx);
+        let end = tokio::time::timeout(Duration::from_secs(30), run).await;
+        assert_eq!(end, Ok(WriterEnd::TooSlow));
+        fill.await.unwrap();
+    }
+}
