@@ -234,7 +234,7 @@ pub enum Command {
         /// Why (plain text, kept for the audit trail).
         reason: String,
     },
-    /// A driver's position (not waited for fsync: see [`crate::Engine::update_location`]).
+    /// A driver's position (not waited for fsync: see `dispatch_core::Engine::update_location`).
     UpdateLocation(LocationReport),
     /// A rider asks for a trip; the first dispatch round starts at once.
     CreateTrip(NewTrip),

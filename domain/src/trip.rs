@@ -210,7 +210,7 @@ pub enum PaymentMethod {
 /// ```
 ///
 /// [`PaymentStatus::can_become`] is the one table of these edges: every change of a
-/// trip's payment status goes through it ([`TripPayment::set_status`]), and a gateway
+/// trip's payment status goes through it (`TripPayment::set_status`), and a gateway
 /// event that would take a step back (a late `payment.authorized` after the capture)
 /// is refused by it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

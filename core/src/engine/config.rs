@@ -38,7 +38,7 @@ pub struct EngineConfig {
     pub checkpoint_every_records: u64,
     /// Size of a WAL segment; the WAL is released below a checkpoint in whole segments.
     pub wal_segment_bytes: u64,
-    /// Without a data dir (or with [`Engine::open_with_log`]), the log is
+    /// Without a data dir (or with [`Engine::open_with_log`](super::Engine::open_with_log)), the log is
     /// checkpointed in memory: the state is cloned to become the rebuild base and
     /// the log below it is dropped. The clone costs time in proportion to the
     /// state (finished trips included, until they leave the hot state), so it is

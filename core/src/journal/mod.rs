@@ -3,7 +3,7 @@
 //!
 //! Owns the command log (the WAL in a data directory — optionally wrapped through
 //! [`LogWrapper`], the seam a whole-server test uses to make writes fail — or
-//! [`MemLog`] in memory), the directory lock, and the *base* a state can be rebuilt from (the initial
+//! [`MemLog`](dispatch_storage::MemLog) in memory), the directory lock, and the *base* a state can be rebuilt from (the initial
 //! state, later the last checkpoint) with its LSN.
 //!
 //! Guarantees:

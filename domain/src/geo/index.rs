@@ -175,7 +175,7 @@ impl SelectionFunction<Entry> for BothPoints {
     }
 }
 
-/// Online drivers by position. See the [module documentation](self).
+/// Online drivers by position. The module documentation of `geo::index` says how it works.
 #[derive(Debug, Clone, Default)]
 pub struct DriverIndex {
     /// Unit vectors, for nearest-first search.

@@ -254,7 +254,7 @@ pub enum GeometryError {
     },
 }
 
-/// A validated zone shape: see the [module documentation](self) for what "valid" means.
+/// A validated zone shape: the module documentation of `geo::polygon` says what "valid" means.
 ///
 /// Serializes to the GeoJSON it came from in human-readable formats (JSON), altitude and
 /// `bbox` dropped; in binary formats (postcard, the WAL) to its raw rings. Both ways of
