@@ -3,7 +3,7 @@
 //! JSON round trip unchanged, and a point lookup on it must answer without panicking.
 //!
 //! `cargo +nightly fuzz run zone_json` (from `fuzz/`). A stable proptest of the same
-//! property runs in every test run (`core/src/zone.rs`).
+//! property runs in every test run (`domain/src/zone.rs`).
 #![no_main]
 
 use dispatch_core::ZoneSpec;
