@@ -276,7 +276,7 @@ impl PaymentWorker {
 
     /// Payments given up on so far (read from the engine: they survive restarts).
     pub fn dead_letters(&self) -> Vec<(TripId, DeadLetter)> {
-        self.engine.read(dead_letters)
+        self.engine.read_snapshot(dead_letters)
     }
 
     /// Stops the worker (after the call in progress).
@@ -302,7 +302,7 @@ impl Drop for PaymentWorker {
 fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &AtomicBool) {
     let mut retries: HashMap<String, Retry> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        let due: Vec<(TripId, GatewayAction, Currency)> = engine.read(|v| {
+        let due: Vec<(TripId, GatewayAction, Currency)> = engine.read_snapshot(|v| {
             v.trips()
                 .filter_map(|t| {
                     let due = t.payment.due?;

@@ -1,16 +1,22 @@
-//! The published view: what readers see, an immutable snapshot of the world as of the
-//! last durable batch.
+//! The published view: what readers see of the world as of the last durable batch.
 //!
-//! The writer keeps its own copy of the view, applies each batch's changes to it once
-//! the batch is durable (the `Arc`s of the entities the batch changed), and publishes a
-//! clone of it by swapping one pointer (`arc-swap`). Every collection in it is a
-//! persistent map (`imbl`), so that clone is O(1) and a change copies only the path to
-//! its entry. A reader loads the current snapshot (no lock) and keeps it as long as it
-//! likes: a reader walking 100,000 drivers holds nothing the writer needs, and the
-//! writer's publish never waits for a reader.
+//! The writer applies each batch's changes to the view once the batch is durable (the
+//! `Arc`s of the entities the batch changed), under a brief write lock. Readers of a few
+//! entities take a brief read lock (an `Arc` clone). A reader that walks the city takes
+//! a snapshot: every collection here is a persistent map (`imbl`), so a clone is O(1) —
+//! a few pointer copies under the read lock — and walking it holds no lock at all. The
+//! writer then copies a map's node only when it changes one a live snapshot still
+//! shares; with no snapshot alive it updates in place, as fast as a hash map.
+//!
+//! Why not a fresh immutable snapshot swapped per batch: measured, it made the writer
+//! copy a path (and touch every neighbour's reference count) for every entity of every
+//! batch, which halved the accept rate and doubled the cost of a position report
+//! (BENCHMARKS.md, "The crate split"). Snapshots on demand cost that only while a
+//! reader holds one.
 //!
 //! Guarantees: a reader never sees a change that a crash could take back (the writer
-//! publishes after the fsync), and every snapshot is of whole batches.
+//! publishes after the fsync); every read, and every snapshot, is of whole batches; a
+//! snapshot never changes.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;

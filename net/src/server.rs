@@ -207,7 +207,7 @@ impl App {
     /// `GET /v1/admin/stats`.
     pub fn stats(&self) -> serde_json::Value {
         let now = SystemClock.now();
-        let (drivers, trips) = self.engine.read(|v| {
+        let (drivers, trips) = self.engine.read_snapshot(|v| {
             let (mut available, mut on_trip, mut offline_recent) = (0u64, 0u64, 0u64);
             for d in v.drivers() {
                 match d.availability {

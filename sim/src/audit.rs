@@ -35,7 +35,7 @@ pub struct Audit {
 /// trip has two drivers. Scans every trip and driver under the view's read lock: call it
 /// once in a while (the `city` example does once a simulated minute), not every step.
 pub fn audit(engine: &Engine) -> Audit {
-    engine.read(|view| {
+    engine.read_snapshot(|view| {
         let mut a = Audit::default();
         let mut trips_per_driver: HashMap<UserId, u32> = HashMap::new();
         for t in view.trips() {

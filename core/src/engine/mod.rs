@@ -29,9 +29,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command, Event, LocationReport, NewTrip, NewUser, Outcome};
@@ -93,10 +92,11 @@ pub struct NearbyDriver {
 }
 
 struct Shared {
-    /// What readers see: the last published snapshot, swapped whole by the writer after
-    /// each durable batch. Readers load it without a lock and keep it as long as they
-    /// like; the writer never waits for them.
-    view: ArcSwap<View>,
+    /// What readers see, as of the last durable batch: updated in place by the writer
+    /// under a brief write lock after each batch, read under a brief read lock (an `Arc`
+    /// clone), and cloned in O(1) into a snapshot a reader keeps without any lock
+    /// ([`Engine::snapshot`]).
+    view: RwLock<View>,
     /// Event subscribers (the gateway, the outbox). A subscriber whose buffer is
     /// full is dropped rather than allowed to stall the writer.
     subscribers: Mutex<Vec<Sender<Arc<[Event]>>>>,
@@ -176,9 +176,8 @@ impl Engine {
         }
         // The journal's recovery checked the state's invariants (`Journal::replay`).
         let (tx, rx) = crossbeam_channel::bounded(config.queue_capacity);
-        let view = View::of(&state);
         let shared = Arc::new(Shared {
-            view: ArcSwap::from_pointee(view.clone()),
+            view: RwLock::new(View::of(&state)),
             subscribers: Mutex::new(Vec::new()),
             stats: Stats::default(),
             read_only: AtomicBool::new(false),
@@ -188,7 +187,7 @@ impl Engine {
         });
         journal.report_counts(&state, &shared.stats.checkpoints);
         let rules = config.rules.clone();
-        let mut writer = Writer::new(state, journal, rx, Arc::clone(&shared), view, config);
+        let mut writer = Writer::new(state, journal, rx, Arc::clone(&shared), config);
         writer.adopt_rules(rules)?;
         let handle = std::thread::Builder::new()
             .name("dispatch-writer".into())
@@ -483,7 +482,7 @@ impl Engine {
 
     /// [`Engine::trip`], telling a history read error from "no such trip".
     pub fn find_trip(&self, id: TripId) -> Result<Option<Arc<Trip>>> {
-        if let Some(t) = self.shared.view.load().trip(id) {
+        if let Some(t) = self.shared.view.read().trip(id) {
             return Ok(Some(Arc::clone(t)));
         }
         match &self.shared.history {
@@ -512,7 +511,7 @@ impl Engine {
         };
         let after = |t: &Trip| cursor.is_none_or(|c| c.precedes(t));
         let mut hot: Vec<Arc<Trip>> =
-            self.read(|v| v.trips().filter(|t| mine(t) && after(t) && keep(t)).cloned().collect());
+            self.read_snapshot(|v| v.trips().filter(|t| mine(t) && after(t) && keep(t)).cloned().collect());
         hot.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
         hot.truncate(limit);
         let mut out = hot;
@@ -541,30 +540,39 @@ impl Engine {
 
     /// A user, as of the last durable batch.
     pub fn user(&self, id: UserId) -> Option<Arc<User>> {
-        self.shared.view.load().user(id).cloned()
+        self.shared.view.read().user(id).cloned()
     }
 
     /// A driver's live record, as of the last durable batch.
     pub fn driver(&self, id: UserId) -> Option<Arc<Driver>> {
-        self.shared.view.load().driver(id).cloned()
+        self.shared.view.read().driver(id).cloned()
     }
 
     /// The trips a driver has pending offers of.
     pub fn offers_for(&self, driver: UserId) -> Vec<Arc<Trip>> {
-        self.shared.view.load().offers_for(driver)
+        self.shared.view.read().offers_for(driver)
     }
 
-    /// Runs `f` on the current snapshot of the view. No lock is held: `f` may take as
-    /// long as it needs (walking every driver, say) without delaying the writer, and it
-    /// sees one consistent batch throughout.
+    /// Runs `f` on the view, holding its read lock for the duration: for short reads (a
+    /// few entities). A reader that walks the city (every driver, every trip) takes a
+    /// [`Engine::snapshot`] instead, which holds no lock while it walks.
     pub fn read<R>(&self, f: impl FnOnce(&View) -> R) -> R {
-        f(&self.shared.view.load_full())
+        f(&self.shared.view.read())
     }
 
-    /// The current snapshot of the view, to keep: it stays as it is (a later batch is a
-    /// later snapshot), and holding it delays nobody.
+    /// A snapshot of the view as of the last durable batch, to keep as long as needed: an
+    /// O(1) copy (the view's collections are persistent maps), taken under the read lock
+    /// for the time of a few pointer copies. Walking it holds no lock, so however long a
+    /// reader takes, the writer never waits for it; what the writer changes meanwhile it
+    /// copies (only the paths it touches, and only while a snapshot shares them).
     pub fn snapshot(&self) -> Arc<View> {
-        self.shared.view.load_full()
+        Arc::new(self.shared.view.read().clone())
+    }
+
+    /// Runs `f` on a fresh [`Engine::snapshot`]: for readers that walk the city (every
+    /// driver, every trip, every account), which then hold no lock however long they take.
+    pub fn read_snapshot<R>(&self, f: impl FnOnce(&View) -> R) -> R {
+        f(&self.snapshot())
     }
 
     /// Receives every batch of events from now on. `capacity` batches may wait
@@ -688,6 +696,31 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A reader walking the city holds no lock the writer needs: a command submitted (and
+    /// waited for) from inside a walk completes — under a lock held for the walk it would
+    /// wait for ever on the writer, which waits to publish — and the snapshot walked stays
+    /// as it was while later reads see the change.
+    #[test]
+    fn a_reader_walking_a_snapshot_never_stalls_the_writer() {
+        let clock = ManualClock::new(crate::clock::Timestamp::from_millis(T0));
+        let engine = engine_on(&clock);
+        let drivers: Vec<UserId> = (1..=50).map(|n| new_driver(&engine, n)).collect();
+        let (walked, newcomer) = engine.read_snapshot(|v| {
+            let walked = v.drivers().count();
+            // The writer commits and publishes this while the walk is still going on.
+            let newcomer = new_driver(&engine, 99);
+            assert!(v.user(newcomer).is_none() && v.driver(newcomer).is_none(), "a snapshot never changes");
+            (walked, newcomer)
+        });
+        assert_eq!(walked, drivers.len());
+        assert!(engine.user(newcomer).is_some() && engine.read(|v| v.driver(newcomer).is_some()));
+        let snapshot = engine.snapshot();
+        engine.set_driver_status(drivers[0], true, Some(metres_north(0.0))).unwrap();
+        assert_eq!(snapshot.driver(drivers[0]).map(|d| d.availability), Some(crate::driver::Availability::Offline));
+        assert_eq!(engine.driver(drivers[0]).map(|d| d.availability), Some(crate::driver::Availability::Available));
+        engine.shutdown().unwrap();
     }
 
     /// An embedder (Rust or C) cannot send the writer's own commands: an `Archive` could

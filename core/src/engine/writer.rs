@@ -28,7 +28,6 @@ use crate::id::{IdSource, UserId};
 use crate::journal::Journal;
 use crate::record::Record;
 use crate::state::{Effects, State, apply};
-use crate::view::View;
 
 /// Position reports coalesced by the state (a report within `location_min_interval_ms`
 /// of the driver's last published position), each waiting for its interval to be up: at
@@ -80,9 +79,6 @@ pub(super) struct Writer {
     journal: Journal,
     rx: Receiver<Msg>,
     shared: Arc<Shared>,
-    /// The writer's own copy of the view, ahead of the published snapshot only between
-    /// a batch's fsync and its publication (`commit`).
-    view: View,
     clock: Arc<dyn Clock>,
     ids: Box<dyn IdSource>,
     max_batch: usize,
@@ -116,7 +112,6 @@ impl Writer {
         journal: Journal,
         rx: Receiver<Msg>,
         shared: Arc<Shared>,
-        view: View,
         config: EngineConfig,
     ) -> Self {
         Writer {
@@ -124,7 +119,6 @@ impl Writer {
             journal,
             rx,
             shared,
-            view,
             clock: config.clock,
             ids: config.ids,
             max_batch: config.max_batch,
@@ -378,10 +372,9 @@ impl Writer {
         }
         // A batch boundary: what is published next must all be durable.
         assert!(!self.journal.has_pending(), "a committed batch left records unwritten");
-        self.view.publish(&self.state, &self.fx);
-        // O(1): the view's collections are persistent; readers holding the previous
-        // snapshot keep it, and nothing here waits for them.
-        self.shared.view.store(Arc::new(self.view.clone()));
+        // In place (the view's maps copy a node only while a reader's snapshot shares it);
+        // the write lock waits only for readers' brief point reads and snapshot copies.
+        self.shared.view.write().publish(&self.state, &self.fx);
         if !self.fx.events.is_empty() {
             let events: Arc<[Event]> = std::mem::take(&mut self.fx.events).into();
             self.shared.subscribers.lock().retain(|s| s.try_send(Arc::clone(&events)).is_ok());

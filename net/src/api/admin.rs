@@ -52,7 +52,7 @@ impl Ctx<'_> {
     /// `GET /v1/admin/alerts`: oldest first, at most `limit`.
     pub(super) fn list_alerts(&self) -> Result<Resp, ApiError> {
         let status = self.query.get("status").map(str::to_owned);
-        let mut alerts: Vec<_> = self.app.engine.read(|v| {
+        let mut alerts: Vec<_> = self.app.engine.read_snapshot(|v| {
             v.alerts().filter(|a| status.as_deref().is_none_or(|s| a.status.as_str() == s)).cloned().collect()
         });
         alerts.sort_by_key(|a| (a.raised_at, a.id));

@@ -104,7 +104,7 @@ impl Ctx<'_> {
             .map(|s| serde_json::from_value(json!(s)).map_err(|_| ApiError::invalid("unknown availability")))
             .transpose()?;
         let t = now();
-        let mut drivers: Vec<(i64, u64, Value)> = self.app.engine.read(|v| {
+        let mut drivers: Vec<(i64, u64, Value)> = self.app.engine.read_snapshot(|v| {
             v.drivers()
                 .filter(|d| availability.is_none_or(|a| d.availability == a))
                 .filter_map(|d| {

@@ -168,7 +168,7 @@ impl Ctx<'_> {
 
     /// `GET /v1/admin/ledger/verify`: whether every currency sums to zero.
     pub(super) fn ledger_verify(&self) -> Result<Resp, ApiError> {
-        let r = self.app.engine.read(|v| v.ledger_verify());
+        let r = self.app.engine.read_snapshot(|v| v.ledger_verify());
         Ok(json_response(
             StatusCode::OK,
             &json!({"balanced": r.balanced, "accounts": r.accounts, "transfers": r.transfers,
@@ -181,7 +181,7 @@ impl Ctx<'_> {
         let items: Vec<Value> = self
             .app
             .engine
-            .read(dispatch_core::payment::dead_letters)
+            .read_snapshot(dispatch_core::payment::dead_letters)
             .iter()
             .map(|(trip_id, d)| render::dead_letter(*trip_id, d))
             .collect();

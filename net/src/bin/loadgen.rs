@@ -85,6 +85,11 @@ struct Args {
     /// Trips driven through the fan-out, 4 changes each (accepted, arrived, started, completed).
     #[arg(long, default_value_t = 10)]
     fanout_trips: usize,
+    /// During the city's load: this many staff sockets subscribed to the `ops` channel (the
+    /// console's live map: a snapshot of the whole city once a second each), to measure what
+    /// readers walking the fleet cost everyone else (0: none).
+    #[arg(long, default_value_t = 0)]
+    ops_sockets: usize,
 }
 
 /// Latencies per name, and errors per code.
@@ -463,6 +468,31 @@ async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize) -> Option
     Some(out)
 }
 
+/// A staff socket subscribed to the `ops` channel until `until`, counting the snapshots it
+/// reads into `frames`. `None` if it cannot connect or subscribe.
+async fn ops_watcher(
+    addr: SocketAddr,
+    admin: &str,
+    frames: Arc<std::sync::atomic::AtomicU64>,
+    until: Instant,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let url = format!("ws://{addr}/v1/ws?token={admin}");
+    let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await.ok()?;
+    ws.send(Message::Text(json!({"type": "subscribe", "channel": "ops"}).to_string().into())).await.ok()?;
+    Some(tokio::spawn(async move {
+        let deadline = tokio::time::Instant::from_std(until);
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+            if let Message::Text(text) = msg
+                && text.contains("\"ops_snapshot\"")
+            {
+                frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _ = ws.send(Message::Close(None)).await;
+    }))
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -552,6 +582,18 @@ async fn main() {
             until,
         )));
     }
+    // Staff watching the live map: each socket gets the whole city once a second.
+    let ops_frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut watchers = Vec::new();
+    for i in 0..args.ops_sockets {
+        match ops_watcher(addr, &admin, Arc::clone(&ops_frames), until).await {
+            Some(task) => watchers.push(task),
+            None => {
+                eprintln!("ops socket {i} could not subscribe");
+                break;
+            }
+        }
+    }
     // Each rider books every `gap`, so all together make `trip_rate` a second.
     let gap = Duration::from_secs_f64(args.riders as f64 / args.trip_rate.max(0.001));
     for (i, (_, token)) in riders.iter().enumerate() {
@@ -568,6 +610,13 @@ async fn main() {
         let _ = t.await;
     }
     let elapsed = start.elapsed();
+    for w in watchers.drain(..) {
+        let _ = w.await;
+    }
+    if args.ops_sockets > 0 {
+        let frames = ops_frames.load(std::sync::atomic::Ordering::Relaxed);
+        println!("ops channel: {} staff sockets, {frames} snapshots received during the load", args.ops_sockets);
+    }
 
     // Correctness, through the staff API.
     let stats = Arc::try_unwrap(stats).ok().expect("every task ended").into_inner();

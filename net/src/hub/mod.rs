@@ -31,7 +31,7 @@ use crate::auth::Principal;
 use crate::metrics::Metrics;
 use crate::render;
 use ops::{BBox, OPS_SNAPSHOT_SLOT, ops_snapshot};
-use outbox::{OutFrame, Outbox};
+use outbox::{OutFrame, Outbox, Utf8Bytes};
 use presence::PendingPresence;
 
 /// One open socket: whose it is (which decides what it may hear) and its outbox.
@@ -139,8 +139,20 @@ impl Hub {
             return;
         }
         let now = dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock);
+        // One snapshot of the view for every socket, and one frame per distinct box: staff
+        // watching the same map cost one walk of the city, not one each. The snapshot is
+        // held without a lock: however long the walk, the writer never waits for it.
+        let view = engine.snapshot();
+        let mut frames: Vec<(Option<BBox>, Utf8Bytes)> = Vec::new();
         for (outbox, bbox) in targets {
-            let frame = engine.read(|v| ops_snapshot(v, bbox, now));
+            let frame = match frames.iter().find(|(b, _)| *b == bbox) {
+                Some((_, frame)) => frame.clone(),
+                None => {
+                    let frame = Utf8Bytes::from(ops_snapshot(&view, bbox, now));
+                    frames.push((bbox, frame.clone()));
+                    frame
+                }
+            };
             // A snapshot is superseded by the next one: it may be dropped like a position.
             outbox.push(OutFrame::Location(OPS_SNAPSHOT_SLOT, frame), &self.metrics);
         }
@@ -171,8 +183,10 @@ impl Hub {
                     self.send_user(*driver_id, &frame);
                 }
                 Event::TripUpdated { trip } => {
-                    let for_rider = json!({"type": "trip_updated", "trip": render::trip(trip, true)}).to_string();
-                    let others = json!({"type": "trip_updated", "trip": render::trip(trip, false)}).to_string();
+                    let for_rider: Utf8Bytes =
+                        json!({"type": "trip_updated", "trip": render::trip(trip, true)}).to_string().into();
+                    let others: Utf8Bytes =
+                        json!({"type": "trip_updated", "trip": render::trip(trip, false)}).to_string().into();
                     let mut guard = self.registry.lock();
                     let Registry { sockets, by_user, by_trip, ops } = &mut *guard;
                     let party = |id: &u64| sockets.get(id).is_some_and(|s| trip.visible_to(s.user, s.staff));
@@ -219,6 +233,7 @@ impl Hub {
                         "at": crate::http::rfc3339(*at),
                     })
                     .to_string();
+                    let frame = Utf8Bytes::from(frame);
                     let r = self.registry.lock();
                     let rider = r.by_user.get(&trip.rider_id).into_iter().flatten();
                     let subscribed = r.by_trip.get(trip_id).into_iter().flatten();
@@ -243,7 +258,8 @@ impl Hub {
                     self.send_user(trip.rider_id, &frame);
                 }
                 Event::AlertRaised { alert } => {
-                    let frame = json!({"type": "sos_alert", "alert": render::alert(alert)}).to_string();
+                    let frame: Utf8Bytes =
+                        json!({"type": "sos_alert", "alert": render::alert(alert)}).to_string().into();
                     let r = self.registry.lock();
                     // Every staff socket hears every alert: safety is not filtered by a map box.
                     for s in r.sockets.values().filter(|s| s.staff) {
@@ -255,7 +271,7 @@ impl Hub {
     }
 
     fn send_user(&self, user: UserId, frame: &Value) -> u64 {
-        let text = frame.to_string();
+        let text = Utf8Bytes::from(frame.to_string());
         let r = self.registry.lock();
         let boxes = self.of_user(&r, user);
         for b in &boxes {

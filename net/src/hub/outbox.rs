@@ -12,17 +12,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use dispatch_core::TripId;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::metrics::Metrics;
 
 /// Most frames waiting in one socket's outbox.
 pub const OUTBOX_CAP: usize = 256;
 
+/// A frame waiting in an outbox. Its text is shared, not copied: one event rendered once
+/// goes to every socket that should hear it (a trip's change to a thousand staff sockets,
+/// an ops snapshot to every operator watching the same box) as a reference each.
 pub(crate) enum OutFrame {
     /// A frame that must arrive (trip events, replies).
-    Event(String),
+    Event(Utf8Bytes),
     /// A driver position for a trip: may coalesce or be dropped.
-    Location(TripId, String),
+    Location(TripId, Utf8Bytes),
 }
 
 /// One socket's bounded queue of frames to write.
@@ -74,7 +78,7 @@ impl Outbox {
     }
 
     /// The oldest waiting frame's text.
-    pub(crate) fn pop(&self) -> Option<String> {
+    pub(crate) fn pop(&self) -> Option<Utf8Bytes> {
         self.queue.lock().pop_front().map(|f| match f {
             OutFrame::Event(s) | OutFrame::Location(_, s) => s,
         })
@@ -94,7 +98,7 @@ mod tests {
         o.push(OutFrame::Location(trip, "l2".into()), &m);
         assert_eq!(o.queue.lock().len(), 1, "positions of one trip coalesce");
         for i in 0..OUTBOX_CAP - 1 {
-            o.push(OutFrame::Event(format!("e{i}")), &m);
+            o.push(OutFrame::Event(format!("e{i}").into()), &m);
         }
         o.push(OutFrame::Event("last".into()), &m);
         assert!(!o.overflowed.load(Ordering::Relaxed), "the location frame made room");

@@ -170,12 +170,11 @@ where
         match msg {
             Message::Text(t) => {
                 if let Some(reply) = on_text(&app, who, id, t.as_str()).await {
-                    outbox.push(OutFrame::Event(reply), &app.metrics);
+                    outbox.push(OutFrame::Event(reply.into()), &app.metrics);
                 }
             }
-            Message::Binary(_) => {
-                outbox.push(OutFrame::Event(error_frame("invalid_request", "frames are JSON text")), &app.metrics)
-            }
+            Message::Binary(_) => outbox
+                .push(OutFrame::Event(error_frame("invalid_request", "frames are JSON text").into()), &app.metrics),
             Message::Close(_) => break,
             _ => {} // pings are answered by tungstenite; pongs just prove liveness
         }

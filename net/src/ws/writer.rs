@@ -48,7 +48,7 @@ where
                     return WriterEnd::TooSlow;
                 }
                 while let Some(text) = outbox.pop() {
-                    if let Err(end) = send_bounded(sink, Message::text(text), outbox, timing.send_timeout).await {
+                    if let Err(end) = send_bounded(sink, Message::Text(text), outbox, timing.send_timeout).await {
                         return end;
                     }
                 }
@@ -119,7 +119,7 @@ mod tests {
     async fn a_client_that_stops_reading_is_closed_when_a_write_outlasts_the_send_timeout() {
         let (mut sink, _client) = stuck_socket(1024).await;
         let outbox = Outbox::new();
-        outbox.push(OutFrame::Event("x".repeat(32 * 1024)), &Metrics::default());
+        outbox.push(OutFrame::Event("x".repeat(32 * 1024).into()), &Metrics::default());
         let (_tx, mut rx) = tokio::sync::watch::channel(false);
         let closing = Notify::new();
         let run = write_loop(&mut sink, &outbox, &closing, timing(Duration::from_millis(50)), &mut rx);
@@ -132,7 +132,7 @@ mod tests {
         let (mut sink, _client) = stuck_socket(1024).await;
         let outbox = Arc::new(Outbox::new());
         let m = Metrics::default();
-        outbox.push(OutFrame::Event("x".repeat(32 * 1024)), &m);
+        outbox.push(OutFrame::Event("x".repeat(32 * 1024).into()), &m);
         let (_tx, mut rx) = tokio::sync::watch::channel(false);
         let closing = Notify::new();
         let filler = Arc::clone(&outbox);
@@ -140,7 +140,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let m = Metrics::default();
             for i in 0..=OUTBOX_CAP {
-                filler.push(OutFrame::Event(format!("e{i}")), &m);
+                filler.push(OutFrame::Event(format!("e{i}").into()), &m);
             }
         });
         // The send timeout is an hour: only the overflow can end this.

@@ -398,7 +398,7 @@ impl Sim<'_> {
 
     /// One read of the view: what every person would see in their app now.
     fn observe(&self) -> (Vec<Seen>, Vec<Seen>) {
-        self.engine.read(|view| {
+        self.engine.read_snapshot(|view| {
             let drivers = self
                 .drivers
                 .iter()
