@@ -52,7 +52,7 @@ const TABLES: [TableName; 4] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES];
 /// The state blob's format: a format byte, then postcard of the [`State`] with the
 /// collections of [`AccountRows`] empty (they are rows). Format 5 was the whole state,
 /// in a snapshot file ([`LEGACY_SNAPSHOT_FORMAT`]).
-pub(crate) const STATE_FORMAT: u8 = 6;
+pub(crate) const STATE_FORMAT: u8 = 7;
 
 /// The format of the snapshot files that held whole states before the checkpoint moved
 /// into the store: read once, when a data directory written by such a version is opened.
@@ -210,7 +210,7 @@ mod tests {
     use super::*;
     use crate::command::DispatchRules;
     use crate::geo::LatLng;
-    use crate::history::History;
+    use crate::history::{History, Leaving};
     use crate::state::AccountRows;
 
     /// A diff after a few writes to a large shared map names exactly those entries.
@@ -261,7 +261,7 @@ mod tests {
         assert_eq!(first.get("users"), Some(&201), "{first:?}");
         assert_eq!(first.get("zones"), Some(&1), "{first:?}");
         assert!(prepared.changes.deletes.is_empty());
-        history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
+        history.write(prepared, &Leaving::default(), w.now).unwrap();
         let Stored::State(10, back) = load(history.store()).unwrap() else { panic!("no checkpoint") };
         assert_eq!(*back, w.state);
         let here = LatLng::new(CAIRO.0, CAIRO.1).unwrap();
@@ -271,7 +271,7 @@ mod tests {
         let (prepared, _) = prepare(11, w.state.copy_for_checkpoint(), &stored).unwrap();
         assert_eq!(tables(&prepared.changes), BTreeMap::from([("users", 1)]));
         assert!(prepared.changes.deletes.is_empty());
-        history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
+        history.write(prepared, &Leaving::default(), w.now).unwrap();
         let Stored::State(11, back) = load(history.store()).unwrap() else { panic!("no checkpoint") };
         assert!(back.user(newcomer).is_some());
         assert_eq!(*back, w.state);
@@ -287,17 +287,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let history = History::open(dir.path()).unwrap();
         let (prepared, stored) = prepare(5, w.state.copy_for_checkpoint(), &AccountRows::default()).unwrap();
-        history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
+        history.write(prepared, &Leaving::default(), w.now).unwrap();
         let lost = w.rider();
         // At an LSN the store already holds: refused, and nothing of it is written.
         let (refused, _) = prepare(5, w.state.copy_for_checkpoint(), &stored).unwrap();
-        assert!(history.write(refused, &[], &[], &[], &[], w.now).is_err());
+        assert!(history.write(refused, &Leaving::default(), w.now).is_err());
         let Stored::State(5, back) = load(history.store()).unwrap() else { panic!("no checkpoint") };
         assert!(back.user(lost).is_none());
         let later = w.rider();
         let (prepared, _) = prepare(9, w.state.copy_for_checkpoint(), &stored).unwrap();
         assert_eq!(prepared.changes.puts.len(), 2, "two users");
-        history.write(prepared, &[], &[], &[], &[], w.now).unwrap();
+        history.write(prepared, &Leaving::default(), w.now).unwrap();
         let Stored::State(9, back) = load(history.store()).unwrap() else { panic!("no checkpoint") };
         assert!(back.user(lost).is_some() && back.user(later).is_some());
         assert_eq!(*back, w.state);

@@ -19,6 +19,8 @@
 //!   kept [`crate::state::GATEWAY_EVENT_TTL_S`] like hot ones;
 //! - `gateway_events_by_seen`: seen_at ‖ gateway ‖ event id → () — expiry order, every id
 //!   being kept as long;
+//! - `alerts`: alert id → the alert (postcard), once acknowledged;
+//! - `alerts_by_time`: raised_at ‖ alert → () — oldest first, as staff list them;
 //! - `locations`: driver ‖ time → the position: every driver's track. Written by a
 //!   thread that follows the engine's position events in batches, best effort, like
 //!   positions themselves (they are not waited for fsync in the log either). Read back
@@ -60,12 +62,13 @@ use std::sync::Arc;
 
 use dispatch_storage::store::{self, Checkpoint, Order, Scan, Store, TableName, key};
 
+use crate::alert::Alert;
 use crate::checkpoint::{Prepared, RowChanges};
 use crate::clock::Timestamp;
 use crate::command::Actor;
 use crate::command::Remembered;
 use crate::error::{Error, Result};
-use crate::id::{TransferId, TripId, UserId};
+use crate::id::{AlertId, TransferId, TripId, UserId};
 use crate::ledger::{AccountKey, Transfer};
 use crate::state::gateway_event_kept;
 use crate::trip::Trip;
@@ -81,6 +84,8 @@ const IDEMPOTENCY_KEYS: TableName = TableName::new("idempotency_keys");
 const IDEMPOTENCY_KEYS_BY_EXPIRY: TableName = TableName::new("idempotency_keys_by_expiry");
 const GATEWAY_EVENTS: TableName = TableName::new("gateway_events");
 const GATEWAY_EVENTS_BY_SEEN: TableName = TableName::new("gateway_events_by_seen");
+const ALERTS: TableName = TableName::new("alerts");
+const ALERTS_BY_TIME: TableName = TableName::new("alerts_by_time");
 
 /// Most expired keys (and, apart, event ids) one checkpoint deletes (two rows each).
 pub(crate) const PURGE_MAX: usize = 200_000;
@@ -90,6 +95,21 @@ pub(crate) type ArchivedKey = (Actor, String, Arc<Remembered>);
 
 /// A gateway event id on its way to the history: gateway, event id, when first seen.
 pub(crate) type ArchivedEvent = (String, String, Timestamp);
+
+/// What leaves the hot state with one checkpoint, written in its transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Leaving {
+    /// Finished trips.
+    pub(crate) trips: Vec<Arc<Trip>>,
+    /// Settled transfers.
+    pub(crate) transfers: Vec<Transfer>,
+    /// Idempotency keys past the hot window.
+    pub(crate) keys: Vec<ArchivedKey>,
+    /// Gateway event ids past the hot window.
+    pub(crate) events: Vec<ArchivedEvent>,
+    /// Acknowledged alerts.
+    pub(crate) alerts: Vec<Arc<Alert>>,
+}
 
 /// How many idempotency keys and gateway event ids the history holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -244,17 +264,16 @@ impl History {
     /// at `now` (at most [`PURGE_MAX`] keys and as many event ids, within the
     /// transaction's bound), in one durable transaction. Returns what the history then
     /// holds. An LSN not above the stored checkpoint's is refused.
-    pub(crate) fn write(
-        &self,
-        checkpoint: Prepared,
-        trips: &[Arc<Trip>],
-        transfers: &[Transfer],
-        keys: &[ArchivedKey],
-        events: &[ArchivedEvent],
-        now: Timestamp,
-    ) -> Result<ArchivedCounts> {
+    pub(crate) fn write(&self, checkpoint: Prepared, leaving: &Leaving, now: Timestamp) -> Result<ArchivedCounts> {
+        let Leaving { trips, transfers, keys, events, alerts } = leaving;
         let Prepared { lsn, blob: state, changes: RowChanges { mut puts, mut deletes } } = checkpoint;
-        puts.reserve(trips.len() * 4 + transfers.len() * 3 + (keys.len() + events.len()) * 2);
+        puts.reserve(trips.len() * 4 + transfers.len() * 3 + (keys.len() + events.len() + alerts.len()) * 2);
+        for a in alerts {
+            let value =
+                postcard::to_allocvec(&**a).map_err(|e| Error::internal(format!("cannot encode an alert: {e}")))?;
+            puts.push((ALERTS_BY_TIME, alert_key(a.raised_at, a.id), Vec::new()));
+            puts.push((ALERTS, key::u64_be(a.id.raw()).to_vec(), value));
+        }
         for (principal, k, remembered) in keys {
             let row = key_row(*principal, k);
             let expires = time_u64(remembered.expires_at);
@@ -421,6 +440,46 @@ impl History {
             match self.trip(id)? {
                 Some(t) => out.push(t),
                 None => return Err(Error::Storage(format!("the history index names {id}, which is missing"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `raised_at ‖ alert`, ascending: the oldest first, as staff list alerts.
+fn alert_key(raised_at: Timestamp, id: AlertId) -> Vec<u8> {
+    key::concat(&[&key::u64_be(time_u64(raised_at)), &key::u64_be(id.raw())])
+}
+
+impl History {
+    /// An archived (acknowledged) alert.
+    pub fn alert(&self, id: AlertId) -> Result<Option<Alert>> {
+        let bytes =
+            self.store.get(ALERTS, &key::u64_be(id.raw())).map_err(|e| store_error("cannot read an alert", &e))?;
+        bytes
+            .map(|b| {
+                postcard::from_bytes(&b).map_err(|e| Error::Storage(format!("a stored alert does not decode: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Up to `limit` (1 to 1000) archived alerts, oldest first, strictly after `after`
+    /// (the `(raised_at, id)` of the last one of the previous page).
+    pub fn alerts(&self, after: Option<(Timestamp, AlertId)>, limit: usize) -> Result<Vec<Alert>> {
+        let scan = Scan::new(Vec::new(), limit.clamp(1, store::SCAN_LIMIT_MAX))
+            .order(Order::Ascending)
+            .after(after.map(|(at, id)| alert_key(at, id)));
+        let page = self.store.scan(ALERTS_BY_TIME, &scan).map_err(|e| store_error("cannot list alerts", &e))?;
+        let mut out = Vec::with_capacity(page.rows.len());
+        for (k, _) in page.rows {
+            let id = k
+                .get(8..16)
+                .and_then(|b| key::take_u64_be(b))
+                .and_then(|(raw, _)| AlertId::from_raw(raw))
+                .ok_or_else(|| Error::Storage("an alert index row has a malformed key".into()))?;
+            match self.alert(id)? {
+                Some(a) => out.push(a),
+                None => return Err(Error::Storage(format!("the alert index names {id}, which is missing"))),
             }
         }
         Ok(out)
@@ -659,7 +718,7 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{ArchivedCounts, EvenSample, History};
+    use super::{ArchivedCounts, EvenSample, History, Leaving};
     use crate::clock::Timestamp;
     use crate::command::Remembered;
     use crate::command::{Actor, Outcome};
@@ -688,28 +747,38 @@ mod tests {
         let key = |hash, expires| vec![(Actor::Admin, "k".to_string(), entry(hash, expires))];
         let event = |seen| vec![("sim".to_string(), "evt_1".to_string(), at(seen))];
         let counts = |keys, gateway_events| ArchivedCounts { keys, gateway_events };
-        assert_eq!(history.write(empty(1), &[], &[], &key(1, 100), &event(0), at(10)).unwrap(), counts(1, 1));
+        assert_eq!(
+            history
+                .write(empty(1), &Leaving { keys: key(1, 100), events: event(0), ..Leaving::default() }, at(10))
+                .unwrap(),
+            counts(1, 1)
+        );
         assert_eq!(history.remembered(Actor::Admin, "k").unwrap().map(|r| r.request_hash), Some([1; 32]));
         assert_eq!(history.remembered(Actor::User(crate::id::UserId::from_raw(1).unwrap()), "k").unwrap(), None);
         assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), Some(at(0)));
         // Used again after expiring (at 100): the new entry replaces the row, the old
         // index row stays until the purge.
-        assert_eq!(history.write(empty(2), &[], &[], &key(2, 300), &event(200), at(150)).unwrap(), counts(1, 1));
+        assert_eq!(
+            history
+                .write(empty(2), &Leaving { keys: key(2, 300), events: event(200), ..Leaving::default() }, at(150))
+                .unwrap(),
+            counts(1, 1)
+        );
         // The old key's time is up: only its index row goes.
-        assert_eq!(history.write(empty(3), &[], &[], &[], &[], at(200)).unwrap(), counts(1, 1));
+        assert_eq!(history.write(empty(3), &Leaving::default(), at(200)).unwrap(), counts(1, 1));
         assert_eq!(history.remembered(Actor::Admin, "k").unwrap().map(|r| r.request_hash), Some([2; 32]));
         assert_eq!(history.store.len(super::IDEMPOTENCY_KEYS_BY_EXPIRY).unwrap(), 1);
         // The new one's too (a key answers while `now < expires_at`).
-        assert_eq!(history.write(empty(4), &[], &[], &[], &[], at(300)).unwrap(), counts(0, 1));
+        assert_eq!(history.write(empty(4), &Leaving::default(), at(300)).unwrap(), counts(0, 1));
         assert_eq!(history.remembered(Actor::Admin, "k").unwrap(), None);
         assert_eq!(history.store.len(super::IDEMPOTENCY_KEYS_BY_EXPIRY).unwrap(), 0);
         // The same for the event id, kept 30 days from when it was seen (that instant included).
         let ttl = i64::from(GATEWAY_EVENT_TTL_S);
-        assert_eq!(history.write(empty(5), &[], &[], &[], &[], at(ttl + 100)).unwrap(), counts(0, 1));
+        assert_eq!(history.write(empty(5), &Leaving::default(), at(ttl + 100)).unwrap(), counts(0, 1));
         assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), Some(at(200)));
         assert_eq!(history.store.len(super::GATEWAY_EVENTS_BY_SEEN).unwrap(), 1);
-        assert_eq!(history.write(empty(6), &[], &[], &[], &[], at(ttl + 200)).unwrap(), counts(0, 1));
-        assert_eq!(history.write(empty(7), &[], &[], &[], &[], at(ttl + 201)).unwrap(), counts(0, 0));
+        assert_eq!(history.write(empty(6), &Leaving::default(), at(ttl + 200)).unwrap(), counts(0, 1));
+        assert_eq!(history.write(empty(7), &Leaving::default(), at(ttl + 201)).unwrap(), counts(0, 0));
         assert_eq!(history.gateway_event("sim", "evt_1").unwrap(), None);
         // Ids that cannot have been stored read as absent, never as an error.
         assert_eq!(history.remembered(Actor::Admin, &"x".repeat(2_000)).unwrap(), None);

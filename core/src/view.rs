@@ -61,11 +61,12 @@ pub struct View {
     phones: imbl::OrdMap<(Role, String), UserId>,
     drivers: IdMap<UserId, Arc<Driver>>,
     catalog: Arc<Catalog>,
-    /// Surges, coupons and alerts change rarely (a surge interval, an admin, an SOS): a
-    /// change replaces the map whole, which snapshots then share.
+    /// Surges and coupons change rarely (a surge interval, an admin): a change replaces
+    /// the map whole, which snapshots then share.
     surge: Arc<BTreeMap<ZoneId, SurgeReading>>,
     coupons: Arc<BTreeMap<String, Arc<CouponRecord>>>,
-    alerts: Arc<BTreeMap<AlertId, Arc<Alert>>>,
+    /// Alerts change one by one (an SOS, an acknowledgement): copied one by one.
+    alerts: imbl::OrdMap<AlertId, Arc<Alert>>,
     accounts: imbl::OrdMap<AccountKey, Account>,
     transfers: IdMap<TransferId, Arc<Transfer>>,
     /// Every transfer under both its accounts, newest first.
@@ -89,6 +90,9 @@ impl View {
         view.phones = rows.phones;
         view.accounts = rows.ledger_accounts;
         view.copy_catalog(state);
+        for a in state.alerts() {
+            view.alerts.insert(a.id, Arc::clone(a));
+        }
         for t in state.ledger().transfers() {
             view.add_transfer(t);
         }
@@ -104,11 +108,10 @@ impl View {
     }
 
     fn copy_catalog(&mut self, state: &State) {
-        let (catalog, surge, coupons, alerts) = state.catalog_parts();
+        let (catalog, surge, coupons) = state.catalog_parts();
         self.catalog = Arc::clone(catalog);
         self.surge = Arc::new(surge.clone());
         self.coupons = Arc::new(coupons.clone());
-        self.alerts = Arc::new(alerts.clone());
     }
 
     /// Copies what `fx` says changed from `state` into this (the writer's own) copy.
@@ -133,6 +136,13 @@ impl View {
         }
         if fx.catalog {
             self.copy_catalog(state);
+        }
+        for id in &fx.alerts {
+            match state.alert(*id) {
+                Some(a) => self.alerts.insert(*id, Arc::clone(a)),
+                // Archived (acknowledged): readers find it in the history from now on.
+                None => self.alerts.remove(id),
+            };
         }
         self.transfers_created = state.ledger().created();
         for key in &fx.accounts {

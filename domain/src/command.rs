@@ -73,6 +73,12 @@ pub struct DispatchRules {
     /// lapses: its hold is released and the payment is `expired` (Stripe keeps card
     /// authorisations 7 days).
     pub card_auth_ttl_s: u32,
+    /// The gateway card trips are paid through (the payment worker's): a card trip
+    /// records it at booking, and only that gateway's events move its money.
+    pub card_gateway: String,
+    /// A finished card trip its rider switched to cash waits this long for its driver to
+    /// confirm the cash; unconfirmed, the fare becomes the rider's debt.
+    pub cash_confirm_ttl_s: u32,
 }
 
 impl Default for DispatchRules {
@@ -92,6 +98,8 @@ impl Default for DispatchRules {
             idempotency_ttl_s: 24 * 60 * 60,
             wallet_hold_ttl_s: 24 * 60 * 60,
             card_auth_ttl_s: 7 * 24 * 60 * 60,
+            card_gateway: "sim".into(),
+            cash_confirm_ttl_s: 24 * 60 * 60,
         }
     }
 }
@@ -123,6 +131,18 @@ impl DispatchRules {
         }
         if self.idempotency_ttl_s < 24 * 60 * 60 {
             return bad("idempotency_ttl_s must be at least 86400 (API.md keeps keys 24 hours)");
+        }
+        if self.cash_confirm_ttl_s == 0 {
+            return bad("cash_confirm_ttl_s must be positive");
+        }
+        // A gateway's name is a path segment of its webhook and a key of the history.
+        let name_ok = (1..=32).contains(&self.card_gateway.len())
+            && self
+                .card_gateway
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            return bad("card_gateway must be 1-32 of a-z, 0-9, _ and -");
         }
         Ok(())
     }
@@ -340,6 +360,19 @@ pub enum Command {
         /// Which.
         alert_id: AlertId,
     },
+    /// Staff unlock a trip's pickup code after the wrong codes that locked it (see
+    /// `trip::MAX_CODE_FAILURES`): the driver may try again.
+    UnlockPickupCode {
+        /// Which trip.
+        trip_id: TripId,
+    },
+    /// The trip's driver confirms that the rider paid the fare in cash, after the rider
+    /// switched a finished card trip to cash (`SetPaymentMethod`). Only then is the
+    /// driver's cash in hand charged with it.
+    ConfirmCashReceived {
+        /// Which trip.
+        trip_id: TripId,
+    },
     /// A driver's socket connected or dropped (sent by the gateway, as that driver).
     SetPresence {
         /// Connected (`true`) or gone (`false`).
@@ -390,6 +423,10 @@ pub enum Command {
         /// seen_at)`; each leaves only if the hot one was seen then.
         #[serde(default)]
         gateway_events: Vec<(String, String, Timestamp)>,
+        /// Acknowledged alerts whose history rows are durable (an acknowledged alert
+        /// never changes again).
+        #[serde(default)]
+        alerts: Vec<AlertId>,
     },
     /// An admin adds money to a rider's wallet (or a driver's earnings), from promotions.
     CreditWallet {
@@ -511,6 +548,8 @@ impl Command {
             Command::RateTrip { .. } => "rate_trip",
             Command::RaiseSos { .. } => "raise_sos",
             Command::AckAlert { .. } => "ack_alert",
+            Command::UnlockPickupCode { .. } => "unlock_pickup_code",
+            Command::ConfirmCashReceived { .. } => "confirm_cash_received",
             Command::SetPresence { .. } => "set_presence",
             Command::RevokeTokens { .. } => "revoke_tokens",
             Command::IssueOtp { .. } => "issue_otp",
@@ -542,7 +581,9 @@ impl Command {
             | Command::Refund { trip_id, .. }
             | Command::PaymentEvent { trip_id, .. }
             | Command::RecordDeadLetter { trip_id, .. }
-            | Command::SetPaymentMethod { trip_id, .. } => Some(*trip_id),
+            | Command::SetPaymentMethod { trip_id, .. }
+            | Command::UnlockPickupCode { trip_id }
+            | Command::ConfirmCashReceived { trip_id } => Some(*trip_id),
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.trip_id(),
             _ => None,
         }
@@ -620,6 +661,12 @@ pub enum Outcome {
     OtpRefused {
         /// The phone is locked from now on.
         locked: bool,
+    },
+    /// A wrong pickup code was counted (`forbidden`): `attempts_left` more may be tried
+    /// before the code locks; `0` when this one locked it (staff can unlock it).
+    PickupCodeRefused {
+        /// Wrong codes still allowed before the lock.
+        attempts_left: u8,
     },
     /// The ledger transfer made (a credit, a refund).
     Transfer(Box<Transfer>),

@@ -14,7 +14,10 @@
 //! - a code is good for [`CODE_TTL_S`] seconds and for one successful sign-in;
 //! - after [`MAX_WRONG`] wrong codes the phone is locked for [`LOCK_S`] seconds: every
 //!   attempt then, even with the right code, is `rate_limited` and does not count;
-//! - hashes are compared in constant time ([`constant_time_eq`]).
+//! - hashes are compared in constant time ([`constant_time_eq`]), and every attempt a
+//!   lockout does not refuse makes exactly one comparison: with a code in force, with
+//!   its code used or expired, or for a phone with no record at all ([`verify_absent`],
+//!   against a dummy), so the time of an answer does not tell whether a code is pending.
 
 use serde::{Deserialize, Serialize};
 
@@ -108,7 +111,9 @@ impl OtpRecord {
         if let Err(e) = self.check_lock(now) {
             return Attempt::Refused(e);
         }
-        let good = self.code_hash.as_ref().is_some_and(|h| constant_time_eq(h, code_hash)) && self.expires_at > now;
+        // One comparison whether a code is in force or not (the same work either way).
+        let matches = constant_time_eq(self.code_hash.as_ref().unwrap_or(&NO_CODE), code_hash);
+        let good = self.code_hash.is_some() && matches && self.expires_at > now;
         if good {
             self.code_hash = None;
             self.wrong = 0;
@@ -122,6 +127,16 @@ impl OtpRecord {
         }
         Attempt::Wrong
     }
+}
+
+/// What an attempt is compared with when no code is in force (the result is ignored).
+const NO_CODE: [u8; 32] = [0; 32];
+
+/// An attempt for a phone with no record: wrong, after the comparison a record would
+/// have made, so it takes the same work as one for a phone with a code pending.
+pub fn verify_absent(code_hash: &[u8; 32]) -> Attempt {
+    let _ = constant_time_eq(&NO_CODE, code_hash);
+    Attempt::Wrong
 }
 
 /// What a sign-in attempt came to.
@@ -142,8 +157,16 @@ fn secs_until(now: Timestamp, then: Timestamp) -> u64 {
 
 /// Whether `a == b`, in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    #[cfg(test)]
+    COMPARISONS.with(|c| c.set(c.get() + 1));
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: the comparisons of code hashes made on this thread.
+    static COMPARISONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]
@@ -205,6 +228,41 @@ mod tests {
         // An hour later: a new code works.
         r.issue(Role::Rider, [9; 32], at(3602)).unwrap();
         assert_eq!(r.verify(&[9; 32], at(3603)), Attempt::Good(Role::Rider));
+    }
+
+    /// Finding 10d of issue 24: checking a code for a phone with no code pending did less
+    /// work (no comparison) than for a phone with one, a timing difference. Every path of
+    /// an attempt that is not refused by a lockout compares the hash exactly once.
+    #[test]
+    fn finding_10d_verifying_a_code_does_the_same_work_with_or_without_a_pending_code() {
+        use crate::command::{Actor, Command};
+        let comparisons = || COMPARISONS.with(std::cell::Cell::get);
+        let mut w = crate::testkit::World::new(crate::command::DispatchRules::default());
+        let verify = |phone: &str, code: u8| Command::VerifyOtp {
+            phone: phone.to_owned(),
+            code_hash: [code; 32],
+            new_user_id: None,
+        };
+        w.run(
+            Actor::System,
+            Command::IssueOtp { phone: "+201011110001".into(), role: Role::Rider, code_hash: [7; 32] },
+        )
+        .unwrap();
+        let work = |w: &mut crate::testkit::World, phone: &str, code: u8| {
+            let before = comparisons();
+            let _ = w.run(Actor::System, verify(phone, code));
+            comparisons() - before
+        };
+        let pending_wrong = work(&mut w, "+201011110001", 9);
+        let pending_right = work(&mut w, "+201011110001", 7);
+        let used = work(&mut w, "+201011110001", 7);
+        let none = work(&mut w, "+201099990000", 7);
+        assert_eq!(
+            (pending_wrong, pending_right, used, none),
+            (1, 1, 1, 1),
+            "one comparison whether a code is pending, used or was never sent"
+        );
+        w.finish();
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! - [`PaymentEventKind`], what a gateway reported (a webhook, or the payment worker's
 //!   call), which `apply` turns into ledger moves through the payment state machine;
 //! - [`verify_webhook`]: the signature schemes of the supported gateways, each an HMAC
-//!   over the raw body compared in constant time (`ring::hmac::verify`), with several
-//!   secrets accepted at once (rotation);
+//!   over the raw body compared in constant time, with several secrets accepted at once
+//!   (rotation); [`parse_signature_header`], the bounded parser of a timestamped header
+//!   (no cryptography: fuzzed alone, `fuzz/fuzz_targets/signature_header.rs`);
 //! - [`idempotency_key`]: one key per trip and gateway action (one per refund);
 //! - [`parse_settlement`] and [`reconcile`]: a gateway's settlement CSV against the
 //!   engine's card trips, as pure functions (the engine-side wrapper is
@@ -14,6 +15,10 @@
 //!
 //! Guarantees:
 //! - a forged, stale or unsigned webhook is refused before its body is looked at;
+//! - the work a signature costs is bounded before any cryptography: a header over
+//!   [`MAX_SIGNATURE_HEADER_BYTES`] or with more than [`MAX_SIGNATURES`] `v1` entries is
+//!   `Malformed` unread, and a timestamped header costs one HMAC per secret, however
+//!   many entries it has;
 //! - the same trip and action always give the same idempotency key, so a gateway that
 //!   deduplicates on it never acts twice;
 //! - a settlement report that does not parse is refused whole, naming the line.
@@ -78,6 +83,14 @@ pub enum WebhookError {
     Mismatch,
 }
 
+/// Longest signature header read, bytes: a timestamp and [`MAX_SIGNATURES`] entries take
+/// about 600; anything longer is refused before it is decoded (`Malformed`).
+pub const MAX_SIGNATURE_HEADER_BYTES: usize = 1024;
+
+/// Most `v1=` entries a timestamped signature header may carry: a secret rotation on the
+/// sender's side needs two or three; more is refused (`Malformed`).
+pub const MAX_SIGNATURES: usize = 8;
+
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
@@ -90,8 +103,49 @@ pub fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// What a timestamped signature header says: its time and its candidate signatures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureHeader {
+    /// `t=`: when the sender signed, Unix seconds.
+    pub t: i64,
+    /// The `v1=` entries: HMAC-SHA256 tags, 1 to [`MAX_SIGNATURES`] of them.
+    pub tags: Vec<[u8; 32]>,
+}
+
+/// Parses a `Dispatch-Signature` (or `Stripe-Signature`) value, `t=<unix s>,v1=<hex>,…`,
+/// within its bounds: at most [`MAX_SIGNATURE_HEADER_BYTES`], exactly one `t`, 1 to
+/// [`MAX_SIGNATURES`] `v1` entries of 64 hex digits each; entries of other schemes (`v0`,
+/// …) are skipped, as Stripe does. Pure and cheap (no cryptography: the fuzz target
+/// `signature_header` runs it alone); anything else is `Malformed`.
+pub fn parse_signature_header(header: &str) -> Result<SignatureHeader, WebhookError> {
+    if header.len() > MAX_SIGNATURE_HEADER_BYTES {
+        return Err(WebhookError::Malformed);
+    }
+    let mut t = None;
+    let mut tags = Vec::new();
+    for part in header.trim().split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", _)) if t.is_some() => return Err(WebhookError::Malformed),
+            Some(("t", v)) => t = Some(v.parse::<i64>().map_err(|_| WebhookError::Malformed)?),
+            Some(("v1", _)) if tags.len() == MAX_SIGNATURES => return Err(WebhookError::Malformed),
+            Some(("v1", v)) => {
+                let tag = hex_decode(v).and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or(WebhookError::Malformed)?;
+                tags.push(tag);
+            }
+            Some(_) => {} // other schemes' entries (v0, …) are ignored, as Stripe does
+            None => return Err(WebhookError::Malformed),
+        }
+    }
+    match t {
+        Some(t) if !tags.is_empty() => Ok(SignatureHeader { t, tags }),
+        _ => Err(WebhookError::Malformed),
+    }
+}
+
 /// Checks `signature` (the header's value, `None` when absent) over `body` under any of
-/// `secrets`, at `now_s` (Unix seconds).
+/// `secrets`, at `now_s` (Unix seconds). The header is bounded and parsed before any
+/// cryptography; then one HMAC per secret is computed, whatever the number of entries,
+/// and compared with each in constant time.
 pub fn verify_webhook(
     scheme: WebhookScheme,
     secrets: &[Vec<u8>],
@@ -99,7 +153,11 @@ pub fn verify_webhook(
     body: &[u8],
     now_s: i64,
 ) -> Result<(), WebhookError> {
-    let signature = signature.map(str::trim).filter(|s| !s.is_empty()).ok_or(WebhookError::Missing)?;
+    let signature = signature.ok_or(WebhookError::Missing)?;
+    if signature.len() > MAX_SIGNATURE_HEADER_BYTES {
+        return Err(WebhookError::Malformed);
+    }
+    let signature = Some(signature.trim()).filter(|s| !s.is_empty()).ok_or(WebhookError::Missing)?;
     match scheme {
         WebhookScheme::HexSha256 | WebhookScheme::HexSha512 => {
             let tag = hex_decode(signature).ok_or(WebhookError::Malformed)?;
@@ -108,31 +166,44 @@ pub fn verify_webhook(
             if ok { Ok(()) } else { Err(WebhookError::Mismatch) }
         }
         WebhookScheme::Timestamped => {
-            let mut t = None;
-            let mut tags = Vec::new();
-            for part in signature.split(',') {
-                match part.trim().split_once('=') {
-                    Some(("t", v)) => t = Some(v.parse::<i64>().map_err(|_| WebhookError::Malformed)?),
-                    Some(("v1", v)) => tags.push(hex_decode(v).ok_or(WebhookError::Malformed)?),
-                    Some(_) => {} // other schemes' entries (v0, …) are ignored, as Stripe does
-                    None => return Err(WebhookError::Malformed),
-                }
-            }
-            let t = t.ok_or(WebhookError::Malformed)?;
-            if tags.is_empty() {
-                return Err(WebhookError::Malformed);
-            }
-            if (now_s - t).abs() > WEBHOOK_TOLERANCE_S {
+            let SignatureHeader { t, tags } = parse_signature_header(signature)?;
+            if now_s.abs_diff(t) > WEBHOOK_TOLERANCE_S.unsigned_abs() {
                 return Err(WebhookError::Stale);
             }
             let mut signed = format!("{t}.").into_bytes();
             signed.extend_from_slice(body);
-            let ok = secrets.iter().any(|s| {
-                let key = hmac::Key::new(hmac::HMAC_SHA256, s);
-                tags.iter().any(|tag| hmac::verify(&key, &signed, tag).is_ok())
-            });
+            let mut ok = false;
+            for secret in secrets {
+                let expected = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), &signed);
+                let expected: &[u8; 32] = expected.as_ref().try_into().map_err(|_| WebhookError::Mismatch)?;
+                for tag in &tags {
+                    // No early exit: the time does not tell which entry or secret matched.
+                    ok |= crate::otp::constant_time_eq(expected, tag);
+                }
+            }
             if ok { Ok(()) } else { Err(WebhookError::Mismatch) }
         }
+    }
+}
+
+/// The property the fuzz target `signature_header` and its stable proptest twin check on
+/// any bytes: the parser never panics; what it accepts is within its bounds and renders
+/// back to a header that parses to the same value; verifying never panics and accepts
+/// only what parses. Panics when the property does not hold (that is the finding).
+pub fn fuzz_signature_header(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let parsed = parse_signature_header(&text);
+    if let Ok(h) = &parsed {
+        assert!(text.len() <= MAX_SIGNATURE_HEADER_BYTES, "accepted {} bytes", text.len());
+        assert!((1..=MAX_SIGNATURES).contains(&h.tags.len()), "accepted {} signatures", h.tags.len());
+        let rendered = h.tags.iter().fold(format!("t={}", h.t), |acc, tag| acc + ",v1=" + &hex_encode(tag));
+        assert_eq!(parse_signature_header(&rendered).as_ref(), Ok(h), "{rendered}");
+    }
+    let secrets = [b"fuzz-webhook-secret-0123456789".to_vec()];
+    let t = parsed.as_ref().map_or(0, |h| h.t);
+    for now in [t, t.saturating_add(WEBHOOK_TOLERANCE_S + 1), i64::MIN, i64::MAX] {
+        let verified = verify_webhook(WebhookScheme::Timestamped, &secrets, Some(&text), data, now);
+        assert!(parsed.is_ok() || verified.is_err(), "verified what does not parse");
     }
 }
 
@@ -350,6 +421,71 @@ mod tests {
             verify_webhook(WebhookScheme::Timestamped, &[SECRET.to_vec()], Some(&two), body, 1_700_000_000),
             Ok(())
         );
+    }
+
+    /// Finding 3 of issue 24: a `Dispatch-Signature` header with thousands of `v1=`
+    /// entries cost an HMAC over the body each. At most 8 entries and 1 KiB are read;
+    /// more is malformed, even when one of the entries is the right signature.
+    #[test]
+    fn finding_3_a_signature_header_is_bounded_in_entries_and_size() {
+        let body = br#"{"id":"evt_1"}"#;
+        let t = 1_700_000_000;
+        let good = sign_timestamped(SECRET, t, body);
+        let secrets = [SECRET.to_vec()];
+        let verify = |header: &str| verify_webhook(WebhookScheme::Timestamped, &secrets, Some(header), body, t);
+        let decoy = |i: u8| format!(",v1={}", hex_encode(&[i; 32]));
+        // Eight entries (the right one and seven decoys) are read.
+        let eight = (1..8).fold(good.clone(), |h, i| h + &decoy(i));
+        assert_eq!(verify(&eight), Ok(()));
+        // A ninth is one too many, wherever the right one is.
+        let nine = eight.clone() + &decoy(8);
+        assert_eq!(verify(&nine), Err(WebhookError::Malformed));
+        let right_last = (1..9).fold(format!("t={t}"), |h, i| h + &decoy(i)) + &good[good.find(",v1=").unwrap()..];
+        assert_eq!(verify(&right_last), Err(WebhookError::Malformed));
+        // Over 1 KiB is refused before anything is decoded, whatever it holds.
+        let padded = format!("{good},v0={}", "0".repeat(1024 - good.len() - 4));
+        assert_eq!(padded.len(), 1024);
+        assert_eq!(verify(&padded), Ok(()), "1 KiB is read");
+        assert_eq!(verify(&(padded + "0")), Err(WebhookError::Malformed), "one byte more is not");
+        let thousands = (0..6_000).fold(good.clone(), |h, i| h + &decoy((i % 250) as u8));
+        assert_eq!(verify(&thousands), Err(WebhookError::Malformed));
+    }
+
+    /// Near-valid signature headers: a few `t`, `v1` (of every length, in either case)
+    /// and other entries, with stray spaces, commas and junk.
+    fn near_valid_header() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let hex = |n: usize| proptest::collection::vec(any::<u8>(), n).prop_map(|b| hex_encode(&b));
+        let entry = prop_oneof![
+            any::<i64>().prop_map(|t| format!("t={t}")),
+            (1_600_000_000i64..1_800_000_000).prop_map(|t| format!("t={t}")),
+            hex(32).prop_map(|h| format!("v1={h}")),
+            hex(32).prop_map(|h| format!("v1={}", h.to_ascii_uppercase())),
+            (0usize..40).prop_flat_map(hex).prop_map(|h| format!("v1={h}")),
+            hex(32).prop_map(|h| format!("v0={h}")),
+            "[ =,a-u0-9]{0,12}",
+        ];
+        (proptest::collection::vec(entry, 0..14), prop_oneof![Just(","), Just(", "), Just(" ,")])
+            .prop_map(|(entries, sep)| entries.join(sep))
+    }
+
+    proptest::proptest! {
+        /// What `fuzz/fuzz_targets/signature_header.rs` runs, on stable, in every test run
+        /// (finding 3 of issue 24: the header parser's bounds).
+        #[test]
+        fn signature_headers_never_panic_and_stay_in_bounds(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1_200),
+        ) {
+            fuzz_signature_header(&data);
+        }
+
+        #[test]
+        fn near_valid_signature_headers_never_panic_and_stay_in_bounds(header in near_valid_header()) {
+            fuzz_signature_header(header.as_bytes());
+            if let Ok(h) = parse_signature_header(&header) {
+                proptest::prop_assert_eq!(h.tags.len(), header.matches("v1=").count());
+            }
+        }
     }
 
     #[test]

@@ -309,6 +309,12 @@ pub struct TripPayment {
     /// The last gateway report refused because its amount disagreed with what was
     /// due (kept for reconciliation and operators).
     pub mismatch: Option<GatewayMismatch>,
+    /// Card trips: the gateway the card is charged through, recorded at booking. Only
+    /// events of that gateway (verified with its own secret) move this trip's money.
+    pub gateway: Option<String>,
+    /// A finished card trip its rider switched to cash: when, while the driver has not
+    /// confirmed receiving the cash. Nothing is booked on the driver until they do.
+    pub cash_claimed_at: Option<Timestamp>,
 }
 
 impl TripPayment {
@@ -324,6 +330,8 @@ impl TripPayment {
             due: None,
             dead_letter: None,
             mismatch: None,
+            gateway: None,
+            cash_claimed_at: None,
         }
     }
 
@@ -715,11 +723,18 @@ pub struct Trip {
     pub rider_offer_minor: Option<i64>,
     /// Bids made by offered drivers (bidding trips only; bounded by [`MAX_BIDS_PER_TRIP`]).
     pub bids: Vec<Bid>,
+    /// Wrong pickup codes tried at start; at [`MAX_CODE_FAILURES`] the start is locked
+    /// until staff unlock it (so the 4-digit code cannot be guessed).
+    pub code_failures: u8,
     /// The rider's rating of the ride.
     pub rider_rating: Option<Rating>,
     /// The driver's rating of the rider.
     pub driver_rating: Option<Rating>,
 }
+
+/// Wrong pickup codes after which a trip's start is locked (the 5th locks it): guessing
+/// one of 10,000 codes then takes staff's help.
+pub const MAX_CODE_FAILURES: u8 = 5;
 
 /// No trip makes more offers than this, whatever the rounds: it bounds the trip's size.
 pub const MAX_OFFERS_PER_TRIP: usize = 500;

@@ -77,6 +77,9 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         Outcome::Alert(alert) => json!({ "outcome": "alert", "alert": alert }),
         Outcome::OtpIssued { expires_in_s } => json!({ "outcome": "otp_issued", "expires_in_s": expires_in_s }),
         Outcome::OtpRefused { locked } => json!({ "outcome": "otp_refused", "locked": locked }),
+        Outcome::PickupCodeRefused { attempts_left } => {
+            json!({ "outcome": "pickup_code_refused", "attempts_left": attempts_left })
+        }
         Outcome::Transfer(transfer) => json!({ "outcome": "transfer", "transfer": transfer }),
         Outcome::PaymentEvent { duplicate, ignored } => {
             json!({ "outcome": "payment_event", "duplicate": duplicate, "ignored": ignored })

@@ -443,9 +443,16 @@
       socket.send(JSON.stringify({ type: "subscribe", channel: "ops", bbox: box }));
     }
   }
+  // The socket signs in with a subprotocol, never with the token in its URL (where
+  // proxies and access logs would keep it): "bearer." and the token's bytes in lower-case
+  // hex (a subprotocol cannot hold every character a token may); the server answers
+  // "dispatch.v1" only.
+  function bearerProtocol(t) {
+    return "bearer." + Array.from(new TextEncoder().encode(t), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
   function connect() {
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/v1/ws?token=" + encodeURIComponent(token));
+    socket = new WebSocket(scheme + location.host + "/v1/ws", ["dispatch.v1", bearerProtocol(token)]);
     socket.onopen = () => { $("status").textContent = "live"; subscribeOps(); };
     socket.onclose = () => {
       $("status").textContent = "reconnecting…";
@@ -695,14 +702,29 @@
     openAlerts.set(a.id, a);
     drawAlerts();
   }
+  // Every open alert, page by page (bounded: ALERT_PAGES pages of ALERT_PAGE), merged into
+  // what the page holds: an alert that arrived live while the pages were read is kept,
+  // never wiped; one that was open before the read and is not any more was acknowledged.
+  const ALERT_PAGE = 50, ALERT_PAGES = 200;
   async function loadAlerts() {
     try {
-      const list = await api("GET", "/v1/admin/alerts?status=open");
-      const same = list.items.length === openAlerts.size && list.items.every((a) => openAlerts.has(a.id));
-      if (same) return; // keep the list (and the focus in it) as it is
-      openAlerts.clear();
-      for (const a of list.items) openAlerts.set(a.id, a);
-      drawAlerts();
+      const before = new Set(openAlerts.keys());
+      const fresh = new Map();
+      let cursor = null;
+      for (let page = 0; page < ALERT_PAGES; page++) {
+        const q = "/v1/admin/alerts?status=open&limit=" + ALERT_PAGE + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+        const list = await api("GET", q);
+        for (const a of list.items) fresh.set(a.id, a);
+        cursor = list.next_cursor;
+        if (!cursor) break;
+      }
+      let changed = false;
+      for (const id of before) if (!fresh.has(id)) { openAlerts.delete(id); changed = true; }
+      for (const [id, a] of fresh) {
+        const old = openAlerts.get(id);
+        if (!old || old.count !== a.count) { openAlerts.set(id, a); changed = true; }
+      }
+      if (changed) drawAlerts(); // else keep the list (and the focus in it) as it is
     } catch (_) { /* shown on the next try */ }
   }
   function drawAlerts() {
@@ -714,10 +736,14 @@
     const list = $("alerts");
     list.replaceChildren();
     if (n === 0) list.appendChild(el("li", "No open alerts."));
-    for (const a of openAlerts.values()) {
+    // Newest first (by the last time each was raised): what just happened is on top.
+    const last = (a) => a.last_raised_at ?? a.raised_at;
+    const sorted = [...openAlerts.values()].sort((x, y) => (last(x) < last(y) ? 1 : last(x) > last(y) ? -1 : 0));
+    for (const a of sorted) {
       const li = el("li", undefined, "alert");
       li.dataset.id = a.id;
-      li.append(el("span", a.raised_at + " · trip " + a.trip_id + " · " + (a.note ?? "")));
+      const times = a.count > 1 ? " · raised " + a.count + " times, last " + last(a) : "";
+      li.append(el("span", a.raised_at + " · trip " + a.trip_id + times + " · " + (a.note ?? "")));
       const b = el("button", "Acknowledge");
       b.type = "button";
       b.addEventListener("click", async () => {

@@ -30,20 +30,24 @@ async fn run(drivers: u32, rounds: u32) {
     engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().unwrap()).unwrap();
     let secrets = Secrets::from_env(|_| None, true, []).unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Every driver connects from 127.0.0.1: the per-address cap must let them all in.
+    let mut config = Config::default();
+    config.server.max_connections_per_ip = config.server.max_connections_per_ip.max(drivers as usize + 16);
     let app = Arc::new(
         App::new(
             Arc::clone(&engine),
-            Config::default(),
+            config,
             &secrets,
             dispatch_server::sms::SmsSink::Log { dev: true },
             Default::default(),
             rx.clone(),
+            dispatch_server::admission::FdLimit::raise(),
         )
         .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let serving = tokio::spawn(dispatch_server::listener::run(Arc::clone(&app), listener, rx));
+    let serving = tokio::spawn(dispatch_server::listener::run(Arc::clone(&app), listener, None, rx));
 
     let economy = Category::new("economy").unwrap();
     let mut samples = Vec::new();

@@ -6,6 +6,13 @@
 //!
 //! Guarantees:
 //! - tokens and the admin token are checked in constant time (`ring::hmac::verify`);
+//! - a token has one spelling: `dt1.`, then its payload and its MAC in lower-case hex;
+//!   any other spelling of the same bytes (upper-case hex anywhere) is refused, so a
+//!   token cannot be varied to slip past a deny list or a log search;
+//! - a WebSocket may carry its token in `Sec-WebSocket-Protocol` rather than in its URL
+//!   ([`ws_protocol_token`]): the client offers [`WS_PROTOCOL`] and
+//!   `bearer.<the token's bytes in lower-case hex>`, the server answers [`WS_PROTOCOL`]
+//!   only, so the token is in no URL, no access log and no response;
 //! - a token is refused once its user's token generation moved past the one it carries
 //!   ([`generation_ok`], the one place that check lives), once it expired, or when the
 //!   role it names is not the user's role in the engine;
@@ -115,11 +122,12 @@ impl Keys {
         format!("{TOKEN_PREFIX}{}.{}", hex(&p), hex(tag.as_ref()))
     }
 
-    /// The claims of a well-signed, unexpired token (`now_s`: Unix seconds).
+    /// The claims of a well-signed, unexpired token in its canonical spelling (`now_s`:
+    /// Unix seconds).
     pub fn verify(&self, token: &str, now_s: i64) -> Option<Claims> {
         let rest = token.strip_prefix(TOKEN_PREFIX)?;
         let (p, tag) = rest.split_once('.')?;
-        let (p, tag) = (unhex(p)?, unhex(tag)?);
+        let (p, tag) = (canonical_unhex(p)?, canonical_unhex(tag)?);
         hmac::verify(&self.token, &p, &tag).ok()?;
         if p.len() != PAYLOAD_LEN {
             return None;
@@ -157,6 +165,44 @@ impl Keys {
             generation: user.token_generation,
         })
     }
+}
+
+/// The bytes of `s` if it is lower-case hex, the one spelling [`hex`] writes.
+fn canonical_unhex(s: &str) -> Option<Vec<u8>> {
+    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)).then(|| unhex(s)).flatten()
+}
+
+/// The WebSocket subprotocol the server speaks, and answers when a client offers it.
+pub const WS_PROTOCOL: &str = "dispatch.v1";
+
+/// The prefix of the subprotocol value that carries a token: `bearer.` and the token's
+/// bytes in lower-case hex (a subprotocol is an HTTP token: an admin token may hold
+/// characters it cannot).
+pub const WS_BEARER_PREFIX: &str = "bearer.";
+
+/// Longest token read from a `Sec-WebSocket-Protocol` value, bytes (a user token is 110).
+const WS_TOKEN_MAX_BYTES: usize = 512;
+
+/// The token a WebSocket upgrade offers in `Sec-WebSocket-Protocol` (`values`: each of
+/// the header's values), and whether it offers [`WS_PROTOCOL`]. A `bearer.` value that is
+/// not canonical lower-case hex of printable ASCII counts as a bad token (an empty one,
+/// which no check accepts), never as no token.
+pub fn ws_protocol_token<'a>(values: impl IntoIterator<Item = &'a str>) -> (Option<String>, bool) {
+    let mut token = None;
+    let mut speaks = false;
+    for offered in values.into_iter().flat_map(|v| v.split(',')).map(str::trim) {
+        if offered == WS_PROTOCOL {
+            speaks = true;
+        } else if let Some(hex) = offered.strip_prefix(WS_BEARER_PREFIX) {
+            let decoded = (hex.len() <= 2 * WS_TOKEN_MAX_BYTES)
+                .then(|| canonical_unhex(hex))
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+                .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()));
+            token = Some(decoded.unwrap_or_default());
+        }
+    }
+    (token, speaks)
 }
 
 fn role_byte(r: Role) -> u8 {
@@ -287,6 +333,41 @@ mod tests {
         assert!(authenticate(&other, &t, 1_001, |_| Some(u.clone())).is_err());
         assert_eq!(authenticate(&keys, "admin-token-0123456789", 0, |_| None), Ok(Principal::BootstrapAdmin));
         assert!(authenticate(&keys, "admin-token-012345678", 0, |_| None).is_err());
+    }
+
+    #[test]
+    fn a_token_has_one_spelling() {
+        let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
+        let t = keys.token_for(&user(0), 1_000);
+        assert!(keys.verify(&t, 1_001).is_some());
+        let (payload, mac) = t.rsplit_once('.').unwrap();
+        assert!(keys.verify(&format!("{payload}.{}", mac.to_ascii_uppercase()), 1_001).is_none(), "upper-case MAC");
+        assert!(keys.verify(&format!("dt1.{}", t[4..].to_ascii_uppercase()), 1_001).is_none(), "upper-case all");
+        assert_eq!(canonical_unhex("0a1b"), Some(vec![0x0a, 0x1b]));
+        assert_eq!(canonical_unhex("0A1b"), None);
+    }
+
+    #[test]
+    fn a_websocket_token_comes_from_its_bearer_subprotocol() {
+        let hex = |t: &str| t.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        let offered = format!("dispatch.v1, bearer.{}", hex("dt1.ab.cd"));
+        assert_eq!(ws_protocol_token([offered.as_str()]), (Some("dt1.ab.cd".to_owned()), true));
+        // Over several header lines, in any order.
+        let bearer = format!("bearer.{}", hex("x+/="));
+        assert_eq!(ws_protocol_token([bearer.as_str(), "dispatch.v1"]), (Some("x+/=".to_owned()), true));
+        assert_eq!(ws_protocol_token(["dispatch.v1"]), (None, true));
+        assert_eq!(ws_protocol_token(["chat", "superchat"]), (None, false));
+        // A malformed bearer value is a bad token (never a missing one): upper-case hex, odd
+        // length, not hex, not printable, too long.
+        for bad in [
+            format!("bearer.{}", hex("token").to_ascii_uppercase()),
+            "bearer.abc".to_owned(),
+            "bearer.zz".to_owned(),
+            format!("bearer.{}", hex("to ken")),
+            format!("bearer.{}", "61".repeat(WS_TOKEN_MAX_BYTES + 1)),
+        ] {
+            assert_eq!(ws_protocol_token([bad.as_str()]), (Some(String::new()), false), "{bad}");
+        }
     }
 
     #[test]

@@ -83,7 +83,22 @@ pub fn webhook_secret_var(gateway: &str) -> String {
     format!("DISPATCH_WEBHOOK_SECRET_{}", gateway.to_ascii_uppercase())
 }
 
-/// `[server]`.
+/// `[server]`: where and how connections are taken (the transport: `crate::listener`,
+/// `crate::admission`, `crate::proxy`, `crate::tls`). Defaults:
+///
+/// ```toml
+/// [server]
+/// listen = "127.0.0.1:8080"
+/// max_body_bytes = 65536
+/// write_timeout_s = 10           # output a client does not take within this closes its connection
+/// max_connections_per_ip = 256   # open connections per client address (IPv6: per /64)
+/// ws_per_user = 5                # open WebSockets per rider or driver
+/// ws_per_staff = 50              # open WebSockets per staff member
+/// trusted_proxies = []           # CIDRs whose forwarding header is believed, e.g. ["10.0.0.0/8"]
+/// proxy_header = "x-forwarded-for"   # or "forwarded" (RFC 7239 for=)
+/// # tls_cert = "/etc/dispatch/cert.pem"   # both set: HTTPS and wss:// only, with HSTS
+/// # tls_key = "/etc/dispatch/key.pem"
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
@@ -91,14 +106,82 @@ pub struct ServerSection {
     pub listen: String,
     /// Largest request body, bytes (zone uploads: [`ZONE_BODY_BYTES`]).
     pub max_body_bytes: usize,
+    /// From the moment a write to a client has to wait, the seconds it has to take all
+    /// the pending output (a response, an upgrade, a WebSocket frame) before the
+    /// connection is closed (`crate::timed_io`). 1 to [`MAX_WRITE_TIMEOUT_S`].
+    pub write_timeout_s: u64,
+    /// Open connections one client address may hold (IPv6: per /64); one more is accepted
+    /// and closed at once. Not applied to a trusted proxy's own address.
+    pub max_connections_per_ip: usize,
+    /// Open WebSockets per rider or driver; one more upgrade is `429 rate_limited`.
+    pub ws_per_user: usize,
+    /// Open WebSockets per staff member (the console, in several tabs).
+    pub ws_per_staff: usize,
+    /// Proxies whose forwarding header names the client (`crate::proxy`); empty: the TCP
+    /// peer is the client, whatever the headers say.
+    pub trusted_proxies: Vec<crate::proxy::Cidr>,
+    /// The header those proxies set.
+    pub proxy_header: crate::proxy::ProxyHeader,
+    /// PEM certificate chain: with `tls_key`, the listener speaks TLS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Largest zone upload, bytes (API.md: 1 MiB).
 pub const ZONE_BODY_BYTES: usize = 1024 * 1024;
 
+/// Largest `[server] write_timeout_s`: an hour.
+pub const MAX_WRITE_TIMEOUT_S: u64 = 3600;
+
 impl Default for ServerSection {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), max_body_bytes: 65_536 }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 65_536,
+            write_timeout_s: 10,
+            max_connections_per_ip: 256,
+            ws_per_user: 5,
+            ws_per_staff: 50,
+            trusted_proxies: Vec::new(),
+            proxy_header: crate::proxy::ProxyHeader::XForwardedFor,
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl ServerSection {
+    /// `write_timeout_s` as a duration.
+    pub fn write_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.write_timeout_s)
+    }
+
+    /// The certificate and key files, when TLS is on.
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        self.tls_cert.as_deref().zip(self.tls_key.as_deref())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes == 0 || self.max_body_bytes > ZONE_BODY_BYTES {
+            return Err(format!("server.max_body_bytes must be 1-{ZONE_BODY_BYTES}"));
+        }
+        if !(1..=MAX_WRITE_TIMEOUT_S).contains(&self.write_timeout_s) {
+            return Err(format!("server.write_timeout_s must be 1-{MAX_WRITE_TIMEOUT_S}"));
+        }
+        for (name, v) in [
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            ("ws_per_user", self.ws_per_user),
+            ("ws_per_staff", self.ws_per_staff),
+        ] {
+            if v == 0 {
+                return Err(format!("server.{name} must be at least 1"));
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("server.tls_cert and server.tls_key go together: set both, or neither".into());
+        }
+        Ok(())
     }
 }
 
@@ -108,11 +191,15 @@ impl Default for ServerSection {
 pub struct StoreSection {
     /// The engine's data directory.
     pub data_dir: PathBuf,
+    /// A checkpoint is taken once this many records were logged since the last one
+    /// (then the WAL below it is released, and what finished leaves the hot state for
+    /// the history). Default 100,000; at least 10.
+    pub checkpoint_every_records: u64,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./data") }
+        Self { data_dir: PathBuf::from("./data"), checkpoint_every_records: 100_000 }
     }
 }
 
@@ -215,9 +302,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.server.max_body_bytes == 0 || self.server.max_body_bytes > ZONE_BODY_BYTES {
-            return Err(format!("server.max_body_bytes must be 1-{ZONE_BODY_BYTES}"));
-        }
+        self.server.validate()?;
         let l = &self.limits;
         if [l.trip_create_per_min, l.accept_per_min, l.user_per_min, l.ip_per_min].contains(&0) {
             return Err("limits: every *_per_min must be at least 1".into());
@@ -289,6 +374,62 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Least length of each webhook secret, bytes.
 pub const MIN_WEBHOOK_SECRET_BYTES: usize = 16;
 
+/// Least strength of every secret, bits: its length times the bits a character of its
+/// alphabet carries (see [`secret_weakness`]).
+pub const MIN_SECRET_BITS: u32 = 128;
+
+/// Least number of different characters in a secret.
+pub const MIN_SECRET_DISTINCT_CHARS: usize = 8;
+
+/// Why `value` cannot be a secret, if it cannot (the reason never quotes the value). The
+/// rule (SECURITY.md "Secrets"), simple enough to check by eye:
+/// - it holds at least [`MIN_SECRET_BITS`] for its alphabet: the smallest of decimal
+///   digits (3.32 bits a character: 39 characters), hex digits of one case (4 bits: 32),
+///   the base64 and base64url characters `A-Z a-z 0-9 + / - _ =` (6 bits: 22), or any
+///   other characters (6.57 bits, printable ASCII's 95: 20);
+/// - it has at least [`MIN_SECRET_DISTINCT_CHARS`] different characters, and no character
+///   makes up more than half of it.
+///
+/// `openssl rand -hex 32` (what `--dev` makes: 32 random bytes in hex) or
+/// `openssl rand -base64 32` pass; a word, a repeated pattern or a short code does not.
+pub fn secret_weakness(value: &str) -> Option<String> {
+    let chars: Vec<char> = value.chars().collect();
+    let all = |f: fn(&char) -> bool| chars.iter().all(f);
+    // Thousandths of a bit per character, and the alphabet's name.
+    let (millibits, alphabet) = if all(char::is_ascii_digit) {
+        (3_322, "decimal digits")
+    } else if all(|c| c.is_ascii_digit() || ('a'..='f').contains(c))
+        || all(|c| c.is_ascii_digit() || ('A'..='F').contains(c))
+    {
+        (4_000, "hex digits")
+    } else if all(|c| c.is_ascii_alphanumeric() || "+/-_=".contains(*c)) {
+        (6_000, "base64 characters")
+    } else {
+        (6_570, "characters")
+    };
+    let needed = (u64::from(MIN_SECRET_BITS) * 1_000).div_ceil(millibits);
+    if (chars.len() as u64) < needed {
+        return Some(format!(
+            "it holds less than {MIN_SECRET_BITS} bits: {needed} {alphabet} at least are needed, it has {}",
+            chars.len()
+        ));
+    }
+    let mut counts = std::collections::HashMap::new();
+    for c in &chars {
+        *counts.entry(c).or_insert(0usize) += 1;
+    }
+    if counts.len() < MIN_SECRET_DISTINCT_CHARS {
+        return Some(format!(
+            "it is too repetitive: {} different characters, at least {MIN_SECRET_DISTINCT_CHARS} are needed",
+            counts.len()
+        ));
+    }
+    if counts.values().any(|&n| n * 2 > chars.len()) {
+        return Some("it is too repetitive: one character makes up more than half of it".into());
+    }
+    None
+}
+
 impl Secrets {
     /// Reads the secrets through `env` (the process environment in production): the
     /// admin token, the token secret, and the webhook secrets of `sim` and of each of
@@ -300,9 +441,14 @@ impl Secrets {
         gateways: impl IntoIterator<Item = &'a str>,
     ) -> Result<Secrets, Error> {
         // Each secret: its value, and whether `--dev` made it up.
+        let guessable = |name: &str, value: &str| {
+            secret_weakness(value).map_or(Ok(()), |why| Err(Error::GuessableSecret { name: name.to_owned(), why }))
+        };
         let get = |name: &str, min: usize| -> Result<(String, bool), Error> {
             match env(name).filter(|v| !v.is_empty()) {
                 Some(v) if v.len() < min => Err(Error::WeakSecret { name: name.to_owned(), min }),
+                // A webhook variable is a list: each of its secrets is checked below.
+                Some(v) if !name.starts_with("DISPATCH_WEBHOOK_SECRET_") => guessable(name, &v).map(|()| (v, false)),
                 Some(v) => Ok((v, false)),
                 None if dev => Ok((crate::hex::random_hex(32), true)),
                 None => Err(Error::MissingSecret(name.to_owned())),
@@ -321,6 +467,9 @@ impl Secrets {
                 value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()).collect();
             if secrets.is_empty() || secrets.iter().any(|s| s.len() < MIN_WEBHOOK_SECRET_BYTES) {
                 return Err(Error::WeakSecret { name: var, min: MIN_WEBHOOK_SECRET_BYTES });
+            }
+            for secret in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                guessable(&var, secret)?;
             }
             webhook_secrets.insert(gateway.to_owned(), secrets);
         }
@@ -349,13 +498,100 @@ mod tests {
     }
 
     #[test]
+    fn the_transport_keys_of_server_have_their_defaults_and_bounds() {
+        let s = Config::parse("").unwrap().server;
+        assert_eq!((s.write_timeout_s, s.max_connections_per_ip, s.ws_per_user, s.ws_per_staff), (10, 256, 5, 50));
+        assert!(s.trusted_proxies.is_empty() && s.tls().is_none());
+        assert_eq!(s.proxy_header, crate::proxy::ProxyHeader::XForwardedFor);
+        let s = Config::parse(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nproxy_header = \"forwarded\"\n\
+             tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nwrite_timeout_s = 3\n",
+        )
+        .unwrap()
+        .server;
+        assert_eq!(s.trusted_proxies.len(), 2);
+        assert_eq!(s.tls(), Some((Path::new("c.pem"), Path::new("k.pem"))));
+        assert_eq!(s.write_timeout(), std::time::Duration::from_secs(3));
+        for bad in [
+            "[server]\nwrite_timeout_s = 0",
+            "[server]\nwrite_timeout_s = 3601",
+            "[server]\nmax_connections_per_ip = 0",
+            "[server]\nws_per_user = 0",
+            "[server]\nws_per_staff = 0",
+            "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]",
+            "[server]\nproxy_header = \"x-real-ip\"",
+            "[server]\ntls_cert = \"c.pem\"",
+            "[server]\ntls_key = \"k.pem\"",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+        let err = Config::parse("[server]\ntls_cert = \"c.pem\"").unwrap_err();
+        assert!(err.contains("tls_key"), "{err}");
+    }
+
+    /// A secret that passes [`secret_weakness`].
+    const STRONG: &str = "test-secret-0123456789abcdefghij";
+
+    /// Finding 10c of issue 24: secrets were checked for their length only.
+    #[test]
+    fn finding_10c_secrets_need_128_bits_for_their_alphabet_and_variety() {
+        for (weak, why) in [
+            ("aaaaaaaaaaaaaaaa", "128 bits"),
+            (&"a".repeat(64), "different characters"),
+            ("abababababababababababababababab", "different characters"),
+            ("0123456789abcdef", "128 bits"),                // 16 hex digits: 64 bits
+            ("0123456789abcdef0123456789abcde", "128 bits"), // 31 hex digits
+            ("passwordpassword", "128 bits"),
+            ("Zm9vYmFyYmF6cXV4cXV1eA", ""), // 22 base64 characters: 132 bits (passes)
+            ("1234567890123456789012345678901234567", "128 bits"), // 37 digits: 123 bits
+            ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaabcdefgh!", "more than half"),
+            ("k#8Lq!z@2Wm$9Xr^4Tv&", ""), // 20 characters of any kind: 131 bits (passes)
+        ] {
+            match secret_weakness(weak) {
+                None => assert_eq!(why, "", "{weak} was accepted"),
+                Some(reason) => {
+                    assert!(!why.is_empty() && reason.contains(why), "{weak}: {reason}");
+                    assert!(!reason.contains(weak), "the reason never quotes the secret");
+                }
+            }
+        }
+        for strong in [STRONG, "0123456789abcdef0123456789abcdef", "0123456789ABCDEF0123456789ABCDEF"] {
+            assert_eq!(secret_weakness(strong), None, "{strong}");
+        }
+        // What `--dev` makes passes, every time.
+        for _ in 0..2_000 {
+            let made = crate::hex::random_hex(32);
+            assert_eq!(secret_weakness(&made), None, "{made}");
+        }
+        let env = |admin: &'static str| {
+            move |k: &str| match k {
+                "DISPATCH_ADMIN_TOKEN" => Some(admin.to_owned()),
+                _ => Some(STRONG.to_owned()),
+            }
+        };
+        assert!(matches!(
+            Secrets::from_env(env("aaaaaaaaaaaaaaaa"), false, []),
+            Err(Error::GuessableSecret { name, .. }) if name == "DISPATCH_ADMIN_TOKEN"
+        ));
+        let rotation = |k: &str| match k {
+            "DISPATCH_WEBHOOK_SECRET_SIM" => Some(format!("{STRONG},passwordpassword")),
+            _ => Some(STRONG.to_owned()),
+        };
+        assert!(matches!(
+            Secrets::from_env(rotation, false, []),
+            Err(Error::GuessableSecret { name, .. }) if name == "DISPATCH_WEBHOOK_SECRET_SIM"
+        ));
+        assert!(Secrets::from_env(|_: &str| None, true, []).is_ok(), "--dev's own secrets pass");
+    }
+
+    #[test]
     fn secrets_are_required_unless_dev() {
         let none = |_: &str| None;
         assert!(
             matches!(Secrets::from_env(none, false, []), Err(Error::MissingSecret(n)) if n == "DISPATCH_ADMIN_TOKEN")
         );
         let some = |k: &str| match k {
-            "DISPATCH_ADMIN_TOKEN" => Some("a".repeat(32)),
+            "DISPATCH_ADMIN_TOKEN" => Some(STRONG.into()),
             "DISPATCH_TOKEN_SECRET" => Some("short".into()),
             _ => None,
         };
@@ -367,7 +603,7 @@ mod tests {
         assert!(dev.webhook_secrets.contains_key("sim") && dev.webhook_secrets.contains_key("paystack"));
         assert!(dev.generated && dev.admin_token_generated && dev.token_secret.len() >= MIN_SECRET_BYTES);
         // Only the token secret is made up: the admin token came from the environment.
-        let admin_only = |k: &str| (k == "DISPATCH_ADMIN_TOKEN").then(|| "a".repeat(32));
+        let admin_only = |k: &str| (k == "DISPATCH_ADMIN_TOKEN").then(|| STRONG.to_owned());
         let dev = Secrets::from_env(admin_only, true, []).unwrap();
         assert!(dev.generated && !dev.admin_token_generated);
     }
@@ -376,18 +612,19 @@ mod tests {
     fn webhook_secrets_rotate_as_a_comma_separated_list() {
         let with = |webhook: &'static str| {
             move |k: &str| match k {
-                "DISPATCH_ADMIN_TOKEN" | "DISPATCH_TOKEN_SECRET" => Some("a".repeat(32)),
+                "DISPATCH_ADMIN_TOKEN" | "DISPATCH_TOKEN_SECRET" => Some(STRONG.into()),
                 "DISPATCH_WEBHOOK_SECRET_SIM" | "DISPATCH_WEBHOOK_SECRET_PAYSTACK" => Some(webhook.to_owned()),
                 _ => None,
             }
         };
-        let s = Secrets::from_env(with("new-secret-0123456789, old-secret-0123456789"), false, ["paystack"]).unwrap();
-        let both = vec![b"new-secret-0123456789".to_vec(), b"old-secret-0123456789".to_vec()];
+        let s =
+            Secrets::from_env(with("new-secret-0123456789ab, old-secret-0123456789ab"), false, ["paystack"]).unwrap();
+        let both = vec![b"new-secret-0123456789ab".to_vec(), b"old-secret-0123456789ab".to_vec()];
         assert_eq!((&s.webhook_secrets["sim"], &s.webhook_secrets["paystack"]), (&both, &both));
-        let weak = Secrets::from_env(with("new-secret-0123456789,short"), false, []);
+        let weak = Secrets::from_env(with("new-secret-0123456789ab,short"), false, []);
         assert!(matches!(weak, Err(Error::WeakSecret { name, .. }) if name == "DISPATCH_WEBHOOK_SECRET_SIM"));
         // A configured gateway without its secret stops start-up, naming the variable.
-        let missing = Secrets::from_env(with("new-secret-0123456789"), false, ["razorpay"]);
+        let missing = Secrets::from_env(with("new-secret-0123456789ab"), false, ["razorpay"]);
         assert!(matches!(missing, Err(Error::MissingSecret(n)) if n == "DISPATCH_WEBHOOK_SECRET_RAZORPAY"));
     }
 

@@ -20,6 +20,15 @@ pub enum Error {
         /// Its least length.
         min: usize,
     },
+    /// A secret is long enough but guessable: too few bits for its alphabet, or too
+    /// repetitive (`config::secret_weakness`, exit code 2).
+    #[error("environment variable {name} is not a usable secret: {why} (generate one: openssl rand -hex 32)")]
+    GuessableSecret {
+        /// The variable.
+        name: String,
+        /// Why (never the value).
+        why: String,
+    },
     /// The configuration file is unreadable or wrong.
     #[error("config {path}: {message}")]
     Config {
@@ -52,7 +61,11 @@ impl Error {
     /// fix (missing secrets, bad config), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::MissingSecret(_) | Error::WeakSecret { .. } | Error::Config { .. } | Error::Setting(_) => 2,
+            Error::MissingSecret(_)
+            | Error::WeakSecret { .. }
+            | Error::GuessableSecret { .. }
+            | Error::Config { .. }
+            | Error::Setting(_) => 2,
             _ => 1,
         }
     }

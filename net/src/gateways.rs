@@ -4,7 +4,10 @@
 //!
 //! Guarantees:
 //! - a body is looked at only after its signature verified (`verify`), under any of the
-//!   gateway's secrets (rotation), in constant time (`dispatch_core::payment`);
+//!   gateway's secrets (rotation), in constant time (`dispatch_core::payment`); the
+//!   signature header is bounded before any cryptography (at most
+//!   `MAX_SIGNATURE_HEADER_BYTES`, and `MAX_SIGNATURES` entries for timestamped schemes),
+//!   so its cost is one HMAC per secret whatever a caller sends;
 //! - every format maps to the same engine command (`Command::PaymentEvent`): an event
 //!   id, what happened, the trip, the amount in minor units and the currency;
 //! - an event type a provider sends but the engine does not act on is recognised as

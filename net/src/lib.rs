@@ -7,8 +7,8 @@
 //!
 //! ## Layout
 //! From the top down (each module names only modules below it):
-//! - [`listener`]: the serving loop: accepts connections, runs the ticker and the
-//!   WebSocket fan-out beside them, shuts down gracefully.
+//! - [`listener`]: the serving loop: accepts connections (admitted, TLS, write deadline),
+//!   runs the ticker and the WebSocket fan-out beside them, shuts down gracefully.
 //! - [`api`]: the request pipeline and the handlers, one file per resource;
 //!   [`api::routes`] is the route table (one place says every path, who may call it and
 //!   its limits).
@@ -17,7 +17,12 @@
 //! - [`server`]: [`server::App`], the state every handler and socket shares (engine
 //!   handle, keys, limits, metrics, hub, routes, the shutdown signal).
 //! - [`hub`]: every open socket, its bounded outbox, the routing of engine events to
-//!   sockets, presence reports kept until the engine takes them.
+//!   sockets, presence reports kept until the engine takes them, the socket caps.
+//! - [`admission`]: which connections are served: the descriptor budget from
+//!   `RLIMIT_NOFILE`, the per-IP cap, the probe lane that keeps `/healthz` answering.
+//! - [`tls`]: `[server] tls_cert`/`tls_key` read into the TLS acceptor; HSTS.
+//! - [`timed_io`]: a connection whose output must be taken within the write timeout.
+//! - [`proxy`]: trusted proxies and the client address they forward.
 //! - [`config`]: the TOML file, flags over it, secrets from the environment.
 //! - [`wire`]: input shapes HTTP and WebSocket both parse (a driver's position).
 //! - [`http`]: the error body and status table, strict JSON, body limits, queries,
@@ -37,6 +42,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -49,10 +55,13 @@ pub mod hub;
 pub mod listener;
 pub mod metrics;
 pub mod osrm;
+pub mod proxy;
 pub mod ratelimit;
 pub mod render;
 pub mod server;
 pub mod sms;
+pub mod timed_io;
+pub mod tls;
 pub mod wire;
 pub mod ws;
 
@@ -107,15 +116,40 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let sms_spec = std::env::var("DISPATCH_SMS_SINK").ok();
     let sms = sms::SmsSink::from_spec(sms_spec.as_deref(), opts.dev)?;
     let addr = config.listen_addr()?;
+    // Read before anything opens a file: a bad certificate stops start-up here (exit 2).
+    let tls = config.server.tls().map(|(cert, key)| tls::acceptor(cert, key)).transpose()?;
+    // Raised before the engine opens its files; the connection budget is derived from it.
+    let fds = admission::FdLimit::raise();
+    let budget = fds.connection_budget().map_err(Error::Setting)?;
+    tracing::info!(
+        nofile_soft = fds.soft,
+        nofile_hard = fds.hard,
+        connection_budget = budget,
+        reserve = admission::FD_RESERVE,
+        "descriptor limit"
+    );
     if secrets.generated {
         eprintln!("WARNING: --dev: throwaway secrets were generated. NOT FOR PRODUCTION.");
     }
+    if let (false, sms::SmsSink::File(_)) = (opts.dev, &sms) {
+        // A file of live sign-in codes: whoever reads it signs in as anyone who asks one.
+        eprintln!(
+            "WARNING: DISPATCH_SMS_SINK=file: writes every sign-in code in clear to a file; it is a \
+             development sink (meant for --dev). In production send SMS through an https:// provider."
+        );
+        tracing::warn!("DISPATCH_SMS_SINK=file: without --dev: live sign-in codes are written to a file");
+    }
+    private_dir(&config.store.data_dir)?;
     if secrets.admin_token_generated {
         // Printed once, and only a token made up here: one from the environment is the
         // operator's and never echoed.
         println!("dev admin token: {}", secrets.admin_token);
     }
     let mut engine_config = EngineConfig::default().with_data_dir(&config.store.data_dir).with_rules(config.rules());
+    if config.store.checkpoint_every_records < 10 {
+        return Err(Error::Setting("[store] checkpoint_every_records must be at least 10".into()));
+    }
+    engine_config.checkpoint_every_records = config.store.checkpoint_every_records;
     if let Some(n) = opts.queue_capacity {
         engine_config.queue_capacity = n.max(1);
     }
@@ -148,16 +182,17 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         let listener = listen(addr).map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
         let bound = listener.local_addr()?;
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let app = Arc::new(server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone())?);
+        let app =
+            Arc::new(server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone(), fds)?);
         // The machine-readable line tests and scripts look for.
         println!("listening on {bound}");
-        tracing::info!(addr = %bound, "listening");
+        tracing::info!(addr = %bound, tls = tls.is_some(), "listening");
         let signal = tokio::spawn(async move {
             listener::signal().await;
             tracing::info!("shutdown signal");
             let _ = tx.send(true);
         });
-        listener::run(app, listener, rx).await;
+        listener::run(app, listener, tls, rx).await;
         signal.abort();
         Ok::<(), Error>(())
     });
@@ -177,6 +212,59 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     result
 }
 
+/// The process's file-creation mask: what it creates is its owner's only (files 0600,
+/// directories 0700). The data directory holds phone numbers, names, trips and positions;
+/// the `file:` SMS sink live codes; backups the same as the data directory.
+pub const UMASK: u32 = 0o077;
+
+/// Sets the process's umask to [`UMASK`], so every file and directory it creates from
+/// then on — the data directory's `LOCK`, `wal/` and its segments, `store.redb`, the SMS
+/// file, backups and restores — is readable by its owner only. The first thing
+/// `dispatchd` does, whatever the subcommand; returns the mask it replaced.
+pub fn restrict_file_modes() -> u32 {
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(UMASK)).bits()
+}
+
+/// Creates the data directory `dir` (and its missing parents) 0700, whatever the umask;
+/// one that already exists and that other users may enter or read is left as it is (it
+/// may be shared on purpose) and warned about at start.
+fn private_dir(dir: &std::path::Path) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & UMASK != 0 {
+        eprintln!(
+            "WARNING: the data directory {} is {mode:o}: other users may read its phone numbers, names and \
+             positions. Make it the server's own: chmod 700 {}",
+            dir.display(),
+            dir.display()
+        );
+        tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data directory is open to other users");
+    }
+    Ok(())
+}
+
+/// Takes the group's and others' rights off `root` and everything under it (symbolic
+/// links are not followed): what `dispatchd backup` and `restore` made is their owner's
+/// only, even where a copy kept the looser mode of a file an older version wrote.
+pub fn make_private(root: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(root)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & UMASK != 0 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode & !UMASK))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(root)? {
+            make_private(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Feeds `data` to every parser of outside input (the fuzz target `server_input` and its
 /// stable proptest twin): WebSocket frames, queries, cursors, tokens, JSON bodies. Never
 /// panics, whatever the bytes.
@@ -190,6 +278,7 @@ pub fn fuzz_input(data: &[u8]) {
     let keys = auth::Keys::new(&[7u8; 32], "fuzz-admin-token-000000");
     let _ = keys.verify(&text, 0);
     let _ = auth::bearer(&text);
+    let _ = auth::ws_protocol_token([text.as_ref()]);
     let _ = http::parse_json::<wire::LocationIn>(data, true).map(|l| l.report());
     let _ = http::parse_json::<dispatch_core::ZoneSpec>(data, false);
     let _ = http::parse_rfc3339(&text, "t");

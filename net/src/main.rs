@@ -102,6 +102,8 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // Before anything is created: data, SMS codes and backups are the owner's only.
+    dispatch_server::restrict_file_modes();
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Serve {
@@ -148,7 +150,8 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Cmd::Backup { data_dir, to } => dispatch_core::backup(&data_dir, &to).map(|r| {
+        Cmd::Backup { data_dir, to } => dispatch_core::backup(&data_dir, &to).and_then(|r| {
+            private(&to)?;
             println!(
                 "backup of {} in {}: {} records, {} segment(s), {} bytes",
                 data_dir.display(),
@@ -156,7 +159,8 @@ fn main() -> ExitCode {
                 r.records,
                 r.segments,
                 r.bytes
-            )
+            );
+            Ok(())
         }),
         Cmd::Reconcile { data_dir, config, gateway, settlement } => {
             return match reconcile(&data_dir, config.as_deref(), &gateway, &settlement) {
@@ -168,8 +172,11 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Cmd::Restore { from, data_dir } => dispatch_core::restore(&from, &data_dir)
-            .map(|r| println!("restored {} into {}: {} records", from.display(), data_dir.display(), r.records)),
+        Cmd::Restore { from, data_dir } => dispatch_core::restore(&from, &data_dir).and_then(|r| {
+            private(&data_dir)?;
+            println!("restored {} into {}: {} records", from.display(), data_dir.display(), r.records);
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -178,6 +185,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Makes a backup or a restored data directory its owner's only (copies keep the mode of
+/// what they copied, which an older version may have left open).
+fn private(dir: &std::path::Path) -> Result<(), dispatch_core::Error> {
+    dispatch_server::make_private(dir).map_err(|e| dispatch_core::Error::Storage(format!("{}: {e}", dir.display())))
 }
 
 /// Prints every mismatch between the ledger and the report; returns how many. The

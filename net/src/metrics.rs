@@ -39,6 +39,8 @@ pub struct Metrics {
     pub slow_sockets_closed: AtomicU64,
     /// Location frames dropped for slow sockets.
     pub location_frames_dropped: AtomicU64,
+    /// The transport's counters: connections, refusals, write timeouts (`crate::admission`).
+    pub transport: std::sync::Arc<crate::admission::TransportCounters>,
 }
 
 impl Metrics {
@@ -105,7 +107,8 @@ impl Metrics {
             ("dispatch_ws_location_frames_dropped_total", "counter", clamp(self.location_frames_dropped.load(r))),
         ];
         let s = engine.stats();
-        let engine_figures: [(&str, &str, i64); 23] = [
+        let alerts_hot = engine.read(|v| v.alerts().count());
+        let engine_figures: [(&str, &str, i64); 24] = [
             ("dispatch_engine_queue_depth", "gauge", clamp(engine.queue_depth() as u64)),
             ("dispatch_engine_queue_capacity", "gauge", clamp(engine.queue_capacity() as u64)),
             ("dispatch_engine_last_batch_size", "gauge", clamp(s.last_batch.load(r))),
@@ -134,10 +137,14 @@ impl Metrics {
             ("dispatch_idempotency_keys_archived", "gauge", clamp(s.checkpoints.keys_archived.load(r))),
             ("dispatch_gateway_event_ids_hot", "gauge", clamp(s.checkpoints.gateway_events_hot.load(r))),
             ("dispatch_gateway_event_ids_archived", "gauge", clamp(s.checkpoints.gateway_events_archived.load(r))),
+            // SOS alerts in memory: the open ones and those acknowledged since the last
+            // checkpoint (which moves them to store.redb): bounded, never growing for ever.
+            ("dispatch_alerts_hot", "gauge", clamp(alerts_hot as u64)),
         ];
         for (name, kind, v) in gauges.iter().chain(engine_figures.iter()) {
             let _ = writeln!(o, "# TYPE {name} {kind}\n{name} {v}");
         }
+        self.transport.render(&mut o);
         // The engine's own histograms: microseconds shown as seconds, batch sizes as they are.
         histogram(&mut o, "dispatch_engine_fsync_seconds", &s.sync_us.snapshot(), 1e6);
         histogram(&mut o, "dispatch_engine_batch_commands", &s.batch_commands.snapshot(), 1.0);

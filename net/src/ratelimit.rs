@@ -19,7 +19,17 @@
 //! - IPv6 clients are keyed by their /64 (one customer's usual allocation: a client
 //!   rotating addresses inside it shares one bucket); IPv4-mapped IPv6 addresses count
 //!   as the IPv4 address;
-//! - time comes from an injected clock (milliseconds), so tests never sleep.
+//! - the arithmetic is exact enough for every limit a `u32` can state: time is kept in
+//!   nanoseconds, so the emission interval (60 s / `n`, rounded down to the nanosecond)
+//!   is never zero and a limit of up to a million a minute (60 µs apart) is exactly what
+//!   it says; above that, a bucket may let through at most one request a minute more
+//!   than its limit (the rounding of the interval);
+//! - a request is judged at a time read while its bucket's lock is held, so two
+//!   simultaneous requests of one subject see times in the order they are judged: the
+//!   later never meets a bucket already moved past its own reading (a spurious 429);
+//! - time comes from an injected clock (nanoseconds, monotonic), so tests never sleep;
+//!   `net/src/ratelimit.rs`'s property test checks the limiter against a plain GCRA
+//!   model, request by request.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -93,12 +103,18 @@ impl Subject {
     }
 }
 
-/// A millisecond clock.
+/// A monotonic nanosecond clock.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Nanoseconds in the minute a limit is stated over.
+const MINUTE_NS: u64 = 60_000_000_000;
+
+/// Nanoseconds in the second `Retry-After` counts in.
+const SECOND_NS: u64 = 1_000_000_000;
 
 /// One lock's worth of buckets.
 struct Shard {
-    /// Theoretical arrival time (ms) per subject.
+    /// Theoretical arrival time (ns) per subject.
     tats: HashMap<Subject, u64>,
     /// At most the earliest `tat` of `tats` (`u64::MAX` when empty): before it, no bucket
     /// is idle and a sweep would evict nothing.
@@ -157,10 +173,10 @@ impl RateLimiter {
         }
     }
 
-    /// A monotonic millisecond clock from now.
+    /// A monotonic nanosecond clock from now (it lasts 584 years).
     pub fn monotonic() -> Clock {
         let start = std::time::Instant::now();
-        Arc::new(move || u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX))
+        Arc::new(move || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
     fn shard(&self, class: Class, subject: &Subject) -> &Mutex<Shard> {
@@ -170,24 +186,33 @@ impl RateLimiter {
         &shards[usize::try_from(h % shards.len() as u64).unwrap_or(0)]
     }
 
+    /// The emission interval and the burst tolerance of a class, ns: `n` a minute is one
+    /// request every 60 s / `n` (rounded down, at least 13 ns for `u32::MAX`), and a
+    /// burst of `n` at once.
+    fn gcra(&self, class: Class) -> (u64, u64) {
+        let n = u64::from(self.per_min[class.index()].max(1));
+        let interval = MINUTE_NS / n;
+        (interval, interval * n)
+    }
+
     /// Counts one request; `Err(retry_after_s)` when over the limit (nothing counted).
     pub fn check(&self, class: Class, subject: Subject) -> Result<(), u64> {
         let subject = subject.key();
-        let now = (self.clock)();
-        let n = u64::from(self.per_min[class.index()].max(1));
-        let interval = 60_000 / n; // ms between requests at the steady rate
-        let burst = interval * n; // a full minute's worth at once
+        let (interval, burst) = self.gcra(class);
         let mut shard = self.shard(class, &subject).lock();
+        // Read under the lock: a reading taken before it could be older than one another
+        // request of this subject already judged its bucket at.
+        let now = (self.clock)();
         let (tat, new) = match shard.tats.get(&subject).copied() {
             Some(t) => (t.max(now), false),
             // Every bucket is busy: refuse rather than grow (the caller retries soon).
             None if !shard.make_room(now, self.shard_cap) => return Err(1),
             None => (now, true),
         };
-        let new_tat = tat + interval;
-        if new_tat - now > burst {
-            let wait_ms = new_tat - now - burst;
-            return Err(wait_ms.div_ceil(1000).max(1));
+        let new_tat = tat.saturating_add(interval);
+        let ahead = new_tat - now; // tat ≥ now
+        if ahead > burst {
+            return Err((ahead - burst).div_ceil(SECOND_NS).max(1));
         }
         shard.tats.insert(subject, new_tat);
         if new {
@@ -195,6 +220,22 @@ impl RateLimiter {
             shard.next_expiry = shard.next_expiry.min(new_tat);
         }
         Ok(())
+    }
+
+    /// Whether a request would pass now, counting nothing: `Err(retry_after_s)` when
+    /// the subject's bucket is spent. For work that is counted only when it fails (a
+    /// webhook's signature: looked at before any cryptography, charged with [`check`]
+    /// only when the signature is bad).
+    ///
+    /// [`check`]: RateLimiter::check
+    pub fn peek(&self, class: Class, subject: Subject) -> Result<(), u64> {
+        let subject = subject.key();
+        let (interval, burst) = self.gcra(class);
+        let shard = self.shard(class, &subject).lock();
+        let now = (self.clock)();
+        let Some(tat) = shard.tats.get(&subject).copied() else { return Ok(()) };
+        let ahead = tat.max(now).saturating_add(interval) - now;
+        if ahead > burst { Err((ahead - burst).div_ceil(SECOND_NS).max(1)) } else { Ok(()) }
     }
 
     /// Buckets held (for tests and metrics).
@@ -218,8 +259,11 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    /// A millisecond of the limiter's nanosecond clock.
+    const MS: u64 = 1_000_000;
+
     fn limiter(max_keys: usize) -> (RateLimiter, Arc<AtomicU64>) {
-        let now = Arc::new(AtomicU64::new(1_000_000));
+        let now = Arc::new(AtomicU64::new(1_000_000 * MS));
         let n = Arc::clone(&now);
         let limits = LimitsSection { user_per_min: 6, ip_per_min: 60, ..LimitsSection::default() };
         (RateLimiter::with_capacity(&limits, Arc::new(move || n.load(Ordering::SeqCst)), max_keys, 1), now)
@@ -237,9 +281,9 @@ mod tests {
             assert_eq!(l.check(Class::User, u), Ok(()));
         }
         assert_eq!(l.check(Class::User, u), Err(10), "6/min: the next slot is 10 s away");
-        now.fetch_add(9_000, Ordering::SeqCst);
+        now.fetch_add(9_000 * MS, Ordering::SeqCst);
         assert_eq!(l.check(Class::User, u), Err(1));
-        now.fetch_add(1_000, Ordering::SeqCst);
+        now.fetch_add(1_000 * MS, Ordering::SeqCst);
         assert_eq!(l.check(Class::User, u), Ok(()));
         assert!(l.check(Class::User, u).is_err());
         // Other subjects and classes have their own buckets.
@@ -254,7 +298,7 @@ mod tests {
             l.check(Class::Ip, Subject::User(i)).unwrap();
         }
         assert_eq!(l.check(Class::Ip, Subject::User(9)), Err(1), "full of busy buckets");
-        now.fetch_add(2_000, Ordering::SeqCst); // 60/min: each bucket is idle after 1 s
+        now.fetch_add(2_000 * MS, Ordering::SeqCst); // 60/min: each bucket is idle after 1 s
         assert_eq!(l.check(Class::Ip, Subject::User(9)), Ok(()));
         assert!(l.len() <= 3);
     }
@@ -271,7 +315,7 @@ mod tests {
             assert_eq!(l.check(Class::Ip, Subject::User(i)), Err(1));
         }
         assert_eq!(l.sweeps(), 0, "the lower bound of the earliest expiry was enough");
-        now.fetch_add(1_000, Ordering::SeqCst); // the first buckets are idle now
+        now.fetch_add(1_000 * MS, Ordering::SeqCst); // the first buckets are idle now
         for i in 5_000..5_100 {
             assert_eq!(l.check(Class::Ip, Subject::User(i)), Ok(()));
         }
@@ -309,6 +353,174 @@ mod tests {
         assert_eq!(ip("::ffff:192.0.2.1").key(), ip("192.0.2.1"));
         assert_eq!(ip("2001:db8::1").key(), ip("2001:db8::"));
         assert_eq!(ip("192.0.2.1").key(), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn peeking_counts_nothing_and_sees_a_spent_bucket() {
+        let (l, now) = limiter(100);
+        let a = ip("192.0.2.9");
+        assert_eq!(l.peek(Class::Ip, a), Ok(()), "no bucket yet");
+        assert_eq!(l.len(), 0, "and peeking made none");
+        for _ in 0..60 {
+            assert_eq!(l.peek(Class::Ip, a), Ok(()));
+            assert_eq!(l.check(Class::Ip, a), Ok(()));
+        }
+        assert_eq!(l.peek(Class::Ip, a), Err(1));
+        assert_eq!(l.check(Class::Ip, a), Err(1), "peeking spent nothing either way");
+        now.fetch_add(1_000 * MS, Ordering::SeqCst);
+        assert_eq!(l.peek(Class::Ip, a), Ok(()));
+        assert_eq!(l.peek(Class::Ip, a), Ok(()));
+        assert_eq!(l.check(Class::Ip, a), Ok(()));
+        assert_eq!(l.peek(Class::Ip, a), Err(1));
+    }
+
+    /// Finding 12 of issue 24: a limit of 60,000 a minute or more gave a zero emission
+    /// interval and a zero burst, so it let everything through.
+    #[test]
+    fn finding_12_limits_of_a_million_a_minute_keep_their_burst_and_rate() {
+        let now = Arc::new(AtomicU64::new(5_000_000_000));
+        let n = Arc::clone(&now);
+        let limits = LimitsSection { user_per_min: 1_000_000, ip_per_min: 120_000, ..LimitsSection::default() };
+        let l = RateLimiter::with_capacity(&limits, Arc::new(move || n.load(Ordering::SeqCst)), 100, 1);
+        let u = Subject::User(1);
+        for i in 0..1_000_000 {
+            assert_eq!(l.check(Class::User, u), Ok(()), "request {i} of the burst");
+        }
+        assert_eq!(l.check(Class::User, u), Err(1), "the burst is a minute's worth, no more");
+        now.fetch_add(59_999, Ordering::SeqCst); // 60 s / 1,000,000 = 60 µs between requests
+        assert_eq!(l.check(Class::User, u), Err(1));
+        now.fetch_add(1, Ordering::SeqCst);
+        assert_eq!(l.check(Class::User, u), Ok(()));
+        assert!(l.check(Class::User, u).is_err());
+        // 120,000 a minute: 500 µs apart.
+        let a = Subject::Ip("192.0.2.7".parse().unwrap());
+        for _ in 0..120_000 {
+            assert_eq!(l.check(Class::Ip, a), Ok(()));
+        }
+        assert!(l.check(Class::Ip, a).is_err());
+        now.fetch_add(500_000, Ordering::SeqCst);
+        assert_eq!(l.check(Class::Ip, a), Ok(()));
+        assert!(l.check(Class::Ip, a).is_err());
+    }
+
+    /// Finding 12 of issue 24: the time was read before the bucket's lock was taken, so of
+    /// two simultaneous requests the one that read the clock first could be judged after
+    /// the other, at an earlier time than the bucket already holds, and refused with a
+    /// spurious 429. The clock must be read while the bucket's shard is locked.
+    #[test]
+    fn finding_12_the_time_is_read_under_the_buckets_lock() {
+        let cell: Arc<std::sync::OnceLock<Arc<RateLimiter>>> = Arc::new(std::sync::OnceLock::new());
+        let seen = Arc::new(AtomicU64::new(0));
+        let reads_unlocked = Arc::new(AtomicU64::new(0));
+        let (c, s, r) = (Arc::clone(&cell), Arc::clone(&seen), Arc::clone(&reads_unlocked));
+        let clock: Clock = Arc::new(move || {
+            if let Some(l) = c.get() {
+                s.fetch_add(1, Ordering::SeqCst);
+                // One class, one shard: the bucket's lock is this shard's.
+                if !l.classes[Class::User.index()][0].is_locked() {
+                    r.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            1_000_000_000
+        });
+        let limits = LimitsSection { user_per_min: 6, ..LimitsSection::default() };
+        let l = Arc::new(RateLimiter::with_capacity(&limits, clock, 100, 1));
+        assert!(cell.set(Arc::clone(&l)).is_ok());
+        for _ in 0..3 {
+            assert_eq!(l.check(Class::User, Subject::User(1)), Ok(()));
+        }
+        assert!(seen.load(Ordering::SeqCst) >= 3, "the limiter reads its clock");
+        assert_eq!(reads_unlocked.load(Ordering::SeqCst), 0, "every reading was taken under the bucket's lock");
+    }
+
+    /// A plain model of GCRA for the property test below: the continuous-state leaky
+    /// bucket (ITU-T I.371), the dual of the limiter's virtual scheduling, with the same
+    /// parameters: `n` a minute means an increment of 60 s / n (rounded down to the
+    /// nanosecond) and a bucket that holds `n` increments.
+    #[derive(Default)]
+    struct Model {
+        /// Per (class, subject): the bucket's level after its last conforming request,
+        /// and that request's time, ns.
+        buckets: HashMap<(usize, u64), (u64, u64)>,
+    }
+
+    impl Model {
+        fn request(&mut self, per_min: u32, class: usize, subject: u64, now: u64) -> Result<(), u64> {
+            let increment = 60_000_000_000 / u64::from(per_min);
+            let limit = increment * u64::from(per_min) - increment;
+            let (level, last) = self.buckets.get(&(class, subject)).copied().unwrap_or((0, now));
+            let drained = level.saturating_sub(now - last);
+            if drained > limit {
+                return Err((drained - limit).div_ceil(1_000_000_000).max(1));
+            }
+            self.buckets.insert((class, subject), (drained + increment, now));
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Time passes, ns.
+        Advance(u64),
+        /// A request of user `subject` in class `class`.
+        Request { class: usize, subject: u64 },
+    }
+
+    fn per_min() -> impl proptest::strategy::Strategy<Value = u32> {
+        use proptest::prelude::*;
+        prop_oneof![
+            1u32..=12,
+            13u32..=1_000,
+            59_990u32..=60_010,
+            999_990u32..=1_000_000,
+            any::<u32>().prop_map(|n| n.max(1))
+        ]
+    }
+
+    fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
+        use proptest::prelude::*;
+        let step = prop_oneof![
+            3 => (0usize..4, 0u64..3).prop_map(|(class, subject)| Step::Request { class, subject }),
+            1 => prop_oneof![0u64..2_000, 0u64..20_000_000, 0u64..130_000_000_000].prop_map(Step::Advance),
+        ];
+        proptest::collection::vec(step, 1..300)
+    }
+
+    proptest::proptest! {
+        /// Finding 12 of issue 24: the limiter agrees with a plain GCRA model, request by
+        /// request (allowed or refused, and the `Retry-After` of each refusal), whatever
+        /// the limits (1 to `u32::MAX` a minute) and the timing.
+        #[test]
+        fn finding_12_the_limiter_agrees_with_a_gcra_model(
+            limits in proptest::array::uniform4(per_min()),
+            steps in steps(),
+        ) {
+            let now = Arc::new(AtomicU64::new(7_000_000_000));
+            let n = Arc::clone(&now);
+            let section = LimitsSection {
+                trip_create_per_min: limits[0],
+                accept_per_min: limits[1],
+                user_per_min: limits[2],
+                ip_per_min: limits[3],
+                ..LimitsSection::default()
+            };
+            let l = RateLimiter::with_capacity(&section, Arc::new(move || n.load(Ordering::SeqCst)), 1_000, 4);
+            let classes = [Class::TripCreate, Class::Accept, Class::User, Class::Ip];
+            let mut model = Model::default();
+            for (i, step) in steps.iter().enumerate() {
+                match *step {
+                    Step::Advance(ns) => {
+                        now.fetch_add(ns, Ordering::SeqCst);
+                    }
+                    Step::Request { class, subject } => {
+                        let at = now.load(Ordering::SeqCst);
+                        let want = model.request(limits[class], class, subject, at);
+                        let got = l.check(classes[class], Subject::User(subject));
+                        proptest::prop_assert_eq!(got, want, "step {} ({:?}) at {} ns", i, step, at);
+                    }
+                }
+            }
+        }
     }
 
     #[test]

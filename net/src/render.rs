@@ -89,7 +89,9 @@ pub fn trip(t: &Trip, for_rider: bool) -> Value {
             "captured_minor": t.payment.captured_minor,
             "refunded_minor": t.payment.refunded_minor,
             "refunds_pending_minor": t.payment.pending_refunds_minor(),
+            "cash_claimed_at": time(t.payment.cash_claimed_at),
         },
+        "pickup_code_locked": t.code_failures >= dispatch_core::trip::MAX_CODE_FAILURES,
         "created_at": rfc3339(t.created_at),
         "updated_at": rfc3339(t.updated_at),
         "accepted_at": time(t.accepted_at),
@@ -166,6 +168,8 @@ pub fn alert(a: &dispatch_core::alert::Alert) -> Value {
         "note": a.note,
         "status": a.status.as_str(),
         "raised_at": rfc3339(a.raised_at),
+        "count": a.count,
+        "last_raised_at": rfc3339(a.last_raised_at),
         "acknowledged_by": a.acknowledged_by.map(|u| u.to_string()),
         "acknowledged_at": time(a.acknowledged_at),
     })

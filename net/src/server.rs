@@ -1,8 +1,9 @@
 //! The server's shared state: [`App`] (the engine handle, configuration, keys, rate
-//! limits, metrics, the WebSocket hub, idempotency keys in flight, the routes rides are
-//! priced on, the shutdown signal), which every request handler and socket task is
-//! given. It knows nothing of routes or of the socket protocol: the API (`crate::api`),
-//! the gateway (`crate::ws`) and the serving loop (`crate::listener`) sit above it.
+//! limits, metrics, the WebSocket hub and its caps, the connection admission, the trusted
+//! proxies, idempotency keys in flight, the routes rides are priced on, the shutdown
+//! signal), which every request handler and socket task is given. It knows nothing of
+//! routes or of the socket protocol: the API (`crate::api`), the gateway (`crate::ws`) and
+//! the serving loop (`crate::listener`) sit above it.
 //!
 //! Guarantees:
 //! - no runtime thread ever blocks on the engine's writer: commands go through
@@ -31,11 +32,14 @@ use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 
+use crate::admission::{Admission, FdLimit};
 use crate::auth::{Keys, Principal};
 use crate::config::{Config, Secrets};
 use crate::http::{ApiError, Resp, json_response};
 use crate::hub::Hub;
+use crate::hub::caps::SocketCaps;
 use crate::metrics::Metrics;
+use crate::proxy::TrustedProxies;
 use crate::ratelimit::{Class, RateLimiter, Subject};
 use crate::sms::SmsSink;
 
@@ -81,6 +85,12 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// WebSocket connections and their queues.
     pub hub: Arc<Hub>,
+    /// How many WebSockets may be open, in all and per user (claimed at the upgrade).
+    pub socket_caps: Arc<SocketCaps>,
+    /// Which connections are served: the descriptor budget, the per-IP cap, the probe lane.
+    pub admission: Arc<Admission>,
+    /// The proxies whose forwarding header names the client (`[server] trusted_proxies`).
+    pub proxies: TrustedProxies,
     /// Idempotency keys being processed now (the engine stores finished ones).
     pub inflight: InFlight,
     /// Where OTP codes go.
@@ -98,7 +108,8 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the shared state.
+    /// Builds the shared state; `fds` is the process's descriptor limit, which bounds the
+    /// connections served (`crate::admission`) and so the sockets.
     pub fn new(
         engine: Arc<Engine>,
         config: Config,
@@ -106,12 +117,28 @@ impl App {
         sms: SmsSink,
         ws_timing: WsTiming,
         shutdown: watch::Receiver<bool>,
+        fds: FdLimit,
     ) -> Result<App, crate::Error> {
         let routes = Routes::from_config(&config.route)?;
         let metrics = Arc::new(Metrics::default());
+        let budget = fds.connection_budget().map_err(crate::Error::Setting)?;
+        metrics.transport.fd_limit.store(i64::try_from(fds.soft).unwrap_or(i64::MAX), Ordering::Relaxed);
+        let proxies = TrustedProxies::new(config.server.trusted_proxies.clone(), config.server.proxy_header);
+        let admission = Arc::new(Admission::new(
+            budget,
+            config.server.max_connections_per_ip,
+            proxies.clone(),
+            Arc::clone(&metrics.transport),
+        ));
+        // Every socket holds a connection's place: never more sockets than the budget.
+        let max_sockets = crate::admission::MAX_WEBSOCKETS.min(budget);
+        let socket_caps = Arc::new(SocketCaps::new(max_sockets, config.server.ws_per_user, config.server.ws_per_staff));
         Ok(App {
             limiter: RateLimiter::new(&config.limits, RateLimiter::monotonic()),
             hub: Arc::new(Hub::new(Arc::clone(&metrics))),
+            socket_caps,
+            admission,
+            proxies,
             metrics,
             keys: Keys::new(&secrets.token_secret, &secrets.admin_token),
             gateways: crate::gateways::Gateways::new(&config, secrets)?,

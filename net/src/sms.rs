@@ -4,9 +4,10 @@
 //! hash reaches the engine; the app log never holds a code or a full phone number (the
 //! `log` sink prints the message on stdout — a dev-only delivery channel, so with `--dev`
 //! it shows the code by design, next to the masked number; without `--dev` the code is
-//! withheld). `file:` writes one JSON line per message, `{"to","text","code","at"}`;
-//! `http://` and `https://` post `{"to","text","at"}` to a provider or relay. `https://`
-//! uses rustls (on `ring`) and verifies the provider against Mozilla's root certificates
+//! withheld). `file:` writes one JSON line per message, `{"to","text","code","at"}`, to a
+//! file it creates 0600 (live codes: a development sink, warned about at start without
+//! `--dev`); `http://` and `https://` post `{"to","text","at"}` to a provider or relay.
+//! `https://` uses rustls (on `ring`) and verifies the provider against Mozilla's root certificates
 //! compiled into the binary (`webpki-roots`), never the platform's store: a certificate
 //! that does not chain to them, or names another host, fails the delivery (logged with
 //! the masked number) rather than sending a code in the clear.
@@ -118,11 +119,23 @@ impl SmsSink {
         match spec.unwrap_or("log") {
             "log" => Ok(SmsSink::Log { dev }),
             s if s.starts_with("file:") => {
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
                 let path = PathBuf::from(&s["file:".len()..]);
+                let cannot = |e: std::io::Error| {
+                    Error::Setting(format!("DISPATCH_SMS_SINK: cannot open {}: {e}", path.display()))
+                };
+                // Live codes: the owner's only, whatever the umask.
                 let f =
-                    std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| {
-                        Error::Setting(format!("DISPATCH_SMS_SINK: cannot open {}: {e}", path.display()))
-                    })?;
+                    std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(cannot)?;
+                let meta = f.metadata().map_err(cannot)?;
+                if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                    // An older file: not changed behind the operator's back, but said.
+                    eprintln!(
+                        "WARNING: DISPATCH_SMS_SINK: {} is {:o}: other users may read the sign-in codes in it",
+                        path.display(),
+                        meta.permissions().mode() & 0o777
+                    );
+                }
                 Ok(SmsSink::File(Mutex::new(f)))
             }
             s if s.starts_with("http://") || s.starts_with("https://") => {

@@ -32,13 +32,14 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::{Mutex, RwLock};
 
+use crate::alert::{Alert, AlertStatus};
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command, Event, LocationReport, NewTrip, NewUser, Outcome};
 use crate::driver::Driver;
-use crate::error::{Error, Result};
+use crate::error::{DomainError, Error, Result};
 use crate::geo::LatLng;
 use crate::history::{History, TripCursor, TripsOf};
-use crate::id::{TripId, UserId};
+use crate::id::{AlertId, TripId, UserId};
 use crate::journal::{CheckpointPolicy, Journal, Recovery};
 use crate::state::State;
 use crate::trip::Trip;
@@ -410,10 +411,46 @@ impl Engine {
     }
 
     fn trip_command(&self, actor: Actor, command: Command) -> Result<Arc<Trip>> {
+        let trip_id = command.trip_id();
         match self.submit(actor, command)? {
             Outcome::Trip(t) => Ok(t),
+            // Counted by the engine (the 5th locks the start), refused to the caller.
+            Outcome::PickupCodeRefused { .. } => match trip_id {
+                Some(id) => Err(Error::Domain(DomainError::WrongPickupCode(id))),
+                None => Err(Error::internal("a pickup code refused for no trip")),
+            },
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Safety alerts of `status` (both when `None`), oldest first, strictly after `after`
+    /// (the `(raised_at, id)` of the last one of the previous page), at most `limit` (1 to
+    /// 1,000). Open alerts are all in the hot state; an acknowledged one is there until a
+    /// checkpoint moves it to the history, and is read from either.
+    pub fn alerts(
+        &self,
+        status: Option<AlertStatus>,
+        after: Option<(Timestamp, AlertId)>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Alert>>> {
+        let limit = limit.clamp(1, 1000);
+        let key = |a: &Alert| (a.raised_at, a.id);
+        let mut out: Vec<Arc<Alert>> = self.read_snapshot(|v| {
+            v.alerts()
+                .filter(|a| status.is_none_or(|s| a.status == s) && after.is_none_or(|c| key(a) > c))
+                .cloned()
+                .collect()
+        });
+        if status != Some(AlertStatus::Open)
+            && let Some(h) = &self.shared.history
+        {
+            out.extend(h.alerts(after, limit)?.into_iter().map(Arc::new));
+        }
+        out.sort_by_key(|a| key(a));
+        // An alert archived while this read ran may be in both: the same alert.
+        out.dedup_by_key(|a| a.id);
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// A trip, as of the last durable batch: from the hot state, or from the history
@@ -766,6 +803,7 @@ mod tests {
             transfer_ids: Vec::new(),
             keys: Vec::new(),
             gateway_events: Vec::new(),
+            alerts: Vec::new(),
         };
         let keyed = Command::Keyed {
             key: crate::command::IdempotencyKey { principal: Actor::Admin, key: "k".into(), request_hash: [0; 32] },

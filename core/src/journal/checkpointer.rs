@@ -25,11 +25,9 @@ use crate::checkpoint::{self};
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command};
 use crate::error::{Error, Result};
-use crate::history::{ArchivedCounts, ArchivedEvent, ArchivedKey, History};
-use crate::id::{TransferId, TripId};
-use crate::ledger::Transfer;
+use crate::history::{ArchivedCounts, ArchivedEvent, ArchivedKey, History, Leaving};
+use crate::id::{AlertId, TransferId, TripId};
 use crate::state::{ARCHIVED_ENTRY_BYTES, AccountRows, State};
-use crate::trip::Trip;
 
 /// When and where checkpoints are taken.
 #[derive(Debug, Clone, Copy)]
@@ -83,15 +81,21 @@ pub(super) struct Job {
 /// with the next checkpoint. Chosen by the checkpoint thread from its copy, which is the
 /// writer's state at the checkpoint's LSN, so the writer pays none of it (it took 13 ms
 /// with 50,000 trips in the hot state).
-fn leaving(state: &State, now: Timestamp) -> (Vec<Arc<Trip>>, Vec<Transfer>, Vec<ArchivedKey>, Vec<ArchivedEvent>) {
+fn leaving(state: &State, now: Timestamp) -> Leaving {
     let mut finished = state.finished_trips();
     finished.truncate(ARCHIVE_TRIPS_MAX);
     let trips: std::collections::HashSet<TripId> = finished.iter().map(|t| t.id).collect();
     let mut transfers = state.ledger().archivable(&trips);
     transfers.truncate(ARCHIVE_TRANSFERS_MAX);
-    let (keys, events) = archivable_keys(state, now, finished.len() * 4 + transfers.len() * 3);
-    (finished, transfers, keys, events)
+    let mut alerts = state.acknowledged_alerts();
+    alerts.truncate(ARCHIVE_ALERTS_MAX);
+    let rows = finished.len() * 4 + transfers.len() * 3 + alerts.len() * 2;
+    let (keys, events) = archivable_keys(state, now, rows);
+    Leaving { trips: finished, transfers, keys, events, alerts }
 }
+
+/// Acknowledged alerts one checkpoint moves to the history, at most (two rows each).
+const ARCHIVE_ALERTS_MAX: usize = 50_000;
 
 /// What a collected checkpoint lets the writer archive.
 #[derive(Debug, Default)]
@@ -103,6 +107,8 @@ pub(crate) struct Archivable {
     pub(crate) keys: Vec<(Actor, String, Timestamp)>,
     /// `(gateway, event id, seen_at)` of each event id written.
     pub(crate) gateway_events: Vec<ArchivedEvent>,
+    /// Each acknowledged alert written.
+    pub(crate) alerts: Vec<AlertId>,
 }
 
 /// Trips one `Archive` command removes from the hot state, at most (and twice as many
@@ -126,15 +132,18 @@ impl Archivable {
             .div_ceil(ARCHIVE_CHUNK_TRIPS)
             .max(self.transfers.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
             .max(self.keys.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
-            .max(self.gateway_events.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS));
+            .max(self.gateway_events.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
+            .max(self.alerts.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS));
         let (mut trips, mut transfers) = (self.trips.into_iter(), self.transfers.into_iter());
         let (mut keys, mut events) = (self.keys.into_iter(), self.gateway_events.into_iter());
+        let mut alerts = self.alerts.into_iter();
         (0..chunks)
             .map(|_| Command::Archive {
                 trips: take(&mut trips, ARCHIVE_CHUNK_TRIPS),
                 transfer_ids: take(&mut transfers, 2 * ARCHIVE_CHUNK_TRIPS),
                 keys: take(&mut keys, 2 * ARCHIVE_CHUNK_TRIPS),
                 gateway_events: take(&mut events, 2 * ARCHIVE_CHUNK_TRIPS),
+                alerts: take(&mut alerts, 2 * ARCHIVE_CHUNK_TRIPS),
             })
             .collect()
     }
@@ -150,24 +159,27 @@ impl Checkpointer {
             .spawn(move || {
                 for Job { lsn, state, now } in rx {
                     let started = Instant::now();
-                    let (finished, transfers, keys, events) = leaving(&state, now);
+                    let leaving = leaving(&state, now);
                     // One transaction: the state, its changed rows, and what leaves the
                     // hot state — durable before the writer is told it may drop that.
                     let result = checkpoint::prepare(lsn, state, &stored)
                         .and_then(|(prepared, rows)| {
-                            let n = prepared.changes.puts.len() + prepared.changes.deletes.len() + finished.len() * 4;
-                            let n = n + transfers.len() * 3 + (keys.len() + events.len()) * 2;
-                            let counts = history.write(prepared, &finished, &transfers, &keys, &events, now)?;
+                            let l = &leaving;
+                            let n = prepared.changes.puts.len() + prepared.changes.deletes.len() + l.trips.len() * 4;
+                            let n = n + l.transfers.len() * 3 + (l.keys.len() + l.events.len() + l.alerts.len()) * 2;
+                            let counts = history.write(prepared, l, now)?;
                             stored = rows;
                             // What the history now holds, which the writer may drop.
+                            let Leaving { trips, transfers, keys, events, alerts } = leaving;
                             let archivable = Archivable {
-                                trips: finished.iter().map(|t| (t.id, t.revision)).collect(),
+                                trips: trips.iter().map(|t| (t.id, t.revision)).collect(),
                                 transfers: transfers.iter().map(|t| t.id).collect(),
                                 keys: keys
                                     .iter()
                                     .map(|(principal, k, r)| (*principal, k.clone(), r.expires_at))
                                     .collect(),
                                 gateway_events: events,
+                                alerts: alerts.iter().map(|a| a.id).collect(),
                             };
                             Ok(Committed { lsn, counts, rows: n as u64, took: started.elapsed(), archivable })
                         })
@@ -272,12 +284,18 @@ mod tests {
         let trips: Vec<(TripId, u32)> = (1..=n * 5 / 2).map(|i| (TripId::from_raw(i).unwrap(), 3)).collect();
         let transfers: Vec<TransferId> = (1..=7 * n).map(|i| TransferId::from_raw(i).unwrap()).collect();
         let keys = vec![(Actor::Admin, "k".to_string(), Timestamp::from_millis(1)); 10];
-        let all = Archivable { trips: trips.clone(), transfers: transfers.clone(), keys, gateway_events: Vec::new() };
+        let all = Archivable {
+            trips: trips.clone(),
+            transfers: transfers.clone(),
+            keys,
+            gateway_events: Vec::new(),
+            alerts: Vec::new(),
+        };
         let commands = all.into_commands();
         assert_eq!(commands.len(), 4, "7 chunks' worth of transfers, two chunks' worth per command");
         let (mut got_trips, mut got_transfers, mut got_keys) = (Vec::new(), Vec::new(), 0);
         for c in commands {
-            let Command::Archive { trips, transfer_ids, keys, gateway_events } = c else { panic!("{c:?}") };
+            let Command::Archive { trips, transfer_ids, keys, gateway_events, .. } = c else { panic!("{c:?}") };
             assert!(trips.len() <= ARCHIVE_CHUNK_TRIPS && transfer_ids.len() <= 2 * ARCHIVE_CHUNK_TRIPS);
             assert!(gateway_events.is_empty());
             got_trips.extend(trips);

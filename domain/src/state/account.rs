@@ -74,6 +74,8 @@ impl State {
         }
         let new_user_id = new_user_id.ok_or_else(|| Error::Internal("user id not stamped".into()))?;
         let Some(mut record) = self.otps.get(phone).cloned() else {
+            // The same work as for a phone with a code pending (issue 24, finding 10d).
+            crate::otp::verify_absent(code_hash);
             return Err(Error::InvalidOtp);
         };
         let role = match record.verify(code_hash, now) {

@@ -1,6 +1,6 @@
-//! Archiving and restoring: finished trips and settled transfers leave the hot state once
-//! their history rows are durable, and a finished trip read back from the history comes back
-//! for the one command about it.
+//! Archiving and restoring: finished trips, settled transfers and acknowledged alerts leave
+//! the hot state once their history rows are durable, and a finished trip read back from
+//! the history comes back for the one command about it.
 //!
 //! Guarantees: only the engine archives; an open trip is never archived; a trip leaves only
 //! at the revision the history holds (a change made since stays hot); a restored trip stays
@@ -9,10 +9,11 @@
 use std::sync::Arc;
 
 use super::{Effects, State, Who};
+use crate::alert::{Alert, AlertStatus};
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command, Outcome};
 use crate::error::{Error, Result};
-use crate::id::TripId;
+use crate::id::{AlertId, TripId};
 use crate::trip::Trip;
 
 impl State {
@@ -22,6 +23,7 @@ impl State {
         who: Who,
         trips: &[(TripId, u32)],
         transfer_ids: &[crate::id::TransferId],
+        alerts: &[AlertId],
         fx: &mut Effects,
     ) -> Result<Outcome> {
         if who != Who::System {
@@ -34,6 +36,9 @@ impl State {
         if let Some(open) = trips.iter().filter_map(|(id, rev)| unchanged(id, rev)).find(|t| t.status.is_open()) {
             return Err(Error::Internal(format!("trip {} is {} and cannot be archived", open.id, open.status)));
         }
+        if let Some(open) = alerts.iter().filter_map(|id| self.alerts.get(id)).find(|a| a.status == AlertStatus::Open) {
+            return Err(Error::Internal(format!("alert {} is open and cannot be archived", open.id)));
+        }
         // Settled transfers never change again, so each can go whatever its trip does.
         self.ledger.forget(transfer_ids).map_err(|e| Error::Internal(format!("cannot archive transfers: {e}")))?;
         fx.transfers.extend_from_slice(transfer_ids);
@@ -41,6 +46,12 @@ impl State {
             if self.trips.get(id).is_some_and(|t| t.revision == *revision) {
                 self.trips.remove(id);
                 fx.trips.push(*id);
+            }
+        }
+        // An acknowledged alert never changes again: it goes as written.
+        for id in alerts {
+            if self.alerts.remove(id).is_some() {
+                fx.alerts.push(*id);
             }
         }
         Ok(Outcome::Done)
@@ -81,6 +92,19 @@ impl State {
     /// The finished trips in the state that nothing waits on any more, for the next
     /// checkpoint to archive (a card payment the gateway still owes keeps its trip hot).
     pub fn finished_trips(&self) -> Vec<Arc<Trip>> {
-        self.trips.values().filter(|t| t.status.is_terminal() && t.payment.due.is_none()).cloned().collect()
+        self.trips
+            .values()
+            .filter(|t| t.status.is_terminal() && t.payment.due.is_none() && t.payment.cash_claimed_at.is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// The acknowledged alerts, for the next checkpoint to move to the history, oldest
+    /// first.
+    pub fn acknowledged_alerts(&self) -> Vec<Arc<Alert>> {
+        let mut done: Vec<Arc<Alert>> =
+            self.alerts.values().filter(|a| a.status == AlertStatus::Acknowledged).cloned().collect();
+        done.sort_by_key(|a| (a.raised_at, a.id));
+        done
     }
 }

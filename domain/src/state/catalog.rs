@@ -24,17 +24,12 @@ impl State {
         PriceBook { catalog: &self.catalog, surge: &self.surge, coupons: &self.coupons }
     }
 
-    /// The parts of the state readers copy when zones, surges, coupons or alerts change.
+    /// The parts of the state readers copy when zones, surges or coupons change.
     #[allow(clippy::type_complexity)]
     pub fn catalog_parts(
         &self,
-    ) -> (
-        &Arc<crate::zone::Catalog>,
-        &BTreeMap<ZoneId, SurgeReading>,
-        &BTreeMap<String, Arc<CouponRecord>>,
-        &BTreeMap<crate::id::AlertId, Arc<crate::alert::Alert>>,
-    ) {
-        (&self.catalog, &self.surge, &self.coupons, &self.alerts)
+    ) -> (&Arc<crate::zone::Catalog>, &BTreeMap<ZoneId, SurgeReading>, &BTreeMap<String, Arc<CouponRecord>>) {
+        (&self.catalog, &self.surge, &self.coupons)
     }
 
     /// A zone.

@@ -163,6 +163,7 @@ impl State {
                 Deadline::DisconnectGrace(driver_id) => self.disconnect_grace_over(driver_id, at, now, fx)?,
                 Deadline::Housekeeping => self.housekeeping(now),
                 Deadline::HoldExpiry { trip_id, hold } => self.expire_hold(trip_id, hold, now, fx)?,
+                Deadline::CashClaimExpiry(trip_id) => self.cash_claim_expired(trip_id, now, fx)?,
             }
         }
         Ok(())

@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use super::{Effects, MAX_BID_MINOR, State, Who};
-use crate::alert::{Alert, AlertStatus, MAX_NOTE_LEN};
+use crate::alert::{Alert, AlertStatus, MAX_NOTE_LEN, MAX_OPEN_ALERTS_PER_USER, SOS_AFTER_END_S};
 use crate::clock::Timestamp;
 use crate::command::Remembered;
 use crate::command::{Actor, Command, Event, IdempotencyKey, Outcome};
@@ -228,13 +228,42 @@ impl State {
                 "note must be at most {MAX_NOTE_LEN} characters, without control characters"
             )));
         }
-        if self.alerts.contains_key(&id) {
-            return Err(Error::Internal(format!("alert {id} already exists")));
+        // A live trip, or one that just ended (the rider out of the car): never an old one.
+        let ended_long_ago = trip.status.is_terminal()
+            && trip.ended_at.is_none_or(|ended| now.millis_since(ended) > i64::from(SOS_AFTER_END_S) * 1000);
+        if ended_long_ago {
+            return Err(Error::InvalidTransition {
+                action: "raise an SOS on",
+                entity: format!("trip {trip_id}"),
+                from: trip.status.as_str(),
+            });
         }
         // Where: what the app said, else the driver's last position, else the pickup.
         let location = location
             .or_else(|| trip.driver_id.and_then(|d| self.drivers.get(&d)).and_then(|d| d.fix).map(|f| f.point))
             .or(Some(trip.pickup.point));
+        let mine = |a: &&Arc<Alert>| a.raised_by == raised_by && a.status == AlertStatus::Open;
+        // Raised again while open: the same alert, more urgent. The hot set holds open
+        // alerts and those acknowledged since the last checkpoint: a short scan.
+        if let Some(open) = self.alerts.values().filter(mine).find(|a| a.trip_id == trip_id).map(|a| a.id) {
+            let a = Arc::make_mut(self.alerts.get_mut(&open).ok_or_else(|| Error::Internal("alert vanished".into()))?);
+            a.count = a.count.saturating_add(1);
+            a.last_raised_at = now;
+            a.location = location;
+            if let Some(n) = note {
+                a.note = Some(n.to_owned());
+            }
+            let alert = Arc::clone(&self.alerts[&open]);
+            fx.alerts.push(open);
+            fx.events.push(Event::AlertRaised { alert: Arc::clone(&alert) });
+            return Ok(Outcome::Alert(alert));
+        }
+        if self.alerts.values().filter(mine).count() >= MAX_OPEN_ALERTS_PER_USER {
+            return Err(Error::RateLimited { what: "open SOS alerts (staff have them)", retry_after_s: 60 });
+        }
+        if self.alerts.contains_key(&id) {
+            return Err(Error::Internal(format!("alert {id} already exists")));
+        }
         let alert = Arc::new(Alert {
             id,
             trip_id,
@@ -242,12 +271,14 @@ impl State {
             location,
             note: note.map(str::to_owned),
             raised_at: now,
+            count: 1,
+            last_raised_at: now,
             status: AlertStatus::Open,
             acknowledged_by: None,
             acknowledged_at: None,
         });
         self.alerts.insert(id, Arc::clone(&alert));
-        fx.catalog = true;
+        fx.alerts.push(id);
         fx.events.push(Event::AlertRaised { alert: Arc::clone(&alert) });
         Ok(Outcome::Alert(alert))
     }
@@ -278,7 +309,7 @@ impl State {
             Actor::Admin | Actor::System => None,
         };
         a.acknowledged_at = Some(now);
-        fx.catalog = true;
+        fx.alerts.push(alert_id);
         Ok(Outcome::Alert(Arc::clone(alert)))
     }
 

@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use super::money::{Accounts, Purpose, posted, transfer_id};
-use super::{Effects, State, Who};
+use super::{Deadline, Effects, State, Who};
 use crate::clock::Timestamp;
 use crate::command::Outcome;
 use crate::error::{Error, Result};
@@ -146,7 +146,15 @@ impl State {
         if !card && !(matches!(kind, PaymentEventKind::Authorized | PaymentEventKind::Voided)) {
             return Err(Error::Invalid(format!("trip {trip_id} is not paid by card")));
         }
-        let plan = self.plan_event(trip, kind, amount_minor, now)?;
+        // Only the gateway that charges the trip moves its money: an event another
+        // gateway signed (with its own, valid secret) is remembered and changes nothing.
+        let plan = match trip.payment.gateway.as_deref() {
+            Some(charged_by) if charged_by != gateway => Plan::Ignore {
+                reason: format!("trip {trip_id} is paid through {charged_by}, not {gateway}"),
+                mismatch: None,
+            },
+            _ => self.plan_event(trip, kind, amount_minor, now)?,
+        };
         self.gateway_events.insert(seen, now);
         self.schedule_housekeeping(now);
         let (ops, change) = match plan {
@@ -430,42 +438,130 @@ impl State {
             entity: format!("trip {trip_id}"),
             from: trip.payment.status.as_str(),
         };
+        if trip.payment.cash_claimed_at.is_some() {
+            return Ok(Outcome::Trip(Arc::clone(trip))); // claimed already: waiting for the driver
+        }
         if !trip.payment.may_switch_to_cash() {
             return Err(refuse());
         }
-        let mut payment = crate::trip::TripPayment::new(PaymentMethod::Cash);
+        let payment = crate::trip::TripPayment::new(PaymentMethod::Cash);
         let mut ops = Vec::new();
         // A card hold left open by a declined capture is released now.
         if let Some(hold) = trip.payment.hold.filter(|h| self.ledger.is_open_pending(*h)) {
             ops.push(Op::Void { id: transfer_id(trip_id, Purpose::CardHoldVoid, 0), pending: hold, at: now });
         }
         if !trip.status.is_open() {
-            // After the ride: the driver, paid from escrow at completion, collects what
-            // the card still owed.
-            let (Some(GatewayAction::Capture { amount_minor }), Some(driver)) = (trip.payment.due, trip.driver_id)
-            else {
+            // After the ride: the rider says the fare was paid in cash. Nothing is booked
+            // on the driver until they confirm it (`ConfirmCashReceived`); unconfirmed, the
+            // fare becomes the rider's debt when `cash_confirm_ttl_s` is up. The card
+            // stays what it was meanwhile, and the gateway is asked for nothing.
+            let (Some(GatewayAction::Capture { .. }), Some(_)) = (trip.payment.due, trip.driver_id) else {
                 return Err(refuse());
             };
-            let a = Accounts { currency: trip.fare.currency };
-            if amount_minor > 0 {
-                ops.push(posted(
-                    transfer_id(trip_id, Purpose::CashForCard, 0),
-                    a.user(AccountKind::CashInHand, driver),
-                    a.platform(AccountKind::Escrow),
-                    amount_minor,
-                    TransferCode::Cash,
-                    Some(trip_id),
-                    now,
-                ));
-            }
-            payment.set_status(PaymentStatus::Captured)?;
-            payment.captured_minor = amount_minor;
+            self.apply_money(&ops, fx)?;
+            let until = now.plus_secs(self.rules.cash_confirm_ttl_s);
+            let t = self.trip_mut(trip_id, fx)?;
+            t.payment.cash_claimed_at = Some(now);
+            t.payment.set_due(None);
+            t.updated_at = now;
+            self.deadlines.insert((until, Deadline::CashClaimExpiry(trip_id)));
+            return self.trip_updated(trip_id, fx);
         }
         self.apply_money(&ops, fx)?;
         let t = self.trip_mut(trip_id, fx)?;
         t.payment = payment;
         t.updated_at = now;
         self.trip_updated(trip_id, fx)
+    }
+}
+
+impl State {
+    /// The trip's driver confirms the cash its rider said it paid after the ride: the
+    /// driver's cash in hand is charged with the fare the card still owed, and the trip is
+    /// paid in cash.
+    pub(super) fn confirm_cash_received(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        match who {
+            Who::Driver(d) if trip.driver_id == Some(d) => {}
+            Who::Rider(r) if r == trip.rider_id => {
+                return Err(Error::Forbidden("only the trip's driver confirms the cash".into()));
+            }
+            Who::Staff { .. } | Who::System => {
+                return Err(Error::Forbidden("only the trip's driver confirms the cash".into()));
+            }
+            _ => return Err(Error::not_found("trip", trip_id)),
+        }
+        let (Some(_), Some(driver)) = (trip.payment.cash_claimed_at, trip.driver_id) else {
+            return Err(Error::InvalidTransition {
+                action: "confirm cash for",
+                entity: format!("trip {trip_id}"),
+                from: "not switched to cash",
+            });
+        };
+        let owed = self.card_fare_owed(trip);
+        let a = Accounts { currency: trip.fare.currency };
+        let mut ops = Vec::new();
+        if owed > 0 {
+            ops.push(posted(
+                transfer_id(trip_id, Purpose::CashForCard, 0),
+                a.user(AccountKind::CashInHand, driver),
+                a.platform(AccountKind::Escrow),
+                owed,
+                TransferCode::Cash,
+                Some(trip_id),
+                now,
+            ));
+        }
+        let mut payment = crate::trip::TripPayment::new(PaymentMethod::Cash);
+        payment.set_status(PaymentStatus::Captured)?;
+        payment.captured_minor = owed;
+        self.apply_money(&ops, fx)?;
+        let t = self.trip_mut(trip_id, fx)?;
+        t.payment = payment;
+        t.updated_at = now;
+        self.trip_updated(trip_id, fx)
+    }
+
+    /// `cash_confirm_ttl_s` after a rider's switch to cash, unconfirmed by the driver: the
+    /// fare the card owed becomes the rider's debt (never a debit of the driver, who may
+    /// never have seen the cash).
+    pub(super) fn cash_claim_expired(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let Some(trip) = self.trips.get(&trip_id).filter(|t| t.payment.cash_claimed_at.is_some()) else {
+            return Ok(()); // confirmed meanwhile
+        };
+        let owed = self.card_fare_owed(trip);
+        let a = Accounts { currency: trip.fare.currency };
+        let mut ops = Vec::new();
+        if owed > 0 {
+            ops.push(posted(
+                transfer_id(trip_id, Purpose::CashClaimDebt, 0),
+                a.user(AccountKind::RiderDebt, trip.rider_id),
+                a.platform(AccountKind::Escrow),
+                owed,
+                TransferCode::Debt,
+                Some(trip_id),
+                now,
+            ));
+        }
+        self.apply_money(&ops, fx)?;
+        let t = self.trip_mut(trip_id, fx)?;
+        t.payment.cash_claimed_at = None;
+        t.updated_at = now;
+        self.trip_updated(trip_id, fx)?;
+        Ok(())
+    }
+
+    /// What the card still owed for a finished trip: the fare (or the cancellation fee)
+    /// escrow paid the driver at completion and no capture covered.
+    fn card_fare_owed(&self, trip: &Trip) -> i64 {
+        let fare = trip.fare.final_minor.or(trip.fare.cancel_fee_minor).unwrap_or(0);
+        (fare - trip.payment.captured_minor).max(0)
     }
 }
 

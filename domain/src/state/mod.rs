@@ -76,6 +76,9 @@ pub enum Deadline {
         /// The pending transfer.
         hold: crate::id::TransferId,
     },
+    /// A finished card trip its rider switched to cash, unconfirmed by the driver: the
+    /// fare becomes the rider's debt.
+    CashClaimExpiry(TripId),
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.
@@ -212,8 +215,10 @@ impl<'de> Deserialize<'de> for State {
 pub struct Effects {
     /// Events, in the order they happened.
     pub events: Vec<Event>,
-    /// Zones, surge, coupons or alerts changed: readers need the new catalog.
+    /// Zones, surge or coupons changed: readers need the new catalog.
     pub catalog: bool,
+    /// Alerts raised, changed or removed (archived).
+    pub alerts: Vec<AlertId>,
     /// Trips changed, added or removed (archived).
     pub trips: Vec<TripId>,
     /// Users changed or added.
@@ -234,6 +239,7 @@ impl Effects {
             && self.trips.is_empty()
             && self.users.is_empty()
             && self.drivers.is_empty()
+            && self.alerts.is_empty()
     }
 
     /// Forgets everything recorded.
@@ -245,6 +251,7 @@ impl Effects {
         self.trips.clear();
         self.users.clear();
         self.drivers.clear();
+        self.alerts.clear();
     }
 }
 
@@ -434,6 +441,8 @@ impl State {
                 self.raise_sos(who, *id, *trip_id, *location, note.as_deref(), now, fx)
             }
             Command::AckAlert { alert_id } => self.ack_alert(who, actor, *alert_id, now, fx),
+            Command::UnlockPickupCode { trip_id } => self.unlock_pickup_code(who, *trip_id, now, fx),
+            Command::ConfirmCashReceived { trip_id } => self.confirm_cash_received(who, *trip_id, now, fx),
             Command::SetPresence { connected } => self.set_presence(who, *connected, now, fx),
             Command::RevokeTokens { user_id } => self.revoke_tokens(who, *user_id, fx),
             Command::IssueOtp { phone, role, code_hash } => self.issue_otp(who, phone, *role, code_hash, now),
@@ -442,8 +451,8 @@ impl State {
             }
             Command::Keyed { key, command, archived } => self.keyed(actor, key, command, archived.as_deref(), now, fx),
             Command::Restored { trip, command } => self.restored(actor, trip, command, now, fx),
-            Command::Archive { trips, transfer_ids, keys, gateway_events } => {
-                self.archive(who, trips, transfer_ids, fx)?;
+            Command::Archive { trips, transfer_ids, keys, gateway_events, alerts } => {
+                self.archive(who, trips, transfer_ids, alerts, fx)?;
                 self.archive_keys(keys, gateway_events);
                 Ok(Outcome::Done)
             }

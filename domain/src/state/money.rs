@@ -49,6 +49,7 @@ pub(super) enum Purpose {
     RefundPost = 17,
     RefundVoid = 18,
     CashForCard = 19,
+    CashClaimDebt = 20,
 }
 
 /// The id of the transfer of `trip` for `purpose`: a fixed mixing of the two (so replay

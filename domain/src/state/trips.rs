@@ -26,8 +26,8 @@ use crate::error::{Error, Result};
 use crate::geo::LatLng;
 use crate::id::{TripId, UserId};
 use crate::trip::{
-    Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, Offer, OfferState, PaymentMethod,
-    PaymentStatus, PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
+    Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, MAX_CODE_FAILURES, Offer, OfferState,
+    PaymentMethod, PaymentStatus, PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
 };
 
 impl State {
@@ -125,9 +125,14 @@ impl State {
             zone_id: zone.id,
             rider_offer_minor: new.bid_minor,
             bids: Vec::new(),
+            code_failures: 0,
             rider_rating: None,
             driver_rating: None,
         };
+        if new.payment_method == PaymentMethod::Card {
+            // Bound to the gateway that charges it: no other gateway's event moves it.
+            trip.payment.gateway = Some(self.rules.card_gateway.clone());
+        }
         // The wallet hold is the last check (it can refuse) and the first write.
         if new.payment_method == PaymentMethod::Wallet {
             trip.payment.hold =
@@ -286,14 +291,47 @@ impl State {
         if trip.status != TripStatus::Arrived {
             return Err(trip.refuse("start"));
         }
+        if trip.code_failures >= MAX_CODE_FAILURES {
+            return Err(Error::Forbidden(format!(
+                "the pickup code of trip {trip_id} is locked after {MAX_CODE_FAILURES} wrong codes; staff can unlock it"
+            )));
+        }
         if PickupCode::parse(code) != Some(trip.pickup_code) {
-            return Err(Error::WrongPickupCode(trip_id));
+            // Counted, so the attempt is a change (logged), answered as a refusal: the
+            // code cannot be guessed one attempt after another.
+            let t = self.trip_mut(trip_id, fx)?;
+            t.code_failures += 1;
+            t.updated_at = now;
+            let attempts_left = MAX_CODE_FAILURES - t.code_failures;
+            self.trip_updated(trip_id, fx)?;
+            return Ok(Outcome::PickupCodeRefused { attempts_left });
         }
         let t = self.trip_mut(trip_id, fx)?;
         t.set_status(TripStatus::InProgress, now)?;
         t.started_at = Some(now);
         // The odometer counts the ride from here (see `State::publish_position`).
         self.driver_mut(driver_id, fx)?.trip_odometer_m = 0.0;
+        self.trip_updated(trip_id, fx)
+    }
+
+    /// Staff reset a trip's wrong pickup codes, unlocking its start.
+    pub(super) fn unlock_pickup_code(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if !matches!(who, Who::Staff { .. }) {
+            return Err(Error::Forbidden("only staff unlock a pickup code".into()));
+        }
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        if !trip.status.is_open() {
+            return Err(trip.refuse("unlock the pickup code of"));
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        t.code_failures = 0;
+        t.updated_at = now;
         self.trip_updated(trip_id, fx)
     }
 

@@ -3,17 +3,20 @@
 //! acknowledged by staff).
 //!
 //! Guarantees: a zone is validated by the engine whole before it replaces anything
-//! (`ZoneSpec` is strict JSON); alerts are listed oldest first, at most `limit`.
+//! (`ZoneSpec` is strict JSON); alerts are listed oldest first, paged with a cursor, from
+//! the hot state and the history.
 
 use std::sync::Arc;
 
+use dispatch_core::alert::AlertStatus;
+use dispatch_core::clock::Timestamp;
 use dispatch_core::id::{AlertId, ZoneId};
 use dispatch_core::{Command, Outcome, ZoneSpec};
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
 use super::{Ctx, Empty, parse_id, unexpected};
-use crate::http::{self, ApiError, Resp, json_response, lat_lng};
+use crate::http::{self, ApiError, Cursor, Resp, json_response, lat_lng};
 use crate::render;
 
 impl Ctx<'_> {
@@ -49,16 +52,28 @@ impl Ctx<'_> {
         Ok(json_response(StatusCode::OK, &render::zone(&z)))
     }
 
-    /// `GET /v1/admin/alerts`: oldest first, at most `limit`.
-    pub(super) fn list_alerts(&self) -> Result<Resp, ApiError> {
-        let status = self.query.get("status").map(str::to_owned);
-        let mut alerts: Vec<_> = self.app.engine.read_snapshot(|v| {
-            v.alerts().filter(|a| status.as_deref().is_none_or(|s| a.status.as_str() == s)).cloned().collect()
-        });
-        alerts.sort_by_key(|a| (a.raised_at, a.id));
+    /// `GET /v1/admin/alerts?status=&limit=&cursor=`: oldest first (API.md), paged with a
+    /// cursor like every list, from the hot state and the history (acknowledged alerts
+    /// move there at the next checkpoint).
+    pub(super) async fn list_alerts(&self) -> Result<Resp, ApiError> {
+        let status = match self.query.get("status") {
+            None => None,
+            Some("open") => Some(AlertStatus::Open),
+            Some("acknowledged") => Some(AlertStatus::Acknowledged),
+            Some(_) => return Err(ApiError::invalid("status must be open or acknowledged")),
+        };
         let limit = http::limit(&self.query)?;
-        let items: Vec<Value> = alerts.iter().take(limit).map(|a| render::alert(a)).collect();
-        Ok(json_response(StatusCode::OK, &json!({"items": items, "next_cursor": null})))
+        let after = match Cursor::from_query(&self.query)? {
+            None => None,
+            Some(c) => Some((
+                Timestamp::from_millis(c.at_ms),
+                AlertId::from_raw(c.id).ok_or_else(|| ApiError::invalid("cursor is malformed"))?,
+            )),
+        };
+        let alerts = self.app.blocking(move |e| e.alerts(status, after, limit)).await?;
+        let last = alerts.last().map(|a| Cursor { at_ms: a.raised_at.as_millis(), id: a.id.raw() });
+        let items: Vec<Value> = alerts.iter().map(|a| render::alert(a)).collect();
+        Ok(json_response(StatusCode::OK, &http::page(items, limit, last)))
     }
 
     /// `POST /v1/admin/alerts/{id}/ack`.

@@ -16,7 +16,8 @@
 //! Guarantees: paths, status codes and error codes are API.md's; each route's rights are
 //! declared once, in [`Endpoint::spec`]; a state-changing POST with `Idempotency-Key`
 //! runs at most once per (principal, key), replays answer `Idempotent-Replayed: true`,
-//! and a key already in flight is `409 idempotency_key_in_use`.
+//! and a key already in flight is `409 idempotency_key_in_use`; every answer but the
+//! console's static files carries `Cache-Control: no-store` (tokens, personal data).
 
 mod admin;
 mod auth;
@@ -79,6 +80,10 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
     }
     if is_console_path(&path) {
         console_headers(resp.headers_mut());
+    } else {
+        // API answers carry tokens (sign-in, user creation) or personal data (phones,
+        // names, positions, trips): no cache, shared or the browser's, keeps any of them.
+        resp.headers_mut().insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     let status = resp.status().as_u16();
     app.metrics.record(name, status, started.elapsed());
@@ -124,9 +129,16 @@ async fn pipeline(
                 .and_then(crate::auth::bearer)
                 .map(str::to_owned)
                 .or_else(|| {
-                    // Browsers cannot set headers on a WebSocket: `?token=` there only.
+                    // Browsers cannot set headers on a WebSocket: there only, the token may
+                    // come as a subprotocol (`bearer.<hex>`, what the console sends: in no
+                    // URL) or, for clients of API.md v1, as `?token=`.
                     (ep == Endpoint::Ws)
-                        .then(|| Query::parse(req.uri().query()).get("token").map(str::to_owned))
+                        .then(|| {
+                            let offered = req.headers().get_all(hyper::header::SEC_WEBSOCKET_PROTOCOL);
+                            crate::auth::ws_protocol_token(offered.iter().filter_map(|v| v.to_str().ok()))
+                                .0
+                                .or_else(|| Query::parse(req.uri().query()).get("token").map(str::to_owned))
+                        })
                         .flatten()
                 })
         })
@@ -154,7 +166,15 @@ async fn pipeline(
     }
     if ep == Endpoint::Ws {
         let who = who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"))?;
-        return crate::ws::upgrade(Arc::clone(app), who, req);
+        let offered = req.headers().get_all(hyper::header::SEC_WEBSOCKET_PROTOCOL);
+        let (_, speaks) = crate::auth::ws_protocol_token(offered.iter().filter_map(|v| v.to_str().ok()));
+        let mut resp = crate::ws::upgrade(Arc::clone(app), who, req)?;
+        if speaks && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // The one protocol answered: never the `bearer.` value, which holds the token.
+            let protocol = HeaderValue::from_static(crate::auth::WS_PROTOCOL);
+            resp.headers_mut().insert(hyper::header::SEC_WEBSOCKET_PROTOCOL, protocol);
+        }
+        return Ok(resp);
     }
     let idem_key = req.headers().get("idempotency-key").map(|v| v.to_str().map(str::to_owned));
     let query = Query::parse(req.uri().query());
@@ -346,7 +366,7 @@ impl Ctx<'_> {
             E::Sos(id) => self.sos(&id).await,
             E::AdminTrips => self.list_trips(TripsOf::All).await,
             E::AdminCancel(id) => self.admin_cancel(&id).await,
-            E::ListAlerts => self.list_alerts(),
+            E::ListAlerts => self.list_alerts().await,
             E::AckAlert(id) => self.ack_alert(&id).await,
             E::Stats => Ok(json_response(StatusCode::OK, &app.stats())),
             E::TripEvents(id) => self.trip_events(&id).await,
@@ -359,6 +379,8 @@ impl Ctx<'_> {
             E::Reconcile => self.reconcile().await,
             E::DeadLetters => self.dead_letters(),
             E::PaymentMethod(id) => self.payment_method(&id).await,
+            E::CashReceived(id) => self.cash_received(&id).await,
+            E::UnlockCode(id) => self.unlock_code(&id).await,
             E::Console(asset) => Ok(asset.response()),
         }
     }

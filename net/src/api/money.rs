@@ -16,7 +16,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Ctx, parse_id, unexpected};
+use super::{Ctx, Empty, parse_id, unexpected};
 use crate::http::{self, ApiError, Cursor, Resp, json_response};
 use crate::render;
 
@@ -109,6 +109,16 @@ impl Ctx<'_> {
         let b: In = self.json(false)?;
         let trip_id: TripId = parse_id(id, "trip")?;
         let o = self.submit(Command::SetPaymentMethod { trip_id, method: b.method }).await?;
+        self.trip_out(StatusCode::OK, o)
+    }
+
+    /// `POST /v1/trips/{id}/cash-received`: the trip's driver confirms the cash its rider
+    /// said it paid after the ride (a card trip switched to cash); only then is the
+    /// driver's cash in hand charged with it.
+    pub(super) async fn cash_received(&mut self, id: &str) -> Result<Resp, ApiError> {
+        self.json::<Empty>(true)?;
+        let trip_id: TripId = parse_id(id, "trip")?;
+        let o = self.submit(Command::ConfirmCashReceived { trip_id }).await?;
         self.trip_out(StatusCode::OK, o)
     }
 

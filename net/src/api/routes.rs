@@ -108,6 +108,10 @@ pub enum Endpoint {
     DeadLetters,
     /// `POST /v1/trips/{id}/payment-method`
     PaymentMethod(String),
+    /// `POST /v1/trips/{id}/cash-received`: its driver confirms a rider's switch to cash.
+    CashReceived(String),
+    /// `POST /v1/admin/trips/{id}/unlock`: staff unlock a pickup code locked by wrong codes.
+    UnlockCode(String),
     /// `GET /console` and its assets.
     Console(ConsoleAsset),
 }
@@ -202,6 +206,7 @@ impl Endpoint {
             ["v1", "trips", _, "rating"] => post.then(|| E::Rate(s(2))),
             ["v1", "trips", _, "sos"] => post.then(|| E::Sos(s(2))),
             ["v1", "trips", _, "payment-method"] => post.then(|| E::PaymentMethod(s(2))),
+            ["v1", "trips", _, "cash-received"] => post.then(|| E::CashReceived(s(2))),
             ["v1", "trips", _, action] => {
                 let a = match *action {
                     "accept" => TripAction::Accept,
@@ -216,6 +221,7 @@ impl Endpoint {
             }
             ["v1", "admin", "trips"] => get.then_some(E::AdminTrips),
             ["v1", "admin", "trips", _, "cancel"] => post.then(|| E::AdminCancel(s(3))),
+            ["v1", "admin", "trips", _, "unlock"] => post.then(|| E::UnlockCode(s(3))),
             ["v1", "admin", "alerts"] => get.then_some(E::ListAlerts),
             ["v1", "admin", "alerts", _, "ack"] => post.then(|| E::AckAlert(s(3))),
             ["v1", "admin", "stats"] => get.then_some(E::Stats),
@@ -250,6 +256,8 @@ impl Endpoint {
             | E::AdminCancel(t)
             | E::TripEvents(t)
             | E::PaymentMethod(t)
+            | E::CashReceived(t)
+            | E::UnlockCode(t)
             | E::TripTrail(t)
             | E::Refund(t) => Some(t),
             _ => None,
@@ -315,6 +323,8 @@ impl Endpoint {
             E::Reconcile => Spec { large_body: true, ..spec("admin_reconcile", ADMIN) },
             E::DeadLetters => spec("admin_dead_letters", STAFF),
             E::PaymentMethod(_) => idem(spec("trip_payment_method", RIDER)),
+            E::CashReceived(_) => idem(spec("trip_cash_received", DRIVER)),
+            E::UnlockCode(_) => idem(spec("admin_trip_unlock", STAFF)),
             // Static files carry no data: the console signs in with a staff token in the page.
             E::Console(_) => Spec { ip_limited: false, ..spec("console", Allow::Anyone) },
         }

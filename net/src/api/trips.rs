@@ -254,6 +254,15 @@ impl Ctx<'_> {
             };
         }
         match result? {
+            // Counted by the engine (the 5th wrong code locks the start), a refusal here.
+            Outcome::PickupCodeRefused { attempts_left } => Err(ApiError::new(
+                "forbidden",
+                if attempts_left == 0 {
+                    "wrong pickup code; the start is now locked: staff can unlock it".to_owned()
+                } else {
+                    format!("wrong pickup code; {attempts_left} more attempts before the start locks")
+                },
+            )),
             Outcome::Done if action == TripAction::Decline => Ok(no_content()),
             o @ Outcome::Trip(_) => self.trip_out(StatusCode::OK, o),
             Outcome::Done => Ok(no_content()),
@@ -344,6 +353,15 @@ impl Ctx<'_> {
         let b: ReasonIn = self.json(true)?;
         let trip_id: TripId = parse_id(id, "trip")?;
         let o = self.submit(Command::CancelTrip { trip_id, reason: b.reason }).await?;
+        self.trip_out(StatusCode::OK, o)
+    }
+
+    /// `POST /v1/admin/trips/{id}/unlock`: staff unlock a pickup code that wrong codes
+    /// locked; the driver may try again.
+    pub(super) async fn unlock_code(&mut self, id: &str) -> Result<Resp, ApiError> {
+        self.json::<Empty>(true)?;
+        let trip_id: TripId = parse_id(id, "trip")?;
+        let o = self.submit(Command::UnlockPickupCode { trip_id }).await?;
         self.trip_out(StatusCode::OK, o)
     }
 

@@ -1,9 +1,13 @@
 //! Payment gateways' webhooks, `POST /v1/webhooks/{gateway}`.
 //!
 //! Guarantees: the signature is verified before the body is parsed; an unsigned or forged
-//! call pays the IP rate limit; an event id already seen answers `duplicate` and moves
-//! nothing; a stale, disagreeing or unknown event is acknowledged (`"applied": false`
-//! with the reason), so a gateway does not retry it forever.
+//! call pays the IP rate limit, and that limit is looked at before any cryptography: an
+//! address that has spent it is answered `429` without a single HMAC computed (signed
+//! webhooks are never counted, API.md, so a good signature costs its sender nothing); the
+//! signature header itself is bounded (`dispatch_core::payment::MAX_SIGNATURE_HEADER_BYTES`,
+//! `MAX_SIGNATURES`) and costs one HMAC per secret; an event id already seen answers
+//! `duplicate` and moves nothing; a stale, disagreeing or unknown event is acknowledged
+//! (`"applied": false` with the reason), so a gateway does not retry it forever.
 
 use dispatch_core::{Actor, Command, Outcome};
 use hyper::StatusCode;
@@ -21,9 +25,16 @@ impl Ctx<'_> {
     /// else); an event type the engine does not act on likewise.
     pub(super) async fn webhook(&mut self, gateway: &str) -> Result<Resp, ApiError> {
         let hooks = self.app.gateways.get(gateway).ok_or_else(|| ApiError::not_found("gateway"))?;
+        let route = Endpoint::Webhook(String::new()).spec().name;
+        // Before any cryptography: an address that spent its allowance on bad signatures
+        // gets no more HMACs computed. Only a look: a good signature is never counted.
+        self.app.limiter.peek(Class::Ip, Subject::Ip(self.peer)).map_err(|retry| {
+            self.app.metrics.rate_limited(Class::Ip.as_str());
+            ApiError::rate_limited(retry, &format!("{} limit on {route}", Class::Ip.as_str()))
+        })?;
         if let Err(e) = hooks.verify(&self.headers, &self.body, now().as_secs()) {
             // Unsigned and forged calls pay the IP limit.
-            self.app.limit(Endpoint::Webhook(String::new()).spec().name, Class::Ip, Subject::Ip(self.peer))?;
+            self.app.limit(route, Class::Ip, Subject::Ip(self.peer))?;
             return Err(ApiError::new("invalid_signature", e.to_string()));
         }
         let event = hooks.parse(&self.headers, &self.body)?;

@@ -507,10 +507,14 @@ fn spawn_server(dir: &std::path::Path, admin: &str) -> (std::process::Child, Soc
     let dispatchd = exe.with_file_name("dispatchd");
     let config = dir.join("dispatch.toml");
     // Open the per-user limits up: the run measures the engine and the server, not the
-    // rate limiter (which answers 429 in microseconds).
+    // rate limiter (which answers 429 in microseconds). Every connection comes from
+    // 127.0.0.1 and the fan-out's staff sockets all use the admin token: the per-address
+    // connection cap and the staff socket cap are opened up too (a server started
+    // without `--spawn` needs the same `[server]` keys for a large run).
     std::fs::write(
         &config,
-        "[limits]\ntrip_create_per_min = 100000\naccept_per_min = 100000\nuser_per_min = 1000000\n\
+        "[server]\nmax_connections_per_ip = 1000000\nws_per_staff = 1000000\n\
+         [limits]\ntrip_create_per_min = 100000\naccept_per_min = 100000\nuser_per_min = 1000000\n\
          ip_per_min = 100000\nopen_trips_per_rider = 100\nlocation_min_interval_ms = 500\n",
     )
     .expect("write config");

@@ -13,8 +13,10 @@
 //!   are dropped; the driver's position reaches the rider and staff only;
 //! - every staff socket hears every SOS alert, whatever its map box;
 //! - a user's first open socket and last close are reported in the order they happened
-//!   (the presence hooks run under the registry's lock; the reports: [`presence`]).
+//!   (the presence hooks run under the registry's lock; the reports: [`presence`]);
+//! - how many sockets may be open, in all and per user, is [`caps`]'s.
 
+pub mod caps;
 pub mod ops;
 pub mod outbox;
 pub mod presence;

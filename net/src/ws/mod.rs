@@ -4,8 +4,16 @@
 //! frames are parsed and answered in `frames`.
 //!
 //! Guarantees:
-//! - at most [`MAX_SOCKETS`] sockets are open at once; one more upgrade is
-//!   `503 overloaded`; a client frame is at most [`MAX_FRAME_BYTES`];
+//! - at most [`MAX_SOCKETS`] sockets are open at once (fewer when descriptors are:
+//!   `crate::admission`'s budget); one more upgrade is `503 overloaded`; a rider or driver
+//!   holds at most `[server] ws_per_user` sockets, staff `ws_per_staff`, one more upgrade
+//!   is `429 rate_limited` with `Retry-After` (`crate::hub::caps`); the place is claimed
+//!   before the `101` is sent and kept, with the connection's place in the descriptor
+//!   budget, until the socket closes;
+//! - a client frame is at most [`MAX_FRAME_BYTES`]; a larger one closes the socket with
+//!   1009 (message too big), a text frame that is not UTF-8 with 1007 (invalid payload
+//!   data), any other breach of RFC 6455 with 1002, each with its close frame (RFC 6455
+//!   §7.4.1); a frame that is UTF-8 but not a valid request gets an `error` frame;
 //! - a write that does not finish within `WsTiming::send_timeout` (a client that stopped
 //!   reading) closes the socket (1008), as does an outbox overflow noticed mid-write: a
 //!   writer never waits on a client for longer than that;
@@ -33,12 +41,14 @@ use hyper::body::Incoming;
 use hyper::header::{CONNECTION, HeaderValue, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::{Error as WsError, ProtocolError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role as WsRole, WebSocketConfig};
 
+use crate::admission::ConnTicket;
 use crate::auth::Principal;
 use crate::http::{ApiError, Resp};
 use crate::hub::outbox::OutFrame;
@@ -47,8 +57,9 @@ use crate::server::App;
 use frames::{error_frame, on_text};
 use writer::{WriterEnd, write_loop};
 
-/// Most sockets open at once; one more upgrade is `503 overloaded`.
-pub const MAX_SOCKETS: i64 = 100_000;
+/// Most sockets open at once (fewer when the descriptor budget is smaller: see
+/// `crate::admission`); one more upgrade is `503 overloaded`.
+pub const MAX_SOCKETS: usize = crate::admission::MAX_WEBSOCKETS;
 /// Largest client frame, bytes.
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 /// A socket's read buffer, bytes: client frames are a few hundred bytes; a larger frame
@@ -57,8 +68,10 @@ pub const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// The longest a close frame may take to be written to a socket being closed.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Validates the upgrade request and answers `101`; the socket is served on a task.
-pub fn upgrade(app: Arc<App>, who: Principal, req: Request<Incoming>) -> Result<Resp, ApiError> {
+/// Validates the upgrade request, claims the socket's place (the caps) and answers `101`;
+/// the socket is served on a task, which keeps the claim and the connection's place in
+/// the descriptor budget (its [`ConnTicket`], from the request's extensions) until it ends.
+pub fn upgrade(app: Arc<App>, who: Principal, mut req: Request<Incoming>) -> Result<Resp, ApiError> {
     let h = req.headers();
     let has = |name, want: &str| {
         h.get_all(name)
@@ -72,15 +85,24 @@ pub fn upgrade(app: Arc<App>, who: Principal, req: Request<Incoming>) -> Result<
         return Err(ApiError::invalid("Sec-WebSocket-Version must be 13"));
     }
     let key = h.get(SEC_WEBSOCKET_KEY).ok_or_else(|| ApiError::invalid("Sec-WebSocket-Key is missing"))?;
-    if app.metrics.sockets_open.load(Ordering::Relaxed) >= MAX_SOCKETS {
-        return Err(ApiError::new("overloaded", "too many open sockets; try again shortly"));
-    }
     let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let claim = app.socket_caps.claim(who).inspect_err(|e| {
+        if e.code == "rate_limited" {
+            app.metrics.rate_limited("ws_sockets");
+        }
+    })?;
+    let ticket = req.extensions_mut().remove::<ConnTicket>();
+    // Counted from the claim, before the `101` goes out: a client that got its `101` finds
+    // its socket in `dispatch_ws_sockets_open` at once.
+    app.metrics.sockets_open.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(async move {
         match hyper::upgrade::on(req).await {
-            Ok(upgraded) => serve_socket(app, who, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => serve_socket(Arc::clone(&app), who, TokioIo::new(upgraded)).await,
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
+        // The socket's places, given back only now.
+        app.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
+        drop((claim, ticket));
     });
     let mut resp = Resp::new(http_body_util::Full::new(bytes::Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -102,6 +124,18 @@ fn presence(app: &App, who: Principal, connected: bool) {
     }
 }
 
+/// The close a read error calls for (RFC 6455 §7.4.1), or `None` when the connection
+/// itself is gone (nothing can be sent).
+fn breach(e: &WsError) -> Option<WriterEnd> {
+    match e {
+        WsError::Capacity(_) => Some(WriterEnd::Breach(CloseCode::Size, "frame over 64 KiB")),
+        WsError::Utf8(_) => Some(WriterEnd::Breach(CloseCode::Invalid, "text frame is not UTF-8")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(WriterEnd::Breach(CloseCode::Protocol, "WebSocket protocol error")),
+        _ => None,
+    }
+}
+
 /// Serves one upgraded socket until it closes: registers it with the hub (presence),
 /// spawns its writer, and reads client frames on this task.
 async fn serve_socket<S>(app: Arc<App>, who: Principal, io: S)
@@ -120,28 +154,34 @@ where
     // A driver with two sockets (two devices, a reconnect racing the old one) is present
     // while either is open: only the first open and the last close are reported, in order.
     let (id, outbox, _) = app.hub.register(who, || presence(&app, who, true));
-    app.metrics.sockets_open.fetch_add(1, Ordering::Relaxed);
     let user = who.user_id().map_or_else(|| "admin".to_owned(), |u| u.to_string());
     tracing::info!(socket = id, user_id = %user, role = who.role().as_str(), "websocket open");
     let timing = app.ws_timing;
     let mut shutdown = app.shutdown.clone();
-    let closing = Arc::new(Notify::new());
+    // The reader tells the writer why the socket ends (idle, a protocol breach); dropping
+    // the sender says the peer is gone (it closed, or the connection failed).
+    let (close_tx, mut close_rx) = oneshot::channel::<WriterEnd>();
 
-    // The writer: drains the outbox, pings, and closes (on overflow, a stuck write, idle
-    // or shutdown).
+    // The writer: drains the outbox, pings, and closes (on overflow, a stuck write, idle,
+    // a protocol breach or shutdown).
     let writer_box = Arc::clone(&outbox);
-    let writer_closing = Arc::clone(&closing);
     let metrics = Arc::clone(&app.metrics);
     let mut writer = tokio::spawn(async move {
-        let why = write_loop(&mut sink, &writer_box, &writer_closing, timing, &mut shutdown).await;
+        let why = write_loop(&mut sink, &writer_box, &mut close_rx, timing, &mut shutdown).await;
         let (code, reason) = match why {
             WriterEnd::Failed => return,
+            WriterEnd::PeerGone => {
+                // Sends the reply to the peer's close frame, if any, and closes.
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
+                return;
+            }
             WriterEnd::TooSlow => {
                 metrics.slow_sockets_closed.fetch_add(1, Ordering::Relaxed);
                 (CloseCode::Policy, "too slow: resynchronise over HTTP")
             }
             WriterEnd::Idle => (CloseCode::Away, "idle"),
             WriterEnd::Shutdown => (CloseCode::Away, "server shutting down"),
+            WriterEnd::Breach(code, reason) => (code, reason),
         };
         // A client that stopped reading cannot take a close frame either: bounded too.
         let frame = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
@@ -151,6 +191,7 @@ where
 
     // The reader: this task.
     let mut writer_done = false;
+    let mut close_tx = Some(close_tx);
     loop {
         let next = tokio::select! {
             n = tokio::time::timeout(timing.idle_timeout, stream.next()) => n,
@@ -161,10 +202,21 @@ where
         };
         let msg = match next {
             Err(_) => {
-                closing.notify_one();
+                if let Some(tx) = close_tx.take() {
+                    let _ = tx.send(WriterEnd::Idle);
+                }
                 break;
             }
-            Ok(None) | Ok(Some(Err(_))) => break,
+            Ok(Some(Err(e))) => {
+                if let (Some(end), Some(tx)) = (breach(&e), close_tx.take()) {
+                    tracing::debug!(socket = id, error = %e, "websocket protocol breach");
+                    let _ = tx.send(end);
+                }
+                break;
+            }
+            Ok(None) => {
+                break;
+            }
             Ok(Some(Ok(m))) => m,
         };
         match msg {
@@ -179,12 +231,13 @@ where
             _ => {} // pings are answered by tungstenite; pongs just prove liveness
         }
     }
+    // Whatever ended the reading, the writer ends too: with the reason sent, or `PeerGone`.
+    drop(close_tx);
     if !writer_done {
         // Let the writer send its close frame (a JoinHandle must not be polled after it completed).
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut writer).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2) + 2 * CLOSE_TIMEOUT, &mut writer).await;
     }
     writer.abort();
     app.hub.unregister(id, || presence(&app, who, false));
-    app.metrics.sockets_open.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(socket = id, user_id = %user, "websocket closed");
 }

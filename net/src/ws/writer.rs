@@ -2,14 +2,16 @@
 //!
 //! Guarantees: every write is bounded by `WsTiming::send_timeout` and cut short by an
 //! overflow of the outbox, so a client that stops reading cannot hold the writer; frames
-//! are written in the order they were queued; no lock is held while writing.
+//! are written in the order they were queued; no lock is held while writing; the reader's
+//! word (idle, a protocol breach, the peer gone) ends the loop at once.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::SinkExt;
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::hub::outbox::Outbox;
 use crate::server::WsTiming;
@@ -25,6 +27,12 @@ pub(super) enum WriterEnd {
     Idle,
     /// The server is shutting down: close 1001.
     Shutdown,
+    /// The client broke the protocol (a frame too big, text not UTF-8): close with this
+    /// code and reason (1009, 1007, 1002).
+    Breach(CloseCode, &'static str),
+    /// The reader stopped without a word (the peer closed, or the connection failed):
+    /// answer a close frame if one is owed, then stop.
+    PeerGone,
 }
 
 /// Writes the outbox's frames and the pings until the socket must close, and says why.
@@ -33,7 +41,7 @@ pub(super) enum WriterEnd {
 pub(super) async fn write_loop<S>(
     sink: &mut S,
     outbox: &Outbox,
-    closing: &Notify,
+    closing: &mut oneshot::Receiver<WriterEnd>,
     timing: WsTiming,
     shutdown: &mut tokio::sync::watch::Receiver<bool>,
 ) -> WriterEnd
@@ -58,7 +66,7 @@ where
                     return end;
                 }
             }
-            _ = closing.notified() => return WriterEnd::Idle,
+            why = &mut *closing => return why.unwrap_or(WriterEnd::PeerGone),
             _ = crate::server::until_shutdown(shutdown) => return WriterEnd::Shutdown,
         }
     }
@@ -121,8 +129,8 @@ mod tests {
         let outbox = Outbox::new();
         outbox.push(OutFrame::Event("x".repeat(32 * 1024).into()), &Metrics::default());
         let (_tx, mut rx) = tokio::sync::watch::channel(false);
-        let closing = Notify::new();
-        let run = write_loop(&mut sink, &outbox, &closing, timing(Duration::from_millis(50)), &mut rx);
+        let (_close, mut closing) = oneshot::channel();
+        let run = write_loop(&mut sink, &outbox, &mut closing, timing(Duration::from_millis(50)), &mut rx);
         let end = tokio::time::timeout(Duration::from_secs(30), run).await;
         assert_eq!(end, Ok(WriterEnd::TooSlow), "the stuck write was given up");
     }
@@ -134,7 +142,7 @@ mod tests {
         let m = Metrics::default();
         outbox.push(OutFrame::Event("x".repeat(32 * 1024).into()), &m);
         let (_tx, mut rx) = tokio::sync::watch::channel(false);
-        let closing = Notify::new();
+        let (_close, mut closing) = oneshot::channel();
         let filler = Arc::clone(&outbox);
         let fill = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -144,7 +152,7 @@ mod tests {
             }
         });
         // The send timeout is an hour: only the overflow can end this.
-        let run = write_loop(&mut sink, &outbox, &closing, timing(Duration::from_secs(3600)), &mut rx);
+        let run = write_loop(&mut sink, &outbox, &mut closing, timing(Duration::from_secs(3600)), &mut rx);
         let end = tokio::time::timeout(Duration::from_secs(30), run).await;
         assert_eq!(end, Ok(WriterEnd::TooSlow));
         fill.await.unwrap();

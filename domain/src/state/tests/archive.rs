@@ -21,6 +21,7 @@ fn archive_keeps_a_trip_changed_since_its_history_row_was_written() {
         transfer_ids: vec![],
         keys: vec![],
         gateway_events: vec![],
+        alerts: Vec::new(),
     };
     assert!(matches!(w.run(Actor::System, archive(written)).unwrap(), Outcome::Done));
     assert_eq!(w.get(trip).rider_rating.as_ref().map(|r| r.stars), Some(4), "the rating stays hot");
@@ -36,8 +37,13 @@ fn a_restored_trip_comes_back_for_its_command_and_leaves_again_when_refused() {
     let (rider, driver, trip) = complete_a_trip(&mut w);
     let copy = w.get(trip);
     let revision = copy.revision;
-    let archive =
-        Command::Archive { trips: vec![(trip, revision)], transfer_ids: vec![], keys: vec![], gateway_events: vec![] };
+    let archive = Command::Archive {
+        trips: vec![(trip, revision)],
+        transfer_ids: vec![],
+        keys: vec![],
+        gateway_events: vec![],
+        alerts: Vec::new(),
+    };
     w.run(Actor::System, archive).unwrap();
     assert!(w.state.trip(trip).is_none());
     let restored = |command| Command::Restored { trip: Arc::clone(&copy), command: Box::new(command) };

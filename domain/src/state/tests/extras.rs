@@ -216,6 +216,64 @@ fn sos_alerts_are_raised_by_the_trip_people_and_acknowledged_once_by_staff() {
     w.finish();
 }
 
+/// Finding 1 of the red team (SOS flood hides real alerts): a rider raised SOS again and
+/// again on their own trip, even a cancelled one, and every one was a new open alert: 110
+/// of them buried another rider's real alert. Now repeats fold into the open alert (with a
+/// count), an SOS is taken only on a live trip or one that ended within
+/// `SOS_AFTER_END_S`, and a person has at most `MAX_OPEN_ALERTS_PER_USER` open alerts.
+#[test]
+fn sos_flood_folds_into_one_open_alert_and_is_bounded_per_person() {
+    use crate::alert::{MAX_OPEN_ALERTS_PER_USER, SOS_AFTER_END_S};
+    let mut w = World::new(DispatchRules { open_trips_per_rider: 6, ..rules() });
+    let rider = w.rider();
+    let d = w.driver(0.5);
+    let trip = w.trip(rider);
+    w.accept(d, trip).unwrap();
+    let sos = |trip_id, note: &str| Command::RaiseSos { id: None, trip_id, location: None, note: Some(note.into()) };
+    let alert_of = |o: Outcome| match o {
+        Outcome::Alert(a) => a,
+        o => panic!("{o:?}"),
+    };
+    let first = alert_of(w.run(Actor::User(rider), sos(trip, "help")).unwrap());
+    for i in 2..=110u32 {
+        w.advance(1);
+        let again = alert_of(w.run(Actor::User(rider), sos(trip, &format!("help {i}"))).unwrap());
+        assert_eq!((again.id, again.count), (first.id, i), "folded into the open alert");
+    }
+    assert_eq!(w.state.alerts().count(), 1, "one alert, not 110");
+    let a = w.state.alert(first.id).unwrap();
+    assert_eq!((a.note.as_deref(), a.raised_at, a.last_raised_at), (Some("help 110"), first.raised_at, w.now));
+    // The driver's SOS on the same trip is their own alert; another rider's is untouched.
+    let theirs = alert_of(w.run(Actor::User(d), sos(trip, "rider is aggressive")).unwrap());
+    assert_ne!(theirs.id, first.id);
+    // Once acknowledged, a new SOS is a new alert.
+    w.run(Actor::Admin, Command::AckAlert { alert_id: first.id }).unwrap();
+    let next = alert_of(w.run(Actor::User(rider), sos(trip, "again")).unwrap());
+    assert_ne!(next.id, first.id);
+    assert_eq!(next.count, 1);
+    // At most MAX_OPEN_ALERTS_PER_USER open alerts per person, each on its own trip.
+    let mut trips = vec![trip];
+    while trips.len() < MAX_OPEN_ALERTS_PER_USER + 1 {
+        let t = w.trip(rider);
+        trips.push(t);
+    }
+    for t in &trips[1..MAX_OPEN_ALERTS_PER_USER] {
+        w.run(Actor::User(rider), sos(*t, "help")).unwrap();
+    }
+    let over = w.run(Actor::User(rider), sos(trips[MAX_OPEN_ALERTS_PER_USER], "help"));
+    assert!(matches!(over, Err(Error::RateLimited { .. })), "{over:?}");
+    // Only on a live trip, or one that ended within the window.
+    let (r2, _, done) = complete_a_trip(&mut w);
+    w.advance(i64::from(SOS_AFTER_END_S) - 60);
+    w.run(Actor::User(r2), sos(done, "left my bag, and the driver threatened me")).unwrap();
+    let cancelled = w.trip(r2);
+    w.run(Actor::User(r2), Command::CancelTrip { trip_id: cancelled, reason: "changed plans".into() }).unwrap();
+    w.advance(i64::from(SOS_AFTER_END_S) + 1);
+    let late = w.run(Actor::User(r2), sos(cancelled, "fake"));
+    assert!(matches!(late, Err(Error::InvalidTransition { .. })), "{late:?}");
+    w.finish();
+}
+
 #[test]
 fn a_keyed_command_is_answered_again_and_a_reused_key_refused() {
     let mut w = World::new(rules());
@@ -270,6 +328,7 @@ fn an_archived_key_answers_as_a_hot_one_until_it_expires() {
         transfer_ids: vec![],
         keys: vec![(Actor::User(rider), "k-1".into(), expires_at)],
         gateway_events: vec![],
+        alerts: Vec::new(),
     };
     w.run(Actor::System, archive(remembered.expires_at.plus_millis(1))).unwrap();
     assert!(w.state.remembered(Actor::User(rider), "k-1").is_some());

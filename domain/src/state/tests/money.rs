@@ -431,6 +431,9 @@ fn after_the_ride_a_card_capture_given_up_on_is_paid_in_cash_to_the_driver() {
     let escrow = AccountKey::platform(AccountKind::Escrow, egp());
     assert_eq!(balance(&w, escrow), -6704, "the platform paid the driver and is owed the fare");
     w.run(Actor::User(rider), Command::SetPaymentMethod { trip_id: trip, method: PaymentMethod::Cash }).unwrap();
+    // The rider's word books nothing on the driver: the driver confirms the cash.
+    assert_eq!(balance(&w, acct(AccountKind::CashInHand, d)), 0);
+    w.run(Actor::User(d), Command::ConfirmCashReceived { trip_id: trip }).unwrap();
     let p = w.get(trip).payment.clone();
     assert_eq!(
         (p.method, p.status, p.captured_minor, p.due),
@@ -505,6 +508,7 @@ fn an_archived_gateway_event_id_is_a_duplicate_and_moves_no_money() {
         transfer_ids: vec![],
         keys: vec![],
         gateway_events: vec![("sim".into(), "evt_cap".into(), at)],
+        alerts: Vec::new(),
     };
     w.run(Actor::System, archive(seen.plus_millis(1))).unwrap();
     assert_eq!(w.state.gateway_event_seen("sim", "evt_cap"), Some(seen));
@@ -534,5 +538,80 @@ fn an_archived_gateway_event_id_is_a_duplicate_and_moves_no_money() {
     w.run(Actor::System, archive(w.state.gateway_event_seen("sim", "evt_cap").unwrap())).unwrap();
     w.now = seen.plus_secs(GATEWAY_EVENT_TTL_S).plus_millis(1);
     assert!(ignored(w.run(Actor::System, again(Some(seen))).unwrap()));
+    w.finish();
+}
+
+/// Finding 6 of the red team (a card trip switched to cash after the fact): after a failed
+/// card payment the rider switched the finished ride to cash and the driver's cash in hand
+/// was debited a fare they never received. Now the switch waits for the driver: only their
+/// confirmation books the cash on them; unconfirmed, the fare becomes the rider's debt.
+#[test]
+fn a_card_trip_switched_to_cash_after_the_fact_waits_for_the_driver_then_becomes_the_riders_debt() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let d = w.driver(0.5);
+    let trip = id_of(book(&mut w, rider, PaymentMethod::Card, None).unwrap());
+    ride(&mut w, d, trip);
+    w.run(Actor::System, pay_event(trip, "evt_declined", PaymentEventKind::Failed, 0)).unwrap();
+    let escrow = AccountKey::platform(AccountKind::Escrow, egp());
+    assert_eq!(balance(&w, escrow), -6704);
+    let switch = Command::SetPaymentMethod { trip_id: trip, method: PaymentMethod::Cash };
+    let t = match w.run(Actor::User(rider), switch.clone()).unwrap() {
+        Outcome::Trip(t) => t,
+        o => panic!("{o:?}"),
+    };
+    assert!(t.payment.cash_claimed_at.is_some() && t.payment.due.is_none(), "no capture is asked meanwhile");
+    assert_eq!(t.payment.method, PaymentMethod::Card, "not paid in cash until the driver says so");
+    assert_eq!(balance(&w, acct(AccountKind::CashInHand, d)), 0, "nothing booked on the driver");
+    assert!(w.state.finished_trips().iter().all(|f| f.id != trip), "the trip stays hot while it waits");
+    // Again: the same claim; the rider cannot confirm for the driver, nor staff.
+    assert!(matches!(w.run(Actor::User(rider), switch), Ok(Outcome::Trip(_))));
+    let confirm = Command::ConfirmCashReceived { trip_id: trip };
+    for who in [Actor::User(rider), Actor::Admin] {
+        assert!(matches!(w.run(who, confirm.clone()), Err(Error::Forbidden(_))));
+    }
+    // The driver never confirms: the fare becomes the rider's debt, never the driver's.
+    w.advance(i64::from(rules().cash_confirm_ttl_s) + 1);
+    let p = w.get(trip).payment.clone();
+    assert_eq!(p.cash_claimed_at, None);
+    assert_eq!(balance(&w, acct(AccountKind::CashInHand, d)), 0);
+    assert_eq!(balance(&w, acct(AccountKind::RiderDebt, rider)), -6704, "the rider owes the fare");
+    assert_eq!(balance(&w, escrow), 0);
+    assert!(matches!(w.run(Actor::User(d), confirm), Err(Error::InvalidTransition { .. })), "too late to confirm");
+    w.finish();
+}
+
+/// Finding 8 of the red team (a webhook not tied to the trip's gateway): an event signed
+/// with another gateway's secret captured a trip paid through `sim`. A card trip records
+/// its gateway at booking; another gateway's event is remembered and moves nothing.
+#[test]
+fn a_webhook_is_tied_to_the_trips_gateway() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let d = w.driver(0.5);
+    let trip = id_of(book(&mut w, rider, PaymentMethod::Card, None).unwrap());
+    assert_eq!(w.get(trip).payment.gateway.as_deref(), Some("sim"));
+    let t = ride(&mut w, d, trip);
+    let before = w.state.clone();
+    let foreign = Command::PaymentEvent {
+        gateway: "paystack".into(),
+        event_id: "evt_foreign".into(),
+        kind: PaymentEventKind::Captured,
+        trip_id: trip,
+        amount_minor: t.fare.final_minor.unwrap(),
+        currency: egp(),
+        archived: None,
+    };
+    let o = w.run(Actor::System, foreign.clone()).unwrap();
+    assert!(
+        matches!(&o, Outcome::PaymentEvent { duplicate: false, ignored: Some(why) } if why.contains("sim")),
+        "{o:?}"
+    );
+    assert_eq!(w.get(trip).payment, before.trip(trip).unwrap().payment, "nothing moved");
+    assert_eq!(balance(&w, AccountKey::platform(AccountKind::GatewayClearing, egp())), 0);
+    // Its own gateway's capture does.
+    let capture = pay_event(trip, "evt_capture", PaymentEventKind::Captured, t.fare.final_minor.unwrap());
+    w.run(Actor::System, capture).unwrap();
+    assert_eq!(w.get(trip).payment.status, PaymentStatus::Captured);
     w.finish();
 }

@@ -52,6 +52,9 @@ struct MTrip {
     hold: Option<(i64, Timestamp)>,
     /// Completed, cancelled or expired: its end was booked.
     ended: bool,
+    /// A finished card trip its rider switched to cash: what the card owed, and when it
+    /// becomes the rider's debt unless the driver confirms the cash first.
+    claimed: Option<(i64, Timestamp)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,6 +139,10 @@ enum Step {
     SwitchToCash {
         trip: usize,
     },
+    /// The trip's driver confirms the cash its rider said it paid.
+    ConfirmCash {
+        trip: usize,
+    },
     Wait {
         secs: u32,
     },
@@ -157,6 +164,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..6, any::<bool>()).prop_map(|(which, tamper)| Step::Forged { which, tamper }),
         2 => (0usize..5, 1i64..8_000).prop_map(|(trip, amount)| Step::Refund { trip, amount }),
         1 => (0usize..5).prop_map(|trip| Step::SwitchToCash { trip }),
+        1 => (0usize..5).prop_map(|trip| Step::ConfirmCash { trip }),
         2 => (1u32..3_000).prop_map(|secs| Step::Wait { secs }),
         1 => (0usize..64).prop_map(|keep| Step::Crash { keep }),
     ]
@@ -445,7 +453,7 @@ proptest! {
                             }
                             m.trips.push(MTrip {
                                 id: t.id, rider: r, method, status: PaymentStatus::Pending, captured: 0, refunded: 0,
-                                pending: VecDeque::new(), due: None, hold, ended: false,
+                                pending: VecDeque::new(), due: None, hold, ended: false, claimed: None,
                             });
                         }
                         Ok(o) => prop_assert!(false, "{:?}", o),
@@ -642,6 +650,10 @@ proptest! {
                     let trip = w.get(t);
                     let mt = m.trip(t).clone();
                     let r = w.run(Actor::User(mt.rider), Command::SetPaymentMethod { trip_id: t, method: PaymentMethod::Cash });
+                    if mt.claimed.is_some() {
+                        prop_assert!(r.is_ok(), "a claim made again answers the trip: {:?}", r);
+                        continue;
+                    }
                     let may = mt.method == PaymentMethod::Card
                         && matches!(mt.status, PaymentStatus::Pending | PaymentStatus::Failed | PaymentStatus::Expired)
                         && mt.captured == 0
@@ -650,18 +662,34 @@ proptest! {
                     prop_assert_eq!(r.is_ok(), may || mt.method == PaymentMethod::Cash, "{:?} {:?}", r, mt);
                     if r.is_ok() && mt.method == PaymentMethod::Card {
                         let prev_due = mt.due;
+                        let until = w.now.plus_secs(w.state.rules().cash_confirm_ttl_s);
                         let mt = m.trip(t);
-                        mt.method = PaymentMethod::Cash;
-                        mt.status = PaymentStatus::Pending;
-                        mt.due = None;
                         mt.hold = None;
+                        mt.due = None;
                         if let (false, Some(Due::Capture(a))) = (trip.status.is_open(), prev_due) {
-                            let d = trip.driver_id.unwrap();
-                            m.mv(user(AccountKind::CashInHand, d), platform(AccountKind::Escrow), a);
-                            let mt = m.trip(t);
+                            // After the ride: nothing is booked until the driver confirms.
+                            mt.claimed = Some((a, until));
+                        } else {
+                            mt.method = PaymentMethod::Cash;
+                            mt.status = PaymentStatus::Pending;
+                        }
+                    }
+                }
+                Step::ConfirmCash { trip } => {
+                    let Some(t) = m.trips.get(trip).map(|t| t.id) else { continue };
+                    let trip = w.get(t);
+                    let Some(d) = trip.driver_id else { continue };
+                    let r = w.run(Actor::User(d), Command::ConfirmCashReceived { trip_id: t });
+                    let mt = m.trip(t);
+                    match mt.claimed.take() {
+                        Some((a, _)) => {
+                            prop_assert!(r.is_ok(), "{:?}", r);
+                            mt.method = PaymentMethod::Cash;
                             mt.status = PaymentStatus::Captured;
                             mt.captured = a;
+                            m.mv(user(AccountKind::CashInHand, d), platform(AccountKind::Escrow), a);
                         }
+                        None => prop_assert!(r.is_err(), "nothing to confirm: {:?}", r),
                     }
                 }
                 Step::Wait { secs } => {
@@ -674,6 +702,19 @@ proptest! {
                         }
                     }
                     let now = w.now;
+                    // Cash claims the drivers never confirmed became the riders' debts.
+                    let mut debts = Vec::new();
+                    for mt in &mut m.trips {
+                        if let Some((a, until)) = mt.claimed
+                            && until <= now
+                        {
+                            mt.claimed = None;
+                            debts.push((mt.rider, a));
+                        }
+                    }
+                    for (rider, a) in debts {
+                        m.mv(user(AccountKind::RiderDebt, rider), platform(AccountKind::Escrow), a);
+                    }
                     for mt in &mut m.trips {
                         if let Some((_, at)) = mt.hold
                             && at <= now

@@ -248,10 +248,11 @@ fn start_needs_the_pickup_code_and_the_steps_in_order() {
     ));
     w.run(Actor::User(a), Command::DriverArrived { trip_id: trip }).unwrap();
     let wrong = if code == "0000" { "0001" } else { "0000" };
-    for bad in [wrong, "12345", "", "abcd"] {
+    for (i, bad) in [wrong, "12345", "", "abcd"].into_iter().enumerate() {
+        // Counted (so a code cannot be guessed attempt after attempt), answered as a refusal.
         assert_eq!(
             w.run(Actor::User(a), Command::StartTrip { trip_id: trip, pickup_code: bad.into() }),
-            Err(Error::WrongPickupCode(trip))
+            Ok(Outcome::PickupCodeRefused { attempts_left: crate::trip::MAX_CODE_FAILURES - 1 - i as u8 })
         );
     }
     // Only the assigned driver moves the trip; the rider may not, strangers learn nothing.
@@ -444,5 +445,38 @@ fn ids_are_stamped_once_and_never_collide() {
     assert!(matches!(w.run(Actor::User(rider), Command::CreateTrip(nt)), Err(Error::Invalid(_))));
     let mut ids = RandomIds::seeded(1);
     assert_ne!(ids.next_u64(), ids.next_u64());
+    w.finish();
+}
+
+/// Finding 5 of the red team (pickup code brute force): 115 wrong 4-digit codes were
+/// refused with no lockout, so a driver could start (and bill) a ride without its rider.
+/// The 5th wrong code locks the start, even for the right code, until staff unlock it.
+#[test]
+fn pickup_code_brute_force_locks_the_start_until_staff_unlock_it() {
+    use crate::trip::MAX_CODE_FAILURES;
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let d = w.driver(0.5);
+    let trip = w.trip(rider);
+    w.accept(d, trip).unwrap();
+    w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
+    let code = w.get(trip).pickup_code.to_string();
+    let wrong = if code == "0000" { "0001" } else { "0000" };
+    let start = |c: &str| Command::StartTrip { trip_id: trip, pickup_code: c.into() };
+    for left in (0..MAX_CODE_FAILURES).rev() {
+        assert_eq!(w.run(Actor::User(d), start(wrong)), Ok(Outcome::PickupCodeRefused { attempts_left: left }));
+    }
+    assert_eq!(w.get(trip).code_failures, MAX_CODE_FAILURES);
+    // Locked: the right code is refused too, and so is a sixth guess; nothing changes.
+    for c in [code.as_str(), wrong] {
+        assert!(matches!(w.run(Actor::User(d), start(c)), Err(Error::Forbidden(_))), "{c}");
+    }
+    // Only staff unlock.
+    let unlock = Command::UnlockPickupCode { trip_id: trip };
+    for who in [Actor::User(d), Actor::User(rider)] {
+        assert!(matches!(w.run(who, unlock.clone()), Err(Error::Forbidden(_))));
+    }
+    assert!(matches!(w.run(Actor::Admin, unlock), Ok(Outcome::Trip(t)) if t.code_failures == 0));
+    assert!(matches!(w.run(Actor::User(d), start(&code)), Ok(Outcome::Trip(t)) if t.status == TripStatus::InProgress));
     w.finish();
 }
