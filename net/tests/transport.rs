@@ -33,6 +33,12 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The attackers' address (the health checker and the test's own calls use 127.0.0.1).
 const ATTACKER: &str = "127.0.0.2";
 
+/// The binary under test: this build's, or `DISPATCH_TEST_BIN` (an older build, to see a
+/// regression test fail on the code before its fix).
+fn dispatchd_bin() -> String {
+    std::env::var("DISPATCH_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dispatchd").to_owned())
+}
+
 struct Server {
     child: Child,
     addr: SocketAddr,
@@ -52,10 +58,10 @@ impl Server {
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(env!("CARGO_BIN_EXE_dispatchd"));
+                c.args(args).arg(dispatchd_bin());
                 c
             }
-            None => Command::new(env!("CARGO_BIN_EXE_dispatchd")),
+            None => Command::new(dispatchd_bin()),
         };
         cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
         if let Some(c) = config {
@@ -568,7 +574,7 @@ fn finding_11_unreadable_or_mismatched_tls_files_stop_start_up_with_exit_code_2(
     for (i, (config, names)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("dispatch-{i}.toml"));
         std::fs::write(&path, config).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_dispatchd"))
+        let out = Command::new(dispatchd_bin())
             .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join(format!("data-{i}")))
             .arg("--config")
