@@ -61,7 +61,10 @@ impl Record {
                     Err(Error::Invalid(format!("log record has {} trailing bytes", rest.len())))
                 }
             }
-            Some((v, _)) => Err(Error::Invalid(format!("log record has unknown schema version {v}"))),
+            Some((v, _)) => Err(Error::Invalid(format!(
+                "log record has schema version {v}, this version reads {}",
+                Self::SCHEMA_VERSION
+            ))),
             None => Err(Error::Invalid("empty log record".into())),
         }
     }
