@@ -6,34 +6,54 @@
 //! for the same trip), some decline, some let the offer lapse. A winner drives the trip
 //! through arrived → start (with the rider's pickup code) → complete. Riders book trips at
 //! a given total rate. Everything is bounded in count and time and talks to loopback only.
+//! Every few seconds (`--progress-s`) a progress line goes to stderr: elapsed, trips
+//! booked, accepted, completed, race losses, errors, the p99 of every HTTP request so far.
+//!
+//! Its users are created through `POST /v1/admin/users` with phone numbers of a prefix
+//! drawn per run (`+2019`, three random digits, the user's index in seven), so a server
+//! that already has people — the demo city's `+2011…`/`+2012…`, or an earlier run's — is
+//! no obstacle; a phone taken all the same is replaced by another drawn at random.
 //!
 //! At the end it checks, through the staff API: every trip acknowledged with `201` is
 //! still there (no acknowledged write lost), no trip was won by two drivers (every `200`
 //! to an accept is counted per trip) and no driver holds two open trips. Every POST carries
 //! an `Idempotency-Key`, so a request retried on a new connection is never applied twice.
+//! An accept or decline answered `409 trip_already_assigned`, `409 driver_not_available`,
+//! `409 invalid_transition` or `410 offer_expired` lost a race: counted apart from the
+//! errors (every other answer ≥ 400, and requests that got no answer).
 //!
 //! Then the fan-out (`--fanout N`, default 1,000): N staff sockets subscribe to one trip,
 //! a driver takes it through accepted, arrived, started and completed, and each change
 //! must reach all N; it reports, per change, when the last socket had it.
 //!
+//! The report goes to stdout: a table, or with `--json` one JSON object with the same
+//! figures (everything else then goes to stderr). Exit codes: 0 when the run completed,
+//! every correctness check passed and every threshold held; 1 when the run could not be
+//! completed (no server, a refused admin token, a failed fan-out) or a correctness check
+//! failed (with `--json`, stdout is then `{"error": …}` or the report); 2 for bad flags;
+//! 3 when it completed correctly but a threshold (`--max-p99-ms`, `--max-error-rate`,
+//! `--min-trips`) was broken, each broken one named on stderr.
+//!
 //! `cargo run --release -p dispatch-server --bin dispatch-loadgen -- --spawn` starts a
-//! `dispatchd --dev` of its own (the binary beside this one) on a temporary data dir with
-//! rate limits opened up for the run; `--addr HOST:PORT --admin-token T` targets one
-//! that runs already.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a load tool: a broken invariant should stop it loudly
+//! `dispatchd --dev --demo --demo-drivers 0` of its own (the binary beside this one) on a
+//! temporary data dir (`--port` to choose its port) with rate limits opened up for the run;
+//! `--addr HOST:PORT --admin-token T` targets one that runs already (it needs a zone that
+//! prices `economy` around Cairo's Tahrir Square: `--dev --demo` has it).
+//!
+//! Its modules live in `bin/loadgen/` (`#[path]`: a crate root's children would otherwise
+//! sit beside it in `bin/`, where Cargo takes every file for a binary of its own):
+//! `client` (the HTTP connection), `spawn` (`--spawn`'s server), `report` (figures,
+//! report, thresholds).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -42,11 +62,62 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+/// `println!` that never panics: a closed stdout (`| head`) loses the text, nothing else.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+#[path = "loadgen/client.rs"]
+mod client;
+#[path = "loadgen/report.rs"]
+mod report;
+#[path = "loadgen/spawn.rs"]
+mod spawn;
+
+use client::Http;
+use report::{Asked, FanoutFigures, P99Limit, Report, Stats, Summary, Thresholds};
+
 /// Cairo's Tahrir Square: inside the demo zone.
 const CENTER: (f64, f64) = (30.0444, 31.2357);
 
+/// Most users one run creates (the phone numbers' index has seven digits).
+const MAX_USERS: usize = 9_999_000;
+
+/// Longest wait for a WebSocket handshake, and for the demo zone to exist.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What stops a run (exit code 1).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Flags that cannot work together.
+    #[error("{0}")]
+    Usage(String),
+    /// `--spawn` could not start its server.
+    #[error("cannot run dispatchd: {0}")]
+    Spawn(String),
+    /// The server refused or failed what the run cannot go on without.
+    #[error("{0}")]
+    Server(String),
+}
+
 #[derive(Debug, Parser)]
-#[command(about = "Drive a dispatchd over loopback like a city, and measure it")]
+#[command(
+    about = "Drive a dispatchd over loopback like a city, and measure it",
+    after_help = "Exit codes: 0 all held; 1 the run could not be completed, or a correctness check failed \
+(an acknowledged trip lost, a trip won twice, a driver holding two open trips); 2 bad flags; \
+3 a threshold was broken (each broken one is named on stderr)."
+)]
 struct Args {
     /// A running dispatchd.
     #[arg(long)]
@@ -55,8 +126,11 @@ struct Args {
     #[arg(long)]
     admin_token: Option<String>,
     /// Start a dispatchd --dev of our own on a temporary data dir instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "addr")]
     spawn: bool,
+    /// With --spawn: the port it listens on (127.0.0.1); a free one by default.
+    #[arg(long, requires = "spawn")]
+    port: Option<u16>,
     /// Drivers, each with a WebSocket.
     #[arg(long, default_value_t = 200)]
     drivers: usize,
@@ -90,103 +164,112 @@ struct Args {
     /// readers walking the fleet cost everyone else (0: none).
     #[arg(long, default_value_t = 0)]
     ops_sockets: usize,
-}
-
-/// Latencies per name, and errors per code.
-#[derive(Default)]
-struct Stats {
-    latency: BTreeMap<&'static str, Vec<Duration>>,
-    errors: BTreeMap<String, u64>,
-    /// Every trip acknowledged with 201, with when.
-    created: HashMap<String, Instant>,
-    /// 200s to accepts, per trip.
-    wins: HashMap<String, u32>,
-    /// Offers received per trip.
-    offers: HashMap<String, u32>,
-    /// Creation → first accept won.
-    time_to_match: Vec<Duration>,
-    /// Pickup codes riders were given, for the winning driver to type.
-    codes: HashMap<String, String>,
+    /// Seconds between progress lines on stderr (0: none).
+    #[arg(long, default_value_t = 5)]
+    progress_s: u64,
+    /// The report as one JSON object on stdout (the same figures as the table).
+    #[arg(long)]
+    json: bool,
+    /// Fail (exit 3) if a p99 is above this many milliseconds. `MS` alone is the accept's
+    /// p99; `NAME=MS` names the series: accept, decline, book (POST /v1/trips), list
+    /// (GET /v1/trips), arrived, start, complete, status, location, ws-connect, ws-location,
+    /// offer (201 → trip_offer frame), http (every HTTP request together), match (created →
+    /// accepted), fanout (the last socket of each change). Repeatable. A series with no
+    /// samples breaks its limit.
+    #[arg(long, value_name = "[NAME=]MS", value_parser = report::parse_p99_limit)]
+    max_p99_ms: Vec<P99Limit>,
+    /// Fail (exit 3) if more than this share (0 to 1) of requests (HTTP and WebSocket
+    /// handshakes) ended in an error; races lost are not errors.
+    #[arg(long, value_name = "SHARE", value_parser = report::parse_share)]
+    max_error_rate: Option<f64>,
+    /// Fail (exit 3) if fewer trips than this were booked (acknowledged with 201).
+    #[arg(long, value_name = "N")]
+    min_trips: Option<u64>,
 }
 
 type Shared = Arc<Mutex<Stats>>;
-
-fn record(stats: &Shared, name: &'static str, took: Duration, status: u16, body: &Value) {
-    let mut s = stats.lock();
-    s.latency.entry(name).or_default().push(took);
-    if status >= 400 {
-        let code = body["error"]["code"].as_str().unwrap_or("?").to_owned();
-        *s.errors.entry(format!("{name} {status} {code}")).or_default() += 1;
-    }
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Http {
-    addr: SocketAddr,
-    sender: Option<SendRequest<Full<Bytes>>>,
-}
-
-impl Http {
-    fn new(addr: SocketAddr) -> Self {
-        Http { addr, sender: None }
-    }
-
-    async fn call(&mut self, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        // A POST sent again after a broken connection may have been applied the first
-        // time: the same key makes the retry answer the first outcome instead of, say,
-        // booking a second trip (the double booking apps make when they retry without one).
-        let key = (method == "POST").then(|| format!("lg-{:016x}", rand::random::<u64>()));
-        for _ in 0..3 {
-            if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-                let Ok(stream) = tokio::net::TcpStream::connect(self.addr).await else { continue };
-                let Ok((sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await else {
-                    continue;
-                };
-                tokio::spawn(conn);
-                self.sender = Some(sender);
-            }
-            let Some(sender) = self.sender.as_mut() else { continue };
-            if sender.ready().await.is_err() {
-                self.sender = None;
-                continue;
-            }
-            let mut req = Request::builder()
-                .method(method)
-                .uri(path)
-                .header("host", self.addr.to_string())
-                .header("authorization", format!("Bearer {token}"))
-                .header("content-type", "application/json");
-            if let Some(key) = &key {
-                req = req.header("idempotency-key", key);
-            }
-            let req = req
-                .body(Full::new(Bytes::from(body.as_ref().map(Value::to_string).unwrap_or_default())))
-                .expect("a valid request");
-            match sender.send_request(req).await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    return (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null));
-                }
-                Err(_) => self.sender = None,
-            }
-        }
-        (599, json!({"error": {"code": "connection_failed"}}))
-    }
-}
 
 fn point(rng: &mut StdRng, spread_deg: f64) -> (f64, f64) {
     (CENTER.0 + rng.random_range(-spread_deg..spread_deg), CENTER.1 + rng.random_range(-spread_deg..spread_deg))
 }
 
-async fn create_user(http: &mut Http, admin: &str, role: &str, n: usize) -> (String, String) {
-    let mut body = json!({"role": role, "name": format!("{role} {n}"), "phone": format!("+2011{n:08}")});
-    if role == "driver" {
-        body["vehicle"] = json!({"category": "economy", "plate": format!("LG {n}")});
+/// The phone numbers of one run: `+2019`, the run's three digits, the user's index in seven.
+struct Phones {
+    run: u16,
+}
+
+impl Phones {
+    fn number(&self, n: usize) -> String {
+        format!("+2019{:03}{:07}", self.run, n % 10_000_000)
     }
-    let (status, v) = http.call("POST", "/v1/admin/users", admin, Some(body)).await;
-    assert_eq!(status, 201, "creating a {role}: {v}");
-    (v["user"]["id"].as_str().unwrap().to_owned(), v["token"].as_str().unwrap().to_owned())
+}
+
+/// Creates a user; answers its token. A phone already taken is replaced by a random one
+/// (a few times); any other refusal stops the run with the server's answer.
+async fn create_user(http: &mut Http, admin: &str, role: &str, n: usize, phones: &Phones) -> Result<String, Error> {
+    let mut phone = phones.number(n);
+    let mut last = (0, Value::Null);
+    for _ in 0..4 {
+        let mut body = json!({"role": role, "name": format!("{role} {n}"), "phone": phone});
+        if role == "driver" {
+            body["vehicle"] = json!({"category": "economy", "plate": format!("LG {n}")});
+        }
+        let (status, v) = http.call("POST", "/v1/admin/users", admin, Some(body)).await;
+        if status == 201 {
+            return v["token"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Server(format!("creating {role} {n}: a 201 without a token: {v}")));
+        }
+        let taken = matches!(status, 400 | 409 | 422) && v.to_string().contains("phone");
+        last = (status, v);
+        if !taken {
+            break;
+        }
+        phone = Phones { run: rand::random_range(0..1000) }.number(rand::random_range(0..10_000_000));
+    }
+    let (status, v) = last;
+    Err(Error::Server(format!("creating {role} {n} (phone {phone}) was refused: {status} {v}")))
+}
+
+/// Waits until a zone serves [`CENTER`] (the demo city sets its zone up beside the
+/// server's start); fails at once if the admin token is refused.
+async fn await_zone(http: &mut Http, admin: &str) -> Result<(), Error> {
+    let deadline = Instant::now() + WAIT;
+    let path = format!("/v1/zones/lookup?lat={}&lng={}", CENTER.0, CENTER.1);
+    loop {
+        let (status, v) = http.call("GET", &path, admin, None).await;
+        match status {
+            200 => return Ok(()),
+            401 | 403 => return Err(Error::Server(format!("the admin token was refused: {status} {v}"))),
+            client::NO_ANSWER => return Err(Error::Server(format!("no answer from {}: {v}", http.addr()))),
+            _ if Instant::now() >= deadline => {
+                return Err(Error::Server(format!(
+                    "no zone serves {CENTER:?} after {} s (last answer {status} {v}); start dispatchd with --dev --demo",
+                    WAIT.as_secs()
+                )));
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A WebSocket to `/v1/ws` with `token` in the header, or why not.
+async fn open_ws(
+    addr: SocketAddr,
+    token: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String> {
+    let mut req = format!("ws://{addr}/v1/ws").into_client_request().map_err(|e| e.to_string())?;
+    let auth = format!("Bearer {token}").parse().map_err(|_| "the token is not a header value".to_owned())?;
+    req.headers_mut().insert("authorization", auth);
+    // 10,000 sockets in one process: a small read buffer each (tungstenite's default is
+    // 128 KiB, zeroed as it fills), as dispatchd's own sockets have.
+    let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
+    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(req, Some(config), true)).await {
+        Ok(Ok((ws, _))) => Ok(ws),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timeout".to_owned()),
+    }
 }
 
 async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, stats: Shared, until: Instant) {
@@ -198,45 +281,44 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
     // A driver keeps its WebSocket open and opens HTTP connections only to act (going
     // online, an offer and the ride that follows): 10,000 drivers then hold 10,000
     // sockets, not 20,000 (a process may have 20,000 files here).
-    let (status, body) = Http::new(addr)
-        .call(
-            "POST",
-            "/v1/driver/status",
-            &token,
-            Some(json!({"status": "online", "location": {"lat": at.0, "lng": at.1}})),
-        )
-        .await;
-    assert_eq!(status, 200, "going online: {body}");
-    let mut req = format!("ws://{addr}/v1/ws").into_client_request().unwrap();
-    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-    // 10,000 sockets in one process: a small read buffer each (tungstenite's default is
-    // 128 KiB, zeroed as it fills), as dispatchd's own sockets have.
-    let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
-    let Ok((ws, _)) = tokio_tungstenite::connect_async_with_config(req, Some(config), true).await else {
-        stats.lock().errors.entry("ws connect failed".into()).and_modify(|n| *n += 1).or_insert(1);
-        return;
+    let sent = Instant::now();
+    let online = json!({"status": "online", "location": {"lat": at.0, "lng": at.1}});
+    let (status, body) = Http::new(addr).call("POST", "/v1/driver/status", &token, Some(online)).await;
+    stats.lock().record(report::STATUS, sent.elapsed(), status, &body);
+    if status != 200 {
+        return; // counted in the errors
+    }
+    let sent = Instant::now();
+    let ws = open_ws(addr, &token).await;
+    stats.lock().latency.entry(report::WS_CONNECT).or_default().push(sent.elapsed());
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(why) => {
+            stats.lock().fail(report::WS_CONNECT, 0, &why);
+            return;
+        }
     };
     let (mut tx, mut rx) = ws.split();
     // Real drivers' reports are spread over the interval, not phase-locked: start each
     // driver's clock at a random offset (10,000 drivers reporting in the same millisecond
     // every few seconds would measure the burst, not the city).
+    let every = Duration::from_millis(args.location_ms.max(1));
     let phase = Duration::from_millis(rng.random_range(0..args.location_ms.max(1)));
-    let mut tick =
-        tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_millis(args.location_ms));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
+    let end = tokio::time::sleep_until(tokio::time::Instant::from_std(until));
+    tokio::pin!(end);
     loop {
-        if Instant::now() >= until {
-            break;
-        }
         tokio::select! {
+            _ = &mut end => break,
             _ = tick.tick() => {
                 // ~10 m/s in a random direction.
-                let step = 10.0 * args.location_ms as f64 / 1000.0 / 111_195.0;
+                let step = 10.0 * every.as_secs_f64() / 111_195.0;
                 at = (at.0 + rng.random_range(-step..step), at.1 + rng.random_range(-step..step));
                 if let Some(http) = positions_over_http.as_mut() {
                     let sent = Instant::now();
                     let body = json!({"lat": at.0, "lng": at.1});
                     let (status, reply) = http.call("POST", "/v1/driver/location", &token, Some(body)).await;
-                    record(&stats, "POST /v1/driver/location", sent.elapsed(), status, &reply);
+                    stats.lock().record(report::LOCATION, sent.elapsed(), status, &reply);
                     continue;
                 }
                 let frame = json!({"type": "location", "lat": at.0, "lng": at.1}).to_string();
@@ -244,7 +326,7 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                 if tx.send(Message::Text(frame.into())).await.is_err() {
                     break;
                 }
-                stats.lock().latency.entry("ws location (send)").or_default().push(sent.elapsed());
+                stats.lock().latency.entry(report::WS_LOCATION).or_default().push(sent.elapsed());
             }
             msg = rx.next() => {
                 let Some(Ok(Message::Text(text))) = msg else {
@@ -257,24 +339,24 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                 if v["type"] != "trip_offer" {
                     continue;
                 }
-                let trip = v["offer"]["trip_id"].as_str().unwrap_or_default().to_owned();
-                let offered_after = {
+                let Some(trip) = v["offer"]["trip_id"].as_str().map(str::to_owned) else { continue };
+                {
                     let mut s = stats.lock();
                     *s.offers.entry(trip.clone()).or_default() += 1;
-                    s.created.get(&trip).map(Instant::elapsed)
-                };
-                if let Some(d) = offered_after {
-                    stats.lock().latency.entry("ws trip_offer (since trip created)").or_default().push(d);
+                    if let Some(d) = s.created.get(&trip).map(Instant::elapsed) {
+                        s.latency.entry(report::WS_OFFER).or_default().push(d);
+                    }
                 }
                 let roll: f64 = rng.random();
                 let mut http = Http::new(addr);
                 if roll < args.accept {
                     let sent = Instant::now();
                     let (status, body) = http.call("POST", &format!("/v1/trips/{trip}/accept"), &token, None).await;
-                    record(&stats, "POST /v1/trips/{id}/accept", sent.elapsed(), status, &body);
+                    stats.lock().record(report::ACCEPT, sent.elapsed(), status, &body);
                     if status == 200 {
                         {
                             let mut s = stats.lock();
+                            s.accepted += 1;
                             *s.wins.entry(trip.clone()).or_default() += 1;
                             if let Some(created) = s.created.get(&trip).copied() {
                                 s.time_to_match.push(created.elapsed());
@@ -285,7 +367,7 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                 } else if roll < args.accept + (1.0 - args.accept) / 2.0 {
                     let sent = Instant::now();
                     let (status, body) = http.call("POST", &format!("/v1/trips/{trip}/decline"), &token, None).await;
-                    record(&stats, "POST /v1/trips/{id}/decline", sent.elapsed(), status, &body);
+                    stats.lock().record(report::DECLINE, sent.elapsed(), status, &body);
                 }
             }
         }
@@ -295,13 +377,10 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
 
 /// The winner's ride: arrived, start with the rider's code, complete.
 async fn drive(http: &mut Http, token: &str, trip: &str, stats: &Shared) {
-    for (name, path, body) in [
-        ("POST /v1/trips/{id}/arrived", format!("/v1/trips/{trip}/arrived"), None),
-        ("POST /v1/trips/{id}/start", format!("/v1/trips/{trip}/start"), Some(())),
-        ("POST /v1/trips/{id}/complete", format!("/v1/trips/{trip}/complete"), None),
-    ] {
-        let body = match body {
-            Some(()) => {
+    for name in [report::ARRIVED, report::START, report::COMPLETE] {
+        let step = name.rsplit('/').next().unwrap_or_default();
+        let body = match step {
+            "start" => {
                 // The offer can reach the driver before the rider's own 201 is read: the
                 // rider tells the code once their app has it (as a person would).
                 let mut code = None;
@@ -314,14 +393,18 @@ async fn drive(http: &mut Http, token: &str, trip: &str, stats: &Shared) {
                 }
                 Some(json!({"pickup_code": code.unwrap_or_default()}))
             }
-            None if name.ends_with("complete") => Some(json!({"distance_m": 3200})),
-            None => None,
+            "complete" => Some(json!({"distance_m": 3200})),
+            _ => None,
         };
         let sent = Instant::now();
-        let (status, reply) = http.call("POST", &path, token, body).await;
-        record(stats, name, sent.elapsed(), status, &reply);
+        let (status, reply) = http.call("POST", &format!("/v1/trips/{trip}/{step}"), token, body).await;
+        let mut s = stats.lock();
+        s.record(name, sent.elapsed(), status, &reply);
         if status != 200 {
             return; // cancelled meanwhile, or a bug: counted in the errors
+        }
+        if step == "complete" {
+            s.completed += 1;
         }
     }
 }
@@ -329,8 +412,10 @@ async fn drive(http: &mut Http, token: &str, trip: &str, stats: &Shared) {
 async fn rider(addr: SocketAddr, token: String, gap: Duration, seed: u64, stats: Shared, until: Instant) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut http = Http::new(addr);
+    // Sleeps `d`, or until the load ends if that is sooner.
+    let nap = |d: Duration| tokio::time::sleep_until(tokio::time::Instant::from_std((Instant::now() + d).min(until)));
     // Spread the riders' first bookings over one gap.
-    tokio::time::sleep(gap.mul_f64(rng.random_range(0.0..1.0))).await;
+    nap(gap.mul_f64(rng.random_range(0.0..1.0))).await;
     while Instant::now() < until {
         let (p, d) = (point(&mut rng, 0.02), point(&mut rng, 0.03));
         let body = json!({
@@ -339,18 +424,21 @@ async fn rider(addr: SocketAddr, token: String, gap: Duration, seed: u64, stats:
         });
         let sent = Instant::now();
         let (status, reply) = http.call("POST", "/v1/trips", &token, Some(body)).await;
-        record(&stats, "POST /v1/trips", sent.elapsed(), status, &reply);
-        if status == 201 {
-            let id = reply["id"].as_str().unwrap_or_default().to_owned();
-            let code = reply["pickup_code"].as_str().unwrap_or_default().to_owned();
+        {
             let mut s = stats.lock();
-            s.created.insert(id.clone(), sent);
-            s.codes.insert(id, code);
+            s.record(report::BOOK, sent.elapsed(), status, &reply);
+            if status == 201
+                && let Some(id) = reply["id"].as_str()
+            {
+                let code = reply["pickup_code"].as_str().unwrap_or_default().to_owned();
+                s.created.insert(id.to_owned(), sent);
+                s.codes.insert(id.to_owned(), code);
+            }
         }
         let sent = Instant::now();
         let (status, reply) = http.call("GET", "/v1/trips?limit=5", &token, None).await;
-        record(&stats, "GET /v1/trips", sent.elapsed(), status, &reply);
-        tokio::time::sleep(gap.mul_f64(rng.random_range(0.5..1.5))).await;
+        stats.lock().record(report::LIST, sent.elapsed(), status, &reply);
+        nap(gap.mul_f64(rng.random_range(0.5..1.5))).await;
     }
 }
 
@@ -362,34 +450,23 @@ struct Fanout {
 }
 
 /// `n` staff sockets subscribed to one trip at a time; a driver drives `trips` trips through
-/// accept, arrived, start and complete; each change must reach every socket. Returns `None`
-/// (and says why) if a socket or a step fails.
-async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize) -> Option<Fanout> {
+/// accept, arrived, start and complete; each change must reach every socket. Fails (saying
+/// why) if a socket or a step fails.
+async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize, users: UserSetup<'_>) -> Result<Fanout, String> {
     let mut http = Http::new(addr);
-    let (_, rider) = create_user(&mut http, admin, "rider", 9_000_000).await;
-    let (_, driver) = create_user(&mut http, admin, "driver", 9_000_001).await;
-    let (status, body) = http
-        .call(
-            "POST",
-            "/v1/driver/status",
-            &driver,
-            Some(json!({"status": "online", "location": {"lat": CENTER.0, "lng": CENTER.1}})),
-        )
-        .await;
+    let rider = create_user(&mut http, admin, "rider", users.first, users.phones).await.map_err(|e| e.to_string())?;
+    let driver =
+        create_user(&mut http, admin, "driver", users.first + 1, users.phones).await.map_err(|e| e.to_string())?;
+    let online = json!({"status": "online", "location": {"lat": CENTER.0, "lng": CENTER.1}});
+    let (status, body) = http.call("POST", "/v1/driver/status", &driver, Some(online)).await;
     if status != 200 {
-        eprintln!("fan-out: the driver could not go online: {body}");
-        return None;
+        return Err(format!("the driver could not go online: {status} {body}"));
     }
     // Every socket forwards what it reads: (socket, when, the trip's status).
     let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant, String)>();
     let mut sinks = Vec::with_capacity(n);
     for i in 0..n {
-        let url = format!("ws://{addr}/v1/ws?token={admin}");
-        let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
-        let Ok((ws, _)) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await else {
-            eprintln!("fan-out: socket {i} could not connect");
-            return None;
-        };
+        let ws = open_ws(addr, admin).await.map_err(|e| format!("socket {i} could not connect: {e}"))?;
         let (sink, mut stream) = ws.split();
         sinks.push(sink);
         let seen_tx = seen_tx.clone();
@@ -413,35 +490,34 @@ async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize) -> Option
         seen: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Instant, String)>,
         n: usize,
         status: &str,
-    ) -> Option<Vec<Instant>> {
+    ) -> Result<Vec<Instant>, String> {
         let mut at: Vec<Option<Instant>> = vec![None; n];
         let mut missing = n;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let deadline = tokio::time::Instant::now() + WAIT;
         while missing > 0 {
-            let (i, when, s) = tokio::time::timeout_at(deadline, seen.recv()).await.ok()??;
-            if s == status && at[i].is_none() {
+            let Ok(Some((i, when, s))) = tokio::time::timeout_at(deadline, seen.recv()).await else {
+                return Err(format!("{missing} of {n} sockets did not see `{status}` within {} s", WAIT.as_secs()));
+            };
+            if s == status && at.get(i).is_some_and(Option::is_none) {
                 at[i] = Some(when);
                 missing -= 1;
             }
         }
-        Some(at.into_iter().flatten().collect())
+        Ok(at.into_iter().flatten().collect())
     }
     let mut out = Fanout { last: Vec::new(), each: Vec::new() };
     for _ in 0..trips {
         let body = json!({"pickup": {"lat": CENTER.0, "lng": CENTER.1}, "dropoff": {"lat": CENTER.0 + 0.02, "lng": CENTER.1},
             "category": "economy", "payment_method": "cash"});
         let (status, trip) = http.call("POST", "/v1/trips", &rider, Some(body)).await;
-        if status != 201 {
-            eprintln!("fan-out: booking failed: {trip}");
-            return None;
-        }
-        let id = trip["id"].as_str().unwrap_or_default().to_owned();
-        let code = trip["pickup_code"].as_str().unwrap_or_default().to_owned();
+        let (Some(id), 201) = (trip["id"].as_str(), status) else {
+            return Err(format!("booking failed: {status} {trip}"));
+        };
+        let code = trip["pickup_code"].as_str().unwrap_or_default();
         let subscribe = json!({"type": "subscribe", "trip_id": id}).to_string();
         for sink in &mut sinks {
             if sink.send(Message::Text(subscribe.clone().into())).await.is_err() {
-                eprintln!("fan-out: a socket closed");
-                return None;
+                return Err("a socket closed".to_owned());
             }
         }
         all_of(&mut seen, n, "subscribed").await?;
@@ -454,8 +530,7 @@ async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize) -> Option
             let sent = Instant::now();
             let (code, reply) = http.call("POST", &format!("/v1/trips/{id}/{step}"), &driver, body).await;
             if code != 200 {
-                eprintln!("fan-out: {step} failed: {reply}");
-                return None;
+                return Err(format!("{step} failed: {code} {reply}"));
             }
             let at = all_of(&mut seen, n, status).await?;
             out.each.extend(at.iter().map(|t| t.duration_since(sent)));
@@ -465,7 +540,14 @@ async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize) -> Option
     for mut sink in sinks {
         let _ = sink.send(Message::Close(None)).await;
     }
-    Some(out)
+    Ok(out)
+}
+
+/// Where the fan-out's own users are numbered from, and their phones.
+#[derive(Clone, Copy)]
+struct UserSetup<'a> {
+    first: usize,
+    phones: &'a Phones,
 }
 
 /// A staff socket subscribed to the `ops` channel until `until`, counting the snapshots it
@@ -473,12 +555,10 @@ async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize) -> Option
 async fn ops_watcher(
     addr: SocketAddr,
     admin: &str,
-    frames: Arc<std::sync::atomic::AtomicU64>,
+    frames: Arc<AtomicU64>,
     until: Instant,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let url = format!("ws://{addr}/v1/ws?token={admin}");
-    let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await.ok()?;
+    let mut ws = open_ws(addr, admin).await.ok()?;
     ws.send(Message::Text(json!({"type": "subscribe", "channel": "ops"}).to_string().into())).await.ok()?;
     Some(tokio::spawn(async move {
         let deadline = tokio::time::Instant::from_std(until);
@@ -486,144 +566,107 @@ async fn ops_watcher(
             if let Message::Text(text) = msg
                 && text.contains("\"ops_snapshot\"")
             {
-                frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                frames.fetch_add(1, Ordering::Relaxed);
             }
         }
         let _ = ws.send(Message::Close(None)).await;
     }))
 }
 
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-fn spawn_server(dir: &std::path::Path, admin: &str) -> (std::process::Child, SocketAddr) {
-    use std::io::{BufRead, BufReader};
-    let exe = std::env::current_exe().expect("own path");
-    let dispatchd = exe.with_file_name("dispatchd");
-    let config = dir.join("dispatch.toml");
-    // Open the per-user limits up: the run measures the engine and the server, not the
-    // rate limiter (which answers 429 in microseconds). Every connection comes from
-    // 127.0.0.1 and the fan-out's staff sockets all use the admin token: the per-address
-    // connection cap and the staff socket cap are opened up too (a server started
-    // without `--spawn` needs the same `[server]` keys for a large run).
-    std::fs::write(
-        &config,
-        "[server]\nmax_connections_per_ip = 1000000\nws_per_staff = 1000000\n\
-         [limits]\ntrip_create_per_min = 100000\naccept_per_min = 100000\nuser_per_min = 1000000\n\
-         ip_per_min = 100000\nopen_trips_per_rider = 100\nlocation_min_interval_ms = 500\n",
-    )
-    .expect("write config");
-    let mut child = std::process::Command::new(&dispatchd)
-        .args(["serve", "--dev", "--demo", "--demo-drivers", "0", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .env("DISPATCH_ADMIN_TOKEN", admin)
-        .env("DISPATCH_TOKEN_SECRET", "loadgen-token-secret-0123456789abcdef0123")
-        .env("DISPATCH_WEBHOOK_SECRET_SIM", "loadgen-webhook-secret-0123456789")
-        .env("DISPATCH_SMS_SINK", format!("file:{}", dir.join("sms.jsonl").display()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("dispatchd.log")).expect("log file"))
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {}: {e} (build it: cargo build --release -p dispatch-server)", dispatchd.display())
-        });
-    let stdout = child.stdout.take().expect("piped");
-    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            return (child, addr.trim().parse().expect("an address"));
-        }
+/// Prints a progress line to stderr every `every` until `until`.
+async fn progress(stats: Shared, start: Instant, until: Instant, every: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    while Instant::now() < until {
+        tick.tick().await;
+        let line = stats.lock().progress(start.elapsed());
+        err!("{line}");
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("dispatchd exited without listening; see {}", dir.join("dispatchd.log").display());
 }
 
-#[tokio::main]
-async fn main() {
-    let args = Arc::new(Args::parse());
-    let tmp = tempfile_dir();
-    let (mut child, addr, admin) = if args.spawn {
-        let admin = "loadgen-admin-token-0123456789abcdef".to_owned();
-        let (child, addr) = spawn_server(&tmp, &admin);
-        (Some(child), addr, admin)
+/// Says something that is not the report: on stdout for the text report, on stderr with `--json`.
+fn say(json: bool, text: &str) {
+    if json {
+        err!("{text}");
     } else {
-        let addr = args.addr.expect("--addr HOST:PORT (or --spawn)");
-        let admin = args.admin_token.clone().or_else(|| std::env::var("DISPATCH_ADMIN_TOKEN").ok());
-        (None, addr, admin.expect("--admin-token (or DISPATCH_ADMIN_TOKEN)"))
+        out!("{text}");
+    }
+}
+
+/// The run: setup, load, correctness checks, fan-out. Answers the report, or what stopped it.
+async fn run(args: Arc<Args>) -> Result<Report, Error> {
+    if args.drivers + args.riders > MAX_USERS {
+        return Err(Error::Usage(format!("at most {MAX_USERS} drivers and riders together")));
+    }
+    let spawned = if args.spawn { Some(spawn::Spawned::start(args.port.unwrap_or(0))?) } else { None };
+    let (addr, admin) = match &spawned {
+        Some(s) => (s.addr, spawn::ADMIN_TOKEN.to_owned()),
+        None => {
+            let addr = args.addr.ok_or_else(|| Error::Usage("give --addr HOST:PORT or --spawn".into()))?;
+            let admin = args.admin_token.clone().or_else(|| std::env::var("DISPATCH_ADMIN_TOKEN").ok());
+            (addr, admin.ok_or_else(|| Error::Usage("give --admin-token (or set DISPATCH_ADMIN_TOKEN)".into()))?)
+        }
     };
-    println!(
-        "dispatch-loadgen → {addr}: {} drivers, {} riders, {} trips/s, {} s",
-        args.drivers, args.riders, args.trip_rate, args.seconds
+    say(
+        args.json,
+        &format!(
+            "dispatch-loadgen → {addr}: {} drivers, {} riders, {} trips/s, {} s",
+            args.drivers, args.riders, args.trip_rate, args.seconds
+        ),
     );
 
     let mut http = Http::new(addr);
-    let mut drivers = Vec::new();
+    await_zone(&mut http, &admin).await?;
+    let phones = Phones { run: rand::random_range(0..1000) };
+    let mut drivers = Vec::with_capacity(args.drivers);
     for n in 0..args.drivers {
-        drivers.push(create_user(&mut http, &admin, "driver", n).await);
+        drivers.push(create_user(&mut http, &admin, "driver", n, &phones).await?);
     }
-    let mut riders = Vec::new();
+    let mut riders = Vec::with_capacity(args.riders);
     for n in 0..args.riders {
-        riders.push(create_user(&mut http, &admin, "rider", args.drivers + n).await);
+        riders.push(create_user(&mut http, &admin, "rider", args.drivers + n, &phones).await?);
     }
 
     let stats: Shared = Arc::new(Mutex::new(Stats::default()));
     let start = Instant::now();
     let until = start + Duration::from_secs(args.seconds);
+    let ticker = (args.progress_s > 0)
+        .then(|| tokio::spawn(progress(Arc::clone(&stats), start, until, Duration::from_secs(args.progress_s))));
     let mut tasks = Vec::new();
-    for (i, (_, token)) in drivers.iter().enumerate() {
-        tasks.push(tokio::spawn(driver(
-            addr,
-            token.clone(),
-            Arc::clone(&args),
-            args.seed * 1_000_003 + i as u64,
-            Arc::clone(&stats),
-            until,
-        )));
+    for (i, token) in drivers.into_iter().enumerate() {
+        let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
+        tasks.push(tokio::spawn(driver(addr, token, Arc::clone(&args), seed, Arc::clone(&stats), until)));
     }
     // Staff watching the live map: each socket gets the whole city once a second.
-    let ops_frames = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ops_frames = Arc::new(AtomicU64::new(0));
     let mut watchers = Vec::new();
     for i in 0..args.ops_sockets {
         match ops_watcher(addr, &admin, Arc::clone(&ops_frames), until).await {
             Some(task) => watchers.push(task),
             None => {
-                eprintln!("ops socket {i} could not subscribe");
+                err!("ops socket {i} could not subscribe");
                 break;
             }
         }
     }
     // Each rider books every `gap`, so all together make `trip_rate` a second.
-    let gap = Duration::from_secs_f64(args.riders as f64 / args.trip_rate.max(0.001));
-    for (i, (_, token)) in riders.iter().enumerate() {
-        tasks.push(tokio::spawn(rider(
-            addr,
-            token.clone(),
-            gap,
-            args.seed * 7_919 + i as u64,
-            Arc::clone(&stats),
-            until,
-        )));
+    let gap = Duration::from_secs_f64((args.riders as f64 / args.trip_rate.max(0.001)).min(3600.0));
+    for (i, token) in riders.into_iter().enumerate() {
+        let seed = args.seed.wrapping_mul(7_919).wrapping_add(i as u64);
+        tasks.push(tokio::spawn(rider(addr, token, gap, seed, Arc::clone(&stats), until)));
     }
     for t in tasks {
         let _ = t.await;
     }
     let elapsed = start.elapsed();
+    if let Some(t) = ticker {
+        t.abort();
+    }
     for w in watchers.drain(..) {
         let _ = w.await;
     }
-    if args.ops_sockets > 0 {
-        let frames = ops_frames.load(std::sync::atomic::Ordering::Relaxed);
-        println!("ops channel: {} staff sockets, {frames} snapshots received during the load", args.ops_sockets);
-    }
 
     // Correctness, through the staff API.
-    let stats = Arc::try_unwrap(stats).ok().expect("every task ended").into_inner();
+    let stats = std::mem::take(&mut *stats.lock());
     let mut lost = 0;
     let mut holders: HashMap<String, u32> = HashMap::new();
     for id in stats.created.keys() {
@@ -639,90 +682,72 @@ async fn main() {
         }
     }
     let double_wins = stats.wins.values().filter(|&&n| n > 1).count();
-    let double_held = holders.values().filter(|&&n| n > 1).count();
-
-    let http_requests: usize =
-        stats.latency.iter().filter(|(name, _)| !name.starts_with("ws ")).map(|(_, v)| v.len()).sum();
-    println!(
-        "\n{:<40} {:>8} {:>9} {:>9} {:>9} {:>9}",
-        "endpoint / message", "count", "p50 ms", "p95 ms", "p99 ms", "max ms"
-    );
-    for (name, mut v) in stats.latency {
-        v.sort();
-        println!(
-            "{name:<40} {:>8} {:>9} {:>9} {:>9} {:>9}",
-            v.len(),
-            ms(pct(&v, 0.5)),
-            ms(pct(&v, 0.95)),
-            ms(pct(&v, 0.99)),
-            ms(v[v.len() - 1])
-        );
-    }
-    let mut ttm = stats.time_to_match;
-    ttm.sort();
-    if !ttm.is_empty() {
-        println!(
-            "{:<40} {:>8} {:>9} {:>9} {:>9} {:>9}",
-            "time to match (created → accepted)",
-            ttm.len(),
-            ms(pct(&ttm, 0.5)),
-            ms(pct(&ttm, 0.95)),
-            ms(pct(&ttm, 0.99)),
-            ms(ttm[ttm.len() - 1])
-        );
-    }
-    let offered = stats.offers.len().max(1);
-    println!(
-        "\ntrips created {}, won {}, offers per offered trip {:.2}",
-        stats.created.len(),
-        stats.wins.len(),
-        stats.offers.values().sum::<u32>() as f64 / offered as f64
-    );
-    println!(
-        "HTTP requests {http_requests} in {:.1} s: {:.0}/s",
-        elapsed.as_secs_f64(),
-        http_requests as f64 / elapsed.as_secs_f64()
-    );
-    println!("errors by code:");
-    for (k, n) in &stats.errors {
-        println!("  {k}: {n}");
-    }
-    println!(
-        "\ncorrectness: lost acknowledged trips {lost}, trips won twice {double_wins}, drivers holding two open trips {double_held}"
-    );
-    let mut fanout_failed = false;
+    let asked = Asked {
+        target: addr.to_string(),
+        drivers: args.drivers,
+        riders: args.riders,
+        trip_rate: args.trip_rate,
+        seconds: args.seconds,
+    };
+    let mut report = Report::new(stats, asked, elapsed);
+    report.lost = lost;
+    report.double_wins = double_wins;
+    report.double_held = holders.values().filter(|&&n| n > 1).count();
+    report.ops = (args.ops_sockets > 0).then(|| (args.ops_sockets, ops_frames.load(Ordering::Relaxed)));
     if args.fanout > 0 {
-        match fanout(addr, &admin, args.fanout, args.fanout_trips).await {
-            Some(Fanout { mut last, mut each }) => {
-                last.sort();
-                each.sort();
-                println!("\nfan-out: {} trip changes, each to {} staff sockets", last.len(), args.fanout);
-                for (name, v) in [("last socket of each change", &last), ("every socket's frame", &each)] {
-                    println!(
-                        "{name:<40} {:>8} {:>9} {:>9} {:>9} {:>9}",
-                        v.len(),
-                        ms(pct(v, 0.5)),
-                        ms(pct(v, 0.95)),
-                        ms(pct(v, 0.99)),
-                        ms(v[v.len() - 1])
-                    );
-                }
-            }
-            None => fanout_failed = true,
-        }
+        let users = UserSetup { first: args.drivers + args.riders, phones: &phones };
+        let figures = fanout(addr, &admin, args.fanout, args.fanout_trips, users).await.map(|Fanout { last, each }| {
+            FanoutFigures { sockets: args.fanout, last: Summary::of_unsorted(last), each: Summary::of_unsorted(each) }
+        });
+        report.fanout = Some(figures);
     }
-    if let Some(c) = child.as_mut() {
-        let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        let _ = c.wait();
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
-    if lost + double_wins + double_held > 0 || fanout_failed {
-        std::process::exit(1);
-    }
+    drop(spawned);
+    Ok(report)
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dispatch-loadgen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Arc::new(Args::parse());
+    let thresholds =
+        Thresholds { p99: args.max_p99_ms.clone(), error_rate: args.max_error_rate, min_trips: args.min_trips };
+    let report = match run(Arc::clone(&args)).await {
+        Ok(report) => report,
+        Err(e) => {
+            err!("dispatch-loadgen: {e}");
+            if args.json {
+                out!("{}", json!({"error": e.to_string()}));
+            }
+            return ExitCode::from(1);
+        }
+    };
+    let verdicts = thresholds.judge(&report);
+    for v in verdicts.iter().filter(|v| !v.ok) {
+        err!("dispatch-loadgen: threshold {}", v.text());
+    }
+    let failed = report.incorrect() || matches!(report.fanout, Some(Err(_)));
+    let code = if failed {
+        1
+    } else if verdicts.iter().any(|v| !v.ok) {
+        3
+    } else {
+        0
+    };
+    if args.json {
+        let mut v = report.json();
+        v["thresholds"] = verdicts.iter().map(report::Verdict::json).collect();
+        v["exit_code"] = json!(code);
+        out!("{v}");
+    } else {
+        out!("{}", report.text());
+        if !verdicts.is_empty() {
+            out!("\nthresholds:");
+            for v in &verdicts {
+                out!("  {}", v.text());
+            }
+        }
+    }
+    if let Some(Err(why)) = &report.fanout {
+        err!("dispatch-loadgen: the fan-out failed: {why}");
+    }
+    ExitCode::from(code)
 }
