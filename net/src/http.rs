@@ -31,7 +31,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::hex::hex_val;
-use crate::ratelimit::Quota;
 
 /// What every handler answers.
 pub type Resp = Response<Full<Bytes>>;
@@ -234,13 +233,6 @@ impl ApiError {
         }
         r
     }
-}
-
-/// Sets `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` from `q`.
-pub fn quota_headers(h: &mut HeaderMap, q: Quota) {
-    h.insert("ratelimit-limit", HeaderValue::from(q.limit));
-    h.insert("ratelimit-remaining", HeaderValue::from(q.remaining));
-    h.insert("ratelimit-reset", HeaderValue::from(q.reset_s));
 }
 
 impl From<dispatch_core::Error> for ApiError {

@@ -126,7 +126,9 @@ impl Finish {
         // A refusal sets its own (`http::ApiError::into_response`); any other answer of a
         // limited caller says what is left of the tightest quota it was counted against.
         if let (Some(q), false) = (quota, h.contains_key("ratelimit-remaining")) {
-            http::quota_headers(h, q);
+            h.insert("ratelimit-limit", HeaderValue::from(q.limit));
+            h.insert("ratelimit-remaining", HeaderValue::from(q.remaining));
+            h.insert("ratelimit-reset", HeaderValue::from(q.reset_s));
         }
         cors::answer_headers(cors_origins, &self.cors, h);
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
