@@ -98,6 +98,7 @@ pub fn webhook_secret_var(gateway: &str) -> String {
 /// proxy_header = "x-forwarded-for"   # or "forwarded" (RFC 7239 for=)
 /// # tls_cert = "/etc/dispatch/cert.pem"   # both set: HTTPS and wss:// only, with HSTS
 /// # tls_key = "/etc/dispatch/key.pem"
+/// cors_origins = []              # browser origins allowed cross-origin, e.g. ["https://ops.example.com"], or ["*"]
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -126,6 +127,9 @@ pub struct ServerSection {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Origins (`scheme://host[:port]`) whose pages may call the API from a browser
+    /// (CORS, `crate::cors`), or `["*"]` for any; empty: same-origin pages only.
+    pub cors_origins: Vec<String>,
 }
 
 /// Largest zone upload, bytes (API.md: 1 MiB).
@@ -147,6 +151,7 @@ impl Default for ServerSection {
             proxy_header: crate::proxy::ProxyHeader::XForwardedFor,
             tls_cert: None,
             tls_key: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -181,7 +186,7 @@ impl ServerSection {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("server.tls_cert and server.tls_key go together: set both, or neither".into());
         }
-        Ok(())
+        crate::cors::validate(&self.cors_origins)
     }
 }
 
@@ -495,6 +500,20 @@ mod tests {
         assert!(Config::parse("[nope]\n").is_err());
         let c = Config::parse("[limits]\nuser_per_min = 5\n[dispatch]\ntimeout_s = 60").unwrap();
         assert_eq!((c.limits.user_per_min, c.rules().timeout_s, c.limits.ip_per_min), (5, 60, 60));
+    }
+
+    #[test]
+    fn cors_origins_default_to_none_and_are_checked_at_start() {
+        assert!(Config::parse("").unwrap().server.cors_origins.is_empty());
+        let c = Config::parse("[server]\ncors_origins = [\"https://ops.example.com\", \"http://localhost:3000\"]\n");
+        assert_eq!(c.unwrap().server.cors_origins.len(), 2);
+        assert!(Config::parse("[server]\ncors_origins = [\"*\"]\n").is_ok());
+        for bad in
+            ["[\"https://ops.example.com/\"]", "[\"ops.example.com\"]", "[\"*\", \"https://a.example\"]", "\"*\""]
+        {
+            let e = Config::parse(&format!("[server]\ncors_origins = {bad}\n")).unwrap_err();
+            assert!(e.contains("cors_origins") || e.contains("invalid type"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -3,14 +3,21 @@
 //! RFC 3339 times.
 //!
 //! Guarantees:
-//! - every error is `{"error":{"code","message"}}` with the status API.md gives its code
-//!   ([`status_of`] is the one table; [`ApiError::from_core`] the one mapping of engine
-//!   errors);
+//! - every error is `{"error":{"type","code","message","request_id"}}` with the status
+//!   API.md gives its code ([`status_of`] is the one table; [`ApiError::from_core`] the
+//!   one mapping of engine errors); `type` is Stripe's class of the status
+//!   ([`error_type`]); `request_id` is the answer's `X-Request-Id`; an error about
+//!   fields adds `param` (the first) and `details` (every one, [`FieldError`]);
+//! - every error carries `Cache-Control: no-store`; every `401` carries
+//!   `WWW-Authenticate: Bearer realm="dispatch"` (with `error="invalid_token"` when a
+//!   token was presented and refused, RFC 6750);
 //! - a body over its limit is refused with `413 payload_too_large` as soon as the limit is
 //!   crossed (by `Content-Length`, or while reading): an oversized body is never read whole;
 //! - malformed JSON is `invalid_json`; well-formed JSON with unknown or mistyped fields is
 //!   `invalid_request`;
-//! - 429 and 503 answers carry `Retry-After` in whole seconds, at least 1;
+//! - 429 and 503 answers carry `Retry-After` in whole seconds, at least 1; a `429` also
+//!   carries `RateLimit-Remaining: 0` and `RateLimit-Reset` (= `Retry-After`), and
+//!   `RateLimit-Limit` when the refusal is a per-minute quota of `[limits]`;
 //! - a body must arrive within [`BODY_READ_TIMEOUT`] (headers: 30 s, in `listener`).
 
 use std::borrow::Cow;
@@ -18,8 +25,9 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::header::{CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{HeaderMap, Response, StatusCode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::hex::hex_val;
@@ -38,7 +46,46 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After` (429 and 503).
     pub retry_after_s: Option<u64>,
+    /// The field the error is about (the first of `details`), e.g. `pickup.lat`, or a
+    /// header (`Idempotency-Key`).
+    pub param: Option<String>,
+    /// Every invalid field, when the error is about fields ([`ApiError::with_fields`]).
+    pub details: Vec<FieldError>,
+    /// The requests per minute of the quota a `429` refused (`RateLimit-Limit`; the
+    /// other `RateLimit-*` headers follow from `Retry-After`).
+    pub rate_limit: Option<u32>,
+    /// A bearer token was presented and refused: a `401` says `error="invalid_token"`.
+    pub invalid_token: bool,
 }
+
+/// One invalid field of a request: `{"param","code","message"}` in `error.details`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// Where the field is: a dotted path in the body (`pickup.lat`), or a header's name.
+    pub param: String,
+    /// The error code of API.md this field alone would get.
+    pub code: &'static str,
+    /// For people.
+    pub message: String,
+}
+
+/// Stripe's class of an error, from its status: `authentication_error` (401, 403),
+/// `rate_limit_error` (429), `api_error` (5xx and anything not a client error),
+/// `invalid_request_error` (every other 4xx).
+pub fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 | 403 => "authentication_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// `WWW-Authenticate` of every `401` (RFC 6750).
+pub const WWW_AUTHENTICATE_BEARER: &str = "Bearer realm=\"dispatch\"";
+
+/// `WWW-Authenticate` of a `401` that refused a presented token (RFC 6750 §3.1).
+pub const WWW_AUTHENTICATE_INVALID_TOKEN: &str = "Bearer realm=\"dispatch\", error=\"invalid_token\"";
 
 /// The status of each error code of API.md (unknown codes are 500).
 pub fn status_of(code: &str) -> StatusCode {
@@ -75,7 +122,30 @@ impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         let status = status_of(code);
         let retry_after_s = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(UNAVAILABLE_RETRY_S);
-        ApiError { status, code, message: message.into(), retry_after_s }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after_s,
+            param: None,
+            details: Vec::new(),
+            rate_limit: None,
+            invalid_token: false,
+        }
+    }
+
+    /// The same error about these fields: `details` lists them all, `param` names the
+    /// first.
+    pub fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
+        self.param = fields.first().map(|f| f.param.clone());
+        self.details = fields;
+        self
+    }
+
+    /// The same error about one field or header (`param`, and `details` with it alone).
+    pub fn with_param(self, param: &str) -> Self {
+        let field = FieldError { param: param.to_owned(), code: self.code, message: self.message.clone() };
+        self.with_fields(vec![field])
     }
 
     /// `400 invalid_request`.
@@ -93,6 +163,13 @@ impl ApiError {
         let mut e = Self::new("rate_limited", format!("too many requests ({what}); retry in {retry_after_s} s"));
         e.retry_after_s = Some(retry_after_s.max(1));
         e
+    }
+
+    /// The same `429`, refused by a per-minute quota of `limit` requests
+    /// (`RateLimit-Limit`).
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.rate_limit = Some(limit);
+        self
     }
 
     /// The one mapping of engine errors to the HTTP contract. Internal and storage
@@ -114,12 +191,45 @@ impl ApiError {
         }
     }
 
-    /// The response.
-    pub fn into_response(self) -> Resp {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        let mut r = json_response(self.status, &body);
+    /// The body: `{"error":{"type","code","message","request_id","param"?,"details"?}}`.
+    pub fn body(&self, request_id: &str) -> serde_json::Value {
+        let mut error = serde_json::json!({
+            "type": error_type(self.status),
+            "code": self.code,
+            "message": self.message,
+            "request_id": request_id,
+        });
+        if let Some(param) = &self.param {
+            error["param"] = serde_json::Value::from(param.as_str());
+        }
+        if !self.details.is_empty() {
+            error["details"] = serde_json::to_value(&self.details).unwrap_or_default();
+        }
+        serde_json::json!({ "error": error })
+    }
+
+    /// The response of the request `request_id` (the caller sets the `X-Request-Id`
+    /// header to the same value).
+    pub fn into_response(self, request_id: &str) -> Resp {
+        let mut r = json_response(self.status, &self.body(request_id));
+        let h = r.headers_mut();
+        // An error may name a user, a trip or a phone's state: never cached.
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(s) = self.retry_after_s {
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s.max(1)));
+            h.insert(RETRY_AFTER, HeaderValue::from(s.max(1)));
+        }
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            // Lock-outs and caps of the engine and the socket hub are no per-minute quota:
+            // they say no limit, only that nothing is left until `Retry-After`.
+            if let Some(limit) = self.rate_limit {
+                h.insert("ratelimit-limit", HeaderValue::from(limit));
+            }
+            h.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            h.insert("ratelimit-reset", HeaderValue::from(self.retry_after_s.unwrap_or(1).max(1)));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            let v = if self.invalid_token { WWW_AUTHENTICATE_INVALID_TOKEN } else { WWW_AUTHENTICATE_BEARER };
+            h.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
         }
         r
     }
@@ -279,6 +389,41 @@ pub fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| format!("req_{}", crate::hex::random_hex(8)))
 }
 
+/// A valid W3C Trace Context `traceparent` of a request: its trace and the caller's span.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceParent {
+    /// 32 lower-case hex digits, not all zero.
+    pub trace_id: String,
+    /// The caller's span: 16 lower-case hex digits, not all zero.
+    pub parent_id: String,
+}
+
+/// The request's `traceparent` (W3C Trace Context, level 1) when it is valid:
+/// `<version>-<trace-id>-<parent-id>-<flags>`, lower-case hex; version `ff` is invalid,
+/// version `00` has exactly these four fields, a later version may add fields after a
+/// `-`. An invalid or repeated header is ignored (a request is never refused for it).
+pub fn traceparent(headers: &HeaderMap) -> Option<TraceParent> {
+    let mut all = headers.get_all("traceparent").iter();
+    let v = all.next()?.to_str().ok()?;
+    if all.next().is_some() {
+        return None;
+    }
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let (version, rest) = v.split_at_checked(2)?;
+    if !hex(version, 2) || version == "ff" || (version == "00" && v.len() != 55) {
+        return None;
+    }
+    let fields = rest.get(..53)?;
+    if v.len() > 55 && v.as_bytes()[55] != b'-' {
+        return None;
+    }
+    let (trace_id, parent_id, flags) = (fields.get(1..33)?, fields.get(34..50)?, fields.get(51..53)?);
+    let dashes = [0, 33, 50].iter().all(|&i| fields.as_bytes()[i] == b'-');
+    let nonzero = |s: &str| s.bytes().any(|b| b != b'0');
+    (dashes && hex(trace_id, 32) && hex(parent_id, 16) && hex(flags, 2) && nonzero(trace_id) && nonzero(parent_id))
+        .then(|| TraceParent { trace_id: trace_id.to_owned(), parent_id: parent_id.to_owned() })
+}
+
 /// Default page size of a list.
 pub const DEFAULT_LIMIT: usize = 50;
 /// Largest page size of a list.
@@ -415,7 +560,7 @@ mod tests {
                 let e = ApiError::new(code, "x");
                 assert_eq!((e.status.as_u16(), e.code), (status, *code));
                 // 429 and 503 always say when to come back.
-                let r = e.into_response();
+                let r = e.into_response("req_t");
                 assert_eq!(r.status().as_u16(), status);
                 if status == 503 {
                     assert_eq!(r.headers()[RETRY_AFTER], "1", "{code}");
@@ -425,12 +570,107 @@ mod tests {
         }
         assert_eq!(codes, 25, "API.md's table has 25 codes");
         assert_eq!(status_of("no_such_code"), StatusCode::INTERNAL_SERVER_ERROR);
-        let r = ApiError::rate_limited(7, "test").into_response();
+        let r = ApiError::rate_limited(7, "test").with_limit(60).into_response("req_t");
         assert_eq!((r.status().as_u16(), &r.headers()[RETRY_AFTER]), (429, &HeaderValue::from(7u64)));
         let e = ApiError::from_core(&dispatch_core::Error::Overloaded);
         assert_eq!((e.status, e.code, e.retry_after_s), (StatusCode::SERVICE_UNAVAILABLE, "overloaded", Some(1)));
-        let r = e.into_response();
+        let r = e.into_response("req_t");
         assert_eq!(r.headers()[RETRY_AFTER], "1");
+    }
+
+    /// The body of an error, parsed back.
+    fn body_of(r: Resp) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let bytes = futures_util::FutureExt::now_or_never(r.into_body().collect())
+            .expect("a full body is ready at once")
+            .expect("infallible")
+            .to_bytes();
+        serde_json::from_slice(&bytes).expect("an error body is JSON")
+    }
+
+    #[test]
+    fn every_code_has_the_type_of_its_status() {
+        let mut seen = 0;
+        let extra: [(u16, &[&str]); 2] = [(405, &["method_not_allowed"]), (500, &["internal", "unavailable"])];
+        for (status, row) in API_MD_ERRORS.iter().chain(extra.iter()) {
+            for code in *row {
+                let want = match status {
+                    401 | 403 => "authentication_error",
+                    429 => "rate_limit_error",
+                    400..=499 => "invalid_request_error",
+                    _ => "api_error",
+                };
+                let e = ApiError::new(code, "x");
+                assert_eq!(error_type(e.status), want, "{code}");
+                let body = body_of(e.into_response("req_1"));
+                assert_eq!(body["error"]["type"], want, "{code}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 28);
+        // `unavailable` is a 503 (the row above only names it): a server-side class too.
+        assert_eq!(error_type(status_of("unavailable")), "api_error");
+        assert_eq!(error_type(status_of("read_only")), "api_error");
+    }
+
+    #[test]
+    fn an_error_body_has_its_type_request_id_and_fields() {
+        let e = ApiError::invalid("two fields are wrong").with_fields(vec![
+            FieldError { param: "pickup.lat".into(), code: "invalid_coordinates", message: "out of range".into() },
+            FieldError { param: "category".into(), code: "invalid_request", message: "unknown".into() },
+        ]);
+        let r = e.into_response("req_abc");
+        assert_eq!(r.headers()[CACHE_CONTROL], "no-store");
+        let body = body_of(r);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {
+            "type": "invalid_request_error", "code": "invalid_request", "message": "two fields are wrong",
+            "request_id": "req_abc", "param": "pickup.lat",
+            "details": [
+                {"param": "pickup.lat", "code": "invalid_coordinates", "message": "out of range"},
+                {"param": "category", "code": "invalid_request", "message": "unknown"},
+            ]}})
+        );
+        // Without fields: neither `param` nor `details`.
+        let body = body_of(ApiError::not_found("trip").into_response("req_x"));
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"type": "invalid_request_error", "code": "not_found",
+                "message": "trip not found", "request_id": "req_x"}})
+        );
+        let one = ApiError::invalid("bad key").with_param("Idempotency-Key");
+        assert_eq!(one.param.as_deref(), Some("Idempotency-Key"));
+        assert_eq!(one.details[0].code, "invalid_request");
+    }
+
+    #[test]
+    fn a_401_says_bearer_and_a_429_its_quota() {
+        let r = ApiError::new("unauthorized", "x").into_response("r");
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"dispatch\"");
+        let mut e = ApiError::new("unauthorized", "x");
+        e.invalid_token = true;
+        let r = e.into_response("r");
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer realm=\"dispatch\", error=\"invalid_token\"");
+        assert!(!ApiError::new("forbidden", "x").into_response("r").headers().contains_key(WWW_AUTHENTICATE));
+
+        let r = ApiError::rate_limited(7, "test").with_limit(60).into_response("r");
+        let h = r.headers();
+        assert_eq!(
+            (&h["ratelimit-limit"], &h["ratelimit-remaining"]),
+            (&HeaderValue::from(60u32), &HeaderValue::from(0u32))
+        );
+        assert_eq!(h["ratelimit-reset"], h[RETRY_AFTER]);
+        // An engine lock-out is no per-minute quota: no limit named, the rest the same.
+        let lock = dispatch_core::DomainError::RateLimited { what: "locked", retry_after_s: 90 };
+        let r = ApiError::from(lock).into_response("r");
+        let h = r.headers();
+        assert!(!h.contains_key("ratelimit-limit"));
+        assert_eq!(
+            (&h["ratelimit-remaining"], &h["ratelimit-reset"]),
+            (&HeaderValue::from(0u32), &HeaderValue::from(90u64))
+        );
+        assert!(!ApiError::invalid("x").into_response("r").headers().contains_key("ratelimit-remaining"));
     }
 
     #[test]
@@ -446,6 +686,44 @@ mod tests {
         assert_eq!(parse_json::<S>(b"{\"a\":\"x\"}", false).unwrap_err().code, "invalid_request");
         assert_eq!(parse_json::<S>(b"", false).unwrap_err().code, "invalid_json");
         assert!(parse_json::<serde_json::Value>(b"", true).is_ok());
+    }
+
+    #[test]
+    fn traceparent_is_taken_only_when_valid() {
+        let tp = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("traceparent", HeaderValue::from_str(v).unwrap());
+            traceparent(&h)
+        };
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            tp(good),
+            Some(TraceParent {
+                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                parent_id: "00f067aa0ba902b7".into()
+            })
+        );
+        // A later version may carry more fields after a dash.
+        assert!(tp("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra").is_some());
+        for bad in [
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", // 00 has 4 fields
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+            "garbage",
+            "",
+        ] {
+            assert_eq!(tp(bad), None, "{bad}");
+        }
+        let mut two = HeaderMap::new();
+        two.append("traceparent", HeaderValue::from_static(good));
+        two.append("traceparent", HeaderValue::from_static(good));
+        assert_eq!(traceparent(&two), None, "a repeated header is ignored");
     }
 
     #[test]

@@ -45,7 +45,9 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod compress;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod fault;
 pub mod gateways;

@@ -194,9 +194,10 @@ async fn serve_http<I>(
         async move {
             let client = app.proxies.client_ip(peer.ip(), req.headers());
             let mut resp: Resp = if probe && !is_probe_request(&req) {
+                let request_id = crate::http::request_id(req.headers());
                 let mut r = ApiError::new("overloaded", "the server is at its connection limit; try again shortly")
-                    .into_response();
-                if let Ok(v) = HeaderValue::from_str(&crate::http::request_id(req.headers())) {
+                    .into_response(&request_id);
+                if let Ok(v) = HeaderValue::from_str(&request_id) {
                     r.headers_mut().insert("x-request-id", v);
                 }
                 r

@@ -103,6 +103,20 @@ impl Subject {
     }
 }
 
+/// What is left of a subject's quota, for the `RateLimit-Limit`, `RateLimit-Remaining`
+/// and `RateLimit-Reset` headers (draft-ietf-httpapi-ratelimit-headers, the three-field
+/// form): the class's requests per minute, the requests that would pass now, and the
+/// whole seconds until the bucket is full again (on a refusal: `Retry-After`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// Requests a minute (the burst).
+    pub limit: u32,
+    /// Requests that would pass now.
+    pub remaining: u32,
+    /// Seconds until the whole quota is back (a refusal: until the next request passes).
+    pub reset_s: u64,
+}
+
 /// A monotonic nanosecond clock.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -197,6 +211,17 @@ impl RateLimiter {
 
     /// Counts one request; `Err(retry_after_s)` when over the limit (nothing counted).
     pub fn check(&self, class: Class, subject: Subject) -> Result<(), u64> {
+        self.check_quota(class, subject).map(|_| ())
+    }
+
+    /// Requests a class allows per minute (its burst): `RateLimit-Limit`.
+    pub fn limit_of(&self, class: Class) -> u32 {
+        self.per_min[class.index()].max(1)
+    }
+
+    /// [`check`](RateLimiter::check), telling what is left of the subject's quota after
+    /// this request (the `RateLimit-*` headers of the answer).
+    pub fn check_quota(&self, class: Class, subject: Subject) -> Result<Quota, u64> {
         let subject = subject.key();
         let (interval, burst) = self.gcra(class);
         let mut shard = self.shard(class, &subject).lock();
@@ -219,7 +244,10 @@ impl RateLimiter {
             // Updates only move a bucket's expiry later; a new one may be the earliest.
             shard.next_expiry = shard.next_expiry.min(new_tat);
         }
-        Ok(())
+        // Whole requests that would still pass now: the room left under the burst, in
+        // intervals; the bucket is full again once its theoretical arrival time is past.
+        let remaining = u32::try_from((burst - ahead) / interval).unwrap_or(u32::MAX);
+        Ok(Quota { limit: self.limit_of(class), remaining, reset_s: ahead.div_ceil(SECOND_NS) })
     }
 
     /// Whether a request would pass now, counting nothing: `Err(retry_after_s)` when
@@ -289,6 +317,22 @@ mod tests {
         // Other subjects and classes have their own buckets.
         assert_eq!(l.check(Class::User, Subject::User(2)), Ok(()));
         assert_eq!(l.check(Class::Accept, u), Ok(()));
+    }
+
+    #[test]
+    fn the_quota_counts_down_and_tells_when_it_is_whole_again() {
+        let (l, now) = limiter(100);
+        let u = Subject::User(1);
+        assert_eq!(l.limit_of(Class::User), 6);
+        // 6 a minute: a request every 10 s, a burst of 6.
+        for left in (0..6).rev() {
+            let q = l.check_quota(Class::User, u).unwrap();
+            assert_eq!((q.limit, q.remaining), (6, left));
+            assert_eq!(q.reset_s, (6 - u64::from(left)) * 10, "the bucket refills one slot per 10 s");
+        }
+        assert_eq!(l.check_quota(Class::User, u), Err(10));
+        now.fetch_add(25_000 * MS, Ordering::SeqCst); // 2.5 slots back
+        assert_eq!(l.check_quota(Class::User, u), Ok(Quota { limit: 6, remaining: 1, reset_s: 45 }));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use crate::hub::Hub;
 use crate::hub::caps::SocketCaps;
 use crate::metrics::Metrics;
 use crate::proxy::TrustedProxies;
-use crate::ratelimit::{Class, RateLimiter, Subject};
+use crate::ratelimit::{Class, Quota, RateLimiter, Subject};
 use crate::sms::SmsSink;
 
 /// The longest one frame may take to be written to a client before the socket is closed
@@ -186,12 +186,14 @@ impl App {
         crate::auth::authenticate(&self.keys, token, SystemClock.now().as_secs(), |id| self.engine.user(id))
     }
 
-    /// Counts a request to the route named `route` against a bucket: `429` with
-    /// `Retry-After` when over (the message names the class and the route).
-    pub fn limit(&self, route: &str, class: Class, subject: Subject) -> Result<(), ApiError> {
-        self.limiter.check(class, subject).map_err(|retry| {
+    /// Counts a request to the route named `route` against a bucket: what is left of
+    /// its quota, or `429` with `Retry-After` and `RateLimit-*` when over (the message
+    /// names the class and the route).
+    pub fn limit(&self, route: &str, class: Class, subject: Subject) -> Result<Quota, ApiError> {
+        self.limiter.check_quota(class, subject).map_err(|retry| {
             self.metrics.rate_limited(class.as_str());
             ApiError::rate_limited(retry, &format!("{} limit on {}", class.as_str(), route))
+                .with_limit(self.limiter.limit_of(class))
         })
     }
 

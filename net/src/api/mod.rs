@@ -6,22 +6,29 @@
 //! `impl Ctx` over the helpers here (the caller, the body, submitting a command, the
 //! trip the caller may see).
 //!
-//! Pipeline of every request ([`handle`]): request id → route match → authentication
-//! (skipped on routes open to anyone, which ignore `Authorization`) → rate limits → the
-//! route's permission ([`crate::auth::authorize`]) → body (limited, strict JSON) →
-//! handler → engine command (never blocking a runtime thread: the engine answers through
-//! a oneshot) or a read of the engine's view → response with `X-Request-Id`, one JSON log
-//! line and metrics.
+//! Pipeline of every request ([`handle`]): request id and `traceparent` → `OPTIONS`
+//! (answered from the route table, [`conventions`]) or route match (`HEAD` as `GET`) →
+//! authentication (skipped on routes open to anyone, which ignore `Authorization`) → rate
+//! limits → the route's permission ([`crate::auth::authorize`]) → `Idempotency-Key` →
+//! body (limited, strict JSON) → handler → engine command (never blocking a runtime
+//! thread: the engine answers through a oneshot) or a read of the engine's view →
+//! response finished by [`conventions::Finish`] (`X-Request-Id`, `Cache-Control`,
+//! `RateLimit-*`, CORS, gzip, `HEAD`'s empty body), one JSON log line and metrics.
 //!
 //! Guarantees: paths, status codes and error codes are API.md's; each route's rights are
 //! declared once, in [`Endpoint::spec`]; a state-changing POST with `Idempotency-Key`
 //! runs at most once per (principal, key), replays answer `Idempotent-Replayed: true`,
-//! and a key already in flight is `409 idempotency_key_in_use`; every answer but the
-//! console's static files carries `Cache-Control: no-store` (tokens, personal data).
+//! and a key already in flight is `409 idempotency_key_in_use`; a key that is empty,
+//! over 255 characters, not printable ASCII or repeated is `400 invalid_request` before
+//! anything runs; every answer but the console's static files carries
+//! `Cache-Control: no-store` (tokens, personal data), errors everywhere; every error
+//! body's `request_id` is the answer's `X-Request-Id`; a `405` lists the path's methods
+//! in `Allow`.
 
 mod admin;
 mod auth;
 mod console;
+pub mod conventions;
 mod drivers;
 mod money;
 pub mod routes;
@@ -47,44 +54,49 @@ use serde_json::json;
 
 use crate::auth::{Allow, Principal};
 use crate::http::{self, ApiError, Query, Resp, json_response, lat_lng, parse_json};
-use crate::ratelimit::{Class, Subject};
+use crate::ratelimit::{Class, Quota, Subject};
 use crate::render;
 use crate::server::App;
-use console::{console_headers, is_console_path};
 
 /// Handles one request end to end (never fails: errors become error responses). Its one
 /// log line names the user (the signed-in one for an OTP verify) and the trip (the new
-/// one for a booking), never a token, a code or a phone number.
+/// one for a booking), never a token, a code or a phone number; and the caller's W3C
+/// trace (`trace_id`, `parent_id`) when its `traceparent` is valid.
 pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp {
     let started = Instant::now();
     let request_id = http::request_id(req.headers());
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let trace = http::traceparent(req.headers());
+    let cors_origins = &app.config.server.cors_origins;
+    let finish = conventions::Finish::of(&method, req.headers(), cors_origins);
     let mut seen = Seen::default();
-    let (name, result) = match Endpoint::route(&method, &path) {
-        Err(e) => ("unmatched", Err(e)),
-        Ok(ep) => {
-            let spec = ep.spec();
-            // Only well-formed ids reach the log (a path segment is caller-controlled text).
-            seen.trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
-            (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen).await)
+    let (name, result) = if method == Method::OPTIONS {
+        ("options", conventions::options(cors_origins, &path, req.headers()))
+    } else {
+        match conventions::route(&method, &path) {
+            Err(e) => ("unmatched", Err(e)),
+            Ok(ep) => {
+                let spec = ep.spec();
+                // Only well-formed ids reach the log (a path segment is caller-controlled text).
+                seen.trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
+                (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen).await)
+            }
         }
     };
-    let Seen { who, trip_id } = seen;
-    let mut resp = match result {
+    let Seen { who, trip_id, quota } = seen;
+    let resp = match result {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            let not_allowed = e.status == StatusCode::METHOD_NOT_ALLOWED;
+            let mut r = e.into_response(&request_id);
+            if not_allowed && let Ok(v) = HeaderValue::from_str(&conventions::allowed_methods(&path).join(", ")) {
+                r.headers_mut().insert(hyper::header::ALLOW, v);
+            }
+            r
+        }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    if is_console_path(&path) {
-        console_headers(resp.headers_mut());
-    } else {
-        // API answers carry tokens (sign-in, user creation) or personal data (phones,
-        // names, positions, trips): no cache, shared or the browser's, keeps any of them.
-        resp.headers_mut().insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
+    let resp = finish.apply(resp, &request_id, &path, quota, cors_origins).await;
     let status = resp.status().as_u16();
     app.metrics.record(name, status, started.elapsed());
     let user = who.and_then(Principal::user_id).map(|u| u.to_string());
@@ -95,6 +107,8 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
         status,
         trip_id = trip_id.map(|t| t.to_string()).as_deref().unwrap_or("-"),
         user_id = user.as_deref().unwrap_or(if matches!(who, Some(Principal::BootstrapAdmin)) { "admin" } else { "-" }),
+        trace_id = trace.as_ref().map_or("-", |t| t.trace_id.as_str()),
+        parent_id = trace.as_ref().map_or("-", |t| t.parent_id.as_str()),
         took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
     );
@@ -102,11 +116,22 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
 }
 
 /// What a request's log line says about who called and which trip it was about, as
-/// learnt along the pipeline (a sign-in learns its user, a booking its new trip).
+/// learnt along the pipeline (a sign-in learns its user, a booking its new trip), and
+/// the tightest quota it was counted against (its `RateLimit-*` headers).
 #[derive(Default)]
 struct Seen {
     who: Option<Principal>,
     trip_id: Option<TripId>,
+    quota: Option<Quota>,
+}
+
+impl Seen {
+    /// Keeps the quota with the fewest requests left.
+    fn counted(&mut self, q: Quota) {
+        if self.quota.is_none_or(|old| q.remaining < old.remaining) {
+            self.quota = Some(q);
+        }
+    }
 }
 
 /// Authentication, rate limits, the route's permission, the body and the idempotency key,
@@ -147,22 +172,23 @@ async fn pipeline(
         None => None,
         Some(t) => match app.authenticate(&t) {
             Ok(p) => Some(p),
-            Err(e) => {
+            Err(mut e) => {
                 // A bad token is an unauthenticated request: it pays the IP limit (token guessing).
-                app.limit(spec.name, Class::Ip, Subject::Ip(peer))?;
+                seen.counted(app.limit(spec.name, Class::Ip, Subject::Ip(peer))?);
+                e.invalid_token = true;
                 return Err(e);
             }
         },
     };
     seen.who = who;
     match who {
-        None if spec.ip_limited => app.limit(spec.name, Class::Ip, Subject::Ip(peer))?,
-        Some(Principal::User { id, .. }) => app.limit(spec.name, Class::User, Subject::User(id.raw()))?,
+        None if spec.ip_limited => seen.counted(app.limit(spec.name, Class::Ip, Subject::Ip(peer))?),
+        Some(Principal::User { id, .. }) => seen.counted(app.limit(spec.name, Class::User, Subject::User(id.raw()))?),
         _ => {}
     }
     crate::auth::authorize(spec.allow, who)?;
     if let (Some(class), Some(id)) = (spec.class, who.and_then(Principal::user_id)) {
-        app.limit(spec.name, class, Subject::User(id.raw()))?;
+        seen.counted(app.limit(spec.name, class, Subject::User(id.raw()))?);
     }
     if ep == Endpoint::Ws {
         let who = who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"))?;
@@ -176,7 +202,8 @@ async fn pipeline(
         }
         return Ok(resp);
     }
-    let idem_key = req.headers().get("idempotency-key").map(|v| v.to_str().map(str::to_owned));
+    // Checked before the body is read: a bad key refuses the request whole.
+    let idem_key = if spec.idempotent { idempotency_key(req.headers())? } else { None };
     let query = Query::parse(req.uri().query());
     let limit = if spec.large_body { crate::config::ZONE_BODY_BYTES } else { app.config.server.max_body_bytes };
     let (parts, body) = req.into_parts();
@@ -186,10 +213,8 @@ async fn pipeline(
     let mut ctx = Ctx { app, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
-            let key = key.map_err(|_| ApiError::invalid("Idempotency-Key must be 1-255 printable ASCII characters"))?;
             let hash = request_hash(&parts.method, &path_of(&parts.uri), &ctx.body);
             let key = IdempotencyKey { principal: p.actor(), key, request_hash: hash };
-            key.validate()?;
             let guard = app.inflight.claim(&key)?;
             ctx.keyed = Some(key);
             Some(guard)
@@ -204,6 +229,28 @@ async fn pipeline(
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// The header of an idempotency key.
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The request's `Idempotency-Key`, when it sent one: `400 invalid_request` (`param`
+/// `Idempotency-Key`) when it is empty, over 255 characters, not printable ASCII or
+/// sent twice — never silently ignored.
+fn idempotency_key(headers: &hyper::HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut all = headers.get_all(IDEMPOTENCY_KEY).iter();
+    let Some(first) = all.next() else { return Ok(None) };
+    let refused = |why: &str| ApiError::invalid(format!("{IDEMPOTENCY_KEY} {why}")).with_param(IDEMPOTENCY_KEY);
+    if all.next().is_some() {
+        return Err(refused("must be sent once"));
+    }
+    let key = first.to_str().map_err(|_| refused("must be printable ASCII"))?.to_owned();
+    // The domain's rule (1-255 printable ASCII), told before anything is read or claimed.
+    let probe = IdempotencyKey { principal: dispatch_core::Actor::System, key, request_hash: [0; 32] };
+    match probe.validate() {
+        Ok(()) => Ok(Some(probe.key)),
+        Err(e) => Err(ApiError::from(e).with_param(IDEMPOTENCY_KEY)),
+    }
 }
 
 /// The path an idempotency key's request hash covers (without the query).

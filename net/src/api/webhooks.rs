@@ -31,6 +31,7 @@ impl Ctx<'_> {
         self.app.limiter.peek(Class::Ip, Subject::Ip(self.peer)).map_err(|retry| {
             self.app.metrics.rate_limited(Class::Ip.as_str());
             ApiError::rate_limited(retry, &format!("{} limit on {route}", Class::Ip.as_str()))
+                .with_limit(self.app.limiter.limit_of(Class::Ip))
         })?;
         if let Err(e) = hooks.verify(&self.headers, &self.body, now().as_secs()) {
             // Unsigned and forged calls pay the IP limit.

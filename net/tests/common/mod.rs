@@ -24,6 +24,12 @@ pub const ADMIN: &str = "test-admin-token-0123456789abcdef";
 /// Long enough for a slow, shared machine; never reached when things work.
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// The `dispatchd` under test. `DISPATCH_TEST_BIN` runs a suite against another build
+/// (an older one, to see a regression test fail there).
+pub fn dispatchd_bin() -> String {
+    std::env::var("DISPATCH_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dispatchd").to_owned())
+}
+
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
@@ -43,10 +49,7 @@ impl Server {
     }
 
     pub fn start_env(dir: tempfile::TempDir, args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> Server {
-        // `DISPATCH_TEST_BIN` runs a suite against another build (an older one, to see a
-        // regression test fail there).
-        let bin = std::env::var("DISPATCH_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dispatchd").to_owned());
-        let mut cmd = Command::new(bin);
+        let mut cmd = Command::new(dispatchd_bin());
         cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
         if let Some(c) = config {
             let path = dir.path().join("dispatch.toml");
@@ -149,7 +152,7 @@ impl Server {
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, json, text: String::from_utf8_lossy(&bytes).into_owned() }
+        Reply { status, headers, json, text: String::from_utf8_lossy(&bytes).into_owned(), body: bytes }
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
@@ -199,6 +202,8 @@ pub struct Reply {
     pub headers: HeaderMap,
     pub json: Value,
     pub text: String,
+    /// The body's bytes as they came (a gzipped body stays gzipped).
+    pub body: Bytes,
 }
 
 impl Reply {
