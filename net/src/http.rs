@@ -3,7 +3,8 @@
 //! RFC 3339 times.
 //!
 //! Guarantees:
-//! - every error is `{"error":{"code","message"}}` with the status API.md gives its code
+//! - every error is `{"error":{"code","message"}}` (with `param` and `details` when it is
+//!   about fields of the request) with the status API.md gives its code
 //!   ([`status_of`] is the one table; [`ApiError::from_core`] the one mapping of engine
 //!   errors);
 //! - a body over its limit is refused with `413 payload_too_large` as soon as the limit is
@@ -38,6 +39,21 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for `Retry-After` (429 and 503).
     pub retry_after_s: Option<u64>,
+    /// The first invalid field, dotted (`pickup.lat`), when the error is about one.
+    pub param: Option<String>,
+    /// Every invalid field (empty unless the error is about fields).
+    pub details: Vec<FieldError>,
+}
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    /// Its dotted path (`stops.1.lat`; the property name for an unknown or missing one).
+    pub param: String,
+    /// The error code (`invalid_request`).
+    pub code: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
 }
 
 /// The status of each error code of API.md (unknown codes are 500).
@@ -75,7 +91,14 @@ impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         let status = status_of(code);
         let retry_after_s = (status == StatusCode::SERVICE_UNAVAILABLE).then_some(UNAVAILABLE_RETRY_S);
-        ApiError { status, code, message: message.into(), retry_after_s }
+        ApiError { status, code, message: message.into(), retry_after_s, param: None, details: Vec::new() }
+    }
+
+    /// The same error about these fields: `details` lists them, `param` names the first.
+    pub fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
+        self.param = fields.first().map(|f| f.param.clone()).filter(|p| !p.is_empty());
+        self.details = fields;
+        self
     }
 
     /// `400 invalid_request`.
@@ -116,7 +139,18 @@ impl ApiError {
 
     /// The response.
     pub fn into_response(self) -> Resp {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(p) = &self.param {
+            body["error"]["param"] = serde_json::json!(p);
+        }
+        if !self.details.is_empty() {
+            let details: Vec<serde_json::Value> = self
+                .details
+                .iter()
+                .map(|d| serde_json::json!({"param": d.param, "code": d.code, "message": d.message}))
+                .collect();
+            body["error"]["details"] = serde_json::json!(details);
+        }
         let mut r = json_response(self.status, &body);
         if let Some(s) = self.retry_after_s {
             r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(s.max(1)));
@@ -150,6 +184,13 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
 pub fn no_content() -> Resp {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// A response of ready bytes (the OpenAPI document).
+pub fn bytes_response(content_type: &'static str, body: Bytes) -> Resp {
+    let mut r = Response::new(Full::new(body));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
