@@ -118,13 +118,12 @@ pub(super) fn cursor_q() -> Value {
     q("cursor", string(), false, "The `next_cursor` of the previous page (opaque).")
 }
 
-
 pub(super) fn trips_query() -> Vec<Value> {
     vec![
         limit_q(),
         cursor_q(),
         q("status", trip_status(), false, "Only trips in this status."),
-        q("zone_id", id("zon_"), false, "Only trips of this zone."),
+        q("zone_id", id("zon_"), false, "Only trips of this zone (a malformed id is `404 not_found`)."),
     ]
 }
 
