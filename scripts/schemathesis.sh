@@ -18,9 +18,9 @@ cd "$(dirname "$0")/.."
 
 SCHEMATHESIS_VERSION=4.32.5
 SEED=${SCHEMATHESIS_SEED:-20251206}
-MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-25}
+MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-50}
 TARGET=${CARGO_TARGET_DIR:-target}
-VENV=target/schemathesis-venv
+VENV=$PWD/target/schemathesis-venv
 
 # --- python3 + venv ---------------------------------------------------------------------
 if ! command -v python3 >/dev/null || ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
@@ -47,7 +47,7 @@ fi
 
 # --- a live dispatchd -------------------------------------------------------------------
 cargo build --quiet -p dispatch-server --bin dispatchd
-BIN="$TARGET/debug/dispatchd"
+BIN="$(cd "$TARGET" && pwd)/debug/dispatchd"
 WORK=$(mktemp -d)
 PID=
 cleanup() {
@@ -109,7 +109,8 @@ for who in admin rider; do
     echo
     echo "==> schemathesis as $who"
     set +e
-    "$VENV/bin/schemathesis" run "$BASE/v1/openapi.json" \
+    # Run from the scratch directory: the tool keeps a `.schemathesis/` cache where it runs.
+    (cd "$WORK" && "$VENV/bin/schemathesis" run "$BASE/v1/openapi.json" \
         --checks "$CHECKS" \
         -H "Authorization: Bearer $token" \
         --seed "$SEED" \
@@ -119,7 +120,7 @@ for who in admin rider; do
         --suppress-health-check all \
         --output-sanitize true \
         --report json --report-json-path "$WORK/report-$who.json" \
-        2>&1 | tee "$WORK/run-$who.log"
+        2>&1) | tee "$WORK/run-$who.log"
     rc=${PIPESTATUS[0]}
     set -e
     "$VENV/bin/python" - "$WORK/run-$who.log" "$who" <<'EOF' || true

@@ -33,6 +33,9 @@ pub(super) enum Body {
     Raw { content_type: &'static str, description: &'static str },
 }
 
+/// A success answer: status, description, schema of its JSON body (`None`: no JSON body).
+pub(super) type Success = (u16, &'static str, Option<fn() -> Value>);
+
 /// One operation of the document.
 pub(super) struct Op {
     pub(super) method: &'static str,
@@ -45,7 +48,7 @@ pub(super) struct Op {
     pub(super) query: fn() -> Vec<Value>,
     pub(super) body: Body,
     /// Success: status, description, schema (`None`: no content).
-    pub(super) ok: &'static [(u16, &'static str, Option<fn() -> Value>)],
+    pub(super) ok: &'static [Success],
     /// Error codes this operation may answer beyond the ones every operation of its kind
     /// may (added by `responses` in `mod.rs`).
     pub(super) errors: &'static [&'static str],
