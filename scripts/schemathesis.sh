@@ -3,10 +3,12 @@
 # `dispatchd --dev`, from the document it serves (GET /v1/openapi.json). Stateless checks
 # not_a_server_error, status_code_conformance, content_type_conformance and
 # response_schema_conformance, once with the admin token and once with a rider's; any
-# failure fails the script. The seed is printed (SCHEMATHESIS_SEED overrides the fixed
-# default: rerun a failure with the seed it printed), and so is the number of operations
-# covered. SCHEMATHESIS_MAX_EXAMPLES sets the cases per operation (default keeps the whole
-# run within about 5 minutes on 2 cores).
+# failure fails the script. The stateful phase follows the document's links (a booked
+# trip read, cancelled, rated, its SOS acknowledged; a new user's tokens revoked...).
+# The seed is printed (SCHEMATHESIS_SEED overrides the fixed default: rerun a failure
+# with the seed it printed), and so is the number of operations covered.
+# SCHEMATHESIS_MAX_EXAMPLES sets the cases per operation (the default keeps the whole
+# run near 2 minutes on 2 cores, build aside).
 #
 # One worker: with two, CPython 3.11's `ast` can fail under Hypothesis's threads
 # ("AST constructor recursion depth mismatch", a Runtime Error of the tool, not the API).
@@ -115,7 +117,7 @@ for who in admin rider; do
         -H "Authorization: Bearer $token" \
         --seed "$SEED" \
         --max-examples "$MAX_EXAMPLES" \
-        --phases examples,coverage,fuzzing \
+        --phases examples,coverage,fuzzing,stateful \
         --workers 1 \
         --suppress-health-check all \
         --output-sanitize true \

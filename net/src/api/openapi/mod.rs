@@ -27,7 +27,7 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
-use ops::{Body, OPS, Op, Who};
+use ops::{Body, OPS, Op, Who, links};
 use schemas::*;
 
 use super::routes::{Endpoint, ROUTES, Spec};
@@ -116,8 +116,18 @@ fn path_params(path: &str) -> Vec<Value> {
 /// find it overloaded, read-only or shutting down.
 fn responses(op: &Op, spec: Option<Spec>) -> Value {
     let mut out = Map::new();
-    for (status, desc, schema) in op.ok {
+    for (i, (status, desc, schema)) in op.ok.iter().enumerate() {
         let mut resp = json!({"description": desc});
+        let next = links(op.name);
+        if i == 0 && !next.is_empty() {
+            let l: Map<String, Value> = next
+                .iter()
+                .map(|(name, target, param, from)| {
+                    ((*name).to_owned(), json!({"operationId": target, "parameters": {*param: from}}))
+                })
+                .collect();
+            resp["links"] = Value::Object(l);
+        }
         if let Some(schema) = schema {
             resp["content"] = json!({"application/json": {"schema": schema()}});
         } else if op.name == "metrics" {
@@ -358,6 +368,14 @@ mod tests {
             assert!(op["responses"]["413"].is_object(), "{route:?}: 413");
             if !public {
                 assert!(op["responses"]["401"].is_object(), "{route:?}: 401");
+            }
+        }
+        // Every link names an operation of the document and one of its path parameters.
+        for op in OPS {
+            for (name, target, param, _) in links(op.name) {
+                let found = operations(&doc).into_iter().find(|(_, _, o)| o["operationId"] == json!(target));
+                let (_, path, _) = found.unwrap_or_else(|| panic!("{}: link {name} to unknown {target}", op.name));
+                assert!(path.contains(&format!("{{{param}}}")), "{}: link {name}: {path} has no {param}", op.name);
             }
         }
         // Operation ids are unique.

@@ -211,3 +211,33 @@ pub(super) const OPS: &[Op] = &[
     op!("GET" "/v1/admin/payments/dead-letters" "admin_dead_letters", "money", "Payments the worker gave up on, newest first.", STAFF, no_query, Body::None,
         [(200, "The dead letters.", Some(dead_letters_out))], &[], false),
 ];
+
+/// OpenAPI links from an operation's success to the operations that take what it made
+/// (`(link name, operationId, path parameter, where its value is in the answer)`): what a
+/// client does next, and what Schemathesis's stateful phase follows (the trip's life).
+pub(super) fn links(op: &str) -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
+    const TRIP: &str = "$response.body#/id";
+    match op {
+        "trip_create" => &[
+            ("GetTrip", "trip", "id", TRIP),
+            ("ListBids", "trip_bids", "id", TRIP),
+            ("CancelTrip", "trip_cancel", "id", TRIP),
+            ("RaiseSos", "trip_sos", "id", TRIP),
+            ("SwitchToCash", "trip_payment_method", "id", TRIP),
+            ("RateTrip", "trip_rating", "id", TRIP),
+            ("TripEvents", "admin_trip_events", "id", TRIP),
+            ("CancelAsStaff", "admin_trip_cancel", "id", TRIP),
+        ],
+        "trip_cancel" | "admin_trip_cancel" => {
+            &[("GetTrip", "trip", "id", TRIP), ("RateTrip", "trip_rating", "id", TRIP)]
+        }
+        "trip_sos" => &[("AckAlert", "admin_alert_ack", "id", "$response.body#/id")],
+        "admin_create_user" => &[
+            ("RevokeTokens", "admin_revoke_tokens", "id", "$response.body#/user/id"),
+            ("CreditWallet", "admin_wallet_credit", "user_id", "$response.body#/user/id"),
+            ("GetDriver", "admin_driver", "id", "$response.body#/user/id"),
+        ],
+        "admin_create_zone" => &[("ReplaceZone", "admin_replace_zone", "id", "$response.body#/id")],
+        _ => &[],
+    }
+}
