@@ -137,7 +137,7 @@ impl ApiError {
     /// The same error about these fields: `details` lists them all, `param` names the
     /// first.
     pub fn with_fields(mut self, fields: Vec<FieldError>) -> Self {
-        self.param = fields.first().map(|f| f.param.clone());
+        self.param = fields.first().map(|f| f.param.clone()).filter(|p| !p.is_empty());
         self.details = fields;
         self
     }
@@ -260,6 +260,13 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
 pub fn no_content() -> Resp {
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// A response of ready bytes (the OpenAPI document).
+pub fn bytes_response(content_type: &'static str, body: Bytes) -> Resp {
+    let mut r = Response::new(Full::new(body));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 

@@ -11,7 +11,9 @@
 //!   runs the ticker and the WebSocket fan-out beside them, shuts down gracefully.
 //! - [`api`]: the request pipeline and the handlers, one file per resource;
 //!   [`api::routes`] is the route table (one place says every path, who may call it and
-//!   its limits).
+//!   its limits); [`api::openapi`] the OpenAPI 3.1 document (`net/openapi.json`,
+//!   `GET /v1/openapi.json`), equal to the route table by test, and the check of request
+//!   bodies against it.
 //! - [`ws`]: `GET /v1/ws`: the upgrade, each socket's reader and writer, client frames,
 //!   the tasks that feed the hub from the engine.
 //! - [`server`]: [`server::App`], the state every handler and socket shares (engine
@@ -182,6 +184,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {
         let listener = listen(addr).map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
+        // The request schemas are compiled before the first request, not during it.
+        api::openapi::init();
         let bound = listener.local_addr()?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         let app =

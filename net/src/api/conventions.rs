@@ -112,12 +112,16 @@ impl Finish {
         quota: Option<Quota>,
         cors_origins: &[String],
     ) -> Resp {
+        let status = resp.status();
         let h = resp.headers_mut();
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert("x-request-id", v);
         }
         if is_console_path(path) {
             console_headers(h);
+        } else if path == super::openapi::PATH && status == hyper::StatusCode::OK {
+            // The document is public and the same for everyone until the next release.
+            h.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
         } else {
             // API answers carry tokens (sign-in, user creation) or personal data (phones,
             // names, positions, trips): no cache, shared or the browser's, keeps any of them.

@@ -2,7 +2,8 @@
 //! an endpoint to its handler (`Ctx::dispatch`). The route table is [`routes`] (every
 //! path, its method, rights and limits); the handlers live by resource: `auth` (sign-in,
 //! users, tokens), `trips`, `drivers`, `money` (wallets, refunds, payments, coupons),
-//! `admin` (zones, alerts), `webhooks`, and the console's files (`console`). Each is an
+//! `admin` (zones, alerts), `webhooks`, and the console's files (`console`). The OpenAPI
+//! document of all of it, and the check of request bodies against it, is [`openapi`]. Each is an
 //! `impl Ctx` over the helpers here (the caller, the body, submitting a command, the
 //! trip the caller may see).
 //!
@@ -31,6 +32,7 @@ mod console;
 pub mod conventions;
 mod drivers;
 mod money;
+pub mod openapi;
 pub mod routes;
 mod trips;
 mod webhooks;
@@ -210,7 +212,8 @@ async fn pipeline(
     let body = http::read_body(&parts.headers, body, limit).await?;
     // Webhooks read their gateway's signature header (and event id headers).
     let headers = matches!(ep, Endpoint::Webhook(_)).then(|| parts.headers.clone()).unwrap_or_default();
-    let mut ctx = Ctx { app, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None };
+    let mut ctx =
+        Ctx { app, op: spec.name, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
             let hash = request_hash(&parts.method, &path_of(&parts.uri), &ctx.body);
@@ -275,6 +278,8 @@ fn request_hash(method: &Method, path: &str, body: &[u8]) -> [u8; 32] {
 /// One request's context inside its handler.
 struct Ctx<'a> {
     app: &'a Arc<App>,
+    /// The route's name: which request schema of the OpenAPI document a body must pass.
+    op: &'static str,
     who: Option<Principal>,
     peer: IpAddr,
     query: Query,
@@ -332,9 +337,14 @@ impl Ctx<'_> {
         self.who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"))
     }
 
-    /// The body as strict JSON of `T` (`empty_ok`: an empty body stands for `{}`).
+    /// The body as strict JSON of `T` (`empty_ok`: an empty body stands for `{}`): bytes
+    /// that are not JSON are `invalid_json`; JSON that breaks the operation's schema in the
+    /// OpenAPI document is one `invalid_request` listing every violation
+    /// ([`openapi::check_body`]), before `T` is built.
     fn json<T: serde::de::DeserializeOwned>(&self, empty_ok: bool) -> Result<T, ApiError> {
-        parse_json(&self.body, empty_ok)
+        let value: serde_json::Value = parse_json(&self.body, empty_ok)?;
+        openapi::check_body(self.op, &value)?;
+        serde_json::from_value(value).map_err(|e| http::json_error(&e))
     }
 
     /// Sends a command as the caller, under the request's idempotency key if any.
@@ -385,6 +395,7 @@ impl Ctx<'_> {
             E::Metrics => Ok(http::text_response("text/plain; version=0.0.4", app.metrics.render(&app.engine))),
             // Upgrades are answered by the pipeline before a handler would run.
             E::Ws => Err(ApiError::new("not_found", "no such endpoint")),
+            E::OpenApi => Ok(http::bytes_response("application/json", openapi::document_bytes())),
             E::OtpIssue => self.otp_issue().await,
             E::OtpVerify => self.otp_verify().await,
             E::CreateUser => self.create_user().await,

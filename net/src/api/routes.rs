@@ -1,6 +1,8 @@
 //! The route table: every endpoint of the API, the one index of them. A reader finds
-//! here every path and its method ([`Endpoint::route`]), who may call it, its rate
-//! limits, its body limit and whether it takes an `Idempotency-Key` ([`Endpoint::spec`]).
+//! here every path and its method ([`ROUTES`], matched by [`Endpoint::route`]), who may
+//! call it, its rate limits, its body limit and whether it takes an `Idempotency-Key`
+//! ([`Endpoint::spec`]). The table is data so that the OpenAPI document (`api::openapi`)
+//! can be checked against it: a route without its operation, or the reverse, fails a test.
 //! The handlers are elsewhere (`dispatch` in `api/mod.rs` maps each endpoint to one).
 //!
 //! Guarantees: an unknown path is `404 not_found`, a known path with another method
@@ -26,6 +28,8 @@ pub enum Endpoint {
     Metrics,
     /// `GET /v1/ws`
     Ws,
+    /// `GET /v1/openapi.json`: the API's OpenAPI document.
+    OpenApi,
     /// `POST /v1/auth/otp`
     OtpIssue,
     /// `POST /v1/auth/otp/verify`
@@ -165,81 +169,147 @@ const fn spec(name: &'static str, allow: Allow) -> Spec {
     Spec { name, allow, class: None, ip_limited: true, large_body: false, idempotent: false }
 }
 
-impl Endpoint {
-    /// Matches a method and path; `Err` tells 404 from 405.
-    pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
-        use Endpoint as E;
-        let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-        let s = |i: usize| segs.get(i).map(|x| (*x).to_owned()).unwrap_or_default();
-        let get = method == Method::GET;
-        let post = method == Method::POST;
-        let put = method == Method::PUT;
-        let found = match segs.as_slice() {
-            ["healthz"] => get.then_some(E::Healthz),
-            ["readyz"] => get.then_some(E::Readyz),
-            ["metrics"] => get.then_some(E::Metrics),
-            ["v1", "ws"] => get.then_some(E::Ws),
-            ["v1", "auth", "otp"] => post.then_some(E::OtpIssue),
-            ["v1", "auth", "otp", "verify"] => post.then_some(E::OtpVerify),
-            ["v1", "admin", "users"] => post.then_some(E::CreateUser),
-            ["v1", "admin", "users", _, "revoke-tokens"] => post.then(|| E::RevokeTokens(s(3))),
-            ["v1", "admin", "zones"] => post.then_some(E::CreateZone),
-            ["v1", "admin", "zones", _] => put.then(|| E::ReplaceZone(s(3))),
-            ["v1", "zones"] => get.then_some(E::ListZones),
-            ["v1", "zones", "lookup"] => get.then_some(E::LookupZone),
-            ["v1", "admin", "coupons"] => post.then_some(E::CreateCoupon),
-            ["v1", "fares", "estimate"] => post.then_some(E::Estimate),
-            ["v1", "driver", "status"] => post.then_some(E::DriverStatus),
-            ["v1", "driver", "location"] => post.then_some(E::DriverLocation),
-            ["v1", "driver", "offers"] => get.then_some(E::DriverOffers),
-            ["v1", "admin", "drivers", "nearby"] => get.then_some(E::DriversNearby),
-            ["v1", "admin", "drivers"] => get.then_some(E::ListDrivers),
-            ["v1", "admin", "drivers", _] => get.then(|| E::GetDriver(s(3))),
-            ["v1", "admin", "drivers", _, "suspend"] => post.then(|| E::Suspend(s(3), true)),
-            ["v1", "admin", "drivers", _, "unsuspend"] => post.then(|| E::Suspend(s(3), false)),
-            ["v1", "trips"] if post => Some(E::CreateTrip),
-            ["v1", "trips"] => get.then_some(E::ListTrips),
-            ["v1", "trips", _] => get.then(|| E::GetTrip(s(2))),
-            ["v1", "trips", _, "bids"] if post => Some(E::PlaceBid(s(2))),
-            ["v1", "trips", _, "bids"] => get.then(|| E::ListBids(s(2))),
-            ["v1", "trips", _, "bids", _, "accept"] => post.then(|| E::AcceptBid(s(2), s(4))),
-            ["v1", "trips", _, "rating"] => post.then(|| E::Rate(s(2))),
-            ["v1", "trips", _, "sos"] => post.then(|| E::Sos(s(2))),
-            ["v1", "trips", _, "payment-method"] => post.then(|| E::PaymentMethod(s(2))),
-            ["v1", "trips", _, "cash-received"] => post.then(|| E::CashReceived(s(2))),
-            ["v1", "trips", _, action] => {
-                let a = match *action {
-                    "accept" => TripAction::Accept,
-                    "decline" => TripAction::Decline,
-                    "arrived" => TripAction::Arrived,
-                    "start" => TripAction::Start,
-                    "complete" => TripAction::Complete,
-                    "cancel" => TripAction::Cancel,
-                    _ => return Err(ApiError::new("not_found", "no such endpoint")),
-                };
-                post.then(|| E::TripAction(s(2), a))
+/// One row of the route table: a method, a path template whose `{name}` segments are
+/// path parameters, the route's name (its [`Spec::name`], the OpenAPI `operationId`) and
+/// how the endpoint is built from the parameters' values, in order.
+#[derive(Clone, Copy)]
+pub struct Route {
+    /// `GET`, `POST` or `PUT`.
+    pub method: &'static str,
+    /// `/v1/trips/{id}/accept`.
+    pub template: &'static str,
+    /// The spec name of the endpoint it builds.
+    pub name: &'static str,
+    /// The endpoint, from the path parameters (as many as the template has).
+    pub build: fn(&[&str]) -> Endpoint,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.method, self.template, self.name)
+    }
+}
+
+/// The i-th path parameter (the table's templates guarantee it is there).
+fn p(params: &[&str], i: usize) -> String {
+    params.get(i).map(|x| (*x).to_owned()).unwrap_or_default()
+}
+
+macro_rules! route {
+    ($method:literal, $template:literal, $name:literal, $build:expr) => {
+        Route { method: $method, template: $template, name: $name, build: $build }
+    };
+}
+
+/// Every route, as data: what [`Endpoint::route`] matches, and what the OpenAPI
+/// document must describe (`api::openapi`'s tests compare the two).
+pub const ROUTES: &[Route] = {
+    use Endpoint as E;
+    &[
+        route!("GET", "/healthz", "healthz", |_| E::Healthz),
+        route!("GET", "/readyz", "readyz", |_| E::Readyz),
+        route!("GET", "/metrics", "metrics", |_| E::Metrics),
+        route!("GET", "/v1/ws", "ws", |_| E::Ws),
+        route!("GET", "/v1/openapi.json", "openapi", |_| E::OpenApi),
+        route!("POST", "/v1/auth/otp", "otp_issue", |_| E::OtpIssue),
+        route!("POST", "/v1/auth/otp/verify", "otp_verify", |_| E::OtpVerify),
+        route!("POST", "/v1/admin/users", "admin_create_user", |_| E::CreateUser),
+        route!("POST", "/v1/admin/users/{id}/revoke-tokens", "admin_revoke_tokens", |x| E::RevokeTokens(p(x, 0))),
+        route!("POST", "/v1/admin/zones", "admin_create_zone", |_| E::CreateZone),
+        route!("PUT", "/v1/admin/zones/{id}", "admin_replace_zone", |x| E::ReplaceZone(p(x, 0))),
+        route!("GET", "/v1/zones", "zones", |_| E::ListZones),
+        route!("GET", "/v1/zones/lookup", "zone_lookup", |_| E::LookupZone),
+        route!("POST", "/v1/admin/coupons", "admin_create_coupon", |_| E::CreateCoupon),
+        route!("POST", "/v1/fares/estimate", "fare_estimate", |_| E::Estimate),
+        route!("POST", "/v1/driver/status", "driver_status", |_| E::DriverStatus),
+        route!("POST", "/v1/driver/location", "driver_location", |_| E::DriverLocation),
+        route!("GET", "/v1/driver/offers", "driver_offers", |_| E::DriverOffers),
+        route!("GET", "/v1/admin/drivers/nearby", "admin_drivers_nearby", |_| E::DriversNearby),
+        route!("GET", "/v1/admin/drivers", "admin_drivers", |_| E::ListDrivers),
+        route!("GET", "/v1/admin/drivers/{id}", "admin_driver", |x| E::GetDriver(p(x, 0))),
+        route!("POST", "/v1/admin/drivers/{id}/suspend", "admin_suspend", |x| E::Suspend(p(x, 0), true)),
+        route!("POST", "/v1/admin/drivers/{id}/unsuspend", "admin_unsuspend", |x| E::Suspend(p(x, 0), false)),
+        route!("POST", "/v1/trips", "trip_create", |_| E::CreateTrip),
+        route!("GET", "/v1/trips", "trips", |_| E::ListTrips),
+        route!("GET", "/v1/trips/{id}", "trip", |x| E::GetTrip(p(x, 0))),
+        route!("POST", "/v1/trips/{id}/accept", "trip_accept", |x| E::TripAction(p(x, 0), TripAction::Accept)),
+        route!("POST", "/v1/trips/{id}/decline", "trip_decline", |x| E::TripAction(p(x, 0), TripAction::Decline)),
+        route!("POST", "/v1/trips/{id}/arrived", "trip_arrived", |x| E::TripAction(p(x, 0), TripAction::Arrived)),
+        route!("POST", "/v1/trips/{id}/start", "trip_start", |x| E::TripAction(p(x, 0), TripAction::Start)),
+        route!("POST", "/v1/trips/{id}/complete", "trip_complete", |x| E::TripAction(p(x, 0), TripAction::Complete)),
+        route!("POST", "/v1/trips/{id}/cancel", "trip_cancel", |x| E::TripAction(p(x, 0), TripAction::Cancel)),
+        route!("POST", "/v1/trips/{id}/bids", "trip_bid", |x| E::PlaceBid(p(x, 0))),
+        route!("GET", "/v1/trips/{id}/bids", "trip_bids", |x| E::ListBids(p(x, 0))),
+        route!("POST", "/v1/trips/{id}/bids/{bid_id}/accept", "trip_bid_accept", |x| E::AcceptBid(p(x, 0), p(x, 1))),
+        route!("POST", "/v1/trips/{id}/rating", "trip_rating", |x| E::Rate(p(x, 0))),
+        route!("POST", "/v1/trips/{id}/sos", "trip_sos", |x| E::Sos(p(x, 0))),
+        route!("POST", "/v1/trips/{id}/payment-method", "trip_payment_method", |x| E::PaymentMethod(p(x, 0))),
+        route!("POST", "/v1/trips/{id}/cash-received", "trip_cash_received", |x| E::CashReceived(p(x, 0))),
+        route!("GET", "/v1/admin/trips", "admin_trips", |_| E::AdminTrips),
+        route!("POST", "/v1/admin/trips/{id}/cancel", "admin_trip_cancel", |x| E::AdminCancel(p(x, 0))),
+        route!("POST", "/v1/admin/trips/{id}/unlock", "admin_trip_unlock", |x| E::UnlockCode(p(x, 0))),
+        route!("GET", "/v1/admin/alerts", "admin_alerts", |_| E::ListAlerts),
+        route!("POST", "/v1/admin/alerts/{id}/ack", "admin_alert_ack", |x| E::AckAlert(p(x, 0))),
+        route!("GET", "/v1/admin/stats", "admin_stats", |_| E::Stats),
+        route!("GET", "/v1/admin/trips/{id}/events", "admin_trip_events", |x| E::TripEvents(p(x, 0))),
+        route!("GET", "/v1/admin/trips/{id}/trail", "admin_trip_trail", |x| E::TripTrail(p(x, 0))),
+        route!("GET", "/v1/wallet", "wallet", |_| E::Wallet),
+        route!("POST", "/v1/admin/wallets/{user_id}/credit", "admin_wallet_credit", |x| E::Credit(p(x, 0))),
+        route!("POST", "/v1/admin/trips/{id}/refund", "admin_trip_refund", |x| E::Refund(p(x, 0))),
+        route!("GET", "/v1/admin/ledger/verify", "admin_ledger_verify", |_| E::LedgerVerify),
+        route!("POST", "/v1/webhooks/{gateway}", "webhook", |x| E::Webhook(p(x, 0))),
+        route!("POST", "/v1/admin/reconcile", "admin_reconcile", |_| E::Reconcile),
+        route!("GET", "/v1/admin/payments/dead-letters", "admin_dead_letters", |_| E::DeadLetters),
+        route!("GET", "/console", "console", |_| E::Console(ConsoleAsset::Page)),
+        route!("GET", "/console/app.js", "console", |_| E::Console(ConsoleAsset::Script)),
+        route!("GET", "/console/app.css", "console", |_| E::Console(ConsoleAsset::Style)),
+    ]
+};
+
+impl Route {
+    /// The path parameters' values if `segs` (a path split at `/`, without the leading
+    /// empty segment) matches the template; a parameter matches any non-empty segment.
+    fn matches<'a>(&self, segs: &[&'a str]) -> Option<Vec<&'a str>> {
+        let mut params = Vec::new();
+        let mut tpl = self.template.split('/').skip(1);
+        for seg in segs {
+            let t = tpl.next()?;
+            if t.starts_with('{') {
+                if seg.is_empty() {
+                    return None;
+                }
+                params.push(*seg);
+            } else if t != *seg {
+                return None;
             }
-            ["v1", "admin", "trips"] => get.then_some(E::AdminTrips),
-            ["v1", "admin", "trips", _, "cancel"] => post.then(|| E::AdminCancel(s(3))),
-            ["v1", "admin", "trips", _, "unlock"] => post.then(|| E::UnlockCode(s(3))),
-            ["v1", "admin", "alerts"] => get.then_some(E::ListAlerts),
-            ["v1", "admin", "alerts", _, "ack"] => post.then(|| E::AckAlert(s(3))),
-            ["v1", "admin", "stats"] => get.then_some(E::Stats),
-            ["v1", "admin", "trips", _, "events"] => get.then(|| E::TripEvents(s(3))),
-            ["v1", "admin", "trips", _, "trail"] => get.then(|| E::TripTrail(s(3))),
-            ["v1", "wallet"] => get.then_some(E::Wallet),
-            ["v1", "admin", "wallets", _, "credit"] => post.then(|| E::Credit(s(3))),
-            ["v1", "admin", "trips", _, "refund"] => post.then(|| E::Refund(s(3))),
-            ["v1", "admin", "ledger", "verify"] => get.then_some(E::LedgerVerify),
-            ["v1", "webhooks", _] => post.then(|| E::Webhook(s(2))),
-            ["v1", "admin", "reconcile"] => post.then_some(E::Reconcile),
-            ["v1", "admin", "payments", "dead-letters"] => get.then_some(E::DeadLetters),
-            ["console"] => get.then_some(E::Console(ConsoleAsset::Page)),
-            ["console", "app.js"] => get.then_some(E::Console(ConsoleAsset::Script)),
-            ["console", "app.css"] => get.then_some(E::Console(ConsoleAsset::Style)),
-            _ => return Err(ApiError::new("not_found", "no such endpoint")),
-        };
-        found.ok_or_else(|| ApiError::new("method_not_allowed", format!("{method} is not allowed here")))
+        }
+        tpl.next().is_none().then_some(params)
+    }
+}
+
+impl Endpoint {
+    /// Matches a method and path against [`ROUTES`]; `Err` tells 404 (no template matches
+    /// the path) from 405 (one does, with another method). A literal segment wins over a
+    /// parameter (`/v1/admin/drivers/nearby` is not the driver `nearby`).
+    pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
+        let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+        let mut path_known = false;
+        let mut best: Option<(usize, &Route, Vec<&str>)> = None;
+        for r in ROUTES {
+            let Some(params) = r.matches(&segs) else { continue };
+            path_known = true;
+            if r.method != method.as_str() {
+                continue;
+            }
+            if best.as_ref().is_none_or(|(n, _, _)| params.len() < *n) {
+                best = Some((params.len(), r, params));
+            }
+        }
+        match best {
+            Some((_, r, params)) => Ok((r.build)(&params)),
+            None if path_known => Err(ApiError::new("method_not_allowed", format!("{method} is not allowed here"))),
+            None => Err(ApiError::new("not_found", "no such endpoint")),
+        }
     }
 
     /// The trip a route is about (for logs).
@@ -273,6 +343,7 @@ impl Endpoint {
             E::Readyz => Spec { ip_limited: false, ..spec("readyz", Allow::Anyone) },
             E::Metrics => Spec { ip_limited: false, ..spec("metrics", ADMIN) },
             E::Ws => spec("ws", Allow::Authenticated),
+            E::OpenApi => spec("openapi", Allow::Anyone),
             E::OtpIssue => spec("otp_issue", Allow::Anyone),
             E::OtpVerify => spec("otp_verify", Allow::Anyone),
             E::CreateUser => idem(spec("admin_create_user", ADMIN)),
@@ -289,7 +360,8 @@ impl Endpoint {
             E::DriversNearby => spec("admin_drivers_nearby", STAFF),
             E::ListDrivers => spec("admin_drivers", STAFF),
             E::GetDriver(_) => spec("admin_driver", STAFF),
-            E::Suspend(..) => idem(spec("admin_suspend", ADMIN)),
+            E::Suspend(_, true) => idem(spec("admin_suspend", ADMIN)),
+            E::Suspend(_, false) => idem(spec("admin_unsuspend", ADMIN)),
             E::CreateTrip => Spec { class: Some(Class::TripCreate), ..idem(spec("trip_create", RIDER)) },
             E::ListTrips => spec("trips", RIDER_OR_DRIVER),
             E::GetTrip(_) => spec("trip", Allow::Roles(&[Role::Rider, Role::Driver, Role::Support, Role::Admin])),
@@ -347,6 +419,18 @@ mod tests {
         assert_eq!(r(Method::GET, "/v1/nope").unwrap_err().code, "not_found");
         assert_eq!(r(Method::POST, "/v1/trips/t/fly").unwrap_err().code, "not_found");
         assert_eq!(r(Method::DELETE, "/v1/trips").unwrap_err().code, "method_not_allowed");
+        assert_eq!(r(Method::POST, "/v1/trips/t").unwrap_err().code, "method_not_allowed");
+        assert_eq!(r(Method::GET, "/v1/trips//bids").unwrap_err().code, "not_found");
+        // A literal segment wins over a parameter, whatever the table's order.
+        assert_eq!(r(Method::GET, "/v1/admin/drivers/nearby"), Ok(Endpoint::DriversNearby));
+        assert_eq!(r(Method::GET, "/v1/admin/drivers/usr_1"), Ok(Endpoint::GetDriver("usr_1".into())));
+        assert_eq!(r(Method::POST, "/v1/admin/drivers/nearby").unwrap_err().code, "method_not_allowed");
+        assert_eq!(r(Method::GET, "/v1/openapi.json").map(|e| e.spec().allow), Ok(Allow::Anyone));
+        // Every row builds the endpoint its name says.
+        for route in ROUTES {
+            let params: Vec<&str> = route.template.split('/').filter(|s| s.starts_with('{')).map(|_| "x").collect();
+            assert_eq!((route.build)(&params).spec().name, route.name, "{route:?}");
+        }
         assert_eq!(r(Method::GET, "/healthz").map(|e| e.spec().ip_limited), Ok(false));
         assert_eq!(r(Method::POST, "/v1/webhooks/sim").map(|e| e.spec().ip_limited), Ok(false));
         // Every state-changing route of an authenticated caller takes an idempotency key.

@@ -1,0 +1,243 @@
+//! The table of operations the OpenAPI document describes ([`OPS`]): for each, its method
+//! and path, its `operationId` (the route's spec name), who may call it, its query, its
+//! body, its answers and the error codes particular to it (the ones every operation of
+//! its kind may answer are added by `responses` in `mod.rs`).
+
+use serde_json::Value;
+
+use super::schemas::*;
+
+/// Who may call an operation, as the document states it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Who {
+    Anyone,
+    Authenticated,
+    Roles(&'static [&'static str]),
+}
+
+pub(super) const RIDER: Who = Who::Roles(&["rider"]);
+pub(super) const DRIVER: Who = Who::Roles(&["driver"]);
+pub(super) const RIDER_OR_DRIVER: Who = Who::Roles(&["rider", "driver"]);
+pub(super) const STAFF: Who = Who::Roles(&["support", "admin"]);
+pub(super) const ADMIN: Who = Who::Roles(&["admin"]);
+pub(super) const TRIP_VIEWERS: Who = Who::Roles(&["rider", "driver", "support", "admin"]);
+
+/// A request body.
+#[derive(Clone, Copy)]
+pub(super) enum Body {
+    /// None read.
+    None,
+    /// Strict JSON against a schema; `empty_ok`: an empty body stands for `{}`.
+    Json { schema: fn() -> Value, example: fn() -> Value, empty_ok: bool },
+    /// Verified and parsed by the handler (a gateway's webhook: its own format).
+    Raw { content_type: &'static str, description: &'static str },
+}
+
+/// A success answer: status, description, schema of its JSON body (`None`: no JSON body).
+pub(super) type Success = (u16, &'static str, Option<fn() -> Value>);
+
+/// One operation of the document.
+pub(super) struct Op {
+    pub(super) method: &'static str,
+    pub(super) path: &'static str,
+    pub(super) name: &'static str,
+    pub(super) tag: &'static str,
+    pub(super) summary: &'static str,
+    pub(super) who: Who,
+    /// Query parameters.
+    pub(super) query: fn() -> Vec<Value>,
+    pub(super) body: Body,
+    /// Success: status, description, schema (`None`: no content).
+    pub(super) ok: &'static [Success],
+    /// Error codes this operation may answer beyond the ones every operation of its kind
+    /// may (added by `responses` in `mod.rs`).
+    pub(super) errors: &'static [&'static str],
+    /// Whether it reaches the engine (`503 overloaded`/`read_only`/`unavailable`).
+    pub(super) engine: bool,
+}
+
+pub(super) const EMPTY: Body = Body::Json { schema: empty_object, example: empty_example, empty_ok: true };
+
+// --- The operations -------------------------------------------------------------------
+
+/// Codes of the engine's refusals on a trip step.
+const TRIP_STEP: &[&str] = &[
+    "forbidden",
+    "not_found",
+    "invalid_transition",
+    "trip_already_assigned",
+    "driver_not_available",
+    "not_offered",
+    "offer_expired",
+];
+
+macro_rules! op {
+    ($method:literal $path:literal $name:literal, $tag:literal, $summary:literal, $who:expr, $query:expr, $body:expr,
+     [$(($status:literal, $desc:literal, $schema:expr)),* $(,)?], $errors:expr, $engine:expr) => {
+        Op {
+            method: $method,
+            path: $path,
+            name: $name,
+            tag: $tag,
+            summary: $summary,
+            who: $who,
+            query: $query,
+            body: $body,
+            ok: &[$(($status, $desc, $schema)),*],
+            errors: $errors,
+            engine: $engine,
+        }
+    };
+}
+
+pub(super) const fn json_body(schema: fn() -> Value, example: fn() -> Value) -> Body {
+    Body::Json { schema, example, empty_ok: false }
+}
+
+pub(super) const fn optional_body(schema: fn() -> Value, example: fn() -> Value) -> Body {
+    Body::Json { schema, example, empty_ok: true }
+}
+
+/// Every documented operation, in the route table's order.
+pub(super) const OPS: &[Op] = &[
+    op!("GET" "/healthz" "healthz", "ops", "Liveness: the process answers.", Who::Anyone, no_query, Body::None,
+        [(200, "Alive.", Some(health_out))], &[], false),
+    op!("GET" "/readyz" "readyz", "ops", "Readiness: the engine is writable, its queue below 90 %, not shutting down.", Who::Anyone, no_query, Body::None,
+        [(200, "Ready.", Some(ready_out))], &[], false),
+    op!("GET" "/metrics" "metrics", "ops", "Prometheus metrics.", ADMIN, no_query, Body::None,
+        [(200, "The metrics, Prometheus text format.", None)], &[], false),
+    op!("GET" "/v1/openapi.json" "openapi", "meta", "This document.", Who::Anyone, no_query, Body::None,
+        [(200, "The OpenAPI 3.1 document of the API.", Some(openapi_out))], &[], false),
+    op!("POST" "/v1/auth/otp" "otp_issue", "auth", "Send a sign-in code by SMS.", Who::Anyone, no_query, json_body(otp_issue_in, otp_issue_ex),
+        [(202, "The code is on its way.", Some(otp_issue_out))], &["invalid_otp"], true),
+    op!("POST" "/v1/auth/otp/verify" "otp_verify", "auth", "Exchange a sign-in code for a token.", Who::Anyone, no_query, json_body(otp_verify_in, otp_verify_ex),
+        [(200, "Signed in: the token and the user (created on first sign-in).", Some(token_user_out))], &["invalid_otp"], true),
+    op!("POST" "/v1/admin/users" "admin_create_user", "admin", "Create a user and a token for it.", ADMIN, no_query, json_body(create_user_in, create_user_ex),
+        [(201, "Created.", Some(token_user_out))], &[], true),
+    op!("POST" "/v1/admin/users/{id}/revoke-tokens" "admin_revoke_tokens", "admin", "Revoke every token issued to a user so far.", ADMIN, no_query, EMPTY,
+        [(204, "Revoked.", None)], &[], true),
+    op!("POST" "/v1/admin/zones" "admin_create_zone", "zones", "Create a zone (1 MiB body limit).", ADMIN, no_query, json_body(zone_in, zone_ex),
+        [(201, "Created.", Some(zone_ref))], &[], true),
+    op!("PUT" "/v1/admin/zones/{id}" "admin_replace_zone", "zones", "Replace a zone's spec whole.", ADMIN, no_query, json_body(zone_in, zone_ex),
+        [(200, "Replaced.", Some(zone_ref))], &[], true),
+    op!("GET" "/v1/zones" "zones", "zones", "Every zone.", Who::Authenticated, no_query, Body::None,
+        [(200, "The zones.", Some(zones_page))], &[], true),
+    op!("GET" "/v1/zones/lookup" "zone_lookup", "zones", "The active zone a point is in.", Who::Authenticated, lat_lng_query, Body::None,
+        [(200, "The zone.", Some(zone_ref))], &["invalid_coordinates", "outside_service_area"], true),
+    op!("POST" "/v1/admin/coupons" "admin_create_coupon", "money", "Create a coupon.", ADMIN, no_query, json_body(coupon_in, coupon_ex),
+        [(201, "Created.", Some(coupon_out))], &["coupon_invalid"], true),
+    op!("POST" "/v1/fares/estimate" "fare_estimate", "trips", "Quote a ride, priced as a booking now would be.", RIDER, no_query, json_body(estimate_in, estimate_ex),
+        [(200, "One quote per category (or the one asked for).", Some(estimate_out))],
+        &["invalid_coordinates", "outside_service_area", "no_pricing", "coupon_invalid"], true),
+    op!("POST" "/v1/driver/status" "driver_status", "drivers", "Go online or offline.", DRIVER, no_query, json_body(driver_status_in, driver_status_ex),
+        [(200, "The driver's record.", Some(driver_ref))], &["invalid_coordinates", "invalid_transition", "forbidden", "not_found"], true),
+    op!("POST" "/v1/driver/location" "driver_location", "drivers", "Report a position (answered before it is durable).", DRIVER, no_query, json_body(location_in, location_ex),
+        [(204, "Taken.", None)], &["invalid_coordinates", "invalid_transition", "not_found"], true),
+    op!("GET" "/v1/driver/offers" "driver_offers", "drivers", "The caller's pending offers.", DRIVER, no_query, Body::None,
+        [(200, "The offers.", Some(offers_items))], &[], false),
+    op!("GET" "/v1/admin/drivers/nearby" "admin_drivers_nearby", "drivers", "Drivers at work near a point, nearest first.", STAFF, nearby_query, Body::None,
+        [(200, "The drivers, with `distance_m`.", Some(drivers_items))], &["invalid_coordinates"], true),
+    op!("GET" "/v1/admin/drivers" "admin_drivers", "drivers", "Drivers, newest first.", STAFF, drivers_query, Body::None,
+        [(200, "A page of drivers.", Some(drivers_page))], &[], false),
+    op!("GET" "/v1/admin/drivers/{id}" "admin_driver", "drivers", "One driver.", STAFF, no_query, Body::None,
+        [(200, "The driver.", Some(driver_ref))], &[], false),
+    op!("POST" "/v1/admin/drivers/{id}/suspend" "admin_suspend", "drivers", "Suspend a driver.", ADMIN, no_query, optional_body(reason_in, reason_ex),
+        [(200, "The driver.", Some(driver_ref))], &["invalid_transition"], true),
+    op!("POST" "/v1/admin/drivers/{id}/unsuspend" "admin_unsuspend", "drivers", "Lift a driver's suspension.", ADMIN, no_query, optional_body(reason_in, reason_ex),
+        [(200, "The driver.", Some(driver_ref))], &["invalid_transition"], true),
+    op!("POST" "/v1/trips" "trip_create", "trips", "Book a trip (priced and locked now).", RIDER, no_query, json_body(create_trip_in, create_trip_ex),
+        [(201, "Booked: the trip, with its pickup code.", Some(trip_ref))],
+        &["invalid_coordinates", "outside_service_area", "no_pricing", "coupon_invalid", "insufficient_funds", "too_many_open_trips", "forbidden"], true),
+    op!("GET" "/v1/trips" "trips", "trips", "The caller's own trips, newest first.", RIDER_OR_DRIVER, trips_query, Body::None,
+        [(200, "A page of trips.", Some(trips_page))], &["not_found"], true),
+    op!("GET" "/v1/trips/{id}" "trip", "trips", "A trip (its rider, its driver, staff; anyone else 404).", TRIP_VIEWERS, no_query, Body::None,
+        [(200, "The trip; staff also see `rider_name`, `driver_name`.", Some(trip_ref))], &[], true),
+    op!("POST" "/v1/trips/{id}/accept" "trip_accept", "trips", "A driver takes an offered trip (first accept wins).", DRIVER, no_query, EMPTY,
+        [(200, "Accepted.", Some(trip_ref))], TRIP_STEP, true),
+    op!("POST" "/v1/trips/{id}/decline" "trip_decline", "trips", "A driver declines an offer.", DRIVER, no_query, EMPTY,
+        [(204, "Declined.", None)], TRIP_STEP, true),
+    op!("POST" "/v1/trips/{id}/arrived" "trip_arrived", "trips", "The driver is at the pickup.", DRIVER, no_query, EMPTY,
+        [(200, "The trip.", Some(trip_ref))], TRIP_STEP, true),
+    op!("POST" "/v1/trips/{id}/start" "trip_start", "trips", "Start the ride with the rider's pickup code.", DRIVER, no_query, json_body(start_in, start_ex),
+        [(200, "Started.", Some(trip_ref))], TRIP_STEP, true),
+    op!("POST" "/v1/trips/{id}/complete" "trip_complete", "trips", "End the ride.", DRIVER, no_query, optional_body(complete_in, complete_ex),
+        [(200, "Completed, with the final fare.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition", "invalid_coordinates", "insufficient_funds"], true),
+    op!("POST" "/v1/trips/{id}/cancel" "trip_cancel", "trips", "Cancel (rider or driver; fees per API.md).", RIDER_OR_DRIVER, no_query, optional_body(reason_in, reason_ex),
+        [(200, "Cancelled.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
+    op!("POST" "/v1/trips/{id}/bids" "trip_bid", "trips", "An offered driver's price.", DRIVER, no_query, json_body(bid_in, bid_ex),
+        [(201, "The bid.", Some(bid_ref))], TRIP_STEP, true),
+    op!("GET" "/v1/trips/{id}/bids" "trip_bids", "trips", "The bids on a trip (its rider only).", RIDER, no_query, Body::None,
+        [(200, "The bids.", Some(bids_items))], &[], true),
+    op!("POST" "/v1/trips/{id}/bids/{bid_id}/accept" "trip_bid_accept", "trips", "The rider takes a bid.", RIDER, no_query, EMPTY,
+        [(200, "The trip, assigned.", Some(trip_ref))], TRIP_STEP, true),
+    op!("POST" "/v1/trips/{id}/rating" "trip_rating", "trips", "Rate a finished trip, 1 to 5 stars.", RIDER_OR_DRIVER, no_query, json_body(rating_in, rating_ex),
+        [(201, "Rated.", Some(rating_out))], &["forbidden", "not_found", "invalid_transition"], true),
+    op!("POST" "/v1/trips/{id}/sos" "trip_sos", "trips", "Raise a safety alert (every staff socket hears it).", RIDER_OR_DRIVER, no_query, optional_body(sos_in, sos_ex),
+        [(201, "The alert.", Some(alert_ref))], &["forbidden", "not_found", "invalid_transition", "invalid_coordinates"], true),
+    op!("POST" "/v1/trips/{id}/payment-method" "trip_payment_method", "money", "Switch a failed card payment to cash.", RIDER, no_query, json_body(payment_method_in, payment_method_ex),
+        [(200, "The trip.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
+    op!("POST" "/v1/trips/{id}/cash-received" "trip_cash_received", "money", "The driver confirms the cash a rider said it paid.", DRIVER, no_query, EMPTY,
+        [(200, "The trip.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
+    op!("GET" "/v1/admin/trips" "admin_trips", "admin", "Every trip, newest first.", STAFF, trips_query, Body::None,
+        [(200, "A page of trips.", Some(trips_page))], &["not_found"], true),
+    op!("POST" "/v1/admin/trips/{id}/cancel" "admin_trip_cancel", "admin", "Staff cancel a trip.", STAFF, no_query, optional_body(reason_in, reason_ex),
+        [(200, "Cancelled.", Some(trip_ref))], &["invalid_transition"], true),
+    op!("POST" "/v1/admin/trips/{id}/unlock" "admin_trip_unlock", "admin", "Unlock a pickup code locked by wrong codes.", STAFF, no_query, EMPTY,
+        [(200, "The trip.", Some(trip_ref))], &["invalid_transition"], true),
+    op!("GET" "/v1/admin/alerts" "admin_alerts", "admin", "Safety alerts, oldest first.", STAFF, alerts_query, Body::None,
+        [(200, "A page of alerts.", Some(alerts_page))], &[], true),
+    op!("POST" "/v1/admin/alerts/{id}/ack" "admin_alert_ack", "admin", "Acknowledge an alert.", STAFF, no_query, EMPTY,
+        [(200, "The alert.", Some(alert_ref))], &["invalid_transition"], true),
+    op!("GET" "/v1/admin/stats" "admin_stats", "admin", "The live figures of the console.", STAFF, no_query, Body::None,
+        [(200, "The figures.", Some(stats_out))], &[], false),
+    op!("GET" "/v1/admin/trips/{id}/events" "admin_trip_events", "admin", "A trip's timeline, oldest first.", STAFF, no_query, Body::None,
+        [(200, "The timeline.", Some(events_out))], &[], true),
+    op!("GET" "/v1/admin/trips/{id}/trail" "admin_trip_trail", "admin", "Where the trip's driver went, oldest first (sampled beyond 5000 points).", STAFF, no_query, Body::None,
+        [(200, "The trail.", Some(trail_out))], &[], true),
+    op!("GET" "/v1/wallet" "wallet", "money", "The caller's balance and a page of its statement.", RIDER_OR_DRIVER, wallet_query, Body::None,
+        [(200, "The wallet.", Some(wallet_out))], &[], true),
+    op!("POST" "/v1/admin/wallets/{user_id}/credit" "admin_wallet_credit", "money", "Credit a user's wallet from promotions.", ADMIN, no_query, json_body(credit_in, credit_ex),
+        [(201, "The transfer.", Some(transfer_ref))], &["insufficient_funds"], true),
+    op!("POST" "/v1/admin/trips/{id}/refund" "admin_trip_refund", "money", "Refund part or all of a captured payment.", STAFF, no_query, json_body(refund_in, refund_ex),
+        [(201, "The refund's transfer.", Some(transfer_ref))], &["invalid_transition", "refund_exceeds_captured", "insufficient_funds"], true),
+    op!("GET" "/v1/admin/ledger/verify" "admin_ledger_verify", "money", "Whether every currency of the ledger sums to zero.", ADMIN, no_query, Body::None,
+        [(200, "The check.", Some(ledger_out))], &[], false),
+    op!("POST" "/v1/webhooks/{gateway}" "webhook", "money", "A payment gateway's signed event.", Who::Anyone, no_query,
+        Body::Raw { content_type: "application/json", description: "The gateway's event, signed (its own format and signature header)." },
+        [(200, "Acknowledged (`applied` says whether it changed anything, `reason` why not).", Some(webhook_out))], &["invalid_signature"], true),
+    op!("POST" "/v1/admin/reconcile" "admin_reconcile", "money", "Reconcile a gateway's settlement report (CSV) against the ledger.", ADMIN, reconcile_query,
+        Body::Raw { content_type: "text/csv", description: "The settlement report (1 MiB limit)." },
+        [(200, "The report.", Some(reconcile_out))], &["not_found"], true),
+    op!("GET" "/v1/admin/payments/dead-letters" "admin_dead_letters", "money", "Payments the worker gave up on, newest first.", STAFF, no_query, Body::None,
+        [(200, "The dead letters.", Some(dead_letters_out))], &[], false),
+];
+
+/// OpenAPI links from an operation's success to the operations that take what it made
+/// (`(link name, operationId, path parameter, where its value is in the answer)`): what a
+/// client does next, and what Schemathesis's stateful phase follows (the trip's life).
+pub(super) fn links(op: &str) -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
+    const TRIP: &str = "$response.body#/id";
+    match op {
+        "trip_create" => &[
+            ("GetTrip", "trip", "id", TRIP),
+            ("ListBids", "trip_bids", "id", TRIP),
+            ("CancelTrip", "trip_cancel", "id", TRIP),
+            ("RaiseSos", "trip_sos", "id", TRIP),
+            ("SwitchToCash", "trip_payment_method", "id", TRIP),
+            ("RateTrip", "trip_rating", "id", TRIP),
+            ("TripEvents", "admin_trip_events", "id", TRIP),
+            ("CancelAsStaff", "admin_trip_cancel", "id", TRIP),
+        ],
+        "trip_cancel" | "admin_trip_cancel" => {
+            &[("GetTrip", "trip", "id", TRIP), ("RateTrip", "trip_rating", "id", TRIP)]
+        }
+        "trip_sos" => &[("AckAlert", "admin_alert_ack", "id", "$response.body#/id")],
+        "admin_create_user" => &[
+            ("RevokeTokens", "admin_revoke_tokens", "id", "$response.body#/user/id"),
+            ("CreditWallet", "admin_wallet_credit", "user_id", "$response.body#/user/id"),
+            ("GetDriver", "admin_driver", "id", "$response.body#/user/id"),
+        ],
+        "admin_create_zone" => &[("ReplaceZone", "admin_replace_zone", "id", "$response.body#/id")],
+        _ => &[],
+    }
+}

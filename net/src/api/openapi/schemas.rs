@@ -1,0 +1,897 @@
+//! The JSON Schemas of the OpenAPI document: small helpers over `json!` for the repeated
+//! parts (ids, money, points, nullable fields, pages), the shapes of answers (as `render`
+//! writes them: the properties always present are `required`, more may be added) and of
+//! request bodies (strict: `additionalProperties: false`, what the handlers read), with
+//! an example of each body.
+
+use serde_json::{Map, Value, json};
+
+// --- Schema helpers -------------------------------------------------------------------
+
+pub(super) fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// `schema` or `null`.
+pub(super) fn nullable(schema: Value) -> Value {
+    match schema.get("type") {
+        Some(Value::String(t)) if schema.as_object().is_some_and(|o| !o.contains_key("enum")) => {
+            let mut s = schema.clone();
+            s["type"] = json!([t, "null"]);
+            s
+        }
+        _ => json!({"anyOf": [schema, {"type": "null"}]}),
+    }
+}
+
+pub(super) fn string() -> Value {
+    json!({"type": "string"})
+}
+
+pub(super) fn int() -> Value {
+    json!({"type": "integer"})
+}
+
+pub(super) fn uint() -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+
+pub(super) fn number() -> Value {
+    json!({"type": "number"})
+}
+
+pub(super) fn boolean() -> Value {
+    json!({"type": "boolean"})
+}
+
+pub(super) fn time() -> Value {
+    json!({"type": "string", "format": "date-time"})
+}
+
+/// An amount in minor units (integer: never a float).
+pub(super) fn money() -> Value {
+    json!({"type": "integer", "description": "Integer amount in the currency's minor units."})
+}
+
+pub(super) fn currency() -> Value {
+    json!({"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code."})
+}
+
+pub(super) fn category() -> Value {
+    json!({"type": "string", "pattern": "^[a-z0-9_]{1,32}$", "description": "A vehicle category (`economy`, `comfort`, `moto`…)."})
+}
+
+pub(super) fn id(prefix: &str) -> Value {
+    json!({"type": "string", "pattern": format!("^{prefix}[0-9a-f]{{16}}$")})
+}
+
+pub(super) fn enumeration(values: &[&str]) -> Value {
+    json!({"type": "string", "enum": values})
+}
+
+pub(super) fn array(items: Value) -> Value {
+    json!({"type": "array", "items": items})
+}
+
+/// An object of the server's answers: these properties (more may be added), these always present.
+pub(super) fn obj(props: &[(&str, Value)], required: &[&str]) -> Value {
+    let p: Map<String, Value> = props.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect();
+    json!({"type": "object", "properties": p, "required": required})
+}
+
+/// An object a client sends: exactly these properties, these required.
+pub(super) fn strict(props: &[(&str, Value)], required: &[&str]) -> Value {
+    let mut v = obj(props, required);
+    v["additionalProperties"] = json!(false);
+    v
+}
+
+/// `{"lat","lng"}` in a request (ranges checked by the handler: `invalid_coordinates`).
+pub(super) fn point_in() -> Value {
+    strict(&[("lat", number()), ("lng", number())], &["lat", "lng"])
+}
+
+pub(super) fn place_in() -> Value {
+    strict(&[("lat", number()), ("lng", number()), ("address", nullable(string()))], &["lat", "lng"])
+}
+
+/// `{"items", "next_cursor"}` of `item`.
+pub(super) fn page_of(item: Value) -> Value {
+    obj(&[("items", array(item)), ("next_cursor", nullable(string()))], &["items", "next_cursor"])
+}
+
+pub(super) fn items_of(item: Value) -> Value {
+    obj(&[("items", array(item))], &["items"])
+}
+
+// --- Query parameters -----------------------------------------------------------------
+
+pub(super) fn q(name: &str, schema: Value, required: bool, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": required, "schema": schema, "description": description})
+}
+
+pub(super) fn limit_q() -> Value {
+    q("limit", json!({"type": "integer", "minimum": 1, "maximum": 200, "default": 50}), false, "Page size.")
+}
+
+pub(super) fn cursor_q() -> Value {
+    q("cursor", string(), false, "The `next_cursor` of the previous page (opaque).")
+}
+
+pub(super) fn trips_query() -> Vec<Value> {
+    vec![
+        limit_q(),
+        cursor_q(),
+        q("status", trip_status(), false, "Only trips in this status."),
+        q("zone_id", id("zon_"), false, "Only trips of this zone (a malformed id is `404 not_found`)."),
+    ]
+}
+
+pub(super) fn lat_lng_query() -> Vec<Value> {
+    vec![q("lat", number(), true, "Latitude, -90 to 90."), q("lng", number(), true, "Longitude, -180 to 180.")]
+}
+
+pub(super) fn nearby_query() -> Vec<Value> {
+    let mut v = lat_lng_query();
+    v.push(q(
+        "radius_m",
+        json!({"type": "number", "minimum": 1, "maximum": 100000, "default": 5000}),
+        false,
+        "Radius, metres.",
+    ));
+    v.push(limit_q());
+    v
+}
+
+pub(super) fn drivers_query() -> Vec<Value> {
+    vec![
+        limit_q(),
+        cursor_q(),
+        q("availability", enumeration(&["offline", "available", "on_trip"]), false, "Only drivers in this state."),
+    ]
+}
+
+pub(super) fn alerts_query() -> Vec<Value> {
+    vec![
+        limit_q(),
+        cursor_q(),
+        q("status", enumeration(&["open", "acknowledged"]), false, "Only alerts in this state."),
+    ]
+}
+
+pub(super) fn wallet_query() -> Vec<Value> {
+    vec![limit_q(), cursor_q(), q("currency", currency(), false, "The wallet's currency (default: the service's).")]
+}
+
+pub(super) fn reconcile_query() -> Vec<Value> {
+    vec![q("gateway", string(), true, "The gateway whose settlement report the body is.")]
+}
+
+// --- Shapes of answers ----------------------------------------------------------------
+
+pub(super) fn trip_status() -> Value {
+    enumeration(&["searching", "accepted", "arrived", "in_progress", "completed", "cancelled", "expired"])
+}
+
+pub(super) fn point_out() -> Value {
+    obj(&[("lat", number()), ("lng", number())], &["lat", "lng"])
+}
+
+pub(super) fn place_out() -> Value {
+    obj(&[("lat", number()), ("lng", number()), ("address", string())], &["lat", "lng"])
+}
+
+pub(super) fn fare_quote() -> Value {
+    obj(
+        &[("amount_minor", money()), ("currency", currency()), ("currency_exponent", uint())],
+        &["amount_minor", "currency", "currency_exponent"],
+    )
+}
+
+pub(super) fn user_schema() -> Value {
+    obj(
+        &[
+            ("id", id("usr_")),
+            ("role", enumeration(&["rider", "driver", "support", "admin"])),
+            ("name", string()),
+            ("phone", string()),
+            ("vehicle", nullable(obj(&[("category", category()), ("plate", string())], &["category", "plate"]))),
+            ("suspended", boolean()),
+            ("created_at", time()),
+        ],
+        &["id", "role", "name", "phone", "vehicle", "suspended", "created_at"],
+    )
+}
+
+pub(super) fn driver_schema() -> Value {
+    obj(
+        &[
+            ("driver_id", id("usr_")),
+            ("availability", enumeration(&["offline", "available", "on_trip"])),
+            ("category", category()),
+            ("trip_id", nullable(id("trp_"))),
+            ("location", nullable(point_out())),
+            ("location_age_s", nullable(int())),
+            ("connected", nullable(boolean())),
+            ("suspended", boolean()),
+            ("distance_m", uint()),
+        ],
+        &["driver_id", "availability", "category", "trip_id", "location", "location_age_s", "connected", "suspended"],
+    )
+}
+
+pub(super) fn trip_schema() -> Value {
+    let fare = obj(
+        &[
+            ("estimate_minor", money()),
+            ("final_minor", nullable(money())),
+            ("currency", currency()),
+            ("currency_exponent", uint()),
+            ("surge_bps", uint()),
+            ("discount_minor", money()),
+            ("cancel_fee_minor", nullable(money())),
+        ],
+        &[
+            "estimate_minor",
+            "final_minor",
+            "currency",
+            "currency_exponent",
+            "surge_bps",
+            "discount_minor",
+            "cancel_fee_minor",
+        ],
+    );
+    let payment = obj(
+        &[
+            ("method", enumeration(&["cash", "wallet", "card"])),
+            (
+                "status",
+                enumeration(&[
+                    "pending",
+                    "authorized",
+                    "captured",
+                    "voided",
+                    "expired",
+                    "partially_refunded",
+                    "refunded",
+                    "failed",
+                ]),
+            ),
+            ("cash_offered", boolean()),
+            ("captured_minor", money()),
+            ("refunded_minor", money()),
+            ("refunds_pending_minor", money()),
+            ("cash_claimed_at", nullable(time())),
+        ],
+        &[
+            "method",
+            "status",
+            "cash_offered",
+            "captured_minor",
+            "refunded_minor",
+            "refunds_pending_minor",
+            "cash_claimed_at",
+        ],
+    );
+    obj(
+        &[
+            ("id", id("trp_")),
+            ("status", trip_status()),
+            ("kind", enumeration(&["ride", "parcel"])),
+            ("rider_id", id("usr_")),
+            ("driver_id", nullable(id("usr_"))),
+            ("zone_id", id("zon_")),
+            ("category", category()),
+            ("pickup", place_out()),
+            ("dropoff", place_out()),
+            ("fare", fare),
+            ("payment", payment),
+            ("pickup_code_locked", boolean()),
+            ("pickup_code", json!({"type": "string", "description": "Only to the trip's rider."})),
+            ("created_at", time()),
+            ("updated_at", time()),
+            ("accepted_at", nullable(time())),
+            ("arrived_at", nullable(time())),
+            ("started_at", nullable(time())),
+            ("ended_at", nullable(time())),
+            ("distance_m", nullable(uint())),
+            ("driven_m", nullable(uint())),
+            (
+                "parcel",
+                obj(
+                    &[("weight_kg", number()), ("description", string()), ("recipient_phone", string())],
+                    &["weight_kg", "description", "recipient_phone"],
+                ),
+            ),
+            ("bid", obj(&[("amount_minor", money())], &["amount_minor"])),
+            ("cancellation", obj(&[("by", string()), ("reason", string()), ("at", time())], &["by", "reason", "at"])),
+            ("rider_name", json!({"type": ["string", "null"], "description": "Staff only."})),
+            ("driver_name", json!({"type": ["string", "null"], "description": "Staff only."})),
+        ],
+        &[
+            "id",
+            "status",
+            "kind",
+            "rider_id",
+            "driver_id",
+            "zone_id",
+            "category",
+            "pickup",
+            "dropoff",
+            "fare",
+            "payment",
+            "pickup_code_locked",
+            "created_at",
+            "updated_at",
+            "accepted_at",
+            "arrived_at",
+            "started_at",
+            "ended_at",
+            "distance_m",
+            "driven_m",
+        ],
+    )
+}
+
+pub(super) fn offer_schema() -> Value {
+    obj(
+        &[
+            ("trip_id", id("trp_")),
+            ("pickup", place_out()),
+            ("dropoff", place_out()),
+            ("category", category()),
+            ("fare", fare_quote()),
+            ("distance_to_pickup_m", uint()),
+            ("expires_at", time()),
+        ],
+        &["trip_id", "pickup", "dropoff", "category", "fare", "distance_to_pickup_m", "expires_at"],
+    )
+}
+
+pub(super) fn zone_schema() -> Value {
+    obj(
+        &[
+            ("id", id("zon_")),
+            ("name", string()),
+            ("currency", currency()),
+            ("currency_exponent", uint()),
+            ("active", boolean()),
+            ("polygon", json!({"type": "object"})),
+            ("pricing", json!({"type": "object", "additionalProperties": {"type": "object"}})),
+            ("surge", json!({"type": "object"})),
+            ("extra_fee_minor", money()),
+            ("created_at", time()),
+            ("updated_at", time()),
+        ],
+        &["id", "name", "currency", "currency_exponent", "active", "polygon", "pricing", "created_at", "updated_at"],
+    )
+}
+
+pub(super) fn bid_schema() -> Value {
+    obj(
+        &[
+            ("id", id("bid_")),
+            ("trip_id", id("trp_")),
+            ("driver_id", id("usr_")),
+            ("amount_minor", money()),
+            ("distance_to_pickup_m", uint()),
+            ("at", time()),
+        ],
+        &["id", "trip_id", "driver_id", "amount_minor", "distance_to_pickup_m", "at"],
+    )
+}
+
+pub(super) fn alert_schema() -> Value {
+    obj(
+        &[
+            ("id", id("alr_")),
+            ("trip_id", id("trp_")),
+            ("raised_by", id("usr_")),
+            ("location", nullable(point_out())),
+            ("note", nullable(string())),
+            ("status", enumeration(&["open", "acknowledged"])),
+            ("raised_at", time()),
+            ("count", uint()),
+            ("last_raised_at", time()),
+            ("acknowledged_by", nullable(id("usr_"))),
+            ("acknowledged_at", nullable(time())),
+        ],
+        &[
+            "id",
+            "trip_id",
+            "raised_by",
+            "location",
+            "note",
+            "status",
+            "raised_at",
+            "count",
+            "last_raised_at",
+            "acknowledged_by",
+            "acknowledged_at",
+        ],
+    )
+}
+
+pub(super) fn transfer_schema() -> Value {
+    let side = obj(
+        &[("kind", string()), ("owner", nullable(id("usr_"))), ("currency", currency())],
+        &["kind", "owner", "currency"],
+    );
+    obj(
+        &[
+            ("id", id("txf_")),
+            (
+                "amount_minor",
+                json!({"type": "integer", "description": "Signed from the wallet's side in a statement: positive credited, negative debited."}),
+            ),
+            ("currency", currency()),
+            ("currency_exponent", uint()),
+            ("code", string()),
+            ("state", enumeration(&["posted", "pending", "posted_from_hold", "voided"])),
+            ("debit", side.clone()),
+            ("credit", side),
+            ("trip_id", nullable(id("trp_"))),
+            ("at", time()),
+        ],
+        &["id", "amount_minor", "currency", "currency_exponent", "code", "state", "debit", "credit", "trip_id", "at"],
+    )
+}
+
+pub(super) fn error_schema() -> Value {
+    let detail = obj(&[("param", string()), ("code", string()), ("message", string())], &["param", "code", "message"]);
+    obj(
+        &[(
+            "error",
+            obj(
+                &[
+                    (
+                        "type",
+                        enumeration(&[
+                            "invalid_request_error",
+                            "authentication_error",
+                            "rate_limit_error",
+                            "api_error",
+                        ]),
+                    ),
+                    ("code", json!({"type": "string", "description": "Stable code of API.md's table."})),
+                    ("message", json!({"type": "string", "description": "For people; may change."})),
+                    ("request_id", json!({"type": "string", "description": "The answer's `X-Request-Id`: quote it to support."})),
+                    (
+                        "param",
+                        json!({"type": "string", "description": "The first invalid field, dotted (`pickup.lat`, `stops.1.lat`), or a header (`Idempotency-Key`)."}),
+                    ),
+                    ("details", array(detail)),
+                ],
+                &["type", "code", "message", "request_id"],
+            ),
+        )],
+        &["error"],
+    )
+}
+
+pub(super) fn components() -> Value {
+    json!({
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "A user token (`POST /v1/auth/otp/verify`, `POST /v1/admin/users`) or the admin token."}},
+        "schemas": {
+            "Error": error_schema(),
+            "Trip": trip_schema(),
+            "User": user_schema(),
+            "Driver": driver_schema(),
+            "Offer": offer_schema(),
+            "Zone": zone_schema(),
+            "Bid": bid_schema(),
+            "Alert": alert_schema(),
+            "Transfer": transfer_schema(),
+        },
+    })
+}
+
+// --- Request bodies -------------------------------------------------------------------
+
+pub(super) fn otp_issue_in() -> Value {
+    strict(&[("phone", string()), ("role", enumeration(&["rider", "driver"]))], &["phone", "role"])
+}
+pub(super) fn otp_issue_ex() -> Value {
+    json!({"phone": "+201001234567", "role": "rider"})
+}
+pub(super) fn otp_verify_in() -> Value {
+    strict(&[("phone", string()), ("code", string())], &["phone", "code"])
+}
+pub(super) fn otp_verify_ex() -> Value {
+    json!({"phone": "+201001234567", "code": "123456"})
+}
+pub(super) fn create_user_in() -> Value {
+    let vehicle = strict(&[("category", category()), ("plate", string())], &["category", "plate"]);
+    strict(
+        &[
+            ("role", enumeration(&["rider", "driver", "support", "admin"])),
+            ("name", string()),
+            ("phone", string()),
+            ("vehicle", nullable(vehicle)),
+        ],
+        &["role", "name", "phone"],
+    )
+}
+pub(super) fn create_user_ex() -> Value {
+    json!({"role": "driver", "name": "Omar", "phone": "+201001234568", "vehicle": {"category": "economy", "plate": "ABC 123"}})
+}
+pub(super) fn zone_in() -> Value {
+    let pricing = strict(
+        &[
+            ("base_minor", int()),
+            ("per_km_minor", int()),
+            ("per_min_minor", int()),
+            ("minimum_minor", int()),
+            ("booking_fee_minor", int()),
+            ("cancel_fee_minor", int()),
+            ("wait_per_min_minor", int()),
+            ("free_wait_s", uint()),
+            ("commission_bps", uint()),
+            ("free_cancel_s", uint()),
+        ],
+        &[
+            "base_minor",
+            "per_km_minor",
+            "per_min_minor",
+            "minimum_minor",
+            "booking_fee_minor",
+            "cancel_fee_minor",
+            "wait_per_min_minor",
+            "free_wait_s",
+            "commission_bps",
+        ],
+    );
+    let polygon = json!({
+        "type": "object",
+        "description": "A GeoJSON Polygon or MultiPolygon ([lng, lat] positions, closed rings).",
+        "required": ["type", "coordinates"],
+        "properties": {"type": {"enum": ["Polygon", "MultiPolygon"]}, "coordinates": {"type": "array"}},
+    });
+    strict(
+        &[
+            ("name", string()),
+            ("currency", currency()),
+            ("active", boolean()),
+            ("polygon", polygon),
+            (
+                "pricing",
+                json!({"type": "object", "propertyNames": {"pattern": "^[a-z0-9_]{1,32}$"}, "additionalProperties": pricing}),
+            ),
+            ("surge", strict(&[("enabled", boolean()), ("max_bps", uint())], &["enabled", "max_bps"])),
+            ("extra_fee_minor", int()),
+        ],
+        &["name", "currency", "polygon", "pricing"],
+    )
+}
+pub(super) fn zone_ex() -> Value {
+    json!({
+        "name": "Cairo", "currency": "EGP", "active": true,
+        "polygon": {"type": "Polygon", "coordinates": [[[31.0, 29.9], [31.5, 29.9], [31.5, 30.3], [31.0, 30.3], [31.0, 29.9]]]},
+        "pricing": {"economy": {"base_minor": 1000, "per_km_minor": 350, "per_min_minor": 50, "minimum_minor": 2000,
+            "booking_fee_minor": 200, "cancel_fee_minor": 1500, "wait_per_min_minor": 100, "free_wait_s": 180, "commission_bps": 2000}},
+        "surge": {"enabled": true, "max_bps": 25000},
+        "extra_fee_minor": 0,
+    })
+}
+pub(super) fn coupon_in() -> Value {
+    strict(
+        &[
+            ("code", string()),
+            ("percent_bps", nullable(uint())),
+            ("amount_minor", nullable(int())),
+            ("max_discount_minor", nullable(int())),
+            ("min_fare_minor", nullable(int())),
+            ("valid_from", nullable(string())),
+            ("valid_until", nullable(string())),
+            ("max_uses", nullable(uint())),
+            ("max_uses_per_rider", nullable(uint())),
+            ("currency", nullable(string())),
+        ],
+        &["code"],
+    )
+}
+pub(super) fn coupon_ex() -> Value {
+    json!({"code": "WELCOME10", "percent_bps": 1000, "max_discount_minor": 2000, "valid_until": "2027-01-01T00:00:00Z", "max_uses_per_rider": 1})
+}
+pub(super) fn estimate_in() -> Value {
+    strict(
+        &[
+            ("pickup", place_in()),
+            ("dropoff", place_in()),
+            ("category", nullable(category())),
+            ("coupon", nullable(string())),
+        ],
+        &["pickup", "dropoff"],
+    )
+}
+pub(super) fn estimate_ex() -> Value {
+    json!({"pickup": {"lat": 30.0444, "lng": 31.2357}, "dropoff": {"lat": 30.0626, "lng": 31.2497}, "category": "economy"})
+}
+pub(super) fn driver_status_in() -> Value {
+    strict(&[("status", enumeration(&["online", "offline"])), ("location", nullable(point_in()))], &["status"])
+}
+pub(super) fn driver_status_ex() -> Value {
+    json!({"status": "online", "location": {"lat": 30.0444, "lng": 31.2357}})
+}
+pub(super) fn location_in() -> Value {
+    strict(
+        &[
+            ("lat", number()),
+            ("lng", number()),
+            ("heading_deg", nullable(number())),
+            ("speed_mps", nullable(number())),
+            ("accuracy_m", nullable(number())),
+            ("recorded_at", nullable(string())),
+        ],
+        &["lat", "lng"],
+    )
+}
+pub(super) fn location_ex() -> Value {
+    json!({"lat": 30.0444, "lng": 31.2357, "heading_deg": 90.0, "speed_mps": 8.5})
+}
+pub(super) fn reason_in() -> Value {
+    strict(&[("reason", string())], &[])
+}
+pub(super) fn reason_ex() -> Value {
+    json!({"reason": "changed plans"})
+}
+pub(super) fn create_trip_in() -> Value {
+    strict(
+        &[
+            ("pickup", place_in()),
+            ("dropoff", place_in()),
+            ("category", category()),
+            ("payment_method", enumeration(&["cash", "wallet", "card"])),
+            ("coupon", nullable(string())),
+            ("kind", nullable(enumeration(&["ride", "parcel"]))),
+            (
+                "parcel",
+                nullable(strict(
+                    &[("weight_kg", number()), ("description", string()), ("recipient_phone", string())],
+                    &["weight_kg", "description", "recipient_phone"],
+                )),
+            ),
+            ("bid", nullable(strict(&[("amount_minor", int())], &["amount_minor"]))),
+        ],
+        &["pickup", "dropoff", "category", "payment_method"],
+    )
+}
+pub(super) fn create_trip_ex() -> Value {
+    json!({"pickup": {"lat": 30.0444, "lng": 31.2357, "address": "Tahrir Sq"}, "dropoff": {"lat": 30.0626, "lng": 31.2497},
+        "category": "economy", "payment_method": "cash"})
+}
+pub(super) fn start_in() -> Value {
+    strict(&[("pickup_code", string())], &["pickup_code"])
+}
+pub(super) fn start_ex() -> Value {
+    json!({"pickup_code": "4821"})
+}
+pub(super) fn complete_in() -> Value {
+    strict(
+        &[
+            ("distance_m", nullable(json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}))),
+            ("dropoff", nullable(point_in())),
+        ],
+        &[],
+    )
+}
+pub(super) fn complete_ex() -> Value {
+    json!({"distance_m": 5200, "dropoff": {"lat": 30.0626, "lng": 31.2497}})
+}
+pub(super) fn bid_in() -> Value {
+    strict(&[("amount_minor", int())], &["amount_minor"])
+}
+pub(super) fn bid_ex() -> Value {
+    json!({"amount_minor": 4500})
+}
+pub(super) fn rating_in() -> Value {
+    strict(
+        &[("stars", json!({"type": "integer", "minimum": 1, "maximum": 5})), ("comment", nullable(string()))],
+        &["stars"],
+    )
+}
+pub(super) fn rating_ex() -> Value {
+    json!({"stars": 5, "comment": "smooth ride"})
+}
+pub(super) fn sos_in() -> Value {
+    strict(&[("location", nullable(point_in())), ("note", nullable(string()))], &[])
+}
+pub(super) fn sos_ex() -> Value {
+    json!({"location": {"lat": 30.0444, "lng": 31.2357}, "note": "driver took a wrong turn"})
+}
+pub(super) fn credit_in() -> Value {
+    strict(
+        &[("amount_minor", int()), ("currency", currency()), ("reason", string())],
+        &["amount_minor", "currency", "reason"],
+    )
+}
+pub(super) fn credit_ex() -> Value {
+    json!({"amount_minor": 5000, "currency": "EGP", "reason": "goodwill"})
+}
+pub(super) fn refund_in() -> Value {
+    strict(&[("amount_minor", int()), ("reason", string())], &["amount_minor", "reason"])
+}
+pub(super) fn refund_ex() -> Value {
+    json!({"amount_minor": 1500, "reason": "long detour"})
+}
+pub(super) fn payment_method_in() -> Value {
+    strict(&[("method", enumeration(&["cash", "wallet", "card"]))], &["method"])
+}
+pub(super) fn payment_method_ex() -> Value {
+    json!({"method": "cash"})
+}
+
+// --- Answers of single operations -----------------------------------------------------
+
+pub(super) fn health_out() -> Value {
+    obj(&[("status", enumeration(&["ok"]))], &["status"])
+}
+pub(super) fn ready_out() -> Value {
+    obj(
+        &[("status", enumeration(&["ready", "not_ready"])), ("checks", json!({"type": "object"}))],
+        &["status", "checks"],
+    )
+}
+pub(super) fn metrics_out() -> Value {
+    json!({"type": "string", "description": "Prometheus text exposition format."})
+}
+pub(super) fn openapi_out() -> Value {
+    obj(
+        &[("openapi", string()), ("info", json!({"type": "object"})), ("paths", json!({"type": "object"}))],
+        &["openapi", "info", "paths"],
+    )
+}
+pub(super) fn otp_issue_out() -> Value {
+    obj(&[("expires_in_s", uint())], &["expires_in_s"])
+}
+pub(super) fn token_user_out() -> Value {
+    obj(&[("token", string()), ("user", r("User"))], &["token", "user"])
+}
+pub(super) fn coupon_out() -> Value {
+    obj(
+        &[("id", id("cpn_")), ("code", string()), ("uses", uint()), ("created_at", time())],
+        &["id", "code", "uses", "created_at"],
+    )
+}
+pub(super) fn estimate_out() -> Value {
+    let quote = obj(
+        &[
+            ("category", category()),
+            ("fare", fare_quote()),
+            ("distance_m", uint()),
+            ("duration_s", uint()),
+            ("surge_bps", uint()),
+            ("discount_minor", money()),
+            ("route_source", string()),
+            ("breakdown", json!({"type": "object"})),
+        ],
+        &["category", "fare", "distance_m", "duration_s", "surge_bps", "discount_minor"],
+    );
+    obj(&[("zone_id", id("zon_")), ("estimates", array(quote))], &["zone_id", "estimates"])
+}
+pub(super) fn trip_ref() -> Value {
+    r("Trip")
+}
+pub(super) fn trips_page() -> Value {
+    page_of(r("Trip"))
+}
+pub(super) fn driver_ref() -> Value {
+    r("Driver")
+}
+pub(super) fn drivers_page() -> Value {
+    page_of(r("Driver"))
+}
+pub(super) fn drivers_items() -> Value {
+    items_of(r("Driver"))
+}
+pub(super) fn offers_items() -> Value {
+    items_of(r("Offer"))
+}
+pub(super) fn zone_ref() -> Value {
+    r("Zone")
+}
+pub(super) fn zones_page() -> Value {
+    page_of(r("Zone"))
+}
+pub(super) fn bid_ref() -> Value {
+    r("Bid")
+}
+pub(super) fn bids_items() -> Value {
+    items_of(r("Bid"))
+}
+pub(super) fn alert_ref() -> Value {
+    r("Alert")
+}
+pub(super) fn alerts_page() -> Value {
+    page_of(r("Alert"))
+}
+pub(super) fn rating_out() -> Value {
+    obj(
+        &[("trip_id", id("trp_")), ("stars", uint()), ("comment", nullable(string()))],
+        &["trip_id", "stars", "comment"],
+    )
+}
+pub(super) fn stats_out() -> Value {
+    obj(
+        &[
+            ("drivers", json!({"type": "object"})),
+            ("trips", json!({"type": "object", "additionalProperties": {"type": "integer"}})),
+            ("queue_depth", uint()),
+            ("queue_capacity", uint()),
+            ("read_only", boolean()),
+        ],
+        &["drivers", "trips", "queue_depth", "queue_capacity", "read_only"],
+    )
+}
+pub(super) fn events_out() -> Value {
+    page_of(obj(&[("type", string()), ("at", time())], &["type", "at"]))
+}
+pub(super) fn trail_out() -> Value {
+    let point = obj(
+        &[("at", time()), ("lat", number()), ("lng", number()), ("heading_deg", nullable(number()))],
+        &["at", "lat", "lng", "heading_deg"],
+    );
+    obj(
+        &[
+            ("items", array(point)),
+            ("recorded", uint()),
+            ("sampled", boolean()),
+            ("truncated", boolean()),
+            ("next_cursor", json!({"type": "null"})),
+        ],
+        &["items", "recorded", "sampled", "truncated", "next_cursor"],
+    )
+}
+pub(super) fn wallet_out() -> Value {
+    obj(
+        &[("balance", fare_quote()), ("available_minor", money()), ("entries", page_of(r("Transfer")))],
+        &["balance", "available_minor", "entries"],
+    )
+}
+pub(super) fn transfer_ref() -> Value {
+    r("Transfer")
+}
+pub(super) fn ledger_out() -> Value {
+    obj(
+        &[("balanced", boolean()), ("accounts", uint()), ("transfers", uint()), ("sum_minor", int())],
+        &["balanced", "accounts", "transfers", "sum_minor"],
+    )
+}
+pub(super) fn webhook_out() -> Value {
+    obj(
+        &[("status", enumeration(&["processed", "duplicate"])), ("applied", boolean()), ("reason", string())],
+        &["status", "applied"],
+    )
+}
+pub(super) fn reconcile_out() -> Value {
+    obj(
+        &[("matched", uint()), ("mismatches", array(json!({"type": "object"}))), ("trips", uint()), ("rows", uint())],
+        &["matched", "mismatches", "trips", "rows"],
+    )
+}
+pub(super) fn dead_letters_out() -> Value {
+    let item = obj(
+        &[
+            ("trip_id", id("trp_")),
+            ("action", string()),
+            ("amount_minor", money()),
+            ("error", string()),
+            ("attempts", uint()),
+            ("at", time()),
+        ],
+        &["trip_id", "action", "amount_minor", "error", "attempts", "at"],
+    );
+    page_of(item)
+}
+
+pub(super) fn no_query() -> Vec<Value> {
+    Vec::new()
+}
+
+pub(super) fn empty_object() -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {}})
+}
+
+pub(super) fn empty_example() -> Value {
+    json!({})
+}
