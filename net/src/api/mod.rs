@@ -143,6 +143,11 @@ async fn pipeline(
                 })
         })
         .flatten();
+    // `DISPATCH_METRICS_TOKEN` opens `/metrics` and nothing else; anywhere else it is an
+    // unknown token (401 below).
+    if ep == Endpoint::Metrics && token.as_deref().is_some_and(|t| app.keys.is_metrics_token(t)) {
+        return Ok(metrics_response(app));
+    }
     let who = match token {
         None => None,
         Some(t) => match app.authenticate(&t) {
@@ -204,6 +209,11 @@ async fn pipeline(
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+fn metrics_response(app: &App) -> Resp {
+    http::text_response("text/plain; version=0.0.4", app.metrics.render(&app.engine))
 }
 
 /// The path an idempotency key's request hash covers (without the query).
@@ -335,7 +345,7 @@ impl Ctx<'_> {
         match ep {
             E::Healthz => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
             E::Readyz => Ok(app.readiness()),
-            E::Metrics => Ok(http::text_response("text/plain; version=0.0.4", app.metrics.render(&app.engine))),
+            E::Metrics => Ok(metrics_response(&app)),
             // Upgrades are answered by the pipeline before a handler would run.
             E::Ws => Err(ApiError::new("not_found", "no such endpoint")),
             E::OtpIssue => self.otp_issue().await,
