@@ -33,12 +33,25 @@ pub fn check(url: &str, timeout: Duration) -> Result<(), String> {
         let answer = tokio::time::timeout(timeout, client.get(uri))
             .await
             .map_err(|_| format!("{url}: no answer within {} s", timeout.as_secs_f64()))?
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| format!("{url}: {}", chain(&e)))?;
         match answer.status().as_u16() {
             200 => Ok(()),
             status => Err(format!("{url} answered {status}")),
         }
     })
+}
+
+/// An error and its sources, `: `-separated (hyper's own message is only "client error
+/// (Connect)"; the cause, such as "Connection refused", is in the chain).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 #[cfg(test)]
