@@ -6,6 +6,10 @@
 # - chromium and chromium-driver: the console's browser tests drive a headless Chromium
 #   through chromedriver (net/tests/console.rs). Skipped with DISPATCH_SKIP_BROWSER_TESTS=1;
 #   without it a missing chromedriver makes those tests fail, never skip.
+# - prometheus (Debian's package ships `promtool`): the observability tests check /metrics
+#   with `promtool check metrics` and ops/prometheus/alerts.yml with `promtool check rules`
+#   (net/tests/observability.rs). Skipped with DISPATCH_SKIP_PROMTOOL=1; without it a
+#   missing promtool makes those tests fail, never skip.
 set -euo pipefail
 
 need=()
@@ -20,6 +24,11 @@ if [ "${DISPATCH_SKIP_BROWSER_TESTS:-}" = 1 ]; then
 else
     command -v chromedriver >/dev/null || need+=(chromium chromium-driver)
 fi
+if [ "${DISPATCH_SKIP_PROMTOOL:-}" = 1 ]; then
+    echo "system packages: DISPATCH_SKIP_PROMTOOL=1, not checking promtool"
+else
+    command -v promtool >/dev/null || need+=(prometheus)
+fi
 
 if [ ${#need[@]} -eq 0 ]; then
     echo "system packages: all present"
@@ -28,7 +37,7 @@ fi
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then as_root=(sudo); else
-        echo "need ${need[*]} but not root and no sudo: install them, or set DISPATCH_SKIP_C_TESTS=1 / DISPATCH_SKIP_BROWSER_TESTS=1" >&2
+        echo "need ${need[*]} but not root and no sudo: install them, or set DISPATCH_SKIP_C_TESTS=1 / DISPATCH_SKIP_BROWSER_TESTS=1 / DISPATCH_SKIP_PROMTOOL=1" >&2
         exit 1
     fi
 fi

@@ -145,20 +145,49 @@ pub struct TransportCounters {
 impl TransportCounters {
     /// Appends the Prometheus text of these counters.
     pub fn render(&self, o: &mut String) {
+        // Written here rather than through `crate::metrics` (which uses these counters): no
+        // module cycle.
+        let family = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
         let r = Ordering::Relaxed;
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let series: [(&str, &str, i64); 6] = [
-            ("dispatch_connections_open", "gauge", self.connections_open.load(r)),
-            ("dispatch_connection_budget", "gauge", self.connection_budget.load(r)),
-            ("dispatch_process_fd_limit", "gauge", self.fd_limit.load(r)),
-            ("dispatch_probe_connections_total", "counter", clamp(self.probes.load(r))),
-            ("dispatch_connection_write_timeouts_total", "counter", clamp(self.write_timeouts.load(r))),
-            ("dispatch_accept_errors_total", "counter", clamp(self.accept_errors.load(r))),
+        let series: [(&str, &str, &str, u64); 5] = [
+            (
+                "dispatch_connections_open",
+                "gauge",
+                "TCP connections served now (HTTP and WebSocket; not the probe lane).",
+                u64::try_from(self.connections_open.load(r)).unwrap_or(0),
+            ),
+            (
+                "dispatch_connection_budget",
+                "gauge",
+                "Connections served at once: the descriptor limit less the reserve.",
+                u64::try_from(self.connection_budget.load(r)).unwrap_or(0),
+            ),
+            (
+                "dispatch_probe_connections_total",
+                "counter",
+                "Connections served in the probe lane beyond the budget.",
+                self.probes.load(r),
+            ),
+            (
+                "dispatch_connection_write_timeouts_total",
+                "counter",
+                "Connections closed because their output was not taken within the write timeout.",
+                self.write_timeouts.load(r),
+            ),
+            ("dispatch_accept_errors_total", "counter", "Errors accepting a connection.", self.accept_errors.load(r)),
         ];
-        for (name, kind, v) in series {
-            let _ = writeln!(o, "# TYPE {name} {kind}\n{name} {v}");
+        for (name, kind, help, v) in series {
+            family(o, name, kind, help);
+            let _ = writeln!(o, "{name} {v}");
         }
-        let _ = writeln!(o, "# TYPE dispatch_connections_refused_total counter");
+        family(
+            o,
+            "dispatch_connections_refused_total",
+            "counter",
+            "Connections accepted and closed at once, by reason (per_ip: the per-address cap; budget: no room).",
+        );
         for (reason, n) in [("per_ip", &self.refused_per_ip), ("budget", &self.refused_budget)] {
             let _ = writeln!(o, "dispatch_connections_refused_total{{reason=\"{reason}\"}} {}", n.load(r));
         }

@@ -5,7 +5,8 @@
 //! OTP codes, and [`Allow`], the one table of which roles may call a route.
 //!
 //! Guarantees:
-//! - tokens and the admin token are checked in constant time (`ring::hmac::verify`);
+//! - tokens, the admin token and the metrics token are checked in constant time
+//!   (`ring::hmac::verify`); the metrics token opens `GET /metrics` only;
 //! - a token has one spelling: `dt1.`, then its payload and its MAC in lower-case hex;
 //!   any other spelling of the same bytes (upper-case hex anywhere) is refused, so a
 //!   token cannot be varied to slip past a deny list or a log search;
@@ -96,6 +97,8 @@ pub struct Keys {
     token: hmac::Key,
     admin: hmac::Key,
     admin_tag: hmac::Tag,
+    /// The tag of `DISPATCH_METRICS_TOKEN` under `admin`'s key, when one is set.
+    metrics_tag: Option<hmac::Tag>,
     otp: hmac::Key,
 }
 
@@ -108,7 +111,20 @@ impl Keys {
         };
         let admin = derive(b"dispatch admin token v1");
         let admin_tag = hmac::sign(&admin, admin_token.as_bytes());
-        Keys { token: derive(b"dispatch user token v1"), admin, admin_tag, otp: derive(b"dispatch otp v1") }
+        Keys {
+            token: derive(b"dispatch user token v1"),
+            admin,
+            admin_tag,
+            metrics_tag: None,
+            otp: derive(b"dispatch otp v1"),
+        }
+    }
+
+    /// These keys, taking `token` (`DISPATCH_METRICS_TOKEN`) as a credential for
+    /// `GET /metrics` only.
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Keys {
+        self.metrics_tag = token.map(|t| hmac::sign(&self.admin, format!("metrics\0{t}").as_bytes()));
+        self
     }
 
     /// A signed token for `claims`.
@@ -142,6 +158,15 @@ impl Keys {
     /// Whether `candidate` is the bootstrap admin token (constant time in its content).
     pub fn is_admin_token(&self, candidate: &str) -> bool {
         hmac::verify(&self.admin, candidate.as_bytes(), self.admin_tag.as_ref()).is_ok()
+    }
+
+    /// Whether `candidate` is the metrics token (constant time in its content); always
+    /// `false` when none is set. It opens `GET /metrics` and nothing else: no other route
+    /// asks, and to [`authenticate`] it is an unknown token.
+    pub fn is_metrics_token(&self, candidate: &str) -> bool {
+        self.metrics_tag.as_ref().is_some_and(|tag| {
+            hmac::verify(&self.admin, format!("metrics\0{candidate}").as_bytes(), tag.as_ref()).is_ok()
+        })
     }
 
     /// The keyed hash of an OTP code for `phone` (only this reaches the engine).
@@ -309,6 +334,19 @@ mod tests {
             suspended: false,
             created_at: Timestamp::from_millis(0),
         })
+    }
+
+    #[test]
+    fn the_metrics_token_is_recognised_only_when_set_and_is_no_principal() {
+        let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
+        assert!(!keys.is_metrics_token("metrics-token-0123456789"), "none set");
+        assert!(!keys.is_metrics_token(""));
+        let keys = keys.with_metrics_token(Some("metrics-token-0123456789"));
+        assert!(keys.is_metrics_token("metrics-token-0123456789"));
+        assert!(!keys.is_metrics_token("metrics-token-012345678"));
+        assert!(!keys.is_metrics_token("admin-token-0123456789"), "the admin token is not the metrics token");
+        assert!(!keys.is_admin_token("metrics-token-0123456789"));
+        assert!(authenticate(&keys, "metrics-token-0123456789", 0, |_| None).is_err(), "no principal");
     }
 
     #[test]

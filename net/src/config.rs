@@ -11,12 +11,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use dispatch_core::DispatchRules;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// The whole file.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The whole file. `Serialize`: the sample configuration's test walks its keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[server]`.
@@ -34,10 +34,64 @@ pub struct Config {
     /// `[gateways.<name>]`: payment gateways whose webhooks `/v1/webhooks/<name>` takes,
     /// besides the built-in `sim`.
     pub gateways: BTreeMap<String, GatewaySection>,
+    /// `[log]`.
+    pub log: LogSection,
+}
+
+/// `[log]`: what the JSON log lines on stderr include.
+///
+/// ```toml
+/// [log]
+/// level = "info"   # a tracing filter: "warn", "info,dispatch_server=debug", ...
+/// ```
+///
+/// `RUST_LOG`, when set, wins over `level` (the usual way to turn logging up for one run).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A filter directive of `tracing_subscriber::EnvFilter`: a level (`error`, `warn`,
+    /// `info`, `debug`, `trace`, `off`) or `target=level` pairs, comma-separated.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+impl LogSection {
+    /// The filter in force: `RUST_LOG` (`rust_log`) when set and not empty, else
+    /// `level`; an invalid one is an error naming where it came from.
+    pub fn filter(&self, rust_log: Option<&str>) -> Result<tracing_subscriber::EnvFilter, String> {
+        match rust_log.filter(|v| !v.trim().is_empty()) {
+            Some(v) => parse_filter(v).map_err(|e| format!("RUST_LOG: {e}")),
+            None => parse_filter(&self.level).map_err(|e| format!("log.level: {e}")),
+        }
+    }
+}
+
+/// A filter directive string, strictly: anything `EnvFilter` would skip with a warning
+/// (a bad level, a malformed directive) is an error here, and so is a bare word that is
+/// not a level (`EnvFilter` would take `"loud"` as a target name and log nothing else;
+/// a target's every level is spelt `target=trace`).
+fn parse_filter(directives: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let bad = |e: &dyn std::fmt::Display| {
+        format!("{directives:?} is not a log filter ({e}): e.g. \"info\" or \"warn,dispatch_server=debug\"")
+    };
+    let parts: Vec<&str> = directives.split(',').map(str::trim).filter(|d| !d.is_empty()).collect();
+    if parts.is_empty() {
+        return Err(bad(&"it is empty"));
+    }
+    for d in parts.iter().filter(|d| !d.contains(['=', '['])) {
+        d.parse::<tracing::level_filters::LevelFilter>()
+            .map_err(|_| bad(&format!("{d:?} is not a level: error, warn, info, debug, trace or off")))?;
+    }
+    tracing_subscriber::EnvFilter::builder().parse(parts.join(",")).map_err(|e| bad(&e))
 }
 
 /// `[payments]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PaymentsSection {
     /// A wallet hold placed at booking is released after this if nothing settled it.
@@ -54,7 +108,7 @@ impl Default for PaymentsSection {
 }
 
 /// `[gateways.<name>]`: a payment gateway's webhooks.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GatewaySection {
     /// How it signs its webhooks and shapes their bodies.
@@ -62,7 +116,7 @@ pub struct GatewaySection {
 }
 
 /// The webhook schemes a configured gateway may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GatewayScheme {
     /// `Stripe-Signature: t=…,v1=…` (HMAC-SHA256 of `"<t>.<body>"`), Stripe's event body.
@@ -100,7 +154,7 @@ pub fn webhook_secret_var(gateway: &str) -> String {
 /// # tls_key = "/etc/dispatch/key.pem"
 /// cors_origins = []              # browser origins allowed cross-origin, e.g. ["https://ops.example.com"], or ["*"]
 /// ```
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// Where to listen.
@@ -191,7 +245,7 @@ impl ServerSection {
 }
 
 /// `[store]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
     /// The engine's data directory.
@@ -209,7 +263,7 @@ impl Default for StoreSection {
 }
 
 /// `[dispatch]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DispatchSection {
     /// Drivers offered a trip at once.
@@ -241,7 +295,7 @@ impl Default for DispatchSection {
 }
 
 /// `[route]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteSection {
     /// Straight-line fallback: great-circle distance × this.
@@ -260,7 +314,7 @@ impl Default for RouteSection {
 }
 
 /// `[limits]`: requests per minute unless named otherwise; each allows a burst of its full amount.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsSection {
     /// Trip creations per rider.
@@ -322,6 +376,7 @@ impl Config {
                 return Err("gateways.sim: the sim gateway is built in and takes no configuration".into());
             }
         }
+        self.log.filter(None)?;
         self.rules().validate().map_err(|e| e.to_string())
     }
 
@@ -360,6 +415,9 @@ pub struct Secrets {
     /// by gateway name. During a rotation a variable holds the new and the old secret,
     /// comma-separated; a signature made with any of them is accepted.
     pub webhook_secrets: BTreeMap<String, Vec<Vec<u8>>>,
+    /// `DISPATCH_METRICS_TOKEN` (optional, never made up): a bearer token that opens
+    /// `GET /metrics` and nothing else, for the scraper (instead of the admin token).
+    pub metrics_token: Option<String>,
     /// Some secret was made up by `--dev`.
     pub generated: bool,
     /// The admin token itself was made up by `--dev` (it is printed once at start; one
@@ -372,6 +430,9 @@ impl std::fmt::Debug for Secrets {
         f.write_str("Secrets(redacted)")
     }
 }
+
+/// The environment variable of the metrics-only token.
+pub const METRICS_TOKEN_VAR: &str = "DISPATCH_METRICS_TOKEN";
 
 /// Least length of the admin token and the token secret, bytes.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -461,6 +522,15 @@ impl Secrets {
         };
         let (admin_token, admin_token_generated) = get("DISPATCH_ADMIN_TOKEN", 16)?;
         let (token_secret, mut generated) = get("DISPATCH_TOKEN_SECRET", MIN_SECRET_BYTES)?;
+        // Optional: absent (or empty) is no metrics token, in `--dev` too.
+        let metrics_token = match env(METRICS_TOKEN_VAR).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) if v.len() < 16 => return Err(Error::WeakSecret { name: METRICS_TOKEN_VAR.to_owned(), min: 16 }),
+            Some(v) => {
+                guessable(METRICS_TOKEN_VAR, &v)?;
+                Some(v)
+            }
+        };
         generated |= admin_token_generated;
         let token_secret = token_secret.into_bytes();
         let mut webhook_secrets = BTreeMap::new();
@@ -478,7 +548,7 @@ impl Secrets {
             }
             webhook_secrets.insert(gateway.to_owned(), secrets);
         }
-        Ok(Secrets { admin_token, token_secret, webhook_secrets, generated, admin_token_generated })
+        Ok(Secrets { admin_token, token_secret, webhook_secrets, metrics_token, generated, admin_token_generated })
     }
 }
 
@@ -645,6 +715,48 @@ mod tests {
         // A configured gateway without its secret stops start-up, naming the variable.
         let missing = Secrets::from_env(with("new-secret-0123456789ab"), false, ["razorpay"]);
         assert!(matches!(missing, Err(Error::MissingSecret(n)) if n == "DISPATCH_WEBHOOK_SECRET_RAZORPAY"));
+    }
+
+    #[test]
+    fn the_metrics_token_is_optional_and_held_to_the_secrets_rules() {
+        let with = |metrics: Option<&'static str>| {
+            move |k: &str| match k {
+                METRICS_TOKEN_VAR => metrics.map(str::to_owned),
+                _ => Some(STRONG.to_owned()),
+            }
+        };
+        assert_eq!(Secrets::from_env(with(None), false, []).unwrap().metrics_token, None);
+        assert_eq!(Secrets::from_env(with(None), true, []).unwrap().metrics_token, None, "--dev makes none up");
+        assert_eq!(Secrets::from_env(with(Some("")), false, []).unwrap().metrics_token, None);
+        let m = "metrics-0123456789abcdefghijklm";
+        assert_eq!(Secrets::from_env(with(Some(m)), false, []).unwrap().metrics_token.as_deref(), Some(m));
+        assert!(matches!(
+            Secrets::from_env(with(Some("short")), false, []),
+            Err(Error::WeakSecret { name, .. }) if name == METRICS_TOKEN_VAR
+        ));
+        assert!(matches!(
+            Secrets::from_env(with(Some("metricsmetricsmetrics")), true, []),
+            Err(Error::GuessableSecret { name, .. }) if name == METRICS_TOKEN_VAR
+        ));
+    }
+
+    #[test]
+    fn the_log_level_is_a_filter_and_rust_log_wins() {
+        assert_eq!(Config::parse("").unwrap().log.level, "info");
+        let c = Config::parse("[log]\nlevel = \"warn,dispatch_server=debug\"\n").unwrap();
+        assert!(c.log.filter(None).is_ok());
+        for bad in
+            ["[log]\nlevel = \"loud\"", "[log]\nlevel = \"\"", "[log]\nlevel = \"x=verbose\"", "[log]\nlvl = \"info\""]
+        {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
+        let warn = Config::parse("[log]\nlevel = \"warn\"").unwrap().log;
+        assert_eq!(warn.filter(None).unwrap().max_level_hint(), Some(tracing::level_filters::LevelFilter::WARN));
+        let debug = warn.filter(Some("debug")).unwrap();
+        assert_eq!(debug.max_level_hint(), Some(tracing::level_filters::LevelFilter::DEBUG), "RUST_LOG wins");
+        assert_eq!(warn.filter(Some(" ")).unwrap().max_level_hint(), Some(tracing::level_filters::LevelFilter::WARN));
+        let err = warn.filter(Some("loud")).unwrap_err();
+        assert!(err.starts_with("RUST_LOG"), "{err}");
     }
 
     #[test]

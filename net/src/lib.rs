@@ -35,7 +35,8 @@
 //!   secrets and body format of each.
 //! - [`ratelimit`]: GCRA buckets with bounded memory and an injected clock.
 //! - [`hex`]: hex encoding and random hex, shared by config, HTTP and tokens.
-//! - [`metrics`]: Prometheus text for `/metrics`.
+//! - [`metrics`]: Prometheus text for `/metrics` (with `process_*` and build info).
+//! - [`healthcheck`]: `dispatchd healthcheck`, one `GET /healthz` for container health checks.
 //! - [`sms`]: where OTP codes are sent.
 //! - [`osrm`]: routes from an OSRM service (timeout, circuit breaker, cache), the straight
 //!   line as the answer of last resort.
@@ -53,6 +54,7 @@ pub mod cors;
 pub mod error;
 pub mod fault;
 pub mod gateways;
+pub mod healthcheck;
 pub mod hex;
 pub mod http;
 pub mod hub;
@@ -104,8 +106,8 @@ pub struct ServeOptions {
 
 /// Runs the server until SIGTERM or ctrl-c, then shuts down gracefully.
 pub fn serve(opts: ServeOptions) -> Result<(), Error> {
-    init_logging();
     let mut config = config::Config::load(opts.config.as_deref())?;
+    init_logging(&config.log)?;
     if let Some(l) = &opts.listen {
         config.server.listen = l.clone();
     }
@@ -290,13 +292,18 @@ pub fn fuzz_input(data: &[u8]) {
     let _ = http::parse_rfc3339(&text, "t");
 }
 
-fn init_logging() {
+/// JSON log lines on stderr, filtered by `RUST_LOG` when it is set, else by `[log] level`
+/// (an invalid `RUST_LOG` stops start-up, exit 2, like an invalid `level`).
+fn init_logging(log: &config::LogSection) -> Result<(), Error> {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = log.filter(rust_log.as_deref()).map_err(Error::Setting)?;
     let _ = tracing_subscriber::fmt()
         .json()
         .with_current_span(false)
         .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
+        .with_env_filter(filter)
         .try_init();
+    Ok(())
 }
 
 pub mod demo {

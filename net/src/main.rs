@@ -90,6 +90,16 @@ enum Cmd {
         #[arg(long)]
         settlement: PathBuf,
     },
+    /// Ask a running server's `/healthz` (a container's HEALTHCHECK: the image has no curl).
+    /// Exits 0 when it answers 200, 1 otherwise.
+    Healthcheck {
+        /// The URL to GET (plain http://: the check runs beside the server).
+        #[arg(long, default_value = dispatch_server::healthcheck::DEFAULT_URL)]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout_s: u64,
+    },
     /// Restore a backup into a new data directory.
     Restore {
         /// The backup.
@@ -169,6 +179,18 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("dispatchd reconcile: {e}");
                     ExitCode::from(2)
+                }
+            };
+        }
+        Cmd::Healthcheck { url, timeout_s } => {
+            return match dispatch_server::healthcheck::check(&url, Duration::from_secs(timeout_s.max(1))) {
+                Ok(()) => {
+                    println!("healthy: {url} answered 200");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("dispatchd healthcheck: {e}");
+                    ExitCode::FAILURE
                 }
             };
         }

@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use hyper::HeaderMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Most entries of a forwarding header walked from the right (a chain of proxies is a few
 /// hops; a longer header is a client's padding).
@@ -32,8 +32,8 @@ pub const MAX_HOPS: usize = 16;
 
 /// An IP network: an address and a prefix length, host bits cleared. A bare address is
 /// a /32 (IPv4) or a /128 (IPv6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Cidr {
     network: IpAddr,
     prefix: u8,
@@ -89,6 +89,12 @@ impl TryFrom<String> for Cidr {
     }
 }
 
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> String {
+        c.to_string()
+    }
+}
+
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.network, self.prefix)
@@ -96,7 +102,7 @@ impl fmt::Display for Cidr {
 }
 
 /// The header trusted proxies put the client's address in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProxyHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2` (nginx's `$proxy_add_x_forwarded_for`,
     /// HAProxy's `option forwardfor`, most cloud load balancers).

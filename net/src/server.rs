@@ -140,7 +140,8 @@ impl App {
             admission,
             proxies,
             metrics,
-            keys: Keys::new(&secrets.token_secret, &secrets.admin_token),
+            keys: Keys::new(&secrets.token_secret, &secrets.admin_token)
+                .with_metrics_token(secrets.metrics_token.as_deref()),
             gateways: crate::gateways::Gateways::new(&config, secrets)?,
             engine,
             config,

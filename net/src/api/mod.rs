@@ -170,6 +170,11 @@ async fn pipeline(
                 })
         })
         .flatten();
+    // `DISPATCH_METRICS_TOKEN` opens `/metrics` and nothing else; anywhere else it is an
+    // unknown token (401 below).
+    if ep == Endpoint::Metrics && token.as_deref().is_some_and(|t| app.keys.is_metrics_token(t)) {
+        return Ok(metrics_response(app));
+    }
     let who = match token {
         None => None,
         Some(t) => match app.authenticate(&t) {
@@ -254,6 +259,11 @@ fn idempotency_key(headers: &hyper::HeaderMap) -> Result<Option<String>, ApiErro
         Ok(()) => Ok(Some(probe.key)),
         Err(e) => Err(ApiError::from(e).with_param(IDEMPOTENCY_KEY)),
     }
+}
+
+/// `GET /metrics`: the Prometheus text exposition.
+fn metrics_response(app: &App) -> Resp {
+    http::text_response("text/plain; version=0.0.4", app.metrics.render(&app.engine))
 }
 
 /// The path an idempotency key's request hash covers (without the query).
@@ -392,7 +402,7 @@ impl Ctx<'_> {
         match ep {
             E::Healthz => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
             E::Readyz => Ok(app.readiness()),
-            E::Metrics => Ok(http::text_response("text/plain; version=0.0.4", app.metrics.render(&app.engine))),
+            E::Metrics => Ok(metrics_response(&app)),
             // Upgrades are answered by the pipeline before a handler would run.
             E::Ws => Err(ApiError::new("not_found", "no such endpoint")),
             E::OpenApi => Ok(http::bytes_response("application/json", openapi::document_bytes())),
