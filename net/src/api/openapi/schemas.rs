@@ -455,7 +455,10 @@ pub(super) fn error_schema() -> Value {
                     ),
                     ("code", json!({"type": "string", "description": "Stable code of API.md's table."})),
                     ("message", json!({"type": "string", "description": "For people; may change."})),
-                    ("request_id", json!({"type": "string", "description": "The answer's `X-Request-Id`: quote it to support."})),
+                    (
+                        "request_id",
+                        json!({"type": "string", "description": "The answer's `X-Request-Id`: quote it to support."}),
+                    ),
                     (
                         "param",
                         json!({"type": "string", "description": "The first invalid field, dotted (`pickup.lat`, `stops.1.lat`), or a header (`Idempotency-Key`)."}),
