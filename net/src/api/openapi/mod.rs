@@ -19,6 +19,7 @@
 //!   (`invalid_coordinates`, API.md): the schemas' `lat`/`lng` are plain numbers.
 
 mod ops;
+mod requests;
 mod schemas;
 
 use std::collections::HashMap;
@@ -285,13 +286,18 @@ fn join(base: &str, field: &str) -> String {
     if base.is_empty() { field.to_owned() } else { format!("{base}.{field}") }
 }
 
+/// The most violations one answer lists (`details`).
+pub const MAX_FIELD_ERRORS: usize = 20;
+
 /// Checks a parsed body against operation `op`'s request schema: every violation in one
 /// `400 invalid_request` (`param`: the first one's path; `details`: all). An operation
 /// without a JSON schema passes.
 pub fn check_body(op: &str, body: &Value) -> Result<(), ApiError> {
     let Some(v) = validators().get(op) else { return Ok(()) };
     let mut fields = Vec::new();
-    for e in v.iter_errors(body) {
+    // A body of thousands of wrong items is told about its first ones: the answer (and
+    // the work of building it) stays small whatever the caller sent.
+    for e in v.iter_errors(body).take(MAX_FIELD_ERRORS) {
         let at = dotted(e.instance_path().as_str());
         match e.kind() {
             jsonschema::error::ValidationErrorKind::Required { property } => {
@@ -318,6 +324,7 @@ pub fn check_body(op: &str, body: &Value) -> Result<(), ApiError> {
     if fields.is_empty() {
         return Ok(());
     }
+    fields.truncate(MAX_FIELD_ERRORS);
     let summary = fields.iter().map(|f| f.message.as_str()).collect::<Vec<_>>().join("; ");
     Err(ApiError::invalid(format!("invalid request: {summary}")).with_fields(fields))
 }
@@ -330,6 +337,7 @@ fn field(param: String, message: String) -> FieldError {
 mod tests {
     use std::collections::BTreeSet;
 
+    use super::requests::create_trip_ex;
     use super::*;
 
     fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
@@ -433,6 +441,16 @@ mod tests {
                 assert!(validators().contains_key(op.name), "{}", op.name);
             }
         }
+    }
+
+    #[test]
+    fn a_body_of_thousands_of_wrong_items_gets_a_short_answer() {
+        let mut body = create_trip_ex();
+        let extra: serde_json::Map<String, Value> = (0..5000).map(|i| (format!("x{i}"), json!(i))).collect();
+        body.as_object_mut().unwrap().extend(extra);
+        let e = check_body("trip_create", &body).unwrap_err();
+        assert_eq!((e.code, e.details.len()), ("invalid_request", MAX_FIELD_ERRORS));
+        assert!(e.message.len() < 4096, "{}", e.message.len());
     }
 
     #[test]

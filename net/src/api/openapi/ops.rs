@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::requests::*;
 use super::schemas::*;
 
 /// Who may call an operation, as the document states it.
@@ -104,7 +105,7 @@ pub(super) const OPS: &[Op] = &[
         [(200, "Alive.", Some(health_out))], &[], false),
     op!("GET" "/readyz" "readyz", "ops", "Readiness: the engine is writable, its queue below 90 %, not shutting down.", Who::Anyone, no_query, Body::None,
         [(200, "Ready.", Some(ready_out))], &[], false),
-    op!("GET" "/metrics" "metrics", "ops", "Prometheus metrics.", ADMIN, no_query, Body::None,
+    op!("GET" "/metrics" "metrics", "ops", "Prometheus metrics. Also readable with the metrics-only token (`DISPATCH_METRICS_TOKEN`), which opens nothing else.", ADMIN, no_query, Body::None,
         [(200, "The metrics, Prometheus text format.", None)], &[], false),
     op!("GET" "/v1/openapi.json" "openapi", "meta", "This document.", Who::Anyone, no_query, Body::None,
         [(200, "The OpenAPI 3.1 document of the API.", Some(openapi_out))], &[], false),
