@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 
 use dispatch::scenario::{pipeline, ride_from};
 use dispatch_core::{
-    Actor, Command, DispatchRules, Engine, EngineConfig, Error, LatLng, Outcome, Role, Trip, TripId, UserId,
+    Actor, Command, DispatchRules, DomainError, Engine, EngineConfig, Error, LatLng, Outcome, Role, Trip, TripId,
+    UserId,
 };
 
 use crate::fleet;
