@@ -67,7 +67,7 @@ fn engine_memory(drivers: &[IndexedDriver]) {
                 role: Role::Driver,
                 name: format!("Driver {n}"),
                 phone: format!("+2010{n:08}"),
-                vehicle: Some(Vehicle { category: economy.clone(), plate: format!("ABC {n}") }),
+                vehicle: Some(Vehicle::new(economy.clone(), format!("ABC {n}"))),
             };
             (Actor::Admin, Command::CreateUser(new))
         })

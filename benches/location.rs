@@ -62,7 +62,7 @@ fn setup_commands(at: &[LatLng]) -> Vec<(Actor, Command)> {
             role: Role::Driver,
             name: format!("Driver {i}"),
             phone: format!("+2010{i:08}"),
-            vehicle: Some(Vehicle { category: economy.clone(), plate: format!("ABC {i}") }),
+            vehicle: Some(Vehicle::new(economy.clone(), format!("ABC {i}"))),
         };
         out.push((Actor::Admin, Command::CreateUser(new)));
         out.push((Actor::User(id), Command::SetDriverStatus { online: true, location: Some(*p) }));

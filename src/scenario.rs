@@ -40,7 +40,7 @@ pub fn user(engine: &Engine, role: Role, n: u64) -> Result<UserId, Error> {
         ensure_zone(engine)?;
     }
     let vehicle = match role {
-        Role::Driver => Some(Vehicle { category: Category::new("economy")?, plate: format!("D {n}") }),
+        Role::Driver => Some(Vehicle::new(Category::new("economy")?, format!("D {n}"))),
         _ => None,
     };
     let phone = format!("+2010{n:09}");

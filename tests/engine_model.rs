@@ -410,7 +410,7 @@ pub(crate) fn setup(engine: &Engine, clock: &ManualClock) -> Model {
     let riders: Vec<UserId> = (0..RIDERS).map(|_| new_user(Role::Rider, None)).collect();
     let mut drivers = Vec::new();
     for i in 0..DRIVERS {
-        let id = new_user(Role::Driver, Some(Vehicle { category: economy.clone(), plate: format!("P{i}") }));
+        let id = new_user(Role::Driver, Some(Vehicle::new(economy.clone(), format!("P{i}"))));
         let km = 0.3 + i as f64 * 0.7;
         let at = LatLng::new(PICKUP.0 + km / 111.195, PICKUP.1).expect("valid");
         engine.set_driver_status(id, true, Some(at)).expect("online");

@@ -36,7 +36,7 @@
 //! let clock = ManualClock::new(Timestamp::from_millis(1_700_000_000_000));
 //! let engine = Engine::open(EngineConfig::default().with_clock(clock).with_ids(RandomIds::seeded(1)))?;
 //! engine.create_zone(Actor::Admin, demo::cairo()?)?; // prices economy rides in Cairo
-//! let car = Vehicle { category: Category::new("economy")?, plate: "ABC 123".into() };
+//! let car = Vehicle::new(Category::new("economy")?, "ABC 123");
 //! let driver = engine.create_user(Actor::Admin, NewUser {
 //!     id: None, role: Role::Driver, name: "Omar".into(), phone: "+201000000001".into(), vehicle: Some(car),
 //! })?;

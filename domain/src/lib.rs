@@ -91,5 +91,5 @@ pub use money::{Currency, Money};
 pub use record::{Record, replay};
 pub use state::{State, apply};
 pub use trip::{OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus, WithdrawReason};
-pub use user::{Category, Role, User, Vehicle};
+pub use user::{Category, RatingTotals, Role, User, Vehicle};
 pub use zone::{Catalog, Zone, ZoneSpec};

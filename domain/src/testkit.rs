@@ -118,7 +118,7 @@ impl World {
 
     /// An online driver `km_north` kilometres north of the pickup point.
     pub fn driver_at(&mut self, km_north: f64, category: &str) -> UserId {
-        let v = Vehicle { category: Category::new(category).unwrap(), plate: "X 1".into() };
+        let v = Vehicle::new(Category::new(category).unwrap(), "X 1");
         let id = self.user(Role::Driver, Some(v));
         let at = LatLng::new(CAIRO.0 + km_north / 111.195, CAIRO.1).unwrap();
         self.run(Actor::User(id), Command::SetDriverStatus { online: true, location: Some(at) }).unwrap();

@@ -98,7 +98,8 @@ impl<'de> Deserialize<'de> for Category {
     }
 }
 
-/// A driver's vehicle.
+/// A driver's vehicle: what dispatch needs (category, plate) and what a rider looks for
+/// at the kerb (make, model, colour, year; optional).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vehicle {
@@ -106,6 +107,57 @@ pub struct Vehicle {
     pub category: Category,
     /// Its registration plate, as written on it.
     pub plate: String,
+    /// The maker (`Hyundai`): 1–40 characters, no control characters.
+    #[serde(default)]
+    pub make: Option<String>,
+    /// The model (`Elantra`): the same rules.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The colour as a rider would say it (`silver`): the same rules.
+    #[serde(default)]
+    pub color: Option<String>,
+    /// The model year, [`MIN_YEAR`]..=[`MAX_YEAR`].
+    #[serde(default)]
+    pub year: Option<u16>,
+}
+
+impl Vehicle {
+    /// A vehicle with only what dispatch needs (no make, model, colour or year).
+    pub fn new(category: Category, plate: impl Into<String>) -> Self {
+        Vehicle { category, plate: plate.into(), make: None, model: None, color: None, year: None }
+    }
+}
+
+/// A user's ratings so far, kept as integers (the sum of the stars and their count): only
+/// a renderer divides. Updated by the domain each time a trip rating about the user is
+/// applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RatingTotals {
+    /// Sum of the stars received.
+    pub stars: u64,
+    /// Ratings received.
+    pub count: u32,
+}
+
+impl RatingTotals {
+    /// Ratings a user needs before their average is shown (API.md: `null` until 3).
+    pub const SHOWN_FROM: u32 = 3;
+
+    /// Adds one rating of `stars`.
+    pub fn add(&mut self, stars: u8) {
+        self.stars = self.stars.saturating_add(u64::from(stars));
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// The average rounded to 2 decimals, once there are [`Self::SHOWN_FROM`] ratings.
+    pub fn shown_average(&self) -> Option<f64> {
+        if self.count < Self::SHOWN_FROM {
+            return None;
+        }
+        // Rounded in integers (hundredths, half up) so the same totals always show the same figure.
+        let hundredths = (self.stars * 200 + u64::from(self.count)) / (2 * u64::from(self.count));
+        Some(hundredths as f64 / 100.0)
+    }
 }
 
 /// A person known to dispatch.
@@ -127,12 +179,21 @@ pub struct User {
     pub suspended: bool,
     /// When the user was created.
     pub created_at: Timestamp,
+    /// The ratings other users gave this one (riders rate drivers, drivers rate riders).
+    #[serde(default)]
+    pub rating: RatingTotals,
 }
 
 /// Longest display name accepted.
 pub const MAX_NAME_LEN: usize = 100;
 /// Longest plate accepted.
 pub const MAX_PLATE_LEN: usize = 20;
+/// Longest make, model or colour accepted.
+pub const MAX_VEHICLE_TEXT_LEN: usize = 40;
+/// Oldest model year accepted.
+pub const MIN_YEAR: u16 = 1950;
+/// Newest model year accepted (a fixed bound: the domain reads no wall clock here).
+pub const MAX_YEAR: u16 = 2100;
 
 /// Checks an E.164 phone number: `+` then 8 to 15 digits.
 pub fn validate_phone(phone: &str) -> Result<()> {
@@ -154,14 +215,28 @@ pub fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-/// Checks a vehicle: a plate of 1–20 printable characters.
+/// Checks a vehicle: a plate of 1–20 printable characters; make, model and colour, when
+/// given, of 1–40; a year, when given, in 1950..=2100.
 pub fn validate_vehicle(vehicle: &Vehicle) -> Result<()> {
-    let len = vehicle.plate.chars().count();
-    if (1..=MAX_PLATE_LEN).contains(&len) && !vehicle.plate.chars().any(char::is_control) {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!("plate must be 1-{MAX_PLATE_LEN} characters without control characters")))
+    let text_ok = |s: &str, max: usize| (1..=max).contains(&s.chars().count()) && !s.chars().any(char::is_control);
+    if !text_ok(&vehicle.plate, MAX_PLATE_LEN) {
+        return Err(Error::Invalid(format!("plate must be 1-{MAX_PLATE_LEN} characters without control characters")));
     }
+    for (name, value) in [("make", &vehicle.make), ("model", &vehicle.model), ("color", &vehicle.color)] {
+        if let Some(v) = value
+            && !text_ok(v, MAX_VEHICLE_TEXT_LEN)
+        {
+            return Err(Error::Invalid(format!(
+                "vehicle {name} must be 1-{MAX_VEHICLE_TEXT_LEN} characters without control characters"
+            )));
+        }
+    }
+    if let Some(y) = vehicle.year
+        && !(MIN_YEAR..=MAX_YEAR).contains(&y)
+    {
+        return Err(Error::Invalid(format!("vehicle year must be {MIN_YEAR} to {MAX_YEAR}")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -190,5 +265,48 @@ mod tests {
         );
         assert!(validate_name("").is_err());
         assert!(validate_name("a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn vehicle_details_are_validated() {
+        let economy = Category::new("economy").unwrap();
+        let good = Vehicle {
+            make: Some("Hyundai".into()),
+            model: Some("Elantra".into()),
+            color: Some("silver".into()),
+            year: Some(2019),
+            ..Vehicle::new(economy.clone(), "ABC 123")
+        };
+        assert!(validate_vehicle(&good).is_ok());
+        assert!(validate_vehicle(&Vehicle::new(economy.clone(), "ABC 123")).is_ok(), "details are optional");
+        let bad = [
+            Vehicle { make: Some("x".repeat(41)), ..good.clone() },
+            Vehicle { model: Some(String::new()), ..good.clone() },
+            Vehicle { color: Some("sil\u{7}ver".into()), ..good.clone() },
+            Vehicle { year: Some(1949), ..good.clone() },
+            Vehicle { year: Some(2101), ..good.clone() },
+        ];
+        for v in bad {
+            assert!(validate_vehicle(&v).is_err(), "{v:?}");
+        }
+        assert!(validate_vehicle(&Vehicle { make: Some("é".repeat(40)), ..good }).is_ok(), "characters, not bytes");
+    }
+
+    #[test]
+    fn averages_show_from_three_ratings_rounded_to_hundredths() {
+        let mut r = RatingTotals::default();
+        assert_eq!(r.shown_average(), None);
+        r.add(5);
+        r.add(4);
+        assert_eq!(r.shown_average(), None, "two ratings are not shown");
+        r.add(4);
+        assert_eq!((r.stars, r.count), (13, 3));
+        assert_eq!(r.shown_average(), Some(4.33));
+        r.add(5);
+        r.add(5);
+        r.add(5);
+        assert_eq!(r.shown_average(), Some(4.67), "28/6 = 4.666… rounds up");
+        let r = RatingTotals { stars: 4 * 8 + 5, count: 8 };
+        assert_eq!(r.shown_average(), Some(4.63), "37/8 = 4.625 rounds half up");
     }
 }

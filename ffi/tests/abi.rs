@@ -462,8 +462,7 @@ impl Drop for Handle {
 }
 
 fn new_user(role: Role, name: &str, phone: &str) -> Command {
-    let vehicle = (role == Role::Driver)
-        .then(|| Vehicle { category: Category::new("economy").unwrap(), plate: "ABC 123".into() });
+    let vehicle = (role == Role::Driver).then(|| Vehicle::new(Category::new("economy").unwrap(), "ABC 123"));
     Command::CreateUser(NewUser { id: None, role, name: name.into(), phone: phone.into(), vehicle })
 }
 

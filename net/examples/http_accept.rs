@@ -57,7 +57,7 @@ async fn run(drivers: u32, rounds: u32) {
         for i in 0..drivers {
             let n = round * drivers + i;
             let at = LatLng::new(29.95 + f64::from(i / 20) * 0.01, 31.05 + f64::from(i % 20) * 0.01).unwrap();
-            let car = Vehicle { category: economy.clone(), plate: format!("B {n}") };
+            let car = Vehicle::new(economy.clone(), format!("B {n}"));
             let d = engine
                 .create_user(
                     Actor::Admin,

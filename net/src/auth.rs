@@ -333,6 +333,7 @@ mod tests {
             token_generation: generation,
             suspended: false,
             created_at: Timestamp::from_millis(0),
+            rating: Default::default(),
         })
     }
 

@@ -49,7 +49,7 @@ fn reconcile_lists_every_difference_with_a_settlement_report() {
     let person =
         |role, phone: &str, vehicle| NewUser { id: None, role, name: "X".into(), phone: phone.into(), vehicle };
     let rider = engine.create_user(Actor::Admin, person(Role::Rider, "+201001234567", None)).unwrap().id;
-    let car = Some(Vehicle { category: Category::new("economy").unwrap(), plate: "A 1".into() });
+    let car = Some(Vehicle::new(Category::new("economy").unwrap(), "A 1"));
     let driver = engine.create_user(Actor::Admin, person(Role::Driver, "+201001234568", car)).unwrap().id;
     let here = LatLng::new(30.0444, 31.2357).unwrap();
     let there = LatLng::new(30.06, 31.25).unwrap();

@@ -85,7 +85,7 @@ fn main() {
         .iter()
         .map(|&id| {
             let n = id.raw();
-            let vehicle = Some(Vehicle { category: economy.clone(), plate: format!("ABC {n}") });
+            let vehicle = Some(Vehicle::new(economy.clone(), format!("ABC {n}")));
             let new = NewUser { id: Some(id), role: Role::Driver, name: format!("Driver {n}"), phone: format!("+2010{n:08}"), vehicle };
             (Actor::Admin, Command::CreateUser(new))
         })

@@ -6,7 +6,7 @@ use dispatch_core::{Actor, Category, Command, Engine, Error, LatLng, NewUser, Ou
 
 fn new_user(role: Role, n: u64) -> Result<NewUser, Error> {
     let vehicle = match role {
-        Role::Driver => Some(Vehicle { category: Category::new("economy")?, plate: format!("D {n}") }),
+        Role::Driver => Some(Vehicle::new(Category::new("economy")?, format!("D {n}"))),
         _ => None,
     };
     // Phone numbers derive from `n`: callers keep `n` unique per engine.

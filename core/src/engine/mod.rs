@@ -705,7 +705,7 @@ mod tests {
     }
 
     fn new_driver(engine: &Engine, n: u64) -> UserId {
-        let vehicle = Some(Vehicle { category: Category::new("economy").unwrap(), plate: format!("D {n}") });
+        let vehicle = Some(Vehicle::new(Category::new("economy").unwrap(), format!("D {n}")));
         let new = NewUser {
             id: None,
             role: Role::Driver,

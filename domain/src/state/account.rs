@@ -103,6 +103,7 @@ impl State {
                     token_generation: 0,
                     suspended: false,
                     created_at: now,
+                    rating: Default::default(),
                 });
                 self.phones.insert((Role::Rider, phone.to_owned()), new_user_id);
                 self.users.insert(new_user_id, Arc::clone(&u));

@@ -7,7 +7,8 @@
 //!   (available, not suspended, connected, with a fresh position); a wallet trip's hold
 //!   is moved to the bid's amount in that command, or the accept is refused with
 //!   `insufficient_funds`;
-//! - a trip is rated once by its rider and once by its driver, after completion;
+//! - a trip is rated once by its rider and once by its driver, after completion, and the
+//!   rated user's rating totals (sum of stars, count) move in the same command;
 //! - an alert is raised only by the trip's rider or driver and acknowledged once by staff;
 //! - a keyed command's first success is stored in the same command that makes the
 //!   change, so after any crash the key and the change are both there or both absent;
@@ -193,12 +194,21 @@ impl State {
                 from: if already { "rated" } else { trip.status.as_str() },
             });
         }
+        // `rider_rating` is the rider's rating of the ride, so of its driver; `driver_rating`
+        // the driver's rating of the rider. The rated user's totals move with it.
+        let rated = if by_rider { trip.driver_id } else { Some(trip.rider_id) };
         let rating = Some(Rating { stars, comment: comment.map(str::to_owned), at: now });
         let t = self.trip_mut(trip_id, fx)?;
         if by_rider {
             t.rider_rating = rating;
         } else {
             t.driver_rating = rating;
+        }
+        if let Some(rated) = rated
+            && let Some(u) = self.users.get_mut(&rated)
+        {
+            Arc::make_mut(u).rating.add(stars);
+            fx.users.push(rated);
         }
         Ok(Outcome::Trip(Arc::clone(self.trip_ref(trip_id)?)))
     }

@@ -69,6 +69,7 @@ impl State {
             token_generation: 0,
             suspended: false,
             created_at: now,
+            rating: Default::default(),
         });
         if let Some(v) = &new.vehicle {
             self.drivers.insert(id, Arc::new(Driver::new(id, v.category.clone())));

@@ -169,8 +169,7 @@ mod tests {
         let engine =
             dispatch_core::Engine::open_with_log(config, Box::new(log), dispatch_core::State::default()).unwrap();
         engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().unwrap()).unwrap();
-        let car =
-            dispatch_core::Vehicle { category: dispatch_core::Category::new("economy").unwrap(), plate: "A 1".into() };
+        let car = dispatch_core::Vehicle::new(dispatch_core::Category::new("economy").unwrap(), "A 1");
         let new = dispatch_core::NewUser {
             id: None,
             role: Role::Driver,

@@ -139,8 +139,7 @@ impl<'e> Sim<'e> {
             if existing.is_some() {
                 continue;
             }
-            let vehicle =
-                (role == Role::Driver).then(|| Vehicle { category: self.category.clone(), plate: format!("SIM {n}") });
+            let vehicle = (role == Role::Driver).then(|| Vehicle::new(self.category.clone(), format!("SIM {n}")));
             let name = format!("Sim {} {n}", role.as_str());
             let user = NewUser { id: None, role, name, phone, vehicle };
             // A full queue is waited out here: setup may block, steps may not.

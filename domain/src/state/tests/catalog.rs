@@ -30,7 +30,7 @@ fn only_admins_change_zones_and_a_zone_must_be_valid() {
     let replace = Command::ReplaceZone { zone_id, zone: Box::new(bad) };
     assert!(matches!(w.run(Actor::Admin, replace), Err(Error::Invalid(_))));
     // A driver's category must be priced somewhere.
-    let moto = Vehicle { category: Category::new("moto").unwrap(), plate: "M 1".into() };
+    let moto = Vehicle::new(Category::new("moto").unwrap(), "M 1");
     let new =
         NewUser { id: None, role: Role::Driver, name: "M".into(), phone: "+201099999999".into(), vehicle: Some(moto) };
     assert!(matches!(w.run(Actor::Admin, Command::CreateUser(new)), Err(Error::Invalid(_))));

@@ -1,10 +1,13 @@
 //! Bids, ratings, SOS alerts and idempotency keys (`extras.rs`): picking a bid (and what
-//! accepting one checks and holds), rating once per side, raising and acknowledging alerts,
+//! accepting one checks and holds), rating once per side (and the rated users' totals,
+//! against a model in a proptest), raising and acknowledging alerts,
 //! keyed commands answered again, and the archiving of keys.
 
 use super::*;
 use crate::command::IdempotencyKey;
 use crate::trip::{OfferState, PaymentMethod, TripStatus};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[test]
 fn a_rider_picks_a_bid_and_the_trip_is_assigned_at_that_price_atomically() {
@@ -386,4 +389,73 @@ fn archivable_keys_and_event_ids_are_past_the_window_unexpired_and_bounded() {
     assert_eq!(names(w.state.archivable_keys(late, late, 10, 1 << 20)), ["key-1", "key-2", "key-3"]);
     assert_eq!(w.state.archivable_gateway_events(w.now, w.now, 10, 1 << 20), vec![]);
     w.finish();
+}
+
+/// One step of the rating model: a ride of one of two riders with the one driver, or a
+/// rating (valid or not, maybe a second one) of a ride so far by one of its sides.
+#[derive(Debug, Clone)]
+enum RatingStep {
+    Ride { rider: usize },
+    Rate { ride: usize, by_rider: bool, stars: u8 },
+}
+
+fn rating_step() -> impl Strategy<Value = RatingStep> {
+    prop_oneof![
+        1 => (0usize..2).prop_map(|rider| RatingStep::Ride { rider }),
+        3 => (0usize..6, any::<bool>(), 0u8..=6)
+            .prop_map(|(ride, by_rider, stars)| RatingStep::Rate { ride, by_rider, stars }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// A user's rating totals are the sum and count of the ratings applied about them:
+    /// riders rate the driver, the driver rates riders; refused ratings (out of range, a
+    /// second one by the same side) change nothing.
+    #[test]
+    fn rating_totals_are_the_sum_and_count_of_the_ratings_applied(
+        steps in proptest::collection::vec(rating_step(), 1..40)
+    ) {
+        let mut w = World::new(rules());
+        let riders = [w.rider(), w.rider()];
+        let driver = w.driver(0.5);
+        let mut rides: Vec<(TripId, usize)> = Vec::new();
+        let mut rated: BTreeSet<(usize, bool)> = BTreeSet::new();
+        let mut model: BTreeMap<UserId, (u64, u32)> = BTreeMap::new();
+        for step in steps {
+            match step {
+                RatingStep::Ride { rider } => {
+                    let trip = w.trip(riders[rider]);
+                    w.accept(driver, trip).unwrap();
+                    w.run(Actor::User(driver), Command::DriverArrived { trip_id: trip }).unwrap();
+                    let code = w.get(trip).pickup_code.to_string();
+                    w.run(Actor::User(driver), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+                    let done = Command::CompleteTrip { trip_id: trip, distance_m: None, dropoff: None };
+                    w.run(Actor::User(driver), done).unwrap();
+                    rides.push((trip, rider));
+                }
+                RatingStep::Rate { ride, by_rider, stars } => {
+                    let Some(&(trip, rider)) = rides.get(ride) else { continue };
+                    let by = if by_rider { riders[rider] } else { driver };
+                    let rate = Command::RateTrip { trip_id: trip, stars, comment: None };
+                    let applied = w.run(Actor::User(by), rate).is_ok();
+                    let valid = (1..=5).contains(&stars) && !rated.contains(&(ride, by_rider));
+                    prop_assert_eq!(applied, valid, "ride {} by_rider {} stars {}", ride, by_rider, stars);
+                    if applied {
+                        rated.insert((ride, by_rider));
+                        let about = if by_rider { driver } else { riders[rider] };
+                        let m = model.entry(about).or_default();
+                        m.0 += u64::from(stars);
+                        m.1 += 1;
+                    }
+                }
+            }
+        }
+        for u in [driver, riders[0], riders[1]] {
+            let totals = w.state.user(u).unwrap().rating;
+            prop_assert_eq!((totals.stars, totals.count), model.get(&u).copied().unwrap_or_default());
+        }
+        w.finish();
+    }
 }

@@ -481,7 +481,7 @@ fn commission_is_the_trip_zone_and_category_rate() {
     assert_eq!(earned(&w, dc), fare - half_up(fare, 1_000), "comfort's rate");
 
     let here = LatLng::new(31.2, 29.9).unwrap();
-    let da = w.user(Role::Driver, Some(Vehicle { category: economy, plate: "A 1".into() }));
+    let da = w.user(Role::Driver, Some(Vehicle::new(economy, "A 1")));
     w.run(Actor::User(da), Command::SetDriverStatus { online: true, location: Some(here) }).unwrap();
     let mut new = w.new_trip();
     let there = LatLng::new(31.21, 29.92).unwrap();
