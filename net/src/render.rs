@@ -2,15 +2,20 @@
 //! the staff views (timelines, trails).
 //!
 //! Guarantees: every shape here is the one API.md shows (fields may be added, never
-//! renamed); a trip's `pickup_code` is rendered only for its rider ([`trip`]'s
-//! `for_rider`); times are RFC 3339 UTC; money is integer minor units beside a currency,
+//! renamed); a trip's `pickup_code` is rendered only for its rider, its `driver` card
+//! only for its rider, its driver and staff, its `rider` card only for its driver and
+//! staff ([`trip`]'s [`Viewer`]); a rating is shown only from
+//! [`RatingTotals::SHOWN_FROM`] ratings; times are RFC 3339 UTC; money is integer minor units beside a currency,
 //! and beside every currency its ISO 4217 exponent (`currency_exponent`: where the
 //! decimal point goes when the amount is shown; amounts are never scaled).
 
+use std::sync::Arc;
+
 use dispatch_core::clock::Timestamp;
-use dispatch_core::driver::Driver;
+use dispatch_core::driver::{Driver, Fix};
 use dispatch_core::trip::{Bid, Place};
-use dispatch_core::{LatLng, Trip, User, Zone};
+use dispatch_core::user::RatingTotals;
+use dispatch_core::{LatLng, Trip, TripStatus, User, UserId, View, Zone};
 use serde_json::{Value, json};
 
 use crate::http::rfc3339;
@@ -40,10 +45,89 @@ pub fn user(u: &User) -> Value {
         "role": u.role.as_str(),
         "name": u.name,
         "phone": u.phone,
-        "vehicle": u.vehicle.as_ref().map(|v| json!({"category": v.category.as_str(), "plate": v.plate})),
+        "vehicle": u.vehicle.as_ref().map(|v| json!({"category": v.category.as_str(), "plate": v.plate,
+            "make": v.make, "model": v.model, "color": v.color, "year": v.year})),
+        "rating": rating(&u.rating),
         "suspended": u.suspended,
         "created_at": rfc3339(u.created_at),
     })
+}
+
+/// A user's rating: `{"average","count"}` (the average to 2 decimals), `null` until
+/// [`RatingTotals::SHOWN_FROM`] ratings.
+pub fn rating(r: &RatingTotals) -> Value {
+    r.shown_average().map_or(Value::Null, |average| json!({"average": average, "count": r.count}))
+}
+
+/// Who looks at a trip: decides which of its private parts ([`trip`]) are rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    /// Its rider: the pickup code and the driver's card.
+    Rider,
+    /// Its driver (the one assigned now): both cards, no pickup code.
+    Driver,
+    /// Support or admin: both cards.
+    Staff,
+    /// Anyone else (no card, no code).
+    Other,
+}
+
+impl Viewer {
+    /// `user` (staff or not) looking at `t`.
+    pub fn of(t: &Trip, user: Option<UserId>, staff: bool) -> Self {
+        match user {
+            Some(u) if u == t.rider_id => Viewer::Rider,
+            Some(u) if Some(u) == t.driver_id => Viewer::Driver,
+            _ if staff => Viewer::Staff,
+            _ => Viewer::Other,
+        }
+    }
+}
+
+/// The people of a trip as the view has them, read once per answer (one read of the view
+/// for a page of trips, [`Cards::of`]): the rider, the assigned driver and the driver's
+/// last known position.
+#[derive(Debug, Clone, Default)]
+pub struct Cards {
+    /// The trip's rider.
+    pub rider: Option<Arc<User>>,
+    /// The trip's driver, once one accepted.
+    pub driver: Option<Arc<User>>,
+    /// The driver's last position.
+    pub driver_fix: Option<Fix>,
+}
+
+impl Cards {
+    /// What `view` knows of `t`'s people.
+    pub fn of(view: &View, t: &Trip) -> Self {
+        Cards {
+            rider: view.user(t.rider_id).cloned(),
+            driver: t.driver_id.and_then(|d| view.user(d).cloned()),
+            driver_fix: t.driver_id.and_then(|d| view.driver(d).and_then(|d| d.fix)),
+        }
+    }
+}
+
+/// The driver's card of a trip: who is coming, in what car, and (while coming or driving)
+/// where they are.
+fn driver_card(t: &Trip, cards: &Cards) -> Value {
+    let Some(d) = &cards.driver else { return Value::Null };
+    let vehicle = d.vehicle.as_ref().map_or(Value::Null, |v| {
+        json!({"category": v.category.as_str(), "make": v.make, "model": v.model, "color": v.color, "plate": v.plate})
+    });
+    let mut card = json!({"id": d.id.to_string(), "name": d.name, "rating": rating(&d.rating), "vehicle": vehicle});
+    let live = matches!(t.status, TripStatus::Accepted | TripStatus::Arrived | TripStatus::InProgress);
+    if let (true, Some(f)) = (live, cards.driver_fix) {
+        card["location"] = json!({"lat": f.point.lat(), "lng": f.point.lng(), "at": rfc3339(f.at)});
+    }
+    card
+}
+
+/// The rider's card of a trip: the first word of the name, and the rating.
+fn rider_card(cards: &Cards) -> Value {
+    let Some(r) = &cards.rider else { return Value::Null };
+    let first_name = r.name.split_whitespace().next().unwrap_or_default();
+    json!({"id": r.id.to_string(), "first_name": first_name, "rating": rating(&r.rating)})
 }
 
 /// A driver's live record as staff see it (`GET /v1/admin/drivers`).
@@ -60,8 +144,10 @@ pub fn driver(d: &Driver, now: Timestamp) -> Value {
     })
 }
 
-/// A trip. `for_rider`: the viewer is the trip's rider (the only one shown `pickup_code`).
-pub fn trip(t: &Trip, for_rider: bool) -> Value {
+/// A trip as `viewer` may see it: `pickup_code` to its rider alone; `driver` (`null` until
+/// one accepted) to its rider, its driver and staff; `rider` to its driver and staff
+/// (`null` to the others); the cards from `cards` (read from the view for this trip).
+pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
     let f = &t.fare;
     let mut v = json!({
         "id": t.id.to_string(),
@@ -101,9 +187,17 @@ pub fn trip(t: &Trip, for_rider: bool) -> Value {
         "distance_m": t.distance_m,
         "driven_m": t.driven_m,
     });
-    if for_rider {
+    if viewer == Viewer::Rider {
         v["pickup_code"] = json!(t.pickup_code.to_string());
     }
+    v["driver"] = match viewer {
+        Viewer::Rider | Viewer::Driver | Viewer::Staff => driver_card(t, cards),
+        Viewer::Other => Value::Null,
+    };
+    v["rider"] = match viewer {
+        Viewer::Driver | Viewer::Staff => rider_card(cards),
+        Viewer::Rider | Viewer::Other => Value::Null,
+    };
     if let Some(p) = &t.parcel {
         v["parcel"] = json!({
             "weight_kg": f64::from(p.weight_g) / 1000.0,
@@ -275,4 +369,17 @@ pub fn dead_letter(trip_id: dispatch_core::TripId, d: &dispatch_core::trip::Dead
         "attempts": d.attempts,
         "at": rfc3339(d.at),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rating_is_null_until_three_then_rounded_to_hundredths() {
+        assert_eq!(rating(&RatingTotals::default()), Value::Null);
+        assert_eq!(rating(&RatingTotals { stars: 10, count: 2 }), Value::Null, "two ratings are not shown");
+        assert_eq!(rating(&RatingTotals { stars: 14, count: 3 }), json!({"average": 4.67, "count": 3}));
+        assert_eq!(rating(&RatingTotals { stars: 5 * 132, count: 132 }), json!({"average": 5.0, "count": 132}));
+    }
 }

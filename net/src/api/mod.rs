@@ -378,10 +378,27 @@ impl Ctx<'_> {
         self.who.and_then(Principal::user_id) == Some(t.rider_id)
     }
 
+    /// Who the caller is to `t` (what of it they may see).
+    fn viewer(&self, t: &Trip) -> render::Viewer {
+        render::Viewer::of(t, self.who.and_then(Principal::user_id), self.who.is_some_and(|p| p.is_staff()))
+    }
+
+    /// `trips` rendered for the caller, their people read from the view in one read.
+    fn trips_json(&self, trips: &[Arc<Trip>]) -> Vec<serde_json::Value> {
+        let cards: Vec<render::Cards> =
+            self.app.engine.read(|v| trips.iter().map(|t| render::Cards::of(v, t)).collect());
+        trips.iter().zip(&cards).map(|(t, c)| render::trip(t, self.viewer(t), c)).collect()
+    }
+
+    /// One trip rendered for the caller.
+    fn trip_json(&self, t: &Arc<Trip>) -> serde_json::Value {
+        self.trips_json(std::slice::from_ref(t)).pop().unwrap_or_default()
+    }
+
     /// A command's trip, rendered for the caller, with `status`.
     fn trip_out(&self, status: StatusCode, o: Outcome) -> Result<Resp, ApiError> {
         match o {
-            Outcome::Trip(t) => Ok(json_response(status, &render::trip(&t, self.for_rider(&t)))),
+            Outcome::Trip(t) => Ok(json_response(status, &self.trip_json(&t))),
             other => Err(unexpected(&other)),
         }
     }

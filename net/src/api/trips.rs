@@ -180,14 +180,14 @@ impl Ctx<'_> {
             })
             .await?;
         let last = trips.last().map(|t| Cursor { at_ms: t.created_at.as_millis(), id: t.id.raw() });
-        let items = trips.iter().map(|t| render::trip(t, self.for_rider(t))).collect();
+        let items = self.trips_json(&trips);
         Ok(json_response(StatusCode::OK, &http::page(items, limit, last)))
     }
 
     /// `GET /v1/trips/{id}`: to whom may see it (else `404`); staff also see the names.
     pub(super) async fn get_trip(&self, id: &str) -> Result<Resp, ApiError> {
         let t = self.visible_trip(id).await?;
-        let mut v = render::trip(&t, self.for_rider(&t));
+        let mut v = self.trip_json(&t);
         if self.principal()?.is_staff() {
             // Operators talk to the people of a trip: staff see their names.
             let name = |u: UserId| self.app.engine.user(u).map(|u| u.name.clone());

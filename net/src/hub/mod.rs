@@ -10,7 +10,9 @@
 //!   sockets of the trip's *current* rider and driver, checked at fan-out, not only at
 //!   subscription (`Trip::visible_to`): a driver who gave a trip back stops hearing about
 //!   it, and the subscriptions of a trip that ended, or of a socket no longer party to it,
-//!   are dropped; the driver's position reaches the rider and staff only;
+//!   are dropped; the driver's position reaches the rider and staff only; each of them
+//!   hears the trip as its viewer (`render::Viewer`: the rider's frame alone has the
+//!   pickup code, the driver's has the rider's card, staff's both cards);
 //! - every staff socket hears every SOS alert, whatever its map box;
 //! - a user's first open socket and last close are reported in the order they happened
 //!   (the presence hooks run under the registry's lock; the reports: [`presence`]);
@@ -31,7 +33,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Principal;
 use crate::metrics::Metrics;
-use crate::render;
+use crate::render::{self, Viewer};
 use ops::{BBox, OPS_SNAPSHOT_SLOT, ops_snapshot};
 use outbox::{OutFrame, Outbox, Utf8Bytes};
 use presence::PendingPresence;
@@ -172,6 +174,14 @@ impl Hub {
 
     /// Turns one batch of engine events into frames in the right outboxes.
     pub(crate) fn fan_out(&self, engine: &dispatch_core::Engine, events: &[Event]) {
+        // The people of every trip the batch updated, in one read of the view.
+        let updated =
+            || events.iter().filter_map(|e| if let Event::TripUpdated { trip } = e { Some(trip) } else { None });
+        let cards: HashMap<TripId, render::Cards> = if updated().next().is_some() {
+            engine.read(|v| updated().map(|t| (t.id, render::Cards::of(v, t))).collect())
+        } else {
+            HashMap::new()
+        };
         for e in events {
             match e {
                 Event::TripOffered { trip, driver_id, expires_at, distance_to_pickup_m } => {
@@ -185,10 +195,16 @@ impl Hub {
                     self.send_user(*driver_id, &frame);
                 }
                 Event::TripUpdated { trip } => {
-                    let for_rider: Utf8Bytes =
-                        json!({"type": "trip_updated", "trip": render::trip(trip, true)}).to_string().into();
-                    let others: Utf8Bytes =
-                        json!({"type": "trip_updated", "trip": render::trip(trip, false)}).to_string().into();
+                    let no_cards = render::Cards::default();
+                    let cards = cards.get(&trip.id).unwrap_or(&no_cards);
+                    let frame = |viewer| -> Utf8Bytes {
+                        json!({"type": "trip_updated", "trip": render::trip(trip, viewer, cards)}).to_string().into()
+                    };
+                    // Each audience its own frame (rendered before the lock is taken): the
+                    // rider's has the pickup code, the driver's the rider's card, staff's both cards.
+                    let for_rider = frame(Viewer::Rider);
+                    let for_driver = trip.driver_id.map(|_| frame(Viewer::Driver));
+                    let for_staff = frame(Viewer::Staff);
                     let mut guard = self.registry.lock();
                     let Registry { sockets, by_user, by_trip, ops } = &mut *guard;
                     let party = |id: &u64| sockets.get(id).is_some_and(|s| trip.visible_to(s.user, s.staff));
@@ -209,7 +225,16 @@ impl Hub {
                         if sent.insert(*id)
                             && let Some(s) = sockets.get(id)
                         {
-                            s.outbox.push(OutFrame::Event(others.clone()), &self.metrics);
+                            let frame = match Viewer::of(trip, s.user, s.staff) {
+                                Viewer::Rider => Some(&for_rider),
+                                Viewer::Driver => for_driver.as_ref(),
+                                Viewer::Staff => Some(&for_staff),
+                                // Only the trip's people and staff are chosen above.
+                                Viewer::Other => None,
+                            };
+                            if let Some(f) = frame {
+                                s.outbox.push(OutFrame::Event(f.clone()), &self.metrics);
+                            }
                         }
                     }
                     // Drop what will never be delivered again: every subscription of a

@@ -91,8 +91,10 @@ pub(super) async fn on_text(app: &App, who: Principal, socket: u64, text: &str) 
                         if !t.status.is_terminal() {
                             app.hub.subscribe_trip(socket, t.id);
                         }
-                        let for_rider = who.user_id() == Some(t.rider_id);
-                        Some(json!({"type": "subscribed", "trip_id": t.id.to_string(), "trip": render::trip(&t, for_rider)}).to_string())
+                        let viewer = render::Viewer::of(&t, who.user_id(), who.is_staff());
+                        let cards = app.engine.read(|v| render::Cards::of(v, &t));
+                        let trip = render::trip(&t, viewer, &cards);
+                        Some(json!({"type": "subscribed", "trip_id": t.id.to_string(), "trip": trip}).to_string())
                     }
                     None => Some(error_frame("forbidden", "not your trip")),
                 }

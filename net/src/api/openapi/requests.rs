@@ -20,7 +20,23 @@ pub(super) fn otp_verify_ex() -> Value {
     json!({"phone": "+201001234567", "code": "123456"})
 }
 pub(super) fn create_user_in() -> Value {
-    let vehicle = strict(&[("category", category()), ("plate", string())], &["category", "plate"]);
+    // Make, model and colour: 1–40 characters without control characters (`char::is_control`:
+    // C0, DEL and C1), as `validate_vehicle` checks them.
+    let text = || {
+        json!({"type": ["string", "null"], "minLength": 1, "maxLength": 40,
+        "pattern": "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"})
+    };
+    let vehicle = strict(
+        &[
+            ("category", category()),
+            ("plate", string()),
+            ("make", text()),
+            ("model", text()),
+            ("color", text()),
+            ("year", json!({"type": ["integer", "null"], "minimum": 1950, "maximum": 2100})),
+        ],
+        &["category", "plate"],
+    );
     strict(
         &[
             ("role", enumeration(&["rider", "driver", "support", "admin"])),
@@ -32,7 +48,7 @@ pub(super) fn create_user_in() -> Value {
     )
 }
 pub(super) fn create_user_ex() -> Value {
-    json!({"role": "driver", "name": "Omar", "phone": "+201001234568", "vehicle": {"category": "economy", "plate": "ABC 123"}})
+    json!({"role": "driver", "name": "Omar", "phone": "+201001234568", "vehicle": {"category": "economy", "plate": "ABC 123", "make": "Hyundai", "model": "Elantra", "color": "silver", "year": 2019}})
 }
 pub(super) fn zone_in() -> Value {
     let pricing = strict(

@@ -195,12 +195,73 @@ pub(super) fn user_schema() -> Value {
             ("role", enumeration(&["rider", "driver", "support", "admin"])),
             ("name", string()),
             ("phone", string()),
-            ("vehicle", nullable(obj(&[("category", category()), ("plate", string())], &["category", "plate"]))),
+            (
+                "vehicle",
+                nullable(obj(
+                    &[
+                        ("category", category()),
+                        ("plate", string()),
+                        ("make", nullable(string())),
+                        ("model", nullable(string())),
+                        ("color", nullable(string())),
+                        ("year", nullable(int())),
+                    ],
+                    &["category", "plate", "make", "model", "color", "year"],
+                )),
+            ),
+            ("rating", user_rating()),
             ("suspended", boolean()),
             ("created_at", time()),
         ],
-        &["id", "role", "name", "phone", "vehicle", "suspended", "created_at"],
+        &["id", "role", "name", "phone", "vehicle", "rating", "suspended", "created_at"],
     )
+}
+
+/// A user's rating: `null` until 3 ratings.
+pub(super) fn user_rating() -> Value {
+    let mut v = nullable(obj(&[("average", number()), ("count", uint())], &["average", "count"]));
+    v["description"] = json!("The average of the user's ratings (2 decimals) and their count; null until 3 ratings.");
+    v
+}
+
+/// A trip's `driver` card: to its rider, its driver and staff; `null` until accepted.
+pub(super) fn driver_card() -> Value {
+    let vehicle = obj(
+        &[
+            ("category", category()),
+            ("make", nullable(string())),
+            ("model", nullable(string())),
+            ("color", nullable(string())),
+            ("plate", string()),
+        ],
+        &["category", "make", "model", "color", "plate"],
+    );
+    let location = obj(&[("lat", number()), ("lng", number()), ("at", time())], &["lat", "lng", "at"]);
+    let mut v = nullable(obj(
+        &[
+            ("id", id("usr_")),
+            ("name", string()),
+            ("rating", user_rating()),
+            ("vehicle", nullable(vehicle)),
+            ("location", location),
+        ],
+        &["id", "name", "rating", "vehicle"],
+    ));
+    v["description"] = json!(
+        "Who is coming: to the trip's rider, its driver and staff; null until a driver accepts (and to anyone else). \
+         `location` (the driver's last known position) only while accepted, arrived or in progress."
+    );
+    v
+}
+
+/// A trip's `rider` card: to its driver (once accepted) and staff; `null` to the others.
+pub(super) fn rider_card() -> Value {
+    let mut v = nullable(obj(
+        &[("id", id("usr_")), ("first_name", string()), ("rating", user_rating())],
+        &["id", "first_name", "rating"],
+    ));
+    v["description"] = json!("Whom to pick up: to the trip's driver and staff; null to the others.");
+    v
 }
 
 pub(super) fn driver_schema() -> Value {
@@ -307,6 +368,8 @@ pub(super) fn trip_schema() -> Value {
             ("cancellation", obj(&[("by", string()), ("reason", string()), ("at", time())], &["by", "reason", "at"])),
             ("rider_name", json!({"type": ["string", "null"], "description": "Staff only."})),
             ("driver_name", json!({"type": ["string", "null"], "description": "Staff only."})),
+            ("driver", driver_card()),
+            ("rider", rider_card()),
         ],
         &[
             "id",
@@ -329,6 +392,8 @@ pub(super) fn trip_schema() -> Value {
             "ended_at",
             "distance_m",
             "driven_m",
+            "driver",
+            "rider",
         ],
     )
 }
