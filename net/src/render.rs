@@ -115,7 +115,9 @@ fn driver_card(t: &Trip, cards: &Cards) -> Value {
     let vehicle = d.vehicle.as_ref().map_or(Value::Null, |v| {
         json!({"category": v.category.as_str(), "make": v.make, "model": v.model, "color": v.color, "plate": v.plate})
     });
-    let mut card = json!({"id": d.id.to_string(), "name": d.name, "rating": rating(&d.rating), "vehicle": vehicle});
+    // API.md: `driver.name` is the name the driver is shown by, the first name.
+    let name = first_name(&d.name);
+    let mut card = json!({"id": d.id.to_string(), "name": name, "rating": rating(&d.rating), "vehicle": vehicle});
     let live = matches!(t.status, TripStatus::Accepted | TripStatus::Arrived | TripStatus::InProgress);
     if let (true, Some(f)) = (live, cards.driver_fix) {
         card["location"] = json!({"lat": f.point.lat(), "lng": f.point.lng(), "at": rfc3339(f.at)});
@@ -126,8 +128,12 @@ fn driver_card(t: &Trip, cards: &Cards) -> Value {
 /// The rider's card of a trip: the first word of the name, and the rating.
 fn rider_card(cards: &Cards) -> Value {
     let Some(r) = &cards.rider else { return Value::Null };
-    let first_name = r.name.split_whitespace().next().unwrap_or_default();
-    json!({"id": r.id.to_string(), "first_name": first_name, "rating": rating(&r.rating)})
+    json!({"id": r.id.to_string(), "first_name": first_name(&r.name), "rating": rating(&r.rating)})
+}
+
+/// The first word of a name: what a card shows of a person.
+fn first_name(name: &str) -> &str {
+    name.split_whitespace().next().unwrap_or_default()
 }
 
 /// A driver's live record as staff see it (`GET /v1/admin/drivers`).

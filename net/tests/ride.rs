@@ -84,7 +84,7 @@ async fn riders_see_who_is_coming_drivers_whom_to_pick_up_and_ratings_show_from_
         // The rider: who is coming, in what car, and where they are.
         let seen = trip(&s, &id, &rider).await;
         let card = &seen["driver"];
-        assert_eq!((&card["id"], &card["name"]), (&karim["id"], &json!("Karim Adel")));
+        assert_eq!((&card["id"], &card["name"]), (&karim["id"], &json!("Karim")));
         assert_eq!(
             card["vehicle"],
             json!({"category": "economy", "make": "Hyundai", "model": "Elantra", "color": "silver", "plate": "CAI 101"})

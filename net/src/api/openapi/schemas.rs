@@ -240,7 +240,7 @@ pub(super) fn driver_card() -> Value {
     let mut v = nullable(obj(
         &[
             ("id", id("usr_")),
-            ("name", string()),
+            ("name", json!({"type": "string", "description": "The first name: what the driver is shown by."})),
             ("rating", user_rating()),
             ("vehicle", nullable(vehicle)),
             ("location", location),
