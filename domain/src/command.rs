@@ -293,6 +293,8 @@ pub enum Command {
     CancelTrip {
         /// Which.
         trip_id: TripId,
+        /// Why, as a code ([`crate::trip::CancelReason::Other`] when the caller gave none).
+        code: crate::trip::CancelReason,
         /// Why (plain text).
         reason: String,
     },

@@ -30,7 +30,7 @@ impl Record {
     /// The version of the payload encoding, written as the first byte of every
     /// encoded record. Bump it when a change to [`Command`] is not readable by the
     /// previous decoder, and keep decoding the old version.
-    pub const SCHEMA_VERSION: u8 = 7;
+    pub const SCHEMA_VERSION: u8 = 8;
 
     /// The bytes the log stores: the schema version, then the record in postcard.
     pub fn encode(&self) -> Result<Vec<u8>> {
@@ -93,7 +93,11 @@ mod tests {
         Record {
             at: Timestamp::from_millis(1_700_000_000_000),
             actor: Actor::User(UserId::from_raw(7).unwrap()),
-            command: Command::CancelTrip { trip_id: TripId::from_raw(9).unwrap(), reason: "late".into() },
+            command: Command::CancelTrip {
+                trip_id: TripId::from_raw(9).unwrap(),
+                code: crate::trip::CancelReason::DriverLate,
+                reason: "late".into(),
+            },
         }
     }
 

@@ -400,9 +400,21 @@ impl Engine {
         self.trip_command(Actor::User(driver), Command::CompleteTrip { trip_id, distance_m, dropoff: None })
     }
 
-    /// Cancels a trip: its rider or staff (terminal) or its assigned driver (back to searching).
+    /// Cancels a trip: its rider or staff (terminal) or its assigned driver (back to searching),
+    /// under the code `other` ([`Engine::cancel_with`] names one).
     pub fn cancel(&self, actor: Actor, trip_id: TripId, reason: &str) -> Result<Arc<Trip>> {
-        self.trip_command(actor, Command::CancelTrip { trip_id, reason: reason.to_owned() })
+        self.cancel_with(actor, trip_id, crate::trip::CancelReason::Other, reason)
+    }
+
+    /// Cancels a trip as [`Engine::cancel`] does, recording `code` as its reason code.
+    pub fn cancel_with(
+        &self,
+        actor: Actor,
+        trip_id: TripId,
+        code: crate::trip::CancelReason,
+        reason: &str,
+    ) -> Result<Arc<Trip>> {
+        self.trip_command(actor, Command::CancelTrip { trip_id, code, reason: reason.to_owned() })
     }
 
     /// Fires every deadline due now (the writer also does this by itself when idle).

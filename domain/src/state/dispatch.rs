@@ -21,7 +21,10 @@ use crate::command::Event;
 use crate::driver::{Availability, Driver, MAX_PENDING_OFFERS};
 use crate::error::Result;
 use crate::id::{TripId, UserId};
-use crate::trip::{MAX_OFFERS_PER_TRIP, Offer, OfferState, Trip, TripStatus, WithdrawReason};
+use crate::trip::{
+    CancelReason, Cancellation, CancelledBy, EXPIRED_REASON, MAX_OFFERS_PER_TRIP, Offer, OfferState, Trip, TripStatus,
+    WithdrawReason,
+};
 
 impl State {
     /// Offers the trip to the nearest eligible drivers not offered it before, if it
@@ -212,6 +215,13 @@ impl State {
         settle_cancelled_payment(t, None)?;
         t.set_status(TripStatus::Expired, now)?;
         t.ended_at = Some(now);
+        // The engine ended it: no code of API.md fits a search that found nobody better than `other`.
+        t.cancellation = Some(Cancellation {
+            by: CancelledBy::System,
+            code: CancelReason::Other,
+            reason: EXPIRED_REASON.to_owned(),
+            at: now,
+        });
         let rider = t.rider_id;
         let coupon = t.fare.locked.coupon.as_ref().map(|c| c.code.clone());
         self.withdraw_trip_offers(trip_id, WithdrawReason::Expired, fx)?;

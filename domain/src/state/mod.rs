@@ -421,7 +421,7 @@ impl State {
             Command::CompleteTrip { trip_id, distance_m, dropoff } => {
                 self.complete(who, *trip_id, *distance_m, *dropoff, now, fx)
             }
-            Command::CancelTrip { trip_id, reason } => self.cancel(who, *trip_id, reason, now, fx),
+            Command::CancelTrip { trip_id, code, reason } => self.cancel(who, *trip_id, *code, reason, now, fx),
             Command::Tick => {
                 self.fire_deadlines(now, fx)?;
                 self.purge_expired(now);

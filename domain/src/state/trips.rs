@@ -26,8 +26,9 @@ use crate::error::{Error, Result};
 use crate::geo::LatLng;
 use crate::id::{TripId, UserId};
 use crate::trip::{
-    Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, MAX_CODE_FAILURES, Offer, OfferState,
-    PaymentMethod, PaymentStatus, PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
+    CancelReason, Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, MAX_CODE_FAILURES, Offer,
+    OfferState, PaymentMethod, PaymentStatus, PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus,
+    WithdrawReason,
 };
 
 impl State {
@@ -382,6 +383,7 @@ impl State {
         &mut self,
         who: Who,
         trip_id: TripId,
+        code: CancelReason,
         reason: &str,
         now: Timestamp,
         fx: &mut Effects,
@@ -389,7 +391,8 @@ impl State {
         let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
         let by = match who {
             Who::Rider(id) if id == trip.rider_id => Some(CancelledBy::Rider),
-            Who::Staff { .. } | Who::System => Some(CancelledBy::Staff),
+            Who::Staff { .. } => Some(CancelledBy::Staff),
+            Who::System => Some(CancelledBy::System),
             Who::Driver(id) if trip.driver_id == Some(id) && trip.status.has_driver() => None,
             Who::Driver(id) if trip.offer_to(id).is_some() => {
                 return Err(Error::Forbidden("an offered driver declines; only the assigned driver cancels".into()));
@@ -401,7 +404,7 @@ impl State {
             return Err(trip.refuse("cancel"));
         }
         match by {
-            Some(by) => self.cancel_terminal(trip_id, by, reason, now, fx),
+            Some(by) => self.cancel_terminal(trip_id, by, code, reason, now, fx),
             None => {
                 if trip.status == TripStatus::InProgress {
                     return Err(trip.refuse("cancel"));
@@ -415,6 +418,7 @@ impl State {
         &mut self,
         trip_id: TripId,
         by: CancelledBy,
+        code: CancelReason,
         reason: &str,
         now: Timestamp,
         fx: &mut Effects,
@@ -434,7 +438,7 @@ impl State {
         settle_cancelled_payment(t, fee)?;
         t.set_status(TripStatus::Cancelled, now)?;
         t.ended_at = Some(now);
-        t.cancellation = Some(Cancellation { by, reason: reason.to_owned(), at: now });
+        t.cancellation = Some(Cancellation { by, code, reason: reason.to_owned(), at: now });
         t.fare.cancel_fee_minor = fee;
         let (driver, rider) = (t.driver_id, t.rider_id);
         let coupon = t.fare.locked.coupon.as_ref().map(|c| c.code.clone());

@@ -231,9 +231,14 @@ impl Sim<'_> {
         }
         let driver = Actor::User(id);
         let (command, tag) = match phase {
-            DriverPhase::ToPickup { cancel_at: Some(at), .. } if now >= at => {
-                (Command::CancelTrip { trip_id, reason: "stuck in traffic".into() }, Tag::DriverCancel(i, trip_id))
-            }
+            DriverPhase::ToPickup { cancel_at: Some(at), .. } if now >= at => (
+                Command::CancelTrip {
+                    trip_id,
+                    code: dispatch_core::trip::CancelReason::Other,
+                    reason: "stuck in traffic".into(),
+                },
+                Tag::DriverCancel(i, trip_id),
+            ),
             DriverPhase::ToPickup { .. } if leg.done(now) => (Command::DriverArrived { trip_id }, Tag::Arrived(i)),
             DriverPhase::AtPickup { start_at, .. } if now >= start_at => {
                 // The rider tells the driver the code shown in the rider's app.

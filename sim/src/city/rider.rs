@@ -96,7 +96,11 @@ impl Sim<'_> {
                     && matches!(t.status, TripStatus::Searching | TripStatus::Accepted)
                 {
                     let rider = self.riders[i].id;
-                    let cancel = Command::CancelTrip { trip_id: trip, reason: "changed my mind".into() };
+                    let cancel = Command::CancelTrip {
+                        trip_id: trip,
+                        code: dispatch_core::trip::CancelReason::ChangedMind,
+                        reason: "changed my mind".into(),
+                    };
                     if self.send(Actor::User(rider), cancel, Tag::RiderCancel(i)) {
                         self.riders[i].busy = true;
                         self.riders[i].phase = RiderPhase::Waiting { trip, cancel_at: None };

@@ -80,7 +80,11 @@ fn a_coupon_discounts_is_counted_per_rider_and_given_back_on_cancel() {
     unknown.coupon = Some("NOPE".into());
     assert!(matches!(w.run(Actor::User(rider), Command::CreateTrip(unknown)), Err(Error::CouponInvalid(_))));
     // Cancelling gives the use back.
-    w.run(Actor::User(rider), Command::CancelTrip { trip_id: t.id, reason: "changed plans".into() }).unwrap();
+    w.run(
+        Actor::User(rider),
+        Command::CancelTrip { trip_id: t.id, code: crate::trip::CancelReason::Other, reason: "changed plans".into() },
+    )
+    .unwrap();
     w.run(Actor::User(rider), Command::CreateTrip(new)).unwrap();
     // Codes are unique.
     let dup = Command::CreateCoupon { id: None, coupon: Box::new(coupon("HALF", 1_000, None)) };

@@ -166,7 +166,11 @@ fn a_driver_who_gives_back_a_bid_trip_loses_the_bid_and_the_agreed_price() {
     let bid_a = place_bid(&mut w, a, trip, 4_800);
     w.run(Actor::User(rider), Command::AcceptBid { trip_id: trip, bid_id: bid_a.id }).unwrap();
     let b = w.driver(0.6);
-    w.run(Actor::User(a), Command::CancelTrip { trip_id: trip, reason: "flat tyre".into() }).unwrap();
+    w.run(
+        Actor::User(a),
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "flat tyre".into() },
+    )
+    .unwrap();
     let t = w.get(trip);
     assert_eq!((t.status, t.fare.estimate_minor, t.fare.locked.agreed_minor), (TripStatus::Searching, 4_000, None));
     assert!(t.bids.is_empty(), "the bid went with its driver");
@@ -270,7 +274,15 @@ fn sos_flood_folds_into_one_open_alert_and_is_bounded_per_person() {
     w.advance(i64::from(SOS_AFTER_END_S) - 60);
     w.run(Actor::User(r2), sos(done, "left my bag, and the driver threatened me")).unwrap();
     let cancelled = w.trip(r2);
-    w.run(Actor::User(r2), Command::CancelTrip { trip_id: cancelled, reason: "changed plans".into() }).unwrap();
+    w.run(
+        Actor::User(r2),
+        Command::CancelTrip {
+            trip_id: cancelled,
+            code: crate::trip::CancelReason::Other,
+            reason: "changed plans".into(),
+        },
+    )
+    .unwrap();
     w.advance(i64::from(SOS_AFTER_END_S) + 1);
     let late = w.run(Actor::User(r2), sos(cancelled, "fake"));
     assert!(matches!(late, Err(Error::InvalidTransition { .. })), "{late:?}");

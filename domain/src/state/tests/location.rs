@@ -127,7 +127,11 @@ fn offline_and_suspended_drivers_stayed_in_the_spatial_index() {
     // Suspended mid-trip: in until the trip ends, then out.
     w.run(Actor::Admin, Command::SetDriverSuspended { driver_id: c, suspended: true, reason: String::new() }).unwrap();
     assert_eq!(near(&w), vec![a, c]);
-    w.run(Actor::Admin, Command::CancelTrip { trip_id: trip, reason: String::new() }).unwrap();
+    w.run(
+        Actor::Admin,
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: String::new() },
+    )
+    .unwrap();
     assert_eq!(near(&w), vec![a]);
     // The radius is bounded.
     assert!(matches!(w.state.drivers_near(km_north(0.0), f64::NAN, 10), Err(Error::Invalid(_))));

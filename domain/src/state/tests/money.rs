@@ -100,7 +100,11 @@ fn wallet_hold_is_released_when_the_trip_is_cancelled_or_expires() {
     credit(&mut w, rider, 10_000);
     let wallet = acct(AccountKind::RiderWallet, rider);
     let trip = id_of(book(&mut w, rider, PaymentMethod::Wallet, None).unwrap());
-    w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, reason: "x".into() }).unwrap();
+    w.run(
+        Actor::User(rider),
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "x".into() },
+    )
+    .unwrap();
     assert_eq!(w.state.ledger().account(&wallet).available(), 10_000);
     assert_eq!(w.get(trip).payment.status, PaymentStatus::Voided);
     let trip = id_of(book(&mut w, rider, PaymentMethod::Wallet, None).unwrap());
@@ -253,7 +257,11 @@ fn an_authorization_arriving_after_the_trip_was_cancelled_is_voided() {
     let trip = id_of(book(&mut w, rider, PaymentMethod::Card, None).unwrap());
     w.accept(d, trip).unwrap();
     // Cancelled inside the free window while the authorisation is still on its way.
-    w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, reason: "x".into() }).unwrap();
+    w.run(
+        Actor::User(rider),
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "x".into() },
+    )
+    .unwrap();
     assert_eq!((w.get(trip).payment.status, w.get(trip).payment.due), (PaymentStatus::Voided, None));
     let estimate = w.get(trip).fare.estimate_minor;
     let o = w.run(Actor::System, pay_event(trip, "evt_auth", PaymentEventKind::Authorized, estimate)).unwrap();

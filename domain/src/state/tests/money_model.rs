@@ -519,7 +519,7 @@ proptest! {
                     let trip = w.get(t);
                     let actor = if by_rider { Actor::User(trip.rider_id) } else { Actor::Admin };
                     let available = m.available(trip.rider_id);
-                    if w.run(actor, Command::CancelTrip { trip_id: t, reason: "x".into() }).is_err() {
+                    if w.run(actor, Command::CancelTrip { trip_id: t, code: crate::trip::CancelReason::Other, reason: "x".into() }).is_err() {
                         continue;
                     }
                     let after = w.get(t);

@@ -167,7 +167,11 @@ fn rider_cancel_is_terminal_and_withdraws_offers() {
     let a = w.driver(0.5);
     let trip = w.trip(rider);
     w.events();
-    w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, reason: "changed my mind".into() }).unwrap();
+    w.run(
+        Actor::User(rider),
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "changed my mind".into() },
+    )
+    .unwrap();
     let t = w.get(trip);
     assert_eq!(t.status, TripStatus::Cancelled);
     assert_eq!(t.cancellation.as_ref().unwrap().by, CancelledBy::Rider);
@@ -178,7 +182,10 @@ fn rider_cancel_is_terminal_and_withdraws_offers() {
     }));
     assert!(w.state.driver(a).unwrap().pending_offers.is_empty());
     assert!(matches!(
-        w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, reason: String::new() }),
+        w.run(
+            Actor::User(rider),
+            Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: String::new() }
+        ),
         Err(Error::InvalidTransition { .. })
     ));
     w.finish();
@@ -193,7 +200,11 @@ fn driver_cancel_after_accept_sends_the_trip_back_to_searching_without_that_driv
     let trip = w.trip(rider);
     w.accept(a, trip).unwrap();
     w.run(Actor::User(a), Command::DriverArrived { trip_id: trip }).unwrap();
-    w.run(Actor::User(a), Command::CancelTrip { trip_id: trip, reason: "flat tyre".into() }).unwrap();
+    w.run(
+        Actor::User(a),
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "flat tyre".into() },
+    )
+    .unwrap();
     let t = w.get(trip);
     assert_eq!(t.status, TripStatus::Searching);
     assert_eq!(t.driver_id, None);
@@ -206,7 +217,10 @@ fn driver_cancel_after_accept_sends_the_trip_back_to_searching_without_that_driv
     let code = t.pickup_code.to_string();
     w.run(Actor::User(b), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
     assert!(matches!(
-        w.run(Actor::User(b), Command::CancelTrip { trip_id: trip, reason: String::new() }),
+        w.run(
+            Actor::User(b),
+            Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: String::new() }
+        ),
         Err(Error::InvalidTransition { .. })
     ));
     w.finish();
@@ -219,12 +233,69 @@ fn staff_cancel_is_terminal_and_frees_the_driver() {
     let a = w.driver(0.5);
     let trip = w.trip(rider);
     w.accept(a, trip).unwrap();
-    w.run(Actor::Admin, Command::CancelTrip { trip_id: trip, reason: "<script>x</script>".into() }).unwrap();
+    w.run(
+        Actor::Admin,
+        Command::CancelTrip {
+            trip_id: trip,
+            code: crate::trip::CancelReason::Other,
+            reason: "<script>x</script>".into(),
+        },
+    )
+    .unwrap();
     let t = w.get(trip);
     assert_eq!(t.status, TripStatus::Cancelled);
     assert_eq!(t.cancellation.as_ref().unwrap().by, CancelledBy::Staff);
     assert_eq!(w.state.driver(a).unwrap().availability, Availability::Available);
     w.finish();
+}
+
+#[test]
+fn a_cancel_records_who_the_code_and_the_text() {
+    use crate::trip::CancelReason;
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let a = w.driver(0.5);
+    let trip = w.trip(rider);
+    w.accept(a, trip).unwrap();
+    w.run(
+        Actor::User(rider),
+        Command::CancelTrip { trip_id: trip, code: CancelReason::DriverLate, reason: "ten minutes away".into() },
+    )
+    .unwrap();
+    let c = w.get(trip).cancellation.clone().unwrap();
+    assert_eq!((c.by, c.code, c.reason.as_str()), (CancelledBy::Rider, CancelReason::DriverLate, "ten minutes away"));
+    // The system actor's cancel is the system's, not staff's.
+    let other = w.trip(rider);
+    w.run(Actor::System, Command::CancelTrip { trip_id: other, code: CancelReason::Other, reason: String::new() })
+        .unwrap();
+    assert_eq!(w.get(other).cancellation.as_ref().unwrap().by, CancelledBy::System);
+    w.finish();
+}
+
+#[test]
+fn a_search_that_times_out_records_a_system_cancellation() {
+    use crate::trip::{CancelReason, EXPIRED_REASON};
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let trip = w.trip(rider);
+    assert_eq!(w.get(trip).cancellation, None);
+    w.advance(i64::from(w.state.rules().timeout_s) + 1);
+    let t = w.get(trip);
+    assert_eq!(t.status, TripStatus::Expired);
+    let c = t.cancellation.clone().unwrap();
+    assert_eq!((c.by, c.code, c.reason.as_str()), (CancelledBy::System, CancelReason::Other, EXPIRED_REASON));
+    w.finish();
+}
+
+#[test]
+fn cancel_reason_codes_round_trip_through_their_wire_names() {
+    use crate::trip::CancelReason;
+    for code in CancelReason::ALL {
+        assert_eq!(CancelReason::parse(code.as_str()), Some(code));
+        assert_eq!(serde_json::to_value(code).unwrap(), serde_json::Value::from(code.as_str()));
+    }
+    assert_eq!(CancelReason::parse("bored"), None);
+    assert_eq!(CancelReason::default(), CancelReason::Other);
 }
 
 #[test]
@@ -296,13 +367,21 @@ fn a_rider_cancelling_late_pays_the_fee_staff_never_charge() {
     let trip = w.trip(rider);
     w.accept(d, trip).unwrap();
     w.advance(121);
-    w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, reason: "late".into() }).unwrap();
+    w.run(
+        Actor::User(rider),
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "late".into() },
+    )
+    .unwrap();
     assert_eq!(w.get(trip).fare.cancel_fee_minor, Some(1000));
     let d = w.driver(0.4); // the first one's position is stale by now
     let trip = w.trip(rider);
     w.accept(d, trip).unwrap();
     w.advance(500);
-    w.run(Actor::Admin, Command::CancelTrip { trip_id: trip, reason: "ops".into() }).unwrap();
+    w.run(
+        Actor::Admin,
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "ops".into() },
+    )
+    .unwrap();
     assert_eq!(w.get(trip).fare.cancel_fee_minor, None);
     w.finish();
 }
@@ -357,7 +436,11 @@ fn a_suspended_driver_goes_offline_and_cannot_come_back_until_reinstated() {
     w.accept(b, trip).unwrap();
     w.run(Actor::Admin, Command::SetDriverSuspended { driver_id: b, suspended: true, reason: String::new() }).unwrap();
     assert_eq!(w.state.driver(b).unwrap().availability, Availability::OnTrip);
-    w.run(Actor::Admin, Command::CancelTrip { trip_id: trip, reason: String::new() }).unwrap();
+    w.run(
+        Actor::Admin,
+        Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: String::new() },
+    )
+    .unwrap();
     assert_eq!(w.state.driver(b).unwrap().availability, Availability::Offline);
     w.run(Actor::Admin, suspend(false)).unwrap();
     w.run(Actor::User(a), Command::SetDriverStatus { online: true, location: None }).unwrap();
@@ -415,7 +498,10 @@ fn bad_input_is_refused_and_changes_nothing() {
     w.run(Actor::User(rider), Command::CreateTrip(t)).unwrap();
     let trip = w.trip(rider);
     assert!(matches!(
-        w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, reason: "a\u{7}b".into() }),
+        w.run(
+            Actor::User(rider),
+            Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "a\u{7}b".into() }
+        ),
         Err(Error::Invalid(_))
     ));
     w.finish();
@@ -429,7 +515,11 @@ fn a_rider_has_at_most_the_allowed_number_of_open_trips() {
     w.trip(rider);
     let nt = w.new_trip();
     assert_eq!(w.run(Actor::User(rider), Command::CreateTrip(nt.clone())), Err(Error::TooManyOpenTrips(2)));
-    w.run(Actor::User(rider), Command::CancelTrip { trip_id: first, reason: String::new() }).unwrap();
+    w.run(
+        Actor::User(rider),
+        Command::CancelTrip { trip_id: first, code: crate::trip::CancelReason::Other, reason: String::new() },
+    )
+    .unwrap();
     w.run(Actor::User(rider), Command::CreateTrip(nt)).unwrap();
     w.finish();
 }
