@@ -214,9 +214,12 @@ pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
     if let Some(b) = t.rider_offer_minor {
         v["bid"] = json!({"amount_minor": b});
     }
-    if let Some(c) = &t.cancellation {
-        v["cancellation"] = json!({"by": enum_str(&c.by), "reason": c.reason, "at": rfc3339(c.at)});
-    }
+    v["cancellation"] = match &t.cancellation {
+        Some(c) => {
+            json!({"by": enum_str(&c.by), "reason_code": c.code.as_str(), "reason": c.reason, "at": rfc3339(c.at)})
+        }
+        None => Value::Null,
+    };
     v
 }
 
@@ -336,8 +339,11 @@ pub fn timeline(t: &Trip) -> Vec<Value> {
             items.push((at, json!({"type": ty, "driver_id": t.driver_id.map(|d| d.to_string())})));
         }
     }
-    if let Some(c) = &t.cancellation {
-        items.push((c.at, json!({"type": "cancelled", "by": enum_str(&c.by), "reason": c.reason})));
+    if let (Some(c), TripStatus::Cancelled) = (&t.cancellation, t.status) {
+        items.push((
+            c.at,
+            json!({"type": "cancelled", "by": enum_str(&c.by), "reason_code": c.code.as_str(), "reason": c.reason}),
+        ));
     } else if let (Some(at), true) = (t.ended_at, t.status.is_terminal()) {
         items.push((at, json!({"type": t.status.as_str(), "final_minor": t.fare.final_minor})));
     }

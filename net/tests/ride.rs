@@ -1,6 +1,7 @@
 //! Black-box tests of the ride as riders and drivers see it (API.md "The ride, as riders
 //! and drivers see it"): the trip's `driver` and `rider` cards, who sees which, the
-//! driver's vehicle details and position, and ratings averaged from the third one.
+//! driver's vehicle details and position, ratings averaged from the third one, and who
+//! cancelled a trip and why (`cancellation`, its `reason_code`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -149,4 +150,55 @@ async fn riders_see_who_is_coming_drivers_whom_to_pick_up_and_ratings_show_from_
             assert_eq!(amal_rating, &json!({"average": 4.67, "count": 3}));
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_trip_records_who_cancelled_it_and_the_reason_code() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let (_, driver) = online_driver(&s, 2, HERE).await;
+
+    // Not cancelled yet: `cancellation` is there, and null.
+    let booked = create_trip(&s, &rider).await;
+    let id = booked["id"].as_str().unwrap().to_owned();
+    assert_eq!(booked["cancellation"], Value::Null, "{booked}");
+    s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+
+    // An unknown code is refused, about `reason_code`, and the trip goes on.
+    let path = format!("/v1/trips/{id}/cancel");
+    let r = s.post(&path, &rider, json!({"reason_code": "bored"})).await;
+    r.expect_error(400, "invalid_request");
+    assert_eq!(r.json["error"]["param"], "reason_code", "{}", r.text);
+    let t = trip(&s, &id, &rider).await;
+    assert_eq!((&t["status"], &t["cancellation"]), (&json!("accepted"), &Value::Null));
+
+    let body = json!({"reason_code": "driver_late", "reason": "still far"});
+    let t = s.post(&path, &rider, body).await.expect(200);
+    assert_eq!(t["status"], "cancelled");
+    let c = &t["cancellation"];
+    assert_eq!(
+        (&c["by"], &c["reason_code"], &c["reason"]),
+        (&json!("rider"), &json!("driver_late"), &json!("still far"))
+    );
+    assert_eq!(trip(&s, &id, ADMIN).await["cancellation"]["reason_code"], "driver_late", "staff see it too");
+
+    // Only a reason: the code is `other`; and an empty body is `other` too.
+    for (n, body) in [(0, json!({"reason": "plans changed"})), (1, json!({}))] {
+        let id = create_trip(&s, &rider).await["id"].as_str().unwrap().to_owned();
+        let t = s.post(&format!("/v1/trips/{id}/cancel"), &rider, body.clone()).await.expect(200);
+        let c = &t["cancellation"];
+        assert_eq!((&c["by"], &c["reason_code"]), (&json!("rider"), &json!("other")), "{n}: {t}");
+        assert_eq!(c["reason"], body.get("reason").cloned().unwrap_or(json!("")));
+    }
+
+    // Staff cancel: `by` is staff, with the code given.
+    let id = create_trip(&s, &rider).await["id"].as_str().unwrap().to_owned();
+    let staff = format!("/v1/admin/trips/{id}/cancel");
+    let r = s.post(&staff, ADMIN, json!({"reason_code": "nope"})).await;
+    r.expect_error(400, "invalid_request");
+    assert_eq!(r.json["error"]["param"], "reason_code", "{}", r.text);
+    let t = s.post(&staff, ADMIN, json!({"reason_code": "unsafe", "reason": "reported"})).await.expect(200);
+    let c = &t["cancellation"];
+    assert_eq!((&c["by"], &c["reason_code"]), (&json!("staff"), &json!("unsafe")), "{t}");
 }

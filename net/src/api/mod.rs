@@ -333,12 +333,37 @@ impl PointIn {
 #[serde(deny_unknown_fields)]
 struct Empty {}
 
-/// `{"reason"}`, optional: why a trip was cancelled or a driver suspended.
+/// `{"reason"}`, optional: why a driver was suspended or unsuspended.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReasonIn {
     #[serde(default)]
     reason: String,
+}
+
+/// `{"reason_code"?, "reason"?}`: why a trip is cancelled. No code (only a `reason`, or
+/// an empty body) is `other`, as API.md says of a body with only `reason`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelIn {
+    #[serde(default)]
+    reason_code: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+impl CancelIn {
+    /// The code named, `other` when none; an unknown one is `400 invalid_request` about
+    /// `reason_code` (the OpenAPI check refuses it first; this keeps the handler honest).
+    fn code(&self) -> Result<dispatch_core::trip::CancelReason, ApiError> {
+        match self.reason_code.as_deref() {
+            None => Ok(dispatch_core::trip::CancelReason::Other),
+            Some(s) => dispatch_core::trip::CancelReason::parse(s).ok_or_else(|| {
+                ApiError::invalid(format!("reason_code `{s}` is not one of the codes API.md lists"))
+                    .with_param("reason_code")
+            }),
+        }
+    }
 }
 
 impl Ctx<'_> {

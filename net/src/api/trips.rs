@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::routes::TripAction;
-use super::{Ctx, Empty, PointIn, ReasonIn, now, parse_id, unexpected};
+use super::{CancelIn, Ctx, Empty, PointIn, now, parse_id, unexpected};
 use crate::http::{self, ApiError, Cursor, Resp, json_response, lat_lng, no_content};
 use crate::render;
 
@@ -236,8 +236,8 @@ impl Ctx<'_> {
                 Command::CompleteTrip { trip_id, distance_m: b.distance_m, dropoff }
             }
             TripAction::Cancel => {
-                let b: ReasonIn = self.json(true)?;
-                Command::CancelTrip { trip_id, reason: b.reason }
+                let b: CancelIn = self.json(true)?;
+                Command::CancelTrip { trip_id, code: b.code()?, reason: b.reason }
             }
         };
         let result = self.submit(command).await;
@@ -350,9 +350,9 @@ impl Ctx<'_> {
 
     /// `POST /v1/admin/trips/{id}/cancel`.
     pub(super) async fn admin_cancel(&mut self, id: &str) -> Result<Resp, ApiError> {
-        let b: ReasonIn = self.json(true)?;
+        let b: CancelIn = self.json(true)?;
         let trip_id: TripId = parse_id(id, "trip")?;
-        let o = self.submit(Command::CancelTrip { trip_id, reason: b.reason }).await?;
+        let o = self.submit(Command::CancelTrip { trip_id, code: b.code()?, reason: b.reason }).await?;
         self.trip_out(StatusCode::OK, o)
     }
 

@@ -170,6 +170,12 @@ pub(super) fn reason_in() -> Value {
 pub(super) fn reason_ex() -> Value {
     json!({"reason": "changed plans"})
 }
+pub(super) fn cancel_in() -> Value {
+    strict(&[("reason_code", super::schemas::cancel_reason_code()), ("reason", string())], &[])
+}
+pub(super) fn cancel_ex() -> Value {
+    json!({"reason_code": "changed_mind", "reason": "changed plans"})
+}
 pub(super) fn create_trip_in() -> Value {
     strict(
         &[

@@ -365,7 +365,18 @@ pub(super) fn trip_schema() -> Value {
                 ),
             ),
             ("bid", obj(&[("amount_minor", money())], &["amount_minor"])),
-            ("cancellation", obj(&[("by", string()), ("reason", string()), ("at", time())], &["by", "reason", "at"])),
+            (
+                "cancellation",
+                nullable(obj(
+                    &[
+                        ("by", enumeration(&["rider", "driver", "staff", "system"])),
+                        ("reason_code", cancel_reason_code()),
+                        ("reason", string()),
+                        ("at", time()),
+                    ],
+                    &["by", "reason_code", "reason", "at"],
+                )),
+            ),
             ("rider_name", json!({"type": ["string", "null"], "description": "Staff only."})),
             ("driver_name", json!({"type": ["string", "null"], "description": "Staff only."})),
             ("driver", driver_card()),
@@ -727,4 +738,10 @@ pub(super) fn empty_object() -> Value {
 
 pub(super) fn empty_example() -> Value {
     json!({})
+}
+
+/// A cancellation's `reason_code`: the codes of API.md ("Cancel"), from the domain's list.
+pub(super) fn cancel_reason_code() -> Value {
+    let codes: Vec<&str> = dispatch_core::trip::CancelReason::ALL.iter().map(|c| c.as_str()).collect();
+    enumeration(&codes)
 }
