@@ -15,6 +15,7 @@
 //! - [`command`]: every command, the actor who sends it, outcomes and events.
 //! - [`record`]: a command as the log stores it, and [`replay`].
 //! - [`trip`]: the trip record and its state machine; [`driver`]: availability.
+//! - [`cancellation`]: who cancelled a trip and why (API.md's reason codes).
 //! - [`user`]: users, roles, vehicles and categories.
 //! - [`id`], [`clock`], [`money`], [`geo`]: typed ids, instants and the clock trait,
 //!   integer money, validated coordinates, polygons and the spatial indexes.
@@ -61,6 +62,7 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod cancellation;
 pub mod clock;
 pub mod command;
 pub mod demo;
