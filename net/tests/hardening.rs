@@ -13,14 +13,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::{HeaderMap, Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+mod common;
+use common::{Reply, request_over};
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
 const TOKEN_SECRET: &str = "test-token-secret-0123456789abcdef0123456789";
@@ -139,22 +139,7 @@ impl Server {
         headers: &[(&str, &str)],
     ) -> Reply {
         let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(conn);
-        let mut req = Request::builder().method(method).uri(path).header("host", self.addr.to_string());
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_owned()))).unwrap();
-        let resp = tokio::time::timeout(WAIT, sender.send_request(req)).await.unwrap().unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, json, text: String::from_utf8_lossy(&bytes).into_owned() }
+        request_over(stream, &self.addr.to_string(), method, path, token, body, headers).await
     }
 
     async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
@@ -181,31 +166,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    json: Value,
-    text: String,
-}
-
-impl Reply {
-    #[track_caller]
-    fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.text);
-        self.json
-    }
-
-    #[track_caller]
-    fn expect_error(&self, status: u16, code: &str) {
-        assert_eq!((self.status, self.json["error"]["code"].as_str()), (status, Some(code)), "{}", self.text);
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{HeaderMap, Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
@@ -26,6 +26,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+
+mod common;
+use common::{Reply, Ws, next_of, request_over};
 
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
 /// Long enough for a slow, shared machine; never reached when things work.
@@ -107,16 +110,8 @@ impl Server {
 
     async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
         let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(conn);
-        let req = Request::builder()
-            .method(Method::POST)
-            .uri(path)
-            .header("host", self.addr.to_string())
-            .header("authorization", format!("Bearer {token}"))
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
-        reply(tokio::time::timeout(WAIT, sender.send_request(req)).await.unwrap().unwrap()).await
+        let host = self.addr.to_string();
+        request_over(stream, &host, Method::POST, path, Some(token), Some(&body.to_string()), &[]).await
     }
 
     /// A metric's value (the first series whose name and labels are exactly `series`).
@@ -157,38 +152,7 @@ impl Drop for Server {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: HeaderMap,
-    json: Value,
-    text: String,
-}
-
-impl Reply {
-    #[track_caller]
-    fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "{}", self.text);
-        self.json
-    }
-
-    #[track_caller]
-    fn expect_error(&self, status: u16, code: &str) {
-        assert_eq!((self.status, self.json["error"]["code"].as_str()), (status, Some(code)), "{}", self.text);
-    }
-}
-
-async fn reply(resp: hyper::Response<hyper::body::Incoming>) -> Reply {
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Reply { status, headers, json, text: String::from_utf8_lossy(&bytes).into_owned() }
-}
-
-/// One HTTP/1.1 request over `io` (plain TCP or TLS).
+/// One HTTP/1.1 request with no body over `io` (plain TCP or TLS).
 async fn request<I>(
     io: I,
     host: &str,
@@ -200,17 +164,7 @@ async fn request<I>(
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
-    tokio::spawn(conn);
-    let mut req = Request::builder().method(method).uri(path).header("host", host);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Full::new(Bytes::new())).unwrap();
-    reply(tokio::time::timeout(WAIT, sender.send_request(req)).await.unwrap().unwrap()).await
+    request_over(io, host, method, path, token, None, headers).await
 }
 
 /// A TCP connection to `addr` from `source` (an address of 127.0.0.0/8).
@@ -235,26 +189,6 @@ async fn user(s: &Server, role: &str, n: u32) -> String {
     }
     let v = s.post("/v1/admin/users", ADMIN, body).await.expect(201);
     v["token"].as_str().unwrap().to_owned()
-}
-
-/// The next JSON frame of type `ty` (other frames are skipped).
-async fn next_of(ws: &mut Ws, ty: &str) -> Value {
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                    if v["type"] == ty {
-                        return v;
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("socket ended while waiting for {ty}: {other:?}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {ty} frame"))
 }
 
 /// How the server ended `ws`: the close frame it sent (`None` when the connection just

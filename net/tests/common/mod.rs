@@ -137,22 +137,7 @@ impl Server {
         headers: &[(&str, &str)],
     ) -> Reply {
         let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-        tokio::spawn(conn);
-        let mut req = Request::builder().method(method).uri(path).header("host", self.addr.to_string());
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_owned()))).unwrap();
-        let resp = tokio::time::timeout(WAIT, sender.send_request(req)).await.unwrap().unwrap();
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, json, text: String::from_utf8_lossy(&bytes).into_owned(), body: bytes }
+        request_over(stream, &self.addr.to_string(), method, path, token, body, headers).await
     }
 
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
@@ -206,7 +191,44 @@ pub struct Reply {
     pub body: Bytes,
 }
 
+/// One HTTP/1.1 request over `io` (plain TCP, a TCP socket bound to a chosen source
+/// address, or TLS), its answer read whole.
+pub async fn request_over<I>(
+    io: I,
+    host: &str,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Reply
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path).header("host", host);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.unwrap_or("").to_owned()))).unwrap();
+    let resp = tokio::time::timeout(WAIT, sender.send_request(req)).await.unwrap().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply { status, headers, json, text: String::from_utf8_lossy(&bytes).into_owned(), body: bytes }
+}
+
 impl Reply {
+    /// A header of the answer, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
         assert_eq!(self.status, status, "{}", self.text);
