@@ -145,6 +145,20 @@ async fn sim_event(s: &Server, event: &str, kind: &str, trip: &str, amount: i64)
     s.call_with(Method::POST, "/v1/webhooks/sim", None, Some(&body), &[("dispatch-signature", &sig)]).await
 }
 
+/// A card trip of `rider`, authorised through `sim` (a signed event for its estimate),
+/// driven by `driver` to completion: its id and the completion's answer.
+async fn card_ride_completed(s: &Server, rider: &str, driver: &str) -> (String, Value) {
+    let trip = book(s, rider, "card").await;
+    let (t, code) = (id(&trip), trip["pickup_code"].as_str().unwrap().to_owned());
+    let estimate = trip["fare"]["estimate_minor"].as_i64().unwrap();
+    sim_event(s, "evt_auth", "payment.authorized", &t, estimate).await.expect(200);
+    s.post(&format!("/v1/trips/{t}/accept"), driver, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{t}/arrived"), driver, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{t}/start"), driver, json!({"pickup_code": code})).await.expect(200);
+    let done = s.post(&format!("/v1/trips/{t}/complete"), driver, json!({"distance_m": 4000})).await.expect(200);
+    (t, done)
+}
+
 /// Finding 6 (Medium): after a failed card payment the rider switched the finished ride
 /// to cash with no driver confirmation, and the driver's cash in hand was debited a fare
 /// they never received. Now the switch waits for the driver's confirmation.
@@ -157,15 +171,8 @@ async fn a_card_trip_switched_to_cash_after_the_fact_needs_the_driver() {
     s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
     let (_, rider) = user(&s, "rider", 1).await;
     let (_, driver) = online_driver(&s, 2, HERE).await;
-    let trip = book(&s, &rider, "card").await;
-    let (t, code) = (id(&trip), trip["pickup_code"].as_str().unwrap().to_owned());
     // The gateway authorised it (a signed sim event); it is down for the worker's capture.
-    let estimate = trip["fare"]["estimate_minor"].as_i64().unwrap();
-    sim_event(&s, "evt_auth", "payment.authorized", &t, estimate).await.expect(200);
-    s.post(&format!("/v1/trips/{t}/accept"), &driver, json!({})).await.expect(200);
-    s.post(&format!("/v1/trips/{t}/arrived"), &driver, json!({})).await.expect(200);
-    s.post(&format!("/v1/trips/{t}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
-    s.post(&format!("/v1/trips/{t}/complete"), &driver, json!({"distance_m": 4000})).await.expect(200);
+    let (t, _) = card_ride_completed(&s, &rider, &driver).await;
     // The capture is declined (the gateway's signed word): the card failed after the ride.
     sim_event(&s, "evt_declined", "payment.failed", &t, 0).await.expect(200);
     let failed = s.get(&format!("/v1/trips/{t}"), &rider).await.expect(200);
@@ -203,15 +210,8 @@ async fn a_webhook_is_not_tied_to_the_trips_gateway() {
     s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
     let (_, rider) = user(&s, "rider", 1).await;
     let (_, driver) = online_driver(&s, 2, HERE).await;
-    let trip = book(&s, &rider, "card").await;
-    let (t, code) = (id(&trip), trip["pickup_code"].as_str().unwrap().to_owned());
     // Authorised through sim (its signed event), driven to the end: a capture is due.
-    let estimate = trip["fare"]["estimate_minor"].as_i64().unwrap();
-    sim_event(&s, "evt_auth", "payment.authorized", &t, estimate).await.expect(200);
-    s.post(&format!("/v1/trips/{t}/accept"), &driver, json!({})).await.expect(200);
-    s.post(&format!("/v1/trips/{t}/arrived"), &driver, json!({})).await.expect(200);
-    s.post(&format!("/v1/trips/{t}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
-    let done = s.post(&format!("/v1/trips/{t}/complete"), &driver, json!({"distance_m": 4000})).await.expect(200);
+    let (t, done) = card_ride_completed(&s, &rider, &driver).await;
     let fare = done["fare"]["final_minor"].as_i64().unwrap();
     // Paystack's signed capture of this trip (Paystack's own, valid secret) moves nothing.
     let body = json!({"event": "charge.success", "data": {"id": 42, "amount": fare, "currency": "EGP",
