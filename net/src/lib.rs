@@ -52,6 +52,7 @@ pub mod compress;
 pub mod config;
 pub mod cors;
 pub mod error;
+pub mod eta;
 pub mod fault;
 pub mod gateways;
 pub mod healthcheck;

@@ -18,6 +18,7 @@ use dispatch_core::user::RatingTotals;
 use dispatch_core::{LatLng, Trip, TripStatus, User, UserId, View, Zone};
 use serde_json::{Value, json};
 
+use crate::eta::{Eta, Leg};
 use crate::http::rfc3339;
 
 /// A position.
@@ -95,6 +96,8 @@ pub struct Cards {
     pub driver: Option<Arc<User>>,
     /// The driver's last position.
     pub driver_fix: Option<Fix>,
+    /// The ETA of the leg the trip is on ([`crate::eta::Etas`]), if one was computed.
+    pub eta: Option<Eta>,
 }
 
 impl Cards {
@@ -104,6 +107,7 @@ impl Cards {
             rider: view.user(t.rider_id).cloned(),
             driver: t.driver_id.and_then(|d| view.user(d).cloned()),
             driver_fix: t.driver_id.and_then(|d| view.driver(d).and_then(|d| d.fix)),
+            eta: None,
         }
     }
 }
@@ -214,6 +218,7 @@ pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
     if let Some(b) = t.rider_offer_minor {
         v["bid"] = json!({"amount_minor": b});
     }
+    v["eta"] = cards.eta.map_or(Value::Null, |e| eta(&e));
     v["cancellation"] = match &t.cancellation {
         Some(c) => {
             json!({"by": enum_str(&c.by), "reason_code": c.code.as_str(), "reason": c.reason, "at": rfc3339(c.at)})
@@ -221,6 +226,16 @@ pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
         None => Value::Null,
     };
     v
+}
+
+/// `{"pickup_s","dropoff_s","source","at"}`: the seconds of the leg the ETA measured, the
+/// other `null`.
+pub fn eta(e: &Eta) -> Value {
+    let (pickup_s, dropoff_s) = match e.leg {
+        Leg::Pickup => (Some(e.seconds), None),
+        Leg::Dropoff => (None, Some(e.seconds)),
+    };
+    json!({"pickup_s": pickup_s, "dropoff_s": dropoff_s, "source": enum_str(&e.source), "at": rfc3339(e.at)})
 }
 
 /// A live offer to a driver (`GET /v1/driver/offers`, WS `trip_offer`).

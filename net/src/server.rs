@@ -97,6 +97,8 @@ pub struct App {
     pub sms: SmsSink,
     /// The routes rides are priced on (`[route]`).
     pub routes: Routes,
+    /// The ETAs of trips on the way, asked of `routes` at most every 10 s per trip.
+    pub etas: crate::eta::Etas,
     /// WebSocket heartbeat intervals.
     pub ws_timing: WsTiming,
     /// Flips to `true` once shutdown begins (sockets close on it).
@@ -148,6 +150,7 @@ impl App {
             inflight: InFlight::default(),
             sms,
             routes,
+            etas: crate::eta::Etas::default(),
             ws_timing,
             shutdown,
             fsync_samples: Mutex::new(VecDeque::with_capacity(FSYNC_SAMPLES)),

@@ -1,7 +1,8 @@
 //! Black-box tests of the ride as riders and drivers see it (API.md "The ride, as riders
 //! and drivers see it"): the trip's `driver` and `rider` cards, who sees which, the
-//! driver's vehicle details and position, ratings averaged from the third one, and who
-//! cancelled a trip and why (`cancellation`, its `reason_code`).
+//! driver's vehicle details and position, ratings averaged from the third one, who
+//! cancelled a trip and why (`cancellation`, its `reason_code`), and the trip's `eta`
+//! (the router's, or the straight line's when it is down).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -201,4 +202,92 @@ async fn a_cancelled_trip_records_who_cancelled_it_and_the_reason_code() {
     let t = s.post(&staff, ADMIN, json!({"reason_code": "unsafe", "reason": "reported"})).await.expect(200);
     let c = &t["cancellation"];
     assert_eq!((&c["by"], &c["reason_code"]), (&json!("staff"), &json!("unsafe")), "{t}");
+}
+
+/// A fake OSRM on loopback: every `/route/v1` request is answered with `duration_s`.
+/// Returns its URL.
+async fn fake_router(duration_s: f64) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let osrm = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", osrm.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = osrm.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                assert!(got.starts_with(b"GET /route/v1/driving/"), "{}", String::from_utf8_lossy(&got));
+                let body = format!(r#"{{"code":"Ok","routes":[{{"distance":2500.0,"duration":{duration_s}}}]}}"#);
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// Books a trip for `rider` and has `driver` accept it; returns the trip's id.
+async fn booked_and_accepted(s: &Server, rider: &str, driver: &str) -> String {
+    let id = create_trip(s, rider).await["id"].as_str().unwrap().to_owned();
+    s.post(&format!("/v1/trips/{id}/accept"), driver, json!({})).await.expect(200);
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eta_is_the_routers_while_the_driver_comes_and_drives_and_is_null_otherwise() {
+    let url = fake_router(312.0).await;
+    let s = Server::start(&[], Some(&format!("[route]\nrouter_url = \"{url}\"\n")));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, driver) = user(&s, "driver", 1).await;
+    let (_, rider) = user(&s, "rider", 2).await;
+    // Two kilometres north of the pickup.
+    let body = json!({"status": "online", "location": {"lat": HERE.0 + 0.018, "lng": HERE.1}});
+    s.post("/v1/driver/status", &driver, body).await.expect(200);
+    let id = create_trip(&s, &rider).await["id"].as_str().unwrap().to_owned();
+    assert_eq!(trip(&s, &id, &rider).await["eta"], Value::Null, "searching: nobody is on the way");
+    s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+
+    // Accepted: seconds to the pickup, from the router; the same to the driver and staff.
+    let eta = trip(&s, &id, &rider).await["eta"].clone();
+    assert_eq!((&eta["pickup_s"], &eta["dropoff_s"], &eta["source"]), (&json!(312), &Value::Null, &json!("router")));
+    assert!(eta["at"].as_str().unwrap().ends_with('Z'));
+    // Asked again within 10 s: the same ETA, computed at the same time (not asked again).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(trip(&s, &id, &driver).await["eta"], eta);
+    assert_eq!(trip(&s, &id, ADMIN).await["eta"], eta);
+
+    s.post(&format!("/v1/trips/{id}/arrived"), &driver, json!({})).await.expect(200);
+    assert_eq!(trip(&s, &id, &rider).await["eta"], Value::Null, "arrived: nothing to wait for");
+    let code = trip(&s, &id, &rider).await["pickup_code"].as_str().unwrap().to_owned();
+    s.post(&format!("/v1/trips/{id}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
+    let eta = trip(&s, &id, &rider).await["eta"].clone();
+    assert_eq!((&eta["pickup_s"], &eta["dropoff_s"], &eta["source"]), (&Value::Null, &json!(312), &json!("router")));
+    s.post(&format!("/v1/trips/{id}/complete"), &driver, json!({})).await.expect(200);
+    assert_eq!(trip(&s, &id, &rider).await["eta"], Value::Null, "completed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_router_down_the_eta_is_the_straight_lines_and_says_so() {
+    // Bind and drop: nothing listens there any more.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    for config in [None, Some(format!("[route]\nrouter_url = \"http://{dead}\"\n"))] {
+        let s = Server::start(&[], config.as_deref());
+        s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+        let (_, driver) = user(&s, "driver", 1).await;
+        let (_, rider) = user(&s, "rider", 2).await;
+        let body = json!({"status": "online", "location": {"lat": HERE.0 + 0.018, "lng": HERE.1}});
+        s.post("/v1/driver/status", &driver, body).await.expect(200);
+        let id = booked_and_accepted(&s, &rider, &driver).await;
+        let eta = trip(&s, &id, &rider).await["eta"].clone();
+        assert_eq!(eta["source"], "straight_line", "{config:?}: {eta}");
+        // 2 km × the default detour 1.3 at 30 km/h: about 312 s.
+        let s_ = eta["pickup_s"].as_u64().unwrap();
+        assert!((250..=400).contains(&s_), "{config:?}: {eta}");
+    }
 }

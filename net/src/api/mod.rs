@@ -410,9 +410,22 @@ impl Ctx<'_> {
 
     /// `trips` rendered for the caller, their people read from the view in one read.
     fn trips_json(&self, trips: &[Arc<Trip>]) -> Vec<serde_json::Value> {
-        let cards: Vec<render::Cards> =
+        let mut cards: Vec<render::Cards> =
             self.app.engine.read(|v| trips.iter().map(|t| render::Cards::of(v, t)).collect());
+        for (c, t) in cards.iter_mut().zip(trips) {
+            c.eta = self.app.etas.cached(t);
+        }
         trips.iter().zip(&cards).map(|(t, c)| render::trip(t, self.viewer(t), c)).collect()
+    }
+
+    /// Brings `t`'s ETA up to date (the route provider is asked at most every 10 s per
+    /// trip: [`crate::eta::Etas`]), for the next render of it.
+    async fn refresh_eta(&self, t: &Trip) {
+        if crate::eta::Leg::of(t).is_none() {
+            return;
+        }
+        let fix = t.driver_id.and_then(|d| self.app.engine.read(|v| v.driver(d).and_then(|d| d.fix)));
+        self.app.etas.get(t, fix, now(), |from, to| self.app.route(from, to)).await;
     }
 
     /// One trip rendered for the caller.

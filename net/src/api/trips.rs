@@ -187,6 +187,7 @@ impl Ctx<'_> {
     /// `GET /v1/trips/{id}`: to whom may see it (else `404`); staff also see the names.
     pub(super) async fn get_trip(&self, id: &str) -> Result<Resp, ApiError> {
         let t = self.visible_trip(id).await?;
+        self.refresh_eta(&t).await;
         let mut v = self.trip_json(&t);
         if self.principal()?.is_staff() {
             // Operators talk to the people of a trip: staff see their names.

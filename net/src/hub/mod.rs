@@ -173,12 +173,19 @@ impl Hub {
     }
 
     /// Turns one batch of engine events into frames in the right outboxes.
-    pub(crate) fn fan_out(&self, engine: &dispatch_core::Engine, events: &[Event]) {
+    pub(crate) fn fan_out(&self, engine: &dispatch_core::Engine, etas: &crate::eta::Etas, events: &[Event]) {
         // The people of every trip the batch updated, in one read of the view.
         let updated =
             || events.iter().filter_map(|e| if let Event::TripUpdated { trip } = e { Some(trip) } else { None });
         let cards: HashMap<TripId, render::Cards> = if updated().next().is_some() {
-            engine.read(|v| updated().map(|t| (t.id, render::Cards::of(v, t))).collect())
+            let mut cards: HashMap<TripId, render::Cards> =
+                engine.read(|v| updated().map(|t| (t.id, render::Cards::of(v, t))).collect());
+            for t in updated() {
+                if let Some(c) = cards.get_mut(&t.id) {
+                    c.eta = etas.cached(t);
+                }
+            }
+            cards
         } else {
             HashMap::new()
         };

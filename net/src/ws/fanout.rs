@@ -54,7 +54,7 @@ pub fn spawn_fanout(app: Arc<App>) -> Fanout {
             let mut rx = app.engine.subscribe(SUBSCRIBER_CAPACITY);
             while !flag.load(Ordering::Relaxed) {
                 match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(batch) => app.hub.fan_out(&app.engine, &batch),
+                    Ok(batch) => app.hub.fan_out(&app.engine, &app.etas, &batch),
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
                     Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
                         tracing::warn!("the WebSocket fan-out fell behind the engine and resubscribes");

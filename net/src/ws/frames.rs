@@ -92,7 +92,8 @@ pub(super) async fn on_text(app: &App, who: Principal, socket: u64, text: &str) 
                             app.hub.subscribe_trip(socket, t.id);
                         }
                         let viewer = render::Viewer::of(&t, who.user_id(), who.is_staff());
-                        let cards = app.engine.read(|v| render::Cards::of(v, &t));
+                        let mut cards = app.engine.read(|v| render::Cards::of(v, &t));
+                        cards.eta = app.etas.cached(&t);
                         let trip = render::trip(&t, viewer, &cards);
                         Some(json!({"type": "subscribed", "trip_id": t.id.to_string(), "trip": trip}).to_string())
                     }

@@ -381,6 +381,7 @@ pub(super) fn trip_schema() -> Value {
             ("driver_name", json!({"type": ["string", "null"], "description": "Staff only."})),
             ("driver", driver_card()),
             ("rider", rider_card()),
+            ("eta", trip_eta()),
         ],
         &[
             "id",
@@ -405,8 +406,29 @@ pub(super) fn trip_schema() -> Value {
             "driven_m",
             "driver",
             "rider",
+            "eta",
         ],
     )
+}
+
+/// The trip's `eta`: seconds to the pickup while `accepted`, to the drop-off while
+/// `in_progress` (the other `null`), through the route provider; `null` otherwise.
+fn trip_eta() -> Value {
+    let mut eta = nullable(obj(
+        &[
+            ("pickup_s", nullable(uint())),
+            ("dropoff_s", nullable(uint())),
+            ("source", enumeration(&["router", "straight_line"])),
+            ("at", time()),
+        ],
+        &["pickup_s", "dropoff_s", "source", "at"],
+    ));
+    eta["description"] = json!(
+        "From the driver's last position, through the route provider (`straight_line` when it is down); \
+         refreshed at most every 10 s. `null` unless the trip is `accepted` or `in_progress` and its driver \
+         has a position."
+    );
+    eta
 }
 
 pub(super) fn offer_schema() -> Value {
