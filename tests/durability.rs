@@ -725,8 +725,8 @@ impl CommandLog for TeeLog {
 /// about to copy, and the copy starts again. Here six callers stream commands,
 /// checkpoints come every 100 records and segments are 1 KiB, so each collected
 /// checkpoint releases several segments at once, and that happens during copies:
-/// every backup must still be an exact prefix of the log, and one at least must
-/// have taken the retry.
+/// every backup must still be an exact prefix of the log, and the first — paused
+/// between its two copies until checkpoints were collected — must have taken the retry.
 #[test]
 fn backups_racing_checkpoints_retry_and_each_is_an_exact_prefix_of_the_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -779,17 +779,27 @@ fn backups_racing_checkpoints_retry_and_each_is_an_exact_prefix_of_the_log() {
             }
         }
         let _stop = StopOnDrop(&stop);
-        let started = Instant::now();
-        for i in 0.. {
-            let to = dir.path().join(format!("backup{i}"));
-            let report = dispatch_core::backup(&data, &to).unwrap();
-            backups.push((to, report));
-            // Until one raced a checkpoint and retried (about one in ten does), with a
-            // generous deadline: this waits on the race, not on the machine's speed.
-            let retried = backups.iter().any(|(_, r)| r.retries > 0);
-            if (retried && backups.len() >= 8) || started.elapsed() > Duration::from_secs(60) {
-                break;
+        // The first backup is made to race: between its copy of the log and its copy of
+        // the store, two checkpoints are collected (the second took its state after the
+        // log was copied, so the store is ahead of the copied log) and the copy must start
+        // again. The others race as it happens (about one in ten does).
+        let checkpoints = || engine.stats().checkpoints.written.load(Ordering::Relaxed);
+        let mut raced = false;
+        let mut race = || {
+            if std::mem::replace(&mut raced, true) {
+                return;
             }
+            let (before, started) = (checkpoints(), Instant::now());
+            while checkpoints() < before + 2 {
+                // Generous: this waits on the writers' records, not on the machine's speed.
+                assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint in 2 minutes");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        for i in 0..8 {
+            let to = dir.path().join(format!("backup{i}"));
+            let report = dispatch_core::journal::backup_pausing(&data, &to, &mut race).unwrap();
+            backups.push((to, report));
         }
         stop.store(true, Ordering::SeqCst);
         for w in writers {
@@ -800,7 +810,7 @@ fn backups_racing_checkpoints_retry_and_each_is_an_exact_prefix_of_the_log() {
     engine.shutdown().unwrap();
     let retried: Vec<u32> = backups.iter().map(|(_, r)| r.retries).filter(|r| *r > 0).collect();
     eprintln!("{} backups, retries {retried:?}, {written} checkpoints", backups.len());
-    assert!(!retried.is_empty(), "no backup of {} raced a checkpoint ({written} checkpoints)", backups.len());
+    assert!(backups[0].1.retries > 0, "the first backup raced two checkpoints and held: {:?}", backups[0].1);
     let all: Vec<Record> = all.lock().unwrap().iter().map(|p| Record::decode(p).unwrap()).collect();
     // Each backup against the log replayed to its point, in order of the points.
     backups.sort_by_key(|(_, r)| r.records);

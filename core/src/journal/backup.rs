@@ -43,16 +43,24 @@ pub struct BackupReport {
 /// restored. If a checkpoint taken meanwhile removed a segment being copied, or
 /// committed a state the log copy does not reach, the copy is retried.
 pub fn backup(data_dir: &Path, to: &Path) -> Result<BackupReport> {
-    copy_verified(data_dir, to, "holds no dispatch log (no wal/ directory)")
+    backup_pausing(data_dir, to, &mut || {})
+}
+
+/// [`backup`], calling `between` after each copy of the log and before the copy of the
+/// store: the window in which a checkpoint makes the copy start again. For tests, which
+/// must make that race happen rather than wait for it.
+#[doc(hidden)]
+pub fn backup_pausing(data_dir: &Path, to: &Path, between: &mut dyn FnMut()) -> Result<BackupReport> {
+    copy_verified(data_dir, to, "holds no dispatch log (no wal/ directory)", between)
 }
 
 /// Restores the backup in `from` into the data directory `data_dir` (which must
 /// not exist, or be empty), then verifies it by recovering it.
 pub fn restore(from: &Path, data_dir: &Path) -> Result<BackupReport> {
-    copy_verified(from, data_dir, "is not a dispatch backup (no wal/ directory)")
+    copy_verified(from, data_dir, "is not a dispatch backup (no wal/ directory)", &mut || {})
 }
 
-fn copy_verified(from: &Path, to: &Path, not_a_store: &str) -> Result<BackupReport> {
+fn copy_verified(from: &Path, to: &Path, not_a_store: &str, between: &mut dyn FnMut()) -> Result<BackupReport> {
     if !wal_dir(from).is_dir() {
         return Err(Error::Storage(format!("{} {not_a_store}", from.display())));
     }
@@ -60,7 +68,7 @@ fn copy_verified(from: &Path, to: &Path, not_a_store: &str) -> Result<BackupRepo
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let copied = copy_store(from, to).and_then(|(segments, bytes)| {
+        let copied = copy_store(from, to, between).and_then(|(segments, bytes)| {
             verify(to).map(|records| BackupReport { segments, bytes, records, retries: attempts - 1 })
         });
         match copied {
@@ -82,7 +90,7 @@ fn copy_verified(from: &Path, to: &Path, not_a_store: &str) -> Result<BackupRepo
 /// Copies the log, then the store, of the data directory `from` into `to` (and the
 /// newest snapshot first, for a directory an older version wrote that no checkpoint
 /// has yet moved into the store).
-fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
+fn copy_store(from: &Path, to: &Path, between: &mut dyn FnMut()) -> Result<(usize, u64)> {
     let mut bytes = 0;
     if let Some(snap) =
         snapshot::latest_path(&snapshot_dir(from)).map_err(|e| storage_error("cannot list snapshots", &e))?
@@ -96,6 +104,7 @@ fn copy_store(from: &Path, to: &Path) -> Result<(usize, u64)> {
             .map_err(|e| Error::Storage(format!("{}: {e}", target.display())))?;
     }
     let (segments, wal_bytes) = copy_log(&wal_dir(from), &wal_dir(to))?;
+    between();
     // The store last: it then holds every trip, idempotency key and gateway event id
     // the copied log archived (each is committed there before the log records its
     // removal from the hot state; a row goes from the history only once expired, when

@@ -42,7 +42,7 @@ use crate::trip::Trip;
 mod backup;
 mod checkpointer;
 
-pub use backup::{BackupReport, backup, restore};
+pub use backup::{BackupReport, backup, backup_pausing, restore};
 pub(crate) use checkpointer::{Archivable, CheckpointPolicy};
 pub use checkpointer::{CheckpointStats, KEYS_HOT_WINDOW_S};
 use checkpointer::{Checkpointer, Committed, Job};
