@@ -54,6 +54,7 @@ impl Sim<'_> {
                     kind: TripKind::Ride,
                     pickup: Place::at(pickup),
                     dropoff: Place::at(dropoff),
+                    stops: Vec::new(),
                     category: self.category.clone(),
                     parcel: None,
                     payment_method: PaymentMethod::Cash,
