@@ -2,9 +2,9 @@
 //! `/route/v1` service, with the straight line as the answer of last resort.
 //!
 //! Owns [`OsrmRouter`]: the HTTP request (`GET {base}/route/v1/driving/{lng},{lat};{lng},{lat}?overview=false`
-//! for a route, `…/{lng},{lat};{lng},{lat};…?overview=full&geometries=polyline` for a path
-//! through waypoints with its line), the per-request timeout, the circuit breaker, the cache, and the fallback to
-//! [`StraightLine`]. It implements `dispatch_core::route::RouteProvider`, the seam the
+//! for a route, `…/{lng},{lat};{lng},{lat};…?overview=full&geometries=polyline` for a
+//! path through waypoints with its line), the per-request timeout, the circuit breaker,
+//! the cache, and the fallback to [`StraightLine`]. It implements `dispatch_core::route::RouteProvider`, the seam the
 //! server prices through: with `[route] router_url` set, the server's one
 //! `Arc<dyn RouteProvider>` is an `OsrmRouter` (see `server::Routes`).
 //!

@@ -129,8 +129,8 @@ proptest! {
         prop_assert_eq!(trip.fare.locked.route, summed);
         let by_hand = formula(&pricing, zone.spec.extra_fee_minor, &summed);
         prop_assert_eq!(trip.fare.estimate_minor, by_hand);
-        let engine = fare::estimate(&pricing, zone.spec.currency, zone.spec.extra_fee_minor, &summed, NO_SURGE_BPS, None)
-            .unwrap();
+        let (currency, extra) = (zone.spec.currency, zone.spec.extra_fee_minor);
+        let engine = fare::estimate(&pricing, currency, extra, &summed, NO_SURGE_BPS, None).unwrap();
         prop_assert_eq!(engine.fare.amount_minor, by_hand);
         w.finish();
     }
