@@ -5,6 +5,9 @@
 //! [  1 min] trips requested=… matched=… completed=… … double_assignments=0 … cmds/s=…
 //! ```
 //!
+//! Riders are `dispatch_sim`'s: about a fifth of rides are booked with 1 to 3 stops on the
+//! way (`sim/src/city/rider.rs`, `STOPS_SHARE`), priced leg by leg.
+//!
 //! Runs `dispatch::city` on a manual clock, as fast as the engine goes (the same seed
 //! prints the same figures), or with `--live` on the system clock, for watching. Prints a
 //! report every simulated minute (`--every S` to change). Exits non-zero if the audit

@@ -5,7 +5,8 @@
  *      target/debug/libdispatch_ffi.a -lpthread -ldl -lm -o fare_estimate
  *
  * Prints the estimate as JSON and as plain numbers (`key=value`, one a line, which the
- * test ffi/tests/c_example.rs compares with the Rust estimator), then shows an error path
+ * test ffi/tests/c_example.rs compares with the Rust estimator), with and without stops
+ * on the way, then shows an error path
  * (malformed JSON: a status and the last error's message) and the engine handle. Every
  * string the library hands out is freed; the program exits non-zero on any surprise. */
 #include <stdio.h>
@@ -107,6 +108,28 @@ int main(void) {
                                            &route, &values);
     expect_status("router values", status, DISPATCH_STATUS_OK);
     print_values("router", &values);
+
+    /* 3b. A ride with two stops on the way: the straight line leg by leg, summed (as the
+     *     server prices it); then four stops, one too many: a status and no answer. */
+    const DispatchPoint stops[2] = {{30.0512, 31.2401}, {30.0555, 31.2288}};
+    json = NULL;
+    status = dispatch_fare_estimate_stops(CONFIG, PICKUP_LAT, PICKUP_LNG, stops, 2, DROPOFF_LAT,
+                                          DROPOFF_LNG, NULL, &json);
+    expect_status("estimate with stops", status, DISPATCH_STATUS_OK);
+    printf("stops.json=%s\n", json ? json : "(null)");
+    dispatch_string_free(json);
+    memset(&values, 0, sizeof values);
+    status = dispatch_fare_estimate_stops_values(CONFIG, PICKUP_LAT, PICKUP_LNG, stops, 2,
+                                                 DROPOFF_LAT, DROPOFF_LNG, NULL, &values);
+    expect_status("values with stops", status, DISPATCH_STATUS_OK);
+    print_values("stops", &values);
+    const DispatchPoint four[4] = {stops[0], stops[1], stops[0], stops[1]};
+    json = NULL;
+    status = dispatch_fare_estimate_stops(CONFIG, PICKUP_LAT, PICKUP_LNG, four, 4, DROPOFF_LAT,
+                                          DROPOFF_LNG, NULL, &json);
+    expect_status("four stops", status, DISPATCH_STATUS_INVALID_ARGUMENT);
+    printf("four_stops.status=%d\n", (int)status);
+    printf("four_stops.answer_is_null=%d\n", json == NULL);
 
     /* 4. An error path: malformed JSON is a status and a message, and no answer. */
     json = NULL;

@@ -64,6 +64,7 @@ pub fn ride_from(pickup: LatLng) -> Result<NewTrip, Error> {
         kind: TripKind::Ride,
         pickup: Place::at(pickup),
         dropoff: Place::at(dropoff),
+        stops: Vec::new(),
         category: Category::new("economy")?,
         parcel: None,
         payment_method: PaymentMethod::Cash,

@@ -439,6 +439,7 @@ pub(crate) fn step(engine: &Engine, clock: &ManualClock, model: &mut Model, op: 
                 kind: TripKind::Ride,
                 pickup: Place::at(LatLng::new(PICKUP.0, PICKUP.1).expect("valid")),
                 dropoff: Place::at(LatLng::new(30.06, 31.25).expect("valid")),
+                stops: Vec::new(),
                 category: economy.clone(),
                 parcel: None,
                 payment_method: PaymentMethod::Cash,

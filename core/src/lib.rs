@@ -50,7 +50,7 @@
 //! let route = route::StraightLine::default().between(here, there); // or a road router
 //! let trip = engine.create_trip(rider.id, NewTrip {
 //!     id: None, pickup_code: None, kind: TripKind::Ride,
-//!     pickup: Place::at(here), dropoff: Place::at(there),
+//!     pickup: Place::at(here), dropoff: Place::at(there), stops: vec![],
 //!     category: Category::new("economy")?, parcel: None, payment_method: PaymentMethod::Cash,
 //!     route, coupon: None, bid_minor: None,
 //! })?;

@@ -176,13 +176,16 @@ pub struct NewTrip {
     pub pickup: Place,
     /// Drop-off.
     pub dropoff: Place,
+    /// Stops on the way, in order: at most [`MAX_STOPS`](crate::trip::MAX_STOPS). `route`
+    /// is pickup → stops → drop-off, every leg summed.
+    pub stops: Vec<Place>,
     /// Vehicle category.
     pub category: Category,
     /// Parcel trips only.
     pub parcel: Option<Parcel>,
     /// How the rider pays.
     pub payment_method: PaymentMethod,
-    /// The route from pickup to drop-off, computed by the caller (routing is I/O, so it
+    /// The route from pickup through the stops to drop-off, computed by the caller (routing is I/O, so it
     /// happens before the command and is recorded in it). The engine prices it with the
     /// pickup zone's pricing and surge and locks the price into the trip.
     pub route: Route,

@@ -25,6 +25,13 @@
 //! - the straight-line route is symmetric (`a → b` equals `b → a`) and non-decreasing in
 //!   the great-circle distance.
 //!
+//! Rides with stops go through [`RouteProvider::path`]: the route from the first waypoint
+//! through each one in order to the last, with the line to draw ([`RoutedPath`], a Google
+//! encoded polyline). Its default implementation routes each leg with
+//! [`RouteProvider::route`] and sums them ([`Route::sum`]), drawing straight segments
+//! through the waypoints; a router that knows the roads' shape (OSRM) overrides it. The
+//! polyline is for drawing only: trips and the log keep the [`Route`] alone.
+//!
 //! The contract of every provider: a route's [`RouteSource`] says who computed it (a
 //! provider that fell back to the straight line itself says
 //! [`RouteSource::StraightLine`]); an error means it has no route, and a caller that must
@@ -35,7 +42,7 @@ use std::pin::Pin;
 
 use serde::{Deserialize, Serialize};
 
-use crate::geo::{LatLng, haversine_m};
+use crate::geo::{LatLng, haversine_m, polyline};
 
 /// Where a [`Route`]'s distance and duration came from (JSON `route_source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -59,6 +66,39 @@ pub struct Route {
     pub source: RouteSource,
 }
 
+impl Route {
+    /// The legs of one ride joined: distances and durations summed (saturating, though
+    /// legs a fare can price never come near `u64::MAX`). Its source is
+    /// [`RouteSource::Router`] only when every leg's is (and there is at least one leg):
+    /// a ride partly on the straight line may differ more, and says so.
+    pub fn sum(legs: impl IntoIterator<Item = Route>) -> Route {
+        let mut total = Route { distance_m: 0, duration_s: 0, source: RouteSource::Router };
+        let mut any = false;
+        for leg in legs {
+            any = true;
+            total.distance_m = total.distance_m.saturating_add(leg.distance_m);
+            total.duration_s = total.duration_s.saturating_add(leg.duration_s);
+            if leg.source == RouteSource::StraightLine {
+                total.source = RouteSource::StraightLine;
+            }
+        }
+        if !any {
+            total.source = RouteSource::StraightLine;
+        }
+        total
+    }
+}
+
+/// A route through waypoints with the line to draw: what an estimate shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedPath {
+    /// The whole ride: every leg's distance and duration summed.
+    pub route: Route,
+    /// The line, as a Google encoded polyline at precision 5 (see [`polyline`]): the
+    /// router's geometry, or straight segments through the waypoints.
+    pub polyline: String,
+}
+
 /// Why a provider gave no route.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
@@ -75,6 +115,9 @@ pub enum RouteError {
 /// dyn-compatible and names no runtime. `Send`, so a server may await it on any thread.
 pub type RouteFuture<'a> = Pin<Box<dyn Future<Output = Result<Route, RouteError>> + Send + 'a>>;
 
+/// What [`RouteProvider::path`] returns: a boxed `Send` future, as [`RouteFuture`].
+pub type PathFuture<'a> = Pin<Box<dyn Future<Output = Result<RoutedPath, RouteError>> + Send + 'a>>;
+
 /// A source of routes between two positions.
 ///
 /// Dyn-compatible: hold one as `Arc<dyn RouteProvider>`. An implementation marks each
@@ -83,6 +126,21 @@ pub type RouteFuture<'a> = Pin<Box<dyn Future<Output = Result<Route, RouteError>
 pub trait RouteProvider: Send + Sync {
     /// The route from `from` to `to`. The future borrows the provider, not the points.
     fn route(&self, from: LatLng, to: LatLng) -> RouteFuture<'_>;
+
+    /// The route from `waypoints[0]` through each waypoint in order to the last, with its
+    /// line. By default each leg is asked of [`route`](Self::route) in turn and the legs
+    /// are summed ([`Route::sum`]), the line being straight segments through the
+    /// waypoints; the first leg without a route makes the path an error. Fewer than two
+    /// waypoints make a zero route (marked `straight_line`).
+    fn path(&self, waypoints: Vec<LatLng>) -> PathFuture<'_> {
+        Box::pin(async move {
+            let mut legs = Vec::with_capacity(waypoints.len().saturating_sub(1));
+            for pair in waypoints.windows(2) {
+                legs.push(self.route(pair[0], pair[1]).await?);
+            }
+            Ok(RoutedPath { route: Route::sum(legs), polyline: polyline::encode(&waypoints) })
+        })
+    }
 }
 
 /// Why a straight-line configuration was refused (`[route]` in the config file).
@@ -154,6 +212,21 @@ impl StraightLine {
     }
 }
 
+impl StraightLine {
+    /// The straight-line route from the first waypoint through each in order to the last:
+    /// [`between`](Self::between) on each leg, summed ([`Route::sum`]), so a ride with
+    /// stops costs what its legs booked one by one would. Fewer than two waypoints: a zero
+    /// route.
+    pub fn through(&self, waypoints: &[LatLng]) -> Route {
+        Route::sum(waypoints.windows(2).map(|pair| self.between(pair[0], pair[1])))
+    }
+
+    /// [`through`](Self::through), with straight segments through the waypoints as its line.
+    pub fn path_through(&self, waypoints: &[LatLng]) -> RoutedPath {
+        RoutedPath { route: self.through(waypoints), polyline: polyline::encode(waypoints) }
+    }
+}
+
 impl Default for StraightLine {
     /// Detour factor 1.3 at 30 km/h, the documented defaults of the `[route]` section.
     fn default() -> Self {
@@ -165,6 +238,11 @@ impl RouteProvider for StraightLine {
     /// [`StraightLine::between`], as a future that is ready at once. Never an error.
     fn route(&self, from: LatLng, to: LatLng) -> RouteFuture<'_> {
         Box::pin(std::future::ready(Ok(self.between(from, to))))
+    }
+
+    /// [`StraightLine::path_through`], as a future that is ready at once. Never an error.
+    fn path(&self, waypoints: Vec<LatLng>) -> PathFuture<'_> {
+        Box::pin(std::future::ready(Ok(self.path_through(&waypoints))))
     }
 }
 
@@ -223,6 +301,73 @@ mod tests {
                 source: RouteSource::StraightLine
             }))
         );
+    }
+
+    #[test]
+    fn a_path_is_its_legs_summed_and_drawn_through_its_waypoints() {
+        let sl = StraightLine::default();
+        let (a, b, c) = (p(30.0444, 31.2357), p(30.05, 31.24), p(30.0626, 31.2497));
+        let (ab, bc) = (sl.between(a, b), sl.between(b, c));
+        let through = sl.through(&[a, b, c]);
+        assert_eq!(through.distance_m, ab.distance_m + bc.distance_m);
+        assert_eq!(through.duration_s, ab.duration_s + bc.duration_s);
+        assert_eq!(through.source, RouteSource::StraightLine);
+        assert_eq!(sl.through(&[a, c]), sl.between(a, c));
+        // A detour through b is never shorter than the direct leg.
+        assert!(through.distance_m >= sl.between(a, c).distance_m);
+        // The provider's path equals `path_through`, and its line decodes to the waypoints.
+        let provider: &dyn RouteProvider = &sl;
+        let std::task::Poll::Ready(Ok(path)) = poll_once(provider.path(vec![a, b, c])) else {
+            panic!("the straight line's path is ready at once")
+        };
+        assert_eq!(path, sl.path_through(&[a, b, c]));
+        assert_eq!(path.route, through);
+        let drawn = polyline::decode(&path.polyline).unwrap();
+        assert_eq!(drawn.len(), 3);
+        for (drawn, given) in drawn.iter().zip([a, b, c]) {
+            assert!(haversine_m(*drawn, given) < 1.0, "{drawn:?} {given:?}");
+        }
+        // Degenerate paths are zero routes.
+        assert_eq!((sl.through(&[a]).distance_m, sl.through(&[]).duration_s), (0, 0));
+    }
+
+    /// A provider with only `route`: router legs, one leg failing on demand.
+    struct Legs {
+        fail_at: Option<LatLng>,
+    }
+
+    impl RouteProvider for Legs {
+        fn route(&self, from: LatLng, _to: LatLng) -> RouteFuture<'_> {
+            let answer = if Some(from) == self.fail_at {
+                Err(RouteError::NoRoute)
+            } else {
+                Ok(Route { distance_m: 1000, duration_s: 100, source: RouteSource::Router })
+            };
+            Box::pin(std::future::ready(answer))
+        }
+    }
+
+    #[test]
+    fn the_default_path_sums_the_providers_legs() {
+        let (a, b, c) = (p(1.0, 1.0), p(1.1, 1.1), p(1.2, 1.2));
+        let path = poll_once(Legs { fail_at: None }.path(vec![a, b, c]));
+        let std::task::Poll::Ready(Ok(path)) = path else { panic!("ready at once") };
+        assert_eq!(path.route, Route { distance_m: 2000, duration_s: 200, source: RouteSource::Router });
+        assert_eq!(path.polyline, polyline::encode(&[a, b, c]));
+        let failed = poll_once(Legs { fail_at: Some(b) }.path(vec![a, b, c]));
+        assert_eq!(failed, std::task::Poll::Ready(Err(RouteError::NoRoute)));
+    }
+
+    #[test]
+    fn a_sum_is_a_router_route_only_when_every_leg_is() {
+        let leg = |source| Route { distance_m: 10, duration_s: 2, source };
+        let all = Route::sum([leg(RouteSource::Router), leg(RouteSource::Router)]);
+        assert_eq!(all, Route { distance_m: 20, duration_s: 4, source: RouteSource::Router });
+        assert_eq!(
+            Route::sum([leg(RouteSource::Router), leg(RouteSource::StraightLine)]).source,
+            RouteSource::StraightLine
+        );
+        assert_eq!(Route::sum([]).source, RouteSource::StraightLine);
     }
 
     #[test]

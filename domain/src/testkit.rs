@@ -138,6 +138,7 @@ impl World {
             kind: TripKind::Ride,
             pickup: Place::at(LatLng::new(CAIRO.0, CAIRO.1).unwrap()),
             dropoff: Place::at(LatLng::new(30.06, 31.25).unwrap()),
+            stops: Vec::new(),
             category: Category::new("economy").unwrap(),
             parcel: None,
             payment_method: PaymentMethod::Cash,

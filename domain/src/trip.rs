@@ -145,6 +145,17 @@ impl From<Place> for PlaceRepr {
 /// Longest address line accepted.
 pub const MAX_ADDRESS_LEN: usize = 300;
 
+/// The most stops a trip may make between pickup and drop-off (API.md: "up to 3").
+pub const MAX_STOPS: usize = 3;
+
+/// Checks a trip's stops: at most [`MAX_STOPS`], each a valid place.
+pub(crate) fn validate_stops(stops: &[Place]) -> Result<()> {
+    if stops.len() > MAX_STOPS {
+        return Err(Error::Invalid(format!("stops: at most {MAX_STOPS} stops, got {}", stops.len())));
+    }
+    stops.iter().try_for_each(Place::validate)
+}
+
 impl Place {
     /// A place with no address line.
     pub fn at(point: LatLng) -> Self {
@@ -660,6 +671,9 @@ pub struct Trip {
     pub pickup: Place,
     /// Drop-off.
     pub dropoff: Place,
+    /// Where the ride stops on the way, in order (at most [`MAX_STOPS`]): the route, and
+    /// so the fare, is pickup → stops → drop-off.
+    pub stops: Vec<Place>,
     /// Parcel trips only.
     pub parcel: Option<Parcel>,
     /// Price.

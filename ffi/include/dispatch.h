@@ -185,6 +185,20 @@ typedef struct DispatchFareEstimate {
   int64_t extra_fee_minor;
 } DispatchFareEstimate;
 
+/*
+ A point on the way (a stop), WGS84 degrees.
+ */
+typedef struct DispatchPoint {
+  /*
+   Latitude, -90 to 90.
+   */
+  double lat;
+  /*
+   Longitude, -180 to 180.
+   */
+  double lng;
+} DispatchPoint;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -333,6 +347,50 @@ DispatchStatus dispatch_fare_estimate_values(const char *config_json,
                                              double dropoff_lng,
                                              const struct DispatchRoute *route,
                                              struct DispatchFareEstimate *out);
+
+/*
+ [`dispatch_fare_estimate`] for a ride with stops: pickup → `stops[0..stop_count]` in
+ order → drop-off. Without a router route the straight line is priced leg by leg and
+ summed, as the server does; `route`, when given, is the router's route through every
+ point.
+
+ - `stops`, `stop_count`: up to 3 points (`DISPATCH_STATUS_INVALID_ARGUMENT` for more);
+   NULL with `stop_count` 0 is no stops; NULL with a count above 0 is
+   `DISPATCH_STATUS_NULL_ARGUMENT`; a stop not finite or out of range is
+   `DISPATCH_STATUS_INVALID_ARGUMENT` naming it (`stops[1]`).
+ - Everything else, and the statuses, as [`dispatch_fare_estimate`].
+
+ # Safety
+ As [`dispatch_fare_estimate`], with `stops` NULL or pointing to `stop_count` readable
+ `DispatchPoint`s for the call.
+ */
+DispatchStatus dispatch_fare_estimate_stops(const char *config_json,
+                                            double pickup_lat,
+                                            double pickup_lng,
+                                            const struct DispatchPoint *stops,
+                                            size_t stop_count,
+                                            double dropoff_lat,
+                                            double dropoff_lng,
+                                            const struct DispatchRoute *route,
+                                            char **out_json);
+
+/*
+ [`dispatch_fare_estimate_values`] for a ride with stops: the arguments of
+ [`dispatch_fare_estimate_stops`], the answer in `*out` (left unchanged on failure).
+
+ # Safety
+ As [`dispatch_fare_estimate_stops`], with `out` NULL or pointing to a writable
+ `DispatchFareEstimate`.
+ */
+DispatchStatus dispatch_fare_estimate_stops_values(const char *config_json,
+                                                   double pickup_lat,
+                                                   double pickup_lng,
+                                                   const struct DispatchPoint *stops,
+                                                   size_t stop_count,
+                                                   double dropoff_lat,
+                                                   double dropoff_lng,
+                                                   const struct DispatchRoute *route,
+                                                   struct DispatchFareEstimate *out);
 
 #ifdef __cplusplus
 }  // extern "C"

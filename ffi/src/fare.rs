@@ -1,16 +1,24 @@
 //! The fare estimator on its own: a pricing configuration in, an estimate out. No engine,
 //! no storage, no clock.
 //!
-//! Owns the estimator's input shape (the configuration JSON, the coordinates, the optional
-//! router route) and its two answers: JSON in API.md's estimate shape
-//! ([`dispatch_fare_estimate`]) and the same numbers in a plain C struct
-//! ([`dispatch_fare_estimate_values`]).
+//! Owns the estimator's input shape (the configuration JSON, the coordinates, the stops on
+//! the way, the optional router route) and its two answers: JSON in API.md's estimate
+//! shape ([`dispatch_fare_estimate`], [`dispatch_fare_estimate_stops`]) and the same
+//! numbers in a plain C struct ([`dispatch_fare_estimate_values`],
+//! [`dispatch_fare_estimate_stops_values`]). The functions without stops keep their
+//! signatures (apps link them); they are the stop functions with no stops.
 //!
 //! Guarantees:
 //! - the numbers are `dispatch_core::fare::estimate`'s, called with the same arguments the
 //!   server passes it, so an app shows the server's fare to the minor unit;
 //! - without a router route the route is `dispatch_core::route::StraightLine`'s (marked
-//!   `straight_line`); with one it is taken as given (marked `router`);
+//!   `straight_line`) from pickup through the stops in order to drop-off, every leg
+//!   summed, as the server prices a ride with stops; with one it is taken as given
+//!   (marked `router`: the router's route through every point);
+//! - stops are at most `dispatch_core::trip::MAX_STOPS` (more is
+//!   `DISPATCH_STATUS_INVALID_ARGUMENT`, as the server's `400`); a NULL stop array with a
+//!   count above 0 is `DISPATCH_STATUS_NULL_ARGUMENT`; the array is read only after the
+//!   count is checked, and only during the call;
 //! - a fare error is reported with `FareError`'s own message, so the C side and the Rust
 //!   side refuse the same inputs with the same words;
 //! - the currency is one of ISO 4217's in force (`dispatch_core::money::CURRENCIES`), or
@@ -40,6 +48,7 @@ use std::ffi::c_char;
 
 use dispatch_core::fare::{self, CouponDiscount, FareError, FareQuote, Pricing};
 use dispatch_core::route::{Route, RouteSource, StraightLine};
+use dispatch_core::trip::MAX_STOPS;
 use dispatch_core::{Currency, LatLng, Money};
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +63,16 @@ pub struct DispatchRoute {
     pub distance_m: u64,
     /// Expected duration, whole seconds.
     pub duration_s: u64,
+}
+
+/// A point on the way (a stop), WGS84 degrees.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DispatchPoint {
+    /// Latitude, -90 to 90.
+    pub lat: f64,
+    /// Longitude, -180 to 180.
+    pub lng: f64,
 }
 
 /// Where an estimate's distance and duration came from (JSON `route_source`).
@@ -264,17 +283,22 @@ fn point(lat: f64, lng: f64, which: &str) -> Result<LatLng, FfiError> {
     LatLng::new(lat, lng).map_err(|e| FfiError::InvalidArgument(format!("{which}: {e}")))
 }
 
-/// The estimate, as the server computes it.
+/// The estimate, as the server computes it: pickup → `stops` in order → drop-off.
 fn estimate(
     config_json: &str,
     pickup: (f64, f64),
+    stops: &[DispatchPoint],
     dropoff: (f64, f64),
     router_route: Option<DispatchRoute>,
 ) -> Result<FareQuote, FfiError> {
     let config: FareConfig = parse_json(config_json, "config_json")?;
     let currency = Currency::new(&config.currency).map_err(|e| FfiError::InvalidArgument(format!("currency: {e}")))?;
-    let pickup = point(pickup.0, pickup.1, "pickup")?;
-    let dropoff = point(dropoff.0, dropoff.1, "dropoff")?;
+    let mut waypoints = Vec::with_capacity(stops.len() + 2);
+    waypoints.push(point(pickup.0, pickup.1, "pickup")?);
+    for (i, stop) in stops.iter().enumerate() {
+        waypoints.push(point(stop.lat, stop.lng, &format!("stops[{i}]"))?);
+    }
+    waypoints.push(point(dropoff.0, dropoff.1, "dropoff")?);
     let route = match router_route {
         Some(r) => Route { distance_m: r.distance_m, duration_s: r.duration_s, source: RouteSource::Router },
         None => {
@@ -283,7 +307,7 @@ fn estimate(
                     .map_err(|e| FfiError::InvalidArgument(e.to_string()))?,
                 None => StraightLine::default(),
             };
-            straight_line.between(pickup, dropoff)
+            straight_line.through(&waypoints)
         }
     };
     let discount = config.coupon.as_ref().map(CouponConfig::discount).transpose()?;
@@ -298,6 +322,27 @@ unsafe fn route_arg(route: *const DispatchRoute) -> Option<DispatchRoute> {
     // SAFETY: by this function's contract, a non-NULL `route` is valid for one read;
     // `as_ref` is `None` for NULL. The struct is plain integers, so any bits are valid.
     unsafe { route.as_ref() }.copied()
+}
+
+/// Reads the stop array: at most [`MAX_STOPS`], checked before the pointer is touched.
+///
+/// # Safety
+/// `stops` is NULL or points to `count` readable, aligned `DispatchPoint`s for the call.
+unsafe fn stops_arg<'a>(stops: *const DispatchPoint, count: usize) -> Result<&'a [DispatchPoint], FfiError> {
+    if count > MAX_STOPS {
+        return Err(FfiError::InvalidArgument(format!("stop_count: at most {MAX_STOPS} stops, got {count}")));
+    }
+    if count == 0 {
+        return Ok(&[]);
+    }
+    if stops.is_null() {
+        return Err(FfiError::NullArgument("stops"));
+    }
+    // SAFETY: `stops` is not NULL and, by this function's contract, points to `count`
+    // readable, aligned `DispatchPoint`s that stay valid for the call; `count` is at most
+    // MAX_STOPS, so the slice's size is tiny. The struct is two f64s: any bits are a
+    // valid value (NaN and infinities are refused later, by `point`).
+    Ok(unsafe { std::slice::from_raw_parts(stops, count) })
 }
 
 /// Estimates a fare and answers JSON in API.md's estimate shape:
@@ -338,7 +383,7 @@ pub unsafe extern "C" fn dispatch_fare_estimate(
         // SAFETY: the three pointers are valid for the call by this function's contract.
         let (out, config, route) =
             unsafe { (OutString::new(out_json, "out_json")?, str_arg(config_json, "config_json")?, route_arg(route)) };
-        let quote = estimate(config, (pickup_lat, pickup_lng), (dropoff_lat, dropoff_lng), route)?;
+        let quote = estimate(config, (pickup_lat, pickup_lng), &[], (dropoff_lat, dropoff_lng), route)?;
         out.set_json(&EstimateJson::from(&quote))
     })
 }
@@ -365,7 +410,76 @@ pub unsafe extern "C" fn dispatch_fare_estimate_values(
         }
         // SAFETY: the two pointers are valid for the call by this function's contract.
         let (config, route) = unsafe { (str_arg(config_json, "config_json")?, route_arg(route)) };
-        let quote = estimate(config, (pickup_lat, pickup_lng), (dropoff_lat, dropoff_lng), route)?;
+        let quote = estimate(config, (pickup_lat, pickup_lng), &[], (dropoff_lat, dropoff_lng), route)?;
+        // SAFETY: `out` is not NULL and, by this function's contract, writable.
+        unsafe { out.write(DispatchFareEstimate::from(&quote)) };
+        Ok(())
+    })
+}
+
+/// [`dispatch_fare_estimate`] for a ride with stops: pickup → `stops[0..stop_count]` in
+/// order → drop-off. Without a router route the straight line is priced leg by leg and
+/// summed, as the server does; `route`, when given, is the router's route through every
+/// point.
+///
+/// - `stops`, `stop_count`: up to 3 points (`DISPATCH_STATUS_INVALID_ARGUMENT` for more);
+///   NULL with `stop_count` 0 is no stops; NULL with a count above 0 is
+///   `DISPATCH_STATUS_NULL_ARGUMENT`; a stop not finite or out of range is
+///   `DISPATCH_STATUS_INVALID_ARGUMENT` naming it (`stops[1]`).
+/// - Everything else, and the statuses, as [`dispatch_fare_estimate`].
+///
+/// # Safety
+/// As [`dispatch_fare_estimate`], with `stops` NULL or pointing to `stop_count` readable
+/// `DispatchPoint`s for the call.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dispatch_fare_estimate_stops(
+    config_json: *const c_char,
+    pickup_lat: f64,
+    pickup_lng: f64,
+    stops: *const DispatchPoint,
+    stop_count: usize,
+    dropoff_lat: f64,
+    dropoff_lng: f64,
+    route: *const DispatchRoute,
+    out_json: *mut *mut c_char,
+) -> DispatchStatus {
+    call(|| {
+        // SAFETY: the pointers are valid for the call by this function's contract.
+        let (out, config, route) =
+            unsafe { (OutString::new(out_json, "out_json")?, str_arg(config_json, "config_json")?, route_arg(route)) };
+        // SAFETY: `stops` points to `stop_count` points (or is NULL) by this function's contract.
+        let stops = unsafe { stops_arg(stops, stop_count)? };
+        let quote = estimate(config, (pickup_lat, pickup_lng), stops, (dropoff_lat, dropoff_lng), route)?;
+        out.set_json(&EstimateJson::from(&quote))
+    })
+}
+
+/// [`dispatch_fare_estimate_values`] for a ride with stops: the arguments of
+/// [`dispatch_fare_estimate_stops`], the answer in `*out` (left unchanged on failure).
+///
+/// # Safety
+/// As [`dispatch_fare_estimate_stops`], with `out` NULL or pointing to a writable
+/// `DispatchFareEstimate`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn dispatch_fare_estimate_stops_values(
+    config_json: *const c_char,
+    pickup_lat: f64,
+    pickup_lng: f64,
+    stops: *const DispatchPoint,
+    stop_count: usize,
+    dropoff_lat: f64,
+    dropoff_lng: f64,
+    route: *const DispatchRoute,
+    out: *mut DispatchFareEstimate,
+) -> DispatchStatus {
+    call(|| {
+        if out.is_null() {
+            return Err(FfiError::NullArgument("out"));
+        }
+        // SAFETY: the pointers are valid for the call by this function's contract.
+        let (config, route, stops) =
+            unsafe { (str_arg(config_json, "config_json")?, route_arg(route), stops_arg(stops, stop_count)?) };
+        let quote = estimate(config, (pickup_lat, pickup_lng), stops, (dropoff_lat, dropoff_lng), route)?;
         // SAFETY: `out` is not NULL and, by this function's contract, writable.
         unsafe { out.write(DispatchFareEstimate::from(&quote)) };
         Ok(())

@@ -10,7 +10,8 @@
 //! - `boundary`: the panic guard, the per-thread last error, C strings in and out,
 //!   [`dispatch_string_free`] and [`dispatch_last_error_message`].
 //! - `fare`: [`dispatch_fare_estimate`] (JSON) and [`dispatch_fare_estimate_values`]
-//!   (a plain struct), both `dispatch_core::fare::estimate`.
+//!   (a plain struct), both `dispatch_core::fare::estimate`, and their twins for a ride
+//!   with stops, [`dispatch_fare_estimate_stops`] and [`dispatch_fare_estimate_stops_values`].
 //! - `engine`: [`DispatchEngine`] and `dispatch_engine_open` / `_submit` / `_query` /
 //!   `_close`.
 //!
@@ -38,5 +39,6 @@ pub use engine::{
 };
 pub use error::{DispatchStatus, FfiError};
 pub use fare::{
-    DispatchFareEstimate, DispatchRoute, DispatchRouteSource, dispatch_fare_estimate, dispatch_fare_estimate_values,
+    DispatchFareEstimate, DispatchPoint, DispatchRoute, DispatchRouteSource, dispatch_fare_estimate,
+    dispatch_fare_estimate_stops, dispatch_fare_estimate_stops_values, dispatch_fare_estimate_values,
 };

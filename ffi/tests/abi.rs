@@ -298,6 +298,115 @@ fn null_pointers_and_bad_utf8_are_statuses() {
     }
 }
 
+// ---- the fare estimator with stops -----------------------------------------------------
+
+/// `dispatch_fare_estimate_stops` (and its `_values` twin, checked to agree) from Rust,
+/// with the stop pointer and count given as C would give them.
+fn ffi_estimate_stops(
+    config: &str,
+    pickup: Point,
+    stops: *const DispatchPoint,
+    stop_count: usize,
+    dropoff: Point,
+    route: Option<DispatchRoute>,
+) -> Result<Value, (DispatchStatus, String)> {
+    let config = CString::new(config).unwrap();
+    let route_ptr = route.as_ref().map_or(ptr::null(), |r| r as *const DispatchRoute);
+    let mut out = ptr::null_mut();
+    // SAFETY: valid C string; `stops` is NULL or points to `stop_count` live points (or the
+    // count is refused before it is read); route NULL or live; out writable.
+    let status = unsafe {
+        dispatch_fare_estimate_stops(
+            config.as_ptr(),
+            pickup.0,
+            pickup.1,
+            stops,
+            stop_count,
+            dropoff.0,
+            dropoff.1,
+            route_ptr,
+            &mut out,
+        )
+    };
+    let answer = take(out);
+    let error = last_error();
+    let mut values = std::mem::MaybeUninit::<DispatchFareEstimate>::zeroed();
+    // SAFETY: as above; `values` is writable.
+    let values_status = unsafe {
+        dispatch_fare_estimate_stops_values(
+            config.as_ptr(),
+            pickup.0,
+            pickup.1,
+            stops,
+            stop_count,
+            dropoff.0,
+            dropoff.1,
+            route_ptr,
+            values.as_mut_ptr(),
+        )
+    };
+    assert_eq!(values_status, status, "both entry points agree");
+    assert_eq!(last_error(), error, "both entry points fail alike");
+    if status != DispatchStatus::Ok {
+        assert!(answer.is_none(), "no answer on failure");
+        return Err((status, error.expect("a failure has a message")));
+    }
+    let json: Value = serde_json::from_str(&answer.expect("an answer on success")).unwrap();
+    // SAFETY: zeroed is a valid bit pattern for this all-integer struct, and it was filled.
+    assert_eq!(json, values_json(&unsafe { values.assume_init() }));
+    Ok(json)
+}
+
+const STOPS: [DispatchPoint; 3] = [
+    DispatchPoint { lat: 30.0512, lng: 31.2401 },
+    DispatchPoint { lat: 30.0555, lng: 31.2288 },
+    DispatchPoint { lat: 30.0480, lng: 31.2450 },
+];
+
+#[test]
+fn with_stops_the_straight_line_is_priced_leg_by_leg_as_the_server_does() {
+    let config = config_json(&economy(), 10_000, json!({}));
+    let p = |(lat, lng)| LatLng::new(lat, lng).unwrap();
+    for n in 0..=STOPS.len() {
+        let json = ffi_estimate_stops(&config, CAIRO, STOPS.as_ptr(), n, ZAMALEK, None).unwrap();
+        let mut waypoints = vec![p(CAIRO)];
+        waypoints.extend(STOPS[..n].iter().map(|s| p((s.lat, s.lng))));
+        waypoints.push(p(ZAMALEK));
+        let route = StraightLine::default().through(&waypoints);
+        let quote = fare::estimate(&economy(), egp(), 0, &route, 10_000, None).unwrap();
+        assert_eq!(json, quote_json(&quote), "{n} stops");
+    }
+    // No stops (NULL, 0) is exactly the estimate without stops.
+    let none = ffi_estimate_stops(&config, CAIRO, ptr::null(), 0, ZAMALEK, None).unwrap();
+    assert_eq!(none, ffi_estimate(&config, CAIRO, ZAMALEK, None).unwrap());
+    let two = ffi_estimate_stops(&config, CAIRO, STOPS.as_ptr(), 2, ZAMALEK, None).unwrap();
+    assert!(two["fare"]["amount_minor"].as_i64() > none["fare"]["amount_minor"].as_i64(), "{two} {none}");
+    // A router's route is the whole ride's, taken as given.
+    let routed = DispatchRoute { distance_m: 8230, duration_s: 960 };
+    let json = ffi_estimate_stops(&config, CAIRO, STOPS.as_ptr(), 3, ZAMALEK, Some(routed)).unwrap();
+    assert_eq!((json["distance_m"].as_u64(), json["route_source"].as_str()), (Some(8230), Some("router")));
+}
+
+#[test]
+fn too_many_stops_a_null_array_or_a_bad_stop_are_refused() {
+    let config = config_json(&economy(), 10_000, json!({}));
+    let four = [STOPS[0], STOPS[1], STOPS[2], STOPS[0]];
+    let (status, message) = ffi_estimate_stops(&config, CAIRO, four.as_ptr(), 4, ZAMALEK, None).unwrap_err();
+    assert_eq!(status, DispatchStatus::InvalidArgument);
+    assert!(message.contains("at most 3 stops"), "{message}");
+    // A count far beyond the array is refused before the pointer is read.
+    let (status, _) = ffi_estimate_stops(&config, CAIRO, STOPS.as_ptr(), usize::MAX, ZAMALEK, None).unwrap_err();
+    assert_eq!(status, DispatchStatus::InvalidArgument);
+    let (status, message) = ffi_estimate_stops(&config, CAIRO, ptr::null(), 2, ZAMALEK, None).unwrap_err();
+    assert_eq!((status, message.as_str()), (DispatchStatus::NullArgument, "argument `stops` is NULL"));
+    for bad in [f64::NAN, f64::INFINITY, 91.0] {
+        let stops = [STOPS[0], DispatchPoint { lat: bad, lng: 31.0 }];
+        let (status, message) = ffi_estimate_stops(&config, CAIRO, stops.as_ptr(), 2, ZAMALEK, None).unwrap_err();
+        assert_eq!(status, DispatchStatus::InvalidArgument, "{bad}");
+        assert!(message.contains("stops[1]"), "{bad}: {message}");
+    }
+}
+
 #[test]
 fn the_last_error_is_per_thread() {
     let (status, _) = ffi_estimate("{", CAIRO, ZAMALEK, None).unwrap_err();
@@ -499,6 +608,7 @@ fn a_trip_through_the_engine_handle() {
         kind: TripKind::Ride,
         pickup: Place::at(here),
         dropoff: Place::at(LatLng::new(ZAMALEK.0, ZAMALEK.1).unwrap()),
+        stops: Vec::new(),
         category: Category::new("economy").unwrap(),
         parcel: None,
         payment_method: PaymentMethod::Cash,
@@ -553,6 +663,7 @@ fn a_caller_cannot_archive_a_live_trip_or_insert_a_trip_it_built() {
         kind: TripKind::Ride,
         pickup: Place::at(here),
         dropoff: Place::at(there),
+        stops: Vec::new(),
         category: Category::new("economy").unwrap(),
         parcel: None,
         payment_method: PaymentMethod::Cash,

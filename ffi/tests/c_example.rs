@@ -23,6 +23,7 @@ use dispatch_core::{Currency, LatLng};
 const PICKUP: (f64, f64) = (30.0444, 31.2357);
 const DROPOFF: (f64, f64) = (30.0600, 31.2500);
 const ROUTER_ROUTE: (u64, u64) = (8230, 960);
+const STOPS: [(f64, f64); 2] = [(30.0512, 31.2401), (30.0555, 31.2288)];
 
 fn pricing() -> Pricing {
     dispatch_core::demo::ECONOMY
@@ -36,6 +37,12 @@ fn rust_estimate(route: Route) -> FareQuote {
 fn straight_line_route() -> Route {
     let p = |(lat, lng)| LatLng::new(lat, lng).unwrap();
     StraightLine::new(1.3, 30.0).unwrap().between(p(PICKUP), p(DROPOFF))
+}
+
+/// Pickup → the two stops → drop-off, on the straight line leg by leg.
+fn stops_route() -> Route {
+    let p = |(lat, lng)| LatLng::new(lat, lng).unwrap();
+    StraightLine::new(1.3, 30.0).unwrap().through(&[p(PICKUP), p(STOPS[0]), p(STOPS[1]), p(DROPOFF)])
 }
 
 fn router_route() -> Route {
@@ -198,15 +205,19 @@ fn the_c_program_prints_the_rust_estimates() {
 
     let straight = rust_estimate(straight_line_route());
     let router = rust_estimate(router_route());
+    let stops = rust_estimate(stops_route());
+    assert!(stops.fare.amount_minor > straight.fare.amount_minor, "the stops cost something");
     // The example must exercise the coupon and the surge, or it proves less than it says.
     assert!(straight.discount_minor > 0 && straight.breakdown.surge_minor > 0, "{straight:?}");
 
-    for (label, quote) in [("straight_line", &straight), ("router", &router)] {
+    for (label, quote) in [("straight_line", &straight), ("router", &router), ("stops", &stops)] {
         let json: serde_json::Value = serde_json::from_str(&values[&format!("{label}.json")]).expect("JSON answer");
         assert_eq!(json, expected_json(quote), "{label}.json");
         check_values(&values, label, quote);
     }
 
+    assert_eq!(values["four_stops.status"], "4", "DISPATCH_STATUS_INVALID_ARGUMENT");
+    assert_eq!(values["four_stops.answer_is_null"], "1");
     assert_eq!(values["bad_json.status"], "3", "DISPATCH_STATUS_INVALID_JSON");
     assert_eq!(values["bad_json.answer_is_null"], "1");
     assert!(values["bad_json.error"].starts_with("argument `config_json` is not valid JSON"), "{values:?}");

@@ -93,6 +93,7 @@ async fn run(drivers: u32, rounds: u32) {
                         kind: TripKind::Ride,
                         pickup: Place::at(at),
                         dropoff: Place::at(at),
+                        stops: Vec::new(),
                         category: economy.clone(),
                         parcel: None,
                         payment_method: PaymentMethod::Cash,

@@ -1,9 +1,10 @@
 //! The OSRM route provider: road distances and durations from an OSRM-compatible
 //! `/route/v1` service, with the straight line as the answer of last resort.
 //!
-//! Owns [`OsrmRouter`]: the HTTP request (`GET {base}/route/v1/driving/{lng},{lat};{lng},{lat}?overview=false`),
-//! the per-request timeout, the circuit breaker, the cache, and the fallback to
-//! [`StraightLine`]. It implements `dispatch_core::route::RouteProvider`, the seam the
+//! Owns [`OsrmRouter`]: the HTTP request (`GET {base}/route/v1/driving/{lng},{lat};{lng},{lat}?overview=false`
+//! for a route, `…/{lng},{lat};{lng},{lat};…?overview=full&geometries=polyline` for a
+//! path through waypoints with its line), the per-request timeout, the circuit breaker,
+//! the cache, and the fallback to [`StraightLine`]. It implements `dispatch_core::route::RouteProvider`, the seam the
 //! server prices through: with `[route] router_url` set, the server's one
 //! `Arc<dyn RouteProvider>` is an `OsrmRouter` (see `server::Routes`).
 //!
@@ -13,6 +14,13 @@
 //!   straight line (`straight_line`) whenever the router fails, answers `NoRoute`, times out,
 //!   or the breaker is open. It never waits longer than the configured timeout (plus the
 //!   time to compute a straight line);
+//! - [`OsrmRouter::path`] sends every waypoint, in order, in one request and passes the
+//!   router's geometry (`routes[0].geometry`, a Google polyline at precision 5) through
+//!   after checking that it decodes to at least two valid points and is at most
+//!   [`MAX_POLYLINE_BYTES`]; when it falls back, the line is straight segments through
+//!   the waypoints (`StraightLine::path_through`), priced leg by leg. An answer whose
+//!   numbers are good but whose geometry is missing or bad keeps the router's route and
+//!   draws the straight segments (the line is for drawing; the price is the road's);
 //! - the router's numbers are checked before use: NaN, infinite, negative, or beyond what
 //!   the fare engine prices (`fare::MAX_DISTANCE_M`, `fare::MAX_DURATION_S`) is a failure,
 //!   not a route; metres and seconds are rounded half up to integers;
@@ -21,8 +29,11 @@
 //!   while the others fall back; its success closes the breaker, its failure opens it
 //!   again for another `open_for`. Time comes from an injected [`Clock`];
 //! - **cache**: at most `cache_capacity` routes (least recently used evicted), keyed by
-//!   both points rounded to 1e-5 degrees (about a metre); only router answers are cached,
-//!   so a fallback is retried on the next request;
+//!   every point rounded to 1e-5 degrees (about a metre) and whether the line was asked
+//!   for; only router answers are cached, so a fallback is retried on the next request;
+//!   a line longer than [`CACHED_POLYLINE_BYTES`] is not cached, so the cache holds at
+//!   most `cache_capacity` × that many bytes of lines (40 MB at the defaults; a city
+//!   ride's line is well under 1 KiB);
 //! - a response body is read up to [`MAX_BODY_BYTES`]; a larger one is a failure.
 //!
 //! `NoRoute` (OSRM's "no road joins these points") is a straight-line answer but not a
@@ -34,7 +45,10 @@ use std::time::{Duration, Instant};
 
 use dispatch_core::fare::{MAX_DISTANCE_M, MAX_DURATION_S};
 use dispatch_core::geo::LatLng;
-use dispatch_core::route::{Route, RouteError, RouteFuture, RouteProvider, RouteSource, StraightLine};
+use dispatch_core::geo::polyline;
+use dispatch_core::route::{
+    PathFuture, Route, RouteError, RouteFuture, RouteProvider, RouteSource, RoutedPath, StraightLine,
+};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::Uri;
 use hyper::body::Bytes;
@@ -44,8 +58,16 @@ use hyper_util::rt::TokioExecutor;
 use lru::LruCache;
 use serde::Deserialize;
 
-/// The largest router answer read. An `overview=false` route answer is well under 4 KiB.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The largest router answer read. An `overview=false` route answer is well under 4 KiB;
+/// an `overview=full` one carries the line, a few bytes a point.
+pub const MAX_BODY_BYTES: usize = 512 * 1024;
+
+/// The longest line passed on from the router (a longer one is a failed answer): tens of
+/// thousands of points, far more than any ride's.
+pub const MAX_POLYLINE_BYTES: usize = 256 * 1024;
+
+/// The longest line kept in the cache (longer ones are passed on, not kept).
+pub const CACHED_POLYLINE_BYTES: usize = 4 * 1024;
 
 /// Where the breaker's time comes from: the system's monotonic clock, or a manual one
 /// in tests.
@@ -161,13 +183,21 @@ impl Breaker {
     }
 }
 
-/// Both points rounded to 1e-5 degrees, as integers (exact, hashable).
-type CacheKey = [i32; 4];
+/// Whether the line was asked for, and every point rounded to 1e-5 degrees, as integers
+/// (exact, hashable).
+type CacheKey = (bool, Vec<i32>);
 
-fn cache_key(from: LatLng, to: LatLng) -> CacheKey {
+fn cache_key(points: &[LatLng], with_line: bool) -> CacheKey {
     // |degrees| ≤ 180, so × 1e5 ≤ 1.8e7 fits an i32; LatLng is always finite.
     let q = |degrees: f64| (degrees * 1e5).round() as i32;
-    [q(from.lat()), q(from.lng()), q(to.lat()), q(to.lng())]
+    (with_line, points.iter().flat_map(|p| [q(p.lat()), q(p.lng())]).collect())
+}
+
+/// A router answer: the route, and its line when it was asked for.
+#[derive(Debug, Clone)]
+struct Answer {
+    route: Route,
+    polyline: Option<Arc<str>>,
 }
 
 /// OSRM's answer, the parts used.
@@ -182,6 +212,26 @@ struct OsrmAnswer {
 struct OsrmRoute {
     distance: f64,
     duration: f64,
+    /// With `geometries=polyline`: the line, a Google polyline at precision 5.
+    #[serde(default)]
+    geometry: Option<serde_json::Value>,
+}
+
+/// The router's line, checked: a string of at most [`MAX_POLYLINE_BYTES`] that decodes to
+/// at least two valid points.
+fn checked_line(geometry: Option<serde_json::Value>) -> Result<Arc<str>, RouteError> {
+    let bad = |why: String| RouteError::Unavailable(format!("the router answered a bad geometry: {why}"));
+    let Some(serde_json::Value::String(line)) = geometry else {
+        return Err(bad("not a polyline string".into()));
+    };
+    if line.len() > MAX_POLYLINE_BYTES {
+        return Err(bad(format!("{} bytes, more than {MAX_POLYLINE_BYTES}", line.len())));
+    }
+    let points = polyline::decode(&line).map_err(|e| bad(e.to_string()))?;
+    if points.len() < 2 {
+        return Err(bad(format!("{} points", points.len())));
+    }
+    Ok(Arc::from(line))
 }
 
 /// Rounds a router quantity half up to an integer, refusing what no ride can be.
@@ -205,7 +255,7 @@ pub struct OsrmRouter {
     /// Held for microseconds, never across an `.await`.
     breaker: Mutex<Breaker>,
     /// Held for microseconds, never across an `.await`.
-    cache: Mutex<LruCache<CacheKey, Route>>,
+    cache: Mutex<LruCache<CacheKey, Answer>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -261,17 +311,38 @@ impl OsrmRouter {
     /// As [`route`](Self::route), with the reason when it fell back to the straight line
     /// (for logs and metrics).
     pub async fn route_or_reason(&self, from: LatLng, to: LatLng) -> (Route, Option<RouteError>) {
-        match self.try_router(from, to).await {
-            Ok(route) => (route, None),
+        match self.try_router(&[from, to], false).await {
+            Ok(answer) => (answer.route, None),
             Err(why) => (self.fallback.between(from, to), Some(why)),
         }
     }
 
-    /// The router's route: from the cache, or asked if the breaker allows.
-    async fn try_router(&self, from: LatLng, to: LatLng) -> Result<Route, RouteError> {
-        let key = cache_key(from, to);
-        if let Some(route) = self.lock_cache().get(&key).copied() {
-            return Ok(route);
+    /// The route from the first waypoint through each in order to the last, with its
+    /// line: the router's (one request with every waypoint), or the straight line's (see
+    /// the module docs for when). Never fails.
+    pub async fn path(&self, waypoints: &[LatLng]) -> RoutedPath {
+        self.path_or_reason(waypoints).await.0
+    }
+
+    /// As [`path`](Self::path), with the reason when it fell back to the straight line.
+    /// Fewer than two waypoints are the straight line's zero route, asked of no one.
+    pub async fn path_or_reason(&self, waypoints: &[LatLng]) -> (RoutedPath, Option<RouteError>) {
+        if waypoints.len() < 2 {
+            return (self.fallback.path_through(waypoints), None);
+        }
+        match self.try_router(waypoints, true).await {
+            Ok(Answer { route, polyline: Some(line) }) => (RoutedPath { route, polyline: line.to_string() }, None),
+            // The road's route, drawn straight: the geometry was missing or bad (logged).
+            Ok(Answer { route, polyline: None }) => (RoutedPath { route, polyline: polyline::encode(waypoints) }, None),
+            Err(why) => (self.fallback.path_through(waypoints), Some(why)),
+        }
+    }
+
+    /// The router's answer: from the cache, or asked if the breaker allows.
+    async fn try_router(&self, points: &[LatLng], with_line: bool) -> Result<Answer, RouteError> {
+        let key = cache_key(points, with_line);
+        if let Some(answer) = self.lock_cache().get(&key).cloned() {
+            return Ok(answer);
         }
         if !self.lock_breaker().admit(self.clock.now()) {
             return Err(RouteError::Unavailable("the circuit breaker is open".into()));
@@ -279,13 +350,15 @@ impl OsrmRouter {
         // A dropped future (the caller gave up) must not leave a half-open probe in
         // flight forever: the guard counts it as a failure unless an answer came.
         let mut outcome = Outcome { router: self, settled: false };
-        let answer = tokio::time::timeout(self.timeout, self.ask(from, to))
+        let answer = tokio::time::timeout(self.timeout, self.ask(points, with_line))
             .await
             .unwrap_or_else(|_| Err(RouteError::Unavailable(format!("no answer within {:?}", self.timeout))));
         match &answer {
-            Ok(route) => {
+            Ok(answer) => {
                 outcome.settle(true);
-                self.lock_cache().put(key, *route);
+                if answer.polyline.as_ref().is_none_or(|line| line.len() <= CACHED_POLYLINE_BYTES) {
+                    self.lock_cache().put(key, answer.clone());
+                }
             }
             // The service answered, and correctly: it is healthy.
             Err(RouteError::NoRoute) => outcome.settle(true),
@@ -294,16 +367,11 @@ impl OsrmRouter {
         answer
     }
 
-    /// One request to the service.
-    async fn ask(&self, from: LatLng, to: LatLng) -> Result<Route, RouteError> {
-        let url = format!(
-            "{}/route/v1/driving/{:.6},{:.6};{:.6},{:.6}?overview=false",
-            self.base_url,
-            from.lng(),
-            from.lat(),
-            to.lng(),
-            to.lat()
-        );
+    /// One request to the service: every point in order, the line when `with_line`.
+    async fn ask(&self, points: &[LatLng], with_line: bool) -> Result<Answer, RouteError> {
+        let coordinates: Vec<String> = points.iter().map(|p| format!("{:.6},{:.6}", p.lng(), p.lat())).collect();
+        let overview = if with_line { "overview=full&geometries=polyline" } else { "overview=false" };
+        let url = format!("{}/route/v1/driving/{}?{overview}", self.base_url, coordinates.join(";"));
         let uri: Uri = url.parse().map_err(|e| RouteError::Unavailable(format!("bad request URL {url}: {e}")))?;
         let unavailable = |what: &str, e: &dyn std::fmt::Display| RouteError::Unavailable(format!("{what}: {e}"));
         let response = self.client.get(uri).await.map_err(|e| unavailable("request failed", &e))?;
@@ -324,13 +392,25 @@ impl OsrmRouter {
             "NoRoute" => return Err(RouteError::NoRoute),
             other => return Err(RouteError::Unavailable(format!("the router answered code {other:?}"))),
         }
-        let first =
-            answer.routes.first().ok_or_else(|| RouteError::Unavailable("an Ok answer with no route".into()))?;
-        Ok(Route {
+        let first = answer
+            .routes
+            .into_iter()
+            .next()
+            .ok_or_else(|| RouteError::Unavailable("an Ok answer with no route".into()))?;
+        let route = Route {
             distance_m: whole(first.distance, MAX_DISTANCE_M, "distance")?,
             duration_s: whole(first.duration, MAX_DURATION_S, "duration")?,
             source: RouteSource::Router,
-        })
+        };
+        let polyline = match with_line.then(|| checked_line(first.geometry)) {
+            Some(Ok(line)) => Some(line),
+            Some(Err(why)) => {
+                tracing::debug!(error = %why, "the router's route is used, drawn as straight segments");
+                None
+            }
+            None => None,
+        };
+        Ok(Answer { route, polyline })
     }
 
     fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
@@ -339,7 +419,7 @@ impl OsrmRouter {
         self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, LruCache<CacheKey, Route>> {
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, LruCache<CacheKey, Answer>> {
         self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
@@ -354,6 +434,17 @@ impl RouteProvider for OsrmRouter {
                 tracing::debug!(error = %why, "router unavailable: priced on the straight line");
             }
             Ok(route)
+        })
+    }
+
+    /// [`OsrmRouter::path_or_reason`]: never an error, as `route`.
+    fn path(&self, waypoints: Vec<LatLng>) -> PathFuture<'_> {
+        Box::pin(async move {
+            let (path, why) = self.path_or_reason(&waypoints).await;
+            if let Some(why) = why {
+                tracing::debug!(error = %why, "router unavailable: a path priced on the straight line");
+            }
+            Ok(path)
         })
     }
 }
@@ -422,6 +513,12 @@ mod tests {
             distance: f64,
             duration: f64,
         },
+        /// A good answer with this geometry (raw JSON).
+        Line {
+            distance: f64,
+            duration: f64,
+            geometry: &'static str,
+        },
         NoRoute,
         Garbage,
         Http500,
@@ -459,6 +556,12 @@ mod tests {
                 StatusCode::OK,
                 format!(
                     r#"{{"code":"Ok","routes":[{{"distance":{distance},"duration":{duration},"legs":[]}}],"waypoints":[]}}"#
+                ),
+            ),
+            Mode::Line { distance, duration, geometry } => (
+                StatusCode::OK,
+                format!(
+                    r#"{{"code":"Ok","routes":[{{"distance":{distance},"duration":{duration},"geometry":{geometry},"legs":[]}}],"waypoints":[]}}"#
                 ),
             ),
             Mode::NoRoute => {
@@ -718,6 +821,60 @@ mod tests {
         assert_eq!(stub.requests(), 2);
     }
 
+    /// Google's documented example line.
+    const GOOGLE: &str = r#""_p~iF~ps|U_ulLnnqC_mqNvxq`@""#;
+
+    #[tokio::test]
+    async fn a_path_sends_every_waypoint_in_order_and_passes_the_line_through() {
+        let (stub, base) = stub(Mode::Line { distance: 12_000.4, duration: 1_500.5, geometry: GOOGLE }).await;
+        let router = OsrmRouter::new(config(&base)).unwrap();
+        let stop = p(30.05, 31.24);
+        let (path, why) = router.path_or_reason(&[a(), stop, b()]).await;
+        assert!(why.is_none(), "{why:?}");
+        assert_eq!(path.route, Route { distance_m: 12_000, duration_s: 1_501, source: RouteSource::Router });
+        assert_eq!(path.polyline, "_p~iF~ps|U_ulLnnqC_mqNvxq`@");
+        assert_eq!(
+            *stub.last_path.lock().unwrap(),
+            "/route/v1/driving/31.235700,30.044400;31.240000,30.050000;31.250000,30.060000?overview=full&geometries=polyline"
+        );
+        // Cached: the same waypoints again ask nothing; the route alone is another key.
+        assert_eq!(router.path(&[a(), stop, b()]).await, path);
+        assert_eq!(stub.requests(), 1);
+        // Through the provider seam, too.
+        let provider: Arc<dyn RouteProvider> = Arc::new(router);
+        assert_eq!(provider.path(vec![a(), stop, b()]).await, Ok(path));
+    }
+
+    #[tokio::test]
+    async fn a_bad_line_keeps_the_routers_route_drawn_as_straight_segments() {
+        let stop = p(30.05, 31.24);
+        let routed = Route { distance_m: 12_000, duration_s: 1_500, source: RouteSource::Router };
+        let drawn = RoutedPath { route: routed, polyline: polyline::encode(&[a(), stop, b()]) };
+        let bad = [r#""_p~iF ps|U""#, r#""_p~iF~ps|U""#, "null", "42", r#"{"type":"LineString"}"#];
+        for geometry in bad {
+            let (_stub, base) = stub(Mode::Line { distance: 12_000.0, duration: 1_500.0, geometry }).await;
+            let router = OsrmRouter::new(config(&base)).unwrap();
+            let (path, why) = router.path_or_reason(&[a(), stop, b()]).await;
+            assert_eq!(path, drawn, "{geometry}");
+            assert!(why.is_none(), "{geometry}: the router's route is used");
+            assert_eq!(router.breaker_state(), BreakerState::Closed { consecutive_failures: 0 });
+        }
+        // An answer with no geometry at all: the same.
+        let (stub, base) = stub(Mode::Good { distance: 12_000.0, duration: 1_500.0 }).await;
+        let router = OsrmRouter::new(config(&base)).unwrap();
+        assert_eq!(router.path(&[a(), stop, b()]).await, drawn);
+        // A failing router: the straight line's legs summed, drawn straight.
+        stub.set(Mode::Http500);
+        let (path, why) = router.path_or_reason(&[b(), stop, a()]).await;
+        assert_eq!(path, StraightLine::default().path_through(&[b(), stop, a()]));
+        assert_eq!(path.route.source, RouteSource::StraightLine);
+        assert!(matches!(why, Some(RouteError::Unavailable(_))));
+        // One waypoint asks no one.
+        let asked = stub.requests();
+        assert_eq!(router.path(&[a()]).await.route.distance_m, 0);
+        assert_eq!(stub.requests(), asked);
+    }
+
     #[test]
     fn configuration_is_checked() {
         assert!(matches!(OsrmRouter::new(OsrmConfig::new("osrm:5000")), Err(RouterConfigError::BaseUrl(_))));
@@ -728,7 +885,11 @@ mod tests {
 
     #[test]
     fn cache_keys_round_to_a_hundred_thousandth_of_a_degree() {
-        assert_eq!(cache_key(p(30.044_404, 31.0), p(-90.0, 180.0)), [3_004_440, 3_100_000, -9_000_000, 18_000_000]);
-        assert_eq!(cache_key(p(30.044_406, 31.0), p(0.0, 0.0))[0], 3_004_441);
+        assert_eq!(
+            cache_key(&[p(30.044_404, 31.0), p(-90.0, 180.0)], false),
+            (false, vec![3_004_440, 3_100_000, -9_000_000, 18_000_000])
+        );
+        assert_eq!(cache_key(&[p(30.044_406, 31.0), p(0.0, 0.0)], true).1[0], 3_004_441);
+        assert_ne!(cache_key(&[a(), b()], true), cache_key(&[a(), b()], false));
     }
 }

@@ -26,7 +26,7 @@ pub fn point(p: LatLng) -> Value {
     json!({"lat": p.lat(), "lng": p.lng()})
 }
 
-/// A pickup or drop-off.
+/// A pickup, a stop or a drop-off.
 pub fn place(p: &Place) -> Value {
     let mut v = point(p.point);
     if let Some(a) = &p.address {
@@ -169,6 +169,7 @@ pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
         "category": t.category.as_str(),
         "pickup": place(&t.pickup),
         "dropoff": place(&t.dropoff),
+        "stops": t.stops.iter().map(place).collect::<Vec<_>>(),
         "fare": {
             "estimate_minor": f.estimate_minor,
             "final_minor": f.final_minor,
@@ -244,6 +245,7 @@ pub fn offer(t: &Trip, expires_at: Timestamp, distance_to_pickup_m: u32) -> Valu
         "trip_id": t.id.to_string(),
         "pickup": place(&t.pickup),
         "dropoff": place(&t.dropoff),
+        "stops": t.stops.iter().map(place).collect::<Vec<_>>(),
         "category": t.category.as_str(),
         "fare": {"amount_minor": t.fare.estimate_minor, "currency": t.fare.currency.code(),
                  "currency_exponent": t.fare.currency.exponent()},

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use dispatch_core::clock::{Clock, SystemClock};
 use dispatch_core::command::IdempotencyKey;
-use dispatch_core::route::{Route, RouteProvider, StraightLine};
+use dispatch_core::route::{Route, RouteProvider, RoutedPath, StraightLine};
 use dispatch_core::{Actor, Availability, Command, Engine, LatLng, Outcome, TripStatus};
 use hyper::StatusCode;
 use parking_lot::Mutex;
@@ -206,6 +206,12 @@ impl App {
         self.routes.route(from, to).await
     }
 
+    /// The route through `waypoints` with its line, from the configured provider
+    /// ([`Routes::path`]).
+    pub async fn path(&self, waypoints: Vec<LatLng>) -> RoutedPath {
+        self.routes.path(waypoints).await
+    }
+
     /// The currency of wallet reads that name none (`Catalog::default_currency`, the
     /// domain's rule), else `400 invalid_request` asking for `?currency=`.
     pub fn default_currency(&self) -> Result<dispatch_core::Currency, ApiError> {
@@ -359,6 +365,19 @@ impl Routes {
             }
         }
     }
+
+    /// The provider's route through `waypoints` in order, with its line; when it has none,
+    /// the straight line's, leg by leg, with straight segments (marked `straight_line`).
+    /// Never fails.
+    pub async fn path(&self, waypoints: Vec<LatLng>) -> RoutedPath {
+        match self.provider.path(waypoints.clone()).await {
+            Ok(path) => path,
+            Err(why) => {
+                tracing::debug!(error = %why, "no path from the provider: priced on the straight line");
+                self.straight_line.path_through(&waypoints)
+            }
+        }
+    }
 }
 
 /// Idempotency keys in flight: a second request with a key still being processed is
@@ -440,6 +459,14 @@ mod tests {
         let route = routes.route(from, to).await;
         assert_eq!(route, straight_line.between(from, to));
         assert_eq!(route.source, RouteSource::StraightLine);
+        // A path through a stop: the straight line's legs summed, straight segments drawn.
+        let stop = p(30.05, 31.24);
+        let path = routes.path(vec![from, stop, to]).await;
+        assert_eq!(path, straight_line.path_through(&[from, stop, to]));
+        assert_eq!(
+            path.route.distance_m,
+            straight_line.between(from, stop).distance_m + straight_line.between(stop, to).distance_m
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ fn reconcile_lists_every_difference_with_a_settlement_report() {
         kind: TripKind::Ride,
         pickup: Place::at(here),
         dropoff: Place::at(there),
+        stops: Vec::new(),
         category: Category::new("economy").unwrap(),
         parcel: None,
         payment_method: PaymentMethod::Card,

@@ -795,6 +795,7 @@ mod tests {
             kind: crate::trip::TripKind::Ride,
             pickup: crate::trip::Place::at(here),
             dropoff: crate::trip::Place::at(there),
+            stops: Vec::new(),
             category: Category::new("economy").unwrap(),
             parcel: None,
             payment_method: crate::trip::PaymentMethod::Cash,

@@ -7,6 +7,8 @@
 //! - `polygon`: [`ZoneGeometry`], a GeoJSON `Polygon` / `MultiPolygon` that is known to be
 //!   valid (closed, simple, in range, holes inside shells, bounded size), or a
 //!   [`GeometryError`] naming the ring at fault.
+//! - [`polyline`]: Google's encoded polyline (precision 5), the line a client draws for
+//!   a route: [`polyline::encode`], and [`polyline::decode`] for a router's answer.
 //! - `zone`: [`ZoneIndex`], active zones behind an R-tree of their boxes; which zone a
 //!   point is in, deterministically when zones overlap.
 //! - `index`: [`DriverIndex`], drivers as unit vectors in an R-tree; the nearest eligible
@@ -18,6 +20,7 @@
 mod index;
 mod point;
 mod polygon;
+pub mod polyline;
 mod zone;
 
 pub use index::{CHORD_SLACK, CategoryCode, DriverIndex, IndexedDriver, Nearby};

@@ -43,6 +43,7 @@ impl State {
         }
         new.pickup.validate()?;
         new.dropoff.validate()?;
+        crate::trip::validate_stops(&new.stops)?;
         match (new.kind, &new.parcel) {
             (TripKind::Parcel, Some(p)) => p.validate()?,
             (TripKind::Parcel, None) => {
@@ -86,6 +87,7 @@ impl State {
             category: new.category.clone(),
             pickup: new.pickup.clone(),
             dropoff: new.dropoff.clone(),
+            stops: new.stops.clone(),
             parcel: new.parcel.clone(),
             fare: TripFare {
                 estimate_minor: new.bid_minor.unwrap_or(quote.fare.amount_minor),

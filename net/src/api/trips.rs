@@ -5,12 +5,14 @@
 //! Guarantees: a trip is shown only to who may see it (`Trip::visible_to`: its rider, its
 //! current driver, staff; anyone else gets `404`, never `403`, so ids cannot be probed);
 //! the pickup code only to its rider; an estimate and a booking are priced on the same
-//! route provider; a won accept is counted once (a replayed one is not counted again).
+//! route provider, along the same path (pickup → stops in order → drop-off); a won accept
+//! is counted once (a replayed one is not counted again).
 
 use dispatch_core::id::{BidId, ZoneId};
-use dispatch_core::trip::Parcel;
+use dispatch_core::trip::{MAX_STOPS, Parcel};
 use dispatch_core::{
-    Category, Command, NewTrip, Outcome, PaymentMethod, Place, Role, TripId, TripKind, TripStatus, TripsOf, UserId,
+    Category, Command, LatLng, NewTrip, Outcome, PaymentMethod, Place, Role, TripId, TripKind, TripStatus, TripsOf,
+    UserId,
 };
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -41,6 +43,21 @@ impl PlaceIn {
     }
 }
 
+/// A request's `stops`: at most `MAX_STOPS` (`invalid_request`, param `stops`), each a
+/// valid place (`invalid_coordinates`, param `stops.{i}`).
+fn stops_in(stops: Vec<PlaceIn>) -> Result<Vec<Place>, ApiError> {
+    if stops.len() > MAX_STOPS {
+        let why = format!("at most {MAX_STOPS} stops, got {}", stops.len());
+        return Err(ApiError::invalid(why).with_param("stops"));
+    }
+    stops.into_iter().enumerate().map(|(i, s)| s.get().map_err(|e| e.with_param(&format!("stops.{i}")))).collect()
+}
+
+/// The ride's waypoints: pickup, the stops in order, drop-off.
+fn waypoints(pickup: &Place, stops: &[Place], dropoff: &Place) -> Vec<LatLng> {
+    std::iter::once(pickup.point).chain(stops.iter().map(|s| s.point)).chain([dropoff.point]).collect()
+}
+
 impl Ctx<'_> {
     /// `POST /v1/fares/estimate`: every category's quote (or one), priced as a booking now would be.
     pub(super) async fn estimate(&mut self) -> Result<Resp, ApiError> {
@@ -50,14 +67,17 @@ impl Ctx<'_> {
             pickup: PlaceIn,
             dropoff: PlaceIn,
             #[serde(default)]
+            stops: Vec<PlaceIn>,
+            #[serde(default)]
             category: Option<Category>,
             #[serde(default)]
             coupon: Option<String>,
         }
         let b: In = self.json(false)?;
         let rider = self.principal()?.user_id().ok_or_else(|| ApiError::new("forbidden", "riders only"))?;
-        let (pickup, dropoff) = (b.pickup.get()?, b.dropoff.get()?);
-        let route = self.app.route(pickup.point, dropoff.point).await;
+        let (pickup, dropoff, stops) = (b.pickup.get()?, b.dropoff.get()?, stops_in(b.stops)?);
+        let path = self.app.path(waypoints(&pickup, &stops, &dropoff)).await;
+        let route = path.route;
         let t = now();
         let est = self.app.engine.read(|v| {
             v.price_book().estimate(pickup.point, &route, b.category.as_ref(), b.coupon.as_deref(), rider, t)
@@ -76,6 +96,7 @@ impl Ctx<'_> {
                     "discount_minor": q.discount_minor,
                     "route_source": serde_json::to_value(q.route_source).unwrap_or(Value::Null),
                     "breakdown": serde_json::to_value(q.breakdown).unwrap_or(Value::Null),
+                    "route": {"polyline": path.polyline},
                 })
             })
             .collect();
@@ -101,6 +122,8 @@ impl Ctx<'_> {
         struct In {
             pickup: PlaceIn,
             dropoff: PlaceIn,
+            #[serde(default)]
+            stops: Vec<PlaceIn>,
             category: Category,
             payment_method: PaymentMethod,
             #[serde(default)]
@@ -113,7 +136,7 @@ impl Ctx<'_> {
             bid: Option<BidIn>,
         }
         let b: In = self.json(false)?;
-        let (pickup, dropoff) = (b.pickup.get()?, b.dropoff.get()?);
+        let (pickup, dropoff, stops) = (b.pickup.get()?, b.dropoff.get()?, stops_in(b.stops)?);
         let parcel = b
             .parcel
             .map(|p| {
@@ -124,13 +147,15 @@ impl Ctx<'_> {
                 Ok(Parcel { weight_g, description: p.description, recipient_phone: p.recipient_phone })
             })
             .transpose()?;
-        let route = self.app.route(pickup.point, dropoff.point).await;
+        // The same path as the estimate's (and so, with a router, its cached answer).
+        let route = self.app.path(waypoints(&pickup, &stops, &dropoff)).await.route;
         let new = NewTrip {
             id: None,
             pickup_code: None,
             kind: b.kind.unwrap_or(if parcel.is_some() { TripKind::Parcel } else { TripKind::Ride }),
             pickup,
             dropoff,
+            stops,
             category: b.category,
             parcel,
             payment_method: b.payment_method,

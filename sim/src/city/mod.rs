@@ -498,6 +498,10 @@ mod tests {
         for t in state.trips().filter(|t| t.status == TripStatus::Completed) {
             assert!(t.started_at.is_some() && t.fare.final_minor.is_some(), "{t:?}");
         }
+        // A share of riders book with stops, and such rides complete too.
+        let with_stops = state.trips().filter(|t| !t.stops.is_empty()).count();
+        assert!(with_stops > 0 && with_stops < state.trips().count(), "{with_stops} trips with stops");
+        assert!(state.trips().all(|t| t.stops.len() <= dispatch_core::trip::MAX_STOPS));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A simulated rider: idle, then asks for a ride between two random points of the city
-//! area (priced on a straight-line route, paid cash), waits, sometimes cancels before
+//! area (priced on a straight-line route, paid cash; about [`STOPS_SHARE`] of rides with 1
+//! to `MAX_STOPS` stops on the way, priced leg by leg), waits, sometimes cancels before
 //! pickup, and once the trip has ended (completed, cancelled or expired) counts how it
 //! went and is idle again.
 //!
@@ -14,12 +15,18 @@ use dispatch_core::clock::Timestamp;
 use dispatch_core::command::{Actor, Command, NewTrip};
 use dispatch_core::geo::{LatLng, haversine_m};
 use dispatch_core::id::{TripId, UserId};
-use dispatch_core::trip::{OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus};
+use dispatch_core::trip::{MAX_STOPS, OfferState, PaymentMethod, Place, Trip, TripKind, TripStatus};
 
 use super::{Seen, Sim, Tag};
 
 /// Riders ask for drop-offs at least this far from the pickup.
 const MIN_RIDE_M: f64 = 500.0;
+
+/// The share of rides booked with stops on the way.
+pub(super) const STOPS_SHARE: f64 = 0.2;
+
+/// How far off the pickup → drop-off line a stop may be, each way, north and east.
+const STOP_OFFSET_M: f64 = 400.0;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum RiderPhase {
@@ -48,16 +55,21 @@ impl Sim<'_> {
         match self.riders[i].phase {
             RiderPhase::Idle { request_at } if now >= request_at => {
                 let (pickup, dropoff) = self.random_ride();
+                let stops = self.random_stops(pickup, dropoff);
+                let mut waypoints = vec![pickup];
+                waypoints.extend(stops.iter().map(|s| s.point));
+                waypoints.push(dropoff);
                 let new = NewTrip {
                     id: None,
                     pickup_code: None,
                     kind: TripKind::Ride,
                     pickup: Place::at(pickup),
                     dropoff: Place::at(dropoff),
+                    stops,
                     category: self.category.clone(),
                     parcel: None,
                     payment_method: PaymentMethod::Cash,
-                    route: self.route.between(pickup, dropoff),
+                    route: self.route.through(&waypoints),
                     coupon: None,
                     bid_minor: None,
                 };
@@ -148,5 +160,26 @@ impl Sim<'_> {
             dropoff = self.random_point();
         }
         (pickup, dropoff)
+    }
+
+    /// For about [`STOPS_SHARE`] of rides, 1 to `MAX_STOPS` stops spread along the line
+    /// from `pickup` to `dropoff`, in order, each up to [`STOP_OFFSET_M`] off it; else none.
+    fn random_stops(&mut self, pickup: LatLng, dropoff: LatLng) -> Vec<Place> {
+        if !self.rng.random_bool(STOPS_SHARE) {
+            return Vec::new();
+        }
+        let n = self.rng.random_range(1..=MAX_STOPS);
+        (1..=n)
+            .map(|k| {
+                let t = k as f64 / (n + 1) as f64;
+                let lerp = |a: f64, b: f64| a + (b - a) * t;
+                // Between two valid points, so valid; the pickup should that ever fail.
+                let along =
+                    LatLng::new(lerp(pickup.lat(), dropoff.lat()), lerp(pickup.lng(), dropoff.lng())).unwrap_or(pickup);
+                let north = self.rng.random_range(-STOP_OFFSET_M..=STOP_OFFSET_M);
+                let east = self.rng.random_range(-STOP_OFFSET_M..=STOP_OFFSET_M);
+                Place::at(crate::geo::offset(along, north, east).unwrap_or(along))
+            })
+            .collect()
     }
 }

@@ -11,6 +11,7 @@
 //! - `location`: positions, the spoofing check, the spatial index, the distance billed.
 //! - `money`: what every payment path moves; `money_model`: the same against a reference
 //!   model, on random sequences with crashes (a proptest).
+//! - `stops`: stops on the way, and the fare over the summed route (a proptest).
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
 
 mod account;
@@ -20,6 +21,7 @@ mod extras;
 mod location;
 mod money;
 mod money_model;
+mod stops;
 mod trips;
 
 use super::*;

@@ -133,6 +133,7 @@ pub(super) fn estimate_in() -> Value {
         &[
             ("pickup", place_in()),
             ("dropoff", place_in()),
+            ("stops", stops_in()),
             ("category", nullable(category())),
             ("coupon", nullable(string())),
         ],
@@ -140,7 +141,8 @@ pub(super) fn estimate_in() -> Value {
     )
 }
 pub(super) fn estimate_ex() -> Value {
-    json!({"pickup": {"lat": 30.0444, "lng": 31.2357}, "dropoff": {"lat": 30.0626, "lng": 31.2497}, "category": "economy"})
+    json!({"pickup": {"lat": 30.0444, "lng": 31.2357}, "dropoff": {"lat": 30.0626, "lng": 31.2497},
+        "stops": [{"lat": 30.0512, "lng": 31.2401, "address": "Bakery"}], "category": "economy"})
 }
 pub(super) fn driver_status_in() -> Value {
     strict(&[("status", enumeration(&["online", "offline"])), ("location", nullable(point_in()))], &["status"])
@@ -181,6 +183,7 @@ pub(super) fn create_trip_in() -> Value {
         &[
             ("pickup", place_in()),
             ("dropoff", place_in()),
+            ("stops", stops_in()),
             ("category", category()),
             ("payment_method", enumeration(&["cash", "wallet", "card"])),
             ("coupon", nullable(string())),

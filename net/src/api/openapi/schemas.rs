@@ -95,6 +95,12 @@ pub(super) fn place_in() -> Value {
     strict(&[("lat", number()), ("lng", number()), ("address", nullable(string()))], &["lat", "lng"])
 }
 
+/// `stops` in a request: up to `MAX_STOPS` places, in the order the ride visits them.
+pub(super) fn stops_in() -> Value {
+    json!({"type": "array", "items": place_in(), "maxItems": dispatch_core::trip::MAX_STOPS,
+           "description": "Stops on the way, in order: the route, and so the fare, is pickup → stops → dropoff."})
+}
+
 /// `{"items", "next_cursor"}` of `item`.
 pub(super) fn page_of(item: Value) -> Value {
     obj(&[("items", array(item)), ("next_cursor", nullable(string()))], &["items", "next_cursor"])
@@ -345,6 +351,7 @@ pub(super) fn trip_schema() -> Value {
             ("category", category()),
             ("pickup", place_out()),
             ("dropoff", place_out()),
+            ("stops", array(place_out())),
             ("fare", fare),
             ("payment", payment),
             ("pickup_code_locked", boolean()),
@@ -393,6 +400,7 @@ pub(super) fn trip_schema() -> Value {
             "category",
             "pickup",
             "dropoff",
+            "stops",
             "fare",
             "payment",
             "pickup_code_locked",
@@ -437,12 +445,13 @@ pub(super) fn offer_schema() -> Value {
             ("trip_id", id("trp_")),
             ("pickup", place_out()),
             ("dropoff", place_out()),
+            ("stops", array(place_out())),
             ("category", category()),
             ("fare", fare_quote()),
             ("distance_to_pickup_m", uint()),
             ("expires_at", time()),
         ],
-        &["trip_id", "pickup", "dropoff", "category", "fare", "distance_to_pickup_m", "expires_at"],
+        &["trip_id", "pickup", "dropoff", "stops", "category", "fare", "distance_to_pickup_m", "expires_at"],
     )
 }
 
@@ -630,8 +639,19 @@ pub(super) fn estimate_out() -> Value {
             ("discount_minor", money()),
             ("route_source", string()),
             ("breakdown", json!({"type": "object"})),
+            (
+                "route",
+                obj(
+                    &[(
+                        "polyline",
+                        json!({"type": "string", "description": "The route through pickup, stops and dropoff: \
+                               a Google encoded polyline, precision 5 (the router's geometry, or straight segments)."}),
+                    )],
+                    &["polyline"],
+                ),
+            ),
         ],
-        &["category", "fare", "distance_m", "duration_s", "surge_bps", "discount_minor"],
+        &["category", "fare", "distance_m", "duration_s", "surge_bps", "discount_minor", "route"],
     );
     obj(&[("zone_id", id("zon_")), ("estimates", array(quote))], &["zone_id", "estimates"])
 }
