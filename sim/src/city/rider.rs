@@ -60,6 +60,7 @@ impl Sim<'_> {
                     route: self.route.between(pickup, dropoff),
                     coupon: None,
                     bid_minor: None,
+                    scheduled_at: None,
                 };
                 let rider = self.riders[i].id;
                 if self.send(Actor::User(rider), Command::CreateTrip(new), Tag::CreateTrip(i)) {

@@ -11,6 +11,8 @@
 //! - `location`: positions, the spoofing check, the spatial index, the distance billed.
 //! - `money`: what every payment path moves; `money_model`: the same against a reference
 //!   model, on random sequences with crashes (a proptest).
+//! - `scheduled`: rides booked ahead (a model test through restarts) and the count of
+//!   drivers near a search (`no_drivers_nearby`).
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
 
 mod account;
@@ -20,6 +22,7 @@ mod extras;
 mod location;
 mod money;
 mod money_model;
+mod scheduled;
 mod trips;
 
 use super::*;
