@@ -340,6 +340,11 @@ impl Routes {
         Routes { provider, straight_line }
     }
 
+    /// The straight line of `[route]` (the fallback, and a driver's pickup ETA in an estimate).
+    pub fn straight_line(&self) -> &StraightLine {
+        &self.straight_line
+    }
+
     /// The one provider every estimate and booking goes through.
     pub fn provider(&self) -> &Arc<dyn RouteProvider> {
         &self.provider
