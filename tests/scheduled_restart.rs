@@ -8,8 +8,8 @@
 use std::path::Path;
 
 use dispatch::scenario::{self, near_center, ride_from};
-use dispatch_core::clock::{ManualClock, Timestamp};
 use dispatch_core::clock::Clock;
+use dispatch_core::clock::{ManualClock, Timestamp};
 use dispatch_core::{Actor, DispatchRules, Engine, EngineConfig, RandomIds, Role, TripStatus};
 use proptest::prelude::*;
 

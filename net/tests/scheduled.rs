@@ -51,7 +51,9 @@ async fn rides_are_booked_15_minutes_to_7_days_ahead_and_cancel_free_until_dispa
         r.expect_error(400, "invalid_request");
         assert_eq!(r.json["error"]["param"], "scheduled_at", "{why}: {}", r.text);
     }
-    for bad in [json!({"scheduled_at": "tomorrow"}), json!({"scheduled_at": ahead(3600).1, "bid": {"amount_minor": 5000}})] {
+    for bad in
+        [json!({"scheduled_at": "tomorrow"}), json!({"scheduled_at": ahead(3600).1, "bid": {"amount_minor": 5000}})]
+    {
         let r = s.post("/v1/trips", &rider, ride(bad.clone())).await;
         r.expect_error(400, "invalid_request");
         assert_eq!(r.json["error"]["param"], "scheduled_at", "{bad}: {}", r.text);

@@ -30,8 +30,8 @@ use crate::clock::Timestamp;
 use crate::command::Event;
 use crate::driver::{Availability, Driver, MAX_PENDING_OFFERS};
 use crate::error::Result;
-use crate::id::{TripId, UserId};
 use crate::geo::{LatLng, Nearby};
+use crate::id::{TripId, UserId};
 use crate::trip::{
     CancelReason, Cancellation, CancelledBy, EXPIRED_REASON, MAX_NEARBY_COUNTED, MAX_OFFERS_PER_TRIP, Offer,
     OfferState, PaymentMethod, Trip, TripStatus, WithdrawReason,

@@ -46,7 +46,9 @@ impl State {
                 (true, None) => {
                     return Err(format!("trip {} is {} without a driver", t.id, t.status));
                 }
-                (false, Some(_)) if matches!(t.status, TripStatus::Searching | TripStatus::Expired | TripStatus::Scheduled) => {
+                (false, Some(_))
+                    if matches!(t.status, TripStatus::Searching | TripStatus::Expired | TripStatus::Scheduled) =>
+                {
                     return Err(format!("trip {} is {} with a driver", t.id, t.status));
                 }
                 _ => {}

@@ -624,8 +624,8 @@ mod users;
 
 pub use account::GATEWAY_EVENT_TTL_S;
 pub use account::gateway_event_kept;
-pub use extras::ARCHIVED_ENTRY_BYTES;
 pub use dispatch::UNFUNDED_REASON;
+pub use extras::ARCHIVED_ENTRY_BYTES;
 pub use location::{MAX_NEARBY_LIMIT, MAX_NEARBY_RADIUS_M};
 
 #[cfg(test)]

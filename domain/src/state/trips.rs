@@ -27,9 +27,8 @@ use crate::geo::LatLng;
 use crate::id::{TripId, UserId};
 use crate::trip::{
     CancelReason, Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, MAX_CODE_FAILURES,
-    MAX_SCHEDULE_AHEAD_S, MIN_SCHEDULE_AHEAD_S, Offer,
-    OfferState, PaymentMethod, PaymentStatus, PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus,
-    WithdrawReason,
+    MAX_SCHEDULE_AHEAD_S, MIN_SCHEDULE_AHEAD_S, Offer, OfferState, PaymentMethod, PaymentStatus, PickupCode, Trip,
+    TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
 };
 
 impl State {
@@ -191,7 +190,9 @@ impl State {
             return Err(invalid("a parcel cannot be booked ahead: send it when it is ready".into()));
         }
         if new.bid_minor.is_some() {
-            return Err(invalid("a bidding trip cannot be booked ahead: drivers bid on trips they can take now".into()));
+            return Err(invalid(
+                "a bidding trip cannot be booked ahead: drivers bid on trips they can take now".into(),
+            ));
         }
         let scheduled = self.scheduled_by_rider.get(&rider).copied().unwrap_or(0);
         if scheduled >= self.rules.scheduled_trips_per_rider {

@@ -115,7 +115,11 @@ fn a_ride_booked_ahead_is_dispatched_at_scheduled_at_minus_the_lead_and_cancels_
     assert_eq!(w.offered(t.id), vec![d]);
     assert_eq!((t1.round, t1.nearby_drivers, t1.drivers_offered()), (1, Some(1), 1));
     let events = w.events();
-    assert!(events.iter().any(|e| matches!(e, Event::TripUpdated { trip } if trip.id == t.id && trip.status == TripStatus::Searching)));
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::TripUpdated { trip } if trip.id == t.id && trip.status == TripStatus::Searching)
+        )
+    );
     assert_eq!(no_drivers_events(&events, t.id), 0);
     // The timeout counts from the dispatch: still searching just before, expired at it.
     w.run(Actor::User(d), Command::DeclineTrip { trip_id: t.id }).unwrap();
@@ -151,9 +155,13 @@ fn a_wallet_ride_booked_ahead_is_held_at_dispatch_and_cancelled_if_the_wallet_no
         new.scheduled_at = Some(w.now.plus_millis(ahead));
         w.run(Actor::User(rider), Command::CreateTrip(new))
     };
-    assert!(matches!(wallet_ride(&mut w, HOUR_MS), Err(Error::InsufficientFunds { .. })), "the booking needs the estimate");
+    assert!(
+        matches!(wallet_ride(&mut w, HOUR_MS), Err(Error::InsufficientFunds { .. })),
+        "the booking needs the estimate"
+    );
     let credit = |w: &mut World, amount_minor: i64| {
-        let c = Command::CreditWallet { id: None, user_id: rider, amount_minor, currency: egp, reason: "top-up".into() };
+        let c =
+            Command::CreditWallet { id: None, user_id: rider, amount_minor, currency: egp, reason: "top-up".into() };
         w.run(Actor::Admin, c).unwrap();
     };
     credit(&mut w, 1_000_000);
@@ -174,7 +182,8 @@ fn a_wallet_ride_booked_ahead_is_held_at_dispatch_and_cancelled_if_the_wallet_no
     let estimate = t.fare.estimate_minor;
     let rider2 = w.rider();
     let wallet2 = AccountKey::of(AccountKind::RiderWallet, rider2, egp);
-    let c = Command::CreditWallet { id: None, user_id: rider2, amount_minor: estimate, currency: egp, reason: "x".into() };
+    let c =
+        Command::CreditWallet { id: None, user_id: rider2, amount_minor: estimate, currency: egp, reason: "x".into() };
     w.run(Actor::Admin, c).unwrap();
     let mut ahead = w.new_trip();
     ahead.payment_method = PaymentMethod::Wallet;
@@ -189,7 +198,10 @@ fn a_wallet_ride_booked_ahead_is_held_at_dispatch_and_cancelled_if_the_wallet_no
     w.advance(3600 - lead);
     let a = w.get(ahead.id);
     assert_eq!(a.status, TripStatus::Cancelled);
-    assert_eq!(a.cancellation.as_ref().map(|c| (c.by, c.reason.as_str())), Some((CancelledBy::System, crate::state::UNFUNDED_REASON)));
+    assert_eq!(
+        a.cancellation.as_ref().map(|c| (c.by, c.reason.as_str())),
+        Some((CancelledBy::System, crate::state::UNFUNDED_REASON))
+    );
     assert_eq!((a.fare.cancel_fee_minor, a.payment.hold, a.round), (None, None, 0));
     w.finish();
 }

@@ -641,7 +641,16 @@ pub(super) fn estimate_out() -> Value {
                        "description": "Eligible drivers of the category within the search radius (counted up to 100)."}),
             ),
         ],
-        &["category", "fare", "distance_m", "duration_s", "surge_bps", "discount_minor", "pickup_eta_s", "nearby_drivers"],
+        &[
+            "category",
+            "fare",
+            "distance_m",
+            "duration_s",
+            "surge_bps",
+            "discount_minor",
+            "pickup_eta_s",
+            "nearby_drivers",
+        ],
     );
     obj(&[("zone_id", id("zon_")), ("estimates", array(quote))], &["zone_id", "estimates"])
 }
