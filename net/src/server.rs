@@ -251,6 +251,7 @@ impl App {
             }
             let mut trips = serde_json::Map::new();
             for s in [
+                TripStatus::Scheduled,
                 TripStatus::Searching,
                 TripStatus::Accepted,
                 TripStatus::Arrived,
