@@ -11,7 +11,9 @@
 //! Runs `dispatch::city` on a manual clock, as fast as the engine goes (the same seed
 //! prints the same figures), or with `--live` on the system clock, for watching. Prints a
 //! report every simulated minute (`--every S` to change). Exits non-zero if the audit
-//! finds a double assignment or the simulation an unexpected answer.
+//! finds a double assignment or the simulation an unexpected answer. A tenth of the rides
+//! are booked 15 to 17 minutes ahead: `scheduled=` counts them, `dispatched_ahead=` those
+//! whose dispatch (10 minutes before) came within the run.
 
 use std::process::ExitCode;
 

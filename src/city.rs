@@ -78,7 +78,8 @@ impl CityReport {
         let s = &self.stats;
         let secs = |ms: Option<i64>| ms.map_or_else(|| "-".to_string(), |ms| format!("{:.0}s", ms as f64 / 1000.0));
         format!(
-            "[{:>3}:{:02}] trips requested={} matched={} completed={} cancelled={} expired={} open={} | \
+            "[{:>3}:{:02}] trips requested={} matched={} completed={} cancelled={} expired={} open={} \
+             scheduled={} dispatched_ahead={} | \
              match p50={} p95={} | offers/trip={:.2} declines={} lapses={} ignored={} lost_races={} driver_cancels={} | \
              double_assignments={} | drivers online={} on_trip={} | wall={:.1}s cmds={} cmds/s={:.0}",
             s.simulated_ms / 60_000,
@@ -89,6 +90,8 @@ impl CityReport {
             s.trips_cancelled,
             s.trips_expired,
             s.riders_waiting,
+            s.scheduled_booked,
+            s.scheduled_dispatched,
             secs(s.match_p50_ms),
             secs(s.match_p95_ms),
             s.offers_per_trip(),

@@ -71,6 +71,7 @@ pub fn ride_from(pickup: LatLng) -> Result<NewTrip, Error> {
         route: StraightLine::default().between(pickup, dropoff),
         coupon: None,
         bid_minor: None,
+        scheduled_at: None,
     })
 }
 

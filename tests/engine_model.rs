@@ -446,6 +446,7 @@ pub(crate) fn step(engine: &Engine, clock: &ManualClock, model: &mut Model, op: 
                 route: Route { distance_m: 3_000, duration_s: 360, source: RouteSource::StraightLine },
                 coupon: None,
                 bid_minor: None,
+                scheduled_at: None,
             };
             model.fire_due();
             let r = engine.create_trip(model.riders[rider], new);

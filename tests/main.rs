@@ -9,3 +9,4 @@ mod engine_model;
 mod model_crash;
 mod payments;
 mod race;
+mod scheduled_restart;

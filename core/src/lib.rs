@@ -52,7 +52,7 @@
 //!     id: None, pickup_code: None, kind: TripKind::Ride,
 //!     pickup: Place::at(here), dropoff: Place::at(there), stops: vec![],
 //!     category: Category::new("economy")?, parcel: None, payment_method: PaymentMethod::Cash,
-//!     route, coupon: None, bid_minor: None,
+//!     route, coupon: None, bid_minor: None, scheduled_at: None,
 //! })?;
 //! let b = trip.fare.estimate_breakdown; // API.md's formula: the lines add up to the price
 //! assert_eq!(b.base_minor + b.distance_minor + b.time_minor + b.surge_minor + b.minimum_fill_minor

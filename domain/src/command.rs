@@ -79,6 +79,13 @@ pub struct DispatchRules {
     /// A finished card trip its rider switched to cash waits this long for its driver to
     /// confirm the cash; unconfirmed, the fare becomes the rider's debt.
     pub cash_confirm_ttl_s: u32,
+    /// A ride booked ahead starts searching this long before its `scheduled_at` (the lead
+    /// in force at booking: the moment is fixed then, as a deadline).
+    pub schedule_lead_s: u32,
+    /// Rides booked ahead and not yet dispatched one rider may have at once. They do not
+    /// count against `open_trips_per_rider` until dispatch starts, so a week of booked
+    /// rides never stops the rider from riding now.
+    pub scheduled_trips_per_rider: u16,
 }
 
 impl Default for DispatchRules {
@@ -100,6 +107,8 @@ impl Default for DispatchRules {
             card_auth_ttl_s: 7 * 24 * 60 * 60,
             card_gateway: "sim".into(),
             cash_confirm_ttl_s: 24 * 60 * 60,
+            schedule_lead_s: 600,
+            scheduled_trips_per_rider: 5,
         }
     }
 }
@@ -134,6 +143,13 @@ impl DispatchRules {
         }
         if self.cash_confirm_ttl_s == 0 {
             return bad("cash_confirm_ttl_s must be positive");
+        }
+        // Below the shortest booking ahead, so dispatch always starts after the booking.
+        if self.schedule_lead_s >= crate::trip::MIN_SCHEDULE_AHEAD_S {
+            return bad("schedule_lead_s must be below 900 (the shortest booking ahead, 15 minutes)");
+        }
+        if self.scheduled_trips_per_rider == 0 {
+            return bad("scheduled_trips_per_rider must be positive");
         }
         // A gateway's name is a path segment of its webhook and a key of the history.
         let name_ok = (1..=32).contains(&self.card_gateway.len())
@@ -193,6 +209,9 @@ pub struct NewTrip {
     pub coupon: Option<String>,
     /// Bidding trips: the price the rider names; offered drivers may bid against it.
     pub bid_minor: Option<i64>,
+    /// A ride booked ahead: when the rider wants it, 15 minutes to 7 days after the
+    /// booking (bounds inclusive); `None` for a ride now.
+    pub scheduled_at: Option<Timestamp>,
 }
 
 /// An idempotency key, scoped to its principal, with the hash of the request it came
@@ -737,6 +756,15 @@ pub enum Event {
         trip_id: TripId,
         /// Connected again (`true`) or gone (`false`).
         connected: bool,
+    },
+    /// A trip's search found no eligible driver within `search_radius_m` (at booking or
+    /// when a round started): its rider learns it at once. Once per search while the
+    /// count stays at zero (see `State::dispatch_round`).
+    NoDriversNearby {
+        /// Which trip.
+        trip_id: TripId,
+        /// Its rider.
+        rider_id: UserId,
     },
     /// A driver's position changed.
     DriverMoved {

@@ -16,6 +16,14 @@ pub enum Error {
     /// The request is malformed or breaks a rule of the input (`invalid_request`).
     #[error("{0}")]
     Invalid(String),
+    /// One field of the request breaks a rule (`invalid_request`, with that field as `param`).
+    #[error("{param}: {message}")]
+    InvalidParam {
+        /// The field, as the API names it.
+        param: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A coordinate is not finite or out of range (`invalid_coordinates`).
     #[error(transparent)]
     InvalidCoordinates(#[from] CoordinateError),
@@ -58,6 +66,10 @@ pub enum Error {
     /// The rider already has the maximum number of open trips (`too_many_open_trips`).
     #[error("a rider may have at most {0} open trips")]
     TooManyOpenTrips(u16),
+    /// The rider already has the maximum number of rides booked ahead and not yet
+    /// dispatched (`too_many_open_trips`).
+    #[error("a rider may have at most {0} rides booked ahead")]
+    TooManyScheduledTrips(u16),
     /// The point is outside every active zone (`outside_service_area`).
     #[error("no active service zone covers this point")]
     OutsideServiceArea,
@@ -116,7 +128,7 @@ impl Error {
     /// The stable error code of the HTTP contract.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Invalid(_) | Error::Money(_) => "invalid_request",
+            Error::Invalid(_) | Error::InvalidParam { .. } | Error::Money(_) => "invalid_request",
             Error::InvalidCoordinates(_) | Error::ImplausibleLocation { .. } => "invalid_coordinates",
             Error::NotFound { .. } => "not_found",
             Error::Forbidden(_) | Error::WrongPickupCode(_) => "forbidden",
@@ -125,7 +137,7 @@ impl Error {
             Error::DriverNotAvailable(_) => "driver_not_available",
             Error::OfferExpired(_) => "offer_expired",
             Error::InvalidTransition { .. } => "invalid_transition",
-            Error::TooManyOpenTrips(_) => "too_many_open_trips",
+            Error::TooManyOpenTrips(_) | Error::TooManyScheduledTrips(_) => "too_many_open_trips",
             Error::OutsideServiceArea => "outside_service_area",
             Error::NoPricing(_) => "no_pricing",
             Error::CouponInvalid(_) => "coupon_invalid",

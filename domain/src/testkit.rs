@@ -146,6 +146,7 @@ impl World {
                 .between(LatLng::new(CAIRO.0, CAIRO.1).unwrap(), LatLng::new(30.06, 31.25).unwrap()),
             coupon: None,
             bid_minor: None,
+            scheduled_at: None,
         }
     }
 

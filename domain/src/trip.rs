@@ -1,6 +1,9 @@
 //! The trip: its record, its offers, and the statuses it moves through.
 //!
 //! ```text
+//! scheduled ──at scheduled_at − schedule_lead_s──▶ searching
+//!     └──rider / staff cancel (free)──▶ cancelled
+//!
 //! searching ──accept──▶ accepted ──arrived──▶ arrived ──start(code)──▶ in_progress ──complete──▶ completed
 //!     │  ▲                 │                     │
 //!     │  └─driver cancel───┴─────────────────────┘      (the trip goes back to searching)
@@ -46,6 +49,9 @@ pub enum TripStatus {
     Cancelled,
     /// No driver accepted before the dispatch timeout.
     Expired,
+    /// Booked ahead (`scheduled_at`): no offers yet; dispatch starts `schedule_lead_s`
+    /// before the time asked for. (Last, so the encodings of the others do not move.)
+    Scheduled,
 }
 
 impl TripStatus {
@@ -67,6 +73,7 @@ impl TripStatus {
     /// The name used in the API.
     pub fn as_str(self) -> &'static str {
         match self {
+            TripStatus::Scheduled => "scheduled",
             TripStatus::Searching => "searching",
             TripStatus::Accepted => "accepted",
             TripStatus::Arrived => "arrived",
@@ -83,7 +90,8 @@ impl TripStatus {
         use TripStatus::*;
         matches!(
             (self, next),
-            (Searching, Accepted | Cancelled | Expired)
+            (Scheduled, Searching | Cancelled)
+                | (Searching, Accepted | Cancelled | Expired)
                 | (Accepted, Arrived | Searching | Cancelled)
                 | (Arrived, InProgress | Searching | Cancelled)
                 | (InProgress, Completed | Cancelled)
@@ -726,7 +734,24 @@ pub struct Trip {
     pub rider_rating: Option<Rating>,
     /// The driver's rating of the rider.
     pub driver_rating: Option<Rating>,
+    /// A ride booked ahead: when the rider wants it (the trip is `scheduled` until
+    /// dispatch starts `schedule_lead_s` before). `None` for a ride now.
+    pub scheduled_at: Option<Timestamp>,
+    /// Eligible drivers within `search_radius_m` of the pickup found by the last round
+    /// (counted up to [`MAX_NEARBY_COUNTED`]); `None` before the first round.
+    pub nearby_drivers: Option<u32>,
 }
+
+/// Nearby drivers are counted up to this many (a round's count, an estimate's): the count
+/// is for the rider's eyes, and counting further would make a round's work grow with the
+/// density of the city.
+pub const MAX_NEARBY_COUNTED: u32 = 100;
+
+/// The earliest a ride may be booked ahead: 15 minutes (inclusive).
+pub const MIN_SCHEDULE_AHEAD_S: u32 = 15 * 60;
+
+/// The latest a ride may be booked ahead: 7 days (inclusive).
+pub const MAX_SCHEDULE_AHEAD_S: u32 = 7 * 24 * 60 * 60;
 
 /// Wrong pickup codes after which a trip's start is locked (the 5th locks it): guessing
 /// one of 10,000 codes then takes staff's help.
@@ -752,6 +777,12 @@ impl Trip {
     /// admin token); `staff` whether the caller is support or admin.
     pub fn visible_to(&self, user: Option<UserId>, staff: bool) -> bool {
         staff || user.is_some_and(|u| u == self.rider_id || Some(u) == self.driver_id)
+    }
+
+    /// The distinct drivers offered the trip so far (a driver is offered a trip at most
+    /// once: the round skips drivers with an offer of it, whatever its state).
+    pub fn drivers_offered(&self) -> usize {
+        self.offers.len()
     }
 
     /// Offers still waiting for an answer.
@@ -784,12 +815,14 @@ mod tests {
     #[test]
     fn the_diagram_has_exactly_these_edges() {
         use TripStatus::*;
-        let all = [Searching, Accepted, Arrived, InProgress, Completed, Cancelled, Expired];
+        let all = [Scheduled, Searching, Accepted, Arrived, InProgress, Completed, Cancelled, Expired];
         let edges: Vec<_> =
             all.iter().flat_map(|a| all.iter().map(move |b| (*a, *b))).filter(|(a, b)| a.can_become(*b)).collect();
         assert_eq!(
             edges,
             vec![
+                (Scheduled, Searching),
+                (Scheduled, Cancelled),
                 (Searching, Accepted),
                 (Searching, Cancelled),
                 (Searching, Expired),

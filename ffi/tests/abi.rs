@@ -615,6 +615,7 @@ fn a_trip_through_the_engine_handle() {
         route: dispatch_core::route::StraightLine::default().between(here, LatLng::new(ZAMALEK.0, ZAMALEK.1).unwrap()),
         coupon: None,
         bid_minor: None,
+        scheduled_at: None,
     });
     let (status, created) = engine.submit(&rider_actor, &trip);
     assert_eq!(status, DispatchStatus::Ok, "{created}");
@@ -670,6 +671,7 @@ fn a_caller_cannot_archive_a_live_trip_or_insert_a_trip_it_built() {
         route: dispatch_core::route::StraightLine::default().between(here, there),
         coupon: None,
         bid_minor: None,
+        scheduled_at: None,
     });
     let (status, created) = engine.submit(&rider_actor, &trip);
     assert_eq!(status, DispatchStatus::Ok, "{created}");

@@ -100,6 +100,7 @@ async fn run(drivers: u32, rounds: u32) {
                         route,
                         coupon: None,
                         bid_minor: None,
+                        scheduled_at: None,
                     },
                 )
                 .unwrap();

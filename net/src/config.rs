@@ -278,6 +278,8 @@ pub struct DispatchSection {
     pub stale_location_s: u32,
     /// Grace for a driver on a trip whose socket dropped.
     pub disconnect_grace_s: u32,
+    /// A ride booked ahead starts searching this long before its `scheduled_at`.
+    pub schedule_lead_s: u32,
 }
 
 impl Default for DispatchSection {
@@ -290,6 +292,7 @@ impl Default for DispatchSection {
             search_radius_m: r.search_radius_m,
             stale_location_s: r.stale_location_s,
             disconnect_grace_s: r.disconnect_grace_s,
+            schedule_lead_s: r.schedule_lead_s,
         }
     }
 }
@@ -329,6 +332,9 @@ pub struct LimitsSection {
     pub ip_per_min: u32,
     /// Open trips one rider may have.
     pub open_trips_per_rider: u16,
+    /// Rides booked ahead (not yet dispatched) one rider may have; they do not count
+    /// as open trips until dispatch starts.
+    pub scheduled_trips_per_rider: u16,
 }
 
 impl Default for LimitsSection {
@@ -340,6 +346,7 @@ impl Default for LimitsSection {
             user_per_min: 120,
             ip_per_min: 60,
             open_trips_per_rider: 3,
+            scheduled_trips_per_rider: DispatchRules::default().scheduled_trips_per_rider,
         }
     }
 }
@@ -396,6 +403,8 @@ impl Config {
             stale_location_s: d.stale_location_s,
             disconnect_grace_s: d.disconnect_grace_s,
             open_trips_per_rider: self.limits.open_trips_per_rider,
+            schedule_lead_s: d.schedule_lead_s,
+            scheduled_trips_per_rider: self.limits.scheduled_trips_per_rider,
             location_min_interval_ms: self.limits.location_min_interval_ms,
             wallet_hold_ttl_s: self.payments.wallet_hold_ttl_s,
             card_auth_ttl_s: self.payments.card_auth_ttl_s,

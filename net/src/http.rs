@@ -186,6 +186,7 @@ impl ApiError {
                 r.retry_after_s = Some((*retry_after_s).max(1));
                 r
             }
+            E::Domain(D::InvalidParam { param, message }) => Self::invalid(message.clone()).with_param(param),
             E::ShutDown => Self::new("unavailable", "the server is shutting down; try again shortly"),
             _ => Self::new(e.code(), e.to_string()),
         }

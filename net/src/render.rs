@@ -197,6 +197,12 @@ pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
         "ended_at": time(t.ended_at),
         "distance_m": t.distance_m,
         "driven_m": t.driven_m,
+        "scheduled_at": time(t.scheduled_at),
+        "dispatch": {
+            "round": t.round,
+            "drivers_offered": t.drivers_offered(),
+            "nearby_drivers": t.nearby_drivers,
+        },
     });
     if viewer == Viewer::Rider {
         v["pickup_code"] = json!(t.pickup_code.to_string());

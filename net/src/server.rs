@@ -260,6 +260,7 @@ impl App {
             }
             let mut trips = serde_json::Map::new();
             for s in [
+                TripStatus::Scheduled,
                 TripStatus::Searching,
                 TripStatus::Accepted,
                 TripStatus::Arrived,
@@ -347,6 +348,11 @@ impl Routes {
     /// Any provider, with `straight_line` for when it has no route (tests, embedders).
     pub fn new(provider: Arc<dyn RouteProvider>, straight_line: StraightLine) -> Routes {
         Routes { provider, straight_line }
+    }
+
+    /// The straight line of `[route]` (the fallback, and a driver's pickup ETA in an estimate).
+    pub fn straight_line(&self) -> &StraightLine {
+        &self.straight_line
     }
 
     /// The one provider every estimate and booking goes through.

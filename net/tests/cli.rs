@@ -67,6 +67,7 @@ fn reconcile_lists_every_difference_with_a_settlement_report() {
         route: StraightLine::default().between(here, there),
         coupon: None,
         bid_minor: None,
+        scheduled_at: None,
     };
     let trip = engine.create_trip(rider, new).unwrap();
     let trip = engine.accept(driver, trip.id).unwrap();

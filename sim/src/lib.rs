@@ -181,6 +181,9 @@ pub struct SimConfig {
     pub rider_cancel_probability: f64,
     /// Chance that a driver who accepted cancels on the way to the pickup.
     pub driver_cancel_probability: f64,
+    /// Chance that a rider books ahead: `scheduled_at` 15 to 17 minutes after asking, so
+    /// the ride is dispatched (`schedule_lead_s`, 10 min by default) within the run.
+    pub scheduled_probability: f64,
     /// The rider takes 5 s to this long to board once the driver has arrived.
     pub boarding_max_s: u32,
 }
@@ -205,6 +208,7 @@ impl Default for SimConfig {
             rider_idle_mean_s: 300,
             rider_cancel_probability: 0.08,
             driver_cancel_probability: 0.03,
+            scheduled_probability: 0.1,
             boarding_max_s: 60,
         }
     }
@@ -234,6 +238,7 @@ impl SimConfig {
             self.decline_probability,
             self.rider_cancel_probability,
             self.driver_cancel_probability,
+            self.scheduled_probability,
         ];
         if p.iter().any(|p| !(0.0..=1.0).contains(p)) || self.accept_probability + self.decline_probability > 1.0 {
             return bad("probabilities must be in [0, 1], accept + decline at most 1");

@@ -34,6 +34,10 @@ pub struct SimStats {
     pub trips_cancelled: u64,
     /// Trips that found no driver before the dispatch timeout.
     pub trips_expired: u64,
+    /// Rides booked ahead (`scheduled`) the engine created.
+    pub scheduled_booked: u64,
+    /// Rides booked ahead seen dispatched (searching, or further, after their lead time).
+    pub scheduled_dispatched: u64,
     /// Times an assigned driver gave a trip back (it searched again).
     pub driver_cancels: u64,
     /// Offers made, over the finished (completed, cancelled, expired) trips.

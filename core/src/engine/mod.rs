@@ -370,6 +370,24 @@ impl Engine {
         self.send(Msg::Query(query))
     }
 
+    /// For each of `categories`, the drivers who could be offered a trip of it from `point`
+    /// at `now` (the filter of a dispatch round, within `search_radius_m`): how many (counted
+    /// up to [`crate::trip::MAX_NEARBY_COUNTED`]) and the nearest (`State::supply_near`). A
+    /// query of the writer's R-tree, answered right after a commit; `reply` is called on the
+    /// writer thread (keep it short). `Overloaded` at once if the queue is full.
+    pub fn supply_near_with(
+        &self,
+        point: LatLng,
+        categories: Vec<crate::user::Category>,
+        now: Timestamp,
+        reply: impl FnOnce(Result<Vec<(u32, Option<crate::geo::Nearby>)>>) + Send + 'static,
+    ) -> Result<()> {
+        let query: Query = Box::new(move |state: Result<&State>| {
+            reply(state.map(|s| categories.iter().map(|c| s.supply_near(point, c, now)).collect()));
+        });
+        self.send(Msg::Query(query))
+    }
+
     /// A rider asks for a trip; it is offered to the nearest eligible drivers at once.
     pub fn create_trip(&self, rider: UserId, trip: NewTrip) -> Result<Arc<Trip>> {
         self.trip_command(Actor::User(rider), Command::CreateTrip(trip))
@@ -802,6 +820,7 @@ mod tests {
             route: crate::route::StraightLine::default().between(here, there),
             coupon: None,
             bid_minor: None,
+            scheduled_at: None,
         };
         let trip = engine.create_trip(rider.id, new).unwrap();
         // A made-up finished copy of the trip, handed back as if the history held it.

@@ -10,7 +10,17 @@
 //!   list when it is answered, lapses or is withdrawn;
 //! - a deadline that outlived its cause (an answered offer, an archived trip) does nothing;
 //! - a searching trip expires `timeout_s` after its search began: its offers are withdrawn,
-//!   any hold released, a coupon use given back.
+//!   any hold released, a coupon use given back;
+//! - a ride booked ahead becomes `searching` once, at the first `Tick` at or after its
+//!   `scheduled_at − schedule_lead_s` (never before: that is its deadline), with a fresh
+//!   search (`searching_since` then, so `timeout_s` counts from then); its wallet hold is
+//!   placed then — a wallet that no longer covers the estimate cancels it, free, by the
+//!   system —, and it counts as an open trip from then;
+//! - every round that starts counts the eligible drivers within `search_radius_m`
+//!   ([`State::supply_near`], up to `MAX_NEARBY_COUNTED`) into `Trip::nearby_drivers`; when
+//!   that count becomes 0 (from none yet, or from a positive count) the rider is told
+//!   (`Event::NoDriversNearby`): once per search while nobody is near, not on every empty
+//!   retry round.
 
 use std::sync::Arc;
 
@@ -20,11 +30,17 @@ use crate::clock::Timestamp;
 use crate::command::Event;
 use crate::driver::{Availability, Driver, MAX_PENDING_OFFERS};
 use crate::error::Result;
+use crate::geo::{LatLng, Nearby};
 use crate::id::{TripId, UserId};
 use crate::trip::{
-    CancelReason, Cancellation, CancelledBy, EXPIRED_REASON, MAX_OFFERS_PER_TRIP, Offer, OfferState, Trip, TripStatus,
-    WithdrawReason,
+    CancelReason, Cancellation, CancelledBy, EXPIRED_REASON, MAX_NEARBY_COUNTED, MAX_OFFERS_PER_TRIP, Offer,
+    OfferState, PaymentMethod, Trip, TripStatus, WithdrawReason,
 };
+use crate::user::Category;
+
+/// The reason of a ride booked ahead that the engine cancelled at its dispatch because its
+/// wallet no longer covered the estimate.
+pub const UNFUNDED_REASON: &str = "the wallet no longer covers the estimate";
 
 impl State {
     /// Offers the trip to the nearest eligible drivers not offered it before, if it
@@ -38,6 +54,15 @@ impl State {
         let room = MAX_OFFERS_PER_TRIP.saturating_sub(trip.offers.len());
         let limit = usize::from(self.rules.offers_per_round).min(room);
         let chosen = self.nearest_eligible(trip, now, limit);
+        let (nearby, _) = self.supply_near(trip.pickup.point, &trip.category, now);
+        if trip.nearby_drivers != Some(nearby) {
+            let rider_id = trip.rider_id;
+            self.trip_mut(trip_id, fx)?.nearby_drivers = Some(nearby);
+            if nearby == 0 {
+                fx.events.push(Event::NoDriversNearby { trip_id, rider_id });
+            }
+        }
+        let trip = self.trip_ref(trip_id)?;
         if chosen.is_empty() {
             let retry = now.plus_secs(self.rules.redispatch_retry_s);
             if retry < trip.searching_since.plus_secs(self.rules.timeout_s) {
@@ -87,11 +112,7 @@ impl State {
     /// `search_radius_m`, with room for another offer, and never offered this trip.
     fn nearest_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32)> {
         let eligible = |d: &Driver| {
-            d.availability == Availability::Available
-                && !d.suspended
-                && d.category == trip.category
-                && d.has_fresh_fix(now, self.rules.stale_location_s)
-                && !d.is_disconnected()
+            self.could_drive(d, &trip.category, now)
                 && d.pending_offers.len() < MAX_PENDING_OFFERS
                 && trip.offer_to(d.id).is_none()
         };
@@ -102,6 +123,33 @@ impl State {
             .into_iter()
             .map(|n| (n.driver.id, n.distance_m.round() as u32))
             .collect()
+    }
+
+    /// Whether `d` could be offered a trip of `category` at `now`, whatever the trip:
+    /// available, not suspended, in the category, with a position no older than
+    /// `stale_location_s`, not disconnected from the socket. The one filter of a round
+    /// (which adds the trip's own conditions), of a round's nearby count and of an
+    /// estimate's supply.
+    fn could_drive(&self, d: &Driver, category: &Category, now: Timestamp) -> bool {
+        d.availability == Availability::Available
+            && !d.suspended
+            && d.category == *category
+            && d.has_fresh_fix(now, self.rules.stale_location_s)
+            && !d.is_disconnected()
+    }
+
+    /// The drivers who could take a trip of `category` from `point` now ([`State::could_drive`])
+    /// within `search_radius_m`: how many (counted up to [`MAX_NEARBY_COUNTED`]) and the
+    /// nearest (where, and how far by great circle). What a round records as the trip's
+    /// `nearby_drivers`, and what an estimate shows.
+    pub fn supply_near(&self, point: LatLng, category: &Category, now: Timestamp) -> (u32, Option<Nearby>) {
+        let radius = f64::from(self.rules.search_radius_m);
+        let limit = MAX_NEARBY_COUNTED as usize;
+        let near = self.index.0.nearest(point, radius, limit, |i| {
+            self.drivers.get(&i.id).is_some_and(|d| self.could_drive(d, category, now))
+        });
+        let count = u32::try_from(near.len()).unwrap_or(MAX_NEARBY_COUNTED);
+        (count, near.into_iter().next())
     }
 
     /// Withdraws every pending offer of the trip (it was taken, cancelled or expired).
@@ -167,6 +215,7 @@ impl State {
                 Deadline::Housekeeping => self.housekeeping(now),
                 Deadline::HoldExpiry { trip_id, hold } => self.expire_hold(trip_id, hold, now, fx)?,
                 Deadline::CashClaimExpiry(trip_id) => self.cash_claim_expired(trip_id, now, fx)?,
+                Deadline::ScheduledDispatch(trip_id) => self.dispatch_scheduled(trip_id, now, fx)?,
             }
         }
         Ok(())
@@ -200,6 +249,42 @@ impl State {
         self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
         fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason: WithdrawReason::Expired });
         self.dispatch_round(trip_id, now, fx)
+    }
+
+    /// A ride booked ahead starts its search (its `ScheduledDispatch` deadline is due):
+    /// the wallet hold deferred at booking is placed, the trip counts as open, the search
+    /// begins now with its timeout and its first round. A trip no longer scheduled
+    /// (cancelled, or archived since) is left alone: this happens once.
+    fn dispatch_scheduled(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let Some(trip) = self.trips.get(&trip_id) else { return Ok(()) };
+        if trip.status != TripStatus::Scheduled {
+            return Ok(());
+        }
+        let (rider, currency, estimate) = (trip.rider_id, trip.fare.currency, trip.fare.estimate_minor);
+        let mut hold = None;
+        if trip.payment.method == PaymentMethod::Wallet {
+            if self.check_wallet_covers(rider, currency, estimate).is_err() {
+                // Dispatching a ride its wallet cannot pay for would leave the fare as a
+                // debt: the engine cancels it, free, and the rider is told (TripUpdated).
+                self.cancel_terminal(trip_id, CancelledBy::System, CancelReason::Other, UNFUNDED_REASON, now, fx)?;
+                return Ok(());
+            }
+            hold = self.hold_for_booking(trip_id, rider, currency, estimate, now, fx)?;
+            if let Some(hold) = hold {
+                let expires = now.plus_secs(self.rules.wallet_hold_ttl_s);
+                self.deadlines.insert((expires, Deadline::HoldExpiry { trip_id, hold }));
+            }
+        }
+        self.close_scheduled(rider);
+        *self.open_trips_by_rider.entry(rider).or_default() += 1;
+        let t = self.trip_mut(trip_id, fx)?;
+        t.set_status(TripStatus::Searching, now)?;
+        t.searching_since = now;
+        t.payment.hold = hold;
+        self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(trip_id)));
+        self.dispatch_round(trip_id, now, fx)?;
+        self.trip_updated(trip_id, fx)?;
+        Ok(())
     }
 
     fn expire_trip(&mut self, trip_id: TripId, at: Timestamp, now: Timestamp, fx: &mut Effects) -> Result<()> {

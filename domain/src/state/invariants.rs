@@ -25,8 +25,15 @@ impl State {
             }
         }
         let mut open_by_rider: HashMap<UserId, u16> = HashMap::new();
+        let mut scheduled_by_rider: HashMap<UserId, u16> = HashMap::new();
         for t in self.trips.values() {
-            if t.status.is_open() {
+            if t.status == TripStatus::Scheduled {
+                *scheduled_by_rider.entry(t.rider_id).or_default() += 1;
+                // Nothing happens to a ride booked ahead before its dispatch.
+                if !t.offers.is_empty() || t.round != 0 || t.scheduled_at.is_none() {
+                    return Err(format!("scheduled trip {} has offers, a round or no scheduled_at", t.id));
+                }
+            } else if t.status.is_open() {
                 *open_by_rider.entry(t.rider_id).or_default() += 1;
             }
             match (t.status.has_driver(), t.driver_id) {
@@ -39,7 +46,9 @@ impl State {
                 (true, None) => {
                     return Err(format!("trip {} is {} without a driver", t.id, t.status));
                 }
-                (false, Some(_)) if matches!(t.status, TripStatus::Searching | TripStatus::Expired) => {
+                (false, Some(_))
+                    if matches!(t.status, TripStatus::Searching | TripStatus::Expired | TripStatus::Scheduled) =>
+                {
                     return Err(format!("trip {} is {} with a driver", t.id, t.status));
                 }
                 _ => {}
@@ -68,6 +77,9 @@ impl State {
         }
         if open_by_rider != self.open_trips_by_rider {
             return Err("open trip counts per rider are off".into());
+        }
+        if scheduled_by_rider != self.scheduled_by_rider {
+            return Err("scheduled trip counts per rider are off".into());
         }
         // `who` takes a driver record as proof of the driver role.
         if let Some(d) = self.drivers.keys().find(|id| self.users.get(*id).is_none_or(|u| u.role != Role::Driver)) {

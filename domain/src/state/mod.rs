@@ -79,6 +79,8 @@ pub enum Deadline {
     /// A finished card trip its rider switched to cash, unconfirmed by the driver: the
     /// fare becomes the rider's debt.
     CashClaimExpiry(TripId),
+    /// A ride booked ahead starts searching (`scheduled_at − schedule_lead_s`).
+    ScheduledDispatch(TripId),
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.
@@ -117,6 +119,9 @@ pub struct State {
     idempotency_expiry: imbl::OrdSet<(Timestamp, Actor, String)>,
     ledger: Ledger,
     gateway_events: BTreeMap<(String, String), Timestamp>,
+    /// Rides booked ahead and not yet dispatched, per rider (they are not in
+    /// `open_trips_by_rider` until dispatch starts).
+    scheduled_by_rider: HashMap<UserId, u16>,
     #[serde(skip)]
     index: Positions,
 }
@@ -173,6 +178,7 @@ impl<'de> Deserialize<'de> for State {
             idempotency_expiry: imbl::OrdSet<(Timestamp, Actor, String)>,
             ledger: Ledger,
             gateway_events: BTreeMap<(String, String), Timestamp>,
+            scheduled_by_rider: HashMap<UserId, u16>,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -203,6 +209,7 @@ impl<'de> Deserialize<'de> for State {
             idempotency_expiry: r.idempotency_expiry,
             ledger: r.ledger,
             gateway_events: r.gateway_events,
+            scheduled_by_rider: r.scheduled_by_rider,
             index: Positions(index),
         })
     }
@@ -314,6 +321,7 @@ impl State {
             idempotency_expiry: self.idempotency_expiry.clone(),
             ledger: self.ledger.clone(),
             gateway_events: self.gateway_events.clone(),
+            scheduled_by_rider: self.scheduled_by_rider.clone(),
             index: Positions::default(),
         }
     }
@@ -530,6 +538,30 @@ impl State {
         Ok(())
     }
 
+    /// A trip of `rider` that was `status` stops counting: a scheduled one against the
+    /// rider's scheduled rides, any other open one against the open trips.
+    fn close_trip_count(&mut self, rider: UserId, status: crate::trip::TripStatus) {
+        if status == crate::trip::TripStatus::Scheduled {
+            self.close_scheduled(rider);
+        } else {
+            self.close_open_trip(rider);
+        }
+    }
+
+    /// A scheduled ride of `rider` left `scheduled` (dispatched or cancelled).
+    fn close_scheduled(&mut self, rider: UserId) {
+        debug_assert!(
+            self.scheduled_by_rider.get(&rider).is_some_and(|n| *n > 0),
+            "close_scheduled: rider {rider} has no scheduled trip counted"
+        );
+        if let Some(n) = self.scheduled_by_rider.get_mut(&rider) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.scheduled_by_rider.remove(&rider);
+            }
+        }
+    }
+
     fn close_open_trip(&mut self, rider: UserId) {
         debug_assert!(
             self.open_trips_by_rider.get(&rider).is_some_and(|n| *n > 0),
@@ -592,6 +624,7 @@ mod users;
 
 pub use account::GATEWAY_EVENT_TTL_S;
 pub use account::gateway_event_kept;
+pub use dispatch::UNFUNDED_REASON;
 pub use extras::ARCHIVED_ENTRY_BYTES;
 pub use location::{MAX_NEARBY_LIMIT, MAX_NEARBY_RADIUS_M};
 

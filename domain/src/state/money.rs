@@ -134,6 +134,16 @@ impl State {
         Ok(Some(id))
     }
 
+    /// Refuses with `insufficient_funds` unless the rider's wallet has `amount_minor`
+    /// available: a booking ahead checks what the hold at dispatch will take.
+    pub(super) fn check_wallet_covers(&self, rider: UserId, currency: Currency, amount_minor: i64) -> Result<()> {
+        let available = self.ledger.account(&Accounts { currency }.user(AccountKind::RiderWallet, rider)).available();
+        if amount_minor > 0 && available < amount_minor {
+            return Err(Error::InsufficientFunds { available, needed: amount_minor });
+        }
+        Ok(())
+    }
+
     /// The linked batch that settles `trip` completed at `fare_minor`. Pure: nothing changes.
     pub(super) fn settlement(
         &self,

@@ -26,9 +26,9 @@ use crate::error::{Error, Result};
 use crate::geo::LatLng;
 use crate::id::{TripId, UserId};
 use crate::trip::{
-    CancelReason, Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, MAX_CODE_FAILURES, Offer,
-    OfferState, PaymentMethod, PaymentStatus, PickupCode, Trip, TripFare, TripKind, TripPayment, TripStatus,
-    WithdrawReason,
+    CancelReason, Cancellation, CancelledBy, GatewayAction, LockedCoupon, LockedPrice, MAX_CODE_FAILURES,
+    MAX_SCHEDULE_AHEAD_S, MIN_SCHEDULE_AHEAD_S, Offer, OfferState, PaymentMethod, PaymentStatus, PickupCode, Trip,
+    TripFare, TripKind, TripPayment, TripStatus, WithdrawReason,
 };
 
 impl State {
@@ -54,8 +54,9 @@ impl State {
             }
             (TripKind::Ride, None) => {}
         }
+        let dispatch_at = self.check_schedule(rider_id, new, now)?;
         let open = self.open_trips_by_rider.get(&rider_id).copied().unwrap_or(0);
-        if open >= self.rules.open_trips_per_rider {
+        if dispatch_at.is_none() && open >= self.rules.open_trips_per_rider {
             return Err(Error::TooManyOpenTrips(self.rules.open_trips_per_rider));
         }
         let book = self.price_book();
@@ -80,7 +81,7 @@ impl State {
 
         let mut trip = Trip {
             id,
-            status: TripStatus::Searching,
+            status: if dispatch_at.is_some() { TripStatus::Scheduled } else { TripStatus::Searching },
             kind: new.kind,
             rider_id,
             driver_id: None,
@@ -131,10 +132,29 @@ impl State {
             code_failures: 0,
             rider_rating: None,
             driver_rating: None,
+            scheduled_at: new.scheduled_at,
+            nearby_drivers: None,
         };
         if new.payment_method == PaymentMethod::Card {
             // Bound to the gateway that charges it: no other gateway's event moves it.
             trip.payment.gateway = Some(self.rules.card_gateway.clone());
+        }
+        if let Some(dispatch_at) = dispatch_at {
+            // A ride booked ahead holds nothing yet: a wallet hold lives
+            // `wallet_hold_ttl_s` (a day), shorter than a week ahead, so it is placed when
+            // dispatch starts (`dispatch_scheduled`). The wallet must cover the estimate
+            // now, as for any booking; the last check, before the first write.
+            if new.payment_method == PaymentMethod::Wallet {
+                self.check_wallet_covers(rider_id, trip.fare.currency, trip.fare.estimate_minor)?;
+            }
+            self.trips.insert(id, Arc::new(trip));
+            *self.scheduled_by_rider.entry(rider_id).or_default() += 1;
+            if let Some(code) = &new.coupon {
+                self.count_coupon_use(code, rider_id, true, fx);
+            }
+            self.deadlines.insert((dispatch_at, Deadline::ScheduledDispatch(id)));
+            fx.trips.push(id);
+            return self.trip_updated(id, fx);
         }
         // The wallet hold is the last check (it can refuse) and the first write.
         if new.payment_method == PaymentMethod::Wallet {
@@ -154,6 +174,33 @@ impl State {
         fx.trips.push(id);
         self.dispatch_round(id, now, fx)?;
         self.trip_updated(id, fx)
+    }
+
+    /// For a ride booked ahead, when its dispatch starts (`scheduled_at −
+    /// schedule_lead_s`), after checking it: `scheduled_at` 15 minutes to 7 days after
+    /// `now` (inclusive), a ride (a parcel is sent now; a bidding trip haggles with drivers
+    /// who are there now), and room under `scheduled_trips_per_rider`. `None` for a ride now.
+    fn check_schedule(&self, rider: UserId, new: &NewTrip, now: Timestamp) -> Result<Option<Timestamp>> {
+        let Some(at) = new.scheduled_at else { return Ok(None) };
+        let invalid = |message: String| Error::InvalidParam { param: "scheduled_at", message };
+        let ahead_ms = at.millis_since(now);
+        let (min_ms, max_ms) = (i64::from(MIN_SCHEDULE_AHEAD_S) * 1000, i64::from(MAX_SCHEDULE_AHEAD_S) * 1000);
+        if !(min_ms..=max_ms).contains(&ahead_ms) {
+            return Err(invalid("scheduled_at must be 15 minutes to 7 days ahead".into()));
+        }
+        if new.kind == TripKind::Parcel {
+            return Err(invalid("a parcel cannot be booked ahead: send it when it is ready".into()));
+        }
+        if new.bid_minor.is_some() {
+            return Err(invalid(
+                "a bidding trip cannot be booked ahead: drivers bid on trips they can take now".into(),
+            ));
+        }
+        let scheduled = self.scheduled_by_rider.get(&rider).copied().unwrap_or(0);
+        if scheduled >= self.rules.scheduled_trips_per_rider {
+            return Err(Error::TooManyScheduledTrips(self.rules.scheduled_trips_per_rider));
+        }
+        Ok(Some(at.plus_millis(-i64::from(self.rules.schedule_lead_s) * 1000)))
     }
 
     /// Accept, in the order of refusals the API fixes: 404, 403 `not_offered`,
@@ -416,7 +463,7 @@ impl State {
         }
     }
 
-    fn cancel_terminal(
+    pub(super) fn cancel_terminal(
         &mut self,
         trip_id: TripId,
         by: CancelledBy,
@@ -426,7 +473,9 @@ impl State {
         fx: &mut Effects,
     ) -> Result<Outcome> {
         let trip = self.trip_ref(trip_id)?;
+        let was = trip.status;
         // A rider who cancels after the free window pays the fee; staff never charge one.
+        // A ride booked ahead has no driver before its dispatch: its cancel is free.
         let fee = match (by, trip.accepted_at, trip.status.has_driver()) {
             (CancelledBy::Rider, Some(accepted_at), true) => {
                 Some(crate::fare::cancellation_fee(&trip.fare.locked.pricing, accepted_at, now).map_err(fare_error)?)
@@ -448,7 +497,7 @@ impl State {
         if let Some(d) = driver {
             self.release_driver(d, fx)?;
         }
-        self.close_open_trip(rider);
+        self.close_trip_count(rider, was);
         if let Some(code) = coupon {
             self.count_coupon_use(&code, rider, false, fx);
         }

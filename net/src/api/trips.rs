@@ -82,10 +82,26 @@ impl Ctx<'_> {
         let est = self.app.engine.read(|v| {
             v.price_book().estimate(pickup.point, &route, b.category.as_ref(), b.coupon.as_deref(), rider, t)
         })?;
+        // Each category's drivers near the pickup: the writer's R-tree, asked after a commit,
+        // with the filter a dispatch round uses.
+        let categories: Vec<Category> = est.quotes.iter().map(|(c, _)| c.clone()).collect();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.app.engine.supply_near_with(pickup.point, categories, t, move |r| {
+            let _ = tx.send(r);
+        })?;
+        let supply = match rx.await {
+            Ok(r) => r.map_err(ApiError::from)?,
+            Err(_) => return Err(ApiError::from_core(&dispatch_core::Error::ShutDown)),
+        };
+        let straight_line = self.app.routes.straight_line();
         let estimates: Vec<Value> = est
             .quotes
             .iter()
-            .map(|(c, q)| {
+            .zip(&supply)
+            .map(|((c, q), (nearby, nearest))| {
+                // The nearest driver's way to the pickup on the straight line of `[route]`:
+                // no router call per estimate.
+                let eta = nearest.map(|n| straight_line.between(n.driver.position, pickup.point).duration_s);
                 json!({
                     "category": c.as_str(),
                     "fare": {"amount_minor": q.fare.amount_minor, "currency": q.fare.currency.code(),
@@ -97,6 +113,8 @@ impl Ctx<'_> {
                     "route_source": serde_json::to_value(q.route_source).unwrap_or(Value::Null),
                     "breakdown": serde_json::to_value(q.breakdown).unwrap_or(Value::Null),
                     "route": {"polyline": path.polyline},
+                    "pickup_eta_s": eta,
+                    "nearby_drivers": nearby,
                 })
             })
             .collect();
@@ -134,8 +152,16 @@ impl Ctx<'_> {
             parcel: Option<ParcelIn>,
             #[serde(default)]
             bid: Option<BidIn>,
+            #[serde(default)]
+            scheduled_at: Option<String>,
         }
         let b: In = self.json(false)?;
+        // The window (15 minutes to 7 days ahead) is the engine's to check, at its `now`.
+        let scheduled_at = b
+            .scheduled_at
+            .as_deref()
+            .map(|s| http::parse_rfc3339(s, "scheduled_at").map_err(|e| e.with_param("scheduled_at")))
+            .transpose()?;
         let (pickup, dropoff, stops) = (b.pickup.get()?, b.dropoff.get()?, stops_in(b.stops)?);
         let parcel = b
             .parcel
@@ -162,6 +188,7 @@ impl Ctx<'_> {
             route,
             coupon: b.coupon,
             bid_minor: b.bid.map(|x| x.amount_minor),
+            scheduled_at,
         };
         let o = self.submit(Command::CreateTrip(new)).await?;
         if let Outcome::Trip(t) = &o {

@@ -284,6 +284,9 @@ impl Hub {
                     }
                 }
                 Event::DriverMoved { .. } => {}
+                Event::NoDriversNearby { trip_id, rider_id } => {
+                    self.send_user(*rider_id, &json!({"type": "no_drivers_nearby", "trip_id": trip_id.to_string()}));
+                }
                 Event::DriverPresence { driver_id, trip_id, connected } => {
                     let (trip, fix) =
                         engine.read(|v| (v.trip(*trip_id).cloned(), v.driver(*driver_id).and_then(|d| d.fix)));

@@ -97,7 +97,9 @@ impl Sim<'_> {
                     note.matched = true;
                     self.stats.trips_matched += 1;
                     let accepted_at = t.accepted_at.unwrap_or(now);
-                    self.match_times.record(accepted_at.millis_since(t.created_at));
+                    // A ride booked ahead is matched from its dispatch, when its search began.
+                    let asked_at = if t.scheduled_at.is_some() { t.searching_since } else { t.created_at };
+                    self.match_times.record(accepted_at.millis_since(asked_at));
                 }
             }
             None => self.unexpected(&format!("won trip {}, which no simulated rider asked for", t.id)),

@@ -71,6 +71,8 @@ struct TripNote {
     matched: bool,
     /// The driver the sim last saw win an accept, until it completes or gives the trip back.
     holder: Option<usize>,
+    /// Booked ahead and not yet seen dispatched.
+    scheduled: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -305,7 +307,10 @@ impl Sim<'_> {
                 match result {
                     Ok(Outcome::Trip(t)) => {
                         self.stats.trips_requested += 1;
-                        self.notes.insert(t.id, TripNote { code: t.pickup_code, matched: false, holder: None });
+                        let scheduled = t.status == dispatch_core::trip::TripStatus::Scheduled;
+                        self.stats.scheduled_booked += u64::from(scheduled);
+                        let note = TripNote { code: t.pickup_code, matched: false, holder: None, scheduled };
+                        self.notes.insert(t.id, note);
                         let cancel_at = self
                             .rng
                             .random_bool(self.config.rider_cancel_probability)
@@ -492,6 +497,8 @@ mod tests {
         assert!(s.match_p50_ms.is_some_and(|p| p <= s.match_p95_ms.unwrap_or(0)), "{s:?}");
         assert!(s.ignored > 0 && s.accepts_refused > 0, "drivers ignore offers and lose races: {s:?}");
         assert_eq!(s.drivers_online, 50, "{s:?}");
+        // A tenth book ahead; those booked early enough are dispatched within the run.
+        assert!(s.scheduled_dispatched > 0 && s.scheduled_dispatched <= s.scheduled_booked, "{s:?}");
         state.check_invariants().unwrap();
         let completed = state.trips().filter(|t| t.status == TripStatus::Completed).count() as u64;
         assert_eq!(completed, s.trips_completed, "the sim counts what the engine did");

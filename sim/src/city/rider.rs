@@ -1,7 +1,8 @@
 //! A simulated rider: idle, then asks for a ride between two random points of the city
 //! area (priced on a straight-line route, paid cash; about [`STOPS_SHARE`] of rides with 1
-//! to `MAX_STOPS` stops on the way, priced leg by leg), waits, sometimes cancels before
-//! pickup, and once the trip has ended (completed, cancelled or expired) counts how it
+//! to `MAX_STOPS` stops on the way, priced leg by leg) — now, or sometimes booked 15 to 17
+//! minutes ahead —, waits, sometimes cancels before pickup (a ride booked ahead, perhaps
+//! before its dispatch, free), and once the trip has ended (completed, cancelled or expired) counts how it
 //! went and is idle again.
 //!
 //! Guarantees upheld here (*bounded*): a rider has at most one open trip and at most one
@@ -59,6 +60,11 @@ impl Sim<'_> {
                 let mut waypoints = vec![pickup];
                 waypoints.extend(stops.iter().map(|s| s.point));
                 waypoints.push(dropoff);
+                // Some book ahead: 15 minutes (and a margin for the engine's clock) to 17.
+                let scheduled_at = self
+                    .rng
+                    .random_bool(self.config.scheduled_probability)
+                    .then(|| now.plus_millis(905_000 + self.rng.random_range(0..=115_000)));
                 let new = NewTrip {
                     id: None,
                     pickup_code: None,
@@ -72,6 +78,7 @@ impl Sim<'_> {
                     route: self.route.through(&waypoints),
                     coupon: None,
                     bid_minor: None,
+                    scheduled_at,
                 };
                 let rider = self.riders[i].id;
                 if self.send(Actor::User(rider), Command::CreateTrip(new), Tag::CreateTrip(i)) {
@@ -100,12 +107,23 @@ impl Sim<'_> {
                     },
                     Seen::Nothing | Seen::Offers(_) => return,
                 };
+                // A ride booked ahead searches from its dispatch on: its search began after
+                // its booking (a ride cancelled while still scheduled never searched).
+                if let Some(note) = self.notes.get_mut(&trip)
+                    && note.scheduled
+                    && t.status != TripStatus::Scheduled
+                {
+                    note.scheduled = false;
+                    if t.searching_since > t.created_at {
+                        self.stats.scheduled_dispatched += 1;
+                    }
+                }
                 if t.status.is_terminal() {
                     self.trip_ended(&t);
                     let request_at = self.next_request(now);
                     self.riders[i].phase = RiderPhase::Idle { request_at };
                 } else if cancel_at.is_some_and(|at| now >= at)
-                    && matches!(t.status, TripStatus::Searching | TripStatus::Accepted)
+                    && matches!(t.status, TripStatus::Scheduled | TripStatus::Searching | TripStatus::Accepted)
                 {
                     let rider = self.riders[i].id;
                     let cancel = Command::CancelTrip {

@@ -12,6 +12,8 @@
 //! - `money`: what every payment path moves; `money_model`: the same against a reference
 //!   model, on random sequences with crashes (a proptest).
 //! - `stops`: stops on the way, and the fare over the summed route (a proptest).
+//! - `scheduled`: rides booked ahead (a model test through restarts) and the count of
+//!   drivers near a search (`no_drivers_nearby`).
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
 
 mod account;
@@ -22,6 +24,7 @@ mod location;
 mod money;
 mod money_model;
 mod stops;
+mod scheduled;
 mod trips;
 
 use super::*;

@@ -146,7 +146,7 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The driver.", Some(driver_ref))], &["invalid_transition"], true),
     op!("POST" "/v1/admin/drivers/{id}/unsuspend" "admin_unsuspend", "drivers", "Lift a driver's suspension.", ADMIN, no_query, optional_body(reason_in, reason_ex),
         [(200, "The driver.", Some(driver_ref))], &["invalid_transition"], true),
-    op!("POST" "/v1/trips" "trip_create", "trips", "Book a trip (priced and locked now).", RIDER, no_query, json_body(create_trip_in, create_trip_ex),
+    op!("POST" "/v1/trips" "trip_create", "trips", "Book a trip (priced and locked now), or a ride ahead with scheduled_at (status scheduled, dispatched schedule_lead_s before).", RIDER, no_query, json_body(create_trip_in, create_trip_ex),
         [(201, "Booked: the trip, with its pickup code.", Some(trip_ref))],
         &["invalid_coordinates", "outside_service_area", "no_pricing", "coupon_invalid", "insufficient_funds", "too_many_open_trips", "forbidden"], true),
     op!("GET" "/v1/trips" "trips", "trips", "The caller's own trips, newest first.", RIDER_OR_DRIVER, trips_query, Body::None,

@@ -196,6 +196,11 @@ pub(super) fn create_trip_in() -> Value {
                 )),
             ),
             ("bid", nullable(strict(&[("amount_minor", int())], &["amount_minor"]))),
+            (
+                "scheduled_at",
+                json!({"type": ["string", "null"], "format": "date-time",
+                       "description": "Book a ride ahead: 15 minutes to 7 days from now (inclusive); not with a parcel or a bid."}),
+            ),
         ],
         &["pickup", "dropoff", "category", "payment_method"],
     )

@@ -176,7 +176,7 @@ pub(super) fn reconcile_query() -> Vec<Value> {
 // --- Shapes of answers ----------------------------------------------------------------
 
 pub(super) fn trip_status() -> Value {
-    enumeration(&["searching", "accepted", "arrived", "in_progress", "completed", "cancelled", "expired"])
+    enumeration(&["scheduled", "searching", "accepted", "arrived", "in_progress", "completed", "cancelled", "expired"])
 }
 
 pub(super) fn point_out() -> Value {
@@ -365,6 +365,26 @@ pub(super) fn trip_schema() -> Value {
             ("distance_m", nullable(uint())),
             ("driven_m", nullable(uint())),
             (
+                "scheduled_at",
+                json!({"type": ["string", "null"], "format": "date-time",
+                       "description": "A ride booked ahead: when the rider wants it; null for a ride now."}),
+            ),
+            (
+                "dispatch",
+                obj(
+                    &[
+                        ("round", uint()),
+                        ("drivers_offered", uint()),
+                        (
+                            "nearby_drivers",
+                            json!({"type": ["integer", "null"], "minimum": 0,
+                                   "description": "Eligible drivers within the search radius found by the last round (counted up to 100); null before the first."}),
+                        ),
+                    ],
+                    &["round", "drivers_offered", "nearby_drivers"],
+                ),
+            ),
+            (
                 "parcel",
                 obj(
                     &[("weight_kg", number()), ("description", string()), ("recipient_phone", string())],
@@ -412,6 +432,8 @@ pub(super) fn trip_schema() -> Value {
             "ended_at",
             "distance_m",
             "driven_m",
+            "scheduled_at",
+            "dispatch",
             "driver",
             "rider",
             "eta",
@@ -650,8 +672,28 @@ pub(super) fn estimate_out() -> Value {
                     &["polyline"],
                 ),
             ),
+            (
+                "pickup_eta_s",
+                json!({"type": ["integer", "null"], "minimum": 0,
+                       "description": "Seconds for the nearest eligible driver to reach the pickup (straight line of [route]); null when none."}),
+            ),
+            (
+                "nearby_drivers",
+                json!({"type": "integer", "minimum": 0,
+                       "description": "Eligible drivers of the category within the search radius (counted up to 100)."}),
+            ),
         ],
-        &["category", "fare", "distance_m", "duration_s", "surge_bps", "discount_minor", "route"],
+        &[
+            "category",
+            "fare",
+            "distance_m",
+            "duration_s",
+            "surge_bps",
+            "discount_minor",
+            "route",
+            "pickup_eta_s",
+            "nearby_drivers",
+        ],
     );
     obj(&[("zone_id", id("zon_")), ("estimates", array(quote))], &["zone_id", "estimates"])
 }
