@@ -49,7 +49,7 @@
 //! let there = LatLng::new(30.06, 31.25)?;
 //! let route = route::StraightLine::default().between(here, there); // or a road router
 //! let trip = engine.create_trip(rider.id, NewTrip {
-//!     id: None, pickup_code: None, kind: TripKind::Ride,
+//!     id: None, pickup_code: None, reference: None, kind: TripKind::Ride,
 //!     pickup: Place::at(here), dropoff: Place::at(there),
 //!     category: Category::new("economy")?, parcel: None, payment_method: PaymentMethod::Cash,
 //!     route, coupon: None, bid_minor: None,

@@ -77,10 +77,12 @@ pub mod otp;
 pub mod payment;
 pub mod record;
 pub mod route;
+pub mod share;
 pub mod state;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod trip;
+pub mod trip_ref;
 pub mod user;
 pub mod zone;
 

@@ -23,6 +23,7 @@ use crate::geo::LatLng;
 use crate::id::{BidId, CouponId, TransferId, TripId, UserId, ZoneId};
 use crate::money::Currency;
 use crate::route::Route;
+use crate::trip_ref::TripRef;
 use crate::user::Category;
 
 /// The cancellation types live in [`crate::cancellation`]; a trip records one.
@@ -712,6 +713,9 @@ pub struct Trip {
     pub rider_rating: Option<Rating>,
     /// The driver's rating of the rider.
     pub driver_rating: Option<Rating>,
+    /// The short reference support reads over the phone (`7KQ-2M4`), unique among the
+    /// trips of the last 30 days.
+    pub reference: TripRef,
 }
 
 /// Wrong pickup codes after which a trip's start is locked (the 5th locks it): guessing

@@ -334,6 +334,9 @@ mod tests {
             suspended: false,
             created_at: Timestamp::from_millis(0),
             rating: Default::default(),
+            email: None,
+            language: "en".into(),
+            default_payment_method: None,
         })
     }
 

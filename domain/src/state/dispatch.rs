@@ -18,7 +18,7 @@ use super::money::settle_cancelled_payment;
 use super::{Deadline, Effects, State};
 use crate::clock::Timestamp;
 use crate::command::Event;
-use crate::driver::{Availability, Driver, MAX_PENDING_OFFERS};
+use crate::driver::{Driver, MAX_PENDING_OFFERS};
 use crate::error::Result;
 use crate::id::{TripId, UserId};
 use crate::trip::{
@@ -82,16 +82,14 @@ impl State {
     /// The `limit` nearest drivers who may be offered `trip` now, nearest first
     /// (ties by id), with their great-circle distance to the pickup.
     ///
-    /// Eligible: available, not suspended, in the trip's category, with a position
-    /// no older than `stale_location_s`, not disconnected from the socket, within
+    /// Eligible: dispatchable ([`Driver::not_dispatchable`]: available, not suspended, with
+    /// a position no older than `stale_location_s`, not disconnected from the socket), in
+    /// the trip's category, within
     /// `search_radius_m`, with room for another offer, and never offered this trip.
     fn nearest_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32)> {
         let eligible = |d: &Driver| {
-            d.availability == Availability::Available
-                && !d.suspended
+            d.not_dispatchable(now, self.rules.stale_location_s).is_none()
                 && d.category == trip.category
-                && d.has_fresh_fix(now, self.rules.stale_location_s)
-                && !d.is_disconnected()
                 && d.pending_offers.len() < MAX_PENDING_OFFERS
                 && trip.offer_to(d.id).is_none()
         };

@@ -26,6 +26,7 @@
 //! - `dispatch.rs`: offer rounds, lapses, withdrawals, expiry, the deadlines a `Tick` fires;
 //! - `archive.rs`: finished trips leaving for the history and coming back for a command;
 //! - `money.rs` (transfer ids, holds, settlement) and `gateway.rs` (card payments, refunds);
+//! - `shares.rs`: the trips' short references (their 30-day index) and share links;
 //! - `catalog.rs` (zones, coupons, surge), `extras.rs` (bids, ratings, alerts, idempotency),
 //!   `account.rs` (OTP, tokens, presence), `location.rs` (positions and the index);
 //! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply.
@@ -41,10 +42,12 @@ use crate::command::{Actor, Command, DispatchRules, Event, Outcome, Remembered};
 use crate::driver::{Availability, Driver};
 use crate::error::{Error, Result};
 use crate::geo::{CategoryCode, DriverIndex, IndexedDriver};
-use crate::id::{AlertId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, ShareId, TripId, UserId, ZoneId};
 use crate::ledger::Ledger;
 use crate::otp::OtpRecord;
+use crate::share::Share;
 use crate::trip::{MAX_REASON_LEN, Trip};
+use crate::trip_ref::TripRef;
 use crate::user::{Role, User};
 use crate::zone::{Catalog, CouponRecord, SurgeReading};
 
@@ -99,6 +102,8 @@ pub enum Deadline {
 /// accept p99 while checkpointing. Only the drivers (the location hot path, where a
 /// std map's lookups are faster), the open-trip counts, surge, coupons, alerts and
 /// gateway event ids stay std maps and are copied: they are small or sized by the fleet.
+/// So do the share links (a few per open trip); the trips' references of the last 30
+/// days are persistent, like the trips.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct State {
     rules: DispatchRules,
@@ -117,6 +122,10 @@ pub struct State {
     idempotency_expiry: imbl::OrdSet<(Timestamp, Actor, String)>,
     ledger: Ledger,
     gateway_events: BTreeMap<(String, String), Timestamp>,
+    refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+    refs_by_age: imbl::OrdSet<(Timestamp, TripRef)>,
+    shares: BTreeMap<ShareId, Share>,
+    trip_shares: BTreeMap<TripId, Vec<ShareId>>,
     #[serde(skip)]
     index: Positions,
 }
@@ -173,6 +182,10 @@ impl<'de> Deserialize<'de> for State {
             idempotency_expiry: imbl::OrdSet<(Timestamp, Actor, String)>,
             ledger: Ledger,
             gateway_events: BTreeMap<(String, String), Timestamp>,
+            refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+            refs_by_age: imbl::OrdSet<(Timestamp, TripRef)>,
+            shares: BTreeMap<ShareId, Share>,
+            trip_shares: BTreeMap<TripId, Vec<ShareId>>,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -203,6 +216,10 @@ impl<'de> Deserialize<'de> for State {
             idempotency_expiry: r.idempotency_expiry,
             ledger: r.ledger,
             gateway_events: r.gateway_events,
+            refs: r.refs,
+            refs_by_age: r.refs_by_age,
+            shares: r.shares,
+            trip_shares: r.trip_shares,
             index: Positions(index),
         })
     }
@@ -314,6 +331,10 @@ impl State {
             idempotency_expiry: self.idempotency_expiry.clone(),
             ledger: self.ledger.clone(),
             gateway_events: self.gateway_events.clone(),
+            refs: self.refs.clone(),
+            refs_by_age: self.refs_by_age.clone(),
+            shares: self.shares.clone(),
+            trip_shares: self.trip_shares.clone(),
             index: Positions::default(),
         }
     }
@@ -472,6 +493,9 @@ impl State {
                 self.record_dead_letter(who, *trip_id, *action, error, *attempts, now, fx)
             }
             Command::SetPaymentMethod { trip_id, method } => self.set_payment_method(who, *trip_id, *method, now, fx),
+            Command::CreateShare { id, trip_id } => self.create_share(who, *id, *trip_id, now),
+            Command::RevokeShares { trip_id } => self.revoke_shares(who, *trip_id),
+            Command::UpdateProfile(change) => self.update_profile(actor, change, fx),
         }
     }
 
@@ -586,6 +610,7 @@ mod gateway;
 mod invariants;
 mod location;
 mod money;
+mod shares;
 mod stamp;
 mod trips;
 mod users;

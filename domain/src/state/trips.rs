@@ -38,9 +38,11 @@ impl State {
         };
         let id = new.id.ok_or_else(|| Error::Internal("trip id not stamped".into()))?;
         let pickup_code = new.pickup_code.ok_or_else(|| Error::Internal("pickup code not stamped".into()))?;
+        let reference = new.reference.ok_or_else(|| Error::Internal("trip reference not stamped".into()))?;
         if self.trips.contains_key(&id) {
             return Err(Error::Invalid(format!("trip {id} already exists")));
         }
+        self.check_ref_free(reference, now)?;
         new.pickup.validate()?;
         new.dropoff.validate()?;
         match (new.kind, &new.parcel) {
@@ -129,6 +131,7 @@ impl State {
             code_failures: 0,
             rider_rating: None,
             driver_rating: None,
+            reference,
         };
         if new.payment_method == PaymentMethod::Card {
             // Bound to the gateway that charges it: no other gateway's event moves it.
@@ -144,6 +147,7 @@ impl State {
             }
         }
         self.trips.insert(id, Arc::new(trip));
+        self.record_ref(reference, id, now);
         self.open_trips_by_rider.insert(rider_id, open + 1);
         if let Some(code) = &new.coupon {
             self.count_coupon_use(code, rider_id, true, fx);

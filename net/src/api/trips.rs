@@ -128,6 +128,7 @@ impl Ctx<'_> {
         let new = NewTrip {
             id: None,
             pickup_code: None,
+            reference: None,
             kind: b.kind.unwrap_or(if parcel.is_some() { TripKind::Parcel } else { TripKind::Ride }),
             pickup,
             dropoff,

@@ -12,6 +12,7 @@
 //! - `money`: what every payment path moves; `money_model`: the same against a reference
 //!   model, on random sequences with crashes (a proptest).
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
+//! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
 
 mod account;
 mod archive;
@@ -20,6 +21,7 @@ mod extras;
 mod location;
 mod money;
 mod money_model;
+mod shares;
 mod trips;
 
 use super::*;
