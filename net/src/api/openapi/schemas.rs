@@ -127,6 +127,19 @@ pub(super) fn trips_query() -> Vec<Value> {
     ]
 }
 
+/// `GET /v1/admin/trips`: the riders' and drivers' filters, and `ref`.
+pub(super) fn admin_trips_query() -> Vec<Value> {
+    let mut v = trips_query();
+    v.push(q(
+        "ref",
+        json!({"type": "string", "minLength": 1, "maxLength": 16}),
+        false,
+        "The trip with this reference (any case, the dash optional; `O` reads as `0`, `I` and `L` as `1`), hot or \
+         archived, among the last 30 days' trips: a page of one or none. A malformed one is `400 invalid_request`.",
+    ));
+    v
+}
+
 pub(super) fn lat_lng_query() -> Vec<Value> {
     vec![q("lat", number(), true, "Latitude, -90 to 90."), q("lng", number(), true, "Longitude, -180 to 180.")]
 }
@@ -212,8 +225,123 @@ pub(super) fn user_schema() -> Value {
             ("rating", user_rating()),
             ("suspended", boolean()),
             ("created_at", time()),
+            ("email", nullable(string())),
+            ("language", language()),
+            ("default_payment_method", nullable(enumeration(&["cash", "wallet", "card"]))),
         ],
-        &["id", "role", "name", "phone", "vehicle", "rating", "suspended", "created_at"],
+        &[
+            "id",
+            "role",
+            "name",
+            "phone",
+            "vehicle",
+            "rating",
+            "suspended",
+            "created_at",
+            "email",
+            "language",
+            "default_payment_method",
+        ],
+    )
+}
+
+/// A user's language, a BCP 47 tag.
+pub(super) fn language() -> Value {
+    json!({"type": "string", "description": "A BCP 47 tag (`en` until the user chooses)."})
+}
+
+/// `dispatchable` and `not_dispatchable_because` of a driver.
+fn dispatchable_props() -> [(&'static str, Value); 2] {
+    let reasons: Vec<&str> = dispatch_core::driver::NotDispatchable::ALL.iter().map(|r| r.as_str()).collect();
+    let mut why = nullable(enumeration(&reasons));
+    why["description"] = json!(
+        "Why the dispatch round would not offer this driver a trip now; null when it would. The first that \
+         holds of: suspended, offline, on_trip, socket_disconnected (a driver who uses the WebSocket is not \
+         connected), stale_location. not_approved, document_expired and cash_debt_limit are reserved for driver \
+         onboarding and cash debts, and not produced by this version."
+    );
+    [("dispatchable", json!({"type": "boolean", "description": "Whether the round may offer this driver trips now."})), ("not_dispatchable_because", why)]
+}
+
+/// `GET /v1/me`, `PATCH /v1/me`: the caller's profile; `vehicle` and `dispatchable` for
+/// drivers only.
+pub(super) fn me_out() -> Value {
+    let vehicle = obj(
+        &[
+            ("category", category()),
+            ("plate", string()),
+            ("make", nullable(string())),
+            ("model", nullable(string())),
+            ("color", nullable(string())),
+            ("year", nullable(int())),
+        ],
+        &["category", "plate", "make", "model", "color", "year"],
+    );
+    let [d, why] = dispatchable_props();
+    obj(
+        &[
+            ("id", id("usr_")),
+            ("role", enumeration(&["rider", "driver", "support", "admin"])),
+            ("name", string()),
+            ("phone", string()),
+            ("email", nullable(string())),
+            ("language", language()),
+            ("default_payment_method", nullable(enumeration(&["cash", "wallet", "card"]))),
+            ("rating", user_rating()),
+            ("vehicle", vehicle),
+            d,
+            why,
+        ],
+        &["id", "role", "name", "phone", "email", "language", "default_payment_method", "rating"],
+    )
+}
+
+/// `POST /v1/trips/{id}/share`.
+pub(super) fn share_out() -> Value {
+    let mut expires = nullable(time());
+    expires["description"] = json!(
+        "When the link stops working: 15 minutes after the trip ends. null while the trip is open (its end is \
+         not known yet); the shared view's `expires_at` tells it once the trip has ended."
+    );
+    obj(
+        &[
+            ("token", json!({"type": "string", "pattern": "^[0-9a-f]{80}$", "description": "Shown once; it is the link's only credential."})),
+            ("url", json!({"type": "string", "description": "`/v1/share/<token>`, relative to the API's origin."})),
+            ("expires_at", expires),
+        ],
+        &["token", "url", "expires_at"],
+    )
+}
+
+/// `GET /v1/share/{token}`: no phone, no rider, no pickup code, no user ids.
+pub(super) fn shared_trip_out() -> Value {
+    let vehicle = obj(
+        &[
+            ("category", category()),
+            ("make", nullable(string())),
+            ("model", nullable(string())),
+            ("color", nullable(string())),
+            ("plate", string()),
+        ],
+        &["category", "make", "model", "color", "plate"],
+    );
+    let driver = nullable(obj(
+        &[
+            ("name", json!({"type": "string", "description": "The driver's first name."})),
+            ("vehicle", nullable(vehicle)),
+        ],
+        &["name", "vehicle"],
+    ));
+    let location = nullable(obj(&[("lat", number()), ("lng", number()), ("at", time())], &["lat", "lng", "at"]));
+    obj(
+        &[
+            ("status", trip_status()),
+            ("driver", driver),
+            ("location", location),
+            ("eta", json!({"type": ["object", "null"], "description": "The trip's `eta`, when the server has one."})),
+            ("expires_at", nullable(time())),
+        ],
+        &["status", "driver", "location", "eta", "expires_at"],
     )
 }
 
@@ -276,8 +404,21 @@ pub(super) fn driver_schema() -> Value {
             ("connected", nullable(boolean())),
             ("suspended", boolean()),
             ("distance_m", uint()),
+            dispatchable_props()[0].clone(),
+            dispatchable_props()[1].clone(),
         ],
-        &["driver_id", "availability", "category", "trip_id", "location", "location_age_s", "connected", "suspended"],
+        &[
+            "driver_id",
+            "availability",
+            "category",
+            "trip_id",
+            "location",
+            "location_age_s",
+            "connected",
+            "suspended",
+            "dispatchable",
+            "not_dispatchable_because",
+        ],
     )
 }
 
@@ -337,6 +478,11 @@ pub(super) fn trip_schema() -> Value {
     obj(
         &[
             ("id", id("trp_")),
+            (
+                "ref",
+                json!({"type": "string", "pattern": "^[0-9A-HJKMNP-TV-Z]{3}-[0-9A-HJKMNP-TV-Z]{3}$",
+                    "description": "The trip's short reference (support reads it over the phone), unique among the trips of the last 30 days; `GET /v1/admin/trips?ref=` finds it."}),
+            ),
             ("status", trip_status()),
             ("kind", enumeration(&["ride", "parcel"])),
             ("rider_id", id("usr_")),
@@ -384,6 +530,7 @@ pub(super) fn trip_schema() -> Value {
         ],
         &[
             "id",
+            "ref",
             "status",
             "kind",
             "rider_id",
