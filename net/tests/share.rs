@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 use common::*;
 
 /// Keys and values a shared view must never hold anywhere in it.
-const PRIVATE_KEYS: &[&str] = &["phone", "rider", "rider_id", "first_name", "pickup_code", "id", "driver_id", "trip_id"];
+const PRIVATE_KEYS: &[&str] =
+    &["phone", "rider", "rider_id", "first_name", "pickup_code", "id", "driver_id", "trip_id"];
 
 /// Every key of `v`, at any depth, and every string value.
 fn walk<'a>(v: &'a Value, keys: &mut Vec<&'a str>, strings: &mut Vec<&'a str>) {
@@ -40,7 +41,10 @@ fn assert_private(view: &Value, rider_name: &str, rider_phone: &str, code: &str)
     }
     for s in strings {
         assert!(!s.starts_with("usr_") && !s.starts_with("trp_"), "an id in the shared view: {view}");
-        assert!(!s.contains(rider_phone) && !s.contains(rider_name) && s != code, "the rider in the shared view: {view}");
+        assert!(
+            !s.contains(rider_phone) && !s.contains(rider_name) && s != code,
+            "the rider in the shared view: {view}"
+        );
     }
 }
 
@@ -67,15 +71,26 @@ async fn a_trip_s_ref_finds_it_in_any_case_with_or_without_the_dash() {
     assert!(
         reference.len() == 7
             && reference.as_bytes()[3] == b'-'
-            && reference.chars().filter(|c| *c != '-').all(|c| c.is_ascii_digit() || "ABCDEFGHJKMNPQRSTVWXYZ".contains(c)),
+            && reference
+                .chars()
+                .filter(|c| *c != '-')
+                .all(|c| c.is_ascii_digit() || "ABCDEFGHJKMNPQRSTVWXYZ".contains(c)),
         "{reference}"
     );
     // The trip shows its ref to whoever sees it.
-    assert_eq!(s.get(&format!("/v1/trips/{}", booked["id"].as_str().unwrap()), ADMIN).await.expect(200)["ref"], reference);
+    assert_eq!(
+        s.get(&format!("/v1/trips/{}", booked["id"].as_str().unwrap()), ADMIN).await.expect(200)["ref"],
+        reference
+    );
     let other = create_trip(&s, &rider).await;
     assert_ne!(other["ref"], booked["ref"]);
 
-    for spelling in [reference.clone(), reference.to_lowercase(), reference.replace('-', ""), reference.to_lowercase().replace('-', "")] {
+    for spelling in [
+        reference.clone(),
+        reference.to_lowercase(),
+        reference.replace('-', ""),
+        reference.to_lowercase().replace('-', ""),
+    ] {
         let page = s.get(&format!("/v1/admin/trips?ref={spelling}"), ADMIN).await.expect(200);
         let ids: Vec<&Value> = page["items"].as_array().unwrap().iter().map(|t| &t["id"]).collect();
         assert_eq!(ids, [&booked["id"]], "{spelling}");
@@ -101,7 +116,8 @@ async fn a_trip_s_ref_finds_it_in_any_case_with_or_without_the_dash() {
 async fn a_share_link_shows_the_ride_but_never_the_rider_and_stops_when_revoked() {
     let s = Server::start(&[], None);
     s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
-    let vehicle = json!({"category": "economy", "plate": "CAI 101", "make": "Hyundai", "model": "Elantra", "color": "silver"});
+    let vehicle =
+        json!({"category": "economy", "plate": "CAI 101", "make": "Hyundai", "model": "Elantra", "color": "silver"});
     let body = json!({"role": "driver", "name": "Karim Adel", "phone": "+201000000101", "vehicle": vehicle});
     let created = s.post("/v1/admin/users", ADMIN, body).await.expect(201);
     let driver = created["token"].as_str().unwrap().to_owned();
@@ -129,7 +145,10 @@ async fn a_share_link_shows_the_ride_but_never_the_rider_and_stops_when_revoked(
 
     // Searching: no driver, no position.
     let view = shared(&s, &url).await.expect(200);
-    assert_eq!((&view["status"], &view["driver"], &view["location"]), (&json!("searching"), &Value::Null, &Value::Null));
+    assert_eq!(
+        (&view["status"], &view["driver"], &view["location"]),
+        (&json!("searching"), &Value::Null, &Value::Null)
+    );
     assert_private(&view, "Amal", "+201000000102", &code);
 
     // Accepted: the driver's first name, the car, where it is.
@@ -195,7 +214,10 @@ async fn the_profile_reads_and_changes_with_each_field_checked() {
     let me = s.get("/v1/me", &rider).await.expect(200);
     assert_eq!(me["id"], u["id"]);
     assert_eq!((&me["role"], &me["name"], &me["phone"]), (&json!("rider"), &u["name"], &u["phone"]));
-    assert_eq!((&me["email"], &me["language"], &me["default_payment_method"]), (&Value::Null, &json!("en"), &Value::Null));
+    assert_eq!(
+        (&me["email"], &me["language"], &me["default_payment_method"]),
+        (&Value::Null, &json!("en"), &Value::Null)
+    );
     assert_eq!(me["rating"], Value::Null);
     assert!(me.get("vehicle").is_none() && me.get("dispatchable").is_none(), "drivers only: {me}");
 
@@ -266,7 +288,10 @@ async fn a_driver_sees_why_it_gets_no_offers() {
 
     // Online without a position: nothing to dispatch from.
     let online = s.post("/v1/driver/status", &driver, json!({"status": "online"})).await.expect(200);
-    assert_eq!((&online["dispatchable"], &online["not_dispatchable_because"]), (&json!(false), &json!("stale_location")));
+    assert_eq!(
+        (&online["dispatchable"], &online["not_dispatchable_because"]),
+        (&json!(false), &json!("stale_location"))
+    );
     // With a fresh position: dispatchable.
     let at = json!({"status": "online", "location": {"lat": HERE.0, "lng": HERE.1}});
     let online = s.post("/v1/driver/status", &driver, at).await.expect(200);

@@ -11,7 +11,8 @@ use dispatch_core::id::{BidId, ZoneId};
 use dispatch_core::trip::Parcel;
 use dispatch_core::trip_ref::TripRef;
 use dispatch_core::{
-    Category, Command, NewTrip, Outcome, Trip, PaymentMethod, Place, Role, TripId, TripKind, TripStatus, TripsOf, UserId,
+    Category, Command, NewTrip, Outcome, PaymentMethod, Place, Role, Trip, TripId, TripKind, TripStatus, TripsOf,
+    UserId,
 };
 use hyper::StatusCode;
 use serde::Deserialize;

@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::profile::*;
 use super::requests::*;
 use super::schemas::*;
 

@@ -261,31 +261,3 @@ pub(super) fn payment_method_in() -> Value {
 pub(super) fn payment_method_ex() -> Value {
     json!({"method": "cash"})
 }
-/// `PATCH /v1/me`: each field optional; `email` and `default_payment_method` take `null`
-/// to remove them. The shapes here are the domain's where a schema can say them exactly
-/// (a name's length and characters, a language tag); an address's finer rules (its
-/// domain's labels) are the handler's, `400 invalid_request` with `param` `email`.
-pub(super) fn me_update_in() -> Value {
-    let no_control = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
-    strict(
-        &[
-            ("name", json!({"type": "string", "minLength": 1, "maxLength": 100, "pattern": no_control})),
-            (
-                "email",
-                json!({"type": ["string", "null"], "maxLength": 254,
-                    "pattern": "^[^@\\s\\u0000-\\u001F\\u007F-\\u009F]{1,64}@[^@\\s\\u0000-\\u001F\\u007F-\\u009F]+$",
-                    "description": "A plausible address (`name@example.com`); null removes it."}),
-            ),
-            (
-                "language",
-                json!({"type": "string", "maxLength": 35, "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
-                    "description": "A BCP 47 tag (`en`, `ar`, `ar-EG`, `zh-Hant-TW`)."}),
-            ),
-            ("default_payment_method", nullable(enumeration(&["cash", "wallet", "card"]))),
-        ],
-        &[],
-    )
-}
-pub(super) fn me_update_ex() -> Value {
-    json!({"name": "Amal Hassan", "email": "amal@example.com", "language": "ar-EG", "default_payment_method": "card"})
-}
