@@ -22,6 +22,8 @@ use crate::fare::{Breakdown, CouponDiscount, Pricing};
 use crate::geo::LatLng;
 use crate::id::{BidId, CouponId, TransferId, TripId, UserId, ZoneId};
 use crate::money::Currency;
+/// How a rider pays lives beside money (a user's default names one too); a trip records one.
+pub use crate::money::PaymentMethod;
 use crate::route::Route;
 use crate::trip_ref::TripRef;
 use crate::user::Category;
@@ -188,18 +190,6 @@ impl Parcel {
         }
         crate::user::validate_phone(&self.recipient_phone)
     }
-}
-
-/// How the rider pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentMethod {
-    /// The driver collects cash.
-    Cash,
-    /// The rider's wallet balance.
-    Wallet,
-    /// A card through the payment gateway.
-    Card,
 }
 
 /// Where the trip's payment stands.

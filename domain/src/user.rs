@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::id::UserId;
-use crate::trip::PaymentMethod;
+use crate::money::PaymentMethod;
 
 /// What a user is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -1,4 +1,5 @@
-//! The schemas of the caller's profile (`GET`/`PATCH /v1/me`), a driver's `dispatchable`,
+//! The schemas of the caller's profile (`GET`/`PATCH /v1/me`), a driver's record with its
+//! `dispatchable`,
 //! and share links (`POST /v1/trips/{id}/share`, `GET /v1/share/{token}`), as `render`
 //! writes them and the handlers read them (the request body strict, like every one).
 
@@ -142,4 +143,35 @@ pub(super) fn me_update_in() -> Value {
 }
 pub(super) fn me_update_ex() -> Value {
     json!({"name": "Amal Hassan", "email": "amal@example.com", "language": "ar-EG", "default_payment_method": "card"})
+}
+
+/// A driver's live record (`GET /v1/admin/drivers`, `POST /v1/driver/status`).
+pub(super) fn driver_schema() -> Value {
+    obj(
+        &[
+            ("driver_id", id("usr_")),
+            ("availability", enumeration(&["offline", "available", "on_trip"])),
+            ("category", category()),
+            ("trip_id", nullable(id("trp_"))),
+            ("location", nullable(point_out())),
+            ("location_age_s", nullable(int())),
+            ("connected", nullable(boolean())),
+            ("suspended", boolean()),
+            ("distance_m", uint()),
+            dispatchable_props()[0].clone(),
+            dispatchable_props()[1].clone(),
+        ],
+        &[
+            "driver_id",
+            "availability",
+            "category",
+            "trip_id",
+            "location",
+            "location_age_s",
+            "connected",
+            "suspended",
+            "dispatchable",
+            "not_dispatchable_because",
+        ],
+    )
 }

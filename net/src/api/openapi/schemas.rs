@@ -6,8 +6,6 @@
 
 use serde_json::{Map, Value, json};
 
-use super::profile::{dispatchable_props, language};
-
 // --- Schema helpers -------------------------------------------------------------------
 
 pub(super) fn r(name: &str) -> Value {
@@ -228,7 +226,7 @@ pub(super) fn user_schema() -> Value {
             ("suspended", boolean()),
             ("created_at", time()),
             ("email", nullable(string())),
-            ("language", language()),
+            ("language", json!({"type": "string", "description": "A BCP 47 tag (`en` until the user chooses)."})),
             ("default_payment_method", nullable(enumeration(&["cash", "wallet", "card"]))),
         ],
         &[
@@ -292,36 +290,6 @@ pub(super) fn rider_card() -> Value {
     ));
     v["description"] = json!("Whom to pick up: to the trip's driver and staff; null to the others.");
     v
-}
-
-pub(super) fn driver_schema() -> Value {
-    obj(
-        &[
-            ("driver_id", id("usr_")),
-            ("availability", enumeration(&["offline", "available", "on_trip"])),
-            ("category", category()),
-            ("trip_id", nullable(id("trp_"))),
-            ("location", nullable(point_out())),
-            ("location_age_s", nullable(int())),
-            ("connected", nullable(boolean())),
-            ("suspended", boolean()),
-            ("distance_m", uint()),
-            dispatchable_props()[0].clone(),
-            dispatchable_props()[1].clone(),
-        ],
-        &[
-            "driver_id",
-            "availability",
-            "category",
-            "trip_id",
-            "location",
-            "location_age_s",
-            "connected",
-            "suspended",
-            "dispatchable",
-            "not_dispatchable_because",
-        ],
-    )
 }
 
 pub(super) fn trip_schema() -> Value {
@@ -595,23 +563,6 @@ pub(super) fn error_schema() -> Value {
         )],
         &["error"],
     )
-}
-
-pub(super) fn components() -> Value {
-    json!({
-        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "A user token (`POST /v1/auth/otp/verify`, `POST /v1/admin/users`) or the admin token."}},
-        "schemas": {
-            "Error": error_schema(),
-            "Trip": trip_schema(),
-            "User": user_schema(),
-            "Driver": driver_schema(),
-            "Offer": offer_schema(),
-            "Zone": zone_schema(),
-            "Bid": bid_schema(),
-            "Alert": alert_schema(),
-            "Transfer": transfer_schema(),
-        },
-    })
 }
 
 // --- Answers of single operations -----------------------------------------------------
