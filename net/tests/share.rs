@@ -316,3 +316,50 @@ async fn a_driver_sees_why_it_gets_no_offers() {
     let d = driver_until(&s, &id, Value::Null).await;
     assert_eq!((&d["dispatchable"], &d["connected"]), (&json!(true), &json!(true)));
 }
+
+/// The hot trips of `status` (`GET /v1/admin/stats` counts the view's).
+async fn hot(s: &Server, status: &str) -> u64 {
+    s.get("/v1/admin/stats", ADMIN).await.expect(200)["trips"][status].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refs_and_links_outlive_the_hot_state_and_a_restart() {
+    let config = "[store]\ncheckpoint_every_records = 20\n";
+    let mut s = Server::start(&[], Some(config));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let trip = create_trip(&s, &rider).await;
+    let (id, reference) = (trip["id"].as_str().unwrap().to_owned(), trip["ref"].as_str().unwrap().to_owned());
+    let url = s.post(&format!("/v1/trips/{id}/share"), &rider, json!({})).await.expect(201)["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.post(&format!("/v1/trips/{id}/cancel"), &rider, json!({"reason_code": "changed_mind"})).await.expect(200);
+    // Records go by until a checkpoint wrote the cancelled trip and the writer archived it.
+    let deadline = std::time::Instant::now() + WAIT;
+    for n in 100.. {
+        if hot(&s, "cancelled").await == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the cancelled trip never left the hot state");
+        user(&s, "rider", n).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let path = format!("/v1/admin/trips?ref={}", reference.to_lowercase());
+    assert_eq!(s.get(&path, ADMIN).await.expect(200)["items"][0]["id"], id.as_str(), "found in the history");
+    let view = shared(&s, &url).await.expect(200);
+    assert_eq!(view["status"], "cancelled");
+    assert!(view["expires_at"].is_string(), "{view}");
+
+    // A restart replays and reads back the index and the links.
+    s.sigterm();
+    assert!(s.wait_exit().success());
+    let data = s.data_dir();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::rename(&data, dir.path().join("data")).unwrap();
+    let s = Server::start_in(dir, &[], Some(config));
+    assert_eq!(s.get(&path, ADMIN).await.expect(200)["items"][0]["id"], id.as_str());
+    assert_eq!(shared(&s, &url).await.expect(200)["status"], "cancelled");
+    assert_eq!(delete(&s, &format!("/v1/trips/{id}/share"), &rider).await.status, 204);
+    shared(&s, &url).await.expect_error(404, "not_found");
+}
