@@ -13,7 +13,8 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// How long a reference stays reserved for its trip: 30 days.
 pub const REF_KEPT_S: u32 = 30 * 24 * 60 * 60;
@@ -28,7 +29,10 @@ const LEN: usize = 6;
 const BITS: u32 = 5 * LEN as u32;
 
 /// A trip's short reference: 30 bits, shown as `XXX-XXX`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Serialized as its text (`"7KQ-2M4"`) in human-readable formats (JSON: the C ABI's
+/// answers) and as the bare number in binary ones (the log, checkpoints), like the ids.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TripRef(u32);
 
 impl TripRef {
@@ -81,6 +85,43 @@ impl fmt::Display for TripRef {
     }
 }
 
+impl Serialize for TripRef {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.collect_str(self)
+        } else {
+            serializer.serialize_u32(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TripRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TripRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a trip reference (`7KQ-2M4`)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TripRef, E> {
+                TripRef::parse(v).ok_or_else(|| E::custom(format!("`{v}` is not a trip reference")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TripRef, E> {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|v| *v < 1 << BITS)
+                    .map(TripRef)
+                    .ok_or_else(|| E::custom("a trip reference has 30 bits"))
+            }
+        }
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(V)
+        } else {
+            deserializer.deserialize_u32(V)
+        }
+    }
+}
+
 impl fmt::Debug for TripRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TripRef({self})")
@@ -103,6 +144,17 @@ mod tests {
         for bad in ["", "7KQ-2M", "7KQ-2M45", "7KQ_2M4", "7KQ--2M4", "7KU-2M4", "7K-Q2M4", "ÄKQ-2M4"] {
             assert_eq!(TripRef::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn references_serialize_as_text_in_json_and_as_a_number_in_postcard() {
+        let r = TripRef::parse("7KQ-2M4").unwrap();
+        assert_eq!(serde_json::to_string(&r).unwrap(), "\"7KQ-2M4\"");
+        assert_eq!(serde_json::from_str::<TripRef>("\"7kq2m4\"").unwrap(), r);
+        assert!(serde_json::from_str::<TripRef>("\"7KQ-2MU\"").is_err());
+        let bytes = postcard::to_allocvec(&r).unwrap();
+        assert_eq!(postcard::from_bytes::<TripRef>(&bytes).unwrap(), r);
+        assert!(postcard::from_bytes::<TripRef>(&postcard::to_allocvec(&(1u32 << 30)).unwrap()).is_err());
     }
 
     proptest! {
