@@ -87,11 +87,7 @@ impl fmt::Display for TripRef {
 
 impl Serialize for TripRef {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if serializer.is_human_readable() {
-            serializer.collect_str(self)
-        } else {
-            serializer.serialize_u32(self.0)
-        }
+        if serializer.is_human_readable() { serializer.collect_str(self) } else { serializer.serialize_u32(self.0) }
     }
 }
 
@@ -114,11 +110,7 @@ impl<'de> Deserialize<'de> for TripRef {
                     .ok_or_else(|| E::custom("a trip reference has 30 bits"))
             }
         }
-        if deserializer.is_human_readable() {
-            deserializer.deserialize_str(V)
-        } else {
-            deserializer.deserialize_u32(V)
-        }
+        if deserializer.is_human_readable() { deserializer.deserialize_str(V) } else { deserializer.deserialize_u32(V) }
     }
 }
 

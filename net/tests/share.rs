@@ -1,7 +1,8 @@
 //! Black-box tests of API.md "The ride, as riders and drivers see it": the trip's `ref`
 //! and `GET /v1/admin/trips?ref=`, share links (`POST`/`DELETE /v1/trips/{id}/share`, the
 //! public `GET /v1/share/{token}`), `GET`/`PATCH /v1/me`, and a driver's `dispatchable`
-//! with its reason. The 15-minute expiry after a trip ends needs a clock the harness cannot
+//! with its reason; refs and links of archived trips and across a restart; the public
+//! read's per-address limit. The 15-minute expiry after a trip ends needs a clock the harness cannot
 //! move: the rule is pinned in the domain (`state/tests/shares.rs`); here the link's
 //! `expires_at` is checked to be 15 minutes after the end.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -362,4 +363,24 @@ async fn refs_and_links_outlive_the_hot_state_and_a_restart() {
     assert_eq!(shared(&s, &url).await.expect(200)["status"], "cancelled");
     assert_eq!(delete(&s, &format!("/v1/trips/{id}/share"), &rider).await.status, 204);
     shared(&s, &url).await.expect_error(404, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_read_is_limited_per_address_like_every_request_without_a_token() {
+    let s = Server::start(&[], Some("[limits]\nip_per_min = 5\n"));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    let id = create_trip(&s, &rider).await["id"].as_str().unwrap().to_owned();
+    let url = s.post(&format!("/v1/trips/{id}/share"), &rider, json!({})).await.expect(201)["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..5 {
+        shared(&s, &url).await.expect(200);
+    }
+    let r = shared(&s, &url).await;
+    r.expect_error(429, "rate_limited");
+    assert!(r.header("retry-after").is_some());
+    // Unknown tokens are counted too (no free guessing).
+    shared(&s, "/v1/share/0000").await.expect_error(429, "rate_limited");
 }
