@@ -123,6 +123,8 @@ pub struct State {
     ledger: Ledger,
     gateway_events: BTreeMap<(String, String), Timestamp>,
     refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+    /// Derived from `refs` (rebuilt when a state is read back), so not serialized.
+    #[serde(skip)]
     refs_by_age: imbl::OrdSet<(Timestamp, TripRef)>,
     shares: BTreeMap<ShareId, Share>,
     trip_shares: BTreeMap<TripId, Vec<ShareId>>,
@@ -133,8 +135,9 @@ pub struct State {
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
 /// (`checkpoint.rs`) rather than inside its state blob: those that grow with accounts
 /// (users, the phone index — not stored: rebuilt from the users —, OTP records, the
-/// ledger's accounts) — a checkpoint writes only the entries changed since the previous
-/// one — and the zones, which the API lists.
+/// ledger's accounts) and the trips' references of the last 30 days (a month of
+/// bookings) — a checkpoint writes only the entries changed since the previous one — and
+/// the zones, which the API lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccountRows {
     /// Every user, by id.
@@ -147,6 +150,13 @@ pub struct AccountRows {
     pub ledger_accounts: imbl::OrdMap<crate::ledger::AccountKey, crate::ledger::Account>,
     /// The zones.
     pub zones: Arc<Catalog>,
+    /// The trips' references of the last 30 days: reference → (trip, booked at).
+    pub refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+}
+
+/// The by-age order of a reference index.
+fn by_age(refs: &imbl::OrdMap<TripRef, (TripId, Timestamp)>) -> imbl::OrdSet<(Timestamp, TripRef)> {
+    refs.iter().map(|(r, (_, at))| (*at, *r)).collect()
 }
 
 /// Every driver at work (not offline) with a known position, in an R-tree (see
@@ -183,7 +193,6 @@ impl<'de> Deserialize<'de> for State {
             ledger: Ledger,
             gateway_events: BTreeMap<(String, String), Timestamp>,
             refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
-            refs_by_age: imbl::OrdSet<(Timestamp, TripRef)>,
             shares: BTreeMap<ShareId, Share>,
             trip_shares: BTreeMap<TripId, Vec<ShareId>>,
         }
@@ -216,8 +225,8 @@ impl<'de> Deserialize<'de> for State {
             idempotency_expiry: r.idempotency_expiry,
             ledger: r.ledger,
             gateway_events: r.gateway_events,
+            refs_by_age: by_age(&r.refs),
             refs: r.refs,
-            refs_by_age: r.refs_by_age,
             shares: r.shares,
             trip_shares: r.trip_shares,
             index: Positions(index),
@@ -355,17 +364,22 @@ impl State {
             otps: self.otps.clone(),
             ledger_accounts: self.ledger.account_map().clone(),
             zones: Arc::clone(&self.catalog),
+            refs: self.refs.clone(),
         }
     }
 
     /// Puts back what [`State::take_rows`] took (a state read back from a checkpoint:
-    /// its blob, then its rows).
+    /// its blob, then its rows). The references' by-age order is rebuilt from them:
+    /// O(n log n) in the references, at start only.
     pub fn put_rows(&mut self, rows: AccountRows) {
         self.users = rows.users;
         self.phones = rows.phones;
         self.otps = rows.otps;
         self.ledger.set_accounts(rows.ledger_accounts);
         self.catalog = rows.zones;
+        // Empty when taken out (O(1)); rebuilt once when a state is read back.
+        self.refs_by_age = by_age(&rows.refs);
+        self.refs = rows.refs;
     }
 
     /// The rules in force.
