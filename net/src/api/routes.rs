@@ -184,7 +184,7 @@ const fn spec(name: &'static str, allow: Allow) -> Spec {
 /// how the endpoint is built from the parameters' values, in order.
 #[derive(Clone, Copy)]
 pub struct Route {
-    /// `GET`, `POST` or `PUT`.
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
     pub method: &'static str,
     /// `/v1/trips/{id}/accept`.
     pub template: &'static str,
