@@ -61,6 +61,7 @@ pub fn ride_from(pickup: LatLng) -> Result<NewTrip, Error> {
     Ok(NewTrip {
         id: None,
         pickup_code: None,
+        reference: None,
         kind: TripKind::Ride,
         pickup: Place::at(pickup),
         dropoff: Place::at(dropoff),

@@ -436,6 +436,7 @@ pub(crate) fn step(engine: &Engine, clock: &ManualClock, model: &mut Model, op: 
             let new = NewTrip {
                 id: None,
                 pickup_code: None,
+                reference: None,
                 kind: TripKind::Ride,
                 pickup: Place::at(LatLng::new(PICKUP.0, PICKUP.1).expect("valid")),
                 dropoff: Place::at(LatLng::new(30.06, 31.25).expect("valid")),

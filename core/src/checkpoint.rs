@@ -12,7 +12,8 @@
 //!     `State::check_invariants` checks);
 //!   - `otps`: phone number → its sign-in codes and attempts;
 //!   - `ledger_accounts`: account key (kind, owner, currency) → its totals;
-//!   - `zones`: zone id → the zone (spec, surge settings).
+//!   - `zones`: zone id → the zone (spec, surge settings);
+//!   - `trip_refs`: a trip's short reference → (trip id, booked at), the last 30 days'.
 //!
 //! The rows are written as a difference: the checkpoint thread keeps the collections as
 //! the store holds them (the previous checkpoint's) and writes a put for every entry
@@ -45,9 +46,10 @@ const USERS: TableName = TableName::new("users");
 const OTPS: TableName = TableName::new("otps");
 const LEDGER_ACCOUNTS: TableName = TableName::new("ledger_accounts");
 const ZONES: TableName = TableName::new("zones");
+const REFS: TableName = TableName::new("trip_refs");
 
 /// Every table of the checkpoint's rows.
-const TABLES: [TableName; 4] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES];
+const TABLES: [TableName; 5] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES, REFS];
 
 /// The state blob's format: a format byte, then postcard of the [`State`] with the
 /// collections of [`AccountRows`] empty (they are rows). Format 5 was the whole state,
@@ -81,6 +83,7 @@ pub(crate) fn prepare(lsn: u64, mut state: State, stored: &AccountRows) -> Resul
     diff(USERS, &stored.users, &rows.users, &mut changes)?;
     diff(OTPS, &stored.otps, &rows.otps, &mut changes)?;
     diff(LEDGER_ACCOUNTS, &stored.ledger_accounts, &rows.ledger_accounts, &mut changes)?;
+    diff(REFS, &stored.refs, &rows.refs, &mut changes)?;
     if !Arc::ptr_eq(&stored.zones, &rows.zones) {
         diff_zones(&stored.zones, &rows.zones, &mut changes)?;
     }
@@ -172,6 +175,8 @@ pub(crate) fn load(store: &Store) -> Result<Stored> {
                     rows.otps.insert(decode(table, k)?, decode(table, v)?);
                 } else if table == LEDGER_ACCOUNTS {
                     rows.ledger_accounts.insert(decode(table, k)?, decode(table, v)?);
+                } else if table == REFS {
+                    rows.refs.insert(decode(table, k)?, decode(table, v)?);
                 } else {
                     zones.push(Arc::new(decode(table, v)?));
                 }

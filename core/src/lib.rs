@@ -49,7 +49,7 @@
 //! let there = LatLng::new(30.06, 31.25)?;
 //! let route = route::StraightLine::default().between(here, there); // or a road router
 //! let trip = engine.create_trip(rider.id, NewTrip {
-//!     id: None, pickup_code: None, kind: TripKind::Ride,
+//!     id: None, pickup_code: None, reference: None, kind: TripKind::Ride,
 //!     pickup: Place::at(here), dropoff: Place::at(there), stops: vec![],
 //!     category: Category::new("economy")?, parcel: None, payment_method: PaymentMethod::Cash,
 //!     route, coupon: None, bid_minor: None, scheduled_at: None,
@@ -88,7 +88,8 @@ pub mod id {
 }
 
 pub use dispatch_domain::{
-    alert, command, demo, driver, fare, geo, ledger, money, otp, record, route, state, trip, user, zone,
+    alert, command, demo, driver, fare, geo, ledger, money, otp, record, route, share, state, trip, trip_ref, user,
+    zone,
 };
 
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};

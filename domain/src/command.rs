@@ -13,12 +13,13 @@ use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
-use crate::id::{AlertId, BidId, CouponId, TransferId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, BidId, CouponId, ShareId, TransferId, TripId, UserId, ZoneId};
 use crate::ledger::Transfer;
 use crate::money::Currency;
 use crate::payment::PaymentEventKind;
 use crate::route::Route;
 use crate::trip::{Bid, GatewayAction, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
+use crate::trip_ref::TripRef;
 use crate::user::{Category, Role, User, Vehicle};
 use crate::zone::ZoneSpec;
 use crate::zone::{CouponRecord, Zone};
@@ -186,6 +187,8 @@ pub struct NewTrip {
     pub id: Option<TripId>,
     /// Filled by the writer.
     pub pickup_code: Option<PickupCode>,
+    /// Filled by the writer: the trip's short reference, free among the last 30 days' trips.
+    pub reference: Option<TripRef>,
     /// Ride or parcel.
     pub kind: TripKind,
     /// Pickup.
@@ -212,6 +215,20 @@ pub struct NewTrip {
     /// A ride booked ahead: when the rider wants it, 15 minutes to 7 days after the
     /// booking (bounds inclusive); `None` for a ride now.
     pub scheduled_at: Option<Timestamp>,
+}
+
+/// What `PATCH /v1/me` changes of a user's profile: each field given replaces the
+/// user's; `None` leaves it as it is (the optional ones take `Some(None)` to clear).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileChange {
+    /// A new display name (the rules of user creation).
+    pub name: Option<String>,
+    /// A new e-mail address, or `Some(None)` to remove it.
+    pub email: Option<Option<String>>,
+    /// A new language tag (BCP 47).
+    pub language: Option<String>,
+    /// A new default payment method, or `Some(None)` to remove it.
+    pub default_payment_method: Option<Option<PaymentMethod>>,
 }
 
 /// An idempotency key, scoped to its principal, with the hash of the request it came
@@ -519,6 +536,21 @@ pub enum Command {
         /// The new method (only `cash`).
         method: PaymentMethod,
     },
+    /// A trip's rider makes a share link to it (while it is open; at most
+    /// [`crate::share::MAX_SHARES_PER_TRIP`] at once).
+    CreateShare {
+        /// Filled by the writer.
+        id: Option<ShareId>,
+        /// Which trip.
+        trip_id: TripId,
+    },
+    /// A trip's rider revokes every share link of the trip.
+    RevokeShares {
+        /// Which trip.
+        trip_id: TripId,
+    },
+    /// A signed-in user changes their own profile.
+    UpdateProfile(ProfileChange),
     /// `command`, about a finished trip that had left the hot state for the history
     /// (a refund, a rating, a late payment event): the writer read the trip back from
     /// the history and carries it here, so `apply` puts it back in the state before
@@ -584,6 +616,9 @@ impl Command {
             Command::PaymentEvent { .. } => "payment_event",
             Command::RecordDeadLetter { .. } => "record_dead_letter",
             Command::SetPaymentMethod { .. } => "set_payment_method",
+            Command::CreateShare { .. } => "create_share",
+            Command::RevokeShares { .. } => "revoke_shares",
+            Command::UpdateProfile(_) => "update_profile",
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
         }
     }
@@ -701,6 +736,13 @@ pub enum Outcome {
         /// Accepted (its id is remembered) but without effect, and why: it was stale
         /// (the payment had moved past it) or disagreed with what was due.
         ignored: Option<String>,
+    },
+    /// The share link made, and its trip.
+    Share {
+        /// The link's id (the server derives its token from it).
+        id: ShareId,
+        /// The trip it shows.
+        trip: Arc<Trip>,
     },
     /// A retried idempotent command: what its first success answered.
     Replayed(Box<Outcome>),

@@ -41,6 +41,60 @@ impl Availability {
     }
 }
 
+/// Why a driver cannot be offered trips now (API.md `not_dispatchable_because`).
+///
+/// `NotApproved`, `DocumentExpired` and `CashDebtLimit` belong to driver onboarding and
+/// cash debts, which this version does not have yet: they are part of the contract's
+/// list, and never produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotDispatchable {
+    /// Not working.
+    Offline,
+    /// On a trip.
+    OnTrip,
+    /// Suspended by staff.
+    Suspended,
+    /// A driver who uses the WebSocket is not connected to it.
+    SocketDisconnected,
+    /// No position, or none fresher than `stale_location_s`.
+    StaleLocation,
+    /// The driver's application is not approved (not produced yet).
+    NotApproved,
+    /// A required document has expired (not produced yet).
+    DocumentExpired,
+    /// The driver owes more cash than allowed (not produced yet).
+    CashDebtLimit,
+}
+
+impl NotDispatchable {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotDispatchable::Offline => "offline",
+            NotDispatchable::OnTrip => "on_trip",
+            NotDispatchable::Suspended => "suspended",
+            NotDispatchable::SocketDisconnected => "socket_disconnected",
+            NotDispatchable::StaleLocation => "stale_location",
+            NotDispatchable::NotApproved => "not_approved",
+            NotDispatchable::DocumentExpired => "document_expired",
+            NotDispatchable::CashDebtLimit => "cash_debt_limit",
+        }
+    }
+
+    /// Every reason, in the contract's order.
+    pub const ALL: [NotDispatchable; 8] = [
+        NotDispatchable::Offline,
+        NotDispatchable::OnTrip,
+        NotDispatchable::Suspended,
+        NotDispatchable::SocketDisconnected,
+        NotDispatchable::StaleLocation,
+        NotDispatchable::NotApproved,
+        NotDispatchable::DocumentExpired,
+        NotDispatchable::CashDebtLimit,
+    ];
+}
+
 /// A position report.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Fix {
@@ -107,6 +161,28 @@ impl Driver {
     /// Whether the last position is no older than `stale_s` at `now`.
     pub fn has_fresh_fix(&self, now: Timestamp, stale_s: u32) -> bool {
         self.fix.is_some_and(|f| now.millis_since(f.at) <= i64::from(stale_s) * 1000)
+    }
+
+    /// Why the driver cannot be offered any trip at `now` (positions older than
+    /// `stale_location_s` are stale), or `None` when it can: the conditions of the driver
+    /// alone that the dispatch round checks (`State::nearest_eligible` calls this; what
+    /// depends on the trip — category, distance, a previous offer, room for one more —
+    /// is checked there). When several hold, the first of: suspended, offline, on a trip,
+    /// socket disconnected, stale location.
+    pub fn not_dispatchable(&self, now: Timestamp, stale_location_s: u32) -> Option<NotDispatchable> {
+        if self.suspended {
+            Some(NotDispatchable::Suspended)
+        } else if self.availability == Availability::Offline {
+            Some(NotDispatchable::Offline)
+        } else if self.availability == Availability::OnTrip {
+            Some(NotDispatchable::OnTrip)
+        } else if self.is_disconnected() {
+            Some(NotDispatchable::SocketDisconnected)
+        } else if !self.has_fresh_fix(now, stale_location_s) {
+            Some(NotDispatchable::StaleLocation)
+        } else {
+            None
+        }
     }
 
     /// Whether a socket user's socket is gone (drivers who never connected are not "gone").

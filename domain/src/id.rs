@@ -178,6 +178,10 @@ typed_id!(
     /// A safety (SOS) alert (`alr_…`).
     AlertId, "alr_", "alert"
 );
+typed_id!(
+    /// A trip's share link (`shr_…`); the link's token is derived from it by the server.
+    ShareId, "shr_", "share"
+);
 
 fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
     let hex = s.strip_prefix(prefix)?;

@@ -16,7 +16,8 @@
 //! - [`record`]: a command as the log stores it, and [`replay`].
 //! - [`trip`]: the trip record and its state machine; [`driver`]: availability.
 //! - [`cancellation`]: who cancelled a trip and why (API.md's reason codes).
-//! - [`user`]: users, roles, vehicles and categories.
+//! - [`trip_ref`]: a trip's short reference; [`share`]: share links and when they stop.
+//! - [`user`]: users, roles, vehicles and categories, profiles (email, language).
 //! - [`id`], [`clock`], [`money`], [`geo`]: typed ids, instants and the clock trait,
 //!   integer money, validated coordinates, polygons and the spatial indexes.
 //! - [`route`]: the distance and duration of a ride ([`route::RouteProvider`]) and the
@@ -77,10 +78,12 @@ pub mod otp;
 pub mod payment;
 pub mod record;
 pub mod route;
+pub mod share;
 pub mod state;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod trip;
+pub mod trip_ref;
 pub mod user;
 pub mod zone;
 

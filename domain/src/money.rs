@@ -1,7 +1,7 @@
 //! Money: integer minor units beside an ISO 4217 currency. No floats, anywhere.
 //!
-//! Owns [`Currency`], [`Money`] and the table of ISO 4217 currencies in force
-//! ([`CURRENCIES`]). Guarantees:
+//! Owns [`Currency`], [`Money`], the table of ISO 4217 currencies in force
+//! ([`CURRENCIES`]) and how a rider pays ([`PaymentMethod`]). Guarantees:
 //! - a [`Currency`] that exists is one of the table's codes, so it always knows its
 //!   minor-unit exponent (JPY has 0, EGP 2, KWD 3); any other string — malformed, or
 //!   three letters that name no currency in force (`XYZ`), or a code without minor units
@@ -363,6 +363,18 @@ impl fmt::Display for Money {
         let abs = self.amount_minor.unsigned_abs();
         write!(f, "{sign}{}.{:0width$} {}", abs / scale, abs % scale, self.currency, width = e as usize)
     }
+}
+
+/// How the rider pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// The driver collects cash.
+    Cash,
+    /// The rider's wallet balance.
+    Wallet,
+    /// A card through the payment gateway.
+    Card,
 }
 
 #[cfg(test)]

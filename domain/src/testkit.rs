@@ -135,6 +135,7 @@ impl World {
         NewTrip {
             id: None,
             pickup_code: None,
+            reference: None,
             kind: TripKind::Ride,
             pickup: Place::at(LatLng::new(CAIRO.0, CAIRO.1).unwrap()),
             dropoff: Place::at(LatLng::new(30.06, 31.25).unwrap()),

@@ -25,7 +25,10 @@ use crate::fare::{Breakdown, CouponDiscount, Pricing};
 use crate::geo::LatLng;
 use crate::id::{BidId, CouponId, TransferId, TripId, UserId, ZoneId};
 use crate::money::Currency;
+/// How a rider pays lives beside money (a user's default names one too); a trip records one.
+pub use crate::money::PaymentMethod;
 use crate::route::Route;
+use crate::trip_ref::TripRef;
 use crate::user::Category;
 
 /// The cancellation types live in [`crate::cancellation`]; a trip records one.
@@ -206,18 +209,6 @@ impl Parcel {
         }
         crate::user::validate_phone(&self.recipient_phone)
     }
-}
-
-/// How the rider pays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentMethod {
-    /// The driver collects cash.
-    Cash,
-    /// The rider's wallet balance.
-    Wallet,
-    /// A card through the payment gateway.
-    Card,
 }
 
 /// Where the trip's payment stands.
@@ -740,6 +731,9 @@ pub struct Trip {
     /// Eligible drivers within `search_radius_m` of the pickup found by the last round
     /// (counted up to [`MAX_NEARBY_COUNTED`]); `None` before the first round.
     pub nearby_drivers: Option<u32>,
+    /// The short reference support reads over the phone (`7KQ-2M4`), unique among the
+    /// trips of the last 30 days.
+    pub reference: TripRef,
 }
 
 /// Nearby drivers are counted up to this many (a round's count, an estimate's): the count

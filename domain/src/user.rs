@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::id::UserId;
+use crate::money::PaymentMethod;
 
 /// What a user is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -182,6 +183,70 @@ pub struct User {
     /// The ratings other users gave this one (riders rate drivers, drivers rate riders).
     #[serde(default)]
     pub rating: RatingTotals,
+    /// An e-mail address the user gave (`PATCH /v1/me`; [`validate_email`]).
+    pub email: Option<String>,
+    /// The language the apps speak to the user, a BCP 47 tag ([`validate_language`]);
+    /// [`DEFAULT_LANGUAGE`] until the user says otherwise.
+    pub language: String,
+    /// How the user pays unless a booking says otherwise.
+    pub default_payment_method: Option<PaymentMethod>,
+}
+
+/// The language of a user who never chose one.
+pub const DEFAULT_LANGUAGE: &str = "en";
+/// Longest e-mail address accepted (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Longest language tag accepted (the length RFC 5646 says every tag fits in).
+pub const MAX_LANGUAGE_LEN: usize = 35;
+
+/// Checks an e-mail address for plausibility (delivery is the only real test): at most
+/// 254 characters, no whitespace or control characters, one `@` with 1-64 characters
+/// before it and a domain after it of dot-separated labels (at least two), each 1-63
+/// letters, digits or hyphens (or any non-ASCII letter: internationalised domains),
+/// neither starting nor ending with a hyphen.
+pub fn validate_email(email: &str) -> Result<()> {
+    let refused =
+        || Err(Error::Invalid("email must be a plausible address (name@example.com), at most 254 characters".into()));
+    if email.chars().count() > MAX_EMAIL_LEN || email.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return refused();
+    }
+    let Some((local, domain)) = email.split_once('@') else { return refused() };
+    if !(1..=64).contains(&local.chars().count())
+        || domain.contains('@')
+        || local.starts_with('.')
+        || local.ends_with('.')
+        || local.contains("..")
+    {
+        return refused();
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        (1..=63).contains(&l.chars().count())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric()))
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return refused();
+    }
+    Ok(())
+}
+
+/// Checks the shape of a BCP 47 language tag: at most 35 characters; a primary subtag of
+/// 2-3 ASCII letters, then optional subtags of 1-8 ASCII letters or digits, separated by
+/// `-` (`en`, `ar-EG`, `zh-Hant-TW`, `de-CH-1996`). The registry is not consulted.
+pub fn validate_language(tag: &str) -> Result<()> {
+    let mut parts = tag.split('-');
+    let primary_ok =
+        parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphabetic()));
+    let rest_ok = parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if tag.len() <= MAX_LANGUAGE_LEN && primary_ok && rest_ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(
+            "language must be a BCP 47 tag: 2-3 letters, then optional subtags of 1-8 letters or digits joined by -, at most 35 characters".into(),
+        ))
+    }
 }
 
 /// Longest display name accepted.
@@ -242,6 +307,7 @@ pub fn validate_vehicle(vehicle: &Vehicle) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn categories_are_validated() {
@@ -290,6 +356,87 @@ mod tests {
             assert!(validate_vehicle(&v).is_err(), "{v:?}");
         }
         assert!(validate_vehicle(&Vehicle { make: Some("é".repeat(40)), ..good }).is_ok(), "characters, not bytes");
+    }
+
+    #[test]
+    fn emails_and_languages_are_validated() {
+        for good in ["amal@example.com", "a.b+tag@mail.example.co.uk", "x@xn--80ak6aa92e.com", "أمل@مثال.مصر"]
+        {
+            assert!(validate_email(good).is_ok(), "{good}");
+        }
+        let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(63));
+        assert!(validate_email(&long).is_ok());
+        for bad in [
+            "",
+            "amal",
+            "amal@",
+            "@example.com",
+            "amal@example",
+            "a@b@example.com",
+            "amal @example.com",
+            "amal@exa_mple.com",
+            "amal@-example.com",
+            "amal@example..com",
+            ".amal@example.com",
+            "amal\u{0}@example.com",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+        assert!(validate_email(&format!("{}@example.com", "a".repeat(65))).is_err(), "local part over 64");
+        assert!(validate_email(&format!("a@{}.com", "b.".repeat(130))).is_err(), "over 254 characters");
+        for good in ["en", "ar", "ar-EG", "zh-Hant-TW", "de-CH-1996", "fil", "sr-Latn-RS", "en-aaaaaaaa"] {
+            assert!(validate_language(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "e",
+            "engl",
+            "en-",
+            "-en",
+            "en--US",
+            "en_US",
+            "en-abcdefghi",
+            "e1",
+            "en-US\n",
+            "ar-مصر",
+            &format!("en{}", "-abcdefgh".repeat(4)),
+        ] {
+            assert!(validate_language(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn well_formed_tags_pass_and_control_characters_never_do(
+            primary in "[a-zA-Z]{2,3}",
+            subtags in proptest::collection::vec("[a-zA-Z0-9]{1,8}", 0..3),
+            junk in "\\PC*",
+            control in proptest::char::range('\u{0}', '\u{1f}'),
+            at in 0usize..40,
+        ) {
+            let tag = std::iter::once(primary).chain(subtags).collect::<Vec<_>>().join("-");
+            prop_assert!(validate_language(&tag).is_ok(), "{}", tag);
+            let mut broken = tag.clone();
+            broken.insert(at.min(broken.len()), control);
+            prop_assert!(validate_language(&broken).is_err());
+            let _ = validate_language(&junk);
+            let _ = validate_email(&junk);
+        }
+
+        #[test]
+        fn plausible_addresses_pass_and_control_characters_never_do(
+            local in "[a-z0-9][a-z0-9._+-]{0,20}[a-z0-9]",
+            labels in proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", 2..4),
+            control in proptest::char::range('\u{0}', '\u{1f}').prop_union(proptest::char::range('\u{7f}', '\u{9f}')),
+            at in 0usize..60,
+        ) {
+            prop_assume!(!local.contains(".."));
+            let email = format!("{local}@{}", labels.join("."));
+            prop_assert!(validate_email(&email).is_ok(), "{}", email);
+            let mut broken: Vec<char> = email.chars().collect();
+            broken.insert(at.min(broken.len()), control);
+            prop_assert!(validate_email(&broken.into_iter().collect::<String>()).is_err());
+        }
     }
 
     #[test]

@@ -605,6 +605,7 @@ fn a_trip_through_the_engine_handle() {
     let trip = Command::CreateTrip(NewTrip {
         id: None,
         pickup_code: None,
+        reference: None,
         kind: TripKind::Ride,
         pickup: Place::at(here),
         dropoff: Place::at(LatLng::new(ZAMALEK.0, ZAMALEK.1).unwrap()),
@@ -661,6 +662,7 @@ fn a_caller_cannot_archive_a_live_trip_or_insert_a_trip_it_built() {
     let trip = Command::CreateTrip(NewTrip {
         id: None,
         pickup_code: None,
+        reference: None,
         kind: TripKind::Ride,
         pickup: Place::at(here),
         dropoff: Place::at(there),

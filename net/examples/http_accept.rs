@@ -90,6 +90,7 @@ async fn run(drivers: u32, rounds: u32) {
                     NewTrip {
                         id: None,
                         pickup_code: None,
+                        reference: None,
                         kind: TripKind::Ride,
                         pickup: Place::at(at),
                         dropoff: Place::at(at),

@@ -21,6 +21,7 @@
 //!   authenticated caller whose role a route does not allow is `403 forbidden` — decided
 //!   by [`authorize`] only (routes open to anyone never look at the token).
 
+use dispatch_core::id::ShareId;
 use dispatch_core::{Actor, Role, User, UserId};
 use ring::hmac;
 
@@ -100,6 +101,7 @@ pub struct Keys {
     /// The tag of `DISPATCH_METRICS_TOKEN` under `admin`'s key, when one is set.
     metrics_tag: Option<hmac::Tag>,
     otp: hmac::Key,
+    share: hmac::Key,
 }
 
 impl Keys {
@@ -117,6 +119,7 @@ impl Keys {
             admin_tag,
             metrics_tag: None,
             otp: derive(b"dispatch otp v1"),
+            share: derive(b"dispatch share link v1"),
         }
     }
 
@@ -167,6 +170,27 @@ impl Keys {
         self.metrics_tag.as_ref().is_some_and(|tag| {
             hmac::verify(&self.admin, format!("metrics\0{candidate}").as_bytes(), tag.as_ref()).is_ok()
         })
+    }
+
+    /// The token of share link `id`: its id and the id's MAC under the share key, 80
+    /// lowercase hex digits. Derived, never stored: the log and the state hold only the
+    /// link's id, so neither a copied log nor a checkpoint lets anyone follow a trip, and
+    /// the engine draws no secret that would then have to be logged in clear. Changing
+    /// `DISPATCH_TOKEN_SECRET` ends every link, as it ends every sign-in.
+    pub fn share_token(&self, id: ShareId) -> String {
+        let raw = id.raw().to_be_bytes();
+        format!("{}{}", hex(&raw), hex(hmac::sign(&self.share, &raw).as_ref()))
+    }
+
+    /// The link a token names, if its MAC is right (checked in constant time) and it is
+    /// spelt as [`Keys::share_token`] writes it.
+    pub fn share_id(&self, token: &str) -> Option<ShareId> {
+        if token.len() != 80 {
+            return None;
+        }
+        let (raw, tag) = (canonical_unhex(token.get(..16)?)?, canonical_unhex(token.get(16..)?)?);
+        hmac::verify(&self.share, &raw, &tag).ok()?;
+        ShareId::from_raw(u64::from_be_bytes(raw.try_into().ok()?))
     }
 
     /// The keyed hash of an OTP code for `phone` (only this reaches the engine).
@@ -334,7 +358,29 @@ mod tests {
             suspended: false,
             created_at: Timestamp::from_millis(0),
             rating: Default::default(),
+            email: None,
+            language: "en".into(),
+            default_payment_method: None,
         })
+    }
+
+    #[test]
+    fn a_share_token_names_its_link_only_as_written_and_only_under_its_key() {
+        let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
+        let id = ShareId::from_raw(0x0123_4567_89ab_cdef).unwrap();
+        let token = keys.share_token(id);
+        assert_eq!(token.len(), 80);
+        assert_eq!(keys.share_id(&token), Some(id));
+        assert_eq!(Keys::new(&[8u8; 32], "admin-token-0123456789").share_id(&token), None, "another secret");
+        let mut tampered = token.clone().into_bytes();
+        tampered[20] = if tampered[20] == b'0' { b'1' } else { b'0' };
+        assert_eq!(keys.share_id(std::str::from_utf8(&tampered).unwrap()), None);
+        let other = ShareId::from_raw(0x0123_4567_89ab_cdee).unwrap();
+        let swapped = format!("{}{}", &keys.share_token(other)[..16], &token[16..]);
+        assert_eq!(keys.share_id(&swapped), None, "a MAC does not travel to another id");
+        for bad in [token.to_uppercase(), token[..79].to_owned(), format!("{token}0"), String::new()] {
+            assert_eq!(keys.share_id(&bad), None, "{bad}");
+        }
     }
 
     #[test]

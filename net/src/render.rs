@@ -51,7 +51,42 @@ pub fn user(u: &User) -> Value {
         "rating": rating(&u.rating),
         "suspended": u.suspended,
         "created_at": rfc3339(u.created_at),
+        "email": u.email,
+        "language": u.language,
+        "default_payment_method": u.default_payment_method.as_ref().map(enum_str),
     })
+}
+
+/// The signed-in user's own profile (`GET /v1/me`, `PATCH /v1/me`): `vehicle` and
+/// `dispatchable` (with its reason) for drivers only, with `driver`, their live record
+/// (positions older than `stale_s` at `now` are stale).
+pub fn me(u: &User, driver: Option<&Driver>, now: Timestamp, stale_s: u32) -> Value {
+    let mut v = json!({
+        "id": u.id.to_string(),
+        "role": u.role.as_str(),
+        "name": u.name,
+        "phone": u.phone,
+        "email": u.email,
+        "language": u.language,
+        "default_payment_method": u.default_payment_method.as_ref().map(enum_str),
+        "rating": rating(&u.rating),
+    });
+    if let Some(vehicle) = &u.vehicle {
+        v["vehicle"] = json!({"category": vehicle.category.as_str(), "plate": vehicle.plate, "make": vehicle.make,
+            "model": vehicle.model, "color": vehicle.color, "year": vehicle.year});
+    }
+    if let Some(d) = driver {
+        dispatchable(&mut v, d, now, stale_s);
+    }
+    v
+}
+
+/// Adds `dispatchable` and `not_dispatchable_because` (API.md) to a driver's JSON: the
+/// domain's reason, the one the dispatch round goes by.
+fn dispatchable(v: &mut Value, d: &Driver, now: Timestamp, stale_s: u32) {
+    let why = d.not_dispatchable(now, stale_s);
+    v["dispatchable"] = json!(why.is_none());
+    v["not_dispatchable_because"] = json!(why.map(|w| w.as_str()));
 }
 
 /// A user's rating: `{"average","count"}` (the average to 2 decimals), `null` until
@@ -140,9 +175,11 @@ fn first_name(name: &str) -> &str {
     name.split_whitespace().next().unwrap_or_default()
 }
 
-/// A driver's live record as staff see it (`GET /v1/admin/drivers`).
-pub fn driver(d: &Driver, now: Timestamp) -> Value {
-    json!({
+/// A driver's live record as staff and the driver see it (`GET /v1/admin/drivers`,
+/// `POST /v1/driver/status`), with whether the round may offer it trips now (positions
+/// older than `stale_s` are stale).
+pub fn driver(d: &Driver, now: Timestamp, stale_s: u32) -> Value {
+    let mut v = json!({
         "driver_id": d.id.to_string(),
         "availability": d.availability.as_str(),
         "category": d.category.as_str(),
@@ -151,6 +188,34 @@ pub fn driver(d: &Driver, now: Timestamp) -> Value {
         "location_age_s": d.fix.map(|f| now.millis_since(f.at).max(0) / 1000),
         "connected": d.connected.map(|(c, _)| c),
         "suspended": d.suspended,
+    });
+    dispatchable(&mut v, d, now, stale_s);
+    v
+}
+
+/// What a share link shows (`GET /v1/share/{token}`): the trip's status, the driver's
+/// first name and vehicle (`null` before a driver accepts), the driver's last position
+/// while accepted, arrived or in progress (else `null`), `eta` and when the link stops
+/// working (`null` while the trip is open). Never a phone number, the rider, the pickup
+/// code or any user's id.
+pub fn shared_trip(t: &Trip, cards: &Cards) -> Value {
+    let driver = cards.driver.as_ref().map_or(Value::Null, |d| {
+        let vehicle = d.vehicle.as_ref().map_or(Value::Null, |v| {
+            json!({"category": v.category.as_str(), "make": v.make, "model": v.model, "color": v.color, "plate": v.plate})
+        });
+        json!({"name": first_name(&d.name), "vehicle": vehicle})
+    });
+    let location = match (t.status.has_driver(), cards.driver_fix) {
+        (true, Some(f)) => json!({"lat": f.point.lat(), "lng": f.point.lng(), "at": rfc3339(f.at)}),
+        _ => Value::Null,
+    };
+    json!({
+        "status": t.status.as_str(),
+        "driver": driver,
+        "location": location,
+        // The trip's `eta` is the router's (added beside this field); until then, none.
+        "eta": Value::Null,
+        "expires_at": time(dispatch_core::share::expires_at(t)),
     })
 }
 
@@ -161,6 +226,7 @@ pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
     let f = &t.fare;
     let mut v = json!({
         "id": t.id.to_string(),
+        "ref": t.reference.to_string(),
         "status": t.status.as_str(),
         "kind": match t.kind { dispatch_core::TripKind::Ride => "ride", dispatch_core::TripKind::Parcel => "parcel" },
         "rider_id": t.rider_id.to_string(),

@@ -57,6 +57,7 @@ fn reconcile_lists_every_difference_with_a_settlement_report() {
     let new = NewTrip {
         id: None,
         pickup_code: None,
+        reference: None,
         kind: TripKind::Ride,
         pickup: Place::at(here),
         dropoff: Place::at(there),

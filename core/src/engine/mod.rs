@@ -388,6 +388,29 @@ impl Engine {
         self.send(Msg::Query(query))
     }
 
+    /// Asks `read` about the writer's state right after a commit (so it sees exactly the
+    /// published view) and hands its answer to `reply`, on the writer thread: for what the
+    /// view does not hold (a trip's reference, a share link). Both must be short.
+    /// `Overloaded` at once if the queue is full; `reply` gets `ShutDown` if the engine
+    /// stops first.
+    pub fn query_with<R: 'static>(
+        &self,
+        read: impl FnOnce(&State) -> R + Send + 'static,
+        reply: impl FnOnce(Result<R>) + Send + 'static,
+    ) -> Result<()> {
+        let query: Query = Box::new(move |state: Result<&State>| reply(state.map(read)));
+        self.send(Msg::Query(query))
+    }
+
+    /// [`Engine::query_with`], waiting for the answer (async callers use `query_with`).
+    pub fn query<R: Send + 'static>(&self, read: impl FnOnce(&State) -> R + Send + 'static) -> Result<R> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.query_with(read, move |r| {
+            let _ = tx.send(r);
+        })?;
+        rx.recv().map_err(|_| Error::ShutDown)?
+    }
+
     /// A rider asks for a trip; it is offered to the nearest eligible drivers at once.
     pub fn create_trip(&self, rider: UserId, trip: NewTrip) -> Result<Arc<Trip>> {
         self.trip_command(Actor::User(rider), Command::CreateTrip(trip))
@@ -810,6 +833,7 @@ mod tests {
         let new = NewTrip {
             id: None,
             pickup_code: None,
+            reference: None,
             kind: crate::trip::TripKind::Ride,
             pickup: crate::trip::Place::at(here),
             dropoff: crate::trip::Place::at(there),

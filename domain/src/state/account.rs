@@ -104,6 +104,9 @@ impl State {
                     suspended: false,
                     created_at: now,
                     rating: Default::default(),
+                    email: None,
+                    language: crate::user::DEFAULT_LANGUAGE.into(),
+                    default_payment_method: None,
                 });
                 self.phones.insert((Role::Rider, phone.to_owned()), new_user_id);
                 self.users.insert(new_user_id, Arc::clone(&u));
@@ -128,7 +131,8 @@ impl State {
         // Gateway event ids are kept well beyond any gateway's retry window (Stripe's is
         // 3 days) and any signature's tolerance, so a replay inside them is recognised.
         self.gateway_events.retain(|_, at| gateway_event_kept(*at, now));
-        if !self.otps.is_empty() || !self.gateway_events.is_empty() {
+        self.prune_shares(now);
+        if !self.otps.is_empty() || !self.gateway_events.is_empty() || self.has_shares() {
             self.deadlines.insert((now.plus_secs(HOUSEKEEPING_S), Deadline::Housekeeping));
         }
     }

@@ -44,7 +44,9 @@ impl State {
         fx.transfers.extend_from_slice(transfer_ids);
         for (id, revision) in trips {
             if self.trips.get(id).is_some_and(|t| t.revision == *revision) {
-                self.trips.remove(id);
+                if let Some(t) = self.trips.remove(id) {
+                    self.shares_outlive(*id, t.ended_at);
+                }
                 fx.trips.push(*id);
             }
         }

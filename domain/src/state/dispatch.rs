@@ -28,7 +28,7 @@ use super::money::settle_cancelled_payment;
 use super::{Deadline, Effects, State};
 use crate::clock::Timestamp;
 use crate::command::Event;
-use crate::driver::{Availability, Driver, MAX_PENDING_OFFERS};
+use crate::driver::{Driver, MAX_PENDING_OFFERS};
 use crate::error::Result;
 use crate::geo::{LatLng, Nearby};
 use crate::id::{TripId, UserId};
@@ -107,8 +107,9 @@ impl State {
     /// The `limit` nearest drivers who may be offered `trip` now, nearest first
     /// (ties by id), with their great-circle distance to the pickup.
     ///
-    /// Eligible: available, not suspended, in the trip's category, with a position
-    /// no older than `stale_location_s`, not disconnected from the socket, within
+    /// Eligible: dispatchable ([`Driver::not_dispatchable`]: available, not suspended, with
+    /// a position no older than `stale_location_s`, not disconnected from the socket), in
+    /// the trip's category, within
     /// `search_radius_m`, with room for another offer, and never offered this trip.
     fn nearest_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32)> {
         let eligible = |d: &Driver| {
@@ -125,17 +126,14 @@ impl State {
             .collect()
     }
 
-    /// Whether `d` could be offered a trip of `category` at `now`, whatever the trip:
-    /// available, not suspended, in the category, with a position no older than
-    /// `stale_location_s`, not disconnected from the socket. The one filter of a round
+    /// Whether `d` could be offered a trip of `category` at `now`, whatever the trip: in
+    /// the category and dispatchable ([`Driver::not_dispatchable`]: available, not
+    /// suspended, with a position no older than `stale_location_s`, not disconnected from
+    /// the socket — the reason a driver is shown when not). The one filter of a round
     /// (which adds the trip's own conditions), of a round's nearby count and of an
     /// estimate's supply.
     fn could_drive(&self, d: &Driver, category: &Category, now: Timestamp) -> bool {
-        d.availability == Availability::Available
-            && !d.suspended
-            && d.category == *category
-            && d.has_fresh_fix(now, self.rules.stale_location_s)
-            && !d.is_disconnected()
+        d.category == *category && d.not_dispatchable(now, self.rules.stale_location_s).is_none()
     }
 
     /// The drivers who could take a trip of `category` from `point` now ([`State::could_drive`])

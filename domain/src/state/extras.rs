@@ -453,6 +453,7 @@ impl State {
 
     /// Forgets idempotency keys past their time.
     pub(super) fn purge_expired(&mut self, now: Timestamp) {
+        self.prune_refs(now);
         while let Some((at, _, _)) = self.idempotency_expiry.get_min() {
             if *at > now {
                 break;

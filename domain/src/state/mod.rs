@@ -26,6 +26,7 @@
 //! - `dispatch.rs`: offer rounds, lapses, withdrawals, expiry, the deadlines a `Tick` fires;
 //! - `archive.rs`: finished trips leaving for the history and coming back for a command;
 //! - `money.rs` (transfer ids, holds, settlement) and `gateway.rs` (card payments, refunds);
+//! - `shares.rs`: the trips' short references (their 30-day index) and share links;
 //! - `catalog.rs` (zones, coupons, surge), `extras.rs` (bids, ratings, alerts, idempotency),
 //!   `account.rs` (OTP, tokens, presence), `location.rs` (positions and the index);
 //! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply.
@@ -41,10 +42,12 @@ use crate::command::{Actor, Command, DispatchRules, Event, Outcome, Remembered};
 use crate::driver::{Availability, Driver};
 use crate::error::{Error, Result};
 use crate::geo::{CategoryCode, DriverIndex, IndexedDriver};
-use crate::id::{AlertId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, ShareId, TripId, UserId, ZoneId};
 use crate::ledger::Ledger;
 use crate::otp::OtpRecord;
+use crate::share::Share;
 use crate::trip::{MAX_REASON_LEN, Trip};
+use crate::trip_ref::TripRef;
 use crate::user::{Role, User};
 use crate::zone::{Catalog, CouponRecord, SurgeReading};
 
@@ -101,6 +104,8 @@ pub enum Deadline {
 /// accept p99 while checkpointing. Only the drivers (the location hot path, where a
 /// std map's lookups are faster), the open-trip counts, surge, coupons, alerts and
 /// gateway event ids stay std maps and are copied: they are small or sized by the fleet.
+/// So do the share links (a few per open trip); the trips' references of the last 30
+/// days are persistent, like the trips.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct State {
     rules: DispatchRules,
@@ -122,6 +127,12 @@ pub struct State {
     /// Rides booked ahead and not yet dispatched, per rider (they are not in
     /// `open_trips_by_rider` until dispatch starts).
     scheduled_by_rider: HashMap<UserId, u16>,
+    refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+    /// Derived from `refs` (rebuilt when a state is read back), so not serialized.
+    #[serde(skip)]
+    refs_by_age: imbl::OrdSet<(Timestamp, TripRef)>,
+    shares: BTreeMap<ShareId, Share>,
+    trip_shares: BTreeMap<TripId, Vec<ShareId>>,
     #[serde(skip)]
     index: Positions,
 }
@@ -129,8 +140,9 @@ pub struct State {
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
 /// (`checkpoint.rs`) rather than inside its state blob: those that grow with accounts
 /// (users, the phone index — not stored: rebuilt from the users —, OTP records, the
-/// ledger's accounts) — a checkpoint writes only the entries changed since the previous
-/// one — and the zones, which the API lists.
+/// ledger's accounts) and the trips' references of the last 30 days (a month of
+/// bookings) — a checkpoint writes only the entries changed since the previous one — and
+/// the zones, which the API lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccountRows {
     /// Every user, by id.
@@ -143,6 +155,13 @@ pub struct AccountRows {
     pub ledger_accounts: imbl::OrdMap<crate::ledger::AccountKey, crate::ledger::Account>,
     /// The zones.
     pub zones: Arc<Catalog>,
+    /// The trips' references of the last 30 days: reference → (trip, booked at).
+    pub refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+}
+
+/// The by-age order of a reference index.
+fn by_age(refs: &imbl::OrdMap<TripRef, (TripId, Timestamp)>) -> imbl::OrdSet<(Timestamp, TripRef)> {
+    refs.iter().map(|(r, (_, at))| (*at, *r)).collect()
 }
 
 /// Every driver at work (not offline) with a known position, in an R-tree (see
@@ -179,6 +198,9 @@ impl<'de> Deserialize<'de> for State {
             ledger: Ledger,
             gateway_events: BTreeMap<(String, String), Timestamp>,
             scheduled_by_rider: HashMap<UserId, u16>,
+            refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+            shares: BTreeMap<ShareId, Share>,
+            trip_shares: BTreeMap<TripId, Vec<ShareId>>,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -210,6 +232,10 @@ impl<'de> Deserialize<'de> for State {
             ledger: r.ledger,
             gateway_events: r.gateway_events,
             scheduled_by_rider: r.scheduled_by_rider,
+            refs_by_age: by_age(&r.refs),
+            refs: r.refs,
+            shares: r.shares,
+            trip_shares: r.trip_shares,
             index: Positions(index),
         })
     }
@@ -322,6 +348,10 @@ impl State {
             ledger: self.ledger.clone(),
             gateway_events: self.gateway_events.clone(),
             scheduled_by_rider: self.scheduled_by_rider.clone(),
+            refs: self.refs.clone(),
+            refs_by_age: self.refs_by_age.clone(),
+            shares: self.shares.clone(),
+            trip_shares: self.trip_shares.clone(),
             index: Positions::default(),
         }
     }
@@ -342,17 +372,22 @@ impl State {
             otps: self.otps.clone(),
             ledger_accounts: self.ledger.account_map().clone(),
             zones: Arc::clone(&self.catalog),
+            refs: self.refs.clone(),
         }
     }
 
     /// Puts back what [`State::take_rows`] took (a state read back from a checkpoint:
-    /// its blob, then its rows).
+    /// its blob, then its rows). The references' by-age order is rebuilt from them:
+    /// O(n log n) in the references, at start only.
     pub fn put_rows(&mut self, rows: AccountRows) {
         self.users = rows.users;
         self.phones = rows.phones;
         self.otps = rows.otps;
         self.ledger.set_accounts(rows.ledger_accounts);
         self.catalog = rows.zones;
+        // Empty when taken out (O(1)); rebuilt once when a state is read back.
+        self.refs_by_age = by_age(&rows.refs);
+        self.refs = rows.refs;
     }
 
     /// The rules in force.
@@ -480,6 +515,9 @@ impl State {
                 self.record_dead_letter(who, *trip_id, *action, error, *attempts, now, fx)
             }
             Command::SetPaymentMethod { trip_id, method } => self.set_payment_method(who, *trip_id, *method, now, fx),
+            Command::CreateShare { id, trip_id } => self.create_share(who, *id, *trip_id, now),
+            Command::RevokeShares { trip_id } => self.revoke_shares(who, *trip_id),
+            Command::UpdateProfile(change) => self.update_profile(actor, change, fx),
         }
     }
 
@@ -618,6 +656,7 @@ mod gateway;
 mod invariants;
 mod location;
 mod money;
+mod shares;
 mod stamp;
 mod trips;
 mod users;

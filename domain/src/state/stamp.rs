@@ -6,8 +6,9 @@
 //! records: replay applies it as stamped and draws nothing.
 
 use crate::command::Command;
-use crate::id::{AlertId, BidId, CouponId, IdSource, TransferId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, BidId, CouponId, IdSource, ShareId, TransferId, TripId, UserId, ZoneId};
 use crate::trip::PickupCode;
+use crate::trip_ref::TripRef;
 
 use super::State;
 
@@ -27,6 +28,11 @@ impl State {
                 if t.pickup_code.is_none() {
                     t.pickup_code = Some(PickupCode::from_random(ids.next_u64()));
                 }
+                if t.reference.is_none() {
+                    // Free among the last 30 days' trips (an expired entry not yet purged
+                    // counts as taken: one more draw, never a clash).
+                    t.reference = Some(fresh(ids, |ids| TripRef::from_random(ids.next_u64()), |r| !self.ref_taken(r)));
+                }
             }
             Command::CreateZone { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, ZoneId::generate, |z| self.zone(z).is_none()));
@@ -37,6 +43,9 @@ impl State {
             Command::PlaceBid { id, .. } if id.is_none() => {
                 // Bid ids are unique per trip; 64 random bits make a clash across trips moot.
                 *id = Some(fresh(ids, BidId::generate, |_| true));
+            }
+            Command::CreateShare { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, ShareId::generate, |s| self.share(s).is_none()));
             }
             Command::RaiseSos { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, AlertId::generate, |a| self.alert(a).is_none()));

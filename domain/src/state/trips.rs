@@ -38,9 +38,11 @@ impl State {
         };
         let id = new.id.ok_or_else(|| Error::Internal("trip id not stamped".into()))?;
         let pickup_code = new.pickup_code.ok_or_else(|| Error::Internal("pickup code not stamped".into()))?;
+        let reference = new.reference.ok_or_else(|| Error::Internal("trip reference not stamped".into()))?;
         if self.trips.contains_key(&id) {
             return Err(Error::Invalid(format!("trip {id} already exists")));
         }
+        self.check_ref_free(reference, now)?;
         new.pickup.validate()?;
         new.dropoff.validate()?;
         crate::trip::validate_stops(&new.stops)?;
@@ -134,6 +136,7 @@ impl State {
             driver_rating: None,
             scheduled_at: new.scheduled_at,
             nearby_drivers: None,
+            reference,
         };
         if new.payment_method == PaymentMethod::Card {
             // Bound to the gateway that charges it: no other gateway's event moves it.
@@ -166,6 +169,7 @@ impl State {
             }
         }
         self.trips.insert(id, Arc::new(trip));
+        self.record_ref(reference, id, now);
         self.open_trips_by_rider.insert(rider_id, open + 1);
         if let Some(code) = &new.coupon {
             self.count_coupon_use(code, rider_id, true, fx);

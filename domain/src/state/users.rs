@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::{Effects, State, Who, validate_reason};
 use crate::clock::Timestamp;
-use crate::command::{DispatchRules, NewUser, Outcome};
+use crate::command::{Actor, DispatchRules, NewUser, Outcome, ProfileChange};
 use crate::driver::{Availability, Driver};
 use crate::error::{Error, Result};
 use crate::geo::LatLng;
@@ -70,6 +70,9 @@ impl State {
             suspended: false,
             created_at: now,
             rating: Default::default(),
+            email: None,
+            language: user::DEFAULT_LANGUAGE.into(),
+            default_payment_method: None,
         });
         if let Some(v) = &new.vehicle {
             self.drivers.insert(id, Arc::new(Driver::new(id, v.category.clone())));
@@ -79,6 +82,40 @@ impl State {
         self.users.insert(id, Arc::clone(&user));
         fx.users.push(id);
         Ok(Outcome::User(user))
+    }
+
+    /// A signed-in user changes their own profile; every field is checked before any
+    /// is written (a name by the rules of user creation, [`user::validate_email`],
+    /// [`user::validate_language`]).
+    pub(super) fn update_profile(&mut self, actor: Actor, change: &ProfileChange, fx: &mut Effects) -> Result<Outcome> {
+        let Actor::User(id) = actor else {
+            return Err(Error::Forbidden("only a user with a record has a profile".into()));
+        };
+        if let Some(name) = &change.name {
+            user::validate_name(name)?;
+        }
+        if let Some(Some(email)) = &change.email {
+            user::validate_email(email)?;
+        }
+        if let Some(language) = &change.language {
+            user::validate_language(language)?;
+        }
+        let u = self.users.get_mut(&id).ok_or_else(|| Error::Forbidden(format!("unknown user {id}")))?;
+        let u = Arc::make_mut(u);
+        if let Some(name) = &change.name {
+            u.name.clone_from(name);
+        }
+        if let Some(email) = &change.email {
+            u.email.clone_from(email);
+        }
+        if let Some(language) = &change.language {
+            u.language.clone_from(language);
+        }
+        if let Some(method) = change.default_payment_method {
+            u.default_payment_method = method;
+        }
+        fx.users.push(id);
+        Ok(Outcome::User(Arc::new(u.clone())))
     }
 
     pub(super) fn set_driver_status(

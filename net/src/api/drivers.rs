@@ -35,7 +35,7 @@ impl Ctx<'_> {
         };
         let location = b.location.map(|l| l.get()).transpose()?;
         match self.submit(Command::SetDriverStatus { online, location }).await? {
-            Outcome::Driver(d) => Ok(json_response(StatusCode::OK, &render::driver(&d, now()))),
+            Outcome::Driver(d) => Ok(json_response(StatusCode::OK, &render::driver(&d, now(), self.stale_s()))),
             o => Err(unexpected(&o)),
         }
     }
@@ -82,11 +82,11 @@ impl Ctx<'_> {
             Ok(r) => r.map_err(ApiError::from)?,
             Err(_) => return Err(ApiError::from_core(&dispatch_core::Error::ShutDown)),
         };
-        let t = now();
+        let (t, stale_s) = (now(), self.stale_s());
         let items: Vec<Value> = near
             .into_iter()
             .map(|n| {
-                let mut v = render::driver(&n.driver, t);
+                let mut v = render::driver(&n.driver, t, stale_s);
                 v["distance_m"] = json!(n.distance_m.round() as u64);
                 v
             })
@@ -103,7 +103,7 @@ impl Ctx<'_> {
             .get("availability")
             .map(|s| serde_json::from_value(json!(s)).map_err(|_| ApiError::invalid("unknown availability")))
             .transpose()?;
-        let t = now();
+        let (t, stale_s) = (now(), self.stale_s());
         let mut drivers: Vec<(i64, u64, Value)> = self.app.engine.read_snapshot(|v| {
             v.drivers()
                 .filter(|d| availability.is_none_or(|a| d.availability == a))
@@ -111,7 +111,7 @@ impl Ctx<'_> {
                     let created = v.user(d.id).map_or(0, |u| u.created_at.as_millis());
                     cursor
                         .is_none_or(|c| c.precedes(created, d.id.raw()))
-                        .then(|| (created, d.id.raw(), render::driver(d, t)))
+                        .then(|| (created, d.id.raw(), render::driver(d, t, stale_s)))
                 })
                 .collect()
         });
@@ -126,7 +126,7 @@ impl Ctx<'_> {
     pub(super) fn get_driver(&self, id: &str) -> Result<Resp, ApiError> {
         let driver_id: UserId = parse_id(id, "driver")?;
         let d = self.app.engine.driver(driver_id).ok_or_else(|| ApiError::not_found("driver"))?;
-        Ok(json_response(StatusCode::OK, &render::driver(&d, now())))
+        Ok(json_response(StatusCode::OK, &render::driver(&d, now(), self.stale_s())))
     }
 
     /// `POST /v1/admin/drivers/{id}/suspend` (`suspended`) or `/unsuspend`.
@@ -134,7 +134,7 @@ impl Ctx<'_> {
         let b: ReasonIn = self.json(true)?;
         let driver_id: UserId = parse_id(id, "driver")?;
         match self.submit(Command::SetDriverSuspended { driver_id, suspended, reason: b.reason }).await? {
-            Outcome::Driver(d) => Ok(json_response(StatusCode::OK, &render::driver(&d, now()))),
+            Outcome::Driver(d) => Ok(json_response(StatusCode::OK, &render::driver(&d, now(), self.stale_s()))),
             o => Err(unexpected(&o)),
         }
     }

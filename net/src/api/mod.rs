@@ -1,7 +1,7 @@
 //! The HTTP API: the request pipeline every request goes through, and the one map from
 //! an endpoint to its handler (`Ctx::dispatch`). The route table is [`routes`] (every
 //! path, its method, rights and limits); the handlers live by resource: `auth` (sign-in,
-//! users, tokens), `trips`, `drivers`, `money` (wallets, refunds, payments, coupons),
+//! users, tokens), `me` (the caller's profile, share links), `trips`, `drivers`, `money` (wallets, refunds, payments, coupons),
 //! `admin` (zones, alerts), `webhooks`, and the console's files (`console`). The OpenAPI
 //! document of all of it, and the check of request bodies against it, is [`openapi`]. Each is an
 //! `impl Ctx` over the helpers here (the caller, the body, submitting a command, the
@@ -31,6 +31,7 @@ mod auth;
 mod console;
 pub mod conventions;
 mod drivers;
+mod me;
 mod money;
 pub mod openapi;
 pub mod routes;
@@ -398,6 +399,12 @@ impl Ctx<'_> {
         }
     }
 
+    /// Positions older than this many seconds are stale to the dispatch round (the rules
+    /// the engine adopted from the configuration at open).
+    fn stale_s(&self) -> u32 {
+        self.app.config.dispatch.stale_location_s
+    }
+
     /// Whether the caller is the trip's rider (who alone sees its pickup code).
     fn for_rider(&self, t: &Trip) -> bool {
         self.who.and_then(Principal::user_id) == Some(t.rider_id)
@@ -504,6 +511,11 @@ impl Ctx<'_> {
             E::PaymentMethod(id) => self.payment_method(&id).await,
             E::CashReceived(id) => self.cash_received(&id).await,
             E::UnlockCode(id) => self.unlock_code(&id).await,
+            E::Me => self.me(),
+            E::UpdateMe => self.update_me().await,
+            E::Share(id) => self.share_trip(&id).await,
+            E::Unshare(id) => self.unshare_trip(&id).await,
+            E::Shared(token) => self.shared(&token).await,
             E::Console(asset) => Ok(asset.response()),
         }
     }

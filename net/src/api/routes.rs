@@ -116,6 +116,16 @@ pub enum Endpoint {
     CashReceived(String),
     /// `POST /v1/admin/trips/{id}/unlock`: staff unlock a pickup code locked by wrong codes.
     UnlockCode(String),
+    /// `GET /v1/me`: the caller's profile.
+    Me,
+    /// `PATCH /v1/me`
+    UpdateMe,
+    /// `POST /v1/trips/{id}/share`: its rider makes a share link.
+    Share(String),
+    /// `DELETE /v1/trips/{id}/share`: its rider revokes every link.
+    Unshare(String),
+    /// `GET /v1/share/{token}`: a shared trip, for anyone with the token.
+    Shared(String),
     /// `GET /console` and its assets.
     Console(ConsoleAsset),
 }
@@ -174,7 +184,7 @@ const fn spec(name: &'static str, allow: Allow) -> Spec {
 /// how the endpoint is built from the parameters' values, in order.
 #[derive(Clone, Copy)]
 pub struct Route {
-    /// `GET`, `POST` or `PUT`.
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
     pub method: &'static str,
     /// `/v1/trips/{id}/accept`.
     pub template: &'static str,
@@ -260,6 +270,11 @@ pub const ROUTES: &[Route] = {
         route!("POST", "/v1/webhooks/{gateway}", "webhook", |x| E::Webhook(p(x, 0))),
         route!("POST", "/v1/admin/reconcile", "admin_reconcile", |_| E::Reconcile),
         route!("GET", "/v1/admin/payments/dead-letters", "admin_dead_letters", |_| E::DeadLetters),
+        route!("GET", "/v1/me", "me", |_| E::Me),
+        route!("PATCH", "/v1/me", "me_update", |_| E::UpdateMe),
+        route!("POST", "/v1/trips/{id}/share", "trip_share", |x| E::Share(p(x, 0))),
+        route!("DELETE", "/v1/trips/{id}/share", "trip_unshare", |x| E::Unshare(p(x, 0))),
+        route!("GET", "/v1/share/{token}", "share", |x| E::Shared(p(x, 0))),
         route!("GET", "/console", "console", |_| E::Console(ConsoleAsset::Page)),
         route!("GET", "/console/app.js", "console", |_| E::Console(ConsoleAsset::Script)),
         route!("GET", "/console/app.css", "console", |_| E::Console(ConsoleAsset::Style)),
@@ -329,6 +344,8 @@ impl Endpoint {
             | E::CashReceived(t)
             | E::UnlockCode(t)
             | E::TripTrail(t)
+            | E::Share(t)
+            | E::Unshare(t)
             | E::Refund(t) => Some(t),
             _ => None,
         }
@@ -397,6 +414,12 @@ impl Endpoint {
             E::PaymentMethod(_) => idem(spec("trip_payment_method", RIDER)),
             E::CashReceived(_) => idem(spec("trip_cash_received", DRIVER)),
             E::UnlockCode(_) => idem(spec("admin_trip_unlock", STAFF)),
+            E::Me => spec("me", Allow::Authenticated),
+            E::UpdateMe => spec("me_update", Allow::Authenticated),
+            E::Share(_) => idem(spec("trip_share", RIDER)),
+            E::Unshare(_) => spec("trip_unshare", RIDER),
+            // Public: counted against `ip_per_min` like every unauthenticated request.
+            E::Shared(_) => spec("share", Allow::Anyone),
             // Static files carry no data: the console signs in with a staff token in the page.
             E::Console(_) => Spec { ip_limited: false, ..spec("console", Allow::Anyone) },
         }

@@ -10,8 +10,9 @@
 
 use dispatch_core::id::{BidId, ZoneId};
 use dispatch_core::trip::{MAX_STOPS, Parcel};
+use dispatch_core::trip_ref::TripRef;
 use dispatch_core::{
-    Category, Command, LatLng, NewTrip, Outcome, PaymentMethod, Place, Role, TripId, TripKind, TripStatus, TripsOf,
+    Category, Command, LatLng, NewTrip, Outcome, PaymentMethod, Place, Role, Trip, TripId, TripKind, TripStatus, TripsOf,
     UserId,
 };
 use hyper::StatusCode;
@@ -178,6 +179,7 @@ impl Ctx<'_> {
         let new = NewTrip {
             id: None,
             pickup_code: None,
+            reference: None,
             kind: b.kind.unwrap_or(if parcel.is_some() { TripKind::Parcel } else { TripKind::Ride }),
             pickup,
             dropoff,
@@ -222,6 +224,13 @@ impl Ctx<'_> {
             .map(|s| serde_json::from_value(json!(s)).map_err(|_| ApiError::invalid("unknown status")))
             .transpose()?;
         let zone: Option<ZoneId> = self.query.get("zone_id").map(|z| parse_id(z, "zone")).transpose()?;
+        if let Some(r) = self.query.get("ref") {
+            let reference = TripRef::parse(r).ok_or_else(|| {
+                ApiError::invalid("ref must be a trip reference: 6 characters like 7KQ-2M4").with_param("ref")
+            })?;
+            let keep = move |t: &Trip| status.is_none_or(|s| t.status == s) && zone.is_none_or(|z| t.zone_id == z);
+            return self.trip_by_ref(reference, keep).await;
+        }
         let finished = status.is_none_or(|s| s.is_terminal());
         let trips = self
             .app
@@ -234,6 +243,22 @@ impl Ctx<'_> {
         let last = trips.last().map(|t| Cursor { at_ms: t.created_at.as_millis(), id: t.id.raw() });
         let items = self.trips_json(&trips);
         Ok(json_response(StatusCode::OK, &http::page(items, limit, last)))
+    }
+
+    /// `GET /v1/admin/trips?ref=`: the trip booked with `reference` in the last 30 days,
+    /// hot or in the history (a page of one, or none), if it passes the other filters.
+    async fn trip_by_ref(&self, reference: TripRef, keep: impl Fn(&Trip) -> bool) -> Result<Resp, ApiError> {
+        let at = now();
+        let found = self
+            .app
+            .blocking(move |e| match e.query(move |s| s.trip_by_ref(reference, at))? {
+                Some(id) => e.find_trip(id),
+                None => Ok(None),
+            })
+            .await?;
+        let trips: Vec<std::sync::Arc<Trip>> = found.into_iter().filter(|t| keep(t)).collect();
+        let items = self.trips_json(&trips);
+        Ok(json_response(StatusCode::OK, &json!({"items": items, "next_cursor": null})))
     }
 
     /// `GET /v1/trips/{id}`: to whom may see it (else `404`); staff also see the names.

@@ -68,6 +68,7 @@ impl Sim<'_> {
                 let new = NewTrip {
                     id: None,
                     pickup_code: None,
+                    reference: None,
                     kind: TripKind::Ride,
                     pickup: Place::at(pickup),
                     dropoff: Place::at(dropoff),

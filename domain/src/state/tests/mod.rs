@@ -15,6 +15,7 @@
 //! - `scheduled`: rides booked ahead (a model test through restarts) and the count of
 //!   drivers near a search (`no_drivers_nearby`).
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
+//! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
 
 mod account;
 mod archive;
@@ -25,6 +26,7 @@ mod money;
 mod money_model;
 mod stops;
 mod scheduled;
+mod shares;
 mod trips;
 
 use super::*;

@@ -19,6 +19,7 @@
 //!   (`invalid_coordinates`, API.md): the schemas' `lat`/`lng` are plain numbers.
 
 mod ops;
+mod profile;
 mod requests;
 mod schemas;
 
@@ -29,6 +30,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use ops::{Body, OPS, Op, Who, links};
+use profile::driver_schema;
 use schemas::*;
 
 use super::routes::{Endpoint, ROUTES, Spec};
@@ -331,6 +333,24 @@ pub fn check_body(op: &str, body: &Value) -> Result<(), ApiError> {
 
 fn field(param: String, message: String) -> FieldError {
     FieldError { param, code: "invalid_request", message }
+}
+
+/// The document's shared parts: the bearer scheme and the schemas answers refer to.
+fn components() -> Value {
+    json!({
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "A user token (`POST /v1/auth/otp/verify`, `POST /v1/admin/users`) or the admin token."}},
+        "schemas": {
+            "Error": error_schema(),
+            "Trip": trip_schema(),
+            "User": user_schema(),
+            "Driver": driver_schema(),
+            "Offer": offer_schema(),
+            "Zone": zone_schema(),
+            "Bid": bid_schema(),
+            "Alert": alert_schema(),
+            "Transfer": transfer_schema(),
+        },
+    })
 }
 
 #[cfg(test)]

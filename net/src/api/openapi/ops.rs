@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::profile::*;
 use super::requests::*;
 use super::schemas::*;
 
@@ -179,7 +180,7 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The trip.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
     op!("POST" "/v1/trips/{id}/cash-received" "trip_cash_received", "money", "The driver confirms the cash a rider said it paid.", DRIVER, no_query, EMPTY,
         [(200, "The trip.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
-    op!("GET" "/v1/admin/trips" "admin_trips", "admin", "Every trip, newest first.", STAFF, trips_query, Body::None,
+    op!("GET" "/v1/admin/trips" "admin_trips", "admin", "Every trip, newest first; `?ref=` finds one by its reference.", STAFF, admin_trips_query, Body::None,
         [(200, "A page of trips.", Some(trips_page))], &["not_found"], true),
     op!("POST" "/v1/admin/trips/{id}/cancel" "admin_trip_cancel", "admin", "Staff cancel a trip.", STAFF, no_query, optional_body(cancel_in, cancel_ex),
         [(200, "Cancelled.", Some(trip_ref))], &["invalid_transition"], true),
@@ -211,6 +212,16 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The report.", Some(reconcile_out))], &["not_found"], true),
     op!("GET" "/v1/admin/payments/dead-letters" "admin_dead_letters", "money", "Payments the worker gave up on, newest first.", STAFF, no_query, Body::None,
         [(200, "The dead letters.", Some(dead_letters_out))], &[], false),
+    op!("GET" "/v1/me" "me", "users", "The caller's profile (`vehicle` and `dispatchable` for drivers). The bootstrap admin token has no user record: `404`.", Who::Authenticated, no_query, Body::None,
+        [(200, "The profile.", Some(me_out))], &["not_found"], false),
+    op!("PATCH" "/v1/me" "me_update", "users", "Change the caller's name, email, language or default payment method (absent fields stay; null removes email or the method).", Who::Authenticated, no_query, json_body(me_update_in, me_update_ex),
+        [(200, "The profile after the change.", Some(me_out))], &["not_found", "forbidden"], true),
+    op!("POST" "/v1/trips/{id}/share" "trip_share", "trips", "Its rider makes a read-only link to the trip, while it is open (at most 5 at once). The link works until 15 minutes after the trip ends.", RIDER, no_query, EMPTY,
+        [(201, "The link: its token is shown once.", Some(share_out))], &["not_found", "invalid_transition"], true),
+    op!("DELETE" "/v1/trips/{id}/share" "trip_unshare", "trips", "Its rider revokes every link of the trip.", RIDER, no_query, Body::None,
+        [(204, "Revoked.", None)], &["not_found"], true),
+    op!("GET" "/v1/share/{token}" "share", "trips", "A shared trip, for anyone with the link: its status, the driver's first name and vehicle, the driver's position while coming or driving. No phone, rider, pickup code or ids. Unknown, revoked or expired: `404`.", Who::Anyone, no_query, Body::None,
+        [(200, "The shared trip.", Some(shared_trip_out))], &["not_found"], true),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made
@@ -228,6 +239,8 @@ pub(super) fn links(op: &str) -> &'static [(&'static str, &'static str, &'static
             ("RateTrip", "trip_rating", "id", TRIP),
             ("TripEvents", "admin_trip_events", "id", TRIP),
             ("CancelAsStaff", "admin_trip_cancel", "id", TRIP),
+            ("ShareTrip", "trip_share", "id", TRIP),
+            ("UnshareTrip", "trip_unshare", "id", TRIP),
         ],
         "trip_cancel" | "admin_trip_cancel" => {
             &[("GetTrip", "trip", "id", TRIP), ("RateTrip", "trip_rating", "id", TRIP)]

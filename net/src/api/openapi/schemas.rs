@@ -133,6 +133,19 @@ pub(super) fn trips_query() -> Vec<Value> {
     ]
 }
 
+/// `GET /v1/admin/trips`: the riders' and drivers' filters, and `ref`.
+pub(super) fn admin_trips_query() -> Vec<Value> {
+    let mut v = trips_query();
+    v.push(q(
+        "ref",
+        json!({"type": "string", "minLength": 1, "maxLength": 16}),
+        false,
+        "The trip with this reference (any case, the dash optional; `O` reads as `0`, `I` and `L` as `1`), hot or \
+         archived, among the last 30 days' trips: a page of one or none. A malformed one is `400 invalid_request`.",
+    ));
+    v
+}
+
 pub(super) fn lat_lng_query() -> Vec<Value> {
     vec![q("lat", number(), true, "Latitude, -90 to 90."), q("lng", number(), true, "Longitude, -180 to 180.")]
 }
@@ -218,8 +231,23 @@ pub(super) fn user_schema() -> Value {
             ("rating", user_rating()),
             ("suspended", boolean()),
             ("created_at", time()),
+            ("email", nullable(string())),
+            ("language", json!({"type": "string", "description": "A BCP 47 tag (`en` until the user chooses)."})),
+            ("default_payment_method", nullable(enumeration(&["cash", "wallet", "card"]))),
         ],
-        &["id", "role", "name", "phone", "vehicle", "rating", "suspended", "created_at"],
+        &[
+            "id",
+            "role",
+            "name",
+            "phone",
+            "vehicle",
+            "rating",
+            "suspended",
+            "created_at",
+            "email",
+            "language",
+            "default_payment_method",
+        ],
     )
 }
 
@@ -268,23 +296,6 @@ pub(super) fn rider_card() -> Value {
     ));
     v["description"] = json!("Whom to pick up: to the trip's driver and staff; null to the others.");
     v
-}
-
-pub(super) fn driver_schema() -> Value {
-    obj(
-        &[
-            ("driver_id", id("usr_")),
-            ("availability", enumeration(&["offline", "available", "on_trip"])),
-            ("category", category()),
-            ("trip_id", nullable(id("trp_"))),
-            ("location", nullable(point_out())),
-            ("location_age_s", nullable(int())),
-            ("connected", nullable(boolean())),
-            ("suspended", boolean()),
-            ("distance_m", uint()),
-        ],
-        &["driver_id", "availability", "category", "trip_id", "location", "location_age_s", "connected", "suspended"],
-    )
 }
 
 pub(super) fn trip_schema() -> Value {
@@ -343,6 +354,11 @@ pub(super) fn trip_schema() -> Value {
     obj(
         &[
             ("id", id("trp_")),
+            (
+                "ref",
+                json!({"type": "string", "pattern": "^[0-9A-HJKMNP-TV-Z]{3}-[0-9A-HJKMNP-TV-Z]{3}$",
+                    "description": "The trip's short reference (support reads it over the phone), unique among the trips of the last 30 days; `GET /v1/admin/trips?ref=` finds it."}),
+            ),
             ("status", trip_status()),
             ("kind", enumeration(&["ride", "parcel"])),
             ("rider_id", id("usr_")),
@@ -412,6 +428,7 @@ pub(super) fn trip_schema() -> Value {
         ],
         &[
             "id",
+            "ref",
             "status",
             "kind",
             "rider_id",
@@ -599,23 +616,6 @@ pub(super) fn error_schema() -> Value {
         )],
         &["error"],
     )
-}
-
-pub(super) fn components() -> Value {
-    json!({
-        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "A user token (`POST /v1/auth/otp/verify`, `POST /v1/admin/users`) or the admin token."}},
-        "schemas": {
-            "Error": error_schema(),
-            "Trip": trip_schema(),
-            "User": user_schema(),
-            "Driver": driver_schema(),
-            "Offer": offer_schema(),
-            "Zone": zone_schema(),
-            "Bid": bid_schema(),
-            "Alert": alert_schema(),
-            "Transfer": transfer_schema(),
-        },
-    })
 }
 
 // --- Answers of single operations -----------------------------------------------------
