@@ -88,7 +88,7 @@ pub mod id {
 }
 
 pub use dispatch_domain::{
-    alert, command, demo, driver, fare, geo, ledger, money, otp, record, route, state, trip, user, zone,
+    alert, chat, command, demo, driver, fare, geo, ledger, money, otp, record, route, state, trip, user, zone,
 };
 
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};

@@ -13,7 +13,8 @@ use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
-use crate::id::{AlertId, BidId, CouponId, TransferId, TripId, UserId, ZoneId};
+use crate::chat::Message;
+use crate::id::{AlertId, BidId, CouponId, MessageId, TransferId, TripId, UserId, ZoneId};
 use crate::ledger::Transfer;
 use crate::money::Currency;
 use crate::payment::PaymentEventKind;
@@ -79,6 +80,9 @@ pub struct DispatchRules {
     /// A finished card trip its rider switched to cash waits this long for its driver to
     /// confirm the cash; unconfirmed, the fare becomes the rider's debt.
     pub cash_confirm_ttl_s: u32,
+    /// A trip's chat messages are kept this long after they were posted (`[retention]
+    /// chat_days`): never served later, and dropped from the state (see `crate::chat`).
+    pub chat_retention_s: u32,
 }
 
 impl Default for DispatchRules {
@@ -100,6 +104,7 @@ impl Default for DispatchRules {
             card_auth_ttl_s: 7 * 24 * 60 * 60,
             card_gateway: "sim".into(),
             cash_confirm_ttl_s: 24 * 60 * 60,
+            chat_retention_s: crate::chat::DEFAULT_RETENTION_S,
         }
     }
 }
@@ -134,6 +139,9 @@ impl DispatchRules {
         }
         if self.cash_confirm_ttl_s == 0 {
             return bad("cash_confirm_ttl_s must be positive");
+        }
+        if self.chat_retention_s < 24 * 60 * 60 {
+            return bad("chat_retention_s must be at least 86400 (a day)");
         }
         // A gateway's name is a path segment of its webhook and a key of the history.
         let name_ok = (1..=32).contains(&self.card_gateway.len())
@@ -357,6 +365,15 @@ pub enum Command {
         /// A short note.
         note: Option<String>,
     },
+    /// The trip's rider or driver, or staff, post a chat message (rules: `crate::chat`).
+    PostMessage {
+        /// Filled by the writer.
+        id: Option<MessageId>,
+        /// Which trip.
+        trip_id: TripId,
+        /// As typed (trimmed and checked by `apply`).
+        text: String,
+    },
     /// Staff acknowledge an alert.
     AckAlert {
         /// Which.
@@ -549,6 +566,7 @@ impl Command {
             Command::AcceptBid { .. } => "accept_bid",
             Command::RateTrip { .. } => "rate_trip",
             Command::RaiseSos { .. } => "raise_sos",
+            Command::PostMessage { .. } => "post_message",
             Command::AckAlert { .. } => "ack_alert",
             Command::UnlockPickupCode { .. } => "unlock_pickup_code",
             Command::ConfirmCashReceived { .. } => "confirm_cash_received",
@@ -580,6 +598,7 @@ impl Command {
             | Command::AcceptBid { trip_id, .. }
             | Command::RateTrip { trip_id, .. }
             | Command::RaiseSos { trip_id, .. }
+            | Command::PostMessage { trip_id, .. }
             | Command::Refund { trip_id, .. }
             | Command::PaymentEvent { trip_id, .. }
             | Command::RecordDeadLetter { trip_id, .. }
@@ -653,6 +672,8 @@ pub enum Outcome {
     },
     /// The alert raised or acknowledged.
     Alert(Arc<Alert>),
+    /// The chat message posted.
+    Message(Box<Message>),
     /// An OTP was issued; it expires after this many seconds.
     OtpIssued {
         /// Seconds until the code stops working.
@@ -734,6 +755,14 @@ pub enum Event {
         trip_id: TripId,
         /// Connected again (`true`) or gone (`false`).
         connected: bool,
+    },
+    /// A chat message was posted: pushed to the trip's rider and driver and to staff
+    /// watching the trip, its sender included.
+    ChatMessage {
+        /// The trip as it is now (who its rider and driver are).
+        trip: Arc<Trip>,
+        /// The message.
+        message: Message,
     },
     /// A driver's position changed.
     DriverMoved {

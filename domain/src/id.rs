@@ -178,6 +178,10 @@ typed_id!(
     /// A safety (SOS) alert (`alr_…`).
     AlertId, "alr_", "alert"
 );
+typed_id!(
+    /// A chat message of a trip (`msg_…`).
+    MessageId, "msg_", "message"
+);
 
 fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
     let hex = s.strip_prefix(prefix)?;

@@ -712,6 +712,10 @@ pub struct Trip {
     pub rider_rating: Option<Rating>,
     /// The driver's rating of the rider.
     pub driver_rating: Option<Rating>,
+    /// The trip's chat, oldest first (bounded by [`crate::chat::MAX_MESSAGES_PER_TRIP`];
+    /// the rules are in [`crate::chat`]). Shared: a change to the trip that is not a
+    /// message copies the list's pointer, not the list.
+    pub messages: std::sync::Arc<Vec<crate::chat::Message>>,
 }
 
 /// Wrong pickup codes after which a trip's start is locked (the 5th locks it): guessing

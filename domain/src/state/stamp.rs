@@ -6,7 +6,7 @@
 //! records: replay applies it as stamped and draws nothing.
 
 use crate::command::Command;
-use crate::id::{AlertId, BidId, CouponId, IdSource, TransferId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, BidId, CouponId, IdSource, MessageId, TransferId, TripId, UserId, ZoneId};
 use crate::trip::PickupCode;
 
 use super::State;
@@ -37,6 +37,10 @@ impl State {
             Command::PlaceBid { id, .. } if id.is_none() => {
                 // Bid ids are unique per trip; 64 random bits make a clash across trips moot.
                 *id = Some(fresh(ids, BidId::generate, |_| true));
+            }
+            Command::PostMessage { id, .. } if id.is_none() => {
+                // Message ids are unique per trip; 64 random bits make a clash across trips moot.
+                *id = Some(fresh(ids, MessageId::generate, |_| true));
             }
             Command::RaiseSos { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, AlertId::generate, |a| self.alert(a).is_none()));
