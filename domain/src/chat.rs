@@ -134,7 +134,8 @@ impl Trip {
         if self.status.is_open() {
             return true;
         }
-        self.ended_at.is_some_and(|end| now.as_millis() < end.as_millis().saturating_add(CHAT_WINDOW_AFTER_END_S * 1000))
+        self.ended_at
+            .is_some_and(|end| now.as_millis() < end.as_millis().saturating_add(CHAT_WINDOW_AFTER_END_S * 1000))
     }
 
     /// The messages still kept at `now`, newest first (by time, then id: the order the

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
+use crate::chat::Message;
 use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
-use crate::chat::Message;
 use crate::id::{AlertId, BidId, CouponId, MessageId, TransferId, TripId, UserId, ZoneId};
 use crate::ledger::Transfer;
 use crate::money::Currency;
