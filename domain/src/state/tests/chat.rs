@@ -220,3 +220,23 @@ fn retention_below_a_day_is_refused() {
     assert!(DispatchRules::default().validate().is_ok());
     assert_eq!(DispatchRules::default().chat_retention_s, 30 * 86_400);
 }
+
+#[test]
+fn a_trip_cancelled_after_accept_keeps_its_window_one_cancelled_while_searching_has_none() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let driver = w.driver(0.5);
+    let trip = w.trip(rider);
+    w.accept(driver, trip).unwrap();
+    let cancel = |trip_id| Command::CancelTrip { trip_id, code: CancelReason::ChangedMind, reason: String::new() };
+    w.run(Actor::User(rider), cancel(trip)).unwrap();
+    w.now = w.now.plus_millis(10 * 60 * 1000);
+    assert_eq!(outcome(&mut w, Actor::User(driver), trip), Ok(()), "the driver may still say goodbye");
+    assert_eq!(outcome(&mut w, Actor::User(rider), trip), Ok(()));
+
+    let searching = w.trip(rider);
+    w.run(Actor::User(rider), cancel(searching)).unwrap();
+    assert_eq!(outcome(&mut w, Actor::User(rider), searching), Err("invalid_transition"));
+    assert_eq!(outcome(&mut w, Actor::User(driver), searching), Err("not_found"));
+    w.finish();
+}
