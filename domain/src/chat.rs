@@ -142,7 +142,7 @@ impl Trip {
     /// API pages them in).
     pub fn chat_kept(&self, now: Timestamp, retention_s: u32) -> Vec<&Message> {
         let mut out: Vec<&Message> = self.messages.iter().filter(|m| kept(m.at, now, retention_s)).collect();
-        out.sort_by(|a, b| (b.at, b.id).cmp(&(a.at, a.id)));
+        out.sort_by_key(|m| std::cmp::Reverse((m.at, m.id)));
         out
     }
 }
