@@ -2,26 +2,28 @@
 //! are kept (API.md "The ride, as riders and drivers see it").
 //!
 //! Owns the rules; the handler that applies `Command::PostMessage` is in
-//! `state/chat.rs`. Guarantees:
+//! `state/chat.rs`, with the trip's chat questions (`Trip::chat_party`, `Trip::chat_open`,
+//! `Trip::chat_kept`: the trip's module does not depend on this one's rules, only on
+//! [`Message`]). Guarantees:
 //! - a message's text is trimmed, 1–[`MAX_TEXT_CHARS`] characters (Unicode scalar values,
 //!   not bytes) and holds no control character at all — not even a newline: a chat line
 //!   is one line, and a newline in it would be the one control character apps render
 //!   differently (refused: `invalid_request`);
-//! - the messages live on their trip ([`Trip::messages`](crate::trip::Trip::messages)), so
-//!   they are checkpointed, archived to the history and restored with it, and a replay
-//!   rebuilds them from the log like every other change;
-//! - who may post ([`Trip::chat_party`], [`Trip::chat_open`]): the trip's rider and its
+//! - the messages live on their trip (`Trip::messages`), so they are checkpointed,
+//!   archived to the history and restored with it, and a replay rebuilds them from the log
+//!   like every other change;
+//! - who may post (`Trip::chat_party`, `Trip::chat_open`): the trip's rider and its
 //!   *current* driver (the one whose id the trip holds: a driver who gave the trip back
 //!   loses the chat with the trip, and the next driver sees the whole conversation,
 //!   earlier messages included) from accept until [`CHAT_WINDOW_AFTER_END_S`] after the
 //!   trip ends; staff (support, admin) at any time; anyone else does not see the trip
-//!   (`not_found`). Reading follows the same visibility ([`Trip::visible_to`]) without
+//!   (`not_found`). Reading follows the same visibility (`Trip::visible_to`) without
 //!   the window: a rider or driver reads the chat for as long as it is kept;
 //! - at most [`MAX_MESSAGES_PER_TRIP`] messages are kept per trip; one more is
 //!   `409 invalid_transition` (the chat is full: a state of the trip, not a rate);
 //! - retention: a message is kept `DispatchRules::chat_retention_s` (`[retention]
 //!   chat_days`) from when it was posted. Reads never return an older one
-//!   ([`Trip::chat_kept`]), and each new message drops the trip's expired ones from the
+//!   (`Trip::chat_kept`), and each new message drops the trip's expired ones from the
 //!   state (so from the next checkpoint and history row). A trip archived with messages
 //!   and never written again keeps their text in its history row, unserved, until it is.
 
@@ -30,7 +32,6 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::id::{MessageId, TripId, UserId};
-use crate::trip::Trip;
 
 /// Longest message, in characters, after trimming.
 pub const MAX_TEXT_CHARS: usize = 1_000;
@@ -108,43 +109,6 @@ pub fn clean_text(text: &str) -> Result<String> {
 /// Whether a message posted at `at` is still kept at `now` under `retention_s`.
 pub fn kept(at: Timestamp, now: Timestamp, retention_s: u32) -> bool {
     now.as_millis() < at.as_millis().saturating_add(i64::from(retention_s).saturating_mul(1000))
-}
-
-impl Trip {
-    /// The chat role of `user` on this trip when that user is one of its two parties:
-    /// its rider, or its current driver. `None` for anyone else (a driver who gave the
-    /// trip back included).
-    pub fn chat_party(&self, user: UserId) -> Option<SenderRole> {
-        if user == self.rider_id {
-            Some(SenderRole::Rider)
-        } else if Some(user) == self.driver_id {
-            Some(SenderRole::Driver)
-        } else {
-            None
-        }
-    }
-
-    /// Whether the rider and the driver may post at `now`: a driver holds the trip
-    /// (accepted, arrived, in progress, or it ended with one), and it has not been over
-    /// for [`CHAT_WINDOW_AFTER_END_S`] yet.
-    pub fn chat_open(&self, now: Timestamp) -> bool {
-        if self.driver_id.is_none() {
-            return false;
-        }
-        if self.status.is_open() {
-            return true;
-        }
-        self.ended_at
-            .is_some_and(|end| now.as_millis() < end.as_millis().saturating_add(CHAT_WINDOW_AFTER_END_S * 1000))
-    }
-
-    /// The messages still kept at `now`, newest first (by time, then id: the order the
-    /// API pages them in).
-    pub fn chat_kept(&self, now: Timestamp, retention_s: u32) -> Vec<&Message> {
-        let mut out: Vec<&Message> = self.messages.iter().filter(|m| kept(m.at, now, retention_s)).collect();
-        out.sort_by_key(|m| std::cmp::Reverse((m.at, m.id)));
-        out
-    }
 }
 
 #[cfg(test)]

@@ -6,15 +6,18 @@
 //! (`invalid_request`), the window of the rider and the driver (`invalid_transition`),
 //! the bound of the chat (`invalid_transition`); the message is appended to its trip
 //! (a new revision, so a trip archived since is archived again with it) after the
-//! trip's expired messages are dropped, and `Event::ChatMessage` is emitted.
+//! trip's expired messages are dropped, and `Event::ChatMessage` is emitted. Also here, as
+//! methods of the trip: who of it is a party to its chat, whether its window is open, and
+//! the messages still kept (the trip's module holds only the data).
 
 use std::sync::Arc;
 
-use crate::chat::{self, MAX_MESSAGES_PER_TRIP, Message, SenderRole};
+use crate::chat::{self, CHAT_WINDOW_AFTER_END_S, MAX_MESSAGES_PER_TRIP, Message, SenderRole, kept};
 use crate::clock::Timestamp;
 use crate::command::{Actor, Event, Outcome};
 use crate::error::{Error, Result};
-use crate::id::{MessageId, TripId};
+use crate::id::{MessageId, TripId, UserId};
+use crate::trip::Trip;
 
 use super::{Effects, State, Who};
 
@@ -75,5 +78,42 @@ impl State {
         let trip = Arc::clone(self.trip_ref(trip_id)?);
         fx.events.push(Event::ChatMessage { trip, message: message.clone() });
         Ok(Outcome::Message(Box::new(message)))
+    }
+}
+
+impl Trip {
+    /// The chat role of `user` on this trip when that user is one of its two parties:
+    /// its rider, or its current driver. `None` for anyone else (a driver who gave the
+    /// trip back included).
+    pub fn chat_party(&self, user: UserId) -> Option<SenderRole> {
+        if user == self.rider_id {
+            Some(SenderRole::Rider)
+        } else if Some(user) == self.driver_id {
+            Some(SenderRole::Driver)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the rider and the driver may post at `now`: a driver holds the trip
+    /// (accepted, arrived, in progress, or it ended with one), and it has not been over
+    /// for [`CHAT_WINDOW_AFTER_END_S`] yet.
+    pub fn chat_open(&self, now: Timestamp) -> bool {
+        if self.driver_id.is_none() {
+            return false;
+        }
+        if self.status.is_open() {
+            return true;
+        }
+        self.ended_at
+            .is_some_and(|end| now.as_millis() < end.as_millis().saturating_add(CHAT_WINDOW_AFTER_END_S * 1000))
+    }
+
+    /// The messages still kept at `now`, newest first (by time, then id: the order the
+    /// API pages them in).
+    pub fn chat_kept(&self, now: Timestamp, retention_s: u32) -> Vec<&Message> {
+        let mut out: Vec<&Message> = self.messages.iter().filter(|m| kept(m.at, now, retention_s)).collect();
+        out.sort_by_key(|m| std::cmp::Reverse((m.at, m.id)));
+        out
     }
 }
