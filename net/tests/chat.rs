@@ -203,3 +203,29 @@ async fn a_small_chat_per_min_is_honoured_and_messages_survive_a_restart() {
     assert_eq!(after, before);
     assert_eq!(after["items"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_sockets_hear_a_trip_they_follow_and_the_admin_token_hears_its_own_frame() {
+    let (s, rider, driver, _, id, _rws, _dws) = offered_trip(None).await;
+    let (_, support) = user(&s, "support", 3).await;
+    let (_, other_support) = user(&s, "support", 4).await;
+    s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+    // One support agent follows the trip, the other does not.
+    let mut following = s.ws(&support).await;
+    send(&mut following, json!({"type": "subscribe", "trip_id": id})).await;
+    next_of(&mut following, "subscribed").await;
+    let mut idle = s.ws(&other_support).await;
+    let m = s.post(&messages(&id), &rider, json!({"text": "where are you?"})).await.expect(201);
+    assert_eq!(next_of(&mut following, "chat_message").await["message"], m);
+    // The bootstrap admin token has no user: its own chat frame comes back as the reply.
+    let mut admin = s.ws(ADMIN).await;
+    send(&mut admin, json!({"type": "chat", "trip_id": id, "text": "Support is watching this trip"})).await;
+    let own = next_of(&mut admin, "chat_message").await["message"].clone();
+    assert_eq!((&own["from_role"], &own["from_user_id"]), (&json!("admin"), &Value::Null));
+    assert_eq!(next_of(&mut following, "chat_message").await["message"], own);
+    // The agent who follows nothing heard neither: the next frame it gets is its own pong.
+    send(&mut idle, json!({"type": "ping"})).await;
+    let next = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut idle)).await.unwrap().unwrap().unwrap();
+    let next: Value = serde_json::from_str(next.to_text().unwrap()).unwrap();
+    assert_eq!(next["type"], "pong", "{next}");
+}
