@@ -65,6 +65,7 @@ user_per_min = 1000000
 ip_per_min = 1000000
 trip_create_per_min = 1000000
 accept_per_min = 1000000
+chat_per_min = 1000000
 EOF
 DISPATCH_SMS_SINK="file:$WORK/sms.jsonl" "$BIN" serve --dev --listen 127.0.0.1:0 \
     --data-dir "$WORK/data" --config "$WORK/dispatch.toml" >"$WORK/stdout" 2>"$WORK/stderr" &

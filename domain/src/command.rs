@@ -9,11 +9,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
+use crate::chat::Message;
 use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
-use crate::id::{AlertId, BidId, CouponId, ShareId, TransferId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, BidId, CouponId, MessageId, ShareId, TransferId, TripId, UserId, ZoneId};
 use crate::ledger::Transfer;
 use crate::money::Currency;
 use crate::payment::PaymentEventKind;
@@ -87,6 +88,9 @@ pub struct DispatchRules {
     /// count against `open_trips_per_rider` until dispatch starts, so a week of booked
     /// rides never stops the rider from riding now.
     pub scheduled_trips_per_rider: u16,
+    /// A trip's chat messages are kept this long after they were posted (`[retention]
+    /// chat_days`): never served later, and dropped from the state (see `crate::chat`).
+    pub chat_retention_s: u32,
 }
 
 impl Default for DispatchRules {
@@ -110,6 +114,7 @@ impl Default for DispatchRules {
             cash_confirm_ttl_s: 24 * 60 * 60,
             schedule_lead_s: 600,
             scheduled_trips_per_rider: 5,
+            chat_retention_s: crate::chat::DEFAULT_RETENTION_S,
         }
     }
 }
@@ -151,6 +156,9 @@ impl DispatchRules {
         }
         if self.scheduled_trips_per_rider == 0 {
             return bad("scheduled_trips_per_rider must be positive");
+        }
+        if self.chat_retention_s < 24 * 60 * 60 {
+            return bad("chat_retention_s must be at least 86400 (a day)");
         }
         // A gateway's name is a path segment of its webhook and a key of the history.
         let name_ok = (1..=32).contains(&self.card_gateway.len())
@@ -396,6 +404,15 @@ pub enum Command {
         /// A short note.
         note: Option<String>,
     },
+    /// The trip's rider or driver, or staff, post a chat message (rules: `crate::chat`).
+    PostMessage {
+        /// Filled by the writer.
+        id: Option<MessageId>,
+        /// Which trip.
+        trip_id: TripId,
+        /// As typed (trimmed and checked by `apply`).
+        text: String,
+    },
     /// Staff acknowledge an alert.
     AckAlert {
         /// Which.
@@ -603,6 +620,7 @@ impl Command {
             Command::AcceptBid { .. } => "accept_bid",
             Command::RateTrip { .. } => "rate_trip",
             Command::RaiseSos { .. } => "raise_sos",
+            Command::PostMessage { .. } => "post_message",
             Command::AckAlert { .. } => "ack_alert",
             Command::UnlockPickupCode { .. } => "unlock_pickup_code",
             Command::ConfirmCashReceived { .. } => "confirm_cash_received",
@@ -637,6 +655,7 @@ impl Command {
             | Command::AcceptBid { trip_id, .. }
             | Command::RateTrip { trip_id, .. }
             | Command::RaiseSos { trip_id, .. }
+            | Command::PostMessage { trip_id, .. }
             | Command::Refund { trip_id, .. }
             | Command::PaymentEvent { trip_id, .. }
             | Command::RecordDeadLetter { trip_id, .. }
@@ -710,6 +729,8 @@ pub enum Outcome {
     },
     /// The alert raised or acknowledged.
     Alert(Arc<Alert>),
+    /// The chat message posted.
+    Message(Box<Message>),
     /// An OTP was issued; it expires after this many seconds.
     OtpIssued {
         /// Seconds until the code stops working.
@@ -807,6 +828,14 @@ pub enum Event {
         trip_id: TripId,
         /// Its rider.
         rider_id: UserId,
+    },
+    /// A chat message was posted: pushed to the trip's rider and driver and to staff
+    /// watching the trip, its sender included.
+    ChatMessage {
+        /// The trip as it is now (who its rider and driver are).
+        trip: Arc<Trip>,
+        /// The message.
+        message: Message,
     },
     /// A driver's position changed.
     DriverMoved {

@@ -182,6 +182,10 @@ typed_id!(
     /// A trip's share link (`shr_…`); the link's token is derived from it by the server.
     ShareId, "shr_", "share"
 );
+typed_id!(
+    /// A chat message of a trip (`msg_…`).
+    MessageId, "msg_", "message"
+);
 
 fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
     let hex = s.strip_prefix(prefix)?;

@@ -64,6 +64,7 @@
 
 pub mod alert;
 pub mod cancellation;
+pub mod chat;
 pub mod clock;
 pub mod command;
 pub mod demo;

@@ -734,6 +734,10 @@ pub struct Trip {
     /// The short reference support reads over the phone (`7KQ-2M4`), unique among the
     /// trips of the last 30 days.
     pub reference: TripRef,
+    /// The trip's chat, oldest first (bounded by [`crate::chat::MAX_MESSAGES_PER_TRIP`];
+    /// the rules are in [`crate::chat`]). Shared: a change to the trip that is not a
+    /// message copies the list's pointer, not the list.
+    pub messages: std::sync::Arc<Vec<crate::chat::Message>>,
 }
 
 /// Nearby drivers are counted up to this many (a round's count, an estimate's): the count

@@ -76,6 +76,7 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         Outcome::Bid { bid, trip } => json!({ "outcome": "bid", "bid": bid, "trip": trip }),
         Outcome::Share { id, trip } => json!({ "outcome": "share", "share_id": id, "trip": trip }),
         Outcome::Alert(alert) => json!({ "outcome": "alert", "alert": alert }),
+        Outcome::Message(message) => json!({ "outcome": "message", "message": message }),
         Outcome::OtpIssued { expires_in_s } => json!({ "outcome": "otp_issued", "expires_in_s": expires_in_s }),
         Outcome::OtpRefused { locked } => json!({ "outcome": "otp_refused", "locked": locked }),
         Outcome::PickupCodeRefused { attempts_left } => {

@@ -119,8 +119,9 @@
     box = null; boxPx = null;
     openTrip = null; openTripData = null;
     trips.reset(); drivers.reset();
-    for (const id of ["trips", "drivers", "alerts", "charts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id"]) $(id).replaceChildren();
-    for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status"]) $(id).textContent = "";
+    for (const id of ["trips", "drivers", "alerts", "charts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id", "trip-chat"]) $(id).replaceChildren();
+    for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status", "trip-chat-error"]) $(id).textContent = "";
+    $("trip-chat-text").value = "";
     $("ops-summary").textContent = "—";
     $("trip").hidden = true;
     for (const g of Object.values(layers)) g.replaceChildren();
@@ -465,6 +466,8 @@
       else if (f.type === "trip_updated") {
         reloadTrips();
         if (openTrip && f.trip.id === openTrip) openTripPage(openTrip);
+      } else if (f.type === "chat_message") {
+        if (openTrip && f.message.trip_id === openTrip) loadChat(openTrip).catch((e) => report("trip-chat-error", e));
       } else if (f.type === "error" && (f.code === "unauthorized" || f.code === "forbidden")) {
         signOut("not allowed: " + f.code);
       }
@@ -511,7 +514,10 @@
     if (openTrip !== id) { // an action's error and note stay with their trip
       $("trip-error").textContent = ""; $("trip-note").textContent = "";
       $("trip-trail").replaceChildren(); $("trip-trail-caption").textContent = "";
+      $("trip-chat").replaceChildren(); $("trip-chat-error").textContent = "";
       openTripData = null;
+      // Follow the trip: its chat messages come over the socket as they are posted.
+      if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "subscribe", trip_id: id }));
     }
     openTrip = id;
     $("trip").hidden = false;
@@ -538,6 +544,7 @@
       const [ev] = await Promise.all([
         api("GET", "/v1/admin/trips/" + encodeURIComponent(id) + "/events"),
         loadTrail(t),
+        loadChat(id).catch((e) => report("trip-chat-error", e)),
       ]);
       if (openTrip !== id) return;
       const list = $("trip-events");
@@ -548,6 +555,34 @@
         list.appendChild(el("li", parts.filter(Boolean).join(" ")));
       }
     } catch (e) { report("trip-error", e); }
+  }
+
+  // The open trip's chat, oldest first (the API pages newest first: the last 200 are shown).
+  async function loadChat(id) {
+    const page = await api("GET", "/v1/trips/" + encodeURIComponent(id) + "/messages?limit=200");
+    if (openTrip !== id) return;
+    const list = $("trip-chat");
+    list.replaceChildren();
+    for (const m of page.items.slice().reverse()) {
+      const li = el("li");
+      li.dataset.id = m.id;
+      li.append(el("span", m.at + " · " + m.from_role + (m.from_user_id ? " " + m.from_user_id : ""), "who"), el("span", m.text, "text"));
+      list.appendChild(li);
+    }
+    if (page.items.length === 0) list.appendChild(el("li", "no messages", "hint"));
+  }
+  // Staff write to the trip's rider and driver (support may post at any time).
+  async function sendChat(e) {
+    e.preventDefault();
+    const id = openTrip, input = $("trip-chat-text");
+    if (!id) return;
+    $("trip-chat-send").disabled = true;
+    try {
+      await act("POST", "/v1/trips/" + encodeURIComponent(id) + "/messages", { text: input.value });
+      $("trip-chat-error").textContent = "";
+      input.value = "";
+      await loadChat(id);
+    } catch (err) { report("trip-chat-error", err); } finally { $("trip-chat-send").disabled = false; }
   }
 
   // The driver's trail of the open trip: a small map of its own, drawn with the map's
@@ -822,6 +857,7 @@
     }
     $("trip-cancel").addEventListener("click", cancelOpenTrip);
     $("trip-refund").addEventListener("click", refundOpenTrip);
+    $("trip-chat-form").addEventListener("submit", sendChat);
     $("map-fit").addEventListener("click", fitDrivers);
     $("map-zones").addEventListener("click", () => setBox(initialBox()));
     const map = $("map");

@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: LimitsSection,
     /// `[payments]`: how long holds last.
     pub payments: PaymentsSection,
+    /// `[retention]`: how long what users wrote is kept (API.md v1.1).
+    pub retention: RetentionSection,
     /// `[gateways.<name>]`: payment gateways whose webhooks `/v1/webhooks/<name>` takes,
     /// besides the built-in `sim`.
     pub gateways: BTreeMap<String, GatewaySection>,
@@ -104,6 +106,28 @@ impl Default for PaymentsSection {
     fn default() -> Self {
         let r = DispatchRules::default();
         Self { wallet_hold_ttl_s: r.wallet_hold_ttl_s, card_auth_ttl_s: r.card_auth_ttl_s }
+    }
+}
+
+/// `[retention]` (API.md v1.1): how long the engine keeps what users wrote.
+///
+/// ```toml
+/// [retention]
+/// chat_days = 30   # a trip's chat messages, from when each was posted (1-3650)
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSection {
+    /// Days a chat message is kept after it was posted (`DispatchRules::chat_retention_s`).
+    pub chat_days: u32,
+}
+
+/// The longest `[retention] chat_days` (ten years).
+pub const MAX_CHAT_DAYS: u32 = 3650;
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        Self { chat_days: DispatchRules::default().chat_retention_s / 86_400 }
     }
 }
 
@@ -335,6 +359,8 @@ pub struct LimitsSection {
     /// Rides booked ahead (not yet dispatched) one rider may have; they do not count
     /// as open trips until dispatch starts.
     pub scheduled_trips_per_rider: u16,
+    /// Chat messages per user (HTTP and WebSocket together).
+    pub chat_per_min: u32,
 }
 
 impl Default for LimitsSection {
@@ -347,6 +373,7 @@ impl Default for LimitsSection {
             ip_per_min: 60,
             open_trips_per_rider: 3,
             scheduled_trips_per_rider: DispatchRules::default().scheduled_trips_per_rider,
+            chat_per_min: 30,
         }
     }
 }
@@ -370,7 +397,7 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         self.server.validate()?;
         let l = &self.limits;
-        if [l.trip_create_per_min, l.accept_per_min, l.user_per_min, l.ip_per_min].contains(&0) {
+        if [l.trip_create_per_min, l.accept_per_min, l.user_per_min, l.ip_per_min, l.chat_per_min].contains(&0) {
             return Err("limits: every *_per_min must be at least 1".into());
         }
         dispatch_core::route::StraightLine::new(self.route.detour_factor, self.route.city_speed_kmh)
@@ -382,6 +409,9 @@ impl Config {
             if name == "sim" {
                 return Err("gateways.sim: the sim gateway is built in and takes no configuration".into());
             }
+        }
+        if !(1..=MAX_CHAT_DAYS).contains(&self.retention.chat_days) {
+            return Err(format!("retention: chat_days must be 1-{MAX_CHAT_DAYS}"));
         }
         self.log.filter(None)?;
         self.rules().validate().map_err(|e| e.to_string())
@@ -408,6 +438,7 @@ impl Config {
             location_min_interval_ms: self.limits.location_min_interval_ms,
             wallet_hold_ttl_s: self.payments.wallet_hold_ttl_s,
             card_auth_ttl_s: self.payments.card_auth_ttl_s,
+            chat_retention_s: self.retention.chat_days.saturating_mul(86_400),
             ..DispatchRules::default()
         }
     }
@@ -783,5 +814,22 @@ mod tests {
         assert!(Config::parse("[gateways.Bad-Name]\nscheme = \"stripe\"\n").is_err());
         assert!(Config::parse("[gateways.sim]\nscheme = \"stripe\"\n").is_err());
         assert!(Config::parse("[payments]\ncard_auth_ttl_s = 0\n").is_err());
+    }
+
+    #[test]
+    fn chat_limits_and_retention_have_their_defaults_and_bounds() {
+        let c = Config::parse("").unwrap();
+        assert_eq!((c.limits.chat_per_min, c.retention.chat_days), (30, 30));
+        assert_eq!(c.rules().chat_retention_s, 30 * 86_400);
+        let c = Config::parse("[limits]\nchat_per_min = 3\n[retention]\nchat_days = 7\n").unwrap();
+        assert_eq!((c.limits.chat_per_min, c.rules().chat_retention_s), (3, 7 * 86_400));
+        for bad in [
+            "[limits]\nchat_per_min = 0",
+            "[retention]\nchat_days = 0",
+            "[retention]\nchat_days = 3651",
+            "[retention]\nchat_weeks = 1",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
     }
 }

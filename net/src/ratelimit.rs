@@ -1,7 +1,8 @@
 //! Rate limits: GCRA buckets keyed by (class, subject), from `[limits]`.
 //!
 //! Owns the limiter and its classes: trip creations per rider, accepts per driver,
-//! requests per user, unauthenticated requests per IP. Each class allows `n` per minute
+//! requests per user, unauthenticated requests per IP, chat messages per user (HTTP posts
+//! and WebSocket `chat` frames in one bucket). Each class allows `n` per minute
 //! with a burst of the full `n`.
 //!
 //! Guarantees:
@@ -57,6 +58,8 @@ pub enum Class {
     User,
     /// Every unauthenticated request per client IP.
     Ip,
+    /// Chat messages per user, over HTTP and the WebSocket together.
+    Chat,
 }
 
 impl Class {
@@ -67,6 +70,7 @@ impl Class {
             Class::Accept => "accept",
             Class::User => "user",
             Class::Ip => "ip",
+            Class::Chat => "chat",
         }
     }
 
@@ -76,6 +80,7 @@ impl Class {
             Class::Accept => 1,
             Class::User => 2,
             Class::Ip => 3,
+            Class::Chat => 4,
         }
     }
 }
@@ -159,10 +164,10 @@ impl Shard {
 
 /// The limiter.
 pub struct RateLimiter {
-    per_min: [u32; 4],
+    per_min: [u32; 5],
     clock: Clock,
     /// Per class, its shards.
-    classes: [Box<[Mutex<Shard>]>; 4],
+    classes: [Box<[Mutex<Shard>]>; 5],
     /// Buckets per shard.
     shard_cap: usize,
     hasher: std::collections::hash_map::RandomState,
@@ -179,9 +184,15 @@ impl RateLimiter {
         let shards = shards.clamp(1, max_keys.max(1));
         let class = || (0..shards).map(|_| Mutex::new(Shard::new())).collect::<Box<[_]>>();
         RateLimiter {
-            per_min: [limits.trip_create_per_min, limits.accept_per_min, limits.user_per_min, limits.ip_per_min],
+            per_min: [
+                limits.trip_create_per_min,
+                limits.accept_per_min,
+                limits.user_per_min,
+                limits.ip_per_min,
+                limits.chat_per_min,
+            ],
             clock,
-            classes: [class(), class(), class(), class()],
+            classes: [class(), class(), class(), class(), class()],
             shard_cap: (max_keys / shards).max(1),
             hasher: std::collections::hash_map::RandomState::new(),
         }

@@ -367,6 +367,19 @@ pub fn alert(a: &dispatch_core::alert::Alert) -> Value {
     })
 }
 
+/// A chat message: `{"id","trip_id","from_user_id","from_role","text","at"}`
+/// (`from_user_id` is `null` for the bootstrap admin token).
+pub fn message(m: &dispatch_core::chat::Message) -> Value {
+    json!({
+        "id": m.id.to_string(),
+        "trip_id": m.trip_id.to_string(),
+        "from_user_id": m.from_user_id.map(|u| u.to_string()),
+        "from_role": m.from_role.as_str(),
+        "text": m.text,
+        "at": rfc3339(m.at),
+    })
+}
+
 /// A unit enum's snake_case name, as serde writes it.
 fn enum_str<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)

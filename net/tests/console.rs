@@ -1,11 +1,12 @@
 //! Browser tests of the operators' console (`/console`, issue 9): the real `dispatchd serve
 //! --dev --demo` on loopback and a real headless Chromium driven through its WebDriver
 //! (`chromedriver`, started here on a free port) by `fantoccini`. They sign in, read the live
-//! map, cancel and refund trips, suspend drivers and acknowledge an SOS by clicking what an
-//! operator would, page through trips and drivers, check that hostile text stays text, save
-//! a screenshot of each view under `target/console-screenshots/` (at 1280×800 and at tablet
-//! size, 820×1180, where nothing may stick out sideways), and time the rendering of an
-//! `ops_snapshot` in the page (median asserted, p90 and max printed).
+//! map, cancel and refund trips, write in a trip's chat, suspend drivers and acknowledge an
+//! SOS by clicking what an operator would, page through trips and drivers, check that
+//! hostile text stays text, save a screenshot of each view under
+//! `target/console-screenshots/` (at 1280×800 and at tablet size, 820×1180, where nothing
+//! may stick out sideways), and time the rendering of an `ops_snapshot` in the page (median
+//! asserted, p90 and max printed).
 //!
 //! `DISPATCH_UPDATE_DOCS_SCREENSHOT=1` also copies the signed-in map to `docs/console.png`
 //! (the README's picture).
@@ -63,7 +64,9 @@ struct Server {
 impl Server {
     fn start(args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dispatchd"));
+        // `DISPATCH_TEST_BIN` runs the suite against another build, as `common::dispatchd_bin`.
+        let bin = std::env::var("DISPATCH_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_dispatchd").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
         cmd.args(args)
             .env("DISPATCH_ADMIN_TOKEN", ADMIN)
@@ -487,6 +490,22 @@ async fn drive(s: &Server, c: &Client) {
     let minor = trip["fare"]["estimate_minor"].as_i64().unwrap();
     let fare = js(c, "return document.querySelector('#trip-facts dd[data-fact=fare]').textContent;").await;
     assert_eq!(fare, json!(dispatch_core::Money::new(minor, currency).to_string()), "the fare as shown");
+    assert_no_injection(c).await;
+
+    // The trip's chat on its page: staff write to the rider and driver (hostile text stays
+    // text), and a message posted elsewhere arrives live (the page follows the trip).
+    until(c, "document.getElementById('trip-chat').textContent.includes('no messages')", WAIT, "the empty chat").await;
+    c.find(Locator::Id("trip-chat-text")).await.unwrap().send_keys(XSS_REASON).await.unwrap();
+    click(c, "#trip-chat-send").await;
+    let shown = |text: &str| {
+        format!("[...document.querySelectorAll('#trip-chat .text')].some((e) => e.textContent === {})", json!(text))
+    };
+    until(c, &shown(XSS_REASON), WAIT, "the console's message in its chat").await;
+    let chat = s.get(&format!("/v1/trips/{id}/messages")).await;
+    assert_eq!((&chat["items"][0]["text"], &chat["items"][0]["from_role"]), (&json!(XSS_REASON), &json!("admin")));
+    assert_eq!(js(c, "return document.getElementById('trip-chat-text').value;").await, json!(""), "the box is cleared");
+    s.post(&format!("/v1/trips/{id}/messages"), ADMIN, json!({"text": "posted through the API"}), 201).await;
+    until(c, &shown("posted through the API"), WAIT, "a message posted elsewhere, live").await;
     assert_no_injection(c).await;
     screenshot(c, "trip").await;
     click(c, "#trip-cancel").await;

@@ -28,6 +28,12 @@ impl State {
         let mut open_by_rider: HashMap<UserId, u16> = HashMap::new();
         let mut scheduled_by_rider: HashMap<UserId, u16> = HashMap::new();
         for t in self.trips.values() {
+            if t.messages.len() > crate::chat::MAX_MESSAGES_PER_TRIP {
+                return Err(format!("trip {} holds {} chat messages", t.id, t.messages.len()));
+            }
+            if t.messages.iter().any(|m| m.trip_id != t.id) {
+                return Err(format!("trip {} holds another trip's chat message", t.id));
+            }
             if t.status == TripStatus::Scheduled {
                 *scheduled_by_rider.entry(t.rider_id).or_default() += 1;
                 // Nothing happens to a ride booked ahead before its dispatch.

@@ -28,6 +28,7 @@
 //! - `money.rs` (transfer ids, holds, settlement) and `gateway.rs` (card payments, refunds);
 //! - `shares.rs`: the trips' short references (their 30-day index) and share links;
 //! - `catalog.rs` (zones, coupons, surge), `extras.rs` (bids, ratings, alerts, idempotency),
+//!   `chat.rs` (a trip's chat messages),
 //!   `account.rs` (OTP, tokens, presence), `location.rs` (positions and the index);
 //! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply.
 
@@ -483,6 +484,7 @@ impl State {
             Command::RaiseSos { id, trip_id, location, note } => {
                 self.raise_sos(who, *id, *trip_id, *location, note.as_deref(), now, fx)
             }
+            Command::PostMessage { id, trip_id, text } => self.post_message(who, actor, *id, *trip_id, text, now, fx),
             Command::AckAlert { alert_id } => self.ack_alert(who, actor, *alert_id, now, fx),
             Command::UnlockPickupCode { trip_id } => self.unlock_pickup_code(who, *trip_id, now, fx),
             Command::ConfirmCashReceived { trip_id } => self.confirm_cash_received(who, *trip_id, now, fx),
@@ -650,6 +652,7 @@ pub const MAX_BID_MINOR: i64 = 10_000_000_000;
 mod account;
 mod archive;
 mod catalog;
+mod chat;
 mod dispatch;
 mod extras;
 mod gateway;

@@ -6,7 +6,7 @@
 //! records: replay applies it as stamped and draws nothing.
 
 use crate::command::Command;
-use crate::id::{AlertId, BidId, CouponId, IdSource, ShareId, TransferId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, BidId, CouponId, IdSource, MessageId, ShareId, TransferId, TripId, UserId, ZoneId};
 use crate::trip::PickupCode;
 use crate::trip_ref::TripRef;
 
@@ -46,6 +46,10 @@ impl State {
             }
             Command::CreateShare { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, ShareId::generate, |s| self.share(s).is_none()));
+            }
+            Command::PostMessage { id, .. } if id.is_none() => {
+                // Message ids are unique per trip; 64 random bits make a clash across trips moot.
+                *id = Some(fresh(ids, MessageId::generate, |_| true));
             }
             Command::RaiseSos { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, AlertId::generate, |a| self.alert(a).is_none()));

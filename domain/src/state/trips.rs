@@ -132,6 +132,7 @@ impl State {
             rider_offer_minor: new.bid_minor,
             bids: Vec::new(),
             code_failures: 0,
+            messages: Arc::default(),
             rider_rating: None,
             driver_rating: None,
             scheduled_at: new.scheduled_at,

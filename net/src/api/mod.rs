@@ -1,7 +1,7 @@
 //! The HTTP API: the request pipeline every request goes through, and the one map from
 //! an endpoint to its handler (`Ctx::dispatch`). The route table is [`routes`] (every
 //! path, its method, rights and limits); the handlers live by resource: `auth` (sign-in,
-//! users, tokens), `me` (the caller's profile, share links), `trips`, `drivers`, `money` (wallets, refunds, payments, coupons),
+//! users, tokens), `me` (the caller's profile, share links), `trips`, `chat` (a trip's messages), `drivers`, `money` (wallets, refunds, payments, coupons),
 //! `admin` (zones, alerts), `webhooks`, and the console's files (`console`). The OpenAPI
 //! document of all of it, and the check of request bodies against it, is [`openapi`]. Each is an
 //! `impl Ctx` over the helpers here (the caller, the body, submitting a command, the
@@ -28,6 +28,7 @@
 
 mod admin;
 mod auth;
+mod chat;
 mod console;
 pub mod conventions;
 mod drivers;
@@ -494,6 +495,8 @@ impl Ctx<'_> {
             E::AcceptBid(id, bid) => self.accept_bid(&id, &bid).await,
             E::Rate(id) => self.rate(&id).await,
             E::Sos(id) => self.sos(&id).await,
+            E::PostMessage(id) => self.post_message(&id).await,
+            E::ListMessages(id) => self.list_messages(&id).await,
             E::AdminTrips => self.list_trips(TripsOf::All).await,
             E::AdminCancel(id) => self.admin_cancel(&id).await,
             E::ListAlerts => self.list_alerts().await,

@@ -82,6 +82,10 @@ pub enum Endpoint {
     Rate(String),
     /// `POST /v1/trips/{id}/sos`
     Sos(String),
+    /// `POST /v1/trips/{id}/messages`: a chat message.
+    PostMessage(String),
+    /// `GET /v1/trips/{id}/messages`: the trip's chat, newest first.
+    ListMessages(String),
     /// `GET /v1/admin/trips`
     AdminTrips,
     /// `POST /v1/admin/trips/{id}/cancel`
@@ -175,6 +179,10 @@ pub struct Spec {
     pub idempotent: bool,
 }
 
+/// Who may be shown a trip at all (which trip, `Trip::visible_to` decides): riders,
+/// drivers and staff.
+const TRIP_PEOPLE: Allow = Allow::Roles(&[Role::Rider, Role::Driver, Role::Support, Role::Admin]);
+
 const fn spec(name: &'static str, allow: Allow) -> Spec {
     Spec { name, allow, class: None, ip_limited: true, large_body: false, idempotent: false }
 }
@@ -253,6 +261,8 @@ pub const ROUTES: &[Route] = {
         route!("POST", "/v1/trips/{id}/bids/{bid_id}/accept", "trip_bid_accept", |x| E::AcceptBid(p(x, 0), p(x, 1))),
         route!("POST", "/v1/trips/{id}/rating", "trip_rating", |x| E::Rate(p(x, 0))),
         route!("POST", "/v1/trips/{id}/sos", "trip_sos", |x| E::Sos(p(x, 0))),
+        route!("POST", "/v1/trips/{id}/messages", "trip_message", |x| E::PostMessage(p(x, 0))),
+        route!("GET", "/v1/trips/{id}/messages", "trip_messages", |x| E::ListMessages(p(x, 0))),
         route!("POST", "/v1/trips/{id}/payment-method", "trip_payment_method", |x| E::PaymentMethod(p(x, 0))),
         route!("POST", "/v1/trips/{id}/cash-received", "trip_cash_received", |x| E::CashReceived(p(x, 0))),
         route!("GET", "/v1/admin/trips", "admin_trips", |_| E::AdminTrips),
@@ -338,6 +348,8 @@ impl Endpoint {
             | E::AcceptBid(t, _)
             | E::Rate(t)
             | E::Sos(t)
+            | E::PostMessage(t)
+            | E::ListMessages(t)
             | E::AdminCancel(t)
             | E::TripEvents(t)
             | E::PaymentMethod(t)
@@ -381,7 +393,7 @@ impl Endpoint {
             E::Suspend(_, false) => idem(spec("admin_unsuspend", ADMIN)),
             E::CreateTrip => Spec { class: Some(Class::TripCreate), ..idem(spec("trip_create", RIDER)) },
             E::ListTrips => spec("trips", RIDER_OR_DRIVER),
-            E::GetTrip(_) => spec("trip", Allow::Roles(&[Role::Rider, Role::Driver, Role::Support, Role::Admin])),
+            E::GetTrip(_) => spec("trip", TRIP_PEOPLE),
             E::TripAction(_, a) => match a {
                 TripAction::Accept => Spec { class: Some(Class::Accept), ..idem(spec("trip_accept", DRIVER)) },
                 TripAction::Decline => idem(spec("trip_decline", DRIVER)),
@@ -395,6 +407,9 @@ impl Endpoint {
             E::AcceptBid(..) => idem(spec("trip_bid_accept", RIDER)),
             E::Rate(_) => idem(spec("trip_rating", RIDER_OR_DRIVER)),
             E::Sos(_) => idem(spec("trip_sos", RIDER_OR_DRIVER)),
+            // Who may post when is the engine's rule (the window, staff at any time).
+            E::PostMessage(_) => Spec { class: Some(Class::Chat), ..idem(spec("trip_message", TRIP_PEOPLE)) },
+            E::ListMessages(_) => spec("trip_messages", TRIP_PEOPLE),
             E::AdminTrips => spec("admin_trips", STAFF),
             E::AdminCancel(_) => idem(spec("admin_trip_cancel", STAFF)),
             E::ListAlerts => spec("admin_alerts", STAFF),

@@ -14,6 +14,9 @@
 //!   hears the trip as its viewer (`render::Viewer`: the rider's frame alone has the
 //!   pickup code, the driver's has the rider's card, staff's both cards);
 //! - every staff socket hears every SOS alert, whatever its map box;
+//! - a trip's `chat_message` reaches the sockets of its rider and *current* driver, staff
+//!   sockets following the trip, and the sockets of the staff member who posted it;
+//!   nobody else (a driver who gave the trip back included);
 //! - a user's first open socket and last close are reported in the order they happened
 //!   (the presence hooks run under the registry's lock; the reports: [`presence`]);
 //! - how many sockets may be open, in all and per user, is [`caps`]'s.
@@ -126,6 +129,11 @@ impl Hub {
     /// Adds socket `id` to the followers of `trip`.
     pub(crate) fn subscribe_trip(&self, id: u64, trip: TripId) {
         self.registry.lock().by_trip.entry(trip).or_default().insert(id);
+    }
+
+    /// Whether socket `id` follows `trip` (it hears the trip's chat through the subscription).
+    pub(crate) fn follows(&self, id: u64, trip: TripId) -> bool {
+        self.registry.lock().by_trip.get(&trip).is_some_and(|set| set.contains(&id))
     }
 
     /// Puts socket `id` on the ops channel, with its box (`None`: everywhere).
@@ -293,6 +301,26 @@ impl Hub {
                     let Some(trip) = trip else { continue };
                     let frame = presence_frame(*trip_id, *driver_id, *connected, fix, now());
                     self.send_user(trip.rider_id, &frame);
+                }
+                Event::ChatMessage { trip, message } => {
+                    let frame: Utf8Bytes =
+                        json!({"type": "chat_message", "message": render::message(message)}).to_string().into();
+                    let r = self.registry.lock();
+                    let party = |id: &u64| r.sockets.get(id).is_some_and(|s| trip.visible_to(s.user, s.staff));
+                    // The trip's rider and current driver, staff following the trip, and the
+                    // sender's own sockets (staff who posted without following it).
+                    let sender = message.from_role.is_staff().then_some(message.from_user_id).flatten();
+                    let people = [Some(trip.rider_id), trip.driver_id, sender];
+                    let of_people = people.into_iter().flatten().filter_map(|u| r.by_user.get(&u)).flatten();
+                    let subscribed = r.by_trip.get(&trip.id).into_iter().flatten().filter(|id| party(id));
+                    let mut sent = HashSet::new();
+                    for id in of_people.chain(subscribed) {
+                        if sent.insert(*id)
+                            && let Some(s) = r.sockets.get(id)
+                        {
+                            s.outbox.push(OutFrame::Event(frame.clone()), &self.metrics);
+                        }
+                    }
                 }
                 Event::AlertRaised { alert } => {
                     let frame: Utf8Bytes =

@@ -1,19 +1,24 @@
 //! What a client may send on its socket, and the answers: `location` (drivers),
-//! `subscribe` (a trip, or staff's `ops` channel), `ping`.
+//! `subscribe` (a trip, or staff's `ops` channel), `chat` (a message on a trip), `ping`.
 //!
 //! Guarantees: frames parse strictly (malformed JSON `invalid_json`, a wrong shape or an
 //! unknown type `invalid_request`) and a bad frame is answered with an `error` frame, never
 //! by closing; a position passes the same checks as over HTTP (`crate::wire::LocationIn`);
 //! a trip is followed only by who may see it (`Trip::visible_to`: its rider, its driver,
-//! staff) and the ops channel only by staff.
+//! staff) and the ops channel only by staff; a `chat` frame follows the rules of `POST
+//! /v1/trips/{id}/messages` (the engine's, `dispatch_core::chat`) and counts against the
+//! same `[limits] chat_per_min` bucket; it is answered by the `chat_message` the fan-out
+//! sends every party (the sender's sockets included), and only a refusal gets a reply
+//! (`error`).
 
-use dispatch_core::{Command, Role, TripId};
+use dispatch_core::{Command, Outcome, Role, TripId};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Principal;
 use crate::http::ApiError;
 use crate::hub::ops::BBox;
+use crate::ratelimit::{Class, Subject};
 use crate::render;
 use crate::server::App;
 use crate::wire::LocationIn;
@@ -26,6 +31,8 @@ pub enum ClientFrame {
     Location(LocationIn),
     /// Follow a trip (or, staff, the ops channel).
     Subscribe(SubscribeIn),
+    /// Post a chat message on a trip.
+    Chat(ChatIn),
     /// Keep-alive.
     Ping {},
 }
@@ -43,6 +50,16 @@ pub struct SubscribeIn {
     /// The ops channel's box `[min_lng, min_lat, max_lng, max_lat]`.
     #[serde(default)]
     pub bbox: Option<[f64; 4]>,
+}
+
+/// `{"type":"chat","trip_id","text"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatIn {
+    /// The trip.
+    pub trip_id: String,
+    /// The message (the engine trims and checks it).
+    pub text: String,
 }
 
 /// Parses one client text frame: `invalid_json` for bad JSON, `invalid_request` for a
@@ -76,6 +93,9 @@ pub(super) async fn on_text(app: &App, who: Principal, socket: u64, text: &str) 
                 Ok(_) => None,
                 Err(e) => Some(error_frame(e.code, &e.message)),
             }
+        }
+        ClientFrame::Chat(c) => {
+            chat(app, who, socket, c).await.unwrap_or_else(|e| Some(error_frame(e.code, &e.message)))
         }
         ClientFrame::Subscribe(s) => match (s.trip_id, s.channel.as_deref()) {
             (Some(trip), None) => {
@@ -113,6 +133,24 @@ pub(super) async fn on_text(app: &App, who: Principal, socket: u64, text: &str) 
     }
 }
 
+/// A `chat` frame: rate-limited like the HTTP post, then the engine's `PostMessage`. The
+/// fan-out delivers the message; only the bootstrap admin's socket (no user, so no
+/// sockets by user) that does not follow the trip is sent it here, as the reply.
+async fn chat(app: &App, who: Principal, socket: u64, c: ChatIn) -> Result<Option<String>, ApiError> {
+    if let Some(user) = who.user_id() {
+        app.limit("ws_chat", Class::Chat, Subject::User(user.raw()))?;
+    }
+    // A malformed id names no trip: `not_found`, as over HTTP.
+    let trip_id: TripId = c.trip_id.parse().map_err(|_| ApiError::not_found("trip"))?;
+    let outcome = app.submit(who.actor(), Command::PostMessage { id: None, trip_id, text: c.text }).await?;
+    match outcome {
+        Outcome::Message(m) if who.user_id().is_none() && !app.hub.follows(socket, trip_id) => {
+            Ok(Some(json!({"type": "chat_message", "message": render::message(&m)}).to_string()))
+        }
+        _ => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +166,15 @@ mod tests {
             parse_client_frame(r#"{"type":"subscribe","trip_id":"trp_1"}"#),
             Ok(ClientFrame::Subscribe(_))
         ));
+        assert!(matches!(
+            parse_client_frame(r#"{"type":"chat","trip_id":"trp_1","text":"hi"}"#),
+            Ok(ClientFrame::Chat(_))
+        ));
+        assert_eq!(
+            parse_client_frame(r#"{"type":"chat","trip_id":"trp_1","text":"hi","x":1}"#).unwrap_err().code,
+            "invalid_request"
+        );
+        assert_eq!(parse_client_frame(r#"{"type":"chat","trip_id":"trp_1"}"#).unwrap_err().code, "invalid_request");
         assert_eq!(parse_client_frame("{").unwrap_err().code, "invalid_json");
         assert_eq!(parse_client_frame(r#"{"type":"dance"}"#).unwrap_err().code, "invalid_request");
         assert_eq!(

@@ -6,6 +6,7 @@
 //! - `trips`: booking, dispatch and offers, accept, the pickup code, complete, cancels, driver
 //!   availability and suspension, roles, bad input.
 //! - `catalog`: zones, prices, coupons, surge.
+//! - `chat`: who may post when, the text rules, the bound, retention, archived trips.
 //! - `extras`: bids, ratings, SOS alerts, idempotency keys and their archiving.
 //! - `account`: OTP, presence, housekeeping, token revocation.
 //! - `location`: positions, the spoofing check, the spatial index, the distance billed.
@@ -20,6 +21,7 @@
 mod account;
 mod archive;
 mod catalog;
+mod chat;
 mod extras;
 mod location;
 mod money;

@@ -348,6 +348,7 @@ fn components() -> Value {
             "Zone": zone_schema(),
             "Bid": bid_schema(),
             "Alert": alert_schema(),
+            "Message": message_schema(),
             "Transfer": transfer_schema(),
         },
     })

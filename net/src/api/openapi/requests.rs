@@ -248,6 +248,18 @@ pub(super) fn sos_in() -> Value {
 pub(super) fn sos_ex() -> Value {
     json!({"location": {"lat": 30.0444, "lng": 31.2357}, "note": "driver took a wrong turn"})
 }
+pub(super) fn message_in() -> Value {
+    strict(
+        &[(
+            "text",
+            json!({"type": "string", "description": "1-1000 characters after trimming, no control characters."}),
+        )],
+        &["text"],
+    )
+}
+pub(super) fn message_ex() -> Value {
+    json!({"text": "I'm at the main gate, blue jacket"})
+}
 pub(super) fn credit_in() -> Value {
     strict(
         &[("amount_minor", int()), ("currency", currency()), ("reason", string())],

@@ -124,6 +124,10 @@ pub(super) fn cursor_q() -> Value {
     q("cursor", string(), false, "The `next_cursor` of the previous page (opaque).")
 }
 
+pub(super) fn page_query() -> Vec<Value> {
+    vec![limit_q(), cursor_q()]
+}
+
 pub(super) fn trips_query() -> Vec<Value> {
     vec![
         limit_q(),
@@ -527,6 +531,20 @@ pub(super) fn bid_schema() -> Value {
     )
 }
 
+pub(super) fn message_schema() -> Value {
+    obj(
+        &[
+            ("id", id("msg_")),
+            ("trip_id", id("trp_")),
+            ("from_user_id", nullable(id("usr_"))),
+            ("from_role", enumeration(&["rider", "driver", "support", "admin"])),
+            ("text", string()),
+            ("at", time()),
+        ],
+        &["id", "trip_id", "from_user_id", "from_role", "text", "at"],
+    )
+}
+
 pub(super) fn alert_schema() -> Value {
     obj(
         &[
@@ -729,6 +747,12 @@ pub(super) fn bids_items() -> Value {
 }
 pub(super) fn alert_ref() -> Value {
     r("Alert")
+}
+pub(super) fn message_ref() -> Value {
+    r("Message")
+}
+pub(super) fn messages_page() -> Value {
+    page_of(r("Message"))
 }
 pub(super) fn alerts_page() -> Value {
     page_of(r("Alert"))
