@@ -213,8 +213,7 @@ pub fn shared_trip(t: &Trip, cards: &Cards) -> Value {
         "status": t.status.as_str(),
         "driver": driver,
         "location": location,
-        // The trip's `eta` is the router's (added beside this field); until then, none.
-        "eta": Value::Null,
+        "eta": cards.eta.map_or(Value::Null, |e| eta(&e)),
         "expires_at": time(dispatch_core::share::expires_at(t)),
     })
 }

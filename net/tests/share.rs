@@ -150,6 +150,7 @@ async fn a_share_link_shows_the_ride_but_never_the_rider_and_stops_when_revoked(
         (&view["status"], &view["driver"], &view["location"]),
         (&json!("searching"), &Value::Null, &Value::Null)
     );
+    assert_eq!(view["eta"], Value::Null, "searching: nobody on the way");
     assert_private(&view, "Amal", "+201000000102", &code);
 
     // Accepted: the driver's first name, the car, where it is.
@@ -161,7 +162,8 @@ async fn a_share_link_shows_the_ride_but_never_the_rider_and_stops_when_revoked(
     assert_eq!(view["driver"]["vehicle"]["make"], "Hyundai");
     assert_eq!(view["location"]["lat"], json!(HERE.0));
     assert!(view["location"]["at"].is_string());
-    assert!(view.get("eta").is_some(), "eta is part of the view: {view}");
+    // The driver is at the pickup already: 0 s away, by the straight line (no router here).
+    assert_eq!((&view["eta"]["pickup_s"], &view["eta"]["source"]), (&json!(0), &json!("straight_line")), "{view}");
     assert_private(&view, "Amal", "+201000000102", &code);
     assert!(!view.to_string().contains("+201000000101"), "no driver phone: {view}");
 

@@ -137,7 +137,9 @@ impl Ctx<'_> {
         if !dispatch_core::share::is_live(&t, at) {
             return Err(gone());
         }
-        let cards = self.app.engine.read(|v| render::Cards::of(v, &t));
+        self.refresh_eta(&t).await;
+        let mut cards = self.app.engine.read(|v| render::Cards::of(v, &t));
+        cards.eta = self.app.etas.cached(&t);
         Ok(json_response(StatusCode::OK, &render::shared_trip(&t, &cards)))
     }
 }

@@ -109,7 +109,7 @@ pub(super) fn shared_trip_out() -> Value {
             ("status", trip_status()),
             ("driver", driver),
             ("location", location),
-            ("eta", json!({"type": ["object", "null"], "description": "The trip's `eta`, when the server has one."})),
+            ("eta", super::schemas::trip_eta()),
             ("expires_at", nullable(time())),
         ],
         &["status", "driver", "location", "eta", "expires_at"],

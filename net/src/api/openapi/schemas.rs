@@ -464,7 +464,7 @@ pub(super) fn trip_schema() -> Value {
 
 /// The trip's `eta`: seconds to the pickup while `accepted`, to the drop-off while
 /// `in_progress` (the other `null`), through the route provider; `null` otherwise.
-fn trip_eta() -> Value {
+pub(super) fn trip_eta() -> Value {
     let mut eta = nullable(obj(
         &[
             ("pickup_s", nullable(uint())),
