@@ -136,8 +136,9 @@ impl State {
         d.category == *category && d.not_dispatchable(now, self.rules.stale_location_s).is_none()
     }
 
-    /// The drivers who could take a trip of `category` from `point` now ([`State::could_drive`])
-    /// within `search_radius_m`: how many (counted up to [`MAX_NEARBY_COUNTED`]) and the
+    /// The drivers who could take a trip of `category` from `point` now (in the category,
+    /// [`Driver::not_dispatchable`] `None`: the filter of a round without the trip's own
+    /// conditions) within `search_radius_m`: how many (counted up to [`MAX_NEARBY_COUNTED`]) and the
     /// nearest (where, and how far by great circle). What a round records as the trip's
     /// `nearby_drivers`, and what an estimate shows.
     pub fn supply_near(&self, point: LatLng, category: &Category, now: Timestamp) -> (u32, Option<Nearby>) {
