@@ -79,11 +79,13 @@ pub mod otp;
 pub mod payment;
 pub mod record;
 pub mod route;
+pub mod rules;
 pub mod share;
 pub mod state;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod trip;
+pub mod trip_payment;
 pub mod trip_ref;
 pub mod user;
 pub mod zone;

@@ -22,6 +22,7 @@ mod ops;
 mod profile;
 mod requests;
 mod schemas;
+mod trip;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -32,6 +33,7 @@ use serde_json::{Map, Value, json};
 use ops::{Body, OPS, Op, Who, links};
 use profile::driver_schema;
 use schemas::*;
+use trip::trip_schema;
 
 use super::routes::{Endpoint, ROUTES, Spec};
 use crate::auth::Allow;

@@ -109,7 +109,7 @@ pub(super) fn shared_trip_out() -> Value {
             ("status", trip_status()),
             ("driver", driver),
             ("location", location),
-            ("eta", super::schemas::trip_eta()),
+            ("eta", super::trip::trip_eta()),
             ("expires_at", nullable(time())),
         ],
         &["status", "driver", "location", "eta", "expires_at"],

@@ -1,0 +1,146 @@
+//! The rules of dispatch ([`DispatchRules`]): offers, timeouts, radii, limits, the
+//! payment windows, booking ahead, the chat's retention.
+//!
+//! Guarantees: the rules are part of the state, set by a logged command (`SetRules`), so a
+//! replay applies the rules that were in force, not today's configuration; and
+//! [`DispatchRules::validate`] refuses any set that would make dispatch meaningless or
+//! unbounded before it is applied. `crate::command` re-exports the type.
+
+use serde::{Deserialize, Serialize};
+
+/// The rules of dispatch. Part of the state (set by a logged command) so that a
+/// replay applies the rules that were in force, not today's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatchRules {
+    /// Drivers offered a trip at once, nearest first.
+    pub offers_per_round: u16,
+    /// An offer lapses after this.
+    pub offer_ttl_s: u32,
+    /// No driver by then: the trip expires.
+    pub timeout_s: u32,
+    /// Drivers further than this from the pickup are not offered the trip.
+    pub search_radius_m: u32,
+    /// Positions older than this are never offered trips.
+    pub stale_location_s: u32,
+    /// A driver on a trip whose socket dropped keeps the trip this long.
+    pub disconnect_grace_s: u32,
+    /// Open trips one rider may have at once.
+    pub open_trips_per_rider: u16,
+    /// When a round finds nobody, look again after this.
+    pub redispatch_retry_s: u32,
+    /// Zone surges are recomputed this often.
+    pub surge_interval_s: u32,
+    /// A driver's position is published (moved in the index, pushed, logged to the
+    /// history) at most once per this interval: a report sooner after the last published
+    /// one is coalesced — held back, the newest winning — and published when the
+    /// interval is up unless a newer report comes first.
+    pub location_min_interval_ms: u32,
+    /// A position implying a speed above this since the last one is refused as
+    /// suspected spoofing (and counted).
+    pub max_speed_kmh: u32,
+    /// Idempotency keys are kept at least this long.
+    pub idempotency_ttl_s: u32,
+    /// A wallet hold placed at booking is released (voided) this long after it was
+    /// placed if nothing settled it (the trip then pays from the balance it finds).
+    pub wallet_hold_ttl_s: u32,
+    /// A card authorisation not captured this long after the gateway granted it
+    /// lapses: its hold is released and the payment is `expired` (Stripe keeps card
+    /// authorisations 7 days).
+    pub card_auth_ttl_s: u32,
+    /// The gateway card trips are paid through (the payment worker's): a card trip
+    /// records it at booking, and only that gateway's events move its money.
+    pub card_gateway: String,
+    /// A finished card trip its rider switched to cash waits this long for its driver to
+    /// confirm the cash; unconfirmed, the fare becomes the rider's debt.
+    pub cash_confirm_ttl_s: u32,
+    /// A ride booked ahead starts searching this long before its `scheduled_at` (the lead
+    /// in force at booking: the moment is fixed then, as a deadline).
+    pub schedule_lead_s: u32,
+    /// Rides booked ahead and not yet dispatched one rider may have at once. They do not
+    /// count against `open_trips_per_rider` until dispatch starts, so a week of booked
+    /// rides never stops the rider from riding now.
+    pub scheduled_trips_per_rider: u16,
+    /// A trip's chat messages are kept this long after they were posted (`[retention]
+    /// chat_days`): never served later, and dropped from the state (see `crate::chat`).
+    pub chat_retention_s: u32,
+}
+
+impl Default for DispatchRules {
+    fn default() -> Self {
+        Self {
+            offers_per_round: 5,
+            offer_ttl_s: 20,
+            timeout_s: 120,
+            search_radius_m: 5_000,
+            stale_location_s: 30,
+            disconnect_grace_s: 300,
+            open_trips_per_rider: 3,
+            redispatch_retry_s: 2,
+            surge_interval_s: 60,
+            location_min_interval_ms: 1_000,
+            max_speed_kmh: 250,
+            idempotency_ttl_s: 24 * 60 * 60,
+            wallet_hold_ttl_s: 24 * 60 * 60,
+            card_auth_ttl_s: 7 * 24 * 60 * 60,
+            card_gateway: "sim".into(),
+            cash_confirm_ttl_s: 24 * 60 * 60,
+            schedule_lead_s: 600,
+            scheduled_trips_per_rider: 5,
+            chat_retention_s: crate::chat::DEFAULT_RETENTION_S,
+        }
+    }
+}
+
+impl DispatchRules {
+    /// Most drivers one round may offer a trip to.
+    pub const MAX_OFFERS_PER_ROUND: u16 = 100;
+
+    /// Refuses rules that would make dispatch meaningless or unbounded.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |what: &str| Err(crate::Error::Invalid(format!("dispatch rules: {what}")));
+        if !(1..=Self::MAX_OFFERS_PER_ROUND).contains(&self.offers_per_round) {
+            return bad("offers_per_round must be 1-100");
+        }
+        if self.offer_ttl_s == 0 || self.timeout_s == 0 || self.redispatch_retry_s == 0 {
+            return bad("offer_ttl_s, timeout_s and redispatch_retry_s must be positive");
+        }
+        if self.search_radius_m == 0 || self.search_radius_m > 100_000 {
+            return bad("search_radius_m must be 1-100000");
+        }
+        if self.open_trips_per_rider == 0 {
+            return bad("open_trips_per_rider must be positive");
+        }
+        if self.surge_interval_s == 0 || self.max_speed_kmh == 0 {
+            return bad("surge_interval_s and max_speed_kmh must be positive");
+        }
+        if self.wallet_hold_ttl_s == 0 || self.card_auth_ttl_s == 0 {
+            return bad("wallet_hold_ttl_s and card_auth_ttl_s must be positive");
+        }
+        if self.idempotency_ttl_s < 24 * 60 * 60 {
+            return bad("idempotency_ttl_s must be at least 86400 (API.md keeps keys 24 hours)");
+        }
+        if self.cash_confirm_ttl_s == 0 {
+            return bad("cash_confirm_ttl_s must be positive");
+        }
+        // Below the shortest booking ahead, so dispatch always starts after the booking.
+        if self.schedule_lead_s >= crate::trip::MIN_SCHEDULE_AHEAD_S {
+            return bad("schedule_lead_s must be below 900 (the shortest booking ahead, 15 minutes)");
+        }
+        if self.scheduled_trips_per_rider == 0 {
+            return bad("scheduled_trips_per_rider must be positive");
+        }
+        if self.chat_retention_s < 24 * 60 * 60 {
+            return bad("chat_retention_s must be at least 86400 (a day)");
+        }
+        // A gateway's name is a path segment of its webhook and a key of the history.
+        let name_ok = (1..=32).contains(&self.card_gateway.len())
+            && self
+                .card_gateway
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !name_ok {
+            return bad("card_gateway must be 1-32 of a-z, 0-9, _ and -");
+        }
+        Ok(())
+    }
+}
