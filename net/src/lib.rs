@@ -61,6 +61,7 @@ pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod osrm;
 pub mod proxy;
 pub mod ratelimit;
