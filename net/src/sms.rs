@@ -10,7 +10,9 @@
 //! `https://` uses rustls (on `ring`) and verifies the provider against Mozilla's root certificates
 //! compiled into the binary (`webpki-roots`), never the platform's store: a certificate
 //! that does not chain to them, or names another host, fails the delivery (logged with
-//! the masked number) rather than sending a code in the clear.
+//! the masked number) rather than sending a code in the clear. With `[sms] provider =
+//! "twilio"` the sink is Twilio's Messages API (`notify::twilio`) and
+//! `DISPATCH_SMS_SINK` is not read.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,6 +35,8 @@ pub enum SmsSink {
     /// POST `{"to","text","at"}` to a provider's `http://` or `https://` URL (on a task,
     /// 10 s timeout).
     Http(Provider),
+    /// Twilio's Messages API (`[sms] provider = "twilio"`; on a task).
+    Twilio(Arc<crate::notify::twilio::Twilio>),
 }
 
 /// An SMS provider's endpoint, from its URL.
@@ -114,6 +118,34 @@ fn webpki_roots() -> rustls::RootCertStore {
 }
 
 impl SmsSink {
+    /// The sink `[sms]` names: Twilio (with `DISPATCH_TWILIO_SID` and
+    /// `DISPATCH_TWILIO_TOKEN` from `env`), or the one `DISPATCH_SMS_SINK` names.
+    pub fn from_config(
+        sms: &crate::config::SmsSection,
+        env: impl Fn(&str) -> Option<String>,
+        dev: bool,
+    ) -> Result<SmsSink, Error> {
+        match sms.provider {
+            crate::config::SmsProvider::Sink => SmsSink::from_spec(env("DISPATCH_SMS_SINK").as_deref(), dev),
+            crate::config::SmsProvider::Twilio => {
+                let secret = |name: &str| {
+                    env(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                        Error::Setting(format!("{name} is not set: [sms] provider = \"twilio\" needs it"))
+                    })
+                };
+                let (sid, token) = (secret("DISPATCH_TWILIO_SID")?, secret("DISPATCH_TWILIO_TOKEN")?);
+                let twilio = crate::notify::twilio::Twilio::new(&crate::notify::twilio::TwilioConfig {
+                    endpoint: &sms.twilio_endpoint,
+                    from: &sms.from,
+                    sid: &sid,
+                    token: &token,
+                })
+                .map_err(Error::Setting)?;
+                Ok(SmsSink::Twilio(Arc::new(twilio)))
+            }
+        }
+    }
+
     /// The sink named by `spec` (`None`: `log`).
     pub fn from_spec(spec: Option<&str>, dev: bool) -> Result<SmsSink, Error> {
         match spec.unwrap_or("log") {
@@ -148,6 +180,33 @@ impl SmsSink {
         }
     }
 
+    /// Delivers one message and says how it went, as a notification provider answers:
+    /// `log` and `file:` deliver at once; `http(s)://` is delivered on a 2xx, retried on
+    /// a timeout, a connection failure, 429 or 5xx, rejected on another status; Twilio
+    /// answers as `notify::twilio` says.
+    pub async fn deliver(&self, to: &str, text: &str, code: Option<&str>) -> crate::notify::SendOutcome {
+        use crate::notify::SendOutcome;
+        match self {
+            SmsSink::Http(provider) => {
+                let at = crate::http::rfc3339(dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock));
+                let body = serde_json::json!({"to": to, "text": text, "at": at}).to_string();
+                let retry = |error: String| SendOutcome::Retry { error, retry_after: None };
+                match tokio::time::timeout(HTTP_TIMEOUT, provider.post(body)).await {
+                    Ok(Ok(status)) if (200..300).contains(&status) => SendOutcome::Delivered { provider_id: None },
+                    Ok(Ok(status)) if status == 429 || status >= 500 => retry(format!("sms sink: {status}")),
+                    Ok(Ok(status)) => SendOutcome::Rejected { error: format!("sms sink: {status}") },
+                    Ok(Err(e)) => retry(format!("sms sink: {e}")),
+                    Err(_) => retry("sms sink: no answer within 10 s".into()),
+                }
+            }
+            SmsSink::Twilio(twilio) => twilio.send_sms(to, text).await,
+            SmsSink::Log { .. } | SmsSink::File(_) => {
+                self.send(to, text, code);
+                SendOutcome::Delivered { provider_id: None }
+            }
+        }
+    }
+
     /// Delivers one message (best effort: a failure is logged, the code stays valid).
     pub fn send(&self, to: &str, text: &str, code: Option<&str>) {
         let at = crate::http::rfc3339(dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock));
@@ -167,6 +226,16 @@ impl SmsSink {
                         Ok(Ok(status)) => tracing::error!(status, to = %masked, "sms provider refused a message"),
                         Ok(Err(e)) => tracing::error!(error = %e, to = %masked, "sms provider unreachable"),
                         Err(_) => tracing::error!(to = %masked, "sms provider timed out"),
+                    }
+                });
+            }
+            SmsSink::Twilio(twilio) => {
+                let (twilio, to, text, masked) =
+                    (Arc::clone(twilio), to.to_owned(), text.to_owned(), crate::http::mask_phone(to));
+                tokio::spawn(async move {
+                    match twilio.send_sms(&to, &text).await {
+                        crate::notify::SendOutcome::Delivered { .. } => {}
+                        outcome => tracing::error!(?outcome, to = %masked, "twilio did not take a message"),
                     }
                 });
             }

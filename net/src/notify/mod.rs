@@ -9,11 +9,29 @@
 //! [`SendOutcome::InvalidToken`]; any other refusal is [`SendOutcome::Rejected`] at once);
 //! and it passes [`Message::id`] to the provider as its idempotency key where the provider
 //! takes one, so a retry after a lost answer is not shown twice.
+//!
+//! Below the contract: [`Providers`], the configured providers built once at start from
+//! `[notify]`, `[sms]`, `[email]` and the secrets in the environment (a missing or bad
+//! secret stops start-up with the variable's name), one file per provider ([`fcm`],
+//! [`apns`], [`twilio`], [`email`]), the SMS sink as a provider ([`SmsSinkProvider`]),
+//! and what they share ([`client`], [`jwt`]).
+
+pub mod apns;
+pub mod client;
+pub mod email;
+pub mod fcm;
+pub mod jwt;
+pub mod twilio;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::sms::SmsSink;
 
 /// Where a notification goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,4 +97,112 @@ pub type SendFuture<'a> = Pin<Box<dyn Future<Output = SendOutcome> + Send + 'a>>
 pub trait Provider: Send + Sync {
     /// Sends `message`; never panics, always answers.
     fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a>;
+}
+
+/// The providers configured, one per channel (`None`: that channel is not configured,
+/// and its notifications cannot be sent).
+#[derive(Clone, Default)]
+pub struct Providers {
+    /// FCM, when `DISPATCH_FCM_CREDENTIALS` is set.
+    pub fcm: Option<Arc<dyn Provider>>,
+    /// APNs, when `DISPATCH_APNS_KEY` is set.
+    pub apns: Option<Arc<dyn Provider>>,
+    /// SMS: Twilio with `[sms] provider = "twilio"`, else the `DISPATCH_SMS_SINK` sink.
+    pub sms: Option<Arc<dyn Provider>>,
+    /// Email, when `[email] smtp_url` is set.
+    pub email: Option<Arc<dyn Provider>>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Providers")
+            .field("fcm", &self.fcm.is_some())
+            .field("apns", &self.apns.is_some())
+            .field("sms", &self.sms.is_some())
+            .field("email", &self.email.is_some())
+            .finish()
+    }
+}
+
+impl Providers {
+    /// The providers `config` and the environment (`env`, read here once) configure;
+    /// SMS go through `sms` (the sink, or Twilio: `SmsSink::from_config`). A file that
+    /// cannot be read or a key that cannot be used is an error naming its variable.
+    pub fn from_config(
+        config: &Config,
+        env: impl Fn(&str) -> Option<String>,
+        sms: Arc<SmsSink>,
+    ) -> Result<Providers, Error> {
+        let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let read = |name: &str, path: &str| {
+            std::fs::read(path).map_err(|e| Error::Setting(format!("{name}: cannot read {path}: {e}")))
+        };
+        let n = &config.notify;
+        let fcm = match set("DISPATCH_FCM_CREDENTIALS") {
+            None => None,
+            Some(path) => {
+                let text = read("DISPATCH_FCM_CREDENTIALS", &path)?;
+                let credentials = String::from_utf8(text)
+                    .map_err(|_| Error::Setting(format!("DISPATCH_FCM_CREDENTIALS: {path} is not UTF-8 JSON")))?;
+                let fcm = fcm::Fcm::new(&fcm::FcmConfig {
+                    endpoint: &n.fcm_endpoint,
+                    token_url: &n.fcm_token_url,
+                    project_id: &n.fcm_project_id,
+                    credentials: &credentials,
+                })
+                .map_err(|e| Error::Setting(format!("DISPATCH_FCM_CREDENTIALS ({path}): {e}")))?;
+                Some(Arc::new(fcm) as Arc<dyn Provider>)
+            }
+        };
+        let apns = match set("DISPATCH_APNS_KEY") {
+            None => None,
+            Some(path) => {
+                let pem = read("DISPATCH_APNS_KEY", &path)?;
+                let apns = apns::Apns::new(&apns::ApnsConfig {
+                    endpoint: &n.apns_endpoint,
+                    key_id: &n.apns_key_id,
+                    team_id: &n.apns_team_id,
+                    topic: &n.apns_topic,
+                    key_pem: &pem,
+                })
+                .map_err(|e| Error::Setting(format!("DISPATCH_APNS_KEY ({path}): {e}")))?;
+                Some(Arc::new(apns) as Arc<dyn Provider>)
+            }
+        };
+        let email = if config.email.smtp_url.is_empty() {
+            None
+        } else {
+            let password = set("DISPATCH_SMTP_PASSWORD");
+            let email = email::Email::new(&config.email.smtp_url, &config.email.from, password.as_deref())
+                .map_err(Error::Setting)?;
+            Some(Arc::new(email) as Arc<dyn Provider>)
+        };
+        let sms = Some(Arc::new(SmsSinkProvider(sms)) as Arc<dyn Provider>);
+        Ok(Providers { fcm, apns, sms, email })
+    }
+
+    /// The provider that reaches `to`, if that channel is configured.
+    pub fn for_recipient(&self, to: &Recipient) -> Option<&Arc<dyn Provider>> {
+        match to {
+            Recipient::Fcm(_) => self.fcm.as_ref(),
+            Recipient::Apns(_) => self.apns.as_ref(),
+            Recipient::Phone(_) => self.sms.as_ref(),
+            Recipient::Email(_) => self.email.as_ref(),
+        }
+    }
+}
+
+/// The SMS sink (`DISPATCH_SMS_SINK`, or Twilio) as a [`Provider`]: notifications by SMS
+/// go the way OTP codes go, so they work in development without Twilio.
+pub struct SmsSinkProvider(pub Arc<SmsSink>);
+
+impl Provider for SmsSinkProvider {
+    fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a> {
+        Box::pin(async move {
+            match &message.to {
+                Recipient::Phone(to) => self.0.deliver(to, &message.body, None).await,
+                _ => SendOutcome::Rejected { error: "sms: the recipient is not a phone number".into() },
+            }
+        })
+    }
 }
