@@ -124,7 +124,11 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let sms = Arc::new(sms::SmsSink::from_config(&config.sms, |k| std::env::var(k).ok(), opts.dev)?);
     // Built (and every provider's secret read and checked) before anything opens a file:
     // a bad one stops start-up here (exit 2). The outbox's delivery worker sends through it.
-    let providers = notify::Providers::from_config(&config, |k| std::env::var(k).ok(), Arc::clone(&sms))?;
+    let providers = notify::Providers::from_config(
+        &config,
+        |k| std::env::var(k).ok(),
+        Arc::clone(&sms) as Arc<dyn notify::Provider>,
+    )?;
     tracing::info!(
         fcm = providers.fcm.is_some(),
         apns = providers.apns.is_some(),

@@ -250,6 +250,19 @@ impl SmsSink {
     }
 }
 
+/// The sink as a notification provider: notifications by SMS go the way OTP codes go
+/// (so they work in development without Twilio), answering as [`SmsSink::deliver`] says.
+impl crate::notify::Provider for SmsSink {
+    fn send<'a>(&'a self, message: &'a crate::notify::Message) -> crate::notify::SendFuture<'a> {
+        Box::pin(async move {
+            match &message.to {
+                crate::notify::Recipient::Phone(to) => self.deliver(to, &message.body, None).await,
+                _ => crate::notify::SendOutcome::Rejected { error: "sms: the recipient is not a phone number".into() },
+            }
+        })
+    }
+}
+
 /// One HTTP/1.1 POST over `io` (plain or TLS); the status.
 async fn exchange<IO>(
     io: IO,
@@ -367,5 +380,48 @@ mod tests {
         let refused = p.post(r#"{"to":"+201001234567"}"#.into()).await;
         assert!(refused.is_err(), "{refused:?}");
         assert_eq!(served.await.unwrap(), "", "no request reached the untrusted server");
+    }
+
+    /// An `http://` sink answering `status` to one request.
+    async fn answering(status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"}") {
+                let n = tcp.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+        });
+        format!("http://127.0.0.1:{port}/sms")
+    }
+
+    #[tokio::test]
+    async fn the_sink_as_a_notification_provider_says_how_it_went() {
+        use crate::notify::{Message, Provider, Recipient, SendOutcome};
+        let msg =
+            |to| Message { id: "ntf_1".into(), to, title: String::new(), body: "hi".into(), data: Default::default() };
+        let phone = msg(Recipient::Phone("+201001234567".into()));
+        for (status, delivered, retry) in
+            [(200, true, false), (503, false, true), (429, false, true), (400, false, false)]
+        {
+            let sink = SmsSink::from_spec(Some(&answering(status).await), false).unwrap();
+            let outcome = Provider::send(&sink, &phone).await;
+            assert_eq!(matches!(outcome, SendOutcome::Delivered { .. }), delivered, "{status}: {outcome:?}");
+            assert_eq!(matches!(outcome, SendOutcome::Retry { .. }), retry, "{status}: {outcome:?}");
+        }
+        let log = SmsSink::Log { dev: false };
+        assert!(matches!(Provider::send(&log, &phone).await, SendOutcome::Delivered { .. }));
+        assert!(matches!(
+            Provider::send(&log, &msg(Recipient::Email("a@b.c".into()))).await,
+            SendOutcome::Rejected { .. }
+        ));
     }
 }

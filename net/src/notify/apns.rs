@@ -19,7 +19,7 @@ use hyper::Method;
 use ring::signature::EcdsaKeyPair;
 
 use super::client::{Client, Endpoint, Reply, Version};
-use super::{jwt, Message, Provider, Recipient, SendFuture, SendOutcome};
+use super::{Message, Provider, Recipient, SendFuture, SendOutcome, jwt};
 
 /// How long a provider token is used (Apple: between 20 and 60 minutes).
 pub const TOKEN_REUSE: Duration = Duration::from_secs(40 * 60);
@@ -62,9 +62,11 @@ impl std::fmt::Debug for Apns {
 impl Apns {
     /// The provider, from its settings; a missing setting or a bad key is an error.
     pub fn new(config: &ApnsConfig<'_>) -> Result<Apns, String> {
-        for (key, value) in
-            [("notify.apns_key_id", config.key_id), ("notify.apns_team_id", config.team_id), ("notify.apns_topic", config.topic)]
-        {
+        for (key, value) in [
+            ("notify.apns_key_id", config.key_id),
+            ("notify.apns_team_id", config.team_id),
+            ("notify.apns_topic", config.topic),
+        ] {
             if value.trim().is_empty() {
                 return Err(format!("{key} must be set when DISPATCH_APNS_KEY is"));
             }
@@ -83,10 +85,11 @@ impl Apns {
     /// `stale` (the one Apple just called expired), else a new one.
     async fn provider_token(&self, stale: Option<&str>) -> Result<String, String> {
         let mut kept = self.token.lock().await;
-        if let Some(t) = kept.as_ref() {
-            if t.made.elapsed() < TOKEN_REUSE && Some(t.value.as_str()) != stale {
-                return Ok(t.value.clone());
-            }
+        if let Some(t) = kept.as_ref()
+            && t.made.elapsed() < TOKEN_REUSE
+            && Some(t.value.as_str()) != stale
+        {
+            return Ok(t.value.clone());
         }
         let claims = serde_json::json!({"iss": self.team_id, "iat": jwt::unix_now()});
         let value = jwt::sign_es256(&self.key, &self.key_id, &claims)?;
@@ -198,11 +201,19 @@ mod tests {
     #[test]
     fn answers_are_classified_as_apple_documents_them() {
         assert_eq!(classify(&reply(200, ""), "x"), SendOutcome::Delivered { provider_id: Some("x".into()) });
-        assert!(matches!(classify(&reply(410, r#"{"reason":"Unregistered"}"#), "x"), SendOutcome::InvalidToken { error } if error == "apns: 410 Unregistered"));
-        assert!(matches!(classify(&reply(400, r#"{"reason":"BadDeviceToken"}"#), "x"), SendOutcome::InvalidToken { .. }));
+        assert!(
+            matches!(classify(&reply(410, r#"{"reason":"Unregistered"}"#), "x"), SendOutcome::InvalidToken { error } if error == "apns: 410 Unregistered")
+        );
+        assert!(matches!(
+            classify(&reply(400, r#"{"reason":"BadDeviceToken"}"#), "x"),
+            SendOutcome::InvalidToken { .. }
+        ));
         assert!(matches!(classify(&reply(400, r#"{"reason":"BadTopic"}"#), "x"), SendOutcome::Rejected { .. }));
         assert!(matches!(classify(&reply(429, r#"{"reason":"TooManyRequests"}"#), "x"), SendOutcome::Retry { .. }));
         assert!(matches!(classify(&reply(503, ""), "x"), SendOutcome::Retry { .. }));
-        assert!(matches!(classify(&reply(403, r#"{"reason":"InvalidProviderToken"}"#), "x"), SendOutcome::Rejected { .. }));
+        assert!(matches!(
+            classify(&reply(403, r#"{"reason":"InvalidProviderToken"}"#), "x"),
+            SendOutcome::Rejected { .. }
+        ));
     }
 }

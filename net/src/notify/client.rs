@@ -245,7 +245,10 @@ impl Client {
     }
 }
 
-async fn send_h1<IO>(io: IO, req: hyper::Request<Full<Bytes>>) -> Result<hyper::Response<hyper::body::Incoming>, BoxError>
+async fn send_h1<IO>(
+    io: IO,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, BoxError>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -299,7 +302,10 @@ mod tests {
     #[test]
     fn endpoints_parse_with_their_ports_and_paths() {
         let e = Endpoint::parse("k", "https://fcm.googleapis.com").unwrap();
-        assert_eq!((e.https, e.port, e.authority.as_str(), e.base_path.as_str()), (true, 443, "fcm.googleapis.com", ""));
+        assert_eq!(
+            (e.https, e.port, e.authority.as_str(), e.base_path.as_str()),
+            (true, 443, "fcm.googleapis.com", "")
+        );
         assert_eq!(e.url("/v1/x"), "https://fcm.googleapis.com/v1/x");
         let e = Endpoint::parse("k", "http://127.0.0.1:9000/fake/").unwrap();
         assert_eq!((e.port, e.authority.as_str(), e.base_path.as_str()), (9000, "127.0.0.1:9000", "/fake"));

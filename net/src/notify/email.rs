@@ -17,8 +17,8 @@
 
 use std::time::Duration;
 
-use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -69,7 +69,9 @@ impl SmtpUrl {
             return Err(bad("only [user@]host[:port]: no path or query"));
         }
         let (user, hostport) = match rest.rsplit_once('@') {
-            Some((u, h)) if !u.is_empty() => (Some(percent_decode(u).ok_or_else(|| bad("bad %-escape in the user"))?), h),
+            Some((u, h)) if !u.is_empty() => {
+                (Some(percent_decode(u).ok_or_else(|| bad("bad %-escape in the user"))?), h)
+            }
             Some(_) => return Err(bad("empty user before @")),
             None => (None, rest),
         };
@@ -137,8 +139,7 @@ impl Email {
     /// password of the URL's user (`DISPATCH_SMTP_PASSWORD`).
     pub fn new(smtp_url: &str, from: &str, password: Option<&str>) -> Result<Email, String> {
         let url = SmtpUrl::parse(smtp_url)?;
-        let from: Mailbox =
-            from.parse().map_err(|e| format!("email.from: {from:?} is not an email address ({e})"))?;
+        let from: Mailbox = from.parse().map_err(|e| format!("email.from: {from:?} is not an email address ({e})"))?;
         let builder = match url.security {
             Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&url.host),
             Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&url.host),
@@ -227,7 +228,11 @@ mod tests {
 
     #[test]
     fn a_user_needs_the_password_and_from_must_be_an_address() {
-        assert!(Email::new("smtp://u@mail.example.com", "noreply@example.com", None).unwrap_err().contains("DISPATCH_SMTP_PASSWORD"));
+        assert!(
+            Email::new("smtp://u@mail.example.com", "noreply@example.com", None)
+                .unwrap_err()
+                .contains("DISPATCH_SMTP_PASSWORD")
+        );
         assert!(Email::new("smtp://u@mail.example.com", "noreply@example.com", Some("pw")).is_ok());
         assert!(Email::new("smtp://mail.example.com", "Dispatch <noreply@example.com>", None).is_ok());
         assert!(Email::new("smtp://mail.example.com", "not an address", None).unwrap_err().contains("email.from"));

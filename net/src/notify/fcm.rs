@@ -21,7 +21,7 @@ use ring::signature::RsaKeyPair;
 use serde::Deserialize;
 
 use super::client::{Client, Endpoint, Reply, Version};
-use super::{jwt, Message, Provider, Recipient, SendFuture, SendOutcome};
+use super::{Message, Provider, Recipient, SendFuture, SendOutcome, jwt};
 
 /// The OAuth scope of FCM's send API.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/firebase.messaging";
@@ -87,8 +87,7 @@ impl Fcm {
         let account: ServiceAccount = serde_json::from_str(config.credentials)
             .map_err(|e| format!("not a service-account JSON key (client_email, private_key): {e}"))?;
         let key = jwt::rsa_key(account.private_key.as_bytes()).map_err(|e| format!("private_key: {e}"))?;
-        let project_id =
-            if config.project_id.is_empty() { account.project_id } else { config.project_id.to_owned() };
+        let project_id = if config.project_id.is_empty() { account.project_id } else { config.project_id.to_owned() };
         if project_id.is_empty() || !project_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(format!(
                 "project id {project_id:?}: set [notify] fcm_project_id or project_id in the credentials (letters, digits, -)"
@@ -117,10 +116,11 @@ impl Fcm {
     /// is `stale` (the one the API just refused).
     async fn access_token(&self, stale: Option<&str>) -> Result<String, TokenError> {
         let mut cached = self.token.lock().await;
-        if let Some(t) = cached.as_ref() {
-            if Instant::now() < t.refresh_at && Some(t.value.as_str()) != stale {
-                return Ok(t.value.clone());
-            }
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.refresh_at
+            && Some(t.value.as_str()) != stale
+        {
+            return Ok(t.value.clone());
         }
         let iat = jwt::unix_now();
         let claims = serde_json::json!({
@@ -140,9 +140,10 @@ impl Fcm {
         let body = reply.json();
         match reply.status {
             200 => {
-                let value = body["access_token"].as_str().filter(|t| !t.is_empty()).ok_or_else(|| {
-                    TokenError::Retry("fcm token: the answer has no access_token".into(), None)
-                })?;
+                let value = body["access_token"]
+                    .as_str()
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| TokenError::Retry("fcm token: the answer has no access_token".into(), None))?;
                 let lifetime = Duration::from_secs(body["expires_in"].as_u64().unwrap_or(ASSERTION_LIFETIME_S));
                 let refresh_at = Instant::now() + lifetime.saturating_sub(REFRESH_EARLY);
                 *cached = Some(Token { value: value.to_owned(), refresh_at });
@@ -223,9 +224,8 @@ fn classify(reply: &Reply) -> SendOutcome {
         .as_array()
         .map(|d| d.iter().filter_map(|x| x["errorCode"].as_str()).collect())
         .unwrap_or_default();
-    let error = format!("fcm: {} {} {}", reply.status, codes.first().copied().unwrap_or(status), message)
-        .trim_end()
-        .to_owned();
+    let error =
+        format!("fcm: {} {} {}", reply.status, codes.first().copied().unwrap_or(status), message).trim_end().to_owned();
     if reply.status == 404 || codes.contains(&"UNREGISTERED") {
         return SendOutcome::InvalidToken { error };
     }
@@ -262,7 +262,9 @@ mod tests {
         );
         let unregistered = r#"{"error":{"code":404,"message":"Requested entity was not found.","status":"NOT_FOUND",
             "details":[{"@type":"type.googleapis.com/google.firebase.fcm.v1.FcmError","errorCode":"UNREGISTERED"}]}}"#;
-        assert!(matches!(classify(&reply(404, unregistered, None)), SendOutcome::InvalidToken { error } if error.contains("UNREGISTERED")));
+        assert!(
+            matches!(classify(&reply(404, unregistered, None)), SendOutcome::InvalidToken { error } if error.contains("UNREGISTERED"))
+        );
         let unregistered_400 = unregistered.replace("404", "400");
         assert!(matches!(classify(&reply(400, &unregistered_400, None)), SendOutcome::InvalidToken { .. }));
         assert!(matches!(classify(&reply(404, "", None)), SendOutcome::InvalidToken { .. }));
@@ -273,7 +275,9 @@ mod tests {
         assert!(matches!(classify(&reply(503, "", None)), SendOutcome::Retry { retry_after: None, .. }));
         assert!(matches!(classify(&reply(500, "", None)), SendOutcome::Retry { .. }));
         let invalid = r#"{"error":{"code":400,"message":"Invalid JSON payload","status":"INVALID_ARGUMENT"}}"#;
-        assert!(matches!(classify(&reply(400, invalid, None)), SendOutcome::Rejected { error } if error.contains("Invalid JSON payload")));
+        assert!(
+            matches!(classify(&reply(400, invalid, None)), SendOutcome::Rejected { error } if error.contains("Invalid JSON payload"))
+        );
         assert!(matches!(classify(&reply(403, "", None)), SendOutcome::Rejected { .. }));
     }
 

@@ -8,9 +8,9 @@
 
 use base64::Engine as _;
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
 use tokio_rustls::rustls::pki_types::PrivatePkcs8KeyDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 /// base64url without padding.
 pub fn b64url(bytes: &[u8]) -> String {
@@ -63,7 +63,7 @@ pub fn unix_now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ring::signature::{KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+    use ring::signature::{ECDSA_P256_SHA256_FIXED, KeyPair, UnparsedPublicKey};
 
     fn pem(der: &[u8]) -> String {
         let b64 = base64::engine::general_purpose::STANDARD.encode(der);

@@ -13,8 +13,9 @@
 //! Below the contract: [`Providers`], the configured providers built once at start from
 //! `[notify]`, `[sms]`, `[email]` and the secrets in the environment (a missing or bad
 //! secret stops start-up with the variable's name), one file per provider ([`fcm`],
-//! [`apns`], [`twilio`], [`email`]), the SMS sink as a provider ([`SmsSinkProvider`]),
-//! and what they share ([`client`], [`jwt`]).
+//! [`apns`], [`twilio`], [`email`]), and what they share ([`client`], [`jwt`]). The SMS
+//! sink of `crate::sms` (itself Twilio with `[sms] provider = "twilio"`) is the SMS
+//! provider, so notifications by SMS work in development without Twilio.
 
 pub mod apns;
 pub mod client;
@@ -31,7 +32,6 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::sms::SmsSink;
 
 /// Where a notification goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,12 +126,13 @@ impl std::fmt::Debug for Providers {
 
 impl Providers {
     /// The providers `config` and the environment (`env`, read here once) configure;
-    /// SMS go through `sms` (the sink, or Twilio: `SmsSink::from_config`). A file that
-    /// cannot be read or a key that cannot be used is an error naming its variable.
+    /// SMS go through `sms` (the server's `SmsSink`: the `DISPATCH_SMS_SINK` sink, or
+    /// Twilio). A file that cannot be read or a key that cannot be used is an error
+    /// naming its variable.
     pub fn from_config(
         config: &Config,
         env: impl Fn(&str) -> Option<String>,
-        sms: Arc<SmsSink>,
+        sms: Arc<dyn Provider>,
     ) -> Result<Providers, Error> {
         let set = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let read = |name: &str, path: &str| {
@@ -177,8 +178,7 @@ impl Providers {
                 .map_err(Error::Setting)?;
             Some(Arc::new(email) as Arc<dyn Provider>)
         };
-        let sms = Some(Arc::new(SmsSinkProvider(sms)) as Arc<dyn Provider>);
-        Ok(Providers { fcm, apns, sms, email })
+        Ok(Providers { fcm, apns, sms: Some(sms), email })
     }
 
     /// The provider that reaches `to`, if that channel is configured.
@@ -189,20 +189,5 @@ impl Providers {
             Recipient::Phone(_) => self.sms.as_ref(),
             Recipient::Email(_) => self.email.as_ref(),
         }
-    }
-}
-
-/// The SMS sink (`DISPATCH_SMS_SINK`, or Twilio) as a [`Provider`]: notifications by SMS
-/// go the way OTP codes go, so they work in development without Twilio.
-pub struct SmsSinkProvider(pub Arc<SmsSink>);
-
-impl Provider for SmsSinkProvider {
-    fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a> {
-        Box::pin(async move {
-            match &message.to {
-                Recipient::Phone(to) => self.0.deliver(to, &message.body, None).await,
-                _ => SendOutcome::Rejected { error: "sms: the recipient is not a phone number".into() },
-            }
-        })
     }
 }

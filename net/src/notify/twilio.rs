@@ -12,7 +12,7 @@
 use base64::Engine as _;
 use hyper::Method;
 
-use super::client::{form_encode, Client, Endpoint, Reply, Version};
+use super::client::{Client, Endpoint, Reply, Version, form_encode};
 use super::{Message, Provider, Recipient, SendFuture, SendOutcome};
 
 /// Twilio's settings, from `[sms]` and `DISPATCH_TWILIO_SID` / `DISPATCH_TWILIO_TOKEN`.
@@ -84,7 +84,8 @@ fn classify(reply: &Reply) -> SendOutcome {
         return SendOutcome::Delivered { provider_id: body["sid"].as_str().map(str::to_owned) };
     }
     let code = body["code"].as_u64().map(|c| format!(" {c}")).unwrap_or_default();
-    let error = format!("twilio: {}{code} {}", reply.status, body["message"].as_str().unwrap_or("")).trim_end().to_owned();
+    let error =
+        format!("twilio: {}{code} {}", reply.status, body["message"].as_str().unwrap_or("")).trim_end().to_owned();
     match reply.status {
         429 | 500..=599 => SendOutcome::Retry { error, retry_after: reply.retry_after() },
         _ => SendOutcome::Rejected { error },
@@ -118,7 +119,9 @@ mod tests {
             SendOutcome::Delivered { provider_id: Some("SM123".into()) }
         );
         let invalid = r#"{"code":21211,"message":"The 'To' number +1 is not a valid phone number.","status":400}"#;
-        assert!(matches!(classify(&reply(400, invalid)), SendOutcome::Rejected { error } if error.contains("21211") && error.contains("not a valid")));
+        assert!(
+            matches!(classify(&reply(400, invalid)), SendOutcome::Rejected { error } if error.contains("21211") && error.contains("not a valid"))
+        );
         assert!(matches!(classify(&reply(429, "{}")), SendOutcome::Retry { .. }));
         assert!(matches!(classify(&reply(502, "")), SendOutcome::Retry { .. }));
     }

@@ -26,9 +26,9 @@ mod extras;
 mod location;
 mod money;
 mod money_model;
-mod stops;
 mod scheduled;
 mod shares;
+mod stops;
 mod trips;
 
 use super::*;
