@@ -37,7 +37,9 @@
 //! - [`hex`]: hex encoding and random hex, shared by config, HTTP and tokens.
 //! - [`metrics`]: Prometheus text for `/metrics` (with `process_*` and build info).
 //! - [`healthcheck`]: `dispatchd healthcheck`, one `GET /healthz` for container health checks.
-//! - [`sms`]: where OTP codes are sent.
+//! - [`sms`]: where OTP codes are sent (a sink, or Twilio); also the SMS notification provider.
+//! - [`notify`]: the notification providers (FCM, APNs, Twilio, SMTP) the outbox's worker
+//!   sends through, built from `[notify]`, `[sms]`, `[email]` and secrets at start.
 //! - [`osrm`]: routes from an OSRM service (timeout, circuit breaker, cache), the straight
 //!   line as the answer of last resort.
 //! - [`error`]: the crate's one error type (start-up and fatal errors).
