@@ -711,6 +711,33 @@ mod tests {
     }
 
     #[test]
+    fn the_notification_sections_have_api_md_defaults_and_are_checked() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.notify.fcm_endpoint, "https://fcm.googleapis.com");
+        assert_eq!(c.notify.fcm_token_url, "https://oauth2.googleapis.com/token");
+        assert_eq!(c.notify.apns_endpoint, "https://api.push.apple.com");
+        assert!(c.notify.fcm_project_id.is_empty() && c.notify.apns_topic.is_empty() && c.notify.sos_phones.is_empty());
+        assert_eq!((c.sms.provider, c.sms.twilio_endpoint.as_str()), (SmsProvider::Sink, "https://api.twilio.com"));
+        assert!(c.email.smtp_url.is_empty() && c.email.from.is_empty());
+        let c = Config::parse(
+            "[notify]\nsos_phones = [\"+201001234567\"]\n[sms]\nprovider = \"twilio\"\nfrom = \"Dispatch\"\n",
+        );
+        assert_eq!(c.unwrap().sms.provider, SmsProvider::Twilio);
+        for (bad, says) in [
+            ("[notify]\nsos_phones = [\"01001234567\"]", "sos_phones"),
+            ("[notify]\nsos_phones = [\"+20 100\"]", "sos_phones"),
+            ("[notify]\napns_key = \"x\"", "unknown field"),
+            ("[sms]\nprovider = \"vonage\"", "unknown variant"),
+            ("[sms]\nprovider = \"twilio\"", "from"),
+            ("[email]\nsmtp_url = \"smtp://mail.example.com\"", "from"),
+            ("[email]\nsmtp_host = \"x\"", "unknown field"),
+        ] {
+            let e = Config::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn cors_origins_default_to_none_and_are_checked_at_start() {
         assert!(Config::parse("").unwrap().server.cors_origins.is_empty());
         let c = Config::parse("[server]\ncors_origins = [\"https://ops.example.com\", \"http://localhost:3000\"]\n");

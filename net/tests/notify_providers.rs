@@ -306,6 +306,25 @@ async fn fcm_gets_a_verified_service_account_token_once_and_the_documented_messa
 }
 
 #[tokio::test]
+async fn fcm_concurrent_sends_share_one_token_request() {
+    let f = fcm_fake().await;
+    let fcm = Arc::new(fcm_provider(&f));
+    let sends: Vec<_> = (0..8)
+        .map(|i| {
+            let fcm = Arc::clone(&fcm);
+            tokio::spawn(async move {
+                let msg = message(&format!("ntf_00000000000001{i:02}"), Recipient::Fcm(format!("device-{i}")));
+                fcm.send(&msg).await
+            })
+        })
+        .collect();
+    for send in sends {
+        assert!(matches!(send.await.unwrap(), SendOutcome::Delivered { .. }));
+    }
+    assert_eq!(*f.tokens_issued.lock().unwrap(), 1, "one refresh at a time: the others waited for it");
+}
+
+#[tokio::test]
 async fn fcm_answers_map_to_retry_invalid_token_and_rejected() {
     let f = fcm_fake().await;
     let fcm = fcm_provider(&f);
@@ -701,6 +720,17 @@ async fn smtp_4yz_is_retried_and_5yz_rejected() {
     // Nobody listening: a connection failure is retried.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
     assert!(matches!(email_provider(closed).send(&msg).await, SendOutcome::Retry { .. }));
+}
+
+#[tokio::test]
+async fn smtp_url_without_insecure_requires_starttls() {
+    // The sink offers no STARTTLS: `smtp://` sends nothing rather than the message in clear.
+    let (port, mails) = smtp_sink("250 2.1.5 Ok").await;
+    let email = notify::email::Email::new(&format!("smtp://127.0.0.1:{port}"), "noreply@example.com", None).unwrap();
+    let msg = message("ntf_0000000000000032", Recipient::Email("rider@example.com".into()));
+    let outcome = email.send(&msg).await;
+    assert!(!matches!(outcome, SendOutcome::Delivered { .. }), "{outcome:?}");
+    assert!(mails.lock().unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------

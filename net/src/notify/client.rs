@@ -335,4 +335,69 @@ mod tests {
             "To=%2B201001234567&Body=Code%3A+12+34+%26+%C3%BC"
         );
     }
+
+    /// A TLS server on loopback for `127.0.0.1` with ALPN `alpn`, speaking HTTP/2 or
+    /// HTTP/1.1; answers each request with its version and path; counts connections.
+    async fn tls_server(h2: bool) -> (u16, rustls::RootCertStore, Arc<std::sync::atomic::AtomicUsize>) {
+        use hyper::service::service_fn;
+        let rcgen::CertifiedKey { cert, signing_key } =
+            rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(signing_key.serialize_der().into());
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.der().clone()], key)
+                .unwrap();
+        config.alpn_protocols = vec![if h2 { b"h2".to_vec() } else { b"http/1.1".to_vec() }];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        let text = format!("{:?} {}", req.version(), req.uri().path());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(text))))
+                    });
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    let _ = if h2 {
+                        hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                            .serve_connection(io, service)
+                            .await
+                    } else {
+                        hyper::server::conn::http1::Builder::new().serve_connection(io, service).await
+                    };
+                });
+            }
+        });
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        (port, roots, connections)
+    }
+
+    #[tokio::test]
+    async fn https_is_verified_tls_with_alpn_and_http2_keeps_its_connection() {
+        for (version, h2, expect) in [(Version::Http2, true, "HTTP/2.0"), (Version::Http1, false, "HTTP/1.1")] {
+            let (port, roots, connections) = tls_server(h2).await;
+            let endpoint = Endpoint::parse("k", &format!("https://127.0.0.1:{port}/base")).unwrap();
+            let client = Client::with_roots(endpoint.clone(), version, roots).unwrap();
+            for _ in 0..2 {
+                let reply = client.send(hyper::Method::POST, "/3/device/ab", &[], b"{}".to_vec()).await.unwrap();
+                assert_eq!((reply.status, &reply.body[..]), (200, format!("{expect} /base/3/device/ab").as_bytes()));
+            }
+            let opened = connections.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(opened, if h2 { 1 } else { 2 }, "{expect}: HTTP/2 reuses its connection");
+            // Mozilla's roots do not know the test certificate: nothing is sent.
+            let untrusted = Client::new(endpoint, version).unwrap();
+            assert!(untrusted.send(hyper::Method::POST, "/x", &[], Vec::new()).await.is_err());
+        }
+    }
 }

@@ -191,3 +191,66 @@ impl Providers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str = include_str!("../../tests/data/fcm-test-service-account.json");
+
+    fn sink() -> Arc<dyn Provider> {
+        Arc::new(crate::sms::SmsSink::Log { dev: false })
+    }
+
+    #[test]
+    fn nothing_configured_is_sms_through_the_sink_only() {
+        let p = Providers::from_config(&Config::default(), |_: &str| None, sink()).unwrap();
+        assert!(p.fcm.is_none() && p.apns.is_none() && p.email.is_none());
+        assert!(p.for_recipient(&Recipient::Phone("+201001234567".into())).is_some());
+        assert!(p.for_recipient(&Recipient::Fcm("t".into())).is_none());
+        assert!(p.for_recipient(&Recipient::Email("a@example.com".into())).is_none());
+    }
+
+    #[test]
+    fn each_channel_is_configured_by_its_secret_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let account = dir.path().join("sa.json");
+        std::fs::write(&account, ACCOUNT).unwrap();
+        let key = dir.path().join("key.p8");
+        let doc = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(doc.as_ref());
+        std::fs::write(&key, format!("-----BEGIN PRIVATE KEY-----\n{b64}\n-----END PRIVATE KEY-----\n")).unwrap();
+        let config = Config::parse(
+            "[notify]\napns_key_id = \"K\"\napns_team_id = \"T\"\napns_topic = \"com.example\"\n\
+             [email]\nsmtp_url = \"smtp://mail.example.com\"\nfrom = \"noreply@example.com\"\n",
+        )
+        .unwrap();
+        let (account_path, key_path) = (account.display().to_string(), key.display().to_string());
+        let env = |name: &str| match name {
+            "DISPATCH_FCM_CREDENTIALS" => Some(account_path.clone()),
+            "DISPATCH_APNS_KEY" => Some(key_path.clone()),
+            _ => None,
+        };
+        let p = Providers::from_config(&config, env, sink()).unwrap();
+        for to in [
+            Recipient::Fcm("t".into()),
+            Recipient::Apns("ab".into()),
+            Recipient::Phone("+201001234567".into()),
+            Recipient::Email("a@example.com".into()),
+        ] {
+            assert!(p.for_recipient(&to).is_some(), "{to:?}");
+        }
+        // The file is named when it cannot be read, and so is the variable.
+        let missing = |name: &str| (name == "DISPATCH_FCM_CREDENTIALS").then(|| "/nonexistent/sa.json".to_owned());
+        let e = Providers::from_config(&Config::default(), missing, sink()).err().unwrap().to_string();
+        assert!(e.contains("DISPATCH_FCM_CREDENTIALS") && e.contains("/nonexistent/sa.json"), "{e}");
+        // APNs without its ids.
+        let e = Providers::from_config(&Config::default(), env, sink()).err().unwrap().to_string();
+        assert!(e.contains("DISPATCH_APNS_KEY") && e.contains("apns_key_id"), "{e}");
+    }
+}
