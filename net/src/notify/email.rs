@@ -13,7 +13,7 @@
 //! `Message-ID: <{Message::id}@dispatch>`, so a message sent twice after a lost answer is
 //! recognisable as one (SMTP has no idempotency key). Answers per RFC 5321: a 4yz reply,
 //! a connection failure or a timeout → retry; a 5yz reply → rejected with the server's
-//! words.
+//! words (the recipient's address masked in them).
 
 use std::time::Duration;
 
@@ -163,6 +163,7 @@ impl Email {
         let Recipient::Email(to) = &message.to else {
             return SendOutcome::Rejected { error: "smtp: the recipient is not an email address".into() };
         };
+        let address = to.clone();
         let Ok(to) = to.parse::<Mailbox>() else {
             return SendOutcome::Rejected { error: "smtp: the recipient is not a valid email address".into() };
         };
@@ -177,7 +178,7 @@ impl Email {
             Ok(e) => e,
             Err(e) => return SendOutcome::Rejected { error: format!("smtp: cannot build the message: {e}") },
         };
-        match self.transport.send(email).await {
+        let outcome = match self.transport.send(email).await {
             Ok(response) => SendOutcome::Delivered { provider_id: response.first_line().map(str::to_owned) },
             Err(e) => {
                 let code = e.status().map(|c| format!("{c} ")).unwrap_or_default();
@@ -188,7 +189,9 @@ impl Email {
                     SendOutcome::Retry { error, retry_after: None }
                 }
             }
-        }
+        };
+        // Servers quote the address back ("550 5.1.1 <a@b>: Recipient address rejected").
+        super::redacted(outcome, &address, &super::mask_email(&address))
     }
 }
 

@@ -99,6 +99,34 @@ pub trait Provider: Send + Sync {
     fn send<'a>(&'a self, message: &'a Message) -> SendFuture<'a>;
 }
 
+/// `outcome` with `personal` (a phone number, an email address the provider quoted back
+/// in its error) replaced by `masked`: `last_error` and the logs hold no full number or
+/// address.
+pub fn redacted(outcome: SendOutcome, personal: &str, masked: &str) -> SendOutcome {
+    let clean = |error: String| {
+        let mut error = error.replace(personal, masked);
+        // Phone numbers are sometimes quoted without their `+`.
+        if let Some(bare) = personal.strip_prefix('+').filter(|b| b.len() >= 6) {
+            error = error.replace(bare, masked.trim_start_matches('+'));
+        }
+        error
+    };
+    match outcome {
+        SendOutcome::Retry { error, retry_after } => SendOutcome::Retry { error: clean(error), retry_after },
+        SendOutcome::InvalidToken { error } => SendOutcome::InvalidToken { error: clean(error) },
+        SendOutcome::Rejected { error } => SendOutcome::Rejected { error: clean(error) },
+        delivered @ SendOutcome::Delivered { .. } => delivered,
+    }
+}
+
+/// An email address for logs: its first character, then `***`, then the domain.
+pub fn mask_email(address: &str) -> String {
+    match address.rsplit_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", local.chars().next().unwrap_or('*')),
+        None => "***".to_owned(),
+    }
+}
+
 /// The providers configured, one per channel (`None`: that channel is not configured,
 /// and its notifications cannot be sent).
 #[derive(Clone, Default)]
@@ -200,6 +228,18 @@ mod tests {
 
     fn sink() -> Arc<dyn Provider> {
         Arc::new(crate::sms::SmsSink::Log { dev: false })
+    }
+
+    #[test]
+    fn errors_quoting_a_number_or_an_address_are_redacted() {
+        let rejected = SendOutcome::Rejected {
+            error: "twilio: 400 21211 The 'To' number +201001234567 is not valid (201001234567)".into(),
+        };
+        let SendOutcome::Rejected { error } = redacted(rejected, "+201001234567", "+*********567") else { panic!() };
+        assert_eq!(error, "twilio: 400 21211 The 'To' number +*********567 is not valid (*********567)");
+        assert_eq!(mask_email("rider@example.com"), "r***@example.com");
+        let delivered = SendOutcome::Delivered { provider_id: Some("SM1".into()) };
+        assert_eq!(redacted(delivered.clone(), "x", "y"), delivered);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //!
 //! Guarantees: answers as Twilio documents them: 201 (or another 2xx) → delivered, the
 //! message's `sid` as provider id; 429 and 5xx → retry, honouring `Retry-After`; any other
-//! 4xx → rejected with Twilio's `code` and `message`. The auth token is sent only in the
-//! `Authorization` header, never logged.
+//! 4xx → rejected with Twilio's `code` and `message` (the phone number masked in them). The
+//! auth token is sent only in the `Authorization` header, never logged.
 //!
 //! Twilio takes no idempotency key: an SMS whose answer was lost and is retried may arrive
 //! twice. The outbox retries only after a failure, so this is rare.
@@ -70,10 +70,12 @@ impl Twilio {
             ("content-type", "application/x-www-form-urlencoded"),
             ("accept", "application/json"),
         ];
-        match self.api.send(Method::POST, &self.path, &headers, form.into_bytes()).await {
+        let outcome = match self.api.send(Method::POST, &self.path, &headers, form.into_bytes()).await {
             Ok(reply) => classify(&reply),
             Err(e) => SendOutcome::Retry { error: format!("twilio: {e}"), retry_after: None },
-        }
+        };
+        // Twilio quotes the number back in its errors ("The 'To' number … is not valid").
+        super::redacted(outcome, to, &crate::http::mask_phone(to))
     }
 }
 
