@@ -38,7 +38,7 @@ async fn run(drivers: u32, rounds: u32) {
             Arc::clone(&engine),
             config,
             &secrets,
-            dispatch_server::sms::SmsSink::Log { dev: true },
+            std::sync::Arc::new(dispatch_server::sms::SmsSink::Log { dev: true }),
             Default::default(),
             rx.clone(),
             dispatch_server::admission::FdLimit::raise(),

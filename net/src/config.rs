@@ -38,6 +38,95 @@ pub struct Config {
     pub gateways: BTreeMap<String, GatewaySection>,
     /// `[log]`.
     pub log: LogSection,
+    /// `[notify]`: the push providers (API.md v1.1).
+    pub notify: NotifySection,
+    /// `[sms]`: how SMS leave (API.md v1.1).
+    pub sms: SmsSection,
+    /// `[email]`: the SMTP server (API.md v1.1).
+    pub email: EmailSection,
+}
+
+/// `[notify]` (API.md v1.1): the push providers' endpoints and ids. Secrets (the FCM
+/// service account, the APNs key) come from the environment (`notify::Providers`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySection {
+    /// FCM's API base URL.
+    pub fcm_endpoint: String,
+    /// Google's OAuth 2 token endpoint.
+    pub fcm_token_url: String,
+    /// The Firebase project (empty: the `project_id` of the service-account JSON).
+    pub fcm_project_id: String,
+    /// APNs' base URL (`https://api.sandbox.push.apple.com` for development builds).
+    pub apns_endpoint: String,
+    /// The APNs key's id (the JWT's `kid`).
+    pub apns_key_id: String,
+    /// The Apple developer team id (the JWT's `iss`).
+    pub apns_team_id: String,
+    /// The app's bundle id (`apns-topic`).
+    pub apns_topic: String,
+    /// E.164 numbers that get every SOS by SMS.
+    pub sos_phones: Vec<String>,
+}
+
+impl Default for NotifySection {
+    fn default() -> Self {
+        Self {
+            fcm_endpoint: "https://fcm.googleapis.com".into(),
+            fcm_token_url: "https://oauth2.googleapis.com/token".into(),
+            fcm_project_id: String::new(),
+            apns_endpoint: "https://api.push.apple.com".into(),
+            apns_key_id: String::new(),
+            apns_team_id: String::new(),
+            apns_topic: String::new(),
+            sos_phones: Vec::new(),
+        }
+    }
+}
+
+/// Which way SMS leave (`[sms] provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsProvider {
+    /// `DISPATCH_SMS_SINK` (`log`, `file:`, `http(s)://`), as in v1.
+    #[default]
+    Sink,
+    /// Twilio's Messages API; the sink is not used.
+    Twilio,
+}
+
+/// `[sms]` (API.md v1.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSection {
+    /// `"sink"` or `"twilio"`.
+    pub provider: SmsProvider,
+    /// Twilio's API base URL.
+    pub twilio_endpoint: String,
+    /// The sender number or id (required with Twilio).
+    pub from: String,
+}
+
+impl Default for SmsSection {
+    fn default() -> Self {
+        Self { provider: SmsProvider::Sink, twilio_endpoint: "https://api.twilio.com".into(), from: String::new() }
+    }
+}
+
+/// `[email]` (API.md v1.1): `smtp_url` empty means no email is sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSection {
+    /// `smtp://host:port` (STARTTLS), `smtps://host:port` (TLS), or
+    /// `smtp+insecure://127.0.0.1:port` (loopback only); a user may precede the host.
+    pub smtp_url: String,
+    /// The sender (`noreply@example.com` or `Name <noreply@example.com>`).
+    pub from: String,
+}
+
+/// `+` and 8 to 15 digits (E.164).
+pub fn is_e164(phone: &str) -> bool {
+    phone.strip_prefix('+').is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `[log]`: what the JSON log lines on stderr include.
@@ -414,6 +503,15 @@ impl Config {
             return Err(format!("retention: chat_days must be 1-{MAX_CHAT_DAYS}"));
         }
         self.log.filter(None)?;
+        if let Some(bad) = self.notify.sos_phones.iter().find(|p| !is_e164(p)) {
+            return Err(format!("notify: sos_phones: {bad:?} is not an E.164 number (+ and 8-15 digits)"));
+        }
+        if self.sms.provider == SmsProvider::Twilio && self.sms.from.trim().is_empty() {
+            return Err("sms: from must be set when provider = \"twilio\"".into());
+        }
+        if !self.email.smtp_url.is_empty() && self.email.from.trim().is_empty() {
+            return Err("email: from must be set when smtp_url is".into());
+        }
         self.rules().validate().map_err(|e| e.to_string())
     }
 
@@ -610,6 +708,33 @@ mod tests {
         assert!(Config::parse("[nope]\n").is_err());
         let c = Config::parse("[limits]\nuser_per_min = 5\n[dispatch]\ntimeout_s = 60").unwrap();
         assert_eq!((c.limits.user_per_min, c.rules().timeout_s, c.limits.ip_per_min), (5, 60, 60));
+    }
+
+    #[test]
+    fn the_notification_sections_have_api_md_defaults_and_are_checked() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.notify.fcm_endpoint, "https://fcm.googleapis.com");
+        assert_eq!(c.notify.fcm_token_url, "https://oauth2.googleapis.com/token");
+        assert_eq!(c.notify.apns_endpoint, "https://api.push.apple.com");
+        assert!(c.notify.fcm_project_id.is_empty() && c.notify.apns_topic.is_empty() && c.notify.sos_phones.is_empty());
+        assert_eq!((c.sms.provider, c.sms.twilio_endpoint.as_str()), (SmsProvider::Sink, "https://api.twilio.com"));
+        assert!(c.email.smtp_url.is_empty() && c.email.from.is_empty());
+        let c = Config::parse(
+            "[notify]\nsos_phones = [\"+201001234567\"]\n[sms]\nprovider = \"twilio\"\nfrom = \"Dispatch\"\n",
+        );
+        assert_eq!(c.unwrap().sms.provider, SmsProvider::Twilio);
+        for (bad, says) in [
+            ("[notify]\nsos_phones = [\"01001234567\"]", "sos_phones"),
+            ("[notify]\nsos_phones = [\"+20 100\"]", "sos_phones"),
+            ("[notify]\napns_key = \"x\"", "unknown field"),
+            ("[sms]\nprovider = \"vonage\"", "unknown variant"),
+            ("[sms]\nprovider = \"twilio\"", "from"),
+            ("[email]\nsmtp_url = \"smtp://mail.example.com\"", "from"),
+            ("[email]\nsmtp_host = \"x\"", "unknown field"),
+        ] {
+            let e = Config::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

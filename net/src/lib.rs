@@ -37,7 +37,9 @@
 //! - [`hex`]: hex encoding and random hex, shared by config, HTTP and tokens.
 //! - [`metrics`]: Prometheus text for `/metrics` (with `process_*` and build info).
 //! - [`healthcheck`]: `dispatchd healthcheck`, one `GET /healthz` for container health checks.
-//! - [`sms`]: where OTP codes are sent.
+//! - [`sms`]: where OTP codes are sent (a sink, or Twilio); also the SMS notification provider.
+//! - [`notify`]: the notification providers (FCM, APNs, Twilio, SMTP) the outbox's worker
+//!   sends through, built from `[notify]`, `[sms]`, `[email]` and secrets at start.
 //! - [`osrm`]: routes from an OSRM service (timeout, circuit breaker, cache), the straight
 //!   line as the answer of last resort.
 //! - [`error`]: the crate's one error type (start-up and fatal errors).
@@ -61,6 +63,7 @@ pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod osrm;
 pub mod proxy;
 pub mod ratelimit;
@@ -120,8 +123,21 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     }
     let secrets =
         config::Secrets::from_env(|k| std::env::var(k).ok(), opts.dev, config.gateways.keys().map(String::as_str))?;
-    let sms_spec = std::env::var("DISPATCH_SMS_SINK").ok();
-    let sms = sms::SmsSink::from_spec(sms_spec.as_deref(), opts.dev)?;
+    let sms = Arc::new(sms::SmsSink::from_config(&config.sms, |k| std::env::var(k).ok(), opts.dev)?);
+    // Built (and every provider's secret read and checked) before anything opens a file:
+    // a bad one stops start-up here (exit 2). The outbox's delivery worker sends through it.
+    let providers = notify::Providers::from_config(
+        &config,
+        |k| std::env::var(k).ok(),
+        Arc::clone(&sms) as Arc<dyn notify::Provider>,
+    )?;
+    tracing::info!(
+        fcm = providers.fcm.is_some(),
+        apns = providers.apns.is_some(),
+        sms = providers.sms.is_some(),
+        email = providers.email.is_some(),
+        "notification providers"
+    );
     let addr = config.listen_addr()?;
     // Read before anything opens a file: a bad certificate stops start-up here (exit 2).
     let tls = config.server.tls().map(|(cert, key)| tls::acceptor(cert, key)).transpose()?;
@@ -138,7 +154,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     if secrets.generated {
         eprintln!("WARNING: --dev: throwaway secrets were generated. NOT FOR PRODUCTION.");
     }
-    if let (false, sms::SmsSink::File(_)) = (opts.dev, &sms) {
+    if let (false, sms::SmsSink::File(_)) = (opts.dev, &*sms) {
         // A file of live sign-in codes: whoever reads it signs in as anyone who asks one.
         eprintln!(
             "WARNING: DISPATCH_SMS_SINK=file: writes every sign-in code in clear to a file; it is a \

@@ -94,7 +94,7 @@ pub struct App {
     /// Idempotency keys being processed now (the engine stores finished ones).
     pub inflight: InFlight,
     /// Where OTP codes go.
-    pub sms: SmsSink,
+    pub sms: Arc<SmsSink>,
     /// The routes rides are priced on (`[route]`).
     pub routes: Routes,
     /// The ETAs of trips on the way, asked of `routes` at most every 10 s per trip.
@@ -116,7 +116,7 @@ impl App {
         engine: Arc<Engine>,
         config: Config,
         secrets: &Secrets,
-        sms: SmsSink,
+        sms: Arc<SmsSink>,
         ws_timing: WsTiming,
         shutdown: watch::Receiver<bool>,
         fds: FdLimit,

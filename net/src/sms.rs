@@ -10,7 +10,9 @@
 //! `https://` uses rustls (on `ring`) and verifies the provider against Mozilla's root certificates
 //! compiled into the binary (`webpki-roots`), never the platform's store: a certificate
 //! that does not chain to them, or names another host, fails the delivery (logged with
-//! the masked number) rather than sending a code in the clear.
+//! the masked number) rather than sending a code in the clear. With `[sms] provider =
+//! "twilio"` the sink is Twilio's Messages API (`notify::twilio`) and
+//! `DISPATCH_SMS_SINK` is not read.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,6 +35,8 @@ pub enum SmsSink {
     /// POST `{"to","text","at"}` to a provider's `http://` or `https://` URL (on a task,
     /// 10 s timeout).
     Http(Provider),
+    /// Twilio's Messages API (`[sms] provider = "twilio"`; on a task).
+    Twilio(Arc<crate::notify::twilio::Twilio>),
 }
 
 /// An SMS provider's endpoint, from its URL.
@@ -114,6 +118,34 @@ fn webpki_roots() -> rustls::RootCertStore {
 }
 
 impl SmsSink {
+    /// The sink `[sms]` names: Twilio (with `DISPATCH_TWILIO_SID` and
+    /// `DISPATCH_TWILIO_TOKEN` from `env`), or the one `DISPATCH_SMS_SINK` names.
+    pub fn from_config(
+        sms: &crate::config::SmsSection,
+        env: impl Fn(&str) -> Option<String>,
+        dev: bool,
+    ) -> Result<SmsSink, Error> {
+        match sms.provider {
+            crate::config::SmsProvider::Sink => SmsSink::from_spec(env("DISPATCH_SMS_SINK").as_deref(), dev),
+            crate::config::SmsProvider::Twilio => {
+                let secret = |name: &str| {
+                    env(name).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                        Error::Setting(format!("{name} is not set: [sms] provider = \"twilio\" needs it"))
+                    })
+                };
+                let (sid, token) = (secret("DISPATCH_TWILIO_SID")?, secret("DISPATCH_TWILIO_TOKEN")?);
+                let twilio = crate::notify::twilio::Twilio::new(&crate::notify::twilio::TwilioConfig {
+                    endpoint: &sms.twilio_endpoint,
+                    from: &sms.from,
+                    sid: &sid,
+                    token: &token,
+                })
+                .map_err(Error::Setting)?;
+                Ok(SmsSink::Twilio(Arc::new(twilio)))
+            }
+        }
+    }
+
     /// The sink named by `spec` (`None`: `log`).
     pub fn from_spec(spec: Option<&str>, dev: bool) -> Result<SmsSink, Error> {
         match spec.unwrap_or("log") {
@@ -148,6 +180,33 @@ impl SmsSink {
         }
     }
 
+    /// Delivers one message and says how it went, as a notification provider answers:
+    /// `log` and `file:` deliver at once; `http(s)://` is delivered on a 2xx, retried on
+    /// a timeout, a connection failure, 429 or 5xx, rejected on another status; Twilio
+    /// answers as `notify::twilio` says.
+    pub async fn deliver(&self, to: &str, text: &str, code: Option<&str>) -> crate::notify::SendOutcome {
+        use crate::notify::SendOutcome;
+        match self {
+            SmsSink::Http(provider) => {
+                let at = crate::http::rfc3339(dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock));
+                let body = serde_json::json!({"to": to, "text": text, "at": at}).to_string();
+                let retry = |error: String| SendOutcome::Retry { error, retry_after: None };
+                match tokio::time::timeout(HTTP_TIMEOUT, provider.post(body)).await {
+                    Ok(Ok(status)) if (200..300).contains(&status) => SendOutcome::Delivered { provider_id: None },
+                    Ok(Ok(status)) if status == 429 || status >= 500 => retry(format!("sms sink: {status}")),
+                    Ok(Ok(status)) => SendOutcome::Rejected { error: format!("sms sink: {status}") },
+                    Ok(Err(e)) => retry(format!("sms sink: {e}")),
+                    Err(_) => retry("sms sink: no answer within 10 s".into()),
+                }
+            }
+            SmsSink::Twilio(twilio) => twilio.send_sms(to, text).await,
+            SmsSink::Log { .. } | SmsSink::File(_) => {
+                self.send(to, text, code);
+                SendOutcome::Delivered { provider_id: None }
+            }
+        }
+    }
+
     /// Delivers one message (best effort: a failure is logged, the code stays valid).
     pub fn send(&self, to: &str, text: &str, code: Option<&str>) {
         let at = crate::http::rfc3339(dispatch_core::clock::Clock::now(&dispatch_core::clock::SystemClock));
@@ -170,6 +229,16 @@ impl SmsSink {
                     }
                 });
             }
+            SmsSink::Twilio(twilio) => {
+                let (twilio, to, text, masked) =
+                    (Arc::clone(twilio), to.to_owned(), text.to_owned(), crate::http::mask_phone(to));
+                tokio::spawn(async move {
+                    match twilio.send_sms(&to, &text).await {
+                        crate::notify::SendOutcome::Delivered { .. } => {}
+                        outcome => tracing::error!(?outcome, to = %masked, "twilio did not take a message"),
+                    }
+                });
+            }
             SmsSink::File(f) => {
                 let line = serde_json::json!({"to": to, "text": text, "code": code, "at": at});
                 let mut f = f.lock();
@@ -178,6 +247,19 @@ impl SmsSink {
                 }
             }
         }
+    }
+}
+
+/// The sink as a notification provider: notifications by SMS go the way OTP codes go
+/// (so they work in development without Twilio), answering as [`SmsSink::deliver`] says.
+impl crate::notify::Provider for SmsSink {
+    fn send<'a>(&'a self, message: &'a crate::notify::Message) -> crate::notify::SendFuture<'a> {
+        Box::pin(async move {
+            match &message.to {
+                crate::notify::Recipient::Phone(to) => self.deliver(to, &message.body, None).await,
+                _ => crate::notify::SendOutcome::Rejected { error: "sms: the recipient is not a phone number".into() },
+            }
+        })
     }
 }
 
@@ -298,5 +380,48 @@ mod tests {
         let refused = p.post(r#"{"to":"+201001234567"}"#.into()).await;
         assert!(refused.is_err(), "{refused:?}");
         assert_eq!(served.await.unwrap(), "", "no request reached the untrusted server");
+    }
+
+    /// An `http://` sink answering `status` to one request.
+    async fn answering(status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !got.ends_with(b"}") {
+                let n = tcp.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            let answer = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+            tcp.write_all(answer.as_bytes()).await.unwrap();
+        });
+        format!("http://127.0.0.1:{port}/sms")
+    }
+
+    #[tokio::test]
+    async fn the_sink_as_a_notification_provider_says_how_it_went() {
+        use crate::notify::{Message, Provider, Recipient, SendOutcome};
+        let msg =
+            |to| Message { id: "ntf_1".into(), to, title: String::new(), body: "hi".into(), data: Default::default() };
+        let phone = msg(Recipient::Phone("+201001234567".into()));
+        for (status, delivered, retry) in
+            [(200, true, false), (503, false, true), (429, false, true), (400, false, false)]
+        {
+            let sink = SmsSink::from_spec(Some(&answering(status).await), false).unwrap();
+            let outcome = Provider::send(&sink, &phone).await;
+            assert_eq!(matches!(outcome, SendOutcome::Delivered { .. }), delivered, "{status}: {outcome:?}");
+            assert_eq!(matches!(outcome, SendOutcome::Retry { .. }), retry, "{status}: {outcome:?}");
+        }
+        let log = SmsSink::Log { dev: false };
+        assert!(matches!(Provider::send(&log, &phone).await, SendOutcome::Delivered { .. }));
+        assert!(matches!(
+            Provider::send(&log, &msg(Recipient::Email("a@b.c".into()))).await,
+            SendOutcome::Rejected { .. }
+        ));
     }
 }
