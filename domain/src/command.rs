@@ -14,9 +14,12 @@ use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
-use crate::id::{AlertId, BidId, CouponId, MessageId, ShareId, TransferId, TripId, UserId, ZoneId};
+use crate::id::{
+    AlertId, BidId, CouponId, DeviceId, MessageId, NotificationId, ShareId, TransferId, TripId, UserId, ZoneId,
+};
 use crate::ledger::Transfer;
 use crate::money::Currency;
+use crate::outbox::{AttemptOutcome, Device, Platform};
 use crate::payment::PaymentEventKind;
 use crate::route::Route;
 use crate::trip::{Bid, GatewayAction, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
@@ -91,6 +94,10 @@ pub struct DispatchRules {
     /// A trip's chat messages are kept this long after they were posted (`[retention]
     /// chat_days`): never served later, and dropped from the state (see `crate::chat`).
     pub chat_retention_s: u32,
+    /// On-call staff's phones (E.164, at most [`crate::outbox::MAX_SOS_PHONES`]): each SOS
+    /// is sent to each by SMS (`[notify] sos_phones`). In the rules so that a replay sends
+    /// to the phones in force when the SOS was raised.
+    pub sos_phones: Vec<String>,
 }
 
 impl Default for DispatchRules {
@@ -115,6 +122,7 @@ impl Default for DispatchRules {
             schedule_lead_s: 600,
             scheduled_trips_per_rider: 5,
             chat_retention_s: crate::chat::DEFAULT_RETENTION_S,
+            sos_phones: Vec::new(),
         }
     }
 }
@@ -159,6 +167,12 @@ impl DispatchRules {
         }
         if self.chat_retention_s < 24 * 60 * 60 {
             return bad("chat_retention_s must be at least 86400 (a day)");
+        }
+        if self.sos_phones.len() > crate::outbox::MAX_SOS_PHONES {
+            return bad("sos_phones may name at most 10 phones");
+        }
+        if self.sos_phones.iter().any(|p| crate::user::validate_phone(p).is_err()) {
+            return bad("sos_phones must be E.164 phone numbers (+ and 8 to 15 digits)");
         }
         // A gateway's name is a path segment of its webhook and a key of the history.
         let name_ok = (1..=32).contains(&self.card_gateway.len())
@@ -568,6 +582,32 @@ pub enum Command {
     },
     /// A signed-in user changes their own profile.
     UpdateProfile(ProfileChange),
+    /// A signed-in user registers a push device; the same token again answers the
+    /// device it already is (`created: false`); a sixth drops the oldest.
+    RegisterDevice {
+        /// Filled by the writer.
+        id: Option<DeviceId>,
+        /// FCM or APNs.
+        platform: Platform,
+        /// The push token (1-4096 printable ASCII).
+        token: String,
+    },
+    /// A user removes one of their own devices (anyone else's is `not_found`).
+    RemoveDevice {
+        /// Which.
+        device_id: DeviceId,
+    },
+    /// The delivery worker reports one try of an outbox item (system only). Refused —
+    /// and nothing changes — unless the item is pending and `attempt` is the next one,
+    /// so a duplicate report is never counted twice.
+    NotificationAttempted {
+        /// Which item.
+        id: NotificationId,
+        /// Which try, from 1: the item's `attempts + 1`.
+        attempt: u32,
+        /// What the provider answered (with the worker's choice of the next try).
+        outcome: AttemptOutcome,
+    },
     /// `command`, about a finished trip that had left the hot state for the history
     /// (a refund, a rating, a late payment event): the writer read the trip back from
     /// the history and carries it here, so `apply` puts it back in the state before
@@ -637,6 +677,9 @@ impl Command {
             Command::CreateShare { .. } => "create_share",
             Command::RevokeShares { .. } => "revoke_shares",
             Command::UpdateProfile(_) => "update_profile",
+            Command::RegisterDevice { .. } => "register_device",
+            Command::RemoveDevice { .. } => "remove_device",
+            Command::NotificationAttempted { .. } => "notification_attempted",
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
         }
     }
@@ -764,6 +807,14 @@ pub enum Outcome {
         id: ShareId,
         /// The trip it shows.
         trip: Arc<Trip>,
+    },
+    /// A push device registered (`created: false`: the token was already this user's
+    /// device, which is answered again).
+    Device {
+        /// The device.
+        device: Box<Device>,
+        /// New (`201`) or already there (`200`).
+        created: bool,
     },
     /// A retried idempotent command: what its first success answered.
     Replayed(Box<Outcome>),
