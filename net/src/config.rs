@@ -33,6 +33,8 @@ pub struct Config {
     pub payments: PaymentsSection,
     /// `[retention]`: how long what users wrote is kept (API.md v1.1).
     pub retention: RetentionSection,
+    /// `[notify]`: notifications (API.md v1.1).
+    pub notify: NotifySection,
     /// `[gateways.<name>]`: payment gateways whose webhooks `/v1/webhooks/<name>` takes,
     /// besides the built-in `sim`.
     pub gateways: BTreeMap<String, GatewaySection>,
@@ -129,6 +131,21 @@ impl Default for RetentionSection {
     fn default() -> Self {
         Self { chat_days: DispatchRules::default().chat_retention_s / 86_400 }
     }
+}
+
+/// `[notify]` (API.md v1.1): notifications. The providers' keys come with the providers;
+/// this part is who hears of an SOS.
+///
+/// ```toml
+/// [notify]
+/// sos_phones = []   # E.164 numbers that get every SOS by SMS (at most 10)
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifySection {
+    /// On-call staff's phones (`DispatchRules::sos_phones`: in the engine's rules, so a
+    /// replay sends to the phones in force at the time).
+    pub sos_phones: Vec<String>,
 }
 
 /// `[gateways.<name>]`: a payment gateway's webhooks.
@@ -439,6 +456,7 @@ impl Config {
             wallet_hold_ttl_s: self.payments.wallet_hold_ttl_s,
             card_auth_ttl_s: self.payments.card_auth_ttl_s,
             chat_retention_s: self.retention.chat_days.saturating_mul(86_400),
+            sos_phones: self.notify.sos_phones.clone(),
             ..DispatchRules::default()
         }
     }

@@ -63,6 +63,7 @@ pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod osrm;
+pub mod outbox;
 pub mod proxy;
 pub mod ratelimit;
 pub mod render;
@@ -194,6 +195,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let app =
             Arc::new(server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone(), fds)?);
+        // The outbox's delivery worker, in the process that writes. No provider is built
+        // yet: every channel answers "not configured" (the providers plug in here).
+        let route: outbox::Route = Arc::new(|_: &notify::Recipient| None);
+        let worker = tokio::spawn(outbox::run(
+            Arc::clone(&engine),
+            route,
+            Arc::clone(&app.metrics.notifications),
+            outbox::WorkerConfig::default(),
+            rx.clone(),
+        ));
         // The machine-readable line tests and scripts look for.
         println!("listening on {bound}");
         tracing::info!(addr = %bound, tls = tls.is_some(), "listening");
@@ -203,6 +214,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
             let _ = tx.send(true);
         });
         listener::run(app, listener, tls, rx).await;
+        // Sends in progress are reported before the engine stops (the worker saw the signal).
+        let _ = worker.await;
         signal.abort();
         Ok::<(), Error>(())
     });

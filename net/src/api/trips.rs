@@ -12,8 +12,8 @@ use dispatch_core::id::{BidId, ZoneId};
 use dispatch_core::trip::{MAX_STOPS, Parcel};
 use dispatch_core::trip_ref::TripRef;
 use dispatch_core::{
-    Category, Command, LatLng, NewTrip, Outcome, PaymentMethod, Place, Role, Trip, TripId, TripKind, TripStatus, TripsOf,
-    UserId,
+    Category, Command, LatLng, NewTrip, Outcome, PaymentMethod, Place, Role, Trip, TripId, TripKind, TripStatus,
+    TripsOf, UserId,
 };
 use hyper::StatusCode;
 use serde::Deserialize;
