@@ -73,8 +73,8 @@ pub struct View {
     /// Every transfer under both its accounts, newest first.
     statements: imbl::OrdSet<(AccountKey, Reverse<(Timestamp, TransferId)>)>,
     transfers_created: u64,
-    /// Push devices and the notification outbox: persistent maps, replaced whole (an
-    /// O(1) copy of the state's) when a batch changed them.
+    /// Push devices and the notification outbox: shared with the state's at open, then
+    /// updated entry by entry (`Outbox::sync_from`), like the users.
     outbox: Outbox,
     batches: u64,
 }
@@ -166,8 +166,8 @@ impl View {
                 }
             }
         }
-        if fx.outbox {
-            self.outbox = state.outbox().clone();
+        if !fx.notifications.is_empty() || !fx.devices.is_empty() {
+            self.outbox.sync_from(state.outbox(), &fx.notifications, &fx.devices);
         }
         self.batches += 1;
     }

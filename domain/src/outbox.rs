@@ -85,7 +85,7 @@ pub fn validate_token(token: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidParam {
-            param: "token".into(),
+            param: "token",
             message: "must be 1-4096 printable ASCII characters, no spaces".into(),
         })
     }
@@ -339,6 +339,65 @@ impl Outbox {
                 self.done.insert((finished.unwrap_or(item.created_at), item.id));
             }
         }
+    }
+
+    /// The items and devices as a checkpoint keeps them (rows of their own tables).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn rows(
+        &self,
+    ) -> (imbl::OrdMap<NotificationId, Arc<Notification>>, imbl::OrdMap<UserId, Arc<Vec<Device>>>) {
+        (self.items.clone(), self.devices.clone())
+    }
+
+    /// Puts back the items and devices of a checkpoint's rows (or none: a state taken
+    /// apart for its blob), the orders rebuilt from the items: O(n log n), at start only.
+    pub(crate) fn set_rows(
+        &mut self,
+        items: imbl::OrdMap<NotificationId, Arc<Notification>>,
+        devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
+    ) {
+        let seq = self.seq;
+        *self = Outbox { devices, seq, ..Outbox::default() };
+        for item in items.values() {
+            self.index(item);
+        }
+        self.items = items;
+    }
+
+    /// Takes `item` out of every order (not out of `items`).
+    fn unindex(&mut self, item: &Notification) {
+        self.by_time.remove(&(item.created_at, item.id));
+        self.unindex_pending(item);
+        if let Some(f) = item.finished_at {
+            self.done.remove(&(f, item.id));
+        }
+    }
+
+    /// Copies from `from` (the state's outbox) the items `items` and the devices of
+    /// `users` changed, entry by entry: how a reader's copy (the view's) follows the
+    /// state's without sharing its trees, so neither copies a path on every write.
+    pub fn sync_from(&mut self, from: &Outbox, items: &[NotificationId], users: &[UserId]) {
+        for user in users {
+            match from.devices.get(user) {
+                Some(list) => self.devices.insert(*user, Arc::clone(list)),
+                None => self.devices.remove(user),
+            };
+        }
+        for id in items {
+            if let Some(old) = self.items.get(id).cloned() {
+                self.unindex(&old);
+            }
+            match from.items.get(id) {
+                Some(item) => {
+                    self.index(item);
+                    self.items.insert(*id, Arc::clone(item));
+                }
+                None => {
+                    self.items.remove(id);
+                }
+            }
+        }
+        self.seq = from.seq;
     }
 
     /// Takes `item` out of the pending orders (it is about to change).

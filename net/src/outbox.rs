@@ -231,10 +231,11 @@ async fn report(inner: &Inner, item: &Notification, outcome: AttemptOutcome) {
         let _ = tx.send(r);
     });
     match sent {
-        Ok(()) => match rx.await {
-            Ok(Err(e)) => tracing::debug!(id = %item.id, error = %e, "notification report refused"),
-            Ok(Ok(_)) | Err(_) => {}
-        },
+        Ok(()) => {
+            if let Ok(Err(e)) = rx.await {
+                tracing::debug!(id = %item.id, error = %e, "notification report refused");
+            }
+        }
         Err(e) => tracing::warn!(id = %item.id, error = %e, "notification report not submitted"),
     }
 }

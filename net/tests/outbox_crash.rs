@@ -158,3 +158,38 @@ fn an_item_sent_but_not_reported_before_a_crash_is_sent_again_after_the_restart(
     let engine = Engine::open(config()).unwrap();
     assert_eq!(pending_accepted(&engine), vec![(id, Status::Sent, 1)]);
 }
+
+#[test]
+fn the_outbox_and_the_devices_survive_a_checkpoint_as_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = EngineConfig::default().with_data_dir(dir.path());
+        c.checkpoint_every_records = 25;
+        c.wal_segment_bytes = 2048;
+        c
+    };
+    let engine = Engine::open(config()).unwrap();
+    city(&engine);
+    // Enough commands for checkpoints to be taken after the item was made.
+    for i in 0..300u64 {
+        let new = NewUser {
+            id: None,
+            role: Role::Rider,
+            name: format!("Rider {i}"),
+            phone: format!("+2011{i:08}"),
+            vehicle: None,
+        };
+        engine.create_user(Actor::Admin, new).unwrap();
+    }
+    let written = engine.stats().checkpoints.written.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(written >= 1, "checkpoints written: {written}");
+    let before = engine.shutdown().unwrap();
+    assert_eq!(before.outbox().len(), 1);
+
+    let engine = Engine::open(config()).unwrap();
+    assert!(engine.recovery().base_lsn > 0, "{:?}", engine.recovery());
+    let after = engine.query(|s| s.outbox().clone()).unwrap();
+    assert_eq!(&after, before.outbox(), "items, devices, the counter and the orders rebuilt from the rows");
+    assert_eq!(engine.read(|v| v.outbox().clone()), after, "the view agrees");
+    assert_eq!(pending_accepted(&engine).len(), 1);
+}

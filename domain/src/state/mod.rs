@@ -147,8 +147,8 @@ pub struct State {
 /// (`checkpoint.rs`) rather than inside its state blob: those that grow with accounts
 /// (users, the phone index — not stored: rebuilt from the users —, OTP records, the
 /// ledger's accounts) and the trips' references of the last 30 days (a month of
-/// bookings) — a checkpoint writes only the entries changed since the previous one — and
-/// the zones, which the API lists.
+/// bookings), the notification outbox and the push devices — a checkpoint writes only the
+/// entries changed since the previous one — and the zones, which the API lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccountRows {
     /// Every user, by id.
@@ -163,6 +163,10 @@ pub struct AccountRows {
     pub zones: Arc<Catalog>,
     /// The trips' references of the last 30 days: reference → (trip, booked at).
     pub refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+    /// The notification outbox's items (kept 7 days after they finish).
+    pub notifications: imbl::OrdMap<crate::id::NotificationId, Arc<crate::outbox::Notification>>,
+    /// Each user's push devices.
+    pub devices: imbl::OrdMap<UserId, Arc<Vec<crate::outbox::Device>>>,
 }
 
 /// The by-age order of a reference index.
@@ -270,8 +274,10 @@ pub struct Effects {
     pub accounts: Vec<crate::ledger::AccountKey>,
     /// Transfers added, changed or removed (archived).
     pub transfers: Vec<crate::id::TransferId>,
-    /// The outbox or the devices changed: readers need the new [`Outbox`] (an O(1) copy).
-    pub outbox: bool,
+    /// Outbox items made, changed or pruned.
+    pub notifications: Vec<crate::id::NotificationId>,
+    /// Users whose push devices changed.
+    pub devices: Vec<UserId>,
 }
 
 impl Effects {
@@ -283,7 +289,8 @@ impl Effects {
             && self.users.is_empty()
             && self.drivers.is_empty()
             && self.alerts.is_empty()
-            && !self.outbox
+            && self.notifications.is_empty()
+            && self.devices.is_empty()
     }
 
     /// Forgets everything recorded.
@@ -296,7 +303,8 @@ impl Effects {
         self.users.clear();
         self.drivers.clear();
         self.alerts.clear();
-        self.outbox = false;
+        self.notifications.clear();
+        self.devices.clear();
     }
 }
 
@@ -385,7 +393,10 @@ impl State {
 
     /// A copy of what [`State::take_rows`] would take, sharing it: O(1).
     pub fn rows(&self) -> AccountRows {
+        let (notifications, devices) = self.outbox.rows();
         AccountRows {
+            notifications,
+            devices,
             users: self.users.clone(),
             phones: self.phones.clone(),
             otps: self.otps.clone(),
@@ -407,6 +418,7 @@ impl State {
         // Empty when taken out (O(1)); rebuilt once when a state is read back.
         self.refs_by_age = by_age(&rows.refs);
         self.refs = rows.refs;
+        self.outbox.set_rows(rows.notifications, rows.devices);
     }
 
     /// The rules in force.

@@ -63,7 +63,7 @@ impl State {
             return Err(Error::Internal(format!("device id {id} taken")));
         }
         // The same token under another user (a phone that changed hands) moves here.
-        self.drop_token(token, platform, user_id);
+        self.drop_token(token, platform, user_id, fx);
         let mut list = self.outbox.devices_of(user_id).to_vec();
         let device = Device { id, user_id, platform, token: token.to_owned(), created_at: now };
         list.push(device.clone());
@@ -71,12 +71,12 @@ impl State {
             list.remove(0);
         }
         self.outbox.devices.insert(user_id, Arc::new(list));
-        fx.outbox = true;
+        fx.devices.push(user_id);
         Ok(Outcome::Device { device: Box::new(device), created: true })
     }
 
     /// Removes `token` from every user but `keep` (a token is one phone's).
-    fn drop_token(&mut self, token: &str, platform: Platform, keep: UserId) {
+    fn drop_token(&mut self, token: &str, platform: Platform, keep: UserId, fx: &mut Effects) {
         let holders: Vec<UserId> = self
             .outbox
             .devices
@@ -92,11 +92,12 @@ impl State {
                 .filter(|d| !(d.token == token && d.platform == platform))
                 .cloned()
                 .collect();
-            self.set_devices(u, list);
+            self.set_devices(u, list, fx);
         }
     }
 
-    fn set_devices(&mut self, user: UserId, list: Vec<Device>) {
+    fn set_devices(&mut self, user: UserId, list: Vec<Device>, fx: &mut Effects) {
+        fx.devices.push(user);
         if list.is_empty() {
             self.outbox.devices.remove(&user);
         } else {
@@ -112,8 +113,7 @@ impl State {
             return Err(Error::not_found("device", device_id));
         }
         let list = self.outbox.devices_of(user_id).iter().filter(|d| d.id != device_id).cloned().collect();
-        self.set_devices(user_id, list);
-        fx.outbox = true;
+        self.set_devices(user_id, list, fx);
         Ok(Outcome::Done)
     }
 
@@ -180,9 +180,9 @@ impl State {
         self.outbox.items.insert(id, Arc::new(item));
         if let Some((user, device)) = dead_device {
             let list = self.outbox.devices_of(user).iter().filter(|d| d.id != device).cloned().collect();
-            self.set_devices(user, list);
+            self.set_devices(user, list, fx);
         }
-        fx.outbox = true;
+        fx.notifications.push(id);
         Ok(Outcome::Done)
     }
 
@@ -206,7 +206,7 @@ impl State {
             self.outbox.unindex_pending(&old);
             self.outbox.index(&item);
             self.outbox.items.insert(id, Arc::new(item));
-            fx.outbox = true;
+            fx.notifications.push(id);
         }
         while let Some(&(at, id)) = self.outbox.done.get_min() {
             if at.plus_secs(KEPT_S) > now {
@@ -216,7 +216,7 @@ impl State {
             if let Some(item) = self.outbox.items.remove(&id) {
                 self.outbox.by_time.remove(&(item.created_at, id));
             }
-            fx.outbox = true;
+            fx.notifications.push(id);
         }
     }
 
@@ -410,6 +410,6 @@ impl State {
         };
         self.outbox.index(&item);
         self.outbox.items.insert(id, Arc::new(item));
-        fx.outbox = true;
+        fx.notifications.push(id);
     }
 }
