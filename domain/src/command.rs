@@ -3,6 +3,11 @@
 //! A [`Command`] is what goes into the log: the writer fills in fresh ids and random
 //! values ([`State::stamp`](crate::state::State::stamp)) *before* applying it, so the logged command carries
 //! everything `apply` needs and replay never draws a random number or reads a clock.
+//!
+//! Why this file is long: it is the log's vocabulary — every [`Command`], its
+//! [`Outcome`] and [`Event`], and the rules in force ([`DispatchRules`]) — one enum per
+//! concept, each variant documented where it is declared; splitting the variants' payloads
+//! away from their enum would make a reader of the log hunt for them.
 
 use std::sync::Arc;
 
