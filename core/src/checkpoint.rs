@@ -13,7 +13,9 @@
 //!   - `otps`: phone number → its sign-in codes and attempts;
 //!   - `ledger_accounts`: account key (kind, owner, currency) → its totals;
 //!   - `zones`: zone id → the zone (spec, surge settings);
-//!   - `trip_refs`: a trip's short reference → (trip id, booked at), the last 30 days'.
+//!   - `trip_refs`: a trip's short reference → (trip id, booked at), the last 30 days';
+//!   - `notifications`: an outbox item's id → the item (kept 7 days after it finished);
+//!   - `devices`: a user → the user's push devices.
 //!
 //! The rows are written as a difference: the checkpoint thread keeps the collections as
 //! the store holds them (the previous checkpoint's) and writes a put for every entry
@@ -47,14 +49,16 @@ const OTPS: TableName = TableName::new("otps");
 const LEDGER_ACCOUNTS: TableName = TableName::new("ledger_accounts");
 const ZONES: TableName = TableName::new("zones");
 const REFS: TableName = TableName::new("trip_refs");
+const NOTIFICATIONS: TableName = TableName::new("notifications");
+const DEVICES: TableName = TableName::new("devices");
 
 /// Every table of the checkpoint's rows.
-const TABLES: [TableName; 5] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES, REFS];
+const TABLES: [TableName; 7] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES, REFS, NOTIFICATIONS, DEVICES];
 
 /// The state blob's format: a format byte, then postcard of the [`State`] with the
 /// collections of [`AccountRows`] empty (they are rows). Format 5 was the whole state,
 /// in a snapshot file ([`LEGACY_SNAPSHOT_FORMAT`]).
-pub(crate) const STATE_FORMAT: u8 = 10;
+pub(crate) const STATE_FORMAT: u8 = 11;
 
 /// The format of the snapshot files that held whole states before the checkpoint moved
 /// into the store: read once, when a data directory written by such a version is opened.
@@ -84,6 +88,8 @@ pub(crate) fn prepare(lsn: u64, mut state: State, stored: &AccountRows) -> Resul
     diff(OTPS, &stored.otps, &rows.otps, &mut changes)?;
     diff(LEDGER_ACCOUNTS, &stored.ledger_accounts, &rows.ledger_accounts, &mut changes)?;
     diff(REFS, &stored.refs, &rows.refs, &mut changes)?;
+    diff(NOTIFICATIONS, &stored.notifications, &rows.notifications, &mut changes)?;
+    diff(DEVICES, &stored.devices, &rows.devices, &mut changes)?;
     if !Arc::ptr_eq(&stored.zones, &rows.zones) {
         diff_zones(&stored.zones, &rows.zones, &mut changes)?;
     }
@@ -177,6 +183,10 @@ pub(crate) fn load(store: &Store) -> Result<Stored> {
                     rows.ledger_accounts.insert(decode(table, k)?, decode(table, v)?);
                 } else if table == REFS {
                     rows.refs.insert(decode(table, k)?, decode(table, v)?);
+                } else if table == NOTIFICATIONS {
+                    rows.notifications.insert(decode(table, k)?, decode(table, v)?);
+                } else if table == DEVICES {
+                    rows.devices.insert(decode(table, k)?, decode(table, v)?);
                 } else {
                     zones.push(Arc::new(decode(table, v)?));
                 }

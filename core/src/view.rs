@@ -28,6 +28,7 @@ use crate::driver::Driver;
 use crate::id::{AlertId, IdHashing, TransferId, ZoneId};
 use crate::id::{TripId, UserId};
 use crate::ledger::{Account, AccountKey, Transfer};
+use crate::outbox::Outbox;
 use crate::state::{Effects, State};
 use crate::trip::Trip;
 use crate::user::{Role, User};
@@ -72,6 +73,9 @@ pub struct View {
     /// Every transfer under both its accounts, newest first.
     statements: imbl::OrdSet<(AccountKey, Reverse<(Timestamp, TransferId)>)>,
     transfers_created: u64,
+    /// Push devices and the notification outbox: shared with the state's at open, then
+    /// updated entry by entry (`Outbox::sync_from`), like the users.
+    outbox: Outbox,
     batches: u64,
 }
 
@@ -97,6 +101,7 @@ impl View {
             view.add_transfer(t);
         }
         view.transfers_created = state.ledger().created();
+        view.outbox = state.outbox().clone();
         view
     }
 
@@ -160,6 +165,9 @@ impl View {
                     }
                 }
             }
+        }
+        if !fx.notifications.is_empty() || !fx.devices.is_empty() {
+            self.outbox.sync_from(state.outbox(), &fx.notifications, &fx.devices);
         }
         self.batches += 1;
     }
@@ -284,6 +292,11 @@ impl View {
             transfers: usize::try_from(self.transfers_created).unwrap_or(usize::MAX),
             sum_minor,
         }
+    }
+
+    /// Push devices and the notification outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// How many batches have been published (a cheap change counter).

@@ -3,6 +3,11 @@
 //! A [`Command`] is what goes into the log: the writer fills in fresh ids and random
 //! values ([`State::stamp`](crate::state::State::stamp)) *before* applying it, so the logged command carries
 //! everything `apply` needs and replay never draws a random number or reads a clock.
+//!
+//! Why this file is long: it is the log's vocabulary — every [`Command`], its
+//! [`Outcome`] and [`Event`] — one enum per
+//! concept, each variant documented where it is declared; splitting the variants' payloads
+//! away from their enum would make a reader of the log hunt for them.
 
 use std::sync::Arc;
 
@@ -14,9 +19,12 @@ use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
-use crate::id::{AlertId, BidId, CouponId, MessageId, ShareId, TransferId, TripId, UserId, ZoneId};
+use crate::id::{
+    AlertId, BidId, CouponId, DeviceId, MessageId, NotificationId, ShareId, TransferId, TripId, UserId, ZoneId,
+};
 use crate::ledger::Transfer;
 use crate::money::Currency;
+use crate::outbox::{AttemptOutcome, Device, Platform};
 use crate::payment::PaymentEventKind;
 use crate::route::Route;
 use crate::trip::{Bid, GatewayAction, Parcel, PaymentMethod, PickupCode, Place, Trip, TripKind, WithdrawReason};
@@ -434,6 +442,32 @@ pub enum Command {
     },
     /// A signed-in user changes their own profile.
     UpdateProfile(ProfileChange),
+    /// A signed-in user registers a push device; the same token again answers the
+    /// device it already is (`created: false`); a sixth drops the oldest.
+    RegisterDevice {
+        /// Filled by the writer.
+        id: Option<DeviceId>,
+        /// FCM or APNs.
+        platform: Platform,
+        /// The push token (1-4096 printable ASCII).
+        token: String,
+    },
+    /// A user removes one of their own devices (anyone else's is `not_found`).
+    RemoveDevice {
+        /// Which.
+        device_id: DeviceId,
+    },
+    /// The delivery worker reports one try of an outbox item (system only). Refused —
+    /// and nothing changes — unless the item is pending and `attempt` is the next one,
+    /// so a duplicate report is never counted twice.
+    NotificationAttempted {
+        /// Which item.
+        id: NotificationId,
+        /// Which try, from 1: the item's `attempts + 1`.
+        attempt: u32,
+        /// What the provider answered (with the worker's choice of the next try).
+        outcome: AttemptOutcome,
+    },
     /// `command`, about a finished trip that had left the hot state for the history
     /// (a refund, a rating, a late payment event): the writer read the trip back from
     /// the history and carries it here, so `apply` puts it back in the state before
@@ -503,6 +537,9 @@ impl Command {
             Command::CreateShare { .. } => "create_share",
             Command::RevokeShares { .. } => "revoke_shares",
             Command::UpdateProfile(_) => "update_profile",
+            Command::RegisterDevice { .. } => "register_device",
+            Command::RemoveDevice { .. } => "remove_device",
+            Command::NotificationAttempted { .. } => "notification_attempted",
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
         }
     }
@@ -630,6 +667,14 @@ pub enum Outcome {
         id: ShareId,
         /// The trip it shows.
         trip: Arc<Trip>,
+    },
+    /// A push device registered (`created: false`: the token was already this user's
+    /// device, which is answered again).
+    Device {
+        /// The device.
+        device: Box<Device>,
+        /// New (`201`) or already there (`200`).
+        created: bool,
     },
     /// A retried idempotent command: what its first success answered.
     Replayed(Box<Outcome>),

@@ -186,6 +186,16 @@ typed_id!(
     /// A chat message of a trip (`msg_…`).
     MessageId, "msg_", "message"
 );
+typed_id!(
+    /// A user's registered push device (`dev_…`).
+    DeviceId, "dev_", "device"
+);
+typed_id!(
+    /// An item of the notification outbox (`ntf_…`). Not drawn at random: `apply` makes
+    /// outbox items itself and draws nothing, so it derives each id from the state's
+    /// outbox counter through a bijective mix (`crate::outbox::notification_id`).
+    NotificationId, "ntf_", "notification"
+);
 
 fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
     let hex = s.strip_prefix(prefix)?;

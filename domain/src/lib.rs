@@ -76,12 +76,14 @@ pub mod id;
 pub mod ledger;
 pub mod money;
 pub mod otp;
+pub mod outbox;
 pub mod payment;
 pub mod record;
 pub mod route;
 pub mod rules;
 pub mod share;
 pub mod state;
+pub mod templates;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod trip;

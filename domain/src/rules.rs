@@ -63,6 +63,10 @@ pub struct DispatchRules {
     /// A trip's chat messages are kept this long after they were posted (`[retention]
     /// chat_days`): never served later, and dropped from the state (see `crate::chat`).
     pub chat_retention_s: u32,
+    /// On-call staff's phones (E.164, at most [`crate::outbox::MAX_SOS_PHONES`]): each SOS
+    /// is sent to each by SMS (`[notify] sos_phones`). In the rules so that a replay sends
+    /// to the phones in force when the SOS was raised.
+    pub sos_phones: Vec<String>,
 }
 
 impl Default for DispatchRules {
@@ -87,6 +91,7 @@ impl Default for DispatchRules {
             schedule_lead_s: 600,
             scheduled_trips_per_rider: 5,
             chat_retention_s: crate::chat::DEFAULT_RETENTION_S,
+            sos_phones: Vec::new(),
         }
     }
 }
@@ -128,6 +133,12 @@ impl DispatchRules {
         }
         if self.scheduled_trips_per_rider == 0 {
             return bad("scheduled_trips_per_rider must be positive");
+        }
+        if self.sos_phones.len() > crate::outbox::MAX_SOS_PHONES {
+            return bad("sos_phones may name at most 10 phones");
+        }
+        if self.sos_phones.iter().any(|p| crate::user::validate_phone(p).is_err()) {
+            return bad("sos_phones must be E.164 phone numbers (+ and 8 to 15 digits)");
         }
         if self.chat_retention_s < 24 * 60 * 60 {
             return bad("chat_retention_s must be at least 86400 (a day)");

@@ -86,6 +86,11 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         Outcome::PaymentEvent { duplicate, ignored } => {
             json!({ "outcome": "payment_event", "duplicate": duplicate, "ignored": ignored })
         }
+        // Never the token (as over HTTP).
+        Outcome::Device { device, created } => json!({
+            "outcome": "device", "created": created,
+            "device": { "id": device.id, "platform": device.platform, "created_at": device.created_at },
+        }),
         Outcome::Replayed(first) => json!({ "outcome": "replayed", "first": outcome_json(*first) }),
         Outcome::Coalesced { publish_at } => json!({ "outcome": "coalesced", "publish_at": publish_at }),
     }

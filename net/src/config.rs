@@ -503,6 +503,9 @@ impl Config {
             return Err(format!("retention: chat_days must be 1-{MAX_CHAT_DAYS}"));
         }
         self.log.filter(None)?;
+        if self.notify.sos_phones.len() > dispatch_core::outbox::MAX_SOS_PHONES {
+            return Err(format!("notify: sos_phones names at most {} phones", dispatch_core::outbox::MAX_SOS_PHONES));
+        }
         if let Some(bad) = self.notify.sos_phones.iter().find(|p| !is_e164(p)) {
             return Err(format!("notify: sos_phones: {bad:?} is not an E.164 number (+ and 8-15 digits)"));
         }
@@ -537,6 +540,7 @@ impl Config {
             wallet_hold_ttl_s: self.payments.wallet_hold_ttl_s,
             card_auth_ttl_s: self.payments.card_auth_ttl_s,
             chat_retention_s: self.retention.chat_days.saturating_mul(86_400),
+            sos_phones: self.notify.sos_phones.clone(),
             ..DispatchRules::default()
         }
     }

@@ -65,6 +65,7 @@ pub mod listener;
 pub mod metrics;
 pub mod notify;
 pub mod osrm;
+pub mod outbox;
 pub mod proxy;
 pub mod ratelimit;
 pub mod render;
@@ -209,6 +210,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let app =
             Arc::new(server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone(), fds)?);
+        // The outbox's delivery worker, in the process that writes, sending through the
+        // providers built above (a channel with none answers "not configured").
+        let route: outbox::Route = Arc::new(move |to: &notify::Recipient| providers.for_recipient(to).cloned());
+        let worker = tokio::spawn(outbox::run(
+            Arc::clone(&engine),
+            route,
+            Arc::clone(&app.metrics.notifications),
+            outbox::WorkerConfig::default(),
+            rx.clone(),
+        ));
         // The machine-readable line tests and scripts look for.
         println!("listening on {bound}");
         tracing::info!(addr = %bound, tls = tls.is_some(), "listening");
@@ -218,6 +229,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
             let _ = tx.send(true);
         });
         listener::run(app, listener, tls, rx).await;
+        // Sends in progress are reported before the engine stops (the worker saw the signal).
+        let _ = worker.await;
         signal.abort();
         Ok::<(), Error>(())
     });

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub location_frames_dropped: AtomicU64,
     /// The transport's counters: connections, refusals, write timeouts (`crate::admission`).
     pub transport: std::sync::Arc<crate::admission::TransportCounters>,
+    /// The delivery worker's counters: deliveries and failures per channel (`crate::outbox`).
+    pub notifications: std::sync::Arc<crate::outbox::Counters>,
 }
 
 impl Metrics {
@@ -285,10 +287,60 @@ impl Metrics {
             &s.batch_commands.snapshot(),
             1.0,
         );
+        self.render_notifications(&mut o, engine);
         family(&mut o, "dispatch_build_info", "gauge", "Always 1; the labels name the build that is running.");
         let _ = writeln!(o, "dispatch_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         process::render(&mut o);
         o
+    }
+}
+
+impl Metrics {
+    /// The outbox: its depth and the age of its oldest pending item (from the view), the
+    /// worker's deliveries and failures per channel.
+    fn render_notifications(&self, o: &mut String, engine: &dispatch_core::Engine) {
+        use dispatch_core::clock::Clock;
+        use dispatch_core::outbox::Channel;
+        let (pending, oldest) = crate::outbox::queue(engine);
+        let now = dispatch_core::clock::SystemClock.now();
+        let age_s = oldest.map_or(0.0, |t| (now.millis_since(t).max(0) as f64) / 1000.0);
+        family(o, "dispatch_notifications_pending", "gauge", "Notifications in the outbox waiting to be sent.");
+        let _ = writeln!(o, "dispatch_notifications_pending {pending}");
+        family(
+            o,
+            "dispatch_notifications_oldest_pending_age_seconds",
+            "gauge",
+            "Age of the oldest notification waiting to be sent (0 when none is).",
+        );
+        let _ = writeln!(o, "dispatch_notifications_oldest_pending_age_seconds {age_s}");
+        family(
+            o,
+            "dispatch_notifications_delivered_total",
+            "counter",
+            "Notifications a provider accepted, by channel.",
+        );
+        for c in Channel::ALL {
+            let _ = writeln!(
+                o,
+                "dispatch_notifications_delivered_total{{channel=\"{}\"}} {}",
+                c.as_str(),
+                self.notifications.delivered(c)
+            );
+        }
+        family(
+            o,
+            "dispatch_notifications_failed_total",
+            "counter",
+            "Notification sends that failed (to be retried or given up), by channel.",
+        );
+        for c in Channel::ALL {
+            let _ = writeln!(
+                o,
+                "dispatch_notifications_failed_total{{channel=\"{}\"}} {}",
+                c.as_str(),
+                self.notifications.failed(c)
+            );
+        }
     }
 }
 

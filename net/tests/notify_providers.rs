@@ -810,3 +810,75 @@ fn start_up_names_the_missing_credential() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sos_phones"));
 }
+
+/// The rider's notifications of `kind`, as staff list them, once `done` holds for them
+/// (polled: the worker runs every 200 ms and a retry waits about a second).
+async fn notifications_when(
+    s: &common::Server,
+    rider_id: &str,
+    kind: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        let page = s.get(&format!("/v1/admin/notifications?user_id={rider_id}"), common::ADMIN).await.expect(200);
+        let items: Vec<Value> =
+            page["items"].as_array().unwrap().iter().filter(|n| n["kind"] == kind).cloned().collect();
+        if done(&items) || std::time::Instant::now() > deadline {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The outbox and FCM together, in `dispatchd`: a rider's accepted trip is pushed to the
+/// rider's device through the FCM fake (which verifies the service-account token); a 503
+/// is retried and the same item delivered on its second try; a device FCM calls
+/// `UNREGISTERED` is removed and its item failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatchd_pushes_through_fcm_retries_a_503_and_drops_an_unregistered_device() {
+    let f = fcm_fake().await;
+    f.sends.lock().unwrap().push_back((503, vec![], json!({"error": {"code": 503}}).to_string()));
+    let url = f.fake.url();
+    let config = format!("[notify]\nfcm_endpoint = \"{url}\"\nfcm_token_url = \"{url}/token\"\n");
+    let credentials = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fcm-test-service-account.json");
+    let s = common::Server::start_env(
+        tempfile::tempdir().unwrap(),
+        &[],
+        Some(&config),
+        &[("DISPATCH_FCM_CREDENTIALS", credentials)],
+    );
+    s.post("/v1/admin/zones", common::ADMIN, common::cairo_zone()).await.expect(201);
+    let (rider_user, rider) = common::user(&s, "rider", 1).await;
+    let rider_id = rider_user["id"].as_str().unwrap().to_owned();
+    let (_, driver) = common::online_driver(&s, 2, common::HERE).await;
+    let device = json!({"platform": "fcm", "token": "rider-device-1"});
+    s.post("/v1/me/devices", &rider, device).await.expect(201);
+    let id = common::create_trip(&s, &rider).await["id"].as_str().unwrap().to_owned();
+    s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
+
+    let sent = notifications_when(&s, &rider_id, "trip_accepted", |n| n.iter().any(|n| n["status"] == "sent")).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(
+        (&sent[0]["status"], &sent[0]["attempts"], &sent[0]["channel"]),
+        (&json!("sent"), &json!(2), &json!("push"))
+    );
+    let pushes: Vec<Value> =
+        f.fake.seen().iter().filter(|r| r.path.ends_with("messages:send")).map(Seen::json).collect();
+    assert_eq!(pushes.len(), 2, "the 503, then the delivery");
+    for p in &pushes {
+        assert_eq!(p["message"]["token"], "rider-device-1");
+        assert_eq!(p["message"]["data"]["kind"], "trip_accepted");
+        assert_eq!(p["message"]["data"]["trip_id"], id.as_str());
+        assert_eq!(p["message"]["data"]["notification_id"], sent[0]["id"], "a retry is the same item");
+    }
+
+    // FCM says the device is gone: the item fails and the device is removed.
+    f.sends.lock().unwrap().push_back((404, vec![], fcm_error(404, "UNREGISTERED")));
+    s.post(&format!("/v1/trips/{id}/arrived"), &driver, json!({})).await.expect(200);
+    let failed =
+        notifications_when(&s, &rider_id, "driver_arrived", |n| n.iter().any(|n| n["status"] == "failed")).await;
+    assert_eq!(failed.first().map(|n| &n["status"]), Some(&json!("failed")), "{failed:?}");
+    let devices = s.get("/v1/me/devices", &rider).await.expect(200);
+    assert_eq!(devices["items"], json!([]), "the unregistered device is removed");
+}

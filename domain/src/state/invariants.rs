@@ -14,6 +14,7 @@ impl State {
     /// Run after recovery and by the tests after every step.
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         self.check_share_invariants()?;
+        self.outbox.check()?;
         // The phone index names every user once, under the user's own role and phone
         // (users are never removed; a checkpoint stores both as rows of their own).
         if self.phones.len() != self.users.len() {

@@ -30,6 +30,8 @@
 //! - `catalog.rs` (zones, coupons, surge), `extras.rs` (bids, ratings, alerts, idempotency),
 //!   `chat.rs` (a trip's chat messages),
 //!   `account.rs` (OTP, tokens, presence), `location.rs` (positions and the index);
+//! - `notify.rs`: push devices and the notification outbox (items made from the events of
+//!   the commands that cause them, the worker's reports, windows and pruning);
 //! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply.
 
 use std::collections::{BTreeMap, HashMap};
@@ -46,6 +48,7 @@ use crate::geo::{CategoryCode, DriverIndex, IndexedDriver};
 use crate::id::{AlertId, ShareId, TripId, UserId, ZoneId};
 use crate::ledger::Ledger;
 use crate::otp::OtpRecord;
+use crate::outbox::Outbox;
 use crate::share::Share;
 use crate::trip::{MAX_REASON_LEN, Trip};
 use crate::trip_ref::TripRef;
@@ -134,6 +137,8 @@ pub struct State {
     refs_by_age: imbl::OrdSet<(Timestamp, TripRef)>,
     shares: BTreeMap<ShareId, Share>,
     trip_shares: BTreeMap<TripId, Vec<ShareId>>,
+    /// Push devices and the notification outbox (`notify.rs`).
+    outbox: Outbox,
     #[serde(skip)]
     index: Positions,
 }
@@ -142,8 +147,8 @@ pub struct State {
 /// (`checkpoint.rs`) rather than inside its state blob: those that grow with accounts
 /// (users, the phone index — not stored: rebuilt from the users —, OTP records, the
 /// ledger's accounts) and the trips' references of the last 30 days (a month of
-/// bookings) — a checkpoint writes only the entries changed since the previous one — and
-/// the zones, which the API lists.
+/// bookings), the notification outbox and the push devices — a checkpoint writes only the
+/// entries changed since the previous one — and the zones, which the API lists.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AccountRows {
     /// Every user, by id.
@@ -158,6 +163,10 @@ pub struct AccountRows {
     pub zones: Arc<Catalog>,
     /// The trips' references of the last 30 days: reference → (trip, booked at).
     pub refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
+    /// The notification outbox's items (kept 7 days after they finish).
+    pub notifications: imbl::OrdMap<crate::id::NotificationId, Arc<crate::outbox::Notification>>,
+    /// Each user's push devices.
+    pub devices: imbl::OrdMap<UserId, Arc<Vec<crate::outbox::Device>>>,
 }
 
 /// The by-age order of a reference index.
@@ -202,6 +211,7 @@ impl<'de> Deserialize<'de> for State {
             refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
             shares: BTreeMap<ShareId, Share>,
             trip_shares: BTreeMap<TripId, Vec<ShareId>>,
+            outbox: Outbox,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -237,6 +247,7 @@ impl<'de> Deserialize<'de> for State {
             refs: r.refs,
             shares: r.shares,
             trip_shares: r.trip_shares,
+            outbox: r.outbox,
             index: Positions(index),
         })
     }
@@ -263,6 +274,10 @@ pub struct Effects {
     pub accounts: Vec<crate::ledger::AccountKey>,
     /// Transfers added, changed or removed (archived).
     pub transfers: Vec<crate::id::TransferId>,
+    /// Outbox items made, changed or pruned.
+    pub notifications: Vec<crate::id::NotificationId>,
+    /// Users whose push devices changed.
+    pub devices: Vec<UserId>,
 }
 
 impl Effects {
@@ -274,6 +289,8 @@ impl Effects {
             && self.users.is_empty()
             && self.drivers.is_empty()
             && self.alerts.is_empty()
+            && self.notifications.is_empty()
+            && self.devices.is_empty()
     }
 
     /// Forgets everything recorded.
@@ -286,6 +303,8 @@ impl Effects {
         self.users.clear();
         self.drivers.clear();
         self.alerts.clear();
+        self.notifications.clear();
+        self.devices.clear();
     }
 }
 
@@ -313,8 +332,14 @@ fn validate_reason(reason: &str) -> Result<()> {
 pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
     let mark = fx.events.len();
     let result = state.dispatch_command(actor, command, now, fx);
-    if result.is_err() {
-        fx.events.truncate(mark);
+    match &result {
+        Err(_) => fx.events.truncate(mark),
+        Ok(_) if fx.events.len() > mark => {
+            // The outbox items this command causes, from its events (cheap clones: `Arc`s).
+            let events = fx.events[mark..].to_vec();
+            state.notify_effects(actor, command, &events, now, fx);
+        }
+        Ok(_) => {}
     }
     result
 }
@@ -353,6 +378,7 @@ impl State {
             refs_by_age: self.refs_by_age.clone(),
             shares: self.shares.clone(),
             trip_shares: self.trip_shares.clone(),
+            outbox: self.outbox.clone(),
             index: Positions::default(),
         }
     }
@@ -367,7 +393,10 @@ impl State {
 
     /// A copy of what [`State::take_rows`] would take, sharing it: O(1).
     pub fn rows(&self) -> AccountRows {
+        let (notifications, devices) = self.outbox.rows();
         AccountRows {
+            notifications,
+            devices,
             users: self.users.clone(),
             phones: self.phones.clone(),
             otps: self.otps.clone(),
@@ -389,6 +418,7 @@ impl State {
         // Empty when taken out (O(1)); rebuilt once when a state is read back.
         self.refs_by_age = by_age(&rows.refs);
         self.refs = rows.refs;
+        self.outbox.set_rows(rows.notifications, rows.devices);
     }
 
     /// The rules in force.
@@ -435,10 +465,7 @@ impl State {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let deadline = self.deadlines.get_min().map(|(t, _)| *t);
         let expiry = self.idempotency_expiry.get_min().map(|(t, _, _)| *t);
-        match (deadline, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [deadline, expiry, self.outbox_deadline()].into_iter().flatten().min()
     }
 
     fn dispatch_command(
@@ -469,6 +496,7 @@ impl State {
             Command::Tick => {
                 self.fire_deadlines(now, fx)?;
                 self.purge_expired(now);
+                self.outbox_tick(now, fx);
                 Ok(Outcome::Done)
             }
             Command::CreateZone { id, zone } => self.create_zone(who, *id, zone, now, fx),
@@ -520,6 +548,13 @@ impl State {
             Command::CreateShare { id, trip_id } => self.create_share(who, *id, *trip_id, now),
             Command::RevokeShares { trip_id } => self.revoke_shares(who, *trip_id),
             Command::UpdateProfile(change) => self.update_profile(actor, change, fx),
+            Command::RegisterDevice { id, platform, token } => {
+                self.register_device(actor, *id, *platform, token, now, fx)
+            }
+            Command::RemoveDevice { device_id } => self.remove_device(actor, *device_id, fx),
+            Command::NotificationAttempted { id, attempt, outcome } => {
+                self.notification_attempted(who, *id, *attempt, outcome, now, fx)
+            }
         }
     }
 
@@ -659,6 +694,7 @@ mod gateway;
 mod invariants;
 mod location;
 mod money;
+mod notify;
 mod shares;
 mod stamp;
 mod trips;

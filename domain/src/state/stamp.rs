@@ -6,7 +6,7 @@
 //! records: replay applies it as stamped and draws nothing.
 
 use crate::command::Command;
-use crate::id::{AlertId, BidId, CouponId, IdSource, MessageId, ShareId, TransferId, TripId, UserId, ZoneId};
+use crate::id::{AlertId, BidId, CouponId, DeviceId, IdSource, MessageId, ShareId, TransferId, TripId, UserId, ZoneId};
 use crate::trip::PickupCode;
 use crate::trip_ref::TripRef;
 
@@ -50,6 +50,10 @@ impl State {
             Command::PostMessage { id, .. } if id.is_none() => {
                 // Message ids are unique per trip; 64 random bits make a clash across trips moot.
                 *id = Some(fresh(ids, MessageId::generate, |_| true));
+            }
+            Command::RegisterDevice { id, .. } if id.is_none() => {
+                // Device ids are unique per user; 64 random bits make a clash across users moot.
+                *id = Some(fresh(ids, DeviceId::generate, |_| true));
             }
             Command::RaiseSos { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, AlertId::generate, |a| self.alert(a).is_none()));

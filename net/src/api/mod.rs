@@ -34,6 +34,7 @@ pub mod conventions;
 mod drivers;
 mod me;
 mod money;
+mod notify;
 pub mod openapi;
 pub mod routes;
 mod trips;
@@ -519,6 +520,10 @@ impl Ctx<'_> {
             E::Share(id) => self.share_trip(&id).await,
             E::Unshare(id) => self.unshare_trip(&id).await,
             E::Shared(token) => self.shared(&token).await,
+            E::RegisterDevice => self.register_device().await,
+            E::ListDevices => self.list_devices(),
+            E::DeleteDevice(id) => self.delete_device(&id).await,
+            E::ListNotifications => self.list_notifications(),
             E::Console(asset) => Ok(asset.response()),
         }
     }

@@ -130,6 +130,14 @@ pub enum Endpoint {
     Unshare(String),
     /// `GET /v1/share/{token}`: a shared trip, for anyone with the token.
     Shared(String),
+    /// `POST /v1/me/devices`: the caller registers a push device.
+    RegisterDevice,
+    /// `GET /v1/me/devices`: the caller's devices (never their tokens).
+    ListDevices,
+    /// `DELETE /v1/me/devices/{id}`: its owner removes it.
+    DeleteDevice(String),
+    /// `GET /v1/admin/notifications`: the outbox, newest first.
+    ListNotifications,
     /// `GET /console` and its assets.
     Console(ConsoleAsset),
 }
@@ -285,6 +293,10 @@ pub const ROUTES: &[Route] = {
         route!("POST", "/v1/trips/{id}/share", "trip_share", |x| E::Share(p(x, 0))),
         route!("DELETE", "/v1/trips/{id}/share", "trip_unshare", |x| E::Unshare(p(x, 0))),
         route!("GET", "/v1/share/{token}", "share", |x| E::Shared(p(x, 0))),
+        route!("POST", "/v1/me/devices", "me_device_register", |_| E::RegisterDevice),
+        route!("GET", "/v1/me/devices", "me_devices", |_| E::ListDevices),
+        route!("DELETE", "/v1/me/devices/{id}", "me_device_delete", |x| E::DeleteDevice(p(x, 0))),
+        route!("GET", "/v1/admin/notifications", "admin_notifications", |_| E::ListNotifications),
         route!("GET", "/console", "console", |_| E::Console(ConsoleAsset::Page)),
         route!("GET", "/console/app.js", "console", |_| E::Console(ConsoleAsset::Script)),
         route!("GET", "/console/app.css", "console", |_| E::Console(ConsoleAsset::Style)),
@@ -435,6 +447,10 @@ impl Endpoint {
             E::Unshare(_) => spec("trip_unshare", RIDER),
             // Public: counted against `ip_per_min` like every unauthenticated request.
             E::Shared(_) => spec("share", Allow::Anyone),
+            E::RegisterDevice => idem(spec("me_device_register", Allow::Authenticated)),
+            E::ListDevices => spec("me_devices", Allow::Authenticated),
+            E::DeleteDevice(_) => spec("me_device_delete", Allow::Authenticated),
+            E::ListNotifications => spec("admin_notifications", STAFF),
             // Static files carry no data: the console signs in with a staff token in the page.
             E::Console(_) => Spec { ip_limited: false, ..spec("console", Allow::Anyone) },
         }

@@ -16,6 +16,7 @@
 //! - `scheduled`: rides booked ahead (a model test through restarts) and the count of
 //!   drivers near a search (`no_drivers_nearby`).
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
+//! - `notify`: push devices and the notification outbox (a proptest of its promise).
 //! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
 
 mod account;
@@ -26,6 +27,7 @@ mod extras;
 mod location;
 mod money;
 mod money_model;
+mod notify;
 mod scheduled;
 mod shares;
 mod stops;

@@ -18,6 +18,7 @@
 //!   one's dotted path, `details` all of them). Ranges of coordinates stay the handlers'
 //!   (`invalid_coordinates`, API.md): the schemas' `lat`/`lng` are plain numbers.
 
+mod notify;
 mod ops;
 mod profile;
 mod requests;

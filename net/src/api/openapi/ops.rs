@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::notify::*;
 use super::profile::*;
 use super::requests::*;
 use super::schemas::*;
@@ -226,6 +227,14 @@ pub(super) const OPS: &[Op] = &[
         [(204, "Revoked.", None)], &["not_found"], true),
     op!("GET" "/v1/share/{token}" "share", "trips", "A shared trip, for anyone with the link: its status, the driver's first name and vehicle, the driver's position while coming or driving. No phone, rider, pickup code or ids. Unknown, revoked or expired: `404`.", Who::Anyone, no_query, Body::None,
         [(200, "The shared trip.", Some(shared_trip_out))], &["not_found"], true),
+    op!("POST" "/v1/me/devices" "me_device_register", "users", "Register a push device (at most 5 per user: a sixth drops the oldest). The same token again answers the same device with `200`.", Who::Authenticated, no_query, json_body(device_in, device_in_ex),
+        [(201, "Registered.", Some(device_out)), (200, "Already registered: the same device.", Some(device_out))], &["not_found"], true),
+    op!("GET" "/v1/me/devices" "me_devices", "users", "The caller's push devices, oldest first (never their tokens).", Who::Authenticated, no_query, Body::None,
+        [(200, "The devices.", Some(devices_out))], &["not_found"], false),
+    op!("DELETE" "/v1/me/devices/{id}" "me_device_delete", "users", "Its owner removes a push device (anyone else's: `404`).", Who::Authenticated, no_query, Body::None,
+        [(204, "Removed.", None)], &["not_found"], true),
+    op!("GET" "/v1/admin/notifications" "admin_notifications", "admin", "The notification outbox, newest first.", STAFF, notifications_query, Body::None,
+        [(200, "A page of notifications.", Some(notifications_page))], &[], false),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made

@@ -1,0 +1,570 @@
+//! The notification outbox and users' push devices: what is to be sent, to whom, and
+//! what became of it.
+//!
+//! Owns [`Device`] (a push token a user registered), [`Notification`] (one item of the
+//! outbox: a push to one device, an SMS to one phone or an email to one address) with its
+//! [`Status`], the worker's report of one try ([`AttemptOutcome`]) and the backoff the
+//! worker draws its next try from ([`retry_delay_ms`]).
+//!
+//! Guarantees: items are made by `apply` itself, as effects of the commands that cause
+//! them (`state/notify.rs`), so an item is in the state — and its cause in the log —
+//! before anything is sent, and a replay makes it again; an item leaves `pending` once,
+//! for `sent` (a `Delivered` report) or `failed` (a permanent answer, an invalid token, or
+//! its 24-hour window over), and never changes after that; a report names the attempt it
+//! is about, so a duplicate or stale report is refused and changes nothing. Ids are not
+//! random (the state draws nothing): [`notification_id`] mixes the state's counter
+//! through a bijection, so they are unique and look alike to readers.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::id::{DeviceId, NotificationId, TripId, UserId};
+use crate::money::Currency;
+
+/// A user keeps at most this many push devices; registering one more drops the oldest.
+pub const MAX_DEVICES_PER_USER: usize = 5;
+/// Longest push token accepted, bytes.
+pub const MAX_TOKEN_LEN: usize = 4096;
+/// A notification not delivered this long after it was made is failed (API.md: 24 h).
+pub const GIVE_UP_S: u32 = 24 * 60 * 60;
+/// A sent or failed item stays in the hot state (and `GET /v1/admin/notifications`)
+/// this long after it finished, then leaves it (pruned on `Tick`): the outbox's bound.
+pub const KEPT_S: u32 = 7 * 24 * 60 * 60;
+/// The first retry waits this long (API.md: from 1 s)…
+pub const FIRST_RETRY_MS: u64 = 1_000;
+/// …doubling up to this (API.md: up to 10 min).
+pub const MAX_RETRY_MS: u64 = 10 * 60 * 1_000;
+/// Longest error text kept on an item, characters.
+pub const MAX_ERROR_LEN: usize = 500;
+/// Longest chat text carried into a notification, characters.
+pub const MAX_PREVIEW_LEN: usize = 140;
+/// SOS phones the rules may name.
+pub const MAX_SOS_PHONES: usize = 10;
+
+/// Which push service a device's token belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    /// Firebase Cloud Messaging (Android, web).
+    Fcm,
+    /// Apple Push Notification service.
+    Apns,
+}
+
+impl Platform {
+    /// As API.md spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Fcm => "fcm",
+            Platform::Apns => "apns",
+        }
+    }
+}
+
+/// A push token a user registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Its id.
+    pub id: DeviceId,
+    /// Whose.
+    pub user_id: UserId,
+    /// FCM or APNs.
+    pub platform: Platform,
+    /// The token (never shown back by the API).
+    pub token: String,
+    /// When it was registered.
+    pub created_at: Timestamp,
+}
+
+/// Checks a push token: 1–4096 printable ASCII characters.
+pub fn validate_token(token: &str) -> Result<()> {
+    if (1..=MAX_TOKEN_LEN).contains(&token.len()) && token.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        Ok(())
+    } else {
+        Err(Error::InvalidParam {
+            param: "token",
+            message: "must be 1-4096 printable ASCII characters, no spaces".into(),
+        })
+    }
+}
+
+/// How a notification travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    /// A push notification to a device.
+    Push,
+    /// A text message.
+    Sms,
+    /// An email.
+    Email,
+}
+
+impl Channel {
+    /// As API.md spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Push => "push",
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+        }
+    }
+
+    /// Every channel.
+    pub const ALL: [Channel; 3] = [Channel::Push, Channel::Sms, Channel::Email];
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// To a driver without an open socket: a trip is offered.
+    TripOffer,
+    /// To the rider: a driver took the trip.
+    TripAccepted,
+    /// To the rider: the driver is at the pickup.
+    DriverArrived,
+    /// To the rider: the driver or staff cancelled.
+    TripCancelled,
+    /// To the rider: nobody near the pickup.
+    NoDriversNearby,
+    /// To the rider: nobody took the trip in time.
+    TripExpired,
+    /// To the rider: the fare, at completion.
+    Receipt,
+    /// To a participant without an open socket: a chat message.
+    ChatMessage,
+    /// To a parcel's recipient: the delivery code (nothing makes these yet: the domain
+    /// has no delivery code).
+    DeliveryCode,
+    /// To on-call staff: an SOS.
+    Sos,
+}
+
+impl Kind {
+    /// As the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::TripOffer => "trip_offer",
+            Kind::TripAccepted => "trip_accepted",
+            Kind::DriverArrived => "driver_arrived",
+            Kind::TripCancelled => "trip_cancelled",
+            Kind::NoDriversNearby => "no_drivers_nearby",
+            Kind::TripExpired => "trip_expired",
+            Kind::Receipt => "receipt",
+            Kind::ChatMessage => "chat_message",
+            Kind::DeliveryCode => "delivery_code",
+            Kind::Sos => "sos",
+        }
+    }
+}
+
+/// Where an item goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    /// A registered device (its token is read when sending: a device removed since
+    /// means the item fails).
+    Device(DeviceId),
+    /// A phone, E.164.
+    Phone(String),
+    /// An email address.
+    Email(String),
+}
+
+/// What a template needs, captured when the item is made (so a later change — a new
+/// plate, a rename — does not change what a retry says).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    /// The recipient's language (BCP 47) when the item was made.
+    pub language: String,
+    /// The trip it is about.
+    pub trip_id: Option<TripId>,
+    /// The trip's short reference.
+    pub reference: Option<String>,
+    /// A person's name: the driver (accepted), the sender (chat), who raised an SOS.
+    pub name: Option<String>,
+    /// The vehicle, as `color make model`.
+    pub vehicle: Option<String>,
+    /// The plate.
+    pub plate: Option<String>,
+    /// An amount (the fare in a receipt, a trip offer's price), minor units…
+    pub amount_minor: Option<i64>,
+    /// …of this currency.
+    pub currency: Option<Currency>,
+    /// A text: the chat message (cut to [`MAX_PREVIEW_LEN`]), the SOS note, a code.
+    pub text: Option<String>,
+    /// A distance, metres (a trip offer's distance to the pickup).
+    pub distance_m: Option<u32>,
+}
+
+/// Where an item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Waiting for its (next) try.
+    Pending,
+    /// The provider accepted it.
+    Sent,
+    /// Given up on: a permanent answer, an invalid token, or 24 h without delivery.
+    Failed,
+}
+
+impl Status {
+    /// As API.md spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Sent => "sent",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One item of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Its id: the provider's idempotency key.
+    pub id: NotificationId,
+    /// The user it is for (none for on-call staff's phones).
+    pub user_id: Option<UserId>,
+    /// Push, SMS or email.
+    pub channel: Channel,
+    /// What about.
+    pub kind: Kind,
+    /// Where to.
+    pub target: Target,
+    /// The template's inputs.
+    pub params: Arc<Params>,
+    /// Pending, sent or failed.
+    pub status: Status,
+    /// Tries reported so far.
+    pub attempts: u32,
+    /// What the last failed try said.
+    pub last_error: Option<String>,
+    /// The provider's id of the message, once sent.
+    pub provider_id: Option<String>,
+    /// When it was made.
+    pub created_at: Timestamp,
+    /// When it may be tried (again).
+    pub next_attempt_at: Timestamp,
+    /// Not sent by then: failed.
+    pub give_up_at: Timestamp,
+    /// When it was sent or failed.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// What one try of an item gave, as the worker reports it
+/// (`Command::NotificationAttempted`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AttemptOutcome {
+    /// The provider accepted it.
+    Delivered {
+        /// The provider's id for it, if any.
+        provider_id: Option<String>,
+    },
+    /// Not now; try again at `next_attempt_at` (chosen by the worker: backoff with
+    /// jitter, or the provider's `Retry-After`), unless that is past the item's window.
+    Retry {
+        /// What went wrong.
+        error: String,
+        /// When to try again.
+        next_attempt_at: Timestamp,
+    },
+    /// The push token is dead: the device is removed and the item fails.
+    InvalidToken {
+        /// The provider's words.
+        error: String,
+    },
+    /// Refused for good: the item fails.
+    Rejected {
+        /// Why.
+        error: String,
+    },
+}
+
+/// The outbox and the devices, as the state keeps them (`State::outbox`) and the view
+/// publishes them: persistent maps, so a clone is O(1). Only the devices, the items and
+/// the counter are stored; the orders are derived from the items and rebuilt when read
+/// back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outbox {
+    /// Each user's devices, oldest first (at most [`MAX_DEVICES_PER_USER`]).
+    pub(crate) devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
+    /// Every item in the hot state.
+    pub(crate) items: imbl::OrdMap<NotificationId, Arc<Notification>>,
+    /// Items ever made: the next item's id is derived from it.
+    pub(crate) seq: u64,
+    /// Every item by creation, for listing newest first.
+    pub(crate) by_time: imbl::OrdSet<(Timestamp, NotificationId)>,
+    /// Pending items by their next try.
+    pub(crate) due: imbl::OrdSet<(Timestamp, NotificationId)>,
+    /// Pending items by the end of their window.
+    pub(crate) give_up: imbl::OrdSet<(Timestamp, NotificationId)>,
+    /// Finished items by when they finished (they leave [`KEPT_S`] later).
+    pub(crate) done: imbl::OrdSet<(Timestamp, NotificationId)>,
+}
+
+impl Serialize for Outbox {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.devices, &self.items, self.seq).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Outbox {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        type Stored = (imbl::OrdMap<UserId, Arc<Vec<Device>>>, imbl::OrdMap<NotificationId, Arc<Notification>>, u64);
+        let (devices, items, seq) = Stored::deserialize(d)?;
+        let mut outbox = Outbox { devices, seq, ..Outbox::default() };
+        for item in items.values() {
+            outbox.index(item);
+        }
+        outbox.items = items;
+        Ok(outbox)
+    }
+}
+
+impl Outbox {
+    /// Adds `item` to the orders its status puts it in (not to `items`).
+    pub(crate) fn index(&mut self, item: &Notification) {
+        self.by_time.insert((item.created_at, item.id));
+        match (item.status, item.finished_at) {
+            (Status::Pending, _) => {
+                self.due.insert((item.next_attempt_at, item.id));
+                self.give_up.insert((item.give_up_at, item.id));
+            }
+            (_, finished) => {
+                self.done.insert((finished.unwrap_or(item.created_at), item.id));
+            }
+        }
+    }
+
+    /// The items and devices as a checkpoint keeps them (rows of their own tables).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn rows(
+        &self,
+    ) -> (imbl::OrdMap<NotificationId, Arc<Notification>>, imbl::OrdMap<UserId, Arc<Vec<Device>>>) {
+        (self.items.clone(), self.devices.clone())
+    }
+
+    /// Puts back the items and devices of a checkpoint's rows (or none: a state taken
+    /// apart for its blob), the orders rebuilt from the items: O(n log n), at start only.
+    pub(crate) fn set_rows(
+        &mut self,
+        items: imbl::OrdMap<NotificationId, Arc<Notification>>,
+        devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
+    ) {
+        let seq = self.seq;
+        *self = Outbox { devices, seq, ..Outbox::default() };
+        for item in items.values() {
+            self.index(item);
+        }
+        self.items = items;
+    }
+
+    /// Takes `item` out of every order (not out of `items`).
+    fn unindex(&mut self, item: &Notification) {
+        self.by_time.remove(&(item.created_at, item.id));
+        self.unindex_pending(item);
+        if let Some(f) = item.finished_at {
+            self.done.remove(&(f, item.id));
+        }
+    }
+
+    /// Copies from `from` (the state's outbox) the items `items` and the devices of
+    /// `users` changed, entry by entry: how a reader's copy (the view's) follows the
+    /// state's without sharing its trees, so neither copies a path on every write.
+    pub fn sync_from(&mut self, from: &Outbox, items: &[NotificationId], users: &[UserId]) {
+        for user in users {
+            match from.devices.get(user) {
+                Some(list) => self.devices.insert(*user, Arc::clone(list)),
+                None => self.devices.remove(user),
+            };
+        }
+        for id in items {
+            if let Some(old) = self.items.get(id).cloned() {
+                self.unindex(&old);
+            }
+            match from.items.get(id) {
+                Some(item) => {
+                    self.index(item);
+                    self.items.insert(*id, Arc::clone(item));
+                }
+                None => {
+                    self.items.remove(id);
+                }
+            }
+        }
+        self.seq = from.seq;
+    }
+
+    /// Takes `item` out of the pending orders (it is about to change).
+    pub(crate) fn unindex_pending(&mut self, item: &Notification) {
+        self.due.remove(&(item.next_attempt_at, item.id));
+        self.give_up.remove(&(item.give_up_at, item.id));
+    }
+
+    /// The orders agree with the items (each pending item is due once and has a window,
+    /// each finished one is in `done`, every one in `by_time`), no user has more than
+    /// [`MAX_DEVICES_PER_USER`] devices (nor an empty list).
+    pub(crate) fn check(&self) -> std::result::Result<(), String> {
+        let pending = self.items.values().filter(|n| n.status == Status::Pending).count();
+        let finished = self.items.len() - pending;
+        if self.due.len() != pending || self.give_up.len() != pending {
+            return Err(format!("{pending} pending items, {} due and {} windows", self.due.len(), self.give_up.len()));
+        }
+        if self.done.len() != finished || self.by_time.len() != self.items.len() {
+            return Err(format!(
+                "{finished} finished items in {} done; {} by time",
+                self.done.len(),
+                self.by_time.len()
+            ));
+        }
+        for n in self.items.values() {
+            let indexed = self.by_time.contains(&(n.created_at, n.id))
+                && match n.status {
+                    Status::Pending => {
+                        n.finished_at.is_none()
+                            && self.due.contains(&(n.next_attempt_at, n.id))
+                            && self.give_up.contains(&(n.give_up_at, n.id))
+                    }
+                    _ => n.finished_at.is_some_and(|f| self.done.contains(&(f, n.id))),
+                };
+            if !indexed {
+                return Err(format!("notification {} is not indexed as {}", n.id, n.status.as_str()));
+            }
+        }
+        if let Some((u, list)) = self.devices.iter().find(|(_, l)| l.len() > MAX_DEVICES_PER_USER || l.is_empty()) {
+            return Err(format!("user {u} has {} devices", list.len()));
+        }
+        Ok(())
+    }
+
+    /// A user's devices, oldest first.
+    pub fn devices_of(&self, user: UserId) -> &[Device] {
+        self.devices.get(&user).map(|d| d.as_slice()).unwrap_or(&[])
+    }
+
+    /// A user's device.
+    pub fn device(&self, user: UserId, id: DeviceId) -> Option<&Device> {
+        self.devices_of(user).iter().find(|d| d.id == id)
+    }
+
+    /// An item.
+    pub fn item(&self, id: NotificationId) -> Option<&Arc<Notification>> {
+        self.items.get(&id)
+    }
+
+    /// Items in the hot state.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// No items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Pending items.
+    pub fn pending(&self) -> usize {
+        self.due.len()
+    }
+
+    /// When the oldest pending item was made.
+    pub fn oldest_pending(&self) -> Option<Timestamp> {
+        // The window is the same length for every item: the first to give up is the oldest.
+        self.give_up.get_min().map(|(t, _)| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000))
+    }
+
+    /// Up to `limit` pending items due at `now`, soonest first.
+    pub fn due(&self, now: Timestamp, limit: usize) -> Vec<Arc<Notification>> {
+        self.due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .filter_map(|(_, id)| self.items.get(id).cloned())
+            .take(limit)
+            .collect()
+    }
+
+    /// When the next pending item is due.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        self.due.get_min().map(|(t, _)| *t)
+    }
+
+    /// The end of the first pending item's window (a deadline of the writer's `Tick`).
+    pub(crate) fn next_give_up(&self) -> Option<Timestamp> {
+        self.give_up.get_min().map(|(t, _)| *t)
+    }
+
+    /// Items newest first, strictly older than `before` (a cursor: the last item of the
+    /// previous page), that pass `keep`, at most `limit`.
+    pub fn newest_first<'a>(
+        &'a self,
+        before: Option<(Timestamp, NotificationId)>,
+        mut keep: impl FnMut(&Notification) -> bool + 'a,
+        limit: usize,
+    ) -> Vec<Arc<Notification>> {
+        let range = match before {
+            Some(b) => self.by_time.range::<_, (Timestamp, NotificationId)>(..b),
+            None => self.by_time.range::<_, (Timestamp, NotificationId)>(..),
+        };
+        range.rev().filter_map(|(_, id)| self.items.get(id)).filter(|n| keep(n)).take(limit).cloned().collect()
+    }
+}
+
+/// The delay before try `attempt + 1` after `attempt` tries failed (1-based): 1 s
+/// doubling, plus up to half again drawn from `jitter` (any `u64`, drawn by the worker
+/// and recorded in the report's `next_attempt_at`), never above 10 min — so retries of
+/// many items spread out instead of arriving together.
+pub fn retry_delay_ms(attempt: u32, jitter: u64) -> u64 {
+    let exp = attempt.saturating_sub(1).min(20);
+    let base = FIRST_RETRY_MS.saturating_mul(1u64 << exp).min(MAX_RETRY_MS);
+    (base + jitter % (base / 2 + 1)).min(MAX_RETRY_MS)
+}
+
+/// The id of the outbox's `seq`-th item: splitmix64's finaliser, a bijection on `u64`, so
+/// distinct counters give distinct ids (`None` only for the one counter mapping to 0).
+pub fn notification_id(seq: u64) -> Option<NotificationId> {
+    let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    NotificationId::from_raw(z ^ (z >> 31))
+}
+
+/// Cuts an error text to [`MAX_ERROR_LEN`] characters, control characters replaced.
+pub fn clip_error(error: &str) -> String {
+    error.chars().take(MAX_ERROR_LEN).map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_ten_minutes_with_jitter_in_the_upper_half() {
+        assert_eq!(retry_delay_ms(1, 0), 1_000);
+        assert_eq!(retry_delay_ms(1, 500), 1_500);
+        assert_eq!(retry_delay_ms(1, 501), 1_000);
+        assert!((2_000..=3_000).contains(&retry_delay_ms(2, 12_345)));
+        assert_eq!(retry_delay_ms(40, 0), MAX_RETRY_MS);
+        assert_eq!(retry_delay_ms(40, u64::MAX), MAX_RETRY_MS);
+    }
+
+    #[test]
+    fn ids_are_distinct_for_distinct_counters() {
+        let ids: std::collections::BTreeSet<_> = (0..10_000u64).filter_map(notification_id).collect();
+        assert_eq!(ids.len(), 10_000);
+    }
+
+    #[test]
+    fn tokens_are_printable_ascii_within_bounds() {
+        assert!(validate_token("abc:DEF_123").is_ok());
+        assert!(validate_token("").is_err());
+        assert!(validate_token("with space").is_err());
+        assert!(validate_token("é").is_err());
+        assert!(validate_token(&"a".repeat(MAX_TOKEN_LEN)).is_ok());
+        assert!(validate_token(&"a".repeat(MAX_TOKEN_LEN + 1)).is_err());
+    }
+}

@@ -1,0 +1,415 @@
+//! Devices and the notification outbox: registering and removing push devices, making
+//! outbox items as effects of the commands that cause them, the worker's reports, and
+//! the outbox's clock (windows that end, finished items that leave).
+//!
+//! Guarantees: items are made only after a command succeeded (`apply` calls
+//! [`State::notify_effects`] with that command's events), from the command and its
+//! events alone, so a replay makes the same items with the same ids; a user with no
+//! device gets no push item, and without an email no email item; a report changes a
+//! pending item only, and only for its next attempt (a duplicate or stale report is
+//! refused and changes nothing); an item fails only on a permanent answer (`Rejected`,
+//! `InvalidToken`, which also removes the device) or once its 24-hour window is over;
+//! finished items leave the hot state [`KEPT_S`] after they finished.
+//!
+//! What is sent (API.md "Notifications"): to a driver with no open socket (the driver's
+//! `connected` is not `true`), each trip offer; to the rider, accepted (name, vehicle,
+//! plate — no ETA: the domain does not know one), arrived, cancelled by the driver or
+//! staff, no drivers nearby, expired, and the receipt at completion (push, and email when
+//! the rider has an address); a chat message to the trip's driver when the driver has no
+//! open socket (riders' presence is not in the state, so riders get no chat pushes); each
+//! SOS by SMS to the rules' `sos_phones`. No delivery code is sent: the domain has none
+//! (the pickup code is the rider's, not the parcel recipient's).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::clock::Timestamp;
+use crate::command::{Actor, Command, Event, Outcome};
+use crate::error::{Error, Result};
+use crate::id::{DeviceId, NotificationId, TripId, UserId};
+use crate::outbox::{
+    AttemptOutcome, Channel, Device, GIVE_UP_S, KEPT_S, Kind, MAX_DEVICES_PER_USER, MAX_PREVIEW_LEN, Notification,
+    Outbox, Params, Platform, Status, Target, clip_error, notification_id, validate_token,
+};
+use crate::trip::{Trip, TripStatus};
+
+use super::{Effects, State, Who};
+
+impl State {
+    /// The outbox and the devices.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    pub(super) fn register_device(
+        &mut self,
+        actor: Actor,
+        id: Option<DeviceId>,
+        platform: Platform,
+        token: &str,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        let Actor::User(user_id) = actor else {
+            return Err(Error::Forbidden("only a signed-in user registers a device".into()));
+        };
+        validate_token(token)?;
+        let list = self.outbox.devices_of(user_id);
+        if let Some(d) = list.iter().find(|d| d.token == token && d.platform == platform) {
+            return Ok(Outcome::Device { device: Box::new(d.clone()), created: false });
+        }
+        let id = id.ok_or_else(|| Error::Internal("register_device: the writer did not stamp an id".into()))?;
+        if list.iter().any(|d| d.id == id) {
+            return Err(Error::Internal(format!("device id {id} taken")));
+        }
+        // The same token under another user (a phone that changed hands) moves here.
+        self.drop_token(token, platform, user_id, fx);
+        let mut list = self.outbox.devices_of(user_id).to_vec();
+        let device = Device { id, user_id, platform, token: token.to_owned(), created_at: now };
+        list.push(device.clone());
+        if list.len() > MAX_DEVICES_PER_USER {
+            list.remove(0);
+        }
+        self.outbox.devices.insert(user_id, Arc::new(list));
+        fx.devices.push(user_id);
+        Ok(Outcome::Device { device: Box::new(device), created: true })
+    }
+
+    /// Removes `token` from every user but `keep` (a token is one phone's).
+    fn drop_token(&mut self, token: &str, platform: Platform, keep: UserId, fx: &mut Effects) {
+        let holders: Vec<UserId> = self
+            .outbox
+            .devices
+            .iter()
+            .filter(|(u, list)| **u != keep && list.iter().any(|d| d.token == token && d.platform == platform))
+            .map(|(u, _)| *u)
+            .collect();
+        for u in holders {
+            let list: Vec<Device> = self
+                .outbox
+                .devices_of(u)
+                .iter()
+                .filter(|d| !(d.token == token && d.platform == platform))
+                .cloned()
+                .collect();
+            self.set_devices(u, list, fx);
+        }
+    }
+
+    fn set_devices(&mut self, user: UserId, list: Vec<Device>, fx: &mut Effects) {
+        fx.devices.push(user);
+        if list.is_empty() {
+            self.outbox.devices.remove(&user);
+        } else {
+            self.outbox.devices.insert(user, Arc::new(list));
+        }
+    }
+
+    pub(super) fn remove_device(&mut self, actor: Actor, device_id: DeviceId, fx: &mut Effects) -> Result<Outcome> {
+        let Actor::User(user_id) = actor else {
+            return Err(Error::not_found("device", device_id));
+        };
+        if self.outbox.device(user_id, device_id).is_none() {
+            return Err(Error::not_found("device", device_id));
+        }
+        let list = self.outbox.devices_of(user_id).iter().filter(|d| d.id != device_id).cloned().collect();
+        self.set_devices(user_id, list, fx);
+        Ok(Outcome::Done)
+    }
+
+    pub(super) fn notification_attempted(
+        &mut self,
+        who: Who,
+        id: NotificationId,
+        attempt: u32,
+        outcome: &AttemptOutcome,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("only the delivery worker reports notifications".into()));
+        }
+        let item = self.outbox.items.get(&id).ok_or_else(|| Error::not_found("notification", id))?;
+        if item.status != Status::Pending {
+            return Err(Error::InvalidTransition {
+                action: "report",
+                entity: format!("notification {id}"),
+                from: item.status.as_str(),
+            });
+        }
+        if attempt != item.attempts.saturating_add(1) {
+            return Err(Error::Invalid(format!(
+                "stale report: notification {id} has had {} attempts, the report is for attempt {attempt}",
+                item.attempts
+            )));
+        }
+        let old = Arc::clone(item);
+        let mut item = Notification::clone(&old);
+        item.attempts = attempt;
+        let mut dead_device = None;
+        match outcome {
+            AttemptOutcome::Delivered { provider_id } => {
+                item.status = Status::Sent;
+                item.provider_id = provider_id.as_deref().map(clip_error);
+            }
+            AttemptOutcome::Retry { error, next_attempt_at } => {
+                item.last_error = Some(clip_error(error));
+                if now >= item.give_up_at {
+                    item.status = Status::Failed;
+                } else {
+                    item.next_attempt_at = (*next_attempt_at).max(now);
+                }
+            }
+            AttemptOutcome::InvalidToken { error } => {
+                item.last_error = Some(clip_error(error));
+                item.status = Status::Failed;
+                if let (Target::Device(d), Some(u)) = (&item.target, item.user_id) {
+                    dead_device = Some((u, *d));
+                }
+            }
+            AttemptOutcome::Rejected { error } => {
+                item.last_error = Some(clip_error(error));
+                item.status = Status::Failed;
+            }
+        }
+        if item.status != Status::Pending {
+            item.finished_at = Some(now);
+        }
+        self.outbox.unindex_pending(&old);
+        self.outbox.index(&item);
+        self.outbox.items.insert(id, Arc::new(item));
+        if let Some((user, device)) = dead_device {
+            let list = self.outbox.devices_of(user).iter().filter(|d| d.id != device).cloned().collect();
+            self.set_devices(user, list, fx);
+        }
+        fx.notifications.push(id);
+        Ok(Outcome::Done)
+    }
+
+    /// The outbox's part of a `Tick`: pending items whose window is over fail; finished
+    /// items [`KEPT_S`] old leave.
+    pub(super) fn outbox_tick(&mut self, now: Timestamp, fx: &mut Effects) {
+        while let Some(&(at, id)) = self.outbox.give_up.get_min() {
+            if at > now {
+                break;
+            }
+            let Some(old) = self.outbox.items.get(&id).cloned() else {
+                self.outbox.give_up.remove_min();
+                continue;
+            };
+            let mut item = Notification::clone(&old);
+            item.status = Status::Failed;
+            item.finished_at = Some(now);
+            if item.last_error.is_none() {
+                item.last_error = Some("not delivered within 24 hours".into());
+            }
+            self.outbox.unindex_pending(&old);
+            self.outbox.index(&item);
+            self.outbox.items.insert(id, Arc::new(item));
+            fx.notifications.push(id);
+        }
+        while let Some(&(at, id)) = self.outbox.done.get_min() {
+            if at.plus_secs(KEPT_S) > now {
+                break;
+            }
+            self.outbox.done.remove_min();
+            if let Some(item) = self.outbox.items.remove(&id) {
+                self.outbox.by_time.remove(&(item.created_at, id));
+            }
+            fx.notifications.push(id);
+        }
+    }
+
+    /// When the outbox next needs a `Tick` (the first pending item's window ends).
+    pub(super) fn outbox_deadline(&self) -> Option<Timestamp> {
+        self.outbox.next_give_up()
+    }
+
+    /// Makes the outbox items `command` (by `actor`, just applied at `now`) causes,
+    /// from the events it produced.
+    pub(super) fn notify_effects(
+        &mut self,
+        actor: Actor,
+        command: &Command,
+        events: &[Event],
+        now: Timestamp,
+        fx: &mut Effects,
+    ) {
+        let mut inner = command;
+        while let Command::Keyed { command, .. } | Command::Restored { command, .. } = inner {
+            inner = command;
+        }
+        let by_rider =
+            matches!(actor, Actor::User(u) if self.users.get(&u).is_some_and(|u| u.role == crate::user::Role::Rider));
+        let mut seen: BTreeSet<(TripId, Kind)> = BTreeSet::new();
+        for event in events {
+            match event {
+                Event::TripOffered { trip, driver_id, distance_to_pickup_m, .. } => {
+                    if self.drivers.get(driver_id).is_some_and(|d| matches!(d.connected, Some((true, _)))) {
+                        continue;
+                    }
+                    let mut params = self.trip_params(*driver_id, trip);
+                    params.distance_m = Some(*distance_to_pickup_m);
+                    params.amount_minor = Some(trip.fare.estimate_minor);
+                    params.currency = Some(trip.fare.currency);
+                    self.push(*driver_id, Kind::TripOffer, params, now, fx);
+                }
+                Event::NoDriversNearby { trip_id, rider_id } => {
+                    if seen.insert((*trip_id, Kind::NoDriversNearby)) {
+                        let params = match self.trips.get(trip_id) {
+                            Some(t) => self.trip_params(*rider_id, &Arc::clone(t)),
+                            None => self.params_for(*rider_id),
+                        };
+                        self.push(*rider_id, Kind::NoDriversNearby, params, now, fx);
+                    }
+                }
+                Event::ChatMessage { trip, message } => {
+                    let Some(driver) = trip.driver_id else { continue };
+                    if message.from_user_id == Some(driver)
+                        || self.drivers.get(&driver).is_some_and(|d| matches!(d.connected, Some((true, _))))
+                    {
+                        continue;
+                    }
+                    let mut params = self.trip_params(driver, trip);
+                    params.name = message.from_user_id.and_then(|u| self.users.get(&u)).map(|u| u.name.clone());
+                    params.text = Some(message.text.chars().take(MAX_PREVIEW_LEN).collect());
+                    self.push(driver, Kind::ChatMessage, params, now, fx);
+                }
+                Event::AlertRaised { alert } => {
+                    let phones = self.rules.sos_phones.clone();
+                    for phone in phones {
+                        let params = Params {
+                            language: "en".into(),
+                            trip_id: Some(alert.trip_id),
+                            reference: self.trips.get(&alert.trip_id).map(|t| t.reference.to_string()),
+                            name: self.users.get(&alert.raised_by).map(|u| u.name.clone()),
+                            text: alert.note.clone(),
+                            ..Params::default()
+                        };
+                        self.enqueue(None, Channel::Sms, Kind::Sos, Target::Phone(phone), params, now, fx);
+                    }
+                }
+                Event::TripUpdated { trip } => {
+                    let kind = match (inner, trip.status) {
+                        (Command::AcceptTrip { .. } | Command::AcceptBid { .. }, TripStatus::Accepted) => {
+                            Kind::TripAccepted
+                        }
+                        (Command::DriverArrived { .. }, TripStatus::Arrived) => Kind::DriverArrived,
+                        (Command::CompleteTrip { .. }, TripStatus::Completed) => Kind::Receipt,
+                        (Command::CancelTrip { trip_id, .. }, _) if *trip_id == trip.id && !by_rider => {
+                            Kind::TripCancelled
+                        }
+                        (Command::Tick, TripStatus::Expired) if trip.ended_at == Some(now) => Kind::TripExpired,
+                        _ => continue,
+                    };
+                    if !seen.insert((trip.id, kind)) {
+                        continue;
+                    }
+                    self.trip_notice(kind, trip, now, fx);
+                }
+                Event::OfferWithdrawn { .. } | Event::DriverPresence { .. } | Event::DriverMoved { .. } => {}
+            }
+        }
+    }
+
+    /// A notice about `trip` to its rider.
+    fn trip_notice(&mut self, kind: Kind, trip: &Arc<Trip>, now: Timestamp, fx: &mut Effects) {
+        let rider = trip.rider_id;
+        let mut params = self.trip_params(rider, trip);
+        if let Some(driver) = trip.driver_id.and_then(|d| self.users.get(&d)) {
+            params.name = Some(driver.name.clone());
+            if let Some(v) = &driver.vehicle {
+                let words: Vec<&str> =
+                    [v.color.as_deref(), v.make.as_deref(), v.model.as_deref()].into_iter().flatten().collect();
+                params.vehicle = (!words.is_empty()).then(|| words.join(" "));
+                params.plate = Some(v.plate.clone());
+            }
+        }
+        if kind == Kind::Receipt {
+            params.amount_minor = trip.fare.final_minor;
+            params.currency = Some(trip.fare.currency);
+            let email = self.users.get(&rider).and_then(|u| u.email.clone());
+            if let Some(email) = email {
+                self.enqueue(Some(rider), Channel::Email, kind, Target::Email(email), params.clone(), now, fx);
+            }
+        }
+        self.push(rider, kind, params, now, fx);
+    }
+
+    /// The inputs every notice about `trip` to `user` has.
+    fn trip_params(&self, user: UserId, trip: &Trip) -> Params {
+        Params { trip_id: Some(trip.id), reference: Some(trip.reference.to_string()), ..self.params_for(user) }
+    }
+
+    fn params_for(&self, user: UserId) -> Params {
+        let language = self.users.get(&user).map(|u| u.language.clone()).unwrap_or_else(|| "en".into());
+        Params { language, ..Params::default() }
+    }
+
+    /// One push item per device of `user` (none without a device).
+    fn push(&mut self, user: UserId, kind: Kind, params: Params, now: Timestamp, fx: &mut Effects) {
+        let devices: Vec<DeviceId> = self.outbox.devices_of(user).iter().map(|d| d.id).collect();
+        if devices.is_empty() {
+            return;
+        }
+        let params = Arc::new(params);
+        for d in devices {
+            self.enqueue_shared(Some(user), Channel::Push, kind, Target::Device(d), Arc::clone(&params), now, fx);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue(
+        &mut self,
+        user_id: Option<UserId>,
+        channel: Channel,
+        kind: Kind,
+        target: Target,
+        params: Params,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) {
+        self.enqueue_shared(user_id, channel, kind, target, Arc::new(params), now, fx);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enqueue_shared(
+        &mut self,
+        user_id: Option<UserId>,
+        channel: Channel,
+        kind: Kind,
+        target: Target,
+        params: Arc<Params>,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) {
+        let id = loop {
+            let seq = self.outbox.seq;
+            self.outbox.seq = seq.wrapping_add(1);
+            if let Some(id) = notification_id(seq)
+                && !self.outbox.items.contains_key(&id)
+            {
+                break id;
+            }
+        };
+        let item = Notification {
+            id,
+            user_id,
+            channel,
+            kind,
+            target,
+            params,
+            status: Status::Pending,
+            attempts: 0,
+            last_error: None,
+            provider_id: None,
+            created_at: now,
+            next_attempt_at: now,
+            give_up_at: now.plus_secs(GIVE_UP_S),
+            finished_at: None,
+        };
+        self.outbox.index(&item);
+        self.outbox.items.insert(id, Arc::new(item));
+        fx.notifications.push(id);
+    }
+}

@@ -1,0 +1,352 @@
+//! The words of every notification, in the recipient's language: a pure function from a
+//! [`Kind`] and its [`Params`] to a title and a body.
+//!
+//! Owns the texts (English and Arabic; any other language, or a tag it cannot read, gets
+//! English), and how numbers and money read in each: English `EGP 45.50`, `1.2 km`;
+//! Arabic with Arabic-Indic digits (٠–٩), the Arabic decimal separator (٫) and the
+//! currency's own exponent (`Currency::exponent`). Guarantees: Arabic text is plain
+//! right-to-left Arabic, and every left-to-right fragment in it (a plate, a name in Latin
+//! letters, a reference, an amount with its code) is wrapped in Unicode isolates
+//! (FIRST STRONG ISOLATE U+2068 … POP DIRECTIONAL ISOLATE U+2069), so it displays in one
+//! piece and does not reorder the sentence around it; rendering never fails (a missing
+//! input leaves its phrase out).
+
+use crate::money::Currency;
+use crate::outbox::{Kind, Params};
+
+/// A rendered notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// A push's title, an email's subject.
+    pub title: String,
+    /// The text.
+    pub body: String,
+}
+
+/// The languages with texts of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// English (the fallback).
+    En,
+    /// Arabic.
+    Ar,
+}
+
+impl Lang {
+    /// The language of a BCP 47 tag: its primary subtag, any case; English when unknown.
+    pub fn of(tag: &str) -> Lang {
+        let primary = tag.split(['-', '_']).next().unwrap_or("");
+        if primary.eq_ignore_ascii_case("ar") { Lang::Ar } else { Lang::En }
+    }
+}
+
+/// FIRST STRONG ISOLATE … POP DIRECTIONAL ISOLATE around `s`.
+fn iso(s: &str) -> String {
+    format!("\u{2068}{s}\u{2069}")
+}
+
+/// `n` with Arabic-Indic digits.
+fn arabic_digits(s: &str) -> String {
+    s.chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_u32(0x0660 + d).unwrap_or(c),
+            None if c == '.' => '\u{066B}',
+            None => c,
+        })
+        .collect()
+}
+
+/// A plain number in `lang`.
+pub fn number(n: u64, lang: Lang) -> String {
+    match lang {
+        Lang::En => n.to_string(),
+        Lang::Ar => arabic_digits(&n.to_string()),
+    }
+}
+
+/// `amount_minor` of `currency` in `lang`: `EGP 45.50` in English; in Arabic the amount
+/// in Arabic-Indic digits then the code, isolated (U+2068 `٤٥٫٥٠ EGP` U+2069).
+pub fn money(amount_minor: i64, currency: Currency, lang: Lang) -> String {
+    let exp = u32::from(currency.exponent());
+    let sign = if amount_minor < 0 { "-" } else { "" };
+    let abs = amount_minor.unsigned_abs();
+    let plain = if exp == 0 {
+        format!("{sign}{abs}")
+    } else {
+        let unit = 10u64.pow(exp);
+        format!("{sign}{}.{:0width$}", abs / unit, abs % unit, width = exp as usize)
+    };
+    match lang {
+        Lang::En => format!("{} {plain}", currency.code()),
+        Lang::Ar => iso(&format!("{} {}", arabic_digits(&plain), currency.code())),
+    }
+}
+
+/// A distance in `lang`: metres below 1 km, else km with one decimal.
+fn distance(m: u32, lang: Lang) -> String {
+    let plain = if m < 1_000 { format!("{m}") } else { format!("{}.{}", m / 1_000, (m % 1_000) / 100) };
+    match (lang, m < 1_000) {
+        (Lang::En, true) => format!("{plain} m"),
+        (Lang::En, false) => format!("{plain} km"),
+        (Lang::Ar, true) => format!("{} م", arabic_digits(&plain)),
+        (Lang::Ar, false) => format!("{} كم", arabic_digits(&plain)),
+    }
+}
+
+/// Renders `kind` with `params` in the recipient's language (`params.language`).
+pub fn render(kind: Kind, params: &Params) -> Rendered {
+    let lang = Lang::of(&params.language);
+    match lang {
+        Lang::En => english(kind, params),
+        Lang::Ar => arabic(kind, params),
+    }
+}
+
+fn amount(params: &Params, lang: Lang) -> Option<String> {
+    Some(money(params.amount_minor?, params.currency?, lang))
+}
+
+fn english(kind: Kind, p: &Params) -> Rendered {
+    let name = p.name.clone().unwrap_or_else(|| "Your driver".into());
+    let (title, body) = match kind {
+        Kind::TripOffer => {
+            let mut body = "A new trip is waiting for you".to_string();
+            if let Some(d) = p.distance_m {
+                body += &format!(", {} from you", distance(d, Lang::En));
+            }
+            if let Some(a) = amount(p, Lang::En) {
+                body += &format!(", {a}");
+            }
+            ("New trip offer".to_string(), body + ".")
+        }
+        Kind::TripAccepted => {
+            let mut body = format!("{name} is on the way");
+            if let Some(v) = &p.vehicle {
+                body += &format!(" in a {v}");
+            }
+            if let Some(plate) = &p.plate {
+                body += &format!(", plate {plate}");
+            }
+            ("Driver found".to_string(), body + ".")
+        }
+        Kind::DriverArrived => {
+            let mut body = format!("{name} is at the pickup point");
+            if let Some(plate) = &p.plate {
+                body += &format!(" (plate {plate})");
+            }
+            ("Your driver has arrived".to_string(), body + ".")
+        }
+        Kind::TripCancelled => {
+            ("Trip cancelled".to_string(), "Your trip was cancelled. We are sorry for the trouble.".to_string())
+        }
+        Kind::NoDriversNearby => (
+            "No drivers nearby".to_string(),
+            "There are no drivers near your pickup right now. We keep looking.".to_string(),
+        ),
+        Kind::TripExpired => {
+            ("No driver found".to_string(), "Nobody took your trip in time. Please try again.".to_string())
+        }
+        Kind::Receipt => {
+            let body = match amount(p, Lang::En) {
+                Some(a) => format!("Thanks for riding with us. Your fare: {a}."),
+                None => "Thanks for riding with us.".to_string(),
+            };
+            ("Your receipt".to_string(), body)
+        }
+        Kind::ChatMessage => {
+            let from = p.name.clone().unwrap_or_else(|| "New message".into());
+            (from, p.text.clone().unwrap_or_default())
+        }
+        Kind::DeliveryCode => {
+            let code = p.text.clone().unwrap_or_default();
+            ("Your delivery code".to_string(), format!("A parcel is on its way to you. Delivery code: {code}."))
+        }
+        Kind::Sos => {
+            let mut body = format!("SOS raised by {}", p.name.clone().unwrap_or_else(|| "a user".into()));
+            if let Some(r) = &p.reference {
+                body += &format!(" on trip {r}");
+            }
+            if let Some(note) = &p.text {
+                body += &format!(": {note}");
+            }
+            ("SOS".to_string(), body)
+        }
+    };
+    let title = match (&p.reference, kind) {
+        (Some(r), Kind::TripAccepted | Kind::Receipt) => format!("{title} · {r}"),
+        _ => title,
+    };
+    Rendered { title, body }
+}
+
+fn arabic(kind: Kind, p: &Params) -> Rendered {
+    let name = p.name.as_deref().map(iso).unwrap_or_else(|| "سائقك".into());
+    let (title, body) = match kind {
+        Kind::TripOffer => {
+            let mut body = "رحلة جديدة بانتظارك".to_string();
+            if let Some(d) = p.distance_m {
+                body += &format!("، على بعد {}", distance(d, Lang::Ar));
+            }
+            if let Some(a) = amount(p, Lang::Ar) {
+                body += &format!("، {a}");
+            }
+            ("عرض رحلة جديد".to_string(), body + ".")
+        }
+        Kind::TripAccepted => {
+            let mut body = format!("{name} في الطريق إليك");
+            if let Some(v) = &p.vehicle {
+                body += &format!(" في سيارة {}", iso(v));
+            }
+            if let Some(plate) = &p.plate {
+                body += &format!("، رقم اللوحة {}", iso(plate));
+            }
+            ("تم العثور على سائق".to_string(), body + ".")
+        }
+        Kind::DriverArrived => {
+            let mut body = format!("{name} عند نقطة الالتقاء");
+            if let Some(plate) = &p.plate {
+                body += &format!(" (رقم اللوحة {})", iso(plate));
+            }
+            ("وصل سائقك".to_string(), body + ".")
+        }
+        Kind::TripCancelled => ("أُلغيت الرحلة".to_string(), "أُلغيت رحلتك. نعتذر عن الإزعاج.".to_string()),
+        Kind::NoDriversNearby => {
+            ("لا يوجد سائقون بالقرب".to_string(), "لا يوجد سائقون قرب نقطة الالتقاء الآن. سنواصل البحث.".to_string())
+        }
+        Kind::TripExpired => {
+            ("لم نجد سائقًا".to_string(), "لم يقبل أحد رحلتك في الوقت المحدد. يرجى المحاولة مرة أخرى.".to_string())
+        }
+        Kind::Receipt => {
+            let body = match amount(p, Lang::Ar) {
+                Some(a) => format!("شكرًا لركوبك معنا. الأجرة: {a}."),
+                None => "شكرًا لركوبك معنا.".to_string(),
+            };
+            ("إيصالك".to_string(), body)
+        }
+        Kind::ChatMessage => {
+            let from = p.name.as_deref().map(iso).unwrap_or_else(|| "رسالة جديدة".into());
+            (from, p.text.clone().unwrap_or_default())
+        }
+        Kind::DeliveryCode => {
+            let code = p.text.as_deref().map(|c| iso(&arabic_digits(c))).unwrap_or_default();
+            ("رمز التسليم".to_string(), format!("طرد في الطريق إليك. رمز التسليم: {code}."))
+        }
+        Kind::Sos => {
+            let who = p.name.as_deref().map(iso).unwrap_or_else(|| "مستخدم".into());
+            let mut body = format!("نداء استغاثة من {who}");
+            if let Some(r) = &p.reference {
+                body += &format!(" في الرحلة {}", iso(r));
+            }
+            if let Some(note) = &p.text {
+                body += &format!(": {}", iso(note));
+            }
+            ("استغاثة".to_string(), body)
+        }
+    };
+    let title = match (&p.reference, kind) {
+        (Some(r), Kind::TripAccepted | Kind::Receipt) => format!("{title} · {}", iso(r)),
+        _ => title,
+    };
+    Rendered { title, body }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn egp() -> Currency {
+        "EGP".parse().unwrap()
+    }
+
+    fn accepted(language: &str) -> Params {
+        Params {
+            language: language.into(),
+            name: Some("Omar".into()),
+            vehicle: Some("white Toyota Corolla".into()),
+            plate: Some("ABC 123".into()),
+            ..Params::default()
+        }
+    }
+
+    #[test]
+    fn english_money_has_the_code_first_and_the_currency_exponent() {
+        assert_eq!(money(4550, egp(), Lang::En), "EGP 45.50");
+        assert_eq!(money(5, egp(), Lang::En), "EGP 0.05");
+        assert_eq!(money(1200, "JPY".parse().unwrap(), Lang::En), "JPY 1200");
+        assert_eq!(money(12345, "KWD".parse().unwrap(), Lang::En), "KWD 12.345");
+    }
+
+    #[test]
+    fn arabic_money_uses_arabic_indic_digits_and_an_isolate() {
+        assert_eq!(money(4550, egp(), Lang::Ar), "\u{2068}٤٥٫٥٠ EGP\u{2069}");
+        assert_eq!(money(12345, "KWD".parse().unwrap(), Lang::Ar), "\u{2068}١٢٫٣٤٥ KWD\u{2069}");
+        assert_eq!(number(2026, Lang::Ar), "٢٠٢٦");
+    }
+
+    #[test]
+    fn trip_accepted_in_english() {
+        let r = render(Kind::TripAccepted, &accepted("en-GB"));
+        assert_eq!(r.title, "Driver found");
+        assert_eq!(r.body, "Omar is on the way in a white Toyota Corolla, plate ABC 123.");
+    }
+
+    #[test]
+    fn trip_accepted_in_arabic_isolates_every_latin_fragment() {
+        let r = render(Kind::TripAccepted, &accepted("ar-EG"));
+        assert_eq!(r.title, "تم العثور على سائق");
+        assert_eq!(
+            r.body,
+            "\u{2068}Omar\u{2069} في الطريق إليك في سيارة \u{2068}white Toyota Corolla\u{2069}، رقم اللوحة \u{2068}ABC 123\u{2069}."
+        );
+        // Every isolate is closed.
+        assert_eq!(r.body.matches('\u{2068}').count(), r.body.matches('\u{2069}').count());
+    }
+
+    #[test]
+    fn receipts_in_both_languages() {
+        let p = Params { amount_minor: Some(4550), currency: Some(egp()), ..Params::default() };
+        let en = render(Kind::Receipt, &Params { language: "en".into(), ..p.clone() });
+        assert_eq!(en.body, "Thanks for riding with us. Your fare: EGP 45.50.");
+        let ar = render(Kind::Receipt, &Params { language: "ar".into(), ..p });
+        assert_eq!(ar.title, "إيصالك");
+        assert_eq!(ar.body, "شكرًا لركوبك معنا. الأجرة: \u{2068}٤٥٫٥٠ EGP\u{2069}.");
+    }
+
+    #[test]
+    fn offers_show_distance_and_price_per_locale() {
+        let p =
+            Params { distance_m: Some(1_250), amount_minor: Some(3000), currency: Some(egp()), ..Params::default() };
+        let en = render(Kind::TripOffer, &Params { language: "en".into(), ..p.clone() });
+        assert_eq!(en.body, "A new trip is waiting for you, 1.2 km from you, EGP 30.00.");
+        let ar = render(Kind::TripOffer, &Params { language: "ar".into(), ..p });
+        assert_eq!(ar.body, "رحلة جديدة بانتظارك، على بعد ١٫٢ كم، \u{2068}٣٠٫٠٠ EGP\u{2069}.");
+    }
+
+    #[test]
+    fn unknown_languages_fall_back_to_english_and_every_kind_renders() {
+        assert_eq!(Lang::of("fr-FR"), Lang::En);
+        assert_eq!(Lang::of(""), Lang::En);
+        assert_eq!(Lang::of("AR"), Lang::Ar);
+        let kinds = [
+            Kind::TripOffer,
+            Kind::TripAccepted,
+            Kind::DriverArrived,
+            Kind::TripCancelled,
+            Kind::NoDriversNearby,
+            Kind::TripExpired,
+            Kind::Receipt,
+            Kind::ChatMessage,
+            Kind::DeliveryCode,
+            Kind::Sos,
+        ];
+        for kind in kinds {
+            for lang in ["en", "ar", "fr"] {
+                let r = render(kind, &Params { language: lang.into(), text: Some("hi".into()), ..Params::default() });
+                assert!(!r.title.is_empty() && !r.body.is_empty(), "{kind:?} in {lang}");
+            }
+            let fr = render(kind, &Params { language: "fr".into(), ..Params::default() });
+            let en = render(kind, &Params { language: "en".into(), ..Params::default() });
+            assert_eq!(fr, en);
+        }
+    }
+}

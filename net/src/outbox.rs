@@ -1,0 +1,255 @@
+//! The delivery worker: sends the notification outbox's due items through the providers
+//! and reports every try to the engine as a logged command.
+//!
+//! Owns the loop (like the payment worker's, in the process that writes — today the only
+//! one): every `interval` it reads the view's pending items whose `next_attempt_at` has
+//! come, renders each (`dispatch_core::templates`, in the recipient's language), finds
+//! its provider through a [`Route`], sends, and submits
+//! `Command::NotificationAttempted` with the answer — for a retry, with the next try's
+//! time it chose (backoff from 1 s doubling to 10 min with jitter drawn here, or the
+//! provider's `Retry-After`), so the log holds the choice and replay draws nothing.
+//!
+//! Guarantees:
+//! - at least once: an item stays pending until a report says otherwise, so a crash
+//!   between the send and the report sends it again after the restart; the provider's
+//!   idempotency key is the item's id (`Message::id`), where the provider takes one;
+//! - an item is in flight at most once in this process (a set of ids in flight), and the
+//!   engine refuses a second report for the same attempt;
+//! - bounded: at most `concurrency` sends at once and `batch` items read per pass;
+//! - a channel without a provider fails its items at once (`Rejected`, "not
+//!   configured"), as does a push whose device was removed since the item was made.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Semaphore, oneshot, watch};
+
+use dispatch_core::clock::{Clock, SystemClock, Timestamp};
+use dispatch_core::id::NotificationId;
+use dispatch_core::outbox::{AttemptOutcome, Channel, Notification, Platform, Target, retry_delay_ms};
+use dispatch_core::{Actor, Command, Engine};
+
+use crate::notify::{Message, Provider, Recipient, SendOutcome};
+
+/// Most one try of one item may take, all its provider's exchanges together; then it is
+/// retried later.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Which provider carries a message to a recipient; `None`: none is configured for it
+/// (`serve` routes through `notify::Providers::for_recipient`).
+pub type Route = Arc<dyn Fn(&Recipient) -> Option<Arc<dyn Provider>> + Send + Sync>;
+
+/// How the worker paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerConfig {
+    /// How often it looks for due items.
+    pub interval: Duration,
+    /// Sends at once, at most.
+    pub concurrency: usize,
+    /// Items read per pass, at most.
+    pub batch: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig { interval: Duration::from_millis(200), concurrency: 32, batch: 512 }
+    }
+}
+
+/// Deliveries and failures per channel (`dispatch_notifications_*_total`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    delivered: [AtomicU64; 3],
+    failed: [AtomicU64; 3],
+}
+
+fn slot(channel: Channel) -> usize {
+    match channel {
+        Channel::Push => 0,
+        Channel::Sms => 1,
+        Channel::Email => 2,
+    }
+}
+
+impl Counters {
+    /// Items a provider accepted, on `channel`.
+    pub fn delivered(&self, channel: Channel) -> u64 {
+        self.delivered[slot(channel)].load(Ordering::Relaxed)
+    }
+
+    /// Tries that failed (retried or given up), on `channel`.
+    pub fn failed(&self, channel: Channel) -> u64 {
+        self.failed[slot(channel)].load(Ordering::Relaxed)
+    }
+}
+
+/// The worker's shared parts.
+struct Inner {
+    engine: Arc<Engine>,
+    route: Route,
+    counters: Arc<Counters>,
+    in_flight: Mutex<HashSet<NotificationId>>,
+    permits: Arc<Semaphore>,
+    config: WorkerConfig,
+}
+
+/// Runs the worker until `shutdown` turns `true` (spawn it on the server's runtime).
+pub async fn run(
+    engine: Arc<Engine>,
+    route: Route,
+    counters: Arc<Counters>,
+    config: WorkerConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let inner = Arc::new(Inner {
+        engine,
+        route,
+        counters,
+        in_flight: Mutex::new(HashSet::new()),
+        permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+        config,
+    });
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        pass(&inner).await;
+        tokio::select! {
+            _ = tokio::time::sleep(inner.config.interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    // Sends in progress finish (each holds a permit); none is cut off between send and report.
+    let _ = inner.permits.acquire_many(u32::try_from(inner.config.concurrency.max(1)).unwrap_or(u32::MAX)).await;
+}
+
+/// Sends every item due now (up to `batch`), at most `concurrency` at once, and waits for
+/// them all: one pass, for tests.
+pub async fn run_once(engine: Arc<Engine>, route: Route, counters: Arc<Counters>, config: WorkerConfig) -> usize {
+    let inner = Arc::new(Inner {
+        engine,
+        route,
+        counters,
+        in_flight: Mutex::new(HashSet::new()),
+        permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+        config,
+    });
+    let n = pass(&inner).await;
+    let _ = inner.permits.acquire_many(u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX)).await;
+    n
+}
+
+/// Starts a send for every due item not in flight; returns how many it started.
+async fn pass(inner: &Arc<Inner>) -> usize {
+    let now = SystemClock.now();
+    let due: Vec<(Arc<Notification>, Option<Recipient>)> = inner.engine.read_snapshot(|v| {
+        v.outbox()
+            .due(now, inner.config.batch)
+            .into_iter()
+            .map(|n| {
+                let to = match (&n.target, n.user_id) {
+                    (Target::Device(d), Some(u)) => v.outbox().device(u, *d).map(|d| match d.platform {
+                        Platform::Fcm => Recipient::Fcm(d.token.clone()),
+                        Platform::Apns => Recipient::Apns(d.token.clone()),
+                    }),
+                    (Target::Device(_), None) => None,
+                    (Target::Phone(p), _) => Some(Recipient::Phone(p.clone())),
+                    (Target::Email(e), _) => Some(Recipient::Email(e.clone())),
+                };
+                (n, to)
+            })
+            .collect()
+    });
+    let mut started = 0;
+    for (item, to) in due {
+        if !inner.in_flight.lock().insert(item.id) {
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else { break };
+        started += 1;
+        let inner = Arc::clone(inner);
+        tokio::spawn(async move {
+            let outcome = deliver(&inner, &item, to).await;
+            report(&inner, &item, outcome).await;
+            inner.in_flight.lock().remove(&item.id);
+            drop(permit);
+        });
+    }
+    started
+}
+
+/// Renders and sends one item; what to report.
+async fn deliver(inner: &Inner, item: &Notification, to: Option<Recipient>) -> AttemptOutcome {
+    let Some(to) = to else {
+        return AttemptOutcome::Rejected { error: "the device was removed".into() };
+    };
+    let Some(provider) = (inner.route)(&to) else {
+        return AttemptOutcome::Rejected { error: format!("{} not configured", provider_name(&to)) };
+    };
+    let rendered = dispatch_core::templates::render(item.kind, &item.params);
+    let mut data = BTreeMap::new();
+    data.insert("kind".to_owned(), item.kind.as_str().to_owned());
+    data.insert("notification_id".to_owned(), item.id.to_string());
+    if let Some(t) = item.params.trip_id {
+        data.insert("trip_id".to_owned(), t.to_string());
+    }
+    let message = Message { id: item.id.to_string(), to, title: rendered.title, body: rendered.body, data };
+    // A provider bounds each of its exchanges, but one send may make several (FCM: a
+    // token, the send, a new token, the send again): the whole try is bounded here.
+    let answer = tokio::time::timeout(SEND_TIMEOUT, provider.send(&message)).await.unwrap_or_else(|_| {
+        SendOutcome::Retry { error: format!("no answer in {} s", SEND_TIMEOUT.as_secs()), retry_after: None }
+    });
+    match answer {
+        SendOutcome::Delivered { provider_id } => AttemptOutcome::Delivered { provider_id },
+        SendOutcome::Retry { error, retry_after } => {
+            let attempt = item.attempts.saturating_add(1);
+            let backoff = Duration::from_millis(retry_delay_ms(attempt, rand::random::<u64>()));
+            let wait = retry_after.unwrap_or(backoff);
+            let ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
+            AttemptOutcome::Retry { error, next_attempt_at: SystemClock.now().plus_millis(ms) }
+        }
+        SendOutcome::InvalidToken { error } => AttemptOutcome::InvalidToken { error },
+        SendOutcome::Rejected { error } => AttemptOutcome::Rejected { error },
+    }
+}
+
+fn provider_name(to: &Recipient) -> &'static str {
+    match to {
+        Recipient::Fcm(_) => "fcm",
+        Recipient::Apns(_) => "apns",
+        Recipient::Phone(_) => "sms",
+        Recipient::Email(_) => "email",
+    }
+}
+
+/// Submits the report and counts it. A refusal (the item moved on: a duplicate, its
+/// window over) needs nothing more; the engine shutting down leaves it pending, to be
+/// sent again after the restart.
+async fn report(inner: &Inner, item: &Notification, outcome: AttemptOutcome) {
+    let counter = match &outcome {
+        AttemptOutcome::Delivered { .. } => &inner.counters.delivered,
+        _ => &inner.counters.failed,
+    };
+    counter[slot(item.channel)].fetch_add(1, Ordering::Relaxed);
+    let command = Command::NotificationAttempted { id: item.id, attempt: item.attempts.saturating_add(1), outcome };
+    let (tx, rx) = oneshot::channel();
+    let sent = inner.engine.submit_with(Actor::System, command, move |r| {
+        let _ = tx.send(r);
+    });
+    match sent {
+        Ok(()) => {
+            if let Ok(Err(e)) = rx.await {
+                tracing::debug!(id = %item.id, error = %e, "notification report refused");
+            }
+        }
+        Err(e) => tracing::warn!(id = %item.id, error = %e, "notification report not submitted"),
+    }
+}
+
+/// When the oldest pending item was made, and how many are pending (for the metrics).
+pub fn queue(engine: &Engine) -> (usize, Option<Timestamp>) {
+    engine.read(|v| (v.outbox().pending(), v.outbox().oldest_pending()))
+}
