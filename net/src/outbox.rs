@@ -96,6 +96,19 @@ struct Inner {
     config: WorkerConfig,
 }
 
+impl Inner {
+    fn new(engine: Arc<Engine>, route: Route, counters: Arc<Counters>, config: WorkerConfig) -> Arc<Inner> {
+        Arc::new(Inner {
+            engine,
+            route,
+            counters,
+            in_flight: Mutex::new(HashSet::new()),
+            permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
+            config,
+        })
+    }
+}
+
 /// Runs the worker until `shutdown` turns `true` (spawn it on the server's runtime).
 pub async fn run(
     engine: Arc<Engine>,
@@ -104,14 +117,7 @@ pub async fn run(
     config: WorkerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let inner = Arc::new(Inner {
-        engine,
-        route,
-        counters,
-        in_flight: Mutex::new(HashSet::new()),
-        permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
-        config,
-    });
+    let inner = Inner::new(engine, route, counters, config);
     loop {
         if *shutdown.borrow() {
             break;
@@ -129,14 +135,7 @@ pub async fn run(
 /// Sends every item due now (up to `batch`), at most `concurrency` at once, and waits for
 /// them all: one pass, for tests.
 pub async fn run_once(engine: Arc<Engine>, route: Route, counters: Arc<Counters>, config: WorkerConfig) -> usize {
-    let inner = Arc::new(Inner {
-        engine,
-        route,
-        counters,
-        in_flight: Mutex::new(HashSet::new()),
-        permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
-        config,
-    });
+    let inner = Inner::new(engine, route, counters, config);
     let n = pass(&inner).await;
     let _ = inner.permits.acquire_many(u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX)).await;
     n

@@ -151,9 +151,7 @@ impl Cards {
 /// where they are.
 fn driver_card(t: &Trip, cards: &Cards) -> Value {
     let Some(d) = &cards.driver else { return Value::Null };
-    let vehicle = d.vehicle.as_ref().map_or(Value::Null, |v| {
-        json!({"category": v.category.as_str(), "make": v.make, "model": v.model, "color": v.color, "plate": v.plate})
-    });
+    let vehicle = vehicle_card(d);
     // API.md: `driver.name` is the name the driver is shown by, the first name.
     let name = first_name(&d.name);
     let mut card = json!({"id": d.id.to_string(), "name": name, "rating": rating(&d.rating), "vehicle": vehicle});
@@ -162,6 +160,13 @@ fn driver_card(t: &Trip, cards: &Cards) -> Value {
         card["location"] = json!({"lat": f.point.lat(), "lng": f.point.lng(), "at": rfc3339(f.at)});
     }
     card
+}
+
+/// A driver's vehicle as the trip's card and the share view show it (no year), or `null`.
+fn vehicle_card(d: &User) -> Value {
+    d.vehicle.as_ref().map_or(Value::Null, |v| {
+        json!({"category": v.category.as_str(), "make": v.make, "model": v.model, "color": v.color, "plate": v.plate})
+    })
 }
 
 /// The rider's card of a trip: the first word of the name, and the rating.
@@ -200,10 +205,7 @@ pub fn driver(d: &Driver, now: Timestamp, stale_s: u32) -> Value {
 /// code or any user's id.
 pub fn shared_trip(t: &Trip, cards: &Cards) -> Value {
     let driver = cards.driver.as_ref().map_or(Value::Null, |d| {
-        let vehicle = d.vehicle.as_ref().map_or(Value::Null, |v| {
-            json!({"category": v.category.as_str(), "make": v.make, "model": v.model, "color": v.color, "plate": v.plate})
-        });
-        json!({"name": first_name(&d.name), "vehicle": vehicle})
+        json!({"name": first_name(&d.name), "vehicle": vehicle_card(d)})
     });
     let location = match (t.status.has_driver(), cards.driver_fix) {
         (true, Some(f)) => json!({"lat": f.point.lat(), "lng": f.point.lng(), "at": rfc3339(f.at)}),

@@ -204,34 +204,6 @@ async fn a_cancelled_trip_records_who_cancelled_it_and_the_reason_code() {
     assert_eq!((&c["by"], &c["reason_code"]), (&json!("staff"), &json!("unsafe")), "{t}");
 }
 
-/// A fake OSRM on loopback: every `/route/v1` request is answered with `duration_s`.
-/// Returns its URL.
-async fn fake_router(duration_s: f64) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let osrm = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", osrm.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = osrm.accept().await else { return };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                assert!(got.starts_with(b"GET /route/v1/driving/"), "{}", String::from_utf8_lossy(&got));
-                let body = format!(r#"{{"code":"Ok","routes":[{{"distance":2500.0,"duration":{duration_s}}}]}}"#);
-                let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    url
-}
-
 /// Books a trip for `rider` and has `driver` accept it; returns the trip's id.
 async fn booked_and_accepted(s: &Server, rider: &str, driver: &str) -> String {
     let id = create_trip(s, rider).await["id"].as_str().unwrap().to_owned();
@@ -241,7 +213,8 @@ async fn booked_and_accepted(s: &Server, rider: &str, driver: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eta_is_the_routers_while_the_driver_comes_and_drives_and_is_null_otherwise() {
-    let url = fake_router(312.0).await;
+    let (url, mut heads) =
+        fake_router(r#"{"code":"Ok","routes":[{"distance":2500.0,"duration":312.0}]}"#.to_owned()).await;
     let s = Server::start(&[], Some(&format!("[route]\nrouter_url = \"{url}\"\n")));
     s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
     let (_, driver) = user(&s, "driver", 1).await;
@@ -257,6 +230,7 @@ async fn the_eta_is_the_routers_while_the_driver_comes_and_drives_and_is_null_ot
     let eta = trip(&s, &id, &rider).await["eta"].clone();
     assert_eq!((&eta["pickup_s"], &eta["dropoff_s"], &eta["source"]), (&json!(312), &Value::Null, &json!("router")));
     assert!(eta["at"].as_str().unwrap().ends_with('Z'));
+    assert!(heads.recv().await.unwrap().starts_with("GET /route/v1/driving/"));
     // Asked again within 10 s: the same ETA, computed at the same time (not asked again).
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(trip(&s, &id, &driver).await["eta"], eta);

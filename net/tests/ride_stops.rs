@@ -142,34 +142,12 @@ async fn a_booked_trip_shows_its_stops_in_order_and_locks_the_estimate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routers_line_is_passed_through_and_the_waypoints_go_in_order() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     /// Google's documented example line: not the straight segments of any request here.
     const LINE: &str = "_p~iF~ps|U_ulLnnqC_mqNvxq`@";
-    let osrm = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", osrm.local_addr().unwrap());
-    let (heads_tx, mut heads) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = osrm.accept().await else { return };
-            let heads_tx = heads_tx.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let _ = heads_tx.send(String::from_utf8_lossy(&got).into_owned());
-                let body = format!(
-                    r#"{{"code":"Ok","routes":[{{"distance":12345.4,"duration":1500.2,"geometry":"{LINE}","legs":[]}}]}}"#
-                );
-                let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
+    let (url, mut heads) = fake_router(format!(
+        r#"{{"code":"Ok","routes":[{{"distance":12345.4,"duration":1500.2,"geometry":"{LINE}","legs":[]}}]}}"#
+    ))
+    .await;
     let (s, rider) = city(Some(&format!("[route]\nrouter_url = \"{url}\"\n"))).await;
     let e = estimate(&s, &rider, estimate_body(HERE, &[STOP_1, STOP_2], DROPOFF)).await;
     assert_eq!(

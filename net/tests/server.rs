@@ -601,29 +601,8 @@ async fn otp_codes_are_posted_to_an_http_sms_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fares_are_priced_on_the_router_when_one_is_configured() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let osrm = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", osrm.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = osrm.accept().await else { return };
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&got).into_owned();
-                assert!(head.starts_with("GET /route/v1/driving/31.2357"), "{head}");
-                let body = r#"{"code":"Ok","routes":[{"distance":8230.4,"duration":960.2}]}"#;
-                let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
+    let body = r#"{"code":"Ok","routes":[{"distance":8230.4,"duration":960.2}]}"#;
+    let (url, mut heads) = fake_router(body.to_owned()).await;
     let s = Server::start(&[], Some(&format!("[route]\nrouter_url = \"{url}\"\n")));
     s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
     let (_, rider) = user(&s, "rider", 1).await;
@@ -634,6 +613,8 @@ async fn fares_are_priced_on_the_router_when_one_is_configured() {
         (e["route_source"].as_str(), e["distance_m"].as_u64(), e["duration_s"].as_u64()),
         (Some("router"), Some(8230), Some(960))
     );
+    let head = heads.recv().await.unwrap();
+    assert!(head.starts_with("GET /route/v1/driving/31.2357"), "{head}");
 }
 
 /// DESIGN.md: "router (OSRM) down or slow → straight-line estimate, marked

@@ -317,3 +317,34 @@ pub async fn create_trip(s: &Server, rider: &str) -> Value {
         "dropoff": {"lat": 30.06, "lng": 31.25}, "category": "economy", "payment_method": "cash"});
     s.post("/v1/trips", rider, body).await.expect(201)
 }
+
+/// A fake router (OSRM) on loopback: every request is answered `200` with `body` (an
+/// OSRM JSON answer), and its head (request line and headers) is sent on the channel
+/// returned. Returns the router's URL and that channel.
+pub async fn fake_router(body: String) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let osrm = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", osrm.local_addr().unwrap());
+    let (heads_tx, heads) = tokio::sync::mpsc::unbounded_channel();
+    let body = std::sync::Arc::new(body);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = osrm.accept().await else { return };
+            let (heads_tx, body) = (heads_tx.clone(), std::sync::Arc::clone(&body));
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = heads_tx.send(String::from_utf8_lossy(&got).into_owned());
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (url, heads)
+}

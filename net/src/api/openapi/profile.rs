@@ -86,16 +86,7 @@ pub(super) fn share_out() -> Value {
 
 /// `GET /v1/share/{token}`: no phone, no rider, no pickup code, no user ids.
 pub(super) fn shared_trip_out() -> Value {
-    let vehicle = obj(
-        &[
-            ("category", category()),
-            ("make", nullable(string())),
-            ("model", nullable(string())),
-            ("color", nullable(string())),
-            ("plate", string()),
-        ],
-        &["category", "make", "model", "color", "plate"],
-    );
+    let vehicle = super::trip::vehicle_card();
     let driver = nullable(obj(
         &[
             ("name", json!({"type": "string", "description": "The driver's first name."})),

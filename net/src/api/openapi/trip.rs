@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use super::schemas::*;
 
-/// A trip's `driver` card: to its rider, its driver and staff; `null` until accepted.
-pub(super) fn driver_card() -> Value {
-    let vehicle = obj(
+/// The vehicle as a trip's `driver` card (and a share view) shows it.
+pub(super) fn vehicle_card() -> Value {
+    obj(
         &[
             ("category", category()),
             ("make", nullable(string())),
@@ -17,7 +17,12 @@ pub(super) fn driver_card() -> Value {
             ("plate", string()),
         ],
         &["category", "make", "model", "color", "plate"],
-    );
+    )
+}
+
+/// A trip's `driver` card: to its rider, its driver and staff; `null` until accepted.
+pub(super) fn driver_card() -> Value {
+    let vehicle = vehicle_card();
     let location = obj(&[("lat", number()), ("lng", number()), ("at", time())], &["lat", "lng", "at"]);
     let mut v = nullable(obj(
         &[
