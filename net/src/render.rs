@@ -204,9 +204,8 @@ pub fn driver(d: &Driver, now: Timestamp, stale_s: u32) -> Value {
 /// working (`null` while the trip is open). Never a phone number, the rider, the pickup
 /// code or any user's id.
 pub fn shared_trip(t: &Trip, cards: &Cards) -> Value {
-    let driver = cards.driver.as_ref().map_or(Value::Null, |d| {
-        json!({"name": first_name(&d.name), "vehicle": vehicle_card(d)})
-    });
+    let driver =
+        cards.driver.as_ref().map_or(Value::Null, |d| json!({"name": first_name(&d.name), "vehicle": vehicle_card(d)}));
     let location = match (t.status.has_driver(), cards.driver_fix) {
         (true, Some(f)) => json!({"lat": f.point.lat(), "lng": f.point.lng(), "at": rfc3339(f.at)}),
         _ => Value::Null,
