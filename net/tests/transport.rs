@@ -243,10 +243,12 @@ async fn finding_2_slow_readers_do_not_exhaust_descriptors_and_healthz_keeps_ans
         }
     }
     assert!(attackers.len() >= 250, "the attack itself could not connect: {}", attackers.len());
-    // While they are held: a fresh health check every 200 ms, each answered within a second.
+    // While they are held: a fresh health check every 200 ms, each answered well before the
+    // write timeout (10 s) frees a descriptor of the stuck ones: the probe lane, not their
+    // departure, answers it. 5 s, not 1: the suite's other tests share the two cores.
     for round in 0..15 {
         let started = Instant::now();
-        let answer = tokio::time::timeout(Duration::from_secs(1), async {
+        let answer = tokio::time::timeout(Duration::from_secs(5), async {
             let stream = tokio::net::TcpStream::connect(s.addr).await?;
             Ok::<_, std::io::Error>(request(stream, &s.addr.to_string(), Method::GET, "/healthz", None, &[]).await)
         })
@@ -254,7 +256,7 @@ async fn finding_2_slow_readers_do_not_exhaust_descriptors_and_healthz_keeps_ans
         match answer {
             Ok(Ok(r)) => assert_eq!(r.status, 200, "round {round}: {}", r.text),
             other => panic!(
-                "round {round}: /healthz did not answer within a second ({other:?} after {:?}) while {} slow \
+                "round {round}: /healthz did not answer within 5 s ({other:?} after {:?}) while {} slow \
                  readers were connected",
                 started.elapsed(),
                 attackers.len()
