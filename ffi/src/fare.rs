@@ -379,13 +379,21 @@ pub unsafe extern "C" fn dispatch_fare_estimate(
     route: *const DispatchRoute,
     out_json: *mut *mut c_char,
 ) -> DispatchStatus {
-    call(|| {
-        // SAFETY: the three pointers are valid for the call by this function's contract.
-        let (out, config, route) =
-            unsafe { (OutString::new(out_json, "out_json")?, str_arg(config_json, "config_json")?, route_arg(route)) };
-        let quote = estimate(config, (pickup_lat, pickup_lng), &[], (dropoff_lat, dropoff_lng), route)?;
-        out.set_json(&EstimateJson::from(&quote))
-    })
+    // SAFETY: this function's contract is `dispatch_fare_estimate_stops`'s with no stops
+    // (NULL and a count of 0, which it reads as none).
+    unsafe {
+        dispatch_fare_estimate_stops(
+            config_json,
+            pickup_lat,
+            pickup_lng,
+            std::ptr::null(),
+            0,
+            dropoff_lat,
+            dropoff_lng,
+            route,
+            out_json,
+        )
+    }
 }
 
 /// Estimates a fare and fills `*out` with the numbers of [`dispatch_fare_estimate`]'s
@@ -404,17 +412,21 @@ pub unsafe extern "C" fn dispatch_fare_estimate_values(
     route: *const DispatchRoute,
     out: *mut DispatchFareEstimate,
 ) -> DispatchStatus {
-    call(|| {
-        if out.is_null() {
-            return Err(FfiError::NullArgument("out"));
-        }
-        // SAFETY: the two pointers are valid for the call by this function's contract.
-        let (config, route) = unsafe { (str_arg(config_json, "config_json")?, route_arg(route)) };
-        let quote = estimate(config, (pickup_lat, pickup_lng), &[], (dropoff_lat, dropoff_lng), route)?;
-        // SAFETY: `out` is not NULL and, by this function's contract, writable.
-        unsafe { out.write(DispatchFareEstimate::from(&quote)) };
-        Ok(())
-    })
+    // SAFETY: this function's contract is `dispatch_fare_estimate_stops_values`'s with no
+    // stops (NULL and a count of 0, which it reads as none).
+    unsafe {
+        dispatch_fare_estimate_stops_values(
+            config_json,
+            pickup_lat,
+            pickup_lng,
+            std::ptr::null(),
+            0,
+            dropoff_lat,
+            dropoff_lng,
+            route,
+            out,
+        )
+    }
 }
 
 /// [`dispatch_fare_estimate`] for a ride with stops: pickup → `stops[0..stop_count]` in
