@@ -15,7 +15,9 @@
 //!   - `zones`: zone id → the zone (spec, surge settings);
 //!   - `trip_refs`: a trip's short reference → (trip id, booked at), the last 30 days';
 //!   - `notifications`: an outbox item's id → the item (kept 7 days after it finished);
-//!   - `devices`: a user → the user's push devices.
+//!   - `devices`: a user → the user's push devices;
+//!   - `webhook_deliveries`: (endpoint, event number) → the delivery (kept 7 days after it
+//!     finished).
 //!
 //! The rows are written as a difference: the checkpoint thread keeps the collections as
 //! the store holds them (the previous checkpoint's) and writes a put for every entry
@@ -51,9 +53,10 @@ const ZONES: TableName = TableName::new("zones");
 const REFS: TableName = TableName::new("trip_refs");
 const NOTIFICATIONS: TableName = TableName::new("notifications");
 const DEVICES: TableName = TableName::new("devices");
+const WEBHOOK_DELIVERIES: TableName = TableName::new("webhook_deliveries");
 
 /// Every table of the checkpoint's rows.
-const TABLES: [TableName; 7] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES, REFS, NOTIFICATIONS, DEVICES];
+const TABLES: [TableName; 8] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES, REFS, NOTIFICATIONS, DEVICES, WEBHOOK_DELIVERIES];
 
 /// The state blob's format: a format byte, then postcard of the [`State`] with the
 /// collections of [`AccountRows`] empty (they are rows). Format 5 was the whole state,
@@ -90,6 +93,7 @@ pub(crate) fn prepare(lsn: u64, mut state: State, stored: &AccountRows) -> Resul
     diff(REFS, &stored.refs, &rows.refs, &mut changes)?;
     diff(NOTIFICATIONS, &stored.notifications, &rows.notifications, &mut changes)?;
     diff(DEVICES, &stored.devices, &rows.devices, &mut changes)?;
+    diff(WEBHOOK_DELIVERIES, &stored.webhook_deliveries, &rows.webhook_deliveries, &mut changes)?;
     if !Arc::ptr_eq(&stored.zones, &rows.zones) {
         diff_zones(&stored.zones, &rows.zones, &mut changes)?;
     }
@@ -187,6 +191,8 @@ pub(crate) fn load(store: &Store) -> Result<Stored> {
                     rows.notifications.insert(decode(table, k)?, decode(table, v)?);
                 } else if table == DEVICES {
                     rows.devices.insert(decode(table, k)?, decode(table, v)?);
+                } else if table == WEBHOOK_DELIVERIES {
+                    rows.webhook_deliveries.insert(decode(table, k)?, decode(table, v)?);
                 } else {
                     zones.push(Arc::new(decode(table, v)?));
                 }

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use crate::alert::Alert;
 use crate::clock::Timestamp;
 use crate::driver::Driver;
+use crate::hooks::Hooks;
 use crate::id::{AlertId, IdHashing, TransferId, ZoneId};
 use crate::id::{TripId, UserId};
 use crate::ledger::{Account, AccountKey, Transfer};
@@ -76,6 +77,8 @@ pub struct View {
     /// Push devices and the notification outbox: shared with the state's at open, then
     /// updated entry by entry (`Outbox::sync_from`), like the users.
     outbox: Outbox,
+    /// Webhook endpoints and deliveries: the same (`Hooks::sync_from`).
+    hooks: Hooks,
     batches: u64,
 }
 
@@ -102,6 +105,7 @@ impl View {
         }
         view.transfers_created = state.ledger().created();
         view.outbox = state.outbox().clone();
+        view.hooks = state.hooks().clone();
         view
     }
 
@@ -168,6 +172,9 @@ impl View {
         }
         if !fx.notifications.is_empty() || !fx.devices.is_empty() {
             self.outbox.sync_from(state.outbox(), &fx.notifications, &fx.devices);
+        }
+        if !fx.deliveries.is_empty() || fx.hook_endpoints {
+            self.hooks.sync_from(state.hooks(), &fx.deliveries, fx.hook_endpoints);
         }
         self.batches += 1;
     }
@@ -297,6 +304,11 @@ impl View {
     /// Push devices and the notification outbox.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// Webhook endpoints and deliveries.
+    pub fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     /// How many batches have been published (a cheap change counter).

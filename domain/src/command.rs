@@ -19,8 +19,10 @@ use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::fare::Coupon;
 use crate::geo::LatLng;
+use crate::hooks::{Delivery, Endpoint, HookOutcome};
 use crate::id::{
-    AlertId, BidId, CouponId, DeviceId, MessageId, NotificationId, ShareId, TransferId, TripId, UserId, ZoneId,
+    AlertId, BidId, CouponId, DeviceId, EndpointId, EventId, MessageId, NotificationId, ShareId, TransferId, TripId,
+    UserId, ZoneId,
 };
 use crate::ledger::Transfer;
 use crate::money::Currency;
@@ -468,6 +470,46 @@ pub enum Command {
         /// What the provider answered (with the worker's choice of the next try).
         outcome: AttemptOutcome,
     },
+    /// An admin registers an outbound webhook endpoint; the writer fills in its id and
+    /// its signing secret (shown once, in the outcome).
+    CreateWebhookEndpoint {
+        /// Filled by the writer.
+        id: Option<EndpointId>,
+        /// Filled by the writer: `whsec_` and 64 hex digits.
+        secret: Option<String>,
+        /// Where deliveries go (checked by the server: https, or http to loopback in
+        /// development).
+        url: String,
+        /// Event patterns: types, `group.*`, or `*`.
+        events: Vec<String>,
+        /// What the admin wrote about it.
+        description: Option<String>,
+    },
+    /// An admin removes an endpoint, with every delivery to it.
+    DeleteWebhookEndpoint {
+        /// Which.
+        endpoint_id: EndpointId,
+    },
+    /// An admin sends a finished delivery again: a new series of tries, a new 3-day window.
+    ResendWebhook {
+        /// To which endpoint.
+        endpoint_id: EndpointId,
+        /// Which event.
+        event_id: EventId,
+    },
+    /// The webhook worker reports one try of a delivery (system only). Refused — and
+    /// nothing changes — unless the delivery is pending, due (the head of its line) and
+    /// `attempt` is the next one.
+    WebhookAttempted {
+        /// To which endpoint.
+        endpoint_id: EndpointId,
+        /// Which event.
+        event_id: EventId,
+        /// Which try, from 1: the delivery's `attempts + 1`.
+        attempt: u32,
+        /// What the endpoint answered (with the worker's choice of the next try).
+        outcome: HookOutcome,
+    },
     /// `command`, about a finished trip that had left the hot state for the history
     /// (a refund, a rating, a late payment event): the writer read the trip back from
     /// the history and carries it here, so `apply` puts it back in the state before
@@ -540,6 +582,10 @@ impl Command {
             Command::RegisterDevice { .. } => "register_device",
             Command::RemoveDevice { .. } => "remove_device",
             Command::NotificationAttempted { .. } => "notification_attempted",
+            Command::CreateWebhookEndpoint { .. } => "create_webhook_endpoint",
+            Command::DeleteWebhookEndpoint { .. } => "delete_webhook_endpoint",
+            Command::ResendWebhook { .. } => "resend_webhook",
+            Command::WebhookAttempted { .. } => "webhook_attempted",
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
         }
     }
@@ -668,6 +714,10 @@ pub enum Outcome {
         /// The trip it shows.
         trip: Arc<Trip>,
     },
+    /// A webhook endpoint made (its secret is in it: the one time it is shown).
+    WebhookEndpoint(Arc<Endpoint>),
+    /// A delivery, as it is now (a resend).
+    WebhookDelivery(Arc<Delivery>),
     /// A push device registered (`created: false`: the token was already this user's
     /// device, which is answered again).
     Device {

@@ -197,6 +197,17 @@ typed_id!(
     NotificationId, "ntf_", "notification"
 );
 
+typed_id!(
+    /// An outbound webhook endpoint (`whe_…`).
+    EndpointId, "whe_", "webhook endpoint"
+);
+typed_id!(
+    /// An outbound webhook event (`evt_…`). Not drawn at random: `apply` makes events
+    /// itself, so each id is the webhooks' event counter through a bijective mix
+    /// (`crate::hooks::event_id`), which `crate::hooks::event_seq` undoes.
+    EventId, "evt_", "event"
+);
+
 fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
     let hex = s.strip_prefix(prefix)?;
     if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {

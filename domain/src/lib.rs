@@ -72,6 +72,7 @@ pub mod driver;
 pub mod error;
 pub mod fare;
 pub mod geo;
+pub mod hooks;
 pub mod id;
 pub mod ledger;
 pub mod money;

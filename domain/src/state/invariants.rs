@@ -15,6 +15,7 @@ impl State {
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         self.check_share_invariants()?;
         self.outbox.check()?;
+        self.hooks.check()?;
         // The phone index names every user once, under the user's own role and phone
         // (users are never removed; a checkpoint stores both as rows of their own).
         if self.phones.len() != self.users.len() {

@@ -32,6 +32,8 @@
 //!   `account.rs` (OTP, tokens, presence), `location.rs` (positions and the index);
 //! - `notify.rs`: push devices and the notification outbox (items made from the events of
 //!   the commands that cause them, the worker's reports, windows and pruning);
+//! - `hooks.rs`: outbound webhook endpoints and deliveries (events made from what a
+//!   command changed, ordered per subject; the worker's reports, resends, windows);
 //! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply.
 
 use std::collections::{BTreeMap, HashMap};
@@ -45,6 +47,7 @@ use crate::command::{Actor, Command, DispatchRules, Event, Outcome, Remembered};
 use crate::driver::{Availability, Driver};
 use crate::error::{Error, Result};
 use crate::geo::{CategoryCode, DriverIndex, IndexedDriver};
+use crate::hooks::Hooks;
 use crate::id::{AlertId, ShareId, TripId, UserId, ZoneId};
 use crate::ledger::Ledger;
 use crate::otp::OtpRecord;
@@ -139,6 +142,8 @@ pub struct State {
     trip_shares: BTreeMap<TripId, Vec<ShareId>>,
     /// Push devices and the notification outbox (`notify.rs`).
     outbox: Outbox,
+    /// Outbound webhook endpoints and deliveries (`hooks.rs`).
+    hooks: Hooks,
     #[serde(skip)]
     index: Positions,
 }
@@ -167,6 +172,8 @@ pub struct AccountRows {
     pub notifications: imbl::OrdMap<crate::id::NotificationId, Arc<crate::outbox::Notification>>,
     /// Each user's push devices.
     pub devices: imbl::OrdMap<UserId, Arc<Vec<crate::outbox::Device>>>,
+    /// Outbound webhook deliveries (kept 7 days after they finish), by endpoint and event.
+    pub webhook_deliveries: imbl::OrdMap<(crate::id::EndpointId, u64), Arc<crate::hooks::Delivery>>,
 }
 
 /// The by-age order of a reference index.
@@ -212,6 +219,7 @@ impl<'de> Deserialize<'de> for State {
             shares: BTreeMap<ShareId, Share>,
             trip_shares: BTreeMap<TripId, Vec<ShareId>>,
             outbox: Outbox,
+            hooks: Hooks,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -248,6 +256,7 @@ impl<'de> Deserialize<'de> for State {
             shares: r.shares,
             trip_shares: r.trip_shares,
             outbox: r.outbox,
+            hooks: r.hooks,
             index: Positions(index),
         })
     }
@@ -278,6 +287,10 @@ pub struct Effects {
     pub notifications: Vec<crate::id::NotificationId>,
     /// Users whose push devices changed.
     pub devices: Vec<UserId>,
+    /// Webhook deliveries made, changed or removed, by endpoint and event number.
+    pub deliveries: Vec<(crate::id::EndpointId, u64)>,
+    /// Webhook endpoints made or removed.
+    pub hook_endpoints: bool,
 }
 
 impl Effects {
@@ -291,6 +304,8 @@ impl Effects {
             && self.alerts.is_empty()
             && self.notifications.is_empty()
             && self.devices.is_empty()
+            && self.deliveries.is_empty()
+            && !self.hook_endpoints
     }
 
     /// Forgets everything recorded.
@@ -305,6 +320,8 @@ impl Effects {
         self.alerts.clear();
         self.notifications.clear();
         self.devices.clear();
+        self.deliveries.clear();
+        self.hook_endpoints = false;
     }
 }
 
@@ -331,15 +348,25 @@ fn validate_reason(reason: &str) -> Result<()> {
 /// and nothing was added to `effects`.
 pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
     let mark = fx.events.len();
+    // The trips as they were, for the webhooks to compare with (only while an endpoint
+    // exists; an O(1) copy).
+    let before = state.hook_before(command);
     let result = state.dispatch_command(actor, command, now, fx);
     match &result {
         Err(_) => fx.events.truncate(mark),
-        Ok(_) if fx.events.len() > mark => {
-            // The outbox items this command causes, from its events (cheap clones: `Arc`s).
-            let events = fx.events[mark..].to_vec();
-            state.notify_effects(actor, command, &events, now, fx);
+        Ok(_) => {
+            if fx.events.len() > mark || before.is_some() {
+                // The outbox items and webhook deliveries this command causes, from its
+                // events (cheap clones: `Arc`s).
+                let events = fx.events[mark..].to_vec();
+                if !events.is_empty() {
+                    state.notify_effects(actor, command, &events, now, fx);
+                }
+                if let Some(before) = before {
+                    state.hook_effects(before, command, &events, now, fx);
+                }
+            }
         }
-        Ok(_) => {}
     }
     result
 }
@@ -379,6 +406,7 @@ impl State {
             shares: self.shares.clone(),
             trip_shares: self.trip_shares.clone(),
             outbox: self.outbox.clone(),
+            hooks: self.hooks.clone(),
             index: Positions::default(),
         }
     }
@@ -397,6 +425,7 @@ impl State {
         AccountRows {
             notifications,
             devices,
+            webhook_deliveries: self.hooks.rows(),
             users: self.users.clone(),
             phones: self.phones.clone(),
             otps: self.otps.clone(),
@@ -419,6 +448,7 @@ impl State {
         self.refs_by_age = by_age(&rows.refs);
         self.refs = rows.refs;
         self.outbox.set_rows(rows.notifications, rows.devices);
+        self.hooks.set_rows(rows.webhook_deliveries);
     }
 
     /// The rules in force.
@@ -465,7 +495,7 @@ impl State {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let deadline = self.deadlines.get_min().map(|(t, _)| *t);
         let expiry = self.idempotency_expiry.get_min().map(|(t, _, _)| *t);
-        [deadline, expiry, self.outbox_deadline()].into_iter().flatten().min()
+        [deadline, expiry, self.outbox_deadline(), self.hooks_deadline()].into_iter().flatten().min()
     }
 
     fn dispatch_command(
@@ -497,6 +527,7 @@ impl State {
                 self.fire_deadlines(now, fx)?;
                 self.purge_expired(now);
                 self.outbox_tick(now, fx);
+                self.hooks_tick(now, fx);
                 Ok(Outcome::Done)
             }
             Command::CreateZone { id, zone } => self.create_zone(who, *id, zone, now, fx),
@@ -554,6 +585,14 @@ impl State {
             Command::RemoveDevice { device_id } => self.remove_device(actor, *device_id, fx),
             Command::NotificationAttempted { id, attempt, outcome } => {
                 self.notification_attempted(who, *id, *attempt, outcome, now, fx)
+            }
+            Command::CreateWebhookEndpoint { .. } => self.create_webhook_endpoint(who, command, now, fx),
+            Command::DeleteWebhookEndpoint { endpoint_id } => self.delete_webhook_endpoint(who, *endpoint_id, fx),
+            Command::ResendWebhook { endpoint_id, event_id } => {
+                self.resend_webhook(who, *endpoint_id, *event_id, now, fx)
+            }
+            Command::WebhookAttempted { endpoint_id, event_id, attempt, outcome } => {
+                self.webhook_attempted(who, *endpoint_id, *event_id, *attempt, outcome, now, fx)
             }
         }
     }
@@ -691,6 +730,7 @@ mod chat;
 mod dispatch;
 mod extras;
 mod gateway;
+mod hooks;
 mod invariants;
 mod location;
 mod money;

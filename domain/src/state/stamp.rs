@@ -6,7 +6,9 @@
 //! records: replay applies it as stamped and draws nothing.
 
 use crate::command::Command;
-use crate::id::{AlertId, BidId, CouponId, DeviceId, IdSource, MessageId, ShareId, TransferId, TripId, UserId, ZoneId};
+use crate::id::{
+    AlertId, BidId, CouponId, DeviceId, EndpointId, IdSource, MessageId, ShareId, TransferId, TripId, UserId, ZoneId,
+};
 use crate::trip::PickupCode;
 use crate::trip_ref::TripRef;
 
@@ -54,6 +56,19 @@ impl State {
             Command::RegisterDevice { id, .. } if id.is_none() => {
                 // Device ids are unique per user; 64 random bits make a clash across users moot.
                 *id = Some(fresh(ids, DeviceId::generate, |_| true));
+            }
+            Command::CreateWebhookEndpoint { id, secret, .. } => {
+                if id.is_none() {
+                    *id = Some(fresh(ids, EndpointId::generate, |e| self.hooks().endpoint(e).is_none()));
+                }
+                if secret.is_none() {
+                    *secret = Some(crate::hooks::secret_from([
+                        ids.next_u64(),
+                        ids.next_u64(),
+                        ids.next_u64(),
+                        ids.next_u64(),
+                    ]));
+                }
             }
             Command::RaiseSos { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, AlertId::generate, |a| self.alert(a).is_none()));

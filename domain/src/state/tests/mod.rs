@@ -17,6 +17,7 @@
 //!   drivers near a search (`no_drivers_nearby`).
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
 //! - `notify`: push devices and the notification outbox (a proptest of its promise).
+//! - `hooks`: outbound webhooks: events, the per-subject order, reports (a proptest).
 //! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
 
 mod account;
@@ -24,6 +25,7 @@ mod archive;
 mod catalog;
 mod chat;
 mod extras;
+mod hooks;
 mod location;
 mod money;
 mod money_model;
