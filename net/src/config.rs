@@ -565,6 +565,9 @@ pub struct Secrets {
     /// The admin token itself was made up by `--dev` (it is printed once at start; one
     /// taken from the environment never is).
     pub admin_token_generated: bool,
+    /// The server runs with `--dev`: besides made-up secrets, webhook endpoints may be
+    /// `http://` to a loopback address.
+    pub dev: bool,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -690,7 +693,7 @@ impl Secrets {
             }
             webhook_secrets.insert(gateway.to_owned(), secrets);
         }
-        Ok(Secrets { admin_token, token_secret, webhook_secrets, metrics_token, generated, admin_token_generated })
+        Ok(Secrets { admin_token, token_secret, webhook_secrets, metrics_token, generated, admin_token_generated, dev })
     }
 }
 

@@ -59,6 +59,7 @@ pub mod fault;
 pub mod gateways;
 pub mod healthcheck;
 pub mod hex;
+pub mod hooks;
 pub mod http;
 pub mod hub;
 pub mod listener;
@@ -220,6 +221,13 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
             outbox::WorkerConfig::default(),
             rx.clone(),
         ));
+        // The webhook worker beside it: signed POSTs of the due deliveries.
+        let hook_worker = tokio::spawn(hooks::run(
+            Arc::clone(&engine),
+            Arc::clone(&app.metrics.webhooks),
+            outbox::WorkerConfig::default(),
+            rx.clone(),
+        ));
         // The machine-readable line tests and scripts look for.
         println!("listening on {bound}");
         tracing::info!(addr = %bound, tls = tls.is_some(), "listening");
@@ -231,6 +239,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         listener::run(app, listener, tls, rx).await;
         // Sends in progress are reported before the engine stops (the worker saw the signal).
         let _ = worker.await;
+        let _ = hook_worker.await;
         signal.abort();
         Ok::<(), Error>(())
     });

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub transport: std::sync::Arc<crate::admission::TransportCounters>,
     /// The delivery worker's counters: deliveries and failures per channel (`crate::outbox`).
     pub notifications: std::sync::Arc<crate::outbox::Counters>,
+    /// The webhook worker's counters: deliveries and failures (`crate::hooks`).
+    pub webhooks: std::sync::Arc<crate::hooks::Counters>,
 }
 
 impl Metrics {
@@ -288,6 +290,7 @@ impl Metrics {
             1.0,
         );
         self.render_notifications(&mut o, engine);
+        self.render_webhooks(&mut o, engine);
         family(&mut o, "dispatch_build_info", "gauge", "Always 1; the labels name the build that is running.");
         let _ = writeln!(o, "dispatch_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         process::render(&mut o);
@@ -341,6 +344,35 @@ impl Metrics {
                 self.notifications.failed(c)
             );
         }
+    }
+}
+
+impl Metrics {
+    /// The webhook deliveries: how many are pending and the age of the oldest event
+    /// waiting, the worker's deliveries and failures.
+    fn render_webhooks(&self, o: &mut String, engine: &dispatch_core::Engine) {
+        use dispatch_core::clock::Clock;
+        let (pending, oldest) = crate::hooks::queue(engine);
+        let now = dispatch_core::clock::SystemClock.now();
+        let age_s = oldest.map_or(0.0, |t| (now.millis_since(t).max(0) as f64) / 1000.0);
+        family(o, "dispatch_webhooks_pending", "gauge", "Webhook deliveries waiting to be made.");
+        let _ = writeln!(o, "dispatch_webhooks_pending {pending}");
+        family(
+            o,
+            "dispatch_webhooks_oldest_pending_age_seconds",
+            "gauge",
+            "Age of the oldest event whose delivery is waiting (0 when none is).",
+        );
+        let _ = writeln!(o, "dispatch_webhooks_oldest_pending_age_seconds {age_s}");
+        family(o, "dispatch_webhooks_delivered_total", "counter", "Webhook deliveries an endpoint took (2xx).");
+        let _ = writeln!(o, "dispatch_webhooks_delivered_total {}", self.webhooks.delivered());
+        family(
+            o,
+            "dispatch_webhooks_failed_total",
+            "counter",
+            "Webhook tries that failed (to be retried or given up).",
+        );
+        let _ = writeln!(o, "dispatch_webhooks_failed_total {}", self.webhooks.failed());
     }
 }
 

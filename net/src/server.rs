@@ -107,6 +107,8 @@ pub struct App {
     pub gateways: crate::gateways::Gateways,
     /// Recent fsync durations (µs), sampled every second for the stats' p99.
     fsync_samples: Mutex<VecDeque<u64>>,
+    /// `--dev`: webhook endpoints may be `http://` to loopback.
+    pub dev: bool,
 }
 
 impl App {
@@ -154,6 +156,7 @@ impl App {
             ws_timing,
             shutdown,
             fsync_samples: Mutex::new(VecDeque::with_capacity(FSYNC_SAMPLES)),
+            dev: secrets.dev,
         })
     }
 

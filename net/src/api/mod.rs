@@ -32,6 +32,7 @@ mod chat;
 mod console;
 pub mod conventions;
 mod drivers;
+mod hooks;
 mod me;
 mod money;
 mod notify;
@@ -524,6 +525,11 @@ impl Ctx<'_> {
             E::ListDevices => self.list_devices(),
             E::DeleteDevice(id) => self.delete_device(&id).await,
             E::ListNotifications => self.list_notifications(),
+            E::CreateHookEndpoint => self.create_webhook_endpoint().await,
+            E::ListHookEndpoints => self.list_webhook_endpoints(),
+            E::DeleteHookEndpoint(id) => self.delete_webhook_endpoint(&id).await,
+            E::HookDeliveries(id) => self.list_webhook_deliveries(&id),
+            E::ResendHook(id, event) => self.resend_webhook(&id, &event).await,
             E::Console(asset) => Ok(asset.response()),
         }
     }

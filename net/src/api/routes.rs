@@ -138,6 +138,16 @@ pub enum Endpoint {
     DeleteDevice(String),
     /// `GET /v1/admin/notifications`: the outbox, newest first.
     ListNotifications,
+    /// `POST /v1/admin/webhook-endpoints`: an admin registers an endpoint (its secret shown once).
+    CreateHookEndpoint,
+    /// `GET /v1/admin/webhook-endpoints`: the endpoints (never their secrets).
+    ListHookEndpoints,
+    /// `DELETE /v1/admin/webhook-endpoints/{id}`: it and its deliveries go.
+    DeleteHookEndpoint(String),
+    /// `GET /v1/admin/webhook-endpoints/{id}/deliveries`: its delivery log, newest first.
+    HookDeliveries(String),
+    /// `POST /v1/admin/webhook-endpoints/{id}/deliveries/{event_id}/resend`: try again.
+    ResendHook(String, String),
     /// `GET /console` and its assets.
     Console(ConsoleAsset),
 }
@@ -297,6 +307,17 @@ pub const ROUTES: &[Route] = {
         route!("GET", "/v1/me/devices", "me_devices", |_| E::ListDevices),
         route!("DELETE", "/v1/me/devices/{id}", "me_device_delete", |x| E::DeleteDevice(p(x, 0))),
         route!("GET", "/v1/admin/notifications", "admin_notifications", |_| E::ListNotifications),
+        route!("POST", "/v1/admin/webhook-endpoints", "admin_webhook_endpoint_create", |_| E::CreateHookEndpoint),
+        route!("GET", "/v1/admin/webhook-endpoints", "admin_webhook_endpoints", |_| E::ListHookEndpoints),
+        route!("DELETE", "/v1/admin/webhook-endpoints/{id}", "admin_webhook_endpoint_delete", |x| {
+            E::DeleteHookEndpoint(p(x, 0))
+        }),
+        route!("GET", "/v1/admin/webhook-endpoints/{id}/deliveries", "admin_webhook_deliveries", |x| {
+            E::HookDeliveries(p(x, 0))
+        }),
+        route!("POST", "/v1/admin/webhook-endpoints/{id}/deliveries/{event_id}/resend", "admin_webhook_resend", |x| {
+            E::ResendHook(p(x, 0), p(x, 1))
+        }),
         route!("GET", "/console", "console", |_| E::Console(ConsoleAsset::Page)),
         route!("GET", "/console/app.js", "console", |_| E::Console(ConsoleAsset::Script)),
         route!("GET", "/console/app.css", "console", |_| E::Console(ConsoleAsset::Style)),
@@ -451,6 +472,11 @@ impl Endpoint {
             E::ListDevices => spec("me_devices", Allow::Authenticated),
             E::DeleteDevice(_) => spec("me_device_delete", Allow::Authenticated),
             E::ListNotifications => spec("admin_notifications", STAFF),
+            E::CreateHookEndpoint => idem(spec("admin_webhook_endpoint_create", ADMIN)),
+            E::ListHookEndpoints => spec("admin_webhook_endpoints", ADMIN),
+            E::DeleteHookEndpoint(_) => spec("admin_webhook_endpoint_delete", ADMIN),
+            E::HookDeliveries(_) => spec("admin_webhook_deliveries", ADMIN),
+            E::ResendHook(..) => idem(spec("admin_webhook_resend", ADMIN)),
             // Static files carry no data: the console signs in with a staff token in the page.
             E::Console(_) => Spec { ip_limited: false, ..spec("console", Allow::Anyone) },
         }

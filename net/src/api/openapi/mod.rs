@@ -18,6 +18,7 @@
 //!   one's dotted path, `details` all of them). Ranges of coordinates stay the handlers'
 //!   (`invalid_coordinates`, API.md): the schemas' `lat`/`lng` are plain numbers.
 
+mod hooks;
 mod notify;
 mod ops;
 mod profile;
@@ -109,6 +110,9 @@ fn path_params(path: &str) -> Vec<Value> {
                 (p, "id") if p.starts_with("/v1/trips/") || p.starts_with("/v1/admin/trips/") => id("trp_"),
                 (p, "id") if p.starts_with("/v1/admin/zones/") => id("zon_"),
                 (p, "id") if p.starts_with("/v1/admin/alerts/") => id("alr_"),
+                (p, "id") if p.starts_with("/v1/admin/webhook-endpoints/") => id("whe_"),
+                (p, "id") if p.starts_with("/v1/me/devices/") => id("dev_"),
+                (_, "event_id") => id("evt_"),
                 (_, "id" | "user_id") => id("usr_"),
                 _ => json!({"type": "string", "minLength": 1}),
             };

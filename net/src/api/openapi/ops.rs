@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::hooks::*;
 use super::notify::*;
 use super::profile::*;
 use super::requests::*;
@@ -235,6 +236,16 @@ pub(super) const OPS: &[Op] = &[
         [(204, "Removed.", None)], &["not_found"], true),
     op!("GET" "/v1/admin/notifications" "admin_notifications", "admin", "The notification outbox, newest first.", STAFF, notifications_query, Body::None,
         [(200, "A page of notifications.", Some(notifications_page))], &[], false),
+    op!("POST" "/v1/admin/webhook-endpoints" "admin_webhook_endpoint_create", "admin", "Register an outbound webhook endpoint. Deliveries are `POST <url>` with `{\"id\",\"type\",\"created_at\",\"data\"}` and `Dispatch-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>`; a 2xx is delivered, a timeout, 408, 429 or 5xx retried (backoff from 1 s to 10 min) for 3 days; the events of one trip reach an endpoint in order. The secret is in this answer only.", ADMIN, no_query, json_body(hook_endpoint_in, hook_endpoint_in_ex),
+        [(201, "Registered; the secret is shown this once.", Some(hook_endpoint_created))], &[], true),
+    op!("GET" "/v1/admin/webhook-endpoints" "admin_webhook_endpoints", "admin", "The webhook endpoints, oldest first (never their secrets).", ADMIN, no_query, Body::None,
+        [(200, "The endpoints.", Some(hook_endpoints_out))], &[], false),
+    op!("DELETE" "/v1/admin/webhook-endpoints/{id}" "admin_webhook_endpoint_delete", "admin", "Remove an endpoint, with its pending deliveries and its log.", ADMIN, no_query, Body::None,
+        [(204, "Removed.", None)], &["not_found"], true),
+    op!("GET" "/v1/admin/webhook-endpoints/{id}/deliveries" "admin_webhook_deliveries", "admin", "An endpoint's delivery log, newest event first (finished deliveries are kept 7 days).", ADMIN, hook_deliveries_query, Body::None,
+        [(200, "A page of deliveries.", Some(hook_deliveries_page))], &["not_found"], false),
+    op!("POST" "/v1/admin/webhook-endpoints/{id}/deliveries/{event_id}/resend" "admin_webhook_resend", "admin", "Send a finished delivery again: pending at once, a new 3-day window; `409` while it is pending.", ADMIN, no_query, Body::None,
+        [(200, "Pending again.", Some(hook_delivery))], &["not_found", "invalid_transition"], true),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made
