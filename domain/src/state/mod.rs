@@ -32,7 +32,9 @@
 //!   `account.rs` (OTP, tokens, presence), `location.rs` (positions and the index);
 //! - `notify.rs`: push devices and the notification outbox (items made from the events of
 //!   the commands that cause them, the worker's reports, windows and pruning);
-//! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply.
+//! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply;
+//! - `applications.rs`: driver applications (details, documents, submission, staff's
+//!   decision), the going-online checks they add, the licence reminders.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
+use crate::application::Applications;
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command, DispatchRules, Event, Outcome, Remembered};
 use crate::driver::{Availability, Driver};
@@ -139,6 +142,8 @@ pub struct State {
     trip_shares: BTreeMap<TripId, Vec<ShareId>>,
     /// Push devices and the notification outbox (`notify.rs`).
     outbox: Outbox,
+    /// Driver applications and the licence reminders' queue (`applications.rs`).
+    applications: Applications,
     #[serde(skip)]
     index: Positions,
 }
@@ -212,6 +217,7 @@ impl<'de> Deserialize<'de> for State {
             shares: BTreeMap<ShareId, Share>,
             trip_shares: BTreeMap<TripId, Vec<ShareId>>,
             outbox: Outbox,
+            applications: Applications,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -248,6 +254,7 @@ impl<'de> Deserialize<'de> for State {
             shares: r.shares,
             trip_shares: r.trip_shares,
             outbox: r.outbox,
+            applications: r.applications,
             index: Positions(index),
         })
     }
@@ -278,6 +285,8 @@ pub struct Effects {
     pub notifications: Vec<crate::id::NotificationId>,
     /// Users whose push devices changed.
     pub devices: Vec<UserId>,
+    /// Driver applications changed.
+    pub applications: bool,
 }
 
 impl Effects {
@@ -291,6 +300,7 @@ impl Effects {
             && self.alerts.is_empty()
             && self.notifications.is_empty()
             && self.devices.is_empty()
+            && !self.applications
     }
 
     /// Forgets everything recorded.
@@ -305,6 +315,7 @@ impl Effects {
         self.alerts.clear();
         self.notifications.clear();
         self.devices.clear();
+        self.applications = false;
     }
 }
 
@@ -379,6 +390,7 @@ impl State {
             shares: self.shares.clone(),
             trip_shares: self.trip_shares.clone(),
             outbox: self.outbox.clone(),
+            applications: self.applications.clone(),
             index: Positions::default(),
         }
     }
@@ -465,7 +477,7 @@ impl State {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let deadline = self.deadlines.get_min().map(|(t, _)| *t);
         let expiry = self.idempotency_expiry.get_min().map(|(t, _, _)| *t);
-        [deadline, expiry, self.outbox_deadline()].into_iter().flatten().min()
+        [deadline, expiry, self.outbox_deadline(), self.applications.next_reminder()].into_iter().flatten().min()
     }
 
     fn dispatch_command(
@@ -497,6 +509,7 @@ impl State {
                 self.fire_deadlines(now, fx)?;
                 self.purge_expired(now);
                 self.outbox_tick(now, fx);
+                self.licence_reminders(now, fx);
                 Ok(Outcome::Done)
             }
             Command::CreateZone { id, zone } => self.create_zone(who, *id, zone, now, fx),
@@ -555,6 +568,14 @@ impl State {
             Command::NotificationAttempted { id, attempt, outcome } => {
                 self.notification_attempted(who, *id, *attempt, outcome, now, fx)
             }
+            Command::PutApplication(details) => self.put_application(who, details, now, fx),
+            Command::AddDocument { kind, sha256, media_type, size } => {
+                self.add_document(who, *kind, *sha256, *media_type, *size, now, fx)
+            }
+            Command::SubmitApplication => self.submit_application(who, now, fx),
+            Command::DecideApplication { driver_id, approve, reason } => {
+                self.decide_application(who, *driver_id, *approve, reason.as_deref(), now, fx)
+            }
         }
     }
 
@@ -582,7 +603,9 @@ impl State {
 
     fn driver_of(&self, who: Who) -> Result<UserId> {
         match who {
-            Who::Driver(id) => Ok(id),
+            Who::Driver(id) if self.drivers.contains_key(&id) => Ok(id),
+            // An applicant: a driver user without a driver record until approved.
+            Who::Driver(id) => Err(Error::NotApproved(id)),
             _ => Err(Error::Forbidden("only drivers do this".into())),
         }
     }
@@ -685,6 +708,7 @@ impl State {
 pub const MAX_BID_MINOR: i64 = 10_000_000_000;
 
 mod account;
+mod applications;
 mod archive;
 mod catalog;
 mod chat;

@@ -18,8 +18,10 @@
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
 //! - `notify`: push devices and the notification outbox (a proptest of its promise).
 //! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
+//! - `applications`: driver applications, their transitions, going online, licence reminders.
 
 mod account;
+mod applications;
 mod archive;
 mod catalog;
 mod chat;
