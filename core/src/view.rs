@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::alert::Alert;
+use crate::application::Applications;
 use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::id::{AlertId, IdHashing, TransferId, ZoneId};
@@ -76,6 +77,9 @@ pub struct View {
     /// Push devices and the notification outbox: shared with the state's at open, then
     /// updated entry by entry (`Outbox::sync_from`), like the users.
     outbox: Outbox,
+    /// Driver applications: persistent maps, replaced whole (an O(1) clone) when a batch
+    /// changed one.
+    applications: Applications,
     batches: u64,
 }
 
@@ -102,6 +106,7 @@ impl View {
         }
         view.transfers_created = state.ledger().created();
         view.outbox = state.outbox().clone();
+        view.applications = state.applications().clone();
         view
     }
 
@@ -168,6 +173,9 @@ impl View {
         }
         if !fx.notifications.is_empty() || !fx.devices.is_empty() {
             self.outbox.sync_from(state.outbox(), &fx.notifications, &fx.devices);
+        }
+        if fx.applications {
+            self.applications = state.applications().clone();
         }
         self.batches += 1;
     }
@@ -297,6 +305,11 @@ impl View {
     /// Push devices and the notification outbox.
     pub fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+
+    /// Driver applications.
+    pub fn applications(&self) -> &Applications {
+        &self.applications
     }
 
     /// How many batches have been published (a cheap change counter).
