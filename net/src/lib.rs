@@ -187,7 +187,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
             return Err(Error::Setting("--clock-offset-s needs --dev".into()));
         }
         tracing::warn!(offset_s = opts.clock_offset_s, "--clock-offset-s: the engine's clock is shifted (tests only)");
-        engine_config = engine_config.with_clock(fault::OffsetClock { offset_ms: opts.clock_offset_s.saturating_mul(1000) });
+        engine_config =
+            engine_config.with_clock(fault::OffsetClock { offset_ms: opts.clock_offset_s.saturating_mul(1000) });
     }
     if let Some(path) = opts.fault_file.clone() {
         tracing::warn!(path = %path.display(), "--fault-file: WAL writes fail while this file exists (tests only)");

@@ -78,9 +78,13 @@ async fn put_details(s: &Server, token: &str, body: &Value) -> Reply {
 async fn submitted_applicant(s: &Server, phone: &str, expires_on: &str) -> (String, String) {
     let (token, user) = s.sign_in(phone, "driver").await;
     put_details(s, &token, &details(expires_on)).await.expect(200);
-    for (kind, bytes) in
-        [("license_front", PNG), ("license_back", PNG), ("id_card", JPEG), ("vehicle_registration", PDF), ("photo", JPEG)]
-    {
+    for (kind, bytes) in [
+        ("license_front", PNG),
+        ("license_back", PNG),
+        ("id_card", JPEG),
+        ("vehicle_registration", PDF),
+        ("photo", JPEG),
+    ] {
         upload(s, &token, kind, bytes, "application/octet-stream").await.expect(201);
     }
     s.post("/v1/driver/application/submit", &token, json!({})).await.expect(200);
@@ -107,9 +111,14 @@ async fn an_applicant_uploads_submits_is_approved_and_goes_online() {
     let id = me["id"].as_str().unwrap().to_owned();
     // Not approved: cannot go online, over HTTP or by reporting a position.
     s.post("/v1/driver/status", &token, online()).await.expect_error(403, "not_approved");
-    s.post("/v1/driver/location", &token, json!({"lat": HERE.0, "lng": HERE.1})).await.expect_error(403, "not_approved");
+    s.post("/v1/driver/location", &token, json!({"lat": HERE.0, "lng": HERE.1}))
+        .await
+        .expect_error(403, "not_approved");
     let me = s.get("/v1/me", &token).await.expect(200);
-    assert_eq!((me["dispatchable"].as_bool(), me["not_dispatchable_because"].as_str()), (Some(false), Some("not_approved")));
+    assert_eq!(
+        (me["dispatchable"].as_bool(), me["not_dispatchable_because"].as_str()),
+        (Some(false), Some("not_approved"))
+    );
 
     // Details: every field checked, with the field named.
     let mut bad = details("2030-01-01");
@@ -129,7 +138,8 @@ async fn an_applicant_uploads_submits_is_approved_and_goes_online() {
     // Submitting names everything missing.
     let r = s.post("/v1/driver/application/submit", &token, json!({})).await;
     r.expect_error(400, "invalid_request");
-    let missing: Vec<&str> = r.json["error"]["details"].as_array().unwrap().iter().map(|d| d["param"].as_str().unwrap()).collect();
+    let missing: Vec<&str> =
+        r.json["error"]["details"].as_array().unwrap().iter().map(|d| d["param"].as_str().unwrap()).collect();
     assert_eq!(missing, ["license_front", "license_back", "id_card", "vehicle_registration", "photo"]);
 
     // A text file claiming to be a PNG: refused, nothing stored.
@@ -204,7 +214,10 @@ async fn a_rejected_applicant_stays_offline_and_may_submit_again() {
     let s = Server::start(&[], None);
     s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
     let (token, id) = submitted_applicant(&s, "+201099990002", "2030-01-01").await;
-    let a = s.post(&format!("/v1/admin/applications/{id}/reject"), ADMIN, json!({"reason": "blurry photo"})).await.expect(200);
+    let a = s
+        .post(&format!("/v1/admin/applications/{id}/reject"), ADMIN, json!({"reason": "blurry photo"}))
+        .await
+        .expect(200);
     assert_eq!((a["status"].as_str(), a["reason"].as_str()), (Some("rejected"), Some("blurry photo")));
     s.post("/v1/driver/status", &token, online()).await.expect_error(403, "not_approved");
     upload(&s, &token, "photo", PNG, "image/png").await.expect(201);
@@ -244,11 +257,13 @@ async fn a_restart_and_a_backup_keep_the_application_and_its_documents() {
     let backup = s.dir.path().join("backup");
     let restored = tempfile::tempdir().unwrap();
     let run = |args: &[&std::ffi::OsStr]| std::process::Command::new(dispatchd_bin()).args(args).output().unwrap();
-    let out = run(&["backup".as_ref(), "--data-dir".as_ref(), s.data_dir().as_os_str(), "--to".as_ref(), backup.as_os_str()]);
+    let out =
+        run(&["backup".as_ref(), "--data-dir".as_ref(), s.data_dir().as_os_str(), "--to".as_ref(), backup.as_os_str()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_dir(backup.join("documents")).unwrap().count(), 3, "the documents are in the backup");
     let data = restored.path().join("data");
-    let out = run(&["restore".as_ref(), "--from".as_ref(), backup.as_os_str(), "--data-dir".as_ref(), data.as_os_str()]);
+    let out =
+        run(&["restore".as_ref(), "--from".as_ref(), backup.as_os_str(), "--data-dir".as_ref(), data.as_os_str()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // A server on the restored directory: the same application, and its files.
     let s2 = Server::start_in(restored, &[], config);

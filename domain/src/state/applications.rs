@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use super::{Effects, State, Who};
 use crate::application::{
-    Application, ApplicationDetails, ApplicationStatus, Applications, Document, DocumentKind,
-    MAX_DECISION_REASON_LEN, MAX_DOCUMENT_BYTES, MediaType,
+    Application, ApplicationDetails, ApplicationStatus, Applications, Document, DocumentKind, MAX_DECISION_REASON_LEN,
+    MAX_DOCUMENT_BYTES, MediaType,
 };
 use crate::clock::Timestamp;
 use crate::command::Outcome;
@@ -49,7 +49,11 @@ impl State {
         };
         let Some(a) = self.applications.items.get(&id) else {
             // Drivers created by staff were never applicants: they are approved.
-            return Err(Error::InvalidTransition { action: "change", entity: format!("application {id}"), from: "approved" });
+            return Err(Error::InvalidTransition {
+                action: "change",
+                entity: format!("application {id}"),
+                from: "approved",
+            });
         };
         if !a.status.editable() {
             return Err(Error::InvalidTransition {
@@ -149,7 +153,9 @@ impl State {
         {
             return Err(Error::InvalidParam {
                 param: "reason",
-                message: format!("reason must be at most {MAX_DECISION_REASON_LEN} characters, without control characters"),
+                message: format!(
+                    "reason must be at most {MAX_DECISION_REASON_LEN} characters, without control characters"
+                ),
             });
         }
         let old = self.applications.items.get(&driver_id).ok_or_else(|| Error::not_found("application", driver_id))?;
@@ -161,8 +167,12 @@ impl State {
             });
         }
         let mut a = Application::clone(old);
-        let details = a.details.clone().ok_or_else(|| Error::Internal(format!("application {driver_id} submitted without details")))?;
-        let user = self.users.get(&driver_id).ok_or_else(|| Error::Internal(format!("applicant {driver_id} has no user")))?;
+        let details = a
+            .details
+            .clone()
+            .ok_or_else(|| Error::Internal(format!("application {driver_id} submitted without details")))?;
+        let user =
+            self.users.get(&driver_id).ok_or_else(|| Error::Internal(format!("applicant {driver_id} has no user")))?;
         if user.role != Role::Driver || self.drivers.contains_key(&driver_id) {
             return Err(Error::Internal(format!("applicant {driver_id} is not an applicant")));
         }
@@ -177,7 +187,8 @@ impl State {
         a.updated_at = now;
         a.reason = reason.map(str::to_owned);
         if approve {
-            let u = Arc::make_mut(self.users.get_mut(&driver_id).ok_or_else(|| Error::Internal("user vanished".into()))?);
+            let u =
+                Arc::make_mut(self.users.get_mut(&driver_id).ok_or_else(|| Error::Internal("user vanished".into()))?);
             u.name.clone_from(&details.name);
             u.vehicle = Some(details.vehicle.clone());
             fx.users.push(driver_id);

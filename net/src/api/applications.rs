@@ -12,7 +12,9 @@
 
 use std::sync::Arc;
 
-use dispatch_core::application::{Application, ApplicationDetails, ApplicationStatus, Date, DocumentKind, Licence, MediaType};
+use dispatch_core::application::{
+    Application, ApplicationDetails, ApplicationStatus, Date, DocumentKind, Licence, MediaType,
+};
 use dispatch_core::{Command, Outcome, UserId, Vehicle};
 use hyper::StatusCode;
 use hyper::header::{CONTENT_DISPOSITION, HeaderValue};
@@ -83,8 +85,8 @@ impl Ctx<'_> {
             license: LicenseIn,
         }
         let b: In = self.json(false)?;
-        let expires_on = Date::parse(&b.license.expires_on)
-            .map_err(|e| ApiError::from(e).with_param("license.expires_on"))?;
+        let expires_on =
+            Date::parse(&b.license.expires_on).map_err(|e| ApiError::from(e).with_param("license.expires_on"))?;
         let details = ApplicationDetails {
             name: b.name,
             vehicle: b.vehicle,
@@ -203,10 +205,7 @@ impl Ctx<'_> {
 
     fn find_application(&self, id: &str) -> Result<Arc<Application>, ApiError> {
         let id: UserId = parse_id(id, "application")?;
-        self.app
-            .engine
-            .read(|v| v.applications().get(id).cloned())
-            .ok_or_else(|| ApiError::not_found("application"))
+        self.app.engine.read(|v| v.applications().get(id).cloned()).ok_or_else(|| ApiError::not_found("application"))
     }
 
     /// `GET /v1/admin/applications/{id}`.

@@ -2,7 +2,9 @@
 //! may do what when, the going-online checks, the licence reminder.
 
 use super::*;
-use crate::application::{ApplicationDetails, ApplicationStatus, Date, DocumentKind, Licence, MediaType, REQUIRED_DOCUMENTS};
+use crate::application::{
+    ApplicationDetails, ApplicationStatus, Date, DocumentKind, Licence, MediaType, REQUIRED_DOCUMENTS,
+};
 use crate::outbox::{Kind, Platform};
 use crate::user::{Category, Vehicle};
 

@@ -38,7 +38,11 @@ pub(super) fn application_in() -> Value {
         &["number", "expires_on"],
     );
     strict(
-        &[("name", json!({"type": "string", "minLength": 1, "maxLength": 100})), ("vehicle", vehicle), ("license", license)],
+        &[
+            ("name", json!({"type": "string", "minLength": 1, "maxLength": 100})),
+            ("vehicle", vehicle),
+            ("license", license),
+        ],
         &["name", "vehicle", "license"],
     )
 }
