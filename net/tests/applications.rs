@@ -275,3 +275,43 @@ async fn a_restart_and_a_backup_keep_the_application_and_its_documents() {
     }
     s2.post(&format!("/v1/admin/applications/{id}/approve"), ADMIN, json!({})).await.expect(200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applicant_is_not_approved_over_the_websocket_either() {
+    let s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (token, _) = s.sign_in("+201099990005", "driver").await;
+    let mut ws = s.ws(&token).await;
+    send(&mut ws, json!({"type": "location", "lat": HERE.0, "lng": HERE.1})).await;
+    let e = next_of(&mut ws, "error").await;
+    assert_eq!(e["code"], "not_approved", "{e}");
+}
+
+/// How many `licence_expiring` notifications the outbox holds for `user`.
+async fn reminders(s: &Server, user: &str) -> usize {
+    let page = s.get(&format!("/v1/admin/notifications?user_id={user}"), ADMIN).await.expect(200);
+    page["items"].as_array().unwrap().iter().filter(|n| n["kind"] == "licence_expiring").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_driver_is_reminded_fourteen_days_before_its_licence_expires() {
+    let mut s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (token, id) = submitted_applicant(&s, "+201099990006", &day_from_today(20)).await;
+    s.post("/v1/me/devices", &token, json!({"platform": "fcm", "token": "fcm-token-6"})).await.expect(201);
+    s.post(&format!("/v1/admin/applications/{id}/approve"), ADMIN, json!({})).await.expect(200);
+    assert_eq!(reminders(&s, &id).await, 0, "20 days before: not yet");
+    s.sigterm();
+    assert!(s.wait_exit().success());
+    // Eight days later by the engine's clock (12 days before expiry): reminded, once.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::rename(s.data_dir(), dir.path().join("data")).unwrap();
+    let s = Server::start_in(dir, &["--clock-offset-s", &(8 * 86_400).to_string()], None);
+    let deadline = std::time::Instant::now() + WAIT;
+    while reminders(&s, &id).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "no licence_expiring notification");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(reminders(&s, &id).await, 1, "once per licence");
+}
