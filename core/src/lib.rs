@@ -88,8 +88,8 @@ pub mod id {
 }
 
 pub use dispatch_domain::{
-    alert, chat, command, demo, driver, fare, geo, hooks, ledger, money, otp, outbox, record, route, share, state,
-    templates, trip, trip_ref, user, zone,
+    alert, application, chat, command, demo, driver, fare, geo, hooks, ledger, money, otp, outbox, record, route,
+    share, state, templates, trip, trip_ref, user, zone,
 };
 
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};
@@ -99,7 +99,7 @@ pub use error::{DomainError, Error, Result};
 pub use geo::LatLng;
 pub use history::{TripCursor, TripsOf};
 pub use id::{IdSource, RandomIds, TripId, UserId};
-pub use journal::{BackupReport, CheckpointStats, LogWrapper, Recovery, backup, restore};
+pub use journal::{BackupReport, CheckpointStats, DOCUMENTS_DIR, LogWrapper, Recovery, backup, restore};
 pub use money::{Currency, Money};
 pub use record::{Record, replay};
 pub use state::{State, apply};

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::alert::Alert;
+use crate::application::Applications;
 use crate::clock::Timestamp;
 use crate::driver::Driver;
 use crate::hooks::Hooks;
@@ -79,6 +80,9 @@ pub struct View {
     outbox: Outbox,
     /// Webhook endpoints and deliveries: the same (`Hooks::sync_from`).
     hooks: Hooks,
+    /// Driver applications: persistent maps, replaced whole (an O(1) clone) when a batch
+    /// changed one.
+    applications: Applications,
     batches: u64,
 }
 
@@ -106,6 +110,7 @@ impl View {
         view.transfers_created = state.ledger().created();
         view.outbox = state.outbox().clone();
         view.hooks = state.hooks().clone();
+        view.applications = state.applications().clone();
         view
     }
 
@@ -175,6 +180,9 @@ impl View {
         }
         if !fx.deliveries.is_empty() || fx.hook_endpoints {
             self.hooks.sync_from(state.hooks(), &fx.deliveries, fx.hook_endpoints);
+        }
+        if fx.applications {
+            self.applications = state.applications().clone();
         }
         self.batches += 1;
     }
@@ -309,6 +317,11 @@ impl View {
     /// Webhook endpoints and deliveries.
     pub fn hooks(&self) -> &Hooks {
         &self.hooks
+    }
+
+    /// Driver applications.
+    pub fn applications(&self) -> &Applications {
+        &self.applications
     }
 
     /// How many batches have been published (a cheap change counter).

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
+use crate::application::{Application, ApplicationDetails, DocumentKind, MediaType};
 use crate::chat::Message;
 use crate::clock::Timestamp;
 use crate::driver::Driver;
@@ -536,6 +537,32 @@ pub enum Command {
         #[serde(default)]
         archived: Option<Arc<Remembered>>,
     },
+    // ----- driver applications (`crate::application`) -----
+    /// An applicant gives or changes its application's details (while it may edit it).
+    PutApplication(Box<ApplicationDetails>),
+    /// An applicant uploaded a document: the server stored its bytes under their hash;
+    /// the log records only the hash, kind, media type and size.
+    AddDocument {
+        /// Which document.
+        kind: DocumentKind,
+        /// SHA-256 of the bytes.
+        sha256: [u8; 32],
+        /// What the bytes are (sniffed by the server).
+        media_type: MediaType,
+        /// How many bytes.
+        size: u64,
+    },
+    /// An applicant submits its application for review.
+    SubmitApplication,
+    /// An admin approves (the applicant becomes a driver) or rejects a submitted application.
+    DecideApplication {
+        /// Whose.
+        driver_id: UserId,
+        /// Approve (`true`) or reject.
+        approve: bool,
+        /// Why (optional, at most `application::MAX_DECISION_REASON_LEN` characters).
+        reason: Option<String>,
+    },
 }
 
 impl Command {
@@ -587,6 +614,10 @@ impl Command {
             Command::ResendWebhook { .. } => "resend_webhook",
             Command::WebhookAttempted { .. } => "webhook_attempted",
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
+            Command::PutApplication(_) => "put_application",
+            Command::AddDocument { .. } => "add_document",
+            Command::SubmitApplication => "submit_application",
+            Command::DecideApplication { .. } => "decide_application",
         }
     }
 
@@ -736,6 +767,8 @@ pub enum Outcome {
         /// When the report may be published.
         publish_at: Timestamp,
     },
+    /// A driver application after the change.
+    Application(Arc<Application>),
 }
 
 /// What happened, for the gateway to push and the outbox to deliver. Events are

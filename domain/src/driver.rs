@@ -43,9 +43,9 @@ impl Availability {
 
 /// Why a driver cannot be offered trips now (API.md `not_dispatchable_because`).
 ///
-/// `NotApproved`, `DocumentExpired` and `CashDebtLimit` belong to driver onboarding and
-/// cash debts, which this version does not have yet: they are part of the contract's
-/// list, and never produced.
+/// `NotApproved` is an applicant's (a driver user without a driver record: the server
+/// renders it); `DocumentExpired` and `CashDebtLimit` are refusals of going online, part of
+/// the contract's list, and not produced by [`Driver::not_dispatchable`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotDispatchable {
@@ -59,7 +59,7 @@ pub enum NotDispatchable {
     SocketDisconnected,
     /// No position, or none fresher than `stale_location_s`.
     StaleLocation,
-    /// The driver's application is not approved (not produced yet).
+    /// The driver's application is not approved (an applicant).
     NotApproved,
     /// A required document has expired (not produced yet).
     DocumentExpired,

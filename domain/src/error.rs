@@ -122,6 +122,17 @@ pub enum Error {
     /// A bug or a broken invariant. Never caused by input alone.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A driver whose application staff have not approved tries to work (`not_approved`).
+    #[error("driver {0} is not approved yet")]
+    NotApproved(UserId),
+    /// A driver whose licence has expired tries to go online (`document_expired`).
+    #[error("the driving licence of driver {driver} expired on {expires_on}")]
+    DocumentExpired {
+        /// Whose.
+        driver: UserId,
+        /// Its last valid day, `YYYY-MM-DD`.
+        expires_on: String,
+    },
 }
 
 impl Error {
@@ -147,6 +158,8 @@ impl Error {
             Error::InvalidOtp => "invalid_otp",
             Error::RateLimited { .. } => "rate_limited",
             Error::Internal(_) => "internal",
+            Error::NotApproved(_) => "not_approved",
+            Error::DocumentExpired { .. } => "document_expired",
         }
     }
 

@@ -237,8 +237,10 @@ pub enum EventData {
     Trip(Arc<Trip>),
     /// An SOS alert.
     Alert(Arc<Alert>),
-    /// A user (a suspended driver, an applicant).
+    /// A user (a suspended driver).
     User(Arc<User>),
+    /// A driver's application (submitted).
+    Application(Arc<crate::application::Application>),
 }
 
 /// Something that happened, to be announced.

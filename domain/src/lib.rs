@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod application;
 pub mod cancellation;
 pub mod chat;
 pub mod clock;

@@ -142,6 +142,8 @@ pub enum Kind {
     DeliveryCode,
     /// To on-call staff: an SOS.
     Sos,
+    /// To a driver: the driving licence expires in 14 days (`text`: the date).
+    LicenceExpiring,
 }
 
 impl Kind {
@@ -158,6 +160,7 @@ impl Kind {
             Kind::ChatMessage => "chat_message",
             Kind::DeliveryCode => "delivery_code",
             Kind::Sos => "sos",
+            Kind::LicenceExpiring => "licence_expiring",
         }
     }
 }

@@ -171,6 +171,13 @@ fn english(kind: Kind, p: &Params) -> Rendered {
             }
             ("SOS".to_string(), body)
         }
+        Kind::LicenceExpiring => {
+            let body = match &p.text {
+                Some(date) => format!("Your driving licence expires on {date}. Renew it to keep driving."),
+                None => "Your driving licence expires soon. Renew it to keep driving.".to_string(),
+            };
+            ("Licence expiring".to_string(), body)
+        }
     };
     let title = match (&p.reference, kind) {
         (Some(r), Kind::TripAccepted | Kind::Receipt) => format!("{title} · {r}"),
@@ -241,6 +248,13 @@ fn arabic(kind: Kind, p: &Params) -> Rendered {
                 body += &format!(": {}", iso(note));
             }
             ("استغاثة".to_string(), body)
+        }
+        Kind::LicenceExpiring => {
+            let body = match &p.text {
+                Some(date) => format!("تنتهي رخصة قيادتك في {}. جدّدها لتواصل القيادة.", iso(&arabic_digits(date))),
+                None => "تنتهي رخصة قيادتك قريبًا. جدّدها لتواصل القيادة.".to_string(),
+            };
+            ("رخصتك على وشك الانتهاء".to_string(), body)
         }
     };
     let title = match (&p.reference, kind) {
@@ -323,6 +337,15 @@ mod tests {
     }
 
     #[test]
+    fn licence_reminders_in_both_languages() {
+        let p = Params { text: Some("2027-01-31".into()), ..Params::default() };
+        let en = render(Kind::LicenceExpiring, &Params { language: "en".into(), ..p.clone() });
+        assert_eq!(en.body, "Your driving licence expires on 2027-01-31. Renew it to keep driving.");
+        let ar = render(Kind::LicenceExpiring, &Params { language: "ar".into(), ..p });
+        assert_eq!(ar.body, "تنتهي رخصة قيادتك في \u{2068}٢٠٢٧-٠١-٣١\u{2069}. جدّدها لتواصل القيادة.");
+    }
+
+    #[test]
     fn unknown_languages_fall_back_to_english_and_every_kind_renders() {
         assert_eq!(Lang::of("fr-FR"), Lang::En);
         assert_eq!(Lang::of(""), Lang::En);
@@ -338,6 +361,7 @@ mod tests {
             Kind::ChatMessage,
             Kind::DeliveryCode,
             Kind::Sos,
+            Kind::LicenceExpiring,
         ];
         for kind in kinds {
             for lang in ["en", "ar", "fr"] {

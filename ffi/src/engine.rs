@@ -93,6 +93,7 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         }),
         Outcome::Replayed(first) => json!({ "outcome": "replayed", "first": outcome_json(*first) }),
         Outcome::Coalesced { publish_at } => json!({ "outcome": "coalesced", "publish_at": publish_at }),
+        Outcome::Application(a) => json!({ "outcome": "application", "driver_id": a.driver_id, "status": a.status }),
     }
 }
 

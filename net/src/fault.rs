@@ -4,6 +4,10 @@
 //! served, `/readyz` failing its `engine_writable` check) and come back by itself once
 //! the file is removed.
 //!
+//! Also `--clock-offset-s N` (hidden, `--dev` only): [`OffsetClock`], the system clock
+//! shifted by `N` seconds, so a black-box test can see what expires (a licence) without
+//! waiting for it.
+//!
 //! Guarantees: without the flag nothing here runs (the engine's log is not wrapped);
 //! with it, every append, sync and release checks the file first and fails with a
 //! disk-full error while it exists, and otherwise passes the call to the real WAL
@@ -13,6 +17,19 @@
 use std::path::PathBuf;
 
 use dispatch_storage::{CommandLog, Lsn, Records, StorageError};
+
+/// The system clock, `offset_ms` ahead (tests only: `--clock-offset-s`).
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetClock {
+    /// How far ahead, ms (negative: behind).
+    pub offset_ms: i64,
+}
+
+impl dispatch_core::clock::Clock for OffsetClock {
+    fn now(&self) -> dispatch_core::clock::Timestamp {
+        dispatch_core::clock::SystemClock.now().plus_millis(self.offset_ms)
+    }
+}
 
 /// A command log that fails like a full disk while a file exists.
 pub struct FaultFileLog {

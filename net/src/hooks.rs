@@ -139,6 +139,7 @@ pub fn body(view: &View, event: &HookEvent) -> Vec<u8> {
         EventData::Trip(t) => render::trip(t, Viewer::Staff, &Cards::of(view, t)),
         EventData::Alert(a) => render::alert(a),
         EventData::User(u) => render::user(u),
+        EventData::Application(a) => crate::api::application_json(a),
     };
     let v = json!({
         "id": event.id,

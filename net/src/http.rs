@@ -108,6 +108,9 @@ pub fn status_of(code: &str) -> StatusCode {
         | "coupon_invalid"
         | "insufficient_funds"
         | "refund_exceeds_captured" => StatusCode::UNPROCESSABLE_ENTITY,
+        // v1.1: driver applications.
+        "not_approved" | "document_expired" => StatusCode::FORBIDDEN,
+        "unsupported_media_type" => StatusCode::UNPROCESSABLE_ENTITY,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "overloaded" | "read_only" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

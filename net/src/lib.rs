@@ -35,6 +35,7 @@
 //!   secrets and body format of each.
 //! - [`ratelimit`]: GCRA buckets with bounded memory and an injected clock.
 //! - [`hex`]: hex encoding and random hex, shared by config, HTTP and tokens.
+//! - [`documents`]: driver documents on disk, by content hash, written whole or not at all.
 //! - [`metrics`]: Prometheus text for `/metrics` (with `process_*` and build info).
 //! - [`healthcheck`]: `dispatchd healthcheck`, one `GET /healthz` for container health checks.
 //! - [`sms`]: where OTP codes are sent (a sink, or Twilio); also the SMS notification provider.
@@ -53,6 +54,7 @@ pub mod auth;
 pub mod compress;
 pub mod config;
 pub mod cors;
+pub mod documents;
 pub mod error;
 pub mod eta;
 pub mod fault;
@@ -108,6 +110,9 @@ pub struct ServeOptions {
     /// While this file exists, WAL writes fail as on a full disk (hidden flag, for tests
     /// of `503 read_only`).
     pub fault_file: Option<PathBuf>,
+    /// The engine's clock runs this many seconds ahead of the system's (hidden flag, for
+    /// tests of what expires; `--dev` only).
+    pub clock_offset_s: i64,
 }
 
 /// Runs the server until SIGTERM or ctrl-c, then shuts down gracefully.
@@ -177,6 +182,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     engine_config.checkpoint_every_records = config.store.checkpoint_every_records;
     if let Some(n) = opts.queue_capacity {
         engine_config.queue_capacity = n.max(1);
+    }
+    if opts.clock_offset_s != 0 {
+        if !opts.dev {
+            return Err(Error::Setting("--clock-offset-s needs --dev".into()));
+        }
+        tracing::warn!(offset_s = opts.clock_offset_s, "--clock-offset-s: the engine's clock is shifted (tests only)");
+        engine_config =
+            engine_config.with_clock(fault::OffsetClock { offset_ms: opts.clock_offset_s.saturating_mul(1000) });
     }
     if let Some(path) = opts.fault_file.clone() {
         tracing::warn!(path = %path.display(), "--fault-file: WAL writes fail while this file exists (tests only)");

@@ -62,6 +62,10 @@ enum Cmd {
         /// While this file exists, WAL writes fail as on a full disk (tests of 503 read_only).
         #[arg(long, hide = true)]
         fault_file: Option<PathBuf>,
+        /// The engine's clock runs this many seconds ahead of the system's (tests of what
+        /// expires, e.g. a driver's licence; needs --dev).
+        #[arg(long, hide = true, requires = "dev", default_value_t = 0, allow_negative_numbers = true)]
+        clock_offset_s: i64,
     },
     /// Take a consistent copy of a data directory, while it is being served or not.
     Backup {
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
             ws_send_timeout_ms,
             queue_capacity,
             fault_file,
+            clock_offset_s,
         } => {
             let opts = dispatch_server::ServeOptions {
                 config,
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
                 },
                 queue_capacity,
                 fault_file,
+                clock_offset_s,
             };
             return match dispatch_server::serve(opts) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -77,6 +77,11 @@ pub fn me(u: &User, driver: Option<&Driver>, now: Timestamp, stale_s: u32) -> Va
     }
     if let Some(d) = driver {
         dispatchable(&mut v, d, now, stale_s);
+    } else if u.role == dispatch_core::Role::Driver {
+        // An applicant: a driver user without a driver record until staff approve it.
+        v["status"] = json!("applicant");
+        v["dispatchable"] = json!(false);
+        v["not_dispatchable_because"] = json!(dispatch_core::driver::NotDispatchable::NotApproved.as_str());
     }
     v
 }

@@ -3,7 +3,9 @@
 //! Guarantees: a backup is a consistent copy — the log first, then the store — whose
 //! checkpoint the copied log reaches (a checkpoint that pruned the log under the copy
 //! makes it start again, counted in [`BackupReport::retries`]); a restore goes only into
-//! an empty directory and is verified by opening it.
+//! an empty directory and is verified by opening it. The documents the state names by
+//! hash ([`super::DOCUMENTS_DIR`]) are copied after the log, so a copy holds every
+//! document its log names.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -76,7 +78,7 @@ fn copy_verified(from: &Path, to: &Path, not_a_store: &str, between: &mut dyn Fn
             Err(e) if attempts >= 5 => return Err(e),
             Err(_) => {
                 // Only what this function created is in `to`: start again from empty.
-                for sub in [wal_dir(to), snapshot_dir(to)] {
+                for sub in [wal_dir(to), snapshot_dir(to), to.join(super::DOCUMENTS_DIR)] {
                     let _ = fs::remove_dir_all(&sub);
                 }
                 let _ = fs::remove_file(history::path(to));
@@ -104,6 +106,9 @@ fn copy_store(from: &Path, to: &Path, between: &mut dyn FnMut()) -> Result<(usiz
             .map_err(|e| Error::Storage(format!("{}: {e}", target.display())))?;
     }
     let (segments, wal_bytes) = copy_log(&wal_dir(from), &wal_dir(to))?;
+    // The documents after the log: a document's file is durable before the command
+    // naming its hash is logged, so every hash the copied log names is copied.
+    bytes += copy_documents(&from.join(super::DOCUMENTS_DIR), &to.join(super::DOCUMENTS_DIR))?;
     between();
     // The store last: it then holds every trip, idempotency key and gateway event id
     // the copied log archived (each is committed there before the log records its
@@ -143,6 +148,33 @@ fn copy_log(from: &Path, to: &Path) -> Result<(usize, u64)> {
     }
     File::open(to).and_then(|d| d.sync_all()).map_err(|e| io(to, e))?;
     Ok((names.len(), bytes))
+}
+
+/// Copies the documents of `from` (files named by their SHA-256 in hex; temporary files
+/// of uploads in progress are skipped) into `to`, durably; none when `from` does not exist.
+fn copy_documents(from: &Path, to: &Path) -> Result<u64> {
+    let io = |what: &Path, e: std::io::Error| Error::Storage(format!("{}: {e}", what.display()));
+    if !from.is_dir() {
+        return Ok(0);
+    }
+    fs::create_dir_all(to).map_err(|e| io(to, e))?;
+    let mut bytes = 0;
+    for entry in fs::read_dir(from).map_err(|e| io(from, e))? {
+        let path = entry.map_err(|e| io(from, e))?.path();
+        let named_by_hash = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !named_by_hash || !path.is_file() {
+            continue;
+        }
+        let Some(name) = path.file_name() else { continue };
+        let target = to.join(name);
+        bytes += fs::copy(&path, &target).map_err(|e| io(&path, e))?;
+        File::open(&target).and_then(|f| f.sync_all()).map_err(|e| io(&target, e))?;
+    }
+    File::open(to).and_then(|d| d.sync_all()).map_err(|e| io(to, e))?;
+    Ok(bytes)
 }
 
 /// Recovers the data directory `dir` as an engine would, and returns its records.

@@ -457,6 +457,12 @@ fn wal_dir(dir: &Path) -> PathBuf {
     dir.join("wal")
 }
 
+/// The directory under a data directory where the server keeps the files the state
+/// names by content hash (driver documents: `<sha256 hex>`, written to a temporary name,
+/// synced, then renamed). The engine never reads them; [`backup`] and [`restore`] copy
+/// them.
+pub const DOCUMENTS_DIR: &str = "documents";
+
 fn snapshot_dir(dir: &Path) -> PathBuf {
     dir.join("snapshots")
 }

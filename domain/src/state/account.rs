@@ -5,8 +5,8 @@
 //!   survive restarts (see [`crate::otp`]); a wrong code is *counted* (the command
 //!   succeeds with [`Outcome::OtpRefused`]) rather than refused, because a refused command
 //!   changes nothing and a brute-forcer must not get free attempts;
-//! - a driver's signing in needs a driver account made by an admin (with a vehicle); a
-//!   rider's first sign-in creates the rider;
+//! - a rider's first sign-in creates the rider; a driver's first sign-in opens an
+//!   applicant's account (`applications.rs`), which cannot work until approved;
 //! - revoking a user's tokens bumps their generation: the server refuses every token
 //!   minted with an older one;
 //! - a driver whose socket dropped is offered nothing; on a trip, the driver keeps it for
@@ -113,8 +113,35 @@ impl State {
                 fx.users.push(new_user_id);
                 u
             }
+            // A driver's first sign-in opens an applicant's account: a driver user with
+            // no vehicle and no driver record, and an empty application
+            // (`state/applications.rs`); it cannot work until staff approve it.
+            (None, Role::Driver) => {
+                if self.users.contains_key(&new_user_id) {
+                    return Err(Error::Internal(format!("user {new_user_id} already exists")));
+                }
+                let u = Arc::new(User {
+                    id: new_user_id,
+                    role: Role::Driver,
+                    name: "Driver".into(),
+                    phone: phone.to_owned(),
+                    vehicle: None,
+                    token_generation: 0,
+                    suspended: false,
+                    created_at: now,
+                    rating: Default::default(),
+                    email: None,
+                    language: crate::user::DEFAULT_LANGUAGE.into(),
+                    default_payment_method: None,
+                });
+                self.phones.insert((Role::Driver, phone.to_owned()), new_user_id);
+                self.users.insert(new_user_id, Arc::clone(&u));
+                fx.users.push(new_user_id);
+                self.open_application(new_user_id, now, fx);
+                u
+            }
             (None, _) => {
-                return Err(Error::Forbidden("no driver account has this phone number; ask an operator".into()));
+                return Err(Error::Forbidden("no account has this phone number; ask an operator".into()));
             }
         };
         self.otps.insert(phone.to_owned(), record);

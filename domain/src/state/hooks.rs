@@ -14,13 +14,12 @@
 //! `accepted`, `arrived`, `started`, `completed`, `cancelled`, `expired`; a trip going
 //! back to `searching` has no event), its payment's (`payment.captured`, `failed`, and
 //! `refunded` whenever the refunded amount grows), `sos.raised`, and `driver.suspended`
-//! when a driver becomes suspended. `payout.*` and `application.submitted` are types an
-//! endpoint may subscribe to; they are made where payouts and applications are.
+//! when a driver becomes suspended, `application.submitted` when an applicant submits.
 
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
-use crate::command::{Command, Event, Outcome};
+use crate::command::{Actor, Command, Event, Outcome};
 use crate::error::{Error, Result};
 use crate::hooks::{
     Delivery, DeliveryStatus, Endpoint, EventData, EventType, GIVE_UP_S, HookEvent, HookOutcome, Hooks, MAX_ENDPOINTS,
@@ -246,6 +245,7 @@ impl State {
     pub(super) fn hook_effects(
         &mut self,
         before: Before,
+        actor: Actor,
         command: &Command,
         events: &[Event],
         now: Timestamp,
@@ -310,6 +310,11 @@ impl State {
             && let Some(user) = self.users.get(driver_id)
         {
             made.push((EventType::DriverSuspended, EventData::User(Arc::clone(user)), driver_id.raw()));
+        }
+        if let (Command::SubmitApplication, Actor::User(driver)) = (inner, actor)
+            && let Some(a) = self.applications.get(driver)
+        {
+            made.push((EventType::ApplicationSubmitted, EventData::Application(Arc::clone(a)), driver.raw()));
         }
         for (kind, data, subject) in made {
             self.announce(kind, data, subject, now, fx);

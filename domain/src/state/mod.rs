@@ -34,7 +34,9 @@
 //!   the commands that cause them, the worker's reports, windows and pruning);
 //! - `hooks.rs`: outbound webhook endpoints and deliveries (events made from what a
 //!   command changed, ordered per subject; the worker's reports, resends, windows);
-//! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply.
+//! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply;
+//! - `applications.rs`: driver applications (details, documents, submission, staff's
+//!   decision), the going-online checks they add, the licence reminders.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -42,6 +44,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
+use crate::application::Applications;
 use crate::clock::Timestamp;
 use crate::command::{Actor, Command, DispatchRules, Event, Outcome, Remembered};
 use crate::driver::{Availability, Driver};
@@ -144,6 +147,8 @@ pub struct State {
     outbox: Outbox,
     /// Outbound webhook endpoints and deliveries (`hooks.rs`).
     hooks: Hooks,
+    /// Driver applications and the licence reminders' queue (`applications.rs`).
+    applications: Applications,
     #[serde(skip)]
     index: Positions,
 }
@@ -220,6 +225,7 @@ impl<'de> Deserialize<'de> for State {
             trip_shares: BTreeMap<TripId, Vec<ShareId>>,
             outbox: Outbox,
             hooks: Hooks,
+            applications: Applications,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -257,6 +263,7 @@ impl<'de> Deserialize<'de> for State {
             trip_shares: r.trip_shares,
             outbox: r.outbox,
             hooks: r.hooks,
+            applications: r.applications,
             index: Positions(index),
         })
     }
@@ -291,6 +298,8 @@ pub struct Effects {
     pub deliveries: Vec<(crate::id::EndpointId, u64)>,
     /// Webhook endpoints made or removed.
     pub hook_endpoints: bool,
+    /// Driver applications changed.
+    pub applications: bool,
 }
 
 impl Effects {
@@ -306,6 +315,7 @@ impl Effects {
             && self.devices.is_empty()
             && self.deliveries.is_empty()
             && !self.hook_endpoints
+            && !self.applications
     }
 
     /// Forgets everything recorded.
@@ -322,6 +332,7 @@ impl Effects {
         self.devices.clear();
         self.deliveries.clear();
         self.hook_endpoints = false;
+        self.applications = false;
     }
 }
 
@@ -363,7 +374,7 @@ pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp,
                     state.notify_effects(actor, command, &events, now, fx);
                 }
                 if let Some(before) = before {
-                    state.hook_effects(before, command, &events, now, fx);
+                    state.hook_effects(before, actor, command, &events, now, fx);
                 }
             }
         }
@@ -407,6 +418,7 @@ impl State {
             trip_shares: self.trip_shares.clone(),
             outbox: self.outbox.clone(),
             hooks: self.hooks.clone(),
+            applications: self.applications.clone(),
             index: Positions::default(),
         }
     }
@@ -495,7 +507,10 @@ impl State {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let deadline = self.deadlines.get_min().map(|(t, _)| *t);
         let expiry = self.idempotency_expiry.get_min().map(|(t, _, _)| *t);
-        [deadline, expiry, self.outbox_deadline(), self.hooks_deadline()].into_iter().flatten().min()
+        [deadline, expiry, self.outbox_deadline(), self.hooks_deadline(), self.applications.next_reminder()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn dispatch_command(
@@ -528,6 +543,7 @@ impl State {
                 self.purge_expired(now);
                 self.outbox_tick(now, fx);
                 self.hooks_tick(now, fx);
+                self.licence_reminders(now, fx);
                 Ok(Outcome::Done)
             }
             Command::CreateZone { id, zone } => self.create_zone(who, *id, zone, now, fx),
@@ -594,6 +610,14 @@ impl State {
             Command::WebhookAttempted { endpoint_id, event_id, attempt, outcome } => {
                 self.webhook_attempted(who, *endpoint_id, *event_id, *attempt, outcome, now, fx)
             }
+            Command::PutApplication(details) => self.put_application(who, details, now, fx),
+            Command::AddDocument { kind, sha256, media_type, size } => {
+                self.add_document(who, *kind, *sha256, *media_type, *size, now, fx)
+            }
+            Command::SubmitApplication => self.submit_application(who, now, fx),
+            Command::DecideApplication { driver_id, approve, reason } => {
+                self.decide_application(who, *driver_id, *approve, reason.as_deref(), now, fx)
+            }
         }
     }
 
@@ -621,7 +645,9 @@ impl State {
 
     fn driver_of(&self, who: Who) -> Result<UserId> {
         match who {
-            Who::Driver(id) => Ok(id),
+            Who::Driver(id) if self.drivers.contains_key(&id) => Ok(id),
+            // An applicant: a driver user without a driver record until approved.
+            Who::Driver(id) => Err(Error::NotApproved(id)),
             _ => Err(Error::Forbidden("only drivers do this".into())),
         }
     }
@@ -724,6 +750,7 @@ impl State {
 pub const MAX_BID_MINOR: i64 = 10_000_000_000;
 
 mod account;
+mod applications;
 mod archive;
 mod catalog;
 mod chat;

@@ -341,13 +341,13 @@ impl State {
         Params { trip_id: Some(trip.id), reference: Some(trip.reference.to_string()), ..self.params_for(user) }
     }
 
-    fn params_for(&self, user: UserId) -> Params {
+    pub(super) fn params_for(&self, user: UserId) -> Params {
         let language = self.users.get(&user).map(|u| u.language.clone()).unwrap_or_else(|| "en".into());
         Params { language, ..Params::default() }
     }
 
     /// One push item per device of `user` (none without a device).
-    fn push(&mut self, user: UserId, kind: Kind, params: Params, now: Timestamp, fx: &mut Effects) {
+    pub(super) fn push(&mut self, user: UserId, kind: Kind, params: Params, now: Timestamp, fx: &mut Effects) {
         let devices: Vec<DeviceId> = self.outbox.devices_of(user).iter().map(|d| d.id).collect();
         if devices.is_empty() {
             return;

@@ -131,6 +131,9 @@ impl State {
         if online && driver.suspended {
             return Err(Error::Forbidden("this driver is suspended".into()));
         }
+        if online {
+            self.application_blocks_online(id, now)?;
+        }
         if !online && driver.availability == Availability::OnTrip {
             return Err(Error::InvalidTransition {
                 action: "go offline",

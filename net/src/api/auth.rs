@@ -62,7 +62,13 @@ impl Ctx<'_> {
             Outcome::User(u) => {
                 let token = self.app.keys.token_for(&u, now().as_secs());
                 self.who = Some(Principal::User { id: u.id, role: u.role });
-                Ok(json_response(StatusCode::OK, &json!({"token": token, "user": render::user(&u)})))
+                let mut user = render::user(&u);
+                if u.role == Role::Driver {
+                    // A driver account opened by a first sign-in is an applicant until approved.
+                    let approved = self.app.engine.read(|v| v.driver(u.id).is_some());
+                    user["status"] = json!(if approved { "approved" } else { "applicant" });
+                }
+                Ok(json_response(StatusCode::OK, &json!({"token": token, "user": user})))
             }
             Outcome::OtpRefused { locked } => Err(ApiError::new(
                 "invalid_otp",

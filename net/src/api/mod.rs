@@ -2,7 +2,8 @@
 //! an endpoint to its handler (`Ctx::dispatch`). The route table is [`routes`] (every
 //! path, its method, rights and limits); the handlers live by resource: `auth` (sign-in,
 //! users, tokens), `me` (the caller's profile, share links), `trips`, `chat` (a trip's messages), `drivers`, `money` (wallets, refunds, payments, coupons),
-//! `admin` (zones, alerts), `webhooks`, and the console's files (`console`). The OpenAPI
+//! `admin` (zones, alerts), `webhooks`, `applications` (drivers' applications and
+//! their documents), and the console's files (`console`). The OpenAPI
 //! document of all of it, and the check of request bodies against it, is [`openapi`]. Each is an
 //! `impl Ctx` over the helpers here (the caller, the body, submitting a command, the
 //! trip the caller may see).
@@ -27,6 +28,7 @@
 //! in `Allow`.
 
 mod admin;
+mod applications;
 mod auth;
 mod chat;
 mod console;
@@ -41,6 +43,7 @@ pub mod routes;
 mod trips;
 mod webhooks;
 
+pub(crate) use applications::application_json;
 pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
 pub use trips::TRAIL_MAX_POINTS;
 
@@ -216,7 +219,14 @@ async fn pipeline(
     // Checked before the body is read: a bad key refuses the request whole.
     let idem_key = if spec.idempotent { idempotency_key(req.headers())? } else { None };
     let query = Query::parse(req.uri().query());
-    let limit = if spec.large_body { crate::config::ZONE_BODY_BYTES } else { app.config.server.max_body_bytes };
+    let limit = if spec.large_body {
+        crate::config::ZONE_BODY_BYTES
+    } else if matches!(ep, Endpoint::UploadDocument(_)) {
+        // A document upload: its bytes, up to the documents' limit (read with the bound).
+        dispatch_core::application::MAX_DOCUMENT_BYTES
+    } else {
+        app.config.server.max_body_bytes
+    };
     let (parts, body) = req.into_parts();
     let body = http::read_body(&parts.headers, body, limit).await?;
     // Webhooks read their gateway's signature header (and event id headers).
@@ -531,6 +541,13 @@ impl Ctx<'_> {
             E::HookDeliveries(id) => self.list_webhook_deliveries(&id),
             E::ResendHook(id, event) => self.resend_webhook(&id, &event).await,
             E::Console(asset) => Ok(asset.response()),
+            E::PutApplication => self.put_application().await,
+            E::UploadDocument(kind) => self.upload_document(&kind).await,
+            E::SubmitApplication => self.submit_application().await,
+            E::ListApplications => self.list_applications(),
+            E::GetApplication(id) => self.get_application(&id),
+            E::ApplicationDocument(id, kind) => self.application_document(&id, &kind).await,
+            E::DecideApplication(id, approve) => self.decide_application(&id, approve).await,
         }
     }
 }

@@ -150,6 +150,21 @@ pub enum Endpoint {
     ResendHook(String, String),
     /// `GET /console` and its assets.
     Console(ConsoleAsset),
+    // ----- driver applications -----
+    /// `PUT /v1/driver/application`: the applicant's details.
+    PutApplication,
+    /// `PUT /v1/driver/application/documents/{kind}`: a document's raw bytes.
+    UploadDocument(String),
+    /// `POST /v1/driver/application/submit`
+    SubmitApplication,
+    /// `GET /v1/admin/applications`
+    ListApplications,
+    /// `GET /v1/admin/applications/{id}`
+    GetApplication(String),
+    /// `GET /v1/admin/applications/{id}/documents/{kind}`: the file, as an attachment.
+    ApplicationDocument(String, String),
+    /// `POST /v1/admin/applications/{id}/approve` (`true`) or `reject`.
+    DecideApplication(String, bool),
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -321,6 +336,25 @@ pub const ROUTES: &[Route] = {
         route!("GET", "/console", "console", |_| E::Console(ConsoleAsset::Page)),
         route!("GET", "/console/app.js", "console", |_| E::Console(ConsoleAsset::Script)),
         route!("GET", "/console/app.css", "console", |_| E::Console(ConsoleAsset::Style)),
+        // Driver applications.
+        route!("PUT", "/v1/driver/application", "driver_application", |_| E::PutApplication),
+        route!("PUT", "/v1/driver/application/documents/{kind}", "driver_application_document", |x| E::UploadDocument(
+            p(x, 0)
+        )),
+        route!("POST", "/v1/driver/application/submit", "driver_application_submit", |_| E::SubmitApplication),
+        route!("GET", "/v1/admin/applications", "admin_applications", |_| E::ListApplications),
+        route!("GET", "/v1/admin/applications/{id}", "admin_application", |x| E::GetApplication(p(x, 0))),
+        route!("GET", "/v1/admin/applications/{id}/documents/{kind}", "admin_application_document", |x| {
+            E::ApplicationDocument(p(x, 0), p(x, 1))
+        }),
+        route!("POST", "/v1/admin/applications/{id}/approve", "admin_application_approve", |x| E::DecideApplication(
+            p(x, 0),
+            true
+        )),
+        route!("POST", "/v1/admin/applications/{id}/reject", "admin_application_reject", |x| E::DecideApplication(
+            p(x, 0),
+            false
+        )),
     ]
 };
 
@@ -479,6 +513,16 @@ impl Endpoint {
             E::ResendHook(..) => idem(spec("admin_webhook_resend", ADMIN)),
             // Static files carry no data: the console signs in with a staff token in the page.
             E::Console(_) => Spec { ip_limited: false, ..spec("console", Allow::Anyone) },
+            // An applicant is a driver user (its role is `driver` from its first sign-in).
+            E::PutApplication => spec("driver_application", DRIVER),
+            // The body limit of uploads is `application::MAX_DOCUMENT_BYTES` (the pipeline).
+            E::UploadDocument(_) => spec("driver_application_document", DRIVER),
+            E::SubmitApplication => idem(spec("driver_application_submit", DRIVER)),
+            E::ListApplications => spec("admin_applications", STAFF),
+            E::GetApplication(_) => spec("admin_application", STAFF),
+            E::ApplicationDocument(..) => spec("admin_application_document", STAFF),
+            E::DecideApplication(_, true) => idem(spec("admin_application_approve", ADMIN)),
+            E::DecideApplication(_, false) => idem(spec("admin_application_reject", ADMIN)),
         }
     }
 }

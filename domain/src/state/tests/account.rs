@@ -1,5 +1,5 @@
 //! Sign-in codes, tokens and presence (`account.rs`): OTP limits and lockouts, housekeeping of
-//! OTP records, driver sign-in, token revocation, and a disconnected driver's grace.
+//! OTP records, driver sign-in (an applicant), token revocation, and a disconnected driver's grace.
 
 use super::*;
 use crate::trip::TripStatus;
@@ -53,12 +53,17 @@ fn housekeeping_forgets_idle_otp_records_and_keeps_the_others() {
 }
 
 #[test]
-fn a_driver_signs_in_only_to_an_account_an_admin_made() {
+fn a_drivers_first_sign_in_opens_an_applicant_who_cannot_work() {
     let mut w = World::new(rules());
     let phone = "+201033334444".to_string();
     w.run(Actor::System, Command::IssueOtp { phone: phone.clone(), role: Role::Driver, code_hash: [5; 32] }).unwrap();
     let verify = Command::VerifyOtp { phone, code_hash: [5; 32], new_user_id: None };
-    assert!(matches!(w.run(Actor::System, verify), Err(Error::Forbidden(_))));
+    let Outcome::User(u) = w.run(Actor::System, verify).unwrap() else { panic!() };
+    assert_eq!((u.role, u.vehicle.is_none()), (Role::Driver, true));
+    assert!(w.state.driver(u.id).is_none(), "no driver record until approved");
+    assert!(w.state.applications().get(u.id).is_some(), "an empty application is opened");
+    let online = Command::SetDriverStatus { online: true, location: None };
+    assert!(matches!(w.run(Actor::User(u.id), online), Err(Error::NotApproved(_))));
     w.finish();
 }
 

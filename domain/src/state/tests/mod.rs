@@ -19,8 +19,10 @@
 //! - `notify`: push devices and the notification outbox (a proptest of its promise).
 //! - `hooks`: outbound webhooks: events, the per-subject order, reports (a proptest).
 //! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
+//! - `applications`: driver applications, their transitions, going online, licence reminders.
 
 mod account;
+mod applications;
 mod archive;
 mod catalog;
 mod chat;

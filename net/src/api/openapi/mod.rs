@@ -18,6 +18,7 @@
 //!   one's dotted path, `details` all of them). Ranges of coordinates stay the handlers'
 //!   (`invalid_coordinates`, API.md): the schemas' `lat`/`lng` are plain numbers.
 
+mod applications;
 mod hooks;
 mod notify;
 mod ops;
@@ -145,6 +146,10 @@ fn responses(op: &Op, spec: Option<Spec>) -> Value {
             resp["content"] = json!({"application/json": {"schema": schema()}});
         } else if op.name == "metrics" {
             resp["content"] = json!({"text/plain": {"schema": metrics_out()}});
+        } else if op.name == "admin_application_document" {
+            // The stored file as it was uploaded, in its sniffed media type.
+            let file = json!({"schema": {"type": "string", "contentEncoding": "binary"}});
+            resp["content"] = json!({"image/jpeg": file, "image/png": file, "application/pdf": file});
         }
         out.insert(status.to_string(), resp);
     }
@@ -230,6 +235,12 @@ fn operation(op: &Op) -> Value {
         }
         Body::Raw { content_type, description } => {
             let mut content = json!({content_type: {"schema": {"type": "string"}}});
+            if content_type == "application/octet-stream" {
+                // A document upload: any of these, told apart by its bytes, not this header.
+                let file = json!({"schema": {"type": "string", "contentEncoding": "binary"}});
+                content = json!({"image/jpeg": file, "image/png": file, "application/pdf": file,
+                    "application/octet-stream": file});
+            }
             if content_type == "text/csv" {
                 // Read as text whatever its declared type; plain text is what most clients send.
                 content["text/plain"] = json!({"schema": {"type": "string"}});

@@ -60,6 +60,7 @@ pub(super) fn notifications_page() -> Value {
         "chat_message",
         "delivery_code",
         "sos",
+        "licence_expiring",
     ]
     .to_vec();
     let item = obj(

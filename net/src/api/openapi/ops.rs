@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::applications::*;
 use super::hooks::*;
 use super::notify::*;
 use super::profile::*;
@@ -134,9 +135,9 @@ pub(super) const OPS: &[Op] = &[
         [(200, "One quote per category (or the one asked for).", Some(estimate_out))],
         &["invalid_coordinates", "outside_service_area", "no_pricing", "coupon_invalid"], true),
     op!("POST" "/v1/driver/status" "driver_status", "drivers", "Go online or offline.", DRIVER, no_query, json_body(driver_status_in, driver_status_ex),
-        [(200, "The driver's record.", Some(driver_ref))], &["invalid_coordinates", "invalid_transition", "forbidden", "not_found"], true),
+        [(200, "The driver's record.", Some(driver_ref))], &["invalid_coordinates", "invalid_transition", "forbidden", "not_found", "not_approved", "document_expired"], true),
     op!("POST" "/v1/driver/location" "driver_location", "drivers", "Report a position (answered before it is durable).", DRIVER, no_query, json_body(location_in, location_ex),
-        [(204, "Taken.", None)], &["invalid_coordinates", "invalid_transition", "not_found"], true),
+        [(204, "Taken.", None)], &["invalid_coordinates", "invalid_transition", "not_found", "not_approved"], true),
     op!("GET" "/v1/driver/offers" "driver_offers", "drivers", "The caller's pending offers.", DRIVER, no_query, Body::None,
         [(200, "The offers.", Some(offers_items))], &[], false),
     op!("GET" "/v1/admin/drivers/nearby" "admin_drivers_nearby", "drivers", "Drivers at work near a point, nearest first.", STAFF, nearby_query, Body::None,
@@ -246,6 +247,24 @@ pub(super) const OPS: &[Op] = &[
         [(200, "A page of deliveries.", Some(hook_deliveries_page))], &["not_found"], false),
     op!("POST" "/v1/admin/webhook-endpoints/{id}/deliveries/{event_id}/resend" "admin_webhook_resend", "admin", "Send a finished delivery again: pending at once, a new 3-day window; `409` while it is pending.", ADMIN, no_query, Body::None,
         [(200, "Pending again.", Some(hook_delivery))], &["not_found", "invalid_transition"], true),
+    // Driver applications.
+    op!("PUT" "/v1/driver/application" "driver_application", "drivers", "An applicant gives or replaces its application's details (while it is draft or rejected; submitted or approved: `409 invalid_transition`).", DRIVER, no_query, json_body(application_in, application_ex),
+        [(200, "The application.", Some(application_out))], &["invalid_transition", "forbidden"], true),
+    op!("PUT" "/v1/driver/application/documents/{kind}" "driver_application_document", "drivers", "Upload a document (kind `license_front`, `license_back`, `id_card`, `vehicle_registration` or `photo`): the raw file, at most 5 MiB. Its type is read from its bytes (JPEG, PNG or PDF), never from `Content-Type`; anything else is `422 unsupported_media_type` and nothing is stored. A new upload of a kind replaces the old one.", DRIVER, no_query,
+        Body::Raw { content_type: "application/octet-stream", description: "The file's bytes (5 MiB limit)." },
+        [(201, "Stored.", Some(document_upload_out))], &["unsupported_media_type", "invalid_transition", "forbidden"], true),
+    op!("POST" "/v1/driver/application/submit" "driver_application_submit", "drivers", "Submit the application for review: every detail and all five documents are needed (`400 invalid_request` lists each missing one in `details`).", DRIVER, no_query, EMPTY,
+        [(200, "Submitted (`status`: `submitted`).", Some(application_out))], &["invalid_transition", "forbidden"], true),
+    op!("GET" "/v1/admin/applications" "admin_applications", "admin", "Drivers' applications, most recently changed first.", STAFF, applications_query, Body::None,
+        [(200, "A page of applications.", Some(applications_page))], &[], false),
+    op!("GET" "/v1/admin/applications/{id}" "admin_application", "admin", "One application (its id is its applicant's user id).", STAFF, no_query, Body::None,
+        [(200, "The application.", Some(application_out))], &[], false),
+    op!("GET" "/v1/admin/applications/{id}/documents/{kind}" "admin_application_document", "admin", "A document's file, as an attachment (`Content-Disposition: attachment`, `X-Content-Type-Options: nosniff`), in its sniffed media type. A file missing or damaged on the server: `500 internal`.", STAFF, no_query, Body::None,
+        [(200, "The file.", None)], &["internal"], false),
+    op!("POST" "/v1/admin/applications/{id}/approve" "admin_application_approve", "admin", "Approve a submitted application: its applicant becomes a driver with the application's name and vehicle.", ADMIN, no_query, optional_body(reason_in, reason_ex),
+        [(200, "The application, approved.", Some(application_out))], &["invalid_transition"], true),
+    op!("POST" "/v1/admin/applications/{id}/reject" "admin_application_reject", "admin", "Reject a submitted application (the applicant may edit it and submit again).", ADMIN, no_query, optional_body(reason_in, reason_ex),
+        [(200, "The application, rejected.", Some(application_out))], &["invalid_transition"], true),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made
