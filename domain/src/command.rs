@@ -494,6 +494,26 @@ pub enum Command {
         #[serde(default)]
         archived: Option<Arc<Remembered>>,
     },
+    // ----- issue 19: parcels and coupon admin -----
+    /// The assigned driver ends a parcel trip with the delivery code the recipient got by
+    /// SMS (a parcel's `CompleteTrip` from its driver is refused for want of it). A wrong
+    /// code is counted ([`Outcome::DeliveryCodeRefused`]); at
+    /// [`MAX_CODE_FAILURES`](crate::trip::MAX_CODE_FAILURES) only staff complete it.
+    CompleteDelivery {
+        /// Which.
+        trip_id: TripId,
+        /// As typed by the driver.
+        delivery_code: String,
+        /// Distance actually driven, if the app measured it.
+        distance_m: Option<u32>,
+        /// Where the ride actually ended, if not at the planned drop-off.
+        dropoff: Option<LatLng>,
+    },
+    /// An admin disables a coupon: later estimates and bookings with it are refused.
+    DisableCoupon {
+        /// Its code.
+        code: String,
+    },
 }
 
 impl Command {
@@ -541,6 +561,8 @@ impl Command {
             Command::RemoveDevice { .. } => "remove_device",
             Command::NotificationAttempted { .. } => "notification_attempted",
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
+            Command::CompleteDelivery { .. } => "complete_delivery",
+            Command::DisableCoupon { .. } => "disable_coupon",
         }
     }
 
@@ -564,7 +586,8 @@ impl Command {
             | Command::RecordDeadLetter { trip_id, .. }
             | Command::SetPaymentMethod { trip_id, .. }
             | Command::UnlockPickupCode { trip_id }
-            | Command::ConfirmCashReceived { trip_id } => Some(*trip_id),
+            | Command::ConfirmCashReceived { trip_id }
+            | Command::CompleteDelivery { trip_id, .. } => Some(*trip_id),
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.trip_id(),
             _ => None,
         }
@@ -685,6 +708,13 @@ pub enum Outcome {
     Coalesced {
         /// When the report may be published.
         publish_at: Timestamp,
+    },
+    /// A wrong delivery code was counted (`forbidden`): `attempts_left` more may be tried
+    /// before the code locks; `0` when this one locked it (then only staff complete the
+    /// trip, or unlock the code).
+    DeliveryCodeRefused {
+        /// Wrong codes still allowed before the lock.
+        attempts_left: u8,
     },
 }
 

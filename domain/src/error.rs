@@ -122,6 +122,12 @@ pub enum Error {
     /// A bug or a broken invariant. Never caused by input alone.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A parcel heavier than its category carries (`parcel_too_heavy`).
+    #[error("the parcel is too heavy: this category carries at most {max_weight_kg} kg")]
+    ParcelTooHeavy {
+        /// The category's limit.
+        max_weight_kg: u32,
+    },
 }
 
 impl Error {
@@ -147,6 +153,7 @@ impl Error {
             Error::InvalidOtp => "invalid_otp",
             Error::RateLimited { .. } => "rate_limited",
             Error::Internal(_) => "internal",
+            Error::ParcelTooHeavy { .. } => "parcel_too_heavy",
         }
     }
 

@@ -93,6 +93,9 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         }),
         Outcome::Replayed(first) => json!({ "outcome": "replayed", "first": outcome_json(*first) }),
         Outcome::Coalesced { publish_at } => json!({ "outcome": "coalesced", "publish_at": publish_at }),
+        Outcome::DeliveryCodeRefused { attempts_left } => {
+            json!({ "outcome": "delivery_code_refused", "attempts_left": attempts_left })
+        }
     }
 }
 

@@ -108,6 +108,7 @@ pub fn status_of(code: &str) -> StatusCode {
         | "coupon_invalid"
         | "insufficient_funds"
         | "refund_exceeds_captured" => StatusCode::UNPROCESSABLE_ENTITY,
+        "parcel_too_heavy" => StatusCode::UNPROCESSABLE_ENTITY,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "overloaded" | "read_only" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

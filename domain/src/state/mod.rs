@@ -490,7 +490,7 @@ impl State {
             Command::DriverArrived { trip_id } => self.arrived(who, *trip_id, now, fx),
             Command::StartTrip { trip_id, pickup_code } => self.start(who, *trip_id, pickup_code, now, fx),
             Command::CompleteTrip { trip_id, distance_m, dropoff } => {
-                self.complete(who, *trip_id, *distance_m, *dropoff, now, fx)
+                self.complete(who, *trip_id, None, *distance_m, *dropoff, now, fx)
             }
             Command::CancelTrip { trip_id, code, reason } => self.cancel(who, *trip_id, *code, reason, now, fx),
             Command::Tick => {
@@ -555,6 +555,10 @@ impl State {
             Command::NotificationAttempted { id, attempt, outcome } => {
                 self.notification_attempted(who, *id, *attempt, outcome, now, fx)
             }
+            Command::CompleteDelivery { trip_id, delivery_code, distance_m, dropoff } => {
+                self.complete(who, *trip_id, Some(delivery_code), *distance_m, *dropoff, now, fx)
+            }
+            Command::DisableCoupon { code } => self.disable_coupon(who, code, now, fx),
         }
     }
 

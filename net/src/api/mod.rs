@@ -525,6 +525,10 @@ impl Ctx<'_> {
             E::DeleteDevice(id) => self.delete_device(&id).await,
             E::ListNotifications => self.list_notifications(),
             E::Console(asset) => Ok(asset.response()),
+            E::ListCoupons => self.list_coupons(),
+            E::GetCoupon(code) => self.get_coupon(&code),
+            E::DisableCoupon(code) => self.disable_coupon(&code).await,
+            E::AdminComplete(id) => self.admin_complete(&id).await,
         }
     }
 }

@@ -140,6 +140,15 @@ pub enum Endpoint {
     ListNotifications,
     /// `GET /console` and its assets.
     Console(ConsoleAsset),
+    // ----- issue 19: parcels and coupon admin -----
+    /// `GET /v1/admin/coupons`
+    ListCoupons,
+    /// `GET /v1/admin/coupons/{code}`
+    GetCoupon(String),
+    /// `POST /v1/admin/coupons/{code}/disable`
+    DisableCoupon(String),
+    /// `POST /v1/admin/trips/{id}/complete`: staff complete a parcel without its code.
+    AdminComplete(String),
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -300,6 +309,10 @@ pub const ROUTES: &[Route] = {
         route!("GET", "/console", "console", |_| E::Console(ConsoleAsset::Page)),
         route!("GET", "/console/app.js", "console", |_| E::Console(ConsoleAsset::Script)),
         route!("GET", "/console/app.css", "console", |_| E::Console(ConsoleAsset::Style)),
+        route!("GET", "/v1/admin/coupons", "admin_coupons", |_| E::ListCoupons),
+        route!("GET", "/v1/admin/coupons/{code}", "admin_coupon", |x| E::GetCoupon(p(x, 0))),
+        route!("POST", "/v1/admin/coupons/{code}/disable", "admin_coupon_disable", |x| E::DisableCoupon(p(x, 0))),
+        route!("POST", "/v1/admin/trips/{id}/complete", "admin_trip_complete", |x| E::AdminComplete(p(x, 0))),
     ]
 };
 
@@ -367,6 +380,7 @@ impl Endpoint {
             | E::PaymentMethod(t)
             | E::CashReceived(t)
             | E::UnlockCode(t)
+            | E::AdminComplete(t)
             | E::TripTrail(t)
             | E::Share(t)
             | E::Unshare(t)
@@ -453,6 +467,10 @@ impl Endpoint {
             E::ListNotifications => spec("admin_notifications", STAFF),
             // Static files carry no data: the console signs in with a staff token in the page.
             E::Console(_) => Spec { ip_limited: false, ..spec("console", Allow::Anyone) },
+            E::ListCoupons => spec("admin_coupons", ADMIN),
+            E::GetCoupon(_) => spec("admin_coupon", ADMIN),
+            E::DisableCoupon(_) => idem(spec("admin_coupon_disable", ADMIN)),
+            E::AdminComplete(_) => idem(spec("admin_trip_complete", STAFF)),
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
 //! - `notify`: push devices and the notification outbox (a proptest of its promise).
 //! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
+//! - `parcels`: parcel prices and the weight limit, the delivery code (SMS, lockout, a
+//!   proptest of the lock), staff completion; disabled coupons and what `uses` counts.
 
 mod account;
 mod archive;
@@ -28,6 +30,7 @@ mod location;
 mod money;
 mod money_model;
 mod notify;
+mod parcels;
 mod scheduled;
 mod shares;
 mod stops;
