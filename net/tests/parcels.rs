@@ -13,6 +13,7 @@ use common::*;
 use serde_json::{Value, json};
 
 const RECIPIENT: &str = "+201055555555";
+const SECOND_RECIPIENT: &str = "+201066666666";
 
 /// API.md's Cairo zone, whose economy carries parcels at 250 per kg up to 20 kg.
 fn parcel_zone() -> Value {
@@ -26,19 +27,23 @@ fn places() -> Value {
 }
 
 fn parcel_body(weight_kg: f64) -> Value {
+    parcel_to(weight_kg, RECIPIENT)
+}
+
+fn parcel_to(weight_kg: f64, phone: &str) -> Value {
     let mut b = places();
     b["category"] = json!("economy");
     b["payment_method"] = json!("cash");
-    b["parcel"] = json!({"weight_kg": weight_kg, "description": "books", "recipient_phone": RECIPIENT});
+    b["parcel"] = json!({"weight_kg": weight_kg, "description": "books", "recipient_phone": phone});
     b
 }
 
-/// The delivery codes texted to the recipient so far (the file sink's lines), oldest first.
-fn codes_texted(s: &Server) -> Vec<String> {
+/// The delivery codes texted to `phone` so far (the file sink's lines), oldest first.
+fn codes_texted(s: &Server, phone: &str) -> Vec<String> {
     let sms = std::fs::read_to_string(s.dir.path().join("sms.jsonl")).unwrap_or_default();
     sms.lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|l| l["to"] == RECIPIENT)
+        .filter(|l| l["to"] == phone)
         .map(|l| {
             let text = l["text"].as_str().unwrap().to_owned();
             let at = text.find("Delivery code: ").unwrap_or_else(|| panic!("{text}")) + "Delivery code: ".len();
@@ -47,11 +52,12 @@ fn codes_texted(s: &Server) -> Vec<String> {
         .collect()
 }
 
-/// Waits for the `n`th delivery code to reach the sink (the outbox's worker sends it).
-async fn nth_code(s: &Server, n: usize) -> String {
+/// Waits for the first delivery code to `phone` to reach the sink (the outbox's worker
+/// sends it).
+async fn code_to(s: &Server, phone: &str) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Some(code) = codes_texted(s).get(n - 1) {
+        if let Some(code) = codes_texted(s, phone).first() {
             return code.clone();
         }
         assert!(Instant::now() < deadline, "no delivery code by SMS; stderr: {}", s.stderr());
@@ -59,9 +65,9 @@ async fn nth_code(s: &Server, n: usize) -> String {
     }
 }
 
-/// `rider` books a parcel of `weight_kg`; `driver` takes it and starts it: its id.
-async fn parcel_under_way(s: &Server, rider: &str, driver: &str, weight_kg: f64) -> String {
-    let t = s.post("/v1/trips", rider, parcel_body(weight_kg)).await.expect(201);
+/// `rider` sends a parcel of `weight_kg` to `phone`; `driver` takes it and starts it: its id.
+async fn parcel_under_way(s: &Server, rider: &str, driver: &str, weight_kg: f64, phone: &str) -> String {
+    let t = s.post("/v1/trips", rider, parcel_to(weight_kg, phone)).await.expect(201);
     let id = t["id"].as_str().unwrap().to_owned();
     assert_eq!(t["kind"], "parcel");
     s.post(&format!("/v1/trips/{id}/accept"), driver, json!({})).await.expect(200);
@@ -73,8 +79,13 @@ async fn parcel_under_way(s: &Server, rider: &str, driver: &str, weight_kg: f64)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parcel_is_priced_by_weight_its_code_is_texted_and_wrong_codes_leave_it_to_staff() {
-    let s = Server::start(&[], None);
-    s.post("/v1/admin/zones", ADMIN, parcel_zone()).await.expect(201);
+    let mut s = Server::start(&[], None);
+    // A category carries at most a tonne; the zone shows its parcel prices.
+    let mut heavy = parcel_zone();
+    heavy["pricing"]["economy"]["parcel"]["max_weight_kg"] = json!(1_001);
+    s.post("/v1/admin/zones", ADMIN, heavy).await.expect_error(400, "invalid_request");
+    let zone = s.post("/v1/admin/zones", ADMIN, parcel_zone()).await.expect(201);
+    assert_eq!(zone["pricing"]["economy"]["parcel"], json!({"per_kg_minor": 250, "max_weight_kg": 20}));
     let (_, rider) = user(&s, "rider", 1).await;
     let (_, driver) = online_driver(&s, 2, HERE).await;
 
@@ -96,8 +107,8 @@ async fn a_parcel_is_priced_by_weight_its_code_is_texted_and_wrong_codes_leave_i
     s.post("/v1/trips", &rider, parcel_body(0.0)).await.expect_error(400, "invalid_request");
 
     // Booked and under way: the recipient got the code by SMS; the driver never sees it.
-    let id = parcel_under_way(&s, &rider, &driver, 2.5).await;
-    let code = nth_code(&s, 1).await;
+    let id = parcel_under_way(&s, &rider, &driver, 2.5, RECIPIENT).await;
+    let code = code_to(&s, RECIPIENT).await;
     assert!(code.len() == 4 && code.bytes().all(|b| b.is_ascii_digit()), "{code}");
     let seen = s.get(&format!("/v1/trips/{id}"), &driver).await.expect(200);
     let keys: Vec<&String> = seen["parcel"].as_object().unwrap().keys().collect();
@@ -119,16 +130,29 @@ async fn a_parcel_is_priced_by_weight_its_code_is_texted_and_wrong_codes_leave_i
         (locked["status"].as_str(), locked["parcel"]["delivery_code_locked"].as_bool()),
         (Some("in_progress"), Some(true))
     );
-    // Only staff complete it now; the rider and the driver cannot use their route.
+
+    // Still locked after a restart: the lock is the trip's, in the engine's state.
+    s.sigterm();
+    assert!(s.wait_exit().success());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::rename(s.data_dir(), dir.path().join("data")).unwrap();
+    let s = Server::start_in(dir, &[], None);
+    let again = s.get(&format!("/v1/trips/{id}"), ADMIN).await.expect(200);
+    assert_eq!(again["parcel"]["delivery_code_locked"], true);
+    s.post(&complete, &driver, json!({"delivery_code": code})).await.expect_error(403, "forbidden");
+
+    // Only staff complete it now; the driver cannot use their route.
     let staff = format!("/v1/admin/trips/{id}/complete");
     s.post(&staff, &driver, json!({})).await.expect_error(403, "forbidden");
     let done = s.post(&staff, ADMIN, json!({})).await.expect(200);
     assert_eq!(done["status"], "completed");
     assert!(done["fare"]["final_minor"].as_i64().unwrap() > 0);
 
-    // The next parcel: the right code delivers it.
-    let id = parcel_under_way(&s, &rider, &driver, 1.0).await;
-    let code = nth_code(&s, 2).await;
+    // The next parcel (to another phone: the restarted server has its own sink): the right
+    // code delivers it.
+    s.post("/v1/driver/location", &driver, json!({"lat": HERE.0, "lng": HERE.1})).await.expect(204);
+    let id = parcel_under_way(&s, &rider, &driver, 1.0, SECOND_RECIPIENT).await;
+    let code = code_to(&s, SECOND_RECIPIENT).await;
     let done = s.post(&format!("/v1/trips/{id}/complete"), &driver, json!({"delivery_code": code})).await.expect(200);
     assert_eq!(done["status"], "completed");
 }
