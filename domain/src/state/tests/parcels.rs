@@ -6,8 +6,9 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::fare::ParcelPricing;
+use crate::ledger::{AccountKey, AccountKind};
 use crate::outbox::{Channel, Kind, Target};
-use crate::trip::{CancelReason, MAX_CODE_FAILURES, Parcel, TripKind, TripStatus};
+use crate::trip::{CancelReason, MAX_CODE_FAILURES, Parcel, PaymentMethod, TripKind, TripStatus};
 
 const RECIPIENT: &str = "+201055555555";
 
@@ -297,6 +298,71 @@ proptest! {
                 prop_assert_eq!(w.get(trip).delivery_code_failures, failures);
             }
         }
+        w.finish();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Parcel fares through the ledger: whatever the weight, the method (cash, wallet) and
+    /// the coupon, the final fare is the ride's 6704 plus `round(250 × weight_g / 1000)`
+    /// less the discount, the rider pays exactly it, the commission is taken on the fare
+    /// before the discount, and the books balance (the harness checks them after every
+    /// command as well).
+    #[test]
+    fn parcel_fares_settle_like_rides_and_the_books_balance(
+        weight_g in 1u32..=20_000,
+        wallet in any::<bool>(),
+        with_coupon in any::<bool>(),
+    ) {
+        let egp: crate::money::Currency = "EGP".parse().unwrap();
+        let mut w = parcel_world();
+        if with_coupon {
+            w.add_coupon(coupon("TENPC", 1_000, None));
+        }
+        let rider = w.rider();
+        if wallet {
+            let credit = Command::CreditWallet {
+                id: None, user_id: rider, amount_minor: 100_000, currency: egp, reason: "top-up".into(),
+            };
+            w.run(Actor::Admin, credit).unwrap();
+        }
+        let d = w.driver(0.5);
+        let mut new = parcel_of(&w, weight_g);
+        new.payment_method = if wallet { PaymentMethod::Wallet } else { PaymentMethod::Cash };
+        new.coupon = with_coupon.then(|| "TENPC".to_owned());
+        let Ok(Outcome::Trip(t)) = w.run(Actor::User(rider), Command::CreateTrip(new)) else { panic!("refused") };
+        let trip = t.id;
+        w.accept(d, trip).unwrap();
+        w.run(Actor::User(d), Command::DriverArrived { trip_id: trip }).unwrap();
+        let pc = w.get(trip).pickup_code.to_string();
+        w.run(Actor::User(d), Command::StartTrip { trip_id: trip, pickup_code: pc }).unwrap();
+        w.drive(d, 8230.0, 960);
+        let code = delivery_code(&w, trip);
+        let done = Command::CompleteDelivery { trip_id: trip, delivery_code: code, distance_m: Some(8230), dropoff: None };
+        w.run(Actor::User(d), done).unwrap();
+
+        let half_up = |n: i64, d: i64| (n + d / 2) / d;
+        let parcel = half_up(250 * i64::from(weight_g), 1_000);
+        let before = 6_704 + parcel;
+        let discount = if with_coupon { half_up(before * 1_000, 10_000) } else { 0 };
+        let fare = before - discount;
+        let t = w.get(trip);
+        let b = t.fare.final_breakdown.unwrap();
+        prop_assert_eq!((b.parcel_minor, b.discount_minor, t.fare.final_minor), (parcel, discount, Some(fare)));
+        prop_assert_eq!(t.fare.estimate_breakdown.parcel_minor, parcel);
+        prop_assert_eq!(t.payment.captured_minor, fare);
+        let balance = |k: AccountKey| w.state.ledger().account(&k).balance();
+        if wallet {
+            prop_assert_eq!(balance(AccountKey::of(AccountKind::RiderWallet, rider, egp)), 100_000 - fare);
+        } else {
+            prop_assert_eq!(balance(AccountKey::of(AccountKind::CashInHand, d, egp)), -fare);
+        }
+        let commission = half_up(before * 1_500, 10_000);
+        prop_assert_eq!(balance(AccountKey::platform(AccountKind::PlatformRevenue, egp)), commission);
+        prop_assert_eq!(balance(AccountKey::of(AccountKind::DriverEarnings, d, egp)), before - commission);
+        w.state.ledger().check().unwrap();
         w.finish();
     }
 }
