@@ -563,6 +563,26 @@ pub enum Command {
         /// Why (optional, at most `application::MAX_DECISION_REASON_LEN` characters).
         reason: Option<String>,
     },
+    // ----- issue 19: parcels and coupon admin -----
+    /// The assigned driver ends a parcel trip with the delivery code the recipient got by
+    /// SMS (a parcel's `CompleteTrip` from its driver is refused for want of it). A wrong
+    /// code is counted ([`Outcome::DeliveryCodeRefused`]); at
+    /// [`MAX_CODE_FAILURES`](crate::trip::MAX_CODE_FAILURES) only staff complete it.
+    CompleteDelivery {
+        /// Which.
+        trip_id: TripId,
+        /// As typed by the driver.
+        delivery_code: String,
+        /// Distance actually driven, if the app measured it.
+        distance_m: Option<u32>,
+        /// Where the ride actually ended, if not at the planned drop-off.
+        dropoff: Option<LatLng>,
+    },
+    /// An admin disables a coupon: later estimates and bookings with it are refused.
+    DisableCoupon {
+        /// Its code.
+        code: String,
+    },
 }
 
 impl Command {
@@ -618,6 +638,8 @@ impl Command {
             Command::AddDocument { .. } => "add_document",
             Command::SubmitApplication => "submit_application",
             Command::DecideApplication { .. } => "decide_application",
+            Command::CompleteDelivery { .. } => "complete_delivery",
+            Command::DisableCoupon { .. } => "disable_coupon",
         }
     }
 
@@ -641,7 +663,8 @@ impl Command {
             | Command::RecordDeadLetter { trip_id, .. }
             | Command::SetPaymentMethod { trip_id, .. }
             | Command::UnlockPickupCode { trip_id }
-            | Command::ConfirmCashReceived { trip_id } => Some(*trip_id),
+            | Command::ConfirmCashReceived { trip_id }
+            | Command::CompleteDelivery { trip_id, .. } => Some(*trip_id),
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.trip_id(),
             _ => None,
         }
@@ -769,6 +792,13 @@ pub enum Outcome {
     },
     /// A driver application after the change.
     Application(Arc<Application>),
+    /// A wrong delivery code was counted (`forbidden`): `attempts_left` more may be tried
+    /// before the code locks; `0` when this one locked it (then only staff complete the
+    /// trip, or unlock the code).
+    DeliveryCodeRefused {
+        /// Wrong codes still allowed before the lock.
+        attempts_left: u8,
+    },
 }
 
 /// What happened, for the gateway to push and the outbox to deliver. Events are

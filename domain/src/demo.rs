@@ -25,6 +25,7 @@ pub const ECONOMY: Pricing = Pricing {
     free_wait_s: 180,
     commission_bps: 1500,
     free_cancel_s: crate::fare::DEFAULT_FREE_CANCEL_S,
+    parcel: None,
 };
 
 /// Comfort: economy's structure at higher prices.
@@ -39,6 +40,7 @@ pub const COMFORT: Pricing = Pricing {
     free_wait_s: 180,
     commission_bps: 1500,
     free_cancel_s: crate::fare::DEFAULT_FREE_CANCEL_S,
+    parcel: None,
 };
 
 /// `[lng, lat]` corners of the demo zone: a box from 28.5°N 30.5°E to 31.0°N 32.0°E,

@@ -133,6 +133,12 @@ pub enum Error {
         /// Its last valid day, `YYYY-MM-DD`.
         expires_on: String,
     },
+    /// A parcel heavier than its category carries (`parcel_too_heavy`).
+    #[error("the parcel is too heavy: this category carries at most {max_weight_kg} kg")]
+    ParcelTooHeavy {
+        /// The category's limit.
+        max_weight_kg: u32,
+    },
 }
 
 impl Error {
@@ -160,6 +166,7 @@ impl Error {
             Error::Internal(_) => "internal",
             Error::NotApproved(_) => "not_approved",
             Error::DocumentExpired { .. } => "document_expired",
+            Error::ParcelTooHeavy { .. } => "parcel_too_heavy",
         }
     }
 

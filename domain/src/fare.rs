@@ -13,12 +13,17 @@
 //! - no input, however large, panics or wraps: products are taken in `i128` with checked
 //!   arithmetic, and any amount that does not fit in `i64` is [`FareError::Overflow`];
 //! - the breakdown adds up exactly:
-//!   `base + distance + time + surge + minimum_fill + booking_fee + extra_fee + waiting
-//!   − discount = fare`;
+//!   `base + distance + time + surge + minimum_fill + booking_fee + extra_fee + parcel
+//!   + waiting − discount = fare`;
 //! - every amount, in and out, is in minor units of the zone's currency whatever its ISO
 //!   4217 exponent (a JPY zone's `per_km_minor` is yen, a KWD zone's fils): the formula
 //!   never scales by the exponent, so one rounding rule holds for every currency, and the
 //!   exponent only matters when an amount is shown (`Money`'s `Display`).
+//!
+//! Why this file is long: it is one formula. Every line of a fare (the ride, the parcel's
+//! weight, the waiting fee, the coupon's discount), the validation of each input and the one
+//! rounding rule stay together, so the formula below can be read against the code; a split
+//! would make the parts share the private arithmetic both ways (a module cycle).
 //!
 //! # The formula
 //!
@@ -33,6 +38,12 @@
 //! surge_minor     = surged − (base + distance + time)
 //! minimum_fill    = max(0, minimum − surged)
 //! ```
+//!
+//! A parcel ([`parcel_fare`]) adds `parcel_minor = round(per_kg_minor × weight_g / 1000)`
+//! of its category's [`ParcelPricing`] to `before_discount`, beside the booking and extra
+//! fees: it is not surged, it does not count towards the minimum, and a coupon discounts
+//! it like the rest. Weights are whole grams (the API's `weight_kg` × 1000, rounded half
+//! up by the server), so the arithmetic stays on integers.
 //!
 //! **Rounding** — `round(n / d)` is half up on exact integers: the quotient, plus one when
 //! the remainder is at least half the divisor (`3703.5 → 3704`, `3703.49… → 3703`). It is
@@ -62,6 +73,10 @@
 //!   without a report, the distance driven (or the planned route if the engine saw none).
 //! - **Commission** rounds half up on the platform's side; the driver gets the rest, so the
 //!   two parts always sum to the fare.
+//! - **Parcel weight** has one limit, here ([`Pricing::max_parcel_g`]): the category's
+//!   `parcel.max_weight_kg`, or [`DEFAULT_MAX_PARCEL_KG`] for a category without parcel
+//!   prices (which then carries parcels at its ride price). Heavier is
+//!   [`FareError::ParcelTooHeavy`] (`422 parcel_too_heavy`), at estimate and at booking.
 //!
 //! # Booking with a coupon
 //!
@@ -86,6 +101,11 @@ pub const MAX_DISTANCE_M: u64 = 100_000_000;
 pub const MAX_DURATION_S: u64 = 31 * 24 * 60 * 60;
 /// [`Pricing::free_cancel_s`] when a zone's pricing does not say.
 pub const DEFAULT_FREE_CANCEL_S: u32 = 120;
+/// The heaviest parcel a category without [`ParcelPricing`] carries, kilograms.
+pub const DEFAULT_MAX_PARCEL_KG: u32 = 50;
+/// The most a category's [`ParcelPricing::max_weight_kg`] may say: a tonne (a van's load).
+pub const MAX_PARCEL_WEIGHT_KG: u32 = 1_000;
+const GRAMS_PER_KG: i128 = 1_000;
 
 const METRES_PER_KM: i128 = 1_000;
 const SECONDS_PER_MINUTE: i128 = 60;
@@ -116,6 +136,25 @@ pub enum FareError {
     /// A valid coupon that does not apply to this fare, now, for this rider.
     #[error("coupon not applicable: {0}")]
     Coupon(#[from] CouponRejection),
+    /// A parcel heavier than its category carries (`422 parcel_too_heavy`).
+    #[error("the parcel weighs {weight_g} g; this category carries at most {max_weight_kg} kg")]
+    ParcelTooHeavy {
+        /// The parcel's weight.
+        weight_g: u32,
+        /// The category's limit ([`Pricing::max_parcel_g`] in kilograms).
+        max_weight_kg: u32,
+    },
+}
+
+/// What a category charges for parcels (API.md "Parcels": pricing's `parcel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParcelPricing {
+    /// Price of one kilogram, added to the fare (`round(per_kg_minor × weight_g / 1000)`).
+    pub per_kg_minor: i64,
+    /// The heaviest parcel the category carries, whole kilograms (1 to
+    /// [`MAX_PARCEL_WEIGHT_KG`]).
+    pub max_weight_kg: u32,
 }
 
 /// One category's prices in a zone, in the zone's currency (API.md, zone `pricing`).
@@ -144,6 +183,10 @@ pub struct Pricing {
     /// example; defaults to [`DEFAULT_FREE_CANCEL_S`].
     #[serde(default = "default_free_cancel_s")]
     pub free_cancel_s: u32,
+    /// Parcel prices and the weight limit; `None`: parcels cost a ride's price and weigh
+    /// at most [`DEFAULT_MAX_PARCEL_KG`].
+    #[serde(default)]
+    pub parcel: Option<ParcelPricing>,
 }
 
 fn default_free_cancel_s() -> u32 {
@@ -165,7 +208,40 @@ impl Pricing {
         if let Some(&(_, why)) = amounts.iter().find(|(amount, _)| *amount < 0) {
             return Err(FareError::InvalidPricing(why));
         }
+        if let Some(p) = self.parcel {
+            if p.per_kg_minor < 0 {
+                return Err(FareError::InvalidPricing("parcel.per_kg_minor is negative"));
+            }
+            if !(1..=MAX_PARCEL_WEIGHT_KG).contains(&p.max_weight_kg) {
+                return Err(FareError::InvalidPricing("parcel.max_weight_kg must be from 1 to 1000"));
+            }
+        }
         validate_commission_bps(self.commission_bps)
+    }
+
+    /// The heaviest parcel this category carries, grams: the one weight limit of the
+    /// engine (see the module docs).
+    pub fn max_parcel_g(&self) -> u32 {
+        self.parcel.map_or(DEFAULT_MAX_PARCEL_KG, |p| p.max_weight_kg).saturating_mul(1_000)
+    }
+
+    /// What a parcel of `weight_g` adds to the fare: `round(per_kg_minor × weight_g /
+    /// 1000)` (0 without parcel prices); [`FareError::ParcelTooHeavy`] above
+    /// [`Pricing::max_parcel_g`].
+    pub fn parcel_minor(&self, weight_g: u32) -> Result<i64, FareError> {
+        self.validate()?;
+        to_minor(self.parcel_part(weight_g)?)
+    }
+
+    fn parcel_part(&self, weight_g: u32) -> Result<i128, FareError> {
+        let max = self.max_parcel_g();
+        if weight_g > max {
+            return Err(FareError::ParcelTooHeavy { weight_g, max_weight_kg: max / 1_000 });
+        }
+        match self.parcel {
+            Some(p) => scale(i128::from(p.per_kg_minor), i128::from(weight_g), GRAMS_PER_KG),
+            None => Ok(0),
+        }
     }
 }
 
@@ -191,6 +267,10 @@ pub struct Breakdown {
     pub waiting_minor: i64,
     /// The coupon's discount, subtracted.
     pub discount_minor: i64,
+    /// What the parcel's weight adds (`round(per_kg_minor × weight_g / 1000)`); 0 for a
+    /// ride.
+    #[serde(default)]
+    pub parcel_minor: i64,
 }
 
 /// A priced ride: an estimate, or the final fare at completion.
@@ -245,6 +325,37 @@ pub fn final_fare(
     waited_s: u64,
     coupon: Option<&CouponDiscount>,
 ) -> Result<FareQuote, FareError> {
+    priced(pricing, currency, extra_fee_minor, actual, locked_surge_bps, waited_s, None, coupon)
+}
+
+/// The fare of a parcel of `weight_g` grams: [`final_fare`] (or, with `waited_s` 0, the
+/// estimate) plus `parcel_minor` before the discount (see the module docs); a parcel above
+/// [`Pricing::max_parcel_g`] is [`FareError::ParcelTooHeavy`].
+#[allow(clippy::too_many_arguments)]
+pub fn parcel_fare(
+    pricing: &Pricing,
+    currency: Currency,
+    extra_fee_minor: i64,
+    route: &Route,
+    surge_bps: u32,
+    waited_s: u64,
+    weight_g: u32,
+    coupon: Option<&CouponDiscount>,
+) -> Result<FareQuote, FareError> {
+    priced(pricing, currency, extra_fee_minor, route, surge_bps, waited_s, Some(weight_g), coupon)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn priced(
+    pricing: &Pricing,
+    currency: Currency,
+    extra_fee_minor: i64,
+    actual: &Route,
+    locked_surge_bps: u32,
+    waited_s: u64,
+    parcel_g: Option<u32>,
+    coupon: Option<&CouponDiscount>,
+) -> Result<FareQuote, FareError> {
     pricing.validate()?;
     if extra_fee_minor < 0 {
         return Err(FareError::InvalidPricing("extra_fee_minor is negative"));
@@ -272,8 +383,14 @@ pub fn final_fare(
     let surged = scale(unsurged, i128::from(locked_surge_bps), BPS)?;
     let minimum = i128::from(pricing.minimum_minor);
     let minimum_fill = sub(minimum, surged)?.max(0);
-    let before_discount =
-        add(add(surged.max(minimum), i128::from(pricing.booking_fee_minor))?, i128::from(extra_fee_minor))?;
+    let parcel = match parcel_g {
+        Some(weight_g) => pricing.parcel_part(weight_g)?,
+        None => 0,
+    };
+    let before_discount = add(
+        add(add(surged.max(minimum), i128::from(pricing.booking_fee_minor))?, i128::from(extra_fee_minor))?,
+        parcel,
+    )?;
     let discount = match coupon {
         Some(discount) => discount.discount(before_discount)?,
         None => 0,
@@ -292,6 +409,7 @@ pub fn final_fare(
         extra_fee_minor,
         waiting_minor: to_minor(waiting)?,
         discount_minor,
+        parcel_minor: to_minor(parcel)?,
     };
     Ok(FareQuote {
         fare: Money::new(to_minor(fare)?, currency),
@@ -723,6 +841,7 @@ mod tests {
             free_wait_s: 120,
             commission_bps: 2000,
             free_cancel_s: DEFAULT_FREE_CANCEL_S,
+            parcel: None,
         }
     }
 
@@ -745,6 +864,7 @@ mod tests {
             b.minimum_fill_minor,
             b.booking_fee_minor,
             b.extra_fee_minor,
+            b.parcel_minor,
             b.waiting_minor,
         ]
         .into_iter()
@@ -986,6 +1106,7 @@ mod tests {
                 extra_fee_minor: extra,
                 waiting_minor: waiting,
                 discount_minor: discount,
+                parcel_minor: 0,
             };
             assert_eq!(quote.breakdown, expected, "{}", case.name);
             assert_eq!(quote.fare, Money::new(case.fare_minor, currency), "{}", case.name);
@@ -1031,7 +1152,8 @@ mod tests {
                 "route_source": "router",
                 "breakdown": {"base_minor": 1500, "distance_minor": 3704, "time_minor": 1200,
                               "surge_minor": 0, "minimum_fill_minor": 0, "booking_fee_minor": 300,
-                              "extra_fee_minor": 0, "waiting_minor": 0, "discount_minor": 0}
+                              "extra_fee_minor": 0, "waiting_minor": 0, "discount_minor": 0,
+                              "parcel_minor": 0}
             })
         );
         let binary = postcard::to_stdvec(&quote).unwrap();
@@ -1049,6 +1171,12 @@ mod tests {
         assert_eq!(pricing.free_cancel_s, 120);
         assert!(serde_json::from_str::<Pricing>(&json.replace("\"base_minor\"", "\"base_minr\"")).is_err());
         assert!(serde_json::from_str::<Pricing>(&json.replace("}", r#", "surcharge": 1}"#)).is_err());
+        // API.md "Parcels": `parcel` with its two fields, and nothing else in it.
+        let with_parcel = json.replace("}", r#", "parcel": {"per_kg_minor": 250, "max_weight_kg": 20}}"#);
+        let parsed: Pricing = serde_json::from_str(&with_parcel).unwrap();
+        assert_eq!(parsed.parcel, Some(ParcelPricing { per_kg_minor: 250, max_weight_kg: 20 }));
+        let extra = json.replace("}", r#", "parcel": {"per_kg_minor": 250, "max_weight_kg": 20, "x": 1}}"#);
+        assert!(serde_json::from_str::<Pricing>(&extra).is_err());
 
         assert_eq!(economy().validate(), Ok(()));
         let negative = Pricing { per_km_minor: -1, ..economy() };
@@ -1272,6 +1400,7 @@ mod tests {
                     free_wait_s,
                     commission_bps,
                     free_cancel_s,
+                    parcel: None,
                 },
             )
     }
@@ -1321,6 +1450,70 @@ mod tests {
             .unwrap()
             .fare
             .amount_minor
+    }
+
+    /// Economy with parcel prices: 250 per kg, up to 20 kg.
+    fn parcels() -> Pricing {
+        Pricing { parcel: Some(ParcelPricing { per_kg_minor: 250, max_weight_kg: 20 }), ..economy() }
+    }
+
+    #[test]
+    fn a_parcel_adds_its_weight_rounded_half_up_before_the_discount() {
+        let r = route(8230, 960);
+        let ride = estimate(&parcels(), egp(), 0, &r, 10_000, None).unwrap();
+        assert_eq!(ride.fare.amount_minor, 6704, "API.md's example, as a ride");
+        // 2.5 kg × 250 = 625 exactly.
+        let q = parcel_fare(&parcels(), egp(), 0, &r, 10_000, 0, 2_500, None).unwrap();
+        assert_eq!((q.breakdown.parcel_minor, q.fare.amount_minor), (625, 6704 + 625));
+        assert_eq!(sum_of_lines(&q.breakdown), i128::from(q.fare.amount_minor));
+        // 1.002 kg × 250 = 250.5 → 251 (half up); 1.001 kg → 250.25 → 250.
+        let half = parcel_fare(&parcels(), egp(), 0, &r, 10_000, 0, 1_002, None).unwrap();
+        assert_eq!(half.breakdown.parcel_minor, 251);
+        let below = parcel_fare(&parcels(), egp(), 0, &r, 10_000, 0, 1_001, None).unwrap();
+        assert_eq!(below.breakdown.parcel_minor, 250);
+        // Not surged: ×2 surges the ride's part only.
+        let surged = parcel_fare(&parcels(), egp(), 0, &r, 20_000, 0, 2_500, None).unwrap();
+        let surged_ride = estimate(&parcels(), egp(), 0, &r, 20_000, None).unwrap();
+        assert_eq!(surged.fare.amount_minor, surged_ride.fare.amount_minor + 625);
+        // A coupon discounts it with the rest: 10 % of 7329 = 732.9 → 733.
+        let c = percent(1000, None);
+        let off = parcel_fare(&parcels(), egp(), 0, &r, 10_000, 0, 2_500, Some(&c)).unwrap();
+        assert_eq!((off.discount_minor, off.fare.amount_minor), (733, 7329 - 733));
+        assert_eq!(sum_of_lines(&off.breakdown), i128::from(off.fare.amount_minor));
+        // A category without parcel prices carries a parcel at the ride's price.
+        let plain = parcel_fare(&economy(), egp(), 0, &r, 10_000, 0, 2_500, None).unwrap();
+        assert_eq!((plain.breakdown.parcel_minor, plain.fare), (0, ride.fare));
+        assert_eq!(parcels().parcel_minor(1_002), Ok(251));
+    }
+
+    #[test]
+    fn the_weight_limit_is_the_categorys_or_fifty_kilograms() {
+        let r = route(8230, 960);
+        assert_eq!(parcels().max_parcel_g(), 20_000);
+        assert!(parcel_fare(&parcels(), egp(), 0, &r, 10_000, 0, 20_000, None).is_ok(), "the limit itself is carried");
+        assert_eq!(
+            parcel_fare(&parcels(), egp(), 0, &r, 10_000, 0, 20_001, None),
+            Err(FareError::ParcelTooHeavy { weight_g: 20_001, max_weight_kg: 20 })
+        );
+        assert_eq!(economy().max_parcel_g(), DEFAULT_MAX_PARCEL_KG * 1_000);
+        assert!(parcel_fare(&economy(), egp(), 0, &r, 10_000, 0, 50_000, None).is_ok());
+        assert!(matches!(
+            parcel_fare(&economy(), egp(), 0, &r, 10_000, 0, u32::MAX, None),
+            Err(FareError::ParcelTooHeavy { max_weight_kg: 50, .. })
+        ));
+        // A definition outside the bounds is refused, naming the field.
+        let heavy = Pricing { parcel: Some(ParcelPricing { per_kg_minor: 1, max_weight_kg: 1_001 }), ..economy() };
+        assert!(matches!(heavy.validate(), Err(FareError::InvalidPricing(why)) if why.contains("max_weight_kg")));
+        let none = Pricing { parcel: Some(ParcelPricing { per_kg_minor: 1, max_weight_kg: 0 }), ..economy() };
+        assert!(none.validate().is_err());
+        let negative = Pricing { parcel: Some(ParcelPricing { per_kg_minor: -1, max_weight_kg: 5 }), ..economy() };
+        assert!(matches!(negative.validate(), Err(FareError::InvalidPricing(why)) if why.contains("per_kg_minor")));
+        // The largest price per kilogram on the heaviest load does not overflow.
+        let dear = Pricing {
+            parcel: Some(ParcelPricing { per_kg_minor: i64::MAX, max_weight_kg: MAX_PARCEL_WEIGHT_KG }),
+            ..economy()
+        };
+        assert_eq!(dear.parcel_minor(1_000_000), Err(FareError::Overflow));
     }
 
     proptest! {
@@ -1402,6 +1595,7 @@ mod tests {
             let p = Pricing {
                 base_minor, per_km_minor, per_min_minor, minimum_minor, booking_fee_minor,
                 cancel_fee_minor, wait_per_min_minor, free_wait_s, commission_bps, free_cancel_s,
+                parcel: None,
             };
             let c = if use_amount {
                 CouponDiscount::Amount { amount_minor: amount }

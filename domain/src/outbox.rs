@@ -137,8 +137,7 @@ pub enum Kind {
     Receipt,
     /// To a participant without an open socket: a chat message.
     ChatMessage,
-    /// To a parcel's recipient: the delivery code (nothing makes these yet: the domain
-    /// has no delivery code).
+    /// To a parcel's recipient, by SMS when the parcel is booked: the delivery code.
     DeliveryCode,
     /// To on-call staff: an SOS.
     Sos,

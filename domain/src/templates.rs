@@ -346,6 +346,17 @@ mod tests {
     }
 
     #[test]
+    fn the_delivery_code_reads_in_both_languages() {
+        let p = Params { text: Some("0482".into()), reference: Some("7KQ-2M4".into()), ..Params::default() };
+        let en = render(Kind::DeliveryCode, &Params { language: "en".into(), ..p.clone() });
+        assert_eq!(en.body, "A parcel is on its way to you. Delivery code: 0482.");
+        let ar = render(Kind::DeliveryCode, &Params { language: "ar".into(), ..p });
+        assert_eq!(ar.title, "رمز التسليم");
+        // Arabic-Indic digits, leading zero kept, isolated as one left-to-right run.
+        assert_eq!(ar.body, "طرد في الطريق إليك. رمز التسليم: \u{2068}٠٤٨٢\u{2069}.");
+    }
+
+    #[test]
     fn unknown_languages_fall_back_to_english_and_every_kind_renders() {
         assert_eq!(Lang::of("fr-FR"), Lang::En);
         assert_eq!(Lang::of(""), Lang::En);

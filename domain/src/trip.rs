@@ -196,15 +196,24 @@ pub struct Parcel {
     pub description: String,
     /// Who receives it (E.164).
     pub recipient_phone: String,
+    /// Filled by the writer: the code the recipient gets by SMS and gives the driver at
+    /// the door; completing the trip needs it. Never shown to the driver (nor in any
+    /// trip the API renders).
+    pub delivery_code: Option<DeliveryCode>,
 }
 
-/// Heaviest parcel accepted, in grams.
-pub const MAX_PARCEL_G: u32 = 50_000;
+/// A parcel's delivery code: four digits, like the pickup code.
+pub type DeliveryCode = PickupCode;
 
 impl Parcel {
+    /// The weight's upper bound is the category's (`fare::Pricing::max_parcel_g`),
+    /// checked where the trip is priced: one limit, in one place.
     pub(crate) fn validate(&self) -> Result<()> {
-        if self.weight_g == 0 || self.weight_g > MAX_PARCEL_G {
-            return Err(Error::Invalid(format!("parcel weight must be between 1 g and {MAX_PARCEL_G} g")));
+        if self.weight_g == 0 {
+            return Err(Error::InvalidParam {
+                param: "parcel.weight_kg",
+                message: "a parcel weighs at least 1 g".into(),
+            });
         }
         let len = self.description.chars().count();
         if !(1..=200).contains(&len) || self.description.chars().any(char::is_control) {
@@ -446,6 +455,9 @@ pub struct Trip {
     /// Wrong pickup codes tried at start; at [`MAX_CODE_FAILURES`] the start is locked
     /// until staff unlock it (so the 4-digit code cannot be guessed).
     pub code_failures: u8,
+    /// Wrong delivery codes tried at completion (parcels); at [`MAX_CODE_FAILURES`] only
+    /// staff complete the trip (or unlock the code for the driver to try again).
+    pub delivery_code_failures: u8,
     /// The rider's rating of the ride.
     pub rider_rating: Option<Rating>,
     /// The driver's rating of the rider.

@@ -255,6 +255,10 @@ pub struct CouponRecord {
     pub uses_by_rider: imbl::OrdMap<crate::id::UserId, u64>,
     /// When it was created.
     pub created_at: Timestamp,
+    /// When an admin disabled it (`POST /v1/admin/coupons/{code}/disable`): from then on
+    /// no estimate or booking takes it (`coupon_invalid`); trips booked before keep it.
+    #[serde(default)]
+    pub disabled_at: Option<Timestamp>,
 }
 
 impl CouponRecord {
@@ -267,28 +271,36 @@ impl CouponRecord {
 /// The price of a ride of `route` in `zone` for `category` at surge `surge_bps`,
 /// with `coupon` checked for `rider` at `now`.
 ///
-/// Errors: the category is not priced here → `no_pricing`; the coupon does not apply →
+/// A parcel of `parcel_g` grams adds its weight's price (`fare::parcel_fare`).
+///
+/// Errors: the category is not priced here → `no_pricing`; the parcel is heavier than the
+/// category carries → `parcel_too_heavy`; the coupon was disabled or does not apply →
 /// `coupon_invalid`; the fare does not fit → `invalid_request`.
 pub fn price(
     zone: &Zone,
     surge_bps: u32,
     category: &Category,
     route: &Route,
+    parcel_g: Option<u32>,
     coupon: Option<(&CouponRecord, crate::id::UserId)>,
     now: Timestamp,
 ) -> Result<FareQuote> {
     let pricing = zone.spec.pricing.get(category).ok_or_else(|| Error::NoPricing(category.to_string()))?;
     let currency = zone.spec.currency;
-    let plain = quote(pricing, currency, zone.spec.extra_fee_minor, route, surge_bps, None)?;
+    let extra = zone.spec.extra_fee_minor;
+    let plain = quote(pricing, currency, extra, route, surge_bps, parcel_g, None)?;
     let Some((record, rider)) = coupon else {
         return Ok(plain);
     };
+    if record.disabled_at.is_some() {
+        return Err(Error::CouponInvalid("the coupon has been disabled".into()));
+    }
     let before_discount = Money::new(plain.fare.amount_minor, currency);
     record
         .coupon
         .check(now, before_discount, record.uses, record.uses_by(rider))
         .map_err(|why| Error::CouponInvalid(why.to_string()))?;
-    quote(pricing, currency, zone.spec.extra_fee_minor, route, surge_bps, Some(&record.coupon.discount))
+    quote(pricing, currency, extra, route, surge_bps, parcel_g, Some(&record.coupon.discount))
 }
 
 /// Fare estimates for one pickup: its zone and a quote per category.
@@ -323,14 +335,18 @@ impl PriceBook<'_> {
         self.coupons.get(code).ok_or_else(|| Error::CouponInvalid(format!("no coupon {code:?}")))
     }
 
-    /// Estimates for a ride from `pickup` along `route`, for `category` or for every
-    /// category the zone prices, with `coupon` checked for `rider` at `now`. Exactly
-    /// what booking at the same instant would lock.
+    /// Estimates for a ride (or a parcel of `parcel_g` grams) from `pickup` along
+    /// `route`, for `category` or for every category the zone prices, with `coupon`
+    /// checked for `rider` at `now`. Exactly what booking at the same instant would lock.
+    /// Without a category, a parcel is quoted in the categories that carry its weight
+    /// (`parcel_too_heavy` when none does).
+    #[allow(clippy::too_many_arguments)]
     pub fn estimate(
         &self,
         pickup: LatLng,
         route: &Route,
         category: Option<&Category>,
+        parcel_g: Option<u32>,
         coupon: Option<&str>,
         rider: crate::id::UserId,
         now: Timestamp,
@@ -342,10 +358,18 @@ impl PriceBook<'_> {
             Some(c) => vec![c],
             None => zone.spec.pricing.keys().collect(),
         };
-        let quotes = categories
-            .into_iter()
-            .map(|c| Ok((c.clone(), price(zone, surge, c, route, coupon.map(|r| (&**r, rider)), now)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut too_heavy = None;
+        let mut quotes = Vec::with_capacity(categories.len());
+        for c in categories {
+            match price(zone, surge, c, route, parcel_g, coupon.map(|r| (&**r, rider)), now) {
+                Ok(q) => quotes.push((c.clone(), q)),
+                Err(e @ Error::ParcelTooHeavy { .. }) if category.is_none() => too_heavy = too_heavy.or(Some(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        if let (true, Some(e)) = (quotes.is_empty(), too_heavy) {
+            return Err(e);
+        }
         Ok(Estimate { zone: Arc::clone(zone), quotes })
     }
 }
@@ -356,10 +380,23 @@ fn quote(
     extra_fee_minor: i64,
     route: &Route,
     surge: u32,
+    parcel_g: Option<u32>,
     discount: Option<&CouponDiscount>,
 ) -> Result<FareQuote> {
-    fare::estimate(pricing, currency, extra_fee_minor, route, surge, discount)
-        .map_err(|e| Error::Invalid(format!("cannot price this ride: {e}")))
+    match parcel_g {
+        None => fare::estimate(pricing, currency, extra_fee_minor, route, surge, discount),
+        Some(g) => fare::parcel_fare(pricing, currency, extra_fee_minor, route, surge, 0, g, discount),
+    }
+    .map_err(fare_error)
+}
+
+/// A fare error as the engine's: the weight limit is `parcel_too_heavy`, anything else a
+/// ride that cannot be priced (`invalid_request`).
+pub(crate) fn fare_error(e: fare::FareError) -> Error {
+    match e {
+        fare::FareError::ParcelTooHeavy { max_weight_kg, .. } => Error::ParcelTooHeavy { max_weight_kg },
+        e => Error::Invalid(format!("cannot price this ride: {e}")),
+    }
 }
 
 #[cfg(test)]

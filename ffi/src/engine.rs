@@ -94,6 +94,20 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         Outcome::Replayed(first) => json!({ "outcome": "replayed", "first": outcome_json(*first) }),
         Outcome::Coalesced { publish_at } => json!({ "outcome": "coalesced", "publish_at": publish_at }),
         Outcome::Application(a) => json!({ "outcome": "application", "driver_id": a.driver_id, "status": a.status }),
+        Outcome::DeliveryCodeRefused { attempts_left } => {
+            json!({ "outcome": "delivery_code_refused", "attempts_left": attempts_left })
+        }
+        // The secret is shown to its creator, as over HTTP (its one showing).
+        Outcome::WebhookEndpoint(e) => json!({
+            "outcome": "webhook_endpoint",
+            "endpoint": { "id": e.id, "url": e.url, "events": e.events, "description": e.description,
+                "secret": e.secret, "created_at": e.created_at },
+        }),
+        Outcome::WebhookDelivery(d) => json!({
+            "outcome": "webhook_delivery",
+            "delivery": { "endpoint_id": d.endpoint_id, "event_id": d.event.id, "type": d.event.kind.as_str(),
+                "status": d.status.as_str(), "attempts": d.attempts },
+        }),
     }
 }
 

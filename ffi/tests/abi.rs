@@ -435,6 +435,7 @@ fn pricing() -> impl Strategy<Value = Pricing> {
             free_wait_s,
             commission_bps,
             free_cancel_s: fare::DEFAULT_FREE_CANCEL_S,
+            parcel: None,
         })
 }
 

@@ -111,6 +111,7 @@ pub fn status_of(code: &str) -> StatusCode {
         // v1.1: driver applications.
         "not_approved" | "document_expired" => StatusCode::FORBIDDEN,
         "unsupported_media_type" => StatusCode::UNPROCESSABLE_ENTITY,
+        "parcel_too_heavy" => StatusCode::UNPROCESSABLE_ENTITY,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "overloaded" | "read_only" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -287,10 +287,12 @@ pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
         Viewer::Rider | Viewer::Other => Value::Null,
     };
     if let Some(p) = &t.parcel {
+        // Never the delivery code: it is the recipient's, sent by SMS only.
         v["parcel"] = json!({
             "weight_kg": f64::from(p.weight_g) / 1000.0,
             "description": p.description,
             "recipient_phone": p.recipient_phone,
+            "delivery_code_locked": t.delivery_code_failures >= dispatch_core::trip::MAX_CODE_FAILURES,
         });
     }
     if let Some(b) = t.rider_offer_minor {
@@ -339,6 +341,23 @@ pub fn zone(z: &Zone) -> Value {
         m.insert("currency_exponent".into(), json!(z.spec.currency.exponent()));
         m.insert("created_at".into(), json!(rfc3339(z.created_at)));
         m.insert("updated_at".into(), json!(rfc3339(z.updated_at)));
+    }
+    v
+}
+
+/// A coupon as `POST /v1/admin/coupons` takes it, with its id, `uses` (trips booked with
+/// it, less those cancelled without a fee), `created_at` and `disabled_at` (`null` while
+/// it applies).
+pub fn coupon(c: &dispatch_core::zone::CouponRecord) -> Value {
+    let mut v = serde_json::to_value(&c.coupon).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), json!(c.coupon.id.to_string()));
+        for (k, ts) in [("valid_from", c.coupon.valid_from), ("valid_until", c.coupon.valid_until)] {
+            m.insert(k.into(), json!(time(ts)));
+        }
+        m.insert("uses".into(), json!(c.uses));
+        m.insert("created_at".into(), json!(rfc3339(c.created_at)));
+        m.insert("disabled_at".into(), json!(time(c.disabled_at)));
     }
     v
 }

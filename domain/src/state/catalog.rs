@@ -1,7 +1,9 @@
 //! Zones, coupons and surge: the handlers that change what rides cost.
 //!
 //! Guarantees: only admins (or the system) change zones and coupons; a zone that exists
-//! passed [`ZoneSpec::validate`]; coupon codes are unique; surge is recomputed every
+//! passed [`ZoneSpec::validate`]; coupon codes are unique; a disabled coupon prices
+//! nothing again; a coupon's `uses` counts the trips booked with it, less those that
+//! expired or were cancelled without a fee; surge is recomputed every
 //! `surge_interval_s` while any zone has it enabled, from the zone's searching trips and
 //! its available drivers with a fresh position, and a trip keeps the surge it was booked at.
 
@@ -117,10 +119,29 @@ impl State {
         if self.coupons.contains_key(&coupon.code) {
             return Err(Error::Invalid(format!("a coupon with code {:?} already exists", coupon.code)));
         }
-        let record = Arc::new(CouponRecord { coupon, uses: 0, uses_by_rider: imbl::OrdMap::new(), created_at: now });
+        let record = Arc::new(CouponRecord {
+            coupon,
+            uses: 0,
+            uses_by_rider: imbl::OrdMap::new(),
+            created_at: now,
+            disabled_at: None,
+        });
         self.coupons.insert(record.coupon.code.clone(), Arc::clone(&record));
         fx.catalog = true;
         Ok(Outcome::Coupon(record))
+    }
+
+    /// An admin disables a coupon: later estimates and bookings with it are refused
+    /// (`coupon_invalid`); trips already booked keep their discount. Disabling a disabled
+    /// coupon answers it as it is (the first time stays recorded).
+    pub(super) fn disable_coupon(&mut self, who: Who, code: &str, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+        Self::require_admin(who, "disables coupons")?;
+        let record = self.coupons.get_mut(code).ok_or_else(|| Error::not_found("coupon", code))?;
+        if record.disabled_at.is_none() {
+            Arc::make_mut(record).disabled_at = Some(now);
+            fx.catalog = true;
+        }
+        Ok(Outcome::Coupon(Arc::clone(record)))
     }
 
     /// Counts (or, with `redeem == false`, gives back) one use of a coupon by `rider`.

@@ -535,7 +535,7 @@ impl State {
             Command::DriverArrived { trip_id } => self.arrived(who, *trip_id, now, fx),
             Command::StartTrip { trip_id, pickup_code } => self.start(who, *trip_id, pickup_code, now, fx),
             Command::CompleteTrip { trip_id, distance_m, dropoff } => {
-                self.complete(who, *trip_id, *distance_m, *dropoff, now, fx)
+                self.complete(who, *trip_id, None, *distance_m, *dropoff, now, fx)
             }
             Command::CancelTrip { trip_id, code, reason } => self.cancel(who, *trip_id, *code, reason, now, fx),
             Command::Tick => {
@@ -618,6 +618,10 @@ impl State {
             Command::DecideApplication { driver_id, approve, reason } => {
                 self.decide_application(who, *driver_id, *approve, reason.as_deref(), now, fx)
             }
+            Command::CompleteDelivery { trip_id, delivery_code, distance_m, dropoff } => {
+                self.complete(who, *trip_id, Some(delivery_code), *distance_m, *dropoff, now, fx)
+            }
+            Command::DisableCoupon { code } => self.disable_coupon(who, code, now, fx),
         }
     }
 

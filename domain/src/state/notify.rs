@@ -17,8 +17,9 @@
 //! staff, no drivers nearby, expired, and the receipt at completion (push, and email when
 //! the rider has an address); a chat message to the trip's driver when the driver has no
 //! open socket (riders' presence is not in the state, so riders get no chat pushes); each
-//! SOS by SMS to the rules' `sos_phones`. No delivery code is sent: the domain has none
-//! (the pickup code is the rider's, not the parcel recipient's).
+//! SOS by SMS to the rules' `sos_phones`; a parcel's delivery code by SMS to its
+//! recipient when the parcel is booked (in the recipient's language when the phone is a
+//! rider's, else the sender's).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -290,12 +291,19 @@ impl State {
                     }
                 }
                 Event::TripUpdated { trip } => {
+                    if let (Command::CreateTrip(_), Some(parcel)) = (inner, &trip.parcel)
+                        && seen.insert((trip.id, Kind::DeliveryCode))
+                    {
+                        self.delivery_code_sms(trip, parcel, now, fx);
+                    }
                     let kind = match (inner, trip.status) {
                         (Command::AcceptTrip { .. } | Command::AcceptBid { .. }, TripStatus::Accepted) => {
                             Kind::TripAccepted
                         }
                         (Command::DriverArrived { .. }, TripStatus::Arrived) => Kind::DriverArrived,
-                        (Command::CompleteTrip { .. }, TripStatus::Completed) => Kind::Receipt,
+                        (Command::CompleteTrip { .. } | Command::CompleteDelivery { .. }, TripStatus::Completed) => {
+                            Kind::Receipt
+                        }
                         (Command::CancelTrip { trip_id, .. }, _) if *trip_id == trip.id && !by_rider => {
                             Kind::TripCancelled
                         }
@@ -310,6 +318,25 @@ impl State {
                 Event::OfferWithdrawn { .. } | Event::DriverPresence { .. } | Event::DriverMoved { .. } => {}
             }
         }
+    }
+
+    /// The delivery code of a parcel just booked, by SMS to its recipient (who may have
+    /// no account: the item has no user).
+    fn delivery_code_sms(&mut self, trip: &Trip, parcel: &crate::trip::Parcel, now: Timestamp, fx: &mut Effects) {
+        let Some(code) = parcel.delivery_code else { return };
+        let phone = parcel.recipient_phone.clone();
+        let language = match self.user_by_phone(crate::user::Role::Rider, &phone) {
+            Some(u) => u.language.clone(),
+            None => self.params_for(trip.rider_id).language,
+        };
+        let params = Params {
+            language,
+            trip_id: Some(trip.id),
+            reference: Some(trip.reference.to_string()),
+            text: Some(code.to_string()),
+            ..Params::default()
+        };
+        self.enqueue(None, Channel::Sms, Kind::DeliveryCode, Target::Phone(phone), params, now, fx);
     }
 
     /// A notice about `trip` to its rider.

@@ -35,6 +35,13 @@ impl State {
                     // counts as taken: one more draw, never a clash).
                     t.reference = Some(fresh(ids, |ids| TripRef::from_random(ids.next_u64()), |r| !self.ref_taken(r)));
                 }
+                // A parcel's delivery code, for its recipient (drawn last: a ride's draws
+                // are what they were before parcels had codes).
+                if let Some(p) = t.parcel.as_mut()
+                    && p.delivery_code.is_none()
+                {
+                    p.delivery_code = Some(PickupCode::from_random(ids.next_u64()));
+                }
             }
             Command::CreateZone { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, ZoneId::generate, |z| self.zone(z).is_none()));

@@ -10,7 +10,11 @@
 //!   cancelling frees the driver;
 //! - refusals come in the order the API fixes (see `State::accept`, `State::offer_to_answer`);
 //! - only the assigned driver moves a trip along (arrive, start, complete); the start needs
-//!   the pickup code, after arrival;
+//!   the pickup code, after arrival; a parcel's completion needs its delivery code (staff
+//!   complete a parcel without it); five wrong codes of either kind lock that step until
+//!   staff unlock it;
+//! - a parcel's price adds its weight's (`fare::parcel_fare`), within its category's
+//!   weight limit, at booking and at completion alike;
 //! - a rider or staff cancel is terminal (a rider past the free window pays the fee, staff
 //!   never charge one); the assigned driver's cancel, before the ride starts, sends the trip
 //!   back to searching without that driver and without that driver's bid.
@@ -47,7 +51,12 @@ impl State {
         new.dropoff.validate()?;
         crate::trip::validate_stops(&new.stops)?;
         match (new.kind, &new.parcel) {
-            (TripKind::Parcel, Some(p)) => p.validate()?,
+            (TripKind::Parcel, Some(p)) => {
+                p.validate()?;
+                if p.delivery_code.is_none() {
+                    return Err(Error::Internal("delivery code not stamped".into()));
+                }
+            }
             (TripKind::Parcel, None) => {
                 return Err(Error::Invalid("a parcel trip needs parcel details".into()));
             }
@@ -70,6 +79,7 @@ impl State {
             surge_bps,
             &new.category,
             &new.route,
+            new.parcel.as_ref().map(|p| p.weight_g),
             coupon.as_deref().map(|c| (c, rider_id)),
             now,
         )?;
@@ -132,6 +142,7 @@ impl State {
             rider_offer_minor: new.bid_minor,
             bids: Vec::new(),
             code_failures: 0,
+            delivery_code_failures: 0,
             messages: Arc::default(),
             rider_rating: None,
             driver_rating: None,
@@ -369,7 +380,8 @@ impl State {
         self.trip_updated(trip_id, fx)
     }
 
-    /// Staff reset a trip's wrong pickup codes, unlocking its start.
+    /// Staff reset a trip's wrong pickup and delivery codes, unlocking its start and its
+    /// completion by the driver.
     pub(super) fn unlock_pickup_code(
         &mut self,
         who: Who,
@@ -386,23 +398,73 @@ impl State {
         }
         let t = self.trip_mut(trip_id, fx)?;
         t.code_failures = 0;
+        t.delivery_code_failures = 0;
         t.updated_at = now;
         self.trip_updated(trip_id, fx)
     }
 
+    /// Completion at the final price. A parcel's driver gives the delivery `code` (none →
+    /// `invalid_request` naming `delivery_code`; a wrong one is counted and answered
+    /// [`Outcome::DeliveryCodeRefused`]; after [`MAX_CODE_FAILURES`] the driver is refused
+    /// until staff unlock it). Staff complete an in-progress parcel without the code: they
+    /// confirmed the delivery themselves. A ride takes no code.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn complete(
         &mut self,
         who: Who,
         trip_id: TripId,
+        code: Option<&str>,
         distance_m: Option<u32>,
         dropoff: Option<LatLng>,
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        let (trip, driver_id) = self.assigned_trip(who, trip_id)?;
+        let staff_parcel = match who {
+            Who::Staff { .. } => self.trips.get(&trip_id).and_then(|t| t.driver_id.filter(|_| t.parcel.is_some())),
+            _ => None,
+        };
+        let (trip, driver_id) = match staff_parcel {
+            Some(driver_id) => (self.trip_ref(trip_id)?, driver_id),
+            None => self.assigned_trip(who, trip_id)?,
+        };
         if trip.status != TripStatus::InProgress {
             return Err(trip.refuse("complete"));
         }
+        let expected = trip.parcel.as_ref().map(|p| p.delivery_code);
+        match (expected, code) {
+            (None, Some(_)) => {
+                return Err(Error::InvalidParam {
+                    param: "delivery_code",
+                    message: "a ride has no delivery code: only parcels do".into(),
+                });
+            }
+            (Some(_), _) if staff_parcel.is_some() => {}
+            (Some(_), None) => {
+                return Err(Error::InvalidParam {
+                    param: "delivery_code",
+                    message: "a parcel is completed with the delivery code its recipient received".into(),
+                });
+            }
+            (Some(expected), Some(code)) => {
+                if trip.delivery_code_failures >= MAX_CODE_FAILURES {
+                    return Err(Error::Forbidden(format!(
+                        "the delivery code of trip {trip_id} is locked after {MAX_CODE_FAILURES} wrong codes; \
+                         staff can complete the trip or unlock the code"
+                    )));
+                }
+                if expected.is_none() || PickupCode::parse(code) != expected {
+                    // Counted, so the attempt is a change (logged), answered as a refusal.
+                    let t = self.trip_mut(trip_id, fx)?;
+                    t.delivery_code_failures += 1;
+                    t.updated_at = now;
+                    let attempts_left = MAX_CODE_FAILURES - t.delivery_code_failures;
+                    self.trip_updated(trip_id, fx)?;
+                    return Ok(Outcome::DeliveryCodeRefused { attempts_left });
+                }
+            }
+            (None, None) => {}
+        }
+        let trip = self.trip_ref(trip_id)?;
         let rider_id = trip.rider_id;
         let driven_m = self.driver_ref(driver_id)?.trip_odometer_m;
         let priced = final_price(trip, distance_m, driven_m, now)?;
@@ -503,7 +565,9 @@ impl State {
             self.release_driver(d, fx)?;
         }
         self.close_trip_count(rider, was);
-        if let Some(code) = coupon {
+        // A coupon's `uses` counts the trips booked with it, less those cancelled
+        // without a fee: a cancel that cost the rider a fee keeps its use.
+        if let (Some(code), None) = (coupon, fee) {
             self.count_coupon_use(&code, rider, false, fx);
         }
         self.trip_updated(trip_id, fx)
@@ -545,7 +609,7 @@ fn check_live(offer: &Offer, trip_id: TripId, now: Timestamp) -> Result<()> {
 
 /// A fare error on inputs the engine validated itself: a bug, or an absurd route.
 fn fare_error(e: crate::fare::FareError) -> Error {
-    Error::Invalid(format!("cannot price this ride: {e}"))
+    crate::zone::fare_error(e)
 }
 
 /// The final price of a trip.
@@ -580,15 +644,13 @@ fn final_price(trip: &Trip, reported_m: Option<u32>, driven_m: f64, now: Timesta
         duration_s: secs(started, now),
         source: locked.route.source,
     };
-    let quote = crate::fare::final_fare(
-        &locked.pricing,
-        trip.fare.currency,
-        locked.extra_fee_minor,
-        &actual,
-        trip.fare.surge_bps,
-        waited_s,
-        locked.coupon.as_ref().map(|c| &c.discount),
-    )
+    let coupon = locked.coupon.as_ref().map(|c| &c.discount);
+    let (pricing, currency, extra, surge) =
+        (&locked.pricing, trip.fare.currency, locked.extra_fee_minor, trip.fare.surge_bps);
+    let quote = match &trip.parcel {
+        None => crate::fare::final_fare(pricing, currency, extra, &actual, surge, waited_s, coupon),
+        Some(p) => crate::fare::parcel_fare(pricing, currency, extra, &actual, surge, waited_s, p.weight_g, coupon),
+    }
     .map_err(fare_error)?;
     Ok(FinalPrice { fare_minor: quote.fare.amount_minor, distance_m, driven_m, breakdown: Some(quote.breakdown) })
 }

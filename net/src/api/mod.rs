@@ -548,6 +548,10 @@ impl Ctx<'_> {
             E::GetApplication(id) => self.get_application(&id),
             E::ApplicationDocument(id, kind) => self.application_document(&id, &kind).await,
             E::DecideApplication(id, approve) => self.decide_application(&id, approve).await,
+            E::ListCoupons => self.list_coupons(),
+            E::GetCoupon(code) => self.get_coupon(&code),
+            E::DisableCoupon(code) => self.disable_coupon(&code).await,
+            E::AdminComplete(id) => self.admin_complete(&id).await,
         }
     }
 }

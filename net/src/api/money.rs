@@ -160,18 +160,40 @@ impl Ctx<'_> {
         let coupon: dispatch_core::fare::Coupon =
             serde_json::from_value(fields).map_err(|e| ApiError::invalid(format!("invalid coupon: {e}")))?;
         match self.submit(Command::CreateCoupon { id: None, coupon: Box::new(coupon) }).await? {
-            Outcome::Coupon(c) => {
-                let mut v = serde_json::to_value(&c.coupon).unwrap_or(Value::Null);
-                if let Value::Object(m) = &mut v {
-                    m.insert("id".into(), json!(c.coupon.id.to_string()));
-                    for (k, ts) in [("valid_from", c.coupon.valid_from), ("valid_until", c.coupon.valid_until)] {
-                        m.insert(k.into(), ts.map_or(Value::Null, |t| json!(http::rfc3339(t))));
-                    }
-                    m.insert("uses".into(), json!(c.uses));
-                    m.insert("created_at".into(), json!(http::rfc3339(c.created_at)));
-                }
-                Ok(json_response(StatusCode::CREATED, &v))
-            }
+            Outcome::Coupon(c) => Ok(json_response(StatusCode::CREATED, &render::coupon(&c))),
+            o => Err(unexpected(&o)),
+        }
+    }
+
+    /// `GET /v1/admin/coupons?limit=&cursor=`: every coupon in code order, with its
+    /// `uses`; `next_cursor` is the last code of a full page.
+    pub(super) fn list_coupons(&self) -> Result<Resp, ApiError> {
+        let limit = http::limit(&self.query)?;
+        let after = self.query.get("cursor").map(str::to_owned);
+        let items: Vec<Value> = self.app.engine.read_snapshot(|v| {
+            v.coupons()
+                .filter(|c| after.as_deref().is_none_or(|a| c.coupon.code.as_str() > a))
+                .take(limit)
+                .map(|c| render::coupon(c))
+                .collect()
+        });
+        let next = (items.len() >= limit).then(|| items.last().map(|c| c["code"].clone())).flatten();
+        Ok(json_response(StatusCode::OK, &json!({"items": items, "next_cursor": next})))
+    }
+
+    /// `GET /v1/admin/coupons/{code}`.
+    pub(super) fn get_coupon(&self, code: &str) -> Result<Resp, ApiError> {
+        let found = self.app.engine.read_snapshot(|v| v.price_book().coupons.get(code).cloned());
+        let c = found.ok_or_else(|| ApiError::not_found("coupon"))?;
+        Ok(json_response(StatusCode::OK, &render::coupon(&c)))
+    }
+
+    /// `POST /v1/admin/coupons/{code}/disable`: later estimates and bookings with it are
+    /// `422 coupon_invalid`; trips booked before keep their discount.
+    pub(super) async fn disable_coupon(&mut self, code: &str) -> Result<Resp, ApiError> {
+        self.json::<Empty>(true)?;
+        match self.submit(Command::DisableCoupon { code: code.to_owned() }).await? {
+            Outcome::Coupon(c) => Ok(json_response(StatusCode::OK, &render::coupon(&c))),
             o => Err(unexpected(&o)),
         }
     }

@@ -165,6 +165,15 @@ pub enum Endpoint {
     ApplicationDocument(String, String),
     /// `POST /v1/admin/applications/{id}/approve` (`true`) or `reject`.
     DecideApplication(String, bool),
+    // ----- issue 19: parcels and coupon admin -----
+    /// `GET /v1/admin/coupons`
+    ListCoupons,
+    /// `GET /v1/admin/coupons/{code}`
+    GetCoupon(String),
+    /// `POST /v1/admin/coupons/{code}/disable`
+    DisableCoupon(String),
+    /// `POST /v1/admin/trips/{id}/complete`: staff complete a parcel without its code.
+    AdminComplete(String),
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -355,6 +364,10 @@ pub const ROUTES: &[Route] = {
             p(x, 0),
             false
         )),
+        route!("GET", "/v1/admin/coupons", "admin_coupons", |_| E::ListCoupons),
+        route!("GET", "/v1/admin/coupons/{code}", "admin_coupon", |x| E::GetCoupon(p(x, 0))),
+        route!("POST", "/v1/admin/coupons/{code}/disable", "admin_coupon_disable", |x| E::DisableCoupon(p(x, 0))),
+        route!("POST", "/v1/admin/trips/{id}/complete", "admin_trip_complete", |x| E::AdminComplete(p(x, 0))),
     ]
 };
 
@@ -422,6 +435,7 @@ impl Endpoint {
             | E::PaymentMethod(t)
             | E::CashReceived(t)
             | E::UnlockCode(t)
+            | E::AdminComplete(t)
             | E::TripTrail(t)
             | E::Share(t)
             | E::Unshare(t)
@@ -523,6 +537,10 @@ impl Endpoint {
             E::ApplicationDocument(..) => spec("admin_application_document", STAFF),
             E::DecideApplication(_, true) => idem(spec("admin_application_approve", ADMIN)),
             E::DecideApplication(_, false) => idem(spec("admin_application_reject", ADMIN)),
+            E::ListCoupons => spec("admin_coupons", ADMIN),
+            E::GetCoupon(_) => spec("admin_coupon", ADMIN),
+            E::DisableCoupon(_) => idem(spec("admin_coupon_disable", ADMIN)),
+            E::AdminComplete(_) => idem(spec("admin_trip_complete", STAFF)),
         }
     }
 }

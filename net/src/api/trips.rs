@@ -44,6 +44,19 @@ impl PlaceIn {
     }
 }
 
+/// A parcel's `weight_kg` in whole grams (rounded half up). Only its form is checked here:
+/// how heavy a parcel may be is the engine's one limit (its category's, `parcel_too_heavy`);
+/// a weight beyond `u32` grams saturates, and so is refused there too.
+fn parcel_grams(weight_kg: f64) -> Result<u32, ApiError> {
+    if !(weight_kg.is_finite() && weight_kg > 0.0) {
+        return Err(
+            ApiError::invalid("parcel.weight_kg must be a positive number of kilograms").with_param("parcel.weight_kg")
+        );
+    }
+    // `as` saturates: 10⁹ kg becomes u32::MAX grams, above every category's limit.
+    Ok((weight_kg * 1000.0).round() as u32)
+}
+
 /// A request's `stops`: at most `MAX_STOPS` (`invalid_request`, param `stops`), each a
 /// valid place (`invalid_coordinates`, param `stops.{i}`).
 fn stops_in(stops: Vec<PlaceIn>) -> Result<Vec<Place>, ApiError> {
@@ -73,15 +86,30 @@ impl Ctx<'_> {
             category: Option<Category>,
             #[serde(default)]
             coupon: Option<String>,
+            #[serde(default)]
+            parcel: Option<ParcelWeightIn>,
+        }
+        /// Only the weight prices a parcel; the booking's whole `parcel` object may be sent.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct ParcelWeightIn {
+            weight_kg: f64,
+            #[serde(default)]
+            #[allow(dead_code)]
+            description: Option<String>,
+            #[serde(default)]
+            #[allow(dead_code)]
+            recipient_phone: Option<String>,
         }
         let b: In = self.json(false)?;
         let rider = self.principal()?.user_id().ok_or_else(|| ApiError::new("forbidden", "riders only"))?;
         let (pickup, dropoff, stops) = (b.pickup.get()?, b.dropoff.get()?, stops_in(b.stops)?);
+        let parcel_g = b.parcel.map(|p| parcel_grams(p.weight_kg)).transpose()?;
         let path = self.app.path(waypoints(&pickup, &stops, &dropoff)).await;
         let route = path.route;
         let t = now();
         let est = self.app.engine.read(|v| {
-            v.price_book().estimate(pickup.point, &route, b.category.as_ref(), b.coupon.as_deref(), rider, t)
+            v.price_book().estimate(pickup.point, &route, b.category.as_ref(), parcel_g, b.coupon.as_deref(), rider, t)
         })?;
         // Each category's drivers near the pickup: the writer's R-tree, asked after a commit,
         // with the filter a dispatch round uses.
@@ -167,11 +195,12 @@ impl Ctx<'_> {
         let parcel = b
             .parcel
             .map(|p| {
-                if !(p.weight_kg.is_finite() && p.weight_kg > 0.0 && p.weight_kg <= 1_000.0) {
-                    return Err(ApiError::invalid("parcel.weight_kg must be a positive number of kilograms"));
-                }
-                let weight_g = (p.weight_kg * 1000.0).round() as u32;
-                Ok(Parcel { weight_g, description: p.description, recipient_phone: p.recipient_phone })
+                Ok::<_, ApiError>(Parcel {
+                    weight_g: parcel_grams(p.weight_kg)?,
+                    description: p.description,
+                    recipient_phone: p.recipient_phone,
+                    delivery_code: None,
+                })
             })
             .transpose()?;
         // The same path as the estimate's (and so, with a router, its cached answer).
@@ -308,10 +337,18 @@ impl Ctx<'_> {
                     distance_m: Option<u32>,
                     #[serde(default)]
                     dropoff: Option<PointIn>,
+                    #[serde(default)]
+                    delivery_code: Option<String>,
                 }
                 let b: In = self.json(true)?;
                 let dropoff = b.dropoff.map(|p| p.get()).transpose()?;
-                Command::CompleteTrip { trip_id, distance_m: b.distance_m, dropoff }
+                // A parcel without its code is the engine's `invalid_request` (it knows the kind).
+                match b.delivery_code {
+                    Some(delivery_code) => {
+                        Command::CompleteDelivery { trip_id, delivery_code, distance_m: b.distance_m, dropoff }
+                    }
+                    None => Command::CompleteTrip { trip_id, distance_m: b.distance_m, dropoff },
+                }
             }
             TripAction::Cancel => {
                 let b: CancelIn = self.json(true)?;
@@ -339,6 +376,15 @@ impl Ctx<'_> {
                     "wrong pickup code; the start is now locked: staff can unlock it".to_owned()
                 } else {
                     format!("wrong pickup code; {attempts_left} more attempts before the start locks")
+                },
+            )),
+            // The same for a parcel's delivery code at completion.
+            Outcome::DeliveryCodeRefused { attempts_left } => Err(ApiError::new(
+                "forbidden",
+                if attempts_left == 0 {
+                    "wrong delivery code; the completion is now locked: staff can complete the trip".to_owned()
+                } else {
+                    format!("wrong delivery code; {attempts_left} more attempts before the completion locks")
                 },
             )),
             Outcome::Done if action == TripAction::Decline => Ok(no_content()),
@@ -434,8 +480,23 @@ impl Ctx<'_> {
         self.trip_out(StatusCode::OK, o)
     }
 
-    /// `POST /v1/admin/trips/{id}/unlock`: staff unlock a pickup code that wrong codes
-    /// locked; the driver may try again.
+    /// `POST /v1/admin/trips/{id}/complete`: staff complete an in-progress parcel without
+    /// its delivery code (they confirmed the delivery, e.g. after the code locked).
+    pub(super) async fn admin_complete(&mut self, id: &str) -> Result<Resp, ApiError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct In {
+            #[serde(default)]
+            distance_m: Option<u32>,
+        }
+        let b: In = self.json(true)?;
+        let trip_id: TripId = parse_id(id, "trip")?;
+        let o = self.submit(Command::CompleteTrip { trip_id, distance_m: b.distance_m, dropoff: None }).await?;
+        self.trip_out(StatusCode::OK, o)
+    }
+
+    /// `POST /v1/admin/trips/{id}/unlock`: staff unlock a pickup code (or a parcel's
+    /// delivery code) that wrong codes locked; the driver may try again.
     pub(super) async fn unlock_code(&mut self, id: &str) -> Result<Resp, ApiError> {
         self.json::<Empty>(true)?;
         let trip_id: TripId = parse_id(id, "trip")?;

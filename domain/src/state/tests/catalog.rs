@@ -42,8 +42,11 @@ fn the_price_is_computed_by_the_engine_locked_at_booking_and_equal_to_the_estima
     let mut w = World::new(rules());
     let rider = w.rider();
     let new = w.new_trip();
-    let estimate =
-        w.state.price_book().estimate(new.pickup.point, &new.route, Some(&new.category), None, rider, w.now).unwrap();
+    let estimate = w
+        .state
+        .price_book()
+        .estimate(new.pickup.point, &new.route, Some(&new.category), None, None, rider, w.now)
+        .unwrap();
     let trip = w.trip(rider);
     let t = w.get(trip);
     let (_, quote) = &estimate.quotes[0];

@@ -20,6 +20,8 @@
 //! - `hooks`: outbound webhooks: events, the per-subject order, reports (a proptest).
 //! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
 //! - `applications`: driver applications, their transitions, going online, licence reminders.
+//! - `parcels`: parcel prices and the weight limit, the delivery code (SMS, lockout, a
+//!   proptest of the lock), staff completion; disabled coupons and what `uses` counts.
 
 mod account;
 mod applications;
@@ -32,6 +34,7 @@ mod location;
 mod money;
 mod money_model;
 mod notify;
+mod parcels;
 mod scheduled;
 mod shares;
 mod stops;

@@ -62,6 +62,7 @@ fn scheduled_at_is_15_minutes_to_7_days_ahead_inclusive_for_rides_only() {
         weight_g: 1_000,
         description: "books".into(),
         recipient_phone: "+201000000999".into(),
+        delivery_code: None,
     });
     parcel.scheduled_at = Some(w.now.plus_millis(HOUR_MS));
     assert_eq!(param_of(w.run(Actor::User(rider), Command::CreateTrip(parcel))), Some("scheduled_at"));

@@ -494,6 +494,7 @@ fn bad_input_is_refused_and_changes_nothing() {
         weight_g: 2_000,
         description: "books".into(),
         recipient_phone: "+201055555555".into(),
+        delivery_code: None,
     });
     w.run(Actor::User(rider), Command::CreateTrip(t)).unwrap();
     let trip = w.trip(rider);

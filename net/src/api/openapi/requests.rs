@@ -63,6 +63,7 @@ pub(super) fn zone_in() -> Value {
             ("free_wait_s", uint()),
             ("commission_bps", uint()),
             ("free_cancel_s", uint()),
+            ("parcel", nullable(parcel_pricing())),
         ],
         &[
             "base_minor",
@@ -136,6 +137,17 @@ pub(super) fn estimate_in() -> Value {
             ("stops", stops_in()),
             ("category", nullable(category())),
             ("coupon", nullable(string())),
+            (
+                "parcel",
+                nullable(strict(
+                    &[
+                        ("weight_kg", weight_kg()),
+                        ("description", nullable(string())),
+                        ("recipient_phone", nullable(string())),
+                    ],
+                    &["weight_kg"],
+                )),
+            ),
         ],
         &["pickup", "dropoff"],
     )
@@ -191,7 +203,7 @@ pub(super) fn create_trip_in() -> Value {
             (
                 "parcel",
                 nullable(strict(
-                    &[("weight_kg", number()), ("description", string()), ("recipient_phone", string())],
+                    &[("weight_kg", weight_kg()), ("description", string()), ("recipient_phone", string())],
                     &["weight_kg", "description", "recipient_phone"],
                 )),
             ),
@@ -220,6 +232,11 @@ pub(super) fn complete_in() -> Value {
         &[
             ("distance_m", nullable(json!({"type": "integer", "minimum": 0, "maximum": u32::MAX}))),
             ("dropoff", nullable(point_in())),
+            (
+                "delivery_code",
+                json!({"type": ["string", "null"], "description": "A parcel's: the 4-digit code its recipient got by SMS \
+                       (required for a parcel; a ride takes none). Five wrong codes lock the completion: staff complete it."}),
+            ),
         ],
         &[],
     )
@@ -280,4 +297,35 @@ pub(super) fn payment_method_in() -> Value {
 }
 pub(super) fn payment_method_ex() -> Value {
     json!({"method": "cash"})
+}
+
+// ----- issue 19: parcels and coupon admin -----
+
+/// A category's parcel prices (`pricing.<category>.parcel`).
+pub(super) fn parcel_pricing() -> Value {
+    strict(
+        &[
+            (
+                "per_kg_minor",
+                json!({"type": "integer", "minimum": 0, "description": "Added per kilogram, rounded half up on grams."}),
+            ),
+            (
+                "max_weight_kg",
+                json!({"type": "integer", "minimum": 1, "maximum": dispatch_core::fare::MAX_PARCEL_WEIGHT_KG,
+                       "description": "The heaviest parcel the category carries; heavier is 422 parcel_too_heavy."}),
+            ),
+        ],
+        &["per_kg_minor", "max_weight_kg"],
+    )
+}
+/// A parcel's weight: kilograms, kept in whole grams (rounded half up).
+pub(super) fn weight_kg() -> Value {
+    json!({"type": "number", "exclusiveMinimum": 0,
+           "description": "Kilograms (kept as whole grams, rounded half up). The limit is the category's `parcel.max_weight_kg` (50 kg without parcel prices): heavier is 422 parcel_too_heavy."})
+}
+pub(super) fn admin_complete_in() -> Value {
+    strict(&[("distance_m", nullable(json!({"type": "integer", "minimum": 0, "maximum": u32::MAX})))], &[])
+}
+pub(super) fn admin_complete_ex() -> Value {
+    json!({"distance_m": 5200})
 }

@@ -444,9 +444,24 @@ pub(super) fn token_user_out() -> Value {
 }
 pub(super) fn coupon_out() -> Value {
     obj(
-        &[("id", id("cpn_")), ("code", string()), ("uses", uint()), ("created_at", time())],
-        &["id", "code", "uses", "created_at"],
+        &[
+            ("id", id("cpn_")),
+            ("code", string()),
+            (
+                "uses",
+                json!({"type": "integer", "minimum": 0, "description": "Trips booked with it, less those cancelled without a fee."}),
+            ),
+            ("created_at", time()),
+            (
+                "disabled_at",
+                json!({"type": ["string", "null"], "format": "date-time", "description": "When an admin disabled it; null while it applies."}),
+            ),
+        ],
+        &["id", "code", "uses", "created_at", "disabled_at"],
     )
+}
+pub(super) fn coupons_page() -> Value {
+    page_of(coupon_out())
 }
 pub(super) fn estimate_out() -> Value {
     let quote = obj(

@@ -156,8 +156,16 @@ pub(super) fn trip_schema() -> Value {
             (
                 "parcel",
                 obj(
-                    &[("weight_kg", number()), ("description", string()), ("recipient_phone", string())],
-                    &["weight_kg", "description", "recipient_phone"],
+                    &[
+                        ("weight_kg", number()),
+                        ("description", string()),
+                        ("recipient_phone", string()),
+                        (
+                            "delivery_code_locked",
+                            json!({"type": "boolean", "description": "Five wrong delivery codes were tried: only staff complete it (or unlock the code). The code itself is never shown."}),
+                        ),
+                    ],
+                    &["weight_kg", "description", "recipient_phone", "delivery_code_locked"],
                 ),
             ),
             ("bid", obj(&[("amount_minor", money())], &["amount_minor"])),
