@@ -122,6 +122,15 @@ pub enum Error {
     /// A bug or a broken invariant. Never caused by input alone.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The driver owes more cash debt than `max_cash_debt_minor` and cannot go online
+    /// until it is paid back (`cash_debt_limit`).
+    #[error("cash debt of {owed} is above the limit of {limit}: pay it back first")]
+    CashDebtLimit {
+        /// What the driver owes.
+        owed: i64,
+        /// The limit in force.
+        limit: i64,
+    },
 }
 
 impl Error {
@@ -147,6 +156,7 @@ impl Error {
             Error::InvalidOtp => "invalid_otp",
             Error::RateLimited { .. } => "rate_limited",
             Error::Internal(_) => "internal",
+            Error::CashDebtLimit { .. } => "cash_debt_limit",
         }
     }
 

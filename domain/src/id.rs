@@ -197,6 +197,15 @@ typed_id!(
     NotificationId, "ntf_", "notification"
 );
 
+typed_id!(
+    /// A driver's payout (`pyo_…`).
+    PayoutId, "pyo_", "payout"
+);
+typed_id!(
+    /// A wallet top-up through a payment gateway (`top_…`).
+    TopUpId, "top_", "top-up"
+);
+
 fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
     let hex = s.strip_prefix(prefix)?;
     if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {

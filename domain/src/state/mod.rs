@@ -30,6 +30,8 @@
 //! - `catalog.rs` (zones, coupons, surge), `extras.rs` (bids, ratings, alerts, idempotency),
 //!   `chat.rs` (a trip's chat messages),
 //!   `account.rs` (OTP, tokens, presence), `location.rs` (positions and the index);
+//! - `payouts.rs`: payouts (two-phase), wallet top-ups, cash debt and cash received, the
+//!   earnings index;
 //! - `notify.rs`: push devices and the notification outbox (items made from the events of
 //!   the commands that cause them, the worker's reports, windows and pruning);
 //! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply.
@@ -141,6 +143,8 @@ pub struct State {
     outbox: Outbox,
     #[serde(skip)]
     index: Positions,
+    /// Payouts, top-ups and the earnings index derived from the ledger (`payouts.rs`).
+    book: crate::payout::Book,
 }
 
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
@@ -212,6 +216,7 @@ impl<'de> Deserialize<'de> for State {
             shares: BTreeMap<ShareId, Share>,
             trip_shares: BTreeMap<TripId, Vec<ShareId>>,
             outbox: Outbox,
+            book: crate::payout::Book,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -249,6 +254,7 @@ impl<'de> Deserialize<'de> for State {
             trip_shares: r.trip_shares,
             outbox: r.outbox,
             index: Positions(index),
+            book: r.book,
         })
     }
 }
@@ -278,6 +284,8 @@ pub struct Effects {
     pub notifications: Vec<crate::id::NotificationId>,
     /// Users whose push devices changed.
     pub devices: Vec<UserId>,
+    /// Payouts, top-ups or the earnings index changed.
+    pub book: bool,
 }
 
 impl Effects {
@@ -291,6 +299,7 @@ impl Effects {
             && self.alerts.is_empty()
             && self.notifications.is_empty()
             && self.devices.is_empty()
+            && !self.book
     }
 
     /// Forgets everything recorded.
@@ -305,6 +314,7 @@ impl Effects {
         self.alerts.clear();
         self.notifications.clear();
         self.devices.clear();
+        self.book = false;
     }
 }
 
@@ -380,6 +390,7 @@ impl State {
             trip_shares: self.trip_shares.clone(),
             outbox: self.outbox.clone(),
             index: Positions::default(),
+            book: self.book.clone(),
         }
     }
 
@@ -555,6 +566,26 @@ impl State {
             Command::NotificationAttempted { id, attempt, outcome } => {
                 self.notification_attempted(who, *id, *attempt, outcome, now, fx)
             }
+            Command::RequestPayout { id, amount_minor, currency } => {
+                self.request_payout(who, *id, *amount_minor, *currency, now, fx)
+            }
+            Command::ReviewPayout { payout_id, approve, reason } => {
+                validate_reason(reason)?;
+                self.review_payout(who, *payout_id, *approve, reason, now, fx)
+            }
+            Command::PayoutReport { gateway, event_id, payout_id, kind, amount_minor } => {
+                self.payout_report(who, gateway, event_id, *payout_id, *kind, *amount_minor, now, fx)
+            }
+            Command::CreateTopUp { id, amount_minor, currency } => {
+                self.create_top_up(who, *id, *amount_minor, *currency, now, fx)
+            }
+            Command::TopUpReport { gateway, event_id, top_up_id, kind, amount_minor, currency } => {
+                self.top_up_report(who, gateway, event_id, *top_up_id, *kind, *amount_minor, *currency, now, fx)
+            }
+            Command::CashReceived { id, driver_id, amount_minor, currency, reason } => {
+                validate_reason(reason)?;
+                self.cash_received(who, *id, *driver_id, *amount_minor, *currency, now, fx)
+            }
         }
     }
 
@@ -695,6 +726,7 @@ mod invariants;
 mod location;
 mod money;
 mod notify;
+mod payouts;
 mod shares;
 mod stamp;
 mod trips;

@@ -36,6 +36,7 @@ mod me;
 mod money;
 mod notify;
 pub mod openapi;
+mod payouts;
 pub mod routes;
 mod trips;
 mod webhooks;
@@ -525,6 +526,13 @@ impl Ctx<'_> {
             E::DeleteDevice(id) => self.delete_device(&id).await,
             E::ListNotifications => self.list_notifications(),
             E::Console(asset) => Ok(asset.response()),
+            E::DriverEarnings => self.driver_earnings(),
+            E::RequestPayout => self.request_payout().await,
+            E::DriverPayouts => self.my_payouts(),
+            E::AdminPayouts => self.admin_payouts(),
+            E::ReviewPayout(id, approve) => self.review_payout(&id, approve).await,
+            E::DriverCashReceived(id) => self.driver_cash_received(&id).await,
+            E::TopUp => self.create_top_up().await,
         }
     }
 }

@@ -20,6 +20,7 @@
 
 mod notify;
 mod ops;
+mod payouts;
 mod profile;
 mod requests;
 mod schemas;
