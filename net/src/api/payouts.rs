@@ -120,9 +120,10 @@ impl Ctx<'_> {
             Some("week") => Group::Week,
             Some(_) => return Err(ApiError::invalid("group must be day or week").with_param("group")),
         };
+        // By default, the 30 UTC days up to the end of today.
         let to = match self.query.get("to") {
             Some(s) => parse_date_or_time(s, "to")?,
-            None => now(),
+            None => Timestamp::from_millis((day_of(now()) + 1).saturating_mul(DAY_MS)),
         };
         let from = match self.query.get("from") {
             Some(s) => parse_date_or_time(s, "from")?,

@@ -12,7 +12,12 @@ pub(super) fn earnings_query() -> Vec<Value> {
     let date = json!({"type": "string", "description": "An RFC 3339 time or a YYYY-MM-DD date (00:00 UTC)."});
     vec![
         q("from", date.clone(), false, "Inclusive; counted by whole UTC days. Default: 30 days before `to`."),
-        q("to", date, false, "Exclusive; counted by whole UTC days. Default: now. At most 366 days after `from`."),
+        q(
+            "to",
+            date,
+            false,
+            "Exclusive; counted by whole UTC days. Default: the end of today (UTC). At most 366 days after `from`.",
+        ),
         q("group", enumeration(&["day", "week"]), false, "Periods: UTC days, or ISO weeks from Monday (default day)."),
         q("currency", currency(), false, "Default: the first the driver has money in."),
     ]
