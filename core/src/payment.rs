@@ -45,7 +45,7 @@ use crate::engine::Engine;
 use crate::history::{TripCursor, TripsOf};
 use crate::id::{PayoutId, TripId};
 use crate::money::Currency;
-use crate::payout::{PayoutReportKind, PayoutStatus};
+use crate::payout::{PayoutReportKind, PayoutStatus, TopUpStatus};
 use crate::trip::{DeadLetter, GatewayAction, PaymentMethod, PaymentStatus};
 use crate::view::View;
 
@@ -176,9 +176,10 @@ impl SimGateway {
         self.inner.lock().calls
     }
 
-    /// The gateway's settlement report in the CSV format [`parse_settlement`] reads:
+    /// The gateway's settlement report in the CSV format [`parse_settlement_all`] reads:
     /// a capture line and a (negative) refund line per trip, each with the payment's
-    /// status as the gateway sees it. Trips only authorised or voided get one line of 0.
+    /// status as the gateway sees it (trips only authorised or voided get one line of 0),
+    /// and a line per payout it accepted (the sim pays them all).
     pub fn settlement_csv(&self, currency: Currency) -> String {
         let g = self.inner.lock();
         let mut out = String::from(
@@ -201,6 +202,10 @@ impl SimGateway {
                     status.as_str()
                 ));
             }
+        }
+        // The sim pays every payout it accepted.
+        for (payout, (amount, currency)) in &g.payouts {
+            out.push_str(&format!("{payout},{amount},{},paid\n", currency.code()));
         }
         out
     }
@@ -486,7 +491,7 @@ pub enum ReconcileError {
 /// hot and archived: the one function behind `dispatchd reconcile` and
 /// `POST /v1/admin/reconcile`.
 pub fn reconcile_report(engine: &Engine, csv: &str) -> Result<Reconciliation, ReconcileError> {
-    let rows = parse_settlement(csv).map_err(ReconcileError::Settlement)?;
+    let (rows, money_rows) = parse_settlement_all(csv).map_err(ReconcileError::Settlement)?;
     let mut trips = Vec::new();
     let mut cursor = None;
     loop {
@@ -495,7 +500,23 @@ pub fn reconcile_report(engine: &Engine, csv: &str) -> Result<Reconciliation, Re
         cursor = Some(TripCursor::after(last));
         trips.extend(page);
     }
-    Ok(reconcile(trips.iter().map(|t| &**t), &rows))
+    let mut report = reconcile(trips.iter().map(|t| &**t), &rows);
+    // Payouts (what was paid out) and top-ups (what was credited), from the engine's book.
+    let book = engine.read_snapshot(|v| v.book().clone());
+    let payouts = book.payouts.values().map(|p| {
+        let paid = if p.status == PayoutStatus::Paid { p.amount_minor } else { 0 };
+        (Settled::Payout(p.id), paid, p.currency)
+    });
+    let top_ups = book.top_ups.values().map(|t| {
+        let credited = if t.status == TopUpStatus::Succeeded { t.amount_minor } else { 0 };
+        (Settled::TopUp(t.id), credited, t.currency)
+    });
+    report.money = book.payouts.len() + book.top_ups.len();
+    report.rows += money_rows.len();
+    let (found, matched) = reconcile_money(payouts.chain(top_ups), &money_rows);
+    report.money_mismatches = found;
+    report.matched += matched;
+    Ok(report)
 }
 
 #[cfg(test)]

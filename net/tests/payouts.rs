@@ -24,6 +24,12 @@ fn applied(v: &Value) -> (String, bool) {
     (v["status"].as_str().unwrap().to_owned(), v["applied"].as_bool().unwrap())
 }
 
+/// `POST /v1/admin/reconcile?gateway=sim` with a settlement report.
+async fn reconcile(s: &Server, csv: &str) -> Value {
+    let path = "/v1/admin/reconcile?gateway=sim";
+    s.call_with(Method::POST, path, Some(ADMIN), Some(csv), &[("content-type", "text/csv")]).await.expect(200)
+}
+
 async fn earnings(s: &Server, token: &str) -> Value {
     s.get("/v1/driver/earnings", token).await.expect(200)
 }
@@ -196,6 +202,29 @@ async fn payouts_are_held_at_once_and_paid_or_returned_through_the_sim_gateways_
     assert_eq!(seen, ["failed", "paid", "rejected"]);
     ledger_balances(&s).await;
 
+    // Reconciliation covers payouts: what was paid out against the gateway's lines.
+    let agree = reconcile(&s, &format!("trip_id,amount_minor,currency\n{id1},4000,EGP\n")).await;
+    assert_eq!((agree["matched"].as_u64(), agree["mismatches"].as_array().unwrap().len()), (Some(1), 0), "{agree}");
+    assert_eq!(agree["payouts_and_top_ups"], 3);
+    let csv = format!("trip_id,amount_minor,currency\n{id1},4100,EGP\n{id3},2500,EGP\n");
+    let found = reconcile(&s, &csv).await;
+    let mut items = found["mismatches"].as_array().unwrap().clone();
+    items.sort_by_key(|m| if m["payout_id"] == id1 { 0 } else { 1 });
+    let side = |a: i64| json!({"amount_minor": a, "currency": "EGP", "status": null});
+    assert_eq!(
+        items,
+        [
+            json!({"kind": "amount_differs", "payout_id": id1, "ledger": side(4000), "gateway": side(4100)}),
+            // Failed: nothing was paid out, yet the gateway says it paid.
+            json!({"kind": "amount_differs", "payout_id": id3, "ledger": side(0), "gateway": side(2500)}),
+        ],
+        "{found}"
+    );
+    let unknown = reconcile(&s, "trip_id,amount_minor,currency\npyo_00000000000000ff,10,EGP\n").await;
+    assert!(unknown["mismatches"].as_array().unwrap().iter().any(|m| m["kind"] == "missing_in_ledger"), "{unknown}");
+    let missing = reconcile(&s, "trip_id,amount_minor,currency\n").await;
+    assert_eq!(missing["mismatches"][0]["kind"], "missing_at_gateway", "{missing}");
+
     // Durable: a restart reads the same payouts and balances back.
     let mut s = s;
     s.sigterm();
@@ -252,6 +281,12 @@ async fn a_top_up_credits_the_wallet_once_on_the_gateways_capture() {
         "data": {"top_up_id": top["id"], "amount_minor": 700, "currency": "EGP"}});
     assert_eq!(applied(&hook(&s, &captured).await.expect(200)), ("processed".to_owned(), false));
     assert_eq!(earnings(&s, &driver).await["balance_minor"], 0);
+    // Reconciliation covers top-ups: what was credited against the gateway's captures.
+    let csv = format!("trip_id,amount_minor,currency\n{id},5000,EGP\n");
+    let r = reconcile(&s, &csv).await;
+    assert_eq!((r["matched"].as_u64(), r["mismatches"].as_array().unwrap().len()), (Some(1), 0), "{r}");
+    let r = reconcile(&s, &format!("trip_id,amount_minor,currency\n{},700,EGP\n", top["id"].as_str().unwrap())).await;
+    assert_eq!(r["mismatches"].as_array().unwrap().len(), 2, "{r}");
     // A body naming no subject, or two, is refused.
     let neither = json!({"id": "evt_n", "type": "payment.captured", "data": {"amount_minor": 1, "currency": "EGP"}});
     hook(&s, &neither).await.expect_error(400, "invalid_request");
