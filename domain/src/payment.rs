@@ -419,7 +419,7 @@ fn parse_trip_line(i: usize, line: &str, with_status: bool) -> Result<Settlement
 
 /// Compares what the engine paid out (payouts `paid`) and credited (top-ups `succeeded`)
 /// with the gateway's lines about them (summed per payout or top-up), and lists every
-/// difference in id order. `engine` is every payout and top-up the engine knows with the
+/// difference: payouts first, then top-ups, each in id order. `engine` is every payout and top-up the engine knows with the
 /// amount it settled (0: not paid or not captured) and its currency; one with nothing
 /// settled and no line agrees silently. Returns the differences and how many agreed.
 pub fn reconcile_money(
@@ -637,10 +637,11 @@ mod tests {
         assert_eq!(
             kinds,
             [
-                (MismatchKind::AmountDiffers, top_up(2)),
                 (MismatchKind::MissingInLedger, payout(3)),
                 (MismatchKind::MissingAtGateway, payout(4)),
-            ]
+                (MismatchKind::AmountDiffers, top_up(2)),
+            ],
+            "payouts first, then top-ups, each in id order"
         );
         assert_eq!(matched, 1);
         let bad = "trip_id,amount_minor,currency\npyo_12,1,EGP\n";
