@@ -93,6 +93,8 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         }),
         Outcome::Replayed(first) => json!({ "outcome": "replayed", "first": outcome_json(*first) }),
         Outcome::Coalesced { publish_at } => json!({ "outcome": "coalesced", "publish_at": publish_at }),
+        Outcome::Payout(payout) => json!({ "outcome": "payout", "payout": payout }),
+        Outcome::TopUp(top_up) => json!({ "outcome": "top_up", "top_up": top_up }),
     }
 }
 
