@@ -18,6 +18,7 @@
 //! - `archive`: archiving and restoring trips, the checkpoint's copy, invariants of clones.
 //! - `notify`: push devices and the notification outbox (a proptest of its promise).
 //! - `shares`: trip references, share links, profiles, why a driver is not dispatchable.
+//! - `payouts`: payouts, top-ups, cash debt and cash received, the earnings index.
 
 mod account;
 mod archive;
@@ -28,6 +29,7 @@ mod location;
 mod money;
 mod money_model;
 mod notify;
+mod payouts;
 mod scheduled;
 mod shares;
 mod stops;
