@@ -15,6 +15,7 @@ impl State {
     pub fn check_invariants(&self) -> std::result::Result<(), String> {
         self.check_share_invariants()?;
         self.outbox.check()?;
+        self.check_payout_invariants()?;
         // The phone index names every user once, under the user's own role and phone
         // (users are never removed; a checkpoint stores both as rows of their own).
         if self.phones.len() != self.users.len() {
@@ -138,6 +139,25 @@ impl State {
                 if !pending {
                     return Err(format!("driver {} lists an offer of {tid} that is not pending", d.id));
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// A payout holds its amount exactly while it is requested or processing: its hold is
+    /// an open pending transfer then, and never after (posted once when paid, voided when
+    /// failed or rejected).
+    fn check_payout_invariants(&self) -> std::result::Result<(), String> {
+        use crate::payout::PayoutStatus::{Processing, Requested};
+        for p in self.book.payouts.values() {
+            let holding = matches!(p.status, Requested | Processing);
+            if holding != self.ledger.is_open_pending(p.hold) {
+                return Err(format!("payout {} is {} but its hold is open: {}", p.id, p.status.as_str(), !holding));
+            }
+            if p.amount_minor <= 0 {
+                return Err(format!("payout {} of {}", p.id, p.amount_minor));
             }
         }
         Ok(())
