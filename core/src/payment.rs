@@ -429,9 +429,10 @@ fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &Atom
 /// hold is returned); retried with backoff while the gateway is unavailable.
 fn send_payouts(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, retries: &mut HashMap<String, Retry>) {
     let due: Vec<PayoutCall> = engine.read_snapshot(|v| {
-        v.book()
-            .payouts
-            .values()
+        let book = v.book();
+        book.unsent
+            .iter()
+            .filter_map(|id| book.payouts.get(id))
             .filter(|p| p.status == PayoutStatus::Processing && p.sent_at.is_none() && p.gateway == gateway.name())
             .map(|p| PayoutCall {
                 payout_id: p.id,

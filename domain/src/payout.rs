@@ -291,6 +291,9 @@ pub struct Book {
     pub top_ups: imbl::OrdMap<TopUpId, Arc<TopUp>>,
     /// (driver, currency, day) → that day's earnings, derived from the ledger's transfers.
     pub earnings: imbl::OrdMap<(UserId, Currency, i64), EarningsDay>,
+    /// Payouts approved and not yet accepted by their gateway (`processing`, no
+    /// `sent_at`): what the payment worker sends, without walking every payout.
+    pub unsent: imbl::OrdSet<PayoutId>,
 }
 
 impl Book {

@@ -159,6 +159,13 @@ impl State {
             if p.amount_minor <= 0 {
                 return Err(format!("payout {} of {}", p.id, p.amount_minor));
             }
+            let unsent = p.status == Processing && p.sent_at.is_none();
+            if unsent != self.book.unsent.contains(&p.id) {
+                return Err(format!("payout {} is {} yet listed to send: {}", p.id, p.status.as_str(), !unsent));
+            }
+        }
+        if let Some(stray) = self.book.unsent.iter().find(|id| !self.book.payouts.contains_key(*id)) {
+            return Err(format!("payout {stray} is listed to send but unknown"));
         }
         Ok(())
     }

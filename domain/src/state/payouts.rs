@@ -168,6 +168,9 @@ impl State {
         p.updated_at = now;
         let p = Arc::new(p);
         self.book.payouts.insert(payout_id, Arc::clone(&p));
+        if approve {
+            self.book.unsent.insert(payout_id);
+        }
         fx.book = true;
         Ok(Outcome::Payout(p))
     }
@@ -253,6 +256,8 @@ impl State {
         }
         p.updated_at = now;
         self.book.payouts.insert(payout_id, Arc::new(p));
+        // Accepted, paid or failed: nothing more to send.
+        self.book.unsent.remove(&payout_id);
         fx.book = true;
         Ok(Outcome::PaymentEvent { duplicate: false, ignored: None })
     }
