@@ -845,4 +845,10 @@ pub enum Event {
         /// When.
         at: Timestamp,
     },
+    /// A payout was requested or changed (reviewed, sent, paid, failed): what outbound
+    /// `payout.paid` / `payout.failed` come from. Not pushed on the WebSocket.
+    PayoutUpdated {
+        /// The payout as it is now.
+        payout: Arc<crate::payout::Payout>,
+    },
 }

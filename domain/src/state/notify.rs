@@ -308,6 +308,7 @@ impl State {
                     self.trip_notice(kind, trip, now, fx);
                 }
                 Event::OfferWithdrawn { .. } | Event::DriverPresence { .. } | Event::DriverMoved { .. } => {}
+                Event::PayoutUpdated { .. } => {}
             }
         }
     }

@@ -133,6 +133,7 @@ impl State {
         });
         self.book.payouts.insert(id, Arc::clone(&payout));
         fx.book = true;
+        fx.events.push(crate::command::Event::PayoutUpdated { payout: Arc::clone(&payout) });
         Ok(Outcome::Payout(payout))
     }
 
@@ -172,6 +173,7 @@ impl State {
             self.book.unsent.insert(payout_id);
         }
         fx.book = true;
+        fx.events.push(crate::command::Event::PayoutUpdated { payout: Arc::clone(&p) });
         Ok(Outcome::Payout(p))
     }
 
@@ -255,10 +257,12 @@ impl State {
             }
         }
         p.updated_at = now;
-        self.book.payouts.insert(payout_id, Arc::new(p));
+        let p = Arc::new(p);
+        self.book.payouts.insert(payout_id, Arc::clone(&p));
         // Accepted, paid or failed: nothing more to send.
         self.book.unsent.remove(&payout_id);
         fx.book = true;
+        fx.events.push(crate::command::Event::PayoutUpdated { payout: p });
         Ok(Outcome::PaymentEvent { duplicate: false, ignored: None })
     }
 

@@ -87,7 +87,14 @@ fn a_payout_is_paid_once_by_its_own_gateway_and_a_failure_returns_the_hold() {
         *amount_minor = Some(4_001);
     }
     assert_eq!(applied(w.run(Actor::System, wrong).unwrap()), (false, false));
+    w.events();
     assert_eq!(applied(w.run(Actor::System, report(p, "sim", "e1", PayoutReportKind::Paid)).unwrap()), (false, true));
+    // What outbound `payout.paid` comes from.
+    let events = w.events();
+    assert!(
+        matches!(&events[..], [crate::command::Event::PayoutUpdated { payout }] if payout.status == PayoutStatus::Paid),
+        "{events:?}"
+    );
     assert_eq!(applied(w.run(Actor::System, report(p, "sim", "e1", PayoutReportKind::Paid)).unwrap()), (true, false));
     assert_eq!(applied(w.run(Actor::System, report(p, "sim", "e2", PayoutReportKind::Paid)).unwrap()), (false, false));
     assert_eq!(
