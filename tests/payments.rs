@@ -249,7 +249,9 @@ fn approved_payouts_are_sent_through_the_gateway_once_and_wait_for_its_webhook()
     use dispatch_core::payout::PayoutStatus;
     let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
     let gateway = Arc::new(SimGateway::new());
-    gateway.fail_next(2); // unavailable twice, then accepted
+    // Unavailable for more calls than a card payment's attempts (3): a payout is never
+    // given up on, since a call that failed may have reached the gateway.
+    gateway.fail_next(7);
     let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
     let (driver, ids) = approved_payouts(&engine, 1, &[4_000, 1_500]);
     let sent = |id| engine.read(|v| v.book().payouts.get(&id).is_some_and(|p| p.sent_at.is_some()));

@@ -426,7 +426,8 @@ fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &Atom
 
 /// Sends the approved payouts the gateway has not accepted yet (`processing`, not sent),
 /// each reported as a `PayoutReport`: `Sent` when accepted, `Failed` when declined (the
-/// hold is returned); retried with backoff while the gateway is unavailable.
+/// hold is returned); retried with backoff while the gateway is unavailable, without end
+/// (no dead letter: a payout that may have reached the gateway is never failed here).
 fn send_payouts(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, retries: &mut HashMap<String, Retry>) {
     let due: Vec<PayoutCall> = engine.read_snapshot(|v| {
         let book = v.book();
@@ -447,7 +448,10 @@ fn send_payouts(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, re
     retries.retain(|key, _| due.iter().any(|c| c.idempotency_key == *key));
     for call in due {
         let retry = retries.entry(call.idempotency_key.clone()).or_insert(Retry { attempts: 0, next: now });
-        if retry.attempts >= config.max_attempts || retry.next > now {
+        // A payout is never given up on while the gateway is unavailable: a call that
+        // timed out may have reached it, so failing the payout (and returning the hold)
+        // could pay the driver twice. It is retried at most every `backoff_max`.
+        if retry.next > now {
             continue;
         }
         let report = |kind, event_id: String| Command::PayoutReport {
@@ -464,7 +468,9 @@ fn send_payouts(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, re
                 retries.remove(&call.idempotency_key);
             }
             Err(GatewayError::Declined(_)) => {
-                retry.attempts = config.max_attempts;
+                // The gateway's final answer: the payout fails (its hold returned) and
+                // leaves the list of those to send; asked again only if that report is lost.
+                retry.next = now + config.backoff_max;
                 let id = format!("{}-{}-declined", gateway.name(), call.idempotency_key);
                 let _ = engine.submit(Actor::System, report(PayoutReportKind::Failed, id));
             }
