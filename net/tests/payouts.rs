@@ -237,6 +237,13 @@ async fn payouts_are_held_at_once_and_paid_or_returned_through_the_sim_gateways_
     assert_eq!((e["balance_minor"].as_i64(), e["withdrawable_minor"].as_i64()), (Some(6000), Some(6000)));
     // And a replayed webhook is still a duplicate.
     assert_eq!(applied(&hook(&s2, &paid_hook).await.expect(200)), ("duplicate".to_owned(), false));
+    // A retried request (the same Idempotency-Key) is one payout, held once.
+    let body = json!({"amount_minor": 1000}).to_string();
+    let key = [("idempotency-key", "payout-retry-1")];
+    let once = s2.call_with(Method::POST, "/v1/driver/payouts", Some(&driver), Some(&body), &key).await.expect(201);
+    let twice = s2.call_with(Method::POST, "/v1/driver/payouts", Some(&driver), Some(&body), &key).await.expect(201);
+    assert_eq!(once["id"], twice["id"]);
+    assert_eq!(earnings(&s2, &driver).await["withdrawable_minor"], 5000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
