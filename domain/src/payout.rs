@@ -31,6 +31,12 @@ use crate::money::Currency;
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 86_400_000;
 
+/// A top-up waits this long for the gateway's capture, then is `expired`.
+pub const TOP_UP_TTL_S: u32 = 24 * 60 * 60;
+
+/// Top-ups one user may have waiting for the gateway at once.
+pub const MAX_PENDING_TOP_UPS: u16 = 5;
+
 /// Where a payout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -110,6 +116,9 @@ pub enum TopUpStatus {
     Succeeded,
     /// The gateway reported a failure.
     Failed,
+    /// No capture came within [`TOP_UP_TTL_S`]: no longer counted as waiting (a capture
+    /// that comes later still credits the wallet: the money was taken).
+    Expired,
 }
 
 impl TopUpStatus {
@@ -119,6 +128,7 @@ impl TopUpStatus {
             TopUpStatus::Pending => "pending",
             TopUpStatus::Succeeded => "succeeded",
             TopUpStatus::Failed => "failed",
+            TopUpStatus::Expired => "expired",
         }
     }
 }
@@ -294,6 +304,8 @@ pub struct Book {
     /// Payouts approved and not yet accepted by their gateway (`processing`, no
     /// `sent_at`): what the payment worker sends, without walking every payout.
     pub unsent: imbl::OrdSet<PayoutId>,
+    /// Top-ups waiting for the gateway, per user (at most [`MAX_PENDING_TOP_UPS`]).
+    pub pending_top_ups: imbl::OrdMap<UserId, u16>,
 }
 
 impl Book {

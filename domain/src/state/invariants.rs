@@ -167,6 +167,18 @@ impl State {
         if let Some(stray) = self.book.unsent.iter().find(|id| !self.book.payouts.contains_key(*id)) {
             return Err(format!("payout {stray} is listed to send but unknown"));
         }
+        let mut waiting: std::collections::BTreeMap<UserId, u16> = std::collections::BTreeMap::new();
+        for t in self.book.top_ups.values().filter(|t| t.status == crate::payout::TopUpStatus::Pending) {
+            *waiting.entry(t.user_id).or_default() += 1;
+        }
+        let counted: std::collections::BTreeMap<UserId, u16> =
+            self.book.pending_top_ups.iter().map(|(u, n)| (*u, *n)).collect();
+        if waiting != counted {
+            return Err(format!("top-ups waiting per user {waiting:?}, counted {counted:?}"));
+        }
+        if let Some((u, n)) = waiting.iter().find(|(_, n)| **n > crate::payout::MAX_PENDING_TOP_UPS) {
+            return Err(format!("{u} has {n} top-ups waiting"));
+        }
         Ok(())
     }
 }

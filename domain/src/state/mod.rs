@@ -90,6 +90,8 @@ pub enum Deadline {
     CashClaimExpiry(TripId),
     /// A ride booked ahead starts searching (`scheduled_at − schedule_lead_s`).
     ScheduledDispatch(TripId),
+    /// A wallet top-up still waiting for the gateway's capture is `expired`.
+    TopUpExpiry(crate::id::TopUpId),
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.

@@ -13,7 +13,9 @@
 //! - a gateway report (payout or top-up) is applied once per event id (`duplicate`); a
 //!   stale one, or one from another gateway than the one the payout or top-up goes
 //!   through, is remembered and changes nothing (`ignored`, with the reason);
-//! - a top-up credits its wallet once, for exactly its amount and currency;
+//! - a top-up credits its wallet once, for exactly its amount and currency; a user has at
+//!   most `MAX_PENDING_TOP_UPS` waiting, each `expired` after `TOP_UP_TTL_S` without a
+//!   capture (a capture that comes later still credits it);
 //! - a driver whose cash debt is above `max_cash_debt_minor` cannot go online
 //!   (`cash_debt_limit`); cash received at an office pays the debt down, never beyond it.
 
@@ -27,7 +29,10 @@ use crate::error::{Error, Result};
 use crate::id::{PayoutId, TopUpId, TransferId, UserId};
 use crate::ledger::{AccountKey, AccountKind, MAX_AMOUNT, Op, Transfer, TransferCode, TransferState};
 use crate::money::Currency;
-use crate::payout::{Book, Payout, PayoutReportKind, PayoutStatus, Position, TopUp, TopUpReportKind, TopUpStatus};
+use crate::payout::{
+    Book, MAX_PENDING_TOP_UPS, Payout, PayoutReportKind, PayoutStatus, Position, TOP_UP_TTL_S, TopUp, TopUpReportKind,
+    TopUpStatus,
+};
 use crate::user::Role;
 
 /// What a gateway report will do, decided before anything changes.
@@ -287,6 +292,12 @@ impl State {
         if self.book.top_ups.contains_key(&id) {
             return Err(Error::Internal(format!("top-up {id} exists")));
         }
+        let waiting = self.book.pending_top_ups.get(&user_id).copied().unwrap_or(0);
+        if waiting >= MAX_PENDING_TOP_UPS {
+            return Err(Error::Invalid(format!(
+                "at most {MAX_PENDING_TOP_UPS} top-ups may wait for the gateway at once"
+            )));
+        }
         let top_up = Arc::new(TopUp {
             id,
             user_id,
@@ -299,6 +310,8 @@ impl State {
             updated_at: now,
         });
         self.book.top_ups.insert(id, Arc::clone(&top_up));
+        self.book.pending_top_ups.insert(user_id, waiting + 1);
+        self.deadlines.insert((now.plus_secs(TOP_UP_TTL_S), super::Deadline::TopUpExpiry(id)));
         fx.book = true;
         Ok(Outcome::TopUp(top_up))
     }
@@ -324,9 +337,12 @@ impl State {
         let role = self.users.get(&t.user_id).map(|u| u.role);
         let wallet = role.and_then(AccountKind::wallet_of);
         let credit = derived_id(top_up_id.raw(), Purpose::TopUpCredit, 0);
+        // A capture after the top-up expired still credits it: the money was taken.
+        let open =
+            t.status == TopUpStatus::Pending || (t.status == TopUpStatus::Expired && kind == TopUpReportKind::Captured);
         let plan = if t.gateway != gateway {
             Plan::Ignore(format!("top-up {top_up_id} goes through {}, not {gateway}", t.gateway))
-        } else if t.status != TopUpStatus::Pending {
+        } else if !open {
             Plan::Ignore(format!("the top-up is {}", t.status.as_str()))
         } else {
             match (kind, wallet) {
@@ -360,6 +376,9 @@ impl State {
         };
         self.apply_money(&ops, fx)?;
         self.remember_event(gateway, event_id, now);
+        if t.status == TopUpStatus::Pending {
+            self.top_up_settled(t.user_id);
+        }
         let mut t = (*t).clone();
         match kind {
             TopUpReportKind::Captured => {
@@ -372,6 +391,29 @@ impl State {
         self.book.top_ups.insert(top_up_id, Arc::new(t));
         fx.book = true;
         Ok(Outcome::PaymentEvent { duplicate: false, ignored: None })
+    }
+
+    /// A top-up of `user` stops waiting for the gateway.
+    fn top_up_settled(&mut self, user: UserId) {
+        match self.book.pending_top_ups.get(&user).copied() {
+            Some(n) if n > 1 => {
+                self.book.pending_top_ups.insert(user, n - 1);
+            }
+            _ => {
+                self.book.pending_top_ups.remove(&user);
+            }
+        }
+    }
+
+    /// [`TOP_UP_TTL_S`] after a top-up was asked for: `expired` if no capture came.
+    pub(super) fn expire_top_up(&mut self, id: TopUpId, now: Timestamp, fx: &mut Effects) {
+        let Some(t) = self.book.top_ups.get(&id).filter(|t| t.status == TopUpStatus::Pending) else { return };
+        let mut t = (**t).clone();
+        t.status = TopUpStatus::Expired;
+        t.updated_at = now;
+        self.top_up_settled(t.user_id);
+        self.book.top_ups.insert(id, Arc::new(t));
+        fx.book = true;
     }
 
     /// A driver paid cash debt in at an office: at most what the driver owes.

@@ -80,6 +80,8 @@ struct MTopUp {
     wallet: AccountKey,
     amount: i64,
     status: crate::payout::TopUpStatus,
+    /// Expired unless captured by then.
+    until: Timestamp,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -253,7 +255,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0usize..6, proptest::bool::weighted(0.75)).prop_map(|(which, approve)| Step::ReviewPayout { which, approve }),
         1 => (0usize..6).prop_map(|which| Step::PayoutSent { which }),
         2 => (0usize..6, proptest::bool::weighted(0.7)).prop_map(|(which, paid)| Step::PayoutHook { which, paid }),
-        1 => (0usize..6, 1i64..9_000).prop_map(|(who, amount)| Step::TopUp { who, amount }),
+        2 => (0usize..6, 1i64..9_000).prop_map(|(who, amount)| Step::TopUp { who, amount }),
         1 => (0usize..6, proptest::bool::weighted(0.2), prop_oneof![9 => Just(0i64), 1 => Just(1i64)])
             .prop_map(|(which, fail, off_by)| Step::TopUpHook { which, fail, off_by }),
         1 => (0usize..6).prop_map(|which| Step::MoneyReplay { which }),
@@ -363,7 +365,8 @@ fn model_money_event(m: &mut Model, hook: &MoneyHook) -> bool {
     }
     let Some((id, amount)) = hook.top_up else { return false };
     let Some(t) = m.top_ups.iter_mut().find(|t| t.id == id) else { return false };
-    if t.status != TopUpStatus::Pending {
+    let late_capture = t.status == TopUpStatus::Expired && hook.ty == "payment.captured";
+    if t.status != TopUpStatus::Pending && !late_capture {
         return false;
     }
     if hook.ty == "payment.failed" {
@@ -921,6 +924,12 @@ proptest! {
                         }
                     }
                     let now = w.now;
+                    // Top-ups that waited too long for the gateway expired.
+                    for t in &mut m.top_ups {
+                        if t.status == crate::payout::TopUpStatus::Pending && t.until <= now {
+                            t.status = crate::payout::TopUpStatus::Expired;
+                        }
+                    }
                     // Cash claims the drivers never confirmed became the riders' debts.
                     let mut debts = Vec::new();
                     for mt in &mut m.trips {
@@ -1012,8 +1021,14 @@ proptest! {
                     } else {
                         (drivers[who - 3], AccountKind::DriverEarnings)
                     };
+                    let waiting = m.top_ups.iter().filter(|t| t.wallet == user(kind, u) && t.status == crate::payout::TopUpStatus::Pending).count();
                     match w.run(Actor::User(u), Command::CreateTopUp { id: None, amount_minor: amount, currency: egp() }) {
-                        Ok(Outcome::TopUp(t)) => m.top_ups.push(MTopUp { id: t.id, wallet: user(kind, u), amount, status: t.status }),
+                        Ok(Outcome::TopUp(t)) => {
+                            prop_assert!(waiting < usize::from(crate::payout::MAX_PENDING_TOP_UPS));
+                            let until = w.now.plus_secs(crate::payout::TOP_UP_TTL_S);
+                            m.top_ups.push(MTopUp { id: t.id, wallet: user(kind, u), amount, status: t.status, until });
+                        }
+                        Err(Error::Invalid(_)) => prop_assert_eq!(waiting, usize::from(crate::payout::MAX_PENDING_TOP_UPS)),
                         other => prop_assert!(false, "{:?}", other),
                     }
                 }

@@ -185,3 +185,45 @@ fn cash_debt_above_the_limit_keeps_a_driver_offline_until_paid_in() {
     w.run(Actor::User(d), online).unwrap();
     w.finish();
 }
+
+#[test]
+fn top_ups_waiting_are_bounded_and_expire_but_a_late_capture_still_credits() {
+    use crate::payout::{MAX_PENDING_TOP_UPS, TOP_UP_TTL_S};
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let top = Command::CreateTopUp { id: None, amount_minor: 1_000, currency: egp() };
+    let mut ids = Vec::new();
+    for _ in 0..MAX_PENDING_TOP_UPS {
+        let Outcome::TopUp(t) = w.run(Actor::User(rider), top.clone()).unwrap() else { panic!() };
+        ids.push(t.id);
+    }
+    assert!(matches!(w.run(Actor::User(rider), top.clone()), Err(Error::Invalid(_))), "one more waits");
+    w.advance(i64::from(TOP_UP_TTL_S));
+    assert!(ids.iter().all(|id| w.state.top_up(*id).unwrap().status == TopUpStatus::Expired));
+    w.run(Actor::User(rider), top).unwrap();
+    // The gateway took the money after all: the wallet is credited.
+    let capture = Command::TopUpReport {
+        gateway: "sim".into(),
+        event_id: "late".into(),
+        top_up_id: ids[0],
+        kind: TopUpReportKind::Captured,
+        amount_minor: 1_000,
+        currency: egp(),
+    };
+    w.run(Actor::System, capture).unwrap();
+    assert_eq!(w.state.top_up(ids[0]).unwrap().status, TopUpStatus::Succeeded);
+    let wallet = AccountKey::of(AccountKind::RiderWallet, rider, egp());
+    assert_eq!(w.state.ledger().account(&wallet).balance(), 1_000);
+    // An expired one does not fail later: it stays expired.
+    let failed = Command::TopUpReport {
+        gateway: "sim".into(),
+        event_id: "late-fail".into(),
+        top_up_id: ids[1],
+        kind: TopUpReportKind::Failed,
+        amount_minor: 1_000,
+        currency: egp(),
+    };
+    w.run(Actor::System, failed).unwrap();
+    assert_eq!(w.state.top_up(ids[1]).unwrap().status, TopUpStatus::Expired);
+    w.finish();
+}

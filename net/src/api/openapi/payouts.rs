@@ -122,7 +122,7 @@ pub(super) fn top_up_out() -> Value {
             ("user_id", id("usr_")),
             ("amount_minor", int()),
             ("currency", currency()),
-            ("status", enumeration(&["pending", "succeeded", "failed"])),
+            ("status", enumeration(&["pending", "succeeded", "failed", "expired"])),
             ("gateway", string()),
             ("transfer_id", nullable(id("txf_"))),
             ("created_at", time()),
