@@ -1,6 +1,7 @@
 //! Card payments end to end: the engine asks (payment.due), the worker calls the
 //! gateway and reports back, the ledger balances, and nothing is captured twice —
-//! also when the gateway fails and calls are retried.
+//! also when the gateway fails and calls are retried. Approved payouts go through the
+//! gateway's `payout` call once each, and a gateway that cannot pay out fails them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -215,4 +216,86 @@ fn dead_letters_survive_a_restart_and_are_not_retried_after_it() {
     assert_eq!(engine.trip(trip).unwrap().payment.status, PaymentStatus::Pending);
     assert_eq!(worker.dead_letters().len(), 1);
     worker.stop();
+}
+
+/// A driver with `amount` of earnings asks for payouts of `asks`, which staff approve:
+/// (driver, the payouts' ids).
+fn approved_payouts(
+    engine: &Engine,
+    n: u64,
+    asks: &[i64],
+) -> (dispatch_core::UserId, Vec<dispatch_core::id::PayoutId>) {
+    use dispatch_core::{Actor, Command, Outcome};
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    let driver = scenario::online_driver(engine, n, near_center(0.0, 0.0).unwrap()).unwrap();
+    let credit =
+        Command::CreditWallet { id: None, user_id: driver, amount_minor: 50_000, currency: egp, reason: "b".into() };
+    engine.submit(Actor::Admin, credit).unwrap();
+    let ids = asks
+        .iter()
+        .map(|amount| {
+            let ask = Command::RequestPayout { id: None, amount_minor: *amount, currency: egp };
+            let Outcome::Payout(p) = engine.submit(Actor::User(driver), ask).unwrap() else { panic!("not a payout") };
+            let approve = Command::ReviewPayout { payout_id: p.id, approve: true, reason: String::new() };
+            engine.submit(Actor::Admin, approve).unwrap();
+            p.id
+        })
+        .collect();
+    (driver, ids)
+}
+
+#[test]
+fn approved_payouts_are_sent_through_the_gateway_once_and_wait_for_its_webhook() {
+    use dispatch_core::payout::PayoutStatus;
+    let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
+    let gateway = Arc::new(SimGateway::new());
+    // Unavailable for more calls than a card payment's attempts (3): a payout is never
+    // given up on, since a call that failed may have reached the gateway.
+    gateway.fail_next(7);
+    let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
+    let (driver, ids) = approved_payouts(&engine, 1, &[4_000, 1_500]);
+    let sent = |id| engine.read(|v| v.book().payouts.get(&id).is_some_and(|p| p.sent_at.is_some()));
+    eventually("both payouts sent", || ids.iter().all(|id| sent(*id)));
+    let paid = gateway.payouts();
+    assert_eq!(
+        paid.values().map(|(a, _)| *a).collect::<Vec<_>>().iter().sum::<i64>(),
+        5_500,
+        "each sent once: {paid:?}"
+    );
+    assert_eq!(paid.len(), 2);
+    // Still processing: only the gateway's webhook says whether it was paid.
+    let statuses: Vec<PayoutStatus> = engine.read(|v| ids.iter().map(|id| v.book().payouts[id].status).collect());
+    assert_eq!(statuses, [PayoutStatus::Processing, PayoutStatus::Processing]);
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    assert_eq!(engine.read(|v| v.driver_position(driver, egp)).held_minor, 5_500);
+    // The sim's settlement report lists them; the ledger has paid nothing yet.
+    let report = dispatch_core::payment::reconcile_report(&engine, &gateway.settlement_csv(egp)).unwrap();
+    assert_eq!(report.money_mismatches.len(), 2, "{report:?}");
+    drop(worker);
+}
+
+/// A gateway that charges but cannot pay out (the trait's default `payout`).
+struct NoPayouts;
+
+impl dispatch_core::payment::Gateway for NoPayouts {
+    fn name(&self) -> &str {
+        "sim"
+    }
+    fn execute(&self, _: &dispatch_core::payment::GatewayCall) -> Result<(), dispatch_core::payment::GatewayError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_gateway_that_cannot_pay_out_fails_the_payout_and_returns_exactly_what_was_held() {
+    use dispatch_core::payout::PayoutStatus;
+    let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
+    let worker = PaymentWorker::start(Arc::clone(&engine), Arc::new(NoPayouts), quick()).unwrap();
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    let (driver, ids) = approved_payouts(&engine, 1, &[4_000]);
+    eventually("the payout failed", || engine.read(|v| v.book().payouts[&ids[0]].status == PayoutStatus::Failed));
+    let position = engine.read(|v| v.driver_position(driver, egp));
+    assert_eq!((position.held_minor, position.withdrawable_minor, position.balance_minor), (0, 50_000, 50_000));
+    assert!(engine.read(|v| v.ledger_verify()).balanced);
+    drop(worker);
 }

@@ -4,7 +4,8 @@
 //! domain's, re-exported here: `dispatch_domain::payment`.
 //!
 //! Owns:
-//! - [`Gateway`], the seam to a card processor (authorise, capture, void, refund), and
+//! - [`Gateway`], the seam to a card processor (authorise, capture, void, refund, and
+//!   pay a driver out: [`Gateway::payout`], whose outcome comes later by webhook), and
 //!   [`SimGateway`], a deterministic in-process one with injectable failures and its own
 //!   settlement report, for development and tests;
 //! - [`reconcile_report`]: the ledger's card payments (captured − refunded, and the
@@ -15,7 +16,10 @@
 //!   `PaymentEvent` command — retried with exponential backoff while the gateway is
 //!   unavailable, and after [`WorkerConfig::max_attempts`] failures recorded as a dead
 //!   letter on the trip (`Command::RecordDeadLetter`: durable, listed to operators, the
-//!   rider is offered cash, and the worker does not start it over after a restart).
+//!   rider is offered cash, and the worker does not start it over after a restart);
+//!   it also sends approved payouts (`processing`, not yet accepted) through
+//!   [`Gateway::payout`] and reports the gateway's acceptance (`PayoutReport::Sent`) or
+//!   decline (`Failed`: the hold returned).
 //!
 //! Guarantees:
 //! - nothing is charged twice: every call carries an idempotency key derived from the
@@ -39,8 +43,9 @@ pub use dispatch_domain::payment::*;
 use crate::command::{Actor, Command};
 use crate::engine::Engine;
 use crate::history::{TripCursor, TripsOf};
-use crate::id::TripId;
+use crate::id::{PayoutId, TripId};
 use crate::money::Currency;
+use crate::payout::{PayoutReportKind, PayoutStatus, TopUpStatus};
 use crate::trip::{DeadLetter, GatewayAction, PaymentMethod, PaymentStatus};
 use crate::view::View;
 
@@ -70,12 +75,34 @@ pub enum GatewayError {
     Declined(String),
 }
 
+/// A payout call: pay a driver's held earnings out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayoutCall {
+    /// The payout (the gateway's reference: its webhooks name it as `payout_id`).
+    pub payout_id: PayoutId,
+    /// Whose.
+    pub driver_id: crate::UserId,
+    /// Minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+    /// Sent to the gateway, which must not pay twice on one key.
+    pub idempotency_key: String,
+}
+
 /// A card processor.
 pub trait Gateway: Send + Sync {
     /// The gateway's name in events (`sim`, …).
     fn name(&self) -> &str;
     /// Carries out `call`; `Ok` is the gateway's confirmation.
     fn execute(&self, call: &GatewayCall) -> Result<(), GatewayError>;
+    /// Sends a payout. `Ok` means the gateway accepted it: whether it was paid comes
+    /// later, by its signed webhook (`payout.paid` / `payout.failed`). A gateway that
+    /// cannot pay out declines (the payout fails and its hold is returned).
+    fn payout(&self, call: &PayoutCall) -> Result<(), GatewayError> {
+        let _ = call;
+        Err(GatewayError::Declined(format!("the {} gateway does not pay out", self.name())))
+    }
 }
 
 /// The built-in simulated gateway: succeeds unless told to fail, remembers every
@@ -104,6 +131,8 @@ struct SimInner {
     status: BTreeMap<TripId, PaymentStatus>,
     /// Every call, including refused ones.
     calls: u64,
+    /// Payouts accepted, by payout (each idempotency key once).
+    payouts: BTreeMap<PayoutId, (i64, Currency)>,
 }
 
 impl SimGateway {
@@ -137,14 +166,20 @@ impl SimGateway {
         self.inner.lock().refunded.clone()
     }
 
+    /// The payouts accepted so far (each once, however often it was sent).
+    pub fn payouts(&self) -> BTreeMap<PayoutId, (i64, Currency)> {
+        self.inner.lock().payouts.clone()
+    }
+
     /// Calls received, successful or not.
     pub fn calls(&self) -> u64 {
         self.inner.lock().calls
     }
 
-    /// The gateway's settlement report in the CSV format [`parse_settlement`] reads:
+    /// The gateway's settlement report in the CSV format [`parse_settlement_all`] reads:
     /// a capture line and a (negative) refund line per trip, each with the payment's
-    /// status as the gateway sees it. Trips only authorised or voided get one line of 0.
+    /// status as the gateway sees it (trips only authorised or voided get one line of 0),
+    /// and a line per payout it accepted (the sim pays them all).
     pub fn settlement_csv(&self, currency: Currency) -> String {
         let g = self.inner.lock();
         let mut out = String::from(
@@ -167,6 +202,10 @@ impl SimGateway {
                     status.as_str()
                 ));
             }
+        }
+        // The sim pays every payout it accepted.
+        for (payout, (amount, currency)) in &g.payouts {
+            out.push_str(&format!("{payout},{amount},{},paid\n", currency.code()));
         }
         out
     }
@@ -212,6 +251,25 @@ impl Gateway for SimGateway {
             }
         };
         g.status.insert(call.trip_id, status);
+        Ok(())
+    }
+
+    /// Accepts the payout (it reports the outcome later, by a signed webhook).
+    fn payout(&self, call: &PayoutCall) -> Result<(), GatewayError> {
+        let mut g = self.inner.lock();
+        g.calls += 1;
+        if g.down {
+            return Err(GatewayError::Unavailable("sim gateway is down".into()));
+        }
+        if g.fail_next > 0 {
+            g.fail_next -= 1;
+            return Err(GatewayError::Unavailable("sim gateway failed this call".into()));
+        }
+        if g.done.contains(&call.idempotency_key) {
+            return Ok(());
+        }
+        g.done.push(call.idempotency_key.clone());
+        g.payouts.insert(call.payout_id, (call.amount_minor, call.currency));
         Ok(())
     }
 }
@@ -301,6 +359,7 @@ impl Drop for PaymentWorker {
 /// One pass: every due action not given up on, called unless backing off.
 fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &AtomicBool) {
     let mut retries: HashMap<String, Retry> = HashMap::new();
+    let mut payout_retries: HashMap<String, Retry> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         let due: Vec<(TripId, GatewayAction, Currency)> = engine.read_snapshot(|v| {
             v.trips()
@@ -360,7 +419,67 @@ fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &Atom
                 }
             }
         }
+        send_payouts(engine, gateway, config, &mut payout_retries);
         std::thread::sleep(config.interval);
+    }
+}
+
+/// Sends the approved payouts the gateway has not accepted yet (`processing`, not sent),
+/// each reported as a `PayoutReport`: `Sent` when accepted, `Failed` when declined (the
+/// hold is returned); retried with backoff while the gateway is unavailable, without end
+/// (no dead letter: a payout that may have reached the gateway is never failed here).
+fn send_payouts(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, retries: &mut HashMap<String, Retry>) {
+    let due: Vec<PayoutCall> = engine.read_snapshot(|v| {
+        let book = v.book();
+        book.unsent
+            .iter()
+            .filter_map(|id| book.payouts.get(id))
+            .filter(|p| p.status == PayoutStatus::Processing && p.sent_at.is_none() && p.gateway == gateway.name())
+            .map(|p| PayoutCall {
+                payout_id: p.id,
+                driver_id: p.driver_id,
+                amount_minor: p.amount_minor,
+                currency: p.currency,
+                idempotency_key: format!("{}-payout", p.id),
+            })
+            .collect()
+    });
+    let now = Instant::now();
+    retries.retain(|key, _| due.iter().any(|c| c.idempotency_key == *key));
+    for call in due {
+        let retry = retries.entry(call.idempotency_key.clone()).or_insert(Retry { attempts: 0, next: now });
+        // A payout is never given up on while the gateway is unavailable: a call that
+        // timed out may have reached it, so failing the payout (and returning the hold)
+        // could pay the driver twice. It is retried at most every `backoff_max`.
+        if retry.next > now {
+            continue;
+        }
+        let report = |kind, event_id: String| Command::PayoutReport {
+            gateway: gateway.name().to_owned(),
+            event_id,
+            payout_id: call.payout_id,
+            kind,
+            amount_minor: None,
+        };
+        match gateway.payout(&call) {
+            Ok(()) => {
+                let id = format!("{}-{}-sent", gateway.name(), call.idempotency_key);
+                let _ = engine.submit(Actor::System, report(PayoutReportKind::Sent, id));
+                retries.remove(&call.idempotency_key);
+            }
+            Err(GatewayError::Declined(_)) => {
+                // The gateway's final answer: the payout fails (its hold returned) and
+                // leaves the list of those to send; asked again only if that report is lost.
+                retry.next = now + config.backoff_max;
+                let id = format!("{}-{}-declined", gateway.name(), call.idempotency_key);
+                let _ = engine.submit(Actor::System, report(PayoutReportKind::Failed, id));
+            }
+            Err(GatewayError::Unavailable(_)) => {
+                retry.attempts += 1;
+                let factor = 2u32.saturating_pow(retry.attempts.saturating_sub(1).min(16));
+                retry.next = now + config.backoff.saturating_mul(factor).min(config.backoff_max);
+            }
+        }
     }
 }
 
@@ -379,7 +498,7 @@ pub enum ReconcileError {
 /// hot and archived: the one function behind `dispatchd reconcile` and
 /// `POST /v1/admin/reconcile`.
 pub fn reconcile_report(engine: &Engine, csv: &str) -> Result<Reconciliation, ReconcileError> {
-    let rows = parse_settlement(csv).map_err(ReconcileError::Settlement)?;
+    let (rows, money_rows) = parse_settlement_all(csv).map_err(ReconcileError::Settlement)?;
     let mut trips = Vec::new();
     let mut cursor = None;
     loop {
@@ -388,7 +507,23 @@ pub fn reconcile_report(engine: &Engine, csv: &str) -> Result<Reconciliation, Re
         cursor = Some(TripCursor::after(last));
         trips.extend(page);
     }
-    Ok(reconcile(trips.iter().map(|t| &**t), &rows))
+    let mut report = reconcile(trips.iter().map(|t| &**t), &rows);
+    // Payouts (what was paid out) and top-ups (what was credited), from the engine's book.
+    let book = engine.read_snapshot(|v| v.book().clone());
+    let payouts = book.payouts.values().map(|p| {
+        let paid = if p.status == PayoutStatus::Paid { p.amount_minor } else { 0 };
+        (Settled::Payout(p.id), paid, p.currency)
+    });
+    let top_ups = book.top_ups.values().map(|t| {
+        let credited = if t.status == TopUpStatus::Succeeded { t.amount_minor } else { 0 };
+        (Settled::TopUp(t.id), credited, t.currency)
+    });
+    report.money = book.payouts.len() + book.top_ups.len();
+    report.rows += money_rows.len();
+    let (found, matched) = reconcile_money(payouts.chain(top_ups), &money_rows);
+    report.money_mismatches = found;
+    report.matched += matched;
+    Ok(report)
 }
 
 #[cfg(test)]

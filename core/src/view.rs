@@ -84,6 +84,9 @@ pub struct View {
     /// changed one.
     applications: Applications,
     batches: u64,
+    /// Payouts, top-ups and the earnings index: the state's persistent maps, shared
+    /// (a change replaces the book, which costs three pointer copies).
+    book: dispatch_domain::payout::Book,
 }
 
 impl View {
@@ -111,6 +114,7 @@ impl View {
         view.outbox = state.outbox().clone();
         view.hooks = state.hooks().clone();
         view.applications = state.applications().clone();
+        view.book = state.book().clone();
         view
     }
 
@@ -184,7 +188,29 @@ impl View {
         if fx.applications {
             self.applications = state.applications().clone();
         }
+        if fx.book {
+            self.book = state.book().clone();
+        }
         self.batches += 1;
+    }
+
+    /// A driver's money position in `currency` (`dispatch_domain::payout::Position`).
+    pub fn driver_position(&self, driver: UserId, currency: crate::Currency) -> dispatch_domain::payout::Position {
+        use crate::ledger::AccountKind;
+        dispatch_domain::payout::Position::of(
+            &self.account(&AccountKey::of(AccountKind::DriverEarnings, driver, currency)),
+            &self.account(&AccountKey::of(AccountKind::CashInHand, driver, currency)),
+        )
+    }
+
+    /// The currencies a driver has earnings or holds cash in, in order.
+    pub fn driver_currencies(&self, driver: UserId) -> Vec<crate::Currency> {
+        dispatch_domain::payout::driver_currencies(&self.accounts, driver)
+    }
+
+    /// Payouts, top-ups and the earnings index.
+    pub fn book(&self) -> &dispatch_domain::payout::Book {
+        &self.book
     }
 
     /// A trip.

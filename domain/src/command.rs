@@ -511,6 +511,80 @@ pub enum Command {
         /// What the endpoint answered (with the worker's choice of the next try).
         outcome: HookOutcome,
     },
+    /// A driver asks for a payout of `amount_minor` of its earnings in `currency`: held at
+    /// once (a pending transfer), `requested` until staff approve or reject it. Above
+    /// what is withdrawable → `insufficient_funds`; below `payout_min_minor` → invalid.
+    RequestPayout {
+        /// Stamped by the writer.
+        id: Option<crate::id::PayoutId>,
+        /// Minor units.
+        amount_minor: i64,
+        /// The earnings' currency.
+        currency: Currency,
+    },
+    /// Staff approve (→ `processing`, sent through the gateway) or reject (→ `rejected`,
+    /// the hold returned) a requested payout. Admin only.
+    ReviewPayout {
+        /// Which.
+        payout_id: crate::id::PayoutId,
+        /// Approve, or reject.
+        approve: bool,
+        /// Why (kept on a rejection).
+        reason: String,
+    },
+    /// What the gateway (a signed webhook, or the payment worker's call) reported about a
+    /// payout (system only); an event id is applied once.
+    PayoutReport {
+        /// The gateway's name.
+        gateway: String,
+        /// Its event id.
+        event_id: String,
+        /// Which payout.
+        payout_id: crate::id::PayoutId,
+        /// What happened.
+        kind: crate::payout::PayoutReportKind,
+        /// The amount the event names, if it names one (checked against the payout's).
+        amount_minor: Option<i64>,
+    },
+    /// A rider or driver asks to top up its wallet through the card gateway: `pending`
+    /// until the gateway reports the capture.
+    CreateTopUp {
+        /// Stamped by the writer.
+        id: Option<crate::id::TopUpId>,
+        /// Minor units.
+        amount_minor: i64,
+        /// Its currency.
+        currency: Currency,
+    },
+    /// What the gateway reported about a top-up (system only); an event id is applied once.
+    TopUpReport {
+        /// The gateway's name.
+        gateway: String,
+        /// Its event id.
+        event_id: String,
+        /// Which top-up.
+        top_up_id: crate::id::TopUpId,
+        /// What happened.
+        kind: crate::payout::TopUpReportKind,
+        /// The amount the event names.
+        amount_minor: i64,
+        /// Its currency.
+        currency: Currency,
+    },
+    /// A driver paid cash debt in at an office (admin): a transfer from the platform's
+    /// office cash to the driver's cash in hand, at most what the driver owes.
+    CashReceived {
+        /// Stamped by the writer.
+        id: Option<TransferId>,
+        /// Which driver.
+        driver_id: UserId,
+        /// Minor units.
+        amount_minor: i64,
+        /// Its currency.
+        currency: Currency,
+        /// Why (a receipt number, the office).
+        reason: String,
+    },
     /// `command`, about a finished trip that had left the hot state for the history
     /// (a refund, a rating, a late payment event): the writer read the trip back from
     /// the history and carries it here, so `apply` puts it back in the state before
@@ -633,6 +707,12 @@ impl Command {
             Command::DeleteWebhookEndpoint { .. } => "delete_webhook_endpoint",
             Command::ResendWebhook { .. } => "resend_webhook",
             Command::WebhookAttempted { .. } => "webhook_attempted",
+            Command::RequestPayout { .. } => "request_payout",
+            Command::ReviewPayout { .. } => "review_payout",
+            Command::PayoutReport { .. } => "payout_report",
+            Command::CreateTopUp { .. } => "create_top_up",
+            Command::TopUpReport { .. } => "top_up_report",
+            Command::CashReceived { .. } => "cash_received",
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.name(),
             Command::PutApplication(_) => "put_application",
             Command::AddDocument { .. } => "add_document",
@@ -799,6 +879,10 @@ pub enum Outcome {
         /// Wrong codes still allowed before the lock.
         attempts_left: u8,
     },
+    /// A payout, as it is now.
+    Payout(Arc<crate::payout::Payout>),
+    /// A top-up, as it is now.
+    TopUp(Arc<crate::payout::TopUp>),
 }
 
 /// What happened, for the gateway to push and the outbox to deliver. Events are
@@ -873,5 +957,11 @@ pub enum Event {
         heading_deg: Option<f32>,
         /// When.
         at: Timestamp,
+    },
+    /// A payout was requested or changed (reviewed, sent, paid, failed): what outbound
+    /// `payout.paid` / `payout.failed` come from. Not pushed on the WebSocket.
+    PayoutUpdated {
+        /// The payout as it is now.
+        payout: Arc<crate::payout::Payout>,
     },
 }

@@ -139,6 +139,15 @@ pub enum Error {
         /// The category's limit.
         max_weight_kg: u32,
     },
+    /// The driver owes more cash debt than `max_cash_debt_minor` and cannot go online
+    /// until it is paid back (`cash_debt_limit`).
+    #[error("cash debt of {owed} is above the limit of {limit}: pay it back first")]
+    CashDebtLimit {
+        /// What the driver owes.
+        owed: i64,
+        /// The limit in force.
+        limit: i64,
+    },
 }
 
 impl Error {
@@ -167,6 +176,7 @@ impl Error {
             Error::NotApproved(_) => "not_approved",
             Error::DocumentExpired { .. } => "document_expired",
             Error::ParcelTooHeavy { .. } => "parcel_too_heavy",
+            Error::CashDebtLimit { .. } => "cash_debt_limit",
         }
     }
 

@@ -241,6 +241,8 @@ pub enum EventData {
     User(Arc<User>),
     /// A driver's application (submitted).
     Application(Arc<crate::application::Application>),
+    /// A driver's payout (paid or failed).
+    Payout(Arc<crate::payout::Payout>),
 }
 
 /// Something that happened, to be announced.

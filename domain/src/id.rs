@@ -207,6 +207,14 @@ typed_id!(
     /// (`crate::hooks::event_id`), which `crate::hooks::event_seq` undoes.
     EventId, "evt_", "event"
 );
+typed_id!(
+    /// A driver's payout (`pyo_…`).
+    PayoutId, "pyo_", "payout"
+);
+typed_id!(
+    /// A wallet top-up through a payment gateway (`top_…`).
+    TopUpId, "top_", "top-up"
+);
 
 fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
     let hex = s.strip_prefix(prefix)?;

@@ -51,6 +51,8 @@ pub enum AccountKind {
     GatewayClearing,
     /// Discounts the platform pays for (coupons), and credits it grants.
     Promotions,
+    /// Cash drivers paid in at an office against their cash debt (the platform holds it).
+    OfficeCash,
 }
 
 impl AccountKind {
@@ -81,6 +83,7 @@ impl AccountKind {
             AccountKind::PlatformRevenue => "platform_revenue",
             AccountKind::GatewayClearing => "gateway_clearing",
             AccountKind::Promotions => "promotions",
+            AccountKind::OfficeCash => "office_cash",
         }
     }
 }
@@ -157,6 +160,10 @@ pub enum TransferCode {
     Cash,
     /// A card capture through the gateway.
     Capture,
+    /// A driver's payout (held at request, posted when the gateway paid it).
+    Payout,
+    /// Cash a driver paid in at an office against their cash debt.
+    CashReceived,
 }
 
 /// Posted at once, or pending until posted or voided.

@@ -80,6 +80,7 @@ pub mod money;
 pub mod otp;
 pub mod outbox;
 pub mod payment;
+pub mod payout;
 pub mod record;
 pub mod route;
 pub mod rules;

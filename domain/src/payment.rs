@@ -10,7 +10,9 @@
 //!   (no cryptography: fuzzed alone, `fuzz/fuzz_targets/signature_header.rs`);
 //! - [`idempotency_key`]: one key per trip and gateway action (one per refund);
 //! - [`parse_settlement`] and [`reconcile`]: a gateway's settlement CSV against the
-//!   engine's card trips, as pure functions (the engine-side wrapper is
+//!   engine's card trips, and [`parse_settlement_all`] and [`reconcile_money`]: its lines
+//!   about drivers' payouts (`pyo_…`) and wallet top-ups (`top_…`) against what the
+//!   engine paid out and credited, as pure functions (the engine-side wrapper is
 //!   `dispatch_core::payment::reconcile_report`).
 //!
 //! Guarantees:
@@ -302,6 +304,45 @@ pub struct Reconciliation {
     pub trips: usize,
     /// Lines of the report.
     pub rows: usize,
+    /// Differences about payouts and top-ups, in id order.
+    pub money_mismatches: Vec<MoneyMismatch>,
+    /// Payouts and top-ups the engine compared.
+    pub money: usize,
+}
+
+/// What a settlement line other than a trip's is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Settled {
+    /// A driver's payout (`pyo_…`): the amount paid out.
+    Payout(crate::id::PayoutId),
+    /// A wallet top-up (`top_…`): the amount captured.
+    TopUp(crate::id::TopUpId),
+}
+
+/// A settlement line about a payout or a top-up (its status column, if any, is not read:
+/// the amounts decide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoneyRow {
+    /// What it is about.
+    pub subject: Settled,
+    /// Amount settled, minor units.
+    pub amount_minor: i64,
+    /// Currency.
+    pub currency: Currency,
+}
+
+/// A difference about a payout or a top-up: what the engine paid out or credited (`None`:
+/// nothing), what the gateway settled (`None`: no line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MoneyMismatch {
+    /// What differs.
+    pub kind: MismatchKind,
+    /// The payout or top-up.
+    pub subject: Settled,
+    /// The engine's amount (paid out, or credited), with its currency.
+    pub ledger: Option<(i64, Currency)>,
+    /// The gateway's amount, with its currency.
+    pub gateway: Option<(i64, Currency)>,
 }
 
 const HEADER: &str = "trip_id,amount_minor,currency";
@@ -312,32 +353,105 @@ const HEADER_WITH_STATUS: &str = "trip_id,amount_minor,currency,status";
 /// a refund as a negative amount). Blank lines are skipped. Refuses anything else,
 /// naming the line (1-based, blank lines counted).
 pub fn parse_settlement(text: &str) -> Result<Vec<SettlementRow>, String> {
+    parse_settlement_all(text).map(|(trips, _)| trips)
+}
+
+/// Reads a settlement report like [`parse_settlement`], whose lines may also be about a
+/// payout (`pyo_…`) or a top-up (`top_…`) instead of a trip: the trips' lines, and the
+/// others'.
+pub fn parse_settlement_all(text: &str) -> Result<(Vec<SettlementRow>, Vec<MoneyRow>), String> {
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let with_status = match lines.next() {
         Some((_, header)) if header.trim().replace(' ', "") == HEADER => false,
         Some((_, header)) if header.trim().replace(' ', "") == HEADER_WITH_STATUS => true,
         _ => return Err(format!("line 1: the header must be {HEADER} or {HEADER_WITH_STATUS}")),
     };
-    lines
-        .map(|(i, line)| {
-            let bad = |what: &str| format!("line {}: {what}", i + 1);
+    let mut money = Vec::new();
+    let mut trips = Vec::new();
+    for (i, line) in lines {
+        let bad = |what: &str| format!("line {}: {what}", i + 1);
+        let first = line.split(',').next().unwrap_or_default().trim();
+        let subject = if first.starts_with("pyo_") {
+            Some(Settled::Payout(first.parse().map_err(|_| bad("not a payout id"))?))
+        } else if first.starts_with("top_") {
+            Some(Settled::TopUp(first.parse().map_err(|_| bad("not a top-up id"))?))
+        } else {
+            None
+        };
+        if let Some(subject) = subject {
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            let (trip, amount, currency, status) = match (with_status, &fields[..]) {
-                (false, [t, a, c]) => (*t, *a, *c, None),
-                (true, [t, a, c, s]) => (*t, *a, *c, Some(*s)),
+            let (amount, currency) = match (with_status, &fields[..]) {
+                (false, [_, a, c]) | (true, [_, a, c, _]) => (*a, *c),
                 (false, _) => return Err(bad("three fields expected")),
                 (true, _) => return Err(bad("four fields expected")),
             };
-            Ok(SettlementRow {
-                trip_id: trip.parse().map_err(|_| bad("not a trip id"))?,
+            money.push(MoneyRow {
+                subject,
                 amount_minor: amount.parse().map_err(|_| bad("amount_minor is not an integer"))?,
                 currency: currency.parse().map_err(|e: crate::money::MoneyError| bad(&e.to_string()))?,
-                status: status
-                    .map(|s| PaymentStatus::parse(s).ok_or_else(|| bad("status is not a payment status")))
-                    .transpose()?,
-            })
-        })
-        .collect()
+            });
+            continue;
+        }
+        trips.push(parse_trip_line(i, line, with_status)?);
+    }
+    Ok((trips, money))
+}
+
+/// One trip's settlement line.
+fn parse_trip_line(i: usize, line: &str, with_status: bool) -> Result<SettlementRow, String> {
+    let bad = |what: &str| format!("line {}: {what}", i + 1);
+    let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+    let (trip, amount, currency, status) = match (with_status, &fields[..]) {
+        (false, [t, a, c]) => (*t, *a, *c, None),
+        (true, [t, a, c, s]) => (*t, *a, *c, Some(*s)),
+        (false, _) => return Err(bad("three fields expected")),
+        (true, _) => return Err(bad("four fields expected")),
+    };
+    Ok(SettlementRow {
+        trip_id: trip.parse().map_err(|_| bad("not a trip id"))?,
+        amount_minor: amount.parse().map_err(|_| bad("amount_minor is not an integer"))?,
+        currency: currency.parse().map_err(|e: crate::money::MoneyError| bad(&e.to_string()))?,
+        status: status
+            .map(|s| PaymentStatus::parse(s).ok_or_else(|| bad("status is not a payment status")))
+            .transpose()?,
+    })
+}
+
+/// Compares what the engine paid out (payouts `paid`) and credited (top-ups `succeeded`)
+/// with the gateway's lines about them (summed per payout or top-up), and lists every
+/// difference: payouts first, then top-ups, each in id order. `engine` is every payout and top-up the engine knows with the
+/// amount it settled (0: not paid or not captured) and its currency; one with nothing
+/// settled and no line agrees silently. Returns the differences and how many agreed.
+pub fn reconcile_money(
+    engine: impl IntoIterator<Item = (Settled, i64, Currency)>,
+    rows: &[MoneyRow],
+) -> (Vec<MoneyMismatch>, usize) {
+    let ledger: BTreeMap<Settled, (i64, Currency)> = engine.into_iter().map(|(s, a, c)| (s, (a, c))).collect();
+    let mut gateway: BTreeMap<Settled, (i64, Currency)> = BTreeMap::new();
+    for r in rows {
+        let e = gateway.entry(r.subject).or_insert((0, r.currency));
+        e.0 = e.0.saturating_add(r.amount_minor);
+    }
+    let ids: std::collections::BTreeSet<Settled> = ledger.keys().chain(gateway.keys()).copied().collect();
+    let (mut out, mut matched) = (Vec::new(), 0);
+    for subject in ids {
+        let (l, g) = (ledger.get(&subject).copied(), gateway.get(&subject).copied());
+        let kind = match (l, g) {
+            (Some(l), Some(g)) if l != g => Some(MismatchKind::AmountDiffers),
+            (Some(_), Some(_)) => {
+                matched += 1;
+                None
+            }
+            (Some((0, _)), None) => None,
+            (Some(_), None) => Some(MismatchKind::MissingAtGateway),
+            (None, Some(_)) => Some(MismatchKind::MissingInLedger),
+            (None, None) => None,
+        };
+        if let Some(kind) = kind {
+            out.push(MoneyMismatch { kind, subject, ledger: l, gateway: g });
+        }
+    }
+    (out, matched)
 }
 
 /// Compares the engine's card trips (`captured − refunded` of each, and its payment
@@ -504,6 +618,34 @@ mod tests {
             verify_webhook(WebhookScheme::HexSha512, &secrets, Some("zz"), body, 0),
             Err(WebhookError::Malformed)
         );
+    }
+
+    #[test]
+    fn payouts_and_top_ups_reconcile_by_their_amounts() {
+        let egp: Currency = "EGP".parse().unwrap();
+        let text = "trip_id,amount_minor,currency,status\npyo_0000000000000001,4000,EGP,paid\n\
+            top_0000000000000002,5000,EGP,captured\ntrp_0000000000000007,6704,EGP,captured\n\
+            pyo_0000000000000003,100,EGP,paid\n";
+        let (trips, money) = parse_settlement_all(text).unwrap();
+        assert_eq!((trips.len(), money.len()), (1, 3));
+        assert_eq!(parse_settlement(text).unwrap(), trips);
+        let payout = |n| Settled::Payout(crate::id::PayoutId::from_raw(n).unwrap());
+        let top_up = |n| Settled::TopUp(crate::id::TopUpId::from_raw(n).unwrap());
+        let engine = [(payout(1), 4000, egp), (top_up(2), 4999, egp), (payout(4), 700, egp), (payout(5), 0, egp)];
+        let (found, matched) = reconcile_money(engine, &money);
+        let kinds: Vec<(MismatchKind, Settled)> = found.iter().map(|m| (m.kind, m.subject)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (MismatchKind::MissingInLedger, payout(3)),
+                (MismatchKind::MissingAtGateway, payout(4)),
+                (MismatchKind::AmountDiffers, top_up(2)),
+            ],
+            "payouts first, then top-ups, each in id order"
+        );
+        assert_eq!(matched, 1);
+        let bad = "trip_id,amount_minor,currency\npyo_12,1,EGP\n";
+        assert_eq!(parse_settlement_all(bad).unwrap_err(), "line 2: not a payout id");
     }
 
     #[test]

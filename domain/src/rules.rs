@@ -67,6 +67,11 @@ pub struct DispatchRules {
     /// is sent to each by SMS (`[notify] sos_phones`). In the rules so that a replay sends
     /// to the phones in force when the SOS was raised.
     pub sos_phones: Vec<String>,
+    /// The smallest payout a driver may ask for, minor units (`[payouts] min_minor`).
+    pub payout_min_minor: i64,
+    /// A driver who owes more cash debt than this cannot go online (`[payouts]
+    /// max_cash_debt_minor`; `403 cash_debt_limit`).
+    pub max_cash_debt_minor: i64,
 }
 
 impl Default for DispatchRules {
@@ -92,6 +97,8 @@ impl Default for DispatchRules {
             scheduled_trips_per_rider: 5,
             chat_retention_s: crate::chat::DEFAULT_RETENTION_S,
             sos_phones: Vec::new(),
+            payout_min_minor: 1_000,
+            max_cash_debt_minor: 50_000,
         }
     }
 }
@@ -151,6 +158,11 @@ impl DispatchRules {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if !name_ok {
             return bad("card_gateway must be 1-32 of a-z, 0-9, _ and -");
+        }
+        if !(1..=crate::ledger::MAX_AMOUNT).contains(&self.payout_min_minor)
+            || !(0..=crate::ledger::MAX_AMOUNT).contains(&self.max_cash_debt_minor)
+        {
+            return bad("payout_min_minor must be positive and max_cash_debt_minor not negative");
         }
         Ok(())
     }

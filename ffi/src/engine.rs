@@ -108,6 +108,8 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
             "delivery": { "endpoint_id": d.endpoint_id, "event_id": d.event.id, "type": d.event.kind.as_str(),
                 "status": d.status.as_str(), "attempts": d.attempts },
         }),
+        Outcome::Payout(payout) => json!({ "outcome": "payout", "payout": payout }),
+        Outcome::TopUp(top_up) => json!({ "outcome": "top_up", "top_up": top_up }),
     }
 }
 

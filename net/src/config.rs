@@ -44,6 +44,32 @@ pub struct Config {
     pub sms: SmsSection,
     /// `[email]`: the SMTP server (API.md v1.1).
     pub email: EmailSection,
+    /// `[payouts]`: drivers' payouts and cash debt (API.md v1.1).
+    pub payouts: PayoutsSection,
+}
+
+/// `[payouts]` (API.md v1.1): drivers' payouts and cash debt.
+///
+/// ```toml
+/// [payouts]
+/// min_minor = 1000             # the smallest payout a driver may ask for
+/// max_cash_debt_minor = 50000  # above this cash debt a driver cannot go online
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PayoutsSection {
+    /// The smallest payout, minor units (`DispatchRules::payout_min_minor`).
+    pub min_minor: i64,
+    /// The cash debt above which a driver cannot go online, minor units
+    /// (`DispatchRules::max_cash_debt_minor`).
+    pub max_cash_debt_minor: i64,
+}
+
+impl Default for PayoutsSection {
+    fn default() -> Self {
+        let r = DispatchRules::default();
+        Self { min_minor: r.payout_min_minor, max_cash_debt_minor: r.max_cash_debt_minor }
+    }
 }
 
 /// `[notify]` (API.md v1.1): the push providers' endpoints and ids. Secrets (the FCM
@@ -541,6 +567,8 @@ impl Config {
             card_auth_ttl_s: self.payments.card_auth_ttl_s,
             chat_retention_s: self.retention.chat_days.saturating_mul(86_400),
             sos_phones: self.notify.sos_phones.clone(),
+            payout_min_minor: self.payouts.min_minor,
+            max_cash_debt_minor: self.payouts.max_cash_debt_minor,
             ..DispatchRules::default()
         }
     }

@@ -15,8 +15,10 @@
 
 use std::collections::BTreeMap;
 
+use dispatch_core::id::{PayoutId, TopUpId};
 use dispatch_core::payment::PaymentEventKind;
 use dispatch_core::payment::{WebhookError, WebhookScheme, verify_webhook};
+use dispatch_core::payout::{PayoutReportKind, TopUpReportKind};
 use dispatch_core::{Currency, TripId};
 use hyper::HeaderMap;
 use serde::Deserialize;
@@ -28,7 +30,9 @@ use crate::http::ApiError;
 /// How a gateway's event bodies are shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// API.md's `sim` body: `{"id","type","data":{"trip_id","amount_minor","currency"}}`.
+    /// API.md's `sim` body: `{"id","type","data":{"trip_id","amount_minor","currency"}}`;
+    /// a payout's event names `data.payout_id` (`payout.paid`, `payout.failed`; amount and
+    /// currency optional), a top-up's `data.top_up_id` (`payment.captured`, `payment.failed`).
     Sim,
     /// Stripe's event: `{"id","type","data":{"object":{…,"metadata":{"trip_id"}}}}`.
     Stripe,
@@ -112,6 +116,12 @@ pub struct Parsed {
     pub amount_minor: i64,
     /// Currency.
     pub currency: Option<Currency>,
+    /// A payout event (`sim`: `payout.paid` / `payout.failed` with `data.payout_id`).
+    pub payout: Option<(PayoutId, PayoutReportKind)>,
+    /// A top-up's capture or failure (`sim`: `data.top_up_id`).
+    pub top_up: Option<(TopUpId, TopUpReportKind)>,
+    /// `amount_minor` was in the event (payout events may leave it out).
+    pub has_amount: bool,
 }
 
 impl GatewayHooks {
@@ -139,9 +149,16 @@ fn parse_sim(body: &[u8]) -> Result<Parsed, ApiError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Data {
-        trip_id: TripId,
-        amount_minor: i64,
-        currency: Currency,
+        #[serde(default)]
+        trip_id: Option<TripId>,
+        #[serde(default)]
+        payout_id: Option<String>,
+        #[serde(default)]
+        top_up_id: Option<String>,
+        #[serde(default)]
+        amount_minor: Option<i64>,
+        #[serde(default)]
+        currency: Option<Currency>,
     }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -152,22 +169,54 @@ fn parse_sim(body: &[u8]) -> Result<Parsed, ApiError> {
         data: Data,
     }
     let b: In = crate::http::parse_json(body, false)?;
-    let kind = match b.kind.as_str() {
+    let d = b.data;
+    let mut parsed = Parsed {
+        event_id: b.id,
+        event_type: b.kind,
+        kind: None,
+        trip_id: None,
+        amount_minor: d.amount_minor.unwrap_or(0),
+        currency: d.currency,
+        payout: None,
+        top_up: None,
+        has_amount: d.amount_minor.is_some(),
+    };
+    let one =
+        usize::from(d.trip_id.is_some()) + usize::from(d.payout_id.is_some()) + usize::from(d.top_up_id.is_some());
+    if one != 1 {
+        return Err(ApiError::invalid("data names exactly one of trip_id, payout_id and top_up_id"));
+    }
+    if let Some(payout) = d.payout_id {
+        let kind = match parsed.event_type.as_str() {
+            "payout.paid" => PayoutReportKind::Paid,
+            "payout.failed" => PayoutReportKind::Failed,
+            _ => return Err(ApiError::invalid("a payout event is payout.paid or payout.failed")),
+        };
+        parsed.payout = Some((payout.parse().map_err(|_| ApiError::not_found("payout"))?, kind));
+        return Ok(parsed);
+    }
+    let (Some(_), Some(_)) = (d.amount_minor, d.currency) else {
+        return Err(ApiError::invalid("a payment event names amount_minor and currency"));
+    };
+    if let Some(top_up) = d.top_up_id {
+        let kind = match parsed.event_type.as_str() {
+            "payment.captured" => TopUpReportKind::Captured,
+            "payment.failed" => TopUpReportKind::Failed,
+            _ => return Err(ApiError::invalid("a top-up event is payment.captured or payment.failed")),
+        };
+        parsed.top_up = Some((top_up.parse().map_err(|_| ApiError::not_found("top-up"))?, kind));
+        return Ok(parsed);
+    }
+    parsed.kind = Some(match parsed.event_type.as_str() {
         "payment.authorized" => PaymentEventKind::Authorized,
         "payment.captured" => PaymentEventKind::Captured,
         "payment.failed" => PaymentEventKind::Failed,
         "payment.voided" => PaymentEventKind::Voided,
         "refund.succeeded" => PaymentEventKind::RefundSucceeded,
         _ => return Err(ApiError::invalid("unknown event type")),
-    };
-    Ok(Parsed {
-        event_id: b.id,
-        event_type: b.kind,
-        kind: Some(kind),
-        trip_id: Some(b.data.trip_id),
-        amount_minor: b.data.amount_minor,
-        currency: Some(b.data.currency),
-    })
+    });
+    parsed.trip_id = d.trip_id;
+    Ok(parsed)
 }
 
 /// The mapping of each provider's event types and fields (net/API-NOTES.md lists it).
@@ -225,8 +274,17 @@ fn parse_provider(format: Format, v: &Value, header_id: Option<&str>) -> Result<
     }
     .filter(|id| (1..=255).contains(&id.len()))
     .ok_or_else(|| missing("id (1-255 characters)"))?;
-    let mut parsed =
-        Parsed { event_id, event_type: event_type.to_owned(), kind, trip_id: None, amount_minor: 0, currency: None };
+    let mut parsed = Parsed {
+        event_id,
+        event_type: event_type.to_owned(),
+        kind,
+        trip_id: None,
+        amount_minor: 0,
+        currency: None,
+        payout: None,
+        top_up: None,
+        has_amount: false,
+    };
     if kind.is_none() {
         return Ok(parsed);
     }

@@ -140,6 +140,7 @@ pub fn body(view: &View, event: &HookEvent) -> Vec<u8> {
         EventData::Alert(a) => render::alert(a),
         EventData::User(u) => render::user(u),
         EventData::Application(a) => crate::api::application_json(a),
+        EventData::Payout(p) => crate::api::payout_json(p),
     };
     let v = json!({
         "id": event.id,

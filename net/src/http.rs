@@ -93,6 +93,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "invalid_json" | "invalid_request" | "invalid_coordinates" | "invalid_signature" => StatusCode::BAD_REQUEST,
         "unauthorized" | "invalid_otp" => StatusCode::UNAUTHORIZED,
         "forbidden" | "not_offered" => StatusCode::FORBIDDEN,
+        "cash_debt_limit" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "trip_already_assigned"

@@ -261,12 +261,28 @@ fn reconcile(
             }
         }
     }
+    let money = |s: Option<(i64, dispatch_core::Currency)>| s.map_or(0, |(a, _)| a);
+    for m in &report.money_mismatches {
+        let (what, id) = match m.subject {
+            dispatch_core::payment::Settled::Payout(p) => ("paid out", p.to_string()),
+            dispatch_core::payment::Settled::TopUp(t) => ("credited", t.to_string()),
+        };
+        match m.kind {
+            MismatchKind::MissingInLedger => {
+                println!("{id}: the gateway settled {}, the ledger has none", money(m.gateway))
+            }
+            MismatchKind::MissingAtGateway => {
+                println!("{id}: the ledger {what} {}, the gateway did not settle it", money(m.ledger))
+            }
+            MismatchKind::AmountDiffers | MismatchKind::StatusDiffers => {
+                println!("{id}: the ledger {what} {}, the gateway settled {}", money(m.ledger), money(m.gateway))
+            }
+        }
+    }
+    let mismatches = report.mismatches.len() + report.money_mismatches.len();
     println!(
-        "{} card trip(s), {} settlement line(s), {} matched, {} mismatch(es)",
-        report.trips,
-        report.rows,
-        report.matched,
-        report.mismatches.len()
+        "{} card trip(s), {} payout(s) and top-up(s), {} settlement line(s), {} matched, {} mismatch(es)",
+        report.trips, report.money, report.rows, report.matched, mismatches
     );
-    Ok(report.mismatches.len())
+    Ok(mismatches)
 }

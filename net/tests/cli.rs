@@ -1,4 +1,4 @@
-//! `dispatchd backup` and `restore` as an operator runs them.
+//! `dispatchd backup`, `restore` and `reconcile` as an operator runs them.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::process::Command;
@@ -108,4 +108,61 @@ fn reconcile_lists_every_difference_with_a_settlement_report() {
     let bad = run("nonsense\n".into());
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("header"));
+}
+
+#[test]
+fn reconcile_covers_payouts_and_top_ups() {
+    use dispatch_core::payout::{PayoutReportKind, TopUpReportKind};
+    use dispatch_core::{Category, Command, Outcome, Vehicle};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let engine = Engine::open(EngineConfig::default().with_data_dir(&data)).unwrap();
+    let egp: dispatch_core::Currency = "EGP".parse().unwrap();
+    engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().unwrap()).unwrap();
+    let car = Some(Vehicle::new(Category::new("economy").unwrap(), "A 1"));
+    let new = NewUser { id: None, role: Role::Driver, name: "K".into(), phone: "+201001234568".into(), vehicle: car };
+    let driver = engine.create_user(Actor::Admin, new).unwrap().id;
+    let credit =
+        Command::CreditWallet { id: None, user_id: driver, amount_minor: 9_000, currency: egp, reason: "b".into() };
+    engine.submit(Actor::Admin, credit).unwrap();
+    let ask = Command::RequestPayout { id: None, amount_minor: 4_000, currency: egp };
+    let Outcome::Payout(payout) = engine.submit(Actor::User(driver), ask).unwrap() else { panic!() };
+    let approve = Command::ReviewPayout { payout_id: payout.id, approve: true, reason: String::new() };
+    engine.submit(Actor::Admin, approve).unwrap();
+    let paid = Command::PayoutReport {
+        gateway: "sim".into(),
+        event_id: "evt_p".into(),
+        payout_id: payout.id,
+        kind: PayoutReportKind::Paid,
+        amount_minor: None,
+    };
+    engine.submit(Actor::System, paid).unwrap();
+    let top = Command::CreateTopUp { id: None, amount_minor: 700, currency: egp };
+    let Outcome::TopUp(top_up) = engine.submit(Actor::User(driver), top).unwrap() else { panic!() };
+    let captured = Command::TopUpReport {
+        gateway: "sim".into(),
+        event_id: "evt_t".into(),
+        top_up_id: top_up.id,
+        kind: TopUpReportKind::Captured,
+        amount_minor: 700,
+        currency: egp,
+    };
+    engine.submit(Actor::System, captured).unwrap();
+    engine.shutdown().unwrap();
+
+    let report = dir.path().join("settlement.csv");
+    let run = |csv: String| {
+        std::fs::write(&report, csv).unwrap();
+        dispatchd(&["reconcile", "--data-dir", data.to_str().unwrap(), "--settlement", report.to_str().unwrap()])
+    };
+    let (p, t) = (payout.id, top_up.id);
+    let agree = run(format!("trip_id,amount_minor,currency\n{p},4000,EGP\n{t},700,EGP\n"));
+    let out = String::from_utf8_lossy(&agree.stdout);
+    assert!(agree.status.success(), "{out}");
+    assert!(out.contains("2 payout(s) and top-up(s), 2 settlement line(s), 2 matched, 0 mismatch(es)"), "{out}");
+    let differ = run(format!("trip_id,amount_minor,currency\n{p},4100,EGP\n"));
+    assert_eq!(differ.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&differ.stdout);
+    assert!(out.contains(&format!("{p}: the ledger paid out 4000, the gateway settled 4100")), "{out}");
+    assert!(out.contains(&format!("{t}: the ledger credited 700, the gateway did not settle it")), "{out}");
 }

@@ -215,6 +215,7 @@ impl State {
                 Deadline::HoldExpiry { trip_id, hold } => self.expire_hold(trip_id, hold, now, fx)?,
                 Deadline::CashClaimExpiry(trip_id) => self.cash_claim_expired(trip_id, now, fx)?,
                 Deadline::ScheduledDispatch(trip_id) => self.dispatch_scheduled(trip_id, now, fx)?,
+                Deadline::TopUpExpiry(top_up_id) => self.expire_top_up(top_up_id, now, fx),
             }
         }
         Ok(())

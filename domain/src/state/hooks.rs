@@ -14,7 +14,9 @@
 //! `accepted`, `arrived`, `started`, `completed`, `cancelled`, `expired`; a trip going
 //! back to `searching` has no event), its payment's (`payment.captured`, `failed`, and
 //! `refunded` whenever the refunded amount grows), `sos.raised`, and `driver.suspended`
-//! when a driver becomes suspended, `application.submitted` when an applicant submits.
+//! when a driver becomes suspended, `application.submitted` when an applicant submits,
+//! `payout.paid` and `payout.failed` when a payout reaches either (a driver's payouts and
+//! suspension share the driver's line).
 
 use std::sync::Arc;
 
@@ -27,6 +29,7 @@ use crate::hooks::{
 };
 use crate::id::{EndpointId, EventId, TripId};
 use crate::outbox::clip_error;
+use crate::payout::PayoutStatus;
 use crate::trip::{Trip, TripStatus};
 use crate::trip_payment::PaymentStatus;
 
@@ -263,6 +266,15 @@ impl State {
                 },
                 Event::AlertRaised { alert } => {
                     made.push((EventType::SosRaised, EventData::Alert(Arc::clone(alert)), alert.trip_id.raw()));
+                }
+                Event::PayoutUpdated { payout } => {
+                    // A payout reaches `paid` or `failed` once (both are final).
+                    let kind = match payout.status {
+                        PayoutStatus::Paid => EventType::PayoutPaid,
+                        PayoutStatus::Failed => EventType::PayoutFailed,
+                        _ => continue,
+                    };
+                    made.push((kind, EventData::Payout(Arc::clone(payout)), payout.driver_id.raw()));
                 }
                 _ => {}
             }

@@ -16,6 +16,7 @@ impl State {
         self.check_share_invariants()?;
         self.outbox.check()?;
         self.hooks.check()?;
+        self.check_payout_invariants()?;
         // The phone index names every user once, under the user's own role and phone
         // (users are never removed; a checkpoint stores both as rows of their own).
         if self.phones.len() != self.users.len() {
@@ -140,6 +141,44 @@ impl State {
                     return Err(format!("driver {} lists an offer of {tid} that is not pending", d.id));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl State {
+    /// A payout holds its amount exactly while it is requested or processing: its hold is
+    /// an open pending transfer then, and never after (posted once when paid, voided when
+    /// failed or rejected).
+    fn check_payout_invariants(&self) -> std::result::Result<(), String> {
+        use crate::payout::PayoutStatus::{Processing, Requested};
+        for p in self.book.payouts.values() {
+            let holding = matches!(p.status, Requested | Processing);
+            if holding != self.ledger.is_open_pending(p.hold) {
+                return Err(format!("payout {} is {} but its hold is open: {}", p.id, p.status.as_str(), !holding));
+            }
+            if p.amount_minor <= 0 {
+                return Err(format!("payout {} of {}", p.id, p.amount_minor));
+            }
+            let unsent = p.status == Processing && p.sent_at.is_none();
+            if unsent != self.book.unsent.contains(&p.id) {
+                return Err(format!("payout {} is {} yet listed to send: {}", p.id, p.status.as_str(), !unsent));
+            }
+        }
+        if let Some(stray) = self.book.unsent.iter().find(|id| !self.book.payouts.contains_key(*id)) {
+            return Err(format!("payout {stray} is listed to send but unknown"));
+        }
+        let mut waiting: std::collections::BTreeMap<UserId, u16> = std::collections::BTreeMap::new();
+        for t in self.book.top_ups.values().filter(|t| t.status == crate::payout::TopUpStatus::Pending) {
+            *waiting.entry(t.user_id).or_default() += 1;
+        }
+        let counted: std::collections::BTreeMap<UserId, u16> =
+            self.book.pending_top_ups.iter().map(|(u, n)| (*u, *n)).collect();
+        if waiting != counted {
+            return Err(format!("top-ups waiting per user {waiting:?}, counted {counted:?}"));
+        }
+        if let Some((u, n)) = waiting.iter().find(|(_, n)| **n > crate::payout::MAX_PENDING_TOP_UPS) {
+            return Err(format!("{u} has {n} top-ups waiting"));
         }
         Ok(())
     }

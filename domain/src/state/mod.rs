@@ -30,6 +30,8 @@
 //! - `catalog.rs` (zones, coupons, surge), `extras.rs` (bids, ratings, alerts, idempotency),
 //!   `chat.rs` (a trip's chat messages),
 //!   `account.rs` (OTP, tokens, presence), `location.rs` (positions and the index);
+//! - `payouts.rs`: payouts (two-phase), wallet top-ups, cash debt and cash received, the
+//!   earnings index;
 //! - `notify.rs`: push devices and the notification outbox (items made from the events of
 //!   the commands that cause them, the worker's reports, windows and pruning);
 //! - `hooks.rs`: outbound webhook endpoints and deliveries (events made from what a
@@ -94,6 +96,8 @@ pub enum Deadline {
     CashClaimExpiry(TripId),
     /// A ride booked ahead starts searching (`scheduled_at − schedule_lead_s`).
     ScheduledDispatch(TripId),
+    /// A wallet top-up still waiting for the gateway's capture is `expired`.
+    TopUpExpiry(crate::id::TopUpId),
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.
@@ -149,6 +153,8 @@ pub struct State {
     hooks: Hooks,
     /// Driver applications and the licence reminders' queue (`applications.rs`).
     applications: Applications,
+    /// Payouts, top-ups and the earnings index derived from the ledger (`payouts.rs`).
+    book: crate::payout::Book,
     #[serde(skip)]
     index: Positions,
 }
@@ -226,6 +232,7 @@ impl<'de> Deserialize<'de> for State {
             outbox: Outbox,
             hooks: Hooks,
             applications: Applications,
+            book: crate::payout::Book,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -265,6 +272,7 @@ impl<'de> Deserialize<'de> for State {
             hooks: r.hooks,
             applications: r.applications,
             index: Positions(index),
+            book: r.book,
         })
     }
 }
@@ -300,6 +308,8 @@ pub struct Effects {
     pub hook_endpoints: bool,
     /// Driver applications changed.
     pub applications: bool,
+    /// Payouts, top-ups or the earnings index changed.
+    pub book: bool,
 }
 
 impl Effects {
@@ -316,6 +326,7 @@ impl Effects {
             && self.deliveries.is_empty()
             && !self.hook_endpoints
             && !self.applications
+            && !self.book
     }
 
     /// Forgets everything recorded.
@@ -333,6 +344,7 @@ impl Effects {
         self.deliveries.clear();
         self.hook_endpoints = false;
         self.applications = false;
+        self.book = false;
     }
 }
 
@@ -420,6 +432,7 @@ impl State {
             hooks: self.hooks.clone(),
             applications: self.applications.clone(),
             index: Positions::default(),
+            book: self.book.clone(),
         }
     }
 
@@ -622,6 +635,26 @@ impl State {
                 self.complete(who, *trip_id, Some(delivery_code), *distance_m, *dropoff, now, fx)
             }
             Command::DisableCoupon { code } => self.disable_coupon(who, code, now, fx),
+            Command::RequestPayout { id, amount_minor, currency } => {
+                self.request_payout(who, *id, *amount_minor, *currency, now, fx)
+            }
+            Command::ReviewPayout { payout_id, approve, reason } => {
+                validate_reason(reason)?;
+                self.review_payout(who, *payout_id, *approve, reason, now, fx)
+            }
+            Command::PayoutReport { gateway, event_id, payout_id, kind, amount_minor } => {
+                self.payout_report(who, gateway, event_id, *payout_id, *kind, *amount_minor, now, fx)
+            }
+            Command::CreateTopUp { id, amount_minor, currency } => {
+                self.create_top_up(who, *id, *amount_minor, *currency, now, fx)
+            }
+            Command::TopUpReport { gateway, event_id, top_up_id, kind, amount_minor, currency } => {
+                self.top_up_report(who, gateway, event_id, *top_up_id, *kind, *amount_minor, *currency, now, fx)
+            }
+            Command::CashReceived { id, driver_id, amount_minor, currency, reason } => {
+                validate_reason(reason)?;
+                self.cash_received(who, *id, *driver_id, *amount_minor, *currency, now, fx)
+            }
         }
     }
 
@@ -766,6 +799,7 @@ mod invariants;
 mod location;
 mod money;
 mod notify;
+mod payouts;
 mod shares;
 mod stamp;
 mod trips;

@@ -50,15 +50,25 @@ pub(super) enum Purpose {
     RefundVoid = 18,
     CashForCard = 19,
     CashClaimDebt = 20,
+    PayoutHold = 21,
+    PayoutPost = 22,
+    PayoutVoid = 23,
+    TopUpCredit = 24,
 }
 
 /// The id of the transfer of `trip` for `purpose`: a fixed mixing of the two (so replay
 /// recreates it), never zero.
 pub(super) fn transfer_id(trip: TripId, purpose: Purpose, n: u64) -> TransferId {
+    derived_id(trip.raw(), purpose, n)
+}
+
+/// The id of the transfer for `purpose` of the entity whose raw id is `raw` (a trip, a
+/// payout, a top-up: the purposes differ, so the entities' ids never mix).
+pub(super) fn derived_id(raw: u64, purpose: Purpose, n: u64) -> TransferId {
     // splitmix64 of the trip id, the purpose and a counter: distinct inputs give distinct
     // 64-bit outputs with overwhelming probability; a clash is caught by the ledger
     // (`ExistsWithDifferent`), never silently merged.
-    let mut z = trip.raw() ^ ((purpose as u64) << 56) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut z = raw ^ ((purpose as u64) << 56) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -78,7 +88,7 @@ pub(super) fn posted(
     Op::Create(Transfer { id, debit, credit, amount, code, state: TransferState::Posted, trip_id: trip, at })
 }
 
-fn ledger_error(e: LedgerError) -> Error {
+pub(super) fn ledger_error(e: LedgerError) -> Error {
     match e {
         LedgerError::InsufficientFunds { available, needed } => Error::InsufficientFunds { available, needed },
         other => Error::Internal(format!("ledger: {other}")),
@@ -285,8 +295,8 @@ impl State {
     /// Applies a linked batch prepared by [`State::settlement`] or
     /// [`State::cancellation_ops`]: all or nothing.
     pub(super) fn apply_money(&mut self, ops: &[Op], fx: &mut Effects) -> Result<()> {
-        self.ledger.apply_all(ops).map_err(ledger_error)?;
-        for op in ops {
+        let applied = self.ledger.apply_all(ops).map_err(ledger_error)?;
+        for (op, applied) in ops.iter().zip(applied) {
             let id = match op {
                 Op::Create(t) => t.id,
                 Op::Post { id, .. } | Op::Void { id, .. } => *id,
@@ -294,6 +304,12 @@ impl State {
             if let Some(t) = self.ledger.transfer(id) {
                 fx.accounts.extend([t.debit, t.credit]);
                 fx.transfers.push(id);
+                // The earnings index follows the transfers the ledger created (a retried
+                // one, `Exists`, is not counted twice).
+                if applied == crate::ledger::Applied::Created && crate::payout::EarningsDay::of_transfer(t).is_some() {
+                    self.book.index(t);
+                    fx.book = true;
+                }
             }
         }
         Ok(())

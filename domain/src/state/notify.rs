@@ -316,6 +316,7 @@ impl State {
                     self.trip_notice(kind, trip, now, fx);
                 }
                 Event::OfferWithdrawn { .. } | Event::DriverPresence { .. } | Event::DriverMoved { .. } => {}
+                Event::PayoutUpdated { .. } => {}
             }
         }
     }

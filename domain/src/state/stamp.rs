@@ -83,6 +83,15 @@ impl State {
             Command::VerifyOtp { new_user_id, .. } if new_user_id.is_none() => {
                 *new_user_id = Some(fresh(ids, UserId::generate, |u| self.user(u).is_none()));
             }
+            Command::RequestPayout { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, crate::id::PayoutId::generate, |p| self.payout(p).is_none()));
+            }
+            Command::CreateTopUp { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, crate::id::TopUpId::generate, |t| self.top_up(t).is_none()));
+            }
+            Command::CashReceived { id, .. } if id.is_none() => {
+                *id = Some(fresh(ids, TransferId::generate, |t| self.ledger().transfer(t).is_none()));
+            }
             Command::CreditWallet { id, .. } | Command::Refund { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, TransferId::generate, |t| self.ledger().transfer(t).is_none()));
             }

@@ -142,6 +142,9 @@ impl State {
             });
         }
         let coming_online = online && driver.availability == Availability::Offline;
+        if coming_online {
+            self.check_cash_debt(id)?;
+        }
         let going_offline = !online && driver.availability == Availability::Available;
         // The position first: it is checked like any report (free when coming online)
         // and may be refused as an implausible jump before anything changed.

@@ -39,11 +39,13 @@ mod me;
 mod money;
 mod notify;
 pub mod openapi;
+mod payouts;
 pub mod routes;
 mod trips;
 mod webhooks;
 
 pub(crate) use applications::application_json;
+pub(crate) use payouts::render_payout as payout_json;
 pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
 pub use trips::TRAIL_MAX_POINTS;
 
@@ -552,6 +554,13 @@ impl Ctx<'_> {
             E::GetCoupon(code) => self.get_coupon(&code),
             E::DisableCoupon(code) => self.disable_coupon(&code).await,
             E::AdminComplete(id) => self.admin_complete(&id).await,
+            E::DriverEarnings => self.driver_earnings(),
+            E::RequestPayout => self.request_payout().await,
+            E::DriverPayouts => self.my_payouts(),
+            E::AdminPayouts => self.admin_payouts(),
+            E::ReviewPayout(id, approve) => self.review_payout(&id, approve).await,
+            E::DriverCashReceived(id) => self.driver_cash_received(&id).await,
+            E::TopUp => self.create_top_up().await,
         }
     }
 }

@@ -254,9 +254,24 @@ impl Ctx<'_> {
                     "ledger": side(m.ledger), "gateway": side(m.gateway)})
             })
             .collect();
+        let money = |s: Option<(i64, dispatch_core::Currency)>| {
+            s.map_or(Value::Null, |(a, c)| json!({"amount_minor": a, "currency": c.code(), "status": null}))
+        };
+        // Payouts' and top-ups' differences, named by their own ids.
+        let mismatches: Vec<Value> = mismatches
+            .into_iter()
+            .chain(report.money_mismatches.iter().map(|m| {
+                let (key, id) = match m.subject {
+                    dispatch_core::payment::Settled::Payout(p) => ("payout_id", p.to_string()),
+                    dispatch_core::payment::Settled::TopUp(t) => ("top_up_id", t.to_string()),
+                };
+                json!({"kind": m.kind.as_str(), key: id, "ledger": money(m.ledger), "gateway": money(m.gateway)})
+            }))
+            .collect();
         Ok(json_response(
             StatusCode::OK,
-            &json!({"matched": report.matched, "mismatches": mismatches, "trips": report.trips, "rows": report.rows}),
+            &json!({"matched": report.matched, "mismatches": mismatches, "trips": report.trips, "rows": report.rows,
+                "payouts_and_top_ups": report.money}),
         ))
     }
 }

@@ -174,6 +174,20 @@ pub enum Endpoint {
     DisableCoupon(String),
     /// `POST /v1/admin/trips/{id}/complete`: staff complete a parcel without its code.
     AdminComplete(String),
+    /// `GET /v1/driver/earnings`
+    DriverEarnings,
+    /// `POST /v1/driver/payouts`
+    RequestPayout,
+    /// `GET /v1/driver/payouts`
+    DriverPayouts,
+    /// `GET /v1/admin/payouts`
+    AdminPayouts,
+    /// `POST /v1/admin/payouts/{id}/approve` (`true`) and `.../reject` (`false`)
+    ReviewPayout(String, bool),
+    /// `POST /v1/admin/drivers/{id}/cash-received`
+    DriverCashReceived(String),
+    /// `POST /v1/wallet/top-ups`
+    TopUp,
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -368,6 +382,19 @@ pub const ROUTES: &[Route] = {
         route!("GET", "/v1/admin/coupons/{code}", "admin_coupon", |x| E::GetCoupon(p(x, 0))),
         route!("POST", "/v1/admin/coupons/{code}/disable", "admin_coupon_disable", |x| E::DisableCoupon(p(x, 0))),
         route!("POST", "/v1/admin/trips/{id}/complete", "admin_trip_complete", |x| E::AdminComplete(p(x, 0))),
+        route!("GET", "/v1/driver/earnings", "driver_earnings", |_| E::DriverEarnings),
+        route!("POST", "/v1/driver/payouts", "driver_payout_request", |_| E::RequestPayout),
+        route!("GET", "/v1/driver/payouts", "driver_payouts", |_| E::DriverPayouts),
+        route!("GET", "/v1/admin/payouts", "admin_payouts", |_| E::AdminPayouts),
+        route!("POST", "/v1/admin/payouts/{id}/approve", "admin_payout_approve", |x| E::ReviewPayout(p(x, 0), true)),
+        route!("POST", "/v1/admin/payouts/{id}/reject", "admin_payout_reject", |x| E::ReviewPayout(p(x, 0), false)),
+        route!(
+            "POST",
+            "/v1/admin/drivers/{id}/cash-received",
+            "admin_driver_cash_received",
+            |x| E::DriverCashReceived(p(x, 0))
+        ),
+        route!("POST", "/v1/wallet/top-ups", "wallet_top_up", |_| E::TopUp),
     ]
 };
 
@@ -541,6 +568,14 @@ impl Endpoint {
             E::GetCoupon(_) => spec("admin_coupon", ADMIN),
             E::DisableCoupon(_) => idem(spec("admin_coupon_disable", ADMIN)),
             E::AdminComplete(_) => idem(spec("admin_trip_complete", STAFF)),
+            E::DriverEarnings => spec("driver_earnings", DRIVER),
+            E::RequestPayout => idem(spec("driver_payout_request", DRIVER)),
+            E::DriverPayouts => spec("driver_payouts", DRIVER),
+            E::AdminPayouts => spec("admin_payouts", STAFF),
+            E::ReviewPayout(_, true) => idem(spec("admin_payout_approve", ADMIN)),
+            E::ReviewPayout(_, false) => idem(spec("admin_payout_reject", ADMIN)),
+            E::DriverCashReceived(_) => idem(spec("admin_driver_cash_received", ADMIN)),
+            E::TopUp => idem(spec("wallet_top_up", RIDER_OR_DRIVER)),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! signature header itself is bounded (`dispatch_core::payment::MAX_SIGNATURE_HEADER_BYTES`,
 //! `MAX_SIGNATURES`) and costs one HMAC per secret; an event id already seen answers
 //! `duplicate` and moves nothing; a stale, disagreeing or unknown event is acknowledged
-//! (`"applied": false` with the reason), so a gateway does not retry it forever.
+//! (`"applied": false` with the reason), so a gateway does not retry it forever. Payout
+//! events (`data.payout_id`) and top-up captures (`data.top_up_id`) go to their own
+//! engine commands (`PayoutReport`, `TopUpReport`) under the same rules.
 
 use dispatch_core::{Actor, Command, Outcome};
 use hyper::StatusCode;
@@ -46,6 +48,32 @@ impl Ctx<'_> {
             }
             json_response(StatusCode::OK, &v)
         };
+        let answer_of = |o: Outcome| match o {
+            Outcome::PaymentEvent { duplicate: true, .. } => Ok(answer("duplicate", false, None)),
+            Outcome::PaymentEvent { duplicate: false, ignored } => Ok(answer("processed", ignored.is_none(), ignored)),
+            o => Err(unexpected(&o)),
+        };
+        if let Some((payout_id, kind)) = event.payout {
+            let c = Command::PayoutReport {
+                gateway: gateway.to_owned(),
+                event_id: event.event_id,
+                payout_id,
+                kind,
+                amount_minor: event.has_amount.then_some(event.amount_minor),
+            };
+            return answer_of(self.app.submit(Actor::System, c).await?);
+        }
+        if let (Some((top_up_id, kind)), Some(currency)) = (event.top_up, event.currency) {
+            let c = Command::TopUpReport {
+                gateway: gateway.to_owned(),
+                event_id: event.event_id,
+                top_up_id,
+                kind,
+                amount_minor: event.amount_minor,
+                currency,
+            };
+            return answer_of(self.app.submit(Actor::System, c).await?);
+        }
         let (Some(kind), Some(trip_id), Some(currency)) = (event.kind, event.trip_id, event.currency) else {
             return Ok(answer("processed", false, Some(format!("event type {} is not acted on", event.event_type))));
         };
@@ -58,10 +86,6 @@ impl Ctx<'_> {
             currency,
             archived: None,
         };
-        match self.app.submit(Actor::System, c).await? {
-            Outcome::PaymentEvent { duplicate: true, .. } => Ok(answer("duplicate", false, None)),
-            Outcome::PaymentEvent { duplicate: false, ignored } => Ok(answer("processed", ignored.is_none(), ignored)),
-            o => Err(unexpected(&o)),
-        }
+        answer_of(self.app.submit(Actor::System, c).await?)
     }
 }

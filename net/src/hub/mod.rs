@@ -322,6 +322,8 @@ impl Hub {
                         }
                     }
                 }
+                // Outbound webhooks' business (`payout.paid`, `payout.failed`), not a frame.
+                Event::PayoutUpdated { .. } => {}
                 Event::AlertRaised { alert } => {
                     let frame: Utf8Bytes =
                         json!({"type": "sos_alert", "alert": render::alert(alert)}).to_string().into();

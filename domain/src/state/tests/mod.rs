@@ -22,6 +22,7 @@
 //! - `applications`: driver applications, their transitions, going online, licence reminders.
 //! - `parcels`: parcel prices and the weight limit, the delivery code (SMS, lockout, a
 //!   proptest of the lock), staff completion; disabled coupons and what `uses` counts.
+//! - `payouts`: payouts, top-ups, cash debt and cash received, the earnings index.
 
 mod account;
 mod applications;
@@ -35,6 +36,7 @@ mod money;
 mod money_model;
 mod notify;
 mod parcels;
+mod payouts;
 mod scheduled;
 mod shares;
 mod stops;

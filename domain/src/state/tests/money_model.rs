@@ -1,8 +1,12 @@
 //! Random sequences of trips (cash, wallet, card), wallet credits, completions,
 //! cancellations, gateway webhooks (honest, duplicated, stale after later events,
-//! forged), refunds (partial, over the limit), hold expiries and crashes (a random
-//! prefix of the log replayed through the records' encoding, then on), checked after
-//! every step against a reference model that books every movement by hand.
+//! forged), refunds (partial, over the limit), hold expiries, drivers' payouts (requested,
+//! approved, rejected, sent, paid or failed by signed webhooks, duplicated), wallet
+//! top-ups (captured or failed by webhook), cash debt (going online above the limit, cash
+//! received at an office) and crashes (a random prefix of the log replayed through the
+//! records' encoding, then on), checked after every step against a reference model that
+//! books every movement by hand: the ledger balances after every step, no payout is paid
+//! twice, and a failed or rejected payout returns exactly what it held.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -19,6 +23,8 @@ const SECRET: &[u8] = b"whsec_model_secret_0123456789";
 const COMMISSION_BPS: i64 = 1500;
 const CARD_TTL_S: u32 = 2_500;
 const WALLET_TTL_S: u32 = 4_000;
+const PAYOUT_MIN: i64 = 500;
+const DEBT_LIMIT: i64 = 1_500;
 
 fn egp() -> crate::money::Currency {
     "EGP".parse().unwrap()
@@ -57,10 +63,33 @@ struct MTrip {
     claimed: Option<(i64, Timestamp)>,
 }
 
+/// What the model knows of one payout.
+#[derive(Debug, Clone)]
+struct MPayout {
+    id: crate::id::PayoutId,
+    driver: UserId,
+    amount: i64,
+    status: crate::payout::PayoutStatus,
+    sent: bool,
+}
+
+/// What the model knows of one top-up.
+#[derive(Debug, Clone)]
+struct MTopUp {
+    id: crate::id::TopUpId,
+    wallet: AccountKey,
+    amount: i64,
+    status: crate::payout::TopUpStatus,
+    /// Expired unless captured by then.
+    until: Timestamp,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Model {
     bal: BTreeMap<AccountKey, i64>,
     trips: Vec<MTrip>,
+    payouts: Vec<MPayout>,
+    top_ups: Vec<MTopUp>,
 }
 
 impl Model {
@@ -78,6 +107,21 @@ impl Model {
             .filter_map(|t| t.hold.map(|h| h.0))
             .sum();
         self.bal.get(&user(AccountKind::RiderWallet, rider)).copied().unwrap_or(0) - held
+    }
+    /// What payouts of `driver` hold (requested or processing).
+    fn held(&self, driver: UserId) -> i64 {
+        use crate::payout::PayoutStatus::{Processing, Requested};
+        self.payouts
+            .iter()
+            .filter(|p| p.driver == driver && matches!(p.status, Requested | Processing))
+            .map(|p| p.amount)
+            .sum()
+    }
+    /// Earnings netted with cash held, less what payouts hold: positive is withdrawable,
+    /// negative is cash debt.
+    fn free(&self, driver: UserId) -> i64 {
+        let b = |k: AccountKind| self.bal.get(&user(k, driver)).copied().unwrap_or(0);
+        b(AccountKind::DriverEarnings) + b(AccountKind::CashInHand) - self.held(driver)
     }
     fn trip(&mut self, id: TripId) -> &mut MTrip {
         self.trips.iter_mut().find(|t| t.id == id).unwrap()
@@ -149,6 +193,46 @@ enum Step {
     Crash {
         keep: usize,
     },
+    RequestPayout {
+        driver: usize,
+        amount: i64,
+    },
+    ReviewPayout {
+        which: usize,
+        approve: bool,
+    },
+    /// The payment worker's report that the gateway accepted the payout.
+    PayoutSent {
+        which: usize,
+    },
+    /// The gateway's signed `payout.paid` / `payout.failed`.
+    PayoutHook {
+        which: usize,
+        paid: bool,
+    },
+    TopUp {
+        who: usize,
+        amount: i64,
+    },
+    /// The gateway's signed `payment.captured` / `payment.failed` naming a top-up.
+    TopUpHook {
+        which: usize,
+        fail: bool,
+        off_by: i64,
+    },
+    /// A payout or top-up webhook sent before, again with its id.
+    MoneyReplay {
+        which: usize,
+    },
+    CashIn {
+        driver: usize,
+        amount: i64,
+    },
+    /// The driver goes offline (if it may) and online again: refused above the cash debt
+    /// limit, then the debt is paid in at an office and it goes online.
+    Relog {
+        driver: usize,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -167,6 +251,16 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0usize..5).prop_map(|trip| Step::ConfirmCash { trip }),
         2 => (1u32..3_000).prop_map(|secs| Step::Wait { secs }),
         1 => (0usize..64).prop_map(|keep| Step::Crash { keep }),
+        2 => (0usize..3, 0i64..6_000).prop_map(|(driver, amount)| Step::RequestPayout { driver, amount }),
+        2 => (0usize..6, proptest::bool::weighted(0.75)).prop_map(|(which, approve)| Step::ReviewPayout { which, approve }),
+        1 => (0usize..6).prop_map(|which| Step::PayoutSent { which }),
+        2 => (0usize..6, proptest::bool::weighted(0.7)).prop_map(|(which, paid)| Step::PayoutHook { which, paid }),
+        2 => (0usize..6, 1i64..9_000).prop_map(|(who, amount)| Step::TopUp { who, amount }),
+        1 => (0usize..6, proptest::bool::weighted(0.2), prop_oneof![9 => Just(0i64), 1 => Just(1i64)])
+            .prop_map(|(which, fail, off_by)| Step::TopUpHook { which, fail, off_by }),
+        1 => (0usize..6).prop_map(|which| Step::MoneyReplay { which }),
+        1 => (0usize..3, 1i64..3_000).prop_map(|(driver, amount)| Step::CashIn { driver, amount }),
+        1 => (0usize..3).prop_map(|driver| Step::Relog { driver }),
     ]
 }
 
@@ -192,6 +286,100 @@ impl Hook {
             "data": {"trip_id": self.trip.to_string(), "amount_minor": self.amount, "currency": "EGP"}})
         .to_string()
     }
+}
+
+/// A payout's or top-up's webhook as the sim gateway sends it (API.md v1.1).
+#[derive(Debug, Clone)]
+struct MoneyHook {
+    id: String,
+    ty: &'static str,
+    payout: Option<crate::id::PayoutId>,
+    top_up: Option<(crate::id::TopUpId, i64)>,
+}
+
+impl MoneyHook {
+    fn body(&self) -> String {
+        let data = match (self.payout, self.top_up) {
+            (Some(p), _) => serde_json::json!({"payout_id": p.to_string()}),
+            (_, Some((t, amount))) => {
+                serde_json::json!({"top_up_id": t.to_string(), "amount_minor": amount, "currency": "EGP"})
+            }
+            _ => serde_json::json!({}),
+        };
+        serde_json::json!({"id": self.id, "type": self.ty, "data": data}).to_string()
+    }
+}
+
+/// The server's side of a payout or top-up webhook: verify, then parse and submit.
+fn receive_money(body: &str, signature: &str, now_s: i64) -> Option<Command> {
+    use crate::payout::{PayoutReportKind, TopUpReportKind};
+    verify_webhook(WebhookScheme::Timestamped, &[SECRET.to_vec()], Some(signature), body.as_bytes(), now_s).ok()?;
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let (ty, event_id) = (v["type"].as_str()?, v["id"].as_str()?.to_owned());
+    if let Some(p) = v["data"]["payout_id"].as_str() {
+        let kind = match ty {
+            "payout.paid" => PayoutReportKind::Paid,
+            "payout.failed" => PayoutReportKind::Failed,
+            _ => return None,
+        };
+        let amount_minor = v["data"]["amount_minor"].as_i64();
+        return Some(Command::PayoutReport {
+            gateway: "sim".into(),
+            event_id,
+            payout_id: p.parse().ok()?,
+            kind,
+            amount_minor,
+        });
+    }
+    let kind = match ty {
+        "payment.captured" => TopUpReportKind::Captured,
+        "payment.failed" => TopUpReportKind::Failed,
+        _ => return None,
+    };
+    Some(Command::TopUpReport {
+        gateway: "sim".into(),
+        event_id,
+        top_up_id: v["data"]["top_up_id"].as_str()?.parse().ok()?,
+        kind,
+        amount_minor: v["data"]["amount_minor"].as_i64()?,
+        currency: v["data"]["currency"].as_str()?.parse().ok()?,
+    })
+}
+
+/// The model's side of a payout or top-up webhook; whether it has an effect.
+fn model_money_event(m: &mut Model, hook: &MoneyHook) -> bool {
+    use crate::payout::{PayoutStatus, TopUpStatus};
+    if let Some(id) = hook.payout {
+        let Some(p) = m.payouts.iter_mut().find(|p| p.id == id) else { return false };
+        if p.status != PayoutStatus::Processing {
+            return false;
+        }
+        let (driver, amount) = (p.driver, p.amount);
+        if hook.ty == "payout.paid" {
+            p.status = PayoutStatus::Paid;
+            m.mv(user(AccountKind::DriverEarnings, driver), platform(AccountKind::GatewayClearing), amount);
+        } else {
+            p.status = PayoutStatus::Failed;
+        }
+        return true;
+    }
+    let Some((id, amount)) = hook.top_up else { return false };
+    let Some(t) = m.top_ups.iter_mut().find(|t| t.id == id) else { return false };
+    let late_capture = t.status == TopUpStatus::Expired && hook.ty == "payment.captured";
+    if t.status != TopUpStatus::Pending && !late_capture {
+        return false;
+    }
+    if hook.ty == "payment.failed" {
+        t.status = TopUpStatus::Failed;
+        return true;
+    }
+    if amount != t.amount {
+        return false;
+    }
+    t.status = TopUpStatus::Succeeded;
+    let (wallet, amount) = (t.wallet, t.amount);
+    m.mv(platform(AccountKind::GatewayClearing), wallet, amount);
+    true
 }
 
 /// The `which`-th newest webhook sent (stale events are mostly recent ones).
@@ -372,6 +560,31 @@ fn check(w: &World, m: &Model) -> Result<(), TestCaseError> {
     for (key, b) in &m.bal {
         prop_assert_eq!(w.state.ledger().account(key).balance(), *b, "balance of {:?}", key);
     }
+    for p in &m.payouts {
+        let s = w.state.payout(p.id).map(|s| (s.status, s.sent_at.is_some(), s.amount_minor));
+        prop_assert_eq!(s, Some((p.status, p.sent, p.amount)), "payout {}", p.id);
+        // Paid at most once, and only when paid: the hold is posted once or never.
+        let hold = w.state.payout(p.id).map(|s| s.hold);
+        let posts = w
+            .state
+            .ledger()
+            .transfers()
+            .filter(|x| matches!(x.state, crate::ledger::TransferState::PostedFrom(h) if Some(h) == hold))
+            .count();
+        prop_assert_eq!(posts, usize::from(p.status == crate::payout::PayoutStatus::Paid), "payout {} posted", p.id);
+    }
+    for t in &m.top_ups {
+        prop_assert_eq!(w.state.top_up(t.id).map(|s| s.status), Some(t.status), "top-up {}", t.id);
+    }
+    for p in &m.payouts {
+        // What payouts hold is exactly the pending debits of the driver's earnings: a
+        // failed or rejected payout returned exactly what it held.
+        let pending = w.state.ledger().account(&user(AccountKind::DriverEarnings, p.driver)).debits_pending;
+        prop_assert_eq!(pending, m.held(p.driver), "held for {}", p.driver);
+        let position = w.state.driver_position(p.driver, egp());
+        let free = m.free(p.driver);
+        prop_assert_eq!((position.withdrawable_minor, position.cash_debt_minor), (free.max(0), (-free).max(0)));
+    }
     for mt in &m.trips {
         let t = w.get(mt.id);
         let p = &t.payment;
@@ -424,6 +637,8 @@ proptest! {
             stale_location_s: 10_000_000,
             card_auth_ttl_s: CARD_TTL_S,
             wallet_hold_ttl_s: WALLET_TTL_S,
+            payout_min_minor: PAYOUT_MIN,
+            max_cash_debt_minor: DEBT_LIMIT,
             ..rules()
         };
         let mut w = World::new(rules);
@@ -431,9 +646,16 @@ proptest! {
         let riders: Vec<UserId> = (0..3).map(|_| w.rider()).collect();
         let drivers: Vec<UserId> = (0..3).map(|i| w.driver(0.2 + f64::from(i as u8) * 0.1)).collect();
         let mut m = Model::default();
+        // The drivers start with some earnings, so that payouts are asked for early.
+        for d in &drivers {
+            let c = Command::CreditWallet { id: None, user_id: *d, amount_minor: 4_000, currency: egp(), reason: "start".into() };
+            w.run(Actor::Admin, c).unwrap();
+            m.mv(platform(AccountKind::Promotions), user(AccountKind::DriverEarnings, *d), 4_000);
+        }
         // Model snapshots by log length, for crashes.
         let mut snapshots: Vec<(usize, Model)> = vec![(w.log.len(), m.clone())];
         let mut sent: Vec<Hook> = Vec::new();
+        let mut sent_money: Vec<MoneyHook> = Vec::new();
         let mut ids = 0u32;
         for s in steps {
             let now_s = w.now.as_secs();
@@ -702,6 +924,12 @@ proptest! {
                         }
                     }
                     let now = w.now;
+                    // Top-ups that waited too long for the gateway expired.
+                    for t in &mut m.top_ups {
+                        if t.status == crate::payout::TopUpStatus::Pending && t.until <= now {
+                            t.status = crate::payout::TopUpStatus::Expired;
+                        }
+                    }
                     // Cash claims the drivers never confirmed became the riders' debts.
                     let mut debts = Vec::new();
                     for mt in &mut m.trips {
@@ -724,6 +952,147 @@ proptest! {
                                 mt.status = PaymentStatus::Expired;
                             }
                         }
+                    }
+                }
+                Step::RequestPayout { driver, amount } => {
+                    let d = drivers[driver];
+                    let free = m.free(d);
+                    let r = w.run(Actor::User(d), Command::RequestPayout { id: None, amount_minor: amount, currency: egp() });
+                    match r {
+                        Ok(Outcome::Payout(p)) => {
+                            prop_assert!(amount >= PAYOUT_MIN && amount <= free, "{} paid out of {}", amount, free);
+                            prop_assert_eq!(p.status, crate::payout::PayoutStatus::Requested);
+                            m.payouts.push(MPayout { id: p.id, driver: d, amount, status: p.status, sent: false });
+                        }
+                        Err(Error::InvalidParam { .. }) => prop_assert!(amount < PAYOUT_MIN),
+                        Err(Error::InsufficientFunds { available, .. }) => {
+                            prop_assert!(amount >= PAYOUT_MIN && amount > free);
+                            prop_assert_eq!(available, free.max(0));
+                        }
+                        other => prop_assert!(false, "{:?}", other),
+                    }
+                }
+                Step::ReviewPayout { which, approve } => {
+                    use crate::payout::PayoutStatus;
+                    let Some(p) = m.payouts.get(which).cloned() else { continue };
+                    let r = w.run(Actor::Admin, Command::ReviewPayout { payout_id: p.id, approve, reason: "r".into() });
+                    prop_assert_eq!(r.is_ok(), p.status == PayoutStatus::Requested, "{:?}", r);
+                    if r.is_ok() {
+                        m.payouts[which].status = if approve { PayoutStatus::Processing } else { PayoutStatus::Rejected };
+                    } else {
+                        prop_assert!(matches!(r, Err(Error::InvalidTransition { .. })), "{:?}", r);
+                    }
+                }
+                Step::PayoutSent { which } => {
+                    let Some(p) = m.payouts.get(which).cloned() else { continue };
+                    ids += 1;
+                    let c = Command::PayoutReport {
+                        gateway: "sim".into(), event_id: format!("sent_{ids}"), payout_id: p.id,
+                        kind: crate::payout::PayoutReportKind::Sent, amount_minor: None,
+                    };
+                    let r = w.run(Actor::System, c).unwrap();
+                    let applies = p.status == crate::payout::PayoutStatus::Processing && !p.sent;
+                    prop_assert!(
+                        matches!(&r, Outcome::PaymentEvent { duplicate: false, ignored } if ignored.is_none() == applies),
+                        "{:?}", r
+                    );
+                    if applies {
+                        m.payouts[which].sent = true;
+                    }
+                }
+                Step::PayoutHook { which, paid } => {
+                    let Some(p) = m.payouts.get(which).cloned() else { continue };
+                    ids += 1;
+                    let ty = if paid { "payout.paid" } else { "payout.failed" };
+                    let hook = MoneyHook { id: format!("evt_{ids}"), ty, payout: Some(p.id), top_up: None };
+                    let body = hook.body();
+                    let c = receive_money(&body, &sign_timestamped(SECRET, now_s, body.as_bytes()), now_s).unwrap();
+                    let r = w.run(Actor::System, c).unwrap();
+                    let applied = model_money_event(&mut m, &hook);
+                    prop_assert!(
+                        matches!(&r, Outcome::PaymentEvent { duplicate: false, ignored } if ignored.is_none() == applied),
+                        "{:?} answered {:?}, the model says applied: {}", hook, r, applied
+                    );
+                    sent_money.push(hook);
+                }
+                Step::TopUp { who, amount } => {
+                    let (u, kind) = if who < 3 {
+                        (riders[who], AccountKind::RiderWallet)
+                    } else {
+                        (drivers[who - 3], AccountKind::DriverEarnings)
+                    };
+                    let waiting = m.top_ups.iter().filter(|t| t.wallet == user(kind, u) && t.status == crate::payout::TopUpStatus::Pending).count();
+                    match w.run(Actor::User(u), Command::CreateTopUp { id: None, amount_minor: amount, currency: egp() }) {
+                        Ok(Outcome::TopUp(t)) => {
+                            prop_assert!(waiting < usize::from(crate::payout::MAX_PENDING_TOP_UPS));
+                            let until = w.now.plus_secs(crate::payout::TOP_UP_TTL_S);
+                            m.top_ups.push(MTopUp { id: t.id, wallet: user(kind, u), amount, status: t.status, until });
+                        }
+                        Err(Error::Invalid(_)) => prop_assert_eq!(waiting, usize::from(crate::payout::MAX_PENDING_TOP_UPS)),
+                        other => prop_assert!(false, "{:?}", other),
+                    }
+                }
+                Step::TopUpHook { which, fail, off_by } => {
+                    let Some(t) = m.top_ups.get(which).cloned() else { continue };
+                    ids += 1;
+                    let ty = if fail { "payment.failed" } else { "payment.captured" };
+                    let hook = MoneyHook { id: format!("evt_{ids}"), ty, payout: None, top_up: Some((t.id, t.amount + off_by)) };
+                    let body = hook.body();
+                    let c = receive_money(&body, &sign_timestamped(SECRET, now_s, body.as_bytes()), now_s).unwrap();
+                    let r = w.run(Actor::System, c).unwrap();
+                    let applied = model_money_event(&mut m, &hook);
+                    prop_assert!(
+                        matches!(&r, Outcome::PaymentEvent { duplicate: false, ignored } if ignored.is_none() == applied),
+                        "{:?} answered {:?}, the model says applied: {}", hook, r, applied
+                    );
+                    sent_money.push(hook);
+                }
+                Step::MoneyReplay { which } => {
+                    let Some(hook) = sent_money.len().checked_sub(1 + which).and_then(|i| sent_money.get(i)).cloned() else { continue };
+                    let body = hook.body();
+                    let c = receive_money(&body, &sign_timestamped(SECRET, now_s, body.as_bytes()), now_s).unwrap();
+                    let before = w.state.clone();
+                    let known = before.gateway_events.contains_key(&("sim".to_owned(), hook.id.clone()));
+                    match w.run(Actor::System, c) {
+                        Ok(o) if known => {
+                            prop_assert_eq!(o, Outcome::PaymentEvent { duplicate: true, ignored: None });
+                            prop_assert_eq!(&w.state, &before, "a duplicate changed the state");
+                        }
+                        Ok(o) => {
+                            // Its first delivery was lost in a crash: it counts as new.
+                            let applied = model_money_event(&mut m, &hook);
+                            prop_assert_eq!(matches!(o, Outcome::PaymentEvent { ignored: None, .. }), applied);
+                        }
+                        // A payout or top-up lost in a crash is unknown: refused, nothing changes.
+                        Err(e) => prop_assert!(matches!(e, Error::NotFound { .. }), "{e}"),
+                    }
+                }
+                Step::CashIn { driver, amount } => {
+                    let d = drivers[driver];
+                    let owed = (-m.free(d)).max(0);
+                    let c = Command::CashReceived { id: None, driver_id: d, amount_minor: amount, currency: egp(), reason: "office".into() };
+                    let r = w.run(Actor::Admin, c);
+                    prop_assert_eq!(r.is_ok(), amount <= owed, "{} paid in against {}: {:?}", amount, owed, r);
+                    if r.is_ok() {
+                        m.mv(platform(AccountKind::OfficeCash), user(AccountKind::CashInHand, d), amount);
+                    }
+                }
+                Step::Relog { driver } => {
+                    let d = drivers[driver];
+                    let at = w.state.driver(d).and_then(|x| x.fix).map(|f| f.point);
+                    if w.run(Actor::User(d), Command::SetDriverStatus { online: false, location: None }).is_err() {
+                        continue; // on a trip
+                    }
+                    let owed = (-m.free(d)).max(0);
+                    let online = Command::SetDriverStatus { online: true, location: at };
+                    let r = w.run(Actor::User(d), online.clone());
+                    prop_assert_eq!(r.is_ok(), owed <= DEBT_LIMIT, "{:?} owing {}", r, owed);
+                    if r.is_err() {
+                        prop_assert!(matches!(r, Err(Error::CashDebtLimit { .. })), "{:?}", r);
+                        let c = Command::CashReceived { id: None, driver_id: d, amount_minor: owed, currency: egp(), reason: "office".into() };
+                        w.run(Actor::Admin, c).unwrap();
+                        m.mv(platform(AccountKind::OfficeCash), user(AccountKind::CashInHand, d), owed);
+                        w.run(Actor::User(d), online).unwrap();
                     }
                 }
                 Step::Crash { keep } => {

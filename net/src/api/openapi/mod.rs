@@ -22,6 +22,7 @@ mod applications;
 mod hooks;
 mod notify;
 mod ops;
+mod payouts;
 mod profile;
 mod requests;
 mod schemas;

@@ -8,6 +8,7 @@ use serde_json::Value;
 use super::applications::*;
 use super::hooks::*;
 use super::notify::*;
+use super::payouts::*;
 use super::profile::*;
 use super::requests::*;
 use super::schemas::*;
@@ -135,7 +136,7 @@ pub(super) const OPS: &[Op] = &[
         [(200, "One quote per category (or the one asked for).", Some(estimate_out))],
         &["invalid_coordinates", "outside_service_area", "no_pricing", "coupon_invalid", "parcel_too_heavy"], true),
     op!("POST" "/v1/driver/status" "driver_status", "drivers", "Go online or offline.", DRIVER, no_query, json_body(driver_status_in, driver_status_ex),
-        [(200, "The driver's record.", Some(driver_ref))], &["invalid_coordinates", "invalid_transition", "forbidden", "not_found", "not_approved", "document_expired"], true),
+        [(200, "The driver's record.", Some(driver_ref))], &["invalid_coordinates", "invalid_transition", "forbidden", "not_found", "not_approved", "document_expired", "cash_debt_limit"], true),
     op!("POST" "/v1/driver/location" "driver_location", "drivers", "Report a position (answered before it is durable).", DRIVER, no_query, json_body(location_in, location_ex),
         [(204, "Taken.", None)], &["invalid_coordinates", "invalid_transition", "not_found", "not_approved"], true),
     op!("GET" "/v1/driver/offers" "driver_offers", "drivers", "The caller's pending offers.", DRIVER, no_query, Body::None,
@@ -274,6 +275,22 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The coupon, with `disabled_at`.", Some(coupon_out))], &["not_found"], true),
     op!("POST" "/v1/admin/trips/{id}/complete" "admin_trip_complete", "admin", "Staff complete an in-progress parcel without its delivery code (after checking the delivery; e.g. once wrong codes locked it).", STAFF, no_query, optional_body(admin_complete_in, admin_complete_ex),
         [(200, "Completed, with the final fare.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition", "insufficient_funds"], true),
+    op!("GET" "/v1/driver/earnings" "driver_earnings", "money", "The caller's earnings per day or week (from the ledger), its balance, cash debt and what it may withdraw.", DRIVER, earnings_query, Body::None,
+        [(200, "The earnings.", Some(earnings_out))], &[], false),
+    op!("POST" "/v1/driver/payouts" "driver_payout_request", "money", "Ask for a payout: the amount is held at once, `requested` until staff review it. Above `withdrawable_minor`: `422 insufficient_funds`; below `[payouts] min_minor`: `400`.", DRIVER, no_query, json_body(payout_in, payout_ex),
+        [(201, "The payout.", Some(payout_out))], &["insufficient_funds"], true),
+    op!("GET" "/v1/driver/payouts" "driver_payouts", "money", "The caller's payouts, newest first.", DRIVER, page_query, Body::None,
+        [(200, "A page of payouts.", Some(payouts_page))], &[], false),
+    op!("GET" "/v1/admin/payouts" "admin_payouts", "money", "Every payout, newest first.", STAFF, admin_payouts_query, Body::None,
+        [(200, "A page of payouts.", Some(payouts_page))], &[], false),
+    op!("POST" "/v1/admin/payouts/{id}/approve" "admin_payout_approve", "money", "Approve a requested payout: `processing`, sent through the payment gateway; `paid` on its `payout.paid`, `failed` (the hold returned) on `payout.failed`.", ADMIN, no_query, optional_body(payout_review_in, payout_review_ex),
+        [(200, "The payout.", Some(payout_out))], &["invalid_transition"], true),
+    op!("POST" "/v1/admin/payouts/{id}/reject" "admin_payout_reject", "money", "Reject a requested payout: `rejected`, the hold returned.", ADMIN, no_query, optional_body(payout_review_in, payout_review_ex),
+        [(200, "The payout.", Some(payout_out))], &["invalid_transition"], true),
+    op!("POST" "/v1/admin/drivers/{id}/cash-received" "admin_driver_cash_received", "money", "A driver paid cash debt in at an office (at most what it owes).", ADMIN, no_query, json_body(cash_received_in, cash_received_ex),
+        [(201, "The transfer.", Some(transfer_ref))], &[], true),
+    op!("POST" "/v1/wallet/top-ups" "wallet_top_up", "money", "Top up the caller's wallet through the card gateway: `pending` until the gateway's `payment.captured` names it (`data.top_up_id`).", RIDER_OR_DRIVER, no_query, json_body(top_up_in, top_up_ex),
+        [(201, "The top-up.", Some(top_up_out))], &[], true),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made

@@ -612,7 +612,13 @@ pub(super) fn webhook_out() -> Value {
 }
 pub(super) fn reconcile_out() -> Value {
     obj(
-        &[("matched", uint()), ("mismatches", array(json!({"type": "object"}))), ("trips", uint()), ("rows", uint())],
+        &[
+            ("matched", uint()),
+            ("mismatches", array(json!({"type": "object"}))),
+            ("trips", uint()),
+            ("rows", uint()),
+            ("payouts_and_top_ups", uint()),
+        ],
         &["matched", "mismatches", "trips", "rows"],
     )
 }
