@@ -26,7 +26,7 @@ use std::time::Duration;
 use dispatch_core::clock::{Clock, SystemClock};
 use dispatch_core::command::IdempotencyKey;
 use dispatch_core::route::{Route, RouteProvider, RoutedPath, StraightLine};
-use dispatch_core::{Actor, Availability, Command, Engine, LatLng, Outcome, TripStatus};
+use dispatch_core::{Actor, Availability, Command, Engine, LatLng, Outcome, TripId, TripStatus};
 use hyper::StatusCode;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -199,6 +199,16 @@ impl App {
             ApiError::rate_limited(retry, &format!("{} limit on {}", class.as_str(), route))
                 .with_limit(self.limiter.limit_of(class))
         })
+    }
+
+    /// The command posting `text` to `trip_id`'s chat, with whether the trip's rider has an
+    /// open socket here now (`None` when the trip is not in the view: the engine refuses
+    /// it anyway). Riders' presence is not in the state: the command records what the
+    /// server saw, and the engine pushes the message to a rider who had no socket.
+    pub fn post_message(&self, trip_id: TripId, text: String) -> Command {
+        let rider = self.engine.read(|v| v.trip(trip_id).map(|t| t.rider_id));
+        let rider_connected = rider.map(|r| self.hub.is_connected(r));
+        Command::PostMessage { id: None, trip_id, text, rider_connected }
     }
 
     /// The route of a ride, from the configured provider ([`Routes::route`]).

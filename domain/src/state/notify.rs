@@ -13,12 +13,15 @@
 //!
 //! What is sent (API.md "Notifications"): to a driver with no open socket (the driver's
 //! `connected` is not `true`), each trip offer; to the rider, accepted (name, vehicle,
-//! plate — no ETA: the domain does not know one), arrived, cancelled by the driver or
-//! staff, no drivers nearby, expired, and the receipt at completion (push, and email when
-//! the rider has an address); a chat message to the trip's driver when the driver has no
-//! open socket (riders' presence is not in the state, so riders get no chat pushes); each
-//! SOS by SMS to the rules' `sos_phones`. No delivery code is sent: the domain has none
-//! (the pickup code is the rider's, not the parcel recipient's).
+//! plate; the ETA is added by the server's worker when it sends: the domain knows none),
+//! arrived, cancelled by the driver or staff, no drivers nearby, expired, and the receipt
+//! at completion (push, and email when the rider has an address); a chat message to the
+//! trip's driver when the driver has no open socket (the driver's `connected`), and to
+//! its rider when the server recorded in the command that the rider had none
+//! (`PostMessage::rider_connected` not `Some(true)`: riders' presence is not in the
+//! state, so the server, which holds the sockets, records what it saw when it took the
+//! message); each SOS by SMS to the rules' `sos_phones`. No delivery code is sent: the
+//! domain has none (the pickup code is the rider's, not the parcel recipient's).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -264,16 +267,25 @@ impl State {
                     }
                 }
                 Event::ChatMessage { trip, message } => {
-                    let Some(driver) = trip.driver_id else { continue };
-                    if message.from_user_id == Some(driver)
-                        || self.drivers.get(&driver).is_some_and(|d| matches!(d.connected, Some((true, _))))
-                    {
-                        continue;
+                    // The driver's presence is in the state; the rider's is what the
+                    // server recorded in the command (not known: pushed).
+                    let rider_connected = match inner {
+                        Command::PostMessage { rider_connected, .. } => *rider_connected,
+                        _ => None,
+                    };
+                    let driver_away = trip
+                        .driver_id
+                        .filter(|d| !self.drivers.get(d).is_some_and(|d| matches!(d.connected, Some((true, _)))));
+                    let rider_away = (rider_connected != Some(true)).then_some(trip.rider_id);
+                    for to in [driver_away, rider_away].into_iter().flatten() {
+                        if message.from_user_id == Some(to) {
+                            continue;
+                        }
+                        let mut params = self.trip_params(to, trip);
+                        params.name = message.from_user_id.and_then(|u| self.users.get(&u)).map(|u| u.name.clone());
+                        params.text = Some(message.text.chars().take(MAX_PREVIEW_LEN).collect());
+                        self.push(to, Kind::ChatMessage, params, now, fx);
                     }
-                    let mut params = self.trip_params(driver, trip);
-                    params.name = message.from_user_id.and_then(|u| self.users.get(&u)).map(|u| u.name.clone());
-                    params.text = Some(message.text.chars().take(MAX_PREVIEW_LEN).collect());
-                    self.push(driver, Kind::ChatMessage, params, now, fx);
                 }
                 Event::AlertRaised { alert } => {
                     let phones = self.rules.sos_phones.clone();
