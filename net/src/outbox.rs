@@ -40,6 +40,10 @@ use crate::notify::{Message, Provider, Recipient, SendOutcome};
 /// retried later.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Most the [`LiveHook`] may take for one item (the route provider's own timeout is 1 s);
+/// then the item is sent without what it would have added.
+pub const LIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Which provider carries a message to a recipient; `None`: none is configured for it
 /// (`serve` routes through `notify::Providers::for_recipient`).
 pub type Route = Arc<dyn Fn(&Recipient) -> Option<Arc<dyn Provider>> + Send + Sync>;
@@ -224,7 +228,8 @@ async fn deliver(inner: &Inner, item: &Notification, to: Option<Recipient>) -> A
     let Some(provider) = (inner.route)(&to) else {
         return AttemptOutcome::Rejected { error: format!("{} not configured", provider_name(&to)) };
     };
-    let live = (inner.live)(item).await;
+    // Bounded: what the hook adds is worth less than the message (its phrases are optional).
+    let live = tokio::time::timeout(LIVE_TIMEOUT, (inner.live)(item)).await.unwrap_or_default();
     let rendered = dispatch_core::templates::render_live(item.kind, &item.params, live);
     let mut data = BTreeMap::new();
     data.insert("kind".to_owned(), item.kind.as_str().to_owned());
