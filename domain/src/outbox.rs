@@ -293,6 +293,10 @@ pub enum AttemptOutcome {
 pub struct Outbox {
     /// Each user's devices, oldest first (at most [`MAX_DEVICES_PER_USER`]).
     pub(crate) devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
+    /// Who holds each token (a token is one phone's: one user at most), derived from
+    /// `devices` and changed only with them ([`Outbox::set_devices`]): registering finds
+    /// a token's previous holder without walking every user's devices.
+    pub(crate) holders: imbl::OrdMap<(Platform, String), UserId>,
     /// Every item in the hot state.
     pub(crate) items: imbl::OrdMap<NotificationId, Arc<Notification>>,
     /// Items ever made: the next item's id is derived from it.
@@ -317,7 +321,7 @@ impl<'de> Deserialize<'de> for Outbox {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         type Stored = (imbl::OrdMap<UserId, Arc<Vec<Device>>>, imbl::OrdMap<NotificationId, Arc<Notification>>, u64);
         let (devices, items, seq) = Stored::deserialize(d)?;
-        let mut outbox = Outbox { devices, seq, ..Outbox::default() };
+        let mut outbox = Outbox { holders: holders_of(&devices), devices, seq, ..Outbox::default() };
         for item in items.values() {
             outbox.index(item);
         }
@@ -357,11 +361,39 @@ impl Outbox {
         devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
     ) {
         let seq = self.seq;
-        *self = Outbox { devices, seq, ..Outbox::default() };
+        *self = Outbox { holders: holders_of(&devices), devices, seq, ..Outbox::default() };
         for item in items.values() {
             self.index(item);
         }
         self.items = items;
+    }
+
+    /// Sets `user`'s devices to `list` (`None` or empty: none), keeping `holders` in step.
+    pub(crate) fn set_devices(&mut self, user: UserId, list: Option<Arc<Vec<Device>>>) {
+        if let Some(old) = self.devices.get(&user).cloned() {
+            for d in old.iter() {
+                let key = (d.platform, d.token.clone());
+                if self.holders.get(&key) == Some(&user) {
+                    self.holders.remove(&key);
+                }
+            }
+        }
+        match list.filter(|l| !l.is_empty()) {
+            Some(list) => {
+                for d in list.iter() {
+                    self.holders.insert((d.platform, d.token.clone()), user);
+                }
+                self.devices.insert(user, list);
+            }
+            None => {
+                self.devices.remove(&user);
+            }
+        }
+    }
+
+    /// The user holding push token `token` of `platform`, if any.
+    pub(crate) fn holder(&self, platform: Platform, token: &str) -> Option<UserId> {
+        self.holders.get(&(platform, token.to_owned())).copied()
     }
 
     /// Takes `item` out of every order (not out of `items`).
@@ -378,10 +410,7 @@ impl Outbox {
     /// state's without sharing its trees, so neither copies a path on every write.
     pub fn sync_from(&mut self, from: &Outbox, items: &[NotificationId], users: &[UserId]) {
         for user in users {
-            match from.devices.get(user) {
-                Some(list) => self.devices.insert(*user, Arc::clone(list)),
-                None => self.devices.remove(user),
-            };
+            self.set_devices(*user, from.devices.get(user).cloned());
         }
         for id in items {
             if let Some(old) = self.items.get(id).cloned() {
@@ -438,6 +467,9 @@ impl Outbox {
         }
         if let Some((u, list)) = self.devices.iter().find(|(_, l)| l.len() > MAX_DEVICES_PER_USER || l.is_empty()) {
             return Err(format!("user {u} has {} devices", list.len()));
+        }
+        if self.holders != holders_of(&self.devices) {
+            return Err("the token holders do not match the devices (or a token has two holders)".into());
         }
         Ok(())
     }
@@ -512,6 +544,11 @@ impl Outbox {
         };
         range.rev().filter_map(|(_, id)| self.items.get(id)).filter(|n| keep(n)).take(limit).cloned().collect()
     }
+}
+
+/// Who holds each token of `devices`.
+fn holders_of(devices: &imbl::OrdMap<UserId, Arc<Vec<Device>>>) -> imbl::OrdMap<(Platform, String), UserId> {
+    devices.iter().flat_map(|(u, list)| list.iter().map(move |d| ((d.platform, d.token.clone()), *u))).collect()
 }
 
 /// The delay before try `attempt + 1` after `attempt` tries failed (1-based): 1 s

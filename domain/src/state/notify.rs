@@ -73,39 +73,28 @@ impl State {
         if list.len() > MAX_DEVICES_PER_USER {
             list.remove(0);
         }
-        self.outbox.devices.insert(user_id, Arc::new(list));
+        self.outbox.set_devices(user_id, Some(Arc::new(list)));
         fx.devices.push(user_id);
         Ok(Outcome::Device { device: Box::new(device), created: true })
     }
 
-    /// Removes `token` from every user but `keep` (a token is one phone's).
+    /// Removes `token` from its holder unless that is `keep` (a token is one phone's).
+    /// O(log n): the holder is looked up, not searched for among every user's devices.
     fn drop_token(&mut self, token: &str, platform: Platform, keep: UserId, fx: &mut Effects) {
-        let holders: Vec<UserId> = self
+        let Some(holder) = self.outbox.holder(platform, token).filter(|u| *u != keep) else { return };
+        let list: Vec<Device> = self
             .outbox
-            .devices
+            .devices_of(holder)
             .iter()
-            .filter(|(u, list)| **u != keep && list.iter().any(|d| d.token == token && d.platform == platform))
-            .map(|(u, _)| *u)
+            .filter(|d| !(d.token == token && d.platform == platform))
+            .cloned()
             .collect();
-        for u in holders {
-            let list: Vec<Device> = self
-                .outbox
-                .devices_of(u)
-                .iter()
-                .filter(|d| !(d.token == token && d.platform == platform))
-                .cloned()
-                .collect();
-            self.set_devices(u, list, fx);
-        }
+        self.set_devices(holder, list, fx);
     }
 
     fn set_devices(&mut self, user: UserId, list: Vec<Device>, fx: &mut Effects) {
         fx.devices.push(user);
-        if list.is_empty() {
-            self.outbox.devices.remove(&user);
-        } else {
-            self.outbox.devices.insert(user, Arc::new(list));
-        }
+        self.outbox.set_devices(user, Some(Arc::new(list)));
     }
 
     pub(super) fn remove_device(&mut self, actor: Actor, device_id: DeviceId, fx: &mut Effects) -> Result<Outcome> {

@@ -69,6 +69,14 @@ fn devices_register_once_per_token_keep_five_and_are_removed_by_their_owner_only
     assert!(created);
     assert!(w.state.outbox().devices_of(rider).iter().all(|d| d.token != "tok-2"));
     assert_eq!(w.state.outbox().devices_of(other)[0].id, moved);
+    // The token dropped with the oldest device is nobody's any more: another user takes it
+    // and the first user's list does not change; a token taken back moves back.
+    let before = w.state.outbox().devices_of(rider).to_vec();
+    register(&mut w, other, "tok-1").unwrap();
+    assert_eq!(w.state.outbox().devices_of(rider), &before[..]);
+    register(&mut w, rider, "tok-2").unwrap();
+    assert!(w.state.outbox().devices_of(other).iter().all(|d| d.token != "tok-2"));
+    assert_eq!(w.state.outbox().devices_of(other).len(), 1);
     w.finish();
 }
 
