@@ -237,7 +237,9 @@ impl State {
         for event in events {
             match event {
                 Event::TripOffered { trip, driver_id, distance_to_pickup_m, .. } => {
-                    if self.drivers.get(driver_id).is_some_and(|d| matches!(d.connected, Some((true, _)))) {
+                    if !self.has_devices(*driver_id)
+                        || self.drivers.get(driver_id).is_some_and(|d| matches!(d.connected, Some((true, _))))
+                    {
                         continue;
                     }
                     let mut params = self.trip_params(*driver_id, trip);
@@ -247,7 +249,7 @@ impl State {
                     self.push(*driver_id, Kind::TripOffer, params, now, fx);
                 }
                 Event::NoDriversNearby { trip_id, rider_id } => {
-                    if seen.insert((*trip_id, Kind::NoDriversNearby)) {
+                    if self.has_devices(*rider_id) && seen.insert((*trip_id, Kind::NoDriversNearby)) {
                         let params = match self.trips.get(trip_id) {
                             Some(t) => self.trip_params(*rider_id, &Arc::clone(t)),
                             None => self.params_for(*rider_id),
@@ -267,7 +269,7 @@ impl State {
                         .filter(|d| !self.drivers.get(d).is_some_and(|d| matches!(d.connected, Some((true, _)))));
                     let rider_away = (rider_connected != Some(true)).then_some(trip.rider_id);
                     for to in [driver_away, rider_away].into_iter().flatten() {
-                        if message.from_user_id == Some(to) {
+                        if message.from_user_id == Some(to) || !self.has_devices(to) {
                             continue;
                         }
                         let mut params = self.trip_params(to, trip);
@@ -313,9 +315,20 @@ impl State {
         }
     }
 
+    /// Whether `user` has a push device. Checked before an item's inputs are gathered:
+    /// a user without one costs the command nothing more (the accept path of riders
+    /// without the app's notifications on stays as it was; BENCHMARKS.md).
+    fn has_devices(&self, user: UserId) -> bool {
+        !self.outbox.devices_of(user).is_empty()
+    }
+
     /// A notice about `trip` to its rider.
     fn trip_notice(&mut self, kind: Kind, trip: &Arc<Trip>, now: Timestamp, fx: &mut Effects) {
         let rider = trip.rider_id;
+        let emailed = kind == Kind::Receipt && self.users.get(&rider).is_some_and(|u| u.email.is_some());
+        if !emailed && !self.has_devices(rider) {
+            return;
+        }
         let mut params = self.trip_params(rider, trip);
         if let Some(driver) = trip.driver_id.and_then(|d| self.users.get(&d)) {
             params.name = Some(driver.name.clone());
