@@ -115,6 +115,10 @@ async fn apns_pushes_the_accepted_trip_with_its_eta_and_chat_to_an_absent_rider_
     let after = notifications_when(&s, &rider_q, "chat_message", |_| true).await.len();
     assert_eq!(after, before, "a rider with an open socket is not pushed the chat");
     drop(ws);
+    // "the white car" may have been pushed (the socket was opening): let it settle first,
+    // so the next answer goes to the next push.
+    let settled = notifications_when(&s, &rider_q, "chat_message", |n| n.iter().all(|n| n["status"] != "pending"));
+    assert!(settled.await.iter().all(|n| n["status"] == "sent"));
 
     // Apple says the device is gone: the item fails, the device is removed.
     f.answers.lock().unwrap().push_back((410, vec![], json!({"reason": "Unregistered"}).to_string()));
