@@ -218,7 +218,7 @@ pub async fn apns_fake() -> ApnsFake {
             return refuse(400, "BadMessageId");
         }
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-        if !body["aps"]["alert"]["title"].as_str().is_some_and(|t| !t.is_empty()) {
+        if body["aps"]["alert"]["title"].as_str().is_none_or(|t| t.is_empty()) {
             return refuse(400, "PayloadEmpty");
         }
         queue.lock().unwrap().pop_front().unwrap_or_else(|| (200, vec![("apns-id", id)], String::new()))
