@@ -288,8 +288,12 @@ pub enum AttemptOutcome {
 /// The outbox and the devices, as the state keeps them (`State::outbox`) and the view
 /// publishes them: persistent maps, so a clone is O(1). Only the devices, the items and
 /// the counter are stored; the orders are derived from the items and rebuilt when read
-/// back.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// back. Each copy keeps only the orders read from it: the state (`apply`) the windows
+/// and the finished order; the readers' copy (the view's, [`Outbox::for_readers`]) also
+/// the creation order (lists) and the next tries (the worker) — two inserts fewer on the
+/// writer for each item made (BENCHMARKS.md). Equal when the devices, the items and the
+/// counter are (the rest is derived).
+#[derive(Debug, Clone, Default)]
 pub struct Outbox {
     /// Each user's devices, oldest first (at most [`MAX_DEVICES_PER_USER`]).
     pub(crate) devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
@@ -301,14 +305,23 @@ pub struct Outbox {
     pub(crate) items: imbl::OrdMap<NotificationId, Arc<Notification>>,
     /// Items ever made: the next item's id is derived from it.
     pub(crate) seq: u64,
-    /// Every item by creation, for listing newest first.
+    /// Whether this copy keeps the readers' orders, `by_time` and `due` (the view's does;
+    /// the state's does not, and has them empty).
+    pub(crate) readers: bool,
+    /// Every item by creation, for listing newest first (readers' copy only).
     pub(crate) by_time: imbl::OrdSet<(Timestamp, NotificationId)>,
-    /// Pending items by their next try.
+    /// Pending items by their next try (readers' copy only).
     pub(crate) due: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Pending items by the end of their window.
     pub(crate) give_up: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Finished items by when they finished (they leave [`KEPT_S`] later).
     pub(crate) done: imbl::OrdSet<(Timestamp, NotificationId)>,
+}
+
+impl PartialEq for Outbox {
+    fn eq(&self, other: &Self) -> bool {
+        self.devices == other.devices && self.items == other.items && self.seq == other.seq
+    }
 }
 
 impl Serialize for Outbox {
@@ -333,10 +346,14 @@ impl<'de> Deserialize<'de> for Outbox {
 impl Outbox {
     /// Adds `item` to the orders its status puts it in (not to `items`).
     pub(crate) fn index(&mut self, item: &Notification) {
-        self.by_time.insert((item.created_at, item.id));
+        if self.readers {
+            self.by_time.insert((item.created_at, item.id));
+        }
         match (item.status, item.finished_at) {
             (Status::Pending, _) => {
-                self.due.insert((item.next_attempt_at, item.id));
+                if self.readers {
+                    self.due.insert((item.next_attempt_at, item.id));
+                }
                 self.give_up.insert((item.give_up_at, item.id));
             }
             (_, finished) => {
@@ -366,6 +383,22 @@ impl Outbox {
             self.index(item);
         }
         self.items = items;
+    }
+
+    /// A copy for readers (the view): the same items and devices, with the creation order
+    /// and the next tries too (built here, O(n log n): once, when the view is made).
+    pub fn for_readers(&self) -> Outbox {
+        if self.readers {
+            return self.clone();
+        }
+        let mut copy = Outbox { readers: true, by_time: imbl::OrdSet::new(), due: imbl::OrdSet::new(), ..self.clone() };
+        for item in self.items.values() {
+            copy.by_time.insert((item.created_at, item.id));
+            if item.status == Status::Pending {
+                copy.due.insert((item.next_attempt_at, item.id));
+            }
+        }
+        copy
     }
 
     /// Sets `user`'s devices to `list` (`None` or empty: none), keeping `holders` in step.
@@ -441,10 +474,11 @@ impl Outbox {
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let pending = self.items.values().filter(|n| n.status == Status::Pending).count();
         let finished = self.items.len() - pending;
-        if self.due.len() != pending || self.give_up.len() != pending {
+        let (due, by_time) = if self.readers { (pending, self.items.len()) } else { (0, 0) };
+        if self.due.len() != due || self.give_up.len() != pending {
             return Err(format!("{pending} pending items, {} due and {} windows", self.due.len(), self.give_up.len()));
         }
-        if self.done.len() != finished || self.by_time.len() != self.items.len() {
+        if self.done.len() != finished || self.by_time.len() != by_time {
             return Err(format!(
                 "{finished} finished items in {} done; {} by time",
                 self.done.len(),
@@ -452,11 +486,11 @@ impl Outbox {
             ));
         }
         for n in self.items.values() {
-            let indexed = self.by_time.contains(&(n.created_at, n.id))
+            let indexed = (!self.readers || self.by_time.contains(&(n.created_at, n.id)))
                 && match n.status {
                     Status::Pending => {
                         n.finished_at.is_none()
-                            && self.due.contains(&(n.next_attempt_at, n.id))
+                            && (!self.readers || self.due.contains(&(n.next_attempt_at, n.id)))
                             && self.give_up.contains(&(n.give_up_at, n.id))
                     }
                     _ => n.finished_at.is_some_and(|f| self.done.contains(&(f, n.id))),
@@ -499,9 +533,9 @@ impl Outbox {
         self.items.is_empty()
     }
 
-    /// Pending items.
+    /// Pending items (each has a window).
     pub fn pending(&self) -> usize {
-        self.due.len()
+        self.give_up.len()
     }
 
     /// When the oldest pending item was made.
@@ -510,7 +544,8 @@ impl Outbox {
         self.give_up.get_min().map(|(t, _)| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000))
     }
 
-    /// Up to `limit` pending items due at `now`, soonest first.
+    /// Up to `limit` pending items due at `now`, soonest first (a readers' copy's: the
+    /// state's has no such order and answers none).
     pub fn due(&self, now: Timestamp, limit: usize) -> Vec<Arc<Notification>> {
         self.due
             .iter()
@@ -520,7 +555,7 @@ impl Outbox {
             .collect()
     }
 
-    /// When the next pending item is due.
+    /// When the next pending item is due (a readers' copy's).
     pub fn next_due(&self) -> Option<Timestamp> {
         self.due.get_min().map(|(t, _)| *t)
     }
@@ -531,7 +566,8 @@ impl Outbox {
     }
 
     /// Items newest first, strictly older than `before` (a cursor: the last item of the
-    /// previous page), that pass `keep`, at most `limit`.
+    /// previous page), that pass `keep`, at most `limit` (a readers' copy's: the state's
+    /// has no creation order and answers none).
     pub fn newest_first<'a>(
         &'a self,
         before: Option<(Timestamp, NotificationId)>,

@@ -19,7 +19,7 @@ fn register(w: &mut World, user: UserId, token: &str) -> Result<(DeviceId, bool)
 }
 
 fn items(w: &World) -> Vec<Arc<Notification>> {
-    w.state.outbox().newest_first(None, |_| true, usize::MAX)
+    w.state.outbox().for_readers().newest_first(None, |_| true, usize::MAX)
 }
 
 fn of_kind(w: &World, kind: Kind) -> Vec<Arc<Notification>> {
@@ -266,8 +266,11 @@ fn reports_move_an_item_once_and_refuse_duplicates_and_stale_attempts() {
     let item = w.state.outbox().item(arrived).unwrap().clone();
     assert_eq!((item.status, item.attempts, item.next_attempt_at), (Status::Pending, 1, later));
     assert_eq!(item.last_error.as_deref(), Some("503"));
-    assert!(w.state.outbox().due(w.now, 10).iter().all(|n| n.id != arrived), "not due before its next try");
-    assert!(w.state.outbox().due(later, 10).iter().any(|n| n.id == arrived));
+    assert!(
+        w.state.outbox().for_readers().due(w.now, 10).iter().all(|n| n.id != arrived),
+        "not due before its next try"
+    );
+    assert!(w.state.outbox().for_readers().due(later, 10).iter().any(|n| n.id == arrived));
     assert!(matches!(report(&mut w, arrived, 1, delivered.clone()), Err(Error::Invalid(_))), "stale");
 
     // An invalid token fails the item and removes the device.
