@@ -75,8 +75,9 @@ pub struct View {
     /// Every transfer under both its accounts, newest first.
     statements: imbl::OrdSet<(AccountKey, Reverse<(Timestamp, TransferId)>)>,
     transfers_created: u64,
-    /// Push devices and the notification outbox: shared with the state's at open, then
-    /// updated entry by entry (`Outbox::sync_from`), like the users.
+    /// Push devices and the notification outbox: a readers' copy of the state's at open
+    /// (`Outbox::for_readers`: with the orders lists and the worker read), then updated
+    /// entry by entry (`Outbox::sync_from`), like the users.
     outbox: Outbox,
     /// Webhook endpoints and deliveries: the same (`Hooks::sync_from`).
     hooks: Hooks,
@@ -111,7 +112,7 @@ impl View {
             view.add_transfer(t);
         }
         view.transfers_created = state.ledger().created();
-        view.outbox = state.outbox().clone();
+        view.outbox = state.outbox().for_readers();
         view.hooks = state.hooks().clone();
         view.applications = state.applications().clone();
         view.book = state.book().clone();

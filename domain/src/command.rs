@@ -289,6 +289,11 @@ pub enum Command {
         trip_id: TripId,
         /// As typed (trimmed and checked by `apply`).
         text: String,
+        /// Whether the trip's rider had an open socket when the server took the message
+        /// (`None`: not known). Recorded by the server, which holds the sockets, as the
+        /// writer records ids: a rider without one (or not known to have one) is pushed
+        /// the message, and a replay decides the same. Drivers' presence is in the state.
+        rider_connected: Option<bool>,
     },
     /// Staff acknowledge an alert.
     AckAlert {

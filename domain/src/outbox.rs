@@ -290,23 +290,40 @@ pub enum AttemptOutcome {
 /// The outbox and the devices, as the state keeps them (`State::outbox`) and the view
 /// publishes them: persistent maps, so a clone is O(1). Only the devices, the items and
 /// the counter are stored; the orders are derived from the items and rebuilt when read
-/// back.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// back. Each copy keeps only the orders read from it: the state (`apply`) the windows
+/// and the finished order; the readers' copy (the view's, [`Outbox::for_readers`]) also
+/// the creation order (lists) and the next tries (the worker) — two inserts fewer on the
+/// writer for each item made (BENCHMARKS.md). Equal when the devices, the items and the
+/// counter are (the rest is derived).
+#[derive(Debug, Clone, Default)]
 pub struct Outbox {
     /// Each user's devices, oldest first (at most [`MAX_DEVICES_PER_USER`]).
     pub(crate) devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
+    /// Who holds each token (a token is one phone's: one user at most), derived from
+    /// `devices` and changed only with them ([`Outbox::set_devices`]): registering finds
+    /// a token's previous holder without walking every user's devices.
+    pub(crate) holders: imbl::OrdMap<(Platform, String), UserId>,
     /// Every item in the hot state.
     pub(crate) items: imbl::OrdMap<NotificationId, Arc<Notification>>,
     /// Items ever made: the next item's id is derived from it.
     pub(crate) seq: u64,
-    /// Every item by creation, for listing newest first.
+    /// Whether this copy keeps the readers' orders, `by_time` and `due` (the view's does;
+    /// the state's does not, and has them empty).
+    pub(crate) readers: bool,
+    /// Every item by creation, for listing newest first (readers' copy only).
     pub(crate) by_time: imbl::OrdSet<(Timestamp, NotificationId)>,
-    /// Pending items by their next try.
+    /// Pending items by their next try (readers' copy only).
     pub(crate) due: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Pending items by the end of their window.
     pub(crate) give_up: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Finished items by when they finished (they leave [`KEPT_S`] later).
     pub(crate) done: imbl::OrdSet<(Timestamp, NotificationId)>,
+}
+
+impl PartialEq for Outbox {
+    fn eq(&self, other: &Self) -> bool {
+        self.devices == other.devices && self.items == other.items && self.seq == other.seq
+    }
 }
 
 impl Serialize for Outbox {
@@ -319,7 +336,7 @@ impl<'de> Deserialize<'de> for Outbox {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         type Stored = (imbl::OrdMap<UserId, Arc<Vec<Device>>>, imbl::OrdMap<NotificationId, Arc<Notification>>, u64);
         let (devices, items, seq) = Stored::deserialize(d)?;
-        let mut outbox = Outbox { devices, seq, ..Outbox::default() };
+        let mut outbox = Outbox { holders: holders_of(&devices), devices, seq, ..Outbox::default() };
         for item in items.values() {
             outbox.index(item);
         }
@@ -331,10 +348,14 @@ impl<'de> Deserialize<'de> for Outbox {
 impl Outbox {
     /// Adds `item` to the orders its status puts it in (not to `items`).
     pub(crate) fn index(&mut self, item: &Notification) {
-        self.by_time.insert((item.created_at, item.id));
+        if self.readers {
+            self.by_time.insert((item.created_at, item.id));
+        }
         match (item.status, item.finished_at) {
             (Status::Pending, _) => {
-                self.due.insert((item.next_attempt_at, item.id));
+                if self.readers {
+                    self.due.insert((item.next_attempt_at, item.id));
+                }
                 self.give_up.insert((item.give_up_at, item.id));
             }
             (_, finished) => {
@@ -359,11 +380,55 @@ impl Outbox {
         devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
     ) {
         let seq = self.seq;
-        *self = Outbox { devices, seq, ..Outbox::default() };
+        *self = Outbox { holders: holders_of(&devices), devices, seq, ..Outbox::default() };
         for item in items.values() {
             self.index(item);
         }
         self.items = items;
+    }
+
+    /// A copy for readers (the view): the same items and devices, with the creation order
+    /// and the next tries too (built here, O(n log n): once, when the view is made).
+    pub fn for_readers(&self) -> Outbox {
+        if self.readers {
+            return self.clone();
+        }
+        let mut copy = Outbox { readers: true, by_time: imbl::OrdSet::new(), due: imbl::OrdSet::new(), ..self.clone() };
+        for item in self.items.values() {
+            copy.by_time.insert((item.created_at, item.id));
+            if item.status == Status::Pending {
+                copy.due.insert((item.next_attempt_at, item.id));
+            }
+        }
+        copy
+    }
+
+    /// Sets `user`'s devices to `list` (`None` or empty: none), keeping `holders` in step.
+    pub(crate) fn set_devices(&mut self, user: UserId, list: Option<Arc<Vec<Device>>>) {
+        if let Some(old) = self.devices.get(&user).cloned() {
+            for d in old.iter() {
+                let key = (d.platform, d.token.clone());
+                if self.holders.get(&key) == Some(&user) {
+                    self.holders.remove(&key);
+                }
+            }
+        }
+        match list.filter(|l| !l.is_empty()) {
+            Some(list) => {
+                for d in list.iter() {
+                    self.holders.insert((d.platform, d.token.clone()), user);
+                }
+                self.devices.insert(user, list);
+            }
+            None => {
+                self.devices.remove(&user);
+            }
+        }
+    }
+
+    /// The user holding push token `token` of `platform`, if any.
+    pub(crate) fn holder(&self, platform: Platform, token: &str) -> Option<UserId> {
+        self.holders.get(&(platform, token.to_owned())).copied()
     }
 
     /// Takes `item` out of every order (not out of `items`).
@@ -380,10 +445,7 @@ impl Outbox {
     /// state's without sharing its trees, so neither copies a path on every write.
     pub fn sync_from(&mut self, from: &Outbox, items: &[NotificationId], users: &[UserId]) {
         for user in users {
-            match from.devices.get(user) {
-                Some(list) => self.devices.insert(*user, Arc::clone(list)),
-                None => self.devices.remove(user),
-            };
+            self.set_devices(*user, from.devices.get(user).cloned());
         }
         for id in items {
             if let Some(old) = self.items.get(id).cloned() {
@@ -414,10 +476,11 @@ impl Outbox {
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let pending = self.items.values().filter(|n| n.status == Status::Pending).count();
         let finished = self.items.len() - pending;
-        if self.due.len() != pending || self.give_up.len() != pending {
+        let (due, by_time) = if self.readers { (pending, self.items.len()) } else { (0, 0) };
+        if self.due.len() != due || self.give_up.len() != pending {
             return Err(format!("{pending} pending items, {} due and {} windows", self.due.len(), self.give_up.len()));
         }
-        if self.done.len() != finished || self.by_time.len() != self.items.len() {
+        if self.done.len() != finished || self.by_time.len() != by_time {
             return Err(format!(
                 "{finished} finished items in {} done; {} by time",
                 self.done.len(),
@@ -425,11 +488,11 @@ impl Outbox {
             ));
         }
         for n in self.items.values() {
-            let indexed = self.by_time.contains(&(n.created_at, n.id))
+            let indexed = (!self.readers || self.by_time.contains(&(n.created_at, n.id)))
                 && match n.status {
                     Status::Pending => {
                         n.finished_at.is_none()
-                            && self.due.contains(&(n.next_attempt_at, n.id))
+                            && (!self.readers || self.due.contains(&(n.next_attempt_at, n.id)))
                             && self.give_up.contains(&(n.give_up_at, n.id))
                     }
                     _ => n.finished_at.is_some_and(|f| self.done.contains(&(f, n.id))),
@@ -440,6 +503,9 @@ impl Outbox {
         }
         if let Some((u, list)) = self.devices.iter().find(|(_, l)| l.len() > MAX_DEVICES_PER_USER || l.is_empty()) {
             return Err(format!("user {u} has {} devices", list.len()));
+        }
+        if self.holders != holders_of(&self.devices) {
+            return Err("the token holders do not match the devices (or a token has two holders)".into());
         }
         Ok(())
     }
@@ -469,9 +535,9 @@ impl Outbox {
         self.items.is_empty()
     }
 
-    /// Pending items.
+    /// Pending items (each has a window).
     pub fn pending(&self) -> usize {
-        self.due.len()
+        self.give_up.len()
     }
 
     /// When the oldest pending item was made.
@@ -480,7 +546,8 @@ impl Outbox {
         self.give_up.get_min().map(|(t, _)| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000))
     }
 
-    /// Up to `limit` pending items due at `now`, soonest first.
+    /// Up to `limit` pending items due at `now`, soonest first (a readers' copy's: the
+    /// state's has no such order and answers none).
     pub fn due(&self, now: Timestamp, limit: usize) -> Vec<Arc<Notification>> {
         self.due
             .iter()
@@ -490,7 +557,7 @@ impl Outbox {
             .collect()
     }
 
-    /// When the next pending item is due.
+    /// When the next pending item is due (a readers' copy's).
     pub fn next_due(&self) -> Option<Timestamp> {
         self.due.get_min().map(|(t, _)| *t)
     }
@@ -501,7 +568,8 @@ impl Outbox {
     }
 
     /// Items newest first, strictly older than `before` (a cursor: the last item of the
-    /// previous page), that pass `keep`, at most `limit`.
+    /// previous page), that pass `keep`, at most `limit` (a readers' copy's: the state's
+    /// has no creation order and answers none).
     pub fn newest_first<'a>(
         &'a self,
         before: Option<(Timestamp, NotificationId)>,
@@ -514,6 +582,11 @@ impl Outbox {
         };
         range.rev().filter_map(|(_, id)| self.items.get(id)).filter(|n| keep(n)).take(limit).cloned().collect()
     }
+}
+
+/// Who holds each token of `devices`.
+fn holders_of(devices: &imbl::OrdMap<UserId, Arc<Vec<Device>>>) -> imbl::OrdMap<(Platform, String), UserId> {
+    devices.iter().flat_map(|(u, list)| list.iter().map(move |d| ((d.platform, d.token.clone()), *u))).collect()
 }
 
 /// The delay before try `attempt + 1` after `attempt` tries failed (1-based): 1 s

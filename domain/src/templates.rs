@@ -93,12 +93,43 @@ fn distance(m: u32, lang: Lang) -> String {
     }
 }
 
+/// What the sender knows when it sends and the state does not: an item's [`Params`] are
+/// captured when it is made, by `apply`, which knows no ETA. The server's delivery worker
+/// fills this just before rendering (from its route provider); each field is optional and
+/// its phrase left out when unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Live {
+    /// Seconds the driver still needs to the pickup (`trip_accepted`).
+    pub eta_s: Option<u64>,
+}
+
 /// Renders `kind` with `params` in the recipient's language (`params.language`).
 pub fn render(kind: Kind, params: &Params) -> Rendered {
+    render_live(kind, params, Live::default())
+}
+
+/// [`render`] with what the sender knows at send time ([`Live`]).
+pub fn render_live(kind: Kind, params: &Params, live: Live) -> Rendered {
     let lang = Lang::of(&params.language);
     match lang {
-        Lang::En => english(kind, params),
-        Lang::Ar => arabic(kind, params),
+        Lang::En => english(kind, params, live),
+        Lang::Ar => arabic(kind, params, live),
+    }
+}
+
+/// Whole minutes in `seconds`, rounded up, at least one (an ETA of 20 s reads "1 min").
+fn eta_minutes(seconds: u64) -> u64 {
+    seconds.div_ceil(60).max(1)
+}
+
+/// `n` minutes in Arabic, the noun agreeing with the number: دقيقة واحدة, دقيقتان,
+/// 3–10 دقائق, 11 and more دقيقة (digits Arabic-Indic).
+fn arabic_minutes(n: u64) -> String {
+    match n {
+        1 => "دقيقة واحدة".to_string(),
+        2 => "دقيقتين".to_string(),
+        3..=10 => format!("{} دقائق", number(n, Lang::Ar)),
+        _ => format!("{} دقيقة", number(n, Lang::Ar)),
     }
 }
 
@@ -106,7 +137,7 @@ fn amount(params: &Params, lang: Lang) -> Option<String> {
     Some(money(params.amount_minor?, params.currency?, lang))
 }
 
-fn english(kind: Kind, p: &Params) -> Rendered {
+fn english(kind: Kind, p: &Params, live: Live) -> Rendered {
     let name = p.name.clone().unwrap_or_else(|| "Your driver".into());
     let (title, body) = match kind {
         Kind::TripOffer => {
@@ -126,6 +157,9 @@ fn english(kind: Kind, p: &Params) -> Rendered {
             }
             if let Some(plate) = &p.plate {
                 body += &format!(", plate {plate}");
+            }
+            if let Some(s) = live.eta_s {
+                body += &format!(", arriving in about {} min", eta_minutes(s));
             }
             ("Driver found".to_string(), body + ".")
         }
@@ -186,7 +220,7 @@ fn english(kind: Kind, p: &Params) -> Rendered {
     Rendered { title, body }
 }
 
-fn arabic(kind: Kind, p: &Params) -> Rendered {
+fn arabic(kind: Kind, p: &Params, live: Live) -> Rendered {
     let name = p.name.as_deref().map(iso).unwrap_or_else(|| "سائقك".into());
     let (title, body) = match kind {
         Kind::TripOffer => {
@@ -206,6 +240,9 @@ fn arabic(kind: Kind, p: &Params) -> Rendered {
             }
             if let Some(plate) = &p.plate {
                 body += &format!("، رقم اللوحة {}", iso(plate));
+            }
+            if let Some(s) = live.eta_s {
+                body += &format!("، ويصل خلال {} تقريبًا", arabic_minutes(eta_minutes(s)));
             }
             ("تم العثور على سائق".to_string(), body + ".")
         }
@@ -314,6 +351,34 @@ mod tests {
         );
         // Every isolate is closed.
         assert_eq!(r.body.matches('\u{2068}').count(), r.body.matches('\u{2069}').count());
+    }
+
+    #[test]
+    fn trip_accepted_carries_the_eta_when_the_sender_knows_it() {
+        let live = |s| Live { eta_s: Some(s) };
+        let en = render_live(Kind::TripAccepted, &accepted("en"), live(241));
+        assert!(en.body.ends_with(", plate ABC 123, arriving in about 5 min."), "{}", en.body);
+        assert!(render_live(Kind::TripAccepted, &accepted("en"), live(20)).body.ends_with("about 1 min."));
+        assert!(render_live(Kind::TripAccepted, &accepted("en"), live(0)).body.ends_with("about 1 min."));
+        let ar = render_live(Kind::TripAccepted, &accepted("ar"), live(241));
+        assert_eq!(
+            ar.body,
+            "\u{2068}Omar\u{2069} في الطريق إليك في سيارة \u{2068}white Toyota Corolla\u{2069}، رقم اللوحة \u{2068}ABC 123\u{2069}، ويصل خلال ٥ دقائق تقريبًا."
+        );
+        let minutes = |s| render_live(Kind::TripAccepted, &accepted("ar"), live(s)).body;
+        assert!(minutes(60).contains("خلال دقيقة واحدة تقريبًا"));
+        assert!(minutes(120).contains("خلال دقيقتين تقريبًا"));
+        assert!(minutes(11 * 60).contains("خلال ١١ دقيقة تقريبًا"));
+        // Unknown: the phrase is left out, the text is what `render` gives.
+        for lang in ["en", "ar"] {
+            assert_eq!(
+                render_live(Kind::TripAccepted, &accepted(lang), Live::default()),
+                render(Kind::TripAccepted, &accepted(lang))
+            );
+        }
+        // Other kinds ignore it.
+        let arrived = Params { language: "en".into(), name: Some("Omar".into()), ..Params::default() };
+        assert_eq!(render_live(Kind::DriverArrived, &arrived, live(60)), render(Kind::DriverArrived, &arrived));
     }
 
     #[test]

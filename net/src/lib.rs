@@ -227,9 +227,16 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         // The outbox's delivery worker, in the process that writes, sending through the
         // providers built above (a channel with none answers "not configured").
         let route: outbox::Route = Arc::new(move |to: &notify::Recipient| providers.for_recipient(to).cloned());
+        // What an item says that the state does not know (the accepted push's ETA).
+        let live_app = Arc::clone(&app);
+        let live: outbox::LiveHook = Arc::new(move |item: &dispatch_core::outbox::Notification| {
+            let (app, kind, trip) = (Arc::clone(&live_app), item.kind, item.params.trip_id);
+            Box::pin(async move { app.live(kind, trip).await })
+        });
         let worker = tokio::spawn(outbox::run(
             Arc::clone(&engine),
             route,
+            live,
             Arc::clone(&app.metrics.notifications),
             outbox::WorkerConfig::default(),
             rx.clone(),

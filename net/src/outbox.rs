@@ -3,7 +3,8 @@
 //!
 //! Owns the loop (like the payment worker's, in the process that writes — today the only
 //! one): every `interval` it reads the view's pending items whose `next_attempt_at` has
-//! come, renders each (`dispatch_core::templates`, in the recipient's language), finds
+//! come, renders each (`dispatch_core::templates`, in the recipient's language, with
+//! what the server knows at send time and the state does not: a [`LiveHook`]), finds
 //! its provider through a [`Route`], sends, and submits
 //! `Command::NotificationAttempted` with the answer — for a retry, with the next try's
 //! time it chose (backoff from 1 s doubling to 10 min with jitter drawn here, or the
@@ -30,6 +31,7 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use dispatch_core::clock::{Clock, SystemClock, Timestamp};
 use dispatch_core::id::NotificationId;
 use dispatch_core::outbox::{AttemptOutcome, Channel, Notification, Platform, Target, retry_delay_ms};
+use dispatch_core::templates::Live;
 use dispatch_core::{Actor, Command, Engine};
 
 use crate::notify::{Message, Provider, Recipient, SendOutcome};
@@ -38,9 +40,27 @@ use crate::notify::{Message, Provider, Recipient, SendOutcome};
 /// retried later.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Most the [`LiveHook`] may take for one item (the route provider's own timeout is 1 s);
+/// then the item is sent without what it would have added.
+pub const LIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Which provider carries a message to a recipient; `None`: none is configured for it
 /// (`serve` routes through `notify::Providers::for_recipient`).
 pub type Route = Arc<dyn Fn(&Recipient) -> Option<Arc<dyn Provider>> + Send + Sync>;
+
+/// The future a [`LiveHook`] answers with.
+pub type LiveFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Live> + Send>>;
+
+/// What the server knows at send time and the item does not (`templates::Live`: the
+/// driver's ETA in a `trip_accepted` push), asked just before an item is rendered, on
+/// every try (a retry says the ETA of its own time). `serve` asks the trip's ETA of
+/// `eta::Etas`, which asks the route provider at most every 10 s per trip.
+pub type LiveHook = Arc<dyn Fn(&Notification) -> LiveFuture + Send + Sync>;
+
+/// The hook of a worker that knows nothing more than the items (tests at the engine level).
+pub fn no_live() -> LiveHook {
+    Arc::new(|_| Box::pin(std::future::ready(Live::default())))
+}
 
 /// How the worker paces itself.
 #[derive(Debug, Clone, Copy)]
@@ -90,6 +110,7 @@ impl Counters {
 struct Inner {
     engine: Arc<Engine>,
     route: Route,
+    live: LiveHook,
     counters: Arc<Counters>,
     in_flight: Mutex<HashSet<NotificationId>>,
     permits: Arc<Semaphore>,
@@ -97,10 +118,17 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(engine: Arc<Engine>, route: Route, counters: Arc<Counters>, config: WorkerConfig) -> Arc<Inner> {
+    fn new(
+        engine: Arc<Engine>,
+        route: Route,
+        live: LiveHook,
+        counters: Arc<Counters>,
+        config: WorkerConfig,
+    ) -> Arc<Inner> {
         Arc::new(Inner {
             engine,
             route,
+            live,
             counters,
             in_flight: Mutex::new(HashSet::new()),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
@@ -113,11 +141,12 @@ impl Inner {
 pub async fn run(
     engine: Arc<Engine>,
     route: Route,
+    live: LiveHook,
     counters: Arc<Counters>,
     config: WorkerConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let inner = Inner::new(engine, route, counters, config);
+    let inner = Inner::new(engine, route, live, counters, config);
     loop {
         if *shutdown.borrow() {
             break;
@@ -135,7 +164,18 @@ pub async fn run(
 /// Sends every item due now (up to `batch`), at most `concurrency` at once, and waits for
 /// them all: one pass, for tests.
 pub async fn run_once(engine: Arc<Engine>, route: Route, counters: Arc<Counters>, config: WorkerConfig) -> usize {
-    let inner = Inner::new(engine, route, counters, config);
+    run_once_with(engine, route, no_live(), counters, config).await
+}
+
+/// [`run_once`] with a [`LiveHook`].
+pub async fn run_once_with(
+    engine: Arc<Engine>,
+    route: Route,
+    live: LiveHook,
+    counters: Arc<Counters>,
+    config: WorkerConfig,
+) -> usize {
+    let inner = Inner::new(engine, route, live, counters, config);
     let n = pass(&inner).await;
     let _ = inner.permits.acquire_many(u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX)).await;
     n
@@ -188,7 +228,9 @@ async fn deliver(inner: &Inner, item: &Notification, to: Option<Recipient>) -> A
     let Some(provider) = (inner.route)(&to) else {
         return AttemptOutcome::Rejected { error: format!("{} not configured", provider_name(&to)) };
     };
-    let rendered = dispatch_core::templates::render(item.kind, &item.params);
+    // Bounded: what the hook adds is worth less than the message (its phrases are optional).
+    let live = tokio::time::timeout(LIVE_TIMEOUT, (inner.live)(item)).await.unwrap_or_default();
+    let rendered = dispatch_core::templates::render_live(item.kind, &item.params, live);
     let mut data = BTreeMap::new();
     data.insert("kind".to_owned(), item.kind.as_str().to_owned());
     data.insert("notification_id".to_owned(), item.id.to_string());

@@ -26,7 +26,8 @@ use std::time::Duration;
 use dispatch_core::clock::{Clock, SystemClock};
 use dispatch_core::command::IdempotencyKey;
 use dispatch_core::route::{Route, RouteProvider, RoutedPath, StraightLine};
-use dispatch_core::{Actor, Availability, Command, Engine, LatLng, Outcome, TripStatus};
+use dispatch_core::templates::Live;
+use dispatch_core::{Actor, Availability, Command, Engine, LatLng, Outcome, TripId, TripStatus};
 use hyper::StatusCode;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -202,6 +203,37 @@ impl App {
             ApiError::rate_limited(retry, &format!("{} limit on {}", class.as_str(), route))
                 .with_limit(self.limiter.limit_of(class))
         })
+    }
+
+    /// The command posting `text` to `trip_id`'s chat, with whether the trip's rider has an
+    /// open socket here now (`None` when the trip is not in the view: the engine refuses
+    /// it anyway). Riders' presence is not in the state: the command records what the
+    /// server saw, and the engine pushes the message to a rider who had no socket.
+    pub fn post_message(&self, trip_id: TripId, text: String) -> Command {
+        let rider = self.engine.read(|v| v.trip(trip_id).map(|t| t.rider_id));
+        let rider_connected = rider.map(|r| self.hub.is_connected(r));
+        Command::PostMessage { id: None, trip_id, text, rider_connected }
+    }
+
+    /// What a notification says that the state does not know, at the time it is sent: the
+    /// ETA of a `trip_accepted` push's driver to the pickup (from the ETA cache, which asks
+    /// the route provider at most every 10 s per trip); none once the trip has moved on
+    /// (the driver arrived, it ended), or when the driver has no position.
+    pub async fn live(&self, kind: dispatch_core::outbox::Kind, trip_id: Option<TripId>) -> Live {
+        let Some(trip_id) = trip_id.filter(|_| kind == dispatch_core::outbox::Kind::TripAccepted) else {
+            return Live::default();
+        };
+        let Some((trip, fix)) = self.engine.read(|v| {
+            let t = v.trip(trip_id)?;
+            Some((Arc::clone(t), t.driver_id.and_then(|d| v.driver(d).and_then(|d| d.fix))))
+        }) else {
+            return Live::default();
+        };
+        if !matches!(crate::eta::Leg::of(&trip), Some((crate::eta::Leg::Pickup, _))) {
+            return Live::default();
+        }
+        let eta = self.etas.get(&trip, fix, SystemClock.now(), |from, to| self.route(from, to)).await;
+        Live { eta_s: eta.map(|e| e.seconds) }
     }
 
     /// The route of a ride, from the configured provider ([`Routes::route`]).

@@ -4,8 +4,9 @@
 //! never shown, another user's device 404); a trip accepted by a driver makes a
 //! `trip_accepted` item for its rider's device, listed by `GET /v1/admin/notifications`,
 //! which the worker fails at once "not configured" (no provider is built in this wave);
-//! the outbox's metrics. Delivery after a `kill -9` is pinned at the engine level
-//! (`tests/outbox_crash.rs` in this crate) until the providers and their fakes are merged.
+//! the outbox's metrics. The providers end to end, and delivery after a `kill -9`, are in
+//! `notify_dispatchd.rs` (and FCM in `notify_providers.rs`); at the engine level in
+//! `outbox_crash.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;

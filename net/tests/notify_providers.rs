@@ -9,159 +9,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
+#[path = "common/fakes.rs"]
+mod fakes;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::Bytes;
 use dispatch_server::notify::{self, Message, Provider, Recipient, SendOutcome};
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use ring::signature::{self, KeyPair};
+use ring::signature;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-// ---------------------------------------------------------------------------------------
-// A scripted HTTP fake (HTTP/1.1, or HTTP/2 with prior knowledge).
-
-/// A request the fake got.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    version: hyper::Version,
-    headers: hyper::HeaderMap,
-    body: Bytes,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap()
-    }
-    fn form(&self) -> BTreeMap<String, String> {
-        form_decode(std::str::from_utf8(&self.body).unwrap())
-    }
-}
-
-/// An answer: status, headers, body.
-type Answer = (u16, Vec<(&'static str, String)>, String);
-
-type Handler = dyn Fn(&Seen) -> Answer + Send + Sync;
-
-struct Fake {
-    port: u16,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Fake {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn fake(h2: bool, handler: Arc<Handler>) -> Fake {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let (handler, log) = (Arc::clone(&handler), Arc::clone(&log));
-            tokio::spawn(async move {
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (handler, log) = (Arc::clone(&handler), Arc::clone(&log));
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.unwrap().to_bytes();
-                        let seen = Seen {
-                            method: parts.method.to_string(),
-                            path: parts.uri.path().to_owned(),
-                            version: parts.version,
-                            headers: parts.headers,
-                            body,
-                        };
-                        let (status, headers, body) = handler(&seen);
-                        log.lock().unwrap().push(seen);
-                        let mut resp = hyper::Response::builder().status(status);
-                        for (k, v) in headers {
-                            resp = resp.header(k, v);
-                        }
-                        Ok::<_, std::convert::Infallible>(resp.body(Full::new(Bytes::from(body))).unwrap())
-                    }
-                });
-                let io = TokioIo::new(tcp);
-                if h2 {
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(io, service)
-                        .await;
-                } else {
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
-                }
-            });
-        }
-    });
-    Fake { port, seen }
-}
-
-/// Answers a fake gives in order before its normal one.
-fn script(answers: Vec<Answer>) -> Arc<Mutex<VecDeque<Answer>>> {
-    Arc::new(Mutex::new(answers.into()))
-}
-
-fn form_decode(s: &str) -> BTreeMap<String, String> {
-    let decode = |x: &str| {
-        let x = x.replace('+', " ");
-        let bytes = x.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < bytes.len() {
-            if bytes[i] == b'%' {
-                out.push(u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap(), 16).unwrap());
-                i += 3;
-            } else {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-        String::from_utf8(out).unwrap()
-    };
-    s.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (decode(k), decode(v))).collect()
-}
-
-fn b64url_decode(s: &str) -> Vec<u8> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
-}
-
-/// A compact JWS's header and claims, once its signature verifies with `verify`.
-fn verified_jwt(jwt: &str, verify: impl Fn(&[u8], &[u8]) -> bool) -> Option<(Value, Value)> {
-    let parts: Vec<&str> = jwt.split('.').collect();
-    if parts.len() != 3 {
-        return None;
-    }
-    let signed = format!("{}.{}", parts[0], parts[1]);
-    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(parts[2]).ok()?;
-    if !verify(signed.as_bytes(), &sig) {
-        return None;
-    }
-    Some((
-        serde_json::from_slice(&b64url_decode(parts[0])).ok()?,
-        serde_json::from_slice(&b64url_decode(parts[1])).ok()?,
-    ))
-}
-
-fn now_s() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
+use common::notifications_when;
+use fakes::*;
 
 fn message(id: &str, to: Recipient) -> Message {
     Message {
@@ -402,68 +262,6 @@ async fn fcm_with_a_key_the_token_endpoint_does_not_know_is_rejected() {
 // ---------------------------------------------------------------------------------------
 // APNs
 
-fn pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let lines: Vec<&str> = b64.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap()).collect();
-    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
-}
-
-struct ApnsFake {
-    fake: Fake,
-    answers: Arc<Mutex<VecDeque<Answer>>>,
-    key_pem: String,
-}
-
-const DEVICE: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
-
-async fn apns_fake() -> ApnsFake {
-    let rng = ring::rand::SystemRandom::new();
-    let doc = signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair =
-        signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref(), &rng).unwrap();
-    let public = pair.public_key().as_ref().to_vec();
-    let answers = script(vec![]);
-    let queue = Arc::clone(&answers);
-    let handler = move |req: &Seen| -> Answer {
-        let refuse = |status: u16, reason: &str| (status, vec![], json!({"reason": reason}).to_string());
-        if req.version != hyper::Version::HTTP_2 {
-            return refuse(400, "NotHTTP2");
-        }
-        let Some(jwt) = req.header("authorization").strip_prefix("bearer ") else {
-            return refuse(403, "MissingProviderToken");
-        };
-        let verify = |signed: &[u8], sig: &[u8]| {
-            signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, &public).verify(signed, sig).is_ok()
-        };
-        let Some((header, claims)) = verified_jwt(jwt, verify) else { return refuse(403, "InvalidProviderToken") };
-        if header != json!({"alg": "ES256", "kid": "KEYID12345"})
-            || claims["iss"] != "TEAMID1234"
-            || (claims["iat"].as_i64().unwrap_or(0) - now_s()).abs() > 60
-        {
-            return refuse(403, "InvalidProviderToken");
-        }
-        if req.method != "POST" || req.path != format!("/3/device/{DEVICE}") {
-            return refuse(404, "BadPath");
-        }
-        if req.header("apns-topic") != "com.example.rider" {
-            return refuse(400, "BadTopic");
-        }
-        if req.header("apns-push-type") != "alert" {
-            return refuse(400, "InvalidPushType");
-        }
-        let id = req.header("apns-id").to_owned();
-        if id.len() != 36 {
-            return refuse(400, "BadMessageId");
-        }
-        let body = req.json();
-        if body["aps"]["alert"]["title"] != "Your driver has arrived" || body["trip_id"] != "trp_1" {
-            return refuse(400, "PayloadEmpty");
-        }
-        queue.lock().unwrap().pop_front().unwrap_or_else(|| (200, vec![("apns-id", id)], String::new()))
-    };
-    ApnsFake { fake: fake(true, Arc::new(handler)).await, answers, key_pem: pem(doc.as_ref()) }
-}
-
 fn apns_provider(f: &ApnsFake) -> notify::apns::Apns {
     notify::apns::Apns::new(&notify::apns::ApnsConfig {
         endpoint: &f.fake.url(),
@@ -525,36 +323,6 @@ async fn apns_answers_map_to_invalid_token_retry_and_a_new_provider_token() {
 
 // ---------------------------------------------------------------------------------------
 // Twilio
-
-async fn twilio_fake(answers: Vec<Answer>) -> Fake {
-    let queue = script(answers);
-    let handler = move |req: &Seen| -> Answer {
-        let expected = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("AC0123456789abcdef:twilio-auth-token")
-        );
-        if req.header("authorization") != expected {
-            return (401, vec![], json!({"code": 20003, "message": "Authenticate", "status": 401}).to_string());
-        }
-        assert_eq!(req.path, "/2010-04-01/Accounts/AC0123456789abcdef/Messages.json");
-        assert_eq!(req.header("content-type"), "application/x-www-form-urlencoded");
-        let form = req.form();
-        if form.get("From").map(String::as_str) != Some("+15005550006")
-            || !form.contains_key("To")
-            || !form.contains_key("Body")
-        {
-            return (
-                400,
-                vec![],
-                json!({"code": 21603, "message": "A 'From' phone number is required.", "status": 400}).to_string(),
-            );
-        }
-        queue.lock().unwrap().pop_front().unwrap_or_else(|| {
-            (201, vec![], json!({"sid": "SM0123456789abcdef0123456789abcdef", "status": "queued"}).to_string())
-        })
-    };
-    fake(false, Arc::new(handler)).await
-}
 
 fn twilio_provider(f: &Fake) -> notify::twilio::Twilio {
     notify::twilio::Twilio::new(&notify::twilio::TwilioConfig {
@@ -621,67 +389,6 @@ async fn twilio_gets_basic_auth_and_the_form_and_its_answers_are_classified() {
 
 // ---------------------------------------------------------------------------------------
 // SMTP
-
-/// What the SMTP sink got: the envelope and the message.
-#[derive(Debug, Default, Clone)]
-struct Mail {
-    from: String,
-    to: Vec<String>,
-    data: String,
-}
-
-/// A tiny SMTP server (RFC 5321, no TLS): answers `rcpt_reply` to RCPT TO and records
-/// each message accepted.
-async fn smtp_sink(rcpt_reply: &'static str) -> (u16, Arc<Mutex<Vec<Mail>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let mails = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&mails);
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let log = Arc::clone(&log);
-            tokio::spawn(async move {
-                let (read, mut write) = tcp.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 sink.test ESMTP\r\n").await.unwrap();
-                let mut mail = Mail::default();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let upper = line.to_ascii_uppercase();
-                    let reply: String = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
-                        "250-sink.test\r\n250 8BITMIME".into()
-                    } else if upper.starts_with("MAIL FROM:") {
-                        mail = Mail { from: line[10..].trim().to_owned(), ..Mail::default() };
-                        "250 2.1.0 Ok".into()
-                    } else if upper.starts_with("RCPT TO:") {
-                        if rcpt_reply.starts_with('2') {
-                            mail.to.push(line[8..].trim().to_owned());
-                        }
-                        rcpt_reply.into()
-                    } else if upper == "DATA" {
-                        write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await.unwrap();
-                        while let Ok(Some(l)) = lines.next_line().await {
-                            if l == "." {
-                                break;
-                            }
-                            mail.data.push_str(&l);
-                            mail.data.push('\n');
-                        }
-                        log.lock().unwrap().push(std::mem::take(&mut mail));
-                        "250 2.0.0 Ok: queued as 4F2A1C".into()
-                    } else if upper == "QUIT" {
-                        let _ = write.write_all(b"221 2.0.0 Bye\r\n").await;
-                        return;
-                    } else {
-                        "250 Ok".into()
-                    };
-                    write.write_all(format!("{reply}\r\n").as_bytes()).await.unwrap();
-                }
-            });
-        }
-    });
-    (port, mails)
-}
 
 fn email_provider(port: u16) -> notify::email::Email {
     notify::email::Email::new(&format!("smtp+insecure://127.0.0.1:{port}"), "Dispatch <noreply@example.com>", None)
@@ -811,26 +518,6 @@ fn start_up_names_the_missing_credential() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("sos_phones"));
 }
 
-/// The rider's notifications of `kind`, as staff list them, once `done` holds for them
-/// (polled: the worker runs every 200 ms and a retry waits about a second).
-async fn notifications_when(
-    s: &common::Server,
-    rider_id: &str,
-    kind: &str,
-    done: impl Fn(&[Value]) -> bool,
-) -> Vec<Value> {
-    let deadline = std::time::Instant::now() + common::WAIT;
-    loop {
-        let page = s.get(&format!("/v1/admin/notifications?user_id={rider_id}"), common::ADMIN).await.expect(200);
-        let items: Vec<Value> =
-            page["items"].as_array().unwrap().iter().filter(|n| n["kind"] == kind).cloned().collect();
-        if done(&items) || std::time::Instant::now() > deadline {
-            return items;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The outbox and FCM together, in `dispatchd`: a rider's accepted trip is pushed to the
 /// rider's device through the FCM fake (which verifies the service-account token); a 503
 /// is retried and the same item delivered on its second try; a device FCM calls
@@ -857,7 +544,10 @@ async fn dispatchd_pushes_through_fcm_retries_a_503_and_drops_an_unregistered_de
     let id = common::create_trip(&s, &rider).await["id"].as_str().unwrap().to_owned();
     s.post(&format!("/v1/trips/{id}/accept"), &driver, json!({})).await.expect(200);
 
-    let sent = notifications_when(&s, &rider_id, "trip_accepted", |n| n.iter().any(|n| n["status"] == "sent")).await;
+    let sent = notifications_when(&s, &format!("?user_id={rider_id}"), "trip_accepted", |n| {
+        n.iter().any(|n| n["status"] == "sent")
+    })
+    .await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(
         (&sent[0]["status"], &sent[0]["attempts"], &sent[0]["channel"]),
@@ -876,8 +566,10 @@ async fn dispatchd_pushes_through_fcm_retries_a_503_and_drops_an_unregistered_de
     // FCM says the device is gone: the item fails and the device is removed.
     f.sends.lock().unwrap().push_back((404, vec![], fcm_error(404, "UNREGISTERED")));
     s.post(&format!("/v1/trips/{id}/arrived"), &driver, json!({})).await.expect(200);
-    let failed =
-        notifications_when(&s, &rider_id, "driver_arrived", |n| n.iter().any(|n| n["status"] == "failed")).await;
+    let failed = notifications_when(&s, &format!("?user_id={rider_id}"), "driver_arrived", |n| {
+        n.iter().any(|n| n["status"] == "failed")
+    })
+    .await;
     assert_eq!(failed.first().map(|n| &n["status"]), Some(&json!("failed")), "{failed:?}");
     let devices = s.get("/v1/me/devices", &rider).await.expect(200);
     assert_eq!(devices["items"], json!([]), "the unregistered device is removed");

@@ -4,7 +4,7 @@
 //! the worker and the engine are dropped without it); the data directory is reopened,
 //! the item is still pending, and the worker sends it again — with the same message id,
 //! the provider's idempotency key — and it ends `sent`. The black-box `kill -9` test of
-//! `dispatchd` comes with the providers' local fakes.
+//! `dispatchd` is in `notify_dispatchd.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;

@@ -572,7 +572,9 @@ impl State {
             Command::RaiseSos { id, trip_id, location, note } => {
                 self.raise_sos(who, *id, *trip_id, *location, note.as_deref(), now, fx)
             }
-            Command::PostMessage { id, trip_id, text } => self.post_message(who, actor, *id, *trip_id, text, now, fx),
+            Command::PostMessage { id, trip_id, text, .. } => {
+                self.post_message(who, actor, *id, *trip_id, text, now, fx)
+            }
             Command::AckAlert { alert_id } => self.ack_alert(who, actor, *alert_id, now, fx),
             Command::UnlockPickupCode { trip_id } => self.unlock_pickup_code(who, *trip_id, now, fx),
             Command::ConfirmCashReceived { trip_id } => self.confirm_cash_received(who, *trip_id, now, fx),

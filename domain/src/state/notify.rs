@@ -13,13 +13,16 @@
 //!
 //! What is sent (API.md "Notifications"): to a driver with no open socket (the driver's
 //! `connected` is not `true`), each trip offer; to the rider, accepted (name, vehicle,
-//! plate — no ETA: the domain does not know one), arrived, cancelled by the driver or
-//! staff, no drivers nearby, expired, and the receipt at completion (push, and email when
-//! the rider has an address); a chat message to the trip's driver when the driver has no
-//! open socket (riders' presence is not in the state, so riders get no chat pushes); each
-//! SOS by SMS to the rules' `sos_phones`; a parcel's delivery code by SMS to its
-//! recipient when the parcel is booked (in the recipient's language when the phone is a
-//! rider's, else the sender's).
+//! plate; the ETA is added by the server's worker when it sends: the domain knows none),
+//! arrived, cancelled by the driver or staff, no drivers nearby, expired, and the receipt
+//! at completion (push, and email when the rider has an address); a chat message to the
+//! trip's driver when the driver has no open socket (the driver's `connected`), and to
+//! its rider when the server recorded in the command that the rider had none
+//! (`PostMessage::rider_connected` not `Some(true)`: riders' presence is not in the
+//! state, so the server, which holds the sockets, records what it saw when it took the
+//! message); each SOS by SMS to the rules' `sos_phones`; a parcel's delivery code by SMS
+//! to its recipient when the parcel is booked (in the recipient's language when the phone
+//! is a rider's, else the sender's).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -71,39 +74,28 @@ impl State {
         if list.len() > MAX_DEVICES_PER_USER {
             list.remove(0);
         }
-        self.outbox.devices.insert(user_id, Arc::new(list));
+        self.outbox.set_devices(user_id, Some(Arc::new(list)));
         fx.devices.push(user_id);
         Ok(Outcome::Device { device: Box::new(device), created: true })
     }
 
-    /// Removes `token` from every user but `keep` (a token is one phone's).
+    /// Removes `token` from its holder unless that is `keep` (a token is one phone's).
+    /// O(log n): the holder is looked up, not searched for among every user's devices.
     fn drop_token(&mut self, token: &str, platform: Platform, keep: UserId, fx: &mut Effects) {
-        let holders: Vec<UserId> = self
+        let Some(holder) = self.outbox.holder(platform, token).filter(|u| *u != keep) else { return };
+        let list: Vec<Device> = self
             .outbox
-            .devices
+            .devices_of(holder)
             .iter()
-            .filter(|(u, list)| **u != keep && list.iter().any(|d| d.token == token && d.platform == platform))
-            .map(|(u, _)| *u)
+            .filter(|d| !(d.token == token && d.platform == platform))
+            .cloned()
             .collect();
-        for u in holders {
-            let list: Vec<Device> = self
-                .outbox
-                .devices_of(u)
-                .iter()
-                .filter(|d| !(d.token == token && d.platform == platform))
-                .cloned()
-                .collect();
-            self.set_devices(u, list, fx);
-        }
+        self.set_devices(holder, list, fx);
     }
 
     fn set_devices(&mut self, user: UserId, list: Vec<Device>, fx: &mut Effects) {
         fx.devices.push(user);
-        if list.is_empty() {
-            self.outbox.devices.remove(&user);
-        } else {
-            self.outbox.devices.insert(user, Arc::new(list));
-        }
+        self.outbox.set_devices(user, Some(Arc::new(list)));
     }
 
     pub(super) fn remove_device(&mut self, actor: Actor, device_id: DeviceId, fx: &mut Effects) -> Result<Outcome> {
@@ -246,7 +238,9 @@ impl State {
         for event in events {
             match event {
                 Event::TripOffered { trip, driver_id, distance_to_pickup_m, .. } => {
-                    if self.drivers.get(driver_id).is_some_and(|d| matches!(d.connected, Some((true, _)))) {
+                    if !self.has_devices(*driver_id)
+                        || self.drivers.get(driver_id).is_some_and(|d| matches!(d.connected, Some((true, _))))
+                    {
                         continue;
                     }
                     let mut params = self.trip_params(*driver_id, trip);
@@ -256,7 +250,7 @@ impl State {
                     self.push(*driver_id, Kind::TripOffer, params, now, fx);
                 }
                 Event::NoDriversNearby { trip_id, rider_id } => {
-                    if seen.insert((*trip_id, Kind::NoDriversNearby)) {
+                    if self.has_devices(*rider_id) && seen.insert((*trip_id, Kind::NoDriversNearby)) {
                         let params = match self.trips.get(trip_id) {
                             Some(t) => self.trip_params(*rider_id, &Arc::clone(t)),
                             None => self.params_for(*rider_id),
@@ -265,16 +259,25 @@ impl State {
                     }
                 }
                 Event::ChatMessage { trip, message } => {
-                    let Some(driver) = trip.driver_id else { continue };
-                    if message.from_user_id == Some(driver)
-                        || self.drivers.get(&driver).is_some_and(|d| matches!(d.connected, Some((true, _))))
-                    {
-                        continue;
+                    // The driver's presence is in the state; the rider's is what the
+                    // server recorded in the command (not known: pushed).
+                    let rider_connected = match inner {
+                        Command::PostMessage { rider_connected, .. } => *rider_connected,
+                        _ => None,
+                    };
+                    let driver_away = trip
+                        .driver_id
+                        .filter(|d| !self.drivers.get(d).is_some_and(|d| matches!(d.connected, Some((true, _)))));
+                    let rider_away = (rider_connected != Some(true)).then_some(trip.rider_id);
+                    for to in [driver_away, rider_away].into_iter().flatten() {
+                        if message.from_user_id == Some(to) || !self.has_devices(to) {
+                            continue;
+                        }
+                        let mut params = self.trip_params(to, trip);
+                        params.name = message.from_user_id.and_then(|u| self.users.get(&u)).map(|u| u.name.clone());
+                        params.text = Some(message.text.chars().take(MAX_PREVIEW_LEN).collect());
+                        self.push(to, Kind::ChatMessage, params, now, fx);
                     }
-                    let mut params = self.trip_params(driver, trip);
-                    params.name = message.from_user_id.and_then(|u| self.users.get(&u)).map(|u| u.name.clone());
-                    params.text = Some(message.text.chars().take(MAX_PREVIEW_LEN).collect());
-                    self.push(driver, Kind::ChatMessage, params, now, fx);
                 }
                 Event::AlertRaised { alert } => {
                     let phones = self.rules.sos_phones.clone();
@@ -340,9 +343,20 @@ impl State {
         self.enqueue(None, Channel::Sms, Kind::DeliveryCode, Target::Phone(phone), params, now, fx);
     }
 
+    /// Whether `user` has a push device. Checked before an item's inputs are gathered:
+    /// a user without one costs the command nothing more (the accept path of riders
+    /// without the app's notifications on stays as it was; BENCHMARKS.md).
+    fn has_devices(&self, user: UserId) -> bool {
+        !self.outbox.devices_of(user).is_empty()
+    }
+
     /// A notice about `trip` to its rider.
     fn trip_notice(&mut self, kind: Kind, trip: &Arc<Trip>, now: Timestamp, fx: &mut Effects) {
         let rider = trip.rider_id;
+        let emailed = kind == Kind::Receipt && self.users.get(&rider).is_some_and(|u| u.email.is_some());
+        if !emailed && !self.has_devices(rider) {
+            return;
+        }
         let mut params = self.trip_params(rider, trip);
         if let Some(driver) = trip.driver_id.and_then(|d| self.users.get(&d)) {
             params.name = Some(driver.name.clone());

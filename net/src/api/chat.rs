@@ -10,7 +10,7 @@
 //! (by time, then id), paged by the opaque cursor of every list.
 
 use dispatch_core::chat::Message;
-use dispatch_core::{Command, Outcome, TripId};
+use dispatch_core::{Outcome, TripId};
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
@@ -29,7 +29,7 @@ impl Ctx<'_> {
         }
         let b: In = self.json(false)?;
         let trip_id: TripId = parse_id(id, "trip")?;
-        match self.submit(Command::PostMessage { id: None, trip_id, text: b.text }).await? {
+        match self.submit(self.app.post_message(trip_id, b.text)).await? {
             Outcome::Message(m) => Ok(json_response(StatusCode::CREATED, &render::message(&m))),
             o => Err(unexpected(&o)),
         }

@@ -126,6 +126,11 @@ impl Hub {
         last
     }
 
+    /// Whether `user` has an open socket now (which hears the chat of the user's trips).
+    pub fn is_connected(&self, user: UserId) -> bool {
+        self.registry.lock().by_user.contains_key(&user)
+    }
+
     /// Adds socket `id` to the followers of `trip`.
     pub(crate) fn subscribe_trip(&self, id: u64, trip: TripId) {
         self.registry.lock().by_trip.entry(trip).or_default().insert(id);

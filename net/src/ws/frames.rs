@@ -142,7 +142,7 @@ async fn chat(app: &App, who: Principal, socket: u64, c: ChatIn) -> Result<Optio
     }
     // A malformed id names no trip: `not_found`, as over HTTP.
     let trip_id: TripId = c.trip_id.parse().map_err(|_| ApiError::not_found("trip"))?;
-    let outcome = app.submit(who.actor(), Command::PostMessage { id: None, trip_id, text: c.text }).await?;
+    let outcome = app.submit(who.actor(), app.post_message(trip_id, c.text)).await?;
     match outcome {
         Outcome::Message(m) if who.user_id().is_none() && !app.hub.follows(socket, trip_id) => {
             Ok(Some(json!({"type": "chat_message", "message": render::message(&m)}).to_string()))

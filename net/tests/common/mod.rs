@@ -348,3 +348,19 @@ pub async fn fake_router(body: String) -> (String, tokio::sync::mpsc::UnboundedR
     });
     (url, heads)
 }
+
+/// The notifications of `kind` that `GET /v1/admin/notifications{query}` lists (newest
+/// first), once `done` holds for them (polled: the worker runs every 200 ms and a retry
+/// waits about a second); what there is when `WAIT` is over.
+pub async fn notifications_when(s: &Server, query: &str, kind: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let page = s.get(&format!("/v1/admin/notifications{query}"), ADMIN).await.expect(200);
+        let items: Vec<Value> =
+            page["items"].as_array().unwrap().iter().filter(|n| n["kind"] == kind).cloned().collect();
+        if done(&items) || std::time::Instant::now() > deadline {
+            return items;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

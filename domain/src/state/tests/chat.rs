@@ -7,7 +7,7 @@ use crate::chat::{MAX_MESSAGES_PER_TRIP, MAX_TEXT_CHARS, SenderRole};
 use crate::trip::CancelReason;
 
 fn post(trip_id: TripId, text: &str) -> Command {
-    Command::PostMessage { id: None, trip_id, text: text.into() }
+    Command::PostMessage { id: None, trip_id, text: text.into(), rider_connected: None }
 }
 
 fn posted(w: &mut World, actor: Actor, trip: TripId, text: &str) -> Result<crate::chat::Message> {

@@ -19,7 +19,7 @@ fn register(w: &mut World, user: UserId, token: &str) -> Result<(DeviceId, bool)
 }
 
 fn items(w: &World) -> Vec<Arc<Notification>> {
-    w.state.outbox().newest_first(None, |_| true, usize::MAX)
+    w.state.outbox().for_readers().newest_first(None, |_| true, usize::MAX)
 }
 
 fn of_kind(w: &World, kind: Kind) -> Vec<Arc<Notification>> {
@@ -69,6 +69,14 @@ fn devices_register_once_per_token_keep_five_and_are_removed_by_their_owner_only
     assert!(created);
     assert!(w.state.outbox().devices_of(rider).iter().all(|d| d.token != "tok-2"));
     assert_eq!(w.state.outbox().devices_of(other)[0].id, moved);
+    // The token dropped with the oldest device is nobody's any more: another user takes it
+    // and the first user's list does not change; a token taken back moves back.
+    let before = w.state.outbox().devices_of(rider).to_vec();
+    register(&mut w, other, "tok-1").unwrap();
+    assert_eq!(w.state.outbox().devices_of(rider), &before[..]);
+    register(&mut w, rider, "tok-2").unwrap();
+    assert!(w.state.outbox().devices_of(other).iter().all(|d| d.token != "tok-2"));
+    assert_eq!(w.state.outbox().devices_of(other).len(), 1);
     w.finish();
 }
 
@@ -186,14 +194,42 @@ fn staff_and_driver_cancels_no_drivers_expiry_sos_and_chat_are_notified() {
     assert_eq!(sos.len(), 2);
     assert!(sos.iter().all(|n| n.channel == Channel::Sms && n.user_id.is_none()));
 
-    // Chat: the rider writes, the driver (no socket) gets a push; the driver writes, nothing.
-    w.run(Actor::User(rider), Command::PostMessage { id: None, trip_id: t4, text: "I am at the gate".into() }).unwrap();
-    let chat = of_kind(&w, Kind::ChatMessage);
-    assert_eq!(chat.len(), 1);
-    assert_eq!(chat[0].user_id, Some(d2));
-    assert_eq!(chat[0].params.text.as_deref(), Some("I am at the gate"));
-    w.run(Actor::User(d2), Command::PostMessage { id: None, trip_id: t4, text: "coming".into() }).unwrap();
+    // Chat: the rider writes, the driver (no socket) gets a push, the rider nothing.
+    let chat = |text: &str, rider_connected| Command::PostMessage {
+        id: None,
+        trip_id: t4,
+        text: text.into(),
+        rider_connected,
+    };
+    w.run(Actor::User(rider), chat("I am at the gate", Some(false))).unwrap();
+    let pushed = of_kind(&w, Kind::ChatMessage);
+    assert_eq!(pushed.len(), 1);
+    assert_eq!(pushed[0].user_id, Some(d2));
+    assert_eq!(pushed[0].params.text.as_deref(), Some("I am at the gate"));
+    // The driver writes to a rider with an open socket: nothing; to a rider without one,
+    // or not known to have one: a push each, from the driver.
+    w.run(Actor::User(d2), chat("coming", Some(true))).unwrap();
     assert_eq!(of_kind(&w, Kind::ChatMessage).len(), 1);
+    w.run(Actor::User(d2), chat("two minutes", Some(false))).unwrap();
+    w.run(Actor::User(d2), chat("at the gate", None)).unwrap();
+    let to_rider: Vec<_> = of_kind(&w, Kind::ChatMessage).into_iter().filter(|n| n.user_id == Some(rider)).collect();
+    let texts: Vec<_> = to_rider.iter().map(|n| n.params.text.as_deref()).collect();
+    assert_eq!(texts, [Some("at the gate"), Some("two minutes")], "newest first");
+    assert!(
+        to_rider
+            .iter()
+            .all(|n| n.channel == Channel::Push && n.params.name == w.state.user(d2).map(|u| u.name.clone()))
+    );
+    // Staff write: both parties without a socket hear it (the driver's presence from the state).
+    let before = of_kind(&w, Kind::ChatMessage).len();
+    w.run(Actor::Admin, chat("support here", Some(false))).unwrap();
+    let staff: Vec<_> =
+        of_kind(&w, Kind::ChatMessage).into_iter().take(of_kind(&w, Kind::ChatMessage).len() - before).collect();
+    let mut whom: Vec<_> = staff.iter().map(|n| n.user_id).collect();
+    whom.sort();
+    let mut both = vec![Some(rider), Some(d2)];
+    both.sort();
+    assert_eq!(whom, both);
     w.finish();
 }
 
@@ -230,8 +266,11 @@ fn reports_move_an_item_once_and_refuse_duplicates_and_stale_attempts() {
     let item = w.state.outbox().item(arrived).unwrap().clone();
     assert_eq!((item.status, item.attempts, item.next_attempt_at), (Status::Pending, 1, later));
     assert_eq!(item.last_error.as_deref(), Some("503"));
-    assert!(w.state.outbox().due(w.now, 10).iter().all(|n| n.id != arrived), "not due before its next try");
-    assert!(w.state.outbox().due(later, 10).iter().any(|n| n.id == arrived));
+    assert!(
+        w.state.outbox().for_readers().due(w.now, 10).iter().all(|n| n.id != arrived),
+        "not due before its next try"
+    );
+    assert!(w.state.outbox().for_readers().due(later, 10).iter().any(|n| n.id == arrived));
     assert!(matches!(report(&mut w, arrived, 1, delivered.clone()), Err(Error::Invalid(_))), "stale");
 
     // An invalid token fails the item and removes the device.

@@ -1,0 +1,74 @@
+//! The accept path's cost with and without notification items, for callgrind (issue 18:
+//! "the added cost to the accept path"). Instruction counts do not depend on what else the
+//! machine runs, so they can be compared where wall time (`benches/outbox.rs`) cannot.
+//!
+//! 2,000 drivers each hold the offer of their own trip (an engine on a WAL in a temporary
+//! directory, as the bench); each rider has `DEVICES` push devices. With `accept`, every
+//! driver accepts (pipelined, as a server does), making `DEVICES` `trip_accepted` items
+//! each; with `skip`, nothing more happens. The accepts' cost is the difference of the two
+//! runs' totals, divided by 2,000:
+//!
+//! ```text
+//! cargo build --profile profiling --example accept_cost
+//! for d in 0 1; do for m in skip accept; do
+//!   DEVICES=$d valgrind --tool=callgrind --callgrind-out-file=cg.$d.$m \
+//!     target/profiling/examples/accept_cost $m
+//! done; done
+//! callgrind_annotate cg.1.accept | head -40   # where it goes
+//! ```
+//!
+//! BENCHMARKS.md "The notification outbox" has the figures.
+#![forbid(unsafe_code)]
+
+use dispatch::scenario::{grid_fleet, grid_rules, grid_trips, pipeline};
+use dispatch_core::outbox::Platform;
+use dispatch_core::{Actor, Command, Engine, EngineConfig};
+
+const DRIVERS: u64 = 2_000;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let accept = match std::env::args().nth(1).as_deref() {
+        Some("accept") => true,
+        Some("skip") => false,
+        _ => return Err("usage: accept_cost accept|skip (DEVICES=n riders' devices, default 1)".into()),
+    };
+    let devices: usize = std::env::var("DEVICES").ok().map(|d| d.parse()).transpose()?.unwrap_or(1);
+    let dir = tempfile::tempdir()?;
+    let mut config = EngineConfig::default().with_data_dir(dir.path()).with_rules(grid_rules());
+    // No checkpoint during the run: one falls at another point of each run (they log
+    // different numbers of records), and it is the checkpoint thread's work, not the
+    // accept's. `CHECKPOINTS=1` keeps the default.
+    if std::env::var("CHECKPOINTS").as_deref() != Ok("1") {
+        config.checkpoint_every_records = u64::MAX;
+    }
+    let engine = Engine::open(config)?;
+    let cells = grid_fleet(&engine, DRIVERS)?;
+    let register: Vec<(Actor, Command)> = cells
+        .iter()
+        .flat_map(|(_, rider, _)| {
+            (0..devices).map(move |i| {
+                let token = format!("token-{rider}-{i}");
+                (Actor::User(*rider), Command::RegisterDevice { id: None, platform: Platform::Fcm, token })
+            })
+        })
+        .collect();
+    if pipeline(&engine, register).iter().any(Result::is_err) {
+        return Err("a device was refused".into());
+    }
+    let trips = grid_trips(&engine, &cells)?;
+    if accept {
+        let accepts = cells
+            .iter()
+            .zip(&trips)
+            .map(|((d, _, _), t)| (Actor::User(*d), Command::AcceptTrip { trip_id: t.id }))
+            .collect();
+        let refused = pipeline(&engine, accepts).iter().filter(|r| r.is_err()).count();
+        if refused > 0 {
+            return Err(format!("{refused} accepts refused").into());
+        }
+    }
+    let items = engine.read(|v| v.outbox().pending());
+    println!("devices {devices}, accepts {}, pending items {items}", if accept { DRIVERS } else { 0 });
+    engine.shutdown()?;
+    Ok(())
+}
