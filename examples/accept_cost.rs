@@ -17,6 +17,9 @@
 //! callgrind_annotate cg.1.accept | head -40   # where it goes
 //! ```
 //!
+//! `HOOKS=n` adds n outbound webhook endpoints wanting every event: each accept then also
+//! makes n `trip.accepted` deliveries (and each booking n `trip.created`).
+//!
 //! BENCHMARKS.md "The notification outbox" has the figures.
 #![forbid(unsafe_code)]
 
@@ -55,6 +58,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if pipeline(&engine, register).iter().any(Result::is_err) {
         return Err("a device was refused".into());
     }
+    // `HOOKS=n`: n outbound webhook endpoints wanting every event (each accept then makes
+    // one `trip.accepted` delivery per endpoint).
+    let hooks: usize = std::env::var("HOOKS").ok().map(|d| d.parse()).transpose()?.unwrap_or(0);
+    for i in 0..hooks {
+        let endpoint = Command::CreateWebhookEndpoint {
+            id: None,
+            secret: None,
+            url: format!("https://hooks{i}.example.com/in"),
+            events: vec!["*".into()],
+            description: None,
+        };
+        engine.submit(Actor::Admin, endpoint)?;
+    }
     let trips = grid_trips(&engine, &cells)?;
     if accept {
         let accepts = cells
@@ -67,8 +83,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("{refused} accepts refused").into());
         }
     }
-    let items = engine.read(|v| v.outbox().pending());
-    println!("devices {devices}, accepts {}, pending items {items}", if accept { DRIVERS } else { 0 });
+    let (items, deliveries) = engine.read(|v| (v.outbox().pending(), v.hooks().pending()));
+    println!(
+        "devices {devices}, webhook endpoints {hooks}, accepts {}, pending items {items}, pending deliveries {deliveries}",
+        if accept { DRIVERS } else { 0 }
+    );
     engine.shutdown()?;
     Ok(())
 }

@@ -689,40 +689,12 @@ impl Hooks {
 /// The id of the `seq`-th event: splitmix64's finaliser, a bijection on `u64` (so ids
 /// are distinct and look alike to readers); `None` only for the counter that maps to 0.
 pub fn event_id(seq: u64) -> Option<EventId> {
-    let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    EventId::from_raw(z ^ (z >> 31))
+    EventId::from_raw(crate::id::mix64(seq))
 }
 
 /// The counter an event id was made from: [`event_id`] undone.
 pub fn event_seq(id: EventId) -> u64 {
-    let mut z = unshift(id.raw(), 31);
-    z = unshift(z.wrapping_mul(inverse(0x94D0_49BB_1331_11EB)), 27);
-    z = unshift(z.wrapping_mul(inverse(0xBF58_476D_1CE4_E5B9)), 30);
-    z.wrapping_sub(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Undoes `x ^ (x >> k)`.
-fn unshift(y: u64, k: u32) -> u64 {
-    let mut x = y;
-    let mut s = k;
-    while s < 64 {
-        x = y ^ (x >> k);
-        s += k;
-    }
-    x
-}
-
-/// The inverse of odd `a` modulo 2^64 (Newton's iteration doubles the correct bits).
-const fn inverse(a: u64) -> u64 {
-    let mut x = a;
-    let mut i = 0;
-    while i < 6 {
-        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
-        i += 1;
-    }
-    x
+    crate::id::unmix64(id.raw())
 }
 
 #[cfg(test)]

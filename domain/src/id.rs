@@ -216,6 +216,45 @@ typed_id!(
     TopUpId, "top_", "top-up"
 );
 
+/// splitmix64's finaliser: a bijection on `u64` that makes a counter's values look alike
+/// (the ids `apply` derives from counters: notifications, webhook events).
+pub const fn mix64(seq: u64) -> u64 {
+    let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// [`mix64`] undone.
+pub const fn unmix64(x: u64) -> u64 {
+    let mut z = unshift(x, 31);
+    z = unshift(z.wrapping_mul(inverse(0x94D0_49BB_1331_11EB)), 27);
+    z = unshift(z.wrapping_mul(inverse(0xBF58_476D_1CE4_E5B9)), 30);
+    z.wrapping_sub(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Undoes `x ^ (x >> k)`.
+const fn unshift(y: u64, k: u32) -> u64 {
+    let mut x = y;
+    let mut s = k;
+    while s < 64 {
+        x = y ^ (x >> k);
+        s += k;
+    }
+    x
+}
+
+/// The inverse of odd `a` modulo 2^64 (Newton's iteration doubles the correct bits).
+const fn inverse(a: u64) -> u64 {
+    let mut x = a;
+    let mut i = 0;
+    while i < 6 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
 fn parse_prefixed(s: &str, prefix: &str) -> Option<u64> {
     let hex = s.strip_prefix(prefix)?;
     if hex.len() != 16 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {

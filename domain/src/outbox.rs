@@ -602,10 +602,7 @@ pub fn retry_delay_ms(attempt: u32, jitter: u64) -> u64 {
 /// The id of the outbox's `seq`-th item: splitmix64's finaliser, a bijection on `u64`, so
 /// distinct counters give distinct ids (`None` only for the one counter mapping to 0).
 pub fn notification_id(seq: u64) -> Option<NotificationId> {
-    let mut z = seq.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    NotificationId::from_raw(z ^ (z >> 31))
+    NotificationId::from_raw(crate::id::mix64(seq))
 }
 
 /// Cuts an error text to [`MAX_ERROR_LEN`] characters, control characters replaced.

@@ -119,18 +119,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let inner = Inner::new(engine, counters, config);
-    loop {
-        if *shutdown.borrow() {
-            break;
-        }
-        pass(&inner).await;
-        tokio::select! {
-            _ = tokio::time::sleep(inner.config.interval) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-    // POSTs in progress finish and are reported (each holds a permit).
-    let _ = inner.permits.acquire_many(u32::try_from(inner.config.concurrency.max(1)).unwrap_or(u32::MAX)).await;
+    // POSTs in progress finish and are reported before it returns.
+    crate::outbox::paced(config, &inner.permits, &mut shutdown, || pass(&inner)).await;
 }
 
 /// The body of `event`: `{"id","type","created_at","data"}`, the object as staff see it.

@@ -147,18 +147,32 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let inner = Inner::new(engine, route, live, counters, config);
+    paced(config, &inner.permits, &mut shutdown, || pass(&inner)).await;
+}
+
+/// Runs `pass` every `config.interval` until `shutdown` turns `true`, then waits for the
+/// sends in progress (each holds one of `permits`), so none is cut off between its send
+/// and its report. The loop of both workers (this one and `crate::hooks`).
+pub(crate) async fn paced<F, Fut>(
+    config: WorkerConfig,
+    permits: &Semaphore,
+    shutdown: &mut watch::Receiver<bool>,
+    mut pass: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
     loop {
         if *shutdown.borrow() {
             break;
         }
-        pass(&inner).await;
+        pass().await;
         tokio::select! {
-            _ = tokio::time::sleep(inner.config.interval) => {}
+            _ = tokio::time::sleep(config.interval) => {}
             _ = shutdown.changed() => {}
         }
     }
-    // Sends in progress finish (each holds a permit); none is cut off between send and report.
-    let _ = inner.permits.acquire_many(u32::try_from(inner.config.concurrency.max(1)).unwrap_or(u32::MAX)).await;
+    let _ = permits.acquire_many(u32::try_from(config.concurrency.max(1)).unwrap_or(u32::MAX)).await;
 }
 
 /// Sends every item due now (up to `batch`), at most `concurrency` at once, and waits for
