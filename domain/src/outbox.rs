@@ -549,6 +549,7 @@ impl Outbox {
     /// Up to `limit` pending items due at `now`, soonest first (a readers' copy's: the
     /// state's has no such order and answers none).
     pub fn due(&self, now: Timestamp, limit: usize) -> Vec<Arc<Notification>> {
+        debug_assert!(self.readers, "Outbox::due on the state's copy, which keeps no such order: use for_readers");
         self.due
             .iter()
             .take_while(|(at, _)| *at <= now)
@@ -576,6 +577,10 @@ impl Outbox {
         mut keep: impl FnMut(&Notification) -> bool + 'a,
         limit: usize,
     ) -> Vec<Arc<Notification>> {
+        debug_assert!(
+            self.readers,
+            "Outbox::newest_first on the state's copy, which keeps no such order: use for_readers"
+        );
         let range = match before {
             Some(b) => self.by_time.range::<_, (Timestamp, NotificationId)>(..b),
             None => self.by_time.range::<_, (Timestamp, NotificationId)>(..),

@@ -129,8 +129,8 @@ pub fn body(view: &View, event: &HookEvent) -> Vec<u8> {
         EventData::Trip(t) => render::trip(t, Viewer::Staff, &Cards::of(view, t)),
         EventData::Alert(a) => render::alert(a),
         EventData::User(u) => render::user(u),
-        EventData::Application(a) => crate::api::application_json(a),
-        EventData::Payout(p) => crate::api::payout_json(p),
+        EventData::Application(a) => render::application(a),
+        EventData::Payout(p) => render::payout(p),
     };
     let v = json!({
         "id": event.id,

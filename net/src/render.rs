@@ -521,3 +521,54 @@ mod tests {
         assert_eq!(rating(&RatingTotals { stars: 5 * 132, count: 132 }), json!({"average": 5.0, "count": 132}));
     }
 }
+
+/// An application as the API shows it (to staff and its applicant): its documents by kind
+/// with their media type, size and upload time (never a path).
+pub fn application(a: &dispatch_core::application::Application) -> Value {
+    let documents: serde_json::Map<String, Value> = a
+        .documents
+        .iter()
+        .map(|(k, d)| {
+            (
+                k.as_str().to_owned(),
+                json!({"media_type": d.media_type.as_str(), "size": d.size, "sha256": d.hash_hex(),
+                    "uploaded_at": rfc3339(d.uploaded_at)}),
+            )
+        })
+        .collect();
+    let details = a.details.as_ref();
+    json!({
+        "id": a.driver_id.to_string(),
+        "driver_id": a.driver_id.to_string(),
+        "status": a.status.as_str(),
+        "name": details.map(|d| d.name.clone()),
+        "vehicle": details.map(|d| {
+            let v = &d.vehicle;
+            json!({"category": v.category.as_str(), "plate": v.plate, "make": v.make, "model": v.model,
+                "color": v.color, "year": v.year})
+        }),
+        "license": details.map(|d| json!({"number": d.license.number, "expires_on": d.license.expires_on.to_string()})),
+        "documents": documents,
+        "missing": a.missing(),
+        "reason": a.reason,
+        "created_at": rfc3339(a.created_at),
+        "updated_at": rfc3339(a.updated_at),
+        "submitted_at": a.submitted_at.map(rfc3339),
+        "decided_at": a.decided_at.map(rfc3339),
+    })
+}
+
+/// A driver's payout.
+pub fn payout(p: &dispatch_core::payout::Payout) -> Value {
+    json!({
+        "id": p.id.to_string(),
+        "driver_id": p.driver_id.to_string(),
+        "amount_minor": p.amount_minor,
+        "currency": p.currency.code(),
+        "status": p.status.as_str(),
+        "gateway": p.gateway,
+        "reason": p.reason,
+        "created_at": rfc3339(p.created_at),
+        "updated_at": rfc3339(p.updated_at),
+    })
+}

@@ -19,52 +19,16 @@ use dispatch_core::{Command, Outcome, UserId, Vehicle};
 use hyper::StatusCode;
 use hyper::header::{CONTENT_DISPOSITION, HeaderValue};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Ctx, Empty, ReasonIn, parse_id, unexpected};
 use crate::http::{self, ApiError, Cursor, Resp, json_response, rfc3339};
-
-/// An application as the API shows it (to staff and its applicant): its documents by kind
-/// with their media type, size and upload time (never a path).
-pub(crate) fn application_json(a: &Application) -> Value {
-    let documents: serde_json::Map<String, Value> = a
-        .documents
-        .iter()
-        .map(|(k, d)| {
-            (
-                k.as_str().to_owned(),
-                json!({"media_type": d.media_type.as_str(), "size": d.size, "sha256": d.hash_hex(),
-                    "uploaded_at": rfc3339(d.uploaded_at)}),
-            )
-        })
-        .collect();
-    let details = a.details.as_ref();
-    json!({
-        "id": a.driver_id.to_string(),
-        "driver_id": a.driver_id.to_string(),
-        "status": a.status.as_str(),
-        "name": details.map(|d| d.name.clone()),
-        "vehicle": details.map(|d| {
-            let v = &d.vehicle;
-            json!({"category": v.category.as_str(), "plate": v.plate, "make": v.make, "model": v.model,
-                "color": v.color, "year": v.year})
-        }),
-        "license": details.map(|d| json!({"number": d.license.number, "expires_on": d.license.expires_on.to_string()})),
-        "documents": documents,
-        "missing": a.missing(),
-        "reason": a.reason,
-        "created_at": rfc3339(a.created_at),
-        "updated_at": rfc3339(a.updated_at),
-        "submitted_at": a.submitted_at.map(rfc3339),
-        "decided_at": a.decided_at.map(rfc3339),
-    })
-}
 
 impl Ctx<'_> {
     /// The answer of a command about an application.
     fn application_out(status: StatusCode, o: Outcome) -> Result<Resp, ApiError> {
         match o {
-            Outcome::Application(a) => Ok(json_response(status, &application_json(&a))),
+            Outcome::Application(a) => Ok(json_response(status, &crate::render::application(&a))),
             o => Err(unexpected(&o)),
         }
     }
@@ -142,7 +106,7 @@ impl Ctx<'_> {
                     StatusCode::CREATED,
                     &json!({"kind": kind.as_str(), "media_type": d.media_type.as_str(), "size": d.size,
                         "sha256": d.hash_hex(), "uploaded_at": rfc3339(d.uploaded_at),
-                        "application": application_json(&a)}),
+                        "application": crate::render::application(&a)}),
                 ))
             }
             o => Err(unexpected(&o)),
@@ -199,7 +163,7 @@ impl Ctx<'_> {
         found.sort_by_key(|(at, id, _)| std::cmp::Reverse((*at, *id)));
         found.truncate(limit);
         let last = found.last().map(|(at, id, _)| Cursor { at_ms: *at, id: *id });
-        let items = found.iter().map(|(_, _, a)| application_json(a)).collect();
+        let items = found.iter().map(|(_, _, a)| crate::render::application(a)).collect();
         Ok(json_response(StatusCode::OK, &http::page(items, limit, last)))
     }
 
@@ -211,7 +175,7 @@ impl Ctx<'_> {
     /// `GET /v1/admin/applications/{id}`.
     pub(super) fn get_application(&self, id: &str) -> Result<Resp, ApiError> {
         let a = self.find_application(id)?;
-        Ok(json_response(StatusCode::OK, &application_json(&a)))
+        Ok(json_response(StatusCode::OK, &crate::render::application(&a)))
     }
 
     /// `GET /v1/admin/applications/{id}/documents/{kind}`: the file, as an attachment.

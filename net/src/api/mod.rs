@@ -44,8 +44,6 @@ pub mod routes;
 mod trips;
 mod webhooks;
 
-pub(crate) use applications::application_json;
-pub(crate) use payouts::render_payout as payout_json;
 pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
 pub use trips::TRAIL_MAX_POINTS;
 

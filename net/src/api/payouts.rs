@@ -60,20 +60,6 @@ pub fn parse_date_or_time(s: &str, field: &str) -> Result<Timestamp, ApiError> {
     http::parse_rfc3339(s, field)
 }
 
-pub(crate) fn render_payout(p: &Payout) -> Value {
-    json!({
-        "id": p.id.to_string(),
-        "driver_id": p.driver_id.to_string(),
-        "amount_minor": p.amount_minor,
-        "currency": p.currency.code(),
-        "status": p.status.as_str(),
-        "gateway": p.gateway,
-        "reason": p.reason,
-        "created_at": http::rfc3339(p.created_at),
-        "updated_at": http::rfc3339(p.updated_at),
-    })
-}
-
 fn render_top_up(t: &TopUp) -> Value {
     json!({
         "id": t.id.to_string(),
@@ -199,7 +185,7 @@ impl Ctx<'_> {
         let me = self.driver_me()?;
         let currency = self.driver_currency(me, b.currency)?;
         match self.submit(Command::RequestPayout { id: None, amount_minor: b.amount_minor, currency }).await? {
-            Outcome::Payout(p) => Ok(json_response(StatusCode::CREATED, &render_payout(&p))),
+            Outcome::Payout(p) => Ok(json_response(StatusCode::CREATED, &crate::render::payout(&p))),
             o => Err(unexpected(&o)),
         }
     }
@@ -224,7 +210,7 @@ impl Ctx<'_> {
             .take(limit)
             .collect();
         let last = items.last().map(|p| Cursor { at_ms: p.created_at.as_millis(), id: p.id.raw() });
-        let rendered = items.iter().map(|p| render_payout(p)).collect();
+        let rendered = items.iter().map(|p| crate::render::payout(p)).collect();
         Ok(json_response(StatusCode::OK, &http::page(rendered, limit, last)))
     }
 
@@ -258,7 +244,7 @@ impl Ctx<'_> {
         let payout_id: PayoutId = parse_id(id, "payout")?;
         let c = Command::ReviewPayout { payout_id, approve, reason: b.reason.unwrap_or_default() };
         match self.submit(c).await? {
-            Outcome::Payout(p) => Ok(json_response(StatusCode::OK, &render_payout(&p))),
+            Outcome::Payout(p) => Ok(json_response(StatusCode::OK, &crate::render::payout(&p))),
             o => Err(unexpected(&o)),
         }
     }

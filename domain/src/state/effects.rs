@@ -1,0 +1,78 @@
+//! [`Effects`]: what applying commands produced besides their outcomes — the events to
+//! publish and the entities that changed, which the writer hands to readers (the view)
+//! after each batch. `apply` only ever adds to it after a command succeeded (a refusal
+//! leaves it as it was); the writer clears it after each batch.
+
+use crate::command::Event;
+use crate::id::{AlertId, TripId, UserId};
+
+/// What applying commands produced besides their outcomes: events to publish and
+/// the entities that changed (for the writer to publish to readers). Owned by the
+/// writer, cleared after each batch.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Events, in the order they happened.
+    pub events: Vec<Event>,
+    /// Zones, surge or coupons changed: readers need the new catalog.
+    pub catalog: bool,
+    /// Alerts raised, changed or removed (archived).
+    pub alerts: Vec<AlertId>,
+    /// Trips changed, added or removed (archived).
+    pub trips: Vec<TripId>,
+    /// Users changed or added.
+    pub users: Vec<UserId>,
+    /// Driver records changed, added or removed.
+    pub drivers: Vec<UserId>,
+    /// Ledger accounts whose totals changed.
+    pub accounts: Vec<crate::ledger::AccountKey>,
+    /// Transfers added, changed or removed (archived).
+    pub transfers: Vec<crate::id::TransferId>,
+    /// Outbox items made, changed or pruned.
+    pub notifications: Vec<crate::id::NotificationId>,
+    /// Users whose push devices changed.
+    pub devices: Vec<UserId>,
+    /// Webhook deliveries made, changed or removed, by endpoint and event number.
+    pub deliveries: Vec<(crate::id::EndpointId, u64)>,
+    /// Webhook endpoints made or removed.
+    pub hook_endpoints: bool,
+    /// Driver applications changed.
+    pub applications: bool,
+    /// Payouts, top-ups or the earnings index changed.
+    pub book: bool,
+}
+
+impl Effects {
+    /// Nothing recorded.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && !self.catalog
+            && self.trips.is_empty()
+            && self.users.is_empty()
+            && self.drivers.is_empty()
+            && self.alerts.is_empty()
+            && self.notifications.is_empty()
+            && self.devices.is_empty()
+            && self.deliveries.is_empty()
+            && !self.hook_endpoints
+            && !self.applications
+            && !self.book
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.catalog = false;
+        self.accounts.clear();
+        self.transfers.clear();
+        self.trips.clear();
+        self.users.clear();
+        self.drivers.clear();
+        self.alerts.clear();
+        self.notifications.clear();
+        self.devices.clear();
+        self.deliveries.clear();
+        self.hook_endpoints = false;
+        self.applications = false;
+        self.book = false;
+    }
+}
