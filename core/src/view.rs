@@ -113,7 +113,7 @@ impl View {
         }
         view.transfers_created = state.ledger().created();
         view.outbox = state.outbox().for_readers();
-        view.hooks = state.hooks().clone();
+        view.hooks = state.hooks().for_readers();
         view.applications = state.applications().clone();
         view.book = state.book().clone();
         view

@@ -347,9 +347,13 @@ pub enum HookOutcome {
 
 type Key = (EndpointId, u64);
 
-/// The endpoints and the deliveries, as the state keeps them (`State::hooks`) and the
-/// view publishes them. Only the endpoints, the deliveries and the counter are stored;
-/// the orders are derived from the deliveries and rebuilt when read back.
+/// The endpoints and the deliveries, as the state keeps them (`State::hooks`) and as the
+/// view publishes them ([`Hooks::for_readers`]). Only the endpoints, the deliveries and
+/// the counter are stored; the orders are derived from the deliveries and rebuilt when
+/// read back, and each copy keeps only the orders it reads: the state the lines (which
+/// delivery is the head of its line, for reports), the windows (its `Tick`) and the
+/// finished order (pruning); the readers' copy the windows (how many are pending, the
+/// oldest) and the heads by next try (the worker).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Hooks {
     /// The endpoints (a few: in the state blob).
@@ -358,14 +362,16 @@ pub struct Hooks {
     pub(crate) deliveries: imbl::OrdMap<Key, Arc<Delivery>>,
     /// Events ever made: the next event's number.
     pub(crate) seq: u64,
-    /// Pending deliveries by line: (endpoint, subject, event number).
+    /// The readers' copy (the view's), with `due` instead of `lines` and `done`.
+    readers: bool,
+    /// Pending deliveries by line: (endpoint, subject, event number) (the state's).
     lines: imbl::OrdSet<(EndpointId, u64, u64)>,
-    /// The head of each line (its oldest pending delivery), by its next try.
-    due: imbl::OrdSet<(Timestamp, Key)>,
-    /// Pending deliveries by the end of their window.
-    give_up: imbl::OrdSet<(Timestamp, Key)>,
-    /// Finished deliveries by when they finished.
+    /// Finished deliveries by when they finished (the state's).
     done: imbl::OrdSet<(Timestamp, Key)>,
+    /// Pending deliveries by the end of their window (both copies).
+    give_up: imbl::OrdSet<(Timestamp, Key)>,
+    /// The head of each line (its oldest pending delivery) by its next try (the readers').
+    due: imbl::OrdSet<(Timestamp, Key)>,
 }
 
 impl Serialize for Hooks {
@@ -421,8 +427,10 @@ impl Hooks {
         self.give_up.get_min().and_then(|(_, k)| self.deliveries.get(k)).map(|d| d.event.created_at)
     }
 
-    /// Up to `limit` deliveries due at `now` (heads of their lines), soonest first.
+    /// Up to `limit` deliveries due at `now` (heads of their lines), soonest first (a
+    /// readers' copy's: the state's keeps no such order).
     pub fn due(&self, now: Timestamp, limit: usize) -> Vec<Arc<Delivery>> {
+        debug_assert!(self.readers, "Hooks::due on the state's copy, which keeps no such order: use for_readers");
         self.due
             .iter()
             .take_while(|(at, _)| *at <= now)
@@ -431,9 +439,21 @@ impl Hooks {
             .collect()
     }
 
-    /// When the next delivery is due.
+    /// When the next delivery is due (a readers' copy's).
     pub fn next_due(&self) -> Option<Timestamp> {
         self.due.get_min().map(|(t, _)| *t)
+    }
+
+    /// A copy for readers (the view): the same endpoints and deliveries, with the heads
+    /// of the lines by next try instead of the lines and the finished order. O(n), at
+    /// open only; afterwards it follows the state entry by entry ([`Hooks::sync_from`]).
+    pub fn for_readers(&self) -> Hooks {
+        if self.readers {
+            return self.clone();
+        }
+        let mut copy = Hooks { endpoints: self.endpoints.clone(), seq: self.seq, readers: true, ..Hooks::default() };
+        copy.set_rows(self.deliveries.clone());
+        copy
     }
 
     /// The end of the first pending delivery's window (a deadline of the writer's `Tick`).
@@ -456,107 +476,86 @@ impl Hooks {
         self.done.get_min().map(|(_, k)| *k)
     }
 
-    /// Whether `d` is due: pending and the head of its line.
-    pub(crate) fn is_due(&self, d: &Delivery) -> bool {
-        self.due.contains(&(d.next_attempt_at, d.key()))
-    }
-
     /// The deliveries as a checkpoint keeps them (rows of their own table).
     pub(crate) fn rows(&self) -> imbl::OrdMap<Key, Arc<Delivery>> {
         self.deliveries.clone()
     }
 
     /// Puts back the deliveries of a checkpoint's rows (or none: a state taken apart for
-    /// its blob), the orders rebuilt from them: O(n log n), at start only.
+    /// its blob), this copy's orders rebuilt from them: O(n log n), at start only.
     pub(crate) fn set_rows(&mut self, deliveries: imbl::OrdMap<Key, Arc<Delivery>>) {
         self.lines = imbl::OrdSet::new();
         self.due = imbl::OrdSet::new();
         self.give_up = imbl::OrdSet::new();
         self.done = imbl::OrdSet::new();
+        // Deliveries in key order are in event order per endpoint: the first pending one
+        // of a subject is its line's head.
+        let mut seen: std::collections::HashSet<(EndpointId, u64)> = std::collections::HashSet::new();
         for d in deliveries.values() {
             match d.finished_at {
                 None => {
-                    self.lines.insert(d.line());
                     self.give_up.insert((d.give_up_at, d.key()));
+                    if self.readers {
+                        if seen.insert((d.endpoint_id, d.event.subject)) {
+                            self.due.insert((d.next_attempt_at, d.key()));
+                        }
+                    } else {
+                        self.lines.insert(d.line());
+                    }
                 }
-                Some(f) => {
+                Some(f) if !self.readers => {
                     self.done.insert((f, d.key()));
                 }
+                Some(_) => {}
             }
         }
         self.deliveries = deliveries;
-        let heads: Vec<(Timestamp, Key)> = self
-            .deliveries
-            .values()
-            .filter(|d| d.status == DeliveryStatus::Pending && self.is_head(d))
-            .map(|d| (d.next_attempt_at, d.key()))
-            .collect();
-        for h in heads {
-            self.due.insert(h);
-        }
     }
 
-    /// Whether `d` (pending) is the oldest pending delivery of its line.
-    fn is_head(&self, d: &Delivery) -> bool {
+    /// Whether `d` (pending) is the oldest pending delivery of its line (the state's).
+    pub(crate) fn is_head(&self, d: &Delivery) -> bool {
         let (e, s, n) = d.line();
         self.lines.range((e, s, 0)..(e, s, n)).next().is_none()
     }
 
-    /// Adds a new pending delivery: into its line, and due if its line was empty.
+    /// Adds a new pending delivery to the state's copy.
     pub(crate) fn insert_pending(&mut self, d: Delivery) {
         self.lines.insert(d.line());
         self.give_up.insert((d.give_up_at, d.key()));
-        if self.is_head(&d) {
-            self.due.insert((d.next_attempt_at, d.key()));
-        }
         self.deliveries.insert(d.key(), Arc::new(d));
     }
 
-    /// Replaces pending `old` by `new` (same key): a retry moves in `due`, a finish leaves
-    /// the line and lets the next of the line become due (at its own next try). Returns the keys changed (`new`'s and the next head's).
+    /// Replaces `old` by `new` (same key) in the state's copy: a retry moves its window, a
+    /// finish leaves the line (the next of the line becomes its head), a resend comes back
+    /// into its line (before any later delivery of it). Returns the keys whose delivery or
+    /// head-ness changed, for the readers' copy.
     pub(crate) fn replace(&mut self, old: &Delivery, new: Delivery) -> Vec<Key> {
         let key = new.key();
         let mut changed = vec![key];
-        let was_head = self.due.remove(&(old.next_attempt_at, key)).is_some();
+        let (e, s, _) = old.line();
+        // The line's head before, other than this delivery (whose change is reported anyway).
+        let later_head = |lines: &imbl::OrdSet<(EndpointId, u64, u64)>| {
+            lines.range((e, s, 0)..(e, s, u64::MAX)).next().map(|&(_, _, m)| (e, m))
+        };
         match (old.finished_at, new.finished_at) {
             (None, None) => {
                 self.give_up.remove(&(old.give_up_at, key));
                 self.give_up.insert((new.give_up_at, key));
-                if was_head {
-                    self.due.insert((new.next_attempt_at, key));
-                }
             }
             (None, Some(f)) => {
                 self.give_up.remove(&(old.give_up_at, key));
                 self.lines.remove(&old.line());
                 self.done.insert((f, key));
-                let (e, s, n) = old.line();
-                if let Some(&(_, _, next)) = self.lines.range((e, s, n)..(e, s, u64::MAX)).next()
-                    && let Some(next_d) = self.deliveries.get(&(e, next)).cloned()
-                    && self.is_head(&next_d)
-                {
-                    // Due at once: its own next try is its event's time, or a later retry.
-                    self.due.insert((next_d.next_attempt_at, (e, next)));
-                    changed.push((e, next));
-                }
+                // The next of its line may be its head now.
+                changed.extend(later_head(&self.lines));
             }
             (Some(f), None) => {
-                // A resend: back into its line; due only if it is the head.
                 self.done.remove(&(f, key));
+                let displaced = later_head(&self.lines);
                 self.lines.insert(new.line());
                 self.give_up.insert((new.give_up_at, key));
-                if self.is_head(&new) {
-                    // It goes before any later pending delivery of its line, which waits.
-                    let (e, s, n) = new.line();
-                    let later: Vec<(EndpointId, u64, u64)> =
-                        self.lines.range((e, s, n + 1)..(e, s, u64::MAX)).copied().collect();
-                    for (_, _, m) in later {
-                        if let Some(d) = self.deliveries.get(&(e, m)) {
-                            self.due.remove(&(d.next_attempt_at, (e, m)));
-                        }
-                    }
-                    self.due.insert((new.next_attempt_at, key));
-                }
+                // A later delivery that was the head waits behind it again.
+                changed.extend(displaced);
             }
             (Some(f), Some(g)) => {
                 self.done.remove(&(f, key));
@@ -564,10 +563,12 @@ impl Hooks {
             }
         }
         self.deliveries.insert(key, Arc::new(new));
+        changed.sort_unstable();
+        changed.dedup();
         changed
     }
 
-    /// Removes a finished delivery (pruned).
+    /// Removes a finished delivery (pruned) from the state's copy.
     pub(crate) fn remove_finished(&mut self, key: Key) {
         if let Some(d) = self.deliveries.remove(&key)
             && let Some(f) = d.finished_at
@@ -576,99 +577,95 @@ impl Hooks {
         }
     }
 
-    /// Removes an endpoint and every delivery of it. Returns the keys removed.
+    /// Removes an endpoint and every delivery of it from the state's copy. Returns the
+    /// keys removed.
     pub(crate) fn remove_endpoint(&mut self, id: EndpointId) -> Vec<Key> {
         self.endpoints.remove(&id);
         let keys: Vec<Key> = self.deliveries.range((id, 0)..=(id, u64::MAX)).map(|(k, _)| *k).collect();
         for k in &keys {
             if let Some(d) = self.deliveries.remove(k) {
-                self.unindex(&d);
+                match d.finished_at {
+                    None => {
+                        self.give_up.remove(&(d.give_up_at, *k));
+                        self.lines.remove(&d.line());
+                    }
+                    Some(f) => {
+                        self.done.remove(&(f, *k));
+                    }
+                }
             }
         }
         keys
     }
 
-    fn unindex(&mut self, d: &Delivery) {
-        let key = d.key();
-        self.due.remove(&(d.next_attempt_at, key));
-        match d.finished_at {
-            None => {
-                self.give_up.remove(&(d.give_up_at, key));
-                self.lines.remove(&d.line());
-            }
-            Some(f) => {
-                self.done.remove(&(f, key));
-            }
-        }
-    }
-
     /// Copies from `from` (the state's) the deliveries `keys` changed, entry by entry, and
-    /// the endpoints when `endpoints` changed: how a reader's copy (the view's) follows
+    /// the endpoints when `endpoints` changed: how the readers' copy (the view's) follows
     /// the state's without sharing its trees.
     pub fn sync_from(&mut self, from: &Hooks, keys: &[Key], endpoints: bool) {
+        debug_assert!(self.readers && !from.readers, "sync_from copies the state's into the readers'");
         if endpoints {
             self.endpoints = from.endpoints.clone();
         }
         for key in keys {
-            if let Some(old) = self.deliveries.remove(key) {
-                self.unindex(&old);
-            }
-        }
-        for key in keys {
-            if let Some(d) = from.deliveries.get(key) {
-                if d.finished_at.is_none() {
-                    self.lines.insert(d.line());
-                    self.give_up.insert((d.give_up_at, *key));
-                } else if let Some(f) = d.finished_at {
-                    self.done.insert((f, *key));
-                }
-                self.deliveries.insert(*key, Arc::clone(d));
-            }
-        }
-        // Due is the state's for these keys: a key is due here exactly when it is there.
-        for key in keys {
-            if let Some(d) = from.deliveries.get(key)
-                && from.due.contains(&(d.next_attempt_at, *key))
+            let new = from.deliveries.get(key);
+            let old = self.deliveries.get(key).cloned();
+            if let Some(old) = &old
+                && old.finished_at.is_none()
             {
-                self.due.insert((d.next_attempt_at, *key));
+                self.give_up.remove(&(old.give_up_at, *key));
+                self.due.remove(&(old.next_attempt_at, *key));
+            }
+            match new {
+                Some(d) => {
+                    if d.finished_at.is_none() {
+                        self.give_up.insert((d.give_up_at, *key));
+                        if from.is_head(d) {
+                            self.due.insert((d.next_attempt_at, *key));
+                        }
+                    }
+                    if !old.as_ref().is_some_and(|o| Arc::ptr_eq(o, d)) {
+                        self.deliveries.insert(*key, Arc::clone(d));
+                    }
+                }
+                None => {
+                    self.deliveries.remove(key);
+                }
             }
         }
         self.seq = from.seq;
     }
 
-    /// The orders agree with the deliveries: each pending one is in its line and has a
-    /// window, exactly the heads of the lines are due, each finished one is in `done`;
-    /// every delivery's endpoint exists; no more than [`MAX_ENDPOINTS`] endpoints.
+    /// The orders agree with the deliveries (in this copy's kind: see [`Hooks`]); every
+    /// delivery's endpoint exists; no more than [`MAX_ENDPOINTS`] endpoints.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         if self.endpoints.len() > MAX_ENDPOINTS {
             return Err(format!("{} webhook endpoints", self.endpoints.len()));
         }
         let pending = self.deliveries.values().filter(|d| d.status == DeliveryStatus::Pending).count();
-        if self.lines.len() != pending || self.give_up.len() != pending {
-            return Err(format!(
-                "{pending} pending deliveries, {} in lines, {} windows",
-                self.lines.len(),
-                self.give_up.len()
-            ));
+        if self.give_up.len() != pending {
+            return Err(format!("{pending} pending deliveries, {} windows", self.give_up.len()));
         }
-        if self.done.len() != self.deliveries.len() - pending {
-            return Err(format!("{} finished deliveries in done", self.done.len()));
+        let (lines, done) = if self.readers { (0, 0) } else { (pending, self.deliveries.len() - pending) };
+        if self.lines.len() != lines || self.done.len() != done {
+            return Err(format!("{} in lines, {} finished in done", self.lines.len(), self.done.len()));
         }
-        let mut heads = 0;
+        let mut heads = std::collections::HashSet::new();
         for d in self.deliveries.values() {
             if !self.endpoints.contains_key(&d.endpoint_id) {
                 return Err(format!("delivery of {} to unknown endpoint {}", d.event.id, d.endpoint_id));
             }
             let ok = match d.status {
                 DeliveryStatus::Pending => {
-                    let head = self.is_head(d);
-                    heads += usize::from(head);
+                    let head = heads.insert((d.endpoint_id, d.event.subject));
                     d.finished_at.is_none()
-                        && self.lines.contains(&d.line())
                         && self.give_up.contains(&(d.give_up_at, d.key()))
-                        && self.due.contains(&(d.next_attempt_at, d.key())) == head
+                        && if self.readers {
+                            self.due.contains(&(d.next_attempt_at, d.key())) == head
+                        } else {
+                            self.lines.contains(&d.line()) && self.is_head(d) == head
+                        }
                 }
-                _ => d.finished_at.is_some_and(|f| self.done.contains(&(f, d.key()))),
+                _ => d.finished_at.is_some_and(|f| self.readers || self.done.contains(&(f, d.key()))),
             };
             if !ok {
                 return Err(format!(
@@ -679,8 +676,8 @@ impl Hooks {
                 ));
             }
         }
-        if self.due.len() != heads {
-            return Err(format!("{} due, {heads} heads of lines", self.due.len()));
+        if self.due.len() != if self.readers { heads.len() } else { 0 } {
+            return Err(format!("{} due, {} heads of lines", self.due.len(), heads.len()));
         }
         Ok(())
     }

@@ -39,6 +39,10 @@ pub struct Effects {
     pub applications: bool,
     /// Payouts, top-ups or the earnings index changed.
     pub book: bool,
+    /// While the command being applied may announce webhook events: each trip as it was
+    /// before the command first changed it (`State::trip_mut` keeps it), for
+    /// `state/hooks.rs` to compare with. Empty between commands.
+    pub(crate) trips_before: Option<Vec<std::sync::Arc<crate::trip::Trip>>>,
 }
 
 impl Effects {

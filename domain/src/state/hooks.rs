@@ -3,7 +3,8 @@
 //! resends, and the deliveries' clock (windows that end, finished ones that leave).
 //!
 //! Guarantees: deliveries are made only after a command succeeded, from the command, the
-//! trips as they were before it ([`Before`]) and after it, so a replay makes the same
+//! trips as they were before it changed them (kept by `State::trip_mut`, the one way a
+//! trip is changed) and after it, so a replay makes the same
 //! deliveries with the same event ids; an event is made once per change it announces (a
 //! trip's status, its payment's status or refunded amount, an SOS, a suspension), never
 //! for a command that changed nothing; nothing is made, and nothing is copied to compare,
@@ -27,7 +28,7 @@ use crate::hooks::{
     Delivery, DeliveryStatus, Endpoint, EventData, EventType, GIVE_UP_S, HookEvent, HookOutcome, Hooks, MAX_ENDPOINTS,
     event_id, validate_description, validate_patterns, validate_secret, validate_url,
 };
-use crate::id::{EndpointId, EventId, TripId};
+use crate::id::{EndpointId, EventId};
 use crate::outbox::clip_error;
 use crate::payout::PayoutStatus;
 use crate::trip::{Trip, TripStatus};
@@ -35,11 +36,11 @@ use crate::trip_payment::PaymentStatus;
 
 use super::{Effects, State, Who};
 
-/// What the webhooks compare a command's results with: the trips as they were before it
-/// (an O(1) copy of the persistent map) and whether the driver a suspension names was
-/// suspended. Taken only while an endpoint exists.
+/// What the webhooks compare a command's results with, besides the trips as they were
+/// before the command changed them (which `State::trip_mut` keeps in
+/// `Effects::trips_before`): whether the driver a suspension names was suspended. Taken
+/// only while an endpoint exists.
 pub(super) struct Before {
-    trips: imbl::OrdMap<TripId, Arc<Trip>>,
     suspended: Option<bool>,
 }
 
@@ -51,7 +52,8 @@ impl State {
 
     /// What [`State::hook_effects`] will need after `command`, or `None` when nothing
     /// can be announced: no endpoint, or a location report (which changes no trip: the
-    /// hot path pays nothing for webhooks).
+    /// hot path pays nothing for webhooks). `Some` also has `trip_mut` keep each trip as
+    /// it was before the command changed it.
     pub(super) fn hook_before(&self, command: &Command) -> Option<Before> {
         if self.hooks.endpoints.is_empty() || matches!(command, Command::UpdateLocation(_)) {
             return None;
@@ -60,7 +62,7 @@ impl State {
             Command::SetDriverSuspended { driver_id, .. } => self.users.get(driver_id).map(|u| u.suspended),
             _ => None,
         };
-        Some(Before { trips: self.trips.clone(), suspended })
+        Some(Before { suspended })
     }
 
     pub(super) fn create_webhook_endpoint(
@@ -177,7 +179,7 @@ impl State {
                 old.attempts
             )));
         }
-        if !self.hooks.is_due(old) {
+        if !self.hooks.is_head(old) {
             return Err(Error::Invalid(format!(
                 "the delivery of {event_id} waits for an earlier event of its subject"
             )));
@@ -248,6 +250,7 @@ impl State {
     pub(super) fn hook_effects(
         &mut self,
         before: Before,
+        trips_before: Vec<Arc<Trip>>,
         actor: Actor,
         command: &Command,
         events: &[Event],
@@ -280,13 +283,17 @@ impl State {
             }
         }
         for trip in trips {
-            let was = before.trips.get(&trip.id).cloned().or_else(|| match command {
+            let was = trips_before.iter().find(|t| t.id == trip.id).cloned().or_else(|| match command {
                 Command::Restored { trip: t, .. } if t.id == trip.id => Some(Arc::clone(t)),
                 _ => None,
             });
             let subject = trip.id.raw();
+            // The trip a booking made (its id was stamped into the command): created, whatever
+            // the same command did to it next (its first offers).
+            let created = matches!(inner, Command::CreateTrip(n) if n.id == Some(trip.id));
+            let was = if created { None } else { was };
             let status = match &was {
-                None if matches!(inner, Command::CreateTrip(_)) => Some(EventType::TripCreated),
+                None if created => Some(EventType::TripCreated),
                 Some(w) if w.status != trip.status => match trip.status {
                     TripStatus::Accepted => Some(EventType::TripAccepted),
                     TripStatus::Arrived => Some(EventType::TripArrived),

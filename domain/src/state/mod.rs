@@ -300,10 +300,11 @@ fn validate_reason(reason: &str) -> Result<()> {
 /// and nothing was added to `effects`.
 pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
     let mark = fx.events.len();
-    // The trips as they were, for the webhooks to compare with (only while an endpoint
-    // exists; an O(1) copy).
+    // What the webhooks compare the command's results with (only while an endpoint exists).
     let before = state.hook_before(command);
+    fx.trips_before = before.as_ref().map(|_| Vec::new());
     let result = state.dispatch_command(actor, command, now, fx);
+    let trips_before = fx.trips_before.take();
     match &result {
         Err(_) => fx.events.truncate(mark),
         Ok(_) => {
@@ -315,7 +316,7 @@ pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp,
                     state.notify_effects(actor, command, &events, now, fx);
                 }
                 if let Some(before) = before {
-                    state.hook_effects(before, actor, command, &events, now, fx);
+                    state.hook_effects(before, trips_before.unwrap_or_default(), actor, command, &events, now, fx);
                 }
             }
         }
@@ -701,6 +702,13 @@ impl State {
     fn trip_mut(&mut self, id: TripId, fx: &mut Effects) -> Result<&mut Trip> {
         let t = self.trips.get_mut(&id).ok_or_else(|| Error::Internal(format!("trip {id} vanished")))?;
         fx.trips.push(id);
+        if let Some(before) = &mut fx.trips_before
+            && !before.iter().any(|b| b.id == id)
+        {
+            // The trip as it was (an `Arc`: readers hold one too, so the write below
+            // copies the trip either way).
+            before.push(Arc::clone(t));
+        }
         let t = Arc::make_mut(t);
         t.revision = t.revision.wrapping_add(1);
         Ok(t)

@@ -156,7 +156,7 @@ fn a_line_waits_for_its_head_and_reports_move_it_on() {
     complete_a_trip(&mut w);
     let line = deliveries(&w, e);
     assert_eq!(line.len(), 5, "the trip's five steps");
-    let due = |w: &World| w.state.hooks().due(w.now, 100).iter().map(|d| d.event.id).collect::<Vec<_>>();
+    let due = |w: &World| w.state.hooks().for_readers().due(w.now, 100).iter().map(|d| d.event.id).collect::<Vec<_>>();
     assert_eq!(due(&w), [line[0].event.id], "only the oldest of a subject is due");
 
     // The second may not be reported while the first is pending; a stale attempt neither.
@@ -265,7 +265,14 @@ proptest! {
         let mut near = 0.3;
         // Every event's subject, kept while its deliveries may be pruned.
         let mut subjects: BTreeMap<EventId, u64> = BTreeMap::new();
+        // The readers' copy, following the state entry by entry as the view does.
+        let mut readers = w.state.hooks().for_readers();
+        let mut synced = w.fx.deliveries.len();
         for op in ops {
+            readers.sync_from(w.state.hooks(), &w.fx.deliveries[synced..], true);
+            synced = w.fx.deliveries.len();
+            prop_assert_eq!(&readers, &w.state.hooks().for_readers(), "the readers' copy drifted");
+            readers.check().map_err(TestCaseError::fail)?;
             for e in endpoints {
                 for d in deliveries(&w, e) {
                     subjects.insert(d.event.id, d.event.subject);
@@ -289,7 +296,7 @@ proptest! {
                     }
                 }
                 Op::Report { i, skew, answer } => {
-                    let due = w.state.hooks().due(w.now, usize::MAX);
+                    let due = w.state.hooks().for_readers().due(w.now, usize::MAX);
                     if due.is_empty() { continue; }
                     let d = &due[i % due.len()];
                     let attempt = (i64::from(d.attempts) + 1 + i64::from(skew)).max(0) as u32;
@@ -307,7 +314,7 @@ proptest! {
                     if all.is_empty() { continue; }
                     let d = &all[i % all.len()];
                     // The head of its line, whenever its next try is.
-                    let due = w.state.hooks().due(w.now.plus_secs(u32::MAX), usize::MAX).iter().any(|x| Arc::ptr_eq(x, d));
+                    let due = w.state.hooks().for_readers().due(w.now.plus_secs(u32::MAX), usize::MAX).iter().any(|x| Arc::ptr_eq(x, d));
                     let cmd = Command::WebhookAttempted { endpoint_id: d.endpoint_id, event_id: d.event.id, attempt: d.attempts + 1, outcome: delivered() };
                     let applied = w.run(Actor::System, cmd).is_ok();
                     prop_assert!(!applied || due, "a delivery behind another of its line was reported");
