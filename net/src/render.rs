@@ -509,19 +509,6 @@ pub fn dead_letter(trip_id: dispatch_core::TripId, d: &dispatch_core::trip::Dead
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_rating_is_null_until_three_then_rounded_to_hundredths() {
-        assert_eq!(rating(&RatingTotals::default()), Value::Null);
-        assert_eq!(rating(&RatingTotals { stars: 10, count: 2 }), Value::Null, "two ratings are not shown");
-        assert_eq!(rating(&RatingTotals { stars: 14, count: 3 }), json!({"average": 4.67, "count": 3}));
-        assert_eq!(rating(&RatingTotals { stars: 5 * 132, count: 132 }), json!({"average": 5.0, "count": 132}));
-    }
-}
-
 /// An application as the API shows it (to staff and its applicant): its documents by kind
 /// with their media type, size and upload time (never a path).
 pub fn application(a: &dispatch_core::application::Application) -> Value {
@@ -571,4 +558,17 @@ pub fn payout(p: &dispatch_core::payout::Payout) -> Value {
         "created_at": rfc3339(p.created_at),
         "updated_at": rfc3339(p.updated_at),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rating_is_null_until_three_then_rounded_to_hundredths() {
+        assert_eq!(rating(&RatingTotals::default()), Value::Null);
+        assert_eq!(rating(&RatingTotals { stars: 10, count: 2 }), Value::Null, "two ratings are not shown");
+        assert_eq!(rating(&RatingTotals { stars: 14, count: 3 }), json!({"average": 4.67, "count": 3}));
+        assert_eq!(rating(&RatingTotals { stars: 5 * 132, count: 132 }), json!({"average": 5.0, "count": 132}));
+    }
 }

@@ -42,6 +42,14 @@ use super::{Effects, State, Who};
 /// only while an endpoint exists.
 pub(super) struct Before {
     suspended: Option<bool>,
+    trips: Vec<Arc<Trip>>,
+}
+
+impl Before {
+    /// With the trips as they were before the command changed them.
+    pub(super) fn with_trips(self, trips: Vec<Arc<Trip>>) -> Before {
+        Before { trips, ..self }
+    }
 }
 
 impl State {
@@ -62,7 +70,7 @@ impl State {
             Command::SetDriverSuspended { driver_id, .. } => self.users.get(driver_id).map(|u| u.suspended),
             _ => None,
         };
-        Some(Before { suspended })
+        Some(Before { suspended, trips: Vec::new() })
     }
 
     pub(super) fn create_webhook_endpoint(
@@ -250,7 +258,6 @@ impl State {
     pub(super) fn hook_effects(
         &mut self,
         before: Before,
-        trips_before: Vec<Arc<Trip>>,
         actor: Actor,
         command: &Command,
         events: &[Event],
@@ -283,7 +290,7 @@ impl State {
             }
         }
         for trip in trips {
-            let was = trips_before.iter().find(|t| t.id == trip.id).cloned().or_else(|| match command {
+            let was = before.trips.iter().find(|t| t.id == trip.id).cloned().or_else(|| match command {
                 Command::Restored { trip: t, .. } if t.id == trip.id => Some(Arc::clone(t)),
                 _ => None,
             });

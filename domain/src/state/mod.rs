@@ -316,7 +316,8 @@ pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp,
                     state.notify_effects(actor, command, &events, now, fx);
                 }
                 if let Some(before) = before {
-                    state.hook_effects(before, trips_before.unwrap_or_default(), actor, command, &events, now, fx);
+                    let before = before.with_trips(trips_before.unwrap_or_default());
+                    state.hook_effects(before, actor, command, &events, now, fx);
                 }
             }
         }
