@@ -252,6 +252,15 @@ impl Default for RetentionSection {
 pub struct GatewaySection {
     /// How it signs its webhooks and shapes their bodies.
     pub scheme: GatewayScheme,
+    /// `scheme = "stripe"` only: Stripe's API base URL (default `https://api.stripe.com`;
+    /// tests point it at a fake). With a Stripe gateway configured, card trips are paid
+    /// through it instead of `sim` (`crate::stripe`), with `DISPATCH_STRIPE_SECRET_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<String>,
+    /// `scheme = "stripe"` only: the PaymentMethod authorisations are confirmed with
+    /// (default `pm_card_visa`, Stripe's test card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
 }
 
 /// The webhook schemes a configured gateway may use.
@@ -525,6 +534,21 @@ impl Config {
                 return Err("gateways.sim: the sim gateway is built in and takes no configuration".into());
             }
         }
+        for (name, g) in &self.gateways {
+            let stripe_only = g.api_base.is_some() || g.payment_method.is_some();
+            if g.scheme != GatewayScheme::Stripe && stripe_only {
+                return Err(format!("gateways.{name}: api_base and payment_method are for scheme = \"stripe\""));
+            }
+            if let Some(base) = &g.api_base {
+                crate::notify::client::Endpoint::parse(&format!("gateways.{name}.api_base"), base)?;
+            }
+            if g.payment_method.as_ref().is_some_and(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_graphic())) {
+                return Err(format!("gateways.{name}: payment_method must be a PaymentMethod id"));
+            }
+        }
+        if self.gateways.values().filter(|g| g.scheme == GatewayScheme::Stripe).count() > 1 {
+            return Err("gateways: at most one gateway has scheme = \"stripe\" (card trips are paid through it)".into());
+        }
         if !(1..=MAX_CHAT_DAYS).contains(&self.retention.chat_days) {
             return Err(format!("retention: chat_days must be 1-{MAX_CHAT_DAYS}"));
         }
@@ -549,6 +573,12 @@ impl Config {
         self.server.listen.parse().map_err(|e| Error::Setting(format!("listen address {:?}: {e}", self.server.listen)))
     }
 
+    /// The gateway card trips are paid through: the `[gateways.<name>]` with
+    /// `scheme = "stripe"` if there is one, else the built-in `sim`.
+    pub fn card_gateway(&self) -> &str {
+        self.gateways.iter().find(|(_, g)| g.scheme == GatewayScheme::Stripe).map_or("sim", |(name, _)| name.as_str())
+    }
+
     /// The engine's rules from `[dispatch]` and `[limits]`.
     pub fn rules(&self) -> DispatchRules {
         let d = &self.dispatch;
@@ -569,6 +599,7 @@ impl Config {
             sos_phones: self.notify.sos_phones.clone(),
             payout_min_minor: self.payouts.min_minor,
             max_cash_debt_minor: self.payouts.max_cash_debt_minor,
+            card_gateway: self.card_gateway().to_owned(),
             ..DispatchRules::default()
         }
     }

@@ -285,6 +285,16 @@ fn parse_provider(format: Format, v: &Value, header_id: Option<&str>) -> Result<
         top_up: None,
         has_amount: false,
     };
+    if let (Format::Stripe, "payout.paid" | "payout.failed") = (format, event_type) {
+        // A payout the Stripe gateway sent names the engine's payout in its metadata
+        // (`crate::stripe`); one without it (made in Stripe's dashboard) is not the engine's.
+        let Some(payout) = object["metadata"]["payout_id"].as_str() else { return Ok(parsed) };
+        let report = if event_type == "payout.paid" { PayoutReportKind::Paid } else { PayoutReportKind::Failed };
+        parsed.payout = Some((payout.parse().map_err(|_| ApiError::not_found("payout"))?, report));
+        parsed.amount_minor = object["amount"].as_i64().ok_or_else(|| missing("amount"))?;
+        parsed.has_amount = true;
+        return Ok(parsed);
+    }
     if kind.is_none() {
         return Ok(parsed);
     }
