@@ -1004,6 +1004,19 @@ mod tests {
         assert!(Config::parse("[gateways.x]\nscheme = \"stripe\"\nsecret = \"no\"\n").is_err(), "no secrets in files");
         assert!(Config::parse("[gateways.Bad-Name]\nscheme = \"stripe\"\n").is_err());
         assert!(Config::parse("[gateways.sim]\nscheme = \"stripe\"\n").is_err());
+        // Card trips go through sim unless a Stripe gateway is configured.
+        assert_eq!((c.card_gateway(), c.rules().card_gateway.as_str()), ("sim", "sim"));
+        let stripe = Config::parse("[gateways.stripe]\nscheme = \"stripe\"\napi_base = \"http://127.0.0.1:9\"\n").unwrap();
+        assert_eq!((stripe.card_gateway(), stripe.rules().card_gateway.as_str()), ("stripe", "stripe"));
+        assert_eq!(stripe.gateways["stripe"].api_base.as_deref(), Some("http://127.0.0.1:9"));
+        for bad in [
+            "[gateways.paystack]\nscheme = \"paystack\"\napi_base = \"https://api.paystack.co\"\n",
+            "[gateways.stripe]\nscheme = \"stripe\"\napi_base = \"ftp://stripe\"\n",
+            "[gateways.stripe]\nscheme = \"stripe\"\npayment_method = \"\"\n",
+            "[gateways.a]\nscheme = \"stripe\"\n[gateways.b]\nscheme = \"stripe\"\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
         assert!(Config::parse("[payments]\ncard_auth_ttl_s = 0\n").is_err());
     }
 

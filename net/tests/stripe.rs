@@ -384,7 +384,8 @@ async fn wait_for(s: &Server, trip: &str, rider: &str, status: &str) -> Value {
 async fn a_card_trip_through_dispatchd_is_authorised_captured_and_refunded_at_stripe() {
     let fake = FakeStripe::start(None);
     let config = format!(
-        "[gateways.stripe]\nscheme = \"stripe\"\napi_base = \"{}\"\n[limits]\nuser_per_min = 100000\n",
+        "[gateways.stripe]\nscheme = \"stripe\"\napi_base = \"{}\"\n[limits]\nuser_per_min = 100000\n\
+         [store]\ncheckpoint_every_records = 10\n",
         fake.url
     );
     let env = [("DISPATCH_STRIPE_SECRET_KEY", KEY), ("DISPATCH_WEBHOOK_SECRET_STRIPE", HOOK_SECRET)];
@@ -408,6 +409,14 @@ async fn a_card_trip_through_dispatchd_is_authorised_captured_and_refunded_at_st
         (create.form["amount"].clone(), create.form["capture_method"].as_str(), create.form["metadata[trip_id]"].clone()),
         (estimate.to_string(), "manual", t.clone())
     );
+
+    // The PaymentIntent's id is kept on the trip: after a restart the capture names it.
+    let mut s = s;
+    s.sigterm();
+    assert!(s.wait_exit().success());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::rename(s.data_dir(), dir.path().join("data")).unwrap();
+    let s = Server::start_env(dir, &["--payment-backoff-ms", "10"], Some(&config), &env);
 
     // Completed: the worker captures the fare on that PaymentIntent.
     s.post(&format!("/v1/trips/{t}/arrived"), &driver, json!({})).await.expect(200);
