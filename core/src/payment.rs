@@ -407,7 +407,8 @@ fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &Atom
                 // after a crash between the two finds the same one (same idempotency key).
                 match made.filter(|r| call.reference.as_ref() != Some(r)) {
                     Some(reference) => {
-                        let record = Command::RecordGatewayRef { trip_id, gateway: gateway.name().to_owned(), reference };
+                        let record =
+                            Command::RecordGatewayRef { trip_id, gateway: gateway.name().to_owned(), reference };
                         engine.submit(Actor::System, record).map(|_| ()).map_err(|e| {
                             GatewayError::Unavailable(format!("cannot record the gateway's reference: {e}"))
                         })

@@ -4,6 +4,8 @@
 //! answer to the engine's errors, and a card trip through `dispatchd` authorised,
 //! captured, confirmed by Stripe's signed webhook, and refunded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -319,7 +321,11 @@ fn stripe_answers_map_to_declined_or_unavailable() {
                 "message": "This PaymentIntent could not be captured because it has a status of canceled."}}),
             Some("This PaymentIntent could not be captured because it has a status of canceled."),
         ),
-        (401, json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}), Some("Invalid API Key provided")),
+        (
+            401,
+            json!({"error": {"type": "invalid_request_error", "message": "Invalid API Key provided"}}),
+            Some("Invalid API Key provided"),
+        ),
         (409, json!({"error": {"type": "idempotency_error", "message": "in flight"}}), None),
         (429, json!({"error": {"type": "invalid_request_error", "code": "rate_limit", "message": "Too many"}}), None),
         (500, json!({"error": {"type": "api_error", "message": "oops"}}), None),
@@ -357,7 +363,9 @@ fn stripe_answers_map_to_declined_or_unavailable() {
         currency: "EGP".parse().unwrap(),
         idempotency_key: "p".into(),
     };
-    assert!(matches!(fake.gateway().payout(&payout), Err(GatewayError::Declined(m)) if m.contains("insufficient funds")));
+    assert!(
+        matches!(fake.gateway().payout(&payout), Err(GatewayError::Declined(m)) if m.contains("insufficient funds"))
+    );
 }
 
 /// Stripe's signed event about `object`.
@@ -406,7 +414,11 @@ async fn a_card_trip_through_dispatchd_is_authorised_captured_and_refunded_at_st
     assert_eq!(create.headers["authorization"], format!("Bearer {KEY}"));
     assert_eq!(create.headers["idempotency-key"], format!("{t}-authorize"));
     assert_eq!(
-        (create.form["amount"].clone(), create.form["capture_method"].as_str(), create.form["metadata[trip_id]"].clone()),
+        (
+            create.form["amount"].clone(),
+            create.form["capture_method"].as_str(),
+            create.form["metadata[trip_id]"].clone()
+        ),
         (estimate.to_string(), "manual", t.clone())
     );
 

@@ -404,7 +404,11 @@ fn the_gateway_reference_is_recorded_by_the_worker_for_the_trips_own_gateway_onl
     w.run(Actor::System, record("sim", "pi_1")).unwrap();
     assert_eq!(w.run(Actor::System, record("sim", "pi_1")).unwrap(), Outcome::Done, "the same again: nothing");
     assert_eq!(w.get(trip).payment.gateway_ref.as_deref(), Some("pi_1"));
-    let missing = Command::RecordGatewayRef { trip_id: TripId::from_raw(999).unwrap(), gateway: "sim".into(), reference: "pi_2".into() };
+    let missing = Command::RecordGatewayRef {
+        trip_id: TripId::from_raw(999).unwrap(),
+        gateway: "sim".into(),
+        reference: "pi_2".into(),
+    };
     assert!(matches!(w.run(Actor::System, missing), Err(Error::NotFound { .. })));
 }
 
