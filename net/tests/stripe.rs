@@ -1,8 +1,9 @@
 //! The Stripe gateway (`dispatch_server::stripe`) against a local fake Stripe that checks
 //! the documented request shapes (method, path, form fields, `Authorization: Bearer`,
 //! `Idempotency-Key`) and answers Stripe's documented JSON: each call, each mapping of an
-//! answer to the engine's errors, and a card trip through `dispatchd` authorised,
-//! captured, confirmed by Stripe's signed webhook, and refunded.
+//! answer to the engine's errors, a card trip through `dispatchd` authorised, captured
+//! (after a restart), confirmed by Stripe's signed webhook and refunded, and a payout paid
+//! by Stripe's `payout.paid`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -504,4 +505,57 @@ fn a_stripe_gateway_without_its_secret_key_stops_start_up_naming_it() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DISPATCH_STRIPE_SECRET_KEY"), "{stderr}");
     assert!(!dir.path().join("data").exists(), "nothing opened before the check");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_payout_goes_to_stripe_and_is_paid_by_its_signed_webhook() {
+    let fake = FakeStripe::start(None);
+    let config = format!("[gateways.stripe]\nscheme = \"stripe\"\napi_base = \"{}\"\n", fake.url);
+    let env = [("DISPATCH_STRIPE_SECRET_KEY", KEY), ("DISPATCH_WEBHOOK_SECRET_STRIPE", HOOK_SECRET)];
+    let s = Server::start_env(tempfile::tempdir().unwrap(), &["--payment-backoff-ms", "10"], Some(&config), &env);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (driver_user, driver) = user(&s, "driver", 1).await;
+    let driver_id = driver_user["id"].as_str().unwrap().to_owned();
+    let credit = json!({"amount_minor": 10_000, "currency": "EGP", "reason": "bonus"});
+    s.post(&format!("/v1/admin/wallets/{driver_id}/credit"), ADMIN, credit).await.expect(201);
+    let asked = s.post("/v1/driver/payouts", &driver, json!({"amount_minor": 4000})).await.expect(201);
+    let id = asked["id"].as_str().unwrap().to_owned();
+    s.post(&format!("/v1/admin/payouts/{id}/approve"), ADMIN, json!({})).await.expect(200);
+
+    // The worker sends it to Stripe once, naming the engine's payout and driver.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let sent = loop {
+        if let Some(g) = fake.got().into_iter().find(|g| g.path == "/v1/payouts") {
+            break g;
+        }
+        assert!(std::time::Instant::now() < deadline, "no payout reached Stripe");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(sent.headers["authorization"], format!("Bearer {KEY}"));
+    assert_eq!(sent.headers["idempotency-key"], format!("{id}-payout"));
+    assert_eq!(
+        (sent.form["amount"].as_str(), sent.form["currency"].as_str(), sent.form["metadata[payout_id]"].clone()),
+        ("4000", "egp", id.clone())
+    );
+    assert_eq!(sent.form["metadata[driver_id]"], driver_id);
+
+    // Stripe's signed `payout.paid` settles it, once.
+    let (hook, sig) = stripe_event(
+        "evt_po_paid",
+        "payout.paid",
+        json!({"id": "po_fake1", "object": "payout", "amount": 4000, "currency": "egp", "status": "paid",
+            "metadata": {"payout_id": id, "driver_id": driver_id}}),
+    );
+    let headers = [("stripe-signature", sig.as_str())];
+    let r = s.call_with(Method::POST, "/v1/webhooks/stripe", None, Some(&hook), &headers).await.expect(200);
+    assert_eq!((r["status"].as_str(), r["applied"].as_bool()), (Some("processed"), Some(true)), "{r}");
+    let again = s.call_with(Method::POST, "/v1/webhooks/stripe", None, Some(&hook), &headers).await.expect(200);
+    assert_eq!(again["status"], "duplicate");
+    let list = s.get("/v1/admin/payouts", ADMIN).await.expect(200);
+    assert_eq!(list["items"][0]["status"], "paid", "{list}");
+    let e = s.get("/v1/driver/earnings", &driver).await.expect(200);
+    assert_eq!((e["balance_minor"].as_i64(), e["withdrawable_minor"].as_i64()), (Some(6000), Some(6000)), "{e}");
+    assert_eq!(fake.got().iter().filter(|g| g.path == "/v1/payouts").count(), 1, "sent once");
+    let ledger = s.get("/v1/admin/ledger/verify", ADMIN).await.expect(200);
+    assert_eq!(ledger["balanced"], true);
 }
