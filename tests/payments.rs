@@ -281,9 +281,56 @@ impl dispatch_core::payment::Gateway for NoPayouts {
     fn name(&self) -> &str {
         "sim"
     }
-    fn execute(&self, _: &dispatch_core::payment::GatewayCall) -> Result<(), dispatch_core::payment::GatewayError> {
-        Ok(())
+    fn execute(
+        &self,
+        _: &dispatch_core::payment::GatewayCall,
+    ) -> Result<Option<String>, dispatch_core::payment::GatewayError> {
+        Ok(None)
     }
+}
+
+/// A gateway that makes its own reference for each payment (as Stripe's PaymentIntent
+/// id) and remembers what every call named.
+#[derive(Default)]
+struct WithReferences {
+    calls: std::sync::Mutex<Vec<(String, Option<String>)>>,
+}
+
+impl dispatch_core::payment::Gateway for WithReferences {
+    fn name(&self) -> &str {
+        "sim"
+    }
+    fn execute(
+        &self,
+        call: &dispatch_core::payment::GatewayCall,
+    ) -> Result<Option<String>, dispatch_core::payment::GatewayError> {
+        self.calls.lock().unwrap().push((call.action.name().to_owned(), call.reference.clone()));
+        Ok(matches!(call.action, dispatch_core::trip::GatewayAction::Authorize { .. }).then(|| "pi_ref_1".to_owned()))
+    }
+}
+
+#[test]
+fn the_gateways_reference_is_kept_on_the_trip_and_named_by_later_calls() {
+    let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
+    let gateway = Arc::new(WithReferences::default());
+    let worker = PaymentWorker::start(Arc::clone(&engine), gateway.clone(), quick()).unwrap();
+    let (trip, driver) = card_trip(&engine, 1);
+    let t = engine.accept(driver, trip).unwrap();
+    eventually("the authorisation", || {
+        engine.trip(trip).is_some_and(|t| t.payment.status == PaymentStatus::Authorized)
+    });
+    assert_eq!(engine.trip(trip).unwrap().payment.gateway_ref.as_deref(), Some("pi_ref_1"), "recorded with it");
+    engine.arrived(driver, trip).unwrap();
+    engine.start(driver, trip, &t.pickup_code.to_string()).unwrap();
+    engine.complete(driver, trip, Some(4_000)).unwrap();
+    eventually("the capture", || engine.trip(trip).is_some_and(|t| t.payment.status == PaymentStatus::Captured));
+    worker.stop();
+    let calls = gateway.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls,
+        [("authorize".to_owned(), None), ("capture".to_owned(), Some("pi_ref_1".to_owned()))],
+        "the capture names the authorisation's reference"
+    );
 }
 
 #[test]

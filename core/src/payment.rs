@@ -62,6 +62,9 @@ pub struct GatewayCall {
     pub currency: Currency,
     /// Sent to the gateway, which must not act twice on one key.
     pub idempotency_key: String,
+    /// The gateway's own reference for the trip's payment, if it gave one before (the
+    /// engine keeps it: `TripPayment::gateway_ref`; Stripe's PaymentIntent id).
+    pub reference: Option<String>,
 }
 
 /// Why a gateway call failed.
@@ -94,8 +97,10 @@ pub struct PayoutCall {
 pub trait Gateway: Send + Sync {
     /// The gateway's name in events (`sim`, …).
     fn name(&self) -> &str;
-    /// Carries out `call`; `Ok` is the gateway's confirmation.
-    fn execute(&self, call: &GatewayCall) -> Result<(), GatewayError>;
+    /// Carries out `call`; `Ok` is the gateway's confirmation, with the gateway's
+    /// reference for the payment when it made one that later calls must name (the
+    /// worker records it on the trip before it reports the result).
+    fn execute(&self, call: &GatewayCall) -> Result<Option<String>, GatewayError>;
     /// Sends a payout. `Ok` means the gateway accepted it: whether it was paid comes
     /// later, by its signed webhook (`payout.paid` / `payout.failed`). A gateway that
     /// cannot pay out declines (the payout fails and its hold is returned).
@@ -216,7 +221,7 @@ impl Gateway for SimGateway {
         "sim"
     }
 
-    fn execute(&self, call: &GatewayCall) -> Result<(), GatewayError> {
+    fn execute(&self, call: &GatewayCall) -> Result<Option<String>, GatewayError> {
         let mut g = self.inner.lock();
         g.calls += 1;
         if g.down {
@@ -230,7 +235,7 @@ impl Gateway for SimGateway {
             return Err(GatewayError::Declined("card declined".into()));
         }
         if g.done.contains(&call.idempotency_key) {
-            return Ok(()); // already done: the same answer, no second effect
+            return Ok(None); // already done: the same answer, no second effect
         }
         g.done.push(call.idempotency_key.clone());
         let status = match call.action {
@@ -251,7 +256,7 @@ impl Gateway for SimGateway {
             }
         };
         g.status.insert(call.trip_id, status);
-        Ok(())
+        Ok(None)
     }
 
     /// Accepts the payout (it reports the outcome later, by a signed webhook).
@@ -361,25 +366,27 @@ fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &Atom
     let mut retries: HashMap<String, Retry> = HashMap::new();
     let mut payout_retries: HashMap<String, Retry> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
-        let due: Vec<(TripId, GatewayAction, Currency)> = engine.read_snapshot(|v| {
+        let due: Vec<(TripId, GatewayAction, Currency, Option<String>)> = engine.read_snapshot(|v| {
             v.trips()
                 .filter_map(|t| {
                     let due = t.payment.due?;
                     // A dead letter is durable: after a restart the worker does not start over.
                     let given_up = t.payment.dead_letter.as_ref().is_some_and(|d| d.action == due);
-                    (!given_up).then_some((t.id, due, t.fare.currency))
+                    // Only this gateway's trips: another's events would not move their money.
+                    let other = t.payment.gateway.as_deref().is_some_and(|g| g != gateway.name());
+                    (!given_up && !other).then(|| (t.id, due, t.fare.currency, t.payment.gateway_ref.clone()))
                 })
                 .collect()
         });
         let now = Instant::now();
-        retries.retain(|key, _| due.iter().any(|(t, a, _)| idempotency_key(*t, a) == *key));
-        for (trip_id, action, currency) in due {
+        retries.retain(|key, _| due.iter().any(|(t, a, _, _)| idempotency_key(*t, a) == *key));
+        for (trip_id, action, currency, reference) in due {
             let key = idempotency_key(trip_id, &action);
             let retry = retries.entry(key.clone()).or_insert(Retry { attempts: 0, next: now });
             if retry.attempts >= config.max_attempts || retry.next > now {
                 continue;
             }
-            let call = GatewayCall { trip_id, action, currency, idempotency_key: key.clone() };
+            let call = GatewayCall { trip_id, action, currency, idempotency_key: key.clone(), reference };
             let kind = match action {
                 GatewayAction::Authorize { .. } => PaymentEventKind::Authorized,
                 GatewayAction::Capture { .. } => PaymentEventKind::Captured,
@@ -395,7 +402,21 @@ fn run(engine: &Engine, gateway: &dyn Gateway, config: WorkerConfig, stop: &Atom
                 currency,
                 archived: None,
             };
-            match gateway.execute(&call) {
+            let result = gateway.execute(&call).and_then(|made| {
+                // The reference is recorded before the result is reported: a call retried
+                // after a crash between the two finds the same one (same idempotency key).
+                match made.filter(|r| call.reference.as_ref() != Some(r)) {
+                    Some(reference) => {
+                        let record =
+                            Command::RecordGatewayRef { trip_id, gateway: gateway.name().to_owned(), reference };
+                        engine.submit(Actor::System, record).map(|_| ()).map_err(|e| {
+                            GatewayError::Unavailable(format!("cannot record the gateway's reference: {e}"))
+                        })
+                    }
+                    None => Ok(()),
+                }
+            });
+            match result {
                 Ok(()) => {
                     // Refusals (the trip moved on, a duplicate) need nothing more from the worker.
                     let _ = engine.submit(Actor::System, report(kind, format!("{}-{key}", gateway.name())));
@@ -539,6 +560,7 @@ mod tests {
             action: GatewayAction::Capture { amount_minor: 500 },
             currency: "EGP".parse().unwrap(),
             idempotency_key: "k".into(),
+            reference: None,
         };
         g.fail_next(1);
         assert!(matches!(g.execute(&call), Err(GatewayError::Unavailable(_))));

@@ -662,6 +662,18 @@ pub enum Command {
         /// Its code.
         code: String,
     },
+    // ----- issue 19: the Stripe gateway -----
+    /// The payment worker records the gateway's own reference for a card trip's payment
+    /// (Stripe's PaymentIntent id), which later calls (capture, cancel, refund) name
+    /// (system only; the trip's gateway only).
+    RecordGatewayRef {
+        /// Which trip.
+        trip_id: TripId,
+        /// The gateway that made it (must be the trip's).
+        gateway: String,
+        /// Its reference: 1-255 printable ASCII characters.
+        reference: String,
+    },
 }
 
 impl Command {
@@ -725,6 +737,7 @@ impl Command {
             Command::DecideApplication { .. } => "decide_application",
             Command::CompleteDelivery { .. } => "complete_delivery",
             Command::DisableCoupon { .. } => "disable_coupon",
+            Command::RecordGatewayRef { .. } => "record_gateway_ref",
         }
     }
 
@@ -749,7 +762,8 @@ impl Command {
             | Command::SetPaymentMethod { trip_id, .. }
             | Command::UnlockPickupCode { trip_id }
             | Command::ConfirmCashReceived { trip_id }
-            | Command::CompleteDelivery { trip_id, .. } => Some(*trip_id),
+            | Command::CompleteDelivery { trip_id, .. }
+            | Command::RecordGatewayRef { trip_id, .. } => Some(*trip_id),
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.trip_id(),
             _ => None,
         }

@@ -133,6 +133,11 @@ pub struct TripPayment {
     /// A finished card trip its rider switched to cash: when, while the driver has not
     /// confirmed receiving the cash. Nothing is booked on the driver until they do.
     pub cash_claimed_at: Option<Timestamp>,
+    /// Card trips: the gateway's own reference for this payment (Stripe's PaymentIntent
+    /// id), recorded by the payment worker once the gateway made it
+    /// (`Command::RecordGatewayRef`); later calls about the payment name it.
+    #[serde(default)]
+    pub gateway_ref: Option<String>,
 }
 
 impl TripPayment {
@@ -150,6 +155,7 @@ impl TripPayment {
             mismatch: None,
             gateway: None,
             cash_claimed_at: None,
+            gateway_ref: None,
         }
     }
 

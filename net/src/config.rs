@@ -252,6 +252,15 @@ impl Default for RetentionSection {
 pub struct GatewaySection {
     /// How it signs its webhooks and shapes their bodies.
     pub scheme: GatewayScheme,
+    /// `scheme = "stripe"` only: Stripe's API base URL (default `https://api.stripe.com`;
+    /// tests point it at a fake). With a Stripe gateway configured, card trips are paid
+    /// through it instead of `sim` (`crate::stripe`), with `DISPATCH_STRIPE_SECRET_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_base: Option<String>,
+    /// `scheme = "stripe"` only: the PaymentMethod authorisations are confirmed with
+    /// (default `pm_card_visa`, Stripe's test card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<String>,
 }
 
 /// The webhook schemes a configured gateway may use.
@@ -525,6 +534,22 @@ impl Config {
                 return Err("gateways.sim: the sim gateway is built in and takes no configuration".into());
             }
         }
+        for (name, g) in &self.gateways {
+            let stripe_only = g.api_base.is_some() || g.payment_method.is_some();
+            if g.scheme != GatewayScheme::Stripe && stripe_only {
+                return Err(format!("gateways.{name}: api_base and payment_method are for scheme = \"stripe\""));
+            }
+            // Parsed whole when the gateway is built (`crate::stripe`); the scheme here.
+            if g.api_base.as_ref().is_some_and(|b| !b.starts_with("https://") && !b.starts_with("http://")) {
+                return Err(format!("gateways.{name}: api_base must be an http:// or https:// URL"));
+            }
+            if g.payment_method.as_ref().is_some_and(|m| m.is_empty() || !m.bytes().all(|b| b.is_ascii_graphic())) {
+                return Err(format!("gateways.{name}: payment_method must be a PaymentMethod id"));
+            }
+        }
+        if self.gateways.values().filter(|g| g.scheme == GatewayScheme::Stripe).count() > 1 {
+            return Err("gateways: at most one gateway has scheme = \"stripe\" (card trips are paid through it)".into());
+        }
         if !(1..=MAX_CHAT_DAYS).contains(&self.retention.chat_days) {
             return Err(format!("retention: chat_days must be 1-{MAX_CHAT_DAYS}"));
         }
@@ -549,6 +574,12 @@ impl Config {
         self.server.listen.parse().map_err(|e| Error::Setting(format!("listen address {:?}: {e}", self.server.listen)))
     }
 
+    /// The gateway card trips are paid through: the `[gateways.<name>]` with
+    /// `scheme = "stripe"` if there is one, else the built-in `sim`.
+    pub fn card_gateway(&self) -> &str {
+        self.gateways.iter().find(|(_, g)| g.scheme == GatewayScheme::Stripe).map_or("sim", |(name, _)| name.as_str())
+    }
+
     /// The engine's rules from `[dispatch]` and `[limits]`.
     pub fn rules(&self) -> DispatchRules {
         let d = &self.dispatch;
@@ -569,6 +600,7 @@ impl Config {
             sos_phones: self.notify.sos_phones.clone(),
             payout_min_minor: self.payouts.min_minor,
             max_cash_debt_minor: self.payouts.max_cash_debt_minor,
+            card_gateway: self.card_gateway().to_owned(),
             ..DispatchRules::default()
         }
     }
@@ -973,6 +1005,20 @@ mod tests {
         assert!(Config::parse("[gateways.x]\nscheme = \"stripe\"\nsecret = \"no\"\n").is_err(), "no secrets in files");
         assert!(Config::parse("[gateways.Bad-Name]\nscheme = \"stripe\"\n").is_err());
         assert!(Config::parse("[gateways.sim]\nscheme = \"stripe\"\n").is_err());
+        // Card trips go through sim unless a Stripe gateway is configured.
+        assert_eq!((c.card_gateway(), c.rules().card_gateway.as_str()), ("sim", "sim"));
+        let stripe =
+            Config::parse("[gateways.stripe]\nscheme = \"stripe\"\napi_base = \"http://127.0.0.1:9\"\n").unwrap();
+        assert_eq!((stripe.card_gateway(), stripe.rules().card_gateway.as_str()), ("stripe", "stripe"));
+        assert_eq!(stripe.gateways["stripe"].api_base.as_deref(), Some("http://127.0.0.1:9"));
+        for bad in [
+            "[gateways.paystack]\nscheme = \"paystack\"\napi_base = \"https://api.paystack.co\"\n",
+            "[gateways.stripe]\nscheme = \"stripe\"\napi_base = \"ftp://stripe\"\n",
+            "[gateways.stripe]\nscheme = \"stripe\"\npayment_method = \"\"\n",
+            "[gateways.a]\nscheme = \"stripe\"\n[gateways.b]\nscheme = \"stripe\"\n",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
         assert!(Config::parse("[payments]\ncard_auth_ttl_s = 0\n").is_err());
     }
 

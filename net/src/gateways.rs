@@ -34,7 +34,8 @@ pub enum Format {
     /// a payout's event names `data.payout_id` (`payout.paid`, `payout.failed`; amount and
     /// currency optional), a top-up's `data.top_up_id` (`payment.captured`, `payment.failed`).
     Sim,
-    /// Stripe's event: `{"id","type","data":{"object":{…,"metadata":{"trip_id"}}}}`.
+    /// Stripe's event: `{"id","type","data":{"object":{…,"metadata":{"trip_id"}}}}`; a
+    /// payout's (`payout.paid`, `payout.failed`) names `metadata.payout_id` instead.
     Stripe,
     /// Paystack's: `{"event","data":{"id","amount","currency","metadata":{"trip_id"}}}`.
     Paystack,
@@ -285,6 +286,16 @@ fn parse_provider(format: Format, v: &Value, header_id: Option<&str>) -> Result<
         top_up: None,
         has_amount: false,
     };
+    if let (Format::Stripe, "payout.paid" | "payout.failed") = (format, event_type) {
+        // A payout the Stripe gateway sent names the engine's payout in its metadata
+        // (`crate::stripe`); one without it (made in Stripe's dashboard) is not the engine's.
+        let Some(payout) = object["metadata"]["payout_id"].as_str() else { return Ok(parsed) };
+        let report = if event_type == "payout.paid" { PayoutReportKind::Paid } else { PayoutReportKind::Failed };
+        parsed.payout = Some((payout.parse().map_err(|_| ApiError::not_found("payout"))?, report));
+        parsed.amount_minor = object["amount"].as_i64().ok_or_else(|| missing("amount"))?;
+        parsed.has_amount = true;
+        return Ok(parsed);
+    }
     if kind.is_none() {
         return Ok(parsed);
     }
@@ -348,6 +359,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(authorized.kind, Some(PaymentEventKind::Authorized));
+    }
+
+    #[test]
+    fn stripe_payout_events_name_the_engines_payout_in_their_metadata() {
+        let paid = parse(
+            Format::Stripe,
+            json!({"id": "evt_po_1", "type": "payout.paid", "data": {"object": {"id": "po_1", "object": "payout",
+                "amount": 25000, "currency": "egp", "metadata": {"payout_id": "pyo_0000000000000003"}}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            (paid.payout.map(|(p, k)| (p.to_string(), k)), paid.amount_minor, paid.has_amount, paid.kind),
+            (Some(("pyo_0000000000000003".to_owned(), PayoutReportKind::Paid)), 25000, true, None)
+        );
+        let failed = parse(
+            Format::Stripe,
+            json!({"id": "evt_po_2", "type": "payout.failed", "data": {"object": {"id": "po_1", "amount": 25000,
+                "metadata": {"payout_id": "pyo_0000000000000003"}}}}),
+        )
+        .unwrap();
+        assert_eq!(failed.payout.map(|(_, k)| k), Some(PayoutReportKind::Failed));
+        // A payout made in Stripe's dashboard is not the engine's: acknowledged, no effect.
+        let foreign = parse(
+            Format::Stripe,
+            json!({"id": "evt_po_3", "type": "payout.paid", "data": {"object": {"id": "po_9", "amount": 1, "metadata": {}}}}),
+        )
+        .unwrap();
+        assert_eq!((foreign.payout, foreign.kind), (None, None));
+        let bad = parse(
+            Format::Stripe,
+            json!({"id": "evt_po_4", "type": "payout.paid", "data": {"object": {"metadata": {"payout_id": "nope"}}}}),
+        );
+        assert_eq!(bad.unwrap_err().code, "not_found");
     }
 
     #[test]

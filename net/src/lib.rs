@@ -74,6 +74,7 @@ pub mod ratelimit;
 pub mod render;
 pub mod server;
 pub mod sms;
+pub mod stripe;
 pub mod timed_io;
 pub mod tls;
 pub mod wire;
@@ -138,6 +139,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         |k| std::env::var(k).ok(),
         Arc::clone(&sms) as Arc<dyn notify::Provider>,
     )?;
+    // The card gateway: Stripe when configured (its secret key read and checked here),
+    // else the built-in sim.
+    let stripe = stripe::StripeGateway::from_config(&config, |k| std::env::var(k).ok())?;
     tracing::info!(
         fcm = providers.fcm.is_some(),
         apns = providers.apns.is_some(),
@@ -207,13 +211,21 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         "recovered the data directory"
     );
     let engine = Arc::new(engine);
-    // Card trips are authorised and captured by the worker through the built-in `sim`
-    // gateway (the only one built); results come back as payment events.
-    let sim = Arc::new(dispatch_core::payment::SimGateway::new());
-    if opts.sim_gateway_down && opts.dev {
-        sim.set_down(true);
-    }
-    let payments = dispatch_core::payment::PaymentWorker::start(Arc::clone(&engine), sim, opts.payments)?;
+    // Card trips are authorised and captured by the worker through the card gateway
+    // (`Config::card_gateway`: Stripe when configured, else the built-in `sim`); results
+    // come back as payment events.
+    let gateway: Arc<dyn dispatch_core::payment::Gateway> = match stripe {
+        Some(stripe) => stripe,
+        None => {
+            let sim = Arc::new(dispatch_core::payment::SimGateway::new());
+            if opts.sim_gateway_down && opts.dev {
+                sim.set_down(true);
+            }
+            sim
+        }
+    };
+    tracing::info!(gateway = gateway.name(), "card gateway");
+    let payments = dispatch_core::payment::PaymentWorker::start(Arc::clone(&engine), gateway, opts.payments)?;
     let demo = opts.demo_drivers.map(|n| demo::Demo::start(Arc::clone(&engine), n)).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {

@@ -404,6 +404,37 @@ impl State {
         self.trip_updated(trip_id, fx)
     }
 
+    /// Records `reference`, the gateway's own id for the trip's card payment (Stripe's
+    /// PaymentIntent), for the worker's later calls. Only the payment worker records it,
+    /// only for the trip's own gateway; recording the same one again changes nothing.
+    pub(super) fn record_gateway_ref(
+        &mut self,
+        who: Who,
+        trip_id: TripId,
+        gateway: &str,
+        reference: &str,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("only the payment worker records gateway references".into()));
+        }
+        if !(1..=255).contains(&reference.len()) || !reference.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Invalid("a gateway reference is 1-255 printable ASCII characters".into()));
+        }
+        let trip = self.trips.get(&trip_id).ok_or_else(|| Error::not_found("trip", trip_id))?;
+        if trip.payment.gateway.as_deref() != Some(gateway) {
+            return Err(Error::Invalid(format!("trip {trip_id} is not paid through the {gateway} gateway")));
+        }
+        if trip.payment.gateway_ref.as_deref() == Some(reference) {
+            return Ok(Outcome::Done);
+        }
+        let t = self.trip_mut(trip_id, fx)?;
+        t.payment.gateway_ref = Some(reference.to_owned());
+        t.updated_at = now;
+        self.trip_updated(trip_id, fx)
+    }
+
     /// The trip's rider pays cash instead of by card: allowed while nothing is held on
     /// or taken from the card (not yet authorised, declined, expired, or given up on).
     /// A new cash payment replaces the card's. After the ride (a capture still owed),

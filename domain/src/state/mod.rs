@@ -568,6 +568,9 @@ impl State {
                 self.complete(who, *trip_id, Some(delivery_code), *distance_m, *dropoff, now, fx)
             }
             Command::DisableCoupon { code } => self.disable_coupon(who, code, now, fx),
+            Command::RecordGatewayRef { trip_id, gateway, reference } => {
+                self.record_gateway_ref(who, *trip_id, gateway, reference, now, fx)
+            }
             Command::RequestPayout { id, amount_minor, currency } => {
                 self.request_payout(who, *id, *amount_minor, *currency, now, fx)
             }

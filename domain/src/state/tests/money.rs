@@ -386,6 +386,33 @@ fn a_wallet_hold_expires_and_the_ride_pays_from_the_balance() {
 }
 
 #[test]
+fn the_gateway_reference_is_recorded_by_the_worker_for_the_trips_own_gateway_only() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let trip = id_of(book(&mut w, rider, PaymentMethod::Card, None).unwrap());
+    let record = |gateway: &str, reference: &str| Command::RecordGatewayRef {
+        trip_id: trip,
+        gateway: gateway.into(),
+        reference: reference.into(),
+    };
+    assert!(matches!(w.run(Actor::User(rider), record("sim", "pi_1")), Err(Error::Forbidden(_))));
+    assert!(matches!(w.run(Actor::System, record("stripe", "pi_1")), Err(Error::Invalid(_))), "not its gateway");
+    for bad in ["", "pi 1", "pi_\n", &"x".repeat(256)] {
+        assert!(matches!(w.run(Actor::System, record("sim", bad)), Err(Error::Invalid(_))), "{bad:?}");
+    }
+    assert_eq!(w.get(trip).payment.gateway_ref, None, "refusals change nothing");
+    w.run(Actor::System, record("sim", "pi_1")).unwrap();
+    assert_eq!(w.run(Actor::System, record("sim", "pi_1")).unwrap(), Outcome::Done, "the same again: nothing");
+    assert_eq!(w.get(trip).payment.gateway_ref.as_deref(), Some("pi_1"));
+    let missing = Command::RecordGatewayRef {
+        trip_id: TripId::from_raw(999).unwrap(),
+        gateway: "sim".into(),
+        reference: "pi_2".into(),
+    };
+    assert!(matches!(w.run(Actor::System, missing), Err(Error::NotFound { .. })));
+}
+
+#[test]
 fn a_dead_letter_is_recorded_and_the_rider_may_then_pay_cash() {
     let mut w = World::new(rules());
     let rider = w.rider();
