@@ -236,7 +236,12 @@ pub struct Licence {
 impl Licence {
     /// Whether it has expired at `now`: from 00:00 UTC of the day after `expires_on`.
     pub fn expired_at(&self, now: Timestamp) -> bool {
-        now >= self.expires_on.start().plus_millis(86_400_000)
+        now >= self.expires_at()
+    }
+
+    /// When it expires: 00:00 UTC of the day after `expires_on`.
+    pub fn expires_at(&self) -> Timestamp {
+        self.expires_on.start().plus_millis(86_400_000)
     }
 
     /// When its driver is reminded: [`REMINDER_LEAD_DAYS`] before `expires_on`, 00:00 UTC.
@@ -381,6 +386,8 @@ pub struct Applications {
     pub(crate) items: imbl::OrdMap<UserId, Arc<Application>>,
     /// Approved drivers' licences to remind of, by when.
     pub(crate) reminders: imbl::OrdSet<(Timestamp, UserId)>,
+    /// Approved drivers' licences by when they expire: a driver at work then stops.
+    pub(crate) expiries: imbl::OrdSet<(Timestamp, UserId)>,
 }
 
 impl Applications {
@@ -407,6 +414,11 @@ impl Applications {
     /// When the next reminder is due.
     pub fn next_reminder(&self) -> Option<Timestamp> {
         self.reminders.get_min().map(|(t, _)| *t)
+    }
+
+    /// When the next approved driver's licence expires.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiries.get_min().map(|(t, _)| *t)
     }
 }
 

@@ -10,8 +10,9 @@
 //!   nothing); a rejected applicant edits and submits again;
 //! - only an admin (or the system) decides, and only on a `submitted` application;
 //! - a driver whose application's licence has expired at `now` cannot go online
-//!   (`403 document_expired`); drivers created by staff have no application and no such
-//!   check;
+//!   (`403 document_expired`), and one at work when it expires stops: offline at once
+//!   (its offers withdrawn) when available, at the end of its trip when on one; drivers
+//!   created by staff have no application and no such check;
 //! - each approved licence gets one reminder push, [`crate::application::REMINDER_LEAD_DAYS`]
 //!   before it expires, made by the `Tick` that finds it due (the queue is state).
 
@@ -24,10 +25,11 @@ use crate::application::{
 };
 use crate::clock::Timestamp;
 use crate::command::Outcome;
-use crate::driver::Driver;
+use crate::driver::{Availability, Driver};
 use crate::error::{Error, Result};
 use crate::id::UserId;
 use crate::outbox::Kind;
+use crate::trip::WithdrawReason;
 use crate::user::{self, Role};
 
 impl State {
@@ -195,6 +197,7 @@ impl State {
             self.drivers.insert(driver_id, Arc::new(Driver::new(driver_id, details.vehicle.category.clone())));
             fx.drivers.push(driver_id);
             self.applications.reminders.insert((details.license.reminder_at(), driver_id));
+            self.applications.expiries.insert((details.license.expires_at(), driver_id));
         }
         self.put(a, fx)
     }
@@ -208,6 +211,27 @@ impl State {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The licences that expired by `now` (a `Tick`): a driver available then stops
+    /// working — offline, its pending offers withdrawn — and cannot go online again
+    /// (`document_expired`); one on a trip finishes it and goes offline when it ends
+    /// (`release_driver`).
+    pub(super) fn licence_expiries(&mut self, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        while let Some(&(at, driver_id)) = self.applications.expiries.get_min() {
+            if at > now {
+                break;
+            }
+            self.applications.expiries.remove_min();
+            fx.applications = true;
+            if self.application_blocks_online(driver_id, now).is_err()
+                && self.drivers.get(&driver_id).is_some_and(|d| d.availability == Availability::Available)
+            {
+                self.set_offline(driver_id, fx)?;
+                self.withdraw_driver_offers(driver_id, None, WithdrawReason::Expired, now, fx)?;
+            }
+        }
+        Ok(())
     }
 
     /// The applications' part of a `Tick`: the licence reminders due, once per licence.

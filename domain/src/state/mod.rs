@@ -451,10 +451,8 @@ impl State {
     pub fn next_deadline(&self) -> Option<Timestamp> {
         let deadline = self.deadlines.get_min().map(|(t, _)| *t);
         let expiry = self.idempotency_expiry.get_min().map(|(t, _, _)| *t);
-        [deadline, expiry, self.outbox_deadline(), self.hooks_deadline(), self.applications.next_reminder()]
-            .into_iter()
-            .flatten()
-            .min()
+        let licences = self.applications.next_reminder().into_iter().chain(self.applications.next_expiry()).min();
+        [deadline, expiry, self.outbox_deadline(), self.hooks_deadline(), licences].into_iter().flatten().min()
     }
 
     fn dispatch_command(
@@ -488,6 +486,7 @@ impl State {
                 self.outbox_tick(now, fx);
                 self.hooks_tick(now, fx);
                 self.licence_reminders(now, fx);
+                self.licence_expiries(now, fx)?;
                 Ok(Outcome::Done)
             }
             Command::CreateZone { id, zone } => self.create_zone(who, *id, zone, now, fx),
@@ -625,7 +624,10 @@ impl State {
         }
     }
 
-    fn release_driver(&mut self, driver_id: UserId, fx: &mut Effects) -> Result<()> {
+    /// The driver's trip ended: available again, or offline when suspended or its licence
+    /// expired during the trip (it may not work: `application_blocks_online`).
+    fn release_driver(&mut self, driver_id: UserId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let licence_expired = self.application_blocks_online(driver_id, now).is_err();
         let d = self.driver_mut(driver_id, fx)?;
         debug_assert!(
             d.availability == Availability::OnTrip && d.trip_id.is_some(),
@@ -633,7 +635,7 @@ impl State {
         );
         d.trip_id = None;
         d.trip_odometer_m = 0.0;
-        if d.suspended {
+        if d.suspended || licence_expired {
             self.set_offline(driver_id, fx)
         } else {
             d.availability = Availability::Available;

@@ -490,7 +490,7 @@ impl State {
         }
         t.fare.final_minor = Some(priced.fare_minor);
         t.fare.final_breakdown = priced.breakdown;
-        self.release_driver(driver_id, fx)?;
+        self.release_driver(driver_id, now, fx)?;
         self.close_open_trip(rider_id);
         self.trip_updated(trip_id, fx)
     }
@@ -562,7 +562,7 @@ impl State {
         let coupon = t.fare.locked.coupon.as_ref().map(|c| c.code.clone());
         self.withdraw_trip_offers(trip_id, WithdrawReason::Cancelled, fx)?;
         if let Some(d) = driver {
-            self.release_driver(d, fx)?;
+            self.release_driver(d, now, fx)?;
         }
         self.close_trip_count(rider, was);
         // A coupon's `uses` counts the trips booked with it, less those cancelled
@@ -591,7 +591,7 @@ impl State {
             t.fare.estimate_minor = rider_price;
             t.bids.retain(|b| b.driver_id != driver_id);
         }
-        self.release_driver(driver_id, fx)?;
+        self.release_driver(driver_id, now, fx)?;
         self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(trip_id)));
         self.dispatch_round(trip_id, now, fx)?;
         self.trip_updated(trip_id, fx)

@@ -181,6 +181,37 @@ fn an_expired_licence_keeps_its_driver_offline_and_is_reminded_once_fourteen_day
 }
 
 #[test]
+fn a_licence_that_expires_while_its_driver_works_stops_the_driver() {
+    // T0 is 2023-11-14 22:13 UTC; licences valid through 2023-11-14 expire at 2023-11-15 00:00.
+    let mut w = World::new(rules());
+    let idle = submitted(&mut w, "+201055550005", "2023-11-14");
+    let busy = submitted(&mut w, "+201055550006", "2023-11-14");
+    for d in [idle, busy] {
+        w.run(Actor::Admin, Command::DecideApplication { driver_id: d, approve: true, reason: None }).unwrap();
+        let here = crate::geo::LatLng::new(crate::testkit::CAIRO.0, crate::testkit::CAIRO.1).unwrap();
+        w.run(Actor::User(d), Command::SetDriverStatus { online: true, location: Some(here) }).unwrap();
+    }
+    // `busy` takes a trip (the nearest first: offer both, accept with `busy`).
+    let rider = w.rider();
+    let trip = w.trip(rider);
+    w.accept(busy, trip).unwrap();
+    let availability = |w: &World, d: UserId| w.state.driver(d).unwrap().availability;
+    assert_eq!(availability(&w, idle), crate::driver::Availability::Available);
+    w.advance(2 * 3_600);
+    assert_eq!(availability(&w, idle), crate::driver::Availability::Offline, "stopped at the expiry");
+    assert!(w.state.driver(idle).unwrap().pending_offers.is_empty(), "its offers withdrawn");
+    assert_eq!(availability(&w, busy), crate::driver::Availability::OnTrip, "the trip goes on");
+    w.run(Actor::User(busy), Command::DriverArrived { trip_id: trip }).unwrap();
+    let code = w.get(trip).pickup_code.to_string();
+    w.run(Actor::User(busy), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+    w.run(Actor::User(busy), Command::CompleteTrip { trip_id: trip, distance_m: None, dropoff: None }).unwrap();
+    assert_eq!(availability(&w, busy), crate::driver::Availability::Offline, "not available after it");
+    let online = Command::SetDriverStatus { online: true, location: None };
+    assert!(matches!(w.run(Actor::User(busy), online), Err(Error::DocumentExpired { .. })));
+    w.finish();
+}
+
+#[test]
 fn a_submission_is_announced_to_the_webhook_endpoints_that_want_it() {
     let mut w = World::new(rules());
     let cmd = Command::CreateWebhookEndpoint {
