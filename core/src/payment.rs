@@ -216,6 +216,21 @@ impl SimGateway {
     }
 }
 
+impl SimInner {
+    /// Counts a call and fails it when the gateway is down or told to fail it.
+    fn admit(&mut self) -> Result<(), GatewayError> {
+        self.calls += 1;
+        if self.down {
+            return Err(GatewayError::Unavailable("sim gateway is down".into()));
+        }
+        if self.fail_next > 0 {
+            self.fail_next -= 1;
+            return Err(GatewayError::Unavailable("sim gateway failed this call".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Gateway for SimGateway {
     fn name(&self) -> &str {
         "sim"
@@ -223,14 +238,7 @@ impl Gateway for SimGateway {
 
     fn execute(&self, call: &GatewayCall) -> Result<Option<String>, GatewayError> {
         let mut g = self.inner.lock();
-        g.calls += 1;
-        if g.down {
-            return Err(GatewayError::Unavailable("sim gateway is down".into()));
-        }
-        if g.fail_next > 0 {
-            g.fail_next -= 1;
-            return Err(GatewayError::Unavailable("sim gateway failed this call".into()));
-        }
+        g.admit()?;
         if g.declines.contains(&call.trip_id) {
             return Err(GatewayError::Declined("card declined".into()));
         }
@@ -262,14 +270,7 @@ impl Gateway for SimGateway {
     /// Accepts the payout (it reports the outcome later, by a signed webhook).
     fn payout(&self, call: &PayoutCall) -> Result<(), GatewayError> {
         let mut g = self.inner.lock();
-        g.calls += 1;
-        if g.down {
-            return Err(GatewayError::Unavailable("sim gateway is down".into()));
-        }
-        if g.fail_next > 0 {
-            g.fail_next -= 1;
-            return Err(GatewayError::Unavailable("sim gateway failed this call".into()));
-        }
+        g.admit()?;
         if g.done.contains(&call.idempotency_key) {
             return Ok(());
         }

@@ -29,14 +29,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::json;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 
 use dispatch_core::clock::{Clock, SystemClock, Timestamp};
 use dispatch_core::hooks::{Delivery, EventData, HookEvent, HookOutcome};
 use dispatch_core::id::{EndpointId, EventId};
 use dispatch_core::outbox::retry_delay_ms;
 use dispatch_core::view::View;
-use dispatch_core::{Actor, Command, Engine};
+use dispatch_core::{Command, Engine};
 
 use crate::http::rfc3339;
 use crate::notify::client::{self, Client, Version};
@@ -148,6 +148,8 @@ async fn pass(inner: &Arc<Inner>) -> usize {
         v.hooks()
             .due(now, inner.config.batch)
             .into_iter()
+            // One in flight is not rendered again while its POST runs.
+            .filter(|d| !inner.in_flight.lock().contains(&(d.endpoint_id, d.event.id)))
             .filter_map(|d| {
                 let e = v.hooks().endpoint(d.endpoint_id)?;
                 let body = body(v, &d.event);
@@ -224,18 +226,7 @@ async fn report(inner: &Inner, delivery: &Delivery, outcome: HookOutcome) {
         attempt: delivery.attempts.saturating_add(1),
         outcome,
     };
-    let (tx, rx) = oneshot::channel();
-    let sent = inner.engine.submit_with(Actor::System, command, move |r| {
-        let _ = tx.send(r);
-    });
-    match sent {
-        Ok(()) => {
-            if let Ok(Err(e)) = rx.await {
-                tracing::debug!(event = %delivery.event.id, error = %e, "webhook report refused");
-            }
-        }
-        Err(e) => tracing::warn!(event = %delivery.event.id, error = %e, "webhook report not submitted"),
-    }
+    crate::outbox::submit_report(&inner.engine, command, &delivery.event.id).await;
 }
 
 /// How many deliveries are pending, and when the oldest one's event happened (metrics).

@@ -302,20 +302,14 @@ impl Metrics {
     /// The outbox: its depth and the age of its oldest pending item (from the view), the
     /// worker's deliveries and failures per channel.
     fn render_notifications(&self, o: &mut String, engine: &dispatch_core::Engine) {
-        use dispatch_core::clock::Clock;
         use dispatch_core::outbox::Channel;
-        let (pending, oldest) = crate::outbox::queue(engine);
-        let now = dispatch_core::clock::SystemClock.now();
-        let age_s = oldest.map_or(0.0, |t| (now.millis_since(t).max(0) as f64) / 1000.0);
-        family(o, "dispatch_notifications_pending", "gauge", "Notifications in the outbox waiting to be sent.");
-        let _ = writeln!(o, "dispatch_notifications_pending {pending}");
-        family(
+        queue_gauges(
             o,
-            "dispatch_notifications_oldest_pending_age_seconds",
-            "gauge",
+            "dispatch_notifications",
+            crate::outbox::queue(engine),
+            "Notifications in the outbox waiting to be sent.",
             "Age of the oldest notification waiting to be sent (0 when none is).",
         );
-        let _ = writeln!(o, "dispatch_notifications_oldest_pending_age_seconds {age_s}");
         family(
             o,
             "dispatch_notifications_delivered_total",
@@ -351,19 +345,13 @@ impl Metrics {
     /// The webhook deliveries: how many are pending and the age of the oldest event
     /// waiting, the worker's deliveries and failures.
     fn render_webhooks(&self, o: &mut String, engine: &dispatch_core::Engine) {
-        use dispatch_core::clock::Clock;
-        let (pending, oldest) = crate::hooks::queue(engine);
-        let now = dispatch_core::clock::SystemClock.now();
-        let age_s = oldest.map_or(0.0, |t| (now.millis_since(t).max(0) as f64) / 1000.0);
-        family(o, "dispatch_webhooks_pending", "gauge", "Webhook deliveries waiting to be made.");
-        let _ = writeln!(o, "dispatch_webhooks_pending {pending}");
-        family(
+        queue_gauges(
             o,
-            "dispatch_webhooks_oldest_pending_age_seconds",
-            "gauge",
+            "dispatch_webhooks",
+            crate::hooks::queue(engine),
+            "Webhook deliveries waiting to be made.",
             "Age of the oldest event whose delivery is waiting (0 when none is).",
         );
-        let _ = writeln!(o, "dispatch_webhooks_oldest_pending_age_seconds {age_s}");
         family(o, "dispatch_webhooks_delivered_total", "counter", "Webhook deliveries an endpoint took (2xx).");
         let _ = writeln!(o, "dispatch_webhooks_delivered_total {}", self.webhooks.delivered());
         family(
@@ -374,6 +362,24 @@ impl Metrics {
         );
         let _ = writeln!(o, "dispatch_webhooks_failed_total {}", self.webhooks.failed());
     }
+}
+
+/// A delivery queue's two gauges: `<prefix>_pending` and
+/// `<prefix>_oldest_pending_age_seconds` (0 when nothing waits), from `(pending, oldest)`.
+fn queue_gauges(
+    o: &mut String,
+    prefix: &str,
+    (pending, oldest): (usize, Option<dispatch_core::clock::Timestamp>),
+    pending_help: &str,
+    age_help: &str,
+) {
+    use dispatch_core::clock::Clock;
+    let now = dispatch_core::clock::SystemClock.now();
+    let age_s = oldest.map_or(0.0, |t| (now.millis_since(t).max(0) as f64) / 1000.0);
+    family(o, &format!("{prefix}_pending"), "gauge", pending_help);
+    let _ = writeln!(o, "{prefix}_pending {pending}");
+    family(o, &format!("{prefix}_oldest_pending_age_seconds"), "gauge", age_help);
+    let _ = writeln!(o, "{prefix}_oldest_pending_age_seconds {age_s}");
 }
 
 /// One figure of a family without labels: name, type, help, value.

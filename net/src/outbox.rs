@@ -290,17 +290,26 @@ async fn report(inner: &Inner, item: &Notification, outcome: AttemptOutcome) {
     };
     counter[slot(item.channel)].fetch_add(1, Ordering::Relaxed);
     let command = Command::NotificationAttempted { id: item.id, attempt: item.attempts.saturating_add(1), outcome };
+    submit_report(&inner.engine, command, &item.id).await;
+}
+
+/// Submits a worker's report of one try (`NotificationAttempted`, `WebhookAttempted`) as
+/// the system and waits for its answer. A refusal (the item moved on: a duplicate, its
+/// window over) is logged at debug and needs nothing more; one not submitted (the engine
+/// shutting down) leaves the item pending, to be tried again after the restart.
+pub(crate) async fn submit_report(engine: &Engine, command: Command, id: &(impl std::fmt::Display + Sync)) {
+    let name = command.name();
     let (tx, rx) = oneshot::channel();
-    let sent = inner.engine.submit_with(Actor::System, command, move |r| {
+    let sent = engine.submit_with(Actor::System, command, move |r| {
         let _ = tx.send(r);
     });
     match sent {
         Ok(()) => {
             if let Ok(Err(e)) = rx.await {
-                tracing::debug!(id = %item.id, error = %e, "notification report refused");
+                tracing::debug!(%id, error = %e, report = name, "report refused");
             }
         }
-        Err(e) => tracing::warn!(id = %item.id, error = %e, "notification report not submitted"),
+        Err(e) => tracing::warn!(%id, error = %e, report = name, "report not submitted"),
     }
 }
 

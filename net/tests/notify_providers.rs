@@ -39,7 +39,7 @@ fn message(id: &str, to: Recipient) -> Message {
 // ---------------------------------------------------------------------------------------
 // FCM
 
-const SERVICE_ACCOUNT: &str = include_str!("data/fcm-test-service-account.json");
+const SERVICE_ACCOUNT: &str = include_str!("fixtures/fcm-test-service-account.json");
 
 /// The FCM fake: the token endpoint (`/token`) and `messages:send` on one server.
 struct FcmFake {
@@ -246,7 +246,7 @@ async fn fcm_with_a_key_the_token_endpoint_does_not_know_is_rejected() {
     // The account's key was replaced (or another account's file was given): the token
     // endpoint's signature check fails.
     let f = fcm_fake().await;
-    let account = include_str!("data/fcm-test-service-account-wrong-key.json");
+    let account = include_str!("fixtures/fcm-test-service-account-wrong-key.json");
     let fcm = notify::fcm::Fcm::new(&notify::fcm::FcmConfig {
         endpoint: &f.fake.url(),
         token_url: &format!("{}/token", f.fake.url()),
@@ -528,7 +528,7 @@ async fn dispatchd_pushes_through_fcm_retries_a_503_and_drops_an_unregistered_de
     f.sends.lock().unwrap().push_back((503, vec![], json!({"error": {"code": 503}}).to_string()));
     let url = f.fake.url();
     let config = format!("[notify]\nfcm_endpoint = \"{url}\"\nfcm_token_url = \"{url}/token\"\n");
-    let credentials = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fcm-test-service-account.json");
+    let credentials = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fcm-test-service-account.json");
     let s = common::Server::start_env(
         tempfile::tempdir().unwrap(),
         &[],

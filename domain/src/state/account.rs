@@ -90,40 +90,17 @@ impl State {
         let existing = self.user_by_phone(role, phone).cloned();
         let user = match (existing, role) {
             (Some(u), _) => u,
-            (None, Role::Rider) => {
-                if self.users.contains_key(&new_user_id) {
-                    return Err(Error::Internal(format!("user {new_user_id} already exists")));
-                }
-                let u = Arc::new(User {
-                    id: new_user_id,
-                    role: Role::Rider,
-                    name: "Rider".into(),
-                    phone: phone.to_owned(),
-                    vehicle: None,
-                    token_generation: 0,
-                    suspended: false,
-                    created_at: now,
-                    rating: Default::default(),
-                    email: None,
-                    language: crate::user::DEFAULT_LANGUAGE.into(),
-                    default_payment_method: None,
-                });
-                self.phones.insert((Role::Rider, phone.to_owned()), new_user_id);
-                self.users.insert(new_user_id, Arc::clone(&u));
-                fx.users.push(new_user_id);
-                u
-            }
-            // A driver's first sign-in opens an applicant's account: a driver user with
-            // no vehicle and no driver record, and an empty application
+            // A rider's first sign-in opens its account. A driver's opens an applicant's: a
+            // driver user with no vehicle and no driver record, and an empty application
             // (`state/applications.rs`); it cannot work until staff approve it.
-            (None, Role::Driver) => {
+            (None, Role::Rider | Role::Driver) => {
                 if self.users.contains_key(&new_user_id) {
                     return Err(Error::Internal(format!("user {new_user_id} already exists")));
                 }
                 let u = Arc::new(User {
                     id: new_user_id,
-                    role: Role::Driver,
-                    name: "Driver".into(),
+                    role,
+                    name: if role == Role::Rider { "Rider" } else { "Driver" }.into(),
                     phone: phone.to_owned(),
                     vehicle: None,
                     token_generation: 0,
@@ -134,10 +111,12 @@ impl State {
                     language: crate::user::DEFAULT_LANGUAGE.into(),
                     default_payment_method: None,
                 });
-                self.phones.insert((Role::Driver, phone.to_owned()), new_user_id);
+                self.phones.insert((role, phone.to_owned()), new_user_id);
                 self.users.insert(new_user_id, Arc::clone(&u));
                 fx.users.push(new_user_id);
-                self.open_application(new_user_id, now, fx);
+                if role == Role::Driver {
+                    self.open_application(new_user_id, now, fx);
+                }
                 u
             }
             (None, _) => {

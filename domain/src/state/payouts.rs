@@ -42,6 +42,29 @@ enum Plan {
 }
 
 impl State {
+    /// Carries out a gateway report's plan: its money moves (if any) and its event id
+    /// remembered. `Some`: the answer to an ignored report, which moved nothing.
+    fn carry_out(
+        &mut self,
+        plan: Plan,
+        gateway: &str,
+        event_id: &str,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Option<Outcome>> {
+        match plan {
+            Plan::Ignore(reason) => {
+                self.remember_event(gateway, event_id, now);
+                Ok(Some(Outcome::PaymentEvent { duplicate: false, ignored: Some(reason) }))
+            }
+            Plan::Apply(ops) => {
+                self.apply_money(&ops, fx)?;
+                self.remember_event(gateway, event_id, now);
+                Ok(None)
+            }
+        }
+    }
+
     /// Payouts, top-ups and the earnings index.
     pub fn book(&self) -> &Book {
         &self.book
@@ -243,15 +266,9 @@ impl State {
                 PayoutReportKind::Failed => ignore("not being paid"),
             }
         };
-        let ops = match plan {
-            Plan::Ignore(reason) => {
-                self.remember_event(gateway, event_id, now);
-                return Ok(Outcome::PaymentEvent { duplicate: false, ignored: Some(reason) });
-            }
-            Plan::Apply(ops) => ops,
-        };
-        self.apply_money(&ops, fx)?;
-        self.remember_event(gateway, event_id, now);
+        if let Some(ignored) = self.carry_out(plan, gateway, event_id, now, fx)? {
+            return Ok(ignored);
+        }
         let mut p = (*p).clone();
         match kind {
             PayoutReportKind::Sent => p.sent_at = Some(now),
@@ -367,15 +384,9 @@ impl State {
                 (TopUpReportKind::Failed, _) => Plan::Apply(Vec::new()),
             }
         };
-        let ops = match plan {
-            Plan::Ignore(reason) => {
-                self.remember_event(gateway, event_id, now);
-                return Ok(Outcome::PaymentEvent { duplicate: false, ignored: Some(reason) });
-            }
-            Plan::Apply(ops) => ops,
-        };
-        self.apply_money(&ops, fx)?;
-        self.remember_event(gateway, event_id, now);
+        if let Some(ignored) = self.carry_out(plan, gateway, event_id, now, fx)? {
+            return Ok(ignored);
+        }
         if t.status == TopUpStatus::Pending {
             self.top_up_settled(t.user_id);
         }

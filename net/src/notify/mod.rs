@@ -224,7 +224,7 @@ impl Providers {
 mod tests {
     use super::*;
 
-    const ACCOUNT: &str = include_str!("../../tests/data/fcm-test-service-account.json");
+    const ACCOUNT: &str = include_str!("../../tests/fixtures/fcm-test-service-account.json");
 
     fn sink() -> Arc<dyn Provider> {
         Arc::new(crate::sms::SmsSink::Log { dev: false })
