@@ -42,10 +42,25 @@ pub enum Principal {
         id: UserId,
         /// Their role (as the engine has it).
         role: Role,
+        /// What they may do as staff (none for riders and drivers).
+        perms: Permissions,
     },
 }
 
 impl Principal {
+    /// A user whose rights are those of `role` by default ([`Permissions::of_role`]).
+    pub fn user(id: UserId, role: Role) -> Principal {
+        Principal::User { id, role, perms: Permissions::of_role(role) }
+    }
+
+    /// What this caller may do as staff: every permission for the bootstrap admin.
+    pub fn permissions(self) -> Permissions {
+        match self {
+            Principal::BootstrapAdmin => Permissions::ALL,
+            Principal::User { perms, .. } => perms,
+        }
+    }
+
     /// The engine actor.
     pub fn actor(self) -> Actor {
         match self {
@@ -302,7 +317,7 @@ pub fn authenticate(
     if u.role != claims.role || !generation_ok(&u, &claims) {
         return Err(unauthorized());
     }
-    Ok(Principal::User { id: u.id, role: u.role })
+    Ok(Principal::user(u.id, u.role))
 }
 
 /// Who may call a route.
@@ -314,6 +329,146 @@ pub enum Allow {
     Authenticated,
     /// Callers with one of these roles (the bootstrap admin is `admin`).
     Roles(&'static [Role]),
+    /// Staff whose role grants this permission (API.md "Back office": `support` and
+    /// `admin` by default, more roles from `[roles.<name>]`).
+    Permission(Permission),
+}
+
+/// A staff permission (API.md v1.1 "Back office"): what a staff role may do. A route
+/// names at most one ([`Allow::Permission`]); a role is a set of them ([`Permissions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Permission {
+    /// `trips.read`
+    TripsRead,
+    /// `trips.cancel`
+    TripsCancel,
+    /// `refunds.create`
+    RefundsCreate,
+    /// `drivers.suspend`
+    DriversSuspend,
+    /// `users.read`
+    UsersRead,
+    /// `users.write`
+    UsersWrite,
+    /// `users.block`
+    UsersBlock,
+    /// `applications.review`
+    ApplicationsReview,
+    /// `payouts.approve`
+    PayoutsApprove,
+    /// `settings.write`
+    SettingsWrite,
+    /// `zones.write`
+    ZonesWrite,
+    /// `coupons.write`
+    CouponsWrite,
+    /// `reports.read`
+    ReportsRead,
+    /// `audit.read`
+    AuditRead,
+    /// `notifications.read`
+    NotificationsRead,
+}
+
+impl Permission {
+    /// Every permission, in the order API.md lists them.
+    pub const ALL: [Permission; 15] = [
+        Permission::TripsRead,
+        Permission::TripsCancel,
+        Permission::RefundsCreate,
+        Permission::DriversSuspend,
+        Permission::UsersRead,
+        Permission::UsersWrite,
+        Permission::UsersBlock,
+        Permission::ApplicationsReview,
+        Permission::PayoutsApprove,
+        Permission::SettingsWrite,
+        Permission::ZonesWrite,
+        Permission::CouponsWrite,
+        Permission::ReportsRead,
+        Permission::AuditRead,
+        Permission::NotificationsRead,
+    ];
+
+    /// Its name in the config and the OpenAPI document (`trips.read`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::TripsRead => "trips.read",
+            Permission::TripsCancel => "trips.cancel",
+            Permission::RefundsCreate => "refunds.create",
+            Permission::DriversSuspend => "drivers.suspend",
+            Permission::UsersRead => "users.read",
+            Permission::UsersWrite => "users.write",
+            Permission::UsersBlock => "users.block",
+            Permission::ApplicationsReview => "applications.review",
+            Permission::PayoutsApprove => "payouts.approve",
+            Permission::SettingsWrite => "settings.write",
+            Permission::ZonesWrite => "zones.write",
+            Permission::CouponsWrite => "coupons.write",
+            Permission::ReportsRead => "reports.read",
+            Permission::AuditRead => "audit.read",
+            Permission::NotificationsRead => "notifications.read",
+        }
+    }
+
+    /// The permission named `s`, if any.
+    pub fn parse(s: &str) -> Option<Permission> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of [`Permission`]s (a bit set: `Copy`, checked in O(1)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Permissions(u16);
+
+impl Permissions {
+    /// No permission (riders, drivers).
+    pub const NONE: Permissions = Permissions(0);
+    /// Every permission (`admin`, the bootstrap admin).
+    pub const ALL: Permissions = Permissions((1 << Permission::ALL.len()) - 1);
+    /// `support`'s default rights (API.md v1.1 details).
+    pub const SUPPORT: Permissions = Permissions::of(&[
+        Permission::TripsRead,
+        Permission::TripsCancel,
+        Permission::RefundsCreate,
+        Permission::UsersRead,
+        Permission::NotificationsRead,
+        Permission::ReportsRead,
+    ]);
+
+    /// The set of `list`.
+    pub const fn of(list: &[Permission]) -> Permissions {
+        let mut bits = 0u16;
+        let mut i = 0;
+        while i < list.len() {
+            bits |= 1 << (list[i] as u16);
+            i += 1;
+        }
+        Permissions(bits)
+    }
+
+    /// The default rights of a built-in role.
+    pub fn of_role(role: Role) -> Permissions {
+        match role {
+            Role::Admin => Permissions::ALL,
+            Role::Support => Permissions::SUPPORT,
+            Role::Rider | Role::Driver => Permissions::NONE,
+        }
+    }
+
+    /// Whether `p` is in the set.
+    pub fn contains(self, p: Permission) -> bool {
+        self.0 & p.bit() != 0
+    }
+
+    /// The set's permissions, in [`Permission::ALL`]'s order.
+    pub fn iter(self) -> impl Iterator<Item = Permission> {
+        Permission::ALL.into_iter().filter(move |p| self.contains(*p))
+    }
 }
 
 /// Staff: support and admin.
@@ -337,6 +492,10 @@ pub fn authorize(allow: Allow, who: Option<Principal>) -> Result<(), ApiError> {
         (Allow::Roles(roles), Some(p)) if roles.contains(&p.role()) => Ok(()),
         (Allow::Roles(_), Some(p)) => {
             Err(ApiError::new("forbidden", format!("the {} role may not do this", p.role().as_str())))
+        }
+        (Allow::Permission(perm), Some(p)) if p.permissions().contains(perm) => Ok(()),
+        (Allow::Permission(perm), Some(_)) => {
+            Err(ApiError::new("forbidden", format!("this needs the {} permission", perm.as_str())))
         }
     }
 }
@@ -401,10 +560,7 @@ mod tests {
         let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
         let u = user(0);
         let t = keys.token_for(&u, 1_000);
-        assert_eq!(
-            authenticate(&keys, &t, 1_001, |_| Some(u.clone())),
-            Ok(Principal::User { id: u.id, role: Role::Driver })
-        );
+        assert_eq!(authenticate(&keys, &t, 1_001, |_| Some(u.clone())), Ok(Principal::user(u.id, Role::Driver)));
         // Expired.
         assert!(authenticate(&keys, &t, 1_000 + TOKEN_TTL_S, |_| Some(u.clone())).is_err());
         // Revoked: the user's generation moved on.
@@ -457,13 +613,25 @@ mod tests {
 
     #[test]
     fn one_table_decides_401_and_403() {
-        let rider = Principal::User { id: UserId::from_raw(1).unwrap(), role: Role::Rider };
+        let rider = Principal::user(UserId::from_raw(1).unwrap(), Role::Rider);
         assert_eq!(authorize(DRIVER, None).unwrap_err().code, "unauthorized");
         assert_eq!(authorize(DRIVER, Some(rider)).unwrap_err().code, "forbidden");
         assert!(authorize(RIDER, Some(rider)).is_ok());
         assert!(authorize(ADMIN, Some(Principal::BootstrapAdmin)).is_ok());
         assert!(authorize(STAFF, Some(Principal::BootstrapAdmin)).is_ok());
         assert!(authorize(Allow::Anyone, None).is_ok());
+        let support = Principal::user(UserId::from_raw(2).unwrap(), Role::Support);
+        assert!(authorize(Allow::Permission(Permission::UsersRead), Some(support)).is_ok());
+        assert_eq!(authorize(Allow::Permission(Permission::UsersBlock), Some(support)).unwrap_err().code, "forbidden");
+        assert_eq!(authorize(Allow::Permission(Permission::TripsRead), Some(rider)).unwrap_err().code, "forbidden");
+        assert_eq!(authorize(Allow::Permission(Permission::TripsRead), None).unwrap_err().code, "unauthorized");
+        assert!(authorize(Allow::Permission(Permission::AuditRead), Some(Principal::BootstrapAdmin)).is_ok());
+        for p in Permission::ALL {
+            assert_eq!(Permission::parse(p.as_str()), Some(p));
+            assert!(Permissions::ALL.contains(p));
+        }
+        assert_eq!(Permissions::ALL.iter().count(), 15);
+        assert_eq!(Permissions::SUPPORT.iter().count(), 6);
         assert_eq!(bearer("Bearer abc"), Some("abc"));
         assert_eq!(bearer("Basic abc"), None);
     }

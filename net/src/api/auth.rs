@@ -61,7 +61,7 @@ impl Ctx<'_> {
         match o {
             Outcome::User(u) => {
                 let token = self.app.keys.token_for(&u, now().as_secs());
-                self.who = Some(Principal::User { id: u.id, role: u.role });
+                self.who = Some(Principal::user(u.id, u.role));
                 let mut user = render::user(&u);
                 if u.role == Role::Driver {
                     // A driver account opened by a first sign-in is an applicant until approved.

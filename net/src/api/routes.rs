@@ -13,7 +13,7 @@
 use dispatch_core::Role;
 use hyper::Method;
 
-use crate::auth::{ADMIN, Allow, DRIVER, RIDER, RIDER_OR_DRIVER, STAFF};
+use crate::auth::{ADMIN, Allow, DRIVER, Permission as P, RIDER, RIDER_OR_DRIVER};
 use crate::http::ApiError;
 use crate::ratelimit::Class;
 
@@ -238,6 +238,11 @@ pub struct Spec {
 /// Who may be shown a trip at all (which trip, `Trip::visible_to` decides): riders,
 /// drivers and staff.
 const TRIP_PEOPLE: Allow = Allow::Roles(&[Role::Rider, Role::Driver, Role::Support, Role::Admin]);
+
+/// Staff whose role grants `p` (every staff route but the admin-only ones names one).
+const fn perm(p: P) -> Allow {
+    Allow::Permission(p)
+}
 
 const fn spec(name: &'static str, allow: Allow) -> Spec {
     Spec { name, allow, class: None, ip_limited: true, large_body: false, idempotent: false }
@@ -485,20 +490,20 @@ impl Endpoint {
             E::OtpVerify => spec("otp_verify", Allow::Anyone),
             E::CreateUser => idem(spec("admin_create_user", ADMIN)),
             E::RevokeTokens(_) => idem(spec("admin_revoke_tokens", ADMIN)),
-            E::CreateZone => Spec { large_body: true, ..idem(spec("admin_create_zone", ADMIN)) },
-            E::ReplaceZone(_) => Spec { large_body: true, ..spec("admin_replace_zone", ADMIN) },
+            E::CreateZone => Spec { large_body: true, ..idem(spec("admin_create_zone", perm(P::ZonesWrite))) },
+            E::ReplaceZone(_) => Spec { large_body: true, ..spec("admin_replace_zone", perm(P::ZonesWrite)) },
             E::ListZones => spec("zones", Allow::Authenticated),
             E::LookupZone => spec("zone_lookup", Allow::Authenticated),
-            E::CreateCoupon => idem(spec("admin_create_coupon", ADMIN)),
+            E::CreateCoupon => idem(spec("admin_create_coupon", perm(P::CouponsWrite))),
             E::Estimate => spec("fare_estimate", RIDER),
             E::DriverStatus => idem(spec("driver_status", DRIVER)),
             E::DriverLocation => spec("driver_location", DRIVER),
             E::DriverOffers => spec("driver_offers", DRIVER),
-            E::DriversNearby => spec("admin_drivers_nearby", STAFF),
-            E::ListDrivers => spec("admin_drivers", STAFF),
-            E::GetDriver(_) => spec("admin_driver", STAFF),
-            E::Suspend(_, true) => idem(spec("admin_suspend", ADMIN)),
-            E::Suspend(_, false) => idem(spec("admin_unsuspend", ADMIN)),
+            E::DriversNearby => spec("admin_drivers_nearby", perm(P::UsersRead)),
+            E::ListDrivers => spec("admin_drivers", perm(P::UsersRead)),
+            E::GetDriver(_) => spec("admin_driver", perm(P::UsersRead)),
+            E::Suspend(_, true) => idem(spec("admin_suspend", perm(P::DriversSuspend))),
+            E::Suspend(_, false) => idem(spec("admin_unsuspend", perm(P::DriversSuspend))),
             E::CreateTrip => Spec { class: Some(Class::TripCreate), ..idem(spec("trip_create", RIDER)) },
             E::ListTrips => spec("trips", RIDER_OR_DRIVER),
             E::GetTrip(_) => spec("trip", TRIP_PEOPLE),
@@ -518,25 +523,25 @@ impl Endpoint {
             // Who may post when is the engine's rule (the window, staff at any time).
             E::PostMessage(_) => Spec { class: Some(Class::Chat), ..idem(spec("trip_message", TRIP_PEOPLE)) },
             E::ListMessages(_) => spec("trip_messages", TRIP_PEOPLE),
-            E::AdminTrips => spec("admin_trips", STAFF),
-            E::AdminCancel(_) => idem(spec("admin_trip_cancel", STAFF)),
-            E::ListAlerts => spec("admin_alerts", STAFF),
-            E::AckAlert(_) => idem(spec("admin_alert_ack", STAFF)),
-            E::Stats => spec("admin_stats", STAFF),
-            E::TripEvents(_) => spec("admin_trip_events", STAFF),
-            E::TripTrail(_) => spec("admin_trip_trail", STAFF),
+            E::AdminTrips => spec("admin_trips", perm(P::TripsRead)),
+            E::AdminCancel(_) => idem(spec("admin_trip_cancel", perm(P::TripsCancel))),
+            E::ListAlerts => spec("admin_alerts", perm(P::TripsRead)),
+            E::AckAlert(_) => idem(spec("admin_alert_ack", perm(P::TripsCancel))),
+            E::Stats => spec("admin_stats", perm(P::TripsRead)),
+            E::TripEvents(_) => spec("admin_trip_events", perm(P::TripsRead)),
+            E::TripTrail(_) => spec("admin_trip_trail", perm(P::TripsRead)),
             E::Wallet => spec("wallet", RIDER_OR_DRIVER),
             E::Credit(_) => idem(spec("admin_wallet_credit", ADMIN)),
-            E::Refund(_) => idem(spec("admin_trip_refund", STAFF)),
+            E::Refund(_) => idem(spec("admin_trip_refund", perm(P::RefundsCreate))),
             E::LedgerVerify => spec("admin_ledger_verify", ADMIN),
             // Signed webhooks are not counted against `ip_per_min`; a bad signature is (handler).
             E::Webhook(_) => Spec { ip_limited: false, ..spec("webhook", Allow::Anyone) },
             // A settlement report can be long: the 1 MiB limit of zone uploads.
             E::Reconcile => Spec { large_body: true, ..spec("admin_reconcile", ADMIN) },
-            E::DeadLetters => spec("admin_dead_letters", STAFF),
+            E::DeadLetters => spec("admin_dead_letters", perm(P::TripsRead)),
             E::PaymentMethod(_) => idem(spec("trip_payment_method", RIDER)),
             E::CashReceived(_) => idem(spec("trip_cash_received", DRIVER)),
-            E::UnlockCode(_) => idem(spec("admin_trip_unlock", STAFF)),
+            E::UnlockCode(_) => idem(spec("admin_trip_unlock", perm(P::TripsCancel))),
             E::Me => spec("me", Allow::Authenticated),
             E::UpdateMe => spec("me_update", Allow::Authenticated),
             E::Share(_) => idem(spec("trip_share", RIDER)),
@@ -546,7 +551,7 @@ impl Endpoint {
             E::RegisterDevice => idem(spec("me_device_register", Allow::Authenticated)),
             E::ListDevices => spec("me_devices", Allow::Authenticated),
             E::DeleteDevice(_) => spec("me_device_delete", Allow::Authenticated),
-            E::ListNotifications => spec("admin_notifications", STAFF),
+            E::ListNotifications => spec("admin_notifications", perm(P::NotificationsRead)),
             E::CreateHookEndpoint => idem(spec("admin_webhook_endpoint_create", ADMIN)),
             E::ListHookEndpoints => spec("admin_webhook_endpoints", ADMIN),
             E::DeleteHookEndpoint(_) => spec("admin_webhook_endpoint_delete", ADMIN),
@@ -559,22 +564,22 @@ impl Endpoint {
             // The body limit of uploads is `application::MAX_DOCUMENT_BYTES` (the pipeline).
             E::UploadDocument(_) => spec("driver_application_document", DRIVER),
             E::SubmitApplication => idem(spec("driver_application_submit", DRIVER)),
-            E::ListApplications => spec("admin_applications", STAFF),
-            E::GetApplication(_) => spec("admin_application", STAFF),
-            E::ApplicationDocument(..) => spec("admin_application_document", STAFF),
-            E::DecideApplication(_, true) => idem(spec("admin_application_approve", ADMIN)),
-            E::DecideApplication(_, false) => idem(spec("admin_application_reject", ADMIN)),
-            E::ListCoupons => spec("admin_coupons", ADMIN),
-            E::GetCoupon(_) => spec("admin_coupon", ADMIN),
-            E::DisableCoupon(_) => idem(spec("admin_coupon_disable", ADMIN)),
-            E::AdminComplete(_) => idem(spec("admin_trip_complete", STAFF)),
+            E::ListApplications => spec("admin_applications", perm(P::UsersRead)),
+            E::GetApplication(_) => spec("admin_application", perm(P::UsersRead)),
+            E::ApplicationDocument(..) => spec("admin_application_document", perm(P::UsersRead)),
+            E::DecideApplication(_, true) => idem(spec("admin_application_approve", perm(P::ApplicationsReview))),
+            E::DecideApplication(_, false) => idem(spec("admin_application_reject", perm(P::ApplicationsReview))),
+            E::ListCoupons => spec("admin_coupons", perm(P::CouponsWrite)),
+            E::GetCoupon(_) => spec("admin_coupon", perm(P::CouponsWrite)),
+            E::DisableCoupon(_) => idem(spec("admin_coupon_disable", perm(P::CouponsWrite))),
+            E::AdminComplete(_) => idem(spec("admin_trip_complete", perm(P::TripsCancel))),
             E::DriverEarnings => spec("driver_earnings", DRIVER),
             E::RequestPayout => idem(spec("driver_payout_request", DRIVER)),
             E::DriverPayouts => spec("driver_payouts", DRIVER),
-            E::AdminPayouts => spec("admin_payouts", STAFF),
-            E::ReviewPayout(_, true) => idem(spec("admin_payout_approve", ADMIN)),
-            E::ReviewPayout(_, false) => idem(spec("admin_payout_reject", ADMIN)),
-            E::DriverCashReceived(_) => idem(spec("admin_driver_cash_received", ADMIN)),
+            E::AdminPayouts => spec("admin_payouts", perm(P::UsersRead)),
+            E::ReviewPayout(_, true) => idem(spec("admin_payout_approve", perm(P::PayoutsApprove))),
+            E::ReviewPayout(_, false) => idem(spec("admin_payout_reject", perm(P::PayoutsApprove))),
+            E::DriverCashReceived(_) => idem(spec("admin_driver_cash_received", perm(P::PayoutsApprove))),
             E::TopUp => idem(spec("wallet_top_up", RIDER_OR_DRIVER)),
         }
     }

@@ -114,7 +114,7 @@ mod tests {
     use super::*;
 
     fn user(id: u64, role: Role) -> Principal {
-        Principal::User { id: UserId::from_raw(id).unwrap(), role }
+        Principal::user(UserId::from_raw(id).unwrap(), role)
     }
 
     #[test]

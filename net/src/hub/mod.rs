@@ -393,7 +393,7 @@ mod tests {
     #[test]
     fn presence_is_reported_on_a_users_first_open_and_last_close_only() {
         let hub = Hub::new(Arc::new(Metrics::default()));
-        let driver = Principal::User { id: UserId::from_raw(7).unwrap(), role: Role::Driver };
+        let driver = Principal::user(UserId::from_raw(7).unwrap(), Role::Driver);
         let reports = parking_lot::Mutex::new(Vec::new());
         let (a, _, first_a) = hub.register(driver, || reports.lock().push(true));
         let (b, _, first_b) = hub.register(driver, || reports.lock().push(true));

@@ -79,6 +79,7 @@ fn who_json(w: Who) -> Value {
         Who::Anyone => json!("anyone"),
         Who::Authenticated => json!("authenticated"),
         Who::Roles(r) => json!(r),
+        Who::Permission(p) => json!({"permission": p}),
     }
 }
 
@@ -88,6 +89,7 @@ pub fn allow_json(a: Allow) -> Value {
         Allow::Anyone => json!("anyone"),
         Allow::Authenticated => json!("authenticated"),
         Allow::Roles(r) => json!(r.iter().map(|r| r.as_str()).collect::<Vec<_>>()),
+        Allow::Permission(p) => json!({"permission": p.as_str()}),
     }
 }
 
@@ -161,7 +163,7 @@ fn responses(op: &Op, spec: Option<Spec>) -> Value {
     if op.who != Who::Anyone {
         codes.push("unauthorized");
     }
-    if matches!(op.who, Who::Roles(_)) {
+    if matches!(op.who, Who::Roles(_) | Who::Permission(_)) {
         codes.push("forbidden");
     }
     if op.path.contains('{') {
@@ -222,6 +224,10 @@ fn operation(op: &Op) -> Value {
         "x-dispatch-allow": who_json(op.who),
         "responses": responses(op, spec),
     });
+    if let Who::Permission(p) = op.who {
+        v["x-dispatch-permission"] = json!(p);
+        v["description"] = json!(format!("Needs the `{p}` permission (`[roles.<name>]`; `admin` has every one)."));
+    }
     if !params.is_empty() {
         v["parameters"] = json!(params);
     }
@@ -264,7 +270,7 @@ pub fn build() -> Value {
         "info": {
             "title": "dispatch",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The HTTP API of dispatchd, the ride-hailing dispatch engine. Money is integer minor units beside an ISO 4217 currency; times are RFC 3339 UTC; ids are a type prefix and 16 hex digits. Errors are `{\"error\":{\"code\",\"message\",…}}` with the stable codes of each response's description. `x-dispatch-allow` names the roles that may call an operation. The WebSocket (`GET /v1/ws`) is described in API.md.",
+            "description": "The HTTP API of dispatchd, the ride-hailing dispatch engine. Money is integer minor units beside an ISO 4217 currency; times are RFC 3339 UTC; ids are a type prefix and 16 hex digits. Errors are `{\"error\":{\"code\",\"message\",…}}` with the stable codes of each response's description. `x-dispatch-allow` names the roles that may call an operation, or the staff permission it needs (also `x-dispatch-permission`). The WebSocket (`GET /v1/ws`) is described in API.md.",
             "license": {"name": "MIT OR Apache-2.0", "identifier": "MIT OR Apache-2.0"},
         },
         "servers": [{"url": "/"}],
