@@ -133,7 +133,7 @@ pub(super) fn trips_query() -> Vec<Value> {
         limit_q(),
         cursor_q(),
         q("status", trip_status(), false, "Only trips in this status."),
-        q("zone_id", id("zon_"), false, "Only trips of this zone (a malformed id is `404 not_found`)."),
+        q("zone_id", id("zon_"), false, "Only trips of this zone (a malformed id is `400 invalid_request`)."),
     ]
 }
 
@@ -147,6 +147,8 @@ pub(super) fn admin_trips_query() -> Vec<Value> {
         "The trip with this reference (any case, the dash optional; `O` reads as `0`, `I` and `L` as `1`), hot or \
          archived, among the last 30 days' trips: a page of one or none. A malformed one is `400 invalid_request`.",
     ));
+    // ----- issue 20: H -----
+    v.extend(super::reports::admin_trips_filters());
     v
 }
 
