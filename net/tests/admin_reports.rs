@@ -1,7 +1,8 @@
 //! The staff trip list's filters and the reports (issue 20, API.md v1.1 "Back office"):
 //! a completed, a cancelled and an expired trip, listed by status, zone, rider, driver and
 //! creation time and counted in the revenue and trips reports (JSON and CSV) while hot,
-//! then the same answers once a checkpoint has moved them to the history.
+//! then the same answers once a checkpoint has moved them to the history, after a refund
+//! of an archived trip, and after a restart.
 
 mod common;
 
@@ -38,6 +39,8 @@ struct City {
     /// Completed, cancelled by its rider, expired.
     trips: [Value; 3],
     fare: i64,
+    /// Refunded of the completed trip.
+    refunded: i64,
 }
 
 /// Every filter answers the same while the trips are hot and once they are archived.
@@ -97,7 +100,7 @@ async fn check_reports(s: &Server, c: &City) {
         assert_eq!(total(&revenue, "gross_minor"), c.fare);
         // 15 % commission, rounded half up.
         assert_eq!(total(&revenue, "commission_minor"), (c.fare * 1500 + 5000) / 10_000);
-        assert_eq!((total(&revenue, "refunded_minor"), total(&revenue, "cancel_fees_minor")), (0, 0));
+        assert_eq!((total(&revenue, "refunded_minor"), total(&revenue, "cancel_fees_minor")), (c.refunded, 0));
     }
     let zone = s.get(&format!("/v1/admin/reports/trips?zone_id={}", c.zone), ADMIN).await.expect(200);
     assert_eq!(total(&zone, "requested"), 3);
@@ -172,23 +175,52 @@ async fn the_trip_list_and_the_reports_answer_from_hot_trips_and_from_the_histor
     s.post(&format!("/v1/trips/{}/cancel", id(&cancelled)), &other, json!({"reason_code": "changed_mind"}))
         .await
         .expect(200);
-    let city = City { zone, rider, driver, trips: [done, cancelled, expired], fare };
+    let mut city = City { zone, rider, driver, trips: [done, cancelled, expired], fare, refunded: 0 };
 
     // Hot: straight after the trips ended.
     check_list(&s, &city).await;
     check_reports(&s, &city).await;
 
     // Records go by until checkpoints wrote the three trips and the writer archived them.
-    let deadline = std::time::Instant::now() + WAIT;
-    for n in 100.. {
-        if hot(&s, "completed").await + hot(&s, "cancelled").await + hot(&s, "expired").await == 0 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the finished trips never left the hot state");
-        user(&s, "rider", n).await;
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    archived(&s, 100).await;
     // Archived: the same answers, each trip counted once.
     check_list(&s, &city).await;
     check_reports(&s, &city).await;
+
+    // A refund after the trip was archived brings it back to the hot state (the archived
+    // copy stays until the next checkpoint writes the new revision): counted once, with
+    // the refund, before and after.
+    let t = id(&city.trips[0]);
+    s.post(&format!("/v1/admin/trips/{t}/refund"), ADMIN, json!({"amount_minor": 100, "reason": "detour"}))
+        .await
+        .expect(201);
+    city.refunded = 100;
+    check_reports(&s, &city).await;
+    archived(&s, 2_000).await;
+    check_reports(&s, &city).await;
+    check_list(&s, &city).await;
+
+    // The rollups and the indexes are in the store: a restart reads them back.
+    let mut s = s;
+    s.sigterm();
+    assert!(s.wait_exit().success());
+    let data = s.data_dir();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::rename(&data, dir.path().join("data")).unwrap();
+    let s = Server::start_in(dir, &[], Some(CONFIG));
+    check_list(&s, &city).await;
+    check_reports(&s, &city).await;
+}
+
+/// Sends records (users numbered from `n`) until no finished trip is hot.
+async fn archived(s: &Server, n: u32) {
+    let deadline = std::time::Instant::now() + WAIT;
+    for n in n.. {
+        if hot(s, "completed").await + hot(s, "cancelled").await + hot(s, "expired").await == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the finished trips never left the hot state");
+        user(s, "rider", n).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
