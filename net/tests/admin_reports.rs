@@ -4,6 +4,8 @@
 //! then the same answers once a checkpoint has moved them to the history, after a refund
 //! of an archived trip, and after a restart.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod common;
 
 use hyper::Method;
