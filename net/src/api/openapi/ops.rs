@@ -190,7 +190,7 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The trip.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
     op!("POST" "/v1/trips/{id}/cash-received" "trip_cash_received", "money", "The driver confirms the cash a rider said it paid.", DRIVER, no_query, EMPTY,
         [(200, "The trip.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
-    op!("GET" "/v1/admin/trips" "admin_trips", "admin", "Every trip, newest first; `?ref=` finds one by its reference. Every filter is answered from an index: a page costs the same whatever the history holds.", Who::Permission("trips.read"), admin_trips_query, Body::None,
+    op!("GET" "/v1/admin/trips" "admin_trips", "admin", "Every trip, newest first; `?ref=` finds one by its reference. Every filter is answered from an index: a page costs the same whatever the history holds.", Who::Permission("trips.read"), staff_trips_query, Body::None,
         [(200, "A page of trips.", Some(trips_page))], &["not_found"], true),
     op!("POST" "/v1/admin/trips/{id}/cancel" "admin_trip_cancel", "admin", "Staff cancel a trip.", Who::Permission("trips.cancel"), no_query, optional_body(cancel_in, cancel_ex),
         [(200, "Cancelled.", Some(trip_ref))], &["invalid_transition"], true),

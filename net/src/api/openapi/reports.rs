@@ -88,12 +88,14 @@ pub(super) fn trips_report_out() -> Value {
     obj(&[("items", array(item))], &["items"])
 }
 
-/// The staff trip list's filters beyond status and zone.
-pub(super) fn admin_trips_filters() -> Vec<Value> {
-    vec![
+/// `GET /v1/admin/trips`: the riders' and drivers' filters, `ref`, and the staff's own.
+pub(super) fn staff_trips_query() -> Vec<Value> {
+    let mut v = admin_trips_query();
+    v.extend([
         q("rider_id", id("usr_"), false, "Only this rider's trips (a malformed id is `400 invalid_request`)."),
         q("driver_id", id("usr_"), false, "Only this driver's trips (a malformed id is `400 invalid_request`)."),
         q("from", date(), false, "Created at or after this (inclusive)."),
         q("to", date(), false, "Created before this (exclusive)."),
-    ]
+    ]);
+    v
 }

@@ -147,8 +147,6 @@ pub(super) fn admin_trips_query() -> Vec<Value> {
         "The trip with this reference (any case, the dash optional; `O` reads as `0`, `I` and `L` as `1`), hot or \
          archived, among the last 30 days' trips: a page of one or none. A malformed one is `400 invalid_request`.",
     ));
-    // ----- issue 20: H -----
-    v.extend(super::reports::admin_trips_filters());
     v
 }
 
