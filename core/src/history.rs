@@ -81,6 +81,7 @@ use crate::trip::Trip;
 
 // ----- issue 20: H -----
 mod trips;
+pub(crate) use trips::ROWS_PER_TRIP_MAX;
 pub use trips::TripsPage;
 
 const TRIPS: TableName = TableName::new("trips");

@@ -23,6 +23,10 @@ use crate::reports::{Rollup, RollupKey, contribution};
 use crate::trip::Trip;
 use crate::trip_index::{TripQuery, created_of, index_rows, plan, range_start};
 
+/// Most rows one archived trip changes: the trip, its six index rows, the six of an
+/// older copy that differ, the two rollups of each copy.
+pub(crate) const ROWS_PER_TRIP_MAX: usize = 17;
+
 /// A page of the staff trip list from the history, and what it cost.
 #[derive(Debug, Default)]
 pub struct TripsPage {
