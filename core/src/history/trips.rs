@@ -114,7 +114,10 @@ impl History {
         let from_ms = query.from.map(Timestamp::as_millis);
         let mut after = range_start(&plan, cursor, query.to);
         'pages: loop {
-            let scan = Scan::new(plan.prefix.clone(), limit).order(Order::Ascending).after(after.take());
+            // An exact plan needs a page of rows; a user's index filtered for the rest reads
+            // on in the largest pages (bounded by that user's trips).
+            let rows_per_scan = if plan.exact { limit } else { store::SCAN_LIMIT_MAX };
+            let scan = Scan::new(plan.prefix.clone(), rows_per_scan).order(Order::Ascending).after(after.take());
             let rows = self.store.scan(plan.table, &scan).map_err(|e| store_error("cannot list trips", &e))?;
             for (k, _) in &rows.rows {
                 page.rows_read += 1;
