@@ -8,6 +8,12 @@
 //! - `trips_by_rider`: rider ‖ created (newest first) ‖ trip (highest first) → ();
 //! - `trips_by_driver`: driver ‖ created ‖ trip, the same way → ();
 //! - `trips_by_time`: created ‖ trip, the same way → () — every trip, for staff;
+//! - `trips_by_status`, `trips_by_zone`, `trips_by_zone_status`: status / zone / zone ‖
+//!   status ‖ created ‖ trip → () — the staff list's filters (`trip_index.rs`: the keys
+//!   and which index a query reads);
+//! - `report_days`: day ‖ zone ‖ currency → the rollup (`reports.rs`), what the trips
+//!   archived add up to; a trip re-archived replaces its old contribution (and old index
+//!   rows that differ), read from its old row before the same transaction;
 //! - `transfers`: transfer id → the settled ledger transfer (postcard), archived with
 //!   its trip (or on its own when it has none);
 //! - `transfers_by_account`: account ‖ time (newest first) ‖ transfer → (): statements;
@@ -73,10 +79,13 @@ use crate::ledger::{AccountKey, Transfer};
 use crate::state::gateway_event_kept;
 use crate::trip::Trip;
 
+// ----- issue 20: H -----
+mod trips;
+pub(crate) use trips::ROWS_PER_TRIP_MAX;
+pub use trips::TripsPage;
+
 const TRIPS: TableName = TableName::new("trips");
-const TRIPS_BY_RIDER: TableName = TableName::new("trips_by_rider");
-const TRIPS_BY_DRIVER: TableName = TableName::new("trips_by_driver");
-const TRIPS_BY_TIME: TableName = TableName::new("trips_by_time");
+use crate::trip_index::{TRIPS_BY_DRIVER, TRIPS_BY_RIDER, TRIPS_BY_TIME};
 const LOCATIONS: TableName = TableName::new("locations");
 const TRANSFERS: TableName = TableName::new("transfers");
 const TRANSFERS_BY_ACCOUNT: TableName = TableName::new("transfers_by_account");
@@ -86,6 +95,8 @@ const GATEWAY_EVENTS: TableName = TableName::new("gateway_events");
 const GATEWAY_EVENTS_BY_SEEN: TableName = TableName::new("gateway_events_by_seen");
 const ALERTS: TableName = TableName::new("alerts");
 const ALERTS_BY_TIME: TableName = TableName::new("alerts_by_time");
+// ----- issue 20: H -----
+const REPORT_DAYS: TableName = TableName::new("report_days");
 
 /// Most expired keys (and, apart, event ids) one checkpoint deletes (two rows each).
 pub(crate) const PURGE_MAX: usize = 200_000;
@@ -267,7 +278,7 @@ impl History {
     pub(crate) fn write(&self, checkpoint: Prepared, leaving: &Leaving, now: Timestamp) -> Result<ArchivedCounts> {
         let Leaving { trips, transfers, keys, events, alerts } = leaving;
         let Prepared { lsn, blob: state, changes: RowChanges { mut puts, mut deletes } } = checkpoint;
-        puts.reserve(trips.len() * 4 + transfers.len() * 3 + (keys.len() + events.len() + alerts.len()) * 2);
+        puts.reserve(trips.len() * 8 + transfers.len() * 3 + (keys.len() + events.len() + alerts.len()) * 2);
         for a in alerts {
             let value =
                 postcard::to_allocvec(&**a).map_err(|e| Error::internal(format!("cannot encode an alert: {e}")))?;
@@ -297,17 +308,7 @@ impl History {
                 puts.push((TRANSFERS_BY_ACCOUNT, statement_key(&account, t.at.as_millis(), t.id), Vec::new()));
             }
         }
-        for t in trips {
-            let value =
-                postcard::to_allocvec(&**t).map_err(|e| Error::internal(format!("cannot encode a trip: {e}")))?;
-            let created = t.created_at.as_millis();
-            puts.push((TRIPS, key::u64_be(t.id.raw()).to_vec(), value));
-            puts.push((TRIPS_BY_RIDER, index_key(Some(t.rider_id), created, t.id), Vec::new()));
-            if let Some(d) = t.driver_id {
-                puts.push((TRIPS_BY_DRIVER, index_key(Some(d), created, t.id), Vec::new()));
-            }
-            puts.push((TRIPS_BY_TIME, index_key(None, created, t.id), Vec::new()));
-        }
+        self.trip_rows(trips, &mut puts, &mut deletes)?;
         // Expired rows go in the same transaction, within its bound (two deletes each).
         let room = store::CHANGES_MAX.saturating_sub(puts.len() + deletes.len()) / 2;
         let now_ms = time_u64(now);

@@ -80,6 +80,9 @@ pub mod history;
 pub mod journal;
 pub mod payment;
 pub mod view;
+// ----- issue 20: H -----
+pub mod reports;
+pub mod trip_index;
 
 /// Typed ids and the id source (the domain's); the engine seeds [`RandomIds`] from the
 /// operating system.

@@ -628,6 +628,68 @@ impl Engine {
         Ok(out)
     }
 
+    // ----- issue 20: H -----
+
+    /// Up to `limit` (1 to 1000) trips passing `query`, newest first (by creation time,
+    /// then id), strictly after `cursor` (`(created ms, trip)`): the hot ones filtered in
+    /// memory, the finished ones read from the history through the index the query's
+    /// plan picks (`trip_index.rs`), so the history's part reads O(page) rows.
+    pub fn find_trips(
+        &self,
+        query: &crate::trip_index::TripQuery,
+        cursor: Option<(i64, TripId)>,
+        limit: usize,
+    ) -> Result<Vec<Arc<Trip>>> {
+        let limit = limit.clamp(1, 1000);
+        let after = |t: &Trip| cursor.is_none_or(|c| (t.created_at.as_millis(), t.id) < c);
+        let mut out: Vec<Arc<Trip>> =
+            self.read_snapshot(|v| v.trips().filter(|t| after(t) && query.matches(t)).cloned().collect());
+        if let (true, Some(h)) = (query.may_be_archived(), &self.shared.history) {
+            let cold = h.find_trips(query, cursor, limit)?.trips;
+            // A trip archived between the two reads is in both: the hot copy wins.
+            let hot: std::collections::HashSet<TripId> = out.iter().map(|t| t.id).collect();
+            out.extend(cold.into_iter().filter(|t| !hot.contains(&t.id)).map(Arc::new));
+        }
+        out.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The rollup rows (`reports.rs`) of days `[first_day, end_day)`, of `zone` or every
+    /// zone: the history's, plus what the hot trips add as they stand (less what their
+    /// archived copy, if any, already added), so a report is exact as soon as a trip
+    /// ends. Reads one history row per hot finished trip.
+    pub fn report_rows(
+        &self,
+        first_day: i64,
+        end_day: i64,
+        zone: Option<crate::id::ZoneId>,
+    ) -> Result<Vec<(crate::reports::RollupKey, crate::reports::Rollup)>> {
+        use crate::reports::{Rollup, RollupKey, contribution};
+        let mut sums: std::collections::BTreeMap<RollupKey, Rollup> = std::collections::BTreeMap::new();
+        let history = self.shared.history.as_ref();
+        if let Some(h) = history {
+            sums.extend(h.rollups(first_day, end_day, zone)?);
+        }
+        let hot: Vec<Arc<Trip>> =
+            self.read_snapshot(|v| v.trips().filter(|t| zone.is_none_or(|z| t.zone_id == z)).cloned().collect());
+        for t in hot {
+            let mut parts: Vec<(RollupKey, Rollup, i64)> =
+                contribution(&t).into_iter().map(|(k, r)| (k, r, 1)).collect();
+            if let (true, Some(h)) = (t.status.is_terminal(), history)
+                && let Some(old) = h.trip(t.id)?
+            {
+                parts.extend(contribution(&old).into_iter().map(|(k, r)| (k, r, -1)));
+            }
+            for (k, r, sign) in parts {
+                if (first_day..end_day).contains(&k.day) {
+                    sums.entry(k).or_default().add(&r, sign);
+                }
+            }
+        }
+        Ok(sums.into_iter().filter(|(_, r)| !r.is_zero()).collect())
+    }
+
     /// A user, as of the last durable batch.
     pub fn user(&self, id: UserId) -> Option<Arc<User>> {
         self.shared.view.read().user(id).cloned()

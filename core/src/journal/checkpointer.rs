@@ -89,7 +89,7 @@ fn leaving(state: &State, now: Timestamp) -> Leaving {
     transfers.truncate(ARCHIVE_TRANSFERS_MAX);
     let mut alerts = state.acknowledged_alerts();
     alerts.truncate(ARCHIVE_ALERTS_MAX);
-    let rows = finished.len() * 4 + transfers.len() * 3 + alerts.len() * 2;
+    let rows = finished.len() * crate::history::ROWS_PER_TRIP_MAX + transfers.len() * 3 + alerts.len() * 2;
     let (keys, events) = archivable_keys(state, now, rows);
     Leaving { trips: finished, transfers, keys, events, alerts }
 }

@@ -43,6 +43,8 @@ mod payouts;
 pub mod routes;
 mod trips;
 mod webhooks;
+// ----- issue 20: H -----
+mod reports;
 
 pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
 pub use trips::TRAIL_MAX_POINTS;
@@ -229,8 +231,11 @@ async fn pipeline(
     };
     let (parts, body) = req.into_parts();
     let body = http::read_body(&parts.headers, body, limit).await?;
-    // Webhooks read their gateway's signature header (and event id headers).
-    let headers = matches!(ep, Endpoint::Webhook(_)).then(|| parts.headers.clone()).unwrap_or_default();
+    // Webhooks read their gateway's signature header (and event id headers); reports
+    // their `Accept` (CSV or JSON).
+    let headers = matches!(ep, Endpoint::Webhook(_) | Endpoint::ReportRevenue | Endpoint::ReportTrips)
+        .then(|| parts.headers.clone())
+        .unwrap_or_default();
     let mut ctx =
         Ctx { app, op: spec.name, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None };
     let _guard = match (spec.idempotent, idem_key, who) {
@@ -308,7 +313,7 @@ struct Ctx<'a> {
     peer: IpAddr,
     query: Query,
     body: Bytes,
-    /// The request's headers (webhooks only; empty otherwise).
+    /// The request's headers (webhooks and reports only; empty otherwise).
     headers: hyper::HeaderMap,
     keyed: Option<IdempotencyKey>,
     replayed: bool,
@@ -559,6 +564,9 @@ impl Ctx<'_> {
             E::ReviewPayout(id, approve) => self.review_payout(&id, approve).await,
             E::DriverCashReceived(id) => self.driver_cash_received(&id).await,
             E::TopUp => self.create_top_up().await,
+            // ----- issue 20: H -----
+            E::ReportRevenue => self.report(reports::Report::Revenue).await,
+            E::ReportTrips => self.report(reports::Report::Trips).await,
         }
     }
 }

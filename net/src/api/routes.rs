@@ -188,6 +188,11 @@ pub enum Endpoint {
     DriverCashReceived(String),
     /// `POST /v1/wallet/top-ups`
     TopUp,
+    // ----- issue 20: H -----
+    /// `GET /v1/admin/reports/revenue`
+    ReportRevenue,
+    /// `GET /v1/admin/reports/trips`
+    ReportTrips,
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -400,6 +405,9 @@ pub const ROUTES: &[Route] = {
             |x| E::DriverCashReceived(p(x, 0))
         ),
         route!("POST", "/v1/wallet/top-ups", "wallet_top_up", |_| E::TopUp),
+        // ----- issue 20: H -----
+        route!("GET", "/v1/admin/reports/revenue", "admin_report_revenue", |_| E::ReportRevenue),
+        route!("GET", "/v1/admin/reports/trips", "admin_report_trips", |_| E::ReportTrips),
     ]
 };
 
@@ -581,6 +589,9 @@ impl Endpoint {
             E::ReviewPayout(_, false) => idem(spec("admin_payout_reject", perm(P::PayoutsApprove))),
             E::DriverCashReceived(_) => idem(spec("admin_driver_cash_received", perm(P::PayoutsApprove))),
             E::TopUp => idem(spec("wallet_top_up", RIDER_OR_DRIVER)),
+            // ----- issue 20: H -----
+            E::ReportRevenue => spec("admin_report_revenue", perm(P::ReportsRead)),
+            E::ReportTrips => spec("admin_report_trips", perm(P::ReportsRead)),
         }
     }
 }

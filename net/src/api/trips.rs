@@ -10,6 +10,7 @@
 
 use dispatch_core::id::{BidId, ZoneId};
 use dispatch_core::trip::{MAX_STOPS, Parcel};
+use dispatch_core::trip_index::TripQuery;
 use dispatch_core::trip_ref::TripRef;
 use dispatch_core::{
     Category, Command, LatLng, NewTrip, Outcome, PaymentMethod, Place, Role, Trip, TripId, TripKind, TripStatus,
@@ -23,6 +24,14 @@ use super::routes::TripAction;
 use super::{CancelIn, Ctx, Empty, PointIn, now, parse_id, unexpected};
 use crate::http::{self, ApiError, Cursor, Resp, json_response, lat_lng, no_content};
 use crate::render;
+
+/// The id in the query parameter `name`, if given (`400 invalid_request` naming it if malformed).
+fn id_param<T: std::str::FromStr>(query: &http::Query, name: &'static str) -> Result<Option<T>, ApiError> {
+    query
+        .get(name)
+        .map(|v| v.parse().map_err(|_| ApiError::invalid(format!("{name} is malformed")).with_param(name)))
+        .transpose()
+}
 
 /// Most positions `GET /v1/admin/trips/{id}/trail` answers (a sample when there are more).
 pub const TRAIL_MAX_POINTS: usize = 5_000;
@@ -236,39 +245,52 @@ impl Ctx<'_> {
         self.list_trips(of).await
     }
 
-    /// A page of trips, newest first: `of` whom, filtered by `?status=` and `?zone_id=`
-    /// (finished ones come from the history on disk, read off the runtime threads).
+    /// A page of trips, newest first: `of` whom, filtered by `?status=` and `?zone_id=`,
+    /// and for staff (`of` everyone) by `?rider_id=`, `?driver_id=`, `?from=`, `?to=`
+    /// (creation time) and `?ref=` (finished ones come from the history on disk, through
+    /// its indexes, read off the runtime threads). A malformed filter is `400
+    /// invalid_request` naming it.
     pub(super) async fn list_trips(&self, of: TripsOf) -> Result<Resp, ApiError> {
         let limit = http::limit(&self.query)?;
         let cursor = Cursor::from_query(&self.query)?
             .map(|c| {
                 TripId::from_raw(c.id)
-                    .map(|trip| dispatch_core::TripCursor { created_ms: c.at_ms, trip })
+                    .map(|trip| (c.at_ms, trip))
                     .ok_or_else(|| ApiError::invalid("cursor is malformed"))
             })
             .transpose()?;
         let status: Option<TripStatus> = self
             .query
             .get("status")
-            .map(|s| serde_json::from_value(json!(s)).map_err(|_| ApiError::invalid("unknown status")))
-            .transpose()?;
-        let zone: Option<ZoneId> = self.query.get("zone_id").map(|z| parse_id(z, "zone")).transpose()?;
-        if let Some(r) = self.query.get("ref") {
-            let reference = TripRef::parse(r).ok_or_else(|| {
-                ApiError::invalid("ref must be a trip reference: 6 characters like 7KQ-2M4").with_param("ref")
-            })?;
-            let keep = move |t: &Trip| status.is_none_or(|s| t.status == s) && zone.is_none_or(|z| t.zone_id == z);
-            return self.trip_by_ref(reference, keep).await;
-        }
-        let finished = status.is_none_or(|s| s.is_terminal());
-        let trips = self
-            .app
-            .blocking(move |e| {
-                e.trips(of, cursor, limit, finished, |t| {
-                    status.is_none_or(|s| t.status == s) && zone.is_none_or(|z| t.zone_id == z)
-                })
+            .map(|s| {
+                serde_json::from_value(json!(s)).map_err(|_| ApiError::invalid("unknown status").with_param("status"))
             })
-            .await?;
+            .transpose()?;
+        let zone: Option<ZoneId> = id_param(&self.query, "zone_id")?;
+        let mut query = TripQuery { status, zone, ..TripQuery::default() };
+        match of {
+            TripsOf::Rider(u) => query.rider = Some(u),
+            TripsOf::Driver(u) => query.driver = Some(u),
+            TripsOf::All => {
+                query.rider = id_param(&self.query, "rider_id")?;
+                query.driver = id_param(&self.query, "driver_id")?;
+                let date = |field: &'static str| {
+                    self.query
+                        .get(field)
+                        .map(|s| super::payouts::parse_date_or_time(s, field).map_err(|e| e.with_param(field)))
+                        .transpose()
+                };
+                query.from = date("from")?;
+                query.to = date("to")?;
+                if let Some(r) = self.query.get("ref") {
+                    let reference = TripRef::parse(r).ok_or_else(|| {
+                        ApiError::invalid("ref must be a trip reference: 6 characters like 7KQ-2M4").with_param("ref")
+                    })?;
+                    return self.trip_by_ref(reference, move |t: &Trip| query.matches(t)).await;
+                }
+            }
+        }
+        let trips = self.app.blocking(move |e| e.find_trips(&query, cursor, limit)).await?;
         let last = trips.last().map(|t| Cursor { at_ms: t.created_at.as_millis(), id: t.id.raw() });
         let items = self.trips_json(&trips);
         Ok(json_response(StatusCode::OK, &http::page(items, limit, last)))

@@ -25,6 +25,8 @@ mod ops;
 mod payouts;
 mod profile;
 mod requests;
+// ----- issue 20: H -----
+mod reports;
 mod schemas;
 mod trip;
 
@@ -147,6 +149,11 @@ fn responses(op: &Op, spec: Option<Spec>) -> Value {
         }
         if let Some(schema) = schema {
             resp["content"] = json!({"application/json": {"schema": schema()}});
+            // ----- issue 20: H -----
+            if op.name.starts_with("admin_report_") {
+                // `Accept: text/csv`: the items as CSV, a header row first.
+                resp["content"]["text/csv"] = json!({"schema": {"type": "string"}});
+            }
         } else if op.name == "metrics" {
             resp["content"] = json!({"text/plain": {"schema": metrics_out()}});
         } else if op.name == "admin_application_document" {

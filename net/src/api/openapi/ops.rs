@@ -10,6 +10,7 @@ use super::hooks::*;
 use super::notify::*;
 use super::payouts::*;
 use super::profile::*;
+use super::reports::*;
 use super::requests::*;
 use super::schemas::*;
 
@@ -189,7 +190,7 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The trip.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
     op!("POST" "/v1/trips/{id}/cash-received" "trip_cash_received", "money", "The driver confirms the cash a rider said it paid.", DRIVER, no_query, EMPTY,
         [(200, "The trip.", Some(trip_ref))], &["forbidden", "not_found", "invalid_transition"], true),
-    op!("GET" "/v1/admin/trips" "admin_trips", "admin", "Every trip, newest first; `?ref=` finds one by its reference.", Who::Permission("trips.read"), admin_trips_query, Body::None,
+    op!("GET" "/v1/admin/trips" "admin_trips", "admin", "Every trip, newest first; `?ref=` finds one by its reference. Every filter is answered from an index: a page costs the same whatever the history holds.", Who::Permission("trips.read"), staff_trips_query, Body::None,
         [(200, "A page of trips.", Some(trips_page))], &["not_found"], true),
     op!("POST" "/v1/admin/trips/{id}/cancel" "admin_trip_cancel", "admin", "Staff cancel a trip.", Who::Permission("trips.cancel"), no_query, optional_body(cancel_in, cancel_ex),
         [(200, "Cancelled.", Some(trip_ref))], &["invalid_transition"], true),
@@ -292,6 +293,11 @@ pub(super) const OPS: &[Op] = &[
         [(201, "The transfer.", Some(transfer_ref))], &[], true),
     op!("POST" "/v1/wallet/top-ups" "wallet_top_up", "money", "Top up the caller's wallet through the card gateway: `pending` until the gateway's `payment.captured` names it (`data.top_up_id`).", RIDER_OR_DRIVER, no_query, json_body(top_up_in, top_up_ex),
         [(201, "The top-up.", Some(top_up_out))], &[], true),
+    // ----- issue 20: H -----
+    op!("GET" "/v1/admin/reports/revenue" "admin_report_revenue", "admin", "Revenue per period and currency, from the daily rollups kept as trips are archived (the hot trips added): a completed trip counts on the day it ended. `Accept: text/csv` answers CSV.", Who::Permission("reports.read"), report_query, Body::None,
+        [(200, "The report.", Some(revenue_report_out))], &[], true),
+    op!("GET" "/v1/admin/reports/trips" "admin_report_trips", "admin", "Trips requested per period and what became of them, and the time to match, from the daily rollups: a trip counts on the day it was requested. `Accept: text/csv` answers CSV.", Who::Permission("reports.read"), report_query, Body::None,
+        [(200, "The report.", Some(trips_report_out))], &[], true),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made

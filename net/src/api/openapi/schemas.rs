@@ -133,7 +133,7 @@ pub(super) fn trips_query() -> Vec<Value> {
         limit_q(),
         cursor_q(),
         q("status", trip_status(), false, "Only trips in this status."),
-        q("zone_id", id("zon_"), false, "Only trips of this zone (a malformed id is `404 not_found`)."),
+        q("zone_id", id("zon_"), false, "Only trips of this zone (a malformed id is `400 invalid_request`)."),
     ]
 }
 
