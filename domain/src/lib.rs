@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 
 pub mod alert;
+pub mod audit;
 pub mod application;
 pub mod cancellation;
 pub mod chat;
@@ -84,6 +85,7 @@ pub mod payout;
 pub mod record;
 pub mod route;
 pub mod rules;
+pub mod settings;
 pub mod share;
 pub mod state;
 pub mod templates;
