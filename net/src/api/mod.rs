@@ -29,6 +29,7 @@
 
 mod admin;
 mod applications;
+mod audit;
 mod auth;
 mod chat;
 mod console;
@@ -89,7 +90,7 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
                 let spec = ep.spec();
                 // Only well-formed ids reach the log (a path segment is caller-controlled text).
                 seen.trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
-                (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen).await)
+                (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen, &request_id).await)
             }
         }
     };
@@ -152,6 +153,7 @@ async fn pipeline(
     spec: Spec,
     req: Request<Incoming>,
     seen: &mut Seen,
+    request_id: &str,
 ) -> Result<Resp, ApiError> {
     // Routes open to anyone ignore credentials: a stale or malformed token must not turn
     // a health check, a sign-in or a gateway's webhook into a 401.
@@ -232,7 +234,7 @@ async fn pipeline(
     // Webhooks read their gateway's signature header (and event id headers).
     let headers = matches!(ep, Endpoint::Webhook(_)).then(|| parts.headers.clone()).unwrap_or_default();
     let mut ctx =
-        Ctx { app, op: spec.name, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None };
+        Ctx { app, op: spec.name, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None, request_id };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
             let hash = request_hash(&parts.method, &path_of(&parts.uri), &ctx.body);
@@ -314,6 +316,10 @@ struct Ctx<'a> {
     replayed: bool,
     /// The trip a booking created (for the request's log line).
     new_trip: Option<TripId>,
+    // ----- issue 20: A -----
+    /// The request's `X-Request-Id` (1-128 printable ASCII: `http::request_id`), which a
+    /// staff command's audit entry keeps.
+    request_id: &'a str,
 }
 
 /// A path parameter as an id; a malformed one is `404`.
@@ -396,9 +402,28 @@ impl Ctx<'_> {
         serde_json::from_value(value).map_err(|e| http::json_error(&e))
     }
 
-    /// Sends a command as the caller, under the request's idempotency key if any.
+    /// Sends a command as the caller, under the request's idempotency key if any. A staff
+    /// caller's command goes into the audit trail (`Command::Audited`, with the request's
+    /// id), inside the key: a replayed key answers as before and records nothing again.
     async fn submit(&mut self, command: Command) -> Result<Outcome, ApiError> {
-        let actor = self.principal()?.actor();
+        let who = self.principal()?;
+        let actor = who.actor();
+        let command = if (who.is_staff() || who.permissions() != crate::auth::Permissions::NONE)
+            && command.audit_action().is_some()
+        {
+            // The pipeline's id is bounded already; cut it anyway so no log record can be
+            // bloated by it, and keep it printable (`audit::validate_request_id`).
+            let id: String = self
+                .request_id
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(dispatch_core::audit::MAX_REQUEST_ID_LEN)
+                .collect();
+            let request_id = if id.is_empty() { "-".to_owned() } else { id };
+            Command::Audited { request_id, command: Box::new(command) }
+        } else {
+            command
+        };
         let command = match self.keyed.clone() {
             Some(key) => Command::Keyed { key, command: Box::new(command), archived: None },
             None => command,
@@ -559,6 +584,10 @@ impl Ctx<'_> {
             E::ReviewPayout(id, approve) => self.review_payout(&id, approve).await,
             E::DriverCashReceived(id) => self.driver_cash_received(&id).await,
             E::TopUp => self.create_top_up().await,
+            // ----- issue 20: A -----
+            E::AdminAudit => self.list_audit().await,
+            E::GetSettings => self.get_settings(),
+            E::PatchSettings => self.patch_settings().await,
         }
     }
 }

@@ -188,6 +188,13 @@ pub enum Endpoint {
     DriverCashReceived(String),
     /// `POST /v1/wallet/top-ups`
     TopUp,
+    // ----- issue 20: A -----
+    /// `GET /v1/admin/audit`: the audit trail, newest first.
+    AdminAudit,
+    /// `GET /v1/admin/settings`: the runtime settings in force.
+    GetSettings,
+    /// `PATCH /v1/admin/settings`: change some of them at once.
+    PatchSettings,
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -400,6 +407,10 @@ pub const ROUTES: &[Route] = {
             |x| E::DriverCashReceived(p(x, 0))
         ),
         route!("POST", "/v1/wallet/top-ups", "wallet_top_up", |_| E::TopUp),
+        // ----- issue 20: A -----
+        route!("GET", "/v1/admin/audit", "admin_audit", |_| E::AdminAudit),
+        route!("GET", "/v1/admin/settings", "admin_settings", |_| E::GetSettings),
+        route!("PATCH", "/v1/admin/settings", "admin_settings_update", |_| E::PatchSettings),
     ]
 };
 
@@ -581,6 +592,10 @@ impl Endpoint {
             E::ReviewPayout(_, false) => idem(spec("admin_payout_reject", perm(P::PayoutsApprove))),
             E::DriverCashReceived(_) => idem(spec("admin_driver_cash_received", perm(P::PayoutsApprove))),
             E::TopUp => idem(spec("wallet_top_up", RIDER_OR_DRIVER)),
+            // ----- issue 20: A -----
+            E::AdminAudit => spec("admin_audit", perm(P::AuditRead)),
+            E::GetSettings => spec("admin_settings", ADMIN),
+            E::PatchSettings => idem(spec("admin_settings_update", perm(P::SettingsWrite))),
         }
     }
 }
