@@ -229,8 +229,30 @@ impl Command {
             Command::DecideApplication { driver_id, reason: r, .. } => {
                 (driver_id.to_string(), r.as_deref().map(reason).unwrap_or_default())
             }
-            Command::UpdateSettings(change) => ("settings".into(), change.summary()),
+            Command::UpdateSettings(change) => ("settings".into(), settings_summary(change)),
             _ => (unknown(), Vec::new()),
         }
     }
+}
+
+/// What an audit entry says of a settings change: each key set with its value, at most
+/// [`MAX_DETAILS`] of them (then `more`: how many were left out).
+pub fn settings_summary(change: &crate::settings::SettingsChange) -> Vec<(String, Detail)> {
+    let mut all: Vec<(String, Detail)> =
+        change.dispatch.set_keys().into_iter().map(|(k, v)| (k.to_owned(), Detail::Int(v))).collect();
+    for (zone, s) in &change.zones {
+        if let Some(b) = s.bidding {
+            all.push((format!("zones.{zone}.bidding"), Detail::Bool(b)));
+        }
+        if let Some(surge) = s.surge {
+            all.push((format!("zones.{zone}.surge.enabled"), Detail::Bool(surge.enabled)));
+            all.push((format!("zones.{zone}.surge.max_bps"), Detail::Int(i64::from(surge.max_bps))));
+        }
+    }
+    if all.len() > MAX_DETAILS {
+        let more = all.len() - (MAX_DETAILS - 1);
+        all.truncate(MAX_DETAILS - 1);
+        all.push(("more".into(), Detail::Int(i64::try_from(more).unwrap_or(i64::MAX))));
+    }
+    all
 }

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{Detail, MAX_DETAILS};
 use crate::id::ZoneId;
 use crate::rules::DispatchRules;
 use crate::zone::SurgeSettings;
@@ -130,28 +129,4 @@ pub struct SettingsChange {
     pub dispatch: RuleOverrides,
     /// Zones changed, by id.
     pub zones: BTreeMap<ZoneId, ZoneSettings>,
-}
-
-impl SettingsChange {
-    /// What an audit entry says of it: each key set with its value, at most
-    /// [`MAX_DETAILS`] of them (then `more`: how many were left out).
-    pub fn summary(&self) -> Vec<(String, Detail)> {
-        let mut all: Vec<(String, Detail)> =
-            self.dispatch.set_keys().into_iter().map(|(k, v)| (k.to_owned(), Detail::Int(v))).collect();
-        for (zone, s) in &self.zones {
-            if let Some(b) = s.bidding {
-                all.push((format!("zones.{zone}.bidding"), Detail::Bool(b)));
-            }
-            if let Some(surge) = s.surge {
-                all.push((format!("zones.{zone}.surge.enabled"), Detail::Bool(surge.enabled)));
-                all.push((format!("zones.{zone}.surge.max_bps"), Detail::Int(i64::from(surge.max_bps))));
-            }
-        }
-        if all.len() > MAX_DETAILS {
-            let more = all.len() - (MAX_DETAILS - 1);
-            all.truncate(MAX_DETAILS - 1);
-            all.push(("more".into(), Detail::Int(i64::try_from(more).unwrap_or(i64::MAX))));
-        }
-        all
-    }
 }

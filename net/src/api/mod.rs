@@ -438,9 +438,9 @@ impl Ctx<'_> {
     }
 
     /// Positions older than this many seconds are stale to the dispatch round (the rules
-    /// the engine adopted from the configuration at open).
+    /// in force: the configuration's, with what `PATCH /v1/admin/settings` changed).
     fn stale_s(&self) -> u32 {
-        self.app.config.dispatch.stale_location_s
+        self.app.engine.read(|v| v.rules().stale_location_s)
     }
 
     /// Whether the caller is the trip's rider (who alone sees its pickup code).

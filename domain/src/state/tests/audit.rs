@@ -236,3 +236,23 @@ fn archived_entries_leave_the_hot_state() {
     assert_eq!(last_entry(&w).seq, 4);
     w.finish();
 }
+
+#[test]
+fn an_entry_stays_small_whatever_the_change() {
+    let surge = SurgeSettings { enabled: true, max_bps: 20_000 };
+    let zones = (1..=10)
+        .map(|n| (crate::id::ZoneId::from_raw(n).unwrap(), ZoneSettings { bidding: Some(true), surge: Some(surge) }))
+        .collect();
+    let change = SettingsChange { dispatch: RuleOverrides { timeout_s: Some(60), ..Default::default() }, zones };
+    let details = crate::audit::settings_summary(&change);
+    assert_eq!(details.len(), crate::audit::MAX_DETAILS);
+    assert_eq!(details[0], ("dispatch.timeout_s".to_string(), Detail::Int(60)));
+    assert_eq!(details.last().unwrap(), &("more".to_string(), Detail::Int(31 - 15)));
+    // A long reason is cut.
+    let long = "x".repeat(crate::trip::MAX_REASON_LEN);
+    let c = Command::SetDriverSuspended { driver_id: crate::id::UserId::from_raw(1).unwrap(), suspended: true, reason: long };
+    let (_, details) = c.audit_target(Actor::Admin, &Outcome::Done);
+    assert_eq!(details, vec![("reason".to_string(), Detail::text(&"x".repeat(crate::audit::MAX_DETAIL_CHARS)))]);
+    let Detail::Text(t) = &details[0].1 else { panic!() };
+    assert_eq!(t.chars().count(), crate::audit::MAX_DETAIL_CHARS);
+}
