@@ -63,8 +63,8 @@
 #![deny(missing_docs)]
 
 pub mod alert;
-pub mod audit;
 pub mod application;
+pub mod audit;
 pub mod cancellation;
 pub mod chat;
 pub mod clock;

@@ -62,7 +62,15 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     let all = audit(&s, "").await;
     assert_eq!(
         actions(&all),
-        ["settings.update", "driver.suspend", "trip.cancel", "user.create", "user.create", "user.create", "zone.create"],
+        [
+            "settings.update",
+            "driver.suspend",
+            "trip.cancel",
+            "user.create",
+            "user.create",
+            "user.create",
+            "zone.create"
+        ],
         "newest first, once each: {all:?}"
     );
     let zone = &all[6];
@@ -84,7 +92,10 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     assert_eq!(actions(&audit(&s, &format!("?actor_id={support_id}")).await), ["trip.cancel"]);
     assert_eq!(actions(&audit(&s, &format!("?target_id={driver_id}")).await), ["driver.suspend", "user.create"]);
     assert_eq!(audit(&s, "?action=user.create").await.len(), 3);
-    assert_eq!(actions(&audit(&s, &format!("?actor_id=admin&target_id={driver_id}")).await), ["driver.suspend", "user.create"]);
+    assert_eq!(
+        actions(&audit(&s, &format!("?actor_id=admin&target_id={driver_id}")).await),
+        ["driver.suspend", "user.create"]
+    );
     assert!(audit(&s, "?actor_id=nobody").await.is_empty());
     s.get("/v1/admin/audit?action=", ADMIN).await.expect_error(400, "invalid_request");
     s.get("/v1/admin/audit", &support).await.expect_error(403, "forbidden");

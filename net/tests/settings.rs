@@ -86,7 +86,10 @@ async fn settings_change_at_once_are_checked_whole_and_survive_a_restart() {
 
     // A change: answered as now in force, used by the next round (no restart).
     let now = patch(&s, ADMIN, json!({"dispatch": {"offers_per_round": 1, "offer_ttl_s": 7}})).await.expect(200);
-    assert_eq!((now["dispatch"]["offers_per_round"].clone(), now["dispatch"]["offer_ttl_s"].clone()), (json!(1), json!(7)));
+    assert_eq!(
+        (now["dispatch"]["offers_per_round"].clone(), now["dispatch"]["offer_ttl_s"].clone()),
+        (json!(1), json!(7))
+    );
     assert_eq!(now["dispatch"]["timeout_s"], 120, "keys not named stay");
     let trip = create_trip(&s, &rider).await;
     let id = trip["id"].as_str().unwrap().to_owned();
@@ -94,7 +97,8 @@ async fn settings_change_at_once_are_checked_whole_and_survive_a_restart() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let offers_later = offered(&s, &drivers, &id, 1).await;
     assert_eq!((offers.len(), offers_later.len()), (1, 1), "one driver a round: {offers_later:?}");
-    let ttl = secs_of_day(offers[0]["expires_at"].as_str().unwrap()) - secs_of_day(trip["created_at"].as_str().unwrap());
+    let ttl =
+        secs_of_day(offers[0]["expires_at"].as_str().unwrap()) - secs_of_day(trip["created_at"].as_str().unwrap());
     assert!((6.5..=7.5).contains(&ttl), "the offer lapses after the new TTL: {ttl} s");
     s.post(&format!("/v1/trips/{id}/cancel"), &rider, json!({})).await.expect(200);
 

@@ -52,7 +52,7 @@ impl Engine {
                 }
             }
         }
-        out.sort_by(|a, b| b.seq.cmp(&a.seq));
+        out.sort_by_key(|e| std::cmp::Reverse(e.seq));
         out.dedup_by_key(|e| e.seq);
         out.truncate(limit);
         Ok(AuditPage { items: out, scanned_to })

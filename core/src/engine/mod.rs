@@ -1077,4 +1077,3 @@ mod tests {
         engine.shutdown().unwrap();
     }
 }
-

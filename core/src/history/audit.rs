@@ -78,8 +78,7 @@ impl History {
                 let prefix = key::concat(&[name.as_bytes(), &[0]]);
                 let after = before.map(|b| audit_index_key(name, b));
                 let scan = Scan::new(prefix, limit).order(Order::Ascending).after(after);
-                let page =
-                    self.store.scan(table, &scan).map_err(|e| store_error("cannot list the audit trail", &e))?;
+                let page = self.store.scan(table, &scan).map_err(|e| store_error("cannot list the audit trail", &e))?;
                 page.rows
                     .iter()
                     .map(|(k, _)| {

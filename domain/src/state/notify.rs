@@ -229,8 +229,9 @@ impl State {
         fx: &mut Effects,
     ) {
         let mut inner = command;
-        while let Command::Keyed { command, .. } | Command::Restored { command, .. } | Command::Audited { command, .. } =
-            inner
+        while let Command::Keyed { command, .. }
+        | Command::Restored { command, .. }
+        | Command::Audited { command, .. } = inner
         {
             inner = command;
         }

@@ -123,14 +123,17 @@ impl Ctx<'_> {
                 Some(v) if (1..=MAX_FILTER_LEN).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()) => {
                     Ok(Some(v.to_owned()))
                 }
-                Some(_) => Err(ApiError::invalid(format!(
-                    "{name} must be 1-{MAX_FILTER_LEN} printable ASCII characters"
-                ))
-                .with_param(name)),
+                Some(_) => {
+                    Err(ApiError::invalid(format!("{name} must be 1-{MAX_FILTER_LEN} printable ASCII characters"))
+                        .with_param(name))
+                }
             }
         };
-        let filter =
-            AuditFilter { actor_id: filter_of("actor_id")?, target_id: filter_of("target_id")?, action: filter_of("action")? };
+        let filter = AuditFilter {
+            actor_id: filter_of("actor_id")?,
+            target_id: filter_of("target_id")?,
+            action: filter_of("action")?,
+        };
         let limit = http::limit(&self.query)?;
         // The cursor is the number of the last entry seen (its `at_ms` part unused).
         let before = Cursor::from_query(&self.query)?.map(|c| c.id);
@@ -172,20 +175,16 @@ impl Ctx<'_> {
         let mut zones = BTreeMap::new();
         for (key, z) in b.zones {
             let param = format!("zones.{key}");
-            let known = key
-                .parse::<ZoneId>()
-                .ok()
-                .filter(|id| self.app.engine.read(|v| v.catalog().get(*id).is_some()));
+            let known =
+                key.parse::<ZoneId>().ok().filter(|id| self.app.engine.read(|v| v.catalog().get(*id).is_some()));
             let Some(id) = known else {
                 return Err(ApiError::invalid(format!("no zone {key}")).with_param(&param));
             };
             if let Some(s) = z.surge
                 && !(NO_SURGE_BPS..=MAX_SURGE_BPS).contains(&s.max_bps)
             {
-                return Err(ApiError::invalid(format!(
-                    "surge.max_bps must be from {NO_SURGE_BPS} to {MAX_SURGE_BPS}"
-                ))
-                .with_param(&format!("{param}.surge.max_bps")));
+                return Err(ApiError::invalid(format!("surge.max_bps must be from {NO_SURGE_BPS} to {MAX_SURGE_BPS}"))
+                    .with_param(&format!("{param}.surge.max_bps")));
             }
             zones.insert(id, ZoneSettings { bidding: z.bidding, surge: z.surge });
         }

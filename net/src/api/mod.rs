@@ -233,8 +233,19 @@ async fn pipeline(
     let body = http::read_body(&parts.headers, body, limit).await?;
     // Webhooks read their gateway's signature header (and event id headers).
     let headers = matches!(ep, Endpoint::Webhook(_)).then(|| parts.headers.clone()).unwrap_or_default();
-    let mut ctx =
-        Ctx { app, op: spec.name, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None, request_id };
+    let mut ctx = Ctx {
+        app,
+        op: spec.name,
+        who,
+        peer,
+        query,
+        body,
+        headers,
+        keyed: None,
+        replayed: false,
+        new_trip: None,
+        request_id,
+    };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
             let hash = request_hash(&parts.method, &path_of(&parts.uri), &ctx.body);

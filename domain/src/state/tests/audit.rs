@@ -29,7 +29,8 @@ fn every_staff_command_wrapped_gives_one_entry_with_its_action_and_target() {
     let sos = w.run(Actor::User(rider), Command::RaiseSos { id: None, trip_id: trip, location: None, note: None });
     let Ok(Outcome::Alert(alert)) = sos else { panic!("{sos:?}") };
     let zone_id = w.zone_id();
-    let support = NewUser { id: None, role: Role::Support, name: "S".into(), phone: "+201055500001".into(), vehicle: None };
+    let support =
+        NewUser { id: None, role: Role::Support, name: "S".into(), phone: "+201055500001".into(), vehicle: None };
     let egp: crate::money::Currency = "EGP".parse().unwrap();
     let cases: Vec<(Command, &str, Option<String>)> = vec![
         (Command::CreateUser(support), "user.create", None),
@@ -53,7 +54,13 @@ fn every_staff_command_wrapped_gives_one_entry_with_its_action_and_target() {
         (Command::DisableCoupon { code: "AUDIT".into() }, "coupon.disable", None),
         (Command::AckAlert { alert_id: alert.id }, "alert.ack", Some(alert.id.to_string())),
         (
-            Command::CreditWallet { id: None, user_id: rider, amount_minor: 500, currency: egp, reason: "promo".into() },
+            Command::CreditWallet {
+                id: None,
+                user_id: rider,
+                amount_minor: 500,
+                currency: egp,
+                reason: "promo".into(),
+            },
             "wallet.credit",
             Some(rider.to_string()),
         ),
@@ -63,7 +70,11 @@ fn every_staff_command_wrapped_gives_one_entry_with_its_action_and_target() {
             "trip.cancel",
             Some(trip.to_string()),
         ),
-        (settings(RuleOverrides { offer_ttl_s: Some(15), ..Default::default() }), "settings.update", Some("settings".into())),
+        (
+            settings(RuleOverrides { offer_ttl_s: Some(15), ..Default::default() }),
+            "settings.update",
+            Some("settings".into()),
+        ),
     ];
     for (n, (command, action, target)) in cases.into_iter().enumerate() {
         assert_eq!(command.audit_action(), Some(action), "{}", command.name());
@@ -149,12 +160,22 @@ fn commands_staff_never_send_have_no_action_and_every_staff_one_a_dotted_name() 
         Command::CompleteTrip { trip_id: t, distance_m: None, dropoff: None }.audit_action(),
         Command::DecideApplication { driver_id: crate::id::UserId::from_raw(1).unwrap(), approve: true, reason: None }
             .audit_action(),
-        Command::ReviewPayout { payout_id: crate::id::PayoutId::from_raw(1).unwrap(), approve: false, reason: String::new() }
-            .audit_action(),
+        Command::ReviewPayout {
+            payout_id: crate::id::PayoutId::from_raw(1).unwrap(),
+            approve: false,
+            reason: String::new(),
+        }
+        .audit_action(),
     ];
     assert_eq!(
         names,
-        [Some("trip.unlock"), Some("trip.refund"), Some("trip.complete"), Some("application.approve"), Some("payout.reject")]
+        [
+            Some("trip.unlock"),
+            Some("trip.refund"),
+            Some("trip.complete"),
+            Some("application.approve"),
+            Some("payout.reject")
+        ]
     );
 }
 
@@ -231,8 +252,11 @@ fn archived_entries_leave_the_hot_state() {
     w.run(Actor::System, archive).unwrap();
     assert_eq!(w.state.audit_entries().map(|e| e.seq).collect::<Vec<_>>(), vec![3]);
     // Numbering goes on from the last made, not from what is hot.
-    w.run(Actor::Admin, audited("r", Command::SetDriverSuspended { driver_id: driver, suspended: false, reason: String::new() }))
-        .unwrap();
+    w.run(
+        Actor::Admin,
+        audited("r", Command::SetDriverSuspended { driver_id: driver, suspended: false, reason: String::new() }),
+    )
+    .unwrap();
     assert_eq!(last_entry(&w).seq, 4);
     w.finish();
 }
@@ -250,7 +274,11 @@ fn an_entry_stays_small_whatever_the_change() {
     assert_eq!(details.last().unwrap(), &("more".to_string(), Detail::Int(31 - 15)));
     // A long reason is cut.
     let long = "x".repeat(crate::trip::MAX_REASON_LEN);
-    let c = Command::SetDriverSuspended { driver_id: crate::id::UserId::from_raw(1).unwrap(), suspended: true, reason: long };
+    let c = Command::SetDriverSuspended {
+        driver_id: crate::id::UserId::from_raw(1).unwrap(),
+        suspended: true,
+        reason: long,
+    };
     let (_, details) = c.audit_target(Actor::Admin, &Outcome::Done);
     assert_eq!(details, vec![("reason".to_string(), Detail::text(&"x".repeat(crate::audit::MAX_DETAIL_CHARS)))]);
     let Detail::Text(t) = &details[0].1 else { panic!() };
