@@ -100,3 +100,57 @@ impl History {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::AuditBy;
+    use crate::audit::{AuditEntry, Detail};
+    use crate::clock::Timestamp;
+    use crate::history::{History, Leaving};
+
+    fn entry(seq: u64, actor: &str, target: &str, action: &str) -> Arc<AuditEntry> {
+        Arc::new(AuditEntry {
+            seq,
+            at: Timestamp::from_millis(1_700_000_000_000 + i64::try_from(seq).unwrap()),
+            actor_id: actor.into(),
+            actor_role: "admin".into(),
+            action: action.into(),
+            target_id: target.into(),
+            request_id: format!("req_{seq}"),
+            details: vec![("n".into(), Detail::Int(i64::try_from(seq).unwrap()))],
+        })
+    }
+
+    /// Each index lists its entries newest first, pages below a cursor, and names no other;
+    /// a name that is a prefix of another (`usr_1` of `usr_12`) is not confused with it.
+    #[test]
+    fn each_index_lists_its_entries_newest_first_and_pages_below_a_cursor() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = History::open(dir.path()).unwrap();
+        let audit = (1..=30)
+            .map(|n| {
+                let actor = if n % 3 == 0 { "usr_12" } else { "usr_1" };
+                let action = if n % 2 == 0 { "trip.cancel" } else { "driver.suspend" };
+                entry(n, actor, &format!("trp_{}", n % 5), action)
+            })
+            .collect();
+        let cp = crate::checkpoint::Prepared { lsn: 1, blob: Vec::new(), changes: Default::default() };
+        history.write(cp, &Leaving { audit, ..Leaving::default() }, Timestamp::from_millis(0)).unwrap();
+        let seqs = |by, before, limit| -> Vec<u64> {
+            history.audit(by, before, limit).unwrap().iter().map(|e| e.seq).collect()
+        };
+        assert_eq!(seqs(AuditBy::All, None, 3), [30, 29, 28]);
+        assert_eq!(seqs(AuditBy::All, Some(2), 5), [1]);
+        assert_eq!(seqs(AuditBy::Actor("usr_12"), None, 4), [30, 27, 24, 21]);
+        assert_eq!(seqs(AuditBy::Actor("usr_12"), Some(21), 4), [18, 15, 12, 9]);
+        assert_eq!(seqs(AuditBy::Actor("usr_1"), None, 3), [29, 28, 26]);
+        assert_eq!(seqs(AuditBy::Target("trp_0"), None, 10), [30, 25, 20, 15, 10, 5]);
+        assert_eq!(seqs(AuditBy::Action("trip.cancel"), Some(7), 10), [6, 4, 2]);
+        assert!(seqs(AuditBy::Actor("usr_9"), None, 10).is_empty());
+        assert!(seqs(AuditBy::Actor(&"x".repeat(300)), None, 10).is_empty());
+        let e = history.audit_entry(7).unwrap().unwrap();
+        assert_eq!((e.request_id.as_str(), e.details.len()), ("req_7", 1));
+    }
+}
