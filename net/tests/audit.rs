@@ -1,5 +1,5 @@
 //! The audit trail (API.md v1.1 "Back office": `GET /v1/admin/audit`) against the real
-//! binary: staff actions — a driver suspended, a trip cancelled, a zone created, settings
+//! binary: staff actions — a driver suspended, a trip cancelled, one refunded, a zone created, settings
 //! changed — each recorded once with its actor, role, action, target and the request's
 //! `X-Request-Id`; queried by actor, target and action, paged; a replayed idempotency key
 //! records nothing again; riders' own commands are not staff actions; entries survive
@@ -35,7 +35,7 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     let zone_id = r.json["id"].as_str().unwrap().to_owned();
     assert_eq!(r.status, 201);
     let (rider_user, rider) = user(&s, "rider", 1).await;
-    let (driver_user, _driver) = online_driver(&s, 2, HERE).await;
+    let (driver_user, driver) = online_driver(&s, 2, HERE).await;
     let driver_id = driver_user["id"].as_str().unwrap().to_owned();
     let (support_user, support) = user(&s, "support", 3).await;
     let support_id = support_user["id"].as_str().unwrap().to_owned();
@@ -47,6 +47,16 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     let cancel = s.post(&format!("/v1/admin/trips/{trip_id}/cancel"), &support, json!({"reason": "duplicate"})).await;
     let cancel_request_id = cancel.header("x-request-id").unwrap().to_owned();
     cancel.expect(200);
+    // An admin refunds part of a finished trip.
+    let done = create_trip(&s, &rider).await;
+    let done_id = done["id"].as_str().unwrap().to_owned();
+    let code = done["pickup_code"].as_str().unwrap().to_owned();
+    s.post(&format!("/v1/trips/{done_id}/accept"), &driver, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{done_id}/arrived"), &driver, json!({})).await.expect(200);
+    s.post(&format!("/v1/trips/{done_id}/start"), &driver, json!({"pickup_code": code})).await.expect(200);
+    s.post(&format!("/v1/trips/{done_id}/complete"), &driver, json!({"distance_m": 3000})).await.expect(200);
+    let refund = json!({"amount_minor": 100, "reason": "detour"});
+    s.post(&format!("/v1/admin/trips/{done_id}/refund"), ADMIN, refund).await.expect(201);
     let suspend = json!({"reason": "documents expired"}).to_string();
     let path = format!("/v1/admin/drivers/{driver_id}/suspend");
     let key = [("idempotency-key", "suspend-1")];
@@ -65,6 +75,7 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
         [
             "settings.update",
             "driver.suspend",
+            "trip.refund",
             "trip.cancel",
             "user.create",
             "user.create",
@@ -73,11 +84,11 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
         ],
         "newest first, once each: {all:?}"
     );
-    let zone = &all[6];
+    let zone = &all[7];
     assert_eq!(zone["target_id"], zone_id.as_str());
     assert_eq!(zone["request_id"], "req-zone-1");
     assert_eq!((zone["actor_id"].as_str(), zone["actor_role"].as_str()), (Some("admin"), Some("admin")));
-    let cancelled = &all[2];
+    let cancelled = &all[3];
     assert_eq!(cancelled["actor_id"], support_id.as_str());
     assert_eq!(cancelled["actor_role"], "support");
     assert_eq!(cancelled["target_id"], trip_id.as_str());
@@ -86,6 +97,10 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     assert!(cancelled["at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(all[1]["details"]["reason"], "documents expired");
     assert_eq!(all[0]["target_id"], "settings");
+    let refunded = &all[2];
+    assert_eq!(refunded["target_id"], done_id.as_str());
+    assert_eq!(refunded["details"], json!({"amount_minor": 100, "reason": "detour"}));
+    assert_eq!(actions(&audit(&s, &format!("?target_id={done_id}")).await), ["trip.refund"]);
     assert!(all.iter().all(|e| e["target_id"] != rider_user["id"] || e["action"] == "user.create"));
 
     // By actor, target and action; two filters at once; paged.
@@ -109,7 +124,7 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
         s.post(&format!("/v1/admin/drivers/{driver_id}/{action}"), ADMIN, body).await.expect(200);
     }
     let before = page_through(&s, "?limit=3").await;
-    assert_eq!(before.len(), 13);
+    assert_eq!(before.len(), 14);
     assert_eq!(before[6..], all[..], "the older entries as they were");
     assert_eq!(page_through(&s, &format!("?target_id={driver_id}&limit=2")).await.len(), 8);
 
@@ -125,7 +140,7 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     s2.post(&format!("/v1/admin/drivers/{driver_id}/unsuspend"), ADMIN, json!({})).await.expect(200);
     let newest = audit(&s2, "?limit=1").await;
     assert_eq!(actions(&newest), ["driver.unsuspend"]);
-    assert_eq!(audit(&s2, "").await.len(), 14);
+    assert_eq!(audit(&s2, "").await.len(), 15);
 }
 
 /// Every entry of a query, following `next_cursor`.
