@@ -27,6 +27,10 @@
 //!   being kept as long;
 //! - `alerts`: alert id → the alert (postcard), once acknowledged;
 //! - `alerts_by_time`: raised_at ‖ alert → () — oldest first, as staff list them;
+//! - `audit`: seq → the audit entry (postcard), immutable (issue 20: A);
+//! - `audit_by_actor`, `audit_by_target`, `audit_by_action`: the actor, target or action
+//!   ‖ 0 ‖ rev(seq) → () — each newest first under its prefix (ids and action names are
+//!   printable ASCII, so the 0 byte ends the name unambiguously);
 //! - `locations`: driver ‖ time → the position: every driver's track. Written by a
 //!   thread that follows the engine's position events in batches, best effort, like
 //!   positions themselves (they are not waited for fsync in the log either). Read back
@@ -69,6 +73,7 @@ use std::sync::Arc;
 use dispatch_storage::store::{self, Checkpoint, Order, Scan, Store, TableName, key};
 
 use crate::alert::Alert;
+use crate::audit::AuditEntry;
 use crate::checkpoint::{Prepared, RowChanges};
 use crate::clock::Timestamp;
 use crate::command::Actor;
@@ -97,6 +102,14 @@ const ALERTS: TableName = TableName::new("alerts");
 const ALERTS_BY_TIME: TableName = TableName::new("alerts_by_time");
 // ----- issue 20: H -----
 const REPORT_DAYS: TableName = TableName::new("report_days");
+// ----- issue 20: A -----
+const AUDIT: TableName = TableName::new("audit");
+const AUDIT_BY_ACTOR: TableName = TableName::new("audit_by_actor");
+const AUDIT_BY_TARGET: TableName = TableName::new("audit_by_target");
+const AUDIT_BY_ACTION: TableName = TableName::new("audit_by_action");
+mod audit;
+pub use audit::AuditBy;
+use audit::audit_index_key;
 
 /// Most expired keys (and, apart, event ids) one checkpoint deletes (two rows each).
 pub(crate) const PURGE_MAX: usize = 200_000;
@@ -120,6 +133,9 @@ pub(crate) struct Leaving {
     pub(crate) events: Vec<ArchivedEvent>,
     /// Acknowledged alerts.
     pub(crate) alerts: Vec<Arc<Alert>>,
+    // ----- issue 20: A -----
+    /// Audit entries (four rows each).
+    pub(crate) audit: Vec<Arc<AuditEntry>>,
 }
 
 /// How many idempotency keys and gateway event ids the history holds.
@@ -276,7 +292,7 @@ impl History {
     /// transaction's bound), in one durable transaction. Returns what the history then
     /// holds. An LSN not above the stored checkpoint's is refused.
     pub(crate) fn write(&self, checkpoint: Prepared, leaving: &Leaving, now: Timestamp) -> Result<ArchivedCounts> {
-        let Leaving { trips, transfers, keys, events, alerts } = leaving;
+        let Leaving { trips, transfers, keys, events, alerts, audit } = leaving;
         let Prepared { lsn, blob: state, changes: RowChanges { mut puts, mut deletes } } = checkpoint;
         puts.reserve(trips.len() * 8 + transfers.len() * 3 + (keys.len() + events.len() + alerts.len()) * 2);
         for a in alerts {
@@ -284,6 +300,14 @@ impl History {
                 postcard::to_allocvec(&**a).map_err(|e| Error::internal(format!("cannot encode an alert: {e}")))?;
             puts.push((ALERTS_BY_TIME, alert_key(a.raised_at, a.id), Vec::new()));
             puts.push((ALERTS, key::u64_be(a.id.raw()).to_vec(), value));
+        }
+        for e in audit {
+            let value = postcard::to_allocvec(&**e)
+                .map_err(|err| Error::internal(format!("cannot encode an audit entry: {err}")))?;
+            puts.push((AUDIT_BY_ACTOR, audit_index_key(&e.actor_id, e.seq), Vec::new()));
+            puts.push((AUDIT_BY_TARGET, audit_index_key(&e.target_id, e.seq), Vec::new()));
+            puts.push((AUDIT_BY_ACTION, audit_index_key(&e.action, e.seq), Vec::new()));
+            puts.push((AUDIT, key::u64_be(e.seq).to_vec(), value));
         }
         for (principal, k, remembered) in keys {
             let row = key_row(*principal, k);

@@ -95,6 +95,9 @@ pub use dispatch_domain::{
     route, share, state, templates, trip, trip_ref, user, zone,
 };
 
+// ----- issue 20: A -----
+pub use dispatch_domain::{audit, settings};
+
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};
 pub use driver::{Availability, Driver};
 pub use engine::{Engine, EngineConfig};

@@ -88,6 +88,13 @@ pub struct View {
     /// Payouts, top-ups and the earnings index: the state's persistent maps, shared
     /// (a change replaces the book, which costs three pointer copies).
     book: dispatch_domain::payout::Book,
+    // ----- issue 20: A -----
+    /// The audit entries not yet in the history, by number (entry by entry).
+    audit: imbl::OrdMap<u64, Arc<crate::audit::AuditEntry>>,
+    /// The dispatch rules in force (replaced whole when they change: rarely).
+    rules: Arc<crate::command::DispatchRules>,
+    /// The dispatch keys set at runtime.
+    rule_overrides: crate::settings::RuleOverrides,
 }
 
 impl View {
@@ -116,6 +123,9 @@ impl View {
         view.hooks = state.hooks().for_readers();
         view.applications = state.applications().clone();
         view.book = state.book().clone();
+        view.audit = state.audit_entries().map(|e| (e.seq, Arc::clone(e))).collect();
+        view.rules = Arc::new(state.rules().clone());
+        view.rule_overrides = *state.rule_overrides();
         view
     }
 
@@ -191,6 +201,17 @@ impl View {
         }
         if fx.book {
             self.book = state.book().clone();
+        }
+        for seq in &fx.audit {
+            match state.audit_entry(*seq) {
+                Some(e) => self.audit.insert(*seq, Arc::clone(e)),
+                // Archived: readers find it in the history from now on.
+                None => self.audit.remove(seq),
+            };
+        }
+        if fx.rules {
+            self.rules = Arc::new(state.rules().clone());
+            self.rule_overrides = *state.rule_overrides();
         }
         self.batches += 1;
     }
@@ -286,6 +307,26 @@ impl View {
     /// Every alert, by id.
     pub fn alerts(&self) -> impl Iterator<Item = &Arc<Alert>> {
         self.alerts.values()
+    }
+
+    /// The audit entries not yet in the history, oldest first.
+    pub fn audit_entries(&self) -> impl DoubleEndedIterator<Item = &Arc<crate::audit::AuditEntry>> {
+        self.audit.values()
+    }
+
+    /// The audit entries not yet in the history numbered below `before`, newest first.
+    pub fn audit_before(&self, before: Option<u64>) -> impl Iterator<Item = &Arc<crate::audit::AuditEntry>> {
+        self.audit.range(..before.unwrap_or(u64::MAX)).rev().map(|(_, e)| e)
+    }
+
+    /// The dispatch rules in force.
+    pub fn rules(&self) -> &crate::command::DispatchRules {
+        &self.rules
+    }
+
+    /// The dispatch keys set at runtime (`PATCH /v1/admin/settings`).
+    pub fn rule_overrides(&self) -> &crate::settings::RuleOverrides {
+        &self.rule_overrides
     }
 
     /// An account's totals (zero if never used).

@@ -367,6 +367,9 @@ pub enum Command {
         /// never changes again).
         #[serde(default)]
         alerts: Vec<AlertId>,
+        /// Audit entries whose history rows are durable, by number (issue 20: A).
+        #[serde(default)]
+        audit: Vec<u64>,
     },
     /// An admin adds money to a rider's wallet (or a driver's earnings), from promotions.
     CreditWallet {
@@ -674,6 +677,19 @@ pub enum Command {
         /// Its reference: 1-255 printable ASCII characters.
         reference: String,
     },
+    // ----- issue 20: A -----
+    /// `command`, sent by staff: applied as itself and, when it succeeds, recorded as one
+    /// entry of the audit trail (`crate::audit`) with the request's id. Inside `Keyed`
+    /// when the request had an idempotency key, so a replayed key writes no second entry.
+    Audited {
+        /// The request's `X-Request-Id` (1-128 printable ASCII).
+        request_id: String,
+        /// The staff command (one with an `audit_action`).
+        command: Box<Command>,
+    },
+    /// Staff change runtime settings (`PATCH /v1/admin/settings`): dispatch rules and
+    /// zones' bidding and surge, all at once or nothing.
+    UpdateSettings(Box<crate::settings::SettingsChange>),
 }
 
 impl Command {
@@ -738,6 +754,9 @@ impl Command {
             Command::CompleteDelivery { .. } => "complete_delivery",
             Command::DisableCoupon { .. } => "disable_coupon",
             Command::RecordGatewayRef { .. } => "record_gateway_ref",
+            // ----- issue 20: A -----
+            Command::Audited { command, .. } => command.name(),
+            Command::UpdateSettings(_) => "update_settings",
         }
     }
 
@@ -765,6 +784,7 @@ impl Command {
             | Command::CompleteDelivery { trip_id, .. }
             | Command::RecordGatewayRef { trip_id, .. } => Some(*trip_id),
             Command::Keyed { command, .. } | Command::Restored { command, .. } => command.trip_id(),
+            Command::Audited { command, .. } => command.trip_id(),
             _ => None,
         }
     }
@@ -779,7 +799,7 @@ impl Command {
     pub fn is_writer_only(&self) -> bool {
         match self {
             Command::Archive { .. } | Command::Restored { .. } => true,
-            Command::Keyed { command, .. } => command.is_writer_only(),
+            Command::Keyed { command, .. } | Command::Audited { command, .. } => command.is_writer_only(),
             _ => false,
         }
     }

@@ -64,6 +64,7 @@ pub fn zone_spec(name: &str, corners: [[f64; 2]; 2]) -> Result<ZoneSpec> {
         pricing,
         surge: SurgeSettings { enabled: true, max_bps: 30_000 },
         extra_fee_minor: 0,
+        bidding: true,
     })
 }
 

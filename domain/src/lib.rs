@@ -64,6 +64,7 @@
 
 pub mod alert;
 pub mod application;
+pub mod audit;
 pub mod cancellation;
 pub mod chat;
 pub mod clock;
@@ -84,6 +85,7 @@ pub mod payout;
 pub mod record;
 pub mod route;
 pub mod rules;
+pub mod settings;
 pub mod share;
 pub mod state;
 pub mod templates;

@@ -94,6 +94,10 @@ pub struct ZoneSpec {
     /// Added to every fare in the zone (airport, tolls), minor units.
     #[serde(default)]
     pub extra_fee_minor: i64,
+    // ----- issue 20: A -----
+    /// Whether riders may name their price (a bidding trip) here (default: yes).
+    #[serde(default = "default_active")]
+    pub bidding: bool,
 }
 
 impl ZoneSpec {

@@ -47,11 +47,13 @@ use crate::user::User;
 use crate::view::View;
 use dispatch_storage::{CommandLog, MemLog};
 
+mod audit;
 mod config;
 mod stats;
 mod tracker;
 mod writer;
 
+pub use audit::{AUDIT_WALK_MAX, AuditFilter, AuditPage};
 pub use config::EngineConfig;
 pub use stats::Stats;
 use tracker::start_tracker;
@@ -922,6 +924,7 @@ mod tests {
             keys: Vec::new(),
             gateway_events: Vec::new(),
             alerts: Vec::new(),
+            audit: Vec::new(),
         };
         let keyed = Command::Keyed {
             key: crate::command::IdempotencyKey { principal: Actor::Admin, key: "k".into(), request_hash: [0; 32] },

@@ -136,8 +136,12 @@ impl Writer {
     }
 
     /// Logs `rules` as a command when they differ from the state's, so a replay applies
-    /// the rules that were in force; refused if the log cannot be written.
+    /// the rules that were in force; refused if the log cannot be written. The dispatch
+    /// keys staff set at runtime (`UpdateSettings`, kept in the state) go on top of
+    /// `rules`: the configuration gives the defaults, a runtime change wins until changed
+    /// again.
     pub(super) fn adopt_rules(&mut self, rules: DispatchRules) -> Result<()> {
+        let rules = self.state.rule_overrides().apply_to(&rules);
         if self.state.rules() != &rules {
             self.apply_one(Actor::System, Command::SetRules(rules), None);
             self.commit();

@@ -89,13 +89,18 @@ fn leaving(state: &State, now: Timestamp) -> Leaving {
     transfers.truncate(ARCHIVE_TRANSFERS_MAX);
     let mut alerts = state.acknowledged_alerts();
     alerts.truncate(ARCHIVE_ALERTS_MAX);
-    let rows = finished.len() * crate::history::ROWS_PER_TRIP_MAX + transfers.len() * 3 + alerts.len() * 2;
+    let audit: Vec<_> = state.audit_entries().take(ARCHIVE_AUDIT_MAX).cloned().collect();
+    let rows = finished.len() * crate::history::ROWS_PER_TRIP_MAX + transfers.len() * 3 + alerts.len() * 2 + audit.len() * 4;
     let (keys, events) = archivable_keys(state, now, rows);
-    Leaving { trips: finished, transfers, keys, events, alerts }
+    Leaving { trips: finished, transfers, keys, events, alerts, audit }
 }
 
 /// Acknowledged alerts one checkpoint moves to the history, at most (two rows each).
 const ARCHIVE_ALERTS_MAX: usize = 50_000;
+
+/// Audit entries one checkpoint moves to the history, at most (four rows each; every
+/// entry goes with the first checkpoint after it was made: they never change).
+const ARCHIVE_AUDIT_MAX: usize = 50_000;
 
 /// What a collected checkpoint lets the writer archive.
 #[derive(Debug, Default)]
@@ -109,6 +114,8 @@ pub(crate) struct Archivable {
     pub(crate) gateway_events: Vec<ArchivedEvent>,
     /// Each acknowledged alert written.
     pub(crate) alerts: Vec<AlertId>,
+    /// Each audit entry written, by number.
+    pub(crate) audit: Vec<u64>,
 }
 
 /// Trips one `Archive` command removes from the hot state, at most (and twice as many
@@ -133,10 +140,12 @@ impl Archivable {
             .max(self.transfers.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
             .max(self.keys.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
             .max(self.gateway_events.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
-            .max(self.alerts.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS));
+            .max(self.alerts.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS))
+            .max(self.audit.len().div_ceil(2 * ARCHIVE_CHUNK_TRIPS));
         let (mut trips, mut transfers) = (self.trips.into_iter(), self.transfers.into_iter());
         let (mut keys, mut events) = (self.keys.into_iter(), self.gateway_events.into_iter());
         let mut alerts = self.alerts.into_iter();
+        let mut audit = self.audit.into_iter();
         (0..chunks)
             .map(|_| Command::Archive {
                 trips: take(&mut trips, ARCHIVE_CHUNK_TRIPS),
@@ -144,6 +153,7 @@ impl Archivable {
                 keys: take(&mut keys, 2 * ARCHIVE_CHUNK_TRIPS),
                 gateway_events: take(&mut events, 2 * ARCHIVE_CHUNK_TRIPS),
                 alerts: take(&mut alerts, 2 * ARCHIVE_CHUNK_TRIPS),
+                audit: take(&mut audit, 2 * ARCHIVE_CHUNK_TRIPS),
             })
             .collect()
     }
@@ -167,10 +177,11 @@ impl Checkpointer {
                             let l = &leaving;
                             let n = prepared.changes.puts.len() + prepared.changes.deletes.len() + l.trips.len() * 4;
                             let n = n + l.transfers.len() * 3 + (l.keys.len() + l.events.len() + l.alerts.len()) * 2;
+                            let n = n + l.audit.len() * 4;
                             let counts = history.write(prepared, l, now)?;
                             stored = rows;
                             // What the history now holds, which the writer may drop.
-                            let Leaving { trips, transfers, keys, events, alerts } = leaving;
+                            let Leaving { trips, transfers, keys, events, alerts, audit } = leaving;
                             let archivable = Archivable {
                                 trips: trips.iter().map(|t| (t.id, t.revision)).collect(),
                                 transfers: transfers.iter().map(|t| t.id).collect(),
@@ -180,6 +191,7 @@ impl Checkpointer {
                                     .collect(),
                                 gateway_events: events,
                                 alerts: alerts.iter().map(|a| a.id).collect(),
+                                audit: audit.iter().map(|e| e.seq).collect(),
                             };
                             Ok(Committed { lsn, counts, rows: n as u64, took: started.elapsed(), archivable })
                         })
@@ -290,6 +302,7 @@ mod tests {
             keys,
             gateway_events: Vec::new(),
             alerts: Vec::new(),
+            audit: Vec::new(),
         };
         let commands = all.into_commands();
         assert_eq!(commands.len(), 4, "7 chunks' worth of transfers, two chunks' worth per command");

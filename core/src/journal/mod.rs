@@ -258,7 +258,9 @@ impl Journal {
                 }
                 Ok(false)
             }
-            Command::Restored { command: inner, .. } => self.recall(state, actor, inner, at),
+            Command::Restored { command: inner, .. } | Command::Audited { command: inner, .. } => {
+                self.recall(state, actor, inner, at)
+            }
             _ => Ok(false),
         }
     }

@@ -87,7 +87,7 @@ impl State {
         Ok(Outcome::Zone(zone))
     }
 
-    fn put_zone(&mut self, zone: Arc<Zone>, now: Timestamp, fx: &mut Effects) {
+    pub(super) fn put_zone(&mut self, zone: Arc<Zone>, now: Timestamp, fx: &mut Effects) {
         if !zone.spec.surge.enabled {
             self.surge.remove(&zone.id);
         }

@@ -39,6 +39,11 @@ pub struct Effects {
     pub applications: bool,
     /// Payouts, top-ups or the earnings index changed.
     pub book: bool,
+    // ----- issue 20: A -----
+    /// Audit entries made or removed (archived), by number.
+    pub audit: Vec<u64>,
+    /// The dispatch rules (or their runtime overrides) changed.
+    pub rules: bool,
     /// While the command being applied may announce webhook events: each trip as it was
     /// before the command first changed it (`State::trip_mut` keeps it), for
     /// `state/hooks.rs` to compare with. Empty between commands.
@@ -60,6 +65,8 @@ impl Effects {
             && !self.hook_endpoints
             && !self.applications
             && !self.book
+            && self.audit.is_empty()
+            && !self.rules
     }
 
     /// Forgets everything recorded.
@@ -78,5 +85,7 @@ impl Effects {
         self.hook_endpoints = false;
         self.applications = false;
         self.book = false;
+        self.audit.clear();
+        self.rules = false;
     }
 }

@@ -390,7 +390,9 @@ impl State {
 /// The command under its idempotency key or restored trip.
 fn inner(command: &Command) -> &Command {
     let mut inner = command;
-    while let Command::Keyed { command, .. } | Command::Restored { command, .. } = inner {
+    while let Command::Keyed { command, .. } | Command::Restored { command, .. } | Command::Audited { command, .. } =
+        inner
+    {
         inner = command;
     }
     inner

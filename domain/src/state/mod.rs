@@ -155,6 +155,14 @@ pub struct State {
     applications: Applications,
     /// Payouts, top-ups and the earnings index derived from the ledger (`payouts.rs`).
     book: crate::payout::Book,
+    // ----- issue 20: A -----
+    /// The audit trail's entries not yet in the history, by number (`audit.rs`):
+    /// persistent, so the checkpoint's copy costs O(1).
+    audit: imbl::OrdMap<u64, std::sync::Arc<crate::audit::AuditEntry>>,
+    /// The number of the last audit entry made (the next is one more).
+    audit_seq: u64,
+    /// The dispatch keys staff set at runtime, which win over the configuration's.
+    rule_overrides: crate::settings::RuleOverrides,
     #[serde(skip)]
     index: Positions,
 }
@@ -233,6 +241,9 @@ impl<'de> Deserialize<'de> for State {
             hooks: Hooks,
             applications: Applications,
             book: crate::payout::Book,
+            audit: imbl::OrdMap<u64, std::sync::Arc<crate::audit::AuditEntry>>,
+            audit_seq: u64,
+            rule_overrides: crate::settings::RuleOverrides,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -273,6 +284,9 @@ impl<'de> Deserialize<'de> for State {
             applications: r.applications,
             index: Positions(index),
             book: r.book,
+            audit: r.audit,
+            audit_seq: r.audit_seq,
+            rule_overrides: r.rule_overrides,
         })
     }
 }
@@ -364,6 +378,9 @@ impl State {
             applications: self.applications.clone(),
             index: Positions::default(),
             book: self.book.clone(),
+            audit: self.audit.clone(),
+            audit_seq: self.audit_seq,
+            rule_overrides: self.rule_overrides,
         }
     }
 
@@ -464,7 +481,11 @@ impl State {
     ) -> Result<Outcome> {
         let who = self.who(actor)?;
         match command {
-            Command::SetRules(rules) => self.set_rules(who, rules),
+            Command::SetRules(rules) => {
+                let o = self.set_rules(who, rules)?;
+                fx.rules = true;
+                Ok(o)
+            }
             Command::CreateUser(new) => self.create_user(who, new, now, fx),
             Command::SetDriverStatus { online, location } => self.set_driver_status(who, *online, *location, now, fx),
             Command::SetDriverSuspended { driver_id, suspended, reason } => {
@@ -516,9 +537,10 @@ impl State {
             }
             Command::Keyed { key, command, archived } => self.keyed(actor, key, command, archived.as_deref(), now, fx),
             Command::Restored { trip, command } => self.restored(actor, trip, command, now, fx),
-            Command::Archive { trips, transfer_ids, keys, gateway_events, alerts } => {
+            Command::Archive { trips, transfer_ids, keys, gateway_events, alerts, audit } => {
                 self.archive(who, trips, transfer_ids, alerts, fx)?;
                 self.archive_keys(keys, gateway_events);
+                self.archive_audit(audit, fx);
                 Ok(Outcome::Done)
             }
             Command::CreditWallet { id, user_id, amount_minor, currency, reason } => {
@@ -590,6 +612,9 @@ impl State {
                 validate_reason(reason)?;
                 self.cash_received(who, *id, *driver_id, *amount_minor, *currency, now, fx)
             }
+            // ----- issue 20: A -----
+            Command::Audited { request_id, command } => self.audited(actor, request_id, command, now, fx),
+            Command::UpdateSettings(change) => self.update_settings(who, change, now, fx),
         }
     }
 
@@ -734,6 +759,7 @@ pub const MAX_BID_MINOR: i64 = 10_000_000_000;
 mod account;
 mod applications;
 mod archive;
+mod audit;
 mod catalog;
 mod chat;
 mod dispatch;

@@ -229,7 +229,10 @@ impl State {
         fx: &mut Effects,
     ) {
         let mut inner = command;
-        while let Command::Keyed { command, .. } | Command::Restored { command, .. } = inner {
+        while let Command::Keyed { command, .. }
+        | Command::Restored { command, .. }
+        | Command::Audited { command, .. } = inner
+        {
             inner = command;
         }
         let by_rider =

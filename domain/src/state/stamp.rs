@@ -96,6 +96,7 @@ impl State {
                 *id = Some(fresh(ids, TransferId::generate, |t| self.ledger().transfer(t).is_none()));
             }
             Command::Keyed { command, .. } | Command::Restored { command, .. } => self.stamp(command, ids),
+            Command::Audited { command, .. } => self.stamp(command, ids),
             _ => {}
         }
     }

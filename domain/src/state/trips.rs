@@ -90,6 +90,12 @@ impl State {
         {
             return Err(Error::Invalid(format!("bid amount_minor must be 1 to {MAX_BID_MINOR}")));
         }
+        if new.bid_minor.is_some() && !zone.spec.bidding {
+            return Err(Error::InvalidParam {
+                param: "bid",
+                message: format!("zone {} does not take bidding trips: book at the quoted fare", zone.id),
+            });
+        }
 
         let mut trip = Trip {
             id,

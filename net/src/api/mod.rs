@@ -29,6 +29,7 @@
 
 mod admin;
 mod applications;
+mod audit;
 mod auth;
 mod chat;
 mod console;
@@ -91,7 +92,7 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
                 let spec = ep.spec();
                 // Only well-formed ids reach the log (a path segment is caller-controlled text).
                 seen.trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
-                (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen).await)
+                (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen, &request_id).await)
             }
         }
     };
@@ -154,6 +155,7 @@ async fn pipeline(
     spec: Spec,
     req: Request<Incoming>,
     seen: &mut Seen,
+    request_id: &str,
 ) -> Result<Resp, ApiError> {
     // Routes open to anyone ignore credentials: a stale or malformed token must not turn
     // a health check, a sign-in or a gateway's webhook into a 401.
@@ -236,8 +238,19 @@ async fn pipeline(
     let headers = matches!(ep, Endpoint::Webhook(_) | Endpoint::ReportRevenue | Endpoint::ReportTrips)
         .then(|| parts.headers.clone())
         .unwrap_or_default();
-    let mut ctx =
-        Ctx { app, op: spec.name, who, peer, query, body, headers, keyed: None, replayed: false, new_trip: None };
+    let mut ctx = Ctx {
+        app,
+        op: spec.name,
+        who,
+        peer,
+        query,
+        body,
+        headers,
+        keyed: None,
+        replayed: false,
+        new_trip: None,
+        request_id,
+    };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
             let hash = request_hash(&parts.method, &path_of(&parts.uri), &ctx.body);
@@ -319,6 +332,10 @@ struct Ctx<'a> {
     replayed: bool,
     /// The trip a booking created (for the request's log line).
     new_trip: Option<TripId>,
+    // ----- issue 20: A -----
+    /// The request's `X-Request-Id` (1-128 printable ASCII: `http::request_id`), which a
+    /// staff command's audit entry keeps.
+    request_id: &'a str,
 }
 
 /// A path parameter as an id; a malformed one is `404`.
@@ -401,9 +418,28 @@ impl Ctx<'_> {
         serde_json::from_value(value).map_err(|e| http::json_error(&e))
     }
 
-    /// Sends a command as the caller, under the request's idempotency key if any.
+    /// Sends a command as the caller, under the request's idempotency key if any. A staff
+    /// caller's command goes into the audit trail (`Command::Audited`, with the request's
+    /// id), inside the key: a replayed key answers as before and records nothing again.
     async fn submit(&mut self, command: Command) -> Result<Outcome, ApiError> {
-        let actor = self.principal()?.actor();
+        let who = self.principal()?;
+        let actor = who.actor();
+        let command = if (who.is_staff() || who.permissions() != crate::auth::Permissions::NONE)
+            && command.audit_action().is_some()
+        {
+            // The pipeline's id is bounded already; cut it anyway so no log record can be
+            // bloated by it, and keep it printable (`audit::validate_request_id`).
+            let id: String = self
+                .request_id
+                .chars()
+                .filter(char::is_ascii_graphic)
+                .take(dispatch_core::audit::MAX_REQUEST_ID_LEN)
+                .collect();
+            let request_id = if id.is_empty() { "-".to_owned() } else { id };
+            Command::Audited { request_id, command: Box::new(command) }
+        } else {
+            command
+        };
         let command = match self.keyed.clone() {
             Some(key) => Command::Keyed { key, command: Box::new(command), archived: None },
             None => command,
@@ -418,9 +454,9 @@ impl Ctx<'_> {
     }
 
     /// Positions older than this many seconds are stale to the dispatch round (the rules
-    /// the engine adopted from the configuration at open).
+    /// in force: the configuration's, with what `PATCH /v1/admin/settings` changed).
     fn stale_s(&self) -> u32 {
-        self.app.config.dispatch.stale_location_s
+        self.app.engine.read(|v| v.rules().stale_location_s)
     }
 
     /// Whether the caller is the trip's rider (who alone sees its pickup code).
@@ -567,6 +603,10 @@ impl Ctx<'_> {
             // ----- issue 20: H -----
             E::ReportRevenue => self.report(reports::Report::Revenue).await,
             E::ReportTrips => self.report(reports::Report::Trips).await,
+            // ----- issue 20: A -----
+            E::AdminAudit => self.list_audit().await,
+            E::GetSettings => self.get_settings(),
+            E::PatchSettings => self.patch_settings().await,
         }
     }
 }

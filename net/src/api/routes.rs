@@ -193,6 +193,13 @@ pub enum Endpoint {
     ReportRevenue,
     /// `GET /v1/admin/reports/trips`
     ReportTrips,
+    // ----- issue 20: A -----
+    /// `GET /v1/admin/audit`: the audit trail, newest first.
+    AdminAudit,
+    /// `GET /v1/admin/settings`: the runtime settings in force.
+    GetSettings,
+    /// `PATCH /v1/admin/settings`: change some of them at once.
+    PatchSettings,
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -408,6 +415,10 @@ pub const ROUTES: &[Route] = {
         // ----- issue 20: H -----
         route!("GET", "/v1/admin/reports/revenue", "admin_report_revenue", |_| E::ReportRevenue),
         route!("GET", "/v1/admin/reports/trips", "admin_report_trips", |_| E::ReportTrips),
+        // ----- issue 20: A -----
+        route!("GET", "/v1/admin/audit", "admin_audit", |_| E::AdminAudit),
+        route!("GET", "/v1/admin/settings", "admin_settings", |_| E::GetSettings),
+        route!("PATCH", "/v1/admin/settings", "admin_settings_update", |_| E::PatchSettings),
     ]
 };
 
@@ -592,6 +603,10 @@ impl Endpoint {
             // ----- issue 20: H -----
             E::ReportRevenue => spec("admin_report_revenue", perm(P::ReportsRead)),
             E::ReportTrips => spec("admin_report_trips", perm(P::ReportsRead)),
+            // ----- issue 20: A -----
+            E::AdminAudit => spec("admin_audit", perm(P::AuditRead)),
+            E::GetSettings => spec("admin_settings", ADMIN),
+            E::PatchSettings => idem(spec("admin_settings_update", perm(P::SettingsWrite))),
         }
     }
 }

@@ -22,6 +22,7 @@ fn archive_keeps_a_trip_changed_since_its_history_row_was_written() {
         keys: vec![],
         gateway_events: vec![],
         alerts: Vec::new(),
+        audit: Vec::new(),
     };
     assert!(matches!(w.run(Actor::System, archive(written)).unwrap(), Outcome::Done));
     assert_eq!(w.get(trip).rider_rating.as_ref().map(|r| r.stars), Some(4), "the rating stays hot");
@@ -43,6 +44,7 @@ fn a_restored_trip_comes_back_for_its_command_and_leaves_again_when_refused() {
         keys: vec![],
         gateway_events: vec![],
         alerts: Vec::new(),
+        audit: Vec::new(),
     };
     w.run(Actor::System, archive).unwrap();
     assert!(w.state.trip(trip).is_none());

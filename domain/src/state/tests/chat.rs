@@ -199,6 +199,7 @@ fn a_post_emits_the_message_with_its_trip_and_an_archived_trip_comes_back_for_it
         keys: vec![],
         gateway_events: vec![],
         alerts: vec![],
+        audit: Vec::new(),
     };
     w.run(Actor::System, archive).unwrap();
     assert!(w.state.trip(trip).is_none());

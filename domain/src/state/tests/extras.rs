@@ -344,6 +344,7 @@ fn an_archived_key_answers_as_a_hot_one_until_it_expires() {
         keys: vec![(Actor::User(rider), "k-1".into(), expires_at)],
         gateway_events: vec![],
         alerts: Vec::new(),
+        audit: Vec::new(),
     };
     w.run(Actor::System, archive(remembered.expires_at.plus_millis(1))).unwrap();
     assert!(w.state.remembered(Actor::User(rider), "k-1").is_some());

@@ -27,6 +27,7 @@
 mod account;
 mod applications;
 mod archive;
+mod audit;
 mod catalog;
 mod chat;
 mod extras;

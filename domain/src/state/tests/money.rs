@@ -544,6 +544,7 @@ fn an_archived_gateway_event_id_is_a_duplicate_and_moves_no_money() {
         keys: vec![],
         gateway_events: vec![("sim".into(), "evt_cap".into(), at)],
         alerts: Vec::new(),
+        audit: Vec::new(),
     };
     w.run(Actor::System, archive(seen.plus_millis(1))).unwrap();
     assert_eq!(w.state.gateway_event_seen("sim", "evt_cap"), Some(seen));

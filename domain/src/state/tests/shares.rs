@@ -18,6 +18,7 @@ fn archive(trip: TripId, revision: u32) -> Command {
         keys: vec![],
         gateway_events: vec![],
         alerts: vec![],
+        audit: Vec::new(),
     }
 }
 

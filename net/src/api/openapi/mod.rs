@@ -19,6 +19,7 @@
 //!   (`invalid_coordinates`, API.md): the schemas' `lat`/`lng` are plain numbers.
 
 mod applications;
+mod audit;
 mod hooks;
 mod notify;
 mod ops;

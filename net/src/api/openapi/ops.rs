@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::applications::*;
+use super::audit::*;
 use super::hooks::*;
 use super::notify::*;
 use super::payouts::*;
@@ -298,6 +299,13 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The report.", Some(revenue_report_out))], &[], true),
     op!("GET" "/v1/admin/reports/trips" "admin_report_trips", "admin", "Trips requested per period and what became of them, and the time to match, from the daily rollups: a trip counts on the day it was requested. `Accept: text/csv` answers CSV.", Who::Permission("reports.read"), report_query, Body::None,
         [(200, "The report.", Some(trips_report_out))], &[], true),
+    // ----- issue 20: A -----
+    op!("GET" "/v1/admin/audit" "admin_audit", "admin", "The audit trail: every staff action and settings change, from the log, newest first. One filter is answered from its index; with more, the most selective (target, then actor, then action) is walked and the others checked.", Who::Permission("audit.read"), audit_query, Body::None,
+        [(200, "A page of audit entries.", Some(audit_page))], &[], false),
+    op!("GET" "/v1/admin/settings" "admin_settings", "admin", "The runtime settings in force: dispatch rules and each zone's bidding and surge.", ADMIN, no_query, Body::None,
+        [(200, "The settings.", Some(settings_out))], &[], false),
+    op!("PATCH" "/v1/admin/settings" "admin_settings_update", "admin", "Change any subset of the runtime settings, all at once through one logged command: the next dispatch round uses them, no restart; a change survives restarts (it wins over the configuration until changed again).", Who::Permission("settings.write"), no_query, json_body(settings_in, settings_ex),
+        [(200, "The settings now in force.", Some(settings_out))], &[], true),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made

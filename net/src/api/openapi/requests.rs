@@ -95,6 +95,8 @@ pub(super) fn zone_in() -> Value {
             ),
             ("surge", strict(&[("enabled", boolean()), ("max_bps", uint())], &["enabled", "max_bps"])),
             ("extra_fee_minor", int()),
+            // ----- issue 20: A -----
+            ("bidding", boolean()),
         ],
         &["name", "currency", "polygon", "pricing"],
     )

@@ -292,6 +292,8 @@ pub(super) fn zone_schema() -> Value {
             ("extra_fee_minor", money()),
             ("created_at", time()),
             ("updated_at", time()),
+            // ----- issue 20: A -----
+            ("bidding", boolean()),
         ],
         &["id", "name", "currency", "currency_exponent", "active", "polygon", "pricing", "created_at", "updated_at"],
     )
