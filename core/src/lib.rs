@@ -91,6 +91,8 @@ pub use dispatch_domain::{
     alert, application, chat, command, demo, driver, fare, geo, hooks, ledger, money, otp, outbox, payout, record,
     route, share, state, templates, trip, trip_ref, user, zone,
 };
+// ----- issue 20: S -----
+pub use dispatch_domain::staff;
 
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};
 pub use driver::{Availability, Driver};

@@ -88,6 +88,10 @@ pub struct View {
     /// Payouts, top-ups and the earnings index: the state's persistent maps, shared
     /// (a change replaces the book, which costs three pointer copies).
     book: dispatch_domain::payout::Book,
+    // ----- issue 20: S -----
+    /// Staff sign-in credentials: the state's persistent maps, shared (a change replaces
+    /// them whole: an O(1) clone).
+    staff: dispatch_domain::staff::Staff,
 }
 
 impl View {
@@ -116,6 +120,7 @@ impl View {
         view.hooks = state.hooks().for_readers();
         view.applications = state.applications().clone();
         view.book = state.book().clone();
+        view.staff = state.staff().clone();
         view
     }
 
@@ -191,6 +196,9 @@ impl View {
         }
         if fx.book {
             self.book = state.book().clone();
+        }
+        if fx.staff {
+            self.staff = state.staff().clone();
         }
         self.batches += 1;
     }
@@ -354,5 +362,11 @@ impl View {
     /// How many batches have been published (a cheap change counter).
     pub fn batches(&self) -> u64 {
         self.batches
+    }
+
+    // ----- issue 20: S -----
+    /// Staff sign-in credentials.
+    pub fn staff(&self) -> &dispatch_domain::staff::Staff {
+        &self.staff
     }
 }

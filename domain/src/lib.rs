@@ -85,6 +85,7 @@ pub mod record;
 pub mod route;
 pub mod rules;
 pub mod share;
+pub mod staff;
 pub mod state;
 pub mod templates;
 #[cfg(any(test, feature = "testkit"))]

@@ -520,6 +520,7 @@ mod tests {
             email: None,
             language: "en".into(),
             default_payment_method: None,
+            staff_role: None,
         })
     }
 

@@ -43,6 +43,9 @@ pub struct Effects {
     /// before the command first changed it (`State::trip_mut` keeps it), for
     /// `state/hooks.rs` to compare with. Empty between commands.
     pub(crate) trips_before: Option<Vec<std::sync::Arc<crate::trip::Trip>>>,
+    // ----- issue 20: S -----
+    /// Staff credentials changed.
+    pub staff: bool,
 }
 
 impl Effects {
@@ -60,6 +63,7 @@ impl Effects {
             && !self.hook_endpoints
             && !self.applications
             && !self.book
+            && !self.staff
     }
 
     /// Forgets everything recorded.
@@ -78,5 +82,6 @@ impl Effects {
         self.hook_endpoints = false;
         self.applications = false;
         self.book = false;
+        self.staff = false;
     }
 }

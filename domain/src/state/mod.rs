@@ -39,6 +39,8 @@
 //! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply;
 //! - `applications.rs`: driver applications (details, documents, submission, staff's
 //!   decision), the going-online checks they add, the licence reminders.
+//! - `staff.rs`: staff users with a sign-in e-mail, their setups, sign-in failures and
+//!   lockout, TOTP replay protection, and signing out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -157,6 +159,9 @@ pub struct State {
     book: crate::payout::Book,
     #[serde(skip)]
     index: Positions,
+    // ----- issue 20: S -----
+    /// Staff sign-in credentials (`staff.rs`).
+    staff: crate::staff::Staff,
 }
 
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
@@ -233,6 +238,8 @@ impl<'de> Deserialize<'de> for State {
             hooks: Hooks,
             applications: Applications,
             book: crate::payout::Book,
+            // ----- issue 20: S -----
+            staff: crate::staff::Staff,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -273,6 +280,8 @@ impl<'de> Deserialize<'de> for State {
             applications: r.applications,
             index: Positions(index),
             book: r.book,
+            // ----- issue 20: S -----
+            staff: r.staff,
         })
     }
 }
@@ -364,6 +373,8 @@ impl State {
             applications: self.applications.clone(),
             index: Positions::default(),
             book: self.book.clone(),
+            // ----- issue 20: S -----
+            staff: self.staff.clone(),
         }
     }
 
@@ -590,6 +601,21 @@ impl State {
                 validate_reason(reason)?;
                 self.cash_received(who, *id, *driver_id, *amount_minor, *currency, now, fx)
             }
+            // ----- issue 20: S -----
+            Command::CreateStaff { user, staff_role, email, setup_nonce } => {
+                self.create_staff(who, user, staff_role.as_deref(), email.as_deref(), *setup_nonce, now, fx)
+            }
+            Command::IssueStaffSetup { user_id, email, nonce } => {
+                self.issue_staff_setup(who, *user_id, email.as_deref(), *nonce, now, fx)
+            }
+            Command::SetupStaff { user_id, setup_nonce, password_hash, totp_nonce } => {
+                self.setup_staff(who, *user_id, *setup_nonce, password_hash, *totp_nonce, now, fx)
+            }
+            Command::StaffLoginFailed { user_id } => self.staff_login_failed(who, *user_id, now, fx),
+            Command::StaffLoginSucceeded { user_id, step } => {
+                self.staff_login_succeeded(who, *user_id, *step, now, fx)
+            }
+            Command::SignOut => self.sign_out(actor, fx),
         }
     }
 
@@ -747,6 +773,7 @@ mod money;
 mod notify;
 mod payouts;
 mod shares;
+mod staff;
 mod stamp;
 mod trips;
 mod users;
