@@ -43,6 +43,8 @@ mod payouts;
 pub mod routes;
 mod trips;
 mod webhooks;
+// ----- issue 20: S -----
+mod staff;
 
 pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
 pub use trips::TRAIL_MAX_POINTS;
@@ -559,6 +561,11 @@ impl Ctx<'_> {
             E::ReviewPayout(id, approve) => self.review_payout(&id, approve).await,
             E::DriverCashReceived(id) => self.driver_cash_received(&id).await,
             E::TopUp => self.create_top_up().await,
+            // ----- issue 20: S -----
+            E::StaffSetup => self.staff_setup().await,
+            E::StaffLogin => self.staff_login().await,
+            E::Logout => self.logout().await,
+            E::IssueStaffSetup(id) => self.issue_staff_setup(&id).await,
         }
     }
 }

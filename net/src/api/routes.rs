@@ -188,6 +188,15 @@ pub enum Endpoint {
     DriverCashReceived(String),
     /// `POST /v1/wallet/top-ups`
     TopUp,
+    // ----- issue 20: S -----
+    /// `POST /v1/auth/staff/setup`: a setup token and a new password → the TOTP URI.
+    StaffSetup,
+    /// `POST /v1/auth/staff/login`: e-mail, password and TOTP code → a 12-hour token.
+    StaffLogin,
+    /// `POST /v1/auth/logout`: every token of the caller stops working.
+    Logout,
+    /// `POST /v1/admin/users/{id}/staff-setup`: a new setup token for a staff user.
+    IssueStaffSetup(String),
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -400,6 +409,11 @@ pub const ROUTES: &[Route] = {
             |x| E::DriverCashReceived(p(x, 0))
         ),
         route!("POST", "/v1/wallet/top-ups", "wallet_top_up", |_| E::TopUp),
+        // ----- issue 20: S -----
+        route!("POST", "/v1/auth/staff/setup", "staff_setup", |_| E::StaffSetup),
+        route!("POST", "/v1/auth/staff/login", "staff_login", |_| E::StaffLogin),
+        route!("POST", "/v1/auth/logout", "logout", |_| E::Logout),
+        route!("POST", "/v1/admin/users/{id}/staff-setup", "admin_staff_setup", |x| E::IssueStaffSetup(p(x, 0))),
     ]
 };
 
@@ -581,6 +595,13 @@ impl Endpoint {
             E::ReviewPayout(_, false) => idem(spec("admin_payout_reject", perm(P::PayoutsApprove))),
             E::DriverCashReceived(_) => idem(spec("admin_driver_cash_received", perm(P::PayoutsApprove))),
             E::TopUp => idem(spec("wallet_top_up", RIDER_OR_DRIVER)),
+            // ----- issue 20: S -----
+            // Open to anyone and counted against `ip_per_min`, like an OTP verify; a
+            // password or code is never guessed faster than the account's lock allows.
+            E::StaffSetup => spec("staff_setup", Allow::Anyone),
+            E::StaffLogin => spec("staff_login", Allow::Anyone),
+            E::Logout => spec("logout", Allow::Authenticated),
+            E::IssueStaffSetup(_) => idem(spec("admin_staff_setup", ADMIN)),
         }
     }
 }

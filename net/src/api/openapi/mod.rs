@@ -26,6 +26,8 @@ mod payouts;
 mod profile;
 mod requests;
 mod schemas;
+// ----- issue 20: S -----
+mod staff;
 mod trip;
 
 use std::collections::HashMap;

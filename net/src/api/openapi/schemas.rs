@@ -215,7 +215,7 @@ pub(super) fn user_schema() -> Value {
     obj(
         &[
             ("id", id("usr_")),
-            ("role", enumeration(&["rider", "driver", "support", "admin"])),
+            ("role", super::staff::role_name()),
             ("name", string()),
             ("phone", string()),
             (
