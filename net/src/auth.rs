@@ -540,6 +540,22 @@ impl Permissions {
     }
 }
 
+// ----- issue 20: S -----
+/// The permissions of custom staff role `name` (`[roles.<name>]`): its name 1-32 of
+/// `[a-z0-9_]` and not a built-in role's, every permission one of [`Permission::ALL`]'s
+/// names; else what is wrong, naming the role (and the unknown permission).
+pub fn custom_role(name: &str, permissions: &[String]) -> Result<Permissions, String> {
+    dispatch_core::staff::validate_role_name(name).map_err(|e| match e {
+        dispatch_core::DomainError::InvalidParam { message, .. } => format!("roles.{name}: {message}"),
+        e => format!("roles.{name}: {e}"),
+    })?;
+    let mut set = Vec::with_capacity(permissions.len());
+    for p in permissions {
+        set.push(Permission::parse(p).ok_or_else(|| format!("roles.{name}: unknown permission {p:?}"))?);
+    }
+    Ok(Permissions::of(&set))
+}
+
 /// Staff: support and admin.
 pub const STAFF: Allow = Allow::Roles(&[Role::Support, Role::Admin]);
 /// Admin only.
@@ -630,7 +646,10 @@ mod tests {
         let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
         let u = user(0);
         let t = keys.token_for(&u, 1_000);
-        assert_eq!(authenticate(&keys, &t, 1_001, |_| Some(u.clone()), |_| None), Ok(Principal::user(u.id, Role::Driver)));
+        assert_eq!(
+            authenticate(&keys, &t, 1_001, |_| Some(u.clone()), |_| None),
+            Ok(Principal::user(u.id, Role::Driver))
+        );
         // Expired.
         assert!(authenticate(&keys, &t, 1_000 + TOKEN_TTL_S, |_| Some(u.clone()), |_| None).is_err());
         // Revoked: the user's generation moved on.

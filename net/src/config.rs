@@ -52,12 +52,8 @@ pub struct Config {
     pub roles: BTreeMap<String, RoleSection>,
 }
 
-/// `[roles.<name>]` (API.md v1.1 "Back office"): a custom staff role.
-///
-/// ```toml
-/// [roles.dispatcher]
-/// permissions = ["trips.read", "trips.cancel", "users.read"]
-/// ```
+/// `[roles.<name>]` (API.md v1.1 "Back office"): a custom staff role, e.g.
+/// `permissions = ["trips.read", "users.read"]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleSection {
@@ -591,31 +587,17 @@ impl Config {
     }
 
     // ----- issue 20: S -----
-    /// `[roles.<name>]`: at most [`MAX_ROLES`], each named 1-32 of `[a-z0-9_]` and not a
-    /// built-in role, each permission one of API.md's (an unknown one is named).
+    /// `[roles.<name>]`: at most [`MAX_ROLES`], each checked by `auth::custom_role`.
     fn validate_roles(&self) -> Result<(), String> {
         if self.roles.len() > MAX_ROLES {
             return Err(format!("roles: at most {MAX_ROLES} custom roles"));
         }
-        for (name, role) in &self.roles {
-            dispatch_core::staff::validate_role_name(name).map_err(|e| match e {
-                dispatch_core::DomainError::InvalidParam { message, .. } => format!("roles.{name}: {message}"),
-                e => format!("roles.{name}: {e}"),
-            })?;
-            if let Some(bad) = role.permissions.iter().find(|p| crate::auth::Permission::parse(p).is_none()) {
-                return Err(format!("roles.{name}: unknown permission {bad:?}"));
-            }
-        }
-        Ok(())
+        self.roles.iter().try_for_each(|(name, r)| crate::auth::custom_role(name, &r.permissions).map(drop))
     }
 
     /// The permissions of custom role `name`; `None` when no such role is configured.
     pub fn role_permissions(&self, name: &str) -> Option<crate::auth::Permissions> {
-        self.roles.get(name).map(|r| {
-            crate::auth::Permissions::of(
-                &r.permissions.iter().filter_map(|p| crate::auth::Permission::parse(p)).collect::<Vec<_>>(),
-            )
-        })
+        self.roles.get(name).and_then(|r| crate::auth::custom_role(name, &r.permissions).ok())
     }
 
     /// The listening address.
@@ -859,8 +841,14 @@ mod tests {
         use crate::auth::{Permission, Permissions};
         let c = Config::parse("").unwrap();
         assert!(c.roles.is_empty());
-        let c = Config::parse("[roles.finance]\npermissions = [\"users.read\", \"reports.read\"]\n[roles.empty]\npermissions = []\n").unwrap();
-        assert_eq!(c.role_permissions("finance"), Some(Permissions::of(&[Permission::UsersRead, Permission::ReportsRead])));
+        let c = Config::parse(
+            "[roles.finance]\npermissions = [\"users.read\", \"reports.read\"]\n[roles.empty]\npermissions = []\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.role_permissions("finance"),
+            Some(Permissions::of(&[Permission::UsersRead, Permission::ReportsRead]))
+        );
         assert_eq!(c.role_permissions("empty"), Some(Permissions::NONE));
         assert_eq!(c.role_permissions("support"), None);
         let e = Config::parse("[roles.finance]\npermissions = [\"users.read\", \"users.fly\"]\n").unwrap_err();

@@ -612,9 +612,7 @@ impl State {
                 self.setup_staff(who, *user_id, *setup_nonce, password_hash, *totp_nonce, now, fx)
             }
             Command::StaffLoginFailed { user_id } => self.staff_login_failed(who, *user_id, now, fx),
-            Command::StaffLoginSucceeded { user_id, step } => {
-                self.staff_login_succeeded(who, *user_id, *step, now, fx)
-            }
+            Command::StaffLoginSucceeded { user_id, step } => self.staff_login_succeeded(who, *user_id, *step, now, fx),
             Command::SignOut => self.sign_out(actor, fx),
         }
     }

@@ -32,8 +32,7 @@ impl State {
 
     /// An e-mail a staff user may sign in with: plausible and not another's.
     fn check_staff_email(&self, email: &str, user: UserId) -> Result<()> {
-        user::validate_email(email)
-            .map_err(|e| Error::InvalidParam { param: "email", message: e.to_string() })?;
+        user::validate_email(email).map_err(|e| Error::InvalidParam { param: "email", message: e.to_string() })?;
         if !self.staff.email_free_for(email, user) {
             return Err(Error::InvalidParam {
                 param: "email",

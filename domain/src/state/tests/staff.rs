@@ -81,7 +81,8 @@ fn a_setup_is_consumed_once_before_it_expires_and_a_new_one_replaces_the_secret(
     assert!(matches!(setup(&mut w, a, nonce ^ 1), Err(Error::Forbidden(_))), "a forged nonce");
     let bad = Command::SetupStaff { user_id: a, setup_nonce: nonce, password_hash: "hunter2".into(), totp_nonce: None };
     assert!(w.run(Actor::System, bad).is_err(), "only a PHC hash enters the log");
-    let not_system = Command::SetupStaff { user_id: a, setup_nonce: nonce, password_hash: PHC.into(), totp_nonce: None };
+    let not_system =
+        Command::SetupStaff { user_id: a, setup_nonce: nonce, password_hash: PHC.into(), totp_nonce: None };
     assert!(matches!(w.run(Actor::Admin, not_system), Err(Error::Forbidden(_))));
     let first = match setup(&mut w, a, nonce).unwrap() {
         Outcome::StaffSetUp { email, totp_nonce } => {
@@ -189,8 +190,7 @@ fn no_command_or_state_holds_a_password_or_a_totp_secret() {
     }
     // The credentials, exhaustively: the e-mail, the PHC hash, nonces, counters and times.
     let c = w.state.staff().get(a).unwrap();
-    let crate::staff::Credentials { email, password_hash, setup, totp_nonce, last_step, failures, locked_until } =
-        &**c;
+    let crate::staff::Credentials { email, password_hash, setup, totp_nonce, last_step, failures, locked_until } = &**c;
     assert_eq!(email, "amal@example.com");
     assert_eq!(password_hash.as_deref(), Some(PHC));
     assert_eq!((setup, totp_nonce.is_some(), last_step, failures, locked_until), (&None, true, &Some(7), &0, &None));

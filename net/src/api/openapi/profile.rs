@@ -49,7 +49,7 @@ pub(super) fn me_out() -> Value {
     obj(
         &[
             ("id", id("usr_")),
-            ("role", super::staff::role_name()),
+            ("role", role_name()),
             ("name", string()),
             ("phone", string()),
             ("email", nullable(string())),

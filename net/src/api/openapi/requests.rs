@@ -39,7 +39,7 @@ pub(super) fn create_user_in() -> Value {
     );
     strict(
         &[
-            ("role", super::staff::role_name()),
+            ("role", role_name()),
             ("name", string()),
             ("phone", string()),
             ("vehicle", nullable(vehicle)),

@@ -1,18 +1,10 @@
 //! The schemas of staff sign-in (API.md v1.1 "Back office": `/v1/auth/staff/*`,
-//! `/v1/auth/logout`, `/v1/admin/users/{id}/staff-setup`) and of a user's role as shown
-//! (a built-in role or a custom staff role's name), as `api::staff` writes and reads them
-//! (request bodies strict, like every one).
+//! `/v1/auth/logout`, `/v1/admin/users/{id}/staff-setup`), as `api::staff` writes and
+//! reads them (request bodies strict, like every one).
 
 use serde_json::{Value, json};
 
 use super::schemas::*;
-
-/// A user's role as shown: `rider`, `driver`, `support`, `admin`, or the name of a custom
-/// staff role from `[roles.<name>]`.
-pub(super) fn role_name() -> Value {
-    json!({"type": "string", "pattern": "^[a-z0-9_]{1,32}$",
-        "description": "`rider`, `driver`, `support`, `admin`, or a custom staff role's name (`[roles.<name>]`)."})
-}
 
 /// A sign-in e-mail in a request.
 fn email_in() -> Value {
