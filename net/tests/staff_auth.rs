@@ -4,6 +4,7 @@
 //! codes, the lock after 5 failures (and its end 15 minutes later, by the engine's clock),
 //! 12-hour staff tokens, sign-out, a new setup from an admin, custom staff roles from
 //! `[roles.<name>]`, and credentials kept across a restart (from a checkpoint).
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
