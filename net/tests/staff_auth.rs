@@ -34,6 +34,18 @@ fn unbase32(s: &str) -> Vec<u8> {
     out
 }
 
+/// RFC 4648 base32 (no padding) of `bytes`.
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let bits: Vec<u8> = bytes.iter().flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1)).collect();
+    bits.chunks(5)
+        .map(|c| {
+            let v = c.iter().chain(std::iter::repeat(&0)).take(5).fold(0usize, |acc, b| acc << 1 | usize::from(*b));
+            char::from(ALPHABET[v])
+        })
+        .collect()
+}
+
 /// The secret in an `otpauth://` URI, after checking the URI's fixed parts.
 fn secret_of(uri: &str, email: &str) -> Vec<u8> {
     let prefix = format!("otpauth://totp/dispatch:{email}?secret=");
@@ -90,6 +102,19 @@ fn error_of(r: &Reply) -> Value {
     let mut e = r.json["error"].clone();
     e.as_object_mut().unwrap().remove("request_id");
     e
+}
+
+/// Whether any file under `dir` holds `needle` (the data directory: WAL segments, the
+/// checkpoint store).
+fn any_file_holds(dir: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).unwrap().any(|e| {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            any_file_holds(&path, needle)
+        } else {
+            std::fs::read(&path).unwrap().windows(needle.len()).any(|w| w == needle)
+        }
+    })
 }
 
 /// Moves a stopped server's data directory to a new one started with `args`.
@@ -170,6 +195,13 @@ async fn setup_then_login_opens_the_staff_routes_and_every_wrong_part_answers_th
     login(&s, "amal@example.com", new_password, &totp_at(&secret, step)).await.expect_error(401, "unauthorized");
     let v = login(&s, "amal@example.com", new_password, &totp_at(&new_secret, step)).await.expect(200);
     s.get("/v1/admin/trips", v["token"].as_str().unwrap()).await.expect(200);
+    // The log lines name no password or setup token (a 6-digit code could match any number
+    // in them by chance: not checked).
+    let log = s.stderr();
+    assert!(log.contains("staff_login"), "the control: the requests are logged");
+    for secret in [PASSWORD, new_password, &setup_token] {
+        assert!(!log.contains(secret), "{secret} is in the log");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,6 +227,18 @@ async fn five_failures_lock_the_account_for_15_minutes_and_a_restart_keeps_the_c
     // 15 minutes later by the engine's clock (and after a restart), the account opens.
     let offset = 15 * 60 + 1;
     let s = restart(s, &["--clock-offset-s", &offset.to_string()], config);
+    // Neither the log nor the checkpoint holds the password, the TOTP secret (raw or as
+    // shown) or the setup token; the PHC hash is there.
+    let data = s.data_dir();
+    assert!(any_file_holds(&data, b"$argon2id$v=19$"), "the control: the PHC hash is in the log");
+    let hex_secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let base32_secret = base32(&secret);
+    assert_eq!(unbase32(&base32_secret), secret);
+    for needle in
+        [PASSWORD.as_bytes(), &secret[..], hex_secret.as_bytes(), base32_secret.as_bytes(), setup_token.as_bytes()]
+    {
+        assert!(!any_file_holds(&data, needle), "{:?} is in the data directory", String::from_utf8_lossy(needle));
+    }
     let v = login(&s, "boss@example.com", PASSWORD, &totp_at(&secret, step_now(offset))).await.expect(200);
     assert_eq!(v["user"]["role"], "admin");
     s.get("/v1/admin/ledger/verify", v["token"].as_str().unwrap()).await.expect(200);
