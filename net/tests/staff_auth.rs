@@ -245,7 +245,7 @@ async fn five_failures_lock_the_account_for_15_minutes_and_a_restart_keeps_the_c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_staff_token_ends_after_12_hours_and_a_riders_does_not() {
+async fn a_staff_token_ends_after_12_hours_a_riders_does_not_and_a_setup_token_after_24() {
     let s = Server::start(&[], None);
     let (_, staff_token, setup_token) = staff(&s, "support", "night@example.com", 1).await;
     let secret = set_up(&s, &setup_token, PASSWORD, "night@example.com").await;
@@ -255,10 +255,17 @@ async fn a_staff_token_ends_after_12_hours_and_a_riders_does_not() {
     for t in [&staff_token, &signed_in, &rider_token] {
         s.get("/v1/me", t).await.expect(200);
     }
+    let (_, _, unused_setup) = staff(&s, "support", "late@example.com", 3).await;
     let s = restart(s, &["--clock-offset-s", &(12 * 3600 + 60).to_string()], None);
     for t in [&staff_token, &signed_in] {
         s.get("/v1/me", t).await.expect_error(401, "unauthorized");
     }
+    s.get("/v1/me", &rider_token).await.expect(200);
+    // A setup token ends after 24 hours.
+    let s = restart(s, &["--clock-offset-s", &(24 * 3600 + 60).to_string()], None);
+    post_anon(&s, "/v1/auth/staff/setup", json!({"setup_token": unused_setup, "password": PASSWORD}))
+        .await
+        .expect_error(401, "unauthorized");
     s.get("/v1/me", &rider_token).await.expect(200);
 }
 
