@@ -94,6 +94,8 @@ pub use dispatch_domain::{
     alert, application, chat, command, demo, driver, fare, geo, hooks, ledger, money, otp, outbox, payout, record,
     route, share, state, templates, trip, trip_ref, user, zone,
 };
+// ----- issue 20: S -----
+pub use dispatch_domain::staff;
 
 // ----- issue 20: A -----
 pub use dispatch_domain::{audit, settings};

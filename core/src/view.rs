@@ -95,6 +95,10 @@ pub struct View {
     rules: Arc<crate::command::DispatchRules>,
     /// The dispatch keys set at runtime.
     rule_overrides: crate::settings::RuleOverrides,
+    // ----- issue 20: S -----
+    /// Staff sign-in credentials: the state's persistent maps, shared (a change replaces
+    /// them whole: an O(1) clone).
+    staff: dispatch_domain::staff::Staff,
 }
 
 impl View {
@@ -126,6 +130,7 @@ impl View {
         view.audit = state.audit_entries().map(|e| (e.seq, Arc::clone(e))).collect();
         view.rules = Arc::new(state.rules().clone());
         view.rule_overrides = *state.rule_overrides();
+        view.staff = state.staff().clone();
         view
     }
 
@@ -212,6 +217,9 @@ impl View {
         if fx.rules {
             self.rules = Arc::new(state.rules().clone());
             self.rule_overrides = *state.rule_overrides();
+        }
+        if fx.staff {
+            self.staff = state.staff().clone();
         }
         self.batches += 1;
     }
@@ -395,5 +403,11 @@ impl View {
     /// How many batches have been published (a cheap change counter).
     pub fn batches(&self) -> u64 {
         self.batches
+    }
+
+    // ----- issue 20: S -----
+    /// Staff sign-in credentials.
+    pub fn staff(&self) -> &dispatch_domain::staff::Staff {
+        &self.staff
     }
 }

@@ -115,6 +115,9 @@ impl Command {
             Command::DecideApplication { approve: true, .. } => "application.approve",
             Command::DecideApplication { approve: false, .. } => "application.reject",
             Command::UpdateSettings(_) => "settings.update",
+            Command::CreateStaff { .. } => "user.create",
+            Command::IssueStaffSetup { .. } => "user.staff_setup",
+            Command::SignOut => "user.sign_out",
             Command::Keyed { command, .. } => return command.audit_action(),
             // The system's own, and what riders, drivers and applicants send.
             Command::SetRules(_)
@@ -151,6 +154,9 @@ impl Command {
             | Command::AddDocument { .. }
             | Command::SubmitApplication
             | Command::RecordGatewayRef { .. }
+            | Command::SetupStaff { .. }
+            | Command::StaffLoginFailed { .. }
+            | Command::StaffLoginSucceeded { .. }
             | Command::Audited { .. } => return None,
         })
     }
@@ -230,6 +236,15 @@ impl Command {
                 (driver_id.to_string(), r.as_deref().map(reason).unwrap_or_default())
             }
             Command::UpdateSettings(change) => ("settings".into(), settings_summary(change)),
+            Command::CreateStaff { user, staff_role, .. } => {
+                let target = match outcome {
+                    Outcome::StaffCreated { user, .. } => user.id.to_string(),
+                    _ => user.id.map_or_else(unknown, |u| u.to_string()),
+                };
+                (target, vec![text("role", staff_role.as_deref().unwrap_or(user.role.as_str()))])
+            }
+            Command::IssueStaffSetup { user_id, .. } => (user_id.to_string(), Vec::new()),
+            Command::SignOut => (actor_id(actor), Vec::new()),
             _ => (unknown(), Vec::new()),
         }
     }

@@ -690,6 +690,63 @@ pub enum Command {
     /// Staff change runtime settings (`PATCH /v1/admin/settings`): dispatch rules and
     /// zones' bidding and surge, all at once or nothing.
     UpdateSettings(Box<crate::settings::SettingsChange>),
+    // ----- issue 20: S -----
+    /// An admin creates a staff user (`support`, `admin`, or `support` with a custom role
+    /// from the server's `[roles.<name>]`), with the e-mail it will sign in with: the
+    /// credentials then hold a setup valid [`SETUP_TTL_S`](crate::staff::SETUP_TTL_S)
+    /// whose nonce the writer draws ([`Outcome::StaffCreated`]).
+    CreateStaff {
+        /// The user (its role `support` or `admin`).
+        user: NewUser,
+        /// A custom staff role's name (the user's role is then `support`).
+        staff_role: Option<String>,
+        /// The sign-in e-mail; without one the user signs in with the token it is given
+        /// only (v1).
+        email: Option<String>,
+        /// Filled by the writer (when an e-mail is given): the setup's nonce.
+        setup_nonce: Option<u64>,
+    },
+    /// An admin issues a staff user a new setup (a new password and TOTP once used);
+    /// `email` gives or changes its sign-in address (required if it has none).
+    IssueStaffSetup {
+        /// Whose.
+        user_id: UserId,
+        /// The sign-in e-mail, if given or changed.
+        email: Option<String>,
+        /// Filled by the writer: the setup's nonce.
+        nonce: Option<u64>,
+    },
+    /// The server checked a setup token (its MAC and expiry) and hashed the new password:
+    /// the setup named by `setup_nonce` is consumed (refused unless it is the user's
+    /// pending, unexpired one), the password and the TOTP secret replaced (system only).
+    SetupStaff {
+        /// Whose.
+        user_id: UserId,
+        /// The setup the token named.
+        setup_nonce: u64,
+        /// The new password's Argon2id PHC string (never the password).
+        password_hash: String,
+        /// Filled by the writer: what the new TOTP secret is derived from.
+        totp_nonce: Option<u64>,
+    },
+    /// A staff sign-in failed (wrong password or code) for this user: counted, and the
+    /// account locked at the [`MAX_FAILURES`](crate::staff::MAX_FAILURES)th (system only;
+    /// refused while locked).
+    StaffLoginFailed {
+        /// Whose.
+        user_id: UserId,
+    },
+    /// A staff sign-in passed the server's password and TOTP checks with the code of time
+    /// step `step`: accepted unless the account is locked or a step this late was already
+    /// used (replay), then the failures are reset and the step remembered (system only).
+    StaffLoginSucceeded {
+        /// Whose.
+        user_id: UserId,
+        /// The TOTP time step of the code used.
+        step: u64,
+    },
+    /// A signed-in user signs out: every token issued to it before stops working.
+    SignOut,
 }
 
 impl Command {
@@ -757,6 +814,13 @@ impl Command {
             // ----- issue 20: A -----
             Command::Audited { command, .. } => command.name(),
             Command::UpdateSettings(_) => "update_settings",
+            // ----- issue 20: S -----
+            Command::CreateStaff { .. } => "create_staff",
+            Command::IssueStaffSetup { .. } => "issue_staff_setup",
+            Command::SetupStaff { .. } => "setup_staff",
+            Command::StaffLoginFailed { .. } => "staff_login_failed",
+            Command::StaffLoginSucceeded { .. } => "staff_login_succeeded",
+            Command::SignOut => "sign_out",
         }
     }
 
@@ -922,6 +986,33 @@ pub enum Outcome {
     Payout(Arc<crate::payout::Payout>),
     /// A top-up, as it is now.
     TopUp(Arc<crate::payout::TopUp>),
+    // ----- issue 20: S -----
+    /// A staff user created; with its pending setup (nonce, expiry) when it has an e-mail.
+    StaffCreated {
+        /// The user.
+        user: Arc<User>,
+        /// The setup a token is made of.
+        setup: Option<(u64, Timestamp)>,
+    },
+    /// A staff setup issued: its nonce and expiry.
+    StaffSetupIssued {
+        /// The setup's nonce.
+        nonce: u64,
+        /// When it stops working.
+        expires_at: Timestamp,
+    },
+    /// A staff user set up: the nonce its TOTP secret is derived from, and its e-mail.
+    StaffSetUp {
+        /// The sign-in e-mail.
+        email: String,
+        /// What the TOTP secret is derived from.
+        totp_nonce: u64,
+    },
+    /// A failed staff sign-in counted; `locked` when it locked the account.
+    StaffLoginCounted {
+        /// The account is locked from now on.
+        locked: bool,
+    },
 }
 
 /// What happened, for the gateway to push and the outbox to deliver. Events are

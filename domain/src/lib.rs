@@ -87,6 +87,7 @@ pub mod route;
 pub mod rules;
 pub mod settings;
 pub mod share;
+pub mod staff;
 pub mod state;
 pub mod templates;
 #[cfg(any(test, feature = "testkit"))]

@@ -190,6 +190,10 @@ pub struct User {
     pub language: String,
     /// How the user pays unless a booking says otherwise.
     pub default_payment_method: Option<PaymentMethod>,
+    // ----- issue 20: S -----
+    /// A staff user of a custom role (`[roles.<name>]` in the server's config): its name.
+    /// Its engine role is then `support`. `None` for everyone else.
+    pub staff_role: Option<String>,
 }
 
 /// The language of a user who never chose one.

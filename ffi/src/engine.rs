@@ -110,6 +110,17 @@ fn outcome_json(outcome: Outcome) -> serde_json::Value {
         }),
         Outcome::Payout(payout) => json!({ "outcome": "payout", "payout": payout }),
         Outcome::TopUp(top_up) => json!({ "outcome": "top_up", "top_up": top_up }),
+        // ----- issue 20: S -----
+        // Never a setup's or a TOTP secret's nonce: with the server's token secret they make
+        // the setup token and the TOTP secret, which only the server hands out.
+        Outcome::StaffCreated { user, setup } => json!({
+            "outcome": "staff_created", "user": user, "setup_expires_at": setup.map(|(_, at)| at),
+        }),
+        Outcome::StaffSetupIssued { expires_at, .. } => {
+            json!({ "outcome": "staff_setup_issued", "expires_at": expires_at })
+        }
+        Outcome::StaffSetUp { email, .. } => json!({ "outcome": "staff_set_up", "email": email }),
+        Outcome::StaffLoginCounted { locked } => json!({ "outcome": "staff_login_counted", "locked": locked }),
     }
 }
 

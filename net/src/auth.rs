@@ -30,6 +30,8 @@ use crate::http::ApiError;
 
 /// How long a user token lives, seconds (30 days).
 pub const TOKEN_TTL_S: i64 = 30 * 24 * 60 * 60;
+/// How long a staff user's token lives, seconds (12 hours; API.md v1.1 "Back office").
+pub const STAFF_TOKEN_TTL_S: i64 = 12 * 60 * 60;
 
 /// The authenticated caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,7 +119,25 @@ pub struct Keys {
     metrics_tag: Option<hmac::Tag>,
     otp: hmac::Key,
     share: hmac::Key,
+    // ----- issue 20: S -----
+    /// Signs staff setup tokens.
+    staff_setup: hmac::Key,
+    /// Derives staff TOTP secrets.
+    totp: hmac::Key,
 }
+
+/// What a staff setup token names: whose setup, which one, until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetupClaims {
+    /// Whose.
+    pub user: UserId,
+    /// The setup's nonce (the state's; consuming it clears it).
+    pub nonce: u64,
+    /// Expiry, Unix seconds.
+    pub exp_s: i64,
+}
+
+const SETUP_PREFIX: &str = "st1.";
 
 impl Keys {
     /// Keys from the token secret and the admin token.
@@ -135,6 +155,8 @@ impl Keys {
             metrics_tag: None,
             otp: derive(b"dispatch otp v1"),
             share: derive(b"dispatch share link v1"),
+            staff_setup: derive(b"dispatch staff setup v1"),
+            totp: derive(b"dispatch staff totp v1"),
         }
     }
 
@@ -220,15 +242,56 @@ impl Keys {
         out
     }
 
-    /// A fresh token for `user`.
+    /// A fresh token for `user`: 12 hours for staff ([`STAFF_TOKEN_TTL_S`]), 30 days for
+    /// riders and drivers ([`TOKEN_TTL_S`]).
     pub fn token_for(&self, user: &User, now_s: i64) -> String {
-        self.issue(Claims {
-            user: user.id,
-            role: user.role,
-            exp_s: now_s + TOKEN_TTL_S,
-            generation: user.token_generation,
-        })
+        let ttl = if user.role.is_staff() { STAFF_TOKEN_TTL_S } else { TOKEN_TTL_S };
+        self.issue(Claims { user: user.id, role: user.role, exp_s: now_s + ttl, generation: user.token_generation })
     }
+
+    // ----- issue 20: S -----
+    /// A staff setup token: `st1.`, then the user id, the setup's nonce and its expiry
+    /// (Unix seconds), and their MAC under the setup key, in lower-case hex. Derived, never
+    /// stored: the state keeps only the nonce and the expiry.
+    pub fn setup_token(&self, c: SetupClaims) -> String {
+        let p = setup_payload(c);
+        format!("{SETUP_PREFIX}{}.{}", hex(&p), hex(hmac::sign(&self.staff_setup, &p).as_ref()))
+    }
+
+    /// What a setup token names, if its MAC is right, it is spelt as
+    /// [`Keys::setup_token`] writes it and it has not expired at `now_s`.
+    pub fn setup_claims(&self, token: &str, now_s: i64) -> Option<SetupClaims> {
+        let (p, tag) = token.strip_prefix(SETUP_PREFIX)?.split_once('.')?;
+        let (p, tag) = (canonical_unhex(p)?, canonical_unhex(tag)?);
+        hmac::verify(&self.staff_setup, &p, &tag).ok()?;
+        if p.len() != 24 {
+            return None;
+        }
+        let user = UserId::from_raw(u64::from_be_bytes(p[0..8].try_into().ok()?))?;
+        let nonce = u64::from_be_bytes(p[8..16].try_into().ok()?);
+        let exp_s = i64::from_be_bytes(p[16..24].try_into().ok()?);
+        (now_s < exp_s).then_some(SetupClaims { user, nonce, exp_s })
+    }
+
+    /// A staff user's TOTP secret: 20 bytes of HMAC-SHA256, under the TOTP key, of the user
+    /// id and the nonce the writer drew at its setup. Derived, never stored or logged.
+    pub fn totp_secret(&self, user: UserId, nonce: u64) -> [u8; 20] {
+        let mut ctx = hmac::Context::with_key(&self.totp);
+        ctx.update(&user.raw().to_be_bytes());
+        ctx.update(&nonce.to_be_bytes());
+        let tag = ctx.sign();
+        let mut out = [0u8; 20];
+        out.copy_from_slice(&tag.as_ref()[..20]);
+        out
+    }
+}
+
+fn setup_payload(c: SetupClaims) -> Vec<u8> {
+    let mut p = Vec::with_capacity(24);
+    p.extend_from_slice(&c.user.raw().to_be_bytes());
+    p.extend_from_slice(&c.nonce.to_be_bytes());
+    p.extend_from_slice(&c.exp_s.to_be_bytes());
+    p
 }
 
 /// The bytes of `s` if it is lower-case hex, the one spelling [`hex`] writes.
@@ -301,12 +364,15 @@ pub fn bearer(value: &str) -> Option<&str> {
 }
 
 /// Resolves a bearer token against the engine's users: the principal, or
-/// `401 unauthorized`.
+/// `401 unauthorized`. A user of a custom staff role gets that role's permissions from
+/// `roles` (`[roles.<name>]`; none when the role is no longer configured); everyone else
+/// their role's defaults ([`Permissions::of_role`]).
 pub fn authenticate(
     keys: &Keys,
     token: &str,
     now_s: i64,
     user: impl FnOnce(UserId) -> Option<std::sync::Arc<User>>,
+    roles: impl FnOnce(&str) -> Option<Permissions>,
 ) -> Result<Principal, ApiError> {
     let unauthorized = || ApiError::new("unauthorized", "invalid or expired token");
     if keys.is_admin_token(token) {
@@ -317,7 +383,10 @@ pub fn authenticate(
     if u.role != claims.role || !generation_ok(&u, &claims) {
         return Err(unauthorized());
     }
-    Ok(Principal::user(u.id, u.role))
+    Ok(match &u.staff_role {
+        Some(name) => Principal::User { id: u.id, role: u.role, perms: roles(name).unwrap_or(Permissions::NONE) },
+        None => Principal::user(u.id, u.role),
+    })
 }
 
 /// Who may call a route.
@@ -471,6 +540,22 @@ impl Permissions {
     }
 }
 
+// ----- issue 20: S -----
+/// The permissions of custom staff role `name` (`[roles.<name>]`): its name 1-32 of
+/// `[a-z0-9_]` and not a built-in role's, every permission one of [`Permission::ALL`]'s
+/// names; else what is wrong, naming the role (and the unknown permission).
+pub fn custom_role(name: &str, permissions: &[String]) -> Result<Permissions, String> {
+    dispatch_core::staff::validate_role_name(name).map_err(|e| match e {
+        dispatch_core::DomainError::InvalidParam { message, .. } => format!("roles.{name}: {message}"),
+        e => format!("roles.{name}: {e}"),
+    })?;
+    let mut set = Vec::with_capacity(permissions.len());
+    for p in permissions {
+        set.push(Permission::parse(p).ok_or_else(|| format!("roles.{name}: unknown permission {p:?}"))?);
+    }
+    Ok(Permissions::of(&set))
+}
+
 /// Staff: support and admin.
 pub const STAFF: Allow = Allow::Roles(&[Role::Support, Role::Admin]);
 /// Admin only.
@@ -520,6 +605,7 @@ mod tests {
             email: None,
             language: "en".into(),
             default_payment_method: None,
+            staff_role: None,
         })
     }
 
@@ -552,7 +638,7 @@ mod tests {
         assert!(!keys.is_metrics_token("metrics-token-012345678"));
         assert!(!keys.is_metrics_token("admin-token-0123456789"), "the admin token is not the metrics token");
         assert!(!keys.is_admin_token("metrics-token-0123456789"));
-        assert!(authenticate(&keys, "metrics-token-0123456789", 0, |_| None).is_err(), "no principal");
+        assert!(authenticate(&keys, "metrics-token-0123456789", 0, |_| None, |_| None).is_err(), "no principal");
     }
 
     #[test]
@@ -560,20 +646,60 @@ mod tests {
         let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
         let u = user(0);
         let t = keys.token_for(&u, 1_000);
-        assert_eq!(authenticate(&keys, &t, 1_001, |_| Some(u.clone())), Ok(Principal::user(u.id, Role::Driver)));
+        assert_eq!(
+            authenticate(&keys, &t, 1_001, |_| Some(u.clone()), |_| None),
+            Ok(Principal::user(u.id, Role::Driver))
+        );
         // Expired.
-        assert!(authenticate(&keys, &t, 1_000 + TOKEN_TTL_S, |_| Some(u.clone())).is_err());
+        assert!(authenticate(&keys, &t, 1_000 + TOKEN_TTL_S, |_| Some(u.clone()), |_| None).is_err());
         // Revoked: the user's generation moved on.
-        assert!(authenticate(&keys, &t, 1_001, |_| Some(user(1))).is_err());
+        assert!(authenticate(&keys, &t, 1_001, |_| Some(user(1)), |_| None).is_err());
         // Tampered: a flipped payload digit.
         let mut bad = t.clone().into_bytes();
         bad[5] = if bad[5] == b'0' { b'1' } else { b'0' };
-        assert!(authenticate(&keys, std::str::from_utf8(&bad).unwrap(), 1_001, |_| Some(u.clone())).is_err());
+        assert!(authenticate(&keys, std::str::from_utf8(&bad).unwrap(), 1_001, |_| Some(u.clone()), |_| None).is_err());
         // Another secret's token.
         let other = Keys::new(&[8u8; 32], "admin-token-0123456789");
-        assert!(authenticate(&other, &t, 1_001, |_| Some(u.clone())).is_err());
-        assert_eq!(authenticate(&keys, "admin-token-0123456789", 0, |_| None), Ok(Principal::BootstrapAdmin));
-        assert!(authenticate(&keys, "admin-token-012345678", 0, |_| None).is_err());
+        assert!(authenticate(&other, &t, 1_001, |_| Some(u.clone()), |_| None).is_err());
+        assert_eq!(authenticate(&keys, "admin-token-0123456789", 0, |_| None, |_| None), Ok(Principal::BootstrapAdmin));
+        assert!(authenticate(&keys, "admin-token-012345678", 0, |_| None, |_| None).is_err());
+    }
+
+    // ----- issue 20: S -----
+    #[test]
+    fn staff_tokens_last_12_hours_and_a_custom_role_gets_its_configured_rights() {
+        let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
+        let staff = Arc::new(User { role: Role::Support, staff_role: Some("finance".into()), ..(*user(0)).clone() });
+        let t = keys.token_for(&staff, 1_000);
+        let finance = Permissions::of(&[Permission::UsersRead]);
+        let p = authenticate(&keys, &t, 1_001, |_| Some(staff.clone()), |name| (name == "finance").then_some(finance));
+        assert_eq!(p.map(Principal::permissions), Ok(finance));
+        let gone = authenticate(&keys, &t, 1_001, |_| Some(staff.clone()), |_| None);
+        assert_eq!(gone.map(Principal::permissions), Ok(Permissions::NONE), "a role no longer configured");
+        assert!(authenticate(&keys, &t, 1_000 + STAFF_TOKEN_TTL_S, |_| Some(staff.clone()), |_| None).is_err());
+        assert!(authenticate(&keys, &t, 999 + STAFF_TOKEN_TTL_S, |_| Some(staff.clone()), |_| None).is_ok());
+        let driver = keys.token_for(&user(0), 1_000);
+        assert!(authenticate(&keys, &driver, 1_000 + STAFF_TOKEN_TTL_S, |_| Some(user(0)), |_| None).is_ok());
+    }
+
+    #[test]
+    fn a_setup_token_names_its_setup_until_it_expires_and_only_under_its_key() {
+        let keys = Keys::new(&[7u8; 32], "admin-token-0123456789");
+        let c = SetupClaims { user: UserId::from_raw(42).unwrap(), nonce: 0xdead_beef, exp_s: 2_000 };
+        let t = keys.setup_token(c);
+        assert_eq!(keys.setup_claims(&t, 1_999), Some(c));
+        assert_eq!(keys.setup_claims(&t, 2_000), None, "expired");
+        assert_eq!(Keys::new(&[8u8; 32], "admin-token-0123456789").setup_claims(&t, 0), None);
+        let forged = keys.setup_token(SetupClaims { exp_s: 9_999, ..c });
+        let swapped = format!("{}.{}", forged.rsplit_once('.').unwrap().0, t.rsplit_once('.').unwrap().1);
+        assert_eq!(keys.setup_claims(&swapped, 0), None, "a later expiry under the old MAC");
+        assert_eq!(keys.setup_claims(&t.to_uppercase(), 0), None);
+        assert!(keys.verify(&t, 0).is_none() && keys.setup_claims(&keys.token_for(&user(0), 0), 0).is_none());
+        // The TOTP secret: per user and per setup, and under its own key.
+        let s = keys.totp_secret(c.user, 1);
+        assert_ne!(s, keys.totp_secret(c.user, 2));
+        assert_ne!(s, keys.totp_secret(UserId::from_raw(43).unwrap(), 1));
+        assert_ne!(s, Keys::new(&[8u8; 32], "admin-token-0123456789").totp_secret(c.user, 1));
     }
 
     #[test]

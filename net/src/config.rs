@@ -46,7 +46,23 @@ pub struct Config {
     pub email: EmailSection,
     /// `[payouts]`: drivers' payouts and cash debt (API.md v1.1).
     pub payouts: PayoutsSection,
+    // ----- issue 20: S -----
+    /// `[roles.<name>]`: custom staff roles and their permissions (API.md v1.1 "Back
+    /// office"). None by default.
+    pub roles: BTreeMap<String, RoleSection>,
 }
+
+/// `[roles.<name>]` (API.md v1.1 "Back office"): a custom staff role, e.g.
+/// `permissions = ["trips.read", "users.read"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleSection {
+    /// What the role may do: names of `crate::auth::Permission`.
+    pub permissions: Vec<String>,
+}
+
+/// Most custom staff roles a configuration may define.
+pub const MAX_ROLES: usize = 32;
 
 /// `[payouts]` (API.md v1.1): drivers' payouts and cash debt.
 ///
@@ -554,6 +570,7 @@ impl Config {
             return Err(format!("retention: chat_days must be 1-{MAX_CHAT_DAYS}"));
         }
         self.log.filter(None)?;
+        self.validate_roles()?;
         if self.notify.sos_phones.len() > dispatch_core::outbox::MAX_SOS_PHONES {
             return Err(format!("notify: sos_phones names at most {} phones", dispatch_core::outbox::MAX_SOS_PHONES));
         }
@@ -567,6 +584,20 @@ impl Config {
             return Err("email: from must be set when smtp_url is".into());
         }
         self.rules().validate().map_err(|e| e.to_string())
+    }
+
+    // ----- issue 20: S -----
+    /// `[roles.<name>]`: at most [`MAX_ROLES`], each checked by `auth::custom_role`.
+    fn validate_roles(&self) -> Result<(), String> {
+        if self.roles.len() > MAX_ROLES {
+            return Err(format!("roles: at most {MAX_ROLES} custom roles"));
+        }
+        self.roles.iter().try_for_each(|(name, r)| crate::auth::custom_role(name, &r.permissions).map(drop))
+    }
+
+    /// The permissions of custom role `name`; `None` when no such role is configured.
+    pub fn role_permissions(&self, name: &str) -> Option<crate::auth::Permissions> {
+        self.roles.get(name).and_then(|r| crate::auth::custom_role(name, &r.permissions).ok())
     }
 
     /// The listening address.
@@ -802,6 +833,32 @@ mod tests {
             let e = Config::parse(bad).unwrap_err();
             assert!(e.contains(says), "{bad}: {e}");
         }
+    }
+
+    // ----- issue 20: S -----
+    #[test]
+    fn custom_staff_roles_are_named_well_and_grant_known_permissions_only() {
+        use crate::auth::{Permission, Permissions};
+        let c = Config::parse("").unwrap();
+        assert!(c.roles.is_empty());
+        let c = Config::parse(
+            "[roles.finance]\npermissions = [\"users.read\", \"reports.read\"]\n[roles.empty]\npermissions = []\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.role_permissions("finance"),
+            Some(Permissions::of(&[Permission::UsersRead, Permission::ReportsRead]))
+        );
+        assert_eq!(c.role_permissions("empty"), Some(Permissions::NONE));
+        assert_eq!(c.role_permissions("support"), None);
+        let e = Config::parse("[roles.finance]\npermissions = [\"users.read\", \"users.fly\"]\n").unwrap_err();
+        assert!(e.contains("users.fly"), "{e}");
+        for bad in ["admin", "Finance", "fin-ance", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"] {
+            assert!(Config::parse(&format!("[roles.{bad}]\npermissions = []\n")).is_err(), "{bad}");
+        }
+        assert!(Config::parse("[roles.finance]\npermissions = []\ncolour = 1\n").is_err(), "unknown key");
+        let many: String = (0..=MAX_ROLES).map(|i| format!("[roles.r{i}]\npermissions = []\n")).collect();
+        assert!(Config::parse(&many).is_err(), "33 roles");
     }
 
     #[test]

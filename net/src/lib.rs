@@ -74,9 +74,11 @@ pub mod ratelimit;
 pub mod render;
 pub mod server;
 pub mod sms;
+pub mod staff;
 pub mod stripe;
 pub mod timed_io;
 pub mod tls;
+pub mod totp;
 pub mod wire;
 pub mod ws;
 
@@ -234,8 +236,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         api::openapi::init();
         let bound = listener.local_addr()?;
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let app =
-            Arc::new(server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone(), fds)?);
+        let app = Arc::new(
+            server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone(), fds)?
+                .with_clock_offset_s(if opts.dev { opts.clock_offset_s } else { 0 }),
+        );
         // The outbox's delivery worker, in the process that writes, sending through the
         // providers built above (a channel with none answers "not configured").
         let route: outbox::Route = Arc::new(move |to: &notify::Recipient| providers.for_recipient(to).cloned());

@@ -39,11 +39,18 @@ fn time(t: Option<Timestamp>) -> Value {
     t.map_or(Value::Null, |t| json!(rfc3339(t)))
 }
 
+// ----- issue 20: S -----
+/// The role a user is shown with: its custom staff role's name when it has one
+/// (`[roles.<name>]`), else its role.
+pub fn role_name(u: &User) -> &str {
+    u.staff_role.as_deref().unwrap_or(u.role.as_str())
+}
+
 /// A user.
 pub fn user(u: &User) -> Value {
     json!({
         "id": u.id.to_string(),
-        "role": u.role.as_str(),
+        "role": role_name(u),
         "name": u.name,
         "phone": u.phone,
         "vehicle": u.vehicle.as_ref().map(|v| json!({"category": v.category.as_str(), "plate": v.plate,
@@ -63,7 +70,7 @@ pub fn user(u: &User) -> Value {
 pub fn me(u: &User, driver: Option<&Driver>, now: Timestamp, stale_s: u32) -> Value {
     let mut v = json!({
         "id": u.id.to_string(),
-        "role": u.role.as_str(),
+        "role": role_name(u),
         "name": u.name,
         "phone": u.phone,
         "email": u.email,

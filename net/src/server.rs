@@ -110,6 +110,10 @@ pub struct App {
     fsync_samples: Mutex<VecDeque<u64>>,
     /// `--dev`: webhook endpoints may be `http://` to loopback.
     pub dev: bool,
+    // ----- issue 20: S -----
+    /// `--clock-offset-s` (`--dev` only), milliseconds: tokens are issued and checked on
+    /// the engine's clock, so tests can age them.
+    clock_offset_ms: i64,
 }
 
 impl App {
@@ -158,7 +162,21 @@ impl App {
             shutdown,
             fsync_samples: Mutex::new(VecDeque::with_capacity(FSYNC_SAMPLES)),
             dev: secrets.dev,
+            clock_offset_ms: 0,
         })
+    }
+
+    // ----- issue 20: S -----
+    /// This app with its clock `offset_s` ahead of the system's, as the engine's is
+    /// (`--clock-offset-s`, `--dev` only).
+    pub fn with_clock_offset_s(mut self, offset_s: i64) -> App {
+        self.clock_offset_ms = offset_s.saturating_mul(1000);
+        self
+    }
+
+    /// Now, on the engine's clock: what tokens are issued at and checked against.
+    pub fn now(&self) -> dispatch_core::clock::Timestamp {
+        SystemClock.now().plus_millis(self.clock_offset_ms)
     }
 
     /// Sends a command and awaits its outcome without blocking a runtime thread.
@@ -191,7 +209,13 @@ impl App {
 
     /// Resolves a bearer token.
     pub fn authenticate(&self, token: &str) -> Result<Principal, ApiError> {
-        crate::auth::authenticate(&self.keys, token, SystemClock.now().as_secs(), |id| self.engine.user(id))
+        crate::auth::authenticate(
+            &self.keys,
+            token,
+            self.now().as_secs(),
+            |id| self.engine.user(id),
+            |role| self.config.role_permissions(role),
+        )
     }
 
     /// Counts a request to the route named `route` against a bucket: what is left of

@@ -110,6 +110,7 @@ impl State {
                     email: None,
                     language: crate::user::DEFAULT_LANGUAGE.into(),
                     default_payment_method: None,
+                    staff_role: None,
                 });
                 self.phones.insert((role, phone.to_owned()), new_user_id);
                 self.users.insert(new_user_id, Arc::clone(&u));

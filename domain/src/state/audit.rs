@@ -39,7 +39,11 @@ impl State {
         let actor_role = match (actor, self.who(actor)?) {
             (Actor::Admin, _) => "admin".to_owned(),
             (Actor::User(u), Who::Staff { .. }) => {
-                self.users.get(&u).map_or_else(|| "staff".to_owned(), |u| u.role.as_str().to_owned())
+                // A custom staff role shows by its name (`[roles.<name>]`).
+                self.users.get(&u).map_or_else(
+                    || "staff".to_owned(),
+                    |u| u.staff_role.clone().unwrap_or_else(|| u.role.as_str().to_owned()),
+                )
             }
             _ => return Err(Error::Forbidden("only staff actions are audited".into())),
         };

@@ -48,6 +48,9 @@ pub struct Effects {
     /// before the command first changed it (`State::trip_mut` keeps it), for
     /// `state/hooks.rs` to compare with. Empty between commands.
     pub(crate) trips_before: Option<Vec<std::sync::Arc<crate::trip::Trip>>>,
+    // ----- issue 20: S -----
+    /// Staff credentials changed.
+    pub staff: bool,
 }
 
 impl Effects {
@@ -67,6 +70,7 @@ impl Effects {
             && !self.book
             && self.audit.is_empty()
             && !self.rules
+            && !self.staff
     }
 
     /// Forgets everything recorded.
@@ -87,5 +91,6 @@ impl Effects {
         self.book = false;
         self.audit.clear();
         self.rules = false;
+        self.staff = false;
     }
 }

@@ -17,6 +17,8 @@ impl State {
         self.outbox.check()?;
         self.hooks.check()?;
         self.check_payout_invariants()?;
+        // ----- issue 20: S -----
+        self.check_staff_invariants()?;
         // The phone index names every user once, under the user's own role and phone
         // (users are never removed; a checkpoint stores both as rows of their own).
         if self.phones.len() != self.users.len() {

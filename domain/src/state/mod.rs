@@ -39,6 +39,8 @@
 //! - `invariants.rs`: [`State::check_invariants`]; `stamp.rs`: fresh ids before apply;
 //! - `applications.rs`: driver applications (details, documents, submission, staff's
 //!   decision), the going-online checks they add, the licence reminders.
+//! - `staff.rs`: staff users with a sign-in e-mail, their setups, sign-in failures and
+//!   lockout, TOTP replay protection, and signing out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -165,6 +167,9 @@ pub struct State {
     rule_overrides: crate::settings::RuleOverrides,
     #[serde(skip)]
     index: Positions,
+    // ----- issue 20: S -----
+    /// Staff sign-in credentials (`staff.rs`).
+    staff: crate::staff::Staff,
 }
 
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
@@ -244,6 +249,8 @@ impl<'de> Deserialize<'de> for State {
             audit: imbl::OrdMap<u64, std::sync::Arc<crate::audit::AuditEntry>>,
             audit_seq: u64,
             rule_overrides: crate::settings::RuleOverrides,
+            // ----- issue 20: S -----
+            staff: crate::staff::Staff,
         }
         let r = Records::deserialize(d)?;
         // Drivers at work, at their last fix (see `State::sync_index`).
@@ -287,6 +294,8 @@ impl<'de> Deserialize<'de> for State {
             audit: r.audit,
             audit_seq: r.audit_seq,
             rule_overrides: r.rule_overrides,
+            // ----- issue 20: S -----
+            staff: r.staff,
         })
     }
 }
@@ -381,6 +390,8 @@ impl State {
             audit: self.audit.clone(),
             audit_seq: self.audit_seq,
             rule_overrides: self.rule_overrides,
+            // ----- issue 20: S -----
+            staff: self.staff.clone(),
         }
     }
 
@@ -615,6 +626,19 @@ impl State {
             // ----- issue 20: A -----
             Command::Audited { request_id, command } => self.audited(actor, request_id, command, now, fx),
             Command::UpdateSettings(change) => self.update_settings(who, change, now, fx),
+            // ----- issue 20: S -----
+            Command::CreateStaff { user, staff_role, email, setup_nonce } => {
+                self.create_staff(who, user, staff_role.as_deref(), email.as_deref(), *setup_nonce, now, fx)
+            }
+            Command::IssueStaffSetup { user_id, email, nonce } => {
+                self.issue_staff_setup(who, *user_id, email.as_deref(), *nonce, now, fx)
+            }
+            Command::SetupStaff { user_id, setup_nonce, password_hash, totp_nonce } => {
+                self.setup_staff(who, *user_id, *setup_nonce, password_hash, *totp_nonce, now, fx)
+            }
+            Command::StaffLoginFailed { user_id } => self.staff_login_failed(who, *user_id, now, fx),
+            Command::StaffLoginSucceeded { user_id, step } => self.staff_login_succeeded(who, *user_id, *step, now, fx),
+            Command::SignOut => self.sign_out(actor, fx),
         }
     }
 
@@ -773,6 +797,7 @@ mod money;
 mod notify;
 mod payouts;
 mod shares;
+mod staff;
 mod stamp;
 mod trips;
 mod users;

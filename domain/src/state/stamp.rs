@@ -95,6 +95,17 @@ impl State {
             Command::CreditWallet { id, .. } | Command::Refund { id, .. } if id.is_none() => {
                 *id = Some(fresh(ids, TransferId::generate, |t| self.ledger().transfer(t).is_none()));
             }
+            // ----- issue 20: S -----
+            Command::CreateStaff { user, email, setup_nonce, .. } => {
+                if user.id.is_none() {
+                    user.id = Some(fresh(ids, UserId::generate, |u| self.user(u).is_none()));
+                }
+                if email.is_some() && setup_nonce.is_none() {
+                    *setup_nonce = Some(ids.next_u64());
+                }
+            }
+            Command::IssueStaffSetup { nonce, .. } if nonce.is_none() => *nonce = Some(ids.next_u64()),
+            Command::SetupStaff { totp_nonce, .. } if totp_nonce.is_none() => *totp_nonce = Some(ids.next_u64()),
             Command::Keyed { command, .. } | Command::Restored { command, .. } => self.stamp(command, ids),
             Command::Audited { command, .. } => self.stamp(command, ids),
             _ => {}

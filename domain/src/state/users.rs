@@ -73,6 +73,7 @@ impl State {
             email: None,
             language: user::DEFAULT_LANGUAGE.into(),
             default_payment_method: None,
+            staff_role: None,
         });
         if let Some(v) = &new.vehicle {
             self.drivers.insert(id, Arc::new(Driver::new(id, v.category.clone())));

@@ -11,7 +11,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Ctx, Empty, now, parse_id, unexpected};
+use super::{Ctx, Empty, parse_id, unexpected};
 use crate::auth::Principal;
 use crate::http::{ApiError, Resp, json_response, no_content};
 use crate::render;
@@ -60,7 +60,7 @@ impl Ctx<'_> {
             self.app.submit(Actor::System, Command::VerifyOtp { phone: b.phone, code_hash, new_user_id: None }).await?;
         match o {
             Outcome::User(u) => {
-                let token = self.app.keys.token_for(&u, now().as_secs());
+                let token = self.app.keys.token_for(&u, self.app.now().as_secs());
                 self.who = Some(Principal::user(u.id, u.role));
                 let mut user = render::user(&u);
                 if u.role == Role::Driver {
@@ -78,23 +78,56 @@ impl Ctx<'_> {
         }
     }
 
-    /// `POST /v1/admin/users`: the user and a token for it.
+    /// `POST /v1/admin/users`: the user and a token for it; a staff user with an
+    /// `email` (or of a custom role, `[roles.<name>]`) is created with its sign-in
+    /// credentials, and a staff user with an `email` also gets a one-time `setup_token`
+    /// (API.md v1.1 "Back office").
     pub(super) async fn create_user(&mut self) -> Result<Resp, ApiError> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct In {
-            role: Role,
+            role: String,
             name: String,
             phone: String,
             #[serde(default)]
             vehicle: Option<Vehicle>,
+            #[serde(default)]
+            email: Option<String>,
         }
         let b: In = self.json(false)?;
-        let new = NewUser { id: None, role: b.role, name: b.name, phone: b.phone, vehicle: b.vehicle };
-        match self.submit(Command::CreateUser(new)).await? {
-            Outcome::User(u) => {
-                let token = self.app.keys.token_for(&u, now().as_secs());
-                Ok(json_response(StatusCode::CREATED, &json!({"user": render::user(&u), "token": token})))
+        let (role, staff_role) = match b.role.as_str() {
+            "rider" => (Role::Rider, None),
+            "driver" => (Role::Driver, None),
+            "support" => (Role::Support, None),
+            "admin" => (Role::Admin, None),
+            custom if self.app.config.roles.contains_key(custom) => (Role::Support, Some(custom.to_owned())),
+            _ => {
+                return Err(ApiError::invalid("role must be rider, driver, support, admin or a configured staff role")
+                    .with_param("role"));
+            }
+        };
+        if b.email.is_some() && !role.is_staff() {
+            return Err(ApiError::invalid("only staff users sign in with an e-mail").with_param("email"));
+        }
+        let new = NewUser { id: None, role, name: b.name, phone: b.phone, vehicle: b.vehicle };
+        if b.email.is_none() && staff_role.is_none() {
+            return match self.submit(Command::CreateUser(new)).await? {
+                Outcome::User(u) => {
+                    let token = self.app.keys.token_for(&u, self.app.now().as_secs());
+                    Ok(json_response(StatusCode::CREATED, &json!({"user": render::user(&u), "token": token})))
+                }
+                o => Err(unexpected(&o)),
+            };
+        }
+        let command = Command::CreateStaff { user: new, staff_role, email: b.email, setup_nonce: None };
+        match self.submit(command).await? {
+            Outcome::StaffCreated { user: u, setup } => {
+                let token = self.app.keys.token_for(&u, self.app.now().as_secs());
+                let mut out = json!({"user": render::user(&u), "token": token});
+                if let Some((nonce, expires_at)) = setup {
+                    out["setup_token"] = json!(self.setup_token(u.id, nonce, expires_at));
+                }
+                Ok(json_response(StatusCode::CREATED, &out))
             }
             o => Err(unexpected(&o)),
         }

@@ -46,6 +46,8 @@ mod trips;
 mod webhooks;
 // ----- issue 20: H -----
 mod reports;
+// ----- issue 20: S -----
+mod staff;
 
 pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
 pub use trips::TRAIL_MAX_POINTS;
@@ -607,6 +609,11 @@ impl Ctx<'_> {
             E::AdminAudit => self.list_audit().await,
             E::GetSettings => self.get_settings(),
             E::PatchSettings => self.patch_settings().await,
+            // ----- issue 20: S -----
+            E::StaffSetup => self.staff_setup().await,
+            E::StaffLogin => self.staff_login().await,
+            E::Logout => self.logout().await,
+            E::IssueStaffSetup(id) => self.issue_staff_setup(&id).await,
         }
     }
 }

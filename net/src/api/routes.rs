@@ -200,6 +200,15 @@ pub enum Endpoint {
     GetSettings,
     /// `PATCH /v1/admin/settings`: change some of them at once.
     PatchSettings,
+    // ----- issue 20: S -----
+    /// `POST /v1/auth/staff/setup`: a setup token and a new password → the TOTP URI.
+    StaffSetup,
+    /// `POST /v1/auth/staff/login`: e-mail, password and TOTP code → a 12-hour token.
+    StaffLogin,
+    /// `POST /v1/auth/logout`: every token of the caller stops working.
+    Logout,
+    /// `POST /v1/admin/users/{id}/staff-setup`: a new setup token for a staff user.
+    IssueStaffSetup(String),
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -419,6 +428,11 @@ pub const ROUTES: &[Route] = {
         route!("GET", "/v1/admin/audit", "admin_audit", |_| E::AdminAudit),
         route!("GET", "/v1/admin/settings", "admin_settings", |_| E::GetSettings),
         route!("PATCH", "/v1/admin/settings", "admin_settings_update", |_| E::PatchSettings),
+        // ----- issue 20: S -----
+        route!("POST", "/v1/auth/staff/setup", "staff_setup", |_| E::StaffSetup),
+        route!("POST", "/v1/auth/staff/login", "staff_login", |_| E::StaffLogin),
+        route!("POST", "/v1/auth/logout", "logout", |_| E::Logout),
+        route!("POST", "/v1/admin/users/{id}/staff-setup", "admin_staff_setup", |x| E::IssueStaffSetup(p(x, 0))),
     ]
 };
 
@@ -607,6 +621,13 @@ impl Endpoint {
             E::AdminAudit => spec("admin_audit", perm(P::AuditRead)),
             E::GetSettings => spec("admin_settings", ADMIN),
             E::PatchSettings => idem(spec("admin_settings_update", perm(P::SettingsWrite))),
+            // ----- issue 20: S -----
+            // Open to anyone and counted against `ip_per_min`, like an OTP verify; a
+            // password or code is never guessed faster than the account's lock allows.
+            E::StaffSetup => spec("staff_setup", Allow::Anyone),
+            E::StaffLogin => spec("staff_login", Allow::Anyone),
+            E::Logout => spec("logout", Allow::Authenticated),
+            E::IssueStaffSetup(_) => idem(spec("admin_staff_setup", ADMIN)),
         }
     }
 }

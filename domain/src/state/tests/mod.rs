@@ -23,6 +23,8 @@
 //! - `parcels`: parcel prices and the weight limit, the delivery code (SMS, lockout, a
 //!   proptest of the lock), staff completion; disabled coupons and what `uses` counts.
 //! - `payouts`: payouts, top-ups, cash debt and cash received, the earnings index.
+//! - `staff`: staff sign-in: setups, failures and the lock, TOTP replay, signing out, and
+//!   that no command or state holds a password or a TOTP secret.
 
 mod account;
 mod applications;
@@ -40,6 +42,7 @@ mod parcels;
 mod payouts;
 mod scheduled;
 mod shares;
+mod staff;
 mod stops;
 mod trips;
 

@@ -29,6 +29,8 @@ mod requests;
 // ----- issue 20: H -----
 mod reports;
 mod schemas;
+// ----- issue 20: S -----
+mod staff;
 mod trip;
 
 use std::collections::HashMap;

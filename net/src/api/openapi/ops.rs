@@ -14,6 +14,7 @@ use super::profile::*;
 use super::reports::*;
 use super::requests::*;
 use super::schemas::*;
+use super::staff::*;
 
 /// Who may call an operation, as the document states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,8 +122,8 @@ pub(super) const OPS: &[Op] = &[
         [(202, "The code is on its way.", Some(otp_issue_out))], &["invalid_otp"], true),
     op!("POST" "/v1/auth/otp/verify" "otp_verify", "auth", "Exchange a sign-in code for a token.", Who::Anyone, no_query, json_body(otp_verify_in, otp_verify_ex),
         [(200, "Signed in: the token and the user (created on first sign-in).", Some(token_user_out))], &["invalid_otp"], true),
-    op!("POST" "/v1/admin/users" "admin_create_user", "admin", "Create a user and a token for it.", ADMIN, no_query, json_body(create_user_in, create_user_ex),
-        [(201, "Created.", Some(token_user_out))], &[], true),
+    op!("POST" "/v1/admin/users" "admin_create_user", "admin", "Create a user and a token for it (a staff user's lasts 12 h). `role` may name a custom staff role (`[roles.<name>]`; unknown: `400`, param `role`). A staff user with an `email` (unique among staff, any case) also gets a one-time `setup_token` (24 h) for `POST /v1/auth/staff/setup`.", ADMIN, no_query, json_body(create_user_in, create_user_ex),
+        [(201, "Created.", Some(create_user_out))], &[], true),
     op!("POST" "/v1/admin/users/{id}/revoke-tokens" "admin_revoke_tokens", "admin", "Revoke every token issued to a user so far.", ADMIN, no_query, EMPTY,
         [(204, "Revoked.", None)], &[], true),
     op!("POST" "/v1/admin/zones" "admin_create_zone", "zones", "Create a zone (1 MiB body limit).", Who::Permission("zones.write"), no_query, json_body(zone_in, zone_ex),
@@ -306,6 +307,15 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The settings.", Some(settings_out))], &[], false),
     op!("PATCH" "/v1/admin/settings" "admin_settings_update", "admin", "Change any subset of the runtime settings, all at once through one logged command: the next dispatch round uses them, no restart; a change survives restarts (it wins over the configuration until changed again).", Who::Permission("settings.write"), no_query, json_body(settings_in, settings_ex),
         [(200, "The settings now in force.", Some(settings_out))], &[], true),
+    // ----- issue 20: S -----
+    op!("POST" "/v1/auth/staff/setup" "staff_setup", "auth", "A staff user sets its password (12+ characters) with its one-time setup token; the answer is its TOTP secret as an `otpauth://` URI (shown once). Setting up again (a new token from `POST /v1/admin/users/{id}/staff-setup`) replaces password and TOTP. A used, expired or forged token: `401`.", Who::Anyone, no_query, json_body(staff_setup_in, staff_setup_ex),
+        [(200, "Set up.", Some(staff_setup_out))], &[], true),
+    op!("POST" "/v1/auth/staff/login" "staff_login", "auth", "A staff user signs in with e-mail, password and TOTP code (RFC 6238: SHA-1, 6 digits, 30 s, one step of drift; a code is accepted once). Anything wrong: `401`, the same answer whichever part. 5 failures lock the account for 15 minutes: `429` with `Retry-After`, even with the right credentials.", Who::Anyone, no_query, json_body(staff_login_in, staff_login_ex),
+        [(200, "Signed in: a token valid 12 hours, and the user.", Some(token_user_out))], &[], true),
+    op!("POST" "/v1/auth/logout" "logout", "auth", "Sign out: every token of the caller issued so far stops working (every session of the user ends). The bootstrap admin token cannot: `400`.", Who::Authenticated, no_query, EMPTY,
+        [(204, "Signed out.", None)], &[], true),
+    op!("POST" "/v1/admin/users/{id}/staff-setup" "admin_staff_setup", "admin", "A new one-time setup token (24 h) for a staff user; `email` gives or changes its sign-in address (required when it has none). Using it replaces password and TOTP; until then the old ones work.", ADMIN, no_query, optional_body(staff_setup_issue_in, staff_setup_issue_ex),
+        [(200, "The setup token.", Some(staff_setup_issue_out))], &["not_found"], true),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made

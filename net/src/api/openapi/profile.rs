@@ -49,7 +49,7 @@ pub(super) fn me_out() -> Value {
     obj(
         &[
             ("id", id("usr_")),
-            ("role", enumeration(&["rider", "driver", "support", "admin"])),
+            ("role", role_name()),
             ("name", string()),
             ("phone", string()),
             ("email", nullable(string())),

@@ -39,10 +39,15 @@ pub(super) fn create_user_in() -> Value {
     );
     strict(
         &[
-            ("role", enumeration(&["rider", "driver", "support", "admin"])),
+            ("role", role_name()),
             ("name", string()),
             ("phone", string()),
             ("vehicle", nullable(vehicle)),
+            // ----- issue 20: S -----
+            (
+                "email",
+                json!({"type": ["string", "null"], "description": "Staff only: the e-mail the user signs in with (unique among staff, any case)."}),
+            ),
         ],
         &["role", "name", "phone"],
     )

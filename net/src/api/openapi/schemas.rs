@@ -215,7 +215,7 @@ pub(super) fn user_schema() -> Value {
     obj(
         &[
             ("id", id("usr_")),
-            ("role", enumeration(&["rider", "driver", "support", "admin"])),
+            ("role", role_name()),
             ("name", string()),
             ("phone", string()),
             (
@@ -655,4 +655,12 @@ pub(super) fn empty_example() -> Value {
 pub(super) fn cancel_reason_code() -> Value {
     let codes: Vec<&str> = dispatch_core::trip::CancelReason::ALL.iter().map(|c| c.as_str()).collect();
     enumeration(&codes)
+}
+
+// ----- issue 20: S -----
+/// A user's role as shown: `rider`, `driver`, `support`, `admin`, or the name of a custom
+/// staff role from `[roles.<name>]`.
+pub(super) fn role_name() -> Value {
+    json!({"type": "string", "pattern": "^[a-z0-9_]{1,32}$",
+        "description": "`rider`, `driver`, `support`, `admin`, or a custom staff role's name (`[roles.<name>]`)."})
 }
