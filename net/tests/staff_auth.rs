@@ -271,11 +271,25 @@ async fn a_staff_token_ends_after_12_hours_a_riders_does_not_and_a_setup_token_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_role_has_its_configured_permissions_only() {
-    let s = Server::start(&[], Some("[roles.finance]\npermissions = [\"users.read\"]\n"));
+    let config = "[roles.finance]\npermissions = [\"users.read\"]\n[roles.ops]\npermissions = [\"drivers.suspend\"]\n";
+    let s = Server::start(&[], Some(config));
     let (user, token, setup_token) = staff(&s, "finance", "fin@example.com", 1).await;
     assert_eq!(user["role"], "finance");
     s.get("/v1/admin/drivers", &token).await.expect(200);
     s.get("/v1/admin/trips", &token).await.expect_error(403, "forbidden");
+    // A permission a custom role holds works end to end: the engine takes the command
+    // (it leaves which staff hold a permission to the route's check), and the trail
+    // names the role.
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (driver, _) = common::user(&s, "driver", 7).await;
+    let driver_id = driver["id"].as_str().unwrap();
+    let suspend = format!("/v1/admin/drivers/{driver_id}/suspend");
+    s.post(&suspend, &token, json!({"reason": "x"})).await.expect_error(403, "forbidden");
+    let (_, ops, _) = staff(&s, "ops", "ops@example.com", 2).await;
+    s.post(&suspend, &ops, json!({"reason": "documents"})).await.expect(200);
+    let trail = s.get(&format!("/v1/admin/audit?target_id={driver_id}"), ADMIN).await.expect(200);
+    assert_eq!(trail["items"][0]["action"], "driver.suspend", "{trail}");
+    assert_eq!(trail["items"][0]["actor_role"], "ops", "{trail}");
     // It signs in like any staff user, and is shown with its role.
     let secret = set_up(&s, &setup_token, PASSWORD, "fin@example.com").await;
     let v = login(&s, "fin@example.com", PASSWORD, &totp_at(&secret, step_now(0))).await.expect(200);

@@ -147,9 +147,7 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        if !matches!(who, Who::System | Who::Staff { admin: true }) {
-            return Err(Error::Forbidden("only an admin decides applications".into()));
-        }
+        Self::require_staff(who, "decides applications")?;
         if let Some(r) = reason
             && (r.chars().count() > MAX_DECISION_REASON_LEN || r.chars().any(|c| c.is_control() && c != '\n'))
         {

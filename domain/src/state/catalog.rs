@@ -44,6 +44,20 @@ impl State {
         self.coupons.values().any(|c| c.coupon.id == id)
     }
 
+    /// For a staff command whose right is a permission (`zones.write`, `drivers.suspend`,
+    /// `payouts.approve`, …): any staff. Which staff hold the permission — `admin`, a
+    /// `support` granted it, a custom role from `[roles.<name>]` — is decided where routes
+    /// are authorised, in one place (the server's `auth::authorize`); the engine knows
+    /// staff, not their configured roles. What no permission grants (creating users,
+    /// wallet credits, webhooks) stays [`State::require_admin`].
+    pub(super) fn require_staff(who: Who, what: &str) -> Result<()> {
+        if matches!(who, Who::System | Who::Staff { .. }) {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!("only staff {what}")))
+        }
+    }
+
     pub(super) fn require_admin(who: Who, what: &str) -> Result<()> {
         if matches!(who, Who::System | Who::Staff { admin: true }) {
             Ok(())
@@ -60,7 +74,7 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        Self::require_admin(who, "creates zones")?;
+        Self::require_staff(who, "creates zones")?;
         let id = id.ok_or_else(|| Error::Internal("zone id not stamped".into()))?;
         if self.catalog.get(id).is_some() {
             return Err(Error::Invalid(format!("zone {id} already exists")));
@@ -79,7 +93,7 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        Self::require_admin(who, "replaces zones")?;
+        Self::require_staff(who, "replaces zones")?;
         let old = self.catalog.get(id).ok_or_else(|| Error::not_found("zone", id))?;
         spec.validate()?;
         let zone = Arc::new(Zone { id, spec: spec.clone(), created_at: old.created_at, updated_at: now });
@@ -112,7 +126,7 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        Self::require_admin(who, "creates coupons")?;
+        Self::require_staff(who, "creates coupons")?;
         let id = id.ok_or_else(|| Error::Internal("coupon id not stamped".into()))?;
         let coupon = Coupon { id, ..coupon.clone() };
         coupon.validate().map_err(|e| Error::Invalid(e.to_string()))?;
@@ -135,7 +149,7 @@ impl State {
     /// (`coupon_invalid`); trips already booked keep their discount. Disabling a disabled
     /// coupon answers it as it is (the first time stays recorded).
     pub(super) fn disable_coupon(&mut self, who: Who, code: &str, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
-        Self::require_admin(who, "disables coupons")?;
+        Self::require_staff(who, "disables coupons")?;
         let record = self.coupons.get_mut(code).ok_or_else(|| Error::not_found("coupon", code))?;
         if record.disabled_at.is_none() {
             Arc::make_mut(record).disabled_at = Some(now);

@@ -175,7 +175,7 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        Self::require_admin(who, "reviews payouts")?;
+        Self::require_staff(who, "reviews payouts")?;
         let p = Arc::clone(self.book.payouts.get(&payout_id).ok_or_else(|| Error::not_found("payout", payout_id))?);
         let next = if approve { PayoutStatus::Processing } else { PayoutStatus::Rejected };
         if !p.status.can_become(next) {
@@ -439,7 +439,7 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        Self::require_admin(who, "records cash received")?;
+        Self::require_staff(who, "records cash received")?;
         let id = id.ok_or_else(|| Error::Internal("transfer id not stamped".into()))?;
         match self.users.get(&driver_id) {
             Some(u) if u.role == Role::Driver => {}

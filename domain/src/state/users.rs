@@ -176,9 +176,7 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        if !matches!(who, Who::System | Who::Staff { admin: true }) {
-            return Err(Error::Forbidden("only an admin suspends drivers".into()));
-        }
+        Self::require_staff(who, "suspends drivers")?;
         validate_reason(reason)?;
         let driver = self.drivers.get(&driver_id).ok_or_else(|| Error::not_found("driver", driver_id))?;
         let going_offline = suspended && driver.availability == Availability::Available;
