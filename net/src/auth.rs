@@ -91,6 +91,13 @@ impl Principal {
     pub fn is_staff(self) -> bool {
         self.role().is_staff()
     }
+
+    /// Whether this caller sees every trip and the city (`trips.read`): staff's view of
+    /// trips, over HTTP and the WebSocket. A custom staff role without it sees only what
+    /// its other permissions open.
+    pub fn reads_trips(self) -> bool {
+        self.permissions().contains(Permission::TripsRead)
+    }
 }
 
 /// What a token says.

@@ -290,6 +290,13 @@ async fn a_custom_role_has_its_configured_permissions_only() {
     let trail = s.get(&format!("/v1/admin/audit?target_id={driver_id}"), ADMIN).await.expect(200);
     assert_eq!(trail["items"][0]["action"], "driver.suspend", "{trail}");
     assert_eq!(trail["items"][0]["actor_role"], "ops", "{trail}");
+    // Without `trips.read` a staff user does not see riders' trips: 404, as for anyone
+    // who may not see one.
+    let (_, rider) = common::user(&s, "rider", 8).await;
+    let trip = create_trip(&s, &rider).await;
+    let path = format!("/v1/trips/{}", trip["id"].as_str().unwrap());
+    s.get(&path, &token).await.expect_error(404, "not_found");
+    s.get(&path, ADMIN).await.expect(200);
     // It signs in like any staff user, and is shown with its role.
     let secret = set_up(&s, &setup_token, PASSWORD, "fin@example.com").await;
     let v = login(&s, "fin@example.com", PASSWORD, &totp_at(&secret, step_now(0))).await.expect(200);

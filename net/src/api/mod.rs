@@ -468,7 +468,7 @@ impl Ctx<'_> {
 
     /// Who the caller is to `t` (what of it they may see).
     fn viewer(&self, t: &Trip) -> render::Viewer {
-        render::Viewer::of(t, self.who.and_then(Principal::user_id), self.who.is_some_and(|p| p.is_staff()))
+        render::Viewer::of(t, self.who.and_then(Principal::user_id), self.who.is_some_and(|p| p.reads_trips()))
     }
 
     /// `trips` rendered for the caller, their people read from the view in one read.
@@ -510,7 +510,7 @@ impl Ctx<'_> {
         let id: TripId = parse_id(id, "trip")?;
         let t = self.app.blocking(move |e| e.find_trip(id)).await?.ok_or_else(|| ApiError::not_found("trip"))?;
         let p = self.principal()?;
-        if t.visible_to(p.user_id(), p.is_staff()) { Ok(t) } else { Err(ApiError::not_found("trip")) }
+        if t.visible_to(p.user_id(), p.reads_trips()) { Ok(t) } else { Err(ApiError::not_found("trip")) }
     }
 
     /// The one map from an endpoint to its handler.

@@ -317,7 +317,7 @@ impl Ctx<'_> {
         let t = self.visible_trip(id).await?;
         self.refresh_eta(&t).await;
         let mut v = self.trip_json(&t);
-        if self.principal()?.is_staff() {
+        if self.principal()?.reads_trips() {
             // Operators talk to the people of a trip: staff see their names.
             let name = |u: UserId| self.app.engine.user(u).map(|u| u.name.clone());
             v["rider_name"] = json!(name(t.rider_id));

@@ -44,6 +44,7 @@ use presence::PendingPresence;
 /// One open socket: whose it is (which decides what it may hear) and its outbox.
 struct Socket {
     user: Option<UserId>,
+    /// Sees every trip and the city (`trips.read`: `Principal::reads_trips`).
     staff: bool,
     outbox: Arc<Outbox>,
 }
@@ -85,7 +86,7 @@ impl Hub {
     pub(crate) fn register(&self, who: Principal, on_first: impl FnOnce()) -> (u64, Arc<Outbox>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new());
-        let socket = Arc::new(Socket { user: who.user_id(), staff: who.is_staff(), outbox: Arc::clone(&outbox) });
+        let socket = Arc::new(Socket { user: who.user_id(), staff: who.reads_trips(), outbox: Arc::clone(&outbox) });
         let mut r = self.registry.lock();
         let mut first = false;
         if let Some(u) = socket.user {

@@ -104,14 +104,14 @@ pub(super) async fn on_text(app: &App, who: Principal, socket: u64, text: &str) 
                     Ok(id) => app.blocking(move |e| e.find_trip(id)).await.ok().flatten(),
                     Err(_) => None,
                 };
-                let visible = found.filter(|t| t.visible_to(who.user_id(), who.is_staff()));
+                let visible = found.filter(|t| t.visible_to(who.user_id(), who.reads_trips()));
                 match visible {
                     Some(t) => {
                         // A finished trip has nothing more to say: acknowledged, not registered.
                         if !t.status.is_terminal() {
                             app.hub.subscribe_trip(socket, t.id);
                         }
-                        let viewer = render::Viewer::of(&t, who.user_id(), who.is_staff());
+                        let viewer = render::Viewer::of(&t, who.user_id(), who.reads_trips());
                         let mut cards = app.engine.read(|v| render::Cards::of(v, &t));
                         cards.eta = app.etas.cached(&t);
                         let trip = render::trip(&t, viewer, &cards);
@@ -120,7 +120,7 @@ pub(super) async fn on_text(app: &App, who: Principal, socket: u64, text: &str) 
                     None => Some(error_frame("forbidden", "not your trip")),
                 }
             }
-            (None, Some("ops")) if who.is_staff() => match s.bbox.map(BBox::new).transpose() {
+            (None, Some("ops")) if who.reads_trips() => match s.bbox.map(BBox::new).transpose() {
                 Ok(bbox) => {
                     app.hub.subscribe_ops(socket, bbox);
                     Some(json!({"type": "subscribed", "channel": "ops"}).to_string())
