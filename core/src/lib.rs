@@ -89,7 +89,7 @@ pub mod id {
 
 pub use dispatch_domain::{
     alert, application, chat, command, demo, driver, fare, geo, hooks, ledger, money, otp, outbox, payout, record,
-    route, share, state, templates, trip, trip_ref, user, zone,
+    route, share, state, templates, trip, trip_ref, user, user_index, zone,
 };
 
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};

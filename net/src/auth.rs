@@ -520,6 +520,8 @@ mod tests {
             email: None,
             language: "en".into(),
             default_payment_method: None,
+            blocked: None,
+            erased_at: None,
         })
     }
 

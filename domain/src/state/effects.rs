@@ -39,6 +39,9 @@ pub struct Effects {
     pub applications: bool,
     /// Payouts, top-ups or the earnings index changed.
     pub book: bool,
+    // ----- issue 20: U -----
+    /// The erasure queue changed.
+    pub erasures: bool,
     /// While the command being applied may announce webhook events: each trip as it was
     /// before the command first changed it (`State::trip_mut` keeps it), for
     /// `state/hooks.rs` to compare with. Empty between commands.
@@ -60,6 +63,7 @@ impl Effects {
             && !self.hook_endpoints
             && !self.applications
             && !self.book
+            && !self.erasures
     }
 
     /// Forgets everything recorded.
@@ -78,5 +82,6 @@ impl Effects {
         self.hook_endpoints = false;
         self.applications = false;
         self.book = false;
+        self.erasures = false;
     }
 }

@@ -157,6 +157,13 @@ pub struct State {
     book: crate::payout::Book,
     #[serde(skip)]
     index: Positions,
+    // ----- issue 20: U -----
+    /// Erased users whose data outside the state is not gone yet (`users_admin.rs`).
+    erasures: BTreeMap<UserId, crate::user::Erasure>,
+    /// The staff's user indexes: derived from the users (rebuilt when a state is read
+    /// back), so not serialized.
+    #[serde(skip)]
+    user_index: crate::user_index::UserIndex,
 }
 
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
@@ -233,8 +240,10 @@ impl<'de> Deserialize<'de> for State {
             hooks: Hooks,
             applications: Applications,
             book: crate::payout::Book,
+            erasures: BTreeMap<UserId, crate::user::Erasure>,
         }
         let r = Records::deserialize(d)?;
+        let user_index = crate::user_index::UserIndex::of(r.users.values());
         // Drivers at work, at their last fix (see `State::sync_index`).
         let index = DriverIndex::from_drivers(
             r.drivers.values().filter(|d| d.availability != Availability::Offline).filter_map(|d| {
@@ -273,6 +282,8 @@ impl<'de> Deserialize<'de> for State {
             applications: r.applications,
             index: Positions(index),
             book: r.book,
+            user_index,
+            erasures: r.erasures,
         })
     }
 }
@@ -364,6 +375,8 @@ impl State {
             applications: self.applications.clone(),
             index: Positions::default(),
             book: self.book.clone(),
+            erasures: self.erasures.clone(),
+            user_index: self.user_index.clone(),
         }
     }
 
@@ -395,6 +408,11 @@ impl State {
     /// its blob, then its rows). The references' by-age order is rebuilt from them:
     /// O(n log n) in the references, at start only.
     pub fn put_rows(&mut self, rows: AccountRows) {
+        // Derived from the users: rebuilt once when a state is read back (O(n log n)), and
+        // left as it is when the rows go back after `take_rows` (the same users).
+        if !rows.users.ptr_eq(&self.users) {
+            self.user_index = crate::user_index::UserIndex::of(rows.users.values());
+        }
         self.users = rows.users;
         self.phones = rows.phones;
         self.otps = rows.otps;
@@ -570,6 +588,13 @@ impl State {
             Command::RecordGatewayRef { trip_id, gateway, reference } => {
                 self.record_gateway_ref(who, *trip_id, gateway, reference, now, fx)
             }
+            // ----- issue 20: U -----
+            Command::PatchUser { user_id, change } => self.patch_user(who, *user_id, change, fx),
+            Command::BlockUser { user_id, blocked, reason } => {
+                self.block_user(who, *user_id, *blocked, reason, now, fx)
+            }
+            Command::EraseUser { user_id } => self.erase_user(who, *user_id, now, fx),
+            Command::ErasureFinished { user_id } => self.erasure_finished(who, *user_id, fx),
             Command::RequestPayout { id, amount_minor, currency } => {
                 self.request_payout(who, *id, *amount_minor, *currency, now, fx)
             }
@@ -636,7 +661,7 @@ impl State {
         d.trip_id = None;
         d.trip_odometer_m = 0.0;
         if d.suspended || licence_expired {
-            self.set_offline(driver_id, fx)
+            self.set_offline(driver_id, now, fx)
         } else {
             d.availability = Availability::Available;
             Ok(())
@@ -645,10 +670,13 @@ impl State {
 
     /// The driver stops working: offline, out of the spatial index (its last fix is
     /// kept: it is indexed there again when the driver comes back online).
-    fn set_offline(&mut self, driver_id: UserId, fx: &mut Effects) -> Result<()> {
+    fn set_offline(&mut self, driver_id: UserId, now: Timestamp, fx: &mut Effects) -> Result<()> {
         let d = self.driver_mut(driver_id, fx)?;
         d.availability = Availability::Offline;
-        d.online_since = None;
+        // The stretch online ends: its time goes to the driver's days (issue 20: U).
+        if let Some(since) = d.online_since.take() {
+            d.stats.add_online(since, now);
+        }
         self.sync_index(driver_id);
         Ok(())
     }
@@ -750,6 +778,7 @@ mod shares;
 mod stamp;
 mod trips;
 mod users;
+mod users_admin;
 
 pub use account::GATEWAY_EVENT_TTL_S;
 pub use account::gateway_event_kept;
@@ -757,6 +786,7 @@ pub use dispatch::UNFUNDED_REASON;
 pub use effects::Effects;
 pub use extras::ARCHIVED_ENTRY_BYTES;
 pub use location::{MAX_NEARBY_LIMIT, MAX_NEARBY_RADIUS_M};
+pub use users_admin::ERASED_TEXT;
 
 #[cfg(test)]
 mod tests;

@@ -42,6 +42,7 @@ pub mod openapi;
 mod payouts;
 pub mod routes;
 mod trips;
+mod users;
 mod webhooks;
 
 pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
@@ -559,6 +560,12 @@ impl Ctx<'_> {
             E::ReviewPayout(id, approve) => self.review_payout(&id, approve).await,
             E::DriverCashReceived(id) => self.driver_cash_received(&id).await,
             E::TopUp => self.create_top_up().await,
+            // ----- issue 20: U -----
+            E::ListUsers => self.list_users(),
+            E::GetUser(id) => self.get_user(&id),
+            E::PatchUser(id) => self.patch_user(&id).await,
+            E::BlockUser(id, blocked) => self.block_user(&id, blocked).await,
+            E::EraseUser(id) => self.erase_user(&id).await,
         }
     }
 }

@@ -188,6 +188,17 @@ pub enum Endpoint {
     DriverCashReceived(String),
     /// `POST /v1/wallet/top-ups`
     TopUp,
+    // ----- issue 20: U -----
+    /// `GET /v1/admin/users`: list and search.
+    ListUsers,
+    /// `GET /v1/admin/users/{id}`
+    GetUser(String),
+    /// `PATCH /v1/admin/users/{id}`
+    PatchUser(String),
+    /// `POST /v1/admin/users/{id}/block` (`true`) or `unblock`
+    BlockUser(String, bool),
+    /// `POST /v1/admin/users/{id}/erase`
+    EraseUser(String),
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -400,6 +411,13 @@ pub const ROUTES: &[Route] = {
             |x| E::DriverCashReceived(p(x, 0))
         ),
         route!("POST", "/v1/wallet/top-ups", "wallet_top_up", |_| E::TopUp),
+        // ----- issue 20: U -----
+        route!("GET", "/v1/admin/users", "admin_users", |_| E::ListUsers),
+        route!("GET", "/v1/admin/users/{id}", "admin_user", |x| E::GetUser(p(x, 0))),
+        route!("PATCH", "/v1/admin/users/{id}", "admin_user_update", |x| E::PatchUser(p(x, 0))),
+        route!("POST", "/v1/admin/users/{id}/block", "admin_user_block", |x| E::BlockUser(p(x, 0), true)),
+        route!("POST", "/v1/admin/users/{id}/unblock", "admin_user_unblock", |x| E::BlockUser(p(x, 0), false)),
+        route!("POST", "/v1/admin/users/{id}/erase", "admin_user_erase", |x| E::EraseUser(p(x, 0))),
     ]
 };
 
@@ -581,6 +599,13 @@ impl Endpoint {
             E::ReviewPayout(_, false) => idem(spec("admin_payout_reject", perm(P::PayoutsApprove))),
             E::DriverCashReceived(_) => idem(spec("admin_driver_cash_received", perm(P::PayoutsApprove))),
             E::TopUp => idem(spec("wallet_top_up", RIDER_OR_DRIVER)),
+            // ----- issue 20: U -----
+            E::ListUsers => spec("admin_users", perm(P::UsersRead)),
+            E::GetUser(_) => spec("admin_user", perm(P::UsersRead)),
+            E::PatchUser(_) => spec("admin_user_update", perm(P::UsersWrite)),
+            E::BlockUser(_, true) => idem(spec("admin_user_block", perm(P::UsersBlock))),
+            E::BlockUser(_, false) => idem(spec("admin_user_unblock", perm(P::UsersBlock))),
+            E::EraseUser(_) => idem(spec("admin_user_erase", ADMIN)),
         }
     }
 }

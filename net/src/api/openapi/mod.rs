@@ -27,6 +27,7 @@ mod profile;
 mod requests;
 mod schemas;
 mod trip;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
