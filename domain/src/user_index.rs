@@ -168,7 +168,9 @@ impl UserIndex {
         after: Option<&UserCursor>,
         limit: usize,
     ) -> (Vec<Arc<User>>, Option<UserCursor>) {
-        use std::ops::Bound::{Excluded, Unbounded};
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        // The first position under a key: the newest time sorts first.
+        const NEWEST: Reverse<Timestamp> = Reverse(Timestamp::from_millis(i64::MAX));
         let limit = limit.max(1);
         let mut out = Vec::new();
         let keep = |u: &User| role.is_none_or(|r| u.role == r) && status.is_none_or(|s| u.status() == s);
@@ -182,7 +184,7 @@ impl UserIndex {
                 // own; a role with a status reads the status's (the few) and filters.
                 let ids: Box<dyn Iterator<Item = (Timestamp, UserId)>> = match (role, status) {
                     (_, Some(s)) if s != UserStatus::Active => {
-                        let start = after.map_or(Unbounded, |(t, id)| Excluded((s, t, id)));
+                        let start = after.map_or(Included((s, NEWEST, MIN_ID)), |(t, id)| Excluded((s, t, id)));
                         Box::new(
                             self.by_status
                                 .range((start, Unbounded))
@@ -191,9 +193,7 @@ impl UserIndex {
                         )
                     }
                     (Some(r), _) => {
-                        let start = after.map_or(Unbounded, |(t, id)| Excluded((r, t, id)));
-                        let first = (r, Reverse(Timestamp::from_millis(i64::MAX)), MIN_ID);
-                        let start = if after.is_none() { std::ops::Bound::Included(first) } else { start };
+                        let start = after.map_or(Included((r, NEWEST, MIN_ID)), |(t, id)| Excluded((r, t, id)));
                         Box::new(
                             self.by_role
                                 .range((start, Unbounded))
@@ -231,7 +231,7 @@ impl UserIndex {
                 };
                 let start = match after {
                     Some(UserCursor::Key(k, id)) => Excluded((k.clone(), *id)),
-                    _ => std::ops::Bound::Included((prefix.clone(), MIN_ID)),
+                    _ => Included((prefix.clone(), MIN_ID)),
                 };
                 let mut read = 0;
                 for (k, id) in set.range((start, Unbounded)).take_while(|(k, _)| k.starts_with(&prefix)) {

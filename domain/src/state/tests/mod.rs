@@ -23,6 +23,8 @@
 //! - `parcels`: parcel prices and the weight limit, the delivery code (SMS, lockout, a
 //!   proptest of the lock), staff completion; disabled coupons and what `uses` counts.
 //! - `payouts`: payouts, top-ups, cash debt and cash received, the earnings index.
+//! - `users_admin`: staff's users: the indexes against a scan (a proptest), edits, blocks,
+//!   erasure, drivers' stats.
 
 mod account;
 mod applications;
@@ -41,6 +43,7 @@ mod scheduled;
 mod shares;
 mod stops;
 mod trips;
+mod users_admin;
 
 use super::*;
 use crate::command::LocationReport;
