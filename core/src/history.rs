@@ -745,7 +745,7 @@ impl History {
     pub fn erase_chat(&self, user: UserId, after: Option<Vec<u8>>, max: usize) -> Result<(usize, Option<Vec<u8>>)> {
         // The position: a table byte (0 rider, 1 driver), then the index key.
         let (table_byte, after_key) = match after.as_deref().and_then(|a| a.split_first()) {
-            Some((&b, rest)) => (b, Some(rest.to_vec())),
+            Some((&b, rest)) => (b, (!rest.is_empty()).then(|| rest.to_vec())),
             None => (0, None),
         };
         let table = if table_byte == 0 { TRIPS_BY_RIDER } else { TRIPS_BY_DRIVER };
@@ -897,5 +897,69 @@ mod tests {
             }
         }
     }
+
+    // ----- issue 20: U -----
+
+    /// An erased user's positions go in bounded batches, another driver's stay; its chat in
+    /// archived trips is replaced, the other party's kept, and a second pass writes nothing.
+    #[test]
+    fn an_erasure_takes_the_users_positions_and_archived_chat_in_batches() {
+        use dispatch_domain::testkit::World;
+
+        use crate::command::{Command, DispatchRules};
+        use crate::geo::LatLng;
+        use crate::history::LocationPoint;
+        use crate::trip::CancelReason;
+
+        let mut w = World::new(DispatchRules::default());
+        let rider = w.rider();
+        let driver = w.driver(1.0);
+        let other = w.driver(2.0);
+        let trip = w.trip(rider);
+        w.accept(driver, trip).unwrap();
+        for (who, text) in [(driver, "white car"), (rider, "ok")] {
+            let post = Command::PostMessage { id: None, trip_id: trip, text: text.into(), rider_connected: None };
+            w.run(Actor::User(who), post).unwrap();
+        }
+        let cancel = Command::CancelTrip { trip_id: trip, code: CancelReason::Other, reason: String::new() };
+        w.run(Actor::User(rider), cancel).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(dir.path()).unwrap();
+        h.write(empty(1), &Leaving { trips: vec![w.get(trip)], ..Leaving::default() }, w.now).unwrap();
+        let here = LatLng::new(30.0, 31.0).unwrap();
+        let point = |ms: i64| LocationPoint { at: Timestamp::from_millis(ms), point: here, heading_deg: None, trip_id: None };
+        let points: Vec<_> = (1..=2_500).map(|i| (driver, point(i))).chain((1..=10).map(|i| (other, point(i)))).collect();
+        h.write_locations(&points).unwrap();
+
+        let mut batches = Vec::new();
+        loop {
+            let n = h.erase_positions(driver, 1_000).unwrap();
+            if n == 0 {
+                break;
+            }
+            batches.push(n);
+        }
+        assert_eq!(batches, vec![1_000, 1_000, 500]);
+        assert!(h.locations(driver, Timestamp::from_millis(0), 1_000).unwrap().is_empty());
+        assert_eq!(h.locations(other, Timestamp::from_millis(0), 1_000).unwrap().len(), 10);
+
+        let erase_all = |user| {
+            let (mut written, mut from) = (0, None);
+            loop {
+                let (n, next) = h.erase_chat(user, from, 1).unwrap();
+                written += n;
+                match next {
+                    Some(k) => from = Some(k),
+                    None => return written,
+                }
+            }
+        };
+        assert_eq!(erase_all(driver), 1);
+        let texts: Vec<String> = h.trip(trip).unwrap().unwrap().messages.iter().map(|m| m.text.clone()).collect();
+        assert_eq!(texts, vec![super::ERASED_TEXT.to_owned(), "ok".to_owned()]);
+        assert_eq!(erase_all(driver), 0, "nothing left to write");
+        w.finish();
+    }
+
 }
 

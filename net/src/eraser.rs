@@ -8,13 +8,15 @@
 //! a position range already empty, a trip whose chat is already replaced), and the user
 //! leaves the queue only after every step succeeded, so after a restart an unfinished
 //! erasure resumes from the start; each history step is one bounded transaction
-//! ([`ERASE_BATCH`] rows); a document file another application still holds (the same
+//! ([`ERASE_BATCH`] rows), begun [`SETTLE_MS`] after the erasure, once positions reported
+//! before it are written; a document file another application still holds (the same
 //! bytes) is kept; the writer's path pays nothing (this runs on blocking threads).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use dispatch_core::clock::Clock;
 use dispatch_core::engine::EraseStep;
 use dispatch_core::user::Erasure;
 use dispatch_core::{Actor, Command, Engine, UserId};
@@ -25,6 +27,11 @@ pub const ERASE_BATCH: usize = 1_000;
 
 /// How often the eraser looks at the queue.
 const POLL: Duration = Duration::from_millis(200);
+
+/// How long after an erasure the eraser starts on it: the position tracker writes what it
+/// received at most a second later (`dispatch_core`'s tracker), so positions reported just
+/// before the erasure are in the history by then, and erased with the rest.
+const SETTLE_MS: i64 = 2_000;
 
 /// Runs until `shutdown` turns `true`.
 pub async fn run(engine: Arc<Engine>, data_dir: PathBuf, mut shutdown: watch::Receiver<bool>) {
@@ -37,7 +44,8 @@ pub async fn run(engine: Arc<Engine>, data_dir: PathBuf, mut shutdown: watch::Re
             return;
         }
         let queue = engine.read(|v| Arc::clone(v.erasures()));
-        for (&user, erasure) in queue.iter() {
+        let now = dispatch_core::clock::SystemClock.now();
+        for (&user, erasure) in queue.iter().filter(|(_, e)| now.millis_since(e.at) >= SETTLE_MS) {
             let (engine, dir, erasure) = (Arc::clone(&engine), data_dir.clone(), erasure.clone());
             let done = tokio::task::spawn_blocking(move || finish(&engine, &dir, user, &erasure)).await;
             match done {
