@@ -927,8 +927,10 @@ mod tests {
         let h = History::open(dir.path()).unwrap();
         h.write(empty(1), &Leaving { trips: vec![w.get(trip)], ..Leaving::default() }, w.now).unwrap();
         let here = LatLng::new(30.0, 31.0).unwrap();
-        let point = |ms: i64| LocationPoint { at: Timestamp::from_millis(ms), point: here, heading_deg: None, trip_id: None };
-        let points: Vec<_> = (1..=2_500).map(|i| (driver, point(i))).chain((1..=10).map(|i| (other, point(i)))).collect();
+        let point =
+            |ms: i64| LocationPoint { at: Timestamp::from_millis(ms), point: here, heading_deg: None, trip_id: None };
+        let points: Vec<_> =
+            (1..=2_500).map(|i| (driver, point(i))).chain((1..=10).map(|i| (other, point(i)))).collect();
         h.write_locations(&points).unwrap();
 
         let mut batches = Vec::new();
@@ -960,6 +962,4 @@ mod tests {
         assert_eq!(erase_all(driver), 0, "nothing left to write");
         w.finish();
     }
-
 }
-

@@ -560,19 +560,6 @@ pub fn payout(p: &dispatch_core::payout::Payout) -> Value {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_rating_is_null_until_three_then_rounded_to_hundredths() {
-        assert_eq!(rating(&RatingTotals::default()), Value::Null);
-        assert_eq!(rating(&RatingTotals { stars: 10, count: 2 }), Value::Null, "two ratings are not shown");
-        assert_eq!(rating(&RatingTotals { stars: 14, count: 3 }), json!({"average": 4.67, "count": 3}));
-        assert_eq!(rating(&RatingTotals { stars: 5 * 132, count: 132 }), json!({"average": 5.0, "count": 132}));
-    }
-}
-
 // ----- issue 20: U -----
 
 /// A driver's statistics (`stats` in `GET /v1/admin/drivers/{id}` and
@@ -605,4 +592,17 @@ pub fn admin_user(u: &User, d: Option<&Driver>, now: Timestamp) -> Value {
         v["stats"] = driver_stats(d, &u.rating, now);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rating_is_null_until_three_then_rounded_to_hundredths() {
+        assert_eq!(rating(&RatingTotals::default()), Value::Null);
+        assert_eq!(rating(&RatingTotals { stars: 10, count: 2 }), Value::Null, "two ratings are not shown");
+        assert_eq!(rating(&RatingTotals { stars: 14, count: 3 }), json!({"average": 4.67, "count": 3}));
+        assert_eq!(rating(&RatingTotals { stars: 5 * 132, count: 132 }), json!({"average": 5.0, "count": 132}));
+    }
 }

@@ -174,7 +174,8 @@ async fn upload(s: &Server, token: &str, kind: &str, bytes: &[u8]) -> u16 {
 }
 
 fn documents_on_disk(s: &Server) -> usize {
-    std::fs::read_dir(s.data_dir().join("documents")).map_or(0, |d| d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
+    std::fs::read_dir(s.data_dir().join("documents"))
+        .map_or(0, |d| d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +195,9 @@ async fn an_erasure_waits_for_the_open_trip_then_removes_the_personal_data_every
     s.post(&format!("/v1/trips/{id}/messages"), &driver, json!({"text": "I am in a white car"})).await.expect(201);
     s.post(&format!("/v1/trips/{id}/messages"), &rider, json!({"text": "ok"})).await.expect(201);
     // Open trip: refused.
-    s.post(&format!("/v1/admin/users/{driver_id}/erase"), ADMIN, json!({})).await.expect_error(409, "invalid_transition");
+    s.post(&format!("/v1/admin/users/{driver_id}/erase"), ADMIN, json!({}))
+        .await
+        .expect_error(409, "invalid_transition");
     for i in 1..=4 {
         let at = json!({"lat": HERE.0 + 0.000_01 * f64::from(i), "lng": HERE.1});
         let r = s.post("/v1/driver/location", &driver, at).await;

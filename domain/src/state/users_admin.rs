@@ -153,7 +153,13 @@ impl State {
             || self.drivers.get(&user_id).is_some_and(|d| d.trip_id.is_some())
     }
 
-    pub(super) fn erase_user(&mut self, who: Who, user_id: UserId, now: Timestamp, fx: &mut Effects) -> Result<Outcome> {
+    pub(super) fn erase_user(
+        &mut self,
+        who: Who,
+        user_id: UserId,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<Outcome> {
         if !matches!(who, Who::System | Who::Staff { admin: true }) {
             return Err(Error::Forbidden("only an admin erases users".into()));
         }

@@ -90,20 +90,20 @@ impl Ctx<'_> {
 
     /// `GET /v1/admin/users?role=&q=&status=&limit=&cursor=`.
     pub(super) fn list_users(&self) -> Result<Resp, ApiError> {
-        let role = match self.query.get("role") {
-            None => None,
-            Some(s) => Some(
-                serde_json::from_value::<Role>(Value::String(s.to_owned()))
-                    .map_err(|_| ApiError::invalid("role must be rider, driver, support or admin").with_param("role"))?,
-            ),
-        };
-        let status = match self.query.get("status") {
-            None => None,
-            Some(s) => Some(
-                UserStatus::parse(s)
-                    .ok_or_else(|| ApiError::invalid("status must be active, blocked or erased").with_param("status"))?,
-            ),
-        };
+        let role =
+            match self.query.get("role") {
+                None => None,
+                Some(s) => Some(serde_json::from_value::<Role>(Value::String(s.to_owned())).map_err(|_| {
+                    ApiError::invalid("role must be rider, driver, support or admin").with_param("role")
+                })?),
+            };
+        let status =
+            match self.query.get("status") {
+                None => None,
+                Some(s) => Some(UserStatus::parse(s).ok_or_else(|| {
+                    ApiError::invalid("status must be active, blocked or erased").with_param("status")
+                })?),
+            };
         let query = match self.query.get("q") {
             None | Some("") => UserQuery::Newest,
             Some(q) => parse_q(q)?,

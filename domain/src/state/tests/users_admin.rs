@@ -163,7 +163,8 @@ fn staff_edit_users_by_the_rules_of_creation() {
         panic!()
     };
     assert_eq!((u.name.as_str(), u.email.as_deref()), ("Amal", Some("amal@example.com")));
-    let (page, _) = w.state.user_index().page(|id| w.state.user(id), &UserQuery::NamePrefix("am".into()), None, None, None, 10);
+    let (page, _) =
+        w.state.user_index().page(|id| w.state.user(id), &UserQuery::NamePrefix("am".into()), None, None, None, 10);
     assert_eq!(page.iter().map(|u| u.id).collect::<Vec<_>>(), vec![rider]);
     // A rider has no vehicle; a driver's must be of a priced category.
     let v = |c: &str| crate::user::Vehicle::new(crate::user::Category::new(c).unwrap(), "NEW 1");
@@ -243,10 +244,16 @@ fn erasure_waits_for_open_trips_then_replaces_the_personal_data() {
     w.accept(driver, trip).unwrap();
     let refused = erase(&mut w, driver);
     assert_eq!(refused.as_ref().map_err(Error::code), Err("invalid_transition"));
-    w.run(Actor::User(rider), Command::PostMessage { id: None, trip_id: trip, text: "I am at gate 3".into(), rider_connected: None })
-        .unwrap();
-    w.run(Actor::User(driver), Command::PostMessage { id: None, trip_id: trip, text: "coming".into(), rider_connected: None })
-        .unwrap();
+    w.run(
+        Actor::User(rider),
+        Command::PostMessage { id: None, trip_id: trip, text: "I am at gate 3".into(), rider_connected: None },
+    )
+    .unwrap();
+    w.run(
+        Actor::User(driver),
+        Command::PostMessage { id: None, trip_id: trip, text: "coming".into(), rider_connected: None },
+    )
+    .unwrap();
     w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, code: CancelReason::Other, reason: String::new() })
         .unwrap();
     let phone = w.state.user(rider).unwrap().phone.clone();
