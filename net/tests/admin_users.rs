@@ -4,7 +4,8 @@
 //! `403 blocked`, a blocked driver cannot go online) and an unblock; an erasure refused
 //! while a trip is open, then done: the user answers with its fields replaced, its
 //! positions gone from the trip's trail, its documents gone from disk, its chat replaced,
-//! its phone free to sign up again; and all of it after a restart.
+//! its phone free to sign up again; and all of it after a restart; an erasure a crash cut
+//! short resumes after the restart.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -258,4 +259,32 @@ async fn an_erasure_waits_for_the_open_trip_then_removes_the_personal_data_every
     assert_eq!(ids(&s.get("/v1/admin/users?q=40002", ADMIN).await.expect(200)), vec![newcomer["id"].as_str().unwrap()]);
     assert!(s.get(&trail, ADMIN).await.expect(200)["items"].as_array().unwrap().is_empty());
     assert_eq!(documents_on_disk(&s), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_cut_short_by_a_crash_resumes_after_the_restart_and_a_block_stays() {
+    let mut s = Server::start(&[], None);
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (rider_id, _) = make_user(&s, "rider", "Badr", "+201005550002").await;
+    s.post(&format!("/v1/admin/users/{rider_id}/block"), ADMIN, json!({"reason": "chargebacks"})).await.expect(200);
+    let (applicant, user) = s.sign_in("+201005550001", "driver").await;
+    assert_eq!(upload(&s, &applicant, "photo", PNG).await, 201);
+    let id = user["id"].as_str().unwrap().to_owned();
+    s.post(&format!("/v1/admin/users/{id}/erase"), ADMIN, json!({})).await.expect(200);
+    // Killed before the eraser's turn (it waits 2 s for the position tracker).
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    assert_eq!(documents_on_disk(&s), 1, "the crash came before the eraser");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::rename(s.data_dir(), dir.path().join("data")).unwrap();
+    let s = Server::start_in(dir, &[], None);
+    let u = s.get(&format!("/v1/admin/users/{id}"), ADMIN).await.expect(200);
+    assert_eq!(u["status"], "erased");
+    let deadline = Instant::now() + WAIT;
+    while documents_on_disk(&s) > 0 {
+        assert!(Instant::now() < deadline, "the erasure did not resume");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let u = s.get(&format!("/v1/admin/users/{rider_id}"), ADMIN).await.expect(200);
+    assert_eq!((u["status"].as_str(), u["blocked"]["reason"].as_str()), (Some("blocked"), Some("chargebacks")));
 }
