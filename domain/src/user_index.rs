@@ -102,25 +102,24 @@ impl UserIndex {
     /// `new` replaces `old` (the same user as it was, or `None` when it is new).
     pub fn replace(&mut self, old: Option<&User>, new: &User) {
         if let Some(old) = old {
-            if old.created_at == new.created_at && old.role == new.role {
-                // Neither moves in the newest-first orders.
-            } else {
-                self.by_created.remove(&(Reverse(old.created_at), old.id));
-                self.by_role.remove(&(old.role, Reverse(old.created_at), old.id));
+            let same = old.id == new.id
+                && old.created_at == new.created_at
+                && old.role == new.role
+                && old.status() == new.status()
+                && old.name == new.name
+                && old.phone == new.phone;
+            if same {
+                // Nothing indexed changed (a rating, a token generation): no work, no
+                // allocation — the common case of a user's change.
+                return;
             }
-            if old.status() != new.status() || old.created_at != new.created_at {
-                self.by_status.remove(&(old.status(), Reverse(old.created_at), old.id));
-            }
-            let (old_name, new_name) = (Self::name_of(old), Self::name_of(new));
-            if old_name != new_name
-                && let Some(k) = old_name
-            {
+            self.by_created.remove(&(Reverse(old.created_at), old.id));
+            self.by_role.remove(&(old.role, Reverse(old.created_at), old.id));
+            self.by_status.remove(&(old.status(), Reverse(old.created_at), old.id));
+            if let Some(k) = Self::name_of(old) {
                 self.by_name.remove(&(k, old.id));
             }
-            let (old_phone, new_phone) = (Self::phone_of(old), Self::phone_of(new));
-            if old_phone != new_phone
-                && let Some(k) = old_phone
-            {
+            if let Some(k) = Self::phone_of(old) {
                 self.by_phone.remove(&(k, old.id));
             }
         }

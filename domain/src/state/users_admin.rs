@@ -12,7 +12,7 @@
 //! - an erasure is refused while the user has an open or scheduled trip (as rider or
 //!   driver); otherwise one command replaces the name ([`ERASED_NAME`]), removes the
 //!   phone (its index entry is freed: the number may sign up again, as a new user), the
-//!   e-mail and the OTP record, revokes every token, drops the driver application's
+//!   e-mail, the OTP record and the push devices, revokes every token, drops the driver application's
 //!   personal data and documents, keeps the driver suspended for good, and replaces the
 //!   text of the messages the user wrote in hot trips; the data outside the state is
 //!   queued (`State::erasures`) until the system logs [`Command::ErasureFinished`]
@@ -194,6 +194,11 @@ impl State {
             *v = user::Vehicle::new(v.category.clone(), "-");
         }
         let out = self.put_user(new, fx);
+        // Push devices name the person's phone too: gone, and no push goes to them.
+        if !self.outbox.devices_of(user_id).is_empty() {
+            self.outbox.set_devices(user_id, None);
+            fx.devices.push(user_id);
+        }
         let mut documents = Vec::new();
         if let Some(a) = self.applications.items.get(&user_id) {
             let mut a = (**a).clone();

@@ -256,6 +256,12 @@ fn erasure_waits_for_open_trips_then_replaces_the_personal_data() {
     .unwrap();
     w.run(Actor::User(rider), Command::CancelTrip { trip_id: trip, code: CancelReason::Other, reason: String::new() })
         .unwrap();
+    let device = Command::RegisterDevice {
+        id: None,
+        platform: crate::outbox::Platform::Fcm,
+        token: "fcm-token-of-the-rider".into(),
+    };
+    w.run(Actor::User(rider), device).unwrap();
     let phone = w.state.user(rider).unwrap().phone.clone();
     let generation = w.state.user(rider).unwrap().token_generation;
     let Outcome::User(u) = erase(&mut w, rider).unwrap() else { panic!() };
@@ -265,6 +271,7 @@ fn erasure_waits_for_open_trips_then_replaces_the_personal_data() {
         w.get(trip).messages.iter().map(|m| (m.from_user_id, m.text.clone())).collect();
     assert_eq!(texts, vec![(Some(rider), super::super::ERASED_TEXT.into()), (Some(driver), "coming".into())]);
     assert!(w.state.erasures().contains_key(&rider), "queued for the eraser");
+    assert!(w.state.outbox().devices_of(rider).is_empty(), "no push device is left");
     assert!(w.state.user_by_phone(Role::Rider, &phone).is_none(), "the number is free");
     let (found, _) =
         w.state.user_index().page(|id| w.state.user(id), &UserQuery::NamePrefix("erased".into()), None, None, None, 10);
