@@ -28,7 +28,7 @@ use crate::command::{Outcome, UserPatch};
 use crate::driver::Availability;
 use crate::error::{Error, Result};
 use crate::id::UserId;
-use crate::trip::WithdrawReason;
+use crate::trip::{Trip, WithdrawReason};
 use crate::user::{self, Block, ERASED_NAME, Erasure, Role, User};
 use crate::user_index::UserIndex;
 
@@ -245,6 +245,27 @@ impl State {
         self.erasures.insert(user_id, Erasure { at: now, role: old.role, documents });
         fx.erasures = true;
         Ok(Outcome::User(out))
+    }
+
+    /// `trip` (back from the history) with the text of erased users' chat messages
+    /// replaced, as the eraser replaces it in the history: an archived trip restored
+    /// before the eraser reached it does not bring the words back into the hot state
+    /// (and the next checkpoint would write them again). O(the trip's messages).
+    pub(super) fn without_erased_words(&self, trip: &Arc<Trip>) -> Arc<Trip> {
+        let erased = |m: &crate::chat::Message| {
+            m.text != ERASED_TEXT
+                && m.from_user_id.and_then(|u| self.users.get(&u)).is_some_and(|u| u.erased_at.is_some())
+        };
+        if !trip.messages.iter().any(erased) {
+            return Arc::clone(trip);
+        }
+        let mut t = (**trip).clone();
+        for m in Arc::make_mut(&mut t.messages).iter_mut() {
+            if erased(m) {
+                m.text = ERASED_TEXT.into();
+            }
+        }
+        Arc::new(t)
     }
 
     pub(super) fn erasure_finished(&mut self, who: Who, user_id: UserId, fx: &mut Effects) -> Result<Outcome> {

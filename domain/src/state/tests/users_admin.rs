@@ -348,3 +348,41 @@ fn online_time_is_split_by_utc_day_and_only_seven_days_count() {
     assert_eq!(s.online_days.len(), crate::driver::ONLINE_DAYS_KEPT);
     assert_eq!(s.online_s_7d(Some(t(29 * day + 500_000)), t(29 * day + 600_000)), 7 + 100);
 }
+
+/// An archived trip brought back for a late command after its rider was erased (before
+/// the eraser reached the history) comes back without the erased rider's words.
+#[test]
+fn a_trip_restored_after_an_erasure_does_not_bring_the_words_back() {
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    let driver = w.driver(1.0);
+    let trip = w.trip(rider);
+    w.accept(driver, trip).unwrap();
+    for (who, text) in [(rider, "blue door"), (driver, "here")] {
+        let post = Command::PostMessage { id: None, trip_id: trip, text: text.into(), rider_connected: None };
+        w.run(Actor::User(who), post).unwrap();
+    }
+    w.run(Actor::User(driver), Command::DriverArrived { trip_id: trip }).unwrap();
+    let code = w.get(trip).pickup_code.to_string();
+    w.run(Actor::User(driver), Command::StartTrip { trip_id: trip, pickup_code: code }).unwrap();
+    w.run(Actor::User(driver), Command::CompleteTrip { trip_id: trip, distance_m: None, dropoff: None }).unwrap();
+    let copy = w.get(trip);
+    let archive = Command::Archive {
+        trips: vec![(trip, copy.revision)],
+        transfer_ids: vec![],
+        keys: vec![],
+        gateway_events: vec![],
+        alerts: Vec::new(),
+    };
+    w.run(Actor::System, archive).unwrap();
+    erase(&mut w, rider).unwrap();
+    // The driver rates the rider late: the writer restores the history's copy.
+    let rate = Command::RateTrip { trip_id: trip, stars: 4, comment: None };
+    let restored = Command::Restored { trip: Arc::clone(&copy), command: Box::new(rate) };
+    w.run(Actor::User(driver), restored).unwrap();
+    let t = w.get(trip);
+    assert_eq!(t.driver_rating.as_ref().map(|r| r.stars), Some(4), "the late rating applied");
+    let texts: Vec<&str> = t.messages.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, vec![super::super::ERASED_TEXT, "here"]);
+    w.finish();
+}
