@@ -59,8 +59,10 @@ pub async fn run(engine: Arc<Engine>, data_dir: PathBuf, mut shutdown: watch::Re
 
 /// Erases what `erasure` left outside the state, then takes `user` off the queue.
 pub fn finish(engine: &Engine, data_dir: &Path, user: UserId, erasure: &Erasure) -> Result<(), String> {
+    // A walk of every application: on a snapshot, which holds no lock while it walks.
+    let view = engine.snapshot();
     for hash in &erasure.documents {
-        let held = engine.read(|v| v.applications().iter().any(|a| a.documents.values().any(|d| d.sha256 == *hash)));
+        let held = view.applications().iter().any(|a| a.documents.values().any(|d| d.sha256 == *hash));
         if !held {
             crate::documents::remove(data_dir, hash).map_err(|e| format!("cannot remove a document: {e}"))?;
         }

@@ -116,7 +116,8 @@ impl Ctx<'_> {
             (_, Some(_)) => return Err(ApiError::invalid("cursor is of another list").with_param("cursor")),
             (_, None) => None,
         };
-        let (users, next) = self.app.engine.read(|v| v.user_page(&query, role, status, after.as_ref(), limit));
+        // A page may read up to `MAX_CANDIDATES` entries: on a snapshot, holding no lock.
+        let (users, next) = self.app.engine.read_snapshot(|v| v.user_page(&query, role, status, after.as_ref(), limit));
         let items: Vec<Value> = users.iter().map(|u| self.admin_user_json(u)).collect();
         Ok(json_response(
             StatusCode::OK,
