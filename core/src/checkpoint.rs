@@ -220,7 +220,10 @@ pub(crate) fn load(store: &Store) -> Result<Stored> {
     }
     rows.zones = Arc::new(Catalog::from_zones(zones));
     for user in rows.users.values() {
-        rows.phones.insert((user.role, user.phone.clone()), user.id);
+        // An erased user has no phone (issue 20: U): its number may belong to someone new.
+        if user.erased_at.is_none() {
+            rows.phones.insert((user.role, user.phone.clone()), user.id);
+        }
     }
     state.put_rows(rows);
     Ok(Stored::State(lsn, Box::new(state)))

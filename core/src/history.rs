@@ -37,6 +37,10 @@
 //!   as a page from a time on ([`History::locations`]) or as a bounded, evenly sampled
 //!   trail over a time range ([`History::trail`]).
 //!
+//! An erased user's data here goes in bounded batches ([`History::erase_positions`],
+//! [`History::erase_chat`]: issue 20), written by the server's eraser, like positions
+//! outside the checkpoint thread.
+//!
 //! How trips get here (see `journal.rs`): each checkpoint writes the trips that were
 //! terminal in the checkpointed state, in the checkpoint's own redb transaction (with
 //! its LSN and state); only once that transaction is durable does the writer log an
@@ -63,7 +67,8 @@
 //! event) is not refused as unknown: the writer reads the trip back and logs it with
 //! the command (`Command::Restored`), which puts it back in the hot state first.
 //!
-//! Guarantees: rows are written only by the checkpoint thread; reads run in their own
+//! Guarantees: rows are written only by the checkpoint thread (positions by the tracker,
+//! erasures by the eraser); reads run in their own
 //! redb read transaction and never wait for it; a corrupt or foreign file refuses to
 //! open (the engine then refuses to start).
 
@@ -737,6 +742,67 @@ pub(crate) fn backup_file(from: &Path, to: &Path) -> Result<()> {
     ro.backup_to(&to).map(|_| ()).map_err(|e| store_error("cannot back up the store", &e))
 }
 
+// ----- issue 20: U -----
+
+/// The text that replaces an erased user's chat messages (the hot state's too).
+pub use crate::state::ERASED_TEXT;
+
+impl History {
+    /// Deletes up to `max` of the oldest positions of `driver` (an erased user), in one
+    /// durable transaction; returns how many went (0: none are left). The one place that
+    /// knows the `locations` key layout for erasure: retention may change it.
+    pub fn erase_positions(&self, driver: UserId, max: usize) -> Result<u64> {
+        let prefix = key::u64_be(driver.raw()).to_vec();
+        let scan = Scan::new(prefix.clone(), max.clamp(1, store::SCAN_LIMIT_MAX));
+        let page = self.store.scan(LOCATIONS, &scan).map_err(|e| store_error("cannot read positions", &e))?;
+        let Some((last, _)) = page.rows.last() else { return Ok(0) };
+        // The range ends just past the page's last key (its successor: the key and a 0).
+        let end = key::concat(&[last, &[0]]);
+        self.store.purge_range(LOCATIONS, &prefix, &end).map_err(|e| store_error("cannot erase positions", &e))
+    }
+
+    /// Replaces the text of `user`'s chat messages in up to `max` of the user's archived
+    /// trips (as rider, then as driver), from `after` (a position this returned; `None`
+    /// to start); returns the trips rewritten and where to go on (`None`: done).
+    /// Idempotent: a trip without the user's words is not written again. A trip the
+    /// checkpoint archives again meanwhile (a late rating brought it back) is written by
+    /// its thread from the hot copy, which the erasure cleaned already.
+    pub fn erase_chat(&self, user: UserId, after: Option<Vec<u8>>, max: usize) -> Result<(usize, Option<Vec<u8>>)> {
+        // The position: a table byte (0 rider, 1 driver), then the index key.
+        let (table_byte, after_key) = match after.as_deref().and_then(|a| a.split_first()) {
+            Some((&b, rest)) => (b, (!rest.is_empty()).then(|| rest.to_vec())),
+            None => (0, None),
+        };
+        let table = if table_byte == 0 { TRIPS_BY_RIDER } else { TRIPS_BY_DRIVER };
+        let prefix = key::u64_be(user.raw()).to_vec();
+        let scan = Scan::new(prefix, max.clamp(1, store::SCAN_LIMIT_MAX)).order(Order::Ascending).after(after_key);
+        let page = self.store.scan(table, &scan).map_err(|e| store_error("cannot list trips", &e))?;
+        let mut puts = Vec::new();
+        for (k, _) in &page.rows {
+            let id = key::take_rev_u64_be(k.get(k.len().saturating_sub(8)..).unwrap_or_default())
+                .and_then(|(raw, _)| TripId::from_raw(raw))
+                .ok_or_else(|| Error::Storage("a history index row has a malformed key".into()))?;
+            let Some(mut trip) = self.trip(id)? else { continue };
+            if !trip.messages.iter().any(|m| m.from_user_id == Some(user) && m.text != ERASED_TEXT) {
+                continue;
+            }
+            for m in Arc::make_mut(&mut trip.messages).iter_mut().filter(|m| m.from_user_id == Some(user)) {
+                m.text = ERASED_TEXT.into();
+            }
+            let value =
+                postcard::to_allocvec(&trip).map_err(|e| Error::internal(format!("cannot encode a trip: {e}")))?;
+            puts.push((TRIPS, key::u64_be(id.raw()).to_vec(), value));
+        }
+        self.store.put_rows(&puts).map_err(|e| store_error("cannot erase chat", &e))?;
+        let next = match (page.next, table_byte) {
+            (Some(k), b) => Some(key::concat(&[&[b], &k])),
+            (None, 0) => Some(vec![1]),
+            (None, _) => None,
+        };
+        Ok((puts.len(), next))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -855,5 +921,70 @@ mod tests {
                 }
             }
         }
+    }
+
+    // ----- issue 20: U -----
+
+    /// An erased user's positions go in bounded batches, another driver's stay; its chat in
+    /// archived trips is replaced, the other party's kept, and a second pass writes nothing.
+    #[test]
+    fn an_erasure_takes_the_users_positions_and_archived_chat_in_batches() {
+        use dispatch_domain::testkit::World;
+
+        use crate::command::{Command, DispatchRules};
+        use crate::geo::LatLng;
+        use crate::history::LocationPoint;
+        use crate::trip::CancelReason;
+
+        let mut w = World::new(DispatchRules::default());
+        let rider = w.rider();
+        let driver = w.driver(1.0);
+        let other = w.driver(2.0);
+        let trip = w.trip(rider);
+        w.accept(driver, trip).unwrap();
+        for (who, text) in [(driver, "white car"), (rider, "ok")] {
+            let post = Command::PostMessage { id: None, trip_id: trip, text: text.into(), rider_connected: None };
+            w.run(Actor::User(who), post).unwrap();
+        }
+        let cancel = Command::CancelTrip { trip_id: trip, code: CancelReason::Other, reason: String::new() };
+        w.run(Actor::User(rider), cancel).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(dir.path()).unwrap();
+        h.write(empty(1), &Leaving { trips: vec![w.get(trip)], ..Leaving::default() }, w.now).unwrap();
+        let here = LatLng::new(30.0, 31.0).unwrap();
+        let point =
+            |ms: i64| LocationPoint { at: Timestamp::from_millis(ms), point: here, heading_deg: None, trip_id: None };
+        let points: Vec<_> =
+            (1..=2_500).map(|i| (driver, point(i))).chain((1..=10).map(|i| (other, point(i)))).collect();
+        h.write_locations(&points).unwrap();
+
+        let mut batches = Vec::new();
+        loop {
+            let n = h.erase_positions(driver, 1_000).unwrap();
+            if n == 0 {
+                break;
+            }
+            batches.push(n);
+        }
+        assert_eq!(batches, vec![1_000, 1_000, 500]);
+        assert!(h.locations(driver, Timestamp::from_millis(0), 1_000).unwrap().is_empty());
+        assert_eq!(h.locations(other, Timestamp::from_millis(0), 1_000).unwrap().len(), 10);
+
+        let erase_all = |user| {
+            let (mut written, mut from) = (0, None);
+            loop {
+                let (n, next) = h.erase_chat(user, from, 1).unwrap();
+                written += n;
+                match next {
+                    Some(k) => from = Some(k),
+                    None => return written,
+                }
+            }
+        };
+        assert_eq!(erase_all(driver), 1);
+        let texts: Vec<String> = h.trip(trip).unwrap().unwrap().messages.iter().map(|m| m.text.clone()).collect();
+        assert_eq!(texts, vec![super::ERASED_TEXT.to_owned(), "ok".to_owned()]);
+        assert_eq!(erase_all(driver), 0, "nothing left to write");
+        w.finish();
     }
 }

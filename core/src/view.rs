@@ -99,6 +99,12 @@ pub struct View {
     /// Staff sign-in credentials: the state's persistent maps, shared (a change replaces
     /// them whole: an O(1) clone).
     staff: dispatch_domain::staff::Staff,
+    // ----- issue 20: U -----
+    /// The staff's user indexes: the state's persistent sets, shared at open and updated
+    /// entry by entry with the users.
+    user_index: crate::user_index::UserIndex,
+    /// Erasures not finished outside the state (a few): replaced whole when one changes.
+    erasures: Arc<BTreeMap<UserId, crate::user::Erasure>>,
 }
 
 impl View {
@@ -131,6 +137,8 @@ impl View {
         view.rules = Arc::new(state.rules().clone());
         view.rule_overrides = *state.rule_overrides();
         view.staff = state.staff().clone();
+        view.user_index = state.user_index().clone();
+        view.erasures = Arc::new(state.erasures().clone());
         view
     }
 
@@ -164,9 +172,21 @@ impl View {
         }
         for id in &fx.users {
             if let Some(u) = state.user(*id) {
-                self.phones.insert((u.role, u.phone.clone()), u.id);
-                self.users.insert(*id, Arc::clone(u));
+                let old = self.users.insert(*id, Arc::clone(u));
+                if let Some(old) = &old
+                    && old.phone != u.phone
+                {
+                    self.phones.remove(&(old.role, old.phone.clone()));
+                }
+                // An erased user has no phone entry (issue 20: U).
+                if u.erased_at.is_none() {
+                    self.phones.insert((u.role, u.phone.clone()), u.id);
+                }
+                self.user_index.replace(old.as_deref(), u);
             }
+        }
+        if fx.erasures {
+            self.erasures = Arc::new(state.erasures().clone());
         }
         if fx.catalog {
             self.copy_catalog(state);
@@ -398,6 +418,24 @@ impl View {
     /// Driver applications.
     pub fn applications(&self) -> &Applications {
         &self.applications
+    }
+
+    /// A page of users for staff (`GET /v1/admin/users`): see
+    /// [`crate::user_index::UserIndex::page`] for the order and the costs.
+    pub fn user_page(
+        &self,
+        query: &crate::user_index::UserQuery,
+        role: Option<Role>,
+        status: Option<crate::user::UserStatus>,
+        after: Option<&crate::user_index::UserCursor>,
+        limit: usize,
+    ) -> (Vec<Arc<User>>, Option<crate::user_index::UserCursor>) {
+        self.user_index.page(|id| self.users.get(&id), query, role, status, after, limit)
+    }
+
+    /// Erased users whose data outside the state is not gone yet.
+    pub fn erasures(&self) -> &Arc<BTreeMap<UserId, crate::user::Erasure>> {
+        &self.erasures
     }
 
     /// How many batches have been published (a cheap change counter).

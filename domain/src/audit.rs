@@ -118,6 +118,10 @@ impl Command {
             Command::CreateStaff { .. } => "user.create",
             Command::IssueStaffSetup { .. } => "user.staff_setup",
             Command::SignOut => "user.sign_out",
+            Command::PatchUser { .. } => "user.update",
+            Command::BlockUser { blocked: true, .. } => "user.block",
+            Command::BlockUser { blocked: false, .. } => "user.unblock",
+            Command::EraseUser { .. } => "user.erase",
             Command::Keyed { command, .. } => return command.audit_action(),
             // The system's own, and what riders, drivers and applicants send.
             Command::SetRules(_)
@@ -157,6 +161,7 @@ impl Command {
             | Command::SetupStaff { .. }
             | Command::StaffLoginFailed { .. }
             | Command::StaffLoginSucceeded { .. }
+            | Command::ErasureFinished { .. }
             | Command::Audited { .. } => return None,
         })
     }
@@ -245,6 +250,14 @@ impl Command {
             }
             Command::IssueStaffSetup { user_id, .. } => (user_id.to_string(), Vec::new()),
             Command::SignOut => (actor_id(actor), Vec::new()),
+            Command::PatchUser { user_id, change } => {
+                // Which fields changed, never their values (personal data stays out of the trail).
+                let given = [("name", change.name.is_some()), ("email", change.email.is_some()), ("vehicle", change.vehicle.is_some())];
+                let changed: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect();
+                (user_id.to_string(), vec![text("changed", &changed.join(","))])
+            }
+            Command::BlockUser { user_id, reason: r, .. } => (user_id.to_string(), reason(r)),
+            Command::EraseUser { user_id } => (user_id.to_string(), Vec::new()),
             _ => (unknown(), Vec::new()),
         }
     }

@@ -747,6 +747,55 @@ pub enum Command {
     },
     /// A signed-in user signs out: every token issued to it before stops working.
     SignOut,
+    // ----- issue 20: U -----
+    /// Staff change a user's name, e-mail or vehicle (`PATCH /v1/admin/users/{id}`;
+    /// the rules of user creation).
+    PatchUser {
+        /// Whose.
+        user_id: UserId,
+        /// What changes.
+        change: UserPatch,
+    },
+    /// Staff block (`blocked`) or unblock a user: a blocked rider cannot book, a blocked
+    /// driver is suspended (apart from an admin's own suspension).
+    BlockUser {
+        /// Whom.
+        user_id: UserId,
+        /// Block or unblock.
+        blocked: bool,
+        /// Why (bounded like every reason).
+        reason: String,
+    },
+    /// An admin erases a user's personal data in the state; what lies outside it
+    /// (documents, positions, archived chat) is queued for the eraser
+    /// (`State::erasures`).
+    EraseUser {
+        /// Whom.
+        user_id: UserId,
+    },
+    /// The system: an erased user's data outside the state is gone; the user leaves the
+    /// erasure queue.
+    ErasureFinished {
+        /// Whose.
+        user_id: UserId,
+    },
+}
+
+// ----- issue 20: U -----
+
+/// What `PATCH /v1/admin/users/{id}` changes: each field given replaces the user's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// A new display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A new e-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// A driver's new vehicle (its category must be priced in some zone).
+    #[serde(default)]
+    pub vehicle: Option<crate::user::Vehicle>,
 }
 
 impl Command {
@@ -821,6 +870,11 @@ impl Command {
             Command::StaffLoginFailed { .. } => "staff_login_failed",
             Command::StaffLoginSucceeded { .. } => "staff_login_succeeded",
             Command::SignOut => "sign_out",
+            // ----- issue 20: U -----
+            Command::PatchUser { .. } => "patch_user",
+            Command::BlockUser { .. } => "block_user",
+            Command::EraseUser { .. } => "erase_user",
+            Command::ErasureFinished { .. } => "erasure_finished",
         }
     }
 

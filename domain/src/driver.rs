@@ -139,6 +139,98 @@ pub struct Driver {
     /// between the positions published while it is in progress (0 off a started trip).
     /// The trip's billed distance is bounded by it (see [`crate::fare::billed_distance_m`]).
     pub trip_odometer_m: f64,
+    // ----- issue 20: U -----
+    /// What the driver did with offers, and time online (staff's `stats`).
+    pub stats: DriverStats,
+}
+
+// ----- issue 20: U -----
+
+/// Days of online time kept ([`DriverStats::online_s_7d`] reads the last 7 of them).
+pub const ONLINE_DAYS_KEPT: usize = 8;
+
+/// A driver's statistics, maintained by `apply` as things happen (O(1) per event, in the
+/// driver record the event's command already changes):
+/// - `offers`: offers made to the driver; `accepted`, `declined`, `lapsed`: offers
+///   accepted (a bid the rider picked counts as an accepted offer), declined, left to
+///   lapse; `cancelled_after_accept`: trips the driver cancelled after accepting them;
+/// - the acceptance rate, in basis points (per 10,000), is `accepted × 10,000 / offers`;
+///   the cancel rate `cancelled_after_accept × 10,000 / accepted`; each 0 when its
+///   denominator is 0 (integers, rounded down);
+/// - online time per UTC day, in a ring of the last [`ONLINE_DAYS_KEPT`] days, added when
+///   the driver goes offline (a stretch over midnight is split between its days); the
+///   stretch still running is added when read ([`DriverStats::online_s_7d`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverStats {
+    /// Offers made.
+    pub offers: u32,
+    /// Offers accepted.
+    pub accepted: u32,
+    /// Offers declined.
+    pub declined: u32,
+    /// Offers that lapsed unanswered.
+    pub lapsed: u32,
+    /// Trips cancelled by the driver after accepting.
+    pub cancelled_after_accept: u32,
+    /// (UTC day number since the epoch, seconds online that day), at most
+    /// [`ONLINE_DAYS_KEPT`], the oldest dropped first.
+    pub online_days: Vec<(i64, u32)>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+impl DriverStats {
+    /// Accepted per 10,000 offers (0 without offers).
+    pub fn acceptance_rate_bps(&self) -> u32 {
+        rate_bps(self.accepted, self.offers)
+    }
+
+    /// Cancelled after accepting per 10,000 accepted (0 without accepted offers).
+    pub fn cancel_rate_bps(&self) -> u32 {
+        rate_bps(self.cancelled_after_accept, self.accepted)
+    }
+
+    /// Adds the online stretch `[from, to)` to its UTC days.
+    pub fn add_online(&mut self, from: Timestamp, to: Timestamp) {
+        // Only the days kept can count: a longer stretch starts where they do.
+        let end = to.as_millis();
+        let mut at = from.as_millis().max(end - ONLINE_DAYS_KEPT as i64 * DAY_MS);
+        while at < end {
+            let day = at.div_euclid(DAY_MS);
+            let day_end = (day + 1) * DAY_MS;
+            let upto = end.min(day_end);
+            let secs = u32::try_from((upto - at) / 1000).unwrap_or(u32::MAX);
+            match self.online_days.iter_mut().find(|(d, _)| *d == day) {
+                Some((_, s)) => *s = s.saturating_add(secs),
+                None => {
+                    self.online_days.push((day, secs));
+                    self.online_days.sort_unstable();
+                    if self.online_days.len() > ONLINE_DAYS_KEPT {
+                        self.online_days.remove(0);
+                    }
+                }
+            }
+            at = upto;
+        }
+    }
+
+    /// Seconds online in the 7 UTC days ending with `now`'s (today, partial, and the 6
+    /// before it), counting the stretch running since `online_since` (if online).
+    pub fn online_s_7d(&self, online_since: Option<Timestamp>, now: Timestamp) -> u64 {
+        let today = now.as_millis().div_euclid(DAY_MS);
+        let first = today - 6;
+        let mut total: u64 =
+            self.online_days.iter().filter(|(d, _)| (first..=today).contains(d)).map(|(_, s)| u64::from(*s)).sum();
+        if let Some(since) = online_since {
+            let from = since.as_millis().max(first * DAY_MS);
+            total += u64::try_from((now.as_millis() - from) / 1000).unwrap_or(0);
+        }
+        total
+    }
+}
+
+fn rate_bps(n: u32, of: u32) -> u32 {
+    if of == 0 { 0 } else { u32::try_from(u64::from(n) * 10_000 / u64::from(of)).unwrap_or(u32::MAX) }
 }
 
 impl Driver {
@@ -155,6 +247,7 @@ impl Driver {
             suspended: false,
             online_since: None,
             trip_odometer_m: 0.0,
+            stats: DriverStats::default(),
         }
     }
 

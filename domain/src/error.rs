@@ -148,6 +148,10 @@ pub enum Error {
         /// The limit in force.
         limit: i64,
     },
+    // ----- issue 20: U -----
+    /// A user staff blocked tries to book (`blocked`).
+    #[error("user {0} is blocked")]
+    Blocked(UserId),
 }
 
 impl Error {
@@ -177,6 +181,8 @@ impl Error {
             Error::DocumentExpired { .. } => "document_expired",
             Error::ParcelTooHeavy { .. } => "parcel_too_heavy",
             Error::CashDebtLimit { .. } => "cash_debt_limit",
+            // ----- issue 20: U -----
+            Error::Blocked(_) => "blocked",
         }
     }
 

@@ -96,6 +96,7 @@ pub mod trip;
 pub mod trip_payment;
 pub mod trip_ref;
 pub mod user;
+pub mod user_index;
 pub mod zone;
 
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};

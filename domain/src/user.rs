@@ -194,6 +194,84 @@ pub struct User {
     /// A staff user of a custom role (`[roles.<name>]` in the server's config): its name.
     /// Its engine role is then `support`. `None` for everyone else.
     pub staff_role: Option<String>,
+    // ----- issue 20: U -----
+    /// Blocked by staff (`POST /v1/admin/users/{id}/block`): a rider cannot book, a
+    /// driver is suspended (apart from a suspension an admin made: [`User::suspended`]).
+    pub blocked: Option<Block>,
+    /// When the user's personal data was erased (`POST /v1/admin/users/{id}/erase`): the
+    /// record stays, so ledger entries keep a valid owner, with the personal fields
+    /// replaced ([`ERASED_NAME`], no phone, no e-mail).
+    pub erased_at: Option<Timestamp>,
+}
+
+// ----- issue 20: U -----
+
+/// Why and when staff blocked a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    /// The reason staff gave (bounded like every reason).
+    pub reason: String,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// An erased user's data outside the state, not yet gone (the eraser's queue,
+/// `State::erasures`): the documents' files, the position track, the chat of archived
+/// trips.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Erasure {
+    /// When the user was erased.
+    pub at: Timestamp,
+    /// The user's role (a driver has positions and documents).
+    pub role: Role,
+    /// The SHA-256 of each document the user's application held (their files go, unless
+    /// another application holds the same bytes).
+    pub documents: Vec<[u8; 32]>,
+}
+
+/// The name an erased user's record carries instead of its own.
+pub const ERASED_NAME: &str = "Erased user";
+
+/// A user's standing, as `GET /v1/admin/users` filters it (`status=`): erased wins over
+/// blocked (an erased user stays blocked if it was).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    /// Neither blocked nor erased.
+    Active,
+    /// Blocked by staff.
+    Blocked,
+    /// Personal data erased.
+    Erased,
+}
+
+impl UserStatus {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Blocked => "blocked",
+            UserStatus::Erased => "erased",
+        }
+    }
+
+    /// The status named `s` in the API.
+    pub fn parse(s: &str) -> Option<Self> {
+        [UserStatus::Active, UserStatus::Blocked, UserStatus::Erased].into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+impl User {
+    /// Erased, blocked or active.
+    pub fn status(&self) -> UserStatus {
+        if self.erased_at.is_some() {
+            UserStatus::Erased
+        } else if self.blocked.is_some() {
+            UserStatus::Blocked
+        } else {
+            UserStatus::Active
+        }
+    }
 }
 
 /// The language of a user who never chose one.

@@ -613,6 +613,8 @@ mod tests {
             language: "en".into(),
             default_payment_method: None,
             staff_role: None,
+            blocked: None,
+            erased_at: None,
         })
     }
 

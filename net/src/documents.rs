@@ -72,6 +72,19 @@ pub fn read(data_dir: &Path, hash: &[u8; 32]) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+// ----- issue 20: U -----
+
+/// Removes the file of `hash` from `data_dir`'s documents, durably (the directory is
+/// synced); a file already gone is no error (an erasure that resumes after a crash).
+pub fn remove(data_dir: &Path, hash: &[u8; 32]) -> io::Result<()> {
+    let dir = dir(data_dir);
+    match fs::remove_file(dir.join(hex(hash))) {
+        Ok(()) => File::open(&dir)?.sync_all(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,6 +113,8 @@ pub fn status_of(code: &str) -> StatusCode {
         "not_approved" | "document_expired" => StatusCode::FORBIDDEN,
         "unsupported_media_type" => StatusCode::UNPROCESSABLE_ENTITY,
         "parcel_too_heavy" => StatusCode::UNPROCESSABLE_ENTITY,
+        // ----- issue 20: U -----
+        "blocked" => StatusCode::FORBIDDEN,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
         "overloaded" | "read_only" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

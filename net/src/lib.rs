@@ -55,6 +55,7 @@ pub mod compress;
 pub mod config;
 pub mod cors;
 pub mod documents;
+pub mod eraser;
 pub mod error;
 pub mod eta;
 pub mod fault;
@@ -264,6 +265,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
             outbox::WorkerConfig::default(),
             rx.clone(),
         ));
+        // The eraser (issue 20: U): erased users' files, positions and archived chat.
+        let eraser = tokio::spawn(eraser::run(Arc::clone(&engine), app.config.store.data_dir.clone(), rx.clone()));
         // The machine-readable line tests and scripts look for.
         println!("listening on {bound}");
         tracing::info!(addr = %bound, tls = tls.is_some(), "listening");
@@ -276,6 +279,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         // Sends in progress are reported before the engine stops (the worker saw the signal).
         let _ = worker.await;
         let _ = hook_worker.await;
+        let _ = eraser.await;
         signal.abort();
         Ok::<(), Error>(())
     });

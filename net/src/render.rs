@@ -567,6 +567,40 @@ pub fn payout(p: &dispatch_core::payout::Payout) -> Value {
     })
 }
 
+// ----- issue 20: U -----
+
+/// A driver's statistics (`stats` in `GET /v1/admin/drivers/{id}` and
+/// `GET /v1/admin/users/{id}`): the counters `apply` keeps (`DriverStats`, where the rates
+/// are defined), `online_s_7d` with the stretch running now, and the shown `rating`.
+pub fn driver_stats(d: &Driver, rating: &dispatch_core::user::RatingTotals, now: Timestamp) -> Value {
+    let s = &d.stats;
+    json!({
+        "offers": s.offers,
+        "accepted": s.accepted,
+        "declined": s.declined,
+        "lapsed": s.lapsed,
+        "cancelled_after_accept": s.cancelled_after_accept,
+        "acceptance_rate_bps": s.acceptance_rate_bps(),
+        "cancel_rate_bps": s.cancel_rate_bps(),
+        "online_s_7d": s.online_s_7d(d.online_since, now),
+        "rating": rating.shown_average(),
+    })
+}
+
+/// A user as staff see it (`/v1/admin/users`): [`user`] with its `status` (`active`,
+/// `blocked`, `erased`; an erased user's `phone` is empty), the block (`{"reason","at"}` or `null`), `erased_at`, and a
+/// driver's `stats` (its live record `d`, when it has one).
+pub fn admin_user(u: &User, d: Option<&Driver>, now: Timestamp) -> Value {
+    let mut v = user(u);
+    v["status"] = json!(u.status().as_str());
+    v["blocked"] = u.blocked.as_ref().map_or(Value::Null, |b| json!({"reason": b.reason, "at": rfc3339(b.at)}));
+    v["erased_at"] = time(u.erased_at);
+    if let Some(d) = d {
+        v["stats"] = driver_stats(d, &u.rating, now);
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -136,6 +136,17 @@ pub struct Engine {
     recovery: Recovery,
 }
 
+/// Where an erasure of a user's history stands ([`Engine::erase_history_step`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EraseStep {
+    /// Positions may be left.
+    Positions,
+    /// The chat of archived trips, from this position (`None`: the start).
+    Chat(Option<Vec<u8>>),
+    /// Nothing is left.
+    Done,
+}
+
 impl Engine {
     /// Starts an engine: on `config.data_dir` if set (recovering what is there),
     /// else in memory with an empty state.
@@ -527,6 +538,24 @@ impl Engine {
             Some(h) => h.locations(driver, from, limit),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// One bounded step of erasing `user`'s data in the history (issue 20: U): at `step`,
+    /// up to `max` positions, or up to `max` archived trips' chat; returns the next step
+    /// ([`EraseStep::Done`] when nothing is left). Every step is idempotent, so a restart
+    /// begins again at [`EraseStep::Positions`]. Without a data directory there is
+    /// nothing to erase. Blocks: call it off async runtimes' threads.
+    pub fn erase_history_step(&self, user: UserId, step: EraseStep, max: usize) -> Result<EraseStep> {
+        let Some(h) = &self.shared.history else { return Ok(EraseStep::Done) };
+        Ok(match step {
+            EraseStep::Positions if h.erase_positions(user, max)? > 0 => EraseStep::Positions,
+            EraseStep::Positions => EraseStep::Chat(None),
+            EraseStep::Chat(from) => match h.erase_chat(user, from, max)?.1 {
+                Some(next) => EraseStep::Chat(Some(next)),
+                None => EraseStep::Done,
+            },
+            EraseStep::Done => EraseStep::Done,
+        })
     }
 
     /// `driver`'s recorded positions from `from` to `until` (both included), oldest

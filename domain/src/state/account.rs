@@ -111,8 +111,11 @@ impl State {
                     language: crate::user::DEFAULT_LANGUAGE.into(),
                     default_payment_method: None,
                     staff_role: None,
+                    blocked: None,
+                    erased_at: None,
                 });
                 self.phones.insert((role, phone.to_owned()), new_user_id);
+                self.user_index.replace(None, &u);
                 self.users.insert(new_user_id, Arc::clone(&u));
                 fx.users.push(new_user_id);
                 if role == Role::Driver {
@@ -211,7 +214,7 @@ impl State {
         }
         self.driver_cancel(trip_id, now, fx)?;
         if self.driver_ref(driver_id)?.availability == Availability::Available {
-            self.set_offline(driver_id, fx)?;
+            self.set_offline(driver_id, now, fx)?;
         }
         Ok(())
     }

@@ -187,12 +187,19 @@ impl State {
         a.updated_at = now;
         a.reason = reason.map(str::to_owned);
         if approve {
-            let u =
-                Arc::make_mut(self.users.get_mut(&driver_id).ok_or_else(|| Error::Internal("user vanished".into()))?);
+            let u = self.users.get_mut(&driver_id).ok_or_else(|| Error::Internal("user vanished".into()))?;
+            let old = Arc::clone(u);
+            let u = Arc::make_mut(u);
             u.name.clone_from(&details.name);
             u.vehicle = Some(details.vehicle.clone());
+            // A driver staff blocked (or suspended) as an applicant starts suspended.
+            let suspended = u.suspended || u.blocked.is_some();
+            let new = u.clone();
+            self.user_index.replace(Some(&old), &new);
             fx.users.push(driver_id);
-            self.drivers.insert(driver_id, Arc::new(Driver::new(driver_id, details.vehicle.category.clone())));
+            let mut driver = Driver::new(driver_id, details.vehicle.category.clone());
+            driver.suspended = suspended;
+            self.drivers.insert(driver_id, Arc::new(driver));
             fx.drivers.push(driver_id);
             self.applications.reminders.insert((details.license.reminder_at(), driver_id));
             self.applications.expiries.insert((details.license.expires_at(), driver_id));
@@ -225,7 +232,7 @@ impl State {
             if self.application_blocks_online(driver_id, now).is_err()
                 && self.drivers.get(&driver_id).is_some_and(|d| d.availability == Availability::Available)
             {
-                self.set_offline(driver_id, fx)?;
+                self.set_offline(driver_id, now, fx)?;
                 self.withdraw_driver_offers(driver_id, None, WithdrawReason::Expired, now, fx)?;
             }
         }

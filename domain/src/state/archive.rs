@@ -79,7 +79,8 @@ impl State {
         if !trip.status.is_terminal() {
             return Err(Error::Internal(format!("trip {} came back from the history {}", trip.id, trip.status)));
         }
-        self.trips.insert(trip.id, Arc::clone(trip));
+        // issue 20: U — the words of a user erased since are not brought back.
+        self.trips.insert(trip.id, self.without_erased_words(trip));
         let result = self.dispatch_command(actor, command, now, fx);
         match &result {
             // Back in the hot state: the view shows it, the next checkpoint archives it again.

@@ -93,6 +93,7 @@ impl State {
                 "dispatch_round: driver {driver_id} already holds an offer of {trip_id}, or no room for one"
             );
             d.pending_offers.push(trip_id);
+            d.stats.offers = d.stats.offers.saturating_add(1);
             self.deadlines.insert((expires_at, Deadline::OfferLapse { trip_id, driver_id }));
             fx.events.push(Event::TripOffered {
                 trip: Arc::clone(&trip),
@@ -246,7 +247,9 @@ impl State {
             o.state = OfferState::Lapsed;
         }
         t.updated_at = now;
-        self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
+        let d = self.driver_mut(driver_id, fx)?;
+        d.pending_offers.retain(|t| *t != trip_id);
+        d.stats.lapsed = d.stats.lapsed.saturating_add(1);
         fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason: WithdrawReason::Expired });
         self.dispatch_round(trip_id, now, fx)
     }

@@ -44,6 +44,9 @@ pub struct Effects {
     pub audit: Vec<u64>,
     /// The dispatch rules (or their runtime overrides) changed.
     pub rules: bool,
+    // ----- issue 20: U -----
+    /// The erasure queue changed.
+    pub erasures: bool,
     /// While the command being applied may announce webhook events: each trip as it was
     /// before the command first changed it (`State::trip_mut` keeps it), for
     /// `state/hooks.rs` to compare with. Empty between commands.
@@ -71,6 +74,7 @@ impl Effects {
             && self.audit.is_empty()
             && !self.rules
             && !self.staff
+            && !self.erasures
     }
 
     /// Forgets everything recorded.
@@ -92,5 +96,6 @@ impl Effects {
         self.audit.clear();
         self.rules = false;
         self.staff = false;
+        self.erasures = false;
     }
 }

@@ -19,10 +19,24 @@ impl State {
         self.check_payout_invariants()?;
         // ----- issue 20: S -----
         self.check_staff_invariants()?;
-        // The phone index names every user once, under the user's own role and phone
-        // (users are never removed; a checkpoint stores both as rows of their own).
-        if self.phones.len() != self.users.len() {
+        // The phone index names every user but the erased once, under the user's own role
+        // and phone (users are never removed; a checkpoint stores both as rows of their
+        // own); the erased have no phone.
+        let erased = self.users.values().filter(|u| u.erased_at.is_some()).count();
+        if self.phones.len() + erased != self.users.len() {
             return Err(format!("{} phone index entries for {} users", self.phones.len(), self.users.len()));
+        }
+        if self.users.values().any(|u| u.erased_at.is_some() && !u.phone.is_empty()) {
+            return Err("an erased user keeps a phone".into());
+        }
+        // The staff's indexes are those of the users (issue 20: U): every user once, and —
+        // in debug builds (every test), not at a production start, where it would double
+        // the indexes' memory for a moment — exactly the users' keys.
+        if self.user_index.len() != self.users.len() {
+            return Err(format!("the user indexes hold {} users of {}", self.user_index.len(), self.users.len()));
+        }
+        if cfg!(debug_assertions) && self.user_index != crate::user_index::UserIndex::of(self.users.values()) {
+            return Err("the user indexes differ from the users'".into());
         }
         for ((role, phone), id) in &self.phones {
             match self.users.get(id) {

@@ -170,6 +170,13 @@ pub struct State {
     // ----- issue 20: S -----
     /// Staff sign-in credentials (`staff.rs`).
     staff: crate::staff::Staff,
+    // ----- issue 20: U -----
+    /// Erased users whose data outside the state is not gone yet (`users_admin.rs`).
+    erasures: BTreeMap<UserId, crate::user::Erasure>,
+    /// The staff's user indexes: derived from the users (rebuilt when a state is read
+    /// back), so not serialized.
+    #[serde(skip)]
+    user_index: crate::user_index::UserIndex,
 }
 
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
@@ -251,8 +258,10 @@ impl<'de> Deserialize<'de> for State {
             rule_overrides: crate::settings::RuleOverrides,
             // ----- issue 20: S -----
             staff: crate::staff::Staff,
+            erasures: BTreeMap<UserId, crate::user::Erasure>,
         }
         let r = Records::deserialize(d)?;
+        let user_index = crate::user_index::UserIndex::of(r.users.values());
         // Drivers at work, at their last fix (see `State::sync_index`).
         let index = DriverIndex::from_drivers(
             r.drivers.values().filter(|d| d.availability != Availability::Offline).filter_map(|d| {
@@ -296,6 +305,8 @@ impl<'de> Deserialize<'de> for State {
             rule_overrides: r.rule_overrides,
             // ----- issue 20: S -----
             staff: r.staff,
+            user_index,
+            erasures: r.erasures,
         })
     }
 }
@@ -392,6 +403,8 @@ impl State {
             rule_overrides: self.rule_overrides,
             // ----- issue 20: S -----
             staff: self.staff.clone(),
+            erasures: self.erasures.clone(),
+            user_index: self.user_index.clone(),
         }
     }
 
@@ -423,6 +436,11 @@ impl State {
     /// its blob, then its rows). The references' by-age order is rebuilt from them:
     /// O(n log n) in the references, at start only.
     pub fn put_rows(&mut self, rows: AccountRows) {
+        // Derived from the users: rebuilt once when a state is read back (O(n log n)), and
+        // left as it is when the rows go back after `take_rows` (the same users).
+        if !rows.users.ptr_eq(&self.users) {
+            self.user_index = crate::user_index::UserIndex::of(rows.users.values());
+        }
         self.users = rows.users;
         self.phones = rows.phones;
         self.otps = rows.otps;
@@ -603,6 +621,13 @@ impl State {
             Command::RecordGatewayRef { trip_id, gateway, reference } => {
                 self.record_gateway_ref(who, *trip_id, gateway, reference, now, fx)
             }
+            // ----- issue 20: U -----
+            Command::PatchUser { user_id, change } => self.patch_user(who, *user_id, change, fx),
+            Command::BlockUser { user_id, blocked, reason } => {
+                self.block_user(who, *user_id, *blocked, reason, now, fx)
+            }
+            Command::EraseUser { user_id } => self.erase_user(who, *user_id, now, fx),
+            Command::ErasureFinished { user_id } => self.erasure_finished(who, *user_id, fx),
             Command::RequestPayout { id, amount_minor, currency } => {
                 self.request_payout(who, *id, *amount_minor, *currency, now, fx)
             }
@@ -685,7 +710,7 @@ impl State {
         d.trip_id = None;
         d.trip_odometer_m = 0.0;
         if d.suspended || licence_expired {
-            self.set_offline(driver_id, fx)
+            self.set_offline(driver_id, now, fx)
         } else {
             d.availability = Availability::Available;
             Ok(())
@@ -694,10 +719,13 @@ impl State {
 
     /// The driver stops working: offline, out of the spatial index (its last fix is
     /// kept: it is indexed there again when the driver comes back online).
-    fn set_offline(&mut self, driver_id: UserId, fx: &mut Effects) -> Result<()> {
+    fn set_offline(&mut self, driver_id: UserId, now: Timestamp, fx: &mut Effects) -> Result<()> {
         let d = self.driver_mut(driver_id, fx)?;
         d.availability = Availability::Offline;
-        d.online_since = None;
+        // The stretch online ends: its time goes to the driver's days (issue 20: U).
+        if let Some(since) = d.online_since.take() {
+            d.stats.add_online(since, now);
+        }
         self.sync_index(driver_id);
         Ok(())
     }
@@ -801,6 +829,7 @@ mod staff;
 mod stamp;
 mod trips;
 mod users;
+mod users_admin;
 
 pub use account::GATEWAY_EVENT_TTL_S;
 pub use account::gateway_event_kept;
@@ -808,6 +837,7 @@ pub use dispatch::UNFUNDED_REASON;
 pub use effects::Effects;
 pub use extras::ARCHIVED_ENTRY_BYTES;
 pub use location::{MAX_NEARBY_LIMIT, MAX_NEARBY_RADIUS_M};
+pub use users_admin::ERASED_TEXT;
 
 #[cfg(test)]
 mod tests;

@@ -40,6 +40,10 @@ impl State {
         let Who::Rider(rider_id) = who else {
             return Err(Error::Forbidden("only riders ask for trips".into()));
         };
+        // issue 20: U — a rider staff blocked books nothing.
+        if self.users.get(&rider_id).is_some_and(|u| u.blocked.is_some()) {
+            return Err(Error::Blocked(rider_id));
+        }
         let id = new.id.ok_or_else(|| Error::Internal("trip id not stamped".into()))?;
         let pickup_code = new.pickup_code.ok_or_else(|| Error::Internal("pickup code not stamped".into()))?;
         let reference = new.reference.ok_or_else(|| Error::Internal("trip reference not stamped".into()))?;
@@ -288,6 +292,7 @@ impl State {
         d.availability = Availability::OnTrip;
         d.trip_id = Some(trip_id);
         d.pending_offers.retain(|t| *t != trip_id);
+        d.stats.accepted = d.stats.accepted.saturating_add(1);
         // The driver's offers of other trips go back to those trips.
         self.withdraw_driver_offers(driver_id, Some(trip_id), WithdrawReason::Taken, now, fx)?;
         self.trip_updated(trip_id, fx)
@@ -305,7 +310,9 @@ impl State {
             o.state = OfferState::Declined;
         }
         t.updated_at = now;
-        self.driver_mut(driver_id, fx)?.pending_offers.retain(|t| *t != trip_id);
+        let d = self.driver_mut(driver_id, fx)?;
+        d.pending_offers.retain(|t| *t != trip_id);
+        d.stats.declined = d.stats.declined.saturating_add(1);
         self.dispatch_round(trip_id, now, fx)?;
         Ok(Outcome::Done)
     }
@@ -597,6 +604,8 @@ impl State {
             t.fare.estimate_minor = rider_price;
             t.bids.retain(|b| b.driver_id != driver_id);
         }
+        let d = self.driver_mut(driver_id, fx)?;
+        d.stats.cancelled_after_accept = d.stats.cancelled_after_accept.saturating_add(1);
         self.release_driver(driver_id, now, fx)?;
         self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(trip_id)));
         self.dispatch_round(trip_id, now, fx)?;

@@ -74,12 +74,15 @@ impl State {
             language: user::DEFAULT_LANGUAGE.into(),
             default_payment_method: None,
             staff_role: None,
+            blocked: None,
+            erased_at: None,
         });
         if let Some(v) = &new.vehicle {
             self.drivers.insert(id, Arc::new(Driver::new(id, v.category.clone())));
             fx.drivers.push(id);
         }
         self.phones.insert(phone_key, id);
+        self.user_index.replace(None, &user);
         self.users.insert(id, Arc::clone(&user));
         fx.users.push(id);
         Ok(Outcome::User(user))
@@ -102,6 +105,7 @@ impl State {
             user::validate_language(language)?;
         }
         let u = self.users.get_mut(&id).ok_or_else(|| Error::Forbidden(format!("unknown user {id}")))?;
+        let old = Arc::clone(u);
         let u = Arc::make_mut(u);
         if let Some(name) = &change.name {
             u.name.clone_from(name);
@@ -115,8 +119,10 @@ impl State {
         if let Some(method) = change.default_payment_method {
             u.default_payment_method = method;
         }
+        let new = u.clone();
+        self.user_index.replace(Some(&old), &new);
         fx.users.push(id);
-        Ok(Outcome::User(Arc::new(u.clone())))
+        Ok(Outcome::User(Arc::new(new)))
     }
 
     pub(super) fn set_driver_status(
@@ -160,7 +166,7 @@ impl State {
             self.sync_index(id);
         }
         if going_offline {
-            self.set_offline(id, fx)?;
+            self.set_offline(id, now, fx)?;
             // `expired`: API.md's offer_withdrawn reasons have none closer (see `WithdrawReason`).
             self.withdraw_driver_offers(id, None, WithdrawReason::Expired, now, fx)?;
         }
@@ -180,10 +186,13 @@ impl State {
         validate_reason(reason)?;
         let driver = self.drivers.get(&driver_id).ok_or_else(|| Error::not_found("driver", driver_id))?;
         let going_offline = suspended && driver.availability == Availability::Available;
+        // The driver record's flag is the effective one: an admin's suspension or a block
+        // (issue 20: U), which this does not lift; the user's is the admin's alone.
+        let blocked = self.users.get(&driver_id).is_some_and(|u| u.blocked.is_some() || u.erased_at.is_some());
         let d = self.driver_mut(driver_id, fx)?;
-        d.suspended = suspended;
+        d.suspended = suspended || blocked;
         if going_offline {
-            self.set_offline(driver_id, fx)?;
+            self.set_offline(driver_id, now, fx)?;
             self.withdraw_driver_offers(driver_id, None, WithdrawReason::Expired, now, fx)?;
         }
         if let Some(u) = self.users.get_mut(&driver_id) {

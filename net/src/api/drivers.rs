@@ -126,7 +126,11 @@ impl Ctx<'_> {
     pub(super) fn get_driver(&self, id: &str) -> Result<Resp, ApiError> {
         let driver_id: UserId = parse_id(id, "driver")?;
         let d = self.app.engine.driver(driver_id).ok_or_else(|| ApiError::not_found("driver"))?;
-        Ok(json_response(StatusCode::OK, &render::driver(&d, now(), self.stale_s())))
+        let (t, rating) = (now(), self.app.engine.user(driver_id).map(|u| u.rating).unwrap_or_default());
+        let mut v = render::driver(&d, t, self.stale_s());
+        // issue 20: U — staff see the driver's statistics.
+        v["stats"] = render::driver_stats(&d, &rating, t);
+        Ok(json_response(StatusCode::OK, &v))
     }
 
     /// `POST /v1/admin/drivers/{id}/suspend` (`suspended`) or `/unsuspend`.

@@ -43,6 +43,7 @@ pub mod openapi;
 mod payouts;
 pub mod routes;
 mod trips;
+mod users;
 mod webhooks;
 // ----- issue 20: H -----
 mod reports;
@@ -614,6 +615,12 @@ impl Ctx<'_> {
             E::StaffLogin => self.staff_login().await,
             E::Logout => self.logout().await,
             E::IssueStaffSetup(id) => self.issue_staff_setup(&id).await,
+            // ----- issue 20: U -----
+            E::ListUsers => self.list_users(),
+            E::GetUser(id) => self.get_user(&id),
+            E::PatchUser(id) => self.patch_user(&id).await,
+            E::BlockUser(id, blocked) => self.block_user(&id, blocked).await,
+            E::EraseUser(id) => self.erase_user(&id).await,
         }
     }
 }

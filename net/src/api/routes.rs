@@ -209,6 +209,17 @@ pub enum Endpoint {
     Logout,
     /// `POST /v1/admin/users/{id}/staff-setup`: a new setup token for a staff user.
     IssueStaffSetup(String),
+    // ----- issue 20: U -----
+    /// `GET /v1/admin/users`: list and search.
+    ListUsers,
+    /// `GET /v1/admin/users/{id}`
+    GetUser(String),
+    /// `PATCH /v1/admin/users/{id}`
+    PatchUser(String),
+    /// `POST /v1/admin/users/{id}/block` (`true`) or `unblock`
+    BlockUser(String, bool),
+    /// `POST /v1/admin/users/{id}/erase`
+    EraseUser(String),
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -433,6 +444,13 @@ pub const ROUTES: &[Route] = {
         route!("POST", "/v1/auth/staff/login", "staff_login", |_| E::StaffLogin),
         route!("POST", "/v1/auth/logout", "logout", |_| E::Logout),
         route!("POST", "/v1/admin/users/{id}/staff-setup", "admin_staff_setup", |x| E::IssueStaffSetup(p(x, 0))),
+        // ----- issue 20: U -----
+        route!("GET", "/v1/admin/users", "admin_users", |_| E::ListUsers),
+        route!("GET", "/v1/admin/users/{id}", "admin_user", |x| E::GetUser(p(x, 0))),
+        route!("PATCH", "/v1/admin/users/{id}", "admin_user_update", |x| E::PatchUser(p(x, 0))),
+        route!("POST", "/v1/admin/users/{id}/block", "admin_user_block", |x| E::BlockUser(p(x, 0), true)),
+        route!("POST", "/v1/admin/users/{id}/unblock", "admin_user_unblock", |x| E::BlockUser(p(x, 0), false)),
+        route!("POST", "/v1/admin/users/{id}/erase", "admin_user_erase", |x| E::EraseUser(p(x, 0))),
     ]
 };
 
@@ -628,6 +646,13 @@ impl Endpoint {
             E::StaffLogin => spec("staff_login", Allow::Anyone),
             E::Logout => spec("logout", Allow::Authenticated),
             E::IssueStaffSetup(_) => idem(spec("admin_staff_setup", ADMIN)),
+            // ----- issue 20: U -----
+            E::ListUsers => spec("admin_users", perm(P::UsersRead)),
+            E::GetUser(_) => spec("admin_user", perm(P::UsersRead)),
+            E::PatchUser(_) => spec("admin_user_update", perm(P::UsersWrite)),
+            E::BlockUser(_, true) => idem(spec("admin_user_block", perm(P::UsersBlock))),
+            E::BlockUser(_, false) => idem(spec("admin_user_unblock", perm(P::UsersBlock))),
+            E::EraseUser(_) => idem(spec("admin_user_erase", ADMIN)),
         }
     }
 }

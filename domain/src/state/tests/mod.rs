@@ -25,6 +25,8 @@
 //! - `payouts`: payouts, top-ups, cash debt and cash received, the earnings index.
 //! - `staff`: staff sign-in: setups, failures and the lock, TOTP replay, signing out, and
 //!   that no command or state holds a password or a TOTP secret.
+//! - `users_admin`: staff's users: the indexes against a scan (a proptest), edits, blocks,
+//!   erasure, drivers' stats.
 
 mod account;
 mod applications;
@@ -45,6 +47,7 @@ mod shares;
 mod staff;
 mod stops;
 mod trips;
+mod users_admin;
 
 use super::*;
 use crate::command::LocationReport;

@@ -32,6 +32,7 @@ mod schemas;
 // ----- issue 20: S -----
 mod staff;
 mod trip;
+mod users;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -15,6 +15,7 @@ use super::reports::*;
 use super::requests::*;
 use super::schemas::*;
 use super::staff::*;
+use super::users::*;
 
 /// Who may call an operation, as the document states it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +158,7 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The driver.", Some(driver_ref))], &["invalid_transition"], true),
     op!("POST" "/v1/trips" "trip_create", "trips", "Book a trip (priced and locked now), or a ride ahead with scheduled_at (status scheduled, dispatched schedule_lead_s before).", RIDER, no_query, json_body(create_trip_in, create_trip_ex),
         [(201, "Booked: the trip, with its pickup code.", Some(trip_ref))],
-        &["invalid_coordinates", "outside_service_area", "no_pricing", "coupon_invalid", "insufficient_funds", "too_many_open_trips", "forbidden", "parcel_too_heavy"], true),
+        &["invalid_coordinates", "outside_service_area", "no_pricing", "coupon_invalid", "insufficient_funds", "too_many_open_trips", "forbidden", "parcel_too_heavy", "blocked"], true),
     op!("GET" "/v1/trips" "trips", "trips", "The caller's own trips, newest first.", RIDER_OR_DRIVER, trips_query, Body::None,
         [(200, "A page of trips.", Some(trips_page))], &["not_found"], true),
     op!("GET" "/v1/trips/{id}" "trip", "trips", "A trip (its rider, its driver, staff; anyone else 404).", TRIP_VIEWERS, no_query, Body::None,
@@ -316,6 +317,19 @@ pub(super) const OPS: &[Op] = &[
         [(204, "Signed out.", None)], &[], true),
     op!("POST" "/v1/admin/users/{id}/staff-setup" "admin_staff_setup", "admin", "A new one-time setup token (24 h) for a staff user; `email` gives or changes its sign-in address (required when it has none). Using it replaces password and TOTP; until then the old ones work.", ADMIN, no_query, optional_body(staff_setup_issue_in, staff_setup_issue_ex),
         [(200, "The setup token.", Some(staff_setup_issue_out))], &["not_found"], true),
+    // ----- issue 20: U -----
+    op!("GET" "/v1/admin/users" "admin_users", "users", "Users, newest first; or a search (`q`): a name prefix or a phone's last 4+ digits, answered from an index. A page of a search with `role` or `status` may come back short with a `next_cursor` (it reads at most 10,000 candidates).", Who::Permission("users.read"), users_query, Body::None,
+        [(200, "A page of users.", Some(admin_users_page))], &[], false),
+    op!("GET" "/v1/admin/users/{id}" "admin_user", "users", "One user, erased ones too (personal fields replaced, `status: erased`); a driver with its `stats`.", Who::Permission("users.read"), no_query, Body::None,
+        [(200, "The user.", Some(admin_user_out))], &["not_found"], false),
+    op!("PATCH" "/v1/admin/users/{id}" "admin_user_update", "users", "Change a user's name, email or (a driver's) vehicle, by the rules of creation.", Who::Permission("users.write"), no_query, json_body(user_patch_in, user_patch_ex),
+        [(200, "The user.", Some(admin_user_out))], &["not_found", "invalid_transition"], true),
+    op!("POST" "/v1/admin/users/{id}/block" "admin_user_block", "users", "Block a user: a rider cannot book (`403 blocked`), a driver is suspended (offline at once, cannot go online).", Who::Permission("users.block"), no_query, optional_body(block_in, block_ex),
+        [(200, "The user.", Some(admin_user_out))], &["not_found"], true),
+    op!("POST" "/v1/admin/users/{id}/unblock" "admin_user_unblock", "users", "Lift a block (not a suspension an admin made apart from it).", Who::Permission("users.block"), no_query, optional_body(block_in, block_ex),
+        [(200, "The user.", Some(admin_user_out))], &["not_found"], true),
+    op!("POST" "/v1/admin/users/{id}/erase" "admin_user_erase", "users", "Erase a user's personal data: name, phone, email, tokens, application data and documents, chat and positions (the files, positions and archived chat in the background, crash-safely). Ledger entries keep the id. `409 invalid_transition` while a trip is open.", ADMIN, no_query, EMPTY,
+        [(200, "The user, erased.", Some(admin_user_out))], &["not_found", "invalid_transition"], true),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made
