@@ -373,6 +373,7 @@ fn a_trip_restored_after_an_erasure_does_not_bring_the_words_back() {
         keys: vec![],
         gateway_events: vec![],
         alerts: Vec::new(),
+        audit: Vec::new(),
     };
     w.run(Actor::System, archive).unwrap();
     erase(&mut w, rider).unwrap();
