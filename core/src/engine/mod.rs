@@ -51,8 +51,9 @@ mod config;
 mod stats;
 mod tracker;
 mod writer;
+mod zones;
 
-pub use config::EngineConfig;
+pub use config::{DEFAULT_POSITIONS_DAYS, DEFAULT_ZONE_QUEUE_SHARE_PCT, EngineConfig};
 pub use stats::Stats;
 use tracker::start_tracker;
 use writer::Writer;
@@ -110,6 +111,9 @@ struct Shared {
     stopping: AtomicBool,
     /// Position batches the tracker could not record (it fell behind or the write failed).
     pub(crate) track_lost: AtomicU64,
+    // ----- issue 20: P -----
+    /// Each zone's share of the queue (`zones.rs`).
+    zones: zones::ZoneQueue,
 }
 
 /// The dispatch engine. Cheap to share: put it in an `Arc`; every method takes `&self`.
@@ -185,9 +189,11 @@ impl Engine {
             history: journal.history().cloned(),
             stopping: AtomicBool::new(false),
             track_lost: AtomicU64::new(0),
+            zones: zones::ZoneQueue::new(config.queue_capacity, config.zone_queue_share_pct),
         });
         journal.report_counts(&state, &shared.stats.checkpoints);
         let rules = config.rules.clone();
+        let retention = tracker::Retention { clock: Arc::clone(&config.clock), positions_days: config.positions_days };
         let mut writer = Writer::new(state, journal, rx, Arc::clone(&shared), config);
         writer.adopt_rules(rules)?;
         let handle = std::thread::Builder::new()
@@ -195,7 +201,7 @@ impl Engine {
             .spawn(move || writer.run())
             .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
         let tracker = match &shared.history {
-            Some(h) => Some(start_tracker(Arc::clone(&shared), Arc::clone(h))?),
+            Some(h) => Some(start_tracker(Arc::clone(&shared), Arc::clone(h), retention)?),
             None => None,
         };
         Ok(Engine { tx, shared, writer: Mutex::new(Some(handle)), tracker: Mutex::new(tracker), recovery })
@@ -231,7 +237,13 @@ impl Engine {
         reply: impl FnOnce(Result<Outcome>) + Send + 'static,
     ) -> Result<()> {
         refuse_writer_only(&command)?;
-        self.send(Msg::Command(Box::new(Request { actor, command, reply: Box::new(reply) })))
+        // Given back when the writer answers (or the request is dropped unanswered).
+        let slot = self.zone_slot(&command)?;
+        let reply: Reply = Box::new(move |r| {
+            let _slot = slot;
+            reply(r);
+        });
+        self.send(Msg::Command(Box::new(Request { actor, command, reply })))
     }
 
     /// Sends several commands as one message, without waiting: each is applied, logged
@@ -256,6 +268,8 @@ impl Engine {
         for (_, command) in &commands {
             refuse_writer_only(command)?;
         }
+        // Every command's zone slot first: one zone at its share refuses the whole message.
+        let slots = commands.iter().map(|(_, c)| self.zone_slot(c)).collect::<Result<Vec<_>>>()?;
         // Every answer lands in its slot; the last one to land hands them all over. Only
         // the writer thread touches this, one answer at a time.
         struct Gather<F> {
@@ -268,10 +282,12 @@ impl Engine {
             Arc::new(Mutex::new(Gather { answers: (0..n).map(|_| None).collect(), missing: n, reply: Some(reply) }));
         let requests = commands
             .into_iter()
+            .zip(slots)
             .enumerate()
-            .map(|(i, (actor, command))| {
+            .map(|(i, ((actor, command), slot))| {
                 let gather = Arc::clone(&gather);
                 let reply: Reply = Box::new(move |result| {
+                    let _slot = slot;
                     let mut g = gather.lock();
                     g.answers[i] = Some(result);
                     g.missing -= 1;
@@ -287,6 +303,38 @@ impl Engine {
             })
             .collect();
         self.send(Msg::Many(requests))
+    }
+
+    /// A slot in the share of the queue of the zone `command` is about, if it has one
+    /// (`zones.rs`); `Overloaded` when that zone holds its share.
+    fn zone_slot(&self, command: &Command) -> Result<Option<zones::ZoneSlot>> {
+        if !zones::may_have_zone(command) {
+            return Ok(None);
+        }
+        let zone = zones::zone_of(&self.shared.view.read(), command);
+        match zone {
+            Some(z) => self.shared.zones.take(z).map(Some).inspect_err(|_| {
+                self.shared.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Commands about `zone` waiting in the queue or in the writer's batch just now.
+    pub fn zone_queued(&self, zone: crate::id::ZoneId) -> u32 {
+        self.shared.zones.queued(zone)
+    }
+
+    /// Commands refused `Overloaded` per zone because the zone held its share of the
+    /// queue (`[limits] zone_queue_share_pct`), for every zone that had a command.
+    pub fn zone_shed(&self) -> Vec<(crate::id::ZoneId, u64)> {
+        self.shared.zones.shed()
+    }
+
+    /// What retention removed from the history since the engine started: positions, and
+    /// chat messages of archived trips (zero without a data directory).
+    pub fn retention_pruned(&self) -> (u64, u64) {
+        self.shared.history.as_ref().map_or((0, 0), |h| h.retention_pruned())
     }
 
     fn send(&self, msg: Msg) -> Result<()> {
