@@ -498,7 +498,6 @@ fn decode(bytes: &[u8]) -> Result<Trip> {
     postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("a stored trip does not decode: {e}")))
 }
 
-
 /// `account ‖ rev(at) ‖ rev(id)`: ascending is newest first, as `View::statement` reads.
 fn statement_key(account: &AccountKey, at_ms: i64, id: TransferId) -> Vec<u8> {
     let mut k = account_prefix(account);

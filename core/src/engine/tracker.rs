@@ -74,9 +74,7 @@ pub(super) fn start_tracker(
             // last looked.
             let (mut pruning, mut last_prune) = (true, Instant::now());
             loop {
-                if !shared.stopping.load(Ordering::Relaxed)
-                    && (pruning || last_prune.elapsed() >= PRUNE_CHECK_EVERY)
-                {
+                if !shared.stopping.load(Ordering::Relaxed) && (pruning || last_prune.elapsed() >= PRUNE_CHECK_EVERY) {
                     pruning = retention.prune(&history);
                     last_prune = Instant::now();
                 }

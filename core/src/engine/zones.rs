@@ -190,8 +190,13 @@ mod tests {
     }
 
     fn rider(engine: &Engine, n: u64) -> UserId {
-        let new =
-            NewUser { id: None, role: Role::Rider, name: format!("r{n}"), phone: format!("+2011{n:08}"), vehicle: None };
+        let new = NewUser {
+            id: None,
+            role: Role::Rider,
+            name: format!("r{n}"),
+            phone: format!("+2011{n:08}"),
+            vehicle: None,
+        };
         engine.create_user(Actor::Admin, new).unwrap().id
     }
 
@@ -252,7 +257,8 @@ mod tests {
                 let _ = tx.send(r.map(|_| ()));
             })
         };
-        let blocker = NewUser { id: None, role: Role::Rider, name: "x".into(), phone: "+201200000000".into(), vehicle: None };
+        let blocker =
+            NewUser { id: None, role: Role::Rider, name: "x".into(), phone: "+201200000000".into(), vehicle: None };
         send(Actor::Admin, Command::CreateUser(blocker)).unwrap();
         gate.wait_for_writer();
 
@@ -273,7 +279,8 @@ mod tests {
         assert_eq!(engine.zone_queued(a), 4, "a refusal gives its slot back at once");
         send(Actor::User(riders[5]), Command::CreateTrip(in_b())).unwrap();
         assert_eq!(engine.zone_queued(b), 1);
-        let zoneless = NewUser { id: None, role: Role::Rider, name: "y".into(), phone: "+201200000001".into(), vehicle: None };
+        let zoneless =
+            NewUser { id: None, role: Role::Rider, name: "y".into(), phone: "+201200000001".into(), vehicle: None };
         send(Actor::Admin, Command::CreateUser(zoneless)).unwrap();
         // A many-message with one zone-A command is refused whole.
         let many = engine.submit_many_with(vec![(Actor::User(riders[6]), Command::CreateTrip(in_a()))], |_| {});

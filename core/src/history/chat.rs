@@ -97,8 +97,7 @@ impl History {
             if let Some(next) = index_row(&t) {
                 puts.push(next);
             }
-            let value =
-                postcard::to_allocvec(&t).map_err(|e| Error::internal(format!("cannot encode a trip: {e}")))?;
+            let value = postcard::to_allocvec(&t).map_err(|e| Error::internal(format!("cannot encode a trip: {e}")))?;
             puts.push((TRIPS, row, value));
         }
         self.store.write_rows(&puts, &deletes).map_err(|e| store_error("cannot prune chat", &e))?;
@@ -154,8 +153,10 @@ mod tests {
         let without = w.get(quiet);
         let dir = tempfile::tempdir().unwrap();
         let history = History::open(dir.path()).unwrap();
-        let leaving =
-            Leaving { trips: vec![Arc::new(with_two.clone()), Arc::new(with_one.clone()), without], ..Leaving::default() };
+        let leaving = Leaving {
+            trips: vec![Arc::new(with_two.clone()), Arc::new(with_one.clone()), without],
+            ..Leaving::default()
+        };
         let empty = crate::checkpoint::Prepared { lsn: 1, blob: Vec::new(), changes: Default::default() };
         history.write(empty, &leaving, t0).unwrap();
         assert_eq!(history.chat_indexed().unwrap(), 2, "only trips with messages are indexed");

@@ -127,7 +127,9 @@ fn a_bounded_purge_removes_the_first_rows_of_the_range_and_no_more() {
     assert_eq!(keys(&store), (7..10).collect::<Vec<_>>());
     assert_eq!(store.purge_range_max(LEDGER, &key::u64_be(0), &key::u64_be(9), 0).unwrap(), 0);
     assert!(matches!(store.purge_range_max(LEDGER, b"b", b"a", 1), Err(StoreError::InvalidRange { .. })));
-    store.write_rows(&[(LEDGER, key::u64_be(1).to_vec(), b"v".to_vec())], &[(LEDGER, key::u64_be(8).to_vec())]).unwrap();
+    store
+        .write_rows(&[(LEDGER, key::u64_be(1).to_vec(), b"v".to_vec())], &[(LEDGER, key::u64_be(8).to_vec())])
+        .unwrap();
     assert_eq!(keys(&store), vec![1, 7, 9]);
     assert_eq!(store.checkpoint_lsn().unwrap(), Some(1), "housekeeping leaves the checkpoint alone");
 }
