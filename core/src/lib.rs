@@ -95,12 +95,6 @@ pub use dispatch_domain::{
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};
 pub use driver::{Availability, Driver};
 pub use engine::{Engine, EngineConfig};
-/// The defaults of [`EngineConfig`]'s retention and load-shedding knobs (the server's
-/// configuration defaults to them).
-pub mod engine_defaults {
-    pub use crate::engine::DEFAULT_POSITIONS_DAYS as POSITIONS_DAYS;
-    pub use crate::engine::DEFAULT_ZONE_QUEUE_SHARE_PCT as ZONE_QUEUE_SHARE_PCT;
-}
 pub use error::{DomainError, Error, Result};
 pub use geo::LatLng;
 pub use history::{TripCursor, TripsOf};

@@ -252,7 +252,7 @@ impl Default for RetentionSection {
     fn default() -> Self {
         Self {
             chat_days: DispatchRules::default().chat_retention_s / 86_400,
-            positions_days: dispatch_core::engine_defaults::POSITIONS_DAYS,
+            positions_days: dispatch_core::engine::DEFAULT_POSITIONS_DAYS,
         }
     }
 }
@@ -513,7 +513,7 @@ impl Default for LimitsSection {
             open_trips_per_rider: 3,
             scheduled_trips_per_rider: DispatchRules::default().scheduled_trips_per_rider,
             chat_per_min: 30,
-            zone_queue_share_pct: dispatch_core::engine_defaults::ZONE_QUEUE_SHARE_PCT,
+            zone_queue_share_pct: dispatch_core::engine::DEFAULT_ZONE_QUEUE_SHARE_PCT,
         }
     }
 }

@@ -337,6 +337,12 @@ impl Engine {
         self.shared.history.as_ref().map_or((0, 0), |h| h.retention_pruned())
     }
 
+    /// How many recorded positions the history holds (read from the table's count; zero
+    /// without a data directory).
+    pub fn positions_held(&self) -> Result<u64> {
+        self.shared.history.as_ref().map_or(Ok(0), |h| h.positions_held())
+    }
+
     fn send(&self, msg: Msg) -> Result<()> {
         match self.tx.try_send(msg) {
             Ok(()) => Ok(()),
