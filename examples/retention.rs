@@ -26,8 +26,8 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dispatch::scenario::{finish_grid_trips, grid_fleet, grid_rules, grid_trips, pipeline};
@@ -118,7 +118,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The accept cells' drivers report too (their positions keep them fresh for offers).
     let reporters: Vec<(dispatch_core::UserId, LatLng)> =
         ids.iter().copied().zip(homes.iter().copied()).chain(cells.iter().map(|(d, _, at)| (*d, *at))).collect();
-    eprintln!("{} drivers online in {:.1} s; data in {}", reporters.len(), started.elapsed().as_secs_f64(), dir.path().display());
+    eprintln!(
+        "{} drivers online in {:.1} s; data in {}",
+        reporters.len(),
+        started.elapsed().as_secs_f64(),
+        dir.path().display()
+    );
 
     // Accepts at a steady rate, filed under the simulated hour they were answered in.
     let latencies: Arc<Mutex<BTreeMap<u64, Vec<Duration>>>> = Arc::default();
@@ -163,7 +168,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|(d, home)| {
                     let north = (n % 20) as f64 * 0.000_05;
                     let point = LatLng::new(home.lat() + north, home.lng()).unwrap_or(*home);
-                    (Actor::User(*d), Command::UpdateLocation(LocationReport { point, heading_deg: None, speed_mps: None }))
+                    (
+                        Actor::User(*d),
+                        Command::UpdateLocation(LocationReport { point, heading_deg: None, speed_mps: None }),
+                    )
                 })
                 .collect();
             let (tx, rx) = crossbeam_channel::unbounded();

@@ -105,17 +105,20 @@ impl History {
         Ok(end(Order::Ascending)?.zip(end(Order::Descending)?))
     }
 
-    /// Calls `each` with `driver`'s positions from `from_ms` on, oldest first, a page at
-    /// a time, until it returns `false` or the positions run out: one prefix per day from
-    /// `from_ms`'s day (or the first day held) to the last day held.
+    /// Calls `each` with `driver`'s positions from `from_ms` on (to `until_ms`'s day at
+    /// most), oldest first, a page at a time, until it returns `false` or the positions run
+    /// out: one prefix per day from `from_ms`'s day (or the first day held) to the last
+    /// day held (or `until_ms`'s).
     fn walk_positions(
         &self,
         driver: UserId,
         from_ms: u64,
+        until_ms: Option<u64>,
         mut each: impl FnMut(LocationPoint) -> Result<bool>,
     ) -> Result<()> {
         let Some((first, last)) = self.position_days()? else { return Ok(()) };
         let start_day = day_of(from_ms);
+        let last = until_ms.map_or(last, |u| last.min(day_of(u)));
         for day in start_day.max(first)..=last {
             let prefix = day_driver(day, driver);
             // The scan's cursor is exclusive: start just before `from`.
@@ -144,7 +147,7 @@ impl History {
     pub fn locations(&self, driver: UserId, from: Timestamp, limit: usize) -> Result<Vec<LocationPoint>> {
         let limit = limit.clamp(1, store::SCAN_LIMIT_MAX);
         let mut out = Vec::new();
-        self.walk_positions(driver, ms(from), |p| {
+        self.walk_positions(driver, ms(from), None, |p| {
             out.push(p);
             Ok(out.len() < limit)
         })?;
@@ -287,7 +290,7 @@ impl History {
         if from > until {
             return Ok(Trail { points: Vec::new(), recorded: 0, truncated });
         }
-        self.walk_positions(driver, ms(from), |p| {
+        self.walk_positions(driver, ms(from), Some(ms(until)), |p| {
             if p.at > until {
                 return Ok(false);
             }
