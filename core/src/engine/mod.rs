@@ -20,7 +20,9 @@
 //! Bounds: the queue holds at most [`EngineConfig::queue_capacity`] commands and
 //! queries; a full queue answers [`Error::Overloaded`] at once instead of growing. A
 //! batch holds at most [`EngineConfig::max_batch`] of them; at most one position per
-//! driver is held back.
+//! driver is held back. Commands about one zone (a trip's creation, by its pickup; a
+//! command about a hot trip) hold at most [`EngineConfig::zone_queue_share_pct`] of the
+//! queue from submit to answer; one more is `Overloaded` for that zone only (`zones.rs`).
 //!
 //! [`Stats`] counts for operators; its histograms (every sync's latency, every batch's
 //! size) are recorded by the writer with a few relaxed atomic adds, never a lock.
