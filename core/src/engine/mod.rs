@@ -322,6 +322,17 @@ impl Engine {
         }
     }
 
+    /// Whether the zone `command` is about (if any) holds less than its share of the queue
+    /// just now: a caller that is the only one submitting can wait for this rather than
+    /// be answered `Overloaded` (the whole queue's room is [`Engine::queue_depth`]'s).
+    pub fn zone_has_room(&self, command: &Command) -> bool {
+        if !zones::may_have_zone(command) {
+            return true;
+        }
+        let zone = zones::zone_of(&self.shared.view.read(), command);
+        zone.is_none_or(|z| self.shared.zones.has_room(z))
+    }
+
     /// Commands about `zone` waiting in the queue or in the writer's batch just now.
     pub fn zone_queued(&self, zone: crate::id::ZoneId) -> u32 {
         self.shared.zones.queued(zone)

@@ -79,6 +79,11 @@ impl ZoneQueue {
         Ok(ZoneSlot(load))
     }
 
+    /// Whether `zone` holds less than its share just now.
+    pub(super) fn has_room(&self, zone: ZoneId) -> bool {
+        self.queued(zone) < self.max
+    }
+
     /// Commands about `zone` in the queue or the batch just now.
     pub(super) fn queued(&self, zone: ZoneId) -> u32 {
         self.zones.read().get(&zone).map_or(0, |l| l.queued.load(Ordering::Acquire))
@@ -266,6 +271,8 @@ mod tests {
             send(Actor::User(*r), Command::CreateTrip(in_a())).unwrap();
         }
         assert_eq!(engine.zone_queued(a), 4);
+        assert!(!engine.zone_has_room(&Command::CreateTrip(in_a())));
+        assert!(engine.zone_has_room(&Command::CreateTrip(in_b())));
         let shed = send(Actor::User(riders[4]), Command::CreateTrip(in_a()));
         assert!(matches!(shed, Err(Error::Overloaded)), "{shed:?}");
         // Keyed, the same.
