@@ -92,8 +92,8 @@ pub fn grid_fleet(engine: &Engine, cells: u64) -> Result<Vec<(UserId, UserId, La
 
 /// Submits every command without waiting (as a server with many connections
 /// does), then waits for every answer; answers come back in submission order.
-/// A full queue is waited out rather than answered `Overloaded` (assumes this is
-/// the only thread submitting).
+/// A full queue, or a zone at its share of the queue, is waited out rather than
+/// answered `Overloaded` (assumes this is the only thread submitting).
 pub fn pipeline(
     engine: &Engine,
     commands: Vec<(Actor, dispatch_core::Command)>,
@@ -101,7 +101,7 @@ pub fn pipeline(
     let n = commands.len();
     let (tx, rx) = crossbeam_channel::unbounded();
     for (i, (actor, command)) in commands.into_iter().enumerate() {
-        while engine.queue_depth() + 1 >= engine.queue_capacity() {
+        while engine.queue_depth() + 1 >= engine.queue_capacity() || !engine.zone_has_room(&command) {
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
         let reply = tx.clone();

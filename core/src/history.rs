@@ -31,11 +31,15 @@
 //! - `audit_by_actor`, `audit_by_target`, `audit_by_action`: the actor, target or action
 //!   ‖ 0 ‖ rev(seq) → () — each newest first under its prefix (ids and action names are
 //!   printable ASCII, so the 0 byte ends the name unambiguously);
-//! - `locations`: driver ‖ time → the position: every driver's track. Written by a
+//! - `locations`: day ‖ driver ‖ time → the position: every driver's track. Written by a
 //!   thread that follows the engine's position events in batches, best effort, like
 //!   positions themselves (they are not waited for fsync in the log either). Read back
 //!   as a page from a time on ([`History::locations`]) or as a bounded, evenly sampled
-//!   trail over a time range ([`History::trail`]).
+//!   trail over a time range ([`History::trail`]); old days pruned by retention
+//!   (`history/positions.rs`);
+//! - `chat_by_age`: oldest message's time ‖ trip → (): the archived trips whose rows
+//!   hold chat messages, oldest first, which retention walks to rewrite each row without
+//!   its expired messages (`history/chat.rs`).
 //!
 //! An erased user's data here goes in bounded batches ([`History::erase_positions`],
 //! [`History::erase_chat`]: issue 20), written by the server's eraser, like positions
@@ -94,9 +98,15 @@ mod trips;
 pub(crate) use trips::ROWS_PER_TRIP_MAX;
 pub use trips::TripsPage;
 
+// ----- issue 20: P -----
+mod chat;
+mod positions;
+
+pub use chat::{CHAT_PRUNE_BATCH_MAX, ChatPruned};
+pub use positions::{DAY_MS, LocationPoint, PRUNE_BATCH_MAX, TRAIL_READ_MAX, Trail};
+
 const TRIPS: TableName = TableName::new("trips");
 use crate::trip_index::{TRIPS_BY_DRIVER, TRIPS_BY_RIDER, TRIPS_BY_TIME};
-const LOCATIONS: TableName = TableName::new("locations");
 const TRANSFERS: TableName = TableName::new("transfers");
 const TRANSFERS_BY_ACCOUNT: TableName = TableName::new("transfers_by_account");
 const IDEMPOTENCY_KEYS: TableName = TableName::new("idempotency_keys");
@@ -152,19 +162,6 @@ pub struct ArchivedCounts {
     pub gateway_events: u64,
 }
 
-/// One recorded position of a driver.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LocationPoint {
-    /// When (the engine's time of the report).
-    pub at: crate::clock::Timestamp,
-    /// Where.
-    pub point: crate::geo::LatLng,
-    /// Degrees from north.
-    pub heading_deg: Option<f32>,
-    /// The trip the driver was on.
-    pub trip_id: Option<TripId>,
-}
-
 /// The file name of the store inside a data directory: the checkpoint (`checkpoint.rs`)
 /// and the history.
 pub const FILE: &str = "store.redb";
@@ -208,6 +205,16 @@ impl TripCursor {
 /// The history store of a data directory.
 pub struct History {
     store: Store,
+    // ----- issue 20: P -----
+    /// Positions deleted by retention since the store was opened.
+    pruned_positions: std::sync::atomic::AtomicU64,
+    /// Chat messages removed from archived trips by retention since then.
+    pruned_chat: std::sync::atomic::AtomicU64,
+    /// Held by whoever writes trip rows (the checkpoint, chat retention, an erasure's
+    /// chat) from the read of a row to the commit of its rewrite: the eraser runs on its
+    /// own thread, and without this an older copy it read could overwrite a revision
+    /// the checkpoint wrote meanwhile (or the reverse), bringing back erased words.
+    trip_rows: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for History {
@@ -278,7 +285,12 @@ impl History {
                 .map_err(|e| Error::Storage(format!("cannot rename {} to {FILE}: {e}", legacy.display())))?;
         }
         let store = Store::open(path(dir)).map_err(|e| store_error("the store is unusable; refusing to start", &e))?;
-        Ok(Arc::new(History { store }))
+        Ok(Arc::new(History {
+            store,
+            pruned_positions: Default::default(),
+            pruned_chat: Default::default(),
+            trip_rows: parking_lot::Mutex::new(()),
+        }))
     }
 
     /// The LSN of the last checkpoint committed (see `write`), if any.
@@ -297,9 +309,10 @@ impl History {
     /// transaction's bound), in one durable transaction. Returns what the history then
     /// holds. An LSN not above the stored checkpoint's is refused.
     pub(crate) fn write(&self, checkpoint: Prepared, leaving: &Leaving, now: Timestamp) -> Result<ArchivedCounts> {
+        let _rows = self.trip_rows.lock();
         let Leaving { trips, transfers, keys, events, alerts, audit } = leaving;
         let Prepared { lsn, blob: state, changes: RowChanges { mut puts, mut deletes } } = checkpoint;
-        puts.reserve(trips.len() * 8 + transfers.len() * 3 + (keys.len() + events.len() + alerts.len()) * 2);
+        puts.reserve(trips.len() * 9 + transfers.len() * 3 + (keys.len() + events.len() + alerts.len()) * 2);
         for a in alerts {
             let value =
                 postcard::to_allocvec(&**a).map_err(|e| Error::internal(format!("cannot encode an alert: {e}")))?;
@@ -338,6 +351,8 @@ impl History {
             }
         }
         self.trip_rows(trips, &mut puts, &mut deletes)?;
+        // Archived chat is pruned by age (retention): each trip with messages under its oldest.
+        puts.extend(trips.iter().filter_map(|t| chat::index_row(t)));
         // Expired rows go in the same transaction, within its bound (two deletes each).
         let room = store::CHANGES_MAX.saturating_sub(puts.len() + deletes.len()) / 2;
         let now_ms = time_u64(now);
@@ -397,6 +412,12 @@ impl History {
             }
         }
         Ok(taken)
+    }
+
+    /// What retention removed since the store was opened: positions, chat messages.
+    pub fn retention_pruned(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.pruned_positions.load(Relaxed), self.pruned_chat.load(Relaxed))
     }
 
     /// How many idempotency keys and gateway event ids the history holds.
@@ -520,160 +541,6 @@ fn decode(bytes: &[u8]) -> Result<Trip> {
     postcard::from_bytes(bytes).map_err(|e| Error::Storage(format!("a stored trip does not decode: {e}")))
 }
 
-impl History {
-    /// Records driver positions (best effort: positions are not waited for fsync in the
-    /// log either). Keys are driver ‖ time, so one driver's track reads in order.
-    pub(crate) fn write_locations(&self, points: &[(UserId, LocationPoint)]) -> Result<()> {
-        let mut puts = Vec::with_capacity(points.len());
-        for (driver, p) in points {
-            let at = u64::try_from(p.at.as_millis()).unwrap_or(0);
-            let value =
-                postcard::to_allocvec(p).map_err(|e| Error::internal(format!("cannot encode a position: {e}")))?;
-            puts.push((LOCATIONS, key::concat(&[&key::u64_be(driver.raw()), &key::u64_be(at)]), value));
-        }
-        self.store.put_rows(&puts).map_err(|e| store_error("cannot write positions", &e))
-    }
-
-    /// Up to `limit` (1 to 1000) positions of `driver` from `from` on, oldest first.
-    pub fn locations(&self, driver: UserId, from: crate::clock::Timestamp, limit: usize) -> Result<Vec<LocationPoint>> {
-        let prefix = key::u64_be(driver.raw()).to_vec();
-        let start = u64::try_from(from.as_millis()).unwrap_or(0);
-        // Continue just before `from`: the scan's cursor is exclusive.
-        let after = start.checked_sub(1).map(|t| key::concat(&[&prefix, &key::u64_be(t)]));
-        let scan = Scan::new(prefix, limit.clamp(1, store::SCAN_LIMIT_MAX)).after(after);
-        let page = self.store.scan(LOCATIONS, &scan).map_err(|e| store_error("cannot read positions", &e))?;
-        page.rows
-            .iter()
-            .map(|(_, v)| {
-                postcard::from_bytes(v).map_err(|e| Error::Storage(format!("a stored position does not decode: {e}")))
-            })
-            .collect()
-    }
-}
-
-/// Most positions [`History::trail`] reads for one trail (about 11 days at one report a
-/// second): bounds the work of one answer whatever the range asked for.
-pub const TRAIL_READ_MAX: usize = 1_000_000;
-
-/// A driver's positions over a time range, as [`History::trail`] reads them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Trail {
-    /// Oldest first: every recorded position of the range, or an even sample of them
-    /// (every k-th, and the last) when there were more than asked for.
-    pub points: Vec<LocationPoint>,
-    /// How many positions were read (the range's count, up to [`TRAIL_READ_MAX`]).
-    pub recorded: usize,
-    /// The range held more than [`TRAIL_READ_MAX`] positions: the trail stops at the
-    /// last one read.
-    pub truncated: bool,
-}
-
-/// An even sample of a stream of unknown length in at most `max` items: the items at
-/// every `stride`-th position (the stride doubling whenever the sample would outgrow
-/// `max`), plus the last item. Memory is `max` items whatever the stream's length.
-#[derive(Debug)]
-pub(crate) struct EvenSample<T> {
-    max: usize,
-    stride: usize,
-    seen: usize,
-    kept: Vec<T>,
-    /// The last item, unless it is the last of `kept`.
-    last: Option<T>,
-}
-
-impl<T: Copy> EvenSample<T> {
-    /// A sample of at most `max` items (at least 2: the first and the last).
-    pub(crate) fn new(max: usize) -> Self {
-        let max = max.max(2);
-        EvenSample { max, stride: 1, seen: 0, kept: Vec::with_capacity(max.min(4096)), last: None }
-    }
-
-    /// Keeps every other item of the sample, which doubles its stride.
-    fn halve(&mut self) {
-        let mut i = 0usize;
-        self.kept.retain(|_| {
-            i += 1;
-            i % 2 == 1
-        });
-        self.stride *= 2;
-    }
-
-    pub(crate) fn push(&mut self, item: T) {
-        if self.seen.is_multiple_of(self.stride) && self.kept.len() == self.max {
-            self.halve();
-        }
-        if self.seen.is_multiple_of(self.stride) {
-            self.kept.push(item);
-            self.last = None;
-        } else {
-            self.last = Some(item);
-        }
-        self.seen += 1;
-    }
-
-    /// How many items were pushed.
-    pub(crate) fn seen(&self) -> usize {
-        self.seen
-    }
-
-    /// The sample, in the order pushed.
-    pub(crate) fn finish(mut self) -> Vec<T> {
-        if let Some(last) = self.last {
-            if self.kept.len() == self.max {
-                self.halve();
-            }
-            self.kept.push(last);
-        }
-        self.kept
-    }
-}
-
-impl History {
-    /// `driver`'s positions recorded from `from` to `until` (both included), oldest
-    /// first, at most `max_points` of them (an even sample when the range holds more;
-    /// the first and the last are always in it). Reads at most [`TRAIL_READ_MAX`].
-    pub fn trail(
-        &self,
-        driver: UserId,
-        from: crate::clock::Timestamp,
-        until: crate::clock::Timestamp,
-        max_points: usize,
-    ) -> Result<Trail> {
-        let mut sample = EvenSample::new(max_points);
-        let prefix = key::u64_be(driver.raw()).to_vec();
-        let start = u64::try_from(from.as_millis()).unwrap_or(0);
-        let end = u64::try_from(until.as_millis()).unwrap_or(0);
-        // The scan's cursor is exclusive: start just before `from`.
-        let mut after = start.checked_sub(1).map(|t| key::concat(&[&prefix, &key::u64_be(t)]));
-        let mut truncated = false;
-        if start > end {
-            return Ok(Trail { points: Vec::new(), recorded: 0, truncated });
-        }
-        'pages: loop {
-            let scan = Scan::new(prefix.clone(), store::SCAN_LIMIT_MAX).after(after.take());
-            let page = self.store.scan(LOCATIONS, &scan).map_err(|e| store_error("cannot read positions", &e))?;
-            for (_, v) in &page.rows {
-                let p: LocationPoint = postcard::from_bytes(v)
-                    .map_err(|e| Error::Storage(format!("a stored position does not decode: {e}")))?;
-                if p.at > until {
-                    break 'pages;
-                }
-                if sample.seen() == TRAIL_READ_MAX {
-                    truncated = true;
-                    break 'pages;
-                }
-                sample.push(p);
-            }
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
-        let recorded = sample.seen();
-        Ok(Trail { points: sample.finish(), recorded, truncated })
-    }
-}
-
 /// `account ‖ rev(at) ‖ rev(id)`: ascending is newest first, as `View::statement` reads.
 fn statement_key(account: &AccountKey, at_ms: i64, id: TransferId) -> Vec<u8> {
     let mut k = account_prefix(account);
@@ -748,19 +615,6 @@ pub(crate) fn backup_file(from: &Path, to: &Path) -> Result<()> {
 pub use crate::state::ERASED_TEXT;
 
 impl History {
-    /// Deletes up to `max` of the oldest positions of `driver` (an erased user), in one
-    /// durable transaction; returns how many went (0: none are left). The one place that
-    /// knows the `locations` key layout for erasure: retention may change it.
-    pub fn erase_positions(&self, driver: UserId, max: usize) -> Result<u64> {
-        let prefix = key::u64_be(driver.raw()).to_vec();
-        let scan = Scan::new(prefix.clone(), max.clamp(1, store::SCAN_LIMIT_MAX));
-        let page = self.store.scan(LOCATIONS, &scan).map_err(|e| store_error("cannot read positions", &e))?;
-        let Some((last, _)) = page.rows.last() else { return Ok(0) };
-        // The range ends just past the page's last key (its successor: the key and a 0).
-        let end = key::concat(&[last, &[0]]);
-        self.store.purge_range(LOCATIONS, &prefix, &end).map_err(|e| store_error("cannot erase positions", &e))
-    }
-
     /// Replaces the text of `user`'s chat messages in up to `max` of the user's archived
     /// trips (as rider, then as driver), from `after` (a position this returned; `None`
     /// to start); returns the trips rewritten and where to go on (`None`: done).
@@ -768,6 +622,7 @@ impl History {
     /// checkpoint archives again meanwhile (a late rating brought it back) is written by
     /// its thread from the hot copy, which the erasure cleaned already.
     pub fn erase_chat(&self, user: UserId, after: Option<Vec<u8>>, max: usize) -> Result<(usize, Option<Vec<u8>>)> {
+        let _rows = self.trip_rows.lock();
         // The position: a table byte (0 rider, 1 driver), then the index key.
         let (table_byte, after_key) = match after.as_deref().and_then(|a| a.split_first()) {
             Some((&b, rest)) => (b, (!rest.is_empty()).then(|| rest.to_vec())),
@@ -807,9 +662,7 @@ impl History {
 mod tests {
     use std::sync::Arc;
 
-    use proptest::prelude::*;
-
-    use super::{ArchivedCounts, EvenSample, History, Leaving};
+    use super::{ArchivedCounts, History, Leaving};
     use crate::clock::Timestamp;
     use crate::command::Remembered;
     use crate::command::{Actor, Outcome};
@@ -875,54 +728,6 @@ mod tests {
         assert_eq!(history.remembered(Actor::Admin, &"x".repeat(2_000)).unwrap(), None);
         assert_eq!(history.gateway_event(&"g".repeat(40), "evt_1").unwrap(), None);
     }
-
-    fn sample(n: usize, max: usize) -> Vec<usize> {
-        let mut s = EvenSample::new(max);
-        (0..n).for_each(|i| s.push(i));
-        s.finish()
-    }
-
-    #[test]
-    fn a_short_stream_is_kept_whole() {
-        assert_eq!(sample(0, 10), Vec::<usize>::new());
-        assert_eq!(sample(1, 10), vec![0]);
-        assert_eq!(sample(10, 10), (0..10).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn a_long_stream_keeps_every_kth_and_the_last() {
-        // 100 items in at most 10: a stride of 16 (0, 16, ..., 96) and the last.
-        assert_eq!(sample(100, 10), vec![0, 16, 32, 48, 64, 80, 96, 99]);
-        assert_eq!(sample(11, 10), vec![0, 2, 4, 6, 8, 10]);
-        assert_eq!(sample(5, 2), vec![0, 4]);
-    }
-
-    proptest! {
-        #[test]
-        fn a_sample_is_bounded_ordered_even_and_keeps_both_ends(n in 0usize..5_000, max in 0usize..300) {
-            let s = sample(n, max);
-            prop_assert!(s.len() <= max.max(2));
-            prop_assert_eq!(s.len() == n, n <= max.max(2));
-            prop_assert!(s.windows(2).all(|w| w[0] < w[1]));
-            if n > 0 {
-                prop_assert_eq!(s[0], 0);
-                prop_assert_eq!(*s.last().unwrap(), n - 1);
-            }
-            // Evenly spaced: one stride between the kept items (the last may be closer).
-            if s.len() > 2 {
-                let stride = s[1] - s[0];
-                prop_assert!(s[..s.len() - 1].windows(2).all(|w| w[1] - w[0] == stride));
-                prop_assert!(n - 1 - s[s.len() - 2] <= stride);
-                // Not sparser than it has to be: half the stride (and the last) would not fit.
-                if stride > 1 {
-                    let half = stride / 2;
-                    let at_half = (n - 1) / half + 1 + usize::from((n - 1) % half != 0);
-                    prop_assert!(at_half > max.max(2), "{n} in {max}: stride {stride}");
-                }
-            }
-        }
-    }
-
     // ----- issue 20: U -----
 
     /// An erased user's positions go in bounded batches, another driver's stay; its chat in
@@ -958,15 +763,8 @@ mod tests {
             (1..=2_500).map(|i| (driver, point(i))).chain((1..=10).map(|i| (other, point(i)))).collect();
         h.write_locations(&points).unwrap();
 
-        let mut batches = Vec::new();
-        loop {
-            let n = h.erase_positions(driver, 1_000).unwrap();
-            if n == 0 {
-                break;
-            }
-            batches.push(n);
-        }
-        assert_eq!(batches, vec![1_000, 1_000, 500]);
+        assert_eq!(h.erase_positions(driver).unwrap(), 2_500);
+        assert_eq!(h.erase_positions(driver).unwrap(), 0, "nothing left");
         assert!(h.locations(driver, Timestamp::from_millis(0), 1_000).unwrap().is_empty());
         assert_eq!(h.locations(other, Timestamp::from_millis(0), 1_000).unwrap().len(), 10);
 

@@ -25,7 +25,8 @@
 //!   chat_days`) from when it was posted. Reads never return an older one
 //!   (`Trip::chat_kept`), and each new message drops the trip's expired ones from the
 //!   state (so from the next checkpoint and history row). A trip archived with messages
-//!   and never written again keeps their text in its history row, unserved, until it is.
+//!   keeps them in its history row, unserved once expired, until the checkpoint thread
+//!   rewrites the row without them (`dispatch_core::history`'s chat retention).
 
 use serde::{Deserialize, Serialize};
 

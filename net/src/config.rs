@@ -244,21 +244,32 @@ impl Default for PaymentsSection {
 ///
 /// ```toml
 /// [retention]
-/// chat_days = 30   # a trip's chat messages, from when each was posted (1-3650)
+/// chat_days = 30        # a trip's chat messages, from when each was posted (1-3650)
+/// positions_days = 30   # drivers' recorded positions, whole UTC days (1-3650)
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionSection {
     /// Days a chat message is kept after it was posted (`DispatchRules::chat_retention_s`).
     pub chat_days: u32,
+    // ----- issue 20: P -----
+    /// Days drivers' recorded positions are kept in the history: older UTC days are
+    /// pruned in bounded batches off the writer's path (`EngineConfig::positions_days`).
+    pub positions_days: u32,
 }
+
+/// The longest `[retention] positions_days` (ten years).
+pub const MAX_POSITIONS_DAYS: u32 = 3650;
 
 /// The longest `[retention] chat_days` (ten years).
 pub const MAX_CHAT_DAYS: u32 = 3650;
 
 impl Default for RetentionSection {
     fn default() -> Self {
-        Self { chat_days: DispatchRules::default().chat_retention_s / 86_400 }
+        Self {
+            chat_days: DispatchRules::default().chat_retention_s / 86_400,
+            positions_days: dispatch_core::engine::DEFAULT_POSITIONS_DAYS,
+        }
     }
 }
 
@@ -501,6 +512,10 @@ pub struct LimitsSection {
     pub scheduled_trips_per_rider: u16,
     /// Chat messages per user (HTTP and WebSocket together).
     pub chat_per_min: u32,
+    // ----- issue 20: P -----
+    /// The share of the writer's queue, in percent (1-100), that commands about one zone
+    /// may hold at once: one more answers `503 overloaded` for that zone only.
+    pub zone_queue_share_pct: u8,
 }
 
 impl Default for LimitsSection {
@@ -514,6 +529,7 @@ impl Default for LimitsSection {
             open_trips_per_rider: 3,
             scheduled_trips_per_rider: DispatchRules::default().scheduled_trips_per_rider,
             chat_per_min: 30,
+            zone_queue_share_pct: dispatch_core::engine::DEFAULT_ZONE_QUEUE_SHARE_PCT,
         }
     }
 }
@@ -568,6 +584,12 @@ impl Config {
         }
         if !(1..=MAX_CHAT_DAYS).contains(&self.retention.chat_days) {
             return Err(format!("retention: chat_days must be 1-{MAX_CHAT_DAYS}"));
+        }
+        if !(1..=MAX_POSITIONS_DAYS).contains(&self.retention.positions_days) {
+            return Err(format!("retention: positions_days must be 1-{MAX_POSITIONS_DAYS}"));
+        }
+        if !(1..=100).contains(&self.limits.zone_queue_share_pct) {
+            return Err("limits: zone_queue_share_pct must be 1-100".into());
         }
         self.log.filter(None)?;
         self.validate_roles()?;
@@ -1077,6 +1099,23 @@ mod tests {
             assert!(Config::parse(bad).is_err(), "{bad}");
         }
         assert!(Config::parse("[payments]\ncard_auth_ttl_s = 0\n").is_err());
+    }
+
+    // ----- issue 20: P -----
+    #[test]
+    fn positions_retention_and_zone_shares_have_their_defaults_and_bounds() {
+        let c = Config::parse("").unwrap();
+        assert_eq!((c.retention.positions_days, c.limits.zone_queue_share_pct), (30, 50));
+        let c = Config::parse("[limits]\nzone_queue_share_pct = 100\n[retention]\npositions_days = 3650\n").unwrap();
+        assert_eq!((c.retention.positions_days, c.limits.zone_queue_share_pct), (3650, 100));
+        for bad in [
+            "[retention]\npositions_days = 0",
+            "[retention]\npositions_days = 3651",
+            "[limits]\nzone_queue_share_pct = 0",
+            "[limits]\nzone_queue_share_pct = 101",
+        ] {
+            assert!(Config::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

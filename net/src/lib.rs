@@ -187,6 +187,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         return Err(Error::Setting("[store] checkpoint_every_records must be at least 10".into()));
     }
     engine_config.checkpoint_every_records = config.store.checkpoint_every_records;
+    engine_config.positions_days = Some(config.retention.positions_days);
+    engine_config.zone_queue_share_pct = config.limits.zone_queue_share_pct;
     if let Some(n) = opts.queue_capacity {
         engine_config.queue_capacity = n.max(1);
     }

@@ -291,6 +291,7 @@ impl Metrics {
         );
         self.render_notifications(&mut o, engine);
         self.render_webhooks(&mut o, engine);
+        render_retention_and_shedding(&mut o, engine);
         family(&mut o, "dispatch_build_info", "gauge", "Always 1; the labels name the build that is running.");
         let _ = writeln!(o, "dispatch_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
         process::render(&mut o);
@@ -380,6 +381,34 @@ fn queue_gauges(
     let _ = writeln!(o, "{prefix}_pending {pending}");
     family(o, &format!("{prefix}_oldest_pending_age_seconds"), "gauge", age_help);
     let _ = writeln!(o, "{prefix}_oldest_pending_age_seconds {age_s}");
+}
+
+// ----- issue 20: P -----
+/// Retention (rows pruned from the history, by kind) and per-zone load shedding (commands
+/// refused because their zone held its share of the writer's queue: one series per zone of
+/// the catalog, so the label set is bounded by the zones that exist).
+fn render_retention_and_shedding(o: &mut String, engine: &dispatch_core::Engine) {
+    let (positions, chat) = engine.retention_pruned();
+    family(
+        o,
+        "dispatch_retention_pruned_total",
+        "counter",
+        "History rows removed by retention since start: positions, and chat messages of archived trips.",
+    );
+    let _ = writeln!(o, "dispatch_retention_pruned_total{{kind=\"positions\"}} {positions}");
+    let _ = writeln!(o, "dispatch_retention_pruned_total{{kind=\"chat\"}} {chat}");
+    let shed = engine.zone_shed();
+    let zones: Vec<_> = engine.read(|v| v.catalog().zones().map(|z| z.id).collect());
+    family(
+        o,
+        "dispatch_zone_shed_total",
+        "counter",
+        "Commands refused 503 overloaded because their zone held its share of the writer's queue.",
+    );
+    for zone in zones {
+        let n = shed.iter().find(|(z, _)| *z == zone).map_or(0, |(_, n)| *n);
+        let _ = writeln!(o, "dispatch_zone_shed_total{{zone=\"{zone}\"}} {n}");
+    }
 }
 
 /// One figure of a family without labels: name, type, help, value.

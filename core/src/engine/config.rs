@@ -14,6 +14,11 @@ use crate::command::DispatchRules;
 use crate::id::{IdSource, RandomIds};
 use crate::journal::LogWrapper;
 
+/// The default of [`EngineConfig::positions_days`] (`[retention] positions_days`).
+pub const DEFAULT_POSITIONS_DAYS: u32 = 30;
+/// The default of [`EngineConfig::zone_queue_share_pct`] (`[limits] zone_queue_share_pct`).
+pub const DEFAULT_ZONE_QUEUE_SHARE_PCT: u8 = 50;
+
 /// How an engine is set up.
 pub struct EngineConfig {
     /// The rules of dispatch (logged as a command when they differ from the state's).
@@ -47,6 +52,15 @@ pub struct EngineConfig {
     /// Wraps the data directory's WAL (a log that fails on demand, for tests of the
     /// whole server); `None` in production. Ignored without a data dir.
     pub wrap_log: Option<LogWrapper>,
+    // ----- issue 20: P -----
+    /// Days a driver's recorded positions are kept in the history (`[retention]
+    /// positions_days`): older days are pruned in bounded batches by the position tracker.
+    /// `None`: kept forever. Ignored without a data dir.
+    pub positions_days: Option<u32>,
+    /// The share of `queue_capacity`, in percent (1-100), that commands about one zone may
+    /// hold at once (`[limits] zone_queue_share_pct`): one more is `Overloaded`, while
+    /// other zones' commands and those without a zone are still taken.
+    pub zone_queue_share_pct: u8,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +78,8 @@ impl Default for EngineConfig {
             wal_segment_bytes: 64 * 1024 * 1024,
             memory_checkpoint_every_records: 1_000_000,
             wrap_log: None,
+            positions_days: Some(DEFAULT_POSITIONS_DAYS),
+            zone_queue_share_pct: DEFAULT_ZONE_QUEUE_SHARE_PCT,
         }
     }
 }

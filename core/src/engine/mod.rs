@@ -20,7 +20,9 @@
 //! Bounds: the queue holds at most [`EngineConfig::queue_capacity`] commands and
 //! queries; a full queue answers [`Error::Overloaded`] at once instead of growing. A
 //! batch holds at most [`EngineConfig::max_batch`] of them; at most one position per
-//! driver is held back.
+//! driver is held back. Commands about one zone (a trip's creation, by its pickup; a
+//! command about a hot trip) hold at most [`EngineConfig::zone_queue_share_pct`] of the
+//! queue from submit to answer; one more is `Overloaded` for that zone only (`zones.rs`).
 //!
 //! [`Stats`] counts for operators; its histograms (every sync's latency, every batch's
 //! size) are recorded by the writer with a few relaxed atomic adds, never a lock.
@@ -52,9 +54,10 @@ mod config;
 mod stats;
 mod tracker;
 mod writer;
+mod zones;
 
 pub use audit::{AUDIT_WALK_MAX, AuditFilter, AuditPage};
-pub use config::EngineConfig;
+pub use config::{DEFAULT_POSITIONS_DAYS, DEFAULT_ZONE_QUEUE_SHARE_PCT, EngineConfig};
 pub use stats::Stats;
 use tracker::start_tracker;
 use writer::Writer;
@@ -112,6 +115,9 @@ struct Shared {
     stopping: AtomicBool,
     /// Position batches the tracker could not record (it fell behind or the write failed).
     pub(crate) track_lost: AtomicU64,
+    // ----- issue 20: P -----
+    /// Each zone's share of the queue (`zones.rs`).
+    zones: zones::ZoneQueue,
 }
 
 /// The dispatch engine. Cheap to share: put it in an `Arc`; every method takes `&self`.
@@ -198,9 +204,11 @@ impl Engine {
             history: journal.history().cloned(),
             stopping: AtomicBool::new(false),
             track_lost: AtomicU64::new(0),
+            zones: zones::ZoneQueue::new(config.queue_capacity, config.zone_queue_share_pct),
         });
         journal.report_counts(&state, &shared.stats.checkpoints);
         let rules = config.rules.clone();
+        let retention = tracker::Retention { clock: Arc::clone(&config.clock), positions_days: config.positions_days };
         let mut writer = Writer::new(state, journal, rx, Arc::clone(&shared), config);
         writer.adopt_rules(rules)?;
         let handle = std::thread::Builder::new()
@@ -208,7 +216,7 @@ impl Engine {
             .spawn(move || writer.run())
             .map_err(|e| Error::internal(format!("cannot start the writer thread: {e}")))?;
         let tracker = match &shared.history {
-            Some(h) => Some(start_tracker(Arc::clone(&shared), Arc::clone(h))?),
+            Some(h) => Some(start_tracker(Arc::clone(&shared), Arc::clone(h), retention)?),
             None => None,
         };
         Ok(Engine { tx, shared, writer: Mutex::new(Some(handle)), tracker: Mutex::new(tracker), recovery })
@@ -244,7 +252,13 @@ impl Engine {
         reply: impl FnOnce(Result<Outcome>) + Send + 'static,
     ) -> Result<()> {
         refuse_writer_only(&command)?;
-        self.send(Msg::Command(Box::new(Request { actor, command, reply: Box::new(reply) })))
+        // Given back when the writer answers (or the request is dropped unanswered).
+        let slot = self.zone_slot(&command)?;
+        let reply: Reply = Box::new(move |r| {
+            let _slot = slot;
+            reply(r);
+        });
+        self.send(Msg::Command(Box::new(Request { actor, command, reply })))
     }
 
     /// Sends several commands as one message, without waiting: each is applied, logged
@@ -269,6 +283,8 @@ impl Engine {
         for (_, command) in &commands {
             refuse_writer_only(command)?;
         }
+        // Every command's zone slot first: one zone at its share refuses the whole message.
+        let slots = commands.iter().map(|(_, c)| self.zone_slot(c)).collect::<Result<Vec<_>>>()?;
         // Every answer lands in its slot; the last one to land hands them all over. Only
         // the writer thread touches this, one answer at a time.
         struct Gather<F> {
@@ -281,10 +297,12 @@ impl Engine {
             Arc::new(Mutex::new(Gather { answers: (0..n).map(|_| None).collect(), missing: n, reply: Some(reply) }));
         let requests = commands
             .into_iter()
+            .zip(slots)
             .enumerate()
-            .map(|(i, (actor, command))| {
+            .map(|(i, ((actor, command), slot))| {
                 let gather = Arc::clone(&gather);
                 let reply: Reply = Box::new(move |result| {
+                    let _slot = slot;
                     let mut g = gather.lock();
                     g.answers[i] = Some(result);
                     g.missing -= 1;
@@ -300,6 +318,55 @@ impl Engine {
             })
             .collect();
         self.send(Msg::Many(requests))
+    }
+
+    /// A slot in the share of the queue of the zone `command` is about, if it has one
+    /// (`zones.rs`); `Overloaded` when that zone holds its share.
+    fn zone_slot(&self, command: &Command) -> Result<Option<zones::ZoneSlot>> {
+        if !zones::may_have_zone(command) {
+            return Ok(None);
+        }
+        let zone = zones::zone_of(&self.shared.view.read(), command);
+        match zone {
+            Some(z) => self.shared.zones.take(z).map(Some).inspect_err(|_| {
+                self.shared.stats.overloaded.fetch_add(1, Ordering::Relaxed);
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the zone `command` is about (if any) holds less than its share of the queue
+    /// just now: a caller that is the only one submitting can wait for this rather than
+    /// be answered `Overloaded` (the whole queue's room is [`Engine::queue_depth`]'s).
+    pub fn zone_has_room(&self, command: &Command) -> bool {
+        if !zones::may_have_zone(command) {
+            return true;
+        }
+        let zone = zones::zone_of(&self.shared.view.read(), command);
+        zone.is_none_or(|z| self.shared.zones.has_room(z))
+    }
+
+    /// Commands about `zone` waiting in the queue or in the writer's batch just now.
+    pub fn zone_queued(&self, zone: crate::id::ZoneId) -> u32 {
+        self.shared.zones.queued(zone)
+    }
+
+    /// Commands refused `Overloaded` per zone because the zone held its share of the
+    /// queue (`[limits] zone_queue_share_pct`), for every zone that had a command.
+    pub fn zone_shed(&self) -> Vec<(crate::id::ZoneId, u64)> {
+        self.shared.zones.shed()
+    }
+
+    /// What retention removed from the history since the engine started: positions, and
+    /// chat messages of archived trips (zero without a data directory).
+    pub fn retention_pruned(&self) -> (u64, u64) {
+        self.shared.history.as_ref().map_or((0, 0), |h| h.retention_pruned())
+    }
+
+    /// How many recorded positions the history holds (read from the table's count; zero
+    /// without a data directory).
+    pub fn positions_held(&self) -> Result<u64> {
+        self.shared.history.as_ref().map_or(Ok(0), |h| h.positions_held())
     }
 
     fn send(&self, msg: Msg) -> Result<()> {
@@ -541,14 +608,15 @@ impl Engine {
     }
 
     /// One bounded step of erasing `user`'s data in the history (issue 20: U): at `step`,
-    /// up to `max` positions, or up to `max` archived trips' chat; returns the next step
+    /// the user's positions, or up to `max` archived trips' chat; returns the next step
     /// ([`EraseStep::Done`] when nothing is left). Every step is idempotent, so a restart
     /// begins again at [`EraseStep::Positions`]. Without a data directory there is
     /// nothing to erase. Blocks: call it off async runtimes' threads.
     pub fn erase_history_step(&self, user: UserId, step: EraseStep, max: usize) -> Result<EraseStep> {
         let Some(h) = &self.shared.history else { return Ok(EraseStep::Done) };
         Ok(match step {
-            EraseStep::Positions if h.erase_positions(user, max)? > 0 => EraseStep::Positions,
+            // Every position of the user, in bounded transactions (`History::erase_positions`).
+            EraseStep::Positions if h.erase_positions(user)? > 0 => EraseStep::Positions,
             EraseStep::Positions => EraseStep::Chat(None),
             EraseStep::Chat(from) => match h.erase_chat(user, from, max)?.1 {
                 Some(next) => EraseStep::Chat(Some(next)),

@@ -4,6 +4,12 @@
 //! other: its channel is bounded, and when it falls behind it is disconnected, counts the
 //! loss in `Stats::track_lost` and subscribes again); positions are written at most once a
 //! second, or sooner when a batch grows past its bound.
+//!
+//! Retention of positions runs here too, off the writer's path: about once a second the
+//! tracker deletes the days older than `positions_days` (`History::prune_positions`), a
+//! bounded batch per transaction, going on batch after batch (between its own writes)
+//! while old rows remain. The store serialises it with the checkpoint's transaction, which
+//! so waits for one batch at most.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,9 +17,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use crate::clock::Clock;
 use crate::command::Event;
 use crate::error::{Error, Result};
-use crate::history::History;
+use crate::history::{History, PRUNE_BATCH_MAX};
 
 /// Starts the thread that records driver positions into the history: it follows the
 /// engine's events and writes what arrived since its last write in one transaction. A
@@ -26,7 +33,32 @@ const TRACK_EVERY: Duration = Duration::from_secs(1);
 /// Positions that make the tracker write before its second is up.
 const TRACK_BATCH_MAX: usize = 50_000;
 
-pub(super) fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Result<JoinHandle<()>> {
+/// How often the tracker looks for positions old enough to prune when none were left.
+const PRUNE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Positions retention, as the tracker runs it.
+pub(super) struct Retention {
+    /// Where "now" comes from (the engine's clock).
+    pub(super) clock: Arc<dyn Clock>,
+    /// Days positions are kept; `None`: forever.
+    pub(super) positions_days: Option<u32>,
+}
+
+impl Retention {
+    /// One batch of pruning, if one is due: whether more may remain.
+    fn prune(&self, history: &History) -> bool {
+        let Some(days) = self.positions_days else { return false };
+        let cutoff = self.clock.now().plus_millis(-i64::from(days) * crate::history::DAY_MS);
+        // Best effort: a failed batch is tried again at the next check.
+        matches!(history.prune_positions(cutoff, PRUNE_BATCH_MAX), Ok(n) if n == PRUNE_BATCH_MAX as u64)
+    }
+}
+
+pub(super) fn start_tracker(
+    shared: Arc<Shared>,
+    history: Arc<History>,
+    retention: Retention,
+) -> Result<JoinHandle<()>> {
     let subscribe = |shared: &Shared| {
         let (tx, rx) = crossbeam_channel::bounded::<Arc<[Event]>>(1024);
         shared.subscribers.lock().push(tx);
@@ -38,7 +70,14 @@ pub(super) fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Resul
         .spawn(move || {
             let mut points = Vec::new();
             let mut last_write = Instant::now();
+            // Old positions remain to prune (another batch at once), and when it was
+            // last looked.
+            let (mut pruning, mut last_prune) = (true, Instant::now());
             loop {
+                if !shared.stopping.load(Ordering::Relaxed) && (pruning || last_prune.elapsed() >= PRUNE_CHECK_EVERY) {
+                    pruning = retention.prune(&history);
+                    last_prune = Instant::now();
+                }
                 // At most one write a second (each redb commit costs two fsyncs, which
                 // the WAL's group commit would otherwise queue behind), or sooner when a
                 // lot is waiting.
@@ -46,6 +85,7 @@ pub(super) fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Resul
                 // up: wait a whole interval (a zero timeout here would spin the thread).
                 let wait =
                     if points.is_empty() { TRACK_EVERY } else { TRACK_EVERY.saturating_sub(last_write.elapsed()) };
+                let wait = if pruning { Duration::ZERO } else { wait.min(PRUNE_CHECK_EVERY) };
                 match rx.recv_timeout(wait) {
                     Ok(events) => {
                         for batch in std::iter::once(events).chain(rx.try_iter()) {
@@ -100,4 +140,128 @@ pub(super) fn start_tracker(shared: Arc<Shared>, history: Arc<History>) -> Resul
             }
         })
         .map_err(|e| Error::internal(format!("cannot start the position tracker: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use crate::clock::{Clock, ManualClock, Timestamp};
+    use crate::command::{Actor, Command, LocationReport, NewTrip, NewUser};
+    use crate::engine::{Engine, EngineConfig};
+    use crate::geo::LatLng;
+    use crate::id::{RandomIds, UserId};
+    use crate::user::{Category, Role, Vehicle};
+
+    const DAY_MS: i64 = crate::history::DAY_MS;
+
+    fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(20), "never happened: {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn engine(dir: &std::path::Path, clock: &ManualClock, positions_days: Option<u32>) -> Engine {
+        let config = EngineConfig {
+            positions_days,
+            checkpoint_every_records: 3,
+            idle_wakeup: Duration::from_millis(20),
+            ..EngineConfig::default()
+        }
+        .with_clock(clock.clone())
+        .with_ids(RandomIds::seeded(5))
+        .with_data_dir(dir);
+        Engine::open(config).unwrap()
+    }
+
+    fn user(engine: &Engine, role: Role, n: u64) -> UserId {
+        let vehicle = (role == Role::Driver).then(|| Vehicle::new(Category::new("economy").unwrap(), format!("D {n}")));
+        let new = NewUser { id: None, role, name: format!("u{n}"), phone: format!("+2010{n:08}"), vehicle };
+        engine.create_user(Actor::Admin, new).unwrap().id
+    }
+
+    fn at(m: f64) -> LatLng {
+        LatLng::new(30.0444 + m / 111_195.08, 31.2357).unwrap()
+    }
+
+    /// `positions_days` reaches the tracker: once the engine's clock is past a position's
+    /// retention, the tracker prunes it by itself (and counts it), keeping newer ones.
+    #[test]
+    fn the_tracker_prunes_positions_older_than_positions_days() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp::from_millis(19_700 * DAY_MS + 3_600_000));
+        let engine = engine(dir.path(), &clock, Some(1));
+        engine.create_zone(Actor::Admin, crate::demo::cairo().unwrap()).unwrap();
+        let d = user(&engine, Role::Driver, 1);
+        engine.set_driver_status(d, true, Some(at(0.0))).unwrap();
+        engine.update_location(d, LocationReport { point: at(50.0), heading_deg: None, speed_mps: None }).unwrap();
+        let track = || engine.driver_track(d, Timestamp::from_millis(0), 100).unwrap();
+        until("the first positions are recorded", || !track().is_empty());
+        assert_eq!(engine.retention_pruned().0, 0, "a day old at most: kept");
+
+        clock.advance_secs(2 * 86_400);
+        engine.update_location(d, LocationReport { point: at(100.0), heading_deg: None, speed_mps: None }).unwrap();
+        until("old days are pruned and the new position recorded", || {
+            let t = track();
+            t.len() == 1 && t[0].at == clock.now()
+        });
+        assert!(engine.retention_pruned().0 >= 1);
+        engine.shutdown().unwrap();
+    }
+
+    /// Chat retention reaches archived trips: a cancelled trip with a message is archived
+    /// by a checkpoint; once the message's retention is up, the checkpoint thread rewrites
+    /// the trip's history row without it.
+    #[test]
+    fn the_checkpoint_thread_prunes_expired_chat_from_archived_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(Timestamp::from_millis(19_700 * DAY_MS));
+        let engine = engine(dir.path(), &clock, None);
+        engine.create_zone(Actor::Admin, crate::demo::cairo().unwrap()).unwrap();
+        let rider = user(&engine, Role::Rider, 1);
+        let d = user(&engine, Role::Driver, 2);
+        engine.set_driver_status(d, true, Some(at(100.0))).unwrap();
+        let (here, there) = (at(0.0), at(3_000.0));
+        let new = NewTrip {
+            id: None,
+            pickup_code: None,
+            reference: None,
+            kind: crate::trip::TripKind::Ride,
+            pickup: crate::trip::Place::at(here),
+            dropoff: crate::trip::Place::at(there),
+            stops: Vec::new(),
+            category: Category::new("economy").unwrap(),
+            parcel: None,
+            payment_method: crate::trip::PaymentMethod::Cash,
+            route: crate::route::StraightLine::default().between(here, there),
+            coupon: None,
+            bid_minor: None,
+            scheduled_at: None,
+        };
+        let trip = engine.create_trip(rider, new).unwrap().id;
+        engine.accept(d, trip).unwrap();
+        let post = Command::PostMessage { id: None, trip_id: trip, text: "at the gate".into(), rider_connected: None };
+        engine.submit(Actor::User(rider), post).unwrap();
+        let cancel = Command::CancelTrip { trip_id: trip, code: crate::trip::CancelReason::Other, reason: "x".into() };
+        engine.submit(Actor::User(rider), cancel).unwrap();
+        let mut n = 10;
+        let mut nudge = || {
+            n += 1;
+            user(&engine, Role::Rider, n);
+        };
+        until("the trip is archived", || {
+            nudge();
+            engine.read(|v| v.trip(trip).is_none())
+        });
+        assert_eq!(engine.trip(trip).unwrap().messages.len(), 1, "kept in the row while not expired");
+        clock.advance_secs(31 * 86_400);
+        until("the expired message leaves the row", || {
+            nudge();
+            engine.trip(trip).unwrap().messages.is_empty()
+        });
+        assert_eq!(engine.retention_pruned().1, 1);
+        engine.shutdown().unwrap();
+    }
 }

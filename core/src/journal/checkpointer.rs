@@ -167,7 +167,18 @@ impl Checkpointer {
         let handle = std::thread::Builder::new()
             .name("dispatch-checkpoint".into())
             .spawn(move || {
-                for Job { lsn, state, now } in rx {
+                // The last checkpoint's time and chat retention, while archived chat is due.
+                let mut chat_due: Option<(Timestamp, u32)> = None;
+                loop {
+                    let Job { lsn, state, now } = match rx.recv_timeout(CHAT_PRUNE_IDLE) {
+                        Ok(job) => job,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            chat_due = prune_chat(&history, chat_due, &rx);
+                            continue;
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                    };
+                    let retention_s = state.rules().chat_retention_s;
                     let started = Instant::now();
                     let leaving = leaving(&state, now);
                     // One transaction: the state, its changed rows, and what leaves the
@@ -199,11 +210,39 @@ impl Checkpointer {
                     if tx.send(result).is_err() {
                         break;
                     }
+                    chat_due = prune_chat(&history, Some((now, retention_s)), &rx);
                 }
             })
             .map_err(|e| Error::internal(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpointer { jobs: Some(jobs), done, in_flight: None, legacy, handle: Some(handle) })
     }
+}
+
+// ----- issue 20: P -----
+/// How often an idle checkpoint thread goes on with chat retention that is still due.
+const CHAT_PRUNE_IDLE: Duration = Duration::from_secs(1);
+/// Chat retention batches one round takes (each its own transaction of at most
+/// [`crate::history::CHAT_PRUNE_BATCH_MAX`] trips) before the thread looks for a
+/// checkpoint to take again.
+const CHAT_PRUNE_ROUND_BATCHES: usize = 16;
+
+/// Chat retention between checkpoints (`history/chat.rs`): rewrites archived trips whose
+/// messages expired as of `due`'s time, in bounded batches, while no checkpoint waits.
+/// Returns what is still due (`None` once nothing is, until the next checkpoint).
+/// Best effort: a failed batch is tried again in the next round.
+fn prune_chat(history: &History, due: Option<(Timestamp, u32)>, jobs: &Receiver<Job>) -> Option<(Timestamp, u32)> {
+    let (now, retention_s) = due?;
+    for _ in 0..CHAT_PRUNE_ROUND_BATCHES {
+        if !jobs.is_empty() {
+            break;
+        }
+        match history.prune_chat(now, retention_s, crate::history::CHAT_PRUNE_BATCH_MAX) {
+            Ok(done) if done.trips < crate::history::CHAT_PRUNE_BATCH_MAX as u64 => return None,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    due
 }
 
 impl Drop for Checkpointer {

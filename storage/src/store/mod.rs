@@ -306,15 +306,31 @@ impl Store {
     /// alone: for rows that do not come from the log (a driver's position history,
     /// best effort by design). All or nothing, checked against the same bounds.
     pub fn put_rows(&self, puts: &[(TableName, Vec<u8>, Vec<u8>)]) -> Result<(), StoreError> {
-        if puts.len() > CHANGES_MAX {
-            return Err(StoreError::TooLarge { what: "rows in one write", size: puts.len(), max: CHANGES_MAX });
+        self.write_rows(puts, &[])
+    }
+
+    /// Deletes `deletes`, then inserts or replaces `puts`, in one durable transaction that
+    /// leaves the checkpoint alone: housekeeping of rows whose only writer is the caller's
+    /// thread (retention rewriting archived rows). All or nothing, within the same bounds.
+    pub fn write_rows(
+        &self,
+        puts: &[(TableName, Vec<u8>, Vec<u8>)],
+        deletes: &[(TableName, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let changes = puts.len() + deletes.len();
+        if changes > CHANGES_MAX {
+            return Err(StoreError::TooLarge { what: "rows in one write", size: changes, max: CHANGES_MAX });
         }
-        if puts.is_empty() {
+        if changes == 0 {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(|error| self.fail("begin write", error))?;
         {
             let mut tables = Tables::new(&txn, &self.path);
+            for (table, key) in deletes {
+                check_len("key", key.len(), KEY_BYTES_MAX)?;
+                tables.get(*table)?.remove(key.as_slice()).map_err(|error| self.fail("delete", error))?;
+            }
             for (table, key, value) in puts {
                 check_len("key", key.len(), KEY_BYTES_MAX)?;
                 check_len("value", value.len(), VALUE_BYTES_MAX)?;
@@ -392,6 +408,40 @@ impl Store {
                 .extract_from_if::<&[u8], _>(start..end, |_, _| true)
                 .map_err(|error| self.fail("purge range", error))?;
             for row in extracted {
+                row.map_err(|error| self.fail("purge range", error))?;
+                removed += 1;
+            }
+        }
+        if removed == 0 {
+            txn.abort().map_err(|error| self.fail("abort", error))?;
+        } else {
+            txn.commit().map_err(|error| self.fail("commit", error))?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the first `max` rows (at most) of `table` with a key in `start..end` (end
+    /// exclusive), in key order, in its own transaction, durable when this returns;
+    /// returns how many were removed. The transaction's size is bounded by `max` whatever
+    /// the range holds (retention deletes old rows in batches, so no transaction holds
+    /// the file's one writer for long); nothing is committed when there are none.
+    pub fn purge_range_max(&self, table: TableName, start: &[u8], end: &[u8], max: usize) -> Result<u64, StoreError> {
+        check_range(table, start, end)?;
+        if max > CHANGES_MAX {
+            return Err(StoreError::TooLarge { what: "rows in one purge", size: max, max: CHANGES_MAX });
+        }
+        if max == 0 || start >= end || !read::table_exists(&read::begin(&self.db, &self.path)?, &self.path, table)? {
+            return Ok(0);
+        }
+        let txn = self.db.begin_write().map_err(|error| self.fail("begin write", error))?;
+        let mut removed = 0u64;
+        {
+            let mut rows = txn.open_table(table.definition()).map_err(|error| self.fail("open table", error))?;
+            // Only the rows read from the iterator are removed (redb's `ExtractIf`).
+            let extracted = rows
+                .extract_from_if::<&[u8], _>(start..end, |_, _| true)
+                .map_err(|error| self.fail("purge range", error))?;
+            for row in extracted.take(max) {
                 row.map_err(|error| self.fail("purge range", error))?;
                 removed += 1;
             }

@@ -105,6 +105,35 @@ fn changes_apply_ranges_then_deletes_then_puts() {
     assert_eq!(all_rows(&store, TRIPS), vec![(b"a2".to_vec(), b"new".to_vec()), (b"b1".to_vec(), b"newer".to_vec())]);
 }
 
+/// Retention's batches: each removes at most its bound, oldest keys first, and the
+/// batches together remove exactly the range; `write_rows` deletes and puts at once.
+#[test]
+fn a_bounded_purge_removes_the_first_rows_of_the_range_and_no_more() {
+    let (_dir, path) = scratch();
+    let store = Store::open(&path).unwrap();
+    let mut rows = at(1);
+    for t in 0..10u64 {
+        rows = put(rows, LEDGER, &key::u64_be(t), b"");
+    }
+    store.commit(&rows).unwrap();
+    let keys = |store: &Store| -> Vec<u64> {
+        all_rows(store, LEDGER).iter().map(|(k, _)| key::take_u64_be(k).unwrap().0).collect()
+    };
+    assert_eq!(store.purge_range_max(LEDGER, &key::u64_be(0), &key::u64_be(7), 3).unwrap(), 3);
+    assert_eq!(keys(&store), (3..10).collect::<Vec<_>>());
+    assert_eq!(store.purge_range_max(LEDGER, &key::u64_be(0), &key::u64_be(7), 3).unwrap(), 3);
+    assert_eq!(store.purge_range_max(LEDGER, &key::u64_be(0), &key::u64_be(7), 3).unwrap(), 1);
+    assert_eq!(store.purge_range_max(LEDGER, &key::u64_be(0), &key::u64_be(7), 3).unwrap(), 0);
+    assert_eq!(keys(&store), (7..10).collect::<Vec<_>>());
+    assert_eq!(store.purge_range_max(LEDGER, &key::u64_be(0), &key::u64_be(9), 0).unwrap(), 0);
+    assert!(matches!(store.purge_range_max(LEDGER, b"b", b"a", 1), Err(StoreError::InvalidRange { .. })));
+    store
+        .write_rows(&[(LEDGER, key::u64_be(1).to_vec(), b"v".to_vec())], &[(LEDGER, key::u64_be(8).to_vec())])
+        .unwrap();
+    assert_eq!(keys(&store), vec![1, 7, 9]);
+    assert_eq!(store.checkpoint_lsn().unwrap(), Some(1), "housekeeping leaves the checkpoint alone");
+}
+
 #[test]
 fn purge_range_removes_exactly_the_range_and_reports_how_many() {
     let (_dir, path) = scratch();
