@@ -64,6 +64,7 @@ fn users() -> std::collections::BTreeMap<UserId, Arc<User>> {
                 email: None,
                 language: DEFAULT_LANGUAGE.into(),
                 default_payment_method: None,
+                staff_role: None,
                 blocked: None,
                 erased_at: None,
             };
