@@ -252,7 +252,11 @@ impl Command {
             Command::SignOut => (actor_id(actor), Vec::new()),
             Command::PatchUser { user_id, change } => {
                 // Which fields changed, never their values (personal data stays out of the trail).
-                let given = [("name", change.name.is_some()), ("email", change.email.is_some()), ("vehicle", change.vehicle.is_some())];
+                let given = [
+                    ("name", change.name.is_some()),
+                    ("email", change.email.is_some()),
+                    ("vehicle", change.vehicle.is_some()),
+                ];
                 let changed: Vec<&str> = given.iter().filter(|(_, g)| *g).map(|(k, _)| *k).collect();
                 (user_id.to_string(), vec![text("changed", &changed.join(","))])
             }

@@ -90,7 +90,8 @@ fn leaving(state: &State, now: Timestamp) -> Leaving {
     let mut alerts = state.acknowledged_alerts();
     alerts.truncate(ARCHIVE_ALERTS_MAX);
     let audit: Vec<_> = state.audit_entries().take(ARCHIVE_AUDIT_MAX).cloned().collect();
-    let rows = finished.len() * crate::history::ROWS_PER_TRIP_MAX + transfers.len() * 3 + alerts.len() * 2 + audit.len() * 4;
+    let rows =
+        finished.len() * crate::history::ROWS_PER_TRIP_MAX + transfers.len() * 3 + alerts.len() * 2 + audit.len() * 4;
     let (keys, events) = archivable_keys(state, now, rows);
     Leaving { trips: finished, transfers, keys, events, alerts, audit }
 }
