@@ -132,23 +132,7 @@ impl World {
 
     /// A cash economy ride from central Cairo, straight-line route.
     pub fn new_trip(&self) -> NewTrip {
-        NewTrip {
-            id: None,
-            pickup_code: None,
-            reference: None,
-            kind: TripKind::Ride,
-            pickup: Place::at(LatLng::new(CAIRO.0, CAIRO.1).unwrap()),
-            dropoff: Place::at(LatLng::new(30.06, 31.25).unwrap()),
-            stops: Vec::new(),
-            category: Category::new("economy").unwrap(),
-            parcel: None,
-            payment_method: PaymentMethod::Cash,
-            route: StraightLine::default()
-                .between(LatLng::new(CAIRO.0, CAIRO.1).unwrap(), LatLng::new(30.06, 31.25).unwrap()),
-            coupon: None,
-            bid_minor: None,
-            scheduled_at: None,
-        }
+        cash_ride(LatLng::new(CAIRO.0, CAIRO.1).unwrap(), LatLng::new(30.06, 31.25).unwrap())
     }
 
     /// `rider` books [`World::new_trip`]; its id.
@@ -217,5 +201,26 @@ impl World {
             assert_eq!(&Record::decode(&r.encode().unwrap()).unwrap(), r);
         }
         self.fx.clear();
+    }
+}
+
+/// A cash economy ride from `from` to `to` on the straight line, nothing else asked for:
+/// the booking most tests need.
+pub fn cash_ride(from: LatLng, to: LatLng) -> NewTrip {
+    NewTrip {
+        id: None,
+        pickup_code: None,
+        reference: None,
+        kind: TripKind::Ride,
+        pickup: Place::at(from),
+        dropoff: Place::at(to),
+        stops: Vec::new(),
+        category: Category::new("economy").unwrap(),
+        parcel: None,
+        payment_method: PaymentMethod::Cash,
+        route: StraightLine::default().between(from, to),
+        coupon: None,
+        bid_minor: None,
+        scheduled_at: None,
     }
 }

@@ -171,7 +171,6 @@ impl UserIndex {
         // The first position under a key: the newest time sorts first.
         const NEWEST: Reverse<Timestamp> = Reverse(Timestamp::from_millis(i64::MAX));
         let limit = limit.max(1);
-        let mut out = Vec::new();
         let keep = |u: &User| role.is_none_or(|r| u.role == r) && status.is_none_or(|s| u.status() == s);
         match query {
             UserQuery::Newest => {
@@ -205,23 +204,7 @@ impl UserIndex {
                         Box::new(self.by_created.range((start, Unbounded)).map(|(Reverse(t), id)| (*t, *id)))
                     }
                 };
-                let mut read = 0;
-                for (at, id) in ids {
-                    read += 1;
-                    let last = || Some(UserCursor::Newest(at, id));
-                    if let Some(u) = user(id)
-                        && keep(u)
-                    {
-                        out.push(Arc::clone(u));
-                        if out.len() >= limit {
-                            return (out, last());
-                        }
-                    }
-                    if read >= MAX_CANDIDATES {
-                        return (out, last());
-                    }
-                }
-                (out, None)
+                walk(ids, |at, id| UserCursor::Newest(*at, id), &user, keep, limit)
             }
             UserQuery::NamePrefix(prefix) | UserQuery::PhoneSuffix(prefix) => {
                 let (set, prefix) = match query {
@@ -232,24 +215,35 @@ impl UserIndex {
                     Some(UserCursor::Key(k, id)) => Excluded((k.clone(), *id)),
                     _ => Included((prefix.clone(), MIN_ID)),
                 };
-                let mut read = 0;
-                for (k, id) in set.range((start, Unbounded)).take_while(|(k, _)| k.starts_with(&prefix)) {
-                    read += 1;
-                    let last = || Some(UserCursor::Key(k.clone(), *id));
-                    if let Some(u) = user(*id)
-                        && keep(u)
-                    {
-                        out.push(Arc::clone(u));
-                        if out.len() >= limit {
-                            return (out, last());
-                        }
-                    }
-                    if read >= MAX_CANDIDATES {
-                        return (out, last());
-                    }
-                }
-                (out, None)
+                let ids = set.range((start, Unbounded)).take_while(|(k, _)| k.starts_with(&prefix));
+                walk(ids.map(|(k, id)| (k, *id)), |k, id| UserCursor::Key((*k).clone(), id), &user, keep, limit)
             }
         }
     }
+}
+/// Walks index entries (a key and its user) in order: the users that pass `keep`, up to
+/// `limit`, reading at most [`MAX_CANDIDATES`] entries; with the cursor (`cursor` of the
+/// last entry read) when the page may go on (`None`: the entries ran out).
+fn walk<'a, K>(
+    entries: impl Iterator<Item = (K, UserId)>,
+    cursor: impl Fn(&K, UserId) -> UserCursor,
+    user: &impl Fn(UserId) -> Option<&'a Arc<User>>,
+    keep: impl Fn(&User) -> bool,
+    limit: usize,
+) -> (Vec<Arc<User>>, Option<UserCursor>) {
+    let mut out = Vec::new();
+    for (read, (k, id)) in entries.enumerate() {
+        if let Some(u) = user(id)
+            && keep(u)
+        {
+            out.push(Arc::clone(u));
+            if out.len() >= limit {
+                return (out, Some(cursor(&k, id)));
+            }
+        }
+        if read + 1 >= MAX_CANDIDATES {
+            return (out, Some(cursor(&k, id)));
+        }
+    }
+    (out, None)
 }

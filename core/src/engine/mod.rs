@@ -991,22 +991,7 @@ mod tests {
             .unwrap();
         let here = metres_north(0.0);
         let there = metres_north(3_000.0);
-        let new = NewTrip {
-            id: None,
-            pickup_code: None,
-            reference: None,
-            kind: crate::trip::TripKind::Ride,
-            pickup: crate::trip::Place::at(here),
-            dropoff: crate::trip::Place::at(there),
-            stops: Vec::new(),
-            category: Category::new("economy").unwrap(),
-            parcel: None,
-            payment_method: crate::trip::PaymentMethod::Cash,
-            route: crate::route::StraightLine::default().between(here, there),
-            coupon: None,
-            bid_minor: None,
-            scheduled_at: None,
-        };
+        let new = dispatch_domain::testkit::cash_ride(here, there);
         let trip = engine.create_trip(rider.id, new).unwrap();
         // A made-up finished copy of the trip, handed back as if the history held it.
         let mut forged = (*trip).clone();

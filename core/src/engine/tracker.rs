@@ -147,7 +147,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use crate::clock::{Clock, ManualClock, Timestamp};
-    use crate::command::{Actor, Command, LocationReport, NewTrip, NewUser};
+    use crate::command::{Actor, Command, LocationReport, NewUser};
     use crate::engine::{Engine, EngineConfig};
     use crate::geo::LatLng;
     use crate::id::{RandomIds, UserId};
@@ -224,22 +224,7 @@ mod tests {
         let d = user(&engine, Role::Driver, 2);
         engine.set_driver_status(d, true, Some(at(100.0))).unwrap();
         let (here, there) = (at(0.0), at(3_000.0));
-        let new = NewTrip {
-            id: None,
-            pickup_code: None,
-            reference: None,
-            kind: crate::trip::TripKind::Ride,
-            pickup: crate::trip::Place::at(here),
-            dropoff: crate::trip::Place::at(there),
-            stops: Vec::new(),
-            category: Category::new("economy").unwrap(),
-            parcel: None,
-            payment_method: crate::trip::PaymentMethod::Cash,
-            route: crate::route::StraightLine::default().between(here, there),
-            coupon: None,
-            bid_minor: None,
-            scheduled_at: None,
-        };
+        let new = dispatch_domain::testkit::cash_ride(here, there);
         let trip = engine.create_trip(rider, new).unwrap().id;
         engine.accept(d, trip).unwrap();
         let post = Command::PostMessage { id: None, trip_id: trip, text: "at the gate".into(), rider_connected: None };

@@ -131,7 +131,7 @@ mod tests {
     use crate::geo::LatLng;
     use crate::id::{RandomIds, UserId};
     use crate::state::State;
-    use crate::user::{Category, Role};
+    use crate::user::Role;
 
     /// A gate the test closes to stall the writer inside its log append.
     #[derive(Default)]
@@ -208,22 +208,7 @@ mod tests {
     fn ride(lat: f64, lng: f64) -> NewTrip {
         let here = LatLng::new(lat, lng).unwrap();
         let there = LatLng::new(lat + 0.01, lng).unwrap();
-        NewTrip {
-            id: None,
-            pickup_code: None,
-            reference: None,
-            kind: crate::trip::TripKind::Ride,
-            pickup: crate::trip::Place::at(here),
-            dropoff: crate::trip::Place::at(there),
-            stops: Vec::new(),
-            category: Category::new("economy").unwrap(),
-            parcel: None,
-            payment_method: crate::trip::PaymentMethod::Cash,
-            route: crate::route::StraightLine::default().between(here, there),
-            coupon: None,
-            bid_minor: None,
-            scheduled_at: None,
-        }
+        dispatch_domain::testkit::cash_ride(here, there)
     }
 
     /// One zone's spike fills its share of the queue (half of 8 here): its next command is
