@@ -12,11 +12,11 @@
 //! Guarantees: [`plan`] picks, for any [`TripQuery`], an index whose prefix covers every
 //! filter but rider/driver-with-others, so each row read under it matches (`exact`) and a
 //! page reads at most `limit + 1` rows; `from`/`to` become the start and the stop of the
-//! range inside it ([`range_start`], [`created_of`]). A query naming a rider or a driver
+//! range inside it (`range_start`, `created_of`). A query naming a rider or a driver
 //! reads that user's index and filters the rest in memory: bounded by that user's trips.
 //! A trip's index keys are a function of fields a finished trip never changes (status,
 //! zone, rider, driver, creation), but the writer compares them anyway when a trip is
-//! re-archived ([`index_rows`]) and deletes the old ones that differ.
+//! re-archived (`index_rows`) and deletes the old ones that differ.
 
 use dispatch_storage::store::{TableName, key};
 

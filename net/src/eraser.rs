@@ -8,7 +8,7 @@
 //! a position range already empty, a trip whose chat is already replaced), and the user
 //! leaves the queue only after every step succeeded, so after a restart an unfinished
 //! erasure resumes from the start; each history step is one bounded transaction
-//! ([`ERASE_BATCH`] rows), begun [`SETTLE_MS`] after the erasure, once positions reported
+//! ([`ERASE_BATCH`] rows), begun `SETTLE_MS` after the erasure, once positions reported
 //! before it are written; a document file another application still holds (the same
 //! bytes) is kept; the writer's path pays nothing (this runs on blocking threads).
 

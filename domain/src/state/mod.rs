@@ -40,7 +40,16 @@
 //! - `applications.rs`: driver applications (details, documents, submission, staff's
 //!   decision), the going-online checks they add, the licence reminders.
 //! - `staff.rs`: staff users with a sign-in e-mail, their setups, sign-in failures and
-//!   lockout, TOTP replay protection, and signing out.
+//!   lockout, TOTP replay protection, and signing out;
+//! - `users_admin.rs`: staff's edits, blocks and erasures of users, the erasure queue;
+//!   `audit.rs`: the audit trail's entries (`Command::Audited`) and runtime settings.
+//!
+//! Why this file is long: it is the one place where every command meets its handler
+//! (the `match` of `State::dispatch_command` has an arm per command, about 170 lines),
+//! and where the state's every field is declared beside the twin its deserializer reads
+//! (`Records`: postcard is positional, so the two lists must stay in one order) and the
+//! copy a checkpoint takes. Splitting the arms or the fields across files would make a
+//! new command or field easy to half-add; the handlers themselves live in the files above.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
