@@ -310,9 +310,9 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The settings now in force.", Some(settings_out))], &[], true),
     // ----- issue 20: S -----
     op!("POST" "/v1/auth/staff/setup" "staff_setup", "auth", "A staff user sets its password (12+ characters) with its one-time setup token; the answer is its TOTP secret as an `otpauth://` URI (shown once). Setting up again (a new token from `POST /v1/admin/users/{id}/staff-setup`) replaces password and TOTP. A used, expired or forged token: `401`.", Who::Anyone, no_query, json_body(staff_setup_in, staff_setup_ex),
-        [(200, "Set up.", Some(staff_setup_out))], &[], true),
+        [(200, "Set up.", Some(staff_setup_out))], &["unauthorized"], true),
     op!("POST" "/v1/auth/staff/login" "staff_login", "auth", "A staff user signs in with e-mail, password and TOTP code (RFC 6238: SHA-1, 6 digits, 30 s, one step of drift; a code is accepted once). Anything wrong: `401`, the same answer whichever part. 5 failures lock the account for 15 minutes: `429` with `Retry-After`, even with the right credentials.", Who::Anyone, no_query, json_body(staff_login_in, staff_login_ex),
-        [(200, "Signed in: a token valid 12 hours, and the user.", Some(token_user_out))], &[], true),
+        [(200, "Signed in: a token valid 12 hours, and the user.", Some(token_user_out))], &["unauthorized"], true),
     op!("POST" "/v1/auth/logout" "logout", "auth", "Sign out: every token of the caller issued so far stops working (every session of the user ends). The bootstrap admin token cannot: `400`.", Who::Authenticated, no_query, EMPTY,
         [(204, "Signed out.", None)], &[], true),
     op!("POST" "/v1/admin/users/{id}/staff-setup" "admin_staff_setup", "admin", "A new one-time setup token (24 h) for a staff user; `email` gives or changes its sign-in address (required when it has none). Using it replaces password and TOTP; until then the old ones work.", ADMIN, no_query, optional_body(staff_setup_issue_in, staff_setup_issue_ex),
