@@ -2,7 +2,10 @@
 //! `PATH` exists, the WAL refuses to write as a full disk would (`ENOSPC`), so a
 //! black-box test can watch the engine go read-only (`503 read_only`, reads still
 //! served, `/readyz` failing its `engine_writable` check) and come back by itself once
-//! the file is removed.
+//! the file is removed. While `PATH.stall` exists (the same path and `.stall`), every
+//! append waits instead, as on a disk that stopped answering: commands pile up in the
+//! writer's queue, so a black-box test can fill it (or one zone's share of it) at will and
+//! let it drain by removing the file.
 //!
 //! Also `--clock-offset-s N` (hidden, `--dev` only): [`OffsetClock`], the system clock
 //! shifted by `N` seconds, so a black-box test can see what expires (a licence) without
@@ -35,12 +38,16 @@ impl dispatch_core::clock::Clock for OffsetClock {
 pub struct FaultFileLog {
     inner: Box<dyn CommandLog>,
     file: PathBuf,
+    /// `file` with `.stall` added: appends wait while it exists.
+    stall: PathBuf,
 }
 
 impl FaultFileLog {
     /// Wraps `inner`.
     pub fn new(inner: Box<dyn CommandLog>, file: PathBuf) -> Self {
-        FaultFileLog { inner, file }
+        let mut stall = file.clone().into_os_string();
+        stall.push(".stall");
+        FaultFileLog { inner, file, stall: PathBuf::from(stall) }
     }
 
     /// The engine's hook: wraps the data directory's WAL.
@@ -59,6 +66,10 @@ impl FaultFileLog {
 
 impl CommandLog for FaultFileLog {
     fn append(&mut self, payloads: &[&[u8]]) -> Result<Lsn, StorageError> {
+        // A stalled disk: the writer waits here, and its queue fills behind it.
+        while self.stall.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         self.check("write")?;
         self.inner.append(payloads)
     }
