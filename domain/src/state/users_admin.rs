@@ -59,9 +59,7 @@ impl State {
     }
 
     fn staff_user(&self, who: Who, user_id: UserId) -> Result<&Arc<User>> {
-        if !matches!(who, Who::System | Who::Staff { .. }) {
-            return Err(Error::Forbidden("only staff manage users".into()));
-        }
+        Self::require_staff(who, "manage users")?;
         self.users.get(&user_id).ok_or_else(|| Error::not_found("user", user_id))
     }
 
@@ -160,9 +158,7 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) -> Result<Outcome> {
-        if !matches!(who, Who::System | Who::Staff { admin: true }) {
-            return Err(Error::Forbidden("only an admin erases users".into()));
-        }
+        Self::require_admin(who, "erases users")?;
         let old = Arc::clone(self.users.get(&user_id).ok_or_else(|| Error::not_found("user", user_id))?);
         if old.role.is_staff() {
             return Err(Error::Invalid("staff accounts are not erased".into()));

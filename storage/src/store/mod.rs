@@ -397,27 +397,7 @@ impl Store {
     /// the rows removed, and nothing is committed when there are none.
     pub fn purge_range(&self, table: TableName, start: &[u8], end: &[u8]) -> Result<u64, StoreError> {
         check_range(table, start, end)?;
-        if start >= end || !read::table_exists(&read::begin(&self.db, &self.path)?, &self.path, table)? {
-            return Ok(0);
-        }
-        let txn = self.db.begin_write().map_err(|error| self.fail("begin write", error))?;
-        let mut removed = 0u64;
-        {
-            let mut rows = txn.open_table(table.definition()).map_err(|error| self.fail("open table", error))?;
-            let extracted = rows
-                .extract_from_if::<&[u8], _>(start..end, |_, _| true)
-                .map_err(|error| self.fail("purge range", error))?;
-            for row in extracted {
-                row.map_err(|error| self.fail("purge range", error))?;
-                removed += 1;
-            }
-        }
-        if removed == 0 {
-            txn.abort().map_err(|error| self.fail("abort", error))?;
-        } else {
-            txn.commit().map_err(|error| self.fail("commit", error))?;
-        }
-        Ok(removed)
+        self.purge(table, start, end, usize::MAX)
     }
 
     /// Removes the first `max` rows (at most) of `table` with a key in `start..end` (end
@@ -430,6 +410,13 @@ impl Store {
         if max > CHANGES_MAX {
             return Err(StoreError::TooLarge { what: "rows in one purge", size: max, max: CHANGES_MAX });
         }
+        self.purge(table, start, end, max)
+    }
+
+    /// The first `max` rows of `table` in `start..end` removed in one transaction (none
+    /// committed when there are none): [`Store::purge_range`] and
+    /// [`Store::purge_range_max`].
+    fn purge(&self, table: TableName, start: &[u8], end: &[u8], max: usize) -> Result<u64, StoreError> {
         if max == 0 || start >= end || !read::table_exists(&read::begin(&self.db, &self.path)?, &self.path, table)? {
             return Ok(0);
         }
