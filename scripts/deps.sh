@@ -10,6 +10,9 @@
 #   with `promtool check metrics` and ops/prometheus/alerts.yml with `promtool check rules`
 #   (net/tests/observability.rs). Skipped with DISPATCH_SKIP_PROMTOOL=1; without it a
 #   missing promtool makes those tests fail, never skip.
+# - nats-server (Debian's 2.9): the cluster's tests run a 3-server JetStream cluster on
+#   loopback (cluster/tests/, net/tests/cluster.rs). Skipped with DISPATCH_SKIP_NATS=1;
+#   without it a missing nats-server makes those tests fail, never skip.
 set -euo pipefail
 
 need=()
@@ -30,6 +33,12 @@ else
     command -v promtool >/dev/null || need+=(prometheus)
 fi
 
+if [ "${DISPATCH_SKIP_NATS:-}" = 1 ]; then
+    echo "system packages: DISPATCH_SKIP_NATS=1, not checking nats-server"
+else
+    command -v nats-server >/dev/null || need+=(nats-server)
+fi
+
 if [ ${#need[@]} -eq 0 ]; then
     echo "system packages: all present"
     exit 0
@@ -37,7 +46,7 @@ fi
 as_root=()
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then as_root=(sudo); else
-        echo "need ${need[*]} but not root and no sudo: install them, or set DISPATCH_SKIP_C_TESTS=1 / DISPATCH_SKIP_BROWSER_TESTS=1 / DISPATCH_SKIP_PROMTOOL=1" >&2
+        echo "need ${need[*]} but not root and no sudo: install them, or set DISPATCH_SKIP_C_TESTS=1 / DISPATCH_SKIP_BROWSER_TESTS=1 / DISPATCH_SKIP_PROMTOOL=1 / DISPATCH_SKIP_NATS=1" >&2
         exit 1
     fi
 fi

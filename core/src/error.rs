@@ -24,6 +24,11 @@ pub enum Error {
     /// The data directory or its log cannot be opened or read (at start-up).
     #[error("storage: {0}")]
     Storage(String),
+    /// This node is not the cluster's leader (or stopped being it before the command
+    /// became durable): nothing of the command is in the log. The caller retries, on the
+    /// leader or after an election, with the same idempotency key (`not_leader`, HTTP 503).
+    #[error("this node is not the leader: {0}")]
+    NotLeader(String),
     /// The engine has shut down and takes no more commands (`unavailable`).
     #[error("the engine has shut down")]
     ShutDown,
@@ -37,6 +42,7 @@ impl Error {
             Error::Overloaded => "overloaded",
             Error::ReadOnly(_) => "read_only",
             Error::ShutDown => "unavailable",
+            Error::NotLeader(_) => "not_leader",
             Error::Storage(_) => "storage",
         }
     }

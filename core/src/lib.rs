@@ -78,6 +78,7 @@ pub mod error;
 pub mod histogram;
 pub mod history;
 pub mod journal;
+pub mod leadership;
 pub mod payment;
 pub mod view;
 // ----- issue 20: H -----
@@ -107,7 +108,8 @@ pub use error::{DomainError, Error, Result};
 pub use geo::LatLng;
 pub use history::{TripCursor, TripsOf};
 pub use id::{IdSource, RandomIds, TripId, UserId};
-pub use journal::{BackupReport, CheckpointStats, DOCUMENTS_DIR, LogWrapper, Recovery, backup, restore};
+pub use journal::{BackupReport, CheckpointStats, DOCUMENTS_DIR, LogOpener, LogWrapper, Recovery, backup, restore};
+pub use leadership::Leadership;
 pub use money::{Currency, Money};
 pub use record::{Record, replay};
 pub use state::{State, apply};

@@ -116,7 +116,7 @@ pub fn status_of(code: &str) -> StatusCode {
         // ----- issue 20: U -----
         "blocked" => StatusCode::FORBIDDEN,
         "rate_limited" => StatusCode::TOO_MANY_REQUESTS,
-        "overloaded" | "read_only" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded" | "read_only" | "unavailable" | "not_leader" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

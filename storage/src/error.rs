@@ -114,6 +114,25 @@ pub enum StorageError {
         reason: &'static str,
     },
 
+    /// A log several nodes share (a replicated stream) refused this node's append or
+    /// claim because another writer appended first: this node is no longer (or not yet)
+    /// the only writer. Nothing of the refused batch is in the log. The writer drops the
+    /// batch, follows the log to its end, and writes again only after a new
+    /// [`CommandLog::claim`](crate::CommandLog::claim) succeeds.
+    #[error("fenced: another writer appended to the shared log ({reason})")]
+    Fenced {
+        /// What the log said.
+        reason: String,
+    },
+
+    /// A log several nodes share cannot be reached (its servers are down or partitioned
+    /// away): nothing is known to be written. Retried by the caller.
+    #[error("the shared log is unavailable: {reason}")]
+    Unavailable {
+        /// What failed.
+        reason: String,
+    },
+
     /// A configuration value is out of its documented range.
     #[error("invalid configuration: {reason}")]
     InvalidConfig {
@@ -131,6 +150,11 @@ impl StorageError {
             StorageError::Poisoned { disk_full, .. } => *disk_full,
             _ => false,
         }
+    }
+
+    /// True when a shared log refused the append because another writer appended first.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, StorageError::Fenced { .. })
     }
 
     /// True when the log refuses every call until it is reopened.

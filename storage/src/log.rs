@@ -11,6 +11,8 @@
 //! local WAL without touching the engine. It is object safe: the engine can hold a
 //! `Box<dyn CommandLog>` and pick the WAL or [`MemLog`](crate::MemLog) at start-up.
 
+use std::time::Duration;
+
 pub use crate::Lsn;
 use crate::error::StorageError;
 
@@ -93,6 +95,30 @@ pub trait CommandLog: Send + 'static {
     /// what is durable and try again. A log that keeps nothing outside memory has
     /// nothing to re-read.
     fn reopen(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// For a log several nodes share (a replicated stream; issue 21): waits up to
+    /// `timeout` for records after `after` that another writer made durable, and returns
+    /// them in LSN order, dense from `after + 1` (at most [`BATCH_RECORDS_MAX`] at a
+    /// time; an empty answer means none came within `timeout`). It is how a follower
+    /// learns what the leader committed; what it returns is then part of this log
+    /// (`last_lsn` and `durable_lsn` move past it). Fails with
+    /// [`StorageError::Released`] when `after + 1` was purged.
+    ///
+    /// A log only this process writes (the WAL, [`MemLog`](crate::MemLog)) has no other
+    /// writer: it returns nothing, at once.
+    fn follow(&mut self, after: Lsn, timeout: Duration) -> Result<Vec<Record>, StorageError> {
+        let _ = (after, timeout);
+        Ok(Vec::new())
+    }
+
+    /// For a log several nodes share: makes this node its only writer, once `follow`
+    /// has returned every record (the caller's `last_lsn()` is the log's end). From then
+    /// on an append by any earlier writer is refused with [`StorageError::Fenced`]; this
+    /// one fails with `Fenced` when another writer appended since (follow again, then
+    /// claim again). A log only this process writes is always claimed.
+    fn claim(&mut self) -> Result<(), StorageError> {
         Ok(())
     }
 }

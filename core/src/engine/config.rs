@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::command::DispatchRules;
 use crate::id::{IdSource, RandomIds};
-use crate::journal::LogWrapper;
+use crate::journal::{LogOpener, LogWrapper};
+use crate::leadership::Leadership;
 
 /// The default of [`EngineConfig::positions_days`] (`[retention] positions_days`).
 pub const DEFAULT_POSITIONS_DAYS: u32 = 30;
@@ -61,6 +62,16 @@ pub struct EngineConfig {
     /// hold at once (`[limits] zone_queue_share_pct`): one more is `Overloaded`, while
     /// other zones' commands and those without a zone are still taken.
     pub zone_queue_share_pct: u8,
+    // ----- issue 21 -----
+    /// The command log in place of the data directory's WAL: a log several nodes share
+    /// (dispatch-cluster). Checkpoints and the history stay in the data directory. `None`:
+    /// the WAL. Needs a data dir.
+    pub log: Option<LogOpener>,
+    /// Set for a node of a cluster: the engine starts as a follower (it applies what the
+    /// shared log's leader commits and refuses commands with `Error::NotLeader`), and
+    /// leads while the lease keeper grants it and its claim of the log holds. `None`: one
+    /// node that always leads.
+    pub leadership: Option<Arc<Leadership>>,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +91,8 @@ impl Default for EngineConfig {
             wrap_log: None,
             positions_days: Some(DEFAULT_POSITIONS_DAYS),
             zone_queue_share_pct: DEFAULT_ZONE_QUEUE_SHARE_PCT,
+            log: None,
+            leadership: None,
         }
     }
 }

@@ -119,6 +119,9 @@ struct Shared {
     // ----- issue 20: P -----
     /// Each zone's share of the queue (`zones.rs`).
     zones: zones::ZoneQueue,
+    // ----- issue 21 -----
+    /// A cluster node's handshake with its lease keeper (`None`: one node, always leads).
+    leadership: Option<Arc<crate::leadership::Leadership>>,
 }
 
 /// The dispatch engine. Cheap to share: put it in an `Arc`; every method takes `&self`.
@@ -195,6 +198,7 @@ impl Engine {
             stopping: AtomicBool::new(false),
             track_lost: AtomicU64::new(0),
             zones: zones::ZoneQueue::new(config.queue_capacity, config.zone_queue_share_pct),
+            leadership: config.leadership.clone(),
         });
         journal.report_counts(&state, &shared.stats.checkpoints);
         let rules = config.rules.clone();
@@ -215,6 +219,18 @@ impl Engine {
     /// What opening the data directory recovered.
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
+    }
+
+    /// A cluster node's leadership handshake (`None`: one node on its own log).
+    pub fn leadership(&self) -> Option<&Arc<crate::leadership::Leadership>> {
+        self.shared.leadership.as_ref()
+    }
+
+    /// Whether this engine takes commands: always for one node, only while it leads for
+    /// a node of a cluster. Side effects (gateway calls, notifications, webhooks) run only
+    /// where this is true.
+    pub fn is_leader(&self) -> bool {
+        self.shared.leadership.as_ref().is_none_or(|l| l.is_leader())
     }
 
     /// Whether the log cannot be written just now (commands answer `ReadOnly`).

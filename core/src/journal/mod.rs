@@ -124,6 +124,12 @@ pub(crate) struct Journal {
 /// production.
 pub type LogWrapper = Box<dyn FnOnce(Box<dyn CommandLog>) -> Box<dyn CommandLog> + Send>;
 
+/// Opens the command log a data directory uses in place of its WAL: a log several nodes
+/// share (dispatch-cluster's JetStream stream; issue 21). Given the LSN of the data
+/// directory's checkpoint (0 without one): the log must be able to read from the record
+/// after it, or say [`StorageError::Released`] (the node then needs a newer checkpoint).
+pub type LogOpener = Box<dyn FnOnce(Lsn) -> std::result::Result<Box<dyn CommandLog>, StorageError> + Send>;
+
 pub(crate) fn storage_error(context: &str, e: &StorageError) -> Error {
     Error::Storage(format!("{context}: {e}"))
 }

@@ -187,7 +187,7 @@ fn responses(op: &Op, spec: Option<Spec>) -> Value {
         codes.push("rate_limited");
     }
     if op.engine {
-        codes.extend(["overloaded", "read_only", "unavailable"]);
+        codes.extend(["overloaded", "read_only", "unavailable", "not_leader"]);
     }
     codes.extend(op.errors);
     let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = std::collections::BTreeMap::new();
