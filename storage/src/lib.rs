@@ -26,6 +26,7 @@
 pub mod error;
 pub mod log;
 pub mod mem_log;
+pub mod shared_mem_log;
 pub mod snapshot;
 pub mod store;
 pub mod wal;
@@ -38,4 +39,5 @@ pub use log::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, RECORD_BYTES_MAX, 
 /// (At the crate root: the log and the errors both speak of it.)
 pub type Lsn = u64;
 pub use mem_log::MemLog;
+pub use shared_mem_log::SharedMemLog;
 pub use wal::{Damage, DamageKind, RecoveryPolicy, RecoveryReport, Wal, WalConfig};
