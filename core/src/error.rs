@@ -47,6 +47,13 @@ impl Error {
         }
     }
 
+    /// Whether a cluster node could not start because the shared log no longer holds
+    /// the records after its local checkpoint: it needs a newer checkpoint (from a peer)
+    /// before it can open (issue 21; [`crate::journal::NEEDS_NEWER_CHECKPOINT`]).
+    pub fn is_released(&self) -> bool {
+        matches!(self, Error::Storage(why) if why.starts_with(crate::journal::NEEDS_NEWER_CHECKPOINT))
+    }
+
     /// The domain's refusal, if this is one.
     pub fn domain(&self) -> Option<&DomainError> {
         match self {

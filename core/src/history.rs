@@ -310,8 +310,50 @@ impl History {
     /// holds. An LSN not above the stored checkpoint's is refused.
     pub(crate) fn write(&self, checkpoint: Prepared, leaving: &Leaving, now: Timestamp) -> Result<ArchivedCounts> {
         let _rows = self.trip_rows.lock();
-        let Leaving { trips, transfers, keys, events, alerts, audit } = leaving;
         let Prepared { lsn, blob: state, changes: RowChanges { mut puts, mut deletes } } = checkpoint;
+        self.leaving_rows(leaving, &mut puts, &mut deletes)?;
+        // Expired rows go in the same transaction, within its bound (two deletes each).
+        let room = store::CHANGES_MAX.saturating_sub(puts.len() + deletes.len()) / 2;
+        let now_ms = time_u64(now);
+        let purged_keys = self.expired(
+            IDEMPOTENCY_KEYS_BY_EXPIRY,
+            IDEMPOTENCY_KEYS,
+            PURGE_MAX.min(room / 2),
+            |expires| expires <= now_ms,
+            &mut deletes,
+        )?;
+        let room = room.saturating_sub(purged_keys);
+        self.expired(
+            GATEWAY_EVENTS_BY_SEEN,
+            GATEWAY_EVENTS,
+            PURGE_MAX.min(room),
+            |seen| !gateway_event_kept(Timestamp::from_millis(i64::try_from(seen).unwrap_or(i64::MAX)), now),
+            &mut deletes,
+        )?;
+        let cp = Checkpoint { lsn, state, puts, deletes, delete_ranges: Vec::new() };
+        self.store.commit(&cp).map_err(|e| store_error("cannot write the checkpoint", &e))?;
+        self.archived_counts()
+    }
+
+    /// Writes the rows of `leaving` in one durable transaction that leaves the checkpoint
+    /// alone: a follower does this before it applies a followed `Archive`, whose items
+    /// the leader's checkpoint wrote to the leader's history (issue 21). Idempotent: a
+    /// trip written again replaces its rows and rollups.
+    pub(crate) fn write_leaving(&self, leaving: &Leaving) -> Result<()> {
+        let _rows = self.trip_rows.lock();
+        let (mut puts, mut deletes) = (Vec::new(), Vec::new());
+        self.leaving_rows(leaving, &mut puts, &mut deletes)?;
+        self.store.write_rows(&puts, &deletes).map_err(|e| store_error("cannot write archived rows", &e))
+    }
+
+    /// The rows `leaving` puts and deletes (trip rows under the `trip_rows` lock).
+    fn leaving_rows(
+        &self,
+        leaving: &Leaving,
+        puts: &mut Vec<(TableName, Vec<u8>, Vec<u8>)>,
+        deletes: &mut Vec<(TableName, Vec<u8>)>,
+    ) -> Result<()> {
+        let Leaving { trips, transfers, keys, events, alerts, audit } = leaving;
         puts.reserve(trips.len() * 9 + transfers.len() * 3 + (keys.len() + events.len() + alerts.len()) * 2);
         for a in alerts {
             let value =
@@ -350,30 +392,10 @@ impl History {
                 puts.push((TRANSFERS_BY_ACCOUNT, statement_key(&account, t.at.as_millis(), t.id), Vec::new()));
             }
         }
-        self.trip_rows(trips, &mut puts, &mut deletes)?;
+        self.trip_rows(trips, puts, deletes)?;
         // Archived chat is pruned by age (retention): each trip with messages under its oldest.
         puts.extend(trips.iter().filter_map(|t| chat::index_row(t)));
-        // Expired rows go in the same transaction, within its bound (two deletes each).
-        let room = store::CHANGES_MAX.saturating_sub(puts.len() + deletes.len()) / 2;
-        let now_ms = time_u64(now);
-        let purged_keys = self.expired(
-            IDEMPOTENCY_KEYS_BY_EXPIRY,
-            IDEMPOTENCY_KEYS,
-            PURGE_MAX.min(room / 2),
-            |expires| expires <= now_ms,
-            &mut deletes,
-        )?;
-        let room = room.saturating_sub(purged_keys);
-        self.expired(
-            GATEWAY_EVENTS_BY_SEEN,
-            GATEWAY_EVENTS,
-            PURGE_MAX.min(room),
-            |seen| !gateway_event_kept(Timestamp::from_millis(i64::try_from(seen).unwrap_or(i64::MAX)), now),
-            &mut deletes,
-        )?;
-        let cp = Checkpoint { lsn, state, puts, deletes, delete_ranges: Vec::new() };
-        self.store.commit(&cp).map_err(|e| store_error("cannot write the checkpoint", &e))?;
-        self.archived_counts()
+        Ok(())
     }
 
     /// Adds to `deletes` the rows of `index` (time ‖ row key) whose time is `expired`,

@@ -157,7 +157,7 @@ impl Engine {
                     segment_bytes: config.wal_segment_bytes,
                 };
                 let (journal, state, recovery) =
-                    Journal::open_dir(&dir, State::default(), policy, config.wrap_log.take())?;
+                    Journal::open_dir(&dir, State::default(), policy, config.wrap_log.take(), config.log.take())?;
                 Self::launch(config, journal, state, recovery)
             }
             None => Self::open_with_state(config, State::default()),

@@ -42,6 +42,13 @@ pub struct Stats {
     /// Every committed batch's size: the commands answered with it
     /// ([`crate::histogram::BATCH_BOUNDS`]).
     pub batch_commands: Histogram,
+    // ----- issue 21 -----
+    /// Records a cluster follower applied from the shared log (the leader's commits).
+    pub followed: AtomicU64,
+    /// Why a cluster follower stopped following (a record that does not decode or
+    /// apply, or a log purged past it): it keeps answering reads of the state as of the
+    /// record before, never a state that differs from the log. `None` while it follows.
+    pub follow_error: parking_lot::Mutex<Option<String>>,
 }
 
 impl Default for Stats {
@@ -61,6 +68,8 @@ impl Default for Stats {
             checkpoints: CheckpointStats::default(),
             sync_us: Histogram::new(crate::histogram::FSYNC_BOUNDS_US),
             batch_commands: Histogram::new(crate::histogram::BATCH_BOUNDS),
+            followed: AtomicU64::default(),
+            follow_error: parking_lot::Mutex::new(None),
         }
     }
 }

@@ -6,7 +6,9 @@
 //! hands its events to subscribers and only then answers the callers; it fires due
 //! deadlines, holds back coalesced position reports until their interval is up, applies
 //! a checkpoint's archive a bounded piece per batch, and in read-only mode probes the
-//! disk until a write succeeds.
+//! disk until a write succeeds. A node of a cluster (issue 21) starts as a follower: it
+//! applies what the shared log's leader committed instead, and claims the log and leads
+//! while its lease keeper grants it (`writer/follower.rs`).
 //!
 //! Guarantees: a caller hears "done" only once its record is durable (position reports
 //! excepted, as documented on `Engine::update_location`); a batch that fails to become
@@ -19,6 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use dispatch_storage::StorageError;
 
 use super::{EngineConfig, Msg, Query, Reply, Shared};
 use crate::clock::{Clock, Timestamp};
@@ -26,8 +29,12 @@ use crate::command::{Actor, Command, DispatchRules, Event, LocationReport, Outco
 use crate::error::{DomainError, Error, Result};
 use crate::id::{IdSource, UserId};
 use crate::journal::Journal;
+use crate::leadership::Leadership;
 use crate::record::Record;
 use crate::state::{Effects, State, apply};
+
+mod follower;
+use follower::now_ms;
 
 /// Position reports coalesced by the state (a report within `location_min_interval_ms`
 /// of the driver's last published position), each waiting for its interval to be up: at
@@ -103,6 +110,16 @@ pub(super) struct Writer {
     /// What the last checkpoint lets leave the hot state, as `Archive` commands of
     /// bounded size still to apply, one per batch (see `commit`).
     archive: std::collections::VecDeque<Command>,
+    // ----- issue 21 -----
+    /// A cluster node's handshake with its lease keeper (`None`: one node, always leads).
+    leadership: Option<Arc<Leadership>>,
+    /// The configured rules, adopted (logged if they differ) when this node leads.
+    rules: DispatchRules,
+    /// The last follow found nothing new: the node may claim the log.
+    caught_up: bool,
+    /// Why following stopped (see `Stats::follow_error`); the node then neither follows
+    /// nor claims the log, and keeps answering reads.
+    follow_broken: Option<String>,
 }
 
 impl Writer {
@@ -132,6 +149,10 @@ impl Writer {
             stale: false,
             probe_changed_nothing: false,
             archive: std::collections::VecDeque::new(),
+            leadership: config.leadership,
+            rules: config.rules,
+            caught_up: false,
+            follow_broken: None,
         }
     }
 
@@ -141,6 +162,11 @@ impl Writer {
     /// `rules`: the configuration gives the defaults, a runtime change wins until changed
     /// again.
     pub(super) fn adopt_rules(&mut self, rules: DispatchRules) -> Result<()> {
+        if self.is_follower() {
+            // Adopted on promotion (`follower.rs`): a follower writes nothing to the log.
+            self.rules = rules;
+            return Ok(());
+        }
         let rules = self.state.rule_overrides().apply_to(&rules);
         if self.state.rules() != &rules {
             self.apply_one(Actor::System, Command::SetRules(rules), None);
@@ -156,6 +182,15 @@ impl Writer {
         let mut shutting_down = false;
         let mut last_probe = Instant::now();
         while !shutting_down {
+            if self.is_follower() {
+                shutting_down = self.follow_round();
+                continue;
+            }
+            if self.lease_lost() {
+                // Revoked while idle (or read-only): nothing of ours is pending.
+                self.step_down("the leader lease was revoked");
+                continue;
+            }
             // An archive under way goes on without waiting for traffic.
             let wait = if self.archive.is_empty() { self.idle_wakeup } else { Duration::ZERO };
             let first = match self.rx.recv_timeout(wait) {
@@ -355,6 +390,11 @@ impl Writer {
             self.answer_queries();
             return;
         }
+        if self.lease_lost() {
+            // Another node may lead already: nothing of this batch may become durable.
+            self.step_down("the leader lease was revoked before the batch was written");
+            return;
+        }
         match self.journal.commit() {
             Ok(synced) => {
                 if let Some(took) = synced {
@@ -365,6 +405,10 @@ impl Writer {
                     stats.max_sync_us.fetch_max(us, Ordering::Relaxed);
                     stats.sync_us.record(us);
                 }
+            }
+            Err(e) if e.is_fenced() || (matches!(e, StorageError::Unavailable { .. }) && self.lease_lost()) => {
+                self.step_down(&format!("the batch was not written: {e}"));
+                return;
             }
             Err(e) => {
                 let why = if e.is_disk_full() { format!("disk full ({e})") } else { e.to_string() };
@@ -383,6 +427,7 @@ impl Writer {
             let events: Arc<[Event]> = std::mem::take(&mut self.fx.events).into();
             self.shared.subscribers.lock().retain(|s| s.try_send(Arc::clone(&events)).is_ok());
         }
+        self.report_applied(now_ms(self.clock.now()));
         let stats = &self.shared.stats;
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.last_batch.store(self.replies.len() as u64, Ordering::Relaxed);

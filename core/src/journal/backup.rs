@@ -180,7 +180,7 @@ fn copy_documents(from: &Path, to: &Path) -> Result<u64> {
 /// Recovers the data directory `dir` as an engine would, and returns its records.
 fn verify(dir: &Path) -> Result<u64> {
     let policy = CheckpointPolicy { every_records: u64::MAX, segment_bytes: WalConfig::default().segment_bytes_max };
-    let (journal, _state, recovery) = Journal::open_dir(dir, State::default(), policy, None)?;
+    let (journal, _state, recovery) = Journal::open_dir(dir, State::default(), policy, None, None)?;
     drop(journal);
     Ok(recovery.last_lsn)
 }

@@ -130,6 +130,13 @@ pub type LogWrapper = Box<dyn FnOnce(Box<dyn CommandLog>) -> Box<dyn CommandLog>
 /// after it, or say [`StorageError::Released`] (the node then needs a newer checkpoint).
 pub type LogOpener = Box<dyn FnOnce(Lsn) -> std::result::Result<Box<dyn CommandLog>, StorageError> + Send>;
 
+/// What an [`Error::Storage`] says when a node's data directory cannot start on the
+/// shared log because the log no longer holds the records after its checkpoint (the
+/// stream was purged past it): the node needs a newer checkpoint, from a peer.
+/// [`Error::is_released`] detects it.
+pub const NEEDS_NEWER_CHECKPOINT: &str =
+    "the shared log no longer holds the records after this node's checkpoint: a newer checkpoint is needed";
+
 pub(crate) fn storage_error(context: &str, e: &StorageError) -> Error {
     Error::Storage(format!("{context}: {e}"))
 }
@@ -164,6 +171,7 @@ impl Journal {
         base: State,
         policy: CheckpointPolicy,
         wrap: Option<LogWrapper>,
+        shared_log: Option<LogOpener>,
     ) -> Result<(Self, State, Recovery)> {
         fs::create_dir_all(dir)
             .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
@@ -186,18 +194,39 @@ impl Journal {
                 None => (base, 0, AccountRows::default()),
             },
         };
-        let config = WalConfig { segment_bytes_max: policy.segment_bytes, ..WalConfig::default() };
-        let (wal, report) = Wal::open(wal_dir(dir), config)
-            .map_err(|e| storage_error(&format!("cannot open the WAL in {}", dir.display()), &e))?;
-        if wal.last_lsn() < base_lsn {
-            return Err(Error::Storage(format!(
-                "the checkpoint is at LSN {base_lsn} but the WAL ends at {}: the WAL is not this checkpoint's; refusing to start",
-                wal.last_lsn()
-            )));
-        }
+        let (log, report): (Box<dyn CommandLog>, _) = match shared_log {
+            // A cluster node: the shared log in place of the WAL (no `wal/` directory).
+            Some(open) => {
+                let log = open(base_lsn).map_err(|e| match e {
+                    StorageError::Released { .. } => Error::Storage(format!(
+                        "{NEEDS_NEWER_CHECKPOINT} (the local checkpoint is at LSN {base_lsn}: {e})"
+                    )),
+                    e => storage_error("cannot open the shared log", &e),
+                })?;
+                if log.last_lsn() < base_lsn {
+                    return Err(Error::Storage(format!(
+                        "the local checkpoint is at LSN {base_lsn} but the shared log ends at {}: this node's data \
+                         directory is not this cluster's; refusing to start",
+                        log.last_lsn()
+                    )));
+                }
+                (log, None)
+            }
+            None => {
+                let config = WalConfig { segment_bytes_max: policy.segment_bytes, ..WalConfig::default() };
+                let (wal, report) = Wal::open(wal_dir(dir), config)
+                    .map_err(|e| storage_error(&format!("cannot open the WAL in {}", dir.display()), &e))?;
+                if wal.last_lsn() < base_lsn {
+                    return Err(Error::Storage(format!(
+                        "the checkpoint is at LSN {base_lsn} but the WAL ends at {}: the WAL is not this checkpoint's; refusing to start",
+                        wal.last_lsn()
+                    )));
+                }
+                (Box::new(wal) as Box<dyn CommandLog>, Some(WalRecovery::from(&report)))
+            }
+        };
         let archived = history.archived_counts()?;
-        let durable_lsn = wal.durable_lsn();
-        let log: Box<dyn CommandLog> = Box::new(wal);
+        let durable_lsn = log.durable_lsn();
         let journal = Journal {
             durable_lsn,
             log: match wrap {
@@ -213,7 +242,7 @@ impl Journal {
             archived,
             _lock: Some(lock),
         };
-        journal.recovered(Some(WalRecovery::from(&report)))
+        journal.recovered(report)
     }
 
     /// A finished trip that left the hot state, from the history (none without one).
@@ -453,6 +482,62 @@ impl Journal {
         self.log.reopen().map_err(|e| storage_error("cannot reopen the log", &e))?;
         self.durable_lsn = self.log.durable_lsn();
         Ok(())
+    }
+
+    /// For a node of a cluster: waits up to `timeout` for records another writer made
+    /// durable after the last one this journal holds, and returns them (dense, in order;
+    /// empty: none came). They are then durable here too: the caller applies them.
+    pub(crate) fn follow(&mut self, timeout: Duration) -> std::result::Result<Vec<dispatch_storage::Record>, StorageError> {
+        let records = self.log.follow(self.durable_lsn, timeout)?;
+        for (expected, record) in (self.durable_lsn + 1..).zip(&records) {
+            if record.lsn != expected {
+                return Err(StorageError::InvalidLsn { lsn: record.lsn, reason: "the shared log skipped a record" });
+            }
+        }
+        if let Some(last) = records.last() {
+            self.durable_lsn = last.lsn;
+        }
+        Ok(records)
+    }
+
+    /// For a node of a cluster: makes this journal the shared log's only writer (see
+    /// [`CommandLog::claim`]); `Fenced` when another writer appended since the last follow.
+    pub(crate) fn claim(&mut self) -> std::result::Result<(), StorageError> {
+        self.pending.clear();
+        self.log.claim()
+    }
+
+    /// The last LSN this journal holds durable (written or followed).
+    pub(crate) fn durable_lsn(&self) -> Lsn {
+        self.durable_lsn
+    }
+
+    /// Writes what a followed `Archive` names (built from the follower's own state) to
+    /// the history in one transaction, before the follower applies it: its history then
+    /// holds them as the leader's does. Idempotent. Nothing to do without a history.
+    pub(crate) fn write_archived(&self, state: &State, command: &Command) -> Result<()> {
+        let Some(history) = &self.history else { return Ok(()) };
+        let Command::Archive { trips, transfer_ids, keys, gateway_events, alerts, audit } = command else {
+            return Ok(());
+        };
+        let leaving = crate::history::Leaving {
+            trips: trips
+                .iter()
+                .filter_map(|(id, revision)| state.trip(*id).filter(|t| t.revision == *revision).cloned())
+                .collect(),
+            transfers: transfer_ids.iter().filter_map(|id| state.ledger().transfer(*id).cloned()).collect(),
+            keys: keys
+                .iter()
+                .filter_map(|(principal, key, expires_at)| {
+                    let r = state.remembered(*principal, key).filter(|r| r.expires_at == *expires_at)?;
+                    Some((*principal, key.clone(), Arc::clone(r)))
+                })
+                .collect(),
+            events: gateway_events.clone(),
+            alerts: alerts.iter().filter_map(|id| state.alert(*id).cloned()).collect(),
+            audit: audit.iter().filter_map(|seq| state.audit_entry(*seq).cloned()).collect(),
+        };
+        history.write_leaving(&leaving)
     }
 
     /// Whether the current batch holds records not yet written.
