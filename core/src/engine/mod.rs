@@ -50,6 +50,8 @@ use dispatch_storage::{CommandLog, MemLog};
 
 mod archived;
 mod audit;
+#[cfg(test)]
+mod cluster_tests;
 mod config;
 mod stats;
 mod tracker;

@@ -131,6 +131,10 @@ impl Writer {
         shared: Arc<Shared>,
         config: EngineConfig,
     ) -> Self {
+        if let Some(l) = &config.leadership {
+            // What recovery applied (base + the records the log held at start-up).
+            l.set_applied(journal.durable_lsn(), 0);
+        }
         Writer {
             state,
             journal,

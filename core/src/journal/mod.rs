@@ -487,7 +487,10 @@ impl Journal {
     /// For a node of a cluster: waits up to `timeout` for records another writer made
     /// durable after the last one this journal holds, and returns them (dense, in order;
     /// empty: none came). They are then durable here too: the caller applies them.
-    pub(crate) fn follow(&mut self, timeout: Duration) -> std::result::Result<Vec<dispatch_storage::Record>, StorageError> {
+    pub(crate) fn follow(
+        &mut self,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<dispatch_storage::Record>, StorageError> {
         let records = self.log.follow(self.durable_lsn, timeout)?;
         for (expected, record) in (self.durable_lsn + 1..).zip(&records) {
             if record.lsn != expected {

@@ -243,6 +243,9 @@ impl Writer {
             Ok(state) => {
                 self.state = state;
                 self.stale = false;
+                if let Some(l) = &self.leadership {
+                    l.set_applied(self.journal.durable_lsn(), l.applied_at_ms());
+                }
             }
             Err(e) => {
                 *self.shared.stats.follow_error.lock() = Some(format!("cannot rebuild the state: {e}"));
