@@ -201,7 +201,7 @@ impl CommandLog for SharedMemLog {
         let deadline = Instant::now() + timeout;
         let mut inner = lock(&self.shared);
         loop {
-            if after + 1 <= inner.base_lsn {
+            if after < inner.base_lsn {
                 return Err(StorageError::Released { from: after + 1, first_available: inner.base_lsn + 1 });
             }
             if inner.end() > after {
