@@ -284,3 +284,75 @@ fn a_follower_restarts_from_its_checkpoint_and_catches_up() {
     assert!(!foreign.is_released() && foreign.to_string().contains("not this cluster's"), "{foreign}");
     a.shutdown().expect("a stops");
 }
+
+#[derive(Debug, Clone)]
+enum Op {
+    Rider,
+    Trip(usize),
+    Accept(usize),
+    Cancel(usize),
+    Later(u16),
+    Flip,
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        2 => Just(Op::Rider),
+        3 => (0..8usize).prop_map(Op::Trip),
+        2 => (0..8usize).prop_map(Op::Accept),
+        2 => (0..8usize).prop_map(Op::Cancel),
+        1 => (1..120u16).prop_map(Op::Later),
+        1 => Just(Op::Flip),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 12, ..Default::default() })]
+
+    /// Whatever the commands and however leadership moves between two nodes, both end
+    /// with the same state: the one the log holds.
+    #[test]
+    fn two_nodes_end_with_the_same_state_through_any_leadership_flips(ops in proptest::collection::vec(op(), 1..40)) {
+        let log = SharedMemLog::new();
+        let clock = ManualClock::new(Timestamp::from_millis(T0));
+        let nodes = [node(&log, &clock, 1), node(&log, &clock, 2)];
+        let mut term = 1;
+        let mut leader = 0;
+        lead(&nodes[0].0, &nodes[0].1, term);
+        let (first_rider, driver) = city(&nodes[0].0);
+        let mut riders = vec![first_rider];
+        let mut trips: Vec<TripId> = Vec::new();
+        for op in ops {
+            let engine = &nodes[leader].0;
+            let pick = |v: &[TripId], i: usize| v.get(i % v.len().max(1)).copied();
+            let result = match op {
+                Op::Rider => user(engine, Role::Rider, 100 + riders.len() as u64).map(|id| riders.push(id)),
+                Op::Trip(i) => ride(engine, riders[i % riders.len()]).map(|id| trips.push(id)),
+                Op::Accept(i) => pick(&trips, i).map_or(Ok(()), |t| engine.accept(driver, t).map(|_| ())),
+                Op::Cancel(i) => pick(&trips, i).map_or(Ok(()), |t| engine.cancel(Actor::Admin, t, "x").map(|_| ())),
+                Op::Later(s) => {
+                    clock.advance_secs(i64::from(s));
+                    engine.tick()
+                }
+                Op::Flip => {
+                    nodes[leader].1.revoke();
+                    leader = 1 - leader;
+                    term += 1;
+                    nodes[leader].1.grant(term);
+                    until("the other node leads", || nodes[leader].0.is_leader());
+                    Ok(())
+                }
+            };
+            proptest::prop_assert!(!not_leader(result), "the leader refused as a follower");
+        }
+        let (l, f) = (&nodes[leader], &nodes[1 - leader]);
+        // The old leader steps down at its next look at the lease.
+        until("one leader", || !f.0.is_leader());
+        caught_up(&l.1, &f.1);
+        proptest::prop_assert_eq!(state(&l.0), state(&f.0));
+        let [(a, _), (b, _)] = nodes;
+        a.shutdown().expect("a stops");
+        b.shutdown().expect("b stops");
+    }
+}

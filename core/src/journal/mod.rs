@@ -459,11 +459,19 @@ impl Journal {
         let first = appended?;
         // The log is dense and this journal its only writer: the batch follows the last
         // durable record, and a sync makes all of it durable. Replay, checkpoints and
-        // `release_below` rely on both; a log that breaks them must stop the writer.
-        assert_eq!(first, self.durable_lsn + 1, "the batch must follow the last durable record");
+        // `release_below` rely on both; a log that breaks them (a shared log over the
+        // network, say) fails the batch, and the writer rebuilds from what is durable.
+        if first != self.durable_lsn + 1 {
+            return Err(StorageError::InvalidLsn {
+                lsn: first,
+                reason: "the batch must follow the last durable record",
+            });
+        }
         let started = Instant::now();
         let durable = self.log.sync()?;
-        assert_eq!(durable, first + records - 1, "a sync must make the whole batch durable");
+        if durable != first + records - 1 {
+            return Err(StorageError::InvalidLsn { lsn: durable, reason: "a sync must make the whole batch durable" });
+        }
         self.durable_lsn = durable;
         Ok(Some(started.elapsed()))
     }
