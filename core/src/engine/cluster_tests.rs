@@ -193,6 +193,32 @@ fn a_revoked_leader_steps_down_and_follows_the_new_one() {
 }
 
 #[test]
+fn a_grant_of_a_new_term_is_claimed_anew() {
+    let log = SharedMemLog::new();
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let (a, la) = node(&log, &clock, 1);
+    lead(&a, &la, 1);
+    let claims = log.claims();
+    // The lease was lost and won again before the writer looked: another node may have
+    // led in between, so the old claim no longer counts.
+    la.grant(2);
+    until("it stepped down and claimed again", || la.transitions() == (2, 1) && a.is_leader());
+    assert_eq!(log.claims(), claims + 1);
+    city(&a);
+    a.shutdown().expect("a stops");
+}
+
+#[test]
+fn a_shared_log_needs_a_data_dir() {
+    let leadership = Arc::new(Leadership::new());
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let log = SharedMemLog::new();
+    let opener: crate::journal::LogOpener = Box::new(move |_| Ok(Box::new(log.handle()) as Box<dyn CommandLog>));
+    let config = EngineConfig { log: Some(opener), ..config(&clock, &leadership, 1) };
+    assert!(Engine::open(config).is_err());
+}
+
+#[test]
 fn a_fenced_leader_refuses_its_batch_and_rebuilds_from_the_log() {
     let log = SharedMemLog::new();
     let clock = ManualClock::new(Timestamp::from_millis(T0));
@@ -337,6 +363,9 @@ proptest::proptest! {
                 }
                 Op::Flip => {
                     nodes[leader].1.revoke();
+                    // Lest the old leader, not having looked yet, take the next grant for
+                    // its own (it would step down at its next commit: a NotLeader here).
+                    until("the old leader steps down", || !nodes[leader].0.is_leader());
                     leader = 1 - leader;
                     term += 1;
                     nodes[leader].1.grant(term);

@@ -162,6 +162,8 @@ impl Engine {
                     Journal::open_dir(&dir, State::default(), policy, config.wrap_log.take(), config.log.take())?;
                 Self::launch(config, journal, state, recovery)
             }
+            // A shared log keeps its checkpoints and history in a data directory.
+            None if config.log.is_some() => Err(Error::invalid("EngineConfig::log needs a data_dir")),
             None => Self::open_with_state(config, State::default()),
         }
     }

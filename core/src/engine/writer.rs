@@ -120,6 +120,9 @@ pub(super) struct Writer {
     /// Why following stopped (see `Stats::follow_error`); the node then neither follows
     /// nor claims the log, and keeps answering reads.
     follow_broken: Option<String>,
+    /// The lease term this node claimed the log under: a grant of another term (the
+    /// lease lost and won again meanwhile) is a new lease, claimed anew.
+    term: u64,
 }
 
 impl Writer {
@@ -157,6 +160,7 @@ impl Writer {
             rules: config.rules,
             caught_up: false,
             follow_broken: None,
+            term: 0,
         }
     }
 

@@ -49,9 +49,10 @@ impl Writer {
         self.leadership.as_ref().is_some_and(|l| !l.is_leader())
     }
 
-    /// This node leads, but the lease keeper revoked the lease.
+    /// This node leads, but the lease keeper revoked the lease it claimed the log under
+    /// (or granted another term since: another node may have led in between).
     pub(super) fn lease_lost(&self) -> bool {
-        self.leadership.as_ref().is_some_and(|l| l.is_leader() && !l.is_granted())
+        self.leadership.as_ref().is_some_and(|l| l.is_leader() && (!l.is_granted() || l.term() != self.term))
     }
 
     /// Tells the lease keeper how far this node applied the log (a leader after each
@@ -193,6 +194,8 @@ impl Writer {
     /// Fenced (another writer appended meanwhile): follows on and tries again later.
     fn promote(&mut self) {
         let Some(leadership) = self.leadership.clone() else { return };
+        // Read before the claim: a grant after it is a newer term, which `lease_lost` sees.
+        let term = leadership.term();
         if self.journal.claim().is_err() {
             self.caught_up = false;
             return;
@@ -200,6 +203,7 @@ impl Writer {
         *self.shared.stats.follow_error.lock() = None;
         self.positions = PendingPositions::default();
         self.archive.clear();
+        self.term = term;
         leadership.set_leading(true);
         self.report_applied(leadership.applied_at_ms());
         // The configured rules (with staff's runtime overrides on top), logged if they differ.
