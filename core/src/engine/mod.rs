@@ -845,6 +845,8 @@ mod tests {
             matches!(answers[..], [Ok(Outcome::Done), Ok(Outcome::Done), Ok(Outcome::Coalesced { .. })]),
             "{answers:?}"
         );
+        // Answered before their batch is published: a query is answered after it is.
+        engine.query(|_| ()).unwrap();
         assert_eq!(engine.driver(drivers[2]).unwrap().fix.unwrap().point, metres_north(20.0));
         // Nothing to send is answered at once; too many at once is refused, and nothing of it applied.
         let (tx, rx) = crossbeam_channel::bounded(1);
