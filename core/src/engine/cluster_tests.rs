@@ -193,6 +193,119 @@ fn a_revoked_leader_steps_down_and_follows_the_new_one() {
 }
 
 #[test]
+fn a_record_that_does_not_decode_stops_following_but_not_reads() {
+    let log = SharedMemLog::new();
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let (a, la) = node(&log, &clock, 1);
+    let (b, lb) = node(&log, &clock, 2);
+    lead(&a, &la, 1);
+    city(&a);
+    caught_up(&la, &lb);
+    let before = state(&b);
+    a.shutdown().expect("a stops");
+    let mut rogue = log.handle();
+    rogue.append(&[b"not a record"]).expect("appended");
+    rogue.sync().expect("synced");
+    until("the follower reports it", || b.stats().follow_error.lock().is_some());
+    let why = b.stats().follow_error.lock().clone().unwrap_or_default();
+    assert!(why.contains("unreadable"), "{why}");
+    assert_eq!(state(&b), before, "reads go on, from the state before the record");
+    lb.grant(2);
+    // A few rounds of its loop: it must not claim a log it cannot apply.
+    for _ in 0..5 {
+        assert_eq!(b.query(|_| ()).ok(), Some(()));
+    }
+    assert!(!b.is_leader());
+    assert_eq!(log.claims(), 1, "only the first leader's claim");
+    b.shutdown().expect("b stops");
+}
+
+/// A handle on a shared log whose servers can be made unreachable.
+struct Unreachable {
+    log: SharedMemLog,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Unreachable {
+    fn check(&mut self) -> Result<(), dispatch_storage::StorageError> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            self.log.reopen()?;
+            return Err(dispatch_storage::StorageError::Unavailable { reason: "no NATS server answers".into() });
+        }
+        Ok(())
+    }
+}
+
+impl CommandLog for Unreachable {
+    fn append(&mut self, payloads: &[&[u8]]) -> Result<u64, dispatch_storage::StorageError> {
+        self.check()?;
+        self.log.append(payloads)
+    }
+    fn sync(&mut self) -> Result<u64, dispatch_storage::StorageError> {
+        self.check()?;
+        self.log.sync()
+    }
+    fn read_from(&self, from: u64) -> Result<dispatch_storage::Records<'_>, dispatch_storage::StorageError> {
+        self.log.read_from(from)
+    }
+    fn last_lsn(&self) -> u64 {
+        self.log.last_lsn()
+    }
+    fn durable_lsn(&self) -> u64 {
+        self.log.durable_lsn()
+    }
+    fn release_below(&mut self, lsn: u64) -> Result<(), dispatch_storage::StorageError> {
+        self.log.release_below(lsn)
+    }
+    fn reopen(&mut self) -> Result<(), dispatch_storage::StorageError> {
+        self.log.reopen()
+    }
+    fn follow(
+        &mut self,
+        after: u64,
+        timeout: Duration,
+    ) -> Result<Vec<dispatch_storage::Record>, dispatch_storage::StorageError> {
+        self.check()?;
+        self.log.follow(after, timeout)
+    }
+    fn claim(&mut self) -> Result<(), dispatch_storage::StorageError> {
+        self.check()?;
+        self.log.claim()
+    }
+}
+
+#[test]
+fn an_unreachable_log_makes_a_leader_read_only_until_its_lease_goes() {
+    let log = SharedMemLog::new();
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let la = Arc::new(Leadership::new());
+    let handle = Unreachable { log: log.handle(), down: Arc::clone(&down) };
+    let a = Engine::open_with_log(config(&clock, &la, 1), Box::new(handle), State::default()).expect("a opens");
+    let (b, lb) = node(&log, &clock, 2);
+    lead(&a, &la, 1);
+    let (rider, _) = city(&a);
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = ride(&a, rider);
+    assert!(matches!(refused, Err(Error::ReadOnly(_))), "{refused:?}");
+    assert!(a.is_read_only() && a.is_leader(), "still the leader, read-only as on a failed disk");
+    la.revoke();
+    until("the read-only leader steps down", || !a.is_leader());
+    assert!(!a.is_read_only());
+    assert!(not_leader(ride(&a, rider)));
+    lb.grant(2);
+    until("b leads", || b.is_leader());
+    let trip = ride(&b, rider).expect("the new leader takes the ride");
+    down.store(false, std::sync::atomic::Ordering::SeqCst);
+    caught_up(&lb, &la);
+    assert!(a.stats().follow_error.lock().is_none(), "the log answers again");
+    assert_eq!(a.trip(trip), b.trip(trip));
+    assert_eq!(state(&a), state(&b));
+    a.shutdown().expect("a stops");
+    b.shutdown().expect("b stops");
+}
+
+#[test]
 fn a_grant_of_a_new_term_is_claimed_anew() {
     let log = SharedMemLog::new();
     let clock = ManualClock::new(Timestamp::from_millis(T0));

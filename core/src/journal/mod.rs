@@ -16,6 +16,9 @@
 //!   become durable) is thrown away and rebuilt from disk the same way;
 //! - one process per data directory: a second `open` fails while the first holds
 //!   the lock;
+//! - a cluster node (issue 21) opens a log several nodes share in place of the WAL
+//!   ([`LogOpener`], from its checkpoint's LSN), refuses one that ends below its
+//!   checkpoint, and follows what other writers made durable (`follow`, `claim`);
 //! - what a checkpoint moves to the history (finished trips, settled transfers,
 //!   idempotency keys and gateway event ids older than [`KEYS_HOT_WINDOW_S`]) is bounded
 //!   per checkpoint, fits one history transaction and one `Archive` record, and is durable

@@ -88,7 +88,12 @@ impl Writer {
             return shutdown;
         }
         let mut shutdown = false;
-        match self.journal.follow(FOLLOW_WAIT) {
+        let followed = self.journal.follow(FOLLOW_WAIT);
+        if followed.is_ok() && self.follow_broken.is_none() {
+            // The log answers again: what an earlier round reported is over.
+            self.shared.stats.follow_error.lock().take();
+        }
+        match followed {
             Ok(records) if records.is_empty() => self.caught_up = true,
             Ok(records) => {
                 self.caught_up = false;
