@@ -102,6 +102,9 @@ impl Writer {
             Err(e @ StorageError::Released { .. }) => {
                 self.stop_following(format!("{}: {e}", crate::journal::NEEDS_NEWER_CHECKPOINT));
             }
+            Err(e @ StorageError::InvalidLsn { .. }) => {
+                self.stop_following(format!("the shared log is not dense here: {e}"));
+            }
             Err(e) => {
                 // The log cannot be reached just now: try again after a short wait.
                 self.caught_up = false;
