@@ -197,6 +197,11 @@ impl Cluster {
         )
     }
 
+    /// The stream under the log (tests and tools).
+    pub fn stream(&self) -> JsStream {
+        self.stream.clone()
+    }
+
     /// Starts the lease keeper: it watches the lease, bids when it lapsed and
     /// `leadership` reports this node caught up, renews it every `lease_ms / 4` while
     /// held, and grants or revokes `leadership` accordingly.
@@ -330,19 +335,26 @@ async fn setup_nats(
     let store = match context.get_key_value(&bucket).await {
         Ok(store) => store,
         Err(_) => {
-            let kv_config = async_nats::jetstream::kv::Config {
-                bucket: bucket.clone(),
-                history: 1,
-                num_replicas: config.replicas,
+            // The bucket's stream, as the client's `create_key_value` would make it: that
+            // call first asks for the account's info, which async-nats 0.52 cannot parse
+            // from a 2.9 server.
+            let kv_stream = StreamConfig {
+                name: format!("KV_{bucket}"),
+                subjects: vec![format!("$KV.{bucket}.>")],
+                max_messages_per_subject: 1,
                 storage: StorageType::File,
+                num_replicas: config.replicas,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: async_nats::jetstream::stream::DiscardPolicy::New,
+                duplicate_window: Duration::from_secs(120),
                 ..Default::default()
             };
-            match context.create_key_value(kv_config).await {
-                Ok(store) => store,
-                Err(create) => {
-                    context.get_key_value(&bucket).await.map_err(|_| nats("creating the lease bucket", &create))?
-                }
+            if let Err(create) = context.create_stream(kv_stream).await {
+                tracing::debug!(error = %create, "creating the lease bucket (perhaps another node did)");
             }
+            context.get_key_value(&bucket).await.map_err(|e| nats("creating the lease bucket", &e))?
         }
     };
     Ok((client, context, stream, store))

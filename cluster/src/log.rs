@@ -97,7 +97,6 @@ impl<S: LogStream> SharedLog<S> {
             pending: Vec::new(),
             claimed: false,
         };
-        log.genesis()?;
         log.resync()?;
         if checkpoint > log.durable {
             return Err(StorageError::InvalidLsn {
@@ -149,29 +148,6 @@ impl<S: LogStream> SharedLog<S> {
 
     fn note_term(&self, term: u64) {
         self.shared.known_term.fetch_max(term, Ordering::SeqCst);
-    }
-
-    /// Makes sure the stream is not empty: JetStream 2.9 ignores an expected last sequence
-    /// of 0, so a claim on an empty stream would not be fenced. Every node publishes the
-    /// same genesis marker (one message id: the duplicate window keeps one copy).
-    fn genesis(&mut self) -> Result<(), StorageError> {
-        let bounds = self.stream.bounds().map_err(|e| self.stream_error(e))?;
-        if bounds.last > 0 {
-            return Ok(());
-        }
-        let message = LogMessage {
-            first_lsn: 1,
-            count: 0,
-            node: String::new(),
-            term: 0,
-            claim: true,
-            msg_id: format!("{}-genesis", self.name),
-            payload: Vec::new(),
-        };
-        match self.stream.publish(&message, 0) {
-            Ok(_) | Err(StreamError::WrongLastSequence(_)) => Ok(()),
-            Err(e) => Err(self.stream_error(e)),
-        }
     }
 
     /// Moves the view to the stream's end (the last message's last LSN).
