@@ -129,6 +129,9 @@ struct MemInner {
     ids: BTreeMap<String, u64>,
     /// When set, the next publish is stored but answered `Unavailable` (a lost ack).
     lose_next_ack: bool,
+    /// Check the expected last sequence before the message id (JetStream 2.9 checks the
+    /// id first; the log must be right either way).
+    sequence_first: bool,
 }
 
 impl MemStream {
@@ -148,6 +151,20 @@ impl MemStream {
         self.lock().lose_next_ack = true;
     }
 
+    /// Check the expected last sequence before the message id.
+    pub fn check_sequence_first(&self) {
+        self.lock().sequence_first = true;
+    }
+
+    /// Stores `message` as it is, without any check (to build broken streams in tests).
+    pub fn force(&self, message: LogMessage) -> u64 {
+        let mut inner = self.lock();
+        inner.last += 1;
+        let seq = inner.last;
+        inner.messages.insert(seq, message);
+        seq
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemInner> {
         // A panic while holding this lock can only come from a failing test.
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -159,10 +176,14 @@ impl LogStream for MemStream {
         let mut inner = self.lock();
         // JetStream checks the message id before the expected last sequence (see the
         // server test in tests/jetstream.rs); the log handles either order.
+        let wrong = inner.last != expected_last;
+        if wrong && inner.sequence_first {
+            return Err(StreamError::WrongLastSequence(format!("last is {}, not {expected_last}", inner.last)));
+        }
         if let Some(seq) = inner.ids.get(&message.msg_id) {
             return Ok(Published::Duplicate(*seq));
         }
-        if inner.last != expected_last {
+        if wrong {
             return Err(StreamError::WrongLastSequence(format!("last is {}, not {expected_last}", inner.last)));
         }
         inner.last += 1;
