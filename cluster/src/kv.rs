@@ -78,6 +78,18 @@ impl LeaseKv for MemKv {
     }
 }
 
+impl<T: LeaseKv> LeaseKv for std::sync::Arc<T> {
+    fn read(&self) -> Observed {
+        (**self).read()
+    }
+    fn write(&self, expected: Option<u64>, value: &LeaseValue) -> WriteResult {
+        (**self).write(expected, value)
+    }
+    fn delete(&self, expected: u64) -> WriteResult {
+        (**self).delete(expected)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

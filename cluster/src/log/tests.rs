@@ -89,7 +89,10 @@ fn follow_refuses_a_gap_or_an_overlap() {
         stream.force(message(1, "m1"));
         stream.force(message(first_lsn, "m2"));
         let error = log.follow(0, Duration::ZERO).err();
-        assert!(matches!(&error, Some(StorageError::Corrupt { reason, .. }) if reason.contains(if first_lsn == 3 { "gap" } else { "overlap" })), "{error:?}");
+        assert!(
+            matches!(&error, Some(StorageError::Corrupt { reason, .. }) if reason.contains(if first_lsn == 3 { "gap" } else { "overlap" })),
+            "{error:?}"
+        );
     }
 }
 
@@ -117,7 +120,10 @@ fn a_purged_prefix_is_released_and_only_the_writer_purges() {
     stream.purge_below(3).ok();
     assert!(matches!(a.read_from(1), Err(StorageError::Released { from: 1, first_available: 3 })));
     assert_eq!(lsns(&a, 3), vec![3]);
-    assert!(matches!(SharedLog::open(Arc::clone(&stream), "T", "c", Arc::default(), 1), Err(StorageError::Released { .. })));
+    assert!(matches!(
+        SharedLog::open(Arc::clone(&stream), "T", "c", Arc::default(), 1),
+        Err(StorageError::Released { .. })
+    ));
     // Below RETAIN_RECORDS nothing is purged; a follower never purges.
     let before = stream.messages().len();
     assert!(a.release_below(4).is_ok());
