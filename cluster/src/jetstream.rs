@@ -28,6 +28,9 @@ use crate::stream::{Bounds, LogMessage, LogStream, Published, StreamError};
 /// The longest any one request to the servers may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Gets a range read keeps in flight.
+const GETS_IN_FLIGHT: usize = 32;
+
 /// The lease's key in its bucket.
 pub const LEASE_KEY: &str = "leader";
 
@@ -152,6 +155,36 @@ impl LogStream for JsStream {
                 _ => Err(StreamError::Unavailable(format!("get {seq}: {e}"))),
             },
         }
+    }
+
+    fn get_range(&self, from: u64, to: u64) -> Result<Vec<Option<LogMessage>>, StreamError> {
+        use futures_util::StreamExt;
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let stream = self.stream.clone();
+        let answers = block(&self.handle, async move {
+            futures_util::stream::iter(from..=to)
+                .map(|seq| {
+                    let stream = stream.clone();
+                    async move { (seq, stream.get_raw_message(seq).await) }
+                })
+                .buffered(GETS_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await
+        })
+        .ok_or_else(|| unavailable("get"))?;
+        answers
+            .into_iter()
+            .map(|(seq, answer)| match answer {
+                Ok(message) => parse_message(seq, &message.headers, &message.payload).map(Some),
+                Err(e) => match e.kind() {
+                    LastRawMessageErrorKind::NoMessageFound => Ok(None),
+                    LastRawMessageErrorKind::JetStream(js) if js.error_code().0 == 10037 => Ok(None),
+                    _ => Err(StreamError::Unavailable(format!("get {seq}: {e}"))),
+                },
+            })
+            .collect()
     }
 
     fn bounds(&self) -> Result<Bounds, StreamError> {

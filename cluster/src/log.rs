@@ -28,6 +28,10 @@ use dispatch_storage::{
 
 use crate::stream::{LogMessage, LogStream, Published, StreamError};
 
+/// Messages `read_from` and `follow` fetch at once (the memory a read holds is bounded by
+/// this many messages of at most [`MESSAGE_BYTES_MAX`]).
+const READ_AHEAD: u64 = 64;
+
 /// Records `release_below` always keeps in the stream, below the checkpoint's LSN: a
 /// follower that lags (or a node that restarts with an older checkpoint) catches up from
 /// the stream as long as it is less than this far behind; further behind, it needs a newer
@@ -141,6 +145,12 @@ impl<S: LogStream> SharedLog<S> {
         self.stream.get(seq).map_err(|e| self.stream_error(e))
     }
 
+    /// The first LSN the stream still holds (best effort, for error messages).
+    fn first_available(&self) -> Lsn {
+        let first = self.stream.bounds().map(|b| b.first).unwrap_or(0);
+        self.stream.get(first).ok().flatten().map_or(0, |m| m.first_lsn)
+    }
+
     fn publish_state(&self) {
         self.shared.end_seq.store(self.end_seq, Ordering::SeqCst);
         self.shared.durable_lsn.store(self.durable, Ordering::SeqCst);
@@ -234,9 +244,17 @@ impl<S: LogStream> SharedLog<S> {
         let mut out = Vec::new();
         let bounds = self.stream.bounds().map_err(|e| self.stream_error(e))?;
         let mut seq = self.end_seq;
+        let mut ahead = std::collections::VecDeque::new();
+        if seq + 1 < bounds.first {
+            return Err(StorageError::Released { from: expected, first_available: self.first_available() });
+        }
         while seq < bounds.last {
-            let next = (seq + 1).max(bounds.first);
-            let Some(message) = self.get(next)? else {
+            let next = seq + 1;
+            if ahead.is_empty() {
+                let to = bounds.last.min(next + READ_AHEAD - 1);
+                ahead = self.stream.get_range(next, to).map_err(|e| self.stream_error(e))?.into();
+            }
+            let Some(message) = ahead.pop_front().flatten() else {
                 return Err(self.corrupt(next, "a message inside the stream's bounds is missing"));
             };
             if !out.is_empty() && out.len() as u64 + message.count > BATCH_RECORDS_MAX as u64 {
@@ -353,6 +371,7 @@ impl<S: LogStream> CommandLog for SharedLog<S> {
         Ok(Box::new(Reader {
             log: self,
             next_seq: seq,
+            ahead: Default::default(),
             from,
             expected: None,
             buffer: Vec::new().into_iter(),
@@ -450,6 +469,8 @@ impl<S: LogStream> CommandLog for SharedLog<S> {
 struct Reader<'a, S: LogStream> {
     log: &'a SharedLog<S>,
     next_seq: u64,
+    /// Messages fetched ahead (at most READ_AHEAD): bounded memory.
+    ahead: std::collections::VecDeque<Option<LogMessage>>,
     from: Lsn,
     /// The LSN the next message must start at (`None` before the first).
     expected: Option<Lsn>,
@@ -461,11 +482,18 @@ impl<S: LogStream> Reader<'_, S> {
     fn fill(&mut self) -> Result<(), StorageError> {
         while self.buffer.len() == 0 && self.next_seq <= self.log.end_seq {
             let seq = self.next_seq;
+            if self.ahead.is_empty() {
+                let to = self.log.end_seq.min(seq + READ_AHEAD - 1);
+                self.ahead = self.log.stream.get_range(seq, to).map_err(|e| self.log.stream_error(e))?.into();
+            }
             self.next_seq += 1;
-            let Some(message) = self.log.get(seq)? else {
+            let Some(message) = self.ahead.pop_front().flatten() else {
                 let first = self.log.stream.bounds().map_err(|e| self.log.stream_error(e))?.first;
                 if seq < first {
-                    return Err(StorageError::Released { from: self.from, first_available: 0 });
+                    return Err(StorageError::Released {
+                        from: self.from,
+                        first_available: self.log.first_available(),
+                    });
                 }
                 return Err(self.log.corrupt(seq, "a message inside the stream's bounds is missing"));
             };

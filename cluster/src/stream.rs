@@ -109,6 +109,12 @@ pub trait LogStream: Send + Sync + 'static {
     fn publish(&self, message: &LogMessage, expected_last: u64) -> Result<Published, StreamError>;
     /// The message stored at `seq` (`None`: purged, or never stored).
     fn get(&self, seq: u64) -> Result<Option<LogMessage>, StreamError>;
+    /// The messages at `from..=to` in order (`None` where there is none): what a reader
+    /// asks for when it has many to read. JetStream's implementation asks for them
+    /// concurrently.
+    fn get_range(&self, from: u64, to: u64) -> Result<Vec<Option<LogMessage>>, StreamError> {
+        (from..=to).map(|seq| self.get(seq)).collect()
+    }
     /// The stream's bounds now.
     fn bounds(&self) -> Result<Bounds, StreamError>;
     /// Removes every message below `seq` (keeps `seq` and after).
@@ -219,6 +225,9 @@ impl<T: LogStream> LogStream for std::sync::Arc<T> {
     }
     fn get(&self, seq: u64) -> Result<Option<LogMessage>, StreamError> {
         (**self).get(seq)
+    }
+    fn get_range(&self, from: u64, to: u64) -> Result<Vec<Option<LogMessage>>, StreamError> {
+        (**self).get_range(from, to)
     }
     fn bounds(&self) -> Result<Bounds, StreamError> {
         (**self).bounds()
