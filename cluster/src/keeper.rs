@@ -139,3 +139,52 @@ impl Drop for KeeperThread {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::election::Observed;
+    use crate::kv::MemKv;
+
+    fn keeper(kv: &Arc<MemKv>, node: &str, leadership: &Arc<Leadership>) -> Keeper<Arc<MemKv>> {
+        let election = Election::new(node, "u", Duration::from_millis(400));
+        Keeper::new(election, Arc::clone(kv), Arc::clone(leadership), Arc::default())
+    }
+
+    #[test]
+    fn only_a_caught_up_node_is_granted_and_a_fenced_writer_gives_the_lease_up() {
+        let kv = Arc::new(MemKv::new());
+        let leadership = Arc::new(Leadership::new());
+        let mut k = keeper(&kv, "a", &leadership);
+        k.step(Duration::ZERO, Some(0));
+        assert!(!leadership.is_granted(), "the writer has not said it is caught up");
+        leadership.set_log_end(0, true);
+        k.step(Duration::from_millis(1), None);
+        assert!(!leadership.is_granted(), "the stream's end is unknown");
+        k.step(Duration::from_millis(2), Some(0));
+        assert!(leadership.is_granted());
+        assert_eq!(leadership.term(), 1);
+        assert_eq!(k.shared.term.load(Ordering::SeqCst), 1, "the log publishes under the grant's term");
+        assert_eq!(k.leader(Duration::from_millis(2)).map(|l| l.node_id), Some("a".to_string()));
+        // The writer leads, then is fenced: the keeper deletes the lease and revokes.
+        leadership.set_leading(true);
+        k.step(Duration::from_millis(3), Some(0));
+        leadership.set_leading(false);
+        k.step(Duration::from_millis(4), Some(0));
+        assert!(!leadership.is_granted());
+        assert!(matches!(kv.read(), Observed::Deleted { .. }));
+    }
+
+    #[test]
+    fn shutdown_deletes_a_held_lease() {
+        let kv = Arc::new(MemKv::new());
+        let leadership = Arc::new(Leadership::new());
+        leadership.set_log_end(0, true);
+        let mut k = keeper(&kv, "a", &leadership);
+        k.step(Duration::ZERO, Some(0));
+        assert!(leadership.is_granted());
+        k.shutdown(Duration::from_millis(1));
+        assert!(!leadership.is_granted());
+        assert!(matches!(kv.read(), Observed::Deleted { .. }));
+    }
+}

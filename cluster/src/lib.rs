@@ -4,7 +4,15 @@
 //! Map: [`stream`] (what the log needs of a stream, and an in-memory one), [`log`] (the
 //! [`CommandLog`](dispatch_storage::CommandLog) on it: LSNs, fence, claim), [`kv`] and
 //! [`election`] (the lease's rules, without I/O), [`keeper`] (carries them out),
-//! [`jetstream`] (the NATS implementations); the model test in `model_test.rs`.
+//! [`jetstream`] (the NATS implementations); the model test in `model_test.rs`; the
+//! tests against real servers in `tests/jetstream.rs` ([`testing`] starts them).
+//!
+//! What nats-server 2.9.10 does, as `tests/jetstream.rs` checks: a publish whose
+//! `Nats-Msg-Id` was stored before is answered "duplicate" (with the first copy's
+//! sequence) even when its `Nats-Expected-Last-Sequence` is stale: the id is checked first;
+//! the log also handles the other order (a "wrong last sequence" whose next message is its
+//! own). An expected last sequence of 0 is checked too, so two first claims of an empty
+//! stream cannot both succeed.
 //!
 //! Owns [`Cluster`]: the connection to the NATS servers, the stream that is the command
 //! log (one message per group commit), the key-value bucket that holds the leader lease,

@@ -13,7 +13,13 @@
 //!   the message after the expected sequence when it answers "wrong last sequence";
 //! - what `read_from` and `follow` return continues the LSNs densely; a gap or an overlap
 //!   in the stream is reported ([`StorageError::Corrupt`]), never skipped;
-//! - `read_from` streams one message at a time (bounded memory);
+//! - `read_from` streams the log in bounded memory: it fetches [`READ_AHEAD`] messages at a
+//!   time (JetStream: concurrent direct gets by sequence, no consumer to clean up), from
+//!   the message that holds the LSN asked for (binary search on `Dispatch-Lsn`);
+//! - `follow` reads the same way from the message after the last one consumed, and while
+//!   nothing is new polls the stream's last sequence every 10 ms until its timeout (a
+//!   stream-info request per poll: simple and stateless; an ordered consumer would push
+//!   instead, at the price of a consumer to keep alive);
 //! - `release_below` purges only while this log holds its claim, and keeps the last
 //!   [`RETAIN_RECORDS`] records: followers and restarting nodes catch up from them.
 
