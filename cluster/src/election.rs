@@ -206,6 +206,19 @@ impl Election {
         self.holder = None;
     }
 
+    /// The leader's timer alone, without a look at the lease: a revoke once `lease * 3 / 4`
+    /// passed since the start of the last successful renewal.
+    pub fn expire(&mut self, now: Duration) -> Vec<Action> {
+        match self.role {
+            Role::Leader { term, renewed_at, .. } if now.saturating_sub(renewed_at) >= self.hold_for() => {
+                tracing::warn!(node = %self.node_id, term, "stepped down: the lease could not be renewed in time");
+                self.step_down(now);
+                vec![Action::Revoke]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// One look at the lease: what to do now.
     pub fn tick(&mut self, input: &Input) -> Vec<Action> {
         let now = input.now;
@@ -398,6 +411,11 @@ mod tests {
         assert!(e.holds_lease(ms(1999)));
         assert_eq!(e.tick(&input(2000, held(2, "a", 1), true)), vec![Action::Revoke]);
         assert!(!e.holds_lease(ms(2000)));
+        // The timer alone does the same, with no look at the lease.
+        let mut e = leader_at(1);
+        assert!(e.expire(ms(1499)).is_empty());
+        assert_eq!(e.expire(ms(1500)), vec![Action::Revoke]);
+        assert!(e.expire(ms(1600)).is_empty(), "once");
     }
 
     #[test]

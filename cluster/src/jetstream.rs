@@ -49,9 +49,18 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    block_for(handle, REQUEST_TIMEOUT, future)
+}
+
+/// [`block`] with another time limit.
+pub(crate) fn block_for<F>(handle: &Handle, limit: Duration, future: F) -> Option<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
     let (tx, rx) = mpsc::sync_channel(1);
     handle.spawn(async move {
-        if let Ok(output) = tokio::time::timeout(REQUEST_TIMEOUT, future).await {
+        if let Ok(output) = tokio::time::timeout(limit, future).await {
             let _ = tx.send(output);
         }
     });
@@ -215,18 +224,21 @@ impl LogStream for JsStream {
 pub struct JsKv {
     handle: Handle,
     store: Store,
+    /// A lease request's time limit: a quarter of the lease (a renewal that takes longer
+    /// is as good as failed).
+    limit: Duration,
 }
 
 impl JsKv {
-    pub(crate) fn new(handle: Handle, store: Store) -> Self {
-        JsKv { handle, store }
+    pub(crate) fn new(handle: Handle, store: Store, lease: Duration) -> Self {
+        JsKv { handle, store, limit: (lease / 4).max(Duration::from_millis(50)) }
     }
 }
 
 impl LeaseKv for JsKv {
     fn read(&self) -> Observed {
         let store = self.store.clone();
-        match block(&self.handle, async move { store.entry(LEASE_KEY).await }) {
+        match block_for(&self.handle, self.limit, async move { store.entry(LEASE_KEY).await }) {
             Some(Ok(None)) => Observed::Absent,
             Some(Ok(Some(entry))) => match entry.operation {
                 Operation::Put => {
@@ -253,22 +265,27 @@ impl LeaseKv for JsKv {
         let store = self.store.clone();
         let json = Bytes::from(json);
         match expected {
-            None => match block(&self.handle, async move { store.create(LEASE_KEY, json).await }) {
+            None => match block_for(&self.handle, self.limit, async move { store.create(LEASE_KEY, json).await }) {
                 Some(Ok(revision)) => WriteResult::Written(revision),
                 Some(Err(e)) if e.kind() == CreateErrorKind::AlreadyExists => WriteResult::Refused,
                 _ => WriteResult::Failed,
             },
-            Some(revision) => match block(&self.handle, async move { store.update(LEASE_KEY, json, revision).await }) {
-                Some(Ok(revision)) => WriteResult::Written(revision),
-                Some(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => WriteResult::Refused,
-                _ => WriteResult::Failed,
-            },
+            Some(revision) => {
+                match block_for(&self.handle, self.limit, async move { store.update(LEASE_KEY, json, revision).await })
+                {
+                    Some(Ok(revision)) => WriteResult::Written(revision),
+                    Some(Err(e)) if e.kind() == UpdateErrorKind::WrongLastRevision => WriteResult::Refused,
+                    _ => WriteResult::Failed,
+                }
+            }
         }
     }
 
     fn delete(&self, expected: u64) -> WriteResult {
         let store = self.store.clone();
-        match block(&self.handle, async move { store.delete_expect_revision(LEASE_KEY, Some(expected)).await }) {
+        match block_for(&self.handle, self.limit, async move {
+            store.delete_expect_revision(LEASE_KEY, Some(expected)).await
+        }) {
             Some(Ok(())) => WriteResult::Written(0),
             Some(Err(_)) => WriteResult::Refused,
             None => WriteResult::Failed,

@@ -40,6 +40,22 @@ impl<K: LeaseKv> Keeper<K> {
     /// One step at `now` (this node's monotonic time); `stream_last` is the stream's last
     /// sequence (`None`: unknown, so not caught up).
     pub fn step(&mut self, now: Duration, stream_last: Option<u64>) {
+        let lease = self.kv.read();
+        self.decide(now, lease, stream_last);
+    }
+
+    /// The production step: the leader's timer is checked before any I/O (a slow server
+    /// must not delay a step-down), the stream's end is asked for only by a follower, and
+    /// the decision uses the clock as it is after the reads.
+    pub fn step_live(&mut self, clock: &dyn Fn() -> Duration, stream_last: &dyn Fn() -> Option<u64>) {
+        let actions = self.election.expire(clock());
+        self.run(clock(), actions);
+        let lease = self.kv.read();
+        let last = if self.election.term().is_none() { stream_last() } else { None };
+        self.decide(clock(), lease, last);
+    }
+
+    fn decide(&mut self, now: Duration, lease: crate::election::Observed, stream_last: Option<u64>) {
         if self.leadership.is_leader() {
             self.led = true;
         }
@@ -47,7 +63,7 @@ impl<K: LeaseKv> Keeper<K> {
         let end_seq = self.shared.end_seq.load(Ordering::SeqCst);
         let input = Input {
             now,
-            lease: self.kv.read(),
+            lease,
             caught_up: self.leadership.is_caught_up() && stream_last.is_some_and(|last| end_seq >= last),
             log_term: self.shared.known_term.load(Ordering::SeqCst),
             writer_fenced,
@@ -115,7 +131,7 @@ impl KeeperThread {
             let start = Instant::now();
             let period = (lease / 8).max(Duration::from_millis(5));
             while !stopping.load(Ordering::SeqCst) {
-                keeper.step(start.elapsed(), stream_last());
+                keeper.step_live(&|| start.elapsed(), &stream_last);
                 let named = keeper.leader(start.elapsed());
                 *leader.lock().unwrap_or_else(|p| p.into_inner()) = named;
                 std::thread::sleep(period);

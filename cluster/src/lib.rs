@@ -167,7 +167,7 @@ impl Cluster {
             rx.recv().map_err(|_| ClusterError::Nats("the NATS runtime stopped".into()))??;
         let subject = format!("{}.log", config.stream);
         let stream = JsStream::new(handle.clone(), context, stream, subject);
-        let kv = JsKv::new(handle, store);
+        let kv = JsKv::new(handle, store, Duration::from_millis(config.lease_ms));
         Ok(Cluster {
             config,
             runtime: Some(runtime),

@@ -131,11 +131,11 @@ impl World {
         let Some(mut node) = self.nodes[i].take() else { return };
         if node.paused_until <= now {
             if keeper_first {
-                node.keeper.step(now, last);
+                node.keeper.step_live(&|| now, &|| last);
                 self.write(&mut node);
             } else {
                 self.write(&mut node);
-                node.keeper.step(now, last);
+                node.keeper.step_live(&|| now, &|| last);
             }
         }
         self.nodes[i] = Some(node);
