@@ -10,7 +10,8 @@
 //! from 1, never duplicated; (c) an append succeeds only for the node with the latest
 //! successful claim; (d) at most one node holds the lease at any instant by its own rules.
 //! After the calm phase: (e) a node leads, holding the latest claim, within
-//! `lease + lease / 4` (plus one tick of this model's clock), and commits.
+//! `lease + lease / 4` by the slowest clock (plus one tick of this model's clock), and
+//! commits. The three nodes' clocks run at 0.9, 1.0 and 1.1 times real time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,8 +29,17 @@ use crate::stream::{LogStream, MemStream};
 const LEASE: Duration = Duration::from_millis(400);
 const TICK: Duration = Duration::from_millis(50); // LEASE / 8, the keeper's period
 const NODES: usize = 3;
+/// Each node's clock rate, in thousandths of real time: clocks that drift apart by up to
+/// 20% (the election's rules hold within 25%).
+const RATES: [u64; NODES] = [1000, 900, 1100];
+
+/// Node `i`'s monotonic clock at real time `now`.
+fn local(i: usize, now: Duration) -> Duration {
+    Duration::from_micros(u64::try_from(now.as_micros()).unwrap_or(u64::MAX) / 1000 * RATES[i])
+}
 
 struct Node {
+    index: usize,
     name: String,
     keeper: Keeper<Arc<MemKv>>,
     log: SharedLog<Arc<MemStream>>,
@@ -102,7 +112,7 @@ impl World {
         let leadership = Arc::new(Leadership::new());
         let election = Election::new(&name, &format!("http://{name}"), LEASE);
         let keeper = Keeper::new(election, Arc::clone(&self.kv), Arc::clone(&leadership), shared);
-        Node { name, keeper, log, leadership, claim: None, paused_until: Duration::ZERO, batches: 0 }
+        Node { index: i, name, keeper, log, leadership, claim: None, paused_until: Duration::ZERO, batches: 0 }
     }
 
     fn apply(&mut self, op: &Op) {
@@ -126,10 +136,10 @@ impl World {
     }
 
     fn step(&mut self, i: usize, keeper_first: bool) {
-        let now = self.now;
+        let now = local(i, self.now);
         let last = self.stream.bounds().ok().map(|b| b.last);
         let Some(mut node) = self.nodes[i].take() else { return };
-        if node.paused_until <= now {
+        if node.paused_until <= self.now {
             if keeper_first {
                 node.keeper.step_live(&|| now, &|| last);
                 self.write(&mut node);
@@ -226,14 +236,17 @@ impl World {
             previous = *lsn;
             assert_eq!(stored.get(lsn), Some(payload), "acknowledged lsn {lsn} lost or changed");
         }
-        let holders = self.nodes.iter().flatten().filter(|n| n.keeper.election.holds_lease(self.now)).count();
+        let holders =
+            self.nodes.iter().flatten().filter(|n| n.keeper.election.holds_lease(local(n.index, self.now))).count();
         assert!(holders <= 1, "{holders} nodes hold the lease at {:?}", self.now);
     }
 
     /// The node that leads with the latest claim and holds the lease, if any.
     fn leader(&self) -> Option<&Node> {
         self.nodes.iter().flatten().find(|n| {
-            n.leadership.is_leader() && n.claim == Some(self.claims) && n.keeper.election.holds_lease(self.now)
+            n.leadership.is_leader()
+                && n.claim == Some(self.claims)
+                && n.keeper.election.holds_lease(local(n.index, self.now))
         })
     }
 
@@ -249,7 +262,8 @@ impl World {
             }
         }
         let start = self.now;
-        let bound = LEASE + LEASE / 4 + TICK;
+        // In real time: the slowest clock stretches a lease by 1000 / 900.
+        let bound = (LEASE + LEASE / 4) * 10 / 9 + TICK;
         loop {
             for i in 0..NODES {
                 self.step(i, true);
