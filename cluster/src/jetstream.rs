@@ -143,7 +143,7 @@ impl LogStream for JsStream {
                     PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::StreamNotFound => {
                         StreamError::Unavailable(e.to_string())
                     }
-                    PublishErrorKind::MaxPayloadExceeded => StreamError::Other(e.to_string()),
+                    PublishErrorKind::MaxPayloadExceeded => StreamError::Nats(e.to_string()),
                     // No responders (no JetStream reachable) and the rest: unknown outcome.
                     _ => StreamError::Unavailable(e.to_string()),
                 });

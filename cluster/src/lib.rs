@@ -2,10 +2,10 @@
 //! fencing (issue 21; ../shared/API.md "Cluster", DESIGN.md "Beyond one node").
 //!
 //! Map: [`stream`] (what the log needs of a stream, and an in-memory one), [`log`] (the
-//! [`CommandLog`](dispatch_storage::CommandLog) on it: LSNs, fence, claim), [`kv`] and
+//! [`CommandLog`] on it: LSNs, fence, claim), [`kv`] and
 //! [`election`] (the lease's rules, without I/O), [`keeper`] (carries them out),
 //! [`jetstream`] (the NATS implementations); the model test in `model_test.rs`; the
-//! tests against real servers in `tests/jetstream.rs` ([`testing`] starts them).
+//! tests against real servers in `tests/jetstream.rs` (`testing`, a cargo feature, starts them).
 //!
 //! What nats-server 2.9.10 does, as `tests/jetstream.rs` checks: a publish whose
 //! `Nats-Msg-Id` was stored before is answered "duplicate" (with the first copy's
@@ -17,7 +17,7 @@
 //! Owns [`Cluster`]: the connection to the NATS servers, the stream that is the command
 //! log (one message per group commit), the key-value bucket that holds the leader lease,
 //! and the lease keeper that grants and revokes this node's
-//! [`Leadership`](dispatch_core::Leadership).
+//! [`Leadership`].
 //!
 //! Guarantees: a batch is durable (reported by `sync`) only after JetStream acknowledged
 //! it (a quorum of `replicas` servers stored it); an append is published with the
@@ -103,7 +103,7 @@ pub struct ClusterStatus {
 }
 
 /// Everything dispatch-cluster can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClusterError {
     /// The NATS servers cannot be reached, or refused a request.
     #[error("nats: {0}")]
@@ -111,6 +111,21 @@ pub enum ClusterError {
     /// A setting is out of its range.
     #[error("cluster setting: {0}")]
     Setting(String),
+    /// The stream refused a publish: its last sequence is not the expected one (another
+    /// writer appended). Nothing was stored.
+    #[error("wrong last sequence: {0}")]
+    WrongLastSequence(String),
+    /// The servers cannot be reached or did not answer in time: the outcome is unknown.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A stored message is not one of the log's.
+    #[error("message {seq} is malformed: {reason}")]
+    Malformed {
+        /// Its stream sequence.
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// A node's membership of a cluster.

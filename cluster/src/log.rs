@@ -13,7 +13,7 @@
 //!   the message after the expected sequence when it answers "wrong last sequence";
 //! - what `read_from` and `follow` return continues the LSNs densely; a gap or an overlap
 //!   in the stream is reported ([`StorageError::Corrupt`]), never skipped;
-//! - `read_from` streams the log in bounded memory: it fetches [`READ_AHEAD`] messages at a
+//! - `read_from` streams the log in bounded memory: it fetches `READ_AHEAD` (64) messages at a
 //!   time (JetStream: concurrent direct gets by sequence, no consumer to clean up), from
 //!   the message that holds the LSN asked for (binary search on `Dispatch-Lsn`);
 //! - `follow` reads the same way from the message after the last one consumed, and while
@@ -142,7 +142,9 @@ impl<S: LogStream> SharedLog<S> {
     fn stream_error(&self, e: StreamError) -> StorageError {
         match e {
             StreamError::WrongLastSequence(reason) => StorageError::Fenced { reason },
-            StreamError::Unavailable(reason) | StreamError::Other(reason) => StorageError::Unavailable { reason },
+            StreamError::Unavailable(reason) | StreamError::Nats(reason) | StreamError::Setting(reason) => {
+                StorageError::Unavailable { reason }
+            }
             StreamError::Malformed { seq, reason } => self.corrupt(seq, reason),
         }
     }

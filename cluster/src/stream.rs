@@ -2,8 +2,9 @@
 //! ([`LogStream`]), and an in-memory stream ([`MemStream`]) with JetStream's semantics
 //! for the model test.
 //!
-//! Owns [`LogMessage`] (one message of the log: a group commit or a claim marker) and
-//! [`StreamError`]. Guarantees of every implementation, as JetStream gives them: sequences
+//! Owns [`LogMessage`] (one message of the log: a group commit or a claim marker). Its
+//! operations fail with the crate's [`ClusterError`](crate::ClusterError) (`WrongLastSequence`,
+//! `Unavailable`, `Malformed`, `Nats`). Guarantees of every implementation, as JetStream gives them: sequences
 //! start at 1 and increase by one per stored message; a publish with an expected last
 //! sequence other than the stream's last is refused and stores nothing; a publish whose
 //! message id was stored before (within the duplicate window) stores nothing and is
@@ -13,6 +14,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use dispatch_storage::Lsn;
+
+pub use crate::ClusterError as StreamError;
 
 /// One message of the log, as the log writes and reads it. JetStream carries the fields in
 /// headers (`Dispatch-Lsn`, `Dispatch-Count`, `Dispatch-Node`, `Dispatch-Term`,
@@ -62,28 +65,6 @@ pub enum Published {
     Stored(u64),
     /// A message with the same id was stored before, at this sequence; nothing new stored.
     Duplicate(u64),
-}
-
-/// What a stream operation can fail with.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StreamError {
-    /// The expected last sequence was not the stream's last: nothing stored.
-    #[error("wrong last sequence: {0}")]
-    WrongLastSequence(String),
-    /// The servers cannot be reached or did not answer in time: the outcome is unknown.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// A stored message is not one of the log's.
-    #[error("message {seq} is malformed: {reason}")]
-    Malformed {
-        /// Its sequence.
-        seq: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// Anything else the servers refused.
-    #[error("{0}")]
-    Other(String),
 }
 
 /// The first and last sequence a stream holds; `first == last + 1` when it holds nothing.
