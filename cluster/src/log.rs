@@ -246,8 +246,8 @@ impl<S: LogStream> SharedLog<S> {
     }
 
     /// The next messages after the consumed end, for `follow`: stops at the stream's end
-    /// or at about [`BATCH_RECORDS_MAX`] records. `skip_to` drops the records before it in
-    /// the first message (after a reposition).
+    /// or before [`BATCH_RECORDS_MAX`] records would be exceeded (at least one message).
+    /// Each must start at `expected`, the LSN after the last consumed.
     fn consume(&mut self, mut expected: Lsn) -> Result<Vec<Record>, StorageError> {
         let mut out = Vec::new();
         let bounds = self.stream.bounds().map_err(|e| self.stream_error(e))?;
