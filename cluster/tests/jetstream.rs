@@ -270,3 +270,37 @@ fn an_r3_stream_keeps_acknowledging_with_one_server_down() {
     assert!(last_error.is_none(), "no acknowledged append with two servers of three: {last_error:?}");
     assert_eq!(records(&log, 1).len(), 2);
 }
+
+#[test]
+fn the_log_opener_works_from_inside_another_tokio_runtime_and_status_names_the_leader() {
+    let (_servers, urls) = one_server();
+    let outer = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    // dispatchd opens its engine (and so the log) from its own async main: blocking on
+    // the cluster's runtime from there must neither panic nor deadlock, nor must dropping
+    // the cluster there.
+    outer.block_on(async move {
+        let cluster = connect(urls, "n1", 1);
+        let mut log = (cluster.log_opener())(0).expect("open through the opener");
+        log.claim().expect("claim");
+        log.append(&[b"a"]).expect("append");
+        assert_eq!(log.sync().expect("sync"), 1);
+        let leadership = Arc::new(Leadership::new());
+        leadership.set_log_end(1, true);
+        leadership.set_applied(1, 0);
+        cluster.start(Arc::clone(&leadership)).expect("start");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !leadership.is_granted() {
+            assert!(Instant::now() < deadline, "never granted");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let follower = cluster.status(&leadership);
+        assert_eq!((follower.role, follower.lag_ms), ("follower", 0), "granted is not leading");
+        leadership.set_leading(true);
+        let status = cluster.status(&leadership);
+        assert_eq!(status.role, "leader");
+        assert_eq!(status.leader.map(|l| l.node_id), Some("n1".to_string()));
+        assert_eq!((status.applied_lsn, status.stream_last_lsn, status.lag_ms), (1, 1, 0));
+        drop(log);
+        drop(cluster);
+    });
+}
