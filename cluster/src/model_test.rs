@@ -288,7 +288,7 @@ impl World {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
 
     #[test]
     fn elections_and_fencing_keep_the_log_safe_and_live(ops in proptest::collection::vec(op(), 0..120)) {

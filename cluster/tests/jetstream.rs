@@ -19,7 +19,7 @@ fn config(urls: Vec<String>, node: &str, replicas: usize) -> ClusterConfig {
         advertise_url: format!("http://{node}.test"),
         stream: "DISPATCH".into(),
         replicas,
-        lease_ms: 400,
+        lease_ms: 1000,
     }
 }
 
@@ -215,8 +215,10 @@ fn the_lease_goes_to_one_node_and_moves_at_once_on_shutdown() {
         assert!(Instant::now() < deadline, "no leader");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(800)); // two leases: renewals keep it
+    let first = (la.is_granted(), la.term().max(lb.term()));
+    std::thread::sleep(Duration::from_millis(1500)); // past the hold time: renewals keep it
     assert!(la.is_granted() ^ lb.is_granted(), "exactly one node holds the lease");
+    assert_eq!((la.is_granted(), la.term().max(lb.term())), first, "the same node, in the same term");
     let (leader, leader_l, follower, follower_l) =
         if la.is_granted() { (&one, &la, &two, &lb) } else { (&two, &lb, &one, &la) };
     assert_eq!(follower.leader().map(|l| l.node_id), Some(leader.config().node_id.clone()));
