@@ -115,6 +115,8 @@ impl<K: LeaseKv> Keeper<K> {
 /// The keeper's thread (production): steps every `lease / 8`.
 pub(crate) struct KeeperThread {
     stop: Arc<AtomicBool>,
+    /// Stop as a crash would: without giving the lease up (tests and benches of failover).
+    abandon: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -127,6 +129,8 @@ impl KeeperThread {
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let abandon = Arc::new(AtomicBool::new(false));
+        let abandoning = Arc::clone(&abandon);
         let thread = std::thread::Builder::new().name("dispatch-lease".into()).spawn(move || {
             let start = Instant::now();
             let period = (lease / 8).max(Duration::from_millis(5));
@@ -136,10 +140,20 @@ impl KeeperThread {
                 *leader.lock().unwrap_or_else(|p| p.into_inner()) = named;
                 std::thread::sleep(period);
             }
-            keeper.shutdown(start.elapsed());
+            if !abandoning.load(Ordering::SeqCst) {
+                keeper.shutdown(start.elapsed());
+            }
             *leader.lock().unwrap_or_else(|p| p.into_inner()) = None;
         })?;
-        Ok(KeeperThread { stop, thread: Some(thread) })
+        Ok(KeeperThread { stop, abandon, thread: Some(thread) })
+    }
+
+    /// Stops the keeper without giving the lease up, as a crash would: the other nodes
+    /// must see it lapse.
+    #[cfg(feature = "testing")]
+    pub(crate) fn abandon(&mut self) {
+        self.abandon.store(true, Ordering::SeqCst);
+        self.stop();
     }
 
     pub(crate) fn stop(&mut self) {

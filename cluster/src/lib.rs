@@ -302,6 +302,20 @@ impl Cluster {
     }
 }
 
+#[cfg(feature = "testing")]
+impl Cluster {
+    /// Leaves the cluster as a crash would (tests and benches of failover): the lease
+    /// keeper stops without giving the lease up, so the other nodes take over only once
+    /// it lapsed.
+    pub fn crash(self) {
+        let keeper = self.keeper.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut keeper) = keeper {
+            keeper.abandon();
+        }
+        drop(self);
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.shutdown();
