@@ -105,12 +105,12 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
                 let spec = ep.spec();
                 // Only well-formed ids reach the log (a path segment is caller-controlled text).
                 seen.trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
-                let forwarded = forwarded.is_some();
-                (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen, &request_id, forwarded).await)
+                seen.forwarded = forwarded.is_some();
+                (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen, &request_id).await)
             }
         }
     };
-    let Seen { who, trip_id, quota } = seen;
+    let Seen { who, trip_id, quota, .. } = seen;
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -139,6 +139,7 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
         user_id = user.as_deref().unwrap_or(if matches!(who, Some(Principal::BootstrapAdmin)) { "admin" } else { "-" }),
         trace_id = trace.as_ref().map_or("-", |t| t.trace_id.as_str()),
         parent_id = trace.as_ref().map_or("-", |t| t.parent_id.as_str()),
+        forwarded_by = forwarded.as_deref().unwrap_or("-"),
         took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
     );
@@ -153,6 +154,9 @@ struct Seen {
     who: Option<Principal>,
     trip_id: Option<TripId>,
     quota: Option<Quota>,
+    /// Forwarded by another node of this cluster (its signature checked, issue 21): its
+    /// limits were counted there, and it is never forwarded again.
+    forwarded: bool,
 }
 
 impl Seen {
@@ -174,8 +178,8 @@ async fn pipeline(
     req: Request<Incoming>,
     seen: &mut Seen,
     request_id: &str,
-    forwarded: bool,
 ) -> Result<Resp, ApiError> {
+    let forwarded = seen.forwarded;
     // A forwarded request was counted against its limits by the node that took it.
     let limit = |name: &'static str, class: Class, subject: Subject| -> Result<Option<Quota>, ApiError> {
         if forwarded { Ok(None) } else { app.limit(name, class, subject).map(Some) }
@@ -243,10 +247,10 @@ async fn pipeline(
         _ => {}
     }
     crate::auth::authorize(spec.allow, who)?;
-    if let (Some(class), Some(id)) = (spec.class, who.and_then(Principal::user_id)) {
-        if let Some(q) = limit(spec.name, class, Subject::User(id.raw()))? {
-            seen.counted(q);
-        }
+    if let (Some(class), Some(id)) = (spec.class, who.and_then(Principal::user_id))
+        && let Some(q) = limit(spec.name, class, Subject::User(id.raw()))?
+    {
+        seen.counted(q);
     }
     if ep == Endpoint::Ws {
         let who = who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"))?;
