@@ -175,7 +175,10 @@ pub fn render_metrics(node: Option<&Node>, now_ms: u64) -> String {
     let _ = writeln!(o, "dispatch_cluster_role{{role=\"follower\"}} {}", u8::from(!leading));
     let (won, stepped_down) = node.leadership.transitions();
     let r = Ordering::Relaxed;
-    let figures: [(&str, &str, &str, u64); 5] = [
+    // Seconds, not `_ms`: promtool refuses abbreviated units (API-NOTES).
+    family(&mut o, "dispatch_cluster_lag_seconds", "gauge", "How far this node trails the stream, seconds.");
+    let _ = writeln!(o, "dispatch_cluster_lag_seconds {}", node.lag_ms(now_ms) as f64 / 1000.0);
+    let figures: [(&str, &str, &str, u64); 4] = [
         ("dispatch_cluster_applied_lsn", "gauge", "The last LSN this node applied.", node.leadership.applied_lsn()),
         (
             "dispatch_cluster_stream_last_lsn",
@@ -183,7 +186,6 @@ pub fn render_metrics(node: Option<&Node>, now_ms: u64) -> String {
             "The last LSN the shared stream holds, as last seen.",
             node.membership.stream_last_lsn().max(node.leadership.log_end_lsn()),
         ),
-        ("dispatch_cluster_lag_ms", "gauge", "How far this node trails the stream, milliseconds.", node.lag_ms(now_ms)),
         ("dispatch_cluster_elections_total", "counter", "Times this node became leader.", won),
         ("dispatch_cluster_step_downs_total", "counter", "Times this node stopped leading.", stepped_down),
     ];
@@ -360,6 +362,21 @@ pub(crate) mod tests {
         assert!(text.contains("dispatch_cluster_forwarded_total{result=\"unreachable\"} 2"));
         assert!(text.contains("# TYPE dispatch_cluster_step_downs_total counter"));
         assert!(render_metrics(None, 0).is_empty());
+        // promtool's lint, where it is installed (net/tests/observability.rs requires it
+        // for the whole exposition of a standalone node).
+        if let Ok(mut child) = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
+        }
     }
 
     #[test]
