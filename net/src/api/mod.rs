@@ -220,7 +220,7 @@ async fn pipeline(
     }
     let who = match token {
         None => None,
-        Some(t) => match app.authenticate(&t) {
+        Some(t) => match authenticate(app, &t).await {
             Ok(p) => Some(p),
             Err(mut e) => {
                 // A bad token is an unauthenticated request: it pays the IP limit (token guessing).
@@ -335,6 +335,24 @@ async fn pipeline(
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// The caller a token names. On a follower of a cluster (issue 21), a token that is
+/// this cluster's and unexpired but names a user this node has not applied yet (made a
+/// moment ago through another node) is checked again once the node applied the log's end
+/// as last seen (at most `cluster::forward::READ_YOUR_WRITES`).
+async fn authenticate(app: &App, token: &str) -> Result<Principal, ApiError> {
+    let first = app.authenticate(token);
+    let Some(node) = app.follower() else { return first };
+    if first.is_ok() || app.keys.verify(token, app.now().as_secs()).is_none() {
+        return first;
+    }
+    let end = node.membership.stream_last_lsn().max(node.leadership.log_end_lsn());
+    if node.leadership.applied_lsn() >= end {
+        return first;
+    }
+    crate::cluster::forward::wait_applied(&node.leadership, end, crate::cluster::forward::READ_YOUR_WRITES).await;
+    app.authenticate(token)
 }
 
 /// The header of an idempotency key.
