@@ -131,6 +131,9 @@ pub struct Keys {
     staff_setup: hmac::Key,
     /// Derives staff TOTP secrets.
     totp: hmac::Key,
+    /// Signs requests one cluster node forwards to another (issue 21): every node of a
+    /// cluster has the same token secret.
+    cluster: hmac::Key,
 }
 
 /// What a staff setup token names: whose setup, which one, until when.
@@ -164,6 +167,7 @@ impl Keys {
             share: derive(b"dispatch share link v1"),
             staff_setup: derive(b"dispatch staff setup v1"),
             totp: derive(b"dispatch staff totp v1"),
+            cluster: derive(b"dispatch cluster forward v1"),
         }
     }
 
@@ -200,6 +204,18 @@ impl Keys {
         let exp_s = i64::from_be_bytes(p[9..17].try_into().ok()?);
         let generation = u32::from_be_bytes(p[17..21].try_into().ok()?);
         (now_s < exp_s).then_some(Claims { user, role, exp_s, generation })
+    }
+
+    // ----- issue 21 -----
+    /// The tag (hex) of a cluster-internal message: what a node sends with a request it
+    /// forwards (`crate::cluster::forward`).
+    pub fn cluster_tag(&self, message: &[u8]) -> String {
+        crate::hex::hex(hmac::sign(&self.cluster, message).as_ref())
+    }
+
+    /// Whether `tag` (hex) is this cluster's tag of `message` (compared in constant time).
+    pub fn is_cluster_tag(&self, message: &[u8], tag: &str) -> bool {
+        crate::hex::unhex(tag).is_some_and(|t| hmac::verify(&self.cluster, message, &t).is_ok())
     }
 
     /// Whether `candidate` is the bootstrap admin token (constant time in its content).

@@ -17,6 +17,9 @@ use crate::error::Error;
 
 mod secrets;
 pub use secrets::*;
+// ----- issue 21 -----
+mod cluster;
+pub use cluster::{ClusterFlags, ClusterSection, valid_node_id};
 
 /// The whole file. `Serialize`: the sample configuration's test walks its keys.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -53,6 +56,9 @@ pub struct Config {
     /// `[roles.<name>]`: custom staff roles and their permissions (API.md v1.1 "Back
     /// office"). None by default.
     pub roles: BTreeMap<String, RoleSection>,
+    // ----- issue 21 -----
+    /// `[cluster]`: a node of a cluster sharing one command log (API.md "Cluster").
+    pub cluster: ClusterSection,
 }
 
 /// `[roles.<name>]` (API.md v1.1 "Back office"): a custom staff role, e.g.
@@ -596,6 +602,7 @@ impl Config {
         }
         self.log.filter(None)?;
         self.validate_roles()?;
+        self.cluster.validate()?;
         if self.notify.sos_phones.len() > dispatch_core::outbox::MAX_SOS_PHONES {
             return Err(format!("notify: sos_phones names at most {} phones", dispatch_core::outbox::MAX_SOS_PHONES));
         }

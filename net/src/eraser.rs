@@ -35,6 +35,7 @@ const SETTLE_MS: i64 = 2_000;
 
 /// Runs until `shutdown` turns `true`.
 pub async fn run(engine: Arc<Engine>, data_dir: PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let mut done_here = std::collections::HashSet::new();
     loop {
         tokio::select! {
             () = tokio::time::sleep(POLL) => {}
@@ -45,10 +46,19 @@ pub async fn run(engine: Arc<Engine>, data_dir: PathBuf, mut shutdown: watch::Re
         }
         let queue = engine.read(|v| Arc::clone(v.erasures()));
         let now = dispatch_core::clock::SystemClock.now();
+        let leading = engine.is_leader();
+        // A follower's local erasures done, kept while the queue still names them.
+        done_here.retain(|u| queue.contains_key(u));
         for (&user, erasure) in queue.iter().filter(|(_, e)| now.millis_since(e.at) >= SETTLE_MS) {
+            if !leading && done_here.contains(&user) {
+                continue;
+            }
             let (engine, dir, erasure) = (Arc::clone(&engine), data_dir.clone(), erasure.clone());
-            let done = tokio::task::spawn_blocking(move || finish(&engine, &dir, user, &erasure)).await;
+            let done = tokio::task::spawn_blocking(move || finish(&engine, &dir, user, &erasure, leading)).await;
             match done {
+                Ok(Ok(())) if !leading => {
+                    done_here.insert(user);
+                }
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(user = %user, error = %e, "an erasure could not finish; retrying"),
                 Err(e) => tracing::warn!(user = %user, error = %e, "the eraser's task failed; retrying"),
@@ -57,8 +67,9 @@ pub async fn run(engine: Arc<Engine>, data_dir: PathBuf, mut shutdown: watch::Re
     }
 }
 
-/// Erases what `erasure` left outside the state, then takes `user` off the queue.
-pub fn finish(engine: &Engine, data_dir: &Path, user: UserId, erasure: &Erasure) -> Result<(), String> {
+/// Erases what `erasure` left outside the state, then (`log`: on the node that leads)
+/// takes `user` off the queue.
+pub fn finish(engine: &Engine, data_dir: &Path, user: UserId, erasure: &Erasure, log: bool) -> Result<(), String> {
     // A walk of every application: on a snapshot, which holds no lock while it walks.
     let view = engine.snapshot();
     for hash in &erasure.documents {
@@ -71,6 +82,8 @@ pub fn finish(engine: &Engine, data_dir: &Path, user: UserId, erasure: &Erasure)
     while step != EraseStep::Done {
         step = engine.erase_history_step(user, step, ERASE_BATCH).map_err(|e| e.to_string())?;
     }
-    engine.submit(Actor::System, Command::ErasureFinished { user_id: user }).map_err(|e| e.to_string())?;
+    if log {
+        engine.submit(Actor::System, Command::ErasureFinished { user_id: user }).map_err(|e| e.to_string())?;
+    }
     Ok(())
 }

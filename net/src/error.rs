@@ -54,6 +54,10 @@ pub enum Error {
     /// Other I/O.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    // ----- issue 21 -----
+    /// The cluster could not be joined (its settings: exit code 2; NATS: 1).
+    #[error("cluster: {0}")]
+    Cluster(#[from] dispatch_cluster::ClusterError),
 }
 
 impl Error {
@@ -65,7 +69,8 @@ impl Error {
             | Error::WeakSecret { .. }
             | Error::GuessableSecret { .. }
             | Error::Config { .. }
-            | Error::Setting(_) => 2,
+            | Error::Setting(_)
+            | Error::Cluster(dispatch_cluster::ClusterError::Setting(_)) => 2,
             _ => 1,
         }
     }

@@ -120,7 +120,11 @@ pub async fn run(
 ) {
     let inner = Inner::new(engine, counters, config);
     // POSTs in progress finish and are reported before it returns.
-    crate::outbox::paced(config, &inner.permits, &mut shutdown, || pass(&inner)).await;
+    // POSTs only where the engine leads (a follower of a cluster leaves them to the leader).
+    crate::outbox::paced(config, &inner.permits, &mut shutdown, || async {
+        if inner.engine.is_leader() { pass(&inner).await } else { 0 }
+    })
+    .await;
 }
 
 /// The body of `event`: `{"id","type","created_at","data"}`, the object as staff see it.

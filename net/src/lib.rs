@@ -43,6 +43,8 @@
 //!   sends through, built from `[notify]`, `[sms]`, `[email]` and secrets at start.
 //! - [`osrm`]: routes from an OSRM service (timeout, circuit breaker, cache), the straight
 //!   line as the answer of last resort.
+//! - [`cluster`]: a node of a cluster (issue 21): writes forwarded to the leader, the
+//!   `GET /v1/cluster` body, the `dispatch_cluster_*` metrics, leader-only work.
 //! - [`error`]: the crate's one error type (start-up and fatal errors).
 //! - [`fault`]: the test-only `--fault-file` hook (a WAL that fails like a full disk).
 #![forbid(unsafe_code)]
@@ -51,6 +53,7 @@
 pub mod admission;
 pub mod api;
 pub mod auth;
+pub mod cluster;
 pub mod compress;
 pub mod config;
 pub mod cors;
@@ -117,6 +120,8 @@ pub struct ServeOptions {
     /// The engine's clock runs this many seconds ahead of the system's (hidden flag, for
     /// tests of what expires; `--dev` only).
     pub clock_offset_s: i64,
+    /// `--cluster`, `--node-id`, `--advertise` (over `[cluster]`).
+    pub cluster: config::ClusterFlags,
 }
 
 /// Runs the server until SIGTERM or ctrl-c, then shuts down gracefully.
@@ -132,6 +137,10 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     if opts.demo_drivers.is_some() && !opts.dev {
         return Err(Error::Setting("--demo needs --dev".into()));
     }
+    // ----- issue 21 -----
+    // Checked before anything opens a file or a connection (exit 2 on a bad setting).
+    config.cluster = config.cluster.clone().with_flags(&opts.cluster);
+    let cluster_config = config.cluster.resolve().map_err(Error::Setting)?;
     let secrets =
         config::Secrets::from_env(|k| std::env::var(k).ok(), opts.dev, config.gateways.keys().map(String::as_str))?;
     let sms = Arc::new(sms::SmsSink::from_config(&config.sms, |k| std::env::var(k).ok(), opts.dev)?);
@@ -204,7 +213,35 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         tracing::warn!(path = %path.display(), "--fault-file: WAL writes fail while this file exists (tests only)");
         engine_config.wrap_log = Some(fault::FaultFileLog::wrapper(path));
     }
+    // ----- issue 21 -----
+    // A node of a cluster: the command log is the JetStream stream, and the engine starts
+    // as a follower until the lease keeper grants it the lead.
+    let cluster = match cluster_config {
+        None => None,
+        Some(c) => {
+            tracing::info!(node_id = %c.node_id, nats = ?c.nats_urls, stream = %c.stream, "joining the cluster");
+            let cluster = Arc::new(dispatch_cluster::Cluster::connect(c)?);
+            let leadership = Arc::new(dispatch_core::Leadership::new());
+            engine_config.log = Some(cluster.log_opener());
+            engine_config.leadership = Some(Arc::clone(&leadership));
+            Some((cluster, leadership))
+        }
+    };
     let engine = Engine::open(engine_config)?;
+    let node = match &cluster {
+        None => None,
+        Some((cluster, leadership)) => {
+            cluster.start(Arc::clone(leadership))?;
+            let c = cluster.config();
+            Some(Arc::new(cluster::Node::new(
+                c.node_id.clone(),
+                c.advertise_url.clone(),
+                Arc::clone(cluster) as Arc<dyn cluster::Membership>,
+                Arc::clone(leadership),
+                auth::Keys::new(&secrets.token_secret, &secrets.admin_token),
+            )))
+        }
+    };
     let recovery = engine.recovery();
     tracing::info!(
         base_lsn = recovery.base_lsn,
@@ -230,7 +267,30 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         }
     };
     tracing::info!(gateway = gateway.name(), "card gateway");
-    let payments = dispatch_core::payment::PaymentWorker::start(Arc::clone(&engine), gateway, opts.payments)?;
+    // A node of a cluster calls the gateway only while it leads (the worker is started
+    // when it becomes leader and stopped when it steps down).
+    let payments = if node.is_some() {
+        let (leading, engine) = (Arc::clone(&engine), Arc::clone(&engine));
+        let config = opts.payments;
+        Payments::LeaderOnly(cluster::LeaderOnly::start(
+            move || leading.is_leader(),
+            std::time::Duration::from_millis(100),
+            move || match dispatch_core::payment::PaymentWorker::start(
+                Arc::clone(&engine),
+                Arc::clone(&gateway),
+                config,
+            ) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(error = %e, "the payment worker could not start");
+                    None
+                }
+            },
+            dispatch_core::payment::PaymentWorker::stop,
+        )?)
+    } else {
+        Payments::Always(dispatch_core::payment::PaymentWorker::start(Arc::clone(&engine), gateway, opts.payments)?)
+    };
     let demo = opts.demo_drivers.map(|n| demo::Demo::start(Arc::clone(&engine), n)).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {
@@ -241,7 +301,8 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let app = Arc::new(
             server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone(), fds)?
-                .with_clock_offset_s(if opts.dev { opts.clock_offset_s } else { 0 }),
+                .with_clock_offset_s(if opts.dev { opts.clock_offset_s } else { 0 })
+                .with_node(node.clone()),
         );
         // The outbox's delivery worker, in the process that writes, sending through the
         // providers built above (a channel with none answers "not configured").
@@ -289,7 +350,17 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     if let Some(d) = demo {
         d.stop();
     }
-    payments.stop();
+    match payments {
+        Payments::Always(w) => w.stop(),
+        Payments::LeaderOnly(g) => g.stop(),
+    }
+    // ----- issue 21 -----
+    // Before the engine stops: a leader gives its lease up at once (a follower takes over
+    // without waiting for it to lapse).
+    drop(node);
+    if let Some((cluster, _)) = &cluster {
+        cluster.shutdown();
+    }
     // Every App (and so every engine handle) is gone with the runtime: flush the WAL.
     match Arc::try_unwrap(engine) {
         Ok(engine) => {
@@ -299,6 +370,12 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     }
     tracing::info!("stopped");
     result
+}
+
+/// The payment worker: always running (one node), or only while this node leads.
+enum Payments {
+    Always(dispatch_core::payment::PaymentWorker),
+    LeaderOnly(cluster::LeaderOnly),
 }
 
 /// The process's file-creation mask: what it creates is its owner's only (files 0600,
@@ -422,6 +499,14 @@ pub mod demo {
                 // A short ramp-up: a newcomer sees the city fill within seconds.
                 let riders = if drivers == 0 { 0 } else { SimConfig::default().riders };
                 let config = SimConfig { drivers, riders, ramp_up_s: 10, ..SimConfig::default() };
+                // A node of a cluster runs the city only while it leads (the people and
+                // the zone are made through the engine, which only the leader takes).
+                while !engine.is_leader() {
+                    if stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(STEP);
+                }
                 let mut sim = match Sim::new(&engine, config) {
                     Ok(sim) => sim,
                     Err(e) => {
@@ -431,7 +516,9 @@ pub mod demo {
                 };
                 tracing::info!(drivers, "demo city running");
                 while !stopping.load(Ordering::Relaxed) {
-                    sim.step(SystemClock.now());
+                    if engine.is_leader() {
+                        sim.step(SystemClock.now());
+                    }
                     std::thread::sleep(STEP);
                 }
             })?;

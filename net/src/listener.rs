@@ -238,10 +238,20 @@ async fn ticker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = every.tick() => {
-                // Fire and forget: an overloaded or read-only engine just skips a tick.
-                let _ = app.engine.submit_with(Actor::System, Command::Tick, |_| {});
-                // Presence reports an overloaded or read-only engine could not take.
-                crate::hub::presence::retry_presence(&app.engine, &app.hub.presence);
+                // Fire and forget: an overloaded or read-only engine just skips a tick. A
+                // follower of a cluster ticks nothing: the leader's ticks reach it in the log.
+                if app.engine.is_leader() {
+                    let _ = app.engine.submit_with(Actor::System, Command::Tick, |_| {});
+                }
+                // Presence reports the engine (or, on a follower, the leader) could not take.
+                if app.follower().is_some() {
+                    let due = app.hub.presence.due(crate::hub::presence::PRESENCE_RETRIES_PER_TICK);
+                    for (driver, connected, seq) in due {
+                        crate::ws::send_presence(&app, driver, connected, seq);
+                    }
+                } else {
+                    crate::hub::presence::retry_presence(&app.engine, &app.hub.presence);
+                }
                 app.sample_fsync();
                 let checkpoints = &app.engine.stats().checkpoints;
                 let failed = checkpoints.failed.load(Ordering::Relaxed);

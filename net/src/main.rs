@@ -66,6 +66,16 @@ enum Cmd {
         /// expires, e.g. a driver's licence; needs --dev).
         #[arg(long, hide = true, requires = "dev", default_value_t = 0, allow_negative_numbers = true)]
         clock_offset_s: i64,
+        /// Join a cluster: the NATS servers of its shared command log, comma separated
+        /// (overrides `[cluster] nats_urls`).
+        #[arg(long, value_name = "NATS_URLS")]
+        cluster: Option<String>,
+        /// This node's name in the cluster (overrides `[cluster] node_id`).
+        #[arg(long)]
+        node_id: Option<String>,
+        /// The URL other nodes reach this node at (overrides `[cluster] advertise_url`).
+        #[arg(long, value_name = "URL")]
+        advertise: Option<String>,
     },
     /// Take a consistent copy of a data directory, while it is being served or not.
     Backup {
@@ -136,6 +146,9 @@ fn main() -> ExitCode {
             queue_capacity,
             fault_file,
             clock_offset_s,
+            cluster,
+            node_id,
+            advertise,
         } => {
             let opts = dispatch_server::ServeOptions {
                 config,
@@ -157,6 +170,7 @@ fn main() -> ExitCode {
                 queue_capacity,
                 fault_file,
                 clock_offset_s,
+                cluster: dispatch_server::config::ClusterFlags { cluster, node_id, advertise },
             };
             return match dispatch_server::serve(opts) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -147,7 +147,11 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let inner = Inner::new(engine, route, live, counters, config);
-    paced(config, &inner.permits, &mut shutdown, || pass(&inner)).await;
+    // Sends only where the engine leads (a follower of a cluster leaves them to the leader).
+    paced(config, &inner.permits, &mut shutdown, || async {
+        if inner.engine.is_leader() { pass(&inner).await } else { 0 }
+    })
+    .await;
 }
 
 /// Runs `pass` every `config.interval` until `shutdown` turns `true`, then waits for the

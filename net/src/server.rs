@@ -114,6 +114,9 @@ pub struct App {
     /// `--clock-offset-s` (`--dev` only), milliseconds: tokens are issued and checked on
     /// the engine's clock, so tests can age them.
     clock_offset_ms: i64,
+    // ----- issue 21 -----
+    /// This node's place in a cluster (`None`: one node on its own WAL, always leads).
+    pub node: Option<Arc<crate::cluster::Node>>,
 }
 
 impl App {
@@ -163,6 +166,7 @@ impl App {
             fsync_samples: Mutex::new(VecDeque::with_capacity(FSYNC_SAMPLES)),
             dev: secrets.dev,
             clock_offset_ms: 0,
+            node: None,
         })
     }
 
@@ -172,6 +176,18 @@ impl App {
     pub fn with_clock_offset_s(mut self, offset_s: i64) -> App {
         self.clock_offset_ms = offset_s.saturating_mul(1000);
         self
+    }
+
+    // ----- issue 21 -----
+    /// This app as a node of a cluster.
+    pub fn with_node(mut self, node: Option<Arc<crate::cluster::Node>>) -> App {
+        self.node = node;
+        self
+    }
+
+    /// This node's cluster membership while it follows (`None`: it leads, or is standalone).
+    pub fn follower(&self) -> Option<&Arc<crate::cluster::Node>> {
+        self.node.as_ref().filter(|n| !n.is_leader())
     }
 
     /// Now, on the engine's clock: what tokens are issued at and checked against.
@@ -279,20 +295,25 @@ impl App {
             .ok_or_else(|| ApiError::invalid("no zone exists yet: pass ?currency="))
     }
 
-    /// `GET /readyz`.
-    pub fn readiness(&self) -> Resp {
+    /// `GET /readyz`; `leader_only` (`?role=leader`): ready only while this node leads
+    /// (always for a standalone node).
+    pub fn readiness(&self, leader_only: bool) -> Resp {
         let writable = !self.engine.is_read_only();
         let (depth, cap) = (self.engine.queue_depth(), self.engine.queue_capacity());
         // Below 90 % of capacity (exact for small capacities: an empty queue of 1 is fine).
         let queue_ok = depth.saturating_mul(10) < cap.saturating_mul(9);
         let shutting_down = *self.shutdown.borrow();
-        let checks = json!({
+        let mut checks = json!({
             "engine_writable": if writable { "ok" } else { "read_only" },
             "queue": if queue_ok { "ok" } else { "near_capacity" },
             "queue_depth": depth,
             "accepting": if shutting_down { "shutting_down" } else { "ok" },
         });
-        if writable && queue_ok && !shutting_down {
+        let role_ok = !leader_only || self.engine.is_leader();
+        if leader_only {
+            checks["role"] = json!(if role_ok { "leader" } else { "follower" });
+        }
+        if writable && queue_ok && !shutting_down && role_ok {
             json_response(StatusCode::OK, &json!({"status": "ready", "checks": checks}))
         } else {
             let mut r =

@@ -49,6 +49,8 @@ mod webhooks;
 mod reports;
 // ----- issue 20: S -----
 mod staff;
+// ----- issue 21 -----
+mod cluster;
 
 pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
 pub use trips::TRAIL_MAX_POINTS;
@@ -86,6 +88,14 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
     let cors_origins = &app.config.server.cors_origins;
     let finish = conventions::Finish::of(&method, req.headers(), cors_origins);
     let mut seen = Seen::default();
+    // ----- issue 21 -----
+    // A request another node of this cluster forwarded (its signature checked): its
+    // limits were counted there, and it is never forwarded again.
+    let forwarded = app.node.as_ref().and_then(|_| {
+        let path_and_query = req.uri().path_and_query().map_or(path.as_str(), |p| p.as_str());
+        let now_s = crate::cluster::forward::now_s();
+        crate::cluster::forward::trusted(&app.keys, req.headers(), now_s, method.as_str(), path_and_query, &request_id)
+    });
     let (name, result) = if method == Method::OPTIONS {
         ("options", conventions::options(cors_origins, &path, req.headers()))
     } else {
@@ -95,11 +105,12 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
                 let spec = ep.spec();
                 // Only well-formed ids reach the log (a path segment is caller-controlled text).
                 seen.trip_id = ep.trip_id().and_then(|t| t.parse::<TripId>().ok());
+                seen.forwarded = forwarded.is_some();
                 (spec.name, pipeline(&app, peer, ep, spec, req, &mut seen, &request_id).await)
             }
         }
     };
-    let Seen { who, trip_id, quota } = seen;
+    let Seen { who, trip_id, quota, .. } = seen;
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -111,7 +122,11 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
             r
         }
     };
-    let resp = finish.apply(resp, &request_id, &path, quota, cors_origins).await;
+    let mut resp = finish.apply(resp, &request_id, &path, quota, cors_origins).await;
+    if let (Some(node), Some(_)) = (&app.node, &forwarded) {
+        // Read-your-writes: the follower waits until it applied this far.
+        resp.headers_mut().insert(crate::cluster::forward::LSN, HeaderValue::from(node.written_lsn()));
+    }
     let status = resp.status().as_u16();
     app.metrics.record(name, status, started.elapsed());
     let user = who.and_then(Principal::user_id).map(|u| u.to_string());
@@ -124,6 +139,7 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
         user_id = user.as_deref().unwrap_or(if matches!(who, Some(Principal::BootstrapAdmin)) { "admin" } else { "-" }),
         trace_id = trace.as_ref().map_or("-", |t| t.trace_id.as_str()),
         parent_id = trace.as_ref().map_or("-", |t| t.parent_id.as_str()),
+        forwarded_by = forwarded.as_deref().unwrap_or("-"),
         took_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         "request"
     );
@@ -138,6 +154,9 @@ struct Seen {
     who: Option<Principal>,
     trip_id: Option<TripId>,
     quota: Option<Quota>,
+    /// Forwarded by another node of this cluster (its signature checked, issue 21): its
+    /// limits were counted there, and it is never forwarded again.
+    forwarded: bool,
 }
 
 impl Seen {
@@ -160,6 +179,16 @@ async fn pipeline(
     seen: &mut Seen,
     request_id: &str,
 ) -> Result<Resp, ApiError> {
+    let forwarded = seen.forwarded;
+    // A forwarded request was counted against its limits by the node that took it.
+    let limit = |name: &'static str, class: Class, subject: Subject| -> Result<Option<Quota>, ApiError> {
+        if forwarded { Ok(None) } else { app.limit(name, class, subject).map(Some) }
+    };
+    // ----- issue 21 -----
+    // Cluster-internal: taken only signed by a node of this cluster (never forwarded on).
+    if ep == Endpoint::ClusterCommands && !forwarded {
+        return Err(ApiError::new("forbidden", "cluster-internal: only the cluster's nodes may call this"));
+    }
     // Routes open to anyone ignore credentials: a stale or malformed token must not turn
     // a health check, a sign-in or a gateway's webhook into a 401.
     let token = (spec.allow != Allow::Anyone)
@@ -191,11 +220,13 @@ async fn pipeline(
     }
     let who = match token {
         None => None,
-        Some(t) => match app.authenticate(&t) {
+        Some(t) => match authenticate(app, &t).await {
             Ok(p) => Some(p),
             Err(mut e) => {
                 // A bad token is an unauthenticated request: it pays the IP limit (token guessing).
-                seen.counted(app.limit(spec.name, Class::Ip, Subject::Ip(peer))?);
+                if let Some(q) = limit(spec.name, Class::Ip, Subject::Ip(peer))? {
+                    seen.counted(q);
+                }
                 e.invalid_token = true;
                 return Err(e);
             }
@@ -203,13 +234,23 @@ async fn pipeline(
     };
     seen.who = who;
     match who {
-        None if spec.ip_limited => seen.counted(app.limit(spec.name, Class::Ip, Subject::Ip(peer))?),
-        Some(Principal::User { id, .. }) => seen.counted(app.limit(spec.name, Class::User, Subject::User(id.raw()))?),
+        None if spec.ip_limited => {
+            if let Some(q) = limit(spec.name, Class::Ip, Subject::Ip(peer))? {
+                seen.counted(q);
+            }
+        }
+        Some(Principal::User { id, .. }) => {
+            if let Some(q) = limit(spec.name, Class::User, Subject::User(id.raw()))? {
+                seen.counted(q);
+            }
+        }
         _ => {}
     }
     crate::auth::authorize(spec.allow, who)?;
-    if let (Some(class), Some(id)) = (spec.class, who.and_then(Principal::user_id)) {
-        seen.counted(app.limit(spec.name, class, Subject::User(id.raw()))?);
+    if let (Some(class), Some(id)) = (spec.class, who.and_then(Principal::user_id))
+        && let Some(q) = limit(spec.name, class, Subject::User(id.raw()))?
+    {
+        seen.counted(q);
     }
     if ep == Endpoint::Ws {
         let who = who.ok_or_else(|| ApiError::new("unauthorized", "a bearer token is required"))?;
@@ -236,6 +277,27 @@ async fn pipeline(
     };
     let (parts, body) = req.into_parts();
     let body = http::read_body(&parts.headers, body, limit).await?;
+    // ----- issue 21 -----
+    // A follower applies no write: it forwards it to the leader (a forwarded one that
+    // reached a node that no longer leads is refused, never bounced on).
+    if let Some(node) = app.node.as_ref().filter(|n| !n.is_leader())
+        && !matches!(parts.method, Method::GET | Method::HEAD)
+    {
+        if forwarded {
+            return Err(crate::cluster::forward::not_leader("this node does not lead (any more); retry"));
+        }
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        return crate::cluster::forward::forward(
+            &app.keys,
+            node,
+            &parts.method,
+            path_and_query,
+            &parts.headers,
+            body,
+            request_id,
+        )
+        .await;
+    }
     // Webhooks read their gateway's signature header (and event id headers); reports
     // their `Accept` (CSV or JSON).
     let headers = matches!(ep, Endpoint::Webhook(_) | Endpoint::ReportRevenue | Endpoint::ReportTrips)
@@ -253,6 +315,7 @@ async fn pipeline(
         replayed: false,
         new_trip: None,
         request_id,
+        forwarded,
     };
     let _guard = match (spec.idempotent, idem_key, who) {
         (true, Some(key), Some(p)) => {
@@ -272,6 +335,24 @@ async fn pipeline(
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
+}
+
+/// The caller a token names. On a follower of a cluster (issue 21), a token that is
+/// this cluster's and unexpired but names a user this node has not applied yet (made a
+/// moment ago through another node) is checked again once the node applied the log's end
+/// as last seen (at most `cluster::forward::READ_YOUR_WRITES`).
+async fn authenticate(app: &App, token: &str) -> Result<Principal, ApiError> {
+    let first = app.authenticate(token);
+    let Some(node) = app.follower() else { return first };
+    if first.is_ok() || app.keys.verify(token, app.now().as_secs()).is_none() {
+        return first;
+    }
+    let end = node.membership.stream_last_lsn().max(node.leadership.log_end_lsn());
+    if node.leadership.applied_lsn() >= end {
+        return first;
+    }
+    crate::cluster::forward::wait_applied(&node.leadership, end, crate::cluster::forward::READ_YOUR_WRITES).await;
+    app.authenticate(token)
 }
 
 /// The header of an idempotency key.
@@ -298,7 +379,9 @@ fn idempotency_key(headers: &hyper::HeaderMap) -> Result<Option<String>, ApiErro
 
 /// `GET /metrics`: the Prometheus text exposition.
 fn metrics_response(app: &App) -> Resp {
-    http::text_response("text/plain; version=0.0.4", app.metrics.render(&app.engine))
+    let mut text = app.metrics.render(&app.engine);
+    text.push_str(&crate::cluster::render_metrics(app.node.as_deref(), crate::cluster::now_ms()));
+    http::text_response("text/plain; version=0.0.4", text)
 }
 
 /// The path an idempotency key's request hash covers (without the query).
@@ -339,6 +422,9 @@ struct Ctx<'a> {
     /// The request's `X-Request-Id` (1-128 printable ASCII: `http::request_id`), which a
     /// staff command's audit entry keeps.
     request_id: &'a str,
+    // ----- issue 21 -----
+    /// Forwarded by another node of this cluster (its signature checked).
+    forwarded: bool,
 }
 
 /// A path parameter as an id; a malformed one is `404`.
@@ -520,7 +606,7 @@ impl Ctx<'_> {
         let app = Arc::clone(self.app);
         match ep {
             E::Healthz => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
-            E::Readyz => Ok(app.readiness()),
+            E::Readyz => Ok(app.readiness(self.query.get("role") == Some("leader"))),
             E::Metrics => Ok(metrics_response(&app)),
             // Upgrades are answered by the pipeline before a handler would run.
             E::Ws => Err(ApiError::new("not_found", "no such endpoint")),
@@ -621,6 +707,9 @@ impl Ctx<'_> {
             E::PatchUser(id) => self.patch_user(&id).await,
             E::BlockUser(id, blocked) => self.block_user(&id, blocked).await,
             E::EraseUser(id) => self.erase_user(&id).await,
+            // ----- issue 21 -----
+            E::Cluster => self.cluster_status(),
+            E::ClusterCommands => self.cluster_commands().await,
         }
     }
 }

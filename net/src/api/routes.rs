@@ -220,6 +220,11 @@ pub enum Endpoint {
     BlockUser(String, bool),
     /// `POST /v1/admin/users/{id}/erase`
     EraseUser(String),
+    // ----- issue 21 -----
+    /// `GET /v1/cluster`: this node's role, the leader, how far it applied the log.
+    Cluster,
+    /// `POST /v1/cluster/commands`: cluster-internal; a follower's socket commands, signed.
+    ClusterCommands,
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -451,6 +456,9 @@ pub const ROUTES: &[Route] = {
         route!("POST", "/v1/admin/users/{id}/block", "admin_user_block", |x| E::BlockUser(p(x, 0), true)),
         route!("POST", "/v1/admin/users/{id}/unblock", "admin_user_unblock", |x| E::BlockUser(p(x, 0), false)),
         route!("POST", "/v1/admin/users/{id}/erase", "admin_user_erase", |x| E::EraseUser(p(x, 0))),
+        // ----- issue 21 -----
+        route!("GET", "/v1/cluster", "cluster", |_| E::Cluster),
+        route!("POST", "/v1/cluster/commands", "cluster_commands", |_| E::ClusterCommands),
     ]
 };
 
@@ -653,6 +661,10 @@ impl Endpoint {
             E::BlockUser(_, true) => idem(spec("admin_user_block", perm(P::UsersBlock))),
             E::BlockUser(_, false) => idem(spec("admin_user_unblock", perm(P::UsersBlock))),
             E::EraseUser(_) => idem(spec("admin_user_erase", ADMIN)),
+            // ----- issue 21 -----
+            E::Cluster => spec("cluster", ADMIN),
+            // Open to the cluster's nodes only: the handler takes a signed forward, nothing else.
+            E::ClusterCommands => spec("cluster_commands", Allow::Anyone),
         }
     }
 }

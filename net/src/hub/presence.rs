@@ -74,9 +74,15 @@ impl PendingPresence {
     }
 
     /// The engine's answer to report `seq`: taken (applied, or refused for good: the
-    /// driver is gone), or to be sent again (`Overloaded`, `ReadOnly`).
+    /// driver is gone), or to be sent again (`Overloaded`, `ReadOnly`, `NotLeader`).
     pub(crate) fn settle(&self, driver: UserId, seq: u64, result: Result<(), dispatch_core::Error>) {
-        let retry = matches!(result, Err(dispatch_core::Error::Overloaded | dispatch_core::Error::ReadOnly(_)));
+        // A node of a cluster that does not lead (issue 21) keeps it until a leader takes it.
+        let retry = matches!(
+            result,
+            Err(dispatch_core::Error::Overloaded
+                | dispatch_core::Error::ReadOnly(_)
+                | dispatch_core::Error::NotLeader(_))
+        );
         let mut marks = self.marks.lock();
         match marks.get_mut(&driver) {
             Some(m) if m.seq == seq && retry => m.in_flight = false,

@@ -89,6 +89,12 @@ pub(super) async fn on_text(app: &App, who: Principal, socket: u64, text: &str) 
                 Ok(r) => r,
                 Err(e) => return Some(error_frame(e.code, &e.message)),
             };
+            // ----- issue 21 -----
+            // A follower's socket: the leader takes the report (the socket's answer is the same).
+            if let Some(node) = app.follower() {
+                let sent = crate::cluster::forward::submit(node, who.actor(), Command::UpdateLocation(report));
+                return sent.await.err().map(|r| error_frame(&r.code, &r.message));
+            }
             match app.submit(who.actor(), Command::UpdateLocation(report)).await {
                 Ok(_) => None,
                 Err(e) => Some(error_frame(e.code, &e.message)),
@@ -142,6 +148,17 @@ async fn chat(app: &App, who: Principal, socket: u64, c: ChatIn) -> Result<Optio
     }
     // A malformed id names no trip: `not_found`, as over HTTP.
     let trip_id: TripId = c.trip_id.parse().map_err(|_| ApiError::not_found("trip"))?;
+    // ----- issue 21 -----
+    if let Some(node) = app.follower() {
+        let sent = crate::cluster::forward::submit(node, who.actor(), app.post_message(trip_id, c.text));
+        return Ok(match sent.await {
+            Ok(v) if who.user_id().is_none() && !app.hub.follows(socket, trip_id) && !v["message"].is_null() => {
+                Some(json!({"type": "chat_message", "message": v["message"]}).to_string())
+            }
+            Ok(_) => None,
+            Err(r) => Some(error_frame(&r.code, &r.message)),
+        });
+    }
     let outcome = app.submit(who.actor(), app.post_message(trip_id, c.text)).await?;
     match outcome {
         Outcome::Message(m) if who.user_id().is_none() && !app.hub.follows(socket, trip_id) => {

@@ -120,7 +120,16 @@ pub fn upgrade(app: Arc<App>, who: Principal, mut req: Request<Incoming>) -> Res
 fn presence(app: &App, who: Principal, connected: bool) {
     if let (Role::Driver, Some(driver)) = (who.role(), who.user_id()) {
         let seq = app.hub.presence.record(driver, connected);
-        submit_presence(&app.engine, &app.hub.presence, driver, connected, seq);
+        send_presence(app, driver, connected, seq);
+    }
+}
+
+/// Sends presence report `seq`: to this engine when it leads, else (a follower, issue 21)
+/// to the leader.
+pub(crate) fn send_presence(app: &App, driver: dispatch_core::UserId, connected: bool, seq: u64) {
+    match app.follower() {
+        Some(node) => crate::cluster::forward_presence(node, &app.hub.presence, driver, connected, seq),
+        None => submit_presence(&app.engine, &app.hub.presence, driver, connected, seq),
     }
 }
 

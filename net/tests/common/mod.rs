@@ -20,6 +20,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
+// ----- issue 21 -----
+pub mod nats;
+
 pub const ADMIN: &str = "test-admin-token-0123456789abcdef";
 /// Long enough for a slow, shared machine; never reached when things work.
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -49,8 +52,19 @@ impl Server {
     }
 
     pub fn start_env(dir: tempfile::TempDir, args: &[&str], config: Option<&str>, env: &[(&str, &str)]) -> Server {
+        Self::start_on(dir, "127.0.0.1:0", args, config, env)
+    }
+
+    /// Started listening on `listen` (a node of a cluster advertises a known port).
+    pub fn start_on(
+        dir: tempfile::TempDir,
+        listen: &str,
+        args: &[&str],
+        config: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = Command::new(dispatchd_bin());
-        cmd.args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("data"));
+        cmd.args(["serve", "--dev", "--listen", listen, "--data-dir"]).arg(dir.path().join("data"));
         if let Some(c) = config {
             let path = dir.path().join("dispatch.toml");
             std::fs::write(&path, c).unwrap();

@@ -28,6 +28,8 @@ mod profile;
 mod requests;
 // ----- issue 20: H -----
 mod reports;
+// ----- issue 21 -----
+mod cluster;
 mod schemas;
 // ----- issue 20: S -----
 mod staff;
@@ -50,8 +52,10 @@ use crate::auth::Allow;
 use crate::http::{ApiError, FieldError, status_of};
 
 /// Routes the document leaves out: the WebSocket upgrade (not a request/response
-/// operation: its messages are API.md's) and the console's static files (not API).
-pub const UNDOCUMENTED: &[&str] = &["ws", "console"];
+/// operation: its messages are API.md's), the console's static files (not API), and the
+/// cluster's internal `POST /v1/cluster/commands` (nodes call it, signed, never clients:
+/// net/API-NOTES.md).
+pub const UNDOCUMENTED: &[&str] = &["ws", "console", "cluster_commands"];
 
 /// Where the committed document lives, relative to the crate.
 pub const COMMITTED_PATH: &str = "openapi.json";
@@ -188,6 +192,12 @@ fn responses(op: &Op, spec: Option<Spec>) -> Value {
     }
     if op.engine {
         codes.extend(["overloaded", "read_only", "unavailable", "not_leader"]);
+    }
+    // ----- issue 21 -----
+    // A follower forwards every write to the leader: no leader, or none reachable, is
+    // `503 not_leader` (with Retry-After) on any of them.
+    if op.method != "GET" {
+        codes.push("not_leader");
     }
     codes.extend(op.errors);
     let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = std::collections::BTreeMap::new();

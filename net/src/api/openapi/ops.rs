@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::applications::*;
 use super::audit::*;
+use super::cluster::*;
 use super::hooks::*;
 use super::notify::*;
 use super::payouts::*;
@@ -113,7 +114,7 @@ pub(super) const fn optional_body(schema: fn() -> Value, example: fn() -> Value)
 pub(super) const OPS: &[Op] = &[
     op!("GET" "/healthz" "healthz", "ops", "Liveness: the process answers.", Who::Anyone, no_query, Body::None,
         [(200, "Alive.", Some(health_out))], &[], false),
-    op!("GET" "/readyz" "readyz", "ops", "Readiness: the engine is writable, its queue below 90 %, not shutting down.", Who::Anyone, no_query, Body::None,
+    op!("GET" "/readyz" "readyz", "ops", "Readiness: the engine is writable, its queue below 90 %, not shutting down; with `?role=leader`, also that this node leads its cluster (a follower answers 503, `checks.role`: `follower`; a node without a cluster always leads).", Who::Anyone, readyz_query, Body::None,
         [(200, "Ready.", Some(ready_out))], &[], false),
     op!("GET" "/metrics" "metrics", "ops", "Prometheus metrics. Also readable with the metrics-only token (`DISPATCH_METRICS_TOKEN`), which opens nothing else.", ADMIN, no_query, Body::None,
         [(200, "The metrics, Prometheus text format.", None)], &[], false),
@@ -330,6 +331,9 @@ pub(super) const OPS: &[Op] = &[
         [(200, "The user.", Some(admin_user_out))], &["not_found"], true),
     op!("POST" "/v1/admin/users/{id}/erase" "admin_user_erase", "users", "Erase a user's personal data: name, phone, email, tokens, application data and documents, chat and positions (the files, positions and archived chat in the background, crash-safely). Ledger entries keep the id. `409 invalid_transition` while a trip is open.", ADMIN, no_query, EMPTY,
         [(200, "The user, erased.", Some(admin_user_out))], &["not_found", "invalid_transition"], true),
+    // ----- issue 21 -----
+    op!("GET" "/v1/cluster" "cluster", "ops", "This node's place in its cluster: its role, the leader (`null` while none holds the lease), how far it applied the shared log and how far the stream goes, and its lag (0 on the leader). `404 not_found` on a node without a cluster.", ADMIN, no_query, Body::None,
+        [(200, "The node's cluster status.", Some(cluster_out))], &["not_found"], false),
 ];
 
 /// OpenAPI links from an operation's success to the operations that take what it made
