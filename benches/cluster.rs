@@ -182,8 +182,7 @@ fn main() {
     println!("{:<48} {}", "machine", std::env::consts::ARCH);
     {
         let dir = bench_dir();
-        let engine =
-            Engine::open(EngineConfig::default().with_rules(grid_rules()).with_data_dir(dir.path())).unwrap();
+        let engine = Engine::open(EngineConfig::default().with_rules(grid_rules()).with_data_dir(dir.path())).unwrap();
         accepts("local WAL + fsync", &engine, None);
         engine.shutdown().unwrap();
     }
@@ -207,9 +206,7 @@ fn main() {
     let took = wait_for("n2 takes a command", Duration::from_secs(30), || n2.engine.tick().is_ok());
     println!(
         "{:<48} {:>9.1?} after the crash (lease {LEASE_MS} ms); first command {:>9.1?} later",
-        "failover: the follower leads",
-        led,
-        took
+        "failover: the follower leads", led, took
     );
     let _ = crashed;
     n2.cluster.shutdown();

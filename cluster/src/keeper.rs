@@ -116,6 +116,7 @@ impl<K: LeaseKv> Keeper<K> {
 pub(crate) struct KeeperThread {
     stop: Arc<AtomicBool>,
     /// Stop as a crash would: without giving the lease up (tests and benches of failover).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
     abandon: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }

@@ -192,8 +192,13 @@ impl CommandLog for SharedMemLog {
         Ok(())
     }
 
+    /// Drops what was appended and not synced and moves to the log's end, as the
+    /// JetStream log does (its view is re-read from the stream): what other handles
+    /// wrote since is then durable here. The claim counter is not refreshed, so a
+    /// handle that others fenced stays fenced until it follows or claims.
     fn reopen(&mut self) -> Result<(), StorageError> {
         self.pending.clear();
+        self.known = lock(&self.shared).end();
         Ok(())
     }
 

@@ -352,6 +352,42 @@ fn a_fenced_leader_refuses_its_batch_and_rebuilds_from_the_log() {
     a.shutdown().expect("a stops");
 }
 
+/// A leader deposed while another node led (it was paused, say) learns of the other's
+/// writes only when it steps down. What it then shows — the view readers get, and the
+/// events subscribers get — holds them, not only its state: the rebuild stops at what
+/// its view showed and the rest is followed like any record. (A rebuild to the log's end
+/// once left the view without the other leader's trips: found by net/tests/cluster.rs.)
+#[test]
+fn a_leader_deposed_while_another_wrote_shows_the_others_writes() {
+    let log = SharedMemLog::new();
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let (a, la) = node(&log, &clock, 1);
+    let (b, lb) = node(&log, &clock, 2);
+    lead(&a, &la, 1);
+    let (rider, driver) = city(&a);
+    let first = ride(&a, rider).expect("a trip on the first leader");
+    caught_up(&la, &lb);
+    // `a` keeps its grant (it was paused and has not noticed): `b` wins a newer lease.
+    lb.grant(2);
+    until("b leads", || b.is_leader());
+    b.accept(driver, first).expect("the new leader takes commands");
+    let events = a.subscribe(64);
+    // `a` wakes and writes: fenced, it steps down and follows.
+    assert!(not_leader(user(&a, Role::Rider, 9)), "the deposed leader's write is refused");
+    until("a steps down", || !a.is_leader());
+    caught_up(&lb, &la);
+    let shown = a.read(|v| v.trip(first).map(|t| t.status));
+    assert_eq!(shown, Some(crate::trip::TripStatus::Accepted), "a's view shows b's accept");
+    assert_eq!(state(&a), state(&b));
+    let accepted = events
+        .try_iter()
+        .flat_map(|batch| batch.iter().cloned().collect::<Vec<_>>())
+        .any(|e| matches!(e, crate::command::Event::TripUpdated { trip } if trip.id == first && trip.status == crate::trip::TripStatus::Accepted));
+    assert!(accepted, "a's subscribers hear of b's accept");
+    a.shutdown().expect("a stops");
+    b.shutdown().expect("b stops");
+}
+
 #[test]
 fn a_follower_archives_into_its_own_history_what_the_leader_archived() {
     let log = SharedMemLog::new();

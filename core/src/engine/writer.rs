@@ -486,12 +486,19 @@ impl Writer {
             // only the log must be cut back to what is durable.
             self.stale |= self.journal.reset_log().is_err();
         } else {
-            match self.journal.rebuild() {
+            match self.rebuild() {
                 Ok(state) => self.state = state,
                 // `try_leave_read_only` retries it before any write.
                 Err(_) => self.stale = true,
             }
         }
+    }
+
+    /// The state as of the last durable record. A cluster node's shared log may have
+    /// grown past it meanwhile (another leader): it rebuilds to what the view shows and
+    /// follows the rest, so that every record reaches the view.
+    fn rebuild(&mut self) -> Result<State> {
+        if self.leadership.is_some() { self.journal.rebuild_published() } else { self.journal.rebuild() }
     }
 
     /// Tries to write again: rebuilds the state from disk if the last rebuild failed,
@@ -500,7 +507,7 @@ impl Writer {
     /// read-only mode; a failure keeps it (through `fail_batch`).
     fn try_leave_read_only(&mut self) {
         if self.stale {
-            let Ok(state) = self.journal.rebuild() else { return };
+            let Ok(state) = self.rebuild() else { return };
             self.state = state;
             self.stale = false;
         }

@@ -391,12 +391,17 @@ impl Journal {
     /// Base + every durable record above it. Refuses a log that skips records or
     /// holds one that does not decode or apply.
     fn replay(&self) -> Result<(State, u64)> {
+        self.replay_upto(Lsn::MAX)
+    }
+
+    /// [`replay`](Self::replay), stopping after the record at `limit`.
+    fn replay_upto(&self, limit: Lsn) -> Result<(State, u64)> {
         let (mut state, base_lsn) = self.load_base()?;
         let mut fx = Effects::default();
         let mut replayed = 0u64;
         let first = base_lsn + 1;
         let records = self.log.read_from(first).map_err(|e| storage_error("cannot read the log", &e))?;
-        for (expected, item) in (first..).zip(records) {
+        for (expected, item) in (first..=limit).zip(records) {
             let item = item.map_err(|e| storage_error("cannot read the log", &e))?;
             if item.lsn != expected {
                 return Err(Error::Storage(format!("the log skips from LSN {} to {}", expected - 1, item.lsn)));
@@ -484,6 +489,19 @@ impl Journal {
     pub(crate) fn rebuild(&mut self) -> Result<State> {
         self.reset_log()?;
         self.replay().map(|(state, _)| state)
+    }
+
+    /// For a cluster node that stops leading: drops the batch not written, reopens the
+    /// shared log (which moves to its end) and rebuilds the state as of this journal's
+    /// last durable record — exactly what the view shows, since a batch is published
+    /// only once durable. What other writers appended since is then *followed*, so it
+    /// reaches the view and the subscribers like any followed record (a rebuild to the
+    /// log's end would hold records the view never showed).
+    pub(crate) fn rebuild_published(&mut self) -> Result<State> {
+        self.pending.clear();
+        self.log.reopen().map_err(|e| storage_error("cannot reopen the log", &e))?;
+        let (state, _) = self.replay_upto(self.durable_lsn)?;
+        Ok(state)
     }
 
     /// After a failed write: drops the batch not written and reopens the log, which

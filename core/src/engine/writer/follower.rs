@@ -251,7 +251,7 @@ impl Writer {
         if !self.stale {
             return;
         }
-        match self.journal.rebuild() {
+        match self.journal.rebuild_published() {
             Ok(state) => {
                 self.state = state;
                 self.stale = false;
