@@ -6,7 +6,7 @@
 # sampled every 200 ms. Prints the load generator's report and the followers' lag_ms
 # (p50, p99, max) over the run.
 #
-#   bash scripts/cluster-city.sh [loadgen flags...]     # e.g. --drivers 1000 --trips-per-s 50
+#   bash scripts/cluster-city.sh [loadgen flags...]     # e.g. --drivers 1000 --trip-rate 50
 #
 # Needs nats-server (scripts/deps.sh) and curl; builds the release binaries.
 set -euo pipefail
@@ -35,10 +35,24 @@ for i in 0 1 2; do
 done
 sleep 2
 urls="nats://127.0.0.1:${np[0]},nats://127.0.0.1:${np[1]},nats://127.0.0.1:${np[2]}"
+# The load generator's limits (its --spawn config): every socket comes from 127.0.0.1.
+cat >"$work/dispatch.toml" <<'TOML'
+[server]
+max_connections_per_ip = 1000000
+ws_per_staff = 1000000
+[limits]
+trip_create_per_min = 100000
+accept_per_min = 100000
+user_per_min = 1000000
+ip_per_min = 100000
+open_trips_per_rider = 100
+location_min_interval_ms = 500
+TOML
 hp=()
 for i in 1 2 3; do
     p=$(port); hp+=("$p")
-    target/release/dispatchd serve --listen "127.0.0.1:$p" --data-dir "$work/n$i" --cluster "$urls" \
+    target/release/dispatchd serve --config "$work/dispatch.toml" --listen "127.0.0.1:$p" \
+        --data-dir "$work/n$i" --cluster "$urls" \
         --node-id "n$i" --advertise "http://127.0.0.1:$p" >"$work/n$i.log" 2>&1 &
     pids+=($!)
 done
@@ -56,8 +70,10 @@ followers=()
 for p in "${hp[@]}"; do [ "$p" != "$leader" ] && followers+=("$p"); done
 echo "leader on :$leader; the city goes to the follower on :${followers[0]}"
 
-# The demo zone the load generator books in: made through the follower (forwarded).
-curl -s -o /dev/null -w 'zone: %{http_code}\n' -X POST -H "Authorization: Bearer $DISPATCH_ADMIN_TOKEN" \
+# The demo zone the load generator books in: made through the follower (forwarded; a
+# follower that does not know the leader yet answers 503 not_leader: retried, same key).
+for _ in $(seq 1 50); do
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $DISPATCH_ADMIN_TOKEN" \
     -H 'Content-Type: application/json' -H 'Idempotency-Key: city-zone' \
     --data '{"name": "Cairo", "currency": "EGP", "active": true,
         "polygon": {"type": "Polygon", "coordinates": [[[31.0,29.9],[31.5,29.9],[31.5,30.3],[31.0,30.3],[31.0,29.9]]]},
@@ -65,7 +81,11 @@ curl -s -o /dev/null -w 'zone: %{http_code}\n' -X POST -H "Authorization: Bearer
             "minimum_minor": 2500, "booking_fee_minor": 300, "cancel_fee_minor": 1000,
             "wait_per_min_minor": 50, "free_wait_s": 180, "commission_bps": 1500}},
         "surge": {"enabled": false, "max_bps": 10000}, "extra_fee_minor": 0}' \
-    "http://127.0.0.1:${followers[0]}/v1/admin/zones" || true
+    "http://127.0.0.1:${followers[0]}/v1/admin/zones" || true)
+[ "$code" = 201 ] || [ "$code" = 200 ] && break
+sleep 0.2
+done
+echo "zone: $code"
 
 sample() {
     while :; do

@@ -264,15 +264,10 @@ impl Cluster {
         let leading = leadership.is_leader();
         let applied_lsn = leadership.applied_lsn();
         let stream_last_lsn = self.stream_last_lsn().max(leadership.log_end_lsn());
-        let lag_ms = if leading || applied_lsn >= stream_last_lsn {
-            0
-        } else {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(0);
-            now_ms.saturating_sub(leadership.applied_at_ms())
-        };
+        // How long this node has had records in the stream it has not applied (0 on the
+        // leader, which applies before it writes).
+        let behind_since = self.shared.behind_since_ms.load(std::sync::atomic::Ordering::SeqCst);
+        let lag_ms = if leading || behind_since == 0 { 0 } else { log::unix_ms().saturating_sub(behind_since) };
         let leader = if leading {
             Some(LeaderInfo { node_id: self.config.node_id.clone(), url: self.config.advertise_url.clone() })
         } else {

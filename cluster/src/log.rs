@@ -69,6 +69,20 @@ pub struct LogShared {
     pub durable_lsn: AtomicU64,
     /// The highest term seen in the stream's messages (claim markers and appends).
     pub known_term: AtomicU64,
+    /// Since when (Unix ms) this node has had records in the stream it has not applied:
+    /// set when a follow sees new messages, cleared when the writer follows again after
+    /// applying them (unless a backlog remains). `status`'s `lag_ms` is its age: a
+    /// follower that keeps up shows the time it takes to apply a chunk, one that falls
+    /// behind a growing lag.
+    pub behind_since_ms: AtomicU64,
+}
+
+/// The wall clock in Unix milliseconds (the lag's only use of it; never a state input).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// A [`CommandLog`] on a shared stream. See the module documentation.
@@ -85,6 +99,8 @@ pub struct SharedLog<S: LogStream> {
     pending: Vec<Vec<u8>>,
     /// This log claimed the stream and no append was refused since.
     claimed: bool,
+    /// The last follow stopped before the stream's end (more than one follow reads).
+    backlog: bool,
 }
 
 impl<S: LogStream> SharedLog<S> {
@@ -106,6 +122,7 @@ impl<S: LogStream> SharedLog<S> {
             durable: 0,
             pending: Vec::new(),
             claimed: false,
+            backlog: false,
         };
         log.resync()?;
         if checkpoint > log.durable {
@@ -253,6 +270,15 @@ impl<S: LogStream> SharedLog<S> {
         let bounds = self.stream.bounds().map_err(|e| self.stream_error(e))?;
         let mut seq = self.end_seq;
         let mut ahead = std::collections::VecDeque::new();
+        // The writer follows again only once it applied what the last follow returned: that
+        // is caught up, unless the last follow left a backlog behind (then the lag keeps
+        // counting from when it was first seen).
+        if !self.backlog {
+            self.shared.behind_since_ms.store(0, Ordering::SeqCst);
+        }
+        if bounds.last > seq && self.shared.behind_since_ms.load(Ordering::SeqCst) == 0 {
+            self.shared.behind_since_ms.store(unix_ms(), Ordering::SeqCst);
+        }
         if seq + 1 < bounds.first {
             return Err(StorageError::Released { from: expected, first_available: self.first_available() });
         }
@@ -290,6 +316,7 @@ impl<S: LogStream> SharedLog<S> {
             self.end_seq = seq;
             self.durable = expected - 1;
         }
+        self.backlog = seq < bounds.last;
         self.publish_state();
         Ok(out)
     }
