@@ -248,6 +248,12 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         }
         engine_config
     };
+    if cluster.is_some() {
+        let removed = cluster::checkpoint::remove_leftovers(&config.store.data_dir);
+        if removed > 0 {
+            tracing::info!(removed, "removed checkpoint copies a stopped process left");
+        }
+    }
     let engine = match (Engine::open(engine_config()), &cluster) {
         (Ok(engine), _) => engine,
         // The stream no longer holds the records after this data directory's checkpoint

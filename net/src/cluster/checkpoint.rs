@@ -11,7 +11,8 @@
 //! goes on committing) and read back by the backup before it is offered; its temporary
 //! name is gone before the answer starts (the open descriptor keeps its bytes until the
 //! stream ends or the client goes), so nothing is left in the data directory whatever
-//! happens to the transfer; the file is never held in memory — at most
+//! happens to the transfer (a crash during the backup itself leaves a
+//! `store.redb.serve-*`, removed at the next start: [`remove_leftovers`]); the file is never held in memory — at most
 //! [`CHUNKS_IN_FLIGHT`] chunks of [`CHUNK_BYTES`]; the answer's `Content-Length` is the
 //! copy's size, so a truncated transfer is seen by the peer.
 
@@ -39,6 +40,8 @@ pub const LSN_HEADER: &str = "x-dispatch-checkpoint-lsn";
 pub const CHUNK_BYTES: usize = 64 * 1024;
 /// Chunks read ahead of the socket.
 pub const CHUNKS_IN_FLIGHT: usize = 4;
+/// How a copy's temporary name starts.
+const TMP_PREFIX: &str = "store.redb.serve-";
 
 /// A copy of the store, open, its temporary name already removed.
 #[derive(Debug)]
@@ -67,7 +70,7 @@ impl Copy {
 /// runtime's threads).
 pub fn take(data_dir: &Path) -> Result<Copy, String> {
     let store = dispatch_core::history::path(data_dir);
-    let tmp: PathBuf = data_dir.join(format!("store.redb.serve-{}", crate::hex::random_hex(8)));
+    let tmp: PathBuf = data_dir.join(format!("{TMP_PREFIX}{}", crate::hex::random_hex(8)));
     let copied = dispatch_storage::store::Store::open_read_only(&store)
         .and_then(|ro| ro.backup_to(&tmp))
         .map_err(|e| format!("the store could not be copied: {e}"));
@@ -83,6 +86,21 @@ pub fn take(data_dir: &Path) -> Result<Copy, String> {
         tracing::warn!(path = %tmp.display(), error = %e, "a checkpoint copy could not be removed");
     }
     opened
+}
+
+/// Removes the temporary copies a process stopped mid-copy left in `data_dir` (a
+/// copy's name is removed as soon as it is open: only a crash during the backup leaves
+/// one). Returns how many went.
+pub fn remove_leftovers(data_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(data_dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(TMP_PREFIX) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// The answer's copy, riding in its extensions from the handler to the listener
@@ -272,5 +290,19 @@ pub(crate) mod tests {
         assert_eq!(ro.checkpoint().unwrap().map(|(lsn, _)| lsn), copy.lsn);
         drop(engine);
         assert!(take(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn only_a_copys_leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["store.redb", "store.redb.stale-1", "store.redb.serve-0a1b", "store.redb.serve-ff"] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(remove_leftovers(dir.path()), 2);
+        let mut left: Vec<_> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        left.sort();
+        assert_eq!(left, ["store.redb", "store.redb.stale-1"]);
+        assert_eq!(remove_leftovers(&dir.path().join("missing")), 0);
     }
 }
