@@ -69,6 +69,7 @@ fn node(urls: &[String], id: &str) -> Node {
         stream: "BENCH".into(),
         replicas: 3,
         lease_ms: LEASE_MS,
+        retain_records: dispatch_cluster::RETAIN_RECORDS,
     })
     .unwrap();
     let leadership = Arc::new(Leadership::new());

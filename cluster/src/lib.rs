@@ -74,6 +74,10 @@ pub struct ClusterConfig {
     pub replicas: usize,
     /// How long the leader lease lasts without a renewal (default 2000 ms).
     pub lease_ms: u64,
+    /// Records the leader's `release_below` keeps in the stream below its checkpoint
+    /// (default [`RETAIN_RECORDS`]). Not a `[cluster]` key: tests lower it (dispatchd's
+    /// hidden `--cluster-retain-records`) to make the stream purge quickly.
+    pub retain_records: u64,
 }
 
 /// The node the lease names as leader.
@@ -202,8 +206,9 @@ impl Cluster {
         let name = self.config.stream.clone();
         let node = self.config.node_id.clone();
         let shared = Arc::clone(&self.shared);
+        let retain = self.config.retain_records;
         Box::new(move |checkpoint| {
-            let log = SharedLog::open(stream, &name, &node, shared, checkpoint)?;
+            let log = SharedLog::open(stream, &name, &node, shared, checkpoint)?.with_retain(retain);
             Ok(Box::new(log) as Box<dyn CommandLog>)
         })
     }
@@ -218,6 +223,7 @@ impl Cluster {
             Arc::clone(&self.shared),
             checkpoint,
         )
+        .map(|log| log.with_retain(self.config.retain_records))
     }
 
     /// The stream under the log (tests and tools).
@@ -247,6 +253,19 @@ impl Cluster {
     /// The leader the lease names now (`None`: no leader, or its lease lapsed).
     pub fn leader(&self) -> Option<LeaderInfo> {
         self.leader.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The node the lease key names now, read from the bucket without the lease keeper
+    /// (a node catching up from a peer's checkpoint before its engine can open). Unlike
+    /// [`leader`](Self::leader) this does not know whether the holder's lease lapsed: a
+    /// caller must expect the node it names to be gone. `None`: no lease, or the read
+    /// failed.
+    pub fn lease_holder(&self) -> Option<LeaderInfo> {
+        use crate::kv::LeaseKv;
+        match self.kv.read() {
+            election::Observed::Held { value, .. } => Some(LeaderInfo { node_id: value.node_id, url: value.url }),
+            _ => None,
+        }
     }
 
     /// This node's settings.
@@ -404,6 +423,7 @@ mod tests {
             stream: "DISPATCH".into(),
             replicas: 3,
             lease_ms: 2000,
+            retain_records: RETAIN_RECORDS,
         }
     }
 

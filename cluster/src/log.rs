@@ -21,7 +21,8 @@
 //!   stream-info request per poll: simple and stateless; an ordered consumer would push
 //!   instead, at the price of a consumer to keep alive);
 //! - `release_below` purges only while this log holds its claim, and keeps the last
-//!   [`RETAIN_RECORDS`] records: followers and restarting nodes catch up from them.
+//!   [`RETAIN_RECORDS`] records (or what [`SharedLog::with_retain`] set): followers and
+//!   restarting nodes catch up from them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -101,6 +102,8 @@ pub struct SharedLog<S: LogStream> {
     claimed: bool,
     /// The last follow stopped before the stream's end (more than one follow reads).
     backlog: bool,
+    /// Records `release_below` keeps below the LSN it is given.
+    retain: u64,
 }
 
 impl<S: LogStream> SharedLog<S> {
@@ -123,6 +126,7 @@ impl<S: LogStream> SharedLog<S> {
             pending: Vec::new(),
             claimed: false,
             backlog: false,
+            retain: RETAIN_RECORDS,
         };
         log.resync()?;
         if checkpoint > log.durable {
@@ -135,6 +139,15 @@ impl<S: LogStream> SharedLog<S> {
             log.locate(checkpoint + 1)?;
         }
         Ok(log)
+    }
+
+    /// This log, keeping `retain` records below the LSN `release_below` is given instead
+    /// of [`RETAIN_RECORDS`] (`ClusterConfig::retain_records`; 0 purges everything the
+    /// checkpoint covers).
+    #[must_use]
+    pub fn with_retain(mut self, retain: u64) -> Self {
+        self.retain = retain;
+        self
     }
 
     /// Whether this log holds its claim (it may append).
@@ -428,10 +441,11 @@ impl<S: LogStream> CommandLog for SharedLog<S> {
         }
         // Only the writer purges (one purger, and only one that knows its checkpoint is
         // current); a follower keeps everything.
-        if !self.claimed || lsn <= RETAIN_RECORDS + 1 {
+        if !self.claimed || lsn <= self.retain.saturating_add(1) {
             return Ok(());
         }
-        let keep_from = self.locate(lsn - RETAIN_RECORDS)?;
+        // The record at `lsn` may not be written yet (`lsn` = end + 1): keep the last one.
+        let keep_from = self.locate((lsn - self.retain).min(self.durable))?;
         self.stream.purge_below(keep_from).map_err(|e| self.stream_error(e))
     }
 

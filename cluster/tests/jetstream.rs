@@ -20,6 +20,7 @@ fn config(urls: Vec<String>, node: &str, replicas: usize) -> ClusterConfig {
         stream: "DISPATCH".into(),
         replicas,
         lease_ms: 1000,
+        retain_records: RETAIN_RECORDS,
     }
 }
 

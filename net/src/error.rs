@@ -58,6 +58,10 @@ pub enum Error {
     /// The cluster could not be joined (its settings: exit code 2; NATS: 1).
     #[error("cluster: {0}")]
     Cluster(#[from] dispatch_cluster::ClusterError),
+    /// A node whose checkpoint the stream no longer reaches could not catch up from a
+    /// peer's (`cluster::catch_up`).
+    #[error("catching up from a peer's checkpoint: {0}")]
+    CatchUp(String),
 }
 
 impl Error {

@@ -122,6 +122,9 @@ pub struct ServeOptions {
     pub clock_offset_s: i64,
     /// `--cluster`, `--node-id`, `--advertise` (over `[cluster]`).
     pub cluster: config::ClusterFlags,
+    /// Records the cluster's leader keeps in the stream below its checkpoint (hidden
+    /// flag `--cluster-retain-records`, for tests; `None`: `dispatch_cluster::RETAIN_RECORDS`).
+    pub cluster_retain_records: Option<u64>,
 }
 
 /// Runs the server until SIGTERM or ctrl-c, then shuts down gracefully.
@@ -191,43 +194,77 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         // operator's and never echoed.
         println!("dev admin token: {}", secrets.admin_token);
     }
-    let mut engine_config = EngineConfig::default().with_data_dir(&config.store.data_dir).with_rules(config.rules());
     if config.store.checkpoint_every_records < 10 {
         return Err(Error::Setting("[store] checkpoint_every_records must be at least 10".into()));
-    }
-    engine_config.checkpoint_every_records = config.store.checkpoint_every_records;
-    engine_config.positions_days = Some(config.retention.positions_days);
-    engine_config.zone_queue_share_pct = config.limits.zone_queue_share_pct;
-    if let Some(n) = opts.queue_capacity {
-        engine_config.queue_capacity = n.max(1);
     }
     if opts.clock_offset_s != 0 {
         if !opts.dev {
             return Err(Error::Setting("--clock-offset-s needs --dev".into()));
         }
         tracing::warn!(offset_s = opts.clock_offset_s, "--clock-offset-s: the engine's clock is shifted (tests only)");
-        engine_config =
-            engine_config.with_clock(fault::OffsetClock { offset_ms: opts.clock_offset_s.saturating_mul(1000) });
     }
-    if let Some(path) = opts.fault_file.clone() {
+    if let Some(path) = &opts.fault_file {
         tracing::warn!(path = %path.display(), "--fault-file: WAL writes fail while this file exists (tests only)");
-        engine_config.wrap_log = Some(fault::FaultFileLog::wrapper(path));
     }
     // ----- issue 21 -----
     // A node of a cluster: the command log is the JetStream stream, and the engine starts
     // as a follower until the lease keeper grants it the lead.
     let cluster = match cluster_config {
         None => None,
-        Some(c) => {
+        Some(mut c) => {
+            if let Some(n) = opts.cluster_retain_records {
+                tracing::warn!(
+                    retain_records = n,
+                    "--cluster-retain-records: the stream keeps fewer records (tests only)"
+                );
+                c.retain_records = n;
+            }
             tracing::info!(node_id = %c.node_id, nats = ?c.nats_urls, stream = %c.stream, "joining the cluster");
             let cluster = Arc::new(dispatch_cluster::Cluster::connect(c)?);
             let leadership = Arc::new(dispatch_core::Leadership::new());
-            engine_config.log = Some(cluster.log_opener());
-            engine_config.leadership = Some(Arc::clone(&leadership));
             Some((cluster, leadership))
         }
     };
-    let engine = Engine::open(engine_config)?;
+    // Built afresh for each attempt to open (a cluster node may open twice: see below).
+    let engine_config = || {
+        let mut engine_config =
+            EngineConfig::default().with_data_dir(&config.store.data_dir).with_rules(config.rules());
+        engine_config.checkpoint_every_records = config.store.checkpoint_every_records;
+        engine_config.positions_days = Some(config.retention.positions_days);
+        engine_config.zone_queue_share_pct = config.limits.zone_queue_share_pct;
+        if let Some(n) = opts.queue_capacity {
+            engine_config.queue_capacity = n.max(1);
+        }
+        if opts.clock_offset_s != 0 {
+            engine_config =
+                engine_config.with_clock(fault::OffsetClock { offset_ms: opts.clock_offset_s.saturating_mul(1000) });
+        }
+        if let Some(path) = opts.fault_file.clone() {
+            engine_config.wrap_log = Some(fault::FaultFileLog::wrapper(path));
+        }
+        if let Some((cluster, leadership)) = &cluster {
+            engine_config.log = Some(cluster.log_opener());
+            engine_config.leadership = Some(Arc::clone(leadership));
+        }
+        engine_config
+    };
+    if cluster.is_some() {
+        let removed = cluster::checkpoint::remove_leftovers(&config.store.data_dir);
+        if removed > 0 {
+            tracing::info!(removed, "removed checkpoint copies a stopped process left");
+        }
+    }
+    let engine = match (Engine::open(engine_config()), &cluster) {
+        (Ok(engine), _) => engine,
+        // The stream no longer holds the records after this data directory's checkpoint
+        // (an empty directory's included): a newer checkpoint comes from a peer.
+        (Err(e), Some((cluster, _))) if e.is_released() => {
+            tracing::warn!(error = %e, "the stream was purged below this node's checkpoint: catching up from a peer's");
+            let keys = auth::Keys::new(&secrets.token_secret, &secrets.admin_token);
+            cluster::catch_up::open_from_peer(cluster, &keys, &config.store.data_dir, || Engine::open(engine_config()))?
+        }
+        (Err(e), _) => return Err(e.into()),
+    };
     let node = match &cluster {
         None => None,
         Some((cluster, leadership)) => {

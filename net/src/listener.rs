@@ -209,7 +209,8 @@ async fn serve_http<I>(
             if hsts {
                 resp.headers_mut().insert(STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(crate::tls::HSTS));
             }
-            Ok::<_, Infallible>(resp)
+            // A checkpoint for a peer is streamed from its file; anything else goes whole.
+            Ok::<_, Infallible>(crate::cluster::checkpoint::into_streaming(resp))
         }
     });
     let mut builder = http1::Builder::new();

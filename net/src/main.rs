@@ -76,6 +76,10 @@ enum Cmd {
         /// The URL other nodes reach this node at (overrides `[cluster] advertise_url`).
         #[arg(long, value_name = "URL")]
         advertise: Option<String>,
+        /// Records the cluster's leader keeps in the stream below its checkpoint (tests of
+        /// a node that catches up from a peer's checkpoint: 0 purges what it covers).
+        #[arg(long, hide = true)]
+        cluster_retain_records: Option<u64>,
     },
     /// Take a consistent copy of a data directory, while it is being served or not.
     Backup {
@@ -149,6 +153,7 @@ fn main() -> ExitCode {
             cluster,
             node_id,
             advertise,
+            cluster_retain_records,
         } => {
             let opts = dispatch_server::ServeOptions {
                 config,
@@ -171,6 +176,7 @@ fn main() -> ExitCode {
                 fault_file,
                 clock_offset_s,
                 cluster: dispatch_server::config::ClusterFlags { cluster, node_id, advertise },
+                cluster_retain_records,
             };
             return match dispatch_server::serve(opts) {
                 Ok(()) => ExitCode::SUCCESS,

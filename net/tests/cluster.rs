@@ -58,12 +58,18 @@ impl TestCluster {
 
     /// Starts node `i` on `dir`.
     fn boot(&mut self, i: usize, dir: tempfile::TempDir) {
+        self.boot_with(i, dir, &[], &config());
+    }
+
+    /// Starts node `i` on `dir` with `extra` flags and the configuration file `toml`.
+    fn boot_with(&mut self, i: usize, dir: tempfile::TempDir, extra: &[&str], toml: &str) {
         let urls = self.nats.urls();
         let node = &mut self.nodes[i];
         let listen = format!("127.0.0.1:{}", node.port);
         let advertise = format!("http://127.0.0.1:{}", node.port);
-        let args = ["--cluster", &urls, "--node-id", &node.id, "--advertise", &advertise];
-        node.server = Some(Server::start_on(dir, &listen, &args, Some(&config()), &[]));
+        let mut args = vec!["--cluster", &urls, "--node-id", &node.id, "--advertise", &advertise];
+        args.extend_from_slice(extra);
+        node.server = Some(Server::start_on(dir, &listen, &args, Some(toml), &[]));
     }
 
     /// SIGKILLs node `i`, keeping its data directory.
@@ -376,6 +382,62 @@ async fn losing_one_nats_server_keeps_writes_acknowledged() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_an_empty_data_dir_catches_up_from_the_leaders_checkpoint_once_the_stream_was_purged() {
+    // Checkpoints every 10 records, and the leader purges the stream up to each one.
+    let toml = format!("{}[store]\ncheckpoint_every_records = 10\n", config());
+    let purging = ["--cluster-retain-records", "0"];
+    let nodes = (1..=2).map(|i| Node { id: format!("n{i}"), port: free_port(), server: None, dir: None }).collect();
+    let mut c = TestCluster { nats: NatsCluster::start(3), nodes };
+    c.boot_with(0, tempfile::tempdir().unwrap(), &purging, &toml);
+    assert_eq!(c.one_leader(&[0]).await, 0);
+    // The checkpoint is cluster-internal: unsigned, or signed with a made-up signature, 403.
+    let forged = [("X-Dispatch-Forwarded", "n9"), ("X-Dispatch-Forwarded-Auth", "1.00")];
+    for headers in [&[][..], &forged[..]] {
+        let r = c.server(0).call_with(Method::GET, "/v1/cluster/checkpoint", Some(ADMIN), None, headers).await;
+        r.expect_error(403, "forbidden");
+    }
+    // 60 users: several checkpoints, each followed by a purge.
+    let mut users = Vec::new();
+    for n in 0..60 {
+        let body = json!({"role": "rider", "name": format!("rider {n}"), "phone": format!("+2012{:08}", n)});
+        let r = c.write(0, "/v1/admin/users", ADMIN, &body, &format!("user-{n}")).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        users.push(r.json["user"]["id"].as_str().unwrap().to_owned());
+    }
+    // n2 starts on an empty data directory: LSN 1 is gone from the stream, so it fetches
+    // the leader's checkpoint and follows from there.
+    c.boot_with(1, tempfile::tempdir().unwrap(), &purging, &toml);
+    assert_eq!(c.one_leader(&[0, 1]).await, 0, "n2 follows");
+    for id in &users {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let r = c.server(1).get(&format!("/v1/admin/users/{id}"), ADMIN).await;
+            if r.status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "n2 never showed user {id}: {} {}", r.status, r.text);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(c.status(1).await.unwrap()["role"], "follower");
+    // It caught up from the checkpoint, not by replaying the stream: the stream no longer
+    // held the first record (the engine's first open failed for it).
+    let log = c.server(1).stderr();
+    let says = |what: &str| log.lines().any(|l| l.contains(what));
+    assert!(says("the stream was purged below this node's checkpoint"), "{log}");
+    assert!(says("fetched a checkpoint from the leader"), "{log}");
+    assert!(says("caught up from the leader's checkpoint"), "{log}");
+    assert!(c.server(0).stderr().lines().any(|l| l.contains("sending a checkpoint to a peer")));
+    // Nothing is left of the transfer in either data directory.
+    for i in 0..2 {
+        let data = c.server(i).dir.path().join("data");
+        let names: Vec<String> =
+            std::fs::read_dir(&data).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert!(!names.iter().any(|n| n.contains(".fetch") || n.contains(".serve-")), "node {i}: {names:?}");
+    }
+}
+
 // ----- Standalone: what a node without a cluster answers -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,6 +451,8 @@ async fn a_standalone_node_has_no_cluster_status_and_always_leads() {
     let forged = json!({"actor": "System", "command": "Tick"}).to_string();
     let r =
         s.call_with(Method::POST, "/v1/cluster/commands", None, Some(&forged), &[("X-Dispatch-Forwarded", "n9")]).await;
+    r.expect_error(403, "forbidden");
+    let r = s.call_with(Method::GET, "/v1/cluster/checkpoint", None, None, &[("X-Dispatch-Forwarded", "n9")]).await;
     r.expect_error(403, "forbidden");
     let metrics = s.get("/metrics", ADMIN).await.text;
     assert!(!metrics.contains("dispatch_cluster_role"), "a standalone node has no cluster metrics");

@@ -147,3 +147,30 @@ fn reopen_drops_the_unsynced_batch_and_moves_to_the_end() {
     assert!(a.is_claimed(), "nothing landed meanwhile: the claim holds");
     assert_eq!(commit(&mut a, &[b"kept"]).ok(), Some(1));
 }
+
+#[test]
+fn a_lower_retain_purges_what_the_checkpoint_covers_and_keeps_the_rest() {
+    let stream = Arc::new(MemStream::new());
+    let mut a = open(&stream, "a").with_retain(2);
+    assert!(a.claim().is_ok());
+    for i in 0..6u8 {
+        assert!(commit(&mut a, &[&[i]]).is_ok());
+    }
+    // A checkpoint at 5 (release below 6), keeping 2: LSN 4 onwards stays.
+    assert!(a.release_below(6).is_ok());
+    assert!(matches!(a.read_from(3), Err(StorageError::Released { from: 3, first_available: 4 })));
+    assert_eq!(lsns(&a, 4), vec![4, 5, 6]);
+    // Keeping none, released up to the log's end (`lsn` = end + 1 keeps the last record).
+    let mut a = a.with_retain(0);
+    assert!(a.release_below(7).is_ok());
+    assert_eq!(lsns(&a, 6), vec![6]);
+    assert!(matches!(a.read_from(5), Err(StorageError::Released { .. })));
+    // A follower with the same setting still never purges.
+    let Ok(b) = SharedLog::open(Arc::clone(&stream), "T", "b", Arc::default(), 5) else {
+        panic!("a checkpoint at 5 needs lsn 6, which is kept")
+    };
+    let mut b = b.with_retain(0);
+    let before = stream.messages().len();
+    assert!(b.release_below(7).is_ok());
+    assert_eq!(stream.messages().len(), before);
+}

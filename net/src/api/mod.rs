@@ -186,7 +186,7 @@ async fn pipeline(
     };
     // ----- issue 21 -----
     // Cluster-internal: taken only signed by a node of this cluster (never forwarded on).
-    if ep == Endpoint::ClusterCommands && !forwarded {
+    if matches!(ep, Endpoint::ClusterCommands | Endpoint::ClusterCheckpoint) && !forwarded {
         return Err(ApiError::new("forbidden", "cluster-internal: only the cluster's nodes may call this"));
     }
     // Routes open to anyone ignore credentials: a stale or malformed token must not turn
@@ -710,6 +710,7 @@ impl Ctx<'_> {
             // ----- issue 21 -----
             E::Cluster => self.cluster_status(),
             E::ClusterCommands => self.cluster_commands().await,
+            E::ClusterCheckpoint => self.cluster_checkpoint().await,
         }
     }
 }

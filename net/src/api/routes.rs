@@ -225,6 +225,9 @@ pub enum Endpoint {
     Cluster,
     /// `POST /v1/cluster/commands`: cluster-internal; a follower's socket commands, signed.
     ClusterCommands,
+    /// `GET /v1/cluster/checkpoint`: cluster-internal; this node's store, for a peer that
+    /// catches up (signed).
+    ClusterCheckpoint,
 }
 
 /// The operators' console's files, compiled into the binary.
@@ -459,6 +462,7 @@ pub const ROUTES: &[Route] = {
         // ----- issue 21 -----
         route!("GET", "/v1/cluster", "cluster", |_| E::Cluster),
         route!("POST", "/v1/cluster/commands", "cluster_commands", |_| E::ClusterCommands),
+        route!("GET", "/v1/cluster/checkpoint", "cluster_checkpoint", |_| E::ClusterCheckpoint),
     ]
 };
 
@@ -665,6 +669,7 @@ impl Endpoint {
             E::Cluster => spec("cluster", ADMIN),
             // Open to the cluster's nodes only: the handler takes a signed forward, nothing else.
             E::ClusterCommands => spec("cluster_commands", Allow::Anyone),
+            E::ClusterCheckpoint => spec("cluster_checkpoint", Allow::Anyone),
         }
     }
 }

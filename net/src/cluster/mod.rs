@@ -6,8 +6,9 @@
 //! stream goes: [`Membership`], `dispatch_cluster::Cluster` in production, a stand-in in
 //! tests), the engine's [`Leadership`], the pooled client that forwards writes
 //! ([`forward`]), and the counters behind the `dispatch_cluster_*` metrics; the body of
-//! `GET /v1/cluster` ([`status`]); and [`LeaderOnly`], which runs the payment worker
-//! only while this node leads.
+//! `GET /v1/cluster` ([`status`]); [`LeaderOnly`], which runs the payment worker only
+//! while this node leads; this node's checkpoint for a peer ([`checkpoint`]) and the
+//! catch-up of a node the stream was purged below ([`catch_up`]).
 //!
 //! Guarantees: a follower never applies a write itself: it forwards it to the leader or
 //! answers `503 not_leader` with `Retry-After` ([`forward`]); side effects (gateway calls,
@@ -15,6 +16,8 @@
 //! `Engine::is_leader` is true, and resume when it becomes true again; a standalone
 //! node (no `[cluster]`) has no `Node` and behaves exactly as before.
 
+pub mod catch_up;
+pub mod checkpoint;
 pub mod forward;
 
 use std::sync::Arc;

@@ -126,6 +126,7 @@ impl ClusterSection {
             stream: self.stream.clone(),
             replicas: self.replicas,
             lease_ms: self.lease_ms,
+            retain_records: dispatch_cluster::RETAIN_RECORDS,
         }))
     }
 }

@@ -53,9 +53,9 @@ use crate::http::{ApiError, FieldError, status_of};
 
 /// Routes the document leaves out: the WebSocket upgrade (not a request/response
 /// operation: its messages are API.md's), the console's static files (not API), and the
-/// cluster's internal `POST /v1/cluster/commands` (nodes call it, signed, never clients:
-/// net/API-NOTES.md).
-pub const UNDOCUMENTED: &[&str] = &["ws", "console", "cluster_commands"];
+/// cluster's internal `POST /v1/cluster/commands` and `GET /v1/cluster/checkpoint` (nodes
+/// call them, signed, never clients: net/API-NOTES.md).
+pub const UNDOCUMENTED: &[&str] = &["ws", "console", "cluster_commands", "cluster_checkpoint"];
 
 /// Where the committed document lives, relative to the crate.
 pub const COMMITTED_PATH: &str = "openapi.json";
