@@ -29,9 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dispatch_storage::{
-    BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, Lsn, RECORD_BYTES_MAX, Record, Records, StorageError,
-};
+use dispatch_storage::{BATCH_RECORDS_MAX, CommandLog, Lsn, Record, Records, StorageError};
 
 use crate::stream::{LogMessage, LogStream, Published, StreamError};
 
@@ -337,24 +335,13 @@ impl<S: LogStream> SharedLog<S> {
 
 impl<S: LogStream> CommandLog for SharedLog<S> {
     fn append(&mut self, payloads: &[&[u8]]) -> Result<Lsn, StorageError> {
-        let mut bytes = 0usize;
-        for payload in payloads {
-            if payload.len() > MESSAGE_BYTES_MAX.min(RECORD_BYTES_MAX) {
-                return Err(StorageError::RecordTooLarge { bytes: payload.len(), max: MESSAGE_BYTES_MAX });
-            }
-            bytes = bytes.saturating_add(payload.len());
+        // A record travels whole in one message: at most MESSAGE_BYTES_MAX.
+        if let Some(big) = payloads.iter().find(|p| p.len() > MESSAGE_BYTES_MAX) {
+            return Err(StorageError::RecordTooLarge { bytes: big.len(), max: MESSAGE_BYTES_MAX });
         }
-        let records = payloads.len() + self.pending.len();
-        let reason = if payloads.is_empty() {
-            "a batch holds at least one record"
-        } else if records > BATCH_RECORDS_MAX {
-            "more records than BATCH_RECORDS_MAX"
-        } else if bytes > BATCH_BYTES_MAX {
-            "more payload bytes than BATCH_BYTES_MAX"
-        } else {
-            ""
-        };
-        if !reason.is_empty() {
+        let bytes = dispatch_storage::check_batch(payloads)?;
+        if payloads.len() + self.pending.len() > BATCH_RECORDS_MAX {
+            let reason = "more records than BATCH_RECORDS_MAX, with those appended before";
             return Err(StorageError::InvalidBatch { records: payloads.len(), bytes, reason });
         }
         if !self.claimed {

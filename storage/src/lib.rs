@@ -32,7 +32,7 @@ pub mod store;
 pub mod wal;
 
 pub use error::StorageError;
-pub use log::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, RECORD_BYTES_MAX, Record, Records};
+pub use log::{BATCH_BYTES_MAX, BATCH_RECORDS_MAX, CommandLog, RECORD_BYTES_MAX, Record, Records, check_batch};
 
 /// Log sequence number: the position of a record. The first record is 1; 0 means
 /// "no record" (an empty log). Dense: the records of a log are `first..=last`.

@@ -124,8 +124,8 @@ pub trait CommandLog: Send + 'static {
 }
 
 /// Checks a batch against the bounds before anything is written; returns its
-/// payload bytes.
-pub(crate) fn check_batch(payloads: &[&[u8]]) -> Result<usize, StorageError> {
+/// payload bytes. Every `CommandLog` calls it first in `append` (one rule for all logs).
+pub fn check_batch(payloads: &[&[u8]]) -> Result<usize, StorageError> {
     let records = payloads.len();
     let mut bytes = 0usize;
     for payload in payloads {
