@@ -4,9 +4,12 @@
 # city sent to a FOLLOWER (so every write is forwarded to the leader and every offer reaches
 # the drivers' sockets from the follower's replay), while each follower's GET /v1/cluster is
 # sampled every 200 ms. Prints the load generator's report and the followers' lag_ms
-# (p50, p99, max) over the run.
+# (p50, p99, max) over the run. With ROLLING=1, scripts/rolling-restart.sh restarts every
+# node (SIGTERM, then start again on its data directory; followers first, the leader last)
+# while the city runs: the load generator's correctness line must still read 0 lost.
 #
 #   bash scripts/cluster-city.sh [loadgen flags...]     # e.g. --drivers 1000 --trip-rate 50
+#   ROLLING=1 bash scripts/cluster-city.sh --seconds 60
 #
 # Needs nats-server (scripts/deps.sh) and curl; builds the release binaries.
 set -euo pipefail
@@ -15,7 +18,11 @@ cargo build --release -q -p dispatch-server --bins
 nats=$(command -v nats-server || echo /usr/sbin/nats-server)
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+    for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    for f in "$work"/n*.pid; do [ -e "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true; done
+    rm -rf "$work"
+}
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -51,11 +58,25 @@ TOML
 hp=()
 for i in 1 2 3; do
     p=$(port); hp+=("$p")
-    target/release/dispatchd serve --config "$work/dispatch.toml" --listen "127.0.0.1:$p" \
-        --data-dir "$work/n$i" --cluster "$urls" \
-        --node-id "n$i" --advertise "http://127.0.0.1:$p" >"$work/n$i.log" 2>&1 &
-    pids+=($!)
+    # Each node's start command in a file, so the rolling restart can start it again.
+    cat >"$work/start-n$i.sh" <<START
+target/release/dispatchd serve --config "$work/dispatch.toml" --listen "127.0.0.1:$p" \\
+    --data-dir "$work/n$i" --cluster "$urls" \\
+    --node-id "n$i" --advertise "http://127.0.0.1:$p" >>"$work/n$i.log" 2>&1 &
+echo \$! >"$work/n$i.pid"
+START
+    bash "$work/start-n$i.sh"
 done
+# Stops node {node} with SIGTERM (a clean stop: a leader gives its lease up), waits for it
+# to exit, and starts it again on its data directory.
+cat >"$work/restart.sh" <<'RESTART'
+set -eu
+work=$(dirname "$0"); node=$1
+pid=$(cat "$work/$node.pid")
+kill -TERM "$pid"
+while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+bash "$work/start-$node.sh"
+RESTART
 status() { curl -s -H "Authorization: Bearer $DISPATCH_ADMIN_TOKEN" "http://127.0.0.1:$1/v1/cluster" || true; }
 leader=""
 for _ in $(seq 1 100); do
@@ -98,7 +119,16 @@ sample() {
 sample &
 sampler=$!
 pids+=($sampler)
-target/release/dispatch-loadgen --addr "127.0.0.1:${followers[0]}" --fanout 0 "$@"
+if [ "${ROLLING:-}" = 1 ]; then
+    target/release/dispatch-loadgen --addr "127.0.0.1:${followers[0]}" --fanout 0 "$@" &
+    loadgen=$!
+    sleep 10
+    bash scripts/rolling-restart.sh --timeout 60 --restart "bash $work/restart.sh {node}" \
+        "http://127.0.0.1:${hp[0]}" "http://127.0.0.1:${hp[1]}" "http://127.0.0.1:${hp[2]}"
+    wait "$loadgen" || echo "the load generator exited with $?"
+else
+    target/release/dispatch-loadgen --addr "127.0.0.1:${followers[0]}" --fanout 0 "$@"
+fi
 kill "$sampler" 2>/dev/null || true
 python3 - "$work/lag.txt" <<'PY'
 import sys
