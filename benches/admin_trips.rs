@@ -15,7 +15,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dispatch::scenario::{ensure_zone, near_center, ride_from, user};
 use dispatch_core::clock::Timestamp;
@@ -25,6 +25,9 @@ use dispatch_core::trip::{CancelReason, Cancellation, CancelledBy};
 use dispatch_core::trip_index::TripQuery;
 use dispatch_core::{Engine, EngineConfig, Role, Trip, TripStatus};
 
+mod common;
+use common::{bench_dir, percentile};
+
 const BATCH: u64 = 50_000;
 const PAGE: usize = 20;
 const QUERIES: usize = 2_000;
@@ -32,13 +35,6 @@ const ZONES: u64 = 20;
 const BASE_MS: i64 = 1_750_000_000_000;
 /// One trip every 6 s: 5,000,000 trips span about a year.
 const STEP_MS: i64 = 6_000;
-
-fn bench_dir() -> tempfile::TempDir {
-    match std::env::var_os("DISPATCH_BENCH_DIR") {
-        Some(d) => tempfile::tempdir_in(d).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    }
-}
 
 fn template() -> Trip {
     let engine = Engine::open(EngineConfig::default()).unwrap();
@@ -74,10 +70,6 @@ fn trip(template: &Trip, i: u64) -> Arc<Trip> {
         t.fare.final_breakdown = Some(t.fare.estimate_breakdown);
     }
     Arc::new(t)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn time_query(name: &str, history: &History, q: &TripQuery, cursor: Option<(i64, TripId)>) {

@@ -24,33 +24,14 @@ use dispatch::scenario::{finish_grid_trips, grid_fleet, grid_rules, grid_trips};
 use dispatch_cluster::{Cluster, ClusterConfig};
 use dispatch_core::{Actor, Command, Engine, EngineConfig, Leadership, TripStatus};
 
+mod common;
+use common::{bench_dir, summary};
+
 const DRIVERS: u64 = 2_000;
 const ROUNDS: usize = 10;
 const OPEN_LOOP_ROUNDS: usize = 10;
 const OPEN_LOOP_PER_S: f64 = 20_000.0;
 const LEASE_MS: u64 = 1_000;
-
-fn bench_dir() -> tempfile::TempDir {
-    match std::env::var_os("DISPATCH_BENCH_DIR") {
-        Some(d) => tempfile::tempdir_in(d).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn summary(name: &str, mut samples: Vec<Duration>, per_s: Option<f64>) {
-    samples.sort();
-    let rate = per_s.map_or(String::new(), |r| format!("{r:>12.0} /s"));
-    println!(
-        "{name:<48} p50 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?} {rate}",
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.99),
-        samples[samples.len() - 1]
-    );
-}
 
 /// A cluster node: its engine (a follower until the lease keeper grants it the lease and
 /// it claims the stream), its cluster handle and its data directory.

@@ -31,6 +31,9 @@ use dispatch::scenario::{finish_grid_trips, grid_fleet, grid_rules, grid_trips};
 use dispatch_core::{Actor, Command, Engine, EngineConfig, LatLng, LocationReport, Record};
 use dispatch_storage::{CommandLog, Wal};
 
+mod common;
+use common::{bench_dir, summary};
+
 const DRIVERS: u64 = 2_000;
 const ROUNDS: usize = 10;
 /// Rounds of the open loop: 100,000 accepts, which span several checkpoints at the
@@ -40,28 +43,6 @@ const OPEN_LOOP_ROUNDS: usize = 50;
 const RECOVERY_RECORDS: u64 = 1_000_000;
 /// The open-loop accept rate (DESIGN.md's budget: ≥ 20,000/s with p99 ≤ 5 ms).
 const OPEN_LOOP_PER_S: f64 = 20_000.0;
-
-fn bench_dir() -> tempfile::TempDir {
-    match std::env::var_os("DISPATCH_BENCH_DIR") {
-        Some(d) => tempfile::tempdir_in(d).unwrap(),
-        None => tempfile::tempdir().unwrap(),
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn summary(name: &str, mut samples: Vec<Duration>, per_s: Option<f64>) {
-    samples.sort();
-    let rate = per_s.map_or(String::new(), |r| format!("{r:>12.0} /s"));
-    println!(
-        "{name:<44} p50 {:>9.1?}  p99 {:>9.1?}  max {:>9.1?} {rate}",
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.99),
-        samples[samples.len() - 1]
-    );
-}
 
 fn raw_fsync() {
     let dir = bench_dir();

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput};
 use dispatch_storage::store::{Checkpoint, Scan, Store, StoreOptions, TableName, key};
-use tempfile::TempDir;
+
+mod common;
+use common::bench_dir;
 
 const TRIPS_BY_RIDER: TableName = TableName::new("trips_by_rider");
 /// Rows per checkpoint in the commit bench, and their size.
@@ -34,14 +36,6 @@ const PAGE_ROWS: usize = 50;
 
 /// The key of row `i` of checkpoint `lsn`.
 type RowKey = fn(u64, u64) -> Vec<u8>;
-
-fn bench_dir() -> TempDir {
-    let result = match std::env::var_os("DISPATCH_BENCH_DIR") {
-        Some(dir) => tempfile::tempdir_in(PathBuf::from(dir)),
-        None => tempfile::tempdir(),
-    };
-    result.expect("create a temporary directory for the bench")
-}
 
 fn trip_key(rider: u64, n: u64) -> Vec<u8> {
     let time = 1_700_000_000 + n * 600;

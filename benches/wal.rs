@@ -10,12 +10,13 @@
 use std::fs::File;
 use std::hint::black_box;
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use dispatch_storage::{CommandLog, Wal, WalConfig};
-use tempfile::TempDir;
+
+mod common;
+use common::bench_dir;
 
 /// Latency samples taken for each printed percentile line: enough for a stable p99.
 const LATENCY_SAMPLES: usize = 2_000;
@@ -23,14 +24,6 @@ const LATENCY_SAMPLES: usize = 2_000;
 const RECORD_BYTES: usize = 100;
 /// Records in the replay bench.
 const REPLAY_RECORDS: u64 = 1_000_000;
-
-fn bench_dir() -> TempDir {
-    let result = match std::env::var_os("DISPATCH_BENCH_DIR") {
-        Some(dir) => tempfile::tempdir_in(PathBuf::from(dir)),
-        None => tempfile::tempdir(),
-    };
-    result.expect("create a temporary directory for the bench")
-}
 
 fn print_percentiles(name: &str, mut samples: Vec<Duration>) {
     samples.sort();

@@ -28,7 +28,8 @@ pub(super) enum Report {
     Trips,
 }
 
-const REVENUE_COLUMNS: [&str; 8] = [
+/// The revenue report's columns (CSV header, JSON keys; the OpenAPI document requires them).
+pub(crate) const REVENUE_COLUMNS: [&str; 8] = [
     "period_start",
     "currency",
     "trips_completed",
@@ -39,7 +40,8 @@ const REVENUE_COLUMNS: [&str; 8] = [
     "cancel_fees_minor",
 ];
 
-const TRIPS_COLUMNS: [&str; 8] = [
+/// The trips report's columns (CSV header, JSON keys; the OpenAPI document requires them).
+pub(crate) const TRIPS_COLUMNS: [&str; 8] = [
     "period_start",
     "requested",
     "completed",

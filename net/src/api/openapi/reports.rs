@@ -44,16 +44,7 @@ pub(super) fn revenue_report_out() -> Value {
             ("refunded_minor", money("Refunded of the trips that ended in the period.")),
             ("cancel_fees_minor", money("Cancellation fees of the trips cancelled in the period.")),
         ],
-        &[
-            "period_start",
-            "currency",
-            "trips_completed",
-            "gross_minor",
-            "commission_minor",
-            "discount_minor",
-            "refunded_minor",
-            "cancel_fees_minor",
-        ],
+        &crate::api::reports::REVENUE_COLUMNS,
     );
     obj(&[("items", array(item))], &["items"])
 }
@@ -74,16 +65,7 @@ pub(super) fn trips_report_out() -> Value {
             ("match_p50_s", seconds.clone()),
             ("match_p95_s", seconds),
         ],
-        &[
-            "period_start",
-            "requested",
-            "completed",
-            "cancelled_by_rider",
-            "cancelled_by_driver",
-            "expired",
-            "match_p50_s",
-            "match_p95_s",
-        ],
+        &crate::api::reports::TRIPS_COLUMNS,
     );
     obj(&[("items", array(item))], &["items"])
 }
