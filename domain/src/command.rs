@@ -48,7 +48,7 @@ pub enum Actor {
 }
 
 /// The rules live in [`crate::rules`]; a `SetRules` command replaces them.
-pub use crate::rules::DispatchRules;
+pub use crate::rules::{DispatchRules, LearningWeights, MatchingMode};
 
 /// A new user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

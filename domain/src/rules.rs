@@ -72,6 +72,47 @@ pub struct DispatchRules {
     /// A driver who owes more cash debt than this cannot go online (`[payouts]
     /// max_cash_debt_minor`; `403 cash_debt_limit`).
     pub max_cash_debt_minor: i64,
+    /// How a new trip finds its first drivers (`[dispatch] mode`, issue 22).
+    pub matching: MatchingMode,
+    /// In batched mode, how long trips are collected before the window is solved
+    /// (`[dispatch] batch_window_ms`).
+    pub batch_window_ms: u32,
+    /// How offers rank drivers beyond pickup cost (`[dispatch] learning`); all zero:
+    /// pickup cost alone.
+    pub learning: LearningWeights,
+}
+
+/// How a new trip finds its first drivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchingMode {
+    /// Offered, the moment it is created, to the nearest eligible drivers.
+    #[default]
+    Greedy,
+    /// Collected over `batch_window_ms` with the other trips of the window, and assigned
+    /// together by minimum total pickup cost; each assignment is the trip's first offer,
+    /// and the rounds of greedy mode take over after a lapse or a decline.
+    Batched,
+}
+
+/// The weights of the ranking that learns from drivers (per cent of the pickup cost).
+/// Zero turns a term off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LearningWeights {
+    /// How much a driver's low acceptance rate adds to its cost.
+    pub acceptance_pct: u16,
+    /// How much a driver's idle time takes off its cost (the fairness term: nobody starves).
+    pub idle_pct: u16,
+}
+
+impl LearningWeights {
+    /// Pickup cost alone.
+    pub const OFF: Self = Self { acceptance_pct: 0, idle_pct: 0 };
+
+    /// Whether any term is on.
+    pub fn is_on(&self) -> bool {
+        *self != Self::OFF
+    }
 }
 
 impl Default for DispatchRules {
@@ -99,6 +140,9 @@ impl Default for DispatchRules {
             sos_phones: Vec::new(),
             payout_min_minor: 1_000,
             max_cash_debt_minor: 50_000,
+            matching: MatchingMode::Greedy,
+            batch_window_ms: 2_000,
+            learning: LearningWeights::OFF,
         }
     }
 }
