@@ -104,9 +104,9 @@ mkdir -p "$WORK/dispatch"
 
 # --- run ---------------------------------------------------------------------------------
 say "building dispatch-peers (release)"
-cargo build --release --quiet --manifest-path benches/peers/Cargo.toml
+cargo build --release --quiet --locked --manifest-path benches/peers/Cargo.toml
 say "running: Redis on :$REDIS_PORT and :$REDIS_AOF_PORT, PostgreSQL on :$PG_PORT, temp dir $WORK"
-cargo run --release --quiet --manifest-path benches/peers/Cargo.toml -- \
+cargo run --release --quiet --locked --manifest-path benches/peers/Cargo.toml -- \
     --redis "redis://127.0.0.1:$REDIS_PORT/" \
     --redis-aof "redis://127.0.0.1:$REDIS_AOF_PORT/" \
     --postgres "host=127.0.0.1 port=$PG_PORT user=bench dbname=postgres" \
