@@ -149,6 +149,31 @@ impl View {
         self.transfers.insert(t.id, Arc::new(t.clone()));
     }
 
+    /// A driver whose position alone changed: its fix and trip odometer are copied into
+    /// the view's own record, in place when no reader holds it. The view so keeps a
+    /// record of its own for a moving driver (shared with the state again at its next
+    /// other change), and neither side copies a record per position report: the state
+    /// changes its unshared record in place, and so does the view.
+    fn publish_move(&mut self, state: &State, id: UserId) {
+        let Some(d) = state.driver(id) else {
+            self.drivers.remove(&id);
+            return;
+        };
+        match self.drivers.get_mut(&id) {
+            // Already the state's own record (a change of the same batch shared it).
+            Some(mine) if Arc::ptr_eq(mine, d) => {}
+            Some(mine) => {
+                let mine = Arc::make_mut(mine);
+                mine.fix = d.fix;
+                mine.trip_odometer_m = d.trip_odometer_m;
+                debug_assert_eq!(*mine, **d, "a driver's move changed more than its position");
+            }
+            None => {
+                self.drivers.insert(id, Arc::clone(d));
+            }
+        }
+    }
+
     fn copy_catalog(&mut self, state: &State) {
         let (catalog, surge, coupons) = state.catalog_parts();
         self.catalog = Arc::clone(catalog);
@@ -169,6 +194,9 @@ impl View {
                 Some(d) => self.drivers.insert(*id, Arc::clone(d)),
                 None => self.drivers.remove(id),
             };
+        }
+        for id in &fx.moved {
+            self.publish_move(state, *id);
         }
         for id in &fx.users {
             if let Some(u) = state.user(*id) {

@@ -127,6 +127,7 @@ impl Command {
             Command::SetRules(_)
             | Command::SetDriverStatus { .. }
             | Command::UpdateLocation(_)
+            | Command::Positions(_)
             | Command::CreateTrip(_)
             | Command::AcceptTrip { .. }
             | Command::DeclineTrip { .. }

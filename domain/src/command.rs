@@ -180,6 +180,12 @@ pub enum Command {
     },
     /// A driver's position (not waited for fsync: see `dispatch_core::Engine::update_location`).
     UpdateLocation(LocationReport),
+    /// Positions the writer published, in the order it published them: the one log
+    /// record of a run of accepted position reports (the writer's only, see
+    /// [`Command::is_writer_only`]). Replayed as published — the same fixes, the same
+    /// odometers, one `DriverMoved` each — without the reports' checks, which passed
+    /// when they were applied.
+    Positions(Vec<(UserId, crate::driver::Fix)>),
     /// A rider asks for a trip; the first dispatch round starts at once.
     CreateTrip(NewTrip),
     /// An offered driver takes the trip.
@@ -807,6 +813,7 @@ impl Command {
             Command::SetDriverStatus { .. } => "set_driver_status",
             Command::SetDriverSuspended { .. } => "set_driver_suspended",
             Command::UpdateLocation(_) => "update_location",
+            Command::Positions(_) => "positions",
             Command::CreateTrip(_) => "create_trip",
             Command::AcceptTrip { .. } => "accept_trip",
             Command::DeclineTrip { .. } => "decline_trip",
@@ -908,15 +915,16 @@ impl Command {
     }
 
     /// Whether only the writer may issue this command: `Archive` (finished trips leave
-    /// the hot state once a checkpoint wrote them) and `Restored` (a trip brought back
-    /// from the history with the command about it). Whatever builds them must have read
-    /// the history first; from anyone else, an `Archive` could drop live trips and a
+    /// the hot state once a checkpoint wrote them), `Restored` (a trip brought back
+    /// from the history with the command about it) and `Positions` (the record of
+    /// reports it checked). Whatever builds them must have read the history or checked
+    /// the reports first; from anyone else, an `Archive` could drop live trips, a
     /// `Restored` could insert a trip its caller made up (`apply` can only check that it is
-    /// finished and the one its command is about). The runtime refuses them from callers
-    /// (`dispatch_core::Engine::submit`).
+    /// finished and the one its command is about), and `Positions` could move any driver
+    /// anywhere. The runtime refuses them from callers (`dispatch_core::Engine::submit`).
     pub fn is_writer_only(&self) -> bool {
         match self {
-            Command::Archive { .. } | Command::Restored { .. } => true,
+            Command::Archive { .. } | Command::Restored { .. } | Command::Positions(_) => true,
             Command::Keyed { command, .. } | Command::Audited { command, .. } => command.is_writer_only(),
             _ => false,
         }

@@ -52,6 +52,8 @@ mod archived;
 mod audit;
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod positions_tests;
 mod config;
 mod stats;
 mod tracker;

@@ -34,6 +34,10 @@ use crate::record::Record;
 use crate::state::{Effects, State, apply};
 
 mod follower;
+
+/// Most fixes one `Positions` record holds (~45 bytes each: ~180 KiB, inside a shared
+/// log's message); a longer run is logged as several records.
+const MAX_POSITIONS_PER_RECORD: usize = 4_096;
 use follower::now_ms;
 
 /// Position reports coalesced by the state (a report within `location_min_interval_ms`
@@ -99,6 +103,9 @@ pub(super) struct Writer {
     queries: Vec<Query>,
     /// Coalesced position reports waiting for their interval.
     positions: PendingPositions,
+    /// Positions published since the last record was logged: one `Positions` record
+    /// for the run, logged before the next other record or at the commit.
+    moves: Vec<(UserId, crate::driver::Fix)>,
     /// Why the log cannot be written, while it cannot.
     read_only: Option<String>,
     /// The state could not be rebuilt from disk after a failed write: it must be
@@ -152,6 +159,7 @@ impl Writer {
             replies: Vec::new(),
             queries: Vec::new(),
             positions: PendingPositions::default(),
+            moves: Vec::new(),
             read_only: None,
             stale: false,
             probe_changed_nothing: false,
@@ -350,7 +358,6 @@ impl Writer {
         let exempt = command.is_durability_exempt();
         let record = Record { at, actor, command };
         let result = apply(&mut self.state, actor, &record.command, at, &mut self.fx);
-        let stats = &self.shared.stats;
         let result = match result {
             Ok(Outcome::Coalesced { publish_at }) => {
                 // Nothing changed, so nothing is logged: the report waits here instead.
@@ -358,12 +365,12 @@ impl Writer {
                     let against = self.state.driver(driver).and_then(|d| d.fix);
                     self.positions.put(driver, PendingPosition { report: *report, against, publish_at });
                 }
-                stats.locations_coalesced.fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.locations_coalesced.fetch_add(1, Ordering::Relaxed);
                 Ok(Outcome::Coalesced { publish_at })
             }
-            Ok(outcome) => match self.journal.push(&record) {
+            Ok(outcome) => match self.log(&record) {
                 Ok(()) => {
-                    stats.applied.fetch_add(1, Ordering::Relaxed);
+                    self.shared.stats.applied.fetch_add(1, Ordering::Relaxed);
                     Ok(outcome)
                 }
                 // Applied but not loggable: a bug. Throw the batch away as if the write failed.
@@ -373,6 +380,7 @@ impl Writer {
                 }
             },
             Err(e) => {
+                let stats = &self.shared.stats;
                 stats.refused.fetch_add(1, Ordering::Relaxed);
                 if matches!(e, DomainError::ImplausibleLocation { .. }) {
                     stats.spoofing_suspected.fetch_add(1, Ordering::Relaxed);
@@ -391,9 +399,48 @@ impl Writer {
         refused
     }
 
+    /// Adds an applied command's record to the batch. A published position report joins
+    /// the run of positions instead (one `Positions` record, however many reports: a
+    /// replay and a follower apply the same fixes in the same order), which is logged
+    /// before any other record, so the log keeps the order things happened in.
+    fn log(&mut self, record: &Record) -> Result<()> {
+        if let (Actor::User(driver), Command::UpdateLocation(_)) = (record.actor, &record.command)
+            && let Some(fix) = self.state.driver(driver).and_then(|d| d.fix)
+        {
+            self.moves.push((driver, fix));
+            if self.moves.len() >= MAX_POSITIONS_PER_RECORD {
+                self.log_moves(record.at)?;
+            }
+            return Ok(());
+        }
+        self.log_moves(record.at)?;
+        self.journal.push(record)
+    }
+
+    /// Logs the run of positions, if any, as one `Positions` record.
+    fn log_moves(&mut self, at: Timestamp) -> Result<()> {
+        if self.moves.is_empty() {
+            return Ok(());
+        }
+        let command = Command::Positions(std::mem::take(&mut self.moves));
+        let record = Record { at, actor: Actor::System, command };
+        let pushed = self.journal.push(&record);
+        // The vector goes back for the next run (its capacity with it).
+        if let Command::Positions(mut moves) = record.command {
+            moves.clear();
+            self.moves = moves;
+        }
+        pushed
+    }
+
     /// Makes the batch durable, publishes it, hands out its events, then answers the
     /// commands and then the queries (the state now equals the published view).
     fn commit(&mut self) {
+        if let Err(e) = self.log_moves(self.clock.now()) {
+            self.fail_batch(&e.to_string());
+            self.answer_queries();
+            return;
+        }
         if self.replies.is_empty() && self.fx.is_empty() && !self.journal.has_pending() {
             self.answer_queries();
             return;
@@ -481,6 +528,7 @@ impl Writer {
             reply(Err(Error::ReadOnly(why.to_owned())));
         }
         self.fx.clear();
+        self.moves.clear();
         if self.probe_changed_nothing {
             // A probe that changed nothing failed: the state is still the durable one;
             // only the log must be cut back to what is durable.

@@ -23,6 +23,10 @@ pub struct Effects {
     pub users: Vec<UserId>,
     /// Driver records changed, added or removed.
     pub drivers: Vec<UserId>,
+    /// Drivers whose position alone changed (`fix` and `trip_odometer_m`): the view
+    /// copies those fields into its own record, in place, rather than share the state's
+    /// (which would make the next report copy the record).
+    pub moved: Vec<UserId>,
     /// Ledger accounts whose totals changed.
     pub accounts: Vec<crate::ledger::AccountKey>,
     /// Transfers added, changed or removed (archived).
@@ -64,6 +68,7 @@ impl Effects {
             && self.trips.is_empty()
             && self.users.is_empty()
             && self.drivers.is_empty()
+            && self.moved.is_empty()
             && self.alerts.is_empty()
             && self.notifications.is_empty()
             && self.devices.is_empty()
@@ -86,6 +91,7 @@ impl Effects {
         self.trips.clear();
         self.users.clear();
         self.drivers.clear();
+        self.moved.clear();
         self.alerts.clear();
         self.notifications.clear();
         self.devices.clear();

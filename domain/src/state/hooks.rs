@@ -63,7 +63,7 @@ impl State {
     /// hot path pays nothing for webhooks). `Some` also has `trip_mut` keep each trip as
     /// it was before the command changed it.
     pub(super) fn hook_before(&self, command: &Command) -> Option<Before> {
-        if self.hooks.endpoints.is_empty() || matches!(command, Command::UpdateLocation(_)) {
+        if self.hooks.endpoints.is_empty() || matches!(command, Command::UpdateLocation(_) | Command::Positions(_)) {
             return None;
         }
         let suspended = match inner(command) {

@@ -113,7 +113,7 @@ impl State {
             (true, Some(prev)) => haversine_m(prev.point, fix.point),
             _ => 0.0,
         };
-        let d = self.driver_mut(id, fx)?;
+        let d = self.driver_moved_mut(id, fx)?;
         d.fix = Some(fix);
         d.trip_odometer_m += step_m;
         self.sync_index(id);
@@ -125,6 +125,21 @@ impl State {
             at: fix.at,
         });
         Ok(())
+    }
+
+    /// A `Positions` record: the fixes the writer published, published again in order.
+    /// The system's only; every driver is checked to exist before anything changes.
+    pub(super) fn replay_positions(&mut self, who: Who, fixes: &[(UserId, Fix)], fx: &mut Effects) -> Result<Outcome> {
+        if who != Who::System {
+            return Err(Error::Forbidden("positions are recorded by the engine".into()));
+        }
+        if let Some((id, _)) = fixes.iter().find(|(id, _)| !self.drivers.contains_key(id)) {
+            return Err(Error::Internal(format!("a recorded position of driver {id}, who has no record")));
+        }
+        for (id, fix) in fixes {
+            self.publish_position(*id, *fix, fx)?;
+        }
+        Ok(Outcome::Done)
     }
 
     /// Puts the driver in the index at its last fix while it is not offline, and takes

@@ -351,7 +351,10 @@ pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp,
     match &result {
         Err(_) => fx.events.truncate(mark),
         Ok(_) => {
-            if fx.events.len() > mark || before.is_some() {
+            // `DriverMoved` notifies nobody and announces nothing: a run of positions
+            // pays neither the copy of its events nor the look through them.
+            let moves_only = fx.events[mark..].iter().all(|e| matches!(e, Event::DriverMoved { .. }));
+            if (fx.events.len() > mark && !moves_only) || before.is_some() {
                 // The outbox items and webhook deliveries this command causes, from its
                 // events (cheap clones: `Arc`s).
                 let events = fx.events[mark..].to_vec();
@@ -530,6 +533,7 @@ impl State {
                 self.set_suspended(who, *driver_id, *suspended, reason, now, fx)
             }
             Command::UpdateLocation(report) => self.update_location(who, report, now, fx),
+            Command::Positions(fixes) => self.replay_positions(who, fixes, fx),
             Command::CreateTrip(new) => self.create_trip(who, new, now, fx),
             Command::AcceptTrip { trip_id } => self.accept(who, *trip_id, now, fx),
             Command::DeclineTrip { trip_id } => self.decline(who, *trip_id, now, fx),
@@ -809,6 +813,15 @@ impl State {
     fn driver_mut(&mut self, id: UserId, fx: &mut Effects) -> Result<&mut Driver> {
         let d = self.drivers.get_mut(&id).ok_or_else(|| Error::Internal(format!("driver {id} has no record")))?;
         fx.drivers.push(id);
+        Ok(Arc::make_mut(d))
+    }
+
+    /// The driver's record, to change its position alone (`fix` and `trip_odometer_m`,
+    /// nothing else): readers copy those two fields into their own record
+    /// ([`Effects::moved`]) instead of sharing this one, so a report copies no record.
+    fn driver_moved_mut(&mut self, id: UserId, fx: &mut Effects) -> Result<&mut Driver> {
+        let d = self.drivers.get_mut(&id).ok_or_else(|| Error::Internal(format!("driver {id} has no record")))?;
+        fx.moved.push(id);
         Ok(Arc::make_mut(d))
     }
 }

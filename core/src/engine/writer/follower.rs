@@ -229,6 +229,7 @@ impl Writer {
             reply(Err(Error::NotLeader(why.to_owned())));
         }
         self.fx.clear();
+        self.moves.clear();
         self.positions = PendingPositions::default();
         self.archive.clear();
         self.read_only = None;
