@@ -15,8 +15,9 @@
 //! reader holds one.
 //!
 //! Guarantees: a reader never sees a change that a crash could take back (the writer
-//! publishes after the fsync); every read, and every snapshot, is of whole batches; a
-//! snapshot never changes.
+//! publishes after the fsync), but for drivers' positions, which are published when
+//! written and made durable within 10 ms (`Engine::update_location`); every read, and
+//! every snapshot, is of whole batches; a snapshot never changes.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -147,6 +148,15 @@ impl View {
             self.statements.insert((key, Reverse((t.at, t.id))));
         }
         self.transfers.insert(t.id, Arc::new(t.clone()));
+    }
+
+    /// After a failed write that had published positions not yet durable: every
+    /// driver's record as the state, rebuilt from what is durable, has it.
+    pub(crate) fn republish_drivers(&mut self, state: &State) {
+        self.drivers = IdMap::default();
+        for d in state.drivers() {
+            self.drivers.insert(d.id, Arc::clone(d));
+        }
     }
 
     /// A driver whose position alone changed: its fix and trip odometer are copied into

@@ -4,9 +4,13 @@
 //! view's copy of a moving driver equals the state's after every batch, and a snapshot
 //! taken before a move keeps the old position.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use dispatch_storage::{CommandLog, SharedMemLog};
+use parking_lot::Mutex;
+
+use dispatch_storage::{CommandLog, SharedMemLog, StorageError};
 
 use crate::clock::{ManualClock, Timestamp};
 use crate::command::{Actor, Command, DispatchRules, LocationReport, NewUser, Outcome};
@@ -110,11 +114,16 @@ fn a_run_of_reports_is_one_record_in_its_place_and_replays_to_the_same_drivers()
     assert_eq!(moved(new[0]), vec![(d0, north(40.0)), (d1, north(30.0)), (d2, north(20.0))]);
     assert!(matches!(new[1], Command::SetDriverStatus { online: false, .. }));
     assert_eq!(moved(new[2]), vec![(d0, north(90.0)), (d2, north(25.0))]);
-    assert!(logged[logged_before..].iter().all(|r| matches!(r.command, Command::SetDriverStatus { .. }) || r.actor == Actor::System));
+    assert!(
+        logged[logged_before..]
+            .iter()
+            .all(|r| matches!(r.command, Command::SetDriverStatus { .. }) || r.actor == Actor::System)
+    );
 
     // The view equals the state, driver by driver.
-    let state_drivers =
-        engine.query(move |s| drivers.iter().map(|id| whereabouts(s.driver(*id).unwrap())).collect::<Vec<_>>()).unwrap();
+    let state_drivers = engine
+        .query(move |s| drivers.iter().map(|id| whereabouts(s.driver(*id).unwrap())).collect::<Vec<_>>())
+        .unwrap();
     let view_drivers: Vec<_> = [d0, d1, d2].iter().map(|id| whereabouts(&engine.driver(*id).unwrap())).collect();
     assert_eq!(view_drivers, state_drivers);
     assert!(state_drivers[0].1 > 80.0, "the rider's steps are on the odometer: {}", state_drivers[0].1);
@@ -124,8 +133,10 @@ fn a_run_of_reports_is_one_record_in_its_place_and_replays_to_the_same_drivers()
     let replayed: Vec<_> = [d0, d1, d2].iter().map(|id| whereabouts(&replica.driver(*id).unwrap())).collect();
     assert_eq!(replayed, state_drivers);
     let indexed = |e: &Engine| {
-        e.query(move |s| [d0, d1, d2].map(|id| s.drivers_near(north(0.0), 1_000.0, 10).unwrap().iter().any(|(d, _)| d.id == id)))
-            .unwrap()
+        e.query(move |s| {
+            [d0, d1, d2].map(|id| s.drivers_near(north(0.0), 1_000.0, 10).unwrap().iter().any(|(d, _)| d.id == id))
+        })
+        .unwrap()
     };
     assert_eq!(indexed(&replica), indexed(&engine));
     assert_eq!(indexed(&engine), [true, false, true], "the driver who went offline left the index");
@@ -177,4 +188,143 @@ fn nobody_but_the_writer_records_positions() {
     let applied = crate::state::apply(&mut state, Actor::Admin, &forged, Timestamp::from_millis(T0), &mut fx);
     assert!(matches!(applied, Err(DomainError::Forbidden(_))), "{applied:?}");
     engine.shutdown().unwrap();
+}
+
+/// A log in memory whose syncs are counted and can be made to fail; a reopen after a
+/// failure loses what was not synced, as a disk does.
+struct SyncLog {
+    inner: dispatch_storage::MemLog,
+    syncs: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
+    /// (last LSN, durable LSN), for the test to look at.
+    lsns: Arc<Mutex<(u64, u64)>>,
+}
+
+impl CommandLog for SyncLog {
+    fn append(&mut self, payloads: &[&[u8]]) -> Result<u64, StorageError> {
+        let first = self.inner.append(payloads)?;
+        self.lsns.lock().0 = self.inner.last_lsn();
+        Ok(first)
+    }
+    fn sync(&mut self) -> Result<u64, StorageError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StorageError::Io {
+                op: "fdatasync",
+                path: "sync-log".into(),
+                source: std::io::Error::from_raw_os_error(5),
+            });
+        }
+        self.syncs.fetch_add(1, Ordering::SeqCst);
+        let durable = self.inner.sync()?;
+        self.lsns.lock().1 = durable;
+        Ok(durable)
+    }
+    fn read_from(&self, from: u64) -> Result<dispatch_storage::Records<'_>, StorageError> {
+        self.inner.read_from(from)
+    }
+    fn last_lsn(&self) -> u64 {
+        self.inner.last_lsn()
+    }
+    fn durable_lsn(&self) -> u64 {
+        self.inner.durable_lsn()
+    }
+    fn release_below(&mut self, lsn: u64) -> Result<(), StorageError> {
+        self.inner.release_below(lsn)
+    }
+    fn reopen(&mut self) -> Result<(), StorageError> {
+        self.inner.crash();
+        *self.lsns.lock() = (self.inner.last_lsn(), self.inner.durable_lsn());
+        Ok(())
+    }
+}
+
+struct Rig {
+    engine: Engine,
+    syncs: Arc<AtomicU64>,
+    failing: Arc<AtomicBool>,
+    lsns: Arc<Mutex<(u64, u64)>>,
+    driver: UserId,
+}
+
+fn rig(clock: &ManualClock) -> Rig {
+    let (syncs, failing, lsns) = (Arc::default(), Arc::<AtomicBool>::default(), Arc::default());
+    let log = SyncLog {
+        inner: dispatch_storage::MemLog::new(),
+        syncs: Arc::clone(&syncs),
+        failing: Arc::clone(&failing),
+        lsns: Arc::clone(&lsns),
+    };
+    let mut config = config(clock);
+    config.read_only_retry = Duration::from_millis(10);
+    config.idle_wakeup = Duration::from_millis(5);
+    let engine = Engine::open_with_log(config, Box::new(log), State::default()).unwrap();
+    engine.create_zone(Actor::Admin, crate::demo::cairo().unwrap()).unwrap();
+    let vehicle = Some(Vehicle::new(Category::new("economy").unwrap(), "Q 1".to_owned()));
+    let new = NewUser { id: None, role: Role::Driver, name: "q".into(), phone: "+201100000077".into(), vehicle };
+    let driver = engine.create_user(Actor::Admin, new).unwrap().id;
+    engine.set_driver_status(driver, true, Some(north(0.0))).unwrap();
+    Rig { engine, syncs, failing, lsns, driver }
+}
+
+fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(30), "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A batch of positions only is published when written, and becomes durable without
+/// any further command (the writer's delay); a batch with any other record is durable
+/// before its callers hear of it, with every position written before it.
+#[test]
+fn positions_are_published_when_written_and_synced_soon_after() {
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let r = rig(&clock);
+    for step in 1..=5 {
+        clock.advance_millis(500);
+        assert!(submit(&r.engine, vec![(Actor::User(r.driver), at(f64::from(step) * 10.0))])[0].is_ok());
+        assert_eq!(r.engine.driver(r.driver).unwrap().fix.unwrap().point, north(f64::from(step) * 10.0));
+        until("the positions are durable", || {
+            let (last, durable) = *r.lsns.lock();
+            last == durable
+        });
+    }
+    // Positions written, then a command that needs a sync: when it is answered, the log is
+    // durable to its end.
+    let syncs = r.syncs.load(Ordering::SeqCst);
+    clock.advance_millis(500);
+    let answers = submit(
+        &r.engine,
+        vec![(Actor::User(r.driver), at(70.0)), (Actor::User(r.driver), Command::SetPresence { connected: true })],
+    );
+    assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+    let (last, durable) = *r.lsns.lock();
+    assert_eq!(last, durable, "answered only once durable, the positions before it too");
+    assert!(r.syncs.load(Ordering::SeqCst) > syncs);
+    r.engine.shutdown().unwrap();
+}
+
+/// A sync of published positions that fails: the engine goes read-only, rebuilds from
+/// what is durable, and readers see the drivers as the durable state has them (not the
+/// positions the disk lost); once the disk writes again, so does the engine.
+#[test]
+fn a_failed_sync_of_published_positions_takes_them_back_from_readers() {
+    let clock = ManualClock::new(Timestamp::from_millis(T0));
+    let r = rig(&clock);
+    r.failing.store(true, Ordering::SeqCst);
+    clock.advance_millis(500);
+    assert!(submit(&r.engine, vec![(Actor::User(r.driver), at(40.0))])[0].is_ok());
+    until("the failed sync makes the engine read-only", || r.engine.is_read_only());
+    // The writer rebuilds after it says read-only: readers then see what is durable.
+    until("readers see the durable position", || r.engine.driver(r.driver).unwrap().fix.unwrap().point == north(0.0));
+    let driver = r.driver;
+    let in_state = r.engine.query(move |s| s.driver(driver).and_then(|d| d.fix).map(|f| f.point)).unwrap();
+    assert_eq!(in_state, Some(north(0.0)), "the state was rebuilt from what is durable");
+    r.failing.store(false, Ordering::SeqCst);
+    until("the engine writes again", || !r.engine.is_read_only());
+    clock.advance_millis(500);
+    assert!(submit(&r.engine, vec![(Actor::User(r.driver), at(45.0))])[0].is_ok());
+    assert_eq!(r.engine.driver(r.driver).unwrap().fix.unwrap().point, north(45.0));
+    r.engine.shutdown().unwrap();
 }

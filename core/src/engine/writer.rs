@@ -13,8 +13,10 @@
 //! Guarantees: a caller hears "done" only once its record is durable (position reports
 //! excepted, as documented on `Engine::update_location`); a batch that fails to become
 //! durable is answered with the failure, is never published, and the state is rebuilt
-//! from what is durable; queries are answered right after a commit, when the state equals
-//! the published view.
+//! from what is durable (a batch of positions only is published when written and synced
+//! within [`POSITIONS_SYNC_DELAY`]: if that sync fails, the view's drivers are rebuilt
+//! too); queries are answered right after a commit, when the state equals the published
+//! view. A run of published reports is one `Positions` record, in its place in the log.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,6 +36,18 @@ use crate::record::Record;
 use crate::state::{Effects, State, apply};
 
 mod follower;
+
+/// How long published position reports may stay written but not durable: a batch of
+/// positions only is written without a sync (its callers were answered before the sync
+/// anyway, as every position report is: DESIGN.md's one exemption), and made durable with
+/// the next batch that needs a sync, or after this long at the latest. A crash so loses at
+/// most this much of the drivers' last positions, each re-sent within seconds; readers may
+/// see such a position before it is durable. Nothing else is ever published undurable.
+pub(crate) const POSITIONS_SYNC_DELAY: Duration = Duration::from_millis(10);
+
+/// How long the writer looks for the next message before it sleeps on the queue (see
+/// `Writer::poll_briefly`).
+const POLL_AWAKE: Duration = Duration::from_micros(50);
 
 /// Most fixes one `Positions` record holds (~45 bytes each: ~180 KiB, inside a shared
 /// log's message); a longer run is logged as several records.
@@ -106,6 +120,14 @@ pub(super) struct Writer {
     /// Positions published since the last record was logged: one `Positions` record
     /// for the run, logged before the next other record or at the commit.
     moves: Vec<(UserId, crate::driver::Fix)>,
+    /// The batch holds a record other than positions: it must be durable before it is
+    /// published (see `commit`).
+    batch_needs_sync: bool,
+    /// Since when batches of positions only were written and published without a sync
+    /// (`None`: everything written is durable). Synced within [`POSITIONS_SYNC_DELAY`].
+    unsynced_since: Option<Instant>,
+    /// The engine is shutting down: the last batch is synced whatever it holds.
+    stopping: bool,
     /// Why the log cannot be written, while it cannot.
     read_only: Option<String>,
     /// The state could not be rebuilt from disk after a failed write: it must be
@@ -160,6 +182,9 @@ impl Writer {
             queries: Vec::new(),
             positions: PendingPositions::default(),
             moves: Vec::new(),
+            batch_needs_sync: false,
+            unsynced_since: None,
+            stopping: false,
             read_only: None,
             stale: false,
             probe_changed_nothing: false,
@@ -207,9 +232,14 @@ impl Writer {
                 self.step_down("the leader lease was revoked");
                 continue;
             }
-            // An archive under way goes on without waiting for traffic.
-            let wait = if self.archive.is_empty() { self.idle_wakeup } else { Duration::ZERO };
-            let first = match self.rx.recv_timeout(wait) {
+            // An archive under way goes on without waiting for traffic; positions written
+            // without a sync wait for one no longer than their delay.
+            let wait = match self.unsynced_since {
+                _ if !self.archive.is_empty() => Duration::ZERO,
+                Some(since) => POSITIONS_SYNC_DELAY.saturating_sub(since.elapsed()).min(self.idle_wakeup),
+                None => self.idle_wakeup,
+            };
+            let first = match self.poll_briefly(wait).map_or_else(|| self.rx.recv_timeout(wait), Ok) {
                 Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -236,6 +266,7 @@ impl Writer {
                     Msg::Query(q) => self.queries.push(q),
                     Msg::Shutdown => {
                         shutting_down = true;
+                        self.stopping = true;
                         break;
                     }
                 }
@@ -245,6 +276,9 @@ impl Writer {
                 self.fire_due_deadlines();
             }
             self.commit();
+            if self.unsynced_since.is_some_and(|since| self.stopping || since.elapsed() >= POSITIONS_SYNC_DELAY) {
+                self.sync_written();
+            }
         }
         // Anything still queued after the shutdown request is refused, not dropped silently.
         while let Ok(msg) = self.rx.try_recv() {
@@ -414,6 +448,7 @@ impl Writer {
             return Ok(());
         }
         self.log_moves(record.at)?;
+        self.batch_needs_sync = true;
         self.journal.push(record)
     }
 
@@ -441,6 +476,11 @@ impl Writer {
             self.answer_queries();
             return;
         }
+        // Positions only (their callers answered already) are written now and synced
+        // within `POSITIONS_SYNC_DELAY`; anything else is synced before it is published.
+        // A cluster's leader syncs every batch (a deferred batch would be lost with the
+        // lease, after readers saw it).
+        let defer = !std::mem::take(&mut self.batch_needs_sync) && !self.stopping && self.leadership.is_none();
         if self.replies.is_empty() && self.fx.is_empty() && !self.journal.has_pending() {
             self.answer_queries();
             return;
@@ -450,15 +490,14 @@ impl Writer {
             self.step_down("the leader lease was revoked before the batch was written");
             return;
         }
-        match self.journal.commit() {
+        let written = if defer { self.journal.write_deferred().map(|()| None) } else { self.journal.commit() };
+        match written {
             Ok(synced) => {
-                if let Some(took) = synced {
-                    let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
-                    let stats = &self.shared.stats;
-                    stats.syncs.fetch_add(1, Ordering::Relaxed);
-                    stats.last_sync_us.store(us, Ordering::Relaxed);
-                    stats.max_sync_us.fetch_max(us, Ordering::Relaxed);
-                    stats.sync_us.record(us);
+                self.record_sync(synced);
+                if !self.journal.has_unsynced() {
+                    self.unsynced_since = None;
+                } else if self.unsynced_since.is_none() {
+                    self.unsynced_since = Some(Instant::now());
                 }
             }
             Err(e) if e.is_fenced() || (matches!(e, StorageError::Unavailable { .. }) && self.lease_lost()) => {
@@ -494,7 +533,8 @@ impl Writer {
         // Before the archive below changes the state past the view.
         self.answer_queries();
         let now = self.clock.now();
-        if self.archive.is_empty() {
+        // A checkpoint is of a durable LSN: none while positions wait for their sync.
+        if self.archive.is_empty() && !self.journal.has_unsynced() {
             // No checkpoint starts while the last one's archive is under way: it would
             // write again, and hand back again, what is about to leave.
             let done = self.journal.checkpoint_if_due(&self.state, now, &self.shared.stats.checkpoints);
@@ -505,6 +545,53 @@ impl Writer {
         // of trips (tens of thousands: 50 ms on the writer when it was one command).
         if let Some(archive) = self.archive.pop_front() {
             self.apply_at(Actor::System, archive, now, None);
+        }
+    }
+
+    /// Looks for the next message for up to [`POLL_AWAKE`] (less when `wait` is shorter)
+    /// before the writer goes to sleep on the queue: a caller waiting for each answer
+    /// sends its next command within microseconds, and finding it awake saves a wake-up
+    /// (tens of microseconds on a virtual machine). It yields the core while it looks, so
+    /// it takes no time from threads that have work.
+    fn poll_briefly(&self, wait: Duration) -> Option<Msg> {
+        let started = Instant::now();
+        let until = POLL_AWAKE.min(wait);
+        loop {
+            if let Ok(msg) = self.rx.try_recv() {
+                return Some(msg);
+            }
+            if started.elapsed() >= until {
+                return None;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Counts a sync that took `took` (`None`: nothing was synced).
+    fn record_sync(&self, took: Option<Duration>) {
+        if let Some(took) = took {
+            let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+            let stats = &self.shared.stats;
+            stats.syncs.fetch_add(1, Ordering::Relaxed);
+            stats.last_sync_us.store(us, Ordering::Relaxed);
+            stats.max_sync_us.fetch_max(us, Ordering::Relaxed);
+            stats.sync_us.record(us);
+        }
+    }
+
+    /// Makes the positions written without a sync durable (their delay is up, or the
+    /// engine stops). A failure is a failed batch: read-only, and the state rebuilt
+    /// from what is durable, the view's drivers with it.
+    fn sync_written(&mut self) {
+        match self.journal.commit() {
+            Ok(synced) => {
+                self.record_sync(synced);
+                self.unsynced_since = None;
+            }
+            Err(e) => {
+                let why = if e.is_disk_full() { format!("disk full ({e})") } else { e.to_string() };
+                self.fail_batch(&why);
+            }
         }
     }
 
@@ -529,13 +616,21 @@ impl Writer {
         }
         self.fx.clear();
         self.moves.clear();
-        if self.probe_changed_nothing {
+        // Positions written without a sync were published: the view's drivers are
+        // copied again from the rebuilt state.
+        let published_undurable = self.unsynced_since.take().is_some();
+        if self.probe_changed_nothing && !published_undurable {
             // A probe that changed nothing failed: the state is still the durable one;
             // only the log must be cut back to what is durable.
             self.stale |= self.journal.reset_log().is_err();
         } else {
             match self.rebuild() {
-                Ok(state) => self.state = state,
+                Ok(state) => {
+                    self.state = state;
+                    if published_undurable {
+                        self.shared.view.write().republish_drivers(&self.state);
+                    }
+                }
                 // `try_leave_read_only` retries it before any write.
                 Err(_) => self.stale = true,
             }

@@ -103,6 +103,9 @@ pub(crate) struct Journal {
     log: Box<dyn CommandLog>,
     /// LSN of the last record made durable.
     durable_lsn: Lsn,
+    /// LSN of the last record written, durable or not: ahead of `durable_lsn` only after
+    /// [`Journal::write_deferred`], until the next [`Journal::commit`].
+    written_lsn: Lsn,
     /// Commits checkpoints in the background (data directories only).
     checkpointer: Option<Checkpointer>,
     policy: CheckpointPolicy,
@@ -154,6 +157,7 @@ impl Journal {
     ) -> Result<(Self, State, Recovery)> {
         let journal = Journal {
             durable_lsn: log.durable_lsn(),
+            written_lsn: log.durable_lsn(),
             log,
             checkpointer: None,
             policy,
@@ -232,6 +236,7 @@ impl Journal {
         let durable_lsn = log.durable_lsn();
         let journal = Journal {
             durable_lsn,
+            written_lsn: durable_lsn,
             log: match wrap {
                 Some(wrap) => wrap(log),
                 None => log,
@@ -444,11 +449,39 @@ impl Journal {
         Ok(())
     }
 
-    /// Appends the batch and makes it durable. Returns how long the sync took
-    /// (`None` when there was nothing to write).
+    /// Appends the batch and makes it durable, with whatever [`Journal::write_deferred`]
+    /// wrote before it. Returns how long the sync took (`None` when there was nothing
+    /// to write or sync).
     pub(crate) fn commit(&mut self) -> std::result::Result<Option<Duration>, StorageError> {
-        if self.pending.ends.is_empty() {
+        self.write_pending()?;
+        if self.written_lsn == self.durable_lsn {
             return Ok(None);
+        }
+        let started = Instant::now();
+        let durable = self.log.sync()?;
+        if durable != self.written_lsn {
+            return Err(StorageError::InvalidLsn { lsn: durable, reason: "a sync must make the whole batch durable" });
+        }
+        self.durable_lsn = durable;
+        Ok(Some(started.elapsed()))
+    }
+
+    /// Appends the batch without making it durable: a batch of position reports only,
+    /// whose callers were answered already (`Writer::commit` says when). The next
+    /// [`Journal::commit`] makes it durable with what follows; a checkpoint waits for
+    /// that (its LSN is a durable one).
+    pub(crate) fn write_deferred(&mut self) -> std::result::Result<(), StorageError> {
+        self.write_pending()
+    }
+
+    /// Whether records were written that are not durable yet.
+    pub(crate) fn has_unsynced(&self) -> bool {
+        self.written_lsn > self.durable_lsn
+    }
+
+    fn write_pending(&mut self) -> std::result::Result<(), StorageError> {
+        if self.pending.ends.is_empty() {
+            return Ok(());
         }
         let mut start = 0;
         let payloads: Vec<&[u8]> = self
@@ -466,22 +499,17 @@ impl Journal {
         self.pending.clear();
         let first = appended?;
         // The log is dense and this journal its only writer: the batch follows the last
-        // durable record, and a sync makes all of it durable. Replay, checkpoints and
+        // record written, and a sync makes all of it durable. Replay, checkpoints and
         // `release_below` rely on both; a log that breaks them (a shared log over the
         // network, say) fails the batch, and the writer rebuilds from what is durable.
-        if first != self.durable_lsn + 1 {
+        if first != self.written_lsn + 1 {
             return Err(StorageError::InvalidLsn {
                 lsn: first,
-                reason: "the batch must follow the last durable record",
+                reason: "the batch must follow the last record written",
             });
         }
-        let started = Instant::now();
-        let durable = self.log.sync()?;
-        if durable != first + records - 1 {
-            return Err(StorageError::InvalidLsn { lsn: durable, reason: "a sync must make the whole batch durable" });
-        }
-        self.durable_lsn = durable;
-        Ok(Some(started.elapsed()))
+        self.written_lsn = first + records - 1;
+        Ok(())
     }
 
     /// After a failed write: drops the batch, reopens the log from disk and
@@ -500,6 +528,7 @@ impl Journal {
     pub(crate) fn rebuild_published(&mut self) -> Result<State> {
         self.pending.clear();
         self.log.reopen().map_err(|e| storage_error("cannot reopen the log", &e))?;
+        self.written_lsn = self.durable_lsn;
         let (state, _) = self.replay_upto(self.durable_lsn)?;
         Ok(state)
     }
@@ -510,6 +539,7 @@ impl Journal {
         self.pending.clear();
         self.log.reopen().map_err(|e| storage_error("cannot reopen the log", &e))?;
         self.durable_lsn = self.log.durable_lsn();
+        self.written_lsn = self.durable_lsn;
         Ok(())
     }
 
@@ -528,6 +558,7 @@ impl Journal {
         }
         if let Some(last) = records.last() {
             self.durable_lsn = last.lsn;
+            self.written_lsn = last.lsn;
         }
         Ok(records)
     }

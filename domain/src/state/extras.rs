@@ -341,7 +341,8 @@ impl State {
         if key.principal != actor {
             return Err(Error::Forbidden("an idempotency key belongs to the actor that sends it".into()));
         }
-        if matches!(command, Command::Keyed { .. } | Command::Tick | Command::UpdateLocation(_) | Command::Positions(_)) {
+        if matches!(command, Command::Keyed { .. } | Command::Tick | Command::UpdateLocation(_) | Command::Positions(_))
+        {
             return Err(Error::Invalid(format!("{} commands take no idempotency key", command.name())));
         }
         // The hot entry, else what the history keeps (stamped by the writer), if not expired.
