@@ -15,7 +15,10 @@
 #   for at most R x 3600 / IDLE_S rides an hour (fewer: a rider on a trip does not ask).
 #   A level L (a multiple of capacity) runs R = L x capacity x IDLE_S / 3600 riders:
 #     quiet = 0.25 x capacity, busy = 0.75 x capacity, 2x capacity = 2 x capacity.
-#   The table's `req/h` column is the demand measured in each run (requested / minutes x 60).
+#   The table's `req/h` column is the demand measured in each run (requested / minutes x 60),
+#   and `x cap` that over capacity: above the level's factor, by about a quarter, because
+#   within the run a rider whose first ride ended early may ask again (and the first rides
+#   alone already come at R x 3600 / IDLE_S an hour).
 #
 # Usage: scripts/matching-table.sh    (SEEDS, DRIVERS, MINUTES, IDLE_S, TRIP_MIN, JOBS override
 #                                      the defaults below; BIN=path/to/city skips the build)
@@ -85,7 +88,7 @@ echo "\`scripts/matching-table.sh\`: $DRIVERS drivers, $MINUTES simulated minute
 echo "Levels: quiet = 0.25 x capacity ($(riders_for 0.25) riders), busy = 0.75 x ($(riders_for 0.75) riders)," \
   "2x capacity = 2 x ($(riders_for 2.0) riders). Mean over seeds, (min-max) where shown. $elapsed s wall."
 echo
-awk -v levels="quiet busy 2x" -v modes="$MODES" -v minutes="$MINUTES" '
+awk -v levels="quiet busy 2x" -v modes="$MODES" -v minutes="$MINUTES" -v capacity="$capacity" '
   {
     level = ""; mode = "";
     for (i = 1; i <= NF; i++) {
@@ -112,14 +115,15 @@ awk -v levels="quiet busy 2x" -v modes="$MODES" -v minutes="$MINUTES" '
     return cnt[key, k] ? sprintf("%." d "f (%." d "f-%." d "f)", sum[key, k] / cnt[key, k], lo[key, k], hi[key, k]) : "-"
   }
   END {
-    print "| demand | mode | req/h | match rate | match p50 s | match p95 s | mean pickup ETA s | p95 pickup ETA s | mean pickup m | declines/trip | idle % | earnings Gini | double assignments | runs |";
-    print "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
+    print "| demand | mode | req/h | x cap | match rate | match p50 s | match p95 s | mean pickup ETA s | p95 pickup ETA s | mean pickup m | declines/trip | idle % | earnings Gini | double assignments | runs |";
+    print "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
     nl = split(levels, L, " "); nm = split(modes, M, " ");
     for (a = 1; a <= nl; a++) for (b = 1; b <= nm; b++) {
       key = L[a] SUBSEP M[b];
       label = (M[b] == "learning") ? "batched+learning" : M[b];
-      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d%s |\n",
-        L[a], label, mean(key, "req_h", 0), range(key, "match_rate", 3), mean(key, "match_p50_s", 1),
+      xcap = cnt[key, "req_h"] ? sprintf("%.2f", sum[key, "req_h"] / cnt[key, "req_h"] / capacity) : "-";
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d%s |\n",
+        L[a], label, mean(key, "req_h", 0), xcap, range(key, "match_rate", 3), mean(key, "match_p50_s", 1),
         range(key, "match_p95_s", 1), range(key, "mean_pickup_eta_s", 1), mean(key, "p95_pickup_eta_s", 0),
         mean(key, "mean_pickup_m", 0), mean(key, "declines_per_trip", 2), mean(key, "idle_pct", 1),
         mean(key, "earnings_gini", 3), (cnt[key, "double_assignments"] ? sum[key, "double_assignments"] : "-"),
