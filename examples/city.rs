@@ -2,8 +2,16 @@
 //!
 //! ```text
 //! cargo run --release --example city -- --drivers 2000 --riders 500 --minutes 30 [--seed N]
+//!     [--mode greedy|batched|learning]
 //! [  1 min] trips requested=… matched=… completed=… … double_assignments=0 … cmds/s=…
+//! …
+//! mode=greedy seed=1 … match_rate=0.93 match_p50_s=4.0 match_p95_s=21.0 … double_assignments=0
 //! ```
+//!
+//! The last line is the run's figures of dispatch quality as `key=value` pairs
+//! (`dispatch::city::CityReport::summary`), for scripts (`scripts/matching-table.sh`).
+//! `--mode` sets the engine's matching rules: `greedy` (the default), `batched`, or
+//! `learning` (batched with the learning ranking).
 //!
 //! Riders are `dispatch_sim`'s: about a fifth of rides are booked with 1 to 3 stops on the
 //! way (`sim/src/city/rider.rs`, `STOPS_SHARE`), priced leg by leg.
@@ -17,10 +25,11 @@
 
 use std::process::ExitCode;
 
-use dispatch::city::{self, CityOptions};
+use dispatch::city::{self, CityMode, CityOptions};
 
 const USAGE: &str = "usage: city [--drivers N] [--riders N] [--minutes N] [--seed N] [--live] \
-                     [--step-ms MS] [--every S] [--radius-m M]";
+                     [--step-ms MS] [--every S] [--radius-m M] [--mode greedy|batched|learning] \
+                     [--rider-idle-s S] [--hotspots N]";
 
 fn parse() -> Option<CityOptions> {
     let mut o = CityOptions::default();
@@ -41,6 +50,9 @@ fn parse() -> Option<CityOptions> {
             "--seed" => o.sim.seed = value.parse().ok()?,
             "--step-ms" => o.step_ms = value.parse().ok()?,
             "--radius-m" => o.sim.radius_m = value.parse().ok()?,
+            "--mode" => o.mode = CityMode::parse(&value)?,
+            "--rider-idle-s" => o.sim.rider_idle_mean_s = value.parse().ok()?,
+            "--hotspots" => o.sim.hotspots = value.parse().ok()?,
             "--every" => {
                 o.report_every_s = value.parse().ok()?;
                 live_every = false;
@@ -62,13 +74,14 @@ fn main() -> ExitCode {
     };
     let s = &options.sim;
     println!(
-        "city: {} drivers, {} riders, {} m around ({}, {}), seed {}, {} {} min, steps of {} ms",
+        "city: {} drivers, {} riders, {} m around ({}, {}), seed {}, mode {}, {} {} min, steps of {} ms",
         s.drivers,
         s.riders,
         s.radius_m,
         s.center_lat_deg,
         s.center_lng_deg,
         s.seed,
+        options.mode.as_str(),
         if options.live { "live for" } else { "simulating" },
         options.minutes,
         options.step_ms
@@ -84,6 +97,7 @@ fn main() -> ExitCode {
                 report.commands_per_s(),
                 report.audit
             );
+            println!("{}", report.summary(&options));
             if report.healthy() {
                 ExitCode::SUCCESS
             } else {

@@ -10,16 +10,70 @@
 //!
 //! Every report also audits the engine's view ([`audit`]): a double assignment or a
 //! trip/driver mismatch makes [`CityReport::healthy`] false (and the example exit non-zero).
+//!
+//! A run uses one [`CityMode`], which sets the engine's dispatch rules (greedy, batched,
+//! or batched with the learning ranking), and ends with [`CityReport::summary`], one line
+//! of `key=value` figures of dispatch quality that a script can compare across modes and
+//! seeds (`scripts/matching-table.sh`).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use dispatch_core::clock::{Clock, ManualClock, SystemClock, Timestamp};
-use dispatch_core::{Engine, EngineConfig, Error, RandomIds};
+use dispatch_core::command::{LearningWeights, MatchingMode};
+use dispatch_core::{DispatchRules, Engine, EngineConfig, Error, RandomIds};
 use dispatch_sim::{Audit, Sim, SimConfig, SimStats, audit};
 
 /// 2026-01-01 08:00 UTC: where a manual-clock city starts, so runs are comparable.
 pub const MANUAL_START_MS: i64 = 1_767_254_400_000;
+
+/// How the engine matches trips to drivers in a run (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CityMode {
+    /// Each trip offered at once to its nearest drivers (the default rules).
+    #[default]
+    Greedy,
+    /// Trips collected over the batch window and assigned together.
+    Batched,
+    /// Batched, ranking drivers with the learning weights ([`tuned_learning`]).
+    Learning,
+}
+
+impl CityMode {
+    /// Every mode, in the order the comparison table shows them.
+    pub const ALL: [CityMode; 3] = [CityMode::Greedy, CityMode::Batched, CityMode::Learning];
+
+    /// `greedy`, `batched` or `learning`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CityMode::Greedy => "greedy",
+            CityMode::Batched => "batched",
+            CityMode::Learning => "learning",
+        }
+    }
+
+    /// The mode named `name` (as [`CityMode::as_str`] spells it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// The engine's rules in this mode: the default rules with the matching mode and the
+    /// learning weights set.
+    pub fn rules(self) -> DispatchRules {
+        let (matching, learning) = match self {
+            CityMode::Greedy => (MatchingMode::Greedy, LearningWeights::OFF),
+            CityMode::Batched => (MatchingMode::Batched, LearningWeights::OFF),
+            CityMode::Learning => (MatchingMode::Batched, tuned_learning()),
+        };
+        DispatchRules { matching, learning, ..DispatchRules::default() }
+    }
+}
+
+/// The learning weights `--mode learning` runs with. A local copy until the engine's
+/// `LearningWeights::TUNED` exists (issue 22's matching work): then this returns it.
+pub fn tuned_learning() -> LearningWeights {
+    LearningWeights { acceptance_pct: 50, idle_pct: 20 }
+}
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,11 +88,20 @@ pub struct CityOptions {
     pub step_ms: u32,
     /// Print a report this often, seconds of the run's clock.
     pub report_every_s: u32,
+    /// How the engine matches (its dispatch rules).
+    pub mode: CityMode,
 }
 
 impl Default for CityOptions {
     fn default() -> Self {
-        Self { sim: SimConfig::default(), minutes: 30, live: false, step_ms: 1_000, report_every_s: 60 }
+        Self {
+            sim: SimConfig::default(),
+            minutes: 30,
+            live: false,
+            step_ms: 1_000,
+            report_every_s: 60,
+            mode: CityMode::Greedy,
+        }
     }
 }
 
@@ -108,6 +171,47 @@ impl CityReport {
             self.commands_per_s(),
         )
     }
+
+    /// The figures of dispatch quality, as one line of `key=value` pairs separated by
+    /// spaces (`-` for a figure with no data yet), for scripts: the run (`mode`, `seed`,
+    /// `drivers`, `riders`, `minutes`), the trips, `match_rate` (see
+    /// [`SimStats::match_rate`]), `match_p50_s` and `match_p95_s` (request to first accept),
+    /// pickup distance (`mean_pickup_m`, `p95_pickup_m`: straight line from the driver when it
+    /// won) and ETA (`mean_pickup_eta_s`, `p95_pickup_eta_s`: that distance at the driver's
+    /// speed), `declines_per_trip` (over finished trips), `idle_pct` (online driver time
+    /// spent with no trip), `earnings_gini`, `mean_trip_s` (a driver's time from winning a
+    /// trip to completing it) and `double_assignments` (the audit's and the answers').
+    pub fn summary(&self, options: &CityOptions) -> String {
+        let s = &self.stats;
+        let f = |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"));
+        let ms_to_s = |v: Option<i64>| v.map(|ms| ms as f64 / 1000.0);
+        let fields: Vec<(&str, String)> = vec![
+            ("mode", options.mode.as_str().to_string()),
+            ("seed", options.sim.seed.to_string()),
+            ("drivers", options.sim.drivers.to_string()),
+            ("riders", options.sim.riders.to_string()),
+            ("minutes", options.minutes.to_string()),
+            ("requested", s.trips_requested.to_string()),
+            ("matched", s.trips_matched.to_string()),
+            ("unmatched", s.trips_unmatched.to_string()),
+            ("gave_up", s.riders_gave_up.to_string()),
+            ("expired", s.trips_expired.to_string()),
+            ("completed", s.trips_completed.to_string()),
+            ("match_rate", f(s.match_rate(), 4)),
+            ("match_p50_s", f(ms_to_s(s.match_p50_ms), 1)),
+            ("match_p95_s", f(ms_to_s(s.match_p95_ms), 1)),
+            ("mean_pickup_m", f(s.pickup_mean_m, 0)),
+            ("p95_pickup_m", f(s.pickup_p95_m.map(|m| m as f64), 0)),
+            ("mean_pickup_eta_s", f(s.pickup_eta_mean_ms.map(|ms| ms / 1000.0), 1)),
+            ("p95_pickup_eta_s", f(ms_to_s(s.pickup_eta_p95_ms), 0)),
+            ("declines_per_trip", format!("{:.3}", s.declines_per_trip())),
+            ("idle_pct", f(s.idle_share().map(|x| x * 100.0), 1)),
+            ("earnings_gini", f(s.earnings_gini, 4)),
+            ("mean_trip_s", f(s.trip_engaged_mean_ms.map(|ms| ms / 1000.0), 0)),
+            ("double_assignments", (self.audit.double_assignments + s.double_assignments).to_string()),
+        ];
+        fields.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+    }
 }
 
 /// Runs a city as `options` say, writing a line to `out` at every report.
@@ -116,12 +220,13 @@ pub fn run(options: &CityOptions, out: &mut impl Write) -> Result<CityReport, Er
         return Err(Error::invalid("step_ms and report_every_s must be positive"));
     }
     let ids = RandomIds::seeded(options.sim.seed);
+    let config = EngineConfig::default().with_ids(ids).with_rules(options.mode.rules());
     if options.live {
-        let engine = Engine::open(EngineConfig::default().with_ids(ids))?;
+        let engine = Engine::open(config)?;
         run_live(&engine, options, out)
     } else {
         let clock = ManualClock::new(Timestamp::from_millis(MANUAL_START_MS));
-        let engine = Engine::open(EngineConfig::default().with_clock(clock.clone()).with_ids(ids))?;
+        let engine = Engine::open(config.with_clock(clock.clone()))?;
         run_manual(&engine, &clock, options, out)
     }
 }
@@ -210,5 +315,40 @@ mod tests {
         assert!(text.contains("double_assignments=0"), "{text}");
         assert!(report.healthy(), "{report:?}");
         assert_eq!(report.stats.simulated_ms, 3 * 60_000);
+    }
+
+    #[test]
+    fn modes_set_the_rules_and_parse_back() {
+        for mode in CityMode::ALL {
+            assert_eq!(CityMode::parse(mode.as_str()), Some(mode));
+            mode.rules().validate().unwrap();
+        }
+        assert_eq!(CityMode::parse("fastest"), None);
+        assert_eq!(CityMode::Greedy.rules(), DispatchRules::default(), "greedy is today's behaviour");
+        assert_eq!(CityMode::Batched.rules().matching, MatchingMode::Batched);
+        assert!(!CityMode::Batched.rules().learning.is_on());
+        let learning = CityMode::Learning.rules();
+        assert_eq!((learning.matching, learning.learning), (MatchingMode::Batched, tuned_learning()));
+        assert!(learning.learning.is_on());
+    }
+
+    #[test]
+    fn the_summary_is_one_line_of_key_value_pairs_and_reproducible() {
+        let sim =
+            SimConfig { drivers: 40, riders: 30, radius_m: 3_000.0, rider_idle_mean_s: 60, ..SimConfig::default() };
+        let options = CityOptions { sim, minutes: 6, mode: CityMode::Batched, ..CityOptions::default() };
+        let first = run(&options, &mut Vec::new()).unwrap();
+        let line = first.summary(&options);
+        let pairs: Vec<(&str, &str)> = line.split(' ').map(|kv| kv.split_once('=').unwrap()).collect();
+        let get = |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).unwrap();
+        for key in ["match_rate", "match_p50_s", "match_p95_s", "mean_pickup_eta_s", "p95_pickup_m", "earnings_gini"] {
+            let v: f64 = get(key).parse().unwrap_or_else(|_| panic!("{key} in {line}"));
+            assert!(v >= 0.0, "{key} in {line}");
+        }
+        let rate: f64 = get("match_rate").parse().unwrap();
+        assert!(rate > 0.0 && rate <= 1.0, "{line}");
+        assert_eq!((get("mode"), get("double_assignments")), ("batched", "0"), "{line}");
+        let again = run(&options, &mut Vec::new()).unwrap();
+        assert_eq!(again.summary(&options), line, "the same seed, the same figures");
     }
 }

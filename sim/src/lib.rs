@@ -11,13 +11,23 @@
 //! - **Drivers** go online at random points of the city area (spread over
 //!   [`SimConfig::ramp_up_s`]), wander between random waypoints, report their position
 //!   every [`SimConfig::report_interval_ms`], and answer each offer after a reaction time:
-//!   accept, decline, or ignore it so that it lapses. An assigned driver drives to the
+//!   accept, decline, or ignore it so that it lapses. Each driver accepts with a
+//!   probability of its own, drawn from a Beta spread around
+//!   [`SimConfig::accept_probability`] ([`SimConfig::acceptance_concentration`]): some
+//!   drivers take nearly every offer, some decline most. An assigned driver drives to the
 //!   pickup, marks arrival, starts the ride with the pickup code the rider tells it (read
 //!   from the rider's trip), drives to the drop-off and completes; now and then one
 //!   cancels on the way to the pickup, which sends the trip back to searching.
-//! - **Riders** ask for rides between random points of the area, priced on a
-//!   [`StraightLine`] route, wait, sometimes cancel before pickup, and ask again after an
-//!   idle time once the trip has ended (completed, cancelled or expired).
+//! - **Riders** ask for rides priced on a [`StraightLine`] route, from pickups drawn
+//!   around demand hotspots that circle the centre over the day ([`SimConfig::hotspots`];
+//!   the rest uniformly over the area) to drop-offs anywhere in it, wait, give up
+//!   (cancel) when their ride has searched longer than their own patience
+//!   ([`SimConfig::patience_min_s`]), sometimes cancel before pickup anyway, and ask again
+//!   after an idle time once the trip has ended (completed, cancelled or expired).
+//!
+//! Besides counts, [`SimStats`] measures dispatch quality: match rate, time to match,
+//! pickup distance and ETA, driver idle time, declines per trip and the Gini coefficient
+//! of driver earnings.
 //!
 //! Guarantees:
 //! - **Plausible movement.** A driver's position is a continuous function of time along
@@ -99,13 +109,15 @@
 //!   an answer (*plausible movement*: where legs start and when positions are reported).
 //! - `leg.rs`: a driver's path, straight legs driven at no more than their speed
 //!   (*plausible movement*: continuity and speed).
-//! - `stats.rs`: [`SimStats`], and the bounded histogram of times to match.
+//! - `stats.rs`: [`SimStats`], the bounded histograms of times to match and pickups, and
+//!   the Gini coefficient.
+//! - `draw.rs`: the Beta draw of acceptance probabilities and the moving demand hotspots.
 //! - `audit.rs`: [`audit`] and [`Audit`], which read only the engine's view.
 //! - `geo.rs`: flat-earth offsets within the city area.
 //!
 //! Dependencies between these modules go one way (`tests/architecture.rs` checks it):
-//! `city` uses `leg`, `stats` and `geo`; `leg`, `stats`, `audit` and `geo` use none of
-//! their siblings. Inside `city`, `setup` uses `driver` and `rider`, which do not use
+//! `city` uses `leg`, `stats`, `draw` and `geo`; `draw` uses `geo`; `leg`, `stats`, `audit`
+//! and `geo` use none of their siblings. Inside `city`, `setup` uses `driver` and `rider`, which do not use
 //! each other.
 //!
 //! [`Engine`]: dispatch_core::Engine
@@ -119,6 +131,7 @@
 
 mod audit;
 mod city;
+mod draw;
 mod geo;
 mod leg;
 mod stats;
@@ -169,16 +182,42 @@ pub struct SimConfig {
     pub speed_max_mps: f64,
     /// Drivers go online at random instants over this long after the first step.
     pub ramp_up_s: u32,
-    /// Chance that a driver accepts an offer.
+    /// Chance that a driver accepts an offer, on average over drivers.
     pub accept_probability: f64,
-    /// Chance that a driver declines an offer; the rest are ignored and lapse.
+    /// Chance that a driver declines an offer, on average; the rest are ignored and lapse.
+    /// A driver splits what it does not accept between declining and ignoring in the
+    /// ratio of the averages.
     pub decline_probability: f64,
+    /// How tightly the drivers' own acceptance probabilities gather around
+    /// `accept_probability` (m): each driver's is drawn once from Beta(m·k, (1 − m)·k), k
+    /// this. 0: every driver accepts with exactly m. The default, 4, gives a fifth of
+    /// drivers (at m = 0.7) below one half.
+    pub acceptance_concentration: f64,
     /// A driver answers an offer 1 s to this long after seeing it.
     pub reaction_max_s: u32,
     /// Mean time a rider waits before asking for a ride (first ride: uniform over this).
     pub rider_idle_mean_s: u32,
-    /// Chance that a rider cancels a ride before pickup (after 15 s to 3 min).
+    /// Chance that a rider cancels a ride before pickup (after 15 s to 3 min), whatever
+    /// happens (changed their mind).
     pub rider_cancel_probability: f64,
+    /// Each rider's patience is drawn once, uniformly from `patience_min_s` to
+    /// [`SimConfig::patience_max_s`]: a ride still searching that long after the rider asked
+    /// (after its dispatch, booked ahead) is cancelled by the rider, who gave up.
+    pub patience_min_s: u32,
+    /// See [`SimConfig::patience_min_s`]; 0: riders never give up.
+    pub patience_max_s: u32,
+    /// Demand hotspots: centres that circle the city centre once a
+    /// [`SimConfig::hotspot_day_s`], each 20 % to 70 % of `radius_m` from it. 0: pickups
+    /// are uniform over the area.
+    pub hotspots: u32,
+    /// Share of pickups drawn around a hotspot (one chosen uniformly); the rest, and a
+    /// hotspot draw that would leave the area, are uniform over the area.
+    pub hotspot_share: f64,
+    /// Pickups around a hotspot fall uniformly within this distance of its centre.
+    pub hotspot_radius_m: f64,
+    /// How long a hotspot takes to circle the centre; where it is depends on the clock's
+    /// time since the epoch modulo this (a day: the time of day).
+    pub hotspot_day_s: u32,
     /// Chance that a driver who accepted cancels on the way to the pickup.
     pub driver_cancel_probability: f64,
     /// Chance that a rider books ahead: `scheduled_at` 15 to 17 minutes after asking, so
@@ -204,9 +243,16 @@ impl Default for SimConfig {
             ramp_up_s: 60,
             accept_probability: 0.7,
             decline_probability: 0.15,
+            acceptance_concentration: 4.0,
             reaction_max_s: 8,
             rider_idle_mean_s: 300,
-            rider_cancel_probability: 0.08,
+            rider_cancel_probability: 0.04,
+            patience_min_s: 30,
+            patience_max_s: 180,
+            hotspots: 3,
+            hotspot_share: 0.6,
+            hotspot_radius_m: 800.0,
+            hotspot_day_s: 86_400,
             driver_cancel_probability: 0.03,
             scheduled_probability: 0.1,
             boarding_max_s: 60,
@@ -243,6 +289,21 @@ impl SimConfig {
         if p.iter().any(|p| !(0.0..=1.0).contains(p)) || self.accept_probability + self.decline_probability > 1.0 {
             return bad("probabilities must be in [0, 1], accept + decline at most 1");
         }
+        if !(self.acceptance_concentration >= 0.0 && self.acceptance_concentration.is_finite()) {
+            return bad("acceptance_concentration must be a finite number at least 0");
+        }
+        if self.patience_min_s > self.patience_max_s {
+            return bad("patience_min_s must be at most patience_max_s");
+        }
+        if !(0.0..=1.0).contains(&self.hotspot_share)
+            || !(10.0..=50_000.0).contains(&self.hotspot_radius_m)
+            || self.hotspot_day_s == 0
+            || self.hotspots > 1_000
+        {
+            return bad(
+                "hotspot_share must be in [0, 1], hotspot_radius_m 10 to 50000, hotspot_day_s positive, hotspots at most 1000",
+            );
+        }
         if self.reaction_max_s == 0 || self.boarding_max_s < 5 || self.rider_idle_mean_s == 0 {
             return bad("reaction_max_s and rider_idle_mean_s must be positive, boarding_max_s at least 5");
         }
@@ -266,6 +327,11 @@ mod tests {
             SimConfig { radius_m: 10.0, ..ok.clone() },
             SimConfig { center_lat_deg: 91.0, ..ok.clone() },
             SimConfig { drivers: MAX_PEOPLE + 1, ..ok.clone() },
+            SimConfig { acceptance_concentration: -1.0, ..ok.clone() },
+            SimConfig { acceptance_concentration: f64::INFINITY, ..ok.clone() },
+            SimConfig { patience_min_s: 200, patience_max_s: 100, ..ok.clone() },
+            SimConfig { hotspot_share: 1.5, ..ok.clone() },
+            SimConfig { hotspot_day_s: 0, ..ok.clone() },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

@@ -1,6 +1,11 @@
 //! A simulated driver: its phases (offline, cruising, to the pickup, at the pickup, riding),
-//! its path, its answers to offers, and what it does at a step and when the engine answers
-//! a command about its trip.
+//! its path, its answers to offers (with its own acceptance probability), and what it does
+//! at a step and when the engine answers a command about its trip; and what the figures
+//! learn when it wins a trip (time to match, pickup distance and ETA).
+//!
+//! The pickup ETA is the sim's own leg timing: the straight-line distance from where the
+//! driver is when it learns it won (the step that handles the accept's answer) to the
+//! pickup, at the driver's own speed — exactly the leg it then drives.
 //!
 //! Guarantees upheld here:
 //! - **Plausible movement** (with `leg`, which keeps each leg continuous and within its
@@ -68,6 +73,14 @@ impl DriverPhase {
 pub(super) struct DriverAgent {
     pub(super) id: UserId,
     pub(super) speed_mps: f64,
+    /// This driver's chance to accept an offer, drawn at setup.
+    pub(super) accept_p: f64,
+    /// This driver's chance to decline one (the rest it ignores).
+    pub(super) decline_p: f64,
+    /// Final fares of the trips it completed, minor units.
+    pub(super) earned_minor: i64,
+    /// When it last won a trip.
+    pub(super) engaged_at: Timestamp,
     /// Until the first step: an offset from it.
     pub(super) online_at: Timestamp,
     pub(super) phase: DriverPhase,
@@ -111,7 +124,12 @@ impl Sim<'_> {
         let d = &mut self.drivers[i];
         d.decisions.clear();
         d.phase = DriverPhase::ToPickup { trip: t.id, cancel_at };
-        d.leg = Leg::drive(d.leg.position(now), t.pickup.point, now, d.speed_mps);
+        let here = d.leg.position(now);
+        d.leg = Leg::drive(here, t.pickup.point, now, d.speed_mps);
+        d.engaged_at = now;
+        let eta_ms = d.leg.end.millis_since(now);
+        self.pickup_m.record(haversine_m(here, t.pickup.point).round() as i64);
+        self.pickup_eta_ms.record(eta_ms);
     }
 
     /// An arrived/start/complete refused: the trip was taken away (the rider cancelled)
@@ -193,9 +211,10 @@ impl Sim<'_> {
                 continue;
             }
             let roll = self.rng.random::<f64>();
-            let answer = if roll < self.config.accept_probability {
+            let (accept_p, decline_p) = (self.drivers[i].accept_p, self.drivers[i].decline_p);
+            let answer = if roll < accept_p {
                 Answer::Accept
-            } else if roll < self.config.accept_probability + self.config.decline_probability {
+            } else if roll < accept_p + decline_p {
                 Answer::Decline
             } else {
                 self.stats.ignored += 1;

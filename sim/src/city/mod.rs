@@ -49,9 +49,10 @@ use dispatch_core::trip::{PickupCode, Trip};
 use dispatch_core::user::{Category, Role};
 
 use crate::SimConfig;
+use crate::draw::Hotspots;
 use crate::geo::offset;
 use crate::leg::Leg;
-use crate::stats::{MatchTimes, SimStats};
+use crate::stats::{Histogram, SimStats, gini};
 
 use driver::{DriverAgent, DriverPhase};
 use rider::{RiderAgent, RiderPhase};
@@ -77,7 +78,10 @@ struct TripNote {
 
 #[derive(Debug, Clone, Copy)]
 enum Tag {
-    CreateUser { role: Role, index: usize },
+    CreateUser {
+        role: Role,
+        index: usize,
+    },
     Online(usize),
     Location(usize),
     CreateTrip(usize),
@@ -87,7 +91,8 @@ enum Tag {
     Start(usize),
     Complete(usize, TripId),
     DriverCancel(usize, TripId),
-    RiderCancel(usize),
+    /// `true`: the rider gave up waiting.
+    RiderCancel(usize, bool),
 }
 
 struct Reply {
@@ -125,7 +130,14 @@ pub struct Sim<'e> {
     origin: Option<Timestamp>,
     now: Timestamp,
     stats: SimStats,
-    match_times: MatchTimes,
+    match_times: Histogram,
+    /// Driver to pickup when a driver wins a trip, m.
+    pickup_m: Histogram,
+    /// The same as the driver's drive, ms.
+    pickup_eta_ms: Histogram,
+    /// Winning a trip to completing it, ms.
+    engaged_ms: Histogram,
+    hotspots: Hotspots,
     last_error: Option<String>,
 }
 
@@ -158,6 +170,14 @@ impl Sim<'_> {
         s.riders_waiting = self.riders.iter().filter(|r| matches!(r.phase, RiderPhase::Waiting { .. })).count() as u32;
         s.match_p50_ms = self.match_times.percentile(50);
         s.match_p95_ms = self.match_times.percentile(95);
+        s.pickup_mean_m = self.pickup_m.mean();
+        s.pickup_p95_m = self.pickup_m.percentile(95);
+        s.pickup_eta_mean_ms = self.pickup_eta_ms.mean();
+        s.pickup_eta_p95_ms = self.pickup_eta_ms.percentile(95);
+        s.trip_engaged_mean_ms = self.engaged_ms.mean();
+        let earnings: Vec<i64> =
+            self.drivers.iter().filter(|d| d.phase != DriverPhase::Offline).map(|d| d.earned_minor).collect();
+        s.earnings_gini = gini(&earnings);
         s
     }
 
@@ -169,6 +189,8 @@ impl Sim<'_> {
         let submitted = self.stats.commands;
         if self.origin.is_none() {
             self.start_at(now);
+        } else {
+            self.count_driver_time(now.millis_since(self.now).max(0) as u64);
         }
         self.now = now;
         self.stats.simulated_ms = self.origin.map_or(0, |o| now.millis_since(o));
@@ -227,6 +249,21 @@ impl Sim<'_> {
             self.settle()?;
         }
         Ok(())
+    }
+
+    /// Adds `dt` ms, the time since the last step, to the online (and idle) time of every
+    /// driver online (and cruising) through it.
+    fn count_driver_time(&mut self, dt: u64) {
+        for d in &self.drivers {
+            match d.phase {
+                DriverPhase::Offline => {}
+                DriverPhase::Cruising => {
+                    self.stats.driver_online_ms += dt;
+                    self.stats.driver_idle_ms += dt;
+                }
+                _ => self.stats.driver_online_ms += dt,
+            }
+        }
     }
 
     // ----- commands and answers --------------------------------------------------
@@ -376,7 +413,11 @@ impl Sim<'_> {
             Tag::Complete(i, trip_id) => {
                 self.drivers[i].busy = false;
                 match result {
-                    Ok(_) => {
+                    Ok(outcome) => {
+                        if let Outcome::Trip(t) = &outcome {
+                            self.drivers[i].earned_minor += t.fare.final_minor.unwrap_or(0);
+                        }
+                        self.engaged_ms.record(now.millis_since(self.drivers[i].engaged_at));
                         self.release(trip_id, i);
                         self.cruise(i);
                     }
@@ -392,9 +433,10 @@ impl Sim<'_> {
                 }
                 // Refused: the rider cancelled first; the next observation frees the driver.
             }
-            Tag::RiderCancel(i) => {
+            Tag::RiderCancel(i, gave_up) => {
                 // Seen in the view at the next step, like any end of a trip.
                 self.riders[i].busy = false;
+                self.stats.riders_gave_up += u64::from(gave_up && result.is_ok());
             }
         }
     }
@@ -519,6 +561,98 @@ mod tests {
         assert_eq!(state_a, state_b, "the engine ends in the same state, bit for bit");
         let (c, _) = run(small(43), 5);
         assert_ne!(a, c, "another seed, another city");
+    }
+
+    #[test]
+    fn impatient_riders_give_up_through_the_engine_and_count_as_unmatched() {
+        // Drivers who rarely accept, riders who wait 10 to 20 s: many searches end unmatched.
+        let config = SimConfig {
+            accept_probability: 0.1,
+            decline_probability: 0.3,
+            patience_min_s: 10,
+            patience_max_s: 20,
+            rider_cancel_probability: 0.0,
+            ..small(5)
+        };
+        let (s, state) = run(config, 6);
+        assert!(s.riders_gave_up > 0, "{s:?}");
+        // A give-up before any accept is an unmatched search (after one, the trip was matched).
+        assert!(s.trips_unmatched > 0 && s.trips_unmatched <= s.trips_cancelled + s.trips_expired, "{s:?}");
+        assert!(s.match_rate().is_some_and(|r| r < 1.0), "{s:?}");
+        // Nobody waits for the engine's 120 s timeout: riders cancel before it.
+        assert_eq!(s.trips_expired, 0, "{s:?}");
+        let given_up =
+            state.trips().filter(|t| t.cancellation.as_ref().is_some_and(|c| c.reason == "waited too long")).count()
+                as u64;
+        assert_eq!(given_up, s.riders_gave_up, "the engine saw each give-up as a rider's cancel");
+        for t in state.trips().filter(|t| t.cancellation.as_ref().is_some_and(|c| c.reason == "waited too long")) {
+            let asked_at = if t.scheduled_at.is_some() { t.searching_since } else { t.created_at };
+            let waited = t.ended_at.map(|e| e.millis_since(asked_at)).unwrap_or_default();
+            // Patience counts from the request: a rider whose driver gave the trip back
+            // may give up the moment it searches again, later than 20 s.
+            let never_matched = t.accepted_at.is_none();
+            assert!(waited >= 10_000 && (waited <= 22_000 || !never_matched), "gave up after {waited} ms: {t:?}");
+        }
+
+        let patient = SimConfig { patience_max_s: 0, patience_min_s: 0, ..small(5) };
+        let (s, _) = run(patient, 4);
+        assert_eq!(s.riders_gave_up, 0, "{s:?}");
+    }
+
+    #[test]
+    fn quality_figures_are_measured() {
+        let (s, _) = run(small(11), 10);
+        let rate = s.match_rate().unwrap();
+        assert!(rate > 0.0 && rate <= 1.0, "{s:?}");
+        assert!(s.pickup_mean_m.is_some_and(|m| m > 0.0 && m <= 6_000.0), "{s:?}");
+        assert!(s.pickup_p95_m.is_some_and(|m| m as f64 >= s.pickup_mean_m.unwrap_or(0.0) * 0.5), "{s:?}");
+        // The ETA is the distance at the driver's speed: between 6 and 14 m/s.
+        let (m, eta_s) = (s.pickup_mean_m.unwrap(), s.pickup_eta_mean_ms.unwrap() / 1000.0);
+        assert!(eta_s >= m / 14.0 - 1.0 && eta_s <= m / 6.0 + 1.0, "{m} m in {eta_s} s");
+        assert!(s.trip_engaged_mean_ms.is_some_and(|ms| ms > 0.0), "{s:?}");
+        let idle = s.idle_share().unwrap();
+        assert!(idle > 0.0 && idle < 1.0, "{s:?}");
+        assert!(s.driver_online_ms <= 50 * 10 * 60_000, "{s:?}");
+        assert!(s.earnings_gini.is_some_and(|g| (0.0..1.0).contains(&g)), "{s:?}");
+        assert!(s.declines_per_trip() > 0.0, "some drivers decline: {s:?}");
+    }
+
+    #[test]
+    fn pickups_gather_around_the_hotspots() {
+        let clock = ManualClock::new(Timestamp::from_millis(START_MS));
+        let engine =
+            Engine::open(EngineConfig::default().with_clock(clock.clone()).with_ids(RandomIds::seeded(8))).unwrap();
+        let config = SimConfig {
+            hotspots: 1,
+            hotspot_share: 1.0,
+            hotspot_radius_m: 300.0,
+            scheduled_probability: 0.0,
+            ..small(8)
+        };
+        let mut sim = Sim::new(&engine, config).unwrap();
+        sim.advance(&clock, 4 * 60_000, 1_000).unwrap();
+        let spot = sim.hotspots.centre(0, clock.now()).unwrap();
+        let far = engine
+            .read(|v| v.trips().map(|t| dispatch_core::geo::haversine_m(t.pickup.point, spot)).fold(0.0_f64, f64::max));
+        // Within the hotspot's radius, and what it moved in four minutes (< 60 m).
+        assert!(far > 0.0 && far < 360.0, "farthest pickup {far} m from the hotspot");
+        assert!(sim.stats().trips_requested > 10);
+    }
+
+    #[test]
+    fn drivers_accept_with_probabilities_of_their_own() {
+        let clock = ManualClock::new(Timestamp::from_millis(START_MS));
+        let engine = Engine::open(EngineConfig::default().with_clock(clock).with_ids(RandomIds::seeded(4))).unwrap();
+        let sim = Sim::new(&engine, small(4)).unwrap();
+        let p: Vec<f64> = sim.drivers.iter().map(|d| d.accept_p).collect();
+        assert!(p.iter().any(|p| *p < 0.5) && p.iter().any(|p| *p > 0.85), "{p:?}");
+        for d in &sim.drivers {
+            assert!(d.accept_p + d.decline_p <= 1.0 + 1e-12 && d.decline_p >= 0.0);
+        }
+        drop(sim);
+        let same = SimConfig { acceptance_concentration: 0.0, ..small(4) };
+        let sim = Sim::new(&engine, same).unwrap();
+        assert!(sim.drivers.iter().all(|d| d.accept_p == 0.7 && (d.decline_p - 0.15).abs() < 1e-12));
     }
 
     #[test]

@@ -1,9 +1,11 @@
-//! A simulated rider: idle, then asks for a ride between two random points of the city
-//! area (priced on a straight-line route, paid cash; about [`STOPS_SHARE`] of rides with 1
-//! to `MAX_STOPS` stops on the way, priced leg by leg) — now, or sometimes booked 15 to 17
-//! minutes ahead —, waits, sometimes cancels before pickup (a ride booked ahead, perhaps
-//! before its dispatch, free), and once the trip has ended (completed, cancelled or expired) counts how it
-//! went and is idle again.
+//! A simulated rider: idle, then asks for a ride from a pickup around a demand hotspot (or
+//! anywhere in the city area) to a random drop-off in it (priced on a straight-line route,
+//! paid cash; about [`STOPS_SHARE`] of rides with 1 to `MAX_STOPS` stops on the way, priced
+//! leg by leg) — now, or sometimes booked 15 to 17 minutes ahead —, waits, gives up
+//! (cancels through the engine) once the ride has searched longer than its patience,
+//! sometimes cancels before pickup anyway (a ride booked ahead, perhaps before its
+//! dispatch, free), and once the trip has ended (completed, cancelled or expired) counts
+//! how it went and is idle again.
 //!
 //! Guarantees upheld here (*bounded*): a rider has at most one open trip and at most one
 //! command in flight (`busy`). Its idle time is exponential, with mean
@@ -43,6 +45,8 @@ pub(super) enum RiderPhase {
 
 pub(super) struct RiderAgent {
     pub(super) id: UserId,
+    /// How long this rider lets a ride search before giving up, ms; `None`: for ever.
+    pub(super) patience_ms: Option<i64>,
     pub(super) phase: RiderPhase,
     pub(super) busy: bool,
 }
@@ -119,20 +123,25 @@ impl Sim<'_> {
                         self.stats.scheduled_dispatched += 1;
                     }
                 }
+                // A ride booked ahead is waited for from its dispatch on.
+                let asked_at = if t.scheduled_at.is_some() { t.searching_since } else { t.created_at };
+                let gives_up = t.status == TripStatus::Searching
+                    && self.riders[i].patience_ms.is_some_and(|p| now.millis_since(asked_at) >= p);
+                let changes_mind = cancel_at.is_some_and(|at| now >= at)
+                    && matches!(t.status, TripStatus::Scheduled | TripStatus::Searching | TripStatus::Accepted);
                 if t.status.is_terminal() {
                     self.trip_ended(&t);
                     let request_at = self.next_request(now);
                     self.riders[i].phase = RiderPhase::Idle { request_at };
-                } else if cancel_at.is_some_and(|at| now >= at)
-                    && matches!(t.status, TripStatus::Scheduled | TripStatus::Searching | TripStatus::Accepted)
-                {
+                } else if gives_up || changes_mind {
                     let rider = self.riders[i].id;
-                    let cancel = Command::CancelTrip {
-                        trip_id: trip,
-                        code: dispatch_core::trip::CancelReason::ChangedMind,
-                        reason: "changed my mind".into(),
+                    let (code, reason) = if gives_up {
+                        (dispatch_core::trip::CancelReason::Other, "waited too long")
+                    } else {
+                        (dispatch_core::trip::CancelReason::ChangedMind, "changed my mind")
                     };
-                    if self.send(Actor::User(rider), cancel, Tag::RiderCancel(i)) {
+                    let cancel = Command::CancelTrip { trip_id: trip, code, reason: reason.into() };
+                    if self.send(Actor::User(rider), cancel, Tag::RiderCancel(i, gives_up)) {
                         self.riders[i].busy = true;
                         self.riders[i].phase = RiderPhase::Waiting { trip, cancel_at: None };
                     }
@@ -147,6 +156,12 @@ impl Sim<'_> {
             TripStatus::Cancelled => self.stats.trips_cancelled += 1,
             TripStatus::Expired => self.stats.trips_expired += 1,
             _ => return,
+        }
+        // Ended without a first accept, after searching (not cancelled while booked ahead).
+        let searched = t.scheduled_at.is_none() || t.searching_since > t.created_at;
+        let matched = self.notes.get(&t.id).is_some_and(|n| n.matched);
+        if !matched && searched {
+            self.stats.trips_unmatched += 1;
         }
         self.stats.offers_on_finished_trips += t.offers.len() as u64;
         for o in &t.offers {
@@ -170,7 +185,7 @@ impl Sim<'_> {
 
     /// A pickup and a drop-off at least [`MIN_RIDE_M`] apart (when the area allows).
     fn random_ride(&mut self) -> (LatLng, LatLng) {
-        let pickup = self.random_point();
+        let pickup = self.random_pickup();
         let mut dropoff = self.random_point();
         for _ in 0..10 {
             if haversine_m(pickup, dropoff) >= MIN_RIDE_M {
@@ -179,6 +194,23 @@ impl Sim<'_> {
             dropoff = self.random_point();
         }
         (pickup, dropoff)
+    }
+
+    /// Around a hotspot (a share [`SimConfig::hotspot_share`](crate::SimConfig) of the time,
+    /// one chosen uniformly), else — or if that would leave the area — anywhere in it.
+    fn random_pickup(&mut self) -> LatLng {
+        let n = self.hotspots.len();
+        if n == 0 || !self.rng.random_bool(self.config.hotspot_share) {
+            return self.random_point();
+        }
+        let k = self.rng.random_range(0..n);
+        let r = self.config.hotspot_radius_m * self.rng.random::<f64>().sqrt();
+        let theta = self.rng.random_range(0.0..std::f64::consts::TAU);
+        self.hotspots
+            .centre(k, self.now)
+            .and_then(|c| crate::geo::offset(c, r * theta.cos(), r * theta.sin()))
+            .filter(|p| haversine_m(*p, self.center) <= self.config.radius_m)
+            .unwrap_or_else(|| self.random_point())
     }
 
     /// For about [`STOPS_SHARE`] of rides, 1 to `MAX_STOPS` stops spread along the line

@@ -31,9 +31,10 @@ use super::driver::{DriverAgent, DriverPhase};
 use super::rider::{RiderAgent, RiderPhase};
 use super::{Sim, Tag};
 use crate::SimConfig;
+use crate::draw::{Hotspots, beta};
 use crate::geo::offset;
 use crate::leg::Leg;
-use crate::stats::{MatchTimes, SimStats};
+use crate::stats::{Histogram, SimStats};
 
 /// The vehicle category of every simulated driver and ride.
 const CATEGORY: &str = "economy";
@@ -64,20 +65,35 @@ impl<'e> Sim<'e> {
             origin: None,
             now: Timestamp::default(),
             stats: SimStats::default(),
-            match_times: MatchTimes::default(),
+            match_times: Histogram::match_times(),
+            // 10 m up to 20 km; 1 s up to an hour; 1 s up to two hours.
+            pickup_m: Histogram::new(10, 20_000),
+            pickup_eta_ms: Histogram::new(1_000, 3_600_000),
+            engaged_ms: Histogram::new(1_000, 7_200_000),
+            hotspots: Hotspots::none(center),
             last_error: None,
             config,
         };
         sim.ensure_zone()?;
         let drivers = sim.create_users(Role::Driver, sim.config.drivers)?;
         let riders = sim.create_users(Role::Rider, sim.config.riders)?;
+        let c = &sim.config;
+        sim.hotspots = Hotspots::draw(&mut sim.rng, c.hotspots, center, c.radius_m, c.hotspot_day_s);
+        // What a driver does not accept it declines or ignores in the ratio of the means.
+        let (mean_accept, mean_decline) = (sim.config.accept_probability, sim.config.decline_probability);
+        let decline_share = if mean_accept < 1.0 { mean_decline / (1.0 - mean_accept) } else { 0.0 };
         for id in drivers {
             let speed_mps = sim.rng.random_range(sim.config.speed_min_mps..=sim.config.speed_max_mps);
+            let accept_p = beta(&mut sim.rng, mean_accept, sim.config.acceptance_concentration);
             let offset_ms = sim.rng.random_range(0..=i64::from(sim.config.ramp_up_s) * 1000);
             let start = sim.random_point();
             sim.drivers.push(DriverAgent {
                 id,
                 speed_mps,
+                accept_p,
+                decline_p: ((1.0 - accept_p) * decline_share).clamp(0.0, 1.0 - accept_p),
+                earned_minor: 0,
+                engaged_at: Timestamp::default(),
                 online_at: Timestamp::from_millis(offset_ms),
                 phase: DriverPhase::Offline,
                 leg: Leg::stop(start, Timestamp::default(), 0),
@@ -89,8 +105,11 @@ impl<'e> Sim<'e> {
         }
         for id in riders {
             let offset_ms = sim.rng.random_range(0..=i64::from(sim.config.rider_idle_mean_s) * 1000);
+            let (min_s, max_s) = (sim.config.patience_min_s, sim.config.patience_max_s);
+            let patience_ms = (max_s > 0).then(|| i64::from(sim.rng.random_range(min_s..=max_s)) * 1000);
             sim.riders.push(RiderAgent {
                 id,
+                patience_ms,
                 phase: RiderPhase::Idle { request_at: Timestamp::from_millis(offset_ms) },
                 busy: false,
             });
