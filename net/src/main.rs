@@ -8,6 +8,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc, not the system's allocator: measured faster on the engine's hot paths and
+/// without glibc's cross-thread frees under the writer's arena lock (BENCHMARKS.md, "The
+/// allocator"). `--no-default-features` builds with the system's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// dispatch: a ride-hailing dispatch engine.
 #[derive(Debug, Parser)]
 #[command(name = "dispatchd", version, about)]

@@ -37,6 +37,11 @@ use accept::{Accepts, DispatchRace, Race};
 use city::City;
 use report::{Figure, Table};
 
+/// The engine allocates here as `dispatchd` does (its default feature `mimalloc`); Redis
+/// uses jemalloc, PostgreSQL its own memory contexts.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// Where the peers are and how big the run is.
