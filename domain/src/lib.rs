@@ -77,6 +77,7 @@ pub mod geo;
 pub mod hooks;
 pub mod id;
 pub mod ledger;
+pub mod matching;
 pub mod money;
 pub mod otp;
 pub mod outbox;
