@@ -53,6 +53,8 @@ mod audit;
 #[cfg(test)]
 mod cluster_tests;
 mod config;
+#[cfg(test)]
+mod matching_tests;
 mod stats;
 mod tracker;
 mod writer;
