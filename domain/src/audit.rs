@@ -271,7 +271,7 @@ impl Command {
 /// [`MAX_DETAILS`] of them (then `more`: how many were left out).
 pub fn settings_summary(change: &crate::settings::SettingsChange) -> Vec<(String, Detail)> {
     let mut all: Vec<(String, Detail)> =
-        change.dispatch.set_keys().into_iter().map(|(k, v)| (k.to_owned(), Detail::Int(v))).collect();
+        change.dispatch.set_keys().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     for (zone, s) in &change.zones {
         if let Some(b) = s.bidding {
             all.push((format!("zones.{zone}.bidding"), Detail::Bool(b)));

@@ -220,3 +220,42 @@ fn the_new_rules_are_validated() {
     }
     assert!(LearningWeights::TUNED.is_on() && !LearningWeights::OFF.is_on());
 }
+
+#[test]
+fn staff_switch_to_batched_at_runtime_and_the_waiting_window_still_closes() {
+    use crate::settings::{RuleOverrides, SettingsChange};
+    let settings = |dispatch: RuleOverrides| {
+        Command::UpdateSettings(Box::new(SettingsChange { dispatch, zones: Default::default() }))
+    };
+    let mut w = World::new(rules());
+    let d = w.driver(0.5);
+    let to_batched = RuleOverrides {
+        mode: Some(MatchingMode::Batched),
+        batch_window_ms: Some(3_000),
+        learning_acceptance_pct: Some(100),
+        learning_idle_pct: Some(50),
+        ..Default::default()
+    };
+    assert_eq!(
+        to_batched.set_keys().iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        ["dispatch.mode", "dispatch.batch_window_ms", "dispatch.learning_acceptance_pct", "dispatch.learning_idle_pct"]
+    );
+    w.run(Actor::Admin, settings(to_batched)).unwrap();
+    assert_eq!(w.state.rules().matching, MatchingMode::Batched);
+    assert_eq!(w.state.rules().learning, LearningWeights::TUNED);
+    let rider = w.rider();
+    let t = trip_at(&mut w, rider, 0.0);
+    assert!(w.offered(t).is_empty());
+    // Back to greedy while the trip waits: its window still closes when due.
+    w.run(Actor::Admin, settings(RuleOverrides { mode: Some(MatchingMode::Greedy), ..Default::default() })).unwrap();
+    w.advance(2);
+    assert!(w.offered(t).is_empty(), "the window closes 3 s after the trip");
+    w.advance(1);
+    assert_eq!(w.offered(t), vec![d]);
+    // A bad window is refused, naming its key.
+    match w.run(Actor::Admin, settings(RuleOverrides { batch_window_ms: Some(20_000), ..Default::default() })) {
+        Err(Error::InvalidParam { param, .. }) => assert_eq!(param, "dispatch.batch_window_ms"),
+        other => panic!("{other:?}"),
+    }
+    w.finish();
+}
