@@ -188,8 +188,8 @@ fn solve_component(edges: &[Edge]) -> Vec<(u32, u32)> {
         adj[to].push(arcs.len());
         arcs.push(Arc { to: from, cap: 0, cost: -cost });
     };
-    for v in 2..n {
-        if is_trip[v] {
+    for (v, &trip) in is_trip.iter().enumerate().skip(2) {
+        if trip {
             add(&mut arcs, &mut adj, 0, v, 0);
         } else {
             add(&mut arcs, &mut adj, v, 1, 0);
@@ -236,8 +236,8 @@ fn solve_component(edges: &[Edge]) -> Vec<(u32, u32)> {
         }
         // Johnson's potentials, truncated at the sink's distance (nodes not settled were
         // at least that far): every residual arc keeps a non-negative reduced cost.
-        for v in 0..n {
-            pot[v] += dist[v].min(to_sink);
+        for (p, d) in pot.iter_mut().zip(&dist) {
+            *p += (*d).min(to_sink);
         }
         let mut v = 1;
         while v != 0 {
