@@ -13,10 +13,9 @@
 //!   trip its [`BATCH_CANDIDATES`] best eligible drivers within `search_radius_m`, so the
 //!   optimum is over those, not over every driver of the city). Deterministic: the same
 //!   edges in the same order give the same matching.
-//! - Its work is bounded: the bipartite graph is split into connected components and
-//!   each is solved by successive shortest augmenting paths (Dijkstra with potentials,
-//!   stopping at the first free driver): at most `min(trips, drivers)` augmentations of
-//!   `O(E log V)` each within a component. The engine caps a window at
+//! - Its work is bounded: one shortest augmenting path per trip (Dijkstra with
+//!   potentials over the candidate edges, stopping at the first free driver), each
+//!   `O(E log E)` at worst and in a city a few dozen columns; the engine caps a window at
 //!   [`MAX_BATCH_TRIPS`] trips, so at most `MAX_BATCH_TRIPS × BATCH_CANDIDATES` edges.
 //! - [`offer_cost`] is integer arithmetic (no floats once the distance is rounded), never
 //!   negative, and with [`LearningWeights::OFF`] it is the pickup ETA alone, so ranking by
@@ -118,142 +117,118 @@ pub fn offer_cost(distance_m: u32, acceptance_bps: u64, idle_s: u64, weights: Le
 /// The matching of maximum cardinality, and of minimum total cost among those, of `trips`
 /// trips and `drivers` drivers over `edges` (see the module's guarantees): the pairs
 /// `(trip, driver)`, by trip. Edges naming a trip or driver out of range are ignored.
+///
+/// The method: every trip also gets an "unassigned" column of its own at a cost `M`
+/// above any total of real costs, which makes the problem a rectangular assignment where
+/// every trip is assigned, and whose optimum uses the fewest `M` columns (maximum
+/// cardinality) and then the least real cost. It is solved trip by trip by shortest
+/// augmenting paths (Dijkstra on reduced costs with row and column potentials, the
+/// sparse Hungarian method), stopping at the first free column; each search touches only
+/// the columns it reaches, which in a city are those near the trip.
 pub fn solve(trips: usize, drivers: usize, edges: &[Edge]) -> Vec<(u32, u32)> {
-    let edges: Vec<Edge> =
-        edges.iter().copied().filter(|e| (e.trip as usize) < trips && (e.driver as usize) < drivers).collect();
-    // Components: union-find over trips (0..trips) and drivers (trips..).
-    let mut parent: Vec<usize> = (0..trips + drivers).collect();
-    fn find(parent: &mut [usize], mut x: usize) -> usize {
-        while parent[x] != x {
-            parent[x] = parent[parent[x]];
-            x = parent[x];
-        }
-        x
+    const NONE: usize = usize::MAX;
+    // The trips' edges, grouped (counting sort: input order kept within a trip).
+    let mut start = vec![0usize; trips + 1];
+    for e in edges.iter().filter(|e| (e.trip as usize) < trips && (e.driver as usize) < drivers) {
+        start[e.trip as usize + 1] += 1;
     }
-    for e in &edges {
-        let (a, b) = (find(&mut parent, e.trip as usize), find(&mut parent, trips + e.driver as usize));
-        if a != b {
-            parent[a.max(b)] = a.min(b);
-        }
+    for i in 0..trips {
+        start[i + 1] += start[i];
     }
-    // The edges of each component, in input order; components by their root (its lowest node).
-    let mut by_root: std::collections::BTreeMap<usize, Vec<Edge>> = std::collections::BTreeMap::new();
-    for e in &edges {
-        let root = find(&mut parent, e.trip as usize);
-        by_root.entry(root).or_default().push(*e);
+    let mut fill = start.clone();
+    let mut adj: Vec<(usize, i64)> = vec![(0, 0); start[trips]];
+    let cap = i64::MAX / 8 / (trips as i64 + 1);
+    for e in edges.iter().filter(|e| (e.trip as usize) < trips && (e.driver as usize) < drivers) {
+        let slot = &mut fill[e.trip as usize];
+        adj[*slot] = (e.driver as usize, i64::try_from(e.cost).unwrap_or(cap).min(cap));
+        *slot += 1;
     }
-    let mut matched = Vec::new();
-    for component in by_root.values() {
-        matched.extend(solve_component(component));
-    }
-    matched.sort_unstable();
-    matched
-}
-
-/// A residual arc of the flow network.
-struct Arc {
-    to: usize,
-    cap: u8,
-    cost: i64,
-}
-
-/// Min-cost max-flow on source → trips → drivers → sink, unit capacities, by successive
-/// shortest paths (Dijkstra on reduced costs; costs are non-negative, so the potentials
-/// start at 0). Each augmentation is a shortest path, so the flow after `k` of them is a
-/// cheapest of value `k`; it stops when no path is left (maximum cardinality).
-fn solve_component(edges: &[Edge]) -> Vec<(u32, u32)> {
-    // Local node numbers: 0 source, 1 sink, then trips and drivers as first seen.
-    let mut node_of: std::collections::HashMap<(bool, u32), usize> = std::collections::HashMap::new();
-    let mut label: Vec<u32> = vec![0, 0];
-    let mut is_trip: Vec<bool> = vec![false, false];
-    let mut local = |key: (bool, u32), label: &mut Vec<u32>, is_trip: &mut Vec<bool>| -> usize {
-        *node_of.entry(key).or_insert_with(|| {
-            label.push(key.1);
-            is_trip.push(key.0);
-            label.len() - 1
-        })
-    };
-    let mut pairs = Vec::with_capacity(edges.len());
-    for e in edges {
-        let t = local((true, e.trip), &mut label, &mut is_trip);
-        let d = local((false, e.driver), &mut label, &mut is_trip);
-        pairs.push((t, d, i64::try_from(e.cost).unwrap_or(i64::MAX / 4).min(i64::MAX / 4)));
-    }
-    let n = label.len();
-    let mut arcs: Vec<Arc> = Vec::with_capacity(2 * (pairs.len() + n));
-    let mut adj: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let add = |arcs: &mut Vec<Arc>, adj: &mut Vec<Vec<usize>>, from: usize, to: usize, cost: i64| {
-        adj[from].push(arcs.len());
-        arcs.push(Arc { to, cap: 1, cost });
-        adj[to].push(arcs.len());
-        arcs.push(Arc { to: from, cap: 0, cost: -cost });
-    };
-    for (v, &trip) in is_trip.iter().enumerate().skip(2) {
-        if trip {
-            add(&mut arcs, &mut adj, 0, v, 0);
-        } else {
-            add(&mut arcs, &mut adj, v, 1, 0);
-        }
-    }
-    let first_pair_arc = arcs.len();
-    for &(t, d, cost) in &pairs {
-        add(&mut arcs, &mut adj, t, d, cost);
-    }
-    const INF: i64 = i64::MAX;
-    let mut pot = vec![0i64; n];
-    let mut dist = vec![INF; n];
-    let mut prev = vec![usize::MAX; n];
-    let mut heap = BinaryHeap::new();
-    loop {
-        dist.iter_mut().for_each(|d| *d = INF);
-        prev.iter_mut().for_each(|p| *p = usize::MAX);
-        heap.clear();
-        dist[0] = 0;
-        heap.push(Reverse((0i64, 0usize)));
-        while let Some(Reverse((d, u))) = heap.pop() {
-            if d > dist[u] {
+    // M: more than any matching's real cost (the sum of each trip's dearest edge).
+    let unassigned: i64 = 1
+        + (0..trips)
+            .map(|i| adj[start[i]..start[i + 1]].iter().map(|&(_, c)| c).max().unwrap_or(0))
+            .fold(0i64, |a, c| a.saturating_add(c));
+    let columns = drivers + trips; // drivers, then each trip's own "unassigned"
+    let (mut u, mut v) = (vec![0i64; trips], vec![0i64; columns]);
+    let (mut row_col, mut col_row) = (vec![NONE; trips], vec![NONE; columns]);
+    let mut dist = vec![i64::MAX; columns];
+    let mut from = vec![NONE; columns];
+    let mut settled = vec![false; columns];
+    let (mut touched, mut done): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+    let mut heap: BinaryHeap<Reverse<(i64, usize)>> = BinaryHeap::new();
+    for s in 0..trips {
+        let relax = |i: usize,
+                     d: i64,
+                     u: &[i64],
+                     v: &[i64],
+                     dist: &mut [i64],
+                     from: &mut [usize],
+                     touched: &mut Vec<usize>,
+                     heap: &mut BinaryHeap<Reverse<(i64, usize)>>| {
+            let own = (drivers + i, unassigned);
+            for &(j, c) in adj[start[i]..start[i + 1]].iter().chain(std::iter::once(&own)) {
+                let nd = d + c - u[i] - v[j];
+                if nd < dist[j] {
+                    if dist[j] == i64::MAX {
+                        touched.push(j);
+                    }
+                    dist[j] = nd;
+                    from[j] = i;
+                    heap.push(Reverse((nd, j)));
+                }
+            }
+        };
+        relax(s, 0, &u, &v, &mut dist, &mut from, &mut touched, &mut heap);
+        let mut end = (NONE, 0i64);
+        while let Some(Reverse((d, j))) = heap.pop() {
+            if settled[j] || d > dist[j] {
                 continue;
             }
-            if u == 1 {
+            settled[j] = true;
+            if col_row[j] == NONE {
+                end = (j, d);
                 break;
             }
-            for &a in &adj[u] {
-                let arc = &arcs[a];
-                if arc.cap == 0 {
-                    continue;
-                }
-                let nd = d + arc.cost + pot[u] - pot[arc.to];
-                if nd < dist[arc.to] {
-                    dist[arc.to] = nd;
-                    prev[arc.to] = a;
-                    heap.push(Reverse((nd, arc.to)));
-                }
+            done.push(j);
+            relax(col_row[j], d, &u, &v, &mut dist, &mut from, &mut touched, &mut heap);
+        }
+        let (last, total) = end;
+        // Every trip has its own free column, so a path always exists.
+        if last == NONE {
+            continue;
+        }
+        // Potentials: every residual edge keeps a non-negative reduced cost, the matched
+        // ones and the new path's a zero one.
+        u[s] += total;
+        for &j in &done {
+            let lift = total - dist[j];
+            v[j] -= lift;
+            u[col_row[j]] += lift;
+        }
+        let mut j = last;
+        loop {
+            let i = from[j];
+            let next = row_col[i];
+            row_col[i] = j;
+            col_row[j] = i;
+            if i == s {
+                break;
             }
+            j = next;
         }
-        let to_sink = dist[1];
-        if to_sink == INF {
-            break;
+        for &j in &touched {
+            dist[j] = i64::MAX;
+            from[j] = NONE;
+            settled[j] = false;
         }
-        // Johnson's potentials, truncated at the sink's distance (nodes not settled were
-        // at least that far): every residual arc keeps a non-negative reduced cost.
-        for (p, d) in pot.iter_mut().zip(&dist) {
-            *p += (*d).min(to_sink);
-        }
-        let mut v = 1;
-        while v != 0 {
-            let a = prev[v];
-            arcs[a].cap -= 1;
-            arcs[a ^ 1].cap += 1;
-            v = arcs[a ^ 1].to;
-        }
+        touched.clear();
+        done.clear();
+        heap.clear();
     }
-    let mut matched = Vec::new();
-    for (i, &(t, d, _)) in pairs.iter().enumerate() {
-        if arcs[first_pair_arc + 2 * i].cap == 0 {
-            matched.push((label[t], label[d]));
-        }
-    }
-    matched
+    (0..trips)
+        .filter(|&i| row_col[i] < drivers)
+        .map(|i| (u32::try_from(i).unwrap_or(u32::MAX), u32::try_from(row_col[i]).unwrap_or(u32::MAX)))
+        .collect()
 }
 
 #[cfg(test)]
