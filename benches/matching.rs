@@ -214,6 +214,6 @@ fn main() {
         let (samples, rounds) = accepts_under_windows(mode);
         let name = format!("accept round trip, {mode:?} rounds of 300 trips");
         summary(&name, samples, None);
-        println!("    during {rounds} rounds of 300 bookings + close + 300 cancels");
+        println!("    during {rounds} rounds of 300 bookings, a tick (the close, when batched), 300 cancels");
     }
 }
