@@ -45,10 +45,10 @@ pub const MAX_LEARNING_POOL: usize = 100;
 pub const IDLE_CAP_S: u64 = 20 * 60;
 
 /// The most per cent of the cost idle time may take off (keeps every cost positive).
-pub const MAX_IDLE_PCT: u16 = 90;
+pub const MAX_IDLE_PCT: u16 = LearningWeights::MAX_IDLE_PCT;
 
 /// The most per cent of the cost a driver who accepts nothing may add.
-pub const MAX_ACCEPTANCE_PCT: u16 = 1_000;
+pub const MAX_ACCEPTANCE_PCT: u16 = LearningWeights::MAX_ACCEPTANCE_PCT;
 
 /// One candidate pair of a window: trip `trip` (an index into the window's trips) could be
 /// offered to driver `driver` (an index into the window's drivers) at `cost`.

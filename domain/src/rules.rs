@@ -113,11 +113,18 @@ impl LearningWeights {
     /// simulator's figures): a driver who accepts none of its recent offers costs twice
     /// its pickup ETA (`acceptance_pct: 100`), so it is offered a trip before a reliable
     /// driver only when it is about half as far; and a driver available for
-    /// [`crate::matching::IDLE_CAP_S`] (20 minutes) or more has half its cost taken off
+    /// `matching::IDLE_CAP_S` (20 minutes) or more has half its cost taken off
     /// (`idle_pct: 50`), which brings even such a decliner back level with a reliable
     /// driver at the same distance: nobody starves. The formula is
-    /// [`crate::matching::offer_cost`].
+    /// `matching::offer_cost`.
     pub const TUNED: Self = Self { acceptance_pct: 100, idle_pct: 50 };
+
+    /// The most per cent of the cost a driver who accepts nothing may add.
+    pub const MAX_ACCEPTANCE_PCT: u16 = 1_000;
+
+    /// The most per cent of the cost idle time may take off (below 100: every cost stays
+    /// positive).
+    pub const MAX_IDLE_PCT: u16 = 90;
 
     /// Whether any term is on.
     pub fn is_on(&self) -> bool {
@@ -230,8 +237,8 @@ impl DispatchRules {
         if u64::from(self.batch_window_ms) >= u64::from(self.timeout_s) * 1000 {
             return bad("batch_window_ms must be below timeout_s");
         }
-        if self.learning.acceptance_pct > crate::matching::MAX_ACCEPTANCE_PCT
-            || self.learning.idle_pct > crate::matching::MAX_IDLE_PCT
+        if self.learning.acceptance_pct > LearningWeights::MAX_ACCEPTANCE_PCT
+            || self.learning.idle_pct > LearningWeights::MAX_IDLE_PCT
         {
             return bad("learning acceptance_pct must be 0-1000 and idle_pct 0-90");
         }

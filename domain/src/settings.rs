@@ -12,10 +12,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::Detail;
 use crate::id::ZoneId;
 use crate::rules::{DispatchRules, MatchingMode};
 use crate::zone::SurgeSettings;
+
+/// A runtime setting's value, as an audit entry records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyValue {
+    /// A count.
+    Int(i64),
+    /// A name (the matching mode).
+    Text(&'static str),
+}
 
 /// The dispatch keys set at runtime; `None` leaves the configuration's value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,10 +105,10 @@ impl RuleOverrides {
     }
 
     /// Each key set, as `(dotted name, value)`, in the API's order.
-    pub fn set_keys(&self) -> Vec<(&'static str, Detail)> {
-        let int = |v: Option<u32>| v.map(|v| Detail::Int(i64::from(v)));
+    pub fn set_keys(&self) -> Vec<(&'static str, KeyValue)> {
+        let int = |v: Option<u32>| v.map(|v| KeyValue::Int(i64::from(v)));
         let mode = self.mode.map(|m| {
-            Detail::text(match m {
+            KeyValue::Text(match m {
                 MatchingMode::Greedy => "greedy",
                 MatchingMode::Batched => "batched",
             })
