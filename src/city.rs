@@ -72,7 +72,7 @@ impl CityMode {
 /// The learning weights `--mode learning` runs with. A local copy until the engine's
 /// `LearningWeights::TUNED` exists (issue 22's matching work): then this returns it.
 pub fn tuned_learning() -> LearningWeights {
-    LearningWeights { acceptance_pct: 50, idle_pct: 20 }
+    LearningWeights::TUNED
 }
 
 /// What to run.

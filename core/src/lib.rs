@@ -101,6 +101,9 @@ pub use dispatch_domain::staff;
 // ----- issue 20: A -----
 pub use dispatch_domain::{audit, settings};
 
+// ----- issue 22 -----
+pub use dispatch_domain::{matching, rules};
+
 pub use command::{Actor, Command, DispatchRules, Event, IdempotencyKey, LocationReport, NewTrip, NewUser, Outcome};
 pub use driver::{Availability, Driver};
 pub use engine::{Engine, EngineConfig};

@@ -271,8 +271,18 @@ impl Command {
 /// What an audit entry says of a settings change: each key set with its value, at most
 /// [`MAX_DETAILS`] of them (then `more`: how many were left out).
 pub fn settings_summary(change: &crate::settings::SettingsChange) -> Vec<(String, Detail)> {
-    let mut all: Vec<(String, Detail)> =
-        change.dispatch.set_keys().into_iter().map(|(k, v)| (k.to_owned(), Detail::Int(v))).collect();
+    let mut all: Vec<(String, Detail)> = change
+        .dispatch
+        .set_keys()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                crate::settings::KeyValue::Int(n) => Detail::Int(n),
+                crate::settings::KeyValue::Text(t) => Detail::text(t),
+            };
+            (k.to_owned(), v)
+        })
+        .collect();
     for (zone, s) in &change.zones {
         if let Some(b) = s.bidding {
             all.push((format!("zones.{zone}.bidding"), Detail::Bool(b)));

@@ -142,6 +142,11 @@ pub struct Driver {
     // ----- issue 20: U -----
     /// What the driver did with offers, and time online (staff's `stats`).
     pub stats: DriverStats,
+    // ----- issue 22 -----
+    /// Since when the driver has been available without a trip (went online, or its last
+    /// trip ended), exactly while `available`: the idle time the ranking that learns
+    /// credits (`crate::matching::offer_cost`).
+    pub available_since: Option<Timestamp>,
 }
 
 // ----- issue 20: U -----
@@ -175,7 +180,18 @@ pub struct DriverStats {
     /// (UTC day number since the epoch, seconds online that day), at most
     /// [`ONLINE_DAYS_KEPT`], the oldest dropped first.
     pub online_days: Vec<(i64, u32)>,
+    // ----- issue 22 -----
+    /// The driver's last answers to offers, newest in bit 0: 1 accepted, 0 declined or
+    /// lapsed (a withdrawn offer was no answer); [`DriverStats::recent_len`] of them count.
+    /// The window the ranking that learns reads ([`DriverStats::learned_acceptance_bps`]),
+    /// so a driver who changed its ways is not judged by its first month.
+    pub recent: u32,
+    /// How many bits of `recent` count: at most [`RECENT_ANSWERS`].
+    pub recent_len: u8,
 }
+
+/// The answers to offers [`DriverStats::recent`] keeps.
+pub const RECENT_ANSWERS: u8 = 32;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -188,6 +204,20 @@ impl DriverStats {
     /// Cancelled after accepting per 10,000 accepted (0 without accepted offers).
     pub fn cancel_rate_bps(&self) -> u32 {
         rate_bps(self.cancelled_after_accept, self.accepted)
+    }
+
+    /// Records an answer to an offer (accepted, or declined / lapsed) in the recent window.
+    pub fn answered(&mut self, accepted: bool) {
+        self.recent = (self.recent << 1) | u32::from(accepted);
+        self.recent_len = (self.recent_len + 1).min(RECENT_ANSWERS);
+    }
+
+    /// The acceptance the ranking that learns uses: over the recent window, with the prior
+    /// of [`crate::matching::learned_acceptance_bps`] (a driver without answers: 10,000).
+    pub fn learned_acceptance_bps(&self) -> u64 {
+        let len = u32::from(self.recent_len.min(RECENT_ANSWERS));
+        let mask = if len >= 32 { u32::MAX } else { (1u32 << len) - 1 };
+        crate::matching::learned_acceptance_bps((self.recent & mask).count_ones(), len)
     }
 
     /// Adds the online stretch `[from, to)` to its UTC days.
@@ -248,7 +278,13 @@ impl Driver {
             online_since: None,
             trip_odometer_m: 0.0,
             stats: DriverStats::default(),
+            available_since: None,
         }
+    }
+
+    /// Seconds the driver has been available without a trip at `now` (0 when not available).
+    pub fn idle_s(&self, now: Timestamp) -> u64 {
+        self.available_since.map_or(0, |since| u64::try_from(now.millis_since(since) / 1000).unwrap_or(0))
     }
 
     /// Whether the last position is no older than `stale_s` at `now`.

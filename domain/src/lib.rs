@@ -15,6 +15,8 @@
 //! - [`command`]: every command, the actor who sends it, outcomes and events.
 //! - [`record`]: a command as the log stores it, and [`replay`].
 //! - [`trip`]: the trip record and its state machine; [`driver`]: availability.
+//! - [`matching`]: batched matching's exact solve of a window and the cost of an offer
+//!   that learns from a driver's answers and idle time (issue 22).
 //! - [`cancellation`]: who cancelled a trip and why (API.md's reason codes).
 //! - [`trip_ref`]: a trip's short reference; [`share`]: share links and when they stop.
 //! - [`user`]: users, roles, vehicles and categories, profiles (email, language).
@@ -77,6 +79,7 @@ pub mod geo;
 pub mod hooks;
 pub mod id;
 pub mod ledger;
+pub mod matching;
 pub mod money;
 pub mod otp;
 pub mod outbox;

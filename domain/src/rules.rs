@@ -109,6 +109,23 @@ impl LearningWeights {
     /// Pickup cost alone.
     pub const OFF: Self = Self { acceptance_pct: 0, idle_pct: 0 };
 
+    /// The weights `--mode learning` runs with, chosen by reasoning (not yet by the
+    /// simulator's figures): a driver who accepts none of its recent offers costs twice
+    /// its pickup ETA (`acceptance_pct: 100`), so it is offered a trip before a reliable
+    /// driver only when it is about half as far; and a driver available for
+    /// `matching::IDLE_CAP_S` (20 minutes) or more has half its cost taken off
+    /// (`idle_pct: 50`), which brings even such a decliner back level with a reliable
+    /// driver at the same distance: nobody starves. The formula is
+    /// `matching::offer_cost`.
+    pub const TUNED: Self = Self { acceptance_pct: 100, idle_pct: 50 };
+
+    /// The most per cent of the cost a driver who accepts nothing may add.
+    pub const MAX_ACCEPTANCE_PCT: u16 = 1_000;
+
+    /// The most per cent of the cost idle time may take off (below 100: every cost stays
+    /// positive).
+    pub const MAX_IDLE_PCT: u16 = 90;
+
     /// Whether any term is on.
     pub fn is_on(&self) -> bool {
         *self != Self::OFF
@@ -150,6 +167,10 @@ impl Default for DispatchRules {
 impl DispatchRules {
     /// Most drivers one round may offer a trip to.
     pub const MAX_OFFERS_PER_ROUND: u16 = 100;
+
+    /// The batch windows accepted, in milliseconds: shorter is greedy with extra steps,
+    /// longer keeps riders waiting with nothing to show.
+    pub const BATCH_WINDOW_MS: std::ops::RangeInclusive<u32> = 100..=10_000;
 
     /// Refuses rules that would make dispatch meaningless or unbounded.
     pub fn validate(&self) -> crate::Result<()> {
@@ -207,6 +228,19 @@ impl DispatchRules {
             || !(0..=crate::ledger::MAX_AMOUNT).contains(&self.max_cash_debt_minor)
         {
             return bad("payout_min_minor must be positive and max_cash_debt_minor not negative");
+        }
+        if !(Self::BATCH_WINDOW_MS).contains(&self.batch_window_ms) {
+            return bad("batch_window_ms must be 100-10000");
+        }
+        // A trip waits for its window inside its search: the window must close well before
+        // the search times out.
+        if u64::from(self.batch_window_ms) >= u64::from(self.timeout_s) * 1000 {
+            return bad("batch_window_ms must be below timeout_s");
+        }
+        if self.learning.acceptance_pct > LearningWeights::MAX_ACCEPTANCE_PCT
+            || self.learning.idle_pct > LearningWeights::MAX_IDLE_PCT
+        {
+            return bad("learning acceptance_pct must be 0-1000 and idle_pct 0-90");
         }
         Ok(())
     }

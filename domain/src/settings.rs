@@ -13,8 +13,17 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::id::ZoneId;
-use crate::rules::DispatchRules;
+use crate::rules::{DispatchRules, MatchingMode};
 use crate::zone::SurgeSettings;
+
+/// A runtime setting's value, as an audit entry records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyValue {
+    /// A count.
+    Int(i64),
+    /// A name (the matching mode).
+    Text(&'static str),
+}
 
 /// The dispatch keys set at runtime; `None` leaves the configuration's value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +40,15 @@ pub struct RuleOverrides {
     pub stale_location_s: Option<u32>,
     /// `schedule_lead_s`.
     pub schedule_lead_s: Option<u32>,
+    // ----- issue 22 -----
+    /// `mode` (`matching`).
+    pub mode: Option<MatchingMode>,
+    /// `batch_window_ms`.
+    pub batch_window_ms: Option<u32>,
+    /// `learning_acceptance_pct` (`learning.acceptance_pct`).
+    pub learning_acceptance_pct: Option<u16>,
+    /// `learning_idle_pct` (`learning.idle_pct`).
+    pub learning_idle_pct: Option<u16>,
 }
 
 impl RuleOverrides {
@@ -55,6 +73,18 @@ impl RuleOverrides {
         if let Some(v) = self.schedule_lead_s {
             r.schedule_lead_s = v;
         }
+        if let Some(v) = self.mode {
+            r.matching = v;
+        }
+        if let Some(v) = self.batch_window_ms {
+            r.batch_window_ms = v;
+        }
+        if let Some(v) = self.learning_acceptance_pct {
+            r.learning.acceptance_pct = v;
+        }
+        if let Some(v) = self.learning_idle_pct {
+            r.learning.idle_pct = v;
+        }
         r
     }
 
@@ -67,18 +97,33 @@ impl RuleOverrides {
             search_radius_m: newer.search_radius_m.or(self.search_radius_m),
             stale_location_s: newer.stale_location_s.or(self.stale_location_s),
             schedule_lead_s: newer.schedule_lead_s.or(self.schedule_lead_s),
+            mode: newer.mode.or(self.mode),
+            batch_window_ms: newer.batch_window_ms.or(self.batch_window_ms),
+            learning_acceptance_pct: newer.learning_acceptance_pct.or(self.learning_acceptance_pct),
+            learning_idle_pct: newer.learning_idle_pct.or(self.learning_idle_pct),
         }
     }
 
     /// Each key set, as `(dotted name, value)`, in the API's order.
-    pub fn set_keys(&self) -> Vec<(&'static str, i64)> {
+    pub fn set_keys(&self) -> Vec<(&'static str, KeyValue)> {
+        let int = |v: Option<u32>| v.map(|v| KeyValue::Int(i64::from(v)));
+        let mode = self.mode.map(|m| {
+            KeyValue::Text(match m {
+                MatchingMode::Greedy => "greedy",
+                MatchingMode::Batched => "batched",
+            })
+        });
         [
-            ("dispatch.offers_per_round", self.offers_per_round.map(i64::from)),
-            ("dispatch.offer_ttl_s", self.offer_ttl_s.map(i64::from)),
-            ("dispatch.timeout_s", self.timeout_s.map(i64::from)),
-            ("dispatch.search_radius_m", self.search_radius_m.map(i64::from)),
-            ("dispatch.stale_location_s", self.stale_location_s.map(i64::from)),
-            ("dispatch.schedule_lead_s", self.schedule_lead_s.map(i64::from)),
+            ("dispatch.offers_per_round", int(self.offers_per_round.map(u32::from))),
+            ("dispatch.offer_ttl_s", int(self.offer_ttl_s)),
+            ("dispatch.timeout_s", int(self.timeout_s)),
+            ("dispatch.search_radius_m", int(self.search_radius_m)),
+            ("dispatch.stale_location_s", int(self.stale_location_s)),
+            ("dispatch.schedule_lead_s", int(self.schedule_lead_s)),
+            ("dispatch.mode", mode),
+            ("dispatch.batch_window_ms", int(self.batch_window_ms)),
+            ("dispatch.learning_acceptance_pct", int(self.learning_acceptance_pct.map(u32::from))),
+            ("dispatch.learning_idle_pct", int(self.learning_idle_pct.map(u32::from))),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
@@ -94,6 +139,10 @@ impl RuleOverrides {
             "dispatch.timeout_s" => one.timeout_s = self.timeout_s,
             "dispatch.search_radius_m" => one.search_radius_m = self.search_radius_m,
             "dispatch.stale_location_s" => one.stale_location_s = self.stale_location_s,
+            "dispatch.mode" => one.mode = self.mode,
+            "dispatch.batch_window_ms" => one.batch_window_ms = self.batch_window_ms,
+            "dispatch.learning_acceptance_pct" => one.learning_acceptance_pct = self.learning_acceptance_pct,
+            "dispatch.learning_idle_pct" => one.learning_idle_pct = self.learning_idle_pct,
             _ => one.schedule_lead_s = self.schedule_lead_s,
         }
         one

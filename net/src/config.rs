@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use dispatch_core::DispatchRules;
+use dispatch_core::rules::{LearningWeights, MatchingMode};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -464,6 +465,18 @@ pub struct DispatchSection {
     pub disconnect_grace_s: u32,
     /// A ride booked ahead starts searching this long before its `scheduled_at`.
     pub schedule_lead_s: u32,
+    /// How a new trip finds its first drivers: `greedy` (at once, nearest first) or
+    /// `batched` (collected for `batch_window_ms`, assigned together at least total
+    /// pickup cost; issue 22).
+    pub mode: MatchingMode,
+    /// In `batched` mode, how long trips are collected (100-10000 ms, below `timeout_s`).
+    pub batch_window_ms: u32,
+    /// The ranking that learns: per cent of the pickup cost added for a driver who
+    /// accepts none of its recent offers (0-1000; 0: off).
+    pub learning_acceptance_pct: u16,
+    /// The ranking that learns: per cent of the cost taken off a driver idle 20 minutes
+    /// or more (0-90; 0: off).
+    pub learning_idle_pct: u16,
 }
 
 impl Default for DispatchSection {
@@ -477,6 +490,10 @@ impl Default for DispatchSection {
             stale_location_s: r.stale_location_s,
             disconnect_grace_s: r.disconnect_grace_s,
             schedule_lead_s: r.schedule_lead_s,
+            mode: r.matching,
+            batch_window_ms: r.batch_window_ms,
+            learning_acceptance_pct: r.learning.acceptance_pct,
+            learning_idle_pct: r.learning.idle_pct,
         }
     }
 }
@@ -664,6 +681,9 @@ impl Config {
             payout_min_minor: self.payouts.min_minor,
             max_cash_debt_minor: self.payouts.max_cash_debt_minor,
             card_gateway: self.card_gateway().to_owned(),
+            matching: d.mode,
+            batch_window_ms: d.batch_window_ms,
+            learning: LearningWeights { acceptance_pct: d.learning_acceptance_pct, idle_pct: d.learning_idle_pct },
             ..DispatchRules::default()
         }
     }
@@ -687,6 +707,21 @@ mod tests {
         assert!(Config::parse("[nope]\n").is_err());
         let c = Config::parse("[limits]\nuser_per_min = 5\n[dispatch]\ntimeout_s = 60").unwrap();
         assert_eq!((c.limits.user_per_min, c.rules().timeout_s, c.limits.ip_per_min), (5, 60, 60));
+    }
+
+    #[test]
+    fn the_matching_keys_reach_the_rules_and_are_checked() {
+        let r = Config::parse("").unwrap().rules();
+        assert_eq!((r.matching, r.batch_window_ms, r.learning), (MatchingMode::Greedy, 2_000, LearningWeights::OFF));
+        let c = Config::parse(
+            "[dispatch]\nmode = \"batched\"\nbatch_window_ms = 1500\nlearning_acceptance_pct = 100\nlearning_idle_pct = 50",
+        )
+        .unwrap();
+        let r = c.rules();
+        assert_eq!((r.matching, r.batch_window_ms, r.learning), (MatchingMode::Batched, 1_500, LearningWeights::TUNED));
+        assert!(Config::parse("[dispatch]\nmode = \"random\"").is_err());
+        assert!(Config::parse("[dispatch]\nbatch_window_ms = 50").unwrap_err().contains("batch_window_ms"));
+        assert!(Config::parse("[dispatch]\nlearning_idle_pct = 95").unwrap_err().contains("idle_pct"));
     }
 
     #[test]

@@ -64,8 +64,18 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     assert_eq!(first.status, 200, "{}", first.text);
     let again = s.call_with(Method::POST, &path, Some(ADMIN), Some(&suspend), &key).await;
     assert_eq!((again.status, again.header("idempotent-replayed")), (200, Some("true")));
-    let patch = json!({"dispatch": {"offer_ttl_s": 15}}).to_string();
-    s.call(Method::PATCH, "/v1/admin/settings", Some(ADMIN), Some(&patch)).await.expect(200);
+    let patch = json!({"dispatch": {"offer_ttl_s": 15, "mode": "batched", "learning_idle_pct": 50}}).to_string();
+    let set = s.call(Method::PATCH, "/v1/admin/settings", Some(ADMIN), Some(&patch)).await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let in_force: Value = serde_json::from_str(&set.text).unwrap();
+    assert_eq!(in_force["dispatch"]["mode"], "batched");
+    assert_eq!(
+        (in_force["dispatch"]["batch_window_ms"].as_u64(), in_force["dispatch"]["learning_idle_pct"].as_u64()),
+        (Some(2000), Some(50))
+    );
+    // A mode the API does not know is refused by the schema, and changes nothing.
+    let bad = json!({"dispatch": {"mode": "random"}}).to_string();
+    assert_eq!(s.call(Method::PATCH, "/v1/admin/settings", Some(ADMIN), Some(&bad)).await.status, 400);
     // A refused staff action records nothing.
     s.post("/v1/admin/trips/trp_nope/cancel", ADMIN, json!({})).await.expect_error(404, "not_found");
 
@@ -97,6 +107,10 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     assert!(cancelled["at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(all[1]["details"]["reason"], "documents expired");
     assert_eq!(all[0]["target_id"], "settings");
+    assert_eq!(
+        all[0]["details"],
+        json!({"dispatch.offer_ttl_s": 15, "dispatch.mode": "batched", "dispatch.learning_idle_pct": 50})
+    );
     let refunded = &all[2];
     assert_eq!(refunded["target_id"], done_id.as_str());
     assert_eq!(refunded["details"], json!({"amount_minor": 100, "reason": "detour"}));

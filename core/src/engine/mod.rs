@@ -54,6 +54,8 @@ mod audit;
 mod cluster_tests;
 mod config;
 #[cfg(test)]
+mod matching_tests;
+#[cfg(test)]
 mod positions_tests;
 mod stats;
 mod tracker;

@@ -43,8 +43,9 @@ use crate::user::Category;
 pub const UNFUNDED_REASON: &str = "the wallet no longer covers the estimate";
 
 impl State {
-    /// Offers the trip to the nearest eligible drivers not offered it before, if it
-    /// is searching and no offer of the current round is still pending.
+    /// Offers the trip to the nearest eligible drivers not offered it before (ranked by
+    /// [`crate::matching::offer_cost`] when the learning weights are on), if it is
+    /// searching and no offer of the current round is still pending.
     pub(super) fn dispatch_round(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
         // A deadline may outlive its trip (finished and archived): nothing to do.
         let Some(trip) = self.trips.get(&trip_id) else { return Ok(()) };
@@ -53,7 +54,24 @@ impl State {
         }
         let room = MAX_OFFERS_PER_TRIP.saturating_sub(trip.offers.len());
         let limit = usize::from(self.rules.offers_per_round).min(room);
-        let chosen = self.nearest_eligible(trip, now, limit);
+        let chosen: Vec<(UserId, u32)> =
+            self.best_eligible(trip, now, limit).into_iter().map(|(id, distance_m, _)| (id, distance_m)).collect();
+        self.note_nearby(trip_id, now, fx)?;
+        if chosen.is_empty() {
+            let trip = self.trip_ref(trip_id)?;
+            let retry = now.plus_secs(self.rules.redispatch_retry_s);
+            if retry < trip.searching_since.plus_secs(self.rules.timeout_s) {
+                self.deadlines.insert((retry, Deadline::Redispatch(trip_id)));
+            }
+            return Ok(());
+        }
+        self.make_offers(trip_id, &chosen, now, fx)
+    }
+
+    /// Counts the eligible drivers near the trip's pickup into `Trip::nearby_drivers`, and
+    /// tells the rider when that count becomes 0 (what every round records).
+    pub(super) fn note_nearby(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let trip = self.trip_ref(trip_id)?;
         let (nearby, _) = self.supply_near(trip.pickup.point, &trip.category, now);
         if trip.nearby_drivers != Some(nearby) {
             let rider_id = trip.rider_id;
@@ -62,20 +80,24 @@ impl State {
                 fx.events.push(Event::NoDriversNearby { trip_id, rider_id });
             }
         }
-        let trip = self.trip_ref(trip_id)?;
-        if chosen.is_empty() {
-            let retry = now.plus_secs(self.rules.redispatch_retry_s);
-            if retry < trip.searching_since.plus_secs(self.rules.timeout_s) {
-                self.deadlines.insert((retry, Deadline::Redispatch(trip_id)));
-            }
-            return Ok(());
-        }
+        Ok(())
+    }
+
+    /// A new round of the searching `trip_id`: offers to each of `chosen` (eligible, checked
+    /// by the caller: [`State::best_eligible`]), with their distances to the pickup.
+    pub(super) fn make_offers(
+        &mut self,
+        trip_id: TripId,
+        chosen: &[(UserId, u32)],
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
         let expires_at = now.plus_secs(self.rules.offer_ttl_s);
         let t = self.trip_mut(trip_id, fx)?;
         t.round = t.round.saturating_add(1);
         t.updated_at = now;
         let round = t.round;
-        for &(driver_id, distance_m) in &chosen {
+        for &(driver_id, distance_m) in chosen {
             t.offers.push(Offer {
                 driver_id,
                 round,
@@ -86,11 +108,11 @@ impl State {
             });
         }
         let trip = Arc::clone(self.trip_ref(trip_id)?);
-        for (driver_id, distance_m) in chosen {
+        for &(driver_id, distance_m) in chosen {
             let d = self.driver_mut(driver_id, fx)?;
             debug_assert!(
                 !d.pending_offers.contains(&trip_id) && d.pending_offers.len() < MAX_PENDING_OFFERS,
-                "dispatch_round: driver {driver_id} already holds an offer of {trip_id}, or no room for one"
+                "make_offers: driver {driver_id} already holds an offer of {trip_id}, or no room for one"
             );
             d.pending_offers.push(trip_id);
             d.stats.offers = d.stats.offers.saturating_add(1);
@@ -103,6 +125,41 @@ impl State {
             });
         }
         Ok(())
+    }
+
+    /// The `limit` best drivers who may be offered `trip` now, with their great-circle
+    /// distance to the pickup and their [`crate::matching::offer_cost`], best first.
+    ///
+    /// Learning off: the `limit` nearest eligible (cost is the pickup ETA; ties by id).
+    /// Learning on: the [`crate::matching::LEARNING_POOL_FACTOR`] × `limit` nearest
+    /// eligible (at most [`crate::matching::MAX_LEARNING_POOL`], at least `limit`), ranked
+    /// by cost, then distance, then id.
+    pub(super) fn best_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32, u64)> {
+        use crate::matching::{LEARNING_POOL_FACTOR, MAX_LEARNING_POOL, offer_cost};
+        let weights = self.rules.learning;
+        let pool = if weights.is_on() {
+            limit.saturating_mul(LEARNING_POOL_FACTOR).min(MAX_LEARNING_POOL).max(limit)
+        } else {
+            limit
+        };
+        let mut ranked: Vec<(UserId, u32, u64)> = self
+            .nearest_eligible(trip, now, pool)
+            .into_iter()
+            .map(|(id, distance_m)| {
+                let cost = match self.drivers.get(&id) {
+                    Some(d) if weights.is_on() => {
+                        offer_cost(distance_m, d.stats.learned_acceptance_bps(), d.idle_s(now), weights)
+                    }
+                    _ => crate::matching::pickup_eta_ds(distance_m),
+                };
+                (id, distance_m, cost)
+            })
+            .collect();
+        if weights.is_on() {
+            ranked.sort_by_key(|&(id, distance_m, cost)| (cost, distance_m, id));
+            ranked.truncate(limit);
+        }
+        ranked
     }
 
     /// The `limit` nearest drivers who may be offered `trip` now, nearest first
@@ -217,6 +274,7 @@ impl State {
                 Deadline::CashClaimExpiry(trip_id) => self.cash_claim_expired(trip_id, now, fx)?,
                 Deadline::ScheduledDispatch(trip_id) => self.dispatch_scheduled(trip_id, now, fx)?,
                 Deadline::TopUpExpiry(top_up_id) => self.expire_top_up(top_up_id, now, fx),
+                Deadline::BatchWindow => self.close_batch(now, fx)?,
             }
         }
         Ok(())
@@ -250,6 +308,7 @@ impl State {
         let d = self.driver_mut(driver_id, fx)?;
         d.pending_offers.retain(|t| *t != trip_id);
         d.stats.lapsed = d.stats.lapsed.saturating_add(1);
+        d.stats.answered(false);
         fx.events.push(Event::OfferWithdrawn { trip_id, driver_id, reason: WithdrawReason::Expired });
         self.dispatch_round(trip_id, now, fx)
     }
@@ -285,7 +344,7 @@ impl State {
         t.searching_since = now;
         t.payment.hold = hold;
         self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(trip_id)));
-        self.dispatch_round(trip_id, now, fx)?;
+        self.start_search(trip_id, now, fx)?;
         self.trip_updated(trip_id, fx)?;
         Ok(())
     }

@@ -19,6 +19,7 @@ impl State {
         self.check_payout_invariants()?;
         // ----- issue 20: S -----
         self.check_staff_invariants()?;
+        self.check_batch_invariants()?;
         // The phone index names every user but the erased once, under the user's own role
         // and phone (users are never removed; a checkpoint stores both as rows of their
         // own); the erased have no phone.
@@ -163,6 +164,46 @@ impl State {
 }
 
 impl State {
+    /// The batch window (issue 22): at most `MAX_BATCH_TRIPS` trips, each once, each still
+    /// searching without an offer (or no longer searching: it left the window); a waiting
+    /// window has its closing deadline. A driver is idle (`available_since`) exactly while
+    /// available, and its recent answers fit their window.
+    fn check_batch_invariants(&self) -> std::result::Result<(), String> {
+        let batch = self.batch_waiting();
+        if batch.len() > crate::matching::MAX_BATCH_TRIPS {
+            return Err(format!("{} trips wait in the batch window", batch.len()));
+        }
+        let distinct: std::collections::BTreeSet<_> = batch.iter().collect();
+        if distinct.len() != batch.len() {
+            return Err("a trip waits twice in the batch window".into());
+        }
+        for id in batch {
+            if let Some(t) = self.trips.get(id)
+                && t.status == TripStatus::Searching
+                && (!t.offers.is_empty() || t.round != 0)
+            {
+                return Err(format!("trip {id} waits in the batch window with offers"));
+            }
+        }
+        if !batch.is_empty() && !self.deadlines.iter().any(|(_, d)| *d == super::Deadline::BatchWindow) {
+            return Err("trips wait in the batch window, which never closes".into());
+        }
+        for d in self.drivers.values() {
+            if (d.availability == Availability::Available) != d.available_since.is_some() {
+                return Err(format!(
+                    "driver {} is {} with available_since {:?}",
+                    d.id,
+                    d.availability.as_str(),
+                    d.available_since
+                ));
+            }
+            if d.stats.recent_len > crate::driver::RECENT_ANSWERS {
+                return Err(format!("driver {} keeps {} recent answers", d.id, d.stats.recent_len));
+            }
+        }
+        Ok(())
+    }
+
     /// A payout holds its amount exactly while it is requested or processing: its hold is
     /// an open pending transfer then, and never after (posted once when paid, voided when
     /// failed or rejected).

@@ -24,6 +24,7 @@
 //! - `users.rs`: the rules, accounts, a driver's status and suspension;
 //! - `trips.rs`: booking, accept and decline, arrive, start, complete, cancel;
 //! - `dispatch.rs`: offer rounds, lapses, withdrawals, expiry, the deadlines a `Tick` fires;
+//!   `batch.rs`: the batch window of batched matching (issue 22);
 //! - `archive.rs`: finished trips leaving for the history and coming back for a command;
 //! - `money.rs` (transfer ids, holds, settlement) and `gateway.rs` (card payments, refunds);
 //! - `shares.rs`: the trips' short references (their 30-day index) and share links;
@@ -109,6 +110,8 @@ pub enum Deadline {
     ScheduledDispatch(TripId),
     /// A wallet top-up still waiting for the gateway's capture is `expired`.
     TopUpExpiry(crate::id::TopUpId),
+    /// The batch window closes: its trips are assigned together (`batch.rs`, issue 22).
+    BatchWindow,
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.
@@ -186,6 +189,9 @@ pub struct State {
     /// back), so not serialized.
     #[serde(skip)]
     user_index: crate::user_index::UserIndex,
+    // ----- issue 22 -----
+    /// The trips waiting for the batch window to close, in arrival order (`batch.rs`).
+    batch: Vec<TripId>,
 }
 
 /// The collections of a [`State`] that a checkpoint keeps as rows of their own tables
@@ -268,6 +274,8 @@ impl<'de> Deserialize<'de> for State {
             // ----- issue 20: S -----
             staff: crate::staff::Staff,
             erasures: BTreeMap<UserId, crate::user::Erasure>,
+            // ----- issue 22 -----
+            batch: Vec<TripId>,
         }
         let r = Records::deserialize(d)?;
         let user_index = crate::user_index::UserIndex::of(r.users.values());
@@ -316,6 +324,7 @@ impl<'de> Deserialize<'de> for State {
             staff: r.staff,
             user_index,
             erasures: r.erasures,
+            batch: r.batch,
         })
     }
 }
@@ -417,6 +426,7 @@ impl State {
             staff: self.staff.clone(),
             erasures: self.erasures.clone(),
             user_index: self.user_index.clone(),
+            batch: self.batch.clone(),
         }
     }
 
@@ -726,6 +736,7 @@ impl State {
             self.set_offline(driver_id, now, fx)
         } else {
             d.availability = Availability::Available;
+            d.available_since = Some(now);
             Ok(())
         }
     }
@@ -735,6 +746,7 @@ impl State {
     fn set_offline(&mut self, driver_id: UserId, now: Timestamp, fx: &mut Effects) -> Result<()> {
         let d = self.driver_mut(driver_id, fx)?;
         d.availability = Availability::Offline;
+        d.available_since = None;
         // The stretch online ends: its time goes to the driver's days (issue 20: U).
         if let Some(since) = d.online_since.take() {
             d.stats.add_online(since, now);
@@ -834,6 +846,7 @@ mod account;
 mod applications;
 mod archive;
 mod audit;
+mod batch;
 mod catalog;
 mod chat;
 mod dispatch;

@@ -198,7 +198,7 @@ impl State {
         }
         self.deadlines.insert((now.plus_secs(self.rules.timeout_s), Deadline::TripTimeout(id)));
         fx.trips.push(id);
-        self.dispatch_round(id, now, fx)?;
+        self.start_search(id, now, fx)?;
         self.trip_updated(id, fx)
     }
 
@@ -290,9 +290,11 @@ impl State {
         }
         let d = self.driver_mut(driver_id, fx)?;
         d.availability = Availability::OnTrip;
+        d.available_since = None;
         d.trip_id = Some(trip_id);
         d.pending_offers.retain(|t| *t != trip_id);
         d.stats.accepted = d.stats.accepted.saturating_add(1);
+        d.stats.answered(true);
         // The driver's offers of other trips go back to those trips.
         self.withdraw_driver_offers(driver_id, Some(trip_id), WithdrawReason::Taken, now, fx)?;
         self.trip_updated(trip_id, fx)
@@ -313,6 +315,7 @@ impl State {
         let d = self.driver_mut(driver_id, fx)?;
         d.pending_offers.retain(|t| *t != trip_id);
         d.stats.declined = d.stats.declined.saturating_add(1);
+        d.stats.answered(false);
         self.dispatch_round(trip_id, now, fx)?;
         Ok(Outcome::Done)
     }

@@ -162,6 +162,7 @@ impl State {
             let d = self.driver_mut(id, fx)?;
             d.availability = Availability::Available;
             d.online_since = Some(now);
+            d.available_since = Some(now);
             // Back in the index at the last fix (a stale one is never offered trips).
             self.sync_index(id);
         }

@@ -73,6 +73,10 @@ fn settings(v: &View) -> Value {
             "search_radius_m": r.search_radius_m,
             "stale_location_s": r.stale_location_s,
             "schedule_lead_s": r.schedule_lead_s,
+            "mode": r.matching,
+            "batch_window_ms": r.batch_window_ms,
+            "learning_acceptance_pct": r.learning.acceptance_pct,
+            "learning_idle_pct": r.learning.idle_pct,
         },
         "zones": zones,
     })
@@ -103,6 +107,14 @@ struct DispatchIn {
     stale_location_s: Option<u32>,
     #[serde(default)]
     schedule_lead_s: Option<u32>,
+    #[serde(default)]
+    mode: Option<dispatch_core::rules::MatchingMode>,
+    #[serde(default)]
+    batch_window_ms: Option<u32>,
+    #[serde(default)]
+    learning_acceptance_pct: Option<u16>,
+    #[serde(default)]
+    learning_idle_pct: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +175,10 @@ impl Ctx<'_> {
             search_radius_m: None,
             stale_location_s: None,
             schedule_lead_s: None,
+            mode: None,
+            batch_window_ms: None,
+            learning_acceptance_pct: None,
+            learning_idle_pct: None,
         });
         let dispatch = RuleOverrides {
             offers_per_round: d.offers_per_round,
@@ -171,6 +187,10 @@ impl Ctx<'_> {
             search_radius_m: d.search_radius_m,
             stale_location_s: d.stale_location_s,
             schedule_lead_s: d.schedule_lead_s,
+            mode: d.mode,
+            batch_window_ms: d.batch_window_ms,
+            learning_acceptance_pct: d.learning_acceptance_pct,
+            learning_idle_pct: d.learning_idle_pct,
         };
         let mut zones = BTreeMap::new();
         for (key, z) in b.zones {

@@ -10,6 +10,7 @@
 //! - `extras`: bids, ratings, SOS alerts, idempotency keys and their archiving.
 //! - `account`: OTP, presence, housekeeping, token revocation.
 //! - `location`: positions, the spoofing check, the spatial index, the distance billed.
+//! - `matching`: batched matching's window and the ranking that learns (issue 22).
 //! - `money`: what every payment path moves; `money_model`: the same against a reference
 //!   model, on random sequences with crashes (a proptest).
 //! - `stops`: stops on the way, and the fare over the summed route (a proptest).
@@ -37,6 +38,7 @@ mod chat;
 mod extras;
 mod hooks;
 mod location;
+mod matching;
 mod money;
 mod money_model;
 mod notify;

@@ -38,12 +38,27 @@ fn surge() -> Value {
     strict(&[("enabled", boolean()), ("max_bps", uint())], &["enabled", "max_bps"])
 }
 
-const DISPATCH_KEYS: [&str; 6] =
-    ["offers_per_round", "offer_ttl_s", "timeout_s", "search_radius_m", "stale_location_s", "schedule_lead_s"];
+const DISPATCH_KEYS: [&str; 10] = [
+    "offers_per_round",
+    "offer_ttl_s",
+    "timeout_s",
+    "search_radius_m",
+    "stale_location_s",
+    "schedule_lead_s",
+    "mode",
+    "batch_window_ms",
+    "learning_acceptance_pct",
+    "learning_idle_pct",
+];
+
+/// A dispatch key's schema: `mode` names a matching mode (issue 22), the rest are counts.
+fn dispatch_key(k: &str) -> Value {
+    if k == "mode" { enumeration(&["greedy", "batched"]) } else { uint() }
+}
 
 /// `GET`/`PATCH /v1/admin/settings`: the settings in force.
 pub(super) fn settings_out() -> Value {
-    let dispatch: Vec<(&str, Value)> = DISPATCH_KEYS.iter().map(|k| (*k, uint())).collect();
+    let dispatch: Vec<(&str, Value)> = DISPATCH_KEYS.iter().map(|k| (*k, dispatch_key(k))).collect();
     let zone = obj(&[("bidding", boolean()), ("surge", surge())], &["bidding", "surge"]);
     obj(
         &[
@@ -56,7 +71,7 @@ pub(super) fn settings_out() -> Value {
 
 /// `PATCH /v1/admin/settings`: any subset.
 pub(super) fn settings_in() -> Value {
-    let dispatch: Vec<(&str, Value)> = DISPATCH_KEYS.iter().map(|k| (*k, uint())).collect();
+    let dispatch: Vec<(&str, Value)> = DISPATCH_KEYS.iter().map(|k| (*k, dispatch_key(k))).collect();
     let zone = strict(&[("bidding", boolean()), ("surge", surge())], &[]);
     strict(
         &[

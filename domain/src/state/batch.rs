@@ -1,0 +1,111 @@
+//! The batch window of batched matching (issue 22): a new search joins the window, and
+//! when the window closes its trips are assigned together.
+//!
+//! Guarantees:
+//! - in `MatchingMode::Batched`, a trip whose search starts (booked now, or a ride booked
+//!   ahead reaching its dispatch) is `searching` with no offer until the window closes;
+//!   the first such trip opens the window, with one `Deadline::BatchWindow` at
+//!   `batch_window_ms` after it; at most [`MAX_BATCH_TRIPS`] trips wait (a trip finding
+//!   the window full, and a bidding trip — drivers bid on offers, so it wants a round —
+//!   is offered at once, as in greedy mode);
+//! - the window's close happens inside `apply` of the `Tick` that fires its deadline, so a
+//!   replay closes it at the same moment on the same state and makes the same offers;
+//! - the close gives each waiting trip still searching its [`BATCH_CANDIDATES`] best
+//!   eligible drivers (`State::best_eligible`: nearest, or ranked by the learning cost)
+//!   and assigns by [`crate::matching::solve`]: as many trips as the candidates allow, at
+//!   the least total cost among such assignments; no driver gets two trips of a window,
+//!   and each assignment is its trip's first offer (round 1). A trip left unassigned
+//!   gets a greedy round at once; after a lapse or a decline the rounds of greedy mode
+//!   take over;
+//! - a trip cancelled (or expired) while it waits simply leaves the window: the close
+//!   skips every trip that is no longer searching or already has offers.
+
+use std::collections::BTreeMap;
+
+use super::{Deadline, Effects, State};
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::id::{TripId, UserId};
+use crate::matching::{BATCH_CANDIDATES, Edge, MAX_BATCH_TRIPS, solve};
+use crate::rules::MatchingMode;
+use crate::trip::TripStatus;
+
+impl State {
+    /// The first round of a search that starts now: in batched mode the trip joins the
+    /// batch window (opening it if none is open), else it is offered at once.
+    pub(super) fn start_search(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let bidding = self.trip_ref(trip_id)?.rider_offer_minor.is_some();
+        if self.rules.matching != MatchingMode::Batched || bidding || self.batch.len() >= MAX_BATCH_TRIPS {
+            return self.dispatch_round(trip_id, now, fx);
+        }
+        if self.batch.is_empty() {
+            let closes = now.plus_millis(i64::from(self.rules.batch_window_ms));
+            self.deadlines.insert((closes, Deadline::BatchWindow));
+        }
+        self.batch.push(trip_id);
+        Ok(())
+    }
+
+    /// The window closes: its trips still searching are assigned together (see the
+    /// module's guarantees), the others left.
+    pub(super) fn close_batch(&mut self, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        let waiting = std::mem::take(&mut self.batch);
+        let trips: Vec<TripId> = waiting
+            .into_iter()
+            .filter(|id| self.trips.get(id).is_some_and(|t| t.status == TripStatus::Searching && t.offers.is_empty()))
+            .collect();
+        if trips.is_empty() {
+            return Ok(());
+        }
+        let (edges, drivers, distances) = self.batch_candidates(&trips, now)?;
+        let assigned = solve(trips.len(), drivers.len(), &edges);
+        let mut has_offer = vec![false; trips.len()];
+        for (t, d) in assigned {
+            let (ti, di) = (t as usize, d as usize);
+            let (trip_id, driver_id) = (trips[ti], drivers[di]);
+            let distance_m = distances.get(&(t, d)).copied().unwrap_or(0);
+            self.note_nearby(trip_id, now, fx)?;
+            self.make_offers(trip_id, &[(driver_id, distance_m)], now, fx)?;
+            has_offer[ti] = true;
+        }
+        for (ti, trip_id) in trips.into_iter().enumerate() {
+            if !has_offer[ti] {
+                self.dispatch_round(trip_id, now, fx)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The edges of a window's solve: each trip's [`BATCH_CANDIDATES`] best eligible drivers
+    /// with their costs; the drivers (each once, in first-seen order) and each edge's
+    /// distance to the pickup.
+    #[allow(clippy::type_complexity)]
+    fn batch_candidates(
+        &self,
+        trips: &[TripId],
+        now: Timestamp,
+    ) -> Result<(Vec<Edge>, Vec<UserId>, BTreeMap<(u32, u32), u32>)> {
+        let mut edges = Vec::with_capacity(trips.len() * BATCH_CANDIDATES);
+        let mut drivers: Vec<UserId> = Vec::new();
+        let mut driver_index: BTreeMap<UserId, u32> = BTreeMap::new();
+        let mut distances = BTreeMap::new();
+        for (ti, trip_id) in trips.iter().enumerate() {
+            let trip = self.trip_ref(*trip_id)?;
+            let ti = u32::try_from(ti).unwrap_or(u32::MAX);
+            for (driver_id, distance_m, cost) in self.best_eligible(trip, now, BATCH_CANDIDATES) {
+                let di = *driver_index.entry(driver_id).or_insert_with(|| {
+                    drivers.push(driver_id);
+                    u32::try_from(drivers.len() - 1).unwrap_or(u32::MAX)
+                });
+                edges.push(Edge { trip: ti, driver: di, cost });
+                distances.insert((ti, di), distance_m);
+            }
+        }
+        Ok((edges, drivers, distances))
+    }
+
+    /// The trips waiting for the batch window (for the invariants and the tests).
+    pub fn batch_waiting(&self) -> &[TripId] {
+        &self.batch
+    }
+}
