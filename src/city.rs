@@ -69,8 +69,7 @@ impl CityMode {
     }
 }
 
-/// The learning weights `--mode learning` runs with. A local copy until the engine's
-/// `LearningWeights::TUNED` exists (issue 22's matching work): then this returns it.
+/// The learning weights `--mode learning` runs with: the engine's tuned pair.
 pub fn tuned_learning() -> LearningWeights {
     LearningWeights::TUNED
 }
