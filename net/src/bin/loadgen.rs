@@ -46,7 +46,7 @@
 //! report, thresholds).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +84,8 @@ mod client;
 mod report;
 #[path = "loadgen/spawn.rs"]
 mod spawn;
+#[path = "loadgen/usage.rs"]
+mod usage;
 
 use client::Http;
 use report::{Asked, FanoutFigures, P99Limit, Report, Stats, Summary, Thresholds};
@@ -185,6 +187,75 @@ struct Args {
     /// Fail (exit 3) if fewer trips than this were booked (acknowledged with 201).
     #[arg(long, value_name = "N")]
     min_trips: Option<u64>,
+    /// Loopback source addresses the drivers' and riders' connections leave from
+    /// (127.0.0.1, 127.0.0.2, …; one (source, destination) pair has ~28,000 ports).
+    /// 0: one per 10,000 drivers. Only for a target on 127.0.0.0/8.
+    #[arg(long, default_value_t = 0)]
+    source_ips: u8,
+    /// Drivers going online and opening their socket at the same time.
+    #[arg(long, default_value_t = 512)]
+    connect_concurrency: usize,
+    /// Users created at the same time before the run (each over its own connection).
+    #[arg(long, default_value_t = 32)]
+    setup_concurrency: usize,
+    /// Every driver online with its socket open before the load's clock starts (and the
+    /// riders' first booking); without it, drivers connect during the load.
+    #[arg(long)]
+    warmup: bool,
+}
+
+/// The addresses connections leave from: none to choose (the kernel's) for one, else
+/// 127.0.0.1 … 127.0.0.`n`.
+fn sources(addr: SocketAddr, asked: u8, drivers: usize) -> Result<Vec<IpAddr>, Error> {
+    let n = match asked {
+        0 => drivers.div_ceil(10_000).clamp(1, 250),
+        n => usize::from(n),
+    };
+    if n <= 1 {
+        return Ok(Vec::new());
+    }
+    if !addr.ip().is_loopback() || !addr.is_ipv4() {
+        return Err(Error::Usage(format!("{n} source addresses need a target on 127.0.0.0/8, not {addr}")));
+    }
+    Ok((1..=n).filter_map(|i| u8::try_from(i).ok()).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))).collect())
+}
+
+/// Creates the users `range` (those under `drivers` are drivers, the rest riders),
+/// `concurrency` at a time, each worker over its own connection; answers their tokens in
+/// order.
+async fn create_users(
+    addr: SocketAddr,
+    admin: &str,
+    range: std::ops::Range<usize>,
+    drivers: usize,
+    phones: &Arc<Phones>,
+    concurrency: usize,
+) -> Result<Vec<String>, Error> {
+    let next = Arc::new(AtomicU64::new(range.start as u64));
+    let mut workers = Vec::new();
+    for _ in 0..concurrency.clamp(1, range.len().max(1)) {
+        let (next, phones, admin, end) = (Arc::clone(&next), Arc::clone(phones), admin.to_owned(), range.end);
+        workers.push(tokio::spawn(async move {
+            let mut http = Http::new(addr);
+            let mut made = Vec::new();
+            loop {
+                let n = usize::try_from(next.fetch_add(1, Ordering::Relaxed)).unwrap_or(usize::MAX);
+                if n >= end {
+                    return Ok::<_, Error>(made);
+                }
+                let role = if n < drivers { "driver" } else { "rider" };
+                made.push((n, create_user(&mut http, &admin, role, n, &phones).await?));
+            }
+        }));
+    }
+    let mut tokens = vec![String::new(); range.len()];
+    for w in workers {
+        let made = w.await.map_err(|e| Error::Server(format!("a setup task failed: {e}")))??;
+        for (n, token) in made {
+            tokens[n - range.start] = token;
+        }
+    }
+    Ok(tokens)
 }
 
 type Shared = Arc<Mutex<Stats>>;
@@ -254,50 +325,97 @@ async fn await_zone(http: &mut Http, admin: &str) -> Result<(), Error> {
     }
 }
 
-/// A WebSocket to `/v1/ws` with `token` in the header, or why not.
+/// A WebSocket to `/v1/ws` with `token` in the header, from `source` when given, or why not.
 async fn open_ws(
     addr: SocketAddr,
+    source: Option<IpAddr>,
     token: &str,
-) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String> {
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, String> {
     let mut req = format!("ws://{addr}/v1/ws").into_client_request().map_err(|e| e.to_string())?;
     let auth = format!("Bearer {token}").parse().map_err(|_| "the token is not a header value".to_owned())?;
     req.headers_mut().insert("authorization", auth);
     // 10,000 sockets in one process: a small read buffer each (tungstenite's default is
     // 128 KiB, zeroed as it fills), as dispatchd's own sockets have.
     let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(req, Some(config), true)).await {
+    let handshake = async {
+        let stream = client::connect(addr, source).await.map_err(|e| e.to_string())?;
+        tokio_tungstenite::client_async_with_config(req, stream, Some(config)).await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(WAIT, handshake).await {
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err("timeout".to_owned()),
     }
 }
 
-async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, stats: Shared, until: Instant) {
+/// Where a driver's or rider's connections go and leave from.
+#[derive(Clone, Copy)]
+struct Route {
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+}
+
+impl Route {
+    fn http(self) -> Http {
+        Http::from_source(self.addr, self.source)
+    }
+}
+
+/// When the load runs: the driver tasks wait for `Some(until)` after connecting.
+type Go = tokio::sync::watch::Receiver<Option<Instant>>;
+
+/// Waits for the load's end to be set (it is once every driver connected, with `--warmup`).
+async fn load_until(go: &mut Go) -> Option<Instant> {
+    go.wait_for(Option::is_some).await.ok().and_then(|until| *until)
+}
+
+async fn driver(
+    route: Route,
+    token: String,
+    args: Arc<Args>,
+    seed: u64,
+    stats: Shared,
+    connecting: Arc<tokio::sync::Semaphore>,
+    mut go: Go,
+) {
+    let addr = route.addr;
     let mut rng = StdRng::seed_from_u64(seed);
     // One driver in ten reports its position over HTTP (an app without a socket open),
     // so `POST /v1/driver/location` is measured too; the others over the socket.
-    let mut positions_over_http = seed.is_multiple_of(10).then(|| Http::new(addr));
+    let mut positions_over_http = seed.is_multiple_of(10).then(|| route.http());
     let mut at = point(&mut rng, 0.03);
     // A driver keeps its WebSocket open and opens HTTP connections only to act (going
     // online, an offer and the ride that follows): 10,000 drivers then hold 10,000
-    // sockets, not 20,000 (a process may have 20,000 files here).
-    let sent = Instant::now();
-    let online = json!({"status": "online", "location": {"lat": at.0, "lng": at.1}});
-    let (status, body) = Http::new(addr).call("POST", "/v1/driver/status", &token, Some(online)).await;
-    stats.lock().record(report::STATUS, sent.elapsed(), status, &body);
-    if status != 200 {
-        return; // counted in the errors
-    }
-    let sent = Instant::now();
-    let ws = open_ws(addr, &token).await;
-    stats.lock().latency.entry(report::WS_CONNECT).or_default().push(sent.elapsed());
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(why) => {
-            stats.lock().fail(report::WS_CONNECT, 0, &why);
-            return;
+    // sockets, not 20,000 (a process may have 20,000 files here). At most
+    // `--connect-concurrency` drivers connect at once: a storm of 100,000 SYNs overflows
+    // any listen backlog, and a dropped SYN is retried only after 1 s.
+    let ws = {
+        let _permit = connecting.acquire().await.ok();
+        let sent = Instant::now();
+        let online = json!({"status": "online", "location": {"lat": at.0, "lng": at.1}});
+        let (status, body) = route.http().call("POST", "/v1/driver/status", &token, Some(online)).await;
+        stats.lock().record(report::STATUS, sent.elapsed(), status, &body);
+        if status != 200 {
+            stats.lock().connected.1 += 1;
+            return; // counted in the errors
+        }
+        let sent = Instant::now();
+        let ws = open_ws(addr, route.source, &token).await;
+        let mut s = stats.lock();
+        s.latency.entry(report::WS_CONNECT).or_default().push(sent.elapsed());
+        match ws {
+            Ok(ws) => {
+                s.connected.0 += 1;
+                ws
+            }
+            Err(why) => {
+                s.connected.1 += 1;
+                s.fail(report::WS_CONNECT, 0, &why);
+                return;
+            }
         }
     };
+    let Some(until) = load_until(&mut go).await else { return };
     let (mut tx, mut rx) = ws.split();
     // Real drivers' reports are spread over the interval, not phase-locked: start each
     // driver's clock at a random offset (10,000 drivers reporting in the same millisecond
@@ -321,7 +439,7 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                     stats.lock().record(report::LOCATION, sent.elapsed(), status, &reply);
                     continue;
                 }
-                let frame = json!({"type": "location", "lat": at.0, "lng": at.1}).to_string();
+                let frame = location_frame(at);
                 let sent = Instant::now();
                 if tx.send(Message::Text(frame.into())).await.is_err() {
                     break;
@@ -348,7 +466,7 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                     }
                 }
                 let roll: f64 = rng.random();
-                let mut http = Http::new(addr);
+                let mut http = route.http();
                 if roll < args.accept {
                     let sent = Instant::now();
                     let (status, body) = http.call("POST", &format!("/v1/trips/{trip}/accept"), &token, None).await;
@@ -409,9 +527,9 @@ async fn drive(http: &mut Http, token: &str, trip: &str, stats: &Shared) {
     }
 }
 
-async fn rider(addr: SocketAddr, token: String, gap: Duration, seed: u64, stats: Shared, until: Instant) {
+async fn rider(route: Route, token: String, gap: Duration, seed: u64, stats: Shared, until: Instant) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut http = Http::new(addr);
+    let mut http = route.http();
     // Sleeps `d`, or until the load ends if that is sooner.
     let nap = |d: Duration| tokio::time::sleep_until(tokio::time::Instant::from_std((Instant::now() + d).min(until)));
     // Spread the riders' first bookings over one gap.
@@ -466,18 +584,28 @@ async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize, users: Us
     let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant, String)>();
     let mut sinks = Vec::with_capacity(n);
     for i in 0..n {
-        let ws = open_ws(addr, admin).await.map_err(|e| format!("socket {i} could not connect: {e}"))?;
+        // Right after a big run the server may still be closing the drivers' sockets (its
+        // cap counts them until it has): a refused socket is tried again for a while.
+        let mut tries = 0;
+        let ws = loop {
+            match open_ws(addr, None, admin).await {
+                Ok(ws) => break ws,
+                Err(_) if tries < 40 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(format!("socket {i} could not connect: {e}")),
+            }
+        };
         let (sink, mut stream) = ws.split();
         sinks.push(sink);
         let seen_tx = seen_tx.clone();
         tokio::spawn(async move {
             while let Some(Ok(Message::Text(text))) = stream.next().await {
                 let at = Instant::now();
-                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let status = match v["type"].as_str() {
-                    Some("trip_updated") => v["trip"]["status"].as_str().unwrap_or_default().to_owned(),
-                    Some("subscribed") => "subscribed".to_owned(),
-                    _ => continue,
+                let status = match frame_status(&text) {
+                    Some(status) => status,
+                    None => continue,
                 };
                 if seen_tx.send((i, at, status)).is_err() {
                     return;
@@ -543,6 +671,39 @@ async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize, users: Us
     Ok(out)
 }
 
+/// A driver's position frame. Formatted directly, not through a `Value`: a
+/// 100,000-driver run sends 33,000 of these a second from the cores the server runs on.
+fn location_frame(at: (f64, f64)) -> String {
+    format!(r#"{{"type":"location","lat":{},"lng":{}}}"#, at.0, at.1)
+}
+
+/// What the fan-out reads of a frame: its type and, for `trip_updated`, the trip's status.
+/// Deserialised without building a `Value` (the rest is skipped, not allocated): 1,000
+/// sockets read each change on the same two cores as the server, so the reader's cost is
+/// in the measured delay of the last socket.
+#[derive(serde::Deserialize)]
+struct FrameHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    trip: Option<TripHead<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct TripHead<'a> {
+    #[serde(borrow)]
+    status: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// `subscribed`, or a `trip_updated` frame's trip status; `None` for any other frame.
+fn frame_status(text: &str) -> Option<String> {
+    let head: FrameHead<'_> = serde_json::from_str(text).ok()?;
+    match &*head.kind {
+        "trip_updated" => Some(head.trip.and_then(|t| t.status).map(|s| s.into_owned()).unwrap_or_default()),
+        "subscribed" => Some("subscribed".to_owned()),
+        _ => None,
+    }
+}
+
 /// Where the fan-out's own users are numbered from, and their phones.
 #[derive(Clone, Copy)]
 struct UserSetup<'a> {
@@ -558,7 +719,7 @@ async fn ops_watcher(
     frames: Arc<AtomicU64>,
     until: Instant,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let mut ws = open_ws(addr, admin).await.ok()?;
+    let mut ws = open_ws(addr, None, admin).await.ok()?;
     ws.send(Message::Text(json!({"type": "subscribe", "channel": "ops"}).to_string().into())).await.ok()?;
     Some(tokio::spawn(async move {
         let deadline = tokio::time::Instant::from_std(until);
@@ -573,13 +734,38 @@ async fn ops_watcher(
     }))
 }
 
-/// Prints a progress line to stderr every `every` until `until`.
-async fn progress(stats: Shared, start: Instant, until: Instant, every: Duration) {
+/// Prints a progress line to stderr every `every` until the load ends: while drivers
+/// connect before the load (`--warmup`), how many have; then the load's progress.
+async fn progress(stats: Shared, warmup: Instant, go: Go, load: Duration, every: Duration) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    while Instant::now() < until {
+    loop {
         tick.tick().await;
-        let line = stats.lock().progress(start.elapsed());
+        let until = *go.borrow();
+        let line = match until {
+            None => {
+                let (ok, failed) = stats.lock().connected;
+                format!("[{:>6.1} s] warm-up: {ok} drivers connected, {failed} failed", warmup.elapsed().as_secs_f64())
+            }
+            Some(until) if Instant::now() < until => {
+                let elapsed = load.saturating_sub(until.saturating_duration_since(Instant::now()));
+                stats.lock().progress(elapsed)
+            }
+            Some(_) => return,
+        };
         err!("{line}");
+    }
+}
+
+/// Raises this process's soft descriptor limit to the hard one (every driver holds a
+/// socket; a 100,000-driver run needs the hard limit raised first: `ulimit -Hn`). A
+/// spawned server inherits the limits and raises its own soft limit itself.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    if current != maximum
+        && let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: maximum, maximum })
+    {
+        err!("dispatch-loadgen: could not raise the descriptor limit ({current:?} of {maximum:?}): {e}");
     }
 }
 
@@ -616,26 +802,71 @@ async fn run(args: Arc<Args>) -> Result<Report, Error> {
 
     let mut http = Http::new(addr);
     await_zone(&mut http, &admin).await?;
-    let phones = Phones { run: rand::random_range(0..1000) };
-    let mut drivers = Vec::with_capacity(args.drivers);
-    for n in 0..args.drivers {
-        drivers.push(create_user(&mut http, &admin, "driver", n, &phones).await?);
+    let sources = sources(addr, args.source_ips, args.drivers)?;
+    let route = |i: usize| Route { addr, source: sources.get(i % sources.len().max(1)).copied() };
+    if sources.len() > 1 {
+        say(
+            args.json,
+            &format!(
+                "connections leave from {} addresses, {:?} to {:?}",
+                sources.len(),
+                sources[0],
+                sources[sources.len() - 1]
+            ),
+        );
     }
-    let mut riders = Vec::with_capacity(args.riders);
-    for n in 0..args.riders {
-        riders.push(create_user(&mut http, &admin, "rider", args.drivers + n, &phones).await?);
-    }
+    let phones = Arc::new(Phones { run: rand::random_range(0..1000) });
+    let setup = Instant::now();
+    let people = args.drivers + args.riders;
+    let mut tokens = create_users(addr, &admin, 0..people, args.drivers, &phones, args.setup_concurrency).await?;
+    let riders = tokens.split_off(args.drivers);
+    let drivers = tokens;
+    say(args.json, &format!("{people} users created in {:.1} s", setup.elapsed().as_secs_f64()));
 
     let stats: Shared = Arc::new(Mutex::new(Stats::default()));
-    let start = Instant::now();
-    let until = start + Duration::from_secs(args.seconds);
-    let ticker = (args.progress_s > 0)
-        .then(|| tokio::spawn(progress(Arc::clone(&stats), start, until, Duration::from_secs(args.progress_s))));
+    let connecting = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
+    let (go_tx, go) = tokio::sync::watch::channel(None);
     let mut tasks = Vec::new();
+    let warmup = Instant::now();
+    let ticker = (args.progress_s > 0).then(|| {
+        let load = Duration::from_secs(args.seconds);
+        tokio::spawn(progress(Arc::clone(&stats), warmup, go.clone(), load, Duration::from_secs(args.progress_s)))
+    });
+    let go_now = |go_tx: &tokio::sync::watch::Sender<Option<Instant>>| {
+        let start = Instant::now();
+        go_tx.send_replace(Some(start + Duration::from_secs(args.seconds)));
+        start
+    };
+    // Without `--warmup` the load's clock starts now, drivers connecting meanwhile.
+    let mut start = (!args.warmup).then(|| go_now(&go_tx));
     for (i, token) in drivers.into_iter().enumerate() {
         let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
-        tasks.push(tokio::spawn(driver(addr, token, Arc::clone(&args), seed, Arc::clone(&stats), until)));
+        let (args, stats, connecting) = (Arc::clone(&args), Arc::clone(&stats), Arc::clone(&connecting));
+        tasks.push(tokio::spawn(driver(route(i), token, args, seed, stats, connecting, go.clone())));
     }
+    let start = match start.take() {
+        Some(start) => start,
+        None => {
+            // `--warmup`: every driver online with its socket open before the clock starts.
+            loop {
+                let (ok, failed) = stats.lock().connected;
+                if ok + failed >= args.drivers as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let (ok, failed) = stats.lock().connected;
+            say(
+                args.json,
+                &format!(
+                    "warm-up: {ok} drivers online with a socket ({failed} failed) in {:.1} s",
+                    warmup.elapsed().as_secs_f64()
+                ),
+            );
+            go_now(&go_tx)
+        }
+    };
+    let until = start + Duration::from_secs(args.seconds);
     // Staff watching the live map: each socket gets the whole city once a second.
     let ops_frames = Arc::new(AtomicU64::new(0));
     let mut watchers = Vec::new();
@@ -652,7 +883,7 @@ async fn run(args: Arc<Args>) -> Result<Report, Error> {
     let gap = Duration::from_secs_f64((args.riders as f64 / args.trip_rate.max(0.001)).min(3600.0));
     for (i, token) in riders.into_iter().enumerate() {
         let seed = args.seed.wrapping_mul(7_919).wrapping_add(i as u64);
-        tasks.push(tokio::spawn(rider(addr, token, gap, seed, Arc::clone(&stats), until)));
+        tasks.push(tokio::spawn(rider(route(i), token, gap, seed, Arc::clone(&stats), until)));
     }
     for t in tasks {
         let _ = t.await;
@@ -701,6 +932,8 @@ async fn run(args: Arc<Args>) -> Result<Report, Error> {
         });
         report.fanout = Some(figures);
     }
+    report.server_usage = spawned.as_ref().and_then(|s| usage::Usage::of(Some(s.pid())));
+    report.generator_usage = usage::Usage::of(None);
     drop(spawned);
     Ok(report)
 }
@@ -708,6 +941,7 @@ async fn run(args: Arc<Args>) -> Result<Report, Error> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Arc::new(Args::parse());
+    raise_fd_limit();
     let thresholds =
         Thresholds { p99: args.max_p99_ms.clone(), error_rate: args.max_error_rate, min_trips: args.min_trips };
     let report = match run(Arc::clone(&args)).await {
@@ -750,4 +984,45 @@ async fn main() -> ExitCode {
         err!("dispatch-loadgen: the fan-out failed: {why}");
     }
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fanout_reads_a_frames_type_and_trip_status() {
+        let updated = json!({"type": "trip_updated", "trip": {"id": "t1", "status": "arrived",
+            "rider": {"status": "active", "name": "R"}, "stops": [{"status": "x"}]}})
+        .to_string();
+        assert_eq!(frame_status(&updated).as_deref(), Some("arrived"));
+        let escaped = r#"{"trip":{"status":"in_\u0070rogress"},"type":"trip_updated"}"#;
+        assert_eq!(frame_status(escaped).as_deref(), Some("in_progress"));
+        assert_eq!(frame_status(r#"{"type":"subscribed","trip_id":"t1"}"#).as_deref(), Some("subscribed"));
+        assert_eq!(frame_status(r#"{"type":"trip_offer","offer":{}}"#), None);
+        assert_eq!(frame_status("not json"), None);
+    }
+
+    #[test]
+    fn sources_spread_only_big_runs_and_only_on_loopback() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!());
+        assert!(sources(local, 0, 200).is_ok_and(|s| s.is_empty()), "a small run is left as it was");
+        assert!(sources(local, 0, 10_000).is_ok_and(|s| s.is_empty()));
+        let many = sources(local, 0, 100_000).unwrap_or_default();
+        assert_eq!(many.len(), 10);
+        assert_eq!(many[0], IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
+        assert_eq!(many[9], IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10)));
+        assert_eq!(sources(local, 3, 10).unwrap_or_default().len(), 3);
+        let remote: SocketAddr = "10.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!());
+        assert!(sources(remote, 0, 100_000).is_err(), "source addresses are loopback ones");
+        assert!(sources(remote, 0, 500).is_ok());
+    }
+
+    #[test]
+    fn a_location_frame_is_the_json_the_server_reads() {
+        let at = (30.044_412_5_f64, -31.235_7_f64);
+        let frame = location_frame(at);
+        let v: Value = serde_json::from_str(&frame).unwrap_or(Value::Null);
+        assert_eq!(v, json!({"type": "location", "lat": at.0, "lng": at.1}));
+    }
 }
