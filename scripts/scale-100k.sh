@@ -43,12 +43,17 @@ if [ ! -x "$bin/dispatch-loadgen" ] || [ ! -x "$bin/dispatchd" ]; then
     cargo build --release -p dispatch-server --bins >&2
 fi
 
-# Two descriptors per driver (its socket, and the HTTP connection it acts over), the
-# riders', and room for the fan-out and the server's own files.
-need=$(( 2 * drivers + 2 * riders + fanout + 20000 ))
+# Each side holds a descriptor per driver's socket and per rider's connection, plus the
+# HTTP connections drivers open to act (going online, 512 at a time; an offer and its
+# ride) and the server's own files; the fan-out's sockets open after the drivers' close.
+need=$(( drivers + riders + 2000 ))
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$need" ]; then
     ulimit -Hn "$need" 2>/dev/null || {
-        echo "scale-100k: the hard descriptor limit is $(ulimit -Hn), $need are needed: run as root (or raise it: ulimit -Hn / LimitNOFILE=)" >&2
+        # Root in a container without CAP_SYS_RESOURCE cannot raise it either: the server
+        # then serves at most (limit - 64) connections, whatever the generator does.
+        hard=$(ulimit -Hn)
+        echo "scale-100k: the hard descriptor limit is $hard and cannot be raised here (root with CAP_SYS_RESOURCE can: ulimit -Hn, or LimitNOFILE= in systemd);" \
+             "$need are needed for $drivers drivers. What fits: RIDERS=$riders DRIVERS=$(( (hard - riders - 2000) / 1000 * 1000 )) $0" >&2
         exit 1
     }
 fi
