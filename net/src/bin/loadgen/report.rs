@@ -302,7 +302,7 @@ impl SloRow {
             .collect();
         let count = self.measured.map_or(0, |s| s.count);
         format!(
-            "{:<44} {:>24} {:>22} {:>9}  {}",
+            "{:<44} {:>36} {:>28} {:>9}  {}",
             self.name,
             slo.join(" / "),
             got.join(" / "),
@@ -498,7 +498,7 @@ impl Report {
             }
         }
         out.push(format!(
-            "\n{:<44} {:>24} {:>22} {:>9}  met?",
+            "\n{:<44} {:>36} {:>28} {:>9}  met?",
             "service level (DESIGN.md)", "SLO ms", "measured ms", "count"
         ));
         out.extend(self.slo().iter().map(SloRow::text));
