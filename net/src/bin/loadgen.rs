@@ -40,13 +40,22 @@
 //! `--addr HOST:PORT --admin-token T` targets one that runs already (it needs a zone that
 //! prices `economy` around Cairo's Tahrir Square: `--dev --demo` has it).
 //!
+//! Big runs (`scripts/scale-100k.sh`): `--warmup` connects every driver (online, socket
+//! open; `--connect-concurrency` at a time, so the listen backlog never overflows) before
+//! the load's clock starts; `--source-ips N` spreads the drivers' and riders' connections
+//! over 127.0.0.1 … 127.0.0.N (one per 10,000 drivers by default: one (source,
+//! destination) pair has ~28,000 ports); users are created `--setup-concurrency` at a
+//! time; the soft descriptor limit is raised to the hard one. The report ends with
+//! DESIGN.md's service levels (met or not), the positions sent per second, and the CPU
+//! time and resident memory of the generator and of a `--spawn`ed server (from `/proc`).
+//!
 //! Its modules live in `bin/loadgen/` (`#[path]`: a crate root's children would otherwise
 //! sit beside it in `bin/`, where Cargo takes every file for a binary of its own):
 //! `client` (the HTTP connection), `spawn` (`--spawn`'s server), `report` (figures,
-//! report, thresholds).
+//! report, thresholds), `usage` (a process's CPU and memory from `/proc`).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,24 +89,24 @@ macro_rules! err {
 
 #[path = "loadgen/client.rs"]
 mod client;
+#[path = "loadgen/fanout.rs"]
+mod fanout;
 #[path = "loadgen/report.rs"]
 mod report;
+#[path = "loadgen/setup.rs"]
+mod setup;
 #[path = "loadgen/spawn.rs"]
 mod spawn;
 #[path = "loadgen/usage.rs"]
 mod usage;
 
 use client::Http;
+use fanout::{Fanout, UserSetup, fanout};
 use report::{Asked, FanoutFigures, P99Limit, Report, Stats, Summary, Thresholds};
+use setup::{Phones, await_zone, create_user, create_users, sources};
 
 /// Cairo's Tahrir Square: inside the demo zone.
 const CENTER: (f64, f64) = (30.0444, 31.2357);
-
-/// Where the fan-out's driver and trips are: 28 km south of [`CENTER`], still in the demo
-/// zone but far from the city's drivers (within ~3 km of it). After a big run they are
-/// still online and nearer than anyone at the centre: the fan-out's trip was offered to
-/// them, not to its own driver (403 `not_offered` after 15,000 drivers).
-const FANOUT_SPOT: (f64, f64) = (CENTER.0 - 0.25, CENTER.1);
 
 /// Most users one run creates (the phone numbers' index has seven digits).
 const MAX_USERS: usize = 9_999_000;
@@ -210,125 +219,10 @@ struct Args {
     warmup: bool,
 }
 
-/// The addresses connections leave from: none to choose (the kernel's) for one, else
-/// 127.0.0.1 … 127.0.0.`n`.
-fn sources(addr: SocketAddr, asked: u8, drivers: usize) -> Result<Vec<IpAddr>, Error> {
-    let n = match asked {
-        0 => drivers.div_ceil(10_000).clamp(1, 250),
-        n => usize::from(n),
-    };
-    if n <= 1 {
-        return Ok(Vec::new());
-    }
-    if !addr.ip().is_loopback() || !addr.is_ipv4() {
-        return Err(Error::Usage(format!("{n} source addresses need a target on 127.0.0.0/8, not {addr}")));
-    }
-    Ok((1..=n).filter_map(|i| u8::try_from(i).ok()).map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i))).collect())
-}
-
-/// Creates the users `range` (those under `drivers` are drivers, the rest riders),
-/// `concurrency` at a time, each worker over its own connection; answers their tokens in
-/// order.
-async fn create_users(
-    addr: SocketAddr,
-    admin: &str,
-    range: std::ops::Range<usize>,
-    drivers: usize,
-    phones: &Arc<Phones>,
-    concurrency: usize,
-) -> Result<Vec<String>, Error> {
-    let next = Arc::new(AtomicU64::new(range.start as u64));
-    let mut workers = Vec::new();
-    for _ in 0..concurrency.clamp(1, range.len().max(1)) {
-        let (next, phones, admin, end) = (Arc::clone(&next), Arc::clone(phones), admin.to_owned(), range.end);
-        workers.push(tokio::spawn(async move {
-            let mut http = Http::new(addr);
-            let mut made = Vec::new();
-            loop {
-                let n = usize::try_from(next.fetch_add(1, Ordering::Relaxed)).unwrap_or(usize::MAX);
-                if n >= end {
-                    return Ok::<_, Error>(made);
-                }
-                let role = if n < drivers { "driver" } else { "rider" };
-                made.push((n, create_user(&mut http, &admin, role, n, &phones).await?));
-            }
-        }));
-    }
-    let mut tokens = vec![String::new(); range.len()];
-    for w in workers {
-        let made = w.await.map_err(|e| Error::Server(format!("a setup task failed: {e}")))??;
-        for (n, token) in made {
-            tokens[n - range.start] = token;
-        }
-    }
-    Ok(tokens)
-}
-
 type Shared = Arc<Mutex<Stats>>;
 
 fn point(rng: &mut StdRng, spread_deg: f64) -> (f64, f64) {
     (CENTER.0 + rng.random_range(-spread_deg..spread_deg), CENTER.1 + rng.random_range(-spread_deg..spread_deg))
-}
-
-/// The phone numbers of one run: `+2019`, the run's three digits, the user's index in seven.
-struct Phones {
-    run: u16,
-}
-
-impl Phones {
-    fn number(&self, n: usize) -> String {
-        format!("+2019{:03}{:07}", self.run, n % 10_000_000)
-    }
-}
-
-/// Creates a user; answers its token. A phone already taken is replaced by a random one
-/// (a few times); any other refusal stops the run with the server's answer.
-async fn create_user(http: &mut Http, admin: &str, role: &str, n: usize, phones: &Phones) -> Result<String, Error> {
-    let mut phone = phones.number(n);
-    let mut last = (0, Value::Null);
-    for _ in 0..4 {
-        let mut body = json!({"role": role, "name": format!("{role} {n}"), "phone": phone});
-        if role == "driver" {
-            body["vehicle"] = json!({"category": "economy", "plate": format!("LG {n}")});
-        }
-        let (status, v) = http.call("POST", "/v1/admin/users", admin, Some(body)).await;
-        if status == 201 {
-            return v["token"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| Error::Server(format!("creating {role} {n}: a 201 without a token: {v}")));
-        }
-        let taken = matches!(status, 400 | 409 | 422) && v.to_string().contains("phone");
-        last = (status, v);
-        if !taken {
-            break;
-        }
-        phone = Phones { run: rand::random_range(0..1000) }.number(rand::random_range(0..10_000_000));
-    }
-    let (status, v) = last;
-    Err(Error::Server(format!("creating {role} {n} (phone {phone}) was refused: {status} {v}")))
-}
-
-/// Waits until a zone serves [`CENTER`] (the demo city sets its zone up beside the
-/// server's start); fails at once if the admin token is refused.
-async fn await_zone(http: &mut Http, admin: &str) -> Result<(), Error> {
-    let deadline = Instant::now() + WAIT;
-    let path = format!("/v1/zones/lookup?lat={}&lng={}", CENTER.0, CENTER.1);
-    loop {
-        let (status, v) = http.call("GET", &path, admin, None).await;
-        match status {
-            200 => return Ok(()),
-            401 | 403 => return Err(Error::Server(format!("the admin token was refused: {status} {v}"))),
-            client::NO_ANSWER => return Err(Error::Server(format!("no answer from {}: {v}", http.addr()))),
-            _ if Instant::now() >= deadline => {
-                return Err(Error::Server(format!(
-                    "no zone serves {CENTER:?} after {} s (last answer {status} {v}); start dispatchd with --dev --demo",
-                    WAIT.as_secs()
-                )));
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
 }
 
 /// A WebSocket to `/v1/ws` with `token` in the header, from `source` when given, or why not.
@@ -577,155 +471,10 @@ async fn rider(route: Route, token: String, gap: Duration, seed: u64, stats: Sha
     }
 }
 
-/// What one fan-out measured: for each trip change, when the last of the sockets had it
-/// (from just before the HTTP request that made the change), and every socket's delay.
-struct Fanout {
-    last: Vec<Duration>,
-    each: Vec<Duration>,
-}
-
-/// `n` staff sockets subscribed to one trip at a time; a driver drives `trips` trips through
-/// accept, arrived, start and complete; each change must reach every socket. Fails (saying
-/// why) if a socket or a step fails.
-async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize, users: UserSetup<'_>) -> Result<Fanout, String> {
-    let mut http = Http::new(addr);
-    let rider = create_user(&mut http, admin, "rider", users.first, users.phones).await.map_err(|e| e.to_string())?;
-    let driver =
-        create_user(&mut http, admin, "driver", users.first + 1, users.phones).await.map_err(|e| e.to_string())?;
-    let online = json!({"status": "online", "location": {"lat": FANOUT_SPOT.0, "lng": FANOUT_SPOT.1}});
-    let (status, body) = http.call("POST", "/v1/driver/status", &driver, Some(online)).await;
-    if status != 200 {
-        return Err(format!("the driver could not go online: {status} {body}"));
-    }
-    // Every socket forwards what it reads: (socket, when, the trip's status).
-    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant, String)>();
-    let mut sinks = Vec::with_capacity(n);
-    for i in 0..n {
-        // Right after a big run the server may still be closing the drivers' sockets (its
-        // cap counts them until it has): a refused socket is tried again for a while.
-        let mut tries = 0;
-        let ws = loop {
-            match open_ws(addr, None, admin).await {
-                Ok(ws) => break ws,
-                Err(_) if tries < 40 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-                Err(e) => return Err(format!("socket {i} could not connect: {e}")),
-            }
-        };
-        let (sink, mut stream) = ws.split();
-        sinks.push(sink);
-        let seen_tx = seen_tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(Message::Text(text))) = stream.next().await {
-                let at = Instant::now();
-                let status = match frame_status(&text) {
-                    Some(status) => status,
-                    None => continue,
-                };
-                if seen_tx.send((i, at, status)).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    // Waits until every socket has said `status` (other frames are skipped).
-    async fn all_of(
-        seen: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Instant, String)>,
-        n: usize,
-        status: &str,
-    ) -> Result<Vec<Instant>, String> {
-        let mut at: Vec<Option<Instant>> = vec![None; n];
-        let mut missing = n;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while missing > 0 {
-            let Ok(Some((i, when, s))) = tokio::time::timeout_at(deadline, seen.recv()).await else {
-                return Err(format!("{missing} of {n} sockets did not see `{status}` within {} s", WAIT.as_secs()));
-            };
-            if s == status && at.get(i).is_some_and(Option::is_none) {
-                at[i] = Some(when);
-                missing -= 1;
-            }
-        }
-        Ok(at.into_iter().flatten().collect())
-    }
-    let mut out = Fanout { last: Vec::new(), each: Vec::new() };
-    for _ in 0..trips {
-        let body = json!({"pickup": {"lat": FANOUT_SPOT.0, "lng": FANOUT_SPOT.1}, "dropoff": {"lat": FANOUT_SPOT.0 + 0.02, "lng": FANOUT_SPOT.1},
-            "category": "economy", "payment_method": "cash"});
-        let (status, trip) = http.call("POST", "/v1/trips", &rider, Some(body)).await;
-        let (Some(id), 201) = (trip["id"].as_str(), status) else {
-            return Err(format!("booking failed: {status} {trip}"));
-        };
-        let code = trip["pickup_code"].as_str().unwrap_or_default();
-        let subscribe = json!({"type": "subscribe", "trip_id": id}).to_string();
-        for sink in &mut sinks {
-            if sink.send(Message::Text(subscribe.clone().into())).await.is_err() {
-                return Err("a socket closed".to_owned());
-            }
-        }
-        all_of(&mut seen, n, "subscribed").await?;
-        for (step, status, body) in [
-            ("accept", "accepted", None),
-            ("arrived", "arrived", None),
-            ("start", "in_progress", Some(json!({"pickup_code": code}))),
-            ("complete", "completed", Some(json!({"distance_m": 2_300}))),
-        ] {
-            let sent = Instant::now();
-            let (code, reply) = http.call("POST", &format!("/v1/trips/{id}/{step}"), &driver, body).await;
-            if code != 200 {
-                return Err(format!("{step} failed: {code} {reply}"));
-            }
-            let at = all_of(&mut seen, n, status).await?;
-            out.each.extend(at.iter().map(|t| t.duration_since(sent)));
-            out.last.push(at.iter().max().map_or(Duration::ZERO, |t| t.duration_since(sent)));
-        }
-    }
-    for mut sink in sinks {
-        let _ = sink.send(Message::Close(None)).await;
-    }
-    Ok(out)
-}
-
 /// A driver's position frame. Formatted directly, not through a `Value`: a
 /// 100,000-driver run sends 33,000 of these a second from the cores the server runs on.
 fn location_frame(at: (f64, f64)) -> String {
     format!(r#"{{"type":"location","lat":{},"lng":{}}}"#, at.0, at.1)
-}
-
-/// What the fan-out reads of a frame: its type and, for `trip_updated`, the trip's status.
-/// Deserialised without building a `Value` (the rest is skipped, not allocated): 1,000
-/// sockets read each change on the same two cores as the server, so the reader's cost is
-/// in the measured delay of the last socket.
-#[derive(serde::Deserialize)]
-struct FrameHead<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    trip: Option<TripHead<'a>>,
-}
-
-#[derive(serde::Deserialize)]
-struct TripHead<'a> {
-    #[serde(borrow)]
-    status: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// `subscribed`, or a `trip_updated` frame's trip status; `None` for any other frame.
-fn frame_status(text: &str) -> Option<String> {
-    let head: FrameHead<'_> = serde_json::from_str(text).ok()?;
-    match &*head.kind {
-        "trip_updated" => Some(head.trip.and_then(|t| t.status).map(|s| s.into_owned()).unwrap_or_default()),
-        "subscribed" => Some("subscribed".to_owned()),
-        _ => None,
-    }
-}
-
-/// Where the fan-out's own users are numbered from, and their phones.
-#[derive(Clone, Copy)]
-struct UserSetup<'a> {
-    first: usize,
-    phones: &'a Phones,
 }
 
 /// A staff socket subscribed to the `ops` channel until `until`, counting the snapshots it
@@ -1006,34 +755,6 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_fanout_reads_a_frames_type_and_trip_status() {
-        let updated = json!({"type": "trip_updated", "trip": {"id": "t1", "status": "arrived",
-            "rider": {"status": "active", "name": "R"}, "stops": [{"status": "x"}]}})
-        .to_string();
-        assert_eq!(frame_status(&updated).as_deref(), Some("arrived"));
-        let escaped = r#"{"trip":{"status":"in_\u0070rogress"},"type":"trip_updated"}"#;
-        assert_eq!(frame_status(escaped).as_deref(), Some("in_progress"));
-        assert_eq!(frame_status(r#"{"type":"subscribed","trip_id":"t1"}"#).as_deref(), Some("subscribed"));
-        assert_eq!(frame_status(r#"{"type":"trip_offer","offer":{}}"#), None);
-        assert_eq!(frame_status("not json"), None);
-    }
-
-    #[test]
-    fn sources_spread_only_big_runs_and_only_on_loopback() {
-        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!());
-        assert!(sources(local, 0, 200).is_ok_and(|s| s.is_empty()), "a small run is left as it was");
-        assert!(sources(local, 0, 10_000).is_ok_and(|s| s.is_empty()));
-        let many = sources(local, 0, 100_000).unwrap_or_default();
-        assert_eq!(many.len(), 10);
-        assert_eq!(many[0], IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)));
-        assert_eq!(many[9], IpAddr::V4(Ipv4Addr::new(127, 0, 0, 10)));
-        assert_eq!(sources(local, 3, 10).unwrap_or_default().len(), 3);
-        let remote: SocketAddr = "10.0.0.1:8080".parse().unwrap_or_else(|_| unreachable!());
-        assert!(sources(remote, 0, 100_000).is_err(), "source addresses are loopback ones");
-        assert!(sources(remote, 0, 500).is_ok());
-    }
 
     #[test]
     fn a_location_frame_is_the_json_the_server_reads() {
