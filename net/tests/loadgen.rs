@@ -116,6 +116,75 @@ fn a_spawned_run_reports_coherent_json_and_exits_0_when_its_thresholds_hold() {
     assert!(v["trips"]["won"].as_u64().unwrap() > 0, "{v}");
 }
 
+/// The 100,000-driver run's ways, small: drivers connect before the clock starts
+/// (`--warmup`), a few at a time, their connections leaving from three loopback addresses
+/// (each bound before it connects: a failed bind would fail the driver), users are created
+/// four at a time, and the report has the SLO table, the positions sent and both
+/// processes' CPU and memory.
+#[test]
+fn a_warmed_up_run_from_several_addresses_reports_slos_positions_and_usage() {
+    let args = [
+        "--spawn",
+        "--seconds",
+        "3",
+        "--drivers",
+        "24",
+        "--riders",
+        "6",
+        "--trip-rate",
+        "4",
+        "--fanout",
+        "20",
+        "--fanout-trips",
+        "1",
+        "--location-ms",
+        "500",
+        "--warmup",
+        "--source-ips",
+        "3",
+        "--connect-concurrency",
+        "5",
+        "--setup-concurrency",
+        "4",
+        "--json",
+    ];
+    let run = loadgen(&args);
+    assert_eq!(run.code, Some(0), "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    let v = run.json();
+    assert_coherent(&v);
+    assert_eq!(v["drivers_connected"]["ok"], 24, "every driver online with a socket: {v}");
+    assert_eq!(v["drivers_connected"]["failed"], 0, "{v}");
+    // 24 drivers every 0.5 s for 3 s: about 140 positions; the clock started after the
+    // warm-up, so nearly all of them are in.
+    let positions = v["positions"]["sent"].as_u64().unwrap();
+    assert!((100..=200).contains(&positions), "positions sent {positions}: {v}");
+    let ws_location = v["endpoints"].as_array().unwrap().iter().find(|e| e["name"] == "ws location (send)").unwrap();
+    let location = v["endpoints"].as_array().unwrap().iter().find(|e| e["name"] == "POST /v1/driver/location");
+    let over_http = location.map_or(0, |e| e["count"].as_u64().unwrap());
+    assert_eq!(ws_location["count"].as_u64().unwrap() + over_http, positions, "{v}");
+    let slo = v["slo"].as_array().unwrap();
+    let names: Vec<&str> = slo.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"POST /v1/trips") && names.contains(&"fan-out to the sockets (the last one)"), "{v}");
+    for row in slo {
+        let measured: Vec<Option<f64>> =
+            row["limits"].as_array().unwrap().iter().map(|l| l["measured_ms"].as_f64()).collect();
+        let under = row["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["measured_ms"].as_f64().is_some_and(|m| m < l["limit_ms"].as_f64().unwrap()));
+        assert_eq!(row["met"].as_bool().unwrap(), under, "met? disagrees with its figures {measured:?}: {row}");
+    }
+    let fanout = slo.iter().find(|r| r["name"] == "fan-out to the sockets (the last one)").unwrap();
+    assert_eq!(fanout["count"], 4, "one trip's four changes: {fanout}");
+    for who in ["server", "generator"] {
+        let u = &v["usage"][who];
+        assert!(u["cpu_s"].as_f64().unwrap() > 0.0, "{who}: {v}");
+        let (rss, peak) = (u["rss_bytes"].as_u64().unwrap(), u["peak_rss_bytes"].as_u64().unwrap());
+        assert!(rss > 1 << 20 && peak >= rss, "{who}: {u}");
+    }
+}
+
 #[test]
 fn an_impossible_threshold_exits_3_and_names_itself() {
     let mut args = SPAWNED.to_vec();

@@ -40,13 +40,22 @@
 //! `--addr HOST:PORT --admin-token T` targets one that runs already (it needs a zone that
 //! prices `economy` around Cairo's Tahrir Square: `--dev --demo` has it).
 //!
+//! Big runs (`scripts/scale-100k.sh`): `--warmup` connects every driver (online, socket
+//! open; `--connect-concurrency` at a time, so the listen backlog never overflows) before
+//! the load's clock starts; `--source-ips N` spreads the drivers' and riders' connections
+//! over 127.0.0.1 … 127.0.0.N (one per 10,000 drivers by default: one (source,
+//! destination) pair has ~28,000 ports); users are created `--setup-concurrency` at a
+//! time; the soft descriptor limit is raised to the hard one. The report ends with
+//! DESIGN.md's service levels (met or not), the positions sent per second, and the CPU
+//! time and resident memory of the generator and of a `--spawn`ed server (from `/proc`).
+//!
 //! Its modules live in `bin/loadgen/` (`#[path]`: a crate root's children would otherwise
 //! sit beside it in `bin/`, where Cargo takes every file for a binary of its own):
 //! `client` (the HTTP connection), `spawn` (`--spawn`'s server), `report` (figures,
-//! report, thresholds).
+//! report, thresholds), `usage` (a process's CPU and memory from `/proc`).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -80,13 +89,21 @@ macro_rules! err {
 
 #[path = "loadgen/client.rs"]
 mod client;
+#[path = "loadgen/fanout.rs"]
+mod fanout;
 #[path = "loadgen/report.rs"]
 mod report;
+#[path = "loadgen/setup.rs"]
+mod setup;
 #[path = "loadgen/spawn.rs"]
 mod spawn;
+#[path = "loadgen/usage.rs"]
+mod usage;
 
 use client::Http;
+use fanout::{Fanout, UserSetup, fanout};
 use report::{Asked, FanoutFigures, P99Limit, Report, Stats, Summary, Thresholds};
+use setup::{Phones, await_zone, create_user, create_users, sources};
 
 /// Cairo's Tahrir Square: inside the demo zone.
 const CENTER: (f64, f64) = (30.0444, 31.2357);
@@ -185,6 +202,21 @@ struct Args {
     /// Fail (exit 3) if fewer trips than this were booked (acknowledged with 201).
     #[arg(long, value_name = "N")]
     min_trips: Option<u64>,
+    /// Loopback source addresses the drivers' and riders' connections leave from
+    /// (127.0.0.1, 127.0.0.2, …; one (source, destination) pair has ~28,000 ports).
+    /// 0: one per 10,000 drivers. Only for a target on 127.0.0.0/8.
+    #[arg(long, default_value_t = 0)]
+    source_ips: u8,
+    /// Drivers going online and opening their socket at the same time.
+    #[arg(long, default_value_t = 512)]
+    connect_concurrency: usize,
+    /// Users created at the same time before the run (each over its own connection).
+    #[arg(long, default_value_t = 32)]
+    setup_concurrency: usize,
+    /// Every driver online with its socket open before the load's clock starts (and the
+    /// riders' first booking); without it, drivers connect during the load.
+    #[arg(long)]
+    warmup: bool,
 }
 
 type Shared = Arc<Mutex<Stats>>;
@@ -193,111 +225,108 @@ fn point(rng: &mut StdRng, spread_deg: f64) -> (f64, f64) {
     (CENTER.0 + rng.random_range(-spread_deg..spread_deg), CENTER.1 + rng.random_range(-spread_deg..spread_deg))
 }
 
-/// The phone numbers of one run: `+2019`, the run's three digits, the user's index in seven.
-struct Phones {
-    run: u16,
-}
-
-impl Phones {
-    fn number(&self, n: usize) -> String {
-        format!("+2019{:03}{:07}", self.run, n % 10_000_000)
-    }
-}
-
-/// Creates a user; answers its token. A phone already taken is replaced by a random one
-/// (a few times); any other refusal stops the run with the server's answer.
-async fn create_user(http: &mut Http, admin: &str, role: &str, n: usize, phones: &Phones) -> Result<String, Error> {
-    let mut phone = phones.number(n);
-    let mut last = (0, Value::Null);
-    for _ in 0..4 {
-        let mut body = json!({"role": role, "name": format!("{role} {n}"), "phone": phone});
-        if role == "driver" {
-            body["vehicle"] = json!({"category": "economy", "plate": format!("LG {n}")});
-        }
-        let (status, v) = http.call("POST", "/v1/admin/users", admin, Some(body)).await;
-        if status == 201 {
-            return v["token"]
-                .as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| Error::Server(format!("creating {role} {n}: a 201 without a token: {v}")));
-        }
-        let taken = matches!(status, 400 | 409 | 422) && v.to_string().contains("phone");
-        last = (status, v);
-        if !taken {
-            break;
-        }
-        phone = Phones { run: rand::random_range(0..1000) }.number(rand::random_range(0..10_000_000));
-    }
-    let (status, v) = last;
-    Err(Error::Server(format!("creating {role} {n} (phone {phone}) was refused: {status} {v}")))
-}
-
-/// Waits until a zone serves [`CENTER`] (the demo city sets its zone up beside the
-/// server's start); fails at once if the admin token is refused.
-async fn await_zone(http: &mut Http, admin: &str) -> Result<(), Error> {
-    let deadline = Instant::now() + WAIT;
-    let path = format!("/v1/zones/lookup?lat={}&lng={}", CENTER.0, CENTER.1);
-    loop {
-        let (status, v) = http.call("GET", &path, admin, None).await;
-        match status {
-            200 => return Ok(()),
-            401 | 403 => return Err(Error::Server(format!("the admin token was refused: {status} {v}"))),
-            client::NO_ANSWER => return Err(Error::Server(format!("no answer from {}: {v}", http.addr()))),
-            _ if Instant::now() >= deadline => {
-                return Err(Error::Server(format!(
-                    "no zone serves {CENTER:?} after {} s (last answer {status} {v}); start dispatchd with --dev --demo",
-                    WAIT.as_secs()
-                )));
-            }
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-}
-
-/// A WebSocket to `/v1/ws` with `token` in the header, or why not.
+/// A WebSocket to `/v1/ws` with `token` in the header, from `source` when given, or why not.
 async fn open_ws(
     addr: SocketAddr,
+    source: Option<IpAddr>,
     token: &str,
-) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, String> {
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, String> {
     let mut req = format!("ws://{addr}/v1/ws").into_client_request().map_err(|e| e.to_string())?;
     let auth = format!("Bearer {token}").parse().map_err(|_| "the token is not a header value".to_owned())?;
     req.headers_mut().insert("authorization", auth);
     // 10,000 sockets in one process: a small read buffer each (tungstenite's default is
     // 128 KiB, zeroed as it fills), as dispatchd's own sockets have.
     let config = WebSocketConfig::default().read_buffer_size(dispatch_server::ws::READ_BUFFER_BYTES);
-    match tokio::time::timeout(WAIT, tokio_tungstenite::connect_async_with_config(req, Some(config), true)).await {
+    let handshake = async {
+        let stream = client::connect(addr, source).await.map_err(|e| e.to_string())?;
+        tokio_tungstenite::client_async_with_config(req, stream, Some(config)).await.map_err(|e| e.to_string())
+    };
+    match tokio::time::timeout(WAIT, handshake).await {
         Ok(Ok((ws, _))) => Ok(ws),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(e),
         Err(_) => Err("timeout".to_owned()),
     }
 }
 
-async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, stats: Shared, until: Instant) {
+/// Where a driver's or rider's connections go and leave from.
+#[derive(Clone, Copy)]
+struct Route {
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+}
+
+impl Route {
+    /// A connection kept open (a rider's, a driver's that reports over HTTP): it leaves from
+    /// the route's source address, as the driver's socket does.
+    fn http(self) -> Http {
+        Http::from_source(self.addr, self.source)
+    }
+
+    /// A connection for one act (going online, an offer and its ride), closed after it by
+    /// us, so its port waits in TIME_WAIT for a minute. It is not bound to a source:
+    /// `bind` never takes a port in TIME_WAIT, and 500 acts a second would hold ~30,000 of
+    /// an address's ~28,000 ports; `connect` picks the port itself and takes TIME_WAIT ones
+    /// back on loopback (`net.ipv4.tcp_tw_reuse`, 2 by default).
+    fn act(self) -> Http {
+        Http::new(self.addr)
+    }
+}
+
+/// When the load runs: the driver tasks wait for `Some(until)` after connecting.
+type Go = tokio::sync::watch::Receiver<Option<Instant>>;
+
+/// Waits for the load's end to be set (it is once every driver connected, with `--warmup`).
+async fn load_until(go: &mut Go) -> Option<Instant> {
+    go.wait_for(Option::is_some).await.ok().and_then(|until| *until)
+}
+
+async fn driver(
+    route: Route,
+    token: String,
+    args: Arc<Args>,
+    seed: u64,
+    stats: Shared,
+    connecting: Arc<tokio::sync::Semaphore>,
+    mut go: Go,
+) {
+    let addr = route.addr;
     let mut rng = StdRng::seed_from_u64(seed);
     // One driver in ten reports its position over HTTP (an app without a socket open),
     // so `POST /v1/driver/location` is measured too; the others over the socket.
-    let mut positions_over_http = seed.is_multiple_of(10).then(|| Http::new(addr));
+    let mut positions_over_http = seed.is_multiple_of(10).then(|| route.http());
     let mut at = point(&mut rng, 0.03);
     // A driver keeps its WebSocket open and opens HTTP connections only to act (going
     // online, an offer and the ride that follows): 10,000 drivers then hold 10,000
-    // sockets, not 20,000 (a process may have 20,000 files here).
-    let sent = Instant::now();
-    let online = json!({"status": "online", "location": {"lat": at.0, "lng": at.1}});
-    let (status, body) = Http::new(addr).call("POST", "/v1/driver/status", &token, Some(online)).await;
-    stats.lock().record(report::STATUS, sent.elapsed(), status, &body);
-    if status != 200 {
-        return; // counted in the errors
-    }
-    let sent = Instant::now();
-    let ws = open_ws(addr, &token).await;
-    stats.lock().latency.entry(report::WS_CONNECT).or_default().push(sent.elapsed());
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(why) => {
-            stats.lock().fail(report::WS_CONNECT, 0, &why);
-            return;
+    // sockets, not 20,000 (a process may have 20,000 files here). At most
+    // `--connect-concurrency` drivers connect at once: a storm of 100,000 SYNs overflows
+    // any listen backlog, and a dropped SYN is retried only after 1 s.
+    let ws = {
+        let _permit = connecting.acquire().await.ok();
+        let sent = Instant::now();
+        let online = json!({"status": "online", "location": {"lat": at.0, "lng": at.1}});
+        let (status, body) = route.act().call("POST", "/v1/driver/status", &token, Some(online)).await;
+        stats.lock().record(report::STATUS, sent.elapsed(), status, &body);
+        if status != 200 {
+            stats.lock().connected.1 += 1;
+            return; // counted in the errors
+        }
+        let sent = Instant::now();
+        let ws = open_ws(addr, route.source, &token).await;
+        let mut s = stats.lock();
+        s.latency.entry(report::WS_CONNECT).or_default().push(sent.elapsed());
+        match ws {
+            Ok(ws) => {
+                s.connected.0 += 1;
+                ws
+            }
+            Err(why) => {
+                s.connected.1 += 1;
+                s.fail(report::WS_CONNECT, 0, &why);
+                return;
+            }
         }
     };
+    let Some(until) = load_until(&mut go).await else { return };
     let (mut tx, mut rx) = ws.split();
     // Real drivers' reports are spread over the interval, not phase-locked: start each
     // driver's clock at a random offset (10,000 drivers reporting in the same millisecond
@@ -321,7 +350,7 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                     stats.lock().record(report::LOCATION, sent.elapsed(), status, &reply);
                     continue;
                 }
-                let frame = json!({"type": "location", "lat": at.0, "lng": at.1}).to_string();
+                let frame = location_frame(at);
                 let sent = Instant::now();
                 if tx.send(Message::Text(frame.into())).await.is_err() {
                     break;
@@ -348,7 +377,7 @@ async fn driver(addr: SocketAddr, token: String, args: Arc<Args>, seed: u64, sta
                     }
                 }
                 let roll: f64 = rng.random();
-                let mut http = Http::new(addr);
+                let mut http = route.act();
                 if roll < args.accept {
                     let sent = Instant::now();
                     let (status, body) = http.call("POST", &format!("/v1/trips/{trip}/accept"), &token, None).await;
@@ -409,9 +438,9 @@ async fn drive(http: &mut Http, token: &str, trip: &str, stats: &Shared) {
     }
 }
 
-async fn rider(addr: SocketAddr, token: String, gap: Duration, seed: u64, stats: Shared, until: Instant) {
+async fn rider(route: Route, token: String, gap: Duration, seed: u64, stats: Shared, until: Instant) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut http = Http::new(addr);
+    let mut http = route.http();
     // Sleeps `d`, or until the load ends if that is sooner.
     let nap = |d: Duration| tokio::time::sleep_until(tokio::time::Instant::from_std((Instant::now() + d).min(until)));
     // Spread the riders' first bookings over one gap.
@@ -442,112 +471,10 @@ async fn rider(addr: SocketAddr, token: String, gap: Duration, seed: u64, stats:
     }
 }
 
-/// What one fan-out measured: for each trip change, when the last of the sockets had it
-/// (from just before the HTTP request that made the change), and every socket's delay.
-struct Fanout {
-    last: Vec<Duration>,
-    each: Vec<Duration>,
-}
-
-/// `n` staff sockets subscribed to one trip at a time; a driver drives `trips` trips through
-/// accept, arrived, start and complete; each change must reach every socket. Fails (saying
-/// why) if a socket or a step fails.
-async fn fanout(addr: SocketAddr, admin: &str, n: usize, trips: usize, users: UserSetup<'_>) -> Result<Fanout, String> {
-    let mut http = Http::new(addr);
-    let rider = create_user(&mut http, admin, "rider", users.first, users.phones).await.map_err(|e| e.to_string())?;
-    let driver =
-        create_user(&mut http, admin, "driver", users.first + 1, users.phones).await.map_err(|e| e.to_string())?;
-    let online = json!({"status": "online", "location": {"lat": CENTER.0, "lng": CENTER.1}});
-    let (status, body) = http.call("POST", "/v1/driver/status", &driver, Some(online)).await;
-    if status != 200 {
-        return Err(format!("the driver could not go online: {status} {body}"));
-    }
-    // Every socket forwards what it reads: (socket, when, the trip's status).
-    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel::<(usize, Instant, String)>();
-    let mut sinks = Vec::with_capacity(n);
-    for i in 0..n {
-        let ws = open_ws(addr, admin).await.map_err(|e| format!("socket {i} could not connect: {e}"))?;
-        let (sink, mut stream) = ws.split();
-        sinks.push(sink);
-        let seen_tx = seen_tx.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(Message::Text(text))) = stream.next().await {
-                let at = Instant::now();
-                let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let status = match v["type"].as_str() {
-                    Some("trip_updated") => v["trip"]["status"].as_str().unwrap_or_default().to_owned(),
-                    Some("subscribed") => "subscribed".to_owned(),
-                    _ => continue,
-                };
-                if seen_tx.send((i, at, status)).is_err() {
-                    return;
-                }
-            }
-        });
-    }
-    // Waits until every socket has said `status` (other frames are skipped).
-    async fn all_of(
-        seen: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Instant, String)>,
-        n: usize,
-        status: &str,
-    ) -> Result<Vec<Instant>, String> {
-        let mut at: Vec<Option<Instant>> = vec![None; n];
-        let mut missing = n;
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while missing > 0 {
-            let Ok(Some((i, when, s))) = tokio::time::timeout_at(deadline, seen.recv()).await else {
-                return Err(format!("{missing} of {n} sockets did not see `{status}` within {} s", WAIT.as_secs()));
-            };
-            if s == status && at.get(i).is_some_and(Option::is_none) {
-                at[i] = Some(when);
-                missing -= 1;
-            }
-        }
-        Ok(at.into_iter().flatten().collect())
-    }
-    let mut out = Fanout { last: Vec::new(), each: Vec::new() };
-    for _ in 0..trips {
-        let body = json!({"pickup": {"lat": CENTER.0, "lng": CENTER.1}, "dropoff": {"lat": CENTER.0 + 0.02, "lng": CENTER.1},
-            "category": "economy", "payment_method": "cash"});
-        let (status, trip) = http.call("POST", "/v1/trips", &rider, Some(body)).await;
-        let (Some(id), 201) = (trip["id"].as_str(), status) else {
-            return Err(format!("booking failed: {status} {trip}"));
-        };
-        let code = trip["pickup_code"].as_str().unwrap_or_default();
-        let subscribe = json!({"type": "subscribe", "trip_id": id}).to_string();
-        for sink in &mut sinks {
-            if sink.send(Message::Text(subscribe.clone().into())).await.is_err() {
-                return Err("a socket closed".to_owned());
-            }
-        }
-        all_of(&mut seen, n, "subscribed").await?;
-        for (step, status, body) in [
-            ("accept", "accepted", None),
-            ("arrived", "arrived", None),
-            ("start", "in_progress", Some(json!({"pickup_code": code}))),
-            ("complete", "completed", Some(json!({"distance_m": 2_300}))),
-        ] {
-            let sent = Instant::now();
-            let (code, reply) = http.call("POST", &format!("/v1/trips/{id}/{step}"), &driver, body).await;
-            if code != 200 {
-                return Err(format!("{step} failed: {code} {reply}"));
-            }
-            let at = all_of(&mut seen, n, status).await?;
-            out.each.extend(at.iter().map(|t| t.duration_since(sent)));
-            out.last.push(at.iter().max().map_or(Duration::ZERO, |t| t.duration_since(sent)));
-        }
-    }
-    for mut sink in sinks {
-        let _ = sink.send(Message::Close(None)).await;
-    }
-    Ok(out)
-}
-
-/// Where the fan-out's own users are numbered from, and their phones.
-#[derive(Clone, Copy)]
-struct UserSetup<'a> {
-    first: usize,
-    phones: &'a Phones,
+/// A driver's position frame. Formatted directly, not through a `Value`: a
+/// 100,000-driver run sends 33,000 of these a second from the cores the server runs on.
+fn location_frame(at: (f64, f64)) -> String {
+    format!(r#"{{"type":"location","lat":{},"lng":{}}}"#, at.0, at.1)
 }
 
 /// A staff socket subscribed to the `ops` channel until `until`, counting the snapshots it
@@ -558,7 +485,7 @@ async fn ops_watcher(
     frames: Arc<AtomicU64>,
     until: Instant,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let mut ws = open_ws(addr, admin).await.ok()?;
+    let mut ws = open_ws(addr, None, admin).await.ok()?;
     ws.send(Message::Text(json!({"type": "subscribe", "channel": "ops"}).to_string().into())).await.ok()?;
     Some(tokio::spawn(async move {
         let deadline = tokio::time::Instant::from_std(until);
@@ -573,13 +500,38 @@ async fn ops_watcher(
     }))
 }
 
-/// Prints a progress line to stderr every `every` until `until`.
-async fn progress(stats: Shared, start: Instant, until: Instant, every: Duration) {
+/// Prints a progress line to stderr every `every` until the load ends: while drivers
+/// connect before the load (`--warmup`), how many have; then the load's progress.
+async fn progress(stats: Shared, warmup: Instant, go: Go, load: Duration, every: Duration) {
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    while Instant::now() < until {
+    loop {
         tick.tick().await;
-        let line = stats.lock().progress(start.elapsed());
+        let until = *go.borrow();
+        let line = match until {
+            None => {
+                let (ok, failed) = stats.lock().connected;
+                format!("[{:>6.1} s] warm-up: {ok} drivers connected, {failed} failed", warmup.elapsed().as_secs_f64())
+            }
+            Some(until) if Instant::now() < until => {
+                let elapsed = load.saturating_sub(until.saturating_duration_since(Instant::now()));
+                stats.lock().progress(elapsed)
+            }
+            Some(_) => return,
+        };
         err!("{line}");
+    }
+}
+
+/// Raises this process's soft descriptor limit to the hard one (every driver holds a
+/// socket; a 100,000-driver run needs the hard limit raised first: `ulimit -Hn`). A
+/// spawned server inherits the limits and raises its own soft limit itself.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    if current != maximum
+        && let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: maximum, maximum })
+    {
+        err!("dispatch-loadgen: could not raise the descriptor limit ({current:?} of {maximum:?}): {e}");
     }
 }
 
@@ -616,26 +568,71 @@ async fn run(args: Arc<Args>) -> Result<Report, Error> {
 
     let mut http = Http::new(addr);
     await_zone(&mut http, &admin).await?;
-    let phones = Phones { run: rand::random_range(0..1000) };
-    let mut drivers = Vec::with_capacity(args.drivers);
-    for n in 0..args.drivers {
-        drivers.push(create_user(&mut http, &admin, "driver", n, &phones).await?);
+    let sources = sources(addr, args.source_ips, args.drivers)?;
+    let route = |i: usize| Route { addr, source: sources.get(i % sources.len().max(1)).copied() };
+    if sources.len() > 1 {
+        say(
+            args.json,
+            &format!(
+                "connections leave from {} addresses, {:?} to {:?}",
+                sources.len(),
+                sources[0],
+                sources[sources.len() - 1]
+            ),
+        );
     }
-    let mut riders = Vec::with_capacity(args.riders);
-    for n in 0..args.riders {
-        riders.push(create_user(&mut http, &admin, "rider", args.drivers + n, &phones).await?);
-    }
+    let phones = Arc::new(Phones { run: rand::random_range(0..1000) });
+    let setup = Instant::now();
+    let people = args.drivers + args.riders;
+    let mut tokens = create_users(addr, &admin, 0..people, args.drivers, &phones, args.setup_concurrency).await?;
+    let riders = tokens.split_off(args.drivers);
+    let drivers = tokens;
+    say(args.json, &format!("{people} users created in {:.1} s", setup.elapsed().as_secs_f64()));
 
     let stats: Shared = Arc::new(Mutex::new(Stats::default()));
-    let start = Instant::now();
-    let until = start + Duration::from_secs(args.seconds);
-    let ticker = (args.progress_s > 0)
-        .then(|| tokio::spawn(progress(Arc::clone(&stats), start, until, Duration::from_secs(args.progress_s))));
+    let connecting = Arc::new(tokio::sync::Semaphore::new(args.connect_concurrency.max(1)));
+    let (go_tx, go) = tokio::sync::watch::channel(None);
     let mut tasks = Vec::new();
+    let warmup = Instant::now();
+    let ticker = (args.progress_s > 0).then(|| {
+        let load = Duration::from_secs(args.seconds);
+        tokio::spawn(progress(Arc::clone(&stats), warmup, go.clone(), load, Duration::from_secs(args.progress_s)))
+    });
+    let go_now = |go_tx: &tokio::sync::watch::Sender<Option<Instant>>| {
+        let start = Instant::now();
+        go_tx.send_replace(Some(start + Duration::from_secs(args.seconds)));
+        start
+    };
+    // Without `--warmup` the load's clock starts now, drivers connecting meanwhile.
+    let mut start = (!args.warmup).then(|| go_now(&go_tx));
     for (i, token) in drivers.into_iter().enumerate() {
         let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(i as u64);
-        tasks.push(tokio::spawn(driver(addr, token, Arc::clone(&args), seed, Arc::clone(&stats), until)));
+        let (args, stats, connecting) = (Arc::clone(&args), Arc::clone(&stats), Arc::clone(&connecting));
+        tasks.push(tokio::spawn(driver(route(i), token, args, seed, stats, connecting, go.clone())));
     }
+    let start = match start.take() {
+        Some(start) => start,
+        None => {
+            // `--warmup`: every driver online with its socket open before the clock starts.
+            loop {
+                let (ok, failed) = stats.lock().connected;
+                if ok + failed >= args.drivers as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let (ok, failed) = stats.lock().connected;
+            say(
+                args.json,
+                &format!(
+                    "warm-up: {ok} drivers online with a socket ({failed} failed) in {:.1} s",
+                    warmup.elapsed().as_secs_f64()
+                ),
+            );
+            go_now(&go_tx)
+        }
+    };
+    let until = start + Duration::from_secs(args.seconds);
     // Staff watching the live map: each socket gets the whole city once a second.
     let ops_frames = Arc::new(AtomicU64::new(0));
     let mut watchers = Vec::new();
@@ -652,7 +649,7 @@ async fn run(args: Arc<Args>) -> Result<Report, Error> {
     let gap = Duration::from_secs_f64((args.riders as f64 / args.trip_rate.max(0.001)).min(3600.0));
     for (i, token) in riders.into_iter().enumerate() {
         let seed = args.seed.wrapping_mul(7_919).wrapping_add(i as u64);
-        tasks.push(tokio::spawn(rider(addr, token, gap, seed, Arc::clone(&stats), until)));
+        tasks.push(tokio::spawn(rider(route(i), token, gap, seed, Arc::clone(&stats), until)));
     }
     for t in tasks {
         let _ = t.await;
@@ -701,6 +698,8 @@ async fn run(args: Arc<Args>) -> Result<Report, Error> {
         });
         report.fanout = Some(figures);
     }
+    report.server_usage = spawned.as_ref().and_then(|s| usage::Usage::of(Some(s.pid())));
+    report.generator_usage = usage::Usage::of(None);
     drop(spawned);
     Ok(report)
 }
@@ -708,6 +707,7 @@ async fn run(args: Arc<Args>) -> Result<Report, Error> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Arc::new(Args::parse());
+    raise_fd_limit();
     let thresholds =
         Thresholds { p99: args.max_p99_ms.clone(), error_rate: args.max_error_rate, min_trips: args.min_trips };
     let report = match run(Arc::clone(&args)).await {
@@ -750,4 +750,17 @@ async fn main() -> ExitCode {
         err!("dispatch-loadgen: the fan-out failed: {why}");
     }
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_frame_is_the_json_the_server_reads() {
+        let at = (30.044_412_5_f64, -31.235_7_f64);
+        let frame = location_frame(at);
+        let v: Value = serde_json::from_str(&frame).unwrap_or(Value::Null);
+        assert_eq!(v, json!({"type": "location", "lat": at.0, "lng": at.1}));
+    }
 }

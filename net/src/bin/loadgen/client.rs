@@ -9,9 +9,12 @@
 //! - no exchange waits more than [`TIMEOUT`], and a request is tried at most three times;
 //! - every POST carries one `Idempotency-Key` for all its tries, so a request retried on a
 //!   new connection after it was applied answers the first outcome instead of being
-//!   applied twice (the double booking apps make when they retry without one).
+//!   applied twice (the double booking apps make when they retry without one);
+//! - a connection given a source address ([`Http::from_source`], [`connect`]) leaves from
+//!   that address: a run of 100,000 sockets spreads them over 127.0.0.x, since one
+//!   (source, destination) pair has only the ~28,000 ports of the ephemeral range.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,13 +33,34 @@ pub const NO_ANSWER: u16 = 599;
 /// One keep-alive HTTP/1.1 connection, opened on first use and again after it breaks.
 pub struct Http {
     addr: SocketAddr,
+    source: Option<IpAddr>,
     sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+/// A TCP connection to `addr` with Nagle off, from `source` (port chosen by the kernel)
+/// when given.
+pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = match source {
+        None => tokio::net::TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 impl Http {
     /// A connection to `addr`, not opened yet.
     pub fn new(addr: SocketAddr) -> Self {
-        Http { addr, sender: None }
+        Http { addr, source: None, sender: None }
+    }
+
+    /// A connection to `addr` from `source` (`None`: whichever the kernel picks), not opened yet.
+    pub fn from_source(addr: SocketAddr, source: Option<IpAddr>) -> Self {
+        Http { addr, source, sender: None }
     }
 
     /// The server's address.
@@ -77,7 +101,7 @@ impl Http {
     /// connection failed at any point.
     async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Option<(u16, Value)> {
         if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(self.addr).await.ok()?;
+            let stream = connect(self.addr, self.source).await.ok()?;
             let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
             tokio::spawn(conn);
             self.sender = Some(sender);

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::usage::Usage;
+
 /// `POST /v1/trips`: a rider books.
 pub const BOOK: &str = "POST /v1/trips";
 /// `GET /v1/trips`: a rider lists their trips.
@@ -92,6 +94,8 @@ pub struct Stats {
     pub time_to_match: Vec<Duration>,
     /// Pickup codes riders were given, for the winning driver to type.
     pub codes: HashMap<String, String>,
+    /// Drivers online with their socket open, and drivers that could not get there.
+    pub connected: (u64, u64),
 }
 
 impl Stats {
@@ -254,6 +258,67 @@ pub struct Report {
     pub fanout: Option<Result<FanoutFigures, String>>,
     /// The ops channel: sockets and snapshots received (`None`: none asked).
     pub ops: Option<(usize, u64)>,
+    /// Positions sent (over the sockets and over HTTP).
+    pub positions: u64,
+    /// Drivers online with their socket open, and drivers that could not get there.
+    pub connected: (u64, u64),
+    /// What the `--spawn`ed server spent (`None`: not spawned, or no `/proc`).
+    pub server_usage: Option<Usage>,
+    /// What the load generator itself spent.
+    pub generator_usage: Option<Usage>,
+}
+
+/// One row of DESIGN.md's service levels: what is measured, the limits, and the figures.
+pub struct SloRow {
+    /// The endpoint or message, as DESIGN.md names it.
+    pub name: &'static str,
+    /// (percentile, limit in ms): the SLO's columns that are set.
+    pub limits: &'static [(u8, u64)],
+    /// The measured series (`None`: nothing measured, which does not meet the SLO).
+    pub measured: Option<Summary>,
+}
+
+impl SloRow {
+    /// The measured value at percentile `p` (50, 95 or 99).
+    fn at(&self, p: u8) -> Option<Duration> {
+        self.measured.map(|s| match p {
+            50 => s.p50,
+            95 => s.p95,
+            _ => s.p99,
+        })
+    }
+
+    /// Whether every limit is met (strictly under it).
+    pub fn met(&self) -> bool {
+        self.limits.iter().all(|&(p, limit)| self.at(p).is_some_and(|v| v < Duration::from_millis(limit)))
+    }
+
+    fn text(&self) -> String {
+        let slo: Vec<String> = self.limits.iter().map(|(p, l)| format!("p{p} < {l}")).collect();
+        let got: Vec<String> = self
+            .limits
+            .iter()
+            .map(|&(p, _)| self.at(p).map_or_else(|| "-".to_owned(), |v| ms(v).to_string()))
+            .collect();
+        let count = self.measured.map_or(0, |s| s.count);
+        format!(
+            "{:<44} {:>36} {:>28} {:>9}  {}",
+            self.name,
+            slo.join(" / "),
+            got.join(" / "),
+            count,
+            if self.met() { "yes" } else { "NO" }
+        )
+    }
+
+    fn json(&self) -> Value {
+        let limits: Vec<Value> = self
+            .limits
+            .iter()
+            .map(|&(p, l)| json!({"percentile": p, "limit_ms": l, "measured_ms": self.at(p).map(msf)}))
+            .collect();
+        json!({"name": self.name, "limits": limits, "count": self.measured.map_or(0, |s| s.count), "met": self.met()})
+    }
 }
 
 impl Report {
@@ -297,7 +362,62 @@ impl Report {
             double_held: 0,
             fanout: None,
             ops: None,
+            positions: 0,
+            connected: stats.connected,
+            server_usage: None,
+            generator_usage: None,
         }
+        .with_positions()
+    }
+
+    fn with_positions(mut self) -> Self {
+        self.positions = self
+            .endpoints
+            .iter()
+            .filter(|e| e.name == WS_LOCATION || e.name == LOCATION)
+            .map(|e| e.summary.count as u64)
+            .sum();
+        self
+    }
+
+    /// DESIGN.md's service levels against this run. The WebSocket message latency is the
+    /// fan-out's every frame (the offer frames' when there was no fan-out).
+    pub fn slo(&self) -> Vec<SloRow> {
+        let endpoint = |name: &str| self.endpoints.iter().find(|e| e.name == name).map(|e| e.summary);
+        let fanout = self.fanout.as_ref().and_then(|f| f.as_ref().ok());
+        vec![
+            SloRow { name: "POST /v1/trips", limits: &[(50, 200), (95, 500), (99, 1000)], measured: endpoint(BOOK) },
+            SloRow {
+                name: "GET /v1/trips (the GET /v1/trips/{id} SLO)",
+                limits: &[(50, 50), (95, 150), (99, 300)],
+                measured: endpoint(LIST),
+            },
+            SloRow {
+                name: "POST /v1/trips/{id}/accept",
+                limits: &[(50, 300), (95, 700), (99, 1500)],
+                measured: endpoint(ACCEPT),
+            },
+            SloRow {
+                name: "POST /v1/driver/location",
+                limits: &[(50, 50), (95, 100), (99, 200)],
+                measured: endpoint(LOCATION),
+            },
+            SloRow {
+                name: "WebSocket message",
+                limits: &[(95, 100)],
+                measured: fanout.and_then(|f| f.each).or_else(|| endpoint(WS_OFFER)),
+            },
+            SloRow {
+                name: "fan-out to the sockets (the last one)",
+                limits: &[(95, 500)],
+                measured: fanout.and_then(|f| f.last),
+            },
+            SloRow {
+                name: "time to find a driver (created → accepted)",
+                limits: &[(50, 1000)],
+                measured: self.time_to_match,
+            },
+        ]
     }
 
     /// Errors of every kind.
@@ -349,6 +469,10 @@ impl Report {
             self.http_requests(),
             self.http_requests() as f64 / secs
         ));
+        out.push(format!("positions sent {}: {:.0}/s", self.positions, self.positions as f64 / secs));
+        if self.connected.1 > 0 {
+            out.push(format!("drivers that could not go online with a socket: {}", self.connected.1));
+        }
         out.push(format!("race losses {} (the expected outcome of a race):", self.race_loss_count()));
         out.extend(self.race_losses.iter().map(|(k, n)| format!("  {k}: {n}")));
         out.push(format!("errors {} ({:.4} of {} requests):", self.error_count(), self.error_rate(), self.requests));
@@ -371,6 +495,22 @@ impl Report {
                         out.push(s.row(name));
                     }
                 }
+            }
+        }
+        out.push(format!(
+            "\n{:<44} {:>36} {:>28} {:>9}  met?",
+            "service level (DESIGN.md)", "SLO ms", "measured ms", "count"
+        ));
+        out.extend(self.slo().iter().map(SloRow::text));
+        let wall = self.elapsed;
+        for (who, usage) in [("server (dispatchd)", self.server_usage), ("load generator", self.generator_usage)] {
+            if let Some(u) = usage {
+                out.push(format!(
+                    "{who}: {} over the whole run ({:.2} cores over the load's {:.0} s)",
+                    u.text(),
+                    u.cores(wall),
+                    wall.as_secs_f64()
+                ));
             }
         }
         out.join("\n")
@@ -438,8 +578,20 @@ impl Report {
             },
             "fanout": fanout,
             "ops": self.ops.map(|(sockets, snapshots)| json!({"sockets": sockets, "snapshots": snapshots})),
+            "positions": {"sent": self.positions, "per_s": self.positions as f64 / secs},
+            "drivers_connected": {"ok": self.connected.0, "failed": self.connected.1},
+            "slo": self.slo().iter().map(SloRow::json).collect::<Vec<_>>(),
+            "usage": {
+                "server": self.server_usage.map(usage_json),
+                "generator": self.generator_usage.map(usage_json),
+            },
         })
     }
+}
+
+/// A process's usage as JSON.
+fn usage_json(u: Usage) -> Value {
+    json!({"cpu_s": u.cpu.as_secs_f64(), "rss_bytes": u.rss, "peak_rss_bytes": u.peak_rss})
 }
 
 /// What a `--max-p99-ms` limit is on.
