@@ -366,50 +366,88 @@ impl DriverIndex {
             found: Vec::with_capacity(limit.min(self.len()).min(1024)),
             pending: BinaryHeap::new(),
         };
+        // Columns are visited nearest first: `columns` holds those of rings `0..ring`, and
+        // rings are added until the square they fill reaches past the nearest column waiting.
+        let (ca, cb) = (cube[a], cube[b]);
+        let mut columns: BinaryHeap<Column> = BinaryHeap::new();
         let mut walked = 0usize;
         let mut ring: i32 = 0;
         loop {
-            if ring > 0 {
-                // Nothing outside the square of rings `0..ring` is nearer than its edge.
-                let s = ring - 1;
-                let edge = [a, b]
-                    .iter()
-                    .map(|&x| {
-                        let lo = f64::from(cube[x] - s) * CELL;
-                        let hi = f64::from(cube[x] + s + 1) * CELL;
-                        (q[x] - lo).min(hi - q[x])
-                    })
-                    .fold(f64::INFINITY, f64::min);
-                let all = [a, b].iter().all(|&x| cube[x] - s <= -16_385 && cube[x] + s >= 16_385);
-                if !search.settle(edge * edge, &mut eligible) {
+            // Nothing outside the square of rings `0..ring` is nearer than `edge_2`.
+            let mut edge_2 = 0.0;
+            let mut all = false;
+            let mut over_budget = false;
+            loop {
+                if ring > 0 {
+                    let s = ring - 1;
+                    let edge = [a, b]
+                        .iter()
+                        .map(|&x| {
+                            let lo = f64::from(cube[x] - s) * CELL;
+                            let hi = f64::from(cube[x] + s + 1) * CELL;
+                            (q[x] - lo).min(hi - q[x])
+                        })
+                        .fold(f64::INFINITY, f64::min);
+                    edge_2 = edge * edge;
+                    all = [a, b].iter().all(|&x| cube[x] - s <= -16_385 && cube[x] + s >= 16_385);
+                }
+                let nearest_column = columns.peek().map_or(f64::INFINITY, |c| c.distance_2);
+                if all || edge_2 > nearest_column || edge_2 > search.reach_2() {
                     break;
                 }
-                if all || edge * edge > search.reach_2() {
-                    search.settle(f64::INFINITY, &mut eligible);
+                let count = if ring == 0 { 1 } else { 8 * ring as usize };
+                if walked + count > budget {
+                    over_budget = true;
                     break;
                 }
+                walked += count;
+                let reach_2 = search.reach_2();
+                let mut push = |da: i32, db: i32| {
+                    let (ia, ib) = (ca + da, cb + db);
+                    let ga = gap(q[a], f64::from(ia) * CELL, f64::from(ia + 1) * CELL);
+                    let gb = gap(q[b], f64::from(ib) * CELL, f64::from(ib + 1) * CELL);
+                    let distance_2 = ga * ga + gb * gb;
+                    if distance_2 <= reach_2 {
+                        columns.push(Column { distance_2, ca: ia, cb: ib });
+                    }
+                };
+                if ring == 0 {
+                    push(0, 0);
+                } else {
+                    for d in -ring..=ring {
+                        push(d, -ring);
+                        push(d, ring);
+                    }
+                    for d in -ring + 1..ring {
+                        push(-ring, d);
+                        push(ring, d);
+                    }
+                }
+                ring += 1;
             }
-            let columns = if ring == 0 { 1 } else { 8 * ring as usize };
-            if walked + columns > budget {
+            if over_budget {
+                // Finish the columns taken in, then scan every cube outside them.
+                while let Some(column) = columns.pop() {
+                    self.visit_column(&mut search, (m, a, b), column.ca, column.cb);
+                }
                 self.scan_outside(&mut search, cube, (a, b), ring);
                 search.settle(f64::INFINITY, &mut eligible);
                 break;
             }
-            walked += columns;
-            let (ca, cb) = (cube[a], cube[b]);
-            if ring == 0 {
-                self.visit_column(&mut search, (m, a, b), ca, cb);
-            } else {
-                for d in -ring..=ring {
-                    self.visit_column(&mut search, (m, a, b), ca + d, cb - ring);
-                    self.visit_column(&mut search, (m, a, b), ca + d, cb + ring);
-                }
-                for d in -ring + 1..ring {
-                    self.visit_column(&mut search, (m, a, b), ca - ring, cb + d);
-                    self.visit_column(&mut search, (m, a, b), ca + ring, cb + d);
-                }
+            let Some(column) = columns.pop() else {
+                search.settle(f64::INFINITY, &mut eligible);
+                break;
+            };
+            // Every column not yet visited is at least as far as this one.
+            let unseen_2 = if all { column.distance_2 } else { column.distance_2.min(edge_2) };
+            if !search.settle(unseen_2, &mut eligible) {
+                break;
             }
-            ring += 1;
+            if column.distance_2 > search.reach_2() {
+                search.settle(f64::INFINITY, &mut eligible);
+                break;
+            }
+            self.visit_column(&mut search, (m, a, b), column.ca, column.cb);
         }
         let mut found = search.found;
         found.sort_by(|x, y| x.distance_m.total_cmp(&y.distance_m).then(x.driver.id.cmp(&y.driver.id)));
@@ -478,6 +516,35 @@ impl DriverIndex {
                 search.offer(entry);
             }
         }
+    }
+}
+
+/// A grid column waiting to be visited: its distance from the centre across the two column
+/// axes, squared.
+struct Column {
+    distance_2: f64,
+    ca: i32,
+    cb: i32,
+}
+
+impl PartialEq for Column {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Column {}
+
+impl PartialOrd for Column {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Column {
+    /// Reversed, so the heap's top is the nearest.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.distance_2.total_cmp(&self.distance_2)
     }
 }
 
