@@ -158,7 +158,7 @@ impl State {
 
     /// Drivers at work (available or on a trip; offline and suspended drivers are not
     /// indexed) within `radius_m` of `point`, nearest first (ties by id), at most `limit`,
-    /// with their great-circle distance: an R-tree query, for staff views. The radius
+    /// with their great-circle distance: an index query, for staff views. The radius
     /// must be finite and in `0..=MAX_NEARBY_RADIUS_M`; `limit` is capped at
     /// [`MAX_NEARBY_LIMIT`].
     pub fn drivers_near(&self, point: LatLng, radius_m: f64, limit: usize) -> Result<Vec<(Arc<Driver>, f64)>> {

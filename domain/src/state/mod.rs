@@ -227,7 +227,7 @@ fn by_age(refs: &imbl::OrdMap<TripRef, (TripId, Timestamp)>) -> imbl::OrdSet<(Ti
     refs.iter().map(|(r, (_, at))| (*at, *r)).collect()
 }
 
-/// Every driver at work (not offline) with a known position, in an R-tree (see
+/// Every driver at work (not offline) with a known position, in a grid index (see
 /// [`DriverIndex`] and `State::sync_index`).
 /// Derived data: always equal, so `State`'s equality is that of its records.
 #[derive(Debug, Clone, Default)]
