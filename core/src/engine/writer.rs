@@ -128,6 +128,9 @@ pub(super) struct Writer {
     unsynced_since: Option<Instant>,
     /// The engine is shutting down: the last batch is synced whatever it holds.
     stopping: bool,
+    /// The last batch answered a caller before its commit (a position report): that
+    /// caller may be waiting to send the next one (see `poll_briefly`).
+    answered_early: bool,
     /// Why the log cannot be written, while it cannot.
     read_only: Option<String>,
     /// The state could not be rebuilt from disk after a failed write: it must be
@@ -185,6 +188,7 @@ impl Writer {
             batch_needs_sync: false,
             unsynced_since: None,
             stopping: false,
+            answered_early: false,
             read_only: None,
             stale: false,
             probe_changed_nothing: false,
@@ -239,7 +243,8 @@ impl Writer {
                 Some(since) => POSITIONS_SYNC_DELAY.saturating_sub(since.elapsed()).min(self.idle_wakeup),
                 None => self.idle_wakeup,
             };
-            let first = match self.poll_briefly(wait).map_or_else(|| self.rx.recv_timeout(wait), Ok) {
+            let polled = if std::mem::take(&mut self.answered_early) { self.poll_briefly(wait) } else { None };
+            let first = match polled.map_or_else(|| self.rx.recv_timeout(wait), Ok) {
                 Ok(msg) => Some(msg),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -425,6 +430,7 @@ impl Writer {
         let refused = result.is_err();
         if let Some(reply) = reply {
             if exempt {
+                self.answered_early = true;
                 reply(result);
             } else {
                 self.replies.push((reply, result));
@@ -549,10 +555,12 @@ impl Writer {
     }
 
     /// Looks for the next message for up to [`POLL_AWAKE`] (less when `wait` is shorter)
-    /// before the writer goes to sleep on the queue: a caller waiting for each answer
-    /// sends its next command within microseconds, and finding it awake saves a wake-up
-    /// (tens of microseconds on a virtual machine). It yields the core while it looks, so
-    /// it takes no time from threads that have work.
+    /// before the writer goes to sleep on the queue, after a batch that answered a position
+    /// report before its commit: its caller, waiting for each answer, sends the next report
+    /// within microseconds, and finding the writer awake saves a wake-up (tens of
+    /// microseconds on a virtual machine). It yields the core while it looks. Only then:
+    /// measured, polling after every batch took the two cores from a server's network
+    /// threads (HTTP accept p99 21–24 ms instead of 14–17).
     fn poll_briefly(&self, wait: Duration) -> Option<Msg> {
         let started = Instant::now();
         let until = POLL_AWAKE.min(wait);
