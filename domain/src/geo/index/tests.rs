@@ -13,6 +13,11 @@ fn driver(raw: u64, lat: f64, lng: f64, category: u16) -> IndexedDriver {
     }
 }
 
+/// Drivers 1, 2, … at `points` (position, category).
+fn numbered(points: &[((f64, f64), u16)]) -> Vec<IndexedDriver> {
+    points.iter().enumerate().map(|(i, ((lat, lng), c))| driver(i as u64 + 1, *lat, *lng, *c)).collect()
+}
+
 /// The reference: every driver, haversine, filter, radius, sort, cut.
 fn brute_force(
     drivers: &[IndexedDriver],
@@ -53,11 +58,7 @@ proptest! {
         limit in 0usize..15,
         modulus in 1u64..4,
     ) {
-        let drivers: Vec<IndexedDriver> = points
-            .iter()
-            .enumerate()
-            .map(|(i, ((lat, lng), c))| driver(i as u64 + 1, *lat, *lng, *c))
-            .collect();
+        let drivers = numbered(&points);
         let index = DriverIndex::from_drivers(drivers.iter().copied());
         prop_assert_eq!(index.len(), drivers.len());
         let center = LatLng::new(center.0, center.1).unwrap();
@@ -170,11 +171,7 @@ proptest! {
         limit in 0usize..15,
         modulus in 1u64..4,
     ) {
-        let drivers: Vec<IndexedDriver> = points
-            .iter()
-            .enumerate()
-            .map(|(i, ((lat, lng), c))| driver(i as u64 + 1, *lat, *lng, *c))
-            .collect();
+        let drivers = numbered(&points);
         let index = DriverIndex::from_drivers(drivers.iter().copied());
         let center = LatLng::new(center.0, center.1).unwrap();
         let eligible = |d: &IndexedDriver| d.id.raw().is_multiple_of(modulus) && d.category != CategoryCode(2);
@@ -189,8 +186,8 @@ proptest! {
         }
     }
 
-    /// `eligible` is asked about each driver at most once, nearest first (by chord, so
-    /// by haversine up to the `f32` slack), and only within the radius.
+    /// `eligible` is asked about each driver at most once, nearest first (by chord, up to
+    /// the `f32` slack), and only within the radius.
     #[test]
     fn eligible_is_asked_once_per_driver_nearest_first(
         points in proptest::collection::vec(grid_position(), 0..150),
@@ -214,9 +211,13 @@ proptest! {
         ids.sort();
         ids.dedup();
         prop_assert_eq!(ids.len(), asked.len(), "a driver was asked twice");
+        // In chord order, up to CHORD_SLACK (far above the f32 rounding). Not in haversine
+        // order up to a fixed distance: near the antipode the chord hardly grows with the
+        // angle, so its rounding spans hundreds of metres there (the answer itself is
+        // ranked by haversine, and is exact: the other tests).
+        let chord = |m: f64| 2.0 * (m / EARTH_RADIUS_M / 2.0).sin();
         for pair in asked.windows(2) {
-            // 13 m: CHORD_SLACK on the Earth, far above the f32 rounding.
-            prop_assert!(pair[0].1 <= pair[1].1 + 13.0, "asked out of order: {:?}", pair);
+            prop_assert!(chord(pair[0].1) <= chord(pair[1].1) + CHORD_SLACK, "asked out of order: {:?}", pair);
         }
         prop_assert!(asked.iter().all(|a| a.1 <= radius_m));
     }
