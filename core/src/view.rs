@@ -115,9 +115,7 @@ impl View {
         for t in state.trips() {
             view.trips.insert(t.id, Arc::clone(t));
         }
-        for d in state.drivers() {
-            view.drivers.insert(d.id, Arc::clone(d));
-        }
+        view.republish_drivers(state);
         let rows = state.rows();
         view.users = rows.users;
         view.phones = rows.phones;
@@ -150,8 +148,8 @@ impl View {
         self.transfers.insert(t.id, Arc::new(t.clone()));
     }
 
-    /// After a failed write that had published positions not yet durable: every
-    /// driver's record as the state, rebuilt from what is durable, has it.
+    /// Every driver's record as `state` has it: at open, and after a failed write that
+    /// had published positions not yet durable (the state rebuilt from what is durable).
     pub(crate) fn republish_drivers(&mut self, state: &State) {
         self.drivers = IdMap::default();
         for d in state.drivers() {

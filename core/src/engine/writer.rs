@@ -45,6 +45,11 @@ mod follower;
 /// see such a position before it is durable. Nothing else is ever published undurable.
 pub(crate) const POSITIONS_SYNC_DELAY: Duration = Duration::from_millis(10);
 
+/// Why a write failed, as read-only mode reports it.
+fn write_failure(e: &StorageError) -> String {
+    if e.is_disk_full() { format!("disk full ({e})") } else { e.to_string() }
+}
+
 /// How long the writer looks for the next message before it sleeps on the queue (see
 /// `Writer::poll_briefly`).
 const POLL_AWAKE: Duration = Duration::from_micros(50);
@@ -511,8 +516,7 @@ impl Writer {
                 return;
             }
             Err(e) => {
-                let why = if e.is_disk_full() { format!("disk full ({e})") } else { e.to_string() };
-                self.fail_batch(&why);
+                self.fail_batch(&write_failure(&e));
                 // The state was rebuilt from what is durable: queries read that.
                 self.answer_queries();
                 return;
@@ -597,8 +601,7 @@ impl Writer {
                 self.unsynced_since = None;
             }
             Err(e) => {
-                let why = if e.is_disk_full() { format!("disk full ({e})") } else { e.to_string() };
-                self.fail_batch(&why);
+                self.fail_batch(&write_failure(&e));
             }
         }
     }
