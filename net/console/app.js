@@ -1,888 +1,836 @@
-// The operators' console: plain DOM, no framework, nothing from another origin.
-// The staff token lives in this closure only (never in storage). Text from the API is
-// always set with textContent, never parsed as HTML.
-"use strict";
-(() => {
-  const SVG = "http://www.w3.org/2000/svg";
-  const FINISHED = ["completed", "cancelled", "expired"];
-  let token = null;
-  // Bumped at every sign-in and sign-out: answers to an earlier session's requests are dropped.
-  let session = 0;
-  let socket = null;
-  let timers = [];
-  let box = null; // [min_lng, min_lat, max_lng, max_lat] shown by the map
-  let lastSnapshot = null;
-  let zones = [];
-  let openTrip = null;
-  let openTripData = null;
-  let knownTrips = new Set();
-  const openAlerts = new Map();
-  const history = []; // health samples: {at (ms), s (the stats)}
-  // Idempotency keys of confirmed actions that have had no definite answer yet, by
-  // "METHOD path body": sending the same action again reuses its key, so it happens once.
-  const actionKeys = new Map();
-  let audio = null; // one AudioContext for every alert cue
-  // Milliseconds each ops_snapshot took to render (read by the browser tests).
-  window.__renderTimes = [];
-  // Whatever the Content-Security-Policy blocked (read by the browser tests: must stay empty).
-  window.__cspViolations = [];
-  document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI));
+// The operators' console: the shell (sign-in, navigation, the live socket) and the views
+// of index.html (map, trips, drivers, alerts, health); the other pages are modules under
+// pages/ (lib/pages.js). Plain DOM, no framework, nothing from another origin. The staff
+// token lives in lib/api.js's memory only (never in storage). Text from the API is always
+// set with textContent, never parsed as HTML.
 
-  const $ = (id) => document.getElementById(id);
-  const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text ?? ""; if (cls) e.className = cls; return e; };
-  const svgEl = (tag, attrs) => { const e = document.createElementNS(SVG, tag); for (const [k, v] of Object.entries(attrs ?? {})) e.setAttribute(k, v); return e; };
-  const cell = (row, text) => row.appendChild(el("td", text));
-  // An amount in minor units, shown with its currency's ISO 4217 exponent (the API sends
-  // `currency_exponent` beside every currency: 6704 is "67.04 EGP", "6704 JPY", "6.704 KWD").
-  // Digits are placed as text: no float ever touches money. Without an exponent, the
-  // minor units are shown as they are, said so, rather than guessed.
-  const money = (minor, cur, exp) => {
-    if (minor == null) return "";
-    if (!Number.isInteger(exp) || exp < 0) return minor + " " + (cur ?? "") + " (minor units)";
-    let digits = String(Math.abs(minor));
-    if (exp > 0) {
-      digits = digits.padStart(exp + 1, "0");
-      digits = digits.slice(0, -exp) + "." + digits.slice(-exp);
-    }
-    return (minor < 0 ? "-" : "") + digits + " " + (cur ?? "");
-  };
-  const where = (p) => p ? (p.address ?? (p.lat + ", " + p.lng)) : "";
+import { act, api, ApiError, onUnauthorized, request, setToken, signedIn, socketProtocols, Stale } from "./lib/api.js";
+import { $, cell, el, h, svgEl } from "./lib/dom.js";
+import { money, where } from "./lib/format.js";
+import { onLangChange, preferred, setLang, t as tr } from "./lib/i18n.js";
+import { find, registered } from "./lib/pages.js";
+import "./pages/index.js";
 
-  class ApiError extends Error {
-    constructor(status, code, message) {
-      super(code ? code + ": " + message : message || String(status));
-      this.status = status; this.code = code;
-    }
-    // No definite answer: the request may or may not have been carried out.
-    get retryable() { return this.status === 0 || this.status >= 500 || this.status === 429 || this.code === "idempotency_key_in_use"; }
-  }
-  // Answers to a previous session's requests.
-  class Stale extends Error {}
+const FINISHED = ["completed", "cancelled", "expired"];
+let socket = null;
+let timers = [];
+let box = null; // [min_lng, min_lat, max_lng, max_lat] shown by the map
+let lastSnapshot = null;
+let zones = [];
+let openTrip = null;
+let openTripData = null;
+let knownTrips = new Set();
+const openAlerts = new Map();
+const history = []; // health samples: {at (ms), s (the stats)}
+let audio = null; // one AudioContext for every alert cue
+// Milliseconds each ops_snapshot took to render (read by the browser tests).
+window.__renderTimes = [];
+// Whatever the Content-Security-Policy blocked (read by the browser tests: must stay empty).
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI));
 
-  async function request(method, path, body, headers) {
-    const mine = session;
-    let r;
-    try {
-      r = await fetch(path, {
-        method,
-        headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json", ...(headers ?? {}) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-    } catch (e) {
-      if (mine !== session) throw new Stale();
-      throw new ApiError(0, "", "no answer from the server (" + e.message + ")");
-    }
-    const json = r.status === 204 ? null : await r.json().catch(() => null);
-    if (mine !== session) throw new Stale();
-    if (r.status === 401 && !$("app").hidden) signOut("your session has ended: sign in again");
-    if (!r.ok) throw new ApiError(r.status, json?.error?.code, json?.error?.message ?? "");
-    return { json, replayed: r.headers.get("Idempotent-Replayed") === "true" };
-  }
-  async function api(method, path, body) {
-    return (await request(method, path, body)).json;
-  }
-  // Shows an error in `id`, unless it belongs to a session that has ended.
-  function report(id, e) {
-    if (!(e instanceof Stale)) $(id).textContent = e.message;
-  }
+// Shows an error in `id`, unless it belongs to a session that has ended.
+function report(id, e) {
+  if (!(e instanceof Stale)) $(id).textContent = e.message;
+}
 
-  function newKey() {
-    if (crypto.randomUUID) return crypto.randomUUID();
-    // Pages served over plain http on a LAN are not a secure context: no randomUUID.
-    return [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, "0")).join("");
-  }
-  // A confirmed action that changes things, sent with an Idempotency-Key. The key is
-  // kept while the action has no definite answer (no answer, 5xx, 429, a key in
-  // flight), so the same action sent again (a retry, a doubled click) is done once.
-  async function act(method, path, body) {
-    const what = method + " " + path + " " + JSON.stringify(body);
-    let key = actionKeys.get(what);
-    if (!key) { key = newKey(); actionKeys.set(what, key); }
-    try {
-      const r = await request(method, path, body, { "Idempotency-Key": key });
-      actionKeys.delete(what);
-      return r;
-    } catch (e) {
-      if (!(e instanceof ApiError) || !e.retryable) actionKeys.delete(what);
-      throw e;
-    }
-  }
+// ---- sign-in -------------------------------------------------------------------------
+// Forgets everything the last session saw: the next operator at this screen starts clean.
+function clearSession() {
+  history.length = 0;
+  openAlerts.clear();
+  knownTrips = new Set();
+  lastSnapshot = null;
+  box = null; boxPx = null;
+  openTrip = null; openTripData = null;
+  trips.reset(); drivers.reset();
+  for (const id of ["trips", "drivers", "alerts", "charts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id", "trip-chat"]) $(id).replaceChildren();
+  for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status", "trip-chat-error"]) $(id).textContent = "";
+  $("trip-chat-text").value = "";
+  $("ops-summary").textContent = "—";
+  $("trip").hidden = true;
+  for (const g of Object.values(layers)) g.replaceChildren();
+  for (const g of Object.values(layers)) delete g.dataset.key;
+  drawAlerts();
+  for (const p of registered()) p.reset();
+}
 
-  // ---- sign-in -------------------------------------------------------------------------
-  // Forgets everything the last session saw: the next operator at this screen starts clean.
-  function clearSession() {
-    history.length = 0;
-    openAlerts.clear();
-    actionKeys.clear();
-    knownTrips = new Set();
-    lastSnapshot = null;
-    box = null; boxPx = null;
-    openTrip = null; openTripData = null;
-    trips.reset(); drivers.reset();
-    for (const id of ["trips", "drivers", "alerts", "charts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id", "trip-chat"]) $(id).replaceChildren();
-    for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status", "trip-chat-error"]) $(id).textContent = "";
-    $("trip-chat-text").value = "";
-    $("ops-summary").textContent = "—";
-    $("trip").hidden = true;
-    for (const g of Object.values(layers)) g.replaceChildren();
-    for (const g of Object.values(layers)) delete g.dataset.key;
-    drawAlerts();
-  }
+function signOut(why) {
+  setToken(null);
+  if (socket) { socket.onclose = null; socket.close(); socket = null; }
+  timers.forEach(clearInterval); timers = [];
+  clearSession();
+  $("app").hidden = true;
+  $("signin-view").hidden = false;
+  $("signin-error").textContent = why ?? "";
+  $("token").focus();
+}
 
-  function signOut(why) {
-    token = null;
-    session++;
-    if (socket) { socket.onclose = null; socket.close(); socket = null; }
-    timers.forEach(clearInterval); timers = [];
-    clearSession();
-    $("app").hidden = true;
-    $("signin-view").hidden = false;
-    $("signin-error").textContent = why ?? "";
-    $("token").focus();
+async function signIn(t) {
+  setToken(t);
+  try {
+    zones = (await api("GET", "/v1/zones")).items ?? [];
+    await api("GET", "/v1/admin/stats");
+  } catch (e) {
+    if (!(e instanceof Stale)) signOut("sign-in failed: " + e.message);
+    return;
   }
+  clearSession();
+  $("signin-view").hidden = true;
+  $("app").hidden = false;
+  $("signin-error").textContent = "";
+  const zs = $("trip-zone");
+  zs.replaceChildren(el("option", "any"));
+  zs.firstChild.value = "";
+  for (const z of zones) { const o = el("option", z.name); o.value = z.id; zs.appendChild(o); }
+  mountPages();
+  show("map");
+  setBox(initialBox());
+  connect();
+  trips.first();
+  loadAlerts();
+  timers.push(setInterval(() => { sampleHealth(); refreshTrail(); }, 5000));
+  sampleHealth();
+}
 
-  async function signIn(t) {
-    token = t;
-    session++;
-    try {
-      zones = (await api("GET", "/v1/zones")).items ?? [];
-      await api("GET", "/v1/admin/stats");
-    } catch (e) {
-      if (!(e instanceof Stale)) signOut("sign-in failed: " + e.message);
-      return;
+// ---- views ---------------------------------------------------------------------------
+// The pages of lib/pages.js get their button and section once, at the first sign-in.
+let pagesMounted = false;
+function mountPages() {
+  if (pagesMounted) return;
+  pagesMounted = true;
+  for (const p of registered()) {
+    const section = h("section", { id: "view-" + p.id, class: "view", hidden: true, "aria-label": p.label, "data-i18n-label": p.label });
+    $("views").appendChild(section);
+    p.mount(section);
+    if (p.nav) {
+      const b = h("button", { type: "button", "data-view": p.id, "aria-pressed": "false", "data-i18n": p.label }, tr(p.label));
+      b.addEventListener("click", () => show(p.id));
+      $("nav").appendChild(b);
     }
-    clearSession();
-    $("signin-view").hidden = true;
-    $("app").hidden = false;
-    $("signin-error").textContent = "";
-    const zs = $("trip-zone");
-    zs.replaceChildren(el("option", "any"));
-    zs.firstChild.value = "";
-    for (const z of zones) { const o = el("option", z.name); o.value = z.id; zs.appendChild(o); }
-    show("map");
-    setBox(initialBox());
-    connect();
-    trips.first();
-    loadAlerts();
-    timers.push(setInterval(() => { sampleHealth(); refreshTrail(); }, 5000));
-    sampleHealth();
   }
+}
 
-  // ---- views ---------------------------------------------------------------------------
-  function show(view) {
-    for (const b of document.querySelectorAll("nav button")) b.setAttribute("aria-pressed", String(b.dataset.view === view));
-    for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== "view-" + view;
-    document.body.dataset.view = view;
-    if (view === "drivers") drivers.reload();
-    if (view === "trips") trips.reload();
-    if (view === "alerts") loadAlerts();
-    if (view === "health") drawCharts();
-    if (view === "map" && lastSnapshot) renderSnapshot(lastSnapshot);
-  }
+// Shows `view` (a view of index.html or a registered page's id); `arg` goes to a page's show().
+function show(view, arg = "") {
+  for (const b of document.querySelectorAll("nav button")) b.setAttribute("aria-pressed", String(b.dataset.view === view));
+  for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== "view-" + view;
+  document.body.dataset.view = view;
+  const page = find(view);
+  if (page) page.show(arg);
+  if (view === "drivers") drivers.reload();
+  if (view === "trips") trips.reload();
+  if (view === "alerts") loadAlerts();
+  if (view === "health") drawCharts();
+  if (view === "map" && lastSnapshot) renderSnapshot(lastSnapshot);
+}
 
-  // Cursor paging of a table (`name`: the tbody's id; its buttons are `name`-first,
-  // -prev, -next, its page size `name`-limit): the cursors of the pages before are kept,
-  // so "previous" goes back exactly. Only the answer to the latest load is shown.
-  class Pager {
-    constructor(name, load) { this.name = name; this.loadPage = load; this.stack = []; this.next = null; this.seq = 0; }
-    current() { return this.stack.length ? this.stack[this.stack.length - 1] : null; }
-    reset() { this.stack = []; this.next = null; this.seq++; this.shown(null); }
-    first() { this.stack = []; return this.load(); }
-    forward() { if (this.next) { this.stack.push(this.next); return this.load(); } }
-    back() { this.stack.pop(); return this.load(); }
-    reload() { return this.load(); }
-    async load() {
-      const seq = ++this.seq;
-      const q = new URLSearchParams({ limit: $(this.name + "-limit").value });
-      const cursor = this.current();
-      if (cursor) q.set("cursor", cursor);
-      const page = await this.loadPage(q, () => seq === this.seq);
-      if (page && seq === this.seq) this.shown(page.next_cursor);
-    }
-    shown(next) {
-      this.next = next ?? null;
-      $(this.name + "-next").disabled = !this.next;
-      $(this.name + "-prev").disabled = this.stack.length === 0;
-      $(this.name + "-page").textContent = "page " + (this.stack.length + 1);
-      $(this.name).dataset.cursor = this.current() ?? "";
-    }
+// Cursor paging of a table (`name`: the tbody's id; its buttons are `name`-first,
+// -prev, -next, its page size `name`-limit): the cursors of the pages before are kept,
+// so "previous" goes back exactly. Only the answer to the latest load is shown.
+class Pager {
+  constructor(name, load) { this.name = name; this.loadPage = load; this.stack = []; this.next = null; this.seq = 0; }
+  current() { return this.stack.length ? this.stack[this.stack.length - 1] : null; }
+  reset() { this.stack = []; this.next = null; this.seq++; this.shown(null); }
+  first() { this.stack = []; return this.load(); }
+  forward() { if (this.next) { this.stack.push(this.next); return this.load(); } }
+  back() { this.stack.pop(); return this.load(); }
+  reload() { return this.load(); }
+  async load() {
+    const seq = ++this.seq;
+    const q = new URLSearchParams({ limit: $(this.name + "-limit").value });
+    const cursor = this.current();
+    if (cursor) q.set("cursor", cursor);
+    const page = await this.loadPage(q, () => seq === this.seq);
+    if (page && seq === this.seq) this.shown(page.next_cursor);
   }
+  shown(next) {
+    this.next = next ?? null;
+    $(this.name + "-next").disabled = !this.next;
+    $(this.name + "-prev").disabled = this.stack.length === 0;
+    $(this.name + "-page").textContent = "page " + (this.stack.length + 1);
+    $(this.name).dataset.cursor = this.current() ?? "";
+  }
+}
 
-  // ---- map -----------------------------------------------------------------------------
-  function initialBox() {
-    let b = [Infinity, Infinity, -Infinity, -Infinity];
-    for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) for (const [lng, lat] of ring) {
-      b = [Math.min(b[0], lng), Math.min(b[1], lat), Math.max(b[2], lng), Math.max(b[3], lat)];
-    }
-    if (!isFinite(b[0])) return fitAspect([-180, -60, 180, 75]);
-    const mx = (b[2] - b[0]) * 0.1 || 0.05, my = (b[3] - b[1]) * 0.1 || 0.05;
-    return fitAspect([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
+// ---- map -----------------------------------------------------------------------------
+function initialBox() {
+  let b = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) for (const [lng, lat] of ring) {
+    b = [Math.min(b[0], lng), Math.min(b[1], lat), Math.max(b[2], lng), Math.max(b[3], lat)];
   }
-  function clampBox(b) {
-    return [Math.max(-180, b[0]), Math.max(-90, b[1]), Math.min(180, b[2]), Math.min(90, b[3])];
+  if (!isFinite(b[0])) return fitAspect([-180, -60, 180, 75]);
+  const mx = (b[2] - b[0]) * 0.1 || 0.05, my = (b[3] - b[1]) * 0.1 || 0.05;
+  return fitAspect([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
+}
+function clampBox(b) {
+  return [Math.max(-180, b[0]), Math.max(-90, b[1]), Math.min(180, b[2]), Math.min(90, b[3])];
+}
+// The map's size in CSS pixels (its viewBox is in the same units).
+function mapSize() {
+  const r = $("map").getBoundingClientRect();
+  return [Math.max(1, r.width), Math.max(1, r.height)];
+}
+// Widens `b` so that its shape matches a drawing of `size` (a degree of longitude is
+// cos(lat) of one of latitude): nothing is stretched, and what is subscribed to is what is seen.
+function fitAspect(b, size) {
+  const [w, h] = size ?? mapSize();
+  const k = Math.cos(((b[1] + b[3]) / 2) * Math.PI / 180) || 1;
+  const spanX = (b[2] - b[0]) * k, spanY = b[3] - b[1];
+  if (spanX / spanY < w / h) {
+    const grow = (spanY * w / h / k - (b[2] - b[0])) / 2;
+    return clampBox([b[0] - grow, b[1], b[2] + grow, b[3]]);
   }
-  // The map's size in CSS pixels (its viewBox is in the same units).
-  function mapSize() {
-    const r = $("map").getBoundingClientRect();
-    return [Math.max(1, r.width), Math.max(1, r.height)];
-  }
-  // Widens `b` so that its shape matches a drawing of `size` (a degree of longitude is
-  // cos(lat) of one of latitude): nothing is stretched, and what is subscribed to is what is seen.
-  function fitAspect(b, size) {
-    const [w, h] = size ?? mapSize();
-    const k = Math.cos(((b[1] + b[3]) / 2) * Math.PI / 180) || 1;
-    const spanX = (b[2] - b[0]) * k, spanY = b[3] - b[1];
-    if (spanX / spanY < w / h) {
-      const grow = (spanY * w / h / k - (b[2] - b[0])) / 2;
-      return clampBox([b[0] - grow, b[1], b[2] + grow, b[3]]);
-    }
-    const grow = (spanX * h / w - spanY) / 2;
-    return clampBox([b[0], b[1] - grow, b[2], b[3] + grow]);
-  }
-  // The projection of the map and of the trip page's trail: the box `b` drawn in w×h
-  // user units, lon/lat → x/y (north up).
-  function projector(b, w, h) {
-    const sx = w / (b[2] - b[0]), sy = h / (b[3] - b[1]);
-    return { x: (lng) => (lng - b[0]) * sx, y: (lat) => (b[3] - lat) * sy, sx, sy };
-  }
-  let boxPx = null; // the map's size when `box` was fitted to it
-  function setBox(b) {
-    box = fitAspect(b);
-    const size = mapSize();
-    if (size[0] > 1 && size[1] > 1) boxPx = size;
-    $("map").dataset.bbox = box.join(",");
-    subscribeOps();
-  }
-  // The map changed size (the window, or the panel under it on narrow screens): the same
-  // place at the same scale, showing more or less around it.
-  function mapResized() {
-    const [w, h] = mapSize();
-    if (!box || w <= 1 || h <= 1) return; // hidden
-    if (boxPx && boxPx[0] === w && boxPx[1] === h) return;
-    if (!boxPx) { setBox(box); return; }
-    const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
-    const hw = (box[2] - box[0]) * w / boxPx[0] / 2, hh = (box[3] - box[1]) * h / boxPx[1] / 2;
-    setBox([cx - hw, cy - hh, cx + hw, cy + hh]);
-    if (lastSnapshot) renderSnapshot(lastSnapshot);
-  }
-  function pan(dx, dy) { // fractions of the box
-    const w = box[2] - box[0], h = box[3] - box[1];
-    setBox([box[0] + dx * w, box[1] + dy * h, box[2] + dx * w, box[3] + dy * h]);
-  }
-  function zoom(f) {
-    const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
-    const w = (box[2] - box[0]) * f / 2, h = (box[3] - box[1]) * f / 2;
-    setBox([cx - w, cy - h, cx + w, cy + h]);
-  }
-  // Zooms to the drivers of the last snapshot, with a margin.
-  function fitDrivers() {
-    const items = lastSnapshot?.drivers.items ?? [];
-    if (items.length === 0) return;
-    let b = [Infinity, Infinity, -Infinity, -Infinity];
-    for (const d of items) b = [Math.min(b[0], d.lng), Math.min(b[1], d.lat), Math.max(b[2], d.lng), Math.max(b[3], d.lat)];
-    const mx = (b[2] - b[0]) * 0.1 || 0.01, my = (b[3] - b[1]) * 0.1 || 0.01;
-    setBox([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
-  }
+  const grow = (spanX * h / w - spanY) / 2;
+  return clampBox([b[0], b[1] - grow, b[2], b[3] + grow]);
+}
+// The projection of the map and of the trip page's trail: the box `b` drawn in w×h
+// user units, lon/lat → x/y (north up).
+function projector(b, w, h) {
+  const sx = w / (b[2] - b[0]), sy = h / (b[3] - b[1]);
+  return { x: (lng) => (lng - b[0]) * sx, y: (lat) => (b[3] - lat) * sy, sx, sy };
+}
+let boxPx = null; // the map's size when `box` was fitted to it
+function setBox(b) {
+  box = fitAspect(b);
+  const size = mapSize();
+  if (size[0] > 1 && size[1] > 1) boxPx = size;
+  $("map").dataset.bbox = box.join(",");
+  subscribeOps();
+}
+// The map changed size (the window, or the panel under it on narrow screens): the same
+// place at the same scale, showing more or less around it.
+function mapResized() {
+  const [w, h] = mapSize();
+  if (!box || w <= 1 || h <= 1) return; // hidden
+  if (boxPx && boxPx[0] === w && boxPx[1] === h) return;
+  if (!boxPx) { setBox(box); return; }
+  const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
+  const hw = (box[2] - box[0]) * w / boxPx[0] / 2, hh = (box[3] - box[1]) * h / boxPx[1] / 2;
+  setBox([cx - hw, cy - hh, cx + hw, cy + hh]);
+  if (lastSnapshot) renderSnapshot(lastSnapshot);
+}
+function pan(dx, dy) { // fractions of the box
+  const w = box[2] - box[0], h = box[3] - box[1];
+  setBox([box[0] + dx * w, box[1] + dy * h, box[2] + dx * w, box[3] + dy * h]);
+}
+function zoom(f) {
+  const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
+  const w = (box[2] - box[0]) * f / 2, h = (box[3] - box[1]) * f / 2;
+  setBox([cx - w, cy - h, cx + w, cy + h]);
+}
+// Zooms to the drivers of the last snapshot, with a margin.
+function fitDrivers() {
+  const items = lastSnapshot?.drivers.items ?? [];
+  if (items.length === 0) return;
+  let b = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const d of items) b = [Math.min(b[0], d.lng), Math.min(b[1], d.lat), Math.max(b[2], d.lng), Math.max(b[3], d.lat)];
+  const mx = (b[2] - b[0]) * 0.1 || 0.01, my = (b[3] - b[1]) * 0.1 || 0.01;
+  setBox([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
+}
 
-  // The map's layers, drawn into from one snapshot to the next (a full snapshot is 2,000
-  // drivers and 2,000 trips): trip markers are reused, only their attributes change.
-  const layers = {};
-  function layer(name) {
-    if (!layers[name]) {
-      const g = svgEl("g", { class: "layer " + name });
-      $("map").appendChild(g);
-      layers[name] = g;
-    }
-    return layers[name];
+// The map's layers, drawn into from one snapshot to the next (a full snapshot is 2,000
+// drivers and 2,000 trips): trip markers are reused, only their attributes change.
+const layers = {};
+function layer(name) {
+  if (!layers[name]) {
+    const g = svgEl("g", { class: "layer " + name });
+    $("map").appendChild(g);
+    layers[name] = g;
   }
-  // Makes `g` hold exactly `n` children made by `make`, reusing the ones it has.
-  function pool(g, n, make) {
-    while (g.childElementCount > n) g.lastChild.remove();
-    while (g.childElementCount < n) g.appendChild(make());
-    return g.children;
-  }
-  function makeTrip() {
-    const t = svgEl("g");
-    t.append(svgEl("rect", { width: "10", height: "10" }), svgEl("text"));
-    return t;
-  }
+  return layers[name];
+}
+// Makes `g` hold exactly `n` children made by `make`, reusing the ones it has.
+function pool(g, n, make) {
+  while (g.childElementCount > n) g.lastChild.remove();
+  while (g.childElementCount < n) g.appendChild(make());
+  return g.children;
+}
+function makeTrip() {
+  const t = svgEl("g");
+  t.append(svgEl("rect", { width: "10", height: "10" }), svgEl("text"));
+  return t;
+}
 
-  function renderSnapshot(f) {
-    lastSnapshot = f;
-    // While another view shows, the map has no size: it is drawn at the size it had.
-    const size = $("view-map").hidden ? boxPx : mapSize();
-    if (!size) {
-      if (f.trips.items.some((t) => !knownTrips.has(t.id))) reloadTrips();
-      return;
-    }
-    const t0 = performance.now();
-    const svg = $("map");
-    const [w, h] = size;
-    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
-    svg.dataset.bbox = box.join(",");
-    const P = projector(box, w, h);
-    const x = (lng) => P.x(lng).toFixed(1);
-    const y = (lat) => P.y(lat).toFixed(1);
-    const zoneKey = box.join(",") + w + "x" + h;
-    const zl = layer("zones");
-    if (zl.dataset.key !== zoneKey) {
-      zl.dataset.key = zoneKey;
-      zl.replaceChildren();
-      for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) {
-        zl.appendChild(svgEl("polygon", { class: "zone", points: ring.map(([lng, lat]) => x(lng) + "," + y(lat)).join(" ") }));
-      }
-    }
-    // Drivers: one path per availability, a round dot ("M x y h0") per driver. Far
-    // cheaper than an element each; clicks are matched to the nearest driver.
-    const dots = {};
-    for (const d of f.drivers.items) {
-      (dots[d.availability] ??= []).push("M" + x(d.lng) + " " + y(d.lat) + "h0");
-    }
-    const dl = layer("drivers");
-    for (const p of [...dl.children]) if (!dots[p.dataset.availability]) p.remove();
-    for (const [availability, parts] of Object.entries(dots)) {
-      let p = dl.querySelector('path[data-availability="' + CSS.escape(availability) + '"]');
-      if (!p) {
-        p = svgEl("path", { class: "driver " + availability });
-        p.dataset.availability = availability;
-        dl.appendChild(p);
-      }
-      p.setAttribute("d", parts.join(""));
-    }
-    let unknown = false;
-    const tl = pool(layer("trips"), f.trips.items.length, makeTrip);
-    f.trips.items.forEach((t, i) => {
-      if (!knownTrips.has(t.id)) unknown = true;
-      const g = tl[i];
-      const px = P.x(t.pickup.lng), py = P.y(t.pickup.lat);
-      g.setAttribute("class", "trip " + t.status);
-      g.dataset.id = t.id;
-      g.firstChild.setAttribute("x", (px - 5).toFixed(1)); g.firstChild.setAttribute("y", (py - 5).toFixed(1));
-      g.lastChild.setAttribute("x", (px + 8).toFixed(1)); g.lastChild.setAttribute("y", (py + 4).toFixed(1));
-      g.lastChild.textContent = t.age_s + " s";
-    });
-    // The keyboard's pointer: Enter opens what is under it (shown while the map has the focus).
-    const cross = layer("crosshair");
-    if (cross.dataset.key !== w + "x" + h) {
-      cross.dataset.key = w + "x" + h;
-      cross.replaceChildren(svgEl("circle", { cx: w / 2, cy: h / 2, r: 8 }),
-        svgEl("path", { d: `M${w / 2 - 14} ${h / 2}h10m8 0h10M${w / 2} ${h / 2 - 14}v10m0 8v10` }));
-    }
-    $("ops-summary").textContent = f.drivers.total + " drivers, " + f.trips.total + " open trips in view (" + f.at + ")";
-    const ms = performance.now() - t0;
-    performance.measure("ops_snapshot render", { start: t0, duration: ms });
-    window.__renderTimes.push(ms);
-    if (window.__renderTimes.length > 100) window.__renderTimes.shift();
-    if (unknown) reloadTrips();
+function renderSnapshot(f) {
+  lastSnapshot = f;
+  // While another view shows, the map has no size: it is drawn at the size it had.
+  const size = $("view-map").hidden ? boxPx : mapSize();
+  if (!size) {
+    if (f.trips.items.some((t) => !knownTrips.has(t.id))) reloadTrips();
+    return;
   }
-
-  // Of the last snapshot's `kind` ("drivers" or "trips"), the one nearest the map pixel
-  // (px, py) within 8 px, or null.
-  function nearest(kind, px, py) {
-    if (!lastSnapshot || !box) return null;
-    const [w, h] = mapSize();
-    const P = projector(box, w, h);
-    let best = null, bestD = 64;
-    for (const it of lastSnapshot[kind].items) {
-      const p = kind === "trips" ? it.pickup : it;
-      const dd = (P.x(p.lng) - px) ** 2 + (P.y(p.lat) - py) ** 2;
-      if (dd <= bestD) { best = it; bestD = dd; }
-    }
-    return best;
-  }
-  // The keyboard's Enter: opens the trip or else the driver under the crosshair.
-  function openAtCentre() {
-    const [w, h] = mapSize();
-    const trip = nearest("trips", w / 2, h / 2);
-    if (trip) { show("trips"); openTripPage(trip.id); return true; }
-    const driver = nearest("drivers", w / 2, h / 2);
-    if (driver) { openDriverPanel(driver); return true; }
-    return false;
-  }
-  function mapClick(e) {
-    const trip = e.target.closest(".trip[data-id]");
-    if (trip) { show("trips"); openTripPage(trip.dataset.id); return; }
-    // Drivers only here: a trip's marker takes its own clicks (above).
-    const r = $("map").getBoundingClientRect();
-    const driver = nearest("drivers", e.clientX - r.left, e.clientY - r.top);
-    if (driver) openDriverPanel(driver);
-  }
-
-  // A driver's panel beside the map: what the snapshot says, then its staff record
-  // (suspension, position age, trip) with the suspend / unsuspend action.
-  async function openDriverPanel(d) {
-    const info = $("map-info");
-    info.dataset.driver = d.id;
-    const facts = el("dl");
-    const fact = (k, v) => facts.append(el("dt", k), el("dd", v));
-    fact("availability", d.availability); fact("category", d.category);
-    fact("position", d.lat.toFixed(5) + ", " + d.lng.toFixed(5));
-    const err = el("p", "", "error");
-    err.setAttribute("role", "alert");
-    info.replaceChildren(el("h2", "Driver"), el("p", d.id, "id"), facts, err);
-    try {
-      const full = await api("GET", "/v1/admin/drivers/" + encodeURIComponent(d.id));
-      if (info.dataset.driver !== d.id) return; // another one was opened meanwhile
-      fact("position age", full.location_age_s == null ? "—" : full.location_age_s + " s");
-      fact("suspended", full.suspended ? "yes" : "no");
-      const actions = el("div", undefined, "actions");
-      if (full.trip_id) {
-        const b = el("button", "Open trip");
-        b.type = "button";
-        b.addEventListener("click", () => { show("trips"); openTripPage(full.trip_id); });
-        actions.append(b);
-      }
-      actions.append(suspendButton(full, (e) => { if (!(e instanceof Stale)) err.textContent = e.message; }, () => openDriverPanel(d)));
-      info.insertBefore(actions, err);
-      actions.querySelector("button").focus();
-    } catch (e) { if (!(e instanceof Stale)) err.textContent = e.message; }
-  }
-
-  // ---- socket --------------------------------------------------------------------------
-  function subscribeOps() {
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      socket.send(JSON.stringify({ type: "subscribe", channel: "ops", bbox: box }));
+  const t0 = performance.now();
+  const svg = $("map");
+  const [w, h] = size;
+  svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+  svg.dataset.bbox = box.join(",");
+  const P = projector(box, w, h);
+  const x = (lng) => P.x(lng).toFixed(1);
+  const y = (lat) => P.y(lat).toFixed(1);
+  const zoneKey = box.join(",") + w + "x" + h;
+  const zl = layer("zones");
+  if (zl.dataset.key !== zoneKey) {
+    zl.dataset.key = zoneKey;
+    zl.replaceChildren();
+    for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) {
+      zl.appendChild(svgEl("polygon", { class: "zone", points: ring.map(([lng, lat]) => x(lng) + "," + y(lat)).join(" ") }));
     }
   }
-  // The socket signs in with a subprotocol, never with the token in its URL (where
-  // proxies and access logs would keep it): "bearer." and the token's bytes in lower-case
-  // hex (a subprotocol cannot hold every character a token may); the server answers
-  // "dispatch.v1" only.
-  function bearerProtocol(t) {
-    return "bearer." + Array.from(new TextEncoder().encode(t), (b) => b.toString(16).padStart(2, "0")).join("");
+  // Drivers: one path per availability, a round dot ("M x y h0") per driver. Far
+  // cheaper than an element each; clicks are matched to the nearest driver.
+  const dots = {};
+  for (const d of f.drivers.items) {
+    (dots[d.availability] ??= []).push("M" + x(d.lng) + " " + y(d.lat) + "h0");
   }
-  function connect() {
-    const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    socket = new WebSocket(scheme + location.host + "/v1/ws", ["dispatch.v1", bearerProtocol(token)]);
-    socket.onopen = () => { $("status").textContent = "live"; subscribeOps(); };
-    socket.onclose = () => {
-      $("status").textContent = "reconnecting…";
-      if (token) setTimeout(() => { if (token) api("GET", "/v1/admin/stats").then(connect, () => {}); }, 1000);
-    };
-    socket.onmessage = (m) => {
-      const f = JSON.parse(m.data);
-      if (f.type === "ops_snapshot") renderSnapshot(f);
-      else if (f.type === "sos_alert") { addAlert(f.alert); }
-      else if (f.type === "trip_updated") {
-        reloadTrips();
-        if (openTrip && f.trip.id === openTrip) openTripPage(openTrip);
-      } else if (f.type === "chat_message") {
-        if (openTrip && f.message.trip_id === openTrip) loadChat(openTrip).catch((e) => report("trip-chat-error", e));
-      } else if (f.type === "error" && (f.code === "unauthorized" || f.code === "forbidden")) {
-        signOut("not allowed: " + f.code);
-      }
-    };
+  const dl = layer("drivers");
+  for (const p of [...dl.children]) if (!dots[p.dataset.availability]) p.remove();
+  for (const [availability, parts] of Object.entries(dots)) {
+    let p = dl.querySelector('path[data-availability="' + CSS.escape(availability) + '"]');
+    if (!p) {
+      p = svgEl("path", { class: "driver " + availability });
+      p.dataset.availability = availability;
+      dl.appendChild(p);
+    }
+    p.setAttribute("d", parts.join(""));
   }
-
-  // ---- trips ---------------------------------------------------------------------------
-  // Reloads the current page of the table, at most every 500 ms (a busy city sends many updates).
-  let reloadPending = false;
-  let lastReload = 0;
-  function reloadTrips() {
-    if (reloadPending) return;
-    reloadPending = true;
-    setTimeout(() => {
-      reloadPending = false;
-      lastReload = performance.now();
-      if (token) trips.reload();
-    }, Math.max(0, 500 - (performance.now() - lastReload)));
-  }
-  const trips = new Pager("trips", async (q, current) => {
-    if ($("trip-status").value) q.set("status", $("trip-status").value);
-    if ($("trip-zone").value) q.set("zone_id", $("trip-zone").value);
-    try {
-      const page = await api("GET", "/v1/admin/trips?" + q);
-      if (!current()) return null;
-      const body = $("trips");
-      body.replaceChildren();
-      for (const t of page.items) {
-        knownTrips.add(t.id);
-        const row = document.createElement("tr");
-        row.dataset.id = t.id;
-        row.dataset.created = t.created_at;
-        row.tabIndex = 0;
-        cell(row, t.id); cell(row, t.status); cell(row, t.pickup?.address ?? ""); cell(row, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent)); cell(row, t.created_at);
-        row.addEventListener("click", () => openTripPage(t.id));
-        row.addEventListener("keydown", (e) => { if (e.key === "Enter") openTripPage(t.id); });
-        body.appendChild(row);
-      }
-      return page;
-    } catch (e) { report("trip-error", e); return null; }
+  let unknown = false;
+  const tl = pool(layer("trips"), f.trips.items.length, makeTrip);
+  f.trips.items.forEach((t, i) => {
+    if (!knownTrips.has(t.id)) unknown = true;
+    const g = tl[i];
+    const px = P.x(t.pickup.lng), py = P.y(t.pickup.lat);
+    g.setAttribute("class", "trip " + t.status);
+    g.dataset.id = t.id;
+    g.firstChild.setAttribute("x", (px - 5).toFixed(1)); g.firstChild.setAttribute("y", (py - 5).toFixed(1));
+    g.lastChild.setAttribute("x", (px + 8).toFixed(1)); g.lastChild.setAttribute("y", (py + 4).toFixed(1));
+    g.lastChild.textContent = t.age_s + " s";
   });
+  // The keyboard's pointer: Enter opens what is under it (shown while the map has the focus).
+  const cross = layer("crosshair");
+  if (cross.dataset.key !== w + "x" + h) {
+    cross.dataset.key = w + "x" + h;
+    cross.replaceChildren(svgEl("circle", { cx: w / 2, cy: h / 2, r: 8 }),
+      svgEl("path", { d: `M${w / 2 - 14} ${h / 2}h10m8 0h10M${w / 2} ${h / 2 - 14}v10m0 8v10` }));
+  }
+  $("ops-summary").textContent = f.drivers.total + " drivers, " + f.trips.total + " open trips in view (" + f.at + ")";
+  const ms = performance.now() - t0;
+  performance.measure("ops_snapshot render", { start: t0, duration: ms });
+  window.__renderTimes.push(ms);
+  if (window.__renderTimes.length > 100) window.__renderTimes.shift();
+  if (unknown) reloadTrips();
+}
 
-  async function openTripPage(id) {
-    if (openTrip !== id) { // an action's error and note stay with their trip
-      $("trip-error").textContent = ""; $("trip-note").textContent = "";
-      $("trip-trail").replaceChildren(); $("trip-trail-caption").textContent = "";
-      $("trip-chat").replaceChildren(); $("trip-chat-error").textContent = "";
-      openTripData = null;
-      // Follow the trip: its chat messages come over the socket as they are posted.
-      if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "subscribe", trip_id: id }));
-    }
-    openTrip = id;
-    $("trip").hidden = false;
-    $("trip-id").textContent = id;
-    try {
-      const t = await api("GET", "/v1/trips/" + encodeURIComponent(id));
-      if (openTrip !== id) return;
-      openTripData = t;
-      const facts = $("trip-facts");
-      facts.replaceChildren();
-      const fact = (k, v) => { const dd = el("dd", v); dd.dataset.fact = k; facts.append(el("dt", k), dd); };
-      const person = (name, uid) => uid ? (name ?? "—") + " · " + uid : "—";
-      fact("status", t.status);
-      fact("rider", person(t.rider_name, t.rider_id));
-      fact("driver", person(t.driver_name, t.driver_id));
-      fact("pickup", where(t.pickup));
-      fact("dropoff", where(t.dropoff));
-      fact("fare", money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent));
-      fact("payment", (t.payment?.method ?? "") + " · " + (t.payment?.status ?? ""));
-      if (t.cancellation) fact("cancelled", t.cancellation.by + ": " + (t.cancellation.reason ?? ""));
-      $("trip-cancel").disabled = FINISHED.includes(t.status);
-      $("trip-refund").dataset.currency = t.fare?.currency ?? "";
-      $("trip-refund").dataset.exponent = String(t.fare?.currency_exponent ?? "");
-      const [ev] = await Promise.all([
-        api("GET", "/v1/admin/trips/" + encodeURIComponent(id) + "/events"),
-        loadTrail(t),
-        loadChat(id).catch((e) => report("trip-chat-error", e)),
-      ]);
-      if (openTrip !== id) return;
-      const list = $("trip-events");
-      list.replaceChildren();
-      for (const e of ev.items) {
-        const parts = [e.at, e.type, e.driver_id, e.outcome && "→ " + e.outcome, e.by && "by " + e.by,
-          e.method, e.status, e.final_minor != null && money(e.final_minor, t.fare?.currency, t.fare?.currency_exponent), e.reason && "— " + e.reason];
-        list.appendChild(el("li", parts.filter(Boolean).join(" ")));
-      }
-    } catch (e) { report("trip-error", e); }
+// Of the last snapshot's `kind` ("drivers" or "trips"), the one nearest the map pixel
+// (px, py) within 8 px, or null.
+function nearest(kind, px, py) {
+  if (!lastSnapshot || !box) return null;
+  const [w, h] = mapSize();
+  const P = projector(box, w, h);
+  let best = null, bestD = 64;
+  for (const it of lastSnapshot[kind].items) {
+    const p = kind === "trips" ? it.pickup : it;
+    const dd = (P.x(p.lng) - px) ** 2 + (P.y(p.lat) - py) ** 2;
+    if (dd <= bestD) { best = it; bestD = dd; }
   }
+  return best;
+}
+// The keyboard's Enter: opens the trip or else the driver under the crosshair.
+function openAtCentre() {
+  const [w, h] = mapSize();
+  const trip = nearest("trips", w / 2, h / 2);
+  if (trip) { show("trips"); openTripPage(trip.id); return true; }
+  const driver = nearest("drivers", w / 2, h / 2);
+  if (driver) { openDriverPanel(driver); return true; }
+  return false;
+}
+function mapClick(e) {
+  const trip = e.target.closest(".trip[data-id]");
+  if (trip) { show("trips"); openTripPage(trip.dataset.id); return; }
+  // Drivers only here: a trip's marker takes its own clicks (above).
+  const r = $("map").getBoundingClientRect();
+  const driver = nearest("drivers", e.clientX - r.left, e.clientY - r.top);
+  if (driver) openDriverPanel(driver);
+}
 
-  // The open trip's chat, oldest first (the API pages newest first: the last 200 are shown).
-  async function loadChat(id) {
-    const page = await api("GET", "/v1/trips/" + encodeURIComponent(id) + "/messages?limit=200");
-    if (openTrip !== id) return;
-    const list = $("trip-chat");
-    list.replaceChildren();
-    for (const m of page.items.slice().reverse()) {
-      const li = el("li");
-      li.dataset.id = m.id;
-      li.append(el("span", m.at + " · " + m.from_role + (m.from_user_id ? " " + m.from_user_id : ""), "who"), el("span", m.text, "text"));
-      list.appendChild(li);
-    }
-    if (page.items.length === 0) list.appendChild(el("li", "no messages", "hint"));
-  }
-  // Staff write to the trip's rider and driver (support may post at any time).
-  async function sendChat(e) {
-    e.preventDefault();
-    const id = openTrip, input = $("trip-chat-text");
-    if (!id) return;
-    $("trip-chat-send").disabled = true;
-    try {
-      await act("POST", "/v1/trips/" + encodeURIComponent(id) + "/messages", { text: input.value });
-      $("trip-chat-error").textContent = "";
-      input.value = "";
-      await loadChat(id);
-    } catch (err) { report("trip-chat-error", err); } finally { $("trip-chat-send").disabled = false; }
-  }
-
-  // The driver's trail of the open trip: a small map of its own, drawn with the map's
-  // projection, with the pickup and the drop-off.
-  async function loadTrail(t) {
-    const trail = await api("GET", "/v1/admin/trips/" + encodeURIComponent(t.id) + "/trail");
-    if (openTrip !== t.id) return;
-    const W = 400, H = 260;
-    const svg = $("trip-trail");
-    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
-    const pts = trail.items.map((p) => [p.lng, p.lat]);
-    const all = pts.concat([[t.pickup.lng, t.pickup.lat], [t.dropoff.lng, t.dropoff.lat]]);
-    let b = [Infinity, Infinity, -Infinity, -Infinity];
-    for (const [lng, lat] of all) b = [Math.min(b[0], lng), Math.min(b[1], lat), Math.max(b[2], lng), Math.max(b[3], lat)];
-    const mx = Math.max((b[2] - b[0]) * 0.15, 0.0003), my = Math.max((b[3] - b[1]) * 0.15, 0.0003);
-    const P = projector(fitAspect([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my], [W, H]), W, H);
-    const xy = ([lng, lat]) => P.x(lng).toFixed(1) + "," + P.y(lat).toFixed(1);
-    const mark = (p, cls, label) => {
-      const g = svgEl("g", { class: cls });
-      const [x, y] = [P.x(p[0]), P.y(p[1])];
-      const title = svgEl("title"); title.textContent = label;
-      g.append(title, svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 5 }));
-      return g;
-    };
-    svg.replaceChildren(svgEl("polyline", { class: "trail", points: pts.map(xy).join(" ") }),
-      mark([t.pickup.lng, t.pickup.lat], "pickup", "pickup"), mark([t.dropoff.lng, t.dropoff.lat], "dropoff", "drop-off"));
-    if (pts.length) svg.append(mark(pts[pts.length - 1], "driver", "the driver's last position"));
-    svg.dataset.points = String(pts.length);
-    $("trip-trail-caption").textContent = pts.length === 0
-      ? (t.driver_id ? "no positions recorded yet" : "no driver yet")
-      : pts.length + " positions" + (trail.sampled ? " (an even sample of " + trail.recorded + ")" : "") +
-        ", " + trail.items[0].at + " → " + trail.items[trail.items.length - 1].at;
-  }
-  // While an open trip is under way its trail grows: redrawn with the health samples.
-  function refreshTrail() {
-    const t = openTripData;
-    if (!t || FINISHED.includes(t.status) || !t.driver_id || $("view-trips").hidden) return;
-    loadTrail(t).catch((e) => report("trip-error", e));
-  }
-
-  // A modal confirmation asking for a reason (and an amount for refunds). Confirmed, it
-  // runs `run` with them and stays open (its buttons disabled) until that is done, so a
-  // doubled click lands on a disabled button, not on the page behind.
-  function confirmAction(text, withAmount, run) {
-    const d = $("confirm");
-    const ok = $("confirm-ok"), back = $("confirm-back");
-    $("confirm-text").textContent = text;
-    $("confirm-reason").value = "";
-    $("confirm-amount").value = "";
-    $("confirm-amount-label").hidden = !withAmount;
-    $("confirm-amount").required = withAmount;
-    let busy = false;
-    const close = () => {
-      d.close(); $("confirm-form").onsubmit = null; back.onclick = null; d.oncancel = null;
-      ok.disabled = false; back.disabled = false; ok.textContent = "Confirm";
-    };
-    $("confirm-form").onsubmit = async (e) => {
-      e.preventDefault();
-      if (busy) return;
-      busy = true;
-      ok.disabled = true; back.disabled = true; ok.textContent = "Working…";
-      try { await run({ reason: $("confirm-reason").value, amount: Number($("confirm-amount").value) }); } finally { close(); }
-    };
-    back.onclick = () => { if (!busy) close(); };
-    d.oncancel = (e) => { if (busy) e.preventDefault(); else close(); };
-    d.showModal();
-    $("confirm-reason").focus();
-  }
-
-  function cancelOpenTrip() {
-    const id = openTrip;
-    confirmAction("Cancel trip " + id + "? No fee is charged; open offers are withdrawn.", false, async (c) => {
-      try {
-        const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/cancel", { reason: c.reason });
-        $("trip-error").textContent = "";
-        $("trip-note").textContent = r.replayed ? "already cancelled by an earlier attempt" : "cancelled";
-      } catch (e) { report("trip-error", e); }
-      openTripPage(id);
-      trips.first();
-    });
-  }
-
-  function refundOpenTrip() {
-    const id = openTrip;
-    const cur = $("trip-refund").dataset.currency;
-    const exp = Number.parseInt($("trip-refund").dataset.exponent, 10);
-    const unit = Number.isInteger(exp) ? " (1 " + cur + " = " + (10 ** exp) + ")" : "";
-    confirmAction("Refund trip " + id + "? The amount is in minor units of " + cur + unit + ".", true, async (c) => {
-      try {
-        const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/refund", { amount_minor: c.amount, reason: c.reason });
-        $("trip-error").textContent = "";
-        $("trip-note").textContent = (r.replayed ? "this refund was already done (the server replayed its answer): " : "refunded ") +
-          money(r.json?.amount_minor, r.json?.currency, r.json?.currency_exponent);
-      } catch (e) { report("trip-error", e); }
-      openTripPage(id);
-    });
-  }
-
-  // ---- drivers -------------------------------------------------------------------------
-  // "Suspend…" / "Unsuspend…" for the staff record `d`, confirmed with a reason.
-  function suspendButton(d, onError, after) {
-    const b = el("button", d.suspended ? "Unsuspend…" : "Suspend…");
-    b.type = "button";
-    b.className = "suspend";
-    b.addEventListener("click", () => {
-      const verb = d.suspended ? "unsuspend" : "suspend";
-      confirmAction(verb[0].toUpperCase() + verb.slice(1) + " driver " + d.driver_id + "?", false, async (c) => {
-        try {
-          await act("POST", "/v1/admin/drivers/" + encodeURIComponent(d.driver_id) + "/" + verb, { reason: c.reason });
-          onError({ message: "" });
-        } catch (e) { onError(e); }
-        after();
-      });
-    });
-    return b;
-  }
-  const drivers = new Pager("drivers", async (q, current) => {
-    if ($("driver-availability").value) q.set("availability", $("driver-availability").value);
-    try {
-      const page = await api("GET", "/v1/admin/drivers?" + q);
-      if (!current()) return null;
-      const body = $("drivers");
-      body.replaceChildren();
-      for (const d of page.items) {
-        const row = document.createElement("tr");
-        row.dataset.id = d.driver_id;
-        cell(row, d.driver_id); cell(row, d.availability); cell(row, d.category);
-        cell(row, d.location_age_s == null ? "—" : d.location_age_s + " s"); cell(row, d.suspended ? "yes" : "no");
-        row.appendChild(document.createElement("td")).appendChild(suspendButton(d, (e) => report("drivers-error", e), () => drivers.reload()));
-        body.appendChild(row);
-      }
-      return page;
-    } catch (e) { report("drivers-error", e); return null; }
-  });
-
-  // ---- alerts --------------------------------------------------------------------------
-  function beep() {
-    try {
-      // One context for the page's life: browsers limit how many may exist.
-      audio ??= new AudioContext();
-      if (audio.state === "suspended") audio.resume().catch(() => {});
-      const o = audio.createOscillator();
-      o.frequency.value = 880;
-      o.connect(audio.destination);
-      o.start();
-      o.stop(audio.currentTime + 0.2);
-    } catch (_) { /* no audio device */ }
-  }
-  function addAlert(a) {
-    if (a.status !== "open") { openAlerts.delete(a.id); drawAlerts(); return; }
-    if (!openAlerts.has(a.id)) beep();
-    openAlerts.set(a.id, a);
-    drawAlerts();
-  }
-  // Every open alert, page by page (bounded: ALERT_PAGES pages of ALERT_PAGE), merged into
-  // what the page holds: an alert that arrived live while the pages were read is kept,
-  // never wiped; one that was open before the read and is not any more was acknowledged.
-  const ALERT_PAGE = 50, ALERT_PAGES = 200;
-  async function loadAlerts() {
-    try {
-      const before = new Set(openAlerts.keys());
-      const fresh = new Map();
-      let cursor = null;
-      for (let page = 0; page < ALERT_PAGES; page++) {
-        const q = "/v1/admin/alerts?status=open&limit=" + ALERT_PAGE + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
-        const list = await api("GET", q);
-        for (const a of list.items) fresh.set(a.id, a);
-        cursor = list.next_cursor;
-        if (!cursor) break;
-      }
-      let changed = false;
-      for (const id of before) if (!fresh.has(id)) { openAlerts.delete(id); changed = true; }
-      for (const [id, a] of fresh) {
-        const old = openAlerts.get(id);
-        if (!old || old.count !== a.count) { openAlerts.set(id, a); changed = true; }
-      }
-      if (changed) drawAlerts(); // else keep the list (and the focus in it) as it is
-    } catch (_) { /* shown on the next try */ }
-  }
-  function drawAlerts() {
-    const n = openAlerts.size;
-    $("alert-count").hidden = n === 0;
-    $("alert-count").textContent = String(n);
-    $("alert-banner").hidden = n === 0;
-    $("alert-banner").textContent = n === 0 ? "" : n + " open SOS alert" + (n > 1 ? "s" : "") + ": see Alerts";
-    const list = $("alerts");
-    list.replaceChildren();
-    if (n === 0) list.appendChild(el("li", "No open alerts."));
-    // Newest first (by the last time each was raised): what just happened is on top.
-    const last = (a) => a.last_raised_at ?? a.raised_at;
-    const sorted = [...openAlerts.values()].sort((x, y) => (last(x) < last(y) ? 1 : last(x) > last(y) ? -1 : 0));
-    for (const a of sorted) {
-      const li = el("li", undefined, "alert");
-      li.dataset.id = a.id;
-      const times = a.count > 1 ? " · raised " + a.count + " times, last " + last(a) : "";
-      li.append(el("span", a.raised_at + " · trip " + a.trip_id + times + " · " + (a.note ?? "")));
-      const b = el("button", "Acknowledge");
+// A driver's panel beside the map: what the snapshot says, then its staff record
+// (suspension, position age, trip) with the suspend / unsuspend action.
+async function openDriverPanel(d) {
+  const info = $("map-info");
+  info.dataset.driver = d.id;
+  const facts = el("dl");
+  const fact = (k, v) => facts.append(el("dt", k), el("dd", v));
+  fact("availability", d.availability); fact("category", d.category);
+  fact("position", d.lat.toFixed(5) + ", " + d.lng.toFixed(5));
+  const err = el("p", "", "error");
+  err.setAttribute("role", "alert");
+  info.replaceChildren(el("h2", "Driver"), el("p", d.id, "id"), facts, err);
+  try {
+    const full = await api("GET", "/v1/admin/drivers/" + encodeURIComponent(d.id));
+    if (info.dataset.driver !== d.id) return; // another one was opened meanwhile
+    fact("position age", full.location_age_s == null ? "—" : full.location_age_s + " s");
+    fact("suspended", full.suspended ? "yes" : "no");
+    const actions = el("div", undefined, "actions");
+    if (full.trip_id) {
+      const b = el("button", "Open trip");
       b.type = "button";
-      b.addEventListener("click", async () => {
-        try {
-          await api("POST", "/v1/admin/alerts/" + encodeURIComponent(a.id) + "/ack", {});
-          openAlerts.delete(a.id);
-          drawAlerts();
-        } catch (e) { if (!(e instanceof Stale)) li.append(el("span", " " + e.message, "error")); }
-      });
-      li.append(b);
-      list.appendChild(li);
+      b.addEventListener("click", () => { show("trips"); openTripPage(full.trip_id); });
+      actions.append(b);
     }
-  }
+    actions.append(suspendButton(full, (e) => { if (!(e instanceof Stale)) err.textContent = e.message; }, () => openDriverPanel(d)));
+    info.insertBefore(actions, err);
+    actions.querySelector("button").focus();
+  } catch (e) { if (!(e instanceof Stale)) err.textContent = e.message; }
+}
 
-  // ---- health --------------------------------------------------------------------------
-  const gauge = (get) => (_, cur) => get(cur.s) ?? null;
-  // Per second between two samples of a cumulative counter (none across a restart).
-  const rate = (name) => (prev, cur) => {
-    const a = prev?.s.counters?.[name], b = cur.s.counters?.[name], dt = prev ? (cur.at - prev.at) / 1000 : 0;
-    return a == null || b == null || b < a || dt <= 0 ? null : (b - a) / dt;
+// ---- socket --------------------------------------------------------------------------
+function subscribeOps() {
+  if (socket && socket.readyState === WebSocket.OPEN) {
+    socket.send(JSON.stringify({ type: "subscribe", channel: "ops", bbox: box }));
+  }
+}
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  socket = new WebSocket(scheme + location.host + "/v1/ws", socketProtocols());
+  socket.onopen = () => { $("status").textContent = "live"; subscribeOps(); };
+  socket.onclose = () => {
+    $("status").textContent = "reconnecting…";
+    if (signedIn()) setTimeout(() => { if (signedIn()) api("GET", "/v1/admin/stats").then(connect, () => {}); }, 1000);
   };
-  const SERIES = [
-    ["queue_depth", "queue depth", gauge((s) => s.queue_depth)], ["batch", "batch size", gauge((s) => s.last_batch)],
-    ["fsync_p99", "fsync p99 µs", gauge((s) => s.fsync_p99_us)], ["sockets", "sockets", gauge((s) => s.sockets_open)],
-    ["offers", "offers/s", rate("offers_sent")], ["accepts", "accepts/s", rate("accepts_won")],
-    ["accepts_lost", "lost accepts/s", rate("accepts_lost")], ["rate_limited", "rate-limited/s", rate("rate_limited")],
-    ["searching", "searching trips", gauge((s) => s.trips?.searching)], ["available", "available drivers", gauge((s) => s.drivers?.available)],
-  ];
-  const HISTORY = 60; // 5 minutes at one sample per 5 s
-  async function sampleHealth() {
-    try {
-      const s = await api("GET", "/v1/admin/stats");
-      history.push({ at: Date.now(), s });
-      if (history.length > HISTORY + 1) history.shift(); // one more: the first rate needs a sample before it
-      if (!$("view-health").hidden) drawCharts();
-    } catch (_) { /* the next sample retries */ }
-  }
-  const fmt = (v) => v == null ? "—" : Number.isInteger(v) ? String(v) : v.toFixed(2);
-  function drawCharts() {
-    const charts = $("charts");
-    charts.replaceChildren();
-    for (const [key, name, get] of SERIES) {
-      const series = history.map((h, i) => get(i > 0 ? history[i - 1] : null, h)).slice(-HISTORY);
-      const known = series.filter((v) => v != null);
-      const max = Math.max(0, ...known);
-      const fig = el("figure", undefined, "chart");
-      fig.dataset.series = key;
-      fig.dataset.max = String(max);
-      fig.dataset.last = String(known.length ? known[known.length - 1] : "");
-      const svg = svgEl("svg", { viewBox: "0 0 200 50", role: "img", "aria-label": name });
-      const scale = Math.max(max, 1e-9);
-      const pts = [];
-      // Newest at the right edge; the chart fills leftwards over five minutes.
-      series.forEach((v, i) => { if (v != null) pts.push((200 - (series.length - 1 - i) * 200 / (HISTORY - 1)).toFixed(1) + "," + (48 - v / scale * 46).toFixed(1)); });
-      svg.appendChild(svgEl("polyline", { points: pts.join(" ") }));
-      fig.append(el("figcaption", name + ": " + fmt(known.length ? known[known.length - 1] : null) + (known.length ? " (max " + fmt(max) + ")" : "")), svg);
-      charts.appendChild(fig);
+  socket.onmessage = (m) => {
+    const f = JSON.parse(m.data);
+    if (f.type === "ops_snapshot") renderSnapshot(f);
+    else if (f.type === "sos_alert") { addAlert(f.alert); }
+    else if (f.type === "trip_updated") {
+      reloadTrips();
+      if (openTrip && f.trip.id === openTrip) openTripPage(openTrip);
+    } else if (f.type === "chat_message") {
+      if (openTrip && f.message.trip_id === openTrip) loadChat(openTrip).catch((e) => report("trip-chat-error", e));
+    } else if (f.type === "error" && (f.code === "unauthorized" || f.code === "forbidden")) {
+      signOut("not allowed: " + f.code);
     }
-  }
+  };
+}
 
-  // ---- wiring --------------------------------------------------------------------------
-  document.addEventListener("DOMContentLoaded", () => {
-    $("signin").addEventListener("submit", (e) => {
-      e.preventDefault();
-      const t = $("token").value;
-      $("token").value = "";
-      signIn(t);
-    });
-    $("signout").addEventListener("click", () => signOut("signed out"));
-    for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => show(b.dataset.view));
-    for (const [pager, filters] of [[trips, ["trip-status", "trip-zone", "trips-limit"]], [drivers, ["driver-availability", "drivers-limit"]]]) {
-      for (const f of filters) $(f).addEventListener("change", () => pager.first());
-      $(pager.name + "-first").addEventListener("click", () => pager.first());
-      $(pager.name + "-prev").addEventListener("click", () => pager.back());
-      $(pager.name + "-next").addEventListener("click", () => pager.forward());
+// ---- trips ---------------------------------------------------------------------------
+// Reloads the current page of the table, at most every 500 ms (a busy city sends many updates).
+let reloadPending = false;
+let lastReload = 0;
+function reloadTrips() {
+  if (reloadPending) return;
+  reloadPending = true;
+  setTimeout(() => {
+    reloadPending = false;
+    lastReload = performance.now();
+    if (signedIn()) trips.reload();
+  }, Math.max(0, 500 - (performance.now() - lastReload)));
+}
+const trips = new Pager("trips", async (q, current) => {
+  if ($("trip-status").value) q.set("status", $("trip-status").value);
+  if ($("trip-zone").value) q.set("zone_id", $("trip-zone").value);
+  try {
+    const page = await api("GET", "/v1/admin/trips?" + q);
+    if (!current()) return null;
+    const body = $("trips");
+    body.replaceChildren();
+    for (const t of page.items) {
+      knownTrips.add(t.id);
+      const row = document.createElement("tr");
+      row.dataset.id = t.id;
+      row.dataset.created = t.created_at;
+      row.tabIndex = 0;
+      cell(row, t.id); cell(row, t.status); cell(row, t.pickup?.address ?? ""); cell(row, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent)); cell(row, t.created_at);
+      row.addEventListener("click", () => openTripPage(t.id));
+      row.addEventListener("keydown", (e) => { if (e.key === "Enter") openTripPage(t.id); });
+      body.appendChild(row);
     }
-    $("trip-cancel").addEventListener("click", cancelOpenTrip);
-    $("trip-refund").addEventListener("click", refundOpenTrip);
-    $("trip-chat-form").addEventListener("submit", sendChat);
-    $("map-fit").addEventListener("click", fitDrivers);
-    $("map-zones").addEventListener("click", () => setBox(initialBox()));
-    const map = $("map");
-    new ResizeObserver(mapResized).observe(map);
-    map.addEventListener("click", mapClick);
-    map.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY > 0 ? 1.25 : 0.8); }, { passive: false });
-    map.addEventListener("keydown", (e) => {
-      const k = { ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, 0.1], ArrowDown: [0, -0.1] }[e.key];
-      if (k) { e.preventDefault(); pan(k[0], k[1]); } else if (e.key === "+" || e.key === "=") zoom(0.8); else if (e.key === "-") zoom(1.25);
-      else if (e.key === "f") fitDrivers(); else if (e.key === "z") setBox(initialBox());
-      else if (e.key === "Enter" || e.key === " ") {
-        e.preventDefault();
-        if (!openAtCentre()) {
-          $("map-info").replaceChildren(el("p", "Nothing under the crosshair: pan with the arrow keys, zoom with + and −, then Enter."));
-        }
-      }
-    });
-    let drag = null;
-    map.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; });
-    window.addEventListener("pointerup", (e) => {
-      if (!drag) return;
-      const r = map.getBoundingClientRect();
-      const dx = (drag[0] - e.clientX) / r.width, dy = (e.clientY - drag[1]) / r.height;
-      drag = null;
-      if (Math.abs(dx) + Math.abs(dy) > 0.01) pan(dx, dy);
+    return page;
+  } catch (e) { report("trip-error", e); return null; }
+});
+
+async function openTripPage(id) {
+  if (openTrip !== id) { // an action's error and note stay with their trip
+    $("trip-error").textContent = ""; $("trip-note").textContent = "";
+    $("trip-trail").replaceChildren(); $("trip-trail-caption").textContent = "";
+    $("trip-chat").replaceChildren(); $("trip-chat-error").textContent = "";
+    openTripData = null;
+    // Follow the trip: its chat messages come over the socket as they are posted.
+    if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "subscribe", trip_id: id }));
+  }
+  openTrip = id;
+  $("trip").hidden = false;
+  $("trip-id").textContent = id;
+  try {
+    const t = await api("GET", "/v1/trips/" + encodeURIComponent(id));
+    if (openTrip !== id) return;
+    openTripData = t;
+    const facts = $("trip-facts");
+    facts.replaceChildren();
+    const fact = (k, v) => { const dd = el("dd", v); dd.dataset.fact = k; facts.append(el("dt", k), dd); };
+    const person = (name, uid) => uid ? (name ?? "—") + " · " + uid : "—";
+    fact("status", t.status);
+    fact("rider", person(t.rider_name, t.rider_id));
+    fact("driver", person(t.driver_name, t.driver_id));
+    fact("pickup", where(t.pickup));
+    fact("dropoff", where(t.dropoff));
+    fact("fare", money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent));
+    fact("payment", (t.payment?.method ?? "") + " · " + (t.payment?.status ?? ""));
+    if (t.cancellation) fact("cancelled", t.cancellation.by + ": " + (t.cancellation.reason ?? ""));
+    $("trip-cancel").disabled = FINISHED.includes(t.status);
+    $("trip-refund").dataset.currency = t.fare?.currency ?? "";
+    $("trip-refund").dataset.exponent = String(t.fare?.currency_exponent ?? "");
+    const [ev] = await Promise.all([
+      api("GET", "/v1/admin/trips/" + encodeURIComponent(id) + "/events"),
+      loadTrail(t),
+      loadChat(id).catch((e) => report("trip-chat-error", e)),
+    ]);
+    if (openTrip !== id) return;
+    const list = $("trip-events");
+    list.replaceChildren();
+    for (const e of ev.items) {
+      const parts = [e.at, e.type, e.driver_id, e.outcome && "→ " + e.outcome, e.by && "by " + e.by,
+        e.method, e.status, e.final_minor != null && money(e.final_minor, t.fare?.currency, t.fare?.currency_exponent), e.reason && "— " + e.reason];
+      list.appendChild(el("li", parts.filter(Boolean).join(" ")));
+    }
+  } catch (e) { report("trip-error", e); }
+}
+
+// The open trip's chat, oldest first (the API pages newest first: the last 200 are shown).
+async function loadChat(id) {
+  const page = await api("GET", "/v1/trips/" + encodeURIComponent(id) + "/messages?limit=200");
+  if (openTrip !== id) return;
+  const list = $("trip-chat");
+  list.replaceChildren();
+  for (const m of page.items.slice().reverse()) {
+    const li = el("li");
+    li.dataset.id = m.id;
+    li.append(el("span", m.at + " · " + m.from_role + (m.from_user_id ? " " + m.from_user_id : ""), "who"), el("span", m.text, "text"));
+    list.appendChild(li);
+  }
+  if (page.items.length === 0) list.appendChild(el("li", "no messages", "hint"));
+}
+// Staff write to the trip's rider and driver (support may post at any time).
+async function sendChat(e) {
+  e.preventDefault();
+  const id = openTrip, input = $("trip-chat-text");
+  if (!id) return;
+  $("trip-chat-send").disabled = true;
+  try {
+    await act("POST", "/v1/trips/" + encodeURIComponent(id) + "/messages", { text: input.value });
+    $("trip-chat-error").textContent = "";
+    input.value = "";
+    await loadChat(id);
+  } catch (err) { report("trip-chat-error", err); } finally { $("trip-chat-send").disabled = false; }
+}
+
+// The driver's trail of the open trip: a small map of its own, drawn with the map's
+// projection, with the pickup and the drop-off.
+async function loadTrail(t) {
+  const trail = await api("GET", "/v1/admin/trips/" + encodeURIComponent(t.id) + "/trail");
+  if (openTrip !== t.id) return;
+  const W = 400, H = 260;
+  const svg = $("trip-trail");
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+  const pts = trail.items.map((p) => [p.lng, p.lat]);
+  const all = pts.concat([[t.pickup.lng, t.pickup.lat], [t.dropoff.lng, t.dropoff.lat]]);
+  let b = [Infinity, Infinity, -Infinity, -Infinity];
+  for (const [lng, lat] of all) b = [Math.min(b[0], lng), Math.min(b[1], lat), Math.max(b[2], lng), Math.max(b[3], lat)];
+  const mx = Math.max((b[2] - b[0]) * 0.15, 0.0003), my = Math.max((b[3] - b[1]) * 0.15, 0.0003);
+  const P = projector(fitAspect([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my], [W, H]), W, H);
+  const xy = ([lng, lat]) => P.x(lng).toFixed(1) + "," + P.y(lat).toFixed(1);
+  const mark = (p, cls, label) => {
+    const g = svgEl("g", { class: cls });
+    const [x, y] = [P.x(p[0]), P.y(p[1])];
+    const title = svgEl("title"); title.textContent = label;
+    g.append(title, svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 5 }));
+    return g;
+  };
+  svg.replaceChildren(svgEl("polyline", { class: "trail", points: pts.map(xy).join(" ") }),
+    mark([t.pickup.lng, t.pickup.lat], "pickup", "pickup"), mark([t.dropoff.lng, t.dropoff.lat], "dropoff", "drop-off"));
+  if (pts.length) svg.append(mark(pts[pts.length - 1], "driver", "the driver's last position"));
+  svg.dataset.points = String(pts.length);
+  $("trip-trail-caption").textContent = pts.length === 0
+    ? (t.driver_id ? "no positions recorded yet" : "no driver yet")
+    : pts.length + " positions" + (trail.sampled ? " (an even sample of " + trail.recorded + ")" : "") +
+      ", " + trail.items[0].at + " → " + trail.items[trail.items.length - 1].at;
+}
+// While an open trip is under way its trail grows: redrawn with the health samples.
+function refreshTrail() {
+  const t = openTripData;
+  if (!t || FINISHED.includes(t.status) || !t.driver_id || $("view-trips").hidden) return;
+  loadTrail(t).catch((e) => report("trip-error", e));
+}
+
+// A modal confirmation asking for a reason (and an amount for refunds). Confirmed, it
+// runs `run` with them and stays open (its buttons disabled) until that is done, so a
+// doubled click lands on a disabled button, not on the page behind.
+function confirmAction(text, withAmount, run) {
+  const d = $("confirm");
+  const ok = $("confirm-ok"), back = $("confirm-back");
+  $("confirm-text").textContent = text;
+  $("confirm-reason").value = "";
+  $("confirm-amount").value = "";
+  $("confirm-amount-label").hidden = !withAmount;
+  $("confirm-amount").required = withAmount;
+  let busy = false;
+  const close = () => {
+    d.close(); $("confirm-form").onsubmit = null; back.onclick = null; d.oncancel = null;
+    ok.disabled = false; back.disabled = false; ok.textContent = "Confirm";
+  };
+  $("confirm-form").onsubmit = async (e) => {
+    e.preventDefault();
+    if (busy) return;
+    busy = true;
+    ok.disabled = true; back.disabled = true; ok.textContent = "Working…";
+    try { await run({ reason: $("confirm-reason").value, amount: Number($("confirm-amount").value) }); } finally { close(); }
+  };
+  back.onclick = () => { if (!busy) close(); };
+  d.oncancel = (e) => { if (busy) e.preventDefault(); else close(); };
+  d.showModal();
+  $("confirm-reason").focus();
+}
+
+function cancelOpenTrip() {
+  const id = openTrip;
+  confirmAction("Cancel trip " + id + "? No fee is charged; open offers are withdrawn.", false, async (c) => {
+    try {
+      const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/cancel", { reason: c.reason });
+      $("trip-error").textContent = "";
+      $("trip-note").textContent = r.replayed ? "already cancelled by an earlier attempt" : "cancelled";
+    } catch (e) { report("trip-error", e); }
+    openTripPage(id);
+    trips.first();
+  });
+}
+
+function refundOpenTrip() {
+  const id = openTrip;
+  const cur = $("trip-refund").dataset.currency;
+  const exp = Number.parseInt($("trip-refund").dataset.exponent, 10);
+  const unit = Number.isInteger(exp) ? " (1 " + cur + " = " + (10 ** exp) + ")" : "";
+  confirmAction("Refund trip " + id + "? The amount is in minor units of " + cur + unit + ".", true, async (c) => {
+    try {
+      const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/refund", { amount_minor: c.amount, reason: c.reason });
+      $("trip-error").textContent = "";
+      $("trip-note").textContent = (r.replayed ? "this refund was already done (the server replayed its answer): " : "refunded ") +
+        money(r.json?.amount_minor, r.json?.currency, r.json?.currency_exponent);
+    } catch (e) { report("trip-error", e); }
+    openTripPage(id);
+  });
+}
+
+// ---- drivers -------------------------------------------------------------------------
+// "Suspend…" / "Unsuspend…" for the staff record `d`, confirmed with a reason.
+function suspendButton(d, onError, after) {
+  const b = el("button", d.suspended ? "Unsuspend…" : "Suspend…");
+  b.type = "button";
+  b.className = "suspend";
+  b.addEventListener("click", () => {
+    const verb = d.suspended ? "unsuspend" : "suspend";
+    confirmAction(verb[0].toUpperCase() + verb.slice(1) + " driver " + d.driver_id + "?", false, async (c) => {
+      try {
+        await act("POST", "/v1/admin/drivers/" + encodeURIComponent(d.driver_id) + "/" + verb, { reason: c.reason });
+        onError({ message: "" });
+      } catch (e) { onError(e); }
+      after();
     });
   });
-})();
+  return b;
+}
+const drivers = new Pager("drivers", async (q, current) => {
+  if ($("driver-availability").value) q.set("availability", $("driver-availability").value);
+  try {
+    const page = await api("GET", "/v1/admin/drivers?" + q);
+    if (!current()) return null;
+    const body = $("drivers");
+    body.replaceChildren();
+    for (const d of page.items) {
+      const row = document.createElement("tr");
+      row.dataset.id = d.driver_id;
+      cell(row, d.driver_id); cell(row, d.availability); cell(row, d.category);
+      cell(row, d.location_age_s == null ? "—" : d.location_age_s + " s"); cell(row, d.suspended ? "yes" : "no");
+      row.appendChild(document.createElement("td")).appendChild(suspendButton(d, (e) => report("drivers-error", e), () => drivers.reload()));
+      body.appendChild(row);
+    }
+    return page;
+  } catch (e) { report("drivers-error", e); return null; }
+});
+
+// ---- alerts --------------------------------------------------------------------------
+function beep() {
+  try {
+    // One context for the page's life: browsers limit how many may exist.
+    audio ??= new AudioContext();
+    if (audio.state === "suspended") audio.resume().catch(() => {});
+    const o = audio.createOscillator();
+    o.frequency.value = 880;
+    o.connect(audio.destination);
+    o.start();
+    o.stop(audio.currentTime + 0.2);
+  } catch (_) { /* no audio device */ }
+}
+function addAlert(a) {
+  if (a.status !== "open") { openAlerts.delete(a.id); drawAlerts(); return; }
+  if (!openAlerts.has(a.id)) beep();
+  openAlerts.set(a.id, a);
+  drawAlerts();
+}
+// Every open alert, page by page (bounded: ALERT_PAGES pages of ALERT_PAGE), merged into
+// what the page holds: an alert that arrived live while the pages were read is kept,
+// never wiped; one that was open before the read and is not any more was acknowledged.
+const ALERT_PAGE = 50, ALERT_PAGES = 200;
+async function loadAlerts() {
+  try {
+    const before = new Set(openAlerts.keys());
+    const fresh = new Map();
+    let cursor = null;
+    for (let page = 0; page < ALERT_PAGES; page++) {
+      const q = "/v1/admin/alerts?status=open&limit=" + ALERT_PAGE + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+      const list = await api("GET", q);
+      for (const a of list.items) fresh.set(a.id, a);
+      cursor = list.next_cursor;
+      if (!cursor) break;
+    }
+    let changed = false;
+    for (const id of before) if (!fresh.has(id)) { openAlerts.delete(id); changed = true; }
+    for (const [id, a] of fresh) {
+      const old = openAlerts.get(id);
+      if (!old || old.count !== a.count) { openAlerts.set(id, a); changed = true; }
+    }
+    if (changed) drawAlerts(); // else keep the list (and the focus in it) as it is
+  } catch (_) { /* shown on the next try */ }
+}
+function drawAlerts() {
+  const n = openAlerts.size;
+  $("alert-count").hidden = n === 0;
+  $("alert-count").textContent = String(n);
+  $("alert-banner").hidden = n === 0;
+  $("alert-banner").textContent = n === 0 ? "" : n + " open SOS alert" + (n > 1 ? "s" : "") + ": see Alerts";
+  const list = $("alerts");
+  list.replaceChildren();
+  if (n === 0) list.appendChild(el("li", "No open alerts."));
+  // Newest first (by the last time each was raised): what just happened is on top.
+  const last = (a) => a.last_raised_at ?? a.raised_at;
+  const sorted = [...openAlerts.values()].sort((x, y) => (last(x) < last(y) ? 1 : last(x) > last(y) ? -1 : 0));
+  for (const a of sorted) {
+    const li = el("li", undefined, "alert");
+    li.dataset.id = a.id;
+    const times = a.count > 1 ? " · raised " + a.count + " times, last " + last(a) : "";
+    li.append(el("span", a.raised_at + " · trip " + a.trip_id + times + " · " + (a.note ?? "")));
+    const b = el("button", "Acknowledge");
+    b.type = "button";
+    b.addEventListener("click", async () => {
+      try {
+        await api("POST", "/v1/admin/alerts/" + encodeURIComponent(a.id) + "/ack", {});
+        openAlerts.delete(a.id);
+        drawAlerts();
+      } catch (e) { if (!(e instanceof Stale)) li.append(el("span", " " + e.message, "error")); }
+    });
+    li.append(b);
+    list.appendChild(li);
+  }
+}
+
+// ---- health --------------------------------------------------------------------------
+const gauge = (get) => (_, cur) => get(cur.s) ?? null;
+// Per second between two samples of a cumulative counter (none across a restart).
+const rate = (name) => (prev, cur) => {
+  const a = prev?.s.counters?.[name], b = cur.s.counters?.[name], dt = prev ? (cur.at - prev.at) / 1000 : 0;
+  return a == null || b == null || b < a || dt <= 0 ? null : (b - a) / dt;
+};
+const SERIES = [
+  ["queue_depth", "queue depth", gauge((s) => s.queue_depth)], ["batch", "batch size", gauge((s) => s.last_batch)],
+  ["fsync_p99", "fsync p99 µs", gauge((s) => s.fsync_p99_us)], ["sockets", "sockets", gauge((s) => s.sockets_open)],
+  ["offers", "offers/s", rate("offers_sent")], ["accepts", "accepts/s", rate("accepts_won")],
+  ["accepts_lost", "lost accepts/s", rate("accepts_lost")], ["rate_limited", "rate-limited/s", rate("rate_limited")],
+  ["searching", "searching trips", gauge((s) => s.trips?.searching)], ["available", "available drivers", gauge((s) => s.drivers?.available)],
+];
+const HISTORY = 60; // 5 minutes at one sample per 5 s
+async function sampleHealth() {
+  try {
+    const s = await api("GET", "/v1/admin/stats");
+    history.push({ at: Date.now(), s });
+    if (history.length > HISTORY + 1) history.shift(); // one more: the first rate needs a sample before it
+    if (!$("view-health").hidden) drawCharts();
+  } catch (_) { /* the next sample retries */ }
+}
+const fmt = (v) => v == null ? "—" : Number.isInteger(v) ? String(v) : v.toFixed(2);
+function drawCharts() {
+  const charts = $("charts");
+  charts.replaceChildren();
+  for (const [key, name, get] of SERIES) {
+    const series = history.map((h, i) => get(i > 0 ? history[i - 1] : null, h)).slice(-HISTORY);
+    const known = series.filter((v) => v != null);
+    const max = Math.max(0, ...known);
+    const fig = el("figure", undefined, "chart");
+    fig.dataset.series = key;
+    fig.dataset.max = String(max);
+    fig.dataset.last = String(known.length ? known[known.length - 1] : "");
+    const svg = svgEl("svg", { viewBox: "0 0 200 50", role: "img", "aria-label": name });
+    const scale = Math.max(max, 1e-9);
+    const pts = [];
+    // Newest at the right edge; the chart fills leftwards over five minutes.
+    series.forEach((v, i) => { if (v != null) pts.push((200 - (series.length - 1 - i) * 200 / (HISTORY - 1)).toFixed(1) + "," + (48 - v / scale * 46).toFixed(1)); });
+    svg.appendChild(svgEl("polyline", { points: pts.join(" ") }));
+    fig.append(el("figcaption", name + ": " + fmt(known.length ? known[known.length - 1] : null) + (known.length ? " (max " + fmt(max) + ")" : "")), svg);
+    charts.appendChild(fig);
+  }
+}
+
+// ---- wiring --------------------------------------------------------------------------
+// A module runs once the document is parsed: no need to wait for DOMContentLoaded.
+{
+  onUnauthorized((why) => signOut(why));
+  setLang(preferred(), false);
+  const langSel = $("lang");
+  langSel.value = document.documentElement.lang;
+  langSel.addEventListener("change", () => setLang(langSel.value));
+  // A page shows its text again in the new language.
+  onLangChange(() => {
+    const page = find(document.body.dataset.view);
+    if (page && signedIn()) page.show("");
+  });
+  $("signin").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const t = $("token").value;
+    $("token").value = "";
+    signIn(t);
+  });
+  $("signout").addEventListener("click", () => signOut("signed out"));
+  for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => show(b.dataset.view));
+  for (const [pager, filters] of [[trips, ["trip-status", "trip-zone", "trips-limit"]], [drivers, ["driver-availability", "drivers-limit"]]]) {
+    for (const f of filters) $(f).addEventListener("change", () => pager.first());
+    $(pager.name + "-first").addEventListener("click", () => pager.first());
+    $(pager.name + "-prev").addEventListener("click", () => pager.back());
+    $(pager.name + "-next").addEventListener("click", () => pager.forward());
+  }
+  $("trip-cancel").addEventListener("click", cancelOpenTrip);
+  $("trip-refund").addEventListener("click", refundOpenTrip);
+  $("trip-chat-form").addEventListener("submit", sendChat);
+  $("map-fit").addEventListener("click", fitDrivers);
+  $("map-zones").addEventListener("click", () => setBox(initialBox()));
+  const map = $("map");
+  new ResizeObserver(mapResized).observe(map);
+  map.addEventListener("click", mapClick);
+  map.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY > 0 ? 1.25 : 0.8); }, { passive: false });
+  map.addEventListener("keydown", (e) => {
+    const k = { ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, 0.1], ArrowDown: [0, -0.1] }[e.key];
+    if (k) { e.preventDefault(); pan(k[0], k[1]); } else if (e.key === "+" || e.key === "=") zoom(0.8); else if (e.key === "-") zoom(1.25);
+    else if (e.key === "f") fitDrivers(); else if (e.key === "z") setBox(initialBox());
+    else if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      if (!openAtCentre()) {
+        $("map-info").replaceChildren(el("p", "Nothing under the crosshair: pan with the arrow keys, zoom with + and −, then Enter."));
+      }
+    }
+  });
+  let drag = null;
+  map.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; });
+  window.addEventListener("pointerup", (e) => {
+    if (!drag) return;
+    const r = map.getBoundingClientRect();
+    const dx = (drag[0] - e.clientX) / r.width, dy = (e.clientY - drag[1]) / r.height;
+    drag = null;
+    if (Math.abs(dx) + Math.abs(dy) > 0.01) pan(dx, dy);
+  });
+}

@@ -52,7 +52,7 @@ mod staff;
 // ----- issue 21 -----
 mod cluster;
 
-pub use routes::{ConsoleAsset, Endpoint, Spec, TripAction};
+pub use routes::{Endpoint, Spec, TripAction};
 pub use trips::TRAIL_MAX_POINTS;
 
 use std::net::IpAddr;
@@ -670,7 +670,7 @@ impl Ctx<'_> {
             E::DeleteHookEndpoint(id) => self.delete_webhook_endpoint(&id).await,
             E::HookDeliveries(id) => self.list_webhook_deliveries(&id),
             E::ResendHook(id, event) => self.resend_webhook(&id, &event).await,
-            E::Console(asset) => Ok(asset.response()),
+            E::Console(path) => console::response(&path),
             E::PutApplication => self.put_application().await,
             E::UploadDocument(kind) => self.upload_document(&kind).await,
             E::SubmitApplication => self.submit_application().await,

@@ -149,7 +149,7 @@ pub enum Endpoint {
     /// `POST /v1/admin/webhook-endpoints/{id}/deliveries/{event_id}/resend`: try again.
     ResendHook(String, String),
     /// `GET /console` and its assets.
-    Console(ConsoleAsset),
+    Console(String),
     // ----- driver applications -----
     /// `PUT /v1/driver/application`: the applicant's details.
     PutApplication,
@@ -228,17 +228,6 @@ pub enum Endpoint {
     /// `GET /v1/cluster/checkpoint`: cluster-internal; this node's store, for a peer that
     /// catches up (signed).
     ClusterCheckpoint,
-}
-
-/// The operators' console's files, compiled into the binary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsoleAsset {
-    /// `/console`
-    Page,
-    /// `/console/app.js`
-    Script,
-    /// `/console/app.css`
-    Style,
 }
 
 /// A driver's or rider's step on a trip.
@@ -401,9 +390,13 @@ pub const ROUTES: &[Route] = {
         route!("POST", "/v1/admin/webhook-endpoints/{id}/deliveries/{event_id}/resend", "admin_webhook_resend", |x| {
             E::ResendHook(p(x, 0), p(x, 1))
         }),
-        route!("GET", "/console", "console", |_| E::Console(ConsoleAsset::Page)),
-        route!("GET", "/console/app.js", "console", |_| E::Console(ConsoleAsset::Script)),
-        route!("GET", "/console/app.css", "console", |_| E::Console(ConsoleAsset::Style)),
+        // The console's files (`api::console::ASSETS`; a name not there is `404`).
+        route!("GET", "/console", "console", |_| E::Console(String::new())),
+        route!("GET", "/console/{file}", "console", |x| E::Console(p(x, 0))),
+        route!("GET", "/console/{dir}/{file}", "console", |x| E::Console(format!("{}/{}", p(x, 0), p(x, 1)))),
+        route!("GET", "/console/{dir}/{sub}/{file}", "console", |x| {
+            E::Console(format!("{}/{}/{}", p(x, 0), p(x, 1), p(x, 2)))
+        }),
         // Driver applications.
         route!("PUT", "/v1/driver/application", "driver_application", |_| E::PutApplication),
         route!("PUT", "/v1/driver/application/documents/{kind}", "driver_application_document", |x| E::UploadDocument(
