@@ -108,7 +108,8 @@ export function table(cols, items, cells, open) {
     body.append(tr);
   }
   if (!items.length) body.append(h("tr", {}, h("td", { colspan: cols.length, class: "hint" }, t("Nothing to show."))));
-  return h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, t(c))))), body));
+  // Scrolled sideways on narrow screens: a focusable region, so the keyboard scrolls it too.
+  return h("div", { class: "scroll", tabindex: 0, role: "region", "aria-label": cols.map((c) => t(c)).join(", ") }, h("table", {}, h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, t(c))))), body));
 }
 
 /** A definition list of `[English label, value]` pairs (values: text or nodes). */

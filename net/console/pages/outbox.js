@@ -76,7 +76,8 @@ function drawDeliveries(items) {
     (d) => [h("span", { class: "mono" }, d.event_id), d.type, t(d.status), String(d.attempts),
       d.last_status_code != null ? String(d.last_status_code) : (d.last_error ?? ""),
       d.next_attempt_at ? when(d.next_attempt_at) : "—",
-      h("button", { type: "button", class: "delivery-resend", "aria-label": t("Resend") + " " + d.event_id, onclick: () => resend(d) }, t("Resend…"))]));
+      // A pending delivery is still being tried by the server: the API refuses to resend it.
+      d.status === "pending" ? "" : h("button", { type: "button", class: "delivery-resend", "aria-label": t("Resend") + " " + d.event_id, onclick: () => resend(d) }, t("Resend…"))]));
 }
 
 async function resend(d) {

@@ -58,10 +58,19 @@ const TRIPS = [
 ];
 const MATCH = [["match_p50_s", "Match p50 (s)", "#1c5fc4"], ["match_p95_s", "Match p95 (s)", "#c00"]];
 
+// The x range in seconds: the form's dates (UTC days), else the rows' first and last periods.
+function spanOf(rows) {
+  const times = rows.map((r) => Date.parse(r.period_start) / 1000);
+  const from = lastRows?.from ? Date.parse(lastRows.from + "T00:00:00Z") / 1000 : Math.min(...times) - 86400;
+  const to = lastRows?.to ? Date.parse(lastRows.to + "T00:00:00Z") / 1000 : Math.max(...times) + 86400;
+  return [from, to];
+}
+
 function destroyCharts() { for (const c of charts) c.destroy(); charts = []; }
 
 // A uPlot chart of `series` ([key, label, colour]) over `rows`, y values from `y(row, key)`.
 function chart(title, yLabel, rows, series, y) {
+  const span = spanOf(rows);
   const holder = h("div", { class: "uplot-holder", dir: "ltr" });
   const fig = h("figure", { class: "report-chart", role: "img", "aria-label": title }, h("figcaption", {}, title), holder);
   const width = Math.max(280, Math.min(900, section.querySelector(".reports-charts").clientWidth - 20));
@@ -70,12 +79,14 @@ function chart(title, yLabel, rows, series, y) {
   const opts = {
     width, height: 240,
     tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), zone),
-    scales: { x: { time: true } },
+    // The x axis spans the range asked for (one period alone would otherwise be
+    // stretched over years); y starts at zero.
+    scales: { x: { time: true, range: () => span }, y: { range: (u, min, max) => [0, Math.max(1, max ?? 0) * 1.05] } },
     axes: [
       { label: t("Period start ({zone})", { zone }), stroke: "#333" },
       { label: yLabel, stroke: "#333", size: 60 },
     ],
-    series: [{}, ...series.map(([, label, colour]) => ({ label: t(label), stroke: colour, width: 2, points: { show: true } }))],
+    series: [{ label: t("Period") }, ...series.map(([, label, colour]) => ({ label: t(label), stroke: colour, width: 2, points: { show: true } }))],
   };
   charts.push(new uPlot(opts, data, holder));
   return fig;

@@ -16,16 +16,16 @@ strings("ar", {
   "Settings": "الإعدادات",
   "Dispatch": "التوزيع",
   "Zones": "المناطق",
-  "offers_per_round": "العروض في كل جولة",
-  "offer_ttl_s": "مدة صلاحية العرض (ث)",
-  "timeout_s": "مهلة البحث (ث)",
-  "search_radius_m": "نصف قطر البحث (م)",
-  "stale_location_s": "عمر الموقع القديم (ث)",
-  "schedule_lead_s": "مهلة الحجز المسبق (ث)",
-  "mode": "نمط المطابقة",
-  "batch_window_ms": "نافذة الدفعة (مللي ث)",
-  "learning_acceptance_pct": "وزن القبول في التعلّم (%)",
-  "learning_idle_pct": "وزن الخمول في التعلّم (%)",
+  "Offers per round": "العروض في كل جولة",
+  "Offer lifetime (s)": "مدة صلاحية العرض (ث)",
+  "Search timeout (s)": "مهلة البحث (ث)",
+  "Search radius (m)": "نصف قطر البحث (م)",
+  "Position too old after (s)": "عمر الموقع القديم (ث)",
+  "Scheduled trips: search lead (s)": "مهلة الحجز المسبق (ث)",
+  "Matching mode": "نمط المطابقة",
+  "Batch window (ms)": "نافذة الدفعة (مللي ث)",
+  "Learning: acceptance weight (%)": "وزن القبول في التعلّم (%)",
+  "Learning: idle-time weight (%)": "وزن الخمول في التعلّم (%)",
   "greedy": "جشع", "batched": "دفعات",
   "Bidding": "المزايدة", "Surge pricing": "تسعير الذروة", "Surge cap (bps)": "حد الذروة (نقاط أساس)",
   "Save…": "حفظ…", "Save": "حفظ", "Reload": "إعادة التحميل",
@@ -39,6 +39,19 @@ strings("ar", {
   "on": "مفعّل", "off": "معطّل",
 });
 
+// The dispatch settings' names, in English (API.md names them in the `param` of a 400).
+const LABELS = {
+  offers_per_round: "Offers per round",
+  offer_ttl_s: "Offer lifetime (s)",
+  timeout_s: "Search timeout (s)",
+  search_radius_m: "Search radius (m)",
+  stale_location_s: "Position too old after (s)",
+  schedule_lead_s: "Scheduled trips: search lead (s)",
+  mode: "Matching mode",
+  batch_window_ms: "Batch window (ms)",
+  learning_acceptance_pct: "Learning: acceptance weight (%)",
+  learning_idle_pct: "Learning: idle-time weight (%)",
+};
 let section = null;
 let loaded = null;
 let zoneNames = {};
@@ -68,7 +81,7 @@ function draw() {
     if (k === "mode") {
       control = h("select", {}, ["greedy", "batched"].map((m) => h("option", { value: m, selected: m === v }, t(m))));
     } else control = numberInput(v);
-    dispatch.append(field("dispatch." + k, t(k), control));
+    dispatch.append(field("dispatch." + k, t(LABELS[k] ?? k), control));
   }
   const zones = h("fieldset", {}, h("legend", {}, t("Zones")));
   for (const [id, z] of Object.entries(s.zones ?? {})) {

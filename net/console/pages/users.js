@@ -96,14 +96,14 @@ function drawUser(box) {
       v && ["Vehicle", [v.category, v.plate, v.make, v.model, v.color, v.year].filter((x) => x != null).join(" · ")],
       ["Created", when(u.created_at)],
     ]),
-    s ? h("section", { class: "stats", "aria-label": t("Driver's record") },
+    ...(!s ? [] : [h("section", { class: "stats", "aria-label": t("Driver's record") },
       h("h4", {}, t("Driver's record")),
       facts([
         ["Offers", String(s.offers)], ["Accepted", String(s.accepted)], ["Declined", String(s.declined)],
         ["Lapsed", String(s.lapsed)], ["Cancelled after accepting", String(s.cancelled_after_accept)],
         ["Acceptance rate", pct(s.acceptance_rate_bps)], ["Cancel rate", pct(s.cancel_rate_bps)],
         ["Online, last 7 days", hours(s.online_s_7d)], ["Rating", s.rating == null ? "—" : String(s.rating)],
-      ])) : null,
+      ]))]),
     h("div", { class: "actions" },
       u.status === "blocked"
         ? h("button", { type: "button", class: "user-unblock", onclick: () => block(false) }, t("Unblock…"))
