@@ -7,7 +7,7 @@ import { h } from "../lib/dom.js";
 import { money, when } from "../lib/format.js";
 import { strings, t } from "../lib/i18n.js";
 import { register } from "../lib/pages.js";
-import { alertBox, confirmDialog, exponentOf, labelled, learnExponents, Pager, select, showError, table, tx } from "./office-kit.js";
+import { alertBox, confirmDialog, exponentOf, forgetExponents, labelled, learnExponents, Pager, select, showError, table, tx } from "./office-kit.js";
 
 strings("ar", {
   "Payouts": "المدفوعات للسائقين",
@@ -80,5 +80,5 @@ register({
       alertBox("error payouts-error"), h("p", { class: "payouts-note", role: "status" }), h("div", { class: "payouts-list" }));
   },
   show() { pager.reload(); },
-  reset() { pager?.reset(); section?.querySelector(".payouts-list")?.replaceChildren(); },
+  reset() { pager?.reset(); forgetExponents(); section?.querySelector(".payouts-list")?.replaceChildren(); },
 });
