@@ -351,7 +351,7 @@ async fn users_applications_payouts_and_coupons_are_worked_from_the_console() {
 
     // ---- Reports, revenue: one cash ride completed today, charted; the table and the CSV
     // say its amounts in major units, exactly the API's minor units.
-    completed_cash_ride(&s).await;
+    let rider_two = completed_cash_ride(&s).await;
     let row = s.get("/v1/admin/reports/revenue").await["items"][0].clone();
     assert_eq!((row["currency"].as_str(), row["trips_completed"].as_i64()), (Some("EGP"), Some(1)), "{row}");
     let gross = row["gross_minor"].as_i64().unwrap();
@@ -371,16 +371,30 @@ async fn users_applications_payouts_and_coupons_are_worked_from_the_console() {
     assert_eq!(lines[0], "period_start,currency,trips_completed,gross,commission,discount,refunded,cancel_fees");
     assert!(lines[1].contains(&format!(",EGP,1,{want},")), "{csv}");
     look_at(&c, "backoffice-reports-revenue", "document.querySelectorAll('.reports-charts canvas').length === 1").await;
+
+    // ---- Notifications: the ride's, found by the rider's id.
+    let outbox = s.get(&format!("/v1/admin/notifications?user_id={rider_two}")).await;
+    let kinds = outbox["items"].as_array().unwrap().len();
+    assert!(kinds > 0, "{outbox}");
+    open_page(&c, "outbox").await;
+    type_into(&c, ".notes-user", &rider_two).await;
+    click(&c, "#view-outbox form button[type=submit]").await;
+    until(&c, &format!("document.querySelectorAll('.notes-list tbody tr').length === {kinds} && document.querySelector('.notes-list tbody').textContent.includes('{rider_two}')"), WAIT, "the rider's notifications").await;
+    look_at(&c, "backoffice-notifications", "document.querySelector('.notes-list tbody time')").await;
     assert_no_injection(&c).await;
 }
 
-/// A cash ride from booking to completion in the Cairo zone.
-async fn completed_cash_ride(s: &Server) {
+/// A cash ride from booking to completion in the Cairo zone: its rider's id.
+async fn completed_cash_ride(s: &Server) -> String {
     let here = json!({"lat": 30.0444, "lng": 31.2357});
     let rider = s
         .post("/v1/admin/users", ADMIN, json!({"role": "rider", "name": "Rider Two", "phone": "+201000001111"}), 201)
         .await;
-    let rider = rider["token"].as_str().unwrap().to_owned();
+    let (rider_id, rider) =
+        (rider["user"]["id"].as_str().unwrap().to_owned(), rider["token"].as_str().unwrap().to_owned());
+    // A phone to push to: the ride's notifications (accepted, arrived, the receipt) go
+    // through the outbox (no FCM is configured: they stay pending or fail there).
+    s.post("/v1/me/devices", &rider, json!({"platform": "fcm", "token": "fcm-token-of-rider-two"}), 201).await;
     let driver = s
         .post(
             "/v1/admin/users",
@@ -417,6 +431,7 @@ async fn completed_cash_ride(s: &Server) {
     let code = booked["pickup_code"].as_str().unwrap();
     s.post(&format!("/v1/trips/{id}/start"), &driver, json!({"pickup_code": code}), 200).await;
     s.post(&format!("/v1/trips/{id}/complete"), &driver, json!({}), 200).await;
+    rider_id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
