@@ -46,6 +46,17 @@ pub static ASSETS: &[Asset] = &[
     asset!("lib/pages.js", JS),
     asset!("pages/index.js", JS),
     asset!("pages/cluster.js", JS),
+    // The back-office pages (issue 23) and what they share.
+    asset!("pages/office-kit.js", JS),
+    asset!("pages/office.css", CSS),
+    asset!("pages/users.js", JS),
+    asset!("pages/applications.js", JS),
+    asset!("pages/payouts.js", JS),
+    asset!("pages/coupons.js", JS),
+    asset!("pages/settings.js", JS),
+    asset!("pages/audit.js", JS),
+    asset!("pages/outbox.js", JS),
+    asset!("pages/reports.js", JS),
     // Third-party code, each with its licence (vendor/README.md says where it came from).
     asset!("vendor/uplot/uPlot.esm.js", JS),
     asset!("vendor/uplot/uPlot.min.css", CSS),
