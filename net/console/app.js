@@ -495,7 +495,7 @@ const trips = new Pager("trips", async (q, current) => {
       row.dataset.id = t.id;
       row.dataset.created = t.created_at;
       row.tabIndex = 0;
-      cell(row, t.id); cell(row, tr(t.status)); cell(row, t.pickup?.address ?? ""); cell(row, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent));
+      cell(row, t.id); cell(row, tr(t.status)); cell(row, t.pickup?.address ?? ""); row.appendChild(document.createElement("td")).appendChild(h("bdi", {}, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent)));
       row.appendChild(document.createElement("td")).appendChild(when(t.created_at));
       row.addEventListener("click", () => openTripPage(t.id));
       row.addEventListener("keydown", (e) => { if (e.key === "Enter") openTripPage(t.id); });
@@ -535,7 +535,7 @@ async function openTripPage(id) {
     fact("driver", "driver", person(t.driver_name, t.driver_id));
     fact("pickup", "pickup", where(t.pickup));
     fact("dropoff", "drop-off", where(t.dropoff));
-    fact("fare", "fare", money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent));
+    fact("fare", "fare", h("bdi", {}, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent)));
     fact("payment", "payment", tr(t.payment?.method ?? "") + " · " + tr(t.payment?.status ?? ""));
     if (t.cancellation) fact("cancelled", "cancelled", tr(t.cancellation.by) + ": " + (t.cancellation.reason ?? ""));
     drawCards(t);
@@ -905,7 +905,9 @@ function drawCharts() {
   const xs = samples.map((h) => h.at / 1000);
   const zone = timeZone();
   const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), zone);
-  const hhmm = new Intl.DateTimeFormat(locale(), { timeZone: zone, hour: "2-digit", minute: "2-digit", hour12: false });
+  // Five minutes at most: the ticks say the second.
+  const hms = new Intl.DateTimeFormat(locale(), { timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const compact = new Intl.NumberFormat(locale(), { notation: "compact", maximumFractionDigits: 2 });
   for (const [key, name, unit, get] of SERIES) {
     const series = samples.map((h, i) => get(i + offset > 0 ? history[i + offset - 1] : null, h));
     const known = series.filter((v) => v != null);
@@ -926,9 +928,10 @@ function drawCharts() {
       scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(hi ?? 0, 1)] } },
       series: [{}, { label: tr(name), stroke: "#1c5fc4", width: 1.5, spanGaps: false }],
       axes: [
-        { stroke: "#333", grid: { stroke: "#e4e4e4" }, ticks: { stroke: "#ccc" }, space: 60,
-          values: (u, splits) => splits.map((v) => hhmm.format(new Date(v * 1000))) },
-        { stroke: "#333", grid: { stroke: "#e4e4e4" }, ticks: { stroke: "#ccc" }, label: tr(unit), size: 50, labelSize: 18 },
+        { stroke: "#333", grid: { stroke: "#e4e4e4" }, ticks: { stroke: "#ccc" }, space: 80,
+          values: (u, splits) => splits.map((v) => hms.format(new Date(v * 1000))) },
+        { stroke: "#333", grid: { stroke: "#e4e4e4" }, ticks: { stroke: "#ccc" }, label: tr(unit), size: 56, labelSize: 18,
+          values: (u, splits) => splits.map((v) => compact.format(v)) },
       ],
     }, [xs, series], box);
     plots.push(plot);
@@ -944,6 +947,7 @@ function drawCharts() {
 // page (the back office's, `#/users/<id>`). Only the latest search's answers are shown.
 let searchSeq = 0;
 const TRIP_ID = /^trp_[0-9a-z]+$/i;
+const TRIP_REF = /^[0-9a-z]{3}-?[0-9a-z]{3}$/i; // "7KQ-2M4" (API.md: 6 characters)
 async function search(q) {
   q = q.trim();
   const seq = ++searchSeq;
@@ -961,7 +965,11 @@ async function search(q) {
         if (TRIP_ID.test(q)) { const t = await api("GET", "/v1/trips/" + encodeURIComponent(q)); found.push(["trip", t]); }
       }),
       tryIt(async () => {
-        const page = await api("GET", "/v1/admin/trips?limit=10&ref=" + encodeURIComponent(q.toUpperCase()));
+        if (!TRIP_REF.test(q)) return;
+        const ref = q.toUpperCase().replace(/^(...)-?(...)$/, "$1-$2");
+        // A word of six letters looks like a ref: one the server says is not (400) finds nothing.
+        const page = await api("GET", "/v1/admin/trips?limit=10&ref=" + encodeURIComponent(ref))
+          .catch((e) => { if (e instanceof ApiError && e.status === 400) return { items: [] }; throw e; });
         for (const t of page.items ?? []) if (!found.some(([k, x]) => k === "trip" && x.id === t.id)) found.push(["trip", t]);
       }),
       tryIt(async () => {
