@@ -5,14 +5,19 @@
 // framework, nothing from another origin. The staff token lives in lib/api.js's memory
 // only (never in storage) and the session ends when the token does. Text from the API is
 // always set with textContent, never parsed as HTML; every time goes through when().
+//
+// Why this file is long: it still holds the map (its own helper is moving it to a module of
+// its own) and the trips view with the trip page, which share the open trip's state with
+// the socket's handler. The health charts and the search are in views/.
 
 import { act, api, ApiError, onUnauthorized, request, setToken, signedIn, socketProtocols, staffLogin, Stale } from "./lib/api.js";
 import { $, cell, el, h, svgEl } from "./lib/dom.js";
 import { money, parseMajor, setTimeZone, timeZone, when, where } from "./lib/format.js";
-import { locale, onLangChange, preferred, setLang, t as tr } from "./lib/i18n.js";
+import { onLangChange, preferred, setLang, t as tr } from "./lib/i18n.js";
 import { find, registered } from "./lib/pages.js";
-import uPlot from "./vendor/uplot/uPlot.esm.js";
 import "./pages/index.js";
+import { drawCharts, fitPlots, resetHealth, sampleHealth } from "./views/health.js";
+import { initSearch, resetSearch, search } from "./views/search.js";
 
 const FINISHED = ["completed", "cancelled", "expired"];
 let socket = null;
@@ -24,7 +29,6 @@ let openTrip = null;
 let openTripData = null;
 let knownTrips = new Set();
 const openAlerts = new Map();
-const history = []; // health samples: {at (ms), s (the stats)}
 let audio = null; // one AudioContext for every alert cue
 // Milliseconds each ops_snapshot took to render (read by the browser tests).
 window.__renderTimes = [];
@@ -40,21 +44,18 @@ function report(id, e) {
 // ---- sign-in -------------------------------------------------------------------------
 // Forgets everything the last session saw: the next operator at this screen starts clean.
 function clearSession() {
-  history.length = 0;
+  resetHealth();
+  resetSearch();
   openAlerts.clear();
   knownTrips = new Set();
   lastSnapshot = null;
   box = null; boxPx = null;
   openTrip = null; openTripData = null;
   trips.reset(); drivers.reset();
-  for (const id of ["trips", "drivers", "alerts", "charts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id", "trip-chat",
-    "trip-ref", "search-results", "search-query"]) $(id).replaceChildren();
+  for (const id of ["trips", "drivers", "alerts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id", "trip-chat", "trip-ref"]) $(id).replaceChildren();
   for (const dl of document.querySelectorAll("#trip .card dl")) dl.replaceChildren();
-  for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status", "trip-chat-error", "search-error", "search-status"]) $(id).textContent = "";
-  while (plots.length) plots.pop().destroy();
-  searchSeq++;
+  for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status", "trip-chat-error"]) $(id).textContent = "";
   $("trip-chat-text").value = "";
-  $("search").value = "";
   $("ops-summary").textContent = "—";
   $("trip").hidden = true;
   for (const g of Object.values(layers)) g.replaceChildren();
@@ -859,152 +860,11 @@ function drawAlerts() {
   }
 }
 
-// ---- health --------------------------------------------------------------------------
-const gauge = (get) => (_, cur) => get(cur.s) ?? null;
-// Per second between two samples of a cumulative counter (none across a restart).
-const rate = (name) => (prev, cur) => {
-  const a = prev?.s.counters?.[name], b = cur.s.counters?.[name], dt = prev ? (cur.at - prev.at) / 1000 : 0;
-  return a == null || b == null || b < a || dt <= 0 ? null : (b - a) / dt;
-};
-// [key, name, unit of the value axis, the value of a sample]
-const SERIES = [
-  ["queue_depth", "queue depth", "commands", gauge((s) => s.queue_depth)], ["batch", "batch size", "commands", gauge((s) => s.last_batch)],
-  ["fsync_p99", "fsync p99", "µs", gauge((s) => s.fsync_p99_us)], ["sockets", "sockets", "open sockets", gauge((s) => s.sockets_open)],
-  ["offers", "offers", "per second", rate("offers_sent")], ["accepts", "accepts", "per second", rate("accepts_won")],
-  ["accepts_lost", "lost accepts", "per second", rate("accepts_lost")], ["rate_limited", "rate-limited requests", "per second", rate("rate_limited")],
-  ["searching", "searching trips", "trips", gauge((s) => s.trips?.searching)], ["available", "available drivers", "drivers", gauge((s) => s.drivers?.available)],
-];
-const HISTORY = 60; // 5 minutes at one sample per 5 s
-async function sampleHealth() {
-  try {
-    const s = await api("GET", "/v1/admin/stats");
-    history.push({ at: Date.now(), s });
-    if (history.length > HISTORY + 1) history.shift(); // one more: the first rate needs a sample before it
-    if (!$("view-health").hidden) drawCharts();
-  } catch (_) { /* the next sample retries */ }
-}
-const fmt = (v) => v == null ? "—" : Number.isInteger(v) ? String(v) : v.toFixed(2);
-const plots = [];
-// The charts follow their boxes' width (the window, a scrollbar appearing).
-const fitPlots = () => {
-  for (const p of plots) {
-    const w = Math.max(200, Math.floor(p.box.getBoundingClientRect().width));
-    if (Math.abs(w - p.width) >= 1) p.setSize({ width: w, height: 150 });
-  }
-};
-// One uPlot chart per series: a time axis in the operator's time zone (uPlot's tzDate),
-// a value axis labelled with its unit, drawn again at each sample, each language and
-// each change of zone. The figure keeps `data-max` and `data-last` (read by the tests).
-function drawCharts() {
-  const charts = $("charts");
-  while (plots.length) plots.pop().destroy();
-  charts.replaceChildren();
-  if ($("view-health").hidden) return;
-  const samples = history.slice(-HISTORY);
-  const offset = history.length - samples.length;
-  const xs = samples.map((h) => h.at / 1000);
-  const zone = timeZone();
-  const tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), zone);
-  // Five minutes at most: the ticks say the second.
-  const hms = new Intl.DateTimeFormat(locale(), { timeZone: zone, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
-  const compact = new Intl.NumberFormat(locale(), { notation: "compact", maximumFractionDigits: 2 });
-  for (const [key, name, unit, get] of SERIES) {
-    const series = samples.map((h, i) => get(i + offset > 0 ? history[i + offset - 1] : null, h));
-    const known = series.filter((v) => v != null);
-    const max = Math.max(0, ...known);
-    const last = known.length ? known[known.length - 1] : null;
-    const fig = el("figure", undefined, "chart");
-    fig.dataset.series = key;
-    fig.dataset.max = String(max);
-    fig.dataset.last = String(last ?? "");
-    const caption = el("figcaption", tr(name) + ": " + fmt(last) + (known.length ? " (" + tr("max {v}", { v: fmt(max) }) + ")" : ""));
-    const box = h("div", { class: "plot", role: "img", "aria-label": tr("{name} over the last five minutes, in {unit}", { name: tr(name), unit: tr(unit) }) });
-    fig.append(caption, box);
-    charts.appendChild(fig);
-    const width = Math.max(200, Math.floor(box.getBoundingClientRect().width || 240));
-    const plot = new uPlot({
-      width, height: 150, tzDate,
-      legend: { show: false }, cursor: { show: false },
-      scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(hi ?? 0, 1)] } },
-      series: [{}, { label: tr(name), stroke: "#1c5fc4", width: 1.5, spanGaps: false }],
-      axes: [
-        { stroke: "#333", grid: { stroke: "#e4e4e4" }, ticks: { stroke: "#ccc" }, space: 80,
-          values: (u, splits) => splits.map((v) => hms.format(new Date(v * 1000))) },
-        { stroke: "#333", grid: { stroke: "#e4e4e4" }, ticks: { stroke: "#ccc" }, label: tr(unit), size: 56, labelSize: 18,
-          values: (u, splits) => splits.map((v) => compact.format(v)) },
-      ],
-    }, [xs, series], box);
-    plots.push(plot);
-    plot.box = box;
-    // The axes' labels as uPlot holds them (drawn on the canvas, so read here by the tests).
-    fig.dataset.axes = plot.axes.map((a) => a.label ?? "").join("|");
-  }
-}
-
-// ---- search --------------------------------------------------------------------------
-// One box for trips and users: a trip by its `ref` or id, users by a name prefix or the
-// last 4+ digits of a phone. Results are links: a trip opens its page, a user the users
-// page (the back office's, `#/users/<id>`). Only the latest search's answers are shown.
-let searchSeq = 0;
-const TRIP_ID = /^trp_[0-9a-z]+$/i;
-const TRIP_REF = /^[0-9a-z]{3}-?[0-9a-z]{3}$/i; // "7KQ-2M4" (API.md: 6 characters)
-async function search(q) {
-  q = q.trim();
-  const seq = ++searchSeq;
-  $("search-query").textContent = "“" + q + "”";
-  $("search-error").textContent = "";
-  $("search-status").textContent = tr("Searching…");
-  const list = $("search-results");
-  list.replaceChildren();
-  const found = [];
-  const errors = [];
-  const tryIt = async (f) => { try { await f(); } catch (e) { if (e instanceof Stale) throw e; if (!(e instanceof ApiError && e.status === 404)) errors.push(e.message); } };
-  try {
-    await Promise.all([
-      tryIt(async () => {
-        if (TRIP_ID.test(q)) { const t = await api("GET", "/v1/trips/" + encodeURIComponent(q)); found.push(["trip", t]); }
-      }),
-      tryIt(async () => {
-        if (!TRIP_REF.test(q)) return;
-        const ref = q.toUpperCase().replace(/^(...)-?(...)$/, "$1-$2");
-        // A word of six letters looks like a ref: one the server says is not (400) finds nothing.
-        const page = await api("GET", "/v1/admin/trips?limit=10&ref=" + encodeURIComponent(ref))
-          .catch((e) => { if (e instanceof ApiError && e.status === 400) return { items: [] }; throw e; });
-        for (const t of page.items ?? []) if (!found.some(([k, x]) => k === "trip" && x.id === t.id)) found.push(["trip", t]);
-      }),
-      tryIt(async () => {
-        // A name prefix, or a phone's last digits (4 or more).
-        const digits = q.replace(/[\s+()-]/g, "");
-        if (/^\d+$/.test(digits) && digits.length < 4) return;
-        const page = await api("GET", "/v1/admin/users?limit=20&q=" + encodeURIComponent(/^\d+$/.test(digits) ? digits : q));
-        for (const u of page.items ?? []) found.push(["user", u]);
-      }),
-    ]);
-  } catch (e) { if (e instanceof Stale) return; }
-  if (seq !== searchSeq) return;
-  for (const [kind, x] of found) {
-    const li = el("li");
-    li.dataset.kind = kind;
-    li.dataset.id = x.id;
-    if (kind === "trip") {
-      const a = h("a", { href: "#/trips/" + encodeURIComponent(x.id) }, tr("Trip") + " " + (x.ref ?? x.id));
-      a.addEventListener("click", (e) => { e.preventDefault(); show("trips", x.id); });
-      li.append(a, " · " + tr(x.status) + " · " + where(x.pickup) + " · ", when(x.created_at));
-    } else {
-      const a = userLink(x.id);
-      a.textContent = x.name ?? x.id;
-      li.append(a, " · " + tr(x.role ?? "") + " · " + (x.phone ?? "") + " · " + x.id);
-    }
-    list.append(li);
-  }
-  $("search-error").textContent = errors.join(" · ");
-  $("search-status").textContent = found.length === 0 ? tr("Nothing found.") : tr("{n} found", { n: found.length });
-}
-
 // ---- wiring --------------------------------------------------------------------------
 // A module runs once the document is parsed: no need to wait for DOMContentLoaded.
 {
   onUnauthorized((why) => signOut(tr(why)));
+  initSearch({ show, userLink });
   setLang(preferred(), false);
   const langSel = $("lang");
   langSel.value = document.documentElement.lang;

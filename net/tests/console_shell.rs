@@ -121,7 +121,7 @@ async fn shell(s: &Server, c: &Client) {
     assert_eq!(v["expires_in_s"], json!(12 * 3600), "{v}");
     assert!(v["expires_at"].as_str().unwrap().ends_with('Z'), "{v}");
 
-    let (staff_id, secret) = staff(s, "Amal Support", EMAIL, "+201012340001").await;
+    let (_, secret) = staff(s, "Amal Support", EMAIL, "+201012340001").await;
 
     // The sign-in page, its language switch and time-zone chooser shown.
     c.goto(&s.url("/console")).await.unwrap();
@@ -154,7 +154,14 @@ async fn shell(s: &Server, c: &Client) {
     assert!(!c.find(Locator::Id("app")).await.unwrap().is_displayed().await.unwrap());
     assert_eq!(js(c, "return document.getElementById('password').value;").await, json!(""), "the password is not kept");
 
-    // The right one: the map, the operator's name in the header, the address.
+    // The right one: the map, the operator's name in the header, the address. The
+    // page's timers are recorded first: the session's end is one of them.
+    js(
+        c,
+        "window.__timeouts = []; const st = window.setTimeout; \
+         window.setTimeout = (f, ms, ...a) => { window.__timeouts.push([ms, f]); return st(f, ms, ...a); }; return 0;",
+    )
+    .await;
     type_into(c, "email", EMAIL).await;
     type_into(c, "password", PASSWORD).await;
     type_into(c, "totp", &totp_at(&secret, step_now())).await;
@@ -344,9 +351,35 @@ async fn shell(s: &Server, c: &Client) {
     .await;
     assert_no_injection(c).await;
 
-    // Any 401 ends the session: the staff user's tokens are revoked.
-    s.post(&format!("/v1/admin/users/{staff_id}/revoke-tokens"), ADMIN, json!({}), 204).await;
+    // The session ends when the token does: a timer of the login answer's 12 hours,
+    // run now.
+    let ended = js(
+        c,
+        "const t = window.__timeouts.filter(([ms]) => ms === 12 * 3600 * 1000); \
+         if (t.length === 1) t[0][1](); return t.length;",
+    )
+    .await;
+    assert_eq!(ended, json!(1), "one timer of 12 hours");
+    let why = "return [document.getElementById('signin-error').textContent, location.hash, \
+               document.getElementById('who').textContent, document.getElementById('app').hidden];";
+    assert_eq!(js(c, why).await, json!(["your session has ended: sign in again", "", "", true]));
+
+    // Any 401 ends the session too: a staff token typed in, then revoked.
+    let made = s
+        .post(
+            "/v1/admin/users",
+            ADMIN,
+            json!({"role": "support", "name": "Sami Support", "phone": "+201012340002"}),
+            201,
+        )
+        .await;
+    let token = made["token"].as_str().unwrap().to_owned();
+    let sami = made["user"]["id"].as_str().unwrap().to_owned();
+    type_into(c, "token", &token).await;
+    click(c, "#signin button[type=submit]").await;
+    until(c, "!document.getElementById('app').hidden", WAIT, "signed in with the token").await;
+    assert_eq!(js(c, "return document.getElementById('who').textContent;").await, json!("API token"));
+    s.post(&format!("/v1/admin/users/{sami}/revoke-tokens"), ADMIN, json!({}), 204).await;
     until(c, "!document.getElementById('signin-view').hidden", WAIT, "signed out on a 401").await;
-    let why = js(c, "return [document.getElementById('signin-error').textContent, location.hash, document.getElementById('who').textContent];").await;
-    assert_eq!(why, json!(["your session has ended: sign in again", "", ""]));
+    assert_eq!(js(c, why).await, json!(["your session has ended: sign in again", "", "", true]));
 }
