@@ -383,3 +383,79 @@ async fn shell(s: &Server, c: &Client) {
     until(c, "!document.getElementById('signin-view').hidden", WAIT, "signed out on a 401").await;
     assert_eq!(js(c, why).await, json!(["your session has ended: sign in again", "", "", true]));
 }
+
+/// The model of `parseMajor` (lib/format.js): text in major units → minor units, or None
+/// when it is not a positive amount with at most `exp` decimals (commas and spaces
+/// between digits ignored, digits only, at most 2^53 − 1 minor units).
+fn parse_major_model(text: &str, exp: u32) -> Option<u64> {
+    let s: String = text.trim().chars().filter(|c| *c != ',' && !c.is_whitespace()).collect();
+    let (int, frac) = match s.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (s.as_str(), ""),
+    };
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if frac.len() > exp as usize {
+        return None;
+    }
+    let digits = format!("{int}{frac:0<w$}", w = exp as usize);
+    let minor: u128 = digits.parse().ok()?;
+    (minor > 0 && minor < (1u128 << 53)).then_some(minor as u64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amounts_typed_in_major_units_become_the_minor_units_of_the_model() {
+    let _one = BROWSER.lock().await;
+    let Some((_driver, port)) = chromedriver() else { return };
+    let s = Server::start(&[]);
+    let c = browser(port).await;
+    let outcome = std::panic::AssertUnwindSafe(async {
+        c.goto(&s.url("/console")).await.unwrap();
+        c.wait().at_most(WAIT).for_element(Locator::Id("email")).await.unwrap();
+        // Hand-picked texts, then many generated from a fixed seed (digits, dots, commas,
+        // spaces, signs and letters), for exponents 0, 2 and 3.
+        let mut texts: Vec<String> = [
+            "12.5", "12.50", "12.505", "1,200", " 7 ", "0", "0.00", "0.01", ".5", "5.", "-1", "+1", "1e3", "", "1.2.3",
+            "٣", "9007199254740991", "9007199254740992", "1 000.25", "00012.30",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let alphabet: Vec<char> = "0123456789.., -+ae".chars().collect();
+        let mut seed: u64 = 0x5eed;
+        for _ in 0..400 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let len = (seed >> 59) as usize + 1;
+            let mut t = String::new();
+            let mut x = seed;
+            for _ in 0..len {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                t.push(alphabet[(x >> 58) as usize % alphabet.len()]);
+            }
+            texts.push(t);
+        }
+        let got = c
+            .execute_async(
+                "const [texts, done] = [arguments[0], arguments[arguments.length - 1]]; \
+                 import('/console/lib/format.js').then((f) => done(texts.map((t) => [0, 2, 3].map((e) => f.parseMajor(t, e)))), \
+                                                       (e) => done(String(e)));",
+                vec![json!(texts)],
+            )
+            .await
+            .unwrap();
+        let got = got.as_array().unwrap_or_else(|| panic!("{got}"));
+        for (text, row) in texts.iter().zip(got) {
+            for (i, exp) in [0u32, 2, 3].into_iter().enumerate() {
+                let want = parse_major_model(text, exp).map_or(Value::Null, |m| json!(m));
+                assert_eq!(row[i], want, "parseMajor({text:?}, {exp})");
+            }
+        }
+    })
+    .catch_unwind()
+    .await;
+    let _ = c.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

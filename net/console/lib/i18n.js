@@ -242,5 +242,6 @@ strings("ar", {
   "trips": "رحلات",
   "drivers": "سائقون",
   "max {v}": "الأقصى {v}",
+  "minor units": "وحدات صغرى",
   "{name} over the last five minutes, in {unit}": "{name} خلال آخر خمس دقائق، بوحدة {unit}",
 });
