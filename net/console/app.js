@@ -1,15 +1,23 @@
-// The operators' console: the shell (sign-in, navigation, the live socket) and the views
-// of index.html (map, trips, drivers, alerts, health); the other pages are modules under
-// pages/ (lib/pages.js). Plain DOM, no framework, nothing from another origin. The staff
-// token lives in lib/api.js's memory only (never in storage). Text from the API is always
-// set with textContent, never parsed as HTML.
+// The operators' console: the shell (sign-in with e-mail, password and TOTP code or with
+// an API token, navigation with hash addresses, search, language and time zone, the live
+// socket) and the views of index.html (map, trips and the trip page, drivers, alerts,
+// health); the other pages are modules under pages/ (lib/pages.js). Plain DOM, no
+// framework, nothing from another origin. The staff token lives in lib/api.js's memory
+// only (never in storage) and the session ends when the token does. Text from the API is
+// always set with textContent, never parsed as HTML; every time goes through when().
+//
+// Why this file is long: it still holds the map (its own helper is moving it to a module of
+// its own) and the trips view with the trip page, which share the open trip's state with
+// the socket's handler. The health charts and the search are in views/.
 
-import { act, api, ApiError, onUnauthorized, request, setToken, signedIn, socketProtocols, Stale } from "./lib/api.js";
+import { act, api, ApiError, onUnauthorized, request, setToken, signedIn, socketProtocols, staffLogin, Stale } from "./lib/api.js";
 import { $, cell, el, h, svgEl } from "./lib/dom.js";
-import { money, where } from "./lib/format.js";
+import { money, parseMajor, setTimeZone, timeZone, when, where } from "./lib/format.js";
 import { onLangChange, preferred, setLang, t as tr } from "./lib/i18n.js";
 import { find, registered } from "./lib/pages.js";
 import "./pages/index.js";
+import { drawCharts, fitPlots, resetHealth, sampleHealth } from "./views/health.js";
+import { initSearch, resetSearch, search } from "./views/search.js";
 
 const FINISHED = ["completed", "cancelled", "expired"];
 let socket = null;
@@ -21,7 +29,6 @@ let openTrip = null;
 let openTripData = null;
 let knownTrips = new Set();
 const openAlerts = new Map();
-const history = []; // health samples: {at (ms), s (the stats)}
 let audio = null; // one AudioContext for every alert cue
 // Milliseconds each ops_snapshot took to render (read by the browser tests).
 window.__renderTimes = [];
@@ -37,14 +44,16 @@ function report(id, e) {
 // ---- sign-in -------------------------------------------------------------------------
 // Forgets everything the last session saw: the next operator at this screen starts clean.
 function clearSession() {
-  history.length = 0;
+  resetHealth();
+  resetSearch();
   openAlerts.clear();
   knownTrips = new Set();
   lastSnapshot = null;
   box = null; boxPx = null;
   openTrip = null; openTripData = null;
   trips.reset(); drivers.reset();
-  for (const id of ["trips", "drivers", "alerts", "charts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id", "trip-chat"]) $(id).replaceChildren();
+  for (const id of ["trips", "drivers", "alerts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id", "trip-chat", "trip-ref"]) $(id).replaceChildren();
+  for (const dl of document.querySelectorAll("#trip .card dl")) dl.replaceChildren();
   for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status", "trip-chat-error"]) $(id).textContent = "";
   $("trip-chat-text").value = "";
   $("ops-summary").textContent = "—";
@@ -55,36 +64,52 @@ function clearSession() {
   for (const p of registered()) p.reset();
 }
 
+let expiry = null; // the timer that ends a session when its token does
+let operator = null; // the signed-in staff user's name (null: an API token)
+
 function signOut(why) {
   setToken(null);
+  clearTimeout(expiry); expiry = null;
   if (socket) { socket.onclose = null; socket.close(); socket = null; }
   timers.forEach(clearInterval); timers = [];
   clearSession();
+  $("who").textContent = "";
+  operator = null;
+  // The address named what the last operator had open: the next one starts at the map.
+  if (location.hash) window.history.replaceState(null, "", location.pathname + location.search);
+  $("prefs-home").append($("prefs"));
   $("app").hidden = true;
   $("signin-view").hidden = false;
   $("signin-error").textContent = why ?? "";
-  $("token").focus();
+  $("email").focus();
 }
 
-async function signIn(t) {
+// A session with token `t`: `ttlS` seconds long when the server said so (a staff
+// sign-in), then it ends by itself; `who` names the operator in the header.
+async function signIn(t, ttlS, who) {
   setToken(t);
   try {
     zones = (await api("GET", "/v1/zones")).items ?? [];
     await api("GET", "/v1/admin/stats");
   } catch (e) {
-    if (!(e instanceof Stale)) signOut("sign-in failed: " + e.message);
+    if (!(e instanceof Stale)) signOut(tr("Sign-in failed: {why}", { why: e.message }));
     return;
   }
   clearSession();
+  clearTimeout(expiry);
+  // setTimeout holds 24.8 days at most; staff tokens last 12 hours.
+  if (Number.isInteger(ttlS) && ttlS > 0) expiry = setTimeout(() => signOut(tr("your session has ended: sign in again")), Math.min(ttlS, 2 ** 31 / 1000 - 1) * 1000);
+  operator = who ?? null;
+  $("who").textContent = operator ?? tr("API token");
+  $("prefs-header").append($("prefs"));
   $("signin-view").hidden = true;
   $("app").hidden = false;
   $("signin-error").textContent = "";
   const zs = $("trip-zone");
-  zs.replaceChildren(el("option", "any"));
-  zs.firstChild.value = "";
+  zs.replaceChildren(h("option", { value: "", "data-i18n": "any" }, tr("any")));
   for (const z of zones) { const o = el("option", z.name); o.value = z.id; zs.appendChild(o); }
   mountPages();
-  show("map");
+  if (!route(location.hash)) show("map");
   setBox(initialBox());
   connect();
   trips.first();
@@ -111,18 +136,50 @@ function mountPages() {
   }
 }
 
-// Shows `view` (a view of index.html or a registered page's id); `arg` goes to a page's show().
+// Shows `view` (a view of index.html or a registered page's id); `arg` goes to a page's
+// show() (for "trips", the trip to open; for "search", the query). The address follows:
+// `#/<view>` or `#/<view>/<arg>`, one history entry each, so back and forward work.
+const VIEWS = ["map", "trips", "drivers", "alerts", "health", "search"];
 function show(view, arg = "") {
+  if (!VIEWS.includes(view) && !find(view)) return false;
   for (const b of document.querySelectorAll("nav button")) b.setAttribute("aria-pressed", String(b.dataset.view === view));
   for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== "view-" + view;
   document.body.dataset.view = view;
+  address(view, arg);
   const page = find(view);
   if (page) page.show(arg);
   if (view === "drivers") drivers.reload();
-  if (view === "trips") trips.reload();
+  if (view === "trips") { trips.reload(); if (arg) openTripPage(arg); }
   if (view === "alerts") loadAlerts();
   if (view === "health") drawCharts();
+  if (view === "search" && arg) search(arg);
   if (view === "map" && lastSnapshot) renderSnapshot(lastSnapshot);
+  return true;
+}
+
+// ---- addresses -----------------------------------------------------------------------
+let routing = false; // showing what the address says: it is not pushed again
+function address(view, arg = "") {
+  if (routing) return;
+  const hash = "#/" + view + (arg ? "/" + encodeURIComponent(arg) : "");
+  if (location.hash === hash) return;
+  // Opening a trip from the trips list replaces the list's entry: back leaves the page.
+  if (view === "trips" && arg && location.hash === "#/trips") window.history.replaceState(null, "", hash);
+  else window.history.pushState(null, "", hash);
+}
+// The part of the address after the view: `#/trips/<this>`.
+function hashArg() {
+  const m = /^#\/[\w-]+\/(.*)$/.exec(location.hash);
+  try { return m ? decodeURIComponent(m[1]) : ""; } catch (_) { return ""; }
+}
+/** Shows what `hash` names (`#/trips/<id>`, `#/users/<id>`, `#/<page>`); false if nothing. */
+function route(hash) {
+  const m = /^#\/([\w-]+)(?:\/(.*))?$/.exec(hash ?? "");
+  if (!m || !signedIn()) return false;
+  let arg = "";
+  try { arg = decodeURIComponent(m[2] ?? ""); } catch (_) { return false; }
+  routing = true;
+  try { return show(m[1], arg); } finally { routing = false; }
 }
 
 // Cursor paging of a table (`name`: the tbody's id; its buttons are `name`-first,
@@ -148,7 +205,7 @@ class Pager {
     this.next = next ?? null;
     $(this.name + "-next").disabled = !this.next;
     $(this.name + "-prev").disabled = this.stack.length === 0;
-    $(this.name + "-page").textContent = "page " + (this.stack.length + 1);
+    $(this.name + "-page").textContent = tr("page {n}", { n: this.stack.length + 1 });
     $(this.name).dataset.cursor = this.current() ?? "";
   }
 }
@@ -392,9 +449,9 @@ function subscribeOps() {
 function connect() {
   const scheme = location.protocol === "https:" ? "wss://" : "ws://";
   socket = new WebSocket(scheme + location.host + "/v1/ws", socketProtocols());
-  socket.onopen = () => { $("status").textContent = "live"; subscribeOps(); };
+  socket.onopen = () => { $("status").textContent = tr("live"); subscribeOps(); };
   socket.onclose = () => {
-    $("status").textContent = "reconnecting…";
+    $("status").textContent = tr("reconnecting…");
     if (signedIn()) setTimeout(() => { if (signedIn()) api("GET", "/v1/admin/stats").then(connect, () => {}); }, 1000);
   };
   socket.onmessage = (m) => {
@@ -407,7 +464,7 @@ function connect() {
     } else if (f.type === "chat_message") {
       if (openTrip && f.message.trip_id === openTrip) loadChat(openTrip).catch((e) => report("trip-chat-error", e));
     } else if (f.type === "error" && (f.code === "unauthorized" || f.code === "forbidden")) {
-      signOut("not allowed: " + f.code);
+      signOut(tr("not allowed: {code}", { code: f.code }));
     }
   };
 }
@@ -439,7 +496,8 @@ const trips = new Pager("trips", async (q, current) => {
       row.dataset.id = t.id;
       row.dataset.created = t.created_at;
       row.tabIndex = 0;
-      cell(row, t.id); cell(row, t.status); cell(row, t.pickup?.address ?? ""); cell(row, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent)); cell(row, t.created_at);
+      cell(row, t.id); cell(row, tr(t.status)); cell(row, t.pickup?.address ?? ""); row.appendChild(document.createElement("td")).appendChild(h("bdi", {}, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent)));
+      row.appendChild(document.createElement("td")).appendChild(when(t.created_at));
       row.addEventListener("click", () => openTripPage(t.id));
       row.addEventListener("keydown", (e) => { if (e.key === "Enter") openTripPage(t.id); });
       body.appendChild(row);
@@ -460,22 +518,28 @@ async function openTripPage(id) {
   openTrip = id;
   $("trip").hidden = false;
   $("trip-id").textContent = id;
+  if (!$("view-trips").hidden) address("trips", id);
   try {
     const t = await api("GET", "/v1/trips/" + encodeURIComponent(id));
     if (openTrip !== id) return;
     openTripData = t;
+    $("trip-ref").textContent = t.ref ?? "";
     const facts = $("trip-facts");
     facts.replaceChildren();
-    const fact = (k, v) => { const dd = el("dd", v); dd.dataset.fact = k; facts.append(el("dt", k), dd); };
+    // `k` names the fact for the tests (data-fact); its label is translated.
+    const fact = (k, label, v) => { const dd = el("dd"); dd.append(v ?? ""); dd.dataset.fact = k; facts.append(el("dt", tr(label)), dd); };
     const person = (name, uid) => uid ? (name ?? "—") + " · " + uid : "—";
-    fact("status", t.status);
-    fact("rider", person(t.rider_name, t.rider_id));
-    fact("driver", person(t.driver_name, t.driver_id));
-    fact("pickup", where(t.pickup));
-    fact("dropoff", where(t.dropoff));
-    fact("fare", money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent));
-    fact("payment", (t.payment?.method ?? "") + " · " + (t.payment?.status ?? ""));
-    if (t.cancellation) fact("cancelled", t.cancellation.by + ": " + (t.cancellation.reason ?? ""));
+    fact("status", "status", tr(t.status));
+    fact("created", "created", when(t.created_at));
+    if (t.scheduled_at) fact("scheduled", "scheduled for", when(t.scheduled_at));
+    fact("rider", "rider", person(t.rider_name, t.rider_id));
+    fact("driver", "driver", person(t.driver_name, t.driver_id));
+    fact("pickup", "pickup", where(t.pickup));
+    fact("dropoff", "drop-off", where(t.dropoff));
+    fact("fare", "fare", h("bdi", {}, money(t.fare?.final_minor ?? t.fare?.estimate_minor, t.fare?.currency, t.fare?.currency_exponent)));
+    fact("payment", "payment", tr(t.payment?.method ?? "") + " · " + tr(t.payment?.status ?? ""));
+    if (t.cancellation) fact("cancelled", "cancelled", tr(t.cancellation.by) + ": " + (t.cancellation.reason ?? ""));
+    drawCards(t);
     $("trip-cancel").disabled = FINISHED.includes(t.status);
     $("trip-refund").dataset.currency = t.fare?.currency ?? "";
     $("trip-refund").dataset.exponent = String(t.fare?.currency_exponent ?? "");
@@ -488,11 +552,56 @@ async function openTripPage(id) {
     const list = $("trip-events");
     list.replaceChildren();
     for (const e of ev.items) {
-      const parts = [e.at, e.type, e.driver_id, e.outcome && "→ " + e.outcome, e.by && "by " + e.by,
-        e.method, e.status, e.final_minor != null && money(e.final_minor, t.fare?.currency, t.fare?.currency_exponent), e.reason && "— " + e.reason];
-      list.appendChild(el("li", parts.filter(Boolean).join(" ")));
+      const parts = [tr(e.type), e.driver_id, e.outcome && "→ " + tr(e.outcome), e.by && tr("by {who}", { who: tr(e.by) }),
+        e.method && tr(e.method), e.status && tr(e.status), e.final_minor != null && money(e.final_minor, t.fare?.currency, t.fare?.currency_exponent), e.reason && "— " + e.reason];
+      const li = el("li");
+      li.dataset.type = e.type ?? "";
+      li.append(when(e.at), " ", parts.filter(Boolean).join(" "));
+      list.appendChild(li);
     }
   } catch (e) { report("trip-error", e); }
+}
+
+// The trip page's two cards: the driver with the vehicle, and the rider (API.md v1.1:
+// `driver` and `rider` objects; null until there is one).
+function drawCards(t) {
+  const card = (id, rows) => {
+    const dl = $(id).querySelector("dl");
+    dl.replaceChildren();
+    if (rows.length === 0) { dl.append(el("dd", tr("none yet"), "hint")); return; }
+    for (const [k, label, v] of rows) {
+      const dd = el("dd");
+      dd.dataset.field = k;
+      dd.append(v);
+      dl.append(el("dt", tr(label)), dd);
+    }
+  };
+  const rating = (r) => r && r.average != null ? r.average.toFixed(2) + " (" + tr("{n} ratings", { n: r.count }) + ")" : tr("too few ratings");
+  const d = t.driver, v = d?.vehicle;
+  const vehicle = v ? [v.color, v.make, v.model].filter(Boolean).join(" ") : "";
+  const driverLink = d?.id ?? t.driver_id;
+  card("trip-driver-card", driverLink ? [
+    // Staff see the full name (`driver_name`); `driver.name` is what riders see.
+    ["name", "name", t.driver_name ?? d?.name ?? "—"],
+    ["id", "id", userLink(driverLink)],
+    ["rating", "rating", rating(d?.rating)],
+    ...(vehicle ? [["vehicle", "vehicle", vehicle]] : []),
+    ...(v ? [["plate", "plate", v.plate ?? "—"], ["category", "category", tr(v.category ?? "")]] : []),
+    ...(d?.location ? [["position", "last position", when(d.location.at)]] : []),
+  ] : []);
+  const r = t.rider;
+  const riderId = r?.id ?? t.rider_id;
+  card("trip-rider-card", riderId ? [
+    ["name", "name", t.rider_name ?? r?.first_name ?? "—"],
+    ["id", "id", userLink(riderId)],
+    ["rating", "rating", rating(r?.rating)],
+  ] : []);
+}
+// A link to a user's page (the back office's users page, `#/users/<id>`).
+function userLink(id) {
+  const a = h("a", { href: "#/users/" + encodeURIComponent(id) }, id);
+  a.addEventListener("click", (e) => { if (find("users")) { e.preventDefault(); show("users", id); } });
+  return a;
 }
 
 // The open trip's chat, oldest first (the API pages newest first: the last 200 are shown).
@@ -504,10 +613,12 @@ async function loadChat(id) {
   for (const m of page.items.slice().reverse()) {
     const li = el("li");
     li.dataset.id = m.id;
-    li.append(el("span", m.at + " · " + m.from_role + (m.from_user_id ? " " + m.from_user_id : ""), "who"), el("span", m.text, "text"));
+    const who = el("span", undefined, "who");
+    who.append(when(m.at), " · " + tr(m.from_role) + (m.from_user_id ? " " + m.from_user_id : ""));
+    li.append(who, el("span", m.text, "text"));
     list.appendChild(li);
   }
-  if (page.items.length === 0) list.appendChild(el("li", "no messages", "hint"));
+  if (page.items.length === 0) list.appendChild(el("li", tr("no messages"), "hint"));
 }
 // Staff write to the trip's rider and driver (support may post at any time).
 async function sendChat(e) {
@@ -561,42 +672,55 @@ function refreshTrail() {
   loadTrail(t).catch((e) => report("trip-error", e));
 }
 
-// A modal confirmation asking for a reason (and an amount for refunds). Confirmed, it
-// runs `run` with them and stays open (its buttons disabled) until that is done, so a
-// doubled click lands on a disabled button, not on the page behind.
-function confirmAction(text, withAmount, run) {
+// A modal confirmation asking for a reason (and, for refunds, an amount typed in major
+// units of a currency of exponent `amount.exp`, read with parseMajor: never a float).
+// Confirmed, it runs `run` with them and stays open (its buttons disabled) until that is
+// done, so a doubled click lands on a disabled button, not on the page behind.
+function confirmAction(text, amount, run) {
   const d = $("confirm");
   const ok = $("confirm-ok"), back = $("confirm-back");
   $("confirm-text").textContent = text;
   $("confirm-reason").value = "";
   $("confirm-amount").value = "";
-  $("confirm-amount-label").hidden = !withAmount;
-  $("confirm-amount").required = withAmount;
+  $("confirm-amount-error").textContent = "";
+  $("confirm-amount-label").hidden = !amount;
+  $("confirm-amount").required = !!amount;
+  $("confirm-amount-caption").textContent = amount ? tr("Amount in {cur}", { cur: amount.cur }) : "";
   let busy = false;
   const close = () => {
     d.close(); $("confirm-form").onsubmit = null; back.onclick = null; d.oncancel = null;
-    ok.disabled = false; back.disabled = false; ok.textContent = "Confirm";
+    ok.disabled = false; back.disabled = false; ok.textContent = tr("Confirm");
   };
   $("confirm-form").onsubmit = async (e) => {
     e.preventDefault();
     if (busy) return;
+    let minor = null;
+    if (amount) {
+      minor = parseMajor($("confirm-amount").value, amount.exp);
+      if (minor === null) {
+        $("confirm-amount-error").textContent = tr("Type a positive amount in {cur} with at most {exp} decimals, e.g. {example}.",
+          { cur: amount.cur, exp: amount.exp, example: money(1250, amount.cur, amount.exp) });
+        $("confirm-amount").focus();
+        return;
+      }
+    }
     busy = true;
-    ok.disabled = true; back.disabled = true; ok.textContent = "Working…";
-    try { await run({ reason: $("confirm-reason").value, amount: Number($("confirm-amount").value) }); } finally { close(); }
+    ok.disabled = true; back.disabled = true; ok.textContent = tr("Working…");
+    try { await run({ reason: $("confirm-reason").value, amount: minor }); } finally { close(); }
   };
   back.onclick = () => { if (!busy) close(); };
   d.oncancel = (e) => { if (busy) e.preventDefault(); else close(); };
   d.showModal();
-  $("confirm-reason").focus();
+  (amount ? $("confirm-amount") : $("confirm-reason")).focus();
 }
 
 function cancelOpenTrip() {
   const id = openTrip;
-  confirmAction("Cancel trip " + id + "? No fee is charged; open offers are withdrawn.", false, async (c) => {
+  confirmAction(tr("Cancel trip {id}? No fee is charged; open offers are withdrawn.", { id }), null, async (c) => {
     try {
       const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/cancel", { reason: c.reason });
       $("trip-error").textContent = "";
-      $("trip-note").textContent = r.replayed ? "already cancelled by an earlier attempt" : "cancelled";
+      $("trip-note").textContent = r.replayed ? tr("already cancelled by an earlier attempt") : tr("cancelled");
     } catch (e) { report("trip-error", e); }
     openTripPage(id);
     trips.first();
@@ -607,13 +731,14 @@ function refundOpenTrip() {
   const id = openTrip;
   const cur = $("trip-refund").dataset.currency;
   const exp = Number.parseInt($("trip-refund").dataset.exponent, 10);
-  const unit = Number.isInteger(exp) ? " (1 " + cur + " = " + (10 ** exp) + ")" : "";
-  confirmAction("Refund trip " + id + "? The amount is in minor units of " + cur + unit + ".", true, async (c) => {
+  if (!cur || !Number.isInteger(exp)) { $("trip-error").textContent = tr("This trip has no fare to refund."); return; }
+  confirmAction(tr("Refund trip {id}? Type the amount in {cur}.", { id, cur }), { cur, exp }, async (c) => {
     try {
       const r = await act("POST", "/v1/admin/trips/" + encodeURIComponent(id) + "/refund", { amount_minor: c.amount, reason: c.reason });
       $("trip-error").textContent = "";
-      $("trip-note").textContent = (r.replayed ? "this refund was already done (the server replayed its answer): " : "refunded ") +
-        money(r.json?.amount_minor, r.json?.currency, r.json?.currency_exponent);
+      const amount = money(r.json?.amount_minor, r.json?.currency, r.json?.currency_exponent);
+      $("trip-note").textContent = r.replayed ? tr("this refund was already done (the server replayed its answer): {amount}", { amount })
+        : tr("refunded {amount}", { amount });
     } catch (e) { report("trip-error", e); }
     openTripPage(id);
   });
@@ -622,12 +747,13 @@ function refundOpenTrip() {
 // ---- drivers -------------------------------------------------------------------------
 // "Suspend…" / "Unsuspend…" for the staff record `d`, confirmed with a reason.
 function suspendButton(d, onError, after) {
-  const b = el("button", d.suspended ? "Unsuspend…" : "Suspend…");
+  const b = el("button", d.suspended ? tr("Unsuspend…") : tr("Suspend…"));
   b.type = "button";
   b.className = "suspend";
   b.addEventListener("click", () => {
     const verb = d.suspended ? "unsuspend" : "suspend";
-    confirmAction(verb[0].toUpperCase() + verb.slice(1) + " driver " + d.driver_id + "?", false, async (c) => {
+    const q = d.suspended ? "Unsuspend driver {id}?" : "Suspend driver {id}?";
+    confirmAction(tr(q, { id: d.driver_id }), null, async (c) => {
       try {
         await act("POST", "/v1/admin/drivers/" + encodeURIComponent(d.driver_id) + "/" + verb, { reason: c.reason });
         onError({ message: "" });
@@ -647,8 +773,8 @@ const drivers = new Pager("drivers", async (q, current) => {
     for (const d of page.items) {
       const row = document.createElement("tr");
       row.dataset.id = d.driver_id;
-      cell(row, d.driver_id); cell(row, d.availability); cell(row, d.category);
-      cell(row, d.location_age_s == null ? "—" : d.location_age_s + " s"); cell(row, d.suspended ? "yes" : "no");
+      cell(row, d.driver_id); cell(row, tr(d.availability)); cell(row, tr(d.category));
+      cell(row, d.location_age_s == null ? "—" : tr("{n} s", { n: d.location_age_s })); cell(row, d.suspended ? tr("yes") : tr("no"));
       row.appendChild(document.createElement("td")).appendChild(suspendButton(d, (e) => report("drivers-error", e), () => drivers.reload()));
       body.appendChild(row);
     }
@@ -705,19 +831,22 @@ function drawAlerts() {
   $("alert-count").hidden = n === 0;
   $("alert-count").textContent = String(n);
   $("alert-banner").hidden = n === 0;
-  $("alert-banner").textContent = n === 0 ? "" : n + " open SOS alert" + (n > 1 ? "s" : "") + ": see Alerts";
+  $("alert-banner").textContent = n === 0 ? "" : tr(n > 1 ? "{n} open SOS alerts: see Alerts" : "{n} open SOS alert: see Alerts", { n });
   const list = $("alerts");
   list.replaceChildren();
-  if (n === 0) list.appendChild(el("li", "No open alerts."));
+  if (n === 0) list.appendChild(el("li", tr("No open alerts.")));
   // Newest first (by the last time each was raised): what just happened is on top.
   const last = (a) => a.last_raised_at ?? a.raised_at;
   const sorted = [...openAlerts.values()].sort((x, y) => (last(x) < last(y) ? 1 : last(x) > last(y) ? -1 : 0));
   for (const a of sorted) {
     const li = el("li", undefined, "alert");
     li.dataset.id = a.id;
-    const times = a.count > 1 ? " · raised " + a.count + " times, last " + last(a) : "";
-    li.append(el("span", a.raised_at + " · trip " + a.trip_id + times + " · " + (a.note ?? "")));
-    const b = el("button", "Acknowledge");
+    const text = el("span");
+    text.append(when(a.raised_at), " · ", tr("trip {id}", { id: a.trip_id }));
+    if (a.count > 1) text.append(" · ", tr("raised {n} times, last", { n: a.count }), " ", when(last(a)));
+    text.append(" · " + (a.note ?? ""));
+    li.append(text);
+    const b = el("button", tr("Acknowledge"));
     b.type = "button";
     b.addEventListener("click", async () => {
       try {
@@ -731,72 +860,70 @@ function drawAlerts() {
   }
 }
 
-// ---- health --------------------------------------------------------------------------
-const gauge = (get) => (_, cur) => get(cur.s) ?? null;
-// Per second between two samples of a cumulative counter (none across a restart).
-const rate = (name) => (prev, cur) => {
-  const a = prev?.s.counters?.[name], b = cur.s.counters?.[name], dt = prev ? (cur.at - prev.at) / 1000 : 0;
-  return a == null || b == null || b < a || dt <= 0 ? null : (b - a) / dt;
-};
-const SERIES = [
-  ["queue_depth", "queue depth", gauge((s) => s.queue_depth)], ["batch", "batch size", gauge((s) => s.last_batch)],
-  ["fsync_p99", "fsync p99 µs", gauge((s) => s.fsync_p99_us)], ["sockets", "sockets", gauge((s) => s.sockets_open)],
-  ["offers", "offers/s", rate("offers_sent")], ["accepts", "accepts/s", rate("accepts_won")],
-  ["accepts_lost", "lost accepts/s", rate("accepts_lost")], ["rate_limited", "rate-limited/s", rate("rate_limited")],
-  ["searching", "searching trips", gauge((s) => s.trips?.searching)], ["available", "available drivers", gauge((s) => s.drivers?.available)],
-];
-const HISTORY = 60; // 5 minutes at one sample per 5 s
-async function sampleHealth() {
-  try {
-    const s = await api("GET", "/v1/admin/stats");
-    history.push({ at: Date.now(), s });
-    if (history.length > HISTORY + 1) history.shift(); // one more: the first rate needs a sample before it
-    if (!$("view-health").hidden) drawCharts();
-  } catch (_) { /* the next sample retries */ }
-}
-const fmt = (v) => v == null ? "—" : Number.isInteger(v) ? String(v) : v.toFixed(2);
-function drawCharts() {
-  const charts = $("charts");
-  charts.replaceChildren();
-  for (const [key, name, get] of SERIES) {
-    const series = history.map((h, i) => get(i > 0 ? history[i - 1] : null, h)).slice(-HISTORY);
-    const known = series.filter((v) => v != null);
-    const max = Math.max(0, ...known);
-    const fig = el("figure", undefined, "chart");
-    fig.dataset.series = key;
-    fig.dataset.max = String(max);
-    fig.dataset.last = String(known.length ? known[known.length - 1] : "");
-    const svg = svgEl("svg", { viewBox: "0 0 200 50", role: "img", "aria-label": name });
-    const scale = Math.max(max, 1e-9);
-    const pts = [];
-    // Newest at the right edge; the chart fills leftwards over five minutes.
-    series.forEach((v, i) => { if (v != null) pts.push((200 - (series.length - 1 - i) * 200 / (HISTORY - 1)).toFixed(1) + "," + (48 - v / scale * 46).toFixed(1)); });
-    svg.appendChild(svgEl("polyline", { points: pts.join(" ") }));
-    fig.append(el("figcaption", name + ": " + fmt(known.length ? known[known.length - 1] : null) + (known.length ? " (max " + fmt(max) + ")" : "")), svg);
-    charts.appendChild(fig);
-  }
-}
-
 // ---- wiring --------------------------------------------------------------------------
 // A module runs once the document is parsed: no need to wait for DOMContentLoaded.
 {
-  onUnauthorized((why) => signOut(why));
+  onUnauthorized((why) => signOut(tr(why)));
+  initSearch({ show, userLink });
   setLang(preferred(), false);
   const langSel = $("lang");
   langSel.value = document.documentElement.lang;
   langSel.addEventListener("change", () => setLang(langSel.value));
-  // A page shows its text again in the new language.
-  onLangChange(() => {
-    const page = find(document.body.dataset.view);
-    if (page && signedIn()) page.show("");
+  // What is drawn from the API is drawn again in the new language (or time zone).
+  const redraw = () => {
+    if (!signedIn()) return;
+    const view = document.body.dataset.view;
+    const page = find(view);
+    if (page) page.show(hashArg());
+    trips.shown(trips.next); drivers.shown(drivers.next);
+    if (view === "trips") trips.reload();
+    if (view === "drivers") drivers.reload();
+    if (openTrip) openTripPage(openTrip);
+    drawAlerts();
+    drawCharts();
+    if (view === "search" && $("search").value) search($("search").value);
+    if ($("status").textContent) $("status").textContent = tr(socket?.readyState === WebSocket.OPEN ? "live" : "reconnecting…");
+    $("who").textContent = operator ?? tr("API token");
+  };
+  onLangChange(redraw);
+  // The time zone: the browser's unless chosen (remembered like the language).
+  const tzSel = $("tz");
+  const zonesKnown = Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : [];
+  for (const z of new Set(["UTC", ...zonesKnown, timeZone()])) tzSel.append(h("option", { value: z }, z));
+  tzSel.value = timeZone();
+  tzSel.addEventListener("change", () => {
+    try { setTimeZone(tzSel.value); } catch (_) { tzSel.value = timeZone(); return; }
+    redraw();
+  });
+  $("signin-staff").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const email = $("email").value.trim(), password = $("password").value, code = $("totp").value.trim();
+    $("password").value = ""; $("totp").value = "";
+    $("signin-error").textContent = tr("Signing in…");
+    try {
+      const r = await staffLogin(email, password, code);
+      signIn(r.token, r.expires_in_s, r.user?.name ?? email);
+    } catch (err) {
+      $("signin-error").textContent = err.status === 401 ? tr("Wrong e-mail, password or code.")
+        : err.status === 429 ? tr("Too many failed attempts: the account is locked for a while. Try again later.")
+          : tr("Sign-in failed: {why}", { why: err.message });
+      $("totp").focus();
+    }
   });
   $("signin").addEventListener("submit", (e) => {
     e.preventDefault();
     const t = $("token").value;
     $("token").value = "";
-    signIn(t);
+    signIn(t, null, null);
   });
-  $("signout").addEventListener("click", () => signOut("signed out"));
+  $("search-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = $("search").value.trim();
+    if (q) show("search", q);
+  });
+  // Back and forward, or an address typed in: show what it names.
+  window.addEventListener("popstate", () => route(location.hash));
+  $("signout").addEventListener("click", () => signOut(tr("signed out")));
   for (const b of document.querySelectorAll("nav button")) b.addEventListener("click", () => show(b.dataset.view));
   for (const [pager, filters] of [[trips, ["trip-status", "trip-zone", "trips-limit"]], [drivers, ["driver-availability", "drivers-limit"]]]) {
     for (const f of filters) $(f).addEventListener("change", () => pager.first());
@@ -809,6 +936,7 @@ function drawCharts() {
   $("trip-chat-form").addEventListener("submit", sendChat);
   $("map-fit").addEventListener("click", fitDrivers);
   $("map-zones").addEventListener("click", () => setBox(initialBox()));
+  new ResizeObserver(fitPlots).observe($("charts"));
   const map = $("map");
   new ResizeObserver(mapResized).observe(map);
   map.addEventListener("click", mapClick);

@@ -281,7 +281,9 @@ async fn drive(s: &Server, c: &Client) {
     // shows the API's error as it comes.
     click(c, "#trip-refund").await;
     until(c, "document.getElementById('confirm').open", WAIT, "the refund confirmation").await;
-    c.find(Locator::Id("confirm-amount")).await.unwrap().send_keys("100").await.unwrap();
+    // Typed in major units: 1.00 of a currency of exponent 2 is 100 minor units.
+    assert_eq!(trip["fare"]["currency_exponent"], json!(2));
+    c.find(Locator::Id("confirm-amount")).await.unwrap().send_keys("1.00").await.unwrap();
     c.find(Locator::Id("confirm-reason")).await.unwrap().send_keys("goodwill").await.unwrap();
     click(c, "#confirm-ok").await;
     until(c, "document.getElementById('trip-error').textContent !== ''", WAIT, "the refund's error").await;
@@ -659,11 +661,23 @@ async fn refunds(s: &Server, rider: &str, trip: &str) -> Vec<i64> {
         .collect()
 }
 
-/// Opens the refund dialog of the open trip, fills it and confirms with one click.
+/// `minor` units written in major units with `exp` decimals, as an operator types them.
+fn major(minor: u32, exp: u32) -> String {
+    if exp == 0 {
+        return minor.to_string();
+    }
+    let unit = 10u32.pow(exp);
+    format!("{}.{:0w$}", minor / unit, minor % unit, w = exp as usize)
+}
+
+/// Opens the refund dialog of the open trip and fills it: the amount (`amount` minor
+/// units) typed in major units of the trip's currency, as the dialog asks.
 async fn refund_from_page(c: &Client, amount: u32, reason: &str) {
     click(c, "#trip-refund").await;
     until(c, "document.getElementById('confirm').open", WAIT, "the refund confirmation").await;
-    c.find(Locator::Id("confirm-amount")).await.unwrap().send_keys(&amount.to_string()).await.unwrap();
+    let exp = js(c, "return Number(document.getElementById('trip-refund').dataset.exponent);").await;
+    let typed = major(amount, exp.as_u64().unwrap() as u32);
+    c.find(Locator::Id("confirm-amount")).await.unwrap().send_keys(&typed).await.unwrap();
     c.find(Locator::Id("confirm-reason")).await.unwrap().send_keys(reason).await.unwrap();
 }
 

@@ -74,6 +74,28 @@ export async function fetchBlob(path) {
   return r.blob();
 }
 
+/**
+ * Staff sign-in (API.md "Back office"): e-mail, password and the authenticator's code →
+ * `{token, user, expires_at, expires_in_s}`. Sent without a token; a wrong part is a 401
+ * (`ApiError`), a locked account a 429. The caller starts the session with the token.
+ */
+export async function staffLogin(email, password, totp) {
+  let r;
+  try {
+    r = await fetch("/v1/auth/staff/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ email, password, totp }),
+    });
+  } catch (e) {
+    throw new ApiError(0, "", "no answer from the server (" + e.message + ")");
+  }
+  const json = await r.json().catch(() => null);
+  if (!r.ok) throw new ApiError(r.status, json?.error?.code, json?.error?.message ?? "", json?.error?.param);
+  if (typeof json?.token !== "string") throw new ApiError(r.status, "", "the server's answer has no token");
+  return json;
+}
+
 function newKey() {
   if (crypto.randomUUID) return crypto.randomUUID();
   // Pages served over plain http on a LAN are not a secure context: no randomUUID.

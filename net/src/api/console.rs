@@ -34,7 +34,8 @@ macro_rules! asset {
 
 /// Every file the console serves. The page is `index.html` (served at `/console`); the
 /// script is an ES module (`app.js`) importing the others; pages live in `pages/`, shared
-/// code in `lib/`, third-party code with its licence in `vendor/`.
+/// code in `lib/`, the shell's own views in `views/`, third-party code with its licence
+/// in `vendor/`.
 pub static ASSETS: &[Asset] = &[
     asset!("index.html", HTML),
     asset!("app.css", CSS),
@@ -57,6 +58,9 @@ pub static ASSETS: &[Asset] = &[
     asset!("pages/audit.js", JS),
     asset!("pages/outbox.js", JS),
     asset!("pages/reports.js", JS),
+    // The shell's views that live in modules of their own.
+    asset!("views/health.js", JS),
+    asset!("views/search.js", JS),
     // Third-party code, each with its licence (vendor/README.md says where it came from).
     asset!("vendor/uplot/uPlot.esm.js", JS),
     asset!("vendor/uplot/uPlot.min.css", CSS),

@@ -114,7 +114,14 @@ impl Ctx<'_> {
             Ok(Outcome::User(u)) => {
                 let token = self.app.keys.token_for(&u, now.as_secs());
                 self.who = Some(Principal::user(u.id, u.role));
-                Ok(json_response(StatusCode::OK, &json!({"token": token, "user": render::user(&u)})))
+                // The token's end, said with it: the console signs out then (a timer on
+                // `expires_in_s`, so the browser's clock does not matter).
+                let ttl = crate::auth::STAFF_TOKEN_TTL_S;
+                let expires_at = crate::http::rfc3339(now.plus_millis(ttl * 1000));
+                Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"token": token, "user": render::user(&u), "expires_at": expires_at, "expires_in_s": ttl}),
+                ))
             }
             Ok(o) => Err(unexpected(&o)),
             Err(e) if e.code == "rate_limited" => Err(e),

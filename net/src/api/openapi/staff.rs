@@ -68,6 +68,22 @@ pub(super) fn staff_login_ex() -> Value {
     json!({"email": "amal@example.com", "password": "correct horse battery staple", "totp": "123456"})
 }
 
+/// `POST /v1/auth/staff/login`'s answer: the token, its user, and when the token ends.
+pub(super) fn staff_login_out() -> Value {
+    obj(
+        &[
+            ("token", string()),
+            ("user", r("User")),
+            ("expires_at", time()),
+            (
+                "expires_in_s",
+                json!({"type": "integer", "minimum": 1, "description": "Seconds the token is valid from now (12 hours)."}),
+            ),
+        ],
+        &["token", "user", "expires_at", "expires_in_s"],
+    )
+}
+
 /// `POST /v1/admin/users/{id}/staff-setup`.
 pub(super) fn staff_setup_issue_in() -> Value {
     strict(&[("email", email_in())], &[])
