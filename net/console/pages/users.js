@@ -161,9 +161,11 @@ register({
       h("article", { class: "detail users-detail", hidden: true, "aria-live": "polite" }),
       alertBox("error users-detail-error"), h("p", { class: "users-note", role: "status" }));
   },
-  show() {
+  // `#/users/<id>` (a search result's link) opens that user.
+  show(arg) {
     pager.reload();
-    if (current) drawUser(section.querySelector(".users-detail"));
+    if (arg && arg !== current?.id) openUser(decodeURIComponent(arg));
+    else if (current) drawUser(section.querySelector(".users-detail"));
   },
   reset() {
     current = null; pager?.reset();
