@@ -165,7 +165,7 @@ class Pager {
 // The live map itself is lib/map.js (Leaflet); here: what a click on it opens.
 function renderSnapshot(f) {
   lastSnapshot = f;
-  if (!$("view-map").hidden) liveMap.render(f);
+  liveMap.render(f);
   if (f.trips.items.some((t) => !knownTrips.has(t.id))) reloadTrips();
   $("ops-summary").textContent = tr("{d} drivers, {t} open trips in view", { d: f.drivers.total, t: f.trips.total });
 }

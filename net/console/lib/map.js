@@ -8,7 +8,7 @@
 // every move); a snapshot is drawn at once and timed into `window.__renderTimes`; every
 // driver of the snapshot is drawn, alone (with a heading arrow once it has moved) or
 // counted in a bubble — never clustered from zoom INDIVIDUAL_ZOOM in; the container
-// says what it drew (`data-drivers`, `data-dots`, `data-clusters`, `data-trips`,
+// says what it drew (`data-drivers`, `data-dots`, `data-clusters`, `data-arrows`, `data-trips`,
 // `data-bbox`, `data-zoom`, `data-follow`) and `window.__map` answers where a place is
 // on screen, for the browser tests. The container is focusable: arrows pan, +/− zoom
 // (Leaflet's keyboard), Enter opens what is under the crosshair, Esc stops following.
@@ -98,8 +98,10 @@ export async function initMap(container, h) {
     point: (lat, lng) => { const p = map.latLngToContainerPoint([lat, lng]); return [p.x, p.y]; },
     view: (lat, lng, z) => { map.setView([lat, lng], z, { animate: false }); return true; },
     zoom: () => map.getZoom(),
-    trips: () => drawn.trips.map((d) => d.id),
+    trips: () => (last?.trips.items ?? []).map((t) => t.id), // held: drawn now, or once shown
     follow: (id) => follow(id),
+    bubbles: () => drawn.clusters.map((c) => { const ll = map.containerPointToLatLng([c.x, c.y]); return [ll.lat, ll.lng]; }),
+    driver: (id) => { const d = last?.drivers.items.find((x) => x.id === id); return d ? [d.lat, d.lng] : null; },
   };
   setZones(zones);
   wholeZones();
@@ -204,6 +206,8 @@ function graticule() {
 export function render(f) {
   const t0 = performance.now();
   last = f;
+  // Hidden (another view shows): kept, drawn when the map is shown again.
+  if (!map || map.getContainer().clientWidth === 0) return;
   // Headings from the last position seen of each driver (the snapshot has none).
   const seen = new Set();
   for (const d of f.drivers.items) {
@@ -228,8 +232,14 @@ export function render(f) {
 // Draws the last snapshot at the map's current view.
 function draw() {
   if (!map || !canvas) return;
-  const size = map.getSize();
   const el = map.getContainer();
+  if (!last) { // nothing to show (signed out): nothing drawn, even while hidden
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    drawn = { dots: [], clusters: [], trips: [] };
+    el.dataset.drivers = el.dataset.dots = el.dataset.clusters = el.dataset.arrows = el.dataset.trips = "0";
+    return;
+  }
+  const size = map.getSize();
   if (size.x === 0 || size.y === 0) return; // hidden: drawn when shown
   const dpr = window.devicePixelRatio || 1;
   if (canvas.width !== Math.round(size.x * dpr) || canvas.height !== Math.round(size.y * dpr)) {
@@ -240,7 +250,6 @@ function draw() {
   g.setTransform(dpr, 0, 0, dpr, 0, 0);
   g.clearRect(0, 0, size.x, size.y);
   drawn = { dots: [], clusters: [], trips: [] };
-  if (!last) { el.dataset.drivers = el.dataset.dots = el.dataset.clusters = el.dataset.trips = "0"; return; }
   const zoom = map.getZoom();
   const pt = (lat, lng) => map.latLngToContainerPoint([lat, lng]);
   const inside = (p) => p.x >= -CELL && p.y >= -CELL && p.x <= size.x + CELL && p.y <= size.y + CELL;
@@ -264,7 +273,12 @@ function draw() {
     drawn.clusters.push({ x: x / members.length, y: y / members.length, members, by });
   }
   for (const c of drawn.clusters) bubble(g, c);
-  for (const m of drawn.dots) driverMark(g, m.x, m.y, m.d.availability, headings.get(m.d.id)?.heading ?? null, m.d.id === following);
+  let arrows = 0;
+  for (const m of drawn.dots) {
+    const heading = headings.get(m.d.id)?.heading ?? null;
+    if (heading != null) arrows++;
+    driverMark(g, m.x, m.y, m.d.availability, heading, m.d.id === following);
+  }
   // Trips: an orange square at the pickup with its age beside it.
   g.font = "11px system-ui, sans-serif";
   g.textBaseline = "middle";
@@ -281,6 +295,7 @@ function draw() {
   el.dataset.drivers = String(total);
   el.dataset.dots = String(drawn.dots.length);
   el.dataset.clusters = String(drawn.clusters.length);
+  el.dataset.arrows = String(arrows);
   el.dataset.trips = String(drawn.trips.length);
 }
 
