@@ -93,7 +93,8 @@ export async function initMap(container, h) {
     else if (e.key === "f") fitDrivers();
     else if (e.key === "z") wholeZones();
   });
-  new ResizeObserver(() => { map.invalidateSize({ pan: false }); }).observe(container);
+  // Hidden (another view), the map keeps the size and the box it had: only a real size counts.
+  new ResizeObserver(() => { if (container.clientWidth > 0) map.invalidateSize({ pan: false }); }).observe(container);
   window.__map = {
     point: (lat, lng) => { const p = map.latLngToContainerPoint([lat, lng]); return [p.x, p.y]; },
     view: (lat, lng, z) => { map.setView([lat, lng], z, { animate: false }); return true; },
@@ -176,6 +177,7 @@ export function clearMap() {
 
 // The view changed: the new box is what is subscribed to, the graticule follows it.
 function moved() {
+  if (map.getContainer().clientWidth === 0) return; // hidden: the box seen stays
   const b = map.getBounds();
   const c = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
   box = [c(b.getWest(), -180, 180), c(b.getSouth(), -90, 90), c(b.getEast(), -180, 180), c(b.getNorth(), -90, 90)];
@@ -355,7 +357,7 @@ function pick(p) {
 
 /** Redraws at the current size (the view was shown again, or resized). */
 export function shown() {
-  if (!map) return;
+  if (!map || map.getContainer().clientWidth === 0) return;
   map.invalidateSize({ pan: false });
   if (!box) wholeZones(); else draw();
 }
