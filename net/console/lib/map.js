@@ -166,7 +166,8 @@ export const followed = () => following;
 
 /** Forgets the last session: nothing drawn, nothing followed. */
 export function clearMap() {
-  last = null; box = null; following = null;
+  last = null; box = null;
+  if (following) { following = null; hooks.onFollow(null); }
   headings.clear();
   drawn = { dots: [], clusters: [], trips: [] };
   if (!map) return;
