@@ -15,6 +15,8 @@ import { $, cell, el, h, svgEl } from "./lib/dom.js";
 import { money, parseMajor, setTimeZone, timeZone, when, where } from "./lib/format.js";
 import { onLangChange, preferred, setLang, t as tr } from "./lib/i18n.js";
 import { find, registered } from "./lib/pages.js";
+import * as liveMap from "./lib/map.js";
+import { clearTrail, drawTrail } from "./lib/trailmap.js";
 import "./pages/index.js";
 import { drawCharts, fitPlots, resetHealth, sampleHealth } from "./views/health.js";
 import { initSearch, resetSearch, search } from "./views/search.js";
@@ -22,7 +24,6 @@ import { initSearch, resetSearch, search } from "./views/search.js";
 const FINISHED = ["completed", "cancelled", "expired"];
 let socket = null;
 let timers = [];
-let box = null; // [min_lng, min_lat, max_lng, max_lat] shown by the map
 let lastSnapshot = null;
 let zones = [];
 let openTrip = null;
@@ -49,17 +50,16 @@ function clearSession() {
   openAlerts.clear();
   knownTrips = new Set();
   lastSnapshot = null;
-  box = null; boxPx = null;
+  liveMap.clearMap();
   openTrip = null; openTripData = null;
   trips.reset(); drivers.reset();
-  for (const id of ["trips", "drivers", "alerts", "map-info", "trip-facts", "trip-events", "trip-trail", "trip-id", "trip-chat", "trip-ref"]) $(id).replaceChildren();
+  for (const id of ["trips", "drivers", "alerts", "map-info", "trip-facts", "trip-events", "trip-id", "trip-chat", "trip-ref"]) $(id).replaceChildren();
   for (const dl of document.querySelectorAll("#trip .card dl")) dl.replaceChildren();
+  clearTrail($("trip-trail"));
   for (const id of ["trip-error", "trip-note", "drivers-error", "trip-trail-caption", "status", "trip-chat-error"]) $(id).textContent = "";
   $("trip-chat-text").value = "";
   $("ops-summary").textContent = "—";
   $("trip").hidden = true;
-  for (const g of Object.values(layers)) g.replaceChildren();
-  for (const g of Object.values(layers)) delete g.dataset.key;
   drawAlerts();
   for (const p of registered()) p.reset();
 }
@@ -109,8 +109,20 @@ async function signIn(t, ttlS, who) {
   zs.replaceChildren(h("option", { value: "", "data-i18n": "any" }, tr("any")));
   for (const z of zones) { const o = el("option", z.name); o.value = z.id; zs.appendChild(o); }
   mountPages();
-  if (!route(location.hash)) show("map");
-  setBox(initialBox());
+  // The address asked for (a link, a reload) is shown once the map is up.
+  const wanted = location.hash;
+  routing = true; // not an address of its own: the one asked for replaces it below
+  try { show("map"); } finally { routing = false; }
+  liveMap.setZones(zones);
+  await liveMap.initMap($("map"), {
+    onView: subscribeOps,
+    onTrip: (id) => { show("trips", id); },
+    onDriver: openDriverPanel,
+    onFollow: followed,
+    onNothing: () => $("map-info").replaceChildren(el("p", tr("Nothing under the crosshair: pan with the arrow keys, zoom with + and −, then Enter."))),
+  });
+  liveMap.wholeZones();
+  if (!(wanted && wanted !== "#/map" && route(wanted))) window.history.replaceState(null, "", "#/map");
   connect();
   trips.first();
   loadAlerts();
@@ -153,7 +165,7 @@ function show(view, arg = "") {
   if (view === "alerts") loadAlerts();
   if (view === "health") drawCharts();
   if (view === "search" && arg) search(arg);
-  if (view === "map" && lastSnapshot) renderSnapshot(lastSnapshot);
+  if (view === "map") { liveMap.shown(); if (lastSnapshot) liveMap.render(lastSnapshot); }
   return true;
 }
 
@@ -211,207 +223,20 @@ class Pager {
 }
 
 // ---- map -----------------------------------------------------------------------------
-function initialBox() {
-  let b = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) for (const [lng, lat] of ring) {
-    b = [Math.min(b[0], lng), Math.min(b[1], lat), Math.max(b[2], lng), Math.max(b[3], lat)];
-  }
-  if (!isFinite(b[0])) return fitAspect([-180, -60, 180, 75]);
-  const mx = (b[2] - b[0]) * 0.1 || 0.05, my = (b[3] - b[1]) * 0.1 || 0.05;
-  return fitAspect([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
-}
-function clampBox(b) {
-  return [Math.max(-180, b[0]), Math.max(-90, b[1]), Math.min(180, b[2]), Math.min(90, b[3])];
-}
-// The map's size in CSS pixels (its viewBox is in the same units).
-function mapSize() {
-  const r = $("map").getBoundingClientRect();
-  return [Math.max(1, r.width), Math.max(1, r.height)];
-}
-// Widens `b` so that its shape matches a drawing of `size` (a degree of longitude is
-// cos(lat) of one of latitude): nothing is stretched, and what is subscribed to is what is seen.
-function fitAspect(b, size) {
-  const [w, h] = size ?? mapSize();
-  const k = Math.cos(((b[1] + b[3]) / 2) * Math.PI / 180) || 1;
-  const spanX = (b[2] - b[0]) * k, spanY = b[3] - b[1];
-  if (spanX / spanY < w / h) {
-    const grow = (spanY * w / h / k - (b[2] - b[0])) / 2;
-    return clampBox([b[0] - grow, b[1], b[2] + grow, b[3]]);
-  }
-  const grow = (spanX * h / w - spanY) / 2;
-  return clampBox([b[0], b[1] - grow, b[2], b[3] + grow]);
-}
-// The projection of the map and of the trip page's trail: the box `b` drawn in w×h
-// user units, lon/lat → x/y (north up).
-function projector(b, w, h) {
-  const sx = w / (b[2] - b[0]), sy = h / (b[3] - b[1]);
-  return { x: (lng) => (lng - b[0]) * sx, y: (lat) => (b[3] - lat) * sy, sx, sy };
-}
-let boxPx = null; // the map's size when `box` was fitted to it
-function setBox(b) {
-  box = fitAspect(b);
-  const size = mapSize();
-  if (size[0] > 1 && size[1] > 1) boxPx = size;
-  $("map").dataset.bbox = box.join(",");
-  subscribeOps();
-}
-// The map changed size (the window, or the panel under it on narrow screens): the same
-// place at the same scale, showing more or less around it.
-function mapResized() {
-  const [w, h] = mapSize();
-  if (!box || w <= 1 || h <= 1) return; // hidden
-  if (boxPx && boxPx[0] === w && boxPx[1] === h) return;
-  if (!boxPx) { setBox(box); return; }
-  const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
-  const hw = (box[2] - box[0]) * w / boxPx[0] / 2, hh = (box[3] - box[1]) * h / boxPx[1] / 2;
-  setBox([cx - hw, cy - hh, cx + hw, cy + hh]);
-  if (lastSnapshot) renderSnapshot(lastSnapshot);
-}
-function pan(dx, dy) { // fractions of the box
-  const w = box[2] - box[0], h = box[3] - box[1];
-  setBox([box[0] + dx * w, box[1] + dy * h, box[2] + dx * w, box[3] + dy * h]);
-}
-function zoom(f) {
-  const cx = (box[0] + box[2]) / 2, cy = (box[1] + box[3]) / 2;
-  const w = (box[2] - box[0]) * f / 2, h = (box[3] - box[1]) * f / 2;
-  setBox([cx - w, cy - h, cx + w, cy + h]);
-}
-// Zooms to the drivers of the last snapshot, with a margin.
-function fitDrivers() {
-  const items = lastSnapshot?.drivers.items ?? [];
-  if (items.length === 0) return;
-  let b = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const d of items) b = [Math.min(b[0], d.lng), Math.min(b[1], d.lat), Math.max(b[2], d.lng), Math.max(b[3], d.lat)];
-  const mx = (b[2] - b[0]) * 0.1 || 0.01, my = (b[3] - b[1]) * 0.1 || 0.01;
-  setBox([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my]);
-}
-
-// The map's layers, drawn into from one snapshot to the next (a full snapshot is 2,000
-// drivers and 2,000 trips): trip markers are reused, only their attributes change.
-const layers = {};
-function layer(name) {
-  if (!layers[name]) {
-    const g = svgEl("g", { class: "layer " + name });
-    $("map").appendChild(g);
-    layers[name] = g;
-  }
-  return layers[name];
-}
-// Makes `g` hold exactly `n` children made by `make`, reusing the ones it has.
-function pool(g, n, make) {
-  while (g.childElementCount > n) g.lastChild.remove();
-  while (g.childElementCount < n) g.appendChild(make());
-  return g.children;
-}
-function makeTrip() {
-  const t = svgEl("g");
-  t.append(svgEl("rect", { width: "10", height: "10" }), svgEl("text"));
-  return t;
-}
-
+// The live map itself is lib/map.js (Leaflet); here: what a click on it opens.
 function renderSnapshot(f) {
   lastSnapshot = f;
-  // While another view shows, the map has no size: it is drawn at the size it had.
-  const size = $("view-map").hidden ? boxPx : mapSize();
-  if (!size) {
-    if (f.trips.items.some((t) => !knownTrips.has(t.id))) reloadTrips();
-    return;
-  }
-  const t0 = performance.now();
-  const svg = $("map");
-  const [w, h] = size;
-  svg.setAttribute("viewBox", "0 0 " + w + " " + h);
-  svg.dataset.bbox = box.join(",");
-  const P = projector(box, w, h);
-  const x = (lng) => P.x(lng).toFixed(1);
-  const y = (lat) => P.y(lat).toFixed(1);
-  const zoneKey = box.join(",") + w + "x" + h;
-  const zl = layer("zones");
-  if (zl.dataset.key !== zoneKey) {
-    zl.dataset.key = zoneKey;
-    zl.replaceChildren();
-    for (const z of zones) for (const ring of z.polygon?.coordinates ?? []) {
-      zl.appendChild(svgEl("polygon", { class: "zone", points: ring.map(([lng, lat]) => x(lng) + "," + y(lat)).join(" ") }));
-    }
-  }
-  // Drivers: one path per availability, a round dot ("M x y h0") per driver. Far
-  // cheaper than an element each; clicks are matched to the nearest driver.
-  const dots = {};
-  for (const d of f.drivers.items) {
-    (dots[d.availability] ??= []).push("M" + x(d.lng) + " " + y(d.lat) + "h0");
-  }
-  const dl = layer("drivers");
-  for (const p of [...dl.children]) if (!dots[p.dataset.availability]) p.remove();
-  for (const [availability, parts] of Object.entries(dots)) {
-    let p = dl.querySelector('path[data-availability="' + CSS.escape(availability) + '"]');
-    if (!p) {
-      p = svgEl("path", { class: "driver " + availability });
-      p.dataset.availability = availability;
-      dl.appendChild(p);
-    }
-    p.setAttribute("d", parts.join(""));
-  }
-  let unknown = false;
-  const tl = pool(layer("trips"), f.trips.items.length, makeTrip);
-  f.trips.items.forEach((t, i) => {
-    if (!knownTrips.has(t.id)) unknown = true;
-    const g = tl[i];
-    const px = P.x(t.pickup.lng), py = P.y(t.pickup.lat);
-    g.setAttribute("class", "trip " + t.status);
-    g.dataset.id = t.id;
-    g.firstChild.setAttribute("x", (px - 5).toFixed(1)); g.firstChild.setAttribute("y", (py - 5).toFixed(1));
-    g.lastChild.setAttribute("x", (px + 8).toFixed(1)); g.lastChild.setAttribute("y", (py + 4).toFixed(1));
-    g.lastChild.textContent = t.age_s + " s";
-  });
-  // The keyboard's pointer: Enter opens what is under it (shown while the map has the focus).
-  const cross = layer("crosshair");
-  if (cross.dataset.key !== w + "x" + h) {
-    cross.dataset.key = w + "x" + h;
-    cross.replaceChildren(svgEl("circle", { cx: w / 2, cy: h / 2, r: 8 }),
-      svgEl("path", { d: `M${w / 2 - 14} ${h / 2}h10m8 0h10M${w / 2} ${h / 2 - 14}v10m0 8v10` }));
-  }
-  $("ops-summary").textContent = f.drivers.total + " drivers, " + f.trips.total + " open trips in view (" + f.at + ")";
-  const ms = performance.now() - t0;
-  performance.measure("ops_snapshot render", { start: t0, duration: ms });
-  window.__renderTimes.push(ms);
-  if (window.__renderTimes.length > 100) window.__renderTimes.shift();
-  if (unknown) reloadTrips();
+  liveMap.render(f);
+  if (f.trips.items.some((t) => !knownTrips.has(t.id))) reloadTrips();
+  $("ops-summary").textContent = tr("{d} drivers, {t} open trips in view", { d: f.drivers.total, t: f.trips.total });
 }
-
-// Of the last snapshot's `kind` ("drivers" or "trips"), the one nearest the map pixel
-// (px, py) within 8 px, or null.
-function nearest(kind, px, py) {
-  if (!lastSnapshot || !box) return null;
-  const [w, h] = mapSize();
-  const P = projector(box, w, h);
-  let best = null, bestD = 64;
-  for (const it of lastSnapshot[kind].items) {
-    const p = kind === "trips" ? it.pickup : it;
-    const dd = (P.x(p.lng) - px) ** 2 + (P.y(p.lat) - py) ** 2;
-    if (dd <= bestD) { best = it; bestD = dd; }
-  }
-  return best;
-}
-// The keyboard's Enter: opens the trip or else the driver under the crosshair.
-function openAtCentre() {
-  const [w, h] = mapSize();
-  const trip = nearest("trips", w / 2, h / 2);
-  if (trip) { show("trips"); openTripPage(trip.id); return true; }
-  const driver = nearest("drivers", w / 2, h / 2);
-  if (driver) { openDriverPanel(driver); return true; }
-  return false;
-}
-function mapClick(e) {
-  const trip = e.target.closest(".trip[data-id]");
-  if (trip) { show("trips"); openTripPage(trip.dataset.id); return; }
-  // Drivers only here: a trip's marker takes its own clicks (above).
-  const r = $("map").getBoundingClientRect();
-  const driver = nearest("drivers", e.clientX - r.left, e.clientY - r.top);
-  if (driver) openDriverPanel(driver);
+function followed(id) {
+  $("map-unfollow").hidden = !id;
+  $("map-following").textContent = id ? tr("Following {id}", { id }) : "";
 }
 
 // A driver's panel beside the map: what the snapshot says, then its staff record
-// (suspension, position age, trip) with the suspend / unsuspend action.
+// (suspension, position age, trip) with the suspend / unsuspend action, and Follow.
 async function openDriverPanel(d) {
   const info = $("map-info");
   info.dataset.driver = d.id;
@@ -421,7 +246,8 @@ async function openDriverPanel(d) {
   fact("position", d.lat.toFixed(5) + ", " + d.lng.toFixed(5));
   const err = el("p", "", "error");
   err.setAttribute("role", "alert");
-  info.replaceChildren(el("h2", "Driver"), el("p", d.id, "id"), facts, err);
+  const follow = h("button", { type: "button", class: "follow", onclick: () => liveMap.follow(d.id) }, tr("Follow"));
+  info.replaceChildren(el("h2", "Driver"), el("p", d.id, "id"), facts, h("div", { class: "actions" }, follow), err);
   try {
     const full = await api("GET", "/v1/admin/drivers/" + encodeURIComponent(d.id));
     if (info.dataset.driver !== d.id) return; // another one was opened meanwhile
@@ -442,7 +268,8 @@ async function openDriverPanel(d) {
 
 // ---- socket --------------------------------------------------------------------------
 function subscribeOps() {
-  if (socket && socket.readyState === WebSocket.OPEN) {
+  const box = liveMap.bbox();
+  if (box && socket && socket.readyState === WebSocket.OPEN) {
     socket.send(JSON.stringify({ type: "subscribe", channel: "ops", bbox: box }));
   }
 }
@@ -509,7 +336,7 @@ const trips = new Pager("trips", async (q, current) => {
 async function openTripPage(id) {
   if (openTrip !== id) { // an action's error and note stay with their trip
     $("trip-error").textContent = ""; $("trip-note").textContent = "";
-    $("trip-trail").replaceChildren(); $("trip-trail-caption").textContent = "";
+    clearTrail($("trip-trail")); $("trip-trail-caption").textContent = "";
     $("trip-chat").replaceChildren(); $("trip-chat-error").textContent = "";
     openTripData = null;
     // Follow the trip: its chat messages come over the socket as they are posted.
@@ -634,36 +461,17 @@ async function sendChat(e) {
   } catch (err) { report("trip-chat-error", err); } finally { $("trip-chat-send").disabled = false; }
 }
 
-// The driver's trail of the open trip: a small map of its own, drawn with the map's
-// projection, with the pickup and the drop-off.
+// The driver's trail of the open trip, with the trip's route and stops: a small map of
+// its own (lib/trailmap.js).
 async function loadTrail(t) {
   const trail = await api("GET", "/v1/admin/trips/" + encodeURIComponent(t.id) + "/trail");
   if (openTrip !== t.id) return;
-  const W = 400, H = 260;
-  const svg = $("trip-trail");
-  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
-  const pts = trail.items.map((p) => [p.lng, p.lat]);
-  const all = pts.concat([[t.pickup.lng, t.pickup.lat], [t.dropoff.lng, t.dropoff.lat]]);
-  let b = [Infinity, Infinity, -Infinity, -Infinity];
-  for (const [lng, lat] of all) b = [Math.min(b[0], lng), Math.min(b[1], lat), Math.max(b[2], lng), Math.max(b[3], lat)];
-  const mx = Math.max((b[2] - b[0]) * 0.15, 0.0003), my = Math.max((b[3] - b[1]) * 0.15, 0.0003);
-  const P = projector(fitAspect([b[0] - mx, b[1] - my, b[2] + mx, b[3] + my], [W, H]), W, H);
-  const xy = ([lng, lat]) => P.x(lng).toFixed(1) + "," + P.y(lat).toFixed(1);
-  const mark = (p, cls, label) => {
-    const g = svgEl("g", { class: cls });
-    const [x, y] = [P.x(p[0]), P.y(p[1])];
-    const title = svgEl("title"); title.textContent = label;
-    g.append(title, svgEl("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 5 }));
-    return g;
-  };
-  svg.replaceChildren(svgEl("polyline", { class: "trail", points: pts.map(xy).join(" ") }),
-    mark([t.pickup.lng, t.pickup.lat], "pickup", "pickup"), mark([t.dropoff.lng, t.dropoff.lat], "dropoff", "drop-off"));
-  if (pts.length) svg.append(mark(pts[pts.length - 1], "driver", "the driver's last position"));
-  svg.dataset.points = String(pts.length);
-  $("trip-trail-caption").textContent = pts.length === 0
+  drawTrail($("trip-trail"), t, trail, liveMap.tiles());
+  const n = trail.items.length;
+  $("trip-trail-caption").textContent = n === 0
     ? (t.driver_id ? "no positions recorded yet" : "no driver yet")
-    : pts.length + " positions" + (trail.sampled ? " (an even sample of " + trail.recorded + ")" : "") +
-      ", " + trail.items[0].at + " → " + trail.items[trail.items.length - 1].at;
+    : n + " positions" + (trail.sampled ? " (an even sample of " + trail.recorded + ")" : "") +
+      ", " + trail.items[0].at + " → " + trail.items[n - 1].at;
 }
 // While an open trip is under way its trail grows: redrawn with the health samples.
 function refreshTrail() {
@@ -934,31 +742,8 @@ function drawAlerts() {
   $("trip-cancel").addEventListener("click", cancelOpenTrip);
   $("trip-refund").addEventListener("click", refundOpenTrip);
   $("trip-chat-form").addEventListener("submit", sendChat);
-  $("map-fit").addEventListener("click", fitDrivers);
-  $("map-zones").addEventListener("click", () => setBox(initialBox()));
+  $("map-fit").addEventListener("click", liveMap.fitDrivers);
+  $("map-zones").addEventListener("click", liveMap.wholeZones);
+  $("map-unfollow").addEventListener("click", () => liveMap.follow(null));
   new ResizeObserver(fitPlots).observe($("charts"));
-  const map = $("map");
-  new ResizeObserver(mapResized).observe(map);
-  map.addEventListener("click", mapClick);
-  map.addEventListener("wheel", (e) => { e.preventDefault(); zoom(e.deltaY > 0 ? 1.25 : 0.8); }, { passive: false });
-  map.addEventListener("keydown", (e) => {
-    const k = { ArrowLeft: [-0.1, 0], ArrowRight: [0.1, 0], ArrowUp: [0, 0.1], ArrowDown: [0, -0.1] }[e.key];
-    if (k) { e.preventDefault(); pan(k[0], k[1]); } else if (e.key === "+" || e.key === "=") zoom(0.8); else if (e.key === "-") zoom(1.25);
-    else if (e.key === "f") fitDrivers(); else if (e.key === "z") setBox(initialBox());
-    else if (e.key === "Enter" || e.key === " ") {
-      e.preventDefault();
-      if (!openAtCentre()) {
-        $("map-info").replaceChildren(el("p", "Nothing under the crosshair: pan with the arrow keys, zoom with + and −, then Enter."));
-      }
-    }
-  });
-  let drag = null;
-  map.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; });
-  window.addEventListener("pointerup", (e) => {
-    if (!drag) return;
-    const r = map.getBoundingClientRect();
-    const dx = (drag[0] - e.clientX) / r.width, dy = (e.clientY - drag[1]) / r.height;
-    drag = null;
-    if (Math.abs(dx) + Math.abs(dy) > 0.01) pan(dx, dy);
-  });
 }

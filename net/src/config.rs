@@ -21,6 +21,9 @@ pub use secrets::*;
 // ----- issue 21 -----
 mod cluster;
 pub use cluster::{ClusterFlags, ClusterSection, valid_node_id};
+// ----- issue 23: D -----
+mod console;
+pub use console::ConsoleSection;
 
 /// The whole file. `Serialize`: the sample configuration's test walks its keys.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,6 +63,9 @@ pub struct Config {
     // ----- issue 21 -----
     /// `[cluster]`: a node of a cluster sharing one command log (API.md "Cluster").
     pub cluster: ClusterSection,
+    // ----- issue 23: D -----
+    /// `[console]`: the console map's tile server (none by default: the offline map).
+    pub console: ConsoleSection,
 }
 
 /// `[roles.<name>]` (API.md v1.1 "Back office"): a custom staff role, e.g.
@@ -620,6 +626,7 @@ impl Config {
         self.log.filter(None)?;
         self.validate_roles()?;
         self.cluster.validate()?;
+        self.console.validate()?;
         if self.notify.sos_phones.len() > dispatch_core::outbox::MAX_SOS_PHONES {
             return Err(format!("notify: sos_phones names at most {} phones", dispatch_core::outbox::MAX_SOS_PHONES));
         }

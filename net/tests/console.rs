@@ -28,9 +28,9 @@ use futures_util::FutureExt;
 use hyper::{HeaderMap, Method};
 use serde_json::{Value, json};
 
-/// JS: how many driver dots the map has drawn (each is one `M x y h0` of a driver path).
-const DRAWN_JS: &str = "[...document.querySelectorAll('#map path.driver')]\
-    .reduce((n, p) => n + (p.getAttribute('d').match(/M/g) || []).length, 0)";
+/// JS: how many drivers the map has drawn (alone or counted in a bubble: lib/map.js says
+/// so on its container).
+const DRAWN_JS: &str = "Number(document.getElementById('map').dataset.drivers || 0)";
 const XSS_NAME: &str = "<img src=x onerror=alert(1)>";
 const XSS_REASON: &str = "</dd><script>window.__xss = 1</script> rider asked";
 
@@ -197,8 +197,7 @@ async fn drive(s: &Server, c: &Client) {
     let asked = Instant::now();
     let trip = s.post("/v1/trips", &rider, body, 201).await;
     let id = trip["id"].as_str().unwrap().to_owned();
-    let on_map =
-        until(c, &format!("document.querySelector('#map g.trip[data-id=\"{id}\"]')"), WAIT, "trip on map").await;
+    let on_map = until(c, &format!("(window.__map?.trips() ?? []).includes('{id}')"), WAIT, "trip on map").await;
     let in_table =
         until(c, &format!("document.querySelector('#trips tr[data-id=\"{id}\"]')"), WAIT, "trip in table").await;
     println!("console: the trip reached the map in {:?} and the table in {:?}", on_map - asked, in_table - asked);
@@ -350,7 +349,9 @@ async fn drive(s: &Server, c: &Client) {
     let deadline = Instant::now() + WAIT;
     loop {
         click(c, "nav button[data-view=map]").await;
-        click(c, &format!("#map g.trip[data-id=\"{id2}\"] rect")).await;
+        until(c, &format!("window.__map.trips().includes('{id2}')"), WAIT, "the trip drawn").await;
+        let at = map_offset(c, lat, lng).await;
+        click_at(c, "#map", at).await;
         let opened = format!("document.getElementById('trip-id').textContent === '{id2}'");
         if js(c, &format!("return {opened};")).await == json!(true) {
             break;
@@ -444,9 +445,11 @@ async fn assert_signed_out_page_is_empty(c: &Client) {
          alert_count: document.getElementById('alert-count').hidden, \
          banner: document.getElementById('alert-banner').hidden, \
          charts: document.querySelectorAll('#charts figure').length, \
-         dots: document.querySelectorAll('#map path.driver, #map g.trip, #map polygon').length, \
+         dots: Number(document.getElementById('map').dataset.drivers || 0) \
+           + Number(document.getElementById('map').dataset.trips || 0) \
+           + Number(document.getElementById('map').dataset.zones || 0), \
          trip: document.getElementById('trip').hidden, \
-         trail: document.querySelectorAll('#trip-trail *').length, \
+         trail: window.__trail ? window.__trail.points().length : 0, \
          info: document.getElementById('map-info').textContent, \
          summary: document.getElementById('ops-summary').textContent};",
     )
@@ -627,6 +630,19 @@ async fn next_frame(ws: &mut Ws, ty: &str) -> Value {
     .unwrap_or_else(|_| panic!("no {ty} frame"))
 }
 
+/// Where (lat, lng) is on the map, from the map's centre (what `click_at` takes).
+async fn map_offset(c: &Client, lat: f64, lng: f64) -> (f64, f64) {
+    let v = js(
+        c,
+        &format!(
+            "const m = document.getElementById('map').getBoundingClientRect(); \
+             const [x, y] = window.__map.point({lat}, {lng}); return [x - m.width / 2, y - m.height / 2];"
+        ),
+    )
+    .await;
+    (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
+}
+
 async fn page_bbox(c: &Client) -> [f64; 4] {
     let v = js(c, "return document.getElementById('map').dataset.bbox.split(',').map(Number);").await;
     let v: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
@@ -777,17 +793,10 @@ async fn operate(s: &Server, c: &Client) {
     let driver_shown = js(c, "return document.querySelector('#trip-facts dd[data-fact=driver]').textContent;").await;
     assert_eq!(driver_shown, json!(format!("Comfort 1 · {driver_id}")));
     assert_no_injection(c).await;
-    let line =
-        js(c, "return document.querySelector('#trip-trail polyline.trail').getAttribute('points').split(' ').length;")
-            .await;
+    let line = js(c, "return window.__trail.points().length;").await;
     assert!(line.as_u64().unwrap() >= 4, "the trail's line: {line} points");
     // Going north: the line's y falls point after point (north up, as on the map).
-    let ys = js(
-        c,
-        "return document.querySelector('#trip-trail polyline.trail').getAttribute('points').split(' ')\
-         .map(p => Number(p.split(',')[1]));",
-    )
-    .await;
+    let ys = js(c, "return window.__trail.points().map(p => p[1]);").await;
     let ys: Vec<f64> = ys.as_array().unwrap().iter().map(|y| y.as_f64().unwrap()).collect();
     assert!(ys.windows(2).all(|w| w[1] < w[0]), "north is up: {ys:?}");
     screenshot(c, "trip-trail").await;
@@ -840,19 +849,10 @@ async fn operate(s: &Server, c: &Client) {
     // suspend and unsuspend.
     click(c, "nav button[data-view=map]").await;
     until(c, &format!("{DRAWN_JS} >= 21"), WAIT, "every driver drawn").await;
-    let offset = js(
-        c,
-        &format!(
-            "const m = document.getElementById('map').getBoundingClientRect(); \
-             const b = document.getElementById('map').dataset.bbox.split(',').map(Number); \
-             return [({lng} - b[0]) / (b[2] - b[0]) * m.width - m.width / 2, \
-                     (b[3] - {lat}) / (b[3] - b[1]) * m.height - m.height / 2];",
-            lat = at.0,
-            lng = at.1
-        ),
-    )
-    .await;
-    let offset = (offset[0].as_f64().unwrap(), offset[1].as_f64().unwrap());
+    // Zoomed in on it (from INDIVIDUAL_ZOOM no driver is in a bubble).
+    js(c, &format!("return window.__map.view({}, {}, 17);", at.0, at.1)).await;
+    until(c, "document.getElementById('map').dataset.clusters === '0'", WAIT, "drivers drawn alone").await;
+    let offset = map_offset(c, at.0, at.1).await;
     click_at(c, "#map", offset).await;
     let panel = format!("document.getElementById('map-info').dataset.driver === '{driver_id}'");
     until(c, &panel, WAIT, "the driver's panel").await;
@@ -879,6 +879,7 @@ async fn operate(s: &Server, c: &Client) {
         .await;
     js(c, "document.getElementById('map-info').replaceChildren(); delete document.getElementById('map-info').dataset.driver; return 0;")
         .await;
+    js(c, &format!("return window.__map.view({lat0}, {lng0}, 17);")).await;
     let seen = js(c, "return window.__renderTimes.length;").await.as_u64().unwrap();
     until(c, &format!("window.__renderTimes.length > {}", seen + 1), WAIT, "a snapshot with the move").await;
     let map = c.find(Locator::Id("map")).await.unwrap();

@@ -5,7 +5,9 @@
 //! `Content-Security-Policy`, `X-Content-Type-Options: nosniff` and
 //! `Referrer-Policy: no-referrer`; the files carry no data (the page signs in with a staff
 //! token); only the files in [`ASSETS`] are served (a path outside it is `404 not_found`,
-//! whatever it names on disk: nothing is read from disk at run time).
+//! whatever it names on disk: nothing is read from disk at run time). `config.json` is
+//! not a file: it is built from `[console]` (the map's tile server, if any), and the
+//! policy's `img-src` names that tile server's origin and no other ([`csp`]).
 
 use hyper::header::HeaderValue;
 
@@ -15,6 +17,7 @@ const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
+const PNG: &str = "image/png";
 
 /// One file of the console: its path under `/console/`, its type and its bytes.
 pub struct Asset {
@@ -65,11 +68,53 @@ pub static ASSETS: &[Asset] = &[
     asset!("vendor/uplot/uPlot.esm.js", JS),
     asset!("vendor/uplot/uPlot.min.css", CSS),
     asset!("vendor/uplot/LICENSE", TEXT),
+    // ----- issue 23: D -----
+    asset!("vendor/leaflet/leaflet-src.esm.js", JS),
+    asset!("vendor/leaflet/leaflet.css", CSS),
+    asset!("vendor/leaflet/LICENSE", TEXT),
+    asset!("vendor/leaflet/images/layers.png", PNG),
+    asset!("vendor/leaflet/images/layers-2x.png", PNG),
+    asset!("vendor/leaflet/images/marker-icon.png", PNG),
+    asset!("vendor/leaflet/images/marker-icon-2x.png", PNG),
+    asset!("vendor/leaflet/images/marker-shadow.png", PNG),
+    asset!("lib/map.js", JS),
+    asset!("lib/trailmap.js", JS),
 ];
 
+/// The console's settings for the page (`GET /console/config.json`): the tile server, or
+/// `null` (the offline map).
+fn config_json(console: &crate::config::ConsoleSection) -> Resp {
+    let mut r = http::json_response(hyper::StatusCode::OK, &config_value(console));
+    r.headers_mut().insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// What `config.json` says.
+fn config_value(console: &crate::config::ConsoleSection) -> serde_json::Value {
+    serde_json::json!({
+        "tile_url": console.tile_url,
+        "tile_attribution": console.tile_attribution,
+    })
+}
+
+/// API.md's Content-Security-Policy, with `tile_origin` (the `[console] tile_url`'s) added
+/// to `img-src` when there is one.
+pub fn csp(tile_origin: Option<&str>) -> String {
+    let img = match tile_origin {
+        Some(origin) => format!("img-src 'self' data: {origin}"),
+        None => "img-src 'self' data:".to_owned(),
+    };
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; {img}; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
 /// The console file at `path` (`""` is the page), or `404 not_found`.
-pub(super) fn response(path: &str) -> Result<Resp, ApiError> {
+pub(super) fn response(path: &str, console: &crate::config::ConsoleSection) -> Result<Resp, ApiError> {
     let path = if path.is_empty() { "index.html" } else { path };
+    if path == "config.json" {
+        return Ok(config_json(console));
+    }
     let asset =
         ASSETS.iter().find(|a| a.path == path).ok_or_else(|| ApiError::new("not_found", "no such console file"))?;
     let mut r = http::bytes_response(asset.content_type, bytes::Bytes::from_static(asset.body));
@@ -83,14 +128,15 @@ pub(super) fn is_console_path(path: &str) -> bool {
     path == "/console" || path.starts_with("/console/")
 }
 
-/// The headers of API.md on a console response.
-pub(super) fn console_headers(h: &mut hyper::HeaderMap) {
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+/// API.md's policy exactly.
+const API_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The headers of API.md on a console response; `tile_origin` as in [`csp`].
+pub(super) fn console_headers(h: &mut hyper::HeaderMap, tile_origin: Option<&str>) {
+    // The origin was checked at start (`ConsoleSection::validate`): only a bug could make
+    // it unfit for a header, and then the tiles are refused rather than the page.
+    let policy = HeaderValue::from_str(&csp(tile_origin)).unwrap_or_else(|_| HeaderValue::from_static(API_CSP));
+    h.insert("content-security-policy", policy);
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
 }
@@ -102,13 +148,13 @@ mod tests {
     #[test]
     fn every_asset_is_served_and_nothing_else() {
         for a in ASSETS {
-            let r = response(a.path).unwrap_or_else(|e| panic!("{}: {e:?}", a.path));
+            let r = response(a.path, &Default::default()).unwrap_or_else(|e| panic!("{}: {e:?}", a.path));
             assert_eq!(r.headers()[hyper::header::CONTENT_TYPE], a.content_type, "{}", a.path);
             assert!(!a.body.is_empty(), "{} is empty", a.path);
         }
-        assert!(response("").is_ok(), "the page");
+        assert!(response("", &Default::default()).is_ok(), "the page");
         for missing in ["../Cargo.toml", "lib/../app.js", "nope.js", "lib", "index.html/x"] {
-            assert!(response(missing).is_err(), "{missing}");
+            assert!(response(missing, &Default::default()).is_err(), "{missing}");
         }
     }
 
@@ -121,9 +167,41 @@ mod tests {
                 Some("html") => HTML,
                 Some("js") | Some("mjs") => JS,
                 Some("css") => CSS,
+                Some("png") => PNG,
                 _ => a.content_type,
             };
             assert_eq!(a.content_type, want, "{}", a.path);
         }
+    }
+
+    #[test]
+    fn the_policy_is_api_md_s_and_adds_only_the_tile_origin() {
+        assert_eq!(csp(None), API_CSP);
+        let mut h = hyper::HeaderMap::new();
+        console_headers(&mut h, None);
+        assert_eq!(h["content-security-policy"], API_CSP);
+        let with = csp(Some("https://tile.example.com"));
+        assert_eq!(with, API_CSP.replace("img-src 'self' data:", "img-src 'self' data: https://tile.example.com"));
+        // Only img-src changes: scripts, styles and connections stay the page's own.
+        let changed: Vec<_> = with.split("; ").filter(|d| !API_CSP.split("; ").any(|a| a == *d)).collect();
+        assert_eq!(changed, ["img-src 'self' data: https://tile.example.com"]);
+        console_headers(&mut h, Some("https://tile.example.com"));
+        assert_eq!(h["content-security-policy"], with.as_str());
+    }
+
+    #[test]
+    fn config_json_says_the_tile_server_or_null() {
+        let off = crate::config::ConsoleSection::default();
+        let r = response("config.json", &off).unwrap();
+        assert_eq!(r.headers()[hyper::header::CONTENT_TYPE], "application/json");
+        assert_eq!(config_value(&off), serde_json::json!({"tile_url": null, "tile_attribution": ""}));
+        let on = crate::config::ConsoleSection {
+            tile_url: Some("https://tile.example.com/{z}/{x}/{y}.png".into()),
+            tile_attribution: "© Example".into(),
+        };
+        assert_eq!(
+            config_value(&on),
+            serde_json::json!({"tile_url": "https://tile.example.com/{z}/{x}/{y}.png", "tile_attribution": "© Example"})
+        );
     }
 }

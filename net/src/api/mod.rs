@@ -122,7 +122,7 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
             r
         }
     };
-    let mut resp = finish.apply(resp, &request_id, &path, quota, cors_origins).await;
+    let mut resp = finish.apply(resp, &request_id, &path, quota, cors_origins, &app.config.console).await;
     if let (Some(node), Some(_)) = (&app.node, &forwarded) {
         // Read-your-writes: the follower waits until it applied this far.
         resp.headers_mut().insert(crate::cluster::forward::LSN, HeaderValue::from(node.written_lsn()));
@@ -670,7 +670,7 @@ impl Ctx<'_> {
             E::DeleteHookEndpoint(id) => self.delete_webhook_endpoint(&id).await,
             E::HookDeliveries(id) => self.list_webhook_deliveries(&id),
             E::ResendHook(id, event) => self.resend_webhook(&id, &event).await,
-            E::Console(path) => console::response(&path),
+            E::Console(path) => console::response(&path, &self.app.config.console),
             E::PutApplication => self.put_application().await,
             E::UploadDocument(kind) => self.upload_document(&kind).await,
             E::SubmitApplication => self.submit_application().await,
