@@ -687,6 +687,7 @@ function drawAlerts() {
     if (view === "trips") trips.reload();
     if (view === "drivers") drivers.reload();
     if (openTrip) openTripPage(openTrip);
+    if (lastSnapshot) renderSnapshot(lastSnapshot); // the summary line and the driver panel's words
     drawAlerts();
     drawCharts();
     if (view === "search" && $("search").value) search($("search").value);
