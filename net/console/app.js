@@ -143,7 +143,7 @@ function mountPages() {
     if (p.nav) {
       const b = h("button", { type: "button", "data-view": p.id, "aria-pressed": "false", "data-i18n": p.label }, tr(p.label));
       b.addEventListener("click", () => show(p.id));
-      $("nav").appendChild(b);
+      $("nav-office").appendChild(b);
     }
   }
 }

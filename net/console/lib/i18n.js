@@ -111,6 +111,8 @@ strings("ar", {
   "API token": "رمز واجهة برمجية",
   "not allowed: {code}": "غير مسموح: {code}",
   "Views": "الصفحات",
+  "Live": "مباشر",
+  "Back office": "المكتب الخلفي",
   "Search": "بحث",
   "Search trips and users": "ابحث في الرحلات والمستخدمين",
   "Trip ref or id, name, phone's last digits": "مرجع الرحلة أو معرّفها، اسم، آخر أرقام الهاتف",
