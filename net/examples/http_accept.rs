@@ -4,7 +4,16 @@
 //! at once, each over its own keep-alive connection.
 //!
 //! `cargo run --release -p dispatch-server --example http_accept -- [drivers] [rounds]`
+//!
+//! It allocates through the global allocator `dispatchd` ships (mimalloc, the default
+//! feature `mimalloc`), so it measures what ships; `--no-default-features` measures the
+//! system's.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+/// `dispatchd`'s global allocator (net/src/main.rs).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

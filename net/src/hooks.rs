@@ -130,7 +130,9 @@ pub async fn run(
 /// The body of `event`: `{"id","type","created_at","data"}`, the object as staff see it.
 pub fn body(view: &View, event: &HookEvent) -> Vec<u8> {
     let data = match &event.data {
-        EventData::Trip(t) => render::trip(t, Viewer::Staff, &Cards::of(view, t)),
+        EventData::Trip(t) => {
+            serde_json::to_value(render::trip(t, Viewer::Staff, &Cards::of(view, t))).unwrap_or_default()
+        }
         EventData::Alert(a) => render::alert(a),
         EventData::User(u) => render::user(u),
         EventData::Application(a) => render::application(a),

@@ -256,7 +256,7 @@ impl From<dispatch_core::DomainError> for ApiError {
 }
 
 /// A JSON response.
-pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Resp {
+pub fn json_response<T: serde::Serialize + ?Sized>(status: StatusCode, body: &T) -> Resp {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
@@ -499,19 +499,31 @@ pub fn page(items: Vec<serde_json::Value>, limit: usize, last: Option<Cursor>) -
 
 /// An instant as RFC 3339 UTC with milliseconds (`2026-11-25T10:00:00.123Z`).
 pub fn rfc3339(ts: dispatch_core::clock::Timestamp) -> String {
-    let ms = ts.as_millis();
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+    Rfc3339(ts).to_string()
+}
+
+/// An instant written as RFC 3339 UTC with milliseconds ([`rfc3339`]'s text), straight
+/// into whatever formats it (a typed answer serialises it with no `String` in between).
+#[derive(Debug, Clone, Copy)]
+pub struct Rfc3339(pub dispatch_core::clock::Timestamp);
+
+impl std::fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = self.0.as_millis();
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.millisecond()
+        )
+    }
 }
 
 /// An RFC 3339 string as an instant (`400 invalid_request` if malformed).

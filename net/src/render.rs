@@ -9,6 +9,8 @@
 //! and beside every currency its ISO 4217 exponent (`currency_exponent`: where the
 //! decimal point goes when the amount is shown; amounts are never scaled).
 
+pub mod typed;
+
 use std::sync::Arc;
 
 use dispatch_core::clock::Timestamp;
@@ -159,32 +161,11 @@ impl Cards {
     }
 }
 
-/// The driver's card of a trip: who is coming, in what car, and (while coming or driving)
-/// where they are.
-fn driver_card(t: &Trip, cards: &Cards) -> Value {
-    let Some(d) = &cards.driver else { return Value::Null };
-    let vehicle = vehicle_card(d);
-    // API.md: `driver.name` is the name the driver is shown by, the first name.
-    let name = first_name(&d.name);
-    let mut card = json!({"id": d.id.to_string(), "name": name, "rating": rating(&d.rating), "vehicle": vehicle});
-    let live = matches!(t.status, TripStatus::Accepted | TripStatus::Arrived | TripStatus::InProgress);
-    if let (true, Some(f)) = (live, cards.driver_fix) {
-        card["location"] = json!({"lat": f.point.lat(), "lng": f.point.lng(), "at": rfc3339(f.at)});
-    }
-    card
-}
-
 /// A driver's vehicle as the trip's card and the share view show it (no year), or `null`.
 fn vehicle_card(d: &User) -> Value {
     d.vehicle.as_ref().map_or(Value::Null, |v| {
         json!({"category": v.category.as_str(), "make": v.make, "model": v.model, "color": v.color, "plate": v.plate})
     })
-}
-
-/// The rider's card of a trip: the first word of the name, and the rating.
-fn rider_card(cards: &Cards) -> Value {
-    let Some(r) = &cards.rider else { return Value::Null };
-    json!({"id": r.id.to_string(), "first_name": first_name(&r.name), "rating": rating(&r.rating)})
 }
 
 /// The first word of a name: what a card shows of a person.
@@ -234,85 +215,9 @@ pub fn shared_trip(t: &Trip, cards: &Cards) -> Value {
 /// A trip as `viewer` may see it: `pickup_code` to its rider alone; `driver` (`null` until
 /// one accepted) to its rider, its driver and staff; `rider` to its driver and staff
 /// (`null` to the others); the cards from `cards` (read from the view for this trip).
-pub fn trip(t: &Trip, viewer: Viewer, cards: &Cards) -> Value {
-    let f = &t.fare;
-    let mut v = json!({
-        "id": t.id.to_string(),
-        "ref": t.reference.to_string(),
-        "status": t.status.as_str(),
-        "kind": match t.kind { dispatch_core::TripKind::Ride => "ride", dispatch_core::TripKind::Parcel => "parcel" },
-        "rider_id": t.rider_id.to_string(),
-        "driver_id": t.driver_id.map(|d| d.to_string()),
-        "zone_id": t.zone_id.to_string(),
-        "category": t.category.as_str(),
-        "pickup": place(&t.pickup),
-        "dropoff": place(&t.dropoff),
-        "stops": t.stops.iter().map(place).collect::<Vec<_>>(),
-        "fare": {
-            "estimate_minor": f.estimate_minor,
-            "final_minor": f.final_minor,
-            "currency": f.currency.code(),
-            "currency_exponent": f.currency.exponent(),
-            "surge_bps": f.surge_bps,
-            "discount_minor": f.discount_minor,
-            "cancel_fee_minor": f.cancel_fee_minor,
-        },
-        "payment": {
-            "method": enum_str(&t.payment.method),
-            "status": enum_str(&t.payment.status),
-            "cash_offered": t.payment.cash_offered(),
-            "captured_minor": t.payment.captured_minor,
-            "refunded_minor": t.payment.refunded_minor,
-            "refunds_pending_minor": t.payment.pending_refunds_minor(),
-            "cash_claimed_at": time(t.payment.cash_claimed_at),
-        },
-        "pickup_code_locked": t.code_failures >= dispatch_core::trip::MAX_CODE_FAILURES,
-        "created_at": rfc3339(t.created_at),
-        "updated_at": rfc3339(t.updated_at),
-        "accepted_at": time(t.accepted_at),
-        "arrived_at": time(t.arrived_at),
-        "started_at": time(t.started_at),
-        "ended_at": time(t.ended_at),
-        "distance_m": t.distance_m,
-        "driven_m": t.driven_m,
-        "scheduled_at": time(t.scheduled_at),
-        "dispatch": {
-            "round": t.round,
-            "drivers_offered": t.drivers_offered(),
-            "nearby_drivers": t.nearby_drivers,
-        },
-    });
-    if viewer == Viewer::Rider {
-        v["pickup_code"] = json!(t.pickup_code.to_string());
-    }
-    v["driver"] = match viewer {
-        Viewer::Rider | Viewer::Driver | Viewer::Staff => driver_card(t, cards),
-        Viewer::Other => Value::Null,
-    };
-    v["rider"] = match viewer {
-        Viewer::Driver | Viewer::Staff => rider_card(cards),
-        Viewer::Rider | Viewer::Other => Value::Null,
-    };
-    if let Some(p) = &t.parcel {
-        // Never the delivery code: it is the recipient's, sent by SMS only.
-        v["parcel"] = json!({
-            "weight_kg": f64::from(p.weight_g) / 1000.0,
-            "description": p.description,
-            "recipient_phone": p.recipient_phone,
-            "delivery_code_locked": t.delivery_code_failures >= dispatch_core::trip::MAX_CODE_FAILURES,
-        });
-    }
-    if let Some(b) = t.rider_offer_minor {
-        v["bid"] = json!({"amount_minor": b});
-    }
-    v["eta"] = cards.eta.map_or(Value::Null, |e| eta(&e));
-    v["cancellation"] = match &t.cancellation {
-        Some(c) => {
-            json!({"by": enum_str(&c.by), "reason_code": c.code.as_str(), "reason": c.reason, "at": rfc3339(c.at)})
-        }
-        None => Value::Null,
-    };
-    v
+/// Typed ([`typed::TripOut`]): serialised straight into the answer or the frame.
+pub fn trip<'a>(t: &'a Trip, viewer: Viewer, cards: &'a Cards) -> typed::TripOut<'a> {
+    typed::TripOut::new(t, viewer, cards)
 }
 
 /// `{"pickup_s","dropoff_s","source","at"}`: the seconds of the leg the ETA measured, the
@@ -325,19 +230,9 @@ pub fn eta(e: &Eta) -> Value {
     json!({"pickup_s": pickup_s, "dropoff_s": dropoff_s, "source": enum_str(&e.source), "at": rfc3339(e.at)})
 }
 
-/// A live offer to a driver (`GET /v1/driver/offers`, WS `trip_offer`).
-pub fn offer(t: &Trip, expires_at: Timestamp, distance_to_pickup_m: u32) -> Value {
-    json!({
-        "trip_id": t.id.to_string(),
-        "pickup": place(&t.pickup),
-        "dropoff": place(&t.dropoff),
-        "stops": t.stops.iter().map(place).collect::<Vec<_>>(),
-        "category": t.category.as_str(),
-        "fare": {"amount_minor": t.fare.estimate_minor, "currency": t.fare.currency.code(),
-                 "currency_exponent": t.fare.currency.exponent()},
-        "distance_to_pickup_m": distance_to_pickup_m,
-        "expires_at": rfc3339(expires_at),
-    })
+/// A live offer to a driver (`GET /v1/driver/offers`, WS `trip_offer`), typed.
+pub fn offer(t: &Trip, expires_at: Timestamp, distance_to_pickup_m: u32) -> typed::OfferOut<'_> {
+    typed::OfferOut::new(t, expires_at, distance_to_pickup_m)
 }
 
 /// A zone: its id, its spec as uploaded, its currency's exponent, and times.

@@ -51,10 +51,8 @@ impl Ctx<'_> {
     /// `GET /v1/driver/offers`: the caller's offers still pending.
     pub(super) fn driver_offers(&self) -> Result<Resp, ApiError> {
         let me = self.principal()?.user_id().ok_or_else(|| ApiError::new("forbidden", "drivers only"))?;
-        let items: Vec<Value> = self
-            .app
-            .engine
-            .offers_for(me)
+        let offers = self.app.engine.offers_for(me);
+        let items: Vec<render::typed::OfferOut<'_>> = offers
             .iter()
             .filter_map(|t| {
                 let o = t.offer_to(me)?;

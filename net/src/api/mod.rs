@@ -560,12 +560,22 @@ impl Ctx<'_> {
 
     /// `trips` rendered for the caller, their people read from the view in one read.
     fn trips_json(&self, trips: &[Arc<Trip>]) -> Vec<serde_json::Value> {
+        let cards = self.cards_of(trips);
+        trips
+            .iter()
+            .zip(&cards)
+            .map(|(t, c)| serde_json::to_value(render::trip(t, self.viewer(t), c)).unwrap_or_default())
+            .collect()
+    }
+
+    /// The people of `trips` (one read of the view) and their cached ETAs.
+    fn cards_of(&self, trips: &[Arc<Trip>]) -> Vec<render::Cards> {
         let mut cards: Vec<render::Cards> =
             self.app.engine.read(|v| trips.iter().map(|t| render::Cards::of(v, t)).collect());
         for (c, t) in cards.iter_mut().zip(trips) {
             c.eta = self.app.etas.cached(t);
         }
-        trips.iter().zip(&cards).map(|(t, c)| render::trip(t, self.viewer(t), c)).collect()
+        cards
     }
 
     /// Brings `t`'s ETA up to date (the route provider is asked at most every 10 s per
@@ -586,7 +596,13 @@ impl Ctx<'_> {
     /// A command's trip, rendered for the caller, with `status`.
     fn trip_out(&self, status: StatusCode, o: Outcome) -> Result<Resp, ApiError> {
         match o {
-            Outcome::Trip(t) => Ok(json_response(status, &self.trip_json(&t))),
+            // The hot answer (a booking, an accept, every step): typed, serialised once,
+            // straight into the body.
+            Outcome::Trip(t) => {
+                let cards = self.cards_of(std::slice::from_ref(&t));
+                let cards = cards.first().cloned().unwrap_or_default();
+                Ok(json_response(status, &render::trip(&t, self.viewer(&t), &cards)))
+            }
             other => Err(unexpected(&other)),
         }
     }

@@ -206,20 +206,22 @@ impl Hub {
         for e in events {
             match e {
                 Event::TripOffered { trip, driver_id, expires_at, distance_to_pickup_m } => {
-                    let frame =
-                        json!({"type": "trip_offer", "offer": render::offer(trip, *expires_at, *distance_to_pickup_m)});
-                    let n = self.send_user(*driver_id, &frame);
+                    let offer = render::offer(trip, *expires_at, *distance_to_pickup_m);
+                    let frame = render::typed::to_text(&render::typed::TripOfferFrame::new(offer));
+                    let n = self.send_user(*driver_id, frame.into());
                     self.metrics.offers_sent.fetch_add(n, Ordering::Relaxed);
                 }
                 Event::OfferWithdrawn { trip_id, driver_id, reason } => {
                     let frame = json!({"type": "offer_withdrawn", "trip_id": trip_id.to_string(), "reason": reason_str(*reason)});
-                    self.send_user(*driver_id, &frame);
+                    self.send_user(*driver_id, frame.to_string().into());
                 }
                 Event::TripUpdated { trip } => {
                     let no_cards = render::Cards::default();
                     let cards = cards.get(&trip.id).unwrap_or(&no_cards);
+                    // Typed, straight to text: no `Value` tree per audience.
                     let frame = |viewer| -> Utf8Bytes {
-                        json!({"type": "trip_updated", "trip": render::trip(trip, viewer, cards)}).to_string().into()
+                        let frame = render::typed::TripUpdatedFrame::new(render::trip(trip, viewer, cards));
+                        render::typed::to_text(&frame).into()
                     };
                     // Each audience its own frame (rendered before the lock is taken): the
                     // rider's has the pickup code, the driver's the rider's card, staff's both cards.
@@ -299,14 +301,15 @@ impl Hub {
                 }
                 Event::DriverMoved { .. } => {}
                 Event::NoDriversNearby { trip_id, rider_id } => {
-                    self.send_user(*rider_id, &json!({"type": "no_drivers_nearby", "trip_id": trip_id.to_string()}));
+                    let frame = json!({"type": "no_drivers_nearby", "trip_id": trip_id.to_string()});
+                    self.send_user(*rider_id, frame.to_string().into());
                 }
                 Event::DriverPresence { driver_id, trip_id, connected } => {
                     let (trip, fix) =
                         engine.read(|v| (v.trip(*trip_id).cloned(), v.driver(*driver_id).and_then(|d| d.fix)));
                     let Some(trip) = trip else { continue };
                     let frame = presence_frame(*trip_id, *driver_id, *connected, fix, now());
-                    self.send_user(trip.rider_id, &frame);
+                    self.send_user(trip.rider_id, frame.to_string().into());
                 }
                 Event::ChatMessage { trip, message } => {
                     let frame: Utf8Bytes =
@@ -343,8 +346,8 @@ impl Hub {
         }
     }
 
-    fn send_user(&self, user: UserId, frame: &Value) -> u64 {
-        let text = Utf8Bytes::from(frame.to_string());
+    /// Queues `text` on every socket of `user`; how many.
+    fn send_user(&self, user: UserId, text: Utf8Bytes) -> u64 {
         let r = self.registry.lock();
         let boxes = self.of_user(&r, user);
         for b in &boxes {

@@ -120,7 +120,7 @@ pub(super) async fn on_text(app: &App, who: Principal, socket: u64, text: &str) 
                         let viewer = render::Viewer::of(&t, who.user_id(), who.reads_trips());
                         let mut cards = app.engine.read(|v| render::Cards::of(v, &t));
                         cards.eta = app.etas.cached(&t);
-                        let trip = render::trip(&t, viewer, &cards);
+                        let trip = serde_json::to_value(render::trip(&t, viewer, &cards)).unwrap_or_default();
                         Some(json!({"type": "subscribed", "trip_id": t.id.to_string(), "trip": trip}).to_string())
                     }
                     None => Some(error_frame("forbidden", "not your trip")),

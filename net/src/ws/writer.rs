@@ -2,7 +2,9 @@
 //!
 //! Guarantees: every write is bounded by `WsTiming::send_timeout` and cut short by an
 //! overflow of the outbox, so a client that stops reading cannot hold the writer; frames
-//! are written in the order they were queued; no lock is held while writing; the reader's
+//! are written in the order they were queued, what is queued together in one flush (one
+//! write to the connection, not one per frame; each frame's text is the one shared by
+//! every socket that hears it, framed into this socket's buffer); no lock is held while writing; the reader's
 //! word (idle, a protocol breach, the peer gone) ends the loop at once.
 
 use std::sync::atomic::Ordering;
@@ -55,14 +57,22 @@ where
                 if outbox.overflowed.load(Ordering::Relaxed) {
                     return WriterEnd::TooSlow;
                 }
+                // Everything queued goes out together: each frame is fed (framed into the
+                // socket's write buffer) and one flush writes them all, one write to the
+                // connection for a burst rather than one per frame.
+                let mut fed = false;
                 while let Some(text) = outbox.pop() {
-                    if let Err(end) = send_bounded(sink, Message::Text(text), outbox, timing.send_timeout).await {
+                    if let Err(end) = bounded(sink.feed(Message::Text(text)), outbox, timing.send_timeout).await {
                         return end;
                     }
+                    fed = true;
+                }
+                if fed && let Err(end) = bounded(sink.flush(), outbox, timing.send_timeout).await {
+                    return end;
                 }
             }
             _ = ping.tick() => {
-                if let Err(end) = send_bounded(sink, Message::Ping(Default::default()), outbox, timing.send_timeout).await {
+                if let Err(end) = bounded(sink.send(Message::Ping(Default::default())), outbox, timing.send_timeout).await {
                     return end;
                 }
             }
@@ -72,12 +82,12 @@ where
     }
 }
 
-/// Writes one frame within `timeout`; gives up early when the outbox overflows meanwhile.
-async fn send_bounded<S>(sink: &mut S, msg: Message, outbox: &Outbox, timeout: Duration) -> Result<(), WriterEnd>
+/// Runs one write (a frame fed, a flush, a ping sent) within `timeout`; gives up early
+/// when the outbox overflows meanwhile.
+async fn bounded<F, E>(send: F, outbox: &Outbox, timeout: Duration) -> Result<(), WriterEnd>
 where
-    S: futures_util::Sink<Message> + Unpin,
+    F: std::future::Future<Output = Result<(), E>>,
 {
-    let send = sink.send(msg);
     tokio::pin!(send);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
@@ -121,6 +131,81 @@ mod tests {
         let ws = WebSocketStream::from_raw_socket(server_io, WsRole::Server, None).await;
         let (sink, _stream) = ws.split();
         (sink, client_io)
+    }
+
+    /// An I/O end that counts the writes made to it.
+    struct Counting {
+        inner: tokio::io::DuplexStream,
+        writes: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl tokio::io::AsyncRead for Counting {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl tokio::io::AsyncWrite for Counting {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_queued_together_go_out_in_order_in_one_write() {
+        let (server_io, client_io) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let io = Counting { inner: server_io, writes: Arc::clone(&writes) };
+        let ws = WebSocketStream::from_raw_socket(io, WsRole::Server, None).await;
+        let (mut sink, _stream) = ws.split();
+        let mut client = WebSocketStream::from_raw_socket(client_io, WsRole::Client, None).await;
+        let outbox = Outbox::new();
+        let m = Metrics::default();
+        for i in 0..20 {
+            outbox.push(OutFrame::Event(format!("{{\"n\":{i}}}").into()), &m);
+        }
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let (_close, mut closing) = oneshot::channel();
+        let writer =
+            async { write_loop(&mut sink, &outbox, &mut closing, timing(Duration::from_secs(3600)), &mut rx).await };
+        let reader = async {
+            let mut got = Vec::new();
+            while got.len() < 20 {
+                match client.next().await {
+                    Some(Ok(Message::Text(t))) => got.push(t.as_str().to_owned()),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            let _ = tx.send(true);
+            got
+        };
+        let (end, got) = tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(writer, reader) })
+            .await
+            .expect("the frames arrived");
+        assert_eq!(end, WriterEnd::Shutdown);
+        assert_eq!(got, (0..20).map(|i| format!("{{\"n\":{i}}}")).collect::<Vec<_>>(), "in the order queued");
+        assert_eq!(writes.load(Ordering::SeqCst), 1, "twenty frames queued together, one write");
     }
 
     #[tokio::test]
