@@ -1,9 +1,8 @@
 //! The spatial index of drivers: who is nearest to a pickup.
 //!
-//! Owns [`DriverIndex`]: one entry per driver (its vector and a slot number, 16 bytes) in a
-//! grid of cells over the unit sphere's 3-D space; a table of slots holding each driver's
-//! record (id, position, vehicle category, time of the fix) and cell; and a map from driver to
-//! slot, so a move or a removal goes straight to the driver's cell with no search by position.
+//! Owns [`DriverIndex`]: one entry per driver (position, vehicle category, time of the fix) in
+//! a grid of cells over the unit sphere's 3-D space, plus a map from driver to cell so a move
+//! or a removal goes straight to the driver's cell with no search by position.
 //!
 //! # Points on the unit sphere
 //!
@@ -52,13 +51,10 @@
 //!
 //! # Cost
 //!
-//! A move: one hash lookup of the driver, its slot, one lookup of its cube, a scan of the few
-//! 16-byte entries there (a cube holds ~10 drivers at 60 per km²). A search: a few dozen cube
-//! lookups for the 10 nearest in a city, reading each cube's entries (vectors only), and one
-//! slot per candidate it settles (the filter, the haversine); bytes per driver are printed by
-//! `benches/geo.rs`. Entries are kept small because a search under churn finds its cubes cold
-//! in the cache: what it costs is mostly the cache lines it reads (BENCHMARKS.md, "Nearest
-//! under churn").
+//! A move: one hash lookup of the driver, one of its cube, a scan of the few drivers there
+//! (a cube holds ~10 drivers at 60 per km²). A search: a few dozen cube lookups for the 10
+//! nearest in a city, plus the drivers it rejects; bytes per driver are printed by
+//! `benches/geo.rs`.
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -118,21 +114,17 @@ pub struct Nearby {
     pub distance_m: f64,
 }
 
-/// A driver in its cube: its vector and its slot in [`DriverIndex::slots`], 16 bytes, so a
-/// search reads a cube's vectors from a few contiguous cache lines and looks up the rest of a
-/// driver (id, position, category, time) only for the candidates it settles.
+/// A driver in its cube.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     point: [f32; 3],
-    slot: u32,
+    driver: IndexedDriver,
 }
 
-/// What the index keeps for one driver, by slot: the driver as indexed and its cube's key.
-/// A freed slot keeps stale contents until reused; no map or cube refers to it.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    driver: IndexedDriver,
-    key: u64,
+impl Entry {
+    fn new(driver: IndexedDriver) -> Self {
+        Self { point: unit_vector(driver.position), driver }
+    }
 }
 
 /// The position as a unit vector: x towards (0°, 0°), y towards (0°, 90° E), z to the north
@@ -228,12 +220,8 @@ type CellHashing = BuildHasherDefault<CellHasher>;
 pub struct DriverIndex {
     /// The drivers of each occupied cube, by cube key. No cube is empty.
     cells: HashMap<u64, Vec<Entry>, CellHashing>,
-    /// Each driver's record and cube, by slot (a driver keeps its slot while indexed).
-    slots: Vec<Slot>,
-    /// Slots freed by removals, reused first.
-    free: Vec<u32>,
-    /// The slot of each driver.
-    by_driver: HashMap<UserId, u32, IdHashing>,
+    /// The key of each driver's cube.
+    by_driver: HashMap<UserId, u64, IdHashing>,
 }
 
 impl DriverIndex {
@@ -263,78 +251,53 @@ impl DriverIndex {
         category: CategoryCode,
         recorded_at: Timestamp,
     ) -> Option<IndexedDriver> {
-        let record = IndexedDriver { id: driver, position, category, recorded_at };
-        let point = unit_vector(position);
-        let key = key_of(cube_of(point));
-        let Some(&slot) = self.by_driver.get(&driver) else {
-            let slot = match self.free.pop() {
-                Some(slot) => {
-                    self.slots[slot as usize] = Slot { driver: record, key };
-                    slot
-                }
-                None => {
-                    // 2³² slots would take 200 GB of records: memory runs out long before.
-                    let slot = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
-                    self.slots.push(Slot { driver: record, key });
-                    slot
-                }
-            };
-            self.by_driver.insert(driver, slot);
-            self.cells.entry(key).or_default().push(Entry { point, slot });
-            return None;
-        };
-        let Some(held) = self.slots.get_mut(slot as usize) else {
-            debug_assert!(false, "driver {driver} has slot {slot} beyond the table");
-            return None;
-        };
-        let previous = std::mem::replace(&mut held.driver, record);
-        let old_key = std::mem::replace(&mut held.key, key);
-        if old_key == key {
+        let entry = Entry::new(IndexedDriver { id: driver, position, category, recorded_at });
+        let key = key_of(cube_of(entry.point));
+        match self.by_driver.insert(driver, key) {
             // Still in its cube (most moves of a few tens of metres): rewrite in place.
-            let entry = self.cells.get_mut(&key).and_then(|cell| cell.iter_mut().find(|e| e.slot == slot));
-            debug_assert!(entry.is_some(), "driver {driver} was in its slot but not its cube");
-            match entry {
-                Some(entry) => entry.point = point,
-                None => self.cells.entry(key).or_default().push(Entry { point, slot }),
+            Some(old_key) if old_key == key => {
+                let slot = self.cells.get_mut(&key).and_then(|cell| cell.iter_mut().find(|e| e.driver.id == driver));
+                debug_assert!(slot.is_some(), "driver {driver} was in the map but not its cube");
+                match slot {
+                    Some(slot) => Some(std::mem::replace(slot, entry).driver),
+                    None => {
+                        self.cells.entry(key).or_default().push(entry);
+                        None
+                    }
+                }
             }
-        } else {
-            let taken = self.take(old_key, slot);
-            debug_assert!(taken, "driver {driver} was in its slot but not its cube");
-            self.cells.entry(key).or_default().push(Entry { point, slot });
+            old_key => {
+                let previous = old_key.and_then(|old| self.take(old, driver));
+                debug_assert_eq!(previous.is_some(), old_key.is_some(), "driver {driver} map and cubes disagree");
+                self.cells.entry(key).or_default().push(entry);
+                previous
+            }
         }
-        Some(previous)
     }
 
-    /// Takes the entry of `slot` out of the cube `key`, dropping the cube if it empties.
-    /// False if it was not there.
-    fn take(&mut self, key: u64, slot: u32) -> bool {
-        let Some(cell) = self.cells.get_mut(&key) else {
-            return false;
-        };
-        let Some(at) = cell.iter().position(|e| e.slot == slot) else {
-            return false;
-        };
-        cell.swap_remove(at);
+    /// Takes `driver` out of the cube `key`, dropping the cube if it empties.
+    fn take(&mut self, key: u64, driver: UserId) -> Option<IndexedDriver> {
+        let cell = self.cells.get_mut(&key)?;
+        let at = cell.iter().position(|e| e.driver.id == driver)?;
+        let entry = cell.swap_remove(at);
         if cell.is_empty() {
             self.cells.remove(&key);
         }
-        true
+        Some(entry.driver)
     }
 
     /// Takes `driver` out of the index (gone offline, suspended). Returns what was indexed.
     pub fn remove(&mut self, driver: UserId) -> Option<IndexedDriver> {
-        let slot = self.by_driver.remove(&driver)?;
-        let held = *self.slots.get(slot as usize)?;
-        let taken = self.take(held.key, slot);
-        debug_assert!(taken, "driver {driver} was in its slot but not its cube");
-        self.free.push(slot);
-        Some(held.driver)
+        let key = self.by_driver.remove(&driver)?;
+        let removed = self.take(key, driver);
+        debug_assert!(removed.is_some(), "driver {driver} was in the map but not its cube");
+        removed
     }
 
     /// What is indexed for `driver`.
     pub fn get(&self, driver: UserId) -> Option<IndexedDriver> {
-        let slot = self.by_driver.get(&driver)?;
-        self.slots.get(*slot as usize).map(|s| s.driver)
+        let key = self.by_driver.get(&driver)?;
+        self.cells.get(key)?.iter().find(|e| e.driver.id == driver).map(|e| e.driver)
     }
 
     /// The last indexed position of `driver`.
@@ -354,7 +317,7 @@ impl DriverIndex {
 
     /// Every indexed driver, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = IndexedDriver> + '_ {
-        self.cells.values().flatten().filter_map(|e| self.slots.get(e.slot as usize)).map(|s| s.driver)
+        self.cells.values().flatten().map(|e| e.driver)
     }
 
     /// The drivers nearest to `center` for which `eligible` says yes: at most `limit`, within
@@ -405,7 +368,6 @@ impl DriverIndex {
             bound_2: (chord + CHORD_SLACK).powi(2),
             cutoff_2: f64::INFINITY,
             found: Vec::with_capacity(limit.min(self.len()).min(1024)),
-            slots: &self.slots,
             pending: BinaryHeap::new(),
         };
         // Columns are visited nearest first: `columns` holds those of rings `0..ring`, and
@@ -590,27 +552,27 @@ impl Ord for Column {
     }
 }
 
-/// A driver within reach (by slot), waiting until nothing unseen can be nearer.
-struct Candidate {
+/// A driver within reach, waiting until nothing unseen can be nearer.
+struct Candidate<'a> {
     chord_2: f64,
-    slot: u32,
+    entry: &'a Entry,
 }
 
-impl PartialEq for Candidate {
+impl PartialEq for Candidate<'_> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for Candidate {}
+impl Eq for Candidate<'_> {}
 
-impl PartialOrd for Candidate {
+impl PartialOrd for Candidate<'_> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Candidate {
+impl Ord for Candidate<'_> {
     /// Reversed, so the heap's top is the nearest.
     fn cmp(&self, other: &Self) -> Ordering {
         other.chord_2.total_cmp(&self.chord_2)
@@ -629,9 +591,7 @@ struct Search<'a> {
     /// the farthest of them, squared.
     cutoff_2: f64,
     found: Vec<Nearby>,
-    /// The index's slots, where a settled candidate's record is read.
-    slots: &'a [Slot],
-    pending: BinaryHeap<Candidate>,
+    pending: BinaryHeap<Candidate<'a>>,
 }
 
 impl<'a> Search<'a> {
@@ -640,10 +600,10 @@ impl<'a> Search<'a> {
         self.bound_2.min(self.cutoff_2)
     }
 
-    fn offer(&mut self, entry: &Entry) {
+    fn offer(&mut self, entry: &'a Entry) {
         let chord_2 = chord_2(self.q, entry.point);
         if chord_2 <= self.reach_2() {
-            self.pending.push(Candidate { chord_2, slot: entry.slot });
+            self.pending.push(Candidate { chord_2, entry });
         }
     }
 
@@ -654,14 +614,11 @@ impl<'a> Search<'a> {
             if top.chord_2 > unseen_2 {
                 return true;
             }
-            let (chord_2, slot) = (top.chord_2, top.slot);
+            let (chord_2, driver) = (top.chord_2, top.entry.driver);
             self.pending.pop();
             if chord_2 > self.reach_2() {
                 return false;
             }
-            let Some(driver) = self.slots.get(slot as usize).map(|s| s.driver) else {
-                continue;
-            };
             let distance_m = haversine_m(self.center, driver.position);
             if distance_m > self.radius_m || !eligible(&driver) {
                 continue;
