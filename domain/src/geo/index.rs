@@ -73,17 +73,23 @@ use crate::id::{IdHashing, UserId};
 pub const CHORD_SLACK: f64 = 2e-6;
 
 /// The grid's cube edge on the unit sphere: 2⁻¹⁴ (~389 m on the Earth). A power of two, so a
-/// coordinate's cube index is exact. Chosen, not yet tuned by measurement: at 60 drivers per
-/// km² with 30 % refused, the 10th eligible driver is ~270 m away, so a 10-NN touches the 2-4
-/// columns around the centre and a cube holds ~10 drivers (a move rarely changes cube).
-pub const CELL: f64 = 1.0 / 16384.0;
-const CELL_INV: f64 = 16384.0;
+/// coordinate's cube index is exact. At 60 drivers per km² with 30 % refused, the 10th
+/// eligible driver is ~270 m away, so a 10-NN touches the 2-4 columns around the centre and a
+/// cube holds ~10 drivers (a move rarely changes cube). Measured against its neighbours on
+/// `benches/geo_churn.rs` (BENCHMARKS.md, "Nearest under churn"): 2⁻¹⁵ (~195 m) costs 16 %
+/// more instructions per search and was slower, 2⁻¹³ (~778 m) 37 % more and no faster.
+pub const CELL: f64 = 1.0 / CELL_INV;
+/// Cubes per unit of length: 2¹⁴.
+const CELLS_PER_UNIT: i32 = 1 << 14;
+const CELL_INV: f64 = CELLS_PER_UNIT as f64;
+/// A cube index beyond every vector's (the sphere spans `-CELLS_PER_UNIT..=CELLS_PER_UNIT`).
+const EDGE: i32 = CELLS_PER_UNIT + 1;
 
 /// How far off unit length (in squared norm) a stored `f32` vector may be (its rounding is
 /// under 4·10⁻⁷): the sphere test of a column widens the sheet by this much.
 pub const SPHERE_SLACK: f64 = 1e-5;
 
-/// Bias of a cube index in its key (indices are within ±16,385).
+/// Bias of a cube index in its key (indices are within ±`EDGE`).
 const KEY_BIAS: i64 = 1 << 20;
 const KEY_MASK: u64 = (1 << 21) - 1;
 
@@ -398,7 +404,7 @@ impl DriverIndex {
                         })
                         .fold(f64::INFINITY, f64::min);
                     edge_2 = edge * edge;
-                    all = [a, b].iter().all(|&x| cube[x] - s <= -16_385 && cube[x] + s >= 16_385);
+                    all = [a, b].iter().all(|&x| cube[x] - s <= -EDGE && cube[x] + s >= EDGE);
                 }
                 let nearest_column = columns.peek().map_or(f64::INFINITY, |c| c.distance_2);
                 if all || edge_2 > nearest_column || edge_2 > search.reach_2() {
