@@ -36,7 +36,7 @@
 //! # Guarantees
 //!
 //! - [`DriverIndex::nearest`] returns exactly what a scan of every driver would: the drivers
-//!   that pass the filter with haversine distance ([`haversine_m`]) at most `radius_m`, nearest
+//!   that pass the filter with haversine distance ([`haversine_m`](super::haversine_m)) at most `radius_m`, nearest
 //!   first, ties broken by lower [`UserId`], the first `limit` of them. The grid walk is only
 //!   a way to get there: it is bounded by the chord of the radius and stops once `limit`
 //!   drivers are found and no further one can be nearer.
@@ -63,7 +63,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use super::point::{EARTH_RADIUS_M, LatLng, haversine_m};
+use super::point::{EARTH_RADIUS_M, HaversineFrom, LatLng};
 use crate::clock::Timestamp;
 use crate::id::{IdHashing, UserId};
 
@@ -73,17 +73,23 @@ use crate::id::{IdHashing, UserId};
 pub const CHORD_SLACK: f64 = 2e-6;
 
 /// The grid's cube edge on the unit sphere: 2⁻¹⁴ (~389 m on the Earth). A power of two, so a
-/// coordinate's cube index is exact. Chosen, not yet tuned by measurement: at 60 drivers per
-/// km² with 30 % refused, the 10th eligible driver is ~270 m away, so a 10-NN touches the 2-4
-/// columns around the centre and a cube holds ~10 drivers (a move rarely changes cube).
-pub const CELL: f64 = 1.0 / 16384.0;
-const CELL_INV: f64 = 16384.0;
+/// coordinate's cube index is exact. At 60 drivers per km² with 30 % refused, the 10th
+/// eligible driver is ~270 m away, so a 10-NN touches the 2-4 columns around the centre and a
+/// cube holds ~10 drivers (a move rarely changes cube). Measured against its neighbours on
+/// `benches/geo_churn.rs` (BENCHMARKS.md, "Nearest under churn"): 2⁻¹⁵ (~195 m) costs 16 %
+/// more instructions per search and was slower, 2⁻¹³ (~778 m) 37 % more and no faster.
+pub const CELL: f64 = 1.0 / CELL_INV;
+/// Cubes per unit of length: 2¹⁴.
+const CELLS_PER_UNIT: i32 = 1 << 14;
+const CELL_INV: f64 = CELLS_PER_UNIT as f64;
+/// A cube index beyond every vector's (the sphere spans `-CELLS_PER_UNIT..=CELLS_PER_UNIT`).
+const EDGE: i32 = CELLS_PER_UNIT + 1;
 
 /// How far off unit length (in squared norm) a stored `f32` vector may be (its rounding is
 /// under 4·10⁻⁷): the sphere test of a column widens the sheet by this much.
 pub const SPHERE_SLACK: f64 = 1e-5;
 
-/// Bias of a cube index in its key (indices are within ±16,385).
+/// Bias of a cube index in its key (indices are within ±`EDGE`).
 const KEY_BIAS: i64 = 1 << 20;
 const KEY_MASK: u64 = (1 << 21) - 1;
 
@@ -152,9 +158,13 @@ fn chord_2(q: [f64; 3], p: [f32; 3]) -> f64 {
     d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
 }
 
-/// The cube index of one coordinate (exact: `CELL` is a power of two).
+/// The cube index of one coordinate (exact: `CELL` is a power of two). Rounded down by hand:
+/// `f64::floor` is a library call on the baseline x86-64 target (no SSE4.1), 1.8 % of a
+/// search's instructions.
 fn cell_index(x: f64) -> i32 {
-    (x * CELL_INV).floor() as i32
+    let t = x * CELL_INV;
+    let i = t as i32;
+    if f64::from(i) > t { i - 1 } else { i }
 }
 
 /// The cube holding `point`.
@@ -361,19 +371,20 @@ impl DriverIndex {
         let m = (0..3).fold(0, |best, axis| if q[axis].abs() > q[best].abs() { axis } else { best });
         let (a, b) = ((m + 1) % 3, (m + 2) % 3);
         let mut search = Search {
-            center,
             radius_m,
             limit,
             q,
             bound_2: (chord + CHORD_SLACK).powi(2),
             cutoff_2: f64::INFINITY,
             found: Vec::with_capacity(limit.min(self.len()).min(1024)),
-            pending: BinaryHeap::new(),
+            pending: BinaryHeap::with_capacity(64),
+            from: HaversineFrom::new(center),
+            inside_2: (chord - CHORD_SLACK).max(0.0).powi(2),
         };
         // Columns are visited nearest first: `columns` holds those of rings `0..ring`, and
         // rings are added until the square they fill reaches past the nearest column waiting.
         let (ca, cb) = (cube[a], cube[b]);
-        let mut columns: BinaryHeap<Column> = BinaryHeap::new();
+        let mut columns: BinaryHeap<Column> = BinaryHeap::with_capacity(32);
         let mut walked = 0usize;
         let mut ring: i32 = 0;
         loop {
@@ -393,7 +404,7 @@ impl DriverIndex {
                         })
                         .fold(f64::INFINITY, f64::min);
                     edge_2 = edge * edge;
-                    all = [a, b].iter().all(|&x| cube[x] - s <= -16_385 && cube[x] + s >= 16_385);
+                    all = [a, b].iter().all(|&x| cube[x] - s <= -EDGE && cube[x] + s >= EDGE);
                 }
                 let nearest_column = columns.peek().map_or(f64::INFINITY, |c| c.distance_2);
                 if all || edge_2 > nearest_column || edge_2 > search.reach_2() {
@@ -581,7 +592,6 @@ impl Ord for Candidate<'_> {
 
 /// One search's state: the candidates offered and not yet settled, and the answer so far.
 struct Search<'a> {
-    center: LatLng,
     radius_m: f64,
     limit: usize,
     q: [f64; 3],
@@ -592,6 +602,12 @@ struct Search<'a> {
     cutoff_2: f64,
     found: Vec<Nearby>,
     pending: BinaryHeap<Candidate<'a>>,
+    /// Haversine from the centre.
+    from: HaversineFrom,
+    /// A squared chord shorter than this is within the radius whatever the `f32` rounding
+    /// (it is the radius's chord less the slack): the haversine of such a driver is needed
+    /// only if `eligible` takes it. Strictly shorter, so a radius of 0 has no inside.
+    inside_2: f64,
 }
 
 impl<'a> Search<'a> {
@@ -619,10 +635,18 @@ impl<'a> Search<'a> {
             if chord_2 > self.reach_2() {
                 return false;
             }
-            let distance_m = haversine_m(self.center, driver.position);
-            if distance_m > self.radius_m || !eligible(&driver) {
-                continue;
-            }
+            let distance_m = if chord_2 < self.inside_2 {
+                if !eligible(&driver) {
+                    continue;
+                }
+                self.from.to(driver.position)
+            } else {
+                let distance_m = self.from.to(driver.position);
+                if distance_m > self.radius_m || !eligible(&driver) {
+                    continue;
+                }
+                distance_m
+            };
             self.found.push(Nearby { driver, distance_m });
             if self.found.len() == self.limit {
                 self.cutoff_2 = (chord_2.sqrt() + CHORD_SLACK).powi(2);

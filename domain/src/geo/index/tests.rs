@@ -2,6 +2,7 @@
 //! on the ring walk and on the scan, under moves and removals, at the poles and across ±180°.
 
 use super::*;
+use crate::geo::haversine_m;
 use proptest::prelude::*;
 
 fn driver(raw: u64, lat: f64, lng: f64, category: u16) -> IndexedDriver {
@@ -279,8 +280,17 @@ proptest! {
         prop_assert_eq!(&got, &want);
     }
 
+    /// The hand-rounded cube index equals `floor`, on cube edges and negative values too.
     #[test]
-    fn cube_keys_round_trip(cube in proptest::array::uniform3(-16_385i32..=16_385)) {
+    fn cell_index_rounds_down_like_floor(
+        x in prop_oneof![-1.0001..=1.0001f64, (-EDGE..=EDGE).prop_map(|i| f64::from(i) * CELL)],
+    ) {
+        prop_assert_eq!(cell_index(x), (x * CELL_INV).floor() as i32);
+        prop_assert_eq!(cell_index(x.next_down()), (x.next_down() * CELL_INV).floor() as i32);
+    }
+
+    #[test]
+    fn cube_keys_round_trip(cube in proptest::array::uniform3(-EDGE..=EDGE)) {
         prop_assert_eq!(cube_of_key(key_of(cube)), cube);
     }
 }
