@@ -77,6 +77,12 @@ pub struct DispatchRules {
     /// In batched mode, how long trips are collected before the window is solved
     /// (`[dispatch] batch_window_ms`).
     pub batch_window_ms: u32,
+    /// In batched mode, how long the window's assigned offer is its trip's only one
+    /// (`[dispatch] batch_exclusive_s`): unanswered by then, a greedy round joins it (the
+    /// assigned offer stays open until its `offer_ttl_s`), so a driver who ignores the
+    /// offer delays the trip this long, not `offer_ttl_s`. At `offer_ttl_s` or more, no
+    /// round joins: the rounds start when the offer lapses or is declined.
+    pub batch_exclusive_s: u32,
     /// How offers rank drivers beyond pickup cost (`[dispatch] learning`); all zero:
     /// pickup cost alone.
     pub learning: LearningWeights,
@@ -91,7 +97,8 @@ pub enum MatchingMode {
     Greedy,
     /// Collected over `batch_window_ms` with the other trips of the window, and assigned
     /// together by minimum total pickup cost; each assignment is the trip's first offer,
-    /// and the rounds of greedy mode take over after a lapse or a decline.
+    /// and the rounds of greedy mode take over after a decline or a lapse, or join it when
+    /// it is unanswered after `batch_exclusive_s`.
     Batched,
 }
 
@@ -159,6 +166,7 @@ impl Default for DispatchRules {
             max_cash_debt_minor: 50_000,
             matching: MatchingMode::Greedy,
             batch_window_ms: 2_000,
+            batch_exclusive_s: Self::DEFAULT_BATCH_EXCLUSIVE_S,
             learning: LearningWeights::OFF,
         }
     }
@@ -171,6 +179,10 @@ impl DispatchRules {
     /// The batch windows accepted, in milliseconds: shorter is greedy with extra steps,
     /// longer keeps riders waiting with nothing to show.
     pub const BATCH_WINDOW_MS: std::ops::RangeInclusive<u32> = 100..=10_000;
+
+    /// `batch_exclusive_s`'s default, chosen by the city simulator
+    /// (`scripts/matching-sweep.sh`, BENCHMARKS.md "Matching modes compared").
+    pub const DEFAULT_BATCH_EXCLUSIVE_S: u32 = 4;
 
     /// Refuses rules that would make dispatch meaningless or unbounded.
     pub fn validate(&self) -> crate::Result<()> {

@@ -471,6 +471,9 @@ pub struct DispatchSection {
     pub mode: MatchingMode,
     /// In `batched` mode, how long trips are collected (100-10000 ms, below `timeout_s`).
     pub batch_window_ms: u32,
+    /// In `batched` mode, seconds the window's assigned offer is its trip's only one
+    /// before a greedy round joins it (0: at once; `offer_ttl_s` or more: never).
+    pub batch_exclusive_s: u32,
     /// The ranking that learns: per cent of the pickup cost added for a driver who
     /// accepts none of its recent offers (0-1000; 0: off).
     pub learning_acceptance_pct: u16,
@@ -492,6 +495,7 @@ impl Default for DispatchSection {
             schedule_lead_s: r.schedule_lead_s,
             mode: r.matching,
             batch_window_ms: r.batch_window_ms,
+            batch_exclusive_s: r.batch_exclusive_s,
             learning_acceptance_pct: r.learning.acceptance_pct,
             learning_idle_pct: r.learning.idle_pct,
         }
@@ -683,6 +687,7 @@ impl Config {
             card_gateway: self.card_gateway().to_owned(),
             matching: d.mode,
             batch_window_ms: d.batch_window_ms,
+            batch_exclusive_s: d.batch_exclusive_s,
             learning: LearningWeights { acceptance_pct: d.learning_acceptance_pct, idle_pct: d.learning_idle_pct },
             ..DispatchRules::default()
         }

@@ -3,7 +3,8 @@
 //! deadlines (`Tick`).
 //!
 //! Guarantees:
-//! - a round goes out only when no offer of the trip is pending, to at most
+//! - a round goes out only when no offer of the trip is pending (but for the one round
+//!   that joins a batched trip's window offer left unanswered, `batch.rs`), to at most
 //!   `offers_per_round` drivers never offered the trip before, nearest first, within
 //!   `MAX_OFFERS_PER_TRIP` offers a trip and `MAX_PENDING_OFFERS` a driver;
 //! - an offer is in the trip's list and the driver's list together, and leaves the driver's
@@ -47,9 +48,24 @@ impl State {
     /// [`crate::matching::offer_cost`] when the learning weights are on), if it is
     /// searching and no offer of the current round is still pending.
     pub(super) fn dispatch_round(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        self.round_of(trip_id, false, now, fx)
+    }
+
+    /// A round of the searching `trip_id`; with `beside_pending` even while offers of it
+    /// are pending (a batched trip whose window offer went unanswered for
+    /// `batch_exclusive_s`: `batch.rs`), and then no retry is scheduled when nobody is
+    /// found (the pending offer's lapse or decline starts the next round).
+    pub(super) fn round_of(
+        &mut self,
+        trip_id: TripId,
+        beside_pending: bool,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
         // A deadline may outlive its trip (finished and archived): nothing to do.
         let Some(trip) = self.trips.get(&trip_id) else { return Ok(()) };
-        if trip.status != TripStatus::Searching || trip.pending_offers().next().is_some() {
+        let pending = trip.pending_offers().next().is_some();
+        if trip.status != TripStatus::Searching || (pending && !beside_pending) {
             return Ok(());
         }
         let room = MAX_OFFERS_PER_TRIP.saturating_sub(trip.offers.len());
@@ -57,6 +73,9 @@ impl State {
         let chosen: Vec<(UserId, u32)> =
             self.best_eligible(trip, now, limit).into_iter().map(|(id, distance_m, _)| (id, distance_m)).collect();
         self.note_nearby(trip_id, now, fx)?;
+        if chosen.is_empty() && pending {
+            return Ok(());
+        }
         if chosen.is_empty() {
             let trip = self.trip_ref(trip_id)?;
             let retry = now.plus_secs(self.rules.redispatch_retry_s);
@@ -275,6 +294,7 @@ impl State {
                 Deadline::ScheduledDispatch(trip_id) => self.dispatch_scheduled(trip_id, now, fx)?,
                 Deadline::TopUpExpiry(top_up_id) => self.expire_top_up(top_up_id, now, fx),
                 Deadline::BatchWindow => self.close_batch(now, fx)?,
+                Deadline::BatchExclusiveOver { trip_id, round } => self.exclusive_over(trip_id, round, now, fx)?,
             }
         }
         Ok(())
