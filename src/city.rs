@@ -84,6 +84,10 @@ pub struct RuleTweaks {
     pub batch_exclusive_s: Option<u32>,
     /// The learning weights (in `learning` mode; any mode runs them if set).
     pub learning: Option<LearningWeights>,
+    /// `offers_per_round`.
+    pub offers_per_round: Option<u16>,
+    /// `batch_round_slack_s`.
+    pub batch_round_slack_s: Option<u32>,
 }
 
 impl RuleTweaks {
@@ -97,6 +101,12 @@ impl RuleTweaks {
         }
         if let Some(v) = self.learning {
             rules.learning = v;
+        }
+        if let Some(v) = self.offers_per_round {
+            rules.offers_per_round = v;
+        }
+        if let Some(v) = self.batch_round_slack_s {
+            rules.batch_round_slack_s = v;
         }
         rules
     }
@@ -221,6 +231,8 @@ impl CityReport {
             ("mode", options.mode.as_str().to_string()),
             ("batch_window_ms", rules.batch_window_ms.to_string()),
             ("batch_exclusive_s", rules.batch_exclusive_s.to_string()),
+            ("batch_round_slack_s", rules.batch_round_slack_s.to_string()),
+            ("offers_per_round", rules.offers_per_round.to_string()),
             ("learning", format!("{}/{}", rules.learning.acceptance_pct, rules.learning.idle_pct)),
             ("seed", options.sim.seed.to_string()),
             ("drivers", options.sim.drivers.to_string()),

@@ -83,6 +83,11 @@ pub struct DispatchRules {
     /// offer delays the trip this long, not `offer_ttl_s`. At `offer_ttl_s` or more, no
     /// round joins: the rounds start when the offer lapses or is declined.
     pub batch_exclusive_s: u32,
+    /// In batched mode, a round (after a window's offer, or beside it) offers only the
+    /// drivers whose pickup cost is within this many seconds of the round's best
+    /// (`[dispatch] batch_round_slack_s`; 0: no bound): a lapsed or declined trip is not
+    /// sent to drivers much further than the nearest, who would win it by answering first.
+    pub batch_round_slack_s: u32,
     /// How offers rank drivers beyond pickup cost (`[dispatch] learning`); all zero:
     /// pickup cost alone.
     pub learning: LearningWeights,
@@ -165,8 +170,9 @@ impl Default for DispatchRules {
             payout_min_minor: 1_000,
             max_cash_debt_minor: 50_000,
             matching: MatchingMode::Greedy,
-            batch_window_ms: 2_000,
+            batch_window_ms: Self::DEFAULT_BATCH_WINDOW_MS,
             batch_exclusive_s: Self::DEFAULT_BATCH_EXCLUSIVE_S,
+            batch_round_slack_s: Self::DEFAULT_BATCH_ROUND_SLACK_S,
             learning: LearningWeights::OFF,
         }
     }
@@ -180,9 +186,17 @@ impl DispatchRules {
     /// longer keeps riders waiting with nothing to show.
     pub const BATCH_WINDOW_MS: std::ops::RangeInclusive<u32> = 100..=10_000;
 
+    /// `batch_window_ms`'s default, chosen by the city simulator with the two below: a
+    /// window of 3 s holds more trips to choose among in busy hours than one of 2 s.
+    pub const DEFAULT_BATCH_WINDOW_MS: u32 = 3_000;
+
     /// `batch_exclusive_s`'s default, chosen by the city simulator
     /// (`scripts/matching-sweep.sh`, BENCHMARKS.md "Matching modes compared").
-    pub const DEFAULT_BATCH_EXCLUSIVE_S: u32 = 4;
+    pub const DEFAULT_BATCH_EXCLUSIVE_S: u32 = 2;
+
+    /// `batch_round_slack_s`'s default, chosen by the city simulator like
+    /// [`Self::DEFAULT_BATCH_EXCLUSIVE_S`].
+    pub const DEFAULT_BATCH_ROUND_SLACK_S: u32 = 60;
 
     /// Refuses rules that would make dispatch meaningless or unbounded.
     pub fn validate(&self) -> crate::Result<()> {

@@ -5,7 +5,8 @@
 //! Guarantees:
 //! - a round goes out only when no offer of the trip is pending (but for the one round
 //!   that joins a batched trip's window offer left unanswered, `batch.rs`), to at most
-//!   `offers_per_round` drivers never offered the trip before, nearest first, within
+//!   `offers_per_round` drivers never offered the trip before, nearest first (in batched
+//!   mode only those within `batch_round_slack_s` of the round's best pickup cost), within
 //!   `MAX_OFFERS_PER_TRIP` offers a trip and `MAX_PENDING_OFFERS` a driver;
 //! - an offer is in the trip's list and the driver's list together, and leaves the driver's
 //!   list when it is answered, lapses or is withdrawn;
@@ -33,6 +34,7 @@ use crate::driver::{Driver, MAX_PENDING_OFFERS};
 use crate::error::Result;
 use crate::geo::{LatLng, Nearby};
 use crate::id::{TripId, UserId};
+use crate::rules::MatchingMode;
 use crate::trip::{
     CancelReason, Cancellation, CancelledBy, EXPIRED_REASON, MAX_NEARBY_COUNTED, MAX_OFFERS_PER_TRIP, Offer,
     OfferState, PaymentMethod, Trip, TripStatus, WithdrawReason,
@@ -70,8 +72,13 @@ impl State {
         }
         let room = MAX_OFFERS_PER_TRIP.saturating_sub(trip.offers.len());
         let limit = usize::from(self.rules.offers_per_round).min(room);
-        let chosen: Vec<(UserId, u32)> =
-            self.best_eligible(trip, now, limit).into_iter().map(|(id, distance_m, _)| (id, distance_m)).collect();
+        let mut ranked = self.best_eligible(trip, now, limit);
+        let slack_ds = u64::from(self.rules.batch_round_slack_s) * 10;
+        if self.rules.matching == MatchingMode::Batched && slack_ds > 0 {
+            let best = ranked.iter().map(|&(_, _, cost)| cost).min().unwrap_or(0);
+            ranked.retain(|&(_, _, cost)| cost <= best.saturating_add(slack_ds));
+        }
+        let chosen: Vec<(UserId, u32)> = ranked.into_iter().map(|(id, distance_m, _)| (id, distance_m)).collect();
         self.note_nearby(trip_id, now, fx)?;
         if chosen.is_empty() && pending {
             return Ok(());
@@ -154,7 +161,9 @@ impl State {
     /// eligible (at most [`crate::matching::MAX_LEARNING_POOL`], at least `limit`), ranked
     /// by cost, then distance, then id.
     pub(super) fn best_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32, u64)> {
-        use crate::matching::{LEARNING_POOL_FACTOR, MAX_LEARNING_POOL, offer_cost};
+        use crate::matching::{
+            LEARNING_POOL_FACTOR, MAX_LEARNING_POOL, offer_cost, pickup_eta_at_ds, reported_speed_dmps,
+        };
         let weights = self.rules.learning;
         let pool = if weights.is_on() {
             limit.saturating_mul(LEARNING_POOL_FACTOR).min(MAX_LEARNING_POOL).max(limit)
@@ -166,10 +175,16 @@ impl State {
             .into_iter()
             .map(|(id, distance_m)| {
                 let cost = match self.drivers.get(&id) {
-                    Some(d) if weights.is_on() => {
-                        offer_cost(distance_m, d.stats.learned_acceptance_bps(), d.idle_s(now), weights)
+                    Some(d) => {
+                        let speed = reported_speed_dmps(d.fix.and_then(|f| f.speed_mps));
+                        offer_cost(
+                            pickup_eta_at_ds(distance_m, speed),
+                            d.stats.learned_acceptance_bps(),
+                            d.idle_s(now),
+                            weights,
+                        )
                     }
-                    _ => crate::matching::pickup_eta_ds(distance_m),
+                    None => crate::matching::pickup_eta_ds(distance_m),
                 };
                 (id, distance_m, cost)
             })
