@@ -121,15 +121,14 @@ impl LearningWeights {
     /// Pickup cost alone.
     pub const OFF: Self = Self { acceptance_pct: 0, idle_pct: 0 };
 
-    /// The weights `--mode learning` runs with, chosen by reasoning (not yet by the
-    /// simulator's figures): a driver who accepts none of its recent offers costs twice
-    /// its pickup ETA (`acceptance_pct: 100`), so it is offered a trip before a reliable
-    /// driver only when it is about half as far; and a driver available for
-    /// `matching::IDLE_CAP_S` (20 minutes) or more has half its cost taken off
-    /// (`idle_pct: 50`), which brings even such a decliner back level with a reliable
-    /// driver at the same distance: nobody starves. The formula is
-    /// `matching::offer_cost`.
-    pub const TUNED: Self = Self { acceptance_pct: 100, idle_pct: 50 };
+    /// The weights `--mode learning` runs with: the best pair of the city simulator's sweep
+    /// (`scripts/matching-sweep.sh`, 10 pairs of `acceptance_pct` 0-400 × `idle_pct` 0-50,
+    /// seeds 1-5, BENCHMARKS.md): a driver who accepts none of its recent offers costs 1.5
+    /// times its pickup ETA, and one available for `matching::IDLE_CAP_S` (20 minutes) or
+    /// more has a quarter of its cost taken off, so nobody starves. No pair lowered the
+    /// busy hours' mean pickup ETA below batching without learning; this one kept the best
+    /// match rate (0.970 vs 0.964) at +6 % pickup ETA. The formula is `matching::offer_cost`.
+    pub const TUNED: Self = Self { acceptance_pct: 50, idle_pct: 25 };
 
     /// The most per cent of the cost a driver who accepts nothing may add.
     pub const MAX_ACCEPTANCE_PCT: u16 = 1_000;

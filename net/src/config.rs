@@ -724,7 +724,7 @@ mod tests {
         let r = Config::parse("").unwrap().rules();
         assert_eq!((r.matching, r.batch_window_ms, r.learning), (MatchingMode::Greedy, 3_000, LearningWeights::OFF));
         let c = Config::parse(
-            "[dispatch]\nmode = \"batched\"\nbatch_window_ms = 1500\nlearning_acceptance_pct = 100\nlearning_idle_pct = 50",
+            "[dispatch]\nmode = \"batched\"\nbatch_window_ms = 1500\nlearning_acceptance_pct = 50\nlearning_idle_pct = 25",
         )
         .unwrap();
         let r = c.rules();

@@ -9,6 +9,10 @@ use crate::rules::{LearningWeights, MatchingMode};
 use crate::testkit::{CAIRO, cash_ride};
 use crate::trip::{CancelReason, TripStatus};
 
+/// The weights the ranking's tests reason with (the arithmetic in their comments); the
+/// tuned pair is the simulator's choice and may move.
+const WEIGHTS: LearningWeights = LearningWeights { acceptance_pct: 100, idle_pct: 50 };
+
 fn batched() -> DispatchRules {
     DispatchRules { matching: MatchingMode::Batched, batch_window_ms: 2_000, ..rules() }
 }
@@ -142,7 +146,7 @@ fn a_full_window_offers_at_once_and_greedy_mode_never_waits() {
 
 #[test]
 fn learning_ranks_a_driver_who_declines_behind_a_reliable_one() {
-    let learning = DispatchRules { offers_per_round: 1, learning: LearningWeights::TUNED, ..rules() };
+    let learning = DispatchRules { offers_per_round: 1, learning: WEIGHTS, ..rules() };
     let mut w = World::new(learning);
     let decliner = w.driver(0.5);
     let reliable = w.driver(0.8);
@@ -185,7 +189,7 @@ fn learning_ranks_a_driver_who_declines_behind_a_reliable_one() {
 #[test]
 fn learning_credits_idle_time() {
     // Two drivers equally near; the one who just finished a trip is behind the one idle longer.
-    let learning = DispatchRules { offers_per_round: 1, learning: LearningWeights::TUNED, ..rules() };
+    let learning = DispatchRules { offers_per_round: 1, learning: WEIGHTS, ..rules() };
     let mut w = World::new(learning);
     let (_rider, busy, _trip) = complete_a_trip(&mut w);
     // `busy` is now at the trip's drop-off; bring it back next to the pickup.
@@ -232,8 +236,8 @@ fn staff_switch_to_batched_at_runtime_and_the_waiting_window_still_closes() {
     let to_batched = RuleOverrides {
         mode: Some(MatchingMode::Batched),
         batch_window_ms: Some(3_000),
-        learning_acceptance_pct: Some(100),
-        learning_idle_pct: Some(50),
+        learning_acceptance_pct: Some(LearningWeights::TUNED.acceptance_pct),
+        learning_idle_pct: Some(LearningWeights::TUNED.idle_pct),
         ..Default::default()
     };
     assert_eq!(
