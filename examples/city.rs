@@ -11,7 +11,9 @@
 //! The last line is the run's figures of dispatch quality as `key=value` pairs
 //! (`dispatch::city::CityReport::summary`), for scripts (`scripts/matching-table.sh`).
 //! `--mode` sets the engine's matching rules: `greedy` (the default), `batched`, or
-//! `learning` (batched with the learning ranking).
+//! `learning` (batched with the learning ranking). `--batch-window-ms`,
+//! `--batch-exclusive-s`, `--batch-round-slack-s`, `--offers-per-round` and `--learning A/I` (the learning weights, per cent) set those
+//! rules on top of the mode's, for sweeps (`scripts/matching-sweep.sh`).
 //!
 //! Riders are `dispatch_sim`'s: about a fifth of rides are booked with 1 to 3 stops on the
 //! way (`sim/src/city/rider.rs`, `STOPS_SHARE`), priced leg by leg.
@@ -26,10 +28,12 @@
 use std::process::ExitCode;
 
 use dispatch::city::{self, CityMode, CityOptions};
+use dispatch_core::command::LearningWeights;
 
 const USAGE: &str = "usage: city [--drivers N] [--riders N] [--minutes N] [--seed N] [--live] \
                      [--step-ms MS] [--every S] [--radius-m M] [--mode greedy|batched|learning] \
-                     [--rider-idle-s S] [--hotspots N]";
+                     [--rider-idle-s S] [--hotspots N] [--batch-window-ms MS] \
+                     [--batch-exclusive-s S] [--offers-per-round N] [--batch-round-slack-s S] [--learning ACCEPTANCE_PCT/IDLE_PCT]";
 
 fn parse() -> Option<CityOptions> {
     let mut o = CityOptions::default();
@@ -53,6 +57,15 @@ fn parse() -> Option<CityOptions> {
             "--mode" => o.mode = CityMode::parse(&value)?,
             "--rider-idle-s" => o.sim.rider_idle_mean_s = value.parse().ok()?,
             "--hotspots" => o.sim.hotspots = value.parse().ok()?,
+            "--batch-window-ms" => o.tweaks.batch_window_ms = Some(value.parse().ok()?),
+            "--batch-round-slack-s" => o.tweaks.batch_round_slack_s = Some(value.parse().ok()?),
+            "--offers-per-round" => o.tweaks.offers_per_round = Some(value.parse().ok()?),
+            "--batch-exclusive-s" => o.tweaks.batch_exclusive_s = Some(value.parse().ok()?),
+            "--learning" => {
+                let (a, i) = value.split_once('/')?;
+                o.tweaks.learning =
+                    Some(LearningWeights { acceptance_pct: a.parse().ok()?, idle_pct: i.parse().ok()? });
+            }
             "--every" => {
                 o.report_every_s = value.parse().ok()?;
                 live_every = false;

@@ -74,6 +74,44 @@ pub fn tuned_learning() -> LearningWeights {
     LearningWeights::TUNED
 }
 
+/// Rules a run sets on top of its [`CityMode`]'s (the sweeps of `scripts/matching-sweep.sh`);
+/// `None`: the mode's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RuleTweaks {
+    /// `batch_window_ms`.
+    pub batch_window_ms: Option<u32>,
+    /// `batch_exclusive_s`.
+    pub batch_exclusive_s: Option<u32>,
+    /// The learning weights (in `learning` mode; any mode runs them if set).
+    pub learning: Option<LearningWeights>,
+    /// `offers_per_round`.
+    pub offers_per_round: Option<u16>,
+    /// `batch_round_slack_s`.
+    pub batch_round_slack_s: Option<u32>,
+}
+
+impl RuleTweaks {
+    /// `rules` with the tweaks set.
+    pub fn apply(&self, mut rules: DispatchRules) -> DispatchRules {
+        if let Some(v) = self.batch_window_ms {
+            rules.batch_window_ms = v;
+        }
+        if let Some(v) = self.batch_exclusive_s {
+            rules.batch_exclusive_s = v;
+        }
+        if let Some(v) = self.learning {
+            rules.learning = v;
+        }
+        if let Some(v) = self.offers_per_round {
+            rules.offers_per_round = v;
+        }
+        if let Some(v) = self.batch_round_slack_s {
+            rules.batch_round_slack_s = v;
+        }
+        rules
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CityOptions {
@@ -89,6 +127,8 @@ pub struct CityOptions {
     pub report_every_s: u32,
     /// How the engine matches (its dispatch rules).
     pub mode: CityMode,
+    /// Rules set on top of the mode's.
+    pub tweaks: RuleTweaks,
 }
 
 impl Default for CityOptions {
@@ -100,6 +140,7 @@ impl Default for CityOptions {
             step_ms: 1_000,
             report_every_s: 60,
             mode: CityMode::Greedy,
+            tweaks: RuleTweaks::default(),
         }
     }
 }
@@ -172,7 +213,8 @@ impl CityReport {
     }
 
     /// The figures of dispatch quality, as one line of `key=value` pairs separated by
-    /// spaces (`-` for a figure with no data yet), for scripts: the run (`mode`, `seed`,
+    /// spaces (`-` for a figure with no data yet), for scripts: the run (`mode`, the
+    /// batching rules `batch_window_ms`, `batch_exclusive_s`, `learning` as `A/I`, `seed`,
     /// `drivers`, `riders`, `minutes`), the trips, `match_rate` (see
     /// [`SimStats::match_rate`]), `match_p50_s` and `match_p95_s` (request to first accept),
     /// pickup distance (`mean_pickup_m`, `p95_pickup_m`: straight line from the driver when it
@@ -182,10 +224,16 @@ impl CityReport {
     /// trip to completing it) and `double_assignments` (the audit's and the answers').
     pub fn summary(&self, options: &CityOptions) -> String {
         let s = &self.stats;
+        let rules = options.tweaks.apply(options.mode.rules());
         let f = |v: Option<f64>, digits: usize| v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"));
         let ms_to_s = |v: Option<i64>| v.map(|ms| ms as f64 / 1000.0);
         let fields: Vec<(&str, String)> = vec![
             ("mode", options.mode.as_str().to_string()),
+            ("batch_window_ms", rules.batch_window_ms.to_string()),
+            ("batch_exclusive_s", rules.batch_exclusive_s.to_string()),
+            ("batch_round_slack_s", rules.batch_round_slack_s.to_string()),
+            ("offers_per_round", rules.offers_per_round.to_string()),
+            ("learning", format!("{}/{}", rules.learning.acceptance_pct, rules.learning.idle_pct)),
             ("seed", options.sim.seed.to_string()),
             ("drivers", options.sim.drivers.to_string()),
             ("riders", options.sim.riders.to_string()),
@@ -219,7 +267,7 @@ pub fn run(options: &CityOptions, out: &mut impl Write) -> Result<CityReport, Er
         return Err(Error::invalid("step_ms and report_every_s must be positive"));
     }
     let ids = RandomIds::seeded(options.sim.seed);
-    let config = EngineConfig::default().with_ids(ids).with_rules(options.mode.rules());
+    let config = EngineConfig::default().with_ids(ids).with_rules(options.tweaks.apply(options.mode.rules()));
     if options.live {
         let engine = Engine::open(config)?;
         run_live(&engine, options, out)

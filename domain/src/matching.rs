@@ -1,7 +1,8 @@
 //! Batched matching and the ranking that learns (issue 22): the pure parts.
 //!
 //! Owns [`solve`], the assignment of a window's trips to drivers by minimum total cost,
-//! and [`offer_cost`], the cost of offering a trip to a driver (pickup ETA, adjusted by
+//! and [`offer_cost`], the cost of offering a trip to a driver (pickup ETA at the speed the
+//! driver's phone reports, [`pickup_eta_at_ds`], adjusted by
 //! the driver's acceptance and idle time when [`LearningWeights`] are on). `apply`
 //! (`state/batch.rs`, `state/dispatch.rs`) builds the inputs from the state and turns the
 //! result into offers; nothing here reads the state, a clock or entropy.
@@ -18,8 +19,8 @@
 //!   `O(E log E)` at worst and in a city a few dozen columns; the engine caps a window at
 //!   [`MAX_BATCH_TRIPS`] trips, so at most `MAX_BATCH_TRIPS × BATCH_CANDIDATES` edges.
 //! - [`offer_cost`] is integer arithmetic (no floats once the distance is rounded), never
-//!   negative, and with [`LearningWeights::OFF`] it is the pickup ETA alone, so ranking by
-//!   it is ranking by distance.
+//!   negative, and with [`LearningWeights::OFF`] it is the pickup ETA alone: ranking by
+//!   it is ranking by time to the pickup (by distance among drivers of unknown speed).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -73,6 +74,35 @@ pub fn pickup_eta_ds(distance_m: u32) -> u64 {
     (road_dm * 12 + 50) / 100
 }
 
+/// The slowest and fastest speeds, decimetres a second, [`pickup_eta_at_ds`] believes a
+/// phone's report of: slower (a car at a light) or faster (a glitch) is clamped to these.
+pub const REPORTED_SPEED_DMPS: std::ops::RangeInclusive<u32> = 40..=200;
+
+/// A reported speed below this (m/s) says the car is standing, not how fast it drives:
+/// [`pickup_eta_at_ds`] then uses the route provider's speed.
+pub const STANDING_MPS: f32 = 1.0;
+
+/// A driver's speed for [`pickup_eta_at_ds`], in decimetres a second, from the speed its
+/// phone last reported (`Fix::speed_mps`): `None` when unknown or standing (below
+/// [`STANDING_MPS`]), else clamped to [`REPORTED_SPEED_DMPS`]. Integer from here on.
+pub fn reported_speed_dmps(speed_mps: Option<f32>) -> Option<u32> {
+    let s = speed_mps.filter(|s| s.is_finite() && *s >= STANDING_MPS)?;
+    let dmps = (f64::from(s) * 10.0).round().min(f64::from(u32::MAX)) as u32;
+    Some(dmps.clamp(*REPORTED_SPEED_DMPS.start(), *REPORTED_SPEED_DMPS.end()))
+}
+
+/// The pickup ETA, in tenths of a second, of a driver `distance_m` metres (great circle)
+/// from the pickup driving at `speed_dmps` (see [`reported_speed_dmps`]): the route
+/// provider's straight-line road distance (× 1.3 detour) at that speed; at the provider's
+/// 30 km/h ([`pickup_eta_ds`]) when the speed is unknown. What a window's solve minimises.
+pub fn pickup_eta_at_ds(distance_m: u32, speed_dmps: Option<u32>) -> u64 {
+    match speed_dmps {
+        // Road decimetres d × 13, over dm/s, in tenths of a second: d × 130 / speed.
+        Some(v) if v > 0 => (u64::from(distance_m) * 130 + u64::from(v) / 2) / u64::from(v),
+        _ => pickup_eta_ds(distance_m),
+    }
+}
+
 /// A driver's acceptance, in basis points, as the ranking learns it: accepted among its
 /// last answers (`accepted` of `answered`, see [`crate::driver::DriverStats::recent`]),
 /// with [`PRIOR_ACCEPTS`] imaginary accepted offers added, so that a new driver (no
@@ -85,12 +115,12 @@ pub fn learned_acceptance_bps(accepted: u32, answered: u32) -> u64 {
 /// The imaginary accepted offers of [`learned_acceptance_bps`].
 pub const PRIOR_ACCEPTS: u64 = 2;
 
-/// The cost of offering a trip to a driver `distance_m` from its pickup, whose learned
-/// acceptance is `acceptance_bps` and who has been available, without a trip, for
-/// `idle_s` seconds:
+/// The cost of offering a trip to a driver whose pickup ETA is `eta_ds` (tenths of a
+/// second: [`pickup_eta_at_ds`]), whose learned acceptance is `acceptance_bps` and who has
+/// been available, without a trip, for `idle_s` seconds:
 ///
 /// ```text
-/// eta      = pickup_eta_ds(distance_m)                                  (tenths of a second)
+/// eta      = eta_ds                                                     (tenths of a second)
 /// adjusted = eta × (10,000 + acceptance_pct × (10,000 − acceptance_bps) / 100) / 10,000
 /// cost     = adjusted × (100 − idle_pct × min(idle_s, IDLE_CAP_S) / IDLE_CAP_S) / 100
 /// ```
@@ -101,8 +131,8 @@ pub const PRIOR_ACCEPTS: u64 = 2;
 /// whatever its acceptance, among drivers similarly near). Both terms are bounded
 /// ([`MAX_ACCEPTANCE_PCT`], [`MAX_IDLE_PCT`] < 100), so a cost is never negative and is 0
 /// only for a driver at the pickup. With [`LearningWeights::OFF`], `cost = eta`.
-pub fn offer_cost(distance_m: u32, acceptance_bps: u64, idle_s: u64, weights: LearningWeights) -> u64 {
-    let eta = pickup_eta_ds(distance_m);
+pub fn offer_cost(eta_ds: u64, acceptance_bps: u64, idle_s: u64, weights: LearningWeights) -> u64 {
+    let eta = eta_ds;
     if !weights.is_on() {
         return eta;
     }
@@ -300,9 +330,9 @@ mod tests {
         fn offer_cost_bounds(distance in 0u32..200_000, bps in 0u64..=10_000, idle in 0u64..100_000,
                              acc in 0u16..=2_000, idle_pct in 0u16..=200) {
             let eta = pickup_eta_ds(distance);
-            prop_assert_eq!(offer_cost(distance, bps, idle, LearningWeights::OFF), eta);
+            prop_assert_eq!(offer_cost(eta, bps, idle, LearningWeights::OFF), eta);
             let w = LearningWeights { acceptance_pct: acc, idle_pct };
-            let c = offer_cost(distance, bps, idle, w);
+            let c = offer_cost(eta, bps, idle, w);
             prop_assert!(c <= eta * (100 + u64::from(MAX_ACCEPTANCE_PCT)) / 100 + 1);
             prop_assert!(c >= eta * u64::from(100 - MAX_IDLE_PCT) / 100);
         }
@@ -337,13 +367,32 @@ mod tests {
     }
 
     #[test]
+    fn a_faster_driver_is_nearer_in_time() {
+        // Unknown or standing: the provider's 30 km/h.
+        assert_eq!(pickup_eta_at_ds(1_000, reported_speed_dmps(None)), pickup_eta_ds(1_000));
+        assert_eq!(pickup_eta_at_ds(1_000, reported_speed_dmps(Some(0.0))), pickup_eta_ds(1_000));
+        assert_eq!(reported_speed_dmps(Some(f32::NAN)), None);
+        // 1,300 road metres at 13 m/s: 100 s.
+        assert_eq!(pickup_eta_at_ds(1_000, reported_speed_dmps(Some(13.0))), 1_000);
+        // 1,200 m at 12 m/s beats 1,000 m at 6 m/s.
+        assert!(
+            pickup_eta_at_ds(1_200, reported_speed_dmps(Some(12.0)))
+                < pickup_eta_at_ds(1_000, reported_speed_dmps(Some(6.0)))
+        );
+        // Clamped: a crawl counts as 4 m/s, a glitch as 20.
+        assert_eq!(reported_speed_dmps(Some(2.0)), Some(40));
+        assert_eq!(reported_speed_dmps(Some(900.0)), Some(200));
+    }
+
+    #[test]
     fn learning_ranks_the_decliner_behind_and_the_idle_ahead() {
         let w = LearningWeights { acceptance_pct: 100, idle_pct: 50 };
         let good = learned_acceptance_bps(10, 10);
         let bad = learned_acceptance_bps(0, 30);
         assert_eq!(learned_acceptance_bps(0, 0), 10_000, "a new driver is not penalised");
-        assert!(offer_cost(1_000, bad, 0, w) > offer_cost(1_200, good, 0, w), "the decliner is behind");
+        let eta = pickup_eta_ds;
+        assert!(offer_cost(eta(1_000), bad, 0, w) > offer_cost(eta(1_200), good, 0, w), "the decliner is behind");
         // The decliner idle for the cap is back ahead of a slightly further busy one.
-        assert!(offer_cost(1_000, bad, IDLE_CAP_S, w) < offer_cost(1_200, good, 0, w));
+        assert!(offer_cost(eta(1_000), bad, IDLE_CAP_S, w) < offer_cost(eta(1_200), good, 0, w));
     }
 }

@@ -77,6 +77,17 @@ pub struct DispatchRules {
     /// In batched mode, how long trips are collected before the window is solved
     /// (`[dispatch] batch_window_ms`).
     pub batch_window_ms: u32,
+    /// In batched mode, how long the window's assigned offer is its trip's only one
+    /// (`[dispatch] batch_exclusive_s`): unanswered by then, a greedy round joins it (the
+    /// assigned offer stays open until its `offer_ttl_s`), so a driver who ignores the
+    /// offer delays the trip this long, not `offer_ttl_s`. At `offer_ttl_s` or more, no
+    /// round joins: the rounds start when the offer lapses or is declined.
+    pub batch_exclusive_s: u32,
+    /// In batched mode, a round (after a window's offer, or beside it) offers only the
+    /// drivers whose pickup cost is within this many seconds of the round's best
+    /// (`[dispatch] batch_round_slack_s`; 0: no bound): a lapsed or declined trip is not
+    /// sent to drivers much further than the nearest, who would win it by answering first.
+    pub batch_round_slack_s: u32,
     /// How offers rank drivers beyond pickup cost (`[dispatch] learning`); all zero:
     /// pickup cost alone.
     pub learning: LearningWeights,
@@ -91,7 +102,8 @@ pub enum MatchingMode {
     Greedy,
     /// Collected over `batch_window_ms` with the other trips of the window, and assigned
     /// together by minimum total pickup cost; each assignment is the trip's first offer,
-    /// and the rounds of greedy mode take over after a lapse or a decline.
+    /// and the rounds of greedy mode take over after a decline or a lapse, or join it when
+    /// it is unanswered after `batch_exclusive_s`.
     Batched,
 }
 
@@ -109,15 +121,14 @@ impl LearningWeights {
     /// Pickup cost alone.
     pub const OFF: Self = Self { acceptance_pct: 0, idle_pct: 0 };
 
-    /// The weights `--mode learning` runs with, chosen by reasoning (not yet by the
-    /// simulator's figures): a driver who accepts none of its recent offers costs twice
-    /// its pickup ETA (`acceptance_pct: 100`), so it is offered a trip before a reliable
-    /// driver only when it is about half as far; and a driver available for
-    /// `matching::IDLE_CAP_S` (20 minutes) or more has half its cost taken off
-    /// (`idle_pct: 50`), which brings even such a decliner back level with a reliable
-    /// driver at the same distance: nobody starves. The formula is
-    /// `matching::offer_cost`.
-    pub const TUNED: Self = Self { acceptance_pct: 100, idle_pct: 50 };
+    /// The weights `--mode learning` runs with: the best pair of the city simulator's sweep
+    /// (`scripts/matching-sweep.sh`, 10 pairs of `acceptance_pct` 0-400 × `idle_pct` 0-50,
+    /// seeds 1-5, BENCHMARKS.md): a driver who accepts none of its recent offers costs 1.5
+    /// times its pickup ETA, and one available for `matching::IDLE_CAP_S` (20 minutes) or
+    /// more has a quarter of its cost taken off, so nobody starves. No pair lowered the
+    /// busy hours' mean pickup ETA below batching without learning; this one kept the best
+    /// match rate (0.970 vs 0.964) at +6 % pickup ETA. The formula is `matching::offer_cost`.
+    pub const TUNED: Self = Self { acceptance_pct: 50, idle_pct: 25 };
 
     /// The most per cent of the cost a driver who accepts nothing may add.
     pub const MAX_ACCEPTANCE_PCT: u16 = 1_000;
@@ -158,7 +169,9 @@ impl Default for DispatchRules {
             payout_min_minor: 1_000,
             max_cash_debt_minor: 50_000,
             matching: MatchingMode::Greedy,
-            batch_window_ms: 2_000,
+            batch_window_ms: Self::DEFAULT_BATCH_WINDOW_MS,
+            batch_exclusive_s: Self::DEFAULT_BATCH_EXCLUSIVE_S,
+            batch_round_slack_s: Self::DEFAULT_BATCH_ROUND_SLACK_S,
             learning: LearningWeights::OFF,
         }
     }
@@ -171,6 +184,18 @@ impl DispatchRules {
     /// The batch windows accepted, in milliseconds: shorter is greedy with extra steps,
     /// longer keeps riders waiting with nothing to show.
     pub const BATCH_WINDOW_MS: std::ops::RangeInclusive<u32> = 100..=10_000;
+
+    /// `batch_window_ms`'s default, chosen by the city simulator with the two below: a
+    /// window of 3 s holds more trips to choose among in busy hours than one of 2 s.
+    pub const DEFAULT_BATCH_WINDOW_MS: u32 = 3_000;
+
+    /// `batch_exclusive_s`'s default, chosen by the city simulator
+    /// (`scripts/matching-sweep.sh`, BENCHMARKS.md "Matching modes compared").
+    pub const DEFAULT_BATCH_EXCLUSIVE_S: u32 = 2;
+
+    /// `batch_round_slack_s`'s default, chosen by the city simulator like
+    /// [`Self::DEFAULT_BATCH_EXCLUSIVE_S`].
+    pub const DEFAULT_BATCH_ROUND_SLACK_S: u32 = 60;
 
     /// Refuses rules that would make dispatch meaningless or unbounded.
     pub fn validate(&self) -> crate::Result<()> {

@@ -477,6 +477,12 @@ pub struct DispatchSection {
     pub mode: MatchingMode,
     /// In `batched` mode, how long trips are collected (100-10000 ms, below `timeout_s`).
     pub batch_window_ms: u32,
+    /// In `batched` mode, seconds the window's assigned offer is its trip's only one
+    /// before a greedy round joins it (0: at once; `offer_ttl_s` or more: never).
+    pub batch_exclusive_s: u32,
+    /// In `batched` mode, a round offers only drivers whose pickup ETA is within this many
+    /// seconds of the round's best (0: no bound).
+    pub batch_round_slack_s: u32,
     /// The ranking that learns: per cent of the pickup cost added for a driver who
     /// accepts none of its recent offers (0-1000; 0: off).
     pub learning_acceptance_pct: u16,
@@ -498,6 +504,8 @@ impl Default for DispatchSection {
             schedule_lead_s: r.schedule_lead_s,
             mode: r.matching,
             batch_window_ms: r.batch_window_ms,
+            batch_exclusive_s: r.batch_exclusive_s,
+            batch_round_slack_s: r.batch_round_slack_s,
             learning_acceptance_pct: r.learning.acceptance_pct,
             learning_idle_pct: r.learning.idle_pct,
         }
@@ -690,6 +698,8 @@ impl Config {
             card_gateway: self.card_gateway().to_owned(),
             matching: d.mode,
             batch_window_ms: d.batch_window_ms,
+            batch_exclusive_s: d.batch_exclusive_s,
+            batch_round_slack_s: d.batch_round_slack_s,
             learning: LearningWeights { acceptance_pct: d.learning_acceptance_pct, idle_pct: d.learning_idle_pct },
             ..DispatchRules::default()
         }
@@ -719,9 +729,9 @@ mod tests {
     #[test]
     fn the_matching_keys_reach_the_rules_and_are_checked() {
         let r = Config::parse("").unwrap().rules();
-        assert_eq!((r.matching, r.batch_window_ms, r.learning), (MatchingMode::Greedy, 2_000, LearningWeights::OFF));
+        assert_eq!((r.matching, r.batch_window_ms, r.learning), (MatchingMode::Greedy, 3_000, LearningWeights::OFF));
         let c = Config::parse(
-            "[dispatch]\nmode = \"batched\"\nbatch_window_ms = 1500\nlearning_acceptance_pct = 100\nlearning_idle_pct = 50",
+            "[dispatch]\nmode = \"batched\"\nbatch_window_ms = 1500\nlearning_acceptance_pct = 50\nlearning_idle_pct = 25",
         )
         .unwrap();
         let r = c.rules();

@@ -17,6 +17,13 @@
 //!   and each assignment is its trip's first offer (round 1). A trip left unassigned
 //!   gets a greedy round at once; after a lapse or a decline the rounds of greedy mode
 //!   take over;
+//! - the assigned offer is the trip's only one for `batch_exclusive_s` (a
+//!   `Deadline::BatchExclusiveOver` then, logged like every deadline, so a replay does
+//!   the same): if by then the trip is still searching in that round (no answer), one
+//!   greedy round joins the pending offer — the only round ever made beside a pending
+//!   one — and the first of them to accept wins, race-safe as every accept (the others
+//!   are withdrawn). 0: the round goes with the assigned offer at once; `offer_ttl_s` or
+//!   more: never (the rounds start at the lapse);
 //! - a trip cancelled (or expired) while it waits simply leaves the window: the close
 //!   skips every trip that is no longer searching or already has offers.
 
@@ -67,6 +74,13 @@ impl State {
             self.note_nearby(trip_id, now, fx)?;
             self.make_offers(trip_id, &[(driver_id, distance_m)], now, fx)?;
             has_offer[ti] = true;
+            let exclusive = self.rules.batch_exclusive_s;
+            if exclusive == 0 {
+                self.round_of(trip_id, true, now, fx)?;
+            } else if exclusive < self.rules.offer_ttl_s {
+                let round = self.trip_ref(trip_id)?.round;
+                self.deadlines.insert((now.plus_secs(exclusive), Deadline::BatchExclusiveOver { trip_id, round }));
+            }
         }
         for (ti, trip_id) in trips.into_iter().enumerate() {
             if !has_offer[ti] {
@@ -102,6 +116,21 @@ impl State {
             }
         }
         Ok((edges, drivers, distances))
+    }
+
+    /// A window's assigned offer of `trip_id` (made in its round `round`) has been its only
+    /// one for `batch_exclusive_s`: if the trip is still searching in that round (the
+    /// driver has not answered; a decline or a lapse would have started a later round), a
+    /// greedy round joins the pending offer, and whoever accepts first wins.
+    pub(super) fn exclusive_over(
+        &mut self,
+        trip_id: TripId,
+        round: u16,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
+        let due = self.trips.get(&trip_id).is_some_and(|t| t.status == TripStatus::Searching && t.round == round);
+        if due { self.round_of(trip_id, true, now, fx) } else { Ok(()) }
     }
 
     /// The trips waiting for the batch window (for the invariants and the tests).

@@ -3,8 +3,10 @@
 //! deadlines (`Tick`).
 //!
 //! Guarantees:
-//! - a round goes out only when no offer of the trip is pending, to at most
-//!   `offers_per_round` drivers never offered the trip before, nearest first, within
+//! - a round goes out only when no offer of the trip is pending (but for the one round
+//!   that joins a batched trip's window offer left unanswered, `batch.rs`), to at most
+//!   `offers_per_round` drivers never offered the trip before, nearest first (in batched
+//!   mode only those within `batch_round_slack_s` of the round's best pickup cost), within
 //!   `MAX_OFFERS_PER_TRIP` offers a trip and `MAX_PENDING_OFFERS` a driver;
 //! - an offer is in the trip's list and the driver's list together, and leaves the driver's
 //!   list when it is answered, lapses or is withdrawn;
@@ -32,6 +34,7 @@ use crate::driver::{Driver, MAX_PENDING_OFFERS};
 use crate::error::Result;
 use crate::geo::{LatLng, Nearby};
 use crate::id::{TripId, UserId};
+use crate::rules::MatchingMode;
 use crate::trip::{
     CancelReason, Cancellation, CancelledBy, EXPIRED_REASON, MAX_NEARBY_COUNTED, MAX_OFFERS_PER_TRIP, Offer,
     OfferState, PaymentMethod, Trip, TripStatus, WithdrawReason,
@@ -47,16 +50,39 @@ impl State {
     /// [`crate::matching::offer_cost`] when the learning weights are on), if it is
     /// searching and no offer of the current round is still pending.
     pub(super) fn dispatch_round(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
+        self.round_of(trip_id, false, now, fx)
+    }
+
+    /// A round of the searching `trip_id`; with `beside_pending` even while offers of it
+    /// are pending (a batched trip whose window offer went unanswered for
+    /// `batch_exclusive_s`: `batch.rs`), and then no retry is scheduled when nobody is
+    /// found (the pending offer's lapse or decline starts the next round).
+    pub(super) fn round_of(
+        &mut self,
+        trip_id: TripId,
+        beside_pending: bool,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) -> Result<()> {
         // A deadline may outlive its trip (finished and archived): nothing to do.
         let Some(trip) = self.trips.get(&trip_id) else { return Ok(()) };
-        if trip.status != TripStatus::Searching || trip.pending_offers().next().is_some() {
+        let pending = trip.pending_offers().next().is_some();
+        if trip.status != TripStatus::Searching || (pending && !beside_pending) {
             return Ok(());
         }
         let room = MAX_OFFERS_PER_TRIP.saturating_sub(trip.offers.len());
         let limit = usize::from(self.rules.offers_per_round).min(room);
-        let chosen: Vec<(UserId, u32)> =
-            self.best_eligible(trip, now, limit).into_iter().map(|(id, distance_m, _)| (id, distance_m)).collect();
+        let mut ranked = self.best_eligible(trip, now, limit);
+        let slack_ds = u64::from(self.rules.batch_round_slack_s) * 10;
+        if self.rules.matching == MatchingMode::Batched && slack_ds > 0 {
+            let best = ranked.iter().map(|&(_, _, cost)| cost).min().unwrap_or(0);
+            ranked.retain(|&(_, _, cost)| cost <= best.saturating_add(slack_ds));
+        }
+        let chosen: Vec<(UserId, u32)> = ranked.into_iter().map(|(id, distance_m, _)| (id, distance_m)).collect();
         self.note_nearby(trip_id, now, fx)?;
+        if chosen.is_empty() && pending {
+            return Ok(());
+        }
         if chosen.is_empty() {
             let trip = self.trip_ref(trip_id)?;
             let retry = now.plus_secs(self.rules.redispatch_retry_s);
@@ -135,7 +161,9 @@ impl State {
     /// eligible (at most [`crate::matching::MAX_LEARNING_POOL`], at least `limit`), ranked
     /// by cost, then distance, then id.
     pub(super) fn best_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32, u64)> {
-        use crate::matching::{LEARNING_POOL_FACTOR, MAX_LEARNING_POOL, offer_cost};
+        use crate::matching::{
+            LEARNING_POOL_FACTOR, MAX_LEARNING_POOL, offer_cost, pickup_eta_at_ds, reported_speed_dmps,
+        };
         let weights = self.rules.learning;
         let pool = if weights.is_on() {
             limit.saturating_mul(LEARNING_POOL_FACTOR).min(MAX_LEARNING_POOL).max(limit)
@@ -147,10 +175,16 @@ impl State {
             .into_iter()
             .map(|(id, distance_m)| {
                 let cost = match self.drivers.get(&id) {
-                    Some(d) if weights.is_on() => {
-                        offer_cost(distance_m, d.stats.learned_acceptance_bps(), d.idle_s(now), weights)
+                    Some(d) => {
+                        let speed = reported_speed_dmps(d.fix.and_then(|f| f.speed_mps));
+                        offer_cost(
+                            pickup_eta_at_ds(distance_m, speed),
+                            d.stats.learned_acceptance_bps(),
+                            d.idle_s(now),
+                            weights,
+                        )
                     }
-                    _ => crate::matching::pickup_eta_ds(distance_m),
+                    None => crate::matching::pickup_eta_ds(distance_m),
                 };
                 (id, distance_m, cost)
             })
@@ -275,6 +309,7 @@ impl State {
                 Deadline::ScheduledDispatch(trip_id) => self.dispatch_scheduled(trip_id, now, fx)?,
                 Deadline::TopUpExpiry(top_up_id) => self.expire_top_up(top_up_id, now, fx),
                 Deadline::BatchWindow => self.close_batch(now, fx)?,
+                Deadline::BatchExclusiveOver { trip_id, round } => self.exclusive_over(trip_id, round, now, fx)?,
             }
         }
         Ok(())

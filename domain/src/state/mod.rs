@@ -112,6 +112,14 @@ pub enum Deadline {
     TopUpExpiry(crate::id::TopUpId),
     /// The batch window closes: its trips are assigned together (`batch.rs`, issue 22).
     BatchWindow,
+    /// The window's assigned offer of a trip has been its only one for
+    /// `batch_exclusive_s`: unless the trip moved on, a greedy round joins it (`batch.rs`).
+    BatchExclusiveOver {
+        /// Which trip.
+        trip_id: TripId,
+        /// The round of the window's offer (a later round means the trip moved on).
+        round: u16,
+    },
 }
 
 /// The live world: users, drivers, trips, the rules and the pending deadlines.

@@ -9,6 +9,10 @@ use crate::rules::{LearningWeights, MatchingMode};
 use crate::testkit::{CAIRO, cash_ride};
 use crate::trip::{CancelReason, TripStatus};
 
+/// The weights the ranking's tests reason with (the arithmetic in their comments); the
+/// tuned pair is the simulator's choice and may move.
+const WEIGHTS: LearningWeights = LearningWeights { acceptance_pct: 100, idle_pct: 50 };
+
 fn batched() -> DispatchRules {
     DispatchRules { matching: MatchingMode::Batched, batch_window_ms: 2_000, ..rules() }
 }
@@ -142,7 +146,7 @@ fn a_full_window_offers_at_once_and_greedy_mode_never_waits() {
 
 #[test]
 fn learning_ranks_a_driver_who_declines_behind_a_reliable_one() {
-    let learning = DispatchRules { offers_per_round: 1, learning: LearningWeights::TUNED, ..rules() };
+    let learning = DispatchRules { offers_per_round: 1, learning: WEIGHTS, ..rules() };
     let mut w = World::new(learning);
     let decliner = w.driver(0.5);
     let reliable = w.driver(0.8);
@@ -185,7 +189,7 @@ fn learning_ranks_a_driver_who_declines_behind_a_reliable_one() {
 #[test]
 fn learning_credits_idle_time() {
     // Two drivers equally near; the one who just finished a trip is behind the one idle longer.
-    let learning = DispatchRules { offers_per_round: 1, learning: LearningWeights::TUNED, ..rules() };
+    let learning = DispatchRules { offers_per_round: 1, learning: WEIGHTS, ..rules() };
     let mut w = World::new(learning);
     let (_rider, busy, _trip) = complete_a_trip(&mut w);
     // `busy` is now at the trip's drop-off; bring it back next to the pickup.
@@ -232,8 +236,8 @@ fn staff_switch_to_batched_at_runtime_and_the_waiting_window_still_closes() {
     let to_batched = RuleOverrides {
         mode: Some(MatchingMode::Batched),
         batch_window_ms: Some(3_000),
-        learning_acceptance_pct: Some(100),
-        learning_idle_pct: Some(50),
+        learning_acceptance_pct: Some(LearningWeights::TUNED.acceptance_pct),
+        learning_idle_pct: Some(LearningWeights::TUNED.idle_pct),
         ..Default::default()
     };
     assert_eq!(
@@ -258,4 +262,116 @@ fn staff_switch_to_batched_at_runtime_and_the_waiting_window_still_closes() {
         other => panic!("{other:?}"),
     }
     w.finish();
+}
+
+#[test]
+fn an_unanswered_window_offer_is_joined_by_a_greedy_round_after_batch_exclusive_s() {
+    let mut w = World::new(DispatchRules {
+        batch_exclusive_s: 4,
+        offer_ttl_s: 20,
+        offers_per_round: 2,
+        batch_round_slack_s: 0,
+        ..batched()
+    });
+    let near = w.driver(0.2);
+    let (mid, far) = (w.driver(0.5), w.driver(0.9));
+    let rider = w.rider();
+    let trip = trip_at(&mut w, rider, 0.0);
+    w.advance(2);
+    assert_eq!(w.offered(trip), vec![near], "the window's offer is the trip's only one");
+    w.advance(3);
+    assert_eq!(w.offered(trip), vec![near], "still exclusive 3 s after the window");
+    w.advance(1);
+    // 4 s: a round of 2 joins, the assigned driver's offer stays open.
+    assert_eq!(w.offered(trip), vec![near, mid, far]);
+    assert_eq!(w.get(trip).round, 2);
+    w.accept(far, trip).unwrap();
+    assert!(w.offered(trip).is_empty(), "the first accept wins, the others are withdrawn");
+    assert!(w.accept(near, trip).is_err(), "the assigned driver's late accept loses the race");
+    assert_eq!(w.get(trip).driver_id, Some(far));
+    w.finish();
+}
+
+#[test]
+fn an_answered_window_offer_needs_no_round_beside_it() {
+    let mut w = World::new(DispatchRules { batch_exclusive_s: 4, offers_per_round: 1, ..batched() });
+    let near = w.driver(0.2);
+    let (mid, far) = (w.driver(0.5), w.driver(0.9));
+    let rider = w.rider();
+    let trip = trip_at(&mut w, rider, 0.0);
+    w.advance(2);
+    w.run(Actor::User(near), Command::DeclineTrip { trip_id: trip }).unwrap();
+    assert_eq!(w.offered(trip), vec![mid], "the decline's round");
+    w.advance(4);
+    // The deadline of the window's round found the trip in a later round: nothing joins.
+    assert_eq!(w.offered(trip), vec![mid]);
+    assert!(w.get(trip).offer_to(far).is_none());
+    w.finish();
+}
+
+#[test]
+fn batch_exclusive_s_zero_joins_at_once_and_at_the_ttl_never() {
+    for (exclusive, joined) in [(0, true), (20, false), (30, false)] {
+        let mut w = World::new(DispatchRules {
+            batch_exclusive_s: exclusive,
+            offer_ttl_s: 20,
+            offers_per_round: 1,
+            ..batched()
+        });
+        let near = w.driver(0.2);
+        let mid = w.driver(0.5);
+        let rider = w.rider();
+        let trip = trip_at(&mut w, rider, 0.0);
+        w.advance(2);
+        let expect = if joined { vec![near, mid] } else { vec![near] };
+        assert_eq!(w.offered(trip), expect, "batch_exclusive_s {exclusive}");
+        w.advance(10);
+        assert_eq!(w.offered(trip), expect, "batch_exclusive_s {exclusive}, 10 s on");
+        w.finish();
+    }
+}
+
+#[test]
+fn the_window_prefers_the_driver_nearer_in_time() {
+    let mut w = World::new(batched());
+    // `slow` is 0.8 km away crawling at 5 m/s (1,040 road m: 208 s), `fast` 1.0 km away at
+    // 12 m/s (1,300 m: 108 s), `unknown` 0.9 km away with no speed (30 km/h: 140 s).
+    let slow = w.driver(0.8);
+    let fast = w.driver(1.0);
+    let unknown = w.driver(0.9);
+    for (d, km, speed) in [(slow, 0.8, 5.0), (fast, 1.0, 12.0)] {
+        let point = LatLng::new(CAIRO.0 + km / 111.195, CAIRO.1).unwrap();
+        let report = crate::command::LocationReport { point, heading_deg: None, speed_mps: Some(speed) };
+        w.advance(2);
+        w.run(Actor::User(d), Command::UpdateLocation(report)).unwrap();
+    }
+    let rider = w.rider();
+    let trip = trip_at(&mut w, rider, 0.0);
+    w.advance(2);
+    assert_eq!(w.offered(trip), vec![fast]);
+    assert!(w.get(trip).offer_to(unknown).is_none() && w.get(trip).offer_to(slow).is_none());
+    w.finish();
+}
+
+#[test]
+fn a_batched_round_skips_drivers_far_behind_its_best() {
+    // Pickup ETAs (30 km/h, x1.3): 0.5 km 78 s, 0.8 km 125 s, 1.2 km 187 s.
+    for (slack, expect_far) in [(60, false), (120, true), (0, true)] {
+        let mut w = World::new(DispatchRules { batch_round_slack_s: slack, offers_per_round: 3, ..batched() });
+        let (near, mid, far) = (w.driver(0.5), w.driver(0.8), w.driver(1.2));
+        let rider = w.rider();
+        let trip = trip_at(&mut w, rider, 0.0);
+        w.advance(3);
+        w.run(Actor::User(near), Command::DeclineTrip { trip_id: trip }).unwrap();
+        let expect = if expect_far { vec![mid, far] } else { vec![mid] };
+        assert_eq!(w.offered(trip), expect, "batch_round_slack_s {slack}");
+        w.finish();
+    }
+    // Greedy mode has no bound: the far driver is offered with the others.
+    let mut g = World::new(DispatchRules { batch_round_slack_s: 60, offers_per_round: 3, ..rules() });
+    let (near, mid, far) = (g.driver(0.5), g.driver(0.8), g.driver(1.2));
+    let rider = g.rider();
+    let trip = trip_at(&mut g, rider, 0.0);
+    assert_eq!(g.offered(trip), vec![near, mid, far]);
+    g.finish();
 }
