@@ -61,7 +61,7 @@ const TABLES: [TableName; 8] = [USERS, OTPS, LEDGER_ACCOUNTS, ZONES, REFS, NOTIF
 /// The state blob's format: a format byte, then postcard of the [`State`] with the
 /// collections of [`AccountRows`] empty (they are rows). Format 5 was the whole state,
 /// in a snapshot file ([`LEGACY_SNAPSHOT_FORMAT`]).
-pub(crate) const STATE_FORMAT: u8 = 13;
+pub(crate) const STATE_FORMAT: u8 = 14;
 
 /// The format of the snapshot files that held whole states before the checkpoint moved
 /// into the store: read once, when a data directory written by such a version is opened.

@@ -30,7 +30,7 @@ impl Record {
     /// The version of the payload encoding, written as the first byte of every
     /// encoded record. Bump it when a change to [`Command`] is not readable by the
     /// previous decoder, and keep decoding the old version.
-    pub const SCHEMA_VERSION: u8 = 12;
+    pub const SCHEMA_VERSION: u8 = 13;
 
     /// The bytes the log stores: the schema version, then the record in postcard.
     pub fn encode(&self) -> Result<Vec<u8>> {
