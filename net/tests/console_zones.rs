@@ -111,6 +111,7 @@ async fn zones_are_drawn_edited_and_saved_from_the_console() {
     // Two vertices are no zone: refused in the page, nothing sent.
     let before = zones(&s).await;
     refused(&c, &s, &before, "At least 3 vertices").await;
+    js(&c, "document.querySelector('.zones-map').scrollIntoView({block: 'center'}); return true;").await;
     click_at(&c, ".zones-map", (0.0, 110.0)).await;
     until(&c, "window.__zoneMap.vertices().length === 3", WAIT, "three vertices").await;
     // The text area followed the map.
@@ -215,9 +216,46 @@ async fn zones_are_drawn_edited_and_saved_from_the_console() {
     set_text(&c, ".zone-coords", "30.0,31.0\nnorth of here").await;
     until(&c, "document.querySelector('.zone-poly-error').textContent.includes('Line 2')", WAIT, "line 2").await;
 
+    // ---- The API's refusal is shown beside the field it names: by `param`, or by the
+    // pricing field its message names (the engine's zone checks give no `param`). The
+    // page checks what the engine checks, so the answers are stood in for once each.
+    set_text(&c, ".zone-coords", "30.00,31.60\n30.00,31.80\n30.20,31.80").await;
+    for (answer, field) in [
+        (
+            json!({"error": {"type": "invalid_request_error", "code": "invalid_request",
+                "message": "surge.max_bps must be from 10000 to 100000", "param": "surge.max_bps"}}),
+            "[data-param='surge.max_bps']",
+        ),
+        (
+            json!({"error": {"type": "invalid_request_error", "code": "invalid_request",
+                "message": "pricing.economy: base_minor is negative"}}),
+            ".zone-category[data-category=economy] .price-base_minor",
+        ),
+    ] {
+        let script = format!(
+            "const real = window.fetch; window.fetch = (url, init) => {{ window.fetch = real; \
+             return Promise.resolve(new Response(JSON.stringify({answer}), {{status: 400, headers: {{'Content-Type': 'application/json'}}}})); }}; return true;"
+        );
+        js(&c, &script).await;
+        click(&c, ".zone-save").await;
+        confirm(&c).await;
+        until(
+            &c,
+            &format!(
+                "(() => {{ const f = document.querySelector(\"{field}\"); return f.getAttribute('aria-invalid') === 'true' \
+                 && document.getElementById(f.id + '-error').textContent.length > 0; }})()"
+            ),
+            WAIT,
+            field,
+        )
+        .await;
+    }
+    assert_eq!(zones(&s).await, before, "nothing was saved");
+
     // ---- Look: reopen Giza from the list (the outline as saved), both languages and sizes.
     js(&c, "[...document.querySelectorAll('.zones-list button.link')].find((b) => b.textContent === 'Giza').click(); return true;").await;
     until(&c, "window.__zoneMap && window.__zoneMap.vertices().length === 4", WAIT, "Giza reopened").await;
+    js(&c, "document.querySelector('.zones-detail').scrollIntoView({block: 'start'}); return true;").await;
     look_at(
         &c,
         "zones",

@@ -221,11 +221,6 @@ function openZone(z) {
     alertBox("error zone-error"),
     field("name", "Name", textIn(current.name, { size: 30, maxlength: 100, class: "zone-name" })),
     field("currency", "Currency", textIn(current.currency ?? "EGP", { size: 4, maxlength: 3, class: "zone-currency", spellcheck: "false" })),
-    field("active", "Active (takes trips)", check(fresh || current.active)),
-    field("bidding", "Bidding allowed", check(fresh || current.bidding !== false)),
-    field("surge.enabled", "Surge pricing", check(current.surge?.enabled)),
-    field("surge.max_bps", "Surge cap (bps, 10000 = ×1.0)", textIn(String(current.surge?.max_bps ?? 10000), { inputmode: "numeric", size: 8 })),
-    field("extra_fee_minor", "Extra fee per trip", textIn(major(current.extra_fee_minor ?? 0, exp), { inputmode: "decimal", size: 8 })),
     h("fieldset", { class: "zone-area" }, tx("legend", "Area"),
       tx("p", "Click the map to add a vertex; drag a vertex to move it; click or focus a vertex and press Delete to remove it.", { class: "hint" }),
       h("div", { class: "zone-edit" },
@@ -238,6 +233,11 @@ function openZone(z) {
             tx("button", "Remove selected vertex", { type: "button", class: "zone-remove", onclick: () => removeVertex(selected) }),
             tx("button", "Clear", { type: "button", class: "zone-clear", onclick: () => { vertices = []; selected = -1; redraw(true); } })))),
       h("p", { class: "field-error zone-poly-error", role: "alert", "data-param": "polygon" })),
+    field("active", "Active (takes trips)", check(fresh || current.active)),
+    field("bidding", "Bidding allowed", check(fresh || current.bidding !== false)),
+    field("surge.enabled", "Surge pricing", check(current.surge?.enabled)),
+    field("surge.max_bps", "Surge cap (bps, 10000 = ×1.0)", textIn(String(current.surge?.max_bps ?? 10000), { inputmode: "numeric", size: 8 })),
+    field("extra_fee_minor", "Extra fee per trip", textIn(major(current.extra_fee_minor ?? 0, exp), { inputmode: "decimal", size: 8 })),
     h("fieldset", { class: "zone-pricing" }, tx("legend", "Pricing"),
       h("p", { class: "hint zone-units" }),
       cats,
@@ -426,7 +426,8 @@ function readForm() {
   let bad = false;
   const fail = (p, key, vars) => { markField(p, t(key, vars)); bad = true; };
   const name = val("name").value.trim();
-  if (name.length < 1 || name.length > 100) fail("name", "1 to 100 characters.");
+  const chars = [...name].length; // the API counts characters, not UTF-16 units
+  if (chars < 1 || chars > 100 || /\p{Cc}/u.test(name)) fail("name", "1 to 100 characters.");
   const currency = val("currency").value.trim().toUpperCase();
   let exp = null;
   if (!/^[A-Z]{3}$/.test(currency)) fail("currency", "Three capital letters (ISO 4217), e.g. EGP.");
