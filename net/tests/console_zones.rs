@@ -262,8 +262,72 @@ async fn zones_are_drawn_edited_and_saved_from_the_console() {
         "document.querySelectorAll('.zones-map .zone-vertex').length === 4 && document.querySelectorAll('.zones-list tbody tr').length === 2",
     )
     .await;
+    // ---- The page's outline checks against a model, over rings drawn at random on a
+    // small integer grid (many shared points, touching and collinear edges).
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) % n
+    };
+    let mut rings = Vec::new();
+    for _ in 0..600 {
+        let n = 3 + next(4) as usize;
+        rings.push((0..n).map(|_| (next(5) as i64, next(5) as i64)).collect::<Vec<_>>());
+    }
+    let asked: Vec<Value> =
+        rings.iter().map(|r| json!(r.iter().map(|&(a, b)| json!([a, b])).collect::<Vec<_>>())).collect();
+    let answers = js(&c, &format!("return {}.map((r) => window.__zoneMap.problem(r));", json!(asked))).await;
+    let mut simple_seen = 0;
+    for (ring, answer) in rings.iter().zip(answers.as_array().unwrap()) {
+        let ok = model_simple(ring);
+        simple_seen += usize::from(ok);
+        assert_eq!(answer.is_null(), ok, "{ring:?}: the page says {answer}");
+    }
+    assert!(simple_seen > 50 && simple_seen < 550, "the rings exercise both answers: {simple_seen} simple");
+
     assert_no_injection(&c).await;
     let v = js(&c, "return window.__cspViolations ?? [];").await;
     assert_eq!(v, json!([]), "CSP violations");
     c.close().await.unwrap();
+}
+
+/// The model of a zone outline the page accepts: at least 3 vertices, no zero-length edge,
+/// adjacent edges meeting only at their shared vertex, other edges not touching at all, a
+/// non-zero area. Exact integer arithmetic.
+fn model_simple(vs: &[(i64, i64)]) -> bool {
+    let n = vs.len();
+    if n < 3 {
+        return false;
+    }
+    let cross = |o: (i64, i64), a: (i64, i64), b: (i64, i64)| (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0);
+    let within = |a: (i64, i64), b: (i64, i64), p: (i64, i64)| {
+        a.0.min(b.0) <= p.0 && p.0 <= a.0.max(b.0) && a.1.min(b.1) <= p.1 && p.1 <= a.1.max(b.1)
+    };
+    let touch = |p1, p2, p3, p4| {
+        let (d1, d2, d3, d4) = (cross(p3, p4, p1), cross(p3, p4, p2), cross(p1, p2, p3), cross(p1, p2, p4));
+        ((d1 > 0 && d2 < 0) || (d1 < 0 && d2 > 0)) && ((d3 > 0 && d4 < 0) || (d3 < 0 && d4 > 0))
+            || (d1 == 0 && within(p3, p4, p1))
+            || (d2 == 0 && within(p3, p4, p2))
+            || (d3 == 0 && within(p1, p2, p3))
+            || (d4 == 0 && within(p1, p2, p4))
+    };
+    let edge = |i: usize| (vs[i], vs[(i + 1) % n]);
+    if (0..n).any(|i| edge(i).0 == edge(i).1) {
+        return false;
+    }
+    for i in 0..n {
+        // Adjacent edges (p→q, q→r) overlap when r lies back along q→p.
+        let (p, q, r) = (vs[i], vs[(i + 1) % n], vs[(i + 2) % n]);
+        if cross(q, p, r) == 0 && (p.0 - q.0) * (r.0 - q.0) + (p.1 - q.1) * (r.1 - q.1) > 0 {
+            return false;
+        }
+        for k in i + 1..n {
+            let adjacent = k == i + 1 || (i == 0 && k == n - 1);
+            if !adjacent && touch(edge(i).0, edge(i).1, edge(k).0, edge(k).1) {
+                return false;
+            }
+        }
+    }
+    let area: i64 = (0..n).map(|i| vs[i].1 * vs[(i + 1) % n].0 - vs[(i + 1) % n].1 * vs[i].0).sum();
+    area != 0
 }

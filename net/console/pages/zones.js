@@ -307,6 +307,7 @@ function mountMap(container) {
     latlng: (x, y) => { const ll = map.containerPointToLatLng([x, y]); return [ll.lat, ll.lng]; },
     view: (lat, lng, z) => { map.setView([lat, lng], z, { animate: false }); return true; },
     vertices: () => vertices.map((v) => v.slice()),
+    problem: (vs) => ringProblem(vs)?.[0] ?? null, // the page's checks, for the model test
   };
 }
 
