@@ -82,6 +82,7 @@ strings("ar", {
   "A whole number from 10000 to 100000.": "عدد صحيح من 10000 إلى 100000.",
   "Lower-case letters, digits and _ (1 to 32).": "أحرف صغيرة وأرقام و_ (من 1 إلى 32).",
   "Already priced.": "مسعّرة بالفعل.",
+  "A zone prices at most 32 categories.": "تسعّر المنطقة 32 فئة على الأكثر.",
   "Price at least one category.": "سعّر فئة واحدة على الأقل.",
   "Close": "إغلاق",
 });
@@ -271,6 +272,7 @@ function addCategory(input, cats) {
   clearErrors();
   if (!/^[a-z0-9_]{1,32}$/.test(c)) { markField("newcat", t("Lower-case letters, digits and _ (1 to 32).")); return; }
   if (cats.querySelector('[data-category="' + CSS.escape(c) + '"]')) { markField("newcat", t("Already priced.")); return; }
+  if (cats.querySelectorAll(".zone-category").length >= 32) { markField("newcat", t("A zone prices at most 32 categories.")); return; }
   cats.append(categoryBox(c, NEW_PRICING, expOfForm() ?? 2));
   input.value = "";
 }
