@@ -198,6 +198,31 @@ async fn zones_are_drawn_edited_and_saved_from_the_console() {
         vec![json!([31.6, 30.0]), json!([31.8, 30.0]), json!([31.8, 30.2]), json!([31.6, 30.2]), json!([31.6, 30.0])]
     );
 
+    // ---- A second category, priced and saved; a malformed name is refused beside its field.
+    type_into(&c, ".zone-newcat", "Comfort").await;
+    click(&c, ".zone-cat-add").await;
+    until(
+        &c,
+        "document.querySelector('.zone-newcat').getAttribute('aria-invalid') === 'true'",
+        WAIT,
+        "Comfort refused",
+    )
+    .await;
+    type_into(&c, ".zone-newcat", "comfort").await;
+    click(&c, ".zone-cat-add").await;
+    until(&c, "document.querySelector('.zone-category[data-category=comfort]')", WAIT, "comfort added").await;
+    type_into(&c, ".zone-category[data-category=comfort] .price-base_minor", "20").await;
+    type_into(&c, ".zone-category[data-category=comfort] .price-commission_bps", "2000").await;
+    click(&c, ".zone-save").await;
+    confirm(&c).await;
+    until(&c, "document.querySelector('.zones-note').textContent.includes('saved')", WAIT, "saved").await;
+    let giza = zone_named(&zones(&s).await, "Giza").clone();
+    assert_eq!(
+        (&giza["pricing"]["comfort"]["base_minor"], &giza["pricing"]["comfort"]["commission_bps"]),
+        (&json!(2000), &json!(2000))
+    );
+    assert_eq!(giza["pricing"]["economy"]["base_minor"], 1250, "economy kept");
+
     // ---- Remove the last vertex with the button, then with Delete on a focused marker.
     click(&c, ".zone-undo").await;
     until(&c, "window.__zoneMap.vertices().length === 3", WAIT, "the last removed").await;
