@@ -8,3 +8,4 @@ import "./settings.js";
 import "./audit.js";
 import "./outbox.js";
 import "./reports.js";
+import "./zones.js";

@@ -61,6 +61,8 @@ pub static ASSETS: &[Asset] = &[
     asset!("pages/audit.js", JS),
     asset!("pages/outbox.js", JS),
     asset!("pages/reports.js", JS),
+    asset!("pages/zones.js", JS),
+    asset!("pages/zones.css", CSS),
     // The shell's views that live in modules of their own.
     asset!("views/health.js", JS),
     asset!("views/search.js", JS),
