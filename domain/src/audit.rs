@@ -287,6 +287,9 @@ pub fn settings_summary(change: &crate::settings::SettingsChange) -> Vec<(String
         if let Some(b) = s.bidding {
             all.push((format!("zones.{zone}.bidding"), Detail::Bool(b)));
         }
+        if let Some(m) = s.mode {
+            all.push((format!("zones.{zone}.mode"), Detail::text(crate::settings::zone_mode_name(m))));
+        }
         if let Some(surge) = s.surge {
             all.push((format!("zones.{zone}.surge.enabled"), Detail::Bool(surge.enabled)));
             all.push((format!("zones.{zone}.surge.max_bps"), Detail::Int(i64::from(surge.max_bps))));

@@ -185,9 +185,11 @@ impl DispatchRules {
     /// longer keeps riders waiting with nothing to show.
     pub const BATCH_WINDOW_MS: std::ops::RangeInclusive<u32> = 100..=10_000;
 
-    /// `batch_window_ms`'s default, chosen by the city simulator with the two below: a
-    /// window of 3 s holds more trips to choose among in busy hours than one of 2 s.
-    pub const DEFAULT_BATCH_WINDOW_MS: u32 = 3_000;
+    /// `batch_window_ms`'s default, chosen by the city simulator with the two below
+    /// (BENCHMARKS.md "Matching modes compared"): a window of 4 s holds more trips to
+    /// choose among in busy hours than one of 2 or 3 s, and keeps quiet hours' time to
+    /// match within the window plus 1 s of greedy's.
+    pub const DEFAULT_BATCH_WINDOW_MS: u32 = 4_000;
 
     /// `batch_exclusive_s`'s default, chosen by the city simulator
     /// (`scripts/matching-sweep.sh`, BENCHMARKS.md "Matching modes compared").

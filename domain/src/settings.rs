@@ -169,6 +169,18 @@ pub struct ZoneSettings {
     pub bidding: Option<bool>,
     /// The zone's surge settings, replaced whole.
     pub surge: Option<SurgeSettings>,
+    /// How the zone's trips find their first drivers: `Some(Some(mode))` its own mode,
+    /// `Some(None)` the city's again (`zones.<id>.mode`: "greedy", "batched", "city").
+    pub mode: Option<Option<MatchingMode>>,
+}
+
+/// A zone's matching mode as the API and the audit trail name it ("city": none of its own).
+pub fn zone_mode_name(mode: Option<MatchingMode>) -> &'static str {
+    match mode {
+        None => "city",
+        Some(MatchingMode::Greedy) => "greedy",
+        Some(MatchingMode::Batched) => "batched",
+    }
 }
 
 /// One `PATCH /v1/admin/settings`: any subset of the dispatch keys and of the zones.

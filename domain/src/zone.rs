@@ -36,6 +36,7 @@ use crate::geo::{LatLng, ZoneGeometry, ZoneIndex};
 use crate::id::ZoneId;
 use crate::money::{Currency, Money};
 use crate::route::Route;
+use crate::rules::MatchingMode;
 use crate::user::Category;
 
 /// Most categories one zone prices.
@@ -136,6 +137,11 @@ pub struct Zone {
     pub created_at: Timestamp,
     /// When its spec last changed.
     pub updated_at: Timestamp,
+    /// How its trips find their first drivers, when not the city's
+    /// (`DispatchRules::matching`): set at runtime (`zones.<id>.mode`), kept when the spec
+    /// is replaced.
+    #[serde(default)]
+    pub matching: Option<MatchingMode>,
 }
 
 /// A zone's surge as last recomputed.
@@ -457,7 +463,7 @@ mod tests {
             spec.currency = code.parse().unwrap();
             spec.active = active;
             let at = Timestamp::from_millis(0);
-            Arc::new(Zone { id: ZoneId::from_raw(id).unwrap(), spec, created_at: at, updated_at: at })
+            Arc::new(Zone { id: ZoneId::from_raw(id).unwrap(), spec, created_at: at, updated_at: at, matching: None })
         };
         let one = Catalog::from_zones([zone(7, "EGP", true)]);
         assert_eq!(one.default_currency(), Some("EGP".parse().unwrap()), "a single city's currency");

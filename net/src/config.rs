@@ -729,7 +729,7 @@ mod tests {
     #[test]
     fn the_matching_keys_reach_the_rules_and_are_checked() {
         let r = Config::parse("").unwrap().rules();
-        assert_eq!((r.matching, r.batch_window_ms, r.learning), (MatchingMode::Greedy, 3_000, LearningWeights::OFF));
+        assert_eq!((r.matching, r.batch_window_ms, r.learning), (MatchingMode::Greedy, 4_000, LearningWeights::OFF));
         let c = Config::parse(
             "[dispatch]\nmode = \"batched\"\nbatch_window_ms = 1500\nlearning_acceptance_pct = 50\nlearning_idle_pct = 25",
         )

@@ -98,16 +98,7 @@ async fn console_responses_carry_the_security_headers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
-    let _one = BROWSER.lock().await;
-    let Some((_driver, port)) = chromedriver() else { return };
-    let s = Server::start(&["--demo", "--demo-drivers", "50"]);
-    let c = browser(port).await;
-    // Close the browser whatever happens, then report the failure if there was one.
-    let outcome = std::panic::AssertUnwindSafe(drive(&s, &c)).catch_unwind().await;
-    let _ = c.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    with_browser(&["--demo", "--demo-drivers", "50"], drive).await;
 }
 
 async fn drive(s: &Server, c: &Client) {
@@ -589,15 +580,7 @@ async fn alerts_kept(s: &Server, c: &Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trip_its_trail_refunds_paging_and_health_in_a_real_browser() {
-    let _one = BROWSER.lock().await;
-    let Some((_driver, port)) = chromedriver() else { return };
-    let s = Server::start(&["--demo", "--demo-drivers", "20"]);
-    let c = browser(port).await;
-    let outcome = std::panic::AssertUnwindSafe(operate(&s, &c)).catch_unwind().await;
-    let _ = c.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    with_browser(&["--demo", "--demo-drivers", "20"], operate).await;
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;

@@ -100,23 +100,6 @@ async fn accepting_receiver() -> String {
     format!("http://{addr}/hook")
 }
 
-fn zone() -> Value {
-    json!({"name": "Cairo", "currency": "EGP", "active": true,
-     "polygon": {"type": "Polygon", "coordinates": [[[31.0,29.9],[31.5,29.9],[31.5,30.3],[31.0,30.3],[31.0,29.9]]]},
-     "pricing": {"economy": {"base_minor": 1500, "per_km_minor": 450, "per_min_minor": 75,
-                             "minimum_minor": 2500, "booking_fee_minor": 300,
-                             "cancel_fee_minor": 1000, "wait_per_min_minor": 50, "free_wait_s": 180,
-                             "commission_bps": 1500}},
-     "surge": {"enabled": true, "max_bps": 30000}, "extra_fee_minor": 0})
-}
-
-async fn sign_in(s: &Server, c: &Client) {
-    c.goto(&s.url("/console")).await.unwrap();
-    c.wait().at_most(WAIT).for_element(Locator::Id("token")).await.unwrap().send_keys(ADMIN).await.unwrap();
-    click(c, "#signin button[type=submit]").await;
-    until(c, "!document.getElementById('app').hidden", WAIT, "signed in").await;
-}
-
 async fn open_page(c: &Client, id: &str) {
     click(c, &format!("nav button[data-view='{id}']")).await;
     until(c, &format!("!document.getElementById('view-{id}').hidden"), WAIT, id).await;
@@ -151,7 +134,7 @@ async fn users_applications_payouts_and_coupons_are_worked_from_the_console() {
     let _one = BROWSER.lock().await;
     let Some((_driver, port)) = chromedriver() else { return };
     let s = Server::start(&[]);
-    s.post("/v1/admin/zones", ADMIN, zone(), 201).await;
+    s.post("/v1/admin/zones", ADMIN, cairo_zone(), 201).await;
 
     // Fixtures: a rider to find by name and by phone, a staff user, an applicant, a
     // driver with two payouts asked, a coupon.
@@ -192,7 +175,7 @@ async fn users_applications_payouts_and_coupons_are_worked_from_the_console() {
     s.post("/v1/admin/coupons", ADMIN, json!({"code": "WELCOME10", "percent_bps": 1000, "max_uses": 100}), 201).await;
 
     let c = browser(port).await;
-    sign_in(&s, &c).await;
+    sign_in_with_token(&s, &c).await;
 
     // ---- Users: search by name, then by the phone's last digits; open; block; unblock; erase.
     open_page(&c, "users").await;
@@ -467,7 +450,7 @@ async fn settings_audit_outbox_and_reports_are_worked_from_the_console() {
     }
 
     let c = browser(port).await;
-    sign_in(&s, &c).await;
+    sign_in_with_token(&s, &c).await;
 
     // ---- Settings: a value the page refuses is not sent; one the API refuses is shown
     // beside its field (its `param`); a good one is applied.

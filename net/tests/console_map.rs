@@ -14,7 +14,6 @@ use browser::*;
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use futures_util::FutureExt;
 use hyper::Method;
 use serde_json::json;
 
@@ -44,17 +43,9 @@ async fn with_city<F>(drivers: &str, extra: &[&str], f: F)
 where
     F: for<'a> AsyncFnOnce(&'a Server, &'a Client),
 {
-    let _one = BROWSER.lock().await;
-    let Some((_driver, port)) = chromedriver() else { return };
     let mut args = vec!["--demo", "--demo-drivers", drivers];
     args.extend_from_slice(extra);
-    let s = Server::start(&args);
-    let c = browser(port).await;
-    let outcome = std::panic::AssertUnwindSafe(f(&s, &c)).catch_unwind().await;
-    let _ = c.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    with_browser(&args, f).await;
 }
 
 /// Waits for `n` more snapshots drawn.

@@ -95,15 +95,7 @@ async fn hash(c: &Client) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shell_signs_staff_in_speaks_two_languages_and_finds_things() {
-    let _one = BROWSER.lock().await;
-    let Some((_driver, port)) = chromedriver() else { return };
-    let s = Server::start(&["--demo", "--demo-drivers", "20"]);
-    let c = browser(port).await;
-    let outcome = std::panic::AssertUnwindSafe(shell(&s, &c)).catch_unwind().await;
-    let _ = c.close().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    with_browser(&["--demo", "--demo-drivers", "20"], shell).await;
 }
 
 async fn shell(s: &Server, c: &Client) {

@@ -13,23 +13,6 @@ use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn cairo() -> Value {
-    json!({"name": "Cairo", "currency": "EGP", "active": true,
-     "polygon": {"type": "Polygon", "coordinates": [[[31.0,29.9],[31.5,29.9],[31.5,30.3],[31.0,30.3],[31.0,29.9]]]},
-     "pricing": {"economy": {"base_minor": 1500, "per_km_minor": 450, "per_min_minor": 75,
-                             "minimum_minor": 2500, "booking_fee_minor": 300,
-                             "cancel_fee_minor": 1000, "wait_per_min_minor": 50, "free_wait_s": 180,
-                             "commission_bps": 1500}},
-     "surge": {"enabled": true, "max_bps": 30000}, "extra_fee_minor": 0})
-}
-
-async fn sign_in(s: &Server, c: &Client) {
-    c.goto(&s.url("/console")).await.unwrap();
-    c.wait().at_most(WAIT).for_element(Locator::Id("token")).await.unwrap().send_keys(ADMIN).await.unwrap();
-    click(c, "#signin button[type=submit]").await;
-    until(c, "!document.getElementById('app').hidden", WAIT, "signed in").await;
-}
-
 /// Types `text` into the element `css` selects (cleared first).
 async fn type_into(c: &Client, css: &str, text: &str) {
     let e = c.find(Locator::Css(css)).await.unwrap();
@@ -92,10 +75,10 @@ async fn zones_are_drawn_edited_and_saved_from_the_console() {
     let _one = BROWSER.lock().await;
     let Some((_driver, port)) = chromedriver() else { return };
     let s = Server::start(&[]);
-    s.post("/v1/admin/zones", ADMIN, cairo(), 201).await;
+    s.post("/v1/admin/zones", ADMIN, cairo_zone(), 201).await;
 
     let c = browser(port).await;
-    sign_in(&s, &c).await;
+    sign_in_with_token(&s, &c).await;
     click(&c, "nav button[data-view='zones']").await;
     until(&c, "!document.getElementById('view-zones').hidden", WAIT, "the zones page").await;
     until(&c, "document.querySelector('.zones-list tbody')?.textContent.includes('Cairo')", WAIT, "the list").await;

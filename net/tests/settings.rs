@@ -52,7 +52,10 @@ async fn settings_change_at_once_are_checked_whole_and_survive_a_restart() {
     assert_eq!(got["dispatch"]["offers_per_round"], 4);
     assert_eq!(got["dispatch"]["offer_ttl_s"], 20);
     assert_eq!(got["dispatch"]["timeout_s"], 120);
-    assert_eq!(got["zones"][&zone_id], json!({"bidding": true, "surge": {"enabled": false, "max_bps": 10000}}));
+    assert_eq!(
+        got["zones"][&zone_id],
+        json!({"bidding": true, "surge": {"enabled": false, "max_bps": 10000}, "mode": "city"})
+    );
     // Staff without the rights: support may neither read nor change them.
     let (_, support) = user(&s, "support", 90).await;
     s.get("/v1/admin/settings", &support).await.expect_error(403, "forbidden");
@@ -103,8 +106,12 @@ async fn settings_change_at_once_are_checked_whole_and_survive_a_restart() {
     s.post(&format!("/v1/trips/{id}/cancel"), &rider, json!({})).await.expect(200);
 
     // Bidding off in the zone: a booking naming its price is refused about `bid`.
-    let now = patch(&s, ADMIN, json!({"zones": {&zone_id: {"bidding": false}}})).await.expect(200);
+    // (and the zone batches on its own; a mode that is none of the three is refused)
+    let bad = patch(&s, ADMIN, json!({"zones": {&zone_id: {"mode": "fastest"}}})).await;
+    bad.expect_error(400, "invalid_request");
+    let now = patch(&s, ADMIN, json!({"zones": {&zone_id: {"bidding": false, "mode": "batched"}}})).await.expect(200);
     assert_eq!(now["zones"][&zone_id]["bidding"], false);
+    assert_eq!(now["zones"][&zone_id]["mode"], "batched");
     assert_eq!(now["dispatch"]["offers_per_round"], 1, "the earlier change stays");
     let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
         "category": "economy", "payment_method": "cash", "bid": {"amount_minor": 3000}});
@@ -120,6 +127,7 @@ async fn settings_change_at_once_are_checked_whole_and_survive_a_restart() {
     assert_eq!(items.len(), 2, "two changes applied, the refused ones none: {audit}");
     assert_eq!(items[0]["target_id"], "settings");
     assert_eq!(items[0]["details"][format!("zones.{zone_id}.bidding")], false);
+    assert_eq!(items[0]["details"][format!("zones.{zone_id}.mode")], "batched");
     assert_eq!(items[1]["details"]["dispatch.offers_per_round"], 1);
 
     // A restart with the same configuration keeps the runtime change.
@@ -133,4 +141,7 @@ async fn settings_change_at_once_are_checked_whole_and_survive_a_restart() {
     assert_eq!(after["dispatch"]["offer_ttl_s"], 7);
     assert_eq!(after["dispatch"]["timeout_s"], 120);
     assert_eq!(after["zones"][&zone_id]["bidding"], false);
+    assert_eq!(after["zones"][&zone_id]["mode"], "batched", "the zone's own mode survives the restart");
+    let back = patch(&s2, ADMIN, json!({"zones": {&zone_id: {"mode": "city"}}})).await.expect(200);
+    assert_eq!(back["zones"][&zone_id]["mode"], "city");
 }

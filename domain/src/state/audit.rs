@@ -96,6 +96,9 @@ impl State {
             if let Some(b) = s.bidding {
                 z.spec.bidding = b;
             }
+            if let Some(m) = s.mode {
+                z.matching = m;
+            }
             z.updated_at = now;
             zones.push(Arc::new(z));
         }

@@ -41,8 +41,9 @@ impl State {
     /// The first round of a search that starts now: in batched mode the trip joins the
     /// batch window (opening it if none is open), else it is offered at once.
     pub(super) fn start_search(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
-        let bidding = self.trip_ref(trip_id)?.rider_offer_minor.is_some();
-        if self.rules.matching != MatchingMode::Batched || bidding || self.batch.len() >= MAX_BATCH_TRIPS {
+        let trip = self.trip_ref(trip_id)?;
+        let bidding = trip.rider_offer_minor.is_some();
+        if self.matching_in(trip.zone_id) != MatchingMode::Batched || bidding || self.batch.len() >= MAX_BATCH_TRIPS {
             return self.dispatch_round(trip_id, now, fx);
         }
         if self.batch.is_empty() {
@@ -51,6 +52,11 @@ impl State {
         }
         self.batch.push(trip_id);
         Ok(())
+    }
+
+    /// The matching mode of trips picked up in `zone`: the zone's own, else the city's.
+    pub(super) fn matching_in(&self, zone: crate::id::ZoneId) -> MatchingMode {
+        self.catalog.get(zone).and_then(|z| z.matching).unwrap_or(self.rules.matching)
     }
 
     /// The window closes: its trips still searching are assigned together (see the

@@ -80,7 +80,7 @@ impl State {
             return Err(Error::Invalid(format!("zone {id} already exists")));
         }
         spec.validate()?;
-        let zone = Arc::new(Zone { id, spec: spec.clone(), created_at: now, updated_at: now });
+        let zone = Arc::new(Zone { id, spec: spec.clone(), created_at: now, updated_at: now, matching: None });
         self.put_zone(Arc::clone(&zone), now, fx);
         Ok(Outcome::Zone(zone))
     }
@@ -96,7 +96,13 @@ impl State {
         Self::require_staff(who, "replaces zones")?;
         let old = self.catalog.get(id).ok_or_else(|| Error::not_found("zone", id))?;
         spec.validate()?;
-        let zone = Arc::new(Zone { id, spec: spec.clone(), created_at: old.created_at, updated_at: now });
+        let zone = Arc::new(Zone {
+            id,
+            spec: spec.clone(),
+            created_at: old.created_at,
+            updated_at: now,
+            matching: old.matching,
+        });
         self.put_zone(Arc::clone(&zone), now, fx);
         Ok(Outcome::Zone(zone))
     }

@@ -74,7 +74,7 @@ impl State {
         let limit = usize::from(self.rules.offers_per_round).min(room);
         let mut ranked = self.best_eligible(trip, now, limit);
         let slack_ds = u64::from(self.rules.batch_round_slack_s) * 10;
-        if self.rules.matching == MatchingMode::Batched && slack_ds > 0 {
+        if self.matching_in(trip.zone_id) == MatchingMode::Batched && slack_ds > 0 {
             let best = ranked.iter().map(|&(_, _, cost)| cost).min().unwrap_or(0);
             ranked.retain(|&(_, _, cost)| cost <= best.saturating_add(slack_ds));
         }

@@ -1,5 +1,5 @@
 // Settings (API.md "Back office": `GET`/`PATCH /v1/admin/settings`): a form for the
-// dispatch settings and each zone's (bidding, surge), checked before sending, sent as
+// dispatch settings and each zone's (bidding, surge, matching mode), checked before sending, sent as
 // the changed fields only after a confirmation listing them; applied at once by the API.
 //
 // Guarantees: a field the page finds wrong is not sent (its message beside it); the
@@ -23,6 +23,7 @@ strings("ar", {
   "Position too old after (s)": "عمر الموقع القديم (ث)",
   "Scheduled trips: search lead (s)": "مهلة الحجز المسبق (ث)",
   "Matching mode": "نمط المطابقة",
+  "the city's": "نمط المدينة",
   "Batch window (ms)": "نافذة الدفعة (مللي ث)",
   "Learning: acceptance weight (%)": "وزن القبول في التعلّم (%)",
   "Learning: idle-time weight (%)": "وزن الخمول في التعلّم (%)",
@@ -89,7 +90,9 @@ function draw() {
     box.append(
       field("zones." + id + ".bidding", t("Bidding"), h("input", { type: "checkbox", checked: !!z.bidding })),
       field("zones." + id + ".surge.enabled", t("Surge pricing"), h("input", { type: "checkbox", checked: !!z.surge?.enabled })),
-      field("zones." + id + ".surge.max_bps", t("Surge cap (bps)"), numberInput(z.surge?.max_bps)));
+      field("zones." + id + ".surge.max_bps", t("Surge cap (bps)"), numberInput(z.surge?.max_bps)),
+      field("zones." + id + ".mode", t("Matching mode"),
+        h("select", {}, ["city", "greedy", "batched"].map((m) => h("option", { value: m, selected: m === (z.mode ?? "city") }, t(m === "city" ? "the city's" : m))))));
     zones.append(box);
   }
   form.replaceChildren(dispatch, zones,

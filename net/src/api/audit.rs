@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use dispatch_core::audit::{AuditEntry, Detail};
 use dispatch_core::engine::AuditFilter;
 use dispatch_core::id::ZoneId;
-use dispatch_core::settings::{RuleOverrides, SettingsChange, ZoneSettings};
+use dispatch_core::rules::MatchingMode;
+use dispatch_core::settings::{RuleOverrides, SettingsChange, ZoneSettings, zone_mode_name};
 use dispatch_core::zone::{MAX_SURGE_BPS, NO_SURGE_BPS, SurgeSettings};
 use dispatch_core::{Command, View};
 use hyper::StatusCode;
@@ -62,7 +63,7 @@ fn settings(v: &View) -> Value {
         .map(|z| {
             let s = &z.spec;
             let surge = json!({"enabled": s.surge.enabled, "max_bps": s.surge.max_bps});
-            (z.id.to_string(), json!({"bidding": s.bidding, "surge": surge}))
+            (z.id.to_string(), json!({"bidding": s.bidding, "surge": surge, "mode": zone_mode_name(z.matching)}))
         })
         .collect();
     json!({
@@ -108,7 +109,7 @@ struct DispatchIn {
     #[serde(default)]
     schedule_lead_s: Option<u32>,
     #[serde(default)]
-    mode: Option<dispatch_core::rules::MatchingMode>,
+    mode: Option<MatchingMode>,
     #[serde(default)]
     batch_window_ms: Option<u32>,
     #[serde(default)]
@@ -124,6 +125,9 @@ struct ZoneIn {
     bidding: Option<bool>,
     #[serde(default)]
     surge: Option<SurgeSettings>,
+    /// "city", "greedy" or "batched" (the schema refused anything else already).
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 impl Ctx<'_> {
@@ -206,7 +210,17 @@ impl Ctx<'_> {
                 return Err(ApiError::invalid(format!("surge.max_bps must be from {NO_SURGE_BPS} to {MAX_SURGE_BPS}"))
                     .with_param(&format!("{param}.surge.max_bps")));
             }
-            zones.insert(id, ZoneSettings { bidding: z.bidding, surge: z.surge });
+            let mode = match z.mode.as_deref() {
+                None => None,
+                Some("city") => Some(None),
+                Some("greedy") => Some(Some(MatchingMode::Greedy)),
+                Some("batched") => Some(Some(MatchingMode::Batched)),
+                Some(other) => {
+                    return Err(ApiError::invalid(format!("mode must be city, greedy or batched, not {other:?}"))
+                        .with_param(&format!("{param}.mode")));
+                }
+            };
+            zones.insert(id, ZoneSettings { bidding: z.bidding, surge: z.surge, mode });
         }
         let change = SettingsChange { dispatch, zones };
         if change != SettingsChange::default() {

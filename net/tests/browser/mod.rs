@@ -360,3 +360,39 @@ pub async fn look_at(c: &Client, name: &str, ready: &str) {
     set_lang(c, "en").await;
     viewport(c, DESKTOP).await;
 }
+
+/// Cairo, a zone of one category: what a suite books or prices in.
+pub fn cairo_zone() -> Value {
+    json!({"name": "Cairo", "currency": "EGP", "active": true,
+     "polygon": {"type": "Polygon", "coordinates": [[[31.0,29.9],[31.5,29.9],[31.5,30.3],[31.0,30.3],[31.0,29.9]]]},
+     "pricing": {"economy": {"base_minor": 1500, "per_km_minor": 450, "per_min_minor": 75,
+                             "minimum_minor": 2500, "booking_fee_minor": 300,
+                             "cancel_fee_minor": 1000, "wait_per_min_minor": 50, "free_wait_s": 180,
+                             "commission_bps": 1500}},
+     "surge": {"enabled": true, "max_bps": 30000}, "extra_fee_minor": 0})
+}
+
+/// Signs in with the admin token (the console's "API token" form) and waits for the app.
+pub async fn sign_in_with_token(s: &Server, c: &Client) {
+    c.goto(&s.url("/console")).await.unwrap();
+    c.wait().at_most(WAIT).for_element(Locator::Id("token")).await.unwrap().send_keys(ADMIN).await.unwrap();
+    click(c, "#signin button[type=submit]").await;
+    until(c, "!document.getElementById('app').hidden", WAIT, "signed in").await;
+}
+
+/// Runs `f` with `dispatchd serve --dev <args>` and a fresh browser, one browser test at a
+/// time; closes the browser whatever happens, then reports the failure if there was one.
+pub async fn with_browser<F>(args: &[&str], f: F)
+where
+    F: for<'a> AsyncFnOnce(&'a Server, &'a Client),
+{
+    let _one = BROWSER.lock().await;
+    let Some((_driver, port)) = chromedriver() else { return };
+    let s = Server::start(args);
+    let c = browser(port).await;
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(f(&s, &c))).await;
+    let _ = c.close().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}

@@ -195,7 +195,7 @@ fn settings_change_whole_or_not_at_all_and_their_overrides_are_kept() {
         Err(Error::Forbidden(_))
     ));
     let unknown = crate::id::ZoneId::from_raw(77).unwrap();
-    let zones = [(unknown, ZoneSettings { bidding: Some(false), surge: None })].into_iter().collect();
+    let zones = [(unknown, ZoneSettings { bidding: Some(false), surge: None, mode: None })].into_iter().collect();
     let change = SettingsChange { dispatch: RuleOverrides::default(), zones };
     assert!(matches!(
         w.run(Actor::Admin, Command::UpdateSettings(Box::new(change))),
@@ -203,7 +203,8 @@ fn settings_change_whole_or_not_at_all_and_their_overrides_are_kept() {
     ));
     // A good one: the rules at once, the keys kept as overrides, the zone changed.
     let surge = SurgeSettings { enabled: true, max_bps: 20_000 };
-    let zones = [(zone_id, ZoneSettings { bidding: Some(false), surge: Some(surge) })].into_iter().collect();
+    let zones =
+        [(zone_id, ZoneSettings { bidding: Some(false), surge: Some(surge), mode: None })].into_iter().collect();
     let dispatch = RuleOverrides { offers_per_round: Some(1), offer_ttl_s: Some(9), ..Default::default() };
     w.run(Actor::Admin, Command::UpdateSettings(Box::new(SettingsChange { dispatch, zones }))).unwrap();
     assert_eq!((w.state.rules().offers_per_round, w.state.rules().offer_ttl_s), (1, 9));
@@ -265,7 +266,12 @@ fn archived_entries_leave_the_hot_state() {
 fn an_entry_stays_small_whatever_the_change() {
     let surge = SurgeSettings { enabled: true, max_bps: 20_000 };
     let zones = (1..=10)
-        .map(|n| (crate::id::ZoneId::from_raw(n).unwrap(), ZoneSettings { bidding: Some(true), surge: Some(surge) }))
+        .map(|n| {
+            (
+                crate::id::ZoneId::from_raw(n).unwrap(),
+                ZoneSettings { bidding: Some(true), surge: Some(surge), mode: None },
+            )
+        })
         .collect();
     let change = SettingsChange { dispatch: RuleOverrides { timeout_s: Some(60), ..Default::default() }, zones };
     let details = crate::audit::settings_summary(&change);

@@ -375,3 +375,43 @@ fn a_batched_round_skips_drivers_far_behind_its_best() {
     assert_eq!(g.offered(trip), vec![near, mid, far]);
     g.finish();
 }
+
+#[test]
+fn a_zone_of_its_own_mode_overrides_the_city_and_back() {
+    use crate::settings::{SettingsChange, ZoneSettings};
+    let zone_mode = |zone, mode| {
+        let zones = [(zone, ZoneSettings { mode: Some(mode), ..Default::default() })].into_iter().collect();
+        Command::UpdateSettings(Box::new(SettingsChange { dispatch: Default::default(), zones }))
+    };
+    // The city is greedy; the zone batches.
+    let mut w = World::new(DispatchRules { batch_window_ms: 2_000, ..rules() });
+    let zone = w.zone_id();
+    let d = w.driver(0.5);
+    w.run(Actor::Admin, zone_mode(zone, Some(MatchingMode::Batched))).unwrap();
+    assert_eq!(w.state.catalog.get(zone).unwrap().matching, Some(MatchingMode::Batched));
+    let rider = w.rider();
+    let t = trip_at(&mut w, rider, 0.0);
+    assert!(w.offered(t).is_empty(), "the zone's trip waits for its window");
+    w.advance(2);
+    assert_eq!(w.offered(t), vec![d]);
+    w.run(Actor::User(d), Command::DeclineTrip { trip_id: t }).unwrap();
+    // A replaced spec keeps the zone's mode.
+    let spec = w.state.catalog.get(zone).unwrap().spec.clone();
+    w.run(Actor::Admin, Command::ReplaceZone { zone_id: zone, zone: Box::new(spec) }).unwrap();
+    assert_eq!(w.state.catalog.get(zone).unwrap().matching, Some(MatchingMode::Batched));
+    // Back to the city's mode (greedy): offered at once.
+    w.run(Actor::Admin, zone_mode(zone, None)).unwrap();
+    assert_eq!(w.state.catalog.get(zone).unwrap().matching, None);
+    let rider2 = w.rider();
+    let t2 = trip_at(&mut w, rider2, 0.0);
+    assert_eq!(w.offered(t2), vec![d], "greedy: offered at once");
+    // The city batches; the zone is greedy on its own: offered at once too.
+    let mut w = World::new(batched());
+    let zone = w.zone_id();
+    let d = w.driver(0.5);
+    w.run(Actor::Admin, zone_mode(zone, Some(MatchingMode::Greedy))).unwrap();
+    let rider = w.rider();
+    let t = trip_at(&mut w, rider, 0.0);
+    assert_eq!(w.offered(t), vec![d], "the zone's own greedy mode wins over the city's");
+    w.finish();
+}

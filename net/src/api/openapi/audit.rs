@@ -56,10 +56,15 @@ fn dispatch_key(k: &str) -> Value {
     if k == "mode" { enumeration(&["greedy", "batched"]) } else { uint() }
 }
 
+/// A zone's matching mode: its own, or "city" (the city's `dispatch.mode`).
+fn zone_mode() -> Value {
+    enumeration(&["city", "greedy", "batched"])
+}
+
 /// `GET`/`PATCH /v1/admin/settings`: the settings in force.
 pub(super) fn settings_out() -> Value {
     let dispatch: Vec<(&str, Value)> = DISPATCH_KEYS.iter().map(|k| (*k, dispatch_key(k))).collect();
-    let zone = obj(&[("bidding", boolean()), ("surge", surge())], &["bidding", "surge"]);
+    let zone = obj(&[("bidding", boolean()), ("surge", surge()), ("mode", zone_mode())], &["bidding", "surge", "mode"]);
     obj(
         &[
             ("dispatch", obj(&dispatch, &DISPATCH_KEYS)),
@@ -72,7 +77,7 @@ pub(super) fn settings_out() -> Value {
 /// `PATCH /v1/admin/settings`: any subset.
 pub(super) fn settings_in() -> Value {
     let dispatch: Vec<(&str, Value)> = DISPATCH_KEYS.iter().map(|k| (*k, dispatch_key(k))).collect();
-    let zone = strict(&[("bidding", boolean()), ("surge", surge())], &[]);
+    let zone = strict(&[("bidding", boolean()), ("surge", surge()), ("mode", zone_mode())], &[]);
     strict(
         &[
             ("dispatch", strict(&dispatch, &[])),
@@ -83,5 +88,5 @@ pub(super) fn settings_in() -> Value {
 }
 pub(super) fn settings_ex() -> Value {
     json!({"dispatch": {"offers_per_round": 3, "offer_ttl_s": 15},
-           "zones": {"zon_0000000000000001": {"bidding": false, "surge": {"enabled": true, "max_bps": 20000}}}})
+           "zones": {"zon_0000000000000001": {"bidding": false, "surge": {"enabled": true, "max_bps": 20000}, "mode": "batched"}}})
 }
