@@ -5,13 +5,11 @@
 // framework, nothing from another origin. The staff token lives in lib/api.js's memory
 // only (never in storage) and the session ends when the token does. Text from the API is
 // always set with textContent, never parsed as HTML; every time goes through when().
-//
-// Why this file is long: it still holds the map (its own helper is moving it to a module of
-// its own) and the trips view with the trip page, which share the open trip's state with
-// the socket's handler. The health charts and the search are in views/.
+// The live map is lib/map.js, the trip's map lib/trailmap.js, the health charts and the
+// search views/.
 
-import { act, api, ApiError, onUnauthorized, request, setToken, signedIn, socketProtocols, staffLogin, Stale } from "./lib/api.js";
-import { $, cell, el, h, svgEl } from "./lib/dom.js";
+import { act, api, onUnauthorized, setToken, signedIn, socketProtocols, staffLogin, Stale } from "./lib/api.js";
+import { $, cell, el, h } from "./lib/dom.js";
 import { money, parseMajor, setTimeZone, timeZone, when, where } from "./lib/format.js";
 import { onLangChange, preferred, setLang, t as tr } from "./lib/i18n.js";
 import { find, registered } from "./lib/pages.js";
