@@ -199,6 +199,11 @@ impl DispatchRules {
     /// [`Self::DEFAULT_BATCH_EXCLUSIVE_S`].
     pub const DEFAULT_BATCH_ROUND_SLACK_S: u32 = 60;
 
+    /// Whether a window closes before a search that starts with it times out.
+    pub fn window_fits_search(&self) -> bool {
+        u64::from(self.batch_window_ms) < u64::from(self.timeout_s) * 1000
+    }
+
     /// Refuses rules that would make dispatch meaningless or unbounded.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |what: &str| Err(crate::Error::Invalid(format!("dispatch rules: {what}")));
@@ -259,9 +264,10 @@ impl DispatchRules {
         if !(Self::BATCH_WINDOW_MS).contains(&self.batch_window_ms) {
             return bad("batch_window_ms must be 100-10000");
         }
-        // A trip waits for its window inside its search: the window must close well before
-        // the search times out.
-        if u64::from(self.batch_window_ms) >= u64::from(self.timeout_s) * 1000 {
+        // A trip waits for its window inside its search: in batched mode the window must
+        // close before the search times out. (A zone batching on its own in a greedy city
+        // with a window this long offers its trips at once instead: `start_search`.)
+        if self.matching == MatchingMode::Batched && !self.window_fits_search() {
             return bad("batch_window_ms must be below timeout_s");
         }
         if self.learning.acceptance_pct > LearningWeights::MAX_ACCEPTANCE_PCT

@@ -71,7 +71,8 @@ async fn staff_actions_are_recorded_once_queryable_and_survive_checkpoints_and_a
     assert_eq!(in_force["dispatch"]["mode"], "batched");
     assert_eq!(
         (in_force["dispatch"]["batch_window_ms"].as_u64(), in_force["dispatch"]["learning_idle_pct"].as_u64()),
-        (Some(2000), Some(50))
+        (Some(4000), Some(50)),
+        "the default window (DispatchRules::DEFAULT_BATCH_WINDOW_MS) and the idle weight set"
     );
     // A mode the API does not know is refused by the schema, and changes nothing.
     let bad = json!({"dispatch": {"mode": "random"}}).to_string();

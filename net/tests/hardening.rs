@@ -425,11 +425,17 @@ async fn finding_10e_the_websocket_signs_in_without_the_token_in_its_url() {
             .unwrap()
             .unwrap();
     assert_eq!(resp.status().as_u16(), 101);
-    // The console no longer builds a URL with the token in it.
-    let js = s.call(Method::GET, "/console/app.js", None, None).await;
-    assert_eq!(js.status, 200);
-    assert!(!js.text.contains("?token="), "the console's script puts no token in a URL");
-    assert!(js.text.contains("\"dispatch.v1\"") && js.text.contains("\"bearer.\""), "it offers the protocols");
+    // The console no longer builds a URL with the token in it: its shell opens the socket
+    // with the protocols its API module makes.
+    for file in ["/console/app.js", "/console/lib/api.js"] {
+        let js = s.call(Method::GET, file, None, None).await;
+        assert_eq!(js.status, 200, "{file}");
+        assert!(!js.text.contains("?token="), "{file} puts no token in a URL");
+    }
+    let shell = s.call(Method::GET, "/console/app.js", None, None).await;
+    assert!(shell.text.contains("new WebSocket(") && shell.text.contains("socketProtocols()"), "the shell's socket");
+    let api = s.call(Method::GET, "/console/lib/api.js", None, None).await;
+    assert!(api.text.contains("\"dispatch.v1\"") && api.text.contains("\"bearer.\""), "it offers the protocols");
 }
 
 /// Finding 13: nothing checked the dependencies for known vulnerabilities, licences or

@@ -6,8 +6,9 @@
 //!   ahead reaching its dispatch) is `searching` with no offer until the window closes;
 //!   the first such trip opens the window, with one `Deadline::BatchWindow` at
 //!   `batch_window_ms` after it; at most [`MAX_BATCH_TRIPS`] trips wait (a trip finding
-//!   the window full, and a bidding trip — drivers bid on offers, so it wants a round —
-//!   is offered at once, as in greedy mode);
+//!   the window full, a bidding trip — drivers bid on offers, so it wants a round — and a
+//!   trip whose search would time out before a window closes are offered at once, as in
+//!   greedy mode); the mode is the trip's zone's own when it has one, else the city's;
 //! - the window's close happens inside `apply` of the `Tick` that fires its deadline, so a
 //!   replay closes it at the same moment on the same state and makes the same offers;
 //! - the close gives each waiting trip still searching its [`BATCH_CANDIDATES`] best
@@ -43,7 +44,11 @@ impl State {
     pub(super) fn start_search(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
         let trip = self.trip_ref(trip_id)?;
         let bidding = trip.rider_offer_minor.is_some();
-        if self.matching_in(trip.zone_id) != MatchingMode::Batched || bidding || self.batch.len() >= MAX_BATCH_TRIPS {
+        if self.matching_in(trip.zone_id) != MatchingMode::Batched
+            || bidding
+            || self.batch.len() >= MAX_BATCH_TRIPS
+            || !self.rules.window_fits_search()
+        {
             return self.dispatch_round(trip_id, now, fx);
         }
         if self.batch.is_empty() {

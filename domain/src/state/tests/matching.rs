@@ -223,6 +223,25 @@ fn the_new_rules_are_validated() {
         assert!(bad.validate().is_err(), "{bad:?}");
     }
     assert!(LearningWeights::TUNED.is_on() && !LearningWeights::OFF.is_on());
+    // A greedy city may keep a window longer than its searches (it batches nothing).
+    let greedy = DispatchRules { batch_window_ms: 5_000, timeout_s: 5, ..rules() };
+    assert!(greedy.validate().is_ok() && !greedy.window_fits_search());
+}
+
+#[test]
+fn a_batched_zone_whose_window_would_outlast_the_search_offers_at_once() {
+    use crate::settings::{SettingsChange, ZoneSettings};
+    // A greedy city whose searches last 3 s, with the default 4 s window.
+    let mut w = World::new(DispatchRules { timeout_s: 3, ..rules() });
+    let zone = w.zone_id();
+    let d = w.driver(0.5);
+    let zones = [(zone, ZoneSettings { mode: Some(Some(MatchingMode::Batched)), ..Default::default() })];
+    let change = SettingsChange { dispatch: Default::default(), zones: zones.into_iter().collect() };
+    w.run(Actor::Admin, Command::UpdateSettings(Box::new(change))).unwrap();
+    let rider = w.rider();
+    let t = trip_at(&mut w, rider, 0.0);
+    assert_eq!(w.offered(t), vec![d], "a window that closes after the search ends would starve the trip");
+    w.finish();
 }
 
 #[test]
