@@ -17,24 +17,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SEEDS=${SEEDS:-"1 2 3 4 5"}
-DRIVERS=${DRIVERS:-200}
-MINUTES=${MINUTES:-30}
-IDLE_S=${IDLE_S:-1800}
-TRIP_MIN=${TRIP_MIN:-9}
-JOBS=${JOBS:-2}
 LEVELS=${LEVELS:-"quiet:0.25 busy:0.75 2x:2.0"}
 VARIANTS=${VARIANTS:?"set VARIANTS, e.g. VARIANTS=\"greedy=greedy x4=batched,batch-exclusive-s=4\""}
 
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet --example city
-  BIN=target/release/examples/city
-fi
-OUT=$(mktemp -d)
-trap 'rm -rf "$OUT"' EXIT
-
-capacity=$(awk -v d="$DRIVERS" -v t="$TRIP_MIN" 'BEGIN { printf "%.0f", d * 60 / t }')
-riders_for() { awk -v l="$1" -v c="$capacity" -v i="$IDLE_S" 'BEGIN { printf "%.0f", l * c * i / 3600 }'; }
+# shellcheck source=scripts/lib/city-runs.sh
+. scripts/lib/city-runs.sh
 
 : >"$OUT/jobs"
 for level in $LEVELS; do
