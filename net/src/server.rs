@@ -78,6 +78,8 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// The configuration in force.
     pub config: Config,
+    /// The console's `Content-Security-Policy`, made once from `[console]` at start.
+    pub console_csp: hyper::header::HeaderValue,
     /// Token, admin-token and OTP keys.
     pub keys: Keys,
     /// Request rate limits.
@@ -146,6 +148,7 @@ impl App {
         let max_sockets = crate::admission::MAX_WEBSOCKETS.min(budget);
         let socket_caps = Arc::new(SocketCaps::new(max_sockets, config.server.ws_per_user, config.server.ws_per_staff));
         Ok(App {
+            console_csp: crate::api::console_csp(&config.console),
             limiter: RateLimiter::new(&config.limits, RateLimiter::monotonic()),
             hub: Arc::new(Hub::new(Arc::clone(&metrics))),
             socket_caps,

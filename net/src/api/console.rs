@@ -133,12 +133,21 @@ pub(super) fn is_console_path(path: &str) -> bool {
 /// API.md's policy exactly.
 const API_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The headers of API.md on a console response; `tile_origin` as in [`csp`].
-pub(super) fn console_headers(h: &mut hyper::HeaderMap, tile_origin: Option<&str>) {
-    // The origin was checked at start (`ConsoleSection::validate`): only a bug could make
-    // it unfit for a header, and then the tiles are refused rather than the page.
-    let policy = HeaderValue::from_str(&csp(tile_origin)).unwrap_or_else(|_| HeaderValue::from_static(API_CSP));
-    h.insert("content-security-policy", policy);
+/// The console's policy as a header, for `[console]`'s tile server (made once, at start).
+pub fn console_csp(console: &crate::config::ConsoleSection) -> HeaderValue {
+    csp_header(console.tile_origin().as_deref())
+}
+
+/// [`csp`] as a header value. The origin was checked at start
+/// (`ConsoleSection::validate`): only a bug could make it unfit for a header, and then the
+/// tiles are refused rather than the page.
+fn csp_header(tile_origin: Option<&str>) -> HeaderValue {
+    HeaderValue::from_str(&csp(tile_origin)).unwrap_or_else(|_| HeaderValue::from_static(API_CSP))
+}
+
+/// The headers of API.md on a console response, with the policy `csp` ([`console_csp`]).
+pub(super) fn console_headers(h: &mut hyper::HeaderMap, csp: &HeaderValue) {
+    h.insert("content-security-policy", csp.clone());
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
 }
@@ -180,14 +189,14 @@ mod tests {
     fn the_policy_is_api_md_s_and_adds_only_the_tile_origin() {
         assert_eq!(csp(None), API_CSP);
         let mut h = hyper::HeaderMap::new();
-        console_headers(&mut h, None);
+        console_headers(&mut h, &csp_header(None));
         assert_eq!(h["content-security-policy"], API_CSP);
         let with = csp(Some("https://tile.example.com"));
         assert_eq!(with, API_CSP.replace("img-src 'self' data:", "img-src 'self' data: https://tile.example.com"));
         // Only img-src changes: scripts, styles and connections stay the page's own.
         let changed: Vec<_> = with.split("; ").filter(|d| !API_CSP.split("; ").any(|a| a == *d)).collect();
         assert_eq!(changed, ["img-src 'self' data: https://tile.example.com"]);
-        console_headers(&mut h, Some("https://tile.example.com"));
+        console_headers(&mut h, &csp_header(Some("https://tile.example.com")));
         assert_eq!(h["content-security-policy"], with.as_str());
     }
 

@@ -111,7 +111,7 @@ impl Finish {
         path: &str,
         quota: Option<Quota>,
         cors_origins: &[String],
-        console: &crate::config::ConsoleSection,
+        console_csp: &HeaderValue,
     ) -> Resp {
         let status = resp.status();
         let h = resp.headers_mut();
@@ -119,7 +119,7 @@ impl Finish {
             h.insert("x-request-id", v);
         }
         if is_console_path(path) {
-            console_headers(h, console.tile_origin().as_deref());
+            console_headers(h, console_csp);
         } else if path == super::openapi::PATH && status == hyper::StatusCode::OK {
             // The document is public and the same for everyone until the next release.
             h.insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
