@@ -78,8 +78,9 @@ pub struct App {
     pub engine: Arc<Engine>,
     /// The configuration in force.
     pub config: Config,
-    /// The console's `Content-Security-Policy`, made once from `[console]` at start.
-    pub console_csp: hyper::header::HeaderValue,
+    /// The console's `Content-Security-Policy`, made once from `[console]` on the first
+    /// console answer (by `api`, which owns the policy; `server` stays below it).
+    pub console_csp: std::sync::OnceLock<hyper::header::HeaderValue>,
     /// Token, admin-token and OTP keys.
     pub keys: Keys,
     /// Request rate limits.
@@ -148,7 +149,7 @@ impl App {
         let max_sockets = crate::admission::MAX_WEBSOCKETS.min(budget);
         let socket_caps = Arc::new(SocketCaps::new(max_sockets, config.server.ws_per_user, config.server.ws_per_staff));
         Ok(App {
-            console_csp: crate::api::console_csp(&config.console),
+            console_csp: std::sync::OnceLock::new(),
             limiter: RateLimiter::new(&config.limits, RateLimiter::monotonic()),
             hub: Arc::new(Hub::new(Arc::clone(&metrics))),
             socket_caps,

@@ -133,7 +133,7 @@ pub(super) fn is_console_path(path: &str) -> bool {
 /// API.md's policy exactly.
 const API_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The console's policy as a header, for `[console]`'s tile server (made once, at start).
+/// The console's policy as a header, for `[console]`'s tile server (made once, on the first console answer).
 pub fn console_csp(console: &crate::config::ConsoleSection) -> HeaderValue {
     csp_header(console.tile_origin().as_deref())
 }

@@ -33,7 +33,7 @@ mod audit;
 mod auth;
 mod chat;
 mod console;
-pub use console::console_csp;
+use console::console_csp;
 pub mod conventions;
 mod drivers;
 mod hooks;
@@ -123,7 +123,8 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
             r
         }
     };
-    let mut resp = finish.apply(resp, &request_id, &path, quota, cors_origins, &app.console_csp).await;
+    let console_csp = app.console_csp.get_or_init(|| console_csp(&app.config.console));
+    let mut resp = finish.apply(resp, &request_id, &path, quota, cors_origins, console_csp).await;
     if let (Some(node), Some(_)) = (&app.node, &forwarded) {
         // Read-your-writes: the follower waits until it applied this far.
         resp.headers_mut().insert(crate::cluster::forward::LSN, HeaderValue::from(node.written_lsn()));
