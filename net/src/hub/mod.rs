@@ -61,6 +61,62 @@ struct Registry {
     ops: HashMap<u64, Option<BBox>>,
 }
 
+impl Registry {
+    /// Whether any socket may be sent an update of `trip`: one of its people's, one
+    /// following it, or a staff map's (checked in full by [`Registry::trip_update_targets`]).
+    fn may_see(&self, trip: &dispatch_core::Trip) -> bool {
+        let has = |u: Option<UserId>| u.and_then(|u| self.by_user.get(&u)).is_some_and(|s| !s.is_empty());
+        has(Some(trip.rider_id)) || has(trip.driver_id) || self.by_trip.contains_key(&trip.id) || !self.ops.is_empty()
+    }
+
+    /// The sockets an update of `trip` goes to, each once, with the view it is rendered
+    /// for: the rider's, the driver's, those following the trip while still party to it,
+    /// and staff maps whose box holds the pickup. Drops the subscriptions that will never
+    /// be served again: all of a trip that ended (this is its last update), and those of
+    /// sockets no longer party to it (a driver who gave the trip back).
+    fn trip_update_targets(&mut self, trip: &dispatch_core::Trip) -> Vec<(Viewer, Arc<Outbox>)> {
+        let Registry { sockets, by_user, by_trip, ops } = self;
+        let party = |id: &u64| sockets.get(id).is_some_and(|s| trip.visible_to(s.user, s.staff));
+        let mut targets = Vec::new();
+        let mut sent = HashSet::new();
+        for id in by_user.get(&trip.rider_id).into_iter().flatten() {
+            if let Some(s) = sockets.get(id) {
+                sent.insert(*id);
+                targets.push((Viewer::Rider, Arc::clone(&s.outbox)));
+            }
+        }
+        let driver_ids = trip.driver_id.and_then(|d| by_user.get(&d)).into_iter().flatten();
+        let subscribed = by_trip.get(&trip.id).into_iter().flatten().filter(|id| party(id));
+        let in_box = ops.iter().filter(|(_, b)| b.is_none_or(|b| b.contains(trip.pickup.point))).map(|(id, _)| id);
+        for id in driver_ids.chain(subscribed).chain(in_box) {
+            if sent.insert(*id)
+                && let Some(s) = sockets.get(id)
+            {
+                let viewer = Viewer::of(trip, s.user, s.staff);
+                // Only the trip's people and staff are chosen above; a driver's view
+                // needs a driver on the trip.
+                let fits = match viewer {
+                    Viewer::Rider | Viewer::Staff => true,
+                    Viewer::Driver => trip.driver_id.is_some(),
+                    Viewer::Other => false,
+                };
+                if fits {
+                    targets.push((viewer, Arc::clone(&s.outbox)));
+                }
+            }
+        }
+        if trip.status.is_terminal() {
+            by_trip.remove(&trip.id);
+        } else if let Some(set) = by_trip.get_mut(&trip.id) {
+            set.retain(|id| party(id));
+            if set.is_empty() {
+                by_trip.remove(&trip.id);
+            }
+        }
+        targets
+    }
+}
+
 /// Every open socket, by user and by subscribed trip.
 pub struct Hub {
     registry: Mutex<Registry>,
@@ -191,10 +247,17 @@ impl Hub {
         // The people of every trip the batch updated, in one read of the view.
         let updated =
             || events.iter().filter_map(|e| if let Event::TripUpdated { trip } = e { Some(trip) } else { None });
-        let cards: HashMap<TripId, render::Cards> = if updated().next().is_some() {
+        // Only trips someone may see: a frame nobody receives is neither carded nor rendered.
+        let watched: Vec<&dispatch_core::Trip> = if updated().next().is_some() {
+            let r = self.registry.lock();
+            updated().map(|t| &**t).filter(|t| r.may_see(t)).collect()
+        } else {
+            Vec::new()
+        };
+        let cards: HashMap<TripId, render::Cards> = if !watched.is_empty() {
             let mut cards: HashMap<TripId, render::Cards> =
-                engine.read(|v| updated().map(|t| (t.id, render::Cards::of(v, t))).collect());
-            for t in updated() {
+                engine.read(|v| watched.iter().map(|t| (t.id, render::Cards::of(v, t))).collect());
+            for t in &watched {
                 if let Some(c) = cards.get_mut(&t.id) {
                     c.eta = etas.cached(t);
                 }
@@ -206,75 +269,74 @@ impl Hub {
         for e in events {
             match e {
                 Event::TripOffered { trip, driver_id, expires_at, distance_to_pickup_m } => {
-                    let offer = render::offer(trip, *expires_at, *distance_to_pickup_m);
-                    let frame = render::typed::to_text(&render::typed::TripOfferFrame::new(offer));
-                    let n = self.send_user(*driver_id, frame.into());
+                    let n = self.send_user(*driver_id, || {
+                        let offer = render::offer(trip, *expires_at, *distance_to_pickup_m);
+                        render::typed::to_text(&render::typed::TripOfferFrame::new(offer)).into()
+                    });
                     self.metrics.offers_sent.fetch_add(n, Ordering::Relaxed);
                 }
                 Event::OfferWithdrawn { trip_id, driver_id, reason } => {
-                    let frame = json!({"type": "offer_withdrawn", "trip_id": trip_id.to_string(), "reason": reason_str(*reason)});
-                    self.send_user(*driver_id, frame.to_string().into());
+                    self.send_user(*driver_id, || {
+                        json!({"type": "offer_withdrawn", "trip_id": trip_id.to_string(), "reason": reason_str(*reason)})
+                            .to_string()
+                            .into()
+                    });
                 }
                 Event::TripUpdated { trip } => {
-                    let no_cards = render::Cards::default();
-                    let cards = cards.get(&trip.id).unwrap_or(&no_cards);
-                    // Typed, straight to text: no `Value` tree per audience.
-                    let frame = |viewer| -> Utf8Bytes {
-                        let frame = render::typed::TripUpdatedFrame::new(render::trip(trip, viewer, cards));
-                        render::typed::to_text(&frame).into()
+                    // Who gets it, chosen under the lock; the frames rendered after it, one
+                    // per audience someone is in: the rider's has the pickup code, the
+                    // driver's the rider's card, staff's both cards.
+                    let targets = self.registry.lock().trip_update_targets(trip);
+                    if targets.is_empty() {
+                        continue;
+                    }
+                    // A socket that came between the two locks: its trip's cards now.
+                    let late;
+                    let cards = match cards.get(&trip.id) {
+                        Some(cards) => cards,
+                        None => {
+                            late =
+                                render::Cards { eta: etas.cached(trip), ..engine.read(|v| render::Cards::of(v, trip)) };
+                            &late
+                        }
                     };
-                    // Each audience its own frame (rendered before the lock is taken): the
-                    // rider's has the pickup code, the driver's the rider's card, staff's both cards.
-                    let for_rider = frame(Viewer::Rider);
-                    let for_driver = trip.driver_id.map(|_| frame(Viewer::Driver));
-                    let for_staff = frame(Viewer::Staff);
-                    let mut guard = self.registry.lock();
-                    let Registry { sockets, by_user, by_trip, ops } = &mut *guard;
-                    let party = |id: &u64| sockets.get(id).is_some_and(|s| trip.visible_to(s.user, s.staff));
-                    let mut sent = HashSet::new();
-                    for id in by_user.get(&trip.rider_id).into_iter().flatten() {
-                        if let Some(s) = sockets.get(id) {
-                            sent.insert(*id);
-                            s.outbox.push(OutFrame::Event(for_rider.clone()), &self.metrics);
-                        }
-                    }
-                    let driver_ids = trip.driver_id.and_then(|d| by_user.get(&d)).into_iter().flatten();
-                    // A subscription is honoured only while its socket is still party to
-                    // the trip (a driver who gave the trip back is no longer).
-                    let subscribed = by_trip.get(&trip.id).into_iter().flatten().filter(|id| party(id));
-                    let in_box =
-                        ops.iter().filter(|(_, b)| b.is_none_or(|b| b.contains(trip.pickup.point))).map(|(id, _)| id);
-                    for id in driver_ids.chain(subscribed).chain(in_box) {
-                        if sent.insert(*id)
-                            && let Some(s) = sockets.get(id)
-                        {
-                            let frame = match Viewer::of(trip, s.user, s.staff) {
-                                Viewer::Rider => Some(&for_rider),
-                                Viewer::Driver => for_driver.as_ref(),
-                                Viewer::Staff => Some(&for_staff),
-                                // Only the trip's people and staff are chosen above.
-                                Viewer::Other => None,
-                            };
-                            if let Some(f) = frame {
-                                s.outbox.push(OutFrame::Event(f.clone()), &self.metrics);
-                            }
-                        }
-                    }
-                    // Drop what will never be delivered again: every subscription of a
-                    // trip that ended (its last update just went out), and those of
-                    // sockets no longer party to it.
-                    if trip.status.is_terminal() {
-                        by_trip.remove(&trip.id);
-                    } else if let Some(set) = by_trip.get_mut(&trip.id) {
-                        set.retain(|id| party(id));
-                        if set.is_empty() {
-                            by_trip.remove(&trip.id);
-                        }
+                    // Typed, straight to text: no `Value` tree per audience.
+                    let mut frames: [Option<Utf8Bytes>; 3] = [None, None, None];
+                    for (viewer, outbox) in targets {
+                        let slot = match viewer {
+                            Viewer::Rider => 0,
+                            Viewer::Driver => 1,
+                            Viewer::Staff => 2,
+                            Viewer::Other => continue,
+                        };
+                        let frame = frames[slot].get_or_insert_with(|| {
+                            let frame = render::typed::TripUpdatedFrame::new(render::trip(trip, viewer, cards));
+                            render::typed::to_text(&frame).into()
+                        });
+                        outbox.push(OutFrame::Event(frame.clone()), &self.metrics);
                     }
                 }
                 Event::DriverMoved { driver_id, trip_id: Some(trip_id), point, heading_deg, at } => {
                     let Some(trip) = engine.read(|v| v.trip(*trip_id).cloned()) else { continue };
                     if trip.driver_id != Some(*driver_id) || !trip.status.has_driver() {
+                        continue;
+                    }
+                    // The rider and staff following the trip see where the driver is;
+                    // nobody else, even if they once subscribed (a driver who gave the trip back).
+                    let targets: Vec<Arc<Outbox>> = {
+                        let r = self.registry.lock();
+                        let rider = r.by_user.get(&trip.rider_id).into_iter().flatten();
+                        let subscribed = r.by_trip.get(trip_id).into_iter().flatten();
+                        let mut sent = HashSet::new();
+                        rider
+                            .chain(subscribed)
+                            .filter(|id| sent.insert(**id))
+                            .filter_map(|id| r.sockets.get(id))
+                            .filter(|s| s.staff || s.user == Some(trip.rider_id))
+                            .map(|s| Arc::clone(&s.outbox))
+                            .collect()
+                    };
+                    if targets.is_empty() {
                         continue;
                     }
                     let frame = json!({
@@ -284,32 +346,23 @@ impl Hub {
                     })
                     .to_string();
                     let frame = Utf8Bytes::from(frame);
-                    let r = self.registry.lock();
-                    let rider = r.by_user.get(&trip.rider_id).into_iter().flatten();
-                    let subscribed = r.by_trip.get(trip_id).into_iter().flatten();
-                    let mut sent = HashSet::new();
-                    for id in rider.chain(subscribed) {
-                        // The rider and staff see where the driver is; nobody else, even
-                        // if they once subscribed (a driver who gave the trip back).
-                        if sent.insert(*id)
-                            && let Some(s) = r.sockets.get(id)
-                            && (s.staff || s.user == Some(trip.rider_id))
-                        {
-                            s.outbox.push(OutFrame::Location(*trip_id, frame.clone()), &self.metrics);
-                        }
+                    for outbox in targets {
+                        outbox.push(OutFrame::Location(*trip_id, frame.clone()), &self.metrics);
                     }
                 }
                 Event::DriverMoved { .. } => {}
                 Event::NoDriversNearby { trip_id, rider_id } => {
-                    let frame = json!({"type": "no_drivers_nearby", "trip_id": trip_id.to_string()});
-                    self.send_user(*rider_id, frame.to_string().into());
+                    self.send_user(*rider_id, || {
+                        json!({"type": "no_drivers_nearby", "trip_id": trip_id.to_string()}).to_string().into()
+                    });
                 }
                 Event::DriverPresence { driver_id, trip_id, connected } => {
                     let (trip, fix) =
                         engine.read(|v| (v.trip(*trip_id).cloned(), v.driver(*driver_id).and_then(|d| d.fix)));
                     let Some(trip) = trip else { continue };
-                    let frame = presence_frame(*trip_id, *driver_id, *connected, fix, now());
-                    self.send_user(trip.rider_id, frame.to_string().into());
+                    self.send_user(trip.rider_id, || {
+                        presence_frame(*trip_id, *driver_id, *connected, fix, now()).to_string().into()
+                    });
                 }
                 Event::ChatMessage { trip, message } => {
                     let frame: Utf8Bytes =
@@ -347,9 +400,14 @@ impl Hub {
     }
 
     /// Queues `text` on every socket of `user`; how many.
-    fn send_user(&self, user: UserId, text: Utf8Bytes) -> u64 {
-        let r = self.registry.lock();
-        let boxes = self.of_user(&r, user);
+    /// Sends `user`'s sockets the frame `text` makes, made only if the user has one (and
+    /// outside the registry's lock). Returns how many sockets it went to.
+    fn send_user(&self, user: UserId, text: impl FnOnce() -> Utf8Bytes) -> u64 {
+        let boxes = self.of_user(&self.registry.lock(), user);
+        if boxes.is_empty() {
+            return 0;
+        }
+        let text = text();
         for b in &boxes {
             b.push(OutFrame::Event(text.clone()), &self.metrics);
         }
