@@ -4,8 +4,12 @@
 //! (`crate::server::App`) can hold it without knowing the socket protocol.
 //!
 //! Guarantees:
-//! - no lock is held while writing to a socket: frames go into outboxes under the
-//!   registry's lock, and each socket's writer pops and writes them without it;
+//! - no lock is held while writing to a socket: the sockets an event goes to are chosen
+//!   under the registry's lock, and each socket's writer pops and writes its outbox
+//!   without it;
+//! - a frame is rendered only if a socket will get it, at most once per audience and
+//!   outside the registry's lock (a trip update nobody watches costs a lookup, not three
+//!   JSON renderings);
 //! - a trip's frames (`trip_updated`, `driver_location`) reach only staff sockets and the
 //!   sockets of the trip's *current* rider and driver, checked at fan-out, not only at
 //!   subscription (`Trip::visible_to`): a driver who gave a trip back stops hearing about
