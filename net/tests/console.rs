@@ -133,14 +133,7 @@ async fn drive(s: &Server, c: &Client) {
     click(c, "#signin button[type=submit]").await;
     until(c, &format!("{DRAWN_JS} > 0"), WAIT, "drivers on the map").await;
     assert!(!c.find(Locator::Id("signin-view")).await.unwrap().is_displayed().await.unwrap());
-    let bbox: Vec<f64> = js(c, "return document.getElementById('map').dataset.bbox.split(',').map(Number);")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    let bbox: [f64; 4] = bbox.try_into().unwrap();
+    let bbox = page_bbox(c).await;
     // Read the page after the next snapshot, then the API: the demo's drivers move, but
     // within the zone, which the page's box contains with a margin.
     let seen = js(c, "return window.__renderTimes.length;").await.as_u64().unwrap();
@@ -611,25 +604,6 @@ async fn next_frame(ws: &mut Ws, ty: &str) -> Value {
     })
     .await
     .unwrap_or_else(|_| panic!("no {ty} frame"))
-}
-
-/// Where (lat, lng) is on the map, from the map's centre (what `click_at` takes).
-async fn map_offset(c: &Client, lat: f64, lng: f64) -> (f64, f64) {
-    let v = js(
-        c,
-        &format!(
-            "const m = document.getElementById('map').getBoundingClientRect(); \
-             const [x, y] = window.__map.point({lat}, {lng}); return [x - m.width / 2, y - m.height / 2];"
-        ),
-    )
-    .await;
-    (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
-}
-
-async fn page_bbox(c: &Client) -> [f64; 4] {
-    let v = js(c, "return document.getElementById('map').dataset.bbox.split(',').map(Number);").await;
-    let v: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-    v.try_into().unwrap()
 }
 
 /// The ids of the rows of the table body `id`.

@@ -59,19 +59,6 @@ async fn drawn(c: &Client, key: &str) -> u64 {
     js(c, &format!("return Number(document.getElementById('map').dataset.{key} || 0);")).await.as_u64().unwrap()
 }
 
-/// Where (lat, lng) is on the map, from the map's centre (what `click_at` takes).
-async fn map_offset(c: &Client, lat: f64, lng: f64) -> (f64, f64) {
-    let v = js(
-        c,
-        &format!(
-            "const m = document.getElementById('map').getBoundingClientRect(); \
-             const [x, y] = window.__map.point({lat}, {lng}); return [x - m.width / 2, y - m.height / 2];"
-        ),
-    )
-    .await;
-    (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
-}
-
 /// The middle of the first zone's outer ring's bounds.
 async fn zone_middle(s: &Server) -> (f64, f64) {
     let zones = s.get("/v1/zones").await;

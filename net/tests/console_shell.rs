@@ -10,45 +10,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod browser;
+// The black-box suites' TOTP client (this suite has its own server harness, `browser`).
+#[allow(dead_code)]
+#[path = "common/totp.rs"]
+mod totp;
 
 use browser::*;
 use fantoccini::{Client, Locator};
 use futures_util::FutureExt;
 use hyper::Method;
 use serde_json::{Value, json};
+use totp::{totp_at, unbase32};
 
 const PASSWORD: &str = "correct horse battery staple";
 const EMAIL: &str = "amal@example.com";
-
-/// RFC 4648 base32 (no padding) decoded.
-fn unbase32(s: &str) -> Vec<u8> {
-    let (mut out, mut buffer, mut bits) = (Vec::new(), 0u32, 0u32);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => panic!("not base32: {s}"),
-        };
-        buffer = (buffer << 5) | u32::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-/// RFC 6238: HMAC-SHA1 of the 30-second step, dynamically truncated, 6 digits.
-fn totp_at(secret: &[u8], step: u64) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
-    let h = ring::hmac::sign(&key, &step.to_be_bytes());
-    let h = h.as_ref();
-    let o = usize::from(h[19] & 0x0f);
-    let bin = u32::from_be_bytes([h[o] & 0x7f, h[o + 1], h[o + 2], h[o + 3]]);
-    format!("{:06}", bin % 1_000_000)
-}
 
 fn step_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 30
@@ -178,13 +153,7 @@ async fn shell(s: &Server, c: &Client) {
     .await;
 
     // A trip with a driver: a driver of our own, online at the pickup, accepts.
-    let bbox: Vec<f64> = js(c, "return document.getElementById('map').dataset.bbox.split(',').map(Number);")
-        .await
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let bbox = page_bbox(c).await;
     let (lat0, lng0) = ((bbox[1] + bbox[3]) / 2.0, (bbox[0] + bbox[2]) / 2.0);
     let made = s
         .post(

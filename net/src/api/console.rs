@@ -102,13 +102,10 @@ fn config_value(console: &crate::config::ConsoleSection) -> serde_json::Value {
 /// API.md's Content-Security-Policy, with `tile_origin` (the `[console] tile_url`'s) added
 /// to `img-src` when there is one.
 pub fn csp(tile_origin: Option<&str>) -> String {
-    let img = match tile_origin {
-        Some(origin) => format!("img-src 'self' data: {origin}"),
-        None => "img-src 'self' data:".to_owned(),
-    };
-    format!(
-        "default-src 'self'; script-src 'self'; style-src 'self'; {img}; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-    )
+    match tile_origin {
+        Some(origin) => API_CSP.replacen(API_IMG_SRC, &format!("{API_IMG_SRC} {origin}"), 1),
+        None => API_CSP.to_owned(),
+    }
 }
 
 /// The console file at `path` (`""` is the page), or `404 not_found`.
@@ -132,6 +129,8 @@ pub(super) fn is_console_path(path: &str) -> bool {
 
 /// API.md's policy exactly.
 const API_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Its `img-src` directive, which a tile server's origin extends.
+const API_IMG_SRC: &str = "img-src 'self' data:";
 
 /// The console's policy as a header, for `[console]`'s tile server (made once, on the first console answer).
 pub fn console_csp(console: &crate::config::ConsoleSection) -> HeaderValue {

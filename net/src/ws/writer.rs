@@ -2,10 +2,11 @@
 //!
 //! Guarantees: every write is bounded by `WsTiming::send_timeout` and cut short by an
 //! overflow of the outbox, so a client that stops reading cannot hold the writer; frames
-//! are written in the order they were queued, what is queued together in one flush (one
-//! write to the connection, not one per frame; each frame's text is the one shared by
-//! every socket that hears it, framed into this socket's buffer); no lock is held while writing; the reader's
-//! word (idle, a protocol breach, the peer gone) ends the loop at once.
+//! are written in the order they were queued, and what was queued together goes out in one
+//! flush (one write to the connection, not one per frame; each frame's text is the one
+//! shared by every socket that hears it, framed into this socket's buffer); no lock is
+//! held while writing; the reader's word (idle, a protocol breach, the peer gone) ends the
+//! loop at once.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -228,6 +228,26 @@ pub async fn js(c: &Client, script: &str) -> Value {
     c.execute(script, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}: {script}"))
 }
 
+/// The box the map page shows, `[west, south, east, north]` (its `data-bbox`).
+pub async fn page_bbox(c: &Client) -> [f64; 4] {
+    let v = js(c, "return document.getElementById('map').dataset.bbox.split(',').map(Number);").await;
+    let v: Vec<f64> = v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    v.try_into().unwrap()
+}
+
+/// Where (lat, lng) is on the map, from the map's centre (what `click_at` takes).
+pub async fn map_offset(c: &Client, lat: f64, lng: f64) -> (f64, f64) {
+    let v = js(
+        c,
+        &format!(
+            "const m = document.getElementById('map').getBoundingClientRect(); \
+             const [x, y] = window.__map.point({lat}, {lng}); return [x - m.width / 2, y - m.height / 2];"
+        ),
+    )
+    .await;
+    (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
+}
+
 /// Polls `script` (a JS expression) until it is truthy; returns when it became so.
 pub async fn until(c: &Client, script: &str, within: Duration, what: &str) -> Instant {
     let deadline = Instant::now() + within;

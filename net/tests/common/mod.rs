@@ -23,6 +23,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 // ----- issue 21 -----
 pub mod nats;
 
+// ----- issues 19, 23: staff sign-in -----
+pub mod totp;
+
 pub const ADMIN: &str = "test-admin-token-0123456789abcdef";
 /// Long enough for a slow, shared machine; never reached when things work.
 pub const WAIT: Duration = Duration::from_secs(30);
