@@ -11,6 +11,13 @@
 //! shifted by `N` seconds, so a black-box test can see what expires (a licence) without
 //! waiting for it.
 //!
+//! And `--limiter-clock PATH` (hidden, `--dev` only): [`limiter_clock`], the rate
+//! limiter's clock driven by the test instead of time: each reading advances it by the
+//! nanoseconds written in `PATH` at that moment (a missing, empty or unreadable file:
+//! none, a frozen clock). A black-box test can then spend a bucket exactly (frozen) and
+//! give each judgment exactly one interval back (a step of one interval), so what it
+//! checks of the limiter's arithmetic and ordering never depends on how fast it runs.
+//!
 //! Guarantees: without the flag nothing here runs (the engine's log is not wrapped);
 //! with it, every append, sync and release checks the file first and fails with a
 //! disk-full error while it exists, and otherwise passes the call to the real WAL
@@ -32,6 +39,16 @@ impl dispatch_core::clock::Clock for OffsetClock {
     fn now(&self) -> dispatch_core::clock::Timestamp {
         dispatch_core::clock::SystemClock.now().plus_millis(self.offset_ms)
     }
+}
+
+/// The rate limiter's clock for `--limiter-clock`: from 0 ns, each reading adds the step
+/// read from `path` then (tests only; see the module's doc).
+pub fn limiter_clock(path: PathBuf) -> crate::ratelimit::Clock {
+    let now = std::sync::atomic::AtomicU64::new(0);
+    std::sync::Arc::new(move || {
+        let step = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0);
+        now.fetch_add(step, std::sync::atomic::Ordering::SeqCst).saturating_add(step)
+    })
 }
 
 /// A command log that fails like a full disk while a file exists.

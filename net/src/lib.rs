@@ -120,6 +120,9 @@ pub struct ServeOptions {
     /// The engine's clock runs this many seconds ahead of the system's (hidden flag, for
     /// tests of what expires; `--dev` only).
     pub clock_offset_s: i64,
+    /// The rate limiter's clock is driven by this file instead of time (hidden flag, for
+    /// tests of the limiter's arithmetic; `--dev` only; see [`fault::limiter_clock`]).
+    pub limiter_clock: Option<PathBuf>,
     /// `--cluster`, `--node-id`, `--advertise` (over `[cluster]`).
     pub cluster: config::ClusterFlags,
     /// Records the cluster's leader keeps in the stream below its checkpoint (hidden
@@ -202,6 +205,12 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
             return Err(Error::Setting("--clock-offset-s needs --dev".into()));
         }
         tracing::warn!(offset_s = opts.clock_offset_s, "--clock-offset-s: the engine's clock is shifted (tests only)");
+    }
+    if let Some(path) = &opts.limiter_clock {
+        if !opts.dev {
+            return Err(Error::Setting("--limiter-clock needs --dev".into()));
+        }
+        tracing::warn!(path = %path.display(), "--limiter-clock: the rate limits run on a clock this file drives (tests only)");
     }
     if let Some(path) = &opts.fault_file {
         tracing::warn!(path = %path.display(), "--fault-file: WAL writes fail while this file exists (tests only)");
@@ -339,6 +348,7 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         let app = Arc::new(
             server::App::new(Arc::clone(&engine), config, &secrets, sms, opts.ws_timing, rx.clone(), fds)?
                 .with_clock_offset_s(if opts.dev { opts.clock_offset_s } else { 0 })
+                .with_limiter_clock(opts.limiter_clock.clone().filter(|_| opts.dev).map(fault::limiter_clock))
                 .with_node(node.clone()),
         );
         // The outbox's delivery worker, in the process that writes, sending through the

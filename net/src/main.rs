@@ -73,6 +73,10 @@ enum Cmd {
         /// expires, e.g. a driver's licence; needs --dev).
         #[arg(long, hide = true, requires = "dev", default_value_t = 0, allow_negative_numbers = true)]
         clock_offset_s: i64,
+        /// The rate limiter's clock advances by the nanoseconds written in this file at
+        /// each reading, and not with time (tests of the limiter; needs --dev).
+        #[arg(long, hide = true, requires = "dev")]
+        limiter_clock: Option<PathBuf>,
         /// Join a cluster: the NATS servers of its shared command log, comma separated
         /// (overrides `[cluster] nats_urls`).
         #[arg(long, value_name = "NATS_URLS")]
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             queue_capacity,
             fault_file,
             clock_offset_s,
+            limiter_clock,
             cluster,
             node_id,
             advertise,
@@ -182,6 +187,7 @@ fn main() -> ExitCode {
                 queue_capacity,
                 fault_file,
                 clock_offset_s,
+                limiter_clock,
                 cluster: dispatch_server::config::ClusterFlags { cluster, node_id, advertise },
                 cluster_retain_records,
             };

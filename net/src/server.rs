@@ -182,6 +182,15 @@ impl App {
         self
     }
 
+    /// This app with its rate limiter on `clock` (`--limiter-clock`, `--dev` only): the
+    /// limits are the configuration's, every bucket new.
+    pub fn with_limiter_clock(mut self, clock: Option<crate::ratelimit::Clock>) -> App {
+        if let Some(clock) = clock {
+            self.limiter = RateLimiter::new(&self.config.limits, clock);
+        }
+        self
+    }
+
     // ----- issue 21 -----
     /// This app as a node of a cluster.
     pub fn with_node(mut self, node: Option<Arc<crate::cluster::Node>>) -> App {

@@ -5,6 +5,10 @@
 //!   survive restarts (see [`crate::otp`]); a wrong code is *counted* (the command
 //!   succeeds with [`Outcome::OtpRefused`]) rather than refused, because a refused command
 //!   changes nothing and a brute-forcer must not get free attempts;
+//! - an attempt for a phone with no code pending (or no record at all) takes the same
+//!   path to the caller as a wrong one: the same comparison, the same success with
+//!   [`Outcome::OtpRefused`], so the same record logged and synced before the answer —
+//!   its timing does not tell whether someone is signing in with that phone;
 //! - a rider's first sign-in creates the rider; a driver's first sign-in opens an
 //!   applicant's account (`applications.rs`), which cannot work until approved;
 //! - revoking a user's tokens bumps their generation: the server refuses every token
@@ -74,9 +78,14 @@ impl State {
         }
         let new_user_id = new_user_id.ok_or_else(|| Error::Internal("user id not stamped".into()))?;
         let Some(mut record) = self.otps.get(phone).cloned() else {
-            // The same work as for a phone with a code pending (issue 24, finding 10d).
+            // The same work as for a phone with a code pending (issue 24, finding 10d): the
+            // same comparison, and the same answer, which is a success, so that the writer
+            // logs and syncs this attempt as it does a counted one. A refusal would be
+            // answered without a sync, a millisecond sooner on a real disk: a timing oracle
+            // telling which phones are signing in. Nothing is kept for the phone (no record
+            // for every number a stranger tries); the attempt changes no state.
             crate::otp::verify_absent(code_hash);
-            return Err(Error::InvalidOtp);
+            return Ok(Outcome::OtpRefused { locked: false });
         };
         let role = match record.verify(code_hash, now) {
             Attempt::Refused(e) => return Err(e),

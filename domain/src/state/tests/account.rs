@@ -52,6 +52,26 @@ fn housekeeping_forgets_idle_otp_records_and_keeps_the_others() {
     w.finish();
 }
 
+/// Finding 10d of issue 24: an attempt for a phone nobody asked a code for succeeds
+/// with the same outcome as a wrong code (so the writer logs and syncs it alike, and its
+/// answer comes no sooner), and keeps nothing for the phone.
+#[test]
+fn an_attempt_for_a_phone_without_a_code_is_answered_as_a_wrong_code_and_keeps_nothing() {
+    let mut w = World::new(rules());
+    let verify = |phone: &str| Command::VerifyOtp { phone: phone.into(), code_hash: [4; 32], new_user_id: None };
+    w.run(Actor::System, Command::IssueOtp { phone: "+201011113333".into(), role: Role::Rider, code_hash: [1; 32] })
+        .unwrap();
+    let pending = w.run(Actor::System, verify("+201011113333")).unwrap();
+    let before = w.state.clone();
+    for _ in 0..6 {
+        // More than the lockout's five: nothing is counted against a phone with no record.
+        assert_eq!(w.run(Actor::System, verify("+201099998888")).unwrap(), pending);
+    }
+    assert!(w.state.otp("+201099998888").is_none(), "no record for a number a stranger tried");
+    assert_eq!(w.state.otp("+201011113333"), before.otp("+201011113333"));
+    w.finish();
+}
+
 #[test]
 fn a_drivers_first_sign_in_opens_an_applicant_who_cannot_work() {
     let mut w = World::new(rules());
