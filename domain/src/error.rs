@@ -82,7 +82,9 @@ pub enum Error {
     /// The idempotency key was used before with a different request (`idempotency_key_reused`).
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyKeyReused,
-    /// A wrong or expired one-time code (`invalid_otp`).
+    /// A wrong or expired one-time code (`invalid_otp`). The engine itself answers a
+    /// wrong code with [`Outcome::OtpRefused`](crate::command::Outcome::OtpRefused), a
+    /// counted (logged) attempt; this is for callers that refuse one before it.
     #[error("wrong or expired code")]
     InvalidOtp,
     /// Too many attempts; try again after `retry_after_s` (`rate_limited`).

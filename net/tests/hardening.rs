@@ -1,8 +1,10 @@
 //! Black-box regression tests of issue 24 ("Security hardening: what a red team found"),
 //! one per finding, each named after it: the real `dispatchd` on `127.0.0.1:0` with a
 //! temporary data directory, driven over loopback (the approach and the small helpers of
-//! `tests/server.rs`). Findings only observable inside the process are pinned by unit and
-//! property tests beside their code (`ratelimit.rs`, `domain/src/payment.rs`,
+//! `tests/server.rs`). What would need a stopwatch is seen deterministically instead: the
+//! OTP attempts' work in the engine's counters (finding 10d), the limiter on a clock the
+//! test drives (`--limiter-clock`, finding 12). Unit and property tests beside the code
+//! pin the same findings from inside (`ratelimit.rs`, `domain/src/payment.rs`,
 //! `domain/src/otp.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
