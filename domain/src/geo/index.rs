@@ -26,7 +26,9 @@
 //! sphere is a graph over them there), nearest column first: square rings of columns around
 //! the centre's are taken into a heap by their distance until the square's edge is farther
 //! than the nearest column waiting. In each column it looks up only the cubes the sphere
-//! crosses within reach of the centre. A driver is settled (filter, haversine) once no
+//! crosses within reach of the centre, all of them before it reads any of their drivers: a
+//! search waits on memory more than it computes, and so the cache misses of a column's
+//! two or three lookups overlap instead of each waiting for the last. A driver is settled (filter, haversine) once no
 //! column not yet visited can be nearer, and the walk stops once the next column is beyond
 //! the radius or beyond the `limit`-th driver found: a 10-NN in a city looks up the few
 //! columns its radius touches. A search that would take in more columns than twice the
@@ -472,9 +474,37 @@ impl DriverIndex {
 
     /// Offers the drivers of column (`ca`, `cb`) along axes `a`, `b` that are in cubes the
     /// sphere crosses within reach of the centre.
-    fn visit_column<'a>(&'a self, search: &mut Search<'a>, (m, a, b): (usize, usize, usize), ca: i32, cb: i32) {
-        let q = search.q;
-        let reach_2 = search.reach_2();
+    fn visit_column<'a>(&'a self, search: &mut Search<'a>, axes: (usize, usize, usize), ca: i32, cb: i32) {
+        // The column's cubes are all looked up before any driver is offered: the cache
+        // misses of the lookups overlap.
+        let mut cells: [&[Entry]; 8] = [&[]; 8];
+        let mut n = 0;
+        self.cubes_of_column(search.q, axes, ca, cb, search.reach_2(), |cell| {
+            if n == cells.len() {
+                for entry in cells.iter().flat_map(|c| c.iter()) {
+                    search.offer(entry);
+                }
+                n = 0;
+            }
+            cells[n] = cell;
+            n += 1;
+        });
+        for entry in cells[..n].iter().flat_map(|c| c.iter()) {
+            search.offer(entry);
+        }
+    }
+
+    /// Calls `each` with the drivers of every occupied cube of column (`ca`, `cb`) along
+    /// axes `a`, `b` that the sphere crosses within `reach_2` (squared chord) of `q`.
+    fn cubes_of_column<'a>(
+        &'a self,
+        q: [f64; 3],
+        (m, a, b): (usize, usize, usize),
+        ca: i32,
+        cb: i32,
+        reach_2: f64,
+        mut each: impl FnMut(&'a [Entry]),
+    ) {
         let (a0, a1) = (f64::from(ca) * CELL, f64::from(ca + 1) * CELL);
         let (b0, b1) = (f64::from(cb) * CELL, f64::from(cb + 1) * CELL);
         let (ga, gb) = (gap(q[a], a0, a1), gap(q[b], b0, b1));
@@ -505,9 +535,7 @@ impl DriverIndex {
                 cube[a] = ca;
                 cube[b] = cb;
                 if let Some(cell) = self.cells.get(&key_of(cube)) {
-                    for entry in cell {
-                        search.offer(entry);
-                    }
+                    each(cell);
                 }
             }
         }
