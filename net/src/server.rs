@@ -351,8 +351,8 @@ impl App {
                     Availability::Offline => {}
                 }
             }
-            let mut trips = serde_json::Map::new();
-            for s in [
+            // One pass over the hot trips, counted by status (every status listed, 0 or not).
+            const STATUSES: [TripStatus; 8] = [
                 TripStatus::Scheduled,
                 TripStatus::Searching,
                 TripStatus::Accepted,
@@ -361,9 +361,15 @@ impl App {
                 TripStatus::Completed,
                 TripStatus::Cancelled,
                 TripStatus::Expired,
-            ] {
-                trips.insert(s.as_str().into(), json!(v.trips().filter(|t| t.status == s).count()));
+            ];
+            let mut counts = [0u64; STATUSES.len()];
+            for t in v.trips() {
+                if let Some(i) = STATUSES.iter().position(|s| *s == t.status) {
+                    counts[i] += 1;
+                }
             }
+            let trips: serde_json::Map<String, serde_json::Value> =
+                STATUSES.iter().zip(counts).map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect();
             (json!({"available": available, "on_trip": on_trip, "offline_recent": offline_recent}), trips)
         });
         let s = self.engine.stats();
