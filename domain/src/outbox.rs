@@ -291,10 +291,12 @@ pub enum AttemptOutcome {
 /// publishes them: persistent maps, so a clone is O(1). Only the devices, the items and
 /// the counter are stored; the orders are derived from the items and rebuilt when read
 /// back. Each copy keeps only the orders read from it: the state (`apply`) the windows
-/// and the finished order; the readers' copy (the view's, [`Outbox::for_readers`]) also
-/// the creation order (lists) and the next tries (the worker) — two inserts fewer on the
-/// writer for each item made (BENCHMARKS.md). Equal when the devices, the items and the
-/// counter are (the rest is derived).
+/// and the finished order; the readers' copy (the view's, [`Outbox::for_readers`]) the
+/// creation order (lists) and the next tries (the worker), with the number of pending
+/// items and the oldest one's age copied from the state's at each batch (two numbers, not
+/// a third order) — so the writer makes two inserts into the state's orders and two into
+/// the readers' for each item made, where it made four and four (BENCHMARKS.md). Equal
+/// when the devices, the items and the counter are (the rest is derived).
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
     /// Each user's devices, oldest first (at most [`MAX_DEVICES_PER_USER`]).
@@ -314,10 +316,16 @@ pub struct Outbox {
     pub(crate) by_time: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Pending items by their next try (readers' copy only).
     pub(crate) due: imbl::OrdSet<(Timestamp, NotificationId)>,
-    /// Pending items by the end of their window.
+    /// Pending items by the end of their window (the state's copy only).
     pub(crate) give_up: imbl::OrdSet<(Timestamp, NotificationId)>,
-    /// Finished items by when they finished (they leave [`KEPT_S`] later).
+    /// Finished items by when they finished (they leave [`KEPT_S`] later; the state's
+    /// copy only).
     pub(crate) done: imbl::OrdSet<(Timestamp, NotificationId)>,
+    /// Pending items, as the state's copy counts them (the readers' copy only: copied at
+    /// each [`Outbox::sync_from`]).
+    pub(crate) pending_count: usize,
+    /// When the oldest pending item was made, as the state's copy says (readers' copy only).
+    pub(crate) oldest_pending_at: Option<Timestamp>,
 }
 
 impl PartialEq for Outbox {
@@ -346,16 +354,18 @@ impl<'de> Deserialize<'de> for Outbox {
 }
 
 impl Outbox {
-    /// Adds `item` to the orders its status puts it in (not to `items`).
+    /// Adds `item` to the orders this copy keeps that its status puts it in (not to
+    /// `items`).
     pub(crate) fn index(&mut self, item: &Notification) {
         if self.readers {
             self.by_time.insert((item.created_at, item.id));
+            if item.status == Status::Pending {
+                self.due.insert((item.next_attempt_at, item.id));
+            }
+            return;
         }
         match (item.status, item.finished_at) {
             (Status::Pending, _) => {
-                if self.readers {
-                    self.due.insert((item.next_attempt_at, item.id));
-                }
                 self.give_up.insert((item.give_up_at, item.id));
             }
             (_, finished) => {
@@ -388,17 +398,24 @@ impl Outbox {
     }
 
     /// A copy for readers (the view): the same items and devices, with the creation order
-    /// and the next tries too (built here, O(n log n): once, when the view is made).
+    /// and the next tries instead of the windows and the finished order (built here,
+    /// O(n log n): once, when the view is made).
     pub fn for_readers(&self) -> Outbox {
         if self.readers {
             return self.clone();
         }
-        let mut copy = Outbox { readers: true, by_time: imbl::OrdSet::new(), due: imbl::OrdSet::new(), ..self.clone() };
+        let mut copy = Outbox {
+            readers: true,
+            by_time: imbl::OrdSet::new(),
+            due: imbl::OrdSet::new(),
+            give_up: imbl::OrdSet::new(),
+            done: imbl::OrdSet::new(),
+            pending_count: self.pending(),
+            oldest_pending_at: self.oldest_pending(),
+            ..self.clone()
+        };
         for item in self.items.values() {
-            copy.by_time.insert((item.created_at, item.id));
-            if item.status == Status::Pending {
-                copy.due.insert((item.next_attempt_at, item.id));
-            }
+            copy.index(item);
         }
         copy
     }
@@ -431,13 +448,14 @@ impl Outbox {
         self.holders.get(&(platform, token.to_owned())).copied()
     }
 
-    /// Takes `item` out of every order (not out of `items`).
+    /// Takes `item` out of every order this copy keeps (not out of `items`).
     fn unindex(&mut self, item: &Notification) {
-        self.by_time.remove(&(item.created_at, item.id));
-        self.unindex_pending(item);
-        if let Some(f) = item.finished_at {
+        if self.readers {
+            self.by_time.remove(&(item.created_at, item.id));
+        } else if let Some(f) = item.finished_at {
             self.done.remove(&(f, item.id));
         }
+        self.unindex_pending(item);
     }
 
     /// Copies from `from` (the state's outbox) the items `items` and the devices of
@@ -462,40 +480,64 @@ impl Outbox {
             }
         }
         self.seq = from.seq;
+        self.pending_count = from.pending();
+        self.oldest_pending_at = from.oldest_pending();
     }
 
-    /// Takes `item` out of the pending orders (it is about to change).
+    /// Takes `item` out of the pending order this copy keeps (it is about to change).
     pub(crate) fn unindex_pending(&mut self, item: &Notification) {
-        self.due.remove(&(item.next_attempt_at, item.id));
-        self.give_up.remove(&(item.give_up_at, item.id));
+        if item.status != Status::Pending {
+            return;
+        }
+        if self.readers {
+            self.due.remove(&(item.next_attempt_at, item.id));
+        } else {
+            self.give_up.remove(&(item.give_up_at, item.id));
+        }
     }
 
-    /// The orders agree with the items (each pending item is due once and has a window,
-    /// each finished one is in `done`, every one in `by_time`), no user has more than
-    /// [`MAX_DEVICES_PER_USER`] devices (nor an empty list).
+    /// The orders agree with the items — in the state's copy each pending item has a
+    /// window and each finished one is in `done`; in the readers' each is in `by_time`,
+    /// each pending one due once, and the pending count and the oldest one's age are the
+    /// items' — and no user has more than [`MAX_DEVICES_PER_USER`] devices (nor an empty
+    /// list).
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let pending = self.items.values().filter(|n| n.status == Status::Pending).count();
         let finished = self.items.len() - pending;
-        let (due, by_time) = if self.readers { (pending, self.items.len()) } else { (0, 0) };
-        if self.due.len() != due || self.give_up.len() != pending {
+        let (due, by_time, give_up, done) =
+            if self.readers { (pending, self.items.len(), 0, 0) } else { (0, 0, pending, finished) };
+        if self.due.len() != due || self.give_up.len() != give_up {
             return Err(format!("{pending} pending items, {} due and {} windows", self.due.len(), self.give_up.len()));
         }
-        if self.done.len() != finished || self.by_time.len() != by_time {
+        if self.done.len() != done || self.by_time.len() != by_time {
             return Err(format!(
                 "{finished} finished items in {} done; {} by time",
                 self.done.len(),
                 self.by_time.len()
             ));
         }
+        if self.readers {
+            let oldest = self.items.values().filter(|n| n.status == Status::Pending).map(|n| n.give_up_at).min();
+            let oldest = oldest.map(|t| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000));
+            if (self.pending_count, self.oldest_pending_at) != (pending, oldest) {
+                return Err(format!(
+                    "the readers' copy counts {} pending, the oldest made at {:?}; the items say {pending}, {oldest:?}",
+                    self.pending_count, self.oldest_pending_at
+                ));
+            }
+        }
         for n in self.items.values() {
             let indexed = (!self.readers || self.by_time.contains(&(n.created_at, n.id)))
                 && match n.status {
                     Status::Pending => {
                         n.finished_at.is_none()
-                            && (!self.readers || self.due.contains(&(n.next_attempt_at, n.id)))
-                            && self.give_up.contains(&(n.give_up_at, n.id))
+                            && if self.readers {
+                                self.due.contains(&(n.next_attempt_at, n.id))
+                            } else {
+                                self.give_up.contains(&(n.give_up_at, n.id))
+                            }
                     }
-                    _ => n.finished_at.is_some_and(|f| self.done.contains(&(f, n.id))),
+                    _ => n.finished_at.is_some_and(|f| self.readers || self.done.contains(&(f, n.id))),
                 };
             if !indexed {
                 return Err(format!("notification {} is not indexed as {}", n.id, n.status.as_str()));
@@ -537,11 +579,14 @@ impl Outbox {
 
     /// Pending items (each has a window).
     pub fn pending(&self) -> usize {
-        self.give_up.len()
+        if self.readers { self.pending_count } else { self.give_up.len() }
     }
 
     /// When the oldest pending item was made.
     pub fn oldest_pending(&self) -> Option<Timestamp> {
+        if self.readers {
+            return self.oldest_pending_at;
+        }
         // The window is the same length for every item: the first to give up is the oldest.
         self.give_up.get_min().map(|(t, _)| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000))
     }
@@ -563,8 +608,10 @@ impl Outbox {
         self.due.get_min().map(|(t, _)| *t)
     }
 
-    /// The end of the first pending item's window (a deadline of the writer's `Tick`).
+    /// The end of the first pending item's window (a deadline of the writer's `Tick`; the
+    /// state's copy's).
     pub(crate) fn next_give_up(&self) -> Option<Timestamp> {
+        debug_assert!(!self.readers, "Outbox::next_give_up on a readers' copy, which keeps no windows");
         self.give_up.get_min().map(|(t, _)| *t)
     }
 

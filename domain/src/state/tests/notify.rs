@@ -348,7 +348,18 @@ proptest! {
         }
         let mut last: Option<Command> = None;
         let mut drivers = 0.3;
+        // The readers' copy, following the state entry by entry as the view does.
+        let mut readers = w.state.outbox().for_readers();
+        let (mut items_synced, mut devices_synced) = (w.fx.notifications.len(), w.fx.devices.len());
         for op in ops {
+            readers.sync_from(w.state.outbox(), &w.fx.notifications[items_synced..], &w.fx.devices[devices_synced..]);
+            (items_synced, devices_synced) = (w.fx.notifications.len(), w.fx.devices.len());
+            prop_assert_eq!(&readers, &w.state.outbox().for_readers(), "the readers' copy drifted");
+            readers.check().map_err(TestCaseError::fail)?;
+            prop_assert_eq!(
+                (readers.pending(), readers.oldest_pending()),
+                (w.state.outbox().pending(), w.state.outbox().oldest_pending())
+            );
             match op {
                 Op::Ride(r) => {
                     drivers += 0.01;
