@@ -305,8 +305,8 @@ pub struct Outbox {
     /// `devices` and changed only with them ([`Outbox::set_devices`]): registering finds
     /// a token's previous holder without walking every user's devices.
     pub(crate) holders: imbl::OrdMap<(Platform, String), UserId>,
-    /// Every item in the hot state.
-    pub(crate) items: imbl::OrdMap<NotificationId, Arc<Notification>>,
+    /// Every item in the hot state, in the order they were made ([`ItemKey`]).
+    pub(crate) items: imbl::OrdMap<ItemKey, Arc<Notification>>,
     /// Items ever made: the next item's id is derived from it.
     pub(crate) seq: u64,
     /// Whether this copy keeps the readers' orders, `by_time` and `due` (the view's does;
@@ -342,7 +342,7 @@ impl Serialize for Outbox {
 
 impl<'de> Deserialize<'de> for Outbox {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        type Stored = (imbl::OrdMap<UserId, Arc<Vec<Device>>>, imbl::OrdMap<NotificationId, Arc<Notification>>, u64);
+        type Stored = (imbl::OrdMap<UserId, Arc<Vec<Device>>>, imbl::OrdMap<ItemKey, Arc<Notification>>, u64);
         let (devices, items, seq) = Stored::deserialize(d)?;
         let mut outbox = Outbox { holders: holders_of(&devices), devices, seq, ..Outbox::default() };
         for item in items.values() {
@@ -376,9 +376,7 @@ impl Outbox {
 
     /// The items and devices as a checkpoint keeps them (rows of their own tables).
     #[allow(clippy::type_complexity)]
-    pub(crate) fn rows(
-        &self,
-    ) -> (imbl::OrdMap<NotificationId, Arc<Notification>>, imbl::OrdMap<UserId, Arc<Vec<Device>>>) {
+    pub(crate) fn rows(&self) -> (imbl::OrdMap<ItemKey, Arc<Notification>>, imbl::OrdMap<UserId, Arc<Vec<Device>>>) {
         (self.items.clone(), self.devices.clone())
     }
 
@@ -386,7 +384,7 @@ impl Outbox {
     /// apart for its blob), the orders rebuilt from the items: O(n log n), at start only.
     pub(crate) fn set_rows(
         &mut self,
-        items: imbl::OrdMap<NotificationId, Arc<Notification>>,
+        items: imbl::OrdMap<ItemKey, Arc<Notification>>,
         devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
     ) {
         let seq = self.seq;
@@ -466,16 +464,17 @@ impl Outbox {
             self.set_devices(*user, from.devices.get(user).cloned());
         }
         for id in items {
-            if let Some(old) = self.items.get(id).cloned() {
+            let key = ItemKey::of(*id);
+            if let Some(old) = self.items.get(&key).cloned() {
                 self.unindex(&old);
             }
-            match from.items.get(id) {
+            match from.items.get(&key) {
                 Some(item) => {
                     self.index(item);
-                    self.items.insert(*id, Arc::clone(item));
+                    self.items.insert(key, Arc::clone(item));
                 }
                 None => {
-                    self.items.remove(id);
+                    self.items.remove(&key);
                 }
             }
         }
@@ -564,7 +563,7 @@ impl Outbox {
 
     /// An item.
     pub fn item(&self, id: NotificationId) -> Option<&Arc<Notification>> {
-        self.items.get(&id)
+        self.items.get(&ItemKey::of(id))
     }
 
     /// Items in the hot state.
@@ -598,7 +597,7 @@ impl Outbox {
         self.due
             .iter()
             .take_while(|(at, _)| *at <= now)
-            .filter_map(|(_, id)| self.items.get(id).cloned())
+            .filter_map(|(_, id)| self.items.get(&ItemKey::of(*id)).cloned())
             .take(limit)
             .collect()
     }
@@ -632,7 +631,13 @@ impl Outbox {
             Some(b) => self.by_time.range::<_, (Timestamp, NotificationId)>(..b),
             None => self.by_time.range::<_, (Timestamp, NotificationId)>(..),
         };
-        range.rev().filter_map(|(_, id)| self.items.get(id)).filter(|n| keep(n)).take(limit).cloned().collect()
+        range
+            .rev()
+            .filter_map(|(_, id)| self.items.get(&ItemKey::of(*id)))
+            .filter(|n| keep(n))
+            .take(limit)
+            .cloned()
+            .collect()
     }
 }
 
@@ -649,6 +654,38 @@ pub fn retry_delay_ms(attempt: u32, jitter: u64) -> u64 {
     let exp = attempt.saturating_sub(1).min(20);
     let base = FIRST_RETRY_MS.saturating_mul(1u64 << exp).min(MAX_RETRY_MS);
     (base + jitter % (base / 2 + 1)).min(MAX_RETRY_MS)
+}
+
+/// An item's key in the outbox's map: the counter it was made with, so the map keeps the
+/// items in the order they were made and a batch's new items all land on its last leaf
+/// (keyed by the mixed id, each insert landed on a random leaf, copied first wherever the
+/// last published view still shared it). Stored as the id ([`notification_id`]; `serde`),
+/// so checkpoints are the same bytes as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemKey(u64);
+
+impl ItemKey {
+    /// The key of the item `id`.
+    pub fn of(id: NotificationId) -> Self {
+        ItemKey(crate::id::unmix64(id.raw()))
+    }
+
+    /// The key of the `seq`-th item.
+    pub(crate) fn from_seq(seq: u64) -> Self {
+        ItemKey(seq)
+    }
+}
+
+impl Serialize for ItemKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        notification_id(self.0).ok_or_else(|| serde::ser::Error::custom("no notification has this key"))?.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        NotificationId::deserialize(d).map(ItemKey::of)
+    }
 }
 
 /// The id of the outbox's `seq`-th item: splitmix64's finaliser, a bijection on `u64`, so
@@ -674,6 +711,19 @@ mod tests {
         assert!((2_000..=3_000).contains(&retry_delay_ms(2, 12_345)));
         assert_eq!(retry_delay_ms(40, 0), MAX_RETRY_MS);
         assert_eq!(retry_delay_ms(40, u64::MAX), MAX_RETRY_MS);
+    }
+
+    #[test]
+    fn an_item_key_is_stored_as_the_items_id_and_orders_items_as_they_were_made() {
+        for seq in [0u64, 1, 2, 1_000, u64::MAX - 1] {
+            let Some(id) = notification_id(seq) else { continue };
+            let key = ItemKey::from_seq(seq);
+            assert_eq!(ItemKey::of(id), key);
+            let bytes = postcard::to_allocvec(&key).unwrap();
+            assert_eq!(bytes, postcard::to_allocvec(&id).unwrap(), "checkpoints keep the same bytes");
+            assert_eq!(postcard::from_bytes::<ItemKey>(&bytes).unwrap(), key);
+        }
+        assert!(ItemKey::from_seq(7) < ItemKey::from_seq(8), "made later, kept later");
     }
 
     #[test]

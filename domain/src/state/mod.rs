@@ -223,7 +223,7 @@ pub struct AccountRows {
     /// The trips' references of the last 30 days: reference → (trip, booked at).
     pub refs: imbl::OrdMap<TripRef, (TripId, Timestamp)>,
     /// The notification outbox's items (kept 7 days after they finish).
-    pub notifications: imbl::OrdMap<crate::id::NotificationId, Arc<crate::outbox::Notification>>,
+    pub notifications: imbl::OrdMap<crate::outbox::ItemKey, Arc<crate::outbox::Notification>>,
     /// Each user's push devices.
     pub devices: imbl::OrdMap<UserId, Arc<Vec<crate::outbox::Device>>>,
     /// Outbound webhook deliveries (kept 7 days after they finish), by endpoint and event.

@@ -32,8 +32,8 @@ use crate::command::{Actor, Command, Event, Outcome};
 use crate::error::{Error, Result};
 use crate::id::{DeviceId, NotificationId, TripId, UserId};
 use crate::outbox::{
-    AttemptOutcome, Channel, Device, GIVE_UP_S, KEPT_S, Kind, MAX_DEVICES_PER_USER, MAX_PREVIEW_LEN, Notification,
-    Outbox, Params, Platform, Status, Target, clip_error, notification_id, validate_token,
+    AttemptOutcome, Channel, Device, GIVE_UP_S, ItemKey, KEPT_S, Kind, MAX_DEVICES_PER_USER, MAX_PREVIEW_LEN,
+    Notification, Outbox, Params, Platform, Status, Target, clip_error, notification_id, validate_token,
 };
 use crate::trip::{Trip, TripStatus};
 
@@ -122,7 +122,7 @@ impl State {
         if who != Who::System {
             return Err(Error::Forbidden("only the delivery worker reports notifications".into()));
         }
-        let item = self.outbox.items.get(&id).ok_or_else(|| Error::not_found("notification", id))?;
+        let item = self.outbox.items.get(&ItemKey::of(id)).ok_or_else(|| Error::not_found("notification", id))?;
         if item.status != Status::Pending {
             return Err(Error::InvalidTransition {
                 action: "report",
@@ -170,7 +170,7 @@ impl State {
         }
         self.outbox.unindex_pending(&old);
         self.outbox.index(&item);
-        self.outbox.items.insert(id, Arc::new(item));
+        self.outbox.items.insert(ItemKey::of(id), Arc::new(item));
         if let Some((user, device)) = dead_device {
             let list = self.outbox.devices_of(user).iter().filter(|d| d.id != device).cloned().collect();
             self.set_devices(user, list, fx);
@@ -186,7 +186,7 @@ impl State {
             if at > now {
                 break;
             }
-            let Some(old) = self.outbox.items.get(&id).cloned() else {
+            let Some(old) = self.outbox.items.get(&ItemKey::of(id)).cloned() else {
                 self.outbox.give_up.remove_min();
                 continue;
             };
@@ -198,7 +198,7 @@ impl State {
             }
             self.outbox.unindex_pending(&old);
             self.outbox.index(&item);
-            self.outbox.items.insert(id, Arc::new(item));
+            self.outbox.items.insert(ItemKey::of(id), Arc::new(item));
             fx.notifications.push(id);
         }
         while let Some(&(at, id)) = self.outbox.done.get_min() {
@@ -206,9 +206,7 @@ impl State {
                 break;
             }
             self.outbox.done.remove_min();
-            if let Some(item) = self.outbox.items.remove(&id) {
-                self.outbox.by_time.remove(&(item.created_at, id));
-            }
+            self.outbox.items.remove(&ItemKey::of(id));
             fx.notifications.push(id);
         }
     }
@@ -428,13 +426,14 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) {
-        let id = loop {
+        let (key, id) = loop {
             let seq = self.outbox.seq;
             self.outbox.seq = seq.wrapping_add(1);
+            let key = ItemKey::from_seq(seq);
             if let Some(id) = notification_id(seq)
-                && !self.outbox.items.contains_key(&id)
+                && !self.outbox.items.contains_key(&key)
             {
-                break id;
+                break (key, id);
             }
         };
         let item = Notification {
@@ -454,7 +453,7 @@ impl State {
             finished_at: None,
         };
         self.outbox.index(&item);
-        self.outbox.items.insert(id, Arc::new(item));
+        self.outbox.items.insert(key, Arc::new(item));
         fx.notifications.push(id);
     }
 }
