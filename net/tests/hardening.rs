@@ -561,6 +561,20 @@ async fn flood(s: &Server, path: &str, token: &str, n: usize, conns: usize) -> V
     all
 }
 
+/// A server whose riders may make `per_min` requests a minute, its rate limiter on a clock
+/// this test drives (`--limiter-clock`: the file `step`, frozen until written), and a
+/// rider's token: (server, the directory holding `step`, `step`, token).
+async fn limited_rider(per_min: u32, phone: &str) -> (Server, tempfile::TempDir, std::path::PathBuf, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let step = dir.path().join("limiter-clock");
+    std::fs::write(&step, "0").unwrap();
+    let config = format!("[limits]\nuser_per_min = {per_min}\n");
+    let args = ["--limiter-clock", step.to_str().unwrap()];
+    let s = Server::start(Start { config: Some(&config), args: &args, ..Start::default() });
+    let (token, _) = s.rider(phone).await;
+    (s, dir, step, token)
+}
+
 /// Finding 12, the arithmetic: a per-minute limit above 60,000 gave the GCRA a zero
 /// emission interval (whole milliseconds) and a zero burst, so it limited nothing. The
 /// limiter's clock is frozen here (`--limiter-clock`, `--dev` only: a black-box test
@@ -569,13 +583,7 @@ async fn flood(s: &Server, path: &str, token: &str, n: usize, conns: usize) -> V
 /// next with `Retry-After`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finding_12_a_limit_above_60000_a_minute_limits_exactly_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let step = dir.path().join("limiter-clock");
-    std::fs::write(&step, "0").unwrap();
-    let config = "[limits]\nuser_per_min = 60001\n";
-    let args = ["--limiter-clock", step.to_str().unwrap()];
-    let s = Server::start(Start { config: Some(config), args: &args, ..Start::default() });
-    let (token, _) = s.rider("+201000000041").await;
+    let (s, _dir, _step, token) = limited_rider(60_001, "+201000000041").await;
     let replies = flood(&s, "/v1/trips", &token, 60_001, 8).await;
     let refused: Vec<_> = replies.iter().filter(|r| r.0 != 200).collect();
     assert!(refused.is_empty(), "{} of 60,001 refused, e.g. {:?}", refused.len(), refused.first());
@@ -598,13 +606,7 @@ async fn finding_12_a_limit_above_60000_a_minute_limits_exactly_as_written() {
 /// judgment's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finding_12_simultaneous_requests_of_one_user_are_judged_in_time_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let step = dir.path().join("limiter-clock");
-    std::fs::write(&step, "0").unwrap();
-    let config = "[limits]\nuser_per_min = 60\n";
-    let args = ["--limiter-clock", step.to_str().unwrap()];
-    let s = Server::start(Start { config: Some(config), args: &args, ..Start::default() });
-    let (token, _) = s.rider("+201000000042").await;
+    let (s, _dir, step, token) = limited_rider(60, "+201000000042").await;
     let spend = flood(&s, "/v1/trips", &token, 60, 4).await;
     assert!(spend.iter().all(|r| r.0 == 200), "the burst of 60 passes: {spend:?}");
     s.call(Method::GET, "/v1/trips", Some(&token), None).await.expect_error(429, "rate_limited");
