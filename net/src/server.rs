@@ -351,7 +351,8 @@ impl App {
                     Availability::Offline => {}
                 }
             }
-            // One pass over the hot trips, counted by status (every status listed, 0 or not).
+            // One pass over the hot trips, counted by status (every status listed, 0 or not;
+            // the match makes a new status a compile error here, not a trip left uncounted).
             const STATUSES: [TripStatus; 8] = [
                 TripStatus::Scheduled,
                 TripStatus::Searching,
@@ -362,11 +363,19 @@ impl App {
                 TripStatus::Cancelled,
                 TripStatus::Expired,
             ];
+            let slot = |s: TripStatus| match s {
+                TripStatus::Scheduled => 0,
+                TripStatus::Searching => 1,
+                TripStatus::Accepted => 2,
+                TripStatus::Arrived => 3,
+                TripStatus::InProgress => 4,
+                TripStatus::Completed => 5,
+                TripStatus::Cancelled => 6,
+                TripStatus::Expired => 7,
+            };
             let mut counts = [0u64; STATUSES.len()];
             for t in v.trips() {
-                if let Some(i) = STATUSES.iter().position(|s| *s == t.status) {
-                    counts[i] += 1;
-                }
+                counts[slot(t.status)] += 1;
             }
             let trips: serde_json::Map<String, serde_json::Value> =
                 STATUSES.iter().zip(counts).map(|(s, n)| (s.as_str().to_owned(), json!(n))).collect();

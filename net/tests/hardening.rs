@@ -158,9 +158,7 @@ impl Server {
     /// when the server has none yet).
     async fn metric(&self, series: &str) -> f64 {
         let text = self.call(Method::GET, "/metrics", Some(ADMIN), None).await.text;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).map(|v| v.parse().unwrap()))
-            .unwrap_or(0.0)
+        common::metric_in(&text, series).unwrap_or(0.0)
     }
 
     /// A connection kept alive for many requests (a flood without a socket each).

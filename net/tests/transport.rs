@@ -117,9 +117,7 @@ impl Server {
     /// A metric's value (the first series whose name and labels are exactly `series`).
     async fn metric(&self, series: &str) -> f64 {
         let text = self.get("/metrics", ADMIN).await.text;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).map(|v| v.parse().unwrap()))
-            .unwrap_or_else(|| panic!("no {series} in {text}"))
+        common::metric_in(&text, series).unwrap_or_else(|| panic!("no {series} in {text}"))
     }
 
     fn ws_request(&self, token: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {

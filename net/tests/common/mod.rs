@@ -115,9 +115,7 @@ impl Server {
     /// A metric's value (the first series whose name and labels are exactly `series`).
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self.get("/metrics", ADMIN).await.text;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).map(|v| v.parse().unwrap()))
-            .unwrap_or_else(|| panic!("no {series} in {text}"))
+        metric_in(&text, series).unwrap_or_else(|| panic!("no {series} in {text}"))
     }
 
     /// The code of the last OTP sent to `phone` (the file sink).
@@ -194,6 +192,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of the first series of a Prometheus text whose name and labels are exactly
+/// `series`, if any.
+pub fn metric_in(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).map(|v| v.parse().unwrap()))
 }
 
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
