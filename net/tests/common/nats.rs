@@ -8,8 +8,34 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound, then released: the caller binds it next).
+/// A free loopback port (bound, then released: the caller binds it next), chosen below
+/// the kernel's ephemeral range. A port the kernel handed out for `:0` could be handed
+/// out again, as the source port of an outgoing connection (a NATS route dialling a
+/// server not yet up), before its server binds it: `bind: address already in use`, a
+/// test failing for nothing. Below the range the kernel hands nothing out by itself, so
+/// only another test could take it, and the ports are drawn apart per process.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static DRAWN: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    const FLOOR: u32 = 10_000;
+    if low > FLOOR + 1_000 {
+        let span = low - FLOOR;
+        for _ in 0..span {
+            // Spread by process id and a counter (a multiplier coprime with most spans).
+            let n = DRAWN
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(7_919)
+                .wrapping_add(std::process::id().wrapping_mul(104_729));
+            let port = u16::try_from(FLOOR + n % span).unwrap();
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
