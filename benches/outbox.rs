@@ -11,6 +11,12 @@
 //! WAL with fsync, when riders have no device (no item) and one device (one item per
 //! accept): the accept path's added cost. Throughput in accepts per second.
 //!
+//! `outbox_accept_one/{without,with}_notifications`: the accept path as a driver's
+//! request sees it — one accept at a time, each submitted and waited for (applied,
+//! synced, published, answered) — when riders have no device and no webhook endpoint
+//! exists, and when each rider has one device and one endpoint wants every event (one
+//! item and one delivery per accept). Time per accept.
+//!
 //! Items accumulate pending across iterations (nothing sends them here), as they would
 //! behind a slow provider.
 //!
@@ -31,8 +37,9 @@ struct Fleet {
     _dir: tempfile::TempDir,
 }
 
-/// A fleet over a WAL with fsync whose riders have `devices` push devices each.
-fn fleet(devices: usize) -> Fleet {
+/// A fleet over a WAL with fsync whose riders have `devices` push devices each, and
+/// `hooks` webhook endpoints wanting every event.
+fn fleet(devices: usize, hooks: usize) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::open(EngineConfig::default().with_data_dir(dir.path()).with_rules(grid_rules())).unwrap();
     let cells = grid_fleet(&engine, DRIVERS as u64).unwrap();
@@ -46,6 +53,12 @@ fn fleet(devices: usize) -> Fleet {
         })
         .collect();
     assert!(pipeline(&engine, register).iter().all(|r| r.is_ok()));
+    for i in 0..hooks {
+        let url = format!("https://hooks{i}.example.com/in");
+        let endpoint =
+            Command::CreateWebhookEndpoint { id: None, secret: None, url, events: vec!["*".into()], description: None };
+        engine.submit(Actor::Admin, endpoint).unwrap();
+    }
     Fleet { engine, cells, _dir: dir }
 }
 
@@ -65,8 +78,28 @@ fn pipelined_accepts(f: &Fleet, iters: u64) -> Duration {
     total
 }
 
+/// Times `iters` accepts made one at a time, each waited for (a round's accepts beyond
+/// `iters` are made untimed, so its trips can be finished).
+fn single_accepts(f: &Fleet, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut left = iters;
+    while left > 0 {
+        let trips = grid_trips(&f.engine, &f.cells).unwrap();
+        for (i, ((d, _, _), t)) in f.cells.iter().zip(&trips).enumerate() {
+            let start = Instant::now();
+            f.engine.submit(Actor::User(*d), Command::AcceptTrip { trip_id: t.id }).unwrap();
+            if (i as u64) < left {
+                total += start.elapsed();
+            }
+        }
+        left = left.saturating_sub(trips.len() as u64);
+        finish_grid_trips(&f.engine, &f.cells, &trips).unwrap();
+    }
+    total
+}
+
 fn outbox(c: &mut Criterion) {
-    let five = fleet(5);
+    let five = fleet(5, 0);
     let mut group = c.benchmark_group("outbox_enqueue");
     group.throughput(Throughput::Elements((DRIVERS * 5) as u64));
     group.sample_size(10);
@@ -74,13 +107,22 @@ fn outbox(c: &mut Criterion) {
     group.finish();
     drop(five);
 
-    let without = fleet(0);
-    let with = fleet(1);
+    let without = fleet(0, 0);
+    let with = fleet(1, 0);
     let mut group = c.benchmark_group("outbox_accept");
     group.throughput(Throughput::Elements(DRIVERS as u64));
     group.sample_size(10);
     group.bench_function("without_notifications", |b| b.iter_custom(|iters| pipelined_accepts(&without, iters)));
     group.bench_function("with_notifications", |b| b.iter_custom(|iters| pipelined_accepts(&with, iters)));
+    group.finish();
+    drop((without, with));
+
+    let without = fleet(0, 0);
+    let with = fleet(1, 1);
+    let mut group = c.benchmark_group("outbox_accept_one");
+    group.sample_size(20);
+    group.bench_function("without_notifications", |b| b.iter_custom(|iters| single_accepts(&without, iters)));
+    group.bench_function("with_notifications", |b| b.iter_custom(|iters| single_accepts(&with, iters)));
     group.finish();
 }
 

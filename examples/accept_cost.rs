@@ -6,7 +6,9 @@
 //! directory, as the bench); each rider has `DEVICES` push devices. With `accept`, every
 //! driver accepts (pipelined, as a server does), making `DEVICES` `trip_accepted` items
 //! each; with `skip`, nothing more happens. The accepts' cost is the difference of the two
-//! runs' totals, divided by 2,000:
+//! runs' totals, divided by 2,000. With `one`, the drivers accept one at a time, each
+//! waited for (a batch each, as at a quiet hour: what a batch costs besides its
+//! commands is then paid by every accept):
 //!
 //! ```text
 //! cargo build --profile profiling --example accept_cost
@@ -30,10 +32,11 @@ use dispatch_core::{Actor, Command, Engine, EngineConfig};
 const DRIVERS: u64 = 2_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let accept = match std::env::args().nth(1).as_deref() {
-        Some("accept") => true,
-        Some("skip") => false,
-        _ => return Err("usage: accept_cost accept|skip (DEVICES=n riders' devices, default 1)".into()),
+    let (accept, one_by_one) = match std::env::args().nth(1).as_deref() {
+        Some("accept") => (true, false),
+        Some("one") => (true, true),
+        Some("skip") => (false, false),
+        _ => return Err("usage: accept_cost accept|one|skip (DEVICES=n riders' devices, default 1)".into()),
     };
     let devices: usize = std::env::var("DEVICES").ok().map(|d| d.parse()).transpose()?.unwrap_or(1);
     let dir = tempfile::tempdir()?;
@@ -72,7 +75,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         engine.submit(Actor::Admin, endpoint)?;
     }
     let trips = grid_trips(&engine, &cells)?;
-    if accept {
+    if one_by_one {
+        for ((d, _, _), t) in cells.iter().zip(&trips) {
+            engine.submit(Actor::User(*d), Command::AcceptTrip { trip_id: t.id })?;
+        }
+    } else if accept {
         let accepts = cells
             .iter()
             .zip(&trips)

@@ -93,7 +93,7 @@ pub mod id {
 
 pub use dispatch_domain::{
     alert, application, chat, command, demo, driver, fare, geo, hooks, ledger, money, otp, outbox, payout, record,
-    route, share, state, templates, trip, trip_ref, user, user_index, zone,
+    route, schedule, share, state, templates, trip, trip_ref, user, user_index, zone,
 };
 // ----- issue 20: S -----
 pub use dispatch_domain::staff;

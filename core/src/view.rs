@@ -77,10 +77,14 @@ pub struct View {
     statements: imbl::OrdSet<(AccountKey, Reverse<(Timestamp, TransferId)>)>,
     transfers_created: u64,
     /// Push devices and the notification outbox: a readers' copy of the state's at open
-    /// (`Outbox::for_readers`: with the orders lists and the worker read), then updated
-    /// entry by entry (`Outbox::sync_from`), like the users.
+    /// (`Outbox::for_readers`: the items, no orders), then updated entry by entry
+    /// (`Outbox::sync_from`), like the users: not the state's trees, which the state's
+    /// next write would then copy root to leaf. Its items are in the order they were made,
+    /// which lists read; the delivery worker keeps its own order of next tries
+    /// (`schedule::Schedule`).
     outbox: Outbox,
-    /// Webhook endpoints and deliveries: the same (`Hooks::sync_from`).
+    /// Webhook endpoints and deliveries: the same (`Hooks::sync_from`; the worker's order
+    /// of next tries: `schedule::HookSchedule`).
     hooks: Hooks,
     /// Driver applications: persistent maps, replaced whole (an O(1) clone) when a batch
     /// changed one.

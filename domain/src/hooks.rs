@@ -350,11 +350,15 @@ type Key = (EndpointId, u64);
 /// The endpoints and the deliveries, as the state keeps them (`State::hooks`) and as the
 /// view publishes them ([`Hooks::for_readers`]). Only the endpoints, the deliveries and
 /// the counter are stored; the orders are derived from the deliveries and rebuilt when
-/// read back, and each copy keeps only the orders it reads: the state the lines (which
-/// delivery is the head of its line, for reports), the windows (its `Tick`) and the
-/// finished order (pruning); the readers' copy the windows (how many are pending, the
-/// oldest) and the heads by next try (the worker).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// read back. The state's copy keeps the orders `apply` reads: the lines (which delivery
+/// heads its line, for reports), the windows (`Tick`) and the finished order (pruning).
+/// The readers' copy — followed entry by entry ([`Hooks::sync_from`]), not shared, so the
+/// state's next write never copies a path the view holds — keeps the lines (the webhook
+/// worker's order of the heads by next try, [`crate::schedule::HookSchedule`], reads
+/// them), with the number of pending deliveries and the oldest one's time copied from the
+/// state's at each batch. Equal when the endpoints, the deliveries and the counter are
+/// (the rest is derived).
+#[derive(Debug, Clone, Default)]
 pub struct Hooks {
     /// The endpoints (a few: in the state blob).
     pub(crate) endpoints: BTreeMap<EndpointId, Arc<Endpoint>>,
@@ -362,16 +366,29 @@ pub struct Hooks {
     pub(crate) deliveries: imbl::OrdMap<Key, Arc<Delivery>>,
     /// Events ever made: the next event's number.
     pub(crate) seq: u64,
-    /// The readers' copy (the view's), with `due` instead of `lines` and `done`.
-    readers: bool,
-    /// Pending deliveries by line: (endpoint, subject, event number) (the state's).
-    lines: imbl::OrdSet<(EndpointId, u64, u64)>,
-    /// Finished deliveries by when they finished (the state's).
+    /// Pending deliveries by line: (endpoint, subject, event number).
+    pub(crate) lines: imbl::OrdSet<(EndpointId, u64, u64)>,
+    /// Finished deliveries by when they finished (the state's copy only).
     done: imbl::OrdSet<(Timestamp, Key)>,
-    /// Pending deliveries by the end of their window (both copies).
+    /// Pending deliveries by the end of their window (the state's copy only).
     give_up: imbl::OrdSet<(Timestamp, Key)>,
-    /// The head of each line (its oldest pending delivery) by its next try (the readers').
-    due: imbl::OrdSet<(Timestamp, Key)>,
+    /// Whether this is the readers' copy (lines, no windows, no finished order).
+    readers: bool,
+    /// Pending deliveries, as the state's copy counts them (the readers' copy only:
+    /// copied at each [`Hooks::sync_from`]).
+    pending_count: usize,
+    /// When the oldest pending delivery's event happened, as the state's copy says
+    /// (readers' copy only).
+    oldest_pending_at: Option<Timestamp>,
+    /// Changes to which deliveries head their lines that the worker did not make itself
+    /// (a resend, a window's end): counted, not stored, so its order knows to rebuild.
+    pub(crate) wakes: u64,
+}
+
+impl PartialEq for Hooks {
+    fn eq(&self, other: &Self) -> bool {
+        self.endpoints == other.endpoints && self.deliveries == other.deliveries && self.seq == other.seq
+    }
 }
 
 impl Serialize for Hooks {
@@ -419,41 +436,92 @@ impl Hooks {
 
     /// Pending deliveries (waiting for a try or for their line).
     pub fn pending(&self) -> usize {
-        self.give_up.len()
+        if self.readers { self.pending_count } else { self.give_up.len() }
     }
 
     /// When the oldest pending delivery's event happened.
     pub fn oldest_pending(&self) -> Option<Timestamp> {
+        if self.readers {
+            return self.oldest_pending_at;
+        }
         self.give_up.get_min().and_then(|(_, k)| self.deliveries.get(k)).map(|d| d.event.created_at)
     }
 
-    /// Up to `limit` deliveries due at `now` (heads of their lines), soonest first (a
-    /// readers' copy's: the state's keeps no such order).
-    pub fn due(&self, now: Timestamp, limit: usize) -> Vec<Arc<Delivery>> {
-        debug_assert!(self.readers, "Hooks::due on the state's copy, which keeps no such order: use for_readers");
-        self.due
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .filter_map(|(_, k)| self.deliveries.get(k).cloned())
-            .take(limit)
-            .collect()
-    }
-
-    /// When the next delivery is due (a readers' copy's).
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.due.get_min().map(|(t, _)| *t)
-    }
-
-    /// A copy for readers (the view): the same endpoints and deliveries, with the heads
-    /// of the lines by next try instead of the lines and the finished order. O(n), at
-    /// open only; afterwards it follows the state entry by entry ([`Hooks::sync_from`]).
+    /// A copy for readers (the view): the same endpoints, deliveries and lines, without
+    /// the windows and the finished order, with the number of pending deliveries and the
+    /// oldest one's time (O(1): when the view is made; afterwards it follows the state's
+    /// entry by entry, [`Hooks::sync_from`]).
     pub fn for_readers(&self) -> Hooks {
         if self.readers {
             return self.clone();
         }
-        let mut copy = Hooks { endpoints: self.endpoints.clone(), seq: self.seq, readers: true, ..Hooks::default() };
-        copy.set_rows(self.deliveries.clone());
-        copy
+        Hooks {
+            endpoints: self.endpoints.clone(),
+            deliveries: self.deliveries.clone(),
+            seq: self.seq,
+            lines: self.lines.clone(),
+            done: imbl::OrdSet::new(),
+            give_up: imbl::OrdSet::new(),
+            wakes: self.wakes,
+            readers: true,
+            pending_count: self.pending(),
+            oldest_pending_at: self.oldest_pending(),
+        }
+    }
+
+    /// Copies from `from` (the state's) the deliveries `keys` changed, entry by entry, and
+    /// the endpoints when `endpoints` changed: how the readers' copy (the view's) follows
+    /// the state's without sharing its trees, so that neither copies a path on the other's
+    /// account (a tree shared with the view would be copied, root to leaf, at the state's
+    /// first write of every batch).
+    pub fn sync_from(&mut self, from: &Hooks, keys: &[Key], endpoints: bool) {
+        debug_assert!(self.readers && !from.readers, "sync_from copies the state's into the readers'");
+        if endpoints {
+            self.endpoints = from.endpoints.clone();
+        }
+        for key in keys {
+            let old = self.deliveries.get(key).cloned();
+            if let Some(old) = &old
+                && old.finished_at.is_none()
+            {
+                self.lines.remove(&old.line());
+            }
+            match from.deliveries.get(key) {
+                Some(d) => {
+                    if d.finished_at.is_none() {
+                        self.lines.insert(d.line());
+                    }
+                    if !old.as_ref().is_some_and(|o| Arc::ptr_eq(o, d)) {
+                        self.deliveries.insert(*key, Arc::clone(d));
+                    }
+                }
+                None => {
+                    self.deliveries.remove(key);
+                }
+            }
+        }
+        self.seq = from.seq;
+        self.wakes = from.wakes;
+        self.pending_count = from.pending();
+        self.oldest_pending_at = from.oldest_pending();
+    }
+
+    /// The oldest pending delivery of the line of `endpoint` and `subject`, if any.
+    pub fn head_of(&self, endpoint: EndpointId, subject: u64) -> Option<&Arc<Delivery>> {
+        let &(e, _, n) = self.lines.range((endpoint, subject, 0)..=(endpoint, subject, u64::MAX)).next()?;
+        self.deliveries.get(&(e, n))
+    }
+
+    /// The head of every line (its oldest pending delivery), line by line.
+    pub fn heads(&self) -> impl Iterator<Item = &Arc<Delivery>> + '_ {
+        let mut last = None;
+        self.lines.iter().filter_map(move |&(e, s, n)| {
+            if last == Some((e, s)) {
+                return None;
+            }
+            last = Some((e, s));
+            self.deliveries.get(&(e, n))
+        })
     }
 
     /// The end of the first pending delivery's window (a deadline of the writer's `Tick`).
@@ -485,23 +553,15 @@ impl Hooks {
     /// its blob), this copy's orders rebuilt from them: O(n log n), at start only.
     pub(crate) fn set_rows(&mut self, deliveries: imbl::OrdMap<Key, Arc<Delivery>>) {
         self.lines = imbl::OrdSet::new();
-        self.due = imbl::OrdSet::new();
         self.give_up = imbl::OrdSet::new();
         self.done = imbl::OrdSet::new();
-        // Deliveries in key order are in event order per endpoint: the first pending one
-        // of a subject is its line's head.
-        let mut seen: std::collections::HashSet<(EndpointId, u64)> = std::collections::HashSet::new();
         for d in deliveries.values() {
             match d.finished_at {
                 None => {
-                    self.give_up.insert((d.give_up_at, d.key()));
-                    if self.readers {
-                        if seen.insert((d.endpoint_id, d.event.subject)) {
-                            self.due.insert((d.next_attempt_at, d.key()));
-                        }
-                    } else {
-                        self.lines.insert(d.line());
+                    if !self.readers {
+                        self.give_up.insert((d.give_up_at, d.key()));
                     }
+                    self.lines.insert(d.line());
                 }
                 Some(f) if !self.readers => {
                     self.done.insert((f, d.key()));
@@ -512,8 +572,8 @@ impl Hooks {
         self.deliveries = deliveries;
     }
 
-    /// Whether `d` (pending) is the oldest pending delivery of its line (the state's).
-    pub(crate) fn is_head(&self, d: &Delivery) -> bool {
+    /// Whether `d` (pending) is the oldest pending delivery of its line.
+    pub fn is_head(&self, d: &Delivery) -> bool {
         let (e, s, n) = d.line();
         self.lines.range((e, s, 0)..(e, s, n)).next().is_none()
     }
@@ -525,18 +585,11 @@ impl Hooks {
         self.deliveries.insert(d.key(), Arc::new(d));
     }
 
-    /// Replaces `old` by `new` (same key) in the state's copy: a retry moves its window, a
-    /// finish leaves the line (the next of the line becomes its head), a resend comes back
-    /// into its line (before any later delivery of it). Returns the keys whose delivery or
-    /// head-ness changed, for the readers' copy.
-    pub(crate) fn replace(&mut self, old: &Delivery, new: Delivery) -> Vec<Key> {
+    /// Replaces `old` by `new` (same key): a retry moves its window, a finish leaves the
+    /// line (the next of the line becomes its head), a resend comes back into its line
+    /// (before any later delivery of it).
+    pub(crate) fn replace(&mut self, old: &Delivery, new: Delivery) {
         let key = new.key();
-        let mut changed = vec![key];
-        let (e, s, _) = old.line();
-        // The line's head before, other than this delivery (whose change is reported anyway).
-        let later_head = |lines: &imbl::OrdSet<(EndpointId, u64, u64)>| {
-            lines.range((e, s, 0)..(e, s, u64::MAX)).next().map(|&(_, _, m)| (e, m))
-        };
         match (old.finished_at, new.finished_at) {
             (None, None) => {
                 self.give_up.remove(&(old.give_up_at, key));
@@ -546,16 +599,11 @@ impl Hooks {
                 self.give_up.remove(&(old.give_up_at, key));
                 self.lines.remove(&old.line());
                 self.done.insert((f, key));
-                // The next of its line may be its head now.
-                changed.extend(later_head(&self.lines));
             }
             (Some(f), None) => {
                 self.done.remove(&(f, key));
-                let displaced = later_head(&self.lines);
                 self.lines.insert(new.line());
                 self.give_up.insert((new.give_up_at, key));
-                // A later delivery that was the head waits behind it again.
-                changed.extend(displaced);
             }
             (Some(f), Some(g)) => {
                 self.done.remove(&(f, key));
@@ -563,9 +611,6 @@ impl Hooks {
             }
         }
         self.deliveries.insert(key, Arc::new(new));
-        changed.sort_unstable();
-        changed.dedup();
-        changed
     }
 
     /// Removes a finished delivery (pruned) from the state's copy.
@@ -598,55 +643,32 @@ impl Hooks {
         keys
     }
 
-    /// Copies from `from` (the state's) the deliveries `keys` changed, entry by entry, and
-    /// the endpoints when `endpoints` changed: how the readers' copy (the view's) follows
-    /// the state's without sharing its trees.
-    pub fn sync_from(&mut self, from: &Hooks, keys: &[Key], endpoints: bool) {
-        debug_assert!(self.readers && !from.readers, "sync_from copies the state's into the readers'");
-        if endpoints {
-            self.endpoints = from.endpoints.clone();
-        }
-        for key in keys {
-            let new = from.deliveries.get(key);
-            let old = self.deliveries.get(key).cloned();
-            if let Some(old) = &old
-                && old.finished_at.is_none()
-            {
-                self.give_up.remove(&(old.give_up_at, *key));
-                self.due.remove(&(old.next_attempt_at, *key));
-            }
-            match new {
-                Some(d) => {
-                    if d.finished_at.is_none() {
-                        self.give_up.insert((d.give_up_at, *key));
-                        if from.is_head(d) {
-                            self.due.insert((d.next_attempt_at, *key));
-                        }
-                    }
-                    if !old.as_ref().is_some_and(|o| Arc::ptr_eq(o, d)) {
-                        self.deliveries.insert(*key, Arc::clone(d));
-                    }
-                }
-                None => {
-                    self.deliveries.remove(key);
-                }
-            }
-        }
-        self.seq = from.seq;
-    }
-
-    /// The orders agree with the deliveries (in this copy's kind: see [`Hooks`]); every
-    /// delivery's endpoint exists; no more than [`MAX_ENDPOINTS`] endpoints.
+    /// The orders agree with the deliveries; every delivery's endpoint exists; no more
+    /// than [`MAX_ENDPOINTS`] endpoints.
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         if self.endpoints.len() > MAX_ENDPOINTS {
             return Err(format!("{} webhook endpoints", self.endpoints.len()));
         }
         let pending = self.deliveries.values().filter(|d| d.status == DeliveryStatus::Pending).count();
-        if self.give_up.len() != pending {
+        let (windows, done) = if self.readers { (0, 0) } else { (pending, self.deliveries.len() - pending) };
+        if self.give_up.len() != windows {
             return Err(format!("{pending} pending deliveries, {} windows", self.give_up.len()));
         }
-        let (lines, done) = if self.readers { (0, 0) } else { (pending, self.deliveries.len() - pending) };
-        if self.lines.len() != lines || self.done.len() != done {
+        if self.readers {
+            let oldest = self
+                .deliveries
+                .values()
+                .filter(|d| d.status == DeliveryStatus::Pending)
+                .min_by_key(|d| (d.give_up_at, d.key()))
+                .map(|d| d.event.created_at);
+            if (self.pending_count, self.oldest_pending_at) != (pending, oldest) {
+                return Err(format!(
+                    "the readers' copy counts {} pending, the oldest at {:?}; the deliveries say {pending}, {oldest:?}",
+                    self.pending_count, self.oldest_pending_at
+                ));
+            }
+        }
+        if self.lines.len() != pending || self.done.len() != done {
             return Err(format!("{} in lines, {} finished in done", self.lines.len(), self.done.len()));
         }
         let mut heads = std::collections::HashSet::new();
@@ -658,12 +680,9 @@ impl Hooks {
                 DeliveryStatus::Pending => {
                     let head = heads.insert((d.endpoint_id, d.event.subject));
                     d.finished_at.is_none()
-                        && self.give_up.contains(&(d.give_up_at, d.key()))
-                        && if self.readers {
-                            self.due.contains(&(d.next_attempt_at, d.key())) == head
-                        } else {
-                            self.lines.contains(&d.line()) && self.is_head(d) == head
-                        }
+                        && (self.readers || self.give_up.contains(&(d.give_up_at, d.key())))
+                        && self.lines.contains(&d.line())
+                        && self.is_head(d) == head
                 }
                 _ => d.finished_at.is_some_and(|f| self.readers || self.done.contains(&(f, d.key()))),
             };
@@ -675,9 +694,6 @@ impl Hooks {
                     d.status.as_str()
                 ));
             }
-        }
-        if self.due.len() != if self.readers { heads.len() } else { 0 } {
-            return Err(format!("{} due, {} heads of lines", self.due.len(), heads.len()));
         }
         Ok(())
     }

@@ -30,6 +30,8 @@
 //! - [`ledger`]: double-entry accounts and transfers; [`payment`]: what gateways report,
 //!   webhook signatures, reconciliation.
 //! - [`otp`]: sign-in codes and their limits; [`alert`]: SOS alerts.
+//! - [`outbox`], [`hooks`]: the notification outbox and outbound webhooks, made by
+//!   `apply`; [`schedule`]: the delivery workers' own orders of next tries over them.
 //! - [`demo`]: the demo city's zone and prices.
 //! - [`error`]: the one error type, with the API's error codes.
 //!
@@ -88,6 +90,7 @@ pub mod payout;
 pub mod record;
 pub mod route;
 pub mod rules;
+pub mod schedule;
 pub mod settings;
 pub mod share;
 pub mod staff;

@@ -288,15 +288,20 @@ pub enum AttemptOutcome {
 }
 
 /// The outbox and the devices, as the state keeps them (`State::outbox`) and the view
-/// publishes them: persistent maps, so a clone is O(1). Only the devices, the items and
-/// the counter are stored; the orders are derived from the items and rebuilt when read
-/// back. Each copy keeps only the orders read from it: the state (`apply`) the windows
-/// and the finished order; the readers' copy (the view's, [`Outbox::for_readers`]) the
-/// creation order (lists) and the next tries (the worker), with the number of pending
-/// items and the oldest one's age copied from the state's at each batch (two numbers, not
-/// a third order) — so the writer makes two inserts into the state's orders and two into
-/// the readers' for each item made, where it made four and four (BENCHMARKS.md). Equal
-/// when the devices, the items and the counter are (the rest is derived).
+/// publishes them ([`Outbox::for_readers`]): persistent maps, so a clone is O(1). Only the
+/// devices, the items and the counter are stored; the orders are derived from the items
+/// and rebuilt when read back. The items are keyed by the counter they were made with
+/// ([`ItemKey`]), so their map is also the creation order readers list from.
+///
+/// The state's copy keeps the two orders `apply` reads: the windows of the pending items
+/// (`Tick`) and the finished order (pruning). The readers' copy keeps the items alone —
+/// followed entry by entry ([`Outbox::sync_from`]), not shared, so the state's next write
+/// never copies a path the view holds — with the number of pending items and the oldest
+/// one's age copied from the state's at each batch; the delivery worker keeps its own
+/// order of next tries ([`crate::schedule::Schedule`]). An item made costs the writer
+/// three inserts: two into the state's copy, one into the readers' (BENCHMARKS.md "The
+/// notification outbox"). Equal when the devices, the items and the counter are (the
+/// rest is derived).
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
     /// Each user's devices, oldest first (at most [`MAX_DEVICES_PER_USER`]).
@@ -309,23 +314,18 @@ pub struct Outbox {
     pub(crate) items: imbl::OrdMap<ItemKey, Arc<Notification>>,
     /// Items ever made: the next item's id is derived from it.
     pub(crate) seq: u64,
-    /// Whether this copy keeps the readers' orders, `by_time` and `due` (the view's does;
-    /// the state's does not, and has them empty).
-    pub(crate) readers: bool,
-    /// Every item by creation, for listing newest first (readers' copy only).
-    pub(crate) by_time: imbl::OrdSet<(Timestamp, NotificationId)>,
-    /// Pending items by their next try (readers' copy only).
-    pub(crate) due: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Pending items by the end of their window (the state's copy only).
     pub(crate) give_up: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Finished items by when they finished (they leave [`KEPT_S`] later; the state's
     /// copy only).
     pub(crate) done: imbl::OrdSet<(Timestamp, NotificationId)>,
+    /// Whether this is the readers' copy, which keeps no orders.
+    readers: bool,
     /// Pending items, as the state's copy counts them (the readers' copy only: copied at
     /// each [`Outbox::sync_from`]).
-    pub(crate) pending_count: usize,
+    pending_count: usize,
     /// When the oldest pending item was made, as the state's copy says (readers' copy only).
-    pub(crate) oldest_pending_at: Option<Timestamp>,
+    oldest_pending_at: Option<Timestamp>,
 }
 
 impl PartialEq for Outbox {
@@ -344,24 +344,17 @@ impl<'de> Deserialize<'de> for Outbox {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         type Stored = (imbl::OrdMap<UserId, Arc<Vec<Device>>>, imbl::OrdMap<ItemKey, Arc<Notification>>, u64);
         let (devices, items, seq) = Stored::deserialize(d)?;
-        let mut outbox = Outbox { holders: holders_of(&devices), devices, seq, ..Outbox::default() };
-        for item in items.values() {
-            outbox.index(item);
-        }
-        outbox.items = items;
+        let mut outbox = Outbox { seq, ..Outbox::default() };
+        outbox.set_rows(items, devices);
         Ok(outbox)
     }
 }
 
 impl Outbox {
-    /// Adds `item` to the orders this copy keeps that its status puts it in (not to
-    /// `items`).
+    /// Adds `item` to the order its status puts it in (not to `items`; the readers' copy
+    /// keeps no orders).
     pub(crate) fn index(&mut self, item: &Notification) {
         if self.readers {
-            self.by_time.insert((item.created_at, item.id));
-            if item.status == Status::Pending {
-                self.due.insert((item.next_attempt_at, item.id));
-            }
             return;
         }
         match (item.status, item.finished_at) {
@@ -395,27 +388,50 @@ impl Outbox {
         self.items = items;
     }
 
-    /// A copy for readers (the view): the same items and devices, with the creation order
-    /// and the next tries instead of the windows and the finished order (built here,
-    /// O(n log n): once, when the view is made).
+    /// A copy for readers (the view): the same items and devices, without the orders, with
+    /// the number of pending items and the oldest one's age (O(1): when the view is made;
+    /// afterwards it follows the state's entry by entry, [`Outbox::sync_from`]).
     pub fn for_readers(&self) -> Outbox {
         if self.readers {
             return self.clone();
         }
-        let mut copy = Outbox {
-            readers: true,
-            by_time: imbl::OrdSet::new(),
-            due: imbl::OrdSet::new(),
+        Outbox {
+            devices: self.devices.clone(),
+            holders: self.holders.clone(),
+            items: self.items.clone(),
+            seq: self.seq,
             give_up: imbl::OrdSet::new(),
             done: imbl::OrdSet::new(),
+            readers: true,
             pending_count: self.pending(),
             oldest_pending_at: self.oldest_pending(),
-            ..self.clone()
-        };
-        for item in self.items.values() {
-            copy.index(item);
         }
-        copy
+    }
+
+    /// Copies from `from` (the state's outbox) the items `items` and the devices of
+    /// `users` changed, entry by entry: how the readers' copy (the view's) follows the
+    /// state's without sharing its trees, so that neither copies a path on the other's
+    /// account (a tree shared with the view would be copied, root to leaf, at the state's
+    /// first write of every batch).
+    pub fn sync_from(&mut self, from: &Outbox, items: &[NotificationId], users: &[UserId]) {
+        debug_assert!(self.readers && !from.readers, "sync_from copies the state's into the readers'");
+        for user in users {
+            self.set_devices(*user, from.devices.get(user).cloned());
+        }
+        for id in items {
+            let key = ItemKey::of(*id);
+            match from.items.get(&key) {
+                Some(item) => {
+                    self.items.insert(key, Arc::clone(item));
+                }
+                None => {
+                    self.items.remove(&key);
+                }
+            }
+        }
+        self.seq = from.seq;
+        self.pending_count = from.pending();
+        self.oldest_pending_at = from.oldest_pending();
     }
 
     /// Sets `user`'s devices to `list` (`None` or empty: none), keeping `holders` in step.
@@ -446,98 +462,47 @@ impl Outbox {
         self.holders.get(&(platform, token.to_owned())).copied()
     }
 
-    /// Takes `item` out of every order this copy keeps (not out of `items`).
-    fn unindex(&mut self, item: &Notification) {
-        if self.readers {
-            self.by_time.remove(&(item.created_at, item.id));
-        } else if let Some(f) = item.finished_at {
-            self.done.remove(&(f, item.id));
-        }
-        self.unindex_pending(item);
-    }
-
-    /// Copies from `from` (the state's outbox) the items `items` and the devices of
-    /// `users` changed, entry by entry: how a reader's copy (the view's) follows the
-    /// state's without sharing its trees, so neither copies a path on every write.
-    pub fn sync_from(&mut self, from: &Outbox, items: &[NotificationId], users: &[UserId]) {
-        for user in users {
-            self.set_devices(*user, from.devices.get(user).cloned());
-        }
-        for id in items {
-            let key = ItemKey::of(*id);
-            if let Some(old) = self.items.get(&key).cloned() {
-                self.unindex(&old);
-            }
-            match from.items.get(&key) {
-                Some(item) => {
-                    self.index(item);
-                    self.items.insert(key, Arc::clone(item));
-                }
-                None => {
-                    self.items.remove(&key);
-                }
-            }
-        }
-        self.seq = from.seq;
-        self.pending_count = from.pending();
-        self.oldest_pending_at = from.oldest_pending();
-    }
-
-    /// Takes `item` out of the pending order this copy keeps (it is about to change).
+    /// Takes `item` out of the pending order (it is about to change).
     pub(crate) fn unindex_pending(&mut self, item: &Notification) {
-        if item.status != Status::Pending {
-            return;
-        }
-        if self.readers {
-            self.due.remove(&(item.next_attempt_at, item.id));
-        } else {
+        if item.status == Status::Pending && !self.readers {
             self.give_up.remove(&(item.give_up_at, item.id));
         }
     }
 
     /// The orders agree with the items — in the state's copy each pending item has a
-    /// window and each finished one is in `done`; in the readers' each is in `by_time`,
-    /// each pending one due once, and the pending count and the oldest one's age are the
+    /// window and each finished one is in `done`, and nothing else is in either; the
+    /// readers' copy keeps no orders, and its pending count and oldest item are the
     /// items' — and no user has more than [`MAX_DEVICES_PER_USER`] devices (nor an empty
     /// list).
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let pending = self.items.values().filter(|n| n.status == Status::Pending).count();
         let finished = self.items.len() - pending;
-        let (due, by_time, give_up, done) =
-            if self.readers { (pending, self.items.len(), 0, 0) } else { (0, 0, pending, finished) };
-        if self.due.len() != due || self.give_up.len() != give_up {
-            return Err(format!("{pending} pending items, {} due and {} windows", self.due.len(), self.give_up.len()));
-        }
-        if self.done.len() != done || self.by_time.len() != by_time {
-            return Err(format!(
-                "{finished} finished items in {} done; {} by time",
-                self.done.len(),
-                self.by_time.len()
-            ));
-        }
         if self.readers {
             let oldest = self.items.values().filter(|n| n.status == Status::Pending).map(|n| n.give_up_at).min();
             let oldest = oldest.map(|t| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000));
-            if (self.pending_count, self.oldest_pending_at) != (pending, oldest) {
+            if (self.pending_count, self.oldest_pending_at) != (pending, oldest)
+                || !self.give_up.is_empty()
+                || !self.done.is_empty()
+            {
                 return Err(format!(
                     "the readers' copy counts {} pending, the oldest made at {:?}; the items say {pending}, {oldest:?}",
                     self.pending_count, self.oldest_pending_at
                 ));
             }
+        } else if self.give_up.len() != pending || self.done.len() != finished {
+            return Err(format!(
+                "{pending} pending and {finished} finished items; {} windows and {} done",
+                self.give_up.len(),
+                self.done.len()
+            ));
         }
         for n in self.items.values() {
-            let indexed = (!self.readers || self.by_time.contains(&(n.created_at, n.id)))
-                && match n.status {
-                    Status::Pending => {
-                        n.finished_at.is_none()
-                            && if self.readers {
-                                self.due.contains(&(n.next_attempt_at, n.id))
-                            } else {
-                                self.give_up.contains(&(n.give_up_at, n.id))
-                            }
-                    }
-                    _ => n.finished_at.is_some_and(|f| self.readers || self.done.contains(&(f, n.id))),
-                };
+            let indexed = match n.status {
+                Status::Pending => {
+                    n.finished_at.is_none() && (self.readers || self.give_up.contains(&(n.give_up_at, n.id)))
+                }
+                _ => n.finished_at.is_some_and(|f| self.readers || self.done.contains(&(f, n.id))),
+            };
             if !indexed {
                 return Err(format!("notification {} is not indexed as {}", n.id, n.status.as_str()));
             }
@@ -590,21 +555,14 @@ impl Outbox {
         self.give_up.get_min().map(|(t, _)| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000))
     }
 
-    /// Up to `limit` pending items due at `now`, soonest first (a readers' copy's: the
-    /// state's has no such order and answers none).
-    pub fn due(&self, now: Timestamp, limit: usize) -> Vec<Arc<Notification>> {
-        debug_assert!(self.readers, "Outbox::due on the state's copy, which keeps no such order: use for_readers");
-        self.due
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .filter_map(|(_, id)| self.items.get(&ItemKey::of(*id)).cloned())
-            .take(limit)
-            .collect()
-    }
-
-    /// When the next pending item is due (a readers' copy's).
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.due.get_min().map(|(t, _)| *t)
+    /// The pending items: in the state's copy the first to give up first, O(p); in the
+    /// readers' (no orders) in the order they were made, found by a walk of every item in
+    /// the hot state (for a worker's start, not its passes).
+    pub fn pending_items(&self) -> impl Iterator<Item = &Arc<Notification>> + '_ {
+        let by_window =
+            (!self.readers).then(|| self.give_up.iter().filter_map(|(_, id)| self.items.get(&ItemKey::of(*id))));
+        let by_walk = self.readers.then(|| self.items.values().filter(|n| n.status == Status::Pending));
+        by_window.into_iter().flatten().chain(by_walk.into_iter().flatten())
     }
 
     /// The end of the first pending item's window (a deadline of the writer's `Tick`; the
@@ -614,30 +572,19 @@ impl Outbox {
         self.give_up.get_min().map(|(t, _)| *t)
     }
 
-    /// Items newest first, strictly older than `before` (a cursor: the last item of the
-    /// previous page), that pass `keep`, at most `limit` (a readers' copy's: the state's
-    /// has no creation order and answers none).
-    pub fn newest_first<'a>(
-        &'a self,
-        before: Option<(Timestamp, NotificationId)>,
-        mut keep: impl FnMut(&Notification) -> bool + 'a,
+    /// Items newest first, made strictly before `before` (a cursor: the last item of the
+    /// previous page), that pass `keep`, at most `limit`.
+    pub fn newest_first(
+        &self,
+        before: Option<NotificationId>,
+        mut keep: impl FnMut(&Notification) -> bool,
         limit: usize,
     ) -> Vec<Arc<Notification>> {
-        debug_assert!(
-            self.readers,
-            "Outbox::newest_first on the state's copy, which keeps no such order: use for_readers"
-        );
         let range = match before {
-            Some(b) => self.by_time.range::<_, (Timestamp, NotificationId)>(..b),
-            None => self.by_time.range::<_, (Timestamp, NotificationId)>(..),
+            Some(b) => self.items.range(..ItemKey::of(b)),
+            None => self.items.range::<_, ItemKey>(..),
         };
-        range
-            .rev()
-            .filter_map(|(_, id)| self.items.get(&ItemKey::of(*id)))
-            .filter(|n| keep(n))
-            .take(limit)
-            .cloned()
-            .collect()
+        range.rev().map(|(_, n)| n).filter(|n| keep(n)).take(limit).cloned().collect()
     }
 }
 
@@ -670,7 +617,7 @@ impl ItemKey {
         ItemKey(crate::id::unmix64(id.raw()))
     }
 
-    /// The key of the `seq`-th item.
+    /// The key of the `seq`-th item (made with that counter).
     pub(crate) fn from_seq(seq: u64) -> Self {
         ItemKey(seq)
     }

@@ -1,8 +1,9 @@
 //! The webhook worker: POSTs the due deliveries of outbound webhooks to their endpoints,
 //! signed, and reports every try to the engine as a logged command.
 //!
-//! Owns the loop (beside the notification worker, in the process that writes): every
-//! `interval` it reads the view's due deliveries — only the oldest pending delivery of
+//! Owns the loop (beside the notification worker, in the process that writes) and the
+//! order of next tries (`schedule::HookSchedule`: the writer keeps none): every
+//! `interval` it takes the due deliveries from it — only the oldest pending delivery of
 //! each endpoint and subject is ever due (`dispatch_core::hooks`), so a trip's events
 //! reach an endpoint in order — renders each event (`{"id","type","created_at","data"}`,
 //! the object as staff see it), signs the exact bytes it sends with the endpoint's secret
@@ -19,6 +20,9 @@
 //!   with its status;
 //! - a delivery is in flight at most once in this process, and the engine refuses a
 //!   second report for the same attempt;
+//! - none is forgotten: after each try its line is looked at again (the delivery at its
+//!   retry, or the next of the line), and the order is rebuilt whenever this process starts
+//!   leading again;
 //! - bounded: at most `concurrency` POSTs at once, `batch` deliveries read per pass, each
 //!   exchange [`client::TIMEOUT`] and each answer's body [`client::MAX_ANSWER_BYTES`].
 
@@ -35,6 +39,7 @@ use dispatch_core::clock::{Clock, SystemClock, Timestamp};
 use dispatch_core::hooks::{Delivery, EventData, HookEvent, HookOutcome};
 use dispatch_core::id::{EndpointId, EventId};
 use dispatch_core::outbox::retry_delay_ms;
+use dispatch_core::schedule::HookSchedule;
 use dispatch_core::view::View;
 use dispatch_core::{Command, Engine};
 
@@ -78,6 +83,9 @@ struct Inner {
     engine: Arc<Engine>,
     counters: Arc<Counters>,
     in_flight: Mutex<HashSet<(EndpointId, EventId)>>,
+    /// The heads of the lines by next try (`None`: to be built from the view at the next
+    /// pass, as at start and after a spell as a follower).
+    schedule: Mutex<Option<HookSchedule>>,
     /// A client per endpoint URL (its TLS set-up made once).
     clients: Mutex<HashMap<String, Arc<Client>>>,
     permits: Arc<Semaphore>,
@@ -90,6 +98,7 @@ impl Inner {
             engine,
             counters,
             in_flight: Mutex::new(HashSet::new()),
+            schedule: Mutex::new(None),
             clients: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             config,
@@ -122,7 +131,13 @@ pub async fn run(
     // POSTs in progress finish and are reported before it returns.
     // POSTs only where the engine leads (a follower of a cluster leaves them to the leader).
     crate::outbox::paced(config, &inner.permits, &mut shutdown, || async {
-        if inner.engine.is_leader() { pass(&inner).await } else { 0 }
+        if inner.engine.is_leader() {
+            pass(&inner).await
+        } else {
+            // Another node POSTs meanwhile: what this one knew of the order goes stale.
+            *inner.schedule.lock() = None;
+            0
+        }
     })
     .await;
 }
@@ -150,36 +165,70 @@ pub fn body(view: &View, event: &HookEvent) -> Vec<u8> {
 /// Starts a POST for every due delivery not in flight; returns how many it started.
 async fn pass(inner: &Arc<Inner>) -> usize {
     let now = SystemClock.now();
-    let jobs: Vec<Job> = inner.engine.read_snapshot(|v| {
-        v.hooks()
-            .due(now, inner.config.batch)
-            .into_iter()
-            // One in flight is not rendered again while its POST runs.
-            .filter(|d| !inner.in_flight.lock().contains(&(d.endpoint_id, d.event.id)))
-            .filter_map(|d| {
-                let e = v.hooks().endpoint(d.endpoint_id)?;
-                let body = body(v, &d.event);
-                Some(Job { url: e.url.clone(), secret: e.secret.clone(), body, delivery: d })
-            })
-            .collect()
-    });
+    // The order is locked before the view is read: a try ended before this pass was
+    // reported before, so this view already holds its report.
+    let jobs: Vec<Job> = {
+        let mut guard = inner.schedule.lock();
+        inner.engine.read_snapshot(|v| {
+            let schedule = guard.get_or_insert_with(|| HookSchedule::of(v.hooks()));
+            schedule.follow(v.hooks());
+            schedule
+                .take_due(v.hooks(), now, inner.config.batch)
+                .into_iter()
+                // One in flight (taken before a rebuild of the order) is not rendered
+                // again while its POST runs: its line is looked at when that try ends.
+                .filter(|d| !inner.in_flight.lock().contains(&(d.endpoint_id, d.event.id)))
+                .filter_map(|d| {
+                    let e = v.hooks().endpoint(d.endpoint_id)?;
+                    let body = body(v, &d.event);
+                    Some(Job { url: e.url.clone(), secret: e.secret.clone(), body, delivery: d })
+                })
+                .collect()
+        })
+    };
     let mut started = 0;
-    for job in jobs {
+    let mut jobs = jobs.into_iter();
+    while let Some(job) = jobs.next() {
         let key = (job.delivery.endpoint_id, job.delivery.event.id);
         if !inner.in_flight.lock().insert(key) {
             continue;
         }
-        let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else { break };
+        let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else {
+            // Closing: what was taken and not started goes back in the order.
+            inner.in_flight.lock().remove(&key);
+            for job in std::iter::once(job).chain(jobs) {
+                put_back(inner, &job.delivery, Some(job.delivery.next_attempt_at));
+            }
+            break;
+        };
         started += 1;
         let inner = Arc::clone(inner);
         tokio::spawn(async move {
             let outcome = post(&inner, &job).await;
-            report(&inner, &job.delivery, outcome).await;
+            let again = match &outcome {
+                HookOutcome::Retry { next_attempt_at, .. } => Some(*next_attempt_at),
+                _ => None,
+            };
+            let applied = report(&inner, &job.delivery, outcome).await;
             inner.in_flight.lock().remove(&key);
+            // Its line is looked at again; a retry comes back at its time, a report the
+            // engine did not take (the delivery moved on, or the engine is closing) at once.
+            put_back(&inner, &job.delivery, if applied { again } else { Some(SystemClock.now()) });
             drop(permit);
         });
     }
     started
+}
+
+/// After a try of `delivery` (or none): its line is looked at again, and the delivery put
+/// back at `at` if given (unless the order is to be rebuilt anyway).
+fn put_back(inner: &Inner, delivery: &Delivery, at: Option<Timestamp>) {
+    if let Some(schedule) = inner.schedule.lock().as_mut() {
+        schedule.tried(delivery);
+        if let Some(at) = at {
+            schedule.put(delivery.endpoint_id, delivery.event.id, at);
+        }
+    }
 }
 
 /// POSTs one delivery; what to report.
@@ -220,7 +269,7 @@ async fn post(inner: &Inner, job: &Job) -> HookOutcome {
 /// Submits the report and counts it. A refusal (the delivery moved on: a duplicate, its
 /// window over, its endpoint removed) needs nothing more; the engine shutting down leaves
 /// it pending, to be sent again after the restart.
-async fn report(inner: &Inner, delivery: &Delivery, outcome: HookOutcome) {
+async fn report(inner: &Inner, delivery: &Delivery, outcome: HookOutcome) -> bool {
     let counter = match &outcome {
         HookOutcome::Delivered { .. } => &inner.counters.delivered,
         _ => &inner.counters.failed,
@@ -232,7 +281,7 @@ async fn report(inner: &Inner, delivery: &Delivery, outcome: HookOutcome) {
         attempt: delivery.attempts.saturating_add(1),
         outcome,
     };
-    crate::outbox::submit_report(&inner.engine, command, &delivery.event.id).await;
+    crate::outbox::submit_report(&inner.engine, command, &delivery.event.id).await
 }
 
 /// How many deliveries are pending, and when the oldest one's event happened (metrics).

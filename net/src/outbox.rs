@@ -2,8 +2,10 @@
 //! and reports every try to the engine as a logged command.
 //!
 //! Owns the loop (like the payment worker's, in the process that writes — today the only
-//! one): every `interval` it reads the view's pending items whose `next_attempt_at` has
-//! come, renders each (`dispatch_core::templates`, in the recipient's language, with
+//! one) and the order of next tries (`schedule::Schedule`: the writer keeps none, so an item
+//! costs it no more than its own inserts): every `interval` it takes in the items made
+//! since its last look from the view, takes the ones whose `next_attempt_at` has come,
+//! renders each (`dispatch_core::templates`, in the recipient's language, with
 //! what the server knows at send time and the state does not: a [`LiveHook`]), finds
 //! its provider through a [`Route`], sends, and submits
 //! `Command::NotificationAttempted` with the answer — for a retry, with the next try's
@@ -16,6 +18,9 @@
 //!   idempotency key is the item's id (`Message::id`), where the provider takes one;
 //! - an item is in flight at most once in this process (a set of ids in flight), and the
 //!   engine refuses a second report for the same attempt;
+//! - none is forgotten: an item taken from the order is put back after its try (at the
+//!   retry's time, or at once when the engine did not take the report), and the order is
+//!   rebuilt from the view whenever this process starts leading again;
 //! - bounded: at most `concurrency` sends at once and `batch` items read per pass;
 //! - a channel without a provider fails its items at once (`Rejected`, "not
 //!   configured"), as does a push whose device was removed since the item was made.
@@ -31,6 +36,7 @@ use tokio::sync::{Semaphore, oneshot, watch};
 use dispatch_core::clock::{Clock, SystemClock, Timestamp};
 use dispatch_core::id::NotificationId;
 use dispatch_core::outbox::{AttemptOutcome, Channel, Notification, Platform, Target, retry_delay_ms};
+use dispatch_core::schedule::Schedule;
 use dispatch_core::templates::Live;
 use dispatch_core::{Actor, Command, Engine};
 
@@ -113,6 +119,9 @@ struct Inner {
     live: LiveHook,
     counters: Arc<Counters>,
     in_flight: Mutex<HashSet<NotificationId>>,
+    /// The pending items by next try (`None`: to be built from the view at the next pass,
+    /// as at start and after a spell as a follower).
+    schedule: Mutex<Option<Schedule>>,
     permits: Arc<Semaphore>,
     config: WorkerConfig,
 }
@@ -131,6 +140,7 @@ impl Inner {
             live,
             counters,
             in_flight: Mutex::new(HashSet::new()),
+            schedule: Mutex::new(None),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             config,
         })
@@ -149,7 +159,13 @@ pub async fn run(
     let inner = Inner::new(engine, route, live, counters, config);
     // Sends only where the engine leads (a follower of a cluster leaves them to the leader).
     paced(config, &inner.permits, &mut shutdown, || async {
-        if inner.engine.is_leader() { pass(&inner).await } else { 0 }
+        if inner.engine.is_leader() {
+            pass(&inner).await
+        } else {
+            // Another node sends meanwhile: what this one knew of the order goes stale.
+            *inner.schedule.lock() = None;
+            0
+        }
     })
     .await;
 }
@@ -202,40 +218,75 @@ pub async fn run_once_with(
 /// Starts a send for every due item not in flight; returns how many it started.
 async fn pass(inner: &Arc<Inner>) -> usize {
     let now = SystemClock.now();
-    let due: Vec<(Arc<Notification>, Option<Recipient>)> = inner.engine.read_snapshot(|v| {
-        v.outbox()
-            .due(now, inner.config.batch)
-            .into_iter()
-            .map(|n| {
-                let to = match (&n.target, n.user_id) {
-                    (Target::Device(d), Some(u)) => v.outbox().device(u, *d).map(|d| match d.platform {
-                        Platform::Fcm => Recipient::Fcm(d.token.clone()),
-                        Platform::Apns => Recipient::Apns(d.token.clone()),
-                    }),
-                    (Target::Device(_), None) => None,
-                    (Target::Phone(p), _) => Some(Recipient::Phone(p.clone())),
-                    (Target::Email(e), _) => Some(Recipient::Email(e.clone())),
-                };
-                (n, to)
-            })
-            .collect()
-    });
+    // The order is locked before the view is read: a try put back before this pass
+    // was reported before, so this view already holds its report.
+    let due: Vec<(Arc<Notification>, Option<Recipient>)> = {
+        let mut guard = inner.schedule.lock();
+        inner.engine.read_snapshot(|v| {
+            let schedule = guard.get_or_insert_with(|| Schedule::of(v.outbox()));
+            schedule.follow(v.outbox());
+            schedule
+                .take_due(v.outbox(), now, inner.config.batch)
+                .into_iter()
+                .map(|n| {
+                    let to = match (&n.target, n.user_id) {
+                        (Target::Device(d), Some(u)) => v.outbox().device(u, *d).map(|d| match d.platform {
+                            Platform::Fcm => Recipient::Fcm(d.token.clone()),
+                            Platform::Apns => Recipient::Apns(d.token.clone()),
+                        }),
+                        (Target::Device(_), None) => None,
+                        (Target::Phone(p), _) => Some(Recipient::Phone(p.clone())),
+                        (Target::Email(e), _) => Some(Recipient::Email(e.clone())),
+                    };
+                    (n, to)
+                })
+                .collect()
+        })
+    };
     let mut started = 0;
-    for (item, to) in due {
+    let mut due = due.into_iter();
+    while let Some((item, to)) = due.next() {
+        // In flight already (taken before a rebuild of the order): it is put back when
+        // that try ends.
         if !inner.in_flight.lock().insert(item.id) {
             continue;
         }
-        let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else { break };
+        let Ok(permit) = Arc::clone(&inner.permits).acquire_owned().await else {
+            // Closing: what was taken and not started goes back in the order.
+            inner.in_flight.lock().remove(&item.id);
+            for item in std::iter::once(item).chain(due.map(|(item, _)| item)) {
+                put_back(inner, &item, item.next_attempt_at);
+            }
+            break;
+        };
         started += 1;
         let inner = Arc::clone(inner);
         tokio::spawn(async move {
             let outcome = deliver(&inner, &item, to).await;
-            report(&inner, &item, outcome).await;
+            let again = match &outcome {
+                AttemptOutcome::Retry { next_attempt_at, .. } => Some(*next_attempt_at),
+                _ => None,
+            };
+            let applied = report(&inner, &item, outcome).await;
             inner.in_flight.lock().remove(&item.id);
+            // A retry comes back at its time; a report the engine did not take (the item
+            // moved on, or the engine is closing) at once, to be looked at again.
+            match (applied, again) {
+                (true, None) => {}
+                (true, Some(at)) => put_back(&inner, &item, at),
+                (false, _) => put_back(&inner, &item, SystemClock.now()),
+            }
             drop(permit);
         });
     }
     started
+}
+
+/// Puts `item` back in the order at `at` (unless the order is to be rebuilt anyway).
+fn put_back(inner: &Inner, item: &Notification, at: Timestamp) {
+    if let Some(schedule) = inner.schedule.lock().as_mut() {
+        schedule.put(item.id, at);
+    }
 }
 
 /// Renders and sends one item; what to report.
@@ -284,36 +335,43 @@ fn provider_name(to: &Recipient) -> &'static str {
     }
 }
 
-/// Submits the report and counts it. A refusal (the item moved on: a duplicate, its
-/// window over) needs nothing more; the engine shutting down leaves it pending, to be
-/// sent again after the restart.
-async fn report(inner: &Inner, item: &Notification, outcome: AttemptOutcome) {
+/// Submits the report and counts it; whether the engine applied it. A refusal (the item
+/// moved on: a duplicate, its window over) needs nothing more; the engine shutting down
+/// leaves it pending, to be sent again after the restart.
+async fn report(inner: &Inner, item: &Notification, outcome: AttemptOutcome) -> bool {
     let counter = match &outcome {
         AttemptOutcome::Delivered { .. } => &inner.counters.delivered,
         _ => &inner.counters.failed,
     };
     counter[slot(item.channel)].fetch_add(1, Ordering::Relaxed);
     let command = Command::NotificationAttempted { id: item.id, attempt: item.attempts.saturating_add(1), outcome };
-    submit_report(&inner.engine, command, &item.id).await;
+    submit_report(&inner.engine, command, &item.id).await
 }
 
 /// Submits a worker's report of one try (`NotificationAttempted`, `WebhookAttempted`) as
 /// the system and waits for its answer. A refusal (the item moved on: a duplicate, its
 /// window over) is logged at debug and needs nothing more; one not submitted (the engine
-/// shutting down) leaves the item pending, to be tried again after the restart.
-pub(crate) async fn submit_report(engine: &Engine, command: Command, id: &(impl std::fmt::Display + Sync)) {
+/// shutting down) leaves the item pending, to be tried again after the restart. Whether
+/// the engine applied it.
+pub(crate) async fn submit_report(engine: &Engine, command: Command, id: &(impl std::fmt::Display + Sync)) -> bool {
     let name = command.name();
     let (tx, rx) = oneshot::channel();
     let sent = engine.submit_with(Actor::System, command, move |r| {
         let _ = tx.send(r);
     });
     match sent {
-        Ok(()) => {
-            if let Ok(Err(e)) = rx.await {
+        Ok(()) => match rx.await {
+            Ok(Ok(_)) => true,
+            Ok(Err(e)) => {
                 tracing::debug!(%id, error = %e, report = name, "report refused");
+                false
             }
+            Err(_) => false,
+        },
+        Err(e) => {
+            tracing::warn!(%id, error = %e, report = name, "report not submitted");
+            false
         }
-        Err(e) => tracing::warn!(%id, error = %e, report = name, "report not submitted"),
     }
 }
 

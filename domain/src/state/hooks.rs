@@ -154,7 +154,10 @@ impl State {
             finished_at: None,
             ..Delivery::clone(&old)
         };
-        fx.deliveries.extend(self.hooks.replace(&old, new));
+        fx.deliveries.push(old.key());
+        self.hooks.replace(&old, new);
+        // Back in its line, perhaps ahead of its head: the worker's order rebuilds.
+        self.hooks.wakes = self.hooks.wakes.wrapping_add(1);
         let now_is = self.hooks.deliveries.get(&old.key()).cloned();
         Ok(Outcome::WebhookDelivery(now_is.ok_or_else(|| Error::Internal("resent delivery vanished".into()))?))
     }
@@ -218,7 +221,8 @@ impl State {
         if new.status != DeliveryStatus::Pending {
             new.finished_at = Some(now);
         }
-        fx.deliveries.extend(self.hooks.replace(&old, new));
+        fx.deliveries.push(old.key());
+        self.hooks.replace(&old, new);
         Ok(Outcome::Done)
     }
 
@@ -236,7 +240,10 @@ impl State {
             if new.last_error.is_none() {
                 new.last_error = Some("not delivered within 3 days".into());
             }
-            fx.deliveries.extend(self.hooks.replace(&old, new));
+            fx.deliveries.push(key);
+            self.hooks.replace(&old, new);
+            // The next of its line heads it now, unknown to the worker: its order rebuilds.
+            self.hooks.wakes = self.hooks.wakes.wrapping_add(1);
         }
         while let Some(at) = self.hooks.next_prune() {
             if at > now {

@@ -8,7 +8,6 @@
 //! and `user_id`, paginated with the opaque cursor of the other lists, read from a
 //! snapshot (no lock held while it walks).
 
-use dispatch_core::clock::Timestamp;
 use dispatch_core::id::{DeviceId, NotificationId};
 use dispatch_core::outbox::{Device, Notification, Platform, Status};
 use dispatch_core::{Command, Outcome, UserId};
@@ -104,12 +103,11 @@ impl Ctx<'_> {
             }
         };
         let limit = http::limit(&self.query)?;
+        // The items are listed in the order they were made: the cursor's item places the
+        // page (its time is kept in the cursor's shape, shared with the other lists).
         let before = match Cursor::from_query(&self.query)? {
             None => None,
-            Some(c) => Some((
-                Timestamp::from_millis(c.at_ms),
-                NotificationId::from_raw(c.id).ok_or_else(|| ApiError::invalid("cursor is malformed"))?,
-            )),
+            Some(c) => Some(NotificationId::from_raw(c.id).ok_or_else(|| ApiError::invalid("cursor is malformed"))?),
         };
         let keep =
             move |n: &Notification| status.is_none_or(|s| n.status == s) && user.is_none_or(|u| n.user_id == Some(u));

@@ -162,8 +162,7 @@ fn an_expired_licence_keeps_its_driver_offline_and_is_reminded_once_fourteen_day
     let a = submitted(&mut w, "+201055550004", "2023-11-30");
     w.run(Actor::User(a), Command::RegisterDevice { id: None, platform: Platform::Fcm, token: "tok".into() }).unwrap();
     w.run(Actor::Admin, Command::DecideApplication { driver_id: a, approve: true, reason: None }).unwrap();
-    let reminders =
-        |w: &World| w.state.outbox().for_readers().newest_first(None, |n| n.kind == Kind::LicenceExpiring, 10);
+    let reminders = |w: &World| w.state.outbox().newest_first(None, |n| n.kind == Kind::LicenceExpiring, 10);
     w.advance(24 * 3_600);
     assert_eq!(reminders(&w).len(), 0, "not yet");
     w.advance(2 * 3_600);

@@ -8,6 +8,7 @@ use super::*;
 use crate::hooks::{Delivery, DeliveryStatus, EventType, GIVE_UP_S, HookOutcome, KEPT_S, validate_secret};
 use crate::id::{EndpointId, EventId};
 use crate::record::Record;
+use crate::schedule::HookSchedule;
 
 fn endpoint(w: &mut World, events: &[&str]) -> Result<EndpointId> {
     let cmd = Command::CreateWebhookEndpoint {
@@ -156,7 +157,14 @@ fn a_line_waits_for_its_head_and_reports_move_it_on() {
     complete_a_trip(&mut w);
     let line = deliveries(&w, e);
     assert_eq!(line.len(), 5, "the trip's five steps");
-    let due = |w: &World| w.state.hooks().for_readers().due(w.now, 100).iter().map(|d| d.event.id).collect::<Vec<_>>();
+    // What the worker's order, built afresh, takes now.
+    let due = |w: &World| {
+        HookSchedule::of(w.state.hooks())
+            .take_due(w.state.hooks(), w.now, 100)
+            .iter()
+            .map(|d| d.event.id)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(due(&w), [line[0].event.id], "only the oldest of a subject is due");
 
     // The second may not be reported while the first is pending; a stale attempt neither.
@@ -233,6 +241,13 @@ enum Op {
     Stray { i: usize },
     /// Send the last report again (a duplicate).
     Duplicate,
+    /// A rider books and a driver accepts; the trip stays open (its line waits for more).
+    Open,
+    /// The `i`-th open trip (mod the count) goes on: the driver arrives (one more event in
+    /// its line, made later than the first).
+    Arrive { i: usize },
+    /// An admin resends the `i`-th finished delivery (mod the count).
+    Resend { i: usize },
     /// Time passes.
     Wait(u32),
     /// A restart: the state is read back from its checkpoint encoding.
@@ -245,6 +260,9 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (any::<usize>(), prop_oneof![3 => Just(0i8), 1 => -1i8..=1], 0u8..10).prop_map(|(i, skew, answer)| Op::Report { i, skew, answer }),
         1 => any::<usize>().prop_map(|i| Op::Stray { i }),
         1 => Just(Op::Duplicate),
+        1 => Just(Op::Open),
+        1 => any::<usize>().prop_map(|i| Op::Arrive { i }),
+        1 => any::<usize>().prop_map(|i| Op::Resend { i }),
         2 => prop_oneof![Just(1u32), Just(60), Just(3_600), Just(GIVE_UP_S / 2)].prop_map(Op::Wait),
         1 => Just(Op::Restart),
     ]
@@ -265,20 +283,61 @@ proptest! {
         let mut near = 0.3;
         // Every event's subject, kept while its deliveries may be pruned.
         let mut subjects: BTreeMap<EventId, u64> = BTreeMap::new();
-        // The readers' copy, following the state entry by entry as the view does.
+        // The readers' copy, following the state entry by entry as the view does, and the
+        // webhook worker's order following it as the worker follows the view's, told of
+        // each try it "made".
         let mut readers = w.state.hooks().for_readers();
         let mut synced = w.fx.deliveries.len();
+        let mut schedule = HookSchedule::of(&readers);
+        // Trips left open, with their drivers.
+        let mut open: Vec<(TripId, UserId)> = Vec::new();
+        // How often staff resent each delivery (each may deliver it once more, out of line).
+        let mut resent: BTreeMap<(EndpointId, EventId), usize> = BTreeMap::new();
         for op in ops {
             readers.sync_from(w.state.hooks(), &w.fx.deliveries[synced..], true);
             synced = w.fx.deliveries.len();
             prop_assert_eq!(&readers, &w.state.hooks().for_readers(), "the readers' copy drifted");
             readers.check().map_err(TestCaseError::fail)?;
+            prop_assert_eq!((readers.pending(), readers.oldest_pending()), (w.state.hooks().pending(), w.state.hooks().oldest_pending()));
+            schedule.follow(&readers);
+            schedule.check(&readers, |_| false).map_err(TestCaseError::fail)?;
+            // What it would take now is exactly the heads due now.
+            let heads_due = |w: &World| {
+                let mut due: Vec<(EndpointId, EventId)> = w.state.hooks().heads().filter(|d| d.next_attempt_at <= w.now).map(|d| (d.endpoint_id, d.event.id)).collect();
+                due.sort_unstable();
+                due
+            };
+            let mut taken: Vec<(EndpointId, EventId)> = schedule.clone().take_due(&readers, w.now, usize::MAX).iter().map(|d| (d.endpoint_id, d.event.id)).collect();
+            taken.sort_unstable();
+            prop_assert_eq!(taken, heads_due(&w), "the worker's order takes the heads due");
             for e in endpoints {
                 for d in deliveries(&w, e) {
                     subjects.insert(d.event.id, d.event.subject);
                 }
             }
             match op {
+                Op::Open => {
+                    near += 0.01;
+                    let d = w.driver(near);
+                    let rider = w.rider();
+                    let t = w.trip(rider);
+                    if w.accept(d, t).is_ok() {
+                        open.push((t, d));
+                    }
+                }
+                Op::Arrive { i } => {
+                    if open.is_empty() { continue; }
+                    let (t, d) = open.remove(i % open.len());
+                    let _ = w.run(Actor::User(d), Command::DriverArrived { trip_id: t });
+                }
+                Op::Resend { i } => {
+                    let finished: Vec<Arc<Delivery>> = endpoints.iter().flat_map(|e| deliveries(&w, *e)).filter(|d| d.status != DeliveryStatus::Pending).collect();
+                    if finished.is_empty() { continue; }
+                    let d = &finished[i % finished.len()];
+                    let resend = Command::ResendWebhook { endpoint_id: d.endpoint_id, event_id: d.event.id };
+                    prop_assert!(w.run(Actor::Admin, resend).is_ok(), "a finished delivery is resent");
+                    *resent.entry((d.endpoint_id, d.event.id)).or_default() += 1;
+                }
                 Op::Ride { complete } => {
                     near += 0.01;
                     let d = w.driver(near);
@@ -296,7 +355,7 @@ proptest! {
                     }
                 }
                 Op::Report { i, skew, answer } => {
-                    let due = w.state.hooks().for_readers().due(w.now, usize::MAX);
+                    let due: Vec<Arc<Delivery>> = w.state.hooks().heads().filter(|d| d.next_attempt_at <= w.now).cloned().collect();
                     if due.is_empty() { continue; }
                     let d = &due[i % due.len()];
                     let attempt = (i64::from(d.attempts) + 1 + i64::from(skew)).max(0) as u32;
@@ -305,8 +364,14 @@ proptest! {
                         5..=8 => HookOutcome::Retry { status_code: Some(503), error: "503".into(), next_attempt_at: w.now.plus_secs(1 + u32::from(answer)) },
                         _ => HookOutcome::Rejected { status_code: Some(400), error: "400".into() },
                     };
+                    let retry = match &outcome { HookOutcome::Retry { next_attempt_at, .. } => Some(*next_attempt_at), _ => None };
                     let cmd = Command::WebhookAttempted { endpoint_id: d.endpoint_id, event_id: d.event.id, attempt, outcome };
-                    let _ = w.run(Actor::System, cmd.clone());
+                    let applied = w.run(Actor::System, cmd.clone()).is_ok();
+                    // The worker looks at the line again, and puts a retry back at its time.
+                    schedule.tried(d);
+                    if let (true, Some(at)) = (applied, retry) {
+                        schedule.put(d.endpoint_id, d.event.id, at);
+                    }
                     last = Some(cmd);
                 }
                 Op::Stray { i } => {
@@ -314,9 +379,10 @@ proptest! {
                     if all.is_empty() { continue; }
                     let d = &all[i % all.len()];
                     // The head of its line, whenever its next try is.
-                    let due = w.state.hooks().for_readers().due(w.now.plus_secs(u32::MAX), usize::MAX).iter().any(|x| Arc::ptr_eq(x, d));
+                    let due = w.state.hooks().heads().any(|x| Arc::ptr_eq(x, d));
                     let cmd = Command::WebhookAttempted { endpoint_id: d.endpoint_id, event_id: d.event.id, attempt: d.attempts + 1, outcome: delivered() };
                     let applied = w.run(Actor::System, cmd).is_ok();
+                    schedule.tried(d);
                     prop_assert!(!applied || due, "a delivery behind another of its line was reported");
                 }
                 Op::Duplicate => {
@@ -344,6 +410,7 @@ proptest! {
             for r in &w.log {
                 if let Command::WebhookAttempted { endpoint_id, event_id, outcome: HookOutcome::Delivered { .. }, .. } = &r.command
                     && *endpoint_id == e
+                    && !resent.contains_key(&(e, *event_id))
                 {
                     let seq = crate::hooks::event_seq(*event_id);
                     if let Some(prev) = delivered_seq.insert(subjects[event_id], seq) {
@@ -355,8 +422,11 @@ proptest! {
                 prop_assert!(matches!(d.status, DeliveryStatus::Delivered | DeliveryStatus::Failed));
                 let reports: Vec<&Record> = w.log.iter().filter(|r| matches!(&r.command, Command::WebhookAttempted { endpoint_id, event_id, .. } if *endpoint_id == e && *event_id == d.event.id)).collect();
                 let ok = reports.iter().filter(|r| matches!(&r.command, Command::WebhookAttempted { outcome: HookOutcome::Delivered { .. }, .. })).count();
-                prop_assert!(ok <= 1, "{} delivered {ok} times", d.event.id);
-                prop_assert_eq!(d.status == DeliveryStatus::Delivered, ok == 1);
+                let again = resent.get(&(e, d.event.id)).copied().unwrap_or(0);
+                prop_assert!(ok <= 1 + again, "{} delivered {ok} times, resent {again} times", d.event.id);
+                if again == 0 {
+                    prop_assert_eq!(d.status == DeliveryStatus::Delivered, ok == 1);
+                }
                 prop_assert_eq!(reports.len() as u32, d.attempts, "every applied report counted once");
             }
         }

@@ -9,6 +9,7 @@ use crate::command::ProfileChange;
 use crate::id::{DeviceId, NotificationId};
 use crate::outbox::{AttemptOutcome, Channel, GIVE_UP_S, KEPT_S, Kind, Notification, Platform, Status, Target};
 use crate::record::Record;
+use crate::schedule::Schedule;
 
 fn register(w: &mut World, user: UserId, token: &str) -> Result<(DeviceId, bool)> {
     let cmd = Command::RegisterDevice { id: None, platform: Platform::Fcm, token: token.into() };
@@ -19,7 +20,7 @@ fn register(w: &mut World, user: UserId, token: &str) -> Result<(DeviceId, bool)
 }
 
 fn items(w: &World) -> Vec<Arc<Notification>> {
-    w.state.outbox().for_readers().newest_first(None, |_| true, usize::MAX)
+    w.state.outbox().newest_first(None, |_| true, usize::MAX)
 }
 
 fn of_kind(w: &World, kind: Kind) -> Vec<Arc<Notification>> {
@@ -266,11 +267,13 @@ fn reports_move_an_item_once_and_refuse_duplicates_and_stale_attempts() {
     let item = w.state.outbox().item(arrived).unwrap().clone();
     assert_eq!((item.status, item.attempts, item.next_attempt_at), (Status::Pending, 1, later));
     assert_eq!(item.last_error.as_deref(), Some("503"));
+    // The worker's order, taken now and at the next try.
+    let mut schedule = Schedule::of(w.state.outbox());
     assert!(
-        w.state.outbox().for_readers().due(w.now, 10).iter().all(|n| n.id != arrived),
+        schedule.take_due(w.state.outbox(), w.now, 10).iter().all(|n| n.id != arrived),
         "not due before its next try"
     );
-    assert!(w.state.outbox().for_readers().due(later, 10).iter().any(|n| n.id == arrived));
+    assert!(schedule.take_due(w.state.outbox(), later, 10).iter().any(|n| n.id == arrived));
     assert!(matches!(report(&mut w, arrived, 1, delivered.clone()), Err(Error::Invalid(_))), "stale");
 
     // An invalid token fails the item and removes the device.
@@ -348,9 +351,12 @@ proptest! {
         }
         let mut last: Option<Command> = None;
         let mut drivers = 0.3;
-        // The readers' copy, following the state entry by entry as the view does.
+        // The readers' copy, following the state entry by entry as the view does, and the
+        // delivery worker's order following it as the worker follows the view's, told of
+        // each try it "made".
         let mut readers = w.state.outbox().for_readers();
         let (mut items_synced, mut devices_synced) = (w.fx.notifications.len(), w.fx.devices.len());
+        let mut schedule = Schedule::of(&readers);
         for op in ops {
             readers.sync_from(w.state.outbox(), &w.fx.notifications[items_synced..], &w.fx.devices[devices_synced..]);
             (items_synced, devices_synced) = (w.fx.notifications.len(), w.fx.devices.len());
@@ -360,6 +366,14 @@ proptest! {
                 (readers.pending(), readers.oldest_pending()),
                 (w.state.outbox().pending(), w.state.outbox().oldest_pending())
             );
+            schedule.follow(&readers);
+            schedule.check(&readers, |_| false).map_err(TestCaseError::fail)?;
+            // What it would take now is exactly what is due now.
+            let mut taken: Vec<NotificationId> = schedule.clone().take_due(&readers, w.now, usize::MAX).iter().map(|n| n.id).collect();
+            let mut due: Vec<NotificationId> = w.state.outbox().pending_items().filter(|n| n.next_attempt_at <= w.now).map(|n| n.id).collect();
+            taken.sort_unstable();
+            due.sort_unstable();
+            prop_assert_eq!(taken, due, "the worker's order takes what is due");
             match op {
                 Op::Ride(r) => {
                     drivers += 0.01;
@@ -384,7 +398,11 @@ proptest! {
                         _ => AttemptOutcome::Rejected { error: "400".into() },
                     };
                     let cmd = Command::NotificationAttempted { id: n.id, attempt, outcome };
-                    let _ = w.run(Actor::System, cmd.clone());
+                    if w.run(Actor::System, cmd.clone()).is_ok() {
+                        // The worker puts back what it tried, at the try it chose.
+                        let next = w.state.outbox().item(n.id).map_or(w.now, |n| n.next_attempt_at);
+                        schedule.put(n.id, next);
+                    }
                     last = Some(cmd);
                 }
                 Op::Duplicate => {
