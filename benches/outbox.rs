@@ -11,14 +11,19 @@
 //! WAL with fsync, when riders have no device (no item) and one device (one item per
 //! accept): the accept path's added cost. Throughput in accepts per second.
 //!
-//! `outbox_accept_one/{without,with}_notifications`: the accept path as a driver's
-//! request sees it — one accept at a time, each submitted and waited for (applied,
-//! synced, published, answered) — when riders have no device and no webhook endpoint
-//! exists, and when each rider has one device and one endpoint wants every event (one
-//! item and one delivery per accept). Time per accept.
+//! `outbox_accept_one/{without_notifications,with_notifications,with_webhooks}`: the
+//! accept path as a driver's request sees it — one accept at a time, each submitted and
+//! waited for (applied, synced, published, answered) — when riders have no device and no
+//! webhook endpoint exists; when each rider has one device (one item per accept); and
+//! when besides one endpoint wants every event (one delivery more per accept, and one per
+//! booking and per step of the trip). Time per accept.
 //!
 //! Items accumulate pending across iterations (nothing sends them here), as they would
 //! behind a slow provider.
+//!
+//! `CHECKPOINTS=0` takes checkpoints out of the runs (none falls during them), to tell
+//! the writer's share of a difference from the checkpoint's (which writes the items and
+//! deliveries made since the last one, on the same disk as the WAL's syncs).
 //!
 //! Run: `cargo bench --bench outbox`
 
@@ -41,7 +46,11 @@ struct Fleet {
 /// `hooks` webhook endpoints wanting every event.
 fn fleet(devices: usize, hooks: usize) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(EngineConfig::default().with_data_dir(dir.path()).with_rules(grid_rules())).unwrap();
+    let mut config = EngineConfig::default().with_data_dir(dir.path()).with_rules(grid_rules());
+    if std::env::var("CHECKPOINTS").as_deref() == Ok("0") {
+        config.checkpoint_every_records = u64::MAX;
+    }
+    let engine = Engine::open(config).unwrap();
     let cells = grid_fleet(&engine, DRIVERS as u64).unwrap();
     let register: Vec<(Actor, Command)> = cells
         .iter()
@@ -118,11 +127,13 @@ fn outbox(c: &mut Criterion) {
     drop((without, with));
 
     let without = fleet(0, 0);
-    let with = fleet(1, 1);
+    let with = fleet(1, 0);
+    let hooks = fleet(1, 1);
     let mut group = c.benchmark_group("outbox_accept_one");
     group.sample_size(20);
     group.bench_function("without_notifications", |b| b.iter_custom(|iters| single_accepts(&without, iters)));
     group.bench_function("with_notifications", |b| b.iter_custom(|iters| single_accepts(&with, iters)));
+    group.bench_function("with_webhooks", |b| b.iter_custom(|iters| single_accepts(&hooks, iters)));
     group.finish();
 }
 
