@@ -52,15 +52,29 @@ impl<K: Ord + Copy + std::fmt::Debug> Order<K> {
         self.due.insert((at, key));
     }
 
-    /// Takes out the first entry, if it is due at `now`.
-    fn pop_due(&mut self, now: Timestamp) -> Option<K> {
-        let &(at, key) = self.due.first()?;
-        if at > now {
-            return None;
+    /// Takes out the entries due at `now`, soonest first, until `limit` of them are taken:
+    /// `look` says of each whether its item is taken, due later (moved to that time) or
+    /// gone from the order.
+    fn take_due<T>(&mut self, now: Timestamp, limit: usize, mut look: impl FnMut(K) -> Look<T>) -> Vec<T> {
+        let mut taken = Vec::new();
+        let mut later = Vec::new();
+        while taken.len() < limit {
+            let Some(&(at, key)) = self.due.first() else { break };
+            if at > now {
+                break;
+            }
+            self.due.pop_first();
+            self.at.remove(&key);
+            match look(key) {
+                Look::Take(item) => taken.push(item),
+                Look::Later(at) => later.push((key, at)),
+                Look::Drop => {}
+            }
         }
-        self.due.pop_first();
-        self.at.remove(&key);
-        Some(key)
+        for (key, at) in later {
+            self.put(key, at);
+        }
+        taken
     }
 
     /// The entry of `key`.
@@ -75,6 +89,16 @@ impl<K: Ord + Copy + std::fmt::Debug> Order<K> {
         }
         Ok(())
     }
+}
+
+/// What an entry come due finds of its item.
+enum Look<T> {
+    /// Due: taken out for a try.
+    Take(T),
+    /// Pending, due later than the entry said: the entry moves there.
+    Later(Timestamp),
+    /// Finished, gone, or not the one to try: the entry goes.
+    Drop,
 }
 
 /// Checks one pending item's entry: `at` no later than its next try `next`.
@@ -131,35 +155,11 @@ impl Schedule {
     /// worker puts each back after its try. Entries of finished items are dropped on the
     /// way, and those of items whose next try moved later are moved to it.
     pub fn take_due(&mut self, outbox: &Outbox, now: Timestamp, limit: usize) -> Vec<Arc<Notification>> {
-        let mut taken = Vec::new();
-        let mut later = Vec::new();
-        while taken.len() < limit {
-            let Some(key) = self.order.pop_due(now) else { break };
-            match outbox.items.get(&key) {
-                Some(n) if n.status == Status::Pending && n.next_attempt_at <= now => taken.push(Arc::clone(n)),
-                Some(n) if n.status == Status::Pending => later.push((key, n.next_attempt_at)),
-                _ => {}
-            }
-        }
-        for (key, at) in later {
-            self.order.put(key, at);
-        }
-        taken
-    }
-
-    /// When the first entry comes due.
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.order.due.first().map(|(t, _)| *t)
-    }
-
-    /// Entries.
-    pub fn len(&self) -> usize {
-        self.order.at.len()
-    }
-
-    /// No entries.
-    pub fn is_empty(&self) -> bool {
-        self.order.at.is_empty()
+        self.order.take_due(now, limit, |key| match outbox.items.get(&key) {
+            Some(n) if n.status == Status::Pending && n.next_attempt_at <= now => Look::Take(Arc::clone(n)),
+            Some(n) if n.status == Status::Pending => Look::Later(n.next_attempt_at),
+            _ => Look::Drop,
+        })
     }
 
     /// The guarantee, against `outbox` (as new as the last [`Schedule::follow`]), for items
@@ -243,41 +243,18 @@ impl HookSchedule {
     /// heading their line (a resend went ahead) are dropped, as the head has its own; those
     /// whose next try moved later are moved to it.
     pub fn take_due(&mut self, hooks: &Hooks, now: Timestamp, limit: usize) -> Vec<Arc<Delivery>> {
-        let mut taken = Vec::new();
-        let mut later = Vec::new();
-        while taken.len() < limit {
-            let Some(key) = self.order.pop_due(now) else { break };
-            let Some(d) = hooks.deliveries.get(&key) else { continue };
-            if d.status != DeliveryStatus::Pending {
-                self.lines.insert((d.endpoint_id, d.event.subject));
-            } else if hooks.is_head(d) {
-                if d.next_attempt_at > now {
-                    later.push((key, d.next_attempt_at));
-                } else {
-                    taken.push(Arc::clone(d));
-                }
+        let lines = &mut self.lines;
+        self.order.take_due(now, limit, |key| match hooks.deliveries.get(&key) {
+            None => Look::Drop,
+            Some(d) if d.status != DeliveryStatus::Pending => {
+                lines.insert((d.endpoint_id, d.event.subject));
+                Look::Drop
             }
-            // A pending delivery behind its line's head is dropped: the head has its own.
-        }
-        for (key, at) in later {
-            self.order.put(key, at);
-        }
-        taken
-    }
-
-    /// When the first entry comes due.
-    pub fn next_due(&self) -> Option<Timestamp> {
-        self.order.due.first().map(|(t, _)| *t)
-    }
-
-    /// Entries.
-    pub fn len(&self) -> usize {
-        self.order.at.len()
-    }
-
-    /// No entries.
-    pub fn is_empty(&self) -> bool {
-        self.order.at.is_empty()
+            // Behind its line's head, which has its own entry.
+            Some(d) if !hooks.is_head(d) => Look::Drop,
+            Some(d) if d.next_attempt_at > now => Look::Later(d.next_attempt_at),
+            Some(d) => Look::Take(Arc::clone(d)),
+        })
     }
 
     /// The guarantee, against `hooks` (as new as the last [`HookSchedule::follow`] and
