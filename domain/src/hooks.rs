@@ -12,9 +12,10 @@
 //!   anything is sent, and a replay makes it again with the same event id;
 //! - **ordered per subject**: the deliveries of one endpoint about one subject (a trip and
 //!   everything about it — its payment, its SOS alerts) form a line; only the oldest
-//!   pending delivery of a line is ever due ([`Hooks::due`]), so an endpoint hears a
-//!   trip's events in the order they happened, and the next is sent only once the one
-//!   before it was delivered or given up on;
+//!   pending delivery of a line is ever due ([`Hooks::is_head`]: a report about another
+//!   is refused, and the worker's order takes heads only), so an endpoint hears a trip's
+//!   events in the order they happened, and the next is sent only once the one before it
+//!   was delivered or given up on;
 //! - a delivery leaves `pending` for `delivered` (a 2xx) or `failed` (a refusal, or its
 //!   3-day window over) once per series of tries; only an admin's resend starts a new
 //!   series; a report names the attempt it is about, so a duplicate or stale report is
