@@ -551,23 +551,22 @@ impl Hooks {
     }
 
     /// Puts back the deliveries of a checkpoint's rows (or none: a state taken apart for
-    /// its blob), this copy's orders rebuilt from them: O(n log n), at start only.
+    /// its blob) into the state's copy, its orders rebuilt from them: O(n log n), at start
+    /// only.
     pub(crate) fn set_rows(&mut self, deliveries: imbl::OrdMap<Key, Arc<Delivery>>) {
+        debug_assert!(!self.readers, "Hooks::set_rows on a readers' copy: for_readers makes those");
         self.lines = imbl::OrdSet::new();
         self.give_up = imbl::OrdSet::new();
         self.done = imbl::OrdSet::new();
         for d in deliveries.values() {
             match d.finished_at {
                 None => {
-                    if !self.readers {
-                        self.give_up.insert((d.give_up_at, d.key()));
-                    }
+                    self.give_up.insert((d.give_up_at, d.key()));
                     self.lines.insert(d.line());
                 }
-                Some(f) if !self.readers => {
+                Some(f) => {
                     self.done.insert((f, d.key()));
                 }
-                Some(_) => {}
             }
         }
         self.deliveries = deliveries;

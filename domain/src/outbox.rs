@@ -351,12 +351,10 @@ impl<'de> Deserialize<'de> for Outbox {
 }
 
 impl Outbox {
-    /// Adds `item` to the order its status puts it in (not to `items`; the readers' copy
-    /// keeps no orders).
+    /// Adds `item` to the order its status puts it in (not to `items`; the state's copy:
+    /// the readers' keeps no orders).
     pub(crate) fn index(&mut self, item: &Notification) {
-        if self.readers {
-            return;
-        }
+        debug_assert!(!self.readers, "Outbox::index on a readers' copy, which keeps no orders");
         match (item.status, item.finished_at) {
             (Status::Pending, _) => {
                 self.give_up.insert((item.give_up_at, item.id));
@@ -462,9 +460,9 @@ impl Outbox {
         self.holders.get(&(platform, token.to_owned())).copied()
     }
 
-    /// Takes `item` out of the pending order (it is about to change).
+    /// Takes `item` out of the pending order (it is about to change; the state's copy).
     pub(crate) fn unindex_pending(&mut self, item: &Notification) {
-        if item.status == Status::Pending && !self.readers {
+        if item.status == Status::Pending {
             self.give_up.remove(&(item.give_up_at, item.id));
         }
     }

@@ -165,12 +165,11 @@ pub fn body(view: &View, event: &HookEvent) -> Vec<u8> {
 /// Starts a POST for every due delivery not in flight; returns how many it started.
 async fn pass(inner: &Arc<Inner>) -> usize {
     let now = SystemClock.now();
-    // The order is locked before the view is read: a try ended before this pass was
-    // reported before, so this view already holds its report.
-    let jobs: Vec<Job> = {
-        let mut guard = inner.schedule.lock();
-        inner.engine.read_snapshot(|v| {
-            let schedule = guard.get_or_insert_with(|| HookSchedule::of(v.hooks()));
+    let jobs: Vec<Job> = crate::outbox::in_order(
+        &inner.engine,
+        &inner.schedule,
+        |v| HookSchedule::of(v.hooks()),
+        |schedule, v| {
             schedule.follow(v.hooks());
             schedule
                 .take_due(v.hooks(), now, inner.config.batch)
@@ -184,8 +183,8 @@ async fn pass(inner: &Arc<Inner>) -> usize {
                     Some(Job { url: e.url.clone(), secret: e.secret.clone(), body, delivery: d })
                 })
                 .collect()
-        })
-    };
+        },
+    );
     let mut started = 0;
     let mut jobs = jobs.into_iter();
     while let Some(job) = jobs.next() {

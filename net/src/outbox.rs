@@ -38,6 +38,7 @@ use dispatch_core::id::NotificationId;
 use dispatch_core::outbox::{AttemptOutcome, Channel, Notification, Platform, Target, retry_delay_ms};
 use dispatch_core::schedule::Schedule;
 use dispatch_core::templates::Live;
+use dispatch_core::view::View;
 use dispatch_core::{Actor, Command, Engine};
 
 use crate::notify::{Message, Provider, Recipient, SendOutcome};
@@ -218,12 +219,11 @@ pub async fn run_once_with(
 /// Starts a send for every due item not in flight; returns how many it started.
 async fn pass(inner: &Arc<Inner>) -> usize {
     let now = SystemClock.now();
-    // The order is locked before the view is read: a try put back before this pass
-    // was reported before, so this view already holds its report.
-    let due: Vec<(Arc<Notification>, Option<Recipient>)> = {
-        let mut guard = inner.schedule.lock();
-        inner.engine.read_snapshot(|v| {
-            let schedule = guard.get_or_insert_with(|| Schedule::of(v.outbox()));
+    let due: Vec<(Arc<Notification>, Option<Recipient>)> = in_order(
+        &inner.engine,
+        &inner.schedule,
+        |v| Schedule::of(v.outbox()),
+        |schedule, v| {
             schedule.follow(v.outbox());
             schedule
                 .take_due(v.outbox(), now, inner.config.batch)
@@ -241,8 +241,8 @@ async fn pass(inner: &Arc<Inner>) -> usize {
                     (n, to)
                 })
                 .collect()
-        })
-    };
+        },
+    );
     let mut started = 0;
     let mut due = due.into_iter();
     while let Some((item, to)) = due.next() {
@@ -280,6 +280,20 @@ async fn pass(inner: &Arc<Inner>) -> usize {
         });
     }
     started
+}
+
+/// Runs `take` on a worker's order of next tries (built by `build` if there is none)
+/// and on the view, the order locked before the view is read: a try put back before this
+/// call was reported before it, so the view `take` reads holds that report. How both
+/// workers (this one and `crate::hooks`) take their due items.
+pub(crate) fn in_order<S, R>(
+    engine: &Engine,
+    order: &Mutex<Option<S>>,
+    build: impl FnOnce(&View) -> S,
+    take: impl FnOnce(&mut S, &View) -> R,
+) -> R {
+    let mut order = order.lock();
+    engine.read_snapshot(|v| take(order.get_or_insert_with(|| build(v)), v))
 }
 
 /// Puts `item` back in the order at `at` (unless the order is to be rebuilt anyway).
