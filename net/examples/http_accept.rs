@@ -1,9 +1,11 @@
 //! Accept latency over loopback (DESIGN.md's budget: `POST /v1/trips/{id}/accept`, 200
 //! concurrent drivers, p99 ≤ 10 ms): the real server in-process on `127.0.0.1:0`, an
 //! in-memory engine, `N` drivers each accepting the trip booked at its own position, all
-//! at once, each over its own keep-alive connection.
+//! at once, each over its own keep-alive connection (closed once every answer of the
+//! round is in).
 //!
 //! `cargo run --release -p dispatch-server --example http_accept -- [drivers] [rounds]`
+//! (`HUGE_PAGES=1`: with the system's transparent huge pages, which `dispatchd` turns off)
 //!
 //! It allocates through the global allocator `dispatchd` ships (mimalloc, the default
 //! feature `mimalloc`), so it measures what ships; `--no-default-features` measures the
@@ -27,14 +29,22 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 fn main() {
+    // As `dispatchd` starts with its default `[server] transparent_huge_pages = false`
+    // (`HUGE_PAGES=1`: the system's setting, to compare).
+    dispatch_server::memory::transparent_huge_pages(std::env::var_os("HUGE_PAGES").is_some_and(|v| v == "1"));
     let mut args = std::env::args().skip(1);
     let drivers: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    // The server's runtime, as `dispatchd` builds it (a worker per core).
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(run(drivers, rounds));
+    // The drivers' side on a runtime of its own, as a load generator in another process
+    // would be: sharing the server's workers, the clients' tasks would run in the
+    // server's place and be measured as the server's time.
+    let clients = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("clients").build().unwrap();
+    rt.block_on(run(drivers, rounds, clients.handle().clone()));
 }
 
-async fn run(drivers: u32, rounds: u32) {
+async fn run(drivers: u32, rounds: u32, clients: tokio::runtime::Handle) {
     let engine = Arc::new(Engine::open(EngineConfig::default()).unwrap());
     engine.create_zone(Actor::Admin, dispatch_core::demo::cairo().unwrap()).unwrap();
     let secrets = Secrets::from_env(|_| None, true, []).unwrap();
@@ -123,7 +133,7 @@ async fn run(drivers: u32, rounds: u32) {
             .into_iter()
             .map(|(token, trip)| {
                 let barrier = Arc::clone(&barrier);
-                tokio::spawn(async move {
+                clients.spawn(async move {
                     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
                     stream.set_nodelay(true).unwrap();
                     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
@@ -138,15 +148,20 @@ async fn run(drivers: u32, rounds: u32) {
                     let resp = send.send_request(req).await.unwrap();
                     let status = resp.status();
                     let _ = resp.into_body().collect().await;
-                    (started.elapsed(), status.as_u16())
+                    // The connection stays open (a driver's app keeps it alive): closing
+                    // it here would put its teardown among the answers still on their way.
+                    (started.elapsed(), status.as_u16(), send)
                 })
             })
             .collect();
+        let mut open = Vec::with_capacity(tasks.len());
         for t in tasks {
-            let (took, status) = t.await.unwrap();
+            let (took, status, send) = t.await.unwrap();
             assert_eq!(status, 200, "every driver accepts its own trip");
             samples.push(took);
+            open.push(send);
         }
+        drop(open);
         // The drivers of this round stay on their trips; the next round uses new ones.
     }
     samples.sort();

@@ -344,6 +344,7 @@ pub fn webhook_secret_var(gateway: &str) -> String {
 /// # tls_cert = "/etc/dispatch/cert.pem"   # both set: HTTPS and wss:// only, with HSTS
 /// # tls_key = "/etc/dispatch/key.pem"
 /// cors_origins = []              # browser origins allowed cross-origin, e.g. ["https://ops.example.com"], or ["*"]
+/// transparent_huge_pages = false # false: THP off for the process (`crate::memory`); true: the system's setting
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -375,6 +376,10 @@ pub struct ServerSection {
     /// Origins (`scheme://host[:port]`) whose pages may call the API from a browser
     /// (CORS, `crate::cors`), or `["*"]` for any; empty: same-origin pages only.
     pub cors_origins: Vec<String>,
+    /// Whether the process may use transparent huge pages (`crate::memory`): `false` (the
+    /// default) turns them off for it, as their first-touch zeroing lands on requests'
+    /// tails; `true` leaves the system's setting.
+    pub transparent_huge_pages: bool,
 }
 
 /// Largest zone upload, bytes (API.md: 1 MiB).
@@ -397,6 +402,7 @@ impl Default for ServerSection {
             tls_cert: None,
             tls_key: None,
             cors_origins: Vec::new(),
+            transparent_huge_pages: false,
         }
     }
 }

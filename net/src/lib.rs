@@ -69,6 +69,7 @@ pub mod hooks;
 pub mod http;
 pub mod hub;
 pub mod listener;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod osrm;
@@ -170,6 +171,9 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let addr = config.listen_addr()?;
     // Read before anything opens a file: a bad certificate stops start-up here (exit 2).
     let tls = config.server.tls().map(|(cert, key)| tls::acceptor(cert, key)).transpose()?;
+    // Before the engine allocates its state (net/src/memory.rs says why).
+    let huge_pages = memory::transparent_huge_pages(config.server.transparent_huge_pages);
+    tracing::info!(?huge_pages, "transparent huge pages");
     // Raised before the engine opens its files; the connection budget is derived from it.
     let fds = admission::FdLimit::raise();
     let budget = fds.connection_budget().map_err(Error::Setting)?;
@@ -341,8 +345,6 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("dispatchd").build()?;
     let result = runtime.block_on(async {
         let listener = listen(addr).map_err(|source| Error::Bind { addr: addr.to_string(), source })?;
-        // The request schemas are compiled before the first request, not during it.
-        api::openapi::init();
         let bound = listener.local_addr()?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         let app = Arc::new(

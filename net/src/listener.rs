@@ -72,6 +72,10 @@ const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 /// Serves `listener` until `shutdown` flips, then drains and returns. With `tls`, every
 /// connection speaks TLS.
 pub async fn run(app: Arc<App>, listener: TcpListener, tls: Option<TlsAcceptor>, mut shutdown: watch::Receiver<bool>) {
+    // The request schemas are compiled before the first connection is taken, not during
+    // the first requests (tens of milliseconds, which every request of the first burst
+    // would wait for). Here, so every embedding of the server gets it, not only `dispatchd`.
+    crate::api::openapi::init();
     let ticker = tokio::spawn(ticker(Arc::clone(&app), shutdown.clone()));
     let fanout = crate::ws::spawn_fanout(Arc::clone(&app));
     let snapshots = tokio::spawn(crate::ws::ops_snapshots(Arc::clone(&app)));
