@@ -8,7 +8,9 @@
 //! held while writing; the reader's word (idle, a protocol breach, the peer gone) ends the
 //! loop at once.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -52,6 +54,10 @@ where
     S: futures_util::Sink<Message> + Unpin,
 {
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + timing.ping_every, timing.ping_every);
+    // Made once and kept: a new wait at every wake-up would take and leave a place among
+    // the shutdown flag's waiters, which every socket's writer shares.
+    let shutting = crate::server::until_shutdown(shutdown);
+    tokio::pin!(shutting);
     loop {
         tokio::select! {
             _ = outbox.notify.notified() => {
@@ -78,7 +84,7 @@ where
                 }
             }
             why = &mut *closing => return why.unwrap_or(WriterEnd::PeerGone),
-            _ = crate::server::until_shutdown(shutdown) => return WriterEnd::Shutdown,
+            _ = &mut shutting => return WriterEnd::Shutdown,
         }
     }
 }
@@ -87,9 +93,16 @@ where
 /// when the outbox overflows meanwhile.
 async fn bounded<F, E>(send: F, outbox: &Outbox, timeout: Duration) -> Result<(), WriterEnd>
 where
-    F: std::future::Future<Output = Result<(), E>>,
+    F: Future<Output = Result<(), E>>,
 {
     tokio::pin!(send);
+    // Most writes finish at once (there is room in the socket's buffer): those take no
+    // timer and no place among the outbox's waiters. A fan-out makes one feed and one
+    // flush per socket, and registering then cancelling a timer for each, under the time
+    // driver's lock that every worker shares, was a measurable part of it.
+    if let Poll::Ready(r) = std::future::poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+        return r.map_err(|_| WriterEnd::Failed);
+    }
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     loop {
