@@ -1,7 +1,7 @@
 //! What ships beside the binary, held to the code: `dispatch.toml.example` is the
 //! default configuration key for key (it cannot drift from `Config`), and
 //! `dispatchd healthcheck` (the container's HEALTHCHECK) tells a serving `dispatchd` from
-//! a stopped one.
+//! a stopped one; the process runs without transparent huge pages unless configured.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
@@ -85,6 +85,35 @@ fn healthcheck_exits_0_on_a_serving_server_and_1_otherwise() {
     assert_eq!(down.status.code(), Some(1), "{}", String::from_utf8_lossy(&down.stdout));
     // Only plain http (the check runs beside the server).
     assert_eq!(healthcheck(&format!("https://{}/healthz", s.addr)).status.code(), Some(1));
+}
+
+/// `dispatchd` runs without transparent huge pages unless `[server]
+/// transparent_huge_pages = true` (net/src/memory.rs says why), as the kernel reports it
+/// for the process (`THP_enabled` in `/proc/<pid>/status`).
+#[cfg(target_os = "linux")]
+#[test]
+fn dispatchd_runs_without_transparent_huge_pages_unless_configured() {
+    let thp = |s: &Server| {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+        status.lines().find_map(|l| l.strip_prefix("THP_enabled:")).map(|v| v.trim().to_owned())
+    };
+    // Kernels before 5.0 do not report it: nothing to check there.
+    if std::fs::read_to_string("/proc/self/status").is_ok_and(|s| !s.contains("THP_enabled:")) {
+        return;
+    }
+    let mut off = Server::start(&[], None);
+    assert_eq!(thp(&off).as_deref(), Some("0"), "by default the server turns them off");
+    off.sigterm();
+    assert!(off.wait_exit().success());
+    // Allowed: the process keeps what it was started with (this test's own setting).
+    let inherited = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:").map(|v| v.trim().to_owned()));
+    let mut on = Server::start(&[], Some("[server]\ntransparent_huge_pages = true\n"));
+    assert_eq!(thp(&on), inherited, "allowed, the system's setting stays");
+    on.sigterm();
+    assert!(on.wait_exit().success());
 }
 
 #[test]
