@@ -1,8 +1,9 @@
 //! Accept latency over loopback (DESIGN.md's budget: `POST /v1/trips/{id}/accept`, 200
 //! concurrent drivers, p99 ≤ 10 ms): the real server in-process on `127.0.0.1:0`, an
 //! in-memory engine, `N` drivers each accepting the trip booked at its own position, all
-//! at once, each over its own keep-alive connection (closed once every answer of the
-//! round is in).
+//! at once, each over its own keep-alive connection, taken and served once before the
+//! instant (a driver's app has its connection already) and closed once every answer of
+//! the round is in.
 //!
 //! `cargo run --release -p dispatch-server --example http_accept -- [drivers] [rounds]`
 //! (`HUGE_PAGES=1`: with the system's transparent huge pages, which `dispatchd` turns off)
@@ -138,6 +139,14 @@ async fn run(drivers: u32, rounds: u32, clients: tokio::runtime::Handle) {
                     stream.set_nodelay(true).unwrap();
                     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
                     tokio::spawn(conn);
+                    // The connection is taken and served once before the instant (a
+                    // driver's app has its keep-alive connection already): the server's
+                    // accept and set-up of 200 connections is not in the burst.
+                    let warm = hyper::Request::get("/healthz")
+                        .header("host", addr.to_string())
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let _ = send.send_request(warm).await.unwrap().into_body().collect().await;
                     barrier.wait().await;
                     let req = hyper::Request::post(format!("/v1/trips/{trip}/accept"))
                         .header("host", addr.to_string())
