@@ -6,8 +6,9 @@
 //! mimalloc (the binary's allocator) asks for huge pages on its arenas (`madvise`), so on
 //! a kernel set to `madvise` (the common default) as on one set to `always`, a burst of
 //! requests that grows the heap waits behind those zeroings: 200 HTTP accepts at once took
-//! p99 14.5-19.9 ms with THP and 8.1-13.0 ms without, in the same minutes (BENCHMARKS.md,
-//! "HTTP accept and fan-out"). Redis turns THP off for its process for the same reason.
+//! p99 9-28 ms with THP and 7-15 ms without, alternating in the same minutes (BENCHMARKS.md,
+//! "HTTP accept and fan-out", round five). Redis turns THP off for its process for the
+//! same reason.
 //!
 //! Guarantees: [`transparent_huge_pages`] with `false` (the default of `[server]
 //! transparent_huge_pages`) disables THP for the whole process (`prctl(PR_SET_THP_DISABLE)`,
