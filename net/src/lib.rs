@@ -379,11 +379,14 @@ pub fn serve(opts: ServeOptions) -> Result<(), Error> {
         ));
         // The eraser (issue 20: U): erased users' files, positions and archived chat.
         let eraser = tokio::spawn(eraser::run(Arc::clone(&engine), app.config.store.data_dir.clone(), rx.clone()));
+        // Caught before the line below: a SIGTERM sent as soon as it is printed is a
+        // graceful shutdown.
+        let signals = listener::Signals::catch();
         // The machine-readable line tests and scripts look for.
         println!("listening on {bound}");
         tracing::info!(addr = %bound, tls = tls.is_some(), "listening");
         let signal = tokio::spawn(async move {
-            listener::signal().await;
+            signals.recv().await;
             tracing::info!("shutdown signal");
             let _ = tx.send(true);
         });

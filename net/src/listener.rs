@@ -271,25 +271,54 @@ async fn ticker(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// Resolves when SIGTERM or ctrl-c arrives.
-pub async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT (ctrl-c), caught from the moment [`Signals::catch`] returns: the
+/// server announces that it listens only after, so a signal sent as soon as it does (a
+/// supervisor, a test) is a graceful shutdown, not the default action killing the process.
+pub struct Signals {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers now (on the current runtime).
+    pub fn catch() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let term = signal(SignalKind::terminate())
+                .inspect_err(|e| tracing::warn!(error = %e, "SIGTERM cannot be caught"))
+                .ok();
+            let int = signal(SignalKind::interrupt())
+                .inspect_err(|e| tracing::warn!(error = %e, "SIGINT cannot be caught"))
+                .ok();
+            Signals { term, int }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Resolves when one of them arrives.
+    pub async fn recv(self) {
+        #[cfg(unix)]
+        {
+            async fn next(s: Option<tokio::signal::unix::Signal>) {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            }
+            tokio::select! {
+                _ = next(self.term) => {}
+                _ = next(self.int) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
