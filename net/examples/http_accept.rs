@@ -159,16 +159,21 @@ async fn run(drivers: u32, rounds: u32, clients: tokio::runtime::Handle) {
                     let _ = resp.into_body().collect().await;
                     // The connection stays open (a driver's app keeps it alive): closing
                     // it here would put its teardown among the answers still on their way.
-                    (started.elapsed(), status.as_u16(), send)
+                    (started, started.elapsed(), status.as_u16(), send)
                 })
             })
             .collect();
+        let mut first = Instant::now() + Duration::from_secs(3600);
         let mut open = Vec::with_capacity(tasks.len());
         for t in tasks {
-            let (took, status, send) = t.await.unwrap();
+            let (started, took, status, send) = t.await.unwrap();
+            first = first.min(started);
             assert_eq!(status, 200, "every driver accepts its own trip");
             samples.push(took);
             open.push(send);
+        }
+        if std::env::var_os("ROUND_MARKS").is_some() {
+            eprintln!("round {round}: {first:?} .. {:?}", Instant::now());
         }
         drop(open);
         // The drivers of this round stay on their trips; the next round uses new ones.
