@@ -507,11 +507,44 @@ pub fn rfc3339(ts: dispatch_core::clock::Timestamp) -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Rfc3339(pub dispatch_core::clock::Timestamp);
 
+impl Rfc3339 {
+    /// The text, written digit by digit into a buffer on the stack (no formatting machinery
+    /// on the hot answers' every timestamp); `None` for a year outside 0000-9999, which
+    /// [`Display`](std::fmt::Display) writes the general way.
+    fn ascii(self) -> Option<[u8; 24]> {
+        /// `n`'s last `out.len()` decimal digits, zero-padded.
+        fn digits(out: &mut [u8], mut n: u32) {
+            for d in out.iter_mut().rev() {
+                *d = b"0123456789"[(n % 10) as usize];
+                n /= 10;
+            }
+        }
+        let t = self.time();
+        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let mut b = *b"0000-00-00T00:00:00.000Z";
+        digits(&mut b[0..4], year);
+        digits(&mut b[5..7], u32::from(u8::from(t.month())));
+        digits(&mut b[8..10], u32::from(t.day()));
+        digits(&mut b[11..13], u32::from(t.hour()));
+        digits(&mut b[14..16], u32::from(t.minute()));
+        digits(&mut b[17..19], u32::from(t.second()));
+        digits(&mut b[20..23], u32::from(t.millisecond()));
+        Some(b)
+    }
+
+    fn time(self) -> time::OffsetDateTime {
+        let ms = self.0.as_millis();
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    }
+}
+
 impl std::fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ms = self.0.as_millis();
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        if let Some(text) = self.ascii().as_ref().and_then(|b| std::str::from_utf8(b).ok()) {
+            return f.write_str(text);
+        }
+        let t = self.time();
         write!(
             f,
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
@@ -523,6 +556,16 @@ impl std::fmt::Display for Rfc3339 {
             t.second(),
             t.millisecond()
         )
+    }
+}
+
+impl serde::Serialize for Rfc3339 {
+    /// As its text, handed to the serialiser whole (no `collect_str` adapter).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.ascii().as_ref().and_then(|b| std::str::from_utf8(b).ok()) {
+            Some(text) => s.serialize_str(text),
+            None => s.collect_str(self),
+        }
     }
 }
 
@@ -770,5 +813,36 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20.123Z", "t").unwrap().as_millis(), 1_700_000_000_123);
         assert_eq!(mask_phone("+201001234567"), "+*********567");
+    }
+
+    /// The digit-by-digit text is `time`'s own formatting of the same instant, for every
+    /// field's edges, and years before 0 take the general path.
+    #[test]
+    fn rfc3339_text_is_times_formatting() {
+        use time::format_description::well_known::Rfc3339 as Spec;
+        let reference = |ms: i64| {
+            let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap();
+            let text = t.format(&Spec).unwrap();
+            // `time` writes as many fraction digits as needed; the API always three.
+            let (head, _) = text.split_once(['.', 'Z']).unwrap();
+            format!("{head}.{:03}Z", t.millisecond())
+        };
+        let mut samples = vec![0, 1, 999, 1_000, 59_999, 86_399_999, 951_782_400_000, 253_402_300_799_999];
+        let mut ms: i64 = 1;
+        while ms < 253_402_300_799_999 {
+            samples.push(ms);
+            ms = ms * 7 + 13;
+        }
+        for ms in samples {
+            let t = Rfc3339(dispatch_core::clock::Timestamp::from_millis(ms));
+            assert_eq!(t.to_string(), reference(ms), "{ms}");
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", reference(ms)), "{ms}");
+        }
+        // Beyond `time`'s range (year 9999) an instant is written as the epoch, as before.
+        let far = Rfc3339(dispatch_core::clock::Timestamp::from_millis(253_402_300_800_000));
+        assert_eq!(serde_json::to_string(&far).unwrap(), "\"1970-01-01T00:00:00.000Z\"");
+        let before = Rfc3339(dispatch_core::clock::Timestamp::from_millis(-62_167_219_200_001));
+        assert_eq!(before.to_string(), "-001-12-31T23:59:59.999Z");
+        assert_eq!(serde_json::to_string(&before).unwrap(), "\"-001-12-31T23:59:59.999Z\"");
     }
 }

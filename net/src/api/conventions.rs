@@ -115,6 +115,9 @@ impl Finish {
     ) -> Resp {
         let status = resp.status();
         let h = resp.headers_mut();
+        // Room for what follows at once (request id, cache, three quota headers, `Vary`,
+        // CORS): grown one header past its first size, the map rehashes every answer.
+        h.reserve(8);
         if let Ok(v) = HeaderValue::from_str(request_id) {
             h.insert("x-request-id", v);
         }

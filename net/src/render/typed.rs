@@ -34,10 +34,10 @@ impl<T: fmt::Display> Serialize for Shown<T> {
 }
 
 /// An instant, written as RFC 3339 UTC with milliseconds.
-type Time = Shown<Rfc3339>;
+type Time = Rfc3339;
 
 fn time(t: Timestamp) -> Time {
-    Shown(Rfc3339(t))
+    Rfc3339(t)
 }
 
 fn time_opt(t: Option<Timestamp>) -> Option<Time> {
