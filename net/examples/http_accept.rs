@@ -6,7 +6,10 @@
 //! the round is in.
 //!
 //! `cargo run --release -p dispatch-server --example http_accept -- [drivers] [rounds]`
-//! (`HUGE_PAGES=1`: with the system's transparent huge pages, which `dispatchd` turns off)
+//! (`HUGE_PAGES=1`: with the system's transparent huge pages, which `dispatchd` turns off;
+//! `ROUND_MARKS=1`: each round's window, from its first request to its last answer, on
+//! stderr as `Instant`s of the monotonic clock, to cut a `perf record -k CLOCK_MONOTONIC`
+//! profile to the rounds)
 //!
 //! It allocates through the global allocator `dispatchd` ships (mimalloc, the default
 //! feature `mimalloc`), so it measures what ships; `--no-default-features` measures the

@@ -6,6 +6,10 @@
 //! saying which change and how many sockets missed it); a socket refused right after a big
 //! run (the server still closing the drivers' sockets) is tried again for ten seconds; the
 //! sockets' reader parses only a frame's type and trip status.
+//!
+//! `FANOUT_MARKS=1` prints each change's window (from just before its request to the last
+//! socket's frame) on stderr as `Instant`s of the monotonic clock, to cut a `perf record
+//! -a -k CLOCK_MONOTONIC` profile to what the figures measure.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -102,6 +106,7 @@ pub async fn fanout(
         }
         Ok(at.into_iter().flatten().collect())
     }
+    let marks = std::env::var_os("FANOUT_MARKS").is_some();
     let mut out = Fanout { last: Vec::new(), each: Vec::new() };
     for _ in 0..trips {
         let body = json!({"pickup": {"lat": FANOUT_SPOT.0, "lng": FANOUT_SPOT.1}, "dropoff": {"lat": FANOUT_SPOT.0 + 0.02, "lng": FANOUT_SPOT.1},
@@ -132,6 +137,11 @@ pub async fn fanout(
             let at = all_of(&mut seen, n, status).await?;
             out.each.extend(at.iter().map(|t| t.duration_since(sent)));
             out.last.push(at.iter().max().map_or(Duration::ZERO, |t| t.duration_since(sent)));
+            if marks {
+                // The change's window on the monotonic clock, to cut a profile to it
+                // (`perf record -k CLOCK_MONOTONIC`).
+                eprintln!("change {step}: {sent:?} .. {:?}", at.iter().max().copied().unwrap_or(sent));
+            }
         }
     }
     for mut sink in sinks {
