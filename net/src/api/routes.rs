@@ -461,8 +461,9 @@ pub const ROUTES: &[Route] = {
     ]
 };
 
-/// The most segments a template has (`/v1/trips/{id}/bids/{bid}/accept` has five): a longer
-/// path matches no route.
+/// The most segments a template may have (the longest,
+/// `/v1/admin/webhook-endpoints/{id}/deliveries/{event_id}/resend`, has seven): a longer
+/// path matches no route, and a longer template fails the table's test.
 const MAX_SEGMENTS: usize = 8;
 
 /// A template split at `/` once, at first use: each segment a literal, or `None` for a
