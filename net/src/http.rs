@@ -539,10 +539,15 @@ impl Rfc3339 {
     }
 }
 
+/// [`Rfc3339::ascii`]'s text: digits and separators only, so always UTF-8.
+fn ascii_str(b: &[u8; 24]) -> &str {
+    std::str::from_utf8(b).unwrap_or_default()
+}
+
 impl std::fmt::Display for Rfc3339 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if let Some(text) = self.ascii().as_ref().and_then(|b| std::str::from_utf8(b).ok()) {
-            return f.write_str(text);
+        if let Some(b) = self.ascii() {
+            return f.write_str(ascii_str(&b));
         }
         let t = self.time();
         write!(
@@ -562,8 +567,8 @@ impl std::fmt::Display for Rfc3339 {
 impl serde::Serialize for Rfc3339 {
     /// As its text, handed to the serialiser whole (no `collect_str` adapter).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self.ascii().as_ref().and_then(|b| std::str::from_utf8(b).ok()) {
-            Some(text) => s.serialize_str(text),
+        match self.ascii() {
+            Some(b) => s.serialize_str(ascii_str(&b)),
             None => s.collect_str(self),
         }
     }
