@@ -7,6 +7,9 @@
 //!
 //! Guarantees:
 //! - a refusal says when the next request would pass (`Retry-After`, whole seconds ≥ 1);
+//! - a request the server failed to serve is given back ([`RateLimiter::refund`], called
+//!   for every 5xx answer): a client waiting out an outage is not charged for its
+//!   retries, and a refund never leaves a bucket more than full;
 //! - memory is bounded: each class has its own map of at most [`MAX_KEYS`] buckets, so a
 //!   flood of unauthenticated addresses never evicts or crowds out users' buckets; a
 //!   bucket whose theoretical arrival time has passed is equivalent to no bucket and is
@@ -255,10 +258,40 @@ impl RateLimiter {
             // Updates only move a bucket's expiry later; a new one may be the earliest.
             shard.next_expiry = shard.next_expiry.min(new_tat);
         }
-        // Whole requests that would still pass now: the room left under the burst, in
-        // intervals; the bucket is full again once its theoretical arrival time is past.
-        let remaining = u32::try_from((burst - ahead) / interval).unwrap_or(u32::MAX);
-        Ok(Quota { limit: self.limit_of(class), remaining, reset_s: ahead.div_ceil(SECOND_NS) })
+        Ok(self.quota(class, ahead))
+    }
+
+    /// What is left of a quota whose bucket's theoretical arrival time is `ahead` ns
+    /// from now (at most the burst): whole requests that would still pass now — the
+    /// room left under the burst, in intervals — and the seconds until the bucket is
+    /// full again (once its theoretical arrival time is past).
+    fn quota(&self, class: Class, ahead: u64) -> Quota {
+        let (interval, burst) = self.gcra(class);
+        let remaining = u32::try_from(burst.saturating_sub(ahead) / interval).unwrap_or(u32::MAX);
+        Quota { limit: self.limit_of(class), remaining, reset_s: ahead.div_ceil(SECOND_NS) }
+    }
+
+    /// Gives back one request [`check`](RateLimiter::check) counted: for a request the
+    /// server failed to serve (a 5xx — it leads no more, its disk is read-only, it is
+    /// overloaded), so that a client told to retry is not also charged for the retry.
+    /// What is left of the subject's quota after it, or `None` when its bucket is gone
+    /// (evicted idle: already full).
+    ///
+    /// It moves the bucket's theoretical arrival time one interval back, the exact
+    /// inverse of the count whenever the bucket stayed busy in between; when it went
+    /// idle, the bucket is full either way. So a refund never leaves more than a full
+    /// burst, whatever the order of counts and refunds.
+    pub fn refund(&self, class: Class, subject: Subject) -> Option<Quota> {
+        let subject = subject.key();
+        let (interval, _) = self.gcra(class);
+        let mut shard = self.shard(class, &subject).lock();
+        let now = (self.clock)();
+        let tat = shard.tats.get_mut(&subject)?;
+        *tat = tat.saturating_sub(interval);
+        let tat = *tat;
+        // `next_expiry` is a lower bound of the earliest expiry: an earlier one lowers it.
+        shard.next_expiry = shard.next_expiry.min(tat);
+        Some(self.quota(class, tat.saturating_sub(now)))
     }
 
     /// Whether a request would pass now, counting nothing: `Err(retry_after_s)` when
@@ -511,6 +544,17 @@ mod tests {
             self.buckets.insert((class, subject), (drained + increment, now));
             Ok(())
         }
+
+        /// Gives one increment back: the bucket's level now, one increment lower (never
+        /// below empty); the requests that would pass after it, or `None` for a bucket
+        /// never counted in.
+        fn refund(&mut self, per_min: u32, class: usize, subject: u64, now: u64) -> Option<u32> {
+            let increment = 60_000_000_000 / u64::from(per_min);
+            let (level, last) = self.buckets.get(&(class, subject)).copied()?;
+            let level = level.saturating_sub(now - last).saturating_sub(increment);
+            self.buckets.insert((class, subject), (level, now));
+            Some(u32::try_from((increment * u64::from(per_min) - level) / increment).unwrap_or(u32::MAX))
+        }
     }
 
     #[derive(Debug, Clone)]
@@ -519,6 +563,8 @@ mod tests {
         Advance(u64),
         /// A request of user `subject` in class `class`.
         Request { class: usize, subject: u64 },
+        /// The last request of user `subject` in class `class` is given back (a 5xx).
+        Refund { class: usize, subject: u64 },
     }
 
     fn per_min() -> impl proptest::strategy::Strategy<Value = u32> {
@@ -536,6 +582,7 @@ mod tests {
         use proptest::prelude::*;
         let step = prop_oneof![
             3 => (0usize..4, 0u64..3).prop_map(|(class, subject)| Step::Request { class, subject }),
+            1 => (0usize..4, 0u64..3).prop_map(|(class, subject)| Step::Refund { class, subject }),
             1 => prop_oneof![0u64..2_000, 0u64..20_000_000, 0u64..130_000_000_000].prop_map(Step::Advance),
         ];
         proptest::collection::vec(step, 1..300)
@@ -544,7 +591,9 @@ mod tests {
     proptest::proptest! {
         /// Finding 12 of issue 24: the limiter agrees with a plain GCRA model, request by
         /// request (allowed or refused, and the `Retry-After` of each refusal), whatever
-        /// the limits (1 to `u32::MAX` a minute) and the timing.
+        /// the limits (1 to `u32::MAX` a minute) and the timing; and a refund (a request
+        /// given back after a 5xx) leaves what the model's bucket, one increment lower,
+        /// would let through.
         #[test]
         fn finding_12_the_limiter_agrees_with_a_gcra_model(
             limits in proptest::array::uniform4(per_min()),
@@ -571,6 +620,12 @@ mod tests {
                         let at = now.load(Ordering::SeqCst);
                         let want = model.request(limits[class], class, subject, at);
                         let got = l.check(classes[class], Subject::User(subject));
+                        proptest::prop_assert_eq!(got, want, "step {} ({:?}) at {} ns", i, step, at);
+                    }
+                    Step::Refund { class, subject } => {
+                        let at = now.load(Ordering::SeqCst);
+                        let want = model.refund(limits[class], class, subject, at);
+                        let got = l.refund(classes[class], Subject::User(subject)).map(|q| q.remaining);
                         proptest::prop_assert_eq!(got, want, "step {} ({:?}) at {} ns", i, step, at);
                     }
                 }

@@ -1357,6 +1357,41 @@ async fn a_failing_disk_is_503_read_only_reads_still_work_and_it_recovers_by_its
     s.get("/v1/trips", &rider).await.expect(200);
 }
 
+/// A request the server failed to serve (a 5xx) is given back to the buckets it was
+/// counted in: a rider retrying a booking through a read-only spell is not told `429`
+/// once the disk is back, and every `503` says the quota is still whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_server_failed_to_serve_cost_no_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = dir.path().join("disk-full");
+    // One booking a minute, three requests a minute: the refused attempts below would
+    // spend both several times over if they were counted.
+    let limits = "[limits]\ntrip_create_per_min = 1\nuser_per_min = 3\n";
+    let s = Server::start_in(dir, &["--fault-file", fault.to_str().unwrap()], Some(limits));
+    s.post("/v1/admin/zones", ADMIN, cairo_zone()).await.expect(201);
+    let (_, rider) = user(&s, "rider", 1).await;
+    std::fs::write(&fault, b"").unwrap();
+    let body = json!({"pickup": {"lat": HERE.0, "lng": HERE.1}, "dropoff": {"lat": 30.06, "lng": 31.25},
+        "category": "economy", "payment_method": "cash"});
+    for _ in 0..6 {
+        let r = s.post("/v1/trips", &rider, body.clone()).await;
+        r.expect_error(503, "read_only");
+        let remaining =
+            (r.headers["ratelimit-limit"].to_str().unwrap(), r.headers["ratelimit-remaining"].to_str().unwrap());
+        assert_eq!(remaining, ("1", "1"), "the tightest quota, after the refund: the booking's, whole");
+    }
+    std::fs::remove_file(&fault).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while s.call(Method::GET, "/readyz", None, None).await.status != 200 {
+        assert!(std::time::Instant::now() < deadline, "never writable again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let booked = s.post("/v1/trips", &rider, body.clone()).await.expect(201);
+    assert_eq!(booked["status"], "searching", "{booked}");
+    // Served requests are counted as before: the booking's quota is spent.
+    s.post("/v1/trips", &rider, body).await.expect_error(429, "rate_limited");
+}
+
 /// Open routes ignore credentials: a stale or malformed token never turns a health check
 /// or a sign-in into a 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,7 +111,6 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
             }
         }
     };
-    let Seen { who, trip_id, quota, .. } = seen;
     let resp = match result {
         Ok(r) => r,
         Err(e) => {
@@ -123,6 +122,10 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
             r
         }
     };
+    if resp.status().is_server_error() {
+        seen.refund(&app);
+    }
+    let Seen { who, trip_id, quota, .. } = seen;
     let console_csp = app.console_csp.get_or_init(|| console_csp(&app.config.console));
     let mut resp = finish.apply(resp, &request_id, &path, quota, cors_origins, console_csp).await;
     if let (Some(node), Some(_)) = (&app.node, &forwarded) {
@@ -156,17 +159,42 @@ struct Seen {
     who: Option<Principal>,
     trip_id: Option<TripId>,
     quota: Option<Quota>,
+    /// The buckets the request was counted in (at most two: the user's or the address's,
+    /// and the route's class), given back if the server fails to serve it.
+    charged: [Option<(Class, Subject)>; 2],
     /// Forwarded by another node of this cluster (its signature checked, issue 21): its
     /// limits were counted there, and it is never forwarded again.
     forwarded: bool,
 }
 
 impl Seen {
-    /// Keeps the quota with the fewest requests left.
-    fn counted(&mut self, q: Quota) {
+    /// Keeps the quota with the fewest requests left, and where it was counted.
+    fn counted(&mut self, (q, class, subject): (Quota, Class, Subject)) {
         if self.quota.is_none_or(|old| q.remaining < old.remaining) {
             self.quota = Some(q);
         }
+        if let Some(slot) = self.charged.iter_mut().find(|c| c.is_none()) {
+            *slot = Some((class, subject));
+        }
+    }
+
+    /// A request the server failed to serve (a 5xx: it leads no more, its disk is
+    /// read-only, it is overloaded, a peer did not answer) is given back to the buckets
+    /// it was counted in: a client told to retry is not charged for being told so, and
+    /// an outage never turns into `429`s for the clients that wait it out. (A write whose
+    /// answer was lost to a 5xx may have committed; its retry with the same
+    /// `Idempotency-Key` replays it, uncounted, which is what the key is for.) The
+    /// quota headers then say what is left after the refund.
+    fn refund(&mut self, app: &App) {
+        let mut quota: Option<Quota> = None;
+        for (class, subject) in self.charged.iter_mut().filter_map(Option::take) {
+            if let Some(q) = app.limiter.refund(class, subject)
+                && quota.is_none_or(|old| q.remaining < old.remaining)
+            {
+                quota = Some(q);
+            }
+        }
+        self.quota = quota;
     }
 }
 
@@ -183,9 +211,10 @@ async fn pipeline(
 ) -> Result<Resp, ApiError> {
     let forwarded = seen.forwarded;
     // A forwarded request was counted against its limits by the node that took it.
-    let limit = |name: &'static str, class: Class, subject: Subject| -> Result<Option<Quota>, ApiError> {
-        if forwarded { Ok(None) } else { app.limit(name, class, subject).map(Some) }
-    };
+    let limit =
+        |name: &'static str, class: Class, subject: Subject| -> Result<Option<(Quota, Class, Subject)>, ApiError> {
+            if forwarded { Ok(None) } else { app.limit(name, class, subject).map(|q| Some((q, class, subject))) }
+        };
     // ----- issue 21 -----
     // Cluster-internal: taken only signed by a node of this cluster (never forwarded on).
     if matches!(ep, Endpoint::ClusterCommands | Endpoint::ClusterCheckpoint) && !forwarded {
