@@ -87,10 +87,6 @@ const CELL_INV: f64 = CELLS_PER_UNIT as f64;
 /// A cube index beyond every vector's (the sphere spans `-CELLS_PER_UNIT..=CELLS_PER_UNIT`).
 const EDGE: i32 = CELLS_PER_UNIT + 1;
 
-/// How far off unit length (in squared norm) a stored `f32` vector may be (its rounding is
-/// under 4·10⁻⁷): the sphere test of a column widens the sheet by this much.
-pub const SPHERE_SLACK: f64 = 1e-5;
-
 /// Bias of a cube index in its key (indices are within ±`EDGE`).
 const KEY_BIAS: i64 = 1 << 20;
 const KEY_MASK: u64 = (1 << 21) - 1;
@@ -174,16 +170,51 @@ fn cube_of(point: [f32; 3]) -> [i32; 3] {
     point.map(|x| cell_index(f64::from(x)))
 }
 
-/// A cube's key in the map: the three indices, biased, 21 bits each.
-fn key_of(cube: [i32; 3]) -> u64 {
-    cube.iter()
-        .enumerate()
-        .fold(0u64, |key, (axis, &i)| key | (((i64::from(i) + KEY_BIAS) as u64 & KEY_MASK) << (21 * axis)))
+/// The face of the cube map a vector lies on, `0..6`: its dominant axis (the largest
+/// coordinate in magnitude, the first of equals) times two, plus one when that coordinate
+/// is negative. Every point of face `2·m + n` has `±p[m] ≥ |p[j]|` for the other axes `j`
+/// (the sign `+` for `n = 0`).
+fn face_of(point: [f32; 3]) -> usize {
+    let m = (0..3).fold(0, |best, axis| if point[axis].abs() > point[best].abs() { axis } else { best });
+    2 * m + usize::from(point[m] < 0.0)
 }
 
-/// The cube of a key.
-fn cube_of_key(key: u64) -> [i32; 3] {
-    [0, 1, 2].map(|axis| (((key >> (21 * axis)) & KEY_MASK) as i64 - KEY_BIAS) as i32)
+/// The dominant axis of face `face` and the two axes its columns are indexed by.
+fn axes_of(face: usize) -> (usize, usize, usize) {
+    let m = face / 2;
+    (m, (m + 1) % 3, (m + 2) % 3)
+}
+
+/// A column's key in the map: its face (3 bits) and its cube indices on the face's two
+/// other axes, biased, 21 bits each.
+fn column_key(face: usize, ca: i32, cb: i32) -> u64 {
+    let biased = |i: i32| (i64::from(i) + KEY_BIAS) as u64 & KEY_MASK;
+    biased(ca) | (biased(cb) << 21) | ((face as u64) << 42)
+}
+
+/// The face and cube indices of a column's key.
+fn column_of_key(key: u64) -> (usize, i32, i32) {
+    let unbiased = |bits: u64| ((bits & KEY_MASK) as i64 - KEY_BIAS) as i32;
+    ((key >> 42) as usize, unbiased(key), unbiased(key >> 21))
+}
+
+/// The key of the column holding `point`.
+fn column_of(point: [f32; 3]) -> u64 {
+    let face = face_of(point);
+    let (_, a, b) = axes_of(face);
+    let cube = cube_of(point);
+    column_key(face, cube[a], cube[b])
+}
+
+/// A lower bound of the chord from `q` to any point of face `face` (see [`face_of`]): the
+/// face lies within the half-spaces `±p[m] ≥ 0` and `±p[m] ≥ ±p[j]`, and the distance to
+/// an intersection is at least the distance to each. Zero on the face of `q`.
+fn face_gap(q: [f64; 3], face: usize) -> f64 {
+    let (m, a, b) = axes_of(face);
+    let s = if face.is_multiple_of(2) { q[m] } else { -q[m] };
+    let seam = (q[a].abs().max(q[b].abs()) - s).max(0.0) * std::f64::consts::FRAC_1_SQRT_2;
+    // Less a hair for the rounding of these few operations (chords of interest are ≥ 1e-9).
+    ((-s).max(seam) - 1e-12).max(0.0)
 }
 
 /// Distance from `x` to the interval `[lo, hi]` (0 inside).
@@ -195,12 +226,6 @@ fn gap(x: f64, lo: f64, hi: f64) -> f64 {
     } else {
         0.0
     }
-}
-
-/// The smallest and largest square of a coordinate over the interval `[lo, hi]`.
-fn square_range(lo: f64, hi: f64) -> (f64, f64) {
-    let min = if lo <= 0.0 && hi >= 0.0 { 0.0 } else { (lo * lo).min(hi * hi) };
-    (min, (lo * lo).max(hi * hi))
 }
 
 /// Hashes a cube key: one multiplication, then the high half folded into the low half (the
@@ -230,9 +255,10 @@ type CellHashing = BuildHasherDefault<CellHasher>;
 /// Online drivers by position. The module documentation of `geo::index` says how it works.
 #[derive(Debug, Clone, Default)]
 pub struct DriverIndex {
-    /// The drivers of each occupied cube, by cube key. No cube is empty.
+    /// The drivers of each occupied column, by column key ([`column_key`]). No column is
+    /// empty.
     cells: HashMap<u64, Vec<Entry>, CellHashing>,
-    /// The key of each driver's cube.
+    /// The key of each driver's column.
     by_driver: HashMap<UserId, u64, IdHashing>,
 }
 
@@ -264,12 +290,12 @@ impl DriverIndex {
         recorded_at: Timestamp,
     ) -> Option<IndexedDriver> {
         let entry = Entry::new(IndexedDriver { id: driver, position, category, recorded_at });
-        let key = key_of(cube_of(entry.point));
+        let key = column_of(entry.point);
         match self.by_driver.insert(driver, key) {
-            // Still in its cube (most moves of a few tens of metres): rewrite in place.
+            // Still in its column (most moves of a few tens of metres): rewrite in place.
             Some(old_key) if old_key == key => {
                 let slot = self.cells.get_mut(&key).and_then(|cell| cell.iter_mut().find(|e| e.driver.id == driver));
-                debug_assert!(slot.is_some(), "driver {driver} was in the map but not its cube");
+                debug_assert!(slot.is_some(), "driver {driver} was in the map but not its column");
                 match slot {
                     Some(slot) => Some(std::mem::replace(slot, entry).driver),
                     None => {
@@ -280,14 +306,14 @@ impl DriverIndex {
             }
             old_key => {
                 let previous = old_key.and_then(|old| self.take(old, driver));
-                debug_assert_eq!(previous.is_some(), old_key.is_some(), "driver {driver} map and cubes disagree");
+                debug_assert_eq!(previous.is_some(), old_key.is_some(), "driver {driver} map and columns disagree");
                 self.cells.entry(key).or_default().push(entry);
                 previous
             }
         }
     }
 
-    /// Takes `driver` out of the cube `key`, dropping the cube if it empties.
+    /// Takes `driver` out of the column `key`, dropping the column if it empties.
     fn take(&mut self, key: u64, driver: UserId) -> Option<IndexedDriver> {
         let cell = self.cells.get_mut(&key)?;
         let at = cell.iter().position(|e| e.driver.id == driver)?;
@@ -302,7 +328,7 @@ impl DriverIndex {
     pub fn remove(&mut self, driver: UserId) -> Option<IndexedDriver> {
         let key = self.by_driver.remove(&driver)?;
         let removed = self.take(key, driver);
-        debug_assert!(removed.is_some(), "driver {driver} was in the map but not its cube");
+        debug_assert!(removed.is_some(), "driver {driver} was in the map but not its column");
         removed
     }
 
@@ -369,9 +395,6 @@ impl DriverIndex {
         let point = unit_vector(center);
         let q = point.map(f64::from);
         let cube = cube_of(point);
-        // The dominant axis `m`, and the two the columns run along.
-        let m = (0..3).fold(0, |best, axis| if q[axis].abs() > q[best].abs() { axis } else { best });
-        let (a, b) = ((m + 1) % 3, (m + 2) % 3);
         let mut search = Search {
             radius_m,
             limit,
@@ -387,71 +410,36 @@ impl DriverIndex {
             from: HaversineFrom::new(center),
             inside_2: (chord - CHORD_SLACK).max(0.0).powi(2),
         };
-        // Columns are visited nearest first: `columns` holds those of rings `0..ring`, and
-        // rings are added until the square they fill reaches past the nearest column waiting.
-        let (ca, cb) = (cube[a], cube[b]);
+        // The faces the radius reaches: the centre's, and near a seam or with a large
+        // radius its neighbours. Each is walked in rings of columns round the centre's
+        // indices on its axes; all their columns wait in one heap, nearest first.
+        let mut faces: [Option<FaceWalk>; 6] = [None; 6];
+        for (face, walk) in faces.iter_mut().enumerate() {
+            let gap = face_gap(q, face);
+            if gap * gap <= search.bound_2 {
+                let (_, a, b) = axes_of(face);
+                *walk =
+                    Some(FaceWalk { face, a, b, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
+            }
+        }
         let mut columns: BinaryHeap<Column> = BinaryHeap::with_capacity(64);
         let mut walked = 0usize;
-        let mut ring: i32 = 0;
         loop {
-            // Nothing outside the square of rings `0..ring` is nearer than `edge_2`.
-            let mut edge_2 = 0.0;
-            let mut all = false;
+            // Each face's rings are added until nothing outside them is nearer than the
+            // nearest column waiting (or than anything that can still matter).
             let mut over_budget = false;
-            loop {
-                if ring > 0 {
-                    let s = ring - 1;
-                    let edge = [a, b]
-                        .iter()
-                        .map(|&x| {
-                            let lo = f64::from(cube[x] - s) * CELL;
-                            let hi = f64::from(cube[x] + s + 1) * CELL;
-                            (q[x] - lo).min(hi - q[x])
-                        })
-                        .fold(f64::INFINITY, f64::min);
-                    edge_2 = edge * edge;
-                    all = [a, b].iter().all(|&x| cube[x] - s <= -EDGE && cube[x] + s >= EDGE);
-                }
-                let nearest_column = columns.peek().map_or(f64::INFINITY, |c| c.distance_2);
-                if all || edge_2 > nearest_column || edge_2 > search.reach_2() {
-                    break;
-                }
-                let count = if ring == 0 { 1 } else { 8 * ring as usize };
-                if walked + count > budget {
+            for walk in faces.iter_mut().flatten() {
+                if !walk.extend(q, &mut columns, &mut walked, budget, search.reach_2()) {
                     over_budget = true;
                     break;
                 }
-                walked += count;
-                let reach_2 = search.reach_2();
-                let mut push = |da: i32, db: i32| {
-                    let (ia, ib) = (ca + da, cb + db);
-                    let ga = gap(q[a], f64::from(ia) * CELL, f64::from(ia + 1) * CELL);
-                    let gb = gap(q[b], f64::from(ib) * CELL, f64::from(ib + 1) * CELL);
-                    let distance_2 = ga * ga + gb * gb;
-                    if distance_2 <= reach_2 {
-                        columns.push(Column { distance_2, ca: ia, cb: ib });
-                    }
-                };
-                if ring == 0 {
-                    push(0, 0);
-                } else {
-                    for d in -ring..=ring {
-                        push(d, -ring);
-                        push(d, ring);
-                    }
-                    for d in -ring + 1..ring {
-                        push(-ring, d);
-                        push(ring, d);
-                    }
-                }
-                ring += 1;
             }
             if over_budget {
-                // Finish the columns taken in, then scan every cube outside them.
+                // Finish the columns taken in, then scan every column outside the rings.
                 while let Some(column) = columns.pop() {
-                    self.visit_column(&mut search, (m, a, b), column.ca, column.cb);
+                    self.visit_column(&mut search, column.key);
                 }
-                self.scan_outside(&mut search, cube, (a, b), ring);
+                self.scan_outside(&mut search, &faces);
                 search.settle(f64::INFINITY, &mut eligible);
                 break;
             }
@@ -459,8 +447,9 @@ impl DriverIndex {
                 search.settle(f64::INFINITY, &mut eligible);
                 break;
             };
-            // Every column not yet visited is at least as far as this one.
-            let unseen_2 = if all { column.distance_2 } else { column.distance_2.min(edge_2) };
+            // Every column not yet visited is at least as far as this one, or outside the
+            // rings of its face.
+            let unseen_2 = faces.iter().flatten().fold(column.distance_2, |u, w| u.min(w.unseen_2));
             if !search.settle(unseen_2, &mut eligible) {
                 break;
             }
@@ -468,7 +457,7 @@ impl DriverIndex {
                 search.settle(f64::INFINITY, &mut eligible);
                 break;
             }
-            self.visit_column(&mut search, (m, a, b), column.ca, column.cb);
+            self.visit_column(&mut search, column.key);
         }
         let mut found = search.found;
         // A total order (no driver is found twice), so an unstable sort gives the same
@@ -479,87 +468,28 @@ impl DriverIndex {
         found
     }
 
-    /// Offers the drivers of column (`ca`, `cb`) along axes `a`, `b` that are in cubes the
-    /// sphere crosses within reach of the centre.
-    fn visit_column<'a>(&'a self, search: &mut Search<'a>, axes: (usize, usize, usize), ca: i32, cb: i32) {
-        // The column's cubes are all looked up before any driver is offered: the cache
-        // misses of the lookups overlap.
-        let mut cells: [&[Entry]; 8] = [&[]; 8];
-        let mut n = 0;
-        self.cubes_of_column(search.q, axes, ca, cb, search.reach_2(), |cell| {
-            if n == cells.len() {
-                for entry in cells.iter().flat_map(|c| c.iter()) {
-                    search.offer(entry);
-                }
-                n = 0;
-            }
-            cells[n] = cell;
-            n += 1;
-        });
-        for entry in cells[..n].iter().flat_map(|c| c.iter()) {
-            search.offer(entry);
-        }
-    }
-
-    /// Calls `each` with the drivers of every occupied cube of column (`ca`, `cb`) along
-    /// axes `a`, `b` that the sphere crosses within `reach_2` (squared chord) of `q`.
-    fn cubes_of_column<'a>(
-        &'a self,
-        q: [f64; 3],
-        (m, a, b): (usize, usize, usize),
-        ca: i32,
-        cb: i32,
-        reach_2: f64,
-        mut each: impl FnMut(&'a [Entry]),
-    ) {
-        let (a0, a1) = (f64::from(ca) * CELL, f64::from(ca + 1) * CELL);
-        let (b0, b1) = (f64::from(cb) * CELL, f64::from(cb + 1) * CELL);
-        let (ga, gb) = (gap(q[a], a0, a1), gap(q[b], b0, b1));
-        let column_2 = ga * ga + gb * gb;
-        if column_2 > reach_2 {
-            return;
-        }
-        // The sphere over this column: |m| between `lo` and `hi`.
-        let (amin, amax) = square_range(a0, a1);
-        let (bmin, bmax) = square_range(b0, b1);
-        let top = 1.0 + SPHERE_SLACK - amin - bmin;
-        if top < 0.0 {
-            return;
-        }
-        let hi = top.sqrt();
-        let lo = (1.0 - SPHERE_SLACK - amax - bmax).max(0.0).sqrt();
-        let reach = (reach_2 - column_2).sqrt();
-        let (m0, m1) = (q[m] - reach, q[m] + reach);
-        let sheets: [(f64, f64); 2] = if lo == 0.0 { [(-hi, hi), (1.0, -1.0)] } else { [(-hi, -lo), (lo, hi)] };
-        for (s0, s1) in sheets {
-            let (s0, s1) = (s0.max(m0), s1.min(m1));
-            if s0 > s1 {
-                continue;
-            }
-            for cm in cell_index(s0)..=cell_index(s1) {
-                let mut cube = [0; 3];
-                cube[m] = cm;
-                cube[a] = ca;
-                cube[b] = cb;
-                if let Some(cell) = self.cells.get(&key_of(cube)) {
-                    each(cell);
-                }
+    /// Offers the drivers of the column `key`.
+    fn visit_column<'a>(&'a self, search: &mut Search<'a>, key: u64) {
+        if let Some(cell) = self.cells.get(&key) {
+            for entry in cell {
+                search.offer(entry);
             }
         }
     }
 
-    /// Offers every driver whose column is not within `ring - 1` rings of the centre's (the
-    /// ones the walk has not offered yet).
-    fn scan_outside<'a>(&'a self, search: &mut Search<'a>, center: [i32; 3], (a, b): (usize, usize), ring: i32) {
+    /// Offers every driver whose column is outside the rings its face's walk took in (all
+    /// of a face not walked), unless the column is beyond reach.
+    fn scan_outside<'a>(&'a self, search: &mut Search<'a>, faces: &[Option<FaceWalk>; 6]) {
         for (&key, cell) in &self.cells {
-            let cube = cube_of_key(key);
-            if (cube[a] - center[a]).abs() < ring && (cube[b] - center[b]).abs() < ring {
+            let (face, ia, ib) = column_of_key(key);
+            if let Some(w) = &faces[face]
+                && (ia - w.ca).abs() < w.ring
+                && (ib - w.cb).abs() < w.ring
+            {
                 continue;
             }
-            let box_2: f64 = (0..3)
-                .map(|x| gap(search.q[x], f64::from(cube[x]) * CELL, f64::from(cube[x] + 1) * CELL).powi(2))
-                .sum();
-            if box_2 > search.reach_2() {
+            let (_, a, b) = axes_of(face);
+            if column_gap_2(search.q, a, b, ia, ib) > search.reach_2() {
                 continue;
             }
             for entry in cell {
@@ -569,12 +499,103 @@ impl DriverIndex {
     }
 }
 
-/// A grid column waiting to be visited: its distance from the centre across the two column
-/// axes, squared.
-struct Column {
-    distance_2: f64,
+/// The squared distance from `q` to the column (`ia`, `ib`) across axes `a` and `b`: at most
+/// the squared chord from `q` to any point in it.
+fn column_gap_2(q: [f64; 3], a: usize, b: usize, ia: i32, ib: i32) -> f64 {
+    let ga = gap(q[a], f64::from(ia) * CELL, f64::from(ia + 1) * CELL);
+    let gb = gap(q[b], f64::from(ib) * CELL, f64::from(ib + 1) * CELL);
+    ga * ga + gb * gb
+}
+
+/// One face's walk: square rings of columns round the centre's indices on the face's axes.
+#[derive(Debug, Clone, Copy)]
+struct FaceWalk {
+    face: usize,
+    /// The axes the face's columns are indexed by.
+    a: usize,
+    b: usize,
+    /// The centre's cube indices on them.
     ca: i32,
     cb: i32,
+    /// The squared lower bound of the chord to any point of the face ([`face_gap`]).
+    gap_2: f64,
+    /// Rings `0..ring` are taken in.
+    ring: i32,
+    /// Nothing of this face outside the rings taken in is nearer than this (squared chord).
+    unseen_2: f64,
+}
+
+impl FaceWalk {
+    /// Takes in rings until nothing outside them is nearer than the nearest column waiting,
+    /// or than `reach_2`. False when that would walk more than `budget` columns in all.
+    fn extend(
+        &mut self,
+        q: [f64; 3],
+        columns: &mut BinaryHeap<Column>,
+        walked: &mut usize,
+        budget: usize,
+        reach_2: f64,
+    ) -> bool {
+        let (a, b) = (self.a, self.b);
+        loop {
+            let mut edge_2 = 0.0;
+            if self.ring > 0 {
+                let s = self.ring - 1;
+                let all = [self.ca, self.cb].iter().all(|&c| c - s <= -EDGE && c + s >= EDGE);
+                edge_2 = if all {
+                    f64::INFINITY
+                } else {
+                    let edge = [(a, self.ca), (b, self.cb)]
+                        .iter()
+                        .map(|&(x, c)| {
+                            let lo = f64::from(c - s) * CELL;
+                            let hi = f64::from(c + s + 1) * CELL;
+                            (q[x] - lo).min(hi - q[x])
+                        })
+                        .fold(f64::INFINITY, f64::min);
+                    edge * edge
+                };
+            }
+            self.unseen_2 = edge_2.max(self.gap_2);
+            let nearest_column = columns.peek().map_or(f64::INFINITY, |c| c.distance_2);
+            if self.unseen_2 > nearest_column || self.unseen_2 > reach_2 || edge_2 == f64::INFINITY {
+                return true;
+            }
+            let ring = self.ring;
+            let count = if ring == 0 { 1 } else { 8 * ring as usize };
+            if *walked + count > budget {
+                return false;
+            }
+            *walked += count;
+            let mut push = |da: i32, db: i32| {
+                let (ia, ib) = (self.ca + da, self.cb + db);
+                let distance_2 = column_gap_2(q, a, b, ia, ib).max(self.gap_2);
+                if distance_2 <= reach_2 {
+                    columns.push(Column { distance_2, key: column_key(self.face, ia, ib) });
+                }
+            };
+            if ring == 0 {
+                push(0, 0);
+            } else {
+                for d in -ring..=ring {
+                    push(d, -ring);
+                    push(d, ring);
+                }
+                for d in -ring + 1..ring {
+                    push(-ring, d);
+                    push(ring, d);
+                }
+            }
+            self.ring += 1;
+        }
+    }
+}
+
+/// A column waiting to be visited: a lower bound of its squared chord from the centre
+/// (across its face's two column axes, and no less than its face's gap), and its key.
+struct Column {
+    distance_2: f64,
+    key: u64,
 }
 
 impl PartialEq for Column {

@@ -290,8 +290,23 @@ proptest! {
     }
 
     #[test]
-    fn cube_keys_round_trip(cube in proptest::array::uniform3(-EDGE..=EDGE)) {
-        prop_assert_eq!(cube_of_key(key_of(cube)), cube);
+    fn column_keys_round_trip(face in 0usize..6, ca in -EDGE..=EDGE, cb in -EDGE..=EDGE) {
+        prop_assert_eq!(column_of_key(column_key(face, ca, cb)), (face, ca, cb));
+    }
+
+    /// A face's gap is a lower bound of the chord from any centre to any point of that face
+    /// (what lets a search skip the faces its radius does not reach).
+    #[test]
+    fn a_faces_gap_never_exceeds_the_chord_to_its_points(
+        center in grid_position(),
+        point in prop_oneof![grid_position(), (-90.0..=90.0f64, -180.0..=180.0f64)],
+    ) {
+        let q = unit_vector(LatLng::new(center.0, center.1).unwrap()).map(f64::from);
+        let p = unit_vector(LatLng::new(point.0, point.1).unwrap());
+        let face = face_of(p);
+        let chord = chord_2(q, p).sqrt();
+        prop_assert!(face_gap(q, face) <= chord, "face {} gap {} chord {}", face, face_gap(q, face), chord);
+        prop_assert_eq!(face_gap(p.map(f64::from), face), 0.0);
     }
 }
 
