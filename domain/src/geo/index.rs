@@ -1,8 +1,8 @@
 //! The spatial index of drivers: who is nearest to a pickup.
 //!
 //! Owns [`DriverIndex`]: one entry per driver (position, vehicle category, time of the fix) in
-//! a grid of cells over the unit sphere's 3-D space, plus a map from driver to cell so a move
-//! or a removal goes straight to the driver's cell with no search by position.
+//! a grid of columns over the unit sphere, plus a map from driver to column so a move or a
+//! removal goes straight to the driver's column with no search by position.
 //!
 //! # Points on the unit sphere
 //!
@@ -13,26 +13,30 @@
 //!
 //! # The grid (why not an R-tree)
 //!
-//! Space is cut into cubes of edge [`CELL`] (2⁻¹⁴ of the Earth's radius, ~389 m); a driver
-//! lives in the cube holding its vector, in a hash map from cube to the drivers in it (only
-//! cubes with drivers exist: those the sphere's surface crosses, a 2-D sheet of them). A move
-//! is a lookup of the driver's cube and a rewrite in place, or, when it crosses into another
-//! cube, a swap-remove there and a push here: O(1), and the structure never loosens with
-//! time the way an R-tree's boxes do under in-place moves. It replaced an `rstar` R-tree
+//! Space is cut into cubes of edge [`CELL`] (2⁻¹⁴ of the Earth's radius, ~389 m). Each vector
+//! lies on one face of the cube map, the face of its dominant axis and that coordinate's
+//! sign (six faces, the first axis of equals); over a face the sphere is a graph of the two
+//! other axes, so a driver is kept in the *column* of its face indexed by its cube on those
+//! two axes: a hash map from column to the drivers in it (only columns with drivers exist).
+//! A column holds what two or three cubes the sphere crosses held before, behind one lookup.
+//! A move is a lookup of the driver's column and a rewrite in place, or, when it crosses into
+//! another column, a swap-remove there and a push here: O(1), and the structure never loosens
+//! with time the way an R-tree's boxes do under in-place moves. It replaced an `rstar` R-tree
 //! (`benches/geo_churn.rs`, an hour-aged index, side by side on a loaded machine: moves 4-6×
-//! cheaper, 30 % less memory per driver; the k-NN under churn no faster yet, see BENCHMARKS).
+//! cheaper, 30 % less memory per driver; see BENCHMARKS for the k-NN).
 //!
-//! A search visits grid columns along the two axes other than the centre's dominant one (the
-//! sphere is a graph over them there), nearest column first: square rings of columns around
-//! the centre's are taken into a heap by their distance until the square's edge is farther
-//! than the nearest column waiting. In each column it looks up only the cubes the sphere
-//! crosses within reach of the centre, all of them before it reads any of their drivers: a
-//! search waits on memory more than it computes, and so the cache misses of a column's
-//! two or three lookups overlap instead of each waiting for the last. A driver is settled (filter, haversine) once no
+//! A search walks the columns of each face its radius reaches ([`face_gap`], a lower bound of
+//! the chord to any point of a face: the centre's own face, and a neighbour only near a seam
+//! or for a large radius), nearest column first: square rings of a face's columns around the
+//! centre's indices on its axes are taken into one heap by their distance (across the face's
+//! two axes, and no less than the face's gap) until, on every face, the square's edge is
+//! farther than the nearest column waiting. A driver is settled (filter, haversine) once no
 //! column not yet visited can be nearer, and the walk stops once the next column is beyond
-//! the radius or beyond the `limit`-th driver found: a 10-NN in a city looks up the few
-//! columns its radius touches. A search that would take in more columns than twice the
-//! number of occupied cubes (a huge radius, a sparse index) scans the occupied cubes
+//! the radius or beyond the `limit`-th driver found: a 10-NN in a city looks up the five or
+//! so columns its answer spans. A search waits on memory more than it computes (a column's
+//! lookup and its drivers are cache misses one after the other), which is why a column is
+//! one lookup. A search that would take in more columns than twice the number of occupied
+//! columns (a huge radius, a sparse index) scans the occupied columns it has not walked
 //! instead: the answer is the same, the cost bounded by a scan.
 //!
 //! # Guarantees
@@ -45,17 +49,19 @@
 //! - `f32` rounding of the stored vectors moves chord lengths by under 5·10⁻⁷ (about 3 m on the
 //!   Earth); the search keeps going [`CHORD_SLACK`] beyond each bound, and ranks and cuts by the
 //!   haversine distance between the original `f64` coordinates, so rounding never changes an
-//!   answer. Cube edges are a power of two, so which cube holds a vector is exact arithmetic;
-//!   the sphere test widens the sheet by [`SPHERE_SLACK`] for vectors a rounding off unit
-//!   length. (The unit tests check all this against a brute-force scan, with drivers near both
-//!   poles and astride ±180°, on both the ring walk and the scan.)
-//! - At most one entry per driver; the cells and the map always agree.
+//!   answer. Cube edges are a power of two, so which column holds a vector is exact
+//!   arithmetic on the stored vector, and so is its face; a face's gap and a column's
+//!   distance are bounds on chords to the stored vectors themselves. (The unit tests check
+//!   all this against a brute-force scan, with drivers near both poles, astride ±180° and on
+//!   the faces' seams and corners, on both the ring walk and the scan; and each face's gap
+//!   against the chord to points on it.)
+//! - At most one entry per driver; the columns and the map always agree.
 //!
 //! # Cost
 //!
-//! A move: one hash lookup of the driver, one of its cube, a scan of the few drivers there
-//! (a cube holds ~10 drivers at 60 per km²). A search: a few dozen cube lookups for the 10
-//! nearest in a city, plus the drivers it rejects; bytes per driver are printed by
+//! A move: one hash lookup of the driver, one of its column, a scan of the few drivers there
+//! (a column holds ~10 drivers at 60 per km²). A search: a handful of column lookups for the
+//! 10 nearest in a city, plus the drivers it rejects; bytes per driver are printed by
 //! `benches/geo.rs`.
 
 use std::cmp::Ordering;
@@ -76,8 +82,8 @@ pub const CHORD_SLACK: f64 = 2e-6;
 
 /// The grid's cube edge on the unit sphere: 2⁻¹⁴ (~389 m on the Earth). A power of two, so a
 /// coordinate's cube index is exact. At 60 drivers per km² with 30 % refused, the 10th
-/// eligible driver is ~270 m away, so a 10-NN touches the 2-4 columns around the centre and a
-/// cube holds ~10 drivers (a move rarely changes cube). Measured against its neighbours on
+/// eligible driver is ~270 m away, so a 10-NN touches the few columns around the centre and a
+/// column holds ~10 drivers (a move rarely changes column). Measured against its neighbours on
 /// `benches/geo_churn.rs` (BENCHMARKS.md, "Nearest under churn"): 2⁻¹⁵ (~195 m) costs 16 %
 /// more instructions per search and was slower, 2⁻¹³ (~778 m) 37 % more and no faster.
 pub const CELL: f64 = 1.0 / CELL_INV;
@@ -87,7 +93,7 @@ const CELL_INV: f64 = CELLS_PER_UNIT as f64;
 /// A cube index beyond every vector's (the sphere spans `-CELLS_PER_UNIT..=CELLS_PER_UNIT`).
 const EDGE: i32 = CELLS_PER_UNIT + 1;
 
-/// Bias of a cube index in its key (indices are within ±`EDGE`).
+/// Bias of a cube index in a column's key (indices are within ±`EDGE`).
 const KEY_BIAS: i64 = 1 << 20;
 const KEY_MASK: u64 = (1 << 21) - 1;
 
@@ -118,7 +124,7 @@ pub struct Nearby {
     pub distance_m: f64,
 }
 
-/// A driver in its cube.
+/// A driver in its column.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     point: [f32; 3],
@@ -228,7 +234,7 @@ fn gap(x: f64, lo: f64, hi: f64) -> f64 {
     }
 }
 
-/// Hashes a cube key: one multiplication, then the high half folded into the low half (the
+/// Hashes a column key: one multiplication, then the high half folded into the low half (the
 /// table picks buckets by the low bits, which a product alone takes from the low bits of the
 /// key only: one axis).
 #[derive(Debug, Default, Clone, Copy)]
