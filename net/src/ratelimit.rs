@@ -7,9 +7,9 @@
 //!
 //! Guarantees:
 //! - a refusal says when the next request would pass (`Retry-After`, whole seconds ≥ 1);
-//! - a request the server failed to serve is given back ([`RateLimiter::refund`], called
-//!   for every 5xx answer): a client waiting out an outage is not charged for its
-//!   retries, and a refund never leaves a bucket more than full;
+//! - a request the server could not serve for now is given back ([`RateLimiter::refund`],
+//!   called for every `503` answer): a client waiting out an outage is not charged for
+//!   its retries, and a refund never leaves a bucket more than full;
 //! - memory is bounded: each class has its own map of at most [`MAX_KEYS`] buckets, so a
 //!   flood of unauthenticated addresses never evicts or crowds out users' buckets; a
 //!   bucket whose theoretical arrival time has passed is equivalent to no bucket and is
@@ -272,8 +272,9 @@ impl RateLimiter {
     }
 
     /// Gives back one request [`check`](RateLimiter::check) counted: for a request the
-    /// server failed to serve (a 5xx — it leads no more, its disk is read-only, it is
-    /// overloaded), so that a client told to retry is not also charged for the retry.
+    /// server could not serve for now (a `503` — it leads no more, its disk is
+    /// read-only, it is overloaded), so that a client told to retry is not also charged
+    /// for the retry.
     /// What is left of the subject's quota after it, or `None` when its bucket is gone
     /// (evicted idle: already full).
     ///
@@ -563,7 +564,7 @@ mod tests {
         Advance(u64),
         /// A request of user `subject` in class `class`.
         Request { class: usize, subject: u64 },
-        /// The last request of user `subject` in class `class` is given back (a 5xx).
+        /// The last request of user `subject` in class `class` is given back (a `503`).
         Refund { class: usize, subject: u64 },
     }
 
@@ -592,7 +593,7 @@ mod tests {
         /// Finding 12 of issue 24: the limiter agrees with a plain GCRA model, request by
         /// request (allowed or refused, and the `Retry-After` of each refusal), whatever
         /// the limits (1 to `u32::MAX` a minute) and the timing; and a refund (a request
-        /// given back after a 5xx) leaves what the model's bucket, one increment lower,
+        /// given back after a `503`) leaves what the model's bucket, one increment lower,
         /// would let through.
         #[test]
         fn finding_12_the_limiter_agrees_with_a_gcra_model(

@@ -1357,7 +1357,7 @@ async fn a_failing_disk_is_503_read_only_reads_still_work_and_it_recovers_by_its
     s.get("/v1/trips", &rider).await.expect(200);
 }
 
-/// A request the server failed to serve (a 5xx) is given back to the buckets it was
+/// A request the server could not serve for now (a `503`) is given back to the buckets it was
 /// counted in: a rider retrying a booking through a read-only spell is not told `429`
 /// once the disk is back, and every `503` says the quota is still whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,7 +122,7 @@ pub async fn handle(app: Arc<App>, peer: IpAddr, req: Request<Incoming>) -> Resp
             r
         }
     };
-    if resp.status().is_server_error() {
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
         seen.refund(&app);
     }
     let Seen { who, trip_id, quota, .. } = seen;
@@ -178,13 +178,14 @@ impl Seen {
         }
     }
 
-    /// A request the server failed to serve (a 5xx: it leads no more, its disk is
-    /// read-only, it is overloaded, a peer did not answer) is given back to the buckets
-    /// it was counted in: a client told to retry is not charged for being told so, and
-    /// an outage never turns into `429`s for the clients that wait it out. (A write whose
-    /// answer was lost to a 5xx may have committed; its retry with the same
-    /// `Idempotency-Key` replays it, uncounted, which is what the key is for.) The
-    /// quota headers then say what is left after the refund.
+    /// A request the server could not serve for now (a `503`: it leads no more, no
+    /// leader answered, its disk is read-only, it is overloaded) is given back to the
+    /// buckets it was counted in: a client told to retry is not charged for being told
+    /// so, and an outage never turns into `429`s for the clients that wait it out. (A
+    /// write whose forwarded answer was lost may have committed; its retry with the same
+    /// `Idempotency-Key` replays it, which is what the key is for.) A `500` is not given
+    /// back: a request that trips a bug every time must not escape the limits. The quota
+    /// headers then say what is left after the refund.
     fn refund(&mut self, app: &App) {
         let mut quota: Option<Quota> = None;
         for (class, subject) in self.charged.iter_mut().filter_map(Option::take) {
