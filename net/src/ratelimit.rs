@@ -274,9 +274,8 @@ impl RateLimiter {
     /// Gives back one request [`check`](RateLimiter::check) counted: for a request the
     /// server could not serve for now (a `503` — it leads no more, its disk is
     /// read-only, it is overloaded), so that a client told to retry is not also charged
-    /// for the retry.
-    /// What is left of the subject's quota after it, or `None` when its bucket is gone
-    /// (evicted idle: already full).
+    /// for the retry. What is left of the subject's quota after it, or `None` when its
+    /// bucket is gone (evicted idle: already full).
     ///
     /// It moves the bucket's theoretical arrival time one interval back, the exact
     /// inverse of the count whenever the bucket stayed busy in between; when it went
