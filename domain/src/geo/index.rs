@@ -424,8 +424,7 @@ impl DriverIndex {
             let gap = face_gap(q, face);
             if gap * gap <= search.bound_2 {
                 let (_, a, b) = axes_of(face);
-                *walk =
-                    Some(FaceWalk { face, a, b, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
+                *walk = Some(FaceWalk { face, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
             }
         }
         let mut columns: BinaryHeap<Column> = BinaryHeap::with_capacity(64);
@@ -517,10 +516,7 @@ fn column_gap_2(q: [f64; 3], a: usize, b: usize, ia: i32, ib: i32) -> f64 {
 #[derive(Debug, Clone, Copy)]
 struct FaceWalk {
     face: usize,
-    /// The axes the face's columns are indexed by.
-    a: usize,
-    b: usize,
-    /// The centre's cube indices on them.
+    /// The centre's cube indices on the face's two column axes ([`axes_of`]).
     ca: i32,
     cb: i32,
     /// The squared lower bound of the chord to any point of the face ([`face_gap`]).
@@ -542,29 +538,29 @@ impl FaceWalk {
         budget: usize,
         reach_2: f64,
     ) -> bool {
-        let (a, b) = (self.a, self.b);
+        let (_, a, b) = axes_of(self.face);
         loop {
             let mut edge_2 = 0.0;
             if self.ring > 0 {
                 let s = self.ring - 1;
-                let all = [self.ca, self.cb].iter().all(|&c| c - s <= -EDGE && c + s >= EDGE);
-                edge_2 = if all {
-                    f64::INFINITY
-                } else {
-                    let edge = [(a, self.ca), (b, self.cb)]
-                        .iter()
-                        .map(|&(x, c)| {
-                            let lo = f64::from(c - s) * CELL;
-                            let hi = f64::from(c + s + 1) * CELL;
-                            (q[x] - lo).min(hi - q[x])
-                        })
-                        .fold(f64::INFINITY, f64::min);
-                    edge * edge
-                };
+                if [self.ca, self.cb].iter().all(|&c| c - s <= -EDGE && c + s >= EDGE) {
+                    // The rings cover the whole face: nothing of it is left unseen.
+                    self.unseen_2 = f64::INFINITY;
+                    return true;
+                }
+                let edge = [(a, self.ca), (b, self.cb)]
+                    .iter()
+                    .map(|&(x, c)| {
+                        let lo = f64::from(c - s) * CELL;
+                        let hi = f64::from(c + s + 1) * CELL;
+                        (q[x] - lo).min(hi - q[x])
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                edge_2 = edge * edge;
             }
             self.unseen_2 = edge_2.max(self.gap_2);
             let nearest_column = columns.peek().map_or(f64::INFINITY, |c| c.distance_2);
-            if self.unseen_2 > nearest_column || self.unseen_2 > reach_2 || edge_2 == f64::INFINITY {
+            if self.unseen_2 > nearest_column || self.unseen_2 > reach_2 {
                 return true;
             }
             let ring = self.ring;

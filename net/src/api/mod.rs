@@ -173,7 +173,9 @@ impl Seen {
         if self.quota.is_none_or(|old| q.remaining < old.remaining) {
             self.quota = Some(q);
         }
-        if let Some(slot) = self.charged.iter_mut().find(|c| c.is_none()) {
+        let slot = self.charged.iter_mut().find(|c| c.is_none());
+        debug_assert!(slot.is_some(), "a request is counted in at most two buckets");
+        if let Some(slot) = slot {
             *slot = Some((class, subject));
         }
     }
