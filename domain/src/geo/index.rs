@@ -406,7 +406,7 @@ impl DriverIndex {
             limit,
             q,
             bound_2: (chord + CHORD_SLACK).powi(2),
-            cutoff_2: f64::INFINITY,
+            reach_2: (chord + CHORD_SLACK).powi(2),
             // Room for the drivers found past the `limit`-th within `CHORD_SLACK` of it
             // (about one in a city: they are ranked by haversine before the cut), so the
             // answer is not reallocated in most searches; the heaps sized for a 10-NN in a
@@ -454,11 +454,11 @@ impl DriverIndex {
             };
             // Every column not yet visited is at least as far as this one, or outside the
             // rings of its face.
-            let unseen_2 = faces.iter().flatten().fold(column.distance_2, |u, w| u.min(w.unseen_2));
+            let unseen_2 = faces.iter().flatten().fold(column.distance_2.get(), |u, w| u.min(w.unseen_2));
             if !search.settle(unseen_2, &mut eligible) {
                 break;
             }
-            if column.distance_2 > search.reach_2() {
+            if column.distance_2.get() > search.reach_2() {
                 search.settle(f64::INFINITY, &mut eligible);
                 break;
             }
@@ -559,7 +559,7 @@ impl FaceWalk {
                 edge_2 = edge * edge;
             }
             self.unseen_2 = edge_2.max(self.gap_2);
-            let nearest_column = columns.peek().map_or(f64::INFINITY, |c| c.distance_2);
+            let nearest_column = columns.peek().map_or(f64::INFINITY, |c| c.distance_2.get());
             if self.unseen_2 > nearest_column || self.unseen_2 > reach_2 {
                 return true;
             }
@@ -573,7 +573,7 @@ impl FaceWalk {
                 let (ia, ib) = (self.ca + da, self.cb + db);
                 let distance_2 = column_gap_2(q, a, b, ia, ib).max(self.gap_2);
                 if distance_2 <= reach_2 {
-                    columns.push(Column { distance_2, key: column_key(self.face, ia, ib) });
+                    columns.push(Column { distance_2: Chord2::new(distance_2), key: column_key(self.face, ia, ib) });
                 }
             };
             if ring == 0 {
@@ -593,10 +593,29 @@ impl FaceWalk {
     }
 }
 
+/// A squared chord (or a lower bound of one) as a heap key: the bits of a non-negative,
+/// non-NaN `f64`, which order as the numbers do, so the heaps compare integers (`total_cmp`
+/// on the `f64`s was a tenth of a search's instructions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Chord2(u64);
+
+impl Chord2 {
+    /// The key of `x`, which must be `+0.0`, positive or `+∞` (every squared chord and
+    /// every bound here is: sums of squares of finite numbers, and `max`es of them).
+    fn new(x: f64) -> Self {
+        debug_assert!(x >= 0.0 && x.is_sign_positive(), "a squared chord {x} is not a key");
+        Self(x.to_bits())
+    }
+
+    fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
 /// A column waiting to be visited: a lower bound of its squared chord from the centre
 /// (across its face's two column axes, and no less than its face's gap), and its key.
 struct Column {
-    distance_2: f64,
+    distance_2: Chord2,
     key: u64,
 }
 
@@ -617,13 +636,13 @@ impl PartialOrd for Column {
 impl Ord for Column {
     /// Reversed, so the heap's top is the nearest.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.distance_2.total_cmp(&self.distance_2)
+        other.distance_2.cmp(&self.distance_2)
     }
 }
 
 /// A driver within reach, waiting until nothing unseen can be nearer.
 struct Candidate<'a> {
-    chord_2: f64,
+    chord_2: Chord2,
     entry: &'a Entry,
 }
 
@@ -644,7 +663,7 @@ impl PartialOrd for Candidate<'_> {
 impl Ord for Candidate<'_> {
     /// Reversed, so the heap's top is the nearest.
     fn cmp(&self, other: &Self) -> Ordering {
-        other.chord_2.total_cmp(&self.chord_2)
+        other.chord_2.cmp(&self.chord_2)
     }
 }
 
@@ -655,9 +674,11 @@ struct Search<'a> {
     q: [f64; 3],
     /// The radius's chord plus slack, squared.
     bound_2: f64,
-    /// Set once `limit` drivers are found: the chord beyond which nobody can be nearer than
-    /// the farthest of them, squared.
-    cutoff_2: f64,
+    /// How far a driver may be and still matter, squared chord: `bound_2`, and once `limit`
+    /// drivers are found no more than the chord beyond which nobody can be nearer than the
+    /// farthest of them. A field, not a `min` at each use: it is read for every driver
+    /// offered.
+    reach_2: f64,
     found: Vec<Nearby>,
     pending: BinaryHeap<Candidate<'a>>,
     /// Haversine from the centre.
@@ -671,13 +692,13 @@ struct Search<'a> {
 impl<'a> Search<'a> {
     /// How far a driver may be and still matter, squared chord.
     fn reach_2(&self) -> f64 {
-        self.bound_2.min(self.cutoff_2)
+        self.reach_2
     }
 
     fn offer(&mut self, entry: &'a Entry) {
         let chord_2 = chord_2(self.q, entry.point);
         if chord_2 <= self.reach_2() {
-            self.pending.push(Candidate { chord_2, entry });
+            self.pending.push(Candidate { chord_2: Chord2::new(chord_2), entry });
         }
     }
 
@@ -685,10 +706,10 @@ impl<'a> Search<'a> {
     /// offered is nearer than that). False once the answer is complete.
     fn settle(&mut self, unseen_2: f64, eligible: &mut impl FnMut(&IndexedDriver) -> bool) -> bool {
         while let Some(top) = self.pending.peek() {
-            if top.chord_2 > unseen_2 {
+            if top.chord_2.get() > unseen_2 {
                 return true;
             }
-            let (chord_2, driver) = (top.chord_2, top.entry.driver);
+            let (chord_2, driver) = (top.chord_2.get(), top.entry.driver);
             self.pending.pop();
             if chord_2 > self.reach_2() {
                 return false;
@@ -707,7 +728,7 @@ impl<'a> Search<'a> {
             };
             self.found.push(Nearby { driver, distance_m });
             if self.found.len() == self.limit {
-                self.cutoff_2 = (chord_2.sqrt() + CHORD_SLACK).powi(2);
+                self.reach_2 = self.reach_2.min((chord_2.sqrt() + CHORD_SLACK).powi(2));
             }
         }
         true

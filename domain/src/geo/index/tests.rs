@@ -289,6 +289,17 @@ proptest! {
         prop_assert_eq!(cell_index(x.next_down()), (x.next_down() * CELL_INV).floor() as i32);
     }
 
+    /// The heaps' integer keys order squared chords as the numbers do, `+0.0` and `+∞`
+    /// included, and give the number back.
+    #[test]
+    fn chord_keys_order_as_their_numbers(
+        x in prop_oneof![0.0..=4.0f64, Just(0.0), Just(f64::INFINITY), Just(f64::MIN_POSITIVE)],
+        y in prop_oneof![0.0..=4.0f64, Just(0.0), Just(f64::INFINITY), Just(4.0)],
+    ) {
+        prop_assert_eq!(Some(Chord2::new(x).cmp(&Chord2::new(y))), x.partial_cmp(&y));
+        prop_assert_eq!(Chord2::new(x).get().to_bits(), x.to_bits());
+    }
+
     #[test]
     fn column_keys_round_trip(face in 0usize..6, ca in -EDGE..=EDGE, cb in -EDGE..=EDGE) {
         prop_assert_eq!(column_of_key(column_key(face, ca, cb)), (face, ca, cb));
