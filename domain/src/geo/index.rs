@@ -17,8 +17,10 @@
 //! lies on one face of the cube map, the face of its dominant axis and that coordinate's
 //! sign (six faces, the first axis of equals); over a face the sphere is a graph of the two
 //! other axes, so a driver is kept in the *column* of its face indexed by its cube on those
-//! two axes: a hash map from column to the drivers in it (only columns with drivers exist).
-//! A column holds what two or three cubes the sphere crosses held before, behind one lookup.
+//! two axes. A column holds what two or three cubes the sphere crosses would, and columns
+//! are kept 4 × 4 to a *tile*, in a hash map from tile to its sixteen columns' drivers (only
+//! tiles with drivers exist): a search's few columns are mostly in one or two tiles, so it
+//! looks a tile up once and finds the columns side by side.
 //! A move is a lookup of the driver's column and a rewrite in place, or, when it crosses into
 //! another column, a swap-remove there and a push here: O(1), and the structure never loosens
 //! with time the way an R-tree's boxes do under in-place moves. It replaced an `rstar` R-tree
@@ -35,7 +37,9 @@
 //! the radius or beyond the `limit`-th driver found: a 10-NN in a city looks up the five or
 //! so columns its answer spans. A search waits on memory more than it computes (a column's
 //! lookup and its drivers are cache misses one after the other), which is why a column is
-//! one lookup. A search that would take in more columns than twice the number of occupied
+//! one lookup in a tile the search has usually looked up already, and why a search first
+//! reads the 3 × 3 columns round its centre ahead of the walk, so that their misses overlap.
+//! A search that would take in more columns than twice the number of occupied
 //! columns (a huge radius, a sparse index) scans the occupied columns it has not walked
 //! instead: the answer is the same, the cost bounded by a scan.
 //!
@@ -55,11 +59,12 @@
 //!   all this against a brute-force scan, with drivers near both poles, astride ±180° and on
 //!   the faces' seams and corners, on both the ring walk and the scan; and each face's gap
 //!   against the chord to points on it.)
-//! - At most one entry per driver; the columns and the map always agree.
+//! - At most one entry per driver; the columns and the map always agree; no tile in the map
+//!   is empty, and the count of occupied columns is exact.
 //!
 //! # Cost
 //!
-//! A move: one hash lookup of the driver, one of its column, a scan of the few drivers there
+//! A move: one hash lookup of the driver, one of its column's tile, a scan of the few drivers there
 //! (a column holds ~10 drivers at 60 per km²). A search: a handful of column lookups for the
 //! 10 nearest in a city, plus the drivers it rejects; bytes per driver are printed by
 //! `benches/geo.rs`.
@@ -212,6 +217,27 @@ fn column_of(point: [f32; 3]) -> u64 {
     column_key(face, cube[a], cube[b])
 }
 
+/// Columns per tile along each of a face's two axes: 2^`TILE_BITS`.
+const TILE_BITS: u32 = 2;
+const TILE_MASK: i32 = (1 << TILE_BITS) - 1;
+/// Columns per tile.
+const TILE_COLUMNS: usize = 1 << (2 * TILE_BITS);
+
+/// The key of the tile holding column `key` (a column key of the tile's indices), and the
+/// column's slot in it.
+fn tile_of(key: u64) -> (u64, usize) {
+    let (face, ca, cb) = column_of_key(key);
+    let slot = (ca & TILE_MASK) | ((cb & TILE_MASK) << TILE_BITS);
+    (column_key(face, ca >> TILE_BITS, cb >> TILE_BITS), slot as usize)
+}
+
+/// The key of the column in `slot` of the tile `tile`.
+fn column_in(tile: u64, slot: usize) -> u64 {
+    let (face, ta, tb) = column_of_key(tile);
+    let slot = slot as i32;
+    column_key(face, (ta << TILE_BITS) | (slot & TILE_MASK), (tb << TILE_BITS) | (slot >> TILE_BITS))
+}
+
 /// A lower bound of the chord from `q` to any point of face `face` (see [`face_of`]): the
 /// face lies within the half-spaces `±p[m] ≥ 0` and `±p[m] ≥ ±p[j]`, and the distance to
 /// an intersection is at least the distance to each. Zero on the face of `q`.
@@ -258,12 +284,24 @@ impl Hasher for CellHasher {
 
 type CellHashing = BuildHasherDefault<CellHasher>;
 
+/// A tile: the 4 × 4 neighbouring columns of a face whose indices agree but for their last
+/// [`TILE_BITS`], by slot ([`tile_of`]). A search's few columns are mostly in one or two
+/// tiles, so it looks up a tile once and finds its columns' headers side by side.
+#[derive(Debug, Clone, Default)]
+struct Tile {
+    columns: [Vec<Entry>; TILE_COLUMNS],
+    /// How many of `columns` hold a driver (never 0 in the map).
+    occupied: usize,
+}
+
 /// Online drivers by position. The module documentation of `geo::index` says how it works.
 #[derive(Debug, Clone, Default)]
 pub struct DriverIndex {
-    /// The drivers of each occupied column, by column key ([`column_key`]). No column is
-    /// empty.
-    cells: HashMap<u64, Vec<Entry>, CellHashing>,
+    /// The tiles holding a driver, by tile key ([`tile_of`]). An empty column keeps its
+    /// allocation while its tile lives (drivers cross a column's edge back and forth).
+    tiles: HashMap<u64, Box<Tile>, CellHashing>,
+    /// How many columns hold a driver.
+    columns: usize,
     /// The key of each driver's column.
     by_driver: HashMap<UserId, u64, IdHashing>,
 }
@@ -300,12 +338,16 @@ impl DriverIndex {
         match self.by_driver.insert(driver, key) {
             // Still in its column (most moves of a few tens of metres): rewrite in place.
             Some(old_key) if old_key == key => {
-                let slot = self.cells.get_mut(&key).and_then(|cell| cell.iter_mut().find(|e| e.driver.id == driver));
-                debug_assert!(slot.is_some(), "driver {driver} was in the map but not its column");
-                match slot {
-                    Some(slot) => Some(std::mem::replace(slot, entry).driver),
+                let (tile, slot) = tile_of(key);
+                let found = self
+                    .tiles
+                    .get_mut(&tile)
+                    .and_then(|tile| tile.columns[slot].iter_mut().find(|e| e.driver.id == driver));
+                debug_assert!(found.is_some(), "driver {driver} was in the map but not its column");
+                match found {
+                    Some(found) => Some(std::mem::replace(found, entry).driver),
                     None => {
-                        self.cells.entry(key).or_default().push(entry);
+                        self.push(key, entry);
                         None
                     }
                 }
@@ -313,21 +355,45 @@ impl DriverIndex {
             old_key => {
                 let previous = old_key.and_then(|old| self.take(old, driver));
                 debug_assert_eq!(previous.is_some(), old_key.is_some(), "driver {driver} map and columns disagree");
-                self.cells.entry(key).or_default().push(entry);
+                self.push(key, entry);
                 previous
             }
         }
     }
 
-    /// Takes `driver` out of the column `key`, dropping the column if it empties.
+    /// Adds `entry` to the column `key`.
+    fn push(&mut self, key: u64, entry: Entry) {
+        let (tile, slot) = tile_of(key);
+        let tile = self.tiles.entry(tile).or_default();
+        let column = &mut tile.columns[slot];
+        if column.is_empty() {
+            tile.occupied += 1;
+            self.columns += 1;
+        }
+        column.push(entry);
+    }
+
+    /// Takes `driver` out of the column `key`, dropping the tile if it empties.
     fn take(&mut self, key: u64, driver: UserId) -> Option<IndexedDriver> {
-        let cell = self.cells.get_mut(&key)?;
-        let at = cell.iter().position(|e| e.driver.id == driver)?;
-        let entry = cell.swap_remove(at);
-        if cell.is_empty() {
-            self.cells.remove(&key);
+        let (tile_key, slot) = tile_of(key);
+        let tile = self.tiles.get_mut(&tile_key)?;
+        let column = &mut tile.columns[slot];
+        let at = column.iter().position(|e| e.driver.id == driver)?;
+        let entry = column.swap_remove(at);
+        if column.is_empty() {
+            tile.occupied -= 1;
+            self.columns -= 1;
+            if tile.occupied == 0 {
+                self.tiles.remove(&tile_key);
+            }
         }
         Some(entry.driver)
+    }
+
+    /// The drivers of the column `key` (none if its tile holds nobody).
+    fn column(&self, key: u64) -> &[Entry] {
+        let (tile, slot) = tile_of(key);
+        self.tiles.get(&tile).map_or(&[], |tile| &tile.columns[slot])
     }
 
     /// Takes `driver` out of the index (gone offline, suspended). Returns what was indexed.
@@ -341,7 +407,7 @@ impl DriverIndex {
     /// What is indexed for `driver`.
     pub fn get(&self, driver: UserId) -> Option<IndexedDriver> {
         let key = self.by_driver.get(&driver)?;
-        self.cells.get(key)?.iter().find(|e| e.driver.id == driver).map(|e| e.driver)
+        self.column(*key).iter().find(|e| e.driver.id == driver).map(|e| e.driver)
     }
 
     /// The last indexed position of `driver`.
@@ -361,7 +427,7 @@ impl DriverIndex {
 
     /// Every indexed driver, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = IndexedDriver> + '_ {
-        self.cells.values().flatten().map(|e| e.driver)
+        self.tiles.values().flat_map(|tile| tile.columns.iter().flatten()).map(|e| e.driver)
     }
 
     /// The drivers nearest to `center` for which `eligible` says yes: at most `limit`, within
@@ -379,7 +445,7 @@ impl DriverIndex {
         limit: usize,
         eligible: impl FnMut(&IndexedDriver) -> bool,
     ) -> Vec<Nearby> {
-        self.nearest_within_budget(center, radius_m, limit, eligible, 2 * self.cells.len() + 64)
+        self.nearest_within_budget(center, radius_m, limit, eligible, 2 * self.columns + 64)
     }
 
     /// [`DriverIndex::nearest`], walking at most `budget` grid columns before it scans every
@@ -413,6 +479,7 @@ impl DriverIndex {
             // city (~80 candidates, ~40 columns), so they are not either.
             found: Vec::with_capacity(limit.saturating_mul(2).min(self.len()).min(1024)),
             pending: BinaryHeap::with_capacity(256),
+            tile: None,
             from: HaversineFrom::new(center),
             inside_2: (chord - CHORD_SLACK).max(0.0).powi(2),
         };
@@ -426,6 +493,11 @@ impl DriverIndex {
                 let (_, a, b) = axes_of(face);
                 *walk = Some(FaceWalk { face, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
             }
+        }
+        {
+            let face = face_of(point);
+            let (_, a, b) = axes_of(face);
+            self.read_ahead(face, cube[a], cube[b]);
         }
         let mut columns: BinaryHeap<Column> = BinaryHeap::with_capacity(64);
         let mut walked = 0usize;
@@ -473,19 +545,61 @@ impl DriverIndex {
         found
     }
 
+    /// Reads the drivers' points of the 3 × 3 columns round (`ca`, `cb`) on `face`, the
+    /// columns a search in a city visits first, before the walk does. The reads do not wait
+    /// for each other, so their cache misses (the tiles, the columns' drivers) overlap where
+    /// the walk, which settles each column before it looks up the next, would meet them one
+    /// after another: on a machine whose caches forget an index left alone for a few tens
+    /// of microseconds, that was a quarter of a search (BENCHMARKS.md, "Nearest under
+    /// churn"). Reading each column's first driver only did a little less well there. What
+    /// is read is only kept from the optimiser.
+    fn read_ahead(&self, face: usize, ca: i32, cb: i32) {
+        let mut tile: Option<(u64, Option<&Tile>)> = None;
+        let mut touched = 0.0f32;
+        for db in -1..=1 {
+            for da in -1..=1 {
+                let (tile_key, slot) = tile_of(column_key(face, ca + da, cb + db));
+                let here = match tile {
+                    Some((k, t)) if k == tile_key => t,
+                    _ => {
+                        let t = self.tiles.get(&tile_key).map(|t| &**t);
+                        tile = Some((tile_key, t));
+                        t
+                    }
+                };
+                for entry in here.map_or(&[][..], |t| &t.columns[slot]) {
+                    touched += entry.point[0];
+                }
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
     /// Offers the drivers of the column `key`.
     fn visit_column<'a>(&'a self, search: &mut Search<'a>, key: u64) {
-        if let Some(cell) = self.cells.get(&key) {
-            for entry in cell {
-                search.offer(entry);
+        let (tile_key, slot) = tile_of(key);
+        let tile = match search.tile {
+            Some((k, tile)) if k == tile_key => Some(tile),
+            _ => {
+                let tile = self.tiles.get(&tile_key).map(|tile| &**tile);
+                if let Some(tile) = tile {
+                    search.tile = Some((tile_key, tile));
+                }
+                tile
             }
+        };
+        for entry in tile.map_or(&[][..], |tile| &tile.columns[slot]) {
+            search.offer(entry);
         }
     }
 
     /// Offers every driver whose column is outside the rings its face's walk took in (all
     /// of a face not walked), unless the column is beyond reach.
     fn scan_outside<'a>(&'a self, search: &mut Search<'a>, faces: &[Option<FaceWalk>; 6]) {
-        for (&key, cell) in &self.cells {
+        let columns = self.tiles.iter().flat_map(|(&tile, t)| {
+            t.columns.iter().enumerate().filter(|(_, c)| !c.is_empty()).map(move |(slot, c)| (column_in(tile, slot), c))
+        });
+        for (key, cell) in columns {
             let (face, ia, ib) = column_of_key(key);
             if let Some(w) = &faces[face]
                 && (ia - w.ca).abs() < w.ring
@@ -681,6 +795,8 @@ struct Search<'a> {
     reach_2: f64,
     found: Vec<Nearby>,
     pending: BinaryHeap<Candidate<'a>>,
+    /// The tile last looked up, by key (the next column is usually in it).
+    tile: Option<(u64, &'a Tile)>,
     /// Haversine from the centre.
     from: HaversineFrom,
     /// A squared chord shorter than this is within the radius whatever the `f32` rounding

@@ -93,6 +93,7 @@ proptest! {
             }
         }
         prop_assert_eq!(index.len(), live.len());
+        check_shape(&index)?;
         let drivers: Vec<IndexedDriver> = live.values().copied().collect();
         let center = LatLng::new(center.0, center.1).unwrap();
         let got: Vec<(UserId, f64)> =
@@ -143,8 +144,32 @@ proptest! {
         for raw in live.keys() {
             prop_assert!(index.remove(UserId::from_raw(*raw).unwrap()).is_some(), "driver {} lost in the tree", raw);
         }
-        prop_assert!(index.cells.is_empty());
+        prop_assert!(index.tiles.is_empty() && index.columns == 0);
     }
+}
+
+/// The index's shape: each driver in the column of its stored vector, in the tile and slot
+/// of that column, named there by the map; no tile empty; the occupied counts exact.
+fn check_shape(index: &DriverIndex) -> Result<(), TestCaseError> {
+    let mut drivers = 0;
+    let mut occupied = 0;
+    for (&tile_key, tile) in &index.tiles {
+        let nonempty = tile.columns.iter().filter(|c| !c.is_empty()).count();
+        prop_assert!(nonempty > 0, "an empty tile is kept");
+        prop_assert_eq!(tile.occupied, nonempty);
+        occupied += nonempty;
+        for (slot, column) in tile.columns.iter().enumerate() {
+            for entry in column {
+                let key = column_of(entry.point);
+                prop_assert_eq!(tile_of(key), (tile_key, slot));
+                prop_assert_eq!(index.by_driver.get(&entry.driver.id), Some(&key));
+                drivers += 1;
+            }
+        }
+    }
+    prop_assert_eq!(occupied, index.columns);
+    prop_assert_eq!(drivers, index.by_driver.len());
+    Ok(())
 }
 
 /// Positions for the grid tests: the hard places of [`position`], plus points on the
@@ -256,6 +281,7 @@ proptest! {
             prop_assert_eq!(index.upsert(d.id, d.position, d.category, d.recorded_at), live.insert(raw, d));
         }
         prop_assert_eq!(index.len(), live.len());
+        check_shape(&index)?;
         for (raw, d) in &live {
             prop_assert_eq!(index.get(UserId::from_raw(*raw).unwrap()), Some(*d));
         }
@@ -303,6 +329,17 @@ proptest! {
     #[test]
     fn column_keys_round_trip(face in 0usize..6, ca in -EDGE..=EDGE, cb in -EDGE..=EDGE) {
         prop_assert_eq!(column_of_key(column_key(face, ca, cb)), (face, ca, cb));
+    }
+
+    /// A column's tile and slot give the column back; the columns of a tile are the 4 × 4
+    /// whose indices agree but for their last two bits (negative indices too).
+    #[test]
+    fn columns_and_tiles_round_trip(face in 0usize..6, ca in -EDGE..=EDGE, cb in -EDGE..=EDGE) {
+        let key = column_key(face, ca, cb);
+        let (tile, slot) = tile_of(key);
+        prop_assert!(slot < TILE_COLUMNS);
+        prop_assert_eq!(column_in(tile, slot), key);
+        prop_assert_eq!(column_of_key(tile), (face, ca.div_euclid(4), cb.div_euclid(4)));
     }
 
     /// A face's gap is a lower bound of the chord from any centre to any point of that face
