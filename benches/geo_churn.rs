@@ -28,6 +28,10 @@
 
 mod common;
 
+/// The allocator of `dispatchd`, whose writer runs these searches.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
