@@ -202,13 +202,15 @@ impl City {
             }
             move_time += t.elapsed();
             moves += batch.len() as u64;
-            while paced {
-                let now = start.elapsed();
-                if now >= due {
-                    late = late.max(now - due);
-                    break;
+            if paced {
+                loop {
+                    let now = start.elapsed();
+                    if now >= due {
+                        late = late.max(now - due);
+                        break;
+                    }
+                    std::hint::spin_loop();
                 }
-                std::hint::spin_loop();
             }
             let center = centers[q % centers.len()];
             let t = Instant::now();
