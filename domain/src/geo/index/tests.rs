@@ -1,6 +1,7 @@
 //! The tests of the drivers' index: every search against a brute-force haversine scan,
 //! on the ring walk and on the scan, under moves and removals, at the poles and across ±180°.
 
+use super::search::Chord2;
 use super::*;
 use crate::geo::haversine_m;
 use proptest::prelude::*;
