@@ -374,7 +374,7 @@ struct Search<'a> {
     reach_2: f64,
     found: Vec<Nearby>,
     pending: BinaryHeap<Candidate<'a>>,
-    /// The tile last looked up, by key (the next column is usually in it).
+    /// The tile last looked up, by key (the next column is often in it).
     tile: Option<(u64, &'a Tile)>,
     /// Haversine from the centre.
     from: HaversineFrom,

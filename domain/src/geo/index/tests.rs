@@ -332,15 +332,15 @@ proptest! {
         prop_assert_eq!(column_of_key(column_key(face, ca, cb)), (face, ca, cb));
     }
 
-    /// A column's tile and slot give the column back; the columns of a tile are the 4 × 4
-    /// whose indices agree but for their last two bits (negative indices too).
+    /// A column's tile and slot give the column back; the columns of a tile are the ones
+    /// whose indices agree but for their last `TILE_BITS` (negative indices too).
     #[test]
     fn columns_and_tiles_round_trip(face in 0usize..6, ca in -EDGE..=EDGE, cb in -EDGE..=EDGE) {
         let key = column_key(face, ca, cb);
         let (tile, slot) = tile_of(key);
         prop_assert!(slot < TILE_COLUMNS);
         prop_assert_eq!(column_in(tile, slot), key);
-        prop_assert_eq!(column_of_key(tile), (face, ca.div_euclid(4), cb.div_euclid(4)));
+        prop_assert_eq!(column_of_key(tile), (face, ca >> TILE_BITS, cb >> TILE_BITS));
     }
 
     /// A face's gap is a lower bound of the chord from any centre to any point of that face
