@@ -158,9 +158,9 @@ fn main() {
     let paced = city.run(&centers, queries, qps, moves_per_s, true);
     common::summary("geo_churn/nearest10_of_100k_under_30k_moves_s", paced, None);
     // The same schedule without the waits: the same moves before each query, the query
-    // right after the last one. What this adds to the line above is what the idle time
-    // between queries costs (the machine's caches forget the index meanwhile), not what
-    // the moves cost.
+    // right after the last one. What the line above takes beyond this one is what the idle
+    // time between queries costs (the machine's caches forget the index meanwhile), not
+    // what the moves cost.
     let back_to_back = city.run(&centers, queries, qps, moves_per_s, false);
     common::summary("geo_churn/nearest10_of_100k_back_to_back", back_to_back, None);
 }

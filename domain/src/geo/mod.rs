@@ -11,8 +11,9 @@
 //!   a route: [`polyline::encode`], and [`polyline::decode`] for a router's answer.
 //! - `zone`: [`ZoneIndex`], active zones behind an R-tree of their boxes; which zone a
 //!   point is in, deterministically when zones overlap.
-//! - `index`: [`DriverIndex`], drivers as unit vectors in an R-tree; the nearest eligible
-//!   drivers within a radius, exactly as a full scan would rank them.
+//! - `index`: [`DriverIndex`], drivers as unit vectors in columns of their cube-map face,
+//!   kept in tiles of 2 × 2 columns; the nearest eligible drivers within a radius
+//!   (`index/search.rs`), exactly as a full scan would rank them.
 //!
 //! Everything here is plain data, owned by the engine's single writer and read from its
 //! snapshots: no locks, no I/O, no clock reads (times come in as [`Timestamp`](crate::clock::Timestamp)s).

@@ -27,8 +27,8 @@ impl DriverIndex {
         self.nearest_within_budget(center, radius_m, limit, eligible, 2 * self.columns + 64)
     }
 
-    /// [`DriverIndex::nearest`], walking at most `budget` grid columns before it scans every
-    /// cube instead (tests force either path with it).
+    /// [`DriverIndex::nearest`], walking at most `budget` grid columns before it scans the
+    /// occupied columns instead (tests force either path with it).
     pub(super) fn nearest_within_budget(
         &self,
         center: LatLng,
