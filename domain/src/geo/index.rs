@@ -296,6 +296,9 @@ struct Tile {
     occupied: usize,
 }
 
+/// A tile looked up, by key, and what was there (see [`DriverIndex::column_via`]).
+type LastTile<'a> = Option<(u64, Option<&'a Tile>)>;
+
 /// Online drivers by position. The module documentation of `geo::index` says how it works.
 #[derive(Debug, Clone, Default)]
 pub struct DriverIndex {
@@ -395,8 +398,23 @@ impl DriverIndex {
 
     /// The drivers of the column `key` (none if its tile holds nobody).
     fn column(&self, key: u64) -> &[Entry] {
-        let (tile, slot) = tile_of(key);
-        self.tiles.get(&tile).map_or(&[], |tile| &tile.columns[slot])
+        self.column_via(&mut None, key)
+    }
+
+    /// [`DriverIndex::column`], through `last`: the tile looked up last, by key (`None`
+    /// inside when nobody is there), which a search's next column is often in. Updated to
+    /// the column's tile.
+    fn column_via<'a>(&'a self, last: &mut LastTile<'a>, key: u64) -> &'a [Entry] {
+        let (tile_key, slot) = tile_of(key);
+        let tile = match *last {
+            Some((k, tile)) if k == tile_key => tile,
+            _ => {
+                let tile = self.tiles.get(&tile_key);
+                *last = Some((tile_key, tile));
+                tile
+            }
+        };
+        tile.map_or(&[], |tile| &tile.columns[slot])
     }
 
     /// Takes `driver` out of the index (gone offline, suspended). Returns what was indexed.

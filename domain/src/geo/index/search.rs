@@ -46,19 +46,20 @@ impl DriverIndex {
         let point = unit_vector(center);
         let q = point.map(f64::from);
         let cube = cube_of(point);
+        let bound_2 = (chord + CHORD_SLACK).powi(2);
         let mut search = Search {
             radius_m,
             limit,
             q,
-            bound_2: (chord + CHORD_SLACK).powi(2),
-            reach_2: (chord + CHORD_SLACK).powi(2),
+            bound_2,
+            reach_2: bound_2,
             // Room for the drivers found past the `limit`-th within `CHORD_SLACK` of it
             // (about one in a city: they are ranked by haversine before the cut), so the
             // answer is not reallocated in most searches; the heaps sized for a 10-NN in a
             // city (~80 candidates, ~40 columns), so they are not either.
             found: Vec::with_capacity(limit.saturating_mul(2).min(self.len()).min(1024)),
             pending: BinaryHeap::with_capacity(256),
-            tile: None,
+            last_tile: None,
             from: HaversineFrom::new(center),
             inside_2: (chord - CHORD_SLACK).max(0.0).powi(2),
         };
@@ -73,10 +74,9 @@ impl DriverIndex {
                 *walk = Some(FaceWalk { face, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
             }
         }
-        {
-            let face = face_of(point);
-            let (_, a, b) = axes_of(face);
-            self.read_ahead(face, cube[a], cube[b]);
+        // The centre's own face is always walked (its gap is 0).
+        if let Some(centre) = &faces[face_of(point)] {
+            self.read_ahead(centre);
         }
         let mut columns: BinaryHeap<Column> = BinaryHeap::with_capacity(64);
         let mut walked = 0usize;
@@ -85,7 +85,7 @@ impl DriverIndex {
             // nearest column waiting (or than anything that can still matter).
             let mut over_budget = false;
             for walk in faces.iter_mut().flatten() {
-                if !walk.extend(q, &mut columns, &mut walked, budget, search.reach_2()) {
+                if !walk.extend(q, &mut columns, &mut walked, budget, search.reach_2) {
                     over_budget = true;
                     break;
                 }
@@ -109,7 +109,7 @@ impl DriverIndex {
             if !search.settle(unseen_2, &mut eligible) {
                 break;
             }
-            if column.distance_2.get() > search.reach_2() {
+            if column.distance_2.get() > search.reach_2 {
                 search.settle(f64::INFINITY, &mut eligible);
                 break;
             }
@@ -124,29 +124,20 @@ impl DriverIndex {
         found
     }
 
-    /// Reads the drivers' points of the 3 × 3 columns round (`ca`, `cb`) on `face`, the
-    /// columns a search in a city visits first, before the walk does. The reads do not wait
+    /// Reads the drivers' points of the 3 × 3 columns round the centre on its own face
+    /// (`walk`), the columns a search in a city visits first, before the walk does. The reads do not wait
     /// for each other, so their cache misses (the tiles, the columns' drivers) overlap where
     /// the walk, which settles each column before it looks up the next, would meet them one
     /// after another: on a machine whose caches forget an index left alone for a few tens
     /// of microseconds, that was a quarter of a search (BENCHMARKS.md, "Nearest under
     /// churn"). Reading each column's first driver only did a little less well there. What
     /// is read is only kept from the optimiser.
-    fn read_ahead(&self, face: usize, ca: i32, cb: i32) {
-        let mut tile: Option<(u64, Option<&Tile>)> = None;
+    fn read_ahead(&self, walk: &FaceWalk) {
+        let mut last = None;
         let mut touched = 0.0f32;
         for db in -1..=1 {
             for da in -1..=1 {
-                let (tile_key, slot) = tile_of(column_key(face, ca + da, cb + db));
-                let here = match tile {
-                    Some((k, t)) if k == tile_key => t,
-                    _ => {
-                        let t = self.tiles.get(&tile_key);
-                        tile = Some((tile_key, t));
-                        t
-                    }
-                };
-                for entry in here.map_or(&[][..], |t| &t.columns[slot]) {
+                for entry in self.column_via(&mut last, column_key(walk.face, walk.ca + da, walk.cb + db)) {
                     touched += entry.point[0];
                 }
             }
@@ -156,18 +147,7 @@ impl DriverIndex {
 
     /// Offers the drivers of the column `key`.
     fn visit_column<'a>(&'a self, search: &mut Search<'a>, key: u64) {
-        let (tile_key, slot) = tile_of(key);
-        let tile = match search.tile {
-            Some((k, tile)) if k == tile_key => Some(tile),
-            _ => {
-                let tile = self.tiles.get(&tile_key);
-                if let Some(tile) = tile {
-                    search.tile = Some((tile_key, tile));
-                }
-                tile
-            }
-        };
-        for entry in tile.map_or(&[][..], |tile| &tile.columns[slot]) {
+        for entry in self.column_via(&mut search.last_tile, key) {
             search.offer(entry);
         }
     }
@@ -187,7 +167,7 @@ impl DriverIndex {
                 continue;
             }
             let (_, a, b) = axes_of(face);
-            if column_gap_2(search.q, a, b, ia, ib) > search.reach_2() {
+            if column_gap_2(search.q, a, b, ia, ib) > search.reach_2 {
                 continue;
             }
             for entry in cell {
@@ -374,8 +354,8 @@ struct Search<'a> {
     reach_2: f64,
     found: Vec<Nearby>,
     pending: BinaryHeap<Candidate<'a>>,
-    /// The tile last looked up, by key (the next column is often in it).
-    tile: Option<(u64, &'a Tile)>,
+    /// The tile last looked up ([`DriverIndex::column_via`]).
+    last_tile: LastTile<'a>,
     /// Haversine from the centre.
     from: HaversineFrom,
     /// A squared chord shorter than this is within the radius whatever the `f32` rounding
@@ -385,14 +365,9 @@ struct Search<'a> {
 }
 
 impl<'a> Search<'a> {
-    /// How far a driver may be and still matter, squared chord.
-    fn reach_2(&self) -> f64 {
-        self.reach_2
-    }
-
     fn offer(&mut self, entry: &'a Entry) {
         let chord_2 = chord_2(self.q, entry.point);
-        if chord_2 <= self.reach_2() {
+        if chord_2 <= self.reach_2 {
             self.pending.push(Candidate { chord_2: Chord2::new(chord_2), entry });
         }
     }
@@ -406,7 +381,7 @@ impl<'a> Search<'a> {
             }
             let (chord_2, driver) = (top.chord_2.get(), top.entry.driver);
             self.pending.pop();
-            if chord_2 > self.reach_2() {
+            if chord_2 > self.reach_2 {
                 return false;
             }
             let distance_m = if chord_2 < self.inside_2 {
