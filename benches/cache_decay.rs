@@ -18,6 +18,8 @@
 //! Run: `cargo bench --bench cache_decay`
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -70,7 +72,7 @@ fn main() {
         for gap_us in GAPS_US {
             let gap = Duration::from_micros(gap_us);
             let count = (20_000 / (1 + gap_us as usize / 20)).max(200);
-            let mut samples: Vec<f64> = Vec::with_capacity(count);
+            let mut samples: Vec<Duration> = Vec::with_capacity(count);
             for _ in 0..count {
                 let idle = Instant::now();
                 while idle.elapsed() < gap {
@@ -80,15 +82,12 @@ fn main() {
                 for _ in 0..READS {
                     at = set[at].next;
                 }
-                samples.push(t.elapsed().as_nanos() as f64 / READS as f64);
+                samples.push(t.elapsed());
             }
-            samples.sort_by(f64::total_cmp);
+            samples.sort();
+            let per_read = |p: f64| common::percentile(&samples, p).as_nanos() as f64 / READS as f64;
             let name = format!("cache_decay/{mib}MiB/gap_{gap_us}us");
-            println!(
-                "{name:<32} a dependent read p50 {:>5.0} ns  p90 {:>5.0} ns",
-                samples[samples.len() / 2],
-                samples[samples.len() * 9 / 10]
-            );
+            println!("{name:<32} a dependent read p50 {:>5.0} ns  p90 {:>5.0} ns", per_read(0.5), per_read(0.9));
         }
         black_box(at);
     }
