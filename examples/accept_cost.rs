@@ -25,6 +25,12 @@
 //! BENCHMARKS.md "The notification outbox" has the figures.
 #![forbid(unsafe_code)]
 
+/// The allocator of `dispatchd`, whose writer runs these accepts (glibc's moved the
+/// difference by hundreds of instructions from build to build: its free lists are the
+/// history of the run).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use dispatch::scenario::{grid_fleet, grid_rules, grid_trips, pipeline};
 use dispatch_core::outbox::Platform;
 use dispatch_core::{Actor, Command, Engine, EngineConfig};

@@ -406,19 +406,25 @@ impl Outbox {
         }
     }
 
-    /// Copies from `from` (the state's outbox) the items `items` and the devices of
-    /// `users` changed, entry by entry: how the readers' copy (the view's) follows the
-    /// state's without sharing its trees, so that neither copies a path on the other's
-    /// account (a tree shared with the view would be copied, root to leaf, at the state's
-    /// first write of every batch).
-    pub fn sync_from(&mut self, from: &Outbox, items: &[NotificationId], users: &[UserId]) {
+    /// Copies from `from` (the state's outbox) the devices of `users` and the changes
+    /// `items` (the state's effects, in order: each item as it became, or `None` when it
+    /// left), entry by entry: how the readers' copy (the view's) follows the state's without
+    /// sharing its trees, so that neither copies a path on the other's account (a tree
+    /// shared with the view would be copied, root to leaf, at the state's first write of
+    /// every batch).
+    pub fn sync_from(
+        &mut self,
+        from: &Outbox,
+        items: &[(NotificationId, Option<Arc<Notification>>)],
+        users: &[UserId],
+    ) {
         debug_assert!(self.readers && !from.readers, "sync_from copies the state's into the readers'");
         for user in users {
             self.set_devices(*user, from.devices.get(user).cloned());
         }
-        for id in items {
+        for (id, item) in items {
             let key = ItemKey::of(*id);
-            match from.items.get(&key) {
+            match item {
                 Some(item) => {
                     self.items.insert(key, Arc::clone(item));
                 }
@@ -504,6 +510,11 @@ impl Outbox {
             if !indexed {
                 return Err(format!("notification {} is not indexed as {}", n.id, n.status.as_str()));
             }
+        }
+        if let Some((key, _)) = self.items.get_max()
+            && *key >= ItemKey::from_seq(self.seq)
+        {
+            return Err(format!("an item's key {key:?} is not below the counter {}", self.seq));
         }
         if let Some((u, list)) = self.devices.iter().find(|(_, l)| l.len() > MAX_DEVICES_PER_USER || l.is_empty()) {
             return Err(format!("user {u} has {} devices", list.len()));

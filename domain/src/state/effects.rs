@@ -31,8 +31,9 @@ pub struct Effects {
     pub accounts: Vec<crate::ledger::AccountKey>,
     /// Transfers added, changed or removed (archived).
     pub transfers: Vec<crate::id::TransferId>,
-    /// Outbox items made, changed or pruned.
-    pub notifications: Vec<crate::id::NotificationId>,
+    /// Outbox items made, changed (each as it is now) or pruned (`None`), in the order
+    /// they were: the view copies them from here without looking them up.
+    pub notifications: Vec<(crate::id::NotificationId, Option<std::sync::Arc<crate::outbox::Notification>>)>,
     /// Users whose push devices changed.
     pub devices: Vec<UserId>,
     /// Webhook deliveries made, changed or removed, by endpoint and event number.

@@ -170,12 +170,13 @@ impl State {
         }
         self.outbox.unindex_pending(&old);
         self.outbox.index(&item);
-        self.outbox.items.insert(ItemKey::of(id), Arc::new(item));
+        let item = Arc::new(item);
+        self.outbox.items.insert(ItemKey::of(id), Arc::clone(&item));
         if let Some((user, device)) = dead_device {
             let list = self.outbox.devices_of(user).iter().filter(|d| d.id != device).cloned().collect();
             self.set_devices(user, list, fx);
         }
-        fx.notifications.push(id);
+        fx.notifications.push((id, Some(item)));
         Ok(Outcome::Done)
     }
 
@@ -198,8 +199,9 @@ impl State {
             }
             self.outbox.unindex_pending(&old);
             self.outbox.index(&item);
-            self.outbox.items.insert(ItemKey::of(id), Arc::new(item));
-            fx.notifications.push(id);
+            let item = Arc::new(item);
+            self.outbox.items.insert(ItemKey::of(id), Arc::clone(&item));
+            fx.notifications.push((id, Some(item)));
         }
         while let Some(&(at, id)) = self.outbox.done.get_min() {
             if at.plus_secs(KEPT_S) > now {
@@ -207,7 +209,7 @@ impl State {
             }
             self.outbox.done.remove_min();
             self.outbox.items.remove(&ItemKey::of(id));
-            fx.notifications.push(id);
+            fx.notifications.push((id, None));
         }
     }
 
@@ -239,24 +241,25 @@ impl State {
         for event in events {
             match event {
                 Event::TripOffered { trip, driver_id, distance_to_pickup_m, .. } => {
-                    if !self.has_devices(*driver_id)
-                        || self.drivers.get(driver_id).is_some_and(|d| matches!(d.connected, Some((true, _))))
-                    {
+                    let Some(devices) = self.devices_for(*driver_id) else { continue };
+                    if self.drivers.get(driver_id).is_some_and(|d| matches!(d.connected, Some((true, _)))) {
                         continue;
                     }
                     let mut params = self.trip_params(*driver_id, trip);
                     params.distance_m = Some(*distance_to_pickup_m);
                     params.amount_minor = Some(trip.fare.estimate_minor);
                     params.currency = Some(trip.fare.currency);
-                    self.push(*driver_id, Kind::TripOffer, params, now, fx);
+                    self.push_to(*driver_id, &devices, Kind::TripOffer, params, now, fx);
                 }
                 Event::NoDriversNearby { trip_id, rider_id } => {
-                    if self.has_devices(*rider_id) && seen.insert((*trip_id, Kind::NoDriversNearby)) {
+                    if let Some(devices) = self.devices_for(*rider_id)
+                        && seen.insert((*trip_id, Kind::NoDriversNearby))
+                    {
                         let params = match self.trips.get(trip_id) {
                             Some(t) => self.trip_params(*rider_id, &Arc::clone(t)),
                             None => self.params_for(*rider_id),
                         };
-                        self.push(*rider_id, Kind::NoDriversNearby, params, now, fx);
+                        self.push_to(*rider_id, &devices, Kind::NoDriversNearby, params, now, fx);
                     }
                 }
                 Event::ChatMessage { trip, message } => {
@@ -271,13 +274,14 @@ impl State {
                         .filter(|d| !self.drivers.get(d).is_some_and(|d| matches!(d.connected, Some((true, _)))));
                     let rider_away = (rider_connected != Some(true)).then_some(trip.rider_id);
                     for to in [driver_away, rider_away].into_iter().flatten() {
-                        if message.from_user_id == Some(to) || !self.has_devices(to) {
+                        if message.from_user_id == Some(to) {
                             continue;
                         }
+                        let Some(devices) = self.devices_for(to) else { continue };
                         let mut params = self.trip_params(to, trip);
                         params.name = message.from_user_id.and_then(|u| self.users.get(&u)).map(|u| u.name.clone());
                         params.text = Some(message.text.chars().take(MAX_PREVIEW_LEN).collect());
-                        self.push(to, Kind::ChatMessage, params, now, fx);
+                        self.push_to(to, &devices, Kind::ChatMessage, params, now, fx);
                     }
                 }
                 Event::AlertRaised { alert } => {
@@ -344,27 +348,34 @@ impl State {
         self.enqueue(None, Channel::Sms, Kind::DeliveryCode, Target::Phone(phone), params, now, fx);
     }
 
-    /// Whether `user` has a push device. Checked before an item's inputs are gathered:
-    /// a user without one costs the command nothing more (the accept path of riders
-    /// without the app's notifications on stays as it was; BENCHMARKS.md).
-    fn has_devices(&self, user: UserId) -> bool {
-        !self.outbox.devices_of(user).is_empty()
+    /// `user`'s push devices, if any (a shared list: no copy). Looked up once, before an
+    /// item's inputs are gathered: a user without one costs the command nothing more (the
+    /// accept path of riders without the app's notifications on stays as it was;
+    /// BENCHMARKS.md).
+    fn devices_for(&self, user: UserId) -> Option<Arc<Vec<Device>>> {
+        self.outbox.devices.get(&user).filter(|list| !list.is_empty()).cloned()
     }
 
     /// A notice about `trip` to its rider.
     fn trip_notice(&mut self, kind: Kind, trip: &Arc<Trip>, now: Timestamp, fx: &mut Effects) {
         let rider = trip.rider_id;
         let emailed = kind == Kind::Receipt && self.users.get(&rider).is_some_and(|u| u.email.is_some());
-        if !emailed && !self.has_devices(rider) {
+        let devices = self.devices_for(rider);
+        if !emailed && devices.is_none() {
             return;
         }
         let mut params = self.trip_params(rider, trip);
         if let Some(driver) = trip.driver_id.and_then(|d| self.users.get(&d)) {
             params.name = Some(driver.name.clone());
             if let Some(v) = &driver.vehicle {
-                let words: Vec<&str> =
-                    [v.color.as_deref(), v.make.as_deref(), v.model.as_deref()].into_iter().flatten().collect();
-                params.vehicle = (!words.is_empty()).then(|| words.join(" "));
+                let mut vehicle = String::new();
+                for word in [&v.color, &v.make, &v.model].into_iter().flatten() {
+                    if !vehicle.is_empty() {
+                        vehicle.push(' ');
+                    }
+                    vehicle.push_str(word);
+                }
+                params.vehicle = (!vehicle.is_empty()).then_some(vehicle);
                 params.plate = Some(v.plate.clone());
             }
         }
@@ -376,7 +387,9 @@ impl State {
                 self.enqueue(Some(rider), Channel::Email, kind, Target::Email(email), params.clone(), now, fx);
             }
         }
-        self.push(rider, kind, params, now, fx);
+        if let Some(devices) = devices {
+            self.push_to(rider, &devices, kind, params, now, fx);
+        }
     }
 
     /// The inputs every notice about `trip` to `user` has.
@@ -391,13 +404,24 @@ impl State {
 
     /// One push item per device of `user` (none without a device).
     pub(super) fn push(&mut self, user: UserId, kind: Kind, params: Params, now: Timestamp, fx: &mut Effects) {
-        let devices: Vec<DeviceId> = self.outbox.devices_of(user).iter().map(|d| d.id).collect();
-        if devices.is_empty() {
-            return;
+        if let Some(devices) = self.devices_for(user) {
+            self.push_to(user, &devices, kind, params, now, fx);
         }
+    }
+
+    /// One push item per device of `devices`, `user`'s.
+    fn push_to(
+        &mut self,
+        user: UserId,
+        devices: &[Device],
+        kind: Kind,
+        params: Params,
+        now: Timestamp,
+        fx: &mut Effects,
+    ) {
         let params = Arc::new(params);
         for d in devices {
-            self.enqueue_shared(Some(user), Channel::Push, kind, Target::Device(d), Arc::clone(&params), now, fx);
+            self.enqueue_shared(Some(user), Channel::Push, kind, Target::Device(d.id), Arc::clone(&params), now, fx);
         }
     }
 
@@ -426,14 +450,13 @@ impl State {
         now: Timestamp,
         fx: &mut Effects,
     ) {
+        // Every item's key is below the counter (`Outbox::check`), so the counter's key is
+        // free; only the one counter whose id would be 0 is skipped.
         let (key, id) = loop {
             let seq = self.outbox.seq;
             self.outbox.seq = seq.wrapping_add(1);
-            let key = ItemKey::from_seq(seq);
-            if let Some(id) = notification_id(seq)
-                && !self.outbox.items.contains_key(&key)
-            {
-                break (key, id);
+            if let Some(id) = notification_id(seq) {
+                break (ItemKey::from_seq(seq), id);
             }
         };
         let item = Notification {
@@ -453,7 +476,8 @@ impl State {
             finished_at: None,
         };
         self.outbox.index(&item);
-        self.outbox.items.insert(key, Arc::new(item));
-        fx.notifications.push(id);
+        let item = Arc::new(item);
+        self.outbox.items.insert(key, Arc::clone(&item));
+        fx.notifications.push((id, Some(item)));
     }
 }
