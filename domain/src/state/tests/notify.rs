@@ -311,6 +311,37 @@ fn items_fail_when_their_window_ends_and_finished_items_leave_after_seven_days()
     w.finish();
 }
 
+/// Windows are all as long, so the state keeps no order of them: `Tick` fails pending
+/// items in the order they were made. After the clock steps back, an item made later can
+/// have the earlier window; it then fails with the one before it, late by the step, and
+/// never before its own window.
+#[test]
+fn after_the_clock_steps_back_a_later_item_gives_up_with_the_one_before_it() {
+    let mut w = World::new(rules());
+    let (rider, d) = (w.rider(), w.driver(0.5));
+    register(&mut w, rider, "phone").unwrap();
+    let t = w.trip(rider);
+    w.accept(d, t).unwrap();
+    let accepted = of_kind(&w, Kind::TripAccepted)[0].id;
+    w.now = w.now.plus_millis(-3_600_000);
+    w.run(Actor::User(d), Command::DriverArrived { trip_id: t }).unwrap();
+    let arrived = of_kind(&w, Kind::DriverArrived)[0].id;
+    let window = |w: &World, id| w.state.outbox().item(id).unwrap().give_up_at;
+    assert!(window(&w, arrived) < window(&w, accepted));
+    w.advance(i64::from(GIVE_UP_S) + 1);
+    assert!(w.now > window(&w, arrived));
+    for id in [accepted, arrived] {
+        assert_eq!(w.state.outbox().item(id).unwrap().status, Status::Pending, "{id} failed early");
+    }
+    w.advance(3_600);
+    for id in [accepted, arrived] {
+        let item = w.state.outbox().item(id).unwrap();
+        assert_eq!((item.status, item.finished_at), (Status::Failed, Some(w.now)));
+    }
+    assert_eq!(w.state.outbox().pending(), 0);
+    w.finish();
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     /// A rider (of three, each with a device) books; a driver near accepts.
