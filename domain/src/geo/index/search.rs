@@ -379,7 +379,7 @@ impl<'a> Search<'a> {
             if top.chord_2.get() > unseen_2 {
                 return true;
             }
-            let (chord_2, driver) = (top.chord_2.get(), top.entry.driver);
+            let (chord_2, driver) = (top.chord_2.get(), top.entry.driver());
             self.pending.pop();
             if chord_2 > self.reach_2 {
                 return false;

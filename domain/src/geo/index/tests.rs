@@ -163,7 +163,7 @@ fn check_shape(index: &DriverIndex) -> Result<(), TestCaseError> {
             for entry in column {
                 let key = column_of(entry.point);
                 prop_assert_eq!(tile_of(key), (tile_key, slot));
-                prop_assert_eq!(index.by_driver.get(&entry.driver.id), Some(&key));
+                prop_assert_eq!(index.by_driver.get(&entry.id), Some(&key));
                 drivers += 1;
             }
         }
