@@ -15,7 +15,6 @@
 //! random (the state draws nothing): [`notification_id`] mixes the state's counter
 //! through a bijection, so they are unique and look alike to readers.
 
-use std::ops::Bound;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -294,16 +293,15 @@ pub enum AttemptOutcome {
 /// and rebuilt when read back. The items are keyed by the counter they were made with
 /// ([`ItemKey`]), so their map is also the creation order readers list from.
 ///
-/// The state's copy keeps what `apply` reads besides the items: the first pending item
-/// (whose window `Tick` waits for: every window is as long, so the items' own order is
-/// the windows' order, and no order of windows is kept), the number pending, and the
-/// finished order (pruning). The readers' copy keeps the items alone — followed entry by
-/// entry ([`Outbox::sync_from`]), not shared, so the state's next write never copies a
-/// path the view holds — with the number of pending items and the oldest one's age
-/// copied from the state's at each batch; the delivery worker keeps its own order of next
-/// tries ([`crate::schedule::Schedule`]). An item made costs the writer two inserts: one
-/// into each copy's items (BENCHMARKS.md "The notification outbox"). Equal when the
-/// devices, the items and the counter are (the rest is derived).
+/// The state's copy keeps the two orders `apply` reads: the windows of the pending items
+/// (`Tick`) and the finished order (pruning). The readers' copy keeps the items alone —
+/// followed entry by entry ([`Outbox::sync_from`]), not shared, so the state's next write
+/// never copies a path the view holds — with the number of pending items and the oldest
+/// one's age copied from the state's at each batch; the delivery worker keeps its own
+/// order of next tries ([`crate::schedule::Schedule`]). An item made costs the writer
+/// three inserts: two into the state's copy, one into the readers' (BENCHMARKS.md "The
+/// notification outbox"). Equal when the devices, the items and the counter are (the
+/// rest is derived).
 #[derive(Debug, Clone, Default)]
 pub struct Outbox {
     /// Each user's devices, oldest first (at most [`MAX_DEVICES_PER_USER`]).
@@ -316,18 +314,15 @@ pub struct Outbox {
     pub(crate) items: imbl::OrdMap<ItemKey, Arc<Notification>>,
     /// Items ever made: the next item's id is derived from it.
     pub(crate) seq: u64,
-    /// The first pending item in the order they were made, and the end of its window (the
-    /// state's copy only). Windows are all [`GIVE_UP_S`] long, so it is the first to give
-    /// up — unless the clock stepped back between two items, and then the later one gives
-    /// up after this one, late by at most the step.
-    first_pending: Option<(ItemKey, Timestamp)>,
+    /// Pending items by the end of their window (the state's copy only).
+    pub(crate) give_up: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Finished items by when they finished (they leave [`KEPT_S`] later; the state's
     /// copy only).
     pub(crate) done: imbl::OrdSet<(Timestamp, NotificationId)>,
     /// Whether this is the readers' copy, which keeps no orders.
     readers: bool,
-    /// Pending items (in the readers' copy as the state's counted them at the last
-    /// [`Outbox::sync_from`]).
+    /// Pending items, as the state's copy counts them (the readers' copy only: copied at
+    /// each [`Outbox::sync_from`]).
     pending_count: usize,
     /// When the oldest pending item was made, as the state's copy says (readers' copy only).
     oldest_pending_at: Option<Timestamp>,
@@ -356,45 +351,18 @@ impl<'de> Deserialize<'de> for Outbox {
 }
 
 impl Outbox {
-    /// Adds `item`, made with the counter's key `key`, to the state's copy: O(1) more than
-    /// the insert when an item is already pending (the first pending one stays first).
-    pub(crate) fn add(&mut self, key: ItemKey, item: Arc<Notification>) {
-        debug_assert!(!self.readers, "Outbox::add on a readers' copy: sync_from follows the state's");
-        if item.status == Status::Pending {
-            self.pending_count += 1;
-            if self.first_pending.is_none() {
-                self.first_pending = Some((key, item.give_up_at));
+    /// Adds `item` to the order its status puts it in (not to `items`; the state's copy:
+    /// the readers' keeps no orders).
+    pub(crate) fn index(&mut self, item: &Notification) {
+        debug_assert!(!self.readers, "Outbox::index on a readers' copy, which keeps no orders");
+        match (item.status, item.finished_at) {
+            (Status::Pending, _) => {
+                self.give_up.insert((item.give_up_at, item.id));
             }
-        } else {
-            self.done.insert((item.finished_at.unwrap_or(item.created_at), item.id));
+            (_, finished) => {
+                self.done.insert((finished.unwrap_or(item.created_at), item.id));
+            }
         }
-        self.items.insert(key, item);
-    }
-
-    /// Replaces the pending item `old` with `new` (a try reported, or its window over) in
-    /// the state's copy. When `new` is finished it joins the finished order, and if it was
-    /// the first pending item the next one is found: a walk forward over the items made
-    /// after it, each passed at most once in all (the first pending item only moves on).
-    pub(crate) fn replace(&mut self, old: &Notification, new: Arc<Notification>) {
-        debug_assert!(!self.readers && old.status == Status::Pending, "Outbox::replace of a pending item only");
-        let key = ItemKey::of(new.id);
-        let finished = new.status != Status::Pending;
-        if finished {
-            self.pending_count -= 1;
-            self.done.insert((new.finished_at.unwrap_or(new.created_at), new.id));
-        }
-        self.items.insert(key, new);
-        if finished && self.first_pending.is_some_and(|(first, _)| first == key) {
-            self.first_pending = self.first_pending_from(Bound::Excluded(key));
-        }
-    }
-
-    /// The first pending item from `from` on, and the end of its window.
-    fn first_pending_from(&self, from: Bound<ItemKey>) -> Option<(ItemKey, Timestamp)> {
-        self.items
-            .range((from, Bound::Unbounded))
-            .find(|(_, n)| n.status == Status::Pending)
-            .map(|(key, n)| (*key, n.give_up_at))
     }
 
     /// The items and devices as a checkpoint keeps them (rows of their own tables).
@@ -411,16 +379,11 @@ impl Outbox {
         devices: imbl::OrdMap<UserId, Arc<Vec<Device>>>,
     ) {
         let seq = self.seq;
-        *self = Outbox { holders: holders_of(&devices), devices, seq, items, ..Outbox::default() };
-        for item in self.items.values() {
-            match item.status {
-                Status::Pending => self.pending_count += 1,
-                _ => {
-                    self.done.insert((item.finished_at.unwrap_or(item.created_at), item.id));
-                }
-            }
+        *self = Outbox { holders: holders_of(&devices), devices, seq, ..Outbox::default() };
+        for item in items.values() {
+            self.index(item);
         }
-        self.first_pending = self.first_pending_from(Bound::Unbounded);
+        self.items = items;
     }
 
     /// A copy for readers (the view): the same items and devices, without the orders, with
@@ -435,7 +398,7 @@ impl Outbox {
             holders: self.holders.clone(),
             items: self.items.clone(),
             seq: self.seq,
-            first_pending: None,
+            give_up: imbl::OrdSet::new(),
             done: imbl::OrdSet::new(),
             readers: true,
             pending_count: self.pending(),
@@ -503,37 +466,45 @@ impl Outbox {
         self.holders.get(&(platform, token.to_owned())).copied()
     }
 
-    /// The derived parts agree with the items — the count of pending items; in the state's
-    /// copy the first pending item and its window, and each finished item in `done` and
-    /// nothing else there; the readers' copy keeps no orders, and its oldest pending item
-    /// is the items' — and no user has more than [`MAX_DEVICES_PER_USER`] devices (nor an
-    /// empty list).
+    /// Takes `item` out of the pending order (it is about to change; the state's copy).
+    pub(crate) fn unindex_pending(&mut self, item: &Notification) {
+        if item.status == Status::Pending {
+            self.give_up.remove(&(item.give_up_at, item.id));
+        }
+    }
+
+    /// The orders agree with the items — in the state's copy each pending item has a
+    /// window and each finished one is in `done`, and nothing else is in either; the
+    /// readers' copy keeps no orders, and its pending count and oldest item are the
+    /// items' — and no user has more than [`MAX_DEVICES_PER_USER`] devices (nor an empty
+    /// list).
     pub(crate) fn check(&self) -> std::result::Result<(), String> {
         let pending = self.items.values().filter(|n| n.status == Status::Pending).count();
         let finished = self.items.len() - pending;
-        let first = self.items.iter().find(|(_, n)| n.status == Status::Pending);
-        if self.pending_count != pending {
-            return Err(format!("{pending} pending items, counted {}", self.pending_count));
-        }
         if self.readers {
-            let oldest = first.map(|(_, n)| n.created_at);
-            if self.oldest_pending_at != oldest || self.first_pending.is_some() || !self.done.is_empty() {
+            let oldest = self.items.values().filter(|n| n.status == Status::Pending).map(|n| n.give_up_at).min();
+            let oldest = oldest.map(|t| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000));
+            if (self.pending_count, self.oldest_pending_at) != (pending, oldest)
+                || !self.give_up.is_empty()
+                || !self.done.is_empty()
+            {
                 return Err(format!(
-                    "the readers' copy has the oldest pending item made at {:?}; the items say {oldest:?}",
-                    self.oldest_pending_at
+                    "the readers' copy counts {} pending, the oldest made at {:?}; the items say {pending}, {oldest:?}",
+                    self.pending_count, self.oldest_pending_at
                 ));
             }
-        } else if self.first_pending != first.map(|(k, n)| (*k, n.give_up_at)) || self.done.len() != finished {
+        } else if self.give_up.len() != pending || self.done.len() != finished {
             return Err(format!(
-                "{finished} finished items, the first pending {:?}; {} done, first pending kept {:?}",
-                first.map(|(k, _)| k),
-                self.done.len(),
-                self.first_pending
+                "{pending} pending and {finished} finished items; {} windows and {} done",
+                self.give_up.len(),
+                self.done.len()
             ));
         }
         for n in self.items.values() {
             let indexed = match n.status {
-                Status::Pending => n.finished_at.is_none(),
+                Status::Pending => {
+                    n.finished_at.is_none() && (self.readers || self.give_up.contains(&(n.give_up_at, n.id)))
+                }
                 _ => n.finished_at.is_some_and(|f| self.readers || self.done.contains(&(f, n.id))),
             };
             if !indexed {
@@ -579,40 +550,35 @@ impl Outbox {
         self.items.is_empty()
     }
 
-    /// Pending items.
+    /// Pending items (each has a window).
     pub fn pending(&self) -> usize {
-        self.pending_count
+        if self.readers { self.pending_count } else { self.give_up.len() }
     }
 
-    /// When the oldest pending item was made (the first of those pending in the order they
-    /// were made).
+    /// When the oldest pending item was made.
     pub fn oldest_pending(&self) -> Option<Timestamp> {
         if self.readers {
             return self.oldest_pending_at;
         }
-        // The window is the same length for every item.
-        self.first_pending.map(|(_, t)| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000))
+        // The window is the same length for every item: the first to give up is the oldest.
+        self.give_up.get_min().map(|(t, _)| t.plus_millis(-i64::from(GIVE_UP_S) * 1_000))
     }
 
-    /// The pending items in the order they were made: in the state's copy a walk from the
-    /// first pending item on, in the readers' (no orders) of every item in the hot state
-    /// (for a worker's start, not its passes).
+    /// The pending items: in the state's copy the first to give up first, O(p); in the
+    /// readers' (no orders) in the order they were made, found by a walk of every item in
+    /// the hot state (for a worker's start, not its passes).
     pub fn pending_items(&self) -> impl Iterator<Item = &Arc<Notification>> + '_ {
-        let from = if self.readers {
-            Some(Bound::Unbounded)
-        } else {
-            self.first_pending.map(|(first, _)| Bound::Included(first))
-        };
-        from.into_iter()
-            .flat_map(move |from| self.items.range((from, Bound::Unbounded)).map(|(_, n)| n))
-            .filter(|n| n.status == Status::Pending)
+        let by_window =
+            (!self.readers).then(|| self.give_up.iter().filter_map(|(_, id)| self.items.get(&ItemKey::of(*id))));
+        let by_walk = self.readers.then(|| self.items.values().filter(|n| n.status == Status::Pending));
+        by_window.into_iter().flatten().chain(by_walk.into_iter().flatten())
     }
 
-    /// The first pending item and the end of its window, the first to end (a deadline of
-    /// the writer's `Tick`; the state's copy's).
-    pub(crate) fn first_pending(&self) -> Option<(ItemKey, Timestamp)> {
-        debug_assert!(!self.readers, "Outbox::first_pending on a readers' copy, which keeps no windows");
-        self.first_pending
+    /// The end of the first pending item's window (a deadline of the writer's `Tick`; the
+    /// state's copy's).
+    pub(crate) fn next_give_up(&self) -> Option<Timestamp> {
+        debug_assert!(!self.readers, "Outbox::next_give_up on a readers' copy, which keeps no windows");
+        self.give_up.get_min().map(|(t, _)| *t)
     }
 
     /// Items newest first, made strictly before `before` (a cursor: the last item of the

@@ -168,8 +168,10 @@ impl State {
         if item.status != Status::Pending {
             item.finished_at = Some(now);
         }
+        self.outbox.unindex_pending(&old);
+        self.outbox.index(&item);
         let item = Arc::new(item);
-        self.outbox.replace(&old, Arc::clone(&item));
+        self.outbox.items.insert(ItemKey::of(id), Arc::clone(&item));
         if let Some((user, device)) = dead_device {
             let list = self.outbox.devices_of(user).iter().filter(|d| d.id != device).cloned().collect();
             self.set_devices(user, list, fx);
@@ -181,23 +183,24 @@ impl State {
     /// The outbox's part of a `Tick`: pending items whose window is over fail; finished
     /// items [`KEPT_S`] old leave.
     pub(super) fn outbox_tick(&mut self, now: Timestamp, fx: &mut Effects) {
-        while let Some((key, at)) = self.outbox.first_pending() {
+        while let Some(&(at, id)) = self.outbox.give_up.get_min() {
             if at > now {
                 break;
             }
-            let Some(old) = self.outbox.items.get(&key).cloned() else {
-                debug_assert!(false, "the first pending item {key:?} is not in the outbox");
-                break;
+            let Some(old) = self.outbox.items.get(&ItemKey::of(id)).cloned() else {
+                self.outbox.give_up.remove_min();
+                continue;
             };
-            let id = old.id;
             let mut item = Notification::clone(&old);
             item.status = Status::Failed;
             item.finished_at = Some(now);
             if item.last_error.is_none() {
                 item.last_error = Some("not delivered within 24 hours".into());
             }
+            self.outbox.unindex_pending(&old);
+            self.outbox.index(&item);
             let item = Arc::new(item);
-            self.outbox.replace(&old, Arc::clone(&item));
+            self.outbox.items.insert(ItemKey::of(id), Arc::clone(&item));
             fx.notifications.push((id, Some(item)));
         }
         while let Some(&(at, id)) = self.outbox.done.get_min() {
@@ -212,7 +215,7 @@ impl State {
 
     /// When the outbox next needs a `Tick` (the first pending item's window ends).
     pub(super) fn outbox_deadline(&self) -> Option<Timestamp> {
-        self.outbox.first_pending().map(|(_, at)| at)
+        self.outbox.next_give_up()
     }
 
     /// Makes the outbox items `command` (by `actor`, just applied at `now`) causes,
@@ -472,8 +475,9 @@ impl State {
             give_up_at: now.plus_secs(GIVE_UP_S),
             finished_at: None,
         };
+        self.outbox.index(&item);
         let item = Arc::new(item);
-        self.outbox.add(key, Arc::clone(&item));
+        self.outbox.items.insert(key, Arc::clone(&item));
         fx.notifications.push((id, Some(item)));
     }
 }

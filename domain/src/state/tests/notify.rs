@@ -311,12 +311,14 @@ fn items_fail_when_their_window_ends_and_finished_items_leave_after_seven_days()
     w.finish();
 }
 
-/// Windows are all as long, so the state keeps no order of them: `Tick` fails pending
-/// items in the order they were made. After the clock steps back, an item made later can
-/// have the earlier window; it then fails with the one before it, late by the step, and
-/// never before its own window.
+/// Pending items fail in the order their windows end, not the order they were made: after
+/// the clock steps back, an item made later has the earlier window and fails first, and
+/// the one before it fails at its own window, neither early nor late. (Failing them in the
+/// order they were made would save the writer the order of windows, an insert per item
+/// made, but the first pending item found by a walk when it finishes can be a day of
+/// finished items behind: BENCHMARKS.md "The notification outbox", round four.)
 #[test]
-fn after_the_clock_steps_back_a_later_item_gives_up_with_the_one_before_it() {
+fn items_fail_in_the_order_their_windows_end_even_after_the_clock_steps_back() {
     let mut w = World::new(rules());
     let (rider, d) = (w.rider(), w.driver(0.5));
     register(&mut w, rider, "phone").unwrap();
@@ -326,18 +328,15 @@ fn after_the_clock_steps_back_a_later_item_gives_up_with_the_one_before_it() {
     w.now = w.now.plus_millis(-3_600_000);
     w.run(Actor::User(d), Command::DriverArrived { trip_id: t }).unwrap();
     let arrived = of_kind(&w, Kind::DriverArrived)[0].id;
-    let window = |w: &World, id| w.state.outbox().item(id).unwrap().give_up_at;
-    assert!(window(&w, arrived) < window(&w, accepted));
-    w.advance(i64::from(GIVE_UP_S) + 1);
-    assert!(w.now > window(&w, arrived));
-    for id in [accepted, arrived] {
-        assert_eq!(w.state.outbox().item(id).unwrap().status, Status::Pending, "{id} failed early");
-    }
-    w.advance(3_600);
-    for id in [accepted, arrived] {
-        let item = w.state.outbox().item(id).unwrap();
-        assert_eq!((item.status, item.finished_at), (Status::Failed, Some(w.now)));
-    }
+    let item = |w: &World, id| w.state.outbox().item(id).unwrap().clone();
+    assert_eq!(item(&w, arrived).give_up_at, item(&w, accepted).give_up_at.plus_millis(-3_600_000));
+    w.advance(i64::from(GIVE_UP_S));
+    assert_eq!((item(&w, arrived).status, item(&w, arrived).finished_at), (Status::Failed, Some(w.now)));
+    assert_eq!(item(&w, accepted).status, Status::Pending, "failed before its window ended");
+    w.advance(3_599);
+    assert_eq!(item(&w, accepted).status, Status::Pending, "failed before its window ended");
+    w.advance(1);
+    assert_eq!((item(&w, accepted).status, item(&w, accepted).finished_at), (Status::Failed, Some(w.now)));
     assert_eq!(w.state.outbox().pending(), 0);
     w.finish();
 }
