@@ -129,6 +129,7 @@ pub struct Nearby {
 }
 
 /// A driver in its column.
+///
 /// [`IndexedDriver`]'s fields side by side with the point, not nested: 48 bytes, where the
 /// nested struct's padding made 56. A search waits on memory more than it computes, so a
 /// column's drivers in fewer cache lines is what makes it faster (BENCHMARKS.md, "Nearest

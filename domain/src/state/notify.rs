@@ -368,14 +368,18 @@ impl State {
         if let Some(driver) = trip.driver_id.and_then(|d| self.users.get(&d)) {
             params.name = Some(driver.name.clone());
             if let Some(v) = &driver.vehicle {
-                let mut vehicle = String::new();
+                // The words joined by spaces, as `join` would, without a `Vec` of them.
+                let mut vehicle: Option<String> = None;
                 for word in [&v.color, &v.make, &v.model].into_iter().flatten() {
-                    if !vehicle.is_empty() {
-                        vehicle.push(' ');
+                    match &mut vehicle {
+                        Some(joined) => {
+                            joined.push(' ');
+                            joined.push_str(word);
+                        }
+                        None => vehicle = Some(word.clone()),
                     }
-                    vehicle.push_str(word);
                 }
-                params.vehicle = (!vehicle.is_empty()).then_some(vehicle);
+                params.vehicle = vehicle;
                 params.plate = Some(v.plate.clone());
             }
         }
