@@ -373,15 +373,19 @@ pub fn apply(state: &mut State, actor: Actor, command: &Command, now: Timestamp,
             let moves_only = fx.events[mark..].iter().all(|e| matches!(e, Event::DriverMoved { .. }));
             if (fx.events.len() > mark && !moves_only) || before.is_some() {
                 // The outbox items and webhook deliveries this command causes, from its
-                // events (cheap clones: `Arc`s).
-                let events = fx.events[mark..].to_vec();
+                // events, lent out of `fx` meanwhile rather than copied.
+                let all = std::mem::take(&mut fx.events);
+                let events = &all[mark..];
                 if !events.is_empty() {
-                    state.notify_effects(actor, command, &events, now, fx);
+                    state.notify_effects(actor, command, events, now, fx);
                 }
                 if let Some(before) = before {
                     let before = before.with_trips(trips_before.unwrap_or_default());
-                    state.hook_effects(before, actor, command, &events, now, fx);
+                    state.hook_effects(before, actor, command, events, now, fx);
                 }
+                let announced = std::mem::replace(&mut fx.events, all);
+                debug_assert!(announced.is_empty(), "the outbox and the webhooks announce no events");
+                fx.events.extend(announced);
             }
         }
     }
