@@ -6,18 +6,15 @@
 //! directory, as the bench); each rider has `DEVICES` push devices. With `accept`, every
 //! driver accepts (pipelined, as a server does), making `DEVICES` `trip_accepted` items
 //! each; with `skip`, nothing more happens. The accepts' cost is the difference of the two
-//! runs' totals, divided by 2,000. With `one`, the drivers accept one at a time, each
-//! waited for (a batch each, as at a quiet hour: what a batch costs besides its
-//! commands is then paid by every accept):
+//! runs, divided by 2,000. With `one`, the drivers accept one at a time, each waited for (a
+//! batch each, as at a quiet hour: what a batch costs besides its commands is then paid by
+//! every accept).
 //!
-//! ```text
-//! cargo build --profile profiling --example accept_cost
-//! for d in 0 1; do for m in skip accept; do
-//!   DEVICES=$d valgrind --tool=callgrind --callgrind-out-file=cg.$d.$m \
-//!     target/profiling/examples/accept_cost $m
-//! done; done
-//! callgrind_annotate cg.1.accept | head -40   # where it goes
-//! ```
+//! `scripts/accept-cost.sh [accept|one] [runs]` runs it under callgrind with and without a
+//! device and prints an item's cost, counting only inside `state::apply` and
+//! `View::publish` (the writer thread's whole total also counts its waits for the next
+//! batch, which move with the run's timing). Where the cost goes:
+//! `callgrind_annotate` of one run's writer thread (the file ending `-03`).
 //!
 //! `HOOKS=n` adds n outbound webhook endpoints wanting every event: each accept then also
 //! makes n `trip.accepted` deliveries (and each booking n `trip.created`).
