@@ -24,7 +24,6 @@
 //! to its recipient when the parcel is booked (in the recipient's language when the phone
 //! is a rider's, else the sender's).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
@@ -235,9 +234,16 @@ impl State {
         {
             inner = command;
         }
-        let by_rider =
-            matches!(actor, Actor::User(u) if self.users.get(&u).is_some_and(|u| u.role == crate::user::Role::Rider));
-        let mut seen: BTreeSet<(TripId, Kind)> = BTreeSet::new();
+        // A notice is made once per trip and kind, at the first event that makes it: the
+        // items this command made so far say which were (a few at most, looked through
+        // rather than kept in a set: a command that notifies nobody allocates nothing).
+        let mark = fx.notifications.len();
+        let made = |fx: &Effects, trip: TripId, kind: Kind| {
+            fx.notifications[mark..]
+                .iter()
+                .filter_map(|(_, item)| item.as_deref())
+                .any(|n| n.kind == kind && n.params.trip_id == Some(trip))
+        };
         for event in events {
             match event {
                 Event::TripOffered { trip, driver_id, distance_to_pickup_m, .. } => {
@@ -253,7 +259,7 @@ impl State {
                 }
                 Event::NoDriversNearby { trip_id, rider_id } => {
                     if let Some(devices) = self.devices_for(*rider_id)
-                        && seen.insert((*trip_id, Kind::NoDriversNearby))
+                        && !made(fx, *trip_id, Kind::NoDriversNearby)
                     {
                         let params = match self.trips.get(trip_id) {
                             Some(t) => self.trip_params(*rider_id, &Arc::clone(t)),
@@ -300,7 +306,7 @@ impl State {
                 }
                 Event::TripUpdated { trip } => {
                     if let (Command::CreateTrip(_), Some(parcel)) = (inner, &trip.parcel)
-                        && seen.insert((trip.id, Kind::DeliveryCode))
+                        && !made(fx, trip.id, Kind::DeliveryCode)
                     {
                         self.delivery_code_sms(trip, parcel, now, fx);
                     }
@@ -312,16 +318,16 @@ impl State {
                         (Command::CompleteTrip { .. } | Command::CompleteDelivery { .. }, TripStatus::Completed) => {
                             Kind::Receipt
                         }
-                        (Command::CancelTrip { trip_id, .. }, _) if *trip_id == trip.id && !by_rider => {
+                        // Not when the rider cancelled it (looked up only for a cancel).
+                        (Command::CancelTrip { trip_id, .. }, _) if *trip_id == trip.id && !self.is_rider(actor) => {
                             Kind::TripCancelled
                         }
                         (Command::Tick, TripStatus::Expired) if trip.ended_at == Some(now) => Kind::TripExpired,
                         _ => continue,
                     };
-                    if !seen.insert((trip.id, kind)) {
-                        continue;
+                    if !made(fx, trip.id, kind) {
+                        self.trip_notice(kind, trip, now, fx);
                     }
-                    self.trip_notice(kind, trip, now, fx);
                 }
                 Event::OfferWithdrawn { .. } | Event::DriverPresence { .. } | Event::DriverMoved { .. } => {}
                 Event::PayoutUpdated { .. } => {}
@@ -356,7 +362,13 @@ impl State {
         self.outbox.devices.get(&user).filter(|list| !list.is_empty()).cloned()
     }
 
-    /// A notice about `trip` to its rider.
+    /// Whether `actor` is a rider (a user whose role is).
+    fn is_rider(&self, actor: Actor) -> bool {
+        matches!(actor, Actor::User(u) if self.users.get(&u).is_some_and(|u| u.role == crate::user::Role::Rider))
+    }
+
+    /// A notice about `trip` to its rider (nothing when it reaches nobody: no device, and no
+    /// email for a receipt).
     fn trip_notice(&mut self, kind: Kind, trip: &Arc<Trip>, now: Timestamp, fx: &mut Effects) {
         let rider = trip.rider_id;
         let emailed = kind == Kind::Receipt && self.users.get(&rider).is_some_and(|u| u.email.is_some());

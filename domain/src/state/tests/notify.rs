@@ -133,6 +133,29 @@ fn a_trip_notifies_its_rider_at_each_step_per_device_and_a_rider_without_device_
 }
 
 #[test]
+fn a_notice_is_made_once_per_trip_and_kind_however_often_a_command_updates_the_trip() {
+    // A command may announce one trip twice (an expiry that also voids the card's hold);
+    // its rider hears once. Driven directly: no command of this world's rules does it.
+    let mut w = World::new(rules());
+    let rider = w.rider();
+    register(&mut w, rider, "phone").unwrap();
+    register(&mut w, rider, "tablet").unwrap();
+    let d = w.driver(0.5);
+    let trip = w.trip(rider);
+    w.accept(d, trip).unwrap();
+    let before = items(&w).len();
+    let updated = Event::TripUpdated { trip: w.get(trip) };
+    let accept = Command::AcceptTrip { trip_id: trip };
+    let mut fx = Effects::default();
+    // Items already in the effects, made by an earlier command of the batch, do not count.
+    fx.notifications.extend(of_kind(&w, Kind::TripAccepted).into_iter().map(|n| (n.id, Some(n))));
+    let earlier = fx.notifications.len();
+    w.state.notify_effects(Actor::User(d), &accept, &[updated.clone(), updated], w.now, &mut fx);
+    assert_eq!(fx.notifications.len() - earlier, 2, "one per device, not one per event: {:?}", fx.notifications);
+    assert_eq!(items(&w).len(), before + 2);
+}
+
+#[test]
 fn offers_go_by_push_only_to_drivers_without_a_socket() {
     let mut w = World::new(DispatchRules { offers_per_round: 2, ..rules() });
     let near = w.driver(0.3);
