@@ -70,8 +70,9 @@ impl TripRef {
     }
 }
 
-impl fmt::Display for TripRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl TripRef {
+    /// The reference as it is written, `ABC-123`: ASCII bytes of the alphabet and a dash.
+    fn bytes(self) -> [u8; LEN + 1] {
         let mut out = [0u8; LEN + 1];
         let mut v = self.0;
         for i in (0..LEN).rev() {
@@ -80,6 +81,20 @@ impl fmt::Display for TripRef {
             v >>= 5;
         }
         out[3] = b'-';
+        out
+    }
+
+    /// The reference as it is written, in a `String` of its exact length: what
+    /// `to_string` gives, without the formatting machinery (a notification's inputs
+    /// take one on the writer's thread).
+    pub fn text(self) -> String {
+        self.bytes().iter().map(|&b| char::from(b)).collect()
+    }
+}
+
+impl fmt::Display for TripRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let out = self.bytes();
         // Every byte is ASCII from the alphabet or the dash.
         f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
@@ -154,6 +169,7 @@ mod tests {
         fn every_reference_round_trips_and_uses_no_look_alike(bits in any::<u64>()) {
             let r = TripRef::from_random(bits);
             let s = r.to_string();
+            prop_assert_eq!(&r.text(), &s);
             prop_assert_eq!(s.len(), 7);
             prop_assert!(!s.contains(['I', 'L', 'O', 'U']));
             prop_assert_eq!(TripRef::parse(&s), Some(r));

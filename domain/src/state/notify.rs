@@ -296,7 +296,7 @@ impl State {
                         let params = Params {
                             language: "en".into(),
                             trip_id: Some(alert.trip_id),
-                            reference: self.trips.get(&alert.trip_id).map(|t| t.reference.to_string()),
+                            reference: self.trips.get(&alert.trip_id).map(|t| t.reference.text()),
                             name: self.users.get(&alert.raised_by).map(|u| u.name.clone()),
                             text: alert.note.clone(),
                             ..Params::default()
@@ -347,7 +347,7 @@ impl State {
         let params = Params {
             language,
             trip_id: Some(trip.id),
-            reference: Some(trip.reference.to_string()),
+            reference: Some(trip.reference.text()),
             text: Some(code.to_string()),
             ..Params::default()
         };
@@ -410,7 +410,7 @@ impl State {
 
     /// The inputs every notice about `trip` to `user` has.
     fn trip_params(&self, user: UserId, trip: &Trip) -> Params {
-        Params { trip_id: Some(trip.id), reference: Some(trip.reference.to_string()), ..self.params_for(user) }
+        Params { trip_id: Some(trip.id), reference: Some(trip.reference.text()), ..self.params_for(user) }
     }
 
     pub(super) fn params_for(&self, user: UserId) -> Params {
