@@ -5,7 +5,8 @@
 //! Guarantees: items are made only after a command succeeded (`apply` calls
 //! [`State::notify_effects`] with that command's events), from the command and its
 //! events alone, so a replay makes the same items with the same ids; a user with no
-//! device gets no push item, and without an email no email item; a report changes a
+//! device gets no push item, and without an email no email item; a command that announces
+//! a trip twice makes its notice once (per trip and kind); a report changes a
 //! pending item only, and only for its next attempt (a duplicate or stale report is
 //! refused and changes nothing); an item fails only on a permanent answer (`Rejected`,
 //! `InvalidToken`, which also removes the device) or once its 24-hour window is over;
