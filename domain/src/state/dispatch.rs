@@ -22,9 +22,8 @@
 //!   ([`State::supply_near`], up to `MAX_NEARBY_COUNTED`) into `Trip::nearby_drivers`; when
 //!   that count becomes 0 (from none yet, or from a positive count) the rider is told
 //!   (`Event::NoDriversNearby`): once per search while nobody is near, not on every empty
-//!   retry round. A greedy round's offers come from that same search (its drivers are the
-//!   ones the offers' filter narrows), with a search of their own only when the count was
-//!   cut short and the eligible lay past it: the answer either way.
+//!   retry round. The count ranks nobody: it is counted, not searched
+//!   (`DriverIndex::count_within`).
 
 use std::sync::Arc;
 
@@ -74,18 +73,14 @@ impl State {
         }
         let room = MAX_OFFERS_PER_TRIP.saturating_sub(trip.offers.len());
         let limit = usize::from(self.rules.offers_per_round).min(room);
-        // One search serves the round's count of drivers nearby and its offers: those
-        // eligible for the offers are among the drivers counted (a round's filter is the
-        // count's and more), nearest first in both.
-        let supply = self.supply_list(trip.pickup.point, &trip.category, now);
-        let mut ranked = self.best_eligible_in(trip, now, limit, Some(&supply));
+        let mut ranked = self.best_eligible(trip, now, limit);
         let slack_ds = u64::from(self.rules.batch_round_slack_s) * 10;
         if self.matching_in(trip.zone_id) == MatchingMode::Batched && slack_ds > 0 {
             let best = ranked.iter().map(|&(_, _, cost)| cost).min().unwrap_or(0);
             ranked.retain(|&(_, _, cost)| cost <= best.saturating_add(slack_ds));
         }
         let chosen: Vec<(UserId, u32)> = ranked.into_iter().map(|(id, distance_m, _)| (id, distance_m)).collect();
-        self.record_nearby(trip_id, nearby_count(&supply), fx)?;
+        self.note_nearby(trip_id, now, fx)?;
         if chosen.is_empty() && pending {
             return Ok(());
         }
@@ -104,14 +99,7 @@ impl State {
     /// tells the rider when that count becomes 0 (what every round records).
     pub(super) fn note_nearby(&mut self, trip_id: TripId, now: Timestamp, fx: &mut Effects) -> Result<()> {
         let trip = self.trip_ref(trip_id)?;
-        let (nearby, _) = self.supply_near(trip.pickup.point, &trip.category, now);
-        self.record_nearby(trip_id, nearby, fx)
-    }
-
-    /// Records `nearby` (a count of [`State::supply_near`]) as the trip's
-    /// `nearby_drivers`, telling the rider when it becomes 0.
-    fn record_nearby(&mut self, trip_id: TripId, nearby: u32, fx: &mut Effects) -> Result<()> {
-        let trip = self.trip_ref(trip_id)?;
+        let nearby = self.nearby_count(trip.pickup.point, &trip.category, now);
         if trip.nearby_drivers != Some(nearby) {
             let rider_id = trip.rider_id;
             self.trip_mut(trip_id, fx)?.nearby_drivers = Some(nearby);
@@ -174,18 +162,6 @@ impl State {
     /// eligible (at most [`crate::matching::MAX_LEARNING_POOL`], at least `limit`), ranked
     /// by cost, then distance, then id.
     pub(super) fn best_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32, u64)> {
-        self.best_eligible_in(trip, now, limit, None)
-    }
-
-    /// [`State::best_eligible`], taking the eligible drivers from `supply` (the trip's
-    /// [`State::supply_list`] at `now`) where it holds enough of them.
-    fn best_eligible_in(
-        &self,
-        trip: &Trip,
-        now: Timestamp,
-        limit: usize,
-        supply: Option<&[Nearby]>,
-    ) -> Vec<(UserId, u32, u64)> {
         use crate::matching::{
             LEARNING_POOL_FACTOR, MAX_LEARNING_POOL, offer_cost, pickup_eta_at_ds, reported_speed_dmps,
         };
@@ -196,7 +172,7 @@ impl State {
             limit
         };
         let mut ranked: Vec<(UserId, u32, u64)> = self
-            .nearest_eligible(trip, now, pool, supply)
+            .nearest_eligible(trip, now, pool)
             .into_iter()
             .map(|(id, distance_m)| {
                 let cost = match self.drivers.get(&id) {
@@ -228,33 +204,12 @@ impl State {
     /// a position no older than `stale_location_s`, not disconnected from the socket), in
     /// the trip's category, within
     /// `search_radius_m`, with room for another offer, and never offered this trip.
-    ///
-    /// With `supply`, the trip's [`State::supply_list`] at `now` (every driver who could
-    /// drive it, nearest first in the same order, up to [`MAX_NEARBY_COUNTED`]), the answer
-    /// is taken from it when it can be: the eligible are among those, so the first `limit`
-    /// eligible of the list are the first overall when the list found them all or was not
-    /// cut short. Otherwise (a long list whose drivers mostly cannot take this trip) the
-    /// index is searched again.
-    pub(super) fn nearest_eligible(
-        &self,
-        trip: &Trip,
-        now: Timestamp,
-        limit: usize,
-        supply: Option<&[Nearby]>,
-    ) -> Vec<(UserId, u32)> {
-        let for_this_trip = |d: &Driver| d.pending_offers.len() < MAX_PENDING_OFFERS && trip.offer_to(d.id).is_none();
-        if let Some(supply) = supply {
-            let from_supply: Vec<(UserId, u32)> = supply
-                .iter()
-                .filter(|n| self.drivers.get(&n.driver.id).is_some_and(|d| for_this_trip(d)))
-                .take(limit)
-                .map(|n| (n.driver.id, n.distance_m.round() as u32))
-                .collect();
-            if from_supply.len() == limit || supply.len() < MAX_NEARBY_COUNTED as usize {
-                return from_supply;
-            }
-        }
-        let eligible = |d: &Driver| self.could_drive(d, &trip.category, now) && for_this_trip(d);
+    fn nearest_eligible(&self, trip: &Trip, now: Timestamp, limit: usize) -> Vec<(UserId, u32)> {
+        let eligible = |d: &Driver| {
+            self.could_drive(d, &trip.category, now)
+                && d.pending_offers.len() < MAX_PENDING_OFFERS
+                && trip.offer_to(d.id).is_none()
+        };
         let radius = f64::from(self.rules.search_radius_m);
         self.index
             .0
@@ -280,18 +235,24 @@ impl State {
     /// nearest (where, and how far by great circle). What a round records as the trip's
     /// `nearby_drivers`, and what an estimate shows.
     pub fn supply_near(&self, point: LatLng, category: &Category, now: Timestamp) -> (u32, Option<Nearby>) {
-        let near = self.supply_list(point, category, now);
-        (nearby_count(&near), near.into_iter().next())
+        let radius = f64::from(self.rules.search_radius_m);
+        let nearest = self
+            .index
+            .0
+            .nearest(point, radius, 1, |i| self.drivers.get(&i.id).is_some_and(|d| self.could_drive(d, category, now)));
+        (self.nearby_count(point, category, now), nearest.into_iter().next())
     }
 
-    /// The drivers [`State::supply_near`] counts, nearest first (ties by id), at most
-    /// [`MAX_NEARBY_COUNTED`].
-    pub(super) fn supply_list(&self, point: LatLng, category: &Category, now: Timestamp) -> Vec<Nearby> {
+    /// The count of [`State::supply_near`] alone, as every round records it: counted
+    /// without ranking anybody ([`DriverIndex::count_within`](crate::geo::DriverIndex::count_within)),
+    /// where the nearest `MAX_NEARBY_COUNTED` would each be ranked and measured.
+    fn nearby_count(&self, point: LatLng, category: &Category, now: Timestamp) -> u32 {
         let radius = f64::from(self.rules.search_radius_m);
-        let limit = MAX_NEARBY_COUNTED as usize;
-        self.index.0.nearest(point, radius, limit, |i| {
+        let cap = MAX_NEARBY_COUNTED as usize;
+        let count = self.index.0.count_within(point, radius, cap, |i| {
             self.drivers.get(&i.id).is_some_and(|d| self.could_drive(d, category, now))
-        })
+        });
+        u32::try_from(count).unwrap_or(MAX_NEARBY_COUNTED)
     }
 
     /// Withdraws every pending offer of the trip (it was taken, cancelled or expired).
@@ -465,10 +426,4 @@ impl State {
         self.trip_updated(trip_id, fx)?;
         Ok(())
     }
-}
-
-/// How many drivers a [`State::supply_list`] counts (it holds at most
-/// [`MAX_NEARBY_COUNTED`]).
-fn nearby_count(supply: &[Nearby]) -> u32 {
-    u32::try_from(supply.len()).unwrap_or(MAX_NEARBY_COUNTED)
 }

@@ -124,6 +124,89 @@ impl DriverIndex {
         found
     }
 
+    /// How many drivers for which `eligible` says yes are within `radius_m` metres of
+    /// great circle (haversine) of `center`, counted up to `cap` (the answer is the smaller
+    /// of the two): what [`DriverIndex::nearest`] with `cap` would return the length of,
+    /// without ranking anybody. The columns are walked as the search walks them, but each
+    /// driver is settled as its column is visited (no heap of candidates, no haversine for
+    /// a driver well inside the radius), and the walk stops at `cap`.
+    ///
+    /// `eligible` is called at most once per driver, only for drivers within the radius,
+    /// in no particular order, and only until `cap` are counted.
+    pub fn count_within(
+        &self,
+        center: LatLng,
+        radius_m: f64,
+        cap: usize,
+        eligible: impl FnMut(&IndexedDriver) -> bool,
+    ) -> usize {
+        self.count_within_budget(center, radius_m, cap, eligible, 2 * self.columns + 64)
+    }
+
+    /// [`DriverIndex::count_within`], walking at most `budget` grid columns before it scans
+    /// the occupied columns instead (tests force either path with it).
+    pub(super) fn count_within_budget(
+        &self,
+        center: LatLng,
+        radius_m: f64,
+        cap: usize,
+        eligible: impl FnMut(&IndexedDriver) -> bool,
+        budget: usize,
+    ) -> usize {
+        let Some(chord) = chord_of(radius_m) else {
+            return 0;
+        };
+        if cap == 0 || self.is_empty() {
+            return 0;
+        }
+        let point = unit_vector(center);
+        let q = point.map(f64::from);
+        let cube = cube_of(point);
+        let bound_2 = (chord + CHORD_SLACK).powi(2);
+        let mut count = Count {
+            radius_m,
+            q,
+            bound_2,
+            inside_2: (chord - CHORD_SLACK).max(0.0).powi(2),
+            from: HaversineFrom::new(center),
+            eligible,
+            cap,
+            counted: 0,
+            last_tile: None,
+        };
+        let mut faces: [Option<FaceWalk>; 6] = [None; 6];
+        for (face, walk) in faces.iter_mut().enumerate() {
+            let gap = face_gap(q, face);
+            if gap * gap <= bound_2 {
+                let (_, a, b) = axes_of(face);
+                *walk = Some(FaceWalk { face, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
+            }
+        }
+        let mut columns: BinaryHeap<Column> = BinaryHeap::with_capacity(64);
+        let mut walked = 0usize;
+        // Every column within the bound, each once: the rings of each face until their edge
+        // is beyond the bound (or the budget is spent, and then the scan of the rest).
+        while count.counted < cap {
+            let mut over_budget = false;
+            for walk in faces.iter_mut().flatten() {
+                if !walk.extend(q, &mut columns, &mut walked, budget, bound_2) {
+                    over_budget = true;
+                    break;
+                }
+            }
+            if over_budget {
+                while let Some(column) = columns.pop() {
+                    self.visit_column(&mut count, column.key);
+                }
+                self.scan_outside(&mut count, &faces);
+                break;
+            }
+            let Some(column) = columns.pop() else { break };
+            self.visit_column(&mut count, column.key);
+        }
+        count.counted.min(cap)
+    }
+
     /// Reads the drivers' points of the 3 × 3 columns round the centre on its own face
     /// (`walk`), the columns a search in a city visits first, before the walk does. The reads do not wait
     /// for each other, so their cache misses (the tiles, the columns' drivers) overlap where
@@ -146,15 +229,15 @@ impl DriverIndex {
     }
 
     /// Offers the drivers of the column `key`.
-    fn visit_column<'a>(&'a self, search: &mut Search<'a>, key: u64) {
-        for entry in self.column_via(&mut search.last_tile, key) {
+    fn visit_column<'a>(&'a self, search: &mut impl Visitor<'a>, key: u64) {
+        for entry in self.column_via(search.last_tile(), key) {
             search.offer(entry);
         }
     }
 
     /// Offers every driver whose column is outside the rings its face's walk took in (all
     /// of a face not walked), unless the column is beyond reach.
-    fn scan_outside<'a>(&'a self, search: &mut Search<'a>, faces: &[Option<FaceWalk>; 6]) {
+    fn scan_outside<'a>(&'a self, search: &mut impl Visitor<'a>, faces: &[Option<FaceWalk>; 6]) {
         let columns = self.tiles.iter().flat_map(|(&tile, t)| {
             t.columns.iter().enumerate().filter(|(_, c)| !c.is_empty()).map(move |(slot, c)| (column_in(tile, slot), c))
         });
@@ -167,7 +250,7 @@ impl DriverIndex {
                 continue;
             }
             let (_, a, b) = axes_of(face);
-            if column_gap_2(search.q, a, b, ia, ib) > search.reach_2 {
+            if column_gap_2(search.q(), a, b, ia, ib) > search.reach_2() {
                 continue;
             }
             for entry in cell {
@@ -337,6 +420,82 @@ impl Ord for Candidate<'_> {
     /// Reversed, so the heap's top is the nearest.
     fn cmp(&self, other: &Self) -> Ordering {
         other.chord_2.cmp(&self.chord_2)
+    }
+}
+
+/// What a walk of the columns hands their drivers to: a search ([`Search`]) or a count
+/// ([`Count`]).
+trait Visitor<'a> {
+    /// The centre, on the unit sphere.
+    fn q(&self) -> [f64; 3];
+    /// How far a driver may be and still matter (squared chord).
+    fn reach_2(&self) -> f64;
+    /// The tile the walk last looked up ([`DriverIndex::column_via`]).
+    fn last_tile(&mut self) -> &mut LastTile<'a>;
+    /// One driver of a visited column.
+    fn offer(&mut self, entry: &'a Entry);
+}
+
+impl<'a> Visitor<'a> for Search<'a> {
+    fn q(&self) -> [f64; 3] {
+        self.q
+    }
+
+    fn reach_2(&self) -> f64 {
+        self.reach_2
+    }
+
+    fn last_tile(&mut self) -> &mut LastTile<'a> {
+        &mut self.last_tile
+    }
+
+    fn offer(&mut self, entry: &'a Entry) {
+        Search::offer(self, entry);
+    }
+}
+
+/// One count's state ([`DriverIndex::count_within`]).
+struct Count<'a, F> {
+    radius_m: f64,
+    q: [f64; 3],
+    /// The radius's chord plus slack, squared: nobody farther is within the radius.
+    bound_2: f64,
+    /// The radius's chord less the slack, squared: anybody strictly nearer is within it
+    /// whatever the `f32` rounding, with no haversine to tell.
+    inside_2: f64,
+    from: HaversineFrom,
+    eligible: F,
+    cap: usize,
+    counted: usize,
+    last_tile: LastTile<'a>,
+}
+
+impl<'a, F: FnMut(&IndexedDriver) -> bool> Visitor<'a> for Count<'a, F> {
+    fn q(&self) -> [f64; 3] {
+        self.q
+    }
+
+    fn reach_2(&self) -> f64 {
+        self.bound_2
+    }
+
+    fn last_tile(&mut self) -> &mut LastTile<'a> {
+        &mut self.last_tile
+    }
+
+    fn offer(&mut self, entry: &'a Entry) {
+        if self.counted >= self.cap {
+            return;
+        }
+        let chord_2 = chord_2(self.q, entry.point);
+        if chord_2 > self.bound_2 {
+            return;
+        }
+        let driver = entry.driver();
+        let within = chord_2 < self.inside_2 || self.from.to(driver.position) <= self.radius_m;
+        if within && (self.eligible)(&driver) {
+            self.counted += 1;
+        }
     }
 }
 

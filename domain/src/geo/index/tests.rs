@@ -213,6 +213,40 @@ proptest! {
         }
     }
 
+    /// A count equals the brute-force scan's length, capped, on the walk and on the scan;
+    /// `eligible` is asked at most once per driver, and only within the radius.
+    #[test]
+    fn a_count_equals_a_brute_force_scan_capped_and_asks_each_driver_once(
+        points in proptest::collection::vec((grid_position(), 0u16..3), 0..150),
+        center in grid_position(),
+        radius_m in prop_oneof![Just(0.0), 0.0..2_000.0f64, 0.0..10_000.0f64, Just(30_000_000.0)],
+        cap in 0usize..200,
+        modulus in 1u64..4,
+    ) {
+        let drivers = numbered(&points);
+        let index = DriverIndex::from_drivers(drivers.iter().copied());
+        let center = LatLng::new(center.0, center.1).unwrap();
+        let eligible = |d: &IndexedDriver| d.id.raw().is_multiple_of(modulus) && d.category != CategoryCode(2);
+        let want = brute_force(&drivers, center, radius_m, cap, eligible).len();
+        // The walk alone over the whole sphere would take 10⁹ columns: bounded radii only.
+        let budgets: &[usize] = if radius_m > 10_000.0 { &[0, 9, 40] } else { &[usize::MAX, 0, 9] };
+        for &budget in budgets {
+            let mut asked: Vec<(UserId, f64)> = Vec::new();
+            let got = index.count_within_budget(center, radius_m, cap, |d| {
+                asked.push((d.id, haversine_m(center, d.position)));
+                eligible(d)
+            }, budget);
+            prop_assert_eq!(got, want, "budget {}", budget);
+            prop_assert!(asked.iter().all(|a| a.1 <= radius_m), "asked beyond the radius");
+            let mut ids: Vec<UserId> = asked.iter().map(|a| a.0).collect();
+            ids.sort();
+            ids.dedup();
+            prop_assert_eq!(ids.len(), asked.len(), "a driver was asked twice");
+            let yes = asked.iter().filter(|a| drivers.iter().any(|d| d.id == a.0 && eligible(d))).count();
+            prop_assert_eq!(yes, got, "asked on after the cap");
+        }
+    }
+
     /// `eligible` is asked about each driver at most once, nearest first (by chord, up to
     /// the `f32` slack), and only within the radius.
     #[test]

@@ -573,51 +573,25 @@ fn pickup_code_brute_force_locks_the_start_until_staff_unlock_it() {
 }
 
 #[test]
-fn a_round_takes_its_offers_from_its_nearby_count_or_searches_again_when_the_count_was_cut_short() {
-    use crate::driver::MAX_PENDING_OFFERS;
+fn a_round_counts_the_drivers_who_could_drive_within_the_radius_up_to_the_cap() {
     use crate::trip::MAX_NEARBY_COUNTED;
     let mut w = World::new(rules());
     let rider = w.rider();
-    // More drivers who could drive than a count holds, and beyond them three more.
     let near: Vec<UserId> = (1..=MAX_NEARBY_COUNTED + 3).map(|i| w.driver(0.01 * f64::from(i))).collect();
-    let beyond: Vec<UserId> = (0..3).map(|i| w.driver(2.0 + 0.1 * f64::from(i))).collect();
-    let trip = w.trip(rider);
-    let t = w.get(trip);
-    let supply = |w: &World| w.state.supply_list(t.pickup.point, &t.category, w.now);
-    let both = |w: &World, supply: &[crate::geo::Nearby]| {
-        (w.state.nearest_eligible(&t, w.now, 2, Some(supply)), w.state.nearest_eligible(&t, w.now, 2, None))
-    };
+    let _outside_radius = w.driver(6.0);
+    let _comfort = w.driver_at(0.5, "comfort");
+    let first = w.trip(rider);
+    assert_eq!(w.get(first).nearby_drivers, Some(MAX_NEARBY_COUNTED), "counted up to the cap");
 
-    // Nobody busy: the count's list has the answer, the one a search of its own gives.
-    let list = supply(&w);
-    assert_eq!(list.len(), MAX_NEARBY_COUNTED as usize, "the count is cut short");
-    let (from_list, searched) = both(&w, &list);
-    assert_eq!(from_list, searched);
-    assert_eq!(from_list.iter().map(|(d, _)| *d).collect::<Vec<_>>(), near[2..4], "the two offered already skipped");
-
-    // Every driver the count holds has no room for another offer: the eligible are past
-    // the list, so the round searches again and finds them.
-    let busy: Vec<TripId> = (1..=MAX_PENDING_OFFERS as u64).filter_map(|i| TripId::from_raw(1_000_000 + i)).collect();
-    let mut kept = Vec::new();
-    for n in &list {
-        let driver = Arc::make_mut(w.state.drivers.get_mut(&n.driver.id).unwrap());
-        kept.push((n.driver.id, std::mem::replace(&mut driver.pending_offers, busy.clone())));
-    }
-    let (from_list, searched) = both(&w, &supply(&w));
-    assert_eq!(from_list, searched);
-    assert_eq!(from_list.iter().map(|(d, _)| *d).collect::<Vec<_>>(), near[MAX_NEARBY_COUNTED as usize..][..2]);
-    for (id, offers) in kept {
-        Arc::make_mut(w.state.drivers.get_mut(&id).unwrap()).pending_offers = offers;
-    }
-
-    // A list not cut short holds every driver who could: what it lacks, nobody has.
-    for d in &near {
+    // Seven left online: those holding the first trip's offers count (they could drive).
+    for d in &near[7..] {
         w.run(Actor::User(*d), Command::SetDriverStatus { online: false, location: None }).unwrap();
     }
-    let list = supply(&w);
-    assert_eq!(list.len(), 3);
-    let (from_list, searched) = both(&w, &list);
-    assert_eq!(from_list, searched);
-    assert_eq!(from_list.iter().map(|(d, _)| *d).collect::<Vec<_>>(), beyond[..2]);
+    let second = w.trip(rider);
+    assert_eq!(w.get(second).nearby_drivers, Some(7));
+    let t = w.get(second);
+    let (count, nearest) = w.state.supply_near(t.pickup.point, &t.category, w.now);
+    assert_eq!(count, 7);
+    assert_eq!(nearest.map(|n| n.driver.id), Some(near[0]));
     w.finish();
 }
