@@ -1,6 +1,7 @@
 //! The drivers' index's search: [`DriverIndex::nearest`], the read-ahead of the columns
 //! round the centre, the walk of the faces' columns nearest first, the heaps it keeps and the
-//! settling of candidates; the module documentation of `geo::index` says how it works and
+//! settling of candidates; and the count that walks the same columns without ranking
+//! ([`DriverIndex::count_within`]); the module documentation of `geo::index` says how it works and
 //! what it guarantees. It owns no data: everything it reads is the index's.
 
 use std::cmp::Ordering;
