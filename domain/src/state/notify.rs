@@ -262,9 +262,10 @@ impl State {
                     if let Some(devices) = self.devices_for(*rider_id)
                         && !made(fx, *trip_id, Kind::NoDriversNearby)
                     {
+                        // The trip is always named (the check above finds the item by it).
                         let params = match self.trips.get(trip_id) {
                             Some(t) => self.trip_params(*rider_id, &Arc::clone(t)),
-                            None => self.params_for(*rider_id),
+                            None => Params { trip_id: Some(*trip_id), ..self.params_for(*rider_id) },
                         };
                         self.push_to(*rider_id, &devices, Kind::NoDriversNearby, params, now, fx);
                     }
