@@ -67,14 +67,7 @@ impl DriverIndex {
         // The faces the radius reaches: the centre's, and near a seam or with a large
         // radius its neighbours. Each is walked in rings of columns round the centre's
         // indices on its axes; all their columns wait in one heap, nearest first.
-        let mut faces: [Option<FaceWalk>; 6] = [None; 6];
-        for (face, walk) in faces.iter_mut().enumerate() {
-            let gap = face_gap(q, face);
-            if gap * gap <= search.bound_2 {
-                let (_, a, b) = axes_of(face);
-                *walk = Some(FaceWalk { face, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
-            }
-        }
+        let mut faces = FaceWalk::within(q, cube, search.bound_2);
         // The centre's own face is always walked (its gap is 0).
         if let Some(centre) = &faces[face_of(point)] {
             self.read_ahead(centre);
@@ -175,14 +168,7 @@ impl DriverIndex {
             counted: 0,
             last_tile: None,
         };
-        let mut faces: [Option<FaceWalk>; 6] = [None; 6];
-        for (face, walk) in faces.iter_mut().enumerate() {
-            let gap = face_gap(q, face);
-            if gap * gap <= bound_2 {
-                let (_, a, b) = axes_of(face);
-                *walk = Some(FaceWalk { face, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
-            }
-        }
+        let mut faces = FaceWalk::within(q, cube, bound_2);
         let mut columns: BinaryHeap<Column> = BinaryHeap::with_capacity(64);
         let mut walked = 0usize;
         // Every column within the bound, each once: the rings of each face until their edge
@@ -285,6 +271,20 @@ struct FaceWalk {
 }
 
 impl FaceWalk {
+    /// The walks of the faces within `bound_2` (squared chord) of `q`, whose cube is
+    /// `cube`: each from the ring of the centre's indices on the face's axes.
+    fn within(q: [f64; 3], cube: [i32; 3], bound_2: f64) -> [Option<FaceWalk>; 6] {
+        let mut faces: [Option<FaceWalk>; 6] = [None; 6];
+        for (face, walk) in faces.iter_mut().enumerate() {
+            let gap = face_gap(q, face);
+            if gap * gap <= bound_2 {
+                let (_, a, b) = axes_of(face);
+                *walk = Some(FaceWalk { face, ca: cube[a], cb: cube[b], gap_2: gap * gap, ring: 0, unseen_2: 0.0 });
+            }
+        }
+        faces
+    }
+
     /// Takes in rings until nothing outside them is nearer than the nearest column waiting,
     /// or than `reach_2`. False when that would walk more than `budget` columns in all.
     fn extend(
