@@ -183,13 +183,13 @@ impl DriverIndex {
             }
             if over_budget {
                 while let Some(column) = columns.pop() {
-                    self.visit_column(&mut count, column.key);
+                    self.count_column(&mut count, column.key);
                 }
                 self.scan_outside(&mut count, &faces);
                 break;
             }
             let Some(column) = columns.pop() else { break };
-            self.visit_column(&mut count, column.key);
+            self.count_column(&mut count, column.key);
         }
         count.counted.min(cap)
     }
@@ -215,10 +215,19 @@ impl DriverIndex {
         std::hint::black_box(touched);
     }
 
-    /// Offers the drivers of the column `key`.
-    fn visit_column<'a>(&'a self, search: &mut impl Visitor<'a>, key: u64) {
-        for entry in self.column_via(search.last_tile(), key) {
+    /// Offers the drivers of the column `key` to a search. Not shared with the count
+    /// ([`DriverIndex::count_column`]): made generic, the search's loop came out ~800
+    /// instructions dearer (5 %: its `offer` no longer inlined the same way).
+    fn visit_column<'a>(&'a self, search: &mut Search<'a>, key: u64) {
+        for entry in self.column_via(&mut search.last_tile, key) {
             search.offer(entry);
+        }
+    }
+
+    /// Offers the drivers of the column `key` to a count.
+    fn count_column<'a>(&'a self, count: &mut impl Visitor<'a>, key: u64) {
+        for entry in self.column_via(count.last_tile(), key) {
+            count.offer(entry);
         }
     }
 
@@ -484,6 +493,7 @@ impl<'a, F: FnMut(&IndexedDriver) -> bool> Visitor<'a> for Count<'a, F> {
         &mut self.last_tile
     }
 
+    #[inline(always)]
     fn offer(&mut self, entry: &'a Entry) {
         if self.counted >= self.cap {
             return;
