@@ -52,7 +52,7 @@
 //!   drivers are found and no further one can be nearer.
 //! - [`DriverIndex::count_within`] returns the length that answer would have with `limit`
 //!   the count's cap, without ranking: the same columns walked, each driver settled as its
-//!   column is visited (a round counts up to 100 drivers nearby; ranking them cost 2.5 times
+//!   column is visited (a round counts up to 100 drivers nearby; ranking them cost 2.4 times
 //!   what counting does, BENCHMARKS.md "A round's count of drivers nearby").
 //! - `f32` rounding of the stored vectors moves chord lengths by under 5·10⁻⁷ (about 3 m on the
 //!   Earth); the search keeps going [`CHORD_SLACK`] beyond each bound, and ranks and cuts by the
