@@ -225,8 +225,8 @@ impl DriverIndex {
     }
 
     /// Offers the drivers of the column `key` to a count.
-    fn count_column<'a>(&'a self, count: &mut impl Visitor<'a>, key: u64) {
-        for entry in self.column_via(count.last_tile(), key) {
+    fn count_column<'a, F: FnMut(&IndexedDriver) -> bool>(&'a self, count: &mut Count<'a, F>, key: u64) {
+        for entry in self.column_via(&mut count.last_tile, key) {
             count.offer(entry);
         }
     }
@@ -433,15 +433,13 @@ impl Ord for Candidate<'_> {
     }
 }
 
-/// What a walk of the columns hands their drivers to: a search ([`Search`]) or a count
-/// ([`Count`]).
+/// What the scan of the columns outside the rings ([`DriverIndex::scan_outside`]) hands
+/// their drivers to: a search ([`Search`]) or a count ([`Count`]).
 trait Visitor<'a> {
     /// The centre, on the unit sphere.
     fn q(&self) -> [f64; 3];
     /// How far a driver may be and still matter (squared chord).
     fn reach_2(&self) -> f64;
-    /// The tile the walk last looked up ([`DriverIndex::column_via`]).
-    fn last_tile(&mut self) -> &mut LastTile<'a>;
     /// One driver of a visited column.
     fn offer(&mut self, entry: &'a Entry);
 }
@@ -453,10 +451,6 @@ impl<'a> Visitor<'a> for Search<'a> {
 
     fn reach_2(&self) -> f64 {
         self.reach_2
-    }
-
-    fn last_tile(&mut self) -> &mut LastTile<'a> {
-        &mut self.last_tile
     }
 
     fn offer(&mut self, entry: &'a Entry) {
@@ -487,10 +481,6 @@ impl<'a, F: FnMut(&IndexedDriver) -> bool> Visitor<'a> for Count<'a, F> {
 
     fn reach_2(&self) -> f64 {
         self.bound_2
-    }
-
-    fn last_tile(&mut self) -> &mut LastTile<'a> {
-        &mut self.last_tile
     }
 
     #[inline(always)]
