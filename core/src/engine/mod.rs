@@ -489,7 +489,7 @@ impl Engine {
     /// For each of `categories`, the drivers who could be offered a trip of it from `point`
     /// at `now` (the filter of a dispatch round, within `search_radius_m`): how many (counted
     /// up to [`crate::trip::MAX_NEARBY_COUNTED`]) and the nearest (`State::supply_near`). A
-    /// query of the writer's R-tree, answered right after a commit; `reply` is called on the
+    /// query of the writer's drivers' index, answered right after a commit; `reply` is called on the
     /// writer thread (keep it short). `Overloaded` at once if the queue is full.
     pub fn supply_near_with(
         &self,
