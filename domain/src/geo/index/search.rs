@@ -77,13 +77,8 @@ impl DriverIndex {
         loop {
             // Each face's rings are added until nothing outside them is nearer than the
             // nearest column waiting (or than anything that can still matter).
-            let mut over_budget = false;
-            for walk in faces.iter_mut().flatten() {
-                if !walk.extend(q, &mut columns, &mut walked, budget, search.reach_2) {
-                    over_budget = true;
-                    break;
-                }
-            }
+            let over_budget =
+                !faces.iter_mut().flatten().all(|w| w.extend(q, &mut columns, &mut walked, budget, search.reach_2));
             if over_budget {
                 // Finish the columns taken in, then scan every column outside the rings.
                 while let Some(column) = columns.pop() {
@@ -174,13 +169,8 @@ impl DriverIndex {
         // Every column within the bound, each once: the rings of each face until their edge
         // is beyond the bound (or the budget is spent, and then the scan of the rest).
         while count.counted < cap {
-            let mut over_budget = false;
-            for walk in faces.iter_mut().flatten() {
-                if !walk.extend(q, &mut columns, &mut walked, budget, bound_2) {
-                    over_budget = true;
-                    break;
-                }
-            }
+            let over_budget =
+                !faces.iter_mut().flatten().all(|w| w.extend(q, &mut columns, &mut walked, budget, bound_2));
             if over_budget {
                 while let Some(column) = columns.pop() {
                     self.count_column(&mut count, column.key);
